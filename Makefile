@@ -1,0 +1,66 @@
+# bootforge: `make test` sets itself up on a fresh machine (Debian packages,
+# a virtualenv with bootforge installed editable, the assembly stubs) and
+# runs the whole test suite, QEMU end-to-end tests included.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILD  := build
+
+# Everything the tests boot or compare against; all Debian packages.
+DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
+	seabios ovmf ipxe-qemu device-tree-compiler \
+	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
+	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64
+
+AS := as
+LD := ld
+
+.PHONY: all deps venv stubs test demo bench clean
+
+all: venv stubs
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else \
+		echo "deps: missing Debian packages; run:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y $$missing"; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The ROM init stub: 16-bit code with no header of its own (bootforge wraps it).
+$(BUILD)/stubs/hello-rom.elf: stubs/hello-rom.S stubs/rom.ld
+	@mkdir -p $(@D)
+	$(AS) --32 -o $(BUILD)/stubs/hello-rom.o $<
+	$(LD) -m elf_i386 -T stubs/rom.ld -o $@ $(BUILD)/stubs/hello-rom.o
+
+STUBS := $(BUILD)/stubs/hello-rom.elf
+
+stubs: $(STUBS)
+
+test: deps venv stubs
+	$(PY) -m pytest -q -ra tests
+
+demo: venv stubs
+	@mkdir -p $(BUILD)/demo
+	$(VENV)/bin/bootforge build recipes/hello-rom.toml -o $(BUILD)/demo/hello.rom
+	$(VENV)/bin/bootforge inspect $(BUILD)/demo/hello.rom
+	$(VENV)/bin/bootforge inspect /usr/lib/ipxe/qemu/efi-e1000.rom
+
+bench: venv stubs
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

@@ -1,0 +1,3 @@
+from bootforge.cli import main
+
+main()

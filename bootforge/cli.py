@@ -1,0 +1,84 @@
+"""The command line: a thin click group.
+
+Each subcommand lives in bootforge/commands/<name>.py and is imported only
+when it runs, so `bootforge inspect` never pays for what `bootforge load`
+needs. A BootforgeError becomes one line on stderr and exit status 2.
+"""
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from bootforge import __version__
+from bootforge.errors import BootforgeError
+
+# name -> "module:attribute" of a click command.
+COMMANDS = {
+    "inspect": "bootforge.commands.inspect:inspect_command",
+    "build": "bootforge.commands.build:build_command",
+    "patch": "bootforge.commands.patch:patch_command",
+    "compress": "bootforge.commands.compress:compress_command",
+    "decompress": "bootforge.commands.compress:decompress_command",
+    "memmap": "bootforge.commands.memmap:memmap_group",
+    "load": "bootforge.commands.load:load_command",
+}
+
+SHORT_HELP = {
+    "inspect": "Decode ROMs, kernels, DTBs, boot information and memory maps.",
+    "build": "Build an option ROM or a Multiboot kernel from a TOML recipe.",
+    "patch": "Change ids, indicator bits and checksums of an option ROM.",
+    "compress": "Compress with the UEFI (EFI/Tiano) compression format.",
+    "decompress": "Decompress the UEFI (EFI/Tiano) compression format.",
+    "memmap": "Convert, verify and draw memory maps.",
+    "load": "Simulate firmware and a boot loader placing a kernel and modules.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    @staticmethod
+    def _available(name):
+        module, _, _ = COMMANDS[name].partition(":")
+        return importlib.util.find_spec(module) is not None
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None or not self._available(name):
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BootforgeError as exc:
+            click.echo(f"bootforge: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bootforge")
+def cli():
+    """bootforge: build, inspect and simulate boot images."""
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="bootforge")
+    except KeyboardInterrupt:
+        click.echo("bootforge: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Content detection for `bootforge inspect`: which reader handles a file.
+
+Each row names a format, a test on the first bytes, and the reader
+("module:function") that returns a Report for (path, data). Readers are
+imported only when their format matches, so inspecting a ROM never loads
+the ELF or DTB code. Rows whose test is None have no magic: they are chosen
+only with --format.
+"""
+
+import importlib
+
+from bootforge.errors import FormatError
+
+FORMATS = [
+    ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
+]
+
+
+def format_names():
+    return [name for name, _, _ in FORMATS]
+
+
+def _reader(target):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def inspect_data(path, data, format_name=None):
+    """Return the Report for *data* read from *path*, detecting the format unless named."""
+    for name, sniff, target in FORMATS:
+        if format_name == name or (format_name is None and sniff is not None and sniff(data)):
+            return _reader(target)(path, data)
+    if format_name is not None:
+        raise FormatError(f"unknown format {format_name!r}", path=path)
+    raise FormatError(
+        f"not a format bootforge knows (first bytes {data[:8].hex(' ') or 'none: empty file'})",
+        path=path,
+        offset=0,
+    )
