@@ -1,0 +1,63 @@
+"""PE/COFF headers (Microsoft PE format specification): DOS stub pointer, COFF
+file header, optional header up to the subsystem fields.
+
+Enough for the facts firmware acts on (machine, subsystem, entry, image size)
+without paying for `import lief`; lief is used where a whole image is needed.
+"""
+
+from construct import (Bytes, Const, IfThenElse, Int8ul, Int16ul, Int32ul, Int64ul,
+                       Struct, this)
+
+DOS_SIGNATURE = b"MZ"
+PE_SIGNATURE = b"PE\0\0"
+PE32_MAGIC = 0x10B
+PE32PLUS_MAGIC = 0x20B
+E_LFANEW_OFFSET = 0x3C
+
+SUBSYSTEMS = {1: "native", 2: "windows gui", 3: "windows cui", 10: "EFI application",
+              11: "EFI boot service driver", 12: "EFI runtime driver", 13: "EFI ROM"}
+
+DosHeader = Struct(
+    "signature" / Const(DOS_SIGNATURE),          # 00 "MZ"
+    "stub" / Bytes(E_LFANEW_OFFSET - 2),          # 02 DOS header fields bootforge does not use
+    "e_lfanew" / Int32ul,                        # 3C file offset of "PE\0\0"
+)
+
+CoffFileHeader = Struct(
+    "signature" / Const(PE_SIGNATURE),           # 00
+    "machine" / Int16ul,                         # 04
+    "number_of_sections" / Int16ul,              # 06
+    "time_date_stamp" / Int32ul,                 # 08
+    "pointer_to_symbol_table" / Int32ul,         # 0C
+    "number_of_symbols" / Int32ul,               # 10
+    "size_of_optional_header" / Int16ul,         # 14
+    "characteristics" / Int16ul,                 # 16
+)
+COFF_HEADER_SIZE = 0x18
+
+# Optional header through DllCharacteristics; PE32 has BaseOfData and a
+# 32-bit ImageBase where PE32+ has a 64-bit ImageBase.
+OptionalHeader = Struct(
+    "magic" / Int16ul,                           # 00 0x10B PE32, 0x20B PE32+
+    "linker_version" / Bytes(2),                 # 02
+    "size_of_code" / Int32ul,                    # 04
+    "size_of_initialized_data" / Int32ul,        # 08
+    "size_of_uninitialized_data" / Int32ul,      # 0C
+    "address_of_entry_point" / Int32ul,          # 10 RVA
+    "base_of_code" / Int32ul,                    # 14
+    "image_base" / IfThenElse(this.magic == PE32PLUS_MAGIC, Int64ul,
+                              Struct("base_of_data" / Int32ul, "value" / Int32ul)),
+    "section_alignment" / Int32ul,
+    "file_alignment" / Int32ul,
+    "os_version" / Bytes(4),
+    "image_version" / Bytes(4),
+    "subsystem_version" / Bytes(4),
+    "win32_version_value" / Int32ul,
+    "size_of_image" / Int32ul,
+    "size_of_headers" / Int32ul,
+    "checksum" / Int32ul,
+    "subsystem" / Int16ul,
+    "dll_characteristics" / Int16ul,
+)
+# Bytes OptionalHeader reads for each magic.
+OPTIONAL_HEADER_PARSED = {PE32_MAGIC: 0x48, PE32PLUS_MAGIC: 0x48}
