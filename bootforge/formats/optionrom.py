@@ -1,0 +1,127 @@
+"""PCI expansion ROM layouts: legacy and EFI ROM headers, PCIR, $PnP, iPXE's headers.
+
+Sources: PCI Firmware Specification 3.0 (PCIR, device list), the PnP BIOS
+specification ($PnP expansion header), UEFI specification "PCI Option ROMs"
+(EFI ROM header), iPXE src/arch/x86/prefix/romprefix.S (UNDI ROM ID, iPXE
+header). All little-endian; offsets in comments are from the structure start.
+"""
+
+from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Struct, this, If, Int24ul
+
+ROM_SIGNATURE = b"\x55\xaa"
+EFI_ROM_SIGNATURE = 0x0EF1
+PCIR_SIGNATURE = b"PCIR"
+PNP_SIGNATURE = b"$PnP"
+UNDI_SIGNATURE = b"UNDI"
+IPXE_SIGNATURE = b"iPXE"
+BLOCK = 512
+LAST_IMAGE = 0x80  # PCIR indicator bit 7
+
+CODE_TYPES = {0x00: "x86", 0x01: "Open Firmware", 0x02: "HP PA-RISC", 0x03: "EFI"}
+EFI_SUBSYSTEMS = {10: "EFI application", 11: "EFI boot service driver", 12: "EFI runtime driver"}
+EFI_MACHINES = {0x014C: "IA32", 0x0200: "IA64", 0x0EBC: "EBC", 0x8664: "X64",
+                0x01C2: "ARM Thumb", 0xAA64: "AARCH64", 0x5032: "RISCV32", 0x5064: "RISCV64",
+                0x5128: "RISCV128", 0x6264: "LOONGARCH64"}
+
+# Legacy x86 image header (0x1C bytes). Bytes 3-5 hold the init entry
+# (a jump); 6-0x17 are free for the image (iPXE keeps its checksum byte at 6
+# and sub-header pointers at 0x10/0x14/0x16).
+LegacyRomHeader = Struct(
+    "signature" / Const(ROM_SIGNATURE),          # 00
+    "size_blocks" / Int8ul,                      # 02 image size in 512-byte blocks
+    "init_entry" / Bytes(3),                     # 03 jump to the init routine
+    "reserved" / Bytes(0x12),                    # 06
+    "pcir_offset" / Int16ul,                     # 18
+    "pnp_offset" / Int16ul,                      # 1A
+)
+
+# iPXE's pointers inside the legacy header's reserved area, from the image start.
+IpxeRomPointers = Struct(
+    "ipxe_header_offset" / Int16ul,              # 10 "iPXE" header
+    "reserved" / Int16ul,                        # 12
+    "bofm_offset" / Int16ul,                     # 14 IBM BOFM header
+    "undi_offset" / Int16ul,                     # 16 UNDI ROM ID
+)
+IPXE_POINTERS_OFFSET = 0x10
+
+# EFI image header (UEFI spec, "PCI Expansion ROM header for EFI", 0x1A bytes).
+EfiRomHeader = Struct(
+    "signature" / Const(ROM_SIGNATURE),          # 00
+    "initialization_size" / Int16ul,             # 02 in 512-byte blocks
+    "efi_signature" / Const(EFI_ROM_SIGNATURE, Int32ul),  # 04
+    "subsystem" / Int16ul,                       # 08 PE subsystem
+    "machine" / Int16ul,                         # 0A PE machine
+    "compression" / Int16ul,                     # 0C 0 none, 1 EFI compression
+    "reserved" / Bytes(8),                       # 0E
+    "efi_image_offset" / Int16ul,                # 16 from the image start
+    "pcir_offset" / Int16ul,                     # 18
+)
+EFI_HEADER_SIZE = 0x1A
+
+# PCI data structure. Revision 3 (PCI 3.0) gives meaning to the device list
+# pointer, the max runtime length and the two trailing words (length 0x1C).
+PciDataStructure = Struct(
+    "signature" / Const(PCIR_SIGNATURE),         # 00
+    "vendor_id" / Int16ul,                       # 04
+    "device_id" / Int16ul,                       # 06
+    "device_list_offset" / Int16ul,              # 08 from PCIR; reserved in 2.3
+    "length" / Int16ul,                          # 0A structure length in bytes
+    "revision" / Int8ul,                         # 0C 0 = PCI 2.3, 3 = PCI 3.0
+    "class_code" / Int24ul,                      # 0D prog-if, sub-class, base class
+    "image_length" / Int16ul,                    # 10 in 512-byte blocks
+    "code_revision" / Int16ul,                   # 12
+    "code_type" / Int8ul,                        # 14
+    "indicator" / Int8ul,                        # 15 bit 7: last image
+    "max_runtime_length" / Int16ul,              # 16 in 512-byte blocks; reserved in 2.3
+    "pci30" / If(this.length >= 0x1C, Struct(
+        "config_utility_offset" / Int16ul,       # 18
+        "dmtf_clp_offset" / Int16ul,             # 1A
+    )),
+)
+PCIR_LENGTH_23 = 0x18
+PCIR_LENGTH_30 = 0x1C
+
+# PnP expansion header (PnP BIOS spec 1.0a, 0x20 bytes).
+PnpExpansionHeader = Struct(
+    "signature" / Const(PNP_SIGNATURE),          # 00
+    "revision" / Int8ul,                         # 04
+    "length" / Int8ul,                           # 05 in 16-byte units
+    "next_offset" / Int16ul,                     # 06 next PnP header, 0 = none
+    "reserved" / Int8ul,                         # 08
+    "checksum" / Int8ul,                         # 09 sum of length*16 bytes is 0
+    "device_id" / Int32ul,                       # 0A
+    "manufacturer_offset" / Int16ul,             # 0E string pointer, 0 = none
+    "product_offset" / Int16ul,                  # 10 string pointer, 0 = none
+    "device_type" / Bytes(3),                    # 12 base, sub, interface
+    "device_indicators" / Int8ul,                # 15
+    "bcv" / Int16ul,                             # 16 boot connection vector
+    "bdv" / Int16ul,                             # 18 disconnect vector
+    "bev" / Int16ul,                             # 1A bootstrap entry vector
+    "reserved2" / Int16ul,                       # 1C
+    "static_resource_offset" / Int16ul,          # 1E
+)
+PNP_HEADER_SIZE = 0x20
+
+# iPXE UNDI ROM ID structure (0x16 bytes).
+UndiRomId = Struct(
+    "signature" / Const(UNDI_SIGNATURE),         # 00
+    "length" / Int8ul,                           # 04
+    "checksum" / Int8ul,                         # 05 sum of length bytes is 0
+    "revision" / Int8ul,                         # 06
+    "pxe_version" / Bytes(3),                    # 07 minor, major, ... as iPXE stores them
+    "loader_entry" / Int16ul,                    # 0A
+    "stack_size" / Int16ul,                      # 0C
+    "data_size" / Int16ul,                       # 0E
+    "code_size" / Int16ul,                       # 10
+    "bus_type" / Bytes(4),                       # 12 "PCIR"
+)
+
+# iPXE header (0x0C bytes).
+IpxeHeader = Struct(
+    "signature" / Const(IPXE_SIGNATURE),         # 00
+    "length" / Int8ul,                           # 04
+    "checksum" / Int8ul,                         # 05 sum of length bytes is 0
+    "shrunk_blocks" / Int8ul,                    # 06 size after init shrinks, x512
+    "reserved" / Int8ul,                         # 07
+    "build_id" / Int32ul,                        # 08
+)

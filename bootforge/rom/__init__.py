@@ -1,0 +1,1 @@
+"""PCI option ROM logic: reading chains, firmware verdicts, building, patching."""

@@ -1,0 +1,135 @@
+"""What real firmware does with each image of a ROM.
+
+SeaBIOS (src/optionroms.c, 1.16): for a PCI device it walks the chain to the
+first image whose PCIR vendor and device equal the device's and whose code
+type is 0 (x86); the PCI 3.0 device list is not consulted. That image is run
+only if it starts with 55 AA, its size byte is not 0 and the 8-bit sum of
+size x 512 bytes is 0 ("Found option rom with bad checksum"). Its init entry
+(offset 3) runs at POST when it has a $PnP header; then the BEV of each PnP
+header becomes a boot entry, else each BCV; a ROM without $PnP gets offset 3
+as a BCV.
+
+UEFI PciBusDxe (EDK2 PciOptionRomSupport.c, x64 firmware such as OVMF): the
+chain walk stops at a PCIR offset that is 0 or not 4-aligned; an image is
+loaded when its code type is 3, its EFI signature is 0x0EF1, its subsystem is
+a boot-service or runtime driver (applications are skipped), compression is 0
+or 1, initialization size <= image length, the EFI image offset lies inside
+the initialization size and the PE image's machine runs on the platform.
+"""
+
+from dataclasses import dataclass
+
+from bootforge.formats import optionrom as fmt
+
+X64_UEFI_MACHINES = {0x8664: "X64", 0x0EBC: "EBC"}  # OVMF X64 carries the EBC interpreter
+
+
+@dataclass(frozen=True)
+class Verdict:
+    yes: bool
+    reason: str
+    pci_ids: tuple = ()
+
+
+def code_type_name(code_type):
+    if code_type is None:
+        return "none (no PCIR)"
+    return fmt.CODE_TYPES.get(code_type, "iPXE .mrom payload" if code_type == 0xFF else "unknown")
+
+
+def seabios_verdicts(rom):
+    """One Verdict per image: would SeaBIOS run this image from a PCI device's ROM BAR?"""
+    verdicts = []
+    matched = {}
+    for image in rom.images:
+        pcir = image.pcir
+        if pcir is None:
+            verdicts.append(Verdict(False, "no PCI data structure: SeaBIOS does not run it from a PCI "
+                                    "device's ROM BAR (\"No valid pci signature found\"); only as a "
+                                    "VGA or fw_cfg ROM, with init at offset 3"))
+            continue
+        ids = f"{pcir.vendor_id:04x}:{pcir.device_id:04x}"
+        if pcir.code_type != 0:
+            verdicts.append(Verdict(False, f"code type {pcir.code_type:#x} ({code_type_name(pcir.code_type)}): "
+                                    f"SeaBIOS skips it (\"Didn't match dev/ven (got "
+                                    f"{pcir.device_id:04x}{pcir.vendor_id:04x}) or type (got {pcir.code_type})\")"))
+            continue
+        if ids in matched:
+            verdicts.append(Verdict(False, f"image {matched[ids]} matches {ids} first; SeaBIOS never "
+                                    "reaches this one"))
+            continue
+        matched[ids] = image.index
+        if not image.checksum_ok:
+            verdicts.append(Verdict(False, f"\"Found option rom with bad checksum: len={image.size} "
+                                    f"sum={image.checksum:x}\": SeaBIOS does not run it", (ids,)))
+            continue
+        reason = f"runs on a PCI device with ids {ids}"
+        if image.pnp:
+            vectors = []
+            for pnp in image.pnp:
+                if pnp.fields.bev:
+                    vectors.append(f"BEV {pnp.fields.bev:#06x}")
+                elif pnp.fields.bcv:
+                    vectors.append(f"BCV {pnp.fields.bcv:#06x}")
+            reason += "; init (offset 3) at POST ($PnP ROM)"
+            if vectors:
+                reason += "; boot entries: " + ", ".join(vectors)
+        else:
+            reason += "; no $PnP header, so no init at POST: offset 3 becomes a BCV"
+        if image.device_list and any(d != pcir.device_id for d in image.device_list):
+            extra = ", ".join(f"{d:04x}" for d in image.device_list if d != pcir.device_id)
+            reason += f"; the PCI 3.0 device list ({extra}) is ignored by SeaBIOS"
+        verdicts.append(Verdict(True, reason, (ids,)))
+    return verdicts
+
+
+def uefi_verdicts(rom):
+    """One Verdict per image: would x64 UEFI PciBusDxe load this image as a driver?"""
+    verdicts = []
+    walk_stopped = None
+    for image in rom.images:
+        if walk_stopped is not None:
+            verdicts.append(Verdict(False, walk_stopped))
+            continue
+        pcir_at = image.header.pcir_offset
+        if image.pcir is None or pcir_at == 0 or pcir_at & 3:
+            why = ("no PCI data structure" if image.pcir is None else
+                   f"PCIR offset {pcir_at:#x} is not 4-aligned")
+            verdicts.append(Verdict(False, f"{why}: PciBusDxe stops reading the ROM here"))
+            walk_stopped = f"PciBusDxe stopped at image {image.index} ({why})"
+            continue
+        verdicts.append(_uefi_image_verdict(image))
+    return verdicts
+
+
+def _uefi_image_verdict(image):
+    code_type = image.pcir.code_type
+    if code_type != 3:
+        return Verdict(False, f"code type {code_type:#x} ({code_type_name(code_type)}): PciBusDxe loads "
+                       "only code type 3 (EFI) images")
+    if not image.is_efi:
+        return Verdict(False, "code type 3 but no EFI signature 0x0EF1 at offset 4")
+    h = image.header
+    subsystem = fmt.EFI_SUBSYSTEMS.get(h.subsystem, f"subsystem {h.subsystem}")
+    if h.subsystem == 10:
+        return Verdict(False, "EFI application: PciBusDxe skips applications in option ROMs")
+    if h.subsystem not in (11, 12):
+        return Verdict(False, f"{subsystem}: only boot service (11) and runtime (12) drivers load")
+    if h.compression > 1:
+        return Verdict(False, f"compression type {h.compression} is unknown (0 none, 1 EFI compression)")
+    if h.initialization_size > image.pcir.image_length:
+        return Verdict(False, f"initialization size {h.initialization_size} blocks exceeds the image "
+                       f"length {image.pcir.image_length} blocks")
+    if h.efi_image_offset >= image.size:
+        return Verdict(False, f"EFI image offset {h.efi_image_offset:#x} is not inside the "
+                       f"initialization size ({image.size:#x} bytes)")
+    if h.machine not in X64_UEFI_MACHINES:
+        machine = fmt.EFI_MACHINES.get(h.machine, f"{h.machine:#x}")
+        return Verdict(False, f"machine {machine} ({h.machine:#x}) does not run on x64 UEFI")
+    if h.compression == 1 and image.decompressed is not None and not image.decompressed.ok:
+        return Verdict(False, f"EFI decompression fails: {image.decompressed.error}")
+    if image.pe_error:
+        return Verdict(False, f"LoadImage fails: {image.pe_error}")
+    machine = X64_UEFI_MACHINES[h.machine]
+    packed = ", EFI-compressed" if h.compression == 1 else ""
+    return Verdict(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")

@@ -1,0 +1,191 @@
+"""`bootforge inspect` for option ROMs: text in EfiRom -d's layout (decoded
+values in parentheses) with disrom.pl's checksum verdicts, and JSON."""
+
+from bootforge.formats import optionrom as fmt
+from bootforge.report import Report
+from bootforge.rom.firmware import code_type_name, seabios_verdicts, uefi_verdicts
+from bootforge.rom.model import parse_rom
+
+
+def inspect_rom(path, data):
+    rom = parse_rom(data, path)
+    return RomReport(path=str(path), format="option-rom", problems=list(rom.problems), rom=rom,
+                     seabios=seabios_verdicts(rom), uefi=uefi_verdicts(rom))
+
+
+def _ok(flag):
+    return "OK" if flag else "INCORRECT"
+
+
+def _class_name(class_code):
+    base, sub, prog_if = class_code >> 16, (class_code >> 8) & 0xFF, class_code & 0xFF
+    names = {0x00: "unclassified", 0x01: "mass storage", 0x02: "network", 0x03: "display",
+             0x04: "multimedia", 0x05: "memory", 0x06: "bridge", 0x07: "communication",
+             0x08: "system peripheral", 0x0C: "serial bus"}
+    return f"{names.get(base, 'class')} {base:02x}:{sub:02x}:{prog_if:02x}"
+
+
+class RomReport(Report):
+    def __init__(self, *, rom, seabios, uefi, **kw):
+        super().__init__(**kw)
+        self.rom = rom
+        self.seabios = seabios
+        self.uefi = uefi
+
+    # -- JSON -------------------------------------------------------------
+
+    def to_json(self):
+        return {"size": len(self.rom.data), "trailing_bytes": self.rom.trailing,
+                "images": [self._image_json(i) for i in self.rom.images]}
+
+    def _image_json(self, image):
+        sb, ue = self.seabios[image.index], self.uefi[image.index]
+        doc = {
+            "index": image.index, "offset": image.offset, "size": image.size,
+            "image_length": image.image_length, "code_type": image.code_type,
+            "code_type_name": code_type_name(image.code_type), "last": image.last,
+            "checksum": image.checksum, "checksum_ok": image.checksum_ok,
+            "pcir": None, "pnp": None, "undi": None, "ipxe": None, "efi": None,
+            "seabios": {"runs": sb.yes, "reason": sb.reason, "pci_ids": list(sb.pci_ids)},
+            "uefi": {"loads": ue.yes, "reason": ue.reason},
+        }
+        if image.pcir is not None:
+            p = image.pcir
+            doc["pcir"] = {
+                "offset": image.pcir_offset, "vendor_id": p.vendor_id, "device_id": p.device_id,
+                "device_list": list(image.device_list), "length": p.length, "revision": p.revision,
+                "class_code": p.class_code, "image_length": p.image_length,
+                "code_revision": p.code_revision, "indicator": p.indicator,
+                "max_runtime_length": p.max_runtime_length if p.revision >= 3 else None,
+            }
+        if image.pnp:
+            doc["pnp"] = self._pnp_json(image.pnp[0])
+            doc["pnp"]["chain"] = [self._pnp_json(h) for h in image.pnp[1:]]
+        for sub in (image.undi, image.ipxe):
+            if sub is not None:
+                f = sub.fields
+                entry = {"offset": sub.offset, "length": f.length, "checksum_ok": sub.checksum_ok}
+                if sub.name == "UNDI":
+                    entry.update(revision=f.revision, pxe_version=list(f.pxe_version),
+                                 loader_entry=f.loader_entry, stack_size=f.stack_size,
+                                 data_size=f.data_size, code_size=f.code_size,
+                                 bus_type=f.bus_type.decode("latin-1"))
+                    doc["undi"] = entry
+                else:
+                    entry.update(shrunk_size=f.shrunk_blocks * fmt.BLOCK, build_id=f.build_id)
+                    doc["ipxe"] = entry
+        if image.is_efi:
+            h = image.header
+            doc["efi"] = {"subsystem": h.subsystem, "machine": h.machine, "compression": h.compression,
+                          "image_offset": h.efi_image_offset, "initialization_size": image.size,
+                          "pe": image.pe.to_json() if image.pe else None}
+            if image.decompressed is not None:
+                doc["efi"].update(image.decompressed.to_json())
+        return doc
+
+    @staticmethod
+    def _pnp_json(pnp):
+        f = pnp.fields
+        return {"offset": pnp.offset, "revision": f.revision, "length": f.length * 16,
+                "checksum_ok": pnp.checksum_ok, "device_id": f.device_id,
+                "manufacturer": pnp.manufacturer, "product": pnp.product,
+                "device_type": list(f.device_type), "device_indicators": f.device_indicators,
+                "bcv": f.bcv, "bdv": f.bdv, "bev": f.bev, "next": f.next_offset}
+
+    # -- text -------------------------------------------------------------
+
+    def render_text(self):
+        rom = self.rom
+        out = [f"{self.path}: PCI option ROM, {len(rom.data)} bytes, {len(rom.images)} image(s)"]
+        for image in rom.images:
+            out += self._image_text(image)
+        if rom.trailing:
+            out.append(f"Trailing data after the last image: {rom.trailing} bytes")
+        if self.problems:
+            out.append("Problems:")
+            out += [f"  {p}" for p in self.problems]
+        else:
+            out.append("No problems found.")
+        return "\n".join(out)
+
+    def _image_text(self, image):
+        kv = []
+
+        def line(indent, key, value):
+            kv.append(f"{'  ' * indent}{key:<26}{value}")
+
+        h = image.header
+        kv.append(f"Image {image.index + 1} -- Offset {image.offset:#x}")
+        kv.append("  ROM header contents")
+        line(2, "Signature", "0xAA55")
+        if image.is_efi:
+            line(2, "Initialization size", f"{h.initialization_size:#x} ({image.size} bytes)")
+            line(2, "EFI signature", f"{fmt.EFI_ROM_SIGNATURE:#x}")
+            line(2, "EFI subsystem", f"{h.subsystem:#x} ({fmt.EFI_SUBSYSTEMS.get(h.subsystem, 'unknown')})")
+            line(2, "EFI machine type", f"{h.machine:#x} ({fmt.EFI_MACHINES.get(h.machine, 'unknown')})")
+            comp = {0: "not compressed", 1: "EFI compression"}.get(h.compression, "unknown")
+            line(2, "Compression type", f"{h.compression:#x} ({comp})")
+            line(2, "EFI image offset", f"{h.efi_image_offset:#x} (@{image.offset + h.efi_image_offset:#x})")
+        else:
+            line(2, "Size", f"{h.size_blocks:#x} ({image.size} bytes)")
+            line(2, "Init entry", h.init_entry.hex(" "))
+        line(2, "PCIR offset", f"{h.pcir_offset:#x}")
+        if not image.is_efi:
+            line(2, "PnP offset", f"{h.pnp_offset:#x}")
+        line(2, "Checksum", f"{image.checksum:#04x} over {image.size} bytes "
+                            f"({_ok(image.checksum_ok) if not image.is_efi or image.checksum_ok else 'not 0: UEFI checks none'})")
+        p = image.pcir
+        if p is not None:
+            kv.append("  PCI data structure")
+            line(2, "Vendor ID", f"{p.vendor_id:#06x}")
+            line(2, "Device ID", f"{p.device_id:#06x}")
+            line(2, "Length", f"{p.length:#x}")
+            line(2, "Revision", f"{p.revision:#x} ({'PCI 3.0' if p.revision >= 3 else 'PCI 2.3'})")
+            if p.revision >= 3:
+                ids = " ".join(f"{d:#06x}" for d in image.device_list) or "none"
+                line(2, "Device list", f"@{p.device_list_offset:#x}: {ids}")
+            line(2, "Class code", f"{p.class_code:#08x} ({_class_name(p.class_code)})")
+            line(2, "Image length", f"{p.image_length:#x} ({image.image_length} bytes)")
+            line(2, "Code revision", f"{p.code_revision:#06x}")
+            line(2, "Code type", f"{p.code_type:#04x} ({code_type_name(p.code_type)})")
+            line(2, "Indicator", f"{p.indicator:#04x} ({'last image' if image.last else 'not last'})")
+            if p.revision >= 3:
+                line(2, "Max runtime length", f"{p.max_runtime_length:#x} ({p.max_runtime_length * 512} bytes)")
+        for pnp in image.pnp:
+            f = pnp.fields
+            kv.append(f"  $PnP header at {pnp.offset:#x}")
+            line(2, "Revision / length", f"{f.revision} / {f.length * 16} bytes")
+            line(2, "Checksum", f"{f.checksum:#04x} ({_ok(pnp.checksum_ok)})")
+            line(2, "Manufacturer", repr(pnp.manufacturer) if pnp.manufacturer is not None else "none")
+            line(2, "Product", repr(pnp.product) if pnp.product is not None else "none")
+            line(2, "Device type", f.device_type.hex(" "))
+            line(2, "Device indicators", f"{f.device_indicators:#04x}")
+            line(2, "BCV / BDV / BEV", f"{f.bcv:#06x} / {f.bdv:#06x} / {f.bev:#06x}")
+        for sub in (image.undi, image.ipxe):
+            if sub is None:
+                continue
+            f = sub.fields
+            kv.append(f"  {sub.name} header at {sub.offset:#x}")
+            line(2, "Length", f"{f.length:#x}")
+            line(2, "Checksum", f"{f.checksum:#04x} ({_ok(sub.checksum_ok)})")
+            if sub.name == "UNDI":
+                line(2, "PXE version", ".".join(str(v) for v in reversed(f.pxe_version)))
+                line(2, "Loader entry", f"{f.loader_entry:#06x}")
+                line(2, "Stack / data / code", f"{f.stack_size:#x} / {f.data_size:#x} / {f.code_size:#x}")
+            else:
+                line(2, "Shrunk size", f"{f.shrunk_blocks:#x} ({f.shrunk_blocks * 512} bytes)")
+                line(2, "Build id", f"{f.build_id:#010x}")
+        if image.pe is not None:
+            pe = image.pe
+            kv.append("  PE image")
+            line(2, "Machine", f"{pe.machine:#x} ({fmt.EFI_MACHINES.get(pe.machine, 'unknown')})")
+            line(2, "Subsystem", f"{pe.subsystem}")
+            line(2, "Size of image", f"{pe.size_of_image:#x}")
+            line(2, "Entry point", f"{pe.entry_point:#x}")
+        if image.decompressed is not None:
+            kv += ["  " + s for s in image.decompressed.text_lines()]
+        sb, ue = self.seabios[image.index], self.uefi[image.index]
+        kv.append("  Firmware")
+        line(2, "SeaBIOS", ("runs: " if sb.yes else "does not run: ") + sb.reason)
+        line(2, "UEFI", ("loads: " if ue.yes else "does not load: ") + ue.reason)
+        return kv
