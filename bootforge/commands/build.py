@@ -1,0 +1,62 @@
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import click
+
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.fileio import read_input, write_atomic
+
+# Top-level recipe table -> "module:function". A ROM builder returns (bytes, summary)
+# and this command writes the bytes; the kernel builder writes its own output
+# (bootforge.fileio.write_atomic) and returns the summary.
+BUILDERS = {
+    "rom": "bootforge.rom.recipe:build_rom_recipe",
+    "kernel": "bootforge.multiboot.build:build_kernel_recipe",
+}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf"}
+
+
+@click.command("build")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: the recipe's "
+              "output key, else RECIPE's name with .rom/.elf in the current directory).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
+def build_command(recipe, output, as_json):
+    """Build an option ROM or a Multiboot kernel from a TOML RECIPE."""
+    import importlib
+
+    path = Path(recipe)
+    try:
+        table = tomllib.loads(read_input(path).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"not valid TOML: {exc}", path=path) from None
+    kinds = [k for k in BUILDERS if k in table]
+    if len(kinds) != 1 or set(table) - set(BUILDERS):
+        raise RecipeError(f"a recipe has exactly one top-level table, one of [{'], ['.join(BUILDERS)}]; "
+                          f"found {', '.join(sorted(table)) or 'none'}", path=path)
+    kind = kinds[0]
+    module, _, attr = BUILDERS[kind].partition(":")
+    builder = getattr(importlib.import_module(module), attr)
+    if output is None:
+        declared = table[kind].get("output") if isinstance(table[kind], dict) else None
+        output = path.parent / declared if declared else Path(path.stem + DEFAULT_SUFFIX[kind])
+    try:
+        if kind == "rom":
+            data, summary = builder(path, table)
+            write_atomic(output, data)
+        else:
+            summary = builder(path, table, Path(output))
+    except BootforgeError as exc:
+        raise exc.located(path=path)
+    summary = {"recipe": str(path), "output": str(output), **summary}
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo(f"{output}: {summary.get('format', kind)}, {summary.get('size', '?')} bytes")
+        for image in summary.get("images", []):
+            click.echo(f"  image {image['index']} at {image['offset']:#x}: {image['image_length']} bytes, "
+                       f"code type {image['code_type']}, checksum byte "
+                       f"{'none' if image['checksum_offset'] is None else hex(image['checksum_offset'])}")

@@ -1,0 +1,1 @@
+"""Byte layouts, declared with Construct. No logic lives here."""
