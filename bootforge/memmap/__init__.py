@@ -1,0 +1,14 @@
+"""Memory maps: one model (MemoryMap) that every reader, writer and check goes through.
+
+- model: MemoryRange, MemoryMap and the unified type vocabulary.
+- ops: Linux's e820__update_table sanitize, range update/remove, carve, find_free.
+- convert: EFI -> E820 (Linux stub, Xen), E820 -> Multiboot, map <-> FDT.
+- io: readers and writers for every format name the CLI accepts.
+- verify: the invariants of a verified map as named checks.
+- svg: a drawing on a broken axis.
+"""
+
+from bootforge.memmap.model import MemoryMap, MemoryRange, MemoryMapError  # noqa: F401
+from bootforge.memmap.ops import (  # noqa: F401
+    carve, find_free, range_remove, range_update, sanitize, sanitize_entries,
+)

@@ -1,0 +1,131 @@
+"""The memory-map model and its type vocabulary.
+
+A MemoryMap belongs to one family, "e820" or "efi", and each range keeps
+the numeric type of that family (so E820 type 6 or an OEM EFI type survive
+a round trip). Multiboot maps use E820 numbers (the specs share 1-5); FDT
+maps are E820-family too (memory = ram, reserved-memory and the reservation
+block = reserved) with the FDT detail kept in `label` and `flags`.
+"""
+
+from dataclasses import dataclass, field
+
+from bootforge.errors import BootforgeError
+from bootforge.formats.e820 import (
+    E820_ACPI, E820_NVS, E820_PMEM, E820_PRAM, E820_RAM, E820_RESERVED,
+    E820_RESERVED_KERN, E820_SOFT_RESERVED, E820_UNUSABLE,
+)
+from bootforge.formats.efi_memmap import (
+    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES,
+    EFI_OS_LOADER_TYPES, EFI_TYPE_NAMES,
+)
+
+U64_LIMIT = 1 << 64
+
+E820_TYPE_NAMES = {
+    E820_RAM: "ram",
+    E820_RESERVED: "reserved",
+    E820_ACPI: "acpi",
+    E820_NVS: "nvs",
+    E820_UNUSABLE: "unusable",
+    E820_PMEM: "pmem",
+    E820_PRAM: "pram",
+    E820_RESERVED_KERN: "reserved-kern",
+    E820_SOFT_RESERVED: "soft-reserved",
+}
+E820_TYPES_BY_NAME = {name: number for number, name in E820_TYPE_NAMES.items()}
+EFI_TYPES_BY_NAME = {name: number for number, name in enumerate(EFI_TYPE_NAMES)}
+
+# FDT detail a range may carry (in MemoryRange.flags).
+FLAG_NO_MAP = "no-map"
+FLAG_REUSABLE = "reusable"
+FLAG_MEMRESERVE = "memreserve"      # from the DTB's memory reservation block
+FDT_FLAGS = (FLAG_NO_MAP, FLAG_REUSABLE, FLAG_MEMRESERVE)
+
+
+class MemoryMapError(BootforgeError):
+    """An operation on a memory map that cannot be done (carving outside usable memory...)."""
+
+
+def type_name(family, number):
+    """The unified name of *number* in *family* ("e820" or "efi")."""
+    if family == "efi":
+        if 0 <= number < len(EFI_TYPE_NAMES):
+            return EFI_TYPE_NAMES[number]
+        if number in EFI_OEM_TYPES:
+            return f"oem-{number:#x}"
+        if number in EFI_OS_LOADER_TYPES:
+            return f"os-loader-{number:#x}"
+        return f"efi-type-{number}"
+    return E820_TYPE_NAMES.get(number, f"e820-type-{number}")
+
+
+def type_number(family, name):
+    """Inverse of type_name; raises KeyError for a name the family does not know."""
+    table = EFI_TYPES_BY_NAME if family == "efi" else E820_TYPES_BY_NAME
+    if name in table:
+        return table[name]
+    for prefix in (("oem-", "os-loader-", "efi-type-") if family == "efi" else ("e820-type-",)):
+        if name.startswith(prefix):
+            return int(name[len(prefix):], 0)
+    raise KeyError(name)
+
+
+@dataclass(slots=True)
+class MemoryRange:
+    """[start, start + size) of one type; mutable so Linux's in-place edits can be mirrored."""
+
+    start: int
+    size: int
+    type: int
+    attributes: int | None = None   # EFI attribute bits, or E820 ACPI 3.0 extended attributes
+    label: str | None = None        # FDT node name of a /reserved-memory child
+    flags: frozenset = frozenset()  # FDT: no-map, reusable, memreserve
+
+    @property
+    def end(self):
+        """First address after the range (may be >= 2**64 for a wrapping entry)."""
+        return self.start + self.size
+
+    def key(self):
+        return (self.start, self.size, self.type)
+
+
+@dataclass
+class MemoryMap:
+    """An ordered list of ranges of one family, as the source listed them.
+
+    Nothing is sorted or merged behind the caller's back: readers keep the
+    source's order and overlaps so that `verify` can see them and `sanitize`
+    can do exactly what Linux does.
+    """
+
+    family: str = "e820"
+    ranges: list = field(default_factory=list)
+    descriptor_size: int = EFI_DESCRIPTOR_DEFAULT_SIZE      # EFI: stride of the descriptors
+    descriptor_version: int = EFI_DESCRIPTOR_VERSION
+    source: str | None = None       # format name the map was read from
+    facts: dict = field(default_factory=dict)   # what the reader saw (entry sizes, versions...)
+
+    def type_name(self, rng):
+        """The unified type name of *rng* in this map's family."""
+        return type_name(self.family, rng.type)
+
+    def replace(self, ranges, **changes):
+        """A map like this one with other ranges (facts are copied, not shared)."""
+        return MemoryMap(family=changes.get("family", self.family), ranges=list(ranges),
+                         descriptor_size=self.descriptor_size,
+                         descriptor_version=self.descriptor_version,
+                         source=changes.get("source", self.source), facts=dict(self.facts))
+
+    def sorted(self):
+        return self.replace(sorted(self.ranges, key=lambda r: (r.start, r.end)))
+
+    def keys(self):
+        return [r.key() for r in self.ranges]
+
+    def total(self, type_number):
+        """Bytes of *type_number* summed over the ranges (overlaps counted twice)."""
+        return sum(r.size for r in self.ranges if r.type == type_number)
+
+    def __len__(self):
+        return len(self.ranges)
