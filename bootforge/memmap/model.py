@@ -80,6 +80,7 @@ class MemoryRange:
     attributes: int | None = None   # EFI attribute bits, or E820 ACPI 3.0 extended attributes
     label: str | None = None        # FDT node name of a /reserved-memory child
     flags: frozenset = frozenset()  # FDT: no-map, reusable, memreserve
+    virtual_start: int = 0          # EFI VirtualStart (0 until SetVirtualAddressMap)
 
     @property
     def end(self):

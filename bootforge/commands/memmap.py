@@ -1,0 +1,117 @@
+"""`bootforge memmap`: convert, verify and show memory maps.
+
+Exit status: 0 fine, 1 the map breaks an invariant (verify), 2 unusable input.
+"""
+
+import json
+import sys
+
+import click
+
+FORMAT_NAMES = ["e820-sysfs", "e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap",
+                "mb2-efi-mmap", "fdt", "json", "table"]
+INPUT_FORMATS = [f for f in FORMAT_NAMES if f != "table"]
+
+
+def _input_options(f):
+    f = click.option("--entry-size", type=click.Choice(["20", "24"]), default=None,
+                     help="E820 binary entry size (e820-bin, in and out); default 20.")(f)
+    f = click.option("--descriptor-size", type=int, default=None, metavar="N",
+                     help="EFI descriptor stride (efi-bin); default 48 on input, the map's own on output.")(f)
+    return f
+
+
+def _options(entry_size, descriptor_size):
+    return {"entry_size": int(entry_size) if entry_size else None, "descriptor_size": descriptor_size}
+
+
+def _read(path, from_format, options):
+    from bootforge.errors import BootforgeError
+    from bootforge.memmap.io import guess_format, read_map
+    fmt = from_format or guess_format(path)
+    if fmt is None:
+        raise BootforgeError("cannot tell the format: give --from (binary maps have no magic)", path=path)
+    return read_map(path, fmt, options)
+
+
+@click.group("memmap")
+def memmap_group():
+    """Convert, verify and draw memory maps (E820, EFI, Multiboot, FDT)."""
+
+
+@memmap_group.command("convert")
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
+@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT",
+              help="Input format (guessed for DTB, JSON, dmesg text and sysfs directories).")
+@click.option("--to", "to_format", type=click.Choice(FORMAT_NAMES), required=True, metavar="FMT",
+              help="Output format: " + ", ".join(FORMAT_NAMES) + ".")
+@click.option("--sanitize", is_flag=True, help="Apply Linux's e820__update_table() before writing.")
+@click.option("--efi-convention", type=click.Choice(["linux", "xen"]), default="linux",
+              help="EFI -> E820 table: the Linux EFI stub's (default) or Xen's.")
+@click.option("-o", "--output", type=click.Path(dir_okay=True), help="Output file (directory for e820-sysfs).")
+@_input_options
+def convert_command(input_path, from_format, to_format, sanitize, efi_convention, output,
+                    entry_size, descriptor_size):
+    """Read IN in one format and write it in another, converting as the real converters do."""
+    from bootforge.memmap.io import prepare_for, write_map
+    options = _options(entry_size, descriptor_size)
+    memory_map = _read(input_path, from_format, options)
+    memory_map = prepare_for(memory_map, to_format, efi_convention=efi_convention, sanitize=sanitize)
+    data = write_map(memory_map, to_format, output, options)
+    if output is None and data is not None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@memmap_group.command("verify")
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
+@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
+@click.option("--efi-reference", type=click.Path(), metavar="FILE",
+              help="An EFI map (efi-bin, mb2-efi-mmap or json) that IN should be the Linux stub's conversion of.")
+@click.option("--efi-reference-from", type=click.Choice(["efi-bin", "mb2-efi-mmap", "json"]), default="efi-bin")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@_input_options
+def verify_command(input_path, from_format, efi_reference, efi_reference_from, as_json,
+                   entry_size, descriptor_size):
+    """Check every invariant of a verified memory map; exit 1 if one fails."""
+    from bootforge.memmap.io import read_map
+    from bootforge.memmap.verify import verify_map
+    options = _options(entry_size, descriptor_size)
+    memory_map = _read(input_path, from_format, options)
+    reference = read_map(efi_reference, efi_reference_from, options) if efi_reference else None
+    checks = verify_map(memory_map, reference_efi=reference)
+    failed = [c for c in checks if not c.ok and not c.warning]
+    if as_json:
+        json.dump({"file": str(input_path), "ok": not failed,
+                   "checks": [{"name": c.name, "ok": c.ok, "warning": c.warning, "message": c.message}
+                              for c in checks]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for c in checks:
+            click.echo(c.line())
+        click.echo(f"{len(checks) - len(failed)} of {len(checks)} checks hold"
+                   + (f"; {len(failed)} failed" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+@memmap_group.command("show")
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
+@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
+@click.option("--sanitize", is_flag=True, help="Show the map after Linux's sanitize (EFI maps: after the stub).")
+@click.option("--svg", "svg_path", type=click.Path(), metavar="OUT", help="Also draw the map to OUT as SVG.")
+@_input_options
+def show_command(input_path, from_format, sanitize, svg_path, entry_size, descriptor_size):
+    """Print IN as a table (dmesg's layout for E820, the UEFI shell's for EFI)."""
+    from bootforge.fileio import write_atomic
+    from bootforge.memmap.io import human_size, prepare_for, write_table
+    from bootforge.memmap.svg import render_svg
+    options = _options(entry_size, descriptor_size)
+    memory_map = _read(input_path, from_format, options)
+    if sanitize:
+        memory_map = prepare_for(memory_map, "table", sanitize=True)
+    click.echo(write_table(memory_map, options).decode(), nl=False)
+    usable = sum(r.size for r in memory_map.ranges if r.type == (7 if memory_map.family == "efi" else 1))
+    click.echo(f"{len(memory_map)} ranges ({memory_map.family}), "
+               f"{human_size(usable)} {'conventional' if memory_map.family == 'efi' else 'usable RAM'}")
+    if svg_path:
+        write_atomic(svg_path, render_svg(memory_map, title=str(input_path)).encode())

@@ -1,0 +1,67 @@
+"""`bootforge inspect` for DTBs: header, reservation block, memory summary, DTS text."""
+
+from bootforge.fdt.dts import to_dts
+from bootforge.fdt.parse import parse_dtb, parse_header
+from bootforge.report import Report
+
+
+def inspect_dtb(path, data):
+    from bootforge.memmap.convert import fdt_to_map
+    from bootforge.memmap.io import map_to_json
+    from bootforge.memmap.verify import verify_map
+    header = parse_header(data, path)
+    tree = parse_dtb(data, path)
+    memory = fdt_to_map(tree)
+    problems = [c.line() for c in verify_map(memory) if not c.ok and not c.warning]
+    return DtbReport(path=str(path), format="dtb", problems=problems, tree=tree, header=header,
+                     memory=memory, memory_json=map_to_json(memory), trailing=len(data) - header["totalsize"])
+
+
+class DtbReport(Report):
+    def __init__(self, *, tree, header, memory, memory_json, trailing, **kw):
+        super().__init__(**kw)
+        self.tree, self.header, self.memory = tree, header, memory
+        self.memory_json, self.trailing = memory_json, trailing
+
+    def to_json(self):
+        h = self.header
+        return {
+            "header": {k: h[k] for k in ("totalsize", "off_dt_struct", "off_dt_strings", "off_mem_rsvmap",
+                                         "version", "last_comp_version", "boot_cpuid_phys",
+                                         "size_dt_strings", "size_dt_struct")},
+            "trailing_bytes": self.trailing,
+            "nodes": self.tree.node_count(),
+            "reservations": [{"address": a, "size": s} for a, s in self.tree.reservations],
+            "memory": self.memory_json["entries"],
+            "dynamic_reserved": self.memory.facts.get("dynamic", []),
+            "dts": to_dts(self.tree),
+        }
+
+    def render_text(self):
+        h = self.header
+        lines = [f"Flattened device tree, version {h['version']} (last compatible {h['last_comp_version']})",
+                 f"  totalsize        {h['totalsize']:#x}" + (f" ({self.trailing} bytes after it in the file)"
+                                                             if self.trailing else ""),
+                 f"  structure block  {h['off_dt_struct']:#x} ({h['size_dt_struct']:#x} bytes)",
+                 f"  strings block    {h['off_dt_strings']:#x} ({h['size_dt_strings']:#x} bytes)",
+                 f"  reservation map  {h['off_mem_rsvmap']:#x} ({len(self.tree.reservations)} entries)",
+                 f"  boot cpu         {h['boot_cpuid_phys']}",
+                 f"  nodes            {self.tree.node_count()}",
+                 "Memory reservation block:"]
+        lines += [f"  {a:#018x} {s:#018x}" for a, s in self.tree.reservations] or ["  (empty)"]
+        lines.append("Memory:")
+        for r in self.memory.ranges:
+            kind = ("memreserve" if "memreserve" in r.flags else
+                    "memory" if r.type == 1 else "reserved-memory")
+            extra = " ".join(sorted(f for f in r.flags if f != "memreserve"))
+            lines.append(f"  [{r.start:#014x}-{r.start + r.size - 1:#014x}] {kind:<16} "
+                         f"{r.label or ''} {extra}".rstrip())
+        for d in self.memory.facts.get("dynamic", []):
+            lines.append(f"  dynamic {d['name']}: size {d['size']:#x}"
+                         + (f" alignment {d['alignment']:#x}" if "alignment" in d else "")
+                         + (" " + " ".join(d["flags"]) if d["flags"] else ""))
+        for p in self.problems:
+            lines.append(f"Problem: {p}")
+        lines.append("")
+        lines.append(to_dts(self.tree).rstrip("\n"))
+        return "\n".join(lines)

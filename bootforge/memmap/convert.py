@@ -1,0 +1,223 @@
+"""Conversions between map families and views, as the real converters do them.
+
+efi_to_e820   the Linux EFI stub's setup_e820() (default) or Xen's
+              efi_arch_process_memory_map() (convention="xen")
+fdt_to_map    /memory, /reserved-memory and the reservation block of a DTB
+map_to_fdt    the reverse: a minimal DTB describing a map
+"""
+
+from bootforge.errors import FormatError
+from bootforge.fdt.tree import DeviceTree, FdtNode, FdtProperty
+from bootforge.formats.e820 import (
+    E820_ACPI, E820_NVS, E820_PMEM, E820_RAM, E820_RESERVED, E820_SOFT_RESERVED,
+    E820_UNUSABLE,
+)
+from bootforge.formats.efi_memmap import EFI_MEMORY_SP, EFI_MEMORY_WB, EFI_PAGE_SIZE
+from bootforge.memmap.model import (
+    E820_TYPE_NAMES, FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, MemoryMap,
+    MemoryMapError, MemoryRange, type_number,
+)
+
+# EFI type -> E820 type in the Linux stub (x86-stub.c setup_e820); types
+# missing here are skipped, leaving a hole. 1-4, 7 and 15 are decided below.
+_LINUX_STUB_FIXED = {0: E820_RESERVED, 5: E820_RESERVED, 6: E820_RESERVED, 11: E820_RESERVED,
+                     12: E820_RESERVED, 13: E820_RESERVED, 8: E820_UNUSABLE, 9: E820_ACPI,
+                     10: E820_NVS, 14: E820_PMEM}
+_EFI_OS_OWNED = frozenset({1, 2, 3, 4, 7})      # loader code/data, boot services, conventional
+_EFI_UNACCEPTED = 15
+
+
+def linux_stub_e820_type(efi_type, attribute, *, soft_reserve=True, unaccepted_memory=True):
+    """The E820 type the Linux EFI stub gives a descriptor, or None when it skips it."""
+    if efi_type in _EFI_OS_OWNED:
+        if soft_reserve and attribute & EFI_MEMORY_SP:
+            return E820_SOFT_RESERVED
+        return E820_RAM
+    if efi_type == _EFI_UNACCEPTED:
+        return E820_RAM if unaccepted_memory else None
+    return _LINUX_STUB_FIXED.get(efi_type)
+
+
+def xen_e820_type(efi_type, attribute, *, map_bs=False):
+    """The E820 type Xen's efi_arch_process_memory_map() gives a descriptor."""
+    if efi_type in (3, 4) and map_bs:
+        return E820_RESERVED
+    if efi_type in (1, 2, 3, 4, 7):
+        return E820_RAM if attribute & EFI_MEMORY_WB else E820_UNUSABLE
+    return {8: E820_UNUSABLE, 9: E820_ACPI, 10: E820_NVS}.get(efi_type, E820_RESERVED)
+
+
+def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted_memory=True,
+                map_bs=False):
+    """The E820 map a firmware-to-kernel converter derives from an EFI map.
+
+    convention="linux": the EFI stub's table (soft_reserve / unaccepted_memory
+    are the kernel's CONFIG and command-line switches, on by default in
+    distribution kernels); descriptors are taken in order and merged only
+    with the previous entry when contiguous and of the same type; no sort.
+    convention="xen": Xen's table (RAM needs the WB attribute; map_bs keeps
+    boot-services memory reserved), zero-length descriptors skipped, same
+    merge rule.
+    """
+    if memory_map.family != "efi":
+        raise MemoryMapError("efi_to_e820 needs an EFI map")
+    if convention not in ("linux", "xen"):
+        raise MemoryMapError(f"unknown EFI conversion convention {convention!r} (linux or xen)")
+    out = []
+    prev = None
+    for r in memory_map.ranges:
+        attribute = r.attributes or 0
+        if convention == "linux":
+            e820_type = linux_stub_e820_type(r.type, attribute, soft_reserve=soft_reserve,
+                                             unaccepted_memory=unaccepted_memory)
+            if e820_type is None:
+                continue
+        else:
+            if r.size == 0:
+                continue
+            e820_type = xen_e820_type(r.type, attribute, map_bs=map_bs)
+        if prev is not None and prev.type == e820_type and prev.start + prev.size == r.start:
+            prev.size += r.size
+            continue
+        prev = MemoryRange(r.start, r.size, e820_type)
+        out.append(prev)
+    result = memory_map.replace(out, family="e820")
+    result.facts["converted_from"] = f"efi ({convention} convention)"
+    return result
+
+
+# ---- FDT ----------------------------------------------------------------
+
+def _cells(value, count, what, path):
+    return int.from_bytes(value[:4 * count], "big") if count else 0
+
+
+def _reg_pairs(node_path, value, address_cells, size_cells):
+    stride = 4 * (address_cells + size_cells)
+    if stride == 0 or len(value) % stride:
+        raise FormatError(f"{node_path}: reg of {len(value)} bytes is not a whole number of "
+                          f"({address_cells}+{size_cells})-cell pairs")
+    pairs = []
+    for i in range(0, len(value), stride):
+        address = int.from_bytes(value[i:i + 4 * address_cells], "big")
+        size = int.from_bytes(value[i + 4 * address_cells:i + stride], "big")
+        pairs.append((address, size))
+    return pairs
+
+
+def root_cells(tree):
+    """(#address-cells, #size-cells) of the root; the spec's defaults are 2 and 1."""
+    return tree.root.cell("#address-cells", 2), tree.root.cell("#size-cells", 1)
+
+
+def _bounded_cells(n, what):
+    if n > 4:
+        raise FormatError(f"{what} of {n} is more than bootforge reads (at most 4 cells)")
+    return n
+
+
+def fdt_to_map(tree):
+    """The E820-family map a DTB describes.
+
+    /memory nodes (device_type "memory") give RAM; /reserved-memory children
+    with `reg` give reserved ranges labelled with the node name and flagged
+    no-map / reusable; the reservation block gives reserved ranges flagged
+    memreserve. A child named after an E820 type ("acpi@...", as map_to_fdt
+    writes) gets that type back. Children with only `size` are dynamic: they
+    have no address until Linux allocates them, and are listed in
+    facts["dynamic"]. Ranges are in the order above, unsanitized.
+    """
+    ac, sc = (_bounded_cells(n, w) for n, w in zip(root_cells(tree), ("#address-cells", "#size-cells")))
+    ranges = []
+    for child in tree.root.children:
+        if child.string("device_type") == "memory" and child.prop("reg") is not None:
+            for address, size in _reg_pairs(f"/{child.name}", child.prop("reg"), ac, sc):
+                ranges.append(MemoryRange(address, size, E820_RAM, label=child.name))
+    dynamic = []
+    reserved = tree.root.child("reserved-memory")
+    if reserved is not None:
+        for child in reserved.children:
+            flags = frozenset(f for f in (FLAG_NO_MAP, FLAG_REUSABLE) if child.has(f))
+            base = child.name.split("@", 1)[0]
+            try:
+                typ = type_number("e820", base) if base != "ram" else E820_RESERVED
+            except KeyError:
+                typ = E820_RESERVED
+            reg = child.prop("reg")
+            if reg is not None:
+                for address, size in _reg_pairs(f"/reserved-memory/{child.name}", reg, ac, sc):
+                    ranges.append(MemoryRange(address, size, typ, label=child.name, flags=flags))
+            elif child.prop("size") is not None:
+                entry = {"name": child.name, "size": _cells(child.prop("size"), sc, "size", child.name),
+                         "flags": sorted(flags)}
+                if child.prop("alignment") is not None:
+                    entry["alignment"] = _cells(child.prop("alignment"), sc, "alignment", child.name)
+                if child.prop("alloc-ranges") is not None:
+                    entry["alloc-ranges"] = _reg_pairs(f"/reserved-memory/{child.name}",
+                                                       child.prop("alloc-ranges"), ac, sc)
+                dynamic.append(entry)
+    for address, size in tree.reservations:
+        ranges.append(MemoryRange(address, size, E820_RESERVED, flags=frozenset({FLAG_MEMRESERVE})))
+    result = MemoryMap(family="e820", ranges=ranges, source="fdt")
+    result.facts["address_cells"], result.facts["size_cells"] = ac, sc
+    if reserved is not None:
+        result.facts["reserved_memory_cells"] = (reserved.cell("#address-cells"), reserved.cell("#size-cells"))
+        result.facts["reserved_memory_ranges_empty"] = reserved.prop("ranges") == b""
+    result.facts["dynamic"] = dynamic
+    return result
+
+
+def _encode_cells(value, cells, what):
+    if value >= 1 << (32 * cells):
+        raise MemoryMapError(f"{what} {value:#x} does not fit in {cells} cell(s)")
+    return value.to_bytes(4 * cells, "big")
+
+
+def map_to_fdt(memory_map, address_cells=2, size_cells=2):
+    """A minimal DeviceTree describing an E820-family map.
+
+    RAM ranges become the reg of one /memory node; ranges flagged memreserve
+    go to the reservation block; every other range becomes a
+    /reserved-memory child named "<type>@<address>" (so fdt_to_map gets the
+    type back) with its flags, and no-map for anything that is not marked
+    reusable (firmware memory a kernel must not map).
+    """
+    if memory_map.family != "e820":
+        raise MemoryMapError("map_to_fdt needs an E820-family map (convert EFI maps first)")
+    root = FdtNode("", [FdtProperty("#address-cells", address_cells.to_bytes(4, "big")),
+                        FdtProperty("#size-cells", size_cells.to_bytes(4, "big"))])
+
+    def reg(pairs):
+        return b"".join(_encode_cells(a, address_cells, "address") + _encode_cells(s, size_cells, "size")
+                        for a, s in pairs)
+
+    ram = [(r.start, r.size) for r in memory_map.ranges if r.type == E820_RAM and r.size]
+    if ram:
+        root.children.append(FdtNode(f"memory@{ram[0][0]:x}", [
+            FdtProperty("device_type", b"memory\0"), FdtProperty("reg", reg(ram))]))
+    others = [r for r in memory_map.ranges
+              if r.type != E820_RAM and r.size and FLAG_MEMRESERVE not in r.flags]
+    if others:
+        node = FdtNode("reserved-memory", [
+            FdtProperty("#address-cells", address_cells.to_bytes(4, "big")),
+            FdtProperty("#size-cells", size_cells.to_bytes(4, "big")),
+            FdtProperty("ranges", b"")])
+        seen = set()
+        for r in others:
+            base = r.label.split("@", 1)[0] if r.label else E820_TYPE_NAMES.get(r.type, f"e820-type-{r.type}")
+            name = f"{base}@{r.start:x}"
+            while name in seen:         # unit names must be unique among siblings
+                name += "-dup"
+            seen.add(name)
+            props = [FdtProperty("reg", reg([(r.start, r.size)]))]
+            flags = r.flags or frozenset({FLAG_NO_MAP})
+            props += [FdtProperty(f, b"") for f in (FLAG_NO_MAP, FLAG_REUSABLE) if f in flags]
+            node.children.append(FdtNode(name, props))
+        root.children.append(node)
+    reservations = [(r.start, r.size) for r in memory_map.ranges if FLAG_MEMRESERVE in r.flags]
+    return DeviceTree(root=root, reservations=reservations)
+
+
+def efi_pages(size):
+    """Whole 4 KiB pages in *size* (EFI maps count pages)."""
+    return size // EFI_PAGE_SIZE
