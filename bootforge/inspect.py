@@ -12,6 +12,13 @@ import importlib
 from bootforge.errors import FormatError
 
 FORMATS = [
+    # Device trees and raw memory maps (bootforge/fdt/, bootforge/memmap/); the maps have no magic.
+    ("dtb", lambda d: d[:4] == b"\xd0\x0d\xfe\xed", "bootforge.fdt.inspect:inspect_dtb"),
+    ("e820-bin", None, "bootforge.memmap.inspect:inspect_e820_bin"),
+    ("efi-bin", None, "bootforge.memmap.inspect:inspect_efi_bin"),
+    ("mb1-mmap", None, "bootforge.memmap.inspect:inspect_mb1_mmap"),
+    ("mb2-mmap", None, "bootforge.memmap.inspect:inspect_mb2_mmap"),
+    ("mb2-efi-mmap", None, "bootforge.memmap.inspect:inspect_mb2_efi_mmap"),
     ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
 ]
 
