@@ -199,13 +199,19 @@ def _read_image(data, index, offset):
     pcir_at = header.pcir_offset
     pcir = None
     if pcir_at != 0 and data[offset + pcir_at:offset + pcir_at + 4] == fmt.PCIR_SIGNATURE:
-        if pcir_at + fmt.PCIR_LENGTH_23 > remaining:
-            _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + pcir_at)
+        if pcir_at + 0x0C > remaining:
+            _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
+        declared = int.from_bytes(data[offset + pcir_at + 0x0A:offset + pcir_at + 0x0C], "little")
+        if declared < fmt.PCIR_LENGTH_23:
+            _fail(f"image {index}: PCIR length {declared:#x} is shorter than 0x18", offset + pcir_at + 0x0A)
+        if pcir_at + min(declared, fmt.PCIR_LENGTH_30) > remaining:
+            _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
         pcir = fmt.PciDataStructure.parse(data[offset + pcir_at:])
-        if pcir.length < fmt.PCIR_LENGTH_23:
-            _fail(f"image {index}: PCIR length {pcir.length:#x} is shorter than 0x18", offset + pcir_at + 0x0A)
-    elif index > 0 or pcir_at >= remaining:
-        what = "past the end of the file" if pcir_at >= remaining else "not at 'PCIR'"
+    elif index > 0 or pcir_at >= min(remaining, size_blocks * fmt.BLOCK):
+        # Image 0 without PCIR may be an ISA-style ROM whose bytes 18-19 mean
+        # nothing; a pointer past the image itself is a lie either way.
+        what = "past the end of the image" if pcir_at >= size_blocks * fmt.BLOCK else (
+            "past the end of the file" if pcir_at >= remaining else "not at 'PCIR'")
         _fail(f"image {index}: PCIR pointer {pcir_at:#x} is {what}", offset + 0x18)
     if pcir is not None:
         if pcir.image_length == 0:
