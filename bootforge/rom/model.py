@@ -278,7 +278,7 @@ def parse_rom(data: bytes, path=None) -> Rom:
             offset += image.image_length
             if image.last or image.pcir is None:
                 break
-            if offset >= len(data) or data[offset:offset + 2] != fmt.ROM_SIGNATURE:
+            if offset >= len(data) or not fmt.ROM_SIGNATURE.startswith(data[offset:offset + 2]):
                 # The chain ends where the file (or the signatures) end, but nothing said so.
                 problems.append(f"image {image.index} at {image.offset:#x}: last-image bit "
                                 f"(PCIR indicator bit 7) not set, but no image follows")
