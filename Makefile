@@ -46,7 +46,13 @@ $(BUILD)/stubs/hello-rom.elf: stubs/hello-rom.S stubs/rom.ld
 	$(AS) --32 -o $(BUILD)/stubs/hello-rom.o $<
 	$(LD) -m elf_i386 -T stubs/rom.ld -o $@ $(BUILD)/stubs/hello-rom.o
 
-STUBS := $(BUILD)/stubs/hello-rom.elf
+# The Multiboot dump kernel: 32-bit, no Multiboot header (bootforge build adds it).
+$(BUILD)/stubs/mbdump.elf: stubs/mbdump.S stubs/mbdump.ld
+	@mkdir -p $(@D)
+	$(AS) --32 -o $(BUILD)/stubs/mbdump.o $<
+	$(LD) -m elf_i386 -T stubs/mbdump.ld --build-id=none --no-warn-rwx-segments -o $@ $(BUILD)/stubs/mbdump.o
+
+STUBS := $(BUILD)/stubs/hello-rom.elf $(BUILD)/stubs/mbdump.elf
 
 stubs: $(STUBS)
 

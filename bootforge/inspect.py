@@ -20,6 +20,15 @@ FORMATS = [
     ("mb2-mmap", None, "bootforge.memmap.inspect:inspect_mb2_mmap"),
     ("mb2-efi-mmap", None, "bootforge.memmap.inspect:inspect_mb2_efi_mmap"),
     ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
+    # Multiboot kernels and their wrappers (bootforge/multiboot/inspect.py).
+    ("elf", lambda d: d[:4] == b"\x7fELF", "bootforge.multiboot.inspect:inspect_elf"),
+    ("pe", lambda d: d[:2] == b"MZ", "bootforge.multiboot.inspect:inspect_pe"),
+    ("linux-kernel", lambda d: d[0x202:0x206] == b"HdrS", "bootforge.multiboot.inspect:inspect_kernel"),
+    ("multiboot-image", lambda d: b"\x02\xb0\xad\x1b" in d[:8192] or b"\xd6\x50\x52\xe8" in d[:32768],
+     "bootforge.multiboot.inspect:inspect_kernel"),
+    ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.multiboot.inspect:inspect_compressed"),
+    ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.multiboot.inspect:inspect_compressed"),
+    ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.inspect:inspect_dump"),
 ]
 
 

@@ -1,0 +1,424 @@
+"""The kernel-recipe branch of `bootforge build`: put Multiboot headers into a kernel.
+
+Two layouts:
+
+- "elf" (default for ELF input): the headers go into a new PT_LOAD segment
+  and a ".multiboot" section placed right after the program headers, so they
+  sit within the first 8 KiB (MB1) / 32 KiB (MB2) at 4/8-byte alignment;
+  the rest of the file moves down by a multiple of the largest segment
+  alignment, so every segment keeps offset == address modulo its alignment.
+  The header segment is loaded just above the kernel's highest segment.
+- "flat" (a.out kludge / MB2 address tag; default for binary input): the
+  memory image from the lowest load address (bss zero-filled in the file)
+  followed by the headers, whose address fields describe that image.
+"""
+
+import gzip
+import lzma
+from pathlib import Path
+
+from bootforge.errors import BuildError, FormatError, RecipeError
+from bootforge.fileio import read_input, write_atomic
+from bootforge.formats import multiboot as fmt
+from bootforge.multiboot.headers import read_elf
+
+PROTOCOLS = ("multiboot1", "multiboot2", "both")
+PREFERENCES = {"none": 0, "low": 1, "high": 2}
+MB2_TAG_TYPES = {"information_request": 1, "address": 2, "entry_address": 3, "console_flags": 4,
+                 "framebuffer": 5, "module_alignment": 6, "efi_boot_services": 7,
+                 "entry_address_efi32": 8, "entry_address_efi64": 9, "relocatable": 10}
+KERNEL_KEYS = {"input", "input_format", "protocol", "layout", "output", "compress", "load_addr",
+               "entry", "bss_size", "multiboot1", "multiboot2", "testing"}
+MB1_KEYS = {"page_align_modules", "memory_info", "video"}
+MB2_KEYS = set(MB2_TAG_TYPES) | {"extra_tags"}
+
+
+def _align(v, a):
+    return (v + a - 1) // a * a
+
+
+def _int(table, key, default=None, where="kernel"):
+    v = table.get(key, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > 0xFFFFFFFF:
+        raise RecipeError(f"[{where}] {key} must be an integer in 0..0xffffffff, not {v!r}")
+    return v
+
+
+def _check_keys(table, allowed, where):
+    if not isinstance(table, dict):
+        raise RecipeError(f"[{where}] must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise RecipeError(f"[{where}] unknown key(s): {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(allowed))})")
+
+
+# ------------------------------------------------------------------ headers
+
+def build_mb1_header(opts, kludge=None):
+    """Bytes of an MB1 header; *kludge* = dict of the five address fields or None."""
+    _check_keys(opts, MB1_KEYS, "kernel.multiboot1")
+    flags = 0
+    if opts.get("page_align_modules", True):
+        flags |= fmt.MB1_PAGE_ALIGN
+    if opts.get("memory_info", True):
+        flags |= fmt.MB1_MEMORY_INFO
+    video = opts.get("video")
+    if video is not None:
+        _check_keys(video, {"mode_type", "width", "height", "depth"}, "kernel.multiboot1.video")
+        flags |= fmt.MB1_VIDEO_MODE
+        video = {k: _int(video, k, 0, "kernel.multiboot1.video")
+                 for k in ("mode_type", "width", "height", "depth")}
+    if kludge is not None:
+        flags |= fmt.MB1_AOUT_KLUDGE
+    addresses = kludge if kludge is not None else (
+        dict.fromkeys(("header_addr", "load_addr", "load_end_addr", "bss_end_addr", "entry_addr"), 0)
+        if video else None)
+    checksum = (-(fmt.MB1_MAGIC + flags)) & 0xFFFFFFFF
+    return fmt.Multiboot1Header.build(dict(flags=flags, checksum=checksum,
+                                           addresses=addresses, video=video))
+
+
+def _mb2_tag(ttype, body, optional=False):
+    body_bytes = fmt.Multiboot2HeaderTagBody.build(body, type=ttype)
+    size = 8 + len(body_bytes)
+    return dict(type=ttype, flags=1 if optional else 0, size=size, body=body,
+                padding=bytes(-size % 8))
+
+
+def _opt_table(value, where):
+    """A tag given as `true`, a number, or a table with `optional`."""
+    if isinstance(value, dict):
+        return dict(value), bool(value.get("optional", False))
+    return value, False
+
+
+def build_mb2_tags(opts, entry=None, address=None):
+    """The list of header tag dicts (without the end tag) for [kernel.multiboot2]."""
+    _check_keys(opts, MB2_KEYS, "kernel.multiboot2")
+    tags = []
+    w = "kernel.multiboot2"
+    if "information_request" in opts:
+        v = opts["information_request"]
+        optional = False
+        if isinstance(v, dict):
+            _check_keys(v, {"types", "optional"}, w + ".information_request")
+            optional, v = bool(v.get("optional", False)), v.get("types", [])
+        if not isinstance(v, list) or not all(isinstance(x, int) and 0 <= x <= 0xFFFFFFFF for x in v):
+            raise RecipeError(f"[{w}] information_request must list info tag types (integers)")
+        tags.append(_mb2_tag(1, dict(requests=v), optional))
+    if address is not None:
+        tags.append(_mb2_tag(2, address))
+    if entry is not None:
+        tags.append(_mb2_tag(3, dict(entry_addr=entry)))
+    if "console_flags" in opts:
+        v, optional = _opt_table(opts["console_flags"], w)
+        if not isinstance(v, dict):
+            raise RecipeError(f"[{w}] console_flags must be a table")
+        _check_keys(v, {"console_required", "ega_text_supported", "optional"}, w + ".console_flags")
+        flags = (1 if v.get("console_required") else 0) | (2 if v.get("ega_text_supported", True) else 0)
+        tags.append(_mb2_tag(4, dict(console_flags=flags), optional))
+    if "framebuffer" in opts:
+        v, optional = _opt_table(opts["framebuffer"], w)
+        if not isinstance(v, dict):
+            raise RecipeError(f"[{w}] framebuffer must be a table")
+        _check_keys(v, {"width", "height", "depth", "optional"}, w + ".framebuffer")
+        tags.append(_mb2_tag(5, {k: _int(v, k, 0, w + ".framebuffer")
+                                 for k in ("width", "height", "depth")}, optional))
+    for key, ttype in (("module_alignment", 6), ("efi_boot_services", 7)):
+        if key in opts:
+            v, optional = _opt_table(opts[key], w)
+            if v is not False:
+                tags.append(_mb2_tag(ttype, dict(payload=b""), optional))
+    for key, ttype in (("entry_address_efi32", 8), ("entry_address_efi64", 9)):
+        if key in opts:
+            v, optional = _opt_table(opts[key], w)
+            addr = v.get("entry_addr") if isinstance(v, dict) else v
+            tags.append(_mb2_tag(ttype, dict(entry_addr=_int({key: addr}, key, where=w)), optional))
+    if "relocatable" in opts:
+        v, optional = _opt_table(opts["relocatable"], w)
+        if not isinstance(v, dict):
+            raise RecipeError(f"[{w}] relocatable must be a table")
+        _check_keys(v, {"min_addr", "max_addr", "align", "preference", "optional"}, w + ".relocatable")
+        pref = v.get("preference", "none")
+        if pref not in PREFERENCES:
+            raise RecipeError(f"[{w}.relocatable] preference must be one of none, low, high")
+        tags.append(_mb2_tag(10, dict(min_addr=_int(v, "min_addr", 0, w), max_addr=_int(v, "max_addr", 0xFFFFFFFF, w),
+                                      align=_int(v, "align", 0x1000, w),
+                                      preference=PREFERENCES[pref]), optional))
+    for extra in opts.get("extra_tags", []):
+        _check_keys(extra, {"type", "optional", "payload"}, w + ".extra_tags")
+        payload = bytes.fromhex(extra.get("payload", ""))
+        tags.append(_mb2_tag(_int(extra, "type", where=w + ".extra_tags") & 0xFFFF,
+                             dict(payload=payload), bool(extra.get("optional", False))))
+    return tags
+
+
+def build_mb2_header(tags):
+    tags = list(tags) + [_mb2_tag(0, dict(payload=b""))]
+    length = 16 + sum(t["size"] + len(t["padding"]) for t in tags)
+    checksum = (-(fmt.MB2_MAGIC + 0 + length)) & 0xFFFFFFFF
+    return fmt.Multiboot2Header.build(dict(fixed=dict(architecture=0, header_length=length,
+                                                      checksum=checksum), tags=tags))
+
+
+def header_blob(protocol, mb1, mb2):
+    """MB1 and/or MB2 header bytes back to back (MB2 8-aligned); offsets of each inside."""
+    blob, offsets = b"", {}
+    if protocol in ("multiboot1", "both"):
+        offsets["multiboot1"] = 0
+        blob += mb1
+    if protocol in ("multiboot2", "both"):
+        blob += bytes(-len(blob) % 8)
+        offsets["multiboot2"] = len(blob)
+        blob += mb2
+    return blob, offsets
+
+
+# ------------------------------------------------------------------ ELF layout
+
+def _elf_tables(data, elf):
+    ehdr_s, phdr_s, shdr_s = fmt.ELF_LAYOUTS[elf.ei_class]
+    ehdr = ehdr_s.parse(data)
+    phdrs = [phdr_s.parse(data[elf.phoff + i * elf.phentsize:]) for i in range(elf.phnum)]
+    shdrs = []
+    if ehdr.e_shnum and ehdr.e_shoff:
+        if ehdr.e_shoff + ehdr.e_shnum * ehdr.e_shentsize > len(data):
+            raise FormatError("section headers run past the end of the file", offset=ehdr.e_shoff)
+        shdrs = [shdr_s.parse(data[ehdr.e_shoff + i * ehdr.e_shentsize:]) for i in range(ehdr.e_shnum)]
+    return ehdr_s, phdr_s, shdr_s, ehdr, phdrs, shdrs
+
+
+def _strip(c):
+    return {k: v for k, v in c.items() if not k.startswith("_")}
+
+
+def elf_with_header_segment(data, make_blob, header_offset=None):
+    """Rewrite ELF *data* with a header segment; *make_blob(header_address)* returns (blob, offsets)."""
+    elf = read_elf(data)
+    if elf.type not in (fmt.ET_EXEC, fmt.ET_DYN):
+        raise BuildError(f"ELF type {elf.type} is not an executable (ET_EXEC or ET_DYN)")
+    ehdr_s, phdr_s, shdr_s, ehdr, phdrs, shdrs = _elf_tables(data, elf)
+    loads = [p for p in phdrs if p.p_type == fmt.PT_LOAD]
+    if not loads:
+        raise BuildError("the ELF has no PT_LOAD segment")
+    front_end = ehdr.e_phoff + ehdr.e_phnum * ehdr.e_phentsize
+    if ehdr.e_phoff < ehdr.e_ehsize or ehdr.e_phoff > ehdr_s.sizeof() + 64:
+        raise BuildError(f"program headers at {ehdr.e_phoff:#x}, not right after the ELF header: "
+                         "bootforge cannot make room for the Multiboot header")
+    for i, p in enumerate(phdrs):
+        if p.p_filesz and p.p_offset < front_end:
+            raise BuildError(f"segment {i} maps the ELF and program headers (offset {p.p_offset:#x}); "
+                             "link with a script whose PHDRS omit FILEHDR/PHDRS so the headers stay "
+                             "out of loaded memory")
+    align = max([4096] + [p.p_align for p in loads if p.p_align and p.p_align <= 0x200000])
+    new_phnum = ehdr.e_phnum + 1
+    hdr_off = _align(ehdr.e_ehsize if ehdr.e_phoff == 0 else ehdr.e_phoff + new_phnum * ehdr.e_phentsize, 8)
+    if header_offset is not None:
+        if header_offset < hdr_off or header_offset % 8:
+            raise RecipeError(f"[kernel.testing] header_offset must be 8-aligned and >= {hdr_off:#x}")
+        hdr_off = header_offset
+    top = max(p.p_paddr + p.p_memsz for p in loads)
+    header_addr = _align(top, 4096) + hdr_off % 4096
+    blob, offsets = make_blob(header_addr)
+    delta = _align(max(hdr_off + len(blob) - front_end, 0), align)
+
+    moved = lambda off: off + delta if off >= front_end else off  # noqa: E731
+    new_phdrs = []
+    for p in phdrs:
+        q = _strip(p)
+        q["p_offset"] = moved(p.p_offset)
+        new_phdrs.append(q)
+    last_load = max(i for i, p in enumerate(phdrs) if p.p_type == fmt.PT_LOAD)
+    new_phdrs.insert(last_load + 1, dict(p_type=fmt.PT_LOAD, p_offset=hdr_off, p_vaddr=header_addr,
+                                         p_paddr=header_addr, p_filesz=len(blob), p_memsz=len(blob),
+                                         p_flags=4, p_align=4096))
+    body = bytearray(data[front_end:])
+    out = bytearray(front_end + delta)
+    out[hdr_off:hdr_off + len(blob)] = blob
+    out += body
+    e = _strip(ehdr)
+    e["ident"] = _strip(ehdr.ident)
+    e["e_phnum"] = new_phnum
+    if shdrs:
+        names_idx = ehdr.e_shstrndx
+        shstr = shdrs[names_idx] if names_idx < len(shdrs) else None
+        new_shdrs = []
+        for s in shdrs:
+            q = _strip(s)
+            q["sh_offset"] = moved(s.sh_offset)
+            new_shdrs.append(q)
+        name_off = 0
+        if shstr is not None and shstr.sh_offset + shstr.sh_size <= len(data):
+            old_names = data[shstr.sh_offset:shstr.sh_offset + shstr.sh_size]
+            names = old_names + b".multiboot\0"
+            name_off = len(old_names)
+            new_shdrs[names_idx]["sh_offset"] = len(out)
+            new_shdrs[names_idx]["sh_size"] = len(names)
+            out += names
+        new_shdrs.append(dict(sh_name=name_off, sh_type=fmt.SHT_PROGBITS, sh_flags=fmt.SHF_ALLOC,
+                              sh_addr=header_addr, sh_offset=hdr_off, sh_size=len(blob), sh_link=0,
+                              sh_info=0, sh_addralign=8, sh_entsize=0))
+        out += bytes(-len(out) % 8)
+        e["e_shoff"] = len(out)
+        e["e_shnum"] = len(new_shdrs)
+        e["e_shentsize"] = shdr_s.sizeof()
+        for s in new_shdrs:
+            out += shdr_s.build(s)
+    out[0:ehdr_s.sizeof()] = ehdr_s.build(e)
+    if ehdr.e_phoff:
+        for i, p in enumerate(new_phdrs):
+            at = ehdr.e_phoff + i * ehdr.e_phentsize
+            out[at:at + phdr_s.sizeof()] = phdr_s.build(p)
+    return bytes(out), hdr_off, header_addr, offsets
+
+
+def flat_image(data, input_format, kernel):
+    """(memory image bytes, load address, entry, memory size) of the kernel as one flat range."""
+    if input_format == "binary":
+        load = _int(kernel, "load_addr")
+        entry = _int(kernel, "entry")
+        if load is None or entry is None:
+            raise RecipeError("[kernel] a binary input needs load_addr and entry")
+        bss = _int(kernel, "bss_size", 0)
+        return data + bytes(bss), load, entry
+    elf = read_elf(data)
+    loads = [s for s in elf.loads if s.memsz]
+    lo = min(s.paddr for s in loads)
+    hi = max(s.paddr + s.memsz for s in loads)
+    if hi - lo > 64 << 20:
+        raise BuildError(f"segments span {hi - lo:#x} bytes: too sparse for a flat image")
+    image = bytearray(hi - lo)
+    for s in loads:
+        if s.offset + s.filesz > len(data):
+            raise FormatError(f"segment {s.index} runs past the end of the file", offset=s.offset)
+        image[s.paddr - lo:s.paddr - lo + s.filesz] = data[s.offset:s.offset + s.filesz]
+    entry = _int(kernel, "entry", None)
+    if entry is None:
+        entry = elf.entry
+        for s in elf.loads:
+            if s.vaddr <= elf.entry < s.vaddr + s.memsz:
+                entry = elf.entry - s.vaddr + s.paddr
+                break
+    return bytes(image), lo, entry
+
+
+# ------------------------------------------------------------------ the recipe
+
+def build_kernel_recipe(recipe_path, recipe, out_path=None):
+    """Build the kernel a [kernel] recipe describes; write it; return a JSON-able summary.
+
+    :raises RecipeError: malformed recipe.
+    :raises BuildError: a kernel the loaders would refuse (header out of reach, ...).
+    """
+    recipe_path = Path(recipe_path)
+    kernel = recipe.get("kernel")
+    if not isinstance(kernel, dict):
+        raise RecipeError("a kernel recipe needs a [kernel] table", path=recipe_path)
+    try:
+        return _build(recipe_path, kernel, out_path)
+    except (RecipeError, BuildError) as exc:
+        raise exc.located(path=recipe_path)
+
+
+def _build(recipe_path, kernel, out_path):
+    _check_keys(kernel, KERNEL_KEYS, "kernel")
+    protocol = kernel.get("protocol", "multiboot2")
+    if protocol not in PROTOCOLS:
+        raise RecipeError(f"[kernel] protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if "input" not in kernel or not isinstance(kernel["input"], str):
+        raise RecipeError("[kernel] input (path of an ELF or flat binary) is required")
+    base = recipe_path.parent
+    in_path = (base / kernel["input"]) if not Path(kernel["input"]).is_absolute() else Path(kernel["input"])
+    data = read_input(in_path)
+    input_format = kernel.get("input_format", "elf" if data[:4] == fmt.ELF_MAGIC else "binary")
+    if input_format not in ("elf", "binary"):
+        raise RecipeError("[kernel] input_format must be elf or binary")
+    if input_format == "elf" and data[:4] != fmt.ELF_MAGIC:
+        raise BuildError(f"{in_path} is not an ELF file")
+    layout = kernel.get("layout", "elf" if input_format == "elf" else "flat")
+    if layout not in ("elf", "flat") or (layout == "elf" and input_format != "elf"):
+        raise RecipeError("[kernel] layout must be elf (ELF input) or flat")
+    compress = kernel.get("compress", "none")
+    if compress not in ("none", "gzip", "xz"):
+        raise RecipeError("[kernel] compress must be none, gzip or xz")
+    mb1_opts = kernel.get("multiboot1", {})
+    mb2_opts = dict(kernel.get("multiboot2", {}))
+    testing = kernel.get("testing", {})
+    _check_keys(testing, {"header_offset"}, "kernel.testing")
+    header_offset = _int(testing, "header_offset", None, "kernel.testing")
+
+    if layout == "elf":
+        entry_req = mb2_opts.pop("entry_address", None)
+        elf = read_elf(data)
+        if entry_req is True:
+            entry_req = elf.entry
+            for s in elf.loads:
+                if s.vaddr <= elf.entry < s.vaddr + s.memsz:
+                    entry_req = elf.entry - s.vaddr + s.paddr
+        if entry_req is False:
+            entry_req = None
+        if "address" in mb2_opts:
+            raise RecipeError("[kernel.multiboot2] address is only for layout = \"flat\"")
+
+        def make_blob(header_addr):
+            mb1 = build_mb1_header(mb1_opts)
+            mb2 = build_mb2_header(build_mb2_tags(mb2_opts, entry=entry_req))
+            return header_blob(protocol, mb1, mb2)
+        out, hdr_off, header_addr, offsets = elf_with_header_segment(data, make_blob, header_offset)
+        load_addr = None
+    else:
+        if header_offset is not None:
+            raise RecipeError("[kernel.testing] header_offset applies to layout = \"elf\" only")
+        mb2_opts.pop("entry_address", None)
+        mb2_opts.pop("address", None)
+        image, load_addr, entry = flat_image(data, input_format, kernel)
+        hdr_off = _align(len(image), 8)
+        header_addr = load_addr + hdr_off
+
+        zeros = dict.fromkeys(("header_addr", "load_addr", "load_end_addr", "bss_end_addr"), 0)
+
+        def blob_for(end, mb1_at, mb2_at):
+            mb1 = build_mb1_header(mb1_opts, dict(header_addr=mb1_at, load_addr=load_addr,
+                                                  load_end_addr=end, bss_end_addr=0, entry_addr=entry))
+            mb2 = build_mb2_header(build_mb2_tags(mb2_opts, entry=entry, address=dict(
+                header_addr=mb2_at, load_addr=load_addr, load_end_addr=end, bss_end_addr=0)))
+            return header_blob(protocol, mb1, mb2)
+        probe, offsets = blob_for(0, 0, 0)
+        end = header_addr + len(probe)
+        blob, offsets = blob_for(end, header_addr + offsets.get("multiboot1", 0),
+                                 header_addr + offsets.get("multiboot2", 0))
+        del zeros
+        out = image + bytes(hdr_off - len(image)) + blob
+        assert load_addr + len(out) == end
+
+    # The loaders' reach: refuse to write what they cannot find.
+    limits = {"multiboot1": fmt.MB1_SEARCH, "multiboot2": fmt.MB2_SEARCH}
+    positions = {k: hdr_off + v for k, v in offsets.items()}
+    if header_offset is None:
+        for k, pos in positions.items():
+            if pos + 12 > limits[k]:
+                raise BuildError(f"the {k} header would sit at file offset {pos:#x}, past the first "
+                                 f"{limits[k] // 1024} KiB where loaders search for it")
+
+    final = out
+    if compress == "gzip":
+        final = gzip.compress(out, mtime=0)
+    elif compress == "xz":
+        final = lzma.compress(out, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+
+    if out_path is None:
+        if "output" not in kernel:
+            raise RecipeError("no output: give -o or [kernel] output")
+        out_path = base / kernel["output"]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_path, final)
+    return {"output": str(out_path), "kind": "kernel", "protocol": protocol, "layout": layout,
+            "input": str(in_path), "size": len(final), "uncompressed_size": len(out),
+            "compress": compress, "header_address": header_addr,
+            "load_addr": load_addr,
+            "multiboot1_offset": positions.get("multiboot1"),
+            "multiboot2_offset": positions.get("multiboot2")}

@@ -1,0 +1,251 @@
+"""Finding and decoding Multiboot headers and the ELF facts loaders act on.
+
+Everything is bounds-checked before Construct sees it, so bad input ends
+in a FormatError/LimitError naming the offset, never a traceback or a loop.
+"""
+
+from dataclasses import dataclass, field
+
+from bootforge.errors import FormatError, LimitError
+from bootforge.formats import multiboot as fmt
+
+MAX_HEADER_TAGS = 512
+
+
+def _u32(data, off):
+    return int.from_bytes(data[off:off + 4], "little")
+
+
+def scan(data, magic, step, limit):
+    """Offsets < *limit* (aligned to *step*) where the little-endian u32 *magic* sits."""
+    needle = magic.to_bytes(4, "little")
+    hits = []
+    end = min(len(data), limit + 3)
+    pos = data.find(needle, 0, end)
+    while pos != -1:
+        if pos % step == 0 and pos < limit:
+            hits.append(pos)
+        pos = data.find(needle, pos + 1, end)
+    return hits
+
+
+# ------------------------------------------------------------------ Multiboot 1
+
+def mb1_header_length(flags):
+    if flags & fmt.MB1_VIDEO_MODE:
+        return 48
+    if flags & fmt.MB1_AOUT_KLUDGE:
+        return 32
+    return 12
+
+
+def decode_mb1(data, offset):
+    """The MB1 header at *offset* as a JSON-able dict (truncated fields read as absent)."""
+    flags = _u32(data, offset + 4)
+    checksum = _u32(data, offset + 8)
+    length = mb1_header_length(flags)
+    doc = {"offset": offset, "flags": flags, "checksum": checksum,
+           "checksum_ok": (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF == 0,
+           "length": length, "truncated": offset + length > len(data),
+           "page_align_modules": bool(flags & fmt.MB1_PAGE_ALIGN),
+           "memory_info": bool(flags & fmt.MB1_MEMORY_INFO),
+           "video_mode": bool(flags & fmt.MB1_VIDEO_MODE),
+           "aout_kludge": bool(flags & fmt.MB1_AOUT_KLUDGE),
+           "unsupported_flags": flags & 0x0000FFF8,
+           "addresses": None, "video": None}
+    if not doc["truncated"]:
+        parsed = fmt.Multiboot1Header.parse(data[offset:offset + length])
+        if parsed.addresses is not None:
+            doc["addresses"] = {k: v for k, v in parsed.addresses.items() if not k.startswith("_")}
+        if parsed.video is not None:
+            doc["video"] = {k: v for k, v in parsed.video.items() if not k.startswith("_")}
+    return doc
+
+
+def find_mb1(data, limit=fmt.MB1_SEARCH):
+    """First MB1 header with a valid checksum whose 12 bytes lie in the first *limit* bytes (GRUB's rule)."""
+    window = min(len(data), limit)
+    for off in scan(data, fmt.MB1_MAGIC, 4, limit):
+        if off + 12 <= window:
+            flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
+            if (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF == 0:
+                return decode_mb1(data, off)
+    return None
+
+
+# ------------------------------------------------------------------ Multiboot 2
+
+def _plain(obj):
+    if hasattr(obj, "items"):
+        return {k: _plain(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return obj
+
+
+def decode_mb2_tags(data, offset, header_length):
+    """Walk the header tags of the MB2 header at *offset*; raise FormatError on a lying tag."""
+    tags = []
+    pos = offset + 16
+    end = offset + header_length
+    if end > len(data):
+        raise FormatError(f"Multiboot2 header_length {header_length:#x} runs past the end of the file",
+                          offset=offset + 8)
+    while True:
+        if len(tags) >= MAX_HEADER_TAGS:
+            raise LimitError(f"more than {MAX_HEADER_TAGS} Multiboot2 header tags", offset=pos)
+        if pos + 8 > end:
+            raise FormatError("Multiboot2 header tags run past header_length without an end tag",
+                              offset=pos)
+        ttype = int.from_bytes(data[pos:pos + 2], "little")
+        tflags = int.from_bytes(data[pos + 2:pos + 4], "little")
+        size = _u32(data, pos + 4)
+        if size < 8:
+            raise FormatError(f"Multiboot2 header tag type {ttype} has size {size} (minimum 8)",
+                              offset=pos + 4)
+        if pos + size > end:
+            raise FormatError(f"Multiboot2 header tag type {ttype} of size {size} runs past "
+                              f"header_length ({header_length:#x})", offset=pos)
+        padded = size + (-size % 8)
+        raw = data[pos:pos + min(padded, end - pos)]
+        if len(raw) < padded:
+            raw = raw + bytes(padded - len(raw))
+        parsed = fmt.Multiboot2HeaderTag.parse(raw)
+        tag = {"type": ttype, "name": fmt.MB2_HEADER_TAG_NAMES.get(ttype, "unknown"),
+               "optional": bool(tflags & fmt.MB2_TAG_OPTIONAL), "flags": tflags,
+               "size": size, "position": pos}
+        tag.update(_plain(parsed.body))
+        if tag.get("payload") == "":
+            del tag["payload"]
+        if ttype == 10:
+            tag["preference_name"] = fmt.MB2_RELOCATABLE_PREFERENCES.get(tag["preference"], "unknown")
+        tags.append(tag)
+        if ttype == 0:
+            break
+        pos += padded
+    return tags
+
+
+def decode_mb2(data, offset):
+    arch, length, checksum = _u32(data, offset + 4), _u32(data, offset + 8), _u32(data, offset + 12)
+    doc = {"offset": offset, "architecture": arch,
+           "architecture_name": fmt.MB2_ARCHITECTURES.get(arch, "unknown"),
+           "header_length": length, "checksum": checksum,
+           "checksum_ok": (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0}
+    if length < 24:
+        raise FormatError(f"Multiboot2 header_length {length} is below 24 (header and end tag)",
+                          offset=offset + 8)
+    doc["tags"] = decode_mb2_tags(data, offset, length)
+    return doc
+
+
+def find_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
+    """First MB2 header (magic, checksum, architecture) in the first *limit* bytes (GRUB's rule)."""
+    window = min(len(data), limit)
+    for off in scan(data, fmt.MB2_MAGIC, 8, limit):
+        if off + 16 <= window:
+            arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
+            if (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0 and \
+                    (architecture is None or arch == architecture):
+                return decode_mb2(data, off)
+    return None
+
+
+# ------------------------------------------------------------------ ELF
+
+@dataclass
+class Segment:
+    index: int
+    type: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    flags: int
+    align: int
+
+    def to_json(self):
+        return {"index": self.index, "type": self.type, "offset": self.offset,
+                "vaddr": self.vaddr, "paddr": self.paddr, "filesz": self.filesz,
+                "memsz": self.memsz, "flags": self.flags, "align": self.align}
+
+
+@dataclass
+class ElfFacts:
+    ei_class: int
+    ei_data: int
+    machine: int
+    type: int
+    version: int
+    entry: int
+    phoff: int
+    phentsize: int
+    phnum: int
+    shoff: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+    segments: list = field(default_factory=list)
+    section_types: list = field(default_factory=list)
+
+    @property
+    def bits(self):
+        return 64 if self.ei_class == fmt.ELFCLASS64 else 32
+
+    @property
+    def loads(self):
+        return [s for s in self.segments if s.type == fmt.PT_LOAD]
+
+    def to_json(self):
+        return {"class": f"ELF{self.bits}", "machine": self.machine, "type": self.type,
+                "entry": self.entry, "phoff": self.phoff, "phnum": self.phnum,
+                "shoff": self.shoff, "shnum": self.shnum}
+
+
+MAX_PHNUM = 4096
+MAX_SHNUM = 65535
+
+
+def read_elf(data):
+    """ELF header, program headers and section types; FormatError for headers past the end."""
+    if len(data) < 16 or data[:4] != fmt.ELF_MAGIC:
+        raise FormatError("not an ELF file", offset=0)
+    ei_class = data[4]
+    if ei_class not in fmt.ELF_LAYOUTS:
+        raise FormatError(f"ELF class {ei_class} is neither 1 (ELF32) nor 2 (ELF64)", offset=4)
+    if data[5] != 1:
+        raise FormatError(f"ELF data encoding {data[5]} is not little-endian", offset=5)
+    ehdr_s, phdr_s, shdr_s = fmt.ELF_LAYOUTS[ei_class]
+    if len(data) < ehdr_s.sizeof():
+        raise FormatError("ELF header truncated", offset=len(data))
+    e = ehdr_s.parse(data)
+    facts = ElfFacts(ei_class, data[5], e.e_machine, e.e_type, e.e_version, e.e_entry,
+                     e.e_phoff, e.e_phentsize, e.e_phnum, e.e_shoff, e.e_shentsize,
+                     e.e_shnum, e.e_shstrndx)
+    if e.e_phnum:
+        if e.e_phentsize < phdr_s.sizeof():
+            raise FormatError(f"e_phentsize {e.e_phentsize} is below {phdr_s.sizeof()}",
+                              offset=0x2A if ei_class == 1 else 0x36)
+        if e.e_phnum > MAX_PHNUM:
+            raise LimitError(f"{e.e_phnum} program headers (limit {MAX_PHNUM})", offset=e.e_phoff)
+        end = e.e_phoff + e.e_phnum * e.e_phentsize
+        if end > len(data):
+            raise FormatError(f"program headers ({e.e_phnum} x {e.e_phentsize} at {e.e_phoff:#x}) "
+                              f"run past the end of the file ({len(data):#x} bytes)",
+                              offset=e.e_phoff)
+        for i in range(e.e_phnum):
+            at = e.e_phoff + i * e.e_phentsize
+            p = phdr_s.parse(data[at:at + phdr_s.sizeof()])
+            facts.segments.append(Segment(i, p.p_type, p.p_offset, p.p_vaddr, p.p_paddr,
+                                          p.p_filesz, p.p_memsz, p.p_flags, p.p_align))
+    if e.e_shnum and e.e_shoff:
+        size = shdr_s.sizeof()
+        end = e.e_shoff + e.e_shnum * e.e_shentsize
+        if e.e_shentsize >= size and end <= len(data):
+            for i in range(e.e_shnum):
+                at = e.e_shoff + i * e.e_shentsize
+                facts.section_types.append(_u32(data, at + 4))
+    return facts

@@ -1,0 +1,170 @@
+"""`bootforge inspect` readers for kernels (ELF, PE, Linux bzImage, flat Multiboot images),
+gzip/xz wrappers (transparent) and boot-information dumps."""
+
+import lzma
+import zlib
+from dataclasses import dataclass, field
+
+from bootforge.errors import FormatError, LimitError
+from bootforge.formats import multiboot as fmt
+from bootforge.multiboot import headers, verdicts
+from bootforge.report import Report
+
+MAX_DECOMPRESSED = 256 << 20
+
+
+def decompress(data, kind):
+    """Whole gzip/xz stream *data*; FormatError when truncated or corrupt, LimitError when huge."""
+    try:
+        if kind == "gzip":
+            d = zlib.decompressobj(wbits=31)
+        else:
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        if kind == "gzip":
+            out = d.decompress(data, MAX_DECOMPRESSED)
+            if d.unconsumed_tail:
+                raise LimitError(f"{kind} stream decompresses to more than {MAX_DECOMPRESSED} bytes")
+        else:
+            out = d.decompress(data, MAX_DECOMPRESSED)
+            if not d.eof and not d.needs_input:
+                raise LimitError(f"{kind} stream decompresses to more than {MAX_DECOMPRESSED} bytes")
+    except (zlib.error, lzma.LZMAError, EOFError) as exc:
+        raise FormatError(f"corrupt {kind} stream: {exc}", offset=0) from None
+    if not d.eof:
+        raise FormatError(f"truncated {kind} stream ({len(out)} bytes decompressed before the end)",
+                          offset=len(data))
+    return out
+
+
+def _hex(v):
+    return f"{v:#x}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+@dataclass
+class KernelReport(Report):
+    doc: dict = field(default_factory=dict)
+
+    def to_json(self):
+        return self.doc
+
+    def render_text(self):
+        d = self.doc
+        out = [f"{self.path}: {d['kind']}" + (f" ({d['compression']}-compressed, "
+                                               f"{d['decompressed_size']} bytes inside)"
+                                               if d.get("compression") else "")]
+        if d.get("elf"):
+            e = d["elf"]
+            out.append(f"  ELF: {e['class']} machine {e['machine']} type {e['type']} "
+                       f"entry {e['entry']:#x}, {e['phnum']} program headers at {e['phoff']:#x}")
+        if d.get("pe"):
+            p = d["pe"]
+            out.append(f"  PE: {p['format']} machine {p['machine']:#x} subsystem {p['subsystem']} "
+                       f"entry RVA {p['entry_point']:#x} image base {p['image_base']:#x}")
+        if d.get("segments"):
+            out.append("  segments:   type     offset      vaddr      paddr     filesz      memsz")
+            for s in d["segments"]:
+                out.append(f"    {s['index']:3d} {s['type']:#10x} {s['offset']:#10x} {s['vaddr']:#10x} "
+                           f"{s['paddr']:#10x} {s['filesz']:#10x} {s['memsz']:#10x}")
+        m1 = d.get("multiboot1")
+        if m1:
+            out.append(f"  Multiboot1 header at {m1['offset']:#x}: flags {m1['flags']:#x}, checksum "
+                       f"{m1['checksum']:#x} ({'ok' if m1['checksum_ok'] else 'BAD'})")
+            for name in ("addresses", "video"):
+                if m1.get(name):
+                    out.append(f"    {name}: " + ", ".join(f"{k} {_hex(v)}" for k, v in m1[name].items()))
+        else:
+            out.append("  Multiboot1 header: none in the first 8 KiB")
+        m2 = d.get("multiboot2")
+        if m2:
+            out.append(f"  Multiboot2 header at {m2['offset']:#x}: architecture {m2['architecture']} "
+                       f"({m2['architecture_name']}), header_length {m2['header_length']}")
+            for t in m2["tags"]:
+                extra = ", ".join(f"{k} {_hex(v)}" for k, v in t.items()
+                                  if k not in ("type", "name", "optional", "flags", "size", "position"))
+                out.append(f"    tag {t['type']:2d} {t['name']:<22} size {t['size']:3d}"
+                           f"{' optional' if t['optional'] else ''}{': ' + extra if extra else ''}")
+        else:
+            out.append("  Multiboot2 header: none in the first 32 KiB")
+        if d.get("entry") is not None:
+            out.append(f"  entry: {d['entry']:#x}")
+        out.append("  loaders:")
+        for name, v in d["loaders"].items():
+            out.append(f"    {name:<11} {'loads  ' if v['loads'] else 'REFUSES'} {v['message']}")
+        return "\n".join(out)
+
+
+def kernel_document(path, data, compression=None, given=None):
+    """The JSON document for a kernel; *given* is the file as given when *data* was decompressed."""
+    given = data if given is None else given
+    doc = {"kind": "unknown", "compression": compression}
+    if compression:
+        doc["decompressed_size"] = len(data)
+    elf = None
+    if data[:4] == fmt.ELF_MAGIC:
+        elf = headers.read_elf(data)
+        doc["kind"] = f"ELF{elf.bits}"
+        doc["elf"] = elf.to_json()
+        doc["segments"] = [s.to_json() for s in elf.segments]
+        doc["entry"] = elf.entry
+    elif data[:2] == b"MZ":
+        from bootforge.pe import read_pe_facts
+        pe = read_pe_facts(data)
+        doc["kind"] = "PE32+" if pe.magic == 0x20B else "PE32"
+        doc["pe"] = pe.to_json()
+        doc["segments"] = []
+        doc["entry"] = pe.image_base + pe.entry_point
+    else:
+        doc["segments"] = []
+        doc["entry"] = None
+    if verdicts.is_linux_bzimage(data):
+        doc["kind"] += " Linux bzImage" if doc["kind"] != "unknown" else ""
+        if doc["kind"] == "unknown":
+            doc["kind"] = "Linux bzImage"
+    mb1 = headers.find_mb1(data)
+    mb2 = headers.find_mb2(data)
+    if doc["kind"] == "unknown" and (mb1 or mb2):
+        doc["kind"] = "flat Multiboot image"
+    if mb1 and mb1["aout_kludge"] and mb1["addresses"]:
+        doc["entry"] = mb1["addresses"]["entry_addr"]
+    doc["multiboot1"] = mb1
+    doc["multiboot2"] = mb2
+    doc["loaders"] = verdicts.verdicts(given, data, compression)
+    return doc
+
+
+def _kernel_report(path, data, compression=None, given=None):
+    doc = kernel_document(path, data, compression, given)
+    report = KernelReport(path=str(path), format="multiboot-kernel", doc=doc)
+    return report
+
+
+def inspect_elf(path, data):
+    return _kernel_report(path, data)
+
+
+def inspect_pe(path, data):
+    return _kernel_report(path, data)
+
+
+def inspect_kernel(path, data):
+    return _kernel_report(path, data)
+
+
+def inspect_compressed(path, data):
+    kind = "gzip" if data[:2] == b"\x1f\x8b" else "xz"
+    inner = decompress(data, kind)
+    try:
+        if inner[:4] == fmt.ELF_MAGIC or inner[:2] == b"MZ" or verdicts.is_linux_bzimage(inner) \
+                or b"\x02\xb0\xad\x1b" in inner[:fmt.MB1_SEARCH] or b"\xd6\x50\x52\xe8" in inner[:fmt.MB2_SEARCH]:
+            return _kernel_report(path, inner, kind, data)
+        from bootforge.inspect import inspect_data
+        return inspect_data(path, inner)
+    except FormatError as exc:
+        exc.message += f" (offset in the {kind}-decompressed data)"
+        raise
+
+
+def inspect_dump(path, data):
+    from bootforge.multiboot.dump import DumpReport, decode_dump
+    doc, problems = decode_dump(data)
+    return DumpReport(path=str(path), format="mbdump", problems=problems, doc=doc)
