@@ -23,6 +23,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.multiboot.headers import read_elf
 
 PROTOCOLS = ("multiboot1", "multiboot2", "both")
+PROTOCOL_NAMES = {"multiboot1": "Multiboot1", "multiboot2": "Multiboot2", "both": "Multiboot1+2"}
 PREFERENCES = {"none": 0, "low": 1, "high": 2}
 MB2_TAG_TYPES = {"information_request": 1, "address": 2, "entry_address": 3, "console_flags": 4,
                  "framebuffer": 5, "module_alignment": 6, "efi_boot_services": 7,
@@ -416,7 +417,9 @@ def _build(recipe_path, kernel, out_path):
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_path, final)
-    return {"output": str(out_path), "kind": "kernel", "protocol": protocol, "layout": layout,
+    return {"output": str(out_path), "kind": "kernel",
+            "format": f"{PROTOCOL_NAMES[protocol]} kernel ({layout} layout{', ' + compress if compress != 'none' else ''})",
+            "protocol": protocol, "layout": layout,
             "input": str(in_path), "size": len(final), "uncompressed_size": len(out),
             "compress": compress, "header_address": header_addr,
             "load_addr": load_addr,

@@ -27,7 +27,7 @@ KERNEL_CMDLINE = "kernel-args a=b"
 MODULES = [("mod1", 3000, "mod1-args"), ("mod2", 5000, "mod2 args two")]
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-QEMU_COMMON = ["-display", "none", "-no-reboot", "-monitor", "none",
+QEMU_COMMON = ["-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none",
                "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 

@@ -1,0 +1,157 @@
+"""Kernel recipes: the headers land where every loader looks, checked with pyelftools and readelf."""
+
+import gzip
+import json
+import lzma
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from bootforge.multiboot import headers, verdicts
+from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+
+STUB = BUILD / "stubs" / "mbdump.elf"
+
+
+def build(tmp_path, recipe_text, name="k.toml", out="k.out"):
+    require(str(STUB))
+    recipe = tmp_path / name
+    recipe.write_text(recipe_text.replace("STUB", str(STUB)))
+    out_path = tmp_path / out
+    proc = run_bootforge("build", recipe, "-o", out_path, "--json", check=0)
+    return out_path, json.loads(proc.stdout)
+
+
+def readelf(path):
+    require("readelf")
+    return subprocess.run(["readelf", "-lSW", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("recipe", ["mb2", "mb1", "efi"])
+def test_shipped_recipes_put_headers_in_a_loaded_segment(tmp_path, recipe):
+    require(str(STUB))
+    out = tmp_path / "k.elf"
+    summary = json.loads(run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", out,
+                                       "--json", check=0).stdout)
+    data = out.read_bytes()
+    stub = STUB.read_bytes()
+    with open(out, "rb") as f:
+        elf = ELFFile(f)
+        loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        assert len(loads) == 2
+        hdr_seg = loads[1]
+        mb = elf.get_section_by_name(".multiboot")
+        assert mb is not None and mb["sh_flags"] & 2 and mb["sh_addr"] == hdr_seg["p_paddr"]
+        text = elf.get_section_by_name(".text").data()
+        orig = ELFFile(open(STUB, "rb")).get_section_by_name(".text").data()
+        assert text == orig                                    # code moved, not changed
+        assert elf.header["e_entry"] == 0x100000
+        for seg in loads:
+            assert seg["p_offset"] % seg["p_align"] == seg["p_vaddr"] % seg["p_align"]
+    if recipe in ("mb1",):
+        hdr = headers.find_mb1(data)
+        assert hdr["offset"] % 4 == 0 and hdr["offset"] + 12 <= 8192 and hdr["checksum_ok"]
+        assert summary["multiboot1_offset"] == hdr["offset"]
+    else:
+        hdr = headers.find_mb2(data)
+        assert hdr["offset"] % 8 == 0 and hdr["offset"] < 32768
+        assert summary["multiboot2_offset"] == hdr["offset"]
+    assert hdr_seg["p_offset"] <= hdr["offset"] < hdr_seg["p_offset"] + hdr_seg["p_filesz"]
+    listing = readelf(out)
+    assert ".multiboot" in listing and listing.count("LOAD") == 2
+    v = verdicts.verdicts(data, data)
+    want = ["grub-mb1", "qemu", "syslinux", "limine-mb1"] if recipe == "mb1" else ["grub-mb2", "limine-mb2"]
+    for name in want:
+        assert v[name]["loads"], (name, v[name])
+    assert len(stub) < len(data)
+
+
+def test_both_headers_gzip_and_xz(tmp_path):
+    for compress, unpack in (("gzip", gzip.decompress), ("xz", lzma.decompress)):
+        out, summary = build(tmp_path, f'[kernel]\ninput = "STUB"\nprotocol = "both"\ncompress = "{compress}"\n'
+                                        '[kernel.multiboot2]\ninformation_request = [1, 6]\n'
+                                        'framebuffer = { width = 1024, height = 768, depth = 32, optional = true }\n')
+        raw = unpack(out.read_bytes())
+        assert summary["uncompressed_size"] == len(raw)
+        assert headers.find_mb1(raw)["offset"] == summary["multiboot1_offset"]
+        tags = headers.find_mb2(raw)["tags"]
+        assert [(t["type"], t["optional"]) for t in tags] == [(1, False), (5, True), (0, False)]
+        doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
+        assert doc["compression"] == compress
+        assert doc["loaders"]["grub-mb2"]["loads"] and doc["loaders"]["grub-mb1"]["loads"]
+        assert not doc["loaders"]["qemu"]["loads"]
+
+
+def test_flat_kludge_image_fields(tmp_path):
+    out, summary = build(tmp_path, '[kernel]\ninput = "STUB"\nprotocol = "both"\nlayout = "flat"\n')
+    data = out.read_bytes()
+    mb1 = headers.find_mb1(data)
+    a = mb1["addresses"]
+    assert mb1["aout_kludge"] and a["load_addr"] == 0x100000 and a["entry_addr"] == 0x100000
+    assert a["load_end_addr"] - a["load_addr"] == len(data)
+    assert a["header_addr"] - a["load_addr"] == mb1["offset"]
+    stub = ELFFile(open(STUB, "rb"))
+    seg = next(s for s in stub.iter_segments() if s["p_type"] == "PT_LOAD")
+    assert data[:seg["p_filesz"]] == seg.data()
+    assert data[seg["p_filesz"]:seg["p_memsz"]] == bytes(seg["p_memsz"] - seg["p_filesz"])   # bss in the file
+    tags = {t["type"]: t for t in headers.find_mb2(data)["tags"]}
+    assert tags[2]["header_addr"] - tags[2]["load_addr"] == headers.find_mb2(data)["offset"]
+    assert tags[3]["entry_addr"] == 0x100000
+    v = verdicts.verdicts(data, data)
+    assert all(x["loads"] for x in v.values()), v
+
+
+def test_binary_input_with_every_mb2_tag(tmp_path):
+    blob = tmp_path / "flat.bin"
+    blob.write_bytes(b"\xf4" * 100)
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{blob}"\nprotocol = "multiboot2"\nload_addr = 0x200000\nentry = 0x200000\n'
+                      'bss_size = 0x100\n[kernel.multiboot2]\ninformation_request = [1]\n'
+                      'console_flags = { console_required = false }\nmodule_alignment = true\n'
+                      'efi_boot_services = { optional = true }\nentry_address_efi64 = { entry_addr = 0x200000, optional = true }\n'
+                      'entry_address_efi32 = { entry_addr = 0x200000, optional = true }\n'
+                      'framebuffer = { width = 640, height = 480, depth = 8, optional = true }\n'
+                      'relocatable = { min_addr = 0x100000, max_addr = 0x1000000, align = 0x1000, preference = "high" }\n')
+    out = tmp_path / "k.bin"
+    run_bootforge("build", recipe, "-o", out, check=0)
+    data = out.read_bytes()
+    mb2 = headers.find_mb2(data)
+    assert sorted(t["type"] for t in mb2["tags"]) == list(range(0, 11))
+    assert mb2["offset"] == 0x168 and data[:100] == b"\xf4" * 100 and data[100:0x164] == bytes(0x100)
+    assert verdicts.grub_mb2(data)["loads"]
+
+
+def test_far_header_is_refused_by_the_grub_verdict(tmp_path):
+    require(str(STUB))
+    out = tmp_path / "far.elf"
+    summary = json.loads(run_bootforge("build", REPO / "recipes/kernel-mbdump-far.toml", "-o", out, "--json",
+                                       check=0).stdout)
+    assert summary["multiboot2_offset"] == 0x9000
+    doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
+    assert doc["multiboot2"] is None
+    assert doc["loaders"]["grub-mb2"] == {"loads": False, "message": "no multiboot header found"}
+
+
+def test_recipe_and_build_errors_are_one_line(tmp_path):
+    require(str(STUB))
+    cases = {
+        'protocol = "multiboot3"': "protocol",
+        'colour = 1': "unknown key",
+        '[kernel.multiboot2]\nrelocatable = { preference = "middle" }': "preference",
+        '[kernel.testing]\nheader_offset = 3': "header_offset",
+    }
+    for i, (extra, fragment) in enumerate(cases.items()):
+        recipe = tmp_path / f"bad{i}.toml"
+        recipe.write_text(f'[kernel]\ninput = "{STUB}"\n' + extra + "\n")
+        assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x"), str(recipe), fragment)
+    # A kernel linked so its first segment maps the ELF headers: no room without moving them.
+    require("ld", "as")
+    src = tmp_path / "t.S"
+    src.write_text(".text\n.globl _start\n_start: hlt\n")
+    subprocess.run(["as", "--32", "-o", tmp_path / "t.o", src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-z", "noseparate-code", "-o",
+                    tmp_path / "t.elf", tmp_path / "t.o"], check=True)
+    recipe = tmp_path / "hdr.toml"
+    recipe.write_text(f'[kernel]\ninput = "{tmp_path / "t.elf"}"\n')
+    assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x"), "maps the ELF and program headers")
