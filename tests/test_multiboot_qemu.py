@@ -1,0 +1,138 @@
+"""Real loaders decide: the dump kernel booted by GRUB (i386-pc and x86_64-efi), QEMU -kernel
+and Syslinux mboot.c32, and the refusals bootforge's verdicts predict."""
+
+import json
+import subprocess
+
+import pytest
+
+from bootforge.multiboot import oracle
+from bootforge.multiboot.dump import decode_dump
+from conftest import BUILD, DATA, REPO, require, run_bootforge
+
+pytestmark = pytest.mark.qemu
+STUB = BUILD / "stubs" / "mbdump.elf"
+OVMF = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+SIZES = [size for _, size, _ in oracle.MODULES]
+STRINGS = [args for _, _, args in oracle.MODULES]
+
+
+def kernel(tmp_path, recipe):
+    require(str(STUB))
+    out = tmp_path / f"{recipe}.elf"
+    run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", out, check=0)
+    return out
+
+
+def boot(tmp_path, loader, path, **kw):
+    tools = {"grub-pc": ["grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc"],
+             "grub-efi": ["grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/x86_64-efi", OVMF],
+             "qemu": [], "syslinux": ["xorriso", "/usr/lib/ISOLINUX/isolinux.bin",
+                                      "/usr/lib/syslinux/modules/bios/mboot.c32"]}[loader]
+    require("qemu-system-x86_64", *tools)
+    work = tmp_path / loader
+    work.mkdir()
+    return oracle.boot(loader, path, work, **kw)
+
+
+def decoded(dump_bytes, fixture=None):
+    assert dump_bytes.rstrip().endswith(b"DONE"), dump_bytes[-200:]
+    doc, problems = decode_dump(dump_bytes)
+    assert problems == []
+    if fixture is not None:      # the capture in tests/data still decodes the same way
+        fdoc, _ = decode_dump((DATA / fixture).read_bytes())
+        assert fdoc["protocol"] == doc["protocol"]
+    return doc
+
+
+def mb2_tags(doc):
+    tags = {}
+    for t in doc["multiboot2"]["tags"]:
+        tags.setdefault(t["type"], []).append(t)
+    return tags
+
+
+def test_grub_pc_multiboot2(tmp_path):
+    dump, serial, _ = boot(tmp_path, "grub-pc", kernel(tmp_path, "mb2"))
+    doc = decoded(dump, "mb-grub-pc-mb2.dump")
+    assert doc["eax"] == 0x36D76289
+    tags = mb2_tags(doc)
+    assert tags[1][0]["string"] == oracle.KERNEL_CMDLINE
+    assert [m["string"] for m in tags[3]] == STRINGS and [m["mod_size"] for m in tags[3]] == SIZES
+    assert tags[6][0]["entries"] and tags[6][0]["entry_size"] == 24
+    assert doc["multiboot2"]["tags"][0]["type"] == 21          # GRUB sends the load base first
+    fixture = mb2_tags(decode_dump((DATA / "mb-grub-pc-mb2.dump").read_bytes())[0])
+    assert [m["mod_start"] for m in tags[3]] == [m["mod_start"] for m in fixture[3]]
+
+
+def test_grub_pc_multiboot2_gzip_both_headers(tmp_path):
+    image = kernel(tmp_path, "both")                         # gzip-compressed: GRUB gunzips it
+    assert image.read_bytes()[:2] == b"\x1f\x8b"
+    doc = decoded(boot(tmp_path, "grub-pc", image)[0])
+    assert doc["eax"] == 0x36D76289
+    assert [m["mod_size"] for m in mb2_tags(doc)[3]] == SIZES
+
+
+def test_grub_efi_multiboot2_has_efi_mmap(tmp_path):
+    dump, serial, _ = boot(tmp_path, "grub-efi", kernel(tmp_path, "efi"))
+    doc = decoded(dump, "mb-grub-efi-mb2.dump")
+    tags = mb2_tags(doc)
+    efi = tags[17][0]
+    assert efi["descr_size"] >= 40 and len(efi["descriptors"]) > 10
+    assert any(d["type_name"] == "Conventional" for d in efi["descriptors"])
+    assert [m["mod_size"] for m in tags[3]] == SIZES and tags[1][0]["string"] == oracle.KERNEL_CMDLINE
+
+
+@pytest.mark.parametrize("loader", ["grub-pc", "qemu", "syslinux"])
+def test_multiboot1_loaders(tmp_path, loader):
+    dump, _, _ = boot(tmp_path, loader, kernel(tmp_path, "mb1"), mb1=True)
+    fixture = {"grub-pc": "mb-grub-pc-mb1.dump", "qemu": "mb-qemu-mb1.dump",
+               "syslinux": "mb-syslinux-mb1.dump"}[loader]
+    doc = decoded(dump, fixture)
+    m = doc["multiboot1"]
+    assert doc["eax"] == 0x2BADB002
+    assert m["cmdline"].endswith(oracle.KERNEL_CMDLINE)
+    assert [x["mod_size"] for x in m["modules"]] == SIZES
+    assert all(x["string"].endswith(want) for x, want in zip(m["modules"], STRINGS))
+    assert m["mmap"] and m["mem_lower"] == 639
+    if loader == "qemu":
+        assert doc["ebx"] == 0x9500 and m["boot_loader_name"] == "qemu"
+
+
+def test_multiboot1_kludge_image_under_qemu_and_grub(tmp_path):
+    image = kernel(tmp_path, "kludge")
+    for loader in ("qemu", "grub-pc"):
+        dump, _, _ = boot(tmp_path, loader, image, mb1=True)
+        doc = decoded(dump)
+        assert [x["mod_size"] for x in doc["multiboot1"]["modules"]] == SIZES
+
+
+def test_header_past_32k_refused_by_grub_and_by_the_verdict(tmp_path):
+    far = kernel(tmp_path, "far")
+    dump, serial, _ = boot(tmp_path, "grub-pc", far, stop_on=("you need to load the kernel",))
+    assert b"BFMBDUMP" not in dump
+    assert "error: no multiboot header found." in serial
+    doc = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)
+    assert doc["loaders"]["grub-mb2"]["message"] == "no multiboot header found"
+
+
+def test_elf64_refused_by_qemu_and_by_the_verdict(tmp_path):
+    require("objcopy", str(STUB))
+    elf64 = tmp_path / "mbdump64.elf"
+    subprocess.run(["objcopy", "-I", "elf32-i386", "-O", "elf64-x86-64", STUB, elf64], check=True)
+    recipe = tmp_path / "k64.toml"
+    recipe.write_text(f'[kernel]\ninput = "{elf64}"\nprotocol = "multiboot1"\n')
+    out = tmp_path / "k64.elf"
+    run_bootforge("build", recipe, "-o", out, check=0)
+    dump, _, err = boot(tmp_path, "qemu", out)
+    assert not dump and "Cannot load x86-64 image, give a 32bit one." in err
+    doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
+    assert doc["loaders"]["qemu"] == {"loads": False, "message": "Cannot load x86-64 image, give a 32bit one."}
+
+
+def test_syslinux_boots_an_elf32_without_any_header_as_the_verdict_says(tmp_path):
+    far = kernel(tmp_path, "far")                     # no header in reach of any loader
+    doc = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)
+    assert doc["loaders"]["syslinux"]["loads"] and not doc["loaders"]["grub-mb1"]["loads"]
+    dump, _, _ = boot(tmp_path, "syslinux", far)
+    assert decoded(dump)["eax"] == 0x2BADB002
