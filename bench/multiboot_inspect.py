@@ -1,0 +1,73 @@
+"""bench/multiboot_inspect: `bootforge inspect` on the Xen images (xen.gz: gunzip + ELF32 with
+both headers; xen.efi: PE32+ with both headers) next to `readelf -lh` on the gunzipped ELF and the
+floor any construct + click tool pays (`python -c "import construct, click"`), in the same run.
+Goal (issue 5): inspect <= 1.5x (floor + gunzip time).
+
+    .venv/bin/python bench/multiboot_inspect.py [--runs N]
+"""
+
+import argparse
+import gzip
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+XEN_GZ = "/boot/xen-4.17-amd64.gz"
+XEN_EFI = "/boot/xen-4.17-amd64.efi"
+
+
+def seconds(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def paired(cmd, floor_cmd, runs):
+    """Medians of cmd and of the floor, timed alternately so both see the same machine load."""
+    pairs = [(seconds(floor_cmd), seconds(cmd)) for _ in range(runs)]
+    return statistics.median(p[1] for p in pairs), statistics.median(p[0] for p in pairs)
+
+
+def gunzip_seconds(path, runs):
+    data = Path(path).read_bytes()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        zlib.decompressobj(wbits=31).decompress(data)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    if not Path(XEN_GZ).exists() or not Path(XEN_EFI).exists():
+        sys.exit("bench: no Xen images (apt-get install xen-hypervisor-4.17-amd64)")
+    py = sys.executable
+    floor_cmd = [py, "-c", "import construct, click"]
+    gz = gunzip_seconds(XEN_GZ, args.runs)
+    print(f"gunzip {Path(XEN_GZ).name} in-process       {gz * 1000:7.1f} ms")
+    worst = 0.0
+    for path, extra in ((XEN_GZ, gz), (XEN_EFI, 0.0)):
+        t, f = paired([py, "-m", "bootforge", "inspect", path], floor_cmd, args.runs)
+        ratio = t / (f + extra)
+        worst = max(worst, ratio)
+        print(f"inspect {Path(path).name:26} {t * 1000:7.1f} ms  floor {f * 1000:6.1f} ms"
+              f"{' + gunzip' if extra else '         '}  ratio {ratio:5.2f}x")
+    if shutil.which("readelf"):
+        with tempfile.NamedTemporaryFile(suffix=".elf") as tmp:
+            tmp.write(gzip.decompress(Path(XEN_GZ).read_bytes()))
+            tmp.flush()
+            t, f = paired(["readelf", "-lh", tmp.name], floor_cmd, args.runs)
+            print(f"readelf -lh (gunzipped ELF)        {t * 1000:7.1f} ms  ({t / f:4.2f}x the floor)")
+    print(f"worst ratio {worst:.2f}x (goal <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
