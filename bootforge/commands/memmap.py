@@ -10,7 +10,8 @@ import click
 
 FORMAT_NAMES = ["e820-sysfs", "e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap",
                 "mb2-efi-mmap", "fdt", "json", "table"]
-INPUT_FORMATS = [f for f in FORMAT_NAMES if f != "table"]
+# Inputs only: a capture of the Multiboot dump kernel (its E820 view or its EFI tag 17).
+INPUT_FORMATS = [f for f in FORMAT_NAMES if f != "table"] + ["mbdump", "mbdump-efi"]
 
 
 def _input_options(f):
@@ -49,15 +50,24 @@ def memmap_group():
 @click.option("--efi-convention", type=click.Choice(["linux", "xen"]), default="linux",
               help="EFI -> E820 table: the Linux EFI stub's (default) or Xen's.")
 @click.option("-o", "--output", type=click.Path(dir_okay=True), help="Output file (directory for e820-sysfs).")
+@click.option("--to-entry-size", type=click.Choice(["20", "24"]), default=None,
+              help="E820 entry size of the output when it differs from --entry-size.")
+@click.option("--to-descriptor-size", type=int, default=None, metavar="N",
+              help="EFI descriptor stride of the output when it differs from --descriptor-size.")
 @_input_options
 def convert_command(input_path, from_format, to_format, sanitize, efi_convention, output,
-                    entry_size, descriptor_size):
-    """Read IN in one format and write it in another, converting as the real converters do."""
+                    to_entry_size, to_descriptor_size, entry_size, descriptor_size):
+    """Read IN in one format and write it in another, converting as the real converters do.
+
+    --entry-size and --descriptor-size describe both sides unless the --to-
+    variants say otherwise (e820-bin 20 -> 24: --to-entry-size 24).
+    """
     from bootforge.memmap.io import prepare_for, write_map
     options = _options(entry_size, descriptor_size)
+    out_options = _options(to_entry_size or entry_size, to_descriptor_size or descriptor_size)
     memory_map = _read(input_path, from_format, options)
     memory_map = prepare_for(memory_map, to_format, efi_convention=efi_convention, sanitize=sanitize)
-    data = write_map(memory_map, to_format, output, options)
+    data = write_map(memory_map, to_format, output, out_options)
     if output is None and data is not None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

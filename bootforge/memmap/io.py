@@ -515,6 +515,8 @@ def guess_format(path):
         return None
     if head[:4] == b"\xd0\x0d\xfe\xed":
         return "fdt"
+    if head[:9] == b"BFMBDUMP ":
+        return "mbdump"
     if b"BIOS-e820:" in head:
         return "e820-dmesg"
     if head.lstrip()[:1] == b"{":
@@ -560,3 +562,50 @@ def write_map(memory_map, format_name, out, options=None):
     if out is not None:
         write_atomic(out, data)
     return data
+
+
+# ---- Multiboot dumps (the dump kernel's captures, decoded by bootforge.multiboot.dump) ----
+
+def mbdump_bodies(path, data):
+    """(e820-like body and its format name, EFI tag 17 body or None) from a BFMBDUMP capture."""
+    try:
+        from bootforge.multiboot.dump import Memory, decode_dump, parse_dump
+    except ImportError:
+        raise BootforgeError("reading Multiboot dumps needs bootforge.multiboot.dump", path=path) from None
+    doc, _problems = decode_dump(data)
+    _eax, _ebx, regions, _complete = parse_dump(data)
+    if doc.get("protocol") == "multiboot2":
+        mbi = next(r for r in regions if r.name == "mbi")
+        bodies = {t["type"]: mbi.data[t["position"] + 8:t["position"] + t["size"]]
+                  for t in doc["multiboot2"]["tags"] if t["type"] in (6, 17)}
+        return (bodies.get(6), "mb2-mmap"), bodies.get(17)
+    if doc.get("protocol") == "multiboot1":
+        info = doc["multiboot1"]
+        if "mmap_addr" not in info:
+            return (None, None), None
+        return (Memory(regions).read(info["mmap_addr"], info["mmap_length"]), "mb1-mmap"), None
+    return (None, None), None
+
+
+def read_mbdump(path, data, options):
+    """The memory map a Multiboot loader passed: MB2 tag 6 or the MB1 mmap."""
+    (body, fmt), _efi = mbdump_bodies(path, data)
+    if body is None:
+        raise FormatError("the dump has no memory map (no MB2 tag 6, no MB1 mmap)", path=path)
+    m = FORMATS[fmt][0](path, body, options)
+    m.source = "mbdump"
+    return m
+
+
+def read_mbdump_efi(path, data, options):
+    """The EFI memory map a Multiboot2 loader passed in tag 17."""
+    _e820, body = mbdump_bodies(path, data)
+    if body is None:
+        raise FormatError("the dump has no MB2 EFI memory map (tag 17)", path=path)
+    m = read_mb2_efi_mmap(path, body, options)
+    m.source = "mbdump-efi"
+    return m
+
+
+FORMATS["mbdump"] = (read_mbdump, None, "e820")
+FORMATS["mbdump-efi"] = (read_mbdump_efi, None, "efi")
