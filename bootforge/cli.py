@@ -6,7 +6,6 @@ needs. A BootforgeError becomes one line on stderr and exit status 2.
 """
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -38,19 +37,19 @@ SHORT_HELP = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
-        return sorted(name for name in COMMANDS if self._available(name))
-
-    @staticmethod
-    def _available(name):
-        module, _, _ = COMMANDS[name].partition(":")
-        return importlib.util.find_spec(module) is not None
+        return sorted(name for name in COMMANDS if self.get_command(ctx, name) is not None)
 
     def get_command(self, ctx, name):
         target = COMMANDS.get(name)
-        if target is None or not self._available(name):
+        if target is None:
             return None
         module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real bug inside the command, not an absent command
+                raise
+            return None
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]

@@ -1,7 +1,6 @@
 """Reading inputs and writing outputs atomically."""
 
 import os
-import tempfile
 from pathlib import Path
 
 from bootforge.errors import BootforgeError
@@ -27,6 +26,8 @@ def read_input(path, limit=MAX_INPUT_SIZE):
 
 def write_atomic(path, data: bytes, mode=0o644):
     """Write *data* to *path* through a temporary file in the same directory and os.replace."""
+    import tempfile  # only writers pay for it
+
     p = Path(path)
     directory = p.parent if str(p.parent) else Path(".")
     try:

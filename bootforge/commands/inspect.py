@@ -1,4 +1,3 @@
-import json
 import sys
 
 import click
@@ -38,6 +37,8 @@ def inspect_command(files, as_json, format_name):
                 click.echo(f"==> {path} <==")
             click.echo(report.render_text())
     if as_json and documents:
+        import json
+
         doc = documents[0] if len(files) == 1 else documents
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
