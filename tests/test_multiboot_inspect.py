@@ -130,6 +130,17 @@ def test_grub_elf_messages(tmp_path):
     k.write_bytes(mini_elf(headers=build.build_mb1_header({"video": {"width": 1}}) [:4] +
                   struct.pack("<II", 0x8, (-(fmt.MB1_MAGIC + 8)) & 0xFFFFFFFF)))
     assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "unsupported flag: 0x8"
+    elf = bytearray(mini_elf(headers=build.build_mb1_header({}))) + bytes(0x2000)
+    elf[0x2100:0x2120] = elf[52:84]                                  # program headers moved past 8 KiB
+    struct.pack_into("<I", elf, 28, 0x2100)
+    k.write_bytes(bytes(elf))
+    assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "program header at a too high offset"
+    elf = bytearray(mini_elf(headers=build.build_mb1_header({}), phnum=2))
+    elf[84:116] = elf[52:84]                                         # two PT_LOADs at one address
+    k.write_bytes(bytes(elf))
+    doc = inspect_json(k)
+    assert doc["loaders"]["grub-mb1"]["message"] == "overlap detected"
+    assert [s["type_name"] for s in doc["segments"]] == ["LOAD", "LOAD"]
 
 
 # ------------------------------------------------------------------ dumps

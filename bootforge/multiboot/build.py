@@ -287,6 +287,8 @@ def flat_image(data, input_format, kernel):
         return data + bytes(bss), load, entry
     elf = read_elf(data)
     loads = [s for s in elf.loads if s.memsz]
+    if not loads:
+        raise BuildError("the ELF has no PT_LOAD segment with memory")
     lo = min(s.paddr for s in loads)
     hi = max(s.paddr + s.memsz for s in loads)
     if hi - lo > 64 << 20:

@@ -155,6 +155,11 @@ def find_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
 
 # ------------------------------------------------------------------ ELF
 
+PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB", 6: "PHDR",
+            7: "TLS", 0x6474E550: "GNU_EH_FRAME", 0x6474E551: "GNU_STACK", 0x6474E552: "GNU_RELRO",
+            0x6474E553: "GNU_PROPERTY"}
+
+
 @dataclass
 class Segment:
     index: int
@@ -168,7 +173,8 @@ class Segment:
     align: int
 
     def to_json(self):
-        return {"index": self.index, "type": self.type, "offset": self.offset,
+        return {"index": self.index, "type": self.type,
+                "type_name": PT_NAMES.get(self.type, f"{self.type:#x}"), "offset": self.offset,
                 "vaddr": self.vaddr, "paddr": self.paddr, "filesz": self.filesz,
                 "memsz": self.memsz, "flags": self.flags, "align": self.align}
 

@@ -61,10 +61,11 @@ class KernelReport(Report):
             out.append(f"  PE: {p['format']} machine {p['machine']:#x} subsystem {p['subsystem']} "
                        f"entry RVA {p['entry_point']:#x} image base {p['image_base']:#x}")
         if d.get("segments"):
-            out.append("  segments:   type     offset      vaddr      paddr     filesz      memsz")
+            out.append("  segments:   type             offset          vaddr          paddr"
+                       "     filesz      memsz")
             for s in d["segments"]:
-                out.append(f"    {s['index']:3d} {s['type']:#10x} {s['offset']:#10x} {s['vaddr']:#10x} "
-                           f"{s['paddr']:#10x} {s['filesz']:#10x} {s['memsz']:#10x}")
+                out.append(f"    {s['index']:3d} {s['type_name']:<12} {s['offset']:#10x} {s['vaddr']:#14x} "
+                           f"{s['paddr']:#14x} {s['filesz']:#10x} {s['memsz']:#10x}")
         m1 = d.get("multiboot1")
         if m1:
             out.append(f"  Multiboot1 header at {m1['offset']:#x}: flags {m1['flags']:#x}, checksum "

@@ -150,8 +150,11 @@ def grub_mb2(data):
     if verdict["loads"] and reloc:
         from bootforge.multiboot.headers import read_elf
         elf = read_elf(data)
-        lo = min(s.paddr for s in elf.loads)
-        hi = max(s.paddr + s.memsz for s in elf.loads)
+        if not elf.loads:       # GRUB's link base stays ~0: the size wraps to 1 byte
+            lo, hi = 0xFFFFFFFF, 0x100000000
+        else:
+            lo = min(s.paddr for s in elf.loads)
+            hi = max(s.paddr + s.memsz for s in elf.loads)
         size = hi - lo
         if size > reloc["max_addr"] or reloc["min_addr"] > reloc["max_addr"] - size:
             return _no("invalid min/max address and/or load size")
