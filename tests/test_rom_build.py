@@ -221,3 +221,21 @@ def test_patch_refuses_when_no_byte_is_free(tmp_path):
 def test_patch_needs_exactly_one_destination(tmp_path):
     proc = run_bootforge("patch", f"{IPXE_DIR}/pxe-e1000.rom")
     assert proc.returncode == 2 and "exactly one of -o OUT and --in-place" in proc.stderr
+
+
+def test_rom_image_with_unaligned_pcir_is_refused(tmp_path):
+    # A valid-looking 512-byte legacy image whose PCIR sits at 0x1E: SeaBIOS
+    # would warn, UEFI PciBusDxe stops walking at it; bootforge will not chain it.
+    data = bytearray(512)
+    data[:6] = b"\x55\xaa\x01\xe9\x20\x00"
+    struct.pack_into("<H", data, 0x18, 0x1E)
+    data[0x1E:0x1E + 0x18] = b"PCIR" + struct.pack("<HHHHB3sHHBBH", 0x8086, 0x100E, 0, 0x18, 0,
+                                                   b"\0\0\2", 1, 0, 0, 0x80, 0)
+    data[6] = (-sum(data)) & 0xFF
+    src = tmp_path / "odd.rom"
+    src.write_bytes(data)
+    assert run_bootforge("inspect", src).returncode == 1  # a defect, reported
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[rom]\nvendor_id = 0x8086\ndevice_ids = [0x100e]\n[[rom.images]]\n'
+                      f'type = "rom-image"\nfile = "{src}"\n')
+    assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x.rom"), "not 4-aligned")
