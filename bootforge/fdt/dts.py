@@ -7,21 +7,31 @@ other bytes is a string list, a length that is a multiple of 4 is cells
 makes the two outputs comparable line for line.
 """
 
+import struct
+
 _STRING_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
                    0x5C: "\\\\", 0x22: '\\"', 0: "\\0"}
-_STRINGISH = frozenset(range(0x20, 0x7F)) | {0, 7, 8, 9, 10, 11, 12, 13}
+_STRINGISH = bytes(range(0x20, 0x7F)) + bytes([0, 7, 8, 9, 10, 11, 12, 13])
+# Printable characters that print as themselves (no backslash escape).
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in (0x5C, 0x22))
 
 
 def guess_kind(value):
-    """"string", "cells" or "bytes": dtc's guess_value_type() for an unannotated value."""
+    """"string", "cells", "bytes" or "empty": dtc's guess_value_type() for an unannotated value."""
     if not value:
         return "empty"
     nul = value.count(0)
-    if value[-1] == 0 and nul <= len(value) - nul and all(b in _STRINGISH for b in value):
+    if value[-1] == 0 and nul <= len(value) - nul and not value.translate(None, _STRINGISH):
         return "string"
     if len(value) % 4 == 0:
         return "cells"
     return "bytes"
+
+
+def _escape(raw):
+    if not raw.translate(None, _PLAIN):
+        return raw.decode("ascii")
+    return "".join(_STRING_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in raw)
 
 
 def format_value(value):
@@ -30,15 +40,11 @@ def format_value(value):
     if kind == "empty":
         return ";"
     if kind == "string":
-        chars = []
-        for b in value[:-1]:
-            esc = _STRING_ESCAPES.get(b)
-            chars.append(esc if esc is not None else (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"))
-        return ' = "' + "".join(chars) + '";'
+        return ' = "' + _escape(value[:-1]) + '";'
     if kind == "cells":
-        cells = " ".join(f"0x{int.from_bytes(value[i:i + 4], 'big'):02x}" for i in range(0, len(value), 4))
-        return f" = <{cells}>;"
-    return " = [" + " ".join(f"{b:02x}" for b in value) + "];"
+        cells = struct.unpack(f">{len(value) // 4}I", value)
+        return " = <" + " ".join(["0x%02x" % c for c in cells]) + ">;"
+    return " = [" + " ".join(["%02x" % b for b in value]) + "];"
 
 
 def to_dts(tree):
