@@ -155,3 +155,34 @@ def test_recipe_and_build_errors_are_one_line(tmp_path):
     recipe = tmp_path / "hdr.toml"
     recipe.write_text(f'[kernel]\ninput = "{tmp_path / "t.elf"}"\n')
     assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x"), "maps the ELF and program headers")
+
+
+def default_linked_stub(tmp_path):
+    """The dump kernel linked by GNU ld's default script: a read-only PT_LOAD maps the ELF headers."""
+    require("ld", str(BUILD / "stubs" / "mbdump.o"))
+    out = tmp_path / "default.elf"
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext-segment=0x100000", "-e", "_start",
+                    "--no-warn-rwx-segments", "-o", out, BUILD / "stubs" / "mbdump.o"], check=True)
+    return out
+
+
+def test_default_ld_layout_grows_the_header_segment(tmp_path):
+    stub = default_linked_stub(tmp_path)
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{stub}"\nprotocol = "both"\n')
+    out = tmp_path / "k.elf"
+    run_bootforge("build", recipe, "-o", out, check=0)
+    before = ELFFile(open(stub, "rb"))
+    after = ELFFile(open(out, "rb"))
+    segs_before = [s.header for s in before.iter_segments()]
+    segs_after = [s.header for s in after.iter_segments()]
+    assert len(segs_after) == len(segs_before)
+    assert segs_after[0]["p_offset"] == 0 and segs_after[0]["p_filesz"] > segs_before[0]["p_filesz"]
+    assert segs_after[1:] == segs_before[1:]                        # nothing else moved
+    data = out.read_bytes()
+    mb1, mb2 = headers.find_mb1(data), headers.find_mb2(data)
+    assert mb1["offset"] >= segs_before[0]["p_filesz"] and mb2["offset"] + mb2["header_length"] <= segs_after[0]["p_filesz"]
+    assert after.get_section_by_name(".multiboot")["sh_offset"] == mb1["offset"]
+    assert after.get_section_by_name(".text").data() == before.get_section_by_name(".text").data()
+    v = verdicts.verdicts(data, data)
+    assert all(x["loads"] for x in v.values()), v

@@ -136,3 +136,14 @@ def test_syslinux_boots_an_elf32_without_any_header_as_the_verdict_says(tmp_path
     assert doc["loaders"]["syslinux"]["loads"] and not doc["loaders"]["grub-mb1"]["loads"]
     dump, _, _ = boot(tmp_path, "syslinux", far)
     assert decoded(dump)["eax"] == 0x2BADB002
+
+
+def test_default_ld_layout_kernel_boots_under_qemu(tmp_path):
+    require("ld", str(BUILD / "stubs" / "mbdump.o"))
+    from test_multiboot_build import default_linked_stub
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{default_linked_stub(tmp_path)}"\nprotocol = "multiboot1"\n')
+    out = tmp_path / "k.elf"
+    run_bootforge("build", recipe, "-o", out, check=0)
+    doc = decoded(boot(tmp_path, "qemu", out)[0])
+    assert [x["mod_size"] for x in doc["multiboot1"]["modules"]] == SIZES

@@ -28,7 +28,7 @@ PREFERENCES = {"none": 0, "low": 1, "high": 2}
 MB2_TAG_TYPES = {"information_request": 1, "address": 2, "entry_address": 3, "console_flags": 4,
                  "framebuffer": 5, "module_alignment": 6, "efi_boot_services": 7,
                  "entry_address_efi32": 8, "entry_address_efi64": 9, "relocatable": 10}
-KERNEL_KEYS = {"input", "input_format", "protocol", "layout", "output", "compress", "load_addr",
+KERNEL_KEYS = {"input", "input_format", "protocol", "layout", "placement", "output", "compress", "load_addr",
                "entry", "bss_size", "multiboot1", "multiboot2", "testing"}
 MB1_KEYS = {"page_align_modules", "memory_info", "video"}
 MB2_KEYS = set(MB2_TAG_TYPES) | {"extra_tags"}
@@ -196,6 +196,70 @@ def _strip(c):
     return {k: v for k, v in c.items() if not k.startswith("_")}
 
 
+def _append_sections(out, data, e, shdrs, new_shdrs, shdr_s, addr, offset, size):
+    """Append a ".multiboot" section header (and a grown copy of .shstrtab) at the end of *out*."""
+    names_idx = e["e_shstrndx"]
+    shstr = shdrs[names_idx] if names_idx < len(shdrs) else None
+    name_off = 0
+    if shstr is not None and shstr.sh_offset + shstr.sh_size <= len(data):
+        old_names = data[shstr.sh_offset:shstr.sh_offset + shstr.sh_size]
+        name_off = len(old_names)
+        names = old_names + b".multiboot\0"
+        new_shdrs[names_idx]["sh_offset"] = len(out)
+        new_shdrs[names_idx]["sh_size"] = len(names)
+        out += names
+    new_shdrs.append(dict(sh_name=name_off, sh_type=fmt.SHT_PROGBITS, sh_flags=fmt.SHF_ALLOC,
+                          sh_addr=addr, sh_offset=offset, sh_size=size, sh_link=0,
+                          sh_info=0, sh_addralign=8, sh_entsize=0))
+    out += bytes(-len(out) % 8)
+    e["e_shoff"] = len(out)
+    e["e_shnum"] = len(new_shdrs)
+    e["e_shentsize"] = shdr_s.sizeof()
+    for sh in new_shdrs:
+        out += shdr_s.build(sh)
+
+
+def elf_extend_header_segment(data, make_blob):
+    """Put the headers right after the program headers by growing the PT_LOAD that already maps
+    them (default GNU ld layout: a read-only segment holding the ELF and program headers).
+    Returns None when no such segment has room (the file gap and the memory after it are free)."""
+    elf = read_elf(data)
+    ehdr_s, phdr_s, shdr_s, ehdr, phdrs, shdrs = _elf_tables(data, elf)
+    front_end = ehdr.e_phoff + ehdr.e_phnum * ehdr.e_phentsize
+    for i, p in enumerate(phdrs):
+        if p.p_type != fmt.PT_LOAD or p.p_offset > ehdr.e_phoff or p.p_filesz != p.p_memsz \
+                or p.p_offset + p.p_filesz < front_end:
+            continue
+        hdr_off = _align(p.p_offset + p.p_filesz, 8)
+        header_addr = p.p_paddr + (hdr_off - p.p_offset)
+        blob, offsets = make_blob(header_addr)
+        end = hdr_off + len(blob)
+        grown = end - p.p_offset
+        file_free = all(not (q.p_filesz and q.p_offset < end and p.p_offset + p.p_filesz < q.p_offset + q.p_filesz)
+                        for j, q in enumerate(phdrs) if j != i) and \
+            all(sh.sh_type == 8 or not sh.sh_size or sh.sh_offset >= end or
+                sh.sh_offset + sh.sh_size <= p.p_offset + p.p_filesz for sh in shdrs)
+        lo, hi = p.p_paddr + p.p_memsz, p.p_paddr + grown
+        mem_free = all(q.p_type != fmt.PT_LOAD or q.p_paddr >= hi or q.p_paddr + q.p_memsz <= lo
+                       for j, q in enumerate(phdrs) if j != i)
+        if not (file_free and mem_free and end <= len(data)):
+            return None
+        out = bytearray(data)
+        out[hdr_off:end] = blob
+        q = _strip(p)
+        q["p_filesz"] = q["p_memsz"] = grown
+        at = ehdr.e_phoff + i * ehdr.e_phentsize
+        out[at:at + phdr_s.sizeof()] = phdr_s.build(q)
+        if shdrs:
+            e = _strip(ehdr)
+            e["ident"] = _strip(ehdr.ident)
+            _append_sections(out, data, e, shdrs, [_strip(sh) for sh in shdrs], shdr_s,
+                             header_addr, hdr_off, len(blob))
+            out[0:ehdr_s.sizeof()] = ehdr_s.build(e)
+        return bytes(out), hdr_off, header_addr, offsets
+    return None
+
+
 def elf_with_header_segment(data, make_blob, header_offset=None):
     """Rewrite ELF *data* with a header segment; *make_blob(header_address)* returns (blob, offsets)."""
     elf = read_elf(data)
@@ -244,30 +308,12 @@ def elf_with_header_segment(data, make_blob, header_offset=None):
     e["ident"] = _strip(ehdr.ident)
     e["e_phnum"] = new_phnum
     if shdrs:
-        names_idx = ehdr.e_shstrndx
-        shstr = shdrs[names_idx] if names_idx < len(shdrs) else None
         new_shdrs = []
-        for s in shdrs:
-            q = _strip(s)
-            q["sh_offset"] = moved(s.sh_offset)
+        for sh in shdrs:
+            q = _strip(sh)
+            q["sh_offset"] = moved(sh.sh_offset)
             new_shdrs.append(q)
-        name_off = 0
-        if shstr is not None and shstr.sh_offset + shstr.sh_size <= len(data):
-            old_names = data[shstr.sh_offset:shstr.sh_offset + shstr.sh_size]
-            names = old_names + b".multiboot\0"
-            name_off = len(old_names)
-            new_shdrs[names_idx]["sh_offset"] = len(out)
-            new_shdrs[names_idx]["sh_size"] = len(names)
-            out += names
-        new_shdrs.append(dict(sh_name=name_off, sh_type=fmt.SHT_PROGBITS, sh_flags=fmt.SHF_ALLOC,
-                              sh_addr=header_addr, sh_offset=hdr_off, sh_size=len(blob), sh_link=0,
-                              sh_info=0, sh_addralign=8, sh_entsize=0))
-        out += bytes(-len(out) % 8)
-        e["e_shoff"] = len(out)
-        e["e_shnum"] = len(new_shdrs)
-        e["e_shentsize"] = shdr_s.sizeof()
-        for s in new_shdrs:
-            out += shdr_s.build(s)
+        _append_sections(out, data, e, shdrs, new_shdrs, shdr_s, header_addr, hdr_off, len(blob))
     out[0:ehdr_s.sizeof()] = ehdr_s.build(e)
     if ehdr.e_phoff:
         for i, p in enumerate(new_phdrs):
@@ -370,7 +416,17 @@ def _build(recipe_path, kernel, out_path):
             mb1 = build_mb1_header(mb1_opts)
             mb2 = build_mb2_header(build_mb2_tags(mb2_opts, entry=entry_req))
             return header_blob(protocol, mb1, mb2)
-        out, hdr_off, header_addr, offsets = elf_with_header_segment(data, make_blob, header_offset)
+        placement = kernel.get("placement", "auto")
+        if placement not in ("auto", "extend", "segment"):
+            raise RecipeError("[kernel] placement must be auto, extend or segment")
+        built = None
+        if placement != "segment" and header_offset is None:
+            built = elf_extend_header_segment(data, make_blob)
+            if built is None and placement == "extend":
+                raise BuildError("no PT_LOAD maps the program headers with free room after them")
+        if built is None:
+            built = elf_with_header_segment(data, make_blob, header_offset)
+        out, hdr_off, header_addr, offsets = built
         load_addr = None
     else:
         if header_offset is not None:
