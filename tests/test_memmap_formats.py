@@ -269,3 +269,53 @@ def test_ovmf_map_through_the_linux_stub_agrees_with_grub():
             r.type = RES
     assert sanitize(stub).keys() == sanitize(grub).keys()
     assert sanitize(stub).keys() == stub.keys()         # the stub's output is already sanitized here
+
+
+# ---- SMBIOS type 19 ------------------------------------------------------------
+
+def test_smbios_type19_table_round_trip_with_extended_addresses():
+    from bootforge.memmap.smbios import build_smbios_table, read_smbios_table
+    m = MemoryMap("e820", [MemoryRange(0, 0xA0000, RAM), MemoryRange(0xA0000, 0x60000, RES),
+                           MemoryRange(0x100000, 0xBFF00000, RAM),
+                           MemoryRange(0x400_0000_0000, 0x1_0000_0000, RAM)])     # 4 TiB: KiB overflow 32 bits
+    table = build_smbios_table(m)
+    # first structure, byte for byte: type 19, length 0x1F, handle 0x1300, KiB 0..0x27F, array 0x1000, width 1
+    assert table[:0x21] == bytes.fromhex("131f0013 00000000 7f020000 0010 01") + bytes(16) + b"\0\0"
+    third = table[2 * 0x21:3 * 0x21]
+    assert struct.unpack_from("<II", third, 4) == (0xFFFFFFFF, 0xFFFFFFFF)
+    assert struct.unpack_from("<QQ", third, 0x0F) == (0x400_0000_0000, 0x400_FFFF_FFFF)
+    assert table[-6:] == bytes.fromhex("7f04fffe0000")
+    back = read_smbios_table("t", table)
+    assert back.keys() == [(0, 0xA0000, RAM), (0x100000, 0xBFF00000, RAM), (0x400_0000_0000, 0x1_0000_0000, RAM)]
+
+
+def test_smbios_reader_skips_other_structures_and_their_strings():
+    from bootforge.memmap.smbios import read_smbios_table
+    bios = bytes([0, 0x12, 0, 0]) + bytes(0x0E) + b"SeaBIOS\0" + b"1.16.2\0\0"
+    old19 = struct.pack("<BBHIIHB", 19, 0x0F, 0x1300, 0x400, 0x7FFFF, 0x1000, 1) + b"\0\0"
+    table = bios + old19 + struct.pack("<BBH", 127, 4, 0xFEFF) + b"\0\0"
+    assert read_smbios_table("t", table).keys() == [(0x100000, 0x1FF00000, RAM)]
+
+
+def test_smbios_reader_rejects_lies():
+    from bootforge.errors import FormatError
+    from bootforge.memmap.smbios import read_smbios_table
+    with pytest.raises(FormatError, match="does not fit"):
+        read_smbios_table("t", struct.pack("<BBH", 19, 0xF0, 0) + bytes(20))
+    with pytest.raises(FormatError, match="no string-set terminator"):
+        read_smbios_table("t", struct.pack("<BBH", 1, 4, 0) + b"abc")
+    with pytest.raises(FormatError, match="ends .* before it starts"):
+        read_smbios_table("t", struct.pack("<BBHIIHB", 19, 0x0F, 1, 0x800, 0x400, 0, 1) + b"\0\0")
+
+
+@pytest.mark.parametrize("fmt", ["e820-bin", "mb1-mmap", "mb2-mmap", "json", "e820-dmesg", "fdt", "smbios"])
+def test_host_map_round_trips_through_every_e820_form(tmp_path, fmt):
+    m = read_map(DATA / "memmap-sysfs-host", "e820-sysfs")
+    write_map(m, fmt, tmp_path / "out")
+    back = read_map(tmp_path / "out", fmt)
+    if fmt == "smbios":                      # type 19 describes RAM only
+        assert back.keys() == [k for k in HOST_MAP if k[2] == RAM]
+    elif fmt == "fdt":                       # memory first, then reserved-memory: equal once sanitized
+        assert sanitize(back).keys() == HOST_MAP
+    else:
+        assert back.keys() == HOST_MAP

@@ -9,7 +9,7 @@ import sys
 import click
 
 FORMAT_NAMES = ["e820-sysfs", "e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap",
-                "mb2-efi-mmap", "fdt", "json", "table"]
+                "mb2-efi-mmap", "fdt", "json", "smbios", "table"]
 # Inputs only: a capture of the Multiboot dump kernel (its E820 view or its EFI tag 17).
 INPUT_FORMATS = [f for f in FORMAT_NAMES if f != "table"] + ["mbdump", "mbdump-efi"]
 

@@ -407,6 +407,8 @@ def read_json(path, data, options):
             raise FormatError(f"entry {i} [{start:#x} + {size:#x}] wraps around 2^64", path=path)
         if type_key in e:
             typ = _json_int(e, type_key, i, path)
+            if typ >= 1 << 32:
+                raise FormatError(f"entry {i}: {type_key} {typ:#x} does not fit 32 bits", path=path)
         else:
             try:
                 typ = type_number(family, str(e.get("type")))
@@ -607,5 +609,16 @@ def read_mbdump_efi(path, data, options):
     return m
 
 
+def _read_smbios(path, data, options):
+    from bootforge.memmap.smbios import read_smbios_table
+    return read_smbios_table(path, data, options)
+
+
+def _write_smbios(memory_map, options):
+    from bootforge.memmap.smbios import write_smbios_table
+    return write_smbios_table(memory_map, options)
+
+
+FORMATS["smbios"] = (_read_smbios, _write_smbios, "e820")
 FORMATS["mbdump"] = (read_mbdump, None, "e820")
 FORMATS["mbdump-efi"] = (read_mbdump_efi, None, "efi")
