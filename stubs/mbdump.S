@@ -19,7 +19,8 @@
  * Multiboot2 (EAX 0x36d76289): one region "mbi", total_size bytes (at most
  * 64 KiB). Multiboot1 (EAX 0x2badb002): "mbi" (116 bytes) and every region
  * the flags validate: "cmdline", "mods" (16 bytes per module, at most 64),
- * one "modcmd" per module, "mmap", "drives", "loader", "apm", "shdr".
+ * one "modcmd" per module, "mmap", "drives", "loader", "apm",
+ * "vbe_control" (512 bytes), "vbe_mode" (256 bytes), "shdr".
  * Strings are dumped with their NUL (at most 4 KiB). Other magic values:
  * EAX and EBX only.
  */
@@ -131,6 +132,17 @@ modloop:
         mov     $s_apm, %esi
         call    region
 7:
+        test    $0x800, %ebp                    /* [11] VBE control and mode info */
+        jz      8f
+        mov     72(%ebx), %edi
+        mov     $512, %ecx
+        mov     $s_vbectl, %esi
+        call    region
+        mov     76(%ebx), %edi
+        mov     $256, %ecx
+        mov     $s_vbemode, %esi
+        call    region
+8:
         test    $0x20, %ebp                     /* [5] ELF section headers */
         jz      done
         mov     28(%ebx), %eax                  /* num */
@@ -280,6 +292,8 @@ s_drives:  .asciz "drives"
 s_loader:  .asciz "loader"
 s_apm:     .asciz "apm"
 s_shdr:    .asciz "shdr"
+s_vbectl:  .asciz "vbe_control"
+s_vbemode: .asciz "vbe_mode"
 
         .data
 saved_eax: .long 0

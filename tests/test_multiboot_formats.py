@@ -90,6 +90,9 @@ def test_captured_mb1_structures_round_trip(name):
         size = entry.size + 4
         assert fmt.Multiboot1MmapEntry.build(entry) == mmap[pos:pos + size]
         pos += size
+    for key, layout in (("vbe_control", fmt.VbeInfoBlock), ("vbe_mode", fmt.VbeModeInfoBlock)):
+        if key in by_name:
+            assert layout.build(layout.parse(by_name[key])) == by_name[key]
     mods = by_name["mods"]
     for i in range(len(mods) // 16):
         assert fmt.Multiboot1Module.build(fmt.Multiboot1Module.parse(mods[16 * i:])) == mods[16 * i:16 * i + 16]

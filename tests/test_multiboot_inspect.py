@@ -186,6 +186,12 @@ def test_mb1_dumps_decode_fully(name, loader_name, cmdline_tail):
     assert m["mem_lower"] == 639
 
 
+def test_grub_mb1_dump_vbe_blocks_decode():
+    vbe = inspect_json(DATA / "mb-grub-pc-mb1.dump")["multiboot1"]["vbe"]
+    assert vbe["controller"]["signature"] == "VESA" and vbe["controller"]["version"] == 0x300
+    assert (vbe["vbe_mode"], vbe["mode_info"]["x_resolution"], vbe["mode_info"]["y_resolution"]) == (3, 80, 25)
+
+
 def test_qemu_mb1_dump_matches_qemu_layout():
     m = inspect_json(DATA / "mb-qemu-mb1.dump")["multiboot1"]
     assert doc_fields(m) == (0x24F, 0x8000FFFF, 0x9000)

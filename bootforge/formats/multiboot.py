@@ -138,6 +138,36 @@ ApmTable = Struct(
 )
 APM_TABLE_SIZE = 20
 
+# VESA BIOS Extensions 3.0: what vbe_control_info / vbe_mode_info (MB1 [11], MB2 tag 7) hold.
+VbeInfoBlock = Struct(                       # 512 bytes
+    "signature" / Bytes(4),                  # 0 "VESA"
+    "version" / Int16ul,                     # 4 BCD, 0x0300 = 3.0
+    "oem_string_ptr" / Int32ul,              # 6 real-mode far pointer
+    "capabilities" / Int32ul,                # 10
+    "video_mode_ptr" / Int32ul,              # 14
+    "total_memory" / Int16ul,                # 18 in 64 KiB blocks
+    "oem_software_rev" / Int16ul,            # 20
+    "oem_vendor_name_ptr" / Int32ul,         # 22
+    "oem_product_name_ptr" / Int32ul,        # 26
+    "oem_product_rev_ptr" / Int32ul,         # 30
+    "reserved" / Bytes(222),                 # 34
+    "oem_data" / Bytes(256),                 # 256
+)
+VbeModeInfoBlock = Struct(                   # 256 bytes
+    "mode_attributes" / Int16ul, "win_a_attributes" / Int8ul, "win_b_attributes" / Int8ul,
+    "win_granularity" / Int16ul, "win_size" / Int16ul, "win_a_segment" / Int16ul,
+    "win_b_segment" / Int16ul, "win_func_ptr" / Int32ul, "bytes_per_scan_line" / Int16ul,   # 0-17
+    "x_resolution" / Int16ul, "y_resolution" / Int16ul, "x_char_size" / Int8ul,
+    "y_char_size" / Int8ul, "number_of_planes" / Int8ul, "bits_per_pixel" / Int8ul,
+    "number_of_banks" / Int8ul, "memory_model" / Int8ul, "bank_size" / Int8ul,
+    "number_of_image_pages" / Int8ul, "reserved0" / Int8ul,                                 # 18-30
+    "red_mask_size" / Int8ul, "red_field_position" / Int8ul, "green_mask_size" / Int8ul,
+    "green_field_position" / Int8ul, "blue_mask_size" / Int8ul, "blue_field_position" / Int8ul,
+    "rsvd_mask_size" / Int8ul, "rsvd_field_position" / Int8ul, "direct_color_mode_info" / Int8ul,
+    "phys_base_ptr" / Int32ul,                                                             # 40
+    "reserved1" / Bytes(212),                                                              # 44
+)
+
 # A string the MBI points at (bytes, decoded by the reader).
 CStringBytes = NullTerminated(GreedyBytes)
 

@@ -210,6 +210,10 @@ def decode_info_tag(ttype, raw, offset):
             descs.append({"type": t, "type_name": fmt.EFI_MEMORY_TYPES.get(t, "unknown"),
                           "physical_start": phys, "number_of_pages": pages, "attribute": attr})
         tag.update(descr_size=d, descr_vers=body.descr_vers, descriptors=descs)
+    elif ttype == 7:
+        tag.update(vbe_mode=body.vbe_mode, vbe_interface_seg=body.vbe_interface_seg,
+                   vbe_interface_off=body.vbe_interface_off, vbe_interface_len=body.vbe_interface_len)
+        tag.update(decode_vbe(body.vbe_control_info, body.vbe_mode_info))
     elif ttype in (14, 15):
         tag["rsdp"] = body.rsdp.hex()
         tag["signature"] = body.rsdp[:8].decode("latin-1")
@@ -292,12 +296,30 @@ def decode_mb1_info(mem, mbi_addr):
         doc["vbe"] = {k: getattr(info, k) for k in ("vbe_control_info", "vbe_mode_info", "vbe_mode",
                                                      "vbe_interface_seg", "vbe_interface_off",
                                                      "vbe_interface_len")}
+        ctl = need("vbe_control_info", info.vbe_control_info, 512)
+        mode = need("vbe_mode_info", info.vbe_mode_info, 256)
+        doc["vbe"].update(decode_vbe(ctl, mode))
     if flags & 0x1000:
         doc["framebuffer"] = {k: getattr(info, k) for k in ("framebuffer_addr", "framebuffer_pitch",
                                                              "framebuffer_width", "framebuffer_height",
                                                              "framebuffer_bpp", "framebuffer_type")}
     check_overlaps(spans)
     return doc, problems
+
+
+def decode_vbe(control, mode):
+    """The interesting fields of the VBE controller and mode info blocks (either may be None)."""
+    out = {}
+    if control is not None:
+        c = fmt.VbeInfoBlock.parse(control)
+        out["controller"] = {"signature": c.signature.decode("latin-1"), "version": c.version,
+                             "total_memory_kib": c.total_memory * 64, "capabilities": c.capabilities}
+    if mode is not None:
+        m = fmt.VbeModeInfoBlock.parse(mode)
+        out["mode_info"] = {k: getattr(m, k) for k in (
+            "mode_attributes", "x_resolution", "y_resolution", "bits_per_pixel", "memory_model",
+            "bytes_per_scan_line", "phys_base_ptr")}
+    return out
 
 
 def walk_mb1_mmap(table, base):
