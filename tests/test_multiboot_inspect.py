@@ -147,7 +147,8 @@ def test_grub_elf_messages(tmp_path):
 
 def test_grub_pc_mb2_dump_decodes():
     doc = inspect_json(DATA / "mb-grub-pc-mb2.dump")
-    assert doc["format"] == "mbdump" and doc["eax"] == 0x36D76289 and doc["complete"]
+    assert doc["format"] == "mbdump" and doc["magic"] == 0x36D76289 and doc["complete"]
+    assert doc["mbi_address"] == doc["ebx"] == doc["regions"][0]["address"]
     tags = doc["multiboot2"]["tags"]
     by = {}
     for t in tags:

@@ -356,7 +356,7 @@ def check_overlaps(spans):
 
 def decode_dump(data):
     eax, ebx, regions, complete = parse_dump(data)
-    doc = {"eax": eax, "ebx": ebx, "complete": complete,
+    doc = {"eax": eax, "ebx": ebx, "magic": eax, "mbi_address": ebx, "complete": complete,
            "regions": [{"name": r.name, "address": r.address, "length": len(r.data)} for r in regions]}
     problems = [] if complete else ["dump ends before DONE (the kernel stopped or was cut off)"]
     if eax == fmt.MB2_BOOTLOADER_MAGIC:
