@@ -12,7 +12,6 @@ import argparse
 import math
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile

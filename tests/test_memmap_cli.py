@@ -89,6 +89,12 @@ def test_verify_names_the_broken_invariants(tmp_path):
     assert "FAIL sorted: entry 1 [0x0, 0x1000) starts below entry 0 [0x100000, 0x101000)" in proc.stdout
 
 
+def test_verify_empty_map_fails(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    proc = run_bootforge("memmap", "verify", tmp_path / "empty", "--from", "e820-bin", check=1)
+    assert "FAIL has-entries: no entries: an empty map describes no memory" in proc.stdout
+
+
 def test_verify_efi_invariants(tmp_path):
     bad = [(5, 0x1000, 1, 0xF), (7, 0x2800, 1, 0xF), (0x12345, 0x4000, 1, 0)]
     (tmp_path / "e.bin").write_bytes(efi_bin(bad))

@@ -12,7 +12,7 @@ from bootforge.formats.e820 import (
     E820_ACPI, E820_NVS, E820_PMEM, E820_RAM, E820_RESERVED, E820_SOFT_RESERVED,
     E820_UNUSABLE,
 )
-from bootforge.formats.efi_memmap import EFI_MEMORY_SP, EFI_MEMORY_WB, EFI_PAGE_SIZE
+from bootforge.formats.efi_memmap import EFI_MEMORY_SP, EFI_MEMORY_WB
 from bootforge.memmap.model import (
     E820_TYPE_NAMES, FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, MemoryMap,
     MemoryMapError, MemoryRange, type_number,
@@ -88,7 +88,8 @@ def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted
 
 # ---- FDT ----------------------------------------------------------------
 
-def _cells(value, count, what, path):
+def _cells(value, count):
+    """The first *count* cells of *value* as one number (0 for zero cells)."""
     return int.from_bytes(value[:4 * count], "big") if count else 0
 
 
@@ -148,10 +149,10 @@ def fdt_to_map(tree):
                 for address, size in _reg_pairs(f"/reserved-memory/{child.name}", reg, ac, sc):
                     ranges.append(MemoryRange(address, size, typ, label=child.name, flags=flags))
             elif child.prop("size") is not None:
-                entry = {"name": child.name, "size": _cells(child.prop("size"), sc, "size", child.name),
+                entry = {"name": child.name, "size": _cells(child.prop("size"), sc),
                          "flags": sorted(flags)}
                 if child.prop("alignment") is not None:
-                    entry["alignment"] = _cells(child.prop("alignment"), sc, "alignment", child.name)
+                    entry["alignment"] = _cells(child.prop("alignment"), sc)
                 if child.prop("alloc-ranges") is not None:
                     entry["alloc-ranges"] = _reg_pairs(f"/reserved-memory/{child.name}",
                                                        child.prop("alloc-ranges"), ac, sc)
@@ -217,7 +218,3 @@ def map_to_fdt(memory_map, address_cells=2, size_cells=2):
     reservations = [(r.start, r.size) for r in memory_map.ranges if FLAG_MEMRESERVE in r.flags]
     return DeviceTree(root=root, reservations=reservations)
 
-
-def efi_pages(size):
-    """Whole 4 KiB pages in *size* (EFI maps count pages)."""
-    return size // EFI_PAGE_SIZE

@@ -216,19 +216,14 @@ def read_mb1_mmap(path, data, options):
             raise FormatError(f"mmap entry size {entry_size} is under 20", path=path, offset=offset)
         if offset + 4 + entry_size > n:
             raise FormatError(f"mmap entry size {entry_size} runs past the end", path=path, offset=offset)
+        if addr + length > U64_LIMIT - 1:
+            raise FormatError(f"entry [{addr:#x} + {length:#x}] wraps around 2^64", path=path, offset=offset + 4)
         sizes.add(entry_size)
         ranges.append(MemoryRange(addr, length, typ))
         offset += 4 + entry_size
-    _check_e820_offsets(ranges, path)
     m = MemoryMap("e820", ranges, source="mb1-mmap")
     m.facts["mb1_entry_sizes"] = sorted(sizes)
     return m
-
-
-def _check_e820_offsets(ranges, path):
-    for i, r in enumerate(ranges):
-        if r.start + r.size > U64_LIMIT - 1:
-            raise FormatError(f"entry {i} [{r.start:#x} + {r.size:#x}] wraps around 2^64", path=path)
 
 
 def write_mb1_mmap(memory_map, options):
@@ -415,6 +410,8 @@ def read_json(path, data, options):
             except (KeyError, ValueError):
                 raise FormatError(f"entry {i}: unknown {family} type {e.get('type')!r}", path=path) from None
         attributes = _json_int(e, "attributes", i, path) if e.get("attributes") is not None else None
+        if family == "e820" and attributes is not None and attributes >= 1 << 32:
+            raise FormatError(f"entry {i}: E820 attributes {attributes:#x} do not fit 32 bits", path=path)
         flags = e.get("flags", [])
         if not isinstance(flags, list) or any(f not in FDT_FLAGS for f in flags):
             raise FormatError(f"entry {i}: flags must be a list of {', '.join(FDT_FLAGS)}", path=path)

@@ -118,15 +118,9 @@ class MemoryMap:
                          descriptor_version=self.descriptor_version,
                          source=changes.get("source", self.source), facts=dict(self.facts))
 
-    def sorted(self):
-        return self.replace(sorted(self.ranges, key=lambda r: (r.start, r.end)))
-
     def keys(self):
+        """(start, size, type) of every range, in order: what tests and checks compare."""
         return [r.key() for r in self.ranges]
-
-    def total(self, type_number):
-        """Bytes of *type_number* summed over the ranges (overlaps counted twice)."""
-        return sum(r.size for r in self.ranges if r.type == type_number)
 
     def __len__(self):
         return len(self.ranges)

@@ -36,7 +36,8 @@ def _fmt(r):
 
 
 def _entry_checks(ranges, what="entries"):
-    checks = []
+    checks = [Check("has-entries", bool(ranges), f"{len(ranges)} {what}" if ranges
+                    else f"no {what}: an empty map describes no memory")]
     bad = [r for r in ranges if r.size <= 0]
     checks.append(Check("size-nonzero", not bad,
                         f"{len(ranges)} {what}, none empty" if not bad
@@ -91,7 +92,7 @@ def _efi_checks(m):
                         f"DescriptorVersion {m.descriptor_version} (want 1)"))
     bad = [r for r in m.ranges if r.start % EFI_PAGE_SIZE]
     checks.append(Check("page-aligned", not bad, "every PhysicalStart is 4 KiB aligned" if not bad
-                        else f"{len(bad)} unaligned, first {r_start(bad)}"))
+                        else f"{len(bad)} unaligned, first at {bad[0].start:#x}"))
     bad = [r for r in m.ranges if r.size == 0 or r.size % EFI_PAGE_SIZE]
     checks.append(Check("pages-nonzero", not bad, "every NumberOfPages is non-zero" if not bad
                         else f"{len(bad)} with no whole pages, first at {bad[0].start:#x}"))
@@ -105,17 +106,13 @@ def _efi_checks(m):
     return checks
 
 
-def r_start(ranges):
-    return f"{ranges[0].start:#x}"
-
-
 def _fdt_checks(m):
     checks = []
     memory = [r for r in m.ranges if r.type == E820_RAM and FLAG_MEMRESERVE not in r.flags]
     static = [r for r in m.ranges if r.type != E820_RAM and FLAG_MEMRESERVE not in r.flags]
     rsv = [r for r in m.ranges if FLAG_MEMRESERVE in r.flags]
     checks += [Check(f"memory-{c.name}", c.ok, c.message) for c in _entry_checks(memory, "memory ranges")
-               if c.name in ("size-nonzero", "no-overlap")]
+               if c.name in ("has-entries", "size-nonzero", "no-overlap")]
     ordered = sorted(rsv, key=lambda r: r.start)
     overlap = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b.start < a.start + a.size), None)
     checks.append(Check("reservations-no-overlap", overlap is None,
