@@ -147,3 +147,26 @@ def test_default_ld_layout_kernel_boots_under_qemu(tmp_path):
     run_bootforge("build", recipe, "-o", out, check=0)
     doc = decoded(boot(tmp_path, "qemu", out)[0])
     assert [x["mod_size"] for x in doc["multiboot1"]["modules"]] == SIZES
+
+
+@pytest.mark.parametrize("extra,grub_says", [
+    ("information_request = [1, 13]", "unsupported information tag: 0xd"),      # SMBIOS
+    ("extra_tags = [{ type = 11 }]", "unsupported tag: 0xb"),
+])
+def test_grub_refusals_match_the_verdict(tmp_path, extra, grub_says):
+    require(str(STUB))
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{STUB}"\nprotocol = "multiboot2"\n[kernel.multiboot2]\n{extra}\n')
+    out = tmp_path / "k.elf"
+    run_bootforge("build", recipe, "-o", out, check=0)
+    doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
+    assert doc["loaders"]["grub-mb2"] == {"loads": False, "message": grub_says}
+    dump, serial, _ = boot(tmp_path, "grub-pc", out, stop_on=("you need to load the kernel",))
+    assert not dump and f"error: {grub_says}." in serial
+
+
+def test_qemu_without_header_says_what_the_verdict_says(tmp_path):
+    far = kernel(tmp_path, "far")
+    message = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)["loaders"]["qemu"]["message"]
+    dump, _, err = boot(tmp_path, "qemu", far)
+    assert not dump and message in err
