@@ -170,3 +170,12 @@ def test_qemu_without_header_says_what_the_verdict_says(tmp_path):
     message = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)["loaders"]["qemu"]["message"]
     dump, _, err = boot(tmp_path, "qemu", far)
     assert not dump and message in err
+
+
+def test_syslinux_refuses_memtest_as_the_verdict_says(tmp_path):
+    require("/boot/memtest86+x64.bin")
+    doc = json.loads(run_bootforge("inspect", "--json", "/boot/memtest86+x64.bin", check=0).stdout)
+    message = doc["loaders"]["syslinux"]["message"]
+    assert message == "Invalid Multiboot image: neither ELF header nor a.out kludge found"
+    dump, serial, _ = boot(tmp_path, "syslinux", "/boot/memtest86+x64.bin", stop_on=("boot:",))
+    assert not dump and message in serial

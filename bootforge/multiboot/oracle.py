@@ -85,7 +85,7 @@ def syslinux_iso(kernel, workdir):
     _write_modules(root)
     mods = " ".join(f"--- /{name} {args}" for name, _, args in MODULES)
     (root / "isolinux" / "isolinux.cfg").write_text(
-        f"DEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
+        f"SERIAL 0 115200\nDEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
         f"  APPEND /kernel.elf {KERNEL_CMDLINE} {mods}\n")
     out = Path(workdir) / "syslinux.iso"
     _run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-b", "isolinux/isolinux.bin",
