@@ -179,3 +179,15 @@ def test_syslinux_refuses_memtest_as_the_verdict_says(tmp_path):
     assert message == "Invalid Multiboot image: neither ELF header nor a.out kludge found"
     dump, serial, _ = boot(tmp_path, "syslinux", "/boot/memtest86+x64.bin", stop_on=("boot:",))
     assert not dump and message in serial
+
+
+@pytest.mark.parametrize("image", ["/boot/xen-4.17-amd64.gz", "/boot/xen-4.17-amd64.efi"])
+def test_grub_on_the_xen_images_agrees_with_the_verdict(tmp_path, image):
+    require(image)
+    verdict = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)["loaders"]["grub-mb2"]
+    dump, serial, _ = boot(tmp_path, "grub-pc", image, stop_on=("(XEN)", "you need to load the kernel"),
+                           cmdline="console=com1 com1=115200,8n1")
+    if verdict["loads"]:
+        assert "(XEN)" in serial                      # GRUB gunzipped and started Xen
+    else:
+        assert f"error: {verdict['message']}." in serial and "(XEN)" not in serial
