@@ -4,8 +4,11 @@
 - ops: Linux's e820__update_table sanitize, range update/remove, carve, find_free.
 - convert: EFI -> E820 (Linux stub, Xen), E820 -> Multiboot, map <-> FDT.
 - io: readers and writers for every format name the CLI accepts.
-- verify: the invariants of a verified map as named checks.
+- verify: the invariants of a verified map as named checks (1-5, 8).
+- placement: the placement invariants (6, 7, 9) a loader's decisions must meet.
+- smbios: SMBIOS type 19 tables as a source and sink.
 - svg: a drawing on a broken axis.
+- inspect: `bootforge inspect --format e820-bin|efi-bin|...` reports.
 """
 
 from bootforge.memmap.model import MemoryMap, MemoryRange, MemoryMapError  # noqa: F401
