@@ -177,11 +177,12 @@ def qemu(data, compressed=None):
             found = i
             break
     if found is None:
-        if compressed:
-            return _no(f"no multiboot header found: QEMU does not decompress {compressed}")
         if data[:4] == fmt.ELF_MAGIC:
             return _no("Error loading uncompressed kernel without PVH ELF Note")
-        return _no("no multiboot header found")
+        # No error from QEMU here: it falls back to loading the bytes as a pre-2.00 Linux zImage.
+        why = f"QEMU does not decompress {compressed}; " if compressed else ""
+        return _no(f"no multiboot header found ({why}QEMU loads the bytes as an old Linux zImage "
+                   "that does not start)")
     hdr = decode_mb1(head, found)
     notes = []
     if hdr["video_mode"]:
