@@ -182,10 +182,12 @@ def test_syslinux_refuses_memtest_as_the_verdict_says(tmp_path):
 
 
 @pytest.mark.parametrize("image", ["/boot/xen-4.17-amd64.gz", "/boot/xen-4.17-amd64.efi"])
-def test_grub_on_the_xen_images_agrees_with_the_verdict(tmp_path, image):
+@pytest.mark.parametrize("mb1", [False, True])
+def test_grub_on_the_xen_images_agrees_with_the_verdict(tmp_path, image, mb1):
     require(image)
-    verdict = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)["loaders"]["grub-mb2"]
-    dump, serial, _ = boot(tmp_path, "grub-pc", image, stop_on=("(XEN)", "you need to load the kernel"),
+    loaders = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)["loaders"]
+    verdict = loaders["grub-mb1" if mb1 else "grub-mb2"]
+    dump, serial, _ = boot(tmp_path, "grub-pc", image, mb1=mb1, stop_on=("(XEN)", "you need to load the kernel"),
                            cmdline="console=com1 com1=115200,8n1")
     if verdict["loads"]:
         assert "(XEN)" in serial                      # GRUB gunzipped and started Xen
