@@ -437,8 +437,6 @@ def _build(recipe_path, kernel, out_path):
         hdr_off = _align(len(image), 8)
         header_addr = load_addr + hdr_off
 
-        zeros = dict.fromkeys(("header_addr", "load_addr", "load_end_addr", "bss_end_addr"), 0)
-
         def blob_for(end, mb1_at, mb2_at):
             mb1 = build_mb1_header(mb1_opts, dict(header_addr=mb1_at, load_addr=load_addr,
                                                   load_end_addr=end, bss_end_addr=0, entry_addr=entry))
@@ -449,7 +447,6 @@ def _build(recipe_path, kernel, out_path):
         end = header_addr + len(probe)
         blob, offsets = blob_for(end, header_addr + offsets.get("multiboot1", 0),
                                  header_addr + offsets.get("multiboot2", 0))
-        del zeros
         out = image + bytes(hdr_off - len(image)) + blob
         assert load_addr + len(out) == end
 

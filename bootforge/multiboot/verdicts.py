@@ -7,8 +7,9 @@ The verdict is about the file as given: GRUB decompresses gzip/xz itself,
 QEMU, Syslinux and Limine read the bytes as they are.
 """
 
+from bootforge.errors import FormatError
 from bootforge.formats import multiboot as fmt
-from bootforge.multiboot.headers import _u32, decode_mb1, find_mb1, find_mb2, mb1_header_length, scan
+from bootforge.multiboot.headers import _u32, decode_mb1, find_mb1, find_mb2, mb1_header_length, read_elf, scan
 
 LOADERS = ("grub-mb1", "grub-mb2", "qemu", "limine-mb1", "limine-mb2", "syslinux")
 
@@ -101,8 +102,6 @@ def grub_mb1(data):
 
 
 def _grub_elf_verdict(data, mbi_ver, hdr):
-    from bootforge.multiboot.headers import read_elf
-    from bootforge.errors import FormatError
     elf = None
     if data[:4] == fmt.ELF_MAGIC:
         try:
@@ -148,7 +147,6 @@ def grub_mb2(data):
         return _yes(f"loads the address-tag image at {addr['load_addr']:#x}")
     verdict = _grub_elf_verdict(data, 2, hdr)
     if verdict["loads"] and reloc:
-        from bootforge.multiboot.headers import read_elf
         elf = read_elf(data)
         if not elf.loads:       # GRUB's link base stays ~0: the size wraps to 1 byte
             lo, hi = 0xFFFFFFFF, 0x100000000
@@ -268,8 +266,6 @@ def limine_mb1(data):
 def _limine_elf(data, proto):
     if data[:4] != fmt.ELF_MAGIC or len(data) < 5 or data[4] not in (1, 2):
         return _no(f"{proto}: Invalid ELF file bitness")
-    from bootforge.multiboot.headers import read_elf
-    from bootforge.errors import FormatError
     bits = 32 if data[4] == 1 else 64
     try:
         elf = read_elf(data)
