@@ -236,3 +236,18 @@ def test_built_tree_from_scratch_matches_dtc(tmp_path):
     blob = build_dtb(tree)
     assert dtc("-I", "dts", "-O", "dtb", input=to_dts(tree).encode()) == blob
     assert fdt_to_map(parse_dtb(blob)).keys() == [(0, 0x8000000, 1), (0x1000, 0x1000, 2)]
+
+
+def test_version_16_blob(tmp_path):
+    """dtc -V 16 writes the 36-byte header without size_dt_struct; bootforge reads and rebuilds it."""
+    require("dtc")
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-V", "16", "-o", str(tmp_path / "v16.dtb"),
+                    str(DATA / "fdt-reserved.dts")], check=True)
+    data = (tmp_path / "v16.dtb").read_bytes()
+    tree = parse_dtb(data)
+    assert tree.version == 16 and tree.layout.struct_size == struct.unpack_from(">I", data, 0x0C)[0] - 0x48
+    assert build_dtb(tree) == data
+    assert to_dts(tree) == dtc("-I", "dtb", "-O", "dts", str(tmp_path / "v16.dtb")).decode()
+    proc = run_bootforge("inspect", tmp_path / "v16.dtb", check=0)
+    assert proc.stdout.splitlines()[0] == "Flattened device tree, version 16 (last compatible 16)"
+    assert f"structure block  0x48 ({0x314 - 0x48:#x} bytes)" in proc.stdout

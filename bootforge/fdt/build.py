@@ -11,7 +11,7 @@ import struct
 
 from bootforge.errors import BuildError
 from bootforge.formats.fdt import (
-    FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_HEADER_SIZE, FDT_HEADER_STRUCT,
+    FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_HEADER_SIZE, FDT_HEADER_SIZE_V16, FDT_HEADER_STRUCT,
     FDT_MAGIC, FDT_NOP, FDT_PROP, FDT_PROP_HEADER_STRUCT, FDT_RESERVE_ENTRY_STRUCT,
 )
 
@@ -119,7 +119,10 @@ def build_dtb(tree, *, fresh_layout=False):
             header = (FDT_MAGIC, layout.totalsize, layout.off_dt_struct, layout.off_dt_strings,
                       layout.off_mem_rsvmap, tree.version, tree.last_comp_version,
                       tree.boot_cpuid_phys, len(strings_block), struct_size)
-            blob[:FDT_HEADER_SIZE] = struct.pack(FDT_HEADER_STRUCT, *header)
+            packed = struct.pack(FDT_HEADER_STRUCT, *header)
+            # Version 16 headers end before size_dt_struct (36 bytes).
+            size = FDT_HEADER_SIZE if tree.version >= 17 else FDT_HEADER_SIZE_V16
+            blob[:size] = packed[:size]
             return bytes(blob)
     # dtc's layout.
     strings = _StringTable()

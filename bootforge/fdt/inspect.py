@@ -11,6 +11,8 @@ def inspect_dtb(path, data):
     from bootforge.memmap.verify import verify_map
     header = parse_header(data, path)
     tree = parse_dtb(data, path)
+    if header["size_dt_struct"] is None:       # version 16: the size the walk found
+        header["size_dt_struct"] = tree.layout.struct_size
     memory = fdt_to_map(tree)
     problems = [c.line() for c in verify_map(memory) if not c.ok and not c.warning]
     return DtbReport(path=str(path), format="dtb", problems=problems, tree=tree, header=header,

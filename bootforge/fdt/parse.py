@@ -211,6 +211,8 @@ def parse_dtb(data, path=None):
     layout = FdtLayout(off_mem_rsvmap=h["off_mem_rsvmap"], off_dt_struct=struct_start,
                        off_dt_strings=strings_start, totalsize=h["totalsize"],
                        strings=data[strings_start:strings_end], nop_offsets=tuple(nops),
-                       struct_size=h["size_dt_struct"], padding=padding)
+                       # Version 16 has no size_dt_struct: the block ends after FDT_END.
+                       struct_size=h["size_dt_struct"] if h["version"] >= 17 else pos - struct_start,
+                       padding=padding)
     return DeviceTree(root=root, reservations=reservations, boot_cpuid_phys=h["boot_cpuid_phys"],
                       version=h["version"], last_comp_version=h["last_comp_version"], layout=layout)
