@@ -251,3 +251,22 @@ def test_version_16_blob(tmp_path):
     proc = run_bootforge("inspect", tmp_path / "v16.dtb", check=0)
     assert proc.stdout.splitlines()[0] == "Flattened device tree, version 16 (last compatible 16)"
     assert f"structure block  0x48 ({0x314 - 0x48:#x} bytes)" in proc.stdout
+
+
+def test_memory_view_follows_linux_status_and_usable_memory(tmp_path):
+    source = """/dts-v1/;
+/ {
+	#address-cells = <1>;
+	#size-cells = <1>;
+	memory@0 { device_type = "memory"; reg = <0x0 0x10000000>; linux,usable-memory = <0x0 0x8000000>; };
+	memory@20000000 { device_type = "memory"; reg = <0x20000000 0x1000>; status = "disabled"; };
+	memory@30000000 { device_type = "memory"; reg = <0x30000000 0x1000>; status = "okay"; };
+	reserved-memory {
+		#address-cells = <1>; #size-cells = <1>; ranges;
+		off@100000 { reg = <0x100000 0x1000>; status = "disabled"; };
+		on@200000 { reg = <0x200000 0x1000>; };
+	};
+};
+"""
+    tree = parse_dtb(dtc("-I", "dts", "-O", "dtb", input=source.encode()))
+    assert fdt_to_map(tree).keys() == [(0, 0x8000000, 1), (0x30000000, 0x1000, 1), (0x200000, 0x1000, 2)]

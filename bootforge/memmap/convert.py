@@ -106,6 +106,12 @@ def _reg_pairs(node_path, value, address_cells, size_cells):
     return pairs
 
 
+def _available(node):
+    """Linux's of_fdt_device_is_available(): no status, or "okay"/"ok"."""
+    status = node.string("status")
+    return status is None or status in ("okay", "ok")
+
+
 def root_cells(tree):
     """(#address-cells, #size-cells) of the root; the spec's defaults are 2 and 1."""
     return tree.root.cell("#address-cells", 2), tree.root.cell("#size-cells", 1)
@@ -120,7 +126,8 @@ def _bounded_cells(n, what):
 def fdt_to_map(tree):
     """The E820-family map a DTB describes.
 
-    /memory nodes (device_type "memory") give RAM; /reserved-memory children
+    /memory nodes (device_type "memory", status okay; linux,usable-memory
+    over reg, as Linux reads them) give RAM; /reserved-memory children
     with `reg` give reserved ranges labelled with the node name and flagged
     no-map / reusable; the reservation block gives reserved ranges flagged
     memreserve. A child named after an E820 type ("acpi@...", as map_to_fdt
@@ -131,13 +138,19 @@ def fdt_to_map(tree):
     ac, sc = (_bounded_cells(n, w) for n, w in zip(root_cells(tree), ("#address-cells", "#size-cells")))
     ranges = []
     for child in tree.root.children:
-        if child.string("device_type") == "memory" and child.prop("reg") is not None:
-            for address, size in _reg_pairs(f"/{child.name}", child.prop("reg"), ac, sc):
+        if child.string("device_type") != "memory" or not _available(child):
+            continue
+        # Linux (early_init_dt_scan_memory) prefers linux,usable-memory over reg.
+        reg = child.prop("linux,usable-memory") or child.prop("reg")
+        if reg is not None:
+            for address, size in _reg_pairs(f"/{child.name}", reg, ac, sc):
                 ranges.append(MemoryRange(address, size, E820_RAM, label=child.name))
     dynamic = []
     reserved = tree.root.child("reserved-memory")
     if reserved is not None:
         for child in reserved.children:
+            if not _available(child):
+                continue
             flags = frozenset(f for f in (FLAG_NO_MAP, FLAG_REUSABLE) if child.has(f))
             base = child.name.split("@", 1)[0]
             try:
