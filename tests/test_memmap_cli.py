@@ -177,6 +177,7 @@ def efi_desc(t, start, pages, attr=0xF, size=48):
      ["offset 0x0", "runs past the end"]),
     ("mb1 small size", struct.pack("<IQQI", 4, 0, 0x1000, 1), ["--from", "mb1-mmap"], ["under 20"]),
     ("mb2 entry size", struct.pack("<II", 0, 0), ["--from", "mb2-mmap"], ["entry_size 0"]),
+    ("mb2 huge entry size", struct.pack("<II", 0xFFFFFFF8, 0), ["--from", "mb2-mmap"], ["offset 0x0", "over 4096"]),
     ("json garbage", b'{"entries": [{"start": -1, "size": 1, "type": "ram"}]}', ["--from", "json"],
      ["entry 0: start -1"]),
     ("json unknown type", b'{"entries": [{"start": 0, "size": 1, "type": "lava"}]}', ["--from", "json"],

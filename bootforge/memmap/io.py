@@ -238,6 +238,8 @@ def read_mb2_mmap(path, data, options):
     entry_size, version = struct.unpack_from(MB2_MMAP_HEADER_STRUCT, data)
     if entry_size < MB2_MMAP_ENTRY_SIZE or entry_size % 8:
         raise FormatError(f"entry_size {entry_size} (must be >= 24 and a multiple of 8)", path=path, offset=0)
+    if entry_size > 4096:
+        raise LimitError(f"entry_size {entry_size} is over 4096", path=path, offset=0)
     body = data[8:]
     _whole(body, entry_size, path, "mmap entries", base=8)
     fmt = MB2_MMAP_ENTRY_STRUCT + f"{entry_size - MB2_MMAP_ENTRY_SIZE}x"
