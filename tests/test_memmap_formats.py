@@ -319,3 +319,12 @@ def test_host_map_round_trips_through_every_e820_form(tmp_path, fmt):
         assert sanitize(back).keys() == HOST_MAP
     else:
         assert back.keys() == HOST_MAP
+
+
+def test_efi_to_e820_add_efi_memmap_pass():
+    # WB-less conventional memory is reserved, OEM and unaccepted are reserved (not skipped), sanitized.
+    assert efi_to_e820(efi_map(), "add-efi-memmap").keys() == [
+        (0, 0xA0000, RAM), (0x100000, 0x708000, RAM), (0x808000, 0x8000, NVS), (0x810000, 0x10000, RES),
+        (0x820000, 0x40000, RAM), (0x860000, 0x10000, ACPI), (0x870000, 0x20000, RES),
+        (0x890000, 0x100000, SOFT), (0x990000, 0x20000, RES), (0xFFC00000, 0x400000, RES),
+        (0x100000000, 0x1000000, PMEM), (0x101000000, 0x10000, UNUSABLE)]

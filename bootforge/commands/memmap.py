@@ -47,8 +47,9 @@ def memmap_group():
 @click.option("--to", "to_format", type=click.Choice(FORMAT_NAMES), required=True, metavar="FMT",
               help="Output format: " + ", ".join(FORMAT_NAMES) + ".")
 @click.option("--sanitize", is_flag=True, help="Apply Linux's e820__update_table() before writing.")
-@click.option("--efi-convention", type=click.Choice(["linux", "xen"]), default="linux",
-              help="EFI -> E820 table: the Linux EFI stub's (default) or Xen's.")
+@click.option("--efi-convention", type=click.Choice(["linux", "xen", "add-efi-memmap"]), default="linux",
+              help="EFI -> E820 table: the Linux EFI stub's (default), Xen's, or the kernel's "
+                   "add_efi_memmap pass (WB required for RAM, then sanitized).")
 @click.option("-o", "--output", type=click.Path(dir_okay=True), help="Output file (directory for e820-sysfs).")
 @click.option("--to-entry-size", type=click.Choice(["20", "24"]), default=None,
               help="E820 entry size of the output when it differs from --entry-size.")

@@ -25,6 +25,7 @@ _LINUX_STUB_FIXED = {0: E820_RESERVED, 5: E820_RESERVED, 6: E820_RESERVED, 11: E
                      10: E820_NVS, 14: E820_PMEM}
 _EFI_OS_OWNED = frozenset({1, 2, 3, 4, 7})      # loader code/data, boot services, conventional
 _EFI_UNACCEPTED = 15
+EFI_CONVENTIONS = ("linux", "xen", "add-efi-memmap")
 
 
 def linux_stub_e820_type(efi_type, attribute, *, soft_reserve=True, unaccepted_memory=True):
@@ -47,6 +48,15 @@ def xen_e820_type(efi_type, attribute, *, map_bs=False):
     return {8: E820_UNUSABLE, 9: E820_ACPI, 10: E820_NVS}.get(efi_type, E820_RESERVED)
 
 
+def add_efi_memmap_e820_type(efi_type, attribute, *, soft_reserve=True):
+    """The E820 type Linux's do_add_efi_memmap() (the add_efi_memmap parameter) gives a descriptor."""
+    if efi_type in _EFI_OS_OWNED:
+        if soft_reserve and attribute & EFI_MEMORY_SP:
+            return E820_SOFT_RESERVED
+        return E820_RAM if attribute & EFI_MEMORY_WB else E820_RESERVED
+    return {9: E820_ACPI, 10: E820_NVS, 8: E820_UNUSABLE, 14: E820_PMEM}.get(efi_type, E820_RESERVED)
+
+
 def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted_memory=True,
                 map_bs=False):
     """The E820 map a firmware-to-kernel converter derives from an EFI map.
@@ -58,11 +68,22 @@ def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted
     convention="xen": Xen's table (RAM needs the WB attribute; map_bs keeps
     boot-services memory reserved), zero-length descriptors skipped, same
     merge rule.
+    convention="add-efi-memmap": the kernel's own pass over the EFI map
+    (arch/x86/platform/efi/efi.c do_add_efi_memmap): RAM needs WB, anything
+    unknown is reserved, every descriptor is added, then e820__update_table().
     """
     if memory_map.family != "efi":
         raise MemoryMapError("efi_to_e820 needs an EFI map")
-    if convention not in ("linux", "xen"):
-        raise MemoryMapError(f"unknown EFI conversion convention {convention!r} (linux or xen)")
+    if convention not in EFI_CONVENTIONS:
+        raise MemoryMapError(f"unknown EFI conversion convention {convention!r} ({', '.join(EFI_CONVENTIONS)})")
+    if convention == "add-efi-memmap":
+        from bootforge.memmap.ops import sanitize
+        added = [MemoryRange(r.start, r.size, add_efi_memmap_e820_type(r.type, r.attributes or 0,
+                                                                        soft_reserve=soft_reserve))
+                 for r in memory_map.ranges]
+        result = sanitize(memory_map.replace(added, family="e820"))
+        result.facts["converted_from"] = "efi (add-efi-memmap convention)"
+        return result
     out = []
     prev = None
     for r in memory_map.ranges:
