@@ -40,7 +40,7 @@ def memmap_group():
     """Convert, verify and draw memory maps (E820, EFI, Multiboot, FDT)."""
 
 
-@memmap_group.command("convert")
+@memmap_group.command("convert", short_help="Convert a map between formats (EFI -> E820 as the stub does).")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
 @click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT",
               help="Input format (guessed for DTB, JSON, dmesg text and sysfs directories).")
@@ -74,7 +74,7 @@ def convert_command(input_path, from_format, to_format, sanitize, efi_convention
         sys.stdout.flush()
 
 
-@memmap_group.command("verify")
+@memmap_group.command("verify", short_help="Check the invariants of a verified map; exit 1 on a failure.")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
 @click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
 @click.option("--efi-reference", type=click.Path(), metavar="FILE",
@@ -105,7 +105,7 @@ def verify_command(input_path, from_format, efi_reference, efi_reference_from, a
     sys.exit(1 if failed else 0)
 
 
-@memmap_group.command("show")
+@memmap_group.command("show", short_help="Print a map as a table; --svg draws it.")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
 @click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
 @click.option("--sanitize", is_flag=True, help="Show the map after Linux's sanitize (EFI maps: after the stub).")
