@@ -193,3 +193,18 @@ def test_grub_on_the_xen_images_agrees_with_the_verdict(tmp_path, image, mb1):
         assert "(XEN)" in serial                      # GRUB gunzipped and started Xen
     else:
         assert f"error: {verdict['message']}." in serial and "(XEN)" not in serial
+
+
+def test_grub_decompresses_xz_only_with_xzio(tmp_path):
+    require(str(STUB))
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{STUB}"\nprotocol = "multiboot2"\ncompress = "xz"\n')
+    image = tmp_path / "k.xz"
+    run_bootforge("build", recipe, "-o", image, check=0)
+    verdict = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)["loaders"]["grub-mb2"]
+    assert verdict["loads"] and verdict["requires"] == "insmod xzio"
+    dump, serial, _ = boot(tmp_path, "grub-pc", image, stop_on=("you need to load the kernel",))
+    assert not dump and "error: no multiboot header found." in serial
+    (tmp_path / "grub-pc").rename(tmp_path / "without-xzio")
+    dump, _, _ = boot(tmp_path, "grub-pc", image, preamble=("insmod xzio",))
+    assert decoded(dump)["magic"] == 0x36D76289

@@ -56,7 +56,7 @@ def _write_modules(directory):
     return paths
 
 
-def grub_iso(kernel, workdir, mb1=False, kernel_name="kernel", cmdline=KERNEL_CMDLINE):
+def grub_iso(kernel, workdir, mb1=False, kernel_name="kernel", cmdline=KERNEL_CMDLINE, preamble=()):
     """A grub-mkrescue ISO (BIOS and EFI) booting *kernel* with the command line and both modules."""
     iso = Path(workdir) / "iso"
     (iso / "boot" / "grub").mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def grub_iso(kernel, workdir, mb1=False, kernel_name="kernel", cmdline=KERNEL_CM
     _write_modules(iso / "boot")
     cmd, mod = ("multiboot", "module") if mb1 else ("multiboot2", "module2")
     lines = ["set timeout=0", "serial --unit=0 --speed=115200", "terminal_input serial",
-             "terminal_output serial", 'menuentry "k" {',
+             "terminal_output serial", *preamble, 'menuentry "k" {',
              f"  {cmd} /boot/{kernel_name} {cmdline}"]
     lines += [f"  {mod} /boot/{name} {args}" for name, _, args in MODULES]
     lines += ["  boot", "}", ""]
@@ -125,14 +125,14 @@ def run_qemu(args, workdir, limit=60.0, stop_on=()):
     return read(dump), read(serial).decode("latin-1"), read(err).decode("latin-1")
 
 
-def boot(loader, kernel, workdir, mb1=False, stop_on=(), memory=256, cmdline=KERNEL_CMDLINE):
+def boot(loader, kernel, workdir, mb1=False, stop_on=(), memory=256, cmdline=KERNEL_CMDLINE, preamble=()):
     """Boot *kernel* under *loader* (grub-pc, grub-efi, qemu, syslinux); see run_qemu."""
     workdir = Path(workdir)
     if loader == "grub-pc":
-        iso = grub_iso(kernel, workdir, mb1, cmdline=cmdline)
+        iso = grub_iso(kernel, workdir, mb1, cmdline=cmdline, preamble=preamble)
         return run_qemu(["-m", str(memory), "-cdrom", str(iso)], workdir, 60, stop_on)
     if loader == "grub-efi":
-        iso = grub_iso(kernel, workdir, mb1, cmdline=cmdline)
+        iso = grub_iso(kernel, workdir, mb1, cmdline=cmdline, preamble=preamble)
         vars_copy = workdir / "vars.fd"
         shutil.copyfile(OVMF_VARS, vars_copy)
         return run_qemu(["-m", str(memory), "-machine", "q35",

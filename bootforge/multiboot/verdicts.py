@@ -330,11 +330,22 @@ def limine_mb2(data):
     return _limine_elf(data, "multiboot2")
 
 
+XZ_NOTE = ("; xz: only with `insmod xzio` in grub.cfg (grub-mkrescue images do not load it), "
+           "otherwise GRUB says: no multiboot header found")
+
+
+def _grub(verdict, compressed):
+    if compressed == "xz" and verdict["loads"]:
+        verdict["message"] += XZ_NOTE
+        verdict["requires"] = "insmod xzio"
+    return verdict
+
+
 def verdicts(data, raw, compressed=None):
     """{loader: {loads, message}} for the file as given (*data*) and as GRUB sees it (*raw*)."""
     return {
-        "grub-mb1": grub_mb1(raw),
-        "grub-mb2": grub_mb2(raw),
+        "grub-mb1": _grub(grub_mb1(raw), compressed),
+        "grub-mb2": _grub(grub_mb2(raw), compressed),
         "qemu": qemu(data, compressed),
         "limine-mb1": limine_mb1(data),
         "limine-mb2": limine_mb2(data),
