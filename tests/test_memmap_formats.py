@@ -328,3 +328,36 @@ def test_efi_to_e820_add_efi_memmap_pass():
         (0x820000, 0x40000, RAM), (0x860000, 0x10000, ACPI), (0x870000, 0x20000, RES),
         (0x890000, 0x100000, SOFT), (0x990000, 0x20000, RES), (0xFFC00000, 0x400000, RES),
         (0x100000000, 0x1000000, PMEM), (0x101000000, 0x10000, UNUSABLE)]
+
+
+# ---- robustness: any bytes give a map or a located BootforgeError ----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bootforge.errors import BootforgeError  # noqa: E402
+
+BYTE_FORMATS = ["e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap", "mb2-efi-mmap", "json", "e820-dmesg",
+                "smbios", "fdt", "mbdump"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(BYTE_FORMATS), st.binary(max_size=300))
+def test_random_bytes_never_escape_as_other_exceptions(fmt, data):
+    try:
+        m = FORMATS[fmt][0]("fuzz.bin", data, {})
+    except BootforgeError:
+        return
+    assert all(0 <= r.start and r.start + r.size < 1 << 64 for r in m.ranges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["mb-grub-efi-mb2.dump", "mb-qemu-mb1.dump"]), st.integers(0, 5000), st.integers(0, 255))
+def test_damaged_dumps_never_escape_as_other_exceptions(name, at, value):
+    data = bytearray(dump(name))
+    data[at % len(data)] = value
+    for fmt in ("mbdump", "mbdump-efi"):
+        try:
+            FORMATS[fmt][0](name, bytes(data), {})
+        except BootforgeError:
+            pass
