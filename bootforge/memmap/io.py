@@ -1,7 +1,7 @@
 """Readers and writers for every memory-map format name the CLI accepts.
 
 Binary layouts come from bootforge/formats/; the walks use struct.iter_unpack
-over validated lengths, so a map of a million entries reads in a second and
+over validated lengths, so a map of a million entries reads in about two seconds and
 no count field sizes an allocation. Every reader returns a MemoryMap in the
 source's own family and order; every writer takes one.
 """
