@@ -83,18 +83,18 @@ def test_grub_efi_multiboot2_has_efi_mmap(tmp_path):
     assert [m["mod_size"] for m in tags[3]] == SIZES and tags[1][0]["string"] == oracle.KERNEL_CMDLINE
 
 
-@pytest.mark.parametrize("loader", ["grub-pc", "qemu", "syslinux"])
+@pytest.mark.parametrize("loader", ["grub-pc", "grub-efi", "qemu", "syslinux"])
 def test_multiboot1_loaders(tmp_path, loader):
     dump, _, _ = boot(tmp_path, loader, kernel(tmp_path, "mb1"), mb1=True)
-    fixture = {"grub-pc": "mb-grub-pc-mb1.dump", "qemu": "mb-qemu-mb1.dump",
-               "syslinux": "mb-syslinux-mb1.dump"}[loader]
+    fixture = {"grub-pc": "mb-grub-pc-mb1.dump", "grub-efi": "mb-grub-efi-mb1.dump",
+               "qemu": "mb-qemu-mb1.dump", "syslinux": "mb-syslinux-mb1.dump"}[loader]
     doc = decoded(dump, fixture)
     m = doc["multiboot1"]
     assert doc["eax"] == 0x2BADB002
     assert m["cmdline"].endswith(oracle.KERNEL_CMDLINE)
     assert [x["mod_size"] for x in m["modules"]] == SIZES
     assert all(x["string"].endswith(want) for x, want in zip(m["modules"], STRINGS))
-    assert m["mmap"] and m["mem_lower"] == 639
+    assert m["mmap"] and m["mem_lower"] == (640 if loader == "grub-efi" else 639)
     if loader == "qemu":
         assert doc["ebx"] == 0x9500 and m["boot_loader_name"] == "qemu"
 
