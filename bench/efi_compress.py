@@ -1,0 +1,58 @@
+"""Benchmark: bootforge's pure-Python UEFI compression against EDK2's C code.
+
+One run over the corpus (iPXE EFI drivers, memtest86+, GRUB x86_64-efi
+modules), both variants: total sizes, size ratio bootforge / EDK2, and the
+speeds of both. Run: .venv/bin/python bench/efi_compress.py [--grub-every N]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from test_compress_corpus import corpus  # noqa: E402
+from uefi_firmware import efi_compressor  # noqa: E402
+
+from bootforge.compress import compress, decompress  # noqa: E402
+
+EDK2 = {"efi": (efi_compressor.EfiCompress, efi_compressor.EfiDecompress),
+        "tiano": (efi_compressor.TianoCompress, efi_compressor.TianoDecompress)}
+
+
+def timed(function, items):
+    start = time.perf_counter()
+    results = [function(item) for item in items]
+    return results, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grub-every", type=int, default=1, help="use every Nth GRUB module only")
+    args = parser.parse_args()
+    files = [data for _, data in corpus(args.grub_every)]
+    total = sum(map(len, files))
+    print(f"corpus: {len(files)} files, {total} bytes")
+    print(f"{'format':6} {'EDK2 bytes':>11} {'ours bytes':>11} {'ratio':>6}  "
+          f"{'comp KB/s':>9} {'(EDK2 x)':>9}  {'decomp MB/s':>11} {'(EDK2 x)':>9}")
+    for fmt, (edk2_compress, edk2_decompress) in EDK2.items():
+        theirs, t_comp_c = timed(lambda d: edk2_compress(d, len(d)), files)
+        ours, t_comp_py = timed(lambda d: compress(d, fmt), files)
+        _, t_decomp_c = timed(lambda s: edk2_decompress(s, len(s)), theirs)
+        decoded, t_decomp_py = timed(lambda s: decompress(s, fmt), ours)
+        assert decoded == files, "round trip failed"
+        assert [edk2_decompress(s, len(s)) for s in ours] == files, "EDK2 cannot decode bootforge's output"
+        ours_size, theirs_size = sum(map(len, ours)), sum(map(len, theirs))
+        comp_speed = total / t_comp_py / 1e3
+        decomp_speed = total / t_decomp_py / 1e6
+        print(f"{fmt:6} {theirs_size:11} {ours_size:11} {ours_size / theirs_size:6.4f}  "
+              f"{comp_speed:9.1f} {t_comp_py / t_comp_c:8.0f}x  "
+              f"{decomp_speed:11.2f} {t_decomp_py / t_decomp_c:8.0f}x")
+    print("(x: how many times longer pure Python takes than EDK2's C)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Table-driven decoder for the UEFI compression format.
+
+Every Huffman code is decoded with one lookup in a table indexed by the
+next `bits` bits of the stream (bits = the longest code of that set, at most
+16). The stream is read through overlapping 64-bit words, so peeking at up
+to 32 bits at any bit position is two shifts and a mask.
+
+Strictness: the decoder refuses what EDK2's would silently accept or
+misread: codes that are not complete prefix codes, counts larger than the
+alphabet, position symbols beyond the variant's window, reads past the
+declared compressed size, distances before the start of the output, and
+blocks whose codes run past the declared original size.
+"""
+
+import operator
+import struct
+from itertools import repeat
+
+from bootforge.compress.formats import (CBIT, HEADER_SIZE, MATCH_BASE, MAX_CODE_LEN, NC, NT,
+                                        T_RUN_LONG_BITS, T_RUN_LONG_MIN, T_RUN_SHORT_BITS,
+                                        T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
+from bootforge.compress.huffman import decode_table
+from bootforge.errors import FormatError, LimitError
+
+DEFAULT_MAX_SIZE = 256 << 20
+
+
+def read_sizes(data):
+    """Return (compressed_size, original_size) from the 8-byte header of *data*.
+
+    :raises FormatError: fewer than 8 bytes.
+    """
+    if len(data) < HEADER_SIZE:
+        raise FormatError(f"compressed stream of {len(data)} bytes is shorter than its "
+                          f"{HEADER_SIZE}-byte header", offset=0)
+    return struct.unpack_from("<II", data, 0)
+
+
+def _overlapping_words(body):
+    """64-bit big-endian words starting at every 4-byte boundary of *body* (zero padded)."""
+    padded = bytes(body) + bytes(8 + (-len(body)) % 4)
+    words = struct.unpack(f">{len(padded) // 4}I", padded)
+    return list(map(operator.or_, map(operator.lshift, words, repeat(32)), words[1:]))
+
+
+class _Decoder:
+    def __init__(self, body, variant, original_size):
+        self.words = _overlapping_words(body)
+        self.end_bit = len(body) * 8
+        self.pos = 0                    # bit position in body
+        self.variant = variant
+        self.original_size = original_size
+
+    def error(self, message, exc=FormatError):
+        if self.pos > self.end_bit and "compressed data ends" not in message:
+            # Decoding the zero padding makes nonsense; the real fault is the missing data.
+            message = f"compressed data ends early (then: {message})"
+        return exc(message, offset=HEADER_SIZE + min(self.pos, self.end_bit) // 8)
+
+    def bits(self, n):
+        pos = self.pos
+        value = (self.words[pos >> 5] >> (64 - n - (pos & 31))) & ((1 << n) - 1)
+        self.pos = pos + n
+        return value
+
+    def check_inside(self, what):
+        if self.pos > self.end_bit:
+            raise self.error(f"compressed data ends inside {what}")
+
+    def table(self, lengths, what, start):
+        built = decode_table(lengths)
+        if built is None:
+            raise FormatError(f"{what} code lengths {_short(lengths)} are not a complete prefix code",
+                              offset=HEADER_SIZE + start // 8)
+        return built
+
+    def read_pt_set(self, nn, nbit, special, what):
+        """Code lengths of the T or P set: 3 bits each, 7 and up extended in unary."""
+        start = self.pos
+        count = self.bits(nbit)
+        if count == 0:
+            symbol = self.bits(nbit)
+            if symbol >= nn:
+                raise self.error(f"{what} single symbol {symbol} is outside 0..{nn - 1}")
+            return [symbol << 5], 0
+        if count > nn:
+            raise self.error(f"{what} count {count} exceeds its {nn} symbols")
+        lengths = [0] * nn
+        i = 0
+        while i < count:
+            n = self.bits(3)
+            if n == 7:
+                while self.bits(1):
+                    n += 1
+                    if n > MAX_CODE_LEN:
+                        raise self.error(f"{what} code length over {MAX_CODE_LEN}")
+            lengths[i] = n
+            i += 1
+            if i == special:
+                i += self.bits(2)       # that many zero lengths follow
+        self.check_inside(f"the {what} lengths")
+        return self.table(lengths, what, start)
+
+    def read_c_set(self, t_table, t_bits):
+        start = self.pos
+        count = self.bits(CBIT)
+        if count == 0:
+            symbol = self.bits(CBIT)
+            if symbol >= NC:
+                raise self.error(f"C single symbol {symbol} is outside 0..{NC - 1}")
+            return [symbol << 5], 0
+        if count > NC:
+            raise self.error(f"C count {count} exceeds its {NC} symbols")
+        lengths = [0] * NC
+        words = self.words
+        shift, mask = 64 - t_bits, (1 << t_bits) - 1
+        i = 0
+        while i < count:
+            pos = self.pos
+            entry = t_table[(words[pos >> 5] >> (shift - (pos & 31))) & mask]
+            self.pos = pos + (entry & 31)
+            t = entry >> 5
+            if t > 2:
+                lengths[i] = t - 2
+                i += 1
+                continue
+            if t == 0:
+                run = 1
+            elif t == 1:
+                run = self.bits(T_RUN_SHORT_BITS) + T_RUN_SHORT_MIN
+            else:
+                run = self.bits(T_RUN_LONG_BITS) + T_RUN_LONG_MIN
+            i += run
+            if i > NC:
+                raise self.error(f"C zero run ends at symbol {i}, past {NC}")
+        self.check_inside("the C lengths")
+        return self.table(lengths, "C", start)
+
+    def run(self):
+        out = bytearray()
+        original_size = self.original_size
+        variant = self.variant
+        words = self.words
+        append = out.append
+        while len(out) < original_size:
+            if self.pos >= self.end_bit:
+                raise self.error(f"compressed data ends after {len(out)} of {original_size} bytes")
+            try:
+                block_size = self.bits(16) or 0x10000
+                t_table, t_bits = self.read_pt_set(NT, TBIT, T_SPECIAL, "T")
+                c_table, c_bits = self.read_c_set(t_table, t_bits)
+                p_table, p_bits = self.read_pt_set(variant.np, variant.pbit, -1, "P")
+                self.check_inside("a block header")
+                c_shift, c_mask = 64 - c_bits, (1 << c_bits) - 1
+                p_shift, p_mask = 64 - p_bits, (1 << p_bits) - 1
+                pos = self.pos
+                for _ in range(block_size):
+                    entry = c_table[(words[pos >> 5] >> (c_shift - (pos & 31))) & c_mask]
+                    pos += entry & 31
+                    c = entry >> 5
+                    if c < 256:
+                        append(c)
+                        continue
+                    entry = p_table[(words[pos >> 5] >> (p_shift - (pos & 31))) & p_mask]
+                    pos += entry & 31
+                    value = entry >> 5
+                    if value > 1:
+                        extra = value - 1
+                        value = (1 << extra) + ((words[pos >> 5] >> (64 - extra - (pos & 31)))
+                                                & ((1 << extra) - 1))
+                        pos += extra
+                    length = c - MATCH_BASE
+                    source = len(out) - value - 1
+                    if source < 0:
+                        self.pos = pos
+                        raise self.error(f"match distance {value + 1} reaches before the start "
+                                         f"of the output (at byte {len(out)})")
+                    if value >= length:
+                        out += out[source:source + length]
+                    else:               # overlapping copy: repeat the period
+                        period = out[source:]
+                        out += (period * (length // len(period) + 1))[:length]
+                    if len(out) > original_size:
+                        break
+            except IndexError:
+                # Reading went past the zero padding after the body: far past its end.
+                self.pos = self.end_bit + 1
+                raise self.error("compressed data ends inside a block") from None
+            self.pos = pos
+            if self.pos > self.end_bit:
+                raise self.error(f"compressed data ends inside a block (after {len(out)} bytes out)")
+            if len(out) > original_size:
+                raise self.error(f"block of {block_size} codes overruns the original size "
+                                 f"of {original_size} bytes")
+        return bytes(out)
+
+
+def _short(lengths):
+    used = [f"{s}:{n}" for s, n in enumerate(lengths) if n]
+    return "{" + ", ".join(used[:6]) + (", ..." if len(used) > 6 else "") + "}"
+
+
+def decompress(data, variant, max_size=DEFAULT_MAX_SIZE):
+    compressed_size, original_size = read_sizes(data)
+    if original_size > max_size:
+        raise LimitError(f"declared original size {original_size} is over the limit "
+                         f"of {max_size} bytes", offset=4)
+    available = len(data) - HEADER_SIZE
+    if compressed_size > available:
+        raise FormatError(f"declared compressed size {compressed_size} but only "
+                          f"{available} bytes follow the header", offset=0)
+    if original_size == 0:
+        return b""
+    body = memoryview(data)[HEADER_SIZE:HEADER_SIZE + compressed_size]
+    return _Decoder(body, variant, original_size).run()

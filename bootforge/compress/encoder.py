@@ -1,0 +1,288 @@
+"""Encoder for the UEFI compression format: matches, optimal parse, block split.
+
+Pipeline (each stage chosen to beat EDK2's lazy-match, fixed-buffer encoder):
+
+1. Match finder: hash chains over 3-byte prefixes. At every position it
+   records the "frontier": for each longer length, the nearest distance
+   that reaches it (the cheapest way to copy that many bytes, since nearer
+   distances have fewer extra bits).
+2. A greedy parse gives first symbol statistics.
+3. Block split: blocks end where the symbol statistics change enough to pay
+   for a new set of Huffman trees (estimated with entropies over prefix
+   histograms, dynamic programming over checkpoints).
+4. Optimal parse: shortest path through the bytes where every literal and
+   every (length, distance) costs its bits under the block's current codes.
+   Steps 3 and 4 alternate: new tokens, new statistics, new split.
+5. Each block gets its own optimal length-limited Huffman codes.
+"""
+
+import math
+import struct
+from operator import sub
+
+from bootforge.compress.formats import HEADER_SIZE, MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD
+from bootforge.compress.huffman import code_lengths
+from bootforge.compress.writer import block_string, pack
+
+# Match finder effort: candidates walked per position, and the match length
+# that is taken at once without looking for anything better inside it.
+CHAIN_DEPTH = 64
+NICE_LENGTH = 128
+# Optimal-parse rounds (each: costs from the last parse, parse, re-split).
+PARSE_ROUNDS = 2
+# Block split granularity in tokens, and how many checkpoints a file gets at most.
+SPLIT_GRANULARITY = 512
+SPLIT_MAX_CHECKPOINTS = 96
+# A symbol absent from a block costs this much more than its rarest used one:
+# using it would also add it to the code.
+UNUSED_PENALTY = 2
+
+
+def compress(data, variant):
+    """Compress *data*; return header + bitstream."""
+    data = bytes(data)
+    n = len(data)
+    if n == 0:
+        return struct.pack("<II", 0, 0)
+    found = find_matches(data, variant.max_distance)
+    codes, values, starts = greedy_parse(data, found)
+    for _ in range(PARSE_ROUNDS):
+        blocks = split_blocks(codes, values, variant.np)
+        bounds = [starts[b] for b in blocks]
+        costs = [block_costs(c, v, variant.np) for c, v in _block_slices(codes, values, blocks)]
+        codes, values, starts = optimal_parse(data, found, bounds, costs)
+    blocks = split_blocks(codes, values, variant.np)
+    bits = [block_string(c, v, variant) for c, v in _block_slices(codes, values, blocks)]
+    body = pack("".join(bits))
+    return struct.pack("<II", len(body), n) + body
+
+
+def _block_slices(codes, values, blocks):
+    """(codes, values) of each block; *blocks* are token indices where blocks start."""
+    value_index = 0
+    for a, b in zip(blocks, blocks[1:] + [len(codes)]):
+        block_codes = codes[a:b]
+        matches = sum(1 for c in block_codes if c > 255)
+        yield block_codes, values[value_index:value_index + matches]
+        value_index += matches
+
+
+def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
+    """For each position, None or a flat list [len1, dist1, len2, dist2, ...].
+
+    Lengths increase and distances increase along the list: each entry is
+    the nearest match at least that long. Positions inside a match of
+    *nice* bytes or more are skipped (None).
+    """
+    n = len(data)
+    found = [None] * n
+    if n < THRESHOLD:
+        return found
+    # prev[i]: the previous position with the same 3 bytes (-1: none).
+    prev = [-1] * n
+    head = {}
+    get = head.get
+    for i in range(n - 2):
+        key = data[i:i + 3]
+        prev[i] = get(key, -1)
+        head[key] = i
+    i = 0
+    last = n - 2
+    while i < last:
+        j = prev[i]
+        lowest = i - max_distance if i > max_distance else 0
+        if j < lowest:
+            i += 1
+            continue
+        longest = min(MAX_MATCH, n - i)
+        best = THRESHOLD - 1
+        frontier = []
+        left = depth
+        while j >= lowest:
+            # Only a candidate matching one byte past the best can improve it.
+            if data[j + best] == data[i + best] and data[j:j + best] == data[i:i + best]:
+                length = best + 1
+                while length + 8 <= longest and data[j + length:j + length + 8] == data[i + length:i + length + 8]:
+                    length += 8
+                while length < longest and data[j + length] == data[i + length]:
+                    length += 1
+                best = length
+                frontier += (length, i - j)
+                if length >= longest:
+                    break
+            left -= 1
+            if not left:
+                break
+            j = prev[j]
+        if frontier:
+            found[i] = frontier
+            if best >= nice:
+                i += best
+                continue
+        i += 1
+    return found
+
+
+def greedy_parse(data, found):
+    """Longest match wherever there is one: a cheap first parse for statistics."""
+    codes, values, starts = [], [], []
+    i, n = 0, len(data)
+    while i < n:
+        starts.append(i)
+        frontier = found[i]
+        if frontier:
+            length = frontier[-2]
+            codes.append(length + MATCH_BASE)
+            values.append(frontier[-1] - 1)
+            i += length
+        else:
+            codes.append(data[i])
+            i += 1
+    return codes, values, starts
+
+
+def block_costs(codes, values, np):
+    """Bit costs under the codes this block would get: (C costs, cost by P symbol incl. extra bits)."""
+    c_freq = [0] * NC
+    for c in codes:
+        c_freq[c] += 1
+    p_freq = [0] * np
+    for v in values:
+        p_freq[v.bit_length()] += 1
+    c_lengths = _with_unused(code_lengths(c_freq))
+    p_lengths = _with_unused(code_lengths(p_freq))
+    return c_lengths, [n + max(p - 1, 0) for p, n in enumerate(p_lengths)]
+
+
+def _with_unused(lengths):
+    longest = max(lengths)
+    if not longest:        # 0 or 1 symbol used: any symbol costs about a byte
+        return [n or 8 for n in lengths] if any(lengths) else [8] * len(lengths)
+    unused = longest + UNUSED_PENALTY
+    return [n or unused for n in lengths]
+
+
+def optimal_parse(data, found, bounds, costs):
+    """Cheapest token sequence under per-block *costs*; blocks start at byte offsets *bounds*.
+
+    Forward dynamic programming: cost[i] is the fewest bits that produce
+    data[:i]; every literal and every match length up to each frontier
+    entry relaxes the position it reaches.
+    """
+    n = len(data)
+    infinity = 1 << 62
+    cost = [infinity] * (n + 1)
+    cost[0] = 0
+    step = [0] * (n + 1)        # token length that reaches i (1 = literal)
+    dist = [0] * (n + 1)
+    ends = bounds[1:] + [n]
+    for start, end, (c_cost, p_cost) in zip(bounds, ends, costs):
+        length_cost = [0] * THRESHOLD + c_cost[256:]      # indexed by match length
+        for i in range(start, end):
+            here = cost[i]
+            t = here + c_cost[data[i]]
+            if t < cost[i + 1]:
+                cost[i + 1] = t
+                step[i + 1] = 1
+            frontier = found[i]
+            if frontier is None:
+                continue
+            shorter = THRESHOLD - 1
+            for k in range(0, len(frontier), 2):
+                length = frontier[k]
+                distance = frontier[k + 1]
+                base = here + p_cost[(distance - 1).bit_length()]
+                for m in range(shorter + 1, length + 1):
+                    t = base + length_cost[m]
+                    if t < cost[i + m]:
+                        cost[i + m] = t
+                        step[i + m] = m
+                        dist[i + m] = distance
+                shorter = length
+    codes, values, starts = [], [], []
+    i = n
+    while i:
+        m = step[i]
+        i -= m
+        starts.append(i)
+        if m == 1:
+            codes.append(data[i])
+        else:
+            codes.append(m + MATCH_BASE)
+            values.append(dist[i + m] - 1)
+    codes.reverse()
+    values.reverse()
+    starts.reverse()
+    return codes, values, starts
+
+
+# x * log2(x), for entropy estimates of block sizes.
+_XLOGX = [0.0]
+
+
+def _xlogx_table(size):
+    if len(_XLOGX) < size:
+        _XLOGX.extend(x * math.log2(x) for x in range(len(_XLOGX), size))
+    return _XLOGX
+
+
+def split_blocks(codes, values, np):
+    """Token indices where blocks start (the first is 0), minimising estimated bits.
+
+    Checkpoints every `granularity` tokens; prefix histograms of C and P
+    symbols give any span's histogram by subtraction, and its cost is
+    estimated as its entropy plus extra bits plus a header estimate.
+    Dynamic programming over checkpoints picks the cheapest partition with
+    no block over 65535 codes.
+    """
+    total = len(codes)
+    granularity = max(SPLIT_GRANULARITY, -(-total // SPLIT_MAX_CHECKPOINTS))
+    checkpoints = list(range(0, total, granularity)) + [total]
+    xlogx = _xlogx_table(total + 1)
+    c_prefix, p_prefix, extra_prefix = [], [], []
+    c_hist, p_hist = [0] * NC, [0] * np
+    extra = 0
+    value_index = 0
+    k = 0
+    for point in checkpoints:
+        while k < point:
+            c = codes[k]
+            c_hist[c] += 1
+            if c > 255:
+                p = values[value_index].bit_length()
+                value_index += 1
+                p_hist[p] += 1
+                if p > 1:
+                    extra += p - 1
+            k += 1
+        c_prefix.append(c_hist[:])
+        p_prefix.append(p_hist[:])
+        extra_prefix.append(extra)
+
+    def span_cost(a, b):
+        c_span = list(map(sub, c_prefix[b], c_prefix[a]))
+        p_span = list(map(sub, p_prefix[b], p_prefix[a]))
+        c_total, p_total = sum(c_span), sum(p_span)
+        bits = (xlogx[c_total] - sum(map(xlogx.__getitem__, c_span))
+                + xlogx[p_total] - sum(map(xlogx.__getitem__, p_span))
+                + extra_prefix[b] - extra_prefix[a])
+        c_used = NC - c_span.count(0)
+        p_used = np - p_span.count(0)
+        return bits + 4.5 * c_used + 3 * p_used + 60     # trees and block size field
+
+    count = len(checkpoints)
+    longest_span = MAX_BLOCK_CODES // granularity
+    best = [0.0] + [math.inf] * (count - 1)
+    previous = [0] * count
+    for b in range(1, count):
+        for a in range(max(0, b - longest_span), b):
+            c = best[a] + span_cost(a, b)
+            if c < best[b]:
+                best[b] = c
+                previous[b] = a
+    cuts = []
+    b = count - 1
+    while b:
+        b = previous[b]
+        cuts.append(checkpoints[b])
+    return cuts[::-1] or [0]

@@ -1,0 +1,150 @@
+"""Writing blocks of the UEFI compression bitstream from a parsed token list.
+
+A parse is two lists: `codes`, the C symbols (a byte value for a literal,
+length + 253 for a match), and `values`, one distance value (distance - 1)
+per match, in order. A block is a slice of both.
+"""
+
+from bootforge.compress.formats import (CBIT, MATCH_BASE, NC, NT, T_RUN_LONG_BITS, T_RUN_LONG_MIN,
+                                        T_RUN_SHORT_BITS, T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
+from bootforge.compress.huffman import canonical_codes, code_lengths
+
+# Bits of a code length in a T or P set: 3, or for 7 and up "111", one 1 per
+# step above 7, and a closing 0.
+PT_LENGTH_BITS = [3] * 7 + [n - 3 for n in range(7, 17)]
+
+
+def _bitstring(value, width):
+    return format(value, f"0{width}b") if width else ""
+
+
+def _pt_length_string(n):
+    if n < 7:
+        return format(n, "03b")
+    return "111" + "1" * (n - 7) + "0"
+
+
+def c_length_tokens(c_lengths):
+    """The C-set lengths as T symbols: [(t, extra_bits_string)], trailing zeros dropped."""
+    count = _used_prefix(c_lengths)
+    tokens = []
+    i = 0
+    while i < count:
+        n = c_lengths[i]
+        if n:
+            tokens.append((n + 2, ""))
+            i += 1
+            continue
+        run = 1
+        while c_lengths[i + run] == 0:     # cannot pass count: c_lengths[count-1] != 0
+            run += 1
+        i += run
+        # Zero runs: T0 is one zero, T1 3..18, T2 20..531; 19 is T0 + T1(18).
+        if run <= 2:
+            tokens += [(0, "")] * run
+        elif run == 19:
+            tokens += [(0, ""), (1, _bitstring(18 - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS))]
+        elif run < T_RUN_LONG_MIN:
+            tokens.append((1, _bitstring(run - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS)))
+        else:
+            tokens.append((2, _bitstring(run - T_RUN_LONG_MIN, T_RUN_LONG_BITS)))
+    return tokens
+
+
+def _used_prefix(lengths):
+    count = len(lengths)
+    while count and not lengths[count - 1]:
+        count -= 1
+    return count
+
+
+def _single_symbol(freqs):
+    """The symbol to write in the 'count 0' form: the only used one, or 0."""
+    used = [s for s, f in enumerate(freqs) if f]
+    return used[0] if used else 0
+
+
+def pt_set_string(lengths, freqs, nbit, special):
+    """Bits of a T or P set; the single-symbol form when fewer than two symbols are used."""
+    if sum(1 for n in lengths if n) < 2:
+        return "0" * nbit + _bitstring(_single_symbol(freqs), nbit)
+    count = _used_prefix(lengths)
+    parts = [_bitstring(count, nbit)]
+    i = 0
+    while i < count:
+        parts.append(_pt_length_string(lengths[i]))
+        i += 1
+        if i == special:
+            zeros = 0
+            while zeros < 3 and i + zeros < len(lengths) and lengths[i + zeros] == 0:
+                zeros += 1
+            parts.append(_bitstring(zeros, 2))
+            i += zeros
+    return "".join(parts)
+
+
+def pt_set_bits(lengths, nbit, special):
+    """Size in bits of pt_set_string for a code with two or more symbols."""
+    count = _used_prefix(lengths)
+    bits = nbit
+    i = 0
+    while i < count:
+        bits += PT_LENGTH_BITS[lengths[i]]
+        i += 1
+        if i == special:
+            bits += 2
+            zeros = 0
+            while zeros < 3 and i + zeros < len(lengths) and lengths[i + zeros] == 0:
+                zeros += 1
+            i += zeros
+    return bits
+
+
+def block_string(codes, values, variant):
+    """All bits of one block holding *codes* (C symbols) and *values* (distance values)."""
+    c_freq = [0] * NC
+    for c in codes:
+        c_freq[c] += 1
+    p_freq = [0] * variant.np
+    for v in values:
+        p_freq[v.bit_length()] += 1
+    c_lengths = code_lengths(c_freq)
+    p_lengths = code_lengths(p_freq)
+    parts = [_bitstring(len(codes), 16)]
+    if sum(1 for f in c_freq if f) < 2:
+        # One C symbol: an empty T set, then the C symbol itself; it costs 0 bits per use.
+        parts += ["0" * TBIT * 2, "0" * CBIT, _bitstring(_single_symbol(c_freq), CBIT)]
+    else:
+        tokens = c_length_tokens(c_lengths)
+        t_freq = [0] * NT
+        for t, _ in tokens:
+            t_freq[t] += 1
+        t_lengths = code_lengths(t_freq)
+        parts.append(pt_set_string(t_lengths, t_freq, TBIT, T_SPECIAL))
+        t_strings = [_bitstring(c, n) for c, n in zip(canonical_codes(t_lengths), t_lengths)]
+        parts.append(_bitstring(_used_prefix(c_lengths), CBIT))
+        parts += [t_strings[t] + extra for t, extra in tokens]
+    parts.append(pt_set_string(p_lengths, p_freq, variant.pbit, -1))
+    c_strings = [_bitstring(c, n) for c, n in zip(canonical_codes(c_lengths), c_lengths)]
+    p_strings = [_bitstring(c, n) for c, n in zip(canonical_codes(p_lengths), p_lengths)]
+    value_iter = iter(values)
+    for c in codes:
+        parts.append(c_strings[c])
+        if c > 255:
+            v = next(value_iter)
+            p = v.bit_length()
+            parts.append(p_strings[p])
+            if p > 1:
+                parts.append(_bitstring(v - (1 << (p - 1)), p - 1))
+    return "".join(parts)
+
+
+def pack(bit_string):
+    """Bytes of an MSB-first bit string, zero padded to a byte boundary."""
+    if not bit_string:
+        return b""
+    pad = -len(bit_string) % 8
+    return int(bit_string + "0" * pad, 2).to_bytes((len(bit_string) + pad) // 8, "big")
+
+
+__all__ = ["block_string", "pack", "c_length_tokens", "pt_set_bits", "MATCH_BASE"]
