@@ -3,6 +3,17 @@
 from dataclasses import dataclass, field
 
 
+def to_plain(obj):
+    """A construct Container (or list of them) as JSON-able dicts and lists; bytes as hex."""
+    if hasattr(obj, "items"):
+        return {k: to_plain(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return obj
+
+
 @dataclass
 class Report:
     """The decoded view of one input file.

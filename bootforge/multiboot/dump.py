@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
-from bootforge.report import Report
+from bootforge.report import Report, to_plain
 
 MAX_REGIONS = 1024
 MAX_INFO_TAGS = 4096
@@ -122,16 +122,6 @@ class Memory:
         return None, None
 
 
-def _plain(obj):
-    if hasattr(obj, "items"):
-        return {k: _plain(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bytes):
-        return obj.hex()
-    return obj
-
-
 # ------------------------------------------------------------------ Multiboot2 boot information
 
 def decode_mb2_info(mbi, base_offset=0):
@@ -192,13 +182,13 @@ def decode_info_tag(ttype, raw, offset):
                    entries=[{"base_addr": e.base_addr, "length": e.length, "type": e.type}
                             for e in body.entries])
     elif ttype == 8:
-        tag.update({k: v for k, v in _plain(body).items() if k != "color_info"})
+        tag.update({k: v for k, v in to_plain(body).items() if k != "color_info"})
         ci = body.color_info
         if body.framebuffer_type == 0 and len(ci) >= 2:
             n = min(struct.unpack_from("<H", ci)[0], (len(ci) - 2) // 3)
             tag["palette"] = [list(ci[2 + 3 * i:5 + 3 * i]) for i in range(n)]
         elif body.framebuffer_type == 1 and len(ci) >= 6:
-            tag.update(_plain(fmt.FramebufferRgb.parse(ci)))
+            tag.update(to_plain(fmt.FramebufferRgb.parse(ci)))
     elif ttype == 9:
         tag.update(num=body.num, entsize=body.entsize, shndx=body.shndx,
                    sections_size=len(body.sections))
@@ -218,7 +208,7 @@ def decode_info_tag(ttype, raw, offset):
         tag["rsdp"] = body.rsdp.hex()
         tag["signature"] = body.rsdp[:8].decode("latin-1")
     else:
-        tag.update(_plain(body))
+        tag.update(to_plain(body))
         if tag.get("payload") == "":
             del tag["payload"]
     return tag
@@ -273,9 +263,9 @@ def decode_mb1_info(mem, mbi_addr):
                                        "mod_size": m.mod_end - m.mod_start, "cmdline_addr": m.cmdline,
                                        "string": string(f"module {i} string", m.cmdline)})
     if flags & 0x10 and not flags & 0x20:
-        doc["aout_syms"] = _plain(fmt.Multiboot1AoutSymbols.parse(info.syms))
+        doc["aout_syms"] = to_plain(fmt.Multiboot1AoutSymbols.parse(info.syms))
     if flags & 0x20:
-        doc["elf_sections"] = _plain(fmt.Multiboot1ElfSections.parse(info.syms))
+        doc["elf_sections"] = to_plain(fmt.Multiboot1ElfSections.parse(info.syms))
     if flags & 0x40:
         doc.update(mmap_addr=info.mmap_addr, mmap_length=info.mmap_length)
         table = need("mmap", info.mmap_addr, info.mmap_length)
@@ -291,7 +281,7 @@ def decode_mb1_info(mem, mbi_addr):
     if flags & 0x400:
         apm = need("apm", info.apm_table, fmt.APM_TABLE_SIZE)
         if apm is not None:
-            doc["apm"] = _plain(fmt.ApmTable.parse(apm))
+            doc["apm"] = to_plain(fmt.ApmTable.parse(apm))
     if flags & 0x800:
         doc["vbe"] = {k: getattr(info, k) for k in ("vbe_control_info", "vbe_mode_info", "vbe_mode",
                                                      "vbe_interface_seg", "vbe_interface_off",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
+from bootforge.report import to_plain
 
 MAX_HEADER_TAGS = 512
 
@@ -75,16 +76,6 @@ def find_mb1(data, limit=fmt.MB1_SEARCH):
 
 # ------------------------------------------------------------------ Multiboot 2
 
-def _plain(obj):
-    if hasattr(obj, "items"):
-        return {k: _plain(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bytes):
-        return obj.hex()
-    return obj
-
-
 def decode_mb2_tags(data, offset, header_length):
     """Walk the header tags of the MB2 header at *offset*; raise FormatError on a lying tag."""
     tags = []
@@ -116,7 +107,7 @@ def decode_mb2_tags(data, offset, header_length):
         tag = {"type": ttype, "name": fmt.MB2_HEADER_TAG_NAMES.get(ttype, "unknown"),
                "optional": bool(tflags & fmt.MB2_TAG_OPTIONAL), "flags": tflags,
                "size": size, "position": pos}
-        tag.update(_plain(parsed.body))
+        tag.update(to_plain(parsed.body))
         if tag.get("payload") == "":
             del tag["payload"]
         if ttype == 10:
