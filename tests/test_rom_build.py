@@ -239,3 +239,42 @@ def test_rom_image_with_unaligned_pcir_is_refused(tmp_path):
     recipe.write_text(f'[rom]\nvendor_id = 0x8086\ndevice_ids = [0x100e]\n[[rom.images]]\n'
                       f'type = "rom-image"\nfile = "{src}"\n')
     assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x.rom"), "not 4-aligned")
+
+
+def test_compressed_efi_image_decodes_with_edk2_and_inspect_reports_it(tmp_path):
+    require(IPXE_DIR)
+    efi_compressor = pytest.importorskip("uefi_firmware.efi_compressor")
+    out = tmp_path / "packed.rom"
+    run_bootforge("build", REPO / "recipes/e1000-compressed.toml", "-o", out, check=0)
+    data = out.read_bytes()
+    source = Path(f"{IPXE_DIR}/efi-e1000.rom").read_bytes()
+    driver = source[147 * 512 + 0x38:]               # Debian's PE driver, as struct finds it
+    efi = 147 * 512
+    assert data[:efi] == source[:efi]                # the legacy image is untouched
+    assert struct.unpack_from("<HHIHHH", data, efi) == (0xAA55, (len(data) - efi) // 512, 0x0EF1, 11,
+                                                        0x8664, 1)
+    pe_at = struct.unpack_from("<H", data, efi + 0x16)[0]
+    packed_size, original_size = struct.unpack_from("<II", data, efi + pe_at)
+    assert original_size == len(driver)
+    stream = data[efi + pe_at:efi + pe_at + 8 + packed_size]
+    assert efi_compressor.EfiDecompress(stream, len(stream)) == driver
+    assert len(data) - efi < 101376                  # iPXE's own efirom --compress: the size to beat
+    doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)["images"][1]
+    assert doc["efi"]["compression"] == 1 and doc["efi"]["decompressed_ok"] is True
+    assert (doc["efi"]["compressed_size"], doc["efi"]["original_size"]) == (packed_size, len(driver))
+    assert doc["efi"]["pe"]["size_of_image"] == 0xABCC0 and doc["uefi"]["loads"] is True
+
+
+def test_corrupt_compressed_payload_is_a_defect_uefi_would_refuse(tmp_path):
+    require(IPXE_DIR)
+    out = tmp_path / "packed.rom"
+    run_bootforge("build", REPO / "recipes/e1000-compressed.toml", "-o", out, check=0)
+    data = bytearray(out.read_bytes())
+    efi = 147 * 512
+    pe_at = struct.unpack_from("<H", data, efi + 0x16)[0]
+    struct.pack_into("<I", data, efi + pe_at, 40)     # compressed size now lies: the stream ends early
+    out.write_bytes(data)
+    proc = run_bootforge("inspect", "--json", out)
+    image = json.loads(proc.stdout)["images"][1]
+    assert proc.returncode == 1
+    assert image["efi"]["decompressed_ok"] is False and image["uefi"]["loads"] is False

@@ -116,3 +116,11 @@ def test_a_patched_ipxe_rom_still_runs(tmp_path):
     assert ran and "pmm call arg1=1\npmm call arg1=0\n" in ran.group(2), run.seabios_log
     on_old = run_qemu(["-device", f"e1000,addr=03,romfile={patched}"], until=seabios_gave_up, timeout=30)
     assert not RAN_ON_SLOT_3.search(on_old.seabios_log)
+
+
+def test_ovmf_decompresses_and_runs_the_compressed_e1000_driver(tmp_path):
+    out = tmp_path / "packed.rom"
+    run_bootforge("build", REPO / "recipes/e1000-compressed.toml", "-o", out, check=0)
+    run = run_qemu(["-netdev", "user,id=n0,restrict=on", "-device", f"e1000,netdev=n0,romfile={out}"],
+                   firmware="ovmf", memory="256", until=lambda r: IPXE_BANNER in r.serial, timeout=120)
+    assert IPXE_BANNER in run.serial, run.serial[-2000:]

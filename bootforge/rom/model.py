@@ -306,5 +306,7 @@ def _collect_problems(image, problems):
     if pe is not None and (pe.machine, pe.subsystem) != (image.header.machine, image.header.subsystem):
         problems.append(f"{where}: EFI ROM header says machine {image.header.machine:#x} subsystem "
                         f"{image.header.subsystem}, its PE image machine {pe.machine:#x} subsystem {pe.subsystem}")
+    if image.decompressed is not None and not image.decompressed.ok:
+        problems.append(f"{where}: EFI-compressed payload does not decode: {image.decompressed.error}")
     if image.pe_error:
         problems.append(f"{where}: EFI image: {image.pe_error}")
