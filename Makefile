@@ -59,6 +59,12 @@ stubs: $(STUBS)
 test: deps venv stubs
 	$(PY) -m pytest -q -ra tests
 
+# The loader fidelity matrix: boot the dump kernel under QEMU -kernel, GRUB i386-pc,
+# Syslinux and iPXE in QEMU and compare with `bootforge load`; prints the matrix.
+.PHONY: fidelity
+fidelity: deps venv stubs
+	$(PY) -m pytest -q -ra tests/test_load_fidelity.py
+
 demo: venv stubs
 	@mkdir -p $(BUILD)/demo
 	$(VENV)/bin/bootforge build recipes/hello-rom.toml -o $(BUILD)/demo/hello.rom

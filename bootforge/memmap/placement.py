@@ -7,6 +7,7 @@ the policy rules of the real loaders; and a move plan simulated on an
 ownership map.
 """
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from bootforge.memmap.ops import free_intervals, find_free, usable_types
@@ -57,7 +58,16 @@ def check_placement(input_map, output_map, components, *, hidden=(), reservation
         checks.append(Check(name, hit is None, f"no component touches a {what} ({len(regions)} given)"
                             if hit is None else f"{_span(hit[0])} overlaps {what} [{hit[1]:#x}, {hit[1] + hit[2]:#x})"))
     still_free = free_intervals(output_map, usable_types(output_map))
-    loose = [c for c in components if any(_overlaps(c.start, c.end, lo, hi) for lo, hi in still_free)]
+    free_starts = [lo for lo, _hi in still_free]
+
+    def still_usable(c):    # sorted, disjoint intervals: bisect to the first that may overlap c
+        k = max(bisect_right(free_starts, c.start) - 1, 0)
+        while k < len(still_free) and still_free[k][0] < c.end:
+            if _overlaps(c.start, c.end, *still_free[k]):
+                return True
+            k += 1
+        return False
+    loose = [c for c in components if still_usable(c)]
     checks.append(Check("placement-retyped", not loose, "every component is retyped in the output map" if not loose
                         else f"{_span(loose[0])} is still usable memory in the output map"))
     return checks

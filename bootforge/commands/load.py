@@ -1,0 +1,54 @@
+"""`bootforge load`: where a loader puts a kernel, its modules and the boot information."""
+
+import json
+import sys
+
+import click
+
+from bootforge.errors import RecipeError
+
+MAP_FORMATS = ("table", "json", "e820-dmesg", "e820-bin", "mb1-mmap", "mb2-mmap", "efi-bin")
+
+
+@click.command("load")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, r820-efi, a map file).")
+@click.option("--loader", help="Override the recipe's loader (grub-pc-mb2, qemu-mb1, syslinux-mb1, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
+@click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
+@click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
+@click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
+              help="Format of --map-out.")
+def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, map_format):
+    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE."""
+    from bootforge.fileio import write_atomic
+    from bootforge.loader.recipe import read_recipe
+    from bootforge.loader.policies import policy
+
+    from bootforge.errors import BootforgeError
+    req = read_recipe(recipe, platform, loader)
+    try:
+        result = policy(req.loader)(req)
+    except BootforgeError as exc:
+        raise exc.located(path=recipe)
+    if mbi_out:
+        write_atomic(mbi_out, result.mbi_bytes)
+    if map_out:
+        from bootforge.memmap.io import write_map
+        from bootforge.memmap.model import MemoryMap, MemoryRange
+        handed = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in result.mmap], source=result.loader)
+        if map_format == "efi-bin":
+            if "efi" not in result.maps:
+                raise RecipeError(f"{result.loader} hands over no EFI map")
+            handed = result.maps["efi"]
+        write_map(handed, map_format, map_out)
+    if svg_out:
+        from bootforge.loader.svg import render_load_svg
+        write_atomic(svg_out, render_load_svg(result).encode())
+    if as_json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo(result.render_text(), nl=False)
+    sys.exit(0 if all(c.ok for c in result.checks) else 1)

@@ -1,0 +1,394 @@
+"""The fidelity harness: boot the dump kernel under real loaders in QEMU and
+compare what each loader handed over with what `bootforge load` predicts.
+
+    python -m bootforge.loader.fidelity [--only SUBSTRING] [--keep DIR]
+
+prints the matrix (scenario, matched fields, mismatches). tests/test_load_fidelity.py
+runs the same scenarios one by one. Everything stays inside QEMU: no network
+except `-netdev user,...,restrict=on` with QEMU's own TFTP for iPXE.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootforge.errors import ToolError
+from bootforge.multiboot.build import build_kernel_recipe
+from bootforge.multiboot.dump import decode_dump
+from bootforge.multiboot.oracle import module_bytes
+
+REPO = Path(__file__).resolve().parent.parent.parent
+BUILD = REPO / "build"
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+IPXE_ROM = "/usr/lib/ipxe/qemu/pxe-e1000.rom"
+KERNEL_CMDLINE = "kernel-args a=b"
+# Module sets: none, one, and three of different sizes (one exactly a page,
+# one not a page multiple and larger than 64 KiB, one with an empty string).
+MODULE_SETS = {
+    0: [],
+    1: [("mod1", 3000, "mod1-args")],
+    3: [("mod1", 3000, "mod1-args"), ("mod2", 70001, "mod2 args two"), ("mod3", 4096, "")],
+}
+MEMORY_SIZES = ("128M", "256M", "1G", "3584M", "5G")
+LINKS = {"1m": 0x100000, "16m": 0x1000000}
+QEMU_COMMON = ["-display", "none", "-no-reboot", "-monitor", "none",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+
+
+def memory_mib(text):
+    """'256M' -> 256, '5G' -> 5120, '3584M' -> 3584."""
+    text = text.strip().upper()
+    if text.endswith("G"):
+        return int(float(text[:-1]) * 1024)
+    return int(text.rstrip("M"))
+
+
+def _run(cmd, **kw):
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, **kw)
+    except FileNotFoundError:
+        raise ToolError(f"{cmd[0]} is not installed") from None
+    if proc.returncode != 0:
+        raise ToolError(f"{' '.join(map(str, cmd[:3]))} failed: {proc.stderr.strip()[-400:]}")
+    return proc
+
+
+def dump_kernel(link, protocol):
+    """The dump kernel linked at *link* ("1m" or "16m") with a *protocol} header, built
+    under build/load-fidelity/ (the 1 MiB link uses `make stubs`' build/stubs/mbdump.elf)."""
+    out_dir = BUILD / "load-fidelity"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stub = BUILD / "stubs" / "mbdump.elf"
+    if link != "1m":
+        stub = out_dir / f"mbdump-{link}.elf"
+        if not stub.exists():
+            script = (REPO / "stubs" / "mbdump.ld").read_text().replace("0x100000", hex(LINKS[link]))
+            (out_dir / f"mbdump-{link}.ld").write_text(script)
+            obj = BUILD / "stubs" / "mbdump.o"
+            if not obj.exists():
+                raise ToolError(f"{obj} is missing: run `make stubs`")
+            _run(["ld", "-m", "elf_i386", "-T", str(out_dir / f"mbdump-{link}.ld"), "--build-id=none",
+                  "--no-warn-rwx-segments", "-o", str(stub), str(obj)])
+    if not stub.exists():
+        raise ToolError(f"{stub} is missing: run `make stubs`")
+    kernel = out_dir / f"mbdump-{link}-{protocol}.elf"
+    if not kernel.exists() or kernel.stat().st_mtime < stub.stat().st_mtime:
+        opts = {"page_align_modules": True, "memory_info": True} if protocol == "mb1" else \
+            {"information_request": [1, 2, 3, 6], "module_alignment": True}
+        recipe = {"kernel": {"input": str(stub), "protocol": "multiboot1" if protocol == "mb1" else "multiboot2",
+                             "multiboot1" if protocol == "mb1" else "multiboot2": opts}}
+        build_kernel_recipe(out_dir / "recipe.toml", recipe, kernel)
+    return kernel
+
+
+@dataclass
+class Scenario:
+    loader: str             # a bootforge loader name
+    memory: str             # QEMU -m
+    modules: int            # key of MODULE_SETS
+    link: str               # key of LINKS
+    xfail: str | None = None
+
+    @property
+    def name(self):
+        return f"{self.loader} -m {self.memory} mods={self.modules} link={self.link}"
+
+    @property
+    def protocol(self):
+        return "mb2" if self.loader.endswith("mb2") else "mb1"
+
+
+def run_qemu(args, workdir, limit=60.0, stop_on=()):
+    """Run QEMU until the dump says DONE, QEMU exits, *stop_on* shows on the serial
+    console or *limit* seconds pass; returns (dump bytes, serial text)."""
+    dump, serial = Path(workdir) / "e9.log", Path(workdir) / "serial.txt"
+    for p in (dump, serial):
+        if p.exists():
+            p.unlink()
+    cmd = ["qemu-system-x86_64", *QEMU_COMMON, "-debugcon", f"file:{dump}",
+           "-serial", f"file:{serial}", *args]
+    with open(Path(workdir) / "qemu.err", "w") as errf:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            raise ToolError("qemu-system-x86_64 is not installed") from None
+        deadline = time.monotonic() + limit
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                if dump.exists() and dump.read_bytes().rstrip().endswith(b"DONE"):
+                    break
+                if stop_on and serial.exists():
+                    text = serial.read_bytes().decode("latin-1")
+                    if any(s in text for s in stop_on):
+                        break
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    read = lambda p: p.read_bytes() if p.exists() else b""  # noqa: E731
+    return read(dump), read(serial).decode("latin-1")
+
+
+def write_modules(directory, count):
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, size, args in MODULE_SETS[count]:
+        (directory / name).write_bytes(module_bytes(name, size))
+        out.append((directory / name, size, args))
+    return out
+
+
+def grub_cfg_text(protocol, modules, kernel_path="/boot/kernel"):
+    cmd, mod = ("multiboot", "module") if protocol == "mb1" else ("multiboot2", "module2")
+    lines = ["set timeout=0", "serial --unit=0 --speed=115200", "terminal_input serial",
+             "terminal_output serial", 'menuentry "k" {', f"  {cmd} {kernel_path} {KERNEL_CMDLINE}"]
+    lines += [f"  {mod} /boot/{name} {args}".rstrip() for name, _size, args in modules]
+    lines += ["  boot", "}", ""]
+    return "\n".join(lines)
+
+
+def grub_iso(kernel, workdir, protocol, count):
+    iso = Path(workdir) / "iso"
+    (iso / "boot" / "grub").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kernel, iso / "boot" / "kernel")
+    write_modules(iso / "boot", count)
+    (iso / "boot" / "grub" / "grub.cfg").write_text(grub_cfg_text(protocol, MODULE_SETS[count]))
+    out = Path(workdir) / "grub.iso"
+    if not out.exists():
+        _run(["grub-mkrescue", "-o", str(out), str(iso)])
+    return out, iso
+
+
+def isolinux_cfg_text(modules):
+    mods = "".join(f" --- /{name} {args}".rstrip() for name, _size, args in modules)
+    return (f"SERIAL 0 115200\nDEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
+            f"  APPEND /kernel.elf {KERNEL_CMDLINE}{mods}\n")
+
+
+def syslinux_iso(kernel, workdir, count):
+    root = Path(workdir) / "s"
+    (root / "isolinux").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile("/usr/lib/ISOLINUX/isolinux.bin", root / "isolinux" / "isolinux.bin")
+    for m in ("ldlinux", "libcom32", "mboot"):
+        shutil.copyfile(f"/usr/lib/syslinux/modules/bios/{m}.c32", root / "isolinux" / f"{m}.c32")
+    shutil.copyfile(kernel, root / "kernel.elf")
+    write_modules(root, count)
+    (root / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg_text(MODULE_SETS[count]))
+    out = Path(workdir) / "syslinux.iso"
+    if not out.exists():
+        _run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-b", "isolinux/isolinux.bin",
+              "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+              str(root)])
+    return out, root
+
+
+def ipxe_tree(kernel, workdir, count):
+    """A TFTP root with the kernel, the modules and an iPXE script booting them."""
+    root = Path(workdir) / "tftp"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kernel, root / "kernel.elf")
+    mods = write_modules(root, count)
+    lines = ["#!ipxe", f"kernel kernel.elf {KERNEL_CMDLINE}"]
+    lines += [f"module {p.name} {args}".rstrip() for p, _s, args in mods]
+    lines += ["boot", ""]
+    (root / "boot.ipxe").write_text("\n".join(lines))
+    return root
+
+
+def boot_scenario(sc, workdir):
+    """Boot *sc* in QEMU; return (decoded dump or None, serial text, inputs for the prediction)."""
+    workdir = Path(workdir)
+    kernel = dump_kernel(sc.link, sc.protocol)
+    inputs = {"kernel": kernel, "modules": []}
+    mem = ["-m", str(memory_mib(sc.memory))]
+    if sc.loader == "qemu-mb1":
+        mods = write_modules(workdir / "mods", sc.modules)
+        args = [*mem, "-nic", "none", "-kernel", str(kernel), "-append", KERNEL_CMDLINE]
+        if mods:
+            args += ["-initrd", ",".join(f"{p} {a}".rstrip() for p, _s, a in mods)]
+        inputs.update(kernel_path=str(kernel), modules=[(p, str(p), a) for p, _s, a in mods])
+        dump, serial = run_qemu(args, workdir, 30)
+    elif sc.loader in ("grub-pc-mb1", "grub-pc-mb2"):
+        iso, root = grub_iso(kernel, workdir, sc.protocol, sc.modules)
+        inputs.update(kernel_path="/boot/kernel",
+                      modules=[(root / "boot" / n, f"/boot/{n}", a) for n, _s, a in MODULE_SETS[sc.modules]])
+        dump, serial = run_qemu([*mem, "-nic", "none", "-cdrom", str(iso)], workdir, 60,
+                                stop_on=("error:",))
+    elif sc.loader == "syslinux-mb1":
+        iso, root = syslinux_iso(kernel, workdir, sc.modules)
+        inputs.update(kernel_path="/kernel.elf",
+                      modules=[(root / n, f"/{n}", a) for n, _s, a in MODULE_SETS[sc.modules]])
+        dump, serial = run_qemu([*mem, "-nic", "none", "-cdrom", str(iso)], workdir, 60)
+    elif sc.loader == "ipxe-pcbios-mb1":
+        root = ipxe_tree(kernel, workdir, sc.modules)
+        inputs.update(kernel_path="tftp://10.0.2.2/kernel.elf",
+                      modules=[(root / n, f"tftp://10.0.2.2/{n}", a) for n, _s, a in MODULE_SETS[sc.modules]])
+        dump, serial = run_qemu([*mem, "-boot", "n", "-netdev",
+                                 f"user,id=n0,restrict=on,tftp={root},bootfile=boot.ipxe",
+                                 "-device", f"e1000,netdev=n0,romfile={IPXE_ROM}"], workdir, 90)
+    else:
+        raise ValueError(sc.loader)
+    doc = decode_dump(dump)[0] if dump.startswith(b"BFMBDUMP") and dump.rstrip().endswith(b"DONE") else None
+    if doc is not None:
+        doc["_raw"] = dump
+    return doc, serial, inputs
+
+
+def predict(sc, inputs):
+    """bootforge's prediction for a booted scenario (the same kernel, modules, names, platform)."""
+    from bootforge.fileio import read_input
+    from bootforge.loader.image import read_kernel
+    from bootforge.loader.platforms import resolve
+    from bootforge.loader.policies import policy
+    from bootforge.loader.result import LoadRequest, ModuleSpec
+    kernel = read_kernel(inputs["kernel"], read_input(inputs["kernel"]))
+    mods = [ModuleSpec(str(f), name, args, Path(f).stat().st_size) for f, name, args in inputs["modules"]]
+    req = LoadRequest(kernel, inputs["kernel_path"], KERNEL_CMDLINE, mods,
+                      resolve(f"qemu-pc-seabios:{sc.memory}"), sc.loader)
+    return policy(sc.loader)(req)
+
+
+def observed_fields(doc):
+    """The compared fields of a decoded dump."""
+    if doc is None:
+        return None
+    out = {"mbi_address": doc["ebx"]}
+    if "multiboot1" in doc:
+        m = doc["multiboot1"]
+        cmdline = m.get("cmdline")
+        if cmdline is None and "_raw" in doc and m.get("cmdline_addr"):
+            # The dump decoder leaves a string out when it abuts another region: read it directly.
+            from bootforge.multiboot.dump import parse_dump
+            for r in parse_dump(doc["_raw"])[2]:
+                if r.name == "cmdline" and r.address == m["cmdline_addr"]:
+                    cmdline = r.data.split(b"\0")[0].decode("utf-8", "replace")
+        out.update(mem_lower=m.get("mem_lower"), mem_upper=m.get("mem_upper"), cmdline=cmdline,
+                   modules=[(x["mod_start"], x["mod_end"]) for x in m.get("modules", [])],
+                   module_strings=[x.get("string") for x in m.get("modules", [])],
+                   mmap=[(e["base_addr"], e["length"], e["type"]) for e in m.get("mmap", [])])
+    else:
+        tags = doc["multiboot2"]["tags"]
+        mi = next((t for t in tags if t["type"] == 4), {})
+        out.update(mem_lower=mi.get("mem_lower"), mem_upper=mi.get("mem_upper"),
+                   cmdline=next((t["string"] for t in tags if t["type"] == 1), None),
+                   modules=[(t["mod_start"], t["mod_end"]) for t in tags if t["type"] == 3],
+                   module_strings=[t["string"] for t in tags if t["type"] == 3],
+                   mmap=[(e["base_addr"], e["length"], e["type"]) for t in tags if t["type"] == 6
+                         for e in t["entries"]],
+                   mbi_size=doc["multiboot2"]["total_size"])
+    return out
+
+
+def predicted_fields(res):
+    out = {"mbi_address": res.mbi_address, "mem_lower": res.mem_lower, "mem_upper": res.mem_upper,
+           "cmdline": res.cmdline, "modules": [(m["start"], m["end"]) for m in res.modules],
+           "module_strings": [m["cmdline"] for m in res.modules], "mmap": list(res.mmap)}
+    if res.protocol == "multiboot2":
+        out["mbi_size"] = len(res.mbi_bytes)
+    return out
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    matched: list = field(default_factory=list)
+    mismatches: list = field(default_factory=list)     # (field, predicted, observed)
+    error: str | None = None
+
+
+def run_scenario(sc, workdir):
+    """Boot, predict, compare: an Outcome."""
+    out = Outcome(sc)
+    doc, serial, inputs = boot_scenario(sc, workdir)
+    if doc is None:
+        out.error = f"no complete dump from the real loader; serial tail: {serial[-200:]!r}"
+        return out
+    seen = observed_fields(doc)
+    try:
+        want = predicted_fields(predict(sc, inputs))
+    except Exception as exc:  # noqa: BLE001 - reported in the matrix, the test fails on it
+        out.error = f"prediction failed: {exc}"
+        return out
+    for key in want:
+        if want[key] == seen.get(key):
+            out.matched.append(key)
+        else:
+            out.mismatches.append((key, want[key], seen.get(key)))
+    return out
+
+
+def _short(v):
+    if isinstance(v, int):
+        return hex(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_short(x) for x in v[:4]) + (", ..." if len(v) > 4 else "") + "]"
+    return repr(v)
+
+
+def matrix_table(outcomes):
+    """The matrix as a text table: scenario, matched fields, mismatches."""
+    rows = [("scenario", "matched", "mismatches")]
+    for o in outcomes:
+        if o.error:
+            rows.append((o.scenario.name, "-", o.error))
+            continue
+        mism = "; ".join(f"{k}: predicted {_short(p)} observed {_short(s)}" for k, p, s in o.mismatches) or "none"
+        if o.scenario.xfail and o.mismatches:
+            mism += f" (known: {o.scenario.xfail})"
+        rows.append((o.scenario.name, f"{len(o.matched)}/{len(o.matched) + len(o.mismatches)} "
+                     + ",".join(o.matched), mism))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows) + "\n"
+
+
+def default_matrix():
+    """The scenarios of `make fidelity`: every loader x memory x module set x link address."""
+    return [Scenario(l, m, n, k) for l in ("qemu-mb1", "grub-pc-mb1", "grub-pc-mb2", "syslinux-mb1",
+                                           "ipxe-pcbios-mb1")
+            for m in MEMORY_SIZES for n in MODULE_SETS for k in LINKS]
+
+
+def main(argv):
+    import json
+    only = None
+    if "--only" in argv:
+        only = argv[argv.index("--only") + 1]
+    keep = Path(argv[argv.index("--keep") + 1]) if "--keep" in argv else None
+    if "--compare" in argv:
+        outcomes = []
+        for sc in default_matrix():
+            if only and only not in sc.name:
+                continue
+            with tempfile.TemporaryDirectory(prefix="bf-fid-") as tmp:
+                outcomes.append(run_scenario(sc, tmp))
+        sys.stdout.write(matrix_table(outcomes))
+        return 0 if all(not o.error and not o.mismatches for o in outcomes) else 1
+    for sc in default_matrix():
+        if only and only not in sc.name:
+            continue
+        with tempfile.TemporaryDirectory(prefix="bf-fid-") as tmp:
+            if keep:
+                tmp = keep / "work" / f"{sc.loader}-{sc.modules}-{sc.link}"
+                tmp.mkdir(parents=True, exist_ok=True)
+            t = time.monotonic()
+            doc, serial, _inputs = boot_scenario(sc, tmp)
+            print(f"{sc.name}: {'ok' if doc else 'NO DUMP ' + serial[-300:]!r} {time.monotonic() - t:.1f}s",
+                  flush=True)
+            if keep and doc:
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / (sc.name.replace(' ', '_').replace('=', '') + ".json")).write_text(
+                    json.dumps(doc, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,98 @@
+"""What a loader reads from a kernel file: load segments and unloaded sections.
+
+Multiboot ELF kernels (the dump kernel and real ones like xen.gz; .gz and .xz
+are opened as GRUB opens them); the Multiboot headers are found with
+bootforge.multiboot.headers.
+"""
+
+import gzip
+import lzma
+import struct
+from dataclasses import dataclass, field
+
+from bootforge.errors import RecipeError
+from bootforge.formats import multiboot as fmt
+from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf
+
+SHF_ALLOC = 0x2
+
+
+@dataclass
+class Section:
+    index: int
+    addr: int
+    size: int
+    align: int
+    flags: int
+    offset: int
+
+
+@dataclass
+class KernelImage:
+    path: str
+    data: bytes                     # decompressed file bytes
+    file_size: int                  # size of the file as given
+    compressed: str | None
+    bits: int
+    entry: int
+    segments: list                  # [(paddr, filesz, memsz)] of PT_LOAD, file order
+    sections: list = field(default_factory=list)
+    shentsize: int = 0
+    shnum: int = 0
+    mb1: dict | None = None
+    mb2: dict | None = None
+
+    @property
+    def low(self):
+        return min(p for p, _f, m in self.segments if m)
+
+    @property
+    def high(self):
+        return max(p + m for p, _f, m in self.segments if m)
+
+    def unloaded_sections(self, rule):
+        """Sections a loader copies besides the segments: GRUB takes sh_addr == 0,
+        Syslinux takes !SHF_ALLOC; both skip empty ones."""
+        out = []
+        for s in self.sections:
+            if not s.size:
+                continue
+            if rule == "grub" and s.addr != 0:
+                continue
+            if rule == "syslinux" and s.flags & SHF_ALLOC:
+                continue
+            out.append(s)
+        return out
+
+
+def read_kernel(path, data):
+    """A KernelImage from the bytes of *path*; RecipeError when it is no ELF kernel."""
+    compressed = None
+    raw = data
+    try:
+        if data[:2] == b"\x1f\x8b":
+            compressed, data = "gzip", gzip.decompress(data)
+        elif data[:6] == b"\xfd7zXZ\x00":
+            compressed, data = "xz", lzma.decompress(data)
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise RecipeError(f"the kernel does not decompress: {exc}", path=path) from None
+    if data[:4] != fmt.ELF_MAGIC:
+        raise RecipeError("the kernel is not an ELF file (bootforge load places ELF Multiboot kernels)",
+                          path=path)
+    elf = read_elf(data)
+    segments = [(s.paddr, s.filesz, s.memsz) for s in elf.loads]
+    if not any(m for _p, _f, m in segments):
+        raise RecipeError("the kernel ELF has no PT_LOAD segment with memory", path=path)
+    img = KernelImage(str(path), data, len(raw), compressed, elf.bits, elf.entry, segments)
+    if elf.shoff and elf.shnum:
+        word = "<IIIIIIIIII" if elf.bits == 32 else "<IIQQQQIIQQ"
+        size = struct.calcsize(word)
+        if elf.shentsize >= size and elf.shoff + elf.shnum * elf.shentsize <= len(data):
+            img.shentsize, img.shnum = elf.shentsize, elf.shnum
+            for i in range(elf.shnum):
+                f = struct.unpack_from(word, data, elf.shoff + i * elf.shentsize)
+                _name, _type, flags, addr, offset, sz, _link, _info, align, _es = f
+                img.sections.append(Section(i, addr, sz, align, flags, offset))
+    img.mb1 = find_mb1(data)
+    img.mb2 = find_mb2(data)
+    return img

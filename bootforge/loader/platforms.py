@@ -1,0 +1,135 @@
+"""Platforms: the firmware memory map a loader starts from.
+
+qemu-pc-seabios:<mem>
+    QEMU's pc machine (i440fx) with SeaBIOS, for any -m. Derived from real
+    captures (tests/data/memmap-qemu-seabios-m256.txt, -m4096, and the
+    fidelity matrix's dumps at 128M..5G), parametric in the memory size:
+    QEMU puts min(ram, lowmem) below 4 GiB, where lowmem is 3 GiB once ram
+    >= 3.5 GiB (pc_init1's gigabyte alignment) and the rest at 4 GiB;
+    SeaBIOS lists [0, 0x9fc00) RAM, its 1 KiB EBDA at 0x9fc00 and the BIOS
+    area [0xf0000, 1 MiB) reserved, RAM from 1 MiB to 128 KiB below the
+    end of low RAM, those 128 KiB reserved (its high tables), the 256 KiB
+    flash at 4 GiB - 256 KiB reserved, RAM above 4 GiB, and QEMU's reserved
+    [0xfd00000000, 1 TiB) (the AMD HyperTransport hole; the default CPU
+    model reports AuthenticAMD). INT 12h says 639 KiB.
+r820-efi
+    A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
+    data over the first 640 KiB and 200+ descriptors (recipes/platforms/).
+a path
+    Any map file bootforge memmap reads (E820 text/sysfs/binary, an EFI map,
+    JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.memmap.model import MemoryMap, MemoryRange
+
+MIB = 1 << 20
+GIB = 1 << 30
+SEABIOS_HIGH_TABLES = 0x20000
+SEABIOS_EBDA = 0x9FC00
+QEMU_PC_LOWMEM_SPLIT = 0xE0000000     # ram >= this: only 3 GiB below 4 GiB
+QEMU_PC_LOWMEM_GB_ALIGNED = 0xC0000000
+QEMU_AMD_HT_HOLE = (0xFD00000000, 0x300000000)
+PLATFORM_DIR = Path(__file__).resolve().parent.parent.parent / "recipes" / "platforms"
+
+
+@dataclass
+class Platform:
+    name: str
+    firmware: str                   # "bios" or "efi"
+    memory_map: MemoryMap           # E820 for BIOS, EFI for EFI firmware
+    int12_kib: int | None = None    # BIOS: INT 12h (and the BDA word at 0x413)
+    ebda: int | None = None
+    memory_bytes: int | None = None
+
+    def to_json(self):
+        return {"name": self.name, "firmware": self.firmware, "int12_kib": self.int12_kib,
+                "ebda": self.ebda, "memory_bytes": self.memory_bytes}
+
+
+def parse_size(text, where="platform"):
+    """'256M', '3.5G', '5G', '1024' (MiB) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.I)
+    if not m:
+        raise RecipeError(f"{where}: cannot read the memory size {text!r} (like 256M, 3.5G, 5G)")
+    value = float(m.group(1))
+    unit = {"": MIB, "K": 1 << 10, "M": MIB, "G": GIB, "T": 1 << 40}[m.group(2).upper()]
+    size = int(value * unit)
+    return size
+
+
+def qemu_pc_seabios(ram):
+    """The E820 map SeaBIOS reports under QEMU's pc machine with *ram* bytes."""
+    if ram < 16 * MIB:
+        raise RecipeError(f"qemu-pc-seabios needs at least 16 MiB of RAM, not {ram:#x} bytes")
+    if ram % MIB:
+        raise RecipeError("qemu-pc-seabios: QEMU rounds -m to whole MiB; give a multiple of 1M")
+    below = QEMU_PC_LOWMEM_GB_ALIGNED if ram >= QEMU_PC_LOWMEM_SPLIT else ram
+    above = ram - below
+    e = [(0, SEABIOS_EBDA, 1), (SEABIOS_EBDA, 0xA0000 - SEABIOS_EBDA, 2), (0xF0000, 0x10000, 2),
+         (MIB, below - SEABIOS_HIGH_TABLES - MIB, 1), (below - SEABIOS_HIGH_TABLES, SEABIOS_HIGH_TABLES, 2),
+         (0xFFFC0000, 0x40000, 2)]
+    if above:
+        e.append((1 << 32, above, 1))
+    e.append((*QEMU_AMD_HT_HOLE, 2))
+    m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source="qemu-pc-seabios")
+    return Platform(f"qemu-pc-seabios:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
+                    ebda=SEABIOS_EBDA, memory_bytes=ram)
+
+
+def r820_efi():
+    """Seed 004's server: boot-services data over the first 640 KiB, 200+ descriptors."""
+    from bootforge.memmap.io import read_map
+    return from_file(PLATFORM_DIR / "r820-efi.json", name="r820-efi", read_map=read_map)
+
+
+def from_file(path, name=None, read_map=None):
+    from bootforge.memmap import io
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"platform map file {path} does not exist")
+    fmt = io.guess_format(path)
+    if fmt is None:
+        raise RecipeError(f"{path}: cannot tell which memory-map format this is")
+    if fmt == "mbdump":
+        try:
+            m = io.read_map(path, "mbdump-efi")
+        except BootforgeError:
+            m = io.read_map(path, "mbdump")
+    else:
+        m = io.read_map(path, fmt)
+    firmware = "efi" if m.family == "efi" else "bios"
+    int12 = None
+    if firmware == "bios":
+        low = next((r for r in m.ranges if r.start == 0 and r.type == 1), None)
+        int12 = min(low.size, 0xA0000) // 1024 if low else 0
+    return Platform(name or str(path), firmware, m, int12_kib=int12,
+                    ebda=int12 * 1024 if int12 else None)
+
+
+def resolve(spec, base=None):
+    """A Platform from a recipe's or the command line's platform string."""
+    if not isinstance(spec, str) or not spec:
+        raise RecipeError("platform must be a string such as qemu-pc-seabios:256M")
+    name, _, arg = spec.partition(":")
+    if name == "qemu-pc-seabios":
+        if not arg:
+            raise RecipeError("qemu-pc-seabios needs a memory size: qemu-pc-seabios:256M")
+        return qemu_pc_seabios(parse_size(arg, spec))
+    if name == "r820-efi" and not arg:
+        return r820_efi()
+    builtin = PLATFORM_DIR / f"{spec}.json"
+    if builtin.exists():
+        return from_file(builtin, name=spec)
+    path = Path(spec)
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    if path.exists():
+        return from_file(path)
+    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.stem for p in PLATFORM_DIR.glob("*.json")
+                                                                   if p.stem != "r820-efi"))
+    raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")

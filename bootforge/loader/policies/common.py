@@ -1,0 +1,80 @@
+"""Rules several BIOS loaders share: what INT 12h / E820 give, and the checks."""
+
+from bootforge.errors import RecipeError
+from bootforge.memmap.model import MemoryRange
+from bootforge.memmap.placement import Component, check_low_page_untouched, check_placement
+from bootforge.memmap.verify import Check
+from bootforge.loader.alloc import FreeSpace
+
+MIB = 1 << 20
+GIB4 = 1 << 32
+
+
+def ram_intervals(memory_map, lo=0, hi=1 << 64):
+    """E820 type-1 ranges minus anything another range claims, clipped to [lo, hi)."""
+    from bootforge.memmap.ops import free_intervals
+    return [(max(a, lo), min(b, hi)) for a, b in free_intervals(memory_map) if min(b, hi) > max(a, lo)]
+
+
+def mem_upper_kib(memory_map):
+    """Length of the available range that starts at 1 MiB, less nothing, in KiB (GRUB, QEMU, Syslinux)."""
+    for a, b in ram_intervals(memory_map):
+        if a <= MIB < b:
+            return (b - MIB) // 1024
+    return 0
+
+
+def mem_lower_kib(platform):
+    """INT 12h (the BDA word at 0x413): what the BIOS loaders report as mem_lower."""
+    if platform.int12_kib is not None:
+        return platform.int12_kib
+    for a, b in ram_intervals(platform.memory_map):
+        if a == 0:
+            return min(b, 0xA0000) // 1024
+    return 0
+
+
+def e820_entries(memory_map):
+    """The E820 list as the BIOS returns it (order kept: INT 15h E820 walks its table)."""
+    return [(r.start, r.size, r.type) for r in memory_map.ranges]
+
+
+def claim_segments(result, free, kernel, words):
+    """Kernel PT_LOAD segments at their p_paddr; *words* is the loader's refusal."""
+    for i, (paddr, _filesz, memsz) in enumerate(kernel.segments):
+        if not memsz:
+            continue
+        if not free.is_free(paddr, memsz):
+            raise RecipeError(f"{words} (segment {i} at [{paddr:#x}, {paddr + memsz:#x}) is not free memory)")
+        free.take(paddr, memsz)
+        result.place(f"kernel segment {i}", paddr, memsz, 1, "fixed: ELF p_paddr", "kernel")
+
+
+def output_map(memory_map, result, kinds=("kernel", "module", "mbi", "boot-info", "loader")):
+    """The input map with every placement retyped (loader data, type 0x80000001 in E820 terms: reserved)."""
+    from bootforge.memmap.ops import sanitize
+    from bootforge.memmap.model import MemoryMap
+    ranges = [MemoryRange(r.start, r.size, r.type) for r in memory_map.ranges]
+    for p in result.placements:
+        if p.kind in kinds and p.end > p.start:
+            ranges.append(MemoryRange(p.start, p.end - p.start, 2))
+    return sanitize(MemoryMap("e820", ranges, source="placed"))
+
+
+def standard_checks(result, memory_map, hidden=()):
+    comps = [Component(p.name, p.start, p.end - p.start) for p in result.placements
+             if p.end > p.start and p.kind in ("kernel", "module", "mbi", "boot-info")]
+    out_map = output_map(memory_map, result)
+    result.maps["output"] = out_map
+    result.checks += check_placement(memory_map, out_map, comps, hidden=hidden)
+    result.checks.append(check_low_page_untouched(comps))
+    mods_ok = all(m["start"] % 4096 == 0 for m in result.modules)
+    result.checks.append(Check("modules-page-aligned", mods_ok, "every module starts on a 4 KiB boundary"
+                               if mods_ok else "a module is not 4 KiB aligned"))
+    below = all(m["end"] <= GIB4 for m in result.modules)
+    result.checks.append(Check("modules-below-4gib", below, "every module ends below 4 GiB" if below
+                               else "a module ends above 4 GiB (a 32-bit field cannot say so)"))
+
+
+def free_space(memory_map, lo=0, hi=GIB4):
+    return FreeSpace(ram_intervals(memory_map, lo, hi))

@@ -1,0 +1,259 @@
+"""GRUB 2 i386-pc as a Multiboot1 (`multiboot`/`module`) and Multiboot2
+(`multiboot2`/`module2`) loader (grub-core/loader/multiboot.c,
+multiboot_elfxx.c, multiboot_mbi.c, multiboot_mbi2.c, lib/relocator.c;
+GRUB 2.06-13+deb12u2 observed by the fidelity matrix).
+
+Rules:
+- Kernel PT_LOAD segments at their p_paddr (fixed chunks); any other
+  target: "couldn't find suitable memory target".
+- Then every section with sh_addr == 0 and a size (symtab, strtab,
+  shstrtab) gets a relocator chunk aligned to sh_addralign, in section order.
+- Then each module a chunk aligned to 4 KiB, in command order.
+- At boot the MBI: Multiboot1 in [0x10000, 0xa0000), 4-byte aligned, of
+  grub_multiboot_get_mbi_size() bytes; Multiboot2 anywhere below 4 GiB,
+  8-byte aligned, of grub_multiboot2_get_mbi_size() bytes (an upper bound
+  of the real size).
+- The relocator on PC-BIOS picks the lowest aligned free address, first in
+  RAM at/above 1 MiB (GRUB's heap regions, from which it allocates with
+  no preference), then in low RAM from 0x1000 (for requests that cannot be
+  met above 1 MiB, like the Multiboot1 MBI). Observed: modules land right
+  after the kernel's last segment, or at 1 MiB + the symbol sections when
+  the kernel is linked high; the MB1 MBI at 0x10000.
+- mmap: the BIOS E820 list as returned (GRUB adds no overlays here);
+  mem_lower from the available range at 0 (639 KiB under SeaBIOS),
+  mem_upper = the available range containing 1 MiB, minus 1 MiB.
+- Command lines: GRUB 2 drops the file name (kernel and modules alike), in
+  both protocols (observed; the Multiboot1 spec's "path first" is GRUB
+  Legacy's habit).
+"""
+
+import struct
+
+from bootforge.errors import RecipeError
+from bootforge.loader import mbi
+from bootforge.loader.alloc import align_up
+from bootforge.loader.policies.common import (
+    MIB, GIB4, claim_segments, e820_entries, free_space, mem_lower_kib, mem_upper_kib, ram_intervals,
+    standard_checks,
+)
+from bootforge.loader.result import LoadResult
+
+PACKAGE_STRING = "GRUB 2.06-13+deb12u2"
+SOURCE = "GRUB 2.06 grub-core/loader/multiboot*.c, lib/relocator.c (i386-pc)"
+REFUSE = "couldn't find suitable memory target"
+# What SeaBIOS under QEMU gives GRUB (sizes matter for the MBI; contents are the firmware's).
+APM_SIZE = 20            # struct multiboot_apm_info / MB2 tag 10 body
+RSDP_V1 = 20
+SMBIOS_EPS = 0x1F
+BIOSDEV_CDROM = 0xE0
+
+
+class Relocator:
+    """GRUB's relocator on PC-BIOS: lowest fit above 1 MiB, else below."""
+
+    def __init__(self, memory_map):
+        self.high = free_space(memory_map, MIB, GIB4)
+        self.low = free_space(memory_map, 0x1000, MIB)
+
+    def is_free(self, start, size):
+        return self.high.is_free(start, size) or self.low.is_free(start, size)
+
+    def take(self, start, size):
+        (self.high if self.high.is_free(start, size) else self.low).take(start, size)
+
+    def take_overlap(self, start, size):
+        self.high.take_overlap(start, size)
+        self.low.take_overlap(start, size)
+
+    def alloc(self, size, align, min_addr, max_addr, high=False):
+        """grub_relocator_alloc_chunk_align(min_addr, max_addr (highest start), size, align)."""
+        align = max(align, 1)
+        min_addr = max(min_addr, 0x1000)
+        for pool in (self.high, self.low):
+            if high:
+                at = pool.highest(size, align, min_addr, max_addr + size)
+            else:
+                at = pool.lowest(size, align, min_addr, max_addr + size)
+            if at is not None:
+                pool.take(at, size)
+                return at
+        raise RecipeError(REFUSE)
+
+
+def relocatable_tag(k):
+    """The MB2 relocatable header tag (type 10) of *k*, or None."""
+    if not k.mb2:
+        return None
+    return next((t for t in k.mb2.get("tags", []) if t.get("type") == 10), None)
+
+
+def relocate(rel, k, tag):
+    """Where GRUB puts a relocatable image (multiboot_elfxx.c): [min, max] holds the whole
+    image (highest segment end - lowest p_paddr), aligned, lowest or highest by preference."""
+    size = k.high - k.low
+    lo, hi, align = tag["min_addr"], tag["max_addr"], tag["align"]
+    if align == 0:
+        raise RecipeError("relocatable tag has align 0 (no alignment can be met)")
+    if size > hi or lo > hi - size:
+        raise RecipeError(f"invalid min/max address and/or load size (relocatable min {lo:#x}, max {hi:#x}, "
+                          f"image {size:#x} bytes)")
+    at = rel.alloc(size, align, lo, hi - size, high=tag.get("preference") == 2)
+    return at
+
+
+def _prepare(req, protocol):
+    from bootforge.multiboot import verdicts
+    k = req.kernel
+    if req.platform.firmware != "bios":
+        raise RecipeError("grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI")
+    verdict = (verdicts.grub_mb1 if protocol == "multiboot1" else verdicts.grub_mb2)(k.data)
+    if not verdict["loads"]:
+        raise RecipeError(verdict["message"])
+    res = LoadResult(req.loader, protocol, req.platform, SOURCE)
+    rel = Relocator(req.platform.memory_map)
+    segs = [(p, m) for p, _f, m in k.segments if m]
+    reloc = relocatable_tag(k) if protocol == "multiboot2" else None
+    res.load_base = k.low
+    if reloc is not None:
+        base = relocate(rel, k, reloc)
+        res.place("relocatable image", base, k.high - k.low, reloc["align"] or 1,
+                  f"relocatable tag: [{reloc['min_addr']:#x}, {reloc['max_addr']:#x}] align "
+                  f"{reloc['align']:#x} preference {reloc['preference']}", "kernel")
+        segs = [(p - k.low + base, m) for p, m in segs]
+        res.load_base = base
+        for i, (p, m) in enumerate(segs):
+            rel.take_overlap(p, m)
+        segs = []
+    for i, (p, m) in enumerate(segs):
+        if not rel.is_free(p, m):
+            raise RecipeError(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is not free RAM)")
+        rel.take(p, m)
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr", "kernel")
+    for s in k.unloaded_sections("grub"):
+        at = rel.alloc(s.size, s.align, 0, 0xFFFFFFFF - s.size + 1)
+        res.place(f"ELF section {s.index}", at, s.size, max(s.align, 1),
+                  "relocator: lowest fit, sh_addralign (sh_addr == 0 sections)", "boot-info")
+    mods = []
+    for i, m in enumerate(req.modules):
+        try:
+            at = rel.alloc(m.size, 4096, MIB if protocol == "multiboot1" else 0, 0xFFFFFFFF - m.size + 1)
+        except RecipeError as exc:
+            raise RecipeError(f"{exc.message} (module {i} {m.loader_path}, {m.size} bytes)") from None
+        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
+        res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "relocator: lowest 4 KiB-aligned fit", "module")
+    res.modules = mods
+    platform_map = req.platform.memory_map
+    res.mmap = e820_entries(platform_map)
+    res.mem_lower = min(mem_lower_kib(req.platform), 640)
+    res.mem_upper = mem_upper_kib(platform_map)
+    res.cmdline = req.cmdline
+    return res, rel
+
+
+def load_mb1(req):
+    res, rel = _prepare(req, "multiboot1")
+    k = req.kernel
+    cmd = req.cmdline.encode() + b"\0"
+    name = PACKAGE_STRING.encode() + b"\0"
+    modcmds = [m["cmdline"].encode() + b"\0" for m in res.modules]
+    shdr_size = k.shnum * k.shentsize
+    nmmap = len(res.mmap)
+    # grub_multiboot_get_mbi_size(): everything the buffer may hold.
+    bufsize = (120 + align_up(len(cmd), 4) + align_up(len(name), 4) + 16 * len(modcmds)
+               + sum(align_up(len(c), 4) for c in modcmds) + 24 * nmmap + APM_SIZE + shdr_size
+               + 512 + 256)
+    at = rel.alloc(bufsize, 4, 0x10000, 0xA0000 - bufsize)
+    pos = at + 120
+    regions = {"cmdline": pos}
+    pos += align_up(len(cmd), 4)
+    regions["loader"] = pos
+    pos += align_up(len(name), 4)
+    regions["apm"] = pos
+    pos += APM_SIZE
+    mods_addr = pos if modcmds else 0
+    regions["mods"] = mods_addr
+    pos += 16 * len(modcmds)
+    for m, c in zip(res.modules, modcmds):
+        m["cmdline_addr"] = pos
+        pos += align_up(len(c), 4)
+    regions["mmap"] = pos
+    pos += 24 * nmmap
+    regions["shdr"] = pos if shdr_size else 0
+    pos += shdr_size
+    regions["vbe_control"], regions["vbe_mode"] = pos, pos + 512
+    flags = 0
+    for f in ("mem", "boot_device", "cmdline", "mmap", "loader", "vbe", "framebuffer"):
+        flags |= mbi.MB1_FLAG[f]
+    if modcmds:
+        flags |= mbi.MB1_FLAG["mods"]
+    if shdr_size:
+        flags |= mbi.MB1_FLAG["elf_shdr"]
+    fb = struct.pack("<QIIIBB", 0xB8000, 160, 80, 25, 16, 2)
+    res.mbi_address = at
+    res.regions = regions
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
+                                 regions["cmdline"], len(modcmds), mods_addr,
+                                 (k.shnum, k.shentsize, regions["shdr"], 0) if shdr_size else (0, 0, 0, 0),
+                                 24 * nmmap, regions["mmap"], regions["loader"], regions["apm"],
+                                 (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F), fb)
+    res.place("multiboot_info + strings + mmap", at, bufsize, 4,
+              "relocator: [0x10000, 0xa0000), lowest 4-byte-aligned fit of get_mbi_size()", "mbi")
+    res.notes.append("MB1 info: boot_device, APM, VBE and framebuffer contents come from the firmware "
+                     "(SeaBIOS values written; only their sizes are predicted)")
+    standard_checks(res, req.platform.memory_map)
+    return res
+
+
+def mb2_size_bound(res, k, cmd_len, has_apm=True):
+    """grub_multiboot2_get_mbi_size() on i386-pc (multiboot_mbi2.c)."""
+    total_modcmd = sum(align_up(len(m["cmdline"].encode()) + 1, 8) for m in res.modules)
+    return (8 + 8 + 8 + (8 + align_up(cmd_len, 8)) + (8 + align_up(len(PACKAGE_STRING) + 1, 8))
+            + 16 * len(res.modules) + total_modcmd + 16 + 24 + 24 + align_up(k.shnum * k.shentsize, 8)
+            + align_up(16 + 24 * len(res.mmap), 8) + 40 + align_up(8 + RSDP_V1, 8) + 16
+            + align_up(16 + SMBIOS_EPS, 8) + (784 + 7) + (28 + 7))
+
+
+def load_mb2(req):
+    res, rel = _prepare(req, "multiboot2")
+    k = req.kernel
+    cmd_len = len(req.cmdline.encode()) + 1
+    bound = mb2_size_bound(res, k, cmd_len)
+    at = rel.alloc(bound, 8, 0x1000, 0xFFFFFFFF - bound + 1)
+    tags = [mbi.mb2_tag(21, struct.pack("<I", res.load_base)),
+            mbi.mb2_string(1, req.cmdline),
+            mbi.mb2_string(2, PACKAGE_STRING),
+            mbi.mb2_tag(10, bytes(APM_SIZE))]
+    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
+             for m in res.modules]
+    tags.append(mbi.mb2_mmap(res.mmap))
+    shdrs = k.data[:0]
+    if k.shnum:
+        # The section headers as GRUB rewrites them: sh_addr of unloaded sections = where it put them.
+        placed = {int(p.name.split()[-1]): p.start for p in res.placements if p.name.startswith("ELF section")}
+        raw = bytearray()
+        word = "<I" if k.bits == 32 else "<Q"
+        off_addr = 12 if k.bits == 32 else 16
+        shoff = struct.unpack_from("<I" if k.bits == 32 else "<Q", k.data, 0x20 if k.bits == 32 else 0x28)[0]
+        for i in range(k.shnum):
+            h = bytearray(k.data[shoff + i * k.shentsize:shoff + (i + 1) * k.shentsize])
+            if i in placed:
+                struct.pack_into(word, h, off_addr, placed[i])
+            raw += h
+        shdrs = bytes(raw)
+    tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k)) + shdrs))
+    tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
+    tags.append(mbi.mb2_tag(5, struct.pack("<III", BIOSDEV_CDROM, 0xFFFFFFFF, 0xFFFFFFFF)))
+    tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
+    tags.append(mbi.mb2_tag(14, bytes(RSDP_V1)))
+    res.mbi_bytes = mbi.mb2_info(tags)
+    res.mbi_address = at
+    res.place("Multiboot2 information", at, len(res.mbi_bytes), 8,
+              f"relocator: lowest 8-byte-aligned fit of get_mbi_size() = {bound} bytes", "mbi")
+    res.notes.append("MB2 tags 10 (APM), 5 (bootdev), 8 (EGA text) and 14 (ACPI RSDP) carry firmware data: "
+                     "their sizes are predicted, the APM and RSDP bytes are left zero")
+    standard_checks(res, req.platform.memory_map)
+    return res
+
+
+def _shstrndx(k):
+    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]

@@ -1,0 +1,81 @@
+"""QEMU -kernel as a Multiboot1 loader (qemu/qemu hw/i386/multiboot.c and
+pc-bios/optionrom/multiboot.S; QEMU 7.2 observed by the fidelity matrix).
+
+Rules:
+- Multiboot1 only; an ELF64 kernel: "Cannot load x86-64 image, give a 32bit one."
+- One blob at the kernel's lowest p_paddr: the kernel image up to its highest
+  segment end, padded to a page; then the module list (16 bytes each), then
+  the strings: every module's string as given to -initrd ("file args"), the
+  kernel's "<file> <append>", the loader name "qemu"; padded to a page; then
+  the modules back to back, each starting on a page.
+- MBI fixed at 0x9500 (flags 0x24f: mem, boot_device, cmdline, mods, mmap,
+  loader name; boot_device 0x8000ffff); the option ROM fills the mmap at
+  0x9000 with every INT 15h E820 entry (size 20), mem_lower from INT 12h,
+  mem_upper = the available run starting at 1 MiB.
+"""
+
+from bootforge.errors import RecipeError
+from bootforge.loader import mbi
+from bootforge.loader.alloc import align_up
+from bootforge.loader.policies.common import (
+    e820_entries, mem_lower_kib, mem_upper_kib, standard_checks,
+)
+from bootforge.loader.result import LoadResult
+
+MBI_ADDR = 0x9500
+MMAP_ADDR = 0x9000
+PAGE = 4096
+SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
+
+
+def load(req):
+    from bootforge.multiboot.verdicts import qemu
+    k = req.kernel
+    if req.platform.firmware != "bios":
+        raise RecipeError("qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)")
+    verdict = qemu(k.data)
+    if not verdict["loads"]:
+        raise RecipeError(verdict["message"])
+    res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
+    low = k.low
+    kernel_size = k.high - low
+    res.place("kernel image", low, kernel_size, PAGE, "fixed: lowest p_paddr, one blob to the highest end",
+              "kernel")
+    offset = align_up(kernel_size, PAGE)
+    mods_addr = low + offset
+    strings_at = mods_addr + 16 * len(req.modules)
+    mod_strings = [f"{m.loader_path} {m.cmdline}".rstrip() if m.cmdline else m.loader_path for m in req.modules]
+    kernel_cmdline = f"{req.kernel_loader_path} {req.cmdline}"
+    pos = strings_at
+    mods = []
+    for s in mod_strings:
+        mods.append({"cmdline_addr": pos, "cmdline": s})
+        pos += len(s.encode()) + 1
+    cmdline_addr = pos
+    pos += len(kernel_cmdline.encode()) + 1
+    loader_addr = pos
+    pos += len(b"qemu\0")
+    res.place("module list + strings", mods_addr, pos - mods_addr, PAGE,
+              "after the kernel, page aligned (QEMU's mb_buf)", "boot-info")
+    at = low + align_up(pos - low, PAGE)
+    for i, m in enumerate(req.modules):
+        mods[i].update(start=at, end=at + m.size)
+        res.place(f"module {i} {m.loader_path}", at, m.size, PAGE, "back to back after the strings, "
+                  "each on a page", "module")
+        at = low + align_up(at + m.size - low, PAGE)
+    platform_map = req.platform.memory_map
+    entries = e820_entries(platform_map)
+    res.mmap = entries
+    res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(platform_map)
+    res.cmdline = kernel_cmdline
+    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
+    res.mbi_address = MBI_ADDR
+    flags = 0x24F
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0x8000FFFF, cmdline_addr, len(mods),
+                                 mods_addr, mmap_length=24 * len(entries), mmap_addr=MMAP_ADDR,
+                                 loader=loader_addr)[:88] + bytes(28)
+    res.regions = {"mmap": MMAP_ADDR, "mods": mods_addr, "cmdline": cmdline_addr, "loader": loader_addr}
+    res.place("multiboot_info", MBI_ADDR, 88, 4, "fixed at 0x9500 by QEMU", "mbi")
+    res.place("mmap (option ROM)", MMAP_ADDR, 24 * len(entries), 4, "fixed at 0x9000 by the option ROM", "mbi")
+    standard_checks(res, platform_map)
+    return res

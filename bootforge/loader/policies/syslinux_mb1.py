@@ -1,0 +1,114 @@
+"""Syslinux 6.04 mboot.c32 as a Multiboot1 loader (com32/mboot/mboot.c, map.c,
+mem.c; com32/lib/syslinux/memmap.c; ISOLINUX 6.04 observed by the fidelity
+matrix).
+
+Rules:
+- The free map: INT 12h base memory and the E820 RAM from 1 MiB below
+  4 GiB (syslinux_memory_map); first fit, lowest address, with alignment.
+- Kernel PT_LOAD segments at p_paddr ("Memory segment at 0x... is
+  unavailable" otherwise); the high-water mark starts at 1 MiB and follows
+  the highest segment end.
+- "High" data goes at or above the high-water mark: the section header
+  table (4 KiB aligned, not padded), then every !SHF_ALLOC section with a
+  size (aligned to sh_addralign, padded to it), then each module (4 KiB
+  aligned, padded to 4 KiB).
+- "Low" data is first fit from 0x2000: the MBI (88 bytes, 4-aligned), the
+  kernel command line "<path> <args>", the module list (16-aligned,
+  padded), then per module its string "<path> <args>" (1-aligned: short
+  ones fill earlier gaps), then the mmap (all E820 entries, size 20,
+  4-aligned) and the loader name.
+- mem_lower from INT 12h, mem_upper = the available range at 1 MiB.
+"""
+
+from bootforge.errors import RecipeError
+from bootforge.loader import mbi
+from bootforge.loader.policies.common import (
+    GIB4, MIB, e820_entries, mem_lower_kib, mem_upper_kib, ram_intervals, standard_checks,
+)
+from bootforge.loader.alloc import FreeSpace
+from bootforge.loader.result import LoadResult
+
+SOURCE = "Syslinux 6.04 com32/mboot/{mboot,map,mem}.c"
+LOADER_NAME = "ISOLINUX 6.04 20200816 "
+
+
+class SyslinuxMap:
+    def __init__(self, platform):
+        kib = mem_lower_kib(platform)
+        low = [(0x600, kib * 1024)] if 31 < kib <= 640 else []
+        self.free = FreeSpace(low + ram_intervals(platform.memory_map, MIB, GIB4))
+        self.high_water = MIB
+
+    def map_data(self, length, align, high, pad=True):
+        align = max(align, 1)
+        padding = (-length % align) if pad else 0
+        start = self.high_water if high else 0x2000
+        at = self.free.lowest(length + padding, align, start)
+        if at is None:
+            raise RecipeError(f"Cannot map {length + padding} bytes")
+        self.free.take(at, length + padding)
+        if at + length + padding > self.high_water:
+            self.high_water = at + length + padding
+        return at
+
+
+def load(req):
+    from bootforge.multiboot.verdicts import syslinux
+    k = req.kernel
+    if req.platform.firmware != "bios":
+        raise RecipeError("syslinux-mb1 runs on a BIOS platform")
+    verdict = syslinux(k.data)
+    if not verdict["loads"]:
+        raise RecipeError(verdict["message"])
+    res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
+    sm = SyslinuxMap(req.platform)
+    for i, (p, _f, m) in enumerate(k.segments):
+        if not sm.free.is_free(p, m):
+            raise RecipeError(f"Memory segment at 0x{p:08x} (len 0x{m:08x}) is unavailable")
+        sm.free.take(p, m)
+        sm.high_water = max(sm.high_water, p + m)
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr", "kernel")
+    shdr = 0
+    if k.shnum:
+        shdr = sm.map_data(k.shnum * k.shentsize, 4096, True, pad=False)
+        res.place("ELF section headers", shdr, k.shnum * k.shentsize, 4096, "high water, 4 KiB, not padded",
+                  "boot-info")
+        for s in k.unloaded_sections("syslinux"):
+            at = sm.map_data(s.size, s.align, True)
+            res.place(f"ELF section {s.index}", at, s.size, max(s.align, 1), "high water, sh_addralign",
+                      "boot-info")
+    mbi_at = sm.map_data(88, 4, False)
+    cmdline = f"{req.kernel_loader_path} {req.cmdline}".rstrip()
+    cmd_at = sm.map_data(len(cmdline.encode()) + 1, 1, False, pad=False)
+    mods, mods_addr = [], 0
+    if req.modules:
+        mods_addr = sm.map_data(16 * len(req.modules), 16, False)
+        for i, m in enumerate(req.modules):
+            s = f"{m.loader_path} {m.cmdline}".rstrip()
+            s_at = sm.map_data(len(s.encode()) + 1, 1, False, pad=False)
+            at = sm.map_data(m.size, 4096, True)
+            mods.append({"start": at, "end": at + m.size, "cmdline": s, "cmdline_addr": s_at})
+            res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "high water, 4 KiB, padded", "module")
+    entries = e820_entries(req.platform.memory_map)
+    mmap_at = sm.map_data(24 * len(entries), 4, False)
+    name_at = sm.map_data(len(LOADER_NAME) + 1, 1, False, pad=False)
+    res.mmap = entries
+    res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(req.platform.memory_map)
+    res.cmdline = cmdline
+    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
+    res.mbi_address = mbi_at
+    res.regions = {"cmdline": cmd_at, "mods": mods_addr, "mmap": mmap_at, "loader": name_at, "shdr": shdr}
+    flags = mbi.MB1_FLAG["mem"] | mbi.MB1_FLAG["cmdline"] | mbi.MB1_FLAG["mmap"] | mbi.MB1_FLAG["loader"]
+    flags |= (mbi.MB1_FLAG["mods"] if mods else 0) | (mbi.MB1_FLAG["elf_shdr"] if shdr else 0)
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, cmd_at, len(mods), mods_addr,
+                                 (k.shnum, k.shentsize, shdr, _shstrndx(k)) if shdr else (0, 0, 0, 0),
+                                 24 * len(entries), mmap_at, name_at)[:88] + bytes(28)
+    res.place("multiboot_info", mbi_at, 88, 4, "first fit from 0x2000", "mbi")
+    res.place("mmap", mmap_at, 24 * len(entries), 4, "first fit from 0x2000", "mbi")
+    standard_checks(res, req.platform.memory_map)
+    return res
+
+
+def _shstrndx(k):
+    import struct
+    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]

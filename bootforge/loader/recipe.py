@@ -1,0 +1,242 @@
+"""Load recipes: a [load] table, or the loader's own configuration.
+
+    [load]
+    kernel = "build/mbdump.elf"        # paths relative to the recipe
+    loader_path = "/boot/kernel"       # the name the loader is given
+    cmdline = "console=ttyS0 a=b"
+    platform = "qemu-pc-seabios:256M"
+    loader = "grub-pc-mb2"
+    [[load.modules]]
+    path = "build/initrd.bin"
+    loader_path = "/boot/initrd"
+    cmdline = "initrd"
+
+Instead of kernel/modules: grub_cfg + entry (multiboot/multiboot2/module/
+module2 lines), isolinux_cfg + label (KERNEL mboot.c32, APPEND with ---), or
+qemu_args ("-kernel F -append A -initrd 'F a,F2 b'"); `root` is the
+directory their absolute paths are resolved against (default: the
+configuration file's directory for grub/isolinux, the recipe's for QEMU).
+"""
+
+import shlex
+import tomllib
+from pathlib import Path
+
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.fileio import read_input
+from bootforge.loader.image import read_kernel
+from bootforge.loader.platforms import resolve
+from bootforge.loader.policies import LOADERS
+from bootforge.loader.result import LoadRequest, ModuleSpec
+
+LOAD_KEYS = {"kernel", "loader_path", "cmdline", "platform", "loader", "modules", "grub_cfg", "entry",
+             "isolinux_cfg", "label", "qemu_args", "root"}
+MODULE_KEYS = {"path", "loader_path", "cmdline"}
+MAX_MODULES = 100000
+
+
+def _str(table, key, where, default=None, required=False):
+    v = table.get(key, default)
+    if v is None:
+        if required:
+            raise RecipeError(f"[{where}] {key} is required")
+        return None
+    if not isinstance(v, str):
+        raise RecipeError(f"[{where}] {key} must be a string, not {v!r}")
+    return v
+
+
+def read_recipe(path, platform=None, loader=None):
+    """A LoadRequest from the recipe at *path* (command-line platform/loader win)."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(read_input(path).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"not valid TOML: {exc}", path=path) from None
+    try:
+        return request_from_table(table, path.parent, platform, loader)
+    except BootforgeError as exc:
+        raise exc.located(path=path)
+
+
+def request_from_table(table, base, platform=None, loader=None):
+    if set(table) != {"load"} or not isinstance(table["load"], dict):
+        raise RecipeError(f"a load recipe has one top-level table [load]; found {', '.join(sorted(table)) or 'none'}")
+    t = table["load"]
+    unknown = sorted(set(t) - LOAD_KEYS)
+    if unknown:
+        raise RecipeError(f"[load] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(LOAD_KEYS))})")
+    base = Path(base)
+    loader = loader or _str(t, "loader", "load", required=True)
+    if loader not in LOADERS:
+        raise RecipeError(f"unknown loader {loader!r} (known: {', '.join(LOADERS)})")
+    plat = resolve(platform or _str(t, "platform", "load", required=True), base)
+    sources = [k for k in ("kernel", "grub_cfg", "isolinux_cfg", "qemu_args") if k in t]
+    if len(sources) != 1:
+        raise RecipeError("[load] needs exactly one of kernel, grub_cfg (+ entry), isolinux_cfg (+ label), "
+                          f"qemu_args; found {', '.join(sources) or 'none'}")
+    src = sources[0]
+    if src == "kernel":
+        kernel_file = base / _str(t, "kernel", "load")
+        kernel_name = _str(t, "loader_path", "load", default=Path(t["kernel"]).name)
+        cmdline = _str(t, "cmdline", "load", default="")
+        mods = t.get("modules", [])
+        if not isinstance(mods, list):
+            raise RecipeError("[load] modules must be an array of tables ([[load.modules]])")
+        modules = []
+        for i, m in enumerate(mods):
+            where = f"load.modules {i}"
+            if not isinstance(m, dict):
+                raise RecipeError(f"[{where}] must be a table")
+            bad = sorted(set(m) - MODULE_KEYS)
+            if bad:
+                raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(MODULE_KEYS))})")
+            p = _str(m, "path", where, required=True)
+            modules.append((base / p, _str(m, "loader_path", where, default=Path(p).name),
+                            _str(m, "cmdline", where, default="")))
+    else:
+        for k in ("loader_path", "cmdline", "modules"):
+            if k in t:
+                raise RecipeError(f"[load] {k} comes from {src}; do not give both")
+        if src == "grub_cfg":
+            cfg = base / _str(t, "grub_cfg", "load")
+            root = base / t["root"] if "root" in t else None
+            kernel_file, kernel_name, cmdline, modules = parse_grub_cfg(cfg, _str(t, "entry", "load"), root)
+        elif src == "isolinux_cfg":
+            cfg = base / _str(t, "isolinux_cfg", "load")
+            root = base / t["root"] if "root" in t else None
+            kernel_file, kernel_name, cmdline, modules = parse_isolinux_cfg(cfg, _str(t, "label", "load"), root)
+        else:
+            root = base / t["root"] if "root" in t else base
+            kernel_file, kernel_name, cmdline, modules = parse_qemu_args(_str(t, "qemu_args", "load"), root)
+    if len(modules) > MAX_MODULES:
+        raise RecipeError(f"{len(modules)} modules (limit {MAX_MODULES})")
+    kernel = read_kernel(kernel_file, read_input(kernel_file))
+    specs = []
+    for file, name, args in modules:
+        try:
+            size = Path(file).stat().st_size
+        except OSError as exc:
+            raise RecipeError(f"module {file}: {exc.strerror}") from None
+        if Path(file).is_dir():
+            raise RecipeError(f"module {file} is a directory")
+        specs.append(ModuleSpec(str(file), name, args, size))
+    return LoadRequest(kernel, kernel_name, cmdline, specs, plat, loader)
+
+
+def _resolve(root, name, cfg):
+    p = Path(name)
+    if p.is_absolute():
+        return (root if root is not None else cfg.parent) / p.relative_to("/")
+    return (root if root is not None else cfg.parent) / p
+
+
+def _split_first(words):
+    return words[0], " ".join(words[1:])
+
+
+def parse_grub_cfg(cfg, entry, root=None):
+    """(kernel file, name, cmdline, [(file, name, args)]) from a grub.cfg menuentry."""
+    text = read_input(cfg).decode("utf-8", "replace")
+    if root is None:
+        # grub.cfg sits in /boot/grub: the file system root is two levels up.
+        root = cfg.parent.parent.parent if cfg.parent.name == "grub" and cfg.parent.parent.name == "boot" \
+            else cfg.parent
+    entries, current, name = {}, None, None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("menuentry"):
+            words = shlex.split(line.rstrip("{").strip())
+            name = words[1] if len(words) > 1 else ""
+            current = entries.setdefault(name, [])
+        elif line.startswith("}"):
+            current = None
+        elif current is not None and line:
+            current.append(shlex.split(line))
+    if entry is None:
+        if not entries:
+            raise RecipeError(f"{cfg}: no menuentry")
+        entry = next(iter(entries))
+    if entry not in entries:
+        raise RecipeError(f"{cfg}: no menuentry {entry!r} (found: {', '.join(map(repr, entries))})")
+    kernel, modules = None, []
+    for words in entries[entry]:
+        if words[0] in ("multiboot", "multiboot2") and len(words) > 1:
+            kernel = words[1:]
+        elif words[0] in ("module", "module2") and len(words) > 1:
+            args = words[1:]
+            if args[0] == "--nounzip":
+                args = args[1:]
+            modules.append((_resolve(root, args[0], cfg), args[0], " ".join(args[1:])))
+    if kernel is None:
+        raise RecipeError(f"{cfg}: menuentry {entry!r} has no multiboot or multiboot2 line")
+    name, cmdline = _split_first(kernel)
+    return _resolve(root, name, cfg), name, cmdline, modules
+
+
+def parse_isolinux_cfg(cfg, label, root=None):
+    """The same from an isolinux.cfg LABEL running mboot.c32 (APPEND kernel args --- mod args ...)."""
+    text = read_input(cfg).decode("utf-8", "replace")
+    if root is None:
+        root = cfg.parent.parent if cfg.parent.name in ("isolinux", "syslinux") else cfg.parent
+    labels, current = {}, None
+    for raw in text.splitlines():
+        words = raw.strip().split(None, 1)
+        if not words:
+            continue
+        key = words[0].upper()
+        if key == "LABEL":
+            current = labels.setdefault(words[1].strip() if len(words) > 1 else "", {})
+        elif current is not None and key in ("KERNEL", "APPEND", "COM32"):
+            current[key] = words[1] if len(words) > 1 else ""
+    if label is None:
+        label = next(iter(labels), None)
+    if label not in labels:
+        raise RecipeError(f"{cfg}: no LABEL {label!r} (found: {', '.join(map(repr, labels))})")
+    entry = labels[label]
+    prog = (entry.get("KERNEL") or entry.get("COM32") or "").strip()
+    if not prog.endswith("mboot.c32"):
+        raise RecipeError(f"{cfg}: LABEL {label!r} does not run mboot.c32 (KERNEL {prog!r})")
+    groups, cur = [], []
+    for w in entry.get("APPEND", "").split():
+        if w == "---":
+            groups.append(cur)
+            cur = []
+        else:
+            cur.append(w)
+    groups.append(cur)
+    groups = [g for g in groups if g]
+    if not groups:
+        raise RecipeError(f"{cfg}: LABEL {label!r} has no kernel in APPEND")
+    name, cmdline = _split_first(groups[0])
+    mods = [(_resolve(root, g[0], cfg), g[0], " ".join(g[1:])) for g in groups[1:]]
+    return _resolve(root, name, cfg), name, cmdline, mods
+
+
+def parse_qemu_args(text, root):
+    """The same from QEMU's -kernel/-append/-initrd arguments."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise RecipeError(f"qemu_args: {exc}") from None
+    kernel, append, initrd = None, "", None
+    it = iter(words)
+    for w in it:
+        if w in ("-kernel", "-append", "-initrd"):
+            try:
+                v = next(it)
+            except StopIteration:
+                raise RecipeError(f"qemu_args: {w} needs a value") from None
+            if w == "-kernel":
+                kernel = v
+            elif w == "-append":
+                append = v
+            else:
+                initrd = v
+    if kernel is None:
+        raise RecipeError("qemu_args: no -kernel")
+    mods = []
+    for item in (initrd.split(",") if initrd else []):
+        parts = item.strip().split(" ", 1)
+        mods.append((Path(root) / parts[0], parts[0], parts[1] if len(parts) > 1 else ""))
+    return Path(root) / kernel, kernel, append, mods

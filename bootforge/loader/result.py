@@ -1,0 +1,108 @@
+"""The placement report: what a policy decided, and how it is shown (text, JSON)."""
+
+from dataclasses import dataclass, field
+
+from bootforge.memmap.io import human_size
+from bootforge.memmap.model import type_name
+
+
+@dataclass
+class ModuleSpec:
+    path: str               # file on this machine
+    loader_path: str        # the name the loader is given
+    cmdline: str            # the arguments after the name
+    size: int
+    data: bytes | None = None
+
+
+@dataclass
+class LoadRequest:
+    kernel: object          # image.KernelImage
+    kernel_loader_path: str
+    cmdline: str
+    modules: list           # [ModuleSpec]
+    platform: object        # platforms.Platform
+    loader: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Placement:
+    name: str
+    start: int
+    end: int
+    align: int
+    rule: str
+    kind: str = "data"      # kernel, module, mbi, boot-info, loader, firmware
+
+    def to_json(self):
+        return {"name": self.name, "start": self.start, "end": self.end, "size": self.end - self.start,
+                "align": self.align, "rule": self.rule, "kind": self.kind}
+
+
+@dataclass
+class LoadResult:
+    loader: str
+    protocol: str                       # "multiboot1", "multiboot2", "xen", "linux"
+    platform: object
+    source: str                         # the policy's citation
+    mbi_address: int | None = None
+    mbi_bytes: bytes = b""
+    mem_lower: int | None = None
+    mem_upper: int | None = None
+    cmdline: str | None = None
+    modules: list = field(default_factory=list)     # [{start, end, cmdline}]
+    mmap: list = field(default_factory=list)        # [(start, size, type)] as the loader writes them
+    placements: list = field(default_factory=list)
+    maps: dict = field(default_factory=dict)        # name -> MemoryMap
+    checks: list = field(default_factory=list)
+    regions: dict = field(default_factory=dict)     # MB1: where each pointed-to block lies
+    notes: list = field(default_factory=list)
+    load_base: int | None = None
+
+    def place(self, name, start, size, align, rule, kind="data"):
+        p = Placement(name, start, start + size, align, rule, kind)
+        self.placements.append(p)
+        return p
+
+    def to_json(self):
+        from bootforge.memmap.io import map_to_json
+        return {
+            "loader": self.loader, "protocol": self.protocol, "platform": self.platform.to_json(),
+            "source": self.source,
+            "mbi": {"address": self.mbi_address, "size": len(self.mbi_bytes), "mem_lower": self.mem_lower,
+                    "mem_upper": self.mem_upper, "cmdline": self.cmdline,
+                    "modules": [dict(m) for m in self.modules],
+                    "mmap": [{"start": a, "size": s, "type": t} for a, s, t in self.mmap],
+                    "regions": {k: v for k, v in self.regions.items()}},
+            "placements": [p.to_json() for p in self.placements],
+            "maps": {k: map_to_json(m) for k, m in self.maps.items()},
+            "checks": [{"name": c.name, "ok": c.ok, "message": c.message} for c in self.checks],
+            "notes": list(self.notes),
+        }
+
+    def render_text(self):
+        out = [f"{self.loader} on {self.platform.name} ({self.protocol}; {self.source})"]
+        if self.mbi_address is not None:
+            out.append(f"  boot information at {self.mbi_address:#x} ({len(self.mbi_bytes)} bytes)"
+                       + (f", mem_lower {self.mem_lower} KiB, mem_upper {self.mem_upper} KiB"
+                          if self.mem_lower is not None else ""))
+        if self.cmdline is not None:
+            out.append(f"  command line: {self.cmdline!r}")
+        out.append("  placements:")
+        for p in sorted(self.placements, key=lambda p: p.start):
+            out.append(f"    {p.start:#014x}-{p.end:#014x} {human_size(p.end - p.start):>9} "
+                       f"align {p.align:#x}  {p.name}  [{p.rule}]")
+        for i, m in enumerate(self.modules):
+            out.append(f"  module {i}: [{m['start']:#x}, {m['end']:#x}) {m['cmdline']!r}")
+        if self.mmap:
+            out.append(f"  memory map handed over ({len(self.mmap)} entries):")
+            for a, s, t in self.mmap:
+                out.append(f"    {a:#018x} {s:#018x} type {t} ({type_name('e820', t)})")
+        for n in self.notes:
+            out.append(f"  note: {n}")
+        bad = [c for c in self.checks if not c.ok]
+        out.append(f"  checks: {len(self.checks) - len(bad)} of {len(self.checks)} pass")
+        for c in self.checks:
+            out.append(f"    [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
+        return "\n".join(out) + "\n"

@@ -1,0 +1,190 @@
+"""`bootforge load` through the CLI: the report, JSON, MBI bytes, maps, SVG, the
+recipe forms (explicit, grub.cfg, isolinux.cfg, QEMU arguments) and bad input."""
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, REPO, assert_one_line_error, run_bootforge
+
+ROOT = DATA / "load-root"
+
+
+def load_json(*args):
+    proc = run_bootforge("load", *args, "--json", check=0)
+    return json.loads(proc.stdout)
+
+
+def test_grub_pc_mb2_report_and_json():
+    doc = load_json("recipes/load-grub-pc-mb2.toml")
+    mbi = doc["mbi"]
+    # The facts GRUB 2.06 i386-pc produced for this kernel (tests/test_load_fidelity.py boots it).
+    assert mbi["address"] == 0x1016E0
+    assert [(m["start"], m["end"], m["cmdline"]) for m in mbi["modules"]] == [
+        (0x103000, 0x103BB8, "mod1-args"), (0x104000, 0x115171, "mod2 args two")]
+    assert (mbi["mem_lower"], mbi["mem_upper"]) == (639, 0x3FB80)
+    assert mbi["cmdline"] == "kernel-args a=b"
+    assert mbi["mmap"][3] == {"start": 0x100000, "size": 0xFEE0000, "type": 1}
+    assert {p["rule"] for p in doc["placements"]} and all(
+        {"name", "start", "end", "rule"} <= set(p) for p in doc["placements"])
+    assert all(c["ok"] for c in doc["checks"]) and len(doc["checks"]) >= 6
+    assert "output" in doc["maps"]
+    text = run_bootforge("load", "recipes/load-grub-pc-mb2.toml", check=0).stdout
+    assert "module 1: [0x104000, 0x115171) 'mod2 args two'" in text
+
+
+def test_mbi_bytes_mb2(tmp_path):
+    out = tmp_path / "mbi.bin"
+    run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--mbi-out", out, check=0)
+    data = out.read_bytes()
+    total = struct.unpack_from("<I", data)[0]
+    assert total == len(data) == 856
+    from bootforge.multiboot.dump import decode_mb2_info
+    tags = decode_mb2_info(data)["tags"]
+    assert [t["type"] for t in tags] == [21, 1, 2, 10, 3, 3, 6, 9, 4, 5, 8, 14, 0]
+    mods = [t for t in tags if t["type"] == 3]
+    assert (mods[1]["mod_start"], mods[1]["string"]) == (0x104000, "mod2 args two")
+
+
+def test_mbi_bytes_mb1_qemu(tmp_path):
+    out = tmp_path / "mbi.bin"
+    run_bootforge("load", "recipes/load-qemu.toml", "--mbi-out", out, check=0)
+    flags, lower, upper = struct.unpack_from("<III", out.read_bytes())
+    assert (flags, lower, upper) == (0x24F, 639, 0x1FB80)
+
+
+def test_config_forms_agree():
+    explicit = load_json("recipes/load-grub-pc-mb2.toml")["mbi"]
+    from_cfg = load_json("recipes/load-grub-cfg.toml")["mbi"]
+    assert explicit == from_cfg
+    iso = load_json("recipes/load-isolinux.toml")["mbi"]
+    assert iso["address"] == 0x2000
+    assert iso["cmdline"] == "/boot/kernel-mb1 kernel-args a=b"
+    assert [m["cmdline"] for m in iso["modules"]] == ["/boot/mod1 mod1-args", "/boot/mod2 mod2 args two"]
+    assert iso["mmap"][6] == {"start": 1 << 32, "size": 0x80000000, "type": 1}      # 5G: RAM above 4 GiB
+    qemu = load_json("recipes/load-qemu.toml")["mbi"]
+    assert qemu["cmdline"] == "tests/data/load-root/boot/kernel-mb1 kernel-args a=b"
+    assert [m["start"] for m in qemu["modules"]] == [0x104000, 0x105000]
+
+
+@pytest.mark.parametrize("loader", ["grub-pc-mb1", "syslinux-mb1", "qemu-mb1", "ipxe-pcbios-mb1"])
+def test_loader_override(loader, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[load]\nkernel = "{ROOT}/boot/kernel-mb1"\ncmdline = "x"\n'
+                      f'platform = "qemu-pc-seabios:1G"\nloader = "grub-pc-mb2"\n'
+                      f'[[load.modules]]\npath = "{ROOT}/boot/mod1"\n')
+    doc = load_json(recipe, "--loader", loader)
+    assert doc["loader"] == loader and doc["mbi"]["mem_upper"] == 0xFFB80
+    assert doc["mbi"]["modules"][0]["start"] % 4096 == 0
+
+
+def test_platform_parametric_pci_hole():
+    doc = load_json("recipes/load-grub-pc-mb2.toml", "--platform", "qemu-pc-seabios:3.5G")
+    mmap = [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]]
+    assert (0x100000, 0xBFEE0000, 1) in mmap and (1 << 32, 0x20000000, 1) in mmap
+    assert doc["mbi"]["mem_upper"] == 0x2FFB80
+
+
+def test_map_out_and_svg(tmp_path):
+    m, s = tmp_path / "map.txt", tmp_path / "load.svg"
+    run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--map-out", m, "--map-format", "e820-dmesg",
+                  "--svg", s, check=0)
+    assert "BIOS-e820: [mem 0x0000000000100000-0x000000000ffdffff] usable" in m.read_text()
+    svg = s.read_text()
+    assert svg.startswith("<svg") and "module 1 /boot/mod2 0x104000" in svg and "Multiboot2 information" in svg
+
+
+def test_relocatable_kernel(tmp_path):
+    from bootforge.multiboot.build import build_kernel_recipe
+    kernel = tmp_path / "reloc.elf"
+    build_kernel_recipe(tmp_path / "k.toml", {"kernel": {
+        "input": str(REPO / "build" / "stubs" / "mbdump.elf"), "protocol": "multiboot2",
+        "multiboot2": {"relocatable": {"min_addr": 0x200000, "max_addr": 0x10000000, "align": 0x200000,
+                                       "preference": "low"}}}}, kernel)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb2"\n')
+    doc = load_json(recipe)
+    image = next(p for p in doc["placements"] if p["name"] == "relocatable image")
+    assert image["start"] == 0x200000
+
+
+# ---------------------------------------------------------------- bad input
+
+def _recipe(tmp_path, body):
+    p = tmp_path / "bad.toml"
+    p.write_text(body)
+    return p
+
+
+def test_unknown_key(tmp_path):
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel"\nplatform = "qemu-pc-seabios:256M"\n'
+                          'loader = "grub-pc-mb2"\nkernal_args = "x"\n')
+    assert_one_line_error(run_bootforge("load", p), str(p), "unknown key(s): kernal_args")
+
+
+def test_unknown_module_key(tmp_path):
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel"\nplatform = "qemu-pc-seabios:256M"\n'
+                          f'loader = "grub-pc-mb2"\n[[load.modules]]\npath = "{ROOT}/boot/mod1"\nsize = 3\n')
+    assert_one_line_error(run_bootforge("load", p), "unknown key(s): size")
+
+
+def test_missing_files(tmp_path):
+    p = _recipe(tmp_path, '[load]\nkernel = "nope.elf"\nplatform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb2"\n')
+    assert_one_line_error(run_bootforge("load", p), "nope.elf")
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel"\nplatform = "qemu-pc-seabios:256M"\n'
+                          'loader = "grub-pc-mb2"\n[[load.modules]]\npath = "missing.bin"\n')
+    assert_one_line_error(run_bootforge("load", p), "missing.bin")
+    assert_one_line_error(run_bootforge("load", tmp_path / "none.toml"), "none.toml")
+
+
+def test_module_larger_than_ram(tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(300 << 20)                       # sparse: 300 MiB on a 256 MiB machine
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel"\nplatform = "qemu-pc-seabios:256M"\n'
+                          f'loader = "grub-pc-mb2"\n[[load.modules]]\npath = "{big}"\n')
+    assert_one_line_error(run_bootforge("load", p), str(p), "couldn't find suitable memory target")
+
+
+@pytest.mark.parametrize("reloc,words", [
+    ({"min_addr": 0x10000000, "max_addr": 0x200000, "align": 0x1000}, "invalid min/max address"),
+    ({"min_addr": 0x200000, "max_addr": 0x10000000, "align": 0}, "align 0"),
+])
+def test_impossible_relocation(tmp_path, reloc, words):
+    from bootforge.multiboot.build import build_kernel_recipe
+    kernel = tmp_path / "reloc.elf"
+    build_kernel_recipe(tmp_path / "k.toml", {"kernel": {
+        "input": str(REPO / "build" / "stubs" / "mbdump.elf"), "protocol": "multiboot2",
+        "multiboot2": {"relocatable": reloc}}}, kernel)
+    p = _recipe(tmp_path, f'[load]\nkernel = "{kernel}"\nplatform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb2"\n')
+    assert_one_line_error(run_bootforge("load", p), str(p), words)
+
+
+@pytest.mark.parametrize("platform,words", [
+    ("qemu-pc-seabios", "needs a memory size"), ("qemu-pc-seabios:lots", "cannot read the memory size"),
+    ("qemu-pc-seabios:8M", "at least 16 MiB"), ("mars-efi", "unknown platform"),
+])
+def test_bad_platform(platform, words):
+    assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--platform", platform), words)
+
+
+def test_bad_loader_and_refusals():
+    assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--loader", "lilo"),
+                          "unknown loader 'lilo'")
+    # QEMU refuses a kernel without a Multiboot1 header, in its own words.
+    assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--loader", "qemu-mb1"),
+                          "Error loading uncompressed kernel without PVH ELF Note")
+
+
+def test_bad_config_forms(tmp_path):
+    p = _recipe(tmp_path, f'[load]\ngrub_cfg = "{ROOT}/boot/grub/grub.cfg"\nentry = "nope"\n'
+                          'platform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb2"\n')
+    assert_one_line_error(run_bootforge("load", p), "no menuentry 'nope'")
+    p = _recipe(tmp_path, '[load]\nqemu_args = "-append x"\nplatform = "qemu-pc-seabios:256M"\nloader = "qemu-mb1"\n')
+    assert_one_line_error(run_bootforge("load", p), "no -kernel")
+    p = _recipe(tmp_path, '[load]\nplatform = "qemu-pc-seabios:256M"\nloader = "qemu-mb1"\n')
+    assert_one_line_error(run_bootforge("load", p), "needs exactly one of kernel")
+    p = _recipe(tmp_path, "[load\n")
+    assert_one_line_error(run_bootforge("load", p), "not valid TOML")

@@ -1,0 +1,57 @@
+"""Fidelity: the real loaders decide. Each scenario boots the dump kernel under a
+real loader in QEMU and compares, field for field, the boot information it
+received with `bootforge load`'s prediction for the same platform, kernel,
+modules and names (bootforge/loader/fidelity.py). `make fidelity` runs this
+file and prints the matrix."""
+
+import pytest
+
+from conftest import BUILD, require
+from bootforge.loader import fidelity as F
+
+
+SCENARIOS = (
+    [F.Scenario("qemu-mb1", m, n, k) for m in F.MEMORY_SIZES for n in F.MODULE_SETS for k in F.LINKS]
+    + [F.Scenario(l, m, n, k) for l in ("grub-pc-mb1", "grub-pc-mb2") for m in F.MEMORY_SIZES
+       for n in F.MODULE_SETS for k in F.LINKS]
+    + [F.Scenario("syslinux-mb1", m, n, k) for m in F.MEMORY_SIZES for n in F.MODULE_SETS for k in F.LINKS]
+    # iPXE boots take ~6 s (DHCP + TFTP): every module set at 256M, and the memory sizes with one module.
+    + [F.Scenario("ipxe-pcbios-mb1", "256M", n, k) for n in F.MODULE_SETS for k in F.LINKS]
+    + [F.Scenario("ipxe-pcbios-mb1", m, 1, "1m") for m in F.MEMORY_SIZES if m != "256M"]
+)
+OUTCOMES = []
+
+
+def _needs(loader):
+    require("qemu-system-x86_64", "ld", str(BUILD / "stubs" / "mbdump.elf"), str(BUILD / "stubs" / "mbdump.o"))
+    if loader.startswith("grub"):
+        require("grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc")
+    if loader.startswith("syslinux"):
+        require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
+    if loader.startswith("ipxe"):
+        require(F.IPXE_ROM)
+
+
+@pytest.fixture(scope="module")
+def workroot(tmp_path_factory):
+    return tmp_path_factory.mktemp("fidelity")
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda s: s.name.replace(" ", "_"))
+def test_fidelity(sc, workroot):
+    _needs(sc.loader)
+    work = workroot / f"{sc.loader}-{sc.modules}-{sc.link}"   # ISOs are reused across memory sizes
+    work.mkdir(exist_ok=True)
+    outcome = F.run_scenario(sc, work)
+    OUTCOMES.append(outcome)
+    assert outcome.error is None, outcome.error
+    assert not outcome.mismatches, F.matrix_table([outcome])
+    assert {"modules", "mmap", "mem_lower", "mem_upper", "mbi_address"} <= set(outcome.matched)
+
+
+def test_matrix_table(capsys):
+    """Print the matrix (scenario, matched fields, mismatches) of the scenarios that ran."""
+    if not OUTCOMES:
+        pytest.skip("no fidelity scenario ran")
+    with capsys.disabled():
+        print("\n" + F.matrix_table(OUTCOMES))
