@@ -18,18 +18,25 @@ SCENARIOS = (
     # iPXE boots take ~6 s (DHCP + TFTP): every module set at 256M, and the memory sizes with one module.
     + [F.Scenario("ipxe-pcbios-mb1", "256M", n, k) for n in F.MODULE_SETS for k in F.LINKS]
     + [F.Scenario("ipxe-pcbios-mb1", m, 1, "1m") for m in F.MEMORY_SIZES if m != "256M"]
+    # GRUB x86_64-efi on OVMF (q35): the platform is GRUB's own `lsefimmap` just before loading,
+    # and tag 6 must also follow from the dump's tag 17 (field mmap_from_tag17).
+    + F.EFI_SCENARIOS
 )
 OUTCOMES = []
 
 
 def _needs(loader):
     require("qemu-system-x86_64", "ld", str(BUILD / "stubs" / "mbdump.elf"), str(BUILD / "stubs" / "mbdump.o"))
-    if loader.startswith("grub"):
+    if loader.startswith("grub-pc"):
         require("grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc")
+    if loader.startswith("grub-efi"):
+        require("grub-mkrescue", "xorriso", "mformat")
     if loader.startswith("syslinux"):
         require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
     if loader.startswith("ipxe"):
         require(F.IPXE_ROM)
+    if loader.startswith("grub-efi"):
+        require(F.OVMF_CODE, F.OVMF_VARS, "/usr/lib/grub/x86_64-efi")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,174 @@
+"""GRUB 2 x86_64-efi as a Multiboot2 loader (grub-core/loader/multiboot_mbi2.c,
+lib/relocator.c with EFI firmware requests, mmap/efi/mmap.c; GRUB
+2.06-13+deb12u2 on OVMF 2022.11 observed by the fidelity matrix).
+
+Rules:
+- Every relocator chunk is taken from the firmware with AllocatePages, so
+  it occupies whole pages: kernel segments at their p_paddr (pages rounded
+  out; conventional or, unless the kernel keeps boot services,
+  boot-services memory), then each sh_addr == 0 section, each module, and at boot the MBI,
+  each at the lowest page-aligned run of EfiConventionalMemory at or above
+  0x1000 (below 4 GiB) that holds it. Observed on OVMF: three symbol
+  sections at 0x1000, 0x2000, 0x3000, modules from 0x4000, below 1 MiB.
+- Tag 6 (mmap) is GRUB's view of the EFI map at exit: Conventional, loader
+  and boot-services memory -> 1, ACPI reclaim -> 3, ACPI NVS -> 4,
+  unusable -> 5, persistent -> 7, runtime-services code -> 20 (GRUB's
+  "code" type), everything else -> 2; sorted, adjacent equal types merged.
+  Loader data and conventional memory both become type 1, so tag 6 is the
+  same whether it is computed from the map before loading or from tag 17.
+- mem_lower = the available range at 0, at most 640 KiB; mem_upper = the
+  available range containing 1 MiB, minus 1 MiB.
+- Without the EFI boot-services header tag (7) GRUB exits boot services and
+  sends tags 6, 4 and 17; with it, boot services stay: no 6, 4, 17; tag 18
+  and the image handle (20) instead.
+"""
+
+import struct
+
+from bootforge.errors import RecipeError
+from bootforge.loader import mbi
+from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.loader.policies.common import GIB4, standard_checks
+from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, _shstrndx, relocatable_tag
+from bootforge.loader.result import LoadResult
+from bootforge.memmap.model import MemoryMap, MemoryRange
+
+SOURCE = "GRUB 2.06 grub-core/loader/multiboot_mbi2.c, lib/relocator.c, mmap/efi/mmap.c (x86_64-efi)"
+PAGE = 4096
+EFI_TO_MB = {1: 1, 2: 1, 3: 1, 4: 1, 7: 1, 9: 3, 10: 4, 8: 5, 14: 7, 5: 20}
+
+
+def grub_efi_mmap(efi_map):
+    """Tag 6 entries GRUB derives from an EFI map."""
+    pieces = sorted((r.start, r.size, EFI_TO_MB.get(r.type, 2)) for r in efi_map.ranges if r.size)
+    out = []
+    for a, s, t in pieces:
+        if out and out[-1][2] == t and out[-1][0] + out[-1][1] == a:
+            out[-1] = (out[-1][0], out[-1][1] + s, t)
+        else:
+            out.append((a, s, t))
+    return out
+
+
+def _available_runs(entries):
+    return [(a, a + s) for a, s, t in entries if t == 1]
+
+
+def load(req):
+    from bootforge.multiboot import verdicts
+    k = req.kernel
+    plat = req.platform
+    if plat.firmware != "efi":
+        raise RecipeError("grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
+                          "a dump's tag 17, r820-efi)")
+    verdict = verdicts.grub_mb2(k.data)
+    if not verdict["loads"]:
+        raise RecipeError(verdict["message"])
+    keep_bs = any(t.get("type") == 7 for t in (k.mb2 or {}).get("tags", []))
+    if relocatable_tag(k) is not None:
+        raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
+    res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
+    efi = plat.memory_map
+    free = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
+    free = free.clip(0x1000, GIB4)
+    # Fixed targets may also lie in boot-services memory (freed when GRUB exits them; observed:
+    # a kernel linked at 16 MiB inside OVMF's BootServicesData [9 MiB, 21 MiB) loads), unless the
+    # kernel keeps boot services.
+    fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges
+                         if r.type == 7 or (r.type in (3, 4) and not keep_bs))
+    taken = []
+
+    def take(name, at, size, rule, kind):
+        pages = align_up(size, PAGE)
+        free.take(at, pages)
+        taken.append((at, pages))
+        res.place(name, at, size, PAGE, rule, kind)
+
+    for i, (p, _f, m) in enumerate(k.segments):
+        if not m:
+            continue
+        lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
+        if not fixed_ok.is_free(lo, hi - lo):
+            raise RecipeError(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is neither conventional "
+                              "nor boot-services memory)")
+        fixed_ok.take(lo, hi - lo)
+        free.take_overlap(lo, hi - lo)
+        taken.append((lo, hi - lo))
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr (AllocatePages at the address)", "kernel")
+
+    def alloc(name, size, rule, kind):
+        at = free.lowest(align_up(size, PAGE), PAGE, 0x1000, GIB4)
+        if at is None:
+            raise RecipeError(f"{REFUSE} ({name}, {size} bytes)")
+        take(name, at, size, rule, kind)
+        return at
+
+    for s in k.unloaded_sections("grub"):
+        alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
+    mods = []
+    for i, m in enumerate(req.modules):
+        at = alloc(f"module {i} {m.loader_path}", m.size, "lowest conventional pages, 4 KiB", "module")
+        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
+    res.modules = mods
+    # The map the kernel is told about: the firmware map with GRUB's pages as loader data.
+    after = _with_loader_data(efi, taken)
+    res.maps["efi-at-exit"] = after
+    res.mmap = grub_efi_mmap(after)
+    runs = _available_runs(res.mmap)
+    res.mem_lower = next((min(b - a, 640 * 1024) // 1024 for a, b in runs if a == 0), 0)
+    res.mem_upper = next(((b - 0x100000) // 1024 for a, b in runs if a <= 0x100000 < b), 0)
+    res.cmdline = req.cmdline
+    tags = [mbi.mb2_tag(21, struct.pack("<I", k.low)), mbi.mb2_string(1, req.cmdline),
+            mbi.mb2_string(2, PACKAGE_STRING)]
+    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
+             for m in mods]
+    if not keep_bs:
+        tags.append(mbi.mb2_mmap(res.mmap))
+    tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k))
+                            + bytes(k.shnum * k.shentsize)))
+    if not keep_bs:
+        tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
+    tags.append(mbi.mb2_tag(12, bytes(8)))
+    if keep_bs:
+        tags += [mbi.mb2_tag(18, b""), mbi.mb2_tag(20, bytes(8))]
+    else:
+        from bootforge.memmap.io import write_map
+        body = write_map(after, "efi-bin", None, {"descriptor_size": 48})
+        tags.append(mbi.mb2_tag(17, struct.pack("<II", 48, 1) + body))
+    res.mbi_bytes = mbi.mb2_info(tags)
+    at = alloc("Multiboot2 information", len(res.mbi_bytes) + 0x1000, "lowest conventional pages "
+               "(get_mbi_size() includes the EFI map size)", "mbi")
+    res.mbi_address = at
+    res.notes.append("tags 12 (system table), 14/15 (ACPI) and the section headers carry firmware or file "
+                     "data left zero here; the MBI size bound is approximated as its size plus a page")
+    if keep_bs:
+        res.notes.append("kernel asks to keep boot services (header tag 7): no tags 6, 4, 17")
+    ram = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in res.mmap])
+    res.maps["mmap"] = ram
+    standard_checks(res, ram)
+    return res
+
+
+def _with_loader_data(efi, taken):
+    """The EFI map with the pages GRUB allocated retyped to LoaderData (2)."""
+    cuts = sorted(taken)
+    out = []
+    for r in efi.ranges:
+        pieces = [(r.start, r.start + r.size)]
+        if r.type in (3, 4, 7):
+            for a, n in cuts:
+                nxt = []
+                for lo, hi in pieces:
+                    if a + n <= lo or a >= hi:
+                        nxt.append((lo, hi))
+                        continue
+                    if lo < a:
+                        nxt.append((lo, a))
+                    out.append(MemoryRange(max(lo, a), min(hi, a + n) - max(lo, a), 2, r.attributes))
+                    if a + n < hi:
+                        nxt.append((a + n, hi))
+                pieces = nxt
+        for lo, hi in pieces:
+            out.append(MemoryRange(lo, hi - lo, r.type, r.attributes))
+    out.sort(key=lambda x: x.start)
+    return MemoryMap("efi", out, source="grub-efi")
