@@ -188,3 +188,62 @@ def test_bad_config_forms(tmp_path):
     assert_one_line_error(run_bootforge("load", p), "needs exactly one of kernel")
     p = _recipe(tmp_path, "[load\n")
     assert_one_line_error(run_bootforge("load", p), "not valid TOML")
+
+
+# ---------------------------------------------------------------- EFI platforms, Xen
+
+XEN = "/boot/xen-4.17-amd64.gz"
+
+
+def test_xen_efi_matches_recorded_xen(tmp_path):
+    """Xen 4.17's own console output (tests/data/load-xen-4.17-ovmf-q35-512m.txt, recorded by
+    the fidelity harness on the same OVMF map) against the prediction; the live boot is in
+    tests/test_load_fidelity.py."""
+    from conftest import require
+    require(XEN)
+    text = (DATA / "load-xen-4.17-ovmf-q35-512m.txt").read_text()
+    doc = load_json("recipes/load-xen-efi.toml")
+    image = next(p for p in doc["placements"] if p["name"].startswith("Xen image"))
+    assert "Xen image load base address: 0x1dc00000" in text
+    assert image["start"] - 0x200000 == 0x1DC00000
+    printed = []
+    for line in text.split("EFI RAM map:", 1)[1].splitlines()[1:]:
+        if "[" not in line:
+            break
+        a, b = line.split("[", 1)[1].split("]", 1)[0].split(", ")
+        printed.append((int(a, 16), int(b, 16) + 1 - int(a, 16)))
+    assert [(e["start"], e["size"]) for e in doc["mbi"]["mmap"]] == printed
+    assert all(c["ok"] for c in doc["checks"])
+
+
+def test_xen_efi_r820_trampoline_by_map_scan():
+    from conftest import require
+    require(XEN)
+    doc = load_json("recipes/load-xen-efi.toml", "--platform", "r820-efi")
+    tramp = next(p for p in doc["placements"] if p["name"].startswith("trampoline"))
+    # Boot services own all of the first 640 KiB: AllocateMaxAddress fails, the map scan takes
+    # the top of the highest boot-services region ending <= 1 MiB.
+    assert tramp["start"] == 0x9D000 and tramp["rule"].startswith("map scan")
+    image = next(p for p in doc["placements"] if p["name"].startswith("Xen image"))
+    assert image["start"] % (2 << 20) == 0 and image["end"] <= 1 << 32
+    assert len(load_json("recipes/load-xen-efi.toml", "--platform", "r820-efi")["maps"]["efi-at-exit"]["entries"]) > 200
+
+
+def test_no_memory_for_trampoline(tmp_path):
+    from conftest import require
+    require(XEN)
+    m = tmp_path / "high-only.json"
+    m.write_text(json.dumps({"family": "efi", "entries": [
+        {"start": 0, "size": 0x100000, "type": "reserved", "attributes": 0},
+        {"start": 0x100000, "size": 0x3FF00000, "type": "conventional", "attributes": 15}]}))
+    assert_one_line_error(run_bootforge("load", "recipes/load-xen-efi.toml", "--platform", m),
+                          "No memory for trampoline")
+
+
+def test_r820_platform_is_generated():
+    from bootforge.loader.platforms import PLATFORM_DIR, build_r820_map
+    from bootforge.memmap.io import map_to_json
+    doc = json.loads((PLATFORM_DIR / "r820-efi.json").read_text())
+    assert doc["entries"] == map_to_json(build_r820_map())["entries"]
+    assert len(doc["entries"]) >= 200
+    assert all(e["type"].startswith("boot-services") for e in doc["entries"][:3])

@@ -207,10 +207,61 @@ def ipxe_tree(kernel, workdir, count):
     return root
 
 
+XEN_GZ = "/boot/xen-4.17-amd64.gz"
+
+
+def boot_xen(workdir, memory):
+    """Xen through GRUB x86_64-efi on OVMF with a fake dom0: GRUB prints the EFI map before
+    and after loading (lsefimmap), Xen prints its E820 and panics; -no-reboot ends QEMU."""
+    iso = Path(workdir) / "iso"
+    (iso / "boot" / "grub").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(XEN_GZ, iso / "boot" / "xen.gz")
+    (iso / "boot" / "dom0").write_bytes(b"not a dom0 kernel\n" * 64)
+    (iso / "boot" / "grub" / "grub.cfg").write_text(
+        "set timeout=0\nserial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n"
+        'menuentry "xen" {\n  insmod lsefimmap\n  lsefimmap\n  echo AFTER-LOAD\n'
+        "  multiboot2 /boot/xen.gz console=com1 com1=115200,8n1\n  module2 /boot/dom0 dom0\n"
+        "  lsefimmap\n  boot\n}\n")
+    out = Path(workdir) / "xen.iso"
+    if not out.exists():
+        _run(["grub-mkrescue", "-o", str(out), str(iso)])
+    shutil.copyfile(OVMF_VARS, Path(workdir) / "vars.fd")
+    return run_qemu(["-m", str(memory_mib(memory)), "-machine", "q35", "-nic", "none",
+                     "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,file={Path(workdir) / 'vars.fd'}",
+                     "-cdrom", str(out)], workdir, 150, stop_on=("Panic on CPU", "Reboot in"))
+
+
+XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
+
+
+def parse_xen(serial):
+    """Xen's printed facts: load base, the 'EFI RAM map:' E820, and GRUB's new loader-data pages."""
+    import re
+    if "EFI RAM map:" not in serial:
+        return None
+    base = re.search(r"Xen image load base address: (0x[0-9a-f]+)", serial)
+    e820 = []
+    for line in serial.split("EFI RAM map:", 1)[1].splitlines()[1:]:
+        m = re.match(r"\(XEN\)\s+\[([0-9a-f]{16}), ([0-9a-f]{16})\] \((.+)\)", line.strip())
+        if not m:
+            break
+        a, b = int(m.group(1), 16), int(m.group(2), 16)
+        e820.append((a, b + 1 - a, XEN_E820_TYPES.get(m.group(3), m.group(3))))
+    from bootforge.loader.platforms import parse_lsefimmap
+    before, _, after = serial.partition("AFTER-LOAD")
+    after = after.split("(XEN)")[0]
+    old = {(r.start, r.size) for r in parse_lsefimmap(before).ranges if r.type == 2}
+    new = sorted((r.start, r.size) for r in parse_lsefimmap(after).ranges if r.type == 2
+                 and (r.start, r.size) not in old)
+    return {"xen": {"load_base": int(base.group(1), 16) if base else None, "e820": e820,
+                    "grub_pages": new}}
+
+
 def boot_scenario(sc, workdir):
     """Boot *sc* in QEMU; return (decoded dump or None, serial text, inputs for the prediction)."""
     workdir = Path(workdir)
-    kernel = dump_kernel(sc.link, sc.protocol)
+    kernel = dump_kernel(sc.link, sc.protocol) if sc.link in LINKS else None
     inputs = {"kernel": kernel, "modules": []}
     mem = ["-m", str(memory_mib(sc.memory))]
     if sc.loader == "qemu-mb1":
@@ -238,6 +289,11 @@ def boot_scenario(sc, workdir):
                                 stop_on=("error: no multiboot", "error: couldn't", "error: out of memory",
                                          "error: file"))
         inputs["lsefimmap"] = serial
+    elif sc.loader == "xen-efi":
+        dump, serial = boot_xen(workdir, sc.memory)
+        inputs.update(kernel=Path(XEN_GZ), kernel_path="/boot/xen.gz", lsefimmap=serial.split("AFTER-LOAD")[0],
+                      modules=[(workdir / "iso" / "boot" / "dom0", "/boot/dom0", "dom0")], serial=serial)
+        return parse_xen(serial), serial, inputs
     elif sc.loader == "syslinux-mb1":
         iso, root = syslinux_iso(kernel, workdir, sc.modules)
         inputs.update(kernel_path="/kernel.elf",
@@ -280,6 +336,8 @@ def observed_fields(doc):
     """The compared fields of a decoded dump."""
     if doc is None:
         return None
+    if "xen" in doc:
+        return dict(doc["xen"])
     out = {"mbi_address": doc["ebx"]}
     if "multiboot1" in doc:
         m = doc["multiboot1"]
@@ -316,6 +374,14 @@ def observed_fields(doc):
 
 
 def predicted_fields(res):
+    if res.loader == "xen-efi":
+        pages = []
+        for a, n in sorted(res.grub_pages):     # GRUB's chunks as the firmware map shows them (merged)
+            if pages and pages[-1][0] + pages[-1][1] == a:
+                pages[-1] = (pages[-1][0], pages[-1][1] + n)
+            else:
+                pages.append((a, n))
+        return {"load_base": res.load_base, "e820": list(res.mmap), "grub_pages": pages}
     out = {"mbi_address": res.mbi_address, "mem_lower": res.mem_lower, "mem_upper": res.mem_upper,
            "cmdline": res.cmdline, "modules": [(m["start"], m["end"]) for m in res.modules],
            "module_strings": [m["cmdline"] for m in res.modules], "mmap": list(res.mmap)}
@@ -388,7 +454,8 @@ def default_matrix():
 
 
 # OVMF boots take 5-20 s: a few.
-EFI_SCENARIOS = [Scenario("grub-efi-mb2", "256M", 3, "1m"), Scenario("grub-efi-mb2", "1G", 1, "16m")]
+EFI_SCENARIOS = [Scenario("grub-efi-mb2", "256M", 3, "1m"), Scenario("grub-efi-mb2", "1G", 1, "16m"),
+                 Scenario("xen-efi", "512M", 1, "xen")]
 
 
 def main(argv):

@@ -15,6 +15,9 @@ qemu-pc-seabios:<mem>
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
     data over the first 640 KiB and 200+ descriptors (recipes/platforms/).
+qemu-q35-ovmf-512M
+    OVMF's EFI map under QEMU q35 -m 512 as GRUB's lsefimmap printed it
+    (recipes/platforms/; captured, not parametric).
 a path
     Any map file bootforge memmap reads (E820 text/sysfs/binary, an EFI map,
     JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
@@ -83,8 +86,49 @@ def qemu_pc_seabios(ram):
 
 def r820_efi():
     """Seed 004's server: boot-services data over the first 640 KiB, 200+ descriptors."""
-    from bootforge.memmap.io import read_map
-    return from_file(PLATFORM_DIR / "r820-efi.json", name="r820-efi", read_map=read_map)
+    return from_file(PLATFORM_DIR / "r820-efi.json", name="r820-efi")
+
+
+def build_r820_map():
+    """The EFI map of recipes/platforms/r820-efi.json (regenerate: python -m bootforge.loader.platforms).
+
+    A synthetic map shaped after seed 004's Dell PowerEdge R820 and small servers
+    with 200+ descriptors: the first 640 KiB is boot-services code/data (nothing
+    conventional below 1 MiB, so AllocateMaxAddress(1 MiB) fails), low RAM is
+    fragmented into conventional, boot-services, loader and runtime pieces
+    (runtime ones with EFI_MEMORY_RUNTIME), ACPI tables and NVS below the 32-bit
+    MMIO window, MMIO with RUNTIME, and 30 GiB of RAM above 4 GiB.
+    """
+    wb = 0xF
+    rt = 1 << 63
+    e = [(4, 0, 0x1000, wb), (3, 0x1000, 0x3F000, wb), (4, 0x40000, 0x5F000, wb), (0, 0x9F000, 0x1000, 0),
+         (0, 0xE0000, 0x20000, 0)]
+    at = 0x100000
+    kinds = [(7, wb), (4, wb), (7, wb), (3, wb), (2, wb), (7, wb), (4, wb), (6, wb | rt), (7, wb), (5, wb | rt)]
+    i = 0
+    while len(e) < 220:
+        typ, attr = kinds[i % len(kinds)]
+        pages = 1 + (i * 2654435761) % 4096 if typ == 7 else 1 + (i * 40503) % 96
+        e.append((typ, at, pages * 4096, attr))
+        at += pages * 4096
+        i += 1
+    e.append((7, at, 0x78000000 - at, wb))
+    e += [(9, 0x78000000, 0x100000, wb), (10, 0x78100000, 0x400000, wb), (0, 0x78500000, 0x7B00000, 0),
+          (11, 0x80000000, 0x10000000, rt | 1), (11, 0xFEC00000, 0x1000, rt | 1), (11, 0xFED00000, 0x100000, rt | 1),
+          (11, 0xFF000000, 0x1000000, rt | 1), (7, 1 << 32, 30 << 30, wb)]
+    return MemoryMap("efi", [MemoryRange(a, s, t, at_) for t, a, s, at_ in e], source="r820-efi")
+
+
+def write_r820():
+    import json
+    from bootforge.memmap.io import map_to_json
+    doc = {"comment": "synthetic server EFI map after seed 004 (Dell PowerEdge R820): "
+                      "bootforge.loader.platforms.build_r820_map()", **map_to_json(build_r820_map())}
+    (PLATFORM_DIR / "r820-efi.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    write_r820()
 
 
 # GRUB's lsefimmap names (grub-core/commands/efi/lsefimmap.c), in EFI type order.
@@ -160,14 +204,15 @@ def resolve(spec, base=None):
         return qemu_pc_seabios(parse_size(arg, spec))
     if name == "r820-efi" and not arg:
         return r820_efi()
-    builtin = PLATFORM_DIR / f"{spec}.json"
-    if builtin.exists():
-        return from_file(builtin, name=spec)
+    for suffix in (".json", ".lsefimmap"):
+        builtin = PLATFORM_DIR / f"{spec}{suffix}"
+        if builtin.exists():
+            return from_file(builtin, name=spec)
     path = Path(spec)
     if base is not None and not path.is_absolute():
         path = Path(base) / path
     if path.exists():
         return from_file(path)
-    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.stem for p in PLATFORM_DIR.glob("*.json")
+    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.stem for p in PLATFORM_DIR.glob("*.*")
                                                                    if p.stem != "r820-efi"))
     raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")

@@ -59,6 +59,7 @@ class LoadResult:
     regions: dict = field(default_factory=dict)     # MB1: where each pointed-to block lies
     notes: list = field(default_factory=list)
     load_base: int | None = None
+    grub_pages: list = field(default_factory=list)
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)

@@ -16,6 +16,7 @@ POLICIES = {
     "syslinux-mb1": "syslinux_mb1:load",
     "ipxe-pcbios-mb1": "ipxe_pcbios:load",
     "grub-efi-mb2": "grub_efi:load",
+    "xen-efi": "xen_efi:load",
 }
 LOADERS = ("grub-pc-mb1", "grub-pc-mb2", "grub-efi-mb2", "qemu-mb1", "syslinux-mb1", "ipxe-pcbios-mb1",
            "limine-mb1", "limine-mb2", "xen-efi", "linux-efi-stub")
