@@ -247,3 +247,21 @@ def test_r820_platform_is_generated():
     assert doc["entries"] == map_to_json(build_r820_map())["entries"]
     assert len(doc["entries"]) >= 200
     assert all(e["type"].startswith("boot-services") for e in doc["entries"][:3])
+
+
+def test_limine_rules():
+    doc = load_json("recipes/load-grub-pc-mb2.toml", "--loader", "limine-mb2")
+    assert doc["mbi"]["address"] == 0x10000
+    assert [m["start"] for m in doc["mbi"]["modules"]] == [0x103000, 0x104000]
+    assert any("not checked against a real Limine" in n for n in doc["notes"])
+    assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--loader", "limine-mb1"),
+                          "multiboot1: Invalid magic")
+
+
+def test_linux_efi_stub_e820():
+    doc = load_json("recipes/load-xen-efi.toml", "--loader", "linux-efi-stub", "--platform", "r820-efi")
+    from bootforge.loader.platforms import build_r820_map
+    from bootforge.memmap.convert import efi_to_e820
+    want = [(r.start, r.size, r.type) for r in efi_to_e820(build_r820_map(), "linux").ranges]
+    assert [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]] == want
+    assert doc["mbi"]["mmap"][0] == {"start": 0, "size": 0x9F000, "type": 1}

@@ -111,7 +111,12 @@ def request_from_table(table, base, platform=None, loader=None):
             kernel_file, kernel_name, cmdline, modules = parse_qemu_args(_str(t, "qemu_args", "load"), root)
     if len(modules) > MAX_MODULES:
         raise RecipeError(f"{len(modules)} modules (limit {MAX_MODULES})")
-    kernel = read_kernel(kernel_file, read_input(kernel_file))
+    data = read_input(kernel_file)
+    if loader == "linux-efi-stub":
+        from bootforge.loader.image import KernelImage
+        kernel = KernelImage(str(kernel_file), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
+    else:
+        kernel = read_kernel(kernel_file, data)
     specs = []
     for file, name, args in modules:
         try:

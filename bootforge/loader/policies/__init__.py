@@ -17,6 +17,9 @@ POLICIES = {
     "ipxe-pcbios-mb1": "ipxe_pcbios:load",
     "grub-efi-mb2": "grub_efi:load",
     "xen-efi": "xen_efi:load",
+    "linux-efi-stub": "linux_efi_stub:load",
+    "limine-mb1": "limine:load_mb1",
+    "limine-mb2": "limine:load_mb2",
 }
 LOADERS = ("grub-pc-mb1", "grub-pc-mb2", "grub-efi-mb2", "qemu-mb1", "syslinux-mb1", "ipxe-pcbios-mb1",
            "limine-mb1", "limine-mb2", "xen-efi", "linux-efi-stub")
