@@ -265,3 +265,40 @@ def test_linux_efi_stub_e820():
     want = [(r.start, r.size, r.type) for r in efi_to_e820(build_r820_map(), "linux").ranges]
     assert [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]] == want
     assert doc["mbi"]["mmap"][0] == {"start": 0, "size": 0x9F000, "type": 1}
+
+
+@pytest.mark.parametrize("outcome,hidden_after", [("boot", 1), ("boot-failure", 0), ("san-boot", 3)])
+def test_ipxe_self_placement_and_outcomes(tmp_path, outcome, hidden_after):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[load]\nkernel = "{ROOT}/boot/kernel-mb1"\ncmdline = "x"\nplatform = "qemu-pc-seabios:256M"\n'
+                      f'loader = "ipxe-pcbios-mb1"\n[load.options]\nipxe_outcome = "{outcome}"\n'
+                      f'ipxe_old_start = 0x12345\n[[load.modules]]\npath = "{ROOT}/boot/mod1"\n')
+    doc = load_json(recipe)
+    text = next(p for p in doc["placements"] if p["name"] == "iPXE text/data (relocated)")
+    assert text["end"] <= 0xFFE0000 and text["start"] % 4096 == 0x345           # keeps addr mod 4096
+    running = doc["maps"]["e820-while-ipxe-runs"]["entries"]
+    usable = [(e["start"], e["start"] + e["size"]) for e in running if e["type"] == "ram"]
+    assert not any(a < text["end"] and text["start"] < b for a, b in usable)      # hidden while iPXE runs
+    assert (0, 626 * 1024) in usable                                              # 40:13 lowered by 13 KiB
+    after = doc["maps"][f"e820-after-{outcome}"]["entries"]
+    ram_after = sum(e["size"] for e in after if e["type"] == "ram")
+    ram_before = sum(e["size"] for e in doc["maps"]["output"]["entries"]) and \
+        sum(s for _a, s, t in [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]])
+    assert (ram_after == ram_before) == (hidden_after == 0)
+    assert all(c["ok"] for c in doc["checks"])
+
+
+def test_bad_options(tmp_path):
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel-mb1"\nplatform = "qemu-pc-seabios:256M"\n'
+                          'loader = "ipxe-pcbios-mb1"\n[load.options]\nipxe_outcome = "reboot"\n')
+    assert_one_line_error(run_bootforge("load", p), "ipxe_outcome must be one of")
+    p = _recipe(tmp_path, f'[load]\nkernel = "{ROOT}/boot/kernel-mb1"\nplatform = "qemu-pc-seabios:256M"\n'
+                          'loader = "ipxe-pcbios-mb1"\n[load.options]\nspeed = 3\n')
+    assert_one_line_error(run_bootforge("load", p), "unknown key(s): speed")
+
+
+def test_readme_svg_is_current(tmp_path):
+    """tests/data/load-grub-pc-mb2.svg (shown in the README) is what the command draws today."""
+    out = tmp_path / "now.svg"
+    run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--svg", out, check=0)
+    assert out.read_text() == (DATA / "load-grub-pc-mb2.svg").read_text()

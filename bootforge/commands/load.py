@@ -39,9 +39,9 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
         from bootforge.memmap.model import MemoryMap, MemoryRange
         handed = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in result.mmap], source=result.loader)
         if map_format == "efi-bin":
-            if "efi" not in result.maps:
-                raise RecipeError(f"{result.loader} hands over no EFI map")
-            handed = result.maps["efi"]
+            if "efi-at-exit" not in result.maps:
+                raise RecipeError(f"{result.loader} hands over no EFI map (--map-format efi-bin)")
+            handed = result.maps["efi-at-exit"]
         write_map(handed, map_format, map_out)
     if svg_out:
         from bootforge.loader.svg import render_load_svg

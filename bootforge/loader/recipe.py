@@ -30,7 +30,9 @@ from bootforge.loader.policies import LOADERS
 from bootforge.loader.result import LoadRequest, ModuleSpec
 
 LOAD_KEYS = {"kernel", "loader_path", "cmdline", "platform", "loader", "modules", "grub_cfg", "entry",
-             "isolinux_cfg", "label", "qemu_args", "root"}
+             "isolinux_cfg", "label", "qemu_args", "root", "options"}
+OPTION_KEYS = {"trampoline_size", "ipxe_outcome", "ipxe_textdata_size", "ipxe_basemem_kib", "ipxe_old_start",
+               "ipxe_pmm_source", "ipxe_pmm_decompress"}
 MODULE_KEYS = {"path", "loader_path", "cmdline"}
 MAX_MODULES = 100000
 
@@ -126,7 +128,16 @@ def request_from_table(table, base, platform=None, loader=None):
         if Path(file).is_dir():
             raise RecipeError(f"module {file} is a directory")
         specs.append(ModuleSpec(str(file), name, args, size))
-    return LoadRequest(kernel, kernel_name, cmdline, specs, plat, loader)
+    options = t.get("options", {})
+    if not isinstance(options, dict):
+        raise RecipeError("[load.options] must be a table")
+    bad = sorted(set(options) - OPTION_KEYS)
+    if bad:
+        raise RecipeError(f"[load.options] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(OPTION_KEYS))})")
+    for k, v in options.items():
+        if k != "ipxe_outcome" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise RecipeError(f"[load.options] {k} must be a non-negative integer, not {v!r}")
+    return LoadRequest(kernel, kernel_name, cmdline, specs, plat, loader, dict(options))
 
 
 def _resolve(root, name, cfg):

@@ -1,8 +1,10 @@
 """An SVG of physical memory with every placement drawn and labelled.
 
-The firmware map is drawn by bootforge.memmap.svg (broken axis: the first
-MiB, 1 MiB - 4 GiB, above 4 GiB); placements are overlaid on the same
-bands as outlined boxes in the lower half of each band, labelled below it.
+Top: the firmware map as bootforge.memmap.svg draws it (broken axis: the
+first MiB, 1 MiB - 4 GiB, above 4 GiB), with each placement marked on it.
+Below: one zoomed bar per cluster of placements (placements closer than
+1 MiB share a cluster), to scale within the cluster, each placement a box
+labelled with its name and address; the map's ranges are drawn under them.
 """
 
 from html import escape
@@ -10,48 +12,84 @@ from html import escape
 from bootforge.memmap import svg as base
 from bootforge.memmap.io import human_size
 
-KIND_COLOURS = {"kernel": "#d32f2f", "module": "#7b1fa2", "mbi": "#f57c00", "boot-info": "#fbc02d",
+KIND_COLOURS = {"kernel": "#d32f2f", "module": "#7b1fa2", "mbi": "#f57c00", "boot-info": "#c49000",
                 "loader": "#0097a7", "firmware": "#455a64", "data": "#5d4037"}
-LABEL_ROWS = 6
+BAR = 44
+ROW = 13
+GAP = 1 << 20
+
+
+def _clusters(placements):
+    out = []
+    for p in sorted(placements, key=lambda p: p.start):
+        if out and p.start - out[-1][1] < GAP:
+            out[-1][1] = max(out[-1][1], p.end)
+            out[-1][2].append(p)
+        else:
+            out.append([p.start, p.end, [p]])
+    return out
 
 
 def render_load_svg(result):
     memory_map = result.platform.memory_map
     title = f"bootforge load: {result.loader} on {result.platform.name}"
     doc = base.render_svg(memory_map, title)
-    top = max([r.start + r.size for r in memory_map.ranges] + [p.end for p in result.placements])
-    bands = [(0, 1 << 20), (1 << 20, 1 << 32)] + ([(1 << 32, top)] if top > 1 << 32 else [])
-    bar_width = base.WIDTH - base.LABEL_WIDTH - 2 * base.MARGIN
+    head, _, rest = doc.partition(">")
+    inner = rest.rsplit("</svg>", 1)[0]
+    top_height = int(float(head.split('height="', 1)[1].split('"', 1)[0]))
     x0 = base.MARGIN + base.LABEL_WIDTH
-    extra = LABEL_ROWS * 12 + 10
-    out = []
+    width = base.WIDTH - base.LABEL_WIDTH - 2 * base.MARGIN
+    # Mark each placement on the overview bands.
+    mapped_top = max([r.start + r.size for r in memory_map.ranges] + [p.end for p in result.placements])
+    bands = [(0, 1 << 20), (1 << 20, 1 << 32)] + ([(1 << 32, mapped_top)] if mapped_top > 1 << 32 else [])
+    marks = []
     for i, (lo, hi) in enumerate(bands):
         y = base.MARGIN * 2 + i * (base.BAND_HEIGHT + 30)
-        scale = bar_width / (hi - lo)
-        row = 0
-        for p in sorted(result.placements, key=lambda p: p.start):
+        for p in result.placements:
             a, b = max(p.start, lo), min(p.end, hi)
-            if a >= b:
-                continue
-            colour = KIND_COLOURS.get(p.kind, "#000")
-            x, w = x0 + (a - lo) * scale, max((b - a) * scale, 2)
-            yy = y + base.BAND_HEIGHT * 0.55
-            out.append(f'<rect x="{x:.2f}" y="{yy:.1f}" width="{w:.2f}" height="{base.BAND_HEIGHT * 0.4:.1f}" '
-                       f'fill="{colour}" fill-opacity="0.75" stroke="#000" stroke-width="0.5">'
-                       f'<title>{escape(p.name)} [{p.start:#x}, {p.end:#x}) {escape(human_size(p.end - p.start))}'
-                       f' - {escape(p.rule)}</title></rect>')
-            ly = y + base.BAND_HEIGHT + 26 + row * 12
-            out.append(f'<line x1="{x:.2f}" y1="{yy + base.BAND_HEIGHT * 0.4:.1f}" x2="{x:.2f}" y2="{ly - 9}" '
-                       f'stroke="{colour}" stroke-width="0.5"/>')
-            out.append(f'<text x="{x:.2f}" y="{ly}" fill="{colour}" font-size="9">{escape(p.name)} '
-                       f'{p.start:#x}</text>')
-            row = (row + 1) % LABEL_ROWS
-    # Make room under each band for the labels: shift the document down band by band.
-    doc = doc.replace("</svg>\n", "\n".join(out) + "\n</svg>\n")
-    return _stretch(doc, len(bands) * extra)
-
-
-def _stretch(doc, more):
-    head, _, rest = doc.partition('height="')
-    h, _, rest = rest.partition('"')
-    return f'{head}height="{int(float(h)) + more}"{rest}'
+            if a < b:
+                x = x0 + (a - lo) * width / (hi - lo)
+                w = max((b - a) * width / (hi - lo), 1.5)
+                marks.append(f'<rect x="{x:.2f}" y="{y + base.BAND_HEIGHT - 12}" width="{w:.2f}" height="12" '
+                             f'fill="{KIND_COLOURS.get(p.kind, "#000")}"><title>{escape(p.name)}</title></rect>')
+    # Zoomed clusters.
+    parts, y = [], top_height
+    parts.append(f'<text x="{base.MARGIN}" y="{y + 4}" font-size="13">placements ({len(result.placements)}), '
+                 'zoomed: boxes to scale within each bar</text>')
+    y += 20
+    for lo, hi, items in _clusters(result.placements):
+        span = max(hi - lo, 1)
+        parts.append(f'<text x="{base.MARGIN}" y="{y + BAR / 2}">{lo:#x}</text>')
+        parts.append(f'<text x="{base.MARGIN}" y="{y + BAR / 2 + 13}">{escape(human_size(span))}</text>')
+        parts.append(f'<rect x="{x0}" y="{y}" width="{width}" height="{BAR}" fill="white" stroke="#333"/>')
+        for r in memory_map.ranges:
+            a, b = max(r.start, lo), min(r.start + r.size, hi)
+            if a < b:
+                name = memory_map.type_name(r)
+                parts.append(f'<rect x="{x0 + (a - lo) * width / span:.2f}" y="{y}" '
+                             f'width="{max((b - a) * width / span, 0.5):.2f}" height="{BAR}" '
+                             f'fill="{base.COLOURS.get(name, base.OTHER_COLOUR)}" fill-opacity="0.35"/>')
+        for j, p in enumerate(items):
+            x = x0 + (p.start - lo) * width / span
+            w = max((p.end - p.start) * width / span, 1.5)
+            c = KIND_COLOURS.get(p.kind, "#000")
+            parts.append(f'<rect x="{x:.2f}" y="{y + 6}" width="{w:.2f}" height="{BAR - 12}" fill="{c}" '
+                         f'fill-opacity="0.8" stroke="#000" stroke-width="0.4"><title>{escape(p.name)} '
+                         f'[{p.start:#x}, {p.end:#x}) {escape(human_size(p.end - p.start))}: {escape(p.rule)}'
+                         '</title></rect>')
+            ly = y + BAR + 12 + j * ROW
+            parts.append(f'<line x1="{x:.2f}" y1="{y + BAR - 6}" x2="{x:.2f}" y2="{ly - 9}" stroke="{c}" '
+                         'stroke-width="0.6"/>')
+            anchor = "end" if x > x0 + width * 0.6 else "start"
+            parts.append(f'<text x="{x + (-3 if anchor == "end" else 3):.2f}" y="{ly}" fill="{c}" font-size="10" '
+                         f'text-anchor="{anchor}">{escape(p.name)} {p.start:#x} '
+                         f'({escape(human_size(p.end - p.start))})</text>')
+        parts.append(f'<text x="{x0 + width}" y="{y - 3}" text-anchor="end" font-size="9">{hi:#x}</text>')
+        y += BAR + 20 + len(items) * ROW
+    legend = "".join(f'<rect x="{base.MARGIN + i * 120}" y="{y}" width="12" height="12" fill="{c}"/>'
+                     f'<text x="{base.MARGIN + i * 120 + 16}" y="{y + 10}">{k}</text>'
+                     for i, (k, c) in enumerate(KIND_COLOURS.items()))
+    total = y + 30
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{base.WIDTH}" height="{total}" '
+            f'font-family="monospace" font-size="11">{inner}{"".join(marks)}\n' + "\n".join(parts)
+            + legend + "\n</svg>\n")

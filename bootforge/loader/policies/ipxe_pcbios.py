@@ -20,6 +20,25 @@ Rules:
   memory below 4 GiB, umalloc below it, base memory below 40:13) are not
   subtracted in what the kernel is given (observed).
 - flags 0x24d: mem, cmdline, mods, mmap, loader name (no boot_device).
+
+iPXE's own memory (seed 000; modelled, not compared with a real boot: iPXE
+prints none of it). Sizes are options with defaults after seed 000:
+- POST: two PMM areas (image source ~80 KiB, decompression area ~640 KiB),
+  freed at the end of POST; the ~3 KiB prefix stays in the option-ROM area
+  (never freed).
+- Boot entry: ~13 KiB of base memory by lowering the BDA word 40:13 (FBMS);
+  [FBMS*1024, 0xA0000) is hidden.
+- relocate.c: the 32-bit text/data go to the highest usable region below
+  0xfff00000 that holds size + 4095, at its top, moved down so that the
+  address keeps the old one's value mod 4096.
+- memtop_umalloc.c: umalloc (the downloaded kernel and modules) grows down
+  from just below the relocated image, 4 KiB aligned.
+- e820mangler.S: INT 15h E820 cuts every entry to [0, FBMS*1K),
+  [0xA0000, umalloc start), [umalloc end, text start), [text end, ...)
+  (hidden ranges rounded out to 4 KiB except base memory).
+- Freeing (option ipxe_outcome): "boot" (Multiboot exec: the hook is
+  removed, base memory stays taken), "pxenv-stop-undi" (same), "boot-failure"
+  (everything returned), "san-boot" (nothing ever returned).
 """
 
 from bootforge.errors import RecipeError
@@ -36,6 +55,10 @@ DATA16_BELOW_FBMS = 0x2E80          # mbmodules = FBMS*1024 - this (measured for
 MAX_MODULES = 8
 MAX_MEMMAP = 8
 TFTP_SERVER = "tftp://10.0.2.2/"    # QEMU user networking's TFTP server
+IPXE_MAX_ADDR = 0xFFF00000
+OUTCOMES = ("boot", "pxenv-stop-undi", "boot-failure", "san-boot")
+DEFAULTS = {"ipxe_textdata_size": 0x60000, "ipxe_basemem_kib": 13, "ipxe_old_start": 0,
+            "ipxe_pmm_source": 80 * 1024, "ipxe_pmm_decompress": 640 * 1024, "ipxe_outcome": "boot"}
 
 
 def load(req):
@@ -89,7 +112,78 @@ def load(req):
         + bytes(28)
     res.place("iPXE .bss16 (mbmodules, mbmemmap, name, mbinfo, cmdlines)", base, 0x1C0 + 0x100, 16,
               "static in iPXE's base-memory data segment (measured for this ROM)", "mbi")
-    res.notes.append("iPXE's own relocated image, umalloc heap and hidden base memory are not placed here: "
-                     "their sizes depend on the ROM build (the kernel is not told about them)")
+    hidden = ipxe_self(req, res, merged)
     standard_checks(res, req.platform.memory_map)
+    res.checks = [c for c in res.checks if c.name != "placement-clear-of-hidden"]
+    from bootforge.memmap.placement import Component, check_placement
+    comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements if p.kind in ("module", "kernel")]
+    res.checks += [c for c in check_placement(req.platform.memory_map, res.maps["output"], comps, hidden=hidden)
+                   if c.name == "placement-clear-of-hidden"]
     return res
+
+
+def ipxe_self(req, res, usable):
+    """Where iPXE itself lives (seed 000) and the E820 views INT 15h gives; returns hidden ranges."""
+    from bootforge.memmap.model import MemoryMap, MemoryRange
+    from bootforge.memmap.placement import Component, check_bda_base_memory, check_ipxe_relocation
+    from bootforge.memmap.ops import sanitize
+    opts = {**DEFAULTS, **req.options}
+    outcome = opts["ipxe_outcome"]
+    if outcome not in OUTCOMES:
+        raise RecipeError(f"ipxe_outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+    size = int(opts["ipxe_textdata_size"])
+    fbms_old = req.platform.int12_kib or 639
+    fbms = fbms_old - int(opts["ipxe_basemem_kib"])
+    res.place("iPXE 16-bit code/data (base memory, 40:13 lowered)", fbms * 1024, (fbms_old - fbms) * 1024, 1024,
+              f"basemem.c: FBMS {fbms_old} -> {fbms} KiB", "loader")
+    # PMM during POST, from the top of the RAM below 4 GiB (SeaBIOS's temporary high zone).
+    top = max((b for a, b in usable if b <= 1 << 32), default=0)
+    pmm_src = top - int(opts["ipxe_pmm_source"])
+    pmm_dec = pmm_src - int(opts["ipxe_pmm_decompress"])
+    res.place("iPXE PMM image source (POST only)", pmm_src, int(opts["ipxe_pmm_source"]), 16,
+              "PMM during POST, freed at the end of POST", "firmware")
+    res.place("iPXE PMM decompression area (POST only)", pmm_dec, int(opts["ipxe_pmm_decompress"]), 16,
+              "PMM during POST, freed at the end of POST", "firmware")
+    best = None
+    for a, b in usable:
+        b = min(b, IPXE_MAX_ADDR)
+        if b - a >= size + 4095 and (best is None or a > best[0]):
+            best = (a, b)
+    if best is None:
+        raise RecipeError("iPXE: no memory to relocate to")
+    old = int(opts["ipxe_old_start"])
+    new = best[1] - size
+    new -= (new - old) % 4096
+    text = res.place("iPXE text/data (relocated)", new, size, 4096,
+                     "relocate.c: top of the highest usable region below 0xfff00000, keeping addr mod 4096",
+                     "loader")
+    # umalloc: downloaded kernel, then modules, growing down below the image.
+    at = new // 4096 * 4096
+    files = [("kernel " + req.kernel_loader_path, req.kernel.file_size)] + \
+            [(f"module {i} " + m.loader_path, m.size) for i, m in enumerate(req.modules)]
+    for name, n in files:
+        at = (at - n) // 4096 * 4096
+        res.place(f"umalloc: downloaded {name}", at, n, 4096, "memtop_umalloc.c: down from below the image",
+                  "loader")
+    umalloc = (at, new // 4096 * 4096)
+    text_hidden = (new // 4096 * 4096, align_up(new + size, 4096))
+    hidden = [(fbms * 1024, 0xA0000 - fbms * 1024), (umalloc[0], umalloc[1] - umalloc[0]),
+              (text_hidden[0], text_hidden[1] - text_hidden[0])]
+    e820 = req.platform.memory_map
+
+    def view(hide):
+        ranges = [MemoryRange(r.start, r.size, r.type) for r in e820.ranges]
+        for a, n in hide:
+            ranges.append(MemoryRange(a, n, 2))
+        m = sanitize(MemoryMap("e820", ranges))
+        # e820mangler leaves hidden ranges as holes, not reserved entries.
+        return m.replace([r for r in m.ranges if not any(r.start >= a and r.start + r.size <= a + n
+                                                          for a, n in hide if r.type == 2)])
+    res.maps["e820-while-ipxe-runs"] = view(hidden)
+    after = {"boot": hidden[:1], "pxenv-stop-undi": hidden[:1], "boot-failure": [], "san-boot": hidden}[outcome]
+    res.maps[f"e820-after-{outcome}"] = view(after)
+    res.checks.append(check_ipxe_relocation(old, Component(text.name, text.start, text.end - text.start)))
+    res.checks.append(check_bda_base_memory(fbms, fbms * 1024))
+    res.notes.append(f"iPXE's own regions use seed 000's sizes (options ipxe_textdata_size, ipxe_basemem_kib, "
+                     f"...); outcome {outcome!r}: E820 via INT 15h afterwards is maps['e820-after-{outcome}']")
+    return [] if outcome == "boot-failure" else hidden
