@@ -3,7 +3,6 @@ recipe forms (explicit, grub.cfg, isolinux.cfg, QEMU arguments) and bad input.""
 
 import json
 import struct
-from pathlib import Path
 
 import pytest
 

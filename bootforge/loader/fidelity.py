@@ -70,12 +70,14 @@ def dump_kernel(link, protocol):
         stub = out_dir / f"mbdump-{link}.elf"
         if not stub.exists():
             script = (REPO / "stubs" / "mbdump.ld").read_text().replace("0x100000", hex(LINKS[link]))
-            (out_dir / f"mbdump-{link}.ld").write_text(script)
+            (out_dir / f"mbdump-{link}.ld").write_text(script)     # same bytes from every writer
             obj = BUILD / "stubs" / "mbdump.o"
             if not obj.exists():
                 raise ToolError(f"{obj} is missing: run `make stubs`")
+            tmp = out_dir / f".mbdump-{link}.{os.getpid()}.elf"
             _run(["ld", "-m", "elf_i386", "-T", str(out_dir / f"mbdump-{link}.ld"), "--build-id=none",
-                  "--no-warn-rwx-segments", "-o", str(stub), str(obj)])
+                  "--no-warn-rwx-segments", "-o", str(tmp), str(obj)])
+            os.replace(tmp, stub)       # atomic: parallel test runs may build it too
     if not stub.exists():
         raise ToolError(f"{stub} is missing: run `make stubs`")
     kernel = out_dir / f"mbdump-{link}-{protocol}.elf"

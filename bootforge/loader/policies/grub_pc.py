@@ -33,8 +33,7 @@ from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies.common import (
-    MIB, GIB4, claim_segments, e820_entries, free_space, mem_lower_kib, mem_upper_kib, ram_intervals,
-    standard_checks,
+    MIB, GIB4, e820_entries, free_space, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
 

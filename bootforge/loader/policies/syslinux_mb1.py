@@ -18,6 +18,13 @@ Rules:
   ones fill earlier gaps), then the mmap (all E820 entries, size 20,
   4-aligned) and the loader name.
 - mem_lower from INT 12h, mem_upper = the available range at 1 MiB.
+
+Syslinux's own low memory (core/layout.inc, seed 002), reported as loader
+placements that live until the final shuffle hands over to the kernel:
+the BIOS area below 0x800, the boot sector/core at TEXT_START 0x7c00,
+xfer_buf_seg 0x1000 (64 KiB), aux_seg 0x2000 (8 KiB), cache_seg 0x2200
+(64 KiB), real_mode_seg 0x3200 (64 KiB) (ISOLINUX's real_mode_seg may
+differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
 """
 
 from bootforge.errors import RecipeError
@@ -103,6 +110,11 @@ def load(req):
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, cmd_at, len(mods), mods_addr,
                                  (k.shnum, k.shentsize, shdr, _shstrndx(k)) if shdr else (0, 0, 0, 0),
                                  24 * len(entries), mmap_at, name_at)[:88] + bytes(28)
+    for name, seg, size in (("Syslinux xfer_buf_seg", 0x1000, 0x10000), ("Syslinux aux_seg", 0x2000, 0x2000),
+                            ("Syslinux cache_seg", 0x2200, 0x10000), ("Syslinux real_mode_seg", 0x3200, 0x10000)):
+        res.place(f"{name} (until the shuffle)", seg * 16, size, 16, "core/layout.inc (seed 002)", "firmware")
+    res.place("Syslinux core at TEXT_START (until the shuffle)", 0x7C00, 0x10000 - 0x7C00, 16,
+              "core/layout.inc (seed 002)", "firmware")
     res.place("multiboot_info", mbi_at, 88, 4, "first fit from 0x2000", "mbi")
     res.place("mmap", mmap_at, 24 * len(entries), 4, "first fit from 0x2000", "mbi")
     standard_checks(res, req.platform.memory_map)
