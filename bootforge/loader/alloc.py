@@ -32,9 +32,11 @@ class FreeSpace:
                 merged.append([lo, hi])
         self.lo = [a for a, _ in merged]
         self.hi = [b for _, b in merged]
-        # Search hint: every free interval below hint_addr is at most hint_len long. Taking
-        # memory only shrinks or splits intervals, so the bound stays true forever.
-        self.hint_addr, self.hint_len = 0, 0
+        # Search hints per alignment, a staircase of (addr, room): no free interval below addr
+        # has more than `room` bytes from its first aligned address to its end; addr and room
+        # both increase along the list. Taking memory only shrinks or splits intervals, so a
+        # bound, once true, stays true.
+        self.hints = {}
 
     def intervals(self):
         return list(zip(self.lo, self.hi))
@@ -42,7 +44,7 @@ class FreeSpace:
     def copy(self):
         out = FreeSpace()
         out.lo, out.hi = list(self.lo), list(self.hi)
-        out.hint_addr, out.hint_len = self.hint_addr, self.hint_len
+        out.hints = {a: (list(x), list(y)) for a, (x, y) in self.hints.items()}
         return out
 
     def clip(self, lo, hi):
@@ -78,7 +80,6 @@ class FreeSpace:
         keep.sort()
         self.lo = [a for a, _ in keep]
         self.hi = [b for _, b in keep]
-        self.hint_addr, self.hint_len = 0, 0
 
     def lowest(self, size, align=1, min_addr=0, max_end=1 << 64):
         """Lowest start >= min_addr, aligned, with start + size <= max_end; or None."""
@@ -86,10 +87,11 @@ class FreeSpace:
         i = max(bisect_right(self.lo, min_addr) - 1, 0)
         covers_below = not self.lo or min_addr <= self.lo[0]
         longest = 0
-        if size > self.hint_len and min_addr <= self.hint_addr:
-            # Nothing below the hint is long enough: start there.
-            i = max(i, bisect_left(self.lo, self.hint_addr))
-            covers_below, longest = True, self.hint_len
+        hint_addrs, hint_lens = self.hints.setdefault(align, ([], []))
+        k = bisect_left(hint_lens, size) - 1        # the furthest hint whose bound is below size
+        if k >= 0 and min_addr <= hint_addrs[k]:
+            i = max(i, bisect_left(self.lo, hint_addrs[k]))
+            covers_below, longest = True, hint_lens[k]
         found = None
         j = i
         for j in range(i, len(self.lo)):
@@ -100,10 +102,24 @@ class FreeSpace:
             if base + size <= min(self.hi[j], max_end):
                 found = base
                 break
-            longest = max(longest, self.hi[j] - self.lo[j])
-        if covers_below and found is not None and self.lo[j] > self.hint_addr:
-            self.hint_addr, self.hint_len = self.lo[j], longest
+            room = self.hi[j] - align_up(self.lo[j], align)
+            if room > longest:
+                longest = room
+        if covers_below and found is not None:
+            self._hint(hint_addrs, hint_lens, self.lo[j], longest)
         return found
+
+    @staticmethod
+    def _hint(ha, hl, addr, longest):
+        """Add (addr, longest) to a staircase, dropping the entries it makes useless."""
+        p = bisect_left(ha, addr)
+        if p < len(ha) and hl[p] <= longest:
+            return          # a hint at or above addr with a bound as good already exists
+        q = p
+        while q > 0 and hl[q - 1] >= longest:
+            q -= 1          # hints below addr with a worse (larger) bound are superseded
+        ha[q:p] = [addr]
+        hl[q:p] = [longest]
 
     def highest(self, size, align=1, min_addr=0, max_end=1 << 64):
         """Highest aligned start with [start, start+size) free, >= min_addr, ending <= max_end."""
