@@ -22,12 +22,19 @@ from operator import sub
 
 from bootforge.compress.formats import HEADER_SIZE, MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD
 from bootforge.compress.huffman import code_lengths
-from bootforge.compress.writer import block_string, pack
+from bootforge.compress.writer import block_bits, block_string, pack
 
 # Match finder effort: candidates walked per position, and the match length
 # that is taken at once without looking for anything better inside it.
-CHAIN_DEPTH = 64
+CHAIN_DEPTH = 48
+NEAR_DEPTH = 8
+DEEP_KEY = 5
 NICE_LENGTH = 128
+# Past a match this long, walk at most GOOD_DEPTH more candidates.
+GOOD_LENGTH = 32
+GOOD_DEPTH = 8
+# Lengths relaxed per frontier entry beyond which only the longest is tried.
+RELAX_SPAN = 8
 # Optimal-parse rounds (each: costs from the last parse, parse, re-split).
 PARSE_ROUNDS = 2
 # Block split granularity in tokens, and how many checkpoints a file gets at most.
@@ -47,11 +54,11 @@ def compress(data, variant):
     found = find_matches(data, variant.max_distance)
     codes, values, starts = greedy_parse(data, found)
     for _ in range(PARSE_ROUNDS):
-        blocks = split_blocks(codes, values, variant.np)
+        blocks = split_blocks(codes, values, variant.np, variant.pbit)
         bounds = [starts[b] for b in blocks]
         costs = [block_costs(c, v, variant.np) for c, v in _block_slices(codes, values, blocks)]
         codes, values, starts = optimal_parse(data, found, bounds, costs)
-    blocks = split_blocks(codes, values, variant.np)
+    blocks = split_blocks(codes, values, variant.np, variant.pbit)
     bits = [block_string(c, v, variant) for c, v in _block_slices(codes, values, blocks)]
     body = pack("".join(bits))
     return struct.pack("<II", len(body), n) + body
@@ -78,16 +85,15 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
     found = [None] * n
     if n < THRESHOLD:
         return found
-    # prev[i]: the previous position with the same 3 bytes (-1: none).
-    prev = [-1] * n
-    head = {}
-    get = head.get
-    for i in range(n - 2):
-        key = data[i:i + 3]
-        prev[i] = get(key, -1)
-        head[key] = i
+    # Hash chains: prev[i] is the previous position with the same first 3
+    # bytes (-1: none), deep[i] the same for the first DEEP_KEY bytes. The
+    # nearest candidates come from prev (short matches pay only when near);
+    # the long walk follows deep, where every candidate shares DEEP_KEY bytes.
+    prev = _chain(data, THRESHOLD)
+    deep = _chain(data, DEEP_KEY)
     i = 0
     last = n - 2
+    good, good_depth, near_depth = GOOD_LENGTH, GOOD_DEPTH, NEAR_DEPTH
     while i < last:
         j = prev[i]
         lowest = i - max_distance if i > max_distance else 0
@@ -97,7 +103,8 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
         longest = min(MAX_MATCH, n - i)
         best = THRESHOLD - 1
         frontier = []
-        left = depth
+        chain = prev
+        left = near_depth
         while j >= lowest:
             # Only a candidate matching one byte past the best can improve it.
             if data[j + best] == data[i + best] and data[j:j + best] == data[i:i + best]:
@@ -108,19 +115,49 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
                     length += 1
                 best = length
                 frontier += (length, i - j)
-                if length >= longest:
+                if length >= good:
+                    if length >= longest:
+                        break
+                    left = min(left, good_depth)
+                elif length >= longest:
                     break
             left -= 1
-            if not left:
+            if left:
+                j = chain[j]
+            elif chain is prev and best < good:
+                # Switch to the deep chain, past the candidates already seen.
+                chain = deep
+                left = depth
+                k = deep[i]
+                while k >= j:
+                    k = deep[k]
+                j = k
+            else:
                 break
-            j = prev[j]
         if frontier:
             found[i] = frontier
             if best >= nice:
+                # Inside a long match, its tail is the candidate: no search there.
+                distance = frontier[-1]
+                for k in range(1, best - THRESHOLD + 1):
+                    found[i + k] = [best - k, distance]
                 i += best
                 continue
         i += 1
     return found
+
+
+def _chain(data, key_length):
+    """prev[i]: the previous position whose key_length bytes equal those at i (-1: none)."""
+    n = len(data)
+    prev = [-1] * n
+    head = {}
+    get = head.get
+    for i in range(n - key_length + 1):
+        key = data[i:i + key_length]
+        prev[i] = get(key, -1)
+        head[key] = i
+    return prev
 
 
 def greedy_parse(data, found):
@@ -192,7 +229,13 @@ def optimal_parse(data, found, bounds, costs):
                 length = frontier[k]
                 distance = frontier[k + 1]
                 base = here + p_cost[(distance - 1).bit_length()]
-                for m in range(shorter + 1, length + 1):
+                # Every length this distance adds, but of a long range only the
+                # first few and the longest: truncating far inside rarely pays.
+                if length - shorter > RELAX_SPAN:
+                    lengths = [*range(shorter + 1, shorter + RELAX_SPAN), length]
+                else:
+                    lengths = range(shorter + 1, length + 1)
+                for m in lengths:
                     t = base + length_cost[m]
                     if t < cost[i + m]:
                         cost[i + m] = t
@@ -226,14 +269,15 @@ def _xlogx_table(size):
     return _XLOGX
 
 
-def split_blocks(codes, values, np):
+def split_blocks(codes, values, np, pbit):
     """Token indices where blocks start (the first is 0), minimising estimated bits.
 
     Checkpoints every `granularity` tokens; prefix histograms of C and P
     symbols give any span's histogram by subtraction, and its cost is
-    estimated as its entropy plus extra bits plus a header estimate.
-    Dynamic programming over checkpoints picks the cheapest partition with
-    no block over 65535 codes.
+    estimated as its entropy plus extra bits plus a header estimate. Spans
+    are cut in two where that is cheapest, recursively (no block over 65535
+    codes), then neighbours are merged again while exact block sizes say
+    the cut does not pay.
     """
     total = len(codes)
     granularity = max(SPLIT_GRANULARITY, -(-total // SPLIT_MAX_CHECKPOINTS))
@@ -270,19 +314,39 @@ def split_blocks(codes, values, np):
         p_used = np - p_span.count(0)
         return bits + 4.5 * c_used + 3 * p_used + 60     # trees and block size field
 
-    count = len(checkpoints)
-    longest_span = MAX_BLOCK_CODES // granularity
-    best = [0.0] + [math.inf] * (count - 1)
-    previous = [0] * count
-    for b in range(1, count):
-        for a in range(max(0, b - longest_span), b):
-            c = best[a] + span_cost(a, b)
-            if c < best[b]:
-                best[b] = c
-                previous[b] = a
-    cuts = []
-    b = count - 1
-    while b:
-        b = previous[b]
-        cuts.append(checkpoints[b])
-    return cuts[::-1] or [0]
+    def split(a, b):
+        """Checkpoint indices starting blocks in [a, b): best single cut, then recurse."""
+        fits = checkpoints[b] - checkpoints[a] <= MAX_BLOCK_CODES
+        best_cost, best_cut = (span_cost(a, b) if fits else math.inf), None
+        for cut in range(a + 1, b):
+            cost = span_cost(a, cut) + span_cost(cut, b)
+            if cost < best_cost:
+                best_cost, best_cut = cost, cut
+        if best_cut is None:
+            return [a]
+        return split(a, best_cut) + split(best_cut, b)
+
+    bounds = split(0, len(checkpoints) - 1) + [len(checkpoints) - 1]
+
+    # Entropy overrates splits of small spans; merge neighbours while exact sizes say so.
+    def exact(a, b):
+        return block_bits(list(map(sub, c_prefix[b], c_prefix[a])),
+                          list(map(sub, p_prefix[b], p_prefix[a])), pbit)
+
+    sizes = [exact(a, b) for a, b in zip(bounds, bounds[1:])]
+    merged = [None] * (len(bounds) - 2)
+    while merged:
+        for i, size in enumerate(merged):
+            if size is None:
+                fits = checkpoints[bounds[i + 2]] - checkpoints[bounds[i]] <= MAX_BLOCK_CODES
+                merged[i] = exact(bounds[i], bounds[i + 2]) if fits else math.inf
+        gain, i = max((sizes[i] + sizes[i + 1] - size, i) for i, size in enumerate(merged))
+        if gain < 0:
+            break
+        del bounds[i + 1]
+        sizes[i:i + 2] = [merged[i]]
+        del merged[i]
+        for j in (i - 1, i):
+            if 0 <= j < len(merged):
+                merged[j] = None
+    return [checkpoints[b] for b in bounds[:-1]]

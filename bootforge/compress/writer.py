@@ -5,6 +5,8 @@ length + 253 for a match), and `values`, one distance value (distance - 1)
 per match, in order. A block is a slice of both.
 """
 
+from operator import mul
+
 from bootforge.compress.formats import (CBIT, MATCH_BASE, NC, NT, T_RUN_LONG_BITS, T_RUN_LONG_MIN,
                                         T_RUN_SHORT_BITS, T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
 from bootforge.compress.huffman import canonical_codes, code_lengths
@@ -97,6 +99,34 @@ def pt_set_bits(lengths, nbit, special):
             while zeros < 3 and i + zeros < len(lengths) and lengths[i + zeros] == 0:
                 zeros += 1
             i += zeros
+    return bits
+
+
+def block_bits(c_freq, p_freq, pbit):
+    """Exact size in bits of a block with these C and P symbol histograms."""
+    bits = 16
+    c_lengths = code_lengths(c_freq)
+    if sum(1 for f in c_freq if f) < 2:
+        bits += 2 * TBIT + 2 * CBIT
+    else:
+        tokens = c_length_tokens(c_lengths)
+        t_freq = [0] * NT
+        for t, _ in tokens:
+            t_freq[t] += 1
+        t_lengths = code_lengths(t_freq)
+        if sum(1 for f in t_freq if f) < 2:
+            bits += 2 * TBIT
+        else:
+            bits += pt_set_bits(t_lengths, TBIT, T_SPECIAL)
+        bits += CBIT + sum(t_lengths[t] + len(extra) for t, extra in tokens)
+        bits += sum(map(mul, c_freq, c_lengths))
+    if sum(1 for f in p_freq if f) < 2:
+        bits += 2 * pbit
+        p_lengths = [0] * len(p_freq)
+    else:
+        p_lengths = code_lengths(p_freq)
+        bits += pt_set_bits(p_lengths, pbit, -1)
+    bits += sum(f * (n + max(p - 1, 0)) for p, (f, n) in enumerate(zip(p_freq, p_lengths)))
     return bits
 
 
