@@ -20,7 +20,8 @@ SCENARIOS = (
     + [F.Scenario("ipxe-pcbios-mb1", m, 1, "1m") for m in F.MEMORY_SIZES if m != "256M"]
     # GRUB x86_64-efi on OVMF (q35): the platform is GRUB's own `lsefimmap` just before loading,
     # and tag 6 must also follow from the dump's tag 17 (field mmap_from_tag17). Xen 4.17 (xen.gz)
-    # through GRUB on OVMF: its printed load base and "EFI RAM map:", and GRUB's pages.
+    # through GRUB on OVMF: its printed load base and "EFI RAM map:", and GRUB's pages. The
+    # parametric qemu-q35-ovmf:<mem> profile (+ GRUB's heap) against lsefimmap at 768M and 4G.
     + F.EFI_SCENARIOS
 )
 OUTCOMES = []
@@ -34,7 +35,7 @@ def _needs(loader):
         require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
     if loader.startswith("ipxe"):
         require(F.IPXE_ROM)
-    if loader.startswith("grub-efi") or loader == "xen-efi":
+    if loader.startswith("grub-efi") or loader in ("xen-efi", "platform-q35-ovmf"):
         require(F.OVMF_CODE, F.OVMF_VARS, "/usr/lib/grub/x86_64-efi", "grub-mkrescue", "xorriso", "mformat")
     if loader == "xen-efi":
         require(F.XEN_GZ)
@@ -55,6 +56,7 @@ def test_fidelity(sc, workroot):
     assert outcome.error is None, outcome.error
     assert not outcome.mismatches, F.matrix_table([outcome])
     required = ({"load_base", "e820", "grub_pages"} if sc.loader == "xen-efi"
+                else {"efi_map"} if sc.loader == "platform-q35-ovmf"
                 else {"modules", "mmap", "mem_lower", "mem_upper", "mbi_address"})
     assert required <= set(outcome.matched)
 

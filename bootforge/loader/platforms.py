@@ -15,9 +15,12 @@ qemu-pc-seabios:<mem>
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
     data over the first 640 KiB and 200+ descriptors (recipes/platforms/).
-qemu-q35-ovmf-512M
-    OVMF's EFI map under QEMU q35 -m 512 as GRUB's lsefimmap printed it
-    (recipes/platforms/; captured, not parametric).
+qemu-q35-ovmf:<mem>
+    OVMF 2022.11's EFI map under QEMU q35 for any -m >= 128M, derived from
+    GRUB lsefimmap captures at 256M..5G: the first 21 MiB fixed, OVMF's
+    allocations at the top of low RAM moving with it, conventional memory
+    between, q35's 2 GiB low-memory split from 2.75 GiB on, RAM above 4 GiB.
+    (recipes/platforms/qemu-q35-ovmf-512M.lsefimmap is the template.)
 a path
     Any map file bootforge memmap reads (E820 text/sysfs/binary, an EFI map,
     JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
@@ -48,6 +51,7 @@ class Platform:
     int12_kib: int | None = None    # BIOS: INT 12h (and the BDA word at 0x413)
     ebda: int | None = None
     memory_bytes: int | None = None
+    grub_heap_included: bool = False    # EFI map printed by GRUB itself (its heap already allocated)
 
     def to_json(self):
         return {"name": self.name, "firmware": self.firmware, "int12_kib": self.int12_kib,
@@ -82,6 +86,43 @@ def qemu_pc_seabios(ram):
     m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source="qemu-pc-seabios")
     return Platform(f"qemu-pc-seabios:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
                     ebda=SEABIOS_EBDA, memory_bytes=ram)
+
+
+# q35 with OVMF: derived from GRUB's lsefimmap on OVMF 2022.11 at 256M, 512M, 1G, 2G, 3G, 5G
+# (tests/data/load-ovmf-q35-*.lsefimmap, recipes/platforms/qemu-q35-ovmf-512M.lsefimmap).
+OVMF_TEMPLATE = "qemu-q35-ovmf-512M.lsefimmap"
+OVMF_TEMPLATE_LOWMEM = 512 * MIB
+OVMF_TEMPLATE_HIGH = "qemu-q35-ovmf-3072M.lsefimmap"
+OVMF_FIXED_BELOW = 0x1500000        # [0, 21 MiB): identical for every -m
+OVMF_PCI_HOLE = 0xB0000000          # q35: MMCONFIG from 2.75 GiB; entries there and above stay put
+Q35_LOWMEM_SPLIT = 0xB0000000       # ram >= this: only 2 GiB below 4 GiB (pc_q35_init)
+Q35_LOWMEM = 0x80000000
+
+
+def qemu_q35_ovmf(ram):
+    """OVMF's EFI map under QEMU q35 with *ram* bytes, as an EFI application sees it before it
+    allocates anything of its own: the first 21 MiB are the same for every size, everything
+    OVMF allocates at the top of low RAM moves with it, conventional memory fills the gap, and
+    RAM above 4 GiB (ram >= 2.75 GiB: only 2 GiB below 4 GiB) is one conventional range."""
+    if ram < 128 * MIB or ram % MIB:
+        raise RecipeError("qemu-q35-ovmf needs at least 128 MiB, in whole MiB")
+    lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
+    # With RAM above 4 GiB OVMF allocates a little more at the top of low RAM (observed: 3G, 5G).
+    name, base_low = (OVMF_TEMPLATE_HIGH, Q35_LOWMEM) if ram > lowmem else (OVMF_TEMPLATE, OVMF_TEMPLATE_LOWMEM)
+    template = parse_lsefimmap((PLATFORM_DIR / name).read_text(), name)
+    shift = lowmem - base_low
+    low = [r for r in template.ranges if r.start < OVMF_FIXED_BELOW]
+    # GRUB's heap (loader code) and the conventional run below it are one conventional range here.
+    movable = [r for r in template.ranges if OVMF_FIXED_BELOW <= r.start < OVMF_PCI_HOLE]
+    first_fixed_top = next(r for r in movable if r.type not in (1, 7)).start
+    top = [MemoryRange(r.start + shift, r.size, r.type, r.attributes) for r in movable if r.start >= first_fixed_top]
+    wb = next(r.attributes for r in low if r.type == 7)
+    gap = MemoryRange(OVMF_FIXED_BELOW, first_fixed_top + shift - OVMF_FIXED_BELOW, 7, wb)
+    high = [r for r in template.ranges if OVMF_PCI_HOLE <= r.start < 1 << 32]
+    above = [MemoryRange(1 << 32, ram - lowmem, 7, wb)] if ram > lowmem else []
+    ranges = [MemoryRange(r.start, r.size, r.type, r.attributes) for r in low] + [gap] + top + above + high
+    return Platform(f"qemu-q35-ovmf:{ram // MIB}M", "efi", MemoryMap("efi", ranges, source="qemu-q35-ovmf"),
+                    memory_bytes=ram)
 
 
 def r820_efi():
@@ -173,7 +214,8 @@ def from_file(path, name=None, read_map=None):
         raise RecipeError(f"platform map file {path} does not exist")
     head = path.read_bytes()[:65536] if path.is_file() else b""
     if b"Physical start" in head and b"conv-mem" in head:
-        return Platform(name or str(path), "efi", parse_lsefimmap(head.decode("latin-1"), str(path)))
+        return Platform(name or str(path), "efi", parse_lsefimmap(head.decode("latin-1"), str(path)),
+                        grub_heap_included=True)
     fmt = io.guess_format(path)
     if fmt is None:
         raise RecipeError(f"{path}: cannot tell which memory-map format this is")
@@ -204,6 +246,8 @@ def resolve(spec, base=None):
         return qemu_pc_seabios(parse_size(arg, spec))
     if name == "r820-efi" and not arg:
         return r820_efi()
+    if name == "qemu-q35-ovmf" and arg:
+        return qemu_q35_ovmf(parse_size(arg, spec))
     for suffix in (".json", ".lsefimmap"):
         builtin = PLATFORM_DIR / f"{spec}{suffix}"
         if builtin.exists():

@@ -50,6 +50,45 @@ def grub_efi_mmap(efi_map):
     return out
 
 
+GRUB_HEAP_SLACK_PAGES = 0x2A
+
+
+def grub_efi_heap(efi_map):
+    """Where GRUB 2.06 x86_64-efi puts its heap when it starts (grub-core/kern/efi/mm.c
+    grub_efi_mm_init): one loader-code allocation of a quarter of the conventional memory below
+    4 GiB, less 0x2a pages (observed on OVMF at 256M..5G), from the top of the highest
+    conventional range below 4 GiB that holds it. Returns (start, size) or None."""
+    conv = [(r.start, r.start + r.size) for r in efi_map.ranges if r.type == 7 and r.start < GIB4]
+    pages = (sum(min(b, GIB4) - a for a, b in conv) // PAGE >> 2) - GRUB_HEAP_SLACK_PAGES
+    size = pages * PAGE
+    for a, b in sorted(conv, reverse=True):
+        b = min(b, GIB4)
+        if b - a >= size:
+            return b - size, size
+    return None
+
+
+def with_grub_heap(platform):
+    """The platform's EFI map as GRUB's commands see it (its heap allocated), and the heap."""
+    efi = platform.memory_map
+    if platform.grub_heap_included:
+        return efi, None
+    heap = grub_efi_heap(efi)
+    if heap is None:
+        raise RecipeError("GRUB: out of memory for its heap")
+    out = []
+    for r in efi.ranges:
+        if r.type == 7 and r.start <= heap[0] < r.start + r.size:
+            if heap[0] > r.start:
+                out.append(MemoryRange(r.start, heap[0] - r.start, 7, r.attributes))
+            out.append(MemoryRange(heap[0], heap[1], 1, r.attributes))
+            if heap[0] + heap[1] < r.start + r.size:
+                out.append(MemoryRange(heap[0] + heap[1], r.start + r.size - heap[0] - heap[1], 7, r.attributes))
+        else:
+            out.append(MemoryRange(r.start, r.size, r.type, r.attributes))
+    return efi.replace(out), heap
+
+
 def _available_runs(entries):
     return [(a, a + s) for a, s, t in entries if t == 1]
 
@@ -68,7 +107,10 @@ def load(req):
     if relocatable_tag(k) is not None:
         raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
-    efi = plat.memory_map
+    efi, heap = with_grub_heap(plat)
+    if heap:
+        res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory below "
+                  "4 GiB, top-down", "loader")
     free = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
     free = free.clip(0x1000, GIB4)
     # Fixed targets may also lie in boot-services memory (freed when GRUB exits them; observed:

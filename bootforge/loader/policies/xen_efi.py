@@ -53,8 +53,12 @@ def load(req):
         raise RecipeError("xen-efi needs an EFI platform (lsefimmap text, efi-bin, r820-efi, ...)")
     if k.mb2 is None:
         raise RecipeError("no multiboot header found")
-    efi = plat.memory_map
+    from bootforge.loader.policies.grub_efi import with_grub_heap
     res = LoadResult(req.loader, "xen", plat, SOURCE)
+    efi, heap = with_grub_heap(plat)
+    if heap:
+        res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory below "
+                  "4 GiB, top-down", "loader")
     conv = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7).clip(0x1000, 1 << 64)
     taken = []
     size = k.high - k.low
@@ -130,7 +134,7 @@ def load(req):
     # After ExitBootServices boot-services memory is free too (the trampoline may come from it).
     from bootforge.memmap.model import MemoryRange
     free_in = efi.replace([MemoryRange(r.start, r.size, 7 if r.type in (3, 4) else r.type, r.attributes)
-                           for r in efi.ranges])
+                           for r in plat.memory_map.ranges])
     res.checks += [c for c in check_placement(free_in, free_in, comps)
                    if c.name in ("placement-in-usable-memory", "placement-no-overlap")]
     res.checks.append(check_xen_image(Component(image.name, image.start, image.end - image.start)))
