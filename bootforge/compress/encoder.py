@@ -215,13 +215,13 @@ def optimal_parse(data, found, bounds, costs):
     ends = bounds[1:] + [n]
     for start, end, (c_cost, p_cost) in zip(bounds, ends, costs):
         length_cost = [0] * THRESHOLD + c_cost[256:]      # indexed by match length
-        for i in range(start, end):
+        for i, literal, frontier in zip(range(start, end), map(c_cost.__getitem__, data[start:end]),
+                                        found[start:end]):
             here = cost[i]
-            t = here + c_cost[data[i]]
+            t = here + literal
             if t < cost[i + 1]:
                 cost[i + 1] = t
                 step[i + 1] = 1
-            frontier = found[i]
             if frontier is None:
                 continue
             shorter = THRESHOLD - 1
