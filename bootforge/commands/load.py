@@ -12,7 +12,8 @@ MAP_FORMATS = ("table", "json", "e820-dmesg", "e820-bin", "mb1-mmap", "mb2-mmap"
 
 @click.command("load")
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, r820-efi, a map file).")
+@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
+              "r820-efi, a map file).")
 @click.option("--loader", help="Override the recipe's loader (grub-pc-mb2, qemu-mb1, syslinux-mb1, ...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
@@ -21,7 +22,12 @@ MAP_FORMATS = ("table", "json", "e820-dmesg", "e820-bin", "mb1-mmap", "mb2-mmap"
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
 def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, map_format):
-    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE."""
+    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE.
+
+    Prints where everything lands and by which rule, the boot information and
+    memory map the kernel is given, and the placement checks. Exit status 1
+    when a check fails, 2 on bad input or when the real loader would refuse.
+    """
     from bootforge.fileio import write_atomic
     from bootforge.loader.recipe import read_recipe
     from bootforge.loader.policies import policy
