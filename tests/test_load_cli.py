@@ -96,6 +96,8 @@ def test_map_out_and_svg(tmp_path):
 
 
 def test_relocatable_kernel(tmp_path):
+    from conftest import require
+    require(str(REPO / "build" / "stubs" / "mbdump.elf"))
     from bootforge.multiboot.build import build_kernel_recipe
     kernel = tmp_path / "reloc.elf"
     build_kernel_recipe(tmp_path / "k.toml", {"kernel": {
@@ -152,6 +154,8 @@ def test_module_larger_than_ram(tmp_path):
     ({"min_addr": 0x200000, "max_addr": 0x10000000, "align": 0}, "align 0"),
 ])
 def test_impossible_relocation(tmp_path, reloc, words):
+    from conftest import require
+    require(str(REPO / "build" / "stubs" / "mbdump.elf"))
     from bootforge.multiboot.build import build_kernel_recipe
     kernel = tmp_path / "reloc.elf"
     build_kernel_recipe(tmp_path / "k.toml", {"kernel": {
