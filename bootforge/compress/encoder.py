@@ -2,14 +2,15 @@
 
 Pipeline (each stage chosen to beat EDK2's lazy-match, fixed-buffer encoder):
 
-1. Match finder: hash chains over 3-byte prefixes. At every position it
-   records the "frontier": for each longer length, the nearest distance
+1. Match finder: two hash chains, over 3-byte prefixes for the nearest
+   candidates and over 5-byte prefixes for the deep walk. At every position
+   it records the "frontier": for each longer length, the nearest distance
    that reaches it (the cheapest way to copy that many bytes, since nearer
    distances have fewer extra bits).
 2. A greedy parse gives first symbol statistics.
 3. Block split: blocks end where the symbol statistics change enough to pay
-   for a new set of Huffman trees (estimated with entropies over prefix
-   histograms, dynamic programming over checkpoints).
+   for a new set of Huffman trees: recursive best cuts by entropy estimates
+   over prefix histograms, then merges checked with exact block sizes.
 4. Optimal parse: shortest path through the bytes where every literal and
    every (length, distance) costs its bits under the block's current codes.
    Steps 3 and 4 alternate: new tokens, new statistics, new split.
@@ -20,12 +21,14 @@ import math
 import struct
 from operator import sub
 
-from bootforge.compress.formats import HEADER_SIZE, MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD
+from bootforge.compress.formats import MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD
 from bootforge.compress.huffman import code_lengths
 from bootforge.compress.writer import block_bits, block_string, pack
 
-# Match finder effort: candidates walked per position, and the match length
-# that is taken at once without looking for anything better inside it.
+# Match finder effort: candidates walked per position on the 3-byte chain
+# (NEAR_DEPTH) and then on the DEEP_KEY-byte chain (CHAIN_DEPTH); a match of
+# NICE_LENGTH is taken at once, without searching the positions inside it.
+# (Measured on the corpus: deeper search gains under 0.2% of size.)
 CHAIN_DEPTH = 48
 NEAR_DEPTH = 8
 DEEP_KEY = 5
@@ -79,7 +82,7 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
 
     Lengths increase and distances increase along the list: each entry is
     the nearest match at least that long. Positions inside a match of
-    *nice* bytes or more are skipped (None).
+    *nice* bytes or more are not searched: their candidate is that match's tail.
     """
     n = len(data)
     found = [None] * n
@@ -102,12 +105,13 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
             continue
         longest = min(MAX_MATCH, n - i)
         best = THRESHOLD - 1
+        probe = data[i + best]
         frontier = []
         chain = prev
         left = near_depth
         while j >= lowest:
             # Only a candidate matching one byte past the best can improve it.
-            if data[j + best] == data[i + best] and data[j:j + best] == data[i:i + best]:
+            if data[j + best] == probe and data[j:j + best] == data[i:i + best]:
                 length = best + 1
                 while length + 8 <= longest and data[j + length:j + length + 8] == data[i + length:i + length + 8]:
                     length += 8
@@ -121,6 +125,7 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
                     left = min(left, good_depth)
                 elif length >= longest:
                     break
+                probe = data[i + best]
             left -= 1
             if left:
                 j = chain[j]

@@ -7,7 +7,7 @@ per match, in order. A block is a slice of both.
 
 from operator import mul
 
-from bootforge.compress.formats import (CBIT, MATCH_BASE, NC, NT, T_RUN_LONG_BITS, T_RUN_LONG_MIN,
+from bootforge.compress.formats import (CBIT, NC, NT, T_RUN_LONG_BITS, T_RUN_LONG_MIN,
                                         T_RUN_SHORT_BITS, T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
 from bootforge.compress.huffman import canonical_codes, code_lengths
 
@@ -176,5 +176,3 @@ def pack(bit_string):
     pad = -len(bit_string) % 8
     return int(bit_string + "0" * pad, 2).to_bytes((len(bit_string) + pad) // 8, "big")
 
-
-__all__ = ["block_string", "pack", "c_length_tokens", "pt_set_bits", "MATCH_BASE"]
