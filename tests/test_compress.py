@@ -161,3 +161,13 @@ def test_flipped_and_truncated_streams_fail_cleanly(fmt, data):
         assert exc.offset is not None and 0 <= exc.offset <= len(stream)
     else:
         assert len(result) == read_sizes(stream)[1]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_segments_match_into_their_history(fmt, monkeypatch):
+    """Long inputs are parsed in segments; matches still reach into the previous segment."""
+    from bootforge.compress import encoder
+    monkeypatch.setattr(encoder, "SEGMENT_SIZE", 4096)
+    data = random_bytes(3000, 7) * 5          # 15 000 bytes: 4 segments, each a repeat
+    ours = round_trip(data, fmt)
+    assert len(ours) < 3000 + 200

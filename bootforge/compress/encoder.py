@@ -40,6 +40,8 @@ GOOD_DEPTH = 8
 RELAX_SPAN = 8
 # Optimal-parse rounds (each: costs from the last parse, parse, re-split).
 PARSE_ROUNDS = 2
+# Input bytes parsed at once: bounds the memory of match lists and the parse.
+SEGMENT_SIZE = 1 << 20
 # Block split granularity in tokens, and how many checkpoints a file gets at most.
 SPLIT_GRANULARITY = 512
 SPLIT_MAX_CHECKPOINTS = 96
@@ -54,17 +56,28 @@ def compress(data, variant):
     n = len(data)
     if n == 0:
         return struct.pack("<II", 0, 0)
-    found = find_matches(data, variant.max_distance)
-    codes, values, starts = greedy_parse(data, found)
+    bits = []
+    for start in range(0, n, SEGMENT_SIZE):
+        # A segment is parsed on its own (memory grows with the parsed span),
+        # its matches reaching back into the previous window of history.
+        history = max(0, start - variant.max_distance)
+        window = data[history:start + SEGMENT_SIZE]
+        bits += _compress_segment(window, start - history, variant)
+    body = pack("".join(bits))
+    return struct.pack("<II", len(body), n) + body
+
+
+def _compress_segment(window, first, variant):
+    """Bit strings of the blocks coding window[first:]; window[:first] is history."""
+    found = find_matches(window, variant.max_distance, first)
+    codes, values, starts = greedy_parse(window, found, first)
     for _ in range(PARSE_ROUNDS):
         blocks = split_blocks(codes, values, variant.np, variant.pbit)
         bounds = [starts[b] for b in blocks]
         costs = [block_costs(c, v, variant.np) for c, v in _block_slices(codes, values, blocks)]
-        codes, values, starts = optimal_parse(data, found, bounds, costs)
+        codes, values, starts = optimal_parse(window, found, bounds, costs)
     blocks = split_blocks(codes, values, variant.np, variant.pbit)
-    bits = [block_string(c, v, variant) for c, v in _block_slices(codes, values, blocks)]
-    body = pack("".join(bits))
-    return struct.pack("<II", len(body), n) + body
+    return [block_string(c, v, variant) for c, v in _block_slices(codes, values, blocks)]
 
 
 def _block_slices(codes, values, blocks):
@@ -77,8 +90,8 @@ def _block_slices(codes, values, blocks):
         value_index += matches
 
 
-def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
-    """For each position, None or a flat list [len1, dist1, len2, dist2, ...].
+def find_matches(data, max_distance, first=0, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
+    """For each position from *first* on, None or a flat list [len1, dist1, len2, dist2, ...].
 
     Lengths increase and distances increase along the list: each entry is
     the nearest match at least that long. Positions inside a match of
@@ -94,7 +107,7 @@ def find_matches(data, max_distance, depth=CHAIN_DEPTH, nice=NICE_LENGTH):
     # the long walk follows deep, where every candidate shares DEEP_KEY bytes.
     prev = _chain(data, THRESHOLD)
     deep = _chain(data, DEEP_KEY)
-    i = 0
+    i = first
     last = n - 2
     good, good_depth, near_depth = GOOD_LENGTH, GOOD_DEPTH, NEAR_DEPTH
     while i < last:
@@ -165,10 +178,10 @@ def _chain(data, key_length):
     return prev
 
 
-def greedy_parse(data, found):
-    """Longest match wherever there is one: a cheap first parse for statistics."""
+def greedy_parse(data, found, first=0):
+    """Longest match wherever there is one, from *first* on: a cheap first parse for statistics."""
     codes, values, starts = [], [], []
-    i, n = 0, len(data)
+    i, n = first, len(data)
     while i < n:
         starts.append(i)
         frontier = found[i]
@@ -207,14 +220,15 @@ def _with_unused(lengths):
 def optimal_parse(data, found, bounds, costs):
     """Cheapest token sequence under per-block *costs*; blocks start at byte offsets *bounds*.
 
-    Forward dynamic programming: cost[i] is the fewest bits that produce
-    data[:i]; every literal and every match length up to each frontier
-    entry relaxes the position it reaches.
+    Forward dynamic programming from bounds[0]: cost[i] is the fewest bits
+    that produce data[bounds[0]:i]; every literal and every match length up
+    to each frontier entry relaxes the position it reaches.
     """
     n = len(data)
+    first = bounds[0]
     infinity = 1 << 62
     cost = [infinity] * (n + 1)
-    cost[0] = 0
+    cost[first] = 0
     step = [0] * (n + 1)        # token length that reaches i (1 = literal)
     dist = [0] * (n + 1)
     ends = bounds[1:] + [n]
@@ -249,7 +263,7 @@ def optimal_parse(data, found, bounds, costs):
                 shorter = length
     codes, values, starts = [], [], []
     i = n
-    while i:
+    while i > first:
         m = step[i]
         i -= m
         starts.append(i)
