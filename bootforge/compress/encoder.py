@@ -21,7 +21,7 @@ import math
 import struct
 from operator import sub
 
-from bootforge.compress.formats import MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD
+from bootforge.compress.formats import MATCH_BASE, MAX_BLOCK_CODES, MAX_MATCH, NC, THRESHOLD, VARIANTS
 from bootforge.compress.huffman import code_lengths
 from bootforge.compress.writer import block_bits, block_string, pack
 
@@ -135,7 +135,8 @@ def find_matches(data, max_distance, first=0, depth=CHAIN_DEPTH, nice=NICE_LENGT
                 if length >= good:
                     if length >= longest:
                         break
-                    left = min(left, good_depth)
+                    if left > good_depth:
+                        left = good_depth
                 elif length >= longest:
                     break
                 probe = data[i + best]
@@ -217,6 +218,16 @@ def _with_unused(lengths):
     return [n or unused for n in lengths]
 
 
+_P_CLASSES = [0]       # index: match distance (0 unused)
+
+
+def _position_classes(size):
+    """P symbol of every distance up to *size*: the bit length of distance - 1 (cached)."""
+    if len(_P_CLASSES) <= size:
+        _P_CLASSES.extend((d - 1).bit_length() for d in range(len(_P_CLASSES), size + 1))
+    return _P_CLASSES
+
+
 def optimal_parse(data, found, bounds, costs):
     """Cheapest token sequence under per-block *costs*; blocks start at byte offsets *bounds*.
 
@@ -226,6 +237,7 @@ def optimal_parse(data, found, bounds, costs):
     """
     n = len(data)
     first = bounds[0]
+    p_class = _position_classes(min(n, max(v.max_distance for v in VARIANTS.values())))
     infinity = 1 << 62
     cost = [infinity] * (n + 1)
     cost[first] = 0
@@ -247,7 +259,7 @@ def optimal_parse(data, found, bounds, costs):
             for k in range(0, len(frontier), 2):
                 length = frontier[k]
                 distance = frontier[k + 1]
-                base = here + p_cost[(distance - 1).bit_length()]
+                base = here + p_cost[p_class[distance]]
                 # Every length this distance adds, but of a long range only the
                 # first few and the longest: truncating far inside rarely pays.
                 if length - shorter > RELAX_SPAN:
