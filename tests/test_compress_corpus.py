@@ -1,11 +1,17 @@
-"""The EFI compression corpus: real EFI binaries shipped by Debian packages.
+"""The EFI compression corpus (real EFI binaries from Debian packages) and
+the differential tests against EDK2's C code on it.
 
-Shared by tests/test_compress*.py and bench/efi_compress.py.
+corpus() and edk2() are shared with tests/test_compress*.py and bench/efi_compress.py.
 """
 
 import glob
 import struct
 from pathlib import Path
+
+import pytest
+from conftest import IN_CI, require
+
+from bootforge.compress import compress, decompress, read_sizes
 
 IPXE_ROMS = "/usr/lib/ipxe/qemu/efi-*.rom"
 MEMTEST = "/boot/memtest86+x64.efi"
@@ -38,12 +44,6 @@ def corpus(grub_every=1):
 # ---------------------------------------------------------------------------
 # Differential tests against EDK2's own C code (PyPI uefi_firmware).
 
-import pytest  # noqa: E402
-
-from conftest import IN_CI  # noqa: E402
-
-from bootforge.compress import compress, decompress, read_sizes  # noqa: E402
-
 
 def edk2():
     """EDK2's compressor and decompressor, as wrapped by uefi_firmware (test-only dependency)."""
@@ -60,11 +60,8 @@ def edk2():
 
 @pytest.fixture(scope="module")
 def full_corpus():
-    items = corpus()
-    if not any(name.endswith(":efi") for name, _ in items):
-        from conftest import require
-        require(IPXE_ROMS.replace("efi-*.rom", "efi-e1000.rom"))
-    return items
+    require(IPXE_ROMS.replace("*", "e1000"), MEMTEST, GRUB_MODULES.replace("/*.mod", "/normal.mod"))
+    return corpus()
 
 
 @pytest.mark.parametrize("fmt", ["efi", "tiano"])
