@@ -1,7 +1,6 @@
 """Running QEMU for end-to-end tests: poll the guest's output files and stop
 QEMU as soon as what the test waits for has appeared (or it exits)."""
 
-import os
 import re
 import shutil
 import subprocess

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_bootforge
-from romcorpus import IPXE_DIR, SEABIOS_DIR, corpus, ipxe_roms, walk
+from romcorpus import IPXE_DIR, SEABIOS_DIR, corpus, walk
 
 
 def inspect_json(*paths, check=0):

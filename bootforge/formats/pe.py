@@ -5,7 +5,7 @@ Enough for the facts firmware acts on (machine, subsystem, entry, image size)
 without paying for `import lief`; lief is used where a whole image is needed.
 """
 
-from construct import (Bytes, Const, IfThenElse, Int8ul, Int16ul, Int32ul, Int64ul,
+from construct import (Bytes, Const, IfThenElse, Int16ul, Int32ul, Int64ul,
                        Struct, this)
 
 DOS_SIGNATURE = b"MZ"

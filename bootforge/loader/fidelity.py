@@ -10,8 +10,6 @@ except `-netdev user,...,restrict=on` with QEMU's own TFTP for iPXE.
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 from bootforge.errors import ToolError
 from bootforge.multiboot.build import build_kernel_recipe
 from bootforge.multiboot.dump import decode_dump
+from bootforge.multiboot import oracle
 from bootforge.multiboot.oracle import module_bytes
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -38,8 +37,6 @@ MODULE_SETS = {
 }
 MEMORY_SIZES = ("128M", "256M", "1G", "3584M", "5G")
 LINKS = {"1m": 0x100000, "16m": 0x1000000}
-QEMU_COMMON = ["-display", "none", "-no-reboot", "-monitor", "none",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 
 def memory_mib(text):
@@ -51,13 +48,7 @@ def memory_mib(text):
 
 
 def _run(cmd, **kw):
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, **kw)
-    except FileNotFoundError:
-        raise ToolError(f"{cmd[0]} is not installed") from None
-    if proc.returncode != 0:
-        raise ToolError(f"{' '.join(map(str, cmd[:3]))} failed: {proc.stderr.strip()[-400:]}")
-    return proc
+    return oracle.run_tool(cmd, timeout=180, **kw)
 
 
 def dump_kernel(link, protocol):
@@ -108,36 +99,9 @@ class Scenario:
 
 
 def run_qemu(args, workdir, limit=60.0, stop_on=()):
-    """Run QEMU until the dump says DONE, QEMU exits, *stop_on* shows on the serial
-    console or *limit* seconds pass; returns (dump bytes, serial text)."""
-    dump, serial = Path(workdir) / "e9.log", Path(workdir) / "serial.txt"
-    for p in (dump, serial):
-        if p.exists():
-            p.unlink()
-    cmd = ["qemu-system-x86_64", *QEMU_COMMON, "-debugcon", f"file:{dump}",
-           "-serial", f"file:{serial}", *args]
-    with open(Path(workdir) / "qemu.err", "w") as errf:
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
-                                    start_new_session=True)
-        except FileNotFoundError:
-            raise ToolError("qemu-system-x86_64 is not installed") from None
-        deadline = time.monotonic() + limit
-        try:
-            while proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-                if dump.exists() and dump.read_bytes().rstrip().endswith(b"DONE"):
-                    break
-                if stop_on and serial.exists():
-                    text = serial.read_bytes().decode("latin-1")
-                    if any(s in text for s in stop_on):
-                        break
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    read = lambda p: p.read_bytes() if p.exists() else b""  # noqa: E731
-    return read(dump), read(serial).decode("latin-1")
+    """The dump-capturing QEMU run of bootforge.multiboot.oracle; returns (dump bytes, serial text)."""
+    dump, serial, _ = oracle.run_qemu(args, workdir, limit, stop_on)
+    return dump, serial
 
 
 def write_modules(directory, count):

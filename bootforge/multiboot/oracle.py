@@ -37,9 +37,10 @@ def module_bytes(name, size):
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def _run(cmd, **kw):
+def run_tool(cmd, timeout=120, **kw):
+    """Run an external tool (grub-mkrescue, xorriso, ld); ToolError when missing or failing."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     except FileNotFoundError:
         raise ToolError(f"{cmd[0]} is not installed") from None
     if proc.returncode != 0:
@@ -70,7 +71,7 @@ def grub_iso(kernel, workdir, mb1=False, kernel_name="kernel", cmdline=KERNEL_CM
     lines += ["  boot", "}", ""]
     (iso / "boot" / "grub" / "grub.cfg").write_text("\n".join(lines))
     out = Path(workdir) / "grub.iso"
-    _run(["grub-mkrescue", "-o", str(out), str(iso)])
+    run_tool(["grub-mkrescue", "-o", str(out), str(iso)])
     return out
 
 
@@ -88,7 +89,7 @@ def syslinux_iso(kernel, workdir):
         f"SERIAL 0 115200\nDEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
         f"  APPEND /kernel.elf {KERNEL_CMDLINE} {mods}\n")
     out = Path(workdir) / "syslinux.iso"
-    _run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-b", "isolinux/isolinux.bin",
+    run_tool(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-b", "isolinux/isolinux.bin",
           "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
           str(root)])
     return out
@@ -106,7 +107,11 @@ def run_qemu(args, workdir, limit=60.0, stop_on=()):
            "-serial", f"file:{serial}", *args]
     err = Path(workdir) / "qemu.err"
     with open(err, "w") as errf:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            raise ToolError("qemu-system-x86_64 is not installed") from None
         deadline = time.monotonic() + limit
         try:
             while proc.poll() is None and time.monotonic() < deadline:

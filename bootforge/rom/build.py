@@ -21,7 +21,6 @@ from construct import Container
 from bootforge.errors import BuildError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import optionrom as fmt
-from bootforge.rom.checksum import fix_all_sub_headers, fix_checksum
 from bootforge.rom.model import parse_rom
 
 MAX_LEGACY_BLOCKS = 255  # the size byte

@@ -16,7 +16,6 @@
 from pathlib import Path
 
 from bootforge.errors import BuildError, RecipeError
-from bootforge.formats import optionrom as fmt
 from bootforge.rom import build as b
 from bootforge.rom.checksum import fix_checksum
 from bootforge.rom.model import parse_rom
