@@ -1,4 +1,5 @@
-"""bench/inspect_latency: what `bootforge inspect` costs per file, against
+"""bench/inspect_latency: what `bootforge inspect` costs per file (ROM corpus, then the
+Xen kernels of bench/multiboot_inspect.py), against
 the floor any construct + click tool pays (`python -c "import construct, click"`),
 both measured here in the same run. Goal: <= 1.5x the floor.
 
@@ -66,6 +67,10 @@ def main():
     print(f"cpu:  median ratio {statistics.median(cpu_ratios):.2f}x, worst {max(cpu_ratios):.2f}x")
     print(f"whole corpus ({len(CORPUS)} files) in one process: {whole * 1000:.1f} ms "
           f"= {whole / floor:.2f}x the floor, {(whole - floor) / len(CORPUS) * 1000:.2f} ms per file above it")
+    print("Xen images (issue 5): inspect against the floor plus gunzip, and readelf -lh")
+    from multiboot_inspect import xen_section
+
+    xen_section(args.runs)
 
 
 if __name__ == "__main__":

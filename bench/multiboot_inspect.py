@@ -10,27 +10,16 @@ import argparse
 import gzip
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
+from inspect_latency import paired
+
 XEN_GZ = "/boot/xen-4.17-amd64.gz"
 XEN_EFI = "/boot/xen-4.17-amd64.efi"
-
-
-def seconds(cmd):
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
-
-
-def paired(cmd, floor_cmd, runs):
-    """Medians of cmd and of the floor, timed alternately so both see the same machine load."""
-    pairs = [(seconds(floor_cmd), seconds(cmd)) for _ in range(runs)]
-    return statistics.median(p[1] for p in pairs), statistics.median(p[0] for p in pairs)
 
 
 def gunzip_seconds(path, runs):
@@ -43,19 +32,17 @@ def gunzip_seconds(path, runs):
     return statistics.median(times)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=9)
-    args = parser.parse_args()
+def xen_section(runs):
+    """Print the Xen rows; called by bench/inspect_latency.py too."""
     if not Path(XEN_GZ).exists() or not Path(XEN_EFI).exists():
         sys.exit("bench: no Xen images (apt-get install xen-hypervisor-4.17-amd64)")
     py = sys.executable
     floor_cmd = [py, "-c", "import construct, click"]
-    gz = gunzip_seconds(XEN_GZ, args.runs)
+    gz = gunzip_seconds(XEN_GZ, runs)
     print(f"gunzip {Path(XEN_GZ).name} in-process       {gz * 1000:7.1f} ms")
     worst = 0.0
     for path, extra in ((XEN_GZ, gz), (XEN_EFI, 0.0)):
-        t, f = paired([py, "-m", "bootforge", "inspect", path], floor_cmd, args.runs)
+        t, f, _, _ = paired([py, "-m", "bootforge", "inspect", path], floor_cmd, runs)
         ratio = t / (f + extra)
         worst = max(worst, ratio)
         print(f"inspect {Path(path).name:26} {t * 1000:7.1f} ms  floor {f * 1000:6.1f} ms"
@@ -64,9 +51,15 @@ def main():
         with tempfile.NamedTemporaryFile(suffix=".elf") as tmp:
             tmp.write(gzip.decompress(Path(XEN_GZ).read_bytes()))
             tmp.flush()
-            t, f = paired(["readelf", "-lh", tmp.name], floor_cmd, args.runs)
+            t, f, _, _ = paired(["readelf", "-lh", tmp.name], floor_cmd, runs)
             print(f"readelf -lh (gunzipped ELF)        {t * 1000:7.1f} ms  ({t / f:4.2f}x the floor)")
     print(f"worst ratio {worst:.2f}x (goal <= 1.5x)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=9)
+    xen_section(parser.parse_args().runs)
 
 
 if __name__ == "__main__":
