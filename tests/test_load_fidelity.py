@@ -10,20 +10,13 @@ from conftest import BUILD, require
 from bootforge.loader import fidelity as F
 
 
-SCENARIOS = (
-    [F.Scenario("qemu-mb1", m, n, k) for m in F.MEMORY_SIZES for n in F.MODULE_SETS for k in F.LINKS]
-    + [F.Scenario(l, m, n, k) for l in ("grub-pc-mb1", "grub-pc-mb2") for m in F.MEMORY_SIZES
-       for n in F.MODULE_SETS for k in F.LINKS]
-    + [F.Scenario("syslinux-mb1", m, n, k) for m in F.MEMORY_SIZES for n in F.MODULE_SETS for k in F.LINKS]
-    # iPXE boots take ~6 s (DHCP + TFTP): every module set at 256M, and the memory sizes with one module.
-    + [F.Scenario("ipxe-pcbios-mb1", "256M", n, k) for n in F.MODULE_SETS for k in F.LINKS]
-    + [F.Scenario("ipxe-pcbios-mb1", m, 1, "1m") for m in F.MEMORY_SIZES if m != "256M"]
-    # GRUB x86_64-efi on OVMF (q35): the platform is GRUB's own `lsefimmap` just before loading,
-    # and tag 6 must also follow from the dump's tag 17 (field mmap_from_tag17). Xen 4.17 (xen.gz)
-    # through GRUB on OVMF: its printed load base and "EFI RAM map:", and GRUB's pages. The
-    # parametric qemu-q35-ovmf:<mem> profile (+ GRUB's heap) against lsefimmap at 768M and 4G.
-    + F.EFI_SCENARIOS
-)
+# Every loader x memory size (128M-5G) x module set (0, 1, 3) x link address
+# (1 MiB, 16 MiB), iPXE included (~6 s a boot: DHCP + TFTP inside QEMU), then
+# the OVMF scenarios (F.EFI_SCENARIOS): GRUB x86_64-efi with GRUB's own
+# `lsefimmap` as the platform and tag 6 also derived from tag 17; Xen 4.17
+# through GRUB on OVMF (its printed load base and "EFI RAM map:"); the
+# parametric qemu-q35-ovmf:<mem> profile at sizes it was not derived from.
+SCENARIOS = F.default_matrix()
 OUTCOMES = []
 
 
