@@ -76,17 +76,16 @@ def test_every_edk2_stream_of_the_corpus_decodes(fmt, full_corpus):
 
 @pytest.mark.parametrize("fmt", ["efi", "tiano"])
 def test_bootforge_streams_decode_with_edk2_and_are_smaller(fmt, full_corpus):
-    """All iPXE drivers and memtest86+, a quarter of the GRUB modules (for time)."""
+    """Every file of the corpus: EDK2 decodes bootforge's stream, and the total is smaller."""
     edk2_compress, edk2_decompress = edk2()[fmt]
-    sample = [item for item in full_corpus if not item[0].endswith(".mod")]
-    sample += [item for item in full_corpus if item[0].endswith(".mod")][::4]
+    assert len(full_corpus) > 200          # iPXE drivers, memtest86+, every GRUB module
     ours_total = edk2_total = 0
-    for name, data in sample:
+    for name, data in full_corpus:
         ours = compress(data, fmt)
         assert edk2_decompress(ours, len(ours)) == data, name
         assert decompress(ours, fmt) == data, name
-        assert read_sizes(ours) == (len(ours) - 8, len(data))
+        assert read_sizes(ours) == (len(ours) - 8, len(data)), name
         ours_total += len(ours)
         edk2_total += len(edk2_compress(data, len(data)))
-    # Measured 0.976 (efi) and 0.964 (tiano) on this sample; fail on a real regression.
+    # Measured 0.976 (efi) and 0.969 (tiano) on the whole corpus; fail on a real regression.
     assert ours_total < 0.99 * edk2_total, (ours_total, edk2_total)

@@ -116,15 +116,18 @@ def find_matches(data, max_distance, first=0, depth=CHAIN_DEPTH, nice=NICE_LENGT
         if j < lowest:
             i += 1
             continue
-        longest = min(MAX_MATCH, n - i)
+        longest = n - i if n - i < MAX_MATCH else MAX_MATCH
         best = THRESHOLD - 1
+        head = data[i:i + best]
         probe = data[i + best]
         frontier = []
+        # The same walk on both chains; the deep one only once the near one
+        # is spent without a good match. Hot loop: kept to few operations.
         chain = prev
         left = near_depth
-        while j >= lowest:
+        while True:
             # Only a candidate matching one byte past the best can improve it.
-            if data[j + best] == probe and data[j:j + best] == data[i:i + best]:
+            if data[j + best] == probe and data[j:j + best] == head:
                 length = best + 1
                 while length + 8 <= longest and data[j + length:j + length + 8] == data[i + length:i + length + 8]:
                     length += 8
@@ -132,17 +135,17 @@ def find_matches(data, max_distance, first=0, depth=CHAIN_DEPTH, nice=NICE_LENGT
                     length += 1
                 best = length
                 frontier += (length, i - j)
-                if length >= good:
-                    if length >= longest:
-                        break
-                    if left > good_depth:
-                        left = good_depth
-                elif length >= longest:
+                if length >= longest:
                     break
+                if length >= good and left > good_depth:
+                    left = good_depth
+                head = data[i:i + best]
                 probe = data[i + best]
             left -= 1
             if left:
                 j = chain[j]
+                if j < lowest:
+                    break
             elif chain is prev and best < good:
                 # Switch to the deep chain, past the candidates already seen.
                 chain = deep
@@ -151,6 +154,8 @@ def find_matches(data, max_distance, first=0, depth=CHAIN_DEPTH, nice=NICE_LENGT
                 while k >= j:
                     k = deep[k]
                 j = k
+                if j < lowest:
+                    break
             else:
                 break
         if frontier:
@@ -241,9 +246,10 @@ def optimal_parse(data, found, bounds, costs):
     infinity = 1 << 62
     cost = [infinity] * (n + 1)
     cost[first] = 0
-    step = [0] * (n + 1)        # token length that reaches i (1 = literal)
-    dist = [0] * (n + 1)
+    # How i was reached: token length | distance << 9 (length 1: a literal).
+    how = [0] * (n + 1)
     ends = bounds[1:] + [n]
+    span = RELAX_SPAN
     for start, end, (c_cost, p_cost) in zip(bounds, ends, costs):
         length_cost = [0] * THRESHOLD + c_cost[256:]      # indexed by match length
         for i, literal, frontier in zip(range(start, end), map(c_cost.__getitem__, data[start:end]),
@@ -252,38 +258,41 @@ def optimal_parse(data, found, bounds, costs):
             t = here + literal
             if t < cost[i + 1]:
                 cost[i + 1] = t
-                step[i + 1] = 1
+                how[i + 1] = 1
             if frontier is None:
                 continue
             shorter = THRESHOLD - 1
-            for k in range(0, len(frontier), 2):
-                length = frontier[k]
-                distance = frontier[k + 1]
+            pairs = iter(frontier)
+            for length, distance in zip(pairs, pairs):
                 base = here + p_cost[p_class[distance]]
+                tag = distance << 9
                 # Every length this distance adds, but of a long range only the
                 # first few and the longest: truncating far inside rarely pays.
-                if length - shorter > RELAX_SPAN:
-                    lengths = [*range(shorter + 1, shorter + RELAX_SPAN), length]
+                if length - shorter > span:
+                    for m in (*range(shorter + 1, shorter + span), length):
+                        t = base + length_cost[m]
+                        if t < cost[i + m]:
+                            cost[i + m] = t
+                            how[i + m] = m | tag
                 else:
-                    lengths = range(shorter + 1, length + 1)
-                for m in lengths:
-                    t = base + length_cost[m]
-                    if t < cost[i + m]:
-                        cost[i + m] = t
-                        step[i + m] = m
-                        dist[i + m] = distance
+                    for m in range(shorter + 1, length + 1):
+                        t = base + length_cost[m]
+                        if t < cost[i + m]:
+                            cost[i + m] = t
+                            how[i + m] = m | tag
                 shorter = length
     codes, values, starts = [], [], []
     i = n
     while i > first:
-        m = step[i]
+        h = how[i]
+        m = h & 511
         i -= m
         starts.append(i)
         if m == 1:
             codes.append(data[i])
         else:
             codes.append(m + MATCH_BASE)
-            values.append(dist[i + m] - 1)
+            values.append((h >> 9) - 1)
     codes.reverse()
     values.reverse()
     starts.reverse()
@@ -334,7 +343,17 @@ def split_blocks(codes, values, np, pbit):
         p_prefix.append(p_hist[:])
         extra_prefix.append(extra)
 
+    memo = {}
+
     def span_cost(a, b):
+        # Memoised: the recursion asks again for spans its parent priced.
+        key = a * len(checkpoints) + b
+        cost = memo.get(key)
+        if cost is None:
+            cost = memo[key] = _span_cost(a, b)
+        return cost
+
+    def _span_cost(a, b):
         c_span = list(map(sub, c_prefix[b], c_prefix[a]))
         p_span = list(map(sub, p_prefix[b], p_prefix[a]))
         c_total, p_total = sum(c_span), sum(p_span)
