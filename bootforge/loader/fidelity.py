@@ -144,12 +144,7 @@ def isolinux_cfg_text(modules):
 
 
 def syslinux_iso(kernel, workdir, count):
-    root = Path(workdir) / "s"
-    (root / "isolinux").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile("/usr/lib/ISOLINUX/isolinux.bin", root / "isolinux" / "isolinux.bin")
-    for m in ("ldlinux", "libcom32", "mboot"):
-        shutil.copyfile(f"/usr/lib/syslinux/modules/bios/{m}.c32", root / "isolinux" / f"{m}.c32")
-    shutil.copyfile(kernel, root / "kernel.elf")
+    root = oracle.isolinux_tree(Path(workdir) / "s", kernel)
     write_modules(root, count)
     (root / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg_text(MODULE_SETS[count]))
     out = Path(workdir) / "syslinux.iso"

@@ -75,14 +75,20 @@ def grub_iso(kernel, workdir, mb1=False, kernel_name="kernel", cmdline=KERNEL_CM
     return out
 
 
-def syslinux_iso(kernel, workdir):
-    """An isolinux ISO running mboot.c32 on *kernel* with both modules."""
-    root = Path(workdir) / "s"
+def isolinux_tree(root, kernel):
+    """An ISO tree with isolinux, mboot.c32 and what it needs, and *kernel* as /kernel.elf."""
+    root = Path(root)
     (root / "isolinux").mkdir(parents=True, exist_ok=True)
     shutil.copyfile("/usr/lib/ISOLINUX/isolinux.bin", root / "isolinux" / "isolinux.bin")
     for m in ("ldlinux", "libcom32", "mboot"):
         shutil.copyfile(f"/usr/lib/syslinux/modules/bios/{m}.c32", root / "isolinux" / f"{m}.c32")
     shutil.copyfile(kernel, root / "kernel.elf")
+    return root
+
+
+def syslinux_iso(kernel, workdir):
+    """An isolinux ISO running mboot.c32 on *kernel* with both modules."""
+    root = isolinux_tree(Path(workdir) / "s", kernel)
     _write_modules(root)
     mods = " ".join(f"--- /{name} {args}" for name, _, args in MODULES)
     (root / "isolinux" / "isolinux.cfg").write_text(
