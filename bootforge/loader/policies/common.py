@@ -10,6 +10,16 @@ MIB = 1 << 20
 GIB4 = 1 << 32
 
 
+def refuse_unless_loadable(req, firmware, wrong_firmware, verdict):
+    """Raise RecipeError, in the loader's words, when the platform has the wrong
+    firmware or the loader's verdict (bootforge.multiboot.verdicts) refuses the kernel."""
+    if req.platform.firmware != firmware:
+        raise RecipeError(wrong_firmware)
+    found = verdict(req.kernel.data)
+    if not found["loads"]:
+        raise RecipeError(found["message"])
+
+
 def ram_intervals(memory_map, lo=0, hi=1 << 64):
     """E820 type-1 ranges minus anything another range claims, clipped to [lo, hi)."""
     from bootforge.memmap.ops import free_intervals

@@ -28,7 +28,7 @@ import struct
 from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.policies.common import GIB4, standard_checks
+from bootforge.loader.policies.common import GIB4, refuse_unless_loadable, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, _shstrndx, relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -93,25 +93,27 @@ def _available_runs(entries):
     return [(a, a + s) for a, s, t in entries if t == 1]
 
 
+def place_grub_heap(result, platform):
+    """Place GRUB's heap in *result*; return the EFI map GRUB then sees and its
+    conventional memory (type 7) still free."""
+    efi, heap = with_grub_heap(platform)
+    if heap:
+        result.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory "
+                     "below 4 GiB, top-down", "loader")
+    return efi, FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
+
+
 def load(req):
     from bootforge.multiboot import verdicts
     k = req.kernel
     plat = req.platform
-    if plat.firmware != "efi":
-        raise RecipeError("grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
-                          "a dump's tag 17, r820-efi)")
-    verdict = verdicts.grub_mb2(k.data)
-    if not verdict["loads"]:
-        raise RecipeError(verdict["message"])
+    refuse_unless_loadable(req, "efi", "grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, "
+                           "efi-bin, a dump's tag 17, r820-efi)", verdicts.grub_mb2)
     keep_bs = any(t.get("type") == 7 for t in (k.mb2 or {}).get("tags", []))
     if relocatable_tag(k) is not None:
         raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
-    efi, heap = with_grub_heap(plat)
-    if heap:
-        res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory below "
-                  "4 GiB, top-down", "loader")
-    free = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
+    efi, free = place_grub_heap(res, plat)
     free = free.clip(0x1000, GIB4)
     # Fixed targets may also lie in boot-services memory (freed when GRUB exits them; observed:
     # a kernel linked at 16 MiB inside OVMF's BootServicesData [9 MiB, 21 MiB) loads), unless the

@@ -33,6 +33,7 @@ from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies.common import (
+    refuse_unless_loadable,
     MIB, GIB4, e820_entries, free_space, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
@@ -103,11 +104,8 @@ def relocate(rel, k, tag):
 def _prepare(req, protocol):
     from bootforge.multiboot import verdicts
     k = req.kernel
-    if req.platform.firmware != "bios":
-        raise RecipeError("grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI")
-    verdict = (verdicts.grub_mb1 if protocol == "multiboot1" else verdicts.grub_mb2)(k.data)
-    if not verdict["loads"]:
-        raise RecipeError(verdict["message"])
+    refuse_unless_loadable(req, "bios", "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI",
+                           verdicts.grub_mb1 if protocol == "multiboot1" else verdicts.grub_mb2)
     res = LoadResult(req.loader, protocol, req.platform, SOURCE)
     rel = Relocator(req.platform.memory_map)
     segs = [(p, m) for p, _f, m in k.segments if m]

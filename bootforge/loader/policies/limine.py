@@ -22,7 +22,8 @@ import struct
 from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
-from bootforge.loader.policies.common import MIB, e820_entries, free_space, ram_intervals, standard_checks
+from bootforge.loader.policies.common import (MIB, e820_entries, free_space, ram_intervals,
+                                               refuse_unless_loadable, standard_checks)
 from bootforge.loader.result import LoadResult
 
 SOURCE = "Limine common/protos/multiboot{1,2}.c (reference facts only; not verified against a real Limine)"
@@ -33,11 +34,8 @@ MAX_ENTRIES = 256
 def _load(req, protocol):
     from bootforge.multiboot import verdicts
     k = req.kernel
-    if req.platform.firmware != "bios":
-        raise RecipeError("limine-* is modelled on BIOS platforms only")
-    verdict = (verdicts.limine_mb1 if protocol == "multiboot1" else verdicts.limine_mb2)(k.data)
-    if not verdict["loads"]:
-        raise RecipeError(verdict["message"])
+    refuse_unless_loadable(req, "bios", "limine-* is modelled on BIOS platforms only",
+                           verdicts.limine_mb1 if protocol == "multiboot1" else verdicts.limine_mb2)
     entries = e820_entries(req.platform.memory_map)
     if len(entries) > MAX_ENTRIES:
         raise RecipeError(f"multiboot: too many memory map entries ({len(entries)} > {MAX_ENTRIES})")

@@ -14,10 +14,10 @@ Rules:
   mem_upper = the available run starting at 1 MiB.
 """
 
-from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies.common import (
+    refuse_unless_loadable,
     e820_entries, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
@@ -31,11 +31,7 @@ SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
 def load(req):
     from bootforge.multiboot.verdicts import qemu
     k = req.kernel
-    if req.platform.firmware != "bios":
-        raise RecipeError("qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)")
-    verdict = qemu(k.data)
-    if not verdict["loads"]:
-        raise RecipeError(verdict["message"])
+    refuse_unless_loadable(req, "bios", "qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)", qemu)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     low = k.low
     kernel_size = k.high - low

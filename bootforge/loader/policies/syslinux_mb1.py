@@ -30,6 +30,7 @@ differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
 from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.policies.common import (
+    refuse_unless_loadable,
     GIB4, MIB, e820_entries, mem_lower_kib, mem_upper_kib, ram_intervals, standard_checks,
 )
 from bootforge.loader.alloc import FreeSpace
@@ -62,11 +63,7 @@ class SyslinuxMap:
 def load(req):
     from bootforge.multiboot.verdicts import syslinux
     k = req.kernel
-    if req.platform.firmware != "bios":
-        raise RecipeError("syslinux-mb1 runs on a BIOS platform")
-    verdict = syslinux(k.data)
-    if not verdict["loads"]:
-        raise RecipeError(verdict["message"])
+    refuse_unless_loadable(req, "bios", "syslinux-mb1 runs on a BIOS platform", syslinux)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     sm = SyslinuxMap(req.platform)
     for i, (p, _f, m) in enumerate(k.segments):

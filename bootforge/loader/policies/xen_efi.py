@@ -32,7 +32,7 @@ Rules:
 """
 
 from bootforge.errors import RecipeError
-from bootforge.loader.alloc import FreeSpace, align_down, align_up
+from bootforge.loader.alloc import align_down, align_up
 from bootforge.loader.policies.common import GIB4, MIB
 from bootforge.loader.policies.grub_efi import _with_loader_data
 from bootforge.loader.policies.grub_pc import relocatable_tag
@@ -53,13 +53,10 @@ def load(req):
         raise RecipeError("xen-efi needs an EFI platform (lsefimmap text, efi-bin, r820-efi, ...)")
     if k.mb2 is None:
         raise RecipeError("no multiboot header found")
-    from bootforge.loader.policies.grub_efi import with_grub_heap
+    from bootforge.loader.policies.grub_efi import place_grub_heap
     res = LoadResult(req.loader, "xen", plat, SOURCE)
-    efi, heap = with_grub_heap(plat)
-    if heap:
-        res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory below "
-                  "4 GiB, top-down", "loader")
-    conv = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7).clip(0x1000, 1 << 64)
+    efi, conv = place_grub_heap(res, plat)
+    conv = conv.clip(0x1000, 1 << 64)
     taken = []
     size = k.high - k.low
     tag = relocatable_tag(k)
