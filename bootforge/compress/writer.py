@@ -102,6 +102,15 @@ def pt_set_bits(lengths, nbit, special):
     return bits
 
 
+def t_set(c_lengths):
+    """The T-set that codes the C code lengths: (tokens, T frequencies, T code lengths)."""
+    tokens = c_length_tokens(c_lengths)
+    t_freq = [0] * NT
+    for t, _ in tokens:
+        t_freq[t] += 1
+    return tokens, t_freq, code_lengths(t_freq)
+
+
 def block_bits(c_freq, p_freq, pbit):
     """Exact size in bits of a block with these C and P symbol histograms."""
     bits = 16
@@ -109,11 +118,7 @@ def block_bits(c_freq, p_freq, pbit):
     if sum(1 for f in c_freq if f) < 2:
         bits += 2 * TBIT + 2 * CBIT
     else:
-        tokens = c_length_tokens(c_lengths)
-        t_freq = [0] * NT
-        for t, _ in tokens:
-            t_freq[t] += 1
-        t_lengths = code_lengths(t_freq)
+        tokens, t_freq, t_lengths = t_set(c_lengths)
         if sum(1 for f in t_freq if f) < 2:
             bits += 2 * TBIT
         else:
@@ -145,11 +150,7 @@ def block_string(codes, values, variant):
         # One C symbol: an empty T set, then the C symbol itself; it costs 0 bits per use.
         parts += ["0" * TBIT * 2, "0" * CBIT, _bitstring(_single_symbol(c_freq), CBIT)]
     else:
-        tokens = c_length_tokens(c_lengths)
-        t_freq = [0] * NT
-        for t, _ in tokens:
-            t_freq[t] += 1
-        t_lengths = code_lengths(t_freq)
+        tokens, t_freq, t_lengths = t_set(c_lengths)
         parts.append(pt_set_string(t_lengths, t_freq, TBIT, T_SPECIAL))
         t_strings = [_bitstring(c, n) for c, n in zip(canonical_codes(t_lengths), t_lengths)]
         parts.append(_bitstring(_used_prefix(c_lengths), CBIT))
