@@ -28,6 +28,18 @@ def require(*things):
         pytest.skip(reason)
 
 
+def require_module(name):
+    """Import *name*; a missing module skips locally and fails under CI, like require()."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        reason = f"Python module {name} is not installed (pip install -e '.[test]')"
+        if IN_CI:
+            pytest.fail(reason + " under CI=true", pytrace=False)
+        pytest.skip(reason)
+
+
 def run_bootforge(*args, input=None, check=None):
     """Run the real CLI in a subprocess, as a user would; return CompletedProcess (text)."""
     proc = subprocess.run([sys.executable, "-m", "bootforge", *map(str, args)],

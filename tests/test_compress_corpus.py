@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, require
+from conftest import require, require_module
 
 from bootforge.compress import compress, decompress, read_sizes
 
@@ -47,13 +47,7 @@ def corpus(grub_every=1):
 
 def edk2():
     """EDK2's compressor and decompressor, as wrapped by uefi_firmware (test-only dependency)."""
-    try:
-        from uefi_firmware import efi_compressor
-    except ImportError:
-        reason = "uefi_firmware is not installed (pip install -e '.[test]')"
-        if IN_CI:
-            pytest.fail(reason + " under CI=true", pytrace=False)
-        pytest.skip(reason)
+    efi_compressor = require_module("uefi_firmware.efi_compressor")
     return {"efi": (efi_compressor.EfiCompress, efi_compressor.EfiDecompress),
             "tiano": (efi_compressor.TianoCompress, efi_compressor.TianoDecompress)}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+from conftest import BUILD, REPO, assert_one_line_error, require, require_module, run_bootforge
 from romcorpus import IPXE_DIR
 
 STUB = BUILD / "stubs" / "hello-rom.elf"
@@ -243,7 +243,7 @@ def test_rom_image_with_unaligned_pcir_is_refused(tmp_path):
 
 def test_compressed_efi_image_decodes_with_edk2_and_inspect_reports_it(tmp_path):
     require(IPXE_DIR)
-    efi_compressor = pytest.importorskip("uefi_firmware.efi_compressor")
+    efi_compressor = require_module("uefi_firmware.efi_compressor")
     out = tmp_path / "packed.rom"
     run_bootforge("build", REPO / "recipes/e1000-compressed.toml", "-o", out, check=0)
     data = out.read_bytes()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_bootforge
+from conftest import require_module, run_bootforge
 from romcorpus import IPXE_DIR, SEABIOS_DIR, corpus, walk
 
 
@@ -69,7 +69,7 @@ def test_ipxe_e1000_combined_rom_values():
 
 
 def test_pe_facts_agree_with_lief():
-    lief = pytest.importorskip("lief")
+    lief = require_module("lief")
     path = f"{IPXE_DIR}/efi-virtio.rom"
     data = Path(path).read_bytes()
     efi = inspect_json(path)["images"][1]
