@@ -11,7 +11,8 @@ BUILD  := build
 DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	seabios ovmf ipxe-qemu device-tree-compiler \
 	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
-	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64
+	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64 \
+	linux-image-amd64 systemd-boot-efi
 
 AS := as
 LD := ld
