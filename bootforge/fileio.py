@@ -1,27 +1,97 @@
-"""Reading inputs and writing outputs atomically."""
+"""Reading inputs and writing outputs atomically.
+
+Every command that takes a file reads it through read_input(), so the same
+rules hold everywhere:
+- `-` is standard input;
+- a pipe, a device (/dev/zero), standard input or /dev/stdin is read once, up
+  to STREAM_LIMIT bytes, and the bytes are kept: a second look at the same
+  name (format sniffing, then the reader) gets the same bytes instead of an
+  empty or shortened stream (issue 15 item 20);
+- a regular file larger than MAX_INPUT_SIZE is refused before it is read, and
+  what is read is capped at the limit too (a file may grow after stat).
+"""
 
 import os
+import stat
+import sys
 from pathlib import Path
 
-from bootforge.errors import BootforgeError
+from bootforge.errors import BootforgeError, LimitError
 
 # Inputs larger than this are refused before reading: nothing bootforge
 # handles (ROMs, kernels, DTBs, memory maps) comes near it.
 MAX_INPUT_SIZE = 1 << 30
 
+# Pipes and devices have no size to check first (st_size is 0 for /dev/zero):
+# they are read up to this many bytes and refused past it. 256 MiB holds any
+# ROM, kernel, DTB or map and a large initrd.
+STREAM_LIMIT = 256 << 20
+
+STDIN_NAME = "-"
+
+# name -> bytes read from a pipe, device or standard input (read once per run).
+_streams = {}
+
+
+def is_stdin(path) -> bool:
+    return str(path) == STDIN_NAME
+
+
+def _read_stream(f, path, limit):
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise LimitError(f"not a regular file (a pipe or device) and it gave more than {limit} bytes; "
+                         f"bootforge reads at most {limit} bytes from pipes and devices", path=path)
+    return data
+
 
 def read_input(path, limit=MAX_INPUT_SIZE):
-    """Return the bytes of *path*, refusing directories, missing files and absurd sizes."""
+    """Return the bytes of *path* (`-`: standard input), refusing directories, missing files
+    and absurd sizes. Pipes and devices are read once and capped at STREAM_LIMIT."""
+    key = str(path)
+    if key in _streams:
+        return _streams[key]
+    if is_stdin(path):
+        _streams[key] = _read_stream(sys.stdin.buffer, path, min(limit, STREAM_LIMIT))
+        return _streams[key]
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if p.is_dir():
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise BootforgeError("is a directory", path=path)
-        if size > limit:
-            raise BootforgeError(f"file of {size} bytes is over the {limit}-byte limit", path=path)
-        return p.read_bytes()
+        if not stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as f:
+                _streams[key] = _read_stream(f, path, min(limit, STREAM_LIMIT))
+            return _streams[key]
+        if st.st_size > limit:
+            raise BootforgeError(f"file of {st.st_size} bytes is over the {limit}-byte limit", path=path)
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise BootforgeError(f"file grew past the {limit}-byte limit while being read", path=path)
+        return data
     except OSError as exc:
         raise BootforgeError(exc.strerror or str(exc), path=path) from None
+
+
+def read_head(path, size):
+    """The first *size* bytes of *path* for format sniffing, or None when it cannot be opened.
+    A pipe or standard input is read whole (once) so the reader gets every byte afterwards;
+    its errors (over the cap) are raised, not taken for "unknown format"."""
+    key = str(path)
+    if key in _streams:
+        return _streams[key][:size]
+    try:
+        if not is_stdin(path):
+            st = os.stat(path)
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    return f.read(size)
+            if stat.S_ISDIR(st.st_mode):
+                return None
+    except OSError:
+        return None
+    return read_input(path)[:size]
 
 
 def write_atomic(path, data: bytes, mode=0o644):

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, FormatError, LimitError
-from bootforge.fileio import read_input, write_atomic
+from bootforge.fileio import read_head, read_input, write_atomic
 from bootforge.formats.e820 import (
     E820_ACPI, E820_ATTR_ENABLED, E820_ENTRY_EXTENDED_STRUCT, E820_ENTRY_STRUCT, E820_NVS,
     E820_PMEM, E820_PRAM, E820_RAM, E820_RESERVED, E820_RESERVED_KERN, E820_SOFT_RESERVED,
@@ -509,10 +509,8 @@ def guess_format(path):
     p = Path(path)
     if p.is_dir():
         return "e820-sysfs"
-    try:
-        with open(p, "rb") as f:
-            head = f.read(4096)
-    except OSError:
+    head = read_head(path, 4096)  # a pipe or `-` is read once; the reader gets the same bytes
+    if head is None:
         return None
     if head[:4] == b"\xd0\x0d\xfe\xed":
         return "fdt"

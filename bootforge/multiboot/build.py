@@ -260,6 +260,11 @@ def elf_extend_header_segment(data, make_blob):
     return None
 
 
+# [kernel.testing] header_offset may put a header past the loaders' reach (to test
+# that they miss it), up to twice the Multiboot 2 search window.
+MAX_TEST_HEADER_OFFSET = 2 * fmt.MB2_SEARCH
+
+
 def elf_with_header_segment(data, make_blob, header_offset=None):
     """Rewrite ELF *data* with a header segment; *make_blob(header_address)* returns (blob, offsets)."""
     elf = read_elf(data)
@@ -398,6 +403,13 @@ def _build(recipe_path, kernel, out_path):
     testing = kernel.get("testing", {})
     _check_keys(testing, {"header_offset"}, "kernel.testing")
     header_offset = _int(testing, "header_offset", None, "kernel.testing")
+    if header_offset is not None and not 0 <= header_offset <= MAX_TEST_HEADER_OFFSET:
+        # Loaders search 8 KiB (MB1) and 32 KiB (MB2); a test header may sit past
+        # that, but not so far that the kernel written grows without bound (issue 15 item 31).
+        raise RecipeError(f"[kernel.testing] header_offset {header_offset:#x} is past {MAX_TEST_HEADER_OFFSET:#x}: "
+                          f"loaders search the first {fmt.MB1_SEARCH // 1024} KiB (Multiboot 1) and "
+                          f"{fmt.MB2_SEARCH // 1024} KiB (Multiboot 2); test offsets may go up to "
+                          f"{MAX_TEST_HEADER_OFFSET // 1024} KiB")
 
     if layout == "elf":
         entry_req = mb2_opts.pop("entry_address", None)
