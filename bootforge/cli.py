@@ -3,9 +3,14 @@
 Each subcommand lives in bootforge/commands/<name>.py and is imported only
 when it runs, so `bootforge inspect` never pays for what `bootforge load`
 needs. A BootforgeError becomes one line on stderr and exit status 2.
+
+When the reader of standard output goes away (`bootforge inspect ... | head`),
+bootforge stops quietly with status 141 = 128 + SIGPIPE, what a shell reports
+for cat or grep killed the same way: never 1, which means "defects found".
 """
 
 import importlib
+import os
 import sys
 
 import click
@@ -13,11 +18,15 @@ import click
 from bootforge import __version__
 from bootforge.errors import BootforgeError
 
+# 128 + SIGPIPE: the status of a program killed by a closed pipe (see the docstring).
+EXIT_BROKEN_PIPE = 141
+
 # name -> "module:attribute" of a click command.
 COMMANDS = {
     "inspect": "bootforge.commands.inspect:inspect_command",
     "build": "bootforge.commands.build:build_command",
     "patch": "bootforge.commands.patch:patch_command",
+    "extract": "bootforge.commands.extract:extract_command",
     "compress": "bootforge.commands.compress:compress_command",
     "decompress": "bootforge.commands.compress:decompress_command",
     "memmap": "bootforge.commands.memmap:memmap_group",
@@ -28,6 +37,7 @@ SHORT_HELP = {
     "inspect": "Decode ROMs, kernels, DTBs, boot information and memory maps.",
     "build": "Build an option ROM or a Multiboot kernel from a TOML recipe.",
     "patch": "Change ids, indicator bits and checksums of an option ROM.",
+    "extract": "Write one image of an option ROM (an EFI driver decompressed) to a file.",
     "compress": "Compress with the UEFI (EFI/Tiano) compression format.",
     "decompress": "Decompress the UEFI (EFI/Tiano) compression format.",
     "memmap": "Convert, verify and draw memory maps.",
@@ -63,6 +73,18 @@ class LazyGroup(click.Group):
         except BootforgeError as exc:
             click.echo(f"bootforge: error: {exc}", err=True)
             ctx.exit(2)
+        except BrokenPipeError:
+            _stdout_closed()
+
+
+def _stdout_closed():
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again; exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,7 +95,13 @@ def cli():
 
 def main(argv=None):
     try:
-        cli.main(args=argv, prog_name="bootforge")
+        try:
+            cli.main(args=argv, prog_name="bootforge")
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here when the last write was buffered
+    except BrokenPipeError:
+        _stdout_closed()
     except KeyboardInterrupt:
         click.echo("bootforge: interrupted", err=True)
         sys.exit(130)

@@ -37,11 +37,15 @@ def is_stdin(path) -> bool:
     return str(path) == STDIN_NAME
 
 
+def _size(n):
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
+
+
 def _read_stream(f, path, limit):
     data = f.read(limit + 1)
     if len(data) > limit:
-        raise LimitError(f"not a regular file (a pipe or device) and it gave more than {limit} bytes; "
-                         f"bootforge reads at most {limit} bytes from pipes and devices", path=path)
+        raise LimitError(f"not a regular file (a pipe or device) and it gave more than {_size(limit)}; "
+                         f"bootforge reads at most {_size(limit)} from pipes and devices", path=path)
     return data
 
 

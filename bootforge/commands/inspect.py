@@ -27,6 +27,10 @@ def inspect_command(files, as_json, format_name):
             exc.located(path=path)
             click.echo(f"bootforge: error: {exc}", err=True)
             status = 2
+            if as_json:
+                # Every file named gets its entry, in order: a failed one carries its error.
+                documents.append({"file": str(path), "error": exc.message,
+                                  **({"offset": exc.offset} if exc.offset is not None else {})})
             continue
         status = max(status, report.exit_status)
         if as_json:
