@@ -172,7 +172,8 @@ def test_patch_ids_keeps_every_payload_byte_and_every_checksum(tmp_path):
     for image in doc["images"]:
         assert (image["pcir"]["vendor_id"], image["pcir"]["device_id"]) == (0x10EC, 0x8139)
         assert image["checksum_ok"]
-    assert doc["images"][0]["pcir"]["device_list"] == [0x8139]
+    # --device-id sets the PCIR id only; the PCI 3.0 list is kept (issue 15 item 5, tests/test_rom_patch.py)
+    assert doc["images"][0]["pcir"]["device_list"] == [0x100E]
     assert doc["images"][0]["pnp"]["checksum_ok"] and doc["images"][0]["undi"]["checksum_ok"]
 
 
