@@ -1,0 +1,41 @@
+"""`bootforge verify`: boot the kernel of a load recipe under the real loader in QEMU and
+compare what the loader handed over with `bootforge load`'s prediction."""
+
+import json
+import sys
+
+import click
+
+
+@click.command("verify")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>).")
+@click.option("--loader", help="Override the recipe's loader (qemu-mb1, grub-pc-mb1, grub-pc-mb2, grub-efi-mb2, "
+              "syslinux-mb1, ipxe-pcbios-mb1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--keep", type=click.Path(file_okay=False), help="Keep the boot medium and QEMU's logs in DIR.")
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait for the kernel's entry "
+              "(default 60 on SeaBIOS, 120 on OVMF).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def verify_command(recipe, platform, loader, as_json, keep, timeout, quiet):
+    """Boot RECIPE's kernel, unmodified, under the real loader in QEMU; stop at its entry
+    through QEMU's gdbstub and compare the boot information, modules and memory map
+    with `bootforge load`'s prediction.
+
+    Exit status 0 when every predicted field matches (or the loader refuses with the
+    predicted words), 1 on any mismatch or when the entry is not reached in time,
+    2 when it cannot run (bad recipe, a platform QEMU cannot be, QEMU/OVMF/a loader
+    missing: the Debian package is named).
+    """
+    from bootforge.verify.run import verify
+
+    def progress(text):
+        click.echo(f"verify: {text}", err=True)
+
+    report = verify(recipe, platform, loader, keep=keep, timeout=timeout, progress=None if quiet else progress)
+    if as_json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo(report.render_text(), nl=False)
+    sys.exit(0 if report.ok else 1)

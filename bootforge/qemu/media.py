@@ -1,0 +1,218 @@
+"""Boot media for the real loaders, built from a kernel, its command line and modules.
+
+Each builder takes BootFile entries (the file on this machine, the name the loader
+is given, its arguments) and returns a runner.Medium. The layouts and configuration
+lines are the ones of /work/shared/reference/qemu-oracles.md (observed: GRUB 2.06
+grub-mkrescue, ISOLINUX 6.04 + mboot.c32, iPXE 1.0.0+git-20190125 pxe-e1000.rom
+with QEMU's built-in TFTP, QEMU 7.2 -kernel).
+
+MEDIA maps the medium kinds loader policies name ("qemu-kernel", "grub-pc-iso",
+"grub-efi-iso", "isolinux-iso", "ipxe-tftp") to their builder.
+"""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from bootforge.errors import RecipeError, ToolError
+from bootforge.qemu import host
+from bootforge.qemu.runner import Medium
+
+TFTP_HOST = "tftp://10.0.2.2/"      # QEMU user network's host address, as iPXE names its files
+GRUB_SERIAL = ["set timeout=0", "serial --unit=0 --speed=115200", "terminal_input serial",
+               "terminal_output serial"]
+
+
+@dataclass
+class BootFile:
+    source: Path            # the file on this machine
+    name: str               # the name the loader is given (/boot/kernel, tftp://10.0.2.2/k, ...)
+    args: str = ""          # what follows the name on the loader's line
+
+
+def run_tool(cmd, timeout=180, **kw):
+    """Run an external tool (grub-mkrescue, xorriso, ld); ToolError when missing or failing."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except FileNotFoundError:
+        raise ToolError(f"{cmd[0]} is not installed (Debian package "
+                        f"{host.PACKAGES.get(cmd[0], '?')})") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{cmd[0]} did not finish in {timeout} s") from None
+    if proc.returncode != 0:
+        raise ToolError(f"{' '.join(map(str, cmd[:3]))} failed: {proc.stderr.strip()[-400:]}")
+    return proc
+
+
+def _place(root, name, source):
+    """Copy *source* to *name* (an absolute path on the medium) under *root*."""
+    rel = PurePosixPath(name)
+    if not rel.is_absolute():
+        raise RecipeError(f"{name!r}: the loader needs an absolute path on the boot medium (like /boot/{name})")
+    parts = [p for p in rel.parts[1:] if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise RecipeError(f"{name!r} is not a file path on the boot medium")
+    dest = Path(root).joinpath(*parts)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return dest
+
+
+def grub_cfg(protocol, kernel, modules, before=(), after=(), preamble=()):
+    """grub.cfg with one entry booting *kernel* and *modules* (serial console, no menu wait)."""
+    cmd, mod = ("multiboot", "module") if protocol == "multiboot1" else ("multiboot2", "module2")
+    lines = [*GRUB_SERIAL, *preamble, 'menuentry "k" {', *(f"  {b}" for b in before),
+             f"  {cmd} {kernel.name} {kernel.args}".rstrip()]
+    lines += [f"  {mod} {m.name} {m.args}".rstrip() for m in modules]
+    lines += [*(f"  {a}" for a in after), "  boot", "}", ""]
+    return "\n".join(lines)
+
+
+def grub_iso(workdir, protocol, kernel, modules, *, efi=False, before=(), after=(), reuse=False):
+    """A grub-mkrescue ISO (boots on SeaBIOS through GRUB i386-pc and on OVMF through
+    GRUB x86_64-efi) with the files at their names and one menu entry."""
+    host.require("grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI if efi else host.GRUB_I386_PC)
+    root = Path(workdir) / "iso"
+    out = Path(workdir) / "grub.iso"
+    files = {kernel.name: _place(root, kernel.name, kernel.source)}
+    files.update({m.name: _place(root, m.name, m.source) for m in modules})
+    (root / "boot" / "grub").mkdir(parents=True, exist_ok=True)
+    (root / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(protocol, kernel, modules, before, after))
+    if not (reuse and out.exists()):
+        run_tool(["grub-mkrescue", "-o", str(out), str(root)])
+    return Medium(["-cdrom", str(out)], f"GRUB {'x86_64-efi' if efi else 'i386-pc'} ISO {out.name}",
+                  files=files)
+
+
+def grub_script_iso(workdir, cfg_text, files=(), name="grub.iso", reuse=False):
+    """A grub-mkrescue ISO with a grub.cfg of the caller's (e.g. lsefimmap captures) and
+    *files* [(name on the medium, source)]."""
+    host.require("grub-mkrescue", "xorriso", "mformat")
+    root = Path(workdir) / "iso"
+    placed = {n: _place(root, n, src) for n, src in files}
+    (root / "boot" / "grub").mkdir(parents=True, exist_ok=True)
+    (root / "boot" / "grub" / "grub.cfg").write_text(cfg_text)
+    out = Path(workdir) / name
+    if not (reuse and out.exists()):
+        run_tool(["grub-mkrescue", "-o", str(out), str(root)])
+    return Medium(["-cdrom", str(out)], f"GRUB ISO {out.name}", files=placed)
+
+
+def isolinux_tree(root, kernel_source, kernel_name="/kernel.elf"):
+    """An ISO tree with isolinux, mboot.c32 and the modules it needs, and the kernel."""
+    host.require(host.ISOLINUX_BIN, host.SYSLINUX_BIOS_MODULES)
+    root = Path(root)
+    (root / "isolinux").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(host.ISOLINUX_BIN, root / "isolinux" / "isolinux.bin")
+    for m in ("ldlinux", "libcom32", "mboot"):
+        shutil.copyfile(f"{host.SYSLINUX_BIOS_MODULES}/{m}.c32", root / "isolinux" / f"{m}.c32")
+    _place(root, kernel_name, kernel_source)
+    return root
+
+
+def isolinux_cfg(kernel, modules):
+    mods = "".join(f" --- {m.name} {m.args}".rstrip() for m in modules)
+    return ("SERIAL 0 115200\nDEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
+            f"  APPEND {kernel.name} {kernel.args}".rstrip() + f"{mods}\n")
+
+
+def isolinux_iso(workdir, kernel, modules, *, reuse=False):
+    """An isolinux ISO running mboot.c32 on *kernel* with *modules* (serial console on COM1)."""
+    host.require("xorriso")
+    root = isolinux_tree(Path(workdir) / "s", kernel.source, kernel.name)
+    files = {kernel.name: root / kernel.name.lstrip("/")}
+    files.update({m.name: _place(root, m.name, m.source) for m in modules})
+    (root / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg(kernel, modules))
+    out = Path(workdir) / "syslinux.iso"
+    if not (reuse and out.exists()):
+        run_tool(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-b", "isolinux/isolinux.bin",
+                  "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+                  str(root)])
+    return Medium(["-cdrom", str(out)], f"isolinux ISO {out.name}", files=files)
+
+
+def _tftp_name(name):
+    rel = name[len(TFTP_HOST):] if name.startswith(TFTP_HOST) else name
+    rel = rel.lstrip("/")
+    if not rel or ".." in PurePosixPath(rel).parts or "://" in rel:
+        raise RecipeError(f"{name!r}: iPXE fetches files from QEMU's TFTP server; name them "
+                          f"{TFTP_HOST}<file> or <file>")
+    return rel
+
+
+def ipxe_tftp(workdir, kernel, modules, **_):
+    """A TFTP root served by QEMU's user network (restrict=on: nothing leaves QEMU) with the
+    kernel, the modules and an iPXE script booting them; iPXE from Debian's pxe-e1000.rom."""
+    host.require(host.IPXE_PXE_E1000)
+    root = Path(workdir) / "tftp"
+    root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for f in [kernel, *modules]:
+        rel = _tftp_name(f.name)
+        _place(root, "/" + rel, f.source)
+        files[f.name] = root / rel
+    lines = ["#!ipxe", f"kernel {_tftp_name(kernel.name)} {kernel.args}".rstrip()]
+    lines += [f"module {_tftp_name(m.name)} {m.args}".rstrip() for m in modules]
+    lines += ["boot", ""]
+    (root / "boot.ipxe").write_text("\n".join(lines))
+    return Medium(["-boot", "n", "-netdev", f"user,id=n0,restrict=on,tftp={root},bootfile=boot.ipxe",
+                   "-device", f"e1000,netdev=n0,romfile={host.IPXE_PXE_E1000}"],
+                  "iPXE (pxe-e1000.rom) over QEMU's TFTP", network=True, files=files)
+
+
+def qemu_kernel(workdir, kernel, modules, **_):
+    """QEMU's own Multiboot1 loader: -kernel/-append/-initrd. Names that are relative are
+    made to exist (symbolic links) in a directory QEMU runs in, so QEMU sees the same names."""
+    stage = Path(workdir) / "qemu-root"
+    stage.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for f in [kernel, *modules]:
+        if "," in f.name or " " in f.name:
+            raise RecipeError(f"{f.name!r}: QEMU's -initrd separates modules by ',' and names by ' '")
+        p = PurePosixPath(f.name)
+        if p.is_absolute():
+            if not Path(f.name).exists() or not os.path.samefile(f.name, f.source):
+                raise RecipeError(f"{f.name!r} (the name QEMU is given) is not the file {f.source}")
+            files[f.name] = Path(f.name)
+            continue
+        if ".." in p.parts:
+            raise RecipeError(f"{f.name!r}: give QEMU names without '..'")
+        link = stage / p
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(f.source).resolve())
+        files[f.name] = link
+    args = ["-kernel", kernel.name, "-append", kernel.args]
+    if modules:
+        args += ["-initrd", ",".join(f"{m.name} {m.args}".rstrip() for m in modules)]
+    return Medium(args, "QEMU -kernel (its Multiboot1 loader)", cwd=str(stage), files=files)
+
+
+def _grub_pc(workdir, kernel, modules, protocol="multiboot2", **kw):
+    return grub_iso(workdir, protocol, kernel, modules, **kw)
+
+
+def _grub_efi(workdir, kernel, modules, protocol="multiboot2", **kw):
+    return grub_iso(workdir, protocol, kernel, modules, efi=True, **kw)
+
+
+def _isolinux(workdir, kernel, modules, protocol=None, **kw):
+    return isolinux_iso(workdir, kernel, modules, **kw)
+
+
+# medium kind -> (builder, firmware it boots on)
+MEDIA = {
+    "qemu-kernel": (qemu_kernel, "seabios"),
+    "grub-pc-iso": (_grub_pc, "seabios"),
+    "grub-efi-iso": (_grub_efi, "ovmf"),
+    "isolinux-iso": (_isolinux, "seabios"),
+    "ipxe-tftp": (ipxe_tftp, "seabios"),
+}
+
+
+def build_medium(kind, workdir, kernel, modules, protocol, **kw):
+    builder, _firmware = MEDIA[kind]
+    return builder(workdir, kernel, modules, protocol=protocol, **kw)

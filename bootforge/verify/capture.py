@@ -1,0 +1,187 @@
+"""Stop a QEMU run at the kernel's entry and read the boot information through the gdbstub."""
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from bootforge.errors import FormatError, LimitError
+from bootforge.formats import multiboot as fmt
+from bootforge.multiboot.dump import MAX_STRING, decode_mb1_info, decode_mb2_info
+from bootforge.qemu.gdbremote import GdbError, GdbRemote
+from bootforge.qemu.runner import last_lines
+
+MAGICS = {fmt.MB1_BOOTLOADER_MAGIC: "multiboot1", fmt.MB2_BOOTLOADER_MAGIC: "multiboot2"}
+MAX_MBI = 1 << 20       # an MB2 total_size above 1 MiB is not read (no loader writes that much)
+MAX_EARLY_STOPS = 10000   # breakpoint hits before the kernel is in place (firmware/loader code there)
+
+
+@dataclass
+class Capture:
+    status: str                         # "entry", "refused", "exited", "timeout"
+    seconds: float = 0.0
+    registers: dict = field(default_factory=dict)
+    doc: dict | None = None             # {"eax", "ebx", "protocol", "multiboot1"|"multiboot2"}
+    problems: list = field(default_factory=list)
+    loader_words: str | None = None     # the loader's refusal, from its console
+    last_serial: str = ""
+    early_stops: int = 0
+    module_hashes: list = field(default_factory=list)   # sha256 of guest memory [start, end)
+
+
+def entry_point(kernel, result):
+    """(linear address, how it was found) of the instruction the loader jumps to.
+
+    MB2: the EFI amd64 entry tag (9) when GRUB x86_64-efi keeps boot services (tag 7),
+    else the entry address tag (3), else the ELF entry; MB1: the a.out kludge's
+    entry_addr, else the ELF entry. A relocatable MB2 kernel (tag 10) is entered at
+    that address moved by as much as the loader moved the image (GRUB
+    multiboot_elfxx.c adds load_base_addr - link_base_addr to the entry): verify
+    takes the *predicted* load base, so a loader that put the image elsewhere never
+    reaches the breakpoint and the run ends in a named mismatch at the timeout.
+    """
+    how = "ELF e_entry"
+    entry = kernel.entry
+    if result.protocol == "multiboot2" and kernel.mb2:
+        tags = {t["type"]: t for t in kernel.mb2.get("tags", [])}
+        if result.loader == "grub-efi-mb2" and 9 in tags and 7 in tags:
+            entry, how = tags[9]["entry_addr"], "MB2 EFI amd64 entry tag (9)"
+        elif 3 in tags:
+            entry, how = tags[3]["entry_addr"], "MB2 entry address tag (3)"
+        if 10 in tags and result.load_base is not None and result.load_base != kernel.low:
+            entry += result.load_base - kernel.low
+            how += f", moved with the relocatable image to the predicted load base {result.load_base:#x}"
+    elif result.protocol == "multiboot1" and kernel.mb1 and kernel.mb1.get("aout_kludge") \
+            and kernel.mb1.get("addresses"):
+        entry, how = kernel.mb1["addresses"]["entry_addr"], "MB1 a.out kludge entry_addr"
+    return entry & 0xFFFFFFFF, how
+
+
+class GuestMemory:
+    """Guest memory read through the gdbstub, with dump.Memory's interface (read, string)."""
+
+    def __init__(self, gdb):
+        self.gdb = gdb
+
+    def read(self, addr, length):
+        try:
+            return self.gdb.read_memory(addr, length)
+        except GdbError:
+            return None
+
+    def string(self, addr):
+        data = b""
+        while len(data) < MAX_STRING:
+            chunk = self.read(addr + len(data), 256 - (addr + len(data)) % 256)
+            if not chunk:
+                return None, None
+            end = chunk.find(b"\0")
+            if end >= 0:
+                data += chunk[:end]
+                return data.decode("utf-8", "replace"), len(data) + 1
+            data += chunk
+        return None, None
+
+
+def read_boot_information(gdb, eax, ebx):
+    """The boot information at EBX and what it points to, decoded as the dump decoder does:
+    ({"eax", "ebx", "protocol", "multiboot1"|"multiboot2"}, problems)."""
+    mem = GuestMemory(gdb)
+    doc = {"eax": eax, "ebx": ebx, "magic": eax, "mbi_address": ebx, "protocol": MAGICS.get(eax)}
+    problems = []
+    if eax == fmt.MB2_BOOTLOADER_MAGIC:
+        head = mem.read(ebx, 8)
+        if head is None:
+            raise FormatError(f"the MBI at {ebx:#x} cannot be read from guest memory")
+        total = int.from_bytes(head[:4], "little")
+        if total > MAX_MBI:
+            raise LimitError(f"MBI total_size {total:#x} at {ebx:#x} (limit {MAX_MBI:#x})")
+        data = mem.read(ebx, max(total, 8))
+        doc["multiboot2"] = decode_mb2_info(data)
+    else:
+        doc["multiboot1"], problems = decode_mb1_info(mem, ebx)
+    return doc, problems
+
+
+def module_ranges(doc):
+    if doc.get("multiboot2"):
+        return [(t["mod_start"], t["mod_end"]) for t in doc["multiboot2"]["tags"] if t["type"] == 3]
+    return [(m["mod_start"], m["mod_end"]) for m in doc.get("multiboot1", {}).get("modules", [])]
+
+
+def hash_guest(gdb, start, end, limit=1 << 30):
+    """sha256 of guest memory [start, end), or None when it cannot be read."""
+    if end < start or end - start > limit:
+        return None
+    h = hashlib.sha256()
+    at = start
+    while at < end:
+        n = min(1 << 16, end - at)
+        chunk = gdb.read_memory(at, n)
+        if chunk is None:
+            return None
+        h.update(chunk)
+        at += n
+    return h.hexdigest()
+
+
+def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True):
+    """Continue the halted QEMU *run* (started with gdb=True) to the kernel's entry and read
+    what the loader handed over. *refusal(run)* returns the loader's words once its console
+    shows it refused; *progress(text)* hears what the run is waiting for."""
+    out = Capture("timeout")
+    gdb = GdbRemote(run.gdb_socket)
+    try:
+        gdb.hardware_breakpoint(entry)
+        last_said = None
+        while True:
+            gdb.cont()
+            reply = None
+            while reply is None:
+                try:
+                    reply = gdb.wait_stop(0.2)
+                except GdbError:                # QEMU ended (-no-reboot on a triple fault, debug-exit)
+                    reply = "W"
+                if reply is not None:
+                    break
+                words = refusal(run) if refusal else None
+                if words:
+                    out.status, out.loader_words = "refused", words
+                    return _finish(out, run)
+                if run.exited():
+                    out.status = "exited"
+                    return _finish(out, run)
+                if run.elapsed() > timeout:
+                    out.status = "timeout"
+                    return _finish(out, run)
+                if progress:
+                    said = last_lines(run.serial(), 1, 100)
+                    if said != last_said:
+                        progress(f"{run.elapsed():5.1f} s  waiting for the entry at {entry:#x}; "
+                                 f"serial: {said or '(nothing yet)'}")
+                        last_said = said
+            if reply[:1] in ("W", "X"):
+                out.status = "exited"
+                return _finish(out, run)
+            regs = gdb.registers()
+            eax = regs["rax"] & 0xFFFFFFFF
+            if eax in MAGICS:
+                break
+            out.early_stops += 1
+            gdb.step_over(entry)
+            if out.early_stops > MAX_EARLY_STOPS:
+                out.status = "timeout"
+                return _finish(out, run)
+        out.status = "entry"
+        out.registers = {k: regs[k] for k in ("rax", "rbx", "rip")}
+        out.doc, out.problems = read_boot_information(gdb, eax, regs["rbx"] & 0xFFFFFFFF)
+        if hash_modules:
+            out.module_hashes = [hash_guest(gdb, a, b) for a, b in module_ranges(out.doc)]
+        return _finish(out, run)
+    finally:
+        gdb.close()
+
+
+def _finish(out, run):
+    out.seconds = run.elapsed()
+    out.last_serial = last_lines(run.serial())
+    return out

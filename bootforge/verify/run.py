@@ -1,0 +1,321 @@
+"""One verify run: predict, build the loader's boot medium, boot QEMU to the kernel's
+entry, read what the loader handed over, compare field by field."""
+
+import hashlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootforge import errors
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.qemu.media import MEDIA, BootFile, build_medium
+from bootforge.qemu.runner import Machine, QemuRun, last_lines
+from bootforge.verify.capture import capture, entry_point
+from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
+
+# loader -> the boot medium its real loader starts from (until the policy registry names it).
+LOADER_MEDIA = {"qemu-mb1": "qemu-kernel", "grub-pc-mb1": "grub-pc-iso", "grub-pc-mb2": "grub-pc-iso",
+                "grub-efi-mb2": "grub-efi-iso", "syslinux-mb1": "isolinux-iso", "ipxe-pcbios-mb1": "ipxe-tftp"}
+MACHINES = {"qemu-pc-seabios": "seabios", "qemu-q35-ovmf": "ovmf"}
+VERIFIABLE = "qemu-pc-seabios:<mem> (SeaBIOS) and qemu-q35-ovmf:<mem> (OVMF)"
+DEFAULT_TIMEOUT = {"seabios": 60.0, "ovmf": 120.0}
+# Fields a policy predicts only from GRUB's own printout of the EFI map, not from the
+# parametric OVMF profile: shown, not counted (tests/test_load_fidelity.py checks them
+# against GRUB's lsefimmap).
+PROFILE_ONLY = {"grub-efi-mb2": {"mem_lower", "mem_upper", "mmap_from_tag17"}}
+
+
+def medium_kind(loader):
+    """The medium a loader boots from: the policy registry's word when it has one."""
+    try:
+        from bootforge.loader import policies
+        entry = policies.REGISTRY.get(loader) if hasattr(policies, "REGISTRY") else None
+        kind = getattr(entry, "medium", None)
+        if kind:
+            return kind
+    except BootforgeError:
+        pass
+    return LOADER_MEDIA.get(loader)
+
+
+def machine_for(platform, loader):
+    """The QEMU machine a platform stands for; RecipeError (one line) for map files."""
+    name, _, _mem = platform.name.partition(":")
+    firmware = MACHINES.get(name)
+    if firmware is None or not platform.memory_bytes:
+        raise RecipeError(f"platform {platform.name!r} is a memory map, not a machine QEMU can be; "
+                          f"verify runs on {VERIFIABLE}")
+    kind = medium_kind(loader)
+    if kind is None:
+        known = ", ".join(n for n in LOADER_MEDIA)
+        raise RecipeError(f"no real {loader} runs here to verify against (verifiable loaders: {known})")
+    wants = MEDIA[kind][1]
+    if wants != firmware:
+        raise RecipeError(f"{loader} boots on {'OVMF' if wants == 'ovmf' else 'SeaBIOS'}, but the platform is "
+                          f"{platform.name}; give --platform "
+                          f"{'qemu-q35-ovmf' if wants == 'ovmf' else 'qemu-pc-seabios'}:<mem>")
+    return Machine(firmware, platform.memory_bytes >> 20), kind
+
+
+@dataclass
+class Row:
+    name: str
+    predicted: object
+    observed: object
+    ok: bool
+    counted: bool = True        # False: shown, not part of what the policy claims
+
+
+@dataclass
+class VerifyReport:
+    recipe: str
+    loader: str
+    platform: str
+    machine: str = ""
+    medium: str = ""
+    entry: int | None = None
+    entry_how: str = ""
+    status: str = ""            # entry, refused, timeout, exited
+    seconds: float = 0.0
+    rows: list = field(default_factory=list)
+    predicted_refusal: str | None = None
+    loader_words: str | None = None
+    last_serial: str = ""
+    registers: dict = field(default_factory=dict)
+    early_stops: int = 0
+    problems: list = field(default_factory=list)
+    kept: str | None = None
+
+    @property
+    def mismatches(self):
+        return [r for r in self.rows if r.counted and not r.ok]
+
+    @property
+    def ok(self):
+        return self.status in ("entry", "refused") and not self.mismatches and bool(self.rows)
+
+    def to_json(self):
+        return {"recipe": self.recipe, "loader": self.loader, "platform": self.platform, "machine": self.machine,
+                "medium": self.medium, "entry": self.entry, "entry_how": self.entry_how, "status": self.status,
+                "seconds": round(self.seconds, 3), "ok": self.ok,
+                "registers": {k: v for k, v in self.registers.items()}, "early_stops": self.early_stops,
+                "predicted_refusal": self.predicted_refusal, "loader_words": self.loader_words,
+                "last_serial": self.last_serial, "problems": list(self.problems),
+                "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
+                            "match": r.ok, "counted": r.counted} for r in self.rows],
+                "mismatches": [r.name for r in self.mismatches], "kept": self.kept}
+
+    def render_text(self):
+        out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
+               f"  booted {self.machine} from {self.medium}"]
+        if self.entry is not None:
+            out.append(f"  kernel entry {self.entry:#x} ({self.entry_how})")
+        if self.status == "entry":
+            r = self.registers
+            out.append(f"  stopped at the entry after {self.seconds:.1f} s: EAX {r['rax'] & 0xFFFFFFFF:#010x}, "
+                       f"EBX {r['rbx'] & 0xFFFFFFFF:#x}"
+                       + (f" ({self.early_stops} earlier stop(s) before the kernel was in place)"
+                          if self.early_stops else ""))
+        elif self.status == "refused":
+            out.append(f"  the loader refused after {self.seconds:.1f} s: {self.loader_words!r}")
+        elif self.status == "timeout":
+            out.append(f"  the kernel's entry was not reached in {self.seconds:.0f} s; last on serial: "
+                       f"{self.last_serial or '(nothing)'}")
+        elif self.status == "exited":
+            out.append(f"  QEMU ended before the kernel's entry after {self.seconds:.1f} s; last on serial: "
+                       f"{self.last_serial or '(nothing)'}")
+        if self.rows:
+            w0 = max(len(r.name) for r in self.rows)
+            cells = [(r, _cell(r.predicted), _cell(r.observed)) for r in self.rows]
+            w1 = max([len("predicted")] + [len(p) for _r, p, _o in cells])
+            w2 = max([len("observed")] + [len(o) for _r, _p, o in cells])
+            out.append(f"  {'':<{w0}}  {'predicted':<{w1}}  {'observed':<{w2}}")
+            for r, p, o in cells:
+                mark = ("ok" if r.ok else "MISMATCH") if r.counted else ("same" if r.ok else "differs (not predicted)")
+                out.append(f"  {r.name:<{w0}}  {p:<{w1}}  {o:<{w2}}  {mark}")
+        for p in self.problems:
+            out.append(f"  note: {p}")
+        counted = [r for r in self.rows if r.counted]
+        bad = self.mismatches
+        if self.ok:
+            out.append(f"  result: all {len(counted)} predicted fields match the real loader")
+        else:
+            why = [r.name for r in bad] or [{"timeout": "entry not reached", "exited": "QEMU ended"}.get(self.status,
+                                                                                                       self.status)]
+            out.append(f"  result: MISMATCH ({len(bad)} of {len(counted)} fields): {', '.join(why)}")
+        if self.kept:
+            out.append(f"  kept: {self.kept}")
+        return "\n".join(out) + "\n"
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _cell(v):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return hex(v)
+    if isinstance(v, str):
+        return repr(v) if len(v) < 60 else repr(v[:56] + "...")
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_cell(x) for x in v) + "]" if len(v) <= 4 else \
+            "[" + ", ".join(_cell(x) for x in v[:3]) + f", ... {len(v)} items]"
+    return str(v)
+
+
+def _words(text):
+    return re.sub(r"\s+", " ", text).strip().rstrip(".").lower()
+
+
+def same_words(predicted, seen):
+    """A predicted refusal matches when the loader's words are in the prediction or vice versa."""
+    if not predicted or not seen:
+        return False
+    a, b = _words(predicted), _words(seen)
+    return a in b or b in a
+
+
+def refusal_reader(kind):
+    """run -> the loader's words once its console shows a refusal, else None."""
+    if kind in ("grub-pc-iso", "grub-efi-iso"):
+        def grub(run):      # grub_print_error: "error: <words>." on the serial terminal
+            m = re.search(r"error: ([^\r\n]*)", run.serial())
+            return m.group(1).strip() if m else None
+        return grub
+    if kind == "isolinux-iso":
+        def syslinux(run):  # mboot.c32 prints its complaint and returns to the boot: prompt
+            text = run.serial()
+            if "boot:" not in text.split("mboot.c32", 1)[-1]:
+                return None
+            before = text.split("mboot.c32", 1)[-1].rsplit("boot:", 1)[0]
+            return last_lines(before, 1) or "returned to the boot: prompt"
+        return syslinux
+    if kind == "qemu-kernel":
+        def qemu(run):      # QEMU refuses the -kernel itself: its message on stderr, then it exits
+            if not run.exited():
+                return None
+            m = re.search(r"qemu-system-x86_64: ([^\r\n]*)", run.qemu_stderr())
+            return m.group(1).strip() if m else None
+        return qemu
+    if kind == "ipxe-tftp":
+        def ipxe(run):      # "Could not boot image: <words> (http://ipxe.org/...)"
+            m = re.search(r"Could not (?:boot|select)[^\r\n]*", run.serial())
+            return m.group(0).strip() if m else None
+        return ipxe
+    return None
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def compare_rows(res, cap, req):
+    """Prediction and capture as rows: MBI address/size, mem_lower/upper, cmdline, each
+    module (start, end, string, bytes), each mmap entry, the tags."""
+    want, seen = predicted_fields(res), observed_fields(cap.doc)
+    uncounted = PROFILE_ONLY.get(res.loader, set()) if not res.platform.grub_heap_included else set()
+    rows = []
+
+    def add(name, p, o, key):
+        rows.append(Row(name, p, o, p == o, key not in uncounted))
+
+    add("mbi address", want["mbi_address"], seen["mbi_address"], "mbi_address")
+    if "mbi_size" in want:
+        add("mbi size", want["mbi_size"], seen.get("mbi_size"), "mbi_size")
+    for key in ("mem_lower", "mem_upper", "cmdline"):
+        add(key.replace("_", " "), want[key], seen.get(key), key)
+    pm, om = want["modules"], seen.get("modules") or []
+    ps, os_ = want["module_strings"], seen.get("module_strings") or []
+    for i in range(max(len(pm), len(om))):
+        p = pm[i] if i < len(pm) else None
+        o = om[i] if i < len(om) else None
+        add(f"module {i} start", p and p[0], o and o[0], "modules")
+        add(f"module {i} end", p and p[1], o and o[1], "modules")
+        add(f"module {i} string", ps[i] if i < len(ps) else None, os_[i] if i < len(os_) else None,
+            "module_strings")
+        if i < len(req.modules) and i < len(cap.module_hashes):
+            fh, mh = sha256_file(req.modules[i].path), cap.module_hashes[i]
+            rows.append(Row(f"module {i} bytes", f"file sha256 {fh[:16]}", f"memory sha256 {(mh or '?')[:16]}",
+                            fh == mh))
+    pmap, omap = want["mmap"], seen.get("mmap") or []
+    add("mmap entries", len(pmap), len(omap), "mmap")
+    for i in range(max(len(pmap), len(omap))):
+        add(f"mmap {i}", pmap[i] if i < len(pmap) else None, omap[i] if i < len(omap) else None, "mmap")
+    if "mmap_from_tag17" in want:
+        add("mmap from tag 17", want["mmap_from_tag17"], seen.get("mmap_from_tag17"), "mmap_from_tag17")
+    add("tags" if res.protocol == "multiboot2" else "flags", predicted_tag_names(res), tag_names(cap.doc), "tags")
+    return rows
+
+
+def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None):
+    """Run one verify; a VerifyReport. BootforgeError (exit 2) when it cannot run."""
+    from bootforge.loader.policies import policy
+    from bootforge.loader.recipe import read_recipe
+    req = read_recipe(recipe, platform, loader)
+    machine, kind = machine_for(req.platform, req.loader)
+    report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe())
+    refusal_class = getattr(errors, "LoaderRefusal", RecipeError)
+    res = None
+    try:
+        res = policy(req.loader)(req)
+    except refusal_class as exc:
+        report.predicted_refusal = getattr(exc, "words", None) or exc.message
+    except BootforgeError as exc:
+        raise exc.located(path=recipe)
+    protocol = res.protocol if res else ("multiboot2" if req.loader.endswith("mb2") else "multiboot1")
+    kernel = BootFile(Path(req.kernel.path), req.kernel_loader_path, req.cmdline)
+    modules = [BootFile(Path(m.path), m.loader_path, m.cmdline) for m in req.modules]
+    timeout = timeout or DEFAULT_TIMEOUT[machine.firmware]
+    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if progress:
+            progress(f"building the boot medium ({kind}) in {work}")
+        medium = build_medium(kind, work, kernel, modules, protocol)
+        report.medium = medium.description
+        if res is not None:
+            report.entry, report.entry_how = entry_point(req.kernel, res)
+        else:
+            from types import SimpleNamespace
+            report.entry, report.entry_how = entry_point(
+                req.kernel, SimpleNamespace(protocol=protocol, loader=req.loader, load_base=None))
+        if progress:
+            progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}"
+                     + (" (OVMF takes ~5 s to reach the loader)" if machine.firmware == "ovmf" else ""))
+        with QemuRun(machine, medium, workdir=work, gdb=True) as run:
+            run.start()
+            cap = capture(run, report.entry, timeout, refusal_reader(kind), progress)
+        report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
+        report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
+        report.loader_words = cap.loader_words
+        if cap.status == "entry" and res is not None:
+            report.rows = compare_rows(res, cap, req)
+        elif cap.status == "entry":
+            report.rows = [Row("loader", f"refuses: {report.predicted_refusal}", "loaded the kernel", False)]
+        elif cap.status == "refused":
+            report.rows = [Row("loader", f"refuses: {report.predicted_refusal}" if res is None else "loads the kernel",
+                               f"refuses: {cap.loader_words}",
+                               res is None and same_words(report.predicted_refusal, cap.loader_words))]
+        elif res is not None and report.entry_how.find("relocatable") >= 0:
+            report.problems.append("a relocatable kernel is stopped at the entry moved to the predicted load "
+                                   "base; the loader put it elsewhere or never started it")
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            report.kept = str(work)
+    return report
