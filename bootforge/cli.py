@@ -31,6 +31,7 @@ COMMANDS = {
     "decompress": "bootforge.commands.compress:decompress_command",
     "memmap": "bootforge.commands.memmap:memmap_group",
     "load": "bootforge.commands.load:load_command",
+    "verify": "bootforge.commands.verify:verify_command",
 }
 
 SHORT_HELP = {
@@ -42,6 +43,7 @@ SHORT_HELP = {
     "decompress": "Decompress the UEFI (EFI/Tiano) compression format.",
     "memmap": "Convert, verify and draw memory maps.",
     "load": "Simulate firmware and a boot loader placing a kernel and modules.",
+    "verify": "Boot a kernel under the real loader in QEMU and compare with load's prediction.",
 }
 
 
