@@ -41,8 +41,23 @@ def _size(n):
     return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
 
 
+CHUNK = 1 << 20
+
+
+def _read_chunks(f, limit):
+    """Up to limit + 1 bytes from *f*, in chunks: read(n) would reserve n bytes up front."""
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = f.read(min(CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_stream(f, path, limit):
-    data = f.read(limit + 1)
+    data = _read_chunks(f, limit)
     if len(data) > limit:
         raise LimitError(f"not a regular file (a pipe or device) and it gave more than {_size(limit)}; "
                          f"bootforge reads at most {_size(limit)} from pipes and devices", path=path)
@@ -70,7 +85,9 @@ def read_input(path, limit=MAX_INPUT_SIZE):
         if st.st_size > limit:
             raise BootforgeError(f"file of {st.st_size} bytes is over the {limit}-byte limit", path=path)
         with open(p, "rb") as f:
-            data = f.read(limit + 1)
+            data = f.read(st.st_size)
+            if len(data) == st.st_size:  # the file may have grown since stat
+                data += _read_chunks(f, limit - len(data))
         if len(data) > limit:
             raise BootforgeError(f"file grew past the {limit}-byte limit while being read", path=path)
         return data
