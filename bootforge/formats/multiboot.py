@@ -15,6 +15,9 @@ from construct import (
     Int32ul, Int64ul, NullTerminated, RepeatUntil, Struct, Switch, this,
 )
 
+from bootforge.formats import Numbering, struct_format
+from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_MIN_SIZE
+
 # ---------------------------------------------------------------- Multiboot 1
 
 MB1_MAGIC = 0x1BADB002
@@ -22,10 +25,18 @@ MB1_BOOTLOADER_MAGIC = 0x2BADB002
 MB1_SEARCH = 8192           # header within the first 8 KiB of the file
 MB1_ALIGN = 4
 
-MB1_PAGE_ALIGN = 1 << 0     # modules on 4 KiB boundaries
-MB1_MEMORY_INFO = 1 << 1    # mem_* and mmap_* required
-MB1_VIDEO_MODE = 1 << 2     # video fields valid
-MB1_AOUT_KLUDGE = 1 << 16   # address fields valid
+
+
+class Mb1HeaderFlag(Numbering):
+    """Multiboot 1 header flags (what the kernel asks of the loader)."""
+
+    PAGE_ALIGN = 1 << 0         # modules on 4 KiB boundaries
+    MEMORY_INFO = 1 << 1        # mem_* and mmap_* required
+    VIDEO_MODE = 1 << 2         # video fields valid
+    AOUT_KLUDGE = 1 << 16       # address fields valid
+
+
+MB1_REQUIRED_FLAGS_MASK = 0x0000FFFF    # bits 0-15: a loader must refuse bits it does not know
 
 Multiboot1Addresses = Struct(
     "header_addr" / Int32ul,     # 12 physical address the header is loaded at
@@ -48,16 +59,42 @@ Multiboot1Header = Struct(
     "magic" / Const(MB1_MAGIC, Int32ul),                                      # 0
     "flags" / Int32ul,                                                        # 4
     "checksum" / Int32ul,                                                     # 8
-    "addresses" / If(this.flags & (MB1_AOUT_KLUDGE | MB1_VIDEO_MODE), Multiboot1Addresses),
-    "video" / If(this.flags & MB1_VIDEO_MODE, Multiboot1Video),
+    "addresses" / If(this.flags & (Mb1HeaderFlag.AOUT_KLUDGE | Mb1HeaderFlag.VIDEO_MODE),
+                     Multiboot1Addresses),
+    "video" / If(this.flags & Mb1HeaderFlag.VIDEO_MODE, Multiboot1Video),
 )
 
 MBI1_SIZE = 116
-MBI1_FLAG_NAMES = {
-    0: "mem", 1: "boot_device", 2: "cmdline", 3: "mods", 4: "aout_syms", 5: "elf_shdr",
-    6: "mmap", 7: "drives", 8: "config_table", 9: "boot_loader_name", 10: "apm_table",
-    11: "vbe", 12: "framebuffer",
-}
+
+
+class FramebufferType(Numbering):
+    """framebuffer_type of the MB1 info and the MB2 framebuffer tag."""
+
+    INDEXED = 0
+    RGB = 1
+    EGA_TEXT = 2
+
+
+
+class MbiFlag(Numbering):
+    """Multiboot 1 information flags: which MBI fields are valid (the label is the field group)."""
+
+    MEM = 1 << 0
+    BOOT_DEVICE = 1 << 1
+    CMDLINE = 1 << 2
+    MODS = 1 << 3
+    AOUT_SYMS = 1 << 4
+    ELF_SHDR = 1 << 5
+    MMAP = 1 << 6
+    DRIVES = 1 << 7
+    CONFIG_TABLE = 1 << 8
+    BOOT_LOADER_NAME = 1 << 9
+    APM_TABLE = 1 << 10
+    VBE = 1 << 11
+    FRAMEBUFFER = 1 << 12
+
+
+MBI1_SIZE_WITHOUT_FRAMEBUFFER = 88      # what loaders that never set MbiFlag.FRAMEBUFFER write
 
 Multiboot1Info = Struct(
     "flags" / Int32ul,                 # 0
@@ -112,13 +149,18 @@ Multiboot1Module = Struct(
 )
 
 # Memory map entry; mmap_addr points at `size`, the next entry starts at
-# entry + size + 4 (GRUB and QEMU write size 20).
-Multiboot1MmapEntry = Struct(
+# entry + size + 4 (GRUB and QEMU write size 20). Types are E820Type numbers.
+Multiboot1MmapEntryFixed = Struct(
     "size" / Int32ul,            # 0 bytes after this field
     "base_addr" / Int64ul,       # 4
     "length" / Int64ul,          # 12
     "type" / Int32ul,            # 20 1 available, 2 reserved, 3 ACPI, 4 NVS, 5 bad
-    "extra" / Bytes(this.size - 20),
+)
+MB1_MMAP_ENTRY_STRUCT = struct_format(Multiboot1MmapEntryFixed)
+MB1_MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof() - 4     # the `size` GRUB and QEMU write: 20
+Multiboot1MmapEntry = Struct(
+    *Multiboot1MmapEntryFixed.subcons,
+    "extra" / Bytes(this.size - MB1_MMAP_ENTRY_SIZE),
 )
 
 Multiboot1Drive = Struct(
@@ -177,17 +219,37 @@ MB2_MAGIC = 0xE85250D6
 MB2_BOOTLOADER_MAGIC = 0x36D76289
 MB2_SEARCH = 32768
 MB2_ALIGN = 8
-MB2_ARCHITECTURES = {0: "i386", 4: "mips32"}
-MB2_TAG_OPTIONAL = 1
+MB2_TAG_OPTIONAL = 1           # header tag flags bit 0
+MB2_CONSOLE_REQUIRED = 1 << 0              # console_flags tag: the console is required
+MB2_CONSOLE_EGA_TEXT_SUPPORTED = 1 << 1     # console_flags tag: the kernel handles EGA text
 
-MB2_HEADER_TAG_NAMES = {
-    0: "end", 1: "information_request", 2: "address", 3: "entry_address",
-    4: "console_flags", 5: "framebuffer", 6: "module_alignment",
-    7: "efi_boot_services", 8: "entry_address_efi32", 9: "entry_address_efi64",
-    10: "relocatable",
-}
 
-MB2_RELOCATABLE_PREFERENCES = {0: "none", 1: "low", 2: "high"}
+class Mb2Architecture(Numbering):
+    I386 = 0
+    MIPS32 = 4
+
+
+class Mb2HeaderTag(Numbering):
+    """Multiboot 2 header tag types (what the kernel asks for)."""
+
+    END = 0
+    INFORMATION_REQUEST = 1
+    ADDRESS = 2
+    ENTRY_ADDRESS = 3
+    CONSOLE_FLAGS = 4
+    FRAMEBUFFER = 5
+    MODULE_ALIGNMENT = 6
+    EFI_BOOT_SERVICES = 7
+    ENTRY_ADDRESS_EFI32 = 8
+    ENTRY_ADDRESS_EFI64 = 9
+    RELOCATABLE = 10
+
+
+class Mb2RelocatablePreference(Numbering):
+    NONE = 0
+    LOW = 1
+    HIGH = 2
+
 
 Multiboot2HeaderFixed = Struct(
     "magic" / Const(MB2_MAGIC, Int32ul),   # 0
@@ -197,17 +259,17 @@ Multiboot2HeaderFixed = Struct(
 )
 
 Multiboot2HeaderTagBody = Switch(this.type, {
-    1: Struct("requests" / GreedyRange(Int32ul)),
-    2: Struct("header_addr" / Int32ul, "load_addr" / Int32ul,
-              "load_end_addr" / Int32ul, "bss_end_addr" / Int32ul),
-    3: Struct("entry_addr" / Int32ul),
-    4: Struct("console_flags" / Int32ul),            # bit0 required, bit1 EGA text supported
-    5: Struct("width" / Int32ul, "height" / Int32ul, "depth" / Int32ul),
-    8: Struct("entry_addr" / Int32ul),
-    9: Struct("entry_addr" / Int32ul),
-    10: Struct("min_addr" / Int32ul, "max_addr" / Int32ul, "align" / Int32ul,
-               "preference" / Int32ul),
-}, default=Struct("payload" / GreedyBytes))          # 0, 6, 7: empty; unknown: raw
+    Mb2HeaderTag.INFORMATION_REQUEST: Struct("requests" / GreedyRange(Int32ul)),   # Mb2Tag numbers
+    Mb2HeaderTag.ADDRESS: Struct("header_addr" / Int32ul, "load_addr" / Int32ul,
+                                 "load_end_addr" / Int32ul, "bss_end_addr" / Int32ul),
+    Mb2HeaderTag.ENTRY_ADDRESS: Struct("entry_addr" / Int32ul),
+    Mb2HeaderTag.CONSOLE_FLAGS: Struct("console_flags" / Int32ul),   # bit0 required, bit1 EGA text
+    Mb2HeaderTag.FRAMEBUFFER: Struct("width" / Int32ul, "height" / Int32ul, "depth" / Int32ul),
+    Mb2HeaderTag.ENTRY_ADDRESS_EFI32: Struct("entry_addr" / Int32ul),
+    Mb2HeaderTag.ENTRY_ADDRESS_EFI64: Struct("entry_addr" / Int32ul),
+    Mb2HeaderTag.RELOCATABLE: Struct("min_addr" / Int32ul, "max_addr" / Int32ul, "align" / Int32ul,
+                                     "preference" / Int32ul),
+}, default=Struct("payload" / GreedyBytes))          # END, MODULE_ALIGNMENT, EFI_BOOT_SERVICES: empty
 
 # One header tag, with its padding to the next 8-byte boundary.
 Multiboot2HeaderTag = Struct(
@@ -220,69 +282,88 @@ Multiboot2HeaderTag = Struct(
 
 Multiboot2Header = Struct(
     "fixed" / Multiboot2HeaderFixed,
-    "tags" / RepeatUntil(lambda tag, lst, ctx: tag["type"] == 0, Multiboot2HeaderTag),
+    "tags" / RepeatUntil(lambda tag, lst, ctx: tag["type"] == Mb2HeaderTag.END, Multiboot2HeaderTag),
 )
 
 # Boot information.
-MB2_INFO_TAG_NAMES = {
-    0: "end", 1: "cmdline", 2: "boot_loader_name", 3: "module", 4: "basic_meminfo",
-    5: "bootdev", 6: "mmap", 7: "vbe", 8: "framebuffer", 9: "elf_sections", 10: "apm",
-    11: "efi32", 12: "efi64", 13: "smbios", 14: "acpi_old", 15: "acpi_new", 16: "network",
-    17: "efi_mmap", 18: "efi_bs", 19: "efi32_ih", 20: "efi64_ih", 21: "load_base_addr",
-}
+
+class Mb2Tag(Numbering):
+    """Multiboot 2 boot information tag types (what the loader passes; also what
+    an information_request header tag asks for)."""
+
+    END = 0
+    CMDLINE = 1
+    BOOT_LOADER_NAME = 2
+    MODULE = 3
+    BASIC_MEMINFO = 4
+    BOOTDEV = 5
+    MMAP = 6
+    VBE = 7
+    FRAMEBUFFER = 8
+    ELF_SECTIONS = 9
+    APM = 10
+    EFI32 = 11
+    EFI64 = 12
+    SMBIOS = 13
+    ACPI_OLD = 14
+    ACPI_NEW = 15
+    NETWORK = 16
+    EFI_MMAP = 17
+    EFI_BS = 18
+    EFI32_IH = 19
+    EFI64_IH = 20
+    LOAD_BASE_ADDR = 21
+
 
 Multiboot2InfoFixed = Struct(
     "total_size" / Int32ul,        # 0 including this header and the end tag
     "reserved" / Int32ul,          # 4
 )
 
+# Tag 6 entry (after u32 entry_size, u32 entry_version); entry_size may be larger.
+# Types are E820Type numbers.
 Multiboot2MmapEntry = Struct(
     "base_addr" / Int64ul, "length" / Int64ul, "type" / Int32ul, "reserved" / Int32ul,
 )
-MB2_MMAP_ENTRY_SIZE = 24
-
-# UEFI EFI_MEMORY_DESCRIPTOR (version 1); descr_size may be larger.
-EfiMemoryDescriptor = Struct(
-    "type" / Int32ul, "pad" / Int32ul, "physical_start" / Int64ul,
-    "virtual_start" / Int64ul, "number_of_pages" / Int64ul, "attribute" / Int64ul,
+MB2_MMAP_ENTRY_STRUCT = struct_format(Multiboot2MmapEntry)
+MB2_MMAP_ENTRY_SIZE = Multiboot2MmapEntry.sizeof()      # 24
+MB2_MMAP_ENTRY_VERSION = 0
+Multiboot2MmapHeader = Struct(
+    "entry_size" / Int32ul,
+    "entry_version" / Int32ul,
 )
-EFI_MEMORY_DESCRIPTOR_SIZE = 40
-EFI_MEMORY_TYPES = {
-    0: "Reserved", 1: "LoaderCode", 2: "LoaderData", 3: "BootServicesCode",
-    4: "BootServicesData", 5: "RuntimeServicesCode", 6: "RuntimeServicesData",
-    7: "Conventional", 8: "Unusable", 9: "ACPIReclaim", 10: "ACPINVS",
-    11: "MemoryMappedIO", 12: "MemoryMappedIOPortSpace", 13: "PalCode", 14: "Persistent",
-}
+MB2_MMAP_HEADER_STRUCT = struct_format(Multiboot2MmapHeader)
+MB2_TAG_HEADER_SIZE = 8         # u32 type, u32 size before every info tag's body
 
 Multiboot2InfoTagBody = Switch(this.type, {
-    1: Struct("string" / CStringBytes),
-    2: Struct("string" / CStringBytes),
-    3: Struct("mod_start" / Int32ul, "mod_end" / Int32ul, "string" / CStringBytes),
-    4: Struct("mem_lower" / Int32ul, "mem_upper" / Int32ul),
-    5: Struct("biosdev" / Int32ul, "partition" / Int32ul, "sub_partition" / Int32ul),
-    6: Struct("entry_size" / Int32ul, "entry_version" / Int32ul,
+    Mb2Tag.CMDLINE: Struct("string" / CStringBytes),
+    Mb2Tag.BOOT_LOADER_NAME: Struct("string" / CStringBytes),
+    Mb2Tag.MODULE: Struct("mod_start" / Int32ul, "mod_end" / Int32ul, "string" / CStringBytes),
+    Mb2Tag.BASIC_MEMINFO: Struct("mem_lower" / Int32ul, "mem_upper" / Int32ul),
+    Mb2Tag.BOOTDEV: Struct("biosdev" / Int32ul, "partition" / Int32ul, "sub_partition" / Int32ul),
+    Mb2Tag.MMAP: Struct("entry_size" / Int32ul, "entry_version" / Int32ul,
               "entries" / GreedyRange(FixedSized(this.entry_size, Multiboot2MmapEntry))),
-    7: Struct("vbe_mode" / Int16ul, "vbe_interface_seg" / Int16ul,
+    Mb2Tag.VBE: Struct("vbe_mode" / Int16ul, "vbe_interface_seg" / Int16ul,
               "vbe_interface_off" / Int16ul, "vbe_interface_len" / Int16ul,
               "vbe_control_info" / Bytes(512), "vbe_mode_info" / Bytes(256)),
-    8: Struct("framebuffer_addr" / Int64ul, "framebuffer_pitch" / Int32ul,     # +8
+    Mb2Tag.FRAMEBUFFER: Struct("framebuffer_addr" / Int64ul, "framebuffer_pitch" / Int32ul,     # +8
               "framebuffer_width" / Int32ul, "framebuffer_height" / Int32ul,   # +20
               "framebuffer_bpp" / Int8ul, "framebuffer_type" / Int8ul,         # +28
               "reserved" / Int16ul,                                            # +30
               "color_info" / GreedyBytes),                                     # +32
-    9: Struct("num" / Int32ul, "entsize" / Int32ul, "shndx" / Int32ul,
+    Mb2Tag.ELF_SECTIONS: Struct("num" / Int32ul, "entsize" / Int32ul, "shndx" / Int32ul,
               "sections" / GreedyBytes),                                       # +20
-    10: ApmTable,
-    11: Struct("pointer" / Int32ul),
-    12: Struct("pointer" / Int64ul),
-    13: Struct("major" / Int8ul, "minor" / Int8ul, "reserved" / Bytes(6), "tables" / GreedyBytes),
-    14: Struct("rsdp" / GreedyBytes),
-    15: Struct("rsdp" / GreedyBytes),
-    16: Struct("dhcpack" / GreedyBytes),
-    17: Struct("descr_size" / Int32ul, "descr_vers" / Int32ul, "map" / GreedyBytes),
-    19: Struct("pointer" / Int32ul),
-    20: Struct("pointer" / Int64ul),
-    21: Struct("load_base_addr" / Int32ul),
+    Mb2Tag.APM: ApmTable,
+    Mb2Tag.EFI32: Struct("pointer" / Int32ul),
+    Mb2Tag.EFI64: Struct("pointer" / Int64ul),
+    Mb2Tag.SMBIOS: Struct("major" / Int8ul, "minor" / Int8ul, "reserved" / Bytes(6), "tables" / GreedyBytes),
+    Mb2Tag.ACPI_OLD: Struct("rsdp" / GreedyBytes),
+    Mb2Tag.ACPI_NEW: Struct("rsdp" / GreedyBytes),
+    Mb2Tag.NETWORK: Struct("dhcpack" / GreedyBytes),
+    Mb2Tag.EFI_MMAP: Struct("descr_size" / Int32ul, "descr_vers" / Int32ul, "map" / GreedyBytes),
+    Mb2Tag.EFI32_IH: Struct("pointer" / Int32ul),
+    Mb2Tag.EFI64_IH: Struct("pointer" / Int64ul),
+    Mb2Tag.LOAD_BASE_ADDR: Struct("load_base_addr" / Int32ul),
 }, default=Struct("payload" / GreedyBytes))          # 0, 18: empty; unknown: raw
 
 # Framebuffer colour info (tag 8 at +32): indexed palettes or RGB fields.
@@ -291,27 +372,106 @@ Multiboot2Palette = Struct(
     "colors" / Array(this.num_colors, Struct("red" / Int8ul, "green" / Int8ul, "blue" / Int8ul)),
 )
 
-Multiboot2InfoTag = Struct(
+Multiboot2InfoTagHeader = Struct(
     "type" / Int32ul,                                 # 0
     "size" / Int32ul,                                 # 4 without padding
-    "body" / FixedSized(this.size - 8, Multiboot2InfoTagBody),
+)
+Multiboot2InfoTag = Struct(
+    *Multiboot2InfoTagHeader.subcons,
+    "body" / FixedSized(this.size - MB2_TAG_HEADER_SIZE, Multiboot2InfoTagBody),
     "padding" / Bytes(-this.size % 8),
 )
 
 Multiboot2Info = Struct(
     "fixed" / Multiboot2InfoFixed,
-    "tags" / RepeatUntil(lambda tag, lst, ctx: tag["type"] == 0, Multiboot2InfoTag),
+    "tags" / RepeatUntil(lambda tag, lst, ctx: tag["type"] == Mb2Tag.END, Multiboot2InfoTag),
 )
 
 # ---------------------------------------------------------------- ELF (the parts loaders read)
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2
-EM_386, EM_X86_64 = 3, 62
+ELFDATA2LSB = 1
 ET_EXEC, ET_DYN = 2, 3
-PT_LOAD = 1
-SHT_PROGBITS, SHT_REL, SHT_RELA = 1, 9, 4
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
+
+
+class ElfMachine(Numbering):
+    """e_machine values bootforge meets (System V gABI; binutils include/elf/common.h)."""
+
+    def _default_label(self):
+        return self.name.lower().replace("_", "-")
+
+    I386 = 3
+    ARM = 40
+    X86_64 = 62
+    AARCH64 = 183
+    RISCV = 243
+    LOONGARCH = 258
+
+
+EM_386, EM_X86_64 = ElfMachine.I386, ElfMachine.X86_64      # the gABI spellings the verdicts use
+
+
+class ElfSegmentType(Numbering):
+    """p_type; labels as readelf prints them."""
+
+    def _default_label(self):
+        return self.name
+
+    NULL = 0
+    LOAD = 1
+    DYNAMIC = 2
+    INTERP = 3
+    NOTE = 4
+    SHLIB = 5
+    PHDR = 6
+    TLS = 7
+    GNU_EH_FRAME = 0x6474E550
+    GNU_STACK = 0x6474E551
+    GNU_RELRO = 0x6474E552
+    GNU_PROPERTY = 0x6474E553
+
+
+PT_LOAD = ElfSegmentType.LOAD
+
+
+class ElfSectionType(Numbering):
+    """sh_type; labels as readelf prints them."""
+
+    def _default_label(self):
+        return self.name
+
+    NULL = 0
+    PROGBITS = 1
+    SYMTAB = 2
+    STRTAB = 3
+    RELA = 4
+    HASH = 5
+    DYNAMIC = 6
+    NOTE = 7
+    NOBITS = 8
+    REL = 9
+    SHLIB = 10
+    DYNSYM = 11
+    INIT_ARRAY = 14
+    FINI_ARRAY = 15
+    PREINIT_ARRAY = 16
+    GROUP = 17
+    SYMTAB_SHNDX = 18
+
+
+SHT_PROGBITS, SHT_REL, SHT_RELA = ElfSectionType.PROGBITS, ElfSectionType.REL, ElfSectionType.RELA
+
+
+class ElfSectionFlag(Numbering):
+    """sh_flags bits loaders act on."""
+
+    WRITE = 0x1
+    ALLOC = 0x2
+    EXECINSTR = 0x4
+
+
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = ElfSectionFlag.WRITE, ElfSectionFlag.ALLOC, ElfSectionFlag.EXECINSTR
 
 ElfIdent = Struct(
     "magic" / Const(ELF_MAGIC),   # 0

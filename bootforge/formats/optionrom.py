@@ -8,6 +8,9 @@ header). All little-endian; offsets in comments are from the structure start.
 
 from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Struct, this, If, Int24ul
 
+from bootforge.formats import Numbering
+from bootforge.formats.pe import PeMachine, PeSubsystem
+
 ROM_SIGNATURE = b"\x55\xaa"
 EFI_ROM_SIGNATURE = 0x0EF1
 PCIR_SIGNATURE = b"PCIR"
@@ -17,11 +20,48 @@ IPXE_SIGNATURE = b"iPXE"
 BLOCK = 512
 LAST_IMAGE = 0x80  # PCIR indicator bit 7
 
-CODE_TYPES = {0x00: "x86", 0x01: "Open Firmware", 0x02: "HP PA-RISC", 0x03: "EFI"}
-EFI_SUBSYSTEMS = {10: "EFI application", 11: "EFI boot service driver", 12: "EFI runtime driver"}
-EFI_MACHINES = {0x014C: "IA32", 0x0200: "IA64", 0x0EBC: "EBC", 0x8664: "X64",
-                0x01C2: "ARM Thumb", 0xAA64: "AARCH64", 0x5032: "RISCV32", 0x5064: "RISCV64",
-                0x5128: "RISCV128", 0x6264: "LOONGARCH64"}
+
+class RomCodeType(Numbering):
+    """PCIR code type (PCI Firmware Specification 3.0, 5.1.3)."""
+
+    X86 = 0x00, "x86"
+    OPEN_FIRMWARE = 0x01, "Open Firmware"
+    HP_PA_RISC = 0x02, "HP PA-RISC"
+    EFI = 0x03, "EFI"
+
+
+class EfiRomCompression(Numbering):
+    """EFI ROM header CompressionType."""
+
+    NONE = 0, "not compressed"
+    EFI = 1, "EFI compression"
+
+
+class PciBaseClass(Numbering):
+    """PCI base class codes (PCI Code and ID Assignment Specification), the ones ROMs carry."""
+
+    def _default_label(self):
+        return self.name.lower().replace("_", " ")
+
+    UNCLASSIFIED = 0x00
+    MASS_STORAGE = 0x01
+    NETWORK = 0x02
+    DISPLAY = 0x03
+    MULTIMEDIA = 0x04
+    MEMORY = 0x05
+    BRIDGE = 0x06
+    COMMUNICATION = 0x07
+    SYSTEM_PERIPHERAL = 0x08
+    SERIAL_BUS = 0x0C
+
+
+# Views of the tables for the names firmware code prints (not second tables).
+CODE_TYPES = RomCodeType.labels()
+# The subsystems a UEFI option ROM may carry (EFI ROM header, UEFI spec 14.4.2).
+EFI_ROM_SUBSYSTEMS = (PeSubsystem.EFI_APPLICATION, PeSubsystem.EFI_BOOT_SERVICE_DRIVER,
+                      PeSubsystem.EFI_RUNTIME_DRIVER)
+EFI_SUBSYSTEMS = {int(s): s.label for s in EFI_ROM_SUBSYSTEMS}
+EFI_MACHINES = PeMachine.labels()
 
 # Legacy x86 image header (0x1C bytes). Bytes 3-5 hold the init entry
 # (a jump); 6-0x17 are free for the image (iPXE keeps its checksum byte at 6

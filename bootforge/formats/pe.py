@@ -8,14 +8,44 @@ without paying for `import lief`; lief is used where a whole image is needed.
 from construct import (Bytes, Const, IfThenElse, Int16ul, Int32ul, Int64ul,
                        Struct, this)
 
+from bootforge.formats import Numbering
+
 DOS_SIGNATURE = b"MZ"
 PE_SIGNATURE = b"PE\0\0"
 PE32_MAGIC = 0x10B
 PE32PLUS_MAGIC = 0x20B
 E_LFANEW_OFFSET = 0x3C
 
-SUBSYSTEMS = {1: "native", 2: "windows gui", 3: "windows cui", 10: "EFI application",
-              11: "EFI boot service driver", 12: "EFI runtime driver", 13: "EFI ROM"}
+
+class PeSubsystem(Numbering):
+    """Optional header Subsystem (PE format specification, "Windows Subsystem")."""
+
+    NATIVE = 1, "native"
+    WINDOWS_GUI = 2, "windows gui"
+    WINDOWS_CUI = 3, "windows cui"
+    EFI_APPLICATION = 10, "EFI application"
+    EFI_BOOT_SERVICE_DRIVER = 11, "EFI boot service driver"
+    EFI_RUNTIME_DRIVER = 12, "EFI runtime driver"
+    EFI_ROM = 13, "EFI ROM"
+
+
+class PeMachine(Numbering):
+    """COFF Machine; labels as the UEFI specification and EfiRom name them."""
+
+    def _default_label(self):
+        return self.name
+
+    IA32 = 0x014C
+    IA64 = 0x0200
+    EBC = 0x0EBC
+    X64 = 0x8664
+    ARM_THUMB = 0x01C2, "ARM Thumb"
+    AARCH64 = 0xAA64
+    RISCV32 = 0x5032
+    RISCV64 = 0x5064
+    RISCV128 = 0x5128
+    LOONGARCH64 = 0x6264
+
 
 DosHeader = Struct(
     "signature" / Const(DOS_SIGNATURE),          # 00 "MZ"

@@ -8,53 +8,60 @@ map_to_fdt    the reverse: a minimal DTB describing a map
 
 from bootforge.errors import FormatError
 from bootforge.fdt.tree import DeviceTree, FdtNode, FdtProperty
-from bootforge.formats.e820 import (
-    E820_ACPI, E820_NVS, E820_PMEM, E820_RAM, E820_RESERVED, E820_SOFT_RESERVED,
-    E820_UNUSABLE,
-)
-from bootforge.formats.efi_memmap import EFI_MEMORY_SP, EFI_MEMORY_WB
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.efi_memmap import EfiMemoryAttribute, EfiMemoryType
 from bootforge.memmap.model import (
     E820_TYPE_NAMES, FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, MemoryMap,
     MemoryMapError, MemoryRange, type_number,
 )
 
+T = EfiMemoryType
 # EFI type -> E820 type in the Linux stub (x86-stub.c setup_e820); types
-# missing here are skipped, leaving a hole. 1-4, 7 and 15 are decided below.
-_LINUX_STUB_FIXED = {0: E820_RESERVED, 5: E820_RESERVED, 6: E820_RESERVED, 11: E820_RESERVED,
-                     12: E820_RESERVED, 13: E820_RESERVED, 8: E820_UNUSABLE, 9: E820_ACPI,
-                     10: E820_NVS, 14: E820_PMEM}
-_EFI_OS_OWNED = frozenset({1, 2, 3, 4, 7})      # loader code/data, boot services, conventional
-_EFI_UNACCEPTED = 15
+# missing here are skipped, leaving a hole. The OS-owned types and
+# unaccepted memory are decided below.
+_LINUX_STUB_FIXED = {T.RESERVED: E820Type.RESERVED, T.RUNTIME_SERVICES_CODE: E820Type.RESERVED,
+                     T.RUNTIME_SERVICES_DATA: E820Type.RESERVED, T.MMIO: E820Type.RESERVED,
+                     T.MMIO_PORT_SPACE: E820Type.RESERVED, T.PAL_CODE: E820Type.RESERVED,
+                     T.UNUSABLE: E820Type.UNUSABLE, T.ACPI_RECLAIM: E820Type.ACPI,
+                     T.ACPI_NVS: E820Type.NVS, T.PERSISTENT: E820Type.PMEM}
+# Loader code/data, boot services code/data, conventional: the OS's after ExitBootServices.
+_EFI_OS_OWNED = frozenset({T.LOADER_CODE, T.LOADER_DATA, T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA,
+                           T.CONVENTIONAL})
+_EFI_BOOT_SERVICES = (T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA)
+# Xen and add_efi_memmap: the non-RAM types they keep; everything else is reserved.
+_EFI_KEPT_TYPES = {T.UNUSABLE: E820Type.UNUSABLE, T.ACPI_RECLAIM: E820Type.ACPI, T.ACPI_NVS: E820Type.NVS}
 EFI_CONVENTIONS = ("linux", "xen", "add-efi-memmap")
 
 
 def linux_stub_e820_type(efi_type, attribute, *, soft_reserve=True, unaccepted_memory=True):
     """The E820 type the Linux EFI stub gives a descriptor, or None when it skips it."""
     if efi_type in _EFI_OS_OWNED:
-        if soft_reserve and attribute & EFI_MEMORY_SP:
-            return E820_SOFT_RESERVED
-        return E820_RAM
-    if efi_type == _EFI_UNACCEPTED:
-        return E820_RAM if unaccepted_memory else None
+        if soft_reserve and attribute & EfiMemoryAttribute.SP:
+            return E820Type.SOFT_RESERVED
+        return E820Type.RAM
+    if efi_type == T.UNACCEPTED:
+        return E820Type.RAM if unaccepted_memory else None
     return _LINUX_STUB_FIXED.get(efi_type)
 
 
 def xen_e820_type(efi_type, attribute, *, map_bs=False):
     """The E820 type Xen's efi_arch_process_memory_map() gives a descriptor."""
-    if efi_type in (3, 4) and map_bs:
-        return E820_RESERVED
-    if efi_type in (1, 2, 3, 4, 7):
-        return E820_RAM if attribute & EFI_MEMORY_WB else E820_UNUSABLE
-    return {8: E820_UNUSABLE, 9: E820_ACPI, 10: E820_NVS}.get(efi_type, E820_RESERVED)
+    if efi_type in _EFI_BOOT_SERVICES and map_bs:
+        return E820Type.RESERVED
+    if efi_type in _EFI_OS_OWNED:
+        return E820Type.RAM if attribute & EfiMemoryAttribute.WB else E820Type.UNUSABLE
+    return _EFI_KEPT_TYPES.get(efi_type, E820Type.RESERVED)
 
 
 def add_efi_memmap_e820_type(efi_type, attribute, *, soft_reserve=True):
     """The E820 type Linux's do_add_efi_memmap() (the add_efi_memmap parameter) gives a descriptor."""
     if efi_type in _EFI_OS_OWNED:
-        if soft_reserve and attribute & EFI_MEMORY_SP:
-            return E820_SOFT_RESERVED
-        return E820_RAM if attribute & EFI_MEMORY_WB else E820_RESERVED
-    return {9: E820_ACPI, 10: E820_NVS, 8: E820_UNUSABLE, 14: E820_PMEM}.get(efi_type, E820_RESERVED)
+        if soft_reserve and attribute & EfiMemoryAttribute.SP:
+            return E820Type.SOFT_RESERVED
+        return E820Type.RAM if attribute & EfiMemoryAttribute.WB else E820Type.RESERVED
+    if efi_type == T.PERSISTENT:
+        return E820Type.PMEM
+    return _EFI_KEPT_TYPES.get(efi_type, E820Type.RESERVED)
 
 
 def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted_memory=True,
@@ -165,7 +172,7 @@ def fdt_to_map(tree):
         reg = child.prop("linux,usable-memory") or child.prop("reg")
         if reg is not None:
             for address, size in _reg_pairs(f"/{child.name}", reg, ac, sc):
-                ranges.append(MemoryRange(address, size, E820_RAM, label=child.name))
+                ranges.append(MemoryRange(address, size, E820Type.RAM, label=child.name))
     dynamic = []
     reserved = tree.root.child("reserved-memory")
     if reserved is not None:
@@ -175,9 +182,9 @@ def fdt_to_map(tree):
             flags = frozenset(f for f in (FLAG_NO_MAP, FLAG_REUSABLE) if child.has(f))
             base = child.name.split("@", 1)[0]
             try:
-                typ = type_number("e820", base) if base != "ram" else E820_RESERVED
+                typ = type_number("e820", base) if base != "ram" else E820Type.RESERVED
             except KeyError:
-                typ = E820_RESERVED
+                typ = E820Type.RESERVED
             reg = child.prop("reg")
             if reg is not None:
                 for address, size in _reg_pairs(f"/reserved-memory/{child.name}", reg, ac, sc):
@@ -192,7 +199,7 @@ def fdt_to_map(tree):
                                                        child.prop("alloc-ranges"), ac, sc)
                 dynamic.append(entry)
     for address, size in tree.reservations:
-        ranges.append(MemoryRange(address, size, E820_RESERVED, flags=frozenset({FLAG_MEMRESERVE})))
+        ranges.append(MemoryRange(address, size, E820Type.RESERVED, flags=frozenset({FLAG_MEMRESERVE})))
     result = MemoryMap(family="e820", ranges=ranges, source="fdt")
     result.facts["address_cells"], result.facts["size_cells"] = ac, sc
     if reserved is not None:
@@ -226,12 +233,12 @@ def map_to_fdt(memory_map, address_cells=2, size_cells=2):
         return b"".join(_encode_cells(a, address_cells, "address") + _encode_cells(s, size_cells, "size")
                         for a, s in pairs)
 
-    ram = [(r.start, r.size) for r in memory_map.ranges if r.type == E820_RAM and r.size]
+    ram = [(r.start, r.size) for r in memory_map.ranges if r.type == E820Type.RAM and r.size]
     if ram:
         root.children.append(FdtNode(f"memory@{ram[0][0]:x}", [
             FdtProperty("device_type", b"memory\0"), FdtProperty("reg", reg(ram))]))
     others = [r for r in memory_map.ranges
-              if r.type != E820_RAM and r.size and FLAG_MEMRESERVE not in r.flags]
+              if r.type != E820Type.RAM and r.size and FLAG_MEMRESERVE not in r.flags]
     if others:
         node = FdtNode("reserved-memory", [
             FdtProperty("#address-cells", address_cells.to_bytes(4, "big")),

@@ -16,15 +16,14 @@ from pathlib import Path
 
 from bootforge.errors import BootforgeError, FormatError, LimitError
 from bootforge.fileio import read_head, read_input, write_atomic
-from bootforge.formats.e820 import (
-    E820_ACPI, E820_ATTR_ENABLED, E820_ENTRY_EXTENDED_STRUCT, E820_ENTRY_STRUCT, E820_NVS,
-    E820_PMEM, E820_PRAM, E820_RAM, E820_RESERVED, E820_RESERVED_KERN, E820_SOFT_RESERVED,
-    E820_UNUSABLE, MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE,
-    MB2_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_VERSION, MB2_MMAP_HEADER_STRUCT,
-)
+from bootforge.formats.e820 import E820_ENTRY_EXTENDED_STRUCT, E820_ENTRY_STRUCT, E820Attribute, E820Type
 from bootforge.formats.efi_memmap import (
-    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_STRUCT,
-    EFI_DESCRIPTOR_VERSION, EFI_PAGE_SIZE, EFI_SHELL_TYPE_NAMES, MB2_EFI_MMAP_HEADER_STRUCT,
+    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_VERSION, EFI_PAGE_SIZE,
+    MB2_EFI_MMAP_HEADER_STRUCT, EfiMemoryType, descriptor_struct,
+)
+from bootforge.formats.multiboot import (
+    MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
+    MB2_MMAP_ENTRY_VERSION, MB2_MMAP_HEADER_STRUCT,
 )
 from bootforge.memmap.model import (
     FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, type_name, type_number,
@@ -37,28 +36,28 @@ MAX_SYSFS_ENTRIES = 65536
 
 # Linux e820_type_to_string() (sysfs) and e820_print_type() (dmesg).
 SYSFS_TYPE_STRINGS = {
-    E820_RAM: "System RAM", E820_RESERVED_KERN: "System RAM", E820_ACPI: "ACPI Tables",
-    E820_NVS: "ACPI Non-volatile Storage", E820_UNUSABLE: "Unusable memory",
-    E820_PRAM: "Persistent Memory (legacy)", E820_PMEM: "Persistent Memory",
-    E820_RESERVED: "Reserved", E820_SOFT_RESERVED: "Soft Reserved",
+    E820Type.RAM: "System RAM", E820Type.RESERVED_KERN: "System RAM", E820Type.ACPI: "ACPI Tables",
+    E820Type.NVS: "ACPI Non-volatile Storage", E820Type.UNUSABLE: "Unusable memory",
+    E820Type.PRAM: "Persistent Memory (legacy)", E820Type.PMEM: "Persistent Memory",
+    E820Type.RESERVED: "Reserved", E820Type.SOFT_RESERVED: "Soft Reserved",
 }
-_SYSFS_TYPES_BY_STRING = {s: t for t, s in SYSFS_TYPE_STRINGS.items() if t != E820_RESERVED_KERN}
+_SYSFS_TYPES_BY_STRING = {s: t for t, s in SYSFS_TYPE_STRINGS.items() if t != E820Type.RESERVED_KERN}
 
 
 def dmesg_type_string(typ):
     """How Linux's e820_print_type() names an E820 type."""
-    if typ in (E820_RAM, E820_RESERVED_KERN):
+    if typ in (E820Type.RAM, E820Type.RESERVED_KERN):
         return "usable"
-    if typ in (E820_PMEM, E820_PRAM):
+    if typ in (E820Type.PMEM, E820Type.PRAM):
         return f"persistent (type {typ})"
-    return {E820_RESERVED: "reserved", E820_SOFT_RESERVED: "soft reserved", E820_ACPI: "ACPI data",
-            E820_NVS: "ACPI NVS", E820_UNUSABLE: "unusable"}.get(typ, f"type {typ}")
+    return {E820Type.RESERVED: "reserved", E820Type.SOFT_RESERVED: "soft reserved", E820Type.ACPI: "ACPI data",
+            E820Type.NVS: "ACPI NVS", E820Type.UNUSABLE: "unusable"}.get(typ, f"type {typ}")
 
 
 def _dmesg_type(text):
     text = text.strip()
-    fixed = {"usable": E820_RAM, "reserved": E820_RESERVED, "soft reserved": E820_SOFT_RESERVED,
-             "ACPI data": E820_ACPI, "ACPI NVS": E820_NVS, "unusable": E820_UNUSABLE}
+    fixed = {"usable": E820Type.RAM, "reserved": E820Type.RESERVED, "soft reserved": E820Type.SOFT_RESERVED,
+             "ACPI data": E820Type.ACPI, "ACPI NVS": E820Type.NVS, "unusable": E820Type.UNUSABLE}
     if text in fixed:
         return fixed[text]
     m = re.fullmatch(r"(?:persistent \(type (\d+)\)|type (\d+))", text)
@@ -143,7 +142,7 @@ def read_e820_sysfs(path, data, options):
         if last < start - 1 or last >= U64_LIMIT:
             raise FormatError(f"end {last:#x} before start {start:#x} or past 2^64", path=base / name)
         # "Unknown E820 type" loses the number; reserved is what Linux treats it as.
-        typ = _SYSFS_TYPES_BY_STRING.get(fields["type"], E820_RESERVED)
+        typ = _SYSFS_TYPES_BY_STRING.get(fields["type"], E820Type.RESERVED)
         ranges.append(MemoryRange(start, last - start + 1, typ))
     return MemoryMap("e820", ranges, source="e820-sysfs")
 
@@ -197,7 +196,7 @@ def write_e820_bin(memory_map, options):
     if size == 24:
         pack = struct.Struct(E820_ENTRY_EXTENDED_STRUCT).pack
         return b"".join(pack(r.start, r.size, r.type,
-                             E820_ATTR_ENABLED if r.attributes is None else r.attributes)
+                             E820Attribute.ENABLED if r.attributes is None else r.attributes)
                         for r in memory_map.ranges)
     pack = struct.Struct(E820_ENTRY_STRUCT).pack
     return b"".join(pack(r.start, r.size, r.type) for r in memory_map.ranges)
@@ -269,9 +268,8 @@ def _check_descriptor_size(size, path, offset=None):
 def _read_efi_descriptors(data, descriptor_size, path, base):
     _check_descriptor_size(descriptor_size, path, 0 if base else None)
     _whole(data, descriptor_size, path, "EFI memory map", base)
-    fmt = EFI_DESCRIPTOR_STRUCT + f"{descriptor_size - EFI_DESCRIPTOR_MIN_SIZE}x"
     ranges = []
-    for i, (typ, _pad, phys, virt, pages, attr) in enumerate(struct.iter_unpack(fmt, data)):
+    for i, (typ, phys, virt, pages, attr) in enumerate(descriptor_struct(descriptor_size).iter_unpack(data)):
         if pages == 0:
             raise FormatError(f"descriptor {i} has NumberOfPages 0", path=path,
                               offset=base + i * descriptor_size + 24)
@@ -292,12 +290,12 @@ def read_efi_bin(path, data, options):
 
 def _efi_descriptors(memory_map, descriptor_size):
     _check_descriptor_size(descriptor_size, None)
-    pack = struct.Struct(EFI_DESCRIPTOR_STRUCT + f"{descriptor_size - EFI_DESCRIPTOR_MIN_SIZE}x").pack
+    pack = descriptor_struct(descriptor_size).pack
     out = []
     for r in memory_map.ranges:
         if r.size % EFI_PAGE_SIZE:
             raise BootforgeError(f"range at {r.start:#x} of {r.size:#x} bytes is not whole EFI pages")
-        out.append(pack(r.type, 0, r.start, r.virtual_start, r.size // EFI_PAGE_SIZE, r.attributes or 0))
+        out.append(pack(r.type, r.start, r.virtual_start, r.size // EFI_PAGE_SIZE, r.attributes or 0))
     return b"".join(out)
 
 
@@ -443,12 +441,19 @@ def human_size(size):
     return f"{size} B"
 
 
+def _shell_name(number):
+    try:
+        return EfiMemoryType(number).shell_name
+    except ValueError:
+        return f"{number:08X}"
+
+
 def efi_shell_table(memory_map):
     """The UEFI shell's `memmap` listing (ShellPkg layout) and its per-type summary."""
     lines = ["Type       Start            End              # Pages          Attributes"]
     totals = {}
     for r in memory_map.ranges:
-        name = EFI_SHELL_TYPE_NAMES[r.type] if r.type < len(EFI_SHELL_TYPE_NAMES) else f"{r.type:08X}"
+        name = _shell_name(r.type)
         pages = r.size // EFI_PAGE_SIZE
         lines.append(f"{name:<10} {r.start:016X}-{r.start + r.size - 1:016X} {pages:016X} {r.attributes or 0:016X}")
         totals[name] = totals.get(name, 0) + pages

@@ -10,30 +10,19 @@ block = reserved) with the FDT detail kept in `label` and `flags`.
 from dataclasses import dataclass, field
 
 from bootforge.errors import BootforgeError
-from bootforge.formats.e820 import (
-    E820_ACPI, E820_NVS, E820_PMEM, E820_PRAM, E820_RAM, E820_RESERVED,
-    E820_RESERVED_KERN, E820_SOFT_RESERVED, E820_UNUSABLE,
-)
+from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import (
-    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES,
-    EFI_OS_LOADER_TYPES, EFI_TYPE_NAMES,
+    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES,
+    EfiMemoryType,
 )
 
 U64_LIMIT = 1 << 64
 
-E820_TYPE_NAMES = {
-    E820_RAM: "ram",
-    E820_RESERVED: "reserved",
-    E820_ACPI: "acpi",
-    E820_NVS: "nvs",
-    E820_UNUSABLE: "unusable",
-    E820_PMEM: "pmem",
-    E820_PRAM: "pram",
-    E820_RESERVED_KERN: "reserved-kern",
-    E820_SOFT_RESERVED: "soft-reserved",
-}
+# Views of the name tables in bootforge/formats/ (label <-> number), for the hot paths.
+E820_TYPE_NAMES = E820Type.labels()
 E820_TYPES_BY_NAME = {name: number for number, name in E820_TYPE_NAMES.items()}
-EFI_TYPES_BY_NAME = {name: number for number, name in enumerate(EFI_TYPE_NAMES)}
+EFI_TYPE_NAMES = EfiMemoryType.labels()
+EFI_TYPES_BY_NAME = {name: number for number, name in EFI_TYPE_NAMES.items()}
 
 # FDT detail a range may carry (in MemoryRange.flags).
 FLAG_NO_MAP = "no-map"
@@ -49,7 +38,7 @@ class MemoryMapError(BootforgeError):
 def type_name(family, number):
     """The unified name of *number* in *family* ("e820" or "efi")."""
     if family == "efi":
-        if 0 <= number < len(EFI_TYPE_NAMES):
+        if number in EFI_TYPE_NAMES:
             return EFI_TYPE_NAMES[number]
         if number in EFI_OEM_TYPES:
             return f"oem-{number:#x}"

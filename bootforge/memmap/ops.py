@@ -7,7 +7,8 @@ carve, find_free   the allocators a loader needs (top-down like memblock and
                    Limine, bottom-up like Syslinux's zonelist).
 """
 
-from bootforge.formats.e820 import E820_PRAM, E820_RAM, E820_SOFT_RESERVED
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.memmap.model import MemoryMapError, MemoryRange, U64_LIMIT
 
 U64_MASK = U64_LIMIT - 1
@@ -16,9 +17,7 @@ _TYPE_MASK = (1 << _TYPE_BITS) - 1
 
 # Linux e820_nomerge(): ranges of these types may mark NUMA or protection
 # boundaries, so every change point starts a new entry.
-NOMERGE_TYPES = frozenset({E820_PRAM, E820_SOFT_RESERVED})
-
-EFI_CONVENTIONAL = 7
+NOMERGE_TYPES = frozenset({E820Type.PRAM, E820Type.SOFT_RESERVED})
 
 
 def sanitize_entries(entries, max_entries=None):
@@ -190,7 +189,7 @@ def range_remove(memory_map, start, size, old_type=None):
 
 def usable_types(memory_map):
     """The types find_free and carve treat as free by default: RAM, or EFI conventional."""
-    return frozenset({EFI_CONVENTIONAL} if memory_map.family == "efi" else {E820_RAM})
+    return frozenset({EfiMemoryType.CONVENTIONAL} if memory_map.family == "efi" else {E820Type.RAM})
 
 
 def free_intervals(memory_map, usable=None):

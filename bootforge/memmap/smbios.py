@@ -7,7 +7,7 @@ type 127. Every type 19 structure gives one RAM range.
 """
 
 from bootforge.errors import FormatError, LimitError
-from bootforge.formats.e820 import E820_RAM
+from bootforge.formats.e820 import E820Type
 from bootforge.formats.smbios import (
     SMBIOS19_LENGTH, SMBIOS19_LENGTH_EXTENDED, SMBIOS19_USE_EXTENDED,
     SMBIOS_TYPE_END_OF_TABLE, SMBIOS_TYPE_MEMORY_ARRAY_MAPPED_ADDRESS, SmbiosHeader,
@@ -58,7 +58,7 @@ def _type19_range(raw, path, offset):
     if last < first:
         raise FormatError(f"type 19 range ends ({last:#x}) before it starts ({first:#x})",
                           path=path, offset=offset + 4)
-    return MemoryRange(first, last - first + 1, E820_RAM, label=f"handle {s.handle:#06x}")
+    return MemoryRange(first, last - first + 1, E820Type.RAM, label=f"handle {s.handle:#06x}")
 
 
 def build_smbios_table(memory_map, first_handle=0x1300, array_handle=0x1000):
@@ -70,7 +70,7 @@ def build_smbios_table(memory_map, first_handle=0x1300, array_handle=0x1000):
     out = bytearray()
     handle = first_handle
     for r in memory_map.ranges:
-        if r.type != E820_RAM or r.size == 0:
+        if r.type != E820Type.RAM or r.size == 0:
             continue
         last = r.start + r.size - 1
         fits = (last >> 10) < SMBIOS19_USE_EXTENDED and r.start % 1024 == 0 and (last + 1) % 1024 == 0

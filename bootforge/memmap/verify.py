@@ -6,17 +6,18 @@ says what was found. Placement invariants (6, 7, 9) belong to the loader.
 
 from dataclasses import dataclass
 
-from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX, E820_RAM, E820_RESERVED, MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE
+from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX, E820Type
 from bootforge.formats.efi_memmap import (
-    EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_VERSION, EFI_MEMORY_RUNTIME, EFI_OEM_TYPES,
-    EFI_OS_LOADER_TYPES, EFI_PAGE_SIZE,
+    EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES,
+    EFI_PAGE_SIZE, EfiMemoryAttribute, EfiMemoryType,
 )
+from bootforge.formats.multiboot import MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE
 from bootforge.memmap.model import (
     FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, U64_LIMIT, MemoryMap, MemoryMapError,
 )
 from bootforge.memmap.ops import carve, find_free, sanitize, sanitize_entries
 
-EFI_RUNTIME_TYPES = (5, 6)
+EFI_RUNTIME_TYPES = (EfiMemoryType.RUNTIME_SERVICES_CODE, EfiMemoryType.RUNTIME_SERVICES_DATA)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _efi_checks(m):
     bad = [r for r in m.ranges if not (r.type <= 15 or r.type in EFI_OEM_TYPES or r.type in EFI_OS_LOADER_TYPES)]
     checks.append(Check("known-types", not bad, "types 0-15, OEM or OS-loader ranges" if not bad
                         else f"type {bad[0].type:#x} at {bad[0].start:#x} is in no defined range"))
-    bad = [r for r in m.ranges if r.type in EFI_RUNTIME_TYPES and not (r.attributes or 0) & EFI_MEMORY_RUNTIME]
+    bad = [r for r in m.ranges if r.type in EFI_RUNTIME_TYPES and not (r.attributes or 0) & EfiMemoryAttribute.RUNTIME]
     checks.append(Check("runtime-attribute", not bad,
                         "runtime-services code/data carry EFI_MEMORY_RUNTIME" if not bad
                         else f"{len(bad)} runtime descriptor(s) without EFI_MEMORY_RUNTIME, first at {bad[0].start:#x}"))
@@ -108,8 +109,8 @@ def _efi_checks(m):
 
 def _fdt_checks(m):
     checks = []
-    memory = [r for r in m.ranges if r.type == E820_RAM and FLAG_MEMRESERVE not in r.flags]
-    static = [r for r in m.ranges if r.type != E820_RAM and FLAG_MEMRESERVE not in r.flags]
+    memory = [r for r in m.ranges if r.type == E820Type.RAM and FLAG_MEMRESERVE not in r.flags]
+    static = [r for r in m.ranges if r.type != E820Type.RAM and FLAG_MEMRESERVE not in r.flags]
     rsv = [r for r in m.ranges if FLAG_MEMRESERVE in r.flags]
     checks += [Check(f"memory-{c.name}", c.ok, c.message) for c in _entry_checks(memory, "memory ranges")
                if c.name in ("has-entries", "size-nonzero", "no-overlap")]
@@ -170,7 +171,7 @@ def _dynamic_checks(m, memory, taken):
             problems.append(f"{d['name']}: no room for {d['size']:#x} bytes aligned {align:#x}"
                             + (" inside alloc-ranges" if d.get("alloc-ranges") else ""))
             continue
-        view = carve(view, addr, d["size"], E820_RESERVED)
+        view = carve(view, addr, d["size"], E820Type.RESERVED)
         placed.append(f"{d['name']} at {addr:#x}")
     return [Check("dynamic-regions-allocatable", not problems,
                   ("allocated top-down: " + ", ".join(placed)) if not problems else "; ".join(problems))]

@@ -24,10 +24,10 @@ from bootforge.multiboot.headers import read_elf
 
 PROTOCOLS = ("multiboot1", "multiboot2", "both")
 PROTOCOL_NAMES = {"multiboot1": "Multiboot1", "multiboot2": "Multiboot2", "both": "Multiboot1+2"}
-PREFERENCES = {"none": 0, "low": 1, "high": 2}
-MB2_TAG_TYPES = {"information_request": 1, "address": 2, "entry_address": 3, "console_flags": 4,
-                 "framebuffer": 5, "module_alignment": 6, "efi_boot_services": 7,
-                 "entry_address_efi32": 8, "entry_address_efi64": 9, "relocatable": 10}
+H = fmt.Mb2HeaderTag
+PREFERENCES = fmt.Mb2RelocatablePreference.by_label()
+# [kernel.multiboot2] keys are the header tag labels.
+MB2_TAG_TYPES = {t.label: t for t in H if t != H.END}
 KERNEL_KEYS = {"input", "input_format", "protocol", "layout", "placement", "output", "compress", "load_addr",
                "entry", "bss_size", "multiboot1", "multiboot2", "testing"}
 MB1_KEYS = {"page_align_modules", "memory_info", "video"}
@@ -63,17 +63,17 @@ def build_mb1_header(opts, kludge=None):
     _check_keys(opts, MB1_KEYS, "kernel.multiboot1")
     flags = 0
     if opts.get("page_align_modules", True):
-        flags |= fmt.MB1_PAGE_ALIGN
+        flags |= fmt.Mb1HeaderFlag.PAGE_ALIGN
     if opts.get("memory_info", True):
-        flags |= fmt.MB1_MEMORY_INFO
+        flags |= fmt.Mb1HeaderFlag.MEMORY_INFO
     video = opts.get("video")
     if video is not None:
         _check_keys(video, {"mode_type", "width", "height", "depth"}, "kernel.multiboot1.video")
-        flags |= fmt.MB1_VIDEO_MODE
+        flags |= fmt.Mb1HeaderFlag.VIDEO_MODE
         video = {k: _int(video, k, 0, "kernel.multiboot1.video")
                  for k in ("mode_type", "width", "height", "depth")}
     if kludge is not None:
-        flags |= fmt.MB1_AOUT_KLUDGE
+        flags |= fmt.Mb1HeaderFlag.AOUT_KLUDGE
     addresses = kludge if kludge is not None else (
         dict.fromkeys(("header_addr", "load_addr", "load_end_addr", "bss_end_addr", "entry_addr"), 0)
         if video else None)
@@ -84,8 +84,8 @@ def build_mb1_header(opts, kludge=None):
 
 def _mb2_tag(ttype, body, optional=False):
     body_bytes = fmt.Multiboot2HeaderTagBody.build(body, type=ttype)
-    size = 8 + len(body_bytes)
-    return dict(type=ttype, flags=1 if optional else 0, size=size, body=body,
+    size = fmt.MB2_TAG_HEADER_SIZE + len(body_bytes)
+    return dict(type=ttype, flags=fmt.MB2_TAG_OPTIONAL if optional else 0, size=size, body=body,
                 padding=bytes(-size % 8))
 
 
@@ -109,31 +109,32 @@ def build_mb2_tags(opts, entry=None, address=None):
             optional, v = bool(v.get("optional", False)), v.get("types", [])
         if not isinstance(v, list) or not all(isinstance(x, int) and 0 <= x <= 0xFFFFFFFF for x in v):
             raise RecipeError(f"[{w}] information_request must list info tag types (integers)")
-        tags.append(_mb2_tag(1, dict(requests=v), optional))
+        tags.append(_mb2_tag(H.INFORMATION_REQUEST, dict(requests=v), optional))
     if address is not None:
-        tags.append(_mb2_tag(2, address))
+        tags.append(_mb2_tag(H.ADDRESS, address))
     if entry is not None:
-        tags.append(_mb2_tag(3, dict(entry_addr=entry)))
+        tags.append(_mb2_tag(H.ENTRY_ADDRESS, dict(entry_addr=entry)))
     if "console_flags" in opts:
         v, optional = _opt_table(opts["console_flags"], w)
         if not isinstance(v, dict):
             raise RecipeError(f"[{w}] console_flags must be a table")
         _check_keys(v, {"console_required", "ega_text_supported", "optional"}, w + ".console_flags")
-        flags = (1 if v.get("console_required") else 0) | (2 if v.get("ega_text_supported", True) else 0)
-        tags.append(_mb2_tag(4, dict(console_flags=flags), optional))
+        flags = ((fmt.MB2_CONSOLE_REQUIRED if v.get("console_required") else 0)
+                 | (fmt.MB2_CONSOLE_EGA_TEXT_SUPPORTED if v.get("ega_text_supported", True) else 0))
+        tags.append(_mb2_tag(H.CONSOLE_FLAGS, dict(console_flags=flags), optional))
     if "framebuffer" in opts:
         v, optional = _opt_table(opts["framebuffer"], w)
         if not isinstance(v, dict):
             raise RecipeError(f"[{w}] framebuffer must be a table")
         _check_keys(v, {"width", "height", "depth", "optional"}, w + ".framebuffer")
-        tags.append(_mb2_tag(5, {k: _int(v, k, 0, w + ".framebuffer")
-                                 for k in ("width", "height", "depth")}, optional))
-    for key, ttype in (("module_alignment", 6), ("efi_boot_services", 7)):
+        tags.append(_mb2_tag(H.FRAMEBUFFER, {k: _int(v, k, 0, w + ".framebuffer")
+                                           for k in ("width", "height", "depth")}, optional))
+    for key, ttype in (("module_alignment", H.MODULE_ALIGNMENT), ("efi_boot_services", H.EFI_BOOT_SERVICES)):
         if key in opts:
             v, optional = _opt_table(opts[key], w)
             if v is not False:
                 tags.append(_mb2_tag(ttype, dict(payload=b""), optional))
-    for key, ttype in (("entry_address_efi32", 8), ("entry_address_efi64", 9)):
+    for key, ttype in (("entry_address_efi32", H.ENTRY_ADDRESS_EFI32), ("entry_address_efi64", H.ENTRY_ADDRESS_EFI64)):
         if key in opts:
             v, optional = _opt_table(opts[key], w)
             addr = v.get("entry_addr") if isinstance(v, dict) else v
@@ -146,9 +147,10 @@ def build_mb2_tags(opts, entry=None, address=None):
         pref = v.get("preference", "none")
         if pref not in PREFERENCES:
             raise RecipeError(f"[{w}.relocatable] preference must be one of none, low, high")
-        tags.append(_mb2_tag(10, dict(min_addr=_int(v, "min_addr", 0, w), max_addr=_int(v, "max_addr", 0xFFFFFFFF, w),
-                                      align=_int(v, "align", 0x1000, w),
-                                      preference=PREFERENCES[pref]), optional))
+        tags.append(_mb2_tag(H.RELOCATABLE, dict(min_addr=_int(v, "min_addr", 0, w),
+                                                 max_addr=_int(v, "max_addr", 0xFFFFFFFF, w),
+                                                 align=_int(v, "align", 0x1000, w),
+                                                 preference=PREFERENCES[pref]), optional))
     for extra in opts.get("extra_tags", []):
         _check_keys(extra, {"type", "optional", "payload"}, w + ".extra_tags")
         payload = bytes.fromhex(extra.get("payload", ""))
@@ -158,10 +160,11 @@ def build_mb2_tags(opts, entry=None, address=None):
 
 
 def build_mb2_header(tags):
-    tags = list(tags) + [_mb2_tag(0, dict(payload=b""))]
-    length = 16 + sum(t["size"] + len(t["padding"]) for t in tags)
-    checksum = (-(fmt.MB2_MAGIC + 0 + length)) & 0xFFFFFFFF
-    return fmt.Multiboot2Header.build(dict(fixed=dict(architecture=0, header_length=length,
+    tags = list(tags) + [_mb2_tag(H.END, dict(payload=b""))]
+    length = fmt.Multiboot2HeaderFixed.sizeof() + sum(t["size"] + len(t["padding"]) for t in tags)
+    arch = fmt.Mb2Architecture.I386
+    checksum = (-(fmt.MB2_MAGIC + arch + length)) & 0xFFFFFFFF
+    return fmt.Multiboot2Header.build(dict(fixed=dict(architecture=arch, header_length=length,
                                                       checksum=checksum), tags=tags))
 
 

@@ -19,12 +19,26 @@ import struct
 from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
-from bootforge.formats import multiboot as fmt
+from bootforge.formats import flag_labels, multiboot as fmt, parse, struct_format
+from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_MIN_SIZE, EfiMemoryType, descriptor_struct
 from bootforge.report import Report, to_plain
 
 MAX_REGIONS = 1024
 MAX_INFO_TAGS = 4096
 MAX_STRING = 4096
+
+T = fmt.Mb2Tag
+F = fmt.MbiFlag
+MBI2_FIXED_STRUCT = struct_format(fmt.Multiboot2InfoFixed)
+MBI2_TAG_HEADER_STRUCT = struct_format(fmt.Multiboot2InfoTagHeader)
+MODULE_SIZE = fmt.Multiboot1Module.sizeof()
+
+
+def _efi_spec_name(number):
+    try:
+        return EfiMemoryType(number).spec_name
+    except ValueError:
+        return "unknown"
 
 
 @dataclass
@@ -128,7 +142,7 @@ def decode_mb2_info(mbi, base_offset=0):
     """Decode MB2 boot information bytes *mbi* (starting at total_size); FormatError on lies."""
     if len(mbi) < 8:
         raise FormatError("Multiboot2 information shorter than its 8-byte header", offset=base_offset)
-    total, _reserved = struct.unpack_from("<II", mbi)
+    total, _reserved = struct.unpack_from(MBI2_FIXED_STRUCT, mbi)
     if total > len(mbi):
         raise FormatError(f"MBI total_size {total:#x} exceeds the {len(mbi):#x} bytes dumped",
                           offset=base_offset)
@@ -141,13 +155,13 @@ def decode_mb2_info(mbi, base_offset=0):
             raise LimitError(f"more than {MAX_INFO_TAGS} information tags", offset=base_offset + pos)
         if pos + 8 > total:
             raise FormatError("MBI tags run past total_size without an end tag", offset=base_offset + pos)
-        ttype, size = struct.unpack_from("<II", mbi, pos)
+        ttype, size = struct.unpack_from(MBI2_TAG_HEADER_STRUCT, mbi, pos)
         if size < 8 or pos + size > total:
             raise FormatError(f"MBI tag type {ttype} of size {size} at {pos:#x} does not fit in "
                               f"total_size {total:#x}", offset=base_offset + pos)
         tags.append(decode_info_tag(ttype, mbi[pos:pos + size], base_offset + pos))
         tags[-1]["position"] = pos
-        if ttype == 0:
+        if ttype == T.END:
             break
         pos += size + (-size % 8)
     return {"total_size": total, "tags": tags}
@@ -160,51 +174,50 @@ def decode_info_tag(ttype, raw, offset):
     if size < minimum:
         raise FormatError(f"MBI tag type {ttype} has size {size}, below its minimum {minimum}",
                           offset=offset)
-    if ttype == 6:
-        esize = struct.unpack_from("<I", raw, 8)[0]
+    if ttype == T.MMAP:
+        esize = struct.unpack_from("<I", raw, fmt.MB2_TAG_HEADER_SIZE)[0]
         if esize < fmt.MB2_MMAP_ENTRY_SIZE:
             raise FormatError(f"mmap entry_size {esize} is below 24", offset=offset + 8)
-    if ttype == 17:
-        dsize = struct.unpack_from("<I", raw, 8)[0]
-        if dsize < fmt.EFI_MEMORY_DESCRIPTOR_SIZE:
+    if ttype == T.EFI_MMAP:
+        dsize = struct.unpack_from("<I", raw, fmt.MB2_TAG_HEADER_SIZE)[0]
+        if dsize < EFI_DESCRIPTOR_MIN_SIZE:
             raise FormatError(f"EFI mmap descr_size {dsize} is below 40", offset=offset + 8)
     padded = raw + bytes(-size % 8)
-    parsed = fmt.Multiboot2InfoTag.parse(padded)
-    tag = {"type": ttype, "name": fmt.MB2_INFO_TAG_NAMES.get(ttype, "unknown"), "size": size}
+    parsed = parse(fmt.Multiboot2InfoTag, padded, what=f"MBI tag type {ttype}")
+    tag = {"type": ttype, "name": T.label_of(ttype), "size": size}
     body = parsed.body
-    if ttype in (1, 2):
+    if ttype in (T.CMDLINE, T.BOOT_LOADER_NAME):
         tag["string"] = body.string.decode("utf-8", "replace")
-    elif ttype == 3:
+    elif ttype == T.MODULE:
         tag.update(mod_start=body.mod_start, mod_end=body.mod_end,
                    mod_size=body.mod_end - body.mod_start, string=body.string.decode("utf-8", "replace"))
-    elif ttype == 6:
+    elif ttype == T.MMAP:
         tag.update(entry_size=body.entry_size, entry_version=body.entry_version,
                    entries=[{"base_addr": e.base_addr, "length": e.length, "type": e.type}
                             for e in body.entries])
-    elif ttype == 8:
+    elif ttype == T.FRAMEBUFFER:
         tag.update({k: v for k, v in to_plain(body).items() if k != "color_info"})
         ci = body.color_info
-        if body.framebuffer_type == 0 and len(ci) >= 2:
+        if body.framebuffer_type == fmt.FramebufferType.INDEXED and len(ci) >= 2:
             n = min(struct.unpack_from("<H", ci)[0], (len(ci) - 2) // 3)
             tag["palette"] = [list(ci[2 + 3 * i:5 + 3 * i]) for i in range(n)]
-        elif body.framebuffer_type == 1 and len(ci) >= 6:
-            tag.update(to_plain(fmt.FramebufferRgb.parse(ci)))
-    elif ttype == 9:
+        elif body.framebuffer_type == fmt.FramebufferType.RGB and len(ci) >= 6:
+            tag.update(to_plain(parse(fmt.FramebufferRgb, ci, what="framebuffer colour info")))
+    elif ttype == T.ELF_SECTIONS:
         tag.update(num=body.num, entsize=body.entsize, shndx=body.shndx,
                    sections_size=len(body.sections))
-    elif ttype == 17:
+    elif ttype == T.EFI_MMAP:
         d = body.descr_size
-        descs = []
-        for i in range(len(body.map) // d):
-            t, _, phys, virt, pages, attr = struct.unpack_from("<IIQQQQ", body.map, i * d)
-            descs.append({"type": t, "type_name": fmt.EFI_MEMORY_TYPES.get(t, "unknown"),
-                          "physical_start": phys, "number_of_pages": pages, "attribute": attr})
+        whole = body.map[:len(body.map) - len(body.map) % d]
+        descs = [{"type": t, "type_name": _efi_spec_name(t), "physical_start": phys,
+                  "number_of_pages": pages, "attribute": attr}
+                 for t, phys, _virt, pages, attr in descriptor_struct(d).iter_unpack(whole)]
         tag.update(descr_size=d, descr_vers=body.descr_vers, descriptors=descs)
-    elif ttype == 7:
+    elif ttype == T.VBE:
         tag.update(vbe_mode=body.vbe_mode, vbe_interface_seg=body.vbe_interface_seg,
                    vbe_interface_off=body.vbe_interface_off, vbe_interface_len=body.vbe_interface_len)
         tag.update(decode_vbe(body.vbe_control_info, body.vbe_mode_info))
-    elif ttype in (14, 15):
+    elif ttype in (T.ACPI_OLD, T.ACPI_NEW):
         tag["rsdp"] = body.rsdp.hex()
         tag["signature"] = body.rsdp[:8].decode("latin-1")
     else:
@@ -221,12 +234,12 @@ def decode_mb1_info(mem, mbi_addr):
     raw = mem.read(mbi_addr, fmt.MBI1_SIZE)
     if raw is None:
         raise FormatError(f"the MBI at {mbi_addr:#x} is not in the dump")
-    info = fmt.Multiboot1Info.parse(raw)
+    info = parse(fmt.Multiboot1Info, raw, what="Multiboot1 information")
     flags = info.flags
-    doc = {"flags": flags, "flags_set": [n for b, n in fmt.MBI1_FLAG_NAMES.items() if flags & (1 << b)]}
+    doc = {"flags": flags, "flags_set": flag_labels(F, flags)}
     problems = []
     # Loaders that never set the framebuffer bit (QEMU, Syslinux) write only 88 bytes.
-    spans = [("mbi", mbi_addr, fmt.MBI1_SIZE if flags & 0x1000 else 88)]
+    spans = [("mbi", mbi_addr, fmt.MBI1_SIZE if flags & F.FRAMEBUFFER else fmt.MBI1_SIZE_WITHOUT_FRAMEBUFFER)]
 
     def need(what, addr, length):
         data = mem.read(addr, length)
@@ -244,52 +257,52 @@ def decode_mb1_info(mem, mbi_addr):
         spans.append((what, addr, n))
         return s
 
-    if flags & 1:
+    if flags & F.MEM:
         doc.update(mem_lower=info.mem_lower, mem_upper=info.mem_upper)
-    if flags & 2:
+    if flags & F.BOOT_DEVICE:
         doc["boot_device"] = info.boot_device
-    if flags & 4:
+    if flags & F.CMDLINE:
         doc["cmdline_addr"] = info.cmdline
         doc["cmdline"] = string("cmdline", info.cmdline)
-    if flags & 8:
+    if flags & F.MODS:
         doc.update(mods_count=info.mods_count, mods_addr=info.mods_addr, modules=[])
         if info.mods_count > 1024:
             raise LimitError(f"mods_count {info.mods_count} (limit 1024)", offset=20)
-        table = need("mods", info.mods_addr, 16 * info.mods_count) if info.mods_count else b""
+        table = need("mods", info.mods_addr, MODULE_SIZE * info.mods_count) if info.mods_count else b""
         if table is not None:
             for i in range(info.mods_count):
-                m = fmt.Multiboot1Module.parse(table[16 * i:16 * i + 16])
+                m = parse(fmt.Multiboot1Module, table, MODULE_SIZE * i, what=f"module {i}")
                 doc["modules"].append({"mod_start": m.mod_start, "mod_end": m.mod_end,
                                        "mod_size": m.mod_end - m.mod_start, "cmdline_addr": m.cmdline,
                                        "string": string(f"module {i} string", m.cmdline)})
-    if flags & 0x10 and not flags & 0x20:
-        doc["aout_syms"] = to_plain(fmt.Multiboot1AoutSymbols.parse(info.syms))
-    if flags & 0x20:
-        doc["elf_sections"] = to_plain(fmt.Multiboot1ElfSections.parse(info.syms))
-    if flags & 0x40:
+    if flags & F.AOUT_SYMS and not flags & F.ELF_SHDR:
+        doc["aout_syms"] = to_plain(parse(fmt.Multiboot1AoutSymbols, info.syms, what="a.out symbols"))
+    if flags & F.ELF_SHDR:
+        doc["elf_sections"] = to_plain(parse(fmt.Multiboot1ElfSections, info.syms, what="ELF sections"))
+    if flags & F.MMAP:
         doc.update(mmap_addr=info.mmap_addr, mmap_length=info.mmap_length)
         table = need("mmap", info.mmap_addr, info.mmap_length)
         if table is not None:
             doc["mmap"] = walk_mb1_mmap(table, info.mmap_addr)
-    if flags & 0x80:
+    if flags & F.DRIVES:
         doc.update(drives_addr=info.drives_addr, drives_length=info.drives_length)
         need("drives", info.drives_addr, info.drives_length)
-    if flags & 0x100:
+    if flags & F.CONFIG_TABLE:
         doc["config_table"] = info.config_table
-    if flags & 0x200:
+    if flags & F.BOOT_LOADER_NAME:
         doc["boot_loader_name"] = string("boot_loader_name", info.boot_loader_name)
-    if flags & 0x400:
+    if flags & F.APM_TABLE:
         apm = need("apm", info.apm_table, fmt.APM_TABLE_SIZE)
         if apm is not None:
-            doc["apm"] = to_plain(fmt.ApmTable.parse(apm))
-    if flags & 0x800:
+            doc["apm"] = to_plain(parse(fmt.ApmTable, apm, what="APM table"))
+    if flags & F.VBE:
         doc["vbe"] = {k: getattr(info, k) for k in ("vbe_control_info", "vbe_mode_info", "vbe_mode",
                                                      "vbe_interface_seg", "vbe_interface_off",
                                                      "vbe_interface_len")}
-        ctl = need("vbe_control_info", info.vbe_control_info, 512)
-        mode = need("vbe_mode_info", info.vbe_mode_info, 256)
+        ctl = need("vbe_control_info", info.vbe_control_info, fmt.VbeInfoBlock.sizeof())
+        mode = need("vbe_mode_info", info.vbe_mode_info, fmt.VbeModeInfoBlock.sizeof())
         doc["vbe"].update(decode_vbe(ctl, mode))
-    if flags & 0x1000:
+    if flags & F.FRAMEBUFFER:
         doc["framebuffer"] = {k: getattr(info, k) for k in ("framebuffer_addr", "framebuffer_pitch",
                                                              "framebuffer_width", "framebuffer_height",
                                                              "framebuffer_bpp", "framebuffer_type")}
@@ -301,11 +314,11 @@ def decode_vbe(control, mode):
     """The interesting fields of the VBE controller and mode info blocks (either may be None)."""
     out = {}
     if control is not None:
-        c = fmt.VbeInfoBlock.parse(control)
+        c = parse(fmt.VbeInfoBlock, control, what="VBE controller information")
         out["controller"] = {"signature": c.signature.decode("latin-1"), "version": c.version,
                              "total_memory_kib": c.total_memory * 64, "capabilities": c.capabilities}
     if mode is not None:
-        m = fmt.VbeModeInfoBlock.parse(mode)
+        m = parse(fmt.VbeModeInfoBlock, mode, what="VBE mode information")
         out["mode_info"] = {k: getattr(m, k) for k in (
             "mode_attributes", "x_resolution", "y_resolution", "bits_per_pixel", "memory_model",
             "bytes_per_scan_line", "phys_base_ptr")}

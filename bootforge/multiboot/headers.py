@@ -7,10 +7,11 @@ in a FormatError/LimitError naming the offset, never a traceback or a loop.
 from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
-from bootforge.formats import multiboot as fmt
+from bootforge.formats import multiboot as fmt, parse
 from bootforge.report import to_plain
 
 MAX_HEADER_TAGS = 512
+_KNOWN_REQUIRED_FLAGS = fmt.Mb1HeaderFlag.PAGE_ALIGN | fmt.Mb1HeaderFlag.MEMORY_INFO | fmt.Mb1HeaderFlag.VIDEO_MODE
 
 
 def _u32(data, off):
@@ -33,9 +34,9 @@ def scan(data, magic, step, limit):
 # ------------------------------------------------------------------ Multiboot 1
 
 def mb1_header_length(flags):
-    if flags & fmt.MB1_VIDEO_MODE:
+    if flags & fmt.Mb1HeaderFlag.VIDEO_MODE:
         return 48
-    if flags & fmt.MB1_AOUT_KLUDGE:
+    if flags & fmt.Mb1HeaderFlag.AOUT_KLUDGE:
         return 32
     return 12
 
@@ -48,14 +49,15 @@ def decode_mb1(data, offset):
     doc = {"offset": offset, "flags": flags, "checksum": checksum,
            "checksum_ok": (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF == 0,
            "length": length, "truncated": offset + length > len(data),
-           "page_align_modules": bool(flags & fmt.MB1_PAGE_ALIGN),
-           "memory_info": bool(flags & fmt.MB1_MEMORY_INFO),
-           "video_mode": bool(flags & fmt.MB1_VIDEO_MODE),
-           "aout_kludge": bool(flags & fmt.MB1_AOUT_KLUDGE),
-           "unsupported_flags": flags & 0x0000FFF8,
+           "page_align_modules": bool(flags & fmt.Mb1HeaderFlag.PAGE_ALIGN),
+           "memory_info": bool(flags & fmt.Mb1HeaderFlag.MEMORY_INFO),
+           "video_mode": bool(flags & fmt.Mb1HeaderFlag.VIDEO_MODE),
+           "aout_kludge": bool(flags & fmt.Mb1HeaderFlag.AOUT_KLUDGE),
+           # required bits (0-15) no loader knows: GRUB refuses the kernel
+           "unsupported_flags": flags & fmt.MB1_REQUIRED_FLAGS_MASK & ~_KNOWN_REQUIRED_FLAGS,
            "addresses": None, "video": None}
     if not doc["truncated"]:
-        parsed = fmt.Multiboot1Header.parse(data[offset:offset + length])
+        parsed = parse(fmt.Multiboot1Header, data[offset:offset + length], what="Multiboot1 header")
         if parsed.addresses is not None:
             doc["addresses"] = {k: v for k, v in parsed.addresses.items() if not k.startswith("_")}
         if parsed.video is not None:
@@ -103,17 +105,22 @@ def decode_mb2_tags(data, offset, header_length):
         raw = data[pos:pos + min(padded, end - pos)]
         if len(raw) < padded:
             raw = raw + bytes(padded - len(raw))
-        parsed = fmt.Multiboot2HeaderTag.parse(raw)
-        tag = {"type": ttype, "name": fmt.MB2_HEADER_TAG_NAMES.get(ttype, "unknown"),
+        try:
+            parsed = parse(fmt.Multiboot2HeaderTag, raw, what=f"Multiboot2 header tag type {ttype}")
+        except FormatError as exc:
+            raise exc.located(offset=pos) from None
+        tag = {"type": ttype, "name": fmt.Mb2HeaderTag.label_of(ttype),
                "optional": bool(tflags & fmt.MB2_TAG_OPTIONAL), "flags": tflags,
                "size": size, "position": pos}
         tag.update(to_plain(parsed.body))
         if tag.get("payload") == "":
             del tag["payload"]
-        if ttype == 10:
-            tag["preference_name"] = fmt.MB2_RELOCATABLE_PREFERENCES.get(tag["preference"], "unknown")
+        if ttype == fmt.Mb2HeaderTag.INFORMATION_REQUEST:
+            tag["request_names"] = [fmt.Mb2Tag.label_of(t) for t in tag["requests"]]
+        if ttype == fmt.Mb2HeaderTag.RELOCATABLE:
+            tag["preference_name"] = fmt.Mb2RelocatablePreference.label_of(tag["preference"])
         tags.append(tag)
-        if ttype == 0:
+        if ttype == fmt.Mb2HeaderTag.END:
             break
         pos += padded
     return tags
@@ -122,7 +129,7 @@ def decode_mb2_tags(data, offset, header_length):
 def decode_mb2(data, offset):
     arch, length, checksum = _u32(data, offset + 4), _u32(data, offset + 8), _u32(data, offset + 12)
     doc = {"offset": offset, "architecture": arch,
-           "architecture_name": fmt.MB2_ARCHITECTURES.get(arch, "unknown"),
+           "architecture_name": fmt.Mb2Architecture.label_of(arch),
            "header_length": length, "checksum": checksum,
            "checksum_ok": (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0}
     if length < 24:
@@ -146,11 +153,6 @@ def find_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
 
 # ------------------------------------------------------------------ ELF
 
-PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB", 6: "PHDR",
-            7: "TLS", 0x6474E550: "GNU_EH_FRAME", 0x6474E551: "GNU_STACK", 0x6474E552: "GNU_RELRO",
-            0x6474E553: "GNU_PROPERTY"}
-
-
 @dataclass
 class Segment:
     index: int
@@ -165,7 +167,7 @@ class Segment:
 
     def to_json(self):
         return {"index": self.index, "type": self.type,
-                "type_name": PT_NAMES.get(self.type, f"{self.type:#x}"), "offset": self.offset,
+                "type_name": fmt.ElfSegmentType.label_of(self.type, f"{self.type:#x}"), "offset": self.offset,
                 "vaddr": self.vaddr, "paddr": self.paddr, "filesz": self.filesz,
                 "memsz": self.memsz, "flags": self.flags, "align": self.align}
 
