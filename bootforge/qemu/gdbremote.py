@@ -47,13 +47,19 @@ class GdbRemote:
     # -- framing
     def send(self, payload):
         data = payload.encode("latin-1")
-        self.sock.sendall(b"$" + data + b"#%02x" % (sum(data) & 0xFF))
+        try:
+            self.sock.sendall(b"$" + data + b"#%02x" % (sum(data) & 0xFF))
+        except OSError:
+            raise GdbError("QEMU closed the gdbstub connection") from None
 
     def _fill(self, timeout):
         ready, _, _ = select.select([self.sock], [], [], max(timeout, 0))
         if not ready:
             return False
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except OSError:
+            chunk = b""
         if not chunk:
             raise GdbError("QEMU closed the gdbstub connection")
         self.buf += chunk
@@ -70,14 +76,20 @@ class GdbRemote:
                     body, check = self.buf[start + 1:end], self.buf[end + 1:end + 3]
                     self.buf = self.buf[end + 3:]
                     if int(check, 16) != sum(body) & 0xFF:
-                        self.sock.sendall(b"-")
+                        self._ack(b"-")
                         continue
-                    self.sock.sendall(b"+")
+                    self._ack()
                     return _unescape(body).decode("latin-1")
             else:
                 self.buf = b""      # acks ('+') and nothing else before a packet
             if not self._fill(deadline - time.monotonic()) and time.monotonic() >= deadline:
                 return None
+
+    def _ack(self, what=b"+"):
+        try:
+            self.sock.sendall(what)
+        except OSError:
+            raise GdbError("QEMU closed the gdbstub connection") from None
 
     def request(self, payload, timeout=10.0):
         self.send(payload)

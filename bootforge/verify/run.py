@@ -25,6 +25,8 @@ DEFAULT_TIMEOUT = {"seabios": 60.0, "ovmf": 120.0}
 # parametric OVMF profile: shown, not counted (tests/test_load_fidelity.py checks them
 # against GRUB's lsefimmap).
 PROFILE_ONLY = {"grub-efi-mb2": {"mem_lower", "mem_upper", "mmap_from_tag17"}}
+# Fields a policy says it does not model (its notes): shown, not counted.
+NOT_MODELLED = {"grub-efi-mb2": {"tags"}}       # GRUB's ACPI tags 14/15 are left out of the prediction
 
 
 def medium_kind(loader):
@@ -223,16 +225,23 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def compare_rows(res, cap, req):
+def compare_rows(res, cap, req, entry):
     """Prediction and capture as rows: MBI address/size, mem_lower/upper, cmdline, each
     module (start, end, string, bytes), each mmap entry, the tags."""
     want, seen = predicted_fields(res), observed_fields(cap.doc)
     uncounted = PROFILE_ONLY.get(res.loader, set()) if not res.platform.grub_heap_included else set()
+    uncounted = uncounted | NOT_MODELLED.get(res.loader, set())
     rows = []
 
     def add(name, p, o, key):
         rows.append(Row(name, p, o, p == o, key not in uncounted))
 
+    rows.append(Row("kernel entry", entry, cap.registers["rip"] & 0xFFFFFFFF,
+                    entry == cap.registers["rip"] & 0xFFFFFFFF))
+    if res.protocol == "multiboot2" and "multiboot2" in cap.doc:
+        base = next((t.get("load_base_addr") for t in cap.doc["multiboot2"]["tags"] if t["type"] == 21), None)
+        if base is not None and res.load_base is not None:
+            add("load base (tag 21)", res.load_base, base, "load_base")
     add("mbi address", want["mbi_address"], seen["mbi_address"], "mbi_address")
     if "mbi_size" in want:
         add("mbi size", want["mbi_size"], seen.get("mbi_size"), "mbi_size")
@@ -287,23 +296,31 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
             progress(f"building the boot medium ({kind}) in {work}")
         medium = build_medium(kind, work, kernel, modules, protocol)
         report.medium = medium.description
-        if res is not None:
-            report.entry, report.entry_how = entry_point(req.kernel, res)
-        else:
+        if res is None:
             from types import SimpleNamespace
-            report.entry, report.entry_how = entry_point(
-                req.kernel, SimpleNamespace(protocol=protocol, loader=req.loader, load_base=None))
+            res_like = SimpleNamespace(protocol=protocol, loader=req.loader, load_base=None)
+        report.entry, report.entry_how, others = entry_point(req.kernel, res if res is not None else res_like,
+                                                             req.platform.memory_bytes)
         if progress:
             progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}"
                      + (" (OVMF takes ~5 s to reach the loader)" if machine.firmware == "ovmf" else ""))
         with QemuRun(machine, medium, workdir=work, gdb=True) as run:
             run.start()
             cap = capture(run, report.entry, timeout, refusal_reader(kind), progress)
+        if cap.status in ("exited", "timeout") and others:
+            # A relocatable kernel not entered where predicted: boot again with a breakpoint
+            # at the entry of every base its tag allows, to name where the loader put it.
+            if progress:
+                progress(f"not entered at {report.entry:#x}; booting again with {len(others)} more breakpoints "
+                         "(every load base the relocatable tag allows)")
+            with QemuRun(machine, medium, workdir=work, gdb=True) as run:
+                run.start()
+                cap = capture(run, report.entry, timeout, refusal_reader(kind), progress, other_entries=others)
         report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
         report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
         report.loader_words = cap.loader_words
         if cap.status == "entry" and res is not None:
-            report.rows = compare_rows(res, cap, req)
+            report.rows = compare_rows(res, cap, req, report.entry)
         elif cap.status == "entry":
             report.rows = [Row("loader", f"refuses: {report.predicted_refusal}", "loaded the kernel", False)]
         elif cap.status == "refused":
