@@ -41,7 +41,25 @@ class LimitError(FormatError):
 
 
 class RecipeError(BootforgeError):
-    """A build or load recipe that is malformed or asks for something impossible."""
+    """Your recipe is wrong: malformed, or asks for something impossible (a loader on the
+    wrong firmware, an unknown key or option)."""
+
+
+class LoaderRefusal(BootforgeError):
+    """The real loader (or firmware) would refuse this input; *words* are its own message
+    where it has one (GRUB's grub_error text, QEMU's, Syslinux's, Limine's panic string).
+
+    Exit status 2 like every BootforgeError: nothing was placed. *loader* names the
+    policy or verdict that refused (the vocabulary of bootforge.loader.policies)."""
+
+    def __init__(self, message, *, loader=None, words=None, path=None, offset=None):
+        super().__init__(message, path=path, offset=offset)
+        self.loader = loader
+        self.words = message if words is None else words
+
+
+class MemoryMapError(BootforgeError):
+    """An operation on a memory map that cannot be done (carving outside usable memory...)."""
 
 
 class BuildError(BootforgeError):

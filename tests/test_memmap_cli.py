@@ -100,7 +100,7 @@ def test_verify_efi_invariants(tmp_path):
     (tmp_path / "e.bin").write_bytes(efi_bin(bad))
     proc = run_bootforge("memmap", "verify", tmp_path / "e.bin", "--from", "efi-bin", "--json", check=1)
     doc = json.loads(proc.stdout)
-    failed = {c["name"] for c in doc["checks"] if not c["ok"]}
+    failed = {c["subject"] for c in doc["checks"] if not c["ok"]}
     assert failed == {"page-aligned", "known-types", "runtime-attribute"}
 
 

@@ -11,7 +11,7 @@ LOADER = 0x80000001     # an OS-loader-owned type, as a loader retypes what it t
 
 
 def verdicts(checks):
-    return {c.name: c.ok for c in checks}
+    return {c.subject: c.ok for c in checks}
 
 
 def test_a_correct_placement_passes_every_check():
@@ -61,10 +61,10 @@ def test_move_plan_clobbering_and_unfinished_plans_fail():
     fragments = {"a": (0x200000, 0x1000, 0x300000), "b": (0x300000, 0x1000, 0x200000)}
     clobber = [Move("a", 0x200000, 0x300000, 0x1000)]
     checks = check_move_plan(QEMU_256, fragments, clobber)
-    assert not checks[0].ok and "clobbers b" in checks[0].message
+    assert not checks[0].ok and "clobbers b" in checks[0].reason
     assert not checks[1].ok
     into_reserved = [Move("a", 0x200000, 0xFFE0000, 0x1000)]
-    assert "neither free nor" in check_move_plan(QEMU_256, fragments, into_reserved)[0].message
+    assert "neither free nor" in check_move_plan(QEMU_256, fragments, into_reserved)[0].reason
 
 
 def test_move_plan_overlapping_shift_is_a_memmove():

@@ -61,9 +61,9 @@ def test_shipped_recipes_put_headers_in_a_loaded_segment(tmp_path, recipe):
     listing = readelf(out)
     assert ".multiboot" in listing and listing.count("LOAD") == 2
     v = verdicts.verdicts(data, data)
-    want = ["grub-mb1", "qemu", "syslinux", "limine-mb1"] if recipe == "mb1" else ["grub-mb2", "limine-mb2"]
+    want = ["grub-mb1", "qemu-mb1", "syslinux-mb1", "limine-mb1"] if recipe == "mb1" else ["grub-mb2", "limine-mb2"]
     for name in want:
-        assert v[name]["loads"], (name, v[name])
+        assert v[name].ok, (name, v[name])
     assert len(stub) < len(data)
 
 
@@ -79,8 +79,8 @@ def test_both_headers_gzip_and_xz(tmp_path):
         assert [(t["type"], t["optional"]) for t in tags] == [(1, False), (5, True), (0, False)]
         doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
         assert doc["compression"] == compress
-        assert doc["loaders"]["grub-mb2"]["loads"] and doc["loaders"]["grub-mb1"]["loads"]
-        assert not doc["loaders"]["qemu"]["loads"]
+        assert doc["loaders"]["grub-mb2"]["ok"] and doc["loaders"]["grub-mb1"]["ok"]
+        assert not doc["loaders"]["qemu-mb1"]["ok"]
 
 
 def test_flat_kludge_image_fields(tmp_path):
@@ -99,7 +99,7 @@ def test_flat_kludge_image_fields(tmp_path):
     assert tags[2]["header_addr"] - tags[2]["load_addr"] == headers.find_mb2(data)["offset"]
     assert tags[3]["entry_addr"] == 0x100000
     v = verdicts.verdicts(data, data)
-    assert all(x["loads"] for x in v.values()), v
+    assert all(x.ok for x in v.values()), v
 
 
 def test_binary_input_with_every_mb2_tag(tmp_path):
@@ -119,7 +119,7 @@ def test_binary_input_with_every_mb2_tag(tmp_path):
     mb2 = headers.find_mb2(data)
     assert sorted(t["type"] for t in mb2["tags"]) == list(range(0, 11))
     assert mb2["offset"] == 0x168 and data[:100] == b"\xf4" * 100 and data[100:0x164] == bytes(0x100)
-    assert verdicts.grub_mb2(data)["loads"]
+    assert verdicts.verdict("grub-mb2", data).ok
 
 
 def test_far_header_is_refused_by_the_grub_verdict(tmp_path):
@@ -130,7 +130,7 @@ def test_far_header_is_refused_by_the_grub_verdict(tmp_path):
     assert summary["multiboot2_offset"] == 0x9000
     doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
     assert doc["multiboot2"] is None
-    assert doc["loaders"]["grub-mb2"] == {"loads": False, "message": "no multiboot header found"}
+    assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": "no multiboot header found", "words": "no multiboot header found", "facts": {}}
 
 
 def test_recipe_and_build_errors_are_one_line(tmp_path):
@@ -185,4 +185,4 @@ def test_default_ld_layout_grows_the_header_segment(tmp_path):
     assert after.get_section_by_name(".multiboot")["sh_offset"] == mb1["offset"]
     assert after.get_section_by_name(".text").data() == before.get_section_by_name(".text").data()
     v = verdicts.verdicts(data, data)
-    assert all(x["loads"] for x in v.values()), v
+    assert all(x.ok for x in v.values()), v

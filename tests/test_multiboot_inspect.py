@@ -11,7 +11,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.multiboot import build
 from conftest import DATA, assert_one_line_error, require, run_bootforge
 
-LOADERS = {"grub-mb1", "grub-mb2", "qemu", "limine-mb1", "limine-mb2", "syslinux"}
+LOADERS = {"grub-mb1", "grub-mb2", "qemu-mb1", "limine-mb1", "limine-mb2", "syslinux-mb1"}
 
 
 def inspect_json(path, check=0):
@@ -61,10 +61,10 @@ def test_xen_gz_both_headers_and_verdicts():
     assert [s["paddr"] for s in doc["segments"]] == [0x200000, 0x1b6ec8]
     loaders = doc["loaders"]
     assert set(loaders) == LOADERS
-    assert loaders["grub-mb1"]["loads"] and loaders["grub-mb2"]["loads"]
-    assert not loaders["qemu"]["loads"] and "does not decompress" in loaders["qemu"]["message"]
-    assert loaders["syslinux"]["loads"]            # mboot.c32 gunzips (zloadfile)
-    assert loaders["limine-mb1"]["message"] == "multiboot1: Invalid magic"
+    assert loaders["grub-mb1"]["ok"] and loaders["grub-mb2"]["ok"]
+    assert not loaders["qemu-mb1"]["ok"] and "does not decompress" in loaders["qemu-mb1"]["reason"]
+    assert loaders["syslinux-mb1"]["ok"]            # mboot.c32 gunzips (zloadfile)
+    assert loaders["limine-mb1"]["reason"] == "multiboot1: Invalid magic"
 
 
 def test_xen_efi_pe_carries_headers_but_grub_wants_elf():
@@ -74,8 +74,9 @@ def test_xen_efi_pe_carries_headers_but_grub_wants_elf():
     assert doc["multiboot1"]["offset"] == 0x308 and doc["multiboot2"]["offset"] == 0x318
     assert doc["multiboot2"]["tags"][-2]["entry_addr"] == 0x626531
     for name in ("grub-mb1", "grub-mb2"):
-        assert doc["loaders"][name] == {"loads": False, "message": "invalid arch-dependent ELF magic"}
-    assert not doc["loaders"]["qemu"]["loads"]
+        assert doc["loaders"][name] == {"subject": name, "ok": False, "severity": "error", "reason": "invalid arch-dependent ELF magic",
+                                       "words": "invalid arch-dependent ELF magic", "facts": {}}
+    assert not doc["loaders"]["qemu-mb1"]["ok"]
 
 
 @pytest.mark.parametrize("name", ["memtest86+x64.bin", "memtest86+ia32.bin", "memtest86+x64.efi",
@@ -86,9 +87,9 @@ def test_memtest_has_no_multiboot_header(name):
     assert doc["multiboot1"] is None and doc["multiboot2"] is None
     assert "Linux bzImage" in doc["kind"]
     loaders = doc["loaders"]
-    assert not any(v["loads"] for v in loaders.values())
-    assert loaders["grub-mb1"]["message"] == loaders["grub-mb2"]["message"] == "no multiboot header found"
-    assert "Linux boot protocol" in loaders["qemu"]["message"]
+    assert not any(v["ok"] for v in loaders.values())
+    assert loaders["grub-mb1"]["reason"] == loaders["grub-mb2"]["reason"] == "no multiboot header found"
+    assert "Linux boot protocol" in loaders["qemu-mb1"]["reason"]
     text = run_bootforge("inspect", f"/boot/{name}", check=0).stdout
     assert "Multiboot1 header: none" in text and "REFUSES no multiboot header found" in text
 
@@ -99,9 +100,9 @@ def test_elf64_without_kludge_refused_by_qemu(tmp_path):
     k = tmp_path / "k64.elf"
     k.write_bytes(mini_elf(cls=2, machine=62, headers=build.build_mb1_header({})))
     doc = inspect_json(k)
-    assert doc["loaders"]["qemu"] == {"loads": False, "message": "Cannot load x86-64 image, give a 32bit one."}
-    assert doc["loaders"]["grub-mb1"]["loads"]
-    assert not doc["loaders"]["syslinux"]["loads"]
+    assert doc["loaders"]["qemu-mb1"] == {"subject": "qemu-mb1", "ok": False, "severity": "error", "reason": "Cannot load x86-64 image, give a 32bit one.", "words": "Cannot load x86-64 image, give a 32bit one.", "facts": {}}
+    assert doc["loaders"]["grub-mb1"]["ok"]
+    assert not doc["loaders"]["syslinux-mb1"]["ok"]
 
 
 def test_grub_mb2_messages(tmp_path):
@@ -115,31 +116,31 @@ def test_grub_mb2_messages(tmp_path):
         k = tmp_path / "k.elf"
         k.write_bytes(mini_elf(headers=header))
         doc = inspect_json(k)
-        assert doc["loaders"]["grub-mb2"] == {"loads": False, "message": message}
+        assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": message, "words": message, "facts": {}}
     k.write_bytes(mini_elf(headers=mb2_header((11, dict(payload=b"")))).replace(
         b"\x0b\x00\x00\x00\x08\x00", b"\x0b\x00\x01\x00\x08\x00"))
-    assert inspect_json(k)["loaders"]["grub-mb2"]["loads"]          # optional unknown tag: ignored
+    assert inspect_json(k)["loaders"]["grub-mb2"]["ok"]          # optional unknown tag: ignored
 
 
 def test_grub_elf_messages(tmp_path):
     k = tmp_path / "k.elf"
     k.write_bytes(mini_elf(headers=build.build_mb1_header({}), entry=0x200000))
-    assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "entry point isn't in a segment"
+    assert inspect_json(k)["loaders"]["grub-mb1"]["reason"] == "entry point isn't in a segment"
     k.write_bytes(mini_elf(cls=2, machine=62, headers=build.build_mb1_header({}), paddr=0xFFFFFF00, entry=0xFFFFFF00))
-    assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "segment crosses 4 GiB border"
+    assert inspect_json(k)["loaders"]["grub-mb1"]["reason"] == "segment crosses 4 GiB border"
     k.write_bytes(mini_elf(headers=build.build_mb1_header({"video": {"width": 1}}) [:4] +
                   struct.pack("<II", 0x8, (-(fmt.MB1_MAGIC + 8)) & 0xFFFFFFFF)))
-    assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "unsupported flag: 0x8"
+    assert inspect_json(k)["loaders"]["grub-mb1"]["reason"] == "unsupported flag: 0x8"
     elf = bytearray(mini_elf(headers=build.build_mb1_header({}))) + bytes(0x2000)
     elf[0x2100:0x2120] = elf[52:84]                                  # program headers moved past 8 KiB
     struct.pack_into("<I", elf, 28, 0x2100)
     k.write_bytes(bytes(elf))
-    assert inspect_json(k)["loaders"]["grub-mb1"]["message"] == "program header at a too high offset"
+    assert inspect_json(k)["loaders"]["grub-mb1"]["reason"] == "program header at a too high offset"
     elf = bytearray(mini_elf(headers=build.build_mb1_header({}), phnum=2))
     elf[84:116] = elf[52:84]                                         # two PT_LOADs at one address
     k.write_bytes(bytes(elf))
     doc = inspect_json(k)
-    assert doc["loaders"]["grub-mb1"]["message"] == "overlap detected"
+    assert doc["loaders"]["grub-mb1"]["reason"] == "overlap detected"
     assert [s["type_name"] for s in doc["segments"]] == ["LOAD", "LOAD"]
 
 

@@ -113,7 +113,7 @@ def test_header_past_32k_refused_by_grub_and_by_the_verdict(tmp_path):
     assert b"BFMBDUMP" not in dump
     assert "error: no multiboot header found." in serial
     doc = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)
-    assert doc["loaders"]["grub-mb2"]["message"] == "no multiboot header found"
+    assert doc["loaders"]["grub-mb2"]["reason"] == "no multiboot header found"
 
 
 def test_elf64_refused_by_qemu_and_by_the_verdict(tmp_path):
@@ -127,13 +127,13 @@ def test_elf64_refused_by_qemu_and_by_the_verdict(tmp_path):
     dump, _, err = boot(tmp_path, "qemu", out)
     assert not dump and "Cannot load x86-64 image, give a 32bit one." in err
     doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
-    assert doc["loaders"]["qemu"] == {"loads": False, "message": "Cannot load x86-64 image, give a 32bit one."}
+    assert doc["loaders"]["qemu-mb1"] == {"subject": "qemu-mb1", "ok": False, "severity": "error", "reason": "Cannot load x86-64 image, give a 32bit one.", "words": "Cannot load x86-64 image, give a 32bit one.", "facts": {}}
 
 
 def test_syslinux_boots_an_elf32_without_any_header_as_the_verdict_says(tmp_path):
     far = kernel(tmp_path, "far")                     # no header in reach of any loader
     doc = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)
-    assert doc["loaders"]["syslinux"]["loads"] and not doc["loaders"]["grub-mb1"]["loads"]
+    assert doc["loaders"]["syslinux-mb1"]["ok"] and not doc["loaders"]["grub-mb1"]["ok"]
     dump, _, _ = boot(tmp_path, "syslinux", far)
     assert decoded(dump)["eax"] == 0x2BADB002
 
@@ -160,14 +160,14 @@ def test_grub_refusals_match_the_verdict(tmp_path, extra, grub_says):
     out = tmp_path / "k.elf"
     run_bootforge("build", recipe, "-o", out, check=0)
     doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
-    assert doc["loaders"]["grub-mb2"] == {"loads": False, "message": grub_says}
+    assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": grub_says, "words": grub_says, "facts": {}}
     dump, serial, _ = boot(tmp_path, "grub-pc", out, stop_on=("you need to load the kernel",))
     assert not dump and f"error: {grub_says}." in serial
 
 
 def test_qemu_without_header_says_what_the_verdict_says(tmp_path):
     far = kernel(tmp_path, "far")
-    message = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)["loaders"]["qemu"]["message"]
+    message = json.loads(run_bootforge("inspect", "--json", far, check=0).stdout)["loaders"]["qemu-mb1"]["reason"]
     dump, _, err = boot(tmp_path, "qemu", far)
     assert not dump and message in err
 
@@ -175,7 +175,7 @@ def test_qemu_without_header_says_what_the_verdict_says(tmp_path):
 def test_syslinux_refuses_memtest_as_the_verdict_says(tmp_path):
     require("/boot/memtest86+x64.bin")
     doc = json.loads(run_bootforge("inspect", "--json", "/boot/memtest86+x64.bin", check=0).stdout)
-    message = doc["loaders"]["syslinux"]["message"]
+    message = doc["loaders"]["syslinux-mb1"]["reason"]
     assert message == "Invalid Multiboot image: neither ELF header nor a.out kludge found"
     dump, serial, _ = boot(tmp_path, "syslinux", "/boot/memtest86+x64.bin", stop_on=("boot:",))
     assert not dump and message in serial
@@ -189,10 +189,10 @@ def test_grub_on_the_xen_images_agrees_with_the_verdict(tmp_path, image, mb1):
     verdict = loaders["grub-mb1" if mb1 else "grub-mb2"]
     dump, serial, _ = boot(tmp_path, "grub-pc", image, mb1=mb1, stop_on=("(XEN)", "you need to load the kernel"),
                            cmdline="console=com1 com1=115200,8n1")
-    if verdict["loads"]:
+    if verdict["ok"]:
         assert "(XEN)" in serial                      # GRUB gunzipped and started Xen
     else:
-        assert f"error: {verdict['message']}." in serial and "(XEN)" not in serial
+        assert f"error: {verdict['reason']}." in serial and "(XEN)" not in serial
 
 
 def test_grub_decompresses_xz_only_with_xzio(tmp_path):
@@ -202,7 +202,7 @@ def test_grub_decompresses_xz_only_with_xzio(tmp_path):
     image = tmp_path / "k.xz"
     run_bootforge("build", recipe, "-o", image, check=0)
     verdict = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)["loaders"]["grub-mb2"]
-    assert verdict["loads"] and verdict["requires"] == "insmod xzio"
+    assert verdict["ok"] and verdict["facts"]["requires"] == "insmod xzio"
     dump, serial, _ = boot(tmp_path, "grub-pc", image, stop_on=("you need to load the kernel",))
     assert not dump and "error: no multiboot header found." in serial
     (tmp_path / "grub-pc").rename(tmp_path / "without-xzio")

@@ -150,7 +150,7 @@ def test_efi_image_from_a_pe_driver(tmp_path):
     assert struct.unpack_from("<HH", data, 0x16) == (0x38, 0x1C)
     assert data[0x38:0x38 + len(pe.read_bytes())] == pe.read_bytes()
     doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
-    assert doc["images"][0]["uefi"]["loads"] is True and doc["images"][0]["checksum_ok"]
+    assert doc["images"][0]["uefi"]["ok"] is True and doc["images"][0]["checksum_ok"]
 
 
 # -- patch ---------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_compressed_efi_image_decodes_with_edk2_and_inspect_reports_it(tmp_path)
     doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)["images"][1]
     assert doc["efi"]["compression"] == 1 and doc["efi"]["decompressed_ok"] is True
     assert (doc["efi"]["compressed_size"], doc["efi"]["original_size"]) == (packed_size, len(driver))
-    assert doc["efi"]["pe"]["size_of_image"] == 0xABCC0 and doc["uefi"]["loads"] is True
+    assert doc["efi"]["pe"]["size_of_image"] == 0xABCC0 and doc["uefi"]["ok"] is True
 
 
 def test_corrupt_compressed_payload_is_a_defect_uefi_would_refuse(tmp_path):
@@ -278,4 +278,4 @@ def test_corrupt_compressed_payload_is_a_defect_uefi_would_refuse(tmp_path):
     proc = run_bootforge("inspect", "--json", out)
     image = json.loads(proc.stdout)["images"][1]
     assert proc.returncode == 1
-    assert image["efi"]["decompressed_ok"] is False and image["uefi"]["loads"] is False
+    assert image["efi"]["decompressed_ok"] is False and image["uefi"]["ok"] is False

@@ -18,7 +18,7 @@ def test_bootforge_computes_the_sum_seabios_logged(tmp_path):
     found = re.search(r"Found option rom with bad checksum: loc=(0x[0-9a-f]+) len=(\d+) sum=([0-9a-f]+)", log)
     image = json.loads(run_bootforge("inspect", "--json", rom, check=1).stdout)["images"][0]
     assert (image["size"], image["checksum"]) == (int(found.group(2)), int(found.group(3), 16))
-    assert image["seabios"]["runs"] is False
+    assert image["seabios"]["ok"] is False
     # SeaBIOS ran no ROM on slot 3, and booted nothing from it.
     assert "Searching bootorder for: /pci@i0cf8/*@3" not in log
 

@@ -27,7 +27,7 @@ def test_images_match_an_independent_reading(path):
     for image, (off, pcir_at) in zip(doc["images"], images):
         if pcir_at is None:  # ISA-style VGA ROM
             assert image["pcir"] is None and image["size"] == data[off + 2] * 512
-            assert image["seabios"]["runs"] is False and image["uefi"]["loads"] is False
+            assert image["seabios"]["ok"] is False and image["uefi"]["ok"] is False
             continue
         vendor, device = struct.unpack_from("<HH", data, off + pcir_at + 4)
         ilen, crev, ctype, indicator = struct.unpack_from("<HHBB", data, off + pcir_at + 0x10)
@@ -59,12 +59,13 @@ def test_ipxe_e1000_combined_rom_values():
     assert legacy["pnp"]["bev"] != 0 and legacy["pnp"]["checksum_ok"]
     assert legacy["undi"]["checksum_ok"] and legacy["undi"]["bus_type"] == "PCIR"
     assert legacy["ipxe"]["checksum_ok"]
-    assert legacy["seabios"] == {"runs": True, "pci_ids": ["8086:100e"], "reason": legacy["seabios"]["reason"]}
-    assert legacy["uefi"]["loads"] is False
+    assert legacy["seabios"] == {"subject": "seabios", "ok": True, "severity": "error", "words": None,
+                                 "facts": {"pci_ids": ["8086:100e"]}, "reason": legacy["seabios"]["reason"]}
+    assert legacy["uefi"]["ok"] is False
     assert (efi["offset"], efi["image_length"], efi["last"]) == (147 * 512, 341 * 512, True)
     assert efi["efi"]["subsystem"] == 11 and efi["efi"]["machine"] == 0x8664
     assert efi["efi"]["compression"] == 0 and efi["efi"]["image_offset"] == 0x38
-    assert efi["seabios"]["runs"] is False and efi["uefi"]["loads"] is True
+    assert efi["seabios"]["ok"] is False and efi["uefi"]["ok"] is True
     assert "PciBusDxe loads" in efi["uefi"]["reason"]
 
 
@@ -108,7 +109,7 @@ def test_bad_checksum_is_a_defect_with_status_1(tmp_path):
     doc = inspect_json(bad, check=1)
     image = doc["images"][0]
     assert image["checksum_ok"] is False and image["checksum"] in (0x01, 0xFF)
-    assert image["seabios"]["runs"] is False
+    assert image["seabios"]["ok"] is False
     assert "Found option rom with bad checksum" in image["seabios"]["reason"]
     assert any("checksum" in p for p in doc["problems"])
     text = run_bootforge("inspect", bad, check=1).stdout

@@ -61,7 +61,7 @@ def test_seabios_refuses_a_flipped_byte_and_bootforge_agrees(hello_rom, tmp_path
     proc = run_bootforge("inspect", "--json", bad)
     assert proc.returncode == 1
     image = json.loads(proc.stdout)["images"][0]
-    assert image["seabios"]["runs"] is False and image["checksum_ok"] is False
+    assert image["seabios"]["ok"] is False and image["checksum_ok"] is False
     assert (image["size"], image["checksum"]) == (int(found.group(1)), int(found.group(2), 16))
 
 

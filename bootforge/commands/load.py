@@ -10,11 +10,30 @@ from bootforge.errors import RecipeError
 MAP_FORMATS = ("table", "json", "e820-dmesg", "e820-bin", "mb1-mmap", "mb2-mmap", "efi-bin")
 
 
-@click.command("load")
+class LoadCommand(click.Command):
+    """`load --help` lists the loaders and their [load.options] from the policy registry
+    (bootforge.loader.policies), read only when help is asked for."""
+
+    def format_epilog(self, ctx, formatter):
+        from bootforge.loader.policies import POLICIES
+        rows = []
+        for name, p in POLICIES.items():
+            real = f"checked against the real loader ({p.boot_medium})" if p.verified else "not checked against a real loader"
+            rows.append((name, f"{p.summary}; {'/'.join(p.firmware).upper()}, {p.protocol}; {real}"))
+        with formatter.section("Loaders (--loader, [load] loader)"):
+            formatter.write_dl(rows)
+        options = [(f"{o.name} ({name})", f"{o.kind()}: {o.meaning}") for name, p in POLICIES.items()
+                   for o in p.options]
+        if options:
+            with formatter.section("[load.options] (per loader)"):
+                formatter.write_dl(options)
+
+
+@click.command("load", cls=LoadCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
               "r820-efi, a map file).")
-@click.option("--loader", help="Override the recipe's loader (grub-pc-mb2, qemu-mb1, syslinux-mb1, ...).")
+@click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
@@ -31,6 +50,7 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
     from bootforge.fileio import write_atomic
     from bootforge.loader.recipe import read_recipe
     from bootforge.loader.policies import policy
+    from bootforge.verdict import passed
 
     from bootforge.errors import BootforgeError
     req = read_recipe(recipe, platform, loader)
@@ -48,6 +68,9 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
             if "efi-at-exit" not in result.maps:
                 raise RecipeError(f"{result.loader} hands over no EFI map (--map-format efi-bin)")
             handed = result.maps["efi-at-exit"]
+        elif map_format == "e820-dmesg" and "e820-printed" in result.maps:
+            # Linux sorts and merges its table before printing "BIOS-e820:" (linux-efi-stub).
+            handed = result.maps["e820-printed"]
         write_map(handed, map_format, map_out)
     if svg_out:
         from bootforge.loader.svg import render_load_svg
@@ -57,4 +80,4 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
         sys.stdout.write("\n")
     else:
         click.echo(result.render_text(), nl=False)
-    sys.exit(0 if all(c.ok for c in result.checks) else 1)
+    sys.exit(0 if passed(result.checks) else 1)

@@ -91,11 +91,10 @@ def verify_command(input_path, from_format, efi_reference, efi_reference_from, a
     memory_map = _read(input_path, from_format, options)
     reference = read_map(efi_reference, efi_reference_from, options) if efi_reference else None
     checks = verify_map(memory_map, reference_efi=reference)
-    failed = [c for c in checks if not c.ok and not c.warning]
+    failed = [c for c in checks if c.fails]
     if as_json:
         json.dump({"file": str(input_path), "ok": not failed,
-                   "checks": [{"name": c.name, "ok": c.ok, "warning": c.warning, "message": c.message}
-                              for c in checks]}, sys.stdout, indent=2)
+                   "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for c in checks:

@@ -26,13 +26,12 @@ from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.loader.image import read_kernel
 from bootforge.loader.platforms import resolve
-from bootforge.loader.policies import LOADERS
+from bootforge.loader.policies import POLICIES
 from bootforge.loader.result import LoadRequest, ModuleSpec
+from bootforge.schema import validate
 
 LOAD_KEYS = {"kernel", "loader_path", "cmdline", "platform", "loader", "modules", "grub_cfg", "entry",
              "isolinux_cfg", "label", "qemu_args", "root", "options"}
-OPTION_KEYS = {"trampoline_size", "ipxe_outcome", "ipxe_textdata_size", "ipxe_basemem_kib", "ipxe_old_start",
-               "ipxe_pmm_source", "ipxe_pmm_decompress"}
 MODULE_KEYS = {"path", "loader_path", "cmdline"}
 MAX_MODULES = 100000
 
@@ -70,8 +69,7 @@ def request_from_table(table, base, platform=None, loader=None):
         raise RecipeError(f"[load] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(LOAD_KEYS))})")
     base = Path(base)
     loader = loader or _str(t, "loader", "load", required=True)
-    if loader not in LOADERS:
-        raise RecipeError(f"unknown loader {loader!r} (known: {', '.join(LOADERS)})")
+    declared = POLICIES.get(loader)      # RecipeError naming the known loaders
     plat = resolve(platform or _str(t, "platform", "load", required=True), base)
     sources = [k for k in ("kernel", "grub_cfg", "isolinux_cfg", "qemu_args") if k in t]
     if len(sources) != 1:
@@ -128,16 +126,10 @@ def request_from_table(table, base, platform=None, loader=None):
         if Path(file).is_dir():
             raise RecipeError(f"module {file} is a directory")
         specs.append(ModuleSpec(str(file), name, args, size))
-    options = t.get("options", {})
-    if not isinstance(options, dict):
-        raise RecipeError("[load.options] must be a table")
-    bad = sorted(set(options) - OPTION_KEYS)
-    if bad:
-        raise RecipeError(f"[load.options] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(OPTION_KEYS))})")
-    for k, v in options.items():
-        if k != "ipxe_outcome" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise RecipeError(f"[load.options] {k} must be a non-negative integer, not {v!r}")
-    return LoadRequest(kernel, kernel_name, cmdline, specs, plat, loader, dict(options))
+    # The policy declares its options (type, range, default); defaults are filled in by run_policy.
+    options = validate(t.get("options", {}), declared.options, "load.options", known_note=f" for {loader}")
+    given = {k: v for k, v in options.items() if k in t.get("options", {})}
+    return LoadRequest(kernel, kernel_name, cmdline, specs, plat, loader, given)
 
 
 def _resolve(root, name, cfg):

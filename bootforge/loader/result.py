@@ -55,11 +55,12 @@ class LoadResult:
     mmap: list = field(default_factory=list)        # [(start, size, type)] as the loader writes them
     placements: list = field(default_factory=list)
     maps: dict = field(default_factory=dict)        # name -> MemoryMap
-    checks: list = field(default_factory=list)
+    checks: list = field(default_factory=list)     # [bootforge.verdict.Verdict]
     regions: dict = field(default_factory=dict)     # MB1: where each pointed-to block lies
     notes: list = field(default_factory=list)
     load_base: int | None = None
     grub_pages: list = field(default_factory=list)
+    linux: dict = field(default_factory=dict)        # linux-efi-stub: boot path, kernel, Memory total (issue 14)
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)
@@ -78,8 +79,9 @@ class LoadResult:
                     "regions": {k: v for k, v in self.regions.items()}},
             "placements": [p.to_json() for p in self.placements],
             "maps": {k: map_to_json(m) for k, m in self.maps.items()},
-            "checks": [{"name": c.name, "ok": c.ok, "message": c.message} for c in self.checks],
+            "checks": [c.to_json() for c in self.checks],
             "notes": list(self.notes),
+            **({"linux": self.linux} if self.linux else {}),
         }
 
     def render_text(self):
@@ -105,5 +107,5 @@ class LoadResult:
         bad = [c for c in self.checks if not c.ok]
         out.append(f"  checks: {len(self.checks) - len(bad)} of {len(self.checks)} pass")
         for c in self.checks:
-            out.append(f"    [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
+            out.append(f"    [{c.status_word()}] {c.subject}: {c.reason}")
         return "\n".join(out) + "\n"

@@ -9,7 +9,7 @@ block = reserved) with the FDT detail kept in `label` and `flags`.
 
 from dataclasses import dataclass, field
 
-from bootforge.errors import BootforgeError
+from bootforge.errors import MemoryMapError  # noqa: F401  (defined in errors.py; imported from here too)
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import (
     EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES,
@@ -29,10 +29,6 @@ FLAG_NO_MAP = "no-map"
 FLAG_REUSABLE = "reusable"
 FLAG_MEMRESERVE = "memreserve"      # from the DTB's memory reservation block
 FDT_FLAGS = (FLAG_NO_MAP, FLAG_REUSABLE, FLAG_MEMRESERVE)
-
-
-class MemoryMapError(BootforgeError):
-    """An operation on a memory map that cannot be done (carving outside usable memory...)."""
 
 
 def type_name(family, number):

@@ -11,7 +11,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from bootforge.memmap.ops import free_intervals, find_free, usable_types
-from bootforge.memmap.verify import Check
+from bootforge.verdict import check
 
 MIB = 1 << 20
 GIB4 = 1 << 32
@@ -45,17 +45,17 @@ def check_placement(input_map, output_map, components, *, hidden=(), reservation
     checks = []
     free = free_intervals(input_map)
     outside = [c for c in components if c.size <= 0 or not any(lo <= c.start and c.end <= hi for lo, hi in free)]
-    checks.append(Check("placement-in-usable-memory", not outside,
+    checks.append(check("placement-in-usable-memory", not outside,
                         f"{len(components)} component(s) wholly in usable memory of the input map" if not outside
                         else f"{_span(outside[0])} is not wholly in usable memory"))
     ordered = sorted(components, key=lambda c: c.start)
     clash = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b.start < a.end), None)
-    checks.append(Check("placement-no-overlap", clash is None, "no two components overlap" if clash is None
+    checks.append(check("placement-no-overlap", clash is None, "no two components overlap" if clash is None
                         else f"{_span(clash[0])} overlaps {_span(clash[1])}"))
     for name, regions, what in (("placement-clear-of-hidden", hidden, "hidden region"),
                                 ("placement-clear-of-reservations", reservations, "FDT reservation")):
         hit = next(((c, s, n) for c in components for s, n in regions if _overlaps(c.start, c.end, s, s + n)), None)
-        checks.append(Check(name, hit is None, f"no component touches a {what} ({len(regions)} given)"
+        checks.append(check(name, hit is None, f"no component touches a {what} ({len(regions)} given)"
                             if hit is None else f"{_span(hit[0])} overlaps {what} [{hit[1]:#x}, {hit[1] + hit[2]:#x})"))
     still_free = free_intervals(output_map, usable_types(output_map))
     free_starts = [lo for lo, _hi in still_free]
@@ -68,7 +68,7 @@ def check_placement(input_map, output_map, components, *, hidden=(), reservation
             k += 1
         return False
     loose = [c for c in components if still_usable(c)]
-    checks.append(Check("placement-retyped", not loose, "every component is retyped in the output map" if not loose
+    checks.append(check("placement-retyped", not loose, "every component is retyped in the output map" if not loose
                         else f"{_span(loose[0])} is still usable memory in the output map"))
     return checks
 
@@ -76,19 +76,19 @@ def check_placement(input_map, output_map, components, *, hidden=(), reservation
 def check_trampoline(component):
     """Invariant 7: a real-mode trampoline ends at or below 1 MiB and is page aligned."""
     ok = component.end <= MIB and component.start % PAGE == 0
-    return Check("trampoline-below-1mib", ok, f"{_span(component)}: must end <= 0x100000 and be 4 KiB aligned")
+    return check("trampoline-below-1mib", ok, f"{_span(component)}: must end <= 0x100000 and be 4 KiB aligned")
 
 
 def check_xen_image(component):
     """Invariant 7: the Xen image lies below 4 GiB, 2 MiB aligned."""
     ok = component.end <= GIB4 and component.start % (2 * MIB) == 0
-    return Check("xen-image-placement", ok, f"{_span(component)}: must end <= 4 GiB and be 2 MiB aligned")
+    return check("xen-image-placement", ok, f"{_span(component)}: must end <= 4 GiB and be 2 MiB aligned")
 
 
 def check_ipxe_relocation(old_start, component):
     """Invariant 7: iPXE's relocation ends by 0xfff00000 and keeps the address mod 4096."""
     ok = component.end <= IPXE_MAX_ADDR and component.start % PAGE == old_start % PAGE
-    return Check("ipxe-relocation", ok, f"{_span(component)} from {old_start:#x}: must end <= 0xfff00000 "
+    return check("ipxe-relocation", ok, f"{_span(component)} from {old_start:#x}: must end <= 0xfff00000 "
                                         "and keep start mod 4096")
 
 
@@ -96,20 +96,20 @@ def check_top_down(input_map, component, align=PAGE, limit=GIB4):
     """Invariant 7: a top-down allocation is the highest aligned fit below *limit*."""
     best = find_free(input_map, component.size, align=align, max_addr=limit)
     ok = best == component.start
-    return Check("top-down-highest-fit", ok, f"{_span(component)}; the highest {align:#x}-aligned fit below "
+    return check("top-down-highest-fit", ok, f"{_span(component)}; the highest {align:#x}-aligned fit below "
                                              f"{limit:#x} is {'none' if best is None else hex(best)}")
 
 
 def check_low_page_untouched(components):
     """Invariant 7: nothing is placed in [0, 0x1000) (real-mode IVT and BDA)."""
     hit = [c for c in components if c.start < PAGE and c.size > 0]
-    return Check("low-page-untouched", not hit, "nothing in [0, 0x1000)" if not hit else f"{_span(hit[0])} is in it")
+    return check("low-page-untouched", not hit, "nothing in [0, 0x1000)" if not hit else f"{_span(hit[0])} is in it")
 
 
 def check_bda_base_memory(fbms_kib, hidden_base_start):
     """Invariant 7: the BDA word at 0x413 (KiB) times 1024 is where hidden base memory starts."""
     ok = fbms_kib * 1024 == hidden_base_start
-    return Check("bda-fbms-matches", ok, f"0x413 says {fbms_kib} KiB = {fbms_kib * 1024:#x}; "
+    return check("bda-fbms-matches", ok, f"0x413 says {fbms_kib} KiB = {fbms_kib * 1024:#x}; "
                                          f"hidden base memory starts at {hidden_base_start:#x}")
 
 
@@ -178,10 +178,10 @@ def check_move_plan(input_map, fragments, moves):
             if b > src_hi:
                 kept.append((max(a, src_hi), b))
         owned[mv.name] = sorted(kept + [(dst_lo, dst_hi)])
-    writes = Check("move-plan-writes", not problems, f"{len(moves)} move(s) write only free memory or own "
+    writes = check("move-plan-writes", not problems, f"{len(moves)} move(s) write only free memory or own "
                    "destinations" if not problems else "; ".join(problems[:3]))
     misplaced = [name for name, (_s, size, dst) in fragments.items()
                  if not covered(dst, dst + size, owned[name]) or sum(b - a for a, b in owned[name]) != size]
-    done = Check("move-plan-complete", not misplaced, "every fragment ends at its destination" if not misplaced
+    done = check("move-plan-complete", not misplaced, "every fragment ends at its destination" if not misplaced
                  else f"not at their destinations: {', '.join(misplaced)}")
     return [writes, done]

@@ -89,8 +89,8 @@ class KernelReport(Report):
         if d.get("entry") is not None:
             out.append(f"  entry: {d['entry']:#x}")
         out.append("  loaders:")
-        for name, v in d["loaders"].items():
-            out.append(f"    {name:<11} {'loads  ' if v['loads'] else 'REFUSES'} {v['message']}")
+        for name, v in d["loaders"].items():     # Verdict JSON (bootforge.verdict)
+            out.append(f"    {name:<12} {'loads  ' if v['ok'] else 'REFUSES'} {v['reason']}")
         return "\n".join(out)
 
 
@@ -129,7 +129,7 @@ def kernel_document(path, data, compression=None, given=None):
         doc["entry"] = mb1["addresses"]["entry_addr"]
     doc["multiboot1"] = mb1
     doc["multiboot2"] = mb2
-    doc["loaders"] = verdicts.verdicts(given, data, compression)
+    doc["loaders"] = {name: v.to_json() for name, v in verdicts.verdicts(given, data, compression).items()}
     return doc
 
 

@@ -15,20 +15,54 @@ loaded when its code type is 3, its EFI signature is 0x0EF1, its subsystem is
 a boot-service or runtime driver (applications are skipped), compression is 0
 or 1, initialization size <= image length, the EFI image offset lies inside
 the initialization size and the PE image's machine runs on the platform.
+
+Each firmware is one function (rom -> one bootforge.verdict.Verdict per
+image) registered by one @rom_firmware(...) line; `inspect` shows every
+registered firmware (JSON key = its name, text line = its label and words).
 """
 
 from dataclasses import dataclass
 
 from bootforge.formats import optionrom as fmt
+from bootforge.registry import Registry
+from bootforge.verdict import Verdict
 
 X64_UEFI_MACHINES = {0x8664: "X64", 0x0EBC: "EBC"}  # OVMF X64 carries the EBC interpreter
 
 
 @dataclass(frozen=True)
-class Verdict:
-    yes: bool
-    reason: str
-    pci_ids: tuple = ()
+class RomFirmware:
+    """A firmware that judges each image of a ROM (one registry entry)."""
+
+    name: str           # JSON key and Verdict subject: "seabios"
+    label: str          # text label: "SeaBIOS"
+    words: tuple        # how its verdicts read in text: (yes, no, warning), e.g. ("runs", "does not run", ...)
+    judge: object       # rom -> [Verdict], one per image in chain order
+    source: str         # the upstream code the rules follow
+
+
+ROM_FIRMWARE = Registry("ROM firmware")
+
+
+def rom_firmware(name, label, words, source):
+    """Register the decorated function (rom -> [Verdict per image]) as firmware *name*."""
+    def register(judge):
+        ROM_FIRMWARE.register(name, RomFirmware(name, label, tuple(words), judge, source))
+        return judge
+    return register
+
+
+def firmware_verdicts(rom):
+    """{firmware name: [Verdict per image]} for every registered firmware, in registry order."""
+    return {name: fw.judge(rom) for name, fw in ROM_FIRMWARE.items()}
+
+
+def _seabios(ok, reason, words=None, pci_ids=()):
+    return Verdict("seabios", ok, reason, words=words, facts={"pci_ids": list(pci_ids)})
+
+
+def _uefi(ok, reason):
+    return Verdict("uefi", ok, reason)
 
 
 def code_type_name(code_type):
@@ -37,6 +71,7 @@ def code_type_name(code_type):
     return fmt.CODE_TYPES.get(code_type, "iPXE .mrom payload" if code_type == 0xFF else "unknown")
 
 
+@rom_firmware("seabios", "SeaBIOS", ("runs", "does not run", "warns"), "SeaBIOS 1.16 src/optionroms.c")
 def seabios_verdicts(rom):
     """One Verdict per image: would SeaBIOS run this image from a PCI device's ROM BAR?"""
     verdicts = []
@@ -44,24 +79,25 @@ def seabios_verdicts(rom):
     for image in rom.images:
         pcir = image.pcir
         if pcir is None:
-            verdicts.append(Verdict(False, "no PCI data structure: SeaBIOS does not run it from a PCI "
-                                    "device's ROM BAR (\"No valid pci signature found\"); only as a "
-                                    "VGA or fw_cfg ROM, with init at offset 3"))
+            verdicts.append(_seabios(False, "no PCI data structure: SeaBIOS does not run it from a PCI "
+                                     "device's ROM BAR (\"No valid pci signature found\"); only as a "
+                                     "VGA or fw_cfg ROM, with init at offset 3", "No valid pci signature found"))
             continue
         ids = f"{pcir.vendor_id:04x}:{pcir.device_id:04x}"
         if pcir.code_type != 0:
-            verdicts.append(Verdict(False, f"code type {pcir.code_type:#x} ({code_type_name(pcir.code_type)}): "
-                                    f"SeaBIOS skips it (\"Didn't match dev/ven (got "
-                                    f"{pcir.device_id:04x}{pcir.vendor_id:04x}) or type (got {pcir.code_type})\")"))
+            words = (f"Didn't match dev/ven (got {pcir.device_id:04x}{pcir.vendor_id:04x}) "
+                     f"or type (got {pcir.code_type})")
+            verdicts.append(_seabios(False, f"code type {pcir.code_type:#x} ({code_type_name(pcir.code_type)}): "
+                                     f"SeaBIOS skips it (\"{words}\")", words))
             continue
         if ids in matched:
-            verdicts.append(Verdict(False, f"image {matched[ids]} matches {ids} first; SeaBIOS never "
-                                    "reaches this one"))
+            verdicts.append(_seabios(False, f"image {matched[ids]} matches {ids} first; SeaBIOS never "
+                                     "reaches this one"))
             continue
         matched[ids] = image.index
         if not image.checksum_ok:
-            verdicts.append(Verdict(False, f"\"Found option rom with bad checksum: len={image.size} "
-                                    f"sum={image.checksum:x}\": SeaBIOS does not run it", (ids,)))
+            words = f"Found option rom with bad checksum: len={image.size} sum={image.checksum:x}"
+            verdicts.append(_seabios(False, f"\"{words}\": SeaBIOS does not run it", words, (ids,)))
             continue
         reason = f"runs on a PCI device with ids {ids}"
         if image.pnp:
@@ -79,23 +115,25 @@ def seabios_verdicts(rom):
         if image.device_list and any(d != pcir.device_id for d in image.device_list):
             extra = ", ".join(f"{d:04x}" for d in image.device_list if d != pcir.device_id)
             reason += f"; the PCI 3.0 device list ({extra}) is ignored by SeaBIOS"
-        verdicts.append(Verdict(True, reason, (ids,)))
+        verdicts.append(_seabios(True, reason, pci_ids=(ids,)))
     return verdicts
 
 
+@rom_firmware("uefi", "UEFI", ("loads", "does not load", "warns"),
+              "EDK2 MdeModulePkg/Bus/Pci/PciBusDxe/PciOptionRomSupport.c (x64, OVMF)")
 def uefi_verdicts(rom):
     """One Verdict per image: would x64 UEFI PciBusDxe load this image as a driver?"""
     verdicts = []
     walk_stopped = None
     for image in rom.images:
         if walk_stopped is not None:
-            verdicts.append(Verdict(False, walk_stopped))
+            verdicts.append(_uefi(False, walk_stopped))
             continue
         pcir_at = image.header.pcir_offset
         if image.pcir is None or pcir_at == 0 or pcir_at & 3:
             why = ("no PCI data structure" if image.pcir is None else
                    f"PCIR offset {pcir_at:#x} is not 4-aligned")
-            verdicts.append(Verdict(False, f"{why}: PciBusDxe stops reading the ROM here"))
+            verdicts.append(_uefi(False, f"{why}: PciBusDxe stops reading the ROM here"))
             walk_stopped = f"PciBusDxe stopped at image {image.index} ({why})"
             continue
         verdicts.append(_uefi_image_verdict(image))
@@ -105,31 +143,31 @@ def uefi_verdicts(rom):
 def _uefi_image_verdict(image):
     code_type = image.pcir.code_type
     if code_type != 3:
-        return Verdict(False, f"code type {code_type:#x} ({code_type_name(code_type)}): PciBusDxe loads "
+        return _uefi(False, f"code type {code_type:#x} ({code_type_name(code_type)}): PciBusDxe loads "
                        "only code type 3 (EFI) images")
     if not image.is_efi:
-        return Verdict(False, "code type 3 but no EFI signature 0x0EF1 at offset 4")
+        return _uefi(False, "code type 3 but no EFI signature 0x0EF1 at offset 4")
     h = image.header
     subsystem = fmt.EFI_SUBSYSTEMS.get(h.subsystem, f"subsystem {h.subsystem}")
     if h.subsystem == 10:
-        return Verdict(False, "EFI application: PciBusDxe skips applications in option ROMs")
+        return _uefi(False, "EFI application: PciBusDxe skips applications in option ROMs")
     if h.subsystem not in (11, 12):
-        return Verdict(False, f"{subsystem}: only boot service (11) and runtime (12) drivers load")
+        return _uefi(False, f"{subsystem}: only boot service (11) and runtime (12) drivers load")
     if h.compression > 1:
-        return Verdict(False, f"compression type {h.compression} is unknown (0 none, 1 EFI compression)")
+        return _uefi(False, f"compression type {h.compression} is unknown (0 none, 1 EFI compression)")
     if h.initialization_size > image.pcir.image_length:
-        return Verdict(False, f"initialization size {h.initialization_size} blocks exceeds the image "
+        return _uefi(False, f"initialization size {h.initialization_size} blocks exceeds the image "
                        f"length {image.pcir.image_length} blocks")
     if h.efi_image_offset >= image.size:
-        return Verdict(False, f"EFI image offset {h.efi_image_offset:#x} is not inside the "
+        return _uefi(False, f"EFI image offset {h.efi_image_offset:#x} is not inside the "
                        f"initialization size ({image.size:#x} bytes)")
     if h.machine not in X64_UEFI_MACHINES:
         machine = fmt.EFI_MACHINES.get(h.machine, f"{h.machine:#x}")
-        return Verdict(False, f"machine {machine} ({h.machine:#x}) does not run on x64 UEFI")
+        return _uefi(False, f"machine {machine} ({h.machine:#x}) does not run on x64 UEFI")
     if h.compression == 1 and image.decompressed is not None and not image.decompressed.ok:
-        return Verdict(False, f"EFI decompression fails: {image.decompressed.error}")
+        return _uefi(False, f"EFI decompression fails: {image.decompressed.error}")
     if image.pe_error:
-        return Verdict(False, f"LoadImage fails: {image.pe_error}")
+        return _uefi(False, f"LoadImage fails: {image.pe_error}")
     machine = X64_UEFI_MACHINES[h.machine]
     packed = ", EFI-compressed" if h.compression == 1 else ""
-    return Verdict(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")
+    return _uefi(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")

@@ -3,14 +3,14 @@ values in parentheses) with disrom.pl's checksum verdicts, and JSON."""
 
 from bootforge.formats import optionrom as fmt
 from bootforge.report import Report
-from bootforge.rom.firmware import code_type_name, seabios_verdicts, uefi_verdicts
+from bootforge.rom.firmware import ROM_FIRMWARE, code_type_name, firmware_verdicts
 from bootforge.rom.model import parse_rom
 
 
 def inspect_rom(path, data):
     rom = parse_rom(data, path)
     return RomReport(path=str(path), format="option-rom", problems=list(rom.problems), rom=rom,
-                     seabios=seabios_verdicts(rom), uefi=uefi_verdicts(rom))
+                     verdicts=firmware_verdicts(rom))
 
 
 def _ok(flag):
@@ -26,11 +26,10 @@ def _class_name(class_code):
 
 
 class RomReport(Report):
-    def __init__(self, *, rom, seabios, uefi, **kw):
+    def __init__(self, *, rom, verdicts, **kw):
         super().__init__(**kw)
         self.rom = rom
-        self.seabios = seabios
-        self.uefi = uefi
+        self.verdicts = verdicts        # {firmware name: [Verdict per image]} (bootforge.rom.firmware)
 
     # -- JSON -------------------------------------------------------------
 
@@ -39,15 +38,13 @@ class RomReport(Report):
                 "images": [self._image_json(i) for i in self.rom.images]}
 
     def _image_json(self, image):
-        sb, ue = self.seabios[image.index], self.uefi[image.index]
         doc = {
             "index": image.index, "offset": image.offset, "size": image.size,
             "image_length": image.image_length, "code_type": image.code_type,
             "code_type_name": code_type_name(image.code_type), "last": image.last,
             "checksum": image.checksum, "checksum_ok": image.checksum_ok,
             "pcir": None, "pnp": None, "undi": None, "ipxe": None, "efi": None,
-            "seabios": {"runs": sb.yes, "reason": sb.reason, "pci_ids": list(sb.pci_ids)},
-            "uefi": {"loads": ue.yes, "reason": ue.reason},
+            **{name: verdicts[image.index].to_json() for name, verdicts in self.verdicts.items()},
         }
         if image.pcir is not None:
             p = image.pcir
@@ -184,8 +181,8 @@ class RomReport(Report):
             line(2, "Entry point", f"{pe.entry_point:#x}")
         if image.decompressed is not None:
             kv += ["  " + s for s in image.decompressed.text_lines()]
-        sb, ue = self.seabios[image.index], self.uefi[image.index]
         kv.append("  Firmware")
-        line(2, "SeaBIOS", ("runs: " if sb.yes else "does not run: ") + sb.reason)
-        line(2, "UEFI", ("loads: " if ue.yes else "does not load: ") + ue.reason)
+        for name, fw in ROM_FIRMWARE.items():
+            v = self.verdicts[name][image.index]
+            line(2, fw.label, f"{v.status_word(fw.words)}: {v.reason}")
         return kv

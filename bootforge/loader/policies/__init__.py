@@ -1,35 +1,119 @@
-"""One module per real loader; each cites its source and states its rules.
+"""Loader policies: one module per real loader; each cites its source and states its rules.
 
-POLICIES maps a loader name to "module:function"; the function takes a
-LoadRequest and returns a LoadResult, or raises a BootforgeError with the
-real loader's own words when the real loader refuses.
+A policy is a function LoadRequest -> LoadResult declared with
+@loader_policy(...) in its module: its name, the platform firmware it runs
+on, the boot protocol, the kernel loader verdict it defers to
+(bootforge.multiboot.verdicts), its options (bootforge.schema Fields, with
+their defaults), its source, whether the fidelity matrix checks it against
+the real loader, and the boot medium a real boot of it needs. The module is
+registered by one line in POLICY_MODULES below. The CLI's choices, recipe
+validation of [load.options], `load --help`, the verdict a refusal quotes and
+the fidelity matrix all read POLICIES.
+
+Names (one vocabulary, used in recipes, JSON and docs):
+- a policy is <loader>-<firmware>-<protocol> when the loader exists for
+  more than one firmware (grub-pc-mb2, grub-efi-mb2, ipxe-pcbios-mb1), and
+  <loader>-<protocol> when one policy covers the loader wherever it runs
+  (qemu-mb1, syslinux-mb1, limine-mb1); xen-efi and linux-efi-stub name
+  what is loaded, not a Multiboot protocol.
+- a kernel loader verdict is <loader>-<protocol> (grub-mb2, qemu-mb1): what
+  the loader says about the file whatever the firmware; several policies
+  defer to one verdict (grub-pc-mb2 and grub-efi-mb2 to grub-mb2).
+
+run_policy() does what every policy shares before its own rules: the
+platform's firmware must be one the policy runs on (else RecipeError: the
+recipe is wrong), the verdict must accept the kernel (else LoaderRefusal
+with the loader's words), and [load.options] defaults are filled in.
 """
 
 import importlib
+from dataclasses import dataclass, replace
+from functools import partial
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.registry import Registry
+from bootforge.schema import defaults
 
-POLICIES = {
-    "qemu-mb1": "qemu_mb1:load",
-    "grub-pc-mb1": "grub_pc:load_mb1",
-    "grub-pc-mb2": "grub_pc:load_mb2",
-    "syslinux-mb1": "syslinux_mb1:load",
-    "ipxe-pcbios-mb1": "ipxe_pcbios:load",
-    "grub-efi-mb2": "grub_efi:load",
-    "xen-efi": "xen_efi:load",
-    "linux-efi-stub": "linux_efi_stub:load",
-    "limine-mb1": "limine:load_mb1",
-    "limine-mb2": "limine:load_mb2",
-}
-LOADERS = ("grub-pc-mb1", "grub-pc-mb2", "grub-efi-mb2", "qemu-mb1", "syslinux-mb1", "ipxe-pcbios-mb1",
-           "limine-mb1", "limine-mb2", "xen-efi", "linux-efi-stub")
+# One line per policy module; the order is the order of `--loader` choices and docs.
+POLICY_MODULES = (
+    "grub_pc",
+    "grub_efi",
+    "qemu_mb1",
+    "syslinux_mb1",
+    "ipxe_pcbios",
+    "limine",
+    "xen_efi",
+    "linux_efi_stub",
+)
+
+FIRMWARES = ("bios", "efi")                   # Platform.firmware values
+PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
+# How `bootforge verify` and the fidelity matrix boot a policy for real (None: no real boot here):
+#   qemu-kernel   QEMU -kernel/-initrd (SeaBIOS' multiboot option ROM)
+#   grub-pc-iso   grub-mkrescue ISO, i386-pc GRUB, SeaBIOS
+#   grub-efi-iso  grub-mkrescue ISO, x86_64-efi GRUB, OVMF
+#   isolinux-iso  ISOLINUX + mboot.c32 ISO, SeaBIOS
+#   ipxe-tftp     iPXE option ROM over QEMU's user-net TFTP (restrict=on)
+BOOT_MEDIA = ("qemu-kernel", "grub-pc-iso", "grub-efi-iso", "isolinux-iso", "ipxe-tftp")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    firmware: tuple             # the Platform.firmware values it runs on: ("bios",), ("efi",), ("bios", "efi")
+    protocol: str               # one of PROTOCOLS
+    verdict: str | None         # the kernel loader verdict it defers to ("grub-mb2"), or None
+    load: object                # LoadRequest -> LoadResult
+    source: str                 # upstream files the rules follow
+    verified: bool              # the fidelity matrix compares it with the real loader
+    boot_medium: str | None     # how a real boot is made (BOOT_MEDIA), or None
+    options: tuple = ()         # bootforge.schema.Field per [load.options] key it reads
+    wrong_firmware: str = ""    # the RecipeError when the platform's firmware is not one it runs on
+    summary: str = ""           # one line for `load --help`
+
+    def defaults(self):
+        return defaults(self.options)
+
+
+def _import_modules():
+    for module in POLICY_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+POLICIES = Registry("loader", loader=_import_modules)
+
+
+def loader_policy(name, *, firmware, protocol, verdict, source, verified, boot_medium, options=(),
+                  wrong_firmware=None, summary=""):
+    """Register the decorated function (LoadRequest -> LoadResult) as policy *name*."""
+    firmware = (firmware,) if isinstance(firmware, str) else tuple(firmware)
+    if not set(firmware) <= set(FIRMWARES) or protocol not in PROTOCOLS:
+        raise ValueError(f"policy {name}: firmware {firmware} / protocol {protocol!r} not in {FIRMWARES} / {PROTOCOLS}")
+    if wrong_firmware is None:
+        wrong_firmware = f"{name} runs on {' or '.join(f.upper() for f in firmware)} platforms"
+
+    def register(load):
+        POLICIES.register(name, Policy(name, firmware, protocol, verdict, load, source, verified, boot_medium,
+                                       tuple(options), wrong_firmware, summary))
+        return load
+    return register
+
+
+def run_policy(p, req):
+    """*p*'s prediction for *req*, after the checks every policy shares (see the module doc)."""
+    if req.platform.firmware not in p.firmware:
+        raise RecipeError(p.wrong_firmware)
+    if p.verdict is not None:
+        from bootforge.multiboot.verdicts import verdict
+        found = verdict(p.verdict, req.kernel.data)
+        if not found.ok:
+            raise LoaderRefusal(found.reason, loader=p.verdict, words=found.words)
+    options = {**p.defaults(), **req.options}
+    if options != req.options:
+        req = replace(req, options=options)
+    return p.load(req)
 
 
 def policy(name):
-    target = POLICIES.get(name)
-    if target is None:
-        if name in LOADERS:
-            raise RecipeError(f"loader {name!r} is not implemented yet (implemented: {', '.join(POLICIES)})")
-        raise RecipeError(f"unknown loader {name!r} (known: {', '.join(LOADERS)})")
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(f"bootforge.loader.policies.{module}"), func)
+    """The callable LoadRequest -> LoadResult of policy *name* (RecipeError when unknown)."""
+    return partial(run_policy, POLICIES.get(name))

@@ -1,9 +1,9 @@
 """Rules several BIOS loaders share: what INT 12h / E820 give, and the checks."""
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.placement import Component, check_low_page_untouched, check_placement
-from bootforge.memmap.verify import Check
+from bootforge.verdict import check
 from bootforge.loader.alloc import FreeSpace
 
 MIB = 1 << 20
@@ -11,13 +11,16 @@ GIB4 = 1 << 32
 
 
 def refuse_unless_loadable(req, firmware, wrong_firmware, verdict):
-    """Raise RecipeError, in the loader's words, when the platform has the wrong
-    firmware or the loader's verdict (bootforge.multiboot.verdicts) refuses the kernel."""
+    """RecipeError when the platform has the wrong firmware; LoaderRefusal, in the loader's
+    words, when its verdict (a bootforge.multiboot.verdicts judge) refuses the kernel.
+
+    bootforge.loader.policies.run_policy() does this for every policy from its
+    declaration (firmware, verdict); this stays for policy code that calls it itself."""
     if req.platform.firmware != firmware:
         raise RecipeError(wrong_firmware)
     found = verdict(req.kernel.data)
-    if not found["loads"]:
-        raise RecipeError(found["message"])
+    if not found.ok:
+        raise LoaderRefusal(found.reason, loader=found.subject, words=found.words)
 
 
 def ram_intervals(memory_map, lo=0, hi=1 << 64):
@@ -55,7 +58,8 @@ def claim_segments(result, free, kernel, words):
         if not memsz:
             continue
         if not free.is_free(paddr, memsz):
-            raise RecipeError(f"{words} (segment {i} at [{paddr:#x}, {paddr + memsz:#x}) is not free memory)")
+            raise LoaderRefusal(f"{words} (segment {i} at [{paddr:#x}, {paddr + memsz:#x}) is not free memory)",
+                                words=words)
         free.take(paddr, memsz)
         result.place(f"kernel segment {i}", paddr, memsz, 1, "fixed: ELF p_paddr", "kernel")
 
@@ -79,10 +83,10 @@ def standard_checks(result, memory_map, hidden=()):
     result.checks += check_placement(memory_map, out_map, comps, hidden=hidden)
     result.checks.append(check_low_page_untouched(comps))
     mods_ok = all(m["start"] % 4096 == 0 for m in result.modules)
-    result.checks.append(Check("modules-page-aligned", mods_ok, "every module starts on a 4 KiB boundary"
+    result.checks.append(check("modules-page-aligned", mods_ok, "every module starts on a 4 KiB boundary"
                                if mods_ok else "a module is not 4 KiB aligned"))
     below = all(m["end"] <= GIB4 for m in result.modules)
-    result.checks.append(Check("modules-below-4gib", below, "every module ends below 4 GiB" if below
+    result.checks.append(check("modules-below-4gib", below, "every module ends below 4 GiB" if below
                                else "a module ends above 4 GiB (a 32-bit field cannot say so)"))
 
 

@@ -25,10 +25,11 @@ Rules:
 
 import struct
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.policies.common import GIB4, refuse_unless_loadable, standard_checks
+from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, _shstrndx, relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -75,7 +76,7 @@ def with_grub_heap(platform):
         return efi, None
     heap = grub_efi_heap(efi)
     if heap is None:
-        raise RecipeError("GRUB: out of memory for its heap")
+        raise LoaderRefusal("GRUB: out of memory for its heap")
     out = []
     for r in efi.ranges:
         if r.type == 7 and r.start <= heap[0] < r.start + r.size:
@@ -103,12 +104,14 @@ def place_grub_heap(result, platform):
     return efi, FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
 
 
+@loader_policy("grub-efi-mb2", firmware="efi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
+               verified=True, boot_medium="grub-efi-iso",
+               wrong_firmware="grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
+                              "a dump's tag 17, r820-efi)",
+               summary="GRUB 2.06 x86_64-efi `multiboot2`/`module2`")
 def load(req):
-    from bootforge.multiboot import verdicts
     k = req.kernel
     plat = req.platform
-    refuse_unless_loadable(req, "efi", "grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, "
-                           "efi-bin, a dump's tag 17, r820-efi)", verdicts.grub_mb2)
     keep_bs = any(t.get("type") == 7 for t in (k.mb2 or {}).get("tags", []))
     if relocatable_tag(k) is not None:
         raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
@@ -133,7 +136,7 @@ def load(req):
             continue
         lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
         if not fixed_ok.is_free(lo, hi - lo):
-            raise RecipeError(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is neither conventional "
+            raise LoaderRefusal(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is neither conventional "
                               "nor boot-services memory)")
         fixed_ok.take(lo, hi - lo)
         free.take_overlap(lo, hi - lo)
@@ -143,7 +146,7 @@ def load(req):
     def alloc(name, size, rule, kind):
         at = free.lowest(align_up(size, PAGE), PAGE, 0x1000, GIB4)
         if at is None:
-            raise RecipeError(f"{REFUSE} ({name}, {size} bytes)")
+            raise LoaderRefusal(f"{REFUSE} ({name}, {size} bytes)", words=REFUSE)
         take(name, at, size, rule, kind)
         return at
 

@@ -29,11 +29,11 @@ Rules:
 
 import struct
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    refuse_unless_loadable,
     MIB, GIB4, e820_entries, free_space, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
@@ -77,7 +77,7 @@ class Relocator:
             if at is not None:
                 pool.take(at, size)
                 return at
-        raise RecipeError(REFUSE)
+        raise LoaderRefusal(REFUSE)
 
 
 def relocatable_tag(k):
@@ -93,19 +93,16 @@ def relocate(rel, k, tag):
     size = k.high - k.low
     lo, hi, align = tag["min_addr"], tag["max_addr"], tag["align"]
     if align == 0:
-        raise RecipeError("relocatable tag has align 0 (no alignment can be met)")
+        raise LoaderRefusal("relocatable tag has align 0 (no alignment can be met)")
     if size > hi or lo > hi - size:
-        raise RecipeError(f"invalid min/max address and/or load size (relocatable min {lo:#x}, max {hi:#x}, "
-                          f"image {size:#x} bytes)")
+        raise LoaderRefusal(f"invalid min/max address and/or load size (relocatable min {lo:#x}, max {hi:#x}, "
+                            f"image {size:#x} bytes)", words="invalid min/max address and/or load size")
     at = rel.alloc(size, align, lo, hi - size, high=tag.get("preference") == 2)
     return at
 
 
 def _prepare(req, protocol):
-    from bootforge.multiboot import verdicts
     k = req.kernel
-    refuse_unless_loadable(req, "bios", "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI",
-                           verdicts.grub_mb1 if protocol == "multiboot1" else verdicts.grub_mb2)
     res = LoadResult(req.loader, protocol, req.platform, SOURCE)
     rel = Relocator(req.platform.memory_map)
     segs = [(p, m) for p, _f, m in k.segments if m]
@@ -123,7 +120,7 @@ def _prepare(req, protocol):
         segs = []
     for i, (p, m) in enumerate(segs):
         if not rel.is_free(p, m):
-            raise RecipeError(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is not free RAM)")
+            raise LoaderRefusal(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is not free RAM)", words=REFUSE)
         rel.take(p, m)
         res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr", "kernel")
     for s in k.unloaded_sections("grub"):
@@ -134,8 +131,9 @@ def _prepare(req, protocol):
     for i, m in enumerate(req.modules):
         try:
             at = rel.alloc(m.size, 4096, MIB if protocol == "multiboot1" else 0, 0xFFFFFFFF - m.size + 1)
-        except RecipeError as exc:
-            raise RecipeError(f"{exc.message} (module {i} {m.loader_path}, {m.size} bytes)") from None
+        except LoaderRefusal as exc:
+            raise LoaderRefusal(f"{exc.message} (module {i} {m.loader_path}, {m.size} bytes)",
+                                words=exc.words) from None
         mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
         res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "relocator: lowest 4 KiB-aligned fit", "module")
     res.modules = mods
@@ -147,6 +145,12 @@ def _prepare(req, protocol):
     return res, rel
 
 
+WRONG_FIRMWARE = "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI"
+
+
+@loader_policy("grub-pc-mb1", firmware="bios", protocol="multiboot1", verdict="grub-mb1", source=SOURCE,
+               verified=True, boot_medium="grub-pc-iso", wrong_firmware=WRONG_FIRMWARE,
+               summary="GRUB 2.06 i386-pc `multiboot`/`module`")
 def load_mb1(req):
     res, rel = _prepare(req, "multiboot1")
     k = req.kernel
@@ -210,6 +214,9 @@ def mb2_size_bound(res, k, cmd_len, has_apm=True):
             + align_up(16 + SMBIOS_EPS, 8) + (784 + 7) + (28 + 7))
 
 
+@loader_policy("grub-pc-mb2", firmware="bios", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
+               verified=True, boot_medium="grub-pc-iso", wrong_firmware=WRONG_FIRMWARE,
+               summary="GRUB 2.06 i386-pc `multiboot2`/`module2`")
 def load_mb2(req):
     res, rel = _prepare(req, "multiboot2")
     k = req.kernel

@@ -41,13 +41,15 @@ prints none of it). Sizes are options with defaults after seed 000:
   (everything returned), "san-boot" (nothing ever returned).
 """
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
     GIB4, claim_segments, free_space, ram_intervals, standard_checks,
 )
 from bootforge.loader.result import LoadResult
+from bootforge.schema import Field
 
 SOURCE = "iPXE src/arch/x86/image/multiboot.c + interface/pcbios/memmap.c (pxe-e1000.rom 1.0.0+git-20190125)"
 LOADER_NAME = "iPXE 1.0.0+git-20190125.36a4c85"
@@ -57,18 +59,29 @@ MAX_MEMMAP = 8
 TFTP_SERVER = "tftp://10.0.2.2/"    # QEMU user networking's TFTP server
 IPXE_MAX_ADDR = 0xFFF00000
 OUTCOMES = ("boot", "pxenv-stop-undi", "boot-failure", "san-boot")
-DEFAULTS = {"ipxe_textdata_size": 0x60000, "ipxe_basemem_kib": 13, "ipxe_old_start": 0,
-            "ipxe_pmm_source": 80 * 1024, "ipxe_pmm_decompress": 640 * 1024, "ipxe_outcome": "boot"}
+OPTIONS = (
+    Field("ipxe_textdata_size", int, 0x60000, "bytes of iPXE's 32-bit text+data that relocate.c moves "
+          "(a property of the ROM build)", min=0),
+    Field("ipxe_basemem_kib", int, 13, "KiB of base memory iPXE takes by lowering 40:13 (FBMS)", min=0),
+    Field("ipxe_old_start", int, 0, "where the 32-bit text/data lay before relocation (only its address "
+          "mod 4096 is kept)", min=0),
+    Field("ipxe_pmm_source", int, 80 * 1024, "bytes of the POST PMM area holding the compressed image", min=0),
+    Field("ipxe_pmm_decompress", int, 640 * 1024, "bytes of the POST PMM decompression area", min=0),
+    Field("ipxe_outcome", str, "boot", "how iPXE ends, which decides the memory it gives back",
+          choices=OUTCOMES),
+)
 
 
+@loader_policy("ipxe-pcbios-mb1", firmware="bios", protocol="multiboot1", verdict=None, source=SOURCE,
+               verified=True, boot_medium="ipxe-tftp", options=OPTIONS,
+               wrong_firmware="ipxe-pcbios-mb1 runs on a BIOS platform",
+               summary="iPXE PC-BIOS option ROM, `multiboot` over TFTP")
 def load(req):
     k = req.kernel
-    if req.platform.firmware != "bios":
-        raise RecipeError("ipxe-pcbios-mb1 runs on a BIOS platform")
     if k.mb1 is None:
-        raise RecipeError("Not a multiboot image: no multiboot header found")   # iPXE's ENOEXEC
+        raise LoaderRefusal("Not a multiboot image: no multiboot header found")   # iPXE's ENOEXEC
     if len(req.modules) > MAX_MODULES:
-        raise RecipeError(f"iPXE passes at most {MAX_MODULES} Multiboot modules")
+        raise LoaderRefusal(f"iPXE passes at most {MAX_MODULES} Multiboot modules", words=None)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     free = free_space(req.platform.memory_map, 0, GIB4)
     claim_segments(res, free, k, "Could not prepare segment")
@@ -96,7 +109,7 @@ def load(req):
     for i, m in enumerate(req.modules):
         s = f"{uri(m.loader_path)} {m.cmdline}".rstrip()
         if not free.is_free(at, m.size):
-            raise RecipeError(f"Could not prepare segment for module {i} at [{at:#x}, {at + m.size:#x})")
+            raise LoaderRefusal(f"Could not prepare segment for module {i} at [{at:#x}, {at + m.size:#x})")
         free.take(at, m.size)
         mods.append({"start": at, "end": at + m.size, "cmdline": s, "cmdline_addr": pos})
         res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "after the kernel, page aligned, "
@@ -114,11 +127,11 @@ def load(req):
               "static in iPXE's base-memory data segment (measured for this ROM)", "mbi")
     hidden = ipxe_self(req, res, merged)
     standard_checks(res, req.platform.memory_map)
-    res.checks = [c for c in res.checks if c.name != "placement-clear-of-hidden"]
+    res.checks = [c for c in res.checks if c.subject != "placement-clear-of-hidden"]
     from bootforge.memmap.placement import Component, check_placement
     comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements if p.kind in ("module", "kernel")]
     res.checks += [c for c in check_placement(req.platform.memory_map, res.maps["output"], comps, hidden=hidden)
-                   if c.name == "placement-clear-of-hidden"]
+                   if c.subject == "placement-clear-of-hidden"]
     return res
 
 
@@ -127,10 +140,8 @@ def ipxe_self(req, res, usable):
     from bootforge.memmap.model import MemoryMap, MemoryRange
     from bootforge.memmap.placement import Component, check_bda_base_memory, check_ipxe_relocation
     from bootforge.memmap.ops import sanitize
-    opts = {**DEFAULTS, **req.options}
+    opts = req.options       # defaults from OPTIONS filled in by run_policy
     outcome = opts["ipxe_outcome"]
-    if outcome not in OUTCOMES:
-        raise RecipeError(f"ipxe_outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     size = int(opts["ipxe_textdata_size"])
     fbms_old = req.platform.int12_kib or 639
     fbms = fbms_old - int(opts["ipxe_basemem_kib"])
@@ -150,7 +161,7 @@ def ipxe_self(req, res, usable):
         if b - a >= size + 4095 and (best is None or a > best[0]):
             best = (a, b)
     if best is None:
-        raise RecipeError("iPXE: no memory to relocate to")
+        raise LoaderRefusal("iPXE: no memory to relocate to", words=None)
     old = int(opts["ipxe_old_start"])
     new = best[1] - size
     new -= (new - old) % 4096

@@ -6,7 +6,7 @@ machines (Debian 12 does not package it), so no fidelity scenario checks
 these rules; they follow the reference text only.
 
 Rules:
-- Refusals in Limine's words (bootforge.multiboot.verdicts.limine_mb1/mb2).
+- Refusals in Limine's words (bootforge.multiboot.verdicts.limine: limine-mb1/mb2).
 - The kernel is one contiguous range [lowest p_paddr, highest end).
 - The MBI goes to 0x10000; modules at ALIGN_UP(highest end so far, 4 KiB),
   always above the kernel and the MBI, in order; a module that would
@@ -22,8 +22,8 @@ import struct
 from bootforge.errors import RecipeError
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
-from bootforge.loader.policies.common import (MIB, e820_entries, free_space, ram_intervals,
-                                               refuse_unless_loadable, standard_checks)
+from bootforge.loader.policies.common import MIB, e820_entries, free_space, ram_intervals, standard_checks
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
 
 SOURCE = "Limine common/protos/multiboot{1,2}.c (reference facts only; not verified against a real Limine)"
@@ -32,10 +32,7 @@ MAX_ENTRIES = 256
 
 
 def _load(req, protocol):
-    from bootforge.multiboot import verdicts
-    k = req.kernel
-    refuse_unless_loadable(req, "bios", "limine-* is modelled on BIOS platforms only",
-                           verdicts.limine_mb1 if protocol == "multiboot1" else verdicts.limine_mb2)
+    k = req.kernel      # firmware and verdict checked by run_policy from the @loader_policy declaration
     entries = e820_entries(req.platform.memory_map)
     if len(entries) > MAX_ENTRIES:
         raise RecipeError(f"multiboot: too many memory map entries ({len(entries)} > {MAX_ENTRIES})")
@@ -81,9 +78,15 @@ def _load(req, protocol):
     return res
 
 
+@loader_policy("limine-mb1", firmware="bios", protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
+               verified=False, boot_medium=None, wrong_firmware="limine-* is modelled on BIOS platforms only",
+               summary="Limine `protocol: multiboot1`")
 def load_mb1(req):
     return _load(req, "multiboot1")
 
 
+@loader_policy("limine-mb2", firmware="bios", protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
+               verified=False, boot_medium=None, wrong_firmware="limine-* is modelled on BIOS platforms only",
+               summary="Limine `protocol: multiboot2`")
 def load_mb2(req):
     return _load(req, "multiboot2")

@@ -16,14 +16,18 @@ Rules:
 """
 
 from bootforge.errors import RecipeError
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
-from bootforge.memmap.verify import Check
+from bootforge.verdict import check
 
 SOURCE = "Linux drivers/firmware/efi/libstub/x86-stub.c setup_e820()"
 BOOT_PARAMS_E820 = 128
 
 
+@loader_policy("linux-efi-stub", firmware="efi", protocol="linux", verdict=None, source=SOURCE, verified=False,
+               boot_medium=None, wrong_firmware="linux-efi-stub needs an EFI platform",
+               summary="the Linux EFI stub's E820 (boot_params)")
 def load(req):
     plat = req.platform
     if plat.firmware != "efi":
@@ -34,7 +38,7 @@ def load(req):
     res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
     res.cmdline = req.cmdline
     n = len(res.mmap)
-    res.checks.append(Check("boot-params-e820", True,
+    res.checks.append(check("boot-params-e820", True,
                             f"{min(n, BOOT_PARAMS_E820)} entries in boot_params.e820_table"
                             + (f", {n - BOOT_PARAMS_E820} in SETUP_E820_EXT" if n > BOOT_PARAMS_E820 else "")))
     res.notes.append("the kernel image placement of the stub is not modelled; only its E820")

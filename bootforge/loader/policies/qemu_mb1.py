@@ -16,8 +16,8 @@ Rules:
 
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    refuse_unless_loadable,
     e820_entries, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
@@ -28,10 +28,12 @@ PAGE = 4096
 SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
 
 
+@loader_policy("qemu-mb1", firmware="bios", protocol="multiboot1", verdict="qemu-mb1", source=SOURCE,
+               verified=True, boot_medium="qemu-kernel",
+               wrong_firmware="qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)",
+               summary="QEMU -kernel/-initrd (its multiboot option ROM)")
 def load(req):
-    from bootforge.multiboot.verdicts import qemu
     k = req.kernel
-    refuse_unless_loadable(req, "bios", "qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)", qemu)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     low = k.low
     kernel_size = k.high - low

@@ -27,10 +27,10 @@ xfer_buf_seg 0x1000 (64 KiB), aux_seg 0x2000 (8 KiB), cache_seg 0x2200
 differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
 """
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal
 from bootforge.loader import mbi
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    refuse_unless_loadable,
     GIB4, MIB, e820_entries, mem_lower_kib, mem_upper_kib, ram_intervals, standard_checks,
 )
 from bootforge.loader.alloc import FreeSpace
@@ -53,22 +53,23 @@ class SyslinuxMap:
         start = self.high_water if high else 0x2000
         at = self.free.lowest(length + padding, align, start)
         if at is None:
-            raise RecipeError(f"Cannot map {length + padding} bytes")
+            raise LoaderRefusal(f"Cannot map {length + padding} bytes")
         self.free.take(at, length + padding)
         if at + length + padding > self.high_water:
             self.high_water = at + length + padding
         return at
 
 
+@loader_policy("syslinux-mb1", firmware="bios", protocol="multiboot1", verdict="syslinux-mb1", source=SOURCE,
+               verified=True, boot_medium="isolinux-iso", wrong_firmware="syslinux-mb1 runs on a BIOS platform",
+               summary="ISOLINUX 6.04 + mboot.c32")
 def load(req):
-    from bootforge.multiboot.verdicts import syslinux
     k = req.kernel
-    refuse_unless_loadable(req, "bios", "syslinux-mb1 runs on a BIOS platform", syslinux)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     sm = SyslinuxMap(req.platform)
     for i, (p, _f, m) in enumerate(k.segments):
         if not sm.free.is_free(p, m):
-            raise RecipeError(f"Memory segment at 0x{p:08x} (len 0x{m:08x}) is unavailable")
+            raise LoaderRefusal(f"Memory segment at 0x{p:08x} (len 0x{m:08x}) is unavailable")
         sm.free.take(p, m)
         sm.high_water = max(sm.high_water, p + m)
         res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr", "kernel")

@@ -31,28 +31,38 @@ Rules:
   map before loading predicts it.
 """
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal
 from bootforge.loader.alloc import align_down, align_up
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB
 from bootforge.loader.policies.grub_efi import _with_loader_data
 from bootforge.loader.policies.grub_pc import relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.placement import Component, check_placement, check_trampoline, check_xen_image
-from bootforge.memmap.verify import Check
+from bootforge.schema import Field
+from bootforge.verdict import check
 
 SOURCE = "Xen 4.17 xen/arch/x86/efi/efi-boot.h + GRUB 2.06 multiboot_elfxx.c (x86_64-efi)"
 PAGE = 4096
 DEFAULT_TRAMPOLINE = 0x2000
 
 
+OPTIONS = (
+    Field("trampoline_size", int, DEFAULT_TRAMPOLINE, "bytes of Xen's real-mode trampoline "
+          "(trampoline_end - trampoline_start of the Xen build; Xen does not print it)", min=0),
+)
+
+
+@loader_policy("xen-efi", firmware="efi", protocol="xen", verdict="grub-mb2", source=SOURCE, verified=True,
+               boot_medium="grub-efi-iso", options=OPTIONS,
+               wrong_firmware="xen-efi needs an EFI platform (lsefimmap text, efi-bin, r820-efi, ...)",
+               summary="Xen 4.17 xen.gz started by GRUB x86_64-efi `multiboot2`, up to its E820")
 def load(req):
     k = req.kernel
     plat = req.platform
-    if plat.firmware != "efi":
-        raise RecipeError("xen-efi needs an EFI platform (lsefimmap text, efi-bin, r820-efi, ...)")
     if k.mb2 is None:
-        raise RecipeError("no multiboot header found")
+        raise LoaderRefusal("no multiboot header found")
     from bootforge.loader.policies.grub_efi import place_grub_heap
     res = LoadResult(req.loader, "xen", plat, SOURCE)
     efi, conv = place_grub_heap(res, plat)
@@ -62,20 +72,20 @@ def load(req):
     tag = relocatable_tag(k)
     if tag is not None:
         if tag["align"] == 0:
-            raise RecipeError("relocatable tag has align 0 (no alignment can be met)")
+            raise LoaderRefusal("relocatable tag has align 0 (no alignment can be met)")
         if size > tag["max_addr"] or tag["min_addr"] > tag["max_addr"] - size:
-            raise RecipeError("invalid min/max address and/or load size")
+            raise LoaderRefusal("invalid min/max address and/or load size")
         pages = align_up(size, PAGE)
         finder = conv.highest if tag.get("preference") == 2 else conv.lowest
         base = finder(pages, tag["align"], tag["min_addr"], tag["max_addr"] + 1)
         if base is None:
-            raise RecipeError("couldn't find suitable memory target (Xen image)")
+            raise LoaderRefusal("couldn't find suitable memory target (Xen image)")
         rule = (f"GRUB relocatable: {'highest' if tag.get('preference') == 2 else 'lowest'} "
                 f"{tag['align']:#x}-aligned conventional fit in [{tag['min_addr']:#x}, {tag['max_addr']:#x}]")
     else:
         base, pages, rule = k.low, align_up(size, PAGE), "fixed: ELF p_paddr"
         if not conv.is_free(base, pages):
-            raise RecipeError("couldn't find suitable memory target (Xen image)")
+            raise LoaderRefusal("couldn't find suitable memory target (Xen image)")
     conv.take(base, pages)
     taken.append((base, pages))
     image = res.place("Xen image (incl. the 1 MiB ebmalloc pool in .bss)", base, size,
@@ -84,7 +94,7 @@ def load(req):
     for sec in k.unloaded_sections("grub"):
         at = conv.lowest(align_up(sec.size, PAGE), PAGE, 0x1000, GIB4)
         if at is None:
-            raise RecipeError("couldn't find suitable memory target (ELF section)")
+            raise LoaderRefusal("couldn't find suitable memory target (ELF section)")
         conv.take(at, align_up(sec.size, PAGE))
         taken.append((at, align_up(sec.size, PAGE)))
         res.place(f"ELF section {sec.index}", at, sec.size, PAGE, "GRUB: lowest conventional pages", "boot-info")
@@ -92,14 +102,14 @@ def load(req):
     for i, m in enumerate(req.modules):
         at = conv.lowest(align_up(m.size, PAGE), PAGE, 0x1000, GIB4)
         if at is None:
-            raise RecipeError(f"couldn't find suitable memory target (module {i} {m.loader_path})")
+            raise LoaderRefusal(f"couldn't find suitable memory target (module {i} {m.loader_path})")
         conv.take(at, align_up(m.size, PAGE))
         taken.append((at, align_up(m.size, PAGE)))
         mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
         res.place(f"module {i} {m.loader_path}", at, m.size, PAGE, "lowest conventional pages", "module")
     res.modules = mods
     # Trampoline below 1 MiB.
-    tsize = int(req.options.get("trampoline_size", DEFAULT_TRAMPOLINE))
+    tsize = req.options["trampoline_size"]      # default from OPTIONS, filled in by run_policy
     tpages = align_up(tsize, PAGE)
     tramp = conv.highest(tpages, PAGE, 0, MIB)
     trule = "AllocatePages(AllocateMaxAddress, 1 MiB): highest free pages below 1 MiB"
@@ -112,7 +122,7 @@ def load(req):
                 if best is None or cand > best:
                     best = cand
         if best is None:
-            raise RecipeError("No memory for trampoline")
+            raise LoaderRefusal("No memory for trampoline")
         tramp, trule = best, "map scan: top of the highest conventional/boot-services region ending <= 1 MiB"
     else:
         conv.take(tramp, tpages)
@@ -133,8 +143,8 @@ def load(req):
     free_in = efi.replace([MemoryRange(r.start, r.size, 7 if r.type in (3, 4) else r.type, r.attributes)
                            for r in plat.memory_map.ranges])
     res.checks += [c for c in check_placement(free_in, free_in, comps)
-                   if c.name in ("placement-in-usable-memory", "placement-no-overlap")]
+                   if c.subject in ("placement-in-usable-memory", "placement-no-overlap")]
     res.checks.append(check_xen_image(Component(image.name, image.start, image.end - image.start)))
     res.checks.append(check_trampoline(Component(tr.name, tr.start, tr.end - tr.start)))
-    res.checks.append(Check("e820-from-efi", bool(res.mmap), f"{len(res.mmap)} E820 entries by Xen's table"))
+    res.checks.append(check("e820-from-efi", bool(res.mmap), f"{len(res.mmap)} E820 entries by Xen's table"))
     return res

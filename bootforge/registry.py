@@ -1,0 +1,55 @@
+"""A registry: the single place that lists the members of one kind (loader policies,
+ROM firmware verdicts, kernel loader verdicts...), in registration order.
+
+A member is registered once, under a unique name, by one line in the module
+that defines it (a decorator or a register() call); everything that needs the
+list (CLI choices, recipe validation, inspect output, the fidelity matrix)
+reads the registry instead of keeping its own copy.
+"""
+
+from bootforge.errors import RecipeError
+
+
+class Registry:
+    def __init__(self, kind, loader=None):
+        """*kind* names the members in messages ("loader policy"); *loader*, when
+        given, is called once before the first lookup to import the modules that
+        register (so a registry can be filled lazily, off the import path)."""
+        self.kind = kind
+        self._members = {}
+        self._loader = loader
+
+    def _fill(self):
+        if self._loader is not None:
+            load, self._loader = self._loader, None
+            load()
+
+    def register(self, name, member):
+        if name in self._members:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._members[name] = member
+        return member
+
+    def names(self):
+        self._fill()
+        return tuple(self._members)
+
+    def items(self):
+        self._fill()
+        return tuple(self._members.items())
+
+    def values(self):
+        self._fill()
+        return tuple(self._members.values())
+
+    def __contains__(self, name):
+        self._fill()
+        return name in self._members
+
+    def get(self, name):
+        """The member called *name*; RecipeError naming the known ones otherwise."""
+        self._fill()
+        try:
+            return self._members[name]
+        except KeyError:
+            raise RecipeError(f"unknown {self.kind} {name!r} (known: {', '.join(self._members)})") from None
