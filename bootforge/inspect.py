@@ -22,6 +22,9 @@ FORMATS = [
     ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
     # Multiboot kernels and their wrappers (bootforge/multiboot/inspect.py).
     ("elf", lambda d: d[:4] == b"\x7fELF", "bootforge.multiboot.inspect:inspect_elf"),
+    # Linux kernels ("HdrS") and UKIs (a PE naming a .linux section): bootforge/uki/inspect.py.
+    ("uki", lambda d: d[0x202:0x206] == b"HdrS" or (d[:2] == b"MZ" and b".linux\0\0" in d[:4096]),
+     "bootforge.uki.inspect:inspect_efi_linux"),
     ("pe", lambda d: d[:2] == b"MZ", "bootforge.multiboot.inspect:inspect_pe"),
     ("linux-kernel", lambda d: d[0x202:0x206] == b"HdrS", "bootforge.multiboot.inspect:inspect_kernel"),
     ("multiboot-image", lambda d: b"\x02\xb0\xad\x1b" in d[:8192] or b"\xd6\x50\x52\xe8" in d[:32768],

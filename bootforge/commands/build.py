@@ -14,8 +14,9 @@ from bootforge.fileio import read_input, write_atomic
 BUILDERS = {
     "rom": "bootforge.rom.recipe:build_rom_recipe",
     "kernel": "bootforge.multiboot.build:build_kernel_recipe",
+    "uki": "bootforge.uki.build:build_uki_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi"}
 
 
 @click.command("build")

@@ -91,3 +91,50 @@ OptionalHeader = Struct(
 )
 # Bytes OptionalHeader reads for each magic.
 OPTIONAL_HEADER_PARSED = {PE32_MAGIC: 0x48, PE32PLUS_MAGIC: 0x48}
+
+# After DllCharacteristics (PE32+ only; PE32 has 32-bit stack/heap sizes): what a
+# writer must keep consistent when it appends sections (issue 14, bootforge/uki/).
+OptionalHeaderTail64 = Struct(
+    "size_of_stack_reserve" / Int64ul,
+    "size_of_stack_commit" / Int64ul,
+    "size_of_heap_reserve" / Int64ul,
+    "size_of_heap_commit" / Int64ul,
+    "loader_flags" / Int32ul,
+    "number_of_rva_and_sizes" / Int32ul,
+)
+DataDirectory = Struct("virtual_address" / Int32ul, "size" / Int32ul)
+DATA_DIRECTORY_NAMES = ("export", "import", "resource", "exception", "security", "basereloc", "debug",
+                        "architecture", "globalptr", "tls", "load_config", "bound_import", "iat",
+                        "delay_import", "clr_runtime", "reserved")
+# Offsets inside the optional header (PE32+) of fields a section writer updates.
+OPT_SIZE_OF_INITIALIZED_DATA = 0x08
+OPT_SIZE_OF_IMAGE = 0x38
+OPT_CHECKSUM = 0x40
+
+# Section table entry (PE format specification, "Section Table (Section Headers)").
+SectionHeader = Struct(
+    "name" / Bytes(8),                           # 00 NUL-padded; not NUL-terminated when 8 long
+    "virtual_size" / Int32ul,                    # 08
+    "virtual_address" / Int32ul,                 # 0C RVA
+    "size_of_raw_data" / Int32ul,                # 10 multiple of FileAlignment
+    "pointer_to_raw_data" / Int32ul,             # 14 file offset
+    "pointer_to_relocations" / Int32ul,          # 18
+    "pointer_to_linenumbers" / Int32ul,          # 1C
+    "number_of_relocations" / Int16ul,           # 20
+    "number_of_linenumbers" / Int16ul,           # 22
+    "characteristics" / Int32ul,                 # 24
+)
+SECTION_HEADER_SIZE = 40
+
+
+
+class SectionFlag(Numbering):
+    """Section Characteristics IMAGE_SCN_* bits bootforge reads or writes (PE format specification)."""
+
+    CNT_CODE = 0x20, "code"
+    CNT_INITIALIZED_DATA = 0x40, "initialized-data"
+    CNT_UNINITIALIZED_DATA = 0x80, "uninitialized-data"
+    MEM_DISCARDABLE = 0x02000000, "discardable"
+    MEM_EXECUTE = 0x20000000, "execute"
+    MEM_READ = 0x40000000, "read"
+    MEM_WRITE = 0x80000000, "write"

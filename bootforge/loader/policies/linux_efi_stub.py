@@ -1,45 +1,210 @@
-"""The Linux EFI stub's memory map for the kernel (torvalds/linux
-drivers/firmware/efi/libstub/x86-stub.c setup_e820(); arch/x86 boot_params).
+"""The Linux x86 EFI stub (Debian's 6.1 kernel, drivers/firmware/efi/libstub/x86-stub.c,
+randomalloc.c, x86-stub setup_e820()), started by OVMF either as the kernel's own PE
+image (QEMU -kernel, an ESP) or through systemd-stub's handover from a UKI.
 
-Rules:
-- E820 from the EFI map at ExitBootServices by the stub's table
-  (bootforge.memmap.convert.efi_to_e820, convention "linux"): loader,
-  boot-services and conventional memory -> RAM (soft-reserved with the SP
-  attribute), ACPI reclaim -> ACPI, NVS -> NVS, unusable -> unusable,
-  persistent -> PMEM, reserved/runtime/MMIO -> reserved, unknown types
-  skipped; merged only with the previous entry, never sorted.
-- boot_params.e820_table holds 128 entries (e820_entries at 0x1e8); the rest
-  go to a SETUP_E820_EXT setup_data node (type 1, 20 bytes per entry).
-- Where the stub puts the kernel image itself is not modelled (the recipe's
-  kernel file is not read as a bzImage); only the map is predicted. Not
-  compared with a real boot (no Linux kernel image is part of the corpus).
+Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux-*):
+- Kernel: with nokaslr the stub allocates the decompressed kernel as EFI Loader Code
+  at the lowest address >= LOAD_PHYSICAL_ADDR (16 MiB) aligned to kernel_alignment
+  (CONFIG_PHYSICAL_ALIGN, 2 MiB) where ALIGN(init_size, kernel_alignment) bytes are
+  conventional memory below 4 GiB (efi_random_alloc with slot 0: the first slot of the
+  first fitting descriptor in map order). Observed: 0x1600000 of 64 MiB at 192M..5G
+  (OVMF's Boot Data holds 0x900000-0x14fffff).
+- E820: from the EFI map at ExitBootServices by the stub's table (convert.efi_to_e820,
+  convention "linux"), merged only with the previous entry, never sorted: that is
+  boot_params.e820_table (128 entries, the rest in a SETUP_E820_EXT node). The kernel
+  prints it after e820__update_table() (sort + merge): the "BIOS-e820:" lines.
+  Loader/boot-services/conventional memory all become usable, so the firmware's own
+  allocations during boot do not change it: predicted exactly.
+- "Memory: X/YK available": Y counts RAM pages after setup_arch's trim_bios_range()
+  reserves page 0 and [640 KiB, 1 MiB): the usable E820 KiB minus 4 on OVMF. X
+  (after the kernel's own reservations) is only bounded (X < Y).
+- Initrd: the stub loads it through LINUX_EFI_INITRD_MEDIA_GUID (LoadFile2, from QEMU's
+  -initrd or systemd-stub's .initrd) into pages it allocates with AllocateMaxAddress
+  (limit initrd_addr_max, or none with XLF_CAN_BE_LOADED_ABOVE_4G); OVMF answers
+  top-down below 4 GiB. Its size is exact (the kernel prints "RAMDISK: [mem a-b]" with b
+  = PAGE_ALIGN(a + size) - 1); its address depends on what OVMF allocated before on that
+  boot path (the image, QEMU's kernel copy), so it is bounded, not predicted.
+- The stub's other allocations (boot_params, the command line, the EFI map buffer;
+  systemd-stub's copy of the command line) are Loader Data pages OVMF places top-down:
+  listed with their sizes, addresses bounded.
+- setup_data: SETUP_E820_EXT only past 128 E820 entries; SETUP_PCI nodes for PCI
+  devices whose option ROM OVMF keeps (setup_efi_pci) are not modelled.
 """
 
 from bootforge.errors import RecipeError
+from bootforge.formats import bzimage as bz
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
+from bootforge.memmap.model import MemoryRange
+from bootforge.memmap.ops import sanitize
 from bootforge.verdict import check
 
-SOURCE = "Linux drivers/firmware/efi/libstub/x86-stub.c setup_e820()"
-BOOT_PARAMS_E820 = 128
+SOURCE = "Linux 6.1 drivers/firmware/efi/libstub/x86-stub.c (efi_random_alloc, setup_e820, efi_load_initrd)"
+BOOT_PARAMS_E820 = bz.BOOT_PARAMS_E820_MAX
+PAGE = 4096
+KIB = 1024
+FOUR_GIB = 1 << 32
+EFI_CONVENTIONAL = 7
+EFI_LOADER_CODE = 1
+EFI_LOADER_DATA = 2
+E820_RAM = 1
+# setup_arch(): trim_bios_range() reserves the first page and the legacy BIOS area.
+TRIMMED = ((0, PAGE), (0xA0000, 0x100000))
+# x86-stub: boot_params (struct boot_params, PARAM_SIZE 16 KiB in 6.1 stable's efi_pe_entry).
+BOOT_PARAMS_ALLOC = 0x4000
 
 
+def _align(v, a):
+    return (v + a - 1) // a * a
+
+
+def kernel_slot(efi_map, size, align, minimum=bz.LOAD_PHYSICAL_ADDR, limit=FOUR_GIB):
+    """efi_random_alloc() with slot 0: the first conventional descriptor (map order) with an
+    aligned start >= *minimum* where *size* bytes fit below *limit*; None when none does."""
+    for r in sorted(efi_map.ranges, key=lambda r: r.start):
+        if r.type != EFI_CONVENTIONAL:
+            continue
+        start = _align(max(r.start, minimum), align)
+        if start + size <= min(r.start + r.size, limit):
+            return start
+    return None
+
+
+def allocate_in_place(efi_map, start, size, new_type, label):
+    """*efi_map* with [start, start+size) cut out of the conventional descriptor holding it and
+    typed *new_type*, every other descriptor where it was: the firmware's map keeps its order
+    (OVMF lists RAM above 4 GiB before the 32-bit MMIO ranges), and so does the E820 the stub
+    derives from it."""
+    out, done = [], False
+    for r in efi_map.ranges:
+        if not done and r.type == EFI_CONVENTIONAL and r.start <= start and start + size <= r.start + r.size:
+            if r.start < start:
+                out.append(MemoryRange(r.start, start - r.start, r.type, r.attributes))
+            out.append(MemoryRange(start, size, new_type, r.attributes, label))
+            if start + size < r.start + r.size:
+                out.append(MemoryRange(start + size, r.start + r.size - start - size, r.type, r.attributes))
+            done = True
+        else:
+            out.append(r)
+    if not done:
+        raise RecipeError(f"[{start:#x}, {start + size:#x}) is not inside one conventional descriptor")
+    return efi_map.replace(out)
+
+
+def memory_total_kib(e820):
+    """Y of "Memory: X/YK available": RAM pages after trim_bios_range(), in KiB."""
+    total = 0
+    for r in e820.ranges:
+        if r.type != E820_RAM:
+            continue
+        lo, hi = _align(r.start, PAGE), (r.start + r.size) // PAGE * PAGE
+        for t0, t1 in TRIMMED:
+            if t0 <= lo < t1:
+                lo = t1
+            if t0 < hi <= t1:
+                hi = t0
+        if hi > lo:
+            total += hi - lo
+            for t0, t1 in TRIMMED:
+                if lo < t0 and t1 < hi:
+                    total -= t1 - t0
+    return total // KIB
+
+
+def kernel_parts(req):
+    """(bzImage BzImage, bzImage bytes, initrd size, boot path) from the recipe's kernel:
+    an EFI-stub bzImage (its initrd from the recipe's modules) or a UKI (.linux, .initrd)."""
+    from bootforge.errors import FormatError
+    from bootforge.uki.kernel import is_bzimage, read_bzimage
+    from bootforge.uki.peimage import read_pe
+    data = req.kernel.data
+    path = req.kernel.path
+    try:
+        if is_bzimage(data):
+            if data[:2] != b"MZ":
+                raise RecipeError(f"{path}: a bzImage without the EFI stub (no PE header): "
+                                  "OVMF cannot start it")
+            initrd = sum(m.size for m in req.modules)
+            return read_bzimage(data), data, initrd, "efi-stub"
+        img = read_pe(data)
+        linux = img.section(".linux")
+        if linux is None:
+            raise RecipeError(f"{path}: neither a bzImage nor a UKI (no .linux section)")
+        kernel = linux.data(data)
+        initrd_sec = img.section(".initrd")
+        initrd = len(initrd_sec.data(data)) if initrd_sec else 0
+        if req.modules:
+            raise RecipeError("a UKI carries its initrd in .initrd; give no modules")
+        return read_bzimage(kernel), kernel, initrd, "uki"
+    except FormatError as exc:
+        raise exc.located(path=path) from None
+
+
+# verified=False: the fidelity matrix does not boot it; tests/test_uki_load.py compares it with
+# Debian's kernel booted under OVMF (-kernel and UKIs), and tests/data/linux-* keeps those boots.
 @loader_policy("linux-efi-stub", firmware="efi", protocol="linux", verdict=None, source=SOURCE, verified=False,
-               boot_medium=None, wrong_firmware="linux-efi-stub needs an EFI platform",
-               summary="the Linux EFI stub's E820 (boot_params)")
+               boot_medium=None,
+               wrong_firmware="linux-efi-stub needs an EFI platform (qemu-q35-ovmf:<mem>, an EFI map file)",
+               summary="Linux's EFI stub (an EFI-stub bzImage or a UKI) under OVMF: kernel block, E820, Memory total")
 def load(req):
     plat = req.platform
-    if plat.firmware != "efi":
-        raise RecipeError("linux-efi-stub needs an EFI platform")
+    hdr, kernel, initrd_size, path = kernel_parts(req)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
-    e820 = efi_to_e820(plat.memory_map, "linux")
-    res.maps["e820"] = e820
-    res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
     res.cmdline = req.cmdline
+    if not hdr.get("relocatable_kernel") or hdr.version < 0x20B:
+        raise RecipeError(f"{req.kernel.path}: boot protocol {hdr.version >> 8}.{hdr.version & 0xff:02d}, "
+                          f"relocatable {bool(hdr.get('relocatable_kernel'))}: the EFI stub needs a relocatable "
+                          "2.11+ kernel")
+    align = hdr.get("kernel_alignment")
+    size = _align(hdr.get("init_size"), align)
+    start = kernel_slot(plat.memory_map, size, align)
+    if start is None:
+        raise RecipeError(f"no conventional memory for the kernel: {size:#x} bytes aligned to {align:#x} "
+                          f"above {bz.LOAD_PHYSICAL_ADDR:#x} below 4 GiB (efi_random_alloc fails)")
+    res.place("kernel (decompressed, EFI Loader Code)", start, size, align,
+              "lowest kernel_alignment-aligned conventional address >= 16 MiB (efi_random_alloc, nokaslr)",
+              "kernel")
+    at_exit = allocate_in_place(plat.memory_map, start, size, EFI_LOADER_CODE, "kernel")
+    res.maps["efi-at-exit"] = at_exit
+    res.checks.append(check("kernel-placement", start >= bz.LOAD_PHYSICAL_ADDR and start % align == 0,
+                            f"kernel at {start:#x}, {size:#x} bytes (ALIGN(init_size {hdr.get('init_size'):#x}, "
+                            f"{align:#x})), predicted", start=start, size=size))
+
+    e820 = efi_to_e820(at_exit, "linux")
+    printed = sanitize(e820)
+    res.maps["e820"] = e820                  # boot_params order
+    res.maps["e820-printed"] = printed       # the kernel's "BIOS-e820:" lines (sorted, merged)
+    res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
     n = len(res.mmap)
     res.checks.append(check("boot-params-e820", True,
                             f"{min(n, BOOT_PARAMS_E820)} entries in boot_params.e820_table"
-                            + (f", {n - BOOT_PARAMS_E820} in SETUP_E820_EXT" if n > BOOT_PARAMS_E820 else "")))
-    res.notes.append("the kernel image placement of the stub is not modelled; only its E820")
+                            + (f", {n - BOOT_PARAMS_E820} in a SETUP_E820_EXT setup_data node"
+                               if n > BOOT_PARAMS_E820 else ", no SETUP_E820_EXT node")))
+    total = memory_total_kib(printed)
+    facts = {"boot_path": path, "memory_total_kib": total, "kernel": {"start": start, "size": size},
+             "initrd_size": initrd_size, "e820_printed_order_differs": [r.key() for r in printed.ranges]
+             != [r.key() for r in e820.ranges]}
+    res.notes.append(f"boot path: {'UKI (systemd-stub hands over to the kernel)' if path == 'uki' else 'EFI-stub kernel'}")
+    res.notes.append(f"predicted: kernel block, E820 (both orders), \"Memory: .../{total}K available\", "
+                     f"initrd size {initrd_size} bytes" + (" (printed as RAMDISK of "
+                                                           f"{_align(initrd_size, PAGE):#x} bytes)" if initrd_size else ""))
+    if initrd_size:
+        above4g = bool((hdr.get("xloadflags") or 0) & bz.XLoadFlag.XLF_CAN_BE_LOADED_ABOVE_4G)
+        limit = FOUR_GIB if above4g else min(hdr.get("initrd_addr_max") + 1, FOUR_GIB)
+        low_top = max(r.start + r.size for r in plat.memory_map.ranges
+                      if r.type == EFI_CONVENTIONAL and r.start < limit)
+        low_top = min(low_top, limit)
+        ok = initrd_size <= limit
+        res.checks.append(check("initrd-fits", ok, f"initrd of {initrd_size} bytes below {limit:#x}"))
+        facts["initrd_bounds"] = {"above": start + size, "below": low_top, "pages": _align(initrd_size, PAGE)}
+        res.notes.append(f"bounded: the initrd lies in [{start + size:#x}, {low_top:#x}) (top-down Loader Data "
+                         "from OVMF's AllocateMaxAddress; the exact address depends on the boot path)")
+    res.notes.append(f"bounded: boot_params ({BOOT_PARAMS_ALLOC:#x} bytes), the command line "
+                     f"({len(req.cmdline) + 1} bytes) and the EFI map buffer are Loader Data pages OVMF places "
+                     "top-down below 4 GiB" + ("; systemd-stub also loads the whole UKI image as Loader Code"
+                                               if path == "uki" else "; OVMF loads the PE image as Loader Code"))
+    res.notes.append("setup_data: SETUP_E820_EXT only past 128 entries; SETUP_PCI nodes for kept PCI option "
+                     "ROMs are not modelled")
+    res.linux = facts
     return res

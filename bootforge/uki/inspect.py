@@ -1,0 +1,144 @@
+"""`bootforge inspect` of a UKI or an EFI-stub Linux kernel (any "HdrS" bzImage): the PE
+facts, each section (text sections shown: .osrel parsed as os-release(5), .cmdline,
+.uname, .sbat), the kernel's setup header, and the verdicts of OVMF, systemd-stub,
+GRUB's `linux` and QEMU's -kernel (bootforge/uki/verdicts.py). JSON keeps sections by
+name, like ukify's `inspect --json`.
+"""
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+
+from bootforge.errors import FormatError
+from bootforge.report import Report
+from bootforge.uki import verdicts
+from bootforge.uki.kernel import is_bzimage, read_bzimage
+from bootforge.uki.peimage import read_pe, section_overlaps
+
+TEXT_SECTIONS = (".osrel", ".cmdline", ".uname", ".sbat", ".sdmagic")
+UKI_SECTIONS = (".linux", ".initrd", ".osrel", ".cmdline", ".uname", ".splash", ".dtb", ".pcrsig", ".pcrpkey")
+
+
+def parse_os_release(text):
+    """os-release(5): KEY=value lines, shell-like quoting; comments and blank lines skipped."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            words = shlex.split(value)
+            out[key.strip()] = words[0] if len(words) == 1 else " ".join(words)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _text(data):
+    return data.rstrip(b"\0").decode("utf-8", "replace")
+
+
+@dataclass
+class EfiLinuxReport(Report):
+    doc: dict = field(default_factory=dict)
+
+    def to_json(self):
+        return self.doc
+
+    def render_text(self):
+        d = self.doc
+        out = [f"{self.path}: {d['kind']}"]
+        p = d.get("pe")
+        if p:
+            out.append(f"  PE: {p['format']} machine {p['machine']:#x} subsystem {p['subsystem']} "
+                       f"({p['subsystem_name']}), entry RVA {p['entry_point']:#x}, SizeOfImage {p['size_of_image']:#x}, "
+                       f"SectionAlignment {p['section_alignment']:#x}, FileAlignment {p['file_alignment']:#x}")
+            out.append("  sections:  name         RVA      size      file offset")
+            for name, s in d["sections"].items():
+                out.append(f"    {name:<10} {s['virtual_address']:#10x} {s['virtual_size']:#10x} {s['raw_offset']:#10x}"
+                           f"  {','.join(s['flags'])}")
+                if "text" in s and name != ".osrel":
+                    for line in s["text"].strip().splitlines()[:8]:
+                        out.append(f"        | {line}")
+                if name == ".osrel" and "os_release" in s:
+                    out.append("        | " + ", ".join(f"{k}={v}" for k, v in s["os_release"].items()))
+        k = d.get("linux")
+        if k:
+            out.append(f"  kernel{' (.linux)' if d['kind'] == 'UKI' else ''}: {k['kernel_version'] or '?'}")
+            out.append(f"    boot protocol {k['protocol_version']}, init_size {k['init_size']:#x}, pref_address "
+                       f"{k['pref_address']:#x}, kernel_alignment {k['kernel_alignment']:#x}, relocatable "
+                       f"{'yes' if k['relocatable'] else 'no'}")
+            out.append(f"    xloadflags {k['xloadflags']:#x} ({' '.join(k['xloadflags_names']) or 'none'}), "
+                       f"handover_offset {k['handover_offset']:#x}, initrd_addr_max {k['initrd_addr_max']:#x}")
+        elif d.get("linux_error"):
+            out.append(f"  kernel: {d['linux_error']}")
+        out.append("  verdicts:")
+        for v in d["verdicts"]:
+            words = f" [{v['words']}]" if v["words"] and not v["ok"] else ""
+            status = "takes" if v["ok"] and v["severity"] == "error" or v["ok"] else "REFUSES"
+            if v["severity"] == "warning":
+                status = "warn"
+            out.append(f"    {v['subject']:<13} {status:<7} {v['reason']}{words}")
+        return "\n".join(out)
+
+
+def inspect_efi_linux(path, data):
+    """Report on a UKI (a PE with .linux) or a Linux bzImage (with or without the EFI stub)."""
+    img = None
+    if data[:2] == b"MZ":
+        img = read_pe(data)
+    bz, bz_error, kernel = None, None, data
+    uki = img is not None and img.section(".linux") is not None
+    if uki:
+        kernel = img.section(".linux").data(data)
+    if is_bzimage(kernel) or not uki:
+        try:
+            bz = read_bzimage(kernel)
+        except FormatError as exc:
+            if not uki:
+                raise
+            bz_error = exc.message
+    else:
+        bz_error = "no 'HdrS' setup header at 0x202"
+    doc = {"kind": "UKI" if uki else ("Linux EFI-stub bzImage" if img else "Linux bzImage (no EFI stub)")}
+    problems = []
+    vs = []
+    if img is not None:
+        doc["pe"] = img.to_json()
+        sections = {}
+        for s in img.sections:
+            entry = s.to_json()
+            body = s.data(data)
+            entry["sha256"] = hashlib.sha256(body).hexdigest()
+            if s.name in TEXT_SECTIONS:
+                entry["text"] = _text(body)
+                if s.name == ".osrel":
+                    entry["os_release"] = parse_os_release(entry["text"])
+            sections.setdefault(s.name, entry)
+        doc["sections"] = sections
+        for a, b, where in section_overlaps(img):
+            problems.append(f"sections {a.name} and {b.name} overlap in {where}")
+        vs.append(verdicts.uefi_verdict(img, len(data)))
+        if uki:
+            vs.append(verdicts.stub_verdict(img, data, bz, bz_error))
+    else:
+        vs.append(verdicts._v("uefi", False, "no PE header (no 'MZ'): a bzImage without the EFI stub; "
+                              "OVMF cannot start it from an ESP", words="Unsupported"))
+    if bz is not None:
+        doc["linux"] = bz.to_json()
+        if uki:
+            doc["linux"]["uname"] = bz.uname
+    else:
+        doc["linux_error"] = bz_error
+    vs.append(verdicts.grub_verdict(bz, bz_error))
+    vs.append(verdicts.qemu_verdict(data, None if uki else bz, img is not None))
+    doc["verdicts"] = [v.to_json() for v in vs]
+    problems += [f"{v.subject}: {v.reason}" for v in vs if v.fails and v.subject in ("uefi", "systemd-stub")]
+    return EfiLinuxReport(path=str(path), format="uki" if uki else "linux-kernel", problems=problems, doc=doc)
+
+
+def is_efi_linux(data):
+    """Detection for bootforge/inspect.py: a bzImage ("HdrS" at 0x202), or a PE whose first
+    4 KiB (the section table) names a .linux section."""
+    return data[0x202:0x206] == b"HdrS" or (data[:2] == b"MZ" and b".linux\0\0" in data[:4096])
