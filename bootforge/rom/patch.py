@@ -196,16 +196,23 @@ def _sub_header_checksum_bytes(image):
     return spans
 
 
-def changed_ranges(before: bytes, after: bytes):
-    """[(start, end)] half-open runs of differing bytes."""
+def changed_ranges(before: bytes, after: bytes, block=64):
+    """[(start, end)] half-open runs of differing bytes (blocks compared first: ROMs are
+    hundreds of KiB and a patch changes a few bytes)."""
     ranges = []
     start = None
-    for i, (a, b) in enumerate(zip(before, after)):
-        if a != b and start is None:
-            start = i
-        elif a == b and start is not None:
-            ranges.append((start, i))
-            start = None
+    for base in range(0, len(before), block):
+        if before[base:base + block] == after[base:base + block]:
+            if start is not None:
+                ranges.append((start, base))
+                start = None
+            continue
+        for i in range(base, min(base + block, len(before))):
+            if before[i] != after[i] and start is None:
+                start = i
+            elif before[i] == after[i] and start is not None:
+                ranges.append((start, i))
+                start = None
     if start is not None:
         ranges.append((start, len(before)))
     return ranges
@@ -215,7 +222,7 @@ def _check_within(ranges, allowed, where):
     """The guard: every changed byte lies in a span this patch validated and meant to change."""
     for s, e in ranges:
         for i in range(s, e):
-            if not any(a <= i < b for a, b, _ in allowed):
+            if not any(a <= i < b for a, b, _ in allowed):  # noqa: B023 (a few bytes per patch)
                 raise BuildError(f"{where}: internal error: byte {i:#x} would change outside every "
                                  "structure bootforge validated; nothing written")
 
@@ -231,8 +238,8 @@ def _ids(ids):
 def _pcir_diff(image, new_bytes, path):
     if image.pcir is None:
         return
-    new = parse_rom(new_bytes, path).images[0]
+    new = fmt.PciDataStructure.parse(new_bytes[image.pcir_offset:])
     for field in ("vendor_id", "device_id", "class_code", "indicator"):
-        old_v, new_v = getattr(image.pcir, field), getattr(new.pcir, field)
+        old_v, new_v = getattr(image.pcir, field), getattr(new, field)
         if old_v != new_v:
             yield field, f"{old_v:#x}", f"{new_v:#x}"
