@@ -1,0 +1,308 @@
+"""`bootforge build` of an [image] recipe: a hybrid ISO or a GPT disk image.
+
+Layouts (what each byte range is, so inspect and the tests can say it back):
+
+iso   sectors 0-15: MBR (boot code of the loader's hybrid MBR; with UEFI a
+      protective 0xEE entry + GPT whose ESP partition is the El Torito EFI
+      image inside the ISO, else one active 0x17 entry over the whole ISO)
+      and the primary GPT; 16: PVD; 17: El Torito boot record; 18:
+      terminator; path tables; directories; boot catalog; BIOS boot image;
+      ESP FAT image; files. With GPT the backup GPT is in the image's last
+      33 512-byte sectors, after the ISO's volume space.
+disk  protective MBR (GRUB boot.img with BIOS), GPT, [BIOS boot partition
+      holding GRUB's core.img at 1 MiB], ESP (FAT) with EFI/BOOT/BOOTX64.EFI,
+      the loader's configuration, the kernels, modules and extra files; backup GPT.
+
+Every date is SOURCE_DATE_EPOCH (or 1980-01-01); volume id, FAT serial,
+GPT GUIDs and the MBR signature are derived from the content digest.
+"""
+
+import hashlib
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+from bootforge.errors import BuildError, RecipeError
+from bootforge.formats import eltorito as et
+from bootforge.formats import gpt as gfmt
+from bootforge.formats import mbr as mfmt
+from bootforge.image import loaders
+from bootforge.image.content import FileContent, source_date_epoch, utc
+from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
+from bootforge.image.fat import FatWriter
+from bootforge.image.iso import BootImage, IsoWriter
+from bootforge.image.recipe import VERDICT_FOR, read_image_table
+
+MIB_SECTORS = 2048
+GPT_TAIL = 33 * 512
+
+
+class FatContent:
+    """A FAT volume to be written in place (an ESP image inside an ISO)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.size = writer.size
+        self.data = None
+
+    def copy_to(self, out, offset):
+        self.writer.write(out, offset)
+
+
+def check_verdicts(spec):
+    """Refuse a kernel the chosen loader refuses, in the verdict's words."""
+    from bootforge.fileio import read_input
+    from bootforge.multiboot import verdicts
+    from bootforge.multiboot.inspect import decompress
+    for e in spec.entries:
+        data = read_input(e.kernel_source)
+        compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
+        raw = decompress(data, compressed) if compressed else data
+        name = VERDICT_FOR[(spec.loader, e.protocol)]
+        v = verdicts.verdicts(data, raw, compressed)[name]
+        if not v.ok:
+            raise BuildError(f"entry {e.title!r}: {e.kernel_source}: {spec.loader} ({name}) would refuse it: "
+                             f"{v.words or v.reason}")
+
+
+def _tree(spec):
+    """{image path: FileContent} of kernels, modules and extra files; refuses two sources on one path."""
+    files, origin = {}, {}
+
+    def put(path, content, source):
+        if path in files and origin[path] != source:
+            raise RecipeError(f"two files map to one path in the image: {path} ({origin[path]} and {source})")
+        files[path] = content
+        origin[path] = source
+    for e in spec.entries:
+        put(e.loader_path, e.kernel, e.kernel_source)
+        for m in e.modules:
+            put(m.loader_path, m.content, m.source)
+    for path, (content, source) in spec.files.items():
+        put(path, content, source)
+    lowered = {}
+    for path in files:
+        other = lowered.setdefault(path.lower(), path)
+        if other != path and spec.format == "disk":
+            raise RecipeError(f"two files map to one FAT name (FAT ignores case): {other} and {path}")
+    return files
+
+
+def content_digest(spec, files, config):
+    h = hashlib.sha256()
+    h.update(f"{spec.format}\0{spec.loader}\0{','.join(spec.firmware)}\0{spec.size}\0".encode())
+    h.update(config.encode())
+    for path in sorted(files):
+        h.update(path.encode() + b"\0" + str(files[path].size).encode() + b"\0" + files[path].digest())
+    return h.digest()
+
+
+def _open_output(output):
+    out_path = Path(output)
+    directory = out_path.parent if str(out_path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise RecipeError(f"{output}: {exc.strerror}") from None
+    return os.fdopen(fd, "w+b"), tmp
+
+
+def build_image_recipe(recipe, table, output):
+    """Build the image of *table* (a parsed recipe) into *output*; returns the summary."""
+    spec = read_image_table(recipe, table)
+    check_verdicts(spec)
+    files = _tree(spec)
+    config_name, config = {"grub": ("/boot/grub/grub.cfg", loaders.grub_cfg),
+                           "syslinux": ("/isolinux/isolinux.cfg", loaders.isolinux_cfg),
+                           "limine": ("/boot/limine/limine.conf", loaders.limine_conf)}[spec.loader]
+    config_text = config(spec)
+    if config_name in files:
+        raise RecipeError(f"{config_name} is the generated {spec.loader} configuration; a file cannot go there")
+    files[config_name] = FileContent.from_bytes(config_text.encode())
+    digest = content_digest(spec, files, config_text)
+    dt = utc(source_date_epoch())
+    volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
+    out, tmp = _open_output(output)
+    try:
+        with out:
+            if spec.format == "iso":
+                layout = _build_iso(spec, files, digest, dt, volume_id, out)
+            else:
+                layout = _build_disk(spec, files, digest, dt, out)
+            out.flush()
+            if spec.loader == "limine" and "bios" in spec.firmware:
+                layout["limine_bios_install"] = loaders.limine_bios_install(
+                    loaders.limine_tool(spec.limine_dir), tmp).strip().splitlines()[-1:]
+            os.fsync(out.fileno())
+            size = os.fstat(out.fileno()).st_size
+            if spec.size is not None and spec.format == "iso" and size > spec.size:
+                raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    with open(output, "rb") as f:
+        h = hashlib.sha256()
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return {"format": f"{spec.format} image", "size": size, "sha256": h.hexdigest(), "loader": spec.loader,
+            "firmware": spec.firmware, "configuration_path": config_name, "configuration": config_text,
+            "entries": [{"title": e.title, "protocol": e.protocol, "kernel": e.loader_path, "cmdline": e.cmdline,
+                         "modules": [{"path": m.loader_path, "cmdline": m.cmdline} for m in e.modules]}
+                        for e in spec.entries],
+            "source_date_epoch": int(dt.timestamp()), **layout}
+
+
+def _gpt_name(text):
+    return text
+
+
+def _build_iso(spec, files, digest, dt, volume_id, out):
+    layout = {"volume_id": volume_id}
+    boots = []
+    mbr_code = b""
+    if spec.loader == "grub":
+        tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
+        files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
+        early = loaders.grub_early_cfg(tag)
+        layout["grub_early_config"] = early
+        if "bios" in spec.firmware:
+            core = loaders.grub_mkimage("i386-pc-eltorito", loaders.GRUB_PC_DIR,
+                                        loaders.grub_modules(spec, "i386-pc", "iso9660"), early)
+            boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(core), 4, boot_info_table=True,
+                                   grub2_boot_info=True, path="/boot/grub/i386-pc-eltorito.img"))
+            mbr_code = Path(loaders.need(f"{loaders.GRUB_PC_DIR}/boot_hybrid.img")).read_bytes()[:432]
+            layout["grub_modules_bios"] = loaders.grub_modules(spec, "i386-pc", "iso9660")
+        if "uefi" in spec.firmware:
+            efi = loaders.grub_mkimage("x86_64-efi", loaders.GRUB_EFI_DIR,
+                                       loaders.grub_modules(spec, "x86_64-efi", "iso9660"), early)
+            esp = FatWriter({"/EFI/BOOT/BOOTX64.EFI": FileContent.from_bytes(efi)}, dt,
+                            int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
+            esp.layout()
+            boots.append(BootImage(et.PLATFORM_EFI, FatContent(esp), path="/boot/grub/efi.img"))
+            layout["grub_modules_uefi"] = loaders.grub_modules(spec, "x86_64-efi", "iso9660")
+    elif spec.loader == "syslinux":
+        for name, path in loaders.syslinux_files().items():
+            files[f"/isolinux/{name}"] = FileContent.from_file(path)
+        boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(loaders.ISOLINUX_BIN).read_bytes()), 4,
+                               boot_info_table=True, path="/isolinux/isolinux.bin"))
+        mbr_code = Path(loaders.ISOHDPFX_BIN).read_bytes()[:432]
+    else:
+        lim = loaders.limine_files(spec.limine_dir)
+        files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
+        files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
+        if "bios" in spec.firmware:
+            boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(lim["limine-bios-cd.bin"]).read_bytes()),
+                                   4, boot_info_table=True, path="/boot/limine/limine-bios-cd.bin"))
+        if "uefi" in spec.firmware:
+            boots.append(BootImage(et.PLATFORM_EFI, FileContent.from_file(lim["limine-uefi-cd.bin"]),
+                                   path="/boot/limine/limine-uefi-cd.bin"))
+    iso = IsoWriter(files, volume_id, dt)
+    for b in boots:
+        iso.add_boot(b)
+    sectors = iso.layout()
+    iso_bytes = sectors * 2048
+    gpt = "uefi" in spec.firmware
+    total = iso_bytes + (-(-GPT_TAIL // 2048) * 2048 if gpt else 0)
+    out.truncate(total)
+    iso.write(out)
+    disk_sectors = total // 512
+    signature = int.from_bytes(content_id(digest, "mbr-signature", 4), "little")
+    bios = next((b for b in boots if b.platform == et.PLATFORM_X86), None)
+    code = bytearray(mbr_code.ljust(440, b"\0"))
+    if bios is not None and spec.loader == "grub":
+        struct.pack_into("<Q", code, mfmt.GRUB_HYBRID_CORE_SECTOR, bios.lba * 4 + 4)
+    elif bios is not None and spec.loader == "syslinux":
+        struct.pack_into("<I", code, mfmt.ISOHYBRID_BOOT_SECTOR, bios.lba * 4)
+    if gpt:
+        efi = next(b for b in boots if b.platform == et.PLATFORM_EFI)
+        parts = [GptPartition(gfmt.GPT_TYPE_ESP, efi.lba * 4, efi.lba * 4 + -(-efi.content.size // 512) - 1,
+                              "EFI system partition", content_guid(digest, "gpt-esp"))]
+        write_gpt(out, disk_sectors, parts, content_guid(digest, "gpt-disk"), first_usable=34,
+                  last_usable=disk_sectors - 34)
+        table = [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, min(disk_sectors - 1, 0xFFFFFFFF))]
+        layout["gpt"] = {"disk_guid": content_guid(digest, "gpt-disk"),
+                         "esp": {"first_lba": parts[0].first_lba, "last_lba": parts[0].last_lba}}
+    else:
+        table = [(0x80, mfmt.MBR_TYPE_ISOHYBRID, 0, disk_sectors)]
+    os.pwrite(out.fileno(), mbr_bytes(bytes(code), signature, table), 0)
+    layout["mbr_signature"] = f"{signature:08x}"
+    layout["el_torito"] = [{"platform": et.PLATFORMS[b.platform], "lba": b.lba, "size": b.content.size}
+                           for b in boots]
+    return layout
+
+
+def _build_disk(spec, files, digest, dt, out):
+    layout = {}
+    core = None
+    mbr_code = b""
+    if spec.loader == "grub":
+        tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
+        files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
+        early = loaders.grub_early_cfg(tag)
+        layout["grub_early_config"] = early
+        if "uefi" in spec.firmware:
+            files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_bytes(loaders.grub_mkimage(
+                "x86_64-efi", loaders.GRUB_EFI_DIR, loaders.grub_modules(spec, "x86_64-efi", "fat"), early))
+            layout["grub_modules_uefi"] = loaders.grub_modules(spec, "x86_64-efi", "fat")
+        if "bios" in spec.firmware:
+            core = bytearray(loaders.grub_mkimage("i386-pc", loaders.GRUB_PC_DIR,
+                                                  loaders.grub_modules(spec, "i386-pc", "fat"), early))
+            mbr_code = Path(loaders.need(f"{loaders.GRUB_PC_DIR}/boot.img")).read_bytes()[:440]
+            layout["grub_modules_bios"] = loaders.grub_modules(spec, "i386-pc", "fat")
+    elif spec.loader == "limine":
+        lim = loaders.limine_files(spec.limine_dir)
+        files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
+        files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
+    else:
+        raise RecipeError("syslinux disk images are not supported")
+    esp = FatWriter(files, dt, int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
+    first = MIB_SECTORS
+    parts = []
+    if core is not None:
+        core_sectors = -(-len(core) // 512)
+        bios_sectors = -(-core_sectors // MIB_SECTORS) * MIB_SECTORS
+        parts.append(GptPartition(gfmt.GPT_TYPE_BIOS_BOOT, first, first + bios_sectors - 1, "BIOS boot partition",
+                                  content_guid(digest, "gpt-bios-boot")))
+        core_lba = first
+        first += bios_sectors
+    if spec.size is not None:
+        disk_sectors = spec.size // 512
+        esp_last = (disk_sectors - 34) // MIB_SECTORS * MIB_SECTORS - 1
+        if esp_last < first:
+            raise RecipeError(f"size {spec.size} leaves no room for the ESP")
+        esp.layout(esp_last - first + 1)
+    else:
+        esp.layout()
+        esp_sectors = -(-esp.size // 512 // MIB_SECTORS) * MIB_SECTORS
+        esp.layout(esp_sectors)
+        esp_last = first + esp_sectors - 1
+        disk_sectors = esp_last + 1 + MIB_SECTORS
+    parts.append(GptPartition(gfmt.GPT_TYPE_ESP, first, esp_last, "EFI system partition",
+                              content_guid(digest, "gpt-esp")))
+    out.truncate(disk_sectors * 512)
+    esp.write(out, first * 512)
+    if core is not None:
+        # diskboot.img's blocklist (the last 12 bytes of core.img's first sector): the rest of
+        # core.img, read to segment 0x820 (what grub-bios-setup writes; include/grub/offsets.h).
+        struct.pack_into("<QHH", core, 0x1F4, core_lba + 1, core_sectors - 1, 0x820)
+        os.pwrite(out.fileno(), bytes(core), core_lba * 512)
+        code = bytearray(mbr_code)
+        struct.pack_into("<Q", code, mfmt.GRUB_BOOT_KERNEL_SECTOR, core_lba)
+        code[mfmt.GRUB_BOOT_DRIVE_CHECK:mfmt.GRUB_BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+        mbr_code = bytes(code)
+    signature = int.from_bytes(content_id(digest, "mbr-signature", 4), "little")
+    os.pwrite(out.fileno(), mbr_bytes(mbr_code, signature,
+                                      [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, min(disk_sectors - 1, 0xFFFFFFFF))]), 0)
+    write_gpt(out, disk_sectors, parts, content_guid(digest, "gpt-disk"))
+    layout["mbr_signature"] = f"{signature:08x}"
+    layout["gpt"] = {"disk_guid": content_guid(digest, "gpt-disk"),
+                     "partitions": [{"name": p.name, "first_lba": p.first_lba, "last_lba": p.last_lba}
+                                    for p in parts]}
+    layout["esp"] = {"type": f"FAT{esp.geometry.fat_type}", "bytes": esp.size}
+    return layout
