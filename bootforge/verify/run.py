@@ -15,10 +15,6 @@ from bootforge.qemu.runner import Machine, QemuRun, last_lines
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
 
-# loader -> the boot medium its real loader starts from (until the policy registry names it).
-LOADER_MEDIA = {"qemu-mb1": "qemu-kernel", "grub-pc-mb1": "grub-pc-iso", "grub-pc-mb2": "grub-pc-iso",
-                "grub-efi-mb2": "grub-efi-iso", "syslinux-mb1": "isolinux-iso", "ipxe-pcbios-mb1": "ipxe-tftp",
-                "limine-mb1": "limine-iso", "limine-mb2": "limine-iso"}
 MACHINES = {"qemu-pc-seabios": "seabios", "qemu-q35-ovmf": "ovmf"}
 VERIFIABLE = "qemu-pc-seabios:<mem> (SeaBIOS) and qemu-q35-ovmf:<mem> (OVMF)"
 # GRUB x86_64-efi prints this at `boot` and boots anyway (observed, GRUB 2.06 on OVMF).
@@ -35,16 +31,18 @@ NOT_MODELLED_ON = {("limine-mb2", "efi"): {"mbi_size"}}
 
 
 def medium_kind(loader):
-    """The medium a loader boots from: the policy registry's word when it has one."""
-    try:
-        from bootforge.loader import policies
-        entry = policies.REGISTRY.get(loader) if hasattr(policies, "REGISTRY") else None
-        kind = getattr(entry, "medium", None)
-        if kind:
-            return kind
-    except BootforgeError:
-        pass
-    return LOADER_MEDIA.get(loader)
+    """The medium a loader boots from, as its policy declares it (None: no real boot here)."""
+    from bootforge.loader.policies import POLICIES
+    p = POLICIES.get(loader)
+    if p.protocol not in ("multiboot1", "multiboot2"):
+        return None
+    return p.boot_medium
+
+
+def verifiable_loaders():
+    from bootforge.loader.policies import POLICIES
+    return [name for name, p in POLICIES.items()
+            if p.protocol in ("multiboot1", "multiboot2") and p.boot_medium in MEDIA]
 
 
 def machine_for(platform, loader):
@@ -55,9 +53,9 @@ def machine_for(platform, loader):
         raise RecipeError(f"platform {platform.name!r} is a memory map, not a machine QEMU can be; "
                           f"verify runs on {VERIFIABLE}")
     kind = medium_kind(loader)
-    if kind is None:
-        known = ", ".join(n for n in LOADER_MEDIA)
-        raise RecipeError(f"no real {loader} runs here to verify against (verifiable loaders: {known})")
+    if kind not in MEDIA:
+        why = f"its boot medium {kind} has no builder yet" if kind else "no real boot of it is made here"
+        raise RecipeError(f"cannot verify {loader}: {why} (verifiable loaders: {', '.join(verifiable_loaders())})")
     wants = MEDIA[kind][1]
     if firmware not in (wants if isinstance(wants, tuple) else (wants,)):
         raise RecipeError(f"{loader} boots on {'OVMF' if wants == 'ovmf' else 'SeaBIOS'}, but the platform is "
