@@ -1,0 +1,408 @@
+"""Reading any bootable image (ours or not): partition tables, file systems, the loader and its entries.
+
+Used by `bootforge inspect IMAGE` and `bootforge load IMAGE`. Files are read
+with pread at offsets, never the whole image: a several-GiB image costs
+what its metadata costs.
+"""
+
+import os
+import shlex
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from bootforge.errors import FormatError, LimitError, RecipeError
+from bootforge.formats import eltorito as et
+from bootforge.formats import gpt as gfmt
+from bootforge.formats import mbr as mfmt
+from bootforge.formats import iso9660 as ifmt
+from bootforge.image.fat import FatVolume
+from bootforge.image.iso import IsoVolume
+
+MAX_CONFIG = 1 << 20
+MAX_KERNEL = 256 << 20
+SYSLINUX_CONFIGS = ("/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.cfg", "/isolinux.cfg",
+                    "/syslinux/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/syslinux.cfg")
+GRUB_CONFIGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg")
+LIMINE_CONFIGS = ("/limine.conf", "/limine/limine.conf", "/boot/limine.conf", "/boot/limine/limine.conf",
+                  "/EFI/BOOT/limine.conf")
+
+
+def looks_like_image(head):
+    """Sniff for inspect: an ISO 9660 volume (CD001 at 32 KiB + 1) or a GPT/MBR-partitioned disk."""
+    if len(head) >= 0x8006 and head[0x8001:0x8006] == ifmt.STANDARD_ID:
+        return True
+    if len(head) >= 1024 and head[510:512] == b"\x55\xaa":
+        if head[512:520] == gfmt.GPT_SIGNATURE:
+            return True
+        # An MBR: valid status bytes and at least one partition, and not an option ROM (55 AA at 0).
+        if head[:2] != b"\x55\xaa":
+            parts = [head[446 + 16 * i:462 + 16 * i] for i in range(4)]
+            if all(p[0] in (0, 0x80) for p in parts) and any(p[4] for p in parts):
+                return True
+    return False
+
+
+class ImageFile:
+    """An image on disk read by offset."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.size = os.fstat(self.fd).st_size
+        except OSError as exc:
+            raise FormatError(exc.strerror or str(exc), path=path) from None
+
+    def read(self, offset, length):
+        if offset < 0 or length < 0:
+            raise FormatError("negative offset or length", offset=offset)
+        return os.pread(self.fd, length, offset)
+
+    def close(self):
+        os.close(self.fd)
+
+    def window(self, base, size):
+        return lambda off, n: self.read(base + off, max(0, min(n, size - off)))
+
+
+@dataclass
+class Entry:
+    title: str
+    protocol: str | None            # multiboot1 | multiboot2 | None (not a Multiboot entry)
+    kernel: str | None              # path in the file system
+    cmdline: str
+    modules: list = field(default_factory=list)     # [(path, cmdline)]
+    note: str = ""
+
+
+@dataclass
+class ImageView:
+    image: ImageFile
+    mbr: object = None
+    mbr_code: str | None = None
+    gpt: dict | None = None
+    iso: IsoVolume | None = None
+    catalog: dict | None = None
+    esp: FatVolume | None = None
+    esp_where: str | None = None
+    problems: list = field(default_factory=list)
+    loader: str | None = None
+    config_path: str | None = None
+    config_fs: object = None
+    config_text: str | None = None
+    entries: list = field(default_factory=list)
+    boot_image_identity: dict = field(default_factory=dict)
+
+    def file_system(self):
+        """The file system holding the loader's configuration (and the kernels)."""
+        return self.config_fs or self.iso or self.esp
+
+
+def boot_code_identity(code):
+    for marker, name in mfmt.MBR_BOOT_CODE_MARKERS:
+        if marker in code:
+            return name
+    return None if not code.strip(b"\0") else "unknown"
+
+
+def _gpt(img, lba_size=512):
+    """Primary and backup GPT: header facts, entries, CRC problems."""
+    problems = []
+    raw = img.read(lba_size, lba_size)
+    if raw[:8] != gfmt.GPT_SIGNATURE:
+        return None, []
+    h = gfmt.GptHeader.parse(raw)
+    if not 92 <= h.header_size <= lba_size:
+        raise FormatError(f"GPT header size {h.header_size} (must be 92..{lba_size})", offset=lba_size + 12)
+    check = bytearray(raw[:h.header_size])
+    struct.pack_into("<I", check, 16, 0)
+    header_ok = zlib.crc32(check) == h.header_crc32
+    if not header_ok:
+        problems.append(f"GPT header CRC32 {h.header_crc32:#010x} does not match its contents "
+                        f"({zlib.crc32(check):#010x})")
+    if h.entry_size < 128 or h.entry_size % 8 or h.num_entries > gfmt.GPT_MAX_ENTRIES:
+        raise FormatError(f"GPT has {h.num_entries} entries of {h.entry_size} bytes", offset=lba_size + 80)
+    array_bytes = h.num_entries * h.entry_size
+    if h.entries_lba * lba_size + array_bytes > img.size:
+        raise FormatError(f"GPT entry array at LBA {h.entries_lba} runs past the end of the image",
+                          offset=lba_size + 72)
+    arr = img.read(h.entries_lba * lba_size, array_bytes)
+    entries_ok = zlib.crc32(arr) == h.entries_crc32
+    if not entries_ok:
+        problems.append(f"GPT entry array CRC32 {h.entries_crc32:#010x} does not match its contents "
+                        f"({zlib.crc32(arr):#010x})")
+    parts = []
+    for i in range(h.num_entries):
+        e = gfmt.GptEntry.parse(arr[i * h.entry_size:i * h.entry_size + 128])
+        if e.type_guid == bytes(16):
+            continue
+        t = gfmt.guid_text(e.type_guid)
+        parts.append({"number": i + 1, "type_guid": t, "type": gfmt.GPT_PARTITION_TYPES.get(t, "unknown"),
+                      "guid": gfmt.guid_text(e.unique_guid), "first_lba": e.first_lba, "last_lba": e.last_lba,
+                      "attributes": e.attributes,
+                      "name": e.name.decode("utf-16-le", "replace").split("\0")[0]})
+        if e.last_lba < e.first_lba or (e.last_lba + 1) * lba_size > img.size:
+            problems.append(f"GPT partition {i + 1} (LBA {e.first_lba}..{e.last_lba}) is outside the image")
+    doc = {"header": {"revision": f"{h.revision >> 16}.{h.revision & 0xFFFF}", "header_size": h.header_size,
+                      "header_crc32": h.header_crc32, "header_crc_ok": header_ok, "my_lba": h.my_lba,
+                      "alternate_lba": h.alternate_lba, "first_usable_lba": h.first_usable_lba,
+                      "last_usable_lba": h.last_usable_lba, "disk_guid": gfmt.guid_text(h.disk_guid),
+                      "entries_lba": h.entries_lba, "num_entries": h.num_entries, "entry_size": h.entry_size,
+                      "entries_crc32": h.entries_crc32, "entries_crc_ok": entries_ok},
+           "partitions": parts}
+    # The backup header: at alternate_lba (the last LBA), the same disk, its own entry array.
+    backup = {"lba": h.alternate_lba}
+    last = img.size // lba_size - 1
+    if h.alternate_lba != last:
+        problems.append(f"GPT backup header LBA {h.alternate_lba} is not the image's last LBA {last}")
+    if (h.alternate_lba + 1) * lba_size > img.size:
+        backup["present"] = False
+        problems.append(f"GPT backup header at LBA {h.alternate_lba} is past the end of the image")
+    else:
+        braw = img.read(h.alternate_lba * lba_size, lba_size)
+        if braw[:8] != gfmt.GPT_SIGNATURE:
+            backup["present"] = False
+            problems.append(f"no GPT backup header at LBA {h.alternate_lba}")
+        else:
+            b = gfmt.GptHeader.parse(braw)
+            bcheck = bytearray(braw[:b.header_size if 92 <= b.header_size <= lba_size else 92])
+            struct.pack_into("<I", bcheck, 16, 0)
+            barr = img.read(b.entries_lba * lba_size, min(b.num_entries, gfmt.GPT_MAX_ENTRIES) * b.entry_size)
+            backup.update(present=True, header_crc_ok=zlib.crc32(bcheck) == b.header_crc32,
+                          entries_lba=b.entries_lba, entries_crc_ok=zlib.crc32(barr) == b.entries_crc32)
+            same = (b.my_lba == h.alternate_lba and b.alternate_lba == h.my_lba and b.disk_guid == h.disk_guid
+                    and b.entries_crc32 == h.entries_crc32 and b.first_usable_lba == h.first_usable_lba
+                    and b.last_usable_lba == h.last_usable_lba and b.num_entries == h.num_entries)
+            backup["matches_primary"] = same
+            if not backup["header_crc_ok"]:
+                problems.append("GPT backup header CRC32 does not match its contents")
+            if not backup["entries_crc_ok"]:
+                problems.append("GPT backup entry array CRC32 does not match its contents")
+            if not same:
+                problems.append("GPT backup header does not mirror the primary (LBAs, disk GUID or entries differ)")
+    doc["backup"] = backup
+    return doc, problems
+
+
+def open_image(path):
+    """An ImageView of the image at *path*: tables, file systems, loader, configuration, entries."""
+    img = ImageFile(path)
+    view = ImageView(img)
+    head = img.read(0, 512)
+    if len(head) == 512 and head[510:512] == b"\x55\xaa":
+        view.mbr = mfmt.Mbr.parse(head)
+        view.mbr_code = boot_code_identity(head[:440])
+        view.gpt, problems = _gpt(img)
+        view.problems += problems
+    if img.size >= 17 * 2048 and img.read(0x8001, 5) == ifmt.STANDARD_ID:
+        view.iso = IsoVolume(img.read, img.size, "ISO 9660")
+        view.catalog = view.iso.catalog()
+        for e in (view.catalog or {}).get("entries", []):
+            if (e["load_rba"] + 1) * 2048 > img.size:
+                raise FormatError(f"El Torito {e['platform']} entry points at sector {e['load_rba']}, past the "
+                                  f"end of the image ({img.size} bytes)", offset=view.catalog["lba"] * 2048)
+    _find_esp(view)
+    _find_loader(view)
+    return view
+
+
+def _find_esp(view):
+    img = view.image
+    cands = []
+    if view.catalog:
+        for e in view.catalog["entries"]:
+            if e["platform_id"] == et.PLATFORM_EFI:
+                cands.append((e["load_rba"] * 2048, f"El Torito UEFI image at sector {e['load_rba']}"))
+    if view.gpt:
+        for p in view.gpt["partitions"]:
+            if p["type_guid"] == gfmt.GPT_TYPE_ESP:
+                cands.append((p["first_lba"] * 512, f"GPT partition {p['number']}"))
+    if view.mbr is not None:
+        for i, p in enumerate(view.mbr.partitions):
+            if p.type == mfmt.MBR_TYPE_EFI_SYSTEM:
+                cands.append((p.lba_first * 512, f"MBR partition {i + 1}"))
+    for offset, where in cands:
+        if offset + 512 > img.size:
+            continue
+        try:
+            view.esp = FatVolume(img.window(offset, img.size - offset), img.size - offset, f"ESP ({where})")
+            view.esp_where = where
+            return
+        except FormatError:
+            continue
+
+
+def _first(fs, paths):
+    for p in paths:
+        try:
+            f = fs.lookup(p)
+        except (FormatError, LimitError):
+            f = None
+        if f is not None and not f.is_dir:
+            return p, f
+    return None, None
+
+
+def _find_loader(view):
+    for fs in [x for x in (view.iso, view.esp) if x is not None]:
+        for loader, paths in (("limine", LIMINE_CONFIGS), ("grub", GRUB_CONFIGS), ("syslinux", SYSLINUX_CONFIGS)):
+            path, f = _first(fs, paths)
+            if f is None:
+                continue
+            text = fs.read_file(f, MAX_CONFIG).decode("utf-8", "replace")
+            view.loader, view.config_path, view.config_fs, view.config_text = loader, path, fs, text
+            view.entries = {"grub": grub_entries, "syslinux": syslinux_entries, "limine": limine_entries}[loader](text)
+            return
+    # No configuration: name the BIOS boot image when its code says who it is.
+    return
+
+
+# ------------------------------------------------------------------ configuration readers
+
+def grub_entries(text):
+    """Menu entries of a grub.cfg with their multiboot/multiboot2 and module lines."""
+    out, cur = [], None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            words = line.split()
+        if not words:
+            continue
+        if words[0] == "menuentry":
+            title = words[1] if len(words) > 1 else ""
+            cur = Entry(title, None, None, "")
+            out.append(cur)
+        elif words[0] == "}":
+            cur = None
+        elif cur is not None:
+            if words[0] in ("multiboot", "multiboot2") and len(words) > 1:
+                args = [w for w in words[1:] if not w.startswith("--")]
+                cur.protocol = "multiboot1" if words[0] == "multiboot" else "multiboot2"
+                cur.kernel, cur.cmdline = args[0], " ".join(args[1:])
+            elif words[0] in ("module", "module2") and len(words) > 1:
+                args = [w for w in words[1:] if not w.startswith("--")]
+                if args:
+                    cur.modules.append((args[0], " ".join(args[1:])))
+            elif words[0] in ("linux", "linuxefi", "chainloader", "linux16") and cur.kernel is None:
+                cur.kernel, cur.note = (words[1] if len(words) > 1 else None), f"{words[0]} (not Multiboot)"
+    return out
+
+
+def syslinux_entries(text):
+    """LABELs of an isolinux/syslinux configuration; mboot.c32 ones are Multiboot 1."""
+    out, cur = [], None
+    for raw in text.splitlines():
+        words = raw.strip().split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        key, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
+        if key == "LABEL":
+            cur = Entry(rest.strip(), None, None, "")
+            cur._prog = None
+            out.append(cur)
+        elif cur is None:
+            continue
+        elif key == "MENU" and rest.upper().startswith("LABEL"):
+            cur.note = rest[5:].strip()
+        elif key in ("KERNEL", "COM32", "LINUX"):
+            cur._prog = rest.strip()
+        elif key == "APPEND":
+            cur._append = rest
+    for e in out:
+        prog = getattr(e, "_prog", None) or ""
+        append = getattr(e, "_append", "")
+        if prog.rsplit("/", 1)[-1].lower() == "mboot.c32":
+            groups, g = [], []
+            for w in append.split():
+                if w == "---":
+                    groups.append(g)
+                    g = []
+                else:
+                    g.append(w)
+            groups.append(g)
+            groups = [x for x in groups if x]
+            if groups:
+                e.protocol, e.kernel, e.cmdline = "multiboot1", groups[0][0], " ".join(groups[0][1:])
+                e.modules = [(x[0], " ".join(x[1:])) for x in groups[1:]]
+        else:
+            e.kernel, e.cmdline = prog or None, append
+            e.note = (f"{e.note}; " if e.note else "") + "not Multiboot (runs " + (prog or "nothing") + ")"
+    return out
+
+
+def limine_entries(text):
+    """Entries of a limine.conf (/Title lines, then key: value lines)."""
+    out, cur = [], None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("/"):
+            cur = Entry(line.lstrip("/").strip(), None, None, "")
+            out.append(cur)
+            continue
+        if cur is None or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "protocol":
+            cur.protocol = value if value in ("multiboot1", "multiboot2") else None
+            if cur.protocol is None:
+                cur.note = f"protocol {value} (not Multiboot)"
+        elif key in ("path", "kernel_path"):
+            cur.kernel = _limine_path(value)
+        elif key in ("cmdline", "kernel_cmdline"):
+            cur.cmdline = value
+        elif key == "module_path":
+            cur.modules.append([_limine_path(value), ""])
+        elif key in ("module_cmdline", "module_string") and cur.modules:
+            cur.modules[-1][1] = value
+    for e in out:
+        e.modules = [tuple(m) for m in e.modules]
+    return out
+
+
+def _limine_path(value):
+    """boot():/x, boot(1):/x -> /x (the path on the boot volume)."""
+    if "):" in value:
+        return value.split("):", 1)[1]
+    return value
+
+
+def pick_entry(view, entry):
+    """The Entry named by *entry* (index or title; default the first Multiboot one)."""
+    if not view.entries:
+        raise RecipeError(f"{view.image.path}: no boot entries found"
+                          + (f" in {view.config_path}" if view.config_path else " (no loader configuration found)"))
+    if entry is None:
+        for e in view.entries:
+            if e.protocol:
+                return view.entries.index(e), e
+        return 0, view.entries[0]
+    if entry.isdigit() and int(entry) < len(view.entries):
+        return int(entry), view.entries[int(entry)]
+    for i, e in enumerate(view.entries):
+        if e.title == entry:
+            return i, e
+    raise RecipeError(f"{view.image.path}: no entry {entry!r} (entries: "
+                      f"{', '.join(f'{i} {e.title!r}' for i, e in enumerate(view.entries))})")
+
+
+def read_fs_file(view, path, limit):
+    """(bytes, file) of *path* on the configuration's file system; RecipeError when absent."""
+    fs = view.file_system()
+    f = fs.lookup(path) if fs is not None else None
+    if f is None or f.is_dir:
+        raise RecipeError(f"{view.image.path}: {path} (named in {view.config_path}) is not in the image")
+    return fs.read_file(f, limit), f
+
+
+def fs_file(view, path):
+    fs = view.file_system()
+    f = fs.lookup(path) if fs is not None else None
+    return f if f is not None and not f.is_dir else None
