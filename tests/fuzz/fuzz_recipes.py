@@ -1,0 +1,65 @@
+"""TOML recipes for `build` (ROMs and kernels) and `load`, through the real command
+line in-process: an answer is an exit status 0, 1 or 2; a traceback is a crash.
+
+The input is the recipe text; it sits in a scratch copy of recipes/ (with ../build
+and platforms/ linked) so the shipped recipes' relative paths resolve. Outputs go
+to a scratch directory. Seeds: recipes/*.toml."""
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+from common import REPO, WORK, files, instrumented, main
+
+with instrumented(exclude=["bootforge.compress"]):
+    import click
+
+    from bootforge.cli import cli
+
+FAMILY = "recipes"
+SCRATCH = WORK / "recipes-scratch"
+
+
+def scratch():
+    (SCRATCH / "recipes").mkdir(parents=True, exist_ok=True)
+    (SCRATCH / "out").mkdir(exist_ok=True)
+    for link, to in ((SCRATCH / "build", REPO / "build"),
+                     (SCRATCH / "recipes" / "platforms", REPO / "recipes" / "platforms")):
+        if not link.exists():
+            os.symlink(to, link)
+    return SCRATCH / "recipes" / "fuzz.toml"
+
+
+RECIPE = scratch()
+
+
+def seeds():
+    return files("recipes/*.toml")
+
+
+def run(args):
+    # The commands' own output is not what is fuzzed: into a sink (text and bytes).
+    sink = io.TextIOWrapper(io.BytesIO())
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        pass
+    except SystemExit as exc:
+        if exc.code not in (0, 1, 2, None):
+            raise AssertionError(f"exit status {exc.code}") from None
+
+
+def target(data):
+    RECIPE.write_bytes(data)
+    text = data.decode("utf-8", "replace")
+    out = SCRATCH / "out" / "x.bin"
+    if "[load]" in text or "load" in text[:64]:
+        run(["load", str(RECIPE), "--json"])
+    else:
+        run(["build", str(RECIPE), "-o", str(out), "--json"])
+
+
+if __name__ == "__main__":
+    main(FAMILY, seeds, target)
