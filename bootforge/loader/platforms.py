@@ -14,13 +14,13 @@ qemu-pc-seabios:<mem>
     model reports AuthenticAMD). INT 12h says 639 KiB.
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
-    data over the first 640 KiB and 200+ descriptors (recipes/platforms/).
+    data over the first 640 KiB and 200+ descriptors (bootforge/data/platforms/).
 qemu-q35-ovmf:<mem>
     OVMF 2022.11's EFI map under QEMU q35 for any -m >= 128M, derived from
     GRUB lsefimmap captures at 256M..5G: the first 21 MiB fixed, OVMF's
     allocations at the top of low RAM moving with it, conventional memory
     between, q35's 2 GiB low-memory split from 2.75 GiB on, RAM above 4 GiB.
-    (recipes/platforms/qemu-q35-ovmf-512M.lsefimmap is the template.)
+    (bootforge/data/platforms/qemu-q35-ovmf-512M.lsefimmap is the template.)
 a path
     Any map file bootforge memmap reads (E820 text/sysfs/binary, an EFI map,
     JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
@@ -28,6 +28,7 @@ a path
 
 import re
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
@@ -40,7 +41,9 @@ SEABIOS_EBDA = 0x9FC00
 QEMU_PC_LOWMEM_SPLIT = 0xE0000000     # ram >= this: only 3 GiB below 4 GiB
 QEMU_PC_LOWMEM_GB_ALIGNED = 0xC0000000
 QEMU_AMD_HT_HOLE = (0xFD00000000, 0x300000000)
-PLATFORM_DIR = Path(__file__).resolve().parent.parent.parent / "recipes" / "platforms"
+# Built-in platform profiles: package data (pyproject package-data), read through
+# importlib.resources so an installed bootforge finds them wherever it runs.
+PLATFORM_DIR = files("bootforge").joinpath("data", "platforms")
 
 
 @dataclass
@@ -89,7 +92,7 @@ def qemu_pc_seabios(ram):
 
 
 # q35 with OVMF: derived from GRUB's lsefimmap on OVMF 2022.11 at 256M, 512M, 1G, 2G, 3G, 5G
-# (tests/data/load-ovmf-q35-*.lsefimmap, recipes/platforms/qemu-q35-ovmf-512M.lsefimmap).
+# (tests/data/load-ovmf-q35-*.lsefimmap, bootforge/data/platforms/qemu-q35-ovmf-512M.lsefimmap).
 OVMF_TEMPLATE = "qemu-q35-ovmf-512M.lsefimmap"
 OVMF_TEMPLATE_LOWMEM = 512 * MIB
 OVMF_TEMPLATE_HIGH = "qemu-q35-ovmf-3072M.lsefimmap"
@@ -109,7 +112,7 @@ def qemu_q35_ovmf(ram):
     lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
     # With RAM above 4 GiB OVMF allocates a little more at the top of low RAM (observed: 3G, 5G).
     name, base_low = (OVMF_TEMPLATE_HIGH, Q35_LOWMEM) if ram > lowmem else (OVMF_TEMPLATE, OVMF_TEMPLATE_LOWMEM)
-    template = parse_lsefimmap((PLATFORM_DIR / name).read_text(), name)
+    template = parse_lsefimmap(PLATFORM_DIR.joinpath(name).read_text(), name)
     shift = lowmem - base_low
     low = [r for r in template.ranges if r.start < OVMF_FIXED_BELOW]
     # GRUB's heap (loader code) and the conventional run below it are one conventional range here.
@@ -127,11 +130,12 @@ def qemu_q35_ovmf(ram):
 
 def r820_efi():
     """Seed 004's server: boot-services data over the first 640 KiB, 200+ descriptors."""
-    return from_file(PLATFORM_DIR / "r820-efi.json", name="r820-efi")
+    with as_file(PLATFORM_DIR.joinpath("r820-efi.json")) as path:
+        return from_file(path, name="r820-efi")
 
 
 def build_r820_map():
-    """The EFI map of recipes/platforms/r820-efi.json (regenerate: python -m bootforge.loader.platforms).
+    """The EFI map of bootforge/data/platforms/r820-efi.json (regenerate: python -m bootforge.loader.platforms).
 
     A synthetic map shaped after seed 004's Dell PowerEdge R820 and small servers
     with 200+ descriptors: the first 640 KiB is boot-services code/data (nothing
@@ -165,7 +169,7 @@ def write_r820():
     from bootforge.memmap.io import map_to_json
     doc = {"comment": "synthetic server EFI map after seed 004 (Dell PowerEdge R820): "
                       "bootforge.loader.platforms.build_r820_map()", **map_to_json(build_r820_map())}
-    (PLATFORM_DIR / "r820-efi.json").write_text(json.dumps(doc, indent=1) + "\n")
+    Path(str(PLATFORM_DIR.joinpath("r820-efi.json"))).write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
@@ -249,14 +253,15 @@ def resolve(spec, base=None):
     if name == "qemu-q35-ovmf" and arg:
         return qemu_q35_ovmf(parse_size(arg, spec))
     for suffix in (".json", ".lsefimmap"):
-        builtin = PLATFORM_DIR / f"{spec}{suffix}"
-        if builtin.exists():
-            return from_file(builtin, name=spec)
+        builtin = PLATFORM_DIR.joinpath(f"{spec}{suffix}")
+        if builtin.is_file():
+            with as_file(builtin) as path:
+                return from_file(path, name=spec)
     path = Path(spec)
     if base is not None and not path.is_absolute():
         path = Path(base) / path
     if path.exists():
         return from_file(path)
-    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.stem for p in PLATFORM_DIR.glob("*.*")
-                                                                   if p.stem != "r820-efi"))
+    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
+                                                                   if not p.name.startswith("r820-efi.")))
     raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")
