@@ -57,10 +57,11 @@ def machine_for(platform, loader):
         why = f"its boot medium {kind} has no builder yet" if kind else "no real boot of it is made here"
         raise RecipeError(f"cannot verify {loader}: {why} (verifiable loaders: {', '.join(verifiable_loaders())})")
     wants = MEDIA[kind][1]
-    if firmware not in (wants if isinstance(wants, tuple) else (wants,)):
-        raise RecipeError(f"{loader} boots on {'OVMF' if wants == 'ovmf' else 'SeaBIOS'}, but the platform is "
-                          f"{platform.name}; give --platform "
-                          f"{'qemu-q35-ovmf' if wants == 'ovmf' else 'qemu-pc-seabios'}:<mem>")
+    wants = (wants,) if isinstance(wants, str) else tuple(wants)
+    if firmware not in wants:
+        names = {"ovmf": ("OVMF", "qemu-q35-ovmf"), "seabios": ("SeaBIOS", "qemu-pc-seabios")}
+        raise RecipeError(f"{loader} boots on {' or '.join(names[w][0] for w in wants)}, but the platform is "
+                          f"{platform.name}; give --platform {' or '.join(names[w][1] for w in wants)}:<mem>")
     return Machine(firmware, platform.memory_bytes >> 20), kind
 
 
