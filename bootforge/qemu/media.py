@@ -203,13 +203,57 @@ def _isolinux(workdir, kernel, modules, protocol=None, **kw):
     return isolinux_iso(workdir, kernel, modules, **kw)
 
 
-# medium kind -> (builder, firmware it boots on)
+def limine_release_dir():
+    """The Limine 11.4.1 release files: $BOOTFORGE_LIMINE_DIR, else ../shared/oracles/limine-11.4.1
+    next to the repository (the project's oracle copy)."""
+    env = os.environ.get("BOOTFORGE_LIMINE_DIR")
+    d = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "oracles" / "limine-11.4.1"
+    if not (d / "BOOTX64.EFI").is_file():
+        raise ToolError(f"no Limine release at {d}: set BOOTFORGE_LIMINE_DIR to a Limine 11.4.1 binary release")
+    return d
+
+
+def limine_conf(protocol, kernel, modules, extra=()):
+    """limine.conf (v8+ syntax) with one entry; names are paths on the boot volume (boot():)."""
+    lines = ["timeout: 0", "serial: yes", *extra, "", "/bootforge",
+             f"    protocol: {protocol}", f"    path: boot():{kernel.name}", f"    cmdline: {kernel.args}"]
+    for m in modules:
+        lines += [f"    module_path: boot():{m.name}", f"    module_string: {m.args}"]
+    return "\n".join(lines) + "\n"
+
+
+def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, **_):
+    """A Limine 11.4.1 BIOS+UEFI hybrid ISO as Limine's USAGE.md builds it (xorriso, then
+    `limine bios-install`): boots on SeaBIOS (-cdrom) and OVMF alike; limine.conf in
+    /boot/limine with `serial: yes` (progress and panics on the serial console)."""
+    from bootforge.image.loaders import limine_bios_install, limine_tool
+    host.require("xorriso")
+    lim = limine_release_dir()
+    root = Path(workdir) / "limine-iso"
+    out = Path(workdir) / "limine.iso"
+    files = {kernel.name: _place(root, kernel.name, kernel.source)}
+    files.update({m.name: _place(root, m.name, m.source) for m in modules})
+    for name in ("limine-bios.sys", "limine-bios-cd.bin", "limine-uefi-cd.bin"):
+        _place(root, f"/boot/limine/{name}", lim / name)
+    _place(root, "/EFI/BOOT/BOOTX64.EFI", lim / "BOOTX64.EFI")
+    (root / "boot" / "limine" / "limine.conf").write_text(limine_conf(protocol, kernel, modules))
+    if not (reuse and out.exists()):
+        run_tool(["xorriso", "-as", "mkisofs", "-R", "-r", "-J", "-b", "boot/limine/limine-bios-cd.bin",
+                  "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus",
+                  "-apm-block-size", "2048", "--efi-boot", "boot/limine/limine-uefi-cd.bin",
+                  "-efi-boot-part", "--efi-boot-image", "--protective-msdos-label", str(root), "-o", str(out)])
+        limine_bios_install(limine_tool(str(lim)), out)
+    return Medium(["-cdrom", str(out)], f"Limine 11.4.1 hybrid ISO {out.name}", files=files)
+
+
+# medium kind -> (builder, firmware it boots on; a tuple: any of them)
 MEDIA = {
     "qemu-kernel": (qemu_kernel, "seabios"),
     "grub-pc-iso": (_grub_pc, "seabios"),
     "grub-efi-iso": (_grub_efi, "ovmf"),
     "isolinux-iso": (_isolinux, "seabios"),
     "ipxe-tftp": (ipxe_tftp, "seabios"),
+    "limine-iso": (limine_iso, ("seabios", "ovmf")),
 }
 
 

@@ -54,7 +54,8 @@ PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
 #   grub-efi-iso  grub-mkrescue ISO, x86_64-efi GRUB, OVMF
 #   isolinux-iso  ISOLINUX + mboot.c32 ISO, SeaBIOS
 #   ipxe-tftp     iPXE option ROM over QEMU's user-net TFTP (restrict=on)
-BOOT_MEDIA = ("qemu-kernel", "grub-pc-iso", "grub-efi-iso", "isolinux-iso", "ipxe-tftp")
+#   limine-iso    Limine 11.4.1 BIOS+UEFI hybrid ISO (xorriso + `limine bios-install`), SeaBIOS or OVMF
+BOOT_MEDIA = ("qemu-kernel", "grub-pc-iso", "grub-efi-iso", "isolinux-iso", "ipxe-tftp", "limine-iso")
 
 
 @dataclass(frozen=True)

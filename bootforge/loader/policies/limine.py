@@ -1,92 +1,566 @@
-"""Limine as a Multiboot1 / Multiboot2 loader (Limine-Bootloader/Limine
+"""Limine 11.4.1 as a Multiboot1 (`protocol: multiboot1`) and Multiboot2
+(`protocol: multiboot2`) loader, on BIOS (qemu-pc-seabios:<mem>) and UEFI
+(qemu-q35-ovmf:<mem>). Rules from Limine's source (limine-bootloader/limine:
 common/protos/multiboot1.c, multiboot2.c, common/lib/elsewhere.c,
-common/mm/pmm.s2.c; the facts in shared/reference/multiboot.md, section
-"Limine"). NOT VERIFIED: no real Limine is available on this project's
-machines (Debian 12 does not package it), so no fidelity scenario checks
-these rules; they follow the reference text only.
+common/lib/elf.c, common/mm/pmm.s2.c, common/lib/acpi.c) and the strings of
+the 11.4.1 release binaries, checked against real Limine 11.4.1 boots
+(tests/test_limine_fidelity.py: BIOS and UEFI x MB1 and MB2 x 128M..5G x 0/1/3
+modules x kernels at 1 and 16 MiB, relocatable MB2 kernels; the captures in
+tests/data/limine-*.dump).
 
-Rules:
-- Refusals in Limine's words (bootforge.multiboot.verdicts.limine: limine-mb1/mb2).
-- The kernel is one contiguous range [lowest p_paddr, highest end).
-- The MBI goes to 0x10000; modules at ALIGN_UP(highest end so far, 4 KiB),
-  always above the kernel and the MBI, in order; a module that would
-  collide with reserved memory moves past it.
-- Limine passes the firmware's E820 as read (unsanitized on BIOS);
-  mem_lower = the usable memory below 1 MiB, mem_upper = the sum of usable
-  memory above 1 MiB (both KiB). More than 256 entries: Limine panics.
-- Command lines as configured (no path in front).
+Rules (source file; the fidelity scenario that checks it):
+- Refusals are Limine's panic strings (bootforge.multiboot.verdicts.limine;
+  tests/test_limine_refusals.py boots each malformed kernel). Besides the
+  file checks: MB1 without the video header flag on UEFI panics
+  "multiboot1: Cannot use text mode with UEFI." (multiboot1.c); a required
+  information request for an EFI tag (11, 12, 17, 19, 20) on BIOS panics
+  "multiboot2: Requested tag `N` which is not supported" (multiboot2.c, the
+  EFI cases are UEFI-only); a kernel range that is not RAM panics
+  "multiboot2: Could not find viable load address for executable".
+- The kernel is one range: ELF = [lowest p_paddr, highest p_paddr + p_memsz)
+  of the PT_LOAD segments with p_memsz != 0 (elf.c *_load_elsewhere); the
+  a.out kludge / MB2 address tag = [load_addr, + load size + bss size)
+  (load_addr -1: header_addr - header offset). Limine copies it there at the
+  very end through its relocation stub, so it may lie anywhere in RAM:
+  usable, boot-services or loader memory (pmm.s2.c check_usable_memory).
+  Scenarios: every fidelity scenario (link=1m, link=16m: on OVMF 16 MiB is
+  boot-services data).
+- Relocatable MB2 kernels (header tag 10, multiboot2.c): align 0 is refused;
+  preference 0/1 starts at ALIGN_UP(min_addr, align) and climbs by align,
+  preference 2 starts at ALIGN_DOWN(max_addr - size, align) and descends by
+  align, until the whole range is RAM (check_usable_memory); base + size
+  must stay <= max_addr (>= min_addr descending), else "multiboot2: Could
+  not find viable load address for executable". Tag 21 (load base) is then
+  sent. Scenarios: limine-mb2 reloc-low/reloc-high/reloc-any.
+- Everything else goes through elsewhere_append() (elsewhere.c), in this
+  order: the MBI (target 0x10000), each ELF section with sh_addr == 0 and a
+  size, in section order, then each module, in configuration order. A
+  target is "after the top of everything placed so far", ALIGN_UP(top,
+  4 KiB) (the MBI asks for 0x10000 itself); on overlap with a placed range it
+  moves to ALIGN_UP(that range's end, 4 KiB); when it is not wholly inside
+  one usable (or bootloader-reclaimable) entry of Limine's own memory map it
+  moves up by 4 KiB; 0x10000 tries, and no end above 4 GiB. So modules
+  follow the kernel's symbol tables (observed: three sections at 0x103000,
+  0x104000, 0x105000 after a kernel ending at 0x1020b0, modules from
+  0x106000), and on OVMF a kernel at 16 MiB (boot-services data up to
+  21 MiB) gets its sections and modules at 21 MiB. Scenarios: all.
+- Limine's own memory map (pmm.s2.c init_memmap): BIOS: the E820 usable
+  entries without [0, 0x1000) and without [EBDA, 1 MiB); UEFI: the
+  conventional memory, less 64 MiB handed back to the firmware top-down
+  below 4 GiB (1 MiB at a time) -- boot-services memory is not usable for
+  these targets.
+- MBI size: Multiboot1 get_multiboot1_info_size() (16-byte pieces: info,
+  command line, "Limine 11.4.1", section headers, module list, module
+  strings, 256 mmap entries), laid out in the order info, section headers,
+  module list, module strings, command line, loader name, mmap; Multiboot2
+  get_multiboot2_info_size() is the bound placed, the MBI written is the tag
+  list: 9 (ELF kernels), 21 (relocatable), 3 per module, 1, 2, 20 (UEFI), 8,
+  15 (ACPI 2.0+ RSDP: OVMF, not SeaBIOS), 14, 13 (SMBIOS), 12 (UEFI), 6, 4,
+  17 (UEFI), 0. Scenarios: mbi_size (BIOS), tags (all).
+- Framebuffer (multiboot1.c, multiboot2.c): MB2 without a framebuffer tag:
+  EGA text 80x25 on BIOS (tag 8 of 32 bytes), the firmware's GOP mode on
+  UEFI (observed 1280x800x32 RGB under OVMF, 40 bytes); with one: that mode
+  (VBE / GOP). MB1 without the video flag: no framebuffer field on BIOS,
+  refusal on UEFI; with it: the mode asked for (flag 12).
+- The memory map handed over (pmm.s2.c get_raw_memmap): BIOS: the E820
+  list exactly as the BIOS returned it; UEFI: Limine's conversion of the EFI
+  map at ExitBootServices: conventional, loader and boot-services memory ->
+  1, ACPI reclaim -> 3, ACPI NVS -> 4, everything else -> 2; sorted; only
+  adjacent usable entries merged (reserved neighbours stay apart); the
+  first page kept. Limine's own allocations are loader memory, so they show
+  as usable. More than 256 entries: "multiboot2: too many memory map
+  entries" / "multiboot1: Too many memory map entries.".
+- mem_lower / mem_upper (pmm.s2.c mmap_get_info in 11.4.1, observed): the
+  usable run starting at 0 (up to 1 MiB) and the usable run from 1 MiB to
+  the first hole, in KiB: 639 / 0x3fb80 under SeaBIOS at 256M, 640 / 0x1c18
+  under OVMF at any size (the conventional block [1 MiB, 0x806000) ends at
+  OVMF's ACPI NVS page), never the memory above 4 GiB (0x2ffb80 at 5G).
+- Command lines are the configured cmdline and module_string, without the
+  path. The MBI goes to 0x10000 even on UEFI.
+
+Not modelled (no real run checks it): Limine's own buffers (the kernel and
+module files it read, top-down below 4 GiB) as obstacles for targets near the
+top of RAM; the overlap of a relocatable kernel with Limine's allocations; the
+exact EFI memory map of tag 17 (its descriptor count depends on what OVMF and
+Limine allocated: the tag is written from the platform map); firmware
+contents of tags 8, 12-15, 20 (sizes only).
 """
 
 import struct
+from bisect import bisect_right
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.loader import mbi
-from bootforge.loader.alloc import align_up
-from bootforge.loader.policies.common import MIB, e820_entries, free_space, ram_intervals, standard_checks
+from bootforge.loader.alloc import FreeSpace, align_down, align_up
 from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.result import LoadResult
+from bootforge.memmap.model import MemoryMap, MemoryRange
 
-SOURCE = "Limine common/protos/multiboot{1,2}.c (reference facts only; not verified against a real Limine)"
+VERSION = "11.4.1"
+BRAND = f"Limine {VERSION}"
+SOURCE = (f"Limine {VERSION} common/protos/multiboot1.c, multiboot2.c, common/lib/elsewhere.c, elf.c, "
+          "common/mm/pmm.s2.c (checked against real Limine 11.4.1 boots on SeaBIOS and OVMF)")
 MBI_TARGET = 0x10000
-MAX_ENTRIES = 256
+PAGE = 0x1000
+MEMMAP_MAX = 256
+EFI_MEMMAP_MAX = 1024
+ELSEWHERE_RETRIES = 0x10000
+FIRMWARE_RESERVE_MIB = 64           # pmm.s2.c init_memmap (UEFI): "leave 64MiB to the firmware below 4GiB"
+DHCP_ACK_PACKET_LEN = 296           # pxe/pxe.h: the network tag the size bound counts
+EBDA_DEFAULT = 0x9FC00
+# What the firmware under QEMU gives Limine (observed): RSDP revision (a v2 RSDP adds tag 15),
+# the SMBIOS 32-bit entry point length, the default graphics mode.
+FIRMWARE_FACTS = {
+    "bios": {"rsdp_v2": False, "smbios_entry_len": 0x1F, "gop_default": None},
+    "efi": {"rsdp_v2": True, "smbios_entry_len": 0x1F, "gop_default": (1280, 800, 32)},
+}
+EFI_DESCRIPTOR_SIZE = 48
+EFI_TO_MB = {1: 1, 2: 1, 3: 1, 4: 1, 7: 1, 9: 3, 10: 4}     # pmm.s2.c: default -> 2 (reserved)
+EFI_ONLY_REQUESTS = {11, 12, 17, 19, 20}     # multiboot2.c: supported only `#if defined (UEFI)`
 
 
-def _load(req, protocol):
-    k = req.kernel      # firmware and verdict checked by run_policy from the @loader_policy declaration
-    entries = e820_entries(req.platform.memory_map)
-    if len(entries) > MAX_ENTRIES:
-        raise RecipeError(f"multiboot: too many memory map entries ({len(entries)} > {MAX_ENTRIES})")
-    res = LoadResult(req.loader, protocol, req.platform, SOURCE)
-    free = free_space(req.platform.memory_map, 0, 1 << 32)
-    lo, hi = k.low, k.high
-    if not free.is_free(lo, hi - lo):
-        raise RecipeError(f"multiboot: kernel range [{lo:#x}, {hi:#x}) is not usable memory")
-    free.take(lo, hi - lo)
-    res.place("kernel (one range)", lo, hi - lo, 1, "lowest p_paddr to highest end", "kernel")
-    top = max(hi, MBI_TARGET)
+def refuse(words, loader):
+    return LoaderRefusal(words, loader=loader, words=words)
+
+
+# ------------------------------------------------------------------ memory as Limine sees it
+
+class Intervals:
+    """Sorted disjoint [lo, hi) intervals with "is [a, b) inside one of them"."""
+
+    def __init__(self, pairs):
+        merged = []
+        for lo, hi in sorted(p for p in pairs if p[1] > p[0]):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.lo = [a for a, _ in merged]
+        self.hi = [b for _, b in merged]
+
+    def containing(self, start):
+        i = bisect_right(self.lo, start) - 1
+        return i if i >= 0 and start < self.hi[i] else None
+
+    def holds(self, start, size):
+        i = self.containing(start)
+        return i is not None and start + size <= self.hi[i]
+
+    def next_start(self, start):
+        """The lowest interval start above *start*, or None."""
+        i = bisect_right(self.lo, start)
+        return self.lo[i] if i < len(self.lo) else None
+
+
+def _ebda(platform):
+    return platform.ebda or (platform.int12_kib * 1024 if platform.int12_kib else EBDA_DEFAULT)
+
+
+def target_memory(platform):
+    """Where elsewhere_append() may put a target: the usable entries of Limine's memory map."""
+    m = platform.memory_map
+    if platform.firmware == "bios":
+        ebda = _ebda(platform)
+        usable = []
+        for a, b in ram_intervals(m):
+            a = max(a, 0x1000)
+            for lo, hi in ((a, min(b, ebda)), (max(a, MIB), b)):
+                if hi > lo:
+                    usable.append((lo, hi))
+        return Intervals(usable)
+    conv = FreeSpace((r.start, r.start + r.size) for r in m.ranges if r.type == 7 and r.size)
+    for _ in range(FIRMWARE_RESERVE_MIB):
+        at = conv.highest(MIB, PAGE, 0, GIB4)
+        if at is None:
+            break
+        conv.take(at, MIB)
+    return Intervals(conv.intervals())
+
+
+def ram_memory(platform):
+    """What check_usable_memory() accepts for the kernel: all RAM Limine's map knows
+    (usable, bootloader-reclaimable, kernel/modules, and on UEFI EFI-reclaimable:
+    loader and boot-services memory)."""
+    m = platform.memory_map
+    if platform.firmware == "bios":
+        return Intervals((max(a, 0x1000), b) for a, b in ram_intervals(m))
+    return Intervals((r.start, r.start + r.size) for r in m.ranges if r.type in (1, 2, 3, 4, 7) and r.size)
+
+
+def handed_over_mmap(platform):
+    """The mmap Limine writes (get_raw_memmap): E820 as read on BIOS, its EFI conversion on UEFI."""
+    m = platform.memory_map
+    if platform.firmware == "bios":
+        return e820_entries(m)
+    pieces = sorted((r.start, r.size, EFI_TO_MB.get(r.type, 2)) for r in m.ranges if r.size)
+    out = []
+    for a, s, t in pieces:
+        if out and t == 1 and out[-1][2] == 1 and out[-1][0] + out[-1][1] == a:
+            out[-1] = (out[-1][0], out[-1][1] + s, 1)
+        else:
+            out.append((a, s, t))
+    return out
+
+
+def mem_lower_upper(entries):
+    """mmap_get_info() of 11.4.1 as observed: the usable run from 0 (below 1 MiB) and the
+    usable run from 1 MiB to the first hole, in KiB."""
+    usable = Intervals((a, a + s) for a, s, t in entries if t == 1)
+    lower = upper = 0
+    i = usable.containing(0)
+    if i is not None:
+        lower = min(usable.hi[i], MIB) // 1024
+    i = usable.containing(MIB)
+    if i is not None:
+        upper = (usable.hi[i] - MIB) // 1024
+    return lower, upper
+
+
+# ------------------------------------------------------------------ elsewhere_append
+
+class Elsewhere:
+    """The ranges Limine will copy into place at the end (kernel, MBI, sections, modules)."""
+
+    def __init__(self, memory, loader):
+        self.ranges = []            # [(target, length, what)]
+        self.memory = memory
+        self.loader = loader
+
+    def top(self):
+        return max((t + n for t, n, _w in self.ranges), default=0)
+
+    def add_fixed(self, target, length, what):
+        self.ranges.append((target, length, what))
+
+    def append(self, length, what, target=None, fail=""):
+        """elsewhere_append(): the target it settles on, or LoaderRefusal(*fail*)."""
+        if target is None:
+            target = align_up(self.top(), PAGE)
+        tries = ELSEWHERE_RETRIES
+        while tries > 0:
+            tries -= 1
+            if target + length > GIB4:
+                break
+            hit = next(((t, n) for t, n, _w in self.ranges if t < target + length and target < t + n), None)
+            if hit is not None:
+                target = align_up(hit[0] + hit[1], PAGE)
+                continue
+            if length and not self.memory.holds(target, length):
+                # elsewhere.c moves up 4 KiB a try; every try until the next usable entry fails
+                # the same way, so go there at once (counting the tries).
+                nxt = self.memory.next_start(target)
+                if nxt is None:
+                    break
+                steps = -(-(nxt - target) // PAGE)
+                tries -= steps - 1
+                target += steps * PAGE
+                continue
+            self.ranges.append((target, length, what))
+            return target
+        raise refuse(fail, self.loader)
+
+
+# ------------------------------------------------------------------ the kernel
+
+def kernel_range(k, protocol):
+    """(target, length, entry, kind): where the kernel goes before relocation."""
+    mb1 = k.mb1 if protocol == "multiboot1" else None
+    data = k.data
+    if mb1 and mb1.get("aout_kludge") and mb1.get("addresses"):
+        a = mb1["addresses"]
+        return _kludge(data, mb1["offset"], a["header_addr"], a["load_addr"], a["load_end_addr"],
+                       a["bss_end_addr"]) + (a["entry_addr"], "a.out kludge")
+    if protocol == "multiboot2" and k.mb2:
+        tags = {t["type"]: t for t in k.mb2.get("tags", [])}
+        if 2 in tags and "header_addr" in tags[2]:
+            a = tags[2]
+            target, length = _kludge(data, k.mb2["offset"], a["header_addr"], a["load_addr"],
+                                     a["load_end_addr"], a["bss_end_addr"])
+            return target, length, tags[3]["entry_addr"] if 3 in tags else None, "address tag"
+    loads = [(p, m) for p, _f, m in k.segments if m]
+    lo = min(p for p, _m in loads)
+    hi = max(p + m for p, m in loads)
+    entry = _elf_entry(k)
+    if protocol == "multiboot2" and k.mb2:
+        t3 = next((t for t in k.mb2.get("tags", []) if t["type"] == 3 and "entry_addr" in t), None)
+        if t3 is not None:
+            entry = t3["entry_addr"]
+    return lo, hi - lo, entry, "ELF"
+
+
+def _kludge(data, header_offset, header_addr, load_addr, load_end_addr, bss_end_addr):
+    if load_addr == 0xFFFFFFFF:
+        load_src, load_addr = 0, header_addr - header_offset
+    else:
+        load_src = header_offset - (header_addr - load_addr)
+    load_size = (load_end_addr - load_addr) if load_end_addr else len(data) - load_src
+    bss = (bss_end_addr - (load_addr + load_size)) if bss_end_addr else 0
+    return load_addr, load_size + bss
+
+
+def _elf_entry(k):
+    """e_entry moved from vaddr to paddr through the first PT_LOAD holding it (elf.c)."""
+    from bootforge.multiboot.headers import read_elf
+    elf = read_elf(k.data)
+    for s in elf.loads:
+        if s.memsz and s.vaddr <= elf.entry < s.vaddr + s.memsz:
+            return elf.entry - s.vaddr + s.paddr
+    return elf.entry
+
+
+def relocate(tag, target, length, ram, loader):
+    """The base multiboot2.c chooses for a relocatable kernel (tag 10)."""
+    words = "multiboot2: Could not find viable load address for executable"
+    align, lo, hi = tag["align"], tag["min_addr"], tag["max_addr"]
+    if align == 0:
+        raise refuse("multiboot2: Relocatable tag has align=0", loader)
+    if tag.get("preference") == 2:
+        if length > hi:
+            raise refuse(words, loader)
+        base = align_down(hi - length, align)
+        while base >= lo:
+            if ram.holds(base, length):
+                return base
+            if base - lo < align:
+                break
+            base -= align
+        raise refuse(words, loader)
+    base = align_up(lo, align)
+    while base + length <= hi and base + length <= 1 << 33:
+        if ram.holds(base, length):
+            return base
+        # Skip whole align steps to the next RAM interval (the same bases the loop would try).
+        nxt = ram.next_start(base)
+        if nxt is None or nxt <= base:
+            break
+        base += max(1, (nxt - base) // align) * align
+    raise refuse(words, loader)
+
+
+# ------------------------------------------------------------------ the prediction
+
+def _string_tag(t, s):
+    return mbi.mb2_string(t, s)
+
+
+def _shstrndx(k):
+    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]
+
+
+def _section_headers(k):
+    if not k.shnum:
+        return b""
+    shoff = struct.unpack_from("<I" if k.bits == 32 else "<Q", k.data, 0x20 if k.bits == 32 else 0x28)[0]
+    return bytearray(k.data[shoff:shoff + k.shnum * k.shentsize])
+
+
+def _header_flags(k, protocol):
+    """What the kernel's header asks for: MB1 video flag and mode; MB2 fb tag, requests."""
+    if protocol == "multiboot1":
+        h = k.mb1 or {}
+        return {"video": bool(h.get("video_mode")), "mode": h.get("video") or {}}
+    tags = (k.mb2 or {}).get("tags", [])
+    req = next((t for t in tags if t["type"] == 1), None)
+    return {"fbtag": next((t for t in tags if t["type"] == 5), None),
+            "requests": set() if req is None or req.get("optional") else set(req.get("requests", [])),
+            "reloc": next((t for t in tags if t["type"] == 10), None)}
+
+
+def predict(req, protocol, loader):
+    k = req.kernel
+    plat = req.platform
+    efi = plat.firmware == "efi"
+    facts = FIRMWARE_FACTS[plat.firmware]
+    flags = _header_flags(k, protocol)
+    if protocol == "multiboot1" and efi and not flags["video"]:
+        raise refuse("multiboot1: Cannot use text mode with UEFI.", loader)
+    if protocol == "multiboot2" and not efi:
+        bad = sorted(flags["requests"] & EFI_ONLY_REQUESTS)
+        if bad:
+            raise refuse(f"multiboot2: Requested tag `{bad[0]}` which is not supported", loader)
+    res = LoadResult(req.loader, protocol, plat, SOURCE)
+    ram = ram_memory(plat)
+    space = Elsewhere(target_memory(plat), loader)
+    target, length, entry, how = kernel_range(k, protocol)
+    res.load_base = target
+    reloc = flags.get("reloc")
+    if reloc is not None:
+        base = relocate(reloc, target, length, ram, loader)
+        slide = base - target
+        if entry is not None:
+            entry += slide
+        target = base
+        res.load_base = base
+        res.place("kernel (relocatable image)", target, length, reloc["align"],
+                  f"relocatable tag: [{reloc['min_addr']:#x}, {reloc['max_addr']:#x}] align {reloc['align']:#x} "
+                  f"preference {reloc.get('preference', 0)}: {'highest' if reloc.get('preference') == 2 else 'lowest'} "
+                  "base whose range is RAM", "kernel")
+    else:
+        slide = 0
+        if protocol == "multiboot2" and not ram.holds(target, length):
+            raise refuse("multiboot2: Could not find viable load address for executable", loader)
+        res.place(f"kernel ({how}: one range)", target, length, 1,
+                  "lowest p_paddr to highest p_paddr + p_memsz" if how == "ELF" else "load_addr to bss end",
+                  "kernel")
+    res.entry = entry
+    space.add_fixed(target, length, "kernel")
+    elf_info = how == "ELF"
+    mods_strings = [m.cmdline for m in req.modules]
+    if protocol == "multiboot1":
+        info_size = (align_up(116, 16) + align_up(len(req.cmdline.encode()) + 1, 16) + align_up(len(BRAND) + 1, 16)
+                     + (align_up(k.shentsize * k.shnum, 16) if elf_info else 0) + align_up(16 * len(req.modules), 16)
+                     + align_up(sum(align_up(len(s.encode()) + 1, 16) for s in mods_strings), 16)
+                     + align_up(24 * MEMMAP_MAX, 16))
+    else:
+        smbios = align_up(16 + facts["smbios_entry_len"], 8)
+        info_size = (8 + align_up(8 + len(req.cmdline.encode()) + 1, 8) + align_up(8 + len(BRAND) + 1, 8)
+                     + 40 + align_up(8 + 36, 8) + align_up(8 + 20, 8)
+                     + align_up(20 + (k.shentsize * k.shnum if elf_info else 0), 8)
+                     + sum(align_up(16 + len(s.encode()) + 1, 8) for s in mods_strings)
+                     + 16 + smbios + 16 + align_up(16 + 24 * MEMMAP_MAX, 8)
+                     + ((align_up(16 + EFI_DESCRIPTOR_SIZE * EFI_MEMMAP_MAX, 8) + 16 + 16) if efi else 0)
+                     + align_up(8 + DHCP_ACK_PACKET_LEN, 8) + 8)
+    tag = "multiboot1" if protocol == "multiboot1" else "multiboot2"
+    at = space.append(info_size, "mbi", MBI_TARGET, f"{tag}: Cannot allocate {'mb1' if tag == 'multiboot1' else 'mb2'} info")
+    res.mbi_address = at
+    res.place("Multiboot information (size bound)", at, info_size, 1,
+              "elsewhere_append target 0x10000 (GRUB's spot), get_multiboot_info_size() bytes", "mbi")
+    # ELF sections with sh_addr == 0: their data after everything placed so far.
+    shdrs = _section_headers(k) if elf_info else b""
+    word, off_addr = ("<I", 12) if k.bits == 32 else ("<Q", 16)
+    if elf_info:
+        for s in k.sections:
+            h_off = s.index * k.shentsize
+            if s.addr != 0:
+                if slide:
+                    struct.pack_into(word, shdrs, h_off + off_addr, (s.addr + slide) & (0xFFFFFFFF if k.bits == 32 else (1 << 64) - 1))
+                continue
+            if not s.size or s.offset > len(k.data) or s.size > len(k.data) - s.offset:
+                continue
+            sat = space.append(s.size, f"section {s.index}", None, f"{tag}: Cannot allocate elf sections")
+            struct.pack_into(word, shdrs, h_off + off_addr, sat)
+            res.place(f"ELF section {s.index}", sat, s.size, PAGE,
+                      "elsewhere_append: ALIGN_UP(top of everything placed, 4 KiB)", "boot-info")
     mods = []
     for i, m in enumerate(req.modules):
-        at = free.lowest(m.size, 4096, align_up(top, 4096))
-        if at is None:
-            raise RecipeError(f"multiboot: not enough memory for module {i}")
-        free.take(at, m.size)
-        top = at + m.size
-        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
-        res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "ALIGN_UP(highest end so far, 4 KiB)", "module")
+        mat = space.append(m.size, f"module {i}", None, f"{tag}: Cannot allocate module")
+        mods.append({"start": mat, "end": mat + m.size, "cmdline": m.cmdline})
+        res.place(f"module {i} {m.loader_path}", mat, m.size, PAGE,
+                  "elsewhere_append: ALIGN_UP(top of everything placed, 4 KiB), first usable fit", "module")
     res.modules = mods
-    res.mmap = entries
-    usable = ram_intervals(req.platform.memory_map)
-    res.mem_lower = sum(min(b, MIB) - a for a, b in usable if a < MIB) // 1024
-    res.mem_upper = sum(b - max(a, MIB) for a, b in usable if b > MIB) // 1024
     res.cmdline = req.cmdline
+    entries = handed_over_mmap(plat)
+    if len(entries) > MEMMAP_MAX:
+        raise refuse("multiboot1: Too many memory map entries." if tag == "multiboot1"
+                     else "multiboot2: too many memory map entries", loader)
+    res.mmap = entries
+    res.mem_lower, res.mem_upper = mem_lower_upper(entries)
+    fb = _framebuffer(protocol, flags, efi, facts, loader)
     if protocol == "multiboot1":
-        res.mbi_bytes = mbi.mb1_info(mbi.MB1_FLAG["mem"] | mbi.MB1_FLAG["cmdline"] | mbi.MB1_FLAG["mods"]
-                                     | mbi.MB1_FLAG["mmap"] | mbi.MB1_FLAG["loader"],
-                                     min(res.mem_lower, 0xFFFFFFFF), min(res.mem_upper, 0xFFFFFFFF),
-                                     mods_count=len(mods), mmap_length=24 * len(entries))
+        _mb1_bytes(res, k, req, shdrs if elf_info else None, fb)
     else:
-        tags = [mbi.mb2_string(1, req.cmdline), mbi.mb2_string(2, "Limine")]
-        tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
-                 for m in mods]
-        tags += [mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, min(res.mem_upper, 0xFFFFFFFF))),
-                 mbi.mb2_mmap(entries)]
-        res.mbi_bytes = mbi.mb2_info(tags)
-    res.mbi_address = MBI_TARGET
-    res.place("multiboot information", MBI_TARGET, len(res.mbi_bytes), 8, "Limine's MBI target 0x10000", "mbi")
-    res.notes.append("limine: rules from the reference text, not checked against a real Limine")
-    standard_checks(res, req.platform.memory_map)
+        _mb2_bytes(res, k, req, shdrs if elf_info else None, fb, facts, efi, reloc is not None)
+    res.notes.append("tags/fields with firmware data (framebuffer address, RSDP, SMBIOS, EFI pointers, "
+                     "tag 17's descriptors) are sized as the firmware gives them under QEMU; their bytes are zero")
+    check_map = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in entries])
+    standard_checks(res, check_map if efi else plat.memory_map)
     return res
 
 
-@loader_policy("limine-mb1", firmware="bios", protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
-               verified=False, boot_medium=None, wrong_firmware="limine-* is modelled on BIOS platforms only",
-               summary="Limine `protocol: multiboot1`")
+def _framebuffer(protocol, flags, efi, facts, loader):
+    """("ega",) | ("rgb", w, h, bpp) | None: what Limine sets and reports."""
+    if protocol == "multiboot1":
+        if not flags["video"]:
+            return None
+        mode = flags["mode"]
+        if mode.get("mode_type", 0) == 0 or efi:
+            w, h, d = mode.get("width", 0), mode.get("height", 0), mode.get("depth", 0)
+            return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or (1024, 768, 32))
+        return ("ega",)
+    fbtag = flags["fbtag"]
+    if fbtag is None:
+        return ("rgb",) + facts["gop_default"] if efi else ("ega",)
+    w, h, d = fbtag.get("width", 0), fbtag.get("height", 0), fbtag.get("depth", 0)
+    return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or (1024, 768, 32))
+
+
+def _mb1_bytes(res, k, req, shdrs, fb):
+    base = res.mbi_address
+    pos = base + align_up(116, 16)
+    regions = {}
+    flags = mbi.MB1_FLAG["mem"] | mbi.MB1_FLAG["cmdline"] | mbi.MB1_FLAG["mmap"] | mbi.MB1_FLAG["loader"]
+    elf = (0, 0, 0, 0)
+    if shdrs is not None:
+        regions["shdr"] = pos
+        elf = (k.shnum, k.shentsize, pos, _shstrndx(k))
+        pos += align_up(len(shdrs), 16)
+        flags |= mbi.MB1_FLAG["elf_shdr"]
+    mods_addr = 0
+    if res.modules:
+        mods_addr = regions["mods"] = pos
+        pos += align_up(16 * len(res.modules), 16)
+        for m in res.modules:
+            m["cmdline_addr"] = pos
+            pos += align_up(len(m["cmdline"].encode()) + 1, 16)
+        flags |= mbi.MB1_FLAG["mods"]
+    regions["cmdline"] = pos
+    pos += align_up(len(req.cmdline.encode()) + 1, 16)
+    regions["loader"] = pos
+    pos += align_up(len(BRAND) + 1, 16)
+    regions["mmap"] = pos
+    fbbytes = b""
+    if fb is not None:
+        flags |= mbi.MB1_FLAG["framebuffer"]
+        if fb[0] == "ega":
+            fbbytes = struct.pack("<QIIIBB", 0xB8000, 160, 80, 25, 16, 2)
+        else:
+            fbbytes = struct.pack("<QIIIBB", 0, fb[1] * fb[3] // 8, fb[1], fb[2], fb[3], 1)
+    res.regions = regions
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, regions["cmdline"], len(res.modules),
+                                 mods_addr, elf, 24 * len(res.mmap), regions["mmap"], regions["loader"], 0,
+                                 (0, 0, 0, 0, 0, 0), fbbytes)
+
+
+def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
+    tags = []
+    if shdrs is not None:
+        tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k)) + bytes(shdrs)))
+    if relocatable:
+        tags.append(mbi.mb2_tag(21, struct.pack("<I", res.load_base)))
+    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
+             for m in res.modules]
+    tags += [_string_tag(1, req.cmdline), _string_tag(2, BRAND)]
+    if efi:
+        tags.append(mbi.mb2_tag(20, bytes(8)))
+    if fb[0] == "ega":
+        tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
+    else:
+        tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0, fb[1] * fb[3] // 8, fb[1], fb[2], fb[3], 1, 0)
+                                + bytes([16, 8, 8, 8, 0, 8])))
+    if facts["rsdp_v2"]:
+        tags.append(mbi.mb2_tag(15, bytes(36)))
+    tags.append(mbi.mb2_tag(14, bytes(20)))
+    tags.append(mbi.mb2_tag(13, bytes(8 + facts["smbios_entry_len"])))
+    if efi:
+        tags.append(mbi.mb2_tag(12, bytes(8)))
+    tags.append(mbi.mb2_mmap(res.mmap))
+    tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
+    if efi:
+        from bootforge.memmap.io import write_map
+        body = write_map(res.platform.memory_map, "efi-bin", None, {"descriptor_size": EFI_DESCRIPTOR_SIZE})
+        tags.append(mbi.mb2_tag(17, struct.pack("<II", EFI_DESCRIPTOR_SIZE, 1) + body))
+    res.mbi_bytes = mbi.mb2_info(tags)
+
+
+
+@loader_policy("limine-mb1", firmware=("bios", "efi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
+               verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot1` (BIOS, UEFI)")
 def load_mb1(req):
-    return _load(req, "multiboot1")
+    return predict(req, "multiboot1", "limine-mb1")
 
 
-@loader_policy("limine-mb2", firmware="bios", protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
-               verified=False, boot_medium=None, wrong_firmware="limine-* is modelled on BIOS platforms only",
-               summary="Limine `protocol: multiboot2`")
+@loader_policy("limine-mb2", firmware=("bios", "efi"), protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
+               verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot2` (BIOS, UEFI)")
 def load_mb2(req):
-    return _load(req, "multiboot2")
+    return predict(req, "multiboot2", "limine-mb2")
