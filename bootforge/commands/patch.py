@@ -65,7 +65,7 @@ def _offset(ctx, param, value):
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the patched ROM here ('-': standard output, the report then goes to stderr).")
 @click.option("--in-place", is_flag=True, help="Replace ROM itself (atomically).")
-@click.option("--image", "image_index", type=int, help="Patch only image N (0-based, as in `inspect --json`); "
+@click.option("--image", "image_index", type=int, metavar="N", help="Patch only image N (0-based, as in `inspect --json`); "
               "default: ids go to every image, --last/--not-last to the final one.")
 @click.option("--vendor-id", callback=_hex_id(16), metavar="HEX", help=f"New PCIR vendor id ({HEX_HELP}).")
 @click.option("--device-id", callback=_hex_id(16), metavar="HEX",
@@ -78,7 +78,7 @@ def _offset(ctx, param, value):
 @click.option("--last/--not-last", default=None, help="Set or clear the last-image bit.")
 @click.option("--fix-checksums", is_flag=True, help="Also re-balance $PnP, UNDI, iPXE and image checksums "
               "that are already wrong (without it, patching an image whose checksum was bad is refused).")
-@click.option("--checksum-offset", callback=_offset, help="The byte (from the image start; decimal or 0x...) "
+@click.option("--checksum-offset", callback=_offset, metavar="OFFSET", help="The byte (from the image start; decimal or 0x...) "
               "that carries the image checksum, when bootforge cannot tell which byte holds no code or data.")
 def patch_command(rom, output, in_place, image_index, vendor_id, device_id, device_list, class_code, last,
                   fix_checksums, checksum_offset):

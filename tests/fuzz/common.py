@@ -169,7 +169,17 @@ def plain_fuzz(one_input, corpus_dir, seconds, timeout):
 
 
 def main(family, seeds, target):
-    """Write the seeds, then fuzz. Extra argv goes to libFuzzer (e.g. -max_total_time=150)."""
+    """Write the seeds, then fuzz. Extra argv goes to libFuzzer (e.g. -max_total_time=150).
+    `--repro FILE...` runs target() on each file with no guard: the traceback shows."""
+    if "--repro" in sys.argv:
+        from bootforge.errors import BootforgeError
+        for name in sys.argv[sys.argv.index("--repro") + 1:]:
+            try:
+                target(Path(name).read_bytes())
+                print(f"{name}: passes")
+            except BootforgeError as exc:
+                print(f"{name}: passes (bootforge answered: {exc})")
+        return
     d = family_dir(family)
     count = write_seeds(family, seeds())
     print(f"{family}: {count} seed inputs in {d / 'corpus'}", file=sys.stderr, flush=True)
