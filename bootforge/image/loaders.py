@@ -153,7 +153,9 @@ def limine_conf(spec):
         for m in e.modules:
             lines.append(f"    module_path: boot():{m.loader_path}")
             if m.cmdline:
-                lines.append(f"    module_cmdline: {m.cmdline}")
+                # Limine 11.4.1's multiboot1/2 read MODULE_STRING; module_cmdline is the Limine
+                # protocol's key and reaches a Multiboot kernel as '' (observed: tests/test_limine_conf.py).
+                lines.append(f"    module_string: {m.cmdline}")
         lines.append("")
     return "\n".join(lines)
 
