@@ -1,0 +1,125 @@
+"""`bootforge load` for images: the LoadRequest of one entry of an image file or of an [image] recipe.
+
+An image is read as it is: the loader is the one whose configuration is
+in it (grub.cfg, isolinux.cfg, limine.conf), the entry's kernel and
+modules are the files in the image, the policy is the loader's for the
+firmware asked (--firmware, default the first the image boots with).
+"""
+
+import tomllib
+from pathlib import Path
+
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.formats import eltorito as et
+from bootforge.image.recipe import DEFAULT_PLATFORM, POLICY_FOR
+
+FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
+
+
+def _policy(loader, firmware, protocol, where):
+    name = POLICY_FOR.get((loader, firmware, protocol))
+    if name is None:
+        raise RecipeError(f"{where}: bootforge has no {loader} policy for {protocol} under {firmware.upper()} "
+                          f"(known: {', '.join(f'{l}/{f}/{p}' for l, f, p in POLICY_FOR)})")
+    return name
+
+
+def image_firmwares(view):
+    """The firmware an image boots with: El Torito entries, else an ESP / BIOS boot code."""
+    out = []
+    if view.catalog:
+        plats = {e["platform_id"] for e in view.catalog["entries"]}
+        if et.PLATFORM_X86 in plats:
+            out.append("bios")
+        if et.PLATFORM_EFI in plats:
+            out.append("uefi")
+    else:
+        if view.mbr_code not in (None, "unknown"):
+            out.append("bios")
+        if view.esp is not None and view.esp.lookup("/EFI/BOOT/BOOTX64.EFI") is not None:
+            out.append("uefi")
+    return out or ["bios"]
+
+
+def image_request(path, platform=None, loader=None, entry=None, firmware=None):
+    """A LoadRequest when *path* is an image or an [image] recipe; None for a [load] recipe."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(0x8010)
+    except OSError as exc:
+        raise RecipeError(exc.strerror or str(exc), path=path) from None
+    from bootforge.inspect import _disk_image
+    if _disk_image(head):
+        return _from_image(p, platform, loader, entry, firmware)
+    try:
+        table = tomllib.loads(head.decode("utf-8") if len(head) < 0x8010 else p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    if "image" in table:
+        try:
+            return _from_recipe(p, table, platform, loader, entry, firmware)
+        except BootforgeError as exc:
+            raise exc.located(path=path)
+    return None
+
+
+def _firmware(firmware, available, where):
+    if firmware is None:
+        return available[0]
+    fw = FIRMWARE_NAMES.get(firmware)
+    if fw not in available:
+        raise RecipeError(f"{where} boots with {', '.join(available)}, not {firmware}")
+    return fw
+
+
+def _from_recipe(path, table, platform, loader, entry, firmware):
+    from bootforge.fileio import read_input
+    from bootforge.loader.image import read_kernel
+    from bootforge.loader.platforms import resolve
+    from bootforge.loader.result import LoadRequest, ModuleSpec
+    from bootforge.image.recipe import read_image_table
+    spec = read_image_table(path, table)
+    e = None
+    if entry is None:
+        e = spec.entries[0]
+    elif entry.isdigit() and int(entry) < len(spec.entries):
+        e = spec.entries[int(entry)]
+    else:
+        e = next((x for x in spec.entries if x.title == entry), None)
+        if e is None:
+            raise RecipeError(f"no entry {entry!r} (entries: {', '.join(repr(x.title) for x in spec.entries)})")
+    fw = _firmware(firmware, spec.firmware, "the image")
+    name = loader or _policy(spec.loader, fw, e.protocol, "the image")
+    plat = resolve(platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
+    kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
+    mods = [ModuleSpec(m.source, m.loader_path, m.cmdline, m.content.size) for m in e.modules]
+    return LoadRequest(kernel, e.loader_path, e.cmdline, mods, plat, name)
+
+
+def _from_image(path, platform, loader, entry, firmware):
+    from bootforge.loader.image import read_kernel
+    from bootforge.loader.platforms import resolve
+    from bootforge.loader.result import LoadRequest, ModuleSpec
+    from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
+    view = open_image(path)
+    try:
+        if view.loader is None:
+            raise RecipeError(f"{path}: no loader configuration found (grub.cfg, isolinux.cfg, limine.conf)")
+        _, e = pick_entry(view, entry)
+        if e.protocol is None:
+            raise RecipeError(f"{path}: entry {e.title!r} is not a Multiboot entry ({e.note or 'no kernel line'})")
+        fw = _firmware(firmware, image_firmwares(view), str(path))
+        name = loader or _policy(view.loader, fw, e.protocol, str(path))
+        plat = resolve(platform or DEFAULT_PLATFORM[fw])
+        data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
+        kernel = read_kernel(f"{path}:{e.kernel}", data)
+        mods = []
+        for mpath, args in e.modules:
+            f = fs_file(view, mpath)
+            if f is None:
+                raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
+            mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
+        return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name)
+    finally:
+        view.image.close()

@@ -1,0 +1,359 @@
+"""bootforge build of [image] recipes: hybrid ISOs and GPT disks, reproducible to the byte, checked by
+independent tools (xorriso, isoinfo, sgdisk, fsck.fat, mtools), read back by inspect and load, and
+images bootforge did not make (grub-mkrescue, xorriso + isolinux, Limine's README recipe, Debian's
+ipxe.iso) read by inspect."""
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+
+import pytest
+
+from bootforge.multiboot import oracle
+from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+
+STUB = BUILD / "stubs" / "mbdump.elf"
+LIMINE_DIR = REPO.parent / "shared" / "oracles" / "limine-11.4.1"
+GRUB_TOOLS = ("grub-mkimage", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi")
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_tree(d, protocol="multiboot2"):
+    """A kernel (the dump kernel with a header) and two modules in *d*."""
+    require(str(STUB))
+    recipe = "mb2" if protocol == "multiboot2" else "mb1"
+    run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", d / "kernel.elf", check=0)
+    (d / "mod1").write_bytes(oracle.module_bytes("mod1", 3000))
+    (d / "initrd.tar").write_bytes(oracle.module_bytes("initrd", 70001))
+    (d / "README.txt").write_text("hello\n")
+
+
+def recipe_text(fmt="iso", loader="grub", firmware=("bios", "uefi"), protocol="multiboot2", extra="", output=None):
+    return (f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = {json.dumps(list(firmware))}\n'
+            f'output = "{output or "os." + ("iso" if fmt == "iso" else "img")}"\n{extra}'
+            f'[[image.entries]]\ntitle = "my os"\nkernel = "kernel.elf"\nprotocol = "{protocol}"\n'
+            f'cmdline = "console=ttyS0 a=b"\n'
+            f'[[image.entries.modules]]\npath = "mod1"\ncmdline = "mod1-args"\n'
+            f'[[image.entries.modules]]\npath = "initrd.tar"\nloader_path = "/boot/Initrd.tar"\ncmdline = "initrd"\n'
+            f'[[image.files]]\nsource = "README.txt"\npath = "/README.txt"\n')
+
+
+def build(d, text, *args, check=0):
+    (d / "r.toml").write_text(text)
+    return run_bootforge("build", d / "r.toml", *args, check=check)
+
+
+@pytest.fixture(scope="module")
+def grub_images(tmp_path_factory):
+    require(*GRUB_TOOLS)
+    d = tmp_path_factory.mktemp("grub")
+    write_tree(d)
+    out = {}
+    for fmt in ("iso", "disk"):
+        build(d, recipe_text(fmt))
+        out[fmt] = d / ("os.iso" if fmt == "iso" else "os.img")
+    return out
+
+
+# ---------------------------------------------------------------- reproducible
+
+def test_same_bytes_whatever_the_clock_umask_mtimes_and_directory(tmp_path):
+    require(*GRUB_TOOLS)
+    hashes = []
+    for i, (umask, mtime) in enumerate(((0o022, 1_000_000_000), (0o077, 1_700_000_000))):
+        d = tmp_path / f"run{i}" / ("deep" * (i + 1))
+        d.mkdir(parents=True)
+        write_tree(d)
+        for f in d.iterdir():
+            os.utime(f, (mtime, mtime))
+            f.chmod(0o600 if i else 0o644)
+        old = os.umask(umask)
+        try:
+            env_tz = os.environ.get("TZ")
+            os.environ["TZ"] = "UTC" if i == 0 else "Asia/Kolkata"
+            for fmt in ("iso", "disk"):
+                build(d, recipe_text(fmt))
+        finally:
+            os.umask(old)
+            if env_tz is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = env_tz
+        hashes.append((sha(d / "os.iso"), sha(d / "os.img")))
+    assert hashes[0] == hashes[1]
+
+
+def test_source_date_epoch_is_honoured(tmp_path):
+    require(*GRUB_TOOLS, "xorriso")
+    write_tree(tmp_path)
+    (tmp_path / "r.toml").write_text(recipe_text("iso"))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "bootforge", "build", str(tmp_path / "r.toml"), "--json"],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["source_date_epoch"] == 1700000000
+    info = subprocess.run(["xorriso", "-indev", str(tmp_path / "os.iso"), "-pvd_info"], capture_output=True,
+                          text=True).stdout
+    assert "Creation Time: 2023111422132000" in info       # 1700000000 is 2023-11-14 22:13:20 UTC
+
+
+# ---------------------------------------------------------------- independent checkers
+
+def test_xorriso_reads_both_el_torito_entries_and_the_gpt(grub_images):
+    require("xorriso")
+    out = subprocess.run(["xorriso", "-indev", str(grub_images["iso"]), "-report_el_torito", "plain",
+                          "-report_system_area", "plain"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout
+    assert "Boot record  : El Torito , MBR protective-msdos-label grub2-mbr cyl-align-off GPT" in out
+    lines = [line.split() for line in out.splitlines() if line.startswith("El Torito boot img :")]
+    assert [(x[5], x[6], x[7]) for x in lines] == [("1", "BIOS", "y"), ("2", "UEFI", "y")]
+    assert "El Torito img path :   1  /boot/grub/i386-pc-eltorito.img" in out
+    assert "GPT type GUID      :   1  28732ac11ff8d211ba4b00a0c93ec93b" in out     # ESP
+
+
+def test_isoinfo_sees_rock_ridge_and_the_catalog(grub_images):
+    require("isoinfo")
+    info = subprocess.run(["isoinfo", "-d", "-i", str(grub_images["iso"])], capture_output=True, text=True).stdout
+    assert "Rock Ridge signatures version 1 found" in info and "Bootid 88 (bootable)" in info
+    listing = subprocess.run(["isoinfo", "-R", "-f", "-i", str(grub_images["iso"])], capture_output=True,
+                             text=True).stdout.split()
+    assert {"/boot/Initrd.tar", "/boot/kernel.elf", "/boot/mod1", "/boot/grub/grub.cfg", "/README.txt"} <= set(listing)
+
+
+def test_sgdisk_verifies_both_images(grub_images):
+    require("sgdisk")
+    for image in grub_images.values():
+        proc = subprocess.run(["sgdisk", "-v", str(image)], capture_output=True, text=True)
+        assert "No problems found." in proc.stdout, proc.stdout
+
+
+def test_fsck_fat_and_mtools_read_the_esps(grub_images, tmp_path):
+    require("fsck.fat", "mdir")
+    doc = json.loads(run_bootforge("inspect", "--json", grub_images["disk"], check=0).stdout)
+    esp = next(p for p in doc["gpt"]["partitions"] if p["type"] == "EFI system partition")
+    part = tmp_path / "esp.img"
+    with open(grub_images["disk"], "rb") as f:
+        f.seek(esp["first_lba"] * 512)
+        part.write_bytes(f.read((esp["last_lba"] - esp["first_lba"] + 1) * 512))
+    proc = subprocess.run(["fsck.fat", "-n", str(part)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listing = subprocess.run(["mdir", "-/", "-b", "-i", str(part), "::"], capture_output=True, text=True).stdout
+    assert "::/EFI/BOOT/BOOTX64.EFI" in listing and "::/boot/Initrd.tar" in listing
+    got = subprocess.run(["mtype", "-i", str(part), "::/boot/Initrd.tar"], capture_output=True).stdout
+    assert got == oracle.module_bytes("initrd", 70001)
+    # The ISO's El Torito EFI image is a FAT volume too.
+    iso_doc = json.loads(run_bootforge("inspect", "--json", grub_images["iso"], check=0).stdout)
+    efi = next(e for e in iso_doc["el_torito"]["entries"] if e["platform"] == "UEFI")
+    img = tmp_path / "efi.img"
+    with open(grub_images["iso"], "rb") as f:
+        f.seek(efi["load_rba"] * 2048)
+        img.write_bytes(f.read(efi["sector_count"] * 512))
+    assert subprocess.run(["fsck.fat", "-n", str(img)], capture_output=True).returncode == 0
+
+
+def test_hybrid_mbr_points_grub_at_its_core(grub_images):
+    """boot_hybrid.img's core sector (0x1B0) = El Torito image LBA * 4 + 4, and the image's own
+    copy of its LBA * 4 + 5 at 2548: what grub-mkrescue's xorriso run writes (--grub2-mbr,
+    --grub2-boot-info)."""
+    data = grub_images["iso"].read_bytes()
+    boot_hybrid = open("/usr/lib/grub/i386-pc/boot_hybrid.img", "rb").read()
+    assert data[:432] == boot_hybrid[:432]
+    catalog_lba = struct.unpack_from("<I", data, 17 * 2048 + 0x47)[0]
+    bios_lba = struct.unpack_from("<I", data, catalog_lba * 2048 + 32 + 8)[0]
+    assert struct.unpack_from("<Q", data, 0x1B0)[0] == bios_lba * 4 + 4
+    assert struct.unpack_from("<Q", data, bios_lba * 2048 + 2548)[0] == bios_lba * 4 + 5
+
+
+# ---------------------------------------------------------------- build output, inspect, load
+
+def test_build_shows_the_generated_configuration(tmp_path):
+    require(*GRUB_TOOLS)
+    write_tree(tmp_path)
+    text = build(tmp_path, recipe_text("iso")).stdout
+    assert "multiboot2 /boot/kernel.elf console=ttyS0 a=b" in text and "module2 /boot/Initrd.tar initrd" in text
+    doc = json.loads(build(tmp_path, recipe_text("iso"), "--json").stdout)
+    assert doc["configuration_path"] == "/boot/grub/grub.cfg"
+    assert "menuentry 'my os' {" in doc["configuration"]
+    assert doc["sha256"] == sha(tmp_path / "os.iso")
+    assert "multiboot2" in doc["grub_modules_bios"] and "iso9660" in doc["grub_modules_uefi"]
+
+
+def test_inspect_reads_back_what_build_wrote(grub_images):
+    doc = json.loads(run_bootforge("inspect", "--json", grub_images["iso"], check=0).stdout)
+    assert doc["format"] == "image" and doc["loader"] == "grub"
+    assert doc["mbr"]["boot_code"] == "GRUB boot.img / boot_hybrid.img"
+    g = doc["gpt"]
+    assert g["header"]["header_crc_ok"] and g["header"]["entries_crc_ok"] and g["backup"]["matches_primary"]
+    assert [e["platform"] for e in doc["el_torito"]["entries"]] == ["x86 BIOS", "UEFI"]
+    assert [f["path"] for f in doc["esp"]["files"]] == ["/EFI/BOOT/BOOTX64.EFI"]
+    (entry,) = doc["entries"]
+    assert entry["kernel"] == "/boot/kernel.elf" and entry["verdict"]["subject"] == "grub-mb2"
+    assert entry["verdict"]["ok"]
+    assert [(m["path"], m["size"]) for m in entry["modules"]] == [("/boot/mod1", 3000), ("/boot/Initrd.tar", 70001)]
+    disk = json.loads(run_bootforge("inspect", "--json", grub_images["disk"], check=0).stdout)
+    assert [p["type"] for p in disk["gpt"]["partitions"]] == ["BIOS boot partition", "EFI system partition"]
+    assert disk["entries"][0]["modules"][1]["size"] == 70001
+
+
+def test_load_predicts_from_inside_the_image(grub_images, tmp_path):
+    for fmt, image in grub_images.items():
+        for fw, loader in (("bios", "grub-pc-mb2"), ("uefi", "grub-efi-mb2")):
+            doc = json.loads(run_bootforge("load", image, "--firmware", fw, "--json", check=0).stdout)
+            assert doc["loader"] == loader, doc
+            assert doc["mbi"]["cmdline"] == "console=ttyS0 a=b"
+            assert [m["end"] - m["start"] for m in doc["mbi"]["modules"]] == [3000, 70001]
+
+
+def test_load_of_the_recipe_equals_load_of_the_image(tmp_path):
+    require(*GRUB_TOOLS)
+    write_tree(tmp_path)
+    build(tmp_path, recipe_text("iso"))
+    a = json.loads(run_bootforge("load", tmp_path / "r.toml", "--json", check=0).stdout)
+    b = json.loads(run_bootforge("load", tmp_path / "os.iso", "--json", check=0).stdout)
+    assert a["loader"] == b["loader"] == "grub-pc-mb2"
+    assert a["mbi"] == b["mbi"]
+
+
+def test_bad_gpt_crc_is_a_defect_and_a_catalog_past_the_end_is_bad_input(grub_images, tmp_path):
+    bad = tmp_path / "bad-crc.iso"
+    shutil.copyfile(grub_images["iso"], bad)
+    with open(bad, "r+b") as f:
+        f.seek(512 + 16)
+        f.write(b"\0\0\0\0")
+    proc = run_bootforge("inspect", bad)
+    assert proc.returncode == 1 and "GPT header CRC32" in proc.stdout
+    past = tmp_path / "past.iso"
+    shutil.copyfile(grub_images["iso"], past)
+    with open(past, "r+b") as f:
+        f.seek(17 * 2048 + 0x47)
+        f.write(struct.pack("<I", 0x7FFFFFF))
+    assert_one_line_error(run_bootforge("inspect", past), str(past), "El Torito catalog", "past the end")
+
+
+# ---------------------------------------------------------------- images bootforge did not make
+
+def test_inspect_grub_mkrescue_image(tmp_path):
+    require("grub-mkrescue", "xorriso", "mformat", str(STUB))
+    write_tree(tmp_path)
+    iso = oracle.grub_iso(tmp_path / "kernel.elf", tmp_path)
+    doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
+    assert doc["loader"] == "grub" and doc["mbr"]["boot_code"] == "GRUB boot.img / boot_hybrid.img"
+    assert doc["el_torito"]["entries"][0]["image"] == "/boot/grub/i386-pc/eltorito.img"
+    assert doc["esp"]["files"][0]["path"].lower() == "/efi/boot/bootx64.efi"
+    assert doc["entries"][0]["verdict"]["ok"] and doc["entries"][0]["modules"][0]["size"] == 3000
+    load = json.loads(run_bootforge("load", iso, "--json", check=0).stdout)
+    assert load["loader"] == "grub-pc-mb2"
+
+
+def test_inspect_xorriso_isolinux_isohybrid(tmp_path):
+    require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/ISOLINUX/isohdpfx.bin", str(STUB))
+    write_tree(tmp_path, "multiboot1")
+    root = oracle.isolinux_tree(tmp_path / "s", tmp_path / "kernel.elf")
+    (root / "mod1").write_bytes(b"m" * 100)
+    (root / "isolinux" / "isolinux.cfg").write_text(
+        "DEFAULT k\nLABEL k\n  KERNEL mboot.c32\n  APPEND /kernel.elf args --- /mod1 m1\n")
+    iso = tmp_path / "s.iso"
+    oracle.run_tool(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), "-isohybrid-mbr",
+                     "/usr/lib/ISOLINUX/isohdpfx.bin", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
+                     "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", str(root)])
+    doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
+    assert doc["mbr"]["boot_code"] == "syslinux isohdpfx.bin (isohybrid)"
+    assert doc["loader"] == "syslinux" and doc["el_torito"]["entries"][0]["identity"] == "ISOLINUX"
+    e = doc["entries"][0]
+    assert (e["protocol"], e["kernel"], e["cmdline"]) == ("multiboot1", "/kernel.elf", "args")
+    assert e["modules"] == [{"path": "/mod1", "cmdline": "m1", "size": 100, "present": True}]
+    assert e["verdict"]["subject"] == "syslinux-mb1" and e["verdict"]["ok"]
+
+
+def test_inspect_limine_iso_made_as_limines_readme_says(tmp_path):
+    require("xorriso", "cc", str(LIMINE_DIR / "limine.c"), str(STUB))
+    write_tree(tmp_path)
+    iso_root = tmp_path / "iso"
+    (iso_root / "boot" / "limine").mkdir(parents=True)
+    (iso_root / "EFI" / "BOOT").mkdir(parents=True)
+    shutil.copyfile(tmp_path / "kernel.elf", iso_root / "boot" / "kernel")
+    for name in ("limine-bios.sys", "limine-bios-cd.bin", "limine-uefi-cd.bin"):
+        shutil.copyfile(LIMINE_DIR / name, iso_root / "boot" / "limine" / name)
+    shutil.copyfile(LIMINE_DIR / "BOOTX64.EFI", iso_root / "EFI" / "BOOT" / "BOOTX64.EFI")
+    (iso_root / "boot" / "limine" / "limine.conf").write_text(
+        "timeout: 0\n/k\n    protocol: multiboot2\n    path: boot():/boot/kernel\n    cmdline: a=b\n")
+    iso = tmp_path / "lim.iso"
+    oracle.run_tool(["xorriso", "-as", "mkisofs", "-R", "-r", "-J", "-b", "boot/limine/limine-bios-cd.bin",
+                     "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus", "-apm-block-size",
+                     "2048", "--efi-boot", "boot/limine/limine-uefi-cd.bin", "-efi-boot-part", "--efi-boot-image",
+                     "--protective-msdos-label", str(iso_root), "-o", str(iso)])
+    from bootforge.image.loaders import limine_tool
+    subprocess.run([limine_tool(str(LIMINE_DIR)), "bios-install", str(iso)], check=True, capture_output=True)
+    doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
+    assert doc["loader"] == "limine" and doc["config_path"] == "/boot/limine/limine.conf"
+    e = doc["entries"][0]
+    assert (e["protocol"], e["kernel"], e["cmdline"]) == ("multiboot2", "/boot/kernel", "a=b")
+    assert e["verdict"]["subject"] == "limine-mb2" and e["verdict"]["ok"]
+    assert doc["el_torito"]["entries"][0]["identity"] == "Limine"
+
+
+def test_inspect_debian_ipxe_iso():
+    require("/usr/lib/ipxe/ipxe.iso")
+    proc = run_bootforge("inspect", "--json", "/usr/lib/ipxe/ipxe.iso", check=0)
+    doc = json.loads(proc.stdout)
+    assert doc["mbr"]["boot_code"] == "syslinux isohdpfx.bin (isohybrid)"
+    assert [e["platform"] for e in doc["el_torito"]["entries"]] == ["x86 BIOS", "UEFI"]
+    assert doc["el_torito"]["entries"][0]["image"] == "/isolinux.bin"
+    assert doc["loader"] == "syslinux" and doc["config_path"] == "/isolinux.cfg"
+    assert doc["entries"][0]["protocol"] is None and doc["entries"][0]["kernel"] == "ipxe.krn"
+    assert doc["esp"]["files"][0]["path"].lower() == "/efi/boot/bootx64.efi"
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2, no output
+
+@pytest.mark.parametrize("change,fragments", [
+    (lambda t: t.replace('path = "mod1"', 'path = "missing.bin"'), ["missing.bin", "No such file"]),
+    (lambda t: t.replace('kernel = "kernel.elf"', 'kernel = "nokernel.elf"'), ["nokernel.elf"]),
+    (lambda t: t.replace('path = "/README.txt"', 'path = "/boot/mod1"'), ["two files map to one path", "/boot/mod1"]),
+    (lambda t: t.replace('path = "/README.txt"', 'path = "/BOOT/MOD1"').replace('format = "iso"', 'format = "disk"'),
+     ["two files map to one", "FAT"]),
+    (lambda t: t + '[[image.files]]\nsource = "README.txt"\npath = "/a-b.txt"\n'
+     '[[image.files]]\nsource = "README.txt"\npath = "/a_b.txt"\n', ["ISO 9660 name A_B.TXT;1", "/a_b.txt"]),
+    (lambda t: t.replace('[image]\n', '[image]\nsize = "64K"\n'), ["size"]),
+    (lambda t: t.replace('loader = "grub"', 'loader = "limine"\nlimine_dir = "nolimine"'), ["nolimine"]),
+])
+def test_bad_recipes_exit_2_with_no_output(tmp_path, change, fragments):
+    require(*GRUB_TOOLS)
+    write_tree(tmp_path)
+    proc = build(tmp_path, change(recipe_text("iso")), check=None)
+    assert_one_line_error(proc, *fragments)
+    assert not any(p.suffix in (".iso", ".img") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_limine_dir_missing_a_file_is_named(tmp_path):
+    require(*GRUB_TOOLS)
+    write_tree(tmp_path)
+    lim = tmp_path / "lim"
+    lim.mkdir()
+    for name in ("limine-bios-cd.bin", "limine-bios.sys", "BOOTX64.EFI"):
+        (lim / name).write_bytes(b"x")
+    proc = build(tmp_path, recipe_text("iso", "limine", extra='limine_dir = "lim"\n'), check=None)
+    assert_one_line_error(proc, "limine-uefi-cd.bin")
+
+
+def test_kernel_the_loader_refuses_is_refused_in_its_words(tmp_path):
+    require(*GRUB_TOOLS, str(STUB))
+    write_tree(tmp_path)
+    shutil.copyfile(STUB, tmp_path / "kernel.elf")                # no Multiboot header at all
+    proc = build(tmp_path, recipe_text("iso"), check=None)
+    assert_one_line_error(proc, "grub-mb2", "no multiboot header found")
+    assert not (tmp_path / "os.iso").exists()
+
+
+def test_syslinux_needs_multiboot1(tmp_path):
+    write_tree(tmp_path)
+    proc = build(tmp_path, recipe_text("iso", "syslinux", ["bios"]), check=None)
+    assert_one_line_error(proc, "mboot.c32", "Multiboot 1")

@@ -1,0 +1,121 @@
+"""Images bootforge builds boot for real, and what the loader hands the dump kernel is what
+`bootforge load IMAGE` predicts: GRUB (hybrid ISO and GPT disk, SeaBIOS and OVMF), Syslinux
+(hybrid ISO, SeaBIOS, from CD and as a disk), Limine (hybrid ISO).
+
+Each image is booted from -cdrom and as a raw hard disk (-drive file=IMG,format=raw); the
+dump kernel (build/stubs/mbdump.elf) writes the boot information to port 0xE9."""
+
+import json
+
+import pytest
+
+from bootforge.multiboot import oracle
+from bootforge.multiboot.dump import decode_dump
+from bootforge.qemu.runner import Machine, Medium, QemuRun
+from bootforge.verify.compare import observed_fields, predicted_fields
+from conftest import BUILD, REPO, require, run_bootforge
+
+pytestmark = pytest.mark.qemu
+STUB = BUILD / "stubs" / "mbdump.elf"
+LIMINE_DIR = REPO.parent / "shared" / "oracles" / "limine-11.4.1"
+MODULES = [("mod1", 3000, "mod1-args"), ("mod2", 70001, "mod2 args two")]
+CMDLINE = "kernel-args a=b"
+
+
+def _recipe(tmp, name, loader, fmt, firmware, protocol, extra=""):
+    mods = "".join(f'[[image.entries.modules]]\npath = "{m}"\ncmdline = "{a}"\n' for m, _, a in MODULES)
+    (tmp / f"{name}.toml").write_text(
+        f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = {json.dumps(firmware)}\n'
+        f'output = "{name}.img"\n{extra}'
+        f'[[image.entries]]\ntitle = "dump"\nkernel = "k-{protocol}.elf"\nprotocol = "{protocol}"\n'
+        f'cmdline = "{CMDLINE}"\n{mods}')
+    run_bootforge("build", tmp / f"{name}.toml", check=0)
+    return tmp / f"{name}.img"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    require("qemu-system-x86_64", str(STUB), "grub-mkimage", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi",
+            "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32",
+            "/usr/share/OVMF/OVMF_CODE_4M.fd", str(LIMINE_DIR / "limine.c"), "cc")
+    tmp = tmp_path_factory.mktemp("images")
+    for proto, recipe in (("multiboot1", "mb1"), ("multiboot2", "mb2")):
+        run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", tmp / f"k-{proto}.elf", check=0)
+    for name, size, _ in MODULES:
+        (tmp / name).write_bytes(oracle.module_bytes(name, size))
+    return {
+        "grub-iso": _recipe(tmp, "grub-iso", "grub", "iso", ["bios", "uefi"], "multiboot2"),
+        "grub-disk": _recipe(tmp, "grub-disk", "grub", "disk", ["bios", "uefi"], "multiboot2"),
+        "syslinux-iso": _recipe(tmp, "syslinux-iso", "syslinux", "iso", ["bios"], "multiboot1"),
+        "limine-iso": _recipe(tmp, "limine-iso", "limine", "iso", ["bios", "uefi"], "multiboot2",
+                              f'limine_dir = "{LIMINE_DIR}"\n'),
+    }
+
+
+def boot(image, firmware, how, tmp_path):
+    """Boot *image* (-cdrom or as a raw disk) under SeaBIOS or OVMF; the decoded dump and the serial text."""
+    args = ["-cdrom", str(image)] if how == "cdrom" else ["-drive", f"file={image},format=raw"]
+    medium = Medium(args, f"{image.name} as {how}")
+    done = lambda run: run.debugcon().rstrip().endswith(b"DONE")  # noqa: E731
+    with QemuRun(Machine(firmware, 256), medium, workdir=tmp_path / f"{firmware}-{how}") as run:
+        run.start()
+        run.wait_until(done, 90 if firmware == "ovmf" else 30)
+        dump, serial = run.debugcon(), run.serial()
+    assert dump.rstrip().endswith(b"DONE"), serial[-600:]
+    doc, problems = decode_dump(dump)
+    assert problems == []
+    return doc, serial
+
+
+def predicted(image, firmware):
+    from bootforge.image.load import image_request
+    from bootforge.loader.policies import policy
+    req = image_request(image, entry="dump", firmware="uefi" if firmware == "ovmf" else "bios")
+    return req, policy(req.loader)(req)
+
+
+def assert_boot_matches_load(image, firmware, how, tmp_path):
+    doc, serial = boot(image, firmware, how, tmp_path)
+    req, res = predicted(image, firmware)
+    seen, want = observed_fields(doc), predicted_fields(res)
+    assert seen["cmdline"] is not None and seen["cmdline"].endswith(CMDLINE)
+    assert [e - s for s, e in seen["modules"]] == [size for _, size, _ in MODULES]
+    mismatches = {k: (want[k], seen.get(k)) for k in want if want[k] != seen.get(k)}
+    assert not mismatches, (req.loader, mismatches)
+    return doc, serial, res
+
+
+# SeaBIOS boots are cheap (~1 s): every image and way. OVMF boots (~6-12 s each): one per layout.
+@pytest.mark.parametrize("how", ["cdrom", "disk"])
+def test_grub_iso_seabios(images, how, tmp_path):
+    doc, _, res = assert_boot_matches_load(images["grub-iso"], "seabios", how, tmp_path)
+    assert res.loader == "grub-pc-mb2" and doc["eax"] == 0x36D76289
+
+
+@pytest.mark.parametrize("how", ["cdrom", "disk"])
+def test_grub_iso_ovmf(images, how, tmp_path):
+    doc, _, res = assert_boot_matches_load(images["grub-iso"], "ovmf", how, tmp_path)
+    assert res.loader == "grub-efi-mb2" and any(t["type"] == 17 for t in doc["multiboot2"]["tags"])
+
+
+@pytest.mark.parametrize("firmware", ["seabios", "ovmf"])
+def test_grub_disk(images, firmware, tmp_path):
+    _, _, res = assert_boot_matches_load(images["grub-disk"], firmware, "disk", tmp_path)
+    assert res.loader == ("grub-pc-mb2" if firmware == "seabios" else "grub-efi-mb2")
+
+
+@pytest.mark.parametrize("how", ["cdrom", "disk"])
+def test_syslinux_iso_seabios(images, how, tmp_path):
+    doc, serial, res = assert_boot_matches_load(images["syslinux-iso"], "seabios", how, tmp_path)
+    assert res.loader == "syslinux-mb1" and doc["eax"] == 0x2BADB002
+    assert "Loading /boot/k-multiboot1.elf... ok" in serial
+
+
+@pytest.mark.parametrize("firmware,how", [("seabios", "cdrom"), ("seabios", "disk"), ("ovmf", "cdrom")])
+def test_limine_iso(images, firmware, how, tmp_path):
+    doc, serial = boot(images["limine-iso"], firmware, how, tmp_path)
+    assert "multiboot2: Loading module `boot():/boot/mod2`" in serial
+    tags = {t["type"]: t for t in doc["multiboot2"]["tags"]}
+    assert tags[1]["string"] == CMDLINE
+    assert [t["mod_end"] - t["mod_start"] for t in doc["multiboot2"]["tags"] if t["type"] == 3] == \
+        [size for _, size, _ in MODULES]
