@@ -12,7 +12,9 @@
     cmdline = "initrd"
 
 Instead of kernel/modules: grub_cfg + entry (multiboot/multiboot2/module/
-module2 lines), isolinux_cfg + label (KERNEL mboot.c32, APPEND with ---), or
+module2 lines), isolinux_cfg + label (KERNEL mboot.c32, APPEND with ---),
+limine_conf + entry (bootforge.loader.limine_conf: path, cmdline,
+module_path + module_string), or
 qemu_args ("-kernel F -append A -initrd 'F a,F2 b'"); `root` is the
 directory their absolute paths are resolved against (default: the
 configuration file's directory for grub/isolinux, the recipe's for QEMU).
@@ -31,7 +33,7 @@ from bootforge.loader.result import LoadRequest, ModuleSpec
 from bootforge.schema import validate
 
 LOAD_KEYS = {"kernel", "loader_path", "cmdline", "platform", "loader", "modules", "grub_cfg", "entry",
-             "isolinux_cfg", "label", "qemu_args", "root", "options"}
+             "isolinux_cfg", "label", "qemu_args", "root", "options", "limine_conf"}
 MODULE_KEYS = {"path", "loader_path", "cmdline"}
 MAX_MODULES = 100000
 
@@ -71,10 +73,10 @@ def request_from_table(table, base, platform=None, loader=None):
     loader = loader or _str(t, "loader", "load", required=True)
     declared = POLICIES.get(loader)      # RecipeError naming the known loaders
     plat = resolve(platform or _str(t, "platform", "load", required=True), base)
-    sources = [k for k in ("kernel", "grub_cfg", "isolinux_cfg", "qemu_args") if k in t]
+    sources = [k for k in ("kernel", "grub_cfg", "isolinux_cfg", "limine_conf", "qemu_args") if k in t]
     if len(sources) != 1:
         raise RecipeError("[load] needs exactly one of kernel, grub_cfg (+ entry), isolinux_cfg (+ label), "
-                          f"qemu_args; found {', '.join(sources) or 'none'}")
+                          f"limine_conf (+ entry), qemu_args; found {', '.join(sources) or 'none'}")
     src = sources[0]
     if src == "kernel":
         kernel_file = base / _str(t, "kernel", "load")
@@ -106,6 +108,12 @@ def request_from_table(table, base, platform=None, loader=None):
             cfg = base / _str(t, "isolinux_cfg", "load")
             root = base / t["root"] if "root" in t else None
             kernel_file, kernel_name, cmdline, modules = parse_isolinux_cfg(cfg, _str(t, "label", "load"), root)
+        elif src == "limine_conf":
+            from bootforge.loader.limine_conf import parse_limine_conf
+            cfg = base / _str(t, "limine_conf", "load")
+            root = base / t["root"] if "root" in t else None
+            kernel_file, kernel_name, cmdline, modules, _proto = parse_limine_conf(
+                cfg, _str(t, "entry", "load"), root, declared.protocol if loader.startswith("limine") else None)
         else:
             root = base / t["root"] if "root" in t else base
             kernel_file, kernel_name, cmdline, modules = parse_qemu_args(_str(t, "qemu_args", "load"), root)

@@ -213,12 +213,21 @@ def limine_release_dir():
     return d
 
 
+def _limine_path(name):
+    """/boot/kernel from a Limine URI boot():/boot/kernel (or a plain absolute path)."""
+    return name.split("):", 1)[1] if name.startswith("boot(") and "):" in name else name
+
+
+def _limine_uri(name):
+    return name if name.startswith("boot(") else f"boot():{name}"
+
+
 def limine_conf(protocol, kernel, modules, extra=()):
     """limine.conf (v8+ syntax) with one entry; names are paths on the boot volume (boot():)."""
     lines = ["timeout: 0", "serial: yes", *extra, "", "/bootforge",
-             f"    protocol: {protocol}", f"    path: boot():{kernel.name}", f"    cmdline: {kernel.args}"]
+             f"    protocol: {protocol}", f"    path: {_limine_uri(kernel.name)}", f"    cmdline: {kernel.args}"]
     for m in modules:
-        lines += [f"    module_path: boot():{m.name}", f"    module_string: {m.args}"]
+        lines += [f"    module_path: {_limine_uri(m.name)}", f"    module_string: {m.args}"]
     return "\n".join(lines) + "\n"
 
 
@@ -231,8 +240,8 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
     lim = limine_release_dir()
     root = Path(workdir) / "limine-iso"
     out = Path(workdir) / "limine.iso"
-    files = {kernel.name: _place(root, kernel.name, kernel.source)}
-    files.update({m.name: _place(root, m.name, m.source) for m in modules})
+    files = {kernel.name: _place(root, _limine_path(kernel.name), kernel.source)}
+    files.update({m.name: _place(root, _limine_path(m.name), m.source) for m in modules})
     for name in ("limine-bios.sys", "limine-bios-cd.bin", "limine-uefi-cd.bin"):
         _place(root, f"/boot/limine/{name}", lim / name)
     _place(root, "/EFI/BOOT/BOOTX64.EFI", lim / "BOOTX64.EFI")
