@@ -2,8 +2,9 @@
 Verdict shape (bootforge/verdict.py). Each check follows the named upstream code.
 
 - uefi: OVMF 2022.11 starting the file from an ESP or QEMU -kernel (EDK2
-  MdeModulePkg/Core/Dxe/Image/Image.c CoreLoadImage: the machine must be one the
-  platform runs, BdsDxe boots applications; MdePkg BasePeCoffLib
+  MdeModulePkg/Core/Dxe/Image/Image.c: CoreStartImage answers EFI_UNSUPPORTED for a
+  machine type the platform does not run (observed: "BdsDxe: failed to start Boot0002
+  ...: Unsupported" for an IA32 UKI), BdsDxe boots applications; MdePkg BasePeCoffLib
   PeCoffLoaderGetPeHeader/PeCoffLoaderLoadImage: SizeOfHeaders holds the section
   table and lies in the file, every section lies inside SizeOfImage, and a
   relocations-stripped image needs its ImageBase free; images are loaded at an
@@ -44,7 +45,7 @@ def uefi_verdict(img, size):
     """Would OVMF's LoadImage + BdsDxe start this PE image?"""
     if img.machine != MACHINE_X64:
         return _v("uefi", False, f"machine {img.machine:#x} ({pefmt.PeMachine.label_of(img.machine)}) is not X64: "
-                  "LoadImage answers EFI_UNSUPPORTED on x86-64 OVMF", words="Unsupported")
+                  "OVMF's boot manager fails to start it (StartImage: EFI_UNSUPPORTED, observed)", words="Unsupported")
     if img.subsystem != SUBSYSTEM_EFI_APPLICATION:
         return _v("uefi", False, f"subsystem {img.subsystem} ({pefmt.PeSubsystem.label_of(img.subsystem)}) is not "
                   "an EFI application: the boot manager only starts applications", words="Unsupported")
