@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from bootforge.multiboot import oracle
+import mboracle as oracle
 from bootforge.multiboot.dump import decode_dump
 from conftest import BUILD, DATA, REPO, require, run_bootforge
 
