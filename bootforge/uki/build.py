@@ -235,6 +235,7 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         sbat = merge_sbat(stub_sbat.data(stub) if stub_sbat else b"", text)
     ordered = [(n, contents[n]) for n in SECTION_ORDER if n in contents]
     data, sections = layout_uki(stub, img, ordered, sbat)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_path, data)
     return {"format": "UKI", "size": len(data), "stub": str(stub_path), "kernel": str(kernel_path),
             "uname": uname, "initrd_size": len(initrd), "sections": sections}

@@ -31,7 +31,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   devices whose option ROM OVMF keeps (setup_efi_pci) are not modelled.
 """
 
-from bootforge.errors import RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
@@ -123,14 +123,18 @@ def kernel_parts(req):
     try:
         if is_bzimage(data):
             if data[:2] != b"MZ":
-                raise RecipeError(f"{path}: a bzImage without the EFI stub (no PE header): "
-                                  "OVMF cannot start it")
+                raise LoaderRefusal(f"{path}: a bzImage without the EFI stub (no PE header): OVMF cannot start it",
+                                loader="linux-efi-stub")
             initrd = sum(m.size for m in req.modules)
             return read_bzimage(data), data, initrd, "efi-stub"
+        if data[:2] != b"MZ":
+            raise LoaderRefusal(f"{path}: neither a bzImage nor a PE image (a UKI): OVMF cannot start it",
+                                loader="linux-efi-stub")
         img = read_pe(data)
         linux = img.section(".linux")
         if linux is None:
-            raise RecipeError(f"{path}: neither a bzImage nor a UKI (no .linux section)")
+            raise LoaderRefusal(f"{path}: neither a bzImage nor a UKI (no .linux section): no Linux for the "
+                                "EFI stub to start", loader="linux-efi-stub")
         kernel = linux.data(data)
         initrd_sec = img.section(".initrd")
         initrd = len(initrd_sec.data(data)) if initrd_sec else 0
