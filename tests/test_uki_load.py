@@ -126,3 +126,28 @@ def test_an_efi_map_file_is_a_platform(tmp_path):
     kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
     assert (kernel["start"], kernel["end"]) == (0x1600000, 0x5600000)
     assert report["linux"]["memory_total_kib"] == log.memory_kib[1]
+
+
+@pytest.mark.parametrize("memory", ["192M", "1G", "5G"])
+def test_efi_map_at_exit_where_predicted(tmp_path, memory):
+    """The EFI map the kernel was handed: every descriptor that is not RAM (reserved, runtime,
+    ACPI, MMIO) is where the prediction has it, and so is the kernel's Loader Code block;
+    the RAM descriptors (loader, boot services, conventional) cover the same bytes."""
+    log = parse_kernel_log((FIXTURES / f"kernel-{memory}.txt").read_text())
+    report, _ = predict(tmp_path, "kernel", memory)
+    ram = {1, 2, 3, 4, 7}
+    predicted = [(e["efi_type"], e["start"], e["start"] + e["size"]) for e in report["maps"]["efi-at-exit"]["entries"]]
+    assert [d for d in log.efi if d[0] not in ram] == [d for d in predicted if d[0] not in ram]
+    kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
+    assert (EFI_LOADER_CODE, kernel["start"], kernel["end"]) in predicted
+
+    def covered(descs):
+        spans = sorted((a, b) for t, a, b in descs if t in ram)
+        merged = []
+        for a, b in spans:
+            if merged and merged[-1][1] == a:
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        return merged
+    assert covered(log.efi) == covered(predicted)
