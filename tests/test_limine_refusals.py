@@ -19,10 +19,14 @@ MB1_MAGIC = 0x1BADB002
 BASE_MB2 = {"information_request": [1, 2, 3, 6], "module_alignment": True}
 
 
-def _patch_mb2(data, arch=None, checksum_delta=0):
+def _patch_mb2(data, arch=None, checksum_delta=0, length=None):
+    """Change the MB2 header's architecture or header_length (checksum kept right), or break
+    the checksum by *checksum_delta*."""
     data = bytearray(data)
     off = next(o for o in range(0, 32768, 8) if struct.unpack_from("<I", data, o)[0] == MB2_MAGIC)
-    a, length, c = struct.unpack_from("<III", data, off + 4)
+    a, old_length, c = struct.unpack_from("<III", data, off + 4)
+    length = old_length if length is None else length
+    c = (c - (length - old_length)) & 0xFFFFFFFF
     if arch is not None:
         c = (c - (arch - a)) & 0xFFFFFFFF
         a = arch
@@ -58,6 +62,8 @@ CASES = {
     "mb1-kernel-as-multiboot2": ("multiboot2", "seabios", "mb1", None, "multiboot2: Invalid magic"),
     "mb2-bad-checksum": ("multiboot2", "seabios", BASE_MB2, lambda d: _patch_mb2(d, checksum_delta=1),
                          "multiboot2: Header checksum is invalid"),
+    "mb2-header-length-past-eof": ("multiboot2", "seabios", BASE_MB2, lambda d: _patch_mb2(d, length=0x100000),
+                                   "multiboot2: Header length exceeds kernel file size"),
     "mb2-mips-architecture": ("multiboot2", "seabios", BASE_MB2, lambda d: _patch_mb2(d, arch=4),
                               "multiboot2: Unsupported architecture 4 (expected i386)"),
     "mb2-relocatable-align-0": ("multiboot2", "seabios", {**BASE_MB2, "relocatable": {
@@ -109,11 +115,11 @@ def predicted_refusal(kernel, protocol, firmware, module):
     from bootforge.loader.platforms import resolve
     from bootforge.loader.policies import policy
     from bootforge.loader.result import LoadRequest, ModuleSpec
-    from bootforge.errors import RecipeError
+    from bootforge.errors import BootforgeError
     data = read_input(kernel)
     try:
         k = read_kernel(kernel, data)
-    except RecipeError:
+    except BootforgeError:     # a header bootforge itself cannot decode: the verdict alone
         k = None
     loader = "limine-mb1" if protocol == "multiboot1" else "limine-mb2"
     if k is None:           # not an ELF bootforge load can place: the verdict alone

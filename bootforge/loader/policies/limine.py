@@ -537,7 +537,7 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
         tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
     else:
         tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0, fb[1] * fb[3] // 8, fb[1], fb[2], fb[3], 1, 0)
-                                + bytes([16, 8, 8, 8, 0, 8])))
+                                + bytes([16, 8, 8, 8, 0, 8, 0, 0])))    # size = sizeof(struct): 40
     if facts["rsdp_v2"]:
         tags.append(mbi.mb2_tag(15, bytes(36)))
     tags.append(mbi.mb2_tag(14, bytes(20)))
