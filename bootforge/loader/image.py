@@ -11,10 +11,13 @@ import struct
 from dataclasses import dataclass, field
 
 from bootforge.errors import RecipeError
+from bootforge.formats import struct_format
 from bootforge.formats import multiboot as fmt
 from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf
 
-SHF_ALLOC = 0x2
+# Section headers in struct form, derived from the Construct declarations (formats/multiboot.py).
+SHDR_STRUCT = {32: struct_format(fmt.Elf32Shdr), 64: struct_format(fmt.Elf64Shdr)}
+SHDR_FIELDS = {32: [sub.name for sub in fmt.Elf32Shdr.subcons], 64: [sub.name for sub in fmt.Elf64Shdr.subcons]}
 
 
 @dataclass
@@ -39,6 +42,8 @@ class KernelImage:
     sections: list = field(default_factory=list)
     shentsize: int = 0
     shnum: int = 0
+    shoff: int = 0
+    shstrndx: int = 0
     mb1: dict | None = None
     mb2: dict | None = None
 
@@ -59,10 +64,28 @@ class KernelImage:
                 continue
             if rule == "grub" and s.addr != 0:
                 continue
-            if rule == "syslinux" and s.flags & SHF_ALLOC:
+            if rule == "syslinux" and s.flags & fmt.ElfSectionFlag.ALLOC:
                 continue
             out.append(s)
         return out
+
+    def section_headers(self, placed=None):
+        """The raw section header table, with sh_addr set to *placed*[index] where a loader
+        put an unloaded section (GRUB's MB2 tag 9 and MB1 ELF symbols carry it so)."""
+        if not self.shnum:
+            return b""
+        word, names = SHDR_STRUCT[self.bits], SHDR_FIELDS[self.bits]
+        size = struct.calcsize(word)
+        out = bytearray()
+        for i in range(self.shnum):
+            at = self.shoff + i * self.shentsize
+            header = bytearray(self.data[at:at + self.shentsize])
+            if placed and i in placed:
+                fields = dict(zip(names, struct.unpack_from(word, header)))
+                fields["sh_addr"] = placed[i]
+                header[:size] = struct.pack(word, *fields.values())
+            out += header
+        return bytes(out)
 
 
 def read_kernel(path, data):
@@ -85,14 +108,14 @@ def read_kernel(path, data):
         raise RecipeError("the kernel ELF has no PT_LOAD segment with memory", path=path)
     img = KernelImage(str(path), data, len(raw), compressed, elf.bits, elf.entry, segments)
     if elf.shoff and elf.shnum:
-        word = "<IIIIIIIIII" if elf.bits == 32 else "<IIQQQQIIQQ"
+        word, names = SHDR_STRUCT[elf.bits], SHDR_FIELDS[elf.bits]
         size = struct.calcsize(word)
         if elf.shentsize >= size and elf.shoff + elf.shnum * elf.shentsize <= len(data):
-            img.shentsize, img.shnum = elf.shentsize, elf.shnum
+            img.shentsize, img.shnum, img.shoff, img.shstrndx = elf.shentsize, elf.shnum, elf.shoff, elf.shstrndx
             for i in range(elf.shnum):
-                f = struct.unpack_from(word, data, elf.shoff + i * elf.shentsize)
-                _name, _type, flags, addr, offset, sz, _link, _info, align, _es = f
-                img.sections.append(Section(i, addr, sz, align, flags, offset))
+                f = dict(zip(names, struct.unpack_from(word, data, elf.shoff + i * elf.shentsize)))
+                img.sections.append(Section(i, f["sh_addr"], f["sh_size"], f["sh_addralign"], f["sh_flags"],
+                                            f["sh_offset"]))
     img.mb1 = find_mb1(data)
     img.mb2 = find_mb2(data)
     return img

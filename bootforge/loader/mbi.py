@@ -4,63 +4,110 @@ Multiboot1: the 116-byte multiboot_info (GRUB allocates 120 with the struct's
 8-byte alignment; QEMU and Syslinux fill 88); the blocks it points to are
 described by LoadResult.regions. Multiboot2: the whole tag list, each tag
 padded to 8 bytes, in the order the loader writes them.
+
+Every byte layout is the Construct declaration in bootforge.formats.multiboot
+(Multiboot1Info, Multiboot1Module, Multiboot1MmapEntryFixed, Multiboot2Info*,
+Multiboot2InfoTagBody); the per-entry loops use struct formats derived from
+those declarations (formats.struct_format).
 """
 
 import struct
 
-MB1_FLAG = {"mem": 1 << 0, "boot_device": 1 << 1, "cmdline": 1 << 2, "mods": 1 << 3, "elf_shdr": 1 << 5,
-            "mmap": 1 << 6, "drives": 1 << 7, "config": 1 << 8, "loader": 1 << 9, "apm": 1 << 10,
-            "vbe": 1 << 11, "framebuffer": 1 << 12}
+from bootforge.formats import struct_format
+from bootforge.formats.multiboot import (
+    MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
+    MB2_MMAP_ENTRY_VERSION, MB2_TAG_HEADER_SIZE, Mb2Tag, MbiFlag, Multiboot1ElfSections, Multiboot1Info,
+    Multiboot1Module, Multiboot2InfoFixed, Multiboot2InfoTagBody, Multiboot2InfoTagHeader,
+    Multiboot2MmapHeader,
+)
+
+# The names policies and D's limine.py use for MB1 flags: a view of MbiFlag, not a second table.
+MB1_FLAG = {"mem": MbiFlag.MEM, "boot_device": MbiFlag.BOOT_DEVICE, "cmdline": MbiFlag.CMDLINE,
+            "mods": MbiFlag.MODS, "elf_shdr": MbiFlag.ELF_SHDR, "mmap": MbiFlag.MMAP, "drives": MbiFlag.DRIVES,
+            "config": MbiFlag.CONFIG_TABLE, "loader": MbiFlag.BOOT_LOADER_NAME, "apm": MbiFlag.APM_TABLE,
+            "vbe": MbiFlag.VBE, "framebuffer": MbiFlag.FRAMEBUFFER}
+
+MB1_MODULE_STRUCT = struct_format(Multiboot1Module)
+MB2_TAG_HEADER_STRUCT = struct_format(Multiboot2InfoTagHeader)
+FRAMEBUFFER_FIELDS = ("framebuffer_addr", "framebuffer_pitch", "framebuffer_width", "framebuffer_height",
+                      "framebuffer_bpp", "framebuffer_type")
+VBE_FIELDS = ("vbe_control_info", "vbe_mode_info", "vbe_mode", "vbe_interface_seg", "vbe_interface_off",
+              "vbe_interface_len")
+FRAMEBUFFER_OFFSET = 88         # Multiboot1Info: framebuffer_addr (MBI1_SIZE_WITHOUT_FRAMEBUFFER)
 
 
 def mb1_info(flags=0, mem_lower=0, mem_upper=0, boot_device=0, cmdline=0, mods_count=0, mods_addr=0,
              elf=(0, 0, 0, 0), mmap_length=0, mmap_addr=0, loader=0, apm=0, vbe=(0, 0, 0, 0, 0, 0),
-             framebuffer=b""):
-    """The 116 bytes of a multiboot_info."""
-    raw = struct.pack("<IIIIIIIIIIIIIIIIII", flags, mem_lower, mem_upper, boot_device, cmdline, mods_count,
-                      mods_addr, *elf, mmap_length, mmap_addr, 0, 0, 0, loader, apm)
-    raw += struct.pack("<IIHHHH", *vbe) if len(vbe) == 6 else bytes(16)
-    raw += framebuffer.ljust(28, b"\0")[:28]
-    assert len(raw) == 116
+             framebuffer=None):
+    """The 116 bytes of a multiboot_info (Multiboot1Info).
+
+    *elf*: (num, size, addr, shndx) of the section headers; *vbe*: the six VBE
+    fields in order; *framebuffer*: a dict of Multiboot1Info's framebuffer_*
+    fields (color_info optional), or the 26-28 raw bytes at offset 88, or None.
+    """
+    fields = dict(flags=int(flags), mem_lower=mem_lower, mem_upper=mem_upper, boot_device=boot_device,
+                  cmdline=cmdline, mods_count=mods_count, mods_addr=mods_addr,
+                  syms=Multiboot1ElfSections.build(dict(zip(("num", "size", "addr", "shndx"), elf))),
+                  mmap_length=mmap_length, mmap_addr=mmap_addr, drives_length=0, drives_addr=0,
+                  config_table=0, boot_loader_name=loader, apm_table=apm,
+                  **dict(zip(VBE_FIELDS, vbe)), **dict.fromkeys(FRAMEBUFFER_FIELDS, 0), color_info=bytes(6))
+    if isinstance(framebuffer, dict):
+        fields.update(framebuffer)
+    raw = Multiboot1Info.build(fields)
+    if isinstance(framebuffer, (bytes, bytearray)) and framebuffer:
+        tail = bytes(framebuffer).ljust(len(raw) - FRAMEBUFFER_OFFSET, b"\0")[:len(raw) - FRAMEBUFFER_OFFSET]
+        raw = raw[:FRAMEBUFFER_OFFSET] + tail
     return raw
 
 
 def mb1_mmap(entries):
     """Size-prefixed entries (size 20) as GRUB, QEMU, Syslinux and iPXE write them."""
-    return b"".join(struct.pack("<IQQI", 20, a, s, t) for a, s, t in entries)
+    return b"".join(struct.pack(MB1_MMAP_ENTRY_STRUCT, MB1_MMAP_ENTRY_SIZE, a, s, t) for a, s, t in entries)
 
 
 def mb1_modules(mods):
-    return b"".join(struct.pack("<IIII", m["start"], m["end"], m["cmdline_addr"], 0) for m in mods)
+    return b"".join(struct.pack(MB1_MODULE_STRUCT, m["start"], m["end"], m["cmdline_addr"], 0) for m in mods)
 
 
 def mb2_tag(ttype, body):
-    size = 8 + len(body)
-    return struct.pack("<II", ttype, size) + body + bytes(-size % 8)
+    """One info tag: header (type, size without padding), *body*, padding to 8 bytes."""
+    size = MB2_TAG_HEADER_SIZE + len(body)
+    return struct.pack(MB2_TAG_HEADER_STRUCT, int(ttype), size) + body + bytes(-size % 8)
+
+
+def mb2_tag_of(ttype, **fields):
+    """An info tag built from its declared body (Multiboot2InfoTagBody[ttype]) and *fields*."""
+    return mb2_tag(ttype, Multiboot2InfoTagBody.build(fields, type=ttype))
 
 
 def mb2_string(ttype, text):
-    return mb2_tag(ttype, text.encode() + b"\0")
+    """A string tag (Mb2Tag.CMDLINE, Mb2Tag.BOOT_LOADER_NAME)."""
+    return mb2_tag_of(ttype, string=text.encode())
+
+
+def mb2_module(start, end, string):
+    return mb2_tag_of(Mb2Tag.MODULE, mod_start=start, mod_end=end, string=string.encode())
 
 
 def mb2_mmap(entries):
-    return mb2_tag(6, struct.pack("<II", 24, 0) + b"".join(struct.pack("<QQII", a, s, t, 0)
-                                                           for a, s, t in entries))
+    header = Multiboot2MmapHeader.build(dict(entry_size=MB2_MMAP_ENTRY_SIZE, entry_version=MB2_MMAP_ENTRY_VERSION))
+    return mb2_tag(Mb2Tag.MMAP, header + b"".join(struct.pack(MB2_MMAP_ENTRY_STRUCT, a, s, t, 0)
+                                                  for a, s, t in entries))
 
 
 def mb2_info(tags):
-    body = b"".join(tags) + mb2_tag(0, b"")
-    return struct.pack("<II", 8 + len(body), 0) + body
+    body = b"".join(tags) + mb2_tag(Mb2Tag.END, b"")
+    return Multiboot2InfoFixed.build(dict(total_size=Multiboot2InfoFixed.sizeof() + len(body), reserved=0)) + body
 
 
 def mb2_tag_sizes(info):
     """[(type, size)] of an MB2 info blob (for reports and tests)."""
-    pos, out = 8, []
-    total = struct.unpack_from("<I", info)[0]
-    while pos + 8 <= total:
-        t, s = struct.unpack_from("<II", info, pos)
+    pos, out = Multiboot2InfoFixed.sizeof(), []
+    total = Multiboot2InfoFixed.parse(info[:Multiboot2InfoFixed.sizeof()]).total_size
+    while pos + MB2_TAG_HEADER_SIZE <= total:
+        t, s = struct.unpack_from(MB2_TAG_HEADER_STRUCT, info, pos)
         out.append((t, s))
-        if t == 0:
+        if t == Mb2Tag.END:
             break
         pos += s + (-s % 8)
     return out

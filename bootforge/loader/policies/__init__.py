@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.multiboot.verdicts import verdict
 from bootforge.registry import Registry
 from bootforge.schema import defaults
 
@@ -105,7 +106,6 @@ def run_policy(p, req):
     if req.platform.firmware not in p.firmware:
         raise RecipeError(p.wrong_firmware)
     if p.verdict is not None:
-        from bootforge.multiboot.verdicts import verdict
         found = verdict(p.verdict, req.kernel.data)
         if not found.ok:
             raise LoaderRefusal(found.reason, loader=p.verdict, words=found.words)

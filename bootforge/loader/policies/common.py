@@ -1,7 +1,11 @@
-"""Rules several BIOS loaders share: what INT 12h / E820 give, and the checks."""
+"""Rules several BIOS loaders share: what INT 12h / E820 give, and the checks.
 
-from bootforge.errors import LoaderRefusal, RecipeError
-from bootforge.memmap.model import MemoryRange
+(The firmware and verdict refusal every policy shares is bootforge.loader.policies.run_policy.)"""
+
+from bootforge.errors import LoaderRefusal
+from bootforge.formats.e820 import E820Type
+from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.memmap.ops import free_intervals, sanitize
 from bootforge.memmap.placement import Component, check_low_page_untouched, check_placement
 from bootforge.verdict import check
 from bootforge.loader.alloc import FreeSpace
@@ -10,22 +14,8 @@ MIB = 1 << 20
 GIB4 = 1 << 32
 
 
-def refuse_unless_loadable(req, firmware, wrong_firmware, verdict):
-    """RecipeError when the platform has the wrong firmware; LoaderRefusal, in the loader's
-    words, when its verdict (a bootforge.multiboot.verdicts judge) refuses the kernel.
-
-    bootforge.loader.policies.run_policy() does this for every policy from its
-    declaration (firmware, verdict); this stays for policy code that calls it itself."""
-    if req.platform.firmware != firmware:
-        raise RecipeError(wrong_firmware)
-    found = verdict(req.kernel.data)
-    if not found.ok:
-        raise LoaderRefusal(found.reason, loader=found.subject, words=found.words)
-
-
 def ram_intervals(memory_map, lo=0, hi=1 << 64):
     """E820 type-1 ranges minus anything another range claims, clipped to [lo, hi)."""
-    from bootforge.memmap.ops import free_intervals
     return [(max(a, lo), min(b, hi)) for a, b in free_intervals(memory_map) if min(b, hi) > max(a, lo)]
 
 
@@ -65,13 +55,11 @@ def claim_segments(result, free, kernel, words):
 
 
 def output_map(memory_map, result, kinds=("kernel", "module", "mbi", "boot-info", "loader")):
-    """The input map with every placement retyped (loader data, type 0x80000001 in E820 terms: reserved)."""
-    from bootforge.memmap.ops import sanitize
-    from bootforge.memmap.model import MemoryMap
+    """The input map with every placement retyped (loader data: reserved in E820 terms)."""
     ranges = [MemoryRange(r.start, r.size, r.type) for r in memory_map.ranges]
     for p in result.placements:
         if p.kind in kinds and p.end > p.start:
-            ranges.append(MemoryRange(p.start, p.end - p.start, 2))
+            ranges.append(MemoryRange(p.start, p.end - p.start, E820Type.RESERVED))
     return sanitize(MemoryMap("e820", ranges, source="placed"))
 
 

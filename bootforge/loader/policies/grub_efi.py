@@ -23,25 +23,36 @@ Rules:
   and the image handle (20) instead.
 """
 
-import struct
-
 from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
+from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
-from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, _shstrndx, relocatable_tag
+from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot_mbi2.c, lib/relocator.c, mmap/efi/mmap.c (x86_64-efi)"
 PAGE = 4096
-EFI_TO_MB = {1: 1, 2: 1, 3: 1, 4: 1, 7: 1, 9: 3, 10: 4, 8: 5, 14: 7, 5: 20}
+GRUB_MEMORY_CODE = 20      # GRUB's grub_memory_type_t for runtime code (include/grub/memory.h), no E820 name
+# grub-core/mmap/efi/mmap.c grub_efi_mmap_iterate: EFI type -> the type tag 6 carries; others reserved.
+EFI_TO_MB = {
+    EfiMemoryType.LOADER_CODE: E820Type.RAM, EfiMemoryType.LOADER_DATA: E820Type.RAM,
+    EfiMemoryType.BOOT_SERVICES_CODE: E820Type.RAM, EfiMemoryType.BOOT_SERVICES_DATA: E820Type.RAM,
+    EfiMemoryType.CONVENTIONAL: E820Type.RAM, EfiMemoryType.ACPI_RECLAIM: E820Type.ACPI,
+    EfiMemoryType.ACPI_NVS: E820Type.NVS, EfiMemoryType.UNUSABLE: E820Type.UNUSABLE,
+    EfiMemoryType.PERSISTENT: E820Type.PMEM, EfiMemoryType.RUNTIME_SERVICES_CODE: GRUB_MEMORY_CODE,
+}
+FREED_AT_EXIT = (EfiMemoryType.BOOT_SERVICES_CODE, EfiMemoryType.BOOT_SERVICES_DATA)
 
 
 def grub_efi_mmap(efi_map):
     """Tag 6 entries GRUB derives from an EFI map."""
-    pieces = sorted((r.start, r.size, EFI_TO_MB.get(r.type, 2)) for r in efi_map.ranges if r.size)
+    pieces = sorted((r.start, r.size, int(EFI_TO_MB.get(r.type, E820Type.RESERVED))) for r in efi_map.ranges
+                    if r.size)
     out = []
     for a, s, t in pieces:
         if out and out[-1][2] == t and out[-1][0] + out[-1][1] == a:
@@ -59,7 +70,8 @@ def grub_efi_heap(efi_map):
     grub_efi_mm_init): one loader-code allocation of a quarter of the conventional memory below
     4 GiB, less 0x2a pages (observed on OVMF at 256M..5G), from the top of the highest
     conventional range below 4 GiB that holds it. Returns (start, size) or None."""
-    conv = [(r.start, r.start + r.size) for r in efi_map.ranges if r.type == 7 and r.start < GIB4]
+    conv = [(r.start, r.start + r.size) for r in efi_map.ranges
+            if r.type == EfiMemoryType.CONVENTIONAL and r.start < GIB4]
     pages = (sum(min(b, GIB4) - a for a, b in conv) // PAGE >> 2) - GRUB_HEAP_SLACK_PAGES
     size = pages * PAGE
     for a, b in sorted(conv, reverse=True):
@@ -79,19 +91,20 @@ def with_grub_heap(platform):
         raise LoaderRefusal("GRUB: out of memory for its heap")
     out = []
     for r in efi.ranges:
-        if r.type == 7 and r.start <= heap[0] < r.start + r.size:
+        if r.type == EfiMemoryType.CONVENTIONAL and r.start <= heap[0] < r.start + r.size:
             if heap[0] > r.start:
-                out.append(MemoryRange(r.start, heap[0] - r.start, 7, r.attributes))
-            out.append(MemoryRange(heap[0], heap[1], 1, r.attributes))
+                out.append(MemoryRange(r.start, heap[0] - r.start, r.type, r.attributes))
+            out.append(MemoryRange(heap[0], heap[1], EfiMemoryType.LOADER_CODE, r.attributes))
             if heap[0] + heap[1] < r.start + r.size:
-                out.append(MemoryRange(heap[0] + heap[1], r.start + r.size - heap[0] - heap[1], 7, r.attributes))
+                out.append(MemoryRange(heap[0] + heap[1], r.start + r.size - heap[0] - heap[1], r.type,
+                                       r.attributes))
         else:
             out.append(MemoryRange(r.start, r.size, r.type, r.attributes))
     return efi.replace(out), heap
 
 
 def _available_runs(entries):
-    return [(a, a + s) for a, s, t in entries if t == 1]
+    return [(a, a + s) for a, s, t in entries if t == E820Type.RAM]
 
 
 def place_grub_heap(result, platform):
@@ -101,7 +114,8 @@ def place_grub_heap(result, platform):
     if heap:
         result.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory "
                      "below 4 GiB, top-down", "loader")
-    return efi, FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == 7)
+    return efi, FreeSpace((r.start, r.start + r.size) for r in efi.ranges
+                          if r.type == EfiMemoryType.CONVENTIONAL)
 
 
 @loader_policy("grub-efi-mb2", firmware="efi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
@@ -112,7 +126,7 @@ def place_grub_heap(result, platform):
 def load(req):
     k = req.kernel
     plat = req.platform
-    keep_bs = any(t.get("type") == 7 for t in (k.mb2 or {}).get("tags", []))
+    keep_bs = any(t.get("type") == Mb2HeaderTag.EFI_BOOT_SERVICES for t in (k.mb2 or {}).get("tags", []))
     if relocatable_tag(k) is not None:
         raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
@@ -122,7 +136,7 @@ def load(req):
     # a kernel linked at 16 MiB inside OVMF's BootServicesData [9 MiB, 21 MiB) loads), unless the
     # kernel keeps boot services.
     fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges
-                         if r.type == 7 or (r.type in (3, 4) and not keep_bs))
+                         if r.type == EfiMemoryType.CONVENTIONAL or (r.type in FREED_AT_EXIT and not keep_bs))
     taken = []
 
     def take(name, at, size, rule, kind):
@@ -165,23 +179,23 @@ def load(req):
     res.mem_lower = next((min(b - a, 640 * 1024) // 1024 for a, b in runs if a == 0), 0)
     res.mem_upper = next(((b - 0x100000) // 1024 for a, b in runs if a <= 0x100000 < b), 0)
     res.cmdline = req.cmdline
-    tags = [mbi.mb2_tag(21, struct.pack("<I", k.low)), mbi.mb2_string(1, req.cmdline),
-            mbi.mb2_string(2, PACKAGE_STRING)]
-    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
-             for m in mods]
+    tags = [mbi.mb2_tag_of(Mb2Tag.LOAD_BASE_ADDR, load_base_addr=k.low), mbi.mb2_string(Mb2Tag.CMDLINE, req.cmdline),
+            mbi.mb2_string(Mb2Tag.BOOT_LOADER_NAME, PACKAGE_STRING)]
+    tags += [mbi.mb2_module(m["start"], m["end"], m["cmdline"]) for m in mods]
     if not keep_bs:
         tags.append(mbi.mb2_mmap(res.mmap))
-    tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k))
-                            + bytes(k.shnum * k.shentsize)))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.ELF_SECTIONS, num=k.shnum, entsize=k.shentsize, shndx=k.shstrndx,
+                               sections=bytes(k.shnum * k.shentsize)))
     if not keep_bs:
-        tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
-    tags.append(mbi.mb2_tag(12, bytes(8)))
+        tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64, pointer=0))
     if keep_bs:
-        tags += [mbi.mb2_tag(18, b""), mbi.mb2_tag(20, bytes(8))]
+        tags += [mbi.mb2_tag(Mb2Tag.EFI_BS, b""), mbi.mb2_tag_of(Mb2Tag.EFI64_IH, pointer=0)]
     else:
         from bootforge.memmap.io import write_map
-        body = write_map(after, "efi-bin", None, {"descriptor_size": 48})
-        tags.append(mbi.mb2_tag(17, struct.pack("<II", 48, 1) + body))
+        size = EFI_DESCRIPTOR_DEFAULT_SIZE
+        body = write_map(after, "efi-bin", None, {"descriptor_size": size})
+        tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=size, descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
     at = alloc("Multiboot2 information", len(res.mbi_bytes) + 0x1000, "lowest conventional pages "
                "(get_mbi_size() includes the EFI map size)", "mbi")
@@ -197,12 +211,12 @@ def load(req):
 
 
 def _with_loader_data(efi, taken):
-    """The EFI map with the pages GRUB allocated retyped to LoaderData (2)."""
+    """The EFI map with the pages GRUB allocated retyped to LoaderData."""
     cuts = sorted(taken)
     out = []
     for r in efi.ranges:
         pieces = [(r.start, r.start + r.size)]
-        if r.type in (3, 4, 7):
+        if r.type in FREED_AT_EXIT or r.type == EfiMemoryType.CONVENTIONAL:
             for a, n in cuts:
                 nxt = []
                 for lo, hi in pieces:
@@ -211,7 +225,8 @@ def _with_loader_data(efi, taken):
                         continue
                     if lo < a:
                         nxt.append((lo, a))
-                    out.append(MemoryRange(max(lo, a), min(hi, a + n) - max(lo, a), 2, r.attributes))
+                    out.append(MemoryRange(max(lo, a), min(hi, a + n) - max(lo, a), EfiMemoryType.LOADER_DATA,
+                                           r.attributes))
                     if a + n < hi:
                         nxt.append((a + n, hi))
                 pieces = nxt

@@ -27,9 +27,11 @@ Rules:
   Legacy's habit).
 """
 
-import struct
-
 from bootforge.errors import LoaderRefusal
+from bootforge.formats.multiboot import (
+    APM_TABLE_SIZE, FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
+    Multiboot1MmapEntryFixed, Multiboot1Module, VbeInfoBlock, VbeModeInfoBlock,
+)
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
@@ -42,10 +44,15 @@ PACKAGE_STRING = "GRUB 2.06-13+deb12u2"
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot*.c, lib/relocator.c (i386-pc)"
 REFUSE = "couldn't find suitable memory target"
 # What SeaBIOS under QEMU gives GRUB (sizes matter for the MBI; contents are the firmware's).
-APM_SIZE = 20            # struct multiboot_apm_info / MB2 tag 10 body
 RSDP_V1 = 20
 SMBIOS_EPS = 0x1F
 BIOSDEV_CDROM = 0xE0
+MBI_ALLOC = align_up(Multiboot1Info.sizeof(), 8)     # GRUB allocates the 116-byte struct 8-byte aligned: 120
+MODULE_SIZE = Multiboot1Module.sizeof()               # 16
+MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof()   # 24 with its size field
+# The EGA text console SeaBIOS leaves (MB1 framebuffer fields and MB2 tag 8, observed in the dumps).
+EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, framebuffer_width=80,
+                            framebuffer_height=25, framebuffer_bpp=16, framebuffer_type=FramebufferType.EGA_TEXT)
 
 
 class Relocator:
@@ -84,7 +91,7 @@ def relocatable_tag(k):
     """The MB2 relocatable header tag (type 10) of *k*, or None."""
     if not k.mb2:
         return None
-    return next((t for t in k.mb2.get("tags", []) if t.get("type") == 10), None)
+    return next((t for t in k.mb2.get("tags", []) if t.get("type") == Mb2HeaderTag.RELOCATABLE), None)
 
 
 def relocate(rel, k, tag):
@@ -97,7 +104,7 @@ def relocate(rel, k, tag):
     if size > hi or lo > hi - size:
         raise LoaderRefusal(f"invalid min/max address and/or load size (relocatable min {lo:#x}, max {hi:#x}, "
                             f"image {size:#x} bytes)", words="invalid min/max address and/or load size")
-    at = rel.alloc(size, align, lo, hi - size, high=tag.get("preference") == 2)
+    at = rel.alloc(size, align, lo, hi - size, high=tag.get("preference") == Mb2RelocatablePreference.HIGH)
     return at
 
 
@@ -160,43 +167,42 @@ def load_mb1(req):
     shdr_size = k.shnum * k.shentsize
     nmmap = len(res.mmap)
     # grub_multiboot_get_mbi_size(): everything the buffer may hold.
-    bufsize = (120 + align_up(len(cmd), 4) + align_up(len(name), 4) + 16 * len(modcmds)
-               + sum(align_up(len(c), 4) for c in modcmds) + 24 * nmmap + APM_SIZE + shdr_size
-               + 512 + 256)
+    bufsize = (MBI_ALLOC + align_up(len(cmd), 4) + align_up(len(name), 4) + MODULE_SIZE * len(modcmds)
+               + sum(align_up(len(c), 4) for c in modcmds) + MMAP_ENTRY_SIZE * nmmap + APM_TABLE_SIZE
+               + shdr_size + VbeInfoBlock.sizeof() + VbeModeInfoBlock.sizeof())
     at = rel.alloc(bufsize, 4, 0x10000, 0xA0000 - bufsize)
-    pos = at + 120
+    pos = at + MBI_ALLOC
     regions = {"cmdline": pos}
     pos += align_up(len(cmd), 4)
     regions["loader"] = pos
     pos += align_up(len(name), 4)
     regions["apm"] = pos
-    pos += APM_SIZE
+    pos += APM_TABLE_SIZE
     mods_addr = pos if modcmds else 0
     regions["mods"] = mods_addr
-    pos += 16 * len(modcmds)
+    pos += MODULE_SIZE * len(modcmds)
     for m, c in zip(res.modules, modcmds):
         m["cmdline_addr"] = pos
         pos += align_up(len(c), 4)
     regions["mmap"] = pos
-    pos += 24 * nmmap
+    pos += MMAP_ENTRY_SIZE * nmmap
     regions["shdr"] = pos if shdr_size else 0
     pos += shdr_size
-    regions["vbe_control"], regions["vbe_mode"] = pos, pos + 512
-    flags = 0
-    for f in ("mem", "boot_device", "cmdline", "mmap", "loader", "vbe", "framebuffer"):
-        flags |= mbi.MB1_FLAG[f]
+    regions["vbe_control"], regions["vbe_mode"] = pos, pos + VbeInfoBlock.sizeof()
+    flags = (MbiFlag.MEM | MbiFlag.BOOT_DEVICE | MbiFlag.CMDLINE | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME
+             | MbiFlag.VBE | MbiFlag.FRAMEBUFFER)
     if modcmds:
-        flags |= mbi.MB1_FLAG["mods"]
+        flags |= MbiFlag.MODS
     if shdr_size:
-        flags |= mbi.MB1_FLAG["elf_shdr"]
-    fb = struct.pack("<QIIIBB", 0xB8000, 160, 80, 25, 16, 2)
+        flags |= MbiFlag.ELF_SHDR
     res.mbi_address = at
     res.regions = regions
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
                                  regions["cmdline"], len(modcmds), mods_addr,
                                  (k.shnum, k.shentsize, regions["shdr"], 0) if shdr_size else (0, 0, 0, 0),
-                                 24 * nmmap, regions["mmap"], regions["loader"], regions["apm"],
-                                 (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F), fb)
+                                 MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], regions["apm"],
+                                 (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F),
+                                 EGA_TEXT_FRAMEBUFFER)
     res.place("multiboot_info + strings + mmap", at, bufsize, 4,
               "relocator: [0x10000, 0xa0000), lowest 4-byte-aligned fit of get_mbi_size()", "mbi")
     res.notes.append("MB1 info: boot_device, APM, VBE and framebuffer contents come from the firmware "
@@ -223,32 +229,18 @@ def load_mb2(req):
     cmd_len = len(req.cmdline.encode()) + 1
     bound = mb2_size_bound(res, k, cmd_len)
     at = rel.alloc(bound, 8, 0x1000, 0xFFFFFFFF - bound + 1)
-    tags = [mbi.mb2_tag(21, struct.pack("<I", res.load_base)),
-            mbi.mb2_string(1, req.cmdline),
-            mbi.mb2_string(2, PACKAGE_STRING),
-            mbi.mb2_tag(10, bytes(APM_SIZE))]
-    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
-             for m in res.modules]
+    tags = [mbi.mb2_tag_of(Mb2Tag.LOAD_BASE_ADDR, load_base_addr=res.load_base),
+            mbi.mb2_string(Mb2Tag.CMDLINE, req.cmdline),
+            mbi.mb2_string(Mb2Tag.BOOT_LOADER_NAME, PACKAGE_STRING),
+            mbi.mb2_tag(Mb2Tag.APM, bytes(APM_TABLE_SIZE))]
+    tags += [mbi.mb2_module(m["start"], m["end"], m["cmdline"]) for m in res.modules]
     tags.append(mbi.mb2_mmap(res.mmap))
-    shdrs = k.data[:0]
-    if k.shnum:
-        # The section headers as GRUB rewrites them: sh_addr of unloaded sections = where it put them.
-        placed = {int(p.name.split()[-1]): p.start for p in res.placements if p.name.startswith("ELF section")}
-        raw = bytearray()
-        word = "<I" if k.bits == 32 else "<Q"
-        off_addr = 12 if k.bits == 32 else 16
-        shoff = struct.unpack_from("<I" if k.bits == 32 else "<Q", k.data, 0x20 if k.bits == 32 else 0x28)[0]
-        for i in range(k.shnum):
-            h = bytearray(k.data[shoff + i * k.shentsize:shoff + (i + 1) * k.shentsize])
-            if i in placed:
-                struct.pack_into(word, h, off_addr, placed[i])
-            raw += h
-        shdrs = bytes(raw)
-    tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k)) + shdrs))
-    tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
-    tags.append(mbi.mb2_tag(5, struct.pack("<III", BIOSDEV_CDROM, 0xFFFFFFFF, 0xFFFFFFFF)))
-    tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
-    tags.append(mbi.mb2_tag(14, bytes(RSDP_V1)))
+    tags.append(elf_sections_tag(k, res))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.BOOTDEV, biosdev=BIOSDEV_CDROM, partition=0xFFFFFFFF,
+                               sub_partition=0xFFFFFFFF))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, color_info=b"", **EGA_TEXT_FRAMEBUFFER))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_OLD, rsdp=bytes(RSDP_V1)))
     res.mbi_bytes = mbi.mb2_info(tags)
     res.mbi_address = at
     res.place("Multiboot2 information", at, len(res.mbi_bytes), 8,
@@ -259,5 +251,9 @@ def load_mb2(req):
     return res
 
 
-def _shstrndx(k):
-    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]
+def elf_sections_tag(k, res):
+    """MB2 tag 9: the section headers as GRUB rewrites them (sh_addr of each unloaded
+    section = where it put it)."""
+    placed = {int(p.name.split()[-1]): p.start for p in res.placements if p.name.startswith("ELF section")}
+    return mbi.mb2_tag_of(Mb2Tag.ELF_SECTIONS, num=k.shnum, entsize=k.shentsize, shndx=k.shstrndx,
+                          sections=k.section_headers(placed))

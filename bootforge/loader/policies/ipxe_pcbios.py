@@ -42,6 +42,8 @@ prints none of it). Sizes are options with defaults after seed 000:
 """
 
 from bootforge.errors import LoaderRefusal
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.multiboot import MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
@@ -49,6 +51,9 @@ from bootforge.loader.policies.common import (
     GIB4, claim_segments, free_space, ram_intervals, standard_checks,
 )
 from bootforge.loader.result import LoadResult
+from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.memmap.ops import sanitize
+from bootforge.memmap.placement import Component, check_bda_base_memory, check_ipxe_relocation, check_placement
 from bootforge.schema import Field
 
 SOURCE = "iPXE src/arch/x86/image/multiboot.c + interface/pcbios/memmap.c (pxe-e1000.rom 1.0.0+git-20190125)"
@@ -93,7 +98,7 @@ def load(req):
         else:
             merged.append((a, b))
     merged = merged[:MAX_MEMMAP]
-    res.mmap = [(a, b - a, 1) for a, b in merged]
+    res.mmap = [(a, b - a, E820Type.RAM) for a, b in merged]
     res.mem_lower = next(((b - a) // 1024 for a, b in merged if a == 0), 0)
     res.mem_upper = next(((b - 0x100000) // 1024 for a, b in merged if a <= 0x100000 < b), 0)
     base = (req.platform.int12_kib or 639) * 1024 - DATA16_BELOW_FBMS
@@ -120,15 +125,16 @@ def load(req):
     res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
     res.mbi_address = mbi_addr
     res.regions = {"mods": mods_addr, "mmap": mmap_addr, "loader": name_addr, "cmdline": strings}
-    res.mbi_bytes = mbi.mb1_info(0x24D, res.mem_lower, res.mem_upper, 0, strings, len(mods), mods_addr,
-                                 mmap_length=24 * len(res.mmap), mmap_addr=mmap_addr, loader=name_addr)[:88] \
-        + bytes(28)
+    flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MODS | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME    # 0x24d
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, strings, len(mods), mods_addr,
+                                 mmap_length=Multiboot1MmapEntryFixed.sizeof() * len(res.mmap), mmap_addr=mmap_addr,
+                                 loader=name_addr)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
+    res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
     res.place("iPXE .bss16 (mbmodules, mbmemmap, name, mbinfo, cmdlines)", base, 0x1C0 + 0x100, 16,
               "static in iPXE's base-memory data segment (measured for this ROM)", "mbi")
     hidden = ipxe_self(req, res, merged)
     standard_checks(res, req.platform.memory_map)
     res.checks = [c for c in res.checks if c.subject != "placement-clear-of-hidden"]
-    from bootforge.memmap.placement import Component, check_placement
     comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements if p.kind in ("module", "kernel")]
     res.checks += [c for c in check_placement(req.platform.memory_map, res.maps["output"], comps, hidden=hidden)
                    if c.subject == "placement-clear-of-hidden"]
@@ -137,9 +143,6 @@ def load(req):
 
 def ipxe_self(req, res, usable):
     """Where iPXE itself lives (seed 000) and the E820 views INT 15h gives; returns hidden ranges."""
-    from bootforge.memmap.model import MemoryMap, MemoryRange
-    from bootforge.memmap.placement import Component, check_bda_base_memory, check_ipxe_relocation
-    from bootforge.memmap.ops import sanitize
     opts = req.options       # defaults from OPTIONS filled in by run_policy
     outcome = opts["ipxe_outcome"]
     size = int(opts["ipxe_textdata_size"])
@@ -185,11 +188,11 @@ def ipxe_self(req, res, usable):
     def view(hide):
         ranges = [MemoryRange(r.start, r.size, r.type) for r in e820.ranges]
         for a, n in hide:
-            ranges.append(MemoryRange(a, n, 2))
+            ranges.append(MemoryRange(a, n, E820Type.RESERVED))
         m = sanitize(MemoryMap("e820", ranges))
         # e820mangler leaves hidden ranges as holes, not reserved entries.
         return m.replace([r for r in m.ranges if not any(r.start >= a and r.start + r.size <= a + n
-                                                          for a, n in hide if r.type == 2)])
+                                                          for a, n in hide if r.type == E820Type.RESERVED)])
     res.maps["e820-while-ipxe-runs"] = view(hidden)
     after = {"boot": hidden[:1], "pxenv-stop-undi": hidden[:1], "boot-failure": [], "san-boot": hidden}[outcome]
     res.maps[f"e820-after-{outcome}"] = view(after)

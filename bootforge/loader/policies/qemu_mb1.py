@@ -14,6 +14,9 @@ Rules:
   mem_upper = the available run starting at 1 MiB.
 """
 
+from bootforge.formats.multiboot import (
+    MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
+)
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
@@ -23,6 +26,9 @@ from bootforge.loader.policies.common import (
 from bootforge.loader.result import LoadResult
 
 MBI_ADDR = 0x9500
+BOOT_DEVICE = 0x8000FFFF     # multiboot.c: "bootdevice": BIOS drive 0x80, no partition
+MODULE_SIZE = Multiboot1Module.sizeof()
+MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof()
 MMAP_ADDR = 0x9000
 PAGE = 4096
 SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
@@ -41,7 +47,7 @@ def load(req):
               "kernel")
     offset = align_up(kernel_size, PAGE)
     mods_addr = low + offset
-    strings_at = mods_addr + 16 * len(req.modules)
+    strings_at = mods_addr + MODULE_SIZE * len(req.modules)
     mod_strings = [f"{m.loader_path} {m.cmdline}".rstrip() if m.cmdline else m.loader_path for m in req.modules]
     kernel_cmdline = f"{req.kernel_loader_path} {req.cmdline}"
     pos = strings_at
@@ -68,12 +74,15 @@ def load(req):
     res.cmdline = kernel_cmdline
     res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
     res.mbi_address = MBI_ADDR
-    flags = 0x24F
-    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0x8000FFFF, cmdline_addr, len(mods),
-                                 mods_addr, mmap_length=24 * len(entries), mmap_addr=MMAP_ADDR,
-                                 loader=loader_addr)[:88] + bytes(28)
+    flags = (MbiFlag.MEM | MbiFlag.BOOT_DEVICE | MbiFlag.CMDLINE | MbiFlag.MODS | MbiFlag.MMAP
+             | MbiFlag.BOOT_LOADER_NAME)                                   # 0x24f
+    mmap_length = MMAP_ENTRY_SIZE * len(entries)
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, BOOT_DEVICE, cmdline_addr, len(mods),
+                                 mods_addr, mmap_length=mmap_length, mmap_addr=MMAP_ADDR,
+                                 loader=loader_addr)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
+    res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
     res.regions = {"mmap": MMAP_ADDR, "mods": mods_addr, "cmdline": cmdline_addr, "loader": loader_addr}
-    res.place("multiboot_info", MBI_ADDR, 88, 4, "fixed at 0x9500 by QEMU", "mbi")
-    res.place("mmap (option ROM)", MMAP_ADDR, 24 * len(entries), 4, "fixed at 0x9000 by the option ROM", "mbi")
+    res.place("multiboot_info", MBI_ADDR, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "fixed at 0x9500 by QEMU", "mbi")
+    res.place("mmap (option ROM)", MMAP_ADDR, mmap_length, 4, "fixed at 0x9000 by the option ROM", "mbi")
     standard_checks(res, platform_map)
     return res

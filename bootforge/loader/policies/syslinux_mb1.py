@@ -28,6 +28,9 @@ differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
 """
 
 from bootforge.errors import LoaderRefusal
+from bootforge.formats.multiboot import (
+    MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
+)
 from bootforge.loader import mbi
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
@@ -38,6 +41,8 @@ from bootforge.loader.result import LoadResult
 
 SOURCE = "Syslinux 6.04 com32/mboot/{mboot,map,mem}.c"
 LOADER_NAME = "ISOLINUX 6.04 20200816 "
+MODULE_SIZE = Multiboot1Module.sizeof()
+MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof()
 
 
 class SyslinuxMap:
@@ -82,12 +87,12 @@ def load(req):
             at = sm.map_data(s.size, s.align, True)
             res.place(f"ELF section {s.index}", at, s.size, max(s.align, 1), "high water, sh_addralign",
                       "boot-info")
-    mbi_at = sm.map_data(88, 4, False)
+    mbi_at = sm.map_data(MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, False)
     cmdline = f"{req.kernel_loader_path} {req.cmdline}".rstrip()
     cmd_at = sm.map_data(len(cmdline.encode()) + 1, 1, False, pad=False)
     mods, mods_addr = [], 0
     if req.modules:
-        mods_addr = sm.map_data(16 * len(req.modules), 16, False)
+        mods_addr = sm.map_data(MODULE_SIZE * len(req.modules), 16, False)
         for i, m in enumerate(req.modules):
             s = f"{m.loader_path} {m.cmdline}".rstrip()
             s_at = sm.map_data(len(s.encode()) + 1, 1, False, pad=False)
@@ -95,7 +100,7 @@ def load(req):
             mods.append({"start": at, "end": at + m.size, "cmdline": s, "cmdline_addr": s_at})
             res.place(f"module {i} {m.loader_path}", at, m.size, 4096, "high water, 4 KiB, padded", "module")
     entries = e820_entries(req.platform.memory_map)
-    mmap_at = sm.map_data(24 * len(entries), 4, False)
+    mmap_at = sm.map_data(MMAP_ENTRY_SIZE * len(entries), 4, False)
     name_at = sm.map_data(len(LOADER_NAME) + 1, 1, False, pad=False)
     res.mmap = entries
     res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(req.platform.memory_map)
@@ -103,22 +108,19 @@ def load(req):
     res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
     res.mbi_address = mbi_at
     res.regions = {"cmdline": cmd_at, "mods": mods_addr, "mmap": mmap_at, "loader": name_at, "shdr": shdr}
-    flags = mbi.MB1_FLAG["mem"] | mbi.MB1_FLAG["cmdline"] | mbi.MB1_FLAG["mmap"] | mbi.MB1_FLAG["loader"]
-    flags |= (mbi.MB1_FLAG["mods"] if mods else 0) | (mbi.MB1_FLAG["elf_shdr"] if shdr else 0)
+    flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME
+    flags |= (MbiFlag.MODS if mods else 0) | (MbiFlag.ELF_SHDR if shdr else 0)
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, cmd_at, len(mods), mods_addr,
-                                 (k.shnum, k.shentsize, shdr, _shstrndx(k)) if shdr else (0, 0, 0, 0),
-                                 24 * len(entries), mmap_at, name_at)[:88] + bytes(28)
+                                 (k.shnum, k.shentsize, shdr, k.shstrndx) if shdr else (0, 0, 0, 0),
+                                 MMAP_ENTRY_SIZE * len(entries), mmap_at, name_at)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
+    res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
     for name, seg, size in (("Syslinux xfer_buf_seg", 0x1000, 0x10000), ("Syslinux aux_seg", 0x2000, 0x2000),
                             ("Syslinux cache_seg", 0x2200, 0x10000), ("Syslinux real_mode_seg", 0x3200, 0x10000)):
         res.place(f"{name} (until the shuffle)", seg * 16, size, 16, "core/layout.inc (seed 002)", "firmware")
     res.place("Syslinux core at TEXT_START (until the shuffle)", 0x7C00, 0x10000 - 0x7C00, 16,
               "core/layout.inc (seed 002)", "firmware")
-    res.place("multiboot_info", mbi_at, 88, 4, "first fit from 0x2000", "mbi")
-    res.place("mmap", mmap_at, 24 * len(entries), 4, "first fit from 0x2000", "mbi")
+    res.place("multiboot_info", mbi_at, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "first fit from 0x2000", "mbi")
+    res.place("mmap", mmap_at, MMAP_ENTRY_SIZE * len(entries), 4, "first fit from 0x2000", "mbi")
     standard_checks(res, req.platform.memory_map)
     return res
 
-
-def _shstrndx(k):
-    import struct
-    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]

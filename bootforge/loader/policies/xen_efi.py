@@ -32,13 +32,15 @@ Rules:
 """
 
 from bootforge.errors import LoaderRefusal
+from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.loader.alloc import align_down, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB
-from bootforge.loader.policies.grub_efi import _with_loader_data
+from bootforge.loader.policies.grub_efi import FREED_AT_EXIT, _with_loader_data, place_grub_heap
 from bootforge.loader.policies.grub_pc import relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
+from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.placement import Component, check_placement, check_trampoline, check_xen_image
 from bootforge.schema import Field
 from bootforge.verdict import check
@@ -63,7 +65,6 @@ def load(req):
     plat = req.platform
     if k.mb2 is None:
         raise LoaderRefusal("no multiboot header found")
-    from bootforge.loader.policies.grub_efi import place_grub_heap
     res = LoadResult(req.loader, "xen", plat, SOURCE)
     efi, conv = place_grub_heap(res, plat)
     conv = conv.clip(0x1000, 1 << 64)
@@ -117,7 +118,7 @@ def load(req):
         best = None
         for r in efi.ranges:
             end = r.start + r.size
-            if r.type in (3, 4, 7) and end <= MIB and r.size >= tsize:
+            if (r.type in FREED_AT_EXIT or r.type == EfiMemoryType.CONVENTIONAL) and end <= MIB and r.size >= tsize:
                 cand = align_down(end - tsize, PAGE)
                 if best is None or cand > best:
                     best = cand
@@ -139,8 +140,8 @@ def load(req):
     res.notes.append("Xen prints this E820 as 'EFI RAM map:' and its base as 'Xen image load base address'")
     comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements]
     # After ExitBootServices boot-services memory is free too (the trampoline may come from it).
-    from bootforge.memmap.model import MemoryRange
-    free_in = efi.replace([MemoryRange(r.start, r.size, 7 if r.type in (3, 4) else r.type, r.attributes)
+    free_in = efi.replace([MemoryRange(r.start, r.size, EfiMemoryType.CONVENTIONAL if r.type in FREED_AT_EXIT
+                                       else r.type, r.attributes)
                            for r in plat.memory_map.ranges])
     res.checks += [c for c in check_placement(free_in, free_in, comps)
                    if c.subject in ("placement-in-usable-memory", "placement-no-overlap")]
