@@ -13,7 +13,8 @@ import zlib
 
 import pytest
 
-from bootforge.multiboot import oracle
+from bootforge.qemu import media
+from mboracle import module_bytes
 from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
 
 STUB = BUILD / "stubs" / "mbdump.elf"
@@ -30,8 +31,8 @@ def write_tree(d, protocol="multiboot2"):
     require(str(STUB))
     recipe = "mb2" if protocol == "multiboot2" else "mb1"
     run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", d / "kernel.elf", check=0)
-    (d / "mod1").write_bytes(oracle.module_bytes("mod1", 3000))
-    (d / "initrd.tar").write_bytes(oracle.module_bytes("initrd", 70001))
+    (d / "mod1").write_bytes(module_bytes("mod1", 3000))
+    (d / "initrd.tar").write_bytes(module_bytes("initrd", 70001))
     (d / "README.txt").write_text("hello\n")
 
 
@@ -148,7 +149,7 @@ def test_fsck_fat_and_mtools_read_the_esps(grub_images, tmp_path):
     listing = subprocess.run(["mdir", "-/", "-b", "-i", str(part), "::"], capture_output=True, text=True).stdout
     assert "::/EFI/BOOT/BOOTX64.EFI" in listing and "::/boot/Initrd.tar" in listing
     got = subprocess.run(["mtype", "-i", str(part), "::/boot/Initrd.tar"], capture_output=True).stdout
-    assert got == oracle.module_bytes("initrd", 70001)
+    assert got == module_bytes("initrd", 70001)
     # The ISO's El Torito EFI image is a FAT volume too.
     iso_doc = json.loads(run_bootforge("inspect", "--json", grub_images["iso"], check=0).stdout)
     efi = next(e for e in iso_doc["el_torito"]["entries"] if e["platform"] == "UEFI")
@@ -243,7 +244,10 @@ def test_bad_gpt_crc_is_a_defect_and_a_catalog_past_the_end_is_bad_input(grub_im
 def test_inspect_grub_mkrescue_image(tmp_path):
     require("grub-mkrescue", "xorriso", "mformat", str(STUB))
     write_tree(tmp_path)
-    iso = oracle.grub_iso(tmp_path / "kernel.elf", tmp_path)
+    k = media.BootFile(tmp_path / "kernel.elf", "/boot/kernel", "a=b")
+    mods = [media.BootFile(tmp_path / "mod1", "/boot/mod1", "mod1-args")]
+    iso = tmp_path / "grub.iso"
+    media.grub_iso(tmp_path, "multiboot2", k, mods)
     doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
     assert doc["loader"] == "grub" and doc["mbr"]["boot_code"] == "GRUB boot.img / boot_hybrid.img"
     assert doc["el_torito"]["entries"][0]["image"] == "/boot/grub/i386-pc/eltorito.img"
@@ -256,12 +260,12 @@ def test_inspect_grub_mkrescue_image(tmp_path):
 def test_inspect_xorriso_isolinux_isohybrid(tmp_path):
     require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/ISOLINUX/isohdpfx.bin", str(STUB))
     write_tree(tmp_path, "multiboot1")
-    root = oracle.isolinux_tree(tmp_path / "s", tmp_path / "kernel.elf")
+    root = media.isolinux_tree(tmp_path / "s", tmp_path / "kernel.elf")
     (root / "mod1").write_bytes(b"m" * 100)
     (root / "isolinux" / "isolinux.cfg").write_text(
         "DEFAULT k\nLABEL k\n  KERNEL mboot.c32\n  APPEND /kernel.elf args --- /mod1 m1\n")
     iso = tmp_path / "s.iso"
-    oracle.run_tool(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), "-isohybrid-mbr",
+    media.run_tool(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), "-isohybrid-mbr",
                      "/usr/lib/ISOLINUX/isohdpfx.bin", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
                      "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", str(root)])
     doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
@@ -286,7 +290,7 @@ def test_inspect_limine_iso_made_as_limines_readme_says(tmp_path):
     (iso_root / "boot" / "limine" / "limine.conf").write_text(
         "timeout: 0\n/k\n    protocol: multiboot2\n    path: boot():/boot/kernel\n    cmdline: a=b\n")
     iso = tmp_path / "lim.iso"
-    oracle.run_tool(["xorriso", "-as", "mkisofs", "-R", "-r", "-J", "-b", "boot/limine/limine-bios-cd.bin",
+    media.run_tool(["xorriso", "-as", "mkisofs", "-R", "-r", "-J", "-b", "boot/limine/limine-bios-cd.bin",
                      "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus", "-apm-block-size",
                      "2048", "--efi-boot", "boot/limine/limine-uefi-cd.bin", "-efi-boot-part", "--efi-boot-image",
                      "--protective-msdos-label", str(iso_root), "-o", str(iso)])

