@@ -14,9 +14,10 @@ from bootforge.fileio import read_input, write_atomic
 BUILDERS = {
     "rom": "bootforge.rom.recipe:build_rom_recipe",
     "kernel": "bootforge.multiboot.build:build_kernel_recipe",
+    "image": "bootforge.image.build:build_image_recipe",
     "uki": "bootforge.uki.build:build_uki_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "image": ".iso", "uki": ".efi"}
 
 
 @click.command("build")
@@ -61,3 +62,6 @@ def build_command(recipe, output, as_json):
             click.echo(f"  image {image['index']} at {image['offset']:#x}: {image['image_length']} bytes, "
                        f"code type {image['code_type']}, checksum byte "
                        f"{'none' if image['checksum_offset'] is None else hex(image['checksum_offset'])}")
+        if kind == "image":
+            from bootforge.image.report import render_build_summary
+            click.echo(render_build_summary(summary), nl=False)

@@ -34,14 +34,18 @@ class LoadCommand(click.Command):
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
               "r820-efi, a map file).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
+@click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
+              "(default: the first it supports).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
 @click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
-def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, map_format):
-    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE.
+def load_command(recipe, platform, loader, entry, firmware, as_json, svg_out, mbi_out, map_out, map_format):
+    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE
+    (a [load] or [image] recipe, or a bootable ISO/disk image).
 
     Prints where everything lands and by which rule, the boot information and
     memory map the kernel is given, and the placement checks. Exit status 1
@@ -53,7 +57,9 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
     from bootforge.verdict import passed
 
     from bootforge.errors import BootforgeError
-    req = read_recipe(recipe, platform, loader)
+    from bootforge.image.load import image_request
+    # RECIPE may also be a bootable image (ISO, disk) or an [image] recipe: bootforge/image/load.py.
+    req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     try:
         result = policy(req.loader)(req)
     except BootforgeError as exc:
