@@ -12,7 +12,8 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	seabios ovmf ipxe-qemu device-tree-compiler \
 	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
 	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64 \
-	linux-image-amd64 systemd-boot-efi
+	linux-image-amd64 systemd-boot-efi \
+	gdisk dosfstools genisoimage ipxe gcc
 
 AS := as
 LD := ld
