@@ -13,7 +13,7 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
 	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64 \
 	linux-image-amd64 systemd-boot-efi \
-	gdisk dosfstools genisoimage ipxe gcc
+	gdisk dosfstools genisoimage ipxe gcc libc6-dev
 
 AS := as
 LD := ld
@@ -65,7 +65,7 @@ test: deps venv stubs
 # Syslinux and iPXE in QEMU and compare with `bootforge load`; prints the matrix.
 .PHONY: fidelity
 fidelity: deps venv stubs
-	$(PY) -m pytest -q -ra tests/test_load_fidelity.py
+	$(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
 
 demo: venv stubs
 	@mkdir -p $(BUILD)/demo
