@@ -11,11 +11,17 @@ MAP_FORMATS = ("table", "json", "e820-dmesg", "e820-bin", "mb1-mmap", "mb2-mmap"
 
 
 class LoadCommand(click.Command):
-    """`load --help` lists the loaders and their [load.options] from the policy registry
-    (bootforge.loader.policies), read only when help is asked for."""
+    """`load --help` lists the [load] keys (bootforge.loader.recipe.LOAD_FIELDS), the loaders
+    and their [load.options] (the policy registry, bootforge.loader.policies): the declarations
+    validation reads, imported only when help is asked for."""
 
     def format_epilog(self, ctx, formatter):
         from bootforge.loader.policies import POLICIES
+        from bootforge.loader.recipe import LOAD_FIELDS, MODULE_FIELDS
+        with formatter.section("[load] keys"):
+            formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in LOAD_FIELDS])
+        with formatter.section("[[load.modules]] keys"):
+            formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in MODULE_FIELDS])
         rows = []
         for name, p in POLICIES.items():
             real = f"checked against the real loader ({p.boot_medium})" if p.verified else "not checked against a real loader"

@@ -30,22 +30,40 @@ from bootforge.loader.image import read_kernel
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import POLICIES
 from bootforge.loader.result import LoadRequest, ModuleSpec
-from bootforge.schema import validate
+from bootforge.schema import REQUIRED, Field, validate
 
-LOAD_KEYS = {"kernel", "loader_path", "cmdline", "platform", "loader", "modules", "grub_cfg", "entry",
-             "isolinux_cfg", "label", "qemu_args", "root", "options", "limine_conf"}
-MODULE_KEYS = {"path", "loader_path", "cmdline"}
+# The [load] table, declared once: validation below and `bootforge load --help` read it.
+LOAD_FIELDS = (
+    Field("loader", str, None, "the loader policy (--loader wins; the list below)"),
+    Field("platform", str, None, "qemu-pc-seabios:<mem>, qemu-q35-ovmf:<mem>, r820-efi or a map file "
+          "(--platform wins)"),
+    Field("kernel", str, None, "the kernel file, relative to the recipe"),
+    Field("loader_path", str, None, "the name the loader is given for the kernel (default: its file name)"),
+    Field("cmdline", str, None, "the kernel's arguments"),
+    Field("modules", list, None, "[[load.modules]] tables (path, loader_path, cmdline)"),
+    Field("grub_cfg", str, None, "instead of kernel: a grub.cfg, with `entry` (a menuentry title)"),
+    Field("isolinux_cfg", str, None, "instead of kernel: an isolinux.cfg running mboot.c32, with `label`"),
+    Field("limine_conf", str, None, "instead of kernel: a limine.conf, with `entry`"),
+    Field("qemu_args", str, None, "instead of kernel: QEMU's -kernel/-append/-initrd arguments"),
+    Field("entry", str, None, "the grub.cfg menuentry or limine.conf entry (default: the first)"),
+    Field("label", str, None, "the isolinux.cfg LABEL (default: the first)"),
+    Field("root", str, None, "the directory a configuration's absolute paths are resolved against"),
+    Field("options", dict, None, "[load.options]: the loader's options (below)"),
+)
+MODULE_FIELDS = (
+    Field("path", str, REQUIRED, "the module file, relative to the recipe"),
+    Field("loader_path", str, None, "the name the loader is given (default: its file name)"),
+    Field("cmdline", str, None, "the module's string after the name"),
+)
+SOURCES = ("kernel", "grub_cfg", "isolinux_cfg", "limine_conf", "qemu_args")
 MAX_MODULES = 100000
 
 
 def _str(table, key, where, default=None, required=False):
+    """A validated string value (types were checked against LOAD_FIELDS / MODULE_FIELDS)."""
     v = table.get(key, default)
-    if v is None:
-        if required:
-            raise RecipeError(f"[{where}] {key} is required")
-        return None
-    if not isinstance(v, str):
-        raise RecipeError(f"[{where}] {key} must be a string, not {v!r}")
+    if v is None and required:
+        raise RecipeError(f"[{where}] {key} is required")
     return v
 
 
@@ -66,14 +84,12 @@ def request_from_table(table, base, platform=None, loader=None):
     if set(table) != {"load"} or not isinstance(table["load"], dict):
         raise RecipeError(f"a load recipe has one top-level table [load]; found {', '.join(sorted(table)) or 'none'}")
     t = table["load"]
-    unknown = sorted(set(t) - LOAD_KEYS)
-    if unknown:
-        raise RecipeError(f"[load] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(LOAD_KEYS))})")
+    validate(t, LOAD_FIELDS, "load")
     base = Path(base)
     loader = loader or _str(t, "loader", "load", required=True)
     declared = POLICIES.get(loader)      # RecipeError naming the known loaders
     plat = resolve(platform or _str(t, "platform", "load", required=True), base)
-    sources = [k for k in ("kernel", "grub_cfg", "isolinux_cfg", "limine_conf", "qemu_args") if k in t]
+    sources = [k for k in SOURCES if k in t]
     if len(sources) != 1:
         raise RecipeError("[load] needs exactly one of kernel, grub_cfg (+ entry), isolinux_cfg (+ label), "
                           f"limine_conf (+ entry), qemu_args; found {', '.join(sources) or 'none'}")
@@ -83,16 +99,10 @@ def request_from_table(table, base, platform=None, loader=None):
         kernel_name = _str(t, "loader_path", "load", default=Path(t["kernel"]).name)
         cmdline = _str(t, "cmdline", "load", default="")
         mods = t.get("modules", [])
-        if not isinstance(mods, list):
-            raise RecipeError("[load] modules must be an array of tables ([[load.modules]])")
         modules = []
         for i, m in enumerate(mods):
             where = f"load.modules {i}"
-            if not isinstance(m, dict):
-                raise RecipeError(f"[{where}] must be a table")
-            bad = sorted(set(m) - MODULE_KEYS)
-            if bad:
-                raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(MODULE_KEYS))})")
+            validate(m, MODULE_FIELDS, where)
             p = _str(m, "path", where, required=True)
             modules.append((base / p, _str(m, "loader_path", where, default=Path(p).name),
                             _str(m, "cmdline", where, default="")))
@@ -120,7 +130,7 @@ def request_from_table(table, base, platform=None, loader=None):
     if len(modules) > MAX_MODULES:
         raise RecipeError(f"{len(modules)} modules (limit {MAX_MODULES})")
     data = read_input(kernel_file)
-    if loader == "linux-efi-stub":
+    if declared.protocol == "linux":        # not a Multiboot ELF: the policy reads the file itself
         from bootforge.loader.image import KernelImage
         kernel = KernelImage(str(kernel_file), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
     else:
