@@ -361,3 +361,27 @@ def test_syslinux_needs_multiboot1(tmp_path):
     write_tree(tmp_path)
     proc = build(tmp_path, recipe_text("iso", "syslinux", ["bios"]), check=None)
     assert_one_line_error(proc, "mboot.c32", "Multiboot 1")
+
+
+def test_syslinux_and_limine_images_are_reproducible(tmp_path):
+    """limine bios-install writes a random MBR id when it converts an ISO's GPT (limine.c
+    srand(time(NULL))): bootforge gives Limine an MBR-only hybrid, so two builds are equal."""
+    require("/usr/lib/ISOLINUX/isolinux.bin", "cc", str(LIMINE_DIR / "limine.c"))
+    hashes = []
+    for i in range(2):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        write_tree(d, "multiboot1")
+        for f in d.iterdir():
+            os.utime(f, (1_000_000_000 * (i + 1),) * 2)
+        build(d, recipe_text("iso", "syslinux", ["bios"], "multiboot1", output="s.iso"))
+        build(d, recipe_text("iso", "limine", protocol="multiboot1", extra=f'limine_dir = "{LIMINE_DIR}"\n',
+                             output="l.iso"))
+        hashes.append((sha(d / "s.iso"), sha(d / "l.iso")))
+    assert hashes[0] == hashes[1]
+    doc = json.loads(run_bootforge("inspect", "--json", tmp_path / "run0" / "l.iso", check=0).stdout)
+    assert doc["mbr"]["boot_code"] == "Limine MBR (limine bios-install)" and doc["loader"] == "limine"
+    assert [(p["type"], p["sectors"]) for p in doc["mbr"]["partitions"]] == \
+        [(0xEF, doc["el_torito"]["entries"][1]["sector_count"])]
+    doc = json.loads(run_bootforge("inspect", "--json", tmp_path / "run0" / "s.iso", check=0).stdout)
+    assert doc["mbr"]["boot_code"] == "syslinux isohdpfx.bin (isohybrid)" and doc["loader"] == "syslinux"

@@ -68,5 +68,5 @@ MBR_BOOT_CODE_MARKERS = [
     (b"GRUB \x00Geom\x00Hard Disk\x00Read\x00 Error", "GRUB boot.img / boot_hybrid.img"),
     (b"isolinux.bin missing or corrupt", "syslinux isohdpfx.bin (isohybrid)"),
     (b"Missing operating system", "syslinux mbr.bin"),
-    (b"Limine", "Limine MBR (limine bios-install)"),
+    (b"LIMINE  ", "Limine MBR (limine bios-install)"),
 ]

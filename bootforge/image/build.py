@@ -207,7 +207,10 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
         iso.add_boot(b)
     sectors = iso.layout()
     iso_bytes = sectors * 2048
-    gpt = "uefi" in spec.firmware
+    # Limine's `limine bios-install` turns an ISO's GPT into an MBR with a random disk id
+    # (limine.c: "Converting to MBR for improved compatibility", srand(time(NULL))): give Limine
+    # that MBR (the ESP as a 0xEF partition) from the start, with an id derived from the content.
+    gpt = "uefi" in spec.firmware and spec.loader != "limine"
     total = iso_bytes + (-(-GPT_TAIL // 2048) * 2048 if gpt else 0)
     out.truncate(total)
     iso.write(out)
@@ -228,6 +231,9 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
         table = [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, min(disk_sectors - 1, 0xFFFFFFFF))]
         layout["gpt"] = {"disk_guid": content_guid(digest, "gpt-disk"),
                          "esp": {"first_lba": parts[0].first_lba, "last_lba": parts[0].last_lba}}
+    elif "uefi" in spec.firmware:
+        efi = next(b for b in boots if b.platform == et.PLATFORM_EFI)
+        table = [(0, mfmt.MBR_TYPE_EFI_SYSTEM, efi.lba * 4, -(-efi.content.size // 512))]
     else:
         table = [(0x80, mfmt.MBR_TYPE_ISOHYBRID, 0, disk_sectors)]
     os.pwrite(out.fileno(), mbr_bytes(bytes(code), signature, table), 0)
