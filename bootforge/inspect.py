@@ -11,26 +11,10 @@ import importlib
 
 from bootforge.errors import FormatError
 
-def _disk_image(d):
-    """ISO 9660 (CD001 at 32 KiB + 1) or a GPT/MBR-partitioned disk (bootforge/image/read.py says more)."""
-    if d[0x8001:0x8006] == b"CD001" or (d[510:512] == b"\x55\xaa" and d[512:520] == b"EFI PART"):
-        return True
-    if len(d) < 512 or d[510:512] != b"\x55\xaa" or d[:2] == b"\x55\xaa":
-        return False
-    parts = [d[446 + 16 * i:462 + 16 * i] for i in range(4)]
-    return all(p[0] in (0, 0x80) for p in parts) and any(p[4] for p in parts)
-
-
 FORMATS = [
-    # Bootable images: hybrid ISOs and partitioned disks (bootforge/image/).
-    ("image", _disk_image, "bootforge.image.inspect:inspect_image_file"),
     # Device trees and raw memory maps (bootforge/fdt/, bootforge/memmap/); the maps have no magic.
-    ("dtb", lambda d: d[:4] == b"\xd0\x0d\xfe\xed", "bootforge.fdt.inspect:inspect_dtb"),
-    ("e820-bin", None, "bootforge.memmap.inspect:inspect_e820_bin"),
-    ("efi-bin", None, "bootforge.memmap.inspect:inspect_efi_bin"),
-    ("mb1-mmap", None, "bootforge.memmap.inspect:inspect_mb1_mmap"),
-    ("mb2-mmap", None, "bootforge.memmap.inspect:inspect_mb2_mmap"),
-    ("mb2-efi-mmap", None, "bootforge.memmap.inspect:inspect_mb2_efi_mmap"),
+    # (Raw memory maps come from the memory-map format registry: see inspect_data.)
+    ("dtb", lambda d: d[:4] == b"\xd0\x0d\xfe\xed", "bootforge.memmap.dtb_report:inspect_dtb"),
     ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
     # Multiboot kernels and their wrappers (bootforge/multiboot/inspect.py).
     ("elf", lambda d: d[:4] == b"\x7fELF", "bootforge.multiboot.inspect:inspect_elf"),
@@ -41,14 +25,17 @@ FORMATS = [
     ("linux-kernel", lambda d: d[0x202:0x206] == b"HdrS", "bootforge.multiboot.inspect:inspect_kernel"),
     ("multiboot-image", lambda d: b"\x02\xb0\xad\x1b" in d[:8192] or b"\xd6\x50\x52\xe8" in d[:32768],
      "bootforge.multiboot.inspect:inspect_kernel"),
-    ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.multiboot.inspect:inspect_compressed"),
-    ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.multiboot.inspect:inspect_compressed"),
+    ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.inspect:inspect_compressed"),
+    ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.inspect:inspect_compressed"),
     ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.inspect:inspect_dump"),
 ]
 
 
 def format_names():
-    return [name for name, _, _ in FORMATS]
+    # Function-level import: the memory-map registry is loaded only when the names are asked for.
+    from bootforge.memmap.formats import inspect_names
+    names = [name for name, _, _ in FORMATS]
+    return names + [n for n in inspect_names() if n not in names]
 
 
 def _reader(target):
@@ -61,6 +48,15 @@ def inspect_data(path, data, format_name=None):
     for name, sniff, target in FORMATS:
         if format_name == name or (format_name is None and sniff is not None and sniff(data)):
             return _reader(target)(path, data)
+    # Memory maps last: most have no magic, and the registry is loaded only when
+    # nothing above claimed the file (so inspecting a ROM never loads it).
+    from bootforge.memmap import inspect as memmap_inspect
+    if format_name is not None and memmap_inspect.inspectable(format_name):
+        return memmap_inspect.inspect_map(format_name, path, data)
+    if format_name is None:
+        sniffed = memmap_inspect.sniff(data, path)
+        if sniffed is not None:
+            return memmap_inspect.inspect_map(sniffed, path, data)
     if format_name is not None:
         raise FormatError(f"unknown format {format_name!r}", path=path)
     raise FormatError(
@@ -68,3 +64,17 @@ def inspect_data(path, data, format_name=None):
         path=path,
         offset=0,
     )
+
+
+def inspect_compressed(path, data):
+    """A gzip/xz file: the kernel report of what is inside, or whatever else is inside."""
+    from bootforge.multiboot.inspect import compressed_kernel_report, decompress, is_kernel
+    kind = "gzip" if data[:2] == b"\x1f\x8b" else "xz"
+    inner = decompress(data, kind)
+    try:
+        if is_kernel(inner):
+            return compressed_kernel_report(path, inner, kind, data)
+        return inspect_data(path, inner)
+    except FormatError as exc:
+        exc.message += f" (offset in the {kind}-decompressed data)"
+        raise

@@ -11,7 +11,10 @@ import pytest
 
 from bootforge.memmap import MemoryMap, MemoryRange, sanitize
 from bootforge.memmap.convert import efi_to_e820, fdt_to_map, map_to_fdt
-from bootforge.memmap.io import FORMATS, map_to_json, read_map, write_map
+from bootforge.memmap.formats import registry
+from bootforge.memmap.io import map_to_json, read_map, write_map
+
+FORMATS = {name: (f.read, f.write, f.family) for name, f in registry().items()}
 from bootforge.fdt import build_dtb, parse_dtb
 from conftest import DATA
 
@@ -246,7 +249,7 @@ def test_qemu_multiboot_loader_mmap():
 @pytest.mark.parametrize("name", ["mb-grub-pc-mb1.dump", "mb-grub-pc-mb2.dump", "mb-syslinux-mb1.dump",
                                   "mb-qemu-mb1.dump", "mb-grub-efi-mb2.dump"])
 def test_loader_maps_rebuild_byte_for_byte(name):
-    from bootforge.memmap.io import mbdump_bodies
+    from bootforge.memmap.formats.mbdump import mbdump_bodies
     (body, fmt), efi_body = mbdump_bodies(name, dump(name))
     m = FORMATS[fmt][0](name, body, {})
     assert write_map(m, fmt, None) == body
@@ -274,7 +277,7 @@ def test_ovmf_map_through_the_linux_stub_agrees_with_grub():
 # ---- SMBIOS type 19 ------------------------------------------------------------
 
 def test_smbios_type19_table_round_trip_with_extended_addresses():
-    from bootforge.memmap.smbios import build_smbios_table, read_smbios_table
+    from bootforge.memmap.formats.smbios import build_smbios_table, read_smbios_table
     m = MemoryMap("e820", [MemoryRange(0, 0xA0000, RAM), MemoryRange(0xA0000, 0x60000, RES),
                            MemoryRange(0x100000, 0xBFF00000, RAM),
                            MemoryRange(0x400_0000_0000, 0x1_0000_0000, RAM)])     # 4 TiB: KiB overflow 32 bits
@@ -290,7 +293,7 @@ def test_smbios_type19_table_round_trip_with_extended_addresses():
 
 
 def test_smbios_reader_skips_other_structures_and_their_strings():
-    from bootforge.memmap.smbios import read_smbios_table
+    from bootforge.memmap.formats.smbios import read_smbios_table
     bios = bytes([0, 0x12, 0, 0]) + bytes(0x0E) + b"SeaBIOS\0" + b"1.16.2\0\0"
     old19 = struct.pack("<BBHIIHB", 19, 0x0F, 0x1300, 0x400, 0x7FFFF, 0x1000, 1) + b"\0\0"
     table = bios + old19 + struct.pack("<BBH", 127, 4, 0xFEFF) + b"\0\0"
@@ -299,7 +302,7 @@ def test_smbios_reader_skips_other_structures_and_their_strings():
 
 def test_smbios_reader_rejects_lies():
     from bootforge.errors import FormatError
-    from bootforge.memmap.smbios import read_smbios_table
+    from bootforge.memmap.formats.smbios import read_smbios_table
     with pytest.raises(FormatError, match="does not fit"):
         read_smbios_table("t", struct.pack("<BBH", 19, 0xF0, 0) + bytes(20))
     with pytest.raises(FormatError, match="no string-set terminator"):

@@ -8,10 +8,11 @@ import sys
 
 import click
 
-FORMAT_NAMES = ["e820-sysfs", "e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap",
-                "mb2-efi-mmap", "fdt", "json", "smbios", "table"]
-# Inputs only: a capture of the Multiboot dump kernel (its E820 view or its EFI tag 17).
-INPUT_FORMATS = [f for f in FORMAT_NAMES if f != "table"] + ["mbdump", "mbdump-efi"]
+from bootforge.memmap.formats import input_names, output_names, registry
+
+# Both lists come from the format registry (bootforge/memmap/formats/).
+FORMAT_NAMES = output_names()
+INPUT_FORMATS = input_names()
 
 
 def _input_options(f):
@@ -38,6 +39,11 @@ def _read(path, from_format, options):
 @click.group("memmap")
 def memmap_group():
     """Convert, verify and draw memory maps (E820, EFI, Multiboot, FDT)."""
+
+
+# The help lists every format of the registry (\b keeps click from rewrapping the list).
+memmap_group.help += "\n\n\b\nFormats (--from, --to):\n" + "\n".join(
+    f"  {f.name:<13} {f.help}" for f in registry().values())
 
 
 @memmap_group.command("convert", short_help="Convert a map between formats (EFI -> E820 as the stub does).")
@@ -113,14 +119,19 @@ def verify_command(input_path, from_format, efi_reference, efi_reference_from, a
 def show_command(input_path, from_format, sanitize, svg_path, entry_size, descriptor_size):
     """Print IN as a table (dmesg's layout for E820, the UEFI shell's for EFI)."""
     from bootforge.fileio import write_atomic
-    from bootforge.memmap.io import human_size, prepare_for, write_table
+    from bootforge.formats.e820 import E820Type
+    from bootforge.formats.efi_memmap import EfiMemoryType
+    from bootforge.memmap.formats.table import write_table
+    from bootforge.memmap.io import prepare_for
+    from bootforge.text import human_size
     from bootforge.memmap.svg import render_svg
     options = _options(entry_size, descriptor_size)
     memory_map = _read(input_path, from_format, options)
     if sanitize:
         memory_map = prepare_for(memory_map, "table", sanitize=True)
     click.echo(write_table(memory_map, options).decode(), nl=False)
-    usable = sum(r.size for r in memory_map.ranges if r.type == (7 if memory_map.family == "efi" else 1))
+    usable_type = EfiMemoryType.CONVENTIONAL if memory_map.family == "efi" else E820Type.RAM
+    usable = sum(r.size for r in memory_map.ranges if r.type == usable_type)
     click.echo(f"{len(memory_map)} ranges ({memory_map.family}), "
                f"{human_size(usable)} {'conventional' if memory_map.family == 'efi' else 'usable RAM'}")
     if svg_path:

@@ -4,7 +4,8 @@
 - parse: parse_dtb(), defensive against lying headers and deep nesting.
 - build: build_dtb(), byte-identical to the input when the tree is unchanged.
 - dts: to_dts(), the text `dtc -I dtb -O dts` prints.
-- inspect: the `bootforge inspect` reader.
+(The `bootforge inspect` report of a DTB is bootforge.memmap.dtb_report: it shows
+the memory map, and fdt sits below memmap.)
 """
 
 from bootforge.fdt.tree import DeviceTree, FdtNode, FdtProperty  # noqa: F401

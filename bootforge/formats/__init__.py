@@ -109,7 +109,7 @@ def parse(layout, data, offset=0, what=None, path=None):
     try:
         return layout.parse(data[offset:] if offset else data)
     except (ConstructError, struct.error, ValueError, OverflowError) as exc:
-        raise FormatError(f"cannot read {what or 'structure'}: {_one_line(exc)}",
+        raise FormatError(f"{what or 'structure'} truncated or malformed ({_one_line(exc)})",
                           path=path, offset=offset) from None
 
 
@@ -120,7 +120,7 @@ def unpack(fmt, data, offset=0, what=None, path=None):
             return fmt.unpack_from(data, offset)
         return struct.unpack_from(fmt, data, offset)
     except struct.error as exc:
-        raise FormatError(f"cannot read {what or 'structure'}: {exc}", path=path, offset=offset) from None
+        raise FormatError(f"{what or 'structure'} truncated or malformed ({exc})", path=path, offset=offset) from None
 
 
 __all__ = ["Numbering", "flag_labels", "parse", "struct_format", "unpack", "Struct"]

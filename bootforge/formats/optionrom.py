@@ -120,6 +120,7 @@ PciDataStructure = Struct(
 )
 PCIR_LENGTH_23 = 0x18
 PCIR_LENGTH_30 = 0x1C
+PCIR_REVISION_30 = 3        # revision >= 3: PCI 3.0 (device list, max runtime length); 0: PCI 2.3
 
 # PnP expansion header (PnP BIOS spec 1.0a, 0x20 bytes).
 PnpExpansionHeader = Struct(

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.memmap.formats.lsefimmap import parse_lsefimmap as _parse_lsefimmap
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -176,39 +177,9 @@ if __name__ == "__main__":
     write_r820()
 
 
-# GRUB's lsefimmap names (grub-core/commands/efi/lsefimmap.c), in EFI type order.
-LSEFIMMAP_TYPES = ["reserved", "ldr-code", "ldr-data", "BS-code", "BS-data", "RT-code", "RT-data", "conv-mem",
-                   "unusable", "ACPI-rec", "ACPI-nvs", "MMIO", "IO-ports", "PAL-code", "persist"]
-LSEFIMMAP_ATTRS = {"UC": 0x1, "WC": 0x2, "WT": 0x4, "WB": 0x8, "UCE": 0x10, "WP": 0x1000, "RP": 0x2000,
-                   "XP": 0x4000, "NV": 0x8000, "MR": 0x10000, "RO": 0x20000, "SP": 0x40000, "RT": 1 << 63}
-LSEFIMMAP_LINE = re.compile(r"^(\S+)\s+([0-9a-fA-F]{16})-([0-9a-fA-F]{16})\s+([0-9a-fA-F]{8,})\s+\S+\s*(.*)$")
-
-
 def parse_lsefimmap(text, where="lsefimmap"):
-    """An EFI MemoryMap from GRUB's `lsefimmap` table (the firmware map just before loading)."""
-    ranges = []
-    lower = {n.lower(): i for i, n in enumerate(LSEFIMMAP_TYPES)}
-    for line in text.splitlines():
-        m = LSEFIMMAP_LINE.match(line.strip())
-        if not m:
-            continue
-        name = m.group(1).lower()
-        typ = lower.get(name)
-        if typ is None:
-            if name.startswith("type-"):
-                typ = int(name[5:], 16)
-            else:
-                raise RecipeError(f"{where}: unknown lsefimmap type {m.group(1)!r}")
-        start, last, pages = int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16)
-        attrs = 0
-        for word in m.group(5).split():
-            attrs |= LSEFIMMAP_ATTRS.get(word, 0)
-        ranges.append(MemoryRange(start, pages * 4096, typ, attrs))
-        if last + 1 != start + pages * 4096:
-            raise RecipeError(f"{where}: {line.strip()!r}: end and page count disagree")
-    if not ranges:
-        raise RecipeError(f"{where}: no lsefimmap lines found")
-    return MemoryMap("efi", ranges, source="lsefimmap")
+    """An EFI MemoryMap from GRUB's `lsefimmap` table (the reader is the memmap format's)."""
+    return _parse_lsefimmap(text, where, error=RecipeError)
 
 
 def from_file(path, name=None, read_map=None):
@@ -216,11 +187,10 @@ def from_file(path, name=None, read_map=None):
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"platform map file {path} does not exist")
-    head = path.read_bytes()[:65536] if path.is_file() else b""
-    if b"Physical start" in head and b"conv-mem" in head:
-        return Platform(name or str(path), "efi", parse_lsefimmap(head.decode("latin-1"), str(path)),
-                        grub_heap_included=True)
     fmt = io.guess_format(path)
+    if fmt == "lsefimmap":
+        return Platform(name or str(path), "efi", parse_lsefimmap(path.read_text("latin-1"), str(path)),
+                        grub_heap_included=True)
     if fmt is None:
         raise RecipeError(f"{path}: cannot tell which memory-map format this is")
     if fmt == "mbdump":

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from bootforge.memmap.io import human_size
+from bootforge.text import human_size
 from bootforge.memmap.model import type_name
 
 

@@ -10,7 +10,7 @@ labelled with its name and address; the map's ranges are drawn under them.
 from html import escape
 
 from bootforge.memmap import svg as base
-from bootforge.memmap.io import human_size
+from bootforge.text import human_size
 
 KIND_COLOURS = {"kernel": "#d32f2f", "module": "#7b1fa2", "mbi": "#f57c00", "boot-info": "#c49000",
                 "loader": "#0097a7", "firmware": "#455a64", "data": "#5d4037"}

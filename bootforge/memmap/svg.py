@@ -9,7 +9,7 @@ is room; a zig-zag marks each break.
 
 from html import escape
 
-from bootforge.memmap.io import human_size
+from bootforge.text import human_size
 
 WIDTH = 960
 BAND_HEIGHT = 70

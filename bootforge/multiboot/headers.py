@@ -199,7 +199,8 @@ class ElfFacts:
         return [s for s in self.segments if s.type == fmt.PT_LOAD]
 
     def to_json(self):
-        return {"class": f"ELF{self.bits}", "machine": self.machine, "type": self.type,
+        return {"class": f"ELF{self.bits}", "machine": self.machine,
+                "machine_name": fmt.ElfMachine.label_of(self.machine), "type": self.type,
                 "entry": self.entry, "phoff": self.phoff, "phnum": self.phnum,
                 "shoff": self.shoff, "shnum": self.shnum}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
+from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import headers, verdicts
 from bootforge.report import Report
 
@@ -40,6 +41,13 @@ def _hex(v):
     return f"{v:#x}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 
+def _tag_field(tag, key, value):
+    """One field of a header tag as text; requested info tags are named beside their numbers."""
+    if key == "requests":
+        return "requests [" + ", ".join(f"{n} ({fmt.Mb2Tag.label_of(n)})" for n in value) + "]"
+    return f"{key} {_hex(value)}"
+
+
 @dataclass
 class KernelReport(Report):
     doc: dict = field(default_factory=dict)
@@ -54,11 +62,13 @@ class KernelReport(Report):
                                                if d.get("compression") else "")]
         if d.get("elf"):
             e = d["elf"]
-            out.append(f"  ELF: {e['class']} machine {e['machine']} type {e['type']} "
+            out.append(f"  ELF: {e['class']} machine {e['machine']} ({fmt.ElfMachine.label_of(e['machine'])}) "
+                       f"type {e['type']} "
                        f"entry {e['entry']:#x}, {e['phnum']} program headers at {e['phoff']:#x}")
         if d.get("pe"):
             p = d["pe"]
-            out.append(f"  PE: {p['format']} machine {p['machine']:#x} subsystem {p['subsystem']} "
+            out.append(f"  PE: {p['format']} machine {p['machine']:#x} ({PeMachine.label_of(p['machine'])}) "
+                       f"subsystem {p['subsystem']} ({PeSubsystem.label_of(p['subsystem'])}) "
                        f"entry RVA {p['entry_point']:#x} image base {p['image_base']:#x}")
         if d.get("segments"):
             out.append("  segments:   type             offset          vaddr          paddr"
@@ -80,8 +90,9 @@ class KernelReport(Report):
             out.append(f"  Multiboot2 header at {m2['offset']:#x}: architecture {m2['architecture']} "
                        f"({m2['architecture_name']}), header_length {m2['header_length']}")
             for t in m2["tags"]:
-                extra = ", ".join(f"{k} {_hex(v)}" for k, v in t.items()
-                                  if k not in ("type", "name", "optional", "flags", "size", "position"))
+                extra = ", ".join(_tag_field(t, k, v) for k, v in t.items()
+                                  if k not in ("type", "name", "optional", "flags", "size", "position",
+                                               "request_names"))
                 out.append(f"    tag {t['type']:2d} {t['name']:<22} size {t['size']:3d}"
                            f"{' optional' if t['optional'] else ''}{': ' + extra if extra else ''}")
         else:
@@ -151,18 +162,15 @@ def inspect_kernel(path, data):
     return _kernel_report(path, data)
 
 
-def inspect_compressed(path, data):
-    kind = "gzip" if data[:2] == b"\x1f\x8b" else "xz"
-    inner = decompress(data, kind)
-    try:
-        if inner[:4] == fmt.ELF_MAGIC or inner[:2] == b"MZ" or verdicts.is_linux_bzimage(inner) \
-                or b"\x02\xb0\xad\x1b" in inner[:fmt.MB1_SEARCH] or b"\xd6\x50\x52\xe8" in inner[:fmt.MB2_SEARCH]:
-            return _kernel_report(path, inner, kind, data)
-        from bootforge.inspect import inspect_data
-        return inspect_data(path, inner)
-    except FormatError as exc:
-        exc.message += f" (offset in the {kind}-decompressed data)"
-        raise
+def is_kernel(data):
+    """Would the kernel report describe *data* (ELF, PE, bzImage, or a Multiboot header)?"""
+    return (data[:4] == fmt.ELF_MAGIC or data[:2] == b"MZ" or verdicts.is_linux_bzimage(data)
+            or b"\x02\xb0\xad\x1b" in data[:fmt.MB1_SEARCH] or b"\xd6\x50\x52\xe8" in data[:fmt.MB2_SEARCH])
+
+
+def compressed_kernel_report(path, inner, kind, given):
+    """The kernel report of *inner*, decompressed from *given* (the gzip/xz file as given)."""
+    return _kernel_report(path, inner, kind, given)
 
 
 def inspect_dump(path, data):

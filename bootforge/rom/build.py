@@ -50,7 +50,7 @@ def build_pcir(ids: ChainIds, image_blocks: int, code_type: int, device_list_off
         vendor_id=ids.vendor_id, device_id=ids.device_id,
         device_list_offset=device_list_offset if ids.pci30 else 0,
         length=fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23,
-        revision=3 if ids.pci30 else 0, class_code=ids.class_code, image_length=image_blocks,
+        revision=fmt.PCIR_REVISION_30 if ids.pci30 else 0, class_code=ids.class_code, image_length=image_blocks,
         code_revision=ids.code_revision, code_type=code_type, indicator=0,
         max_runtime_length=image_blocks if ids.pci30 and code_type == 0 else 0,
         pci30=dict(config_utility_offset=0, dmtf_clp_offset=0) if ids.pci30 else None))
@@ -203,8 +203,8 @@ def rehead(image: bytearray, parsed, *, vendor_id=None, device_ids=None, class_c
 
 def _rewrite_device_list(image, parsed, device_ids):
     pcir = parsed.pcir
-    if pcir.revision < 3 or pcir.device_list_offset == 0:
-        raise BuildError(f"image {parsed.index}: PCI {('2.3' if pcir.revision < 3 else '3.0 without a list')} "
+    if pcir.revision < fmt.PCIR_REVISION_30 or pcir.device_list_offset == 0:
+        raise BuildError(f"image {parsed.index}: PCI {('2.3' if pcir.revision < fmt.PCIR_REVISION_30 else '3.0 without a list')} "
                          f"data structure has no device list for {len(device_ids)} device ids")
     room = len(parsed.device_list)
     if len(device_ids) > room:
@@ -265,7 +265,7 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
         initialization_size=blocks, subsystem=pe.subsystem, machine=pe.machine,
         compression=1 if compression == "efi" else 0, reserved=bytes(8),
         efi_image_offset=pe_at, pcir_offset=pcir_at))
-    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, 3, pcir_len)
+    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, fmt.PCIR_REVISION_30, pcir_len)
     image[pcir_at + pcir_len:checksum_at] = devlist
     return image, checksum_at
 

@@ -41,7 +41,7 @@ def _efi_gap(image: bytes):
         return None
     end = pcir_at + int.from_bytes(image[pcir_at + 0x0A:pcir_at + 0x0C], "little")
     list_at = int.from_bytes(image[pcir_at + 8:pcir_at + 10], "little")
-    if image[pcir_at + 0x0C] >= 3 and list_at:
+    if image[pcir_at + 0x0C] >= fmt.PCIR_REVISION_30 and list_at:
         at = pcir_at + list_at
         while at + 2 <= pe_at and image[at:at + 2] != b"\0\0":
             at += 2

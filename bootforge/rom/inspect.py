@@ -19,10 +19,7 @@ def _ok(flag):
 
 def _class_name(class_code):
     base, sub, prog_if = class_code >> 16, (class_code >> 8) & 0xFF, class_code & 0xFF
-    names = {0x00: "unclassified", 0x01: "mass storage", 0x02: "network", 0x03: "display",
-             0x04: "multimedia", 0x05: "memory", 0x06: "bridge", 0x07: "communication",
-             0x08: "system peripheral", 0x0C: "serial bus"}
-    return f"{names.get(base, 'class')} {base:02x}:{sub:02x}:{prog_if:02x}"
+    return f"{fmt.PciBaseClass.label_of(base, 'class')} {base:02x}:{sub:02x}:{prog_if:02x}"
 
 
 class RomReport(Report):
@@ -53,7 +50,7 @@ class RomReport(Report):
                 "device_list": list(image.device_list), "length": p.length, "revision": p.revision,
                 "class_code": p.class_code, "image_length": p.image_length,
                 "code_revision": p.code_revision, "indicator": p.indicator,
-                "max_runtime_length": p.max_runtime_length if p.revision >= 3 else None,
+                "max_runtime_length": p.max_runtime_length if p.revision >= fmt.PCIR_REVISION_30 else None,
             }
         if image.pnp:
             doc["pnp"] = self._pnp_json(image.pnp[0])
@@ -119,9 +116,8 @@ class RomReport(Report):
             line(2, "Initialization size", f"{h.initialization_size:#x} ({image.size} bytes)")
             line(2, "EFI signature", f"{fmt.EFI_ROM_SIGNATURE:#x}")
             line(2, "EFI subsystem", f"{h.subsystem:#x} ({fmt.EFI_SUBSYSTEMS.get(h.subsystem, 'unknown')})")
-            line(2, "EFI machine type", f"{h.machine:#x} ({fmt.EFI_MACHINES.get(h.machine, 'unknown')})")
-            comp = {0: "not compressed", 1: "EFI compression"}.get(h.compression, "unknown")
-            line(2, "Compression type", f"{h.compression:#x} ({comp})")
+            line(2, "EFI machine type", f"{h.machine:#x} ({fmt.PeMachine.label_of(h.machine)})")
+            line(2, "Compression type", f"{h.compression:#x} ({fmt.EfiRomCompression.label_of(h.compression)})")
             line(2, "EFI image offset", f"{h.efi_image_offset:#x} (@{image.offset + h.efi_image_offset:#x})")
         else:
             line(2, "Size", f"{h.size_blocks:#x} ({image.size} bytes)")
@@ -137,8 +133,8 @@ class RomReport(Report):
             line(2, "Vendor ID", f"{p.vendor_id:#06x}")
             line(2, "Device ID", f"{p.device_id:#06x}")
             line(2, "Length", f"{p.length:#x}")
-            line(2, "Revision", f"{p.revision:#x} ({'PCI 3.0' if p.revision >= 3 else 'PCI 2.3'})")
-            if p.revision >= 3:
+            line(2, "Revision", f"{p.revision:#x} ({'PCI 3.0' if p.revision >= fmt.PCIR_REVISION_30 else 'PCI 2.3'})")
+            if p.revision >= fmt.PCIR_REVISION_30:
                 ids = " ".join(f"{d:#06x}" for d in image.device_list) or "none"
                 line(2, "Device list", f"@{p.device_list_offset:#x}: {ids}")
             line(2, "Class code", f"{p.class_code:#08x} ({_class_name(p.class_code)})")
@@ -146,8 +142,8 @@ class RomReport(Report):
             line(2, "Code revision", f"{p.code_revision:#06x}")
             line(2, "Code type", f"{p.code_type:#04x} ({code_type_name(p.code_type)})")
             line(2, "Indicator", f"{p.indicator:#04x} ({'last image' if image.last else 'not last'})")
-            if p.revision >= 3:
-                line(2, "Max runtime length", f"{p.max_runtime_length:#x} ({p.max_runtime_length * 512} bytes)")
+            if p.revision >= fmt.PCIR_REVISION_30:
+                line(2, "Max runtime length", f"{p.max_runtime_length:#x} ({p.max_runtime_length * fmt.BLOCK} bytes)")
         for pnp in image.pnp:
             f = pnp.fields
             kv.append(f"  $PnP header at {pnp.offset:#x}")
@@ -170,13 +166,13 @@ class RomReport(Report):
                 line(2, "Loader entry", f"{f.loader_entry:#06x}")
                 line(2, "Stack / data / code", f"{f.stack_size:#x} / {f.data_size:#x} / {f.code_size:#x}")
             else:
-                line(2, "Shrunk size", f"{f.shrunk_blocks:#x} ({f.shrunk_blocks * 512} bytes)")
+                line(2, "Shrunk size", f"{f.shrunk_blocks:#x} ({f.shrunk_blocks * fmt.BLOCK} bytes)")
                 line(2, "Build id", f"{f.build_id:#010x}")
         if image.pe is not None:
             pe = image.pe
             kv.append("  PE image")
-            line(2, "Machine", f"{pe.machine:#x} ({fmt.EFI_MACHINES.get(pe.machine, 'unknown')})")
-            line(2, "Subsystem", f"{pe.subsystem}")
+            line(2, "Machine", f"{pe.machine:#x} ({fmt.PeMachine.label_of(pe.machine)})")
+            line(2, "Subsystem", f"{pe.subsystem} ({fmt.PeSubsystem.label_of(pe.subsystem)})")
             line(2, "Size of image", f"{pe.size_of_image:#x}")
             line(2, "Entry point", f"{pe.entry_point:#x}")
         if image.decompressed is not None:

@@ -10,10 +10,8 @@ bit) is recorded in `problems` instead.
 
 from dataclasses import dataclass, field
 
-from construct import ConstructError
-
 from bootforge.errors import FormatError, LimitError
-from bootforge.formats import optionrom as fmt
+from bootforge.formats import optionrom as fmt, parse
 
 # More images than this in one ROM is not a ROM (PCI ROM BARs top out at 16 MiB).
 MAX_IMAGES = 64
@@ -108,11 +106,13 @@ def _fail(message, offset, cls=FormatError):
     raise cls(message, offset=offset)
 
 
-def _parse(struct, data, offset, what):
+def _parse(layout, data, offset, what, base=0):
+    """*layout* at *offset* in *data* (an image starting at file offset *base*), through the one guard."""
     try:
-        return struct.parse(data[offset:])
-    except ConstructError:
-        _fail(f"{what} truncated or malformed", offset)
+        return parse(layout, data, offset, what)
+    except FormatError as exc:
+        exc.offset = base + offset
+        raise
 
 
 def _c_string(image: bytes, at: int):
@@ -125,7 +125,7 @@ def _c_string(image: bytes, at: int):
 
 def _read_device_list(image, base, pcir_at, pcir):
     """PCI 3.0 device list: u16 device ids from PCIR + offset, ended by 0."""
-    if pcir.revision < 3 or pcir.device_list_offset == 0:
+    if pcir.revision < fmt.PCIR_REVISION_30 or pcir.device_list_offset == 0:
         return []
     at = pcir_at + pcir.device_list_offset
     ids = []
@@ -159,7 +159,7 @@ def _read_pnp_chain(image, base, first):
             if not headers:
                 return headers  # a pointer to nothing: SeaBIOS treats the ROM as non-PnP
             _fail("next $PnP header pointer does not point at '$PnP'", base + at)
-        pnp = fmt.PnpExpansionHeader.parse(image[at:])
+        pnp = _parse(fmt.PnpExpansionHeader, image, at, "$PnP header", base)
         if pnp.length == 0:
             _fail("$PnP header length is 0", base + at + 5)
         span = pnp.length * 16
@@ -192,7 +192,7 @@ def _read_image(data, index, offset):
     if data[offset:offset + 2] != fmt.ROM_SIGNATURE:
         _fail(f"image {index}: no 55 AA signature (found {data[offset:offset + 2].hex(' ')})", offset)
     is_efi = int.from_bytes(data[offset + 4:offset + 8], "little") == fmt.EFI_ROM_SIGNATURE
-    header = (fmt.EfiRomHeader if is_efi else fmt.LegacyRomHeader).parse(data[offset:])
+    header = _parse(fmt.EfiRomHeader if is_efi else fmt.LegacyRomHeader, data, offset, f"image {index} ROM header")
     size_blocks = header.initialization_size if is_efi else header.size_blocks
     if size_blocks == 0:
         _fail(f"image {index}: size is 0 blocks", offset + 2)
@@ -206,7 +206,7 @@ def _read_image(data, index, offset):
             _fail(f"image {index}: PCIR length {declared:#x} is shorter than 0x18", offset + pcir_at + 0x0A)
         if pcir_at + min(declared, fmt.PCIR_LENGTH_30) > remaining:
             _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
-        pcir = fmt.PciDataStructure.parse(data[offset + pcir_at:])
+        pcir = _parse(fmt.PciDataStructure, data, offset + pcir_at, f"image {index} PCIR")
     elif index > 0 or pcir_at >= min(remaining, size_blocks * fmt.BLOCK):
         # Image 0 without PCIR may be an ISA-style ROM whose bytes 18-19 mean
         # nothing; a pointer past the image itself is a lie either way.
@@ -237,7 +237,7 @@ def _read_image(data, index, offset):
         pnp_at = header.pnp_offset
         if pnp_at:
             image.pnp = _read_pnp_chain(image_bytes, offset, pnp_at)
-        ptrs = fmt.IpxeRomPointers.parse(image_bytes[fmt.IPXE_POINTERS_OFFSET:])
+        ptrs = _parse(fmt.IpxeRomPointers, image_bytes, fmt.IPXE_POINTERS_OFFSET, "iPXE pointers", offset)
         image.undi = _read_sub_header(image_bytes, ptrs.undi_offset, fmt.UndiRomId, fmt.UNDI_SIGNATURE, "UNDI")
         image.ipxe = _read_sub_header(image_bytes, ptrs.ipxe_header_offset, fmt.IpxeHeader,
                                       fmt.IPXE_SIGNATURE, "iPXE")

@@ -13,6 +13,7 @@ from bootforge.formats.smbios import (
     SMBIOS_TYPE_END_OF_TABLE, SMBIOS_TYPE_MEMORY_ARRAY_MAPPED_ADDRESS, SmbiosHeader,
     SmbiosMemoryArrayMappedAddress, SmbiosMemoryArrayMappedAddressExtended,
 )
+from bootforge.memmap.formats import MapFormat
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
 # A table is at most 64 KiB in SMBIOS 2.x (u16 length) and rarely more in 3.x;
@@ -89,3 +90,9 @@ def build_smbios_table(memory_map, first_handle=0x1300, array_handle=0x1000):
 
 def write_smbios_table(memory_map, options):
     return build_smbios_table(memory_map)
+
+
+FORMATS = [
+    MapFormat("smbios", "an SMBIOS structure table (type 19 ranges)", read_smbios_table, write_smbios_table,
+              family="e820"),
+]

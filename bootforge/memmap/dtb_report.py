@@ -1,14 +1,19 @@
-"""`bootforge inspect` for DTBs: header, reservation block, memory summary, DTS text."""
+"""`bootforge inspect` for DTBs: header, reservation block, memory summary, DTS text.
+
+It lives in memmap, not fdt, because it reports the memory map the tree
+describes: fdt (parse, build, dts) sits below memmap and never imports it.
+"""
 
 from bootforge.fdt.dts import to_dts
 from bootforge.fdt.parse import parse_dtb, parse_header
+from bootforge.formats.e820 import E820Type
+from bootforge.memmap.convert import fdt_to_map
+from bootforge.memmap.formats.json import map_to_json
+from bootforge.memmap.verify import verify_map
 from bootforge.report import Report
 
 
 def inspect_dtb(path, data):
-    from bootforge.memmap.convert import fdt_to_map
-    from bootforge.memmap.io import map_to_json
-    from bootforge.memmap.verify import verify_map
     header = parse_header(data, path)
     tree = parse_dtb(data, path)
     if header["size_dt_struct"] is None:       # version 16: the size the walk found
@@ -54,7 +59,7 @@ class DtbReport(Report):
         lines.append("Memory:")
         for r in self.memory.ranges:
             kind = ("memreserve" if "memreserve" in r.flags else
-                    "memory" if r.type == 1 else "reserved-memory")
+                    "memory" if r.type == E820Type.RAM else "reserved-memory")
             extra = " ".join(sorted(f for f in r.flags if f != "memreserve"))
             lines.append(f"  [{r.start:#014x}-{r.start + r.size - 1:#014x}] {kind:<16} "
                          f"{r.label or ''} {extra}".rstrip())

@@ -1,0 +1,67 @@
+"""EFI maps: the raw GetMemoryMap() buffer (descriptors of DescriptorSize bytes).
+
+Layout in bootforge/formats/efi_memmap.py; the Multiboot 2 tag 17 form, which
+wraps the same descriptors, is in multiboot.py and shares these walks.
+"""
+
+from bootforge.errors import BootforgeError, FormatError, LimitError
+from bootforge.formats.efi_memmap import (
+    EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MAX_SIZE, EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_PAGES_OFFSET,
+    EFI_DESCRIPTOR_START_OFFSET, EFI_PAGE_SIZE, descriptor_struct,
+)
+from bootforge.memmap.formats import MapFormat
+from bootforge.memmap.formats.common import check_whole
+from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
+
+
+def check_descriptor_size(size, path, offset=None):
+    if size < EFI_DESCRIPTOR_MIN_SIZE or size % 8:
+        raise FormatError(f"EFI descriptor size {size} (must be >= 40 and a multiple of 8)",
+                          path=path, offset=offset)
+    if size > EFI_DESCRIPTOR_MAX_SIZE:
+        raise LimitError(f"EFI descriptor size {size} is over 4096", path=path, offset=offset)
+
+
+def read_descriptors(data, descriptor_size, path, base):
+    """An EFI MemoryMap from descriptors *data* (at file offset *base*) of stride *descriptor_size*."""
+    check_descriptor_size(descriptor_size, path, 0 if base else None)
+    check_whole(data, descriptor_size, path, "EFI memory map", base)
+    ranges = []
+    for i, (typ, phys, virt, pages, attr) in enumerate(descriptor_struct(descriptor_size).iter_unpack(data)):
+        if pages == 0:
+            raise FormatError(f"descriptor {i} has NumberOfPages 0", path=path,
+                              offset=base + i * descriptor_size + EFI_DESCRIPTOR_PAGES_OFFSET)
+        size = pages * EFI_PAGE_SIZE
+        if phys + size > U64_LIMIT:
+            raise FormatError(f"descriptor {i} [{phys:#x} + {pages:#x} pages] ends past 2^64",
+                              path=path, offset=base + i * descriptor_size + EFI_DESCRIPTOR_START_OFFSET)
+        ranges.append(MemoryRange(phys, size, typ, attr, virtual_start=virt))
+    return MemoryMap("efi", ranges, descriptor_size=descriptor_size)
+
+
+def write_descriptors(memory_map, descriptor_size):
+    """The descriptors of *memory_map* (whole pages only), each *descriptor_size* bytes."""
+    check_descriptor_size(descriptor_size, None)
+    pack = descriptor_struct(descriptor_size).pack
+    out = []
+    for r in memory_map.ranges:
+        if r.size % EFI_PAGE_SIZE:
+            raise BootforgeError(f"range at {r.start:#x} of {r.size:#x} bytes is not whole EFI pages")
+        out.append(pack(r.type, r.start, r.virtual_start, r.size // EFI_PAGE_SIZE, r.attributes or 0))
+    return b"".join(out)
+
+
+def read_efi_bin(path, data, options):
+    m = read_descriptors(data, options.get("descriptor_size") or EFI_DESCRIPTOR_DEFAULT_SIZE, path, 0)
+    m.source = "efi-bin"
+    return m
+
+
+def write_efi_bin(memory_map, options):
+    return write_descriptors(memory_map, options.get("descriptor_size") or memory_map.descriptor_size)
+
+
+FORMATS = [
+    MapFormat("efi-bin", "GetMemoryMap()'s buffer (--descriptor-size, default 48)", read_efi_bin,
+              write_efi_bin, family="efi", load_output=True),
+]
