@@ -120,3 +120,19 @@ def test_qemu_refuses_initrd_for_a_uki(tmp_path):
     serial, err = boot(tmp_path, 256, ["-kernel", str(uki), "-initrd", str(make_initrd(tmp_path / "i.img"))],
                        until="never", timeout=30)
     assert "qemu: linux kernel too old to load a ram disk" in err
+
+
+def test_ovmf_refuses_a_legacy_bzimage_as_inspect_says(tmp_path):
+    """iPXE's ipxe.lkrn: a bzImage of protocol 2.07, not relocatable, no PE header. inspect:
+    QEMU's linuxboot ROM would start it under SeaBIOS, OVMF's QEMU kernel boot option not."""
+    lkrn = "/usr/lib/ipxe/ipxe.lkrn"
+    require(lkrn)
+    proc = run_bootforge("inspect", "--json", lkrn, check=0)
+    doc = json.loads(proc.stdout)
+    assert doc["kind"] == "Linux bzImage (no EFI stub)" and doc["linux"]["protocol_version"] == "2.07"
+    v = {v["subject"]: v for v in doc["verdicts"]}
+    assert v["qemu-kernel"]["ok"] and v["grub-linux"]["ok"] and not v["qemu-kernel-ovmf"]["ok"]
+    serial, _ = boot(tmp_path, 256, ["-kernel", lkrn], until="EFI Internal Shell", timeout=90)
+    refusal = next((line for line in serial.splitlines() if "BdsDxe: failed to load Boot0002" in line), "")
+    assert "VenMedia" in refusal and refusal.rstrip().endswith(": " + v["qemu-kernel-ovmf"]["words"]), serial[-1500:]
+    assert "iPXE" not in serial

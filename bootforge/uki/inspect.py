@@ -35,6 +35,11 @@ def parse_os_release(text):
     return out
 
 
+def _hex(value):
+    """A setup header field for text: hex, or n/a when the kernel's protocol has no such field."""
+    return "n/a" if value is None else f"{value:#x}"
+
+
 def _text(data):
     return data.rstrip(b"\0").decode("utf-8", "replace")
 
@@ -66,11 +71,11 @@ class EfiLinuxReport(Report):
         k = d.get("linux")
         if k:
             out.append(f"  kernel{' (.linux)' if d['kind'] == 'UKI' else ''}: {k['kernel_version'] or '?'}")
-            out.append(f"    boot protocol {k['protocol_version']}, init_size {k['init_size']:#x}, pref_address "
-                       f"{k['pref_address']:#x}, kernel_alignment {k['kernel_alignment']:#x}, relocatable "
-                       f"{'yes' if k['relocatable'] else 'no'}")
-            out.append(f"    xloadflags {k['xloadflags']:#x} ({' '.join(k['xloadflags_names']) or 'none'}), "
-                       f"handover_offset {k['handover_offset']:#x}, initrd_addr_max {k['initrd_addr_max']:#x}")
+            out.append(f"    boot protocol {k['protocol_version']}, init_size {_hex(k['init_size'])}, pref_address "
+                       f"{_hex(k['pref_address'])}, kernel_alignment {_hex(k['kernel_alignment'])}, relocatable "
+                       f"{'n/a' if k['relocatable'] is None else 'yes' if k['relocatable'] else 'no'}")
+            out.append(f"    xloadflags {_hex(k['xloadflags'])} ({' '.join(k['xloadflags_names']) or 'none'}), "
+                       f"handover_offset {_hex(k['handover_offset'])}, initrd_addr_max {_hex(k['initrd_addr_max'])}")
         elif d.get("linux_error"):
             out.append(f"  kernel: {d['linux_error']}")
         out.append("  verdicts:")
@@ -79,7 +84,7 @@ class EfiLinuxReport(Report):
             status = "takes" if v["ok"] and v["severity"] == "error" or v["ok"] else "REFUSES"
             if v["severity"] == "warning":
                 status = "warn"
-            out.append(f"    {v['subject']:<13} {status:<7} {v['reason']}{words}")
+            out.append(f"    {v['subject']:<16} {status:<7} {v['reason']}{words}")
         return "\n".join(out)
 
 
@@ -131,10 +136,15 @@ def inspect_efi_linux(path, data):
             doc["linux"]["uname"] = bz.uname
     else:
         doc["linux_error"] = bz_error
-    vs.append(verdicts.grub_verdict(bz, bz_error))
-    vs.append(verdicts.qemu_verdict(data, None if uki else bz, img is not None))
+    grub = verdicts.grub_verdict(bz, bz_error)
+    # GRUB's `linux` is given the kernel: for a UKI the one in .linux (the UKI itself has no setup header).
+    vs.append(grub.with_reason("the kernel in .linux: " + grub.reason) if uki else grub)
+    vs += verdicts.qemu_verdicts(data, None if uki else bz, img is not None)
     doc["verdicts"] = [v.to_json() for v in vs]
-    problems += [f"{v.subject}: {v.reason}" for v in vs if v.fails and v.subject in ("uefi", "systemd-stub")]
+    # A PE that OVMF or systemd-stub refuses is a defect (exit 1); a bzImage without the EFI stub
+    # is normal for its kind (GRUB and QEMU start it): its uefi verdict is reported, not a defect.
+    judged = ("uefi", "systemd-stub") if img is not None else ()
+    problems += [f"{v.subject}: {v.reason}" for v in vs if v.fails and v.subject in judged]
     return EfiLinuxReport(path=str(path), format="uki" if uki else "linux-kernel", problems=problems, doc=doc)
 
 

@@ -17,10 +17,11 @@ Verdict shape (bootforge/verdict.py). Each check follows the named upstream code
   kernel: "invalid magic number" (boot_flag), "version too old for 32-bit boot"
   (< 2.03), "too many setup sectors" (> 64), "zImage doesn't support 32-bit boot"
   (LOADED_HIGH clear); the relocatable 2.05+ path is what x86_64-efi uses.
-- qemu-kernel: QEMU 7.2 hw/i386/x86.c x86_load_linux under OVMF: a "HdrS" kernel
-  is a Linux kernel of that protocol; anything else is taken as an old zImage and
-  handed to the firmware through fw_cfg, where OVMF's QemuKernelLoaderFsDxe
-  rebuilds the file and LoadImage()s it, so a UKI starts too (observed). QEMU's own
+- qemu-kernel (pc + SeaBIOS) and qemu-kernel-ovmf (q35 + OVMF): QEMU 7.2 hw/i386/x86.c
+  x86_load_linux: a "HdrS" kernel is a Linux kernel of that protocol; anything else
+  is taken as an old zImage and handed to the firmware through fw_cfg, where OVMF's
+  QemuKernelLoaderFsDxe rebuilds the file and LoadImage()s it, so a UKI starts under
+  OVMF (observed); a bzImage without a PE header goes to OvmfPkg LoadLinuxLib. QEMU's own
   refusals: "qemu: invalid kernel header" ((setup_sects + 1) * 512 past the file),
   "qemu: linux kernel too old to load a ram disk" (-initrd with protocol < 2.00, so
   a UKI takes no -initrd: its initrd is .initrd).
@@ -119,21 +120,44 @@ def grub_verdict(bz, bz_error):
               f"{bz.setup_sects} setup sectors" + (", relocatable" if bz.get("relocatable_kernel") else ""))
 
 
-def qemu_verdict(data, bz, is_pe):
-    """QEMU 7.2 -kernel of the file as given, under OVMF."""
-    if bz is not None:
-        if bz.protected_mode_offset > len(data):
-            return _v("qemu-kernel", False, "setup sectors run past the file", words="qemu: invalid kernel header")
-        how = "OVMF LoadImage()s its PE (the kernel's own EFI stub)" if is_pe else \
-            "OVMF boots it through the legacy handover (no PE header)"
-        return _v("qemu-kernel", True, f"Linux kernel, protocol {bz.version >> 8}.{bz.version & 0xff:02d}: "
-                  f"QEMU passes it through fw_cfg; {how}")
-    setup = ((data[0x1F1] if len(data) > 0x1F1 else 0) or 4) + 1
+def _qemu_header_problem(data, bz):
+    """QEMU's own refusal before any firmware runs (x86_load_linux), or None."""
+    setup = (bz.setup_sects if bz is not None else ((data[0x1F1] if len(data) > 0x1F1 else 0) or 4)) + 1
     if setup * 512 > len(data):
         return _v("qemu-kernel", False, f"QEMU reads {setup} setup sectors from byte 0x1f1: past the file",
                   words="qemu: invalid kernel header")
+    return None
+
+
+def qemu_verdicts(data, bz, is_pe):
+    """QEMU 7.2 -kernel of the file as given: on the pc machine with SeaBIOS (QEMU's linuxboot
+    option ROM jumps to the setup code) and on q35 with OVMF (QemuKernelLoaderFsDxe rebuilds
+    the file; LoadImage() when it is a PE, else OvmfPkg LoadLinuxLib, which wants protocol
+    >= 2.05 and a relocatable kernel)."""
+    bad = _qemu_header_problem(data, bz)
+    if bad is not None:
+        return [bad, Verdict("qemu-kernel-ovmf", False, bad.reason, "error", bad.words, {})]
+    if bz is not None:
+        proto = f"protocol {bz.version >> 8}.{bz.version & 0xff:02d}"
+        seabios = _v("qemu-kernel", True,
+                     f"Linux kernel, {proto}: QEMU's linuxboot option ROM starts its setup code")
+        if is_pe:
+            ovmf = _v("qemu-kernel-ovmf", True, f"Linux kernel, {proto}: OVMF LoadImage()s its PE (the kernel's "
+                      "own EFI stub)")
+        elif bz.version >= 0x205 and bz.get("relocatable_kernel"):
+            ovmf = _v("qemu-kernel-ovmf", True, f"Linux kernel, {proto}, relocatable, no PE header: OVMF's "
+                      "LoadLinuxLib starts it")
+        else:
+            ovmf = _v("qemu-kernel-ovmf", False, f"no PE header and {proto}"
+                      + ("" if bz.get("relocatable_kernel") else ", not relocatable")
+                      + ": OVMF's LoadLinuxLib refuses it; its QEMU boot option fails (observed with iPXE's "
+                      "ipxe.lkrn)", words="Not Found")
+        return [seabios, ovmf]
+    seabios = _v("qemu-kernel", False, "no 'HdrS': QEMU takes it as a protocol-0 zImage and SeaBIOS would run "
+                 "the PE's bytes as setup code: no kernel starts (observed: a UKI under SeaBIOS hangs silently)")
     if not is_pe:
-        return _v("qemu-kernel", False, "neither a Linux kernel nor a PE image OVMF could start")
-    return _v("qemu-kernel", True, "no 'HdrS': QEMU takes it as a protocol-0 image and OVMF rebuilds and "
-              "LoadImage()s the PE (a UKI boots this way); QEMU refuses -initrd for it ('qemu: linux kernel too "
-              "old to load a ram disk'): the initrd goes in .initrd")
+        return [seabios, _v("qemu-kernel-ovmf", False, "neither a Linux kernel nor a PE image OVMF could start")]
+    ovmf = _v("qemu-kernel-ovmf", True, "no 'HdrS': QEMU hands it over as a protocol-0 image and OVMF rebuilds and "
+              "LoadImage()s the PE (a UKI boots this way); QEMU refuses -initrd for it ('qemu: linux kernel too old "
+              "to load a ram disk'): the initrd goes in .initrd")
+    return [seabios, ovmf]
