@@ -88,6 +88,29 @@ class KernelImage:
         return bytes(out)
 
 
+def aout_kludge_image(path, raw, data, compressed):
+    """A flat kernel as its MB1 header's a.out kludge fields place it (Multiboot spec 0.6.96
+    3.1.3; GRUB multiboot.c load path without ELF): the file from header_offset -
+    (header_addr - load_addr) goes to load_addr, up to load_end_addr (0: end of file),
+    zeros up to bss_end_addr (0: none), entry at entry_addr. None without the kludge."""
+    mb1 = find_mb1(data)
+    if not mb1 or not mb1.get("aout_kludge") or not mb1.get("addresses"):
+        return None
+    a = mb1["addresses"]
+    start = mb1["offset"] - (a["header_addr"] - a["load_addr"])
+    if a["header_addr"] < a["load_addr"] or start < 0:
+        raise RecipeError(f"a.out kludge: header_addr {a['header_addr']:#x} and load_addr {a['load_addr']:#x} put "
+                          "the load before the start of the file", path=path)
+    filesz = a["load_end_addr"] - a["load_addr"] if a["load_end_addr"] else len(data) - start
+    if filesz < 0 or start + filesz > len(data):
+        raise RecipeError(f"a.out kludge: load_end_addr {a['load_end_addr']:#x} lies outside the file", path=path)
+    memsz = max(filesz, a["bss_end_addr"] - a["load_addr"]) if a["bss_end_addr"] else filesz
+    img = KernelImage(str(path), data, len(raw), compressed, 32, a["entry_addr"], [(a["load_addr"], filesz, memsz)])
+    img.mb1 = mb1
+    img.mb2 = find_mb2(data)
+    return img
+
+
 def read_kernel(path, data):
     """A KernelImage from the bytes of *path*; RecipeError when it is no ELF kernel."""
     compressed = None
@@ -100,8 +123,11 @@ def read_kernel(path, data):
     except (OSError, EOFError, lzma.LZMAError) as exc:
         raise RecipeError(f"the kernel does not decompress: {exc}", path=path) from None
     if data[:4] != fmt.ELF_MAGIC:
-        raise RecipeError("the kernel is not an ELF file (bootforge load places ELF Multiboot kernels)",
-                          path=path)
+        flat = aout_kludge_image(path, raw, data, compressed)
+        if flat is not None:
+            return flat
+        raise RecipeError("the kernel is not an ELF file and has no Multiboot1 a.out kludge (bootforge load "
+                          "places ELF and a.out-kludge Multiboot kernels)", path=path)
     elf = read_elf(data)
     segments = [(s.paddr, s.filesz, s.memsz) for s in elf.loads]
     if not any(m for _p, _f, m in segments):
