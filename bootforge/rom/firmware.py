@@ -23,11 +23,14 @@ registered firmware (JSON key = its name, text line = its label and words).
 
 from dataclasses import dataclass
 
-from bootforge.formats import optionrom as fmt
+from bootforge.formats.optionrom import EFI_SUBSYSTEMS, EfiRomCompression, RomCodeType
+from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.registry import Registry
 from bootforge.verdict import Verdict
 
-X64_UEFI_MACHINES = {0x8664: "X64", 0x0EBC: "EBC"}  # OVMF X64 carries the EBC interpreter
+X64_UEFI_MACHINES = (PeMachine.X64, PeMachine.EBC)     # OVMF X64 carries the EBC interpreter
+UEFI_DRIVERS = (PeSubsystem.EFI_BOOT_SERVICE_DRIVER, PeSubsystem.EFI_RUNTIME_DRIVER)
+IPXE_MROM_CODE_TYPE = 0xFF      # iPXE's .mrom payload images (src/arch/x86/prefix/mromprefix.S)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def _uefi(ok, reason):
 def code_type_name(code_type):
     if code_type is None:
         return "none (no PCIR)"
-    return fmt.CODE_TYPES.get(code_type, "iPXE .mrom payload" if code_type == 0xFF else "unknown")
+    return RomCodeType.label_of(code_type, "iPXE .mrom payload" if code_type == IPXE_MROM_CODE_TYPE else "unknown")
 
 
 @rom_firmware("seabios", "SeaBIOS", ("runs", "does not run", "warns"), "SeaBIOS 1.16 src/optionroms.c")
@@ -84,7 +87,7 @@ def seabios_verdicts(rom):
                                      "VGA or fw_cfg ROM, with init at offset 3", "No valid pci signature found"))
             continue
         ids = f"{pcir.vendor_id:04x}:{pcir.device_id:04x}"
-        if pcir.code_type != 0:
+        if pcir.code_type != RomCodeType.X86:
             words = (f"Didn't match dev/ven (got {pcir.device_id:04x}{pcir.vendor_id:04x}) "
                      f"or type (got {pcir.code_type})")
             verdicts.append(_seabios(False, f"code type {pcir.code_type:#x} ({code_type_name(pcir.code_type)}): "
@@ -142,18 +145,18 @@ def uefi_verdicts(rom):
 
 def _uefi_image_verdict(image):
     code_type = image.pcir.code_type
-    if code_type != 3:
+    if code_type != RomCodeType.EFI:
         return _uefi(False, f"code type {code_type:#x} ({code_type_name(code_type)}): PciBusDxe loads "
                        "only code type 3 (EFI) images")
     if not image.is_efi:
         return _uefi(False, "code type 3 but no EFI signature 0x0EF1 at offset 4")
     h = image.header
-    subsystem = fmt.EFI_SUBSYSTEMS.get(h.subsystem, f"subsystem {h.subsystem}")
-    if h.subsystem == 10:
+    subsystem = EFI_SUBSYSTEMS.get(h.subsystem, f"subsystem {h.subsystem}")
+    if h.subsystem == PeSubsystem.EFI_APPLICATION:
         return _uefi(False, "EFI application: PciBusDxe skips applications in option ROMs")
-    if h.subsystem not in (11, 12):
+    if h.subsystem not in UEFI_DRIVERS:
         return _uefi(False, f"{subsystem}: only boot service (11) and runtime (12) drivers load")
-    if h.compression > 1:
+    if h.compression not in EfiRomCompression.labels():
         return _uefi(False, f"compression type {h.compression} is unknown (0 none, 1 EFI compression)")
     if h.initialization_size > image.pcir.image_length:
         return _uefi(False, f"initialization size {h.initialization_size} blocks exceeds the image "
@@ -162,12 +165,12 @@ def _uefi_image_verdict(image):
         return _uefi(False, f"EFI image offset {h.efi_image_offset:#x} is not inside the "
                        f"initialization size ({image.size:#x} bytes)")
     if h.machine not in X64_UEFI_MACHINES:
-        machine = fmt.EFI_MACHINES.get(h.machine, f"{h.machine:#x}")
+        machine = PeMachine.label_of(h.machine, f"{h.machine:#x}")
         return _uefi(False, f"machine {machine} ({h.machine:#x}) does not run on x64 UEFI")
-    if h.compression == 1 and image.decompressed is not None and not image.decompressed.ok:
+    if h.compression == EfiRomCompression.EFI and image.decompressed is not None and not image.decompressed.ok:
         return _uefi(False, f"EFI decompression fails: {image.decompressed.error}")
     if image.pe_error:
         return _uefi(False, f"LoadImage fails: {image.pe_error}")
-    machine = X64_UEFI_MACHINES[h.machine]
-    packed = ", EFI-compressed" if h.compression == 1 else ""
+    machine = PeMachine(h.machine).label
+    packed = ", EFI-compressed" if h.compression == EfiRomCompression.EFI else ""
     return _uefi(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")
