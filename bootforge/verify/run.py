@@ -134,13 +134,21 @@ class VerifyReport:
                        f"{self.last_serial or '(nothing)'}")
         if self.rows:
             w0 = max(len(r.name) for r in self.rows)
-            cells = [(r, _cell(r.predicted), _cell(r.observed)) for r in self.rows]
+            cells = [(r, _cell(r.predicted, r.name), _cell(r.observed, r.name)) for r in self.rows]
             w1 = max([len("predicted")] + [len(p) for _r, p, _o in cells])
             w2 = max([len("observed")] + [len(o) for _r, _p, o in cells])
             out.append(f"  {'':<{w0}}  {'predicted':<{w1}}  {'observed':<{w2}}")
             for r, p, o in cells:
                 mark = ("ok" if r.ok else "MISMATCH") if r.counted else ("same" if r.ok else "differs (not predicted)")
                 out.append(f"  {r.name:<{w0}}  {p:<{w1}}  {o:<{w2}}  {mark}")
+        for r in self.rows:
+            if r.name in ("tags", "flags") and r.predicted is not None and r.observed is not None:
+                out.append(f"  {r.name}: {', '.join(r.observed)}")
+                extra = [t for t in r.observed if t not in r.predicted]
+                missing = [t for t in r.predicted if t not in r.observed]
+                if extra or missing:
+                    out.append(f"  {r.name} the loader gave but the prediction has not: {', '.join(extra) or '-'}; "
+                               f"predicted but not given: {', '.join(missing) or '-'}")
         for p in self.problems:
             out.append(f"  note: {p}")
         counted = [r for r in self.rows if r.counted]
@@ -164,9 +172,21 @@ def _plain(v):
     return v
 
 
-def _cell(v):
+def _cell(v, name=""):
+    """A value as the side-by-side table shows it (JSON keeps the raw values)."""
     if v is None:
         return "-"
+    if name.startswith("mem "):
+        return f"{v} KiB"
+    if name == "mmap entries":
+        return str(v)
+    if name.startswith("mmap ") and isinstance(v, (list, tuple)) and len(v) == 3:
+        from bootforge.memmap.model import type_name
+        return f"{v[0]:#x}+{v[1]:#x} {type_name('e820', v[2])}"
+    if name in ("tags", "flags"):
+        return f"{len(v)} {name}"
+    if name.endswith(" bytes") or name == "loader":
+        return str(v)
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, int):
@@ -229,6 +249,9 @@ def refusal_reader(kind):
 
 
 def sha256_file(path):
+    if not Path(path).exists() and ":" in str(path):
+        from bootforge.image.load import inner_sha256
+        return inner_sha256(path)            # "IMAGE:/boot/mod": a module inside a bootable image
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -282,11 +305,13 @@ def compare_rows(res, cap, req, entry):
     return rows
 
 
-def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None):
+def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None, entry=None, firmware=None):
     """Run one verify; a VerifyReport. BootforgeError (exit 2) when it cannot run."""
     from bootforge.loader.policies import policy
     from bootforge.loader.recipe import read_recipe
-    req = read_recipe(recipe, platform, loader)
+    from bootforge.image.load import image_medium, image_request
+    # RECIPE may be a bootable image (bootforge/image/): it is booted as it is, not rebuilt.
+    req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     machine, kind = machine_for(req.platform, req.loader)
     report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe())
     refusal_class = getattr(errors, "LoaderRefusal", RecipeError)
@@ -306,7 +331,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         work.mkdir(parents=True, exist_ok=True)
         if progress:
             progress(f"building the boot medium ({kind}) in {work}")
-        medium = build_medium(kind, work, kernel, modules, protocol)
+        medium = image_medium(recipe) or build_medium(kind, work, kernel, modules, protocol)
         report.medium = medium.description
         if res is None:
             from types import SimpleNamespace
