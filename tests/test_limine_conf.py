@@ -2,7 +2,6 @@
 11.4.1 does, and `bootforge verify` boots it under the real Limine."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 

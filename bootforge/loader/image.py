@@ -95,7 +95,7 @@ def aout_kludge_image(path, raw, data, compressed):
     zeros up to bss_end_addr (0: none), entry at entry_addr. None without the kludge."""
     mb1 = find_mb1(data)
     if not mb1 or not mb1.get("aout_kludge") or not mb1.get("addresses"):
-        return None
+        return address_tag_image(path, raw, data, compressed)
     a = mb1["addresses"]
     start = mb1["offset"] - (a["header_addr"] - a["load_addr"])
     if a["header_addr"] < a["load_addr"] or start < 0:
@@ -108,6 +108,29 @@ def aout_kludge_image(path, raw, data, compressed):
     img = KernelImage(str(path), data, len(raw), compressed, 32, a["entry_addr"], [(a["load_addr"], filesz, memsz)])
     img.mb1 = mb1
     img.mb2 = find_mb2(data)
+    return img
+
+
+def address_tag_image(path, raw, data, compressed):
+    """A flat kernel placed by its MB2 address tag (2) and entry address tag (3) alone, the
+    Multiboot2 form of the kludge (GRUB multiboot_mbi2.c, Limine multiboot2.c): load_addr
+    0xffffffff means the file from its start, loaded at header_addr - header offset.
+    None without both tags."""
+    mb2 = find_mb2(data)
+    tags = {t["type"]: t for t in (mb2 or {}).get("tags", [])}
+    a, e = tags.get(fmt.Mb2HeaderTag.ADDRESS), tags.get(fmt.Mb2HeaderTag.ENTRY_ADDRESS)
+    if a is None or e is None or "header_addr" not in a:
+        return None
+    if a["load_addr"] == 0xFFFFFFFF:
+        start, load_addr = 0, a["header_addr"] - mb2["offset"]
+    else:
+        start, load_addr = mb2["offset"] - (a["header_addr"] - a["load_addr"]), a["load_addr"]
+    filesz = a["load_end_addr"] - load_addr if a["load_end_addr"] else len(data) - start
+    if start < 0 or filesz < 0 or start + filesz > len(data):
+        raise RecipeError("MB2 address tag: the load range lies outside the file", path=path)
+    memsz = max(filesz, a["bss_end_addr"] - load_addr) if a["bss_end_addr"] else filesz
+    img = KernelImage(str(path), data, len(raw), compressed, 32, e["entry_addr"], [(load_addr, filesz, memsz)])
+    img.mb2 = mb2
     return img
 
 
@@ -126,8 +149,8 @@ def read_kernel(path, data):
         flat = aout_kludge_image(path, raw, data, compressed)
         if flat is not None:
             return flat
-        raise RecipeError("the kernel is not an ELF file and has no Multiboot1 a.out kludge (bootforge load "
-                          "places ELF and a.out-kludge Multiboot kernels)", path=path)
+        raise RecipeError("the kernel is not an ELF file and has no Multiboot1 a.out kludge or Multiboot2 "
+                          "address tag (bootforge load places ELF and a.out-kludge Multiboot kernels)", path=path)
     elf = read_elf(data)
     segments = [(s.paddr, s.filesz, s.memsz) for s in elf.loads]
     if not any(m for _p, _f, m in segments):

@@ -86,10 +86,14 @@ Limine allocated: the tag is written from the platform map); firmware
 contents of tags 8, 12-15, 20 (sizes only).
 """
 
-import struct
 from bisect import bisect_right
 
-from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.errors import LoaderRefusal
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
+from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE, Mb2HeaderTag,
+                                         Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
+                                         Multiboot1Module)
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_down, align_up
 from bootforge.loader.policies import loader_policy
@@ -115,9 +119,22 @@ FIRMWARE_FACTS = {
     "bios": {"rsdp_v2": False, "smbios_entry_len": 0x1F, "gop_default": None},
     "efi": {"rsdp_v2": True, "smbios_entry_len": 0x1F, "gop_default": (1280, 800, 32)},
 }
-EFI_DESCRIPTOR_SIZE = 48
-EFI_TO_MB = {1: 1, 2: 1, 3: 1, 4: 1, 7: 1, 9: 3, 10: 4}     # pmm.s2.c: default -> 2 (reserved)
-EFI_ONLY_REQUESTS = {11, 12, 17, 19, 20}     # multiboot2.c: supported only `#if defined (UEFI)`
+E = EfiMemoryType
+# pmm.s2.c pmm_reclaim_uefi_mem(raw = true) and init_memmap: EFI type -> the mmap type; any other -> reserved.
+EFI_TO_MB = {E.LOADER_CODE: E820Type.RAM, E.LOADER_DATA: E820Type.RAM, E.BOOT_SERVICES_CODE: E820Type.RAM,
+             E.BOOT_SERVICES_DATA: E820Type.RAM, E.CONVENTIONAL: E820Type.RAM, E.ACPI_RECLAIM: E820Type.ACPI,
+             E.ACPI_NVS: E820Type.NVS}
+# What check_usable_memory() takes for the kernel on UEFI (usable + EFI-reclaimable).
+EFI_RAM = (E.LOADER_CODE, E.LOADER_DATA, E.BOOT_SERVICES_CODE, E.BOOT_SERVICES_DATA, E.CONVENTIONAL)
+# multiboot2.c: these requests are served only `#if defined (UEFI)`.
+EFI_ONLY_REQUESTS = {Mb2Tag.EFI32, Mb2Tag.EFI64, Mb2Tag.EFI_MMAP, Mb2Tag.EFI32_IH, Mb2Tag.EFI64_IH}
+MB1_INFO_SIZE = Multiboot1Info.sizeof()         # 116, allocated as 128 (16-byte pieces)
+MB1_MODULE_SIZE = Multiboot1Module.sizeof()
+RSDP_V1_SIZE, RSDP_V2_SIZE = 20, 36             # struct rsdp: the tag 14 / tag 15 payloads
+EGA_TEXT = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, framebuffer_width=80, framebuffer_height=25,
+                framebuffer_bpp=16, framebuffer_type=2)
+# RGB colour info Limine writes for a 32-bit GOP/VBE mode, padded to sizeof(struct multiboot_tag_framebuffer) = 40.
+RGB_COLOR_INFO = bytes([16, 8, 8, 8, 0, 8, 0, 0])
 
 
 def refuse(words, loader):
@@ -169,7 +186,7 @@ def target_memory(platform):
                 if hi > lo:
                     usable.append((lo, hi))
         return Intervals(usable)
-    conv = FreeSpace((r.start, r.start + r.size) for r in m.ranges if r.type == 7 and r.size)
+    conv = FreeSpace((r.start, r.start + r.size) for r in m.ranges if r.type == E.CONVENTIONAL and r.size)
     for _ in range(FIRMWARE_RESERVE_MIB):
         at = conv.highest(MIB, PAGE, 0, GIB4)
         if at is None:
@@ -185,7 +202,7 @@ def ram_memory(platform):
     m = platform.memory_map
     if platform.firmware == "bios":
         return Intervals((max(a, 0x1000), b) for a, b in ram_intervals(m))
-    return Intervals((r.start, r.start + r.size) for r in m.ranges if r.type in (1, 2, 3, 4, 7) and r.size)
+    return Intervals((r.start, r.start + r.size) for r in m.ranges if r.type in EFI_RAM and r.size)
 
 
 def handed_over_mmap(platform):
@@ -193,11 +210,11 @@ def handed_over_mmap(platform):
     m = platform.memory_map
     if platform.firmware == "bios":
         return e820_entries(m)
-    pieces = sorted((r.start, r.size, EFI_TO_MB.get(r.type, 2)) for r in m.ranges if r.size)
+    pieces = sorted((r.start, r.size, int(EFI_TO_MB.get(r.type, E820Type.RESERVED))) for r in m.ranges if r.size)
     out = []
     for a, s, t in pieces:
-        if out and t == 1 and out[-1][2] == 1 and out[-1][0] + out[-1][1] == a:
-            out[-1] = (out[-1][0], out[-1][1] + s, 1)
+        if out and t == E820Type.RAM and out[-1][2] == t and out[-1][0] + out[-1][1] == a:
+            out[-1] = (out[-1][0], out[-1][1] + s, t)
         else:
             out.append((a, s, t))
     return out
@@ -206,7 +223,7 @@ def handed_over_mmap(platform):
 def mem_lower_upper(entries):
     """mmap_get_info() of 11.4.1 as observed: the usable run from 0 (below 1 MiB) and the
     usable run from 1 MiB to the first hole, in KiB."""
-    usable = Intervals((a, a + s) for a, s, t in entries if t == 1)
+    usable = Intervals((a, a + s) for a, s, t in entries if t == E820Type.RAM)
     lower = upper = 0
     i = usable.containing(0)
     if i is not None:
@@ -273,17 +290,18 @@ def kernel_range(k, protocol):
                        a["bss_end_addr"]) + (a["entry_addr"], "a.out kludge")
     if protocol == "multiboot2" and k.mb2:
         tags = {t["type"]: t for t in k.mb2.get("tags", [])}
-        if 2 in tags and "header_addr" in tags[2]:
-            a = tags[2]
+        a = tags.get(Mb2HeaderTag.ADDRESS)
+        if a is not None and "header_addr" in a:
             target, length = _kludge(data, k.mb2["offset"], a["header_addr"], a["load_addr"],
                                      a["load_end_addr"], a["bss_end_addr"])
-            return target, length, tags[3]["entry_addr"] if 3 in tags else None, "address tag"
+            entry = tags.get(Mb2HeaderTag.ENTRY_ADDRESS)
+            return target, length, entry["entry_addr"] if entry else None, "address tag"
     loads = [(p, m) for p, _f, m in k.segments if m]
     lo = min(p for p, _m in loads)
     hi = max(p + m for p, m in loads)
     entry = _elf_entry(k)
     if protocol == "multiboot2" and k.mb2:
-        t3 = next((t for t in k.mb2.get("tags", []) if t["type"] == 3 and "entry_addr" in t), None)
+        t3 = next((t for t in k.mb2.get("tags", []) if t["type"] == Mb2HeaderTag.ENTRY_ADDRESS), None)
         if t3 is not None:
             entry = t3["entry_addr"]
     return lo, hi - lo, entry, "ELF"
@@ -315,7 +333,7 @@ def relocate(tag, target, length, ram, loader):
     align, lo, hi = tag["align"], tag["min_addr"], tag["max_addr"]
     if align == 0:
         raise refuse("multiboot2: Relocatable tag has align=0", loader)
-    if tag.get("preference") == 2:
+    if tag.get("preference") == Mb2RelocatablePreference.HIGH:
         if length > hi:
             raise refuse(words, loader)
         base = align_down(hi - length, align)
@@ -340,31 +358,16 @@ def relocate(tag, target, length, ram, loader):
 
 # ------------------------------------------------------------------ the prediction
 
-def _string_tag(t, s):
-    return mbi.mb2_string(t, s)
-
-
-def _shstrndx(k):
-    return struct.unpack_from("<H", k.data, 0x32 if k.bits == 32 else 0x3E)[0]
-
-
-def _section_headers(k):
-    if not k.shnum:
-        return b""
-    shoff = struct.unpack_from("<I" if k.bits == 32 else "<Q", k.data, 0x20 if k.bits == 32 else 0x28)[0]
-    return bytearray(k.data[shoff:shoff + k.shnum * k.shentsize])
-
-
 def _header_flags(k, protocol):
     """What the kernel's header asks for: MB1 video flag and mode; MB2 fb tag, requests."""
     if protocol == "multiboot1":
         h = k.mb1 or {}
         return {"video": bool(h.get("video_mode")), "mode": h.get("video") or {}}
     tags = (k.mb2 or {}).get("tags", [])
-    req = next((t for t in tags if t["type"] == 1), None)
-    return {"fbtag": next((t for t in tags if t["type"] == 5), None),
+    req = next((t for t in tags if t["type"] == Mb2HeaderTag.INFORMATION_REQUEST), None)
+    return {"fbtag": next((t for t in tags if t["type"] == Mb2HeaderTag.FRAMEBUFFER), None),
             "requests": set() if req is None or req.get("optional") else set(req.get("requests", [])),
-            "reloc": next((t for t in tags if t["type"] == 10), None)}
+            "reloc": next((t for t in tags if t["type"] == Mb2HeaderTag.RELOCATABLE), None)}
 
 
 def predict(req, protocol, loader):
@@ -394,7 +397,8 @@ def predict(req, protocol, loader):
         res.load_base = base
         res.place("kernel (relocatable image)", target, length, reloc["align"],
                   f"relocatable tag: [{reloc['min_addr']:#x}, {reloc['max_addr']:#x}] align {reloc['align']:#x} "
-                  f"preference {reloc.get('preference', 0)}: {'highest' if reloc.get('preference') == 2 else 'lowest'} "
+                  f"preference {reloc.get('preference', 0)}: "
+                  f"{'highest' if reloc.get('preference') == Mb2RelocatablePreference.HIGH else 'lowest'} "
                   "base whose range is RAM", "kernel")
     else:
         slide = 0
@@ -403,45 +407,47 @@ def predict(req, protocol, loader):
         res.place(f"kernel ({how}: one range)", target, length, 1,
                   "lowest p_paddr to highest p_paddr + p_memsz" if how == "ELF" else "load_addr to bss end",
                   "kernel")
-    res.entry = entry
     space.add_fixed(target, length, "kernel")
     elf_info = how == "ELF"
     mods_strings = [m.cmdline for m in req.modules]
     if protocol == "multiboot1":
-        info_size = (align_up(116, 16) + align_up(len(req.cmdline.encode()) + 1, 16) + align_up(len(BRAND) + 1, 16)
-                     + (align_up(k.shentsize * k.shnum, 16) if elf_info else 0) + align_up(16 * len(req.modules), 16)
+        # get_multiboot1_info_size() (multiboot1.c): every piece rounded to 16 bytes.
+        info_size = (align_up(MB1_INFO_SIZE, 16) + align_up(len(req.cmdline.encode()) + 1, 16)
+                     + align_up(len(BRAND) + 1, 16) + (align_up(k.shentsize * k.shnum, 16) if elf_info else 0)
+                     + align_up(MB1_MODULE_SIZE * len(req.modules), 16)
                      + align_up(sum(align_up(len(s.encode()) + 1, 16) for s in mods_strings), 16)
-                     + align_up(24 * MEMMAP_MAX, 16))
+                     + align_up(MB1_MMAP_ENTRY_SIZE * MEMMAP_MAX, 16))
     else:
+        # get_multiboot2_info_size() (multiboot2.c): every tag Limine may write, rounded to 8.
         smbios = align_up(16 + facts["smbios_entry_len"], 8)
         info_size = (8 + align_up(8 + len(req.cmdline.encode()) + 1, 8) + align_up(8 + len(BRAND) + 1, 8)
-                     + 40 + align_up(8 + 36, 8) + align_up(8 + 20, 8)
+                     + 32 + len(RGB_COLOR_INFO) + align_up(8 + RSDP_V2_SIZE, 8) + align_up(8 + RSDP_V1_SIZE, 8)
                      + align_up(20 + (k.shentsize * k.shnum if elf_info else 0), 8)
                      + sum(align_up(16 + len(s.encode()) + 1, 8) for s in mods_strings)
-                     + 16 + smbios + 16 + align_up(16 + 24 * MEMMAP_MAX, 8)
-                     + ((align_up(16 + EFI_DESCRIPTOR_SIZE * EFI_MEMMAP_MAX, 8) + 16 + 16) if efi else 0)
+                     + 16 + smbios + 16 + align_up(16 + MB2_MMAP_ENTRY_SIZE * MEMMAP_MAX, 8)
+                     + ((align_up(16 + EFI_DESCRIPTOR_DEFAULT_SIZE * EFI_MEMMAP_MAX, 8) + 16 + 16) if efi else 0)
                      + align_up(8 + DHCP_ACK_PACKET_LEN, 8) + 8)
     tag = "multiboot1" if protocol == "multiboot1" else "multiboot2"
     at = space.append(info_size, "mbi", MBI_TARGET, f"{tag}: Cannot allocate {'mb1' if tag == 'multiboot1' else 'mb2'} info")
     res.mbi_address = at
     res.place("Multiboot information (size bound)", at, info_size, 1,
               "elsewhere_append target 0x10000 (GRUB's spot), get_multiboot_info_size() bytes", "mbi")
-    # ELF sections with sh_addr == 0: their data after everything placed so far.
-    shdrs = _section_headers(k) if elf_info else b""
-    word, off_addr = ("<I", 12) if k.bits == 32 else ("<Q", 16)
+    # ELF sections with sh_addr == 0: their data after everything placed so far; the others
+    # keep sh_addr, moved with a relocated kernel (multiboot2.c adds reloc_slide).
+    placed = {}
     if elf_info:
+        mask = (1 << k.bits) - 1
         for s in k.sections:
-            h_off = s.index * k.shentsize
             if s.addr != 0:
-                if slide:
-                    struct.pack_into(word, shdrs, h_off + off_addr, (s.addr + slide) & (0xFFFFFFFF if k.bits == 32 else (1 << 64) - 1))
+                if slide and protocol == "multiboot2":
+                    placed[s.index] = (s.addr + slide) & mask
                 continue
             if not s.size or s.offset > len(k.data) or s.size > len(k.data) - s.offset:
                 continue
-            sat = space.append(s.size, f"section {s.index}", None, f"{tag}: Cannot allocate elf sections")
-            struct.pack_into(word, shdrs, h_off + off_addr, sat)
-            res.place(f"ELF section {s.index}", sat, s.size, PAGE,
+            placed[s.index] = space.append(s.size, f"section {s.index}", None, f"{tag}: Cannot allocate elf sections")
+            res.place(f"ELF section {s.index}", placed[s.index], s.size, PAGE,
                       "elsewhere_append: ALIGN_UP(top of everything placed, 4 KiB)", "boot-info")
+    shdrs = k.section_headers(placed) if elf_info else None
     mods = []
     for i, m in enumerate(req.modules):
         mat = space.append(m.size, f"module {i}", None, f"{tag}: Cannot allocate module")
@@ -458,9 +464,9 @@ def predict(req, protocol, loader):
     res.mem_lower, res.mem_upper = mem_lower_upper(entries)
     fb = _framebuffer(protocol, flags, efi, facts, loader)
     if protocol == "multiboot1":
-        _mb1_bytes(res, k, req, shdrs if elf_info else None, fb)
+        _mb1_bytes(res, k, req, shdrs, fb)
     else:
-        _mb2_bytes(res, k, req, shdrs if elf_info else None, fb, facts, efi, reloc is not None)
+        _mb2_bytes(res, k, req, shdrs, fb, facts, efi, reloc is not None)
     res.notes.append("tags/fields with firmware data (framebuffer address, RSDP, SMBIOS, EFI pointers, "
                      "tag 17's descriptors) are sized as the firmware gives them under QEMU; their bytes are zero")
     check_map = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in entries])
@@ -485,73 +491,77 @@ def _framebuffer(protocol, flags, efi, facts, loader):
     return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or (1024, 768, 32))
 
 
+def _framebuffer_fields(fb):
+    if fb[0] == "ega":
+        return dict(EGA_TEXT)
+    return dict(framebuffer_addr=0, framebuffer_pitch=fb[1] * fb[3] // 8, framebuffer_width=fb[1],
+                framebuffer_height=fb[2], framebuffer_bpp=fb[3], framebuffer_type=1)
+
+
 def _mb1_bytes(res, k, req, shdrs, fb):
-    base = res.mbi_address
-    pos = base + align_up(116, 16)
+    """multiboot1.c: the info, then (16-byte pieces) section headers, module list, module
+    strings, command line, loader name, mmap."""
+    pos = res.mbi_address + align_up(MB1_INFO_SIZE, 16)
     regions = {}
-    flags = mbi.MB1_FLAG["mem"] | mbi.MB1_FLAG["cmdline"] | mbi.MB1_FLAG["mmap"] | mbi.MB1_FLAG["loader"]
+    flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME
     elf = (0, 0, 0, 0)
     if shdrs is not None:
         regions["shdr"] = pos
-        elf = (k.shnum, k.shentsize, pos, _shstrndx(k))
+        elf = (k.shnum, k.shentsize, pos, k.shstrndx)
         pos += align_up(len(shdrs), 16)
-        flags |= mbi.MB1_FLAG["elf_shdr"]
+        flags |= MbiFlag.ELF_SHDR
     mods_addr = 0
     if res.modules:
         mods_addr = regions["mods"] = pos
-        pos += align_up(16 * len(res.modules), 16)
+        pos += align_up(MB1_MODULE_SIZE * len(res.modules), 16)
         for m in res.modules:
             m["cmdline_addr"] = pos
             pos += align_up(len(m["cmdline"].encode()) + 1, 16)
-        flags |= mbi.MB1_FLAG["mods"]
+        flags |= MbiFlag.MODS
     regions["cmdline"] = pos
     pos += align_up(len(req.cmdline.encode()) + 1, 16)
     regions["loader"] = pos
     pos += align_up(len(BRAND) + 1, 16)
     regions["mmap"] = pos
-    fbbytes = b""
+    framebuffer = None
     if fb is not None:
-        flags |= mbi.MB1_FLAG["framebuffer"]
-        if fb[0] == "ega":
-            fbbytes = struct.pack("<QIIIBB", 0xB8000, 160, 80, 25, 16, 2)
-        else:
-            fbbytes = struct.pack("<QIIIBB", 0, fb[1] * fb[3] // 8, fb[1], fb[2], fb[3], 1)
+        flags |= MbiFlag.FRAMEBUFFER
+        framebuffer = _framebuffer_fields(fb)
     res.regions = regions
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, regions["cmdline"], len(res.modules),
-                                 mods_addr, elf, 24 * len(res.mmap), regions["mmap"], regions["loader"], 0,
-                                 (0, 0, 0, 0, 0, 0), fbbytes)
+                                 mods_addr, elf, MB1_MMAP_ENTRY_SIZE * len(res.mmap), regions["mmap"],
+                                 regions["loader"], 0, (0, 0, 0, 0, 0, 0), framebuffer)
 
 
 def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
+    """multiboot2.c's tag order: 9, 21, 3..., 1, 2, 20, 8, 15, 14, 13, 12, 6, 4, 17, 0."""
     tags = []
     if shdrs is not None:
-        tags.append(mbi.mb2_tag(9, struct.pack("<III", k.shnum, k.shentsize, _shstrndx(k)) + bytes(shdrs)))
+        tags.append(mbi.mb2_tag_of(Mb2Tag.ELF_SECTIONS, num=k.shnum, entsize=k.shentsize, shndx=k.shstrndx,
+                                   sections=shdrs))
     if relocatable:
-        tags.append(mbi.mb2_tag(21, struct.pack("<I", res.load_base)))
-    tags += [mbi.mb2_tag(3, struct.pack("<II", m["start"], m["end"]) + m["cmdline"].encode() + b"\0")
-             for m in res.modules]
-    tags += [_string_tag(1, req.cmdline), _string_tag(2, BRAND)]
+        tags.append(mbi.mb2_tag_of(Mb2Tag.LOAD_BASE_ADDR, load_base_addr=res.load_base))
+    tags += [mbi.mb2_module(m["start"], m["end"], m["cmdline"]) for m in res.modules]
+    tags += [mbi.mb2_string(Mb2Tag.CMDLINE, req.cmdline), mbi.mb2_string(Mb2Tag.BOOT_LOADER_NAME, BRAND)]
     if efi:
-        tags.append(mbi.mb2_tag(20, bytes(8)))
-    if fb[0] == "ega":
-        tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
-    else:
-        tags.append(mbi.mb2_tag(8, struct.pack("<QIIIBBH", 0, fb[1] * fb[3] // 8, fb[1], fb[2], fb[3], 1, 0)
-                                + bytes([16, 8, 8, 8, 0, 8, 0, 0])))    # size = sizeof(struct): 40
+        tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64_IH, pointer=0))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, **_framebuffer_fields(fb),
+                               color_info=b"" if fb[0] == "ega" else RGB_COLOR_INFO))
     if facts["rsdp_v2"]:
-        tags.append(mbi.mb2_tag(15, bytes(36)))
-    tags.append(mbi.mb2_tag(14, bytes(20)))
-    tags.append(mbi.mb2_tag(13, bytes(8 + facts["smbios_entry_len"])))
+        tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_NEW, rsdp=bytes(RSDP_V2_SIZE)))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_OLD, rsdp=bytes(RSDP_V1_SIZE)))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.SMBIOS, major=0, minor=0, reserved=bytes(6),
+                               tables=bytes(facts["smbios_entry_len"])))
     if efi:
-        tags.append(mbi.mb2_tag(12, bytes(8)))
+        tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64, pointer=0))
     tags.append(mbi.mb2_mmap(res.mmap))
-    tags.append(mbi.mb2_tag(4, struct.pack("<II", res.mem_lower, res.mem_upper)))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     if efi:
         from bootforge.memmap.io import write_map
-        body = write_map(res.platform.memory_map, "efi-bin", None, {"descriptor_size": EFI_DESCRIPTOR_SIZE})
-        tags.append(mbi.mb2_tag(17, struct.pack("<II", EFI_DESCRIPTOR_SIZE, 1) + body))
+        body = write_map(res.platform.memory_map, "efi-bin", None, {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
+        tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
+                                   descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
-
 
 
 @loader_policy("limine-mb1", firmware=("bios", "efi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,

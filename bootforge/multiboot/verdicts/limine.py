@@ -22,8 +22,6 @@ MB2_HEADER_SIZE = 16
 INFO_REQUESTS = {1, 2, 3, 4, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21}
 # Header tags it handles; 8 (EFI i386 entry) is "unsupported", > 10 "unknown custom".
 HEADER_TAGS = {1, 2, 3, 4, 5, 6, 7, 9, 10}
-EM_386, EM_X86_64 = 3, 62
-ET_EXEC, ET_DYN = 2, 3
 
 
 def _u16(data, off):
@@ -42,9 +40,9 @@ def _elf(name, data, proto):
     if data[5] != 1:
         return refuse(name, "elf: Not a Little-endian ELF file.")
     machine = _u16(data, 18)
-    if machine != (EM_386 if bits == 32 else EM_X86_64):
+    if machine != (fmt.EM_386 if bits == 32 else fmt.EM_X86_64):
         return refuse(name, "elf: Not an IA-32 ELF file." if bits == 32 else "elf: Not an x86-64 ELF file.")
-    if _u16(data, 16) not in (ET_EXEC, ET_DYN):
+    if _u16(data, 16) not in (fmt.ET_EXEC, fmt.ET_DYN):
         return refuse(name, "elf: ELF file not of type ET_EXEC nor ET_DYN")
     if bits == 32:
         phoff, phentsize, phnum = _u32(data, 28), _u16(data, 42), _u16(data, 44)
