@@ -8,11 +8,15 @@ the decompressed bytes; xz needs `insmod xzio`.
 
 from bootforge.errors import FormatError
 from bootforge.formats import multiboot as fmt
+from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
 from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf
 from bootforge.multiboot.verdicts import accept, kernel_loader, refuse
 
-GRUB_INFO_REQUESTS = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21}
-GRUB_HEADER_TAGS = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+# multiboot_mbi2.c grub_multiboot2_load: the information requests it can satisfy (every MBI tag
+# type it knows but SMBIOS), and the header tags it knows (all of them).
+GRUB_INFO_REQUESTS = set(Mb2Tag) - {Mb2Tag.SMBIOS}
+GRUB_HEADER_TAGS = set(Mb2HeaderTag)
+ENTRY_TAGS = (Mb2HeaderTag.ENTRY_ADDRESS, Mb2HeaderTag.ENTRY_ADDRESS_EFI32, Mb2HeaderTag.ENTRY_ADDRESS_EFI64)
 FOUR_GIB = 1 << 32
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot.c, multiboot_elfxx.c, multiboot_mbi2.c"
 XZ_NOTE = ("; xz: only with `insmod xzio` in grub.cfg (grub-mkrescue images do not load it), "
@@ -21,8 +25,8 @@ XZ_NOTE = ("; xz: only with `insmod xzio` in grub.cfg (grub-mkrescue images do n
 
 def _grub_elf(elf, mbi_ver, data):
     """GRUB's grub_multiboot_load_elf{32,64}; None when it loads, else the message."""
-    if data[:4] != fmt.ELF_MAGIC or len(data) < 6 or data[5] != 1:
-        if len(data) > 4 and data[4] in (1, 2) and data[:4] == fmt.ELF_MAGIC:
+    if data[:4] != fmt.ELF_MAGIC or len(data) < 6 or data[5] != fmt.ELFDATA2LSB:
+        if len(data) > 4 and data[4] in (fmt.ELFCLASS32, fmt.ELFCLASS64) and data[:4] == fmt.ELF_MAGIC:
             return "invalid arch-independent ELF magic"
         return "invalid arch-dependent ELF magic"
     if elf is None:
@@ -127,15 +131,15 @@ def _grub_mb2(data):
     addr = entry = reloc = None
     for tag in hdr["tags"]:
         t = tag["type"]
-        if t == 1 and not tag["optional"]:
+        if t == Mb2HeaderTag.INFORMATION_REQUEST and not tag["optional"]:
             for r in tag["requests"]:
                 if r not in GRUB_INFO_REQUESTS:
                     return refuse(name, f"unsupported information tag: {r:#x}")
-        elif t == 2:
+        elif t == Mb2HeaderTag.ADDRESS:
             addr = tag
-        elif t in (3, 8, 9):
+        elif t in ENTRY_TAGS:
             entry = entry or tag
-        elif t == 10:
+        elif t == Mb2HeaderTag.RELOCATABLE:
             reloc = tag
         elif t not in GRUB_HEADER_TAGS and not tag["optional"]:
             return refuse(name, f"unsupported tag: {t:#x}")

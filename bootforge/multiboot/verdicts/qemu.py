@@ -2,10 +2,17 @@
 it scans the first 8 KiB of the file as given (no decompression)."""
 
 from bootforge.formats import multiboot as fmt
+from bootforge.formats.multiboot import ElfIdent
 from bootforge.multiboot.headers import _u32, decode_mb1, scan
 from bootforge.multiboot.verdicts import accept, is_linux_bzimage, kernel_loader, refuse
 
 SOURCE = "QEMU 7.2 hw/i386/multiboot.c, hw/i386/x86.c"
+E_MACHINE_AT = ElfIdent.sizeof() + 2        # e_machine follows e_ident and e_type (Elf32Ehdr, Elf64Ehdr)
+
+
+def _elf_machine(data):
+    """e_machine as QEMU reads it (before it knows whether the file is an ELF at all)."""
+    return int.from_bytes(data[E_MACHINE_AT:E_MACHINE_AT + 2], "little")
 
 
 @kernel_loader("qemu-mb1", "multiboot1", reads="as-given", source=SOURCE)
@@ -49,9 +56,8 @@ def qemu_mb1(data, compressed=None):
         if a["bss_end_addr"] and a["bss_end_addr"] < a["load_addr"] + size:
             return refuse(name, "invalid bss_end_addr address")
         return accept(name, f"loads the a.out kludge image at {a['load_addr']:#x}", notes=notes)
-    if len(data) > 20 and int.from_bytes(data[18:20], "little") == fmt.EM_X86_64:
+    if len(data) > E_MACHINE_AT + 2 and _elf_machine(data) == fmt.EM_X86_64:
         return refuse(name, "Cannot load x86-64 image, give a 32bit one.")
-    if data[:4] != fmt.ELF_MAGIC or data[4] != fmt.ELFCLASS32 or \
-            int.from_bytes(data[18:20], "little") != fmt.EM_386:
+    if data[:4] != fmt.ELF_MAGIC or data[4] != fmt.ELFCLASS32 or _elf_machine(data) != fmt.EM_386:
         return refuse(name, "Error while loading elf kernel")
     return accept(name, "loads the ELF32 segments (multiboot option ROM, MBI at 0x9500)", notes=notes)
