@@ -12,12 +12,15 @@ import click
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>).")
 @click.option("--loader", help="Override the recipe's loader (qemu-mb1, grub-pc-mb1, grub-pc-mb2, grub-efi-mb2, "
               "syslinux-mb1, ipxe-pcbios-mb1).")
+@click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
+              "(default: the platform's, else the first the image supports).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the boot medium and QEMU's logs in DIR.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait for the kernel's entry "
               "(default 60 on SeaBIOS, 120 on OVMF).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def verify_command(recipe, platform, loader, as_json, keep, timeout, quiet):
+def verify_command(recipe, platform, loader, entry, firmware, as_json, keep, timeout, quiet):
     """Boot RECIPE's kernel, unmodified, under the real loader in QEMU; stop at its entry
     through QEMU's gdbstub and compare the boot information, modules and memory map
     with `bootforge load`'s prediction.
@@ -32,7 +35,8 @@ def verify_command(recipe, platform, loader, as_json, keep, timeout, quiet):
     def progress(text):
         click.echo(f"verify: {text}", err=True)
 
-    report = verify(recipe, platform, loader, keep=keep, timeout=timeout, progress=None if quiet else progress)
+    report = verify(recipe, platform, loader, keep=keep, timeout=timeout, progress=None if quiet else progress,
+                    entry=entry, firmware=firmware)
     if as_json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -64,7 +64,9 @@ def image_request(path, platform=None, loader=None, entry=None, firmware=None):
     return None
 
 
-def _firmware(firmware, available, where):
+def _firmware(firmware, available, where, platform=None):
+    if firmware is None and platform and platform.startswith("qemu-q35-ovmf") and "uefi" in available:
+        return "uefi"                  # the platform names the firmware
     if firmware is None:
         return available[0]
     fw = FIRMWARE_NAMES.get(firmware)
@@ -89,7 +91,7 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
         e = next((x for x in spec.entries if x.title == entry), None)
         if e is None:
             raise RecipeError(f"no entry {entry!r} (entries: {', '.join(repr(x.title) for x in spec.entries)})")
-    fw = _firmware(firmware, spec.firmware, "the image")
+    fw = _firmware(firmware, spec.firmware, "the image", platform)
     name = loader or _policy(spec.loader, fw, e.protocol, "the image")
     plat = resolve(platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
     kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
@@ -109,7 +111,7 @@ def _from_image(path, platform, loader, entry, firmware):
         _, e = pick_entry(view, entry)
         if e.protocol is None:
             raise RecipeError(f"{path}: entry {e.title!r} is not a Multiboot entry ({e.note or 'no kernel line'})")
-        fw = _firmware(firmware, image_firmwares(view), str(path))
+        fw = _firmware(firmware, image_firmwares(view), str(path), platform)
         name = loader or _policy(view.loader, fw, e.protocol, str(path))
         plat = resolve(platform or DEFAULT_PLATFORM[fw])
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
@@ -121,5 +123,49 @@ def _from_image(path, platform, loader, entry, firmware):
                 raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
             mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
         return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name)
+    finally:
+        view.image.close()
+
+
+def image_medium(path):
+    """The runner.Medium that boots the image file *path* as it is (None for a recipe): an ISO 9660
+    image from -cdrom, a disk image as a raw drive (snapshot=on: the guest never writes the file)."""
+    from bootforge.inspect import _disk_image
+    from bootforge.qemu.runner import Medium
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x8010)
+    except OSError:
+        return None
+    if not _disk_image(head):
+        return None
+    if head[0x8001:0x8006] == b"CD001":
+        return Medium(["-cdrom", str(path)], f"the image {path} (-cdrom)")
+    return Medium(["-drive", f"file={path},format=raw,snapshot=on"], f"the image {path} (raw disk)")
+
+
+def inner_sha256(name):
+    """sha256 of a file inside an image, named "IMAGE:/path" (the ModuleSpec paths of image loads)."""
+    import hashlib
+    from bootforge.image.read import fs_file, open_image
+    image, _, inner = str(name).rpartition(":")
+    view = open_image(image)
+    try:
+        f = fs_file(view, inner)
+        if f is None:
+            raise RecipeError(f"{image}: {inner} is not in the image")
+        fs = view.file_system()
+        h = hashlib.sha256()
+        if hasattr(fs, "offset_of"):           # ISO 9660: one extent, read in chunks
+            base, left = fs.offset_of(f), f.size
+            while left:
+                chunk = view.image.read(base, min(left, 1 << 20))
+                if not chunk:
+                    raise RecipeError(f"{image}: {inner} runs past the end of the image")
+                h.update(chunk)
+                base, left = base + len(chunk), left - len(chunk)
+        else:
+            h.update(fs.read_file(f, 1 << 30))
+        return h.hexdigest()
     finally:
         view.image.close()

@@ -215,7 +215,8 @@ def refusal_reader(kind):
     """run -> the loader's words once its console shows a refusal, else None."""
     if kind in ("grub-pc-iso", "grub-efi-iso"):
         def grub(run):      # grub_print_error: "error: <words>." on the serial terminal
-            for m in re.finditer(r"error: ([^\r\n]*)", run.serial()):
+            # Whole lines only: a poll can land while GRUB is still writing one.
+            for m in re.finditer(r"error: ([^\r\n]*)[\r\n]", run.serial()):
                 if not any(b in m.group(1) for b in GRUB_NOT_FATAL):
                     return m.group(1).strip()
             return None
