@@ -16,7 +16,8 @@ The matrix (CPU budget: OVMF boots cost 6-13 s each, SeaBIOS ~1.5 s):
 - OVMF: 4 scenarios spread over sizes (128M, 256M, 1G, 5G), module sets, links and both
   protocols (MB1 with the video header flag, which UEFI needs): OVMF boots cost 6-18 s;
 - relocatable MB2 kernels (header tag 10): lowest-first from 2 MiB, no preference from
-  0 (lands at 0x1000 under the BIOS), highest-first below 4 GiB, on SeaBIOS and OVMF.
+  0 (lands at 0x1000 under the BIOS), highest-first below 4 GiB, on SeaBIOS and OVMF;
+- flat kernels: the MB1 a.out kludge and the MB2 address tag (SeaBIOS).
 """
 
 from pathlib import Path
@@ -41,21 +42,33 @@ RELOCATABLE = {   # name: tag 10 of the dump kernel (linked at 1 MiB)
 RELOC_SCENARIOS = [("seabios", "reloc-low", "256M", 1, "1m"), ("seabios", "reloc-any", "1G", 3, "1m"),
                    ("seabios", "reloc-high", "256M", 1, "1m"), ("seabios", "reloc-high", "5G", 3, "1m"),
                    ("ovmf", "reloc-high", "1G", 3, "1m")]
-SCENARIOS = BIOS_SCENARIOS + UEFI_SCENARIOS + RELOC_SCENARIOS
+# Flat kernels (bootforge build layout = "flat"): placed by the a.out kludge (MB1; the kernel
+# carries both headers, so 48 bytes follow the MB1 one) or the MB2 address tag.
+FLAT_SCENARIOS = [("seabios", "mb1flat", "256M", 3, "1m"), ("seabios", "mb2flat", "1G", 1, "1m"),
+                  ("seabios", "mb2flat", "5G", 3, "1m")]
+SCENARIOS = BIOS_SCENARIOS + UEFI_SCENARIOS + RELOC_SCENARIOS + FLAT_SCENARIOS
 LIMITS = {"seabios": 40, "ovmf": 120}
 OUTCOMES = []
 
 
 def kernel_for(kind, link):
     """The dump kernel: F.dump_kernel for mb1/mb2; mb1v = MB1 with the video flag (mode 0,
-    1024x768x32: Limine on UEFI refuses MB1 kernels without it); reloc-* = MB2 with tag 10."""
+    1024x768x32: Limine on UEFI refuses MB1 kernels without it); reloc-* = MB2 with tag 10;
+    mb1flat / mb2flat = the flat layout (booted as multiboot1 / multiboot2)."""
     if kind in ("mb1", "mb2"):
         return F.dump_kernel(link, kind)
     from bootforge.multiboot.build import build_kernel_recipe
     KERNELS.mkdir(parents=True, exist_ok=True)
     stub = F.dump_kernel(link, "mb1").parent / f"mbdump-{link}.elf" if link != "1m" else BUILD / "stubs" / "mbdump.elf"
     out = KERNELS / f"mbdump-{link}-{kind}.elf"
-    if kind == "mb1v":
+    if kind in ("mb1flat", "mb2flat"):
+        recipe = {"kernel": {"input": str(stub), "layout": "flat",
+                             "protocol": "both" if kind == "mb1flat" else "multiboot2",
+                             "multiboot1": {"page_align_modules": True, "memory_info": True},
+                             "multiboot2": {"information_request": [1, 2, 3, 6], "module_alignment": True}}}
+        if kind == "mb2flat":
+            del recipe["kernel"]["multiboot1"]
+    elif kind == "mb1v":
         recipe = {"kernel": {"input": str(stub), "protocol": "multiboot1", "multiboot1": {
             "page_align_modules": True, "memory_info": True,
             "video": {"mode_type": 0, "width": 1024, "height": 768, "depth": 32}}}}
@@ -89,7 +102,7 @@ def run_limine(fw, kind, memory, count, link, workdir):
     from bootforge.verify.capture import capture, entry_point
     from bootforge.verify.run import compare_rows, refusal_reader
     kernel = kernel_for(kind, link)
-    protocol = "multiboot1" if kind.startswith("mb1") else "multiboot2"
+    protocol = "multiboot1" if kind.startswith("mb1") else "multiboot2"     # mb1, mb1v, mb1flat
     loader = "limine-mb1" if protocol == "multiboot1" else "limine-mb2"
     mods = F.write_modules(workdir / "mods", count)
     kfile = BootFile(kernel, "/boot/kernel", F.KERNEL_CMDLINE)
@@ -130,8 +143,8 @@ def test_limine_fidelity(sc, workroot):
     assert not bad, "\n".join(f"{r.name}: predicted {r.predicted!r} observed {r.observed!r}" for r in bad)
     names = {r.name for r in rows if r.counted and r.ok}
     need = {"kernel entry", "mbi address", "mem lower", "mem upper", "cmdline", "mmap entries",
-            "tags" if kind != "mb1" and kind != "mb1v" else "flags"}
-    if fw == "seabios" and kind not in ("mb1", "mb1v"):
+            "flags" if kind.startswith("mb1") else "tags"}
+    if fw == "seabios" and not kind.startswith("mb1"):
         need.add("mbi size")
     if count:
         need |= {"module 0 start", "module 0 end", "module 0 string", "module 0 bytes"}

@@ -86,6 +86,9 @@ CASES = {
         "min_addr": 0x20000000, "max_addr": 0x20100000, "align": 0x1000, "preference": "low"}}, None,
         "multiboot2: Could not find viable load address for executable"),
     "mb1-bad-checksum": ("multiboot1", "seabios", "mb1", _patch_mb1_checksum, "multiboot1: Header checksum is invalid"),
+    # The flat MB1 kernel's 32-byte header ends the file: Limine scans only offsets with a
+    # whole 48-byte struct multiboot1_header after them (GRUB loads this kernel).
+    "mb1-header-at-file-end": ("multiboot1", "seabios", "mb1flat", None, "multiboot1: Invalid magic"),
     "mb1-text-mode-on-uefi": ("multiboot1", "ovmf", "mb1", None, "multiboot1: Cannot use text mode with UEFI."),
 }
 
@@ -94,6 +97,13 @@ def malformed_kernel(name, workdir):
     protocol, _fw, opts, patch, _words = CASES[name]
     if opts == "mb1":
         data = F.dump_kernel("1m", "mb1").read_bytes()
+    elif opts == "mb1flat":
+        from bootforge.multiboot.build import build_kernel_recipe
+        out = Path(workdir) / f"{name}.bin"
+        build_kernel_recipe(Path(workdir) / "recipe.toml", {"kernel": {
+            "input": str(BUILD / "stubs" / "mbdump.elf"), "protocol": "multiboot1", "layout": "flat",
+            "multiboot1": {"page_align_modules": True, "memory_info": True}}}, out)
+        data = out.read_bytes()
     else:
         from bootforge.multiboot.build import build_kernel_recipe
         out = Path(workdir) / f"{name}.elf"
