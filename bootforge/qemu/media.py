@@ -231,10 +231,10 @@ def limine_conf(protocol, kernel, modules, extra=()):
     return "\n".join(lines) + "\n"
 
 
-def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, **_):
+def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, conf=None, **_):
     """A Limine 11.4.1 BIOS+UEFI hybrid ISO as Limine's USAGE.md builds it (xorriso, then
     `limine bios-install`): boots on SeaBIOS (-cdrom) and OVMF alike; limine.conf in
-    /boot/limine with `serial: yes` (progress and panics on the serial console)."""
+    /boot/limine with `serial: yes` (progress and panics on the serial console), or *conf*."""
     from bootforge.image.loaders import limine_bios_install, limine_tool
     host.require("xorriso")
     lim = limine_release_dir()
@@ -245,7 +245,7 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
     for name in ("limine-bios.sys", "limine-bios-cd.bin", "limine-uefi-cd.bin"):
         _place(root, f"/boot/limine/{name}", lim / name)
     _place(root, "/EFI/BOOT/BOOTX64.EFI", lim / "BOOTX64.EFI")
-    (root / "boot" / "limine" / "limine.conf").write_text(limine_conf(protocol, kernel, modules))
+    (root / "boot" / "limine" / "limine.conf").write_text(conf or limine_conf(protocol, kernel, modules))
     if not (reuse and out.exists()):
         run_tool(["xorriso", "-as", "mkisofs", "-R", "-r", "-J", "-b", "boot/limine/limine-bios-cd.bin",
                   "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus",
