@@ -130,3 +130,14 @@ def test_limine_iso(images, firmware, how, tmp_path):
     assert res.loader == "limine-mb2"
     assert "multiboot2: Loading module `boot():/boot/mod2`" in serial
     assert [t["string"] for t in doc["multiboot2"]["tags"] if t["type"] == 3] == [a for _, _, a in MODULES]
+
+
+@pytest.mark.parametrize("name", ["grub-iso", "grub-disk", "syslinux-iso"])
+def test_verify_boots_the_image_itself(images, name):
+    """`bootforge verify IMAGE` boots that very file (SeaBIOS) and every predicted field matches."""
+    proc = run_bootforge("verify", "-q", "--json", images[name])
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    assert str(images[name]) in doc["medium"]
+    assert doc["ok"] and doc["mismatches"] == [] and len(doc["fields"]) > 10
+    assert all(f["match"] for f in doc["fields"] if f["counted"])
