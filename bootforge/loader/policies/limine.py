@@ -1,89 +1,92 @@
 """Limine 11.4.1 as a Multiboot1 (`protocol: multiboot1`) and Multiboot2
 (`protocol: multiboot2`) loader, on BIOS (qemu-pc-seabios:<mem>) and UEFI
 (qemu-q35-ovmf:<mem>). Rules from Limine's source (limine-bootloader/limine:
-common/protos/multiboot1.c, multiboot2.c, common/lib/elsewhere.c,
-common/lib/elf.c, common/mm/pmm.s2.c, common/lib/acpi.c) and the strings of
-the 11.4.1 release binaries, checked against real Limine 11.4.1 boots
-(tests/test_limine_fidelity.py: BIOS and UEFI x MB1 and MB2 x 128M..5G x 0/1/3
-modules x kernels at 1 and 16 MiB, relocatable MB2 kernels; the captures in
-tests/data/limine-*.dump).
+common/protos/multiboot1.c, multiboot2.c, common/lib/elsewhere.c, elf.c,
+common/mm/pmm.s2.c, common/lib/acpi.c) as far as the 11.4.1 release binaries
+agree (their strings), and from real Limine 11.4.1 boots. Checked by
+tests/test_limine_fidelity.py (F: SeaBIOS MB1/MB2 x 128M-5G x 0/1/3 modules x
+links 1m/16m; OVMF mb2/mb1v scenarios; reloc-*; mb1flat/mb2flat), by
+tests/test_limine_policy.py (P: the captures tests/data/limine-*.dump) and by
+tests/test_limine_refusals.py (R: malformed kernels booted).
 
-Rules (source file; the fidelity scenario that checks it):
-- Refusals are Limine's panic strings (bootforge.multiboot.verdicts.limine;
-  tests/test_limine_refusals.py boots each malformed kernel). Besides the
-  file checks: MB1 without the video header flag on UEFI panics
-  "multiboot1: Cannot use text mode with UEFI." (multiboot1.c); a required
-  information request for an EFI tag (11, 12, 17, 19, 20) on BIOS panics
-  "multiboot2: Requested tag `N` which is not supported" (multiboot2.c, the
-  EFI cases are UEFI-only); a kernel range that is not RAM panics
-  "multiboot2: Could not find viable load address for executable".
-- The kernel is one range: ELF = [lowest p_paddr, highest p_paddr + p_memsz)
-  of the PT_LOAD segments with p_memsz != 0 (elf.c *_load_elsewhere); the
-  a.out kludge / MB2 address tag = [load_addr, + load size + bss size)
-  (load_addr -1: header_addr - header offset). Limine copies it there at the
-  very end through its relocation stub, so it may lie anywhere in RAM:
-  usable, boot-services or loader memory (pmm.s2.c check_usable_memory).
-  Scenarios: every fidelity scenario (link=1m, link=16m: on OVMF 16 MiB is
-  boot-services data).
-- Relocatable MB2 kernels (header tag 10, multiboot2.c): align 0 is refused;
-  preference 0/1 starts at ALIGN_UP(min_addr, align) and climbs by align,
-  preference 2 starts at ALIGN_DOWN(max_addr - size, align) and descends by
-  align, until the whole range is RAM (check_usable_memory); base + size
-  must stay <= max_addr (>= min_addr descending), else "multiboot2: Could
-  not find viable load address for executable". Tag 21 (load base) is then
-  sent. Scenarios: limine-mb2 reloc-low/reloc-high/reloc-any.
-- Everything else goes through elsewhere_append() (elsewhere.c), in this
-  order: the MBI (target 0x10000), each ELF section with sh_addr == 0 and a
-  size, in section order, then each module, in configuration order. A
-  target is "after the top of everything placed so far", ALIGN_UP(top,
-  4 KiB) (the MBI asks for 0x10000 itself); on overlap with a placed range it
-  moves to ALIGN_UP(that range's end, 4 KiB); when it is not wholly inside
-  one usable (or bootloader-reclaimable) entry of Limine's own memory map it
-  moves up by 4 KiB; 0x10000 tries, and no end above 4 GiB. So modules
-  follow the kernel's symbol tables (observed: three sections at 0x103000,
-  0x104000, 0x105000 after a kernel ending at 0x1020b0, modules from
-  0x106000), and on OVMF a kernel at 16 MiB (boot-services data up to
-  21 MiB) gets its sections and modules at 21 MiB. Scenarios: all.
-- Limine's own memory map (pmm.s2.c init_memmap): BIOS: the E820 usable
-  entries without [0, 0x1000) and without [EBDA, 1 MiB); UEFI: the
-  conventional memory, less 64 MiB handed back to the firmware top-down
-  below 4 GiB (1 MiB at a time) -- boot-services memory is not usable for
-  these targets.
-- MBI size: Multiboot1 get_multiboot1_info_size() (16-byte pieces: info,
-  command line, "Limine 11.4.1", section headers, module list, module
-  strings, 256 mmap entries), laid out in the order info, section headers,
-  module list, module strings, command line, loader name, mmap; Multiboot2
-  get_multiboot2_info_size() is the bound placed, the MBI written is the tag
-  list: 9 (ELF kernels), 21 (relocatable), 3 per module, 1, 2, 20 (UEFI), 8,
-  15 (ACPI 2.0+ RSDP: OVMF, not SeaBIOS), 14, 13 (SMBIOS), 12 (UEFI), 6, 4,
-  17 (UEFI), 0. Scenarios: mbi_size (BIOS), tags (all).
-- Framebuffer (multiboot1.c, multiboot2.c): MB2 without a framebuffer tag:
-  EGA text 80x25 on BIOS (tag 8 of 32 bytes), the firmware's GOP mode on
-  UEFI (observed 1280x800x32 RGB under OVMF, 40 bytes); with one: that mode
-  (VBE / GOP). MB1 without the video flag: no framebuffer field on BIOS,
-  refusal on UEFI; with it: the mode asked for (flag 12).
-- The memory map handed over (pmm.s2.c get_raw_memmap): BIOS: the E820
-  list exactly as the BIOS returned it; UEFI: Limine's conversion of the EFI
-  map at ExitBootServices: conventional, loader and boot-services memory ->
-  1, ACPI reclaim -> 3, ACPI NVS -> 4, everything else -> 2; sorted; only
-  adjacent usable entries merged (reserved neighbours stay apart); the
-  first page kept. Limine's own allocations are loader memory, so they show
-  as usable. More than 256 entries: "multiboot2: too many memory map
-  entries" / "multiboot1: Too many memory map entries.".
+Rules (source; scenarios):
+- Refusals are Limine's panic strings: the file checks are the verdicts
+  (bootforge.multiboot.verdicts.limine; R); here the machine-dependent ones:
+  MB1 without the video header flag on UEFI: "multiboot1: Cannot use text mode
+  with UEFI." (multiboot1.c; R mb1-text-mode-on-uefi, P); a required request
+  for an EFI tag (11, 12, 17, 19, 20) on BIOS: "multiboot2: Requested tag `N`
+  which is not supported" (multiboot2.c: those cases are `#if defined (UEFI)`;
+  R mb2-requires-efi-mmap-on-bios); an MB2 kernel range that is not RAM:
+  "multiboot2: Could not find viable load address for executable"
+  (multiboot2.c, pmm.s2.c check_usable_memory; R mb2-relocatable-no-room).
+- The kernel is one range (elf.c *_load_elsewhere): ELF = [lowest p_paddr,
+  highest p_paddr + p_memsz) over PT_LOAD with p_memsz != 0, the entry moved
+  from vaddr to paddr through its segment; the MB1 a.out kludge / MB2 address
+  tag = [load_addr, + load size + bss) (MB2 load_addr -1: header_addr - header
+  offset; multiboot1.c/multiboot2.c). Limine copies it there last (its
+  relocation stub), so any RAM will do: usable, bootloader, kernel/modules and,
+  on UEFI, loader and boot-services memory (check_usable_memory). F: every
+  scenario; link=16m on OVMF lies in boot-services data; mb1flat, mb2flat.
+- Relocatable MB2 kernels (header tag 10; multiboot2.c): align 0 refused;
+  preference 0/1 from ALIGN_UP(min_addr, align) upwards, preference 2 from
+  ALIGN_DOWN(max_addr - size, align) downwards, in align steps, until the whole
+  range is RAM, within [min_addr, max_addr]; tag 21 (load base) is sent, the
+  entry and the sh_addr of allocated sections move by the slide. F reloc-low
+  (0x200000), reloc-any (0x1000 on BIOS: nothing keeps it off Limine's own low
+  memory), reloc-high (0xff00000 at 256M); R align-0.
+- Everything else goes through elsewhere_append() (elsewhere.c) in this order:
+  the MBI (target 0x10000), each ELF section with sh_addr == 0 and a size (in
+  section order; ELF kernels only), each module (configuration order). The
+  target is ALIGN_UP(top of everything placed so far, 4 KiB) (the MBI asks for
+  0x10000); a target overlapping a placed range moves to ALIGN_UP(its end,
+  4 KiB); a target not wholly inside one usable (or bootloader-reclaimable)
+  entry of Limine's memory map moves up 4 KiB, at most 0x10000 tries and never
+  past 4 GiB, else "Cannot allocate module/elf sections/mbN info". F all, P
+  test_elf_sections_where_limine_put_them (0x103000.. after a kernel ending at
+  0x1020b0, modules from 0x106000; 21 MiB on OVMF for a kernel at 16 MiB),
+  reloc-any (modules after the MBI's size bound at 0x10000).
+- Limine's memory map for those targets (pmm.s2.c init_memmap): BIOS: the E820
+  usable entries without [0, 0x1000) and [EBDA, 1 MiB); UEFI: conventional
+  memory less the 64 MiB handed back to the firmware top-down below 4 GiB
+  (boot-services memory is not usable for them). F link=16m on OVMF.
+- MBI size bound: get_multiboot1_info_size() (16-byte pieces) and
+  get_multiboot2_info_size() (every tag it may write, 256 mmap entries, 1024
+  EFI descriptors, the DHCP packet). The MB1 info is laid out info, section
+  headers, module list, module strings, command line, loader name, mmap (P
+  test_mb1_regions_where_limine_put_them); the MB2 tags are 9 (ELF kernels),
+  21 (relocatable), 3 per module, 1, 2, 20 (UEFI), 8, 15 (RSDP revision >= 2:
+  OVMF, not SeaBIOS), 14, 13 (SMBIOS entry point), 12 (UEFI), 6, 4, 17 (UEFI),
+  0 (F tags/flags; mbi size exact on BIOS).
+- Framebuffer (multiboot1.c, multiboot2.c): MB2 without a framebuffer header
+  tag: EGA text 80x25 on BIOS (tag 8, 32 bytes), the firmware's GOP mode on
+  UEFI (1280x800x32 RGB under OVMF, tag of sizeof(struct) = 40 bytes); with
+  one: that mode. MB1 without the video flag: text mode and no framebuffer
+  flag on BIOS (flags 0x26d), refusal on UEFI; with it: the mode asked for and
+  flag 12 (P mb1v fixtures, F mb1v).
+- The memory map handed over (pmm.s2.c get_raw_memmap): BIOS: the E820 list as
+  the BIOS returned it (F mmap at every size); UEFI: Limine's conversion of the
+  EFI map at ExitBootServices: loader, boot-services and conventional memory ->
+  1, ACPI reclaim -> 3, ACPI NVS -> 4, everything else -> 2, sorted, only
+  adjacent usable entries merged (reserved neighbours stay apart), the first
+  page kept; Limine's own allocations are loader memory and so usable (P
+  test_uefi_mmap_is_limines_conversion_of_tag17, F ovmf). More than 256
+  entries: "multiboot2: too many memory map entries" / "multiboot1: Too many
+  memory map entries." (P test_too_many_map_entries_is_limines_panic).
 - mem_lower / mem_upper (pmm.s2.c mmap_get_info in 11.4.1, observed): the
-  usable run starting at 0 (up to 1 MiB) and the usable run from 1 MiB to
-  the first hole, in KiB: 639 / 0x3fb80 under SeaBIOS at 256M, 640 / 0x1c18
-  under OVMF at any size (the conventional block [1 MiB, 0x806000) ends at
-  OVMF's ACPI NVS page), never the memory above 4 GiB (0x2ffb80 at 5G).
-- Command lines are the configured cmdline and module_string, without the
-  path. The MBI goes to 0x10000 even on UEFI.
+  usable run from 0 (below 1 MiB) and the usable run from 1 MiB to the first
+  hole, in KiB: 639 / 0x3fb80 under SeaBIOS at 256M, 0x2ffb80 at 5G (not the
+  RAM above 4 GiB), 640 / 0x1c18 under OVMF at every size (P
+  test_mem_upper_stops_at_the_first_hole, F all).
+- Command lines are limine.conf's cmdline and module_string without the path;
+  the MBI goes to 0x10000 on UEFI too (F all).
 
 Not modelled (no real run checks it): Limine's own buffers (the kernel and
 module files it read, top-down below 4 GiB) as obstacles for targets near the
-top of RAM; the overlap of a relocatable kernel with Limine's allocations; the
-exact EFI memory map of tag 17 (its descriptor count depends on what OVMF and
-Limine allocated: the tag is written from the platform map); firmware
-contents of tags 8, 12-15, 20 (sizes only).
+top of RAM; a relocatable kernel overlapping Limine's allocations; the EFI map
+of tag 17 (its descriptor count depends on what OVMF and Limine allocated: the
+tag is written from the platform map, so the MBI size on UEFI is not
+predicted); firmware contents of tags 8, 12-15, 20 (sizes only); VBE/GOP mode
+choice for modes the firmware does not offer; the network tag (PXE boots).
 """
 
 from bisect import bisect_right
