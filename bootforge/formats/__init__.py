@@ -99,18 +99,35 @@ def _one_line(exc):
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def parse(layout, data, offset=0, what=None, path=None):
-    """*layout* parsed from *data* at *offset*; FormatError (with the offset) when the bytes do not fit.
+_SIZES = {}      # layout -> its fixed size, or None when it depends on the data
+
+
+def _fixed_size(layout):
+    key = layout        # the layout itself (kept alive, so no id is ever reused)
+    if key not in _SIZES:
+        try:
+            _SIZES[key] = layout.sizeof()
+        except ConstructError:
+            _SIZES[key] = None
+    return _SIZES[key]
+
+
+def parse(layout, data, offset=0, what=None, path=None, base=0):
+    """*layout* parsed from *data* at *offset*; FormatError when the bytes do not fit.
 
     The one guard between untrusted bytes and Construct: every reader parses
     through here so that a truncated or lying input ends in one line naming
-    the offset, never in a construct traceback.
+    the offset (base + offset: *base* is where *data* starts in the file),
+    never in a construct traceback. A fixed-size layout reads only its bytes.
     """
+    size = _fixed_size(layout)
     try:
+        if size is not None:
+            return layout.parse(data[offset:offset + size])
         return layout.parse(data[offset:] if offset else data)
     except (ConstructError, struct.error, ValueError, OverflowError) as exc:
         raise FormatError(f"{what or 'structure'} truncated or malformed ({_one_line(exc)})",
-                          path=path, offset=offset) from None
+                          path=path, offset=base + offset) from None
 
 
 def unpack(fmt, data, offset=0, what=None, path=None):

@@ -4,10 +4,13 @@ Source: devicetree-org Devicetree Specification v0.4, chapter 5; dgibson/dtc
 libfdt/fdt.h. Everything is big-endian. The blob is a header, a memory
 reservation block of (address, size) pairs ending in (0, 0), a structure
 block of 4-byte-aligned tokens, and a strings block of NUL-terminated
-property names. bootforge/fdt/ walks the tokens with struct.unpack_from.
+property names. bootforge/fdt/ walks the tokens with struct.unpack_from
+(the *_STRUCT formats, derived from the Structs).
 """
 
 from construct import Const, Int32ub, Int64ub, Struct
+
+from bootforge.formats import struct_format
 
 FDT_MAGIC = 0xD00DFEED
 FDT_VERSION = 17
@@ -33,14 +36,14 @@ FdtHeader = Struct(
     "size_dt_strings" / Int32ub,
     "size_dt_struct" / Int32ub,
 )
-FDT_HEADER_STRUCT = ">10I"
+FDT_HEADER_STRUCT = struct_format(FdtHeader)
 
 # One reservation entry; the block ends with an all-zero entry.
 FdtReserveEntry = Struct(
     "address" / Int64ub,
     "size" / Int64ub,
 )
-FDT_RESERVE_ENTRY_STRUCT = ">QQ"
+FDT_RESERVE_ENTRY_STRUCT = struct_format(FdtReserveEntry)
 
 # After an FDT_PROP token: value length and the offset of the name in the
 # strings block; the value follows, padded to 4 bytes.
@@ -48,4 +51,4 @@ FdtPropHeader = Struct(
     "len" / Int32ub,
     "nameoff" / Int32ub,
 )
-FDT_PROP_HEADER_STRUCT = ">II"
+FDT_PROP_HEADER_STRUCT = struct_format(FdtPropHeader)

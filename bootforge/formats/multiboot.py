@@ -433,6 +433,7 @@ class ElfSegmentType(Numbering):
 
 
 PT_LOAD = ElfSegmentType.LOAD
+PF_X, PF_W, PF_R = 0x1, 0x2, 0x4        # p_flags
 
 
 class ElfSectionType(Numbering):

@@ -19,7 +19,6 @@ SmbiosHeader = Struct(
     "length" / Int8ul,
     "handle" / Int16ul,
 )
-SMBIOS_HEADER_STRUCT = "<BBH"
 
 SmbiosMemoryArrayMappedAddress = Struct(
     "type" / Int8ul,                       # 0: 19

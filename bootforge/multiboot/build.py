@@ -240,7 +240,7 @@ def elf_extend_header_segment(data, make_blob):
         grown = end - p.p_offset
         file_free = all(not (q.p_filesz and q.p_offset < end and p.p_offset + p.p_filesz < q.p_offset + q.p_filesz)
                         for j, q in enumerate(phdrs) if j != i) and \
-            all(sh.sh_type == 8 or not sh.sh_size or sh.sh_offset >= end or
+            all(sh.sh_type == fmt.ElfSectionType.NOBITS or not sh.sh_size or sh.sh_offset >= end or
                 sh.sh_offset + sh.sh_size <= p.p_offset + p.p_filesz for sh in shdrs)
         lo, hi = p.p_paddr + p.p_memsz, p.p_paddr + grown
         mem_free = all(q.p_type != fmt.PT_LOAD or q.p_paddr >= hi or q.p_paddr + q.p_memsz <= lo
@@ -307,7 +307,7 @@ def elf_with_header_segment(data, make_blob, header_offset=None):
     last_load = max(i for i, p in enumerate(phdrs) if p.p_type == fmt.PT_LOAD)
     new_phdrs.insert(last_load + 1, dict(p_type=fmt.PT_LOAD, p_offset=hdr_off, p_vaddr=header_addr,
                                          p_paddr=header_addr, p_filesz=len(blob), p_memsz=len(blob),
-                                         p_flags=4, p_align=4096))
+                                         p_flags=fmt.PF_R, p_align=4096))
     body = bytearray(data[front_end:])
     out = bytearray(front_end + delta)
     out[hdr_off:hdr_off + len(blob)] = blob

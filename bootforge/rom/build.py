@@ -52,7 +52,7 @@ def build_pcir(ids: ChainIds, image_blocks: int, code_type: int, device_list_off
         length=fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23,
         revision=fmt.PCIR_REVISION_30 if ids.pci30 else 0, class_code=ids.class_code, image_length=image_blocks,
         code_revision=ids.code_revision, code_type=code_type, indicator=0,
-        max_runtime_length=image_blocks if ids.pci30 and code_type == 0 else 0,
+        max_runtime_length=image_blocks if ids.pci30 and code_type == fmt.RomCodeType.X86 else 0,
         pci30=dict(config_utility_offset=0, dmtf_clp_offset=0) if ids.pci30 else None))
 
 
@@ -148,7 +148,7 @@ def build_stub_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytea
     image[6] = 0  # the checksum byte, reserved here
     image[0x18:0x1A] = pcir_at.to_bytes(2, "little")
     image[0x1A:0x1C] = pnp_at.to_bytes(2, "little")
-    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, 0, pcir_len)
+    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, fmt.RomCodeType.X86, pcir_len)
     image[pcir_at + pcir_len:pcir_at + pcir_len + len(devlist)] = devlist
     device_type = spec.get("device_type", [ids.class_code >> 16, (ids.class_code >> 8) & 0xFF,
                                            ids.class_code & 0xFF])
@@ -239,7 +239,7 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
 
     pe_bytes = load_efi_payload(spec, base_dir)
     pe = read_pe_facts(pe_bytes)
-    if pe.subsystem not in (11, 12):
+    if pe.subsystem not in (fmt.PeSubsystem.EFI_BOOT_SERVICE_DRIVER, fmt.PeSubsystem.EFI_RUNTIME_DRIVER):
         name = fmt.EFI_SUBSYSTEMS.get(pe.subsystem, f"subsystem {pe.subsystem}")
         raise BuildError(f"{spec['file']}: PE subsystem {pe.subsystem} ({name}): UEFI PciBusDxe loads "
                          "only boot service (11) and runtime (12) drivers from option ROMs")
@@ -263,9 +263,10 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
         raise BuildError(f"EFI image of {len(image)} bytes exceeds the 16-bit image length")
     image[0:fmt.EFI_HEADER_SIZE] = fmt.EfiRomHeader.build(dict(
         initialization_size=blocks, subsystem=pe.subsystem, machine=pe.machine,
-        compression=1 if compression == "efi" else 0, reserved=bytes(8),
+        compression=fmt.EfiRomCompression.EFI if compression == "efi" else fmt.EfiRomCompression.NONE,
+        reserved=bytes(8),
         efi_image_offset=pe_at, pcir_offset=pcir_at))
-    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, fmt.PCIR_REVISION_30, pcir_len)
+    image[pcir_at:pcir_at + pcir_len] = build_pcir(ids, blocks, fmt.RomCodeType.EFI, pcir_len)
     image[pcir_at + pcir_len:checksum_at] = devlist
     return image, checksum_at
 

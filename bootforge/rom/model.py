@@ -108,11 +108,7 @@ def _fail(message, offset, cls=FormatError):
 
 def _parse(layout, data, offset, what, base=0):
     """*layout* at *offset* in *data* (an image starting at file offset *base*), through the one guard."""
-    try:
-        return parse(layout, data, offset, what)
-    except FormatError as exc:
-        exc.offset = base + offset
-        raise
+    return parse(layout, data, offset, what, base=base)
 
 
 def _c_string(image: bytes, at: int):
@@ -253,13 +249,13 @@ def _read_efi_payload(image):
     if at >= len(image.data):
         _fail(f"image {image.index}: EFI image offset {at:#x} is past the image end",
               image.offset + 0x16)
-    if image.header.compression == 0:
+    if image.header.compression == fmt.EfiRomCompression.NONE:
         try:
             image.pe = read_pe_facts(image.data[at:], image.offset + at)
         except FormatError as exc:
             # The ROM is readable; a bad PE is a defect the UEFI verdict reports.
             image.pe_error = str(exc)
-    elif image.header.compression == 1:
+    elif image.header.compression == fmt.EfiRomCompression.EFI:
         from bootforge.rom.efi import decompress_image
         decompress_image(image)
 

@@ -7,6 +7,7 @@ type 127. Every type 19 structure gives one RAM range.
 """
 
 from bootforge.errors import FormatError, LimitError
+from bootforge.formats import parse
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.smbios import (
     SMBIOS19_LENGTH, SMBIOS19_LENGTH_EXTENDED, SMBIOS19_USE_EXTENDED,
@@ -28,7 +29,7 @@ def read_smbios_table(path, data, options=None):
         count += 1
         if count > MAX_STRUCTURES:
             raise LimitError(f"more than {MAX_STRUCTURES} SMBIOS structures", path=path, offset=offset)
-        header = SmbiosHeader.parse(data[offset:offset + 4])
+        header = parse(SmbiosHeader, data, offset, "SMBIOS structure header", path)
         if header.length < 4 or offset + header.length > len(data):
             raise FormatError(f"SMBIOS structure type {header.type} length {header.length} does not fit",
                               path=path, offset=offset + 1)
@@ -49,9 +50,9 @@ def _type19_range(raw, path, offset):
     if len(raw) < SMBIOS19_LENGTH:
         raise FormatError(f"type 19 structure of {len(raw)} bytes (at least 0x0F)", path=path, offset=offset + 1)
     if len(raw) >= SMBIOS19_LENGTH_EXTENDED:
-        s = SmbiosMemoryArrayMappedAddressExtended.parse(raw)
+        s = parse(SmbiosMemoryArrayMappedAddressExtended, raw, 0, "SMBIOS type 19 structure", path, offset)
     else:
-        s = SmbiosMemoryArrayMappedAddress.parse(raw)
+        s = parse(SmbiosMemoryArrayMappedAddress, raw, 0, "SMBIOS type 19 structure", path, offset)
     if s.starting_address_kib == SMBIOS19_USE_EXTENDED and len(raw) >= SMBIOS19_LENGTH_EXTENDED:
         first, last = s.extended_starting_address, s.extended_ending_address
     else:
