@@ -102,6 +102,7 @@ def _open_output(output):
     out_path = Path(output)
     directory = out_path.parent if str(out_path.parent) else Path(".")
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise RecipeError(f"{output}: {exc.strerror}") from None
