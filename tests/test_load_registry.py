@@ -36,6 +36,12 @@ def test_every_policy_defers_to_a_registered_verdict_and_names_a_firmware():
         assert not p.verified or p.boot_medium, f"{name} is verified against a real loader: how is it booted?"
 
 
+def test_every_boot_medium_has_a_builder():
+    from bootforge.qemu.media import MEDIA
+    for name, p in POLICIES.items():
+        assert p.boot_medium is None or p.boot_medium in MEDIA, (name, p.boot_medium)
+
+
 def test_vocabulary_policy_and_verdict_names():
     # Verdicts are <loader>-<protocol>; the GRUB policies of both firmwares defer to one verdict.
     assert {"grub-mb1", "grub-mb2", "qemu-mb1", "syslinux-mb1", "limine-mb1", "limine-mb2"} <= set(KERNEL_LOADERS.names())

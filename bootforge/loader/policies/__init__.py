@@ -49,14 +49,9 @@ POLICY_MODULES = (
 
 FIRMWARES = ("bios", "efi")                   # Platform.firmware values
 PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
-# How `bootforge verify` and the fidelity matrix boot a policy for real (None: no real boot here):
-#   qemu-kernel   QEMU -kernel/-initrd (SeaBIOS' multiboot option ROM)
-#   grub-pc-iso   grub-mkrescue ISO, i386-pc GRUB, SeaBIOS
-#   grub-efi-iso  grub-mkrescue ISO, x86_64-efi GRUB, OVMF
-#   isolinux-iso  ISOLINUX + mboot.c32 ISO, SeaBIOS
-#   ipxe-tftp     iPXE option ROM over QEMU's user-net TFTP (restrict=on)
-#   limine-iso    Limine 11.4.1 BIOS+UEFI hybrid ISO (xorriso + `limine bios-install`), SeaBIOS or OVMF
-BOOT_MEDIA = ("qemu-kernel", "grub-pc-iso", "grub-efi-iso", "isolinux-iso", "ipxe-tftp", "limine-iso")
+# boot_medium: how `bootforge verify` and the fidelity matrix boot a policy for real: a key of
+# bootforge.qemu.media.MEDIA, the builders ("qemu-kernel", "grub-pc-iso", "grub-efi-iso",
+# "isolinux-iso", "ipxe-tftp", "limine-iso"); None when no real loader runs here.
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,7 @@ class Policy:
     load: object                # LoadRequest -> LoadResult
     source: str                 # upstream files the rules follow
     verified: bool              # the fidelity matrix compares it with the real loader
-    boot_medium: str | None     # how a real boot is made (BOOT_MEDIA), or None
+    boot_medium: str | None     # how a real boot is made (a bootforge.qemu.media.MEDIA key), or None
     options: tuple = ()         # bootforge.schema.Field per [load.options] key it reads
     wrong_firmware: str = ""    # the RecipeError when the platform's firmware is not one it runs on
     summary: str = ""           # one line for `load --help`
