@@ -9,7 +9,6 @@ import os
 import shutil
 import struct
 import subprocess
-import zlib
 
 import pytest
 
@@ -385,3 +384,33 @@ def test_syslinux_and_limine_images_are_reproducible(tmp_path):
         [(0xEF, doc["el_torito"]["entries"][1]["sector_count"])]
     doc = json.loads(run_bootforge("inspect", "--json", tmp_path / "run0" / "s.iso", check=0).stdout)
     assert doc["mbr"]["boot_code"] == "syslinux isohdpfx.bin (isohybrid)" and doc["loader"] == "syslinux"
+
+
+def test_a_loader_directory_that_is_not_there_names_its_debian_package(tmp_path, monkeypatch):
+    require(str(STUB))
+    from bootforge.errors import ToolError
+    from bootforge.image import build as image_build
+    from bootforge.image import loaders
+    import tomllib
+    write_tree(tmp_path)
+    (tmp_path / "r.toml").write_text(recipe_text("iso"))
+    monkeypatch.setattr(loaders, "GRUB_PC_DIR", str(tmp_path / "no-i386-pc"))
+    with pytest.raises(ToolError, match="install the Debian package grub-pc-bin"):
+        image_build.build_image_recipe(tmp_path / "r.toml", tomllib.loads((tmp_path / "r.toml").read_text()),
+                                       tmp_path / "os.iso")
+    assert not any(p.name.endswith((".iso", ".tmp")) for p in tmp_path.iterdir())
+
+
+def test_a_disk_of_a_given_size_larger_than_inspect_would_read_whole(tmp_path):
+    """size = "3G": a FAT32 ESP fills the disk (the file is sparse); inspect reads it by offset."""
+    require(*GRUB_TOOLS, "sgdisk")
+    write_tree(tmp_path)
+    build(tmp_path, recipe_text("disk", extra='size = "3G"\n'))
+    image = tmp_path / "os.img"
+    assert image.stat().st_size == 3 << 30
+    assert "No problems found." in subprocess.run(["sgdisk", "-v", str(image)], capture_output=True, text=True).stdout
+    doc = json.loads(run_bootforge("inspect", "--json", image, check=0).stdout)
+    assert doc["esp"]["type"] == "FAT32" and doc["gpt"]["partitions"][1]["last_lba"] > (2 << 30) // 512
+    assert doc["entries"][0]["modules"][1]["size"] == 70001
+    proc = build(tmp_path, recipe_text("disk", extra='size = "1M"\n'), check=None)
+    assert_one_line_error(proc, "size")

@@ -16,13 +16,15 @@ def inspect_command(files, as_json, format_name):
 
     Exit status: 0 all fine, 1 defects found, 2 unusable input.
     """
+    from bootforge.image.inspect import inspect_if_image
     from bootforge.inspect import inspect_data
 
     status = 0
     documents = []
     for path in files:
         try:
-            report = inspect_data(path, read_input(path), format_name)
+            # Bootable images (ISO, partitioned disks) are read by offset, not loaded whole.
+            report = inspect_if_image(path, format_name) or inspect_data(path, read_input(path), format_name)
         except BootforgeError as exc:
             exc.located(path=path)
             click.echo(f"bootforge: error: {exc}", err=True)

@@ -159,10 +159,6 @@ def build_image_recipe(recipe, table, output):
             "source_date_epoch": int(dt.timestamp()), **layout}
 
 
-def _gpt_name(text):
-    return text
-
-
 def _build_iso(spec, files, digest, dt, volume_id, out):
     layout = {"volume_id": volume_id}
     boots = []

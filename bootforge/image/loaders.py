@@ -18,7 +18,6 @@ tool for `limine bios-install`.
 """
 
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -40,9 +39,10 @@ PACKAGE_OF = {GRUB_PC_DIR: "grub-pc-bin", GRUB_EFI_DIR: "grub-efi-amd64-bin", "g
 GRUB_SERIAL = "serial --unit=0 --speed=115200"
 
 
-def need(path):
+def need(path, package=None):
+    """*path*, or ToolError naming the Debian package that installs it."""
     if not Path(path).exists():
-        pkg = PACKAGE_OF.get(path) or PACKAGE_OF.get(str(Path(path).parent), "?")
+        pkg = package or PACKAGE_OF.get(path) or PACKAGE_OF.get(str(Path(path).parent), "?")
         raise ToolError(f"{path} is not there: install the Debian package {pkg}")
     return path
 
@@ -96,7 +96,7 @@ def grub_early_cfg(tag):
 
 def grub_mkimage(fmt, directory, modules, early_cfg):
     """Run grub-mkimage -O *fmt*; the image's bytes."""
-    need(directory)
+    need(directory, "grub-pc-bin" if fmt.startswith("i386-pc") else "grub-efi-amd64-bin")
     if shutil.which("grub-mkimage") is None:
         raise ToolError("grub-mkimage is not installed: install the Debian package grub-common")
     with tempfile.TemporaryDirectory(prefix="bootforge-grub-") as tmp:
@@ -206,7 +206,3 @@ def limine_bios_install(tool, image):
     if proc.returncode != 0:
         raise ToolError(f"limine bios-install failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
     return proc.stdout
-
-
-def shell_join(words):
-    return shlex.join(words)
