@@ -7,7 +7,8 @@ capture through the gdbstub: relocated kernels are caught too), reads what Limin
 handed over and compares it, field by field, with `bootforge load`'s prediction
 (bootforge.verify.run.compare_rows): entry, load base (tag 21), MBI address, MBI size
 (BIOS), mem_lower, mem_upper, command line, every module's start, end, string and bytes,
-every mmap entry, and the MB2 tag list / MB1 flags.
+every mmap entry, the MB2 tag list / MB1 flags, and tag 9 byte for byte (the section
+headers with the addresses Limine gave the copied sections, moved with a relocated kernel).
 
 The matrix (CPU budget: OVMF boots cost 6-13 s each, SeaBIOS ~1.5 s):
 - SeaBIOS: MB1 and MB2 x 128M, 256M, 1G, 3584M, 5G x 0/1/3 modules x kernels linked at
@@ -118,8 +119,35 @@ def run_limine(fw, kind, memory, count, link, workdir):
     with QemuRun(Machine(fw, F.memory_mib(memory)), medium, workdir=workdir, gdb=True) as run:
         run.start()
         cap = capture(run, entry, LIMITS[fw], refusal_reader("limine-iso"))
-    rows = compare_rows(res, cap, req, entry) if cap.status == "entry" else []
+        rows = compare_rows(res, cap, req, entry) if cap.status == "entry" else []
+        if cap.status == "entry" and protocol == "multiboot2":
+            rows.append(_elf_sections_row(run, cap, res))
     return rows, cap
+
+
+def _elf_sections_row(run, cap, res):
+    """Tag 9 byte for byte, read from guest memory while QEMU still stands at the entry: the
+    section headers with sh_addr of the copied sections and, for a relocated kernel, every
+    other sh_addr moved by the slide."""
+    from bootforge.qemu.gdbremote import GdbRemote
+    from bootforge.verify.run import Row
+    ebx = cap.registers["rbx"] & 0xFFFFFFFF
+    gdb = GdbRemote(run.gdb_socket)
+    try:
+        raw = gdb.read_memory(ebx, len(res.mbi_bytes) + 0x4000)
+    finally:
+        gdb.close()
+
+    def tag9(info):
+        pos = 8
+        while pos + 8 <= len(info):
+            t, size = int.from_bytes(info[pos:pos + 4], "little"), int.from_bytes(info[pos + 4:pos + 8], "little")
+            if t in (0, 9):
+                return info[pos:pos + size] if t == 9 else None
+            pos += size + (-size % 8)
+        return None
+    want, seen = tag9(res.mbi_bytes), tag9(raw or b"")
+    return Row("tag 9 bytes", want and want.hex()[:24] + "..", seen and seen.hex()[:24] + "..", want == seen)
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=_id)
@@ -150,6 +178,8 @@ def test_limine_fidelity(sc, workroot):
         need |= {"module 0 start", "module 0 end", "module 0 string", "module 0 bytes"}
     if kind.startswith("reloc"):
         need.add("load base (tag 21)")
+    if kind == "mb2" or kind.startswith("reloc"):
+        need.add("tag 9 bytes")
     assert need <= names, need - names
 
 

@@ -31,7 +31,7 @@ Rules (source; scenarios):
   preference 0/1 from ALIGN_UP(min_addr, align) upwards, preference 2 from
   ALIGN_DOWN(max_addr - size, align) downwards, in align steps, until the whole
   range is RAM, within [min_addr, max_addr]; tag 21 (load base) is sent, the
-  entry and the sh_addr of allocated sections move by the slide. F reloc-low
+  entry and every nonzero sh_addr in tag 9 move by the slide. F reloc-low
   (0x200000), reloc-any (0x1000 on BIOS: nothing keeps it off Limine's own low
   memory), reloc-high (0xff00000 at 256M); R align-0.
 - Everything else goes through elsewhere_append() (elsewhere.c) in this order:
