@@ -68,6 +68,7 @@ def inspect_data(path, data, format_name=None):
 
 def inspect_compressed(path, data):
     """A gzip/xz file: the kernel report of what is inside, or whatever else is inside."""
+    # Function-level import: only gzip/xz files load the kernel readers.
     from bootforge.multiboot.inspect import compressed_kernel_report, decompress, is_kernel
     kind = "gzip" if data[:2] == b"\x1f\x8b" else "xz"
     inner = decompress(data, kind)

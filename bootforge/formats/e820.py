@@ -7,7 +7,7 @@ and, for maps of thousands of entries, walks these layouts with
 struct.iter_unpack (the *_STRUCT formats, derived from the Structs).
 """
 
-from construct import GreedyRange, Int32ul, Int64ul, Struct
+from construct import Int32ul, Int64ul, Struct
 
 from bootforge.formats import Numbering, struct_format
 
@@ -50,10 +50,7 @@ E820EntryExtended = Struct(
 )
 E820_ENTRY_EXTENDED_STRUCT = struct_format(E820EntryExtended)
 
-E820Table = GreedyRange(E820Entry)
-
-# boot_params (Linux zero page): entry count and the table itself.
-BOOT_PARAMS_E820_ENTRIES_OFFSET = 0x1E8
-BOOT_PARAMS_E820_TABLE_OFFSET = 0x2D0
+# boot_params (Linux zero page) holds at most this many entries; the rest go to
+# a SETUP_E820_EXT setup_data node.
 BOOT_PARAMS_E820_MAX = 128
 SETUP_E820_EXT = 1

@@ -133,7 +133,6 @@ Multiboot1AoutSymbols = Struct(
 Multiboot1ElfSections = Struct(
     "num" / Int32ul, "size" / Int32ul, "addr" / Int32ul, "shndx" / Int32ul,
 )
-Multiboot1Palette = Struct("palette_addr" / Int32ul, "palette_num_colors" / Int16ul)
 FramebufferRgb = Struct(
     "red_field_position" / Int8ul, "red_mask_size" / Int8ul,
     "green_field_position" / Int8ul, "green_mask_size" / Int8ul,
@@ -161,16 +160,6 @@ MB1_MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof() - 4     # the `size` GRU
 Multiboot1MmapEntry = Struct(
     *Multiboot1MmapEntryFixed.subcons,
     "extra" / Bytes(this.size - MB1_MMAP_ENTRY_SIZE),
-)
-
-Multiboot1Drive = Struct(
-    "size" / Int32ul,            # 0 whole structure
-    "drive_number" / Int8ul,     # 4
-    "drive_mode" / Int8ul,       # 5 0 CHS, 1 LBA
-    "drive_cylinders" / Int16ul,  # 6
-    "drive_heads" / Int8ul,      # 8
-    "drive_sectors" / Int8ul,    # 9
-    "drive_ports" / Bytes(this.size - 10),  # 10 u16 ports ending with 0
 )
 
 ApmTable = Struct(

@@ -55,13 +55,10 @@ class PciBaseClass(Numbering):
     SERIAL_BUS = 0x0C
 
 
-# Views of the tables for the names firmware code prints (not second tables).
-CODE_TYPES = RomCodeType.labels()
 # The subsystems a UEFI option ROM may carry (EFI ROM header, UEFI spec 14.4.2).
 EFI_ROM_SUBSYSTEMS = (PeSubsystem.EFI_APPLICATION, PeSubsystem.EFI_BOOT_SERVICE_DRIVER,
                       PeSubsystem.EFI_RUNTIME_DRIVER)
 EFI_SUBSYSTEMS = {int(s): s.label for s in EFI_ROM_SUBSYSTEMS}
-EFI_MACHINES = PeMachine.labels()
 
 # Legacy x86 image header (0x1C bytes). Bytes 3-5 hold the init entry
 # (a jump); 6-0x17 are free for the image (iPXE keeps its checksum byte at 6

@@ -14,6 +14,7 @@ from bootforge.memmap.model import (
     E820_TYPE_NAMES, FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, MemoryMap,
     MemoryMapError, MemoryRange, type_number,
 )
+from bootforge.memmap.ops import sanitize
 
 T = EfiMemoryType
 # EFI type -> E820 type in the Linux stub (x86-stub.c setup_e820); types
@@ -84,7 +85,6 @@ def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted
     if convention not in EFI_CONVENTIONS:
         raise MemoryMapError(f"unknown EFI conversion convention {convention!r} ({', '.join(EFI_CONVENTIONS)})")
     if convention == "add-efi-memmap":
-        from bootforge.memmap.ops import sanitize
         added = [MemoryRange(r.start, r.size, add_efi_memmap_e820_type(r.type, r.attributes or 0,
                                                                         soft_reserve=soft_reserve))
                  for r in memory_map.ranges]

@@ -12,6 +12,7 @@ from bootforge.formats.efi_memmap import (
     EFI_PAGE_SIZE, EfiMemoryAttribute, EfiMemoryType,
 )
 from bootforge.formats.multiboot import MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE
+from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import (
     FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, U64_LIMIT, MemoryMap,
 )
@@ -172,7 +173,6 @@ def verify_map(memory_map, *, reference_efi=None):
     :param reference_efi: an EFI MemoryMap this E820 map should equal the
         Linux stub's conversion of (invariant 5).
     """
-    from bootforge.memmap.convert import efi_to_e820
     m = memory_map
     checks = []
     if m.source == "fdt":

@@ -68,7 +68,7 @@ def decode_mb1(data, offset):
 def find_mb1(data, limit=fmt.MB1_SEARCH):
     """First MB1 header with a valid checksum whose 12 bytes lie in the first *limit* bytes (GRUB's rule)."""
     window = min(len(data), limit)
-    for off in scan(data, fmt.MB1_MAGIC, 4, limit):
+    for off in scan(data, fmt.MB1_MAGIC, fmt.MB1_ALIGN, limit):
         if off + 12 <= window:
             flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
             if (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF == 0:
@@ -142,7 +142,7 @@ def decode_mb2(data, offset):
 def find_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
     """First MB2 header (magic, checksum, architecture) in the first *limit* bytes (GRUB's rule)."""
     window = min(len(data), limit)
-    for off in scan(data, fmt.MB2_MAGIC, 8, limit):
+    for off in scan(data, fmt.MB2_MAGIC, fmt.MB2_ALIGN, limit):
         if off + 16 <= window:
             arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
             if (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0 and \

@@ -8,7 +8,9 @@ import struct
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt, parse, struct_format
-from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_MIN_SIZE, EfiMemoryType, descriptor_struct
+from bootforge.formats.efi_memmap import (
+    EFI_DESCRIPTOR_MIN_SIZE, MB2_EFI_MMAP_HEADER_STRUCT, EfiMemoryType, descriptor_struct,
+)
 from bootforge.multiboot.mbi1 import decode_vbe
 from bootforge.report import to_plain
 
@@ -65,15 +67,15 @@ def decode_info_tag(ttype, raw, offset):
         raise FormatError(f"MBI tag type {ttype} has size {size}, below its minimum {minimum}",
                           offset=offset)
     if ttype == T.MMAP:
-        esize = struct.unpack_from("<I", raw, fmt.MB2_TAG_HEADER_SIZE)[0]
+        esize, _version = struct.unpack_from(fmt.MB2_MMAP_HEADER_STRUCT, raw, fmt.MB2_TAG_HEADER_SIZE)
         if esize < fmt.MB2_MMAP_ENTRY_SIZE:
-            raise FormatError(f"mmap entry_size {esize} is below 24", offset=offset + 8)
+            raise FormatError(f"mmap entry_size {esize} is below 24", offset=offset + fmt.MB2_TAG_HEADER_SIZE)
     if ttype == T.EFI_MMAP:
-        dsize = struct.unpack_from("<I", raw, fmt.MB2_TAG_HEADER_SIZE)[0]
+        dsize, _version = struct.unpack_from(MB2_EFI_MMAP_HEADER_STRUCT, raw, fmt.MB2_TAG_HEADER_SIZE)
         if dsize < EFI_DESCRIPTOR_MIN_SIZE:
-            raise FormatError(f"EFI mmap descr_size {dsize} is below 40", offset=offset + 8)
+            raise FormatError(f"EFI mmap descr_size {dsize} is below 40", offset=offset + fmt.MB2_TAG_HEADER_SIZE)
     padded = raw + bytes(-size % 8)
-    parsed = parse(fmt.Multiboot2InfoTag, padded, what=f"MBI tag type {ttype}")
+    parsed = parse(fmt.Multiboot2InfoTag, padded, what=f"MBI tag type {ttype}", base=offset)
     tag = {"type": ttype, "name": T.label_of(ttype), "size": size}
     body = parsed.body
     if ttype in (T.CMDLINE, T.BOOT_LOADER_NAME):
@@ -89,8 +91,11 @@ def decode_info_tag(ttype, raw, offset):
         tag.update({k: v for k, v in to_plain(body).items() if k != "color_info"})
         ci = body.color_info
         if body.framebuffer_type == fmt.FramebufferType.INDEXED and len(ci) >= 2:
-            n = min(struct.unpack_from("<H", ci)[0], (len(ci) - 2) // 3)
-            tag["palette"] = [list(ci[2 + 3 * i:5 + 3 * i]) for i in range(n)]
+            # As many colours as the count says and the tag holds (GRUB sizes the tag by the count).
+            n = min(int.from_bytes(ci[:2], "little"), (len(ci) - 2) // 3)
+            palette = parse(fmt.Multiboot2Palette, n.to_bytes(2, "little") + ci[2:2 + 3 * n],
+                            what="framebuffer palette")
+            tag["palette"] = [[c.red, c.green, c.blue] for c in palette.colors]
         elif body.framebuffer_type == fmt.FramebufferType.RGB and len(ci) >= 6:
             tag.update(to_plain(parse(fmt.FramebufferRgb, ci, what="framebuffer colour info")))
     elif ttype == T.ELF_SECTIONS:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from construct import Container
 
+from bootforge.compress import compress
 from bootforge.errors import BuildError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import optionrom as fmt
+from bootforge.pe import read_pe_facts
 from bootforge.rom.model import parse_rom
 
 MAX_LEGACY_BLOCKS = 255  # the size byte
@@ -235,8 +237,6 @@ def load_efi_payload(spec, base_dir: Path) -> bytes:
 
 
 def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytearray:
-    from bootforge.pe import read_pe_facts
-
     pe_bytes = load_efi_payload(spec, base_dir)
     pe = read_pe_facts(pe_bytes)
     if pe.subsystem not in (fmt.PeSubsystem.EFI_BOOT_SERVICE_DRIVER, fmt.PeSubsystem.EFI_RUNTIME_DRIVER):
@@ -248,7 +248,6 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
         raise RecipeError(f"compress = {compression!r}: use \"efi\" or \"none\"")
     payload = pe_bytes
     if compression == "efi":
-        from bootforge.compress import compress
         payload = compress(pe_bytes, "efi")
 
     pcir_at = 0x1C

@@ -8,7 +8,9 @@ the PE facts of what came out.
 
 from dataclasses import dataclass
 
+from bootforge.compress import decompress, read_sizes
 from bootforge.errors import FormatError
+from bootforge.pe import read_pe_facts
 
 
 @dataclass
@@ -37,9 +39,6 @@ class Decompressed:
 
 def decompress_image(image):
     """Decompress the payload of a compressed EFI ROM image; fill image.decompressed and image.pe."""
-    from bootforge.compress import decompress, read_sizes
-    from bootforge.pe import read_pe_facts
-
     at = image.header.efi_image_offset
     stream = bytes(image.data[at:])
     base = image.offset + at

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import optionrom as fmt, parse
+from bootforge.pe import read_pe_facts
 
 # More images than this in one ROM is not a ROM (PCI ROM BARs top out at 16 MiB).
 MAX_IMAGES = 64
@@ -243,8 +244,6 @@ def _read_image(data, index, offset):
 
 
 def _read_efi_payload(image):
-    from bootforge.pe import read_pe_facts
-
     at = image.header.efi_image_offset
     if at >= len(image.data):
         _fail(f"image {image.index}: EFI image offset {at:#x} is past the image end",
@@ -256,6 +255,8 @@ def _read_efi_payload(image):
             # The ROM is readable; a bad PE is a defect the UEFI verdict reports.
             image.pe_error = str(exc)
     elif image.header.compression == fmt.EfiRomCompression.EFI:
+        # Imported here: only compressed EFI images need the decompressor (inspecting
+        # a legacy or uncompressed ROM never loads bootforge.compress).
         from bootforge.rom.efi import decompress_image
         decompress_image(image)
 
