@@ -336,35 +336,13 @@ def syslinux_entries(text):
 
 
 def limine_entries(text):
-    """Entries of a limine.conf (/Title lines, then key: value lines)."""
-    out, cur = [], None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("/"):
-            cur = Entry(line.lstrip("/").strip(), None, None, "")
-            out.append(cur)
-            continue
-        if cur is None or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        key, value = key.strip().lower(), value.strip()
-        if key == "protocol":
-            cur.protocol = value if value in ("multiboot1", "multiboot2") else None
-            if cur.protocol is None:
-                cur.note = f"protocol {value} (not Multiboot)"
-        elif key in ("path", "kernel_path"):
-            cur.kernel = _limine_path(value)
-        elif key in ("cmdline", "kernel_cmdline"):
-            cur.cmdline = value
-        elif key == "module_path":
-            cur.modules.append([_limine_path(value), ""])
-        elif key in ("module_cmdline", "module_string") and cur.modules:
-            cur.modules[-1][1] = value
-    for e in out:
-        e.modules = [tuple(m) for m in e.modules]
-    return out
+    """Entries of a limine.conf, read as Limine 11.4.1's multiboot loaders read them
+    (bootforge.loader.limine_conf: aliases, macros, module_path + module_string pairs;
+    module_cmdline is not a Multiboot key)."""
+    from bootforge.loader.limine_conf import multiboot_entries
+    return [Entry(title, proto, _limine_path(path) if path else None, cmdline,
+                  [(_limine_path(m), string) for m, string in mods], note)
+            for title, proto, path, cmdline, mods, note in multiboot_entries(text)]
 
 
 def _limine_path(value):

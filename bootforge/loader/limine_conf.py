@@ -33,8 +33,10 @@ MACRO_USE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 MAX_DEPTH = 64
 
 
-def read_entries(text, where):
-    """{title: [(KEY, value)]} of every entry (sub-entries by their own title), in order."""
+def read_entries(text, where, strict=True):
+    """{title: [(KEY, value)]} of every entry (sub-entries by their own title), in order.
+    *strict*: a line that is no option, entry or comment, or an undefined macro, is a
+    RecipeError naming it (else it is skipped / left as written, as inspect does)."""
     macros = {}
     entries = {}
     current = None
@@ -55,12 +57,16 @@ def read_entries(text, where):
             continue
         key, sep, value = line.partition(":")
         if not sep:
+            if not strict:
+                continue
             raise RecipeError(f"{where}: line {lineno}: {line!r} is neither `key: value`, an entry (/title) "
                               "nor a comment")
 
         def expand(m, lineno=lineno):
             name = m.group(1)
             if name not in macros:
+                if not strict:
+                    return m.group(0)
                 raise RecipeError(f"{where}: line {lineno}: macro ${{{name}}} is not defined")
             return macros[name]
         value = MACRO_USE.sub(expand, value.strip())
@@ -93,6 +99,20 @@ def _modules(options):
                 string = v2
                 break
         out.append((v, string))
+    return out
+
+
+def multiboot_entries(text, where="limine.conf"):
+    """Every entry of a limine.conf text as Limine's multiboot loaders read it:
+    [(title, protocol or None, path or None, cmdline, [(module path, string)], note)]
+    (paths are the URIs as written; note says why an entry is not a Multiboot one)."""
+    out = []
+    for title, options in read_entries(text, where, strict=False).items():
+        proto = _value(options, "PROTOCOL")
+        mb = PROTOCOLS.get(proto.lower()) if proto else None
+        note = "" if mb else (f"protocol {proto} (not Multiboot)" if proto else "no protocol")
+        out.append((title, mb, _value(options, "PATH", "KERNEL_PATH"),
+                    _value(options, "CMDLINE", "KERNEL_CMDLINE") or "", _modules(options), note))
     return out
 
 
