@@ -132,3 +132,25 @@ def test_verify_boots_a_limine_conf_recipe(tmp_path):
     assert doc["ok"] and doc["status"] == "entry" and not doc["mismatches"]
     names = {f["name"] for f in doc["fields"] if f["match"]}
     assert {"module 2 string", "module 1 bytes", "mbi size", "tags"} <= names
+
+
+def test_load_reads_a_limine_iso_like_the_real_limine(tmp_path):
+    """`bootforge load` of the ISO itself (bootforge.image reads its limine.conf): the same
+    command line, module string ('' for module_cmdline) and module address as the capture
+    of the real Limine booting that ISO (limine-seabios-conf-aliases.dump)."""
+    require("xorriso", "cc", "ld", str(BUILD / "stubs" / "mbdump.elf"))
+    import json
+    from bootforge.multiboot.dump import decode_dump
+    from bootforge.qemu.media import BootFile, limine_iso
+    kernel = F.dump_kernel("1m", "mb2")
+    mod = tmp_path / "mod1"
+    mod.write_bytes(F.module_bytes("mod1", 3000))
+    medium = limine_iso(tmp_path, BootFile(kernel, "/boot/kernel", ""), [BootFile(mod, "/boot/mod1", "")],
+                        conf=ALIASES_CONF)
+    iso = medium.args[-1]
+    doc = json.loads(run_bootforge("load", iso, "--platform", "qemu-pc-seabios:256M", "--json", check=0).stdout)
+    tags = decode_dump((DATA / "limine-seabios-conf-aliases.dump").read_bytes())[0]["multiboot2"]["tags"]
+    assert doc["loader"] == "limine-mb2"
+    assert doc["mbi"]["cmdline"] == next(t["string"] for t in tags if t["type"] == 1)
+    assert [(m["start"], m["end"], m["cmdline"]) for m in doc["mbi"]["modules"]] == \
+        [(t["mod_start"], t["mod_end"], t["string"]) for t in tags if t["type"] == 3]
