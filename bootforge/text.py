@@ -1,4 +1,4 @@
-"""Text helpers every report shares: sizes in binary units and aligned tables."""
+"""Text helpers every report shares: sizes in binary units, numbers with their names."""
 
 
 def human_size(size):
@@ -15,11 +15,3 @@ def named(number, label, fmt="d"):
     """"3 (i386)": a number with its name beside it (the number stays: scripts grep for it)."""
     return f"{number:{fmt}} ({label})" if label is not None else f"{number:{fmt}}"
 
-
-def table(rows, widths, sep=" "):
-    """Rows of cells as lines, each cell left-aligned to its width (negative: right-aligned)."""
-    out = []
-    for row in rows:
-        cells = [f"{c:>{-w}}" if w < 0 else f"{c:<{w}}" for c, w in zip(row, widths)]
-        out.append(sep.join(cells).rstrip())
-    return out

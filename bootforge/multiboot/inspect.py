@@ -10,6 +10,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import headers, verdicts
 from bootforge.report import Report
+from bootforge.text import named
 
 MAX_DECOMPRESSED = 256 << 20
 
@@ -44,7 +45,7 @@ def _hex(v):
 def _tag_field(tag, key, value):
     """One field of a header tag as text; requested info tags are named beside their numbers."""
     if key == "requests":
-        return "requests [" + ", ".join(f"{n} ({fmt.Mb2Tag.label_of(n)})" for n in value) + "]"
+        return "requests [" + ", ".join(named(n, fmt.Mb2Tag.label_of(n)) for n in value) + "]"
     return f"{key} {_hex(value)}"
 
 
@@ -62,13 +63,13 @@ class KernelReport(Report):
                                                if d.get("compression") else "")]
         if d.get("elf"):
             e = d["elf"]
-            out.append(f"  ELF: {e['class']} machine {e['machine']} ({fmt.ElfMachine.label_of(e['machine'])}) "
+            out.append(f"  ELF: {e['class']} machine {named(e['machine'], fmt.ElfMachine.label_of(e['machine']))} "
                        f"type {e['type']} "
                        f"entry {e['entry']:#x}, {e['phnum']} program headers at {e['phoff']:#x}")
         if d.get("pe"):
             p = d["pe"]
-            out.append(f"  PE: {p['format']} machine {p['machine']:#x} ({PeMachine.label_of(p['machine'])}) "
-                       f"subsystem {p['subsystem']} ({PeSubsystem.label_of(p['subsystem'])}) "
+            out.append(f"  PE: {p['format']} machine {named(p['machine'], PeMachine.label_of(p['machine']), '#x')} "
+                       f"subsystem {named(p['subsystem'], PeSubsystem.label_of(p['subsystem']))} "
                        f"entry RVA {p['entry_point']:#x} image base {p['image_base']:#x}")
         if d.get("segments"):
             out.append("  segments:   type             offset          vaddr          paddr"

@@ -3,6 +3,7 @@ values in parentheses) with disrom.pl's checksum verdicts, and JSON."""
 
 from bootforge.formats import optionrom as fmt
 from bootforge.report import Report
+from bootforge.text import named
 from bootforge.rom.firmware import ROM_FIRMWARE, code_type_name, firmware_verdicts
 from bootforge.rom.model import parse_rom
 
@@ -116,8 +117,8 @@ class RomReport(Report):
             line(2, "Initialization size", f"{h.initialization_size:#x} ({image.size} bytes)")
             line(2, "EFI signature", f"{fmt.EFI_ROM_SIGNATURE:#x}")
             line(2, "EFI subsystem", f"{h.subsystem:#x} ({fmt.EFI_SUBSYSTEMS.get(h.subsystem, 'unknown')})")
-            line(2, "EFI machine type", f"{h.machine:#x} ({fmt.PeMachine.label_of(h.machine)})")
-            line(2, "Compression type", f"{h.compression:#x} ({fmt.EfiRomCompression.label_of(h.compression)})")
+            line(2, "EFI machine type", named(h.machine, fmt.PeMachine.label_of(h.machine), "#x"))
+            line(2, "Compression type", named(h.compression, fmt.EfiRomCompression.label_of(h.compression), "#x"))
             line(2, "EFI image offset", f"{h.efi_image_offset:#x} (@{image.offset + h.efi_image_offset:#x})")
         else:
             line(2, "Size", f"{h.size_blocks:#x} ({image.size} bytes)")
@@ -171,8 +172,8 @@ class RomReport(Report):
         if image.pe is not None:
             pe = image.pe
             kv.append("  PE image")
-            line(2, "Machine", f"{pe.machine:#x} ({fmt.PeMachine.label_of(pe.machine)})")
-            line(2, "Subsystem", f"{pe.subsystem} ({fmt.PeSubsystem.label_of(pe.subsystem)})")
+            line(2, "Machine", named(pe.machine, fmt.PeMachine.label_of(pe.machine), "#x"))
+            line(2, "Subsystem", named(pe.subsystem, fmt.PeSubsystem.label_of(pe.subsystem)))
             line(2, "Size of image", f"{pe.size_of_image:#x}")
             line(2, "Entry point", f"{pe.entry_point:#x}")
         if image.decompressed is not None:
