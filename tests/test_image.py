@@ -193,6 +193,7 @@ def test_inspect_reads_back_what_build_wrote(grub_images):
     g = doc["gpt"]
     assert g["header"]["header_crc_ok"] and g["header"]["entries_crc_ok"] and g["backup"]["matches_primary"]
     assert [e["platform"] for e in doc["el_torito"]["entries"]] == ["x86 BIOS", "UEFI"]
+    assert [e["identity"] for e in doc["el_torito"]["entries"]] == ["GRUB cdboot.img (i386-pc-eltorito)", "FAT image"]
     assert [f["path"] for f in doc["esp"]["files"]] == ["/EFI/BOOT/BOOTX64.EFI"]
     (entry,) = doc["entries"]
     assert entry["kernel"] == "/boot/kernel.elf" and entry["verdict"]["subject"] == "grub-mb2"
@@ -250,6 +251,7 @@ def test_inspect_grub_mkrescue_image(tmp_path):
     doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
     assert doc["loader"] == "grub" and doc["mbr"]["boot_code"] == "GRUB boot.img / boot_hybrid.img"
     assert doc["el_torito"]["entries"][0]["image"] == "/boot/grub/i386-pc/eltorito.img"
+    assert doc["el_torito"]["entries"][0]["identity"] == "GRUB cdboot.img (i386-pc-eltorito)"
     assert doc["esp"]["files"][0]["path"].lower() == "/efi/boot/bootx64.efi"
     assert doc["entries"][0]["verdict"]["ok"] and doc["entries"][0]["modules"][0]["size"] == 3000
     load = json.loads(run_bootforge("load", iso, "--json", check=0).stdout)

@@ -70,3 +70,12 @@ MEDIA_TYPES = {0: "no emulation", 1: "1.2M floppy", 2: "1.44M floppy", 3: "2.88M
 # GRUB's i386-pc-eltorito image: xorriso --grub2-boot-info writes at byte 2548 (diskboot's
 # blocklist start inside it) the image's 512-byte LBA + 5 (seen in grub-mkrescue's image).
 GRUB2_BOOT_INFO_OFFSET = 2548
+# Strings that name the El Torito boot image carrying them (first match wins; seen in
+# Debian's isolinux.bin 6.04, GRUB 2.06 cdboot.img, Limine 11.4.1 limine-bios-cd.bin).
+BOOT_IMAGE_MARKERS = [
+    (b"ISOLINUX", "ISOLINUX"),
+    (b"cdrom read fails", "GRUB cdboot.img (i386-pc-eltorito)"),
+    (b"Limine", "Limine"),
+    (b"limine", "Limine"),
+    (b"GRUB", "GRUB"),
+]

@@ -207,12 +207,10 @@ def _report(path, view):
 
 
 def _boot_image_identity(head, platform):
-    if b"ISOLINUX" in head:
-        return "ISOLINUX"
-    if b"Limine" in head or b"limine" in head:
-        return "Limine"
-    if b"GRUB" in head or b"grub" in head:
-        return "GRUB"
+    from bootforge.formats.eltorito import BOOT_IMAGE_MARKERS
+    for marker, name in BOOT_IMAGE_MARKERS:
+        if marker in head:
+            return name
     if head[:3] in (b"\xeb\x3c\x90", b"\xeb\x58\x90") and platform == 0xEF:
         return "FAT image"
     return None
