@@ -67,11 +67,17 @@ test: deps venv stubs
 fidelity: deps venv stubs
 	$(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
 
-demo: venv stubs
+# The point of the tool in under a minute: build a Multiboot2 kernel, predict where GRUB
+# puts it and its modules, verify that against the real GRUB in QEMU, draw the SVG.
+demo: deps venv stubs
 	@mkdir -p $(BUILD)/demo
-	$(VENV)/bin/bootforge build recipes/hello-rom.toml -o $(BUILD)/demo/hello.rom
-	$(VENV)/bin/bootforge inspect $(BUILD)/demo/hello.rom
-	$(VENV)/bin/bootforge inspect /usr/lib/ipxe/qemu/efi-e1000.rom
+	@echo "== 1. build a Multiboot2 kernel from a recipe"
+	$(VENV)/bin/bootforge build recipes/kernel-mbdump-mb2.toml -o $(BUILD)/demo/kernel.elf
+	@echo "== 2. predict where GRUB i386-pc puts the kernel, its modules and the boot information"
+	$(VENV)/bin/bootforge load recipes/demo-grub.toml --svg $(BUILD)/demo/placement.svg
+	@echo "== 3. boot the real GRUB in QEMU, stop at the kernel's entry, compare"
+	$(VENV)/bin/bootforge verify recipes/demo-grub.toml
+	@echo "== 4. the placement drawn: $(BUILD)/demo/placement.svg"
 
 bench: venv stubs
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
