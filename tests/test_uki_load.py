@@ -80,6 +80,21 @@ def test_prediction_equals_the_kernels_own_words(tmp_path, name, memory, what):
         bounds = report["linux"]["initrd_bounds"]
         assert bounds["above"] <= start and last < bounds["below"]
     assert report["linux"]["boot_path"] == ("uki" if "uki" in what else "efi-stub")
+    # 5. setup_data: the SETUP_PCI node of q35's VGA ROM, as large as predicted, where the bounds allow
+    nodes = log.setup_data_nodes()
+    predicted = report["linux"]["setup_data"]
+    assert [n["size"] for n in predicted] == [size for _, size in nodes]
+    assert all(kernel["end"] <= start < 1 << 32 for start, _ in nodes)
+
+
+def test_setup_pci_node_holds_the_vga_rom():
+    """The SETUP_PCI node's size is the header plus struct pci_setup_rom plus QEMU's std VGA ROM
+    as Debian ships it (seabios's vgabios-stdvga.bin)."""
+    rom = Path("/usr/share/seabios/vgabios-stdvga.bin")
+    require(str(rom))
+    for name, _, _ in fixture_cases():
+        assert [size for _, size in parse_kernel_log((FIXTURES / f"{name}.txt").read_text()).setup_data_nodes()] \
+            == [16 + 48 + rom.stat().st_size], name
 
 
 def test_both_e820_orders_in_json_and_the_kernel_sorts(tmp_path):

@@ -6,6 +6,7 @@ size and bounds) must equal `bootforge load`'s prediction. Seven OVMF boots of ~
 each: the other sizes and paths are fixture tests (tests/test_uki_load.py)."""
 
 import json
+import struct
 import subprocess
 
 import pytest
@@ -32,12 +33,34 @@ def esp_image(directory, efi):
     return img
 
 
-def boot(directory, memory_mib, args, until=PANIC, timeout=120):
+def boot(directory, memory_mib, args, until=PANIC, timeout=120, stop_at=None):
+    """Boot; return (serial, QEMU's stderr, boot_params). With *stop_at*, QEMU's gdbstub stops the
+    guest at that address (the decompressed kernel's entry, RSI = boot_params) and the 4 KiB
+    boot_params and its setup_data chain [(type, len)] are read before the boot goes on."""
+    from bootforge.qemu.gdbremote import GdbRemote
     from bootforge.qemu.runner import Machine, Medium, QemuRun
-    with QemuRun(Machine("ovmf", memory_mib), Medium(list(args), "uki test"), workdir=directory / "qemu") as run:
+    params = None
+    with QemuRun(Machine("ovmf", memory_mib), Medium(list(args), "uki test"), workdir=directory / "qemu",
+                 gdb=stop_at is not None) as run:
         run.start()
+        if stop_at is not None:
+            gdb = GdbRemote(run.gdb_socket)
+            gdb.hardware_breakpoint(stop_at)
+            gdb.cont()
+            assert gdb.wait_stop(timeout) is not None, run.serial()[-1000:]
+            regs = gdb.registers()
+            assert regs["rip"] == stop_at
+            raw = gdb.read_memory(regs["rsi"], 4096)
+            chain, node = [], struct.unpack_from("<Q", raw, 0x250)[0]
+            while node and len(chain) < 16:
+                nxt, typ, length = struct.unpack("<QII", gdb.read_memory(node, 16))
+                chain.append((node, typ, length))
+                node = nxt
+            params = (raw, chain)
+            gdb.remove_hardware_breakpoint(stop_at)
+            gdb.cont()
         run.wait_until(lambda r: until in r.serial(), timeout)
-        return run.serial(), run.qemu_stderr()
+        return run.serial(), run.qemu_stderr(), params
 
 
 CASES = [
@@ -70,7 +93,9 @@ def test_boot_equals_prediction(tmp_path, what, path, memory):
         args = ["-kernel", str(efi)] + (["-initrd", str(initrd)] if initrd else [])
         if what.startswith("kernel"):
             args += ["-append", CMDLINE]
-    serial, err = boot(tmp_path, memory, args)
+    # One boot also stops at the decompressed kernel's entry and reads boot_params (gdbstub).
+    stop_at = 0x1600000 if what == "kernel-initrd" else None
+    serial, err, params = boot(tmp_path, memory, args, stop_at=stop_at)
     assert PANIC in serial, (err, serial[-2000:])
     log = parse_kernel_log(serial)
 
@@ -91,6 +116,17 @@ def test_boot_equals_prediction(tmp_path, what, path, memory):
         assert last + 1 - start == -(-INITRD_SIZE // PAGE) * PAGE
         b = report["linux"]["initrd_bounds"]
         assert b["above"] <= start and last < b["below"]
+    if params is not None:
+        raw, chain = params
+        # boot_params.e820_table in the firmware's order, as predicted (not the sorted order printed)
+        n = raw[0x1E8]
+        table = [struct.unpack_from("<QQI", raw, 0x2D0 + 20 * i) for i in range(n)]
+        assert table == [(e["start"], e["size"], e["type"]) for e in report["mbi"]["mmap"]]
+        assert struct.unpack_from("<I", raw, 0x21C)[0] == INITRD_SIZE            # hdr.ramdisk_size
+        assert struct.unpack_from("<I", raw, 0x218)[0] == log.ramdisk[0]          # hdr.ramdisk_image
+        assert [(t, length) for _, t, length in chain] == \
+            [(3, node["len"]) for node in report["linux"]["setup_data"]]          # SETUP_PCI
+        assert [(addr, 16 + length) for addr, _, length in chain] == log.setup_data_nodes()
 
 
 def test_ovmf_refuses_what_inspect_says_it_refuses(tmp_path):
@@ -106,7 +142,7 @@ def test_ovmf_refuses_what_inspect_says_it_refuses(tmp_path):
     assert proc.returncode == 1
     verdict = next(v for v in json.loads(proc.stdout)["verdicts"] if v["subject"] == "uefi")
     assert not verdict["ok"] and "machine 0x14c" in verdict["reason"]
-    serial, _ = boot(tmp_path, 256, ["-drive", f"format=raw,file={esp_image(tmp_path, bad)}"],
+    serial, _, _ = boot(tmp_path, 256, ["-drive", f"format=raw,file={esp_image(tmp_path, bad)}"],
                      until="EFI Internal Shell", timeout=90)
     assert "Linux version" not in serial
     refusal = next((line for line in serial.splitlines() if "BdsDxe: failed to start Boot0002" in line), "")
@@ -117,7 +153,7 @@ def test_qemu_refuses_initrd_for_a_uki(tmp_path):
     """inspect's qemu-kernel verdict says QEMU takes a UKI but no -initrd with it: QEMU's words."""
     uki = bootforge_uki(tmp_path, initrd=False)
     from test_uki_build import make_initrd
-    serial, err = boot(tmp_path, 256, ["-kernel", str(uki), "-initrd", str(make_initrd(tmp_path / "i.img"))],
+    serial, err, _ = boot(tmp_path, 256, ["-kernel", str(uki), "-initrd", str(make_initrd(tmp_path / "i.img"))],
                        until="never", timeout=30)
     assert "qemu: linux kernel too old to load a ram disk" in err
 
@@ -132,7 +168,7 @@ def test_ovmf_refuses_a_legacy_bzimage_as_inspect_says(tmp_path):
     assert doc["kind"] == "Linux bzImage (no EFI stub)" and doc["linux"]["protocol_version"] == "2.07"
     v = {v["subject"]: v for v in doc["verdicts"]}
     assert v["qemu-kernel"]["ok"] and v["grub-linux"]["ok"] and not v["qemu-kernel-ovmf"]["ok"]
-    serial, _ = boot(tmp_path, 256, ["-kernel", lkrn], until="EFI Internal Shell", timeout=90)
+    serial, _, _ = boot(tmp_path, 256, ["-kernel", lkrn], until="EFI Internal Shell", timeout=90)
     refusal = next((line for line in serial.splitlines() if "BdsDxe: failed to load Boot0002" in line), "")
     assert "VenMedia" in refusal and refusal.rstrip().endswith(": " + v["qemu-kernel-ovmf"]["words"]), serial[-1500:]
     assert "iPXE" not in serial

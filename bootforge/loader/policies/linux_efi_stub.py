@@ -27,8 +27,14 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
 - The stub's other allocations (boot_params, the command line, the EFI map buffer;
   systemd-stub's copy of the command line) are Loader Data pages OVMF places top-down:
   listed with their sizes, addresses bounded.
-- setup_data: SETUP_E820_EXT only past 128 E820 entries; SETUP_PCI nodes for PCI
-  devices whose option ROM OVMF keeps (setup_efi_pci) are not modelled.
+- setup_data: the stub's setup_efi_pci() adds a SETUP_PCI node (struct pci_setup_rom: a
+  16-byte header, 48 bytes of ids and location, the ROM image) for every PCI device whose
+  option ROM OVMF kept; on qemu-q35-ovmf with no NIC that is QEMU's std VGA (1234:1111)
+  with SeaBIOS's vgabios-stdvga.bin of 39936 bytes: one node of len 39984 (observed at
+  every size and boot path: "reserve setup_data: [mem a-b]" of 40000 bytes, and read from
+  boot_params through QEMU's gdbstub). Its address (a pool allocation) is bounded only.
+  SETUP_E820_EXT comes only past 128 E820 entries. Platforms given as map files have no
+  device list: their SETUP_PCI nodes are not predicted.
 """
 
 from bootforge.errors import LoaderRefusal, RecipeError
@@ -53,6 +59,11 @@ E820_RAM = 1
 TRIMMED = ((0, PAGE), (0xA0000, 0x100000))
 # x86-stub: boot_params (struct boot_params, PARAM_SIZE 16 KiB in 6.1 stable's efi_pe_entry).
 BOOT_PARAMS_ALLOC = 0x4000
+SETUP_DATA_HEADER = bz.SetupDataHeader.sizeof()
+PCI_SETUP_ROM_FIELDS = 48           # struct pci_setup_rom after its setup_data header (vendor..function)
+# QEMU q35's default display (-vga std): its ROM is SeaBIOS's vgabios-stdvga.bin (Debian seabios
+# 1.16.2: 39936 bytes); OVMF keeps it as the device's RomImage.
+QEMU_STD_VGA = ("1234:1111 (QEMU std VGA)", 39936)
 
 
 def _align(v, a):
@@ -208,7 +219,18 @@ def load(req):
                      f"({len(req.cmdline) + 1} bytes) and the EFI map buffer are Loader Data pages OVMF places "
                      "top-down below 4 GiB" + ("; systemd-stub also loads the whole UKI image as Loader Code"
                                                if path == "uki" else "; OVMF loads the PE image as Loader Code"))
-    res.notes.append("setup_data: SETUP_E820_EXT only past 128 entries; SETUP_PCI nodes for kept PCI option "
-                     "ROMs are not modelled")
+    nodes = []
+    if n > BOOT_PARAMS_E820:
+        nodes.append({"type": "SETUP_E820_EXT", "len": 20 * (n - BOOT_PARAMS_E820), "address": None})
+    if plat.name.startswith("qemu-q35-ovmf"):
+        device, rom = QEMU_STD_VGA
+        nodes.append({"type": "SETUP_PCI", "device": device, "len": PCI_SETUP_ROM_FIELDS + rom,
+                      "size": SETUP_DATA_HEADER + PCI_SETUP_ROM_FIELDS + rom, "address": None})
+        res.notes.append(f"predicted: setup_data SETUP_PCI node for {device}, len {PCI_SETUP_ROM_FIELDS + rom} "
+                         "(its address, a pool allocation, is bounded: below 4 GiB, above the kernel)")
+    else:
+        res.notes.append("setup_data: SETUP_PCI nodes (one per PCI device with an option ROM) are not predicted "
+                         "for a platform given as a map file (no device list)")
+    facts["setup_data"] = nodes
     res.linux = facts
     return res
