@@ -1,0 +1,93 @@
+"""bootforge's own file-system writers, judged by independent readers: FAT12/16/32 by fsck.fat and
+mtools, ISO 9660 + Rock Ridge by isoinfo and xorriso; and read back by bootforge's readers."""
+
+import os
+import subprocess
+
+import pytest
+
+from bootforge.errors import RecipeError
+from bootforge.image.content import FileContent, utc
+from bootforge.image.fat import FatVolume, FatWriter
+from bootforge.image.iso import IsoVolume, IsoWriter, iso_identifier
+from conftest import require
+
+NAMES = {
+    "/EFI/BOOT/BOOTX64.EFI": b"pe" * 3000,
+    "/boot/grub/grub.cfg": b"set timeout=0\n",
+    "/boot/kernel-with-a-long-name.elf": b"k" * 5000,
+    "/boot/Mixed.Case.Name.tar": b"m" * 10,
+    "/boot/space name": b"s",
+    "/boot/empty": b"",
+    "/boot/\u00e9t\u00e9.txt": b"utf8",
+}
+
+
+def fat_image(tmp_path, files, sectors=None):
+    w = FatWriter({p: FileContent.from_bytes(d) for p, d in files.items()}, utc(315532800), 0xCAFEF00D)
+    w.layout(sectors)
+    path = tmp_path / "fat.img"
+    with open(path, "wb") as f:
+        f.truncate(w.size)
+        w.write(f, 0)
+    return path, w
+
+
+@pytest.mark.parametrize("sectors,fat_type", [(None, 12), (80 << 11, 16), (600 << 11, 32)])
+def test_fat_types_pass_fsck_and_mtools_reads_every_name(tmp_path, sectors, fat_type):
+    require("fsck.fat", "mdir", "mtype")
+    path, w = fat_image(tmp_path, NAMES, sectors)
+    assert w.geometry.fat_type == fat_type
+    proc = subprocess.run(["fsck.fat", "-n", "-v", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and f"2 FATs, {fat_type} bit entries" in proc.stdout, proc.stdout + proc.stderr
+    listing = subprocess.run(["mdir", "-/", "-b", "-i", str(path), "::"], capture_output=True,
+                             text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout.splitlines()
+    for name, data in NAMES.items():
+        assert "::" + name in listing, (name, listing)
+        got = subprocess.run(["mtype", "-i", str(path), "::" + name], capture_output=True,
+                             env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
+        assert got == data, name
+    serial = subprocess.run(["mdir", "-i", str(path), "::"], capture_output=True, text=True).stdout
+    assert "Volume Serial Number is CAFE-F00D" in serial
+    with open(path, "rb") as f:
+        v = FatVolume(lambda o, n: os.pread(f.fileno(), n, o), path.stat().st_size)
+        assert v.info["type"] == f"FAT{fat_type}"
+        assert {p: v.read_file(x, 1 << 20) for p, x in v.walk() if not x.is_dir} == NAMES
+
+
+def test_fat_refuses_names_equal_but_for_case(tmp_path):
+    with pytest.raises(RecipeError, match="FAT names ignore case"):
+        fat_image(tmp_path, {"/boot/Kernel": b"a", "/boot/kernel": b"b"})
+
+
+def test_iso_rock_ridge_names_read_by_isoinfo(tmp_path):
+    require("isoinfo", "xorriso")
+    w = IsoWriter({p: FileContent.from_bytes(d) for p, d in NAMES.items()}, "TEST_VOL", utc(315532800))
+    sectors = w.layout()
+    path = tmp_path / "t.iso"
+    with open(path, "wb") as f:
+        f.truncate(sectors * 2048)
+        w.write(f)
+    listing = subprocess.run(["isoinfo", "-R", "-f", "-i", str(path)], capture_output=True, text=True,
+                             env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout.splitlines()
+    assert set(NAMES) <= set(listing)
+    for name, data in NAMES.items():
+        got = subprocess.run(["isoinfo", "-R", "-x", name, "-i", str(path)], capture_output=True).stdout
+        assert got == data, name
+    # Without Rock Ridge: the level-2 identifiers of iso_identifier().
+    plain = subprocess.run(["isoinfo", "-f", "-i", str(path)], capture_output=True, text=True).stdout.split()
+    assert "/BOOT/KERNEL_WITH_A_LONG_NAME.ELF;1" in plain and "/BOOT/SPACE_NAME.;1" in plain
+    assert iso_identifier("space name", False) == b"SPACE_NAME.;1"
+    report = subprocess.run(["xorriso", "-indev", str(path), "-find", "/", "-exec", "report_lba"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    assert "kernel-with-a-long-name.elf" in report and "FAILURE" not in report
+    with open(path, "rb") as f:
+        v = IsoVolume(lambda o, n: os.pread(f.fileno(), n, o), path.stat().st_size)
+        assert v.names == "Rock Ridge"
+        assert {p: v.read_file(x, 1 << 20) for p, x in v.walk() if not x.is_dir} == NAMES
+
+
+def test_iso_refuses_two_names_with_one_identifier():
+    with pytest.raises(RecipeError, match="ISO 9660 name A_B.TXT;1"):
+        IsoWriter({"/a-b.txt": FileContent.from_bytes(b"1"), "/a_b.txt": FileContent.from_bytes(b"2")},
+                  "V", utc(315532800))
