@@ -416,3 +416,24 @@ def test_a_disk_of_a_given_size_larger_than_inspect_would_read_whole(tmp_path):
     assert doc["entries"][0]["modules"][1]["size"] == 70001
     proc = build(tmp_path, recipe_text("disk", extra='size = "1M"\n'), check=None)
     assert_one_line_error(proc, "size")
+
+
+def test_two_entries_one_image_load_picks_by_index_or_title(tmp_path):
+    require(*GRUB_TOOLS)
+    write_tree(tmp_path)
+    run_bootforge("build", REPO / "recipes/kernel-mbdump-mb1.toml", "-o", tmp_path / "k1.elf", check=0)
+    text = recipe_text("iso") + ('[[image.entries]]\ntitle = "old"\nkernel = "k1.elf"\nprotocol = "multiboot1"\n'
+                                 'cmdline = "one"\n')
+    build(tmp_path, text)
+    cfg = json.loads(run_bootforge("inspect", "--json", tmp_path / "os.iso", check=0).stdout)
+    assert [(e["title"], e["protocol"]) for e in cfg["entries"]] == [("my os", "multiboot2"), ("old", "multiboot1")]
+    first = json.loads(run_bootforge("load", tmp_path / "os.iso", "--json", check=0).stdout)
+    by_index = json.loads(run_bootforge("load", tmp_path / "os.iso", "--entry", "1", "--json", check=0).stdout)
+    by_title = json.loads(run_bootforge("load", tmp_path / "os.iso", "--entry", "old", "--platform",
+                                        "qemu-pc-seabios:1G", "--json", check=0).stdout)
+    assert first["loader"] == "grub-pc-mb2" and by_index["loader"] == by_title["loader"] == "grub-pc-mb1"
+    assert by_index["mbi"]["cmdline"].endswith("one") and by_title["platform"]["memory_bytes"] == 1 << 30
+    # GRUB x86_64-efi has no Multiboot 1 policy in bootforge: said in one line.
+    assert_one_line_error(run_bootforge("load", tmp_path / "os.iso", "--entry", "old", "--firmware", "uefi"),
+                          "no grub policy for multiboot1 under UEFI")
+    assert_one_line_error(run_bootforge("load", tmp_path / "os.iso", "--entry", "nope"), "no entry 'nope'")
