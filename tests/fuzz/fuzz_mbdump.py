@@ -7,7 +7,7 @@ from common import attempt, files, instrumented, main
 
 with instrumented():
     from bootforge.inspect import inspect_data
-    from bootforge.memmap.io import FORMATS
+    from bootforge.memmap.formats import registry
 
 FAMILY = "mbdump"
 
@@ -22,7 +22,7 @@ def target(data):
         report.render_text()
         report.to_json()
     for name in ("mbdump", "mbdump-efi"):  # memmap --from mbdump / mbdump-efi
-        attempt(FORMATS[name][0], "fuzz.dump", data, {})
+        attempt(registry()[name].read, "fuzz.dump", data, {})
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ the DTB), and the same maps written by bootforge's writers in every binary forma
 from common import attempt, files, instrumented, main
 
 with instrumented():
-    from bootforge.memmap.io import FORMATS, prepare_for, read_map, write_map  # noqa: F401
+    from bootforge.memmap.formats import registry
+    from bootforge.memmap.io import prepare_for, read_map, write_map  # noqa: F401
     from bootforge.memmap.ops import sanitize
     from bootforge.memmap.svg import render_svg
     from bootforge.memmap.verify import verify_map
 
 FAMILY = "memmap"
-READERS = ["e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap", "mb2-efi-mmap", "fdt", "json", "smbios"]
+FORMATS = {name: (f.read, f.write, f.family) for name, f in registry().items()}
+READERS = ["e820-dmesg", "e820-bin", "efi-bin", "mb1-mmap", "mb2-mmap", "mb2-efi-mmap", "fdt", "json", "smbios",
+           "lsefimmap"]
 WRITERS = [name for name in FORMATS if name not in ("e820-sysfs",) and FORMATS[name][1] is not None]
 
 
@@ -27,7 +30,8 @@ def seeds():
     out = []
     texts = files("tests/data/memmap-*.txt", "tests/data/load-*.lsefimmap")
     for name, data in texts:
-        out.append((name, bytes([READERS.index("e820-dmesg")]) + data))
+        reader = "lsefimmap" if str(name).endswith(".lsefimmap") else "e820-dmesg"
+        out.append((name, bytes([READERS.index(reader)]) + data))
     for name, data in files("tests/data/*.dtb"):
         out.append((name, bytes([READERS.index("fdt")]) + data))
     # The same maps written in each binary form by bootforge itself.
