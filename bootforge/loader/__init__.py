@@ -8,5 +8,5 @@ and the boot information, and what the kernel is told.
 - policies/: one module per real loader, citing its source and stating its rules.
 - mbi: the Multiboot1 / Multiboot2 bytes a loader hands over.
 - result: the placement report (text, JSON, SVG) and its checks.
-- fidelity: boots the dump kernel under the real loaders and compares.
+(bootforge.verify boots the real loaders and compares; tests/fidelity.py is the matrix.)
 """

@@ -93,6 +93,7 @@ class VerifyReport:
     early_stops: int = 0
     problems: list = field(default_factory=list)
     kept: str | None = None
+    boot_information: dict | None = None    # the decoded MBI and what it points to, as read at the entry
 
     @property
     def mismatches(self):
@@ -111,7 +112,8 @@ class VerifyReport:
                 "last_serial": self.last_serial, "problems": list(self.problems),
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
-                "mismatches": [r.name for r in self.mismatches], "kept": self.kept}
+                "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
+                "boot_information": _json_safe(self.boot_information)}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
@@ -162,6 +164,16 @@ class VerifyReport:
         if self.kept:
             out.append(f"  kept: {self.kept}")
         return "\n".join(out) + "\n"
+
+
+def _json_safe(v):
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    return v
 
 
 def _plain(v):
@@ -356,6 +368,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                 cap = capture(run, report.entry, timeout, refusal_reader(kind), progress, other_entries=others)
         report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
         report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
+        report.boot_information = cap.doc
         report.loader_words = cap.loader_words
         if cap.status == "entry" and res is not None:
             report.rows = compare_rows(res, cap, req, report.entry)
