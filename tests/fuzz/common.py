@@ -46,8 +46,7 @@ def instrumented(include=("bootforge",), exclude=()):
     if atheris is None:
         import contextlib
         return contextlib.nullcontext()
-    for name in exclude:  # imported first, uninstrumented
-        __import__(name)
+    # Not imported ahead: that would pull in their imports uninstrumented too.
     return atheris.instrument_imports(include=list(include), exclude=list(exclude))
 
 

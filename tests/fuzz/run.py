@@ -18,7 +18,7 @@ from common import WORK  # noqa: E402
 FAMILIES = {"rom": "fuzz_rom.py", "mbdump": "fuzz_mbdump.py", "multiboot": "fuzz_multiboot.py",
             "memmap": "fuzz_memmap.py", "fdt": "fuzz_fdt.py", "efi-compress": "fuzz_efi_compress.py",
             "recipes": "fuzz_recipes.py"}
-MAX_LEN = {"rom": 262144, "multiboot": 400000, "fdt": 262144}
+MAX_LEN = {"rom": 262144, "multiboot": 400000, "fdt": 262144, "efi-compress": 16384}
 
 
 def run_family(family, seconds, timeout, plain):
@@ -33,6 +33,9 @@ def run_family(family, seconds, timeout, plain):
                    "-rss_limit_mb=3072", "-print_final_stats=1"]
             if family in MAX_LEN:
                 cmd.append(f"-max_len={MAX_LEN[family]}")
+            dictionary = HERE / f"{family}.dict"
+            if dictionary.exists() and not plain:
+                cmd.append(f"-dict={dictionary}")
             if plain:
                 cmd.append("--plain")
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
