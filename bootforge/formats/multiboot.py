@@ -46,6 +46,8 @@ Multiboot1Addresses = Struct(
     "entry_addr" / Int32ul,      # 28 entry point
 )
 
+MB1_HEADER_FIXED_SIZE = 12      # magic, flags, checksum
+
 Multiboot1Video = Struct(
     "mode_type" / Int32ul,       # 32 0 linear graphics, 1 EGA text
     "width" / Int32ul,           # 36
@@ -209,6 +211,8 @@ MB2_BOOTLOADER_MAGIC = 0x36D76289
 MB2_SEARCH = 32768
 MB2_ALIGN = 8
 MB2_TAG_OPTIONAL = 1           # header tag flags bit 0
+MB2_TAG_HEADER_SIZE = 8         # before every tag's body: u16 type, u16 flags, u32 size (header tags);
+                                # u32 type, u32 size (information tags)
 MB2_CONSOLE_REQUIRED = 1 << 0              # console_flags tag: the console is required
 MB2_CONSOLE_EGA_TEXT_SUPPORTED = 1 << 1     # console_flags tag: the kernel handles EGA text
 
@@ -246,6 +250,8 @@ Multiboot2HeaderFixed = Struct(
     "header_length" / Int32ul,             # 8 including the tags
     "checksum" / Int32ul,                  # 12 the four words sum to 0
 )
+MB2_HEADER_FIXED_SIZE = Multiboot2HeaderFixed.sizeof()                      # 16
+MB2_HEADER_MIN_LENGTH = MB2_HEADER_FIXED_SIZE + MB2_TAG_HEADER_SIZE         # 24: the fixed part and the end tag
 
 Multiboot2HeaderTagBody = Switch(this.type, {
     Mb2HeaderTag.INFORMATION_REQUEST: Struct("requests" / GreedyRange(Int32ul)),   # Mb2Tag numbers
@@ -322,7 +328,6 @@ Multiboot2MmapHeader = Struct(
     "entry_version" / Int32ul,
 )
 MB2_MMAP_HEADER_STRUCT = struct_format(Multiboot2MmapHeader)
-MB2_TAG_HEADER_SIZE = 8         # u32 type, u32 size before every info tag's body
 
 Multiboot2InfoTagBody = Switch(this.type, {
     Mb2Tag.CMDLINE: Struct("string" / CStringBytes),

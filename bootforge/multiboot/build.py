@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bootforge.errors import BuildError, FormatError, RecipeError
 from bootforge.fileio import read_input, write_atomic
-from bootforge.formats import multiboot as fmt
+from bootforge.formats import multiboot as fmt, parse
 from bootforge.multiboot.headers import read_elf
 
 PROTOCOLS = ("multiboot1", "multiboot2", "both")
@@ -185,13 +185,14 @@ def header_blob(protocol, mb1, mb2):
 
 def _elf_tables(data, elf):
     ehdr_s, phdr_s, shdr_s = fmt.ELF_LAYOUTS[elf.ei_class]
-    ehdr = ehdr_s.parse(data)
-    phdrs = [phdr_s.parse(data[elf.phoff + i * elf.phentsize:]) for i in range(elf.phnum)]
+    ehdr = parse(ehdr_s, data, 0, "ELF header")
+    phdrs = [parse(phdr_s, data, elf.phoff + i * elf.phentsize, f"program header {i}") for i in range(elf.phnum)]
     shdrs = []
     if ehdr.e_shnum and ehdr.e_shoff:
         if ehdr.e_shoff + ehdr.e_shnum * ehdr.e_shentsize > len(data):
             raise FormatError("section headers run past the end of the file", offset=ehdr.e_shoff)
-        shdrs = [shdr_s.parse(data[ehdr.e_shoff + i * ehdr.e_shentsize:]) for i in range(ehdr.e_shnum)]
+        shdrs = [parse(shdr_s, data, ehdr.e_shoff + i * ehdr.e_shentsize, f"section header {i}")
+                 for i in range(ehdr.e_shnum)]
     return ehdr_s, phdr_s, shdr_s, ehdr, phdrs, shdrs
 
 

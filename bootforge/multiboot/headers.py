@@ -11,6 +11,8 @@ from bootforge.formats import multiboot as fmt, parse
 from bootforge.report import to_plain
 
 MAX_HEADER_TAGS = 512
+_MB1_WITH_ADDRESSES = fmt.MB1_HEADER_FIXED_SIZE + fmt.Multiboot1Addresses.sizeof()
+_MB1_WITH_VIDEO = _MB1_WITH_ADDRESSES + fmt.Multiboot1Video.sizeof()
 _KNOWN_REQUIRED_FLAGS = fmt.Mb1HeaderFlag.PAGE_ALIGN | fmt.Mb1HeaderFlag.MEMORY_INFO | fmt.Mb1HeaderFlag.VIDEO_MODE
 
 
@@ -34,11 +36,12 @@ def scan(data, magic, step, limit):
 # ------------------------------------------------------------------ Multiboot 1
 
 def mb1_header_length(flags):
+    """Bytes of an MB1 header with *flags*: the fixed 12, the address fields, the video fields."""
     if flags & fmt.Mb1HeaderFlag.VIDEO_MODE:
-        return 48
+        return _MB1_WITH_VIDEO                  # 48
     if flags & fmt.Mb1HeaderFlag.AOUT_KLUDGE:
-        return 32
-    return 12
+        return _MB1_WITH_ADDRESSES              # 32
+    return fmt.MB1_HEADER_FIXED_SIZE            # 12
 
 
 def decode_mb1(data, offset):
@@ -69,7 +72,7 @@ def find_mb1(data, limit=fmt.MB1_SEARCH):
     """First MB1 header with a valid checksum whose 12 bytes lie in the first *limit* bytes (GRUB's rule)."""
     window = min(len(data), limit)
     for off in scan(data, fmt.MB1_MAGIC, fmt.MB1_ALIGN, limit):
-        if off + 12 <= window:
+        if off + fmt.MB1_HEADER_FIXED_SIZE <= window:
             flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
             if (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF == 0:
                 return decode_mb1(data, off)
@@ -81,7 +84,7 @@ def find_mb1(data, limit=fmt.MB1_SEARCH):
 def decode_mb2_tags(data, offset, header_length):
     """Walk the header tags of the MB2 header at *offset*; raise FormatError on a lying tag."""
     tags = []
-    pos = offset + 16
+    pos = offset + fmt.MB2_HEADER_FIXED_SIZE
     end = offset + header_length
     if end > len(data):
         raise FormatError(f"Multiboot2 header_length {header_length:#x} runs past the end of the file",
@@ -132,7 +135,7 @@ def decode_mb2(data, offset):
            "architecture_name": fmt.Mb2Architecture.label_of(arch),
            "header_length": length, "checksum": checksum,
            "checksum_ok": (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0}
-    if length < 24:
+    if length < fmt.MB2_HEADER_MIN_LENGTH:
         raise FormatError(f"Multiboot2 header_length {length} is below 24 (header and end tag)",
                           offset=offset + 8)
     doc["tags"] = decode_mb2_tags(data, offset, length)
@@ -143,7 +146,7 @@ def find_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
     """First MB2 header (magic, checksum, architecture) in the first *limit* bytes (GRUB's rule)."""
     window = min(len(data), limit)
     for off in scan(data, fmt.MB2_MAGIC, fmt.MB2_ALIGN, limit):
-        if off + 16 <= window:
+        if off + fmt.MB2_HEADER_FIXED_SIZE <= window:
             arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
             if (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF == 0 and \
                     (architecture is None or arch == architecture):
@@ -216,19 +219,19 @@ def read_elf(data):
     ei_class = data[4]
     if ei_class not in fmt.ELF_LAYOUTS:
         raise FormatError(f"ELF class {ei_class} is neither 1 (ELF32) nor 2 (ELF64)", offset=4)
-    if data[5] != 1:
+    if data[5] != fmt.ELFDATA2LSB:
         raise FormatError(f"ELF data encoding {data[5]} is not little-endian", offset=5)
     ehdr_s, phdr_s, shdr_s = fmt.ELF_LAYOUTS[ei_class]
     if len(data) < ehdr_s.sizeof():
         raise FormatError("ELF header truncated", offset=len(data))
-    e = ehdr_s.parse(data)
+    e = parse(ehdr_s, data, 0, "ELF header")
     facts = ElfFacts(ei_class, data[5], e.e_machine, e.e_type, e.e_version, e.e_entry,
                      e.e_phoff, e.e_phentsize, e.e_phnum, e.e_shoff, e.e_shentsize,
                      e.e_shnum, e.e_shstrndx)
     if e.e_phnum:
         if e.e_phentsize < phdr_s.sizeof():
             raise FormatError(f"e_phentsize {e.e_phentsize} is below {phdr_s.sizeof()}",
-                              offset=0x2A if ei_class == 1 else 0x36)
+                              offset=0x2A if ei_class == fmt.ELFCLASS32 else 0x36)     # e_phentsize
         if e.e_phnum > MAX_PHNUM:
             raise LimitError(f"{e.e_phnum} program headers (limit {MAX_PHNUM})", offset=e.e_phoff)
         end = e.e_phoff + e.e_phnum * e.e_phentsize
@@ -238,7 +241,7 @@ def read_elf(data):
                               offset=e.e_phoff)
         for i in range(e.e_phnum):
             at = e.e_phoff + i * e.e_phentsize
-            p = phdr_s.parse(data[at:at + phdr_s.sizeof()])
+            p = parse(phdr_s, data, at, f"program header {i}")
             facts.segments.append(Segment(i, p.p_type, p.p_offset, p.p_vaddr, p.p_paddr,
                                           p.p_filesz, p.p_memsz, p.p_flags, p.p_align))
     if e.e_shnum and e.e_shoff:

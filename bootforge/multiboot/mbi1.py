@@ -15,6 +15,8 @@ from bootforge.report import to_plain
 F = fmt.MbiFlag
 MODULE_SIZE = fmt.Multiboot1Module.sizeof()
 MAX_MMAP_ENTRIES = 4096
+MAX_MODULES = 1024
+MBI1_MODS_COUNT_OFFSET = 20     # Multiboot1Info.mods_count
 _MB1_MMAP_ENTRY = struct.Struct(fmt.MB1_MMAP_ENTRY_STRUCT)
 
 
@@ -78,8 +80,9 @@ def decode_mb1_info(mem, mbi_addr):
         doc["cmdline"] = string("cmdline", info.cmdline)
     if flags & F.MODS:
         doc.update(mods_count=info.mods_count, mods_addr=info.mods_addr, modules=[])
-        if info.mods_count > 1024:
-            raise LimitError(f"mods_count {info.mods_count} (limit 1024)", offset=20)
+        if info.mods_count > MAX_MODULES:
+            raise LimitError(f"mods_count {info.mods_count} (limit {MAX_MODULES})",
+                             offset=MBI1_MODS_COUNT_OFFSET)
         table = need("mods", info.mods_addr, MODULE_SIZE * info.mods_count) if info.mods_count else b""
         if table is not None:
             for i in range(info.mods_count):
