@@ -14,7 +14,7 @@ import pytest
 
 from bootforge.qemu import media
 from mboracle import module_bytes
-from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+from conftest import BUILD, DATA, REPO, assert_one_line_error, require, run_bootforge
 
 STUB = BUILD / "stubs" / "mbdump.elf"
 LIMINE_DIR = REPO.parent / "shared" / "oracles" / "limine-11.4.1"
@@ -437,3 +437,21 @@ def test_two_entries_one_image_load_picks_by_index_or_title(tmp_path):
     assert_one_line_error(run_bootforge("load", tmp_path / "os.iso", "--entry", "old", "--firmware", "uefi"),
                           "no grub policy for multiboot1 under UEFI")
     assert_one_line_error(run_bootforge("load", tmp_path / "os.iso", "--entry", "nope"), "no entry 'nope'")
+
+
+@pytest.mark.parametrize("capture", ["image-grub-iso-seabios-cdrom", "image-grub-iso-ovmf-cdrom",
+                                     "image-grub-disk-ovmf-disk", "image-syslinux-iso-seabios-disk"])
+def test_captured_boots_of_our_images_equal_load(tmp_path, capture):
+    """Without QEMU: the same images rebuilt, `load IMAGE` against what the real loaders handed the dump
+    kernel when these images were booted (tests/data/image-*.dump, python tests/test_image_qemu.py)."""
+    require(*GRUB_TOOLS, "/usr/lib/ISOLINUX/isolinux.bin", str(STUB))
+    from test_image_qemu import CAPTURES, build_images, decoded
+    from bootforge.image.load import image_request
+    from bootforge.loader.policies import policy
+    from bootforge.verify.compare import observed_fields, predicted_fields
+    image, firmware, _how = CAPTURES[capture]
+    images = build_images(tmp_path)
+    seen = observed_fields(decoded((DATA / f"{capture}.dump").read_bytes()))
+    req = image_request(images[image], firmware="uefi" if firmware == "ovmf" else "bios")
+    want = predicted_fields(policy(req.loader)(req))
+    assert {k: (want[k], seen.get(k)) for k in want if want[k] != seen.get(k)} == {}

@@ -33,12 +33,8 @@ def _recipe(tmp, name, loader, fmt, firmware, protocol, extra=""):
     return tmp / f"{name}.img"
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    require("qemu-system-x86_64", str(STUB), "grub-mkimage", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi",
-            "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32",
-            "/usr/share/OVMF/OVMF_CODE_4M.fd", str(LIMINE_DIR / "limine.c"), "cc")
-    tmp = tmp_path_factory.mktemp("images")
+def build_images(tmp):
+    """The four images of this file, built in *tmp* (kernels from recipes/kernel-mbdump-*.toml)."""
     for proto, recipe in (("multiboot1", "mb1"), ("multiboot2", "mb2")):
         run_bootforge("build", REPO / f"recipes/kernel-mbdump-{recipe}.toml", "-o", tmp / f"k-{proto}.elf", check=0)
     for name, size, _ in MODULES:
@@ -52,16 +48,34 @@ def images(tmp_path_factory):
     }
 
 
-def boot(image, firmware, how, tmp_path):
-    """Boot *image* (-cdrom or as a raw disk) under SeaBIOS or OVMF; the decoded dump and the serial text."""
+# tests/data/image-*.dump: (image, firmware, how) of each capture (python tests/test_image_qemu.py).
+CAPTURES = {"image-grub-iso-seabios-cdrom": ("grub-iso", "seabios", "cdrom"),
+            "image-grub-iso-ovmf-cdrom": ("grub-iso", "ovmf", "cdrom"),
+            "image-grub-disk-ovmf-disk": ("grub-disk", "ovmf", "disk"),
+            "image-syslinux-iso-seabios-disk": ("syslinux-iso", "seabios", "disk")}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    require("qemu-system-x86_64", str(STUB), "grub-mkimage", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi",
+            "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32",
+            "/usr/share/OVMF/OVMF_CODE_4M.fd", str(LIMINE_DIR / "limine.c"), "cc")
+    return build_images(tmp_path_factory.mktemp("images"))
+
+
+def boot_raw(image, firmware, how, workdir):
+    """Boot *image* (-cdrom or as a raw disk) under SeaBIOS or OVMF; (dump bytes, serial text)."""
     args = ["-cdrom", str(image)] if how == "cdrom" else ["-drive", f"file={image},format=raw"]
     medium = Medium(args, f"{image.name} as {how}")
     done = lambda run: run.debugcon().rstrip().endswith(b"DONE")  # noqa: E731
-    with QemuRun(Machine(firmware, 256), medium, workdir=tmp_path / f"{firmware}-{how}") as run:
+    with QemuRun(Machine(firmware, 256), medium, workdir=workdir) as run:
         run.start()
         run.wait_until(done, 90 if firmware == "ovmf" else 30)
-        dump, serial = run.debugcon(), run.serial()
-    assert dump.rstrip().endswith(b"DONE"), serial[-600:]
+        return run.debugcon(), run.serial()
+
+
+def decoded(dump):
+    """The decoded dump, the command line of a Multiboot 1 MBI filled in where it abuts the MBI."""
     doc, problems = decode_dump(dump)
     m = doc.get("multiboot1")
     if m is not None and m.get("cmdline") is None and m.get("cmdline_addr"):
@@ -72,7 +86,14 @@ def boot(image, firmware, how, tmp_path):
                 m["cmdline"] = r.data.split(b"\0")[0].decode()
         problems = [p for p in problems if not p.startswith("cmdline at ")]
     assert problems == []
-    return doc, serial
+    return doc
+
+
+def boot(image, firmware, how, tmp_path):
+    """Boot *image* (-cdrom or as a raw disk) under SeaBIOS or OVMF; the decoded dump and the serial text."""
+    dump, serial = boot_raw(image, firmware, how, tmp_path / f"{firmware}-{how}")
+    assert dump.rstrip().endswith(b"DONE"), serial[-600:]
+    return decoded(dump), serial
 
 
 def predicted(image, firmware):
@@ -141,3 +162,24 @@ def test_verify_boots_the_image_itself(images, name):
     assert str(images[name]) in doc["medium"]
     assert doc["ok"] and doc["mismatches"] == [] and len(doc["fields"]) > 10
     assert all(f["match"] for f in doc["fields"] if f["counted"])
+
+
+def main(out_dir):
+    """Capture the tests/data/image-*.dump fixtures (see tests/data/README.md)."""
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory(prefix="image-captures-") as tmp:
+        tmp = Path(tmp)
+        imgs = build_images(tmp)
+        for name, (image, firmware, how) in CAPTURES.items():
+            dump, serial = boot_raw(imgs[image], firmware, how, tmp / name)
+            if not dump.rstrip().endswith(b"DONE"):
+                raise SystemExit(f"{name}: no complete dump; serial: {serial[-300:]!r}")
+            (Path(out_dir) / f"{name}.dump").write_bytes(dump)
+            print(f"{name}.dump: {len(dump)} bytes")
+
+
+if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, str(REPO / "tests"))
+    main(sys.argv[1] if len(sys.argv) > 1 else str(REPO / "tests" / "data"))
