@@ -154,3 +154,23 @@ def test_load_reads_a_limine_iso_like_the_real_limine(tmp_path):
     assert doc["mbi"]["cmdline"] == next(t["string"] for t in tags if t["type"] == 1)
     assert [(m["start"], m["end"], m["cmdline"]) for m in doc["mbi"]["modules"]] == \
         [(t["mod_start"], t["mod_end"], t["string"]) for t in tags if t["type"] == 3]
+
+
+MULTIBOOT_ALIAS_CONF = """timeout: 0
+serial: yes
+
+/dump
+    protocol: multiboot
+    path: boot():/boot/kernel
+    cmdline: alias
+"""
+
+
+def test_protocol_multiboot_is_multiboot1(tmp_path):
+    """`protocol: multiboot` boots the kernel as Multiboot1 (the capture: EAX 0x2badb002)."""
+    from bootforge.loader.limine_conf import parse_limine_conf
+    from bootforge.multiboot.dump import decode_dump
+    root = _tree(tmp_path, MULTIBOOT_ALIAS_CONF)
+    *_rest, proto = parse_limine_conf(root / "boot" / "limine" / "limine.conf")
+    doc = decode_dump((DATA / "limine-seabios-conf-multiboot-alias.dump").read_bytes())[0]
+    assert proto == "multiboot1" and doc["eax"] == 0x2BADB002 and doc["multiboot1"]["cmdline"] == "alias"
