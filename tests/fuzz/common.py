@@ -17,6 +17,7 @@ Without it, or with --plain, a random mutator over the seeds does the same job
 more slowly and prints libFuzzer's closing line ("Done N runs in S second(s)").
 """
 
+import contextlib
 import hashlib
 import os
 import random
@@ -40,14 +41,35 @@ except ImportError:
     atheris = None
 
 
+@contextlib.contextmanager
 def instrumented(include=("bootforge",), exclude=()):
     """Context manager: import bootforge modules inside it so atheris sees their branches.
-    *exclude* keeps slow, separately fuzzed code (the decompressor) at full speed."""
+    *exclude* keeps slow, separately fuzzed code (the decompressor) at full speed.
+
+    bootforge imports readers lazily (inside functions): a module first imported
+    while fuzzing would run uninstrumented, so every bootforge module is imported
+    here, inside the instrumentation."""
     if atheris is None:
-        import contextlib
-        return contextlib.nullcontext()
-    # Not imported ahead: that would pull in their imports uninstrumented too.
-    return atheris.instrument_imports(include=list(include), exclude=list(exclude))
+        yield
+        return
+    with atheris.instrument_imports(include=list(include), exclude=list(exclude)):
+        yield
+        import_all(exclude)
+
+
+def import_all(exclude=()):
+    import importlib
+    import pkgutil
+
+    import bootforge
+    for info in pkgutil.walk_packages(bootforge.__path__, "bootforge.", onerror=lambda name: None):
+        name = info.name
+        if name.endswith("__main__") or any(name == e or name.startswith(e + ".") for e in exclude):
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 -- a tree in the middle of a refactor
+            print(f"fuzz: cannot import {name}: {exc}", file=sys.stderr)
 
 
 def family_dir(family):

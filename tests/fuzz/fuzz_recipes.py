@@ -26,7 +26,7 @@ def scratch():
     (SCRATCH / "out").mkdir(exist_ok=True)
     for link, to in ((SCRATCH / "build", REPO / "build"),
                      (SCRATCH / "recipes" / "platforms", REPO / "recipes" / "platforms")):
-        if not link.exists():
+        if to.exists() and not os.path.lexists(link):
             os.symlink(to, link)
     return SCRATCH / "recipes" / "fuzz.toml"
 
