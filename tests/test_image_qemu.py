@@ -1,6 +1,6 @@
 """Images bootforge builds boot for real, and what the loader hands the dump kernel is what
 `bootforge load IMAGE` predicts: GRUB (hybrid ISO and GPT disk, SeaBIOS and OVMF), Syslinux
-(hybrid ISO, SeaBIOS, from CD and as a disk), Limine (hybrid ISO).
+(hybrid ISO, SeaBIOS, from CD and as a disk), Limine (hybrid ISO on both, GPT disk on SeaBIOS).
 
 Each image is booted from -cdrom and as a raw hard disk (-drive file=IMG,format=raw); the
 dump kernel (build/stubs/mbdump.elf) writes the boot information to port 0xE9."""
@@ -45,6 +45,8 @@ def build_images(tmp):
         "syslinux-iso": _recipe(tmp, "syslinux-iso", "syslinux", "iso", ["bios"], "multiboot1"),
         "limine-iso": _recipe(tmp, "limine-iso", "limine", "iso", ["bios", "uefi"], "multiboot2",
                               f'limine_dir = "{LIMINE_DIR}"\n'),
+        "limine-disk": _recipe(tmp, "limine-disk", "limine", "disk", ["bios", "uefi"], "multiboot2",
+                               f'limine_dir = "{LIMINE_DIR}"\n'),
     }
 
 
@@ -151,6 +153,12 @@ def test_limine_iso(images, firmware, how, tmp_path):
     assert res.loader == "limine-mb2"
     assert "multiboot2: Loading module `boot():/boot/mod2`" in serial
     assert [t["string"] for t in doc["multiboot2"]["tags"] if t["type"] == 3] == [a for _, _, a in MODULES]
+
+
+def test_limine_disk_seabios(images, tmp_path):
+    """limine bios-install puts stage 2 in the BIOS boot partition bootforge made for it."""
+    doc, serial, res = assert_boot_matches_load(images["limine-disk"], "seabios", "disk", tmp_path)
+    assert res.loader == "limine-mb2" and "multiboot2: Loading executable `boot():/boot/k-multiboot2.elf`" in serial
 
 
 @pytest.mark.parametrize("name", ["grub-iso", "grub-disk", "syslinux-iso"])

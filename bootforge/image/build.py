@@ -267,8 +267,10 @@ def _build_disk(spec, files, digest, dt, out):
     esp = FatWriter(files, dt, int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
     first = MIB_SECTORS
     parts = []
-    if core is not None:
-        core_sectors = -(-len(core) // 512)
+    if core is not None or (spec.loader == "limine" and "bios" in spec.firmware):
+        # GRUB's core.img goes here; `limine bios-install` looks for this partition for its
+        # stage 2 and refuses a GPT disk without one (limine.c: "no BIOS boot partition").
+        core_sectors = -(-len(core) // 512) if core is not None else 1
         bios_sectors = -(-core_sectors // MIB_SECTORS) * MIB_SECTORS
         parts.append(GptPartition(gfmt.GPT_TYPE_BIOS_BOOT, first, first + bios_sectors - 1, "BIOS boot partition",
                                   content_guid(digest, "gpt-bios-boot")))
