@@ -7,6 +7,7 @@ import pytest
 
 from conftest import BUILD, DATA, assert_one_line_error, require, run_bootforge
 import fidelity as F
+from test_limine_fidelity import require_limine
 
 CONF = """# a comment
 timeout: 0
@@ -116,7 +117,7 @@ def test_aliases_as_the_real_limine_reads_them(tmp_path):
 
 def test_verify_boots_a_limine_conf_recipe(tmp_path):
     """`bootforge verify` on a limine_conf recipe: the real Limine (SeaBIOS) matches every field."""
-    require("qemu-system-x86_64", "xorriso", "cc", "ld", str(BUILD / "stubs" / "mbdump.elf"))
+    require_limine()
     kernel = F.dump_kernel("1m", "mb2")
     root = _tree(tmp_path)
     shutil.copyfile(kernel, root / "boot" / "kernel")
@@ -138,7 +139,7 @@ def test_load_reads_a_limine_iso_like_the_real_limine(tmp_path):
     """`bootforge load` of the ISO itself (bootforge.image reads its limine.conf): the same
     command line, module string ('' for module_cmdline) and module address as the capture
     of the real Limine booting that ISO (limine-seabios-conf-aliases.dump)."""
-    require("xorriso", "cc", "ld", str(BUILD / "stubs" / "mbdump.elf"))
+    require_limine()
     import json
     from bootforge.multiboot.dump import decode_dump
     from bootforge.qemu.media import BootFile, limine_iso

@@ -21,6 +21,7 @@ The matrix (CPU budget: OVMF boots cost 6-13 s each, SeaBIOS ~1.5 s):
 - flat kernels: the MB1 a.out kludge and the MB2 address tag (SeaBIOS).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,14 @@ from conftest import BUILD, IN_CI, require
 import fidelity as F
 
 KERNELS = BUILD / "limine-fidelity"
+# The Limine 11.4.1 release bootforge.qemu.media.limine_release_dir() uses.
+LIMINE_DIR = Path(os.environ.get("BOOTFORGE_LIMINE_DIR") or BUILD.parent.parent / "shared" / "oracles" / "limine-11.4.1")
+
+
+def require_limine(*more):
+    """The tools a Limine boot needs (skip locally, fail under CI=true)."""
+    require("qemu-system-x86_64", "xorriso", "cc", "ld", str(BUILD / "stubs" / "mbdump.elf"),
+            str(BUILD / "stubs" / "mbdump.o"), str(LIMINE_DIR / "BOOTX64.EFI"), str(LIMINE_DIR / "limine.c"), *more)
 BIOS_SCENARIOS = [("seabios", p, m, n, k) for p in ("mb1", "mb2") for m in F.MEMORY_SIZES
                   for n in F.MODULE_SETS for k in F.LINKS]
 # OVMF boots cost 6-18 s each here: four, spread over sizes (128M is the smallest OVMF boots
@@ -153,15 +162,7 @@ def _elf_sections_row(run, cap, res):
 @pytest.mark.parametrize("sc", SCENARIOS, ids=_id)
 def test_limine_fidelity(sc, workroot):
     fw, kind, memory, count, link = sc
-    require("qemu-system-x86_64", "xorriso", "cc", "ld", str(BUILD / "stubs" / "mbdump.elf"),
-            str(BUILD / "stubs" / "mbdump.o"))
-    if fw == "ovmf":
-        require(F.OVMF_CODE, F.OVMF_VARS)
-    from bootforge.qemu.media import limine_release_dir
-    try:
-        limine_release_dir()
-    except Exception as exc:  # noqa: BLE001 - a missing oracle: skip locally, fail under CI
-        require(str(exc))
+    require_limine(*((F.OVMF_CODE, F.OVMF_VARS) if fw == "ovmf" else ()))
     work = workroot / f"{kind}-{count}-{link}"     # the ISO is reused across memory sizes (and firmwares)
     work.mkdir(exist_ok=True)
     rows, cap = run_limine(fw, kind, memory, count, link, work)

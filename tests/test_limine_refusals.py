@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, require
+from conftest import BUILD
 import fidelity as F
+from test_limine_fidelity import require_limine
 
 MB2_MAGIC = 0xE85250D6
 MB1_MAGIC = 0x1BADB002
@@ -152,9 +153,7 @@ PANIC = re.compile(r"PANIC\W*: ?(.*?)(?:\r|\n|Stacktrace|$)")
 @pytest.mark.parametrize("name", list(CASES))
 def test_limine_refuses_in_its_words(name, tmp_path):
     protocol, firmware, _opts, _patch, words = CASES[name]
-    require("qemu-system-x86_64", "xorriso", "cc", str(BUILD / "stubs" / "mbdump.elf"))
-    if firmware == "ovmf":
-        require(F.OVMF_CODE, F.OVMF_VARS)
+    require_limine(*((F.OVMF_CODE, F.OVMF_VARS) if firmware == "ovmf" else ()))
     from bootforge.qemu.media import BootFile, limine_iso
     from bootforge.qemu.runner import Machine, QemuRun
     kernel = malformed_kernel(name, tmp_path)
