@@ -119,3 +119,18 @@ def test_lief_is_not_imported_to_inspect_a_uki(tmp_path):
             f"r = inspect_data({str(uki)!r}, open({str(uki)!r}, 'rb').read()); "
             "assert r.format == 'uki'; assert 'lief' not in sys.modules, 'lief imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_memtest_pe32_bzimage_is_read_not_failed():
+    """memtest86+ia32.efi: a PE32 (IA32) EFI image that is also a bzImage: read like the x86-64
+    ones (objdump agrees), x86-64 OVMF refuses it, which is normal for its kind (exit 0)."""
+    f = "/boot/memtest86+ia32.efi"
+    require(f)
+    doc = inspect_json(f)
+    assert doc["pe"]["format"] == "PE32" and doc["pe"]["machine"] == 0x14C
+    assert doc["pe"]["size_of_image"] == objdump_header(f, "SizeOfImage")
+    assert [(n, doc["pe"]["image_base"] + s["virtual_address"]) for n, s in doc["sections"].items()] == \
+        [(n, vma) for n, _, vma, _ in objdump_sections(f)]          # objdump shows ImageBase + RVA
+    v = {v["subject"]: v for v in doc["verdicts"]}
+    assert not v["uefi"]["ok"] and not v["qemu-kernel-ovmf"]["ok"] and v["qemu-kernel"]["ok"]
+    assert doc["linux"]["kernel_version"].startswith("Memtest86+")

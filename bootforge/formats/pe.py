@@ -102,6 +102,15 @@ OptionalHeaderTail64 = Struct(
     "loader_flags" / Int32ul,
     "number_of_rva_and_sizes" / Int32ul,
 )
+OptionalHeaderTail32 = Struct(
+    "size_of_stack_reserve" / Int32ul,
+    "size_of_stack_commit" / Int32ul,
+    "size_of_heap_reserve" / Int32ul,
+    "size_of_heap_commit" / Int32ul,
+    "loader_flags" / Int32ul,
+    "number_of_rva_and_sizes" / Int32ul,
+)
+OPTIONAL_HEADER_TAIL = {PE32_MAGIC: OptionalHeaderTail32, PE32PLUS_MAGIC: OptionalHeaderTail64}
 DataDirectory = Struct("virtual_address" / Int32ul, "size" / Int32ul)
 DATA_DIRECTORY_NAMES = ("export", "import", "resource", "exception", "security", "basereloc", "debug",
                         "architecture", "globalptr", "tls", "load_config", "bound_import", "iat",

@@ -71,7 +71,7 @@ def check_stub(stub, path):
         img = read_pe(stub)
     except FormatError as exc:
         raise BuildError(f"stub {path}: {exc.message}", offset=exc.offset) from None
-    if img.machine != MACHINE_X64 or img.subsystem != SUBSYSTEM_EFI_APPLICATION:
+    if img.machine != MACHINE_X64 or img.subsystem != SUBSYSTEM_EFI_APPLICATION or img.magic != fmt.PE32PLUS_MAGIC:
         raise BuildError(f"stub {path}: not an x86-64 EFI application (machine {img.machine:#x}, "
                          f"subsystem {img.subsystem})")
     magic = img.section(".sdmagic")

@@ -139,11 +139,13 @@ def inspect_efi_linux(path, data):
     grub = verdicts.grub_verdict(bz, bz_error)
     # GRUB's `linux` is given the kernel: for a UKI the one in .linux (the UKI itself has no setup header).
     vs.append(grub.with_reason("the kernel in .linux: " + grub.reason) if uki else grub)
-    vs += verdicts.qemu_verdicts(data, None if uki else bz, img is not None)
+    vs += verdicts.qemu_verdicts(data, None if uki else bz, img)
     doc["verdicts"] = [v.to_json() for v in vs]
     # A PE that OVMF or systemd-stub refuses is a defect (exit 1); a bzImage without the EFI stub
     # is normal for its kind (GRUB and QEMU start it): its uefi verdict is reported, not a defect.
-    judged = ("uefi", "systemd-stub") if img is not None else ()
+    # So is a consistent 32-bit image (PE32, IA32: memtest86+ia32.efi) for 32-bit UEFI.
+    ia32 = img is not None and img.magic == 0x10B and img.machine == 0x14C
+    judged = ("uefi", "systemd-stub") if img is not None and not ia32 else ()
     problems += [f"{v.subject}: {v.reason}" for v in vs if v.fails and v.subject in judged]
     return EfiLinuxReport(path=str(path), format="uki" if uki else "linux-kernel", problems=problems, doc=doc)
 

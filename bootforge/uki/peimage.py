@@ -108,16 +108,17 @@ def read_pe(data, base_offset=0):
     coff = fmt.CoffFileHeader.parse(data[pe_at:pe_at + fmt.COFF_HEADER_SIZE])
     opt_at = pe_at + fmt.COFF_HEADER_SIZE
     magic = _u16(data, opt_at)
-    if magic != fmt.PE32PLUS_MAGIC:
-        raise FormatError(f"optional header magic {magic:#x}: not PE32+ (0x20b), which x86-64 UEFI needs",
+    if magic not in fmt.OPTIONAL_HEADER_TAIL:
+        raise FormatError(f"optional header magic {magic:#x}: neither PE32 (0x10b) nor PE32+ (0x20b)",
                           offset=base_offset + opt_at)
     tail_at = opt_at + fmt.OPTIONAL_HEADER_PARSED[magic]
-    dirs_at = tail_at + fmt.OptionalHeaderTail64.sizeof()
+    tail_struct = fmt.OPTIONAL_HEADER_TAIL[magic]
+    dirs_at = tail_at + tail_struct.sizeof()
     if dirs_at > len(data) or coff.size_of_optional_header < dirs_at - opt_at:
         raise FormatError(f"PE optional header truncated (SizeOfOptionalHeader {coff.size_of_optional_header:#x})",
                           offset=base_offset + pe_at + 0x14)
     opt = fmt.OptionalHeader.parse(data[opt_at:tail_at])
-    tail = fmt.OptionalHeaderTail64.parse(data[tail_at:dirs_at])
+    tail = tail_struct.parse(data[tail_at:dirs_at])
     n_dirs = tail.number_of_rva_and_sizes
     if dirs_at + 8 * n_dirs > opt_at + coff.size_of_optional_header or n_dirs > len(fmt.DATA_DIRECTORY_NAMES):
         raise FormatError(f"NumberOfRvaAndSizes {n_dirs} does not fit SizeOfOptionalHeader "
@@ -135,7 +136,8 @@ def read_pe(data, base_offset=0):
         raise FormatError(f"section table ({n} headers at {table_at:#x}) runs past the end of the file "
                           f"({len(data):#x} bytes)", offset=base_offset + table_at)
     img = PeImage(pe_at, coff.machine, coff.characteristics, coff.time_date_stamp, coff.pointer_to_symbol_table,
-                  magic, opt_at, coff.size_of_optional_header, opt.address_of_entry_point, opt.image_base,
+                  magic, opt_at, coff.size_of_optional_header, opt.address_of_entry_point,
+                  opt.image_base if magic == fmt.PE32PLUS_MAGIC else opt.image_base.value,
                   opt.section_alignment, opt.file_alignment, opt.size_of_image, opt.size_of_headers,
                   opt.size_of_initialized_data, opt.checksum, opt.subsystem, opt.dll_characteristics, table_at,
                   directories)

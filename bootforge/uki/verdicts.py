@@ -129,18 +129,32 @@ def _qemu_header_problem(data, bz):
     return None
 
 
-def qemu_verdicts(data, bz, is_pe):
+def _qemu_seabios(data, bz):
+    if bz is not None:
+        return _v("qemu-kernel", True, f"Linux kernel, protocol {bz.version >> 8}.{bz.version & 0xff:02d}: QEMU's "
+                  "linuxboot option ROM starts its setup code")
+    return _v("qemu-kernel", False, "no 'HdrS': QEMU takes it as a protocol-0 zImage and SeaBIOS would run the "
+              "PE's bytes as setup code: no kernel starts (observed: a UKI under SeaBIOS hangs silently)")
+
+
+def qemu_verdicts(data, bz, img):
     """QEMU 7.2 -kernel of the file as given: on the pc machine with SeaBIOS (QEMU's linuxboot
     option ROM jumps to the setup code) and on q35 with OVMF (QemuKernelLoaderFsDxe rebuilds
     the file; LoadImage() when it is a PE, else OvmfPkg LoadLinuxLib, which wants protocol
     >= 2.05 and a relocatable kernel)."""
+    is_pe = img is not None
     bad = _qemu_header_problem(data, bz)
+    if bad is None and is_pe:
+        # OVMF LoadImage()s a PE first: what it refuses there fails the QEMU boot option too.
+        firmware = uefi_verdict(img, len(data))
+        if firmware.fails:
+            return [_qemu_seabios(data, bz),
+                    Verdict("qemu-kernel-ovmf", False, firmware.reason, "error", firmware.words, {})]
     if bad is not None:
         return [bad, Verdict("qemu-kernel-ovmf", False, bad.reason, "error", bad.words, {})]
+    seabios = _qemu_seabios(data, bz)
     if bz is not None:
         proto = f"protocol {bz.version >> 8}.{bz.version & 0xff:02d}"
-        seabios = _v("qemu-kernel", True,
-                     f"Linux kernel, {proto}: QEMU's linuxboot option ROM starts its setup code")
         if is_pe:
             ovmf = _v("qemu-kernel-ovmf", True, f"Linux kernel, {proto}: OVMF LoadImage()s its PE (the kernel's "
                       "own EFI stub)")
@@ -153,8 +167,6 @@ def qemu_verdicts(data, bz, is_pe):
                       + ": OVMF's LoadLinuxLib refuses it; its QEMU boot option fails (observed with iPXE's "
                       "ipxe.lkrn)", words="Not Found")
         return [seabios, ovmf]
-    seabios = _v("qemu-kernel", False, "no 'HdrS': QEMU takes it as a protocol-0 zImage and SeaBIOS would run "
-                 "the PE's bytes as setup code: no kernel starts (observed: a UKI under SeaBIOS hangs silently)")
     if not is_pe:
         return [seabios, _v("qemu-kernel-ovmf", False, "neither a Linux kernel nor a PE image OVMF could start")]
     ovmf = _v("qemu-kernel-ovmf", True, "no 'HdrS': QEMU hands it over as a protocol-0 image and OVMF rebuilds and "
