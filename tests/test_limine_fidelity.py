@@ -18,7 +18,8 @@ The matrix (CPU budget: OVMF boots cost 6-13 s each, SeaBIOS ~1.5 s):
   protocols (MB1 with the video header flag, which UEFI needs): OVMF boots cost 6-18 s;
 - relocatable MB2 kernels (header tag 10): lowest-first from 2 MiB, no preference from
   0 (lands at 0x1000 under the BIOS), highest-first below 4 GiB, on SeaBIOS and OVMF;
-- flat kernels: the MB1 a.out kludge and the MB2 address tag (SeaBIOS).
+- flat kernels: the MB1 a.out kludge and the MB2 address tag (SeaBIOS);
+- graphics asked for: an MB2 framebuffer tag, the MB1 video flag (SeaBIOS: VBE).
 """
 
 import os
@@ -56,7 +57,10 @@ RELOC_SCENARIOS = [("seabios", "reloc-low", "256M", 1, "1m"), ("seabios", "reloc
 # carries both headers, so 48 bytes follow the MB1 one) or the MB2 address tag.
 FLAT_SCENARIOS = [("seabios", "mb1flat", "256M", 3, "1m"), ("seabios", "mb2flat", "1G", 1, "1m"),
                   ("seabios", "mb2flat", "5G", 3, "1m")]
-SCENARIOS = BIOS_SCENARIOS + UEFI_SCENARIOS + RELOC_SCENARIOS + FLAT_SCENARIOS
+# Graphics asked for: an MB2 framebuffer tag (1024x768x32: VBE mode, an RGB tag 8 of 40 bytes
+# instead of EGA text's 32) and the MB1 video flag, on SeaBIOS.
+GRAPHICS_SCENARIOS = [("seabios", "mb2fb", "1G", 1, "1m"), ("seabios", "mb1v", "256M", 3, "16m")]
+SCENARIOS = BIOS_SCENARIOS + UEFI_SCENARIOS + RELOC_SCENARIOS + FLAT_SCENARIOS + GRAPHICS_SCENARIOS
 LIMITS = {"seabios": 40, "ovmf": 120}
 OUTCOMES = []
 
@@ -64,7 +68,8 @@ OUTCOMES = []
 def kernel_for(kind, link):
     """The dump kernel: F.dump_kernel for mb1/mb2; mb1v = MB1 with the video flag (mode 0,
     1024x768x32: Limine on UEFI refuses MB1 kernels without it); reloc-* = MB2 with tag 10;
-    mb1flat / mb2flat = the flat layout (booted as multiboot1 / multiboot2)."""
+    mb1flat / mb2flat = the flat layout (booted as multiboot1 / multiboot2); mb2fb = MB2 with a
+    framebuffer header tag (1024x768x32)."""
     if kind in ("mb1", "mb2"):
         return F.dump_kernel(link, kind)
     from bootforge.multiboot.build import build_kernel_recipe
@@ -82,6 +87,10 @@ def kernel_for(kind, link):
         recipe = {"kernel": {"input": str(stub), "protocol": "multiboot1", "multiboot1": {
             "page_align_modules": True, "memory_info": True,
             "video": {"mode_type": 0, "width": 1024, "height": 768, "depth": 32}}}}
+    elif kind == "mb2fb":
+        recipe = {"kernel": {"input": str(stub), "protocol": "multiboot2", "multiboot2": {
+            "information_request": [1, 2, 3, 6], "module_alignment": True,
+            "framebuffer": {"width": 1024, "height": 768, "depth": 32}}}}
     else:
         recipe = {"kernel": {"input": str(stub), "protocol": "multiboot2", "multiboot2": {
             "information_request": [1, 2, 3, 6], "module_alignment": True, "relocatable": RELOCATABLE[kind]}}}
@@ -179,7 +188,7 @@ def test_limine_fidelity(sc, workroot):
         need |= {"module 0 start", "module 0 end", "module 0 string", "module 0 bytes"}
     if kind.startswith("reloc"):
         need.add("load base (tag 21)")
-    if kind == "mb2" or kind.startswith("reloc"):
+    if kind in ("mb2", "mb2fb") or kind.startswith("reloc"):
         need.add("tag 9 bytes")
     assert need <= names, need - names
 

@@ -191,3 +191,30 @@ def test_mb1_uefi_without_video_flag_is_refused_and_with_it_loads(tmp_path):
     assert exc.value.words == "multiboot1: Cannot use text mode with UEFI."
     doc = captured("limine-ovmf-mb1v-256M-mods3-1m.dump")
     assert "framebuffer" in doc["multiboot1"]["flags_set"]
+
+
+def test_ega_console_on_uefi_is_limines_panic(tmp_path):
+    """A console flags header tag asking for a console (bit 0) in EGA text (bit 1): Limine on
+    OVMF panics before loading anything (tests/data/limine-ovmf-ega-console-refusal.serial,
+    its serial console); on SeaBIOS the kernel loads (EGA text is there)."""
+    _needs_kernels()
+    import re
+    from bootforge.errors import LoaderRefusal
+    from bootforge.fileio import read_input
+    from bootforge.loader.image import read_kernel
+    from bootforge.loader.platforms import resolve
+    from bootforge.loader.policies import policy
+    from bootforge.loader.result import LoadRequest
+    from bootforge.multiboot.build import build_kernel_recipe
+    kernel = tmp_path / "cf.elf"
+    build_kernel_recipe(tmp_path / "r.toml", {"kernel": {"input": str(BUILD / "stubs" / "mbdump.elf"),
+                        "protocol": "multiboot2", "multiboot2": {"information_request": [1, 2, 3, 6],
+                        "console_flags": {"console_required": True, "ega_text_supported": True}}}}, kernel)
+    k = read_kernel(kernel, read_input(kernel))
+    serial = re.sub(r"\x1b\[[0-9;?=]*[A-Za-z]", "", (DATA / "limine-ovmf-ega-console-refusal.serial").read_text())
+    words = re.search(r"PANIC\W*: ?(.*?)Stacktrace", serial).group(1).strip()
+    with pytest.raises(LoaderRefusal) as exc:
+        policy("limine-mb2")(LoadRequest(k, "boot():/boot/kernel", "", [], resolve("qemu-q35-ovmf:256M"),
+                                         "limine-mb2"))
+    assert exc.value.words == words == "multiboot2: OS requested EGA text mode, but UEFI does not support it"
+    policy("limine-mb2")(LoadRequest(k, "boot():/boot/kernel", "", [], resolve("qemu-pc-seabios:256M"), "limine-mb2"))

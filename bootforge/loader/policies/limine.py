@@ -16,7 +16,10 @@ Rules (source; scenarios):
   with UEFI." (multiboot1.c; R mb1-text-mode-on-uefi, P); a required request
   for an EFI tag (11, 12, 17, 19, 20) on BIOS: "multiboot2: Requested tag `N`
   which is not supported" (multiboot2.c: those cases are `#if defined (UEFI)`;
-  R mb2-requires-efi-mmap-on-bios); an MB2 kernel range that is not RAM:
+  R mb2-requires-efi-mmap-on-bios); on UEFI a console flags tag asking for a
+  console (bit 0) in EGA text (bit 1): "multiboot2: OS requested EGA text mode,
+  but UEFI does not support it" (multiboot2.c; R mb2-ega-console-on-uefi); an
+  MB2 kernel range that is not RAM:
   "multiboot2: Could not find viable load address for executable"
   (multiboot2.c, pmm.s2.c check_usable_memory; R mb2-relocatable-no-room).
 - The kernel is one range (elf.c *_load_elsewhere): ELF = [lowest p_paddr,
@@ -368,7 +371,9 @@ def _header_flags(k, protocol):
         return {"video": bool(h.get("video_mode")), "mode": h.get("video") or {}}
     tags = (k.mb2 or {}).get("tags", [])
     req = next((t for t in tags if t["type"] == Mb2HeaderTag.INFORMATION_REQUEST), None)
+    console = next((t for t in tags if t["type"] == Mb2HeaderTag.CONSOLE_FLAGS), {})
     return {"fbtag": next((t for t in tags if t["type"] == Mb2HeaderTag.FRAMEBUFFER), None),
+            "console": console.get("console_flags", 0),
             "requests": set() if req is None or req.get("optional") else set(req.get("requests", [])),
             "reloc": next((t for t in tags if t["type"] == Mb2HeaderTag.RELOCATABLE), None)}
 
@@ -381,6 +386,9 @@ def predict(req, protocol, loader):
     flags = _header_flags(k, protocol)
     if protocol == "multiboot1" and efi and not flags["video"]:
         raise refuse("multiboot1: Cannot use text mode with UEFI.", loader)
+    if protocol == "multiboot2" and efi and flags["console"] & 3 == 3:
+        # multiboot2.c (UEFI): console required (bit 0) and EGA text (bit 1) in the console flags tag.
+        raise refuse("multiboot2: OS requested EGA text mode, but UEFI does not support it", loader)
     if protocol == "multiboot2" and not efi:
         bad = sorted(flags["requests"] & EFI_ONLY_REQUESTS)
         if bad:
