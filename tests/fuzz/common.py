@@ -132,7 +132,7 @@ def guarded(family, target):
 def mutate(rng, data, pool):
     b = bytearray(data)
     for _ in range(rng.randint(1, 8)):
-        op = rng.randrange(8)
+        op = rng.randrange(9)
         if op == 0 and b:                                   # flip a bit
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
@@ -157,6 +157,11 @@ def mutate(rng, data, pool):
         elif op == 7 and len(b) > 8:                        # duplicate a run
             i = rng.randrange(len(b))
             b[i:i] = b[i:i + rng.randint(1, 64)]
+        elif op == 8 and b.count(b"\n") > 1:               # text: a line becomes blank or cut
+            lines = bytes(b).split(b"\n")
+            k = rng.randrange(len(lines))
+            lines[k] = rng.choice([b"", b" ", b"\t", b" \r", lines[k][:rng.randint(0, len(lines[k]))]])
+            b = bytearray(b"\n".join(lines))
     return bytes(b)
 
 
