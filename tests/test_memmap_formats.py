@@ -3,6 +3,7 @@ this machine's /sys/firmware/memmap and dmesg (captured in tests/data), QEMU's
 SeaBIOS E820 (captured from its debug log), and an OVMF-shaped EFI map built
 here descriptor by descriptor."""
 
+import json
 import re
 import struct
 from pathlib import Path
@@ -16,7 +17,7 @@ from bootforge.memmap.io import map_to_json, read_map, write_map
 
 FORMATS = {name: (f.read, f.write, f.family) for name, f in registry().items()}
 from bootforge.fdt import build_dtb, parse_dtb
-from conftest import DATA
+from conftest import DATA, run_bootforge
 
 RAM, RES, ACPI, NVS, UNUSABLE, PMEM = 1, 2, 3, 4, 5, 7
 SOFT = 0xEFFFFFFF
@@ -364,3 +365,34 @@ def test_damaged_dumps_never_escape_as_other_exceptions(name, at, value):
             FORMATS[fmt][0](name, bytes(data), {})
         except BootforgeError:
             pass
+
+
+# ---- GRUB lsefimmap text is a memory-map format like any other ----------------------------
+
+LSEFIMMAP_256M = DATA / "load-ovmf-q35-256M.lsefimmap"
+
+
+def test_lsefimmap_is_guessed_and_read_as_grub_printed_it():
+    # Line 1 of the capture: "BS-code 0000000000000000-0000000000000fff 00000001 4KiB UC WC WT WB";
+    # line 80: "RT-data 000000000eaa0000-000000000eba1fff 00000102 1032KiB RT UC WC WT WB".
+    proc = run_bootforge("memmap", "convert", str(LSEFIMMAP_256M), "--to", "json", check=0)
+    doc = json.loads(proc.stdout)
+    assert doc["family"] == "efi"
+    first = doc["entries"][0]
+    assert (first["start"], first["size"], first["type"], first["attributes"]) == (0, 0x1000, "boot-services-code", 0xF)
+    rt = next(e for e in doc["entries"] if e["start"] == 0xEAA0000)
+    assert (rt["size"], rt["type"], rt["attributes"]) == (0x102 * 4096, "runtime-services-data", (1 << 63) | 0xF)
+
+
+def test_lsefimmap_reads_the_same_through_memmap_inspect_and_the_platform_loader():
+    from bootforge.loader.platforms import from_file
+    text = run_bootforge("memmap", "show", "--from", "lsefimmap", str(LSEFIMMAP_256M), check=0).stdout
+    inspected = json.loads(run_bootforge("inspect", "--json", str(LSEFIMMAP_256M), check=0).stdout)
+    assert inspected["format"] == "lsefimmap"
+    platform = from_file(LSEFIMMAP_256M)
+    assert platform.firmware == "efi" and platform.grub_heap_included
+    assert [(e["start"], e["size"]) for e in inspected["entries"]] == [(r.start, r.size) for r in platform.memory_map.ranges]
+    # 125 descriptors in the capture (one line each after the comment).
+    lines = [ln for ln in LSEFIMMAP_256M.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(platform.memory_map.ranges) == len(lines) == 125
+    assert text.splitlines()[-1].startswith("125 ranges (efi)")

@@ -45,11 +45,24 @@ def parse_lsefimmap(text, where="lsefimmap", error=FormatError):
     return MemoryMap("efi", ranges, source="lsefimmap")
 
 
+def looks_like_lsefimmap(head, path=None):
+    """GRUB's header line, or a first table line (after # comments) naming a GRUB type."""
+    if b"Physical start" in head and b"conv-mem" in head:
+        return True
+    for raw in head.splitlines()[:8]:
+        line = raw.decode("latin-1").strip()
+        if not line or line.startswith("#"):
+            continue
+        m = LSEFIMMAP_LINE.match(line)
+        return bool(m) and m.group(1).lower() in _TYPES_BY_GRUB_NAME
+    return False
+
+
 def read_lsefimmap(path, data, options):
     return parse_lsefimmap(data.decode("latin-1"), str(path))
 
 
 FORMATS = [
     MapFormat("lsefimmap", "GRUB's lsefimmap output", read_lsefimmap,
-              sniff=lambda head, path: b"Physical start" in head and b"conv-mem" in head),
+              sniff=looks_like_lsefimmap),
 ]
