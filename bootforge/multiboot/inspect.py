@@ -10,6 +10,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import headers, verdicts
 from bootforge.report import Report
+from bootforge.verdict import Verdict
 from bootforge.text import named
 
 MAX_DECOMPRESSED = 256 << 20
@@ -102,7 +103,7 @@ class KernelReport(Report):
             out.append(f"  entry: {d['entry']:#x}")
         out.append("  loaders:")
         for name, v in d["loaders"].items():     # Verdict JSON (bootforge.verdict)
-            out.append(f"    {name:<12} {'loads  ' if v['ok'] else 'REFUSES'} {v['reason']}")
+            out.append(f"    {name:<12} {Verdict(**v).status_word(verdicts.WORDS):<7} {v['reason']}")
         return "\n".join(out)
 
 

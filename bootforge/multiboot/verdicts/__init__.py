@@ -37,6 +37,7 @@ VERDICT_MODULES = (
     "syslinux",
 )
 READS = ("as-given", "decompressed", "gunzipped")
+WORDS = ("loads", "REFUSES", "warns")      # how a kernel loader verdict reads in `inspect` text
 
 
 @dataclass(frozen=True)
