@@ -23,6 +23,7 @@ from pathlib import Path
 from bootforge.errors import ToolError
 from bootforge.multiboot.build import build_kernel_recipe
 from bootforge.qemu import host
+from bootforge.loader.policies import POLICIES
 from bootforge.qemu.media import BootFile, build_medium, grub_iso, grub_script_iso, run_tool
 from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
@@ -124,8 +125,7 @@ NAMES = {"qemu-mb1": None, "grub-pc-mb1": "/boot/", "grub-pc-mb2": "/boot/", "gr
          "syslinux-mb1": "/", "ipxe-pcbios-mb1": "tftp://10.0.2.2/"}
 KERNEL_NAMES = {"grub-pc-mb1": "/boot/kernel", "grub-pc-mb2": "/boot/kernel", "grub-efi-mb2": "/boot/kernel",
                 "syslinux-mb1": "/kernel.elf", "ipxe-pcbios-mb1": "tftp://10.0.2.2/kernel.elf"}
-MEDIUM = {"qemu-mb1": "qemu-kernel", "grub-pc-mb1": "grub-pc-iso", "grub-pc-mb2": "grub-pc-iso",
-          "grub-efi-mb2": "grub-efi-iso", "syslinux-mb1": "isolinux-iso", "ipxe-pcbios-mb1": "ipxe-tftp"}
+MEDIUM = {name: p.boot_medium for name, p in POLICIES.items() if p.boot_medium}   # the policy registry
 LIMITS = {"qemu-mb1": 30, "grub-pc-mb1": 60, "grub-pc-mb2": 60, "grub-efi-mb2": 120, "syslinux-mb1": 60,
           "ipxe-pcbios-mb1": 90}
 
