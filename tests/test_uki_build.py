@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import assert_one_line_error, require, require_module, run_bootforge
 

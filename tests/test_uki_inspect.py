@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO, assert_one_line_error, require, run_bootforge
-from test_uki_build import CMDLINE, KERNEL, STUB, bootforge_uki, objcopy_uki, objdump_header, objdump_sections
+from test_uki_build import CMDLINE, KERNEL, bootforge_uki, objcopy_uki, objdump_header, objdump_sections
 
 
 def inspect_json(path, status=0):

@@ -149,8 +149,3 @@ def inspect_efi_linux(path, data):
     problems += [f"{v.subject}: {v.reason}" for v in vs if v.fails and v.subject in judged]
     return EfiLinuxReport(path=str(path), format="uki" if uki else "linux-kernel", problems=problems, doc=doc)
 
-
-def is_efi_linux(data):
-    """Detection for bootforge/inspect.py: a bzImage ("HdrS" at 0x202), or a PE whose first
-    4 KiB (the section table) names a .linux section."""
-    return data[0x202:0x206] == b"HdrS" or (data[:2] == b"MZ" and b".linux\0\0" in data[:4096])

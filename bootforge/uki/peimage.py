@@ -28,10 +28,6 @@ class Section:
     raw_size: int
     characteristics: int
 
-    @property
-    def end(self):
-        return self.virtual_address + max(self.virtual_size, self.raw_size if not self.virtual_size else 0)
-
     def data(self, image):
         """The section's bytes as loaded (raw data cut to the virtual size)."""
         n = min(self.raw_size, self.virtual_size) if self.virtual_size else self.raw_size
