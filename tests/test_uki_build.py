@@ -229,3 +229,14 @@ def test_bad_initrd_beyond_initrd_addr_max(tmp_path):
 def test_unknown_key_and_missing_kernel(tmp_path):
     recipe = write_recipe(tmp_path, kernal="x", output="o.efi")
     assert_one_line_error(run_bootforge("build", recipe), "unknown key", "kernal")
+
+
+def test_bad_stub_alignment_refused_before_padding(tmp_path):
+    """A FileAlignment of 2 GiB would pad the output to gigabytes: refused from the header."""
+    require(KERNEL, STUB)
+
+    def huge_file_alignment(data, pe, n, table):
+        struct.pack_into("<I", data, pe + 0x18 + 0x24, 0x80000000)
+    stub = _stub_with(tmp_path, huge_file_alignment)
+    recipe = write_recipe(tmp_path, kernel=KERNEL, stub=str(stub), output="o.efi")
+    assert_one_line_error(run_bootforge("build", recipe), "FileAlignment 0x80000000")

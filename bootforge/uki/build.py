@@ -104,8 +104,12 @@ def layout_uki(stub, img, contents, sbat=None):
     """The UKI bytes: *stub* (its PeImage *img*) with *contents* [(name, bytes)] appended in order."""
     out = bytearray(stub)
     falign, salign = img.file_alignment, img.section_alignment
-    if not falign or not salign or falign & (falign - 1) or salign & (salign - 1):
-        raise BuildError(f"stub: FileAlignment {falign:#x} / SectionAlignment {salign:#x} not powers of two")
+    # The PE specification: FileAlignment a power of two from 512 to 64 KiB, SectionAlignment a power
+    # of two not below it (it pads the output, so it is checked before anything is allocated).
+    if not 0x200 <= falign <= 0x10000 or falign & (falign - 1) or salign < falign or salign & (salign - 1) \
+            or salign > 0x10000000:
+        raise BuildError(f"stub: FileAlignment {falign:#x} / SectionAlignment {salign:#x}: the PE format wants "
+                         "powers of two, FileAlignment 512 to 64 KiB, SectionAlignment not below it")
     first_raw = min((s.raw_offset for s in img.sections if s.raw_size), default=img.size_of_headers)
     header_room = min(img.size_of_headers, first_raw)
     table_end = img.section_table_end
@@ -118,6 +122,8 @@ def layout_uki(stub, img, contents, sbat=None):
             raise BuildError(f"sections would overlap: no room for the {name} section header at {table_end:#x} "
                              f"(the stub's headers end at {header_room:#x})", offset=table_end)
         va = align_up(last_end, salign)
+        if va + len(data) > 0xFFFFFFFF or len(out) + len(data) > 0xFFFFFFFF:
+            raise BuildError(f"the {name} section would end past 4 GiB (PE RVAs and file offsets are 32-bit)")
         raw = align_up(len(out), falign)
         raw_size = align_up(len(data), falign)
         flags = fmt.SectionFlag.MEM_READ | (fmt.SectionFlag.CNT_CODE if name == ".linux"
