@@ -199,11 +199,24 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         initrds = [initrds]
     if not isinstance(initrds, list):
         raise RecipeError("[uki] initrd must be a list of file names (concatenated in order)")
-    initrd = b"".join(read_input(_path(base, p, "initrd")) for p in initrds)
     max_initrd = bz.get("initrd_addr_max")
-    if initrd and max_initrd is not None and len(initrd) > max_initrd + 1:
-        raise BuildError(f"initrd of {len(initrd)} bytes does not fit below the kernel's initrd_addr_max "
-                         f"{max_initrd:#x}", path=kernel_path, offset=0x22C)
+    limit = (max_initrd + 1) if max_initrd is not None else 1 << 32
+    paths = [_path(base, p, "initrd") for p in initrds]
+    # Sizes first (regular files): a list of huge initrds is refused before it is read.
+    declared = sum(p.stat().st_size for p in paths if p.is_file())
+    parts, total = [], 0
+    for p in paths:
+        if declared > limit:
+            break
+        parts.append(read_input(p))
+        total += len(parts[-1])
+        if total > limit:
+            break
+    size = max(declared, total)
+    if size > limit:
+        raise BuildError(f"initrd of {size} bytes does not fit below the kernel's initrd_addr_max "
+                         f"{limit - 1:#x}", path=kernel_path, offset=0x22C)
+    initrd = b"".join(parts)
 
     contents = {}
     if "os_release" in t:
