@@ -455,3 +455,32 @@ def test_captured_boots_of_our_images_equal_load(tmp_path, capture):
     req = image_request(images[image], firmware="uefi" if firmware == "ovmf" else "bios")
     want = predicted_fields(policy(req.loader)(req))
     assert {k: (want[k], seen.get(k)) for k in want if want[k] != seen.get(k)} == {}
+
+
+def test_corrupted_images_give_a_report_or_one_error_never_a_traceback(grub_images, tmp_path):
+    """Random bytes in the MBR, GPT, descriptors, catalog, root directory and ESP boot sector of our
+    images (and truncations): inspect and load end in a report or a BootforgeError, nothing else."""
+    import random
+    from bootforge.errors import BootforgeError
+    from bootforge.image.inspect import inspect_image
+    from bootforge.image.load import image_request
+    rng = random.Random(12)
+    for image in grub_images.values():
+        base = image.read_bytes()
+        hot = [(0, 512), (512, 1024), (1024, 1536), (16 * 2048, 18 * 2048 + 64), (21 * 2048, 25 * 2048),
+               (102 * 2048, 102 * 2048 + 512), (2048 * 512, 2048 * 512 + 512), (4096 * 512, 4096 * 512 + 512)]
+        for i in range(25):
+            data = bytearray(base)
+            if i % 5 == 4:
+                data = data[:rng.randrange(len(data))]
+            else:
+                for _ in range(rng.randint(1, 6)):
+                    a, b = rng.choice([(a, b) for a, b in hot if b <= len(data)])
+                    data[rng.randrange(a, min(b, len(data)))] = rng.choice((0, 0xFF, rng.randrange(256)))
+            bad = tmp_path / "bad.img"
+            bad.write_bytes(data)
+            for action in (inspect_image, image_request):
+                try:
+                    action(bad)
+                except BootforgeError:
+                    pass
