@@ -149,7 +149,7 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
         gdb.hardware_breakpoint(entry)
         for address in other_entries:
             gdb.hardware_breakpoint(address)
-        last_said = None
+        last_said, last_time = None, 0.0
         while True:
             try:
                 gdb.cont()
@@ -176,10 +176,12 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
                     return _finish(out, run)
                 if progress:
                     said = last_lines(run.serial(), 1, 100)
-                    if said != last_said:
-                        progress(f"{run.elapsed():5.1f} s  waiting for the entry at {entry:#x}; "
-                                 f"serial: {said or '(nothing yet)'}")
-                        last_said = said
+                    said = said if any(c.isalnum() for c in said) else ""   # escape leftovers only
+                    if said != last_said or run.elapsed() - last_time >= 5:
+                        what = (f"waiting for the entry at {entry:#x}; serial: {said}" if said else
+                                "waiting for the firmware to start the loader (nothing on serial yet)")
+                        progress(f"{run.elapsed():5.1f} s  {what}")
+                        last_said, last_time = said, run.elapsed()
             if reply[:1] in ("W", "X"):
                 out.status = "exited"
                 return _finish(out, run)
