@@ -21,9 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bootforge.fdt import parse_dtb, to_dts  # noqa: E402
+from bootforge.formats.e820 import E820Type  # noqa: E402
 from bootforge.memmap.ops import sanitize_entries  # noqa: E402
 
-E820_TYPES = [1, 1, 1, 2, 2, 3, 4, 5, 7, 12]
+# Types drawn at random, RAM and reserved the most often; plain ints as the readers give them.
+E820_TYPES = [int(t) for t in [E820Type.RAM] * 3 + [E820Type.RESERVED] * 2
+              + [E820Type.ACPI, E820Type.NVS, E820Type.UNUSABLE, E820Type.PMEM, E820Type.PRAM]]
 
 
 def random_entries(n, rng):

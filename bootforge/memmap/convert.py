@@ -20,49 +20,57 @@ T = EfiMemoryType
 # EFI type -> E820 type in the Linux stub (x86-stub.c setup_e820); types
 # missing here are skipped, leaving a hole. The OS-owned types and
 # unaccepted memory are decided below.
-_LINUX_STUB_FIXED = {T.RESERVED: E820Type.RESERVED, T.RUNTIME_SERVICES_CODE: E820Type.RESERVED,
-                     T.RUNTIME_SERVICES_DATA: E820Type.RESERVED, T.MMIO: E820Type.RESERVED,
-                     T.MMIO_PORT_SPACE: E820Type.RESERVED, T.PAL_CODE: E820Type.RESERVED,
-                     T.UNUSABLE: E820Type.UNUSABLE, T.ACPI_RECLAIM: E820Type.ACPI,
-                     T.ACPI_NVS: E820Type.NVS, T.PERSISTENT: E820Type.PMEM}
+_LINUX_STUB_FIXED = {int(efi): int(e820) for efi, e820 in (
+    (T.RESERVED, E820Type.RESERVED), (T.RUNTIME_SERVICES_CODE, E820Type.RESERVED),
+    (T.RUNTIME_SERVICES_DATA, E820Type.RESERVED), (T.MMIO, E820Type.RESERVED),
+    (T.MMIO_PORT_SPACE, E820Type.RESERVED), (T.PAL_CODE, E820Type.RESERVED),
+    (T.UNUSABLE, E820Type.UNUSABLE), (T.ACPI_RECLAIM, E820Type.ACPI), (T.ACPI_NVS, E820Type.NVS),
+    (T.PERSISTENT, E820Type.PMEM))}
 # Loader code/data, boot services code/data, conventional: the OS's after ExitBootServices.
-_EFI_OS_OWNED = frozenset({T.LOADER_CODE, T.LOADER_DATA, T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA,
-                           T.CONVENTIONAL})
-_EFI_BOOT_SERVICES = (T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA)
+_EFI_OS_OWNED = frozenset(map(int, (T.LOADER_CODE, T.LOADER_DATA, T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA,
+                                     T.CONVENTIONAL)))
+_EFI_BOOT_SERVICES = frozenset(map(int, (T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA)))
 # Xen and add_efi_memmap: the non-RAM types they keep; everything else is reserved.
-_EFI_KEPT_TYPES = {T.UNUSABLE: E820Type.UNUSABLE, T.ACPI_RECLAIM: E820Type.ACPI, T.ACPI_NVS: E820Type.NVS}
+_EFI_KEPT_TYPES = {int(efi): int(e820) for efi, e820 in (
+    (T.UNUSABLE, E820Type.UNUSABLE), (T.ACPI_RECLAIM, E820Type.ACPI), (T.ACPI_NVS, E820Type.NVS))}
+# The per-descriptor functions below run for every descriptor of a map: plain ints
+# (an Enum member lookup costs more than the rest of the function; memmap/ops.py).
+_UNACCEPTED, _PERSISTENT = int(T.UNACCEPTED), int(T.PERSISTENT)
+_SP, _WB = int(EfiMemoryAttribute.SP), int(EfiMemoryAttribute.WB)
+_RAM, _RESERVED, _UNUSABLE = int(E820Type.RAM), int(E820Type.RESERVED), int(E820Type.UNUSABLE)
+_SOFT_RESERVED, _PMEM = int(E820Type.SOFT_RESERVED), int(E820Type.PMEM)
 EFI_CONVENTIONS = ("linux", "xen", "add-efi-memmap")
 
 
 def linux_stub_e820_type(efi_type, attribute, *, soft_reserve=True, unaccepted_memory=True):
     """The E820 type the Linux EFI stub gives a descriptor, or None when it skips it."""
     if efi_type in _EFI_OS_OWNED:
-        if soft_reserve and attribute & EfiMemoryAttribute.SP:
-            return E820Type.SOFT_RESERVED
-        return E820Type.RAM
-    if efi_type == T.UNACCEPTED:
-        return E820Type.RAM if unaccepted_memory else None
+        if soft_reserve and attribute & _SP:
+            return _SOFT_RESERVED
+        return _RAM
+    if efi_type == _UNACCEPTED:
+        return _RAM if unaccepted_memory else None
     return _LINUX_STUB_FIXED.get(efi_type)
 
 
 def xen_e820_type(efi_type, attribute, *, map_bs=False):
     """The E820 type Xen's efi_arch_process_memory_map() gives a descriptor."""
     if efi_type in _EFI_BOOT_SERVICES and map_bs:
-        return E820Type.RESERVED
+        return _RESERVED
     if efi_type in _EFI_OS_OWNED:
-        return E820Type.RAM if attribute & EfiMemoryAttribute.WB else E820Type.UNUSABLE
-    return _EFI_KEPT_TYPES.get(efi_type, E820Type.RESERVED)
+        return _RAM if attribute & _WB else _UNUSABLE
+    return _EFI_KEPT_TYPES.get(efi_type, _RESERVED)
 
 
 def add_efi_memmap_e820_type(efi_type, attribute, *, soft_reserve=True):
     """The E820 type Linux's do_add_efi_memmap() (the add_efi_memmap parameter) gives a descriptor."""
     if efi_type in _EFI_OS_OWNED:
-        if soft_reserve and attribute & EfiMemoryAttribute.SP:
-            return E820Type.SOFT_RESERVED
-        return E820Type.RAM if attribute & EfiMemoryAttribute.WB else E820Type.RESERVED
-    if efi_type == T.PERSISTENT:
-        return E820Type.PMEM
-    return _EFI_KEPT_TYPES.get(efi_type, E820Type.RESERVED)
+        if soft_reserve and attribute & _SP:
+            return _SOFT_RESERVED
+        return _RAM if attribute & _WB else _RESERVED
+    if efi_type == _PERSISTENT:
+        return _PMEM
+    return _EFI_KEPT_TYPES.get(efi_type, _RESERVED)
 
 
 def efi_to_e820(memory_map, convention="linux", *, soft_reserve=True, unaccepted_memory=True,

@@ -43,11 +43,17 @@ _DMESG_TYPE_STRINGS = {
 _DMESG_TYPES_BY_STRING = {s: int(t) for t, s in _DMESG_TYPE_STRINGS.items() if t != E820Type.RESERVED_KERN}
 
 
+_DMESG_STRINGS_BY_NUMBER = {int(t): s for t, s in _DMESG_TYPE_STRINGS.items()}
+# Plain ints on the per-entry paths: looking up an Enum member costs more than the rest
+# of the line (measured with bench/memmap.py; see memmap/ops.py NOMERGE_TYPES).
+_PERSISTENT = frozenset(map(int, (E820Type.PMEM, E820Type.PRAM)))
+
+
 def dmesg_type_string(typ):
     """How Linux's e820_print_type() names an E820 type."""
-    if typ in (E820Type.PMEM, E820Type.PRAM):
+    if typ in _PERSISTENT:
         return f"persistent (type {typ})"
-    return _DMESG_TYPE_STRINGS.get(typ, f"type {typ}")
+    return _DMESG_STRINGS_BY_NUMBER.get(typ, f"type {typ}")
 
 
 def _dmesg_type(text):
@@ -176,8 +182,8 @@ def write_e820_bin(memory_map, options):
     size = options.get("entry_size") or E820_ENTRY_SIZE
     if size == E820_ENTRY_EXTENDED_SIZE:
         pack = struct.Struct(E820_ENTRY_EXTENDED_STRUCT).pack
-        return b"".join(pack(r.start, r.size, r.type,
-                             E820Attribute.ENABLED if r.attributes is None else r.attributes)
+        enabled = int(E820Attribute.ENABLED)
+        return b"".join(pack(r.start, r.size, r.type, enabled if r.attributes is None else r.attributes)
                         for r in memory_map.ranges)
     pack = struct.Struct(E820_ENTRY_STRUCT).pack
     return b"".join(pack(r.start, r.size, r.type) for r in memory_map.ranges)

@@ -9,7 +9,9 @@ import json
 from bootforge.errors import FormatError
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.model import E820_TYPES_BY_NAME, EFI_TYPES_BY_NAME, FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, type_number
+from bootforge.memmap.model import (
+    E820_TYPES_BY_NAME, EFI_TYPES_BY_NAME, FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, type_number,
+)
 
 # Type names only the EFI family has: a document without "family" that uses one is an EFI map.
 _EFI_ONLY_NAMES = frozenset(EFI_TYPES_BY_NAME) - frozenset(E820_TYPES_BY_NAME)
