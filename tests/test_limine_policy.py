@@ -218,3 +218,77 @@ def test_ega_console_on_uefi_is_limines_panic(tmp_path):
                                          "limine-mb2"))
     assert exc.value.words == words == "multiboot2: OS requested EGA text mode, but UEFI does not support it"
     policy("limine-mb2")(LoadRequest(k, "boot():/boot/kernel", "", [], resolve("qemu-pc-seabios:256M"), "limine-mb2"))
+
+
+def _plain_relocation(tag, length, ram):
+    """multiboot2.c's relocation loop as written: one align step at a time."""
+    lo, hi, align = tag["min_addr"], tag["max_addr"], tag["align"]
+    if tag["preference"] == 2:
+        if length > hi:
+            return None
+        base = (hi - length) // align * align
+        while base >= lo:
+            if ram.holds(base, length):
+                return base
+            if base - lo < align:
+                return None
+            base -= align
+        return None
+    base = -(-lo // align) * align
+    while base + length <= hi:
+        if ram.holds(base, length):
+            return base
+        base += align
+    return None
+
+
+def _plain_elsewhere(ranges, target, length, memory):
+    """elsewhere.c's elsewhere_append as written: 4 KiB a try, 0x10000 tries."""
+    if target is None:
+        target = -(-max(t + n for t, n in ranges) // 0x1000) * 0x1000
+    for _ in range(0x10000):
+        if target + length > 1 << 32:
+            return None
+        hit = next(((t, n) for t, n in ranges if t < target + length and target < t + n), None)
+        if hit:
+            target = -(-(hit[0] + hit[1]) // 0x1000) * 0x1000
+            continue
+        if not memory.holds(target, length):
+            target += 0x1000
+            continue
+        return target
+    return None
+
+
+def test_search_shortcuts_equal_limines_loops():
+    """relocate() and Elsewhere.append() skip the steps that cannot succeed; they must land
+    where Limine's one-step-at-a-time loops land (random maps, alignments, preferences)."""
+    import random
+    from bootforge.errors import LoaderRefusal
+    from bootforge.loader.policies.limine import Elsewhere, Intervals, relocate
+    rng = random.Random(11)
+    for _ in range(300):
+        pieces, at = [], rng.randrange(0, 0x40000)
+        for _ in range(rng.randrange(1, 5)):
+            a = at + rng.randrange(0, 0x30000)
+            at = a + rng.randrange(1, 0x40000)
+            pieces.append((a, at))
+        ram = Intervals(pieces + [(0x800000, 0x900000)])    # room at last: Limine's loop ends within ~2000 tries
+        tag = {"min_addr": rng.randrange(0, 0x80000), "max_addr": rng.randrange(0, 0x200000),
+               "align": rng.choice([0x10, 0x100, 0x1000, 0x3000]), "preference": rng.choice([0, 1, 2])}
+        length = rng.randrange(1, 0x30000)
+        try:
+            got = relocate(tag, 0, length, ram, "limine-mb2")
+        except LoaderRefusal:
+            got = None
+        assert got == _plain_relocation(tag, length, ram), (tag, length, pieces)
+        ranges = [(rng.randrange(0, 0x100000) // 0x1000 * 0x1000, rng.randrange(1, 0x20000)) for _ in range(3)]
+        space = Elsewhere(ram, "limine-mb2")
+        for t, n in ranges:
+            space.add_fixed(t, n, "kernel")
+        target = rng.choice([None, 0x10000])
+        try:
+            got = space.append(length, "module", target, "multiboot2: Cannot allocate module")
+        except LoaderRefusal:
+            got = None
+        assert got == _plain_elsewhere(ranges, target, length, ram), (ranges, target, length, pieces)

@@ -346,9 +346,15 @@ def relocate(tag, target, length, ram, loader):
         while base >= lo:
             if ram.holds(base, length):
                 return base
-            if base - lo < align:
+            # Skip the align steps whose range cannot end inside the RAM interval at or below
+            # base (the loop would try and reject each of them).
+            j = bisect_right(ram.lo, base) - 1
+            if j < 0:
                 break
-            base -= align
+            steps = max(1, -(-(base + length - ram.hi[j]) // align))
+            if base - lo < steps * align:
+                break
+            base -= steps * align
         raise refuse(words, loader)
     base = align_up(lo, align)
     while base + length <= hi and base + length <= 1 << 33:
