@@ -31,8 +31,9 @@ def fixture_cases():
 
 
 def load_recipe(directory, kernel, memory, initrd=None):
-    lines = ["[load]", f'kernel = "{kernel}"', f'cmdline = "{CMDLINE}"', f'platform = "qemu-q35-ovmf:{memory}"',
-             'loader = "linux-efi-stub"']
+    lines = ["[load]", f'kernel = "{kernel}"', f'platform = "qemu-q35-ovmf:{memory}"', 'loader = "linux-efi-stub"']
+    if "uki" not in Path(kernel).name:          # a UKI brings its own (.cmdline)
+        lines.append(f'cmdline = "{CMDLINE}"')
     if initrd:
         lines += ["[[load.modules]]", f'path = "{initrd}"']
     p = Path(directory) / "load.toml"
@@ -80,6 +81,7 @@ def test_prediction_equals_the_kernels_own_words(tmp_path, name, memory, what):
         bounds = report["linux"]["initrd_bounds"]
         assert bounds["above"] <= start and last < bounds["below"]
     assert report["linux"]["boot_path"] == ("uki" if "uki" in what else "efi-stub")
+    assert report["mbi"]["cmdline"] == log.command_line       # a UKI's from .cmdline
     # 5. setup_data: the SETUP_PCI node of q35's VGA ROM, as large as predicted, where the bounds allow
     nodes = log.setup_data_nodes()
     predicted = report["linux"]["setup_data"]

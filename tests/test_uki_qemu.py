@@ -108,6 +108,7 @@ def test_boot_equals_prediction(tmp_path, what, path, memory):
     kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
     assert (EFI_LOADER_CODE, kernel["start"], kernel["end"]) in log.efi
     assert report["linux"]["memory_total_kib"] == log.memory_kib[1]
+    assert report["mbi"]["cmdline"] == log.command_line
     if what == "kernel":
         assert log.ramdisk is None
     else:

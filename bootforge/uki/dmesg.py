@@ -13,6 +13,7 @@ E820_LINE = re.compile(r"BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] (.+?)\s*
 EFI_LINE = re.compile(r"efi: mem(\d+): \[([^|\]]+)\|.*range=\[(0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
 RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
 MEMORY = re.compile(r"Memory: (\d+)K/(\d+)K available")
+COMMAND_LINE = re.compile(r"\] Command line: (.*?)\s*$")
 # e820__reserve_setup_data() prints the table again after retyping each setup_data node.
 RESERVE_SETUP_DATA = re.compile(r"reserve setup_data: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] (.+?)\s*$")
 # The kernel's efi_md_typeattr_format() names, in EFI type order.
@@ -28,6 +29,7 @@ class KernelLog:
     ramdisk: tuple | None = None                    # (start, end inclusive)
     memory_kib: tuple | None = None                 # (available X, total Y)
     reserve_setup_data: list = field(default_factory=list)   # [(start, end inclusive, type text)]
+    command_line: str | None = None
 
     def setup_data_nodes(self):
         """[(start, size)] of the setup_data nodes: the kernel splits an E820 entry around each
@@ -55,6 +57,10 @@ def parse_kernel_log(text):
             if None not in log.efi:
                 log.efi.append((EFI_TYPE_NAMES.index(m.group(2).strip()), int(m.group(3), 16),
                                 int(m.group(4), 16) + 1))
+            continue
+        m = COMMAND_LINE.search(line)
+        if m and log.command_line is None:
+            log.command_line = m.group(1)
             continue
         m = RESERVE_SETUP_DATA.search(line)
         if m:

@@ -124,8 +124,9 @@ def memory_total_kib(e820):
 
 
 def kernel_parts(req):
-    """(bzImage BzImage, bzImage bytes, initrd size, boot path) from the recipe's kernel:
-    an EFI-stub bzImage (its initrd from the recipe's modules) or a UKI (.linux, .initrd)."""
+    """(bzImage BzImage, bzImage bytes, initrd size, boot path, .cmdline text or None) from the
+    recipe's kernel: an EFI-stub bzImage (its initrd from the recipe's modules) or a UKI
+    (.linux, .initrd, .cmdline)."""
     from bootforge.errors import FormatError
     from bootforge.uki.kernel import is_bzimage, read_bzimage
     from bootforge.uki.peimage import read_pe
@@ -137,7 +138,7 @@ def kernel_parts(req):
                 raise LoaderRefusal(f"{path}: a bzImage without the EFI stub (no PE header): OVMF cannot start it",
                                 loader="linux-efi-stub")
             initrd = sum(m.size for m in req.modules)
-            return read_bzimage(data), data, initrd, "efi-stub"
+            return read_bzimage(data), data, initrd, "efi-stub", None
         if data[:2] != b"MZ":
             raise LoaderRefusal(f"{path}: neither a bzImage nor a PE image (a UKI): OVMF cannot start it",
                                 loader="linux-efi-stub")
@@ -151,7 +152,9 @@ def kernel_parts(req):
         initrd = len(initrd_sec.data(data)) if initrd_sec else 0
         if req.modules:
             raise RecipeError("a UKI carries its initrd in .initrd; give no modules")
-        return read_bzimage(kernel), kernel, initrd, "uki"
+        cmdline_sec = img.section(".cmdline")
+        embedded = cmdline_sec.data(data).rstrip(b"\0").decode("utf-8", "replace") if cmdline_sec else None
+        return read_bzimage(kernel), kernel, initrd, "uki", embedded
     except FormatError as exc:
         raise exc.located(path=path) from None
 
@@ -164,9 +167,15 @@ def kernel_parts(req):
                summary="Linux's EFI stub (an EFI-stub bzImage or a UKI) under OVMF: kernel block, E820, Memory total")
 def load(req):
     plat = req.platform
-    hdr, kernel, initrd_size, path = kernel_parts(req)
+    hdr, kernel, initrd_size, path, embedded = kernel_parts(req)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
-    res.cmdline = req.cmdline
+    # systemd-stub 252 (stub.c): the loader's options replace .cmdline when Secure Boot is off
+    # (OVMF here), else .cmdline is the command line.
+    res.cmdline = req.cmdline if req.cmdline or embedded is None else embedded
+    if path == "efi-stub" and req.modules and plat.name.startswith("qemu-q35-ovmf"):
+        # QEMU -initrd under OVMF: X86QemuLoadImageLib appends "initrd=initrd" to the load options
+        # (the initrd file of QemuKernelLoaderFs); observed in the kernel's "Command line:".
+        res.cmdline = (res.cmdline + " " if res.cmdline else "") + "initrd=initrd"
     if not hdr.get("relocatable_kernel") or hdr.version < 0x20B:
         raise RecipeError(f"{req.kernel.path}: boot protocol {hdr.version >> 8}.{hdr.version & 0xff:02d}, "
                           f"relocatable {bool(hdr.get('relocatable_kernel'))}: the EFI stub needs a relocatable "
@@ -216,7 +225,7 @@ def load(req):
         res.notes.append(f"bounded: the initrd lies in [{start + size:#x}, {low_top:#x}) (top-down Loader Data "
                          "from OVMF's AllocateMaxAddress; the exact address depends on the boot path)")
     res.notes.append(f"bounded: boot_params ({BOOT_PARAMS_ALLOC:#x} bytes), the command line "
-                     f"({len(req.cmdline) + 1} bytes) and the EFI map buffer are Loader Data pages OVMF places "
+                     f"({len(res.cmdline) + 1} bytes) and the EFI map buffer are Loader Data pages OVMF places "
                      "top-down below 4 GiB" + ("; systemd-stub also loads the whole UKI image as Loader Code"
                                                if path == "uki" else "; OVMF loads the PE image as Loader Code"))
     nodes = []
