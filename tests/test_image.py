@@ -198,6 +198,10 @@ def test_inspect_reads_back_what_build_wrote(grub_images):
     (entry,) = doc["entries"]
     assert entry["kernel"] == "/boot/kernel.elf" and entry["verdict"]["subject"] == "grub-mb2"
     assert entry["verdict"]["ok"]
+    # The kernel as read from inside the image says what the kernel file itself says.
+    direct = json.loads(run_bootforge("inspect", "--json", grub_images["iso"].parent / "kernel.elf", check=0).stdout)
+    assert entry["multiboot2_header_offset"] == direct["multiboot2"]["offset"] and entry["kernel_kind"] == "ELF32"
+    assert entry["verdict"] == direct["loaders"]["grub-mb2"]
     assert [(m["path"], m["size"]) for m in entry["modules"]] == [("/boot/mod1", 3000), ("/boot/Initrd.tar", 70001)]
     disk = json.loads(run_bootforge("inspect", "--json", grub_images["disk"], check=0).stdout)
     assert [p["type"] for p in disk["gpt"]["partitions"]] == ["BIOS boot partition", "EFI system partition"]

@@ -14,8 +14,7 @@ MAX_LISTED = 200
 
 def _kernel_facts(view, e):
     """Facts of an entry's kernel and modules, with the verdict of the image's own loader."""
-    from bootforge.multiboot import verdicts
-    from bootforge.multiboot.inspect import decompress
+    from bootforge.multiboot.inspect import decompress, kernel_document
     doc = {"title": e.title, "protocol": e.protocol, "kernel": e.kernel, "cmdline": e.cmdline,
            "modules": [], "note": e.note or None}
     for path, args in e.modules:
@@ -32,17 +31,21 @@ def _kernel_facts(view, e):
         return doc
     data = view.file_system().read_file(f, MAX_KERNEL)
     compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
-    doc["kernel_kind"] = "ELF" if data[:4] == b"\x7fELF" else compressed or "flat binary"
     try:
         raw = decompress(data, compressed) if compressed else data
+        kernel = kernel_document(e.kernel, raw, compressed, data)
     except BootforgeError as exc:
-        doc["verdict"] = {"subject": view.loader, "ok": False, "reason": f"cannot decompress: {exc.message}"}
+        doc["kernel_kind"] = compressed or "unreadable"
+        doc["verdict"] = {"subject": view.loader, "ok": False, "reason": f"cannot read the kernel: {exc.message}"}
         return doc
+    doc["kernel_kind"] = kernel["kind"] + (f", {compressed}-compressed" if compressed else "")
+    doc["kernel_entry"] = kernel["entry"]
+    for proto in ("multiboot1", "multiboot2"):
+        hdr = kernel.get(proto)
+        doc[f"{proto}_header_offset"] = hdr["offset"] if hdr else None
     name = VERDICT_FOR.get((view.loader, e.protocol))
-    if name is None:
-        return doc
-    v = verdicts.verdicts(data, raw, compressed)[name]
-    doc["verdict"] = v.to_json() if hasattr(v, "to_json") else v
+    if name is not None:
+        doc["verdict"] = kernel["loaders"][name]
     return doc
 
 
@@ -107,7 +110,11 @@ class ImageReport(Report):
             for i, e in enumerate(d["entries"]):
                 out.append(f"  entry {i} {e['title']!r}: {e['protocol'] or 'not Multiboot'}"
                            + (f", kernel {e['kernel']}" if e['kernel'] else "")
-                           + (f" ({e['kernel_size']} bytes, {e.get('kernel_kind', '?')})" if e.get("kernel_size") is not None else
+                           + (f" ({e['kernel_size']} bytes, {e.get('kernel_kind', '?')}"
+                              + (f", entry {e['kernel_entry']:#x}" if e.get("kernel_entry") is not None else "")
+                              + "".join(f", Multiboot{p[-1]} header at {e[p + '_header_offset']:#x}"
+                                        for p in ("multiboot1", "multiboot2") if e.get(p + "_header_offset") is not None)
+                              + ")" if e.get("kernel_size") is not None else
                               (" (MISSING)" if e.get("kernel_present") is False else ""))
                            + (f" {e['cmdline']!r}" if e["cmdline"] else ""))
                 for m in e["modules"]:
