@@ -18,7 +18,8 @@ Rules (source; scenarios):
   which is not supported" (multiboot2.c: those cases are `#if defined (UEFI)`;
   R mb2-requires-efi-mmap-on-bios); on UEFI a console flags tag asking for a
   console (bit 0) in EGA text (bit 1): "multiboot2: OS requested EGA text mode,
-  but UEFI does not support it" (multiboot2.c; R mb2-ega-console-on-uefi); an
+  but UEFI does not support it" (multiboot2.c; P test_ega_console_on_uefi_is_limines_panic,
+  an OVMF capture); an
   MB2 kernel range that is not RAM:
   "multiboot2: Could not find viable load address for executable"
   (multiboot2.c, pmm.s2.c check_usable_memory; R mb2-relocatable-no-room).
@@ -51,7 +52,8 @@ Rules (source; scenarios):
 - Limine's memory map for those targets (pmm.s2.c init_memmap): BIOS: the E820
   usable entries without [0, 0x1000) and [EBDA, 1 MiB); UEFI: conventional
   memory less the 64 MiB handed back to the firmware top-down below 4 GiB
-  (boot-services memory is not usable for them). F link=16m on OVMF.
+  (boot-services memory is not usable for them). F link=16m on OVMF (the
+  boot-services part; no run puts a target into the 64 MiB).
 - MBI size bound: get_multiboot1_info_size() (16-byte pieces) and
   get_multiboot2_info_size() (every tag it may write, 256 mmap entries, 1024
   EFI descriptors, the DHCP packet). The MB1 info is laid out info, section
@@ -89,7 +91,10 @@ top of RAM; a relocatable kernel overlapping Limine's allocations; the EFI map
 of tag 17 (its descriptor count depends on what OVMF and Limine allocated: the
 tag is written from the platform map, so the MBI size on UEFI is not
 predicted); firmware contents of tags 8, 12-15, 20 (sizes only); VBE/GOP mode
-choice for modes the firmware does not offer; the network tag (PXE boots).
+choice for modes the firmware does not offer; the network tag (PXE boots);
+on BIOS, low memory is one block here while Limine's map splits it at the end of
+its stage 3 and conventional allocations (a target straddling such an edge moves
+on in Limine); the 64 MiB UEFI reserve (source only).
 """
 
 from bisect import bisect_right
