@@ -84,15 +84,31 @@ VGA = f"{SEABIOS_DIR}/vgabios-stdvga.bin"  # 39936 bytes, PCIR at 0x99dc, no $Pn
 
 
 def test_pcir_pointer_past_the_image(tmp_path):
+    # Issue 15 item 1: a pointer to no 'PCIR' is no PCI data structure (SeaBIOS get_pci_rom),
+    # a note; the edit breaks the checksum, which stays the one defect (exit 1).
     path = mutate(tmp_path, "pcir.rom", lambda d: put16(d, 0x18, 0xFFF0), VGA)
-    assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x18",
-                          "PCIR pointer 0xfff0 is past the end of the image")
+    proc = run_bootforge("inspect", path)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+    assert "PCIR pointer (offset 0x18) 0xfff0 points past the end of the image: no PCI data structure" in proc.stdout
+    assert "checksum over 39936 bytes is 0x7a, not 0" in proc.stdout
 
 
 def test_pnp_pointer_past_the_image(tmp_path):
+    # A $PnP pointer 8 bytes before the end lands on no '$PnP': no PnP header (get_pnp_rom), a note.
     path = mutate(tmp_path, "pnp.rom", lambda d: put16(d, 0x1A, 0x9C00 - 8), VGA)
+    proc = run_bootforge("inspect", path)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+    assert "$PnP pointer (offset 0x1a) 0x9bf8 points at no '$PnP' signature: no $PnP header there" in proc.stdout
+
+
+def test_pnp_header_cut_by_the_image_end(tmp_path):
+    # A real '$PnP' signature whose 32-byte header runs past the image end is a lying structure.
+    def edit(d):
+        put16(d, 0x1A, 0x9C00 - 8)
+        d[0x9C00 - 8:0x9C00 - 4] = b"$PnP"
+    path = mutate(tmp_path, "pnpcut.rom", edit, VGA)
     assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x9bf8",
-                          "$PnP header pointer 0x9bf8 runs past the end of the image")
+                          "$PnP header at 0x9bf8 runs past the end of the image")
 
 
 def test_device_list_without_terminator(tmp_path):

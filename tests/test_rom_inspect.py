@@ -85,7 +85,7 @@ def test_pe_facts_agree_with_lief():
 
 def test_text_output_is_efirom_style_with_checksum_verdicts():
     out = run_bootforge("inspect", f"{IPXE_DIR}/pxe-rtl8139.rom", check=0).stdout
-    assert "Image 1 -- Offset 0x0" in out
+    assert "Image 0 -- Offset 0x0" in out
     assert "Vendor ID                 0x10ec" in out and "Device ID                 0x8139" in out
     assert "Code type                 0x00 (x86)" in out
     assert "Indicator                 0x80 (last image)" in out

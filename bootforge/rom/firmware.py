@@ -7,7 +7,12 @@ only if it starts with 55 AA, its size byte is not 0 and the 8-bit sum of
 size x 512 bytes is 0 ("Found option rom with bad checksum"). Its init entry
 (offset 3) runs at POST when it has a $PnP header; then the BEV of each PnP
 header becomes a boot entry, else each BCV; a ROM without $PnP gets offset 3
-as a BCV.
+as a BCV. A ROM whose PCIR class is VGA (03:00) is the VGA BIOS: vgarom_setup
+runs it first (init_pcirom with isvga: init at offset 3 whatever its $PnP
+header), and optionrom_setup's scan skips VGA-class devices, so it gives no
+boot entry. Vendor id 0x0000 or 0xffff matches no device (0xffff is what a
+config read of an empty slot returns; 0 is no vendor), so such an image is
+never matched to a PCI device.
 
 UEFI PciBusDxe (EDK2 PciOptionRomSupport.c, x64 firmware such as OVMF): the
 chain walk stops at a PCIR offset that is 0 or not 4-aligned; an image is
@@ -31,6 +36,8 @@ from bootforge.verdict import Verdict
 X64_UEFI_MACHINES = (PeMachine.X64, PeMachine.EBC)     # OVMF X64 carries the EBC interpreter
 UEFI_DRIVERS = (PeSubsystem.EFI_BOOT_SERVICE_DRIVER, PeSubsystem.EFI_RUNTIME_DRIVER)
 IPXE_MROM_CODE_TYPE = 0xFF      # iPXE's .mrom payload images (src/arch/x86/prefix/mromprefix.S)
+PCI_CLASS_DISPLAY_VGA = 0x0300  # base class 03, sub-class 00 (SeaBIOS src/hw/pci_ids.h)
+NO_VENDOR_IDS = (0x0000, 0xFFFF)    # no device answers with these vendor ids
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ def seabios_verdicts(rom):
             verdicts.append(_seabios(False, f"code type {pcir.code_type:#x} ({code_type_name(pcir.code_type)}): "
                                      f"SeaBIOS skips it (\"{words}\")", words))
             continue
+        if pcir.vendor_id in NO_VENDOR_IDS:
+            verdicts.append(_seabios(False, f"vendor id {pcir.vendor_id:#06x} (ids {ids}): no PCI device "
+                                     "answers with it, so the ROM cannot be matched to a device (SeaBIOS "
+                                     "runs a ROM BAR image only when its ids equal the device's)"))
+            continue
         if ids in matched:
             verdicts.append(_seabios(False, f"image {matched[ids]} matches {ids} first; SeaBIOS never "
                                      "reaches this one"))
@@ -103,7 +115,12 @@ def seabios_verdicts(rom):
             verdicts.append(_seabios(False, f"\"{words}\": SeaBIOS does not run it", words, (ids,)))
             continue
         reason = f"runs on a PCI device with ids {ids}"
-        if image.pnp:
+        if pcir.class_code >> 8 == PCI_CLASS_DISPLAY_VGA:
+            reason += ("; VGA class (03:00): run at POST as the VGA BIOS (vgarom_setup -> init_pcirom "
+                       "with isvga: init at offset 3"
+                       + (")" if image.pnp else ", no $PnP header needed)")
+                       + "; the option-ROM scan skips VGA devices, so it gives no boot entry")
+        elif image.pnp:
             vectors = []
             for pnp in image.pnp:
                 if pnp.fields.bev:

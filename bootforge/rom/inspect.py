@@ -14,6 +14,13 @@ def inspect_rom(path, data):
                      verdicts=firmware_verdicts(rom))
 
 
+def _pci30_pointers(pcir):
+    """(configuration utility, DMTF CLP entry) offsets of a PCI 3.0 PCIR of 0x1C bytes, else None."""
+    if pcir.revision < fmt.PCIR_REVISION_30 or pcir.pci30 is None:
+        return None
+    return pcir.pci30.config_utility_offset, pcir.pci30.dmtf_clp_offset
+
+
 def _ok(flag):
     return "OK" if flag else "INCORRECT"
 
@@ -33,7 +40,7 @@ class RomReport(Report):
 
     def to_json(self):
         return {"size": len(self.rom.data), "trailing_bytes": self.rom.trailing,
-                "images": [self._image_json(i) for i in self.rom.images]}
+                "images": [self._image_json(i) for i in self.rom.images], "notes": list(self.rom.notes)}
 
     def _image_json(self, image):
         doc = {
@@ -52,7 +59,11 @@ class RomReport(Report):
                 "class_code": p.class_code, "image_length": p.image_length,
                 "code_revision": p.code_revision, "indicator": p.indicator,
                 "max_runtime_length": p.max_runtime_length if p.revision >= fmt.PCIR_REVISION_30 else None,
+                "config_utility_offset": None, "dmtf_clp_offset": None,
             }
+            pointers = _pci30_pointers(p)
+            if pointers is not None:
+                doc["pcir"]["config_utility_offset"], doc["pcir"]["dmtf_clp_offset"] = pointers
         if image.pnp:
             doc["pnp"] = self._pnp_json(image.pnp[0])
             doc["pnp"]["chain"] = [self._pnp_json(h) for h in image.pnp[1:]]
@@ -96,6 +107,9 @@ class RomReport(Report):
             out += self._image_text(image)
         if rom.trailing:
             out.append(f"Trailing data after the last image: {rom.trailing} bytes")
+        if rom.notes:
+            out.append("Notes:")
+            out += [f"  {n}" for n in rom.notes]
         if self.problems:
             out.append("Problems:")
             out += [f"  {p}" for p in self.problems]
@@ -110,7 +124,8 @@ class RomReport(Report):
             kv.append(f"{'  ' * indent}{key:<26}{value}")
 
         h = image.header
-        kv.append(f"Image {image.index + 1} -- Offset {image.offset:#x}")
+        # Numbered from 0, as `patch --image`, `extract --image`, JSON and recipes count.
+        kv.append(f"Image {image.index} -- Offset {image.offset:#x}")
         kv.append("  ROM header contents")
         line(2, "Signature", "0xAA55")
         if image.is_efi:
@@ -145,6 +160,11 @@ class RomReport(Report):
             line(2, "Indicator", f"{p.indicator:#04x} ({'last image' if image.last else 'not last'})")
             if p.revision >= fmt.PCIR_REVISION_30:
                 line(2, "Max runtime length", f"{p.max_runtime_length:#x} ({p.max_runtime_length * fmt.BLOCK} bytes)")
+            pointers = _pci30_pointers(p)
+            if pointers is not None:
+                # PCI Firmware Spec 3.0 table 5-2; disrom.pl prints both (0: none).
+                line(2, "Config utility", f"{pointers[0]:#06x}")
+                line(2, "DMTF CLP entry", f"{pointers[1]:#06x}")
         for pnp in image.pnp:
             f = pnp.fields
             kv.append(f"  $PnP header at {pnp.offset:#x}")

@@ -6,6 +6,13 @@ has bit 7 set. Every pointer is checked against the image before it is
 followed, so a lying field gives a FormatError naming its offset rather than
 a wild read. A defect in an otherwise readable ROM (bad checksum, no last-image
 bit) is recorded in `problems` instead.
+
+Pointers are read as firmware reads them: a structure exists only where its
+pointer lands on its signature (SeaBIOS src/optionroms.c get_pci_rom and
+get_pnp_rom compare the signature and return NULL otherwise; EDK2 PciBusDxe
+stops its walk at a PCIR pointer without 'PCIR'). A pointer to no signature
+(QEMU's kvmvapic.bin keeps code at 0x18) is an absent structure, recorded in
+`notes`, never a failure. Once the signature is there, its fields must fit.
 """
 
 from dataclasses import dataclass, field
@@ -101,6 +108,7 @@ class Rom:
     images: list
     trailing: int               # bytes after the last image
     problems: list
+    notes: list = field(default_factory=list)   # absent structures (pointers to no signature): not defects
 
 
 def _fail(message, offset, cls=FormatError):
@@ -139,7 +147,7 @@ def _read_device_list(image, base, pcir_at, pcir):
         at += 2
 
 
-def _read_pnp_chain(image, base, first):
+def _read_pnp_chain(image, base, first, notes, where):
     headers = []
     seen = set()
     at = first
@@ -149,13 +157,16 @@ def _read_pnp_chain(image, base, first):
         if len(headers) >= MAX_PNP_HEADERS:
             _fail(f"more than {MAX_PNP_HEADERS} $PnP headers", base + at, LimitError)
         seen.add(at)
-        if at + fmt.PNP_HEADER_SIZE > len(image):
-            _fail(f"$PnP header pointer {at:#x} runs past the end of the image ({len(image):#x} bytes)",
-                  base + at)
         if image[at:at + 4] != fmt.PNP_SIGNATURE:
-            if not headers:
-                return headers  # a pointer to nothing: SeaBIOS treats the ROM as non-PnP
-            _fail("next $PnP header pointer does not point at '$PnP'", base + at)
+            # SeaBIOS get_pnp_rom/get_pnp_next: no '$PnP' there means no (further) PnP header.
+            pointer = "$PnP pointer (offset 0x1a)" if not headers else \
+                f"next $PnP pointer of the header at {headers[-1].offset:#x}"
+            place = "past the end of the image" if at >= len(image) else "at no '$PnP' signature"
+            notes.append(f"{where}: {pointer} {at:#x} points {place}: no $PnP header there")
+            return headers
+        if at + fmt.PNP_HEADER_SIZE > len(image):
+            _fail(f"$PnP header at {at:#x} runs past the end of the image ({len(image):#x} bytes)",
+                  base + at)
         pnp = _parse(fmt.PnpExpansionHeader, image, at, "$PnP header", base)
         if pnp.length == 0:
             _fail("$PnP header length is 0", base + at + 5)
@@ -182,7 +193,7 @@ def _read_sub_header(image, at, struct, signature, name):
     return SubHeader(name, at, fields, checksum8(image[at:at + length]) == 0)
 
 
-def _read_image(data, index, offset):
+def _read_image(data, index, offset, notes):
     remaining = len(data) - offset
     if remaining < 0x1C:
         _fail(f"image {index} truncated: {remaining} bytes where a ROM header needs 28", offset)
@@ -195,7 +206,7 @@ def _read_image(data, index, offset):
         _fail(f"image {index}: size is 0 blocks", offset + 2)
     pcir_at = header.pcir_offset
     pcir = None
-    if pcir_at != 0 and data[offset + pcir_at:offset + pcir_at + 4] == fmt.PCIR_SIGNATURE:
+    if pcir_at != 0 and pcir_at + 4 <= remaining and data[offset + pcir_at:offset + pcir_at + 4] == fmt.PCIR_SIGNATURE:
         if pcir_at + 0x0C > remaining:
             _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
         declared = int.from_bytes(data[offset + pcir_at + 0x0A:offset + pcir_at + 0x0C], "little")
@@ -204,12 +215,13 @@ def _read_image(data, index, offset):
         if pcir_at + min(declared, fmt.PCIR_LENGTH_30) > remaining:
             _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
         pcir = _parse(fmt.PciDataStructure, data, offset + pcir_at, f"image {index} PCIR")
-    elif index > 0 or pcir_at >= min(remaining, size_blocks * fmt.BLOCK):
-        # Image 0 without PCIR may be an ISA-style ROM whose bytes 18-19 mean
-        # nothing; a pointer past the image itself is a lie either way.
-        what = "past the end of the image" if pcir_at >= size_blocks * fmt.BLOCK else (
-            "past the end of the file" if pcir_at >= remaining else "not at 'PCIR'")
-        _fail(f"image {index}: PCIR pointer {pcir_at:#x} is {what}", offset + 0x18)
+    elif pcir_at != 0:
+        # SeaBIOS get_pci_rom: no 'PCIR' at the pointer means no PCI data structure (the
+        # ROM still runs as an ISA-style ROM); bytes 0x18-0x19 may be code (kvmvapic.bin).
+        place = ("past the end of the image" if pcir_at >= size_blocks * fmt.BLOCK else
+                 "past the end of the file" if pcir_at >= remaining else "at no 'PCIR' signature")
+        notes.append(f"image {index} at {offset:#x}: PCIR pointer (offset 0x18) {pcir_at:#x} points "
+                     f"{place}: no PCI data structure")
     if pcir is not None:
         if pcir.image_length == 0:
             # PciBusDxe steps by image length: 0 never advances (edk2 PR 4768).
@@ -233,7 +245,7 @@ def _read_image(data, index, offset):
     if not is_efi:
         pnp_at = header.pnp_offset
         if pnp_at:
-            image.pnp = _read_pnp_chain(image_bytes, offset, pnp_at)
+            image.pnp = _read_pnp_chain(image_bytes, offset, pnp_at, notes, f"image {index} at {offset:#x}")
         ptrs = _parse(fmt.IpxeRomPointers, image_bytes, fmt.IPXE_POINTERS_OFFSET, "iPXE pointers", offset)
         image.undi = _read_sub_header(image_bytes, ptrs.undi_offset, fmt.UndiRomId, fmt.UNDI_SIGNATURE, "UNDI")
         image.ipxe = _read_sub_header(image_bytes, ptrs.ipxe_header_offset, fmt.IpxeHeader,
@@ -267,10 +279,11 @@ def parse_rom(data: bytes, path=None) -> Rom:
         images = []
         offset = 0
         problems = []
+        notes = []
         while True:
             if len(images) >= MAX_IMAGES:
                 _fail(f"more than {MAX_IMAGES} images in the chain", offset, LimitError)
-            image = _read_image(data, len(images), offset)
+            image = _read_image(data, len(images), offset, notes)
             images.append(image)
             offset += image.image_length
             if image.last or image.pcir is None:
@@ -282,7 +295,8 @@ def parse_rom(data: bytes, path=None) -> Rom:
                 break
         for image in images:
             _collect_problems(image, problems)
-        return Rom(path=path, data=data, images=images, trailing=len(data) - offset, problems=problems)
+        return Rom(path=path, data=data, images=images, trailing=len(data) - offset, problems=problems,
+                   notes=notes)
     except FormatError as exc:
         raise exc.located(path=path)
 
