@@ -92,8 +92,8 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
         if e is None:
             raise RecipeError(f"no entry {entry!r} (entries: {', '.join(repr(x.title) for x in spec.entries)})")
     fw = _firmware(firmware, spec.firmware, "the image", platform)
-    name = loader or _policy(spec.loader, fw, e.protocol, "the image")
-    plat = resolve(platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
+    name = loader or e.loader or _policy(spec.loader, fw, e.protocol, "the image")
+    plat = resolve(platform or e.platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
     kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
     mods = [ModuleSpec(m.source, m.loader_path, m.cmdline, m.content.size) for m in e.modules]
     return LoadRequest(kernel, e.loader_path, e.cmdline, mods, plat, name)

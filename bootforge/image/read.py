@@ -28,21 +28,6 @@ LIMINE_CONFIGS = ("/limine.conf", "/limine/limine.conf", "/boot/limine.conf", "/
                   "/EFI/BOOT/limine.conf")
 
 
-def looks_like_image(head):
-    """Sniff for inspect: an ISO 9660 volume (CD001 at 32 KiB + 1) or a GPT/MBR-partitioned disk."""
-    if len(head) >= 0x8006 and head[0x8001:0x8006] == ifmt.STANDARD_ID:
-        return True
-    if len(head) >= 1024 and head[510:512] == b"\x55\xaa":
-        if head[512:520] == gfmt.GPT_SIGNATURE:
-            return True
-        # An MBR: valid status bytes and at least one partition, and not an option ROM (55 AA at 0).
-        if head[:2] != b"\x55\xaa":
-            parts = [head[446 + 16 * i:462 + 16 * i] for i in range(4)]
-            if all(p[0] in (0, 0x80) for p in parts) and any(p[4] for p in parts):
-                return True
-    return False
-
-
 class ImageFile:
     """An image on disk read by offset."""
 
@@ -74,6 +59,7 @@ class Entry:
     cmdline: str
     modules: list = field(default_factory=list)     # [(path, cmdline)]
     note: str = ""
+    label: str | None = None        # Syslinux: the LABEL typed at boot: (title is its MENU LABEL)
 
 
 @dataclass
@@ -92,7 +78,6 @@ class ImageView:
     config_fs: object = None
     config_text: str | None = None
     entries: list = field(default_factory=list)
-    boot_image_identity: dict = field(default_factory=dict)
 
     def file_system(self):
         """The file system holding the loader's configuration (and the kernels)."""
@@ -295,27 +280,25 @@ def grub_entries(text):
 
 def syslinux_entries(text):
     """LABELs of an isolinux/syslinux configuration; mboot.c32 ones are Multiboot 1."""
-    out, cur = [], None
+    labels = []                                 # [[label, menu label, program, append]]
     for raw in text.splitlines():
         words = raw.strip().split(None, 1)
         if not words or words[0].startswith("#"):
             continue
         key, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
         if key == "LABEL":
-            cur = Entry(rest.strip(), None, None, "")
-            cur._prog = None
-            out.append(cur)
-        elif cur is None:
+            labels.append([rest.strip(), "", "", ""])
+        elif not labels:
             continue
         elif key == "MENU" and rest.upper().startswith("LABEL"):
-            cur.note = rest[5:].strip()
+            labels[-1][1] = rest[5:].strip()
         elif key in ("KERNEL", "COM32", "LINUX"):
-            cur._prog = rest.strip()
+            labels[-1][2] = rest.strip()
         elif key == "APPEND":
-            cur._append = rest
-    for e in out:
-        prog = getattr(e, "_prog", None) or ""
-        append = getattr(e, "_append", "")
+            labels[-1][3] = rest
+    out = []
+    for label, menu, prog, append in labels:
+        e = Entry(menu or label, None, None, "", label=label)
         if prog.rsplit("/", 1)[-1].lower() == "mboot.c32":
             groups, g = [], []
             for w in append.split():
@@ -331,7 +314,8 @@ def syslinux_entries(text):
                 e.modules = [(x[0], " ".join(x[1:])) for x in groups[1:]]
         else:
             e.kernel, e.cmdline = prog or None, append
-            e.note = (f"{e.note}; " if e.note else "") + "not Multiboot (runs " + (prog or "nothing") + ")"
+            e.note = "not Multiboot (runs " + (prog or "nothing") + ")"
+        out.append(e)
     return out
 
 
@@ -365,7 +349,7 @@ def pick_entry(view, entry):
     if entry.isdigit() and int(entry) < len(view.entries):
         return int(entry), view.entries[int(entry)]
     for i, e in enumerate(view.entries):
-        if e.title == entry:
+        if entry in (e.title, e.label):
             return i, e
     raise RecipeError(f"{view.image.path}: no entry {entry!r} (entries: "
                       f"{', '.join(f'{i} {e.title!r}' for i, e in enumerate(view.entries))})")

@@ -80,6 +80,8 @@ class BootEntry:
     protocol: str
     cmdline: str
     modules: list = field(default_factory=list)
+    platform: str | None = None     # `load` of the recipe: this entry's platform / policy, if given
+    loader: str | None = None
 
 
 @dataclass
@@ -224,7 +226,8 @@ def read_image_table(recipe, table):
             mods.append(ModuleEntry(FileContent.from_file(msrc, "module"), msrc,
                                     image_path(_str(m, "loader_path", mwhere, "/boot/" + Path(mp).name), mwhere),
                                     margs))
-        entries.append(BootEntry(title, content, src, lpath, protocol, cmdline, mods))
+        entries.append(BootEntry(title, content, src, lpath, protocol, cmdline, mods,
+                                 _str(e, "platform", where), _str(e, "loader", where)))
 
     files = {}
     files_t = t.get("files", [])
