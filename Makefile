@@ -61,8 +61,9 @@ stubs: $(STUBS)
 test: deps venv stubs
 	$(PY) -m pytest -q -ra tests
 
-# The loader fidelity matrix: boot the dump kernel under QEMU -kernel, GRUB i386-pc,
-# Syslinux and iPXE in QEMU and compare with `bootforge load`; prints the matrix.
+# The loader fidelity matrix (tests/fidelity.py, on bootforge.qemu and verify's capture):
+# boot the dump kernel and Xen's xen.gz under QEMU -kernel, GRUB, Syslinux, iPXE and
+# Limine in QEMU and compare with `bootforge load`; prints the matrix.
 .PHONY: fidelity
 fidelity: deps venv stubs
 	$(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
