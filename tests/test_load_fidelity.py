@@ -25,13 +25,13 @@ OUTCOMES = []
 def _needs(loader, link=None):
     require("qemu-system-x86_64", "ld", str(BUILD / "stubs" / "mbdump.elf"), str(BUILD / "stubs" / "mbdump.o"))
     if loader.startswith("grub-pc"):
-        require("grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc")
+        require("grub-mkrescue", "xorriso", "mformat", F.host.GRUB_I386_PC)
     if loader.startswith("syslinux"):
-        require("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
+        require("xorriso", F.host.ISOLINUX_BIN, f"{F.host.SYSLINUX_BIOS_MODULES}/mboot.c32")
     if loader.startswith("ipxe"):
         require(F.IPXE_ROM)
     if loader.startswith("grub-efi") or loader in ("xen-efi", "platform-q35-ovmf"):
-        require(F.OVMF_CODE, F.OVMF_VARS, "/usr/lib/grub/x86_64-efi", "grub-mkrescue", "xorriso", "mformat")
+        require(F.OVMF_CODE, F.OVMF_VARS, F.host.GRUB_X86_64_EFI, "grub-mkrescue", "xorriso", "mformat")
     if loader == "xen-efi" or link == "xen":
         require(F.XEN_GZ)
 

@@ -7,12 +7,13 @@ import subprocess
 import pytest
 
 import mboracle as oracle
+from bootforge.qemu import host
 from bootforge.multiboot.dump import decode_dump
 from conftest import BUILD, DATA, REPO, require, run_bootforge
 
 pytestmark = pytest.mark.qemu
 STUB = BUILD / "stubs" / "mbdump.elf"
-OVMF = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF = host.OVMF_CODE
 SIZES = [size for _, size, _ in oracle.MODULES]
 STRINGS = [args for _, _, args in oracle.MODULES]
 
@@ -25,10 +26,10 @@ def kernel(tmp_path, recipe):
 
 
 def boot(tmp_path, loader, path, **kw):
-    tools = {"grub-pc": ["grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc"],
-             "grub-efi": ["grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/x86_64-efi", OVMF],
-             "qemu": [], "syslinux": ["xorriso", "/usr/lib/ISOLINUX/isolinux.bin",
-                                      "/usr/lib/syslinux/modules/bios/mboot.c32"]}[loader]
+    tools = {"grub-pc": ["grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC],
+             "grub-efi": ["grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI, OVMF],
+             "qemu": [], "syslinux": ["xorriso", host.ISOLINUX_BIN,
+                                      f"{host.SYSLINUX_BIOS_MODULES}/mboot.c32"]}[loader]
     require("qemu-system-x86_64", *tools)
     work = tmp_path / loader
     work.mkdir()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+from bootforge.qemu import host
 from bootforge.qemu.gdbremote import _unescape
 from bootforge.verify.run import same_words
 
@@ -51,9 +52,9 @@ def needs(*extra):
     require("qemu-system-x86_64", *extra)
 
 
-GRUB_PC = ("grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/i386-pc")
-GRUB_EFI = ("grub-mkrescue", "xorriso", "mformat", "/usr/lib/grub/x86_64-efi", "/usr/share/OVMF/OVMF_CODE_4M.fd")
-ISOLINUX = ("xorriso", "/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
+GRUB_PC = ("grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
+GRUB_EFI = ("grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI, host.OVMF_CODE, host.OVMF_VARS)
+ISOLINUX = ("xorriso", host.ISOLINUX_BIN, f"{host.SYSLINUX_BIOS_MODULES}/mboot.c32")
 
 
 def test_grub_pc_mb2_dump_kernel_matches_and_modules_are_the_files():
@@ -82,7 +83,7 @@ def test_every_loader_on_the_dump_kernel(tmp_path, case):
         needs(*ISOLINUX)
         path = REPO / "recipes" / "load-isolinux.toml"
     elif case == "ipxe-pcbios-mb1":
-        needs("/usr/lib/ipxe/qemu/pxe-e1000.rom")
+        needs(host.IPXE_PXE_E1000)
         path = recipe(tmp_path, LOAD_ROOT / "kernel-mb1", case, kernel_name="tftp://10.0.2.2/kernel.elf",
                       modules=[("mod1", "tftp://10.0.2.2/mod1", "mod1-args")])
     elif case == "grub-pc-mb1":
