@@ -175,7 +175,9 @@ def test_qemu_without_header_says_what_the_verdict_says(tmp_path):
 
 def test_syslinux_refuses_memtest_as_the_verdict_says(tmp_path):
     require("/boot/memtest86+x64.bin")
-    doc = json.loads(run_bootforge("inspect", "--json", "/boot/memtest86+x64.bin", check=0).stdout)
+    # memtest86+x64.bin is detected as a Linux bzImage now; its Multiboot verdicts are asked for by format.
+    doc = json.loads(run_bootforge("inspect", "--json", "--format", "multiboot-image", "/boot/memtest86+x64.bin",
+                                   check=0).stdout)
     message = doc["loaders"]["syslinux-mb1"]["reason"]
     assert message == "Invalid Multiboot image: neither ELF header nor a.out kludge found"
     dump, serial, _ = boot(tmp_path, "syslinux", "/boot/memtest86+x64.bin", stop_on=("boot:",))
