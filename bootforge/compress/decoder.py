@@ -16,9 +16,9 @@ import operator
 import struct
 from itertools import repeat
 
-from bootforge.compress.formats import (CBIT, HEADER_SIZE, MATCH_BASE, MAX_CODE_LEN, NC, NT,
-                                        T_RUN_LONG_BITS, T_RUN_LONG_MIN, T_RUN_SHORT_BITS,
-                                        T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
+from bootforge.compress.formats import (CBIT, HEADER_SIZE, LENGTH_ESCAPE, MATCH_BASE, MAX_CODE_LEN, NC, NT,
+                                        T_LENGTH_BASE, T_RUN_LONG_BITS, T_RUN_LONG_MIN, T_RUN_SHORT_BITS,
+                                        T_RUN_SHORT_MIN, T_SPECIAL, T_ZERO, T_ZERO_LONG, T_ZERO_SHORT, TBIT)
 from bootforge.compress.huffman import decode_table
 from bootforge.errors import FormatError, LimitError
 
@@ -89,7 +89,7 @@ class _Decoder:
         i = 0
         while i < count:
             n = self.bits(3)
-            if n == 7:
+            if n == LENGTH_ESCAPE:
                 while self.bits(1):
                     n += 1
                     if n > MAX_CODE_LEN:
@@ -120,13 +120,13 @@ class _Decoder:
             entry = t_table[(words[pos >> 5] >> (shift - (pos & 31))) & mask]
             self.pos = pos + (entry & 31)
             t = entry >> 5
-            if t > 2:
-                lengths[i] = t - 2
+            if t > T_ZERO_LONG:
+                lengths[i] = t - T_LENGTH_BASE
                 i += 1
                 continue
-            if t == 0:
+            if t == T_ZERO:
                 run = 1
-            elif t == 1:
+            elif t == T_ZERO_SHORT:
                 run = self.bits(T_RUN_SHORT_BITS) + T_RUN_SHORT_MIN
             else:
                 run = self.bits(T_RUN_LONG_BITS) + T_RUN_LONG_MIN

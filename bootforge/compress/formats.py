@@ -33,6 +33,9 @@ MAX_BLOCK_CODES = 0xFFFF           # what the 16-bit block size field can say
 # T2 20..531 zeros (9 bits).
 T_RUN_SHORT_MIN, T_RUN_SHORT_BITS = 3, 4
 T_RUN_LONG_MIN, T_RUN_LONG_BITS = 20, CBIT
+T_ZERO, T_ZERO_SHORT, T_ZERO_LONG = 0, 1, 2     # the T symbols of those runs
+T_LENGTH_BASE = 2                               # T symbol of C length n >= 1 is n + 2
+LENGTH_ESCAPE = 7               # a 3-bit T/P length of 7 continues in unary: "111", one 1 per extra
 
 
 @dataclass(frozen=True)

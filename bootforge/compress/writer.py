@@ -7,13 +7,14 @@ per match, in order. A block is a slice of both.
 
 from operator import mul
 
-from bootforge.compress.formats import (CBIT, NC, NT, T_RUN_LONG_BITS, T_RUN_LONG_MIN,
-                                        T_RUN_SHORT_BITS, T_RUN_SHORT_MIN, T_SPECIAL, TBIT)
+from bootforge.compress.formats import (CBIT, LENGTH_ESCAPE, MAX_CODE_LEN, NC, NT, T_LENGTH_BASE,
+                                        T_RUN_LONG_BITS, T_RUN_LONG_MIN, T_RUN_SHORT_BITS, T_RUN_SHORT_MIN,
+                                        T_SPECIAL, T_ZERO, T_ZERO_LONG, T_ZERO_SHORT, TBIT)
 from bootforge.compress.huffman import canonical_codes, code_lengths
 
 # Bits of a code length in a T or P set: 3, or for 7 and up "111", one 1 per
 # step above 7, and a closing 0.
-PT_LENGTH_BITS = [3] * 7 + [n - 3 for n in range(7, 17)]
+PT_LENGTH_BITS = [3] * LENGTH_ESCAPE + [n - 3 for n in range(LENGTH_ESCAPE, MAX_CODE_LEN + 1)]
 
 
 def _bitstring(value, width):
@@ -21,9 +22,9 @@ def _bitstring(value, width):
 
 
 def _pt_length_string(n):
-    if n < 7:
+    if n < LENGTH_ESCAPE:
         return format(n, "03b")
-    return "111" + "1" * (n - 7) + "0"
+    return "111" + "1" * (n - LENGTH_ESCAPE) + "0"
 
 
 def c_length_tokens(c_lengths):
@@ -34,7 +35,7 @@ def c_length_tokens(c_lengths):
     while i < count:
         n = c_lengths[i]
         if n:
-            tokens.append((n + 2, ""))
+            tokens.append((n + T_LENGTH_BASE, ""))
             i += 1
             continue
         run = 1
@@ -42,14 +43,14 @@ def c_length_tokens(c_lengths):
             run += 1
         i += run
         # Zero runs: T0 is one zero, T1 3..18, T2 20..531; 19 is T0 + T1(18).
-        if run <= 2:
-            tokens += [(0, "")] * run
-        elif run == 19:
-            tokens += [(0, ""), (1, _bitstring(18 - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS))]
+        if run < T_RUN_SHORT_MIN:
+            tokens += [(T_ZERO, "")] * run
+        elif run == T_RUN_LONG_MIN - 1:
+            tokens += [(T_ZERO, ""), (T_ZERO_SHORT, _bitstring(run - 1 - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS))]
         elif run < T_RUN_LONG_MIN:
-            tokens.append((1, _bitstring(run - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS)))
+            tokens.append((T_ZERO_SHORT, _bitstring(run - T_RUN_SHORT_MIN, T_RUN_SHORT_BITS)))
         else:
-            tokens.append((2, _bitstring(run - T_RUN_LONG_MIN, T_RUN_LONG_BITS)))
+            tokens.append((T_ZERO_LONG, _bitstring(run - T_RUN_LONG_MIN, T_RUN_LONG_BITS)))
     return tokens
 
 
