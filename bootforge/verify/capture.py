@@ -1,7 +1,6 @@
 """Stop a QEMU run at the kernel's entry and read the boot information through the gdbstub."""
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
