@@ -12,7 +12,8 @@ import struct
 from bootforge.errors import BuildError
 from bootforge.formats.fdt import (
     FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_HEADER_SIZE, FDT_HEADER_SIZE_V16, FDT_HEADER_STRUCT,
-    FDT_MAGIC, FDT_NOP, FDT_PROP, FDT_PROP_HEADER_STRUCT, FDT_RESERVE_ENTRY_STRUCT,
+    FDT_LAST_COMP_VERSION, FDT_MAGIC, FDT_NOP, FDT_PROP, FDT_PROP_HEADER_STRUCT, FDT_RESERVE_ENTRY_STRUCT,
+    FDT_VERSION,
 )
 
 _U32 = struct.Struct(">I")
@@ -121,7 +122,7 @@ def build_dtb(tree, *, fresh_layout=False):
                       tree.boot_cpuid_phys, len(strings_block), struct_size)
             packed = struct.pack(FDT_HEADER_STRUCT, *header)
             # Version 16 headers end before size_dt_struct (36 bytes).
-            size = FDT_HEADER_SIZE if tree.version >= 17 else FDT_HEADER_SIZE_V16
+            size = FDT_HEADER_SIZE if tree.version >= FDT_VERSION else FDT_HEADER_SIZE_V16
             blob[:size] = packed[:size]
             return bytes(blob)
     # dtc's layout.
@@ -136,5 +137,5 @@ def build_dtb(tree, *, fresh_layout=False):
     off_strings = off_struct + len(struct_block)
     total = off_strings + len(strings_block)
     header = struct.pack(FDT_HEADER_STRUCT, FDT_MAGIC, total, off_struct, off_strings, off_rsv,
-                         17, 16, tree.boot_cpuid_phys, len(strings_block), len(struct_block))
+                         FDT_VERSION, FDT_LAST_COMP_VERSION, tree.boot_cpuid_phys, len(strings_block), len(struct_block))
     return header + rsv + struct_block + strings_block

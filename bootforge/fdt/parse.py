@@ -11,9 +11,9 @@ import struct
 from bootforge.errors import FormatError, LimitError
 from bootforge.fdt.tree import DeviceTree, FdtLayout, FdtNode, FdtProperty
 from bootforge.formats.fdt import (
-    FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_HEADER_SIZE, FDT_HEADER_SIZE_V16,
-    FDT_HEADER_STRUCT, FDT_MAGIC, FDT_NOP, FDT_PROP, FDT_PROP_HEADER_STRUCT,
-    FDT_RESERVE_ENTRY_STRUCT,
+    FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_HEADER_FIELDS, FDT_HEADER_SIZE, FDT_HEADER_SIZE_V16,
+    FDT_HEADER_STRUCT, FDT_LAST_COMP_VERSION, FDT_MAGIC, FDT_NOP, FDT_PROP, FDT_PROP_HEADER_STRUCT,
+    FDT_RESERVE_ENTRY_STRUCT, FDT_VERSION,
 )
 
 # Real trees are under 16 levels deep; Linux's unflattener stops at 64.
@@ -30,18 +30,15 @@ def parse_header(data, path=None):
     if len(data) < FDT_HEADER_SIZE_V16:
         raise FormatError(f"{len(data)} bytes is too short for an FDT header", path=path, offset=0)
     padded = bytes(data[:FDT_HEADER_SIZE]).ljust(FDT_HEADER_SIZE, b"\0")
-    names = ("magic", "totalsize", "off_dt_struct", "off_dt_strings", "off_mem_rsvmap",
-             "version", "last_comp_version", "boot_cpuid_phys", "size_dt_strings",
-             "size_dt_struct")
-    header = dict(zip(names, _HEADER.unpack(padded)))
+    header = dict(zip(FDT_HEADER_FIELDS, _HEADER.unpack(padded)))
     if header["magic"] != FDT_MAGIC:
         raise FormatError(f"bad FDT magic {header['magic']:#010x} (want 0xd00dfeed)", path=path, offset=0)
-    if header["version"] < 16 or header["last_comp_version"] > 17:
+    if header["version"] < FDT_LAST_COMP_VERSION or header["last_comp_version"] > FDT_VERSION:
         raise FormatError(f"FDT version {header['version']} (last compatible "
                           f"{header['last_comp_version']}) is not supported (16 or 17)",
                           path=path, offset=0x14)
-    header_size = FDT_HEADER_SIZE if header["version"] >= 17 else FDT_HEADER_SIZE_V16
-    if header["version"] < 17:
+    header_size = FDT_HEADER_SIZE if header["version"] >= FDT_VERSION else FDT_HEADER_SIZE_V16
+    if header["version"] < FDT_VERSION:
         header["size_dt_struct"] = None
     total = header["totalsize"]
     if total < header_size:
@@ -77,7 +74,7 @@ def _check_blocks(h, path):
     if sg + sgs > total:
         raise FormatError(f"strings block [{sg:#x}, {sg + sgs:#x}) runs past totalsize {total:#x}",
                           path=path, offset=0x20)
-    if ss and sgs and st < sg + sgs and sg < st + ss and h["version"] >= 17:
+    if ss and sgs and st < sg + sgs and sg < st + ss and h["version"] >= FDT_VERSION:
         raise FormatError(f"structure block [{st:#x}, {st + ss:#x}) overlaps strings block "
                           f"[{sg:#x}, {sg + sgs:#x})", path=path, offset=0x08)
 
@@ -89,14 +86,14 @@ def _parse_reservations(data, h, path):
     out = []
     offset = rsv
     while True:
-        if offset + 16 > limit:
+        if offset + _RESERVE.size > limit:
             raise FormatError("memory reservation block is not terminated by a (0, 0) entry "
                               f"before {limit:#x}", path=path, offset=offset)
         address, size = _RESERVE.unpack_from(data, offset)
         if address == 0 and size == 0:
-            return out, offset + 16
+            return out, offset + _RESERVE.size
         out.append((address, size))
-        offset += 16
+        offset += _RESERVE.size
 
 
 def parse_dtb(data, path=None):
@@ -212,7 +209,7 @@ def parse_dtb(data, path=None):
                        off_dt_strings=strings_start, totalsize=h["totalsize"],
                        strings=data[strings_start:strings_end], nop_offsets=tuple(nops),
                        # Version 16 has no size_dt_struct: the block ends after FDT_END.
-                       struct_size=h["size_dt_struct"] if h["version"] >= 17 else pos - struct_start,
+                       struct_size=h["size_dt_struct"] if h["version"] >= FDT_VERSION else pos - struct_start,
                        padding=padding)
     return DeviceTree(root=root, reservations=reservations, boot_cpuid_phys=h["boot_cpuid_phys"],
                       version=h["version"], last_comp_version=h["last_comp_version"], layout=layout)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from bootforge.formats.fdt import FDT_LAST_COMP_VERSION, FDT_VERSION
+
 
 @dataclass(slots=True)
 class FdtProperty:
@@ -90,8 +92,8 @@ class DeviceTree:
     root: FdtNode = field(default_factory=lambda: FdtNode(""))
     reservations: list = field(default_factory=list)    # (address, size)
     boot_cpuid_phys: int = 0
-    version: int = 17
-    last_comp_version: int = 16
+    version: int = FDT_VERSION
+    last_comp_version: int = FDT_LAST_COMP_VERSION
     layout: FdtLayout | None = None
 
     def node(self, path):

@@ -37,6 +37,7 @@ FdtHeader = Struct(
     "size_dt_struct" / Int32ub,
 )
 FDT_HEADER_STRUCT = struct_format(FdtHeader)
+FDT_HEADER_FIELDS = tuple(sc.name for sc in FdtHeader.subcons)
 
 # One reservation entry; the block ends with an all-zero entry.
 FdtReserveEntry = Struct(
