@@ -168,3 +168,17 @@ def test_efi_map_at_exit_where_predicted(tmp_path, memory):
                 merged.append((a, b))
         return merged
     assert covered(log.efi) == covered(predicted)
+
+
+@pytest.mark.parametrize("name,memory,what", fixture_cases())
+def test_what_is_only_bounded_stays_in_its_bounds(name, memory, what):
+    """The report bounds the stub's other allocations (the image OVMF loaded, boot_params, the
+    command line, the initrd, setup_data): Loader Code/Data pages above the kernel, below 4 GiB,
+    none in low memory; the initrd inside one of them."""
+    log = parse_kernel_log((FIXTURES / f"{name}.txt").read_text())
+    kernel = (EFI_LOADER_CODE, 0x1600000, 0x5600000)
+    loader = [d for d in log.efi if d[0] in (1, 2) and d != kernel]
+    assert loader and all(kernel[2] <= a and b <= 1 << 32 for _, a, b in loader)
+    if log.ramdisk:
+        start, last = log.ramdisk
+        assert any(t == 2 and a <= start and last < b for t, a, b in log.efi)
