@@ -69,7 +69,9 @@ def test_xen_gz_both_headers_and_verdicts():
 
 def test_xen_efi_pe_carries_headers_but_grub_wants_elf():
     require("/boot/xen-4.17-amd64.efi")
-    doc = inspect_json("/boot/xen-4.17-amd64.efi")
+    # Every modelled loader of both protocols refuses it: exit 1 (issue 15 item 10).
+    doc = inspect_json("/boot/xen-4.17-amd64.efi", check=1)
+    assert doc["refused_protocols"] == ["multiboot1", "multiboot2"]
     assert doc["kind"] == "PE32+" and doc["pe"]["machine"] == 0x8664
     assert doc["multiboot1"]["offset"] == 0x308 and doc["multiboot2"]["offset"] == 0x318
     assert doc["multiboot2"]["tags"][-2]["entry_addr"] == 0x626531
@@ -117,7 +119,10 @@ def test_grub_mb2_messages(tmp_path):
     for message, header in cases.items():
         k = tmp_path / "k.elf"
         k.write_bytes(mini_elf(headers=header))
-        doc = inspect_json(k)
+        # Exit 1 exactly when no Multiboot2 loader loads it (issue 15 item 10).
+        doc = json.loads(run_bootforge("inspect", "--json", k).stdout)
+        mb2_loads = doc["loaders"]["limine-mb2"]["ok"] or doc["loaders"]["grub-mb2"]["ok"]
+        inspect_json(k, check=0 if mb2_loads else 1)
         assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": message, "words": message, "facts": {}}
     k.write_bytes(mini_elf(headers=mb2_header((11, dict(payload=b"")))).replace(
         b"\x0b\x00\x00\x00\x08\x00", b"\x0b\x00\x01\x00\x08\x00"))

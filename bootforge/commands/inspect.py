@@ -6,16 +6,40 @@ from bootforge.errors import BootforgeError
 from bootforge.fileio import read_input
 
 
-@click.command("inspect")
+class InspectCommand(click.Command):
+    """`inspect --help` lists the names --format and --check accept, read from the registries
+    only when help is asked for."""
+
+    def format_epilog(self, ctx, formatter):
+        from bootforge.inspect import format_names
+        from bootforge.multiboot.verdicts import KERNEL_LOADERS
+        with formatter.section("--format names"):
+            formatter.write_text(", ".join(format_names()))
+        with formatter.section("--check loaders (kernel loader verdicts)"):
+            formatter.write_dl([(name, f"{v.protocol}: {v.source}") for name, v in KERNEL_LOADERS.items()])
+
+
+@click.command("inspect", cls=InspectCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: an object for one file, a list for several.")
 @click.option("--format", "format_name", metavar="NAME",
               help="Read the files as this format instead of detecting it (needed for formats without magic).")
-def inspect_command(files, as_json, format_name):
+@click.option("--check", "check_loader", metavar="LOADER",
+              help="Only answer whether LOADER (a kernel loader verdict such as grub-mb2, listed below) "
+                   "loads each kernel: exit 0 yes, 1 no, nothing printed unless --verbose or --json.")
+@click.option("-v", "--verbose", is_flag=True, help="With --check: print each file's verdict line.")
+def inspect_command(files, as_json, format_name, check_loader, verbose):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.
 
-    Exit status: 0 all fine, 1 defects found, 2 unusable input.
+    Exit status: 0 all fine, 1 defects found (for a kernel: also when no modelled loader of
+    its header's protocol loads it), 2 unusable input. With --check LOADER: 0 when LOADER
+    loads every file, 1 when it refuses one, 2 unusable input.
     """
+    if check_loader is not None:
+        from bootforge.multiboot.verdicts import KERNEL_LOADERS
+        if check_loader not in KERNEL_LOADERS.names():
+            raise click.BadParameter(f"{check_loader!r} is not one of {', '.join(KERNEL_LOADERS.names())}",
+                                     param_hint="--check")
     from bootforge.image.inspect import inspect_if_image
     from bootforge.inspect import inspect_data
 
@@ -33,6 +57,20 @@ def inspect_command(files, as_json, format_name):
                 # Every file named gets its entry, in order: a failed one carries its error.
                 documents.append({"file": str(path), "error": exc.message,
                                   **({"offset": exc.offset} if exc.offset is not None else {})})
+            continue
+        if check_loader is not None:
+            loaders = report.to_json().get("loaders") if report.format == "multiboot-kernel" else None
+            if loaders is None:
+                click.echo(f"bootforge: error: {path}: --check {check_loader}: not a kernel ({report.format})",
+                           err=True)
+                status = 2
+                continue
+            verdict = loaders[check_loader]
+            status = max(status, 0 if verdict["ok"] else 1)
+            if as_json:
+                documents.append({"file": str(path), "loader": check_loader, **verdict})
+            elif verbose:
+                click.echo(f"{path}: {check_loader}: {'loads' if verdict['ok'] else 'REFUSES'}: {verdict['reason']}")
             continue
         status = max(status, report.exit_status)
         if as_json:

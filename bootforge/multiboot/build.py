@@ -17,10 +17,15 @@ import gzip
 import lzma
 from pathlib import Path
 
-from bootforge.errors import BuildError, FormatError, RecipeError
+from bootforge.errors import BuildError, FormatError, LoaderRefusal, RecipeError
 from bootforge.fileio import read_input, write_atomic
 from bootforge.formats import multiboot as fmt, parse
+from bootforge.multiboot import headers as mbheaders
 from bootforge.multiboot.headers import read_elf
+
+# The verdict a built kernel must pass for each protocol it carries: GRUB, the loader the
+# Multiboot specifications come with (bootforge.multiboot.verdicts.grub).
+BUILD_VERDICTS = {"multiboot1": "grub-mb1", "multiboot2": "grub-mb2"}
 
 PROTOCOLS = ("multiboot1", "multiboot2", "both")
 PROTOCOL_NAMES = {"multiboot1": "Multiboot1", "multiboot2": "Multiboot2", "both": "Multiboot1+2"}
@@ -365,6 +370,42 @@ def flat_image(data, input_format, kernel):
 
 # ------------------------------------------------------------------ the recipe
 
+def _built_protocols(protocol):
+    return ("multiboot1", "multiboot2") if protocol == "both" else (protocol,)
+
+
+def _refuse_second_header(data, in_path, protocol):
+    """An input that already carries a header (or the magic) of a protocol being added would
+    end with two: loaders take the first they find, which is not the one the recipe asks for."""
+    found = {"multiboot1": (mbheaders.find_mb1(data), mbheaders.rejected_mb1(data)),
+             "multiboot2": (None, mbheaders.rejected_mb2(data, architecture=None))}
+    try:
+        found["multiboot2"] = (mbheaders.find_mb2(data, architecture=None), found["multiboot2"][1])
+    except FormatError:
+        pass        # a header with a lying tag: still a magic that is there (rejected_mb2 or below)
+    for p in _built_protocols(protocol):
+        header, rejected = found[p]
+        at = header["offset"] if header else (rejected[0]["offset"] if rejected else None)
+        if at is not None:
+            what = "a" if header else "the magic of a"
+            raise BuildError(f"{in_path} already has {what} {PROTOCOL_NAMES[p]} header at offset {at:#x}: "
+                             f"a second one would not be the one loaders find (build from the kernel "
+                             f"without a header)")
+
+
+def _refuse_what_grub_refuses(out, protocol, compress):
+    """The built kernel through GRUB's verdict for each protocol it carries: a kernel GRUB
+    refuses is not written (LoaderRefusal with GRUB's words)."""
+    from bootforge.multiboot.verdicts import verdict
+    for p in _built_protocols(protocol):
+        name = BUILD_VERDICTS[p]
+        v = verdict(name, out, None if compress == "none" else compress)
+        if not v.ok:
+            words = v.words or v.reason
+            raise LoaderRefusal(f"the built kernel would be refused by {name}: \"{words}\""
+                                + (f" ({v.reason})" if v.reason != words else ""), loader=name, words=v.words)
+
+
 def build_kernel_recipe(recipe_path, recipe, out_path=None):
     """Build the kernel a [kernel] recipe describes; write it; return a JSON-able summary.
 
@@ -377,7 +418,7 @@ def build_kernel_recipe(recipe_path, recipe, out_path=None):
         raise RecipeError("a kernel recipe needs a [kernel] table", path=recipe_path)
     try:
         return _build(recipe_path, kernel, out_path)
-    except (RecipeError, BuildError) as exc:
+    except (RecipeError, BuildError, LoaderRefusal) as exc:
         raise exc.located(path=recipe_path)
 
 
@@ -414,6 +455,8 @@ def _build(recipe_path, kernel, out_path):
                           f"loaders search the first {fmt.MB1_SEARCH // 1024} KiB (Multiboot 1) and "
                           f"{fmt.MB2_SEARCH // 1024} KiB (Multiboot 2); test offsets may go up to "
                           f"{MAX_TEST_HEADER_OFFSET // 1024} KiB")
+
+    _refuse_second_header(data, in_path, protocol)
 
     if layout == "elf":
         entry_req = mb2_opts.pop("entry_address", None)
@@ -474,6 +517,10 @@ def _build(recipe_path, kernel, out_path):
             if pos + 12 > limits[k]:
                 raise BuildError(f"the {k} header would sit at file offset {pos:#x}, past the first "
                                  f"{limits[k] // 1024} KiB where loaders search for it")
+
+    if header_offset is None:
+        # [kernel.testing] header_offset builds refusals on purpose; anything else must load.
+        _refuse_what_grub_refuses(out, protocol, compress)
 
     final = out
     if compress == "gzip":

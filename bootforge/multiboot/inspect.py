@@ -57,6 +57,12 @@ class KernelReport(Report):
     def to_json(self):
         return self.doc
 
+    @property
+    def exit_status(self):
+        """1 for a defect, and when the kernel has a header of a protocol (or its magic) but no
+        modelled loader of that protocol loads it (grub-file answers by exit status too)."""
+        return 1 if self.problems or self.doc.get("refused_protocols") else 0
+
     def render_text(self):
         d = self.doc
         out = [f"{self.path}: {d['kind']}" + (f" ({d['compression']}-compressed, "
@@ -85,6 +91,8 @@ class KernelReport(Report):
             for name in ("addresses", "video"):
                 if m1.get(name):
                     out.append(f"    {name}: " + ", ".join(f"{k} {_hex(v)}" for k, v in m1[name].items()))
+        elif d.get("multiboot1_rejected"):
+            out.append("  Multiboot1 header: none that loaders take; " + _rejections(d["multiboot1_rejected"]))
         else:
             out.append("  Multiboot1 header: none in the first 8 KiB")
         m2 = d.get("multiboot2")
@@ -97,6 +105,8 @@ class KernelReport(Report):
                                                "request_names"))
                 out.append(f"    tag {t['type']:2d} {t['name']:<22} size {t['size']:3d}"
                            f"{' optional' if t['optional'] else ''}{': ' + extra if extra else ''}")
+        elif d.get("multiboot2_rejected"):
+            out.append("  Multiboot2 header: none that loaders take; " + _rejections(d["multiboot2_rejected"]))
         else:
             out.append("  Multiboot2 header: none in the first 32 KiB")
         if d.get("entry") is not None:
@@ -104,7 +114,16 @@ class KernelReport(Report):
         out.append("  loaders:")
         for name, v in d["loaders"].items():     # Verdict JSON (bootforge.verdict)
             out.append(f"    {name:<12} {Verdict(**v).status_word(verdicts.WORDS):<7} {v['reason']}")
+        for protocol in d.get("refused_protocols", []):
+            out.append(f"  no modelled {protocol} loader loads this kernel")
+        if self.problems:
+            out.append("Problems:")
+            out += [f"  {p}" for p in self.problems]
         return "\n".join(out)
+
+
+def _rejections(rejected):
+    return "; ".join(f"magic at {r['offset']:#x}: " + ", ".join(r["problems"]) for r in rejected)
 
 
 def kernel_document(path, data, compression=None, given=None):
@@ -135,21 +154,38 @@ def kernel_document(path, data, compression=None, given=None):
         if doc["kind"] == "unknown":
             doc["kind"] = "Linux bzImage"
     mb1 = headers.find_mb1(data)
-    mb2 = headers.find_mb2(data)
+    try:
+        mb2 = headers.find_mb2(data)
+    except FormatError:
+        # A header_length below 24 or past the file end is reported with every loader's verdict
+        # (rejected_mb2 names it); a tag that lies inside a sound header stays unusable input.
+        if not headers.rejected_mb2(data):
+            raise
+        mb2 = None
+    doc["multiboot1_rejected"] = [] if mb1 else headers.rejected_mb1(data)
+    doc["multiboot2_rejected"] = [] if mb2 else headers.rejected_mb2(data)
     if doc["kind"] == "unknown" and (mb1 or mb2):
         doc["kind"] = "flat Multiboot image"
     if mb1 and mb1["aout_kludge"] and mb1["addresses"]:
         doc["entry"] = mb1["addresses"]["entry_addr"]
     doc["multiboot1"] = mb1
     doc["multiboot2"] = mb2
-    doc["loaders"] = {name: v.to_json() for name, v in verdicts.verdicts(given, data, compression).items()}
+    judged = verdicts.verdicts(given, data, compression)
+    doc["loaders"] = {name: v.to_json() for name, v in judged.items()}
+    # The protocols the kernel speaks (a header, or its magic) that no modelled loader loads.
+    spoken = [p for p, h, r in (("multiboot1", mb1, doc["multiboot1_rejected"]),
+                                ("multiboot2", mb2, doc["multiboot2_rejected"])) if h or r]
+    doc["refused_protocols"] = [p for p in spoken
+                                if not any(v.ok for name, v in judged.items()
+                                           if verdicts.KERNEL_LOADERS.get(name).protocol == p)]
     return doc
 
 
 def _kernel_report(path, data, compression=None, given=None):
     doc = kernel_document(path, data, compression, given)
-    report = KernelReport(path=str(path), format="multiboot-kernel", doc=doc)
-    return report
+    problems = [f"Multiboot{n} magic at {r['offset']:#x} is no header loaders take: " + ", ".join(r["problems"])
+                for n in (1, 2) for r in doc[f"multiboot{n}_rejected"]]
+    return KernelReport(path=str(path), format="multiboot-kernel", problems=problems, doc=doc)
 
 
 def inspect_elf(path, data):

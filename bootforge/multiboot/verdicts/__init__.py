@@ -26,6 +26,7 @@ in a module listed in VERDICT_MODULES (one line per module).
 import importlib
 from dataclasses import dataclass
 
+from bootforge.errors import FormatError
 from bootforge.registry import Registry
 from bootforge.verdict import Verdict
 
@@ -99,5 +100,10 @@ def verdicts(data, raw, compressed=None):
             view = raw if compressed == "gzip" else data
         else:
             view = data
-        out[name] = loader.judge(view, compressed)
+        try:
+            out[name] = loader.judge(view, compressed)
+        except FormatError as exc:
+            # A header whose length or tags lie (issue 15 item 9): this loader's exact words for
+            # it are not modelled, so the verdict says what is wrong without claiming words.
+            out[name] = refuse(name, f"header unreadable: {exc}", words=None)
     return out

@@ -9,7 +9,7 @@ the decompressed bytes; xz needs `insmod xzio`.
 from bootforge.errors import FormatError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
-from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf
+from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf, rejected_mb1, rejected_mb2, rejection_text
 from bootforge.multiboot.verdicts import accept, kernel_loader, refuse
 
 # multiboot_mbi2.c grub_multiboot2_load: the information requests it can satisfy (every MBI tag
@@ -92,6 +92,13 @@ def _grub_elf_verdict(subject, data, mbi_ver):
     return accept(subject, f"loads ELF{elf.bits} segments at their p_paddr, entry {elf.entry:#x}")
 
 
+def _no_header(name, rejected):
+    """GRUB's scan wants the magic and a zero sum (and, for MB2, architecture 0): anything
+    else is "no multiboot header found"; the reason says what the magic it passed lacks."""
+    words = "no multiboot header found"
+    return refuse(name, f"{words} ({rejection_text(rejected)})" if rejected else words, words=words)
+
+
 @kernel_loader("grub-mb1", "multiboot1", reads="decompressed", source=SOURCE)
 def grub_mb1(data, compressed=None):
     return _xz(_grub_mb1(data), compressed)
@@ -102,7 +109,7 @@ def _grub_mb1(data):
     head = data[:fmt.MB1_SEARCH]
     hdr = find_mb1(head)
     if hdr is None:
-        return refuse(name, "no multiboot header found")
+        return _no_header(name, rejected_mb1(head))
     if hdr["unsupported_flags"]:
         return refuse(name, f"unsupported flag: {hdr['flags']:#x}")
     if hdr["aout_kludge"]:
@@ -127,7 +134,7 @@ def _grub_mb2(data):
         return refuse(name, "file too small")
     hdr = find_mb2(data[:fmt.MB2_SEARCH])
     if hdr is None:
-        return refuse(name, "no multiboot header found")
+        return _no_header(name, rejected_mb2(data[:fmt.MB2_SEARCH]))
     addr = entry = reloc = None
     for tag in hdr["tags"]:
         t = tag["type"]

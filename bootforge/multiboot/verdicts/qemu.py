@@ -3,7 +3,7 @@ it scans the first 8 KiB of the file as given (no decompression)."""
 
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.multiboot import ElfIdent
-from bootforge.multiboot.headers import _u32, decode_mb1, scan
+from bootforge.multiboot.headers import _u32, decode_mb1, rejected_mb1, rejection_text, scan
 from bootforge.multiboot.verdicts import accept, is_linux_bzimage, kernel_loader, refuse
 
 SOURCE = "QEMU 7.2 hw/i386/multiboot.c, hw/i386/x86.c"
@@ -28,8 +28,12 @@ def qemu_mb1(data, compressed=None):
             found = i
             break
     if found is None:
+        rejected = rejected_mb1(head, 8192 - 48)
         if data[:4] == fmt.ELF_MAGIC:
-            return refuse(name, "Error loading uncompressed kernel without PVH ELF Note")
+            words = "Error loading uncompressed kernel without PVH ELF Note"
+            # QEMU's scan wants the magic and a zero sum; a magic without it is not Multiboot to QEMU.
+            return refuse(name, f"{words} (not Multiboot to QEMU: {rejection_text(rejected)})"
+                          if rejected else words, words=words)
         # No error from QEMU here: it falls back to loading the bytes as a pre-2.00 Linux zImage.
         why = f"QEMU does not decompress {compressed}; " if compressed else ""
         return refuse(name, f"no multiboot header found ({why}QEMU loads the bytes as an old Linux zImage "
