@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 BUILD = REPO / "build"
 IN_CI = os.environ.get("CI") == "true"
+# The Limine release the tests boot: the project's oracle copy beside the repository
+# (../shared/oracles/limine-11.4.1); bootforge itself only reads $BOOTFORGE_LIMINE_DIR.
+os.environ.setdefault("BOOTFORGE_LIMINE_DIR", str(REPO.parent / "shared" / "oracles" / "limine-11.4.1"))
 
 
 def require(*things):

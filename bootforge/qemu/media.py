@@ -204,10 +204,14 @@ def _isolinux(workdir, kernel, modules, protocol=None, **kw):
 
 
 def limine_release_dir():
-    """The Limine 11.4.1 release files: $BOOTFORGE_LIMINE_DIR, else ../shared/oracles/limine-11.4.1
-    next to the repository (the project's oracle copy)."""
+    """The Limine binary release (BOOTX64.EFI, limine-bios*.bin/.sys, limine.c) named by
+    $BOOTFORGE_LIMINE_DIR: Debian packages no Limine, so the user says where a release is
+    (the test suite points it at ../shared/oracles/limine-11.4.1, tests/conftest.py)."""
     env = os.environ.get("BOOTFORGE_LIMINE_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "oracles" / "limine-11.4.1"
+    if not env:
+        raise ToolError("Limine is not packaged by Debian: set BOOTFORGE_LIMINE_DIR to a Limine 11.4.1 "
+                        "binary release (BOOTX64.EFI, limine-bios-cd.bin, limine-uefi-cd.bin, limine.c)")
+    d = Path(env)
     if not (d / "BOOTX64.EFI").is_file():
         raise ToolError(f"no Limine release at {d}: set BOOTFORGE_LIMINE_DIR to a Limine 11.4.1 binary release")
     return d
