@@ -209,6 +209,8 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     # that MBR (the ESP as a 0xEF partition) from the start, with an id derived from the content.
     gpt = "uefi" in spec.firmware and spec.loader != "limine"
     total = iso_bytes + (-(-GPT_TAIL // 2048) * 2048 if gpt else 0)
+    if spec.size is not None and total > spec.size:       # refused before a byte is written
+        raise RecipeError(f"the image needs {total} bytes, more than the size {spec.size}")
     out.truncate(total)
     iso.write(out)
     disk_sectors = total // 512
