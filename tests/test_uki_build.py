@@ -240,3 +240,25 @@ def test_bad_stub_alignment_refused_before_padding(tmp_path):
     stub = _stub_with(tmp_path, huge_file_alignment)
     recipe = write_recipe(tmp_path, kernel=KERNEL, stub=str(stub), output="o.efi")
     assert_one_line_error(run_bootforge("build", recipe), "FileAlignment 0x80000000")
+
+
+def test_devicetree_and_splash_sections(tmp_path):
+    """.dtb and .splash in ukify's order (.osrel .cmdline .dtb .uname .splash .initrd .linux);
+    a splash that is not a BMP and a devicetree that is not a DTB are refused."""
+    dtb = Path(__file__).parent / "data" / "fdt-reserved.dtb"
+    bmp = tmp_path / "splash.bmp"
+    pixels = b"\xff\x00\x00\x00"                  # one 1x1 pixel row, padded to 4 bytes
+    bmp.write_bytes(b"BM" + struct.pack("<IHHI", 14 + 40 + len(pixels), 0, 0, 54)
+                    + struct.pack("<IiiHHIIiiII", 40, 1, 1, 1, 24, 0, len(pixels), 2835, 2835, 0, 0) + pixels)
+    uki = bootforge_uki(tmp_path, devicetree=str(dtb), splash="splash.bmp")
+    secs = objdump_sections(uki)
+    assert [s[0] for s in secs][-7:] == [".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".initrd", ".linux"]
+    lief = require_module("lief")
+    binary = lief.PE.parse(str(uki))            # kept alive: its sections point into it
+    by_name = {s.name: s for s in binary.sections}
+    assert bytes(by_name[".dtb"].content)[:by_name[".dtb"].virtual_size] == dtb.read_bytes()
+    assert bytes(by_name[".splash"].content)[:by_name[".splash"].virtual_size] == bmp.read_bytes()
+    recipe = write_recipe(tmp_path, kernel=KERNEL, splash=str(dtb), output="o.efi")
+    assert_one_line_error(run_bootforge("build", recipe), "fdt-reserved.dtb", "not a BMP")
+    recipe = write_recipe(tmp_path, kernel=KERNEL, devicetree="splash.bmp", output="o.efi")
+    assert_one_line_error(run_bootforge("build", recipe), "splash.bmp", "not a DTB")
