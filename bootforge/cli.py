@@ -36,7 +36,7 @@ COMMANDS = {
 
 SHORT_HELP = {
     "inspect": "Decode ROMs, kernels, DTBs, boot information and memory maps.",
-    "build": "Build an option ROM or a Multiboot kernel from a TOML recipe.",
+    "build": "Build an option ROM, a Multiboot kernel, a UKI or a bootable ISO/disk image from a TOML recipe.",
     "patch": "Change ids, indicator bits and checksums of an option ROM.",
     "extract": "Write one image of an option ROM (an EFI driver decompressed) to a file.",
     "compress": "Compress with the UEFI (EFI/Tiano) compression format.",

@@ -26,7 +26,7 @@ DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "image": ".iso", "uki": ".efi
               "output key, else RECIPE's name with .rom/.elf in the current directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
 def build_command(recipe, output, as_json):
-    """Build an option ROM or a Multiboot kernel from a TOML RECIPE."""
+    """Build an option ROM, a Multiboot kernel, a UKI or a bootable ISO/disk image from a TOML RECIPE."""
     import importlib
 
     path = Path(recipe)
