@@ -319,6 +319,7 @@ def test_inspect_debian_ipxe_iso():
     assert doc["loader"] == "syslinux" and doc["config_path"] == "/isolinux.cfg"
     assert doc["entries"][0]["protocol"] is None and doc["entries"][0]["kernel"] == "ipxe.krn"
     assert doc["esp"]["files"][0]["path"].lower() == "/efi/boot/bootx64.efi"
+    assert_one_line_error(run_bootforge("load", "/usr/lib/ipxe/ipxe.iso"), "ipxe.lkrn", "not a Multiboot entry")
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, no output

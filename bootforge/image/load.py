@@ -110,7 +110,7 @@ def _from_image(path, platform, loader, entry, firmware):
             raise RecipeError(f"{path}: no loader configuration found (grub.cfg, isolinux.cfg, limine.conf)")
         _, e = pick_entry(view, entry)
         if e.protocol is None:
-            raise RecipeError(f"{path}: entry {e.title!r} is not a Multiboot entry ({e.note or 'no kernel line'})")
+            raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
         fw = _firmware(firmware, image_firmwares(view), str(path), platform)
         name = loader or _policy(view.loader, fw, e.protocol, str(path))
         plat = resolve(platform or DEFAULT_PLATFORM[fw])

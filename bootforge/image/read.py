@@ -274,7 +274,7 @@ def grub_entries(text):
                 if args:
                     cur.modules.append((args[0], " ".join(args[1:])))
             elif words[0] in ("linux", "linuxefi", "chainloader", "linux16") and cur.kernel is None:
-                cur.kernel, cur.note = (words[1] if len(words) > 1 else None), f"{words[0]} (not Multiboot)"
+                cur.kernel, cur.note = (words[1] if len(words) > 1 else None), f"{words[0]}: not a Multiboot entry"
     return out
 
 
@@ -314,7 +314,7 @@ def syslinux_entries(text):
                 e.modules = [(x[0], " ".join(x[1:])) for x in groups[1:]]
         else:
             e.kernel, e.cmdline = prog or None, append
-            e.note = "not Multiboot (runs " + (prog or "nothing") + ")"
+            e.note = f"runs {prog or 'nothing'}, not mboot.c32: not a Multiboot entry"
         out.append(e)
     return out
 
