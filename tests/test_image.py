@@ -65,27 +65,32 @@ def grub_images(tmp_path_factory):
 # ---------------------------------------------------------------- reproducible
 
 def test_same_bytes_whatever_the_clock_umask_mtimes_and_directory(tmp_path):
+    """Two builds with other input mtimes and modes, umask, time zone, working directory and
+    recipe path, SOURCE_DATE_EPOCH unset in both (and run at different clock times): same bytes."""
+    import sys
     require(*GRUB_TOOLS)
     hashes = []
-    for i, (umask, mtime) in enumerate(((0o022, 1_000_000_000), (0o077, 1_700_000_000))):
+    for i, (umask, mtime, tz) in enumerate(((0o022, 1_000_000_000, "UTC"), (0o077, 1_700_000_000, "Asia/Kolkata"))):
         d = tmp_path / f"run{i}" / ("deep" * (i + 1))
         d.mkdir(parents=True)
         write_tree(d)
         for f in d.iterdir():
             os.utime(f, (mtime, mtime))
             f.chmod(0o600 if i else 0o644)
-        old = os.umask(umask)
-        try:
-            env_tz = os.environ.get("TZ")
-            os.environ["TZ"] = "UTC" if i == 0 else "Asia/Kolkata"
-            for fmt in ("iso", "disk"):
-                build(d, recipe_text(fmt))
-        finally:
-            os.umask(old)
-            if env_tz is None:
-                os.environ.pop("TZ", None)
-            else:
-                os.environ["TZ"] = env_tz
+        for fmt in ("iso", "disk"):
+            (d / f"{fmt}.toml").write_text(recipe_text(fmt))
+            env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+            env.update(TZ=tz, PYTHONPATH=str(REPO))
+            old = os.umask(umask)
+            try:
+                # Run from the recipe's directory once and from its grandparent once.
+                cwd, recipe = (d, f"{fmt}.toml") if i == 0 else (d.parent.parent, str(d / f"{fmt}.toml"))
+                proc = subprocess.run([sys.executable, "-m", "bootforge", "build", recipe], cwd=cwd, env=env,
+                                      capture_output=True, text=True)
+            finally:
+                os.umask(old)
+            assert proc.returncode == 0, proc.stderr
+        assert oct((d / "os.iso").stat().st_mode & 0o777) == "0o644"
         hashes.append((sha(d / "os.iso"), sha(d / "os.img")))
     assert hashes[0] == hashes[1]
 
