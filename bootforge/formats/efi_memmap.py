@@ -27,12 +27,7 @@ class EfiMemoryType(Numbering):
     spec_name    EDK2's enum name without "Efi" and "Memory"/"MemoryType" (the dump decoder's JSON)
     """
 
-    def __new__(cls, value, label, shell_name, grub_name, spec_name):
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member._label = label
-        member.shell_name, member.grub_name, member.spec_name = shell_name, grub_name, spec_name
-        return member
+    _columns = ("label", "shell_name", "grub_name", "spec_name")
 
     RESERVED = 0, "reserved", "Reserved", "reserved", "Reserved"
     LOADER_CODE = 1, "loader-code", "LoaderCode", "ldr-code", "LoaderCode"

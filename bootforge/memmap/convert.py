@@ -34,7 +34,7 @@ _EFI_BOOT_SERVICES = frozenset(map(int, (T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_D
 _EFI_KEPT_TYPES = {int(efi): int(e820) for efi, e820 in (
     (T.UNUSABLE, E820Type.UNUSABLE), (T.ACPI_RECLAIM, E820Type.ACPI), (T.ACPI_NVS, E820Type.NVS))}
 # The per-descriptor functions below run for every descriptor of a map: plain ints
-# (an Enum member lookup costs more than the rest of the function; memmap/ops.py).
+# in locals-cheap module globals (see memmap/ops.py NOMERGE_TYPES).
 _UNACCEPTED, _PERSISTENT = int(T.UNACCEPTED), int(T.PERSISTENT)
 _SP, _WB = int(EfiMemoryAttribute.SP), int(EfiMemoryAttribute.WB)
 _RAM, _RESERVED, _UNUSABLE = int(E820Type.RAM), int(E820Type.RESERVED), int(E820Type.UNUSABLE)

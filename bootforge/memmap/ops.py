@@ -17,8 +17,8 @@ _TYPE_MASK = (1 << _TYPE_BITS) - 1
 
 # Linux e820_nomerge(): ranges of these types may mark NUMA or protection
 # boundaries, so every change point starts a new entry.
-# Plain ints: a set of IntEnum members halves the speed of the sanitize loop (measured,
-# bench/memmap.py), as membership tests fall back to Enum's comparison.
+# Plain ints on the per-change-point path (measured when the tables were IntEnums: a set
+# of enum members halved the speed of this loop; bench/memmap.py).
 NOMERGE_TYPES = frozenset(map(int, (E820Type.PRAM, E820Type.SOFT_RESERVED)))
 
 

@@ -44,8 +44,7 @@ _DMESG_TYPES_BY_STRING = {s: int(t) for t, s in _DMESG_TYPE_STRINGS.items() if t
 
 
 _DMESG_STRINGS_BY_NUMBER = {int(t): s for t, s in _DMESG_TYPE_STRINGS.items()}
-# Plain ints on the per-entry paths: looking up an Enum member costs more than the rest
-# of the line (measured with bench/memmap.py; see memmap/ops.py NOMERGE_TYPES).
+# Plain ints on the per-entry paths (see memmap/ops.py NOMERGE_TYPES).
 _PERSISTENT = frozenset(map(int, (E820Type.PMEM, E820Type.PRAM)))
 
 
