@@ -109,7 +109,8 @@ def malformed_kernel(name, workdir):
         from bootforge.multiboot.build import build_kernel_recipe
         out = Path(workdir) / f"{name}.elf"
         build_kernel_recipe(Path(workdir) / "recipe.toml", {"kernel": {
-            "input": str(BUILD / "stubs" / "mbdump.elf"), "protocol": "multiboot2", "multiboot2": opts}}, out)
+            "input": str(BUILD / "stubs" / "mbdump.elf"), "protocol": "multiboot2", "multiboot2": opts,
+            "testing": {"allow_refusal": True}}}, out)     # malformed on purpose (GRUB refuses some)
         data = out.read_bytes()
     if patch:
         data = patch(data)

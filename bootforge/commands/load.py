@@ -13,11 +13,17 @@ MAP_FORMATS = tuple(load_output_names())
 
 
 class LoadCommand(click.Command):
-    """`load --help` lists the loaders and their [load.options] from the policy registry
-    (bootforge.loader.policies), read only when help is asked for."""
+    """`load --help` lists the [load] keys (bootforge.loader.recipe.LOAD_FIELDS), the loaders
+    and their [load.options] (the policy registry, bootforge.loader.policies): the declarations
+    validation reads, imported only when help is asked for."""
 
     def format_epilog(self, ctx, formatter):
         from bootforge.loader.policies import POLICIES
+        from bootforge.loader.recipe import LOAD_FIELDS, MODULE_FIELDS
+        with formatter.section("[load] keys"):
+            formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in LOAD_FIELDS])
+        with formatter.section("[[load.modules]] keys"):
+            formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in MODULE_FIELDS])
         rows = []
         for name, p in POLICIES.items():
             real = f"checked against the real loader ({p.boot_medium})" if p.verified else "not checked against a real loader"
@@ -36,14 +42,18 @@ class LoadCommand(click.Command):
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
               "r820-efi, a map file).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
+@click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
+              "(default: the first it supports).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
 @click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
-def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, map_format):
-    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE.
+def load_command(recipe, platform, loader, entry, firmware, as_json, svg_out, mbi_out, map_out, map_format):
+    """Simulate firmware and a boot loader placing the kernel and modules of RECIPE
+    (a [load] or [image] recipe, or a bootable ISO/disk image).
 
     Prints where everything lands and by which rule, the boot information and
     memory map the kernel is given, and the placement checks. Exit status 1
@@ -55,7 +65,9 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
     from bootforge.verdict import passed
 
     from bootforge.errors import BootforgeError
-    req = read_recipe(recipe, platform, loader)
+    from bootforge.image.load import image_request
+    # RECIPE may also be a bootable image (ISO, disk) or an [image] recipe: bootforge/image/load.py.
+    req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     try:
         result = policy(req.loader)(req)
     except BootforgeError as exc:
@@ -64,8 +76,7 @@ def load_command(recipe, platform, loader, as_json, svg_out, mbi_out, map_out, m
         write_atomic(mbi_out, result.mbi_bytes)
     if map_out:
         from bootforge.memmap.io import write_map
-        from bootforge.memmap.model import MemoryMap, MemoryRange
-        handed = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in result.mmap], source=result.loader)
+        handed = result.handed_map()
         if map_format == "efi-bin":
             if "efi-at-exit" not in result.maps:
                 raise RecipeError(f"{result.loader} hands over no EFI map (--map-format efi-bin)")

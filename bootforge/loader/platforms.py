@@ -1,7 +1,7 @@
 """Platforms: the firmware memory map a loader starts from.
 
 qemu-pc-seabios:<mem>
-    QEMU's pc machine (i440fx) with SeaBIOS, for any -m. Derived from real
+    qemu-system-x86_64's pc machine (i440fx, default CPU qemu64) with SeaBIOS, for any -m. Derived from real
     captures (tests/data/memmap-qemu-seabios-m256.txt, -m4096, and the
     fidelity matrix's dumps at 128M..5G), parametric in the memory size:
     QEMU puts min(ram, lowmem) below 4 GiB, where lowmem is 3 GiB once ram
@@ -12,6 +12,11 @@ qemu-pc-seabios:<mem>
     flash at 4 GiB - 256 KiB reserved, RAM above 4 GiB, and QEMU's reserved
     [0xfd00000000, 1 TiB) (the AMD HyperTransport hole; the default CPU
     model reports AuthenticAMD). INT 12h says 639 KiB.
+qemu-pc-seabios-i386:<mem>
+    The same machine under qemu-system-i386, whose default CPU qemu32 reports
+    GenuineIntel: no HyperTransport hole, so one reserved entry fewer (observed:
+    QEMU's -kernel hands the dump kernel 6 entries where qemu-system-x86_64
+    hands 7; tests/data/mb-qemu-i386-256M-mb1.dump).
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
     data over the first 640 KiB and 200+ descriptors (bootforge/data/platforms/).
@@ -42,9 +47,38 @@ SEABIOS_EBDA = 0x9FC00
 QEMU_PC_LOWMEM_SPLIT = 0xE0000000     # ram >= this: only 3 GiB below 4 GiB
 QEMU_PC_LOWMEM_GB_ALIGNED = 0xC0000000
 QEMU_AMD_HT_HOLE = (0xFD00000000, 0x300000000)
+MAX_PLATFORM_PATH = 4096            # PATH_MAX on Linux
 # Built-in platform profiles: package data (pyproject package-data), read through
 # importlib.resources so an installed bootforge finds them wherever it runs.
 PLATFORM_DIR = files("bootforge").joinpath("data", "platforms")
+
+
+@dataclass(frozen=True)
+class QemuModel:
+    """The QEMU invocation a platform stands for (binary, machine, CPU model and its vendor)."""
+    binary: str
+    machine: str
+    cpu: str
+    vendor: str                     # CPUID vendor of the CPU model (QEMU target/i386/cpu.c)
+    firmware_args: tuple = ()
+
+    def command(self, memory_bytes):
+        return " ".join([self.binary, "-machine", self.machine, "-cpu", self.cpu,
+                         "-m", f"{memory_bytes // MIB}M", *self.firmware_args])
+
+    def to_json(self, memory_bytes):
+        return {"binary": self.binary, "machine": self.machine, "cpu": self.cpu, "cpu_vendor": self.vendor,
+                "command": self.command(memory_bytes)}
+
+
+OVMF_PFLASH = ("-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+               "-drive", "if=pflash,format=raw,file=OVMF_VARS_4M.fd")
+# One row per QEMU pc model: the default CPU of each binary (qemu64 is AMD, qemu32 Intel).
+QEMU_PC_MODELS = {
+    "qemu-pc-seabios": QemuModel("qemu-system-x86_64", "pc", "qemu64", "AuthenticAMD"),
+    "qemu-pc-seabios-i386": QemuModel("qemu-system-i386", "pc", "qemu32", "GenuineIntel"),
+}
+QEMU_Q35_OVMF = QemuModel("qemu-system-x86_64", "q35", "qemu64", "AuthenticAMD", OVMF_PFLASH)
 
 
 @dataclass
@@ -56,10 +90,16 @@ class Platform:
     ebda: int | None = None
     memory_bytes: int | None = None
     grub_heap_included: bool = False    # EFI map printed by GRUB itself (its heap already allocated)
+    qemu: QemuModel | None = None       # the QEMU invocation this platform models (None: a map file)
+
+    @property
+    def qemu_command(self):
+        return self.qemu.command(self.memory_bytes) if self.qemu is not None else None
 
     def to_json(self):
         return {"name": self.name, "firmware": self.firmware, "int12_kib": self.int12_kib,
-                "ebda": self.ebda, "memory_bytes": self.memory_bytes}
+                "ebda": self.ebda, "memory_bytes": self.memory_bytes,
+                "qemu": self.qemu.to_json(self.memory_bytes) if self.qemu is not None else None}
 
 
 def parse_size(text, where="platform"):
@@ -73,12 +113,15 @@ def parse_size(text, where="platform"):
     return size
 
 
-def qemu_pc_seabios(ram):
-    """The E820 map SeaBIOS reports under QEMU's pc machine with *ram* bytes."""
+def qemu_pc_seabios(ram, name="qemu-pc-seabios"):
+    """The E820 map SeaBIOS reports under QEMU's pc machine with *ram* bytes; *name* picks
+    the QEMU binary (QEMU_PC_MODELS): only an AMD CPU model gets the HyperTransport hole
+    (QEMU 7.2 hw/i386/pc.c reserves it for IS_AMD_CPU)."""
+    model = QEMU_PC_MODELS[name]
     if ram < 16 * MIB:
-        raise RecipeError(f"qemu-pc-seabios needs at least 16 MiB of RAM, not {ram:#x} bytes")
+        raise RecipeError(f"{name} needs at least 16 MiB of RAM, not {ram:#x} bytes")
     if ram % MIB:
-        raise RecipeError("qemu-pc-seabios: QEMU rounds -m to whole MiB; give a multiple of 1M")
+        raise RecipeError(f"{name}: QEMU rounds -m to whole MiB; give a multiple of 1M")
     below = QEMU_PC_LOWMEM_GB_ALIGNED if ram >= QEMU_PC_LOWMEM_SPLIT else ram
     above = ram - below
     e = [(0, SEABIOS_EBDA, 1), (SEABIOS_EBDA, 0xA0000 - SEABIOS_EBDA, 2), (0xF0000, 0x10000, 2),
@@ -86,10 +129,11 @@ def qemu_pc_seabios(ram):
          (0xFFFC0000, 0x40000, 2)]
     if above:
         e.append((1 << 32, above, 1))
-    e.append((*QEMU_AMD_HT_HOLE, 2))
-    m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source="qemu-pc-seabios")
-    return Platform(f"qemu-pc-seabios:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
-                    ebda=SEABIOS_EBDA, memory_bytes=ram)
+    if model.vendor == "AuthenticAMD":
+        e.append((*QEMU_AMD_HT_HOLE, 2))
+    m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source=name)
+    return Platform(f"{name}:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
+                    ebda=SEABIOS_EBDA, memory_bytes=ram, qemu=model)
 
 
 # q35 with OVMF: derived from GRUB's lsefimmap on OVMF 2022.11 at 256M, 512M, 1G, 2G, 3G, 5G
@@ -126,7 +170,7 @@ def qemu_q35_ovmf(ram):
     above = [MemoryRange(1 << 32, ram - lowmem, 7, wb)] if ram > lowmem else []
     ranges = [MemoryRange(r.start, r.size, r.type, r.attributes) for r in low] + [gap] + top + above + high
     return Platform(f"qemu-q35-ovmf:{ram // MIB}M", "efi", MemoryMap("efi", ranges, source="qemu-q35-ovmf"),
-                    memory_bytes=ram)
+                    memory_bytes=ram, qemu=QEMU_Q35_OVMF)
 
 
 def r820_efi():
@@ -214,14 +258,19 @@ def resolve(spec, base=None):
     if not isinstance(spec, str) or not spec:
         raise RecipeError("platform must be a string such as qemu-pc-seabios:256M")
     name, _, arg = spec.partition(":")
-    if name == "qemu-pc-seabios":
+    if name in QEMU_PC_MODELS:
         if not arg:
-            raise RecipeError("qemu-pc-seabios needs a memory size: qemu-pc-seabios:256M")
-        return qemu_pc_seabios(parse_size(arg, spec))
+            raise RecipeError(f"{name} needs a memory size: {name}:256M")
+        return qemu_pc_seabios(parse_size(arg, spec), name)
     if name == "r820-efi" and not arg:
         return r820_efi()
     if name == "qemu-q35-ovmf" and arg:
         return qemu_q35_ovmf(parse_size(arg, spec))
+    if "\0" in spec or len(spec.encode("utf-8", "surrogateescape")) > MAX_PLATFORM_PATH:
+        # Not a name nor a path the system can open (NUL byte, ENAMETOOLONG): say so, not OSError.
+        shown = spec if len(spec) <= 60 else spec[:60] + "..."
+        raise RecipeError(f"platform {shown!r} is neither a known platform nor a usable path "
+                          f"({'a NUL byte' if chr(0) in spec else f'longer than {MAX_PLATFORM_PATH} bytes'})")
     for suffix in (".json", ".lsefimmap"):
         builtin = PLATFORM_DIR.joinpath(f"{spec}{suffix}")
         if builtin.is_file():
@@ -230,8 +279,12 @@ def resolve(spec, base=None):
     path = Path(spec)
     if base is not None and not path.is_absolute():
         path = Path(base) / path
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:      # a component longer than NAME_MAX (ENAMETOOLONG) and the like
+        raise RecipeError(f"platform map file {str(path)[:60]!r}...: {exc.strerror}") from None
+    if exists:
         return from_file(path)
-    known = "qemu-pc-seabios:<mem>, r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
+    known = "qemu-pc-seabios:<mem>, qemu-pc-seabios-i386:<mem>, qemu-q35-ovmf:<mem>, r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
                                                                    if not p.name.startswith("r820-efi.")))
     raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")

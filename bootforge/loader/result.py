@@ -67,6 +67,11 @@ class LoadResult:
         self.placements.append(p)
         return p
 
+    def handed_map(self):
+        """The memory map the kernel is given (self.mmap, in the loader's order) as a MemoryMap."""
+        from bootforge.memmap.model import MemoryMap, MemoryRange
+        return MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in self.mmap], source=self.loader)
+
     def to_json(self):
         from bootforge.memmap.io import map_to_json
         return {
@@ -78,7 +83,10 @@ class LoadResult:
                     "mmap": [{"start": a, "size": s, "type": t} for a, s, t in self.mmap],
                     "regions": {k: v for k, v in self.regions.items()}},
             "placements": [p.to_json() for p in self.placements],
-            "maps": {k: map_to_json(m) for k, m in self.maps.items()},
+            # The map the kernel is given (what --map-out writes) under its own key, beside the
+            # policy's named views (input-retyped: the input map with each placement retyped).
+            "maps": {**({"handed-to-kernel": map_to_json(self.handed_map())} if self.mmap else {}),
+                     **{k: map_to_json(m) for k, m in self.maps.items()}},
             "checks": [c.to_json() for c in self.checks],
             "notes": list(self.notes),
             **({"linux": self.linux} if self.linux else {}),
@@ -86,6 +94,8 @@ class LoadResult:
 
     def render_text(self):
         out = [f"{self.loader} on {self.platform.name} ({self.protocol}; {self.source})"]
+        if getattr(self.platform, "qemu", None) is not None:
+            out.append(f"  platform models: {self.platform.qemu_command}")
         if self.mbi_address is not None:
             out.append(f"  boot information at {self.mbi_address:#x} ({len(self.mbi_bytes)} bytes)"
                        + (f", mem_lower {self.mem_lower} KiB, mem_upper {self.mem_upper} KiB"

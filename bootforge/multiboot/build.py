@@ -446,7 +446,10 @@ def _build(recipe_path, kernel, out_path):
     mb1_opts = kernel.get("multiboot1", {})
     mb2_opts = dict(kernel.get("multiboot2", {}))
     testing = kernel.get("testing", {})
-    _check_keys(testing, {"header_offset"}, "kernel.testing")
+    _check_keys(testing, {"header_offset", "allow_refusal"}, "kernel.testing")
+    allow_refusal = testing.get("allow_refusal", False)
+    if not isinstance(allow_refusal, bool):
+        raise RecipeError(f"[kernel.testing] allow_refusal must be a boolean, not {allow_refusal!r}")
     header_offset = _int(testing, "header_offset", None, "kernel.testing")
     if header_offset is not None and not 0 <= header_offset <= MAX_TEST_HEADER_OFFSET:
         # Loaders search 8 KiB (MB1) and 32 KiB (MB2); a test header may sit past
@@ -518,8 +521,9 @@ def _build(recipe_path, kernel, out_path):
                 raise BuildError(f"the {k} header would sit at file offset {pos:#x}, past the first "
                                  f"{limits[k] // 1024} KiB where loaders search for it")
 
-    if header_offset is None:
-        # [kernel.testing] header_offset builds refusals on purpose; anything else must load.
+    if header_offset is None and not allow_refusal:
+        # [kernel.testing] (header_offset, allow_refusal) builds refusals on purpose for tests;
+        # anything else must load.
         _refuse_what_grub_refuses(out, protocol, compress)
 
     final = out

@@ -54,6 +54,9 @@ def claim_segments(result, free, kernel, words):
         result.place(f"kernel segment {i}", paddr, memsz, 1, "fixed: ELF p_paddr", "kernel")
 
 
+RETYPED_MAP = "input-retyped"
+
+
 def output_map(memory_map, result, kinds=("kernel", "module", "mbi", "boot-info", "loader")):
     """The input map with every placement retyped (loader data: reserved in E820 terms)."""
     ranges = [MemoryRange(r.start, r.size, r.type) for r in memory_map.ranges]
@@ -67,7 +70,9 @@ def standard_checks(result, memory_map, hidden=()):
     comps = [Component(p.name, p.start, p.end - p.start) for p in result.placements
              if p.end > p.start and p.kind in ("kernel", "module", "mbi", "boot-info")]
     out_map = output_map(memory_map, result)
-    result.maps["output"] = out_map
+    # The input map with every placement retyped: a view for the checks and the picture, not
+    # the map the kernel is given (that one is maps["handed-to-kernel"], LoadResult.to_json).
+    result.maps[RETYPED_MAP] = out_map
     result.checks += check_placement(memory_map, out_map, comps, hidden=hidden)
     result.checks.append(check_low_page_untouched(comps))
     mods_ok = all(m["start"] % 4096 == 0 for m in result.modules)

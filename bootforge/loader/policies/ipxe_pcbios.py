@@ -48,7 +48,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    GIB4, claim_segments, free_space, ram_intervals, standard_checks,
+    GIB4, RETYPED_MAP, claim_segments, free_space, ram_intervals, standard_checks,
 )
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -136,7 +136,7 @@ def load(req):
     standard_checks(res, req.platform.memory_map)
     res.checks = [c for c in res.checks if c.subject != "placement-clear-of-hidden"]
     comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements if p.kind in ("module", "kernel")]
-    res.checks += [c for c in check_placement(req.platform.memory_map, res.maps["output"], comps, hidden=hidden)
+    res.checks += [c for c in check_placement(req.platform.memory_map, res.maps[RETYPED_MAP], comps, hidden=hidden)
                    if c.subject == "placement-clear-of-hidden"]
     return res
 

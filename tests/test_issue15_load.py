@@ -1,0 +1,63 @@
+"""Issue 15 items 12, 13, 14, 23 (load): the platform names the QEMU it models and the
+i386 variant matches qemu-system-i386's captures (tests/data/mb-*-i386-*.dump, made as
+tests/data/README.md says); load --json keeps the handed map under its own key; load
+without a recipe; messages that name the right file."""
+
+import json
+
+import pytest
+
+from conftest import DATA, REPO, assert_one_line_error, run_bootforge
+
+
+def dump_json(name):
+    return json.loads(run_bootforge("inspect", "--json", DATA / name, check=0).stdout)
+
+
+def dump_mmap(name):
+    from bootforge.memmap import io
+    return [(r.start, r.size, r.type) for r in io.read_map(DATA / name, "mbdump").ranges]
+
+
+def load_json(*args, check=0):
+    return json.loads(run_bootforge("load", *args, "--json", check=check).stdout)
+
+
+def test_qemu_i386_kernel_loader_hands_six_entries():
+    observed = dump_mmap("mb-qemu-i386-mb1.dump")
+    assert len(observed) == 6 and all(a < 1 << 32 for a, _s, _t in observed)
+    doc = load_json("recipes/load-qemu.toml", "--platform", "qemu-pc-seabios-i386:128M")
+    assert [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]] == observed
+    assert doc["platform"]["qemu"] == {"binary": "qemu-system-i386", "machine": "pc", "cpu": "qemu32",
+                                       "cpu_vendor": "GenuineIntel",
+                                       "command": "qemu-system-i386 -machine pc -cpu qemu32 -m 128M"}
+    # The x86_64 platform keeps the AMD HyperTransport hole its capture shows.
+    x64 = dump_mmap("mb-qemu-mb1.dump")
+    assert (0xFD00000000, 0x300000000, 2) in x64
+    doc = load_json("recipes/load-qemu.toml")
+    assert [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]] == x64
+    assert doc["platform"]["qemu"]["binary"] == "qemu-system-x86_64" and doc["platform"]["qemu"]["cpu"] == "qemu64"
+
+
+def test_grub_i386_mbi_size_and_map():
+    observed = dump_json("mb-grub-pc-i386-mb2.dump")
+    size = observed["multiboot2"]["total_size"]
+    x64 = dump_json("mb-grub-pc-mb2.dump")["multiboot2"]["total_size"]
+    assert x64 - size == 24                              # one 24-byte mmap entry fewer
+    doc = load_json("recipes/load-grub-pc-mb2.toml", "--platform", "qemu-pc-seabios-i386:256M")
+    assert doc["mbi"]["size"] == size
+    assert [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]] == dump_mmap("mb-grub-pc-i386-mb2.dump")
+    assert load_json("recipes/load-grub-pc-mb2.toml")["mbi"]["size"] == x64
+    text = run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--platform", "qemu-pc-seabios-i386:256M",
+                         check=0).stdout
+    assert "  platform models: qemu-system-i386 -machine pc -cpu qemu32 -m 256M" in text.splitlines()
+
+
+def test_handed_map_has_its_own_key(tmp_path):
+    doc = load_json("recipes/load-grub-pc-mb2.toml", "--map-out", tmp_path / "map.json", "--map-format", "json")
+    handed = doc["maps"]["handed-to-kernel"]["entries"]
+    assert [(e["start"], e["size"], e["e820_type"]) for e in handed] == \
+        [(e["start"], e["size"], e["type"]) for e in doc["mbi"]["mmap"]]
+    assert len(doc["maps"]["input-retyped"]["entries"]) > len(handed)
+    written = json.loads((tmp_path / "map.json").read_text())
+    assert [(e["start"], e["size"]) for e in written["entries"]] == [(e["start"], e["size"]) for e in handed]
