@@ -38,38 +38,54 @@ class LoadCommand(click.Command):
 
 
 @click.command("load", cls=LoadCommand)
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False))
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
               "r820-efi, a map file).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
               "(default: the first it supports).")
+@click.option("--cmdline", help="Without a recipe: the kernel's command line.")
+@click.option("--module", "modules", multiple=True, metavar="FILE[=STRING]",
+              help="Without a recipe: a module and its string (repeat for more, in order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
 @click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
-def load_command(recipe, platform, loader, entry, firmware, as_json, svg_out, mbi_out, map_out, map_format):
+def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as_json, svg_out, mbi_out,
+                 map_out, map_format):
     """Simulate firmware and a boot loader placing the kernel and modules of RECIPE
-    (a [load] or [image] recipe, or a bootable ISO/disk image).
+    (a [load] or [image] recipe, or a bootable ISO/disk image), or of KERNEL with
+    --platform, --loader and optionally --cmdline and --module FILE[=STRING] (no recipe).
 
     Prints where everything lands and by which rule, the boot information and
     memory map the kernel is given, and the placement checks. Exit status 1
     when a check fails, 2 on bad input or when the real loader would refuse.
     """
     from bootforge.fileio import write_atomic
-    from bootforge.loader.recipe import read_recipe
+    from bootforge.loader.recipe import is_toml_text, read_recipe, request_from_arguments
     from bootforge.loader.policies import policy
     from bootforge.verdict import passed
 
     from bootforge.errors import BootforgeError
     from bootforge.image.load import image_request
     # RECIPE may also be a bootable image (ISO, disk) or an [image] recipe: bootforge/image/load.py.
-    req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
+    from bootforge.errors import LoaderRefusal
+    if modules or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
+        # A kernel and the command line instead of a recipe: the [load] table they stand for.
+        if is_toml_text(recipe):
+            raise RecipeError("--cmdline and --module go with a kernel, not a recipe (the recipe names them)",
+                              path=recipe)
+        req = request_from_arguments(recipe, platform, loader, cmdline, modules)
+    else:
+        req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     try:
         result = policy(req.loader)(req)
+    except LoaderRefusal as exc:
+        # The loader refuses the kernel: name the kernel, not the recipe that named it.
+        raise exc.located(path=getattr(req.kernel, "path", None) or recipe)
     except BootforgeError as exc:
         raise exc.located(path=recipe)
     if mbi_out:

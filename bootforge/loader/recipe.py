@@ -67,17 +67,59 @@ def _str(table, key, where, default=None, required=False):
     return v
 
 
+WHAT_LOAD_TAKES = ("load takes a [load] recipe (TOML), an [image] recipe or a bootable image, or a kernel "
+                   "with --platform P --loader L [--cmdline S] [--module FILE[=STRING]]...")
+MAX_RECIPE = 16 << 20       # a recipe is text: more than this is not one
+
+
 def read_recipe(path, platform=None, loader=None):
     """A LoadRequest from the recipe at *path* (command-line platform/loader win)."""
     path = Path(path)
+    raw = read_input(path)
+    if len(raw) > MAX_RECIPE:
+        raise RecipeError(f"not a [load] recipe ({len(raw)} bytes); {WHAT_LOAD_TAKES}", path=path)
     try:
-        table = tomllib.loads(read_input(path).decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"not valid TOML: {exc}", path=path) from None
+        table = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"not a [load] recipe (not UTF-8 text: byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start:#x}); {WHAT_LOAD_TAKES}", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"not a [load] recipe (not valid TOML: {exc}); {WHAT_LOAD_TAKES}", path=path) from None
     try:
         return request_from_table(table, path.parent, platform, loader)
     except BootforgeError as exc:
         raise exc.located(path=path)
+
+
+def is_toml_text(path):
+    """Whether *path* reads as TOML text (a recipe), without raising."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECIPE + 1)
+        tomllib.loads(raw.decode("utf-8"))
+        return len(raw) <= MAX_RECIPE
+    except (OSError, ValueError):        # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+        return False
+
+
+def request_from_arguments(kernel, platform, loader, cmdline=None, modules=()):
+    """A LoadRequest for `bootforge load KERNEL --platform P --loader L [--cmdline S]
+    [--module FILE[=STRING]]...`: the [load] table those arguments stand for, validated
+    like a recipe's (paths relative to the current directory)."""
+    if not platform or not loader:
+        raise RecipeError(f"a kernel without a recipe needs --platform and --loader ({WHAT_LOAD_TAKES})",
+                          path=kernel)
+    table = {"kernel": str(kernel), "platform": platform, "loader": loader}
+    if cmdline is not None:
+        table["cmdline"] = cmdline
+    if modules:
+        table["modules"] = []
+        for spec in modules:
+            file, sep, string = spec.partition("=")
+            if not file:
+                raise RecipeError(f"--module {spec!r}: give FILE or FILE=STRING")
+            table["modules"].append({"path": file, **({"cmdline": string} if sep else {})})
+    return request_from_table({"load": table}, Path.cwd())
 
 
 def request_from_table(table, base, platform=None, loader=None):

@@ -5,6 +5,7 @@ EfiMemoryType) and as the number; a reader takes either.
 """
 
 import json
+import re
 
 from bootforge.errors import FormatError
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION
@@ -58,6 +59,10 @@ def read_json(path, data, options):
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"not JSON: {exc}", path=path) from None
+    if isinstance(doc, list):
+        raise FormatError('JSON memory map is a bare list: it must be an object {"family": "e820", "entries": '
+                          '[{"start": N, "size": N, "type": "ram"}, ...]} (family optional; what '
+                          '`bootforge memmap convert --to json` writes)', path=path)
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
         raise FormatError('JSON memory map must be {"entries": [...]}', path=path)
     entries = doc["entries"]
@@ -106,5 +111,8 @@ def write_json(memory_map, options):
 
 FORMATS = [
     MapFormat("json", "bootforge's JSON document (either family)", read_json, write_json,
-              sniff=lambda head, path: head.lstrip()[:1] == b"{", load_output=True),
+              # A bare list of entries is sniffed too, so its reader can say what is expected
+              # (not "give --from"); "[ {" and "[]" only: dmesg lines start with "[    0.0...".
+              sniff=lambda head, path: head.lstrip()[:1] == b"{" or re.match(rb"\s*\[\s*[{\]]", head) is not None,
+              load_output=True),
 ]
