@@ -129,10 +129,14 @@ def guarded(family, target):
     return one_input
 
 
+TOML_VALUES = [b"5", b"-1", b"0xffffffff", b"0x100000000", b'"x"', b'"\xc3\xa9"', b'"a\\u0000b"', b"true",
+               b"[]", b"[1, 2]", b"{}", b"{ a = 1 }", b"1.5", b'"' + b"x" * 300 + b'"']
+
+
 def mutate(rng, data, pool):
     b = bytearray(data)
     for _ in range(rng.randint(1, 8)):
-        op = rng.randrange(9)
+        op = rng.randrange(10)
         if op == 0 and b:                                   # flip a bit
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
@@ -161,6 +165,13 @@ def mutate(rng, data, pool):
             lines = bytes(b).split(b"\n")
             k = rng.randrange(len(lines))
             lines[k] = rng.choice([b"", b" ", b"\t", b" \r", lines[k][:rng.randint(0, len(lines[k]))]])
+            b = bytearray(b"\n".join(lines))
+        elif op == 9 and b" = " in b:                         # TOML: a value of another type
+            lines = bytes(b).split(b"\n")
+            keyed = [k for k, line in enumerate(lines) if b" = " in line]
+            k = rng.choice(keyed)
+            key = lines[k].split(b" = ", 1)[0]
+            lines[k] = key + b" = " + rng.choice(TOML_VALUES)
             b = bytearray(b"\n".join(lines))
     return bytes(b)
 
