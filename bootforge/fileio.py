@@ -70,6 +70,8 @@ def read_input(path, limit=MAX_INPUT_SIZE):
     key = str(path)
     if key in _streams:
         return _streams[key]
+    if "\0" in key:  # os.stat would raise ValueError, not OSError
+        raise BootforgeError("a file name cannot contain a NUL byte", path=key.replace("\0", "\\0"))
     if is_stdin(path):
         _streams[key] = _read_stream(sys.stdin.buffer, path, min(limit, STREAM_LIMIT))
         return _streams[key]
@@ -102,6 +104,8 @@ def read_head(path, size):
     key = str(path)
     if key in _streams:
         return _streams[key][:size]
+    if "\0" in key:
+        return None
     try:
         if not is_stdin(path):
             st = os.stat(path)

@@ -125,3 +125,11 @@ def test_header_offset_is_bounded(tmp_path):
                                                proc.stderr.decode())
             assert_one_line_error(proc, str(recipe), "header_offset", "64 KiB")
             assert not out.exists()
+
+
+def test_nul_byte_in_a_recipe_path_is_one_line(tmp_path):
+    """Found by tests/fuzz/fuzz_recipes.py: os.stat raises ValueError, not OSError, on a NUL."""
+    recipe = tmp_path / "nul.toml"
+    recipe.write_text('[rom]\nvendor_id = 0x8086\ndevice_ids = [0x100e]\nclass_code = 0x020000\n'
+                      '[[rom.images]]\ntype = "stub"\nstub = "a\\u0000b.elf"\n')
+    assert_one_line_error(run_bootforge("build", recipe, "-o", tmp_path / "x.rom"), "NUL byte")
