@@ -91,3 +91,14 @@ def test_iso_refuses_two_names_with_one_identifier():
     with pytest.raises(RecipeError, match="ISO 9660 name A_B.TXT;1"):
         IsoWriter({"/a-b.txt": FileContent.from_bytes(b"1"), "/a_b.txt": FileContent.from_bytes(b"2")},
                   "V", utc(315532800))
+
+
+def test_files_over_4_gib_are_refused_by_both_writers(tmp_path):
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate((4 << 30) + 1)                     # sparse: nothing is read
+    content = FileContent.from_file(str(big))
+    with pytest.raises(RecipeError, match="at most 4 GiB - 1 bytes"):
+        FatWriter({"/big": content}, utc(315532800), 1)
+    with pytest.raises(RecipeError, match="at most 4 GiB - 1 bytes"):
+        IsoWriter({"/big": content}, "V", utc(315532800))

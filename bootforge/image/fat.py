@@ -158,6 +158,8 @@ class FatWriter:
         self.serial = serial & 0xFFFFFFFF
         self.label = label
         for path, content in sorted(files.items()):
+            if content.size > 0xFFFFFFFF:
+                raise RecipeError(f"{path}: {content.size} bytes; a FAT file holds at most 4 GiB - 1 bytes")
             parts = [p for p in path.split("/") if p]
             node = self.root
             for i, part in enumerate(parts):

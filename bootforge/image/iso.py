@@ -107,6 +107,10 @@ class IsoWriter:
         self.boot = []
         self.catalog_lba = 0
         for path, content in sorted(files.items()):
+            if content.size > 0xFFFFFFFF:
+                # One extent holds 4 GiB - 1 bytes; bootforge writes no multi-extent files.
+                raise RecipeError(f"{path}: {content.size} bytes; an ISO 9660 file holds at most 4 GiB - 1 bytes "
+                                  "(multi-extent files are not written)")
             self._add(path, _File(path.rsplit("/", 1)[-1], content))
 
     def _add(self, path, node):
