@@ -8,7 +8,7 @@ documentation, checked against images made by grub-mkrescue 2.06 and
 xorriso 1.5.4 on this machine.
 """
 
-from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
+from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 SECTOR = 512
 BOOT_CODE_SIZE = 440
@@ -60,6 +60,15 @@ GRUB_BOOT_DRIVE_CHECK = 0x66
 # GRUB boot_hybrid.img (xorriso --grub2-mbr): u64 at 0x1B0 = El Torito image LBA * 4 + 4,
 # the 512-byte sector of core.img's diskboot part (seen in grub-mkrescue's image).
 GRUB_HYBRID_CORE_SECTOR = 0x1B0
+# GRUB diskboot.img (the first sector of core.img): its last 12 bytes are the blocklist of
+# the rest of core.img (grub-core/boot/i386/pc/diskboot.S; grub-bios-setup fills it).
+GrubBlocklist = Struct(
+    "start" / Int64ul,           # first 512-byte sector
+    "length" / Int16ul,          # sectors
+    "segment" / Int16ul,         # where they are read to (0x820)
+)
+GRUB_DISKBOOT_BLOCKLIST = 0x1F4
+GRUB_CORE_SEGMENT = 0x820
 # syslinux isohdpfx.bin (utils/isohybrid.c): u32 at 0x1B0 = isolinux.bin's LBA * 4.
 ISOHYBRID_BOOT_SECTOR = 0x1B0
 

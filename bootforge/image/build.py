@@ -297,7 +297,8 @@ def _build_disk(spec, files, digest, dt, out):
     if core is not None:
         # diskboot.img's blocklist (the last 12 bytes of core.img's first sector): the rest of
         # core.img, read to segment 0x820 (what grub-bios-setup writes; include/grub/offsets.h).
-        struct.pack_into("<QHH", core, 0x1F4, core_lba + 1, core_sectors - 1, 0x820)
+        core[mfmt.GRUB_DISKBOOT_BLOCKLIST:mfmt.GRUB_DISKBOOT_BLOCKLIST + 12] = mfmt.GrubBlocklist.build(
+            dict(start=core_lba + 1, length=core_sectors - 1, segment=mfmt.GRUB_CORE_SEGMENT))
         os.pwrite(out.fileno(), bytes(core), core_lba * 512)
         code = bytearray(mbr_code)
         struct.pack_into("<Q", code, mfmt.GRUB_BOOT_KERNEL_SECTOR, core_lba)
