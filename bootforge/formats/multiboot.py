@@ -16,7 +16,6 @@ from construct import (
 )
 
 from bootforge.formats import Numbering, struct_format
-from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_MIN_SIZE
 
 # ---------------------------------------------------------------- Multiboot 1
 

@@ -9,7 +9,7 @@ header). All little-endian; offsets in comments are from the structure start.
 from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Struct, this, If, Int24ul
 
 from bootforge.formats import Numbering
-from bootforge.formats.pe import PeMachine, PeSubsystem
+from bootforge.formats.pe import PeMachine, PeSubsystem  # noqa: F401  (the EFI ROM header carries both)
 
 ROM_SIGNATURE = b"\x55\xaa"
 EFI_ROM_SIGNATURE = 0x0EF1
