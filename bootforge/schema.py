@@ -13,10 +13,13 @@ Errors are RecipeError naming the table and key ("[load.options] x must be ...")
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bootforge.errors import RecipeError
 
 REQUIRED = object()
+PATH_MAX = 4096         # Linux: a longer path is ENAMETOOLONG before any file is looked at
+NAME_MAX = 255
 
 # What a type is called in messages and help.
 _TYPE_WORDS = {int: "integer", str: "string", bool: "boolean", float: "number", list: "array", dict: "table"}
@@ -25,40 +28,98 @@ _TYPE_WORDS = {int: "integer", str: "string", bool: "boolean", float: "number", 
 @dataclass(frozen=True)
 class Field:
     name: str
-    type: type                      # int, str, bool, list, dict
+    type: object                    # int, str, bool, list, dict, or a tuple of them (int or str: a symbol)
     default: object = REQUIRED      # REQUIRED: the key must be given; None: optional, no value
     meaning: str = ""
     min: int | None = None          # integers: inclusive bounds
     max: int | None = None
     choices: tuple | None = None    # strings: the accepted values
+    text: str | None = None         # strings: "path" (no NUL, <= PATH_MAX), "ascii", "hex" (bytes as hex)
+    max_length: int | None = None   # strings: characters; lists: entries
+    length: int | None = None       # lists: exactly this many entries
+    items: object = None            # lists: the Field every entry is checked against (its name unused)
 
     @property
     def required(self):
         return self.default is REQUIRED
 
+    def _types(self):
+        return self.type if isinstance(self.type, tuple) else (self.type,)
+
     def type_words(self):
-        word = _TYPE_WORDS.get(self.type, self.type.__name__)
-        if self.type is int and self.min == 0 and self.max is None:
-            return "non-negative integer"
-        return word
+        words = []
+        for t in self._types():
+            word = _TYPE_WORDS.get(t, t.__name__)
+            if t is int and self.min == 0 and self.max is None:
+                word = "non-negative integer"
+            if t is str and self.text == "path":
+                word = "path (a string)"
+            elif t is str and self.text in ("ascii", "hex"):
+                word = f"{'ASCII' if self.text == 'ascii' else 'hex'} string"
+            if t is list and self.items is not None:
+                n = f"{self.length} " if self.length is not None else ""
+                word = f"array of {n}{self.items.type_words()}s"
+            words.append(word)
+        return " or ".join(words)
+
+    def _fail(self, value, where, extra=""):
+        words = self.type_words()
+        article = "an" if words[0] in "aeiouAEIOU" else "a"
+        bounds = ""
+        if int in self._types() and self.max is not None and list not in self._types():
+            bounds = f" in [{self.min if self.min is not None else '-inf'}, {self.max:#x}]"
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise RecipeError(f"[{where}] {self.name} must be {article} {words}{bounds}{extra}, not {shown}")
 
     def check(self, value, where):
         """*value* if it fits this field, else RecipeError naming [where] and the key."""
-        if self.choices is not None and value not in self.choices:
+        if self.choices is not None and (not isinstance(value, (str, int)) or value not in self.choices):
             raise RecipeError(f"[{where}] {self.name} must be one of {', '.join(map(str, self.choices))}, "
                               f"not {value!r}")
-        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+        types = self._types()
+        ok = any(isinstance(value, t) and not (t is not bool and isinstance(value, bool)) for t in types)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
             ok = True
-        if ok and self.type is int:
+        if ok and isinstance(value, int) and not isinstance(value, bool) and int in types:
             ok = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
         if not ok:
-            article = "an" if self.type_words()[0] in "aeiou" else "a"
-            bounds = ""
-            if self.type is int and self.max is not None:
-                bounds = f" in [{self.min if self.min is not None else '-inf'}, {self.max:#x}]"
-            raise RecipeError(f"[{where}] {self.name} must be {article} {self.type_words()}{bounds}, not {value!r}")
+            self._fail(value, where)
+        if isinstance(value, str):
+            self._check_text(value, where)
+        if isinstance(value, list):
+            if self.length is not None and len(value) != self.length:
+                self._fail(value, where, f" (exactly {self.length})")
+            if self.max_length is not None and len(value) > self.max_length:
+                self._fail(value, where, f" (at most {self.max_length})")
+            if self.min is not None and list in types and len(value) < self.min:
+                self._fail(value, where, f" (at least {self.min})")
+            if self.items is not None:
+                for i, item in enumerate(value):
+                    try:
+                        self.items.check(item, where)
+                    except RecipeError:
+                        self._fail(value, where, f" (entry {i} is {item!r})")
         return value
+
+    def _check_text(self, value, where):
+        if self.max_length is not None and len(value) > self.max_length:
+            self._fail(value, where, f" of at most {self.max_length} characters")
+        if self.text == "path":
+            if "\0" in value:
+                self._fail(value, where, " without a NUL byte")
+            raw = value.encode("utf-8", "surrogateescape")
+            if len(raw) > PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
+                self._fail(value, where, f" the system can open (at most {PATH_MAX} bytes, "
+                                         f"{NAME_MAX} per name)")
+        elif self.text == "ascii" and not value.isascii():
+            self._fail(value, where, " (firmware prints these bytes as they are)")
+        elif self.text == "hex":
+            try:
+                bytes.fromhex(value)
+            except ValueError:
+                self._fail(value, where, " (pairs of hex digits)")
 
     def describe(self):
         """One line: `name (type, default X): meaning`."""
@@ -69,7 +130,7 @@ class Field:
         parts = [self.type_words()]
         if self.choices is not None:
             parts = ["one of " + "|".join(map(str, self.choices))]
-        if self.max is not None:
+        if self.max is not None and list not in self._types():
             parts.append(f"<= {self.max:#x}")
         if self.required:
             parts.append("required")
@@ -98,6 +159,20 @@ def validate(table, fields, where, *, known_note=""):
         elif f.default is not None:
             values[f.name] = f.default
     return values
+
+
+def recipe_file(base, value, where, key):
+    """The file a recipe's path value names (relative to the recipe's directory *base*), checked
+    to be a readable regular file: a missing one names the table and key it came from."""
+    path = Path(base) / value
+    try:
+        ok = path.is_file()
+    except OSError as exc:
+        raise RecipeError(f"[{where}] {key} = {value!r}: {exc.strerror}") from None
+    if not ok:
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise RecipeError(f"[{where}] {key} = {value!r}: {path} {what}")
+    return path
 
 
 def defaults(fields):

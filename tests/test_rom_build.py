@@ -91,8 +91,8 @@ bev = "bev_entry"
 
 @pytest.mark.parametrize("extra,image,fragment", [
     ("total_size = 256", "", "does not fit the 256-byte ROM"),
-    ("colour = 1", "", "unknown key(s) colour"),
-    ("", "init2 = 3", "unknown key(s) init2"),
+    ("colour = 1", "", "[rom] unknown key(s): colour"),
+    ("", "init2 = 3", "[rom.images 0] unknown key(s): init2"),
     ("device_ids = [1, 2]\npci_version = \"2.3\"", "", "duplicate"),
 ])
 def test_recipe_errors_are_one_line(tmp_path, extra, image, fragment):

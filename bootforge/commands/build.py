@@ -14,13 +14,36 @@ from bootforge.fileio import read_input, write_atomic
 BUILDERS = {
     "rom": "bootforge.rom.recipe:build_rom_recipe",
     "kernel": "bootforge.multiboot.build:build_kernel_recipe",
-    "image": "bootforge.image.build:build_image_recipe",
     "uki": "bootforge.uki.build:build_uki_recipe",
+    "image": "bootforge.image.build:build_image_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "image": ".iso", "uki": ".efi"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso"}
 
 
-@click.command("build")
+class BuildCommand(click.Command):
+    """`build --help` lists every key of the [rom] and [kernel] recipes from their declarations
+    (bootforge.schema.Field tables in rom/recipe.py and multiboot/build.py), the tables
+    validation reads; imported only when help is asked for."""
+
+    def format_epilog(self, ctx, formatter):
+        from bootforge.multiboot import build as kernel
+        from bootforge.rom import recipe as rom
+
+        def section(title, fields):
+            with formatter.section(title):
+                formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in fields])
+        section("[rom] keys", rom.ROM_FIELDS)
+        for kind, fields in rom.IMAGE_FIELDS.items():
+            section(f'[[rom.images]] keys, type = "{kind}"', fields[1:])
+        section("[kernel] keys", kernel.KERNEL_FIELDS)
+        section("[kernel.multiboot1] keys", kernel.MB1_FIELDS)
+        section("[kernel.multiboot2] keys (header tags)", kernel.MB2_FIELDS)
+        section("[kernel.testing] keys", kernel.TESTING_FIELDS)
+        formatter.write_paragraph()
+        formatter.write_text("[uki] and [image] recipes: see README.md.")
+
+
+@click.command("build", cls=BuildCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: the recipe's "
               "output key, else RECIPE's name with .rom/.elf in the current directory).")

@@ -22,6 +22,7 @@ from bootforge.fileio import read_input, write_atomic
 from bootforge.formats import multiboot as fmt, parse
 from bootforge.multiboot import headers as mbheaders
 from bootforge.multiboot.headers import read_elf
+from bootforge.schema import REQUIRED, Field, recipe_file, validate
 
 # The verdict a built kernel must pass for each protocol it carries: GRUB, the loader the
 # Multiboot specifications come with (bootforge.multiboot.verdicts.grub).
@@ -33,10 +34,76 @@ H = fmt.Mb2HeaderTag
 PREFERENCES = fmt.Mb2RelocatablePreference.by_label()
 # [kernel.multiboot2] keys are the header tag labels.
 MB2_TAG_TYPES = {t.label: t for t in H if t != H.END}
-KERNEL_KEYS = {"input", "input_format", "protocol", "layout", "placement", "output", "compress", "load_addr",
-               "entry", "bss_size", "multiboot1", "multiboot2", "testing"}
-MB1_KEYS = {"page_align_modules", "memory_info", "video"}
-MB2_KEYS = set(MB2_TAG_TYPES) | {"extra_tags"}
+MAX_FLAT_SPAN = 64 << 20           # a flat image (segments, or a binary plus its bss) larger than this is refused
+U32 = dict(min=0, max=0xFFFFFFFF)
+OPTIONAL_TAG = Field("optional", bool, False, "the tag's optional flag (loaders may ignore it)")
+
+# Every key of a kernel recipe, declared once (bootforge.schema.Field): validation and
+# `bootforge build --help` read these tables.
+KERNEL_FIELDS = (
+    Field("input", str, REQUIRED, "the kernel without a header: an ELF or a flat binary, relative to the recipe",
+          text="path"),
+    Field("input_format", str, None, "elf or binary (default: from the file's first bytes)",
+          choices=("elf", "binary")),
+    Field("protocol", str, "multiboot2", "which headers to add", choices=PROTOCOLS),
+    Field("layout", str, None, "elf: a header segment (ELF input); flat: a.out kludge / MB2 address tag "
+          "(default: elf for ELF input, else flat)", choices=("elf", "flat")),
+    Field("placement", str, "auto", "elf layout: extend the segment after the program headers, or add a segment",
+          choices=("auto", "extend", "segment")),
+    Field("output", str, None, "output path, relative to the recipe", text="path"),
+    Field("compress", str, "none", "compress the kernel written", choices=("none", "gzip", "xz")),
+    Field("load_addr", int, None, "binary input: its load address", **U32),
+    Field("entry", int, None, "binary input (or flat layout): the entry address", **U32),
+    Field("bss_size", int, None, "binary input: zero bytes after it", min=0, max=MAX_FLAT_SPAN),
+    Field("multiboot1", dict, None, "[kernel.multiboot1]: the Multiboot1 header's options"),
+    Field("multiboot2", dict, None, "[kernel.multiboot2]: the Multiboot2 header tags"),
+    Field("testing", dict, None, "[kernel.testing]: tests only (header_offset, allow_refusal)"),
+)
+MB1_FIELDS = (
+    Field("page_align_modules", bool, True, "flag 0: modules on 4 KiB boundaries"),
+    Field("memory_info", bool, True, "flag 1: mem_lower/mem_upper and the memory map"),
+    Field("video", dict, None, "flag 2: a video mode (mode_type, width, height, depth)"),
+)
+VIDEO_FIELDS = tuple(Field(k, int, 0, f"video {k}", **U32) for k in ("mode_type", "width", "height", "depth"))
+TESTING_FIELDS = (
+    Field("header_offset", int, None, "put the header at this file offset (past the loaders' reach on purpose)",
+          min=0, max=0xFFFFFFFF),
+    Field("allow_refusal", bool, False, "write the kernel even when GRUB's verdict refuses it"),
+)
+U32_ITEM = Field("", int, None, "", **U32)
+MB2_FIELDS = (
+    Field("information_request", (list, dict), None, "tag 1: MBI tag types the kernel needs (an array, or a "
+          "table of types and optional)", items=U32_ITEM),
+    Field("address", dict, None, "tag 2: set by the flat layout itself"),
+    Field("entry_address", (bool, int), None, "tag 3: true (the ELF entry), false, or an address", **U32),
+    Field("console_flags", dict, None, "tag 4: console_required, ega_text_supported, optional"),
+    Field("framebuffer", dict, None, "tag 5: width, height, depth, optional"),
+    Field("module_alignment", (bool, dict), None, "tag 6: true (or a table with optional)"),
+    Field("efi_boot_services", (bool, dict), None, "tag 7: true (or a table with optional)"),
+    Field("entry_address_efi32", (int, dict), None, "tag 8: an address (or a table of entry_addr, optional)", **U32),
+    Field("entry_address_efi64", (int, dict), None, "tag 9: an address (or a table of entry_addr, optional)", **U32),
+    Field("relocatable", dict, None, "tag 10: min_addr, max_addr, align, preference, optional"),
+    Field("extra_tags", list, None, "any further tags: tables of type, optional, payload (hex)",
+          max_length=256, items=Field("", dict, None, "")),
+)
+MB2_SUBTABLES = {
+    "information_request": (Field("types", list, REQUIRED, "MBI tag types", items=U32_ITEM), OPTIONAL_TAG),
+    "console_flags": (Field("console_required", bool, False, "the kernel needs a console"),
+                      Field("ega_text_supported", bool, True, "the kernel can use EGA text"), OPTIONAL_TAG),
+    "framebuffer": (*(Field(k, int, 0, f"framebuffer {k}", **U32) for k in ("width", "height", "depth")),
+                    OPTIONAL_TAG),
+    "module_alignment": (OPTIONAL_TAG,),
+    "efi_boot_services": (OPTIONAL_TAG,),
+    "entry_address_efi32": (Field("entry_addr", int, REQUIRED, "the entry address", **U32), OPTIONAL_TAG),
+    "entry_address_efi64": (Field("entry_addr", int, REQUIRED, "the entry address", **U32), OPTIONAL_TAG),
+    "relocatable": (Field("min_addr", int, 0, "lowest load address", **U32),
+                    Field("max_addr", int, 0xFFFFFFFF, "highest end address", **U32),
+                    Field("align", int, 0x1000, "alignment", **U32),
+                    Field("preference", str, "none", "where to prefer", choices=tuple(PREFERENCES)),
+                    OPTIONAL_TAG),
+}
+EXTRA_TAG_FIELDS = (Field("type", int, REQUIRED, "header tag type", min=0, max=0xFFFF), OPTIONAL_TAG,
+                    Field("payload", str, "", "the tag's body as hex", text="hex", max_length=1 << 16))
 
 
 def _align(v, a):
@@ -44,28 +111,16 @@ def _align(v, a):
 
 
 def _int(table, key, default=None, where="kernel"):
+    """A validated integer value (the declarations above checked type and range)."""
     v = table.get(key, default)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > 0xFFFFFFFF:
-        raise RecipeError(f"[{where}] {key} must be an integer in 0..0xffffffff, not {v!r}")
     return v
-
-
-def _check_keys(table, allowed, where):
-    if not isinstance(table, dict):
-        raise RecipeError(f"[{where}] must be a table")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise RecipeError(f"[{where}] unknown key(s): {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(allowed))})")
 
 
 # ------------------------------------------------------------------ headers
 
 def build_mb1_header(opts, kludge=None):
     """Bytes of an MB1 header; *kludge* = dict of the five address fields or None."""
-    _check_keys(opts, MB1_KEYS, "kernel.multiboot1")
+    opts = validate(opts, MB1_FIELDS, "kernel.multiboot1")
     flags = 0
     if opts.get("page_align_modules", True):
         flags |= fmt.Mb1HeaderFlag.PAGE_ALIGN
@@ -73,10 +128,8 @@ def build_mb1_header(opts, kludge=None):
         flags |= fmt.Mb1HeaderFlag.MEMORY_INFO
     video = opts.get("video")
     if video is not None:
-        _check_keys(video, {"mode_type", "width", "height", "depth"}, "kernel.multiboot1.video")
+        video = validate(video, VIDEO_FIELDS, "kernel.multiboot1.video")
         flags |= fmt.Mb1HeaderFlag.VIDEO_MODE
-        video = {k: _int(video, k, 0, "kernel.multiboot1.video")
-                 for k in ("mode_type", "width", "height", "depth")}
     if kludge is not None:
         flags |= fmt.Mb1HeaderFlag.AOUT_KLUDGE
     addresses = kludge if kludge is not None else (
@@ -94,73 +147,56 @@ def _mb2_tag(ttype, body, optional=False):
                 padding=bytes(-size % 8))
 
 
-def _opt_table(value, where):
-    """A tag given as `true`, a number, or a table with `optional`."""
+def _opt_table(value, where, key=None):
+    """A tag given as `true`, a number, or a table with `optional` (validated against its
+    MB2_SUBTABLES declaration when *key* has one)."""
     if isinstance(value, dict):
+        if key in MB2_SUBTABLES:
+            value = validate(value, MB2_SUBTABLES[key], f"{where}.{key}")
         return dict(value), bool(value.get("optional", False))
     return value, False
 
 
 def build_mb2_tags(opts, entry=None, address=None):
     """The list of header tag dicts (without the end tag) for [kernel.multiboot2]."""
-    _check_keys(opts, MB2_KEYS, "kernel.multiboot2")
-    tags = []
     w = "kernel.multiboot2"
+    opts = validate(opts, MB2_FIELDS, w)
+    tags = []
     if "information_request" in opts:
-        v = opts["information_request"]
-        optional = False
+        v, optional = _opt_table(opts["information_request"], w, "information_request")
         if isinstance(v, dict):
-            _check_keys(v, {"types", "optional"}, w + ".information_request")
-            optional, v = bool(v.get("optional", False)), v.get("types", [])
-        if not isinstance(v, list) or not all(isinstance(x, int) and 0 <= x <= 0xFFFFFFFF for x in v):
-            raise RecipeError(f"[{w}] information_request must list info tag types (integers)")
+            v = v["types"]
         tags.append(_mb2_tag(H.INFORMATION_REQUEST, dict(requests=v), optional))
     if address is not None:
         tags.append(_mb2_tag(H.ADDRESS, address))
     if entry is not None:
         tags.append(_mb2_tag(H.ENTRY_ADDRESS, dict(entry_addr=entry)))
     if "console_flags" in opts:
-        v, optional = _opt_table(opts["console_flags"], w)
-        if not isinstance(v, dict):
-            raise RecipeError(f"[{w}] console_flags must be a table")
-        _check_keys(v, {"console_required", "ega_text_supported", "optional"}, w + ".console_flags")
+        v, optional = _opt_table(opts["console_flags"], w, "console_flags")
         flags = ((fmt.MB2_CONSOLE_REQUIRED if v.get("console_required") else 0)
                  | (fmt.MB2_CONSOLE_EGA_TEXT_SUPPORTED if v.get("ega_text_supported", True) else 0))
         tags.append(_mb2_tag(H.CONSOLE_FLAGS, dict(console_flags=flags), optional))
     if "framebuffer" in opts:
-        v, optional = _opt_table(opts["framebuffer"], w)
-        if not isinstance(v, dict):
-            raise RecipeError(f"[{w}] framebuffer must be a table")
-        _check_keys(v, {"width", "height", "depth", "optional"}, w + ".framebuffer")
-        tags.append(_mb2_tag(H.FRAMEBUFFER, {k: _int(v, k, 0, w + ".framebuffer")
-                                           for k in ("width", "height", "depth")}, optional))
+        v, optional = _opt_table(opts["framebuffer"], w, "framebuffer")
+        tags.append(_mb2_tag(H.FRAMEBUFFER, {k: v[k] for k in ("width", "height", "depth")}, optional))
     for key, ttype in (("module_alignment", H.MODULE_ALIGNMENT), ("efi_boot_services", H.EFI_BOOT_SERVICES)):
         if key in opts:
-            v, optional = _opt_table(opts[key], w)
+            v, optional = _opt_table(opts[key], w, key)
             if v is not False:
                 tags.append(_mb2_tag(ttype, dict(payload=b""), optional))
     for key, ttype in (("entry_address_efi32", H.ENTRY_ADDRESS_EFI32), ("entry_address_efi64", H.ENTRY_ADDRESS_EFI64)):
         if key in opts:
-            v, optional = _opt_table(opts[key], w)
-            addr = v.get("entry_addr") if isinstance(v, dict) else v
-            tags.append(_mb2_tag(ttype, dict(entry_addr=_int({key: addr}, key, where=w)), optional))
+            v, optional = _opt_table(opts[key], w, key)
+            addr = v["entry_addr"] if isinstance(v, dict) else v
+            tags.append(_mb2_tag(ttype, dict(entry_addr=addr), optional))
     if "relocatable" in opts:
-        v, optional = _opt_table(opts["relocatable"], w)
-        if not isinstance(v, dict):
-            raise RecipeError(f"[{w}] relocatable must be a table")
-        _check_keys(v, {"min_addr", "max_addr", "align", "preference", "optional"}, w + ".relocatable")
-        pref = v.get("preference", "none")
-        if pref not in PREFERENCES:
-            raise RecipeError(f"[{w}.relocatable] preference must be one of none, low, high")
-        tags.append(_mb2_tag(H.RELOCATABLE, dict(min_addr=_int(v, "min_addr", 0, w),
-                                                 max_addr=_int(v, "max_addr", 0xFFFFFFFF, w),
-                                                 align=_int(v, "align", 0x1000, w),
-                                                 preference=PREFERENCES[pref]), optional))
-    for extra in opts.get("extra_tags", []):
-        _check_keys(extra, {"type", "optional", "payload"}, w + ".extra_tags")
-        payload = bytes.fromhex(extra.get("payload", ""))
-        tags.append(_mb2_tag(_int(extra, "type", where=w + ".extra_tags") & 0xFFFF,
-                             dict(payload=payload), bool(extra.get("optional", False))))
+        v, optional = _opt_table(opts["relocatable"], w, "relocatable")
+        tags.append(_mb2_tag(H.RELOCATABLE, dict(min_addr=v["min_addr"], max_addr=v["max_addr"],
+                                                 align=v["align"], preference=PREFERENCES[v["preference"]]),
+                             optional))
+    for i, extra in enumerate(opts.get("extra_tags", [])):
+        extra = validate(extra, EXTRA_TAG_FIELDS, f"{w}.extra_tags {i}")
+        tags.append(_mb2_tag(extra["type"], dict(payload=bytes.fromhex(extra["payload"])), extra["optional"]))
     return tags
 
 
@@ -423,34 +459,23 @@ def build_kernel_recipe(recipe_path, recipe, out_path=None):
 
 
 def _build(recipe_path, kernel, out_path):
-    _check_keys(kernel, KERNEL_KEYS, "kernel")
-    protocol = kernel.get("protocol", "multiboot2")
-    if protocol not in PROTOCOLS:
-        raise RecipeError(f"[kernel] protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-    if "input" not in kernel or not isinstance(kernel["input"], str):
-        raise RecipeError("[kernel] input (path of an ELF or flat binary) is required")
+    kernel = validate(kernel, KERNEL_FIELDS, "kernel")
+    protocol = kernel["protocol"]
     base = recipe_path.parent
-    in_path = (base / kernel["input"]) if not Path(kernel["input"]).is_absolute() else Path(kernel["input"])
+    in_path = recipe_file(base, kernel["input"], "kernel", "input")
     data = read_input(in_path)
-    input_format = kernel.get("input_format", "elf" if data[:4] == fmt.ELF_MAGIC else "binary")
-    if input_format not in ("elf", "binary"):
-        raise RecipeError("[kernel] input_format must be elf or binary")
+    input_format = kernel.get("input_format") or ("elf" if data[:4] == fmt.ELF_MAGIC else "binary")
     if input_format == "elf" and data[:4] != fmt.ELF_MAGIC:
         raise BuildError(f"{in_path} is not an ELF file")
-    layout = kernel.get("layout", "elf" if input_format == "elf" else "flat")
-    if layout not in ("elf", "flat") or (layout == "elf" and input_format != "elf"):
+    layout = kernel.get("layout") or ("elf" if input_format == "elf" else "flat")
+    if layout == "elf" and input_format != "elf":
         raise RecipeError("[kernel] layout must be elf (ELF input) or flat")
-    compress = kernel.get("compress", "none")
-    if compress not in ("none", "gzip", "xz"):
-        raise RecipeError("[kernel] compress must be none, gzip or xz")
+    compress = kernel["compress"]
     mb1_opts = kernel.get("multiboot1", {})
-    mb2_opts = dict(kernel.get("multiboot2", {}))
-    testing = kernel.get("testing", {})
-    _check_keys(testing, {"header_offset", "allow_refusal"}, "kernel.testing")
-    allow_refusal = testing.get("allow_refusal", False)
-    if not isinstance(allow_refusal, bool):
-        raise RecipeError(f"[kernel.testing] allow_refusal must be a boolean, not {allow_refusal!r}")
-    header_offset = _int(testing, "header_offset", None, "kernel.testing")
+    mb2_opts = dict(validate(kernel.get("multiboot2", {}), MB2_FIELDS, "kernel.multiboot2"))
+    testing = validate(kernel.get("testing", {}), TESTING_FIELDS, "kernel.testing")
+    allow_refusal = testing["allow_refusal"]
+    header_offset = testing.get("header_offset")
     if header_offset is not None and not 0 <= header_offset <= MAX_TEST_HEADER_OFFSET:
         # Loaders search 8 KiB (MB1) and 32 KiB (MB2); a test header may sit past
         # that, but not so far that the kernel written grows without bound (issue 15 item 31).
@@ -478,9 +503,7 @@ def _build(recipe_path, kernel, out_path):
             mb1 = build_mb1_header(mb1_opts)
             mb2 = build_mb2_header(build_mb2_tags(mb2_opts, entry=entry_req))
             return header_blob(protocol, mb1, mb2)
-        placement = kernel.get("placement", "auto")
-        if placement not in ("auto", "extend", "segment"):
-            raise RecipeError("[kernel] placement must be auto, extend or segment")
+        placement = kernel["placement"]
         built = None
         if placement != "segment" and header_offset is None:
             built = elf_extend_header_segment(data, make_blob)

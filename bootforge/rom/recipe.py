@@ -15,97 +15,116 @@
 
 from pathlib import Path
 
-from bootforge.errors import BuildError, RecipeError
+from bootforge.errors import BootforgeError, BuildError, RecipeError
 from bootforge.rom import build as b
+from bootforge.schema import REQUIRED, Field, recipe_file, validate
 from bootforge.rom.checksum import fix_checksum
-from bootforge.rom.model import parse_rom
+from bootforge.rom.model import MAX_DEVICE_LIST, parse_rom
 
-# One table declares every key: name -> (type, required, meaning).
-ROM_KEYS = {
-    "vendor_id": (int, True, "PCI vendor id"),
-    "device_ids": (list, True, "PCI device ids; more than one needs pci_version 3.0"),
-    "class_code": (int, False, "PCI class code, 24 bits (default 0x020000, network)"),
-    "code_revision": (int, False, "code revision (default 0)"),
-    "pci_version": (str, False, "\"3.0\" (default) or \"2.3\""),
-    "padding": (int, False, "padding byte (default 0xff, as iPXE)"),
-    "total_size": (int, False, "pad the chain to this many bytes; error if it does not fit"),
-    "output": (str, False, "output path, relative to the recipe"),
-    "images": (list, True, "the images in chain order"),
+# Every key of [rom] and [[rom.images]], declared once (bootforge.schema.Field): validation and
+# `bootforge build --help` read these; the builders use values that passed them.
+BYTE = Field("", int, None, "", min=0, max=0xFF)
+DEVICE_ID = Field("", int, None, "", min=1, max=0xFFFF)
+PCI_ID_FIELDS = (
+    Field("vendor_id", int, None, "PCI vendor id (16 bits)", min=0, max=0xFFFF),
+    Field("device_ids", list, None, "PCI device ids (nonzero, 16 bits); more than one needs pci_version 3.0",
+          min=1, max_length=MAX_DEVICE_LIST, items=DEVICE_ID),
+    Field("class_code", int, None, "PCI class code, 24 bits (default 0x020000, network)", min=0, max=0xFFFFFF),
+    Field("code_revision", int, None, "PCIR code revision (16 bits, default 0)", min=0, max=0xFFFF),
+)
+ROM_FIELDS = (
+    Field("vendor_id", int, REQUIRED, "PCI vendor id (16 bits)", min=0, max=0xFFFF),
+    Field("device_ids", list, REQUIRED, "PCI device ids (nonzero, 16 bits); more than one needs pci_version 3.0",
+          min=1, max_length=MAX_DEVICE_LIST, items=DEVICE_ID),
+    *PCI_ID_FIELDS[2:],
+    Field("pci_version", str, "3.0", "PCI data structure revision", choices=("3.0", "2.3")),
+    Field("padding", int, 0xFF, "padding byte (as iPXE)", min=0, max=0xFF),
+    Field("total_size", int, None, "pad the chain to this many bytes (flash size); error if it does not fit",
+          min=0, max=1 << 24),
+    Field("output", str, None, "output path, relative to the recipe", text="path"),
+    Field("images", list, REQUIRED, "[[rom.images]] tables, in chain order", min=1, max_length=64),
+)
+ENTRY = "a symbol of the stub or an offset into its code"
+IMAGE_TYPE = Field("type", str, REQUIRED, "what the image is built from", choices=("stub", "rom-image", "efi"))
+IMAGE_FIELDS = {
+    "stub": (IMAGE_TYPE,
+             Field("stub", str, REQUIRED, "16-bit code: an ELF linked at 0 (.text) or a flat binary", text="path"),
+             Field("init", (int, str), REQUIRED, f"init entry (offset 3 jumps there): {ENTRY}", min=0, max=0xFFFF),
+             Field("bev", (int, str), None, f"$PnP bootstrap entry vector: {ENTRY}", min=0, max=0xFFFF),
+             Field("bcv", (int, str), None, f"$PnP boot connection vector: {ENTRY}", min=0, max=0xFFFF),
+             Field("manufacturer", str, None, "$PnP manufacturer string", text="ascii", max_length=255),
+             Field("product", str, None, "$PnP product string", text="ascii", max_length=255),
+             Field("device_type", list, None, "$PnP device type: 3 bytes (default from class_code)",
+                   length=3, items=BYTE),
+             Field("device_indicators", int, None, "$PnP device indicators byte (default 0xf4 with a BEV, "
+                   "else 0x34)", min=0, max=0xFF),
+             Field("pnp_device_id", int, None, "$PnP device id (32 bits)", min=0, max=0xFFFFFFFF),
+             *PCI_ID_FIELDS),
+    "rom-image": (IMAGE_TYPE,
+                  Field("file", str, REQUIRED, "a ROM file to take the image from", text="path"),
+                  Field("index", int, 0, "which image of that ROM (from 0)", min=0, max=63),
+                  *PCI_ID_FIELDS),
+    "efi": (IMAGE_TYPE,
+            Field("file", str, REQUIRED, "a PE/COFF EFI driver, or a ROM holding an EFI image", text="path"),
+            Field("index", int, 0, "which image of that ROM (from 0)", min=0, max=63),
+            Field("compress", str, "none", "EFI-compress the driver", choices=("none", "efi")),
+            *PCI_ID_FIELDS),
 }
-IMAGE_KEYS = {
-    "stub": {"type", "stub", "init", "bev", "bcv", "manufacturer", "product", "device_type",
-             "device_indicators", "pnp_device_id", "vendor_id", "device_ids", "class_code",
-             "code_revision"},
-    "rom-image": {"type", "file", "index", "vendor_id", "device_ids", "class_code", "code_revision"},
-    "efi": {"type", "file", "index", "compress", "vendor_id", "device_ids", "class_code", "code_revision"},
-}
-REQUIRED_IMAGE_KEYS = {"stub": {"stub", "init"}, "rom-image": {"file"}, "efi": {"file"}}
-
-
-def _check_keys(table, allowed, where):
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+# The keys whose values name files, read relative to the recipe.
+FILE_KEYS = ("stub", "file")
 
 
 def _ids(table, defaults=None):
+    """ChainIds from validated values (ROM_FIELDS / PCI_ID_FIELDS): an image's own or the [rom]'s."""
     d = defaults
-    vendor = table.get("vendor_id", d.vendor_id if d else None)
-    devices = table.get("device_ids", d.device_ids if d else None)
+    vendor = table.get("vendor_id") if table.get("vendor_id") is not None else (d.vendor_id if d else None)
+    devices = table.get("device_ids") or (d.device_ids if d else None)
     version = table.get("pci_version", "3.0") if d is None else ("3.0" if d.pci30 else "2.3")
-    if version not in ("3.0", "2.3"):
-        raise RecipeError(f"pci_version = {version!r}: use \"3.0\" or \"2.3\"")
-    if not isinstance(devices, list) or not devices or not all(isinstance(x, int) for x in devices):
-        raise RecipeError("device_ids must be a non-empty list of integers")
-    for name, value, bits in (("vendor_id", vendor, 16), ("class_code", table.get("class_code", 0), 24)):
-        if not isinstance(value, int) or not 0 <= value < 1 << bits:
-            raise RecipeError(f"{name} = {value!r} is not a {bits}-bit integer")
-    for dev in devices:
-        if not 0 < dev < 0x10000:
-            raise RecipeError(f"device id {dev!r} is not a nonzero 16-bit integer (0 ends a device list)")
     if len(devices) > 1 and version != "3.0":
         raise RecipeError(f"{len(devices)} device ids need pci_version = \"3.0\" (PCI 2.3 has no device list)")
     return b.ChainIds(vendor_id=vendor, device_ids=devices,
-                      class_code=table.get("class_code", d.class_code if d else 0x020000),
-                      code_revision=table.get("code_revision", d.code_revision if d else 0),
+                      class_code=_given(table, "class_code", d.class_code if d else 0x020000),
+                      code_revision=_given(table, "code_revision", d.code_revision if d else 0),
                       pci30=version == "3.0")
+
+
+def _given(table, key, default):
+    return table[key] if table.get(key) is not None else default
+
+
+def validate_rom_table(table):
+    """[rom] and every [[rom.images]] table against the declarations: (rom values, [image values]).
+    Images are named as `patch --image`, JSON and `extract` count them: from 0."""
+    rom = validate(table, ROM_FIELDS, "rom")
+    images = []
+    for n, spec in enumerate(rom["images"]):
+        where = f"rom.images {n}"
+        if not isinstance(spec, dict):
+            raise RecipeError(f"[{where}] must be a table ([[rom.images]]), not {spec!r}")
+        IMAGE_TYPE.check(spec.get("type"), where)
+        images.append(validate(spec, IMAGE_FIELDS[spec["type"]], where))
+    return rom, images
 
 
 def build_rom_recipe(recipe_path: Path, recipe: dict):
     """Build the ROM a recipe describes; return (bytes, summary dict)."""
-    table = recipe["rom"]
-    if not isinstance(table, dict):
-        raise RecipeError("[rom] must be a table")
-    _check_keys(table, ROM_KEYS, "[rom]")
-    for key, (kind, required, _) in ROM_KEYS.items():
-        if required and key not in table:
-            raise RecipeError(f"[rom] needs {key} ({ROM_KEYS[key][2]})")
-        if key in table and not isinstance(table[key], kind):
-            raise RecipeError(f"[rom] {key} must be a {kind.__name__}")
+    table, specs = validate_rom_table(recipe["rom"])
     base_dir = recipe_path.parent
     ids = _ids(table)
-    padding = table.get("padding", 0xFF)
-    if not 0 <= padding <= 0xFF:
-        raise RecipeError(f"padding = {padding} is not a byte")
-    specs = table["images"]
-    if not specs:
-        raise RecipeError("[rom] images is empty")
+    padding = table["padding"]
 
     built = []
     for n, spec in enumerate(specs):
-        where = f"[[rom.images]] #{n + 1}"
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in IMAGE_KEYS:
-            raise RecipeError(f"{where}: type must be one of {', '.join(IMAGE_KEYS)}")
-        _check_keys(spec, IMAGE_KEYS[kind], where)
-        missing = REQUIRED_IMAGE_KEYS[kind] - set(spec)
-        if missing:
-            raise RecipeError(f"{where}: needs {', '.join(sorted(missing))}")
-        image_ids = _ids(spec, ids)
+        where = f"rom.images {n}"
+        for key in FILE_KEYS:
+            if key in spec:
+                recipe_file(base_dir, spec[key], where, key)
         try:
-            built.append(_build_one(kind, spec, image_ids, padding, base_dir, n == len(specs) - 1))
-        except (RecipeError, BuildError) as exc:
-            exc.message = f"{where}: {exc.message}"
+            image_ids = _ids(spec, ids)
+            built.append(_build_one(spec["type"], spec, image_ids, padding, base_dir, n == len(specs) - 1))
+        except BootforgeError as exc:
+            if not exc.message.startswith(f"[{where}]"):
+                exc.message = f"[{where}] {exc.message}"
             raise
     data = b.assemble_chain([img for img, _ in built], padding, table.get("total_size"))
     rom = parse_rom(data, "built ROM")
