@@ -143,6 +143,7 @@ def test_build_help_lists_every_declared_key():
 
 def test_readme_command_table_lists_every_command():
     from bootforge.cli import COMMANDS
-    readme = (REPO / "README.md").read_text()
+    table = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `bootforge ")]
     for name in COMMANDS:
-        assert f"`bootforge {name}" in readme or f"| `{name}`" in readme, name
+        # `bootforge compress` / `decompress ...` shares a row.
+        assert any(f"`bootforge {name}" in row or f"/ `{name} " in row for row in table), name
