@@ -125,3 +125,18 @@ def test_build_refuses_what_grub_refuses(tmp_path):
     proc = run_bootforge("build", recipe, "-o", out)
     assert_one_line_error(proc, str(recipe), "grub-mb2", '"unsupported information tag: 0xd"')
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name,magic,at,fixture", [
+    ("mb2", MB2_MAGIC, 12, "grub-pc-mb2-bad-checksum.serial"),
+    ("mb1", MB1_MAGIC, 8, "grub-pc-mb1-bad-checksum.serial"),
+])
+def test_grub_words_for_a_bad_checksum_are_the_real_ones(kernels, tmp_path, name, magic, at, fixture):
+    # The fixtures are GRUB i386-pc's serial console booting the same edit of the same kernel
+    # (tests/data/README.md): its first error line is the verdict's words.
+    from conftest import DATA
+    real = next(line for line in (DATA / fixture).read_text().splitlines() if line.startswith("error: "))
+    k = tmp_path / "k.elf"
+    edited(kernels / f"{name}.elf", k, magic, lambda d, a: d.__setitem__(a + at, d[a + at] ^ 1))
+    doc = json.loads(run_bootforge("inspect", "--json", k, check=1).stdout)
+    assert real == f"error: {doc['loaders'][f'grub-{name}']['words']}."
