@@ -61,3 +61,48 @@ def test_handed_map_has_its_own_key(tmp_path):
     assert len(doc["maps"]["input-retyped"]["entries"]) > len(handed)
     written = json.loads((tmp_path / "map.json").read_text())
     assert [(e["start"], e["size"]) for e in written["entries"]] == [(e["start"], e["size"]) for e in handed]
+
+
+def test_load_a_kernel_without_a_recipe_equals_the_recipe():
+    # recipes/load-grub-pc-mb2.toml, said on the command line instead.
+    boot = REPO / "tests/data/load-root/boot"
+    from_recipe = load_json("recipes/load-grub-pc-mb2.toml")
+    from_args = json.loads(run_bootforge(
+        "load", boot / "kernel", "--platform", "qemu-pc-seabios:256M", "--loader", "grub-pc-mb2",
+        "--cmdline", "kernel-args a=b", "--module", f"{boot / 'mod1'}=mod1-args",
+        "--module", f"{boot / 'mod2'}=mod2 args two", "--json", check=0).stdout)
+    # The same places (the recipe names the files /boot/mod1...: only the names differ).
+    assert [(p["start"], p["end"], p["rule"]) for p in from_args["placements"]] == \
+        [(p["start"], p["end"], p["rule"]) for p in from_recipe["placements"]]
+    assert from_args["mbi"]["mmap"] == from_recipe["mbi"]["mmap"]
+    assert [(m["start"], m["end"], m["cmdline"]) for m in from_args["mbi"]["modules"]] == \
+        [(m["start"], m["end"], m["cmdline"]) for m in from_recipe["mbi"]["modules"]]
+
+
+def test_load_of_a_non_recipe_says_what_load_takes():
+    kernel = REPO / "tests/data/load-root/boot/kernel"
+    proc = run_bootforge("load", kernel)
+    assert_one_line_error(proc, str(kernel), "not a [load] recipe (not UTF-8 text", "load takes a [load] recipe",
+                          "--platform P --loader L")
+    assert "codec" not in proc.stderr
+    proc = run_bootforge("load", kernel, "--cmdline", "x")
+    assert_one_line_error(proc, str(kernel), "needs --platform and --loader")
+    proc = run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--module", "x")
+    assert_one_line_error(proc, "recipes/load-grub-pc-mb2.toml", "go with a kernel, not a recipe")
+
+
+def test_mb1_loader_on_mb2_kernel_names_the_kernel(tmp_path):
+    kernel = REPO / "tests/data/load-root/boot/kernel"         # Multiboot2 only
+    recipe = tmp_path / "boot.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb1"\n')
+    proc = run_bootforge("load", recipe)
+    assert_one_line_error(proc, f"{kernel}: no multiboot header found")
+    assert "boot.toml" not in proc.stderr
+
+
+def test_bare_json_list_map_is_told_the_shape(tmp_path):
+    bare = tmp_path / "map.json"
+    bare.write_text('[{"start": 0, "size": 4096, "type": "ram"}]\n')
+    proc = run_bootforge("memmap", "show", bare)
+    assert_one_line_error(proc, str(bare), "bare list", '{"family": "e820", "entries": [{"start": N')
+    assert "--from" not in proc.stderr
