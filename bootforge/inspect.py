@@ -10,22 +10,12 @@ only with --format.
 import importlib
 
 from bootforge.errors import FormatError
-
-def _disk_image(d):
-    """ISO 9660 (CD001 at 32 KiB + 1) or a GPT/MBR-partitioned disk (bootforge/image/read.py says more)."""
-    if d[0x8001:0x8006] == b"CD001" or (d[510:512] == b"\x55\xaa" and d[512:520] == b"EFI PART"):
-        return True
-    if len(d) < 512 or d[510:512] != b"\x55\xaa" or d[:2] == b"\x55\xaa":
-        return False
-    if d[0x202:0x206] == b"HdrS":
-        return False    # a Linux bzImage's boot sector (boot_flag 0xAA55 at 510), not a partition table
-    parts = [d[446 + 16 * i:462 + 16 * i] for i in range(4)]
-    return all(p[0] in (0, 0x80) for p in parts) and any(p[4] for p in parts)
+from bootforge.image.sniff import is_disk_image
 
 
 FORMATS = [
     # Bootable images: hybrid ISOs and partitioned disks (bootforge/image/).
-    ("image", _disk_image, "bootforge.image.inspect:inspect_image_file"),
+    ("image", is_disk_image, "bootforge.image.inspect:inspect_image_file"),
     # Device trees and raw memory maps (bootforge/fdt/, bootforge/memmap/); the maps have no magic.
     # (Raw memory maps come from the memory-map format registry: see inspect_data.)
     ("dtb", lambda d: d[:4] == b"\xd0\x0d\xfe\xed", "bootforge.memmap.dtb_report:inspect_dtb"),

@@ -40,7 +40,7 @@ def inspect_command(files, as_json, format_name, check_loader, verbose):
         if check_loader not in KERNEL_LOADERS.names():
             raise click.BadParameter(f"{check_loader!r} is not one of {', '.join(KERNEL_LOADERS.names())}",
                                      param_hint="--check")
-    from bootforge.image.inspect import inspect_if_image
+    from bootforge.image.sniff import image_head
     from bootforge.inspect import inspect_data
 
     status = 0
@@ -48,7 +48,11 @@ def inspect_command(files, as_json, format_name, check_loader, verbose):
     for path in files:
         try:
             # Bootable images (ISO, partitioned disks) are read by offset, not loaded whole.
-            report = inspect_if_image(path, format_name) or inspect_data(path, read_input(path), format_name)
+            if format_name in (None, "image") and image_head(path) is not None:
+                from bootforge.image.inspect import inspect_image_file
+                report = inspect_image_file(path, None)
+            else:
+                report = inspect_data(path, read_input(path), format_name)
         except BootforgeError as exc:
             exc.located(path=path)
             click.echo(f"bootforge: error: {exc}", err=True)

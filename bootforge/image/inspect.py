@@ -230,21 +230,3 @@ def inspect_image_file(path, data):
         raise exc.located(path=path)
 
 
-def inspect_if_image(path, format_name=None):
-    """The ImageReport when *path* is a regular file holding an ISO or a partitioned disk, else None:
-    images are read by offset, so a multi-GiB image is never loaded whole (nor refused for its size)."""
-    import os
-    import stat
-    if format_name not in (None, "image"):
-        return None
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        with open(path, "rb") as f:
-            head = f.read(0x8010)
-    except (OSError, TypeError):
-        return None
-    from bootforge.inspect import _disk_image
-    if not _disk_image(head):
-        return None
-    return inspect_image_file(path, None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.formats import eltorito as et
 from bootforge.image.recipe import DEFAULT_PLATFORM, POLICY_FOR
+from bootforge.image.sniff import is_disk_image
 
 FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
 
@@ -49,8 +50,7 @@ def image_request(path, platform=None, loader=None, entry=None, firmware=None):
             head = f.read(0x8010)
     except OSError as exc:
         raise RecipeError(exc.strerror or str(exc), path=path) from None
-    from bootforge.inspect import _disk_image
-    if _disk_image(head):
+    if is_disk_image(head):
         return _from_image(p, platform, loader, entry, firmware)
     try:
         table = tomllib.loads(head.decode("utf-8") if len(head) < 0x8010 else p.read_text())
@@ -130,14 +130,13 @@ def _from_image(path, platform, loader, entry, firmware):
 def image_medium(path):
     """The runner.Medium that boots the image file *path* as it is (None for a recipe): an ISO 9660
     image from -cdrom, a disk image as a raw drive (snapshot=on: the guest never writes the file)."""
-    from bootforge.inspect import _disk_image
     from bootforge.qemu.runner import Medium
     try:
         with open(path, "rb") as f:
             head = f.read(0x8010)
     except OSError:
         return None
-    if not _disk_image(head):
+    if not is_disk_image(head):
         return None
     if head[0x8001:0x8006] == b"CD001":
         return Medium(["-cdrom", str(path)], f"the image {path} (-cdrom)")
