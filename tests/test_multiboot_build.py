@@ -128,9 +128,12 @@ def test_far_header_is_refused_by_the_grub_verdict(tmp_path):
     summary = json.loads(run_bootforge("build", REPO / "recipes/kernel-mbdump-far.toml", "-o", out, "--json",
                                        check=0).stdout)
     assert summary["multiboot2_offset"] == 0x9000
-    doc = json.loads(run_bootforge("inspect", "--json", out, check=0).stdout)
+    # Exit 1: no Multiboot2 loader loads it; the reason says where the header is (issue 15 item 9).
+    doc = json.loads(run_bootforge("inspect", "--json", out, check=1).stdout)
     assert doc["multiboot2"] is None
-    assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": "no multiboot header found", "words": "no multiboot header found", "facts": {}}
+    assert doc["multiboot2_rejected"] == [{"offset": 0x9000, "problems": [
+        "a header past the first 32 KiB, where loaders search for it"]}]
+    assert doc["loaders"]["grub-mb2"] == {"subject": "grub-mb2", "ok": False, "severity": "error", "reason": "no multiboot header found (magic at 0x9000: a header past the first 32 KiB, where loaders search for it)", "words": "no multiboot header found", "facts": {}}
 
 
 def test_recipe_and_build_errors_are_one_line(tmp_path):

@@ -101,7 +101,25 @@ def rejected_mb1(data, limit=fmt.MB1_SEARCH):
             out.append({"offset": off, "problems": problems})
         else:
             break       # the first valid header ends the loaders' scan
-    return out
+    return out or _beyond(data, limit, fmt.MB1_MAGIC, fmt.MB1_ALIGN, 3)
+
+
+# How far past the loaders' window a header is still looked for (to say it is out of reach).
+BEYOND_WINDOW = 1 << 20
+
+
+def _beyond(data, limit, magic, align, words):
+    """A valid header (magic and a zero sum over *words* u32s) past the first *limit* bytes,
+    where no loader looks: [{"offset", "problems"}] for the first, else []."""
+    if len(data) <= limit:
+        return []
+    for off in scan(data, magic, align, min(len(data), limit + BEYOND_WINDOW)):
+        if off < limit or off + 4 * words > len(data):
+            continue
+        if sum(_u32(data, off + 4 * i) for i in range(words)) & 0xFFFFFFFF == 0:
+            return [{"offset": off, "problems": [f"a header past the first {limit // 1024} KiB, "
+                                                 "where loaders search for it"]}]
+    return []
 
 
 def rejected_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
@@ -133,7 +151,7 @@ def rejected_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
             out.append({"offset": off, "problems": problems})
         else:
             break
-    return out
+    return out or _beyond(data, limit, fmt.MB2_MAGIC, fmt.MB2_ALIGN, 4)
 
 
 def rejection_text(rejected):

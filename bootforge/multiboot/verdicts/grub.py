@@ -109,7 +109,7 @@ def _grub_mb1(data):
     head = data[:fmt.MB1_SEARCH]
     hdr = find_mb1(head)
     if hdr is None:
-        return _no_header(name, rejected_mb1(head))
+        return _no_header(name, rejected_mb1(data))
     if hdr["unsupported_flags"]:
         return refuse(name, f"unsupported flag: {hdr['flags']:#x}")
     if hdr["aout_kludge"]:
@@ -134,7 +134,7 @@ def _grub_mb2(data):
         return refuse(name, "file too small")
     hdr = find_mb2(data[:fmt.MB2_SEARCH])
     if hdr is None:
-        return _no_header(name, rejected_mb2(data[:fmt.MB2_SEARCH]))
+        return _no_header(name, rejected_mb2(data))
     addr = entry = reloc = None
     for tag in hdr["tags"]:
         t = tag["type"]

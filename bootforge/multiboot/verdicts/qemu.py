@@ -28,7 +28,7 @@ def qemu_mb1(data, compressed=None):
             found = i
             break
     if found is None:
-        rejected = rejected_mb1(head, 8192 - 48)
+        rejected = rejected_mb1(data, 8192 - 48)
         if data[:4] == fmt.ELF_MAGIC:
             words = "Error loading uncompressed kernel without PVH ELF Note"
             # QEMU's scan wants the magic and a zero sum; a magic without it is not Multiboot to QEMU.
