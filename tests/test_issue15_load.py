@@ -106,3 +106,13 @@ def test_bare_json_list_map_is_told_the_shape(tmp_path):
     proc = run_bootforge("memmap", "show", bare)
     assert_one_line_error(proc, str(bare), "bare list", '{"family": "e820", "entries": [{"start": N')
     assert "--from" not in proc.stderr
+
+
+def test_load_help_lists_the_declared_keys():
+    from bootforge.loader.recipe import LOAD_FIELDS, MODULE_FIELDS
+    text = run_bootforge("load", "--help", check=0).stdout
+    assert "[load] keys" in text and "[[load.modules]] keys" in text
+    lines = [line.strip() for line in text.splitlines()]
+    for f in (*LOAD_FIELDS, *MODULE_FIELDS):
+        assert any(line.startswith(f.name + " ") for line in lines), f.name
+    assert "--module FILE[=STRING]" in text and "RECIPE|KERNEL" in text
