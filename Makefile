@@ -13,7 +13,7 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
 	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64 \
 	linux-image-amd64 systemd-boot-efi \
-	gdisk dosfstools genisoimage ipxe gcc libc6-dev
+	gdisk dosfstools genisoimage ipxe gcc libc6-dev librsvg2-bin
 
 AS := as
 LD := ld

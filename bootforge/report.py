@@ -33,6 +33,11 @@ class Report:
     def render_text(self) -> str:
         raise NotImplementedError
 
+    def render_bytes(self) -> bytes:
+        """The text as the bytes written to stdout (UTF-8); a report whose text carries the
+        input's own bytes (a DTB's names, as dtc prints them) overrides this."""
+        return self.render_text().encode()
+
     @property
     def exit_status(self) -> int:
         return 1 if self.problems else 0

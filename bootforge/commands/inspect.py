@@ -83,7 +83,7 @@ def inspect_command(files, as_json, format_name, check_loader, verbose):
         else:
             if len(files) > 1:
                 click.echo(f"==> {path} <==")
-            click.echo(report.render_text())
+            click.echo(report.render_bytes())     # bytes: a DTB's names as dtc prints them
     if as_json and documents:
         import json
 

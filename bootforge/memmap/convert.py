@@ -6,7 +6,6 @@ fdt_to_map    /memory, /reserved-memory and the reservation block of a DTB
 map_to_fdt    the reverse: a minimal DTB describing a map
 """
 
-from bootforge.errors import FormatError
 from bootforge.fdt.tree import DeviceTree, FdtNode, FdtProperty
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EfiMemoryAttribute, EfiMemoryType
@@ -129,13 +128,19 @@ def _cells(value, count):
     return int.from_bytes(value[:4 * count], "big") if count else 0
 
 
-def _reg_pairs(node_path, value, address_cells, size_cells):
+def _reg_pairs(where, value, address_cells, size_cells, warnings):
+    """The (address, size) pairs of a reg-like property, as Linux's early_init_dt_scan_memory()
+    walks it: whole pairs only; a trailing partial pair is reported in *warnings* and ignored."""
     stride = 4 * (address_cells + size_cells)
-    if stride == 0 or len(value) % stride:
-        raise FormatError(f"{node_path}: reg of {len(value)} bytes is not a whole number of "
-                          f"({address_cells}+{size_cells})-cell pairs")
+    if stride == 0:
+        warnings.append(f"{where}: #address-cells and #size-cells are both 0: no ranges read")
+        return []
+    extra = len(value) % stride
+    if extra:
+        warnings.append(f"{where}: {len(value)} bytes is not a whole number of ({address_cells}+{size_cells})"
+                        f"-cell pairs: the last {extra} bytes are ignored (dtc warns, Linux reads whole pairs)")
     pairs = []
-    for i in range(0, len(value), stride):
+    for i in range(0, len(value) - extra, stride):
         address = int.from_bytes(value[i:i + 4 * address_cells], "big")
         size = int.from_bytes(value[i + 4 * address_cells:i + stride], "big")
         pairs.append((address, size))
@@ -148,15 +153,44 @@ def _available(node):
     return status is None or status in ("okay", "ok")
 
 
-def root_cells(tree):
-    """(#address-cells, #size-cells) of the root; the spec's defaults are 2 and 1."""
-    return tree.root.cell("#address-cells", 2), tree.root.cell("#size-cells", 1)
+# What Linux's early scan assumes when the root lacks them (drivers/of/of_private.h
+# OF_ROOT_NODE_ADDR_CELLS_DEFAULT / _SIZE_CELLS_DEFAULT, every architecture with DTBs
+# but SPARC); the devicetree specification and dtc say 2 address cells.
+ROOT_DEFAULT_CELLS = {"#address-cells": 1, "#size-cells": 1}
 
 
-def _bounded_cells(n, what):
-    if n > 4:
-        raise FormatError(f"{what} of {n} is more than bootforge reads (at most 4 cells)")
-    return n
+# Linux's OF_MAX_ADDR_CELLS (drivers/of/address.c): no address or size is wider.
+MAX_CELLS = 4
+
+
+def _root_cells_read(node, where, warnings):
+    """(#address-cells, #size-cells) the root gives its children, or None when they cannot be
+    read (reported in *warnings*). A missing one takes Linux's default (dtc warns
+    "Relying on default #...-cells value")."""
+    cells = []
+    for name, default in ROOT_DEFAULT_CELLS.items():
+        raw = node.prop(name)
+        if raw is None:
+            warnings.append(f"{where}: no {name}: Linux's default {default} is used")
+            cells.append(default)
+        elif len(raw) != 4:
+            warnings.append(f"{where}: {name} of {len(raw)} bytes is not one cell: its children's "
+                            "reg is not read")
+            return None
+        else:
+            n = int.from_bytes(raw, "big")
+            if n > MAX_CELLS:
+                warnings.append(f"{where}: {name} = <{n}> is over {MAX_CELLS} (Linux's OF_MAX_ADDR_CELLS): "
+                                "its children's reg is not read")
+                return None
+            cells.append(n)
+    return tuple(cells)
+
+
+# Linux's words when /reserved-memory's cells differ from the root's or it has no
+# ranges (drivers/of/of_reserved_mem.c, __reserved_mem_check_root()): the whole
+# node is ignored, none of its children reserves anything.
+RESERVED_MEMORY_UNSUPPORTED = "Reserved memory: unsupported node format, ignoring"
 
 
 def fdt_to_map(tree):
@@ -170,23 +204,38 @@ def fdt_to_map(tree):
     writes) gets that type back. Children with only `size` are dynamic: they
     have no address until Linux allocates them, and are listed in
     facts["dynamic"]. Ranges are in the order above, unsanitized.
+
+    A property that cannot be read as Linux reads it (a partial reg pair,
+    cells over 4) is reported in facts["warnings"] and the rest is kept; a
+    /reserved-memory node Linux ignores (cells unlike the root's, no ranges)
+    is ignored too, its reason in facts["reserved_memory_ignored"].
     """
-    ac, sc = (_bounded_cells(n, w) for n, w in zip(root_cells(tree), ("#address-cells", "#size-cells")))
+    warnings = []
+    cells = _root_cells_read(tree.root, "/", warnings)
+    ac, sc = cells or (None, None)
     ranges = []
     for child in tree.root.children:
         if child.string("device_type") != "memory" or not _available(child):
             continue
         # Linux (early_init_dt_scan_memory) prefers linux,usable-memory over reg.
-        reg = child.prop("linux,usable-memory") or child.prop("reg")
-        if reg is not None:
-            for address, size in _reg_pairs(f"/{child.name}", reg, ac, sc):
+        name = "linux,usable-memory" if child.prop("linux,usable-memory") else "reg"
+        reg = child.prop(name)
+        if reg is not None and cells is not None:
+            for address, size in _reg_pairs(f"/{child.name} {name}", reg, ac, sc, warnings):
                 ranges.append(MemoryRange(address, size, E820Type.RAM, label=child.name))
     dynamic = []
     reserved = tree.root.child("reserved-memory")
+    ignored = None
     if reserved is not None:
+        own = (reserved.cell("#address-cells"), reserved.cell("#size-cells"))
+        if cells is None or own != (ac, sc) or reserved.prop("ranges") is None:
+            ignored = (f"{RESERVED_MEMORY_UNSUPPORTED} (/reserved-memory cells {own}, root {(ac, sc)}, "
+                       f"ranges {'present' if reserved.prop('ranges') is not None else 'missing'})")
+    if reserved is not None and ignored is None:
         for child in reserved.children:
             if not _available(child):
                 continue
+            where = f"/reserved-memory/{child.name}"
             flags = frozenset(f for f in (FLAG_NO_MAP, FLAG_REUSABLE) if child.has(f))
             base = child.name.split("@", 1)[0]
             try:
@@ -195,7 +244,7 @@ def fdt_to_map(tree):
                 typ = E820Type.RESERVED
             reg = child.prop("reg")
             if reg is not None:
-                for address, size in _reg_pairs(f"/reserved-memory/{child.name}", reg, ac, sc):
+                for address, size in _reg_pairs(f"{where} reg", reg, ac, sc, warnings):
                     ranges.append(MemoryRange(address, size, typ, label=child.name, flags=flags))
             elif child.prop("size") is not None:
                 entry = {"name": child.name, "size": _cells(child.prop("size"), sc),
@@ -203,8 +252,8 @@ def fdt_to_map(tree):
                 if child.prop("alignment") is not None:
                     entry["alignment"] = _cells(child.prop("alignment"), sc)
                 if child.prop("alloc-ranges") is not None:
-                    entry["alloc-ranges"] = _reg_pairs(f"/reserved-memory/{child.name}",
-                                                       child.prop("alloc-ranges"), ac, sc)
+                    entry["alloc-ranges"] = _reg_pairs(f"{where} alloc-ranges", child.prop("alloc-ranges"),
+                                                       ac, sc, warnings)
                 dynamic.append(entry)
     for address, size in tree.reservations:
         ranges.append(MemoryRange(address, size, E820Type.RESERVED, flags=frozenset({FLAG_MEMRESERVE})))
@@ -213,7 +262,10 @@ def fdt_to_map(tree):
     if reserved is not None:
         result.facts["reserved_memory_cells"] = (reserved.cell("#address-cells"), reserved.cell("#size-cells"))
         result.facts["reserved_memory_ranges_empty"] = reserved.prop("ranges") == b""
+        if ignored is not None:
+            result.facts["reserved_memory_ignored"] = ignored
     result.facts["dynamic"] = dynamic
+    result.facts["warnings"] = warnings
     return result
 
 

@@ -9,6 +9,7 @@ from bootforge.fdt.parse import parse_dtb, parse_header
 from bootforge.formats.e820 import E820Type
 from bootforge.memmap.convert import fdt_to_map
 from bootforge.memmap.formats.json import map_to_json
+from bootforge.memmap.model import span_text
 from bootforge.memmap.verify import verify_map
 from bootforge.report import Report
 
@@ -19,15 +20,21 @@ def inspect_dtb(path, data):
     if header["size_dt_struct"] is None:       # version 16: the size the walk found
         header["size_dt_struct"] = tree.layout.struct_size
     memory = fdt_to_map(tree)
-    problems = [c.line() for c in verify_map(memory) if not c.ok and not c.warning]
+    checks = verify_map(memory)
+    problems = [c.line() for c in checks if c.fails]
+    # Normal for the kind (no /memory in a tree the boot loader fills in, a property
+    # dtc warns about and Linux reads around): reported, never failing.
+    warnings = [c.line() for c in checks if not c.ok and c.warning]
     return DtbReport(path=str(path), format="dtb", problems=problems, tree=tree, header=header,
-                     memory=memory, memory_json=map_to_json(memory), trailing=len(data) - header["totalsize"])
+                     memory=memory, memory_json=map_to_json(memory), trailing=len(data) - header["totalsize"],
+                     warnings=warnings)
 
 
 class DtbReport(Report):
-    def __init__(self, *, tree, header, memory, memory_json, trailing, **kw):
+    def __init__(self, *, tree, header, memory, memory_json, trailing, warnings=(), **kw):
         super().__init__(**kw)
         self.tree, self.header, self.memory = tree, header, memory
+        self.warnings = list(warnings)
         self.memory_json, self.trailing = memory_json, trailing
 
     def to_json(self):
@@ -41,6 +48,8 @@ class DtbReport(Report):
             "reservations": [{"address": a, "size": s} for a, s in self.tree.reservations],
             "memory": self.memory_json["entries"],
             "dynamic_reserved": self.memory.facts.get("dynamic", []),
+            "warnings": self.warnings,
+            # Names are the DTB's bytes as latin-1 code points: encode with latin-1 for dtc's bytes.
             "dts": to_dts(self.tree),
         }
 
@@ -61,14 +70,23 @@ class DtbReport(Report):
             kind = ("memreserve" if "memreserve" in r.flags else
                     "memory" if r.type == E820Type.RAM else "reserved-memory")
             extra = " ".join(sorted(f for f in r.flags if f != "memreserve"))
-            lines.append(f"  [{r.start:#014x}-{r.start + r.size - 1:#014x}] {kind:<16} "
+            lines.append(f"  [{span_text(r.start, r.size, '#014x')}] {kind:<16} "
                          f"{r.label or ''} {extra}".rstrip())
         for d in self.memory.facts.get("dynamic", []):
             lines.append(f"  dynamic {d['name']}: size {d['size']:#x}"
                          + (f" alignment {d['alignment']:#x}" if "alignment" in d else "")
                          + (" " + " ".join(d["flags"]) if d["flags"] else ""))
+        for w in self.warnings:
+            lines.append(f"Warning: {w}")
         for p in self.problems:
             lines.append(f"Problem: {p}")
         lines.append("")
         lines.append(to_dts(self.tree).rstrip("\n"))
         return "\n".join(lines)
+
+    def render_bytes(self):
+        """The text as bytes, byte-exact where dtc is: node and property names are the DTB's
+        own bytes (parse_dtb decodes them as latin-1, one code point per byte), which dtc
+        prints unchanged; UTF-8 would turn byte 0xe9 into 0xc3 0xa9 and a recompiled tree
+        would change. Everything else in the report is ASCII."""
+        return self.render_text().encode("latin-1", "backslashreplace")

@@ -31,6 +31,17 @@ FLAG_MEMRESERVE = "memreserve"      # from the DTB's memory reservation block
 FDT_FLAGS = (FLAG_NO_MAP, FLAG_REUSABLE, FLAG_MEMRESERVE)
 
 
+def span_text(start, size, fmt):
+    """"first-last" of [start, start + size), both ends inclusive as dmesg and the UEFI shell
+    print them, each end formatted with *fmt*; an empty range has no last byte, so it
+    prints its start and "(empty)" in the same width (not start - 1, which reads as a
+    range ending before it starts, or a negative number at 0)."""
+    first = format(start, fmt)
+    if size <= 0:
+        return f"{first} (empty)".ljust(2 * len(first) + 1)
+    return f"{first}-{format(start + size - 1, fmt)}"
+
+
 def type_name(family, number):
     """The unified name of *number* in *family* ("e820" or "efi")."""
     if family == "efi":

@@ -12,7 +12,7 @@ from bootforge.formats.efi_memmap import (
     EFI_PAGE_SIZE, EfiMemoryAttribute, EfiMemoryType,
 )
 from bootforge.formats.multiboot import MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE
-from bootforge.memmap.convert import efi_to_e820
+from bootforge.memmap.convert import RESERVED_MEMORY_UNSUPPORTED, efi_to_e820
 from bootforge.memmap.model import (
     FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, U64_LIMIT, MemoryMap,
 )
@@ -102,8 +102,20 @@ def _fdt_checks(m):
     memory = [r for r in m.ranges if r.type == E820Type.RAM and FLAG_MEMRESERVE not in r.flags]
     static = [r for r in m.ranges if r.type != E820Type.RAM and FLAG_MEMRESERVE not in r.flags]
     rsv = [r for r in m.ranges if FLAG_MEMRESERVE in r.flags]
-    checks += [check(f"memory-{c.subject}", c.ok, c.reason) for c in _entry_checks(memory, "memory ranges")
+    # No /memory range, or a zero-size placeholder, is normal for a tree the boot loader
+    # fills in (U-Boot's fdt_fixup_memory, the EFI stub): a warning, not a defect.
+    filled_in = ("has-entries", "size-nonzero")
+    checks += [check(f"memory-{c.subject}", c.ok,
+                     c.reason + (" (normal for a tree the boot loader fills in)"
+                                 if not c.ok and c.subject in filled_in else ""),
+                     warning=c.subject in filled_in)
+               for c in _entry_checks(memory, "memory ranges")
                if c.subject in ("has-entries", "size-nonzero", "no-overlap")]
+    wrap = [r for r in m.ranges if r.start + r.size > U64_LIMIT - 1]
+    checks.append(check("no-wraparound", not wrap, "no range ends past 2^64 - 1" if not wrap
+                        else f"{wrap[0].label or 'reservation'} {_fmt(wrap[0])} wraps past 2^64"))
+    for warning in m.facts.get("warnings", []):
+        checks.append(check("fdt-property", False, warning, warning=True))
     ordered = sorted(rsv, key=lambda r: r.start)
     overlap = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b.start < a.start + a.size), None)
     checks.append(check("reservations-no-overlap", overlap is None,
@@ -114,9 +126,12 @@ def _fdt_checks(m):
     if cells is not None:
         want = (m.facts.get("address_cells"), m.facts.get("size_cells"))
         ok = tuple(cells) == want and m.facts.get("reserved_memory_ranges_empty")
+        ignored = m.facts.get("reserved_memory_ignored")
         checks.append(check("reserved-memory-cells", bool(ok),
                             f"/reserved-memory cells {tuple(cells)} vs root {want}, "
-                            f"ranges {'empty' if m.facts.get('reserved_memory_ranges_empty') else 'not empty'}"))
+                            f"ranges {'empty' if m.facts.get('reserved_memory_ranges_empty') else 'not empty'}"
+                            + ("; Linux ignores the node: none of its regions is reserved" if ignored else ""),
+                            words=RESERVED_MEMORY_UNSUPPORTED if ignored else None))
     both = [r for r in static if FLAG_NO_MAP in r.flags and FLAG_REUSABLE in r.flags]
     both_dyn = [d for d in m.facts.get("dynamic", []) if {"no-map", "reusable"} <= set(d["flags"])]
     checks.append(check("no-map-reusable-exclusive", not both and not both_dyn,
@@ -128,6 +143,8 @@ def _fdt_checks(m):
                         f"{len(static)} static reserved region(s) inside /memory" if not outside
                         else f"{outside[0].label or _fmt(outside[0])} {_fmt(outside[0])} is not inside /memory",
                         warning=True))
+    if wrap:        # no allocation can be modelled in an address space that wraps
+        return checks
     checks.extend(_dynamic_checks(m, memory, static + rsv))
     return checks
 
@@ -138,6 +155,11 @@ def _dynamic_checks(m, memory, taken):
     dynamic = m.facts.get("dynamic", [])
     if not dynamic:
         return []
+    if not any(r.size for r in memory):
+        # Nothing to allocate in until the boot loader fills /memory in: not a defect of the tree.
+        return [check("dynamic-regions-allocatable", False,
+                      f"{len(dynamic)} dynamic region(s) not placed: no /memory range to allocate them in "
+                      "(normal for a tree the boot loader fills in)", warning=True)]
     view = sanitize(MemoryMap("e820", list(memory) + list(taken)))
     problems, placed = [], []
     for d in dynamic:

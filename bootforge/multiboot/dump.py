@@ -62,9 +62,9 @@ def parse_dump(data):
             raise FormatError(f"{what} {tok.decode('latin-1')!r} is not 8 hex digits", offset=off) from None
 
     for off, line in it:
-        if not line:
-            continue
         words = line.split()
+        if not words:           # a blank or whitespace-only line (what a serial console adds)
+            continue
         if words[0] in (b"EAX", b"EBX") and len(words) == 2:
             regs[words[0].decode()] = hexnum(words[1], off, words[0].decode())
         elif words[0] == b"REGION" and len(words) == 4:

@@ -15,7 +15,7 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, FormatError, LimitError
 from bootforge.formats.e820 import E820_ENTRY_EXTENDED_STRUCT, E820_ENTRY_STRUCT, E820Attribute, E820Type
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.formats.common import check_no_wrap, check_whole
+from bootforge.memmap.formats.common import check_fits, check_no_wrap, check_range_no_wrap, check_whole
 from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
 
 # A /sys/firmware/memmap directory with more entries than this is not one.
@@ -77,6 +77,8 @@ def read_e820_dmesg(path, data, options):
         m = _DMESG_LINE.search(line)
         if m:
             first, last = int(m.group(1), 16), int(m.group(2), 16)
+            # An empty entry at A > 0 prints A - 1 (addr + size - 1); one at 0 prints
+            # 0xffffffffffffffff, which reads as [0, 2^64 - 1] and is refused as wrapping.
             size = last - first + 1
         else:
             m = _DMESG_LINE_OLD.search(line)
@@ -97,7 +99,10 @@ def read_e820_dmesg(path, data, options):
 
 
 def write_e820_dmesg(memory_map, options):
-    lines = [f"BIOS-e820: [mem 0x{r.start:016x}-0x{r.start + r.size - 1:016x}] {dmesg_type_string(r.type)}"
+    check_fits(memory_map, "e820-dmesg", type_bits=None)
+    # e820__print_table(): addr + size - 1 in u64 arithmetic (an empty entry prints its start - 1).
+    lines = [f"BIOS-e820: [mem 0x{r.start:016x}-0x{(r.start + r.size - 1) % U64_LIMIT:016x}] "
+             f"{dmesg_type_string(r.type)}"
              for r in memory_map.ranges]
     return ("\n".join(lines) + "\n").encode()
 
@@ -133,14 +138,17 @@ def read_e820_sysfs(path, data, options):
                               path=base / name) from None
         if last < start - 1 or last >= U64_LIMIT:
             raise FormatError(f"end {last:#x} before start {start:#x} or past 2^64", path=base / name)
+        size = last - start + 1
+        check_range_no_wrap("range", start, size, base / name, None)
         # "Unknown E820 type" loses the number; reserved is what Linux treats it as.
         typ = _SYSFS_TYPES_BY_STRING.get(fields["type"], E820Type.RESERVED)
-        ranges.append(MemoryRange(start, last - start + 1, int(typ)))
+        ranges.append(MemoryRange(start, size, int(typ)))
     return MemoryMap("e820", ranges, source="e820-sysfs")
 
 
 def write_e820_sysfs(memory_map, out):
     """Write a /sys/firmware/memmap-like directory at *out* (must not exist or be empty)."""
+    check_fits(memory_map, "e820-sysfs", type_bits=None)
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BootforgeError("exists and is not an empty directory", path=out)
@@ -150,7 +158,7 @@ def write_e820_sysfs(memory_map, out):
         for i, r in enumerate(memory_map.ranges):
             (tmp / str(i)).mkdir()
             (tmp / str(i) / "start").write_text(f"{r.start:#x}\n")
-            (tmp / str(i) / "end").write_text(f"{r.start + r.size - 1:#x}\n")
+            (tmp / str(i) / "end").write_text(f"{(r.start + r.size - 1) % U64_LIMIT:#x}\n")  # u64, as Linux
             (tmp / str(i) / "type").write_text(SYSFS_TYPE_STRINGS.get(r.type, "Unknown E820 type") + "\n")
         if target.exists():
             target.rmdir()
@@ -179,6 +187,7 @@ def read_e820_bin(path, data, options):
 
 def write_e820_bin(memory_map, options):
     size = options.get("entry_size") or E820_ENTRY_SIZE
+    check_fits(memory_map, "e820-bin", attribute_bits=32 if size == E820_ENTRY_EXTENDED_SIZE else None)
     if size == E820_ENTRY_EXTENDED_SIZE:
         pack = struct.Struct(E820_ENTRY_EXTENDED_STRUCT).pack
         enabled = int(E820Attribute.ENABLED)

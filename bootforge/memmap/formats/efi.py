@@ -10,7 +10,7 @@ from bootforge.formats.efi_memmap import (
     EFI_DESCRIPTOR_START_OFFSET, EFI_PAGE_SIZE, descriptor_struct,
 )
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.formats.common import check_whole
+from bootforge.memmap.formats.common import check_fits, check_whole
 from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
 
 
@@ -42,6 +42,9 @@ def read_descriptors(data, descriptor_size, path, base):
 def write_descriptors(memory_map, descriptor_size):
     """The descriptors of *memory_map* (whole pages only), each *descriptor_size* bytes."""
     check_descriptor_size(descriptor_size, None)
+    # EFI_MEMORY_DESCRIPTOR: u32 Type, u64 PhysicalStart, NumberOfPages and Attribute;
+    # the EFI readers accept a descriptor ending at 2^64 exactly.
+    check_fits(memory_map, "an EFI memory map", end_limit=U64_LIMIT, attribute_bits=64)
     pack = descriptor_struct(descriptor_size).pack
     out = []
     for r in memory_map.ranges:

@@ -15,9 +15,9 @@ from bootforge.formats.multiboot import (
     MB2_MMAP_ENTRY_VERSION, MB2_MMAP_HEADER_STRUCT,
 )
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.formats.common import check_no_wrap, check_whole
+from bootforge.memmap.formats.common import check_fits, check_no_wrap, check_range_no_wrap, check_whole
 from bootforge.memmap.formats.efi import read_descriptors, write_descriptors
-from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
+from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.multiboot.mbi1 import walk_mb1_mmap
 
 MB2_MMAP_HEADER_SIZE = struct.calcsize(MB2_MMAP_HEADER_STRUCT)
@@ -29,8 +29,7 @@ def read_mb1_mmap(path, data, options):
     ranges, sizes = [], set()
     try:
         for offset, entry_size, addr, length, typ in walk_mb1_mmap(data):
-            if addr + length > U64_LIMIT - 1:
-                raise FormatError(f"entry [{addr:#x} + {length:#x}] wraps around 2^64", offset=offset + 4)
+            check_range_no_wrap("entry", addr, length, None, offset + 4)
             sizes.add(entry_size)
             ranges.append(MemoryRange(addr, length, typ))
     except FormatError as exc:
@@ -41,6 +40,7 @@ def read_mb1_mmap(path, data, options):
 
 
 def write_mb1_mmap(memory_map, options):
+    check_fits(memory_map, "mb1-mmap")
     pack = struct.Struct(MB1_MMAP_ENTRY_STRUCT).pack
     return b"".join(pack(MB1_MMAP_ENTRY_SIZE, r.start, r.size, r.type) for r in memory_map.ranges)
 
@@ -65,6 +65,7 @@ def read_mb2_mmap(path, data, options):
 
 
 def write_mb2_mmap(memory_map, options):
+    check_fits(memory_map, "mb2-mmap")
     pack = struct.Struct(MB2_MMAP_ENTRY_STRUCT).pack
     return (struct.pack(MB2_MMAP_HEADER_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_VERSION)
             + b"".join(pack(r.start, r.size, r.type, 0) for r in memory_map.ranges))

@@ -15,7 +15,8 @@ from bootforge.formats.smbios import (
     SmbiosMemoryArrayMappedAddress, SmbiosMemoryArrayMappedAddressExtended,
 )
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.memmap.formats.common import check_fits, check_range_no_wrap
+from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
 
 # A table is at most 64 KiB in SMBIOS 2.x (u16 length) and rarely more in 3.x;
 # 65536 structures of the minimum 6 bytes is well past any real table.
@@ -60,6 +61,8 @@ def _type19_range(raw, path, offset):
     if last < first:
         raise FormatError(f"type 19 range ends ({last:#x}) before it starts ({first:#x})",
                           path=path, offset=offset + 4)
+    # [0, 2^64 - 1] is 2^64 bytes: no E820 entry holds it (the E820 readers' rule).
+    check_range_no_wrap("type 19 range", first, last - first + 1, path, offset + 4)
     return MemoryRange(first, last - first + 1, E820Type.RAM, label=f"handle {s.handle:#06x}")
 
 
@@ -67,8 +70,11 @@ def build_smbios_table(memory_map, first_handle=0x1300, array_handle=0x1000):
     """A structure table of one type 19 (SMBIOS 2.7+, 0x1F bytes) per RAM range, then type 127.
 
     Ranges whose KiB addresses do not fit 32 bits use the extended byte
-    addresses, as the specification (and QEMU's smbios.c) do.
+    addresses, as the specification (and QEMU's smbios.c) do; the extended
+    ending address is a u64, so a range may end at 2^64 and no further.
     """
+    check_fits(memory_map.replace([r for r in memory_map.ranges if r.type == E820Type.RAM and r.size]),
+               "smbios", end_limit=U64_LIMIT, type_bits=None)
     out = bytearray()
     handle = first_handle
     for r in memory_map.ranges:

@@ -4,7 +4,7 @@ the UEFI shell's `memmap` layout (ShellPkg) for EFI maps. Output only."""
 from bootforge.formats.efi_memmap import EFI_PAGE_SIZE, EfiMemoryType
 from bootforge.memmap.formats import MapFormat
 from bootforge.memmap.formats.e820 import dmesg_type_string
-from bootforge.memmap.model import type_name
+from bootforge.memmap.model import span_text, type_name
 from bootforge.text import human_size
 
 
@@ -22,7 +22,7 @@ def efi_shell_table(memory_map):
     for r in memory_map.ranges:
         name = _shell_name(r.type)
         pages = r.size // EFI_PAGE_SIZE
-        lines.append(f"{name:<10} {r.start:016X}-{r.start + r.size - 1:016X} {pages:016X} {r.attributes or 0:016X}")
+        lines.append(f"{name:<10} {span_text(r.start, r.size, '016X')} {pages:016X} {r.attributes or 0:016X}")
         totals[name] = totals.get(name, 0) + pages
     lines.append("")
     for name, pages in totals.items():
@@ -34,7 +34,7 @@ def e820_table(memory_map):
     """dmesg's BIOS-e820 lines plus each range's size and unified type name."""
     lines = []
     for r in memory_map.ranges:
-        line = (f"[mem 0x{r.start:016x}-0x{r.start + r.size - 1:016x}] {dmesg_type_string(r.type):<22}"
+        line = (f"[mem {span_text(r.start, r.size, '#018x')}] {dmesg_type_string(r.type):<22}"
                 f" {human_size(r.size):>10}  {type_name('e820', r.type)}")
         if r.label or r.flags:
             line += "  " + " ".join(filter(None, [r.label, *sorted(r.flags)]))
