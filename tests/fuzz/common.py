@@ -1,4 +1,5 @@
-"""Plumbing shared by the fuzz harnesses (run by hand, see README.md; never by pytest).
+"""Plumbing shared by the fuzz harnesses (run by hand, see README.md; never by pytest:
+no file in this directory may be named test_*.py or conftest.py).
 
 A harness module defines
     FAMILY  -- its name (rom, mbdump, multiboot, memmap, fdt, efi-compress, recipes)
