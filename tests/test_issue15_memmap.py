@@ -259,3 +259,45 @@ def test_dump_with_blank_and_whitespace_lines_reads_as_without(tmp_path):
     a = inspect_json(DATA / "mb-grub-pc-mb2.dump", 0)
     b = inspect_json(path, 0)
     assert a["multiboot2"] == b["multiboot2"]
+
+
+def _dump(mbi):
+    """A BFMBDUMP capture holding one Multiboot2 MBI region, as stubs/mbdump.S prints it."""
+    lines = [b"BFMBDUMP 1", b"EAX 36d76289", b"EBX 00010000", b"REGION mbi 00010000 %08x" % len(mbi)]
+    lines += [mbi[i:i + 32].hex().encode() for i in range(0, len(mbi), 32)]
+    return b"\n".join(lines + [b"END", b"DONE", b""])
+
+
+def _mbi(*tags):
+    body = b"".join(t + bytes(-len(t) % 8) for t in tags) + struct.pack("<II", 0, 8)
+    return struct.pack("<II", 8 + len(body), 0) + body
+
+
+@pytest.mark.parametrize("name, tag, field", [
+    ("cmdline without its string", struct.pack("<II", 1, 8), "string"),
+    ("module without its string", struct.pack("<IIII", 3, 16, 0x100000, 0x200000), "string"),
+    ("framebuffer cut before its colour info", struct.pack("<II", 8, 31) + bytes(23), "reserved"),
+])
+def test_mb2_tag_shorter_than_its_fields(tmp_path, name, tag, field):
+    path = tmp_path / "short.dump"
+    path.write_bytes(_dump(_mbi(tag)))
+    for args in (["inspect", path], ["memmap", "show", path]):
+        assert_one_line_error(run_bootforge(*args), str(path), "truncated or malformed", field)
+
+
+# ---- item 27: a Multiboot2 header whose last tag is cut short --------------------
+
+def _mb2_header(*tags):
+    body = b"".join(t + bytes(-len(t) % 8) for t in tags)
+    length = 16 + len(body)
+    return struct.pack("<IIII", 0xE85250D6, 0, length, -(0xE85250D6 + length) & 0xFFFFFFFF) + body
+
+
+@pytest.mark.parametrize("tag", [struct.pack("<HHI", 10, 0, 12) + bytes(4),      # relocatable: 24 bytes of fields
+                                 struct.pack("<HHI", 3, 0, 8)])                  # entry address: 12
+def test_mb2_header_last_tag_cut_short(tmp_path, tag):
+    path = tmp_path / "kernel.bin"
+    path.write_bytes(b"\0" * 32 + _mb2_header(tag) + bytes(64))
+    ttype = int.from_bytes(tag[:2], "little")
+    assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x30",
+                          f"Multiboot2 header tag type {ttype} truncated or malformed")

@@ -188,10 +188,8 @@ def decode_mb2_tags(data, offset, header_length):
         raw = data[pos:pos + min(padded, end - pos)]
         if len(raw) < padded:
             raw = raw + bytes(padded - len(raw))
-        try:
-            parsed = parse(fmt.Multiboot2HeaderTag, raw, what=f"Multiboot2 header tag type {ttype}")
-        except FormatError as exc:
-            raise exc.located(offset=pos) from None
+        # base=pos: a tag cut short names its own offset (parse() always sets one).
+        parsed = parse(fmt.Multiboot2HeaderTag, raw, what=f"Multiboot2 header tag type {ttype}", base=pos)
         tag = {"type": ttype, "name": fmt.Mb2HeaderTag.label_of(ttype),
                "optional": bool(tflags & fmt.MB2_TAG_OPTIONAL), "flags": tflags,
                "size": size, "position": pos}
