@@ -84,8 +84,14 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as
     try:
         result = policy(req.loader)(req)
     except LoaderRefusal as exc:
-        # The loader refuses the kernel: name the kernel, not the recipe that named it.
-        raise exc.located(path=getattr(req.kernel, "path", None) or recipe)
+        # A kernel loader verdict refusing the file (the loader's header and ELF checks) is about
+        # the kernel: the line names it after the recipe that named it; refusals of the load
+        # itself (no memory for a module) are the recipe's alone.
+        from bootforge.multiboot.verdicts import KERNEL_LOADERS
+        kernel_path = getattr(req.kernel, "path", None)
+        if exc.loader in KERNEL_LOADERS.names() and kernel_path and str(kernel_path) != str(recipe):
+            exc.message = f"kernel {kernel_path}: {exc.message}"
+        raise exc.located(path=recipe)
     except BootforgeError as exc:
         raise exc.located(path=recipe)
     if mbi_out:
