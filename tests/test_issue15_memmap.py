@@ -301,3 +301,38 @@ def test_mb2_header_last_tag_cut_short(tmp_path, tag):
     ttype = int.from_bytes(tag[:2], "little")
     assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x30",
                           f"Multiboot2 header tag type {ttype} truncated or malformed")
+
+
+# ---- item 22 (memmap): help that says what each command takes -------------------
+
+def _option_help(command, option):
+    """The help text of *option* in `bootforge memmap COMMAND --help` (click's layout, joined)."""
+    text = run_bootforge("memmap", command, "--help", check=0).stdout
+    lines = text.split("Options:", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(option + " "))
+    out = lines[start].strip()[len(option):]
+    for line in lines[start + 1:]:
+        if line.strip().startswith("-"):
+            break
+        # click wraps after a hyphen ("mb2-" / "efi-mmap"): no space there
+        out += ("" if out.endswith("-") else " ") + line.strip()
+    return " ".join(out.split())
+
+
+def test_memmap_help_lists_formats_and_is_its_own():
+    from bootforge.memmap.formats import registry
+    readers = [n for n, f in registry().items() if f.read is not None]
+    assert len(readers) >= 12
+    for command in ("show", "verify", "convert"):
+        text = _option_help(command, "--from")
+        for name in readers:
+            assert name in text, (command, name)
+    # show and verify only read: no word of an output in their size options.
+    for command in ("show", "verify"):
+        for option in ("--entry-size", "--descriptor-size"):
+            text = _option_help(command, option)
+            assert "OUT" not in text and "output" not in text, (command, option, text)
+            assert "IN" in text
+    assert "OUT" in _option_help("convert", "--entry-size")
+    ref = _option_help("verify", "--efi-reference-from")
+    assert "efi-bin" in ref and "mb2-efi-mmap" in ref and "json" in ref and "default: efi-bin" in ref

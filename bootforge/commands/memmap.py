@@ -13,14 +13,32 @@ from bootforge.memmap.formats import input_names, output_names, registry
 # Both lists come from the format registry (bootforge/memmap/formats/).
 FORMAT_NAMES = output_names()
 INPUT_FORMATS = input_names()
+# The formats guess_format() recognises (a sniffer in the registry).
+GUESSED_FORMATS = [n for n in INPUT_FORMATS if registry()[n].sniff is not None]
+# The readers whose maps are of the EFI family (what --efi-reference compares with).
+EFI_REFERENCE_FORMATS = [n for n in INPUT_FORMATS if registry()[n].family == "efi"] + ["json"]
 
 
-def _input_options(f):
-    f = click.option("--entry-size", type=click.Choice(["20", "24"]), default=None,
-                     help="E820 binary entry size (e820-bin, in and out); default 20.")(f)
-    f = click.option("--descriptor-size", type=int, default=None, metavar="N",
-                     help="EFI descriptor stride (efi-bin); default 48 on input, the map's own on output.")(f)
-    return f
+def _input_options(writes):
+    """--entry-size / --descriptor-size, with help for a command that only reads (show,
+    verify) or that also writes (convert: the same sizes on both sides unless --to-... says)."""
+    def add(f):
+        if writes:
+            entry = "E820 entry size of IN and OUT when they are e820-bin (--to-entry-size for OUT alone); default 20."
+            descr = ("EFI descriptor stride of IN (efi-bin; default 48) and of OUT "
+                     "(--to-descriptor-size for OUT alone; default the map's own).")
+        else:
+            entry = "E820 entry size of IN when it is e820-bin (20, or 24 for ACPI 3.0 entries); default 20."
+            descr = "EFI descriptor stride of IN when it is efi-bin; default 48."
+        f = click.option("--entry-size", type=click.Choice(["20", "24"]), default=None, help=entry)(f)
+        return click.option("--descriptor-size", type=int, default=None, metavar="N", help=descr)(f)
+    return add
+
+
+def _from_option(what):
+    return click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT",
+                        help=f"Format of {what}: " + ", ".join(INPUT_FORMATS) + ". Guessed from the content "
+                             "for " + ", ".join(GUESSED_FORMATS) + "; the others have no magic and need it.")
 
 
 def _options(entry_size, descriptor_size):
@@ -48,8 +66,7 @@ memmap_group.help += "\n\n\b\nFormats (--from, --to):\n" + "\n".join(
 
 @memmap_group.command("convert", short_help="Convert a map between formats (EFI -> E820 as the stub does).")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
-@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT",
-              help="Input format (guessed for DTB, JSON, dmesg text and sysfs directories).")
+@_from_option("IN")
 @click.option("--to", "to_format", type=click.Choice(FORMAT_NAMES), required=True, metavar="FMT",
               help="Output format: " + ", ".join(FORMAT_NAMES) + ".")
 @click.option("--sanitize", is_flag=True, help="Apply Linux's e820__update_table() before writing.")
@@ -61,7 +78,7 @@ memmap_group.help += "\n\n\b\nFormats (--from, --to):\n" + "\n".join(
               help="E820 entry size of the output when it differs from --entry-size.")
 @click.option("--to-descriptor-size", type=int, default=None, metavar="N",
               help="EFI descriptor stride of the output when it differs from --descriptor-size.")
-@_input_options
+@_input_options(writes=True)
 def convert_command(input_path, from_format, to_format, sanitize, efi_convention, output,
                     to_entry_size, to_descriptor_size, entry_size, descriptor_size):
     """Read IN in one format and write it in another, converting as the real converters do.
@@ -82,12 +99,15 @@ def convert_command(input_path, from_format, to_format, sanitize, efi_convention
 
 @memmap_group.command("verify", short_help="Check the invariants of a verified map; exit 1 on a failure.")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
-@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
+@_from_option("IN")
 @click.option("--efi-reference", type=click.Path(), metavar="FILE",
               help="An EFI map (efi-bin, mb2-efi-mmap or json) that IN should be the Linux stub's conversion of.")
-@click.option("--efi-reference-from", type=click.Choice(["efi-bin", "mb2-efi-mmap", "json"]), default="efi-bin")
+@click.option("--efi-reference-from", type=click.Choice(EFI_REFERENCE_FORMATS), default="efi-bin",
+              show_default=True, metavar="FMT",
+              help="Format of the --efi-reference file: " + ", ".join(EFI_REFERENCE_FORMATS)
+                   + " (an EFI map has no magic to guess it by; --descriptor-size applies to it too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-@_input_options
+@_input_options(writes=False)
 def verify_command(input_path, from_format, efi_reference, efi_reference_from, as_json,
                    entry_size, descriptor_size):
     """Check every invariant of a verified memory map; exit 1 if one fails."""
@@ -112,10 +132,10 @@ def verify_command(input_path, from_format, efi_reference, efi_reference_from, a
 
 @memmap_group.command("show", short_help="Print a map as a table; --svg draws it.")
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=True))
-@click.option("--from", "from_format", type=click.Choice(INPUT_FORMATS), metavar="FMT", help="Input format.")
+@_from_option("IN")
 @click.option("--sanitize", is_flag=True, help="Show the map after Linux's sanitize (EFI maps: after the stub).")
 @click.option("--svg", "svg_path", type=click.Path(), metavar="OUT", help="Also draw the map to OUT as SVG.")
-@_input_options
+@_input_options(writes=False)
 def show_command(input_path, from_format, sanitize, svg_path, entry_size, descriptor_size):
     """Print IN as a table (dmesg's layout for E820, the UEFI shell's for EFI)."""
     from bootforge.fileio import write_atomic
