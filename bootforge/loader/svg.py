@@ -33,27 +33,21 @@ def _clusters(placements):
 def render_load_svg(result):
     memory_map = result.platform.memory_map
     title = f"bootforge load: {result.loader} on {result.platform.name}"
-    doc = base.render_svg(memory_map, title)
-    head, _, rest = doc.partition(">")
-    inner = rest.rsplit("</svg>", 1)[0]
-    top_height = int(float(head.split('height="', 1)[1].split('"', 1)[0]))
+    # The axis reaches the highest placement too (a module above the map's last range).
+    drawing = base.draw_map(memory_map, title, top=max([p.end for p in result.placements], default=0))
     x0 = base.MARGIN + base.LABEL_WIDTH
     width = base.WIDTH - base.LABEL_WIDTH - 2 * base.MARGIN
     # Mark each placement on the overview bands.
-    mapped_top = max([r.start + r.size for r in memory_map.ranges] + [p.end for p in result.placements])
-    bands = [(0, 1 << 20), (1 << 20, 1 << 32)] + ([(1 << 32, mapped_top)] if mapped_top > 1 << 32 else [])
     marks = []
-    for i, (lo, hi) in enumerate(bands):
-        y = base.MARGIN * 2 + i * (base.BAND_HEIGHT + 30)
+    for band in drawing.bands:
         for p in result.placements:
-            a, b = max(p.start, lo), min(p.end, hi)
+            a, b = max(p.start, band.lo), min(p.end, band.hi)
             if a < b:
-                x = x0 + (a - lo) * width / (hi - lo)
-                w = max((b - a) * width / (hi - lo), 1.5)
-                marks.append(f'<rect x="{x:.2f}" y="{y + base.BAND_HEIGHT - 12}" width="{w:.2f}" height="12" '
+                x, w = band.x(a), max(band.x(b) - band.x(a), 1.5)
+                marks.append(f'<rect x="{x:.2f}" y="{band.y + base.BAND_HEIGHT - 12}" width="{w:.2f}" height="12" '
                              f'fill="{KIND_COLOURS.get(p.kind, "#000")}"><title>{escape(p.name)}</title></rect>')
     # Zoomed clusters.
-    parts, y = [], top_height
+    parts, y = [], drawing.height
     parts.append(f'<text x="{base.MARGIN}" y="{y + 4}" font-size="13">placements ({len(result.placements)}), '
                  'zoomed: boxes to scale within each bar</text>')
     y += 20
@@ -68,7 +62,7 @@ def render_load_svg(result):
                 name = memory_map.type_name(r)
                 parts.append(f'<rect x="{x0 + (a - lo) * width / span:.2f}" y="{y}" '
                              f'width="{max((b - a) * width / span, 0.5):.2f}" height="{BAR}" '
-                             f'fill="{base.COLOURS.get(name, base.OTHER_COLOUR)}" fill-opacity="0.35"/>')
+                             f'fill="{base.colour_of(name)}" fill-opacity="0.35"/>')
         for j, p in enumerate(items):
             x = x0 + (p.start - lo) * width / span
             w = max((p.end - p.start) * width / span, 1.5)
@@ -86,10 +80,7 @@ def render_load_svg(result):
                          f'({escape(human_size(p.end - p.start))})</text>')
         parts.append(f'<text x="{x0 + width}" y="{y - 3}" text-anchor="end" font-size="9">{hi:#x}</text>')
         y += BAR + 20 + len(items) * ROW
-    legend = "".join(f'<rect x="{base.MARGIN + i * 120}" y="{y}" width="12" height="12" fill="{c}"/>'
-                     f'<text x="{base.MARGIN + i * 120 + 16}" y="{y + 10}">{k}</text>'
-                     for i, (k, c) in enumerate(KIND_COLOURS.items()))
-    total = y + 30
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{base.WIDTH}" height="{total}" '
-            f'font-family="monospace" font-size="11">{inner}{"".join(marks)}\n' + "\n".join(parts)
-            + legend + "\n</svg>\n")
+    # The legend names only the kinds placed.
+    kinds = [(k, c) for k, c in KIND_COLOURS.items() if any(p.kind == k for p in result.placements)]
+    y += base.legend(kinds, y, parts) + base.MARGIN
+    return base.svg_document(y, drawing.elements + marks + parts)
