@@ -61,6 +61,17 @@ def test_zero_size_memory_placeholder_is_a_warning(tmp_path):
     assert any("memory-size-nonzero" in w for w in doc["warnings"])
 
 
+def test_qemu_canyonlands_dtb_placeholder_memory(tmp_path):
+    """QEMU's own canyonlands.dtb (Debian qemu-system-data) has reg = <0 0 0> in /memory, which
+    QEMU's ppc440 board fills in at boot: read as one empty range, a warning, exit 0."""
+    dtb = "/usr/share/qemu/canyonlands.dtb"
+    require(dtb)
+    doc = inspect_json(dtb, 0)
+    assert [(e["start"], e["size"]) for e in doc["memory"]] == [(0, 0)]
+    assert doc["problems"] == [] and any("memory-size-nonzero" in w for w in doc["warnings"])
+    assert "  [0x000000000000 (empty)       ] memory" in run_bootforge("inspect", dtb, check=0).stdout
+
+
 DYNAMIC = ("\treserved-memory {\n\t\t#address-cells = <2>;\n\t\t#size-cells = <2>;\n\t\tranges;\n"
            "\t\tlinux,cma {\n\t\t\tcompatible = \"shared-dma-pool\";\n\t\t\treusable;\n"
            "\t\t\tsize = <0 0x4000000>;\n\t\t};\n\t};\n")
