@@ -115,3 +115,13 @@ def test_load_help_lists_the_declared_keys():
     for f in (*LOAD_FIELDS, *MODULE_FIELDS):
         assert any(line.startswith(f.name + " ") for line in lines), f.name
     assert "--module FILE[=STRING]" in text and "RECIPE|KERNEL" in text
+
+
+def test_platform_name_longer_than_a_file_name_is_one_line(tmp_path):
+    # Found by the recipe fuzzer (tests/fuzz): a 300-byte platform string made the built-in
+    # profile lookup stat() a path with a component over NAME_MAX (OSError ENAMETOOLONG).
+    kernel = REPO / "tests/data/load-root/boot/kernel"
+    recipe = tmp_path / "boot.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "{"x" * 300}"\nloader = "grub-pc-mb2"\n')
+    proc = run_bootforge("load", recipe)
+    assert_one_line_error(proc, str(recipe), "platform map file", "File name too long")

@@ -271,11 +271,13 @@ def resolve(spec, base=None):
         shown = spec if len(spec) <= 60 else spec[:60] + "..."
         raise RecipeError(f"platform {shown!r} is neither a known platform nor a usable path "
                           f"({'a NUL byte' if chr(0) in spec else f'longer than {MAX_PLATFORM_PATH} bytes'})")
-    for suffix in (".json", ".lsefimmap"):
-        builtin = PLATFORM_DIR.joinpath(f"{spec}{suffix}")
-        if builtin.is_file():
-            with as_file(builtin) as path:
-                return from_file(path, name=spec)
+    # Built-in profiles are looked up by name in the package's listing, never by building a
+    # path from the user's string (a 300-byte name is ENAMETOOLONG for stat, seen by fuzzing).
+    builtin = next((p for p in PLATFORM_DIR.iterdir()
+                    if p.name in (f"{spec}.json", f"{spec}.lsefimmap")), None)
+    if builtin is not None:
+        with as_file(builtin) as path:
+            return from_file(path, name=spec)
     path = Path(spec)
     if base is not None and not path.is_absolute():
         path = Path(base) / path
