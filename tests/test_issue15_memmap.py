@@ -142,7 +142,7 @@ def _cells3(t):
             .replace("reg = <0x00 0x40000000 0x00 0x40000000>;", "reg = <0x01 0x00 0x00 0x00 0x1000>;", 1))
 
 
-@pytest.mark.parametrize("fmt", ["e820-bin", "mb1-mmap", "mb2-mmap", "smbios", "e820-dmesg", "efi-bin"])
+@pytest.mark.parametrize("fmt", ["e820-bin", "mb1-mmap", "mb2-mmap", "smbios", "e820-dmesg", "json", "efi-bin"])
 def test_address_past_2_64_refused_by_every_writer(tmp_path, fmt):
     dtb = virt_dtb(tmp_path, "cells3", _cells3)
     proc = run_bootforge("memmap", "convert", dtb, "--to", fmt, "-o", tmp_path / "out")

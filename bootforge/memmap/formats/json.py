@@ -10,6 +10,7 @@ import re
 from bootforge.errors import FormatError
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION
 from bootforge.memmap.formats import MapFormat
+from bootforge.memmap.formats.common import E820_END_LIMIT, check_fits
 from bootforge.memmap.model import (
     E820_TYPES_BY_NAME, EFI_TYPES_BY_NAME, FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, type_number,
 )
@@ -78,7 +79,7 @@ def read_json(path, data, options):
         if not isinstance(e, dict):
             raise FormatError(f"entry {i} is not an object", path=path)
         start, size = _json_int(e, "start", i, path), _json_int(e, "size", i, path)
-        if start + size > U64_LIMIT - 1:
+        if start + size > (U64_LIMIT if family == "efi" else E820_END_LIMIT):   # as efi-bin / e820-bin read
             raise FormatError(f"entry {i} [{start:#x} + {size:#x}] wraps around 2^64", path=path)
         if type_key in e:
             typ = _json_int(e, type_key, i, path)
@@ -106,6 +107,10 @@ def read_json(path, data, options):
 
 
 def write_json(memory_map, options):
+    # What read_json takes back: u64 fields, an end within the family's limit, E820 attributes of 32 bits.
+    efi = memory_map.family == "efi"
+    check_fits(memory_map, "json", end_limit=U64_LIMIT if efi else E820_END_LIMIT,
+               attribute_bits=64 if efi else 32)
     return (json.dumps(map_to_json(memory_map), indent=2) + "\n").encode()
 
 
