@@ -32,6 +32,8 @@ FORMATS = [
     ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.inspect:inspect_compressed"),
     ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.inspect:inspect_compressed"),
     ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.inspect:inspect_dump"),
+    # A raw UEFI-compressed stream has no magic: its header's size must end the file (compress/inspect.py).
+    ("efi-compressed", None, "bootforge.inspect:inspect_efi_compressed"),
 ]
 
 
@@ -52,6 +54,9 @@ def inspect_data(path, data, format_name=None):
     for name, sniff, target in FORMATS:
         if format_name == name or (format_name is None and sniff is not None and sniff(data)):
             return _reader(target)(path, data)
+    from bootforge.compress.inspect import looks_like_stream
+    if format_name is None and looks_like_stream(data):
+        return inspect_efi_compressed(path, data)
     # Memory maps last: most have no magic, and the registry is loaded only when
     # nothing above claimed the file (so inspecting a ROM never loads it).
     from bootforge.memmap import inspect as memmap_inspect
@@ -83,3 +88,15 @@ def inspect_compressed(path, data):
     except FormatError as exc:
         exc.message += f" (offset in the {kind}-decompressed data)"
         raise
+
+
+def detected_format(data):
+    """The name of the first magic-bearing format that claims *data*, or None."""
+    return next((name for name, sniff, _ in FORMATS if sniff is not None and sniff(data)), None)
+
+
+def inspect_efi_compressed(path, data):
+    """A raw UEFI-compressed stream: its header, the variant that decodes it, what is inside."""
+    # Function-level import: only files no other row claims load the decoder.
+    from bootforge.compress.inspect import inspect_stream
+    return inspect_stream(path, data, detected_format)
