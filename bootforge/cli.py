@@ -77,6 +77,11 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except BrokenPipeError:
             _stdout_closed()
+        except KeyboardInterrupt:
+            # click's own main would turn this into "Aborted!" and exit 1, which bootforge
+            # uses for "defects found"; 130 is what a shell reports for SIGINT.
+            click.echo("bootforge: interrupted", err=True)
+            ctx.exit(130)
 
 
 def _stdout_closed():
