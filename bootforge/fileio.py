@@ -119,26 +119,56 @@ def read_head(path, size):
     return read_input(path)[:size]
 
 
-def write_atomic(path, data: bytes, mode=0o644):
-    """Write *data* to *path* through a temporary file in the same directory and os.replace."""
-    import tempfile  # only writers pay for it
+class AtomicOutput:
+    """An output file that appears whole or not at all: the bytes go to a temporary file in
+    *path*'s directory (opened here, so a directory that cannot be written is an error
+    before any work); leaving the `with` block normally flushes, fsyncs, gives the file
+    *mode* and os.replace()s it over *path*; an exception (in the block or while
+    finishing) removes the temporary file. `with` gives the file object (w+b); `.tmp` is
+    the temporary file's name, for a tool that must work on the output by name before it
+    is in place. *make_parents*: create *path*'s missing directories first."""
 
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise BootforgeError(exc.strerror or str(exc), path=path) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException:
+    def __init__(self, path, mode=0o644, make_parents=False):
+        import tempfile  # only writers pay for it
+
+        self.path = Path(path)
+        self.mode = mode
+        directory = self.path.parent if str(self.path.parent) else Path(".")
         try:
-            os.unlink(tmp)
+            if make_parents:
+                directory.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise BootforgeError(exc.strerror or str(exc), path=path) from None
+        self.file = os.fdopen(fd, "w+b")
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            with self.file:
+                if exc_type is None:
+                    self.file.flush()
+                    os.fsync(self.file.fileno())
+            if exc_type is None:
+                os.chmod(self.tmp, self.mode)
+                os.replace(self.tmp, self.path)
+                return False
+        except BaseException:
+            self._discard()
+            raise
+        self._discard()
+        return False
+
+    def _discard(self):
+        try:
+            os.unlink(self.tmp)
         except OSError:
             pass
-        raise
+
+
+def write_atomic(path, data: bytes, mode=0o644):
+    """Write *data* to *path* through a temporary file in the same directory and os.replace."""
+    with AtomicOutput(path, mode) as f:
+        f.write(data)

@@ -20,10 +20,10 @@ GPT GUIDs and the MBR signature are derived from the content digest.
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 
-from bootforge.errors import BuildError, RecipeError
+from bootforge.errors import BootforgeError, BuildError, RecipeError
+from bootforge.fileio import AtomicOutput, read_input
 from bootforge.formats import eltorito as et
 from bootforge.formats import gpt as gfmt
 from bootforge.formats import mbr as mfmt
@@ -52,7 +52,6 @@ class FatContent:
 
 def check_verdicts(spec):
     """Refuse a kernel the chosen loader refuses, in the verdict's words."""
-    from bootforge.fileio import read_input
     from bootforge.multiboot import verdicts
     from bootforge.multiboot.inspect import decompress
     for e in spec.entries:
@@ -98,17 +97,6 @@ def content_digest(spec, files, config):
     return h.digest()
 
 
-def _open_output(output):
-    out_path = Path(output)
-    directory = out_path.parent if str(out_path.parent) else Path(".")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise RecipeError(f"{output}: {exc.strerror}") from None
-    return os.fdopen(fd, "w+b"), tmp
-
-
 def build_image_recipe(recipe, table, output):
     """Build the image of *table* (a parsed recipe) into *output*; returns the summary."""
     spec = read_image_table(recipe, table)
@@ -124,29 +112,22 @@ def build_image_recipe(recipe, table, output):
     digest = content_digest(spec, files, config_text)
     dt = utc(source_date_epoch())
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
-    out, tmp = _open_output(output)
     try:
-        with out:
-            if spec.format == "iso":
-                layout = _build_iso(spec, files, digest, dt, volume_id, out)
-            else:
-                layout = _build_disk(spec, files, digest, dt, out)
-            out.flush()
-            if spec.loader == "limine" and "bios" in spec.firmware:
-                layout["limine_bios_install"] = loaders.limine_bios_install(
-                    loaders.limine_tool(spec.limine_dir), tmp).strip().splitlines()[-1:]
-            os.fsync(out.fileno())
-            size = os.fstat(out.fileno()).st_size
-            if spec.size is not None and spec.format == "iso" and size > spec.size:
-                raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        target = AtomicOutput(output, make_parents=True)
+    except BootforgeError as exc:       # the recipe's error, naming the output
+        raise RecipeError(f"{output}: {exc.message}") from None
+    with target as out:
+        if spec.format == "iso":
+            layout = _build_iso(spec, files, digest, dt, volume_id, out)
+        else:
+            layout = _build_disk(spec, files, digest, dt, out)
+        out.flush()
+        if spec.loader == "limine" and "bios" in spec.firmware:
+            layout["limine_bios_install"] = loaders.limine_bios_install(
+                loaders.limine_tool(spec.limine_dir), target.tmp).strip().splitlines()[-1:]
+        size = os.fstat(out.fileno()).st_size
+        if spec.size is not None and spec.format == "iso" and size > spec.size:
+            raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
     with open(output, "rb") as f:
         h = hashlib.sha256()
         while chunk := f.read(1 << 20):
