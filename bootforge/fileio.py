@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, LimitError
+from bootforge.text import human_size
 
 # Inputs larger than this are refused before reading: nothing bootforge
 # handles (ROMs, kernels, DTBs, memory maps) comes near it.
@@ -37,10 +38,6 @@ def is_stdin(path) -> bool:
     return str(path) == STDIN_NAME
 
 
-def _size(n):
-    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
-
-
 CHUNK = 1 << 20
 
 
@@ -59,8 +56,8 @@ def _read_chunks(f, limit):
 def _read_stream(f, path, limit):
     data = _read_chunks(f, limit)
     if len(data) > limit:
-        raise LimitError(f"not a regular file (a pipe or device) and it gave more than {_size(limit)}; "
-                         f"bootforge reads at most {_size(limit)} from pipes and devices", path=path)
+        raise LimitError(f"not a regular file (a pipe or device) and it gave more than {human_size(limit)}; "
+                         f"bootforge reads at most {human_size(limit)} from pipes and devices", path=path)
     return data
 
 
