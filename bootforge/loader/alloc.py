@@ -18,20 +18,25 @@ def align_down(v, a):
     return v // a * a if a > 1 else v
 
 
+def merge_intervals(intervals):
+    """(starts, ends) of the union of [lo, hi) *intervals*: sorted, disjoint, touching ones
+    joined, empty ones dropped."""
+    merged = []
+    for lo, hi in sorted(intervals):
+        if hi <= lo:
+            continue
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [a for a, _ in merged], [b for _, b in merged]
+
+
 class FreeSpace:
     """Free [lo, hi) intervals, sorted and disjoint."""
 
     def __init__(self, intervals=()):
-        merged = []
-        for lo, hi in sorted(intervals):
-            if hi <= lo:
-                continue
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        self.lo = [a for a, _ in merged]
-        self.hi = [b for _, b in merged]
+        self.lo, self.hi = merge_intervals(intervals)
         # Search hints per alignment, a staircase of (addr, room): no free interval below addr
         # has more than `room` bytes from its first aligned address to its end; addr and room
         # both increase along the list. Taking memory only shrinks or splits intervals, so a

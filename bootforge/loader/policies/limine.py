@@ -106,7 +106,7 @@ from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZ
                                          Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
                                          Multiboot1Module)
 from bootforge.loader import mbi
-from bootforge.loader.alloc import FreeSpace, align_down, align_up
+from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_intervals
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.result import LoadResult
@@ -158,14 +158,7 @@ class Intervals:
     """Sorted disjoint [lo, hi) intervals with "is [a, b) inside one of them"."""
 
     def __init__(self, pairs):
-        merged = []
-        for lo, hi in sorted(p for p in pairs if p[1] > p[0]):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        self.lo = [a for a, _ in merged]
-        self.hi = [b for _, b in merged]
+        self.lo, self.hi = merge_intervals(pairs)
 
     def containing(self, start):
         i = bisect_right(self.lo, start) - 1
