@@ -140,15 +140,22 @@ def build_image_recipe(recipe, table, output):
             "source_date_epoch": int(dt.timestamp()), **layout}
 
 
+def _grub_early_config(digest, files, layout):
+    """The early config GRUB images get: adds the image's id-tag file to *files* (the early
+    config searches for it to find the image's own volume) and records the config in *layout*."""
+    tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
+    files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
+    early = loaders.grub_early_cfg(tag)
+    layout["grub_early_config"] = early
+    return early
+
+
 def _build_iso(spec, files, digest, dt, volume_id, out):
     layout = {"volume_id": volume_id}
     boots = []
     mbr_code = b""
     if spec.loader == "grub":
-        tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
-        files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
-        early = loaders.grub_early_cfg(tag)
-        layout["grub_early_config"] = early
+        early = _grub_early_config(digest, files, layout)
         if "bios" in spec.firmware:
             core = loaders.grub_mkimage("i386-pc-eltorito", loaders.GRUB_PC_DIR,
                                         loaders.grub_modules(spec, "i386-pc", "iso9660"), early)
@@ -228,10 +235,7 @@ def _build_disk(spec, files, digest, dt, out):
     core = None
     mbr_code = b""
     if spec.loader == "grub":
-        tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
-        files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
-        early = loaders.grub_early_cfg(tag)
-        layout["grub_early_config"] = early
+        early = _grub_early_config(digest, files, layout)
         if "uefi" in spec.firmware:
             files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_bytes(loaders.grub_mkimage(
                 "x86_64-efi", loaders.GRUB_EFI_DIR, loaders.grub_modules(spec, "x86_64-efi", "fat"), early))
