@@ -291,9 +291,13 @@ def _mbi(*tags):
 ])
 def test_mb2_tag_shorter_than_its_fields(tmp_path, name, tag, field):
     path = tmp_path / "short.dump"
-    path.write_bytes(_dump(_mbi(tag)))
+    data = _dump(_mbi(tag))
+    path.write_bytes(data)
+    # the offset is where the tag's hex digits are in the capture (the tag is MBI byte 8)
+    at = data.index(tag[:8].hex().encode())
     for args in (["inspect", path], ["memmap", "show", path]):
-        assert_one_line_error(run_bootforge(*args), str(path), "truncated or malformed", field)
+        assert_one_line_error(run_bootforge(*args), str(path), f"offset {at:#x}: mbi byte 0x8:",
+                              "truncated or malformed", field)
 
 
 # ---- item 27: a Multiboot2 header whose last tag is cut short --------------------

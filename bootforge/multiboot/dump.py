@@ -34,7 +34,17 @@ class Region:
     name: str
     address: int
     data: bytes
-    file_offset: int
+    file_offset: int                                # of its REGION line
+    hex_lines: list = field(default_factory=list)   # (first byte index, file offset) of each hex line
+
+    def byte_file_offset(self, index):
+        """The file offset of the hex digits of byte *index* of the region."""
+        at = self.file_offset
+        for first, offset in self.hex_lines:
+            if first > index:
+                break
+            at = offset + 2 * (index - first)
+        return at
 
 
 def parse_dump(data):
@@ -74,9 +84,11 @@ def parse_dump(data):
             addr = hexnum(words[2], off, "region address")
             length = hexnum(words[3], off, "region length")
             buf = bytearray()
+            hex_lines = []
             for hoff, hline in it:
                 if hline == b"END":
                     break
+                hex_lines.append((len(buf), hoff))
                 try:
                     buf += bytes.fromhex(hline.decode("ascii"))
                 except (ValueError, UnicodeDecodeError):
@@ -90,7 +102,7 @@ def parse_dump(data):
             if len(buf) != length:
                 raise FormatError(f"region {name} holds {len(buf)} bytes, its header says {length}",
                                   offset=off)
-            regions.append(Region(name, addr, bytes(buf), off))
+            regions.append(Region(name, addr, bytes(buf), off, hex_lines))
         elif words[0] == b"DONE":
             complete = True
             break
@@ -138,7 +150,14 @@ def decode_dump(data):
             raise FormatError("Multiboot2 dump without an mbi region")
         if mbi.address != ebx:
             problems.append(f"mbi region at {mbi.address:#x} but EBX is {ebx:#x}")
-        doc["multiboot2"] = decode_mb2_info(mbi.data, mbi.file_offset)
+        try:
+            doc["multiboot2"] = decode_mb2_info(mbi.data)
+        except FormatError as exc:
+            # The decoder counts bytes of the region; the file offset is where their hex digits are.
+            index = exc.offset or 0
+            exc.offset = mbi.byte_file_offset(index)
+            exc.message = f"mbi byte {index:#x}: {exc.message}"
+            raise
     elif eax == fmt.MB1_BOOTLOADER_MAGIC:
         doc["protocol"] = "multiboot1"
         try:
