@@ -131,16 +131,22 @@ def _str(t, key, where, default=None, required=False):
     return v
 
 
+def _check_table(value, where, keys, known=None):
+    """*value* must be a table holding only *keys* (*known*: how the message lists them;
+    default: sorted)."""
+    if not isinstance(value, dict):
+        raise RecipeError(f"[{where}] must be a table")
+    bad = sorted(set(value) - keys)
+    if bad:
+        raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: {known or ', '.join(sorted(keys))})")
+
+
 def read_image_table(recipe, table):
     """An ImageSpec from the parsed recipe *table* (paths relative to the recipe's directory)."""
     recipe = Path(recipe)
     base = recipe.parent
     t = table.get("image")
-    if not isinstance(t, dict):
-        raise RecipeError("[image] must be a table")
-    unknown = sorted(set(t) - IMAGE_KEYS)
-    if unknown:
-        raise RecipeError(f"[image] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(IMAGE_KEYS))})")
+    _check_table(t, "image", IMAGE_KEYS)
     fmt_ = _str(t, "format", "image", "iso")
     if fmt_ not in FORMATS:
         raise RecipeError(f"[image] format must be one of {', '.join(FORMATS)}, not {fmt_!r}")
@@ -185,11 +191,7 @@ def read_image_table(recipe, table):
     entries, titles = [], set()
     for i, e in enumerate(entries_t):
         where = f"image.entries {i}"
-        if not isinstance(e, dict):
-            raise RecipeError(f"[{where}] must be a table")
-        bad = sorted(set(e) - ENTRY_KEYS)
-        if bad:
-            raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(ENTRY_KEYS))})")
+        _check_table(e, where, ENTRY_KEYS)
         kernel = _str(e, "kernel", where, required=True)
         title = _str(e, "title", where, default=f"entry {i}")
         if title in titles:
@@ -214,11 +216,7 @@ def read_image_table(recipe, table):
             raise RecipeError(f"[{where}] modules must be an array of tables")
         for j, m in enumerate(mods_t):
             mwhere = f"{where} module {j}"
-            if not isinstance(m, dict):
-                raise RecipeError(f"[{mwhere}] must be a table")
-            bad = sorted(set(m) - MODULE_KEYS)
-            if bad:
-                raise RecipeError(f"[{mwhere}] unknown key(s): {', '.join(bad)} (known: {', '.join(sorted(MODULE_KEYS))})")
+            _check_table(m, mwhere, MODULE_KEYS)
             mp = _str(m, "path", mwhere, required=True)
             msrc = str(base / mp)
             margs = _str(m, "cmdline", mwhere, "")
@@ -235,11 +233,7 @@ def read_image_table(recipe, table):
         raise RecipeError(f"[image] files must be an array of at most {MAX_FILES} tables")
     for i, f in enumerate(files_t):
         where = f"image.files {i}"
-        if not isinstance(f, dict):
-            raise RecipeError(f"[{where}] must be a table")
-        bad = sorted(set(f) - FILE_KEYS)
-        if bad:
-            raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: source, path)")
+        _check_table(f, where, FILE_KEYS, known="source, path")
         source = str(base / _str(f, "source", where, required=True))
         files_path = image_path(_str(f, "path", where, required=True), where)
         if files_path in files:
