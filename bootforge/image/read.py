@@ -18,6 +18,7 @@ from bootforge.formats import mbr as mfmt
 from bootforge.formats import iso9660 as ifmt
 from bootforge.image.fat import FatVolume
 from bootforge.image.iso import IsoVolume
+from bootforge.loader.mboot_c32 import mboot_groups
 
 MAX_CONFIG = 1 << 20
 MAX_KERNEL = 256 << 20
@@ -300,15 +301,7 @@ def syslinux_entries(text):
     for label, menu, prog, append in labels:
         e = Entry(menu or label, None, None, "", label=label)
         if prog.rsplit("/", 1)[-1].lower() == "mboot.c32":
-            groups, g = [], []
-            for w in append.split():
-                if w == "---":
-                    groups.append(g)
-                    g = []
-                else:
-                    g.append(w)
-            groups.append(g)
-            groups = [x for x in groups if x]
+            groups = mboot_groups(append)
             if groups:
                 e.protocol, e.kernel, e.cmdline = "multiboot1", groups[0][0], " ".join(groups[0][1:])
                 e.modules = [(x[0], " ".join(x[1:])) for x in groups[1:]]

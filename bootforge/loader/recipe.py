@@ -27,6 +27,7 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.loader.image import read_kernel
+from bootforge.loader.mboot_c32 import mboot_groups
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import POLICIES
 from bootforge.loader.result import LoadRequest, ModuleSpec
@@ -265,15 +266,7 @@ def parse_isolinux_cfg(cfg, label, root=None):
     prog = (entry.get("KERNEL") or entry.get("COM32") or "").strip()
     if not prog.endswith("mboot.c32"):
         raise RecipeError(f"{cfg}: LABEL {label!r} does not run mboot.c32 (KERNEL {prog!r})")
-    groups, cur = [], []
-    for w in entry.get("APPEND", "").split():
-        if w == "---":
-            groups.append(cur)
-            cur = []
-        else:
-            cur.append(w)
-    groups.append(cur)
-    groups = [g for g in groups if g]
+    groups = mboot_groups(entry.get("APPEND", ""))
     if not groups:
         raise RecipeError(f"{cfg}: LABEL {label!r} has no kernel in APPEND")
     name, cmdline = _split_first(groups[0])
