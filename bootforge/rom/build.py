@@ -177,22 +177,26 @@ def load_rom_image(spec, base_dir: Path):
     return rom.images[index]
 
 
-def rehead(image: bytearray, parsed, *, vendor_id=None, device_ids=None, class_code=None,
-           code_revision=None, last=None):
-    """Rewrite PCIR fields of one image in place; payload bytes stay as they are."""
+def editable_pcir(parsed, purpose):
+    """A copy of *parsed*'s PCIR to change and write back with put_pcir (the parsed view stays
+    as it was read). Refused when the image has none, or when it is not 4-aligned: UEFI
+    PciBusDxe stops at such an image. *purpose* ends "has no PCI data structure to ..."."""
     if parsed.pcir is None:
-        raise BuildError(f"image {parsed.index}: has no PCI data structure to re-head")
+        raise BuildError(f"image {parsed.index}: has no PCI data structure to {purpose}")
     if parsed.pcir_offset & 3:
         raise BuildError(f"image {parsed.index}: PCIR offset {parsed.pcir_offset:#x} is not 4-aligned; "
                          "UEFI PciBusDxe would stop at this image")
-    pcir = Container(parsed.pcir)  # the parsed view stays as it was read
-    at = parsed.pcir_offset
+    return Container(parsed.pcir)
+
+
+def put_pcir(image: bytearray, parsed, pcir, *, vendor_id=None, device_id=None, class_code=None,
+             code_revision=None, last=None):
+    """Set the fields given in *pcir* (None: unchanged; *last*: the LAST_IMAGE indicator bit)
+    and write it over *parsed*'s PCIR in *image*; returns how many bytes were written."""
     if vendor_id is not None:
         pcir.vendor_id = vendor_id
-    if device_ids:
-        pcir.device_id = device_ids[0]
-        if len(device_ids) > 1 or parsed.device_list:
-            _rewrite_device_list(image, parsed, device_ids)
+    if device_id is not None:
+        pcir.device_id = device_id
     if class_code is not None:
         pcir.class_code = class_code
     if code_revision is not None:
@@ -200,7 +204,19 @@ def rehead(image: bytearray, parsed, *, vendor_id=None, device_ids=None, class_c
     if last is not None:
         pcir.indicator = (pcir.indicator | fmt.LAST_IMAGE) if last else (pcir.indicator & ~fmt.LAST_IMAGE)
     built = fmt.PciDataStructure.build(pcir)
+    at = parsed.pcir_offset
     image[at:at + len(built)] = built
+    return len(built)
+
+
+def rehead(image: bytearray, parsed, *, vendor_id=None, device_ids=None, class_code=None,
+           code_revision=None, last=None):
+    """Rewrite PCIR fields of one image in place; payload bytes stay as they are."""
+    pcir = editable_pcir(parsed, "re-head")
+    if device_ids and (len(device_ids) > 1 or parsed.device_list):
+        _rewrite_device_list(image, parsed, device_ids)
+    put_pcir(image, parsed, pcir, vendor_id=vendor_id, device_id=device_ids[0] if device_ids else None,
+             class_code=class_code, code_revision=code_revision, last=last)
 
 
 def _rewrite_device_list(image, parsed, device_ids):

@@ -14,10 +14,9 @@ wrong would hide a corrupted byte, so that needs --fix-checksums
 to 0 before (UEFI checks no sum, iPXE keeps one).
 """
 
-from construct import Container
-
 from bootforge.errors import BuildError
 from bootforge.formats import optionrom as fmt
+from bootforge.rom.build import editable_pcir, put_pcir
 from bootforge.rom.checksum import find_checksum_byte, fix_all_sub_headers, fix_checksum, jump_target
 from bootforge.rom.model import checksum8, parse_rom
 
@@ -96,24 +95,9 @@ def _set_pcir(buf, image, **fields):
     """Write the PCIR fields given (None: unchanged); return the span the PCIR occupies."""
     if all(v is None for v in fields.values()):
         return []
-    if image.pcir is None:
-        raise BuildError(f"image {image.index}: has no PCI data structure to patch")
-    if image.pcir_offset & 3:
-        raise BuildError(f"image {image.index}: PCIR offset {image.pcir_offset:#x} is not 4-aligned; "
-                         "UEFI PciBusDxe would stop at this image")
-    pcir = Container(image.pcir)  # the parsed view stays as it was read
-    if fields["vendor_id"] is not None:
-        pcir.vendor_id = fields["vendor_id"]
-    if fields["device_id"] is not None:
-        pcir.device_id = fields["device_id"]
-    if fields["class_code"] is not None:
-        pcir.class_code = fields["class_code"]
-    if fields["last"] is not None:
-        pcir.indicator = (pcir.indicator | fmt.LAST_IMAGE) if fields["last"] else (pcir.indicator & ~fmt.LAST_IMAGE)
-    built = fmt.PciDataStructure.build(pcir)
+    written = put_pcir(buf, image, editable_pcir(image, "patch"), **fields)
     at = image.pcir_offset
-    buf[at:at + len(built)] = built
-    return [(at, at + min(len(built), image.pcir.length), "PCIR")]
+    return [(at, at + min(written, image.pcir.length), "PCIR")]
 
 
 def device_list_span(image):
