@@ -79,29 +79,38 @@ def find_mb1(data, limit=fmt.MB1_SEARCH):
     return None
 
 
+def _rejected(data, limit, magic, align, fixed_size, problems_of):
+    """Where *magic* sits (*align*-aligned, in the first *limit* bytes) but no loader takes it
+    as a header: [{"offset", "problems"}], up to the first sound header (which ends the
+    loaders' scan); *problems_of(off)* says what is wrong with a header whose *fixed_size*
+    bytes are all in the window. None of them: a sound header past the window, if any."""
+    window = min(len(data), limit)
+    out = []
+    for off in scan(data, magic, align, limit):
+        if off + fixed_size > window:
+            problems = [f"its {fixed_size} bytes end past the first {window:#x} bytes searched"]
+        else:
+            problems = problems_of(off)
+        if not problems:
+            break       # the first valid header ends the loaders' scan
+        out.append({"offset": off, "problems": problems})
+    return out or _beyond(data, limit, magic, align, fixed_size // 4)
+
+
 def rejected_mb1(data, limit=fmt.MB1_SEARCH):
     """Where the MB1 magic sits (4-aligned, in the first *limit* bytes) but no loader takes it
     as a header: [{"offset", "problems": [what is wrong]}]. Loaders scan for the magic *and*
     a zero sum (GRUB multiboot.c, QEMU multiboot.c, mboot.c32), so these are invisible to
     them: a kernel with one says "no multiboot header found"."""
-    window = min(len(data), limit)
-    out = []
-    for off in scan(data, fmt.MB1_MAGIC, fmt.MB1_ALIGN, limit):
-        problems = []
-        if off + fmt.MB1_HEADER_FIXED_SIZE > window:
-            problems.append(f"its 12 bytes end past the first {window:#x} bytes searched")
-        else:
-            flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
-            total = (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF
-            if total:
-                problems.append(f"checksum {checksum:#010x} is wrong: magic + flags + checksum = "
-                                f"{total:#010x}, not 0 (checksum should be "
-                                f"{(-(fmt.MB1_MAGIC + flags)) & 0xFFFFFFFF:#010x})")
-        if problems:
-            out.append({"offset": off, "problems": problems})
-        else:
-            break       # the first valid header ends the loaders' scan
-    return out or _beyond(data, limit, fmt.MB1_MAGIC, fmt.MB1_ALIGN, 3)
+    def problems_of(off):
+        flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
+        total = (fmt.MB1_MAGIC + flags + checksum) & 0xFFFFFFFF
+        if total:
+            return [f"checksum {checksum:#010x} is wrong: magic + flags + checksum = "
+                    f"{total:#010x}, not 0 (checksum should be "
+                    f"{(-(fmt.MB1_MAGIC + flags)) & 0xFFFFFFFF:#010x})"]
+        return []
+    return _rejected(data, limit, fmt.MB1_MAGIC, fmt.MB1_ALIGN, fmt.MB1_HEADER_FIXED_SIZE, problems_of)
 
 
 # How far past the loaders' window a header is still looked for (to say it is out of reach).
@@ -125,33 +134,25 @@ def _beyond(data, limit, magic, align, words):
 def rejected_mb2(data, limit=fmt.MB2_SEARCH, architecture=0):
     """Like rejected_mb1 for MB2 (8-aligned magic in the first *limit* bytes): checksum,
     architecture (GRUB on x86 takes 0, i386), header_length below 24 or past the file end."""
-    window = min(len(data), limit)
-    out = []
-    for off in scan(data, fmt.MB2_MAGIC, fmt.MB2_ALIGN, limit):
+    def problems_of(off):
         problems = []
-        if off + fmt.MB2_HEADER_FIXED_SIZE > window:
-            problems.append(f"its 16 bytes end past the first {window:#x} bytes searched")
-        else:
-            arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
-            total = (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF
-            if total:
-                problems.append(f"checksum {checksum:#010x} is wrong: magic + architecture + header_length "
-                                f"+ checksum = {total:#010x}, not 0 (checksum should be "
-                                f"{(-(fmt.MB2_MAGIC + arch + length)) & 0xFFFFFFFF:#010x})")
-            if architecture is not None and arch != architecture:
-                problems.append(f"architecture {arch} ({fmt.Mb2Architecture.label_of(arch, 'unknown')}): "
-                                f"x86 loaders take {architecture} "
-                                f"({fmt.Mb2Architecture.label_of(architecture)})")
-            if length < fmt.MB2_HEADER_MIN_LENGTH:
-                problems.append(f"header_length {length} is below {fmt.MB2_HEADER_MIN_LENGTH} "
-                                "(header and end tag)")
-            elif off + length > len(data):
-                problems.append(f"header_length {length} runs past the end of the file")
-        if problems:
-            out.append({"offset": off, "problems": problems})
-        else:
-            break
-    return out or _beyond(data, limit, fmt.MB2_MAGIC, fmt.MB2_ALIGN, 4)
+        arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
+        total = (fmt.MB2_MAGIC + arch + length + checksum) & 0xFFFFFFFF
+        if total:
+            problems.append(f"checksum {checksum:#010x} is wrong: magic + architecture + header_length "
+                            f"+ checksum = {total:#010x}, not 0 (checksum should be "
+                            f"{(-(fmt.MB2_MAGIC + arch + length)) & 0xFFFFFFFF:#010x})")
+        if architecture is not None and arch != architecture:
+            problems.append(f"architecture {arch} ({fmt.Mb2Architecture.label_of(arch, 'unknown')}): "
+                            f"x86 loaders take {architecture} "
+                            f"({fmt.Mb2Architecture.label_of(architecture)})")
+        if length < fmt.MB2_HEADER_MIN_LENGTH:
+            problems.append(f"header_length {length} is below {fmt.MB2_HEADER_MIN_LENGTH} "
+                            "(header and end tag)")
+        elif off + length > len(data):
+            problems.append(f"header_length {length} runs past the end of the file")
+        return problems
+    return _rejected(data, limit, fmt.MB2_MAGIC, fmt.MB2_ALIGN, fmt.MB2_HEADER_FIXED_SIZE, problems_of)
 
 
 def rejection_text(rejected):
