@@ -105,13 +105,20 @@ def _kludge(name, proto, data, header_offset, header_addr, load_addr, load_end_a
     return None
 
 
+def _header_offset(data, magic, header_size, window, align):
+    """Where multiboot1.c / multiboot2.c find the header (the same loop in both): the first
+    *align*-aligned *magic* at an offset from 0 to *window* (inclusive) with *header_size*
+    bytes from it in the file; None when there is none."""
+    limit = min(window, len(data) - header_size)
+    return next((o for o in range(0, limit + 1, align) if _u32(data, o) == magic), None)
+
+
 @kernel_loader("limine-mb1", "multiboot1", reads="as-given", source=SOURCE)
 def limine_mb1(data, compressed=None):
     name, proto = "limine-mb1", "multiboot1"
     if len(data) < MB1_HEADER_SIZE:
         return refuse(name, "multiboot1: Kernel file too small to contain header")
-    limit = min(8192, len(data) - MB1_HEADER_SIZE)
-    off = next((o for o in range(0, limit + 1, 4) if _u32(data, o) == fmt.MB1_MAGIC), None)
+    off = _header_offset(data, fmt.MB1_MAGIC, MB1_HEADER_SIZE, 8192, 4)
     if off is None:
         return refuse(name, "multiboot1: Invalid magic")
     flags, checksum = _u32(data, off + 4), _u32(data, off + 8)
@@ -131,8 +138,7 @@ def limine_mb2(data, compressed=None):
     name, proto = "limine-mb2", "multiboot2"
     if len(data) < MB2_HEADER_SIZE:
         return refuse(name, "multiboot2: Kernel file too small to contain header")
-    limit = min(32768, len(data) - MB2_HEADER_SIZE)
-    off = next((o for o in range(0, limit + 1, 8) if _u32(data, o) == fmt.MB2_MAGIC), None)
+    off = _header_offset(data, fmt.MB2_MAGIC, MB2_HEADER_SIZE, 32768, 8)
     if off is None:
         return refuse(name, "multiboot2: Invalid magic")
     arch, length, checksum = _u32(data, off + 4), _u32(data, off + 8), _u32(data, off + 12)
