@@ -99,10 +99,8 @@ class XLoadFlag(Numbering):
 # code start (arch/x86/boot/compressed/head_64.S efi64_stub_entry; boot.rst).
 HANDOVER_64_BIAS = 0x200
 
-# struct boot_params (arch/x86/include/uapi/asm/bootparam.h): where the firmware map goes.
-BOOT_PARAMS_E820_ENTRIES = 0x1E8
-BOOT_PARAMS_E820_TABLE = 0x2D0
-BOOT_PARAMS_E820_MAX = 128
+# struct boot_params (arch/x86/include/uapi/asm/bootparam.h); its E820 fields, where the
+# firmware map goes, are in formats/e820.py.
 BOOT_PARAMS_SIZE = 0x1000
 
 class SetupDataType(Numbering):

@@ -39,6 +39,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
 
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
+from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
@@ -47,7 +48,6 @@ from bootforge.memmap.ops import sanitize
 from bootforge.verdict import check
 
 SOURCE = "Linux 6.1 drivers/firmware/efi/libstub/x86-stub.c (efi_random_alloc, setup_e820, efi_load_initrd)"
-BOOT_PARAMS_E820 = bz.BOOT_PARAMS_E820_MAX
 PAGE = 4096
 KIB = 1024
 FOUR_GIB = 1 << 32
@@ -202,9 +202,9 @@ def load(req):
     res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
     n = len(res.mmap)
     res.checks.append(check("boot-params-e820", True,
-                            f"{min(n, BOOT_PARAMS_E820)} entries in boot_params.e820_table"
-                            + (f", {n - BOOT_PARAMS_E820} in a SETUP_E820_EXT setup_data node"
-                               if n > BOOT_PARAMS_E820 else ", no SETUP_E820_EXT node")))
+                            f"{min(n, BOOT_PARAMS_E820_MAX)} entries in boot_params.e820_table"
+                            + (f", {n - BOOT_PARAMS_E820_MAX} in a SETUP_E820_EXT setup_data node"
+                               if n > BOOT_PARAMS_E820_MAX else ", no SETUP_E820_EXT node")))
     total = memory_total_kib(printed)
     facts = {"boot_path": path, "memory_total_kib": total, "kernel": {"start": start, "size": size},
              "initrd_size": initrd_size, "e820_printed_order_differs": [r.key() for r in printed.ranges]
@@ -229,8 +229,8 @@ def load(req):
                      "top-down below 4 GiB" + ("; systemd-stub also loads the whole UKI image as Loader Code"
                                                if path == "uki" else "; OVMF loads the PE image as Loader Code"))
     nodes = []
-    if n > BOOT_PARAMS_E820:
-        nodes.append({"type": "SETUP_E820_EXT", "len": 20 * (n - BOOT_PARAMS_E820), "address": None})
+    if n > BOOT_PARAMS_E820_MAX:
+        nodes.append({"type": "SETUP_E820_EXT", "len": 20 * (n - BOOT_PARAMS_E820_MAX), "address": None})
     if plat.name.startswith("qemu-q35-ovmf"):
         device, rom = QEMU_STD_VGA
         nodes.append({"type": "SETUP_PCI", "device": device, "len": PCI_SETUP_ROM_FIELDS + rom,
