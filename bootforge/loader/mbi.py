@@ -16,16 +16,10 @@ import struct
 from bootforge.formats import struct_format
 from bootforge.formats.multiboot import (
     MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
-    MB2_MMAP_ENTRY_VERSION, MB2_TAG_HEADER_SIZE, Mb2Tag, MbiFlag, Multiboot1ElfSections, Multiboot1Info,
+    MB2_MMAP_ENTRY_VERSION, MB2_TAG_HEADER_SIZE, Mb2Tag, Multiboot1ElfSections, Multiboot1Info,
     Multiboot1Module, Multiboot2InfoFixed, Multiboot2InfoTagBody, Multiboot2InfoTagHeader,
     Multiboot2MmapHeader,
 )
-
-# The names policies and D's limine.py use for MB1 flags: a view of MbiFlag, not a second table.
-MB1_FLAG = {"mem": MbiFlag.MEM, "boot_device": MbiFlag.BOOT_DEVICE, "cmdline": MbiFlag.CMDLINE,
-            "mods": MbiFlag.MODS, "elf_shdr": MbiFlag.ELF_SHDR, "mmap": MbiFlag.MMAP, "drives": MbiFlag.DRIVES,
-            "config": MbiFlag.CONFIG_TABLE, "loader": MbiFlag.BOOT_LOADER_NAME, "apm": MbiFlag.APM_TABLE,
-            "vbe": MbiFlag.VBE, "framebuffer": MbiFlag.FRAMEBUFFER}
 
 MB1_MODULE_STRUCT = struct_format(Multiboot1Module)
 MB2_TAG_HEADER_STRUCT = struct_format(Multiboot2InfoTagHeader)
