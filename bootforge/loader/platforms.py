@@ -37,6 +37,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
+from bootforge.formats.e820 import E820Type
+from bootforge.formats.efi_memmap import EfiMemoryAttribute, EfiMemoryType
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.memmap.formats.lsefimmap import parse_lsefimmap as _parse_lsefimmap
 
@@ -124,13 +126,14 @@ def qemu_pc_seabios(ram, name="qemu-pc-seabios"):
         raise RecipeError(f"{name}: QEMU rounds -m to whole MiB; give a multiple of 1M")
     below = QEMU_PC_LOWMEM_GB_ALIGNED if ram >= QEMU_PC_LOWMEM_SPLIT else ram
     above = ram - below
-    e = [(0, SEABIOS_EBDA, 1), (SEABIOS_EBDA, 0xA0000 - SEABIOS_EBDA, 2), (0xF0000, 0x10000, 2),
-         (MIB, below - SEABIOS_HIGH_TABLES - MIB, 1), (below - SEABIOS_HIGH_TABLES, SEABIOS_HIGH_TABLES, 2),
-         (0xFFFC0000, 0x40000, 2)]
+    ram_, reserved = E820Type.RAM, E820Type.RESERVED
+    e = [(0, SEABIOS_EBDA, ram_), (SEABIOS_EBDA, 0xA0000 - SEABIOS_EBDA, reserved), (0xF0000, 0x10000, reserved),
+         (MIB, below - SEABIOS_HIGH_TABLES - MIB, ram_),
+         (below - SEABIOS_HIGH_TABLES, SEABIOS_HIGH_TABLES, reserved), (0xFFFC0000, 0x40000, reserved)]
     if above:
-        e.append((1 << 32, above, 1))
+        e.append((1 << 32, above, ram_))
     if model.vendor == "AuthenticAMD":
-        e.append((*QEMU_AMD_HT_HOLE, 2))
+        e.append((*QEMU_AMD_HT_HOLE, reserved))
     m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source=name)
     return Platform(f"{name}:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
                     ebda=SEABIOS_EBDA, memory_bytes=ram, qemu=model)
@@ -162,12 +165,13 @@ def qemu_q35_ovmf(ram):
     low = [r for r in template.ranges if r.start < OVMF_FIXED_BELOW]
     # GRUB's heap (loader code) and the conventional run below it are one conventional range here.
     movable = [r for r in template.ranges if OVMF_FIXED_BELOW <= r.start < OVMF_PCI_HOLE]
-    first_fixed_top = next(r for r in movable if r.type not in (1, 7)).start
+    first_fixed_top = next(r for r in movable
+                           if r.type not in (EfiMemoryType.LOADER_CODE, EfiMemoryType.CONVENTIONAL)).start
     top = [MemoryRange(r.start + shift, r.size, r.type, r.attributes) for r in movable if r.start >= first_fixed_top]
-    wb = next(r.attributes for r in low if r.type == 7)
-    gap = MemoryRange(OVMF_FIXED_BELOW, first_fixed_top + shift - OVMF_FIXED_BELOW, 7, wb)
+    wb = next(r.attributes for r in low if r.type == EfiMemoryType.CONVENTIONAL)
+    gap = MemoryRange(OVMF_FIXED_BELOW, first_fixed_top + shift - OVMF_FIXED_BELOW, EfiMemoryType.CONVENTIONAL, wb)
     high = [r for r in template.ranges if OVMF_PCI_HOLE <= r.start < 1 << 32]
-    above = [MemoryRange(1 << 32, ram - lowmem, 7, wb)] if ram > lowmem else []
+    above = [MemoryRange(1 << 32, ram - lowmem, EfiMemoryType.CONVENTIONAL, wb)] if ram > lowmem else []
     ranges = [MemoryRange(r.start, r.size, r.type, r.attributes) for r in low] + [gap] + top + above + high
     return Platform(f"qemu-q35-ovmf:{ram // MIB}M", "efi", MemoryMap("efi", ranges, source="qemu-q35-ovmf"),
                     memory_bytes=ram, qemu=QEMU_Q35_OVMF)
@@ -189,23 +193,29 @@ def build_r820_map():
     (runtime ones with EFI_MEMORY_RUNTIME), ACPI tables and NVS below the 32-bit
     MMIO window, MMIO with RUNTIME, and 30 GiB of RAM above 4 GiB.
     """
-    wb = 0xF
-    rt = 1 << 63
-    e = [(4, 0, 0x1000, wb), (3, 0x1000, 0x3F000, wb), (4, 0x40000, 0x5F000, wb), (0, 0x9F000, 0x1000, 0),
-         (0, 0xE0000, 0x20000, 0)]
+    T, A = EfiMemoryType, EfiMemoryAttribute
+    wb = A.UC | A.WC | A.WT | A.WB          # 0xF
+    rt = A.RUNTIME
+    mmio = rt | A.UC
+    conv, bs_code, bs_data = T.CONVENTIONAL, T.BOOT_SERVICES_CODE, T.BOOT_SERVICES_DATA
+    e = [(bs_data, 0, 0x1000, wb), (bs_code, 0x1000, 0x3F000, wb), (bs_data, 0x40000, 0x5F000, wb),
+         (T.RESERVED, 0x9F000, 0x1000, 0), (T.RESERVED, 0xE0000, 0x20000, 0)]
     at = 0x100000
-    kinds = [(7, wb), (4, wb), (7, wb), (3, wb), (2, wb), (7, wb), (4, wb), (6, wb | rt), (7, wb), (5, wb | rt)]
+    kinds = [(conv, wb), (bs_data, wb), (conv, wb), (bs_code, wb), (T.LOADER_DATA, wb), (conv, wb), (bs_data, wb),
+             (T.RUNTIME_SERVICES_DATA, wb | rt), (conv, wb), (T.RUNTIME_SERVICES_CODE, wb | rt)]
     i = 0
     while len(e) < 220:
         typ, attr = kinds[i % len(kinds)]
-        pages = 1 + (i * 2654435761) % 4096 if typ == 7 else 1 + (i * 40503) % 96
+        pages = 1 + (i * 2654435761) % 4096 if typ == conv else 1 + (i * 40503) % 96
         e.append((typ, at, pages * 4096, attr))
         at += pages * 4096
         i += 1
-    e.append((7, at, 0x78000000 - at, wb))
-    e += [(9, 0x78000000, 0x100000, wb), (10, 0x78100000, 0x400000, wb), (0, 0x78500000, 0x7B00000, 0),
-          (11, 0x80000000, 0x10000000, rt | 1), (11, 0xFEC00000, 0x1000, rt | 1), (11, 0xFED00000, 0x100000, rt | 1),
-          (11, 0xFF000000, 0x1000000, rt | 1), (7, 1 << 32, 30 << 30, wb)]
+    e.append((conv, at, 0x78000000 - at, wb))
+    e += [(T.ACPI_RECLAIM, 0x78000000, 0x100000, wb), (T.ACPI_NVS, 0x78100000, 0x400000, wb),
+          (T.RESERVED, 0x78500000, 0x7B00000, 0),
+          (T.MMIO, 0x80000000, 0x10000000, mmio), (T.MMIO, 0xFEC00000, 0x1000, mmio),
+          (T.MMIO, 0xFED00000, 0x100000, mmio), (T.MMIO, 0xFF000000, 0x1000000, mmio),
+          (conv, 1 << 32, 30 << 30, wb)]
     return MemoryMap("efi", [MemoryRange(a, s, t, at_) for t, a, s, at_ in e], source="r820-efi")
 
 
@@ -247,7 +257,7 @@ def from_file(path, name=None, read_map=None):
     firmware = "efi" if m.family == "efi" else "bios"
     int12 = None
     if firmware == "bios":
-        low = next((r for r in m.ranges if r.start == 0 and r.type == 1), None)
+        low = next((r for r in m.ranges if r.start == 0 and r.type == E820Type.RAM), None)
         int12 = min(low.size, 0xA0000) // 1024 if low else 0
     return Platform(name or str(path), firmware, m, int12_kib=int12,
                     ebda=int12 * 1024 if int12 else None)
