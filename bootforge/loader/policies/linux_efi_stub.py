@@ -40,6 +40,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
+from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
@@ -51,8 +52,6 @@ SOURCE = "Linux 6.1 drivers/firmware/efi/libstub/x86-stub.c (efi_random_alloc, s
 PAGE = 4096
 KIB = 1024
 FOUR_GIB = 1 << 32
-EFI_CONVENTIONAL = 7
-EFI_LOADER_CODE = 1
 EFI_LOADER_DATA = 2
 E820_RAM = 1
 # setup_arch(): trim_bios_range() reserves the first page and the legacy BIOS area.
@@ -74,7 +73,7 @@ def kernel_slot(efi_map, size, align, minimum=bz.LOAD_PHYSICAL_ADDR, limit=FOUR_
     """efi_random_alloc() with slot 0: the first conventional descriptor (map order) with an
     aligned start >= *minimum* where *size* bytes fit below *limit*; None when none does."""
     for r in sorted(efi_map.ranges, key=lambda r: r.start):
-        if r.type != EFI_CONVENTIONAL:
+        if r.type != EfiMemoryType.CONVENTIONAL:
             continue
         start = _align(max(r.start, minimum), align)
         if start + size <= min(r.start + r.size, limit):
@@ -89,7 +88,7 @@ def allocate_in_place(efi_map, start, size, new_type, label):
     derives from it."""
     out, done = [], False
     for r in efi_map.ranges:
-        if not done and r.type == EFI_CONVENTIONAL and r.start <= start and start + size <= r.start + r.size:
+        if not done and r.type == EfiMemoryType.CONVENTIONAL and r.start <= start and start + size <= r.start + r.size:
             if r.start < start:
                 out.append(MemoryRange(r.start, start - r.start, r.type, r.attributes))
             out.append(MemoryRange(start, size, new_type, r.attributes, label))
@@ -189,7 +188,7 @@ def load(req):
     res.place("kernel (decompressed, EFI Loader Code)", start, size, align,
               "lowest kernel_alignment-aligned conventional address >= 16 MiB (efi_random_alloc, nokaslr)",
               "kernel")
-    at_exit = allocate_in_place(plat.memory_map, start, size, EFI_LOADER_CODE, "kernel")
+    at_exit = allocate_in_place(plat.memory_map, start, size, EfiMemoryType.LOADER_CODE, "kernel")
     res.maps["efi-at-exit"] = at_exit
     res.checks.append(check("kernel-placement", start >= bz.LOAD_PHYSICAL_ADDR and start % align == 0,
                             f"kernel at {start:#x}, {size:#x} bytes (ALIGN(init_size {hdr.get('init_size'):#x}, "
@@ -217,7 +216,7 @@ def load(req):
         above4g = bool((hdr.get("xloadflags") or 0) & bz.XLoadFlag.XLF_CAN_BE_LOADED_ABOVE_4G)
         limit = FOUR_GIB if above4g else min(hdr.get("initrd_addr_max") + 1, FOUR_GIB)
         low_top = max(r.start + r.size for r in plat.memory_map.ranges
-                      if r.type == EFI_CONVENTIONAL and r.start < limit)
+                      if r.type == EfiMemoryType.CONVENTIONAL and r.start < limit)
         low_top = min(low_top, limit)
         ok = initrd_size <= limit
         res.checks.append(check("initrd-fits", ok, f"initrd of {initrd_size} bytes below {limit:#x}"))
