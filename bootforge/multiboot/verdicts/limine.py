@@ -18,10 +18,14 @@ from bootforge.multiboot.verdicts import accept, kernel_loader, refuse
 SOURCE = "Limine 11.4.1 common/protos/multiboot1.c, multiboot2.c, common/lib/elf.c"
 MB1_HEADER_SIZE = 48            # struct multiboot1_header: 12 u32 (magic .. depth)
 MB2_HEADER_SIZE = 16
+T, H = fmt.Mb2Tag, fmt.Mb2HeaderTag
 # multiboot2.c: information requests it serves (11, 12, 17, 19, 20 only on UEFI: the policy says so).
-INFO_REQUESTS = {1, 2, 3, 4, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21}
+INFO_REQUESTS = {T.CMDLINE, T.BOOT_LOADER_NAME, T.MODULE, T.BASIC_MEMINFO, T.MMAP, T.FRAMEBUFFER,
+                 T.ELF_SECTIONS, T.EFI32, T.EFI64, T.SMBIOS, T.ACPI_OLD, T.ACPI_NEW, T.NETWORK, T.EFI_MMAP,
+                 T.EFI32_IH, T.EFI64_IH, T.LOAD_BASE_ADDR}
 # Header tags it handles; 8 (EFI i386 entry) is "unsupported", > 10 "unknown custom".
-HEADER_TAGS = {1, 2, 3, 4, 5, 6, 7, 9, 10}
+HEADER_TAGS = {H.INFORMATION_REQUEST, H.ADDRESS, H.ENTRY_ADDRESS, H.CONSOLE_FLAGS, H.FRAMEBUFFER,
+               H.MODULE_ALIGNMENT, H.EFI_BOOT_SERVICES, H.ENTRY_ADDRESS_EFI64, H.RELOCATABLE}
 
 
 def _u16(data, off):
@@ -153,10 +157,10 @@ def limine_mb2(data, compressed=None):
     address = entry = reloc = None
     while pos + 8 <= end:
         ttype, tflags, size = _u16(data, pos), _u16(data, pos + 2), _u32(data, pos + 4)
-        if ttype == 0 or size == 0:
+        if ttype == H.END or size == 0:
             break
         required = not tflags & 1
-        if ttype == 1:
+        if ttype == H.INFORMATION_REQUEST:
             if size < 8:
                 return refuse(name, "multiboot2: Invalid information request tag size")
             if size > end - pos:
@@ -165,16 +169,16 @@ def limine_mb2(data, compressed=None):
                 r = _u32(data, pos + 8 + 4 * i)
                 if r not in INFO_REQUESTS and required:
                     return refuse(name, f"multiboot2: Requested tag `{r}` which is not supported")
-        elif ttype == 2 and size >= 24:
+        elif ttype == H.ADDRESS and size >= 24:
             address = tuple(_u32(data, pos + 8 + 4 * i) for i in range(4))
-        elif ttype == 3 and size >= 12:
+        elif ttype == H.ENTRY_ADDRESS and size >= 12:
             entry = _u32(data, pos + 8)
-        elif ttype == 7 and required:
+        elif ttype == H.EFI_BOOT_SERVICES and required:
             return refuse(name, "multiboot2: EFI_BS tag is required but not supported")
-        elif ttype == 10 and size >= 24:
+        elif ttype == H.RELOCATABLE and size >= 24:
             reloc = tuple(_u32(data, pos + 8 + 4 * i) for i in range(4))
         elif ttype not in HEADER_TAGS and required:
-            return refuse(name, f"multiboot2: Unsupported header tag type: {ttype}" if ttype <= 10
+            return refuse(name, f"multiboot2: Unsupported header tag type: {ttype}" if ttype <= H.RELOCATABLE
                           else f"multiboot2: Unknown custom header tag type: {ttype}")
         pos += size + (-size % 8)
     if address is not None:
