@@ -99,8 +99,8 @@ class XLoadFlag(Numbering):
 # code start (arch/x86/boot/compressed/head_64.S efi64_stub_entry; boot.rst).
 HANDOVER_64_BIAS = 0x200
 
-# struct boot_params (arch/x86/include/uapi/asm/bootparam.h); its E820 fields, where the
-# firmware map goes, are in formats/e820.py.
+# struct boot_params (arch/x86/include/uapi/asm/bootparam.h); the limit of its E820 table
+# is formats/e820.py's BOOT_PARAMS_E820_MAX.
 BOOT_PARAMS_SIZE = 0x1000
 
 class SetupDataType(Numbering):

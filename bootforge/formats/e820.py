@@ -50,10 +50,7 @@ E820EntryExtended = Struct(
 )
 E820_ENTRY_EXTENDED_STRUCT = struct_format(E820EntryExtended)
 
-# struct boot_params (Linux zero page; arch/x86/include/uapi/asm/bootparam.h): the entry
-# count (e820_entries) and the table (e820_table), which holds at most BOOT_PARAMS_E820_MAX
-# entries; the rest go to a setup_data node of type SETUP_E820_EXT
+# struct boot_params (Linux zero page; arch/x86/include/uapi/asm/bootparam.h) holds at most
+# this many entries in e820_table; the rest go to a setup_data node of type SETUP_E820_EXT
 # (formats/bzimage.py SetupDataType).
-BOOT_PARAMS_E820_ENTRIES = 0x1E8
-BOOT_PARAMS_E820_TABLE = 0x2D0
 BOOT_PARAMS_E820_MAX = 128
