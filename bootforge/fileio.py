@@ -126,7 +126,9 @@ class AtomicOutput:
     is in place. *make_parents*: create *path*'s missing directories first."""
 
     def __init__(self, path, mode=0o644, make_parents=False):
-        import tempfile  # only writers pay for it
+        # Function-level import: tempfile (with random, shutil, weakref: ~7 ms) is paid only by
+        # writers, never by `inspect`, which imports fileio for read_input.
+        import tempfile
 
         self.path = Path(path)
         self.mode = mode

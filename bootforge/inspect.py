@@ -31,7 +31,7 @@ FORMATS = [
      "bootforge.multiboot.inspect:inspect_kernel"),
     ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.inspect:inspect_compressed"),
     ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.inspect:inspect_compressed"),
-    ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.inspect:inspect_dump"),
+    ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.dump:inspect_dump"),
     # A raw UEFI-compressed stream has no magic: its header's size must end the file (compress/inspect.py).
     ("efi-compressed", None, "bootforge.inspect:inspect_efi_compressed"),
 ]
@@ -54,11 +54,12 @@ def inspect_data(path, data, format_name=None):
     for name, sniff, target in FORMATS:
         if format_name == name or (format_name is None and sniff is not None and sniff(data)):
             return _reader(target)(path, data)
+    # Function-level import: only files no row above claims load the EFI decompressor's sniffer.
     from bootforge.compress.inspect import looks_like_stream
     if format_name is None and looks_like_stream(data):
         return inspect_efi_compressed(path, data)
-    # Memory maps last: most have no magic, and the registry is loaded only when
-    # nothing above claimed the file (so inspecting a ROM never loads it).
+    # Function-level import: memory maps last: most have no magic, and the registry is loaded
+    # only when nothing above claimed the file (so inspecting a ROM never loads it).
     from bootforge.memmap import inspect as memmap_inspect
     if format_name is not None and memmap_inspect.inspectable(format_name):
         return memmap_inspect.inspect_map(format_name, path, data)

@@ -33,6 +33,8 @@ from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_byt
 from bootforge.image.fat import FatWriter
 from bootforge.image.iso import BootImage, IsoWriter
 from bootforge.image.recipe import VERDICT_FOR, read_image_table
+from bootforge.multiboot import verdicts
+from bootforge.multiboot.inspect import decompress
 
 MIB_SECTORS = 2048
 GPT_TAIL = 33 * 512
@@ -52,8 +54,6 @@ class FatContent:
 
 def check_verdicts(spec):
     """Refuse a kernel the chosen loader refuses, in the verdict's words."""
-    from bootforge.multiboot import verdicts
-    from bootforge.multiboot.inspect import decompress
     for e in spec.entries:
         data = read_input(e.kernel_source)
         compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None

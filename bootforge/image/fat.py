@@ -12,6 +12,7 @@ upper-cased name when that is a valid 8.3 name, else BASE~N.EXT. FAT
 compares names without case, so two names equal but for case are refused.
 """
 
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -338,7 +339,6 @@ class FatWriter:
 
     def write(self, out, base):
         """Write the volume into the open file *out* at byte *base* (the file is pre-sized with zeros)."""
-        import os
         g = self.geometry
         fd = out.fileno()
         boot = self._boot_sector()

@@ -4,9 +4,11 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import BootforgeError, FormatError
 from bootforge.formats import iso9660 as ifmt
+from bootforge.formats.eltorito import BOOT_IMAGE_MARKERS
 from bootforge.formats import mbr as mfmt
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image
 from bootforge.image.recipe import VERDICT_FOR
+from bootforge.multiboot.inspect import decompress, kernel_document
 from bootforge.report import Report
 
 MAX_LISTED = 200
@@ -14,7 +16,6 @@ MAX_LISTED = 200
 
 def _kernel_facts(view, e):
     """Facts of an entry's kernel and modules, with the verdict of the image's own loader."""
-    from bootforge.multiboot.inspect import decompress, kernel_document
     doc = {"title": e.title, "protocol": e.protocol, "kernel": e.kernel, "cmdline": e.cmdline,
            "modules": [], "note": e.note or None}
     for path, args in e.modules:
@@ -214,7 +215,6 @@ def _report(path, view):
 
 
 def _boot_image_identity(head, platform):
-    from bootforge.formats.eltorito import BOOT_IMAGE_MARKERS
     for marker, name in BOOT_IMAGE_MARKERS:
         if marker in head:
             return name

@@ -6,13 +6,19 @@ modules are the files in the image, the policy is the loader's for the
 firmware asked (--firmware, default the first the image boots with).
 """
 
+import hashlib
 import tomllib
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
+from bootforge.fileio import read_input
 from bootforge.formats import eltorito as et
-from bootforge.image.recipe import DEFAULT_PLATFORM, POLICY_FOR
+from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
+from bootforge.image.recipe import DEFAULT_PLATFORM, POLICY_FOR, read_image_table
 from bootforge.image.sniff import is_disk_image
+from bootforge.loader.image import read_kernel
+from bootforge.loader.platforms import resolve
+from bootforge.loader.result import LoadRequest, ModuleSpec
 
 FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
 
@@ -76,11 +82,6 @@ def _firmware(firmware, available, where, platform=None):
 
 
 def _from_recipe(path, table, platform, loader, entry, firmware):
-    from bootforge.fileio import read_input
-    from bootforge.loader.image import read_kernel
-    from bootforge.loader.platforms import resolve
-    from bootforge.loader.result import LoadRequest, ModuleSpec
-    from bootforge.image.recipe import read_image_table
     spec = read_image_table(path, table)
     e = None
     if entry is None:
@@ -100,10 +101,6 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
 
 
 def _from_image(path, platform, loader, entry, firmware):
-    from bootforge.loader.image import read_kernel
-    from bootforge.loader.platforms import resolve
-    from bootforge.loader.result import LoadRequest, ModuleSpec
-    from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
     view = open_image(path)
     try:
         if view.loader is None:
@@ -127,26 +124,8 @@ def _from_image(path, platform, loader, entry, firmware):
         view.image.close()
 
 
-def image_medium(path):
-    """The runner.Medium that boots the image file *path* as it is (None for a recipe): an ISO 9660
-    image from -cdrom, a disk image as a raw drive (snapshot=on: the guest never writes the file)."""
-    from bootforge.qemu.runner import Medium
-    try:
-        with open(path, "rb") as f:
-            head = f.read(0x8010)
-    except OSError:
-        return None
-    if not is_disk_image(head):
-        return None
-    if head[0x8001:0x8006] == b"CD001":
-        return Medium(["-cdrom", str(path)], f"the image {path} (-cdrom)")
-    return Medium(["-drive", f"file={path},format=raw,snapshot=on"], f"the image {path} (raw disk)")
-
-
 def inner_sha256(name):
     """sha256 of a file inside an image, named "IMAGE:/path" (the ModuleSpec paths of image loads)."""
-    import hashlib
-    from bootforge.image.read import fs_file, open_image
     image, _, inner = str(name).rpartition(":")
     view = open_image(image)
     try:

@@ -17,6 +17,7 @@ limine-bios.sys, limine-uefi-cd.bin, BOOTX64.EFI) and its `limine` host
 tool for `limine bios-install`.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -184,7 +185,6 @@ def limine_tool(limine_dir):
     if not src.is_file():
         raise RecipeError(f"limine_dir {limine_dir} has neither the limine program nor limine.c to build it")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bootforge"
-    import hashlib
     key = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     exe = cache / f"limine-{key}"
     if not exe.exists():

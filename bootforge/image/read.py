@@ -18,6 +18,7 @@ from bootforge.formats import mbr as mfmt
 from bootforge.formats import iso9660 as ifmt
 from bootforge.image.fat import FatVolume
 from bootforge.image.iso import IsoVolume
+from bootforge.loader.limine_conf import multiboot_entries
 from bootforge.loader.mboot_c32 import mboot_groups
 
 MAX_CONFIG = 1 << 20
@@ -316,7 +317,6 @@ def limine_entries(text):
     """Entries of a limine.conf, read as Limine 11.4.1's multiboot loaders read them
     (bootforge.loader.limine_conf: aliases, macros, module_path + module_string pairs;
     module_cmdline is not a Multiboot key)."""
-    from bootforge.loader.limine_conf import multiboot_entries
     return [Entry(title, proto, _limine_path(path) if path else None, cmdline,
                   [(_limine_path(m), string) for m, string in mods], note)
             for title, proto, path, cmdline, mods, note in multiboot_entries(text)]

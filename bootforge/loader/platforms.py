@@ -31,6 +31,7 @@ a path
     JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
 """
 
+import json
 import re
 from dataclasses import dataclass
 from importlib.resources import as_file, files
@@ -39,6 +40,8 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EfiMemoryAttribute, EfiMemoryType
+from bootforge.memmap import io
+from bootforge.memmap.io import map_to_json
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.memmap.formats.lsefimmap import parse_lsefimmap as _parse_lsefimmap
 
@@ -220,8 +223,6 @@ def build_r820_map():
 
 
 def write_r820():
-    import json
-    from bootforge.memmap.io import map_to_json
     doc = {"comment": "synthetic server EFI map after seed 004 (Dell PowerEdge R820): "
                       "bootforge.loader.platforms.build_r820_map()", **map_to_json(build_r820_map())}
     Path(str(PLATFORM_DIR.joinpath("r820-efi.json"))).write_text(json.dumps(doc, indent=1) + "\n")
@@ -237,7 +238,6 @@ def parse_lsefimmap(text, where="lsefimmap"):
 
 
 def from_file(path, name=None, read_map=None):
-    from bootforge.memmap import io
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"platform map file {path} does not exist")

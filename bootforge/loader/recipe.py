@@ -26,7 +26,8 @@ from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
-from bootforge.loader.image import read_kernel
+from bootforge.loader.image import KernelImage, read_kernel
+from bootforge.loader.limine_conf import parse_limine_conf
 from bootforge.loader.mboot_c32 import mboot_groups
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import POLICIES
@@ -162,7 +163,6 @@ def request_from_table(table, base, platform=None, loader=None):
             root = base / t["root"] if "root" in t else None
             kernel_file, kernel_name, cmdline, modules = parse_isolinux_cfg(cfg, _str(t, "label", "load"), root)
         elif src == "limine_conf":
-            from bootforge.loader.limine_conf import parse_limine_conf
             cfg = base / _str(t, "limine_conf", "load")
             root = base / t["root"] if "root" in t else None
             kernel_file, kernel_name, cmdline, modules, _proto = parse_limine_conf(
@@ -174,7 +174,6 @@ def request_from_table(table, base, platform=None, loader=None):
         raise RecipeError(f"{len(modules)} modules (limit {MAX_MODULES})")
     data = read_input(kernel_file)
     if declared.protocol == "linux":        # not a Multiboot ELF: the policy reads the file itself
-        from bootforge.loader.image import KernelImage
         kernel = KernelImage(str(kernel_file), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
     else:
         kernel = read_kernel(kernel_file, data)

@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 
 from bootforge.text import human_size
-from bootforge.memmap.model import type_name
+from bootforge.memmap.io import map_to_json
+from bootforge.memmap.model import MemoryMap, MemoryRange, type_name
 
 
 @dataclass
@@ -69,11 +70,9 @@ class LoadResult:
 
     def handed_map(self):
         """The memory map the kernel is given (self.mmap, in the loader's order) as a MemoryMap."""
-        from bootforge.memmap.model import MemoryMap, MemoryRange
         return MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in self.mmap], source=self.loader)
 
     def to_json(self):
-        from bootforge.memmap.io import map_to_json
         return {
             "loader": self.loader, "protocol": self.protocol, "platform": self.platform.to_json(),
             "source": self.source,

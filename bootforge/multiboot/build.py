@@ -22,6 +22,7 @@ from bootforge.fileio import read_input, write_atomic
 from bootforge.formats import multiboot as fmt, parse
 from bootforge.multiboot import headers as mbheaders
 from bootforge.multiboot.headers import read_elf
+from bootforge.multiboot.verdicts import verdict
 from bootforge.schema import REQUIRED, Field, recipe_file, validate
 
 # The verdict a built kernel must pass for each protocol it carries: GRUB, the loader the
@@ -432,7 +433,6 @@ def _refuse_second_header(data, in_path, protocol):
 def _refuse_what_grub_refuses(out, protocol, compress):
     """The built kernel through GRUB's verdict for each protocol it carries: a kernel GRUB
     refuses is not written (LoaderRefusal with GRUB's words)."""
-    from bootforge.multiboot.verdicts import verdict
     for p in _built_protocols(protocol):
         name = BUILD_VERDICTS[p]
         v = verdict(name, out, None if compress == "none" else compress)

@@ -225,3 +225,9 @@ def _tag_line(t):
     extra = {k: v for k, v in t.items() if k not in ("type", "name", "size", "position")}
     return f"{name} " + ", ".join(f"{k} {v:#x}" if isinstance(v, int) else f"{k} {v}"
                                   for k, v in extra.items())
+
+
+def inspect_dump(path, data):
+    """`bootforge inspect` of a BFMBDUMP file (bootforge/inspect.py's "mbdump" row)."""
+    doc, problems = decode_dump(data)
+    return DumpReport(path=str(path), format="mbdump", problems=problems, doc=doc)

@@ -9,6 +9,7 @@ from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import headers, verdicts
+from bootforge.pe import read_pe_facts
 from bootforge.report import Report
 from bootforge.verdict import Verdict
 from bootforge.text import named
@@ -140,7 +141,6 @@ def kernel_document(path, data, compression=None, given=None):
         doc["segments"] = [s.to_json() for s in elf.segments]
         doc["entry"] = elf.entry
     elif data[:2] == b"MZ":
-        from bootforge.pe import read_pe_facts
         pe = read_pe_facts(data)
         doc["kind"] = "PE32+" if pe.magic == 0x20B else "PE32"
         doc["pe"] = pe.to_json()
@@ -209,9 +209,3 @@ def is_kernel(data):
 def compressed_kernel_report(path, inner, kind, given):
     """The kernel report of *inner*, decompressed from *given* (the gzip/xz file as given)."""
     return _kernel_report(path, inner, kind, given)
-
-
-def inspect_dump(path, data):
-    from bootforge.multiboot.dump import DumpReport, decode_dump
-    doc, problems = decode_dump(data)
-    return DumpReport(path=str(path), format="mbdump", problems=problems, doc=doc)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bootforge.errors import RecipeError, ToolError
+from bootforge.image.loaders import limine_bios_install, limine_tool
+from bootforge.image.sniff import is_disk_image
 from bootforge.qemu import host
 from bootforge.qemu.runner import Medium
 
@@ -239,7 +241,6 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
     """A Limine 11.4.1 BIOS+UEFI hybrid ISO as Limine's USAGE.md builds it (xorriso, then
     `limine bios-install`): boots on SeaBIOS (-cdrom) and OVMF alike; limine.conf in
     /boot/limine with `serial: yes` (progress and panics on the serial console), or *conf*."""
-    from bootforge.image.loaders import limine_bios_install, limine_tool
     host.require("xorriso")
     lim = limine_release_dir()
     root = Path(workdir) / "limine-iso"
@@ -273,3 +274,18 @@ MEDIA = {
 def build_medium(kind, workdir, kernel, modules, protocol, **kw):
     builder, _firmware = MEDIA[kind]
     return builder(workdir, kernel, modules, protocol=protocol, **kw)
+
+
+def image_medium(path):
+    """The runner.Medium that boots the image file *path* as it is (None for a recipe): an ISO 9660
+    image from -cdrom, a disk image as a raw drive (snapshot=on: the guest never writes the file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x8010)
+    except OSError:
+        return None
+    if not is_disk_image(head):
+        return None
+    if head[0x8001:0x8006] == b"CD001":
+        return Medium(["-cdrom", str(path)], f"the image {path} (-cdrom)")
+    return Medium(["-drive", f"file={path},format=raw,snapshot=on"], f"the image {path} (raw disk)")

@@ -81,6 +81,7 @@ def load_stub(path: Path) -> StubCode:
     data = read_input(path)
     if data[:4] != b"\x7fELF":
         return StubCode(data, {})
+    # Function-level import: pyelftools (~60 ms) only for stubs given as ELF files.
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 

@@ -267,7 +267,7 @@ def _read_efi_payload(image):
             # The ROM is readable; a bad PE is a defect the UEFI verdict reports.
             image.pe_error = str(exc)
     elif image.header.compression == fmt.EfiRomCompression.EFI:
-        # Imported here: only compressed EFI images need the decompressor (inspecting
+        # Function-level import: only compressed EFI images need the decompressor (inspecting
         # a legacy or uncompressed ROM never loads bootforge.compress).
         from bootforge.rom.efi import decompress_image
         decompress_image(image)

@@ -1,6 +1,10 @@
 """What a loader handed over (observed) and what `bootforge load` predicted, as the same
 named fields, so one comparison serves `bootforge verify` and the test suite's matrix."""
 
+from bootforge.loader.policies.grub_efi import grub_efi_mmap
+from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.multiboot.dump import Memory, Region, decode_mb1_info, decode_mb2_info
+
 
 def observed_fields(doc):
     """The compared fields of captured boot information ({"ebx", "multiboot1"|"multiboot2"})."""
@@ -24,8 +28,6 @@ def observed_fields(doc):
         t17 = next((t for t in tags if t["type"] == 17), None)
         if t17 is not None:
             # Tag 17 as the platform input: GRUB's conversion of it must give tag 6.
-            from bootforge.loader.policies.grub_efi import grub_efi_mmap
-            from bootforge.memmap.model import MemoryMap, MemoryRange
             efi = MemoryMap("efi", [MemoryRange(d["physical_start"], d["number_of_pages"] * 4096, d["type"],
                                                 d["attribute"]) for d in t17["descriptors"]])
             out["mmap_from_tag17"] = grub_efi_mmap(efi)
@@ -53,7 +55,6 @@ def tag_names(doc):
 
 def predicted_tag_names(res):
     """tag_names of the predicted boot information (decoded by the same decoder as the capture)."""
-    from bootforge.multiboot.dump import Memory, Region, decode_mb1_info, decode_mb2_info
     if res.protocol == "multiboot2":
         return tag_names({"multiboot2": decode_mb2_info(res.mbi_bytes)})
     info, _problems = decode_mb1_info(Memory([Region("mbi", res.mbi_address, res.mbi_bytes, 0)]), res.mbi_address)

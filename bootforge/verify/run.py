@@ -7,10 +7,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from bootforge import errors
 from bootforge.errors import BootforgeError, RecipeError
-from bootforge.qemu.media import MEDIA, BootFile, build_medium
+from bootforge.image.load import image_request, inner_sha256
+from bootforge.loader.policies import POLICIES, policy
+from bootforge.loader.recipe import read_recipe
+from bootforge.memmap.model import type_name
+from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium
 from bootforge.qemu.runner import Machine, QemuRun, last_lines
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
@@ -32,7 +37,6 @@ NOT_MODELLED_ON = {("limine-mb2", "efi"): {"mbi_size"}}
 
 def medium_kind(loader):
     """The medium a loader boots from, as its policy declares it (None: no real boot here)."""
-    from bootforge.loader.policies import POLICIES
     p = POLICIES.get(loader)
     if p.protocol not in ("multiboot1", "multiboot2"):
         return None
@@ -40,7 +44,6 @@ def medium_kind(loader):
 
 
 def verifiable_loaders():
-    from bootforge.loader.policies import POLICIES
     return [name for name, p in POLICIES.items()
             if p.protocol in ("multiboot1", "multiboot2") and p.boot_medium in MEDIA]
 
@@ -193,7 +196,6 @@ def _cell(v, name=""):
     if name == "mmap entries":
         return str(v)
     if name.startswith("mmap ") and isinstance(v, (list, tuple)) and len(v) == 3:
-        from bootforge.memmap.model import type_name
         return f"{v[0]:#x}+{v[1]:#x} {type_name('e820', v[2])}"
     if name in ("tags", "flags"):
         return f"{len(v)} {name}"
@@ -263,7 +265,6 @@ def refusal_reader(kind):
 
 def sha256_file(path):
     if not Path(path).exists() and ":" in str(path):
-        from bootforge.image.load import inner_sha256
         return inner_sha256(path)            # "IMAGE:/boot/mod": a module inside a bootable image
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -320,9 +321,6 @@ def compare_rows(res, cap, req, entry):
 
 def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None, entry=None, firmware=None):
     """Run one verify; a VerifyReport. BootforgeError (exit 2) when it cannot run."""
-    from bootforge.loader.policies import policy
-    from bootforge.loader.recipe import read_recipe
-    from bootforge.image.load import image_medium, image_request
     # RECIPE may be a bootable image (bootforge/image/): it is booted as it is, not rebuilt.
     req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     machine, kind = machine_for(req.platform, req.loader)
@@ -347,7 +345,6 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         medium = image_medium(recipe) or build_medium(kind, work, kernel, modules, protocol)
         report.medium = medium.description
         if res is None:
-            from types import SimpleNamespace
             res_like = SimpleNamespace(protocol=protocol, loader=req.loader, load_base=None)
         report.entry, report.entry_how, others = entry_point(req.kernel, res if res is not None else res_like,
                                                              req.platform.memory_bytes)

@@ -33,6 +33,7 @@ from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, relocatable_tag
 from bootforge.loader.result import LoadResult
+from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot_mbi2.c, lib/relocator.c, mmap/efi/mmap.c (x86_64-efi)"
@@ -192,7 +193,6 @@ def load(req):
     if keep_bs:
         tags += [mbi.mb2_tag(Mb2Tag.EFI_BS, b""), mbi.mb2_tag_of(Mb2Tag.EFI64_IH, pointer=0)]
     else:
-        from bootforge.memmap.io import write_map
         size = EFI_DESCRIPTOR_DEFAULT_SIZE
         body = write_map(after, "efi-bin", None, {"descriptor_size": size})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=size, descr_vers=EFI_DESCRIPTOR_VERSION, map=body))

@@ -110,7 +110,9 @@ from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_interv
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.result import LoadResult
+from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.multiboot.headers import read_elf
 
 VERSION = "11.4.1"
 BRAND = f"Limine {VERSION}"
@@ -323,7 +325,6 @@ def _kludge(data, header_offset, header_addr, load_addr, load_end_addr, bss_end_
 
 def _elf_entry(k):
     """e_entry moved from vaddr to paddr through the first PT_LOAD holding it (elf.c)."""
-    from bootforge.multiboot.headers import read_elf
     elf = read_elf(k.data)
     for s in elf.loads:
         if s.memsz and s.vaddr <= elf.entry < s.vaddr + s.memsz:
@@ -572,7 +573,6 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
     tags.append(mbi.mb2_mmap(res.mmap))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     if efi:
-        from bootforge.memmap.io import write_map
         body = write_map(res.platform.memory_map, "efi-bin", None, {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
                                    descr_vers=EFI_DESCRIPTOR_VERSION, map=body))

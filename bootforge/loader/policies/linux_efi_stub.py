@@ -37,7 +37,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   device list: their SETUP_PCI nodes are not predicted.
 """
 
-from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.formats.efi_memmap import EfiMemoryType
@@ -46,6 +46,8 @@ from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.ops import sanitize
+from bootforge.uki.kernel import is_bzimage, read_bzimage
+from bootforge.uki.peimage import read_pe
 from bootforge.verdict import check
 
 SOURCE = "Linux 6.1 drivers/firmware/efi/libstub/x86-stub.c (efi_random_alloc, setup_e820, efi_load_initrd)"
@@ -126,9 +128,6 @@ def kernel_parts(req):
     """(bzImage BzImage, bzImage bytes, initrd size, boot path, .cmdline text or None) from the
     recipe's kernel: an EFI-stub bzImage (its initrd from the recipe's modules) or a UKI
     (.linux, .initrd, .cmdline)."""
-    from bootforge.errors import FormatError
-    from bootforge.uki.kernel import is_bzimage, read_bzimage
-    from bootforge.uki.peimage import read_pe
     data = req.kernel.data
     path = req.kernel.path
     try:
