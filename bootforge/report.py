@@ -41,3 +41,13 @@ class Report:
     @property
     def exit_status(self) -> int:
         return 1 if self.problems else 0
+
+
+@dataclass
+class DocumentReport(Report):
+    """A Report whose JSON document the reader builds once (`doc`); subclasses render its text."""
+
+    doc: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return self.doc

@@ -1,6 +1,6 @@
 """`bootforge inspect IMAGE`: MBR, GPT (both copies), El Torito, ISO 9660, the ESP, the loader and its entries."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bootforge.errors import BootforgeError, FormatError
 from bootforge.formats import iso9660 as ifmt
@@ -9,7 +9,7 @@ from bootforge.formats import mbr as mfmt
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image
 from bootforge.image.recipe import VERDICT_FOR
 from bootforge.multiboot.inspect import decompress, kernel_document
-from bootforge.report import Report
+from bootforge.report import DocumentReport
 
 MAX_LISTED = 200
 
@@ -51,12 +51,7 @@ def _kernel_facts(view, e):
 
 
 @dataclass
-class ImageReport(Report):
-    doc: dict = field(default_factory=dict)
-
-    def to_json(self):
-        return self.doc
-
+class ImageReport(DocumentReport):
     def render_text(self):
         d = self.doc
         out = [f"{self.path}: {d['kind']}, {d['size']} bytes"]

@@ -22,7 +22,7 @@ from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
 from bootforge.multiboot.mbi1 import decode_mb1_info, walk_mb1_mmap  # noqa: F401  (the decoders, by family)
 from bootforge.multiboot.mbi2 import decode_info_tag, decode_mb2_info  # noqa: F401
-from bootforge.report import Report
+from bootforge.report import DocumentReport
 
 DUMP_BANNER = b"BFMBDUMP "
 MAX_REGIONS = 1024
@@ -174,12 +174,7 @@ def decode_dump(data):
 
 
 @dataclass
-class DumpReport(Report):
-    doc: dict = field(default_factory=dict)
-
-    def to_json(self):
-        return self.doc
-
+class DumpReport(DocumentReport):
     def render_text(self):
         d = self.doc
         out = [f"{self.path}: Multiboot dump, EAX {d['eax']:#010x} ({d['protocol'] or 'unknown'}), "

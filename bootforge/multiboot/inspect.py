@@ -3,14 +3,14 @@ gzip/xz wrappers (transparent) and boot-information dumps."""
 
 import lzma
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import headers, verdicts
 from bootforge.pe import read_pe_facts
-from bootforge.report import Report
+from bootforge.report import DocumentReport
 from bootforge.verdict import Verdict
 from bootforge.text import named
 
@@ -52,12 +52,7 @@ def _tag_field(tag, key, value):
 
 
 @dataclass
-class KernelReport(Report):
-    doc: dict = field(default_factory=dict)
-
-    def to_json(self):
-        return self.doc
-
+class KernelReport(DocumentReport):
     @property
     def exit_status(self):
         """1 for a defect, and when the kernel has a header of a protocol (or its magic) but no

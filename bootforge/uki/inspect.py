@@ -7,10 +7,10 @@ name, like ukify's `inspect --json`.
 
 import hashlib
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bootforge.errors import FormatError
-from bootforge.report import Report
+from bootforge.report import DocumentReport
 from bootforge.uki import verdicts
 from bootforge.uki.kernel import is_bzimage, read_bzimage
 from bootforge.uki.peimage import read_pe, section_overlaps
@@ -45,12 +45,7 @@ def _text(data):
 
 
 @dataclass
-class EfiLinuxReport(Report):
-    doc: dict = field(default_factory=dict)
-
-    def to_json(self):
-        return self.doc
-
+class EfiLinuxReport(DocumentReport):
     def render_text(self):
         d = self.doc
         out = [f"{self.path}: {d['kind']}"]
