@@ -13,7 +13,12 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools \
 	isolinux syslinux-common memtest86+ xen-hypervisor-4.17-amd64 \
 	linux-image-amd64 systemd-boot-efi \
-	gdisk dosfstools genisoimage ipxe gcc libc6-dev librsvg2-bin
+	gdisk dosfstools genisoimage ipxe gcc libc6-dev librsvg2-bin \
+	tboot grub-invaders multiboot \
+	sbsigntool efitools swtpm swtpm-tools tpm2-tools busybox-static \
+	qemu-efi-aarch64 qemu-efi-arm u-boot-qemu u-boot-tools opensbi \
+	binutils-aarch64-linux-gnu binutils-riscv64-linux-gnu binutils-arm-linux-gnueabihf \
+	linux-source-6.1 cpp
 
 AS := as
 LD := ld
