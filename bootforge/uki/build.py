@@ -32,7 +32,7 @@ from bootforge.errors import BuildError, FormatError, RecipeError
 from bootforge.fileio import read_input, write_atomic
 from bootforge.formats import pe as fmt
 from bootforge.uki.kernel import read_bzimage
-from bootforge.uki.peimage import align_up, read_pe, section_overlaps
+from bootforge.pe.image import align_up, read_pe, section_overlaps
 
 DEFAULT_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 UKI_KEYS = {"kernel", "initrd", "cmdline", "os_release", "stub", "uname", "splash", "devicetree", "sbat", "output"}

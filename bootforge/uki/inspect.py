@@ -13,7 +13,7 @@ from bootforge.errors import FormatError
 from bootforge.report import DocumentReport
 from bootforge.uki import verdicts
 from bootforge.uki.kernel import is_bzimage, read_bzimage
-from bootforge.uki.peimage import read_pe, section_overlaps
+from bootforge.pe.image import read_pe, section_overlaps
 
 TEXT_SECTIONS = (".osrel", ".cmdline", ".uname", ".sbat", ".sdmagic")
 UKI_SECTIONS = (".linux", ".initrd", ".osrel", ".cmdline", ".uname", ".splash", ".dtb", ".pcrsig", ".pcrpkey")

@@ -47,7 +47,7 @@ from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.ops import sanitize
 from bootforge.uki.kernel import is_bzimage, read_bzimage
-from bootforge.uki.peimage import read_pe
+from bootforge.pe.image import read_pe
 from bootforge.verdict import check
 
 SOURCE = "Linux 6.1 drivers/firmware/efi/libstub/x86-stub.c (efi_random_alloc, setup_e820, efi_load_initrd)"
