@@ -16,7 +16,7 @@ import time
 import zlib
 from pathlib import Path
 
-from inspect_latency import paired
+from inspect_latency import compile_bootforge, paired
 
 XEN_GZ = "/boot/xen-4.17-amd64.gz"
 XEN_EFI = "/boot/xen-4.17-amd64.efi"
@@ -36,6 +36,7 @@ def xen_section(runs):
     """Print the Xen rows; called by bench/inspect_latency.py too."""
     if not Path(XEN_GZ).exists() or not Path(XEN_EFI).exists():
         sys.exit("bench: no Xen images (apt-get install xen-hypervisor-4.17-amd64)")
+    compile_bootforge()
     py = sys.executable
     floor_cmd = [py, "-c", "import construct, click"]
     gz = gunzip_seconds(XEN_GZ, runs)

@@ -31,14 +31,15 @@ def read_pe_facts(data, base_offset=0):
                           offset=base_offset)
     if len(data) < fmt.E_LFANEW_OFFSET + 4:
         raise FormatError("PE image truncated inside its DOS header", offset=base_offset + len(data))
-    dos = fmt.DosHeader.parse(data)
+    # Each header is parsed from a slice of its own size: construct copies what it is given.
+    dos = fmt.DosHeader.parse(data[:fmt.E_LFANEW_OFFSET + 4])
     pe_at = dos.e_lfanew
     if pe_at + fmt.COFF_HEADER_SIZE + 2 > len(data):
         raise FormatError(f"PE header pointer {pe_at:#x} past the end of the image ({len(data):#x} bytes)",
                           offset=base_offset + fmt.E_LFANEW_OFFSET)
     if data[pe_at:pe_at + 4] != fmt.PE_SIGNATURE:
         raise FormatError("no 'PE\\0\\0' signature where e_lfanew points", offset=base_offset + pe_at)
-    coff = fmt.CoffFileHeader.parse(data[pe_at:])
+    coff = fmt.CoffFileHeader.parse(data[pe_at:pe_at + fmt.COFF_HEADER_SIZE])
     opt_at = pe_at + fmt.COFF_HEADER_SIZE
     magic = int.from_bytes(data[opt_at:opt_at + 2], "little")
     if magic not in fmt.OPTIONAL_HEADER_PARSED:
@@ -46,7 +47,7 @@ def read_pe_facts(data, base_offset=0):
     if opt_at + fmt.OPTIONAL_HEADER_PARSED[magic] > len(data) or \
             coff.size_of_optional_header < fmt.OPTIONAL_HEADER_PARSED[magic]:
         raise FormatError("PE optional header truncated", offset=base_offset + opt_at)
-    opt = fmt.OptionalHeader.parse(data[opt_at:])
+    opt = fmt.OptionalHeader.parse(data[opt_at:opt_at + fmt.OPTIONAL_HEADER_PARSED[magic]])
     base = opt.image_base if magic == fmt.PE32PLUS_MAGIC else opt.image_base.value
     return PeFacts(machine=coff.machine, subsystem=opt.subsystem, magic=magic,
                    entry_point=opt.address_of_entry_point, size_of_image=opt.size_of_image,
