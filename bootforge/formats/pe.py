@@ -119,6 +119,30 @@ DATA_DIRECTORY_NAMES = ("export", "import", "resource", "exception", "security",
 OPT_SIZE_OF_INITIALIZED_DATA = 0x08
 OPT_SIZE_OF_IMAGE = 0x38
 OPT_CHECKSUM = 0x40
+# Data directory index of the certificate table (PE format specification, "Optional Header Data
+# Directories": entry 4, its VirtualAddress a file offset, not an RVA).
+DIR_SECURITY = 4
+
+# Attribute certificate table entry (PE format specification, "The Attribute Certificate Table";
+# UEFI 2.10 section 32.2.4 WIN_CERTIFICATE): entries are 8-byte aligned, dwLength counts this header.
+WinCertificateHeader = Struct(
+    "length" / Int32ul,                          # 00 dwLength: header + certificate bytes
+    "revision" / Int16ul,                        # 04 wRevision: 0x0200 (WIN_CERT_REVISION_2_0)
+    "certificate_type" / Int16ul,                # 06 wCertificateType
+)
+WIN_CERTIFICATE_HEADER_SIZE = 8
+WIN_CERT_REVISION_2_0 = 0x0200
+
+
+class WinCertType(Numbering):
+    """WIN_CERTIFICATE wCertificateType (UEFI 2.10 section 32.2.4, PE format specification)."""
+
+    X509 = 0x0001, "x509"
+    PKCS_SIGNED_DATA = 0x0002, "pkcs-signed-data"
+    RESERVED_1 = 0x0003, "reserved"
+    TS_STACK_SIGNED = 0x0004, "ts-stack-signed"
+    EFI_PKCS115 = 0x0EF0, "efi-pkcs1.5"
+    EFI_GUID = 0x0EF1, "efi-guid"
 
 # Section table entry (PE format specification, "Section Table (Section Headers)").
 SectionHeader = Struct(

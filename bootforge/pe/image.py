@@ -63,11 +63,20 @@ class PeImage:
     subsystem: int
     dll_characteristics: int
     section_table_offset: int
+    directories_offset: int                             # file offset of data directory 0
     directories: dict = field(default_factory=dict)     # name -> (rva, size)
     sections: list = field(default_factory=list)
 
     def section(self, name):
         return next((s for s in self.sections if s.name == name), None)
+
+    def directory_offset(self, index):
+        """File offset of data directory entry *index* (it may lie past NumberOfRvaAndSizes)."""
+        return self.directories_offset + 8 * index
+
+    @property
+    def checksum_offset(self):
+        return self.optional_header_offset + fmt.OPT_CHECKSUM
 
     @property
     def section_table_end(self):
@@ -136,7 +145,7 @@ def read_pe(data, base_offset=0):
                   opt.image_base if magic == fmt.PE32PLUS_MAGIC else opt.image_base.value,
                   opt.section_alignment, opt.file_alignment, opt.size_of_image, opt.size_of_headers,
                   opt.size_of_initialized_data, opt.checksum, opt.subsystem, opt.dll_characteristics, table_at,
-                  directories)
+                  dirs_at, directories)
     for i in range(n):
         at = table_at + i * fmt.SECTION_HEADER_SIZE
         h = fmt.SectionHeader.parse(data[at:at + fmt.SECTION_HEADER_SIZE])

@@ -30,12 +30,26 @@ from pathlib import Path
 
 from bootforge.errors import BuildError, FormatError, RecipeError
 from bootforge.fileio import read_input, write_atomic
+from bootforge.schema import REQUIRED, Field, validate
 from bootforge.formats import pe as fmt
 from bootforge.uki.kernel import read_bzimage
 from bootforge.pe.image import align_up, read_pe, section_overlaps
 
 DEFAULT_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-UKI_KEYS = {"kernel", "initrd", "cmdline", "os_release", "stub", "uname", "splash", "devicetree", "sbat", "output"}
+# The [uki] recipe's keys: validation (bootforge.schema.validate) and `build --help` read these;
+# a new key is one Field here.
+UKI_FIELDS = (
+    Field("kernel", str, REQUIRED, "the kernel: an EFI-stub bzImage", text="path"),
+    Field("initrd", (list, str), None, "initrd file(s), concatenated in order"),
+    Field("cmdline", str, None, "the kernel command line (.cmdline)"),
+    Field("os_release", (str, dict), None, "os-release: a file, or a table of fields (.osrel)"),
+    Field("stub", str, DEFAULT_STUB, "the systemd EFI stub", text="path"),
+    Field("uname", str, None, "the kernel release (.uname; default: read from the kernel's version string)"),
+    Field("splash", str, None, "a BMP image the stub shows (.splash)", text="path"),
+    Field("devicetree", str, None, "a DTB (.dtb)", text="path"),
+    Field("sbat", str, None, "SBAT lines appended to the stub's: CSV text, or a file", text="path"),
+    Field("output", str, None, "output path, relative to the recipe", text="path"),
+)
 # ukify's order; .linux is always last.
 SECTION_ORDER = (".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".initrd", ".linux")
 # systemd's stub announces itself in .sdmagic (src/boot/efi/stub.c: "#### LoaderInfo: systemd-stub ...").
@@ -103,8 +117,17 @@ def merge_sbat(stub_sbat, extra):
 
 
 def layout_uki(stub, img, contents, sbat=None):
-    """The UKI bytes: *stub* (its PeImage *img*) with *contents* [(name, bytes)] appended in order."""
-    out = bytearray(stub)
+    """The UKI bytes: *stub* (its PeImage *img*) with *contents* [(name, bytes)] appended in order.
+
+    The new sections' raw data starts where the stub's last section's ends: what lies after it
+    in the stub (Debian's 252 stub: a COFF symbol table of 362 symbols at 0x11400, which no
+    loader reads) is dropped and PointerToSymbolTable/NumberOfSymbols cleared, so the file is
+    headers then sections with no gap, every byte inside the Authenticode hash (a gap there made
+    sbsign warn "gap in section table: .sdmagic: 0x00011200 - 0x00011400, .osrel: 0x00014600")."""
+    raw_end = max([img.size_of_headers] + [s.raw_offset + s.raw_size for s in img.sections if s.raw_size])
+    out = bytearray(stub[:raw_end])
+    if img.pointer_to_symbol_table >= raw_end or len(stub) > raw_end:
+        struct.pack_into("<II", out, img.e_lfanew + 0x0C, 0, 0)
     falign, salign = img.file_alignment, img.section_alignment
     # The PE specification: FileAlignment a power of two from 512 to 64 KiB, SectionAlignment a power
     # of two not below it (it pads the output, so it is checked before anything is allocated).
@@ -172,9 +195,7 @@ def build_uki_recipe(recipe_path, recipe, out_path):
     t = recipe.get("uki")
     if not isinstance(t, dict):
         raise RecipeError("a UKI recipe needs a [uki] table", path=recipe_path)
-    unknown = sorted(set(t) - UKI_KEYS)
-    if unknown:
-        raise RecipeError(f"[uki] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(UKI_KEYS))})")
+    validate(t, UKI_FIELDS, "uki")
     base = recipe_path.parent
     if "kernel" not in t:
         raise RecipeError("[uki] kernel (an EFI-stub bzImage) is required")
