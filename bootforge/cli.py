@@ -70,11 +70,22 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        raw_args = [*ctx._protected_args, *ctx.args]    # Group.invoke empties both before it runs
         try:
             return super().invoke(ctx)
         except BootforgeError as exc:
+            file_arg, as_json = self._command_arguments(ctx, raw_args)
+            exc.located(path=file_arg)
             click.echo(f"bootforge: error: {exc}", err=True)
+            if as_json:
+                _echo_json_error(exc.path, exc.offset, exc.message)
             ctx.exit(2)
+        except click.ClickException as exc:
+            # A usage error (bad option value, missing argument): click prints it and exits 2;
+            # with --json, stdout still gets the error document.
+            if self._command_arguments(ctx, raw_args)[1]:
+                _echo_json_error(None, None, exc.format_message())
+            raise
         except BrokenPipeError:
             _stdout_closed()
         except KeyboardInterrupt:
@@ -82,6 +93,34 @@ class LazyGroup(click.Group):
             # uses for "defects found"; 130 is what a shell reports for SIGINT.
             click.echo("bootforge: interrupted", err=True)
             ctx.exit(130)
+
+
+    def _command_arguments(self, ctx, raw_args):
+        """(the command's one input file or None, whether --json was given), read from the command
+        line again without running anything (resilient parsing): errors raised without a file name
+        get the one the command was given, and --json gets its error document on stdout."""
+        try:
+            group, args, params = self, list(raw_args), {}
+            while isinstance(group, click.Group):
+                _, command, args = group.resolve_command(ctx, args)
+                sub = command.make_context(command.name, list(args), parent=ctx, resilient_parsing=True)
+                params, args, group = sub.params, [*sub._protected_args, *sub.args], command
+        except (click.ClickException, AttributeError, TypeError):
+            return None, False
+        files = [p for p in group.params if isinstance(p, click.Argument)]
+        value = params.get(files[0].name) if files else None
+        if isinstance(value, tuple):
+            value = value[0] if len(value) == 1 else None
+        return value, bool(params.get("as_json"))
+
+
+def _echo_json_error(path, offset, message):
+    """The error document every --json command prints on stdout when it fails (exit 2)."""
+    import json
+
+    json.dump({"error": {"file": None if path is None else str(path), "offset": offset, "message": message}},
+              sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 def _stdout_closed():

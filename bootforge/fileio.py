@@ -94,6 +94,23 @@ def read_input(path, limit=MAX_INPUT_SIZE):
         raise BootforgeError(exc.strerror or str(exc), path=path) from None
 
 
+def require_exists(path):
+    """Raise read_input's error for a name that cannot be opened (missing, unreadable, a NUL
+    in it) before anything sniffs its format: a sniffer finding nothing in a file that is not
+    there would blame the format instead."""
+    key = str(path)
+    if key in _streams or is_stdin(path):
+        return
+    if "\0" in key:
+        raise BootforgeError("a file name cannot contain a NUL byte", path=key.replace("\0", "\\0"))
+    try:
+        st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode) and not os.access(path, os.R_OK):
+            raise PermissionError(13, os.strerror(13))
+    except OSError as exc:
+        raise BootforgeError(exc.strerror or str(exc), path=path) from None
+
+
 def read_head(path, size):
     """The first *size* bytes of *path* for format sniffing, or None when it cannot be opened.
     A pipe or standard input is read whole (once) so the reader gets every byte afterwards;

@@ -85,13 +85,14 @@ def test_inspect_json_gives_a_missing_file_its_entry(tmp_path):
     docs = json.loads(proc.stdout)
     assert [d["file"] for d in docs] == [rom, str(missing)]
     assert docs[0]["format"] == "option-rom" and "error" not in docs[0]
-    assert docs[1] == {"file": str(missing), "error": "No such file or directory"}
+    assert docs[1] == {"file": str(missing), "error": {"file": str(missing), "offset": None,
+                                                       "message": "No such file or directory"}}
     assert proc.stderr.strip() == f"bootforge: error: {missing}: No such file or directory"
     # A file that is there but unusable: its error and offset.
     junk = tmp_path / "junk.rom"
     junk.write_bytes(b"\x55\xaa" + bytes(10))
     doc = json.loads(run_bootforge("inspect", "--json", junk).stdout)
-    assert doc["file"] == str(junk) and "truncated" in doc["error"] and doc["offset"] == 0
+    assert doc["file"] == str(junk) and "truncated" in doc["error"]["message"] and doc["error"]["offset"] == 0
 
 
 def test_closed_stdout_pipe_exits_141_quietly():

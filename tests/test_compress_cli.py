@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from conftest import assert_one_line_error, run_bootforge
+from conftest import assert_one_line_error, require, run_bootforge
 from test_compress_corpus import edk2
 
 from bootforge.compress import compress
@@ -135,3 +135,45 @@ def test_max_size_option(tmp_path):
 def test_missing_input_is_one_line(tmp_path):
     proc = run_bootforge("compress", tmp_path / "nope.bin", "-o", tmp_path / "out")
     assert_one_line_error(proc, "nope.bin")
+
+
+def test_plain_pe_is_not_a_stream(tmp_path):
+    """iPXE's rtl8139 EFI driver (extracted from Debian's efi-rtl8139.rom) starts "MZ\\0\\0\\0\\0\\0\\0":
+    read as a header, 0x5a4d compressed bytes holding 0 original ones. Decoding consumes
+    7 of them: an error naming the leftover, exit 2, no output file."""
+    require("/usr/lib/ipxe/qemu/efi-rtl8139.rom")
+    driver = tmp_path / "rtl.efi"
+    run_bootforge("extract", "--image", "1", "/usr/lib/ipxe/qemu/efi-rtl8139.rom", "-o", driver, check=0)
+    assert driver.read_bytes()[:8] == b"MZ" + bytes(6)
+    for fmt in ("efi", "tiano"):
+        proc = run_bootforge("decompress", "--format", fmt, driver, "-o", tmp_path / "x")
+        assert_one_line_error(proc, str(driver), "of the 23117 compressed bytes the header declares")
+        assert not (tmp_path / "x").exists()
+
+
+def test_stream_must_end_at_its_declared_size(tmp_path):
+    """A valid stream with its compressed size declared 16 bytes too long (the extra bytes
+    present): decoding stops early, which is an error, not silently ignored bytes."""
+    good = compress(SAMPLE, "efi")
+    padded = tmp_path / "long.cmp"
+    padded.write_bytes(struct.pack("<I", len(good) - 8 + 16) + good[4:] + bytes(16))
+    proc = run_bootforge("decompress", padded, "-o", tmp_path / "out")
+    assert_one_line_error(proc, str(padded), "16 left over")
+    assert not (tmp_path / "out").exists()
+    # Bytes after the declared size (a ROM's 512-byte padding) are still not part of the stream.
+    tail = tmp_path / "tail.cmp"
+    tail.write_bytes(good + bytes(100))
+    run_bootforge("decompress", tail, "-o", tmp_path / "out", check=0)
+    assert (tmp_path / "out").read_bytes() == SAMPLE
+
+
+@pytest.mark.parametrize("fmt", ["efi", "tiano"])
+def test_edk2_streams_with_its_nul_byte_decode(tmp_path, fmt):
+    """EDK2's compressor counts a trailing NUL in the compressed size, and writes one block of
+    0 codes for empty input (its 8-byte stream of 0 bytes): both are whole streams."""
+    edk2_compress, _ = edk2()[fmt]
+    for data in (b"", b"a", SAMPLE):
+        packed = tmp_path / "edk2.cmp"
+        packed.write_bytes(edk2_compress(data, len(data)))
+        run_bootforge("decompress", "--format", fmt, packed, "-o", tmp_path / "out", check=0)
+        assert (tmp_path / "out").read_bytes() == data

@@ -58,9 +58,10 @@ def inspect_command(files, as_json, format_name, check_loader, verbose):
             click.echo(f"bootforge: error: {exc}", err=True)
             status = 2
             if as_json:
-                # Every file named gets its entry, in order: a failed one carries its error.
-                documents.append({"file": str(path), "error": exc.message,
-                                  **({"offset": exc.offset} if exc.offset is not None else {})})
+                # Every file named gets its entry, in order: a failed one carries the error document
+                # every --json command prints (bootforge/cli.py).
+                documents.append({"file": str(path), "error": {"file": str(path), "offset": exc.offset,
+                                                               "message": exc.message}})
             continue
         if check_loader is not None:
             loaders = report.to_json().get("loaders") if report.format == "multiboot-kernel" else None

@@ -209,7 +209,44 @@ def decompress(data, variant, max_size=DEFAULT_MAX_SIZE):
     if compressed_size > available:
         raise FormatError(f"declared compressed size {compressed_size} but only "
                           f"{available} bytes follow the header", offset=0)
-    if original_size == 0:
-        return b""
     body = memoryview(data)[HEADER_SIZE:HEADER_SIZE + compressed_size]
-    return _Decoder(body, variant, original_size).run()
+    decoder = _Decoder(body, variant, original_size)
+    if original_size == 0:
+        if compressed_size == 0:
+            return b""          # what bootforge's encoder writes for no input
+        _empty_block(decoder)
+        out = b""
+    else:
+        out = decoder.run()
+    _check_end(decoder, compressed_size)
+    return out
+
+
+# Unread bits a whole stream may end with: the last byte's padding (EDK2 PutBits(UINT8_BIT - 1, 0)
+# in HufEncodeEnd) and the NUL byte EDK2's EfiCompress/TianoCompress append and count in the
+# compressed size ("Null terminate the compressed data", PutDword (mCompSize + 1)).
+END_SLACK_BITS = 7 + 8
+
+
+def _empty_block(decoder):
+    """EDK2's compressor writes one block of 0 codes for empty input (HufEncodeEnd -> SendBlock):
+    read its code sets, so that a header declaring 0 bytes is checked like any other stream."""
+    try:
+        decoder.bits(16)
+        t_table, t_bits = decoder.read_pt_set(NT, TBIT, T_SPECIAL, "T")
+        decoder.read_c_set(t_table, t_bits)
+        decoder.read_pt_set(decoder.variant.np, decoder.variant.pbit, -1, "P")
+    except IndexError:
+        decoder.pos = decoder.end_bit + 1
+    decoder.check_inside("a block header")
+
+
+def _check_end(decoder, compressed_size):
+    """The stream must end where its header says: decoding that stops well before the declared
+    compressed size consumed something that is not this stream (a PE file, the other variant)."""
+    left = decoder.end_bit - decoder.pos
+    if left > END_SLACK_BITS:
+        used = (decoder.pos + 7) // 8
+        raise FormatError(f"decoding ends after {used} of the {compressed_size} compressed bytes the "
+                          f"header declares ({compressed_size - used} left over): not a whole UEFI-compressed "
+                          f"stream in this variant", offset=HEADER_SIZE + used)

@@ -8,7 +8,7 @@ and no count field sizes an allocation.
 """
 
 from bootforge.errors import BootforgeError
-from bootforge.fileio import read_head, read_input, write_atomic
+from bootforge.fileio import read_head, read_input, require_exists, write_atomic
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.formats import registry
 from bootforge.memmap.formats.json import map_to_json  # noqa: F401  (the JSON document, for reports)
@@ -29,7 +29,9 @@ def read_map(path, format_name, options=None):
 
 
 def guess_format(path):
-    """The input format of *path* from its content (the formats' sniffers, in registry order), or None."""
+    """The input format of *path* from its content (the formats' sniffers, in registry order), or None.
+    A path that cannot be opened is an error saying so, not an unknown format."""
+    require_exists(path)
     formats = [f for f in registry().values() if f.sniff is not None and f.read is not None]
     for f in formats:
         if f.directory and f.sniff(b"", path):

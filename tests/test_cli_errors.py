@@ -1,0 +1,76 @@
+"""Errors as every command reports them: one stderr line naming the file (and the offset),
+exit 2, and with --json the error document {"error": {"file", "offset", "message"}} on stdout."""
+
+import json
+
+import pytest
+from conftest import assert_one_line_error, require, run_bootforge
+
+IPXE_ISO = "/usr/lib/ipxe/ipxe.iso"
+
+
+@pytest.fixture
+def truncated_iso(tmp_path):
+    """Debian's ipxe.iso cut at 300000 bytes: its El Torito boot image lies past the end."""
+    require(IPXE_ISO)
+    path = tmp_path / "cut.iso"
+    with open(IPXE_ISO, "rb") as f:
+        path.write_bytes(f.read(300000))
+    return path
+
+
+# Every command that reads a file and sniffs or parses it, with what it needs besides the file.
+FILE_COMMANDS = [
+    ("inspect",), ("memmap", "show"), ("memmap", "verify"), ("memmap", "convert", "--to", "json"),
+    ("load",), ("verify",), ("build",), ("patch", "--vendor-id", "1", "-o", "OUT"), ("extract", "-o", "OUT"),
+    ("compress", "-o", "OUT"), ("decompress", "-o", "OUT"),
+]
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=" ".join)
+def test_missing_file_is_named_as_missing(tmp_path, command):
+    """A file that is not there is "No such file or directory", never "cannot tell the format"."""
+    missing = tmp_path / "nothere"
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    proc = run_bootforge(*args, missing)
+    assert_one_line_error(proc, f"{missing}: No such file or directory")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [("load",), ("verify",)], ids=" ".join)
+def test_image_errors_name_the_file(truncated_iso, command):
+    proc = run_bootforge(*command, truncated_iso)
+    assert_one_line_error(proc, f"{truncated_iso}: offset 0x10800: El Torito")
+
+
+JSON_COMMANDS = [("inspect", "--json"), ("load", "--json"), ("verify", "--json"), ("build", "--json"),
+                 ("memmap", "verify", "--json")]
+
+
+@pytest.mark.parametrize("command", JSON_COMMANDS, ids=" ".join)
+def test_json_error_document_on_stdout(tmp_path, truncated_iso, command):
+    missing = tmp_path / "nothere"
+    proc = run_bootforge(*command, missing)
+    assert_one_line_error(proc, str(missing))
+    doc = json.loads(proc.stdout)
+    if command[0] == "inspect":         # one entry per file named, carrying the same document
+        assert doc["file"] == str(missing)
+    assert doc["error"] == {"file": str(missing), "offset": None, "message": "No such file or directory"}
+
+
+@pytest.mark.parametrize("command", [("load", "--json"), ("verify", "--json"), ("inspect", "--json")],
+                         ids=" ".join)
+def test_json_error_document_carries_the_offset(truncated_iso, command):
+    proc = run_bootforge(*command, truncated_iso)
+    assert proc.returncode == 2
+    error = json.loads(proc.stdout)["error"]
+    assert error["file"] == str(truncated_iso) and error["offset"] == 0x10800
+    assert error["message"].startswith("El Torito x86 BIOS entry points at sector 466, past the end")
+    assert proc.stderr.strip() == (f"bootforge: error: {truncated_iso}: offset 0x10800: {error['message']}")
+
+
+def test_json_usage_error_is_a_document_too():
+    proc = run_bootforge("load", "--json", "--firmware", "bogus", "x.toml")
+    assert proc.returncode == 2
+    error = json.loads(proc.stdout)["error"]
+    assert error["file"] is None and "'--firmware'" in error["message"] and "bogus" in error["message"]
