@@ -62,6 +62,7 @@ class LoadResult:
     load_base: int | None = None
     grub_pages: list = field(default_factory=list)
     linux: dict = field(default_factory=dict)        # linux-efi-stub: boot path, kernel, Memory total (issue 14)
+    entry: object = None                            # bootforge.multiboot.entry.Entry: where the loader jumps
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)
@@ -76,6 +77,7 @@ class LoadResult:
         return {
             "loader": self.loader, "protocol": self.protocol, "platform": self.platform.to_json(),
             "source": self.source,
+            **({"entry": self.entry.to_json()} if self.entry is not None else {}),
             "mbi": {"address": self.mbi_address, "size": len(self.mbi_bytes), "mem_lower": self.mem_lower,
                     "mem_upper": self.mem_upper, "cmdline": self.cmdline,
                     "modules": [dict(m) for m in self.modules],
@@ -95,6 +97,8 @@ class LoadResult:
         out = [f"{self.loader} on {self.platform.name} ({self.protocol}; {self.source})"]
         if getattr(self.platform, "qemu", None) is not None:
             out.append(f"  platform models: {self.platform.qemu_command}")
+        if self.entry is not None:
+            out.append(f"  kernel {self.entry.text()}")
         if self.mbi_address is not None:
             out.append(f"  boot information at {self.mbi_address:#x} ({len(self.mbi_bytes)} bytes)"
                        + (f", mem_lower {self.mem_lower} KiB, mem_upper {self.mem_upper} KiB"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
-from bootforge.multiboot import headers, verdicts
+from bootforge.multiboot import entry, headers, verdicts
 from bootforge.pe import read_pe_facts
 from bootforge.report import DocumentReport
 from bootforge.verdict import Verdict
@@ -106,7 +106,7 @@ class KernelReport(DocumentReport):
         else:
             out.append("  Multiboot2 header: none in the first 32 KiB")
         if d.get("entry") is not None:
-            out.append(f"  entry: {d['entry']:#x}")
+            out.append(f"  entry {d['entry']:#x}" + (f" ({d['entry_how']})" if d.get("entry_how") else ""))
         out.append("  loaders:")
         for name, v in d["loaders"].items():     # Verdict JSON (bootforge.verdict)
             out.append(f"    {name:<12} {Verdict(**v).status_word(verdicts.WORDS):<7} {v['reason']}")
@@ -134,7 +134,12 @@ def kernel_document(path, data, compression=None, given=None):
         doc["kind"] = f"ELF{elf.bits}"
         doc["elf"] = elf.to_json()
         doc["segments"] = [s.to_json() for s in elf.segments]
-        doc["entry"] = elf.entry
+        # Where GRUB and Limine jump (e_entry translated through the segment holding it,
+        # bootforge.multiboot.entry); the ELF header's own value is doc["elf"]["entry"].
+        found = entry.translate(elf, "grub")
+        doc["entry"] = found.address if found is not None else elf.entry
+        if found is not None and found.address != elf.entry:
+            doc["entry_how"] = found.detail()
     elif data[:2] == b"MZ":
         pe = read_pe_facts(data)
         doc["kind"] = "PE32+" if pe.magic == 0x20B else "PE32"
@@ -163,6 +168,7 @@ def kernel_document(path, data, compression=None, given=None):
         doc["kind"] = "flat Multiboot image"
     if mb1 and mb1["aout_kludge"] and mb1["addresses"]:
         doc["entry"] = mb1["addresses"]["entry_addr"]
+        doc["entry_how"] = "MB1 a.out kludge entry_addr"
     doc["multiboot1"] = mb1
     doc["multiboot2"] = mb2
     judged = verdicts.verdicts(given, data, compression)

@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
+from bootforge.loader.policies.grub_efi import efi_entry
 from bootforge.multiboot.dump import MAX_STRING, decode_mb1_info, decode_mb2_info
+from bootforge.multiboot.entry import RULES as ENTRY_RULES, loader_entry
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
 from bootforge.qemu.runner import last_lines
 
@@ -28,45 +30,51 @@ class Capture:
     module_hashes: list = field(default_factory=list)   # sha256 of guest memory [start, end)
 
 
+def entry_rule(loader):
+    """The bootforge.multiboot.entry rule of policy *loader* (its loader's name first)."""
+    head = loader.split("-")[0]
+    return head if head in ENTRY_RULES else "grub"
+
+
 def entry_point(kernel, result, memory_bytes=None):
     """(linear address, how it was found, other addresses to stop at) of the instruction
     the loader jumps to.
 
-    MB2: the EFI amd64 entry tag (9) when GRUB x86_64-efi keeps boot services (tag 7),
-    else the entry address tag (3), else the ELF entry; MB1: the a.out kludge's
-    entry_addr, else the ELF entry. A relocatable MB2 kernel (tag 10) is entered at
-    that address moved by as much as the loader moved the image (GRUB
-    multiboot_elfxx.c: the entry follows the image from link_base_addr to
-    load_base_addr). The breakpoint goes at the entry for the *predicted* load base,
-    and also at the entry for every other base the tag allows inside the machine's RAM
-    below 4 GiB (align steps; QEMU's TCG breakpoints are not limited to the 4 debug
-    registers), so a loader that put the image elsewhere is still caught at its entry
-    and the difference is named (observed: Xen 4.17 under GRUB i386-pc).
+    The policy's prediction (LoadResult.entry: the header's entry address, or e_entry
+    translated through a program header as that loader does, bootforge.multiboot.entry;
+    GRUB x86_64-efi keeping boot services jumps to the EFI amd64 entry tag 9). A
+    relocatable MB2 kernel (tag 10) is entered at that address moved by as much as the
+    loader moved the image (GRUB multiboot_elfxx.c: the entry follows the image from
+    link_base_addr to load_base_addr). The breakpoint goes at the entry for the
+    *predicted* load base, and also at the entry for every other base the tag allows
+    inside the machine's RAM below 4 GiB (align steps; QEMU's TCG breakpoints are not
+    limited to the 4 debug registers), so a loader that put the image elsewhere is still
+    caught at its entry and the difference is named (observed: Xen 4.17 under GRUB i386-pc).
     """
-    how = "ELF e_entry"
-    entry = kernel.entry
+    loader = getattr(result, "loader", "")
+    if loader == "grub-efi-mb2":
+        keep_bs = any(t.get("type") == fmt.Mb2HeaderTag.EFI_BOOT_SERVICES for t in (kernel.mb2 or {}).get("tags", []))
+        linked = efi_entry(kernel, keep_bs)
+    else:
+        linked = loader_entry(kernel, result.protocol, entry_rule(loader))
+    predicted = getattr(result, "entry", None) or linked
+    entry, how = predicted.address, predicted.detail()
     others = []
+    rel = None
     if result.protocol == "multiboot2" and kernel.mb2:
-        tags = {t["type"]: t for t in kernel.mb2.get("tags", [])}
-        if result.loader == "grub-efi-mb2" and 9 in tags and 7 in tags:
-            entry, how = tags[9]["entry_addr"], "MB2 EFI amd64 entry tag (9)"
-        elif 3 in tags:
-            entry, how = tags[3]["entry_addr"], "MB2 entry address tag (3)"
-        rel = tags.get(10)
-        if rel is not None:
-            offset = entry - kernel.low
-            if result.load_base is not None and result.load_base != kernel.low:
-                how += f", moved with the relocatable image to the predicted load base {result.load_base:#x}"
-            base = result.load_base if result.load_base is not None else kernel.low
-            top = min(rel["max_addr"], (memory_bytes or 1 << 32) - 1, 0xFFFFFFFF)
-            step = max(rel["align"], 0x1000)
-            first = -(-rel["min_addr"] // step) * step
-            if (top - first) // step < MAX_RELOCATION_STOPS:
-                others = [b + offset for b in range(first, top + 1, step) if b != base]
+        rel = next((t for t in kernel.mb2.get("tags", []) if t["type"] == fmt.Mb2HeaderTag.RELOCATABLE), None)
+    if rel is not None:
+        offset = linked.address - kernel.low
+        base = result.load_base if result.load_base is not None else kernel.low
+        if getattr(result, "entry", None) is None:
             entry = base + offset
-    elif result.protocol == "multiboot1" and kernel.mb1 and kernel.mb1.get("aout_kludge") \
-            and kernel.mb1.get("addresses"):
-        entry, how = kernel.mb1["addresses"]["entry_addr"], "MB1 a.out kludge entry_addr"
+            if base != kernel.low:
+                how += f", moved with the relocatable image to the predicted load base {base:#x}"
+        top = min(rel["max_addr"], (memory_bytes or 1 << 32) - 1, 0xFFFFFFFF)
+        step = max(rel["align"], 0x1000)
+        first = -(-rel["min_addr"] // step) * step
+        if (top - first) // step < MAX_RELOCATION_STOPS:
+            others = [b + offset for b in range(first, top + 1, step) if b != base]
     return entry & 0xFFFFFFFF, how, [a & 0xFFFFFFFF for a in others]
 
 

@@ -33,6 +33,7 @@ from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, relocatable_tag
 from bootforge.loader.result import LoadResult
+from bootforge.multiboot.entry import Entry, loader_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
@@ -119,6 +120,15 @@ def place_grub_heap(result, platform):
                           if r.type == EfiMemoryType.CONVENTIONAL)
 
 
+def efi_entry(k, keep_bs):
+    """Where GRUB x86_64-efi jumps: the EFI amd64 entry tag (9) when the kernel keeps boot
+    services (tag 7; multiboot_mbi2.c), else as on i386-pc (multiboot.entry, rule grub)."""
+    tag9 = next((t for t in (k.mb2 or {}).get("tags", []) if t.get("type") == Mb2HeaderTag.ENTRY_ADDRESS_EFI64), None)
+    if keep_bs and tag9 is not None:
+        return Entry(tag9["entry_addr"], "MB2 EFI amd64 entry tag (9)")
+    return loader_entry(k, "multiboot2", "grub")
+
+
 @loader_policy("grub-efi-mb2", firmware="efi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
                verified=True, boot_medium="grub-efi-iso",
                wrong_firmware="grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
@@ -131,6 +141,7 @@ def load(req):
     if relocatable_tag(k) is not None:
         raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
+    res.entry = efi_entry(k, keep_bs)
     efi, free = place_grub_heap(res, plat)
     free = free.clip(0x1000, GIB4)
     # Fixed targets may also lie in boot-services memory (freed when GRUB exits them; observed:

@@ -39,6 +39,7 @@ from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
+from bootforge.multiboot.entry import loader_entry, moved_entry
 
 PACKAGE_STRING = "GRUB 2.06-13+deb12u2"
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot*.c, lib/relocator.c (i386-pc)"
@@ -115,8 +116,10 @@ def _prepare(req, protocol):
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low
+    res.entry = loader_entry(k, protocol, "grub")
     if reloc is not None:
         base = relocate(rel, k, reloc)
+        res.entry = moved_entry(res.entry, base - k.low)
         res.place("relocatable image", base, k.high - k.low, reloc["align"] or 1,
                   f"relocatable tag: [{reloc['min_addr']:#x}, {reloc['max_addr']:#x}] align "
                   f"{reloc['align']:#x} preference {reloc['preference']}", "kernel")

@@ -112,6 +112,7 @@ from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_interv
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
+from bootforge.multiboot.entry import loader_entry, moved_entry, translate
 from bootforge.multiboot.headers import read_elf
 
 VERSION = "11.4.1"
@@ -325,11 +326,8 @@ def _kludge(data, header_offset, header_addr, load_addr, load_end_addr, bss_end_
 
 def _elf_entry(k):
     """e_entry moved from vaddr to paddr through the first PT_LOAD holding it (elf.c)."""
-    elf = read_elf(k.data)
-    for s in elf.loads:
-        if s.memsz and s.vaddr <= elf.entry < s.vaddr + s.memsz:
-            return elf.entry - s.vaddr + s.paddr
-    return elf.entry
+    found = translate(read_elf(k.data), "limine")
+    return found.address if found is not None else k.entry
 
 
 def relocate(tag, target, length, ram, loader):
@@ -403,12 +401,14 @@ def predict(req, protocol, loader):
     space = Elsewhere(target_memory(plat), loader)
     target, length, entry, how = kernel_range(k, protocol)
     res.load_base = target
+    res.entry = loader_entry(k, protocol, "limine")
     reloc = flags.get("reloc")
     if reloc is not None:
         base = relocate(reloc, target, length, ram, loader)
         slide = base - target
         if entry is not None:
             entry += slide
+        res.entry = moved_entry(res.entry, slide)
         target = base
         res.load_base = base
         res.place("kernel (relocatable image)", target, length, reloc["align"],

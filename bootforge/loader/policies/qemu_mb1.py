@@ -24,6 +24,7 @@ from bootforge.loader.policies.common import (
     e820_entries, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
+from bootforge.multiboot.entry import loader_entry
 
 MBI_ADDR = 0x9500
 BOOT_DEVICE = 0x8000FFFF     # multiboot.c: "bootdevice": BIOS drive 0x80, no partition
@@ -41,6 +42,7 @@ SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
 def load(req):
     k = req.kernel
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
+    res.entry = loader_entry(k, "multiboot1", "qemu")
     low = k.low
     kernel_size = k.high - low
     res.place("kernel image", low, kernel_size, PAGE, "fixed: lowest p_paddr, one blob to the highest end",

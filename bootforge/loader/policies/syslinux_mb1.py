@@ -38,6 +38,7 @@ from bootforge.loader.policies.common import (
 )
 from bootforge.loader.alloc import FreeSpace
 from bootforge.loader.result import LoadResult
+from bootforge.multiboot.entry import loader_entry
 
 SOURCE = "Syslinux 6.04 com32/mboot/{mboot,map,mem}.c"
 LOADER_NAME = "ISOLINUX 6.04 20200816 "
@@ -71,6 +72,7 @@ class SyslinuxMap:
 def load(req):
     k = req.kernel
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
+    res.entry = loader_entry(k, "multiboot1", "syslinux")
     sm = SyslinuxMap(req.platform)
     for i, (p, _f, m) in enumerate(k.segments):
         if not sm.free.is_free(p, m):

@@ -9,6 +9,7 @@ the decompressed bytes; xz needs `insmod xzio`.
 from bootforge.errors import FormatError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
+from bootforge.multiboot.entry import translate
 from bootforge.multiboot.headers import find_mb1, find_mb2, read_elf, rejected_mb1, rejected_mb2, rejection_text
 from bootforge.multiboot.verdicts import accept, kernel_loader, refuse
 
@@ -89,7 +90,7 @@ def _grub_elf_verdict(subject, data, mbi_ver):
     err = _grub_elf(elf, mbi_ver, data)
     if err:
         return refuse(subject, err)
-    return accept(subject, f"loads ELF{elf.bits} segments at their p_paddr, entry {elf.entry:#x}")
+    return accept(subject, f"loads ELF{elf.bits} segments at their p_paddr, {translate(elf, 'grub').text()}")
 
 
 def _no_header(name, rejected):
