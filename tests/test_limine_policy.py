@@ -120,6 +120,22 @@ def test_mb1_regions_where_limine_put_them(tmp_path):
     assert struct.unpack_from("<I", info)[0] == struct.unpack_from("<I", res.mbi_bytes)[0] == 0x26D
 
 
+def test_mb1_mmap_length_is_entries_times_the_stride(tmp_path):
+    """mmap_length counts each entry's size field too: 7 entries of size 20 are 168 bytes
+    (the next entry starts size + 4 on), as the real Limine wrote it; the whole 116-byte
+    multiboot_info is the prediction byte for byte."""
+    _needs_kernels()
+    name = "limine-seabios-mb1-256M-mods3-1m.dump"
+    from bootforge.formats.multiboot import Multiboot1Info
+    from bootforge.multiboot.dump import parse_dump
+    regions = {r.name: r for r in parse_dump((DATA / name).read_bytes())[2]}
+    info = Multiboot1Info.parse(regions["mbi"].data)
+    assert (info.mmap_length, len(regions["mmap"].data)) == (168, 168)
+    res = predict(*FIXTURES[name], tmp_path)
+    assert Multiboot1Info.parse(res.mbi_bytes).mmap_length == 168
+    assert res.mbi_bytes == regions["mbi"].data
+
+
 def test_uefi_mmap_is_limines_conversion_of_tag17():
     """On OVMF tag 6 is Limine's view of the EFI map it exited with (tag 17): loader,
     boot-services and conventional memory -> 1, ACPI reclaim -> 3, NVS -> 4, the rest -> 2,

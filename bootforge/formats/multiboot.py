@@ -157,10 +157,14 @@ Multiboot1MmapEntryFixed = Struct(
     "type" / Int32ul,            # 20 1 available, 2 reserved, 3 ACPI, 4 NVS, 5 bad
 )
 MB1_MMAP_ENTRY_STRUCT = struct_format(Multiboot1MmapEntryFixed)
-MB1_MMAP_ENTRY_SIZE = Multiboot1MmapEntryFixed.sizeof() - 4     # the `size` GRUB and QEMU write: 20
+# An MB1 mmap entry's `size` field counts the bytes after itself: GRUB, QEMU, Syslinux, iPXE and
+# Limine write 20, and the next entry starts size + 4 bytes on (the stride, 24). mmap_length
+# is entries x stride (Limine 11.4.1 observed: 168 for 7 entries), never entries x size.
+MB1_MMAP_SIZE_FIELD = Multiboot1MmapEntryFixed.sizeof() - 4     # 20
+MB1_MMAP_ENTRY_STRIDE = Multiboot1MmapEntryFixed.sizeof()       # 24
 Multiboot1MmapEntry = Struct(
     *Multiboot1MmapEntryFixed.subcons,
-    "extra" / Bytes(this.size - MB1_MMAP_ENTRY_SIZE),
+    "extra" / Bytes(this.size - MB1_MMAP_SIZE_FIELD),
 )
 
 ApmTable = Struct(

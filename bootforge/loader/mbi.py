@@ -15,7 +15,7 @@ import struct
 
 from bootforge.formats import struct_format
 from bootforge.formats.multiboot import (
-    MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
+    MB1_MMAP_SIZE_FIELD, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
     MB2_MMAP_ENTRY_VERSION, MB2_TAG_HEADER_SIZE, Mb2Tag, Multiboot1ElfSections, Multiboot1Info,
     Multiboot1Module, Multiboot2InfoFixed, Multiboot2InfoTagBody, Multiboot2InfoTagHeader,
     Multiboot2MmapHeader,
@@ -56,7 +56,7 @@ def mb1_info(flags=0, mem_lower=0, mem_upper=0, boot_device=0, cmdline=0, mods_c
 
 def mb1_mmap(entries):
     """Size-prefixed entries (size 20) as GRUB, QEMU, Syslinux and iPXE write them."""
-    return b"".join(struct.pack(MB1_MMAP_ENTRY_STRUCT, MB1_MMAP_ENTRY_SIZE, a, s, t) for a, s, t in entries)
+    return b"".join(struct.pack(MB1_MMAP_ENTRY_STRUCT, MB1_MMAP_SIZE_FIELD, a, s, t) for a, s, t in entries)
 
 
 def mb1_modules(mods):

@@ -11,7 +11,7 @@ from bootforge.formats.efi_memmap import (
     EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_VERSION, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES,
     EFI_PAGE_SIZE, EfiMemoryAttribute, EfiMemoryType,
 )
-from bootforge.formats.multiboot import MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE
+from bootforge.formats.multiboot import MB1_MMAP_SIZE_FIELD, MB2_MMAP_ENTRY_SIZE
 from bootforge.memmap.convert import RESERVED_MEMORY_UNSUPPORTED, efi_to_e820
 from bootforge.memmap.model import (
     FLAG_MEMRESERVE, FLAG_NO_MAP, FLAG_REUSABLE, U64_LIMIT, MemoryMap,
@@ -204,7 +204,7 @@ def verify_map(memory_map, *, reference_efi=None):
         checks += _e820_checks(m) if m.family == "e820" else _efi_checks(m)
     sizes = m.facts.get("mb1_entry_sizes")
     if sizes is not None:
-        checks.append(check("mb1-entry-size", sizes in ([], [MB1_MMAP_ENTRY_SIZE]),
+        checks.append(check("mb1-entry-size", sizes in ([], [MB1_MMAP_SIZE_FIELD]),
                             f"entry sizes {sizes} (GRUB and QEMU write 20)"))
     if "mb2_entry_size" in m.facts:
         es, ev = m.facts["mb2_entry_size"], m.facts["mb2_entry_version"]

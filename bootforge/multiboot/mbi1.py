@@ -32,7 +32,7 @@ def walk_mb1_mmap(table, limit=None):
         if pos + _MB1_MMAP_ENTRY.size > n:
             raise FormatError("truncated Multiboot1 mmap entry", offset=pos)
         size, addr, length, mtype = _MB1_MMAP_ENTRY.unpack_from(table, pos)
-        if size < fmt.MB1_MMAP_ENTRY_SIZE:
+        if size < fmt.MB1_MMAP_SIZE_FIELD:
             raise FormatError(f"mmap entry size {size} is under 20", offset=pos)
         if pos + 4 + size > n:
             raise FormatError(f"mmap entry size {size} runs past the end", offset=pos)

@@ -102,7 +102,7 @@ from bisect import bisect_right
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
-from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_SIZE, Mb2HeaderTag,
+from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_STRIDE, MB2_MMAP_ENTRY_SIZE, Mb2HeaderTag,
                                          Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
                                          Multiboot1Module)
 from bootforge.loader import mbi
@@ -432,7 +432,7 @@ def predict(req, protocol, loader):
                      + align_up(len(BRAND) + 1, 16) + (align_up(k.shentsize * k.shnum, 16) if elf_info else 0)
                      + align_up(MB1_MODULE_SIZE * len(req.modules), 16)
                      + align_up(sum(align_up(len(s.encode()) + 1, 16) for s in mods_strings), 16)
-                     + align_up(MB1_MMAP_ENTRY_SIZE * MEMMAP_MAX, 16))
+                     + align_up(MB1_MMAP_ENTRY_STRIDE * MEMMAP_MAX, 16))
     else:
         # get_multiboot2_info_size() (multiboot2.c): every tag Limine may write, rounded to 8.
         smbios = align_up(16 + facts["smbios_entry_len"], 8)
@@ -545,7 +545,7 @@ def _mb1_bytes(res, k, req, shdrs, fb):
         framebuffer = _framebuffer_fields(fb)
     res.regions = regions
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, regions["cmdline"], len(res.modules),
-                                 mods_addr, elf, MB1_MMAP_ENTRY_SIZE * len(res.mmap), regions["mmap"],
+                                 mods_addr, elf, MB1_MMAP_ENTRY_STRIDE * len(res.mmap), regions["mmap"],
                                  regions["loader"], 0, (0, 0, 0, 0, 0, 0), framebuffer)
 
 

@@ -11,7 +11,7 @@ import struct
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_VERSION, MB2_EFI_MMAP_HEADER_STRUCT
 from bootforge.formats.multiboot import (
-    MB1_MMAP_ENTRY_SIZE, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
+    MB1_MMAP_SIZE_FIELD, MB1_MMAP_ENTRY_STRUCT, MB2_MMAP_ENTRY_SIZE, MB2_MMAP_ENTRY_STRUCT,
     MB2_MMAP_ENTRY_VERSION, MB2_MMAP_HEADER_STRUCT,
 )
 from bootforge.memmap.formats import MapFormat
@@ -42,7 +42,7 @@ def read_mb1_mmap(path, data, options):
 def write_mb1_mmap(memory_map, options):
     check_fits(memory_map, "mb1-mmap")
     pack = struct.Struct(MB1_MMAP_ENTRY_STRUCT).pack
-    return b"".join(pack(MB1_MMAP_ENTRY_SIZE, r.start, r.size, r.type) for r in memory_map.ranges)
+    return b"".join(pack(MB1_MMAP_SIZE_FIELD, r.start, r.size, r.type) for r in memory_map.ranges)
 
 
 def read_mb2_mmap(path, data, options):
