@@ -12,7 +12,9 @@ ukify ConfigItem table: the declaration is the only place a key is described).
 Errors are RecipeError naming the table and key ("[load.options] x must be ...").
 """
 
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from bootforge.errors import RecipeError
@@ -20,6 +22,25 @@ from bootforge.errors import RecipeError
 REQUIRED = object()
 PATH_MAX = 4096         # Linux: a longer path is ENAMETOOLONG before any file is looked at
 NAME_MAX = 255
+
+# Sizes: a bare number is bytes; a unit is written out (K, M, G, T: binary, with or without "iB").
+SIZE_UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.I)
+
+
+def parse_size(value, where, key="size", *, example='"64M"'):
+    """Bytes from a size: an integer, or a string of digits (bytes) or digits with a unit
+    ("64K", "256M", "3.5G", "1GiB"); RecipeError "[where] key must be ..." otherwise, and for a
+    size that is not a whole, non-negative number of bytes (a Field's min/max bound it further)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        m = _SIZE.fullmatch(value) if isinstance(value, str) else None
+        size = Fraction(m.group(1)) * (1 << SIZE_UNITS[m.group(2).upper()]) if m else None
+    if size is None or size < 0 or size != int(size):
+        raise RecipeError(f"[{where}] {key} must be a number of bytes or like {example}, not {value!r}")
+    return int(size)
+
 
 # What a type is called in messages and help.
 _TYPE_WORDS = {int: "integer", str: "string", bool: "boolean", float: "number", list: "array", dict: "table"}
@@ -34,7 +55,8 @@ class Field:
     min: int | None = None          # integers: inclusive bounds
     max: int | None = None
     choices: tuple | None = None    # strings: the accepted values
-    text: str | None = None         # strings: "path" (no NUL, <= PATH_MAX), "ascii", "hex" (bytes as hex)
+    text: str | None = None         # strings: "path" (no NUL, <= PATH_MAX), "ascii", "hex" (bytes as hex),
+                                    # "size" (parse_size: the value checked is the number of bytes)
     max_length: int | None = None   # strings: characters; lists: entries
     length: int | None = None       # lists: exactly this many entries
     items: object = None            # lists: the Field every entry is checked against (its name unused)
@@ -52,6 +74,8 @@ class Field:
             word = _TYPE_WORDS.get(t, t.__name__)
             if t is int and self.min == 0 and self.max is None:
                 word = "non-negative integer"
+            if self.text == "size":
+                word = {int: "number of bytes", str: 'size string ("64M")'}.get(t, word)
             if t is str and self.text == "path":
                 word = "path (a string)"
             elif t is str and self.text in ("ascii", "hex"):
@@ -74,7 +98,13 @@ class Field:
         raise RecipeError(f"[{where}] {self.name} must be {article} {words}{bounds}{extra}, not {shown}")
 
     def check(self, value, where):
-        """*value* if it fits this field, else RecipeError naming [where] and the key."""
+        """*value* if it fits this field (a size: its bytes), else RecipeError naming [where] and
+        the key."""
+        if self.text == "size":
+            size = parse_size(value, where, self.name)
+            if (self.min is not None and size < self.min) or (self.max is not None and size > self.max):
+                self._fail(value, where)
+            return size
         if self.choices is not None and (not isinstance(value, (str, int)) or value not in self.choices):
             raise RecipeError(f"[{where}] {self.name} must be one of {', '.join(map(str, self.choices))}, "
                               f"not {value!r}")

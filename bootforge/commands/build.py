@@ -21,13 +21,15 @@ DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso
 
 
 class BuildCommand(click.Command):
-    """`build --help` lists every key of the [rom] and [kernel] recipes from their declarations
-    (bootforge.schema.Field tables in rom/recipe.py and multiboot/build.py), the tables
-    validation reads; imported only when help is asked for."""
+    """`build --help` lists every key of the [rom], [kernel], [uki] and [image] recipes from their
+    declarations (bootforge.schema.Field tables in rom/recipe.py, multiboot/build.py, uki/build.py
+    and image/recipe.py), the tables validation reads; imported only when help is asked for."""
 
     def format_epilog(self, ctx, formatter):
+        from bootforge.image import recipe as image
         from bootforge.multiboot import build as kernel
         from bootforge.rom import recipe as rom
+        from bootforge.uki import build as uki
 
         def section(title, fields):
             with formatter.section(title):
@@ -39,14 +41,18 @@ class BuildCommand(click.Command):
         section("[kernel.multiboot1] keys", kernel.MB1_FIELDS)
         section("[kernel.multiboot2] keys (header tags)", kernel.MB2_FIELDS)
         section("[kernel.testing] keys", kernel.TESTING_FIELDS)
-        formatter.write_paragraph()
-        formatter.write_text("[uki] and [image] recipes: see README.md.")
+        section("[uki] keys", uki.UKI_FIELDS)
+        section("[image] keys", image.IMAGE_FIELDS)
+        section("[[image.entries]] keys", image.ENTRY_FIELDS)
+        section("[[image.entries.modules]] keys", image.MODULE_FIELDS)
+        section("[[image.files]] keys", image.FILE_FIELDS)
 
 
 @click.command("build", cls=BuildCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: the recipe's "
-              "output key, else RECIPE's name with .rom/.elf in the current directory).")
+              "output key, else RECIPE's name with .rom/.elf/.efi/.iso ([rom]/[kernel]/[uki]/[image]) in the current "
+              "directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
 def build_command(recipe, output, as_json):
     """Build an option ROM, a Multiboot kernel, a UKI or a bootable ISO/disk image from a TOML RECIPE."""
@@ -66,7 +72,9 @@ def build_command(recipe, output, as_json):
     builder = getattr(importlib.import_module(module), attr)
     if output is None:
         declared = table[kind].get("output") if isinstance(table[kind], dict) else None
-        output = path.parent / declared if declared else Path(path.stem + DEFAULT_SUFFIX[kind])
+        # A non-string output is the builder's to refuse (its schema names the key).
+        output = path.parent / declared if isinstance(declared, str) and declared else \
+            Path(path.stem + DEFAULT_SUFFIX[kind])
     try:
         if kind == "rom":
             data, summary = builder(path, table)

@@ -9,7 +9,8 @@ import click
 
 @click.command("verify")
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>).")
+@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>; "
+              "<mem> as QEMU's -m: 256M, 1G, a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (qemu-mb1, grub-pc-mb1, grub-pc-mb2, grub-efi-mb2, "
               "syslinux-mb1, ipxe-pcbios-mb1, limine-mb1, limine-mb2).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")

@@ -32,18 +32,56 @@ from pathlib import Path
 
 from bootforge.errors import RecipeError
 from bootforge.image.content import FileContent
+from bootforge.schema import REQUIRED, Field, validate
 
-IMAGE_KEYS = {"format", "loader", "firmware", "output", "limine_dir", "entries", "files", "size", "timeout",
-              "volume_id", "platform"}
-ENTRY_KEYS = {"title", "kernel", "loader_path", "protocol", "cmdline", "modules", "platform", "loader"}
-MODULE_KEYS = {"path", "loader_path", "cmdline"}
-FILE_KEYS = {"source", "path"}
 FORMATS = ("iso", "disk")
 IMAGE_LOADERS = ("grub", "limine", "syslinux")
 FIRMWARES = ("bios", "uefi")
 PROTOCOLS = ("multiboot1", "multiboot2")
 MAX_ENTRIES = 256
 MAX_FILES = 10000
+PATH = {"text": "path"}
+
+# The [image] recipe's keys: validation (bootforge.schema.validate) and `build --help` read these.
+# A new key is one Field here.
+IMAGE_FIELDS = (
+    Field("format", str, "iso", "iso: a hybrid ISO 9660 image (CD and USB disk); disk: a GPT disk image",
+          choices=FORMATS),
+    Field("loader", str, REQUIRED, "the bootloader installed", choices=IMAGE_LOADERS),
+    Field("firmware", (list, str), None, "firmware the image boots with: bios, uefi or both (default: every "
+          "firmware the loader supports)"),
+    Field("output", str, None, "output path, relative to the recipe", **PATH),
+    Field("limine_dir", str, None, "Limine's binary release directory, relative to the recipe "
+          "(default: $BOOTFORGE_LIMINE_DIR)", **PATH),
+    Field("size", (int, str), None, "disk: the whole disk; iso: a ceiling (a bare number is bytes; "
+          "\"64M\", \"1G\")", text="size", min=1),
+    Field("timeout", int, 0, "seconds the loader's menu waits", min=0, max=3600),
+    Field("volume_id", str, None, "ISO 9660 volume id: 1-32 characters A-Z 0-9 _ (default: derived from the "
+          "content)"),
+    Field("platform", str, None, "`load` of this recipe: the platform (default qemu-pc-seabios:256M for bios, "
+          "qemu-q35-ovmf:256M for uefi)"),
+    Field("entries", list, None, "[[image.entries]]: the boot menu's entries, in order"),
+    Field("files", list, [], "[[image.files]]: further files copied into the image"),
+)
+ENTRY_FIELDS = (
+    Field("title", str, None, "the menu entry's title (default \"entry N\")"),
+    Field("kernel", str, REQUIRED, "the kernel file, relative to the recipe", **PATH),
+    Field("loader_path", str, None, "its path in the image (default /boot/<file name>)"),
+    Field("protocol", str, "multiboot2", "how the loader boots it", choices=PROTOCOLS),
+    Field("cmdline", str, "", "the kernel's command line"),
+    Field("modules", list, [], "[[image.entries.modules]]: modules, in order"),
+    Field("platform", str, None, "`load` of this entry: its platform"),
+    Field("loader", str, None, "`load` of this entry: the loader policy"),
+)
+MODULE_FIELDS = (
+    Field("path", str, REQUIRED, "the module file, relative to the recipe", **PATH),
+    Field("loader_path", str, None, "its path in the image (default /boot/<file name>)"),
+    Field("cmdline", str, "", "the module's string"),
+)
+FILE_FIELDS = (
+    Field("source", str, REQUIRED, "the file to copy, relative to the recipe", **PATH),
+    Field("path", str, REQUIRED, "its path in the image"),
+)
 
 # (image loader, firmware, protocol) -> the bootforge load policy that predicts it.
 POLICY_FOR = {
@@ -100,16 +138,6 @@ class ImageSpec:
     platform: str | None
 
 
-def parse_size(value, where):
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", value, re.I)
-        if m:
-            return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
-    raise RecipeError(f"[{where}] size must be a number of bytes or like \"64M\", not {value!r}")
-
-
 def image_path(text, where):
     """A normalised absolute path inside the image."""
     if not isinstance(text, str) or not text:
@@ -122,37 +150,12 @@ def image_path(text, where):
     return norm
 
 
-def _str(t, key, where, default=None, required=False):
-    v = t.get(key, default)
-    if v is None and required:
-        raise RecipeError(f"[{where}] {key} is required")
-    if v is not None and not isinstance(v, str):
-        raise RecipeError(f"[{where}] {key} must be a string, not {v!r}")
-    return v
-
-
-def _check_table(value, where, keys, known=None):
-    """*value* must be a table holding only *keys* (*known*: how the message lists them;
-    default: sorted)."""
-    if not isinstance(value, dict):
-        raise RecipeError(f"[{where}] must be a table")
-    bad = sorted(set(value) - keys)
-    if bad:
-        raise RecipeError(f"[{where}] unknown key(s): {', '.join(bad)} (known: {known or ', '.join(sorted(keys))})")
-
-
 def read_image_table(recipe, table):
     """An ImageSpec from the parsed recipe *table* (paths relative to the recipe's directory)."""
     recipe = Path(recipe)
     base = recipe.parent
-    t = table.get("image")
-    _check_table(t, "image", IMAGE_KEYS)
-    fmt_ = _str(t, "format", "image", "iso")
-    if fmt_ not in FORMATS:
-        raise RecipeError(f"[image] format must be one of {', '.join(FORMATS)}, not {fmt_!r}")
-    loader = _str(t, "loader", "image", required=True)
-    if loader not in IMAGE_LOADERS:
-        raise RecipeError(f"[image] loader must be one of {', '.join(IMAGE_LOADERS)}, not {loader!r}")
+    t = validate(table.get("image"), IMAGE_FIELDS, "image")
+    fmt_, loader = t["format"], t["loader"]
     firmware = t.get("firmware", ["bios", "uefi"] if loader != "syslinux" else ["bios"])
     if isinstance(firmware, str):
         firmware = [firmware]
@@ -166,15 +169,11 @@ def read_image_table(recipe, table):
     if loader == "syslinux" and fmt_ == "disk":
         raise RecipeError("[image] loader syslinux: format \"disk\" is not supported (the iso format is a hybrid "
                           "image that also boots as a disk)")
-    timeout = t.get("timeout", 0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= 3600:
-        raise RecipeError(f"[image] timeout must be whole seconds 0..3600, not {timeout!r}")
-    size = parse_size(t["size"], "image") if "size" in t else None
-    volume_id = _str(t, "volume_id", "image")
+    volume_id = t.get("volume_id")
     if volume_id is not None and not re.fullmatch(r"[A-Z0-9_]{1,32}", volume_id):
         raise RecipeError(f"[image] volume_id must be 1-32 characters A-Z 0-9 _ (ISO 9660 d-characters), "
                           f"not {volume_id!r}")
-    limine_dir = _str(t, "limine_dir", "image")
+    limine_dir = t.get("limine_dir")
     if limine_dir is not None:
         limine_dir = str(base / limine_dir)
     elif loader == "limine":
@@ -184,63 +183,57 @@ def read_image_table(recipe, table):
                               "(a Limine binary release directory)")
 
     entries_t = t.get("entries")
-    if not isinstance(entries_t, list) or not entries_t:
+    if not entries_t:
         raise RecipeError("[image] needs at least one [[image.entries]]")
     if len(entries_t) > MAX_ENTRIES:
         raise RecipeError(f"[image] {len(entries_t)} entries (limit {MAX_ENTRIES})")
     entries, titles = [], set()
     for i, e in enumerate(entries_t):
         where = f"image.entries {i}"
-        _check_table(e, where, ENTRY_KEYS)
-        kernel = _str(e, "kernel", where, required=True)
-        title = _str(e, "title", where, default=f"entry {i}")
+        e = validate(e, ENTRY_FIELDS, where)
+        kernel = e["kernel"]
+        title = e.get("title", f"entry {i}")
         if title in titles:
             raise RecipeError(f"[{where}] title {title!r} is used twice")
         if any(c in title for c in "\n\r\"'\\"):
             raise RecipeError(f"[{where}] title {title!r} has a quote, backslash or line break")
         titles.add(title)
-        protocol = _str(e, "protocol", where, "multiboot2")
-        if protocol not in PROTOCOLS:
-            raise RecipeError(f"[{where}] protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        protocol = e["protocol"]
         if loader == "syslinux" and protocol != "multiboot1":
             raise RecipeError(f"[{where}] loader syslinux boots Multiboot kernels through mboot.c32, which speaks "
                               "Multiboot 1 only: protocol = \"multiboot1\"")
-        cmdline = _str(e, "cmdline", where, "")
+        cmdline = e["cmdline"]
         _check_cmdline(cmdline, where)
         src = str(base / kernel)
         content = FileContent.from_file(src, "kernel")
-        lpath = image_path(_str(e, "loader_path", where, "/boot/" + Path(kernel).name), where)
+        lpath = image_path(e.get("loader_path", "/boot/" + Path(kernel).name), where)
         mods = []
-        mods_t = e.get("modules", [])
-        if not isinstance(mods_t, list):
-            raise RecipeError(f"[{where}] modules must be an array of tables")
-        for j, m in enumerate(mods_t):
+        for j, m in enumerate(e["modules"]):
             mwhere = f"{where} module {j}"
-            _check_table(m, mwhere, MODULE_KEYS)
-            mp = _str(m, "path", mwhere, required=True)
+            m = validate(m, MODULE_FIELDS, mwhere)
+            mp = m["path"]
             msrc = str(base / mp)
-            margs = _str(m, "cmdline", mwhere, "")
+            margs = m["cmdline"]
             _check_cmdline(margs, mwhere)
             mods.append(ModuleEntry(FileContent.from_file(msrc, "module"), msrc,
-                                    image_path(_str(m, "loader_path", mwhere, "/boot/" + Path(mp).name), mwhere),
-                                    margs))
-        entries.append(BootEntry(title, content, src, lpath, protocol, cmdline, mods,
-                                 _str(e, "platform", where), _str(e, "loader", where)))
+                                    image_path(m.get("loader_path", "/boot/" + Path(mp).name), mwhere), margs))
+        entries.append(BootEntry(title, content, src, lpath, protocol, cmdline, mods, e.get("platform"),
+                                 e.get("loader")))
 
     files = {}
-    files_t = t.get("files", [])
-    if not isinstance(files_t, list) or len(files_t) > MAX_FILES:
+    files_t = t["files"]
+    if len(files_t) > MAX_FILES:
         raise RecipeError(f"[image] files must be an array of at most {MAX_FILES} tables")
     for i, f in enumerate(files_t):
         where = f"image.files {i}"
-        _check_table(f, where, FILE_KEYS, known="source, path")
-        source = str(base / _str(f, "source", where, required=True))
-        files_path = image_path(_str(f, "path", where, required=True), where)
+        f = validate(f, FILE_FIELDS, where)
+        source = str(base / f["source"])
+        files_path = image_path(f["path"], where)
         if files_path in files:
             raise RecipeError(f"[{where}] two files map to one path in the image: {files_path}")
         files[files_path] = (FileContent.from_file(source, "file"), source)
-    return ImageSpec(recipe, fmt_, loader, firmware, _str(t, "output", "image"), entries, files, size, timeout,
-                     volume_id, limine_dir, _str(t, "platform", "image"))
+    return ImageSpec(recipe, fmt_, loader, firmware, t.get("output"), entries, files, t.get("size"),
+                     t["timeout"], volume_id, limine_dir, t.get("platform"))
 
 
 def _check_cmdline(text, where):

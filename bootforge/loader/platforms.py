@@ -44,6 +44,7 @@ from bootforge.memmap import io
 from bootforge.memmap.io import map_to_json
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.memmap.formats.lsefimmap import parse_lsefimmap as _parse_lsefimmap
+from bootforge.schema import parse_size
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -107,15 +108,17 @@ class Platform:
                 "qemu": self.qemu.to_json(self.memory_bytes) if self.qemu is not None else None}
 
 
-def parse_size(text, where="platform"):
-    """'256M', '3.5G', '5G', '1024' (MiB) -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.I)
-    if not m:
-        raise RecipeError(f"{where}: cannot read the memory size {text!r} (like 256M, 3.5G, 5G)")
-    value = float(m.group(1))
-    unit = {"": MIB, "K": 1 << 10, "M": MIB, "G": GIB, "T": 1 << 40}[m.group(2).upper()]
-    size = int(value * unit)
-    return size
+def memory_size(text, where="platform"):
+    """The bytes of a platform's `:<mem>`: QEMU's -m syntax, where a bare number is MiB
+    (QEMU's qemu-options.hx: "-m [size=]megs"); '256M', '3.5G', '5G', '1024' (MiB). Every other
+    size in bootforge is schema.parse_size's, where a bare number is bytes."""
+    text = str(text)
+    bare = text.strip().replace(".", "", 1).isdigit()
+    try:
+        return parse_size(text + "M" if bare else text, where)
+    except RecipeError:
+        raise RecipeError(f"{where}: cannot read the memory size {text!r} (like 256M, 3.5G, 5G; "
+                          f"a bare number is MiB, as QEMU's -m)") from None
 
 
 def qemu_pc_seabios(ram, name="qemu-pc-seabios"):
@@ -271,11 +274,11 @@ def resolve(spec, base=None):
     if name in QEMU_PC_MODELS:
         if not arg:
             raise RecipeError(f"{name} needs a memory size: {name}:256M")
-        return qemu_pc_seabios(parse_size(arg, spec), name)
+        return qemu_pc_seabios(memory_size(arg, spec), name)
     if name == "r820-efi" and not arg:
         return r820_efi()
     if name == "qemu-q35-ovmf" and arg:
-        return qemu_q35_ovmf(parse_size(arg, spec))
+        return qemu_q35_ovmf(memory_size(arg, spec))
     if "\0" in spec or len(spec.encode("utf-8", "surrogateescape")) > MAX_PLATFORM_PATH:
         # Not a name nor a path the system can open (NUL byte, ENAMETOOLONG): say so, not OSError.
         shown = spec if len(spec) <= 60 else spec[:60] + "..."

@@ -47,7 +47,7 @@ UKI_FIELDS = (
     Field("uname", str, None, "the kernel release (.uname; default: read from the kernel's version string)"),
     Field("splash", str, None, "a BMP image the stub shows (.splash)", text="path"),
     Field("devicetree", str, None, "a DTB (.dtb)", text="path"),
-    Field("sbat", str, None, "SBAT lines appended to the stub's: CSV text, or a file", text="path"),
+    Field("sbat", str, None, "SBAT lines appended to the stub's: CSV text, or a file"),
     Field("output", str, None, "output path, relative to the recipe", text="path"),
 )
 # ukify's order; .linux is always last.
