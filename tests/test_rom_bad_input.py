@@ -108,7 +108,7 @@ def test_pnp_header_cut_by_the_image_end(tmp_path):
         d[0x9C00 - 8:0x9C00 - 4] = b"$PnP"
     path = mutate(tmp_path, "pnpcut.rom", edit, VGA)
     assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x9bf8",
-                          "$PnP header at 0x9bf8 runs past the end of the image")
+                          "$PnP header at image offset 0x9bf8 runs past the end of the image")
 
 
 def test_device_list_without_terminator(tmp_path):

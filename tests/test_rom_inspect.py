@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_module, run_bootforge
+from conftest import require, require_module, run_bootforge
 from romcorpus import IPXE_DIR, SEABIOS_DIR, corpus, walk
 
 
@@ -138,3 +138,23 @@ def test_lief_is_not_imported_to_inspect_an_efi_rom():
     proc = subprocess.run([sys.executable, "-c", code, f"{IPXE_DIR}/efi-e1000.rom"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_offset_says_what_it_is_relative_to():
+    """efi-e1000.rom: the device list's PCIR-relative pointer 0x4bf is printed with the file
+    offset it lands on, 0x4db (read back from the file); image 1's structures at their file
+    offsets, not their offsets in the image."""
+    rom = f"{IPXE_DIR}/efi-e1000.rom"
+    require(rom)
+    data = Path(rom).read_bytes()
+    pcir = struct.unpack_from("<H", data, 0x18)[0]
+    dlist = struct.unpack_from("<H", data, pcir + 8)[0]
+    assert (pcir, dlist) == (0x1C, 0x4BF) and struct.unpack_from("<H", data, pcir + dlist)[0] == 0x100E
+    second = struct.unpack_from("<H", data, pcir + 0x10)[0] * 512
+    out = run_bootforge("inspect", rom).stdout
+    assert "Device list               0x100e (PCIR + 0x4bf = file offset 0x4db)" in out
+    assert "PCIR offset               0x1c (file offset 0x1c)" in out
+    assert f"PCIR offset               0x1c (file offset {second + 0x1C:#x})" in out
+    assert f"EFI image offset          0x38 (file offset {second + 0x38:#x})" in out
+    assert "$PnP header at file offset 0x40" in out and "UNDI header at file offset 0x84" in out
+    assert f"Image 1 -- Offset {second:#x} (file offset)" in out

@@ -162,3 +162,65 @@ def test_already_bad_checksum_is_refused_without_fix_checksums(tmp_path):
     run_bootforge("patch", rom, "-o", out, "--device-id", "100f", "--fix-checksums", check=0)
     fixed = out.read_bytes()
     assert sum(fixed[:fixed[2] * 512]) % 256 == 0 and fixed[0x1000] == data[0x1000]
+
+
+# -- class codes as lspci shows them --------------------------------------------------
+
+def class_code_of(data, image_offset=0):
+    at = pcir_of(data, image_offset)[0]
+    return int.from_bytes(data[at + 0x0D:at + 0x10], "little")
+
+
+def test_class_code_in_both_lspci_forms(tmp_path):
+    """`lspci -n` prints 0200 (class, subclass), `lspci -nn`'s prog-if form is 020000: both are
+    0x020000 in the PCIR, with or without 0x; the result's class is printed by name."""
+    require(E1000)
+    for text, code, name in [("0x0300", 0x030000, "VGA compatible controller [0300], prog-if 00"),
+                             ("0300", 0x030000, "VGA compatible controller [0300], prog-if 00"),
+                             ("030000", 0x030000, "VGA compatible controller [0300], prog-if 00"),
+                             ("0x0c0330", 0x0C0330, "USB controller [0c03], prog-if 30")]:
+        out = tmp_path / "p.rom"
+        proc = run_bootforge("patch", E1000, "--class-code", text, "-o", out, check=0)
+        assert class_code_of(out.read_bytes()) == code, text
+        assert f"class_code 0x020000 (Ethernet controller [0200], prog-if 00) -> {code:#08x} ({name})" \
+            in proc.stdout, proc.stdout
+    # Setting what is there already still names it.
+    proc = run_bootforge("patch", E1000, "--class-code", "0200", "-o", tmp_path / "same.rom", check=0)
+    assert "class_code 0x020000 (Ethernet controller [0200], prog-if 00) unchanged" in proc.stdout
+
+
+def test_ambiguous_class_code_lengths_are_refused(tmp_path):
+    require(E1000)
+    for text in ("200", "0x200", "20000", "2"):
+        proc = run_bootforge("patch", E1000, "--class-code", text, "-o", tmp_path / "x.rom")
+        assert proc.returncode == 2 and "ambiguous" in proc.stderr and "0200" in proc.stderr, text
+        assert not (tmp_path / "x.rom").exists()
+
+
+# -- a device list on a combined ROM ---------------------------------------------------
+
+EFI_E1000 = f"{IPXE_DIR}/efi-e1000.rom"
+
+
+def test_device_list_goes_to_the_images_that_have_one(tmp_path):
+    """efi-e1000.rom: image 0 (legacy, PCI 3.0, list [0x100e] at file offset 0x4db) takes the
+    list; image 1 (EFI, PCI 2.x PCIR) cannot and is named as skipped."""
+    require(EFI_E1000)
+    before = Path(EFI_E1000).read_bytes()
+    out = tmp_path / "p.rom"
+    proc = run_bootforge("patch", "--device-list", "10d3", EFI_E1000, "-o", out, check=0)
+    after = out.read_bytes()
+    assert device_list(after) == [0x10D3]
+    assert changed(before, after) == [0x6, 0x4DB]          # image 0's checksum byte and the list
+    second = struct.unpack_from("<H", before, 0x1C + 0x10)[0] * 512
+    assert f"image 1 at {second:#x}: --device-list skipped: PCI 2.x data structure has no device list" \
+        in proc.stdout
+    assert "image 0 at 0x0: checksum byte at file offset 0x6" in proc.stdout
+    # Asked of that image alone, it is still an error.
+    proc = run_bootforge("patch", "--device-list", "10d3", "--image", "1", EFI_E1000, "-o", tmp_path / "x.rom")
+    assert_one_line_error(proc, "image 1: PCI 2.x data structure has no device list")
+    # No image able to take it: an error naming why, nothing written.
+    proc = run_bootforge("patch", "--device-list", "10d3", "/usr/share/seabios/vgabios-stdvga.bin",
+                         "-o", tmp_path / "y.rom")
+    assert_one_line_error(proc, "no image can take a device list", "image 0 at 0x0")
+    assert not (tmp_path / "y.rom").exists()

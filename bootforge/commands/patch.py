@@ -40,6 +40,26 @@ def _hex_id(bits):
     return callback
 
 
+def parse_class_code(text):
+    """--class-code as lspci shows it: 4 hex digits are class + subclass (`lspci -n` prints
+    `0200`; prog-if 00), 6 are the whole code (`020000`, as in the PCIR and `lspci -nn`'s
+    prog-if form); any other count is ambiguous and refused."""
+    digits = text.strip()
+    digits = digits[2:] if digits[:2].lower() == "0x" else digits
+    value = parse_pci_id(text, 24, "--class-code")
+    if len(digits) == 4:
+        return value << 8
+    if len(digits) == 6:
+        return value
+    raise click.BadParameter(f"{text!r} is ambiguous: give 4 hex digits (class and subclass, as `lspci -n` "
+                             "prints them: 0200) or 6 (with the programming interface: 020000)",
+                             param_hint="--class-code")
+
+
+def _class_code(ctx, param, value):
+    return None if value is None else parse_class_code(value)
+
+
 def _hex_id_list(ctx, param, value):
     if value is None:
         return None
@@ -73,8 +93,10 @@ def _offset(ctx, param, value):
 @click.option("--device-list", callback=_hex_id_list, metavar="HEX,HEX,...",
               help=f"Replace the PCI 3.0 device list with these ids ({HEX_HELP}); it must fit in the "
                    "list's present room, and the list must be one bootforge can validate.")
-@click.option("--class-code", callback=_hex_id(24), metavar="HEX",
-              help=f"New PCIR class code, 24 bits ({HEX_HELP}: 020000 is an Ethernet controller).")
+@click.option("--class-code", callback=_class_code, metavar="HEX",
+              help="New PCIR class code, hex (0x optional) as lspci shows it: 4 digits are class and "
+                   "subclass (`lspci -n`: 0200, prog-if 00), 6 the whole code (020000); both are an "
+                   "Ethernet controller. The decoded class of the result is printed.")
 @click.option("--last/--not-last", default=None, help="Set or clear the last-image bit.")
 @click.option("--fix-checksums", is_flag=True, help="Also re-balance $PnP, UNDI, iPXE and image checksums "
               "that are already wrong (without it, patching an image whose checksum was bad is refused).")

@@ -55,6 +55,42 @@ class PciBaseClass(Numbering):
     SERIAL_BUS = 0x0C
 
 
+class PciClass(Numbering):
+    """PCI class + subclass (the upper 16 bits of the 24-bit class code), labelled as lspci
+    prints them from pci.ids (e.g. `02:00.0 Ethernet controller [0200]`): the ones option
+    ROMs are written for. Others print by their base class (PciBaseClass)."""
+
+    UNCLASSIFIED_NON_VGA = 0x0000, "Non-VGA unclassified device"
+    UNCLASSIFIED_VGA = 0x0001, "VGA compatible unclassified device"
+    SCSI = 0x0100, "SCSI storage controller"
+    IDE = 0x0101, "IDE interface"
+    FLOPPY = 0x0102, "Floppy disk controller"
+    RAID = 0x0104, "RAID bus controller"
+    ATA = 0x0105, "ATA controller"
+    SATA = 0x0106, "SATA controller"
+    SAS = 0x0107, "Serial Attached SCSI controller"
+    NVME = 0x0108, "Non-Volatile memory controller"
+    MASS_STORAGE_OTHER = 0x0180, "Mass storage controller"
+    ETHERNET = 0x0200, "Ethernet controller"
+    TOKEN_RING = 0x0201, "Token ring network controller"
+    FDDI = 0x0202, "FDDI network controller"
+    ATM = 0x0203, "ATM network controller"
+    ISDN = 0x0204, "ISDN controller"
+    INFINIBAND = 0x0207, "Infiniband controller"
+    FABRIC = 0x0208, "Fabric controller"
+    NETWORK_OTHER = 0x0280, "Network controller"
+    VGA = 0x0300, "VGA compatible controller"
+    XGA = 0x0301, "XGA compatible controller"
+    DISPLAY_3D = 0x0302, "3D controller"
+    DISPLAY_OTHER = 0x0380, "Display controller"
+    HOST_BRIDGE = 0x0600, "Host bridge"
+    ISA_BRIDGE = 0x0601, "ISA bridge"
+    PCI_BRIDGE = 0x0604, "PCI bridge"
+    SERIAL = 0x0700, "Serial controller"
+    USB = 0x0C03, "USB controller"
+    FIBRE_CHANNEL = 0x0C04, "Fibre Channel"
+
+
 # The subsystems a UEFI option ROM may carry (EFI ROM header, UEFI spec 14.4.2).
 EFI_ROM_SUBSYSTEMS = (PeSubsystem.EFI_APPLICATION, PeSubsystem.EFI_BOOT_SERVICE_DRIVER,
                       PeSubsystem.EFI_RUNTIME_DRIVER)

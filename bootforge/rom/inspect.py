@@ -5,7 +5,7 @@ from bootforge.formats import optionrom as fmt
 from bootforge.report import Report
 from bootforge.text import named
 from bootforge.rom.firmware import ROM_FIRMWARE, code_type_name, firmware_verdicts
-from bootforge.rom.model import parse_rom
+from bootforge.rom.model import class_name, parse_rom
 
 
 def inspect_rom(path, data):
@@ -25,9 +25,9 @@ def _ok(flag):
     return "OK" if flag else "INCORRECT"
 
 
-def _class_name(class_code):
-    base, sub, prog_if = class_code >> 16, (class_code >> 8) & 0xFF, class_code & 0xFF
-    return f"{fmt.PciBaseClass.label_of(base, 'class')} {base:02x}:{sub:02x}:{prog_if:02x}"
+def _file_offset(image, offset):
+    """An offset from the start of *image*, as the file offset it is."""
+    return f"file offset {image.offset + offset:#x}"
 
 
 class RomReport(Report):
@@ -125,7 +125,8 @@ class RomReport(Report):
 
         h = image.header
         # Numbered from 0, as `patch --image`, `extract --image`, JSON and recipes count.
-        kv.append(f"Image {image.index} -- Offset {image.offset:#x}")
+        # Offsets: a field's value as stored, then where it lands in the file.
+        kv.append(f"Image {image.index} -- Offset {image.offset:#x} (file offset)")
         kv.append("  ROM header contents")
         line(2, "Signature", "0xAA55")
         if image.is_efi:
@@ -134,13 +135,13 @@ class RomReport(Report):
             line(2, "EFI subsystem", f"{h.subsystem:#x} ({fmt.EFI_SUBSYSTEMS.get(h.subsystem, 'unknown')})")
             line(2, "EFI machine type", named(h.machine, fmt.PeMachine.label_of(h.machine), "#x"))
             line(2, "Compression type", named(h.compression, fmt.EfiRomCompression.label_of(h.compression), "#x"))
-            line(2, "EFI image offset", f"{h.efi_image_offset:#x} (@{image.offset + h.efi_image_offset:#x})")
+            line(2, "EFI image offset", f"{h.efi_image_offset:#x} ({_file_offset(image, h.efi_image_offset)})")
         else:
             line(2, "Size", f"{h.size_blocks:#x} ({image.size} bytes)")
             line(2, "Init entry", h.init_entry.hex(" "))
-        line(2, "PCIR offset", f"{h.pcir_offset:#x}")
+        line(2, "PCIR offset", f"{h.pcir_offset:#x} ({_file_offset(image, h.pcir_offset)})")
         if not image.is_efi:
-            line(2, "PnP offset", f"{h.pnp_offset:#x}")
+            line(2, "PnP offset", f"{h.pnp_offset:#x}" + (f" ({_file_offset(image, h.pnp_offset)})" if h.pnp_offset else ""))
         line(2, "Checksum", f"{image.checksum:#04x} over {image.size} bytes "
                             f"({_ok(image.checksum_ok) if not image.is_efi or image.checksum_ok else 'not 0: UEFI checks none'})")
         p = image.pcir
@@ -152,8 +153,10 @@ class RomReport(Report):
             line(2, "Revision", f"{p.revision:#x} ({'PCI 3.0' if p.revision >= fmt.PCIR_REVISION_30 else 'PCI 2.3'})")
             if p.revision >= fmt.PCIR_REVISION_30:
                 ids = " ".join(f"{d:#06x}" for d in image.device_list) or "none"
-                line(2, "Device list", f"@{p.device_list_offset:#x}: {ids}")
-            line(2, "Class code", f"{p.class_code:#08x} ({_class_name(p.class_code)})")
+                at = f"PCIR + {p.device_list_offset:#x} = file offset {image.offset + image.pcir_offset + p.device_list_offset:#x}" \
+                    if p.device_list_offset else "no list (offset 0)"
+                line(2, "Device list", f"{ids} ({at})")
+            line(2, "Class code", f"{p.class_code:#08x} ({class_name(p.class_code)})")
             line(2, "Image length", f"{p.image_length:#x} ({image.image_length} bytes)")
             line(2, "Code revision", f"{p.code_revision:#06x}")
             line(2, "Code type", f"{p.code_type:#04x} ({code_type_name(p.code_type)})")
@@ -167,24 +170,24 @@ class RomReport(Report):
                 line(2, "DMTF CLP entry", f"{pointers[1]:#06x}")
         for pnp in image.pnp:
             f = pnp.fields
-            kv.append(f"  $PnP header at {pnp.offset:#x}")
+            kv.append(f"  $PnP header at {_file_offset(image, pnp.offset)}")
             line(2, "Revision / length", f"{f.revision} / {f.length * 16} bytes")
             line(2, "Checksum", f"{f.checksum:#04x} ({_ok(pnp.checksum_ok)})")
             line(2, "Manufacturer", repr(pnp.manufacturer) if pnp.manufacturer is not None else "none")
             line(2, "Product", repr(pnp.product) if pnp.product is not None else "none")
             line(2, "Device type", f.device_type.hex(" "))
             line(2, "Device indicators", f"{f.device_indicators:#04x}")
-            line(2, "BCV / BDV / BEV", f"{f.bcv:#06x} / {f.bdv:#06x} / {f.bev:#06x}")
+            line(2, "BCV / BDV / BEV", f"{f.bcv:#06x} / {f.bdv:#06x} / {f.bev:#06x} (from the image start)")
         for sub in (image.undi, image.ipxe):
             if sub is None:
                 continue
             f = sub.fields
-            kv.append(f"  {sub.name} header at {sub.offset:#x}")
+            kv.append(f"  {sub.name} header at {_file_offset(image, sub.offset)}")
             line(2, "Length", f"{f.length:#x}")
             line(2, "Checksum", f"{f.checksum:#04x} ({_ok(sub.checksum_ok)})")
             if sub.name == "UNDI":
                 line(2, "PXE version", ".".join(str(v) for v in reversed(f.pxe_version)))
-                line(2, "Loader entry", f"{f.loader_entry:#06x}")
+                line(2, "Loader entry", f"{f.loader_entry:#06x} (from the image start)")
                 line(2, "Stack / data / code", f"{f.stack_size:#x} / {f.data_size:#x} / {f.code_size:#x}")
             else:
                 line(2, "Shrunk size", f"{f.shrunk_blocks:#x} ({f.shrunk_blocks * fmt.BLOCK} bytes)")
@@ -195,7 +198,7 @@ class RomReport(Report):
             line(2, "Machine", named(pe.machine, fmt.PeMachine.label_of(pe.machine), "#x"))
             line(2, "Subsystem", named(pe.subsystem, fmt.PeSubsystem.label_of(pe.subsystem)))
             line(2, "Size of image", f"{pe.size_of_image:#x}")
-            line(2, "Entry point", f"{pe.entry_point:#x}")
+            line(2, "Entry point", f"{pe.entry_point:#x} (RVA)")
         if image.decompressed is not None:
             kv += ["  " + s for s in image.decompressed.text_lines()]
         kv.append("  Firmware")

@@ -32,6 +32,16 @@ def checksum8(data) -> int:
     return sum(data) & 0xFF
 
 
+def class_name(class_code):
+    """A 24-bit class code as lspci -nn names it: `Ethernet controller [0200], prog-if 00`
+    (pci.ids names by class + subclass; an unlisted subclass by its base class)."""
+    base, sub, prog_if = class_code >> 16, (class_code >> 8) & 0xFF, class_code & 0xFF
+    name = fmt.PciClass.label_of(class_code >> 8, None)
+    if name is None:
+        name = f"{fmt.PciBaseClass.label_of(base, 'unknown class')}, subclass {sub:#04x}"
+    return f"{name} [{base:02x}{sub:02x}], prog-if {prog_if:02x}"
+
+
 @dataclass
 class PnpHeader:
     offset: int                 # from the image start
@@ -153,7 +163,7 @@ def _read_pnp_chain(image, base, first, notes, where):
     at = first
     while at:
         if at in seen:
-            _fail(f"$PnP header chain loops back to {at:#x}", base + at)
+            _fail(f"$PnP header chain loops back to image offset {at:#x}", base + at)
         if len(headers) >= MAX_PNP_HEADERS:
             _fail(f"more than {MAX_PNP_HEADERS} $PnP headers", base + at, LimitError)
         seen.add(at)
@@ -165,7 +175,7 @@ def _read_pnp_chain(image, base, first, notes, where):
             notes.append(f"{where}: {pointer} {at:#x} points {place}: no $PnP header there")
             return headers
         if at + fmt.PNP_HEADER_SIZE > len(image):
-            _fail(f"$PnP header at {at:#x} runs past the end of the image ({len(image):#x} bytes)",
+            _fail(f"$PnP header at image offset {at:#x} runs past the end of the image ({len(image):#x} bytes)",
                   base + at)
         pnp = _parse(fmt.PnpExpansionHeader, image, at, "$PnP header", base)
         if pnp.length == 0:
@@ -208,12 +218,12 @@ def _read_image(data, index, offset, notes):
     pcir = None
     if pcir_at != 0 and pcir_at + 4 <= remaining and data[offset + pcir_at:offset + pcir_at + 4] == fmt.PCIR_SIGNATURE:
         if pcir_at + 0x0C > remaining:
-            _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
+            _fail(f"image {index}: PCIR at image offset {pcir_at:#x} truncated", offset + remaining)
         declared = int.from_bytes(data[offset + pcir_at + 0x0A:offset + pcir_at + 0x0C], "little")
         if declared < fmt.PCIR_LENGTH_23:
             _fail(f"image {index}: PCIR length {declared:#x} is shorter than 0x18", offset + pcir_at + 0x0A)
         if pcir_at + min(declared, fmt.PCIR_LENGTH_30) > remaining:
-            _fail(f"image {index}: PCIR at {pcir_at:#x} truncated", offset + remaining)
+            _fail(f"image {index}: PCIR at image offset {pcir_at:#x} truncated", offset + remaining)
         pcir = _parse(fmt.PciDataStructure, data, offset + pcir_at, f"image {index} PCIR")
     elif pcir_at != 0:
         # SeaBIOS get_pci_rom: no 'PCIR' at the pointer means no PCI data structure (the
@@ -231,7 +241,7 @@ def _read_image(data, index, offset, notes):
             _fail(f"image {index}: PCIR image length {length} bytes runs past the end of the file "
                   f"({remaining} bytes left)", offset + pcir_at + 0x10)
         if pcir_at + pcir.length > length:
-            _fail(f"image {index}: PCIR at {pcir_at:#x} runs past the image end", offset + pcir_at)
+            _fail(f"image {index}: PCIR at image offset {pcir_at:#x} runs past the image end", offset + pcir_at)
     else:
         # No PCIR: an ISA-style ROM (e.g. SeaBIOS's vgabios-isavga): one image of byte-2 size.
         length = min(size_blocks * fmt.BLOCK, remaining)
@@ -307,12 +317,13 @@ def _collect_problems(image, problems):
         problems.append(f"{where}: checksum over {image.size} bytes is {image.checksum:#04x}, not 0")
     for pnp in image.pnp:
         if not pnp.checksum_ok:
-            problems.append(f"{where}: $PnP header at {pnp.offset:#x} has a bad checksum")
+            problems.append(f"{where}: $PnP header at file offset {image.offset + pnp.offset:#x} has a bad checksum")
     for sub in (image.undi, image.ipxe):
         if sub is not None and not sub.checksum_ok:
-            problems.append(f"{where}: {sub.name} header at {sub.offset:#x} has a bad checksum")
+            problems.append(f"{where}: {sub.name} header at file offset {image.offset + sub.offset:#x} has a bad checksum")
     if image.pcir is not None and image.pcir_offset & 3:
-        problems.append(f"{where}: PCIR offset {image.pcir_offset:#x} is not 4-aligned")
+        problems.append(f"{where}: PCIR offset {image.pcir_offset:#x} (file offset "
+                        f"{image.offset + image.pcir_offset:#x}) is not 4-aligned")
     pe = image.pe
     if pe is not None and (pe.machine, pe.subsystem) != (image.header.machine, image.header.subsystem):
         problems.append(f"{where}: EFI ROM header says machine {image.header.machine:#x} subsystem "

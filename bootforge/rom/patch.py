@@ -18,7 +18,7 @@ from bootforge.errors import BuildError
 from bootforge.formats import optionrom as fmt
 from bootforge.rom.build import editable_pcir, put_pcir
 from bootforge.rom.checksum import find_checksum_byte, fix_all_sub_headers, fix_checksum, jump_target
-from bootforge.rom.model import checksum8, parse_rom
+from bootforge.rom.model import checksum8, class_name, parse_rom
 
 
 # Bytes 0-0x1B of a legacy image: signature, size, entry, reserved, iPXE's
@@ -44,6 +44,7 @@ def patch_rom(data: bytes, path, *, image_index=None, vendor_id=None, device_id=
     last_target = image_index if image_index is not None else count - 1
     out = bytearray(data)
     changes = []
+    taken, skipped = [], []     # images given the --device-list, and why others were not
     for image in rom.images:
         i = image.index
         where = f"image {i} at {image.offset:#x}"
@@ -54,11 +55,22 @@ def patch_rom(data: bytes, path, *, image_index=None, vendor_id=None, device_id=
         if i in targets:
             allowed += _set_pcir(buf, image, vendor_id=vendor_id, device_id=device_id, class_code=class_code,
                                  last=last if i == last_target else None)
+            if class_code is not None and image.pcir is not None and image.pcir.class_code == class_code:
+                changes.append(f"{where}: class_code {class_code:#08x} ({class_name(class_code)}) unchanged")
             if device_list is not None:
-                span, old = _replace_device_list(buf, image, device_list)
-                allowed.append(span)
-                if old != list(device_list):
-                    changes.append(f"{where}: device_list {_ids(old)} -> {_ids(device_list)}")
+                try:
+                    span, old = _replace_device_list(buf, image, device_list)
+                except BuildError as exc:
+                    if image_index is not None:
+                        raise
+                    # Without --image the list goes to every image that can take one (an iPXE
+                    # combined ROM's EFI image has a PCI 2.x PCIR): the others are named.
+                    skipped.append(f"{where}: --device-list skipped: {exc.message.removeprefix(f'image {i}: ')}")
+                else:
+                    taken.append(i)
+                    allowed.append(span)
+                    if old != list(device_list):
+                        changes.append(f"{where}: device_list {_ids(old)} -> {_ids(device_list)}")
         if fix_checksums and not image.is_efi:
             fix_all_sub_headers(buf, image)
             allowed += _sub_header_checksum_bytes(image)
@@ -78,7 +90,7 @@ def patch_rom(data: bytes, path, *, image_index=None, vendor_id=None, device_id=
             else:
                 at = fix_checksum(buf, image.size, offset, where=where)
                 allowed.append((at, at + 1, "image checksum byte"))
-                changes.append(f"{where}: checksum byte {at:#x} set to {buf[at]:#04x}")
+                changes.append(f"{where}: checksum byte at file offset {image.offset + at:#x} set to {buf[at]:#04x}")
         if bytes(buf) != before:
             for field, old, new in _pcir_diff(image, bytes(buf), path):
                 changes.append(f"{where}: {field} {old} -> {new}")
@@ -87,6 +99,9 @@ def patch_rom(data: bytes, path, *, image_index=None, vendor_id=None, device_id=
             changes.append(f"{where}: bytes changed (ROM offsets): "
                            + ", ".join(_range_text(image.offset + s, image.offset + e) for s, e in ranges))
             out[image.offset:image.offset + len(buf)] = buf
+    if device_list is not None and not taken:
+        raise BuildError("--device-list: no image can take a device list: " + "; ".join(skipped))
+    changes += skipped
     parse_rom(bytes(out), path)  # what we write must read back
     return bytes(out), changes
 
@@ -120,14 +135,14 @@ def device_list_span(image):
     end = start + 2 * (len(image.device_list) + 1)
     limit = min(image.size, len(image.data))
     if end > limit:
-        raise BuildError(f"{where}: device list at {start:#x}-{end - 1:#x} runs past the {limit:#x} bytes "
+        raise BuildError(f"{where}: device list at image offsets {start:#x}-{end - 1:#x} runs past the {limit:#x} bytes "
                          "firmware sums; bootforge will not write there")
     if 0xFFFF in image.device_list:
-        raise BuildError(f"{where}: device list at {start:#x} holds 0xffff, which is no device id: the "
+        raise BuildError(f"{where}: device list at image offset {start:#x} holds 0xffff, which is no device id: the "
                          "pointer leads into code or data, not a list; bootforge will not write there")
     for other_start, other_end, what in _other_structures(image):
         if start < other_end and other_start < end:
-            raise BuildError(f"{where}: device list at {start:#x}-{end - 1:#x} overlaps the {what} at "
+            raise BuildError(f"{where}: device list at image offsets {start:#x}-{end - 1:#x} overlaps the {what} at "
                              f"{other_start:#x}-{other_end - 1:#x}: the pointer does not lead to a list "
                              "of its own; bootforge will not write there")
     return start, end
@@ -225,5 +240,7 @@ def _pcir_diff(image, new_bytes, path):
     new = fmt.PciDataStructure.parse(new_bytes[image.pcir_offset:])
     for field in ("vendor_id", "device_id", "class_code", "indicator"):
         old_v, new_v = getattr(image.pcir, field), getattr(new, field)
-        if old_v != new_v:
+        if old_v != new_v and field == "class_code":
+            yield field, f"{old_v:#08x} ({class_name(old_v)})", f"{new_v:#08x} ({class_name(new_v)})"
+        elif old_v != new_v:
             yield field, f"{old_v:#x}", f"{new_v:#x}"
