@@ -331,3 +331,18 @@ def read_elf(data):
                 at = e.e_shoff + i * e.e_shentsize
                 facts.section_types.append(_u32(data, at + 4))
     return facts
+
+
+def elf_file_defects(elf, data):
+    """What of the file an ELF's headers name but the file lacks (a truncated or
+    inconsistent kernel): one line per PT_LOAD whose file bytes, and for the section
+    header table, that run past the end of *data* (the loaders' reads fail there)."""
+    out = []
+    for s in elf.loads:
+        if s.filesz and s.offset + s.filesz > len(data):
+            out.append(f"program header {s.index} (PT_LOAD at offset {s.offset:#x}, p_filesz {s.filesz:#x}) "
+                       f"runs past the end of the file ({len(data):#x} bytes)")
+    if elf.shnum and elf.shoff + elf.shnum * elf.shentsize > len(data):
+        out.append(f"the section header table ({elf.shnum} x {elf.shentsize} at {elf.shoff:#x}) runs past the end "
+                   f"of the file ({len(data):#x} bytes)")
+    return out

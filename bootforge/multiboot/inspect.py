@@ -186,6 +186,8 @@ def _kernel_report(path, data, compression=None, given=None):
     doc = kernel_document(path, data, compression, given)
     problems = [f"Multiboot{n} magic at {r['offset']:#x} is no header loaders take: " + ", ".join(r["problems"])
                 for n in (1, 2) for r in doc[f"multiboot{n}_rejected"]]
+    if data[:4] == fmt.ELF_MAGIC:
+        problems += headers.elf_file_defects(headers.read_elf(data), data)
     return KernelReport(path=str(path), format="multiboot-kernel", problems=problems, doc=doc)
 
 

@@ -20,6 +20,10 @@ GRUB_HEADER_TAGS = set(Mb2HeaderTag)
 ENTRY_TAGS = (Mb2HeaderTag.ENTRY_ADDRESS, Mb2HeaderTag.ENTRY_ADDRESS_EFI32, Mb2HeaderTag.ENTRY_ADDRESS_EFI64)
 FOUR_GIB = 1 << 32
 SOURCE = "GRUB 2.06 grub-core/loader/multiboot.c, multiboot_elfxx.c, multiboot_mbi2.c"
+# kern/file.c grub_file_seek / the loaders' short-read error (GRUB adds the file name after
+# "premature end of file"; the console shows "premature end of file /boot/k.elf.").
+SEEK_OUTSIDE = "attempt to seek outside of the file"
+PREMATURE_END = "premature end of file"
 XZ_NOTE = ("; xz: only with `insmod xzio` in grub.cfg (grub-mkrescue images do not load it), "
            "otherwise GRUB says: no multiboot header found")
 
@@ -46,6 +50,11 @@ def _grub_elf(elf, mbi_ver, data):
     for (a0, a1), (b0, b1) in zip(chunks, chunks[1:]):
         if b0 < a1:
             return "overlap detected"
+    for s in loads:
+        if s.filesz:
+            err = _file_read(data, s.offset, s.filesz)
+            if err:
+                return err
     for s in elf.segments:
         if s.vaddr <= elf.entry < s.vaddr + s.memsz:
             if elf.ei_class == fmt.ELFCLASS64 and elf.entry - s.vaddr + s.paddr > 0xFFFFFFFF:
@@ -55,6 +64,37 @@ def _grub_elf(elf, mbi_ver, data):
         return "entry point isn't in a segment"
     if mbi_ver >= 2 and any(t in (fmt.SHT_REL, fmt.SHT_RELA) for t in elf.section_types):
         return "ELF files with relocs are not supported yet"
+    return _sections_read(elf, data)
+
+
+def _file_read(data, offset, size):
+    """GRUB's grub_file_seek + grub_file_read of [offset, offset + size) in a file of
+    len(data) bytes (kern/file.c): the error text, or None."""
+    if offset > len(data):
+        return SEEK_OUTSIDE
+    if offset + size > len(data):
+        return PREMATURE_END
+    return None
+
+
+def _sections_read(elf, data):
+    """multiboot_elfxx.c after the entry: the section header table is read whole, then
+    every section with sh_addr == 0 and a size (symtab, strtab, shstrtab) is read into its
+    chunk."""
+    if not elf.shnum:
+        return None
+    err = _file_read(data, elf.shoff, elf.shnum * elf.shentsize)
+    if err:
+        return err
+    shdr = fmt.ELF_LAYOUTS[elf.ei_class][2]
+    if elf.shentsize < shdr.sizeof():
+        return None         # GRUB reads its own struct size from each entry: not modelled further
+    for i in range(elf.shnum):
+        s = shdr.parse(data[elf.shoff + i * elf.shentsize:][:shdr.sizeof()])
+        if s.sh_addr == 0 and s.sh_size:
+            err = _file_read(data, s.sh_offset, s.sh_size)
+            if err:
+                return err
     return None
 
 
