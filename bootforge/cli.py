@@ -32,6 +32,7 @@ COMMANDS = {
     "memmap": "bootforge.commands.memmap:memmap_group",
     "load": "bootforge.commands.load:load_command",
     "verify": "bootforge.commands.verify:verify_command",
+    "sign": "bootforge.commands.sign:sign_command",
 }
 
 SHORT_HELP = {
@@ -44,6 +45,7 @@ SHORT_HELP = {
     "memmap": "Convert, verify and draw memory maps.",
     "load": "Simulate firmware and a boot loader placing a kernel and modules.",
     "verify": "Boot a kernel under the real loader in QEMU and compare with load's prediction.",
+    "sign": "Sign a PE image (UKI, EFI loader, EFI driver) with Authenticode for Secure Boot.",
 }
 
 

@@ -2,13 +2,14 @@
 sbverify accepts every signature bootforge writes, bootforge reads sbsign's; the image
 hash and CheckSum equal sbsign's; bad input is one line, exit 2, nothing written."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import require
+from conftest import assert_one_line_error, require, run_bootforge
 from test_uki_build import STUB, bootforge_uki
 
 SNAKEOIL_KEY = "/usr/share/ovmf/PkKek-1-snakeoil.key"      # ovmf (Debian 12): encrypted, passphrase "snakeoil"
@@ -57,3 +58,142 @@ def test_bootforge_uki_has_no_gap_for_sbsign(tmp_path):
     assert read_pe(stub).pointer_to_symbol_table != 0      # Debian's 252 stub has one
     last = max(img.sections, key=lambda s: s.raw_offset)
     assert last.raw_offset + last.raw_size == len(data)
+
+
+GRUB_EFI = "/usr/lib/grub/x86_64-efi/monolithic/grubx64.efi"            # grub-efi-amd64-bin
+GRUB_SIGNED = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"       # Debian's signature
+SHIM_SIGNED = "/usr/lib/shim/shimx64.efi.signed"                         # Microsoft's two signatures
+SYSTEMD_BOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+IPXE_ROM = "/usr/lib/ipxe/qemu/efi-e1000.rom"                            # image 1: an EFI driver
+LIMINE_EFI = Path(__file__).resolve().parents[2] / "shared" / "oracles" / "limine-11.4.1" / "BOOTX64.EFI"
+
+
+def _sign(src, out, key=SNAKEOIL_KEY, cert=SNAKEOIL_CERT, passphrase="snakeoil", extra=()):
+    args = ["sign", src, "--key", key, "--cert", cert, "-o", out, *extra]
+    if passphrase is not None:
+        pp = Path(out).parent / "passphrase"
+        pp.write_text(passphrase + "\n")
+        args += ["--key-passphrase-file", pp]
+    return run_bootforge(*args)
+
+
+def _efi_driver(tmp_path):
+    require(IPXE_ROM)
+    out = tmp_path / "e1000.efi"
+    run_bootforge("extract", IPXE_ROM, "--image", "1", "-o", out, check=0)
+    return out
+
+
+def _signatures(path):
+    from bootforge.pe.authenticode import hash_layout
+    from bootforge.pe.signature import read_signatures
+    data = Path(path).read_bytes()
+    return read_signatures(data, hash_layout(data))
+
+
+def test_sbverify_accepts_what_bootforge_signs(tmp_path):
+    """A UKI, GRUB's and systemd-boot's EFI binaries, Limine's, and an EFI driver (iPXE's e1000,
+    subsystem 11): signed by `bootforge sign`, verified by sbverify against the certificate."""
+    require(GRUB_EFI, SYSTEMD_BOOT, str(LIMINE_EFI))
+    inputs = {"uki": bootforge_uki(tmp_path), "grub": GRUB_EFI, "systemd-boot": SYSTEMD_BOOT,
+              "limine": LIMINE_EFI, "driver": _efi_driver(tmp_path)}
+    for name, src in inputs.items():
+        out = tmp_path / f"{name}.signed.efi"
+        r = _sign(src, out)
+        assert r.returncode == 0, (name, r.stderr)
+        v = sbverify(SNAKEOIL_CERT, out)
+        assert v.returncode == 0 and "Signature verification OK" in v.stdout, (name, v.stdout, v.stderr)
+        sigs = _signatures(out)
+        assert len(sigs) == 1 and sigs[0].ok, name
+
+
+def test_same_hash_and_checksum_as_sbsign(tmp_path):
+    """sbsign and bootforge sign the same UKI: the Authenticode digest inside both signatures is
+    the same (sbsign computed its own), the SpcIndirectDataContent bytes are the same, and the
+    CheckSum bootforge computes for sbsign's file is the one sbsign wrote."""
+    from bootforge.pe.authenticode import pe_checksum
+    from bootforge.pe.image import read_pe
+    uki = bootforge_uki(tmp_path)
+    key = plain_snakeoil_key(tmp_path)
+    assert sbsign(key, SNAKEOIL_CERT, uki, tmp_path / "sb.efi").returncode == 0
+    assert _sign(uki, tmp_path / "bf.efi").returncode == 0
+    sb, bf = _signatures(tmp_path / "sb.efi")[0], _signatures(tmp_path / "bf.efi")[0]
+    assert sb.ok and bf.ok
+    assert sb.signed_digest == bf.signed_digest == bf.image_digest
+    sb_data, bf_data = (tmp_path / "sb.efi").read_bytes(), (tmp_path / "bf.efi").read_bytes()
+    marker = bytes.fromhex("060a2b060104018237020104")        # the SpcIndirectDataContent OID
+    sb_at, bf_at = sb_data.find(marker, len(uki.read_bytes())), bf_data.find(marker, len(uki.read_bytes()))
+    assert sb_data[sb_at:sb_at + 120] == bf_data[bf_at:bf_at + 120]
+    img = read_pe(sb_data)
+    assert img.checksum == pe_checksum(sb_data, img.checksum_offset) != 0
+    # Before the certificate table the two files differ only in the CheckSum and the table's size
+    # (the signatures differ: sbsign's has a signing time): the table starts at the same offset.
+    table = img.directories["security"][0]
+    assert read_pe(bf_data).directories["security"][0] == table
+    differ = {i for i in range(table) if sb_data[i] != bf_data[i]}
+    allowed = set(range(img.checksum_offset, img.checksum_offset + 4)) | \
+        set(range(img.directory_offset(4) + 4, img.directory_offset(4) + 8))
+    assert differ and differ <= allowed
+
+
+def test_signing_is_deterministic_and_in_place(tmp_path):
+    uki = bootforge_uki(tmp_path)
+    assert _sign(uki, tmp_path / "a.efi").returncode == 0
+    assert _sign(uki, tmp_path / "b.efi").returncode == 0
+    assert (tmp_path / "a.efi").read_bytes() == (tmp_path / "b.efi").read_bytes()
+    copy = tmp_path / "c.efi"
+    shutil.copy(uki, copy)
+    pp = tmp_path / "pp"
+    pp.write_text("snakeoil\n")
+    run_bootforge("sign", copy, "--key", SNAKEOIL_KEY, "--cert", SNAKEOIL_CERT, "--in-place",
+                  "--key-passphrase-file", pp, check=0)
+    assert copy.read_bytes() == (tmp_path / "a.efi").read_bytes()
+
+
+def test_already_signed_gets_a_second_signature_like_sbsign(tmp_path):
+    """sbsign adds a signature to a signed image ("Image was already signed; adding additional
+    signature"); bootforge does the same, and both signatures verify afterwards."""
+    uki = bootforge_uki(tmp_path)
+    key = plain_snakeoil_key(tmp_path)
+    assert sbsign(key, SNAKEOIL_CERT, uki, tmp_path / "sb.efi").returncode == 0
+    r = _sign(tmp_path / "sb.efi", tmp_path / "both.efi")
+    assert r.returncode == 0 and "already signed" in r.stdout
+    sigs = _signatures(tmp_path / "both.efi")
+    assert [s.ok for s in sigs] == [True, True]
+    listing = subprocess.run(["sbverify", "--list", str(tmp_path / "both.efi")], capture_output=True, text=True)
+    assert re.findall(r"^signature (\d+)$", listing.stdout, re.M) == ["1", "2"]
+    assert sbverify(SNAKEOIL_CERT, tmp_path / "both.efi").returncode == 0
+
+
+def test_bootforge_reads_third_party_signatures():
+    """Debian's signature on GRUB and Microsoft's two on shim (PKCS#7 with SpcSpOpusInfo,
+    certificate chains of two) read and verify."""
+    require(GRUB_SIGNED, SHIM_SIGNED)
+    grub = _signatures(GRUB_SIGNED)
+    assert [(s.ok, s.digest_algorithm, s.signer) for s in grub] == [
+        (True, "sha256", "CN=Debian Secure Boot Signer 2022 - grub2")]
+    shim = _signatures(SHIM_SIGNED)
+    assert [s.ok for s in shim] == [True, True]
+    assert "Microsoft Corporation UEFI CA 2011" in shim[0].issuer and len(shim[0].certificates) == 2
+
+
+def test_bad_input_one_line_nothing_written(tmp_path):
+    uki = bootforge_uki(tmp_path)
+    out = tmp_path / "out.efi"
+    # A certificate whose key is not the signing key.
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "o.key"),
+                    "-out", str(other), "-subj", "/CN=other", "-days", "1"], check=True, capture_output=True)
+    assert_one_line_error(_sign(uki, out, cert=other), "is not the key of certificate", "CN=other")
+    assert_one_line_error(_sign(uki, out, passphrase=None), "encrypted", "--key-passphrase-file")
+    assert_one_line_error(_sign(uki, out, passphrase="wrong"), "passphrase does not decrypt")
+    # A certificate table that runs past the end of the file, and bytes after the table.
+    signed = tmp_path / "signed.efi"
+    assert _sign(uki, signed).returncode == 0
+    data = signed.read_bytes()
+    (tmp_path / "cut.efi").write_bytes(data[:-16])
+    assert_one_line_error(_sign(tmp_path / "cut.efi", out), "runs past the end of the file")
+    (tmp_path / "tail.efi").write_bytes(data + bytes(8))
+    assert_one_line_error(_sign(tmp_path / "tail.efi", out), "follow the certificate table")
+    assert_one_line_error(_sign(tmp_path / "os-release", out), "no PE image")
+    assert not out.exists()

@@ -1,0 +1,182 @@
+"""Authenticode signing of a PE image (what `bootforge sign` and the recipes' secureboot keys
+do): PKCS#7 SignedData over SpcIndirectDataContent with SHA-256 and RSA PKCS#1 v1.5,
+appended to the attribute certificate table, CheckSum recomputed.
+
+The same choices as sbsigntool 0.9.4 (src/sbsign.c, src/image.c), so sbverify and OVMF read
+the result the same way:
+- the image is padded with zeros to a multiple of 8 bytes before the table (the padding is
+  hashed, as "endjunk" in sbsign), the table's entry is WIN_CERT_REVISION_2_0 /
+  WIN_CERT_TYPE_PKCS_SIGNED_DATA, padded to 8 bytes;
+- an image that is already signed gets one more entry after the ones it has (sbsign:
+  "Image was already signed; adding additional signature"); OVMF walks them all;
+- signed attributes: contentType and messageDigest only. sbsign's OpenSSL adds signingTime
+  and S/MIME capabilities; without a clock in the signature the same inputs give the same
+  bytes (RSA PKCS#1 v1.5 is deterministic).
+
+Refused before anything is written (SignError, exit 2): a key that is not the certificate's,
+an encrypted key without its passphrase, a key that is not RSA (OVMF verifies RSA only), an
+image whose headers or sections leave bytes outside the hash (a gap), a certificate table
+past the end of the file or not at its end.
+"""
+
+import hashlib
+import struct
+
+from asn1crypto import cms, core, x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from bootforge.errors import BootforgeError, FormatError
+from bootforge.fileio import read_input
+from bootforge.formats import pe as fmt
+from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, pe_checksum, security_directory
+from bootforge.pe.image import read_pe
+from bootforge.pe.spc import SPC_INDIRECT_DATA_OBJID, SpcContentInfo, indirect_data
+
+
+class SignError(BootforgeError):
+    """The key, the certificate or the image cannot give a valid Authenticode signature."""
+
+
+def load_certificate(data, path):
+    """An X.509 certificate, PEM or DER."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise SignError(f"not an X.509 certificate (PEM or DER): {exc}", path=path) from None
+
+
+def load_private_key(data, path, passphrase=None):
+    """A private key, PEM or DER, decrypted with *passphrase* (bytes) when encrypted."""
+    pem = data.lstrip().startswith(b"-----BEGIN")
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    try:
+        key = loader(data, password=passphrase)
+    except TypeError as exc:
+        text = str(exc)
+        if "encrypted" in text and passphrase is None:
+            raise SignError("the private key is encrypted: give its passphrase with --key-passphrase-file",
+                            path=path) from None
+        raise SignError(f"private key: {text}", path=path) from None
+    except ValueError as exc:
+        if passphrase is not None and ("password" in str(exc).lower() or "decrypt" in str(exc).lower()):
+            raise SignError("the passphrase does not decrypt the private key", path=path) from None
+        raise SignError(f"not a private key (PEM or DER): {str(exc).splitlines()[0]}", path=path) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SignError(f"a {type(key).__name__.removeprefix('_')} key: OVMF verifies RSA Authenticode "
+                        "signatures only", path=path)
+    return key
+
+
+def check_pair(key, cert, key_path, cert_path):
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise SignError(f"the private key is not the key of certificate {cert_path} "
+                        f"({cert.subject.rfc4514_string()})", path=key_path)
+
+
+def signed_data(digest, key, cert):
+    """The DER of the PKCS#7 ContentInfo (SignedData) signing Authenticode hash *digest*."""
+    content = indirect_data(digest)
+    # messageDigest is over the SpcIndirectDataContent's contents without its SEQUENCE header
+    # (Authenticode; EDK2 CryptoPkg AuthenticodeVerify strips the tag and length the same way).
+    message_digest = hashlib.sha256(content.contents).digest()
+    attrs = cms.CMSAttributes([
+        {"type": "content_type", "values": [SPC_INDIRECT_DATA_OBJID]},
+        {"type": "message_digest", "values": [message_digest]},
+    ])
+    signature = key.sign(attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+    der_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    sha256 = {"algorithm": "sha256", "parameters": core.Null()}
+    signer = {
+        "version": "v1",
+        "sid": cms.SignerIdentifier(name="issuer_and_serial_number", value={
+            "issuer": der_cert.issuer, "serial_number": der_cert.serial_number}),
+        "digest_algorithm": sha256,
+        "signed_attrs": attrs,
+        "signature_algorithm": {"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()},
+        "signature": signature,
+    }
+    sd = cms.SignedData({
+        "version": "v1",
+        "digest_algorithms": [sha256],
+        "encap_content_info": SpcContentInfo({"content_type": SPC_INDIRECT_DATA_OBJID, "content": content}),
+        "certificates": [der_cert],
+        "signer_infos": [signer],
+    })
+    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+
+
+def unsigned_body(data, img, path=None):
+    """The image without its certificate table, padded to 8 bytes, and its existing table's bytes."""
+    offset, size = security_directory(img)
+    if size:
+        if offset + size > len(data):
+            raise SignError(f"certificate table [{offset:#x}, {offset + size:#x}) runs past the end of the file "
+                            f"({len(data):#x} bytes)", path=path, offset=img.directory_offset(fmt.DIR_SECURITY))
+        if offset + size != len(data):
+            raise SignError(f"{len(data) - offset - size:#x} bytes follow the certificate table: OVMF hashes the "
+                            "file up to its size less the table's, so they would not be signed", path=path,
+                            offset=offset + size)
+        body, table = bytearray(data[:offset]), bytes(data[offset:])
+    else:
+        body, table = bytearray(data), b""
+    body += bytes(-len(body) % CERT_ALIGNMENT)
+    return body, table
+
+
+def sign_image(data, key, cert, path=None):
+    """The signed image bytes and facts {digest, signatures, appended} for PE *data*."""
+    try:
+        img = read_pe(data)
+    except FormatError as exc:
+        raise exc.located(path=path) from None
+    if len(img.directories) <= fmt.DIR_SECURITY:
+        raise SignError(f"NumberOfRvaAndSizes {len(img.directories)}: the optional header has no certificate "
+                        "table entry to point at a signature", path=path)
+    body, table = unsigned_body(data, img, path)
+    appended = bool(table)
+    sec = img.directory_offset(fmt.DIR_SECURITY)
+    struct.pack_into("<II", body, sec, 0, 0)
+    layout = hash_layout(body, read_pe(body), path)
+    if layout.gaps:
+        name, start, end = layout.gaps[0]
+        raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
+                        "the section table): a signature would not cover them", path=path, offset=start)
+    if table:
+        old = hash_layout(data, img, path)
+        if old.table_problem:
+            raise SignError(f"the existing certificate table is corrupt: {old.table_problem}", path=path,
+                            offset=security_directory(img)[0])
+    digest = layout.digest(body)
+    pkcs7 = signed_data(digest, key, cert)
+    length = fmt.WIN_CERTIFICATE_HEADER_SIZE + len(pkcs7)
+    entry = fmt.WinCertificateHeader.build(dict(length=length, revision=fmt.WIN_CERT_REVISION_2_0,
+                                                certificate_type=fmt.WinCertType.PKCS_SIGNED_DATA))
+    table += entry + pkcs7 + bytes(-length % CERT_ALIGNMENT)
+    struct.pack_into("<II", body, sec, len(body), len(table))
+    body += table
+    struct.pack_into("<I", body, img.checksum_offset, pe_checksum(body, img.checksum_offset))
+    return bytes(body), {"authenticode_sha256": digest.hex(), "appended": appended,
+                         "signature_size": len(pkcs7)}
+
+
+def load_signer(key_path, cert_path, passphrase_path=None):
+    """(key, certificate) from files, checked to be a pair; SignError otherwise."""
+    passphrase = None
+    if passphrase_path is not None:
+        # The first line of the file (a trailing newline is not part of the passphrase, as for
+        # openssl's -passin file:).
+        passphrase = read_input(passphrase_path).split(b"\n", 1)[0].rstrip(b"\r")
+    cert = load_certificate(read_input(cert_path), cert_path)
+    key = load_private_key(read_input(key_path), key_path, passphrase)
+    check_pair(key, cert, key_path, cert_path)
+    return key, cert
+
+
+def sign_file_bytes(data, key_path, cert_path, passphrase_path=None, path=None):
+    """sign_image with the key pair read from files."""
+    key, cert = load_signer(key_path, cert_path, passphrase_path)
+    return sign_image(data, key, cert, path)
