@@ -15,11 +15,11 @@ from romcorpus import IPXE_DIR, SEABIOS_DIR
 E1000 = f"{IPXE_DIR}/efi-e1000.rom"
 
 
-def inspect_inprocess(path):
+def inspect_inprocess(path, with_stdout=False):
     """The CLI in this process (fast for hundreds of cases); returns (status, stderr)."""
     result = CliRunner().invoke(cli, ["inspect", str(path)])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    return result.exit_code, result.stderr
+    return (result.exit_code, result.stderr) + ((result.stdout,) if with_stdout else ())
 
 
 def header_boundaries(data):
@@ -42,11 +42,18 @@ def test_truncation_at_and_inside_every_header(tmp_path):
     rom = tmp_path / "cut.rom"
     for cut in header_boundaries(data):
         rom.write_bytes(data[:cut])
-        status, err = inspect_inprocess(rom)
+        status, err, out = inspect_inprocess(rom, with_stdout=True)
         if cut == 147 * 512:
             # Cut exactly before image 1: a complete image 0 without its last bit,
             # which the file alone cannot tell from a missing bit: a defect.
             assert status == 1 and err == "", err
+            continue
+        if cut > 147 * 512:
+            # Image 0 is whole: it is read as firmware reads it; the cut image 1 is a defect
+            # naming the file offset of what does not fit.
+            assert status == 1 and err == "", (cut, err)
+            assert "image 1 at 0x12600: cannot be read (file offset 0x" in out, (cut, out)
+            assert "Image 0 -- Offset 0x0" in out and "Image 1 --" not in out
             continue
         assert status == 2, (cut, err)
         lines = err.strip().splitlines()
@@ -70,8 +77,7 @@ def put16(data, at, value):
     ("ilen0", lambda d: put16(d, 0x1C + 0x10, 0), "offset 0x2c", "image length is 0"),
     ("pnp-len0", lambda d: d.__setitem__(0x40 + 5, 0), "offset 0x45", "$PnP header length is 0"),
     ("pnp-loop", lambda d: put16(d, 0x40 + 6, 0x40), "offset 0x40", "loops back"),
-    ("runs-off", lambda d: put16(d, 147 * 512 + 0x1C + 0x10, 400), "offset 0x1262c",
-     "runs past the end of the file"),
+    ("runs-off", lambda d: put16(d, 0x1C + 0x10, 600), "offset 0x2c", "runs past the end of the file"),
     ("devlist-long", lambda d: d.__setitem__(slice(0x1C + 0x4BF, 147 * 512), b"\x01" * (147 * 512 - 0x4DB)),
      "offset 0x6db", "device list has more than 256 entries"),
 ])
@@ -134,7 +140,11 @@ def test_chain_off_the_end_without_last_bit(tmp_path):
         d[0x1C + 0x15] = 0
         d += b"\x55\xaa\x01"
     path = mutate(tmp_path, "offend.rom", edit, f"{IPXE_DIR}/pxe-e1000.rom")
-    assert_one_line_error(run_bootforge("inspect", path), str(path), "offset 0x12600", "truncated")
+    # Image 0 reads (its checksum now off by the cleared bit); the half image is the defect.
+    proc = run_bootforge("inspect", path)
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert ("image 1 at 0x12600: cannot be read (file offset 0x12600): image 1 truncated: 3 bytes where "
+            "a ROM header needs 28") in proc.stdout
 
 
 def test_absurd_device_list_is_bounded(tmp_path):
@@ -179,3 +189,26 @@ def test_random_corruption_never_crashes(tmp_path, data):
     assert status in (0, 1, 2)
     if status == 2:
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_later_image_blocks_only_itself(tmp_path):
+    """efi-e1000.rom with image 1's PCIR image length sent past the end of the file: image 0
+    is inspected, extracted and patched as before; image 1 is a defect (exit 1) and an error
+    when asked for by number."""
+    path = mutate(tmp_path, "runs-off.rom", lambda d: put16(d, 147 * 512 + 0x1C + 0x10, 400))
+    proc = run_bootforge("inspect", path)
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert ("image 1 at 0x12600: cannot be read (file offset 0x1262c): PCIR image length 204800 bytes "
+            "runs past the end of the file (174592 bytes left)") in proc.stdout
+    assert "SeaBIOS                   runs: runs on a PCI device with ids 8086:100e" in proc.stdout
+    image0 = tmp_path / "image0.bin"
+    run_bootforge("extract", "--image", "0", path, "-o", image0, check=0)
+    assert image0.read_bytes() == Path(E1000).read_bytes()[:147 * 512]
+    assert_one_line_error(run_bootforge("extract", "--image", "1", path, "-o", tmp_path / "x"),
+                          str(path), "offset 0x1262c", "image 1 cannot be read")
+    assert_one_line_error(run_bootforge("extract", path, "-o", tmp_path / "x"), "2 images", "--image N")
+    assert_one_line_error(run_bootforge("patch", "--vendor-id", "1234", path, "-o", tmp_path / "x"),
+                          "image 1 at 0x12600: cannot be read", "give --image N")
+    assert not (tmp_path / "x").exists()
+    run_bootforge("patch", "--image", "0", "--vendor-id", "1234", path, "-o", tmp_path / "p.rom", check=0)
+    assert struct.unpack_from("<H", (tmp_path / "p.rom").read_bytes(), 0x1C + 4)[0] == 0x1234

@@ -28,7 +28,7 @@ def extract_image(data: bytes, path, image_index=None, raw=False):
     from bootforge.rom.model import parse_rom
 
     rom = parse_rom(data, path)
-    count = len(rom.images)
+    count = len(rom.images) + (rom.unreadable is not None)   # an unreadable image is still one of them
     if image_index is None:
         if count > 1:
             raise BootforgeError(f"the ROM has {count} images (0-{count - 1}): choose one with --image N",
@@ -36,7 +36,7 @@ def extract_image(data: bytes, path, image_index=None, raw=False):
         image_index = 0
     if not 0 <= image_index < count:
         raise BootforgeError(f"--image {image_index}: the ROM has {count} image(s) (0-{count - 1})", path=path)
-    image = rom.images[image_index]
+    image = rom.image(image_index)
     where = f"image {image_index} at {image.offset:#x}"
     if raw or not image.is_efi:
         kind = "EFI" if image.is_efi else "legacy"

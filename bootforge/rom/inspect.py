@@ -39,7 +39,11 @@ class RomReport(Report):
     # -- JSON -------------------------------------------------------------
 
     def to_json(self):
+        unreadable = self.rom.unreadable
         return {"size": len(self.rom.data), "trailing_bytes": self.rom.trailing,
+                "unreadable_image": None if unreadable is None else {
+                    "index": unreadable.index, "offset": unreadable.offset, "error": unreadable.message,
+                    "error_offset": unreadable.error_offset},
                 "images": [self._image_json(i) for i in self.rom.images], "notes": list(self.rom.notes)}
 
     def _image_json(self, image):
@@ -105,7 +109,10 @@ class RomReport(Report):
         out = [f"{self.path}: PCI option ROM, {len(rom.data)} bytes, {len(rom.images)} image(s)"]
         for image in rom.images:
             out += self._image_text(image)
-        if rom.trailing:
+        if rom.unreadable is not None:
+            out.append(f"Not read: {rom.trailing} bytes from image {rom.unreadable.index} at "
+                       f"{rom.unreadable.offset:#x} (cannot be read: see Problems) to the end of the file")
+        elif rom.trailing:
             out.append(f"Trailing data after the last image: {rom.trailing} bytes")
         if rom.notes:
             out.append("Notes:")

@@ -119,6 +119,30 @@ class Rom:
     trailing: int               # bytes after the last image
     problems: list
     notes: list = field(default_factory=list)   # absent structures (pointers to no signature): not defects
+    unreadable: "UnreadableImage | None" = None  # the image the walk stopped at, when one after the first is bad
+
+    def image(self, index):
+        """Image *index*, or FormatError when it is the unreadable one or past the chain."""
+        if 0 <= index < len(self.images):
+            return self.images[index]
+        if self.unreadable is not None and index == self.unreadable.index:
+            raise FormatError(f"image {index} cannot be read: {self.unreadable.message}",
+                              path=self.path, offset=self.unreadable.error_offset)
+        count = len(self.images)
+        raise FormatError(f"image {index}: the ROM has {count} readable image(s) (0-{count - 1})", path=self.path)
+
+
+@dataclass
+class UnreadableImage:
+    index: int
+    offset: int                 # where the image starts in the file
+    message: str                # why it cannot be read
+    error_offset: int | None    # the file offset of the bad field
+
+    def __str__(self):
+        at = f" (file offset {self.error_offset:#x})" if self.error_offset is not None else ""
+        return (f"image {self.index} at {self.offset:#x}: cannot be read{at}: {self.message}; "
+                f"the images before it are read as firmware reads them")
 
 
 def _fail(message, offset, cls=FormatError):
@@ -288,12 +312,24 @@ def parse_rom(data: bytes, path=None) -> Rom:
     try:
         images = []
         offset = 0
+        unreadable = None
         problems = []
         notes = []
         while True:
             if len(images) >= MAX_IMAGES:
                 _fail(f"more than {MAX_IMAGES} images in the chain", offset, LimitError)
-            image = _read_image(data, len(images), offset, notes)
+            try:
+                image = _read_image(data, len(images), offset, notes)
+            except FormatError as exc:
+                if not images:
+                    raise
+                # Firmware reads the images before this one as they are (SeaBIOS runs the first
+                # x86 image it finds, PciBusDxe loads each image as it walks): an unreadable
+                # later image is a defect of this ROM, reported, not a reason to refuse the rest.
+                unreadable = UnreadableImage(len(images), offset, exc.message.removeprefix(f"image {len(images)}: "),
+                                             exc.offset)
+                problems.append(str(unreadable))
+                break
             images.append(image)
             offset += image.image_length
             if image.last or image.pcir is None:
@@ -306,7 +342,7 @@ def parse_rom(data: bytes, path=None) -> Rom:
         for image in images:
             _collect_problems(image, problems)
         return Rom(path=path, data=data, images=images, trailing=len(data) - offset, problems=problems,
-                   notes=notes)
+                   notes=notes, unreadable=unreadable)
     except FormatError as exc:
         raise exc.located(path=path)
 

@@ -38,6 +38,11 @@ def patch_rom(data: bytes, path, *, image_index=None, vendor_id=None, device_id=
     unless *device_list* (a list of ids) replaces it."""
     rom = parse_rom(data, path)
     count = len(rom.images)
+    if rom.unreadable is not None:
+        if image_index is None:
+            raise BuildError(f"{rom.unreadable}: patching every image would leave that one as it is; "
+                             "give --image N to patch a readable one")
+        rom.image(image_index)      # the unreadable one is an error naming why
     if image_index is not None and not 0 <= image_index < count:
         raise BuildError(f"--image {image_index}: the ROM has {count} image(s) (0-{count - 1})")
     targets = [image_index] if image_index is not None else list(range(count))
