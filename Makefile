@@ -23,7 +23,7 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 AS := as
 LD := ld
 
-.PHONY: all deps venv stubs test demo bench clean
+.PHONY: all deps venv stubs test demo bench clean arm64-kernel
 
 all: venv stubs
 
@@ -38,6 +38,18 @@ deps:
 		echo "deps: missing Debian packages; run:"; \
 		echo "  sudo apt-get update && sudo apt-get install -y $$missing"; \
 	fi
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) -s arm64-kernel; fi
+
+# Debian's arm64 kernel (an EFI-stub Image) for the device-tree platform tests, fetched with
+# apt-get download (arm64 added as a foreign architecture) and cached under build/, never committed.
+ARM64_KERNEL := $(BUILD)/debian-arm64/vmlinuz
+arm64-kernel: $(ARM64_KERNEL)
+$(ARM64_KERNEL):
+	@mkdir -p $(@D)
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -q; }
+	cd $(@D) && pkg=$$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/{print $$2; exit}') \
+		&& apt-get download -q $$pkg && dpkg-deb --fsys-tarfile $${pkg%:arm64}_*_arm64.deb | tar -x ./boot \
+		&& cp boot/vmlinuz-* vmlinuz.tmp && mv vmlinuz.tmp vmlinuz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

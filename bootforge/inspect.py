@@ -18,6 +18,10 @@ FORMATS = [
     ("image", is_disk_image, "bootforge.image.inspect:inspect_image_file"),
     # Device trees and raw memory maps (bootforge/fdt/, bootforge/memmap/); the maps have no magic.
     # (Raw memory maps come from the memory-map format registry: see inspect_data.)
+    # FIT: a DTB with an /images node (bootforge/fdtboot/); U-Boot's legacy uImage.
+    ("fit", lambda d: d[:4] == b"\xd0\x0d\xfe\xed" and b"\0\0\0\x01images\0" in d[:0x10000],
+     "bootforge.fdtboot.inspect:inspect_fit"),
+    ("uimage", lambda d: d[:4] == b"\x27\x05\x19\x56", "bootforge.fdtboot.inspect:inspect_uimage"),
     ("dtb", lambda d: d[:4] == b"\xd0\x0d\xfe\xed", "bootforge.memmap.dtb_report:inspect_dtb"),
     ("option-rom", lambda d: d[:2] == b"\x55\xaa", "bootforge.rom.inspect:inspect_rom"),
     # Multiboot kernels and their wrappers (bootforge/multiboot/inspect.py).
@@ -25,6 +29,9 @@ FORMATS = [
     # Linux kernels ("HdrS") and UKIs (a PE naming a .linux section): bootforge/uki/inspect.py.
     ("uki", lambda d: d[0x202:0x206] == b"HdrS" or (d[:2] == b"MZ" and b".linux\0\0" in d[:4096]),
      "bootforge.uki.inspect:inspect_efi_linux"),
+    # arm64 / RISC-V Images (also behind an EFI stub's MZ) and ARM zImages: bootforge/fdtboot/.
+    ("dt-kernel", lambda d: d[0x38:0x3c] in (b"ARM\x64", b"RSC\x05") or d[0x30:0x38] == b"RISCV\0\0\0"
+     or d[0x24:0x28] == b"\x18\x28\x6f\x01", "bootforge.fdtboot.inspect:inspect_dt_kernel"),
     ("pe", lambda d: d[:2] == b"MZ", "bootforge.multiboot.inspect:inspect_pe"),
     ("linux-kernel", lambda d: d[0x202:0x206] == b"HdrS", "bootforge.multiboot.inspect:inspect_kernel"),
     ("multiboot-image", lambda d: b"\x02\xb0\xad\x1b" in d[:8192] or b"\xd6\x50\x52\xe8" in d[:32768],
@@ -85,6 +92,12 @@ def inspect_compressed(path, data):
     try:
         if is_kernel(inner):
             return compressed_kernel_report(path, inner, kind, data)
+        # Function-level import: only compressed files load the device-tree kernel sniffer.
+        from bootforge.fdtboot.kernels import is_dt_kernel
+        if is_dt_kernel(inner):
+            # Function-level import: the device-tree kernel report only for such a kernel.
+            from bootforge.fdtboot.inspect import dt_kernel_report
+            return dt_kernel_report(path, inner, kind, data)
         return inspect_data(path, inner)
     except FormatError as exc:
         exc.message += f" (offset in the {kind}-decompressed data)"

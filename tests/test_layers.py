@@ -26,7 +26,8 @@ LAYERS = [
     {"bootforge", "errors", "fileio", "report", "text", "registry", "schema", "verdict"},
     {"formats"},                                    # byte layouts and numberings
     {"compress", "fdt", "pe"},                      # one format each
-    {"rom", "multiboot", "memmap", "uki"},          # memmap may use multiboot, never the reverse
+    {"rom", "multiboot", "memmap", "uki",           # memmap may use multiboot, never the reverse
+     "fdtboot"},                                    # device-tree platforms' images and loaders
     {"loader"},                                     # `bootforge load`'s policies
     {"image"},                                      # bootable images: reads entries with loader's parsers
     {"qemu"},                                       # what runs QEMU; media built with image's loader tools

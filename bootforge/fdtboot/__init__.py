@@ -1,0 +1,13 @@
+"""Booting on device-tree platforms (AArch64, 32-bit ARM, RISC-V): the kernel images
+those loaders take, U-Boot's images, and what each loader does with them.
+
+- kernels: the arm64 Image, ARM zImage, RISC-V Image and legacy uImage readers.
+- fit: FIT images (a DTB with /images and /configurations): read, hashes checked.
+- fit_build: `[fit]` recipes.
+- verdicts: QEMU -kernel, U-Boot booti/bootz/bootm and the Linux EFI stub on AAVMF,
+  in the one Verdict shape.
+- inspect: the `bootforge inspect` reports of those files.
+- libfdt: in-place DTB edits the way libfdt makes them (where a new property,
+  node or string lands), so a loader's edited DTB is predicted byte for byte.
+- machines: QEMU's virt machines with the DTB each generates (dumpdtb, cached).
+"""

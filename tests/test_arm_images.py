@@ -1,0 +1,226 @@
+"""Kernel images of the device-tree platforms under `bootforge inspect`: the arm64 Image
+(Debian's real EFI-stub kernel and a stand-in), the RISC-V Image, U-Boot legacy
+uImages made by mkimage (both CRC32s) and FIT images made by mkimage (embedded and
+external data, every hash recomputed), each with the loaders' verdicts."""
+
+import json
+import re
+import struct
+import subprocess
+
+import pytest
+
+from conftest import BUILD, REPO, assert_one_line_error, require, run_bootforge
+
+ARM64_KERNEL = BUILD / "debian-arm64" / "vmlinuz"
+
+
+def debian_arm64_kernel():
+    """Debian's arm64 kernel, fetched by `make arm64-kernel` (part of `make deps`) into build/."""
+    if not ARM64_KERNEL.exists():
+        subprocess.run(["make", "-s", "arm64-kernel"], cwd=REPO, capture_output=True)
+    require(str(ARM64_KERNEL))
+    return ARM64_KERNEL
+
+
+def stand_in_arm64(path, text_offset=0, image_size=0x10000, flags=0xA):
+    """An arm64 Image as booting.rst lays it out: b +0x40, then wfi; b . at 0x40."""
+    header = struct.pack("<IIQQQQQQ4sI", 0x14000010, 0, text_offset, image_size, flags, 0, 0, 0, b"ARM\x64", 0)
+    path.write_bytes(header + struct.pack("<II", 0xD503207F, 0x14000000))
+    return path
+
+
+def stand_in_riscv(path, image_size=0x10000):
+    header = struct.pack("<IIQQQII Q8s4sI", 0x0400006F, 0, 0x200000, image_size, 0, 2, 0, 0,
+                         b"RISCV\0\0\0", b"RSC\x05", 0)
+    path.write_bytes(header + struct.pack("<I", 0x6F))
+    return path
+
+
+def inspect_json(path, check=0):
+    proc = run_bootforge("inspect", "--json", path)
+    assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def verdict(doc, subject):
+    return next(v for v in doc["verdicts"] if v["subject"] == subject)
+
+
+def mkimage(*args):
+    require("mkimage")
+    proc = subprocess.run(["mkimage", *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_debian_arm64_kernel_both_views():
+    kernel = debian_arm64_kernel()
+    require("aarch64-linux-gnu-objdump")
+    doc = inspect_json(kernel)
+    assert doc["format"] == "arm64-image"
+    h = doc["header"]
+    assert h["magic"] == "ARM\x64" and h["pe_offset"] == 0x40
+    # The header against the file's own bytes and `file`'s reading of it.
+    raw = kernel.read_bytes()[:64]
+    assert (h["text_offset"], h["image_size"], h["flags"]) == struct.unpack_from("<QQQ", raw, 8)
+    described = subprocess.run(["file", "-b", str(kernel)], capture_output=True, text=True).stdout
+    assert "ARM64 boot executable Image" in described and "4K pages" in described
+    assert h["page_size"] == "4K" and not h["big_endian"]
+    # The PE view against binutils: objdump's start address is ImageBase + entry RVA.
+    objdump = subprocess.run(["aarch64-linux-gnu-objdump", "-f", str(kernel)], capture_output=True, text=True).stdout
+    assert "pei-aarch64-little" in objdump
+    start = int(re.search(r"start address (0x[0-9a-f]+)", objdump).group(1), 16)
+    pe = doc["pe"]
+    assert pe["machine"] == 0xAA64 and pe["subsystem"] == 10
+    assert pe["image_base"] + pe["entry_point"] == start
+    assert verdict(doc, "linux-efi-stub-arm64")["ok"]
+    assert verdict(doc, "uboot-booti")["ok"]
+    assert not verdict(doc, "uboot-bootm")["ok"]
+    assert verdict(doc, "uboot-bootm")["words"] == "Wrong Image Format for bootm command"
+
+
+def test_stand_in_arm64_and_gzip(tmp_path):
+    image = stand_in_arm64(tmp_path / "Image", image_size=0)
+    doc = inspect_json(image)
+    booti = verdict(doc, "uboot-booti")
+    assert booti["ok"] and booti["severity"] == "warning"
+    assert booti["words"] == "Image lacks image_size field, assuming 16MiB"
+    # image_size 0: QEMU falls back to its fixed 0x80000 offset and the file is taken raw.
+    assert verdict(doc, "qemu-arm-kernel")["facts"]["offset"] == 0x80000
+    assert verdict(doc, "linux-efi-stub-arm64")["words"] == "Unsupported"
+    subprocess.run(["gzip", "-k", "-n", str(stand_in_arm64(tmp_path / "Image2"))], check=True)
+    doc = inspect_json(tmp_path / "Image2.gz")
+    assert doc["compressed"] == "gzip" and doc["header"]["image_size"] == 0x10000
+    assert verdict(doc, "qemu-arm-kernel")["facts"]["offset"] == 0x200000
+
+
+def test_riscv_image(tmp_path):
+    doc = inspect_json(stand_in_riscv(tmp_path / "rv.Image"))
+    assert doc["format"] == "riscv-image"
+    assert doc["header"]["version"] == "0.2" and doc["header"]["magic2_ok"]
+    assert verdict(doc, "uboot-booti")["ok"]
+    doc = inspect_json(stand_in_riscv(tmp_path / "rv0.Image", image_size=0))
+    assert verdict(doc, "uboot-booti")["words"] == "Image lacks image_size field, error!"
+
+
+def test_uimage_crcs_against_mkimage(tmp_path):
+    kernel = stand_in_arm64(tmp_path / "Image")
+    out = tmp_path / "uImage"
+    listing = mkimage("-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40080000",
+                      "-e", "0x40080000", "-n", "stand-in", "-d", kernel, out)
+    doc = inspect_json(out)
+    h = doc["header"]
+    assert h["hcrc"] == h["hcrc_computed"] and h["dcrc"] == h["dcrc_computed"]
+    assert f"Image Type:   {h['arch_name']} {h['os_name']} {h['type_name']} ({h['comp_name']})" in listing
+    assert f"Load Address: {h['load']:08x}" in listing and h["name"] == "stand-in"
+    assert doc["payload"]["kind"] == "arm64-image"
+    assert verdict(doc, "uboot-bootm")["ok"]
+    # One data byte changed: the data CRC no longer matches; U-Boot's words.
+    data = bytearray(out.read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "bad.uImage").write_bytes(data)
+    doc = inspect_json(tmp_path / "bad.uImage", check=1)
+    assert verdict(doc, "uboot-bootm")["words"] == "Bad Data CRC"
+    assert any("data CRC32" in p for p in doc["problems"])
+    # A header byte changed: the header CRC.
+    data = bytearray(out.read_bytes())
+    data[40] ^= 1
+    (tmp_path / "badh.uImage").write_bytes(data)
+    doc = inspect_json(tmp_path / "badh.uImage", check=1)
+    assert verdict(doc, "uboot-bootm")["words"] == "Bad Header Checksum"
+
+
+def test_uimage_multi_and_wrong_arch(tmp_path):
+    kernel = stand_in_arm64(tmp_path / "Image")
+    (tmp_path / "rd").write_bytes(b"0123456789abc")
+    listing = mkimage("-A", "riscv", "-O", "linux", "-T", "multi", "-C", "none", "-d",
+                      f"{kernel}:{tmp_path / 'rd'}", tmp_path / "multi")
+    doc = inspect_json(tmp_path / "multi")
+    sizes = [f["size"] for f in doc["header"]["files"]]
+    assert [f"   Image {i}: {s} Bytes" for i, s in enumerate(sizes)] == \
+        [line.split(" =")[0] for line in listing.splitlines() if line.startswith("   Image ")]
+    mkimage("-A", "arm", "-O", "linux", "-T", "kernel", "-C", "none", "-d", kernel, tmp_path / "arm")
+    doc = inspect_json(tmp_path / "arm")
+    assert verdict(doc, "qemu-arm-kernel")["ok"]
+
+
+def _its(tmp_path, kernel, dtb, initrd):
+    its = tmp_path / "t.its"
+    its.write_text(f"""/dts-v1/;
+/ {{
+	description = "test FIT";
+	#address-cells = <1>;
+	images {{
+		kernel-1 {{
+			data = /incbin/("{kernel}"); type = "kernel"; arch = "arm64"; os = "linux";
+			compression = "none"; load = <0x40200000>; entry = <0x40200000>;
+			hash-1 {{ algo = "sha256"; }};
+			hash-2 {{ algo = "crc32"; }};
+		}};
+		fdt-1 {{
+			data = /incbin/("{dtb}"); type = "flat_dt"; arch = "arm64"; compression = "none";
+			hash-1 {{ algo = "sha1"; }};
+		}};
+		ramdisk-1 {{
+			data = /incbin/("{initrd}"); type = "ramdisk"; arch = "arm64"; os = "linux";
+			compression = "none";
+			hash-1 {{ algo = "md5"; }};
+		}};
+	}};
+	configurations {{
+		default = "conf-1";
+		conf-1 {{ kernel = "kernel-1"; fdt = "fdt-1"; ramdisk = "ramdisk-1"; }};
+	}};
+}};
+""")
+    return its
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_fit_from_mkimage(tmp_path, external):
+    require("mkimage", "dtc")
+    kernel = stand_in_arm64(tmp_path / "Image")
+    dtb = tmp_path / "board.dtb"
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(dtb), "-"], check=True, capture_output=True,
+                   input=b'/dts-v1/; / { model = "Test board"; compatible = "acme,test", "acme,base"; };')
+    (tmp_path / "rd").write_bytes(b"0123456789abc")
+    its = _its(tmp_path, kernel, dtb, tmp_path / "rd")
+    out = tmp_path / "t.itb"
+    listing = mkimage(*(["-E"] if external else []), "-f", its, out)
+    doc = inspect_json(out)
+    assert doc["format"] == "fit" and doc["external"] is external
+    images = {i["name"]: i for i in doc["images"]}
+    # Every hash value mkimage wrote (its listing) recomputed by bootforge over the data.
+    written = re.findall(r"Hash value:\s+([0-9a-f]+)", listing)
+    recomputed = [h["computed"] for i in doc["images"] for h in i["hashes"]]
+    assert written == recomputed and all(h["ok"] for i in doc["images"] for h in i["hashes"])
+    assert images["fdt-1"]["dtb"] == {"model": "Test board", "compatible": ["acme,test", "acme,base"]}
+    assert images["kernel-1"]["load"] == 0x40200000
+    assert verdict(doc, "uboot-bootm")["ok"]
+    if external:
+        # One byte of the kernel's external data changed: U-Boot's fit_image_verify words.
+        data = bytearray(out.read_bytes())
+        data[images["kernel-1"]["data_offset"] + 0x40] ^= 1
+        (tmp_path / "bad.itb").write_bytes(data)
+        doc = inspect_json(tmp_path / "bad.itb", check=1)
+        assert verdict(doc, "uboot-bootm")["words"] == "Bad hash value for 'hash-1' hash node in 'kernel-1' image node"
+
+
+def test_fit_external_data_past_the_file(tmp_path):
+    require("mkimage", "dtc")
+    kernel = stand_in_arm64(tmp_path / "Image")
+    (tmp_path / "rd").write_bytes(b"x" * 100)
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "b.dtb"), "-"], check=True,
+                   capture_output=True, input=b"/dts-v1/; / { };")
+    out = tmp_path / "t.itb"
+    mkimage("-E", "-f", _its(tmp_path, kernel, tmp_path / "b.dtb", tmp_path / "rd"), out)
+    data = out.read_bytes()
+    (tmp_path / "cut.itb").write_bytes(data[:-50])
+    proc = run_bootforge("inspect", tmp_path / "cut.itb")
+    assert_one_line_error(proc, "cut.itb", "ramdisk-1", "runs past")
+
+
+def test_truncated_headers(tmp_path):
+    (tmp_path / "short.uImage").write_bytes(struct.pack(">I", 0x27051956) + bytes(20))
+    assert_one_line_error(run_bootforge("inspect", tmp_path / "short.uImage"), "short.uImage", "uImage header")
