@@ -11,7 +11,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.multiboot import build
 from conftest import DATA, assert_one_line_error, require, run_bootforge
 
-LOADERS = {"grub-mb1", "grub-mb2", "qemu-mb1", "limine-mb1", "limine-mb2", "syslinux-mb1"}
+LOADERS = {"grub-mb1", "grub-mb2", "qemu-mb1", "limine-mb1", "limine-mb2", "syslinux-mb1", "ipxe-mb1"}
 
 
 def inspect_json(path, check=0):

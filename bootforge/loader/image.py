@@ -46,6 +46,7 @@ class KernelImage:
     shstrndx: int = 0
     mb1: dict | None = None
     mb2: dict | None = None
+    given: bytes | None = None      # the file as given (compressed) when *data* was decompressed from it
 
     @property
     def low(self):
@@ -108,6 +109,7 @@ def aout_kludge_image(path, raw, data, compressed):
     img = KernelImage(str(path), data, len(raw), compressed, 32, a["entry_addr"], [(a["load_addr"], filesz, memsz)])
     img.mb1 = mb1
     img.mb2 = find_mb2(data)
+    img.given = raw if compressed else None
     return img
 
 
@@ -131,6 +133,7 @@ def address_tag_image(path, raw, data, compressed):
     memsz = max(filesz, a["bss_end_addr"] - load_addr) if a["bss_end_addr"] else filesz
     img = KernelImage(str(path), data, len(raw), compressed, 32, e["entry_addr"], [(load_addr, filesz, memsz)])
     img.mb2 = mb2
+    img.given = raw if compressed else None
     return img
 
 
@@ -167,4 +170,5 @@ def read_kernel(path, data):
                                             f["sh_offset"]))
     img.mb1 = find_mb1(data)
     img.mb2 = find_mb2(data)
+    img.given = raw if compressed else None
     return img

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from bootforge.errors import LoaderRefusal, RecipeError
-from bootforge.multiboot.verdicts import verdict
+from bootforge.multiboot.verdicts import KERNEL_LOADERS, loader_bytes, verdict
 from bootforge.registry import Registry
 from bootforge.schema import defaults
 
@@ -101,7 +101,12 @@ def run_policy(p, req):
     if req.platform.firmware not in p.firmware:
         raise RecipeError(p.wrong_firmware)
     if p.verdict is not None:
-        found = verdict(p.verdict, req.kernel.data)
+        # The verdict on the bytes this loader reads: GRUB decompresses, Syslinux gunzips,
+        # QEMU -kernel, iPXE and Limine 11.4.1 take the file as it is (xen.gz is refused).
+        k = req.kernel
+        given = k.given if k.given is not None else k.data
+        found = verdict(p.verdict, loader_bytes(KERNEL_LOADERS.get(p.verdict).reads, given, k.data, k.compressed),
+                        k.compressed)
         if not found.ok:
             raise LoaderRefusal(found.reason, loader=p.verdict, words=found.words)
     options = {**p.defaults(), **req.options}

@@ -77,7 +77,7 @@ OPTIONS = (
 )
 
 
-@loader_policy("ipxe-pcbios-mb1", firmware="bios", protocol="multiboot1", verdict=None, source=SOURCE,
+@loader_policy("ipxe-pcbios-mb1", firmware="bios", protocol="multiboot1", verdict="ipxe-mb1", source=SOURCE,
                verified=True, boot_medium="ipxe-tftp", options=OPTIONS,
                wrong_firmware="ipxe-pcbios-mb1 runs on a BIOS platform",
                summary="iPXE PC-BIOS option ROM, `multiboot` over TFTP")

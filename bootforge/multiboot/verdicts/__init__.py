@@ -36,6 +36,7 @@ VERDICT_MODULES = (
     "qemu",
     "limine",
     "syslinux",
+    "ipxe",
 )
 READS = ("as-given", "decompressed", "gunzipped")
 WORDS = ("loads", "REFUSES", "warns")      # how a kernel loader verdict reads in `inspect` text
@@ -85,6 +86,16 @@ def is_linux_bzimage(data):
     return len(data) > 0x206 and data[0x202:0x206] == b"HdrS"
 
 
+def loader_bytes(reads, given, decompressed, compressed=None):
+    """The bytes a loader that *reads* so (KernelLoader.reads) sees of a file *given* as it is
+    and *decompressed* (the same bytes when the file is not compressed)."""
+    if reads == "decompressed":
+        return decompressed
+    if reads == "gunzipped":
+        return decompressed if compressed == "gzip" else given
+    return given
+
+
 def verdict(name, data, compressed=None):
     """Verdict *name* on *data*, the bytes that loader reads."""
     return KERNEL_LOADERS.get(name).judge(data, compressed)
@@ -94,12 +105,7 @@ def verdicts(data, raw, compressed=None):
     """{verdict name: Verdict} for the file as given (*data*) and decompressed (*raw*)."""
     out = {}
     for name, loader in KERNEL_LOADERS.items():
-        if loader.reads == "decompressed":
-            view = raw
-        elif loader.reads == "gunzipped":
-            view = raw if compressed == "gzip" else data
-        else:
-            view = data
+        view = loader_bytes(loader.reads, data, raw, compressed)
         try:
             out[name] = loader.judge(view, compressed)
         except FormatError as exc:
