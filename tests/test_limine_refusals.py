@@ -74,6 +74,9 @@ CASES = {
                              "multiboot2: Requested tag `5` which is not supported"),
     "mb2-requires-efi-mmap-on-bios": ("multiboot2", "seabios", {**BASE_MB2, "information_request": [1, 17]}, None,
                                       "multiboot2: Requested tag `17` which is not supported"),
+    # A required ACPI-new request on SeaBIOS, whose only RSDP is v1 (firmware-dependent: OVMF has a v2).
+    "mb2-requires-acpi-new-on-seabios": ("multiboot2", "seabios", {**BASE_MB2, "information_request": [1, 15]}, None,
+                                         "multiboot2: XSDP requested but not found"),
     "mb2-custom-header-tag": ("multiboot2", "seabios", {**BASE_MB2, "extra_tags": [{"type": 11}]}, None,
                               "multiboot2: Unknown custom header tag type: 11"),
     "mb2-required-efi-bs": ("multiboot2", "seabios", {**BASE_MB2, "efi_boot_services": True}, None,

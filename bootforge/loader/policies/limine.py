@@ -396,6 +396,9 @@ def predict(req, protocol, loader):
         bad = sorted(flags["requests"] & EFI_ONLY_REQUESTS)
         if bad:
             raise refuse(f"multiboot2: Requested tag `{bad[0]}` which is not supported", loader)
+    if protocol == "multiboot2" and Mb2Tag.ACPI_NEW in flags["requests"] and not facts["rsdp_v2"]:
+        # multiboot2.c: a required ACPI-new request with no v2 RSDP (SeaBIOS has only v1).
+        raise refuse("multiboot2: XSDP requested but not found", loader)
     res = LoadResult(req.loader, protocol, plat, SOURCE)
     ram = ram_memory(plat)
     space = Elsewhere(target_memory(plat), loader)
