@@ -27,9 +27,12 @@ LAYERS = [
     {"formats"},                                    # byte layouts and numberings
     {"compress", "fdt", "pe"},                      # one format each
     {"rom", "multiboot", "memmap", "uki",           # memmap may use multiboot, never the reverse
-     "fdtboot"},                                    # device-tree platforms' images and loaders
+     "fdtboot",                                     # device-tree platforms' images and loaders
+     "secureboot"},                                 # Secure Boot databases, OVMF varstore, image verdicts
+    {"bootloaders"},                                # each bootloader declared once: config parser/writer, files
     {"loader"},                                     # `bootforge load`'s policies
-    {"image"},                                      # bootable images: reads entries with loader's parsers
+    {"post"},                                       # firmware's POST (SeaBIOS option ROMs, PMM): uses loader's platforms
+    {"image"},                                      # bootable images: entries read by the bootloaders' parsers
     {"qemu"},                                       # what runs QEMU; media built with image's loader tools
     {"verify"},                                     # boots (qemu) and compares with load's prediction
     {"inspect"},                                    # format detection, lazily every reader
