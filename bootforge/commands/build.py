@@ -16,8 +16,9 @@ BUILDERS = {
     "kernel": "bootforge.multiboot.build:build_kernel_recipe",
     "uki": "bootforge.uki.build:build_uki_recipe",
     "image": "bootforge.image.build:build_image_recipe",
+    "fit": "bootforge.fdtboot.fit_build:build_fit_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso", "fit": ".itb"}
 
 
 class BuildCommand(click.Command):

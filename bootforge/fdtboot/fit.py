@@ -42,7 +42,7 @@ class FitImage:
     data_offset: int | None         # file offset of external data (None: embedded in the DTB)
     data_size: int
     storage: str                    # "embedded", "external" (data-offset) or "position" (data-position)
-    data: bytes = b""
+    data: bytes = b""               # the image's bytes (a memoryview of the file for external data)
     hashes: list = field(default_factory=list)       # [{name, algo, value, computed, ok}]
     signatures: list = field(default_factory=list)   # [{name, algo, key_name_hint}]
 
@@ -118,6 +118,7 @@ def read_fit(data, path=None):
     external_base = (total + FIT_EXTERNAL_ALIGN - 1) & ~(FIT_EXTERNAL_ALIGN - 1)
     problems = []
     images = []
+    view = memoryview(data)      # external data is hashed in place, never copied
     for node in images_node.children:
         where = f"/images/{node.name}"
         inline = node.prop("data")
@@ -137,7 +138,7 @@ def read_fit(data, path=None):
         else:
             problems.append(f"{where}: no data, data-offset or data-position")
             start, size, storage = None, 0, "none"
-        content = inline if inline is not None else data[start:start + size] if start is not None else b""
+        content = inline if inline is not None else view[start:start + size] if start is not None else b""
         img = FitImage(node.name, {k: _string(node, k) for k in
                                    ("description", "type", "arch", "os", "compression")
                                    if node.prop(k) is not None},

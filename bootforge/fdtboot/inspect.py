@@ -207,9 +207,10 @@ def inspect_fit(path, data):
                  "storage": img.storage, "data_offset": img.data_offset, "data_size": img.data_size,
                  "hashes": img.hashes, "signatures": img.signatures}
         if img.props.get("type") == "flat_dt" and img.props.get("compression", "none") == "none":
-            entry["dtb"] = _dtb_identity(img.data, path)
+            entry["dtb"] = _dtb_identity(bytes(img.data), path)
         elif img.props.get("type") in ("kernel", "kernel_noload") and kernels.is_dt_kernel(img.data):
-            entry["kernel"] = TITLES.get(kernels.read_dt_kernel(img.data, path)["kind"], "uImage")
+            head = bytes(img.data[:kernels.HEADER_PEEK])     # the kind needs the header only
+            entry["kernel"] = TITLES.get(kernels.read_dt_kernel(head, path)["kind"], "uImage")
         images.append(entry)
     doc = {"description": fit.description, "timestamp": fit.timestamp, "default": fit.default,
            "external": any(i.storage in ("external", "position") for i in fit.images),

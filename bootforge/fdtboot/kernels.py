@@ -15,6 +15,7 @@ from bootforge.formats import uimage as ufmt
 ELF_MAGIC = b"\x7fELF"
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_MULTI_FILES = 4096
+HEADER_PEEK = 0x100         # every header this module reads lies in the first 256 bytes
 
 
 def is_arm64_image(data):
