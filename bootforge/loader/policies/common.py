@@ -9,6 +9,8 @@ from bootforge.memmap.ops import free_intervals, sanitize
 from bootforge.memmap.placement import Component, check_low_page_untouched, check_placement
 from bootforge.verdict import check
 from bootforge.loader.alloc import FreeSpace
+from bootforge.loader.image import aout_kludge_image
+from bootforge.formats.multiboot import ELF_MAGIC
 
 MIB = 1 << 20
 GIB4 = 1 << 32
@@ -85,3 +87,18 @@ def standard_checks(result, memory_map, hidden=()):
 
 def free_space(memory_map, lo=0, hi=GIB4):
     return FreeSpace(ram_intervals(memory_map, lo, hi))
+
+
+def mb1_kludge_view(kernel):
+    """*kernel* as a loader that honours the MB1 a.out kludge before the ELF headers sees it:
+    GRUB 2.06 multiboot.c and QEMU hw/i386/multiboot.c take header flag 16's
+    load_addr/load_end_addr/bss_end_addr/entry_addr even in an ELF file (grub-invaders'
+    invaders.exec: loaded up to bss_end_addr, and GRUB then passes no section headers).
+    Syslinux and iPXE try the ELF headers first and keep *kernel*."""
+    mb1 = kernel.mb1
+    if kernel.data[:4] != ELF_MAGIC or not mb1 or not mb1.get("aout_kludge") or not mb1.get("addresses"):
+        return kernel
+    given = kernel.given if kernel.given is not None else kernel.data
+    flat = aout_kludge_image(kernel.path, given, kernel.data, kernel.compressed)
+    flat.given = kernel.given
+    return flat

@@ -27,6 +27,8 @@ Rules:
   Legacy's habit).
 """
 
+from dataclasses import replace
+
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.multiboot import (
     APM_TABLE_SIZE, FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
@@ -36,7 +38,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    MIB, GIB4, e820_entries, free_space, mem_lower_kib, mem_upper_kib, standard_checks,
+    MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import loader_entry, moved_entry
@@ -162,6 +164,7 @@ WRONG_FIRMWARE = "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI"
                verified=True, boot_medium="grub-pc-iso", wrong_firmware=WRONG_FIRMWARE,
                summary="GRUB 2.06 i386-pc `multiboot`/`module`")
 def load_mb1(req):
+    req = replace(req, kernel=mb1_kludge_view(req.kernel))
     res, rel = _prepare(req, "multiboot1")
     k = req.kernel
     cmd = req.cmdline.encode() + b"\0"
@@ -202,7 +205,7 @@ def load_mb1(req):
     res.regions = regions
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
                                  regions["cmdline"], len(modcmds), mods_addr,
-                                 (k.shnum, k.shentsize, regions["shdr"], 0) if shdr_size else (0, 0, 0, 0),
+                                 (k.shnum, k.shentsize, regions["shdr"], k.shstrndx) if shdr_size else (0, 0, 0, 0),
                                  MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], regions["apm"],
                                  (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F),
                                  EGA_TEXT_FRAMEBUFFER)

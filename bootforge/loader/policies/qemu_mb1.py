@@ -21,7 +21,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
-    e820_entries, mem_lower_kib, mem_upper_kib, standard_checks,
+    e820_entries, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import loader_entry
@@ -40,7 +40,7 @@ SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
                wrong_firmware="qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)",
                summary="QEMU -kernel/-initrd (its multiboot option ROM)")
 def load(req):
-    k = req.kernel
+    k = mb1_kludge_view(req.kernel)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     res.entry = loader_entry(k, "multiboot1", "qemu")
     low = k.low
