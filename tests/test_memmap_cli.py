@@ -206,3 +206,99 @@ def test_bad_sysfs_directory(tmp_path):
 def test_missing_file_is_one_line():
     assert_one_line_error(run_bootforge("memmap", "show", "/nonexistent/map", "--from", "e820-bin"),
                           "/nonexistent/map")
+
+
+# -- e820-bin entry size sniffed ------------------------------------------------------
+
+HOST_DMESG = DATA / "memmap-dmesg-host.txt"      # 5 entries: 120 bytes are 5 x 24 and 6 x 20
+
+
+def test_24_byte_table_without_entry_size_is_read_as_24(tmp_path):
+    """The table a user made with --to-entry-size 24 from the host's 5-entry map, read back
+    without --entry-size: 120 bytes divide both ways; as 20-byte entries its types would be
+    3220176896 and 0, so it is read as 24-byte entries and gives the host's ranges."""
+    table = tmp_path / "host24.bin"
+    run_bootforge("memmap", "convert", HOST_DMESG, "--to", "e820-bin", "--to-entry-size", "24", "-o", table,
+                  check=0)
+    assert len(table.read_bytes()) == 120
+    shown = run_bootforge("memmap", "show", table, "--from", "e820-bin", check=0).stdout
+    assert shown.splitlines()[:5] == run_bootforge("memmap", "show", HOST_DMESG, check=0).stdout.splitlines()[:5]
+    assert "5 ranges (e820, 24-byte entries by their length and types), 24.0 GiB usable RAM" in shown
+    assert "3220176896" not in shown
+    # Asked for 20-byte entries, it reads them (the garbage the user asked for).
+    forced = run_bootforge("memmap", "show", table, "--from", "e820-bin", "--entry-size", "20", check=0).stdout
+    assert "type 3220176896" in forced
+    # A 20-byte table of 6 entries (also 120 bytes) reads as 20.
+    six = tmp_path / "six.bin"
+    six.write_bytes(e820_bin([(i << 20, 1 << 20, 1 + i % 2) for i in range(6)]))
+    assert "6 ranges (e820, 20-byte entries" in run_bootforge("memmap", "show", six, "--from", "e820-bin",
+                                                             check=0).stdout
+
+
+def test_e820_stride_that_cannot_be_told_is_refused(tmp_path):
+    """120 bytes of plausible-looking entries either way (all zero: type 0 in both readings is
+    no firmware's) and a table no reading makes sense of: refused, naming --entry-size."""
+    for name, data in [("zeros", bytes(120)), ("noise", bytes(range(120)))]:
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(data)
+        proc = run_bootforge("memmap", "show", path, "--from", "e820-bin")
+        assert_one_line_error(proc, str(path), "divide into 20- and 24-byte entries", "give --entry-size 20 or 24")
+
+
+# -- device trees: named as device trees, their reader's warnings said -----------------
+
+def test_device_tree_map_is_not_labelled_e820(tmp_path):
+    from conftest import require
+    require("dtc")
+    dtb = tmp_path / "virt.dtb"
+    import subprocess
+    subprocess.run(["dtc", "-q", "-O", "dtb", "-o", dtb, DATA / "qemu-virt-aarch64.dts"], check=True)
+    out = run_bootforge("memmap", "show", dtb, check=0).stdout
+    assert "(e820)" not in out and "usable" not in out
+    assert "[mem 0x0000000040000000-0x000000007fffffff] memory" in out
+    assert "1 ranges (device tree), 1 GiB memory" in out
+    reserved = run_bootforge("memmap", "show", DATA / "fdt-reserved.dtb", check=0).stdout
+    assert "reserved-memory             2 MiB  secmon@40000000 no-map" in reserved
+    assert "[mem 0x0000000048000000-0x00000000480fffff] memreserve" in reserved
+
+
+def _dtb_with_reserved_cells(tmp_path):
+    """tests/data/fdt-reserved.dts with /reserved-memory's #address-cells 1 (the root's is 2) and
+    memory from 0 (so an x86 loader can place a kernel in it), compiled by dtc."""
+    from conftest import require
+    require("dtc")
+    import subprocess
+    dts = (DATA / "fdt-reserved.dts").read_text()
+    head, tail = dts.split("reserved-memory {", 1)
+    tail = tail.replace("#address-cells = <2>;", "#address-cells = <1>;", 1)
+    head = head.replace("reg = <0x0 0x40000000 0x0 0x40000000>, <0x1 0x0 0x0 0x10000000>;",
+                        "reg = <0x0 0x0 0x0 0x10000000>;")
+    (tmp_path / "cells.dts").write_text(head + "reserved-memory {" + tail)
+    dtb = tmp_path / "cells.dtb"
+    subprocess.run(["dtc", "-q", "-O", "dtb", "-o", dtb, tmp_path / "cells.dts"], check=True)
+    return dtb
+
+
+RESERVED_IGNORED = ("/reserved-memory: its #address-cells/#size-cells (1, 2) differ from the root's (2, 2), "
+                    "so Linux ignores the node (\"Reserved memory: unsupported node format, ignoring\", Linux "
+                    "fdt_scan_reserved_mem): none of its 3 region(s) is reserved")
+
+
+def test_every_command_reading_the_dtb_says_its_reserved_memory_is_ignored(tmp_path):
+    dtb = _dtb_with_reserved_cells(tmp_path)
+    warning = f"bootforge: warning: {dtb}: {RESERVED_IGNORED}"
+    for command in (["memmap", "show", dtb], ["memmap", "convert", dtb, "--to", "e820-dmesg"],
+                    ["memmap", "convert", dtb, "--to", "json"]):
+        proc = run_bootforge(*command, check=0)
+        assert proc.stderr.strip() == warning, command
+    doc = json.loads(run_bootforge("memmap", "convert", dtb, "--to", "json", check=0).stdout)
+    assert doc["warnings"] == [RESERVED_IGNORED]
+    assert [e["type"] for e in doc["entries"]] == ["ram", "reserved"]      # /memory and the memreserve
+    verified = run_bootforge("memmap", "verify", "--json", dtb, check=1)
+    assert json.loads(verified.stdout)["warnings"] == [RESERVED_IGNORED]
+    assert f"FAIL reserved-memory-cells: {RESERVED_IGNORED}" in run_bootforge("memmap", "verify", dtb).stdout
+    inspected = json.loads(run_bootforge("inspect", "--json", dtb, check=1).stdout)
+    assert f"FAIL reserved-memory-cells: {RESERVED_IGNORED}" in inspected["problems"]
+    loaded = run_bootforge("load", "--json", "recipes/load-grub-pc-mb2.toml", "--platform", dtb, check=0)
+    assert loaded.stderr.strip() == warning
+    assert json.loads(loaded.stdout)["warnings"] == [RESERVED_IGNORED]

@@ -94,6 +94,12 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as
         raise exc.located(path=recipe)
     except BootforgeError as exc:
         raise exc.located(path=recipe)
+    # A platform read from a file (a DTB whose /reserved-memory Linux ignores): what its reader
+    # went past is said here as memmap says it, on stderr and in the JSON "warnings".
+    from bootforge.memmap.model import reading_warnings
+    platform_warnings = reading_warnings(req.platform.memory_map)
+    for warning in platform_warnings:
+        click.echo(f"bootforge: warning: {req.platform.name}: {warning}", err=True)
     if mbi_out:
         write_atomic(mbi_out, result.mbi_bytes)
     if map_out:
@@ -111,7 +117,10 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as
         from bootforge.loader.svg import render_load_svg
         write_atomic(svg_out, render_load_svg(result).encode())
     if as_json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
+        doc = result.to_json()
+        if platform_warnings:
+            doc["warnings"] = list(doc.get("warnings", [])) + platform_warnings
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         click.echo(result.render_text(), nl=False)

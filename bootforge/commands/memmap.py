@@ -48,10 +48,15 @@ def _options(entry_size, descriptor_size):
 def _read(path, from_format, options):
     from bootforge.errors import BootforgeError
     from bootforge.memmap.io import guess_format, read_map
+    from bootforge.memmap.model import reading_warnings
     fmt = from_format or guess_format(path)
     if fmt is None:
         raise BootforgeError("cannot tell the format: give --from (binary maps have no magic)", path=path)
-    return read_map(path, fmt, options)
+    memory_map = read_map(path, fmt, options)
+    # What the reader went past (a DTB's /reserved-memory Linux ignores): said by every command.
+    for warning in reading_warnings(memory_map):
+        click.echo(f"bootforge: warning: {path}: {warning}", err=True)
+    return memory_map
 
 
 @click.group("memmap")
@@ -119,8 +124,9 @@ def verify_command(input_path, from_format, efi_reference, efi_reference_from, a
     checks = verify_map(memory_map, reference_efi=reference)
     failed = [c for c in checks if c.fails]
     if as_json:
-        json.dump({"file": str(input_path), "ok": not failed,
-                   "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        from bootforge.memmap.model import reading_warnings
+        json.dump({"file": str(input_path), "ok": not failed, "checks": [c.to_json() for c in checks],
+                   "warnings": reading_warnings(memory_map)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for c in checks:
@@ -152,7 +158,12 @@ def show_command(input_path, from_format, sanitize, svg_path, entry_size, descri
     click.echo(write_table(memory_map, options).decode(), nl=False)
     usable_type = EfiMemoryType.CONVENTIONAL if memory_map.family == "efi" else E820Type.RAM
     usable = sum(r.size for r in memory_map.ranges if r.type == usable_type)
-    click.echo(f"{len(memory_map)} ranges ({memory_map.family}), "
-               f"{human_size(usable)} {'conventional' if memory_map.family == 'efi' else 'usable RAM'}")
+    if memory_map.source == "fdt":      # a device tree's map is E820-family inside, not an E820 table
+        kind, usable_name = "device tree", "memory"
+    else:
+        kind, usable_name = memory_map.family, "conventional" if memory_map.family == "efi" else "usable RAM"
+    if memory_map.facts.get("entry_size_sniffed"):
+        kind += f", {memory_map.facts['entry_size']}-byte entries by their length and types"
+    click.echo(f"{len(memory_map)} ranges ({kind}), {human_size(usable)} {usable_name}")
     if svg_path:
         write_atomic(svg_path, render_svg(memory_map, title=str(input_path)).encode())

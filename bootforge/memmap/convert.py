@@ -229,8 +229,13 @@ def fdt_to_map(tree):
     if reserved is not None:
         own = (reserved.cell("#address-cells"), reserved.cell("#size-cells"))
         if cells is None or own != (ac, sc) or reserved.prop("ranges") is None:
-            ignored = (f"{RESERVED_MEMORY_UNSUPPORTED} (/reserved-memory cells {own}, root {(ac, sc)}, "
-                       f"ranges {'present' if reserved.prop('ranges') is not None else 'missing'})")
+            # The one sentence every command reading this tree prints (memmap show/convert on
+            # stderr and in JSON "warnings", inspect and memmap verify as their failing check).
+            why = (f"its #address-cells/#size-cells {own} differ from the root's {(ac, sc)}" if own != (ac, sc)
+                   else "it has no ranges property")
+            regions = sum(1 for c in reserved.children if _available(c))
+            ignored = (f"/reserved-memory: {why}, so Linux ignores the node (\"{RESERVED_MEMORY_UNSUPPORTED}\", "
+                       f"Linux fdt_scan_reserved_mem): none of its {regions} region(s) is reserved")
     if reserved is not None and ignored is None:
         for child in reserved.children:
             if not _available(child):

@@ -120,3 +120,12 @@ class MemoryMap:
 
     def __len__(self):
         return len(self.ranges)
+
+
+def reading_warnings(memory_map):
+    """What a reader found and kept going past (a DTB property Linux reads around, a
+    /reserved-memory node Linux ignores): one sentence each, for stderr and JSON "warnings"."""
+    found = list(memory_map.facts.get("warnings", []))
+    if memory_map.facts.get("reserved_memory_ignored"):
+        found.append(memory_map.facts["reserved_memory_ignored"])
+    return found

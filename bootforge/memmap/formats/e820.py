@@ -170,18 +170,66 @@ def write_e820_sysfs(memory_map, out):
 
 # ---- the binary table ----------------------------------------------------------
 
+# What a firmware's E820 entry holds when it is one: a type Linux names or a small number
+# (ACPI 6.5 table 15.4 numbers 1-7, 12 is legacy PRAM), and in a 24-byte entry ACPI 3.0
+# extended attributes with no reserved bit set (bits 0-3 defined: enabled, non-volatile,
+# slow access, error log). Read at the wrong stride, these fields hold addresses and sizes.
+MAX_PLAUSIBLE_TYPE = 0xFF
+MAX_PLAUSIBLE_ATTRIBUTES = 0xF
+_KNOWN_TYPES = frozenset(E820Type.labels())
+
+
+def _entries(data, size):
+    if size == E820_ENTRY_SIZE:
+        return [MemoryRange(a, s, t) for a, s, t in struct.iter_unpack(E820_ENTRY_STRUCT, data)]
+    return [MemoryRange(a, s, t, x) for a, s, t, x in struct.iter_unpack(E820_ENTRY_EXTENDED_STRUCT, data)]
+
+
+def _implausible(ranges):
+    """The index and why of the first entry that no firmware writes, or None."""
+    for i, r in enumerate(ranges):
+        if r.type not in _KNOWN_TYPES and not 1 <= r.type <= MAX_PLAUSIBLE_TYPE:
+            return i, f"type {r.type:#x}"
+        if r.attributes is not None and r.attributes > MAX_PLAUSIBLE_ATTRIBUTES:
+            return i, f"attributes {r.attributes:#x}"
+        if r.start + r.size > U64_LIMIT - 1:
+            return i, "a range wrapping past 2^64"
+    return None
+
+
+def entry_stride(data, path):
+    """The entry size of an e820-bin table given without --entry-size: the one of 20 and 24
+    that divides the length; when both do (a multiple of 120 bytes), the one whose every entry
+    is plausible (see _implausible); when neither or both read plausibly, refuse to guess."""
+    fits = [n for n in (E820_ENTRY_SIZE, E820_ENTRY_EXTENDED_SIZE) if len(data) % n == 0]
+    if not fits:
+        raise FormatError(f"{len(data)} bytes of E820 table is not a whole number of 20- or 24-byte entries",
+                          path=path, offset=len(data) - len(data) % E820_ENTRY_SIZE)
+    if len(fits) == 1 or not data:
+        return fits[0]
+    why = {n: _implausible(_entries(data, n)) for n in fits}
+    plausible = [n for n in fits if why[n] is None]
+    if len(plausible) == 1:
+        return plausible[0]
+    if plausible:
+        reason = "both read as plausible tables"
+    else:
+        reason = "; ".join(f"as {n}-byte entries, entry {why[n][0]} has {why[n][1]}" for n in fits)
+    raise FormatError(f"{len(data)} bytes divide into 20- and 24-byte entries and {reason}: "
+                      "give --entry-size 20 or 24", path=path)
+
+
 def read_e820_bin(path, data, options):
-    size = options.get("entry_size") or E820_ENTRY_SIZE
+    size = options.get("entry_size") or entry_stride(data, path)
     if size not in (E820_ENTRY_SIZE, E820_ENTRY_EXTENDED_SIZE):
         raise FormatError(f"E820 entry size {size} (20 or 24)", path=path)
     check_whole(data, size, path, "E820 table")
-    if size == E820_ENTRY_SIZE:
-        ranges = [MemoryRange(a, s, t) for a, s, t in struct.iter_unpack(E820_ENTRY_STRUCT, data)]
-    else:
-        ranges = [MemoryRange(a, s, t, x) for a, s, t, x in struct.iter_unpack(E820_ENTRY_EXTENDED_STRUCT, data)]
+    ranges = _entries(data, size)
     check_no_wrap(ranges, path, size)
     m = MemoryMap("e820", ranges, source="e820-bin")
     m.facts["entry_size"] = size
+    if not options.get("entry_size"):
+        m.facts["entry_size_sniffed"] = True
     return m
 
 
@@ -202,6 +250,6 @@ FORMATS = [
               sniff=lambda head, path: Path(path).is_dir(), family="e820", directory=True),
     MapFormat("e820-dmesg", "dmesg's BIOS-e820 lines", read_e820_dmesg, write_e820_dmesg,
               sniff=lambda head, path: b"BIOS-e820:" in head, family="e820", load_output=True),
-    MapFormat("e820-bin", "the binary E820 table (20-byte entries; --entry-size 24)", read_e820_bin,
+    MapFormat("e820-bin", "the binary E820 table (20- or 24-byte entries: --entry-size, else sniffed)", read_e820_bin,
               write_e820_bin, family="e820", load_output=True),
 ]

@@ -12,7 +12,8 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.memmap.formats import MapFormat
 from bootforge.memmap.formats.common import E820_END_LIMIT, check_fits
 from bootforge.memmap.model import (
-    E820_TYPES_BY_NAME, EFI_TYPES_BY_NAME, FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, type_number,
+    E820_TYPES_BY_NAME, EFI_TYPES_BY_NAME, FDT_FLAGS, U64_LIMIT, MemoryMap, MemoryRange, reading_warnings,
+    type_number,
 )
 
 # Type names only the EFI family has: a document without "family" that uses one is an EFI map.
@@ -111,7 +112,10 @@ def write_json(memory_map, options):
     efi = memory_map.family == "efi"
     check_fits(memory_map, "json", end_limit=U64_LIMIT if efi else E820_END_LIMIT,
                attribute_bits=64 if efi else 32)
-    return (json.dumps(map_to_json(memory_map), indent=2) + "\n").encode()
+    doc = map_to_json(memory_map)
+    if reading_warnings(memory_map):
+        doc["warnings"] = reading_warnings(memory_map)
+    return (json.dumps(doc, indent=2) + "\n").encode()
 
 
 FORMATS = [

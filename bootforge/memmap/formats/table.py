@@ -4,7 +4,8 @@ the UEFI shell's `memmap` layout (ShellPkg) for EFI maps. Output only."""
 from bootforge.formats.efi_memmap import EFI_PAGE_SIZE, EfiMemoryType
 from bootforge.memmap.formats import MapFormat
 from bootforge.memmap.formats.e820 import dmesg_type_string
-from bootforge.memmap.model import span_text, type_name
+from bootforge.formats.e820 import E820Type
+from bootforge.memmap.model import FLAG_MEMRESERVE, span_text, type_name
 from bootforge.text import human_size
 
 
@@ -42,8 +43,25 @@ def e820_table(memory_map):
     return "\n".join(lines) + "\n"
 
 
+def fdt_table(memory_map):
+    """A device tree's map in the same columns, each range named by where the tree holds it
+    (/memory, /reserved-memory, the reservation block), not by an E820 type it never had."""
+    lines = []
+    for r in memory_map.ranges:
+        kind = (FLAG_MEMRESERVE if FLAG_MEMRESERVE in r.flags else
+                "memory" if r.type == E820Type.RAM else "reserved-memory")
+        line = f"[mem {span_text(r.start, r.size, '#018x')}] {kind:<22} {human_size(r.size):>10}"
+        extra = [r.label, *sorted(f for f in r.flags if f != FLAG_MEMRESERVE)]
+        if any(extra):
+            line += "  " + " ".join(filter(None, extra))
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def write_table(memory_map, options):
-    return (efi_shell_table(memory_map) if memory_map.family == "efi" else e820_table(memory_map)).encode()
+    if memory_map.family == "efi":
+        return efi_shell_table(memory_map).encode()
+    return (fdt_table(memory_map) if memory_map.source == "fdt" else e820_table(memory_map)).encode()
 
 
 FORMATS = [
