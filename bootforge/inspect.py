@@ -13,6 +13,14 @@ from bootforge.errors import FormatError
 from bootforge.image.sniff import is_disk_image
 
 
+def _efi_subsystem(d):
+    """A PE whose optional header's Subsystem is an EFI one (10-13)."""
+    if d[:2] != b"MZ" or len(d) < 0x40:
+        return False
+    at = int.from_bytes(d[0x3C:0x40], "little")
+    return d[at:at + 4] == b"PE\0\0" and int.from_bytes(d[at + 0x5C:at + 0x5E], "little") in (10, 11, 12, 13)
+
+
 FORMATS = [
     # Bootable images: hybrid ISOs and partitioned disks (bootforge/image/).
     ("image", is_disk_image, "bootforge.image.inspect:inspect_image_file"),
@@ -32,6 +40,10 @@ FORMATS = [
     # arm64 / RISC-V Images (also behind an EFI stub's MZ) and ARM zImages: bootforge/fdtboot/.
     ("dt-kernel", lambda d: d[0x38:0x3c] in (b"ARM\x64", b"RSC\x05") or d[0x30:0x38] == b"RISCV\0\0\0"
      or d[0x24:0x28] == b"\x18\x28\x6f\x01", "bootforge.fdtboot.inspect:inspect_dt_kernel"),
+    # EFI applications and drivers that are no UKI and carry no Multiboot header (GRUB, systemd-boot,
+    # shim, EFI drivers): signatures and Secure Boot, bootforge/secureboot/report.py.
+    ("efi-pe", lambda d: _efi_subsystem(d) and b"\xd6\x50\x52\xe8" not in d[:32768]
+     and b"\x02\xb0\xad\x1b" not in d[:8192], "bootforge.secureboot.report:inspect_efi_pe"),
     ("pe", lambda d: d[:2] == b"MZ", "bootforge.multiboot.inspect:inspect_pe"),
     ("linux-kernel", lambda d: d[0x202:0x206] == b"HdrS", "bootforge.multiboot.inspect:inspect_kernel"),
     ("multiboot-image", lambda d: b"\x02\xb0\xad\x1b" in d[:8192] or b"\xd6\x50\x52\xe8" in d[:32768],

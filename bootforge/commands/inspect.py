@@ -28,7 +28,14 @@ class InspectCommand(click.Command):
               help="Only answer whether LOADER (a kernel loader verdict such as grub-mb2, listed below) "
                    "loads each kernel: exit 0 yes, 1 no, nothing printed unless --verbose or --json.")
 @click.option("-v", "--verbose", is_flag=True, help="With --check: print each file's verdict line.")
-def inspect_command(files, as_json, format_name, check_loader, verbose):
+@click.option("--db", "db", multiple=True, type=click.Path(dir_okay=False),
+              help="PE images: judge Secure Boot with this certificate in db (repeatable).")
+@click.option("--dbx", "dbx", multiple=True, metavar="HASH|CERT",
+              help="PE images: a SHA-256 image hash (64 hex digits) or certificate in dbx (repeatable).")
+@click.option("--secureboot-vars", "vars_file", type=click.Path(dir_okay=False),
+              help="PE images: judge Secure Boot with the PK/db/dbx of this OVMF VARS file (Debian: "
+                   "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd, OVMF_VARS_4M.ms.fd).")
+def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.
 
     Exit status: 0 all fine, 1 defects found (for a kernel: also when no modelled loader of
@@ -42,6 +49,24 @@ def inspect_command(files, as_json, format_name, check_loader, verbose):
                                      param_hint="--check")
     from bootforge.image.sniff import image_head
     from bootforge.inspect import inspect_data
+
+    if db or dbx or vars_file:
+        from bootforge.secureboot import ACTIVE
+        from bootforge.secureboot.policy import policy_from_files, policy_from_varstore
+        try:
+            policy = policy_from_varstore(read_input(vars_file), vars_file) if vars_file else None
+            extra = policy_from_files(db, dbx, read_input)
+        except BootforgeError as exc:
+            click.echo(f"bootforge: error: {exc}", err=True)
+            sys.exit(2)
+        if policy is None:
+            policy = extra
+        else:
+            policy.db_certs += extra.db_certs
+            policy.dbx_certs += extra.dbx_certs
+            policy.dbx_hashes |= extra.dbx_hashes
+            policy.source += " + --db/--dbx" if db or dbx else ""
+        ACTIVE.set(policy)
 
     status = 0
     documents = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bootforge.errors import FormatError
 from bootforge.report import DocumentReport
+from bootforge.secureboot.report import authenticode_section, render_authenticode
 from bootforge.uki import verdicts
 from bootforge.uki.kernel import is_bzimage, read_bzimage
 from bootforge.pe.image import read_pe, section_overlaps
@@ -73,6 +74,8 @@ class EfiLinuxReport(DocumentReport):
                        f"handover_offset {_hex(k['handover_offset'])}, initrd_addr_max {_hex(k['initrd_addr_max'])}")
         elif d.get("linux_error"):
             out.append(f"  kernel: {d['linux_error']}")
+        if "authenticode" in d:
+            out += render_authenticode(d["authenticode"])
         out.append("  verdicts:")
         for v in d["verdicts"]:
             words = f" [{v['words']}]" if v["words"] and not v["ok"] else ""
@@ -119,6 +122,8 @@ def inspect_efi_linux(path, data):
         doc["sections"] = sections
         for a, b, where in section_overlaps(img):
             problems.append(f"sections {a.name} and {b.name} overlap in {where}")
+        doc["authenticode"], signature_problems, _ = authenticode_section(data, img, path)
+        problems += signature_problems
         vs.append(verdicts.uefi_verdict(img, len(data)))
         if uki:
             vs.append(verdicts.stub_verdict(img, data, bz, bz_error))
