@@ -189,3 +189,54 @@ def test_default_ld_layout_grows_the_header_segment(tmp_path):
     assert after.get_section_by_name(".text").data() == before.get_section_by_name(".text").data()
     v = verdicts.verdicts(data, data)
     assert all(x.ok for x in v.values()), v
+
+
+def test_magic_that_is_no_header_warns_and_builds(tmp_path):
+    """A kernel whose source says `.set MB2_MAGIC, 0xe85250d6` (and MB1's): the values sit in
+    .symtab, in bytes no PT_LOAD loads, with no valid checksum. They are no header a loader
+    finds: the build warns about each and adds the headers, which GRUB's verdict then loads."""
+    require("as", "ld")
+    src = tmp_path / "k.S"
+    src.write_text(".set MB2_MAGIC, 0xe85250d6\n.set MB2_ARCH, 0\n.set MB1_MAGIC, 0x1badb002\n"
+                   ".set MB1_FLAGS, 3\n.globl _start\n.text\n_start: cli\n1: hlt\njmp 1b\n")
+    subprocess.run(["as", "--32", "-o", tmp_path / "k.o", src], check=True)
+    kernel = tmp_path / "k.elf"
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", kernel, tmp_path / "k.o"], check=True)
+    data = kernel.read_bytes()
+    symtab = ELFFile(open(kernel, "rb")).get_section_by_name(".symtab")
+    sym_start, sym_end = symtab["sh_offset"], symtab["sh_offset"] + symtab["sh_size"]
+    mb2_at = data.find((0xE85250D6).to_bytes(4, "little"))
+    mb1_at = data.find((0x1BADB002).to_bytes(4, "little"))
+    assert sym_start <= mb2_at < sym_end and sym_start <= mb1_at < sym_end and mb2_at % 8 == 0
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[kernel]\ninput = "{kernel}"\nprotocol = "both"\n')
+    out = tmp_path / "out.elf"
+    proc = run_bootforge("build", recipe, "-o", out, "--json", check=0)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith(f"bootforge: warning: {recipe}: the magic of a Multiboot1 header at input "
+                               f"offset {mb1_at:#x} is no header a loader finds (checksum ")
+    assert lines[1].startswith(f"bootforge: warning: {recipe}: the magic of a Multiboot2 header at input "
+                               f"offset {mb2_at:#x} is no header a loader finds (checksum ")
+    assert all("in bytes no loader loads" in line for line in lines)
+    assert len(json.loads(proc.stdout)["warnings"]) == 2
+    built = out.read_bytes()
+    assert headers.find_mb1(built)["offset"] < 0x1000 and headers.find_mb2(built)["offset"] < 0x1000
+    assert all(v.ok for v in verdicts.verdicts(built, built).values())
+
+
+def test_loaded_header_in_the_window_is_still_refused(tmp_path):
+    """The same kernel with a real, loaded MB2 header in .text: adding one is refused."""
+    require("as", "ld")
+    src = tmp_path / "h.S"
+    src.write_text(".text\n.globl _start\n.align 8\nhdr: .long 0xe85250d6, 0, 24, -(0xe85250d6 + 24)\n"
+                   ".short 0, 0\n.long 8\n_start: hlt\n")
+    subprocess.run(["as", "--32", "-o", tmp_path / "h.o", src], check=True)
+    kernel = tmp_path / "h.elf"
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", kernel, tmp_path / "h.o"], check=True)
+    at = headers.find_mb2(kernel.read_bytes())["offset"]
+    recipe = tmp_path / "h.toml"
+    recipe.write_text(f'[kernel]\ninput = "{kernel}"\n')
+    proc = run_bootforge("build", recipe, "-o", tmp_path / "x.elf")
+    assert_one_line_error(proc, str(recipe), f"already has a Multiboot2 header at offset {at:#x}")
+    assert not (tmp_path / "x.elf").exists()

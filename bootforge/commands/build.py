@@ -85,6 +85,8 @@ def build_command(recipe, output, as_json):
     except BootforgeError as exc:
         raise exc.located(path=path)
     summary = {"recipe": str(path), "output": str(output), **summary}
+    for warning in summary.get("warnings", []):
+        click.echo(f"bootforge: warning: {path}: {warning}", err=True)
     if as_json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -411,23 +411,45 @@ def _built_protocols(protocol):
     return ("multiboot1", "multiboot2") if protocol == "both" else (protocol,)
 
 
-def _refuse_second_header(data, in_path, protocol):
-    """An input that already carries a header (or the magic) of a protocol being added would
-    end with two: loaders take the first they find, which is not the one the recipe asks for."""
-    found = {"multiboot1": (mbheaders.find_mb1(data), mbheaders.rejected_mb1(data)),
-             "multiboot2": (None, mbheaders.rejected_mb2(data, architecture=None))}
+def _loaded_ranges(data, input_format):
+    """The file ranges a loader copies into memory: each PT_LOAD's [p_offset, p_offset + p_filesz)
+    of an ELF (GRUB multiboot_elfxx.c, QEMU, mboot.c32 read no other bytes), all of a flat binary."""
+    if input_format != "elf":
+        return [(0, len(data))]
+    return [(s.offset, s.offset + s.filesz) for s in read_elf(data).loads if s.filesz]
+
+
+def _second_header_check(data, in_path, protocol, input_format):
+    """A header of a protocol being added that a loader would find (in its search window, in
+    loaded bytes, with a valid checksum) is refused: the kernel would end with two, and
+    loaders take the first they find. Only the magic of one (in the symbol table as a
+    `.set` value, with a bad checksum, out of the window, in bytes no loader loads) is no
+    header: it is returned as a warning and the build goes on."""
+    loaded = _loaded_ranges(data, input_format)
+
+    def in_loaded(offset, size):
+        return any(start <= offset and offset + size <= end for start, end in loaded)
+    found = {"multiboot1": (mbheaders.find_mb1(data), mbheaders.rejected_mb1(data), fmt.MB1_HEADER_FIXED_SIZE),
+             "multiboot2": (None, mbheaders.rejected_mb2(data, architecture=None), fmt.MB2_HEADER_FIXED_SIZE)}
     try:
-        found["multiboot2"] = (mbheaders.find_mb2(data, architecture=None), found["multiboot2"][1])
+        found["multiboot2"] = (mbheaders.find_mb2(data, architecture=None),) + found["multiboot2"][1:]
     except FormatError:
         pass        # a header with a lying tag: still a magic that is there (rejected_mb2 or below)
+    warnings = []
     for p in _built_protocols(protocol):
-        header, rejected = found[p]
-        at = header["offset"] if header else (rejected[0]["offset"] if rejected else None)
-        if at is not None:
-            what = "a" if header else "the magic of a"
-            raise BuildError(f"{in_path} already has {what} {PROTOCOL_NAMES[p]} header at offset {at:#x}: "
+        header, rejected, size = found[p]
+        if header is not None and in_loaded(header["offset"], size):
+            raise BuildError(f"{in_path} already has a {PROTOCOL_NAMES[p]} header at offset {header['offset']:#x}: "
                              f"a second one would not be the one loaders find (build from the kernel "
                              f"without a header)")
+        magics = ([{"offset": header["offset"], "problems": []}] if header is not None else []) + rejected
+        for r in magics:
+            why = list(r["problems"])
+            if not in_loaded(r["offset"], size):
+                why.append("in bytes no loader loads (no PT_LOAD segment's file data)")
+            warnings.append(f"the magic of a {PROTOCOL_NAMES[p]} header at input offset {r['offset']:#x} is no header "
+                            f"a loader finds ({'; '.join(why)}): left as it is")
+    return warnings
 
 
 def _refuse_what_grub_refuses(out, protocol, compress):
@@ -484,7 +506,7 @@ def _build(recipe_path, kernel, out_path):
                           f"{fmt.MB2_SEARCH // 1024} KiB (Multiboot 2); test offsets may go up to "
                           f"{MAX_TEST_HEADER_OFFSET // 1024} KiB")
 
-    _refuse_second_header(data, in_path, protocol)
+    warnings = _second_header_check(data, in_path, protocol, input_format)
 
     if layout == "elf":
         entry_req = mb2_opts.pop("entry_address", None)
@@ -569,4 +591,4 @@ def _build(recipe_path, kernel, out_path):
             "compress": compress, "header_address": header_addr,
             "load_addr": load_addr,
             "multiboot1_offset": positions.get("multiboot1"),
-            "multiboot2_offset": positions.get("multiboot2")}
+            "multiboot2_offset": positions.get("multiboot2"), "warnings": warnings}
