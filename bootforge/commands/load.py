@@ -38,7 +38,7 @@ class LoadCommand(click.Command):
 
 
 @click.command("load", cls=LoadCommand)
-@click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False))
+@click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False), required=False)
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
               "r820-efi, a map file; <mem> as QEMU's -m: a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
@@ -48,14 +48,19 @@ class LoadCommand(click.Command):
 @click.option("--cmdline", help="Without a recipe: the kernel's command line.")
 @click.option("--module", "modules", multiple=True, metavar="FILE[=STRING]",
               help="Without a recipe: a module and its string (repeat for more, in order).")
+@click.option("--device", "devices", multiple=True, metavar="MODEL[=ROMFILE]",
+              help="A PCI device of the qemu-pc-seabios machine with its option ROM (default QEMU's); repeat "
+              "for more. Without a kernel, load predicts SeaBIOS's POST: where each ROM runs, UMB, boot "
+              "entries, PMM, E820.")
+@click.option("--vga", type=click.Choice(["std", "none"]), help="QEMU's -vga for --device (default std).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
 @click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
-def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as_json, svg_out, mbi_out,
-                 map_out, map_format):
+def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, devices, vga, as_json, svg_out,
+                 mbi_out, map_out, map_format):
     """Simulate firmware and a boot loader placing the kernel and modules of RECIPE
     (a [load] or [image] recipe, or a bootable ISO/disk image), or of KERNEL with
     --platform, --loader and optionally --cmdline and --module FILE[=STRING] (no recipe).
@@ -73,6 +78,12 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as
     from bootforge.image.load import image_request
     # RECIPE may also be a bootable image (ISO, disk) or an [image] recipe: bootforge/image/load.py.
     from bootforge.errors import LoaderRefusal
+    # A machine with devices and no kernel: SeaBIOS's POST (bootforge/post/).
+    from bootforge.post.load import post_request
+    machine = post_request(recipe, platform, devices, vga)
+    if machine is not None:
+        _post_report(machine, as_json, svg_out)
+        return
     if modules or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
         # A kernel and the command line instead of a recipe: the [load] table they stand for.
         if is_toml_text(recipe):
@@ -125,3 +136,24 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, as
     else:
         click.echo(result.render_text(), nl=False)
     sys.exit(0 if passed(result.checks) else 1)
+
+
+def _post_report(machine, as_json, svg_out):
+    from bootforge.fileio import write_atomic
+    from bootforge.post.report import post_json, post_svg, post_text
+    from bootforge.post.seabios import run_post
+    result = run_post(machine)
+    if svg_out:
+        write_atomic(svg_out, post_svg(result).encode())
+    if as_json:
+        json.dump(post_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo(post_text(result), nl=False)
+    # SeaBIOS boots on without a device's ROM that did not run (no id match, bad checksum, no
+    # room): its verdict, in its words where it has them, and exit 1.
+    failed = [r for r in result.option_roms if r.slot is not None and r.device != "VGA" and not r.runs
+              and r.file is not None]
+    for r in failed:
+        click.echo(f"bootforge: {r.device} ROM {r.file} does not run: {r.words or r.reason}", err=True)
+    sys.exit(1 if failed else 0)

@@ -51,6 +51,9 @@ LOAD_FIELDS = (
     Field("label", str, None, "the isolinux.cfg LABEL (default: the first)"),
     Field("root", str, None, "the directory a configuration's absolute paths are resolved against"),
     Field("options", dict, None, "[load.options]: the loader's options (below)"),
+    Field("devices", list, None, "[[load.devices]] tables (device, romfile, bootindex): PCI devices of the "
+          "qemu-pc-seabios machine; without a kernel, load predicts SeaBIOS's POST"),
+    Field("vga", str, None, "QEMU's -vga for the devices' machine: std (default) or none", choices=("std", "none")),
 )
 MODULE_FIELDS = (
     Field("path", str, REQUIRED, "the module file, relative to the recipe"),

@@ -171,6 +171,18 @@ class PostMachine:
     def pci_devices(self):
         return PC_BUILTIN_PCI + (1 if self.vga else 0) + len(self.devices)
 
+    def qemu_args(self):
+        """The QEMU options this machine stands for (besides -machine pc -m): -vga and -device."""
+        args = [] if self.vga else ["-vga", "none"]
+        for d in self.devices:
+            opt = d.model.name
+            if d.romfile is not None:
+                opt += f",romfile={d.romfile}"
+            if d.bootindex is not None:
+                opt += f",bootindex={d.bootindex}"
+            args += ["-device", opt]
+        return args
+
 
 @dataclass
 class OptionRom:

@@ -1,0 +1,44 @@
+"""`bootforge load` of a machine with devices and no kernel: the recipe's [load] platform,
+vga and [[load.devices]] (plus --device options), or the command line alone."""
+
+import tomllib
+from pathlib import Path
+
+from bootforge.errors import BootforgeError, RecipeError
+from bootforge.fileio import read_input
+from bootforge.loader.recipe import LOAD_FIELDS, MAX_RECIPE, SOURCES, is_toml_text
+from bootforge.post.machine import device_from_option, devices_from_table, post_machine
+from bootforge.post.seabios import run_post
+from bootforge.schema import validate
+
+
+def post_request(recipe, platform, device_specs, vga):
+    """The PostMachine to model, or None when this is not a machine without a kernel (then
+    `load` goes on as before). *recipe* may be None (devices from the command line only)."""
+    cli_devices = [device_from_option(s) for s in device_specs]
+    if recipe is None:
+        if not cli_devices:
+            raise RecipeError("load needs a RECIPE, an image or a KERNEL (or --device with --platform for a "
+                              "machine without a kernel)")
+        return post_machine(platform, cli_devices, vga or "std")
+    path = Path(recipe)
+    if not is_toml_text(path):
+        return None
+    raw = read_input(path)
+    if len(raw) > MAX_RECIPE:
+        return None
+    table = tomllib.loads(raw.decode("utf-8"))
+    t = table.get("load")
+    if set(table) != {"load"} or not isinstance(t, dict) or any(k in t for k in SOURCES):
+        return None
+    if "devices" not in t and not cli_devices:
+        return None
+    try:
+        validate(t, LOAD_FIELDS, "load")
+        devices = devices_from_table(t.get("devices", []), path.parent) + cli_devices
+        plat = platform or t.get("platform")
+        if plat is None:
+            raise RecipeError("[load] platform is required")
+        return post_machine(plat, devices, vga or t.get("vga") or "std")
+    except BootforgeError as exc:
+        raise exc.located(path=path)
