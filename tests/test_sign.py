@@ -197,3 +197,27 @@ def test_bad_input_one_line_nothing_written(tmp_path):
     assert_one_line_error(_sign(tmp_path / "tail.efi", out), "follow the certificate table")
     assert_one_line_error(_sign(tmp_path / "os-release", out), "no PE image")
     assert not out.exists()
+
+
+def test_uki_recipe_signs_with_its_secureboot_keys(tmp_path):
+    """[uki] secureboot_private_key / secureboot_certificate: the built UKI is the unsigned build
+    signed by `bootforge sign` (same bytes), and sbverify accepts it."""
+    pp = tmp_path / "pp"
+    pp.write_text("snakeoil\n")
+    unsigned_dir, signed_dir = tmp_path / "u", tmp_path / "s"
+    unsigned_dir.mkdir()
+    signed_dir.mkdir()
+    unsigned = bootforge_uki(unsigned_dir)
+    signed = bootforge_uki(signed_dir, secureboot_private_key=SNAKEOIL_KEY,
+                           secureboot_certificate=SNAKEOIL_CERT, secureboot_key_passphrase_file=str(pp))
+    assert _sign(unsigned, tmp_path / "by-command.efi").returncode == 0
+    assert signed.read_bytes() == (tmp_path / "by-command.efi").read_bytes()
+    assert sbverify(SNAKEOIL_CERT, signed).returncode == 0
+
+
+def test_uki_recipe_with_half_a_key_pair(tmp_path):
+    from test_uki_build import write_recipe
+    recipe = write_recipe(tmp_path, kernel="/boot/vmlinuz-6.1.0-57-amd64", output="u.efi",
+                          secureboot_certificate=SNAKEOIL_CERT)
+    assert_one_line_error(run_bootforge("build", recipe), "secureboot_certificate needs secureboot_private_key")
+    assert not (tmp_path / "u.efi").exists()

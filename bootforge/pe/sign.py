@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bootforge.errors import BootforgeError, FormatError
+from bootforge.errors import BootforgeError, FormatError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import pe as fmt
 from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, pe_checksum, security_directory
@@ -180,3 +180,25 @@ def sign_file_bytes(data, key_path, cert_path, passphrase_path=None, path=None):
     """sign_image with the key pair read from files."""
     key, cert = load_signer(key_path, cert_path, passphrase_path)
     return sign_image(data, key, cert, path)
+
+
+# The recipe keys that sign EFI binaries ([uki] and, for every EFI binary put on an image, [image]).
+SIGNING_KEYS = ("secureboot_private_key", "secureboot_certificate", "secureboot_key_passphrase_file")
+
+
+def recipe_signer(table, resolve, where):
+    """A function bytes -> signed bytes for the secureboot_* keys of recipe table *table*
+    (*resolve* turns a key's value into a path), or None when the table names no key pair.
+    RecipeError when only one of the pair is given; SignError when the pair does not match."""
+
+    given = [k for k in SIGNING_KEYS[:2] if table.get(k)]
+    if not given:
+        return None
+    if len(given) == 1:
+        missing = (set(SIGNING_KEYS[:2]) - set(given)).pop()
+        raise RecipeError(f"[{where}] {given[0]} needs {missing} too")
+    phrase = table.get(SIGNING_KEYS[2])
+    key, cert = load_signer(resolve(table[SIGNING_KEYS[0]], SIGNING_KEYS[0]),
+                            resolve(table[SIGNING_KEYS[1]], SIGNING_KEYS[1]),
+                            resolve(phrase, SIGNING_KEYS[2]) if phrase else None)
+    return lambda data, path=None: sign_image(data, key, cert, path)[0]

@@ -49,6 +49,11 @@ UKI_FIELDS = (
     Field("devicetree", str, None, "a DTB (.dtb)", text="path"),
     Field("sbat", str, None, "SBAT lines appended to the stub's: CSV text, or a file"),
     Field("output", str, None, "output path, relative to the recipe", text="path"),
+    Field("secureboot_private_key", str, None, "RSA key to sign the UKI with for Secure Boot (Authenticode, as "
+          "`bootforge sign`)", text="path"),
+    Field("secureboot_certificate", str, None, "the X.509 certificate of secureboot_private_key", text="path"),
+    Field("secureboot_key_passphrase_file", str, None, "file whose first line decrypts secureboot_private_key",
+          text="path"),
 )
 # ukify's order; .linux is always last.
 SECTION_ORDER = (".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".initrd", ".linux")
@@ -277,7 +282,15 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         sbat = merge_sbat(stub_sbat.data(stub) if stub_sbat else b"", text)
     ordered = [(n, contents[n]) for n in SECTION_ORDER if n in contents]
     data, sections = layout_uki(stub, img, ordered, sbat)
+    summary = {"format": "UKI", "size": len(data), "stub": str(stub_path), "kernel": str(kernel_path),
+               "uname": uname, "initrd_size": len(initrd), "sections": sections}
+    if any(k.startswith("secureboot_") for k in t):
+        # Function-level import: cryptography and asn1crypto load only for a signed UKI.
+        from bootforge.pe.sign import recipe_signer
+        sign = recipe_signer(t, lambda value, key: _path(base, value, key), "uki")
+        if sign is not None:
+            data = sign(data, recipe_path)
+            summary.update(size=len(data), signed=True)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_path, data)
-    return {"format": "UKI", "size": len(data), "stub": str(stub_path), "kernel": str(kernel_path),
-            "uname": uname, "initrd_size": len(initrd), "sections": sections}
+    return summary
