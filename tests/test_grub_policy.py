@@ -1,6 +1,8 @@
 """grub-pc-mb1 / grub-pc-mb2 / grub-efi-mb2 byte facts against what the real GRUB 2.06
 handed the dump kernel (tests/data/mb-grub-*.dump, tests/data/README.md has the commands)."""
 
+import json
+
 import pytest
 
 from conftest import BUILD, DATA, require
@@ -29,3 +31,78 @@ def test_mb1_elf_shndx_is_e_shstrndx():
     syms = Multiboot1ElfSections.parse(Multiboot1Info.parse(res.mbi_bytes).syms)
     assert seen["shndx"] == k.shstrndx == 7
     assert (syms.num, syms.size, syms.shndx) == (seen["num"], seen["size"], seen["shndx"])
+
+
+TBOOT = "/boot/tboot.gz"
+
+
+def _far_kernel(tmp_path, paddr):
+    """The higher-half test kernel of test_multiboot_entry with its segment at *paddr*."""
+    import subprocess
+    from test_multiboot_entry import HIGHER_HALF_LD, HIGHER_HALF_S
+    require("as", "ld")
+    (tmp_path / "k.S").write_text(HIGHER_HALF_S)
+    (tmp_path / "k.ld").write_text(HIGHER_HALF_LD.replace("AT(0x100000)", f"AT({paddr:#x})"))
+    subprocess.run(["as", "--64", "-o", tmp_path / "k.o", tmp_path / "k.S"], check=True)
+    subprocess.run(["ld", "-m", "elf_x86_64", "-T", tmp_path / "k.ld", "--build-id=none", "-z",
+                    "max-page-size=0x1000", "-o", tmp_path / "k.elf", tmp_path / "k.o"], check=True)
+    return tmp_path / "k.elf"
+
+
+def _recipe(tmp_path, kernel, loader, platform, name="/boot/kernel"):
+    r = tmp_path / f"{loader}.toml"
+    r.write_text(f'[load]\nkernel = "{kernel}"\nloader_path = "{name}"\ncmdline = "x"\nplatform = "{platform}"\n'
+                 f'loader = "{loader}"\n')
+    return r
+
+
+def test_fixed_target_beyond_ram(tmp_path):
+    """A segment at 512 MiB on a 256 MiB machine: i386-pc says "out of memory." (real GRUB,
+    below); x86_64-efi's copy faults (OVMF: "X64 Exception Type - 0E")."""
+    from conftest import run_bootforge
+    k = _far_kernel(tmp_path, 0x20000000)
+    proc = run_bootforge("load", _recipe(tmp_path, k, "grub-pc-mb2", "qemu-pc-seabios:256M"))
+    assert proc.returncode == 2 and "out of memory" in proc.stderr
+    proc = run_bootforge("load", _recipe(tmp_path, k, "grub-efi-mb2", "qemu-q35-ovmf:256M"))
+    assert proc.returncode == 2 and "X64 Exception Type - 0E" in proc.stderr
+
+
+def test_efi_fixed_target_over_acpi_nvs_loads():
+    """tboot 1.10.5 (Debian) links at 0x800000, where OVMF has ACPI NVS pages: GRUB x86_64-efi
+    stages the bytes and copies them over it (relocator.c checks targets against chunks only);
+    the placement check names the firmware memory it overwrites."""
+    from conftest import run_bootforge
+    require(TBOOT)
+    proc = run_bootforge("load", "--json", TBOOT, "--platform", "qemu-q35-ovmf:512M", "--loader", "grub-efi-mb2")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1, proc.stderr          # the in-usable-memory check fails: NVS overwritten
+    seg = next(p for p in doc["placements"] if p["name"] == "kernel segment 0")
+    assert (seg["start"], doc["entry"]["address"]) == (0x800000, 0x804000)
+    bad = [c for c in doc["checks"] if not c["ok"]]
+    assert [c["subject"] for c in bad] == ["placement-in-usable-memory"]
+
+
+@pytest.mark.qemu
+def test_real_grub_pc_out_of_memory(tmp_path):
+    from conftest import run_bootforge
+    from bootforge.qemu import host
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
+    k = _far_kernel(tmp_path, 0x20000000)
+    proc = run_bootforge("verify", "--json", "-q", _recipe(tmp_path, k, "grub-pc-mb2", "qemu-pc-seabios:256M"))
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["status"] == "refused" and "out of memory." in json.dumps(doc)
+
+
+@pytest.mark.qemu
+def test_real_grub_efi_loads_tboot_over_acpi_nvs(tmp_path):
+    """The real GRUB x86_64-efi enters tboot at 0x804000 with every predicted field matching
+    (MBI at 0x2000, the 18-entry map, tag 17's conversion; 11 s on OVMF)."""
+    from conftest import run_bootforge
+    from bootforge.qemu import host
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI, host.OVMF_CODE,
+            TBOOT)
+    proc = run_bootforge("verify", "--json", "-q", _recipe(tmp_path, TBOOT, "grub-efi-mb2", "qemu-q35-ovmf:512M",
+                                                           name="/boot/tboot.gz"))
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "entry" and doc["registers"]["rip"] == 0x804000, doc
+    assert doc["mismatches"] == [], doc["mismatches"]

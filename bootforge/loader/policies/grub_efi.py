@@ -120,6 +120,21 @@ def place_grub_heap(result, platform):
                           if r.type == EfiMemoryType.CONVENTIONAL)
 
 
+RSDP_V1, RSDP_V2 = 20, 36                     # struct grub_acpi_rsdp_v10 / v20 sizes
+PAGE_FAULT = "X64 Exception Type - 0E"        # OVMF's report of a page fault (CpuExceptionHandlerLib)
+
+
+def _covering(efi, lo, hi):
+    """[lo, hi) as one range when descriptors of any type cover it without a gap."""
+    runs = []
+    for r in sorted(efi.ranges, key=lambda r: r.start):
+        if runs and runs[-1][1] == r.start:
+            runs[-1][1] = r.start + r.size
+        else:
+            runs.append([r.start, r.start + r.size])
+    return [MemoryRange(a, b - a, 0) for a, b in runs if a < hi and lo < b]
+
+
 def efi_entry(k, keep_bs):
     """Where GRUB x86_64-efi jumps: the EFI amd64 entry tag (9) when the kernel keeps boot
     services (tag 7; multiboot_mbi2.c), else as on i386-pc (multiboot.entry, rule grub)."""
@@ -150,6 +165,7 @@ def load(req):
     fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges
                          if r.type == EfiMemoryType.CONVENTIONAL or (r.type in FREED_AT_EXIT and not keep_bs))
     taken = []
+    staged = []
 
     def take(name, at, size, rule, kind):
         pages = align_up(size, PAGE)
@@ -162,8 +178,16 @@ def load(req):
             continue
         lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
         if not fixed_ok.is_free(lo, hi - lo):
-            raise LoaderRefusal(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is neither conventional "
-                              "nor boot-services memory)")
+            # grub_relocator_alloc_chunk_addr checks a fixed target against the other chunks
+            # only (relocator.c): the bytes are staged elsewhere and copied over whatever the
+            # firmware has there after ExitBootServices (observed: tboot at 0x800000 over
+            # OVMF's ACPI NVS). A target outside every descriptor is not mapped: GRUB's copy
+            # page-faults (OVMF prints the exception).
+            if not any(r.start <= lo and hi <= r.start + r.size for r in _covering(efi, lo, hi)):
+                raise LoaderRefusal(f"{PAGE_FAULT} (kernel segment at [{p:#x}, {p + m:#x}) lies outside the "
+                                    "firmware's memory map: GRUB's copy to it faults)", words=PAGE_FAULT)
+            staged.append((i, p, m))
+            continue
         fixed_ok.take(lo, hi - lo)
         free.take_overlap(lo, hi - lo)
         taken.append((lo, hi - lo))
@@ -176,6 +200,10 @@ def load(req):
         take(name, at, size, rule, kind)
         return at
 
+    for i, p, m in staged:
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr over firmware memory (copied there after "
+                  "ExitBootServices)", "kernel")
+        alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages (relocator source)", "loader")
     for s in k.unloaded_sections("grub"):
         alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
     mods = []
@@ -201,6 +229,9 @@ def load(req):
     if not keep_bs:
         tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64, pointer=0))
+    # multiboot_mbi2.c: copies of the RSDP v1 (20 bytes) and v2 (36 bytes) OVMF has.
+    tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_OLD, rsdp=bytes(RSDP_V1)))
+    tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_NEW, rsdp=bytes(RSDP_V2)))
     if keep_bs:
         tags += [mbi.mb2_tag(Mb2Tag.EFI_BS, b""), mbi.mb2_tag_of(Mb2Tag.EFI64_IH, pointer=0)]
     else:

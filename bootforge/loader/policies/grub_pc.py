@@ -90,6 +90,20 @@ class Relocator:
         raise LoaderRefusal(REFUSE)
 
 
+OUT_OF_MEMORY = "out of memory"
+
+
+def _covered(memory_map, lo, hi):
+    """[lo, hi) inside the map's ranges of any type, without a gap."""
+    at = lo
+    for r in sorted(memory_map.ranges, key=lambda r: r.start):
+        if r.start <= at < r.start + r.size:
+            at = r.start + r.size
+            if at >= hi:
+                return True
+    return False
+
+
 def relocatable_tag(k):
     """The MB2 relocatable header tag (type 10) of *k*, or None."""
     if not k.mb2:
@@ -132,7 +146,17 @@ def _prepare(req, protocol):
         segs = []
     for i, (p, m) in enumerate(segs):
         if not rel.is_free(p, m):
-            raise LoaderRefusal(f"{REFUSE} (kernel segment at [{p:#x}, {p + m:#x}) is not free RAM)", words=REFUSE)
+            # grub_relocator_alloc_chunk_addr checks a fixed target against the other chunks
+            # only (relocator.c): bytes for a target in memory GRUB does not own are staged and
+            # copied there at boot; a target the memory map does not cover at all is "out of
+            # memory." (observed: a segment at 512 MiB on a 256 MiB machine).
+            if not _covered(req.platform.memory_map, p, p + m):
+                raise LoaderRefusal(f"{OUT_OF_MEMORY} (kernel segment at [{p:#x}, {p + m:#x}) lies beyond the "
+                                    "memory map)", words=OUT_OF_MEMORY)
+            rel.take_overlap(p, m)
+            res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr over memory GRUB does not own (copied "
+                      "there at boot)", "kernel")
+            continue
         rel.take(p, m)
         res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr", "kernel")
     for s in k.unloaded_sections("grub"):
