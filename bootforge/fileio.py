@@ -140,15 +140,19 @@ class AtomicOutput:
     *mode* and os.replace()s it over *path*; an exception (in the block or while
     finishing) removes the temporary file. `with` gives the file object (w+b); `.tmp` is
     the temporary file's name, for a tool that must work on the output by name before it
-    is in place. *make_parents*: create *path*'s missing directories first."""
+    is in place. *make_parents*: create *path*'s missing directories first. *durable=False*
+    skips the fsync: for large outputs that are rebuilt from their inputs (images), where
+    waiting for the disk costs seconds per GiB; the replace stays atomic for readers (as
+    grub-mkrescue, xorriso and mkfs do, they leave write-back to the kernel)."""
 
-    def __init__(self, path, mode=0o644, make_parents=False):
+    def __init__(self, path, mode=0o644, make_parents=False, durable=True):
         # Function-level import: tempfile (with random, shutil, weakref: ~7 ms) is paid only by
         # writers, never by `inspect`, which imports fileio for read_input.
         import tempfile
 
         self.path = Path(path)
         self.mode = mode
+        self.durable = durable
         directory = self.path.parent if str(self.path.parent) else Path(".")
         try:
             if make_parents:
@@ -166,7 +170,8 @@ class AtomicOutput:
             with self.file:
                 if exc_type is None:
                     self.file.flush()
-                    os.fsync(self.file.fileno())
+                    if self.durable:
+                        os.fsync(self.file.fileno())
             if exc_type is None:
                 os.chmod(self.tmp, self.mode)
                 os.replace(self.tmp, self.path)

@@ -113,7 +113,7 @@ def build_image_recipe(recipe, table, output):
     dt = utc(source_date_epoch())
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
     try:
-        target = AtomicOutput(output, make_parents=True)
+        target = AtomicOutput(output, make_parents=True, durable=False)   # an image is rebuilt, not kept safe
     except BootforgeError as exc:       # the recipe's error, naming the output
         raise RecipeError(f"{output}: {exc.message}") from None
     with target as out:
@@ -122,17 +122,21 @@ def build_image_recipe(recipe, table, output):
         else:
             layout = _build_disk(spec, files, digest, dt, out)
         out.flush()
+        written = layout.pop("sha256", None)       # the writer's hash of the file, when it made one
         if spec.loader == "limine" and "bios" in spec.firmware:
+            written = None                          # bios-install rewrites the image
             layout["limine_bios_install"] = loaders.limine_bios_install(
                 loaders.limine_tool(spec.limine_dir), target.tmp).strip().splitlines()[-1:]
         size = os.fstat(out.fileno()).st_size
         if spec.size is not None and spec.format == "iso" and size > spec.size:
             raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
-    with open(output, "rb") as f:
-        h = hashlib.sha256()
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return {"format": f"{spec.format} image", "size": size, "sha256": h.hexdigest(), "loader": spec.loader,
+    if written is None:
+        with open(output, "rb") as f:
+            h = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        written = h.hexdigest()
+    return {"format": f"{spec.format} image", "size": size, "sha256": written, "loader": spec.loader,
             "firmware": spec.firmware, "configuration_path": config_name, "configuration": config_text,
             "entries": [{"title": e.title, "protocol": e.protocol, "kernel": e.loader_path, "cmdline": e.cmdline,
                          "modules": [{"path": m.loader_path, "cmdline": m.cmdline} for m in e.modules]}
@@ -200,7 +204,6 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     if spec.size is not None and total > spec.size:       # refused before a byte is written
         raise RecipeError(f"the image needs {total} bytes, more than the size {spec.size}")
     out.truncate(total)
-    iso.write(out)
     disk_sectors = total // 512
     signature = int.from_bytes(content_id(digest, "mbr-signature", 4), "little")
     bios = next((b for b in boots if b.platform == et.PLATFORM_X86), None)
@@ -224,6 +227,9 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     else:
         table = [(0x80, mfmt.MBR_TYPE_ISOHYBRID, 0, disk_sectors)]
     os.pwrite(out.fileno(), mbr_bytes(bytes(code), signature, table), 0)
+    # The ISO last, front to back after the system area and GPT: it hashes the whole file as
+    # it writes it (the summary's sha256, without reading the image back).
+    layout["sha256"] = iso.write(out, total)
     layout["mbr_signature"] = f"{signature:08x}"
     layout["el_torito"] = [{"platform": et.PLATFORMS[b.platform], "lba": b.lba, "size": b.content.size}
                            for b in boots]

@@ -1,11 +1,15 @@
 """File contents placed in an image: from a file on disk (copied in chunks) or from bytes.
 
 Everything written into an image goes through FileContent.copy_to, so a 2 GiB module is
-never held in memory: os.copy_file_range when the kernel offers it, else 1 MiB reads.
+never held in memory: os.copy_file_range when the kernel offers it, else 1 MiB reads. A
+writer that writes front to back (the ISO writer) hands an OutputHash to copy_to instead:
+the file's bytes then pass through two 4 MiB buffers once, hashed for the image's sha256
+while the next chunk is read and written, so the image is never read back.
 """
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -63,11 +67,16 @@ class FileContent:
             if self.data is not None:
                 h.update(self.data)
             else:
-                with open(self.path, "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
+                self._stream_hash(h)
             self._digest = h.digest()
         return self._digest
+
+    def _stream_hash(self, h):
+        buf = bytearray(COPY_CHUNK)
+        view = memoryview(buf)
+        with open(self.path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
 
     def head(self, n):
         if self.data is not None:
@@ -75,10 +84,16 @@ class FileContent:
         with open(self.path, "rb") as f:
             return f.read(n)
 
-    def copy_to(self, out, offset):
-        """Write the contents into the open file *out* at *offset*."""
+    def copy_to(self, out, offset, hasher=None):
+        """Write the contents into the open file *out* at *offset*; with an OutputHash, also
+        hash them as the bytes at *offset* of the output."""
         if self.data is not None:
-            os.pwrite(out.fileno(), self.data, offset)
+            _pwrite_all(out.fileno(), self.data, offset)
+            if hasher is not None:
+                hasher.feed(offset, self.data)
+            return
+        if hasher is not None:
+            self._copy_hashed(out.fileno(), offset, hasher)
             return
         with open(self.path, "rb") as f:
             left, src, dst = self.size, 0, offset
@@ -96,3 +111,74 @@ class FileContent:
                     raise RecipeError(f"{self.path} shrank while the image was written")
                 os.pwrite(out.fileno(), chunk, dst)
                 left, src, dst = left - len(chunk), src + len(chunk), dst + len(chunk)
+
+    def _copy_hashed(self, fd, offset, hasher):
+        # Two buffers: one is hashed (by the hasher's thread) while the other is filled and written.
+        buffers = [bytearray(COPY_CHUNK), bytearray(COPY_CHUNK)]
+        left, dst, k = self.size, offset, 0
+        with open(self.path, "rb", buffering=0) as f:
+            while left > 0:
+                view = memoryview(buffers[k])[:min(COPY_CHUNK, left)]
+                hasher.wait()               # this buffer's previous hash is done before it is refilled
+                n = f.readinto(view)
+                if not n:
+                    raise RecipeError(f"{self.path} shrank while the image was written")
+                _pwrite_all(fd, view[:n], dst)
+                hasher.feed(dst, view[:n])
+                left, dst, k = left - n, dst + n, k ^ 1
+
+
+COPY_CHUNK = 1 << 20
+
+
+def _pwrite_all(fd, data, offset):
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class OutputHash:
+    """sha256 of an output file written front to back, without reading it back: each write
+    is handed over (feed) and hashed in a worker thread (hashlib releases the GIL), which
+    overlaps the next read and write; bytes between two writes (holes, what another writer
+    put there) are read back from the file (read_back). feed() waits for the previous
+    hash, so at most one buffer is in flight; a caller reusing buffers calls wait() first."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.pos = 0
+        self.sha = hashlib.sha256()
+        self._thread = None
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def feed(self, offset, data):
+        if offset < self.pos:
+            raise ValueError(f"output hash: write at {offset} before the hashed end {self.pos}")
+        self.read_back(offset)
+        self.wait()
+        view = memoryview(data)
+        if len(view) < 1 << 16:
+            self.sha.update(view)
+        else:
+            self._thread = threading.Thread(target=self.sha.update, args=(view,))
+            self._thread.start()
+        self.pos = offset + len(view)
+
+    def read_back(self, end):
+        """Hash the file's bytes from the hashed end to *end* as they are in the file now."""
+        self.wait()
+        while self.pos < end:
+            chunk = os.pread(self.fd, min(COPY_CHUNK, end - self.pos), self.pos)
+            if not chunk:
+                raise ValueError(f"output hash: file ends at {self.pos}, before {end}")
+            self.sha.update(chunk)
+            self.pos += len(chunk)
+
+    def hexdigest(self, end):
+        self.read_back(end)
+        return self.sha.hexdigest()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from bootforge.errors import FormatError, LimitError, RecipeError
 from bootforge.formats import eltorito as et
 from bootforge.formats import iso9660 as fmt
+from bootforge.image.content import FileContent, OutputHash
 
 BLOCK = fmt.LOGICAL_BLOCK
 
@@ -301,35 +302,57 @@ class IsoWriter:
             struct.pack_into("<Q", data, et.GRUB2_BOOT_INFO_OFFSET, b.lba * 4 + 5)
         return bytes(data)
 
-    def write(self, out):
-        """Write sectors 16 .. end into *out* (pre-sized; the system area is the caller's)."""
+    def write(self, out, file_size=None):
+        """Write sectors 16 .. end into *out* (pre-sized; the system area is the caller's).
+
+        With *file_size*, return the sha256 (hex) of the whole file, *file_size* bytes: what the
+        caller wrote before (system area, a GPT's tail) is read back, the rest is hashed as it
+        is written, front to back (FileContent.copy_to's OutputHash)."""
         fd = out.fileno()
+        hasher = OutputHash(fd) if file_size is not None else None
+
+        def pwrite(data, offset):
+            os.pwrite(fd, data, offset)
+            if hasher is not None:
+                hasher.feed(offset, data)
+
+        def copy(content, offset):
+            if isinstance(content, FileContent):
+                content.copy_to(out, offset, hasher)
+            else:                               # an ESP's FAT writer: its writes are in its own order
+                content.copy_to(out, offset)
+                if hasher is not None:
+                    hasher.read_back(offset + content.size)
+
         lba = fmt.FIRST_DESCRIPTOR_LBA
-        os.pwrite(fd, self._descriptor(fmt.VD_PRIMARY), lba * BLOCK)
+        pwrite(self._descriptor(fmt.VD_PRIMARY), lba * BLOCK)
         lba += 1
         if self.boot:
             brvd = et.BootRecordVolumeDescriptor.build(dict(version=1,
                                                            boot_system_id=et.ELTORITO_SYSTEM_ID.ljust(32, b"\0"),
                                                            boot_id=bytes(32), catalog_lba=self.catalog_lba))
-            os.pwrite(fd, brvd.ljust(BLOCK, b"\0"), lba * BLOCK)
+            pwrite(brvd.ljust(BLOCK, b"\0"), lba * BLOCK)
             lba += 1
         term = fmt.VolumeDescriptorHeader.build(dict(type=fmt.VD_TERMINATOR, standard_id=fmt.STANDARD_ID,
                                                      version=1))
-        os.pwrite(fd, term.ljust(BLOCK, b"\0"), lba * BLOCK)
-        os.pwrite(fd, self._path_table(False), self.l_table * BLOCK)
-        os.pwrite(fd, self._path_table(True), self.m_table * BLOCK)
+        pwrite(term.ljust(BLOCK, b"\0"), lba * BLOCK)
+        pwrite(self._path_table(False), self.l_table * BLOCK)
+        pwrite(self._path_table(True), self.m_table * BLOCK)
         for d in self.dirs:
-            os.pwrite(fd, self._records(d), d.lba * BLOCK)
+            pwrite(self._records(d), d.lba * BLOCK)
         if self.boot:
-            os.pwrite(fd, self._catalog(), self.catalog_lba * BLOCK)
+            pwrite(self._catalog(), self.catalog_lba * BLOCK)
         for b in self.boot:
             if getattr(b.content, "data", None) is not None:
-                os.pwrite(fd, self._patched(b), b.lba * BLOCK)
+                pwrite(self._patched(b), b.lba * BLOCK)
             else:
-                b.content.copy_to(out, b.lba * BLOCK)
+                copy(b.content, b.lba * BLOCK)
         for f in self.files:
             if not isinstance(f.content, BootImage) and f.content.size:
-                f.content.copy_to(out, f.lba * BLOCK)
+                copy(f.content, f.lba * BLOCK)
+        if hasher is not None:
+            return hasher.hexdigest(file_size)
+        return None
 
     def boot_bytes(self, b):
         """The bytes of boot image *b* as written (patched)."""
