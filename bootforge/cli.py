@@ -32,6 +32,7 @@ COMMANDS = {
     "memmap": "bootforge.commands.memmap:memmap_group",
     "load": "bootforge.commands.load:load_command",
     "verify": "bootforge.commands.verify:verify_command",
+    "fdt": "bootforge.commands.fdt:fdt_group",
     "sign": "bootforge.commands.sign:sign_command",
 }
 
@@ -45,6 +46,7 @@ SHORT_HELP = {
     "memmap": "Convert, verify and draw memory maps.",
     "load": "Simulate firmware and a boot loader placing a kernel and modules.",
     "verify": "Boot a kernel under the real loader in QEMU and compare with load's prediction.",
+    "fdt": "Device-tree blobs: apply overlays as fdtoverlay does.",
     "sign": "Sign a PE image (UKI, EFI loader, EFI driver) with Authenticode for Secure Boot.",
 }
 

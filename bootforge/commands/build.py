@@ -7,6 +7,7 @@ import click
 
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input, write_atomic
+from bootforge.commands.fdt import build_dts, dts_options, is_dts_source
 
 # Top-level recipe table -> "module:function". A ROM builder returns (bytes, summary)
 # and this command writes the bytes; the kernel builder writes its own output
@@ -17,8 +18,9 @@ BUILDERS = {
     "uki": "bootforge.uki.build:build_uki_recipe",
     "image": "bootforge.image.build:build_image_recipe",
     "fit": "bootforge.fdtboot.fit_build:build_fit_recipe",
+    "dtb": "bootforge.fdt.dts_compile:build_dtb_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso", "fit": ".itb"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso", "fit": ".itb", "dtb": ".dtb"}
 
 
 class BuildCommand(click.Command):
@@ -55,11 +57,14 @@ class BuildCommand(click.Command):
               "output key, else RECIPE's name with .rom/.elf/.efi/.iso ([rom]/[kernel]/[uki]/[image]) in the current "
               "directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
-def build_command(recipe, output, as_json):
+@dts_options
+def build_command(recipe, output, as_json, **dtc):
     """Build an option ROM, a Multiboot kernel, a UKI or a bootable ISO/disk image from a TOML RECIPE."""
     import importlib
 
     path = Path(recipe)
+    if is_dts_source(recipe):       # DTS source (or `-` holding it): dtc's job, with dtc's options
+        return build_dts(recipe, output, as_json, dtc)
     try:
         table = tomllib.loads(read_input(path).decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
