@@ -304,8 +304,8 @@ def test_inspect_limine_iso_made_as_limines_readme_says(tmp_path):
                      "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus", "-apm-block-size",
                      "2048", "--efi-boot", "boot/limine/limine-uefi-cd.bin", "-efi-boot-part", "--efi-boot-image",
                      "--protective-msdos-label", str(iso_root), "-o", str(iso)])
-    from bootforge.image.loaders import limine_tool
-    subprocess.run([limine_tool(str(LIMINE_DIR)), "bios-install", str(iso)], check=True, capture_output=True)
+    from bootforge.bootloaders import limine
+    subprocess.run([limine.tool(str(LIMINE_DIR)), "bios-install", str(iso)], check=True, capture_output=True)
     doc = json.loads(run_bootforge("inspect", "--json", iso, check=0).stdout)
     assert doc["loader"] == "limine" and doc["config_path"] == "/boot/limine/limine.conf"
     e = doc["entries"][0]
@@ -402,11 +402,11 @@ def test_a_loader_directory_that_is_not_there_names_its_debian_package(tmp_path,
     require(str(STUB))
     from bootforge.errors import ToolError
     from bootforge.image import build as image_build
-    from bootforge.image import loaders
+    from bootforge.bootloaders import grub
     import tomllib
     write_tree(tmp_path)
     (tmp_path / "r.toml").write_text(recipe_text("iso"))
-    monkeypatch.setattr(loaders, "GRUB_PC_DIR", str(tmp_path / "no-i386-pc"))
+    monkeypatch.setattr(grub, "PC_DIR", str(tmp_path / "no-i386-pc"))
     with pytest.raises(ToolError, match="install the Debian package grub-pc-bin"):
         image_build.build_image_recipe(tmp_path / "r.toml", tomllib.loads((tmp_path / "r.toml").read_text()),
                                        tmp_path / "os.iso")

@@ -27,12 +27,13 @@ from bootforge.fileio import AtomicOutput, read_input
 from bootforge.formats import eltorito as et
 from bootforge.formats import gpt as gfmt
 from bootforge.formats import mbr as mfmt
-from bootforge.image import loaders
+from bootforge.bootloaders import BOOTLOADERS, ConfigEntry
+from bootforge.bootloaders import grub, limine, syslinux
 from bootforge.image.content import FileContent, source_date_epoch, utc
 from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
 from bootforge.image.fat import FatWriter
 from bootforge.image.iso import BootImage, IsoWriter
-from bootforge.image.recipe import VERDICT_FOR, read_image_table
+from bootforge.image.recipe import read_image_table, verdict_for
 from bootforge.multiboot import verdicts
 from bootforge.multiboot.inspect import decompress
 
@@ -53,16 +54,26 @@ class FatContent:
 
 
 def check_verdicts(spec):
-    """Refuse a kernel the chosen loader refuses, in the verdict's words."""
+    """Refuse a kernel the chosen loader refuses, in the verdict's words (the verdict its policy
+    declares for the entry's protocol, on each firmware the image boots with), unless the recipe
+    says allow_refusal (test images)."""
     for e in spec.entries:
         data = read_input(e.kernel_source)
         compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
         raw = decompress(data, compressed) if compressed else data
-        name = VERDICT_FOR[(spec.loader, e.protocol)]
-        v = verdicts.verdicts(data, raw, compressed)[name]
-        if not v.ok:
-            raise BuildError(f"entry {e.title!r}: {e.kernel_source}: {spec.loader} ({name}) would refuse it: "
-                             f"{v.words or v.reason}")
+        for name in dict.fromkeys(verdict_for(spec.loader, e.protocol, fw) for fw in spec.firmware):
+            if name is None:
+                continue
+            v = verdicts.verdicts(data, raw, compressed)[name]
+            if not v.ok and not spec.allow_refusal:
+                raise BuildError(f"entry {e.title!r}: {e.kernel_source}: {spec.loader} ({name}) would refuse it: "
+                                 f"{v.words or v.reason}")
+
+
+def config_entries(spec):
+    """The recipe's entries as the bootloader's configuration writer takes them."""
+    return [ConfigEntry(e.title, e.protocol, e.loader_path, e.cmdline,
+                        [(m.loader_path, m.cmdline) for m in e.modules]) for e in spec.entries]
 
 
 def _tree(spec):
@@ -102,10 +113,8 @@ def build_image_recipe(recipe, table, output):
     spec = read_image_table(recipe, table)
     check_verdicts(spec)
     files = _tree(spec)
-    config_name, config = {"grub": ("/boot/grub/grub.cfg", loaders.grub_cfg),
-                           "syslinux": ("/isolinux/isolinux.cfg", loaders.isolinux_cfg),
-                           "limine": ("/boot/limine/limine.conf", loaders.limine_conf)}[spec.loader]
-    config_text = config(spec)
+    loader = BOOTLOADERS[spec.loader]
+    config_name, config_text = loader.config_path, loader.write(config_entries(spec), spec.timeout)
     if config_name in files:
         raise RecipeError(f"{config_name} is the generated {spec.loader} configuration; a file cannot go there")
     files[config_name] = FileContent.from_bytes(config_text.encode())
@@ -125,8 +134,8 @@ def build_image_recipe(recipe, table, output):
         written = layout.pop("sha256", None)       # the writer's hash of the file, when it made one
         if spec.loader == "limine" and "bios" in spec.firmware:
             written = None                          # bios-install rewrites the image
-            layout["limine_bios_install"] = loaders.limine_bios_install(
-                loaders.limine_tool(spec.limine_dir), target.tmp).strip().splitlines()[-1:]
+            layout["limine_bios_install"] = limine.bios_install(
+                limine.tool(spec.limine_dir), target.tmp).strip().splitlines()[-1:]
         size = os.fstat(out.fileno()).st_size
         if spec.size is not None and spec.format == "iso" and size > spec.size:
             raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
@@ -149,7 +158,7 @@ def _grub_early_config(digest, files, layout):
     config searches for it to find the image's own volume) and records the config in *layout*."""
     tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
     files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
-    early = loaders.grub_early_cfg(tag)
+    early = grub.early_cfg(tag)
     layout["grub_early_config"] = early
     return early
 
@@ -161,28 +170,28 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     if spec.loader == "grub":
         early = _grub_early_config(digest, files, layout)
         if "bios" in spec.firmware:
-            core = loaders.grub_mkimage("i386-pc-eltorito", loaders.GRUB_PC_DIR,
-                                        loaders.grub_modules(spec, "i386-pc", "iso9660"), early)
+            core = grub.mkimage("i386-pc-eltorito", grub.PC_DIR,
+                                grub.modules(spec.protocols, "i386-pc", "iso9660"), early)
             boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(core), 4, boot_info_table=True,
                                    grub2_boot_info=True, path="/boot/grub/i386-pc-eltorito.img"))
-            mbr_code = Path(loaders.need(f"{loaders.GRUB_PC_DIR}/boot_hybrid.img")).read_bytes()[:432]
-            layout["grub_modules_bios"] = loaders.grub_modules(spec, "i386-pc", "iso9660")
+            mbr_code = Path(grub.BOOTLOADER.need(f"{grub.PC_DIR}/boot_hybrid.img")).read_bytes()[:432]
+            layout["grub_modules_bios"] = grub.modules(spec.protocols, "i386-pc", "iso9660")
         if "uefi" in spec.firmware:
-            efi = loaders.grub_mkimage("x86_64-efi", loaders.GRUB_EFI_DIR,
-                                       loaders.grub_modules(spec, "x86_64-efi", "iso9660"), early)
+            efi = grub.mkimage("x86_64-efi", grub.EFI_DIR,
+                               grub.modules(spec.protocols, "x86_64-efi", "iso9660"), early)
             esp = FatWriter({"/EFI/BOOT/BOOTX64.EFI": FileContent.from_bytes(efi)}, dt,
                             int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
             esp.layout()
             boots.append(BootImage(et.PLATFORM_EFI, FatContent(esp), path="/boot/grub/efi.img"))
-            layout["grub_modules_uefi"] = loaders.grub_modules(spec, "x86_64-efi", "iso9660")
+            layout["grub_modules_uefi"] = grub.modules(spec.protocols, "x86_64-efi", "iso9660")
     elif spec.loader == "syslinux":
-        for name, path in loaders.syslinux_files().items():
+        for name, path in syslinux.files().items():
             files[f"/isolinux/{name}"] = FileContent.from_file(path)
-        boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(loaders.ISOLINUX_BIN).read_bytes()), 4,
+        boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(syslinux.ISOLINUX_BIN).read_bytes()), 4,
                                boot_info_table=True, path="/isolinux/isolinux.bin"))
-        mbr_code = Path(loaders.ISOHDPFX_BIN).read_bytes()[:432]
+        mbr_code = Path(syslinux.ISOHDPFX_BIN).read_bytes()[:432]
     else:
-        lim = loaders.limine_files(spec.limine_dir)
+        lim = limine.files(spec.limine_dir)
         files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
         files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
         if "bios" in spec.firmware:
@@ -243,16 +252,16 @@ def _build_disk(spec, files, digest, dt, out):
     if spec.loader == "grub":
         early = _grub_early_config(digest, files, layout)
         if "uefi" in spec.firmware:
-            files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_bytes(loaders.grub_mkimage(
-                "x86_64-efi", loaders.GRUB_EFI_DIR, loaders.grub_modules(spec, "x86_64-efi", "fat"), early))
-            layout["grub_modules_uefi"] = loaders.grub_modules(spec, "x86_64-efi", "fat")
+            files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_bytes(grub.mkimage(
+                "x86_64-efi", grub.EFI_DIR, grub.modules(spec.protocols, "x86_64-efi", "fat"), early))
+            layout["grub_modules_uefi"] = grub.modules(spec.protocols, "x86_64-efi", "fat")
         if "bios" in spec.firmware:
-            core = bytearray(loaders.grub_mkimage("i386-pc", loaders.GRUB_PC_DIR,
-                                                  loaders.grub_modules(spec, "i386-pc", "fat"), early))
-            mbr_code = Path(loaders.need(f"{loaders.GRUB_PC_DIR}/boot.img")).read_bytes()[:440]
-            layout["grub_modules_bios"] = loaders.grub_modules(spec, "i386-pc", "fat")
+            core = bytearray(grub.mkimage("i386-pc", grub.PC_DIR,
+                                                  grub.modules(spec.protocols, "i386-pc", "fat"), early))
+            mbr_code = Path(grub.BOOTLOADER.need(f"{grub.PC_DIR}/boot.img")).read_bytes()[:440]
+            layout["grub_modules_bios"] = grub.modules(spec.protocols, "i386-pc", "fat")
     elif spec.loader == "limine":
-        lim = loaders.limine_files(spec.limine_dir)
+        lim = limine.files(spec.limine_dir)
         files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
         files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
     else:

@@ -7,7 +7,7 @@ from bootforge.formats import iso9660 as ifmt
 from bootforge.formats.eltorito import BOOT_IMAGE_MARKERS
 from bootforge.formats import mbr as mfmt
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image
-from bootforge.image.recipe import VERDICT_FOR
+from bootforge.image.recipe import verdict_for
 from bootforge.multiboot.inspect import decompress, kernel_document
 from bootforge.report import DocumentReport
 
@@ -44,7 +44,7 @@ def _kernel_facts(view, e):
     for proto in ("multiboot1", "multiboot2"):
         hdr = kernel.get(proto)
         doc[f"{proto}_header_offset"] = hdr["offset"] if hdr else None
-    name = VERDICT_FOR.get((view.loader, e.protocol))
+    name = verdict_for(view.loader, e.protocol)
     if name is not None:
         doc["verdict"] = kernel["loaders"][name]
     return doc

@@ -14,21 +14,13 @@ from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import eltorito as et
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
-from bootforge.image.recipe import DEFAULT_PLATFORM, POLICY_FOR, read_image_table
+from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_table
 from bootforge.image.sniff import is_disk_image
 from bootforge.loader.image import read_kernel
 from bootforge.loader.platforms import resolve
 from bootforge.loader.result import LoadRequest, ModuleSpec
 
 FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
-
-
-def _policy(loader, firmware, protocol, where):
-    name = POLICY_FOR.get((loader, firmware, protocol))
-    if name is None:
-        raise RecipeError(f"{where}: bootforge has no {loader} policy for {protocol} under {firmware.upper()} "
-                          f"(known: {', '.join(f'{l}/{f}/{p}' for l, f, p in POLICY_FOR)})")
-    return name
 
 
 def image_firmwares(view):
@@ -93,7 +85,7 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
         if e is None:
             raise RecipeError(f"no entry {entry!r} (entries: {', '.join(repr(x.title) for x in spec.entries)})")
     fw = _firmware(firmware, spec.firmware, "the image", platform)
-    name = loader or e.loader or _policy(spec.loader, fw, e.protocol, "the image")
+    name = loader or e.loader or policy_for(spec.loader, fw, e.protocol, "the image")
     plat = resolve(platform or e.platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
     kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
     mods = [ModuleSpec(m.source, m.loader_path, m.cmdline, m.content.size) for m in e.modules]
@@ -109,7 +101,7 @@ def _from_image(path, platform, loader, entry, firmware):
         if e.protocol is None:
             raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
         fw = _firmware(firmware, image_firmwares(view), str(path), platform)
-        name = loader or _policy(view.loader, fw, e.protocol, str(path))
+        name = loader or policy_for(view.loader, fw, e.protocol, str(path))
         plat = resolve(platform or DEFAULT_PLATFORM[fw])
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
         kernel = read_kernel(f"{path}:{e.kernel}", data)

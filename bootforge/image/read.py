@@ -6,11 +6,11 @@ what its metadata costs.
 """
 
 import os
-import shlex
 import struct
 import zlib
 from dataclasses import dataclass, field
 
+from bootforge.bootloaders import BOOTLOADERS, ConfigEntry
 from bootforge.errors import FormatError, LimitError, RecipeError
 from bootforge.formats import eltorito as et
 from bootforge.formats import gpt as gfmt
@@ -18,17 +18,9 @@ from bootforge.formats import mbr as mfmt
 from bootforge.formats import iso9660 as ifmt
 from bootforge.image.fat import FatVolume
 from bootforge.image.iso import IsoVolume
-from bootforge.loader.limine_conf import multiboot_entries
-from bootforge.loader.mboot_c32 import mboot_groups
 
 MAX_CONFIG = 1 << 20
 MAX_KERNEL = 256 << 20
-SYSLINUX_CONFIGS = ("/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.cfg", "/isolinux.cfg",
-                    "/syslinux/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/syslinux.cfg")
-GRUB_CONFIGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg")
-LIMINE_CONFIGS = ("/limine.conf", "/limine/limine.conf", "/boot/limine.conf", "/boot/limine/limine.conf",
-                  "/EFI/BOOT/limine.conf")
-
 
 class ImageFile:
     """An image on disk read by offset."""
@@ -53,15 +45,7 @@ class ImageFile:
         return lambda off, n: self.read(base + off, max(0, min(n, size - off)))
 
 
-@dataclass
-class Entry:
-    title: str
-    protocol: str | None            # multiboot1 | multiboot2 | None (not a Multiboot entry)
-    kernel: str | None              # path in the file system
-    cmdline: str
-    modules: list = field(default_factory=list)     # [(path, cmdline)]
-    note: str = ""
-    label: str | None = None        # Syslinux: the LABEL typed at boot: (title is its MENU LABEL)
+Entry = ConfigEntry          # an entry of the image's loader configuration
 
 
 @dataclass
@@ -232,101 +216,17 @@ def _first(fs, paths):
 
 
 def _find_loader(view):
+    """The first bootloader configuration on the ISO 9660 volume, else on the ESP: each
+    bootloader's config_paths in order (bootforge.bootloaders), read by its own parser."""
     for fs in [x for x in (view.iso, view.esp) if x is not None]:
-        for loader, paths in (("limine", LIMINE_CONFIGS), ("grub", GRUB_CONFIGS), ("syslinux", SYSLINUX_CONFIGS)):
-            path, f = _first(fs, paths)
+        for loader in BOOTLOADERS.values():
+            path, f = _first(fs, loader.config_paths)
             if f is None:
                 continue
             text = fs.read_file(f, MAX_CONFIG).decode("utf-8", "replace")
-            view.loader, view.config_path, view.config_fs, view.config_text = loader, path, fs, text
-            view.entries = {"grub": grub_entries, "syslinux": syslinux_entries, "limine": limine_entries}[loader](text)
+            view.loader, view.config_path, view.config_fs, view.config_text = loader.name, path, fs, text
+            view.entries = loader.parse(text)
             return
-    # No configuration: name the BIOS boot image when its code says who it is.
-    return
-
-
-# ------------------------------------------------------------------ configuration readers
-
-def grub_entries(text):
-    """Menu entries of a grub.cfg with their multiboot/multiboot2 and module lines."""
-    out, cur = [], None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            words = line.split()
-        if not words:
-            continue
-        if words[0] == "menuentry":
-            title = words[1] if len(words) > 1 else ""
-            cur = Entry(title, None, None, "")
-            out.append(cur)
-        elif words[0] == "}":
-            cur = None
-        elif cur is not None:
-            if words[0] in ("multiboot", "multiboot2") and len(words) > 1:
-                args = [w for w in words[1:] if not w.startswith("--")]
-                cur.protocol = "multiboot1" if words[0] == "multiboot" else "multiboot2"
-                cur.kernel, cur.cmdline = args[0], " ".join(args[1:])
-            elif words[0] in ("module", "module2") and len(words) > 1:
-                args = [w for w in words[1:] if not w.startswith("--")]
-                if args:
-                    cur.modules.append((args[0], " ".join(args[1:])))
-            elif words[0] in ("linux", "linuxefi", "chainloader", "linux16") and cur.kernel is None:
-                cur.kernel, cur.note = (words[1] if len(words) > 1 else None), f"{words[0]}: not a Multiboot entry"
-    return out
-
-
-def syslinux_entries(text):
-    """LABELs of an isolinux/syslinux configuration; mboot.c32 ones are Multiboot 1."""
-    labels = []                                 # [[label, menu label, program, append]]
-    for raw in text.splitlines():
-        words = raw.strip().split(None, 1)
-        if not words or words[0].startswith("#"):
-            continue
-        key, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
-        if key == "LABEL":
-            labels.append([rest.strip(), "", "", ""])
-        elif not labels:
-            continue
-        elif key == "MENU" and rest.upper().startswith("LABEL"):
-            labels[-1][1] = rest[5:].strip()
-        elif key in ("KERNEL", "COM32", "LINUX"):
-            labels[-1][2] = rest.strip()
-        elif key == "APPEND":
-            labels[-1][3] = rest
-    out = []
-    for label, menu, prog, append in labels:
-        e = Entry(menu or label, None, None, "", label=label)
-        if prog.rsplit("/", 1)[-1].lower() == "mboot.c32":
-            groups = mboot_groups(append)
-            if groups:
-                e.protocol, e.kernel, e.cmdline = "multiboot1", groups[0][0], " ".join(groups[0][1:])
-                e.modules = [(x[0], " ".join(x[1:])) for x in groups[1:]]
-        else:
-            e.kernel, e.cmdline = prog or None, append
-            e.note = f"runs {prog or 'nothing'}, not mboot.c32: not a Multiboot entry"
-        out.append(e)
-    return out
-
-
-def limine_entries(text):
-    """Entries of a limine.conf, read as Limine 11.4.1's multiboot loaders read them
-    (bootforge.loader.limine_conf: aliases, macros, module_path + module_string pairs;
-    module_cmdline is not a Multiboot key)."""
-    return [Entry(title, proto, _limine_path(path) if path else None, cmdline,
-                  [(_limine_path(m), string) for m, string in mods], note)
-            for title, proto, path, cmdline, mods, note in multiboot_entries(text)]
-
-
-def _limine_path(value):
-    """boot():/x, boot(1):/x -> /x (the path on the boot volume)."""
-    if "):" in value:
-        return value.split("):", 1)[1]
-    return value
 
 
 def pick_entry(view, entry):

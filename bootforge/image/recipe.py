@@ -30,14 +30,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootforge.bootloaders import FIRMWARES, IMAGE_LOADERS, PROTOCOLS, bootloader
 from bootforge.errors import RecipeError
 from bootforge.image.content import FileContent
+from bootforge.loader.policies import POLICIES
 from bootforge.schema import REQUIRED, Field, validate
 
 FORMATS = ("iso", "disk")
-IMAGE_LOADERS = ("grub", "limine", "syslinux")
-FIRMWARES = ("bios", "uefi")
-PROTOCOLS = ("multiboot1", "multiboot2")
 MAX_ENTRIES = 256
 MAX_FILES = 10000
 PATH = {"text": "path"}
@@ -62,6 +61,7 @@ IMAGE_FIELDS = (
           "qemu-q35-ovmf:256M for uefi)"),
     Field("entries", list, None, "[[image.entries]]: the boot menu's entries, in order"),
     Field("files", list, [], "[[image.files]]: further files copied into the image"),
+    Field("allow_refusal", bool, False, "tests only: build even when the loader's verdict refuses a kernel"),
 )
 ENTRY_FIELDS = (
     Field("title", str, None, "the menu entry's title (default \"entry N\")"),
@@ -83,22 +83,23 @@ FILE_FIELDS = (
     Field("path", str, REQUIRED, "its path in the image"),
 )
 
-# (image loader, firmware, protocol) -> the bootforge load policy that predicts it.
-POLICY_FOR = {
-    ("grub", "bios", "multiboot1"): "grub-pc-mb1",
-    ("grub", "bios", "multiboot2"): "grub-pc-mb2",
-    ("grub", "uefi", "multiboot2"): "grub-efi-mb2",
-    ("syslinux", "bios", "multiboot1"): "syslinux-mb1",
-    ("limine", "bios", "multiboot1"): "limine-mb1",
-    ("limine", "bios", "multiboot2"): "limine-mb2",
-    ("limine", "uefi", "multiboot1"): "limine-mb1",
-    ("limine", "uefi", "multiboot2"): "limine-mb2",
-}
 DEFAULT_PLATFORM = {"bios": "qemu-pc-seabios:256M", "uefi": "qemu-q35-ovmf:256M"}
-# The verdict (bootforge.multiboot.verdicts) of each loader and protocol.
-VERDICT_FOR = {("grub", "multiboot1"): "grub-mb1", ("grub", "multiboot2"): "grub-mb2",
-               ("limine", "multiboot1"): "limine-mb1", ("limine", "multiboot2"): "limine-mb2",
-               ("syslinux", "multiboot1"): "syslinux-mb1"}
+
+
+def policy_for(loader, firmware, protocol, where="the image"):
+    """The loader policy predicting bootloader *loader* booting *protocol* under *firmware*
+    (the bootloader's declaration)."""
+    return bootloader(loader).policy_for(firmware, protocol, where)
+
+
+def verdict_for(loader, protocol, firmware=None):
+    """The kernel loader verdict (bootforge.multiboot.verdicts) of bootloader *loader* for
+    *protocol*: the one its policy declares (under *firmware*, else the first firmware that
+    boots the protocol); None when the loader has no policy for it."""
+    for (fw, proto), name in bootloader(loader).policies.items():
+        if proto == protocol and firmware in (None, fw):
+            return POLICIES.get(name).verdict
+    return None
 
 
 @dataclass
@@ -136,6 +137,11 @@ class ImageSpec:
     volume_id: str | None
     limine_dir: str | None
     platform: str | None
+    allow_refusal: bool = False     # tests only: build even when the loader's verdict refuses a kernel
+
+    @property
+    def protocols(self):
+        return {e.protocol for e in self.entries}
 
 
 def image_path(text, where):
@@ -233,7 +239,7 @@ def read_image_table(recipe, table):
             raise RecipeError(f"[{where}] two files map to one path in the image: {files_path}")
         files[files_path] = (FileContent.from_file(source, "file"), source)
     return ImageSpec(recipe, fmt_, loader, firmware, t.get("output"), entries, files, t.get("size"),
-                     t["timeout"], volume_id, limine_dir, t.get("platform"))
+                     t["timeout"], volume_id, limine_dir, t.get("platform"), t["allow_refusal"])
 
 
 def _check_cmdline(text, where):

@@ -24,11 +24,11 @@ import shlex
 import tomllib
 from pathlib import Path
 
+from bootforge.bootloaders import grub, syslinux
+from bootforge.bootloaders.limine import parse_limine_conf
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.loader.image import KernelImage, read_kernel
-from bootforge.loader.limine_conf import parse_limine_conf
-from bootforge.loader.mboot_c32 import mboot_groups
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import POLICIES
 from bootforge.loader.result import LoadRequest, ModuleSpec
@@ -202,78 +202,44 @@ def _resolve(root, name, cfg):
     return (root if root is not None else cfg.parent) / p
 
 
-def _split_first(words):
-    return words[0], " ".join(words[1:])
+def _pick(cfg, entries, entry, what):
+    """The entry titled *entry* (default: the first) of a configuration's entries."""
+    if not entries:
+        raise RecipeError(f"{cfg}: no {what}")
+    if entry is None:
+        return entries[0]
+    found = next((e for e in entries if entry in (e.title, e.label)), None)
+    if found is None:
+        raise RecipeError(f"{cfg}: no {what} {entry!r} (found: {', '.join(repr(e.label or e.title) for e in entries)})")
+    return found
 
 
 def parse_grub_cfg(cfg, entry, root=None):
-    """(kernel file, name, cmdline, [(file, name, args)]) from a grub.cfg menuentry."""
+    """(kernel file, name, cmdline, [(file, name, args)]) from a grub.cfg menuentry, read by
+    GRUB's one parser (bootforge.bootloaders.grub)."""
     text = read_input(cfg).decode("utf-8", "replace")
     if root is None:
         # grub.cfg sits in /boot/grub: the file system root is two levels up.
         root = cfg.parent.parent.parent if cfg.parent.name == "grub" and cfg.parent.parent.name == "boot" \
             else cfg.parent
-    entries, current, name = {}, None, None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("menuentry"):
-            words = shlex.split(line.rstrip("{").strip())
-            name = words[1] if len(words) > 1 else ""
-            current = entries.setdefault(name, [])
-        elif line.startswith("}"):
-            current = None
-        elif current is not None and line:
-            current.append(shlex.split(line))
-    if entry is None:
-        if not entries:
-            raise RecipeError(f"{cfg}: no menuentry")
-        entry = next(iter(entries))
-    if entry not in entries:
-        raise RecipeError(f"{cfg}: no menuentry {entry!r} (found: {', '.join(map(repr, entries))})")
-    kernel, modules = None, []
-    for words in entries[entry]:
-        if words[0] in ("multiboot", "multiboot2") and len(words) > 1:
-            kernel = words[1:]
-        elif words[0] in ("module", "module2") and len(words) > 1:
-            args = words[1:]
-            if args[0] == "--nounzip":
-                args = args[1:]
-            modules.append((_resolve(root, args[0], cfg), args[0], " ".join(args[1:])))
-    if kernel is None:
-        raise RecipeError(f"{cfg}: menuentry {entry!r} has no multiboot or multiboot2 line")
-    name, cmdline = _split_first(kernel)
-    return _resolve(root, name, cfg), name, cmdline, modules
+    e = _pick(cfg, grub.parse(text), entry, "menuentry")
+    if e.protocol is None:
+        raise RecipeError(f"{cfg}: menuentry {e.title!r} has no multiboot or multiboot2 line")
+    modules = [(_resolve(root, name, cfg), name, args) for name, args in e.modules]
+    return _resolve(root, e.kernel, cfg), e.kernel, e.cmdline, modules
 
 
 def parse_isolinux_cfg(cfg, label, root=None):
-    """The same from an isolinux.cfg LABEL running mboot.c32 (APPEND kernel args --- mod args ...)."""
+    """The same from an isolinux.cfg LABEL running mboot.c32 (APPEND kernel args --- mod args ...),
+    read by Syslinux's one parser (bootforge.bootloaders.syslinux)."""
     text = read_input(cfg).decode("utf-8", "replace")
     if root is None:
         root = cfg.parent.parent if cfg.parent.name in ("isolinux", "syslinux") else cfg.parent
-    labels, current = {}, None
-    for raw in text.splitlines():
-        words = raw.strip().split(None, 1)
-        if not words:
-            continue
-        key = words[0].upper()
-        if key == "LABEL":
-            current = labels.setdefault(words[1].strip() if len(words) > 1 else "", {})
-        elif current is not None and key in ("KERNEL", "APPEND", "COM32"):
-            current[key] = words[1] if len(words) > 1 else ""
-    if label is None:
-        label = next(iter(labels), None)
-    if label not in labels:
-        raise RecipeError(f"{cfg}: no LABEL {label!r} (found: {', '.join(map(repr, labels))})")
-    entry = labels[label]
-    prog = (entry.get("KERNEL") or entry.get("COM32") or "").strip()
-    if not prog.endswith("mboot.c32"):
-        raise RecipeError(f"{cfg}: LABEL {label!r} does not run mboot.c32 (KERNEL {prog!r})")
-    groups = mboot_groups(entry.get("APPEND", ""))
-    if not groups:
-        raise RecipeError(f"{cfg}: LABEL {label!r} has no kernel in APPEND")
-    name, cmdline = _split_first(groups[0])
-    mods = [(_resolve(root, g[0], cfg), g[0], " ".join(g[1:])) for g in groups[1:]]
-    return _resolve(root, name, cfg), name, cmdline, mods
+    e = _pick(cfg, syslinux.parse(text), label, "LABEL")
+    if e.protocol is None:
+        raise RecipeError(f"{cfg}: LABEL {e.label!r} does not run mboot.c32 ({e.note})")
+    mods = [(_resolve(root, name, cfg), name, args) for name, args in e.modules]
+    return _resolve(root, e.kernel, cfg), e.kernel, e.cmdline, mods
 
 
 def parse_qemu_args(text, root):

@@ -7,33 +7,33 @@ One table, so a missing piece is reported with the package that provides it
 import shutil
 from pathlib import Path
 
+from bootforge.bootloaders import PACKAGES as BOOTLOADER_PACKAGES
+from bootforge.bootloaders import grub, ipxe, syslinux
 from bootforge.errors import ToolError
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 SEABIOS = "/usr/share/seabios/bios-256k.bin"        # QEMU's default -bios on the pc machine
-IPXE_PXE_E1000 = "/usr/lib/ipxe/qemu/pxe-e1000.rom"
-ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
-SYSLINUX_BIOS_MODULES = "/usr/lib/syslinux/modules/bios"
-GRUB_I386_PC = "/usr/lib/grub/i386-pc"
-GRUB_X86_64_EFI = "/usr/lib/grub/x86_64-efi"
+# The bootloaders' files, declared by each bootloader (bootforge.bootloaders), named here for the tests.
+IPXE_PXE_E1000 = ipxe.PXE_E1000
+ISOLINUX_BIN = syslinux.ISOLINUX_BIN
+SYSLINUX_BIOS_MODULES = syslinux.BIOS_DIR
+GRUB_I386_PC = grub.PC_DIR
+GRUB_X86_64_EFI = grub.EFI_DIR
 
-# program or file -> the Debian 12 package that installs it.
+# program or file -> the Debian 12 package that installs it: QEMU's, the firmware's and the
+# tools' here, every bootloader's from its declaration.
 PACKAGES = {
     QEMU: "qemu-system-x86",
+    "qemu-system-i386": "qemu-system-x86",
     OVMF_CODE: "ovmf",
     OVMF_VARS: "ovmf",
     SEABIOS: "seabios",
-    IPXE_PXE_E1000: "ipxe-qemu",
-    ISOLINUX_BIN: "isolinux",
-    SYSLINUX_BIOS_MODULES: "syslinux-common",
-    GRUB_I386_PC: "grub-pc-bin",
-    GRUB_X86_64_EFI: "grub-efi-amd64-bin",
-    "grub-mkrescue": "grub-common",
     "xorriso": "xorriso",
     "mformat": "mtools",
     "ld": "binutils",
+    **BOOTLOADER_PACKAGES,
 }
 
 

@@ -16,15 +16,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bootforge.bootloaders import ConfigEntry, grub, ipxe, limine, syslinux
 from bootforge.errors import RecipeError, ToolError
-from bootforge.image.loaders import limine_bios_install, limine_tool
 from bootforge.image.sniff import is_disk_image
 from bootforge.qemu import host
 from bootforge.qemu.runner import Medium
 
 TFTP_HOST = "tftp://10.0.2.2/"      # QEMU user network's host address, as iPXE names its files
-GRUB_SERIAL = ["set timeout=0", "serial --unit=0 --speed=115200", "terminal_input serial",
-               "terminal_output serial"]
 
 
 @dataclass
@@ -62,20 +60,22 @@ def _place(root, name, source):
     return dest
 
 
+def _entry(protocol, kernel, modules, title="k"):
+    """The one menu entry a medium boots, as the bootloaders' configuration writers take it."""
+    return ConfigEntry(title, protocol, kernel.name, kernel.args, [(m.name, m.args) for m in modules])
+
+
 def grub_cfg(protocol, kernel, modules, before=(), after=(), preamble=()):
-    """grub.cfg with one entry booting *kernel* and *modules* (serial console, no menu wait)."""
-    cmd, mod = ("multiboot", "module") if protocol == "multiboot1" else ("multiboot2", "module2")
-    lines = [*GRUB_SERIAL, *preamble, 'menuentry "k" {', *(f"  {b}" for b in before),
-             f"  {cmd} {kernel.name} {kernel.args}".rstrip()]
-    lines += [f"  {mod} {m.name} {m.args}".rstrip() for m in modules]
-    lines += [*(f"  {a}" for a in after), "  boot", "}", ""]
-    return "\n".join(lines)
+    """grub.cfg with one entry booting *kernel* and *modules* (serial console, no menu wait):
+    GRUB's one writer (bootforge.bootloaders.grub.write), as the image builder writes it."""
+    return grub.write([_entry(protocol, kernel, modules)], 0, header=None, preamble=preamble, before=before,
+                      after=after)
 
 
 def grub_iso(workdir, protocol, kernel, modules, *, efi=False, before=(), after=(), reuse=False):
     """A grub-mkrescue ISO (boots on SeaBIOS through GRUB i386-pc and on OVMF through
     GRUB x86_64-efi) with the files at their names and one menu entry."""
-    host.require("grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI if efi else host.GRUB_I386_PC)
+    host.require("grub-mkrescue", "xorriso", "mformat", grub.EFI_DIR if efi else grub.PC_DIR)
     root = Path(workdir) / "iso"
     out = Path(workdir) / "grub.iso"
     files = {kernel.name: _place(root, kernel.name, kernel.source)}
@@ -104,20 +104,19 @@ def grub_script_iso(workdir, cfg_text, files=(), name="grub.iso", reuse=False):
 
 def isolinux_tree(root, kernel_source, kernel_name="/kernel.elf"):
     """An ISO tree with isolinux, mboot.c32 and the modules it needs, and the kernel."""
-    host.require(host.ISOLINUX_BIN, host.SYSLINUX_BIOS_MODULES)
+    host.require(syslinux.ISOLINUX_BIN, syslinux.BIOS_DIR)
     root = Path(root)
     (root / "isolinux").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(host.ISOLINUX_BIN, root / "isolinux" / "isolinux.bin")
-    for m in ("ldlinux", "libcom32", "mboot"):
-        shutil.copyfile(f"{host.SYSLINUX_BIOS_MODULES}/{m}.c32", root / "isolinux" / f"{m}.c32")
+    shutil.copyfile(syslinux.ISOLINUX_BIN, root / "isolinux" / "isolinux.bin")
+    for m in syslinux.MODULES:
+        shutil.copyfile(f"{syslinux.BIOS_DIR}/{m}", root / "isolinux" / m)
     _place(root, kernel_name, kernel_source)
     return root
 
 
 def isolinux_cfg(kernel, modules):
-    mods = "".join(f" --- {m.name} {m.args}".rstrip() for m in modules)
-    return ("SERIAL 0 115200\nDEFAULT k\nPROMPT 0\nTIMEOUT 0\nLABEL k\n  KERNEL mboot.c32\n"
-            f"  APPEND {kernel.name} {kernel.args}".rstrip() + f"{mods}\n")
+    """isolinux.cfg running mboot.c32 on *kernel*: Syslinux's one writer (bootforge.bootloaders.syslinux)."""
+    return syslinux.write([_entry("multiboot1", kernel, modules)], 0, header=None)
 
 
 def isolinux_iso(workdir, kernel, modules, *, reuse=False):
@@ -147,7 +146,7 @@ def _tftp_name(name):
 def ipxe_tftp(workdir, kernel, modules, **_):
     """A TFTP root served by QEMU's user network (restrict=on: nothing leaves QEMU) with the
     kernel, the modules and an iPXE script booting them; iPXE from Debian's pxe-e1000.rom."""
-    host.require(host.IPXE_PXE_E1000)
+    host.require(ipxe.PXE_E1000)
     root = Path(workdir) / "tftp"
     root.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -155,12 +154,10 @@ def ipxe_tftp(workdir, kernel, modules, **_):
         rel = _tftp_name(f.name)
         _place(root, "/" + rel, f.source)
         files[f.name] = root / rel
-    lines = ["#!ipxe", f"kernel {_tftp_name(kernel.name)} {kernel.args}".rstrip()]
-    lines += [f"module {_tftp_name(m.name)} {m.args}".rstrip() for m in modules]
-    lines += ["boot", ""]
-    (root / "boot.ipxe").write_text("\n".join(lines))
+    (root / "boot.ipxe").write_text(ipxe.write_script((_tftp_name(kernel.name), kernel.args),
+                                                      [(_tftp_name(m.name), m.args) for m in modules]))
     return Medium(["-boot", "n", "-netdev", f"user,id=n0,restrict=on,tftp={root},bootfile=boot.ipxe",
-                   "-device", f"e1000,netdev=n0,romfile={host.IPXE_PXE_E1000}"],
+                   "-device", f"e1000,netdev=n0,romfile={ipxe.PXE_E1000}"],
                   "iPXE (pxe-e1000.rom) over QEMU's TFTP", network=True, files=files)
 
 
@@ -209,32 +206,18 @@ def limine_release_dir():
     """The Limine binary release (BOOTX64.EFI, limine-bios*.bin/.sys, limine.c) named by
     $BOOTFORGE_LIMINE_DIR: Debian packages no Limine, so the user says where a release is
     (the test suite points it at ../shared/oracles/limine-11.4.1, tests/conftest.py)."""
-    env = os.environ.get("BOOTFORGE_LIMINE_DIR")
-    if not env:
-        raise ToolError("Limine is not packaged by Debian: set BOOTFORGE_LIMINE_DIR to a Limine 11.4.1 "
-                        "binary release (BOOTX64.EFI, limine-bios-cd.bin, limine-uefi-cd.bin, limine.c)")
-    d = Path(env)
+    try:
+        d = Path(limine.release_dir())
+    except RecipeError as exc:
+        raise ToolError(exc.message) from None
     if not (d / "BOOTX64.EFI").is_file():
-        raise ToolError(f"no Limine release at {d}: set BOOTFORGE_LIMINE_DIR to a Limine 11.4.1 binary release")
+        raise ToolError(f"no Limine release at {d}: set {limine.LIMINE_DIR_ENV} to a Limine 11.4.1 binary release")
     return d
 
 
-def _limine_path(name):
-    """/boot/kernel from a Limine URI boot():/boot/kernel (or a plain absolute path)."""
-    return name.split("):", 1)[1] if name.startswith("boot(") and "):" in name else name
-
-
-def _limine_uri(name):
-    return name if name.startswith("boot(") else f"boot():{name}"
-
-
 def limine_conf(protocol, kernel, modules, extra=()):
-    """limine.conf (v8+ syntax) with one entry; names are paths on the boot volume (boot():)."""
-    lines = ["timeout: 0", "serial: yes", *extra, "", "/bootforge",
-             f"    protocol: {protocol}", f"    path: {_limine_uri(kernel.name)}", f"    cmdline: {kernel.args}"]
-    for m in modules:
-        lines += [f"    module_path: {_limine_uri(m.name)}", f"    module_string: {m.args}"]
-    return "\n".join(lines) + "\n"
+    """limine.conf (v8+ syntax) with one entry: Limine's one writer (bootforge.bootloaders.limine)."""
+    return limine.write([_entry(protocol, kernel, modules, "bootforge")], 0, header=None, extra=extra)
 
 
 def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, conf=None, **_):
@@ -245,8 +228,8 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
     lim = limine_release_dir()
     root = Path(workdir) / "limine-iso"
     out = Path(workdir) / "limine.iso"
-    files = {kernel.name: _place(root, _limine_path(kernel.name), kernel.source)}
-    files.update({m.name: _place(root, _limine_path(m.name), m.source) for m in modules})
+    files = {kernel.name: _place(root, limine.limine_path(kernel.name), kernel.source)}
+    files.update({m.name: _place(root, limine.limine_path(m.name), m.source) for m in modules})
     for name in ("limine-bios.sys", "limine-bios-cd.bin", "limine-uefi-cd.bin"):
         _place(root, f"/boot/limine/{name}", lim / name)
     _place(root, "/EFI/BOOT/BOOTX64.EFI", lim / "BOOTX64.EFI")
@@ -256,7 +239,7 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
                   "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-hfsplus",
                   "-apm-block-size", "2048", "--efi-boot", "boot/limine/limine-uefi-cd.bin",
                   "-efi-boot-part", "--efi-boot-image", "--protective-msdos-label", str(root), "-o", str(out)])
-        limine_bios_install(limine_tool(str(lim)), out)
+        limine.bios_install(limine.tool(str(lim)), out)
     return Medium(["-cdrom", str(out)], f"Limine 11.4.1 hybrid ISO {out.name}", files=files)
 
 

@@ -10,20 +10,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bootforge import errors
+from bootforge.bootloaders import read_refusal
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.image.load import image_request, inner_sha256
 from bootforge.loader.policies import POLICIES, policy
 from bootforge.loader.recipe import read_recipe
 from bootforge.memmap.model import type_name
 from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium
-from bootforge.qemu.runner import Machine, QemuRun, last_lines
+from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
 
 MACHINES = {"qemu-pc-seabios": "seabios", "qemu-q35-ovmf": "ovmf"}
 VERIFIABLE = "qemu-pc-seabios:<mem> (SeaBIOS) and qemu-q35-ovmf:<mem> (OVMF)"
-# GRUB x86_64-efi prints this at `boot` and boots anyway (observed, GRUB 2.06 on OVMF).
-GRUB_NOT_FATAL = ("no suitable video mode found",)
 DEFAULT_TIMEOUT = {"seabios": 60.0, "ovmf": 120.0}
 # Fields a policy predicts only from GRUB's own printout of the EFI map, not from the
 # parametric OVMF profile: shown, not counted (tests/test_load_fidelity.py checks them
@@ -226,41 +225,9 @@ def same_words(predicted, seen):
 
 
 def refusal_reader(kind):
-    """run -> the loader's words once its console shows a refusal, else None."""
-    if kind in ("grub-pc-iso", "grub-efi-iso"):
-        def grub(run):      # grub_print_error: "error: <words>." on the serial terminal
-            # Whole lines only: a poll can land while GRUB is still writing one.
-            for m in re.finditer(r"error: ([^\r\n]*)[\r\n]", run.serial()):
-                if not any(b in m.group(1) for b in GRUB_NOT_FATAL):
-                    return m.group(1).strip()
-            return None
-        return grub
-    if kind == "isolinux-iso":
-        def syslinux(run):  # mboot.c32 prints its complaint and returns to the boot: prompt
-            text = run.serial()
-            if "boot:" not in text.split("mboot.c32", 1)[-1]:
-                return None
-            before = text.split("mboot.c32", 1)[-1].rsplit("boot:", 1)[0]
-            return last_lines(before, 1) or "returned to the boot: prompt"
-        return syslinux
-    if kind == "qemu-kernel":
-        def qemu(run):      # QEMU refuses the -kernel itself: its message on stderr, then it exits
-            if not run.exited():
-                return None
-            m = re.search(r"qemu-system-x86_64: ([^\r\n]*)", run.qemu_stderr())
-            return m.group(1).strip() if m else None
-        return qemu
-    if kind == "limine-iso":
-        def limine(run):    # common/lib/panic.c: "PANIC: <words>" then a stack trace (serial: yes)
-            m = re.search(r"PANIC\W*: ?(.*?)(?:\r|\n|Stacktrace|$)", run.serial())
-            return m.group(1).strip() if m else None
-        return limine
-    if kind == "ipxe-tftp":
-        def ipxe(run):      # "Could not boot image: <words> (http://ipxe.org/...)"
-            m = re.search(r"Could not (?:boot|select)[^\r\n]*", run.serial())
-            return m.group(0).strip() if m else None
-        return ipxe
-    return None
+    """run -> the loader's words once its console shows a refusal, else None: the reader the
+    bootloader booting medium *kind* declares (bootforge.bootloaders)."""
+    return read_refusal(kind)
 
 
 def sha256_file(path):
@@ -333,7 +300,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         report.predicted_refusal = getattr(exc, "words", None) or exc.message
     except BootforgeError as exc:
         raise exc.located(path=recipe)
-    protocol = res.protocol if res else ("multiboot2" if req.loader.endswith("mb2") else "multiboot1")
+    protocol = res.protocol if res else POLICIES.get(req.loader).protocol
     kernel = BootFile(Path(req.kernel.path), req.kernel_loader_path, req.cmdline)
     modules = [BootFile(Path(m.path), m.loader_path, m.cmdline) for m in req.modules]
     timeout = timeout or DEFAULT_TIMEOUT[machine.firmware]

@@ -1,0 +1,120 @@
+"""Bootloaders, each declared once (one module each, one line in BOOTLOADER_MODULES).
+
+A `Bootloader` says everything bootforge knows about one loader that is not a
+placement rule (those are its loader policies, bootforge.loader.policies):
+
+- where it looks for its configuration on a volume (`config_paths`, the first is
+  where bootforge writes it);
+- the one parser of that configuration into `ConfigEntry`s (`parse`), which
+  `[load]` recipes, image reading (`inspect IMAGE`, `load IMAGE`, `verify IMAGE`)
+  all use, and the one writer (`write`), which the image builder and verify's
+  boot media both use: parse(write(entries)) gives the entries back;
+- the files it needs and the Debian package of each (`packages`);
+- which loader policy takes each (firmware, protocol) pair (`policies`): the
+  verdict is that policy's own declaration (`LoaderPolicy.verdict`);
+- the boot media verify builds for it (`media`, keys of bootforge.qemu.media.MEDIA)
+  and how its refusals read on the console (`read_refusal`: a QEMU run -> the
+  loader's words, or None while it has not refused).
+
+Firmware is named `bios` or `uefi` here as in recipes and on the command line.
+
+    BOOTLOADERS["grub"].policy_for("uefi", "multiboot2")     # 'grub-efi-mb2'
+    bootloader_of_medium("isolinux-iso").name                 # 'syslinux'
+"""
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bootforge.errors import RecipeError, ToolError
+
+FIRMWARES = ("bios", "uefi")
+PROTOCOLS = ("multiboot1", "multiboot2")
+
+# One module per bootloader, each ending in `BOOTLOADER = Bootloader(...)`; in the order an
+# image's volumes are searched for a configuration.
+BOOTLOADER_MODULES = (
+    "limine",
+    "grub",
+    "syslinux",
+    "ipxe",
+    "qemu_kernel",
+)
+
+
+@dataclass
+class ConfigEntry:
+    """One entry of a loader's configuration, as that loader reads it."""
+    title: str
+    protocol: str | None            # multiboot1 | multiboot2 | None (not a Multiboot entry)
+    kernel: str | None              # path in the file system
+    cmdline: str
+    modules: list = field(default_factory=list)     # [(path, cmdline)]
+    note: str = ""                  # why it is not a Multiboot entry
+    label: str | None = None        # Syslinux: the LABEL typed at boot (title is its MENU LABEL)
+
+
+@dataclass(frozen=True)
+class Bootloader:
+    name: str                       # recipes' [image] loader
+    title: str                      # in text
+    firmware: tuple                 # what it boots from: bios, uefi
+    policies: dict                  # (firmware, protocol) -> loader policy name
+    packages: dict                  # file or program -> the Debian package that installs it
+    read_refusal: Callable          # QEMU run -> the loader's words once it refused, else None
+    media: tuple = ()               # verify's boot media for it (bootforge.qemu.media.MEDIA keys)
+    config_paths: tuple = ()        # where it looks for its configuration (the first: where bootforge writes it)
+    parse: Callable | None = None   # configuration text -> [ConfigEntry]
+    write: Callable | None = None   # ([ConfigEntry], timeout=0, **extra) -> configuration text
+    image_formats: tuple = ()       # [image] formats the image builder makes with it
+
+    @property
+    def config_path(self):
+        return self.config_paths[0] if self.config_paths else None
+
+    def policy_for(self, firmware, protocol, where="the image"):
+        """The loader policy that predicts this loader booting *protocol* under *firmware*."""
+        name = self.policies.get((firmware, protocol))
+        if name is None:
+            known = ", ".join(f"{b.name}/{f}/{p}" for b in BOOTLOADERS.values() if b.image_formats
+                              for f, p in b.policies)
+            raise RecipeError(f"{where}: bootforge has no {self.name} policy for {protocol} under "
+                              f"{firmware.upper()} (known: {known})")
+        return name
+
+    def need(self, path, package=None):
+        """*path*, or ToolError naming the Debian package that installs it."""
+        if not Path(path).exists():
+            pkg = package or self.packages.get(path) or self.packages.get(str(Path(path).parent), "?")
+            raise ToolError(f"{path} is not there: install the Debian package {pkg}")
+        return path
+
+
+BOOTLOADERS = {}
+for _module in BOOTLOADER_MODULES:
+    _b = importlib.import_module(f"bootforge.bootloaders.{_module}").BOOTLOADER
+    BOOTLOADERS[_b.name] = _b
+
+# Every bootloader's files and their Debian packages (bootforge.qemu.host adds QEMU's and the tools').
+PACKAGES = {path: pkg for b in BOOTLOADERS.values() for path, pkg in b.packages.items()}
+IMAGE_LOADERS = tuple(sorted(name for name, b in BOOTLOADERS.items() if b.image_formats))
+
+
+def bootloader(name):
+    """The Bootloader called *name*; RecipeError naming the known ones."""
+    try:
+        return BOOTLOADERS[name]
+    except KeyError:
+        raise RecipeError(f"unknown bootloader {name!r} (known: {', '.join(BOOTLOADERS)})") from None
+
+
+def bootloader_of_medium(kind):
+    """The Bootloader that verify's boot medium *kind* boots (None: no such medium)."""
+    return next((b for b in BOOTLOADERS.values() if kind in b.media), None)
+
+
+def read_refusal(kind):
+    """run -> the words of the loader on medium *kind* once its console shows a refusal (None: no reader)."""
+    b = bootloader_of_medium(kind)
+    return b.read_refusal if b is not None else None
