@@ -13,12 +13,12 @@ from bootforge.errors import FormatError
 from bootforge.image.sniff import is_disk_image
 
 
-def _efi_subsystem(d):
-    """A PE whose optional header's Subsystem is an EFI one (10-13)."""
+def _efi_subsystem(d, subsystems=(10, 11, 12, 13)):
+    """A PE whose optional header's Subsystem is an EFI one (10-13), or one of *subsystems*."""
     if d[:2] != b"MZ" or len(d) < 0x40:
         return False
     at = int.from_bytes(d[0x3C:0x40], "little")
-    return d[at:at + 4] == b"PE\0\0" and int.from_bytes(d[at + 0x5C:at + 0x5E], "little") in (10, 11, 12, 13)
+    return d[at:at + 4] == b"PE\0\0" and int.from_bytes(d[at + 0x5C:at + 0x5E], "little") in subsystems
 
 
 FORMATS = [
@@ -42,6 +42,10 @@ FORMATS = [
      or d[0x24:0x28] == b"\x18\x28\x6f\x01", "bootforge.fdtboot.inspect:inspect_dt_kernel"),
     # EFI applications and drivers that are no UKI and carry no Multiboot header (GRUB, systemd-boot,
     # shim, EFI drivers): signatures and Secure Boot, bootforge/secureboot/report.py.
+    # A bare EFI driver (boot service or runtime): the same report, and whether it can go in an
+    # option ROM (bootforge/rom/inspect.py inspect_efi_driver, bootforge/pe/driver.py).
+    ("efi-driver", lambda d: _efi_subsystem(d, (11, 12)) and b"\xd6\x50\x52\xe8" not in d[:32768]
+     and b"\x02\xb0\xad\x1b" not in d[:8192], "bootforge.rom.inspect:inspect_efi_driver"),
     ("efi-pe", lambda d: _efi_subsystem(d) and b"\xd6\x50\x52\xe8" not in d[:32768]
      and b"\x02\xb0\xad\x1b" not in d[:8192], "bootforge.secureboot.report:inspect_efi_pe"),
     ("pe", lambda d: d[:2] == b"MZ", "bootforge.multiboot.inspect:inspect_pe"),
@@ -51,6 +55,13 @@ FORMATS = [
     ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.inspect:inspect_compressed"),
     ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.inspect:inspect_compressed"),
     ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.dump:inspect_dump"),
+    # System firmware (bootforge/rom/system_firmware.py): EDK2 flash images (a firmware volume's
+    # _FVH in the first 64 KiB), legacy BIOS images (64 KiB blocks ending in the reset vector's far
+    # jump and the BIOS date).
+    ("uefi-flash", lambda d: any(d[o + 0x28:o + 0x2C] == b"_FVH" for o in range(0, min(len(d), 0x10000), 0x1000)),
+     "bootforge.rom.system_firmware:inspect_uefi_flash"),
+    ("legacy-bios", lambda d: 0 < len(d) <= 16 << 20 and len(d) % 0x10000 == 0 and d[-16] == 0xEA
+     and d[-11:-3].count(b"/") == 2, "bootforge.rom.system_firmware:inspect_legacy_bios"),
     # A raw UEFI-compressed stream has no magic: its header's size must end the file (compress/inspect.py).
     ("efi-compressed", None, "bootforge.inspect:inspect_efi_compressed"),
 ]

@@ -158,3 +158,43 @@ def test_every_offset_says_what_it_is_relative_to():
     assert f"EFI image offset          0x38 (file offset {second + 0x38:#x})" in out
     assert "$PnP header at file offset 0x40" in out and "UNDI header at file offset 0x84" in out
     assert f"Image 1 -- Offset {second:#x} (file offset)" in out
+
+
+def test_bare_efi_driver_says_whether_it_goes_in_an_option_rom(tmp_path):
+    """iPXE's rtl8139 driver extracted from Debian's efi-rtl8139.rom, inspected alone: PE facts
+    (lief agrees) and the option-ROM verdict, no kernel loader verdicts. The claim is then
+    acted on: a [rom] recipe with type = "efi" builds it, and the built ROM's UEFI verdict loads
+    it. The same driver with its subsystem set to 10 (an application) is refused by build
+    in the words the rule gives."""
+    lief = require_module("lief")
+    rom = f"{IPXE_DIR}/efi-rtl8139.rom"
+    require(rom)
+    driver = tmp_path / "rtl.efi"
+    run_bootforge("extract", "--image", "1", rom, "-o", driver, check=0)
+    doc = inspect_json(str(driver))
+    binary = lief.PE.parse(str(driver))
+    assert doc["format"] == "efi-driver" and "loaders" not in doc
+    assert doc["pe"]["machine"] == int(binary.header.machine.value) == 0x8664
+    assert doc["pe"]["subsystem"] == int(binary.optional_header.subsystem.value) == 11
+    verdict = doc["option_rom"]
+    assert verdict["ok"] and verdict["facts"]["recipe_image_type"] == "efi"
+    assert verdict["facts"]["loaded_by"] == "x64 UEFI (OVMF)"
+    text = run_bootforge("inspect", driver, check=0).stdout
+    assert ('Can go in an option ROM: [[rom.images]] type = "efi"; PciBusDxe of x64 UEFI (OVMF) loads it '
+            "(EFI boot service driver, X64)") in text
+    recipe = tmp_path / "rtl.toml"
+    recipe.write_text(f'[rom]\nvendor_id = 0x10ec\ndevice_ids = [0x8139]\n[[rom.images]]\ntype = "efi"\n'
+                      f'file = "{driver}"\n')
+    built = tmp_path / "rtl.rom"
+    run_bootforge("build", recipe, "-o", built, check=0)
+    assert inspect_json(str(built))["images"][0]["uefi"]["ok"]
+    # An application: the PE subsystem field (optional header + 0x44) set to 10.
+    data = bytearray(driver.read_bytes())
+    at = struct.unpack_from("<I", data, 0x3C)[0] + 0x5C
+    struct.pack_into("<H", data, at, 10)
+    app = tmp_path / "app.efi"
+    app.write_bytes(data)
+    recipe.write_text(recipe.read_text().replace(str(driver), str(app)))
+    proc = run_bootforge("build", recipe, "-o", tmp_path / "app.rom")
+    assert proc.returncode == 2 and ("PE subsystem 10 (EFI application): UEFI PciBusDxe loads only boot service "
+                                     "(11) and runtime (12) drivers from option ROMs") in proc.stderr

@@ -23,6 +23,7 @@ from bootforge.errors import BuildError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import optionrom as fmt
 from bootforge.pe import read_pe_facts
+from bootforge.pe.driver import refusal as driver_refusal
 from bootforge.rom.model import parse_rom
 
 MAX_LEGACY_BLOCKS = 255  # the size byte
@@ -256,10 +257,9 @@ def load_efi_payload(spec, base_dir: Path) -> bytes:
 def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytearray:
     pe_bytes = load_efi_payload(spec, base_dir)
     pe = read_pe_facts(pe_bytes)
-    if pe.subsystem not in (fmt.PeSubsystem.EFI_BOOT_SERVICE_DRIVER, fmt.PeSubsystem.EFI_RUNTIME_DRIVER):
-        name = fmt.EFI_SUBSYSTEMS.get(pe.subsystem, f"subsystem {pe.subsystem}")
-        raise BuildError(f"{spec['file']}: PE subsystem {pe.subsystem} ({name}): UEFI PciBusDxe loads "
-                         "only boot service (11) and runtime (12) drivers from option ROMs")
+    why = driver_refusal(pe.subsystem)      # the rule `inspect` states for a bare driver (bootforge/pe/driver.py)
+    if why is not None:
+        raise BuildError(f"{spec['file']}: {why}")
     compression = spec.get("compress", "none")
     if compression not in ("none", "efi"):
         raise RecipeError(f"compress = {compression!r}: use \"efi\" or \"none\"")

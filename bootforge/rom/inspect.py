@@ -213,3 +213,33 @@ class RomReport(Report):
             v = self.verdicts[name][image.index]
             line(2, fw.label, f"{v.status_word(fw.words)}: {v.reason}")
         return kv
+
+
+def inspect_efi_driver(path, data):
+    """A bare EFI driver: the PE report (headers, sections, signatures: bootforge/secureboot/report.py)
+    and whether it can go in an option ROM, and which firmware loads it from there (pe/driver.py)."""
+    # Function-level import: only EFI drivers load the PE and Secure Boot readers (a ROM never does).
+    from bootforge.pe import read_pe_facts
+    from bootforge.pe.driver import option_rom_verdict
+    from bootforge.secureboot.report import inspect_efi_pe
+    report = inspect_efi_pe(path, data)
+    verdict = option_rom_verdict(read_pe_facts(data), len(data))
+    report.doc["option_rom"] = verdict.to_json()
+    return EfiDriverReport(path=report.path, format="efi-driver", problems=report.problems, doc=report.doc,
+                           pe_text=report.render_text())
+
+
+class EfiDriverReport(Report):
+    def __init__(self, *, doc, pe_text, **kw):
+        super().__init__(**kw)
+        self.doc, self.pe_text = doc, pe_text
+
+    def to_json(self):
+        return self.doc
+
+    def render_text(self):
+        lines = self.pe_text.split("\n")
+        v = self.doc["option_rom"]
+        at = next((i for i, line in enumerate(lines) if line.startswith("  problem:")), len(lines))
+        lines.insert(at, f"  {v['reason'][:1].upper()}{v['reason'][1:]}")
+        return "\n".join(lines)
