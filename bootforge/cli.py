@@ -34,6 +34,7 @@ COMMANDS = {
     "verify": "bootforge.commands.verify:verify_command",
     "fdt": "bootforge.commands.fdt:fdt_group",
     "sign": "bootforge.commands.sign:sign_command",
+    "secureboot": "bootforge.commands.secureboot:secureboot_group",
 }
 
 SHORT_HELP = {
@@ -48,6 +49,7 @@ SHORT_HELP = {
     "verify": "Boot a kernel under the real loader in QEMU and compare with load's prediction.",
     "fdt": "Device-tree blobs: apply overlays as fdtoverlay does.",
     "sign": "Sign a PE image (UKI, EFI loader, EFI driver) with Authenticode for Secure Boot.",
+    "secureboot": "Secure Boot key stores: an OVMF VARS file with your PK, KEK and db.",
 }
 
 

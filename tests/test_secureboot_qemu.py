@@ -23,12 +23,12 @@ SNAKEOIL_VARS = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 GRUB_MARKER = "bootforge-grub-secureboot: GRUB runs"
 
 
-def secureboot_boot(directory, esp, until, timeout=120):
-    """Boot *esp* (a FAT image) on snakeoil OVMF until one of *until* is on the serial console;
-    return the serial text (ANSI escapes kept out)."""
-    require("qemu-system-x86_64", SNAKEOIL_CODE, SNAKEOIL_VARS)
+def secureboot_boot(directory, esp, until, timeout=120, code=SNAKEOIL_CODE, variables=SNAKEOIL_VARS):
+    """Boot *esp* (a FAT image) on OVMF (*code*, a fresh copy of *variables*; snakeoil by default)
+    until one of *until* is on the serial console; return the serial text."""
+    require("qemu-system-x86_64", code, str(variables))
     vars_copy = Path(directory) / "vars.fd"
-    shutil.copyfile(SNAKEOIL_VARS, vars_copy)
+    shutil.copyfile(variables, vars_copy)
     serial = Path(directory) / "serial.log"
     cmd = ["qemu-system-x86_64", "-M", "q35", "-m", "1024", "-display", "none", "-nic", "none", "-no-reboot",
            "-drive", f"if=pflash,format=raw,readonly=on,file={SNAKEOIL_CODE}",

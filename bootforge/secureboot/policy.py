@@ -16,6 +16,7 @@ boots of tests/test_secureboot_qemu.py (OVMF_WORDS).
 """
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -26,8 +27,8 @@ from bootforge.formats import efivars as fmt
 from bootforge.formats.pe import WinCertType
 from bootforge.pe.sign import load_certificate
 from bootforge.pe.signature import issued_by
-from bootforge.secureboot.siglist import read_signature_lists
-from bootforge.secureboot.varstore import read_varstore
+from bootforge.secureboot.siglist import certificate_list, read_signature_lists, sha256_list
+from bootforge.secureboot.varstore import read_varstore, write_varstore
 from bootforge.verdict import Verdict
 
 SUBJECT = "uefi-secureboot"
@@ -161,3 +162,27 @@ def secureboot_verdict(policy, layout, signatures, image_digest):
         return Verdict(SUBJECT, True, f"allowed by db ({facts['allowed_by']})", "error", None, facts)
     return Verdict(SUBJECT, False, "; ".join(reasons) or "no PKCS#7 signature OVMF reads", "error", OVMF_WORDS, facts)
 
+
+
+# The owner GUID of the EFI_SIGNATURE_DATA bootforge enrolls (a name-based UUID: the same every run).
+BOOTFORGE_OWNER = uuid.uuid5(uuid.NAMESPACE_URL, "bootforge:secureboot")
+AUTH_ATTRIBUTES = (fmt.EFI_VARIABLE_NON_VOLATILE | fmt.EFI_VARIABLE_BOOTSERVICE_ACCESS | fmt.EFI_VARIABLE_RUNTIME_ACCESS
+                   | fmt.EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS)
+NV_BS = fmt.EFI_VARIABLE_NON_VOLATILE | fmt.EFI_VARIABLE_BOOTSERVICE_ACCESS
+
+
+def enrolled_varstore(template, pk, kek, db, dbx_hashes=(), dbx_certs=(), owner=BOOTFORGE_OWNER, path=None):
+    """An OVMF VARS image: *template* with PK, KEK, db (DER certificates: one, lists, lists) and dbx
+    enrolled, SecureBootEnable 1 and CustomMode 0 (OvmfPkg EnrollDefaultKeys does the same in a
+    guest)."""
+    def certs(ders):
+        return b"".join(certificate_list(owner, d) for d in ders)
+    variables = [("PK", fmt.EFI_GLOBAL_VARIABLE, AUTH_ATTRIBUTES, certs([pk])),
+                 ("KEK", fmt.EFI_GLOBAL_VARIABLE, AUTH_ATTRIBUTES, certs(kek)),
+                 ("db", fmt.EFI_IMAGE_SECURITY_DATABASE, AUTH_ATTRIBUTES, certs(db))]
+    dbx = certs(dbx_certs) + (sha256_list(owner, sorted(dbx_hashes)) if dbx_hashes else b"")
+    if dbx:
+        variables.append(("dbx", fmt.EFI_IMAGE_SECURITY_DATABASE, AUTH_ATTRIBUTES, dbx))
+    variables += [("SecureBootEnable", fmt.EFI_SECURE_BOOT_ENABLE_DISABLE, NV_BS, b"\x01"),
+                  ("CustomMode", fmt.EFI_CUSTOM_MODE_ENABLE, NV_BS, b"\x00")]
+    return write_varstore(template, variables, path)

@@ -98,3 +98,45 @@ def read_varstore(data, path=None):
     store = VarStore(data, start, end, [v for v in found if live.get((v.name, v.guid)) is v])
     store._used_end = at
     return store
+
+
+# EFI_TIME of the variables bootforge writes: fixed (same inputs, same bytes) and older than any
+# real update, which must carry a later TimeStamp (EDK2 AuthService.c VerifyTimeBasedPayload).
+FIXED_TIME = dict(year=2000, month=1, day=1, hour=0, minute=0, second=0, pad1=0, nanosecond=0, time_zone=0,
+                  daylight=0, pad2=0)
+ZERO_TIME = dict(FIXED_TIME, year=0, month=0, day=0)
+
+
+def encode_variable(name, guid, attributes, data):
+    """One AUTHENTICATED_VARIABLE_HEADER + UCS-2 name + data, padded with 0xFF to 4 bytes (erased
+    flash, as EDK2's reclaim leaves it)."""
+    raw_name = (name + "\0").encode("utf-16-le")
+    timed = attributes & fmt.EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS
+    head = fmt.AuthenticatedVariableHeader.build(dict(
+        start_id=fmt.VARIABLE_START_ID, state=fmt.VAR_ADDED, reserved=0, attributes=attributes, monotonic_count=0,
+        timestamp=FIXED_TIME if timed else ZERO_TIME, pubkey_index=0, name_size=len(raw_name),
+        data_size=len(data), vendor_guid=guid.bytes_le))
+    blob = head + raw_name + data
+    return blob + b"\xff" * (-len(blob) % fmt.VARIABLE_ALIGNMENT)
+
+
+def write_varstore(template, replace, path=None):
+    """*template* (an OVMF VARS file) with the variables [(name, guid, attributes, data)] of
+    *replace* in place of any of the same name and GUID; the template's other live variables
+    are kept byte for byte, in order, deleted copies dropped (what EDK2's reclaim does)."""
+    store = read_varstore(template, path)
+    names = {(n, g) for n, g, _, _ in replace}
+    region = bytearray()
+    for v in store.variables:
+        if (v.name, v.guid) in names:
+            continue
+        end = v.offset + fmt.AUTHENTICATED_VARIABLE_HEADER_SIZE + v.header.name_size + v.header.data_size
+        region += template[v.offset:end] + b"\xff" * (-(end - v.offset) % fmt.VARIABLE_ALIGNMENT)
+    for n, g, a, d in replace:
+        region += encode_variable(n, g, a, d)
+    room = store.store_end - store.store_start
+    if len(region) > room:
+        raise FormatError(f"the variables take {len(region)} bytes, more than the store's {room}", path=path,
+                          offset=store.store_start)
+    return bytes(template[:store.store_start]) + bytes(region) + b"\xff" * (room - len(region)) + \
+        bytes(template[store.store_end:])
