@@ -21,6 +21,22 @@ def _efi_subsystem(d, subsystems=(10, 11, 12, 13)):
     return d[at:at + 4] == b"PE\0\0" and int.from_bytes(d[at + 0x5C:at + 0x5E], "little") in subsystems
 
 
+def _mb2_info(d, max_tags=4096):
+    """total_size is the file's length, reserved is 0, and 8-aligned tags of size >= 8 walk to an
+    end tag (type 0, size 8) ending exactly at total_size (Multiboot2 specification 3.6)."""
+    if len(d) < 16 or len(d) % 8 or int.from_bytes(d[:4], "little") != len(d) or d[4:8] != bytes(4):
+        return False
+    pos = 8
+    for _ in range(max_tags):
+        ttype, size = int.from_bytes(d[pos:pos + 4], "little"), int.from_bytes(d[pos + 4:pos + 8], "little")
+        if size < 8 or pos + size > len(d):
+            return False
+        if ttype == 0:
+            return size == 8 and pos + 8 == len(d)
+        pos += (size + 7) & ~7
+    return False
+
+
 FORMATS = [
     # Bootable images: hybrid ISOs and partitioned disks (bootforge/image/).
     ("image", is_disk_image, "bootforge.image.inspect:inspect_image_file"),
@@ -62,6 +78,10 @@ FORMATS = [
      "bootforge.rom.system_firmware:inspect_uefi_flash"),
     ("legacy-bios", lambda d: 0 < len(d) <= 16 << 20 and len(d) % 0x10000 == 0 and d[-16] == 0xEA
      and d[-11:-3].count(b"/") == 2, "bootforge.rom.system_firmware:inspect_legacy_bios"),
+    # Boot information as `load --mbi-out` writes it (bootforge/multiboot/info_report.py): an MB2
+    # information structure is sniffed by its shape; MB1's has none (--format mb1-info).
+    ("mb2-info", lambda d: _mb2_info(d), "bootforge.multiboot.info_report:inspect_mb2_info"),
+    ("mb1-info", None, "bootforge.multiboot.info_report:inspect_mb1_info"),
     # A raw UEFI-compressed stream has no magic: its header's size must end the file (compress/inspect.py).
     ("efi-compressed", None, "bootforge.inspect:inspect_efi_compressed"),
 ]

@@ -23,6 +23,7 @@ from bootforge.formats import multiboot as fmt
 from bootforge.multiboot.mbi1 import decode_mb1_info, walk_mb1_mmap  # noqa: F401  (the decoders, by family)
 from bootforge.multiboot.mbi2 import decode_info_tag, decode_mb2_info  # noqa: F401
 from bootforge.report import DocumentReport
+from bootforge.text import field_text
 
 DUMP_BANNER = b"BFMBDUMP "
 MAX_REGIONS = 1024
@@ -192,7 +193,7 @@ class DumpReport(DocumentReport):
             for k, v in m.items():
                 if k in ("flags", "flags_set", "modules", "mmap"):
                     continue
-                out.append(f"    {k}: {v:#x}" if isinstance(v, int) else f"    {k}: {v}")
+                out.append(f"    {k}: {field_text(k, v)}")
             for i, mod in enumerate(m.get("modules", [])):
                 out.append(f"    module {i}: [{mod['mod_start']:#x}, {mod['mod_end']:#x}) "
                            f"{mod['mod_size']} bytes {mod['string']!r}")
@@ -218,8 +219,7 @@ def _tag_line(t):
     if t["type"] == T.EFI_MMAP:
         return f"{name} {len(t['descriptors'])} descriptors of {t['descr_size']} bytes"
     extra = {k: v for k, v in t.items() if k not in ("type", "name", "size", "position")}
-    return f"{name} " + ", ".join(f"{k} {v:#x}" if isinstance(v, int) else f"{k} {v}"
-                                  for k, v in extra.items())
+    return f"{name} " + ", ".join(f"{k} {field_text(k, v)}" for k, v in extra.items())
 
 
 def inspect_dump(path, data):

@@ -12,7 +12,7 @@ from bootforge.multiboot import entry, headers, verdicts
 from bootforge.pe import read_pe_facts
 from bootforge.report import DocumentReport
 from bootforge.verdict import Verdict
-from bootforge.text import named
+from bootforge.text import field_text, named
 
 MAX_DECOMPRESSED = 256 << 20
 
@@ -40,15 +40,11 @@ def decompress(data, kind):
     return out
 
 
-def _hex(v):
-    return f"{v:#x}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-
 def _tag_field(tag, key, value):
     """One field of a header tag as text; requested info tags are named beside their numbers."""
     if key == "requests":
         return "requests [" + ", ".join(named(n, fmt.Mb2Tag.label_of(n)) for n in value) + "]"
-    return f"{key} {_hex(value)}"
+    return f"{key} {field_text(key, value)}"
 
 
 @dataclass
@@ -86,7 +82,7 @@ class KernelReport(DocumentReport):
                        f"{m1['checksum']:#x} ({'ok' if m1['checksum_ok'] else 'BAD'})")
             for name in ("addresses", "video"):
                 if m1.get(name):
-                    out.append(f"    {name}: " + ", ".join(f"{k} {_hex(v)}" for k, v in m1[name].items()))
+                    out.append(f"    {name}: " + ", ".join(f"{k} {field_text(k, v)}" for k, v in m1[name].items()))
         elif d.get("multiboot1_rejected"):
             out.append("  Multiboot1 header: none that loaders take; " + _rejections(d["multiboot1_rejected"]))
         else:
