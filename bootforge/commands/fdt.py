@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from bootforge.errors import BootforgeError
 from bootforge.fileio import is_stdin, read_input, write_atomic
 
 DTS_SUFFIXES = (".dts", ".dtsi", ".dtso")
@@ -116,8 +115,6 @@ def fdt_group():
 def fdt_apply_command(base, overlays, output):
     """Apply OVERLAYS (.dtbo) to BASE (.dtb) in order, as fdtoverlay does, and write OUTPUT."""
     from bootforge.fdt.overlay import apply_overlays
-    try:
-        blob = apply_overlays(read_input(base), [(str(p), read_input(p)) for p in overlays], base_name=str(base))
-    except BootforgeError as exc:
-        raise exc.located(path=base)
+    # fdtoverlay's failures name the overlay themselves ("Failed to apply 'x.dtbo': FDT_ERR_NOTFOUND").
+    blob = apply_overlays(read_input(base), [(str(p), read_input(p)) for p in overlays], base_name=str(base))
     write_atomic(output, blob)
