@@ -502,7 +502,8 @@ class IsoVolume:
                     raise LimitError(f"{self.where}: more than {limit} files")
                 if f.is_dir and depth < 32:
                     stack.append((path, f.lba, f.size, depth + 1))
-        return sorted(out)
+        # By path alone: a directory may name two records alike (the reader lists what is there).
+        return sorted(out, key=lambda entry: entry[0])
 
     def lookup(self, path):
         lba, size, found = self.root_lba, self.root_size, None

@@ -198,7 +198,8 @@ def request_from_table(table, base, platform=None, loader=None):
 def _resolve(root, name, cfg):
     p = Path(name)
     if p.is_absolute():
-        return (root if root is not None else cfg.parent) / p.relative_to("/")
+        # The anchor, not "/": a path may begin with "//" (POSIX keeps that root apart).
+        return (root if root is not None else cfg.parent) / p.relative_to(p.anchor)
     return (root if root is not None else cfg.parent) / p
 
 

@@ -128,6 +128,9 @@ def read_pe(data, base_offset=0):
     if dirs_at + 8 * n_dirs > opt_at + coff.size_of_optional_header or n_dirs > len(fmt.DATA_DIRECTORY_NAMES):
         raise FormatError(f"NumberOfRvaAndSizes {n_dirs} does not fit SizeOfOptionalHeader "
                           f"{coff.size_of_optional_header:#x}", offset=base_offset + dirs_at - 4)
+    if dirs_at + 8 * n_dirs > len(data):
+        raise FormatError(f"PE data directories ({n_dirs}) truncated: the image ends at {len(data):#x}",
+                          offset=base_offset + len(data))
     directories = {}
     for i in range(n_dirs):
         d = fmt.DataDirectory.parse(data[dirs_at + 8 * i:dirs_at + 8 * i + 8])

@@ -1,0 +1,62 @@
+"""Images: MBR, GPT, El Torito, ISO 9660 with Rock Ridge, FAT12/16/32 directories and long
+names: `inspect` of an image (text + JSON: tables, file systems, the loader's configuration and
+its entries), and the ISO 9660 and FAT readers on their own (walk, every file read).
+
+Seeds (seeds_images.py): bootforge's own ISO/disk images, grub-mkrescue's ISO, Debian's
+ipxe.iso, FAT12/16/32 volumes from mkfs.fat + mtools with long names; large images also as
+their first MiB. The image readers read by offset from a file: each input is written to
+/dev/shm first."""
+
+import os
+
+from common import attempt, instrumented, main
+
+with instrumented(exclude=["bootforge.compress"]):
+    from bootforge.image.fat import FatVolume
+    from bootforge.image.inspect import inspect_image
+    from bootforge.image.iso import IsoVolume
+
+FAMILY = "images"
+SCRATCH = f"/dev/shm/bootforge-fuzz-images-{os.getpid()}.img"
+
+
+def seeds():
+    from seeds_images import image_seeds
+    return image_seeds()
+
+
+def _read(data):
+    def read(offset, length):
+        return data[offset:offset + max(0, length)] if offset >= 0 else b""
+    return read
+
+
+def target(data):
+    with open(SCRATCH, "wb") as f:
+        f.write(data)
+    report = attempt(inspect_image, SCRATCH)
+    if report is not None:
+        report.render_text()
+        report.to_json()
+    read = _read(data)
+    if data[510:512] == b"\x55\xaa" or data[:3] in (b"\xeb\x3c\x90", b"\xeb\x58\x90"):
+        fat = attempt(FatVolume, read, len(data))
+        if fat is not None:
+            for _, f in attempt(lambda: list(fat.walk())) or []:
+                if not f.is_dir:
+                    attempt(fat.read_file, f, 1 << 16)
+    if data[0x8001:0x8006] == b"CD001":
+        iso = attempt(IsoVolume, read, len(data))
+        if iso is not None:
+            attempt(iso.catalog)
+            for _, f in attempt(lambda: list(iso.walk())) or []:
+                if not f.is_dir:
+                    attempt(iso.read_file, f, 1 << 16)
+
+
+if __name__ == "__main__":
+    try:
+        main(FAMILY, seeds, target)
+    finally:
+        if os.path.exists(SCRATCH):
+            os.unlink(SCRATCH)
