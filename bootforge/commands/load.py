@@ -53,14 +53,18 @@ class LoadCommand(click.Command):
               "for more. Without a kernel, load predicts SeaBIOS's POST: where each ROM runs, UMB, boot "
               "entries, PMM, E820.")
 @click.option("--vga", type=click.Choice(["std", "none"]), help="QEMU's -vga for --device (default std).")
+@click.option("--initrd", "initrds", multiple=True, metavar="FILE",
+              help="Without a recipe: an initrd (Linux and device-tree loaders; repeat for more).")
+@click.option("--dtb", type=click.Path(dir_okay=False), help="Without a recipe: a DTB the loader gets instead of "
+              "the machine's (QEMU -dtb).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Draw physical memory with every placement.")
 @click.option("--mbi-out", type=click.Path(dir_okay=False), help="Write the boot information bytes.")
 @click.option("--map-out", type=click.Path(dir_okay=False), help="Write the memory map the kernel is given.")
 @click.option("--map-format", type=click.Choice(MAP_FORMATS), default="table", show_default=True,
               help="Format of --map-out.")
-def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, devices, vga, as_json, svg_out,
-                 mbi_out, map_out, map_format):
+def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, devices, vga, initrds, dtb, as_json,
+                 svg_out, mbi_out, map_out, map_format):
     """Simulate firmware and a boot loader placing the kernel and modules of RECIPE
     (a [load] or [image] recipe, or a bootable ISO/disk image), or of KERNEL with
     --platform, --loader and optionally --cmdline and --module FILE[=STRING] (no recipe).
@@ -84,14 +88,20 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
     if machine is not None:
         _post_report(machine, as_json, svg_out)
         return
-    if modules or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
+    if modules or initrds or dtb or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
         # A kernel and the command line instead of a recipe: the [load] table they stand for.
         if is_toml_text(recipe):
             raise RecipeError("--cmdline and --module go with a kernel, not a recipe (the recipe names them)",
                               path=recipe)
-        req = request_from_arguments(recipe, platform, loader, cmdline, modules)
+        req = request_from_arguments(recipe, platform, loader, cmdline, modules, initrds, dtb)
     else:
         req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
+    # A platform read from a file (a DTB whose /reserved-memory Linux ignores): what its reader
+    # went past is said here as memmap says it, on stderr and in the JSON "warnings".
+    from bootforge.memmap.model import reading_warnings
+    platform_warnings = reading_warnings(req.platform.memory_map)
+    for warning in platform_warnings:
+        click.echo(f"bootforge: warning: {req.platform.name}: {warning}", err=True)
     try:
         result = policy(req.loader)(req)
     except LoaderRefusal as exc:
@@ -105,12 +115,6 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
         raise exc.located(path=recipe)
     except BootforgeError as exc:
         raise exc.located(path=recipe)
-    # A platform read from a file (a DTB whose /reserved-memory Linux ignores): what its reader
-    # went past is said here as memmap says it, on stderr and in the JSON "warnings".
-    from bootforge.memmap.model import reading_warnings
-    platform_warnings = reading_warnings(req.platform.memory_map)
-    for warning in platform_warnings:
-        click.echo(f"bootforge: warning: {req.platform.name}: {warning}", err=True)
     if mbi_out:
         write_atomic(mbi_out, result.mbi_bytes)
     if map_out:

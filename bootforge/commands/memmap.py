@@ -75,9 +75,10 @@ memmap_group.help += "\n\n\b\nFormats (--from, --to):\n" + "\n".join(
 @click.option("--to", "to_format", type=click.Choice(FORMAT_NAMES), required=True, metavar="FMT",
               help="Output format: " + ", ".join(FORMAT_NAMES) + ".")
 @click.option("--sanitize", is_flag=True, help="Apply Linux's e820__update_table() before writing.")
-@click.option("--efi-convention", type=click.Choice(["linux", "xen", "add-efi-memmap"]), default="linux",
-              help="EFI -> E820 table: the Linux EFI stub's (default), Xen's, or the kernel's "
-                   "add_efi_memmap pass (WB required for RAM, then sanitized).")
+@click.option("--efi-convention", type=click.Choice(["linux", "xen", "add-efi-memmap"]), default=None,
+              help="How an EFI map becomes E820 (an EFI IN and an E820 OUT): the Linux EFI stub's table "
+                   "(default), Xen's (RAM needs the WB attribute, empty descriptors dropped), or the kernel's "
+                   "add_efi_memmap pass (WB required for RAM, then sanitized). Refused when nothing converts.")
 @click.option("-o", "--output", type=click.Path(dir_okay=True), help="Output file (directory for e820-sysfs).")
 @click.option("--to-entry-size", type=click.Choice(["20", "24"]), default=None,
               help="E820 entry size of the output when it differs from --entry-size.")
@@ -95,7 +96,14 @@ def convert_command(input_path, from_format, to_format, sanitize, efi_convention
     options = _options(entry_size, descriptor_size)
     out_options = _options(to_entry_size or entry_size, to_descriptor_size or descriptor_size)
     memory_map = _read(input_path, from_format, options)
-    memory_map = prepare_for(memory_map, to_format, efi_convention=efi_convention, sanitize=sanitize)
+    out_family = registry()[to_format].family
+    converts = memory_map.family == "efi" and (out_family == "e820" or (sanitize and out_family is None))
+    if efi_convention is not None and not converts:
+        # An option that changes nothing is refused rather than silently ignored.
+        raise click.UsageError(f"--efi-convention chooses how an EFI map becomes E820, but {input_path} is "
+                               f"{'an E820-family' if memory_map.family != 'efi' else 'an EFI'} map and --to "
+                               f"{to_format} writes it as it is: nothing is converted")
+    memory_map = prepare_for(memory_map, to_format, efi_convention=efi_convention or "linux", sanitize=sanitize)
     data = write_map(memory_map, to_format, output, out_options)
     if output is None and data is not None:
         sys.stdout.buffer.write(data)
