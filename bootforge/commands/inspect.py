@@ -1,3 +1,4 @@
+import os
 import sys
 
 import click
@@ -35,7 +36,10 @@ class InspectCommand(click.Command):
 @click.option("--secureboot-vars", "vars_file", type=click.Path(dir_okay=False),
               help="PE images: judge Secure Boot with the PK/db/dbx of this OVMF VARS file (Debian: "
                    "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd, OVMF_VARS_4M.ms.fd).")
-def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file):
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Inspect the files in N worker processes (default: the number of cores); "
+                   "output order and JSON are those of one process.")
+def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file, jobs):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.
 
     Exit status: 0 all fine, 1 defects found (for a kernel: also when no modelled loader of
@@ -47,9 +51,6 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
         if check_loader not in KERNEL_LOADERS.names():
             raise click.BadParameter(f"{check_loader!r} is not one of {', '.join(KERNEL_LOADERS.names())}",
                                      param_hint="--check")
-    from bootforge.image.sniff import image_head
-    from bootforge.inspect import inspect_data
-
     if db or dbx or vars_file:
         from bootforge.secureboot import ACTIVE
         from bootforge.secureboot.policy import policy_from_files, policy_from_varstore
@@ -70,46 +71,13 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
 
     status = 0
     documents = []
-    for path in files:
-        try:
-            # Bootable images (ISO, partitioned disks) are read by offset, not loaded whole.
-            if format_name in (None, "image") and image_head(path) is not None:
-                from bootforge.image.inspect import inspect_image_file
-                report = inspect_image_file(path, None)
-            else:
-                report = inspect_data(path, read_input(path), format_name)
-        except BootforgeError as exc:
-            exc.located(path=path)
-            click.echo(f"bootforge: error: {exc}", err=True)
-            status = 2
-            if as_json:
-                # Every file named gets its entry, in order: a failed one carries the error document
-                # every --json command prints (bootforge/cli.py).
-                documents.append({"file": str(path), "error": {"file": str(path), "offset": exc.offset,
-                                                               "message": exc.message}})
-            continue
-        if check_loader is not None:
-            loaders = report.to_json().get("loaders") if report.format == "multiboot-kernel" else None
-            if loaders is None:
-                click.echo(f"bootforge: error: {path}: --check {check_loader}: not a kernel ({report.format})",
-                           err=True)
-                status = 2
-                continue
-            verdict = loaders[check_loader]
-            status = max(status, 0 if verdict["ok"] else 1)
-            if as_json:
-                documents.append({"file": str(path), "loader": check_loader, **verdict})
-            elif verbose:
-                click.echo(f"{path}: {check_loader}: {'loads' if verdict['ok'] else 'REFUSES'}: {verdict['reason']}")
-            continue
-        status = max(status, report.exit_status)
-        if as_json:
-            documents.append({"file": str(path), "format": report.format, **report.to_json(),
-                              "problems": list(report.problems)})
-        else:
-            if len(files) > 1:
-                click.echo(f"==> {path} <==")
-            click.echo(report.render_bytes())     # bytes: a DTB's names as dtc prints them
+    options = (format_name, check_loader, verbose, as_json, len(files) > 1)
+    for file_status, events, document in _inspect_all(files, options, jobs):
+        status = max(status, file_status)
+        for to_stderr, text in events:
+            click.echo(text, err=to_stderr)
+        if document is not None:
+            documents.append(document)
     if as_json and documents:
         import json
 
@@ -117,3 +85,77 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     sys.exit(status)
+
+
+def _inspect_all(files, options, jobs):
+    """(status, output events, JSON document or None) per file, in the order of *files*; with
+    more than one file and job, from a pool of forked workers (they inherit the Secure Boot
+    policy set above), the files dealt out in chunks so each worker pays its start-up once."""
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = min(jobs, len(files))
+    if jobs <= 1:
+        yield from (_inspect_one(path, options) for path in files)
+        return
+    # Function-level import: multiprocessing only when several workers run.
+    import multiprocessing
+
+    chunk = max(1, min(64, len(files) // (jobs * 8)))
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap(_InspectOne(options), files, chunk)
+
+
+class _InspectOne:
+    """_inspect_one with the command's options bound (picklable, for the pool)."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def __call__(self, path):
+        return _inspect_one(path, self.options)
+
+
+def _inspect_one(path, options):
+    """Inspect one file: (exit status, [(to_stderr, text or bytes)] to print, JSON document or None)."""
+    from bootforge.image.sniff import image_head
+    from bootforge.inspect import inspect_data
+
+    format_name, check_loader, verbose, as_json, several = options
+    events = []
+    try:
+        # Bootable images (ISO, partitioned disks) are read by offset, not loaded whole.
+        if format_name in (None, "image") and image_head(path) is not None:
+            from bootforge.image.inspect import inspect_image_file
+            report = inspect_image_file(path, None)
+        else:
+            report = inspect_data(path, read_input(path), format_name)
+    except BootforgeError as exc:
+        exc.located(path=path)
+        events.append((True, f"bootforge: error: {exc}"))
+        document = None
+        if as_json:
+            # Every file named gets its entry, in order: a failed one carries the error document
+            # every --json command prints (bootforge/cli.py).
+            document = {"file": str(path), "error": {"file": str(path), "offset": exc.offset,
+                                                     "message": exc.message}}
+        return 2, events, document
+    if check_loader is not None:
+        loaders = report.to_json().get("loaders") if report.format == "multiboot-kernel" else None
+        if loaders is None:
+            events.append((True, f"bootforge: error: {path}: --check {check_loader}: not a kernel ({report.format})"))
+            return 2, events, None
+        verdict = loaders[check_loader]
+        document = None
+        if as_json:
+            document = {"file": str(path), "loader": check_loader, **verdict}
+        elif verbose:
+            events.append((False, f"{path}: {check_loader}: {'loads' if verdict['ok'] else 'REFUSES'}: "
+                                  f"{verdict['reason']}"))
+        return 0 if verdict["ok"] else 1, events, document
+    if as_json:
+        return report.exit_status, events, {"file": str(path), "format": report.format, **report.to_json(),
+                                            "problems": list(report.problems)}
+    if several:
+        events.append((False, f"==> {path} <=="))
+    events.append((False, report.render_bytes()))     # bytes: a DTB's names as dtc prints them
+    return report.exit_status, events, None

@@ -44,6 +44,9 @@ from bootforge.memmap import io
 from bootforge.memmap.io import map_to_json
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.memmap.formats.lsefimmap import parse_lsefimmap as _parse_lsefimmap
+from bootforge.fdt.parse import parse_dtb
+from bootforge.fdtboot.machines import file_board, is_dtb_file, virt_board
+from bootforge.memmap.convert import fdt_to_map
 from bootforge.schema import parse_size
 
 MIB = 1 << 20
@@ -97,6 +100,7 @@ class Platform:
     memory_bytes: int | None = None
     grub_heap_included: bool = False    # EFI map printed by GRUB itself (its heap already allocated)
     qemu: QemuModel | None = None       # the QEMU invocation this platform models (None: a map file)
+    devicetree: object = None           # firmware "fdt": the bootforge.fdtboot.machines.DtBoard (machine DTB)
 
     @property
     def qemu_command(self):
@@ -266,11 +270,31 @@ def from_file(path, name=None, read_map=None):
                     ebda=int12 * 1024 if int12 else None)
 
 
+def device_tree_platform(spec, base=None, cmdline=None):
+    """A device-tree platform (bootforge/fdtboot/machines.py): a QEMU virt machine or a board DTB
+    file; None for any other name. Its memory map is the one its DTB describes."""
+    board = virt_board(spec, cmdline)
+    if board is None:
+        path = Path(spec) if base is None or Path(spec).is_absolute() else Path(base) / spec
+        if len(spec) > MAX_PLATFORM_PATH or "\0" in spec or not is_dtb_file(path):
+            return None
+        board = file_board(path)
+    memory_map = fdt_to_map(parse_dtb(board.dtb, board.name))
+    qemu = None
+    if board.machine is not None:
+        m = board.machine
+        qemu = QemuModel(m.binary, m.machine, m.cpu or "(default)", m.arch)
+    return Platform(board.name, "fdt", memory_map, memory_bytes=board.memory_bytes, qemu=qemu, devicetree=board)
+
+
 def resolve(spec, base=None):
     """A Platform from a recipe's or the command line's platform string."""
     if not isinstance(spec, str) or not spec:
         raise RecipeError("platform must be a string such as qemu-pc-seabios:256M")
     name, _, arg = spec.partition(":")
+    board = device_tree_platform(spec, base)
+    if board is not None:
+        return board
     if name in QEMU_PC_MODELS:
         if not arg:
             raise RecipeError(f"{name} needs a memory size: {name}:256M")

@@ -116,6 +116,19 @@ class LoadResult:
             for a, s, t in self.mmap:
                 out.append(f"    {a:#018x} {s:#018x} type {t} ({type_name('e820', t)})")
         for n in self.notes:
+        dt = self.linux.get("devicetree") if self.linux else None
+        if dt:
+            # Device-tree platforms (bootforge/fdtboot/handover.py): the DTB is the boot information.
+            out.append("  registers at entry: " + ", ".join(f"{k} {v:#x}" for k, v in dt["registers"].items()))
+            out.append(f"  DTB handed over at {dt['address']:#x} ({dt['totalsize']:#x} bytes, {dt['nodes']} nodes); "
+                       f"machine DTB: {dt['machine_dtb']}")
+            for r in dt["random"]:
+                out.append(f"    random per boot: {r['path']} {r['property']}{' padding' if r['part'] == 'padding' else ''}"
+                           f" ({r['size']} bytes): {r['reason']}")
+            out.append("  DTB diff against the machine's DTB:")
+            out += [f"    {line}" for line in dt["diff"]] or ["    (none)"]
+            out.append("  DTB handed over (DTS):")
+            out += [f"    {line}" for line in dt["dts"].splitlines()]
             out.append(f"  note: {n}")
         bad = [c for c in self.checks if not c.ok]
         out.append(f"  checks: {len(self.checks) - len(bad)} of {len(self.checks)} pass")

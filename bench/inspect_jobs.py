@@ -1,0 +1,89 @@
+"""bench/inspect_jobs: `bootforge inspect --jobs N FILE...` against N single-process
+`bootforge inspect --jobs 1` runs over the same files split in N slices, run at once, and
+against one process (--jobs 1), on a corpus of 1,476 DTBs and on the ROM corpus of
+bench/inspect_latency.py. N is the number of cores. Interleaved, best of --runs wall times.
+The --jobs N output (JSON and text) must equal the one-process output byte for byte.
+
+    .venv/bin/python bench/inspect_jobs.py [--runs N]
+
+The DTB corpus (build/dtb-corpus/, made once with dtc, never committed): QEMU's four DTBs
+and tests/data/fdt-reserved.dtb, each decompiled and compiled again with dtc in variants
+(a /chosen node with its own bootargs and a memory node of its own size), 1,476 files.
+Debian's linux-image-amd64 ships no DTBs.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from inspect_latency import CORPUS as ROM_CORPUS
+from inspect_latency import compile_bootforge
+
+REPO = Path(__file__).resolve().parent.parent
+DTB_DIR = REPO / "build" / "dtb-corpus"
+DTB_COUNT = 1476
+BASES = ["/usr/share/qemu/bamboo.dtb", "/usr/share/qemu/canyonlands.dtb", "/usr/share/qemu/petalogix-ml605.dtb",
+         "/usr/share/qemu/petalogix-s3adsp1800.dtb", str(REPO / "tests" / "data" / "fdt-reserved.dtb")]
+
+
+def dtb_corpus():
+    files = sorted(DTB_DIR.glob("*.dtb")) if DTB_DIR.exists() else []
+    if len(files) == DTB_COUNT:
+        return [str(f) for f in files]
+    DTB_DIR.mkdir(parents=True, exist_ok=True)
+    sources = [subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", b], check=True, capture_output=True,
+                              text=True).stdout for b in BASES if Path(b).exists()]
+    for i in range(DTB_COUNT):
+        dts = sources[i % len(sources)] + (
+            f'\n/ {{\n\tchosen {{ bootargs = "console=ttyS0 variant={i}"; }};\n'
+            f'\tmemory@{0x80000000 + i * 0x100000:x} {{ device_type = "memory"; '
+            f'reg = <0x{0x80000000 + i * 0x100000:x} 0x{(i % 64 + 1) << 20:x}>; }};\n}};\n')
+        subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(DTB_DIR / f"v{i:04d}.dtb")],
+                       input=dts, text=True, check=True)
+    return [str(f) for f in sorted(DTB_DIR.glob("*.dtb"))]
+
+
+def wall(cmds):
+    """Seconds for *cmds* started together, all finished; their stdouts in order."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for c in cmds]
+    outs = [p.communicate()[0] for p in procs]
+    return time.perf_counter() - start, outs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    compile_bootforge()
+    n = len(os.sched_getaffinity(0))
+    py = [sys.executable, "-m", "bootforge", "inspect"]
+    worst = 0.0
+    print(f"{n} cores; best of {args.runs}, interleaved")
+    for name, files in (("1,476 DTBs", dtb_corpus()), (f"{len(ROM_CORPUS)} ROMs", ROM_CORPUS)):
+        for mode in ("--json", None):
+            extra = [mode] if mode else []
+            slices = [files[k * len(files) // n:(k + 1) * len(files) // n] for k in range(n)]
+            jobs, split, one = [], [], []
+            for _ in range(args.runs):
+                t, (out_jobs,) = wall([py + extra + ["--jobs", str(n)] + files])
+                jobs.append(t)
+                t, _ = wall([py + extra + ["--jobs", "1"] + s for s in slices])
+                split.append(t)
+                t, (out_one,) = wall([py + extra + ["--jobs", "1"] + files])
+                one.append(t)
+                assert out_jobs == out_one, f"--jobs {n} output differs from one process ({name}, {mode})"
+            ratio = min(jobs) / min(split)
+            worst = max(worst, ratio)
+            print(f"{name:12} {mode or 'text':6}  --jobs {n}: {min(jobs):6.2f} s   {n} single processes: "
+                  f"{min(split):6.2f} s   one process: {min(one):6.2f} s   ratio jobs/split {ratio:.2f}x, "
+                  f"jobs/one {min(jobs) / min(one):.2f}x", flush=True)
+    print(f"worst --jobs / N single processes: {worst:.2f}x (goal < 1.0x): {'ok' if worst < 1 else 'OVER'}")
+    return 0 if worst < 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""`bootforge inspect --jobs N`: several files inspected in worker processes print what one
+process prints, in the order given (text, JSON, errors on stderr, exit status)."""
+
+import glob
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import require
+
+ROMS = sorted(glob.glob("/usr/lib/ipxe/qemu/*.rom"))[:6]
+XEN_GZ = "/boot/xen-4.17-amd64.gz"
+
+
+def inspect(*args):
+    return subprocess.run([sys.executable, "-m", "bootforge", "inspect", *args], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    require(XEN_GZ, "/usr/lib/ipxe/qemu/pxe-e1000.rom")
+    return ROMS + [str(tmp_path_factory.mktemp("jobs") / "missing.rom"), XEN_GZ, "tests/data/fdt-reserved.dtb"]
+
+
+@pytest.mark.parametrize("mode", [["--json"], []], ids=["json", "text"])
+def test_jobs_prints_what_one_process_prints(corpus, mode):
+    one = inspect(*mode, "--jobs", "1", *corpus)
+    many = inspect(*mode, "--jobs", "3", *corpus)
+    assert (many.returncode, many.stdout, many.stderr) == (one.returncode, one.stdout, one.stderr)
+    assert one.returncode == 2          # the missing file
+    assert one.stderr.decode().count("bootforge: error:") == 1
+
+
+def test_jobs_json_entries_are_the_single_file_documents(corpus):
+    docs = json.loads(inspect("--json", "--jobs", "2", *corpus).stdout)
+    assert [d["file"] for d in docs] == corpus
+    for path, doc in zip(corpus, docs):
+        if "error" in doc:
+            assert doc["error"]["message"] == "No such file or directory"
+            continue
+        assert doc == json.loads(inspect("--json", path).stdout)
