@@ -71,7 +71,30 @@ $(BUILD)/stubs/mbdump.elf: stubs/mbdump.S stubs/mbdump.ld
 	$(AS) --32 -o $(BUILD)/stubs/mbdump.o $<
 	$(LD) -m elf_i386 -T stubs/mbdump.ld --build-id=none --no-warn-rwx-segments -o $@ $(BUILD)/stubs/mbdump.o
 
-STUBS := $(BUILD)/stubs/hello-rom.elf $(BUILD)/stubs/mbdump.elf
+# The device-tree dump kernels: flat code; bootforge writes the Image header (recipes/dtdump-*.toml).
+$(BUILD)/stubs/dtdump-aarch64.bin: stubs/dtdump-aarch64.S
+	@mkdir -p $(@D)
+	aarch64-linux-gnu-as -o $(BUILD)/stubs/dtdump-aarch64.o $<
+	aarch64-linux-gnu-objcopy -O binary -j .text $(BUILD)/stubs/dtdump-aarch64.o $@
+
+$(BUILD)/stubs/dtdump-riscv64.bin: stubs/dtdump-riscv64.S
+	@mkdir -p $(@D)
+	riscv64-linux-gnu-as -march=rv64i -o $(BUILD)/stubs/dtdump-riscv64.o $<
+	@# RISC-V gas leaves even local pc-relative references to the linker (relaxation): link at 0.
+	riscv64-linux-gnu-ld -Ttext=0 --no-relax --build-id=none -o $(BUILD)/stubs/dtdump-riscv64.elf $(BUILD)/stubs/dtdump-riscv64.o
+	riscv64-linux-gnu-objcopy -O binary -j .text $(BUILD)/stubs/dtdump-riscv64.elf $@
+
+STUBS := $(BUILD)/stubs/hello-rom.elf $(BUILD)/stubs/mbdump.elf \
+	$(BUILD)/stubs/dtdump-aarch64.bin $(BUILD)/stubs/dtdump-riscv64.bin
+
+# The PXE probe: a real-mode PXE NBP (loaded at 0000:7C00), flat (tests/test_ipxe_probe.py).
+$(BUILD)/stubs/pxeprobe.0: stubs/pxeprobe.S stubs/pxeprobe.ld
+	@mkdir -p $(@D)
+	$(AS) --32 -o $(BUILD)/stubs/pxeprobe.o $<
+	$(LD) -m elf_i386 -T stubs/pxeprobe.ld --build-id=none -o $(BUILD)/stubs/pxeprobe.elf $(BUILD)/stubs/pxeprobe.o
+	objcopy -O binary $(BUILD)/stubs/pxeprobe.elf $@
+
+STUBS += $(BUILD)/stubs/pxeprobe.0
 
 stubs: $(STUBS)
 

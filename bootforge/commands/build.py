@@ -18,9 +18,11 @@ BUILDERS = {
     "uki": "bootforge.uki.build:build_uki_recipe",
     "image": "bootforge.image.build:build_image_recipe",
     "fit": "bootforge.fdtboot.fit_build:build_fit_recipe",
+    "linux_image": "bootforge.fdtboot.image_build:build_linux_image_recipe",
     "dtb": "bootforge.fdt.dts_compile:build_dtb_recipe",
 }
-DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso", "fit": ".itb", "dtb": ".dtb"}
+DEFAULT_SUFFIX = {"rom": ".rom", "kernel": ".elf", "uki": ".efi", "image": ".iso", "fit": ".itb",
+                  "linux_image": ".Image", "dtb": ".dtb"}
 
 
 class BuildCommand(click.Command):

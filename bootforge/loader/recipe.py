@@ -43,6 +43,10 @@ LOAD_FIELDS = (
     Field("loader_path", str, None, "the name the loader is given for the kernel (default: its file name)"),
     Field("cmdline", str, None, "the kernel's arguments"),
     Field("modules", list, None, "[[load.modules]] tables (path, loader_path, cmdline)"),
+    Field("initrd", (str, list), None, "device-tree and Linux loaders: the initrd file, or a list of them "
+          "(relative to the recipe)"),
+    Field("dtb", str, None, "device-tree platforms: a DTB the loader is given instead of the machine's "
+          "(QEMU -dtb)", text="path"),
     Field("grub_cfg", str, None, "instead of kernel: a grub.cfg, with `entry` (a menuentry title)"),
     Field("isolinux_cfg", str, None, "instead of kernel: an isolinux.cfg running mboot.c32, with `label`"),
     Field("limine_conf", str, None, "instead of kernel: a limine.conf, with `entry`"),
@@ -107,7 +111,7 @@ def is_toml_text(path):
         return False
 
 
-def request_from_arguments(kernel, platform, loader, cmdline=None, modules=()):
+def request_from_arguments(kernel, platform, loader, cmdline=None, modules=(), initrds=(), dtb=None):
     """A LoadRequest for `bootforge load KERNEL --platform P --loader L [--cmdline S]
     [--module FILE[=STRING]]...`: the [load] table those arguments stand for, validated
     like a recipe's (paths relative to the current directory)."""
@@ -124,6 +128,10 @@ def request_from_arguments(kernel, platform, loader, cmdline=None, modules=()):
             if not file:
                 raise RecipeError(f"--module {spec!r}: give FILE or FILE=STRING")
             table["modules"].append({"path": file, **({"cmdline": string} if sep else {})})
+    if initrds:
+        table["initrd"] = [str(i) for i in initrds]
+    if dtb is not None:
+        table["dtb"] = str(dtb)
     return request_from_table({"load": table}, Path.cwd())
 
 
@@ -153,6 +161,11 @@ def request_from_table(table, base, platform=None, loader=None):
             p = _str(m, "path", where, required=True)
             modules.append((base / p, _str(m, "loader_path", where, default=Path(p).name),
                             _str(m, "cmdline", where, default="")))
+        initrds = t.get("initrd", [])
+        for i, p in enumerate([initrds] if isinstance(initrds, str) else initrds):
+            if not isinstance(p, str):
+                raise RecipeError(f"[load] initrd {i} must be a file name (a string)")
+            modules.append((base / p, Path(p).name, ""))
     else:
         for k in ("loader_path", "cmdline", "modules"):
             if k in t:
@@ -175,6 +188,11 @@ def request_from_table(table, base, platform=None, loader=None):
             kernel_file, kernel_name, cmdline, modules = parse_qemu_args(_str(t, "qemu_args", "load"), root)
     if len(modules) > MAX_MODULES:
         raise RecipeError(f"{len(modules)} modules (limit {MAX_MODULES})")
+    if "dtb" in t:
+        if plat.devicetree is None:
+            raise RecipeError("[load] dtb needs a device-tree platform (qemu-virt-aarch64:<mem>, ...)")
+        dtb_file = base / t["dtb"]
+        plat.devicetree.user_dtb = (str(dtb_file), read_input(dtb_file))
     data = read_input(kernel_file)
     if declared.protocol == "linux":        # not a Multiboot ELF: the policy reads the file itself
         kernel = KernelImage(str(kernel_file), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])

@@ -45,9 +45,10 @@ POLICY_MODULES = (
     "limine",
     "xen_efi",
     "linux_efi_stub",
+    "qemu_arm_kernel",
 )
 
-FIRMWARES = ("bios", "efi")                   # Platform.firmware values
+FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)
 PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
 # boot_medium: how `bootforge verify` and the fidelity matrix boot a policy for real: a key of
 # bootforge.qemu.media.MEDIA, the builders ("qemu-kernel", "grub-pc-iso", "grub-efi-iso",

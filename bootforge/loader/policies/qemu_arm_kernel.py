@@ -1,0 +1,183 @@
+"""QEMU -kernel on ARM virt machines, aarch64 and 32-bit (QEMU 7.2 hw/arm/boot.c
+arm_setup_direct_kernel_boot(), arm_load_dtb(), fdt_add_psci_node(); hw/arm/virt.c).
+
+Rules (observed with the dtdump kernel on qemu-virt-aarch64 at several -m, with and
+without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
+- Kernel: an arm64 Image (gunzipped first) with image_size != 0 goes to RAM base +
+  text_offset, + 2 MiB when text_offset is below QEMU's 4 KiB bootloader; without
+  image_size, RAM base + 0x80000. A uImage goes to its load address. 32-bit: the raw
+  file at RAM base + 0x10000. "kernel ... is too large to fit in RAM" when image_size
+  (or the file) exceeds RAM.
+- Initrd: RAM base + min(RAM / 2, 128 MiB), or the kernel's end (RAM base + offset +
+  image_size) when that is higher, page aligned; "not enough space after kernel to load
+  initrd" / "too big to fit into RAM after the kernel" past the end of RAM. One file.
+- DTB: ALIGN(initrd start + initrd size, 2 MiB) on AArch64 (4 KiB on 32-bit ARM); the
+  whole 1 MiB buffer virt built the tree in (totalsize 0x100000).
+- QEMU's bootloader at RAM base: AArch64 x0 = DTB, x1 = x2 = x3 = 0; 32-bit r0 = 0,
+  r1 = 0xffffffff (virt's board id -1), r2 = DTB.
+- DTB edits, in load_dtb's order, in place with libfdt (bootforge/fdtboot/libfdt.py):
+  the /memory node (already in the machine's dump), /chosen bootargs (when the command
+  line is not empty), linux,initrd-start and linux,initrd-end (one cell each, observed),
+  then the /psci node (fdt_add_psci_node: added last, so it is taken out of the machine's
+  dump and put back after the /chosen edits).
+- Random (each byte tracked through the edits, bootforge/fdtboot/libfdt.py Fdt.random):
+  /chosen rng-seed (32 bytes) and kaslr-seed (8 bytes), created by virt.c
+  create_randomness() and refilled on every reset (qemu_fdt_randomize_seeds); and the
+  alignment padding of /chosen stdout-path ("/pl011@9000000" is 15 bytes: one pad byte),
+  which keeps a byte of the first rng-seed because create_uart() inserts stdout-path in
+  front of the seeds (libfdt fdt_splice_ memmove; observed to differ per boot); and the
+  padding of a bootargs whose length is not a multiple of 4, which keeps bytes of the
+  moved rng-seed the same way (observed at 128M: 3 bytes).
+"""
+
+from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.fdt.parse import parse_dtb
+from bootforge.fdtboot import verdicts
+from bootforge.fdtboot.handover import RandomProperty, devicetree_facts, mark_random
+from bootforge.fdtboot.libfdt import Fdt
+from bootforge.formats.e820 import E820Type
+from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies.common import standard_checks
+from bootforge.loader.result import LoadResult
+from bootforge.memmap.convert import fdt_to_map
+from bootforge.verdict import check
+
+SOURCE = "QEMU 7.2 hw/arm/boot.c (arm_setup_direct_kernel_boot, arm_load_dtb, fdt_add_psci_node)"
+MIB = 1 << 20
+PAGE = 4096
+BOOTLOADER_SIZE = 40            # bootloader_aarch64 / bootloader: 6 instructions + 4 words
+VIRT_BOARD_ID = 0xFFFFFFFF
+RANDOM = (RandomProperty("/chosen", "rng-seed", 32, "virt.c create_randomness, refilled at every reset"),
+          RandomProperty("/chosen", "kaslr-seed", 8, "virt.c create_randomness, refilled at every reset"),
+          # create_uart() sets stdout-path after the seeds: libfdt's splice leaves the first rng-seed's
+          # bytes in the new property's alignment padding (observed: one byte, different every boot).
+          RandomProperty("/chosen", "stdout-path", 1, "alignment padding: a stale byte of the first rng-seed",
+                         part="padding"))
+
+
+def _align(value, alignment):
+    return (value + alignment - 1) // alignment * alignment
+
+
+def take_out_psci(fdt):
+    """The machine's dump with load_dtb's last edit undone: the /psci node out of the structure
+    block and the names only it added off the end of the strings block. Returns its properties
+    [(name, value)] in the order fdt_add_psci_node set them (the reverse of the node's order:
+    libfdt puts each new property first); None without a /psci node."""
+    node = fdt.path_offset("/psci")
+    if node is None:
+        return None
+    props = [(n, fdt.getprop(node, n)) for n, _ in fdt.properties(node)]
+    others = {n for other in fdt.nodes() if other != node for n, _ in fdt.properties(other)}
+    fdt.del_node(node)
+    names = fdt.strings()[:-1].split(b"\0")
+    only_psci = {n for n, _ in props} - others
+    while names and names[-1].decode("latin-1") in only_psci:
+        names.pop()
+    fdt.forget_strings(sum(len(n) + 1 for n in names))
+    return list(reversed(props))
+
+
+def put_back_psci(fdt, props):
+    node = fdt.add_subnode(0, "psci")
+    for name, value in props:
+        fdt.setprop(fdt.path_offset("/psci"), name, value)
+    return node
+
+
+def handed_dtb(machine_dtb, cmdline, initrd):
+    """(the DTB arm_load_dtb hands the kernel, its random byte spans): the machine's dump (no
+    kernel) with the edits a kernel boot adds, byte for byte. *initrd*: (start, size) or None."""
+    fdt = Fdt(machine_dtb)
+    mark_random(fdt, RANDOM)
+    psci = take_out_psci(fdt)
+    chosen = fdt.path_offset("/chosen")
+    if chosen is None:
+        fdt.add_subnode(0, "chosen")
+        chosen = fdt.path_offset("/chosen")
+    if cmdline:
+        fdt.setprop(chosen, "bootargs", cmdline.encode() + b"\0")
+    if initrd is not None:
+        start, size = initrd
+        fdt.setprop(fdt.path_offset("/chosen"), "linux,initrd-start", start.to_bytes(4, "big"))
+        fdt.setprop(fdt.path_offset("/chosen"), "linux,initrd-end", (start + size).to_bytes(4, "big"))
+    if psci is not None:
+        put_back_psci(fdt, psci)
+    return fdt.blob(), fdt.random_spans()
+
+
+@loader_policy("qemu-arm-kernel", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
+               verified=True, boot_medium=None,
+               wrong_firmware="qemu-arm-kernel runs on a device-tree platform (qemu-virt-aarch64:<mem>, "
+                              "qemu-virt-arm:<mem>)",
+               summary="QEMU -kernel/-initrd/-append on ARM virt (its bootloader and load_dtb)")
+def load(req):
+    plat = req.platform
+    board = plat.devicetree
+    if board.machine is None or board.machine.arch not in ("aarch64", "arm"):
+        raise RecipeError("qemu-arm-kernel needs qemu-virt-aarch64:<mem> or qemu-virt-arm:<mem>")
+    arch = board.machine.arch
+    data = req.kernel.data
+    found = verdicts.qemu_arm_kernel(data, arch)
+    if not found.ok:
+        raise LoaderRefusal(found.reason, loader="qemu-arm-kernel", words=found.words)
+    if len(req.modules) > 1:
+        raise RecipeError("QEMU -initrd takes one file; give one initrd")
+    res = LoadResult(req.loader, "linux", plat, SOURCE)
+    base, ram = board.ram_base, board.memory_bytes
+    ram_end = base + ram
+    kind, offset, claimed = verdicts.qemu_arm_placement(data, arch)
+    raw, _ = verdicts.gunzipped(data) if arch == "aarch64" else (data, None)
+    if kind == "uimage":
+        entry, size = offset, claimed
+    else:
+        entry, size = base + offset, claimed if kind == "arm64-image" else len(raw)
+    if size > ram:
+        raise LoaderRefusal(f"the kernel ({size} bytes) does not fit the {ram} bytes of RAM",
+                            loader="qemu-arm-kernel",
+                            words=f"kernel '{req.kernel_loader_path}' is too large to fit in RAM "
+                                  f"(kernel size {size}, RAM size {ram})")
+    res.place("QEMU bootloader", base, BOOTLOADER_SIZE, 4, "fixed: RAM base (hw/arm/boot.c write_bootloader)",
+              "loader")
+    res.place("kernel", entry, max(size, len(raw)), 2 * MIB if kind == "arm64-image" else PAGE,
+              {"arm64-image": "RAM base + text_offset (+ 2 MiB below the bootloader)",
+               "uimage": "the uImage's load address", "raw": "RAM base + QEMU's fixed offset"}[kind], "kernel")
+    image_high = entry + size
+    initrd_start = _align(max(base + min(ram // 2, 128 * MIB), image_high), PAGE)
+    initrd = None
+    if req.modules:
+        m = req.modules[0]
+        if initrd_start >= ram_end:
+            raise LoaderRefusal("no RAM left after the kernel for the initrd", loader="qemu-arm-kernel",
+                                words="not enough space after kernel to load initrd")
+        if initrd_start + m.size > ram_end:
+            raise LoaderRefusal("the initrd runs past the end of RAM", loader="qemu-arm-kernel",
+                                words=f"could not load initrd '{m.loader_path}': too big to fit into RAM after "
+                                      "the kernel")
+        initrd = (initrd_start, m.size)
+        res.place(f"initrd {m.loader_path}", initrd_start, m.size, PAGE,
+                  "RAM base + min(RAM/2, 128 MiB), or the kernel's end, page aligned", "module")
+        res.modules = [{"start": initrd_start, "end": initrd_start + m.size, "cmdline": m.loader_path}]
+    dtb_align = 2 * MIB if arch == "aarch64" else PAGE
+    dtb_start = _align(initrd_start + (initrd[1] if initrd else 0), dtb_align)
+    handed, random_bytes = handed_dtb(board.dtb, req.cmdline, initrd)
+    res.place("DTB", dtb_start, len(handed), dtb_align,
+              f"after the initrd, {'2 MiB' if arch == 'aarch64' else '4 KiB'} aligned", "boot-info")
+    registers = ({"x0": dtb_start, "x1": 0, "x2": 0, "x3": 0} if arch == "aarch64"
+                 else {"r0": 0, "r1": VIRT_BOARD_ID, "r2": dtb_start})
+    res.mbi_address, res.mbi_bytes = dtb_start, handed
+    res.cmdline = req.cmdline
+    memory = fdt_to_map(parse_dtb(handed))
+    res.mmap = [(r.start, r.size, r.type) for r in memory.ranges]
+    res.linux = {"entry": entry, "kernel_format": kind, "registers": registers,
+                 "devicetree": devicetree_facts(board.dtb, handed, dtb_start, registers, RANDOM, board.dtb_source,
+                                                random_bytes)}
+    res.notes.append("random per boot (predicted present with their size): "
+                     + ", ".join(f"{r.path}/{r.name} ({r.size} bytes)" for r in RANDOM))
+    ram_ok = all(base <= p.start and p.end <= ram_end for p in res.placements)
+    res.checks.append(check("placements-in-ram", ram_ok, "kernel, initrd and DTB lie in the RAM /memory gives"
+                            if ram_ok else "a placement lies outside /memory"))
+    if any(t != E820Type.RAM for _, _, t in res.mmap):
+        res.notes.append("the DTB reserves memory (reserved-memory or /memreserve/)")
+    standard_checks(res, plat.memory_map)
+    return res

@@ -1,0 +1,80 @@
+"""Device-tree boots for the tests: the dtdump kernels (stubs/dtdump-*.S behind the Image
+header bootforge writes), QEMU -kernel runs on virt, their captures as fixtures
+(tests/data/dtdump-*.serial and the machine's DTB of the same QEMU), and predictions
+from a captured machine DTB so unit tests run without QEMU."""
+
+import subprocess
+from pathlib import Path
+
+from bootforge.fdt.parse import parse_dtb
+from bootforge.fdtboot.machines import MACHINES, DtBoard
+from bootforge.loader.image import KernelImage
+from bootforge.loader.platforms import Platform
+from bootforge.loader.policies import policy
+from bootforge.loader.result import LoadRequest, ModuleSpec
+from bootforge.memmap.convert import fdt_to_map
+from conftest import BUILD, DATA, REPO, require, run_bootforge
+
+MIB = 1 << 20
+QEMU_TIMEOUT = 60
+INITRD_MAGIC = b"BFINITRD"
+
+
+def dump_kernel(arch):
+    """The dtdump Image for *arch*: `make` assembles the code, `bootforge build` writes the header."""
+    require("make", {"aarch64": "aarch64-linux-gnu-as", "riscv64": "riscv64-linux-gnu-as"}[arch])
+    code = BUILD / "stubs" / f"dtdump-{arch}.bin"
+    proc = subprocess.run(["make", "-s", str(code.relative_to(REPO))], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    image = BUILD / "stubs" / f"dtdump-{arch}.Image"
+    run_bootforge("build", REPO / "stubs" / f"dtdump-{arch}.toml", "-o", image, check=0)
+    return image
+
+
+def make_initrd(path, size):
+    """An initrd the dump kernel finds by its first 8 bytes (the same bytes every time)."""
+    body = bytes((i * 7 + 3) & 0xFF for i in range(size - len(INITRD_MAGIC)))
+    path.write_bytes(INITRD_MAGIC + body)
+    return path
+
+
+def qemu_command(machine, mem, kernel, initrd=None, cmdline=None, serial=None):
+    m = MACHINES[machine]
+    argv = m.qemu_args(mem) + ["-display", "none", "-nographic", "-monitor", "none",
+                               "-serial", f"file:{serial}" if serial else "stdio", "-kernel", str(kernel)]
+    if initrd is not None:
+        argv += ["-initrd", str(initrd)]
+    if cmdline:
+        argv += ["-append", cmdline]
+    return argv
+
+
+def boot(machine, mem, kernel, tmp, initrd=None, cmdline=None):
+    """Run the dump kernel under QEMU -kernel; return (serial text, the command)."""
+    m = MACHINES[machine]
+    require(m.binary)
+    serial = Path(tmp) / "serial.txt"
+    argv = qemu_command(machine, mem, kernel, initrd, cmdline, serial)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=QEMU_TIMEOUT)
+    assert proc.returncode == 0, (argv, proc.stderr)
+    return serial.read_text("latin-1"), argv
+
+
+def fixture_board(machine, mem, name):
+    """A DtBoard from a captured machine DTB (tests/data/<name>.machine.dtb, its used bytes:
+    the rest of its totalsize is zero, as QEMU's buffer is)."""
+    head = (DATA / f"{name}.machine.dtb").read_bytes()
+    total = int.from_bytes(head[4:8], "big")
+    m = MACHINES[machine]
+    return DtBoard(f"{machine}:{mem // MIB}M", m, mem, m.ram_base, head + bytes(total - len(head)),
+                   f"tests/data/{name}.machine.dtb")
+
+
+def predict(board, kernel_data, loader, initrd=None, cmdline=""):
+    """The policy's LoadResult for the dump kernel on *board* (no QEMU needed)."""
+    platform = Platform(board.name, "fdt", fdt_to_map(parse_dtb(board.dtb)), memory_bytes=board.memory_bytes,
+                        devicetree=board)
+    kernel = KernelImage("dtdump", kernel_data, len(kernel_data), None, 64, 0,
+                         [(0, len(kernel_data), len(kernel_data))])
+    modules = [ModuleSpec(str(initrd), Path(initrd).name, "", Path(initrd).stat().st_size)] if initrd else []
+    return policy(loader)(LoadRequest(kernel, "dtdump.Image", cmdline, modules, platform, loader))

@@ -1,0 +1,107 @@
+"""QEMU -kernel on virt (AArch64) against the qemu-arm-kernel prediction: the dtdump kernel
+reports x0-x3, where it runs, where the initrd is (found by its magic) and the DTB it was
+handed; the prediction must equal it byte for byte except the properties declared random.
+
+Real boots at 128M (initrd at RAM/2), 1G and 3G, with and without an initrd; the captures
+in tests/data/dtdump-aarch64-*.serial (with the machine DTB of the same QEMU) are checked
+without QEMU. Regenerate them: .venv/bin/python tests/test_arm_qemu.py
+"""
+
+import json
+import sys
+
+import pytest
+
+from bootforge.fdtboot.handover import masked, read_dtdump
+from bootforge.fdtboot.libfdt import Fdt
+from bootforge.loader.policies.qemu_arm_kernel import RANDOM
+from conftest import DATA, run_bootforge
+from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command
+
+CMDLINE = "console=ttyAMA0 bootforge=dtdump"
+INITRD_SIZE = 5000
+FIXTURES = [("1024M", True), ("128M", False)]
+
+
+def _check(dump, registers, kernel_at, initrd_at, dtb, random_bytes):
+    assert dump.done and dump.arch == "aarch64"
+    assert dump.registers == registers
+    assert dump.image == kernel_at
+    assert dump.initrd == initrd_at
+    assert dump.dtb_address == registers["x0"]
+    got = dump.full_dtb()
+    assert got is not None, "bytes after the DTB's last block were not zero"
+    assert len(got) == len(dtb)
+    assert masked(got, random_bytes) == masked(dtb, random_bytes)
+    assert sum(n for _, n in random_bytes) <= 32 + 8 + 4      # the seeds and a few stale padding bytes
+    # The random properties are there with their sizes (their values differ per boot).
+    fdt = Fdt(got)
+    chosen = fdt.path_offset("/chosen")
+    for r in RANDOM:
+        if r.part == "value":
+            assert len(fdt.getprop(chosen, r.name)) == r.size
+
+
+@pytest.mark.parametrize("mem", ["128M", "1G", "3G"])
+@pytest.mark.parametrize("with_initrd", [False, True])
+def test_qemu_kernel_boot(tmp_path, mem, with_initrd):
+    kernel = dump_kernel("aarch64")
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE) if with_initrd else None
+    platform = f"qemu-virt-aarch64:{mem}"
+    args = ["load", kernel, "--platform", platform, "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE,
+            "--json", "--mbi-out", tmp_path / "predicted.dtb"] + (["--initrd", initrd] if initrd else [])
+    proc = run_bootforge(*args, check=0)
+    result = json.loads(proc.stdout)
+    placements = {p["kind"]: p for p in result["placements"]}
+    serial, _ = boot("qemu-virt-aarch64", int(mem[:-1]) * (1024 if mem.endswith("G") else 1) * MIB, kernel,
+                     tmp_path, initrd, CMDLINE)
+    dump = read_dtdump(serial)
+    _check(dump, result["linux"]["registers"], placements["kernel"]["start"],
+           placements["module"]["start"] if initrd else None, (tmp_path / "predicted.dtb").read_bytes(),
+           result["linux"]["devicetree"]["random_bytes"])
+
+
+@pytest.mark.parametrize("mem,with_initrd", FIXTURES)
+def test_captured_boots(tmp_path, mem, with_initrd):
+    """The captures made by QEMU 7.2 (tests/data), predicted from the machine DTB captured with them."""
+    name = f"dtdump-aarch64-{mem}{'-initrd' if with_initrd else ''}"
+    text = (DATA / f"{name}.serial").read_text()
+    kernel = (DATA / "dtdump-aarch64.Image").read_bytes()
+    board = fixture_board("qemu-virt-aarch64", int(mem[:-1]) * MIB, name)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE) if with_initrd else None
+    res = predict(board, kernel, "qemu-arm-kernel", initrd, CMDLINE)
+    placements = {p.kind: p for p in res.placements}
+    _check(read_dtdump(text), res.linux["registers"], placements["kernel"].start,
+           placements["module"].start if initrd else None, res.mbi_bytes,
+           res.linux["devicetree"]["random_bytes"])
+
+
+def regenerate():
+    """Boot QEMU for each fixture; write the serial capture (its first line: the command) and
+    the machine DTB dumped by the same QEMU (its used bytes)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from bootforge.fdtboot.machines import MACHINES, machine_dtb
+    kernel = dump_kernel("aarch64")
+    shutil.copy(kernel, DATA / "dtdump-aarch64.Image")
+    for mem, with_initrd in FIXTURES:
+        name = f"dtdump-aarch64-{mem}{'-initrd' if with_initrd else ''}"
+        size = int(mem[:-1]) * MIB
+        with tempfile.TemporaryDirectory() as tmp:
+            initrd = make_initrd(Path(tmp) / "initrd.img", INITRD_SIZE) if with_initrd else None
+            serial, argv = boot("qemu-virt-aarch64", size, DATA / "dtdump-aarch64.Image", tmp, initrd, CMDLINE)
+        command = " ".join(qemu_command("qemu-virt-aarch64", size, "tests/data/dtdump-aarch64.Image",
+                                        "initrd.img" if initrd else None, CMDLINE))
+        (DATA / f"{name}.serial").write_text(
+            f"# {command}  (initrd.img: tests/dtboot.py make_initrd, {INITRD_SIZE} bytes)\n" + serial)
+        dtb, _ = machine_dtb(MACHINES["qemu-virt-aarch64"], size)
+        end = max(int.from_bytes(dtb[12:16], "big") + int.from_bytes(dtb[32:36], "big"),
+                  int.from_bytes(dtb[8:12], "big") + int.from_bytes(dtb[36:40], "big"))
+        assert not any(dtb[end:])
+        (DATA / f"{name}.machine.dtb").write_bytes(dtb[:end])
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(DATA.parent))
+    regenerate()
