@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bootforge.errors import BootforgeError
 from bootforge.fileio import is_stdin, read_input, write_atomic
 
 DTS_SUFFIXES = (".dts", ".dtsi", ".dtso")
@@ -118,3 +119,19 @@ def fdt_apply_command(base, overlays, output):
     # fdtoverlay's failures name the overlay themselves ("Failed to apply 'x.dtbo': FDT_ERR_NOTFOUND").
     blob = apply_overlays(read_input(base), [(str(p), read_input(p)) for p in overlays], base_name=str(base))
     write_atomic(output, blob)
+
+
+def print_dts(files):
+    """`bootforge inspect -O dts FILE.dtb...`: only the DTS text dtc prints, the names' bytes as
+    they are (so `| bootforge build -` gives the blob back). Returns the exit status."""
+    from bootforge.fdt import parse_dtb, to_dts
+    status = 0
+    for path in files:
+        try:
+            tree = parse_dtb(read_input(path), path)
+        except BootforgeError as exc:
+            click.echo(f"bootforge: error: {exc.located(path=path)}", err=True)
+            status = 2
+            continue
+        sys.stdout.buffer.write(to_dts(tree).encode("latin-1"))
+    return status

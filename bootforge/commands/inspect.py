@@ -39,13 +39,19 @@ class InspectCommand(click.Command):
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Inspect the files in N worker processes (default: the number of cores); "
                    "output order and JSON are those of one process.")
-def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file, jobs):
+@click.option("-O", "--output-format", "output_format", type=click.Choice(["dts"]),
+              help="dts: print only the DTS of each DTB, as dtc -I dtb -O dts does (also --format dts).")
+def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file, jobs,
+                    output_format):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.
 
     Exit status: 0 all fine, 1 defects found (for a kernel: also when no modelled loader of
     its header's protocol loads it), 2 unusable input. With --check LOADER: 0 when LOADER
     loads every file, 1 when it refuses one, 2 unusable input.
     """
+    if output_format == "dts" or format_name == "dts":
+        from bootforge.commands.fdt import print_dts
+        sys.exit(print_dts(files))
     if check_loader is not None:
         from bootforge.multiboot.verdicts import KERNEL_LOADERS
         if check_loader not in KERNEL_LOADERS.names():

@@ -15,7 +15,9 @@ order, same messages); the others walk every node.
 
 import struct
 
-from bootforge.fdt.dts_tree import REF_PATH, REF_PHANDLE, LABEL, delete_node, get_node_by_path, get_node_by_ref
+from bootforge.fdt.dts_tree import (
+    LABEL, REF_PATH, REF_PHANDLE, delete_node, fill_fullpaths, from_device_tree, get_node_by_path, get_node_by_ref,
+)
 
 UNCHECKED, PREREQ, PASSED, FAILED = range(4)
 
@@ -1240,3 +1242,15 @@ def _label_finder(dti):
             if not deleted:
                 index.setdefault(label, n)
     return index.get
+
+
+def check_device_tree(tree, name):
+    """dtc's checks on a parsed DTB (as `dtc -I dtb` runs them): (warning lines, error lines),
+    each line as dtc prints it, *name* standing where dtc names its output file."""
+    dti = from_device_tree(tree)
+    dti.outname = name
+    fill_fullpaths(dti.root)
+    messages, _ = run_checks(dti)
+    errors = [m.rstrip("\n") for m in messages if " ERROR (" in m]
+    warnings = [m.rstrip("\n") for m in messages if " ERROR (" not in m]
+    return warnings, errors

@@ -399,3 +399,20 @@ def to_device_tree(dti):
             stack.append((c, fc))
     return DeviceTree(root=root, reservations=[(a, s) for a, s in dti.reservations],
                       boot_cpuid_phys=dti.boot_cpuid & 0xFFFFFFFF)
+
+
+def from_device_tree(tree):
+    """The live tree dtc builds from a DTB (flattree.c dt_from_blob): no labels, markers or
+    positions; /dts-v1/ flags only."""
+    def convert(fnode):
+        return Node([Prop(p.name, p.value) for p in fnode.properties], name=fnode.name)
+
+    root = convert(tree.root)
+    stack = [(tree.root, root)]
+    while stack:
+        fnode, live = stack.pop()
+        for fc in fnode.children:
+            lc = convert(fc)
+            add_child(live, lc)
+            stack.append((fc, lc))
+    return DtInfo(1, list(tree.reservations), root, tree.boot_cpuid_phys)

@@ -5,6 +5,7 @@ describes: fdt (parse, build, dts) sits below memmap and never imports it.
 """
 
 from bootforge.fdt.dts import to_dts
+from bootforge.fdt.dts_checks import check_device_tree
 from bootforge.fdt.parse import parse_dtb, parse_header
 from bootforge.formats.e820 import E820Type
 from bootforge.memmap.convert import fdt_to_map
@@ -25,6 +26,11 @@ def inspect_dtb(path, data):
     # Normal for the kind (no /memory in a tree the boot loader fills in, a property
     # dtc warns about and Linux reads around): reported, never failing.
     warnings = [c.line() for c in checks if not c.ok and c.warning]
+    # dtc's own checks, as `dtc -I dtb` prints them. Its error-level lines (a name dtc's
+    # lexer would not take, a duplicated phandle) are reported too, but as warnings: firmware
+    # and Linux read such trees, and only dtc refuses them (unless -f).
+    dtc_warnings, dtc_errors = check_device_tree(tree, str(path))
+    warnings += dtc_warnings + dtc_errors
     return DtbReport(path=str(path), format="dtb", problems=problems, tree=tree, header=header,
                      memory=memory, memory_json=map_to_json(memory), trailing=len(data) - header["totalsize"],
                      warnings=warnings)
