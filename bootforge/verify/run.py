@@ -5,6 +5,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -137,14 +138,7 @@ class VerifyReport:
             out.append(f"  QEMU ended before the kernel's entry after {self.seconds:.1f} s; last on serial: "
                        f"{self.last_serial or '(nothing)'}")
         if self.rows:
-            w0 = max(len(r.name) for r in self.rows)
-            cells = [(r, _cell(r.predicted, r.name), _cell(r.observed, r.name)) for r in self.rows]
-            w1 = max([len("predicted")] + [len(p) for _r, p, _o in cells])
-            w2 = max([len("observed")] + [len(o) for _r, _p, o in cells])
-            out.append(f"  {'':<{w0}}  {'predicted':<{w1}}  {'observed':<{w2}}")
-            for r, p, o in cells:
-                mark = ("ok" if r.ok else "MISMATCH") if r.counted else ("same" if r.ok else "differs (not predicted)")
-                out.append(f"  {r.name:<{w0}}  {p:<{w1}}  {o:<{w2}}  {mark}")
+            out += _table_lines(self.rows)
         for r in self.rows:
             if r.name in ("tags", "flags") and r.predicted is not None and r.observed is not None:
                 out.append(f"  {r.name}: {', '.join(r.observed)}")
@@ -166,6 +160,35 @@ class VerifyReport:
         if self.kept:
             out.append(f"  kept: {self.kept}")
         return "\n".join(out) + "\n"
+
+
+# The side-by-side table fits a terminal this wide: a longer cell is cut in its column and
+# its whole value printed under the table, wrapped (OVMF's "mmap from tag 17" is ~20 ranges).
+TABLE_COLUMNS = 100
+
+
+def _table_lines(rows):
+    marks = [("ok" if r.ok else "MISMATCH") if r.counted else ("same" if r.ok else "differs (not predicted)")
+             for r in rows]
+    cells = [(_cell(r.predicted, r.name), _cell(r.observed, r.name)) for r in rows]
+    w0 = max(len(r.name) for r in rows)
+    room = (TABLE_COLUMNS - 2 - w0 - 2 - 2 - 2 - max(map(len, marks))) // 2
+    w1 = min(max([len("predicted")] + [len(p) for p, _o in cells]), max(room, len("predicted")))
+    w2 = min(max([len("observed")] + [len(o) for _p, o in cells]), max(room, len("observed")))
+
+    def fit(text, width):
+        return text if len(text) <= width else text[:width - 3] + "..."
+    out = [f"  {'':<{w0}}  {'predicted':<{w1}}  {'observed':<{w2}}".rstrip()]
+    long_values = []
+    for r, (p, o), mark in zip(rows, cells, marks):
+        out.append(f"  {r.name:<{w0}}  {fit(p, w1):<{w1}}  {fit(o, w2):<{w2}}  {mark}".rstrip())
+        if len(p) > w1 or len(o) > w2:
+            long_values.append((r.name, p, o))
+    for name, p, o in long_values:
+        for side, text in ((("predicted and observed", p),) if p == o else (("predicted", p), ("observed", o))):
+            out += textwrap.wrap(text, TABLE_COLUMNS - 2, initial_indent=f"  {name}, {side}: ",
+                                 subsequent_indent="      ")
+    return out
 
 
 def _json_safe(v):
@@ -206,6 +229,8 @@ def _cell(v, name=""):
         return hex(v)
     if isinstance(v, str):
         return repr(v) if len(v) < 60 else repr(v[:56] + "...")
+    if name == "mmap from tag 17" and isinstance(v, (list, tuple)):
+        return f"{len(v)} ranges: " + ", ".join(_cell(x, "mmap entry") for x in v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_cell(x) for x in v) + "]" if len(v) <= 4 else \
             "[" + ", ".join(_cell(x) for x in v[:3]) + f", ... {len(v)} items]"
