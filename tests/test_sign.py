@@ -105,6 +105,12 @@ def test_sbverify_accepts_what_bootforge_signs(tmp_path):
         assert v.returncode == 0 and "Signature verification OK" in v.stdout, (name, v.stdout, v.stderr)
         sigs = _signatures(out)
         assert len(sigs) == 1 and sigs[0].ok, name
+        # The CheckSum written is the PE checksum of the output (the function that gives
+        # sbsign's value for sbsign's file, test_same_hash_and_checksum_as_sbsign).
+        from bootforge.pe.authenticode import pe_checksum
+        from bootforge.pe.image import read_pe
+        data = out.read_bytes()
+        assert read_pe(data).checksum == pe_checksum(data, read_pe(data).checksum_offset), name
 
 
 def test_same_hash_and_checksum_as_sbsign(tmp_path):

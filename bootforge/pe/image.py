@@ -104,7 +104,7 @@ def read_pe(data, base_offset=0):
         raise FormatError(f"no PE image: expected 'MZ', found {data[:2].hex() or 'nothing'}", offset=base_offset)
     if len(data) < fmt.E_LFANEW_OFFSET + 4:
         raise FormatError("PE image truncated inside its DOS header", offset=base_offset + len(data))
-    pe_at = fmt.DosHeader.parse(data).e_lfanew
+    pe_at = fmt.DosHeader.parse(data[:fmt.E_LFANEW_OFFSET + 4]).e_lfanew     # a slice: construct copies what it is given
     if pe_at + fmt.COFF_HEADER_SIZE + 2 > len(data) or pe_at < fmt.E_LFANEW_OFFSET + 4:
         raise FormatError(f"PE header pointer e_lfanew {pe_at:#x} outside the file ({len(data):#x} bytes)",
                           offset=base_offset + fmt.E_LFANEW_OFFSET)

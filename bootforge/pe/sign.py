@@ -19,8 +19,10 @@ image whose headers or sections leave bytes outside the hash (a gap), a certific
 past the end of the file or not at its end.
 """
 
+import dataclasses
 import hashlib
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 from asn1crypto import cms, core, x509 as asn1_x509
 from cryptography import x509
@@ -109,26 +111,30 @@ def signed_data(digest, key, cert):
     return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
 
 
-def unsigned_body(data, img, path=None):
-    """The image without its certificate table, padded to 8 bytes, and its existing table's bytes."""
+def unsigned_length(data, img, path=None):
+    """The length of the image without its certificate table (the table must end the file)."""
     offset, size = security_directory(img)
-    if size:
-        if offset + size > len(data):
-            raise SignError(f"certificate table [{offset:#x}, {offset + size:#x}) runs past the end of the file "
-                            f"({len(data):#x} bytes)", path=path, offset=img.directory_offset(fmt.DIR_SECURITY))
-        if offset + size != len(data):
-            raise SignError(f"{len(data) - offset - size:#x} bytes follow the certificate table: OVMF hashes the "
-                            "file up to its size less the table's, so they would not be signed", path=path,
-                            offset=offset + size)
-        body, table = bytearray(data[:offset]), bytes(data[offset:])
-    else:
-        body, table = bytearray(data), b""
-    body += bytes(-len(body) % CERT_ALIGNMENT)
-    return body, table
+    if not size:
+        return len(data)
+    if offset + size > len(data):
+        raise SignError(f"certificate table [{offset:#x}, {offset + size:#x}) runs past the end of the file "
+                        f"({len(data):#x} bytes)", path=path, offset=img.directory_offset(fmt.DIR_SECURITY))
+    if offset + size != len(data):
+        raise SignError(f"{len(data) - offset - size:#x} bytes follow the certificate table: OVMF hashes the "
+                        "file up to its size less the table's, so they would not be signed", path=path,
+                        offset=offset + size)
+    return offset
 
 
-def sign_image(data, key, cert, path=None):
-    """The signed image bytes and facts {digest, signatures, appended} for PE *data*."""
+def _word_sum(buffer):
+    """The sum of the little-endian 16-bit words of *buffer* (even length), mod 0xFFFF."""
+    return int.from_bytes(buffer, "little") % 0xFFFF
+
+
+def sign_image_parts(data, key, cert, path=None):
+    """The signed image as buffers to write in order (the headers rewritten, the rest of the
+    input unchanged, zero padding, the certificate table) and facts {authenticode_sha256,
+    appended, signature_size}: the input's bytes are not copied (60 MiB UKIs)."""
     try:
         img = read_pe(data)
     except FormatError as exc:
@@ -136,31 +142,101 @@ def sign_image(data, key, cert, path=None):
     if len(img.directories) <= fmt.DIR_SECURITY:
         raise SignError(f"NumberOfRvaAndSizes {len(img.directories)}: the optional header has no certificate "
                         "table entry to point at a signature", path=path)
-    body, table = unsigned_body(data, img, path)
-    appended = bool(table)
-    sec = img.directory_offset(fmt.DIR_SECURITY)
-    struct.pack_into("<II", body, sec, 0, 0)
-    layout = hash_layout(body, read_pe(body), path)
-    if layout.gaps:
-        name, start, end = layout.gaps[0]
-        raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
-                        "the section table): a signature would not cover them", path=path, offset=start)
-    if table:
+    length = unsigned_length(data, img, path)
+    appended = length != len(data)
+    if appended:
         old = hash_layout(data, img, path)
         if old.table_problem:
             raise SignError(f"the existing certificate table is corrupt: {old.table_problem}", path=path,
                             offset=security_directory(img)[0])
-    digest = layout.digest(body)
+    view = memoryview(data)
+    pad = bytes(-length % CERT_ALIGNMENT)
+    # The headers as they will be written: CheckSum and the certificate table entry zero while
+    # hashing (both are outside the hash) and summing.
+    head_end = min(img.size_of_headers, length)
+    head = bytearray(view[:head_end])
+    sec, cks = img.directory_offset(fmt.DIR_SECURITY), img.checksum_offset
+    struct.pack_into("<II", head, sec, 0, 0)
+    struct.pack_into("<I", head, cks, 0)
+    body = [head, view[head_end:length], pad]
+    unsigned_size = length + len(pad)
+    # The layout of the unsigned image (no table): from the headers' facts and the size alone.
+    unsigned = dataclasses.replace(img, directories={**img.directories, "security": (0, 0)})
+    layout = hash_layout(_Sized(unsigned_size), unsigned, path)
+    if layout.gaps:
+        name, start, end = layout.gaps[0]
+        raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
+                        "the section table): a signature would not cover them", path=path, offset=start)
+    # The word sum runs in a thread while hashlib (which releases the GIL on large buffers)
+    # hashes: the two passes over the image overlap.
+    with ThreadPoolExecutor(1) as pool:
+        summed = pool.submit(lambda: sum(_word_sum(b) for b in _even_split(body)) % 0xFFFF)
+        digest = _digest(layout, body)
+        body_sum = summed.result()
+    table = bytes(view[length:])
     pkcs7 = signed_data(digest, key, cert)
-    length = fmt.WIN_CERTIFICATE_HEADER_SIZE + len(pkcs7)
-    entry = fmt.WinCertificateHeader.build(dict(length=length, revision=fmt.WIN_CERT_REVISION_2_0,
+    entry_length = fmt.WIN_CERTIFICATE_HEADER_SIZE + len(pkcs7)
+    entry = fmt.WinCertificateHeader.build(dict(length=entry_length, revision=fmt.WIN_CERT_REVISION_2_0,
                                                 certificate_type=fmt.WinCertType.PKCS_SIGNED_DATA))
-    table += entry + pkcs7 + bytes(-length % CERT_ALIGNMENT)
-    struct.pack_into("<II", body, sec, len(body), len(table))
-    body += table
-    struct.pack_into("<I", body, img.checksum_offset, pe_checksum(body, img.checksum_offset))
-    return bytes(body), {"authenticode_sha256": digest.hex(), "appended": appended,
-                         "signature_size": len(pkcs7)}
+    table += entry + pkcs7 + bytes(-entry_length % CERT_ALIGNMENT)
+    struct.pack_into("<II", head, sec, unsigned_size, len(table))
+    total = (body_sum + _word_sum(struct.pack("<II", unsigned_size, len(table))) + _word_sum(table)) % 0xFFFF
+    if total == 0:
+        total = 0xFFFF     # one's complement: a non-zero sum folds to 0xFFFF, never 0 (the file has 'MZ')
+    struct.pack_into("<I", head, cks, (total + unsigned_size + len(table)) & 0xFFFFFFFF)
+    return body + [table], {"authenticode_sha256": digest.hex(), "appended": appended,
+                            "signature_size": len(pkcs7)}
+
+
+def _even_split(parts):
+    """*parts* as buffers that each start at an even file offset (for 16-bit word sums)."""
+    out, carry = [], b""
+    for p in parts:
+        p = memoryview(p)
+        if carry:
+            if not len(p):
+                continue
+            out.append(carry + bytes(p[:1]))
+            p = p[1:]
+            carry = b""
+        if len(p) % 2:
+            carry = bytes(p[-1:])
+            p = p[:-1]
+        out.append(p)
+    if carry:
+        out.append(carry + b"\0")
+    return out
+
+
+class _Sized:
+    """Stands for the unsigned image in hash_layout, which reads only its length."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __len__(self):
+        return self.size
+
+
+def _digest(layout, parts, algorithm="sha256"):
+    """layout.digest over the image given as consecutive *parts*."""
+    h = hashlib.new(algorithm)
+    bounds, at = [], 0
+    for p in parts:
+        bounds.append((at, at + len(p), memoryview(p)))
+        at += len(p)
+    for start, end in layout.regions:
+        for lo, hi, mv in bounds:
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                h.update(mv[a - lo:b - lo])
+    return h.digest()
+
+
+def sign_image(data, key, cert, path=None):
+    """The signed image bytes and facts {digest, signatures, appended} for PE *data*."""
+    parts, facts = sign_image_parts(data, key, cert, path)
+    return b"".join(parts), facts
 
 
 def load_signer(key_path, cert_path, passphrase_path=None):
