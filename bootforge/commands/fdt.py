@@ -70,6 +70,17 @@ def is_dts_source(path):
     return False
 
 
+def read_source(path):
+    """A DTS file's bytes; a huge one memory-mapped (its literals are refused by their length)."""
+    from bootforge.fdt.dts_lexer import read_source_file
+    try:
+        return read_source_file(path)
+    except IsADirectoryError:
+        raise BootforgeError("is a directory", path=path) from None
+    except OSError as exc:
+        raise BootforgeError(exc.strerror or str(exc), path=path) from None
+
+
 def dtc_options(values, outname):
     from bootforge.fdt.dts_compile import DtcOptions
     return DtcOptions(
@@ -89,7 +100,7 @@ def build_dts(path, output, as_json, values):
     if output is None:
         output = "-" if is_stdin(path) else Path(path).stem + ".dtb"
     name = "<stdin>" if is_stdin(path) else str(path)
-    data = read_input(path)
+    data = read_input(path) if is_stdin(path) else read_source(path)
     result = compile_dts(data, name, dtc_options(values, str(output)))
     for line in result.messages:
         click.echo(line, err=True)

@@ -387,6 +387,12 @@ def _read_source(f, path):
     return f.read()
 
 
+def read_source_file(path):
+    """The bytes of the DTS file *path* (memory-mapped past 64 MiB)."""
+    with open(path, "rb") as f:
+        return _read_source(f, str(path))
+
+
 def tokenize(name, data, search_path=(), directory=None):
     """Lex *data* (the bytes of file *name*); returns the Lexer (tokens, buffers, errors, fatal)."""
     lexer = Lexer(search_path)

@@ -70,11 +70,12 @@ class Parser:
             dti = self.sourcefile()
         except _Abort:
             dti = None
-        errors = list(self.errors)
         lexer = self.lexer
+        # The lexer's errors first: at the same token, dtc's lexer speaks before its parser.
+        errors = list(lexer.errors)
         if lexer.fatal is not None:
             errors.append((len(self.t) - 1, lexer.fatal))
-        errors += lexer.errors
+        errors += self.errors
         if errors:
             errors.sort(key=lambda e: e[0])
             raise DtsError(errors[0][1])
