@@ -13,7 +13,8 @@
  *   X0 <16 hex> ... X3 <16 hex>
  *   IMAGE <16 hex>                   where the Image starts (its entry point)
  *   INITRD <16 hex> | INITRD none    the first 4 KiB page in [IMAGE, X0) starting "BFINITRD"
- *   REGION dtb <16 hex> <8 hex>      the DTB at X0, up to the end of its last block
+ *   REGION dtb <16 hex> <8 hex>      the DTB at X0, up to the end of its last block or its
+ *                                    last non-zero byte, whichever is later
  *   <32 bytes as 64 hex digits per line>
  *   END
  *   TAIL <totalsize 8 hex> zero | TAIL <totalsize> nonzero <offset 8 hex>
@@ -100,6 +101,15 @@ entry:  mov     x19, x0
         csel    w26, w0, w26, hi                /* used = max(struct end, strings end) */
         cmp     w26, w25
         csel    w26, w25, w26, hi               /* at most totalsize */
+        mov     x27, x25                        /* and on to the last non-zero byte before totalsize */
+20:     cmp     x27, x26                        /* (libfdt leaves stale bytes after a shrinking edit) */
+        b.ls    21f
+        sub     x9, x27, #1
+        ldrb    w0, [x19, x9]
+        cbnz    w0, 21f
+        mov     x27, x9
+        b       20b
+21:     mov     x26, x27
 
         adr     x1, s_region
         bl      puts

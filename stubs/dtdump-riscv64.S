@@ -77,7 +77,15 @@ entry:  mv      s1, a0
         mv      s6, s7
 6:      bgeu    s5, s6, 7f
         mv      s6, s5                          /* at most totalsize */
-7:
+7:      mv      t3, s5                          /* and on to the last non-zero byte before totalsize */
+20:     bgeu    s6, t3, 21f                     /* (OpenSBI's deletions leave stale bytes) */
+        addi    t4, t3, -1
+        add     t0, s2, t4
+        lbu     t1, 0(t0)
+        bnez    t1, 21f
+        mv      t3, t4
+        j       20b
+21:     mv      s6, t3
         lla     a1, s_region
         call    puts
         mv      a1, s2

@@ -46,6 +46,7 @@ POLICY_MODULES = (
     "xen_efi",
     "linux_efi_stub",
     "qemu_arm_kernel",
+    "qemu_riscv_kernel",
 )
 
 FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)
