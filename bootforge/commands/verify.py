@@ -36,8 +36,17 @@ def verify_command(recipe, platform, loader, entry, firmware, as_json, keep, tim
     def progress(text):
         click.echo(f"verify: {text}", err=True)
 
-    report = verify(recipe, platform, loader, keep=keep, timeout=timeout, progress=None if quiet else progress,
-                    entry=entry, firmware=firmware)
+    # A machine with devices and no kernel: the PXE probe through its iPXE ROM (bootforge/verify/ipxe_probe.py).
+    from bootforge.post.load import post_request
+    machine = post_request(recipe, platform, (), None)
+    if machine is not None:
+        from bootforge.verify.ipxe_probe import verify_probe
+        if not quiet:
+            progress(f"booting the PXE probe on {machine.memory_bytes >> 20} MiB with {len(machine.devices)} device(s)")
+        report = verify_probe(machine, timeout=timeout or 90, keep=keep)
+    else:
+        report = verify(recipe, platform, loader, keep=keep, timeout=timeout,
+                        progress=None if quiet else progress, entry=entry, firmware=firmware)
     if as_json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

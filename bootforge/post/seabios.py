@@ -48,13 +48,13 @@ not derived:
   when bootindex is used (measured 0xb0 for two entries: the file, rounded to 16, and 0x60).
 """
 
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootforge.errors import FormatError, RecipeError
 from bootforge.loader.platforms import QEMU_PC_LOWMEM_GB_ALIGNED, QEMU_PC_LOWMEM_SPLIT, qemu_pc_seabios
+from bootforge.loader.policies.ipxe_pcbios import TEXTDATA_MEMSZ_PGH
 from bootforge.rom.model import parse_rom
 
 GIB4 = 1 << 32
@@ -93,9 +93,6 @@ PMM_HANDLE_IMAGE_SOURCE = 0x18AE1000
 PMM_HANDLE_DECOMPRESS = 0x18AE2000
 PMM_FIND, PMM_ALLOCATE = 1, 0
 PMM_FLAGS_EXTENDED = 2
-# `movl $_textdata_memsz_pgh, %ecx` then `addl $0x20ff, %ecx` in romprefix.S's init: the
-# immediate is the decompressed text+data size in paragraphs.
-TEXTDATA_MEMSZ_PGH = re.compile(rb"\x66\xb9(....)\x66\x81\xc1\xff\x20\x00\x00", re.S)
 IPXE_SHRUNK_OFFSET = 6
 IPXE_BUILD_ID_OFFSET = 8
 

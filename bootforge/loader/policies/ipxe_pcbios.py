@@ -21,25 +21,30 @@ Rules:
   subtracted in what the kernel is given (observed).
 - flags 0x24d: mem, cmdline, mods, mmap, loader name (no boot_device).
 
-iPXE's own memory (seed 000; modelled, not compared with a real boot: iPXE
-prints none of it). Sizes are options with defaults after seed 000:
-- POST: two PMM areas (image source ~80 KiB, decompression area ~640 KiB),
-  freed at the end of POST; the ~3 KiB prefix stays in the option-ROM area
-  (never freed).
-- Boot entry: ~13 KiB of base memory by lowering the BDA word 40:13 (FBMS);
-  [FBMS*1024, 0xA0000) is hidden.
-- relocate.c: the 32-bit text/data go to the highest usable region below
-  0xfff00000 that holds size + 4095, at its top, moved down so that the
-  address keeps the old one's value mod 4096.
-- memtop_umalloc.c: umalloc (the downloaded kernel and modules) grows down
-  from just below the relocated image, 4 KiB aligned.
-- e820mangler.S: INT 15h E820 cuts every entry to [0, FBMS*1K),
-  [0xA0000, umalloc start), [umalloc end, text start), [text end, ...)
-  (hidden ranges rounded out to 4 KiB except base memory).
-- Freeing (option ipxe_outcome): "boot" (Multiboot exec: the hook is
-  removed, base memory stays taken), "pxenv-stop-undi" (same), "boot-failure"
-  (everything returned), "san-boot" (nothing ever returned).
+iPXE's own memory (seed 000), compared with real boots by the PXE probe (stubs/pxeprobe.S,
+bootforge verify of a machine with devices; tests/test_ipxe_probe.py at 256M, 3584M, 5G):
+- Boot entry (libprefix.S alloc_basemem): .data16 then .text16 below FBMS, in paragraphs
+  (pxe-e1000.rom: 0x2f4 and 0x84, immediates of its prefix code), FBMS = the .text16 segment
+  >> 6, truncated: 639 -> 625 KiB (14 KiB, not seed 000's 13). [FBMS*1024, 0xA0000) is hidden.
+  PXENV+ and !PXE are at .text16:0780 and .text16:0720 (measured for this build).
+- relocate.c: the 32-bit text/data/bss (_textdata_memsz: 0xa2270 bytes for pxe-e1000.rom)
+  go to the top of the highest usable region below 0xfff00000 holding size + 4095, moved down
+  so that the address keeps the old one's (the PMM decompression area's, 4 KiB aligned) mod 4096.
+- memtop_umalloc.c: each downloaded file is a block below the image: an 8-byte header below
+  the block's end, the block start rounded down to 4 KiB; the hidden region starts at the
+  lowest header, rounded down to 4 KiB (hidemem.c rounds outward).
+- e820mangler.S: while iPXE runs, INT 15h E820 cuts every entry to [0, FBMS*1K),
+  [0xA0000, umalloc start), [umalloc end, text start), [text end, ...): hidden ranges are holes.
+- Outcomes (option ipxe_outcome): "boot" (Multiboot exec) and "pxenv-stop-undi" remove the
+  INT 15h hook (shutdown_boot -> unhide_etherboot): E820 is SeaBIOS's own again, while INT 12h
+  and 40:13 keep the lowered FBMS (observed after PXENV_STOP_UNDI: E820 [0, 0x9fc00) RAM, INT 12h
+  625); "boot-failure" returns base memory too; "san-boot" keeps everything hidden.
+- PMM during POST (image source, decompression area): SeaBIOS's POST model, bootforge.post.
 """
+
+import re
+import struct
+from dataclasses import dataclass
 
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.e820 import E820Type
@@ -52,26 +57,25 @@ from bootforge.loader.policies.common import (
 )
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryMap, MemoryRange
-from bootforge.memmap.ops import sanitize
 from bootforge.memmap.placement import Component, check_bda_base_memory, check_ipxe_relocation, check_placement
 from bootforge.schema import Field
 
 SOURCE = "iPXE src/arch/x86/image/multiboot.c + interface/pcbios/memmap.c (pxe-e1000.rom 1.0.0+git-20190125)"
 LOADER_NAME = "iPXE 1.0.0+git-20190125.36a4c85"
-DATA16_BELOW_FBMS = 0x2E80          # mbmodules = FBMS*1024 - this (measured for pxe-e1000.rom above)
+MBMODULES_IN_DATA16 = 0xC0         # mbmodules' offset in .data16 (measured for pxe-e1000.rom above)
 MAX_MODULES = 8
 MAX_MEMMAP = 8
 TFTP_SERVER = "tftp://10.0.2.2/"    # QEMU user networking's TFTP server
 IPXE_MAX_ADDR = 0xFFF00000
+UMALLOC_HEADER = 8                  # memtop_umalloc.c struct external_memory: size_t size, int used
 OUTCOMES = ("boot", "pxenv-stop-undi", "boot-failure", "san-boot")
 OPTIONS = (
-    Field("ipxe_textdata_size", int, 0x60000, "bytes of iPXE's 32-bit text+data that relocate.c moves "
-          "(a property of the ROM build)", min=0),
-    Field("ipxe_basemem_kib", int, 13, "KiB of base memory iPXE takes by lowering 40:13 (FBMS)", min=0),
+    Field("ipxe_textdata_size", int, None, "bytes of iPXE's 32-bit text+data+bss that relocate.c moves "
+          "(default: the ROM's _textdata_memsz; pxe-e1000.rom 0xa2270)", min=0),
+    Field("ipxe_basemem_kib", int, None, "KiB of base memory iPXE takes by lowering 40:13 (FBMS) (default: "
+          "from the ROM's .text16/.data16 sizes; pxe-e1000.rom 639 -> 625)", min=0),
     Field("ipxe_old_start", int, 0, "where the 32-bit text/data lay before relocation (only its address "
-          "mod 4096 is kept)", min=0),
-    Field("ipxe_pmm_source", int, 80 * 1024, "bytes of the POST PMM area holding the compressed image", min=0),
-    Field("ipxe_pmm_decompress", int, 640 * 1024, "bytes of the POST PMM decompression area", min=0),
+          "mod 4096 is kept; the PMM decompression area is 4 KiB aligned)", min=0),
     Field("ipxe_outcome", str, "boot", "how iPXE ends, which decides the memory it gives back",
           choices=OUTCOMES),
 )
@@ -101,7 +105,8 @@ def load(req):
     res.mmap = [(a, b - a, E820Type.RAM) for a, b in merged]
     res.mem_lower = next(((b - a) // 1024 for a, b in merged if a == 0), 0)
     res.mem_upper = next(((b - 0x100000) // 1024 for a, b in merged if a <= 0x100000 < b), 0)
-    base = (req.platform.int12_kib or 639) * 1024 - DATA16_BELOW_FBMS
+    build = IPXE_PXE_E1000
+    base = ((req.platform.int12_kib or 639) * 64 - build.data16_paragraphs) * 16 + MBMODULES_IN_DATA16
     mods_addr, mmap_addr, name_addr, mbi_addr, strings = (base, base + 0x80, base + 0x140, base + 0x160,
                                                           base + 0x1C0)
 
@@ -122,7 +127,8 @@ def load(req):
         pos += len(s.encode()) + 1
         at = align_up(at + m.size, 4096)
     res.cmdline = cmdline
-    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
+    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"], "cmdline_addr": m["cmdline_addr"]}
+                   for m in mods]
     res.mbi_address = mbi_addr
     res.regions = {"mods": mods_addr, "mmap": mmap_addr, "loader": name_addr, "cmdline": strings}
     flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MODS | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME    # 0x24d
@@ -141,23 +147,74 @@ def load(req):
     return res
 
 
-def ipxe_self(req, res, usable):
-    """Where iPXE itself lives (seed 000) and the E820 views INT 15h gives; returns hidden ranges."""
-    opts = req.options       # defaults from OPTIONS filled in by run_policy
-    outcome = opts["ipxe_outcome"]
-    size = int(opts["ipxe_textdata_size"])
-    fbms_old = req.platform.int12_kib or 639
-    fbms = fbms_old - int(opts["ipxe_basemem_kib"])
-    res.place("iPXE 16-bit code/data (base memory, 40:13 lowered)", fbms * 1024, (fbms_old - fbms) * 1024, 1024,
-              f"basemem.c: FBMS {fbms_old} -> {fbms} KiB", "loader")
-    # PMM during POST, from the top of the RAM below 4 GiB (SeaBIOS's temporary high zone).
-    top = max((b for a, b in usable if b <= 1 << 32), default=0)
-    pmm_src = top - int(opts["ipxe_pmm_source"])
-    pmm_dec = pmm_src - int(opts["ipxe_pmm_decompress"])
-    res.place("iPXE PMM image source (POST only)", pmm_src, int(opts["ipxe_pmm_source"]), 16,
-              "PMM during POST, freed at the end of POST", "firmware")
-    res.place("iPXE PMM decompression area (POST only)", pmm_dec, int(opts["ipxe_pmm_decompress"]), 16,
-              "PMM during POST, freed at the end of POST", "firmware")
+@dataclass(frozen=True)
+class IpxeBuild:
+    """What places an iPXE ROM build's memory: immediates of its prefix code and two measured
+    offsets (the PXE structures in .text16, printed by the PXE probe)."""
+    textdata_size: int              # _textdata_memsz (romprefix.S: _textdata_memsz_pgh x 16)
+    data16_paragraphs: int          # libprefix.S alloc_basemem: _data16_memsz_ppgh
+    text16_paragraphs: int          # _text16_memsz_ppgh
+    pxenv_offset: int = 0x780       # PXENV+ in .text16 (measured: pxeprobe, pxe-e1000.rom)
+    ppxe_offset: int = 0x720        # !PXE in .text16 (measured)
+
+
+# romprefix.S init: `movl $_textdata_memsz_pgh, %ecx` then `addl $0x20ff, %ecx`.
+TEXTDATA_MEMSZ_PGH = re.compile(rb"\x66\xb9(....)\x66\x81\xc1\xff\x20\x00\x00", re.S)
+# libprefix.S alloc_basemem: movw %fs:0x13,%ax; shlw $6,%ax; subw $data16,%ax; push; subw $text16,%ax; push; shrw $6
+ALLOC_BASEMEM = re.compile(rb"\x64\xa1\x13\x00\xc1\xe0\x06\x2d(..)\x50\x2d(..)\x50\xc1\xe8\x06", re.S)
+IPXE_PXE_E1000 = IpxeBuild(0xA2270, 0x2F4, 0x84)     # Debian's pxe-e1000.rom (1.0.0+git-20190125.36a4c85)
+
+
+def ipxe_build_of(image_data):
+    """The IpxeBuild of an iPXE legacy ROM image (its uncompressed prefix), or None when its
+    prefix code is not the one read here."""
+    t = TEXTDATA_MEMSZ_PGH.search(image_data)
+    b = ALLOC_BASEMEM.search(image_data)
+    if t is None or b is None:
+        return None
+    return IpxeBuild(struct.unpack("<I", t.group(1))[0] * 16, struct.unpack("<H", b.group(1))[0],
+                     struct.unpack("<H", b.group(2))[0])
+
+
+@dataclass
+class IpxeMemory:
+    fbms_before: int                # KiB
+    fbms: int                       # KiB after alloc_basemem (INT 12h and 40:13 while iPXE runs)
+    text16_segment: int
+    data16_segment: int
+    text: tuple                     # (start, end) of the relocated text/data/bss
+    umalloc: list                   # [(name, start, end)] blocks, top down
+    hidden: list                    # [(start, size)]: base memory, umalloc, text (4 KiB rounded)
+    views: dict                     # "while-running", "after-<outcome>": MemoryMap
+    int12_after: dict               # outcome -> INT 12h KiB afterwards
+
+    @property
+    def pxenv(self):
+        return self.text16_segment, IPXE_PXE_E1000.pxenv_offset
+
+    @property
+    def ppxe(self):
+        return self.text16_segment, IPXE_PXE_E1000.ppxe_offset
+
+
+def ipxe_memory(e820, int12_kib, downloads, *, build=IPXE_PXE_E1000, old_start=0, textdata_size=None,
+                basemem_kib=None):
+    """iPXE's own memory on the BIOS map *e820* with INT 12h *int12_kib*, after downloading
+    *downloads* [(name, bytes)] (seed 000; rules in the module docstring)."""
+    size = build.textdata_size if textdata_size is None else textdata_size
+    fbms_old = int12_kib
+    data16 = fbms_old * 64 - build.data16_paragraphs
+    text16 = data16 - build.text16_paragraphs
+    if basemem_kib is not None:
+        text16 = (fbms_old - basemem_kib) * 64
+    fbms = text16 >> 6
+    usable = []
+    for r in e820.ranges:
+        if r.type == E820Type.RAM:
+            if usable and usable[-1][1] == r.start:
+                usable[-1] = (usable[-1][0], r.start + r.size)
+            else:
+                usable.append((r.start, r.start + r.size))
     best = None
     for a, b in usable:
         b = min(b, IPXE_MAX_ADDR)
@@ -165,39 +222,60 @@ def ipxe_self(req, res, usable):
             best = (a, b)
     if best is None:
         raise LoaderRefusal("iPXE: no memory to relocate to", words=None)
-    old = int(opts["ipxe_old_start"])
     new = best[1] - size
-    new -= (new - old) % 4096
-    text = res.place("iPXE text/data (relocated)", new, size, 4096,
-                     "relocate.c: top of the highest usable region below 0xfff00000, keeping addr mod 4096",
-                     "loader")
-    # umalloc: downloaded kernel, then modules, growing down below the image.
-    at = new // 4096 * 4096
-    files = [("kernel " + req.kernel_loader_path, req.kernel.file_size)] + \
-            [(f"module {i} " + m.loader_path, m.size) for i, m in enumerate(req.modules)]
-    for name, n in files:
-        at = (at - n) // 4096 * 4096
-        res.place(f"umalloc: downloaded {name}", at, n, 4096, "memtop_umalloc.c: down from below the image",
-                  "loader")
-    umalloc = (at, new // 4096 * 4096)
+    new -= (new - old_start) % 4096
     text_hidden = (new // 4096 * 4096, align_up(new + size, 4096))
-    hidden = [(fbms * 1024, 0xA0000 - fbms * 1024), (umalloc[0], umalloc[1] - umalloc[0]),
+    top = bottom = text_hidden[0]
+    blocks = []
+    for name, n in downloads:
+        ptr = bottom - UMALLOC_HEADER
+        bottom = (ptr - n) // 4096 * 4096
+        blocks.append((name, bottom, bottom + n))
+    umalloc_start = (bottom - UMALLOC_HEADER) // 4096 * 4096 if blocks else top
+    hidden = [(fbms * 1024, 0xA0000 - fbms * 1024), (umalloc_start, top - umalloc_start),
               (text_hidden[0], text_hidden[1] - text_hidden[0])]
-    e820 = req.platform.memory_map
+    hidden = [(a, n) for a, n in hidden if n > 0]
 
     def view(hide):
-        ranges = [MemoryRange(r.start, r.size, r.type) for r in e820.ranges]
-        for a, n in hide:
-            ranges.append(MemoryRange(a, n, E820Type.RESERVED))
-        m = sanitize(MemoryMap("e820", ranges))
-        # e820mangler leaves hidden ranges as holes, not reserved entries.
-        return m.replace([r for r in m.ranges if not any(r.start >= a and r.start + r.size <= a + n
-                                                          for a, n in hide if r.type == E820Type.RESERVED)])
-    res.maps["e820-while-ipxe-runs"] = view(hidden)
-    after = {"boot": hidden[:1], "pxenv-stop-undi": hidden[:1], "boot-failure": [], "san-boot": hidden}[outcome]
-    res.maps[f"e820-after-{outcome}"] = view(after)
+        # e820mangler.S: every entry is cut to the windows outside the hidden ranges; what is
+        # cut away is a hole (no entry), nothing is merged.
+        out = []
+        for r in e820.ranges:
+            pieces = [(r.start, r.start + r.size)]
+            for a, n in sorted(hide):
+                pieces = [q for lo, hi in pieces for q in ((lo, min(hi, a)), (max(lo, a + n), hi)) if q[0] < q[1]]
+            out += [MemoryRange(lo, hi - lo, r.type) for lo, hi in pieces]
+        return e820.replace(out)
+    views = {"while-running": view(hidden), "after-boot": e820, "after-pxenv-stop-undi": e820,
+             "after-boot-failure": e820, "after-san-boot": view(hidden)}
+    int12_after = {"boot": fbms, "pxenv-stop-undi": fbms, "boot-failure": fbms_old, "san-boot": fbms}
+    return IpxeMemory(fbms_old, fbms, text16, data16, (new, new + size), blocks, hidden, views, int12_after)
+
+
+def ipxe_self(req, res, usable):
+    """Where iPXE itself lives (seed 000) and the E820 views INT 15h gives; returns hidden ranges."""
+    opts = req.options       # defaults from OPTIONS filled in by run_policy
+    outcome = opts["ipxe_outcome"]
+    fbms_old = req.platform.int12_kib or 639
+    downloads = [("kernel " + req.kernel_loader_path, req.kernel.file_size)] + \
+                [(f"module {i} " + m.loader_path, m.size) for i, m in enumerate(req.modules)]
+    old = int(opts["ipxe_old_start"])
+    mem = ipxe_memory(req.platform.memory_map, fbms_old, downloads, old_start=old,
+                      textdata_size=opts.get("ipxe_textdata_size"), basemem_kib=opts.get("ipxe_basemem_kib"))
+    res.place("iPXE 16-bit code/data (base memory, 40:13 lowered)", mem.fbms * 1024, (fbms_old - mem.fbms) * 1024,
+              1024, f"libprefix.S alloc_basemem: FBMS {fbms_old} -> {mem.fbms} KiB", "loader")
+    text = res.place("iPXE text/data (relocated)", mem.text[0], mem.text[1] - mem.text[0], 4096,
+                     "relocate.c: top of the highest usable region below 0xfff00000, keeping addr mod 4096",
+                     "loader")
+    for name, a, b in mem.umalloc:
+        res.place(f"umalloc: downloaded {name}", a, b - a, 4096,
+                  "memtop_umalloc.c: down from below the image, 8-byte header, 4 KiB aligned", "loader")
+    res.maps["e820-while-ipxe-runs"] = mem.views["while-running"]
+    res.maps[f"e820-after-{outcome}"] = mem.views[f"after-{outcome}"]
     res.checks.append(check_ipxe_relocation(old, Component(text.name, text.start, text.end - text.start)))
-    res.checks.append(check_bda_base_memory(fbms, fbms * 1024))
-    res.notes.append(f"iPXE's own regions use seed 000's sizes (options ipxe_textdata_size, ipxe_basemem_kib, "
-                     f"...); outcome {outcome!r}: E820 via INT 15h afterwards is maps['e820-after-{outcome}']")
-    return [] if outcome == "boot-failure" else hidden
+    res.checks.append(check_bda_base_memory(mem.fbms, mem.fbms * 1024))
+    res.notes.append(f"iPXE's own regions for pxe-e1000.rom's build (options ipxe_textdata_size, "
+                     f"ipxe_basemem_kib override); outcome {outcome!r}: E820 via INT 15h afterwards is "
+                     f"maps['e820-after-{outcome}'], INT 12h {mem.int12_after[outcome]} KiB")
+    # Placement is judged against everything iPXE holds while it copies the kernel in.
+    return [] if outcome == "boot-failure" else mem.hidden

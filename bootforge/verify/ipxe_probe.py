@@ -1,0 +1,246 @@
+"""`bootforge verify` of a machine with devices and no kernel: boot the PXE probe
+(stubs/pxeprobe.S, shipped as bootforge/data/stubs/pxeprobe.0) through the first BEV's iPXE
+ROM from QEMU's own TFTP server (-netdev user,restrict=on: nothing leaves QEMU) and compare
+what it prints with the ipxe-pcbios-mb1 policy's model of iPXE's memory, field by field:
+
+- while iPXE's PXE stack runs (outcome "boot" of an NBP): INT 15h E820 through iPXE's hook,
+  INT 12h, BDA 40:0E and 40:13, the PXENV+ and !PXE addresses, and iPXE's image found in high
+  memory twice: in SeaBIOS's PMM decompression area (bootforge.post) and where relocate.c
+  moved it, the same distance apart as predicted;
+- after PXENV_STOP_UNDI (outcome "pxenv-stop-undi"): its status, E820, INT 12h, 40:0E, 40:13.
+"""
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from importlib.resources import as_file, files
+from pathlib import Path
+
+from bootforge.errors import RecipeError
+from bootforge.formats.e820 import E820Type
+from bootforge.loader.policies.ipxe_pcbios import IPXE_PXE_E1000, ipxe_build_of, ipxe_memory
+from bootforge.post.seabios import run_post
+from bootforge.qemu.runner import Machine, Medium, QemuRun
+
+PROBE = files("bootforge").joinpath("data", "stubs", "pxeprobe.0")
+PROBE_NAME = "pxeprobe.0"
+PROBE_EXIT = (0x31 << 1) | 1
+EBDA_SEGMENT = 0x9FC0
+LINE = re.compile(r"^(ENTRY|E820|E820END|INT12|BDA40E|BDA413|FOUND|SCANEND|STOPUNDI|DONE|PXEPROBE)\b ?(.*)$")
+
+
+@dataclass
+class ProbeView:
+    e820: list = field(default_factory=list)        # (start, end, type)
+    int12: int | None = None
+    bda_40e: int | None = None
+    bda_413: int | None = None
+
+
+@dataclass
+class ProbeReport:
+    pxenv: tuple | None = None                      # (segment, offset)
+    ppxe: tuple | None = None
+    views: list = field(default_factory=list)       # [while running, after PXENV_STOP_UNDI]
+    found: list = field(default_factory=list)
+    stop_undi: tuple | None = None                  # (status word, exit code)
+    done: bool = False
+
+
+def read_probe(text):
+    """A ProbeReport from the probe's port-0xE9 text."""
+    rep = ProbeReport()
+    view = None
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        key, rest = m.groups()
+        words = rest.split()
+        if key == "ENTRY":
+            (s1, o1), (s2, o2) = (w.split(":") for w in words)
+            rep.pxenv, rep.ppxe = (int(s1, 16), int(o1, 16)), (int(s2, 16), int(o2, 16))
+        elif key == "E820":
+            if view is None:
+                view = ProbeView()
+                rep.views.append(view)
+            base, length, typ = int(words[0], 16), int(words[1], 16), int(words[2], 16)
+            view.e820.append((base, base + length, typ))
+        elif key == "INT12" and view is not None:
+            view.int12 = int(words[0], 16)
+        elif key == "BDA40E" and view is not None:
+            view.bda_40e = int(words[0], 16)
+        elif key == "BDA413" and view is not None:
+            view.bda_413 = int(words[0], 16)
+            view = None
+        elif key == "FOUND":
+            rep.found.append(int(words[0], 16))
+        elif key == "STOPUNDI":
+            rep.stop_undi = (int(words[0], 16), int(words[1], 16))
+        elif key == "DONE":
+            rep.done = True
+    return rep
+
+
+@dataclass
+class ProbePrediction:
+    pxenv: tuple
+    ppxe: tuple
+    views: list                     # two ProbeView
+    decompress_to: int
+    text: tuple
+    booting_rom: str
+    memory: object
+
+
+def booting_ipxe(post):
+    """The first ROM BEV SeaBIOS tries, if it is iPXE's: (OptionRom, its boot entry)."""
+    bev = next((b for b in post.boot_entries if b.kind == "bev"), None)
+    if bev is None:
+        raise RecipeError("no ROM on this machine gives a BEV: nothing boots the PXE probe")
+    rom = next(r for r in post.option_roms if r.device == bev.device and r.address is not None
+               and f"{r.segment:04x}" == bev.vector.split(":")[0])
+    if rom.rom is None or rom.rom.ipxe is None:
+        raise RecipeError(f"the first BEV is {rom.device}'s ROM {rom.file}, not an iPXE ROM: the probe needs "
+                          "iPXE's PXE stack")
+    return rom, bev
+
+
+def predict(machine, probe_size):
+    post = run_post(machine)
+    rom, _ = booting_ipxe(post)
+    build = ipxe_build_of(rom.rom.data) or IPXE_PXE_E1000
+    decompress = next(c.result for c in post.pmm if c.purpose == "decompression area" and c.result)
+    decompress_to = (decompress + 0xFFF) // 0x1000 * 0x1000        # romprefix.S rounds it up to 4 KiB
+    mem = ipxe_memory(post.e820_after_post, post.bda_fbms_kib, [(PROBE_NAME, probe_size)], build=build,
+                      old_start=decompress_to)
+
+    def view(m, int12):
+        return ProbeView([(r.start, r.start + r.size, int(r.type)) for r in m.ranges], int12, EBDA_SEGMENT, int12)
+    views = [view(mem.views["while-running"], mem.fbms),
+             view(mem.views["after-pxenv-stop-undi"], mem.int12_after["pxenv-stop-undi"])]
+    return ProbePrediction((mem.text16_segment, build.pxenv_offset), (mem.text16_segment, build.ppxe_offset),
+                           views, decompress_to, mem.text, rom.device, mem)
+
+
+def compare(pred, rep):
+    """[(field, predicted, observed, ok)]."""
+    rows = []
+
+    def row(name, want, got):
+        rows.append((name, want, got, want == got))
+    row("PXENV+ (segment:offset)", _segoff(pred.pxenv), _segoff(rep.pxenv))
+    row("!PXE (segment:offset)", _segoff(pred.ppxe), _segoff(rep.ppxe))
+    for label, want, got in (("while iPXE runs", pred.views[0], rep.views[0] if rep.views else ProbeView()),
+                             ("after PXENV_STOP_UNDI", pred.views[1],
+                              rep.views[1] if len(rep.views) > 1 else ProbeView())):
+        row(f"E820 {label}", [_e820_text(e) for e in want.e820], [_e820_text(e) for e in got.e820])
+        row(f"INT 12h {label} (KiB)", want.int12, got.int12)
+        row(f"BDA 40:0E {label}", _hex(want.bda_40e), _hex(got.bda_40e))
+        row(f"BDA 40:13 {label} (KiB)", want.bda_413, got.bda_413)
+    text_lo, text_hi = pred.text
+    # iPXE's image twice: in the PMM decompression area and relocated, at the same offset in each.
+    hits = sorted(rep.found)
+    want_gap = text_lo - pred.decompress_to
+    ok = len(hits) == 2 and hits[1] - hits[0] == want_gap and text_lo <= hits[1] < text_hi \
+        and pred.decompress_to <= hits[0] < pred.decompress_to + (text_hi - text_lo)
+    rows.append(("iPXE image in high memory (decompression area, relocated)",
+                 f"X + {pred.decompress_to:#x} and X + {text_lo:#x} (text [{text_lo:#x}, {text_hi:#x}))",
+                 ", ".join(f"{h:#x}" for h in hits) or "none", ok))
+    row("PXENV_STOP_UNDI status, exit", "0000 0000",
+        None if rep.stop_undi is None else f"{rep.stop_undi[0]:04x} {rep.stop_undi[1]:04x}")
+    row("probe finished", True, rep.done)
+    return rows
+
+
+def _segoff(so):
+    return None if so is None else f"{so[0]:04x}:{so[1]:04x}"
+
+
+def _hex(v):
+    return None if v is None else f"{v:04x}"
+
+
+def _e820_text(e):
+    return f"[{e[0]:#x}, {e[1]:#x}) {E820Type.label_of(e[2], str(e[2]))}"
+
+
+def qemu_args(machine, tftp_dir, booting_device):
+    """The machine's QEMU options with the booting NIC on QEMU's user network (restrict=on)."""
+    args = [] if machine.vga else ["-vga", "none"]
+    args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={PROBE_NAME}"]
+    given = False
+    for d in machine.devices:
+        opt = d.model.name
+        if d.romfile is not None:
+            opt += f",romfile={d.romfile}"
+        if d.bootindex is not None:
+            opt += f",bootindex={d.bootindex}"
+        if not given and d.model.name == booting_device:
+            opt += ",netdev=n0"
+            given = True
+        args += ["-device", opt]
+    return args
+
+
+def boot_probe(machine, booting_device, *, timeout=90, keep=None):
+    """Boot the probe on *machine*; (port 0xE9 text, QEMU's exit status)."""
+    with as_file(PROBE) as probe:
+        if not Path(probe).exists():
+            raise RecipeError(f"the PXE probe {probe} is missing (make stubs; it is package data)")
+        with QemuRun(Machine("seabios", machine.memory_bytes >> 20), Medium([], "PXE probe", network=True),
+                     workdir=keep) as run:
+            tftp = run.private / "tftp"
+            tftp.mkdir()
+            shutil.copyfile(probe, tftp / PROBE_NAME)
+            run.medium.args = qemu_args(machine, tftp, booting_device)
+            run.start()
+            run.wait_until(lambda r: b"DONE\n" in r.debugcon(), timeout)
+            run.wait_until(lambda r: r.exited(), run.elapsed() + 10)     # its outb to 0xF4 follows DONE
+            return run.debugcon().decode("latin-1"), run.returncode()
+
+
+def probe_size():
+    with as_file(PROBE) as probe:
+        return Path(probe).stat().st_size
+
+
+@dataclass
+class ProbeVerifyReport:
+    machine: object
+    rows: list
+    text: str
+    returncode: int | None
+    booting_rom: str
+
+    @property
+    def ok(self):
+        return all(r[3] for r in self.rows)
+
+    def to_json(self):
+        return {"ok": self.ok, "booting_rom": self.booting_rom, "probe_exit": self.returncode,
+                "fields": [{"field": f, "predicted": w, "observed": g, "ok": ok} for f, w, g, ok in self.rows],
+                "probe_output": self.text}
+
+    def render_text(self):
+        out = [f"verify: the PXE probe through {self.booting_rom}'s iPXE ROM, "
+               f"{self.machine.memory_bytes >> 20} MiB: {'every field matches' if self.ok else 'MISMATCH'}"]
+        for f, w, g, ok in self.rows:
+            mark = "ok " if ok else "BAD"
+            if isinstance(w, list):
+                out.append(f"  {mark} {f}:")
+                for i in range(max(len(w), len(g or []))):
+                    a = w[i] if i < len(w) else "-"
+                    b = (g or [])[i] if i < len(g or []) else "-"
+                    out.append(f"        {a:<52} {'==' if a == b else '!='} {b}")
+            else:
+                out.append(f"  {mark} {f}: predicted {w}, seen {g}")
+        return "\n".join(out) + "\n"
+
+
+def verify_probe(machine, *, timeout=90, keep=None):
+    pred = predict(machine, probe_size())
+    text, rc = boot_probe(machine, pred.booting_rom, timeout=timeout, keep=keep)
+    rows = compare(pred, read_probe(text))
+    rows.append(("QEMU exit status (isa-debug-exit 0x31)", PROBE_EXIT, rc, rc == PROBE_EXIT))
+    return ProbeVerifyReport(machine, rows, text, rc, pred.booting_rom)
