@@ -12,6 +12,17 @@ from bootforge.memmap.formats import load_output_names
 MAP_FORMATS = tuple(load_output_names())
 
 
+def verify_claim(p, verifiable):
+    """What the registry says about real boots of policy *p*, in words: `bootforge verify` boots
+    it (*verifiable*: bootforge.verify.run.verifiable_loaders()), or its declaration says it is
+    checked against the real loader otherwise (the fidelity matrix), or verify does not boot it."""
+    if p.name in verifiable:
+        return f"`bootforge verify` boots it under the real loader ({p.boot_medium})"
+    if p.verified:
+        return "checked against the real loader; `bootforge verify` does not boot it"
+    return "`bootforge verify` does not boot it"
+
+
 class LoadCommand(click.Command):
     """`load --help` lists the [load] keys (bootforge.loader.recipe.LOAD_FIELDS), the loaders
     and their [load.options] (the policy registry, bootforge.loader.policies): the declarations
@@ -25,9 +36,11 @@ class LoadCommand(click.Command):
         with formatter.section("[[load.modules]] keys"):
             formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in MODULE_FIELDS])
         rows = []
+        from bootforge.verify.run import verifiable_loaders
+        verifiable = verifiable_loaders()
         for name, p in POLICIES.items():
-            real = f"checked against the real loader ({p.boot_medium})" if p.verified else "not checked against a real loader"
-            rows.append((name, f"{p.summary}; {'/'.join(p.firmware).upper()}, {p.protocol}; {real}"))
+            rows.append((name, f"{p.summary}; {'/'.join(p.firmware).upper()}, {p.protocol}; "
+                               f"{verify_claim(p, verifiable)}"))
         with formatter.section("Loaders (--loader, [load] loader)"):
             formatter.write_dl(rows)
         options = [(f"{o.name} ({name})", f"{o.kind()}: {o.meaning}") for name, p in POLICIES.items()

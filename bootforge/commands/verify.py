@@ -7,12 +7,23 @@ import sys
 import click
 
 
-@click.command("verify")
+class VerifyCommand(click.Command):
+    """`verify --help` lists the loaders it boots from the policy registry (bootforge.loader.policies:
+    verified, boot_medium), imported only when help is asked for."""
+
+    def format_epilog(self, ctx, formatter):
+        from bootforge.loader.policies import POLICIES
+        from bootforge.verify.run import verifiable_loaders
+        with formatter.section("Loaders verify boots (--loader)"):
+            formatter.write_dl([(name, f"{POLICIES.get(name).summary} ({POLICIES.get(name).boot_medium})")
+                                for name in verifiable_loaders()])
+
+
+@click.command("verify", cls=VerifyCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>; "
               "<mem> as QEMU's -m: 256M, 1G, a bare number is MiB).")
-@click.option("--loader", help="Override the recipe's loader (qemu-mb1, grub-pc-mb1, grub-pc-mb2, grub-efi-mb2, "
-              "syslinux-mb1, ipxe-pcbios-mb1, limine-mb1, limine-mb2).")
+@click.option("--loader", help="Override the recipe's loader (one verify boots: listed below).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
               "(default: the platform's, else the first the image supports).")
