@@ -108,6 +108,13 @@ test: deps venv stubs
 fidelity: deps venv stubs
 	$(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
 
+# Every Linux 6.1 arm64/arm DTS through bootforge and dtc, and the compile bench on all of them
+# (make test runs a 300-file sample of the same comparison).
+.PHONY: dts-corpus
+dts-corpus: deps venv
+	DTS_CORPUS_SAMPLE=all $(PY) -m pytest -q -ra tests/test_dts_corpus.py
+	$(PY) bench/dts_compile.py --files all
+
 # The point of the tool in under a minute: build a Multiboot2 kernel, predict where GRUB
 # puts it and its modules, verify that against the real GRUB in QEMU, draw the SVG.
 demo: deps venv stubs

@@ -1,0 +1,66 @@
+"""The Linux kernel's own DTS files (Debian's linux-source-6.1), preprocessed as Linux's
+scripts/Makefile.lib does, for comparing bootforge's DTS compiler with dtc.
+
+Only what the device trees need is extracted, once, under build/linux (never committed):
+arch/arm64/boot/dts, arch/arm/boot/dts, include/dt-bindings, scripts/dtc/include-prefixes.
+"""
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_TAR = Path("/usr/src/linux-source-6.1.tar.xz")
+TOP = "linux-source-6.1"
+ROOT = REPO / "build" / "linux"
+MEMBERS = ("arch/arm64/boot/dts/", "arch/arm/boot/dts/", "include/dt-bindings/", "scripts/dtc/include-prefixes/")
+# Makefile.lib: dtc_cpp_flags = -nostdinc -I$(DTC_INCLUDE) -undef -D__DTS__, then -x assembler-with-cpp.
+CPP = ["cpp", "-nostdinc", "-I", "scripts/dtc/include-prefixes", "-undef", "-D__DTS__", "-x", "assembler-with-cpp"]
+
+
+def linux_tree():
+    """The extracted source tree (extracting it on first use: about 15 s)."""
+    tree = ROOT / TOP
+    marker = ROOT / ".dts-extracted"
+    if marker.exists():
+        return tree
+    ROOT.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-xJf", str(SOURCE_TAR), "-C", str(ROOT), "--wildcards",
+                    *[f"{TOP}/{m}*" for m in MEMBERS]], check=True)
+    marker.write_text("arch/arm64, arch/arm DTS, dt-bindings, include-prefixes\n")
+    return tree
+
+
+def all_dts(tree):
+    """Every arm64 and arm board DTS (relative paths, sorted): what Linux builds DTBs from."""
+    out = []
+    for base in ("arch/arm64/boot/dts", "arch/arm/boot/dts"):
+        for dirpath, _, names in os.walk(tree / base):
+            out += [os.path.relpath(os.path.join(dirpath, n), tree) for n in names if n.endswith(".dts")]
+    return sorted(out)
+
+
+def sample(names, count):
+    """*count* files spread evenly over the sorted list (the same ones on every run)."""
+    if count >= len(names):
+        return list(names)
+    step = len(names) / count
+    return [names[int(i * step)] for i in range(count)]
+
+
+def preprocess(tree, rel, out_dir):
+    """cpp's output for *rel* (run from the tree's top, as Kbuild does), written to out_dir."""
+    out = Path(out_dir) / (rel.replace("/", "_") + ".tmp")
+    proc = subprocess.run([*CPP, "-o", str(out), rel], cwd=tree, capture_output=True)
+    return out if proc.returncode == 0 else None
+
+
+def dtc(tree, pre, out, *args):
+    """dtc on a preprocessed file, from the tree's top: (blob or None, stderr text)."""
+    proc = subprocess.run(["dtc", "-I", "dts", "-O", "dtb", *args, "-o", str(out), str(pre)],
+                          capture_output=True, cwd=tree)
+    blob = Path(out).read_bytes() if proc.returncode == 0 else None
+    if proc.returncode == 0:
+        os.unlink(out)
+    return blob, proc.stderr.decode("latin-1")
