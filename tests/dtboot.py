@@ -38,7 +38,7 @@ def make_initrd(path, size):
     return path
 
 
-def qemu_command(machine, mem, kernel, initrd=None, cmdline=None, serial=None):
+def qemu_command(machine, mem, kernel, initrd=None, cmdline=None, serial=None, extra=()):
     m = MACHINES[machine]
     argv = m.qemu_args(mem) + ["-display", "none", "-nographic", "-monitor", "none",
                                "-serial", f"file:{serial}" if serial else "stdio", "-kernel", str(kernel)]
@@ -46,15 +46,15 @@ def qemu_command(machine, mem, kernel, initrd=None, cmdline=None, serial=None):
         argv += ["-initrd", str(initrd)]
     if cmdline:
         argv += ["-append", cmdline]
-    return argv
+    return argv + list(extra)
 
 
-def boot(machine, mem, kernel, tmp, initrd=None, cmdline=None):
+def boot(machine, mem, kernel, tmp, initrd=None, cmdline=None, extra=()):
     """Run the dump kernel under QEMU -kernel; return (serial text, the command)."""
     m = MACHINES[machine]
     require(m.binary)
     serial = Path(tmp) / "serial.txt"
-    argv = qemu_command(machine, mem, kernel, initrd, cmdline, serial)
+    argv = qemu_command(machine, mem, kernel, initrd, cmdline, serial, extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=QEMU_TIMEOUT)
     assert proc.returncode == 0, (argv, proc.stderr)
     return serial.read_text("latin-1"), argv

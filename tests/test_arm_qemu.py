@@ -8,6 +8,7 @@ without QEMU. Regenerate them: .venv/bin/python tests/test_arm_qemu.py
 """
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.loader.policies.qemu_arm_kernel import RANDOM
-from conftest import DATA, run_bootforge
+from conftest import DATA, require, run_bootforge
 from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command
 
 CMDLINE = "console=ttyAMA0 bootforge=dtdump"
@@ -59,6 +60,44 @@ def test_qemu_kernel_boot(tmp_path, mem, with_initrd):
     _check(dump, result["linux"]["registers"], placements["kernel"]["start"],
            placements["module"]["start"] if initrd else None, (tmp_path / "predicted.dtb").read_bytes(),
            result["linux"]["devicetree"]["random_bytes"])
+
+
+BOARD_DTS = b"""/dts-v1/;
+/ {
+	#address-cells = <2>;
+	#size-cells = <2>;
+	model = "bootforge test board";
+	compatible = "acme,board";
+	memory@40000000 { device_type = "memory"; reg = <0 0x40000000 0 0x1000000>; };
+	chosen { stdout-path = "/pl011@9000000"; };
+	pl011@9000000 { compatible = "arm,pl011", "arm,primecell"; reg = <0 0x9000000 0 0x1000>; };
+};
+"""
+
+
+def test_qemu_kernel_with_a_users_dtb(tmp_path):
+    """-dtb FILE: the board's /memory (16 MiB) is replaced by the machine's RAM, /psci added."""
+    require("dtc")
+    kernel = dump_kernel("aarch64")
+    dtb = tmp_path / "board.dtb"
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(dtb), "-"], input=BOARD_DTS, check=True,
+                   capture_output=True)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    proc = run_bootforge("load", kernel, "--platform", "qemu-virt-aarch64:256M", "--loader", "qemu-arm-kernel",
+                         "--cmdline", CMDLINE, "--initrd", initrd, "--dtb", dtb, "--json",
+                         "--mbi-out", tmp_path / "predicted.dtb", check=0)
+    result = json.loads(proc.stdout)
+    placements = {p["kind"]: p for p in result["placements"]}
+    argv_extra = ["-dtb", str(dtb)]
+    serial, _ = boot("qemu-virt-aarch64", 256 * MIB, kernel, tmp_path, initrd, CMDLINE, extra=argv_extra)
+    dump = read_dtdump(serial)
+    assert dump.registers == result["linux"]["registers"] and dump.initrd == placements["module"]["start"]
+    got, predicted = dump.full_dtb(), (tmp_path / "predicted.dtb").read_bytes()
+    assert result["linux"]["devicetree"]["random_bytes"] == []
+    assert got == predicted
+    fdt = Fdt(got)
+    memory = fdt.path_offset("/memory@40000000")
+    assert fdt.getprop(memory, "reg") == (0x40000000).to_bytes(8, "big") + (256 * MIB).to_bytes(8, "big")
 
 
 @pytest.mark.parametrize("mem,with_initrd", FIXTURES)

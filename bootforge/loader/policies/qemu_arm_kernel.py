@@ -20,6 +20,9 @@ without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
   line is not empty), linux,initrd-start and linux,initrd-end (one cell each, observed),
   then the /psci node (fdt_add_psci_node: added last, so it is taken out of the machine's
   dump and put back after the /chosen edits).
+- QEMU -dtb FILE (--dtb, [load] dtb): the file in a buffer of (size + 10000) * 2 bytes
+  (load_device_tree), its root /memory nodes NOPed, memory@<RAM base> added, /chosen
+  added when absent, then the same /chosen edits and /psci replaced (handed_user_dtb).
 - Random (each byte tracked through the edits, bootforge/fdtboot/libfdt.py Fdt.random):
   /chosen rng-seed (32 bytes) and kaslr-seed (8 bytes), created by virt.c
   create_randomness() and refilled on every reset (qemu_fdt_randomize_seeds); and the
@@ -106,6 +109,51 @@ def handed_dtb(machine_dtb, cmdline, initrd):
     return fdt.blob(), fdt.random_spans()
 
 
+def _cells(value, cells):
+    return value.to_bytes(4 * cells, "big")
+
+
+def handed_user_dtb(user_dtb, machine_dtb, ram_base, ram_size, cmdline, initrd):
+    """(DTB, random spans) for QEMU -dtb FILE: load_device_tree() gives the file a buffer of
+    (size + 10000) * 2 bytes (fdt_open_into), then arm_load_dtb NOPs every root /memory node,
+    adds memory@<base> (device_type, reg in the root's cells), adds /chosen when absent, sets
+    bootargs and the initrd range, and replaces /psci (the CPU's, as in the machine's DTB)."""
+    fdt = Fdt(user_dtb, (len(user_dtb) + 10000) * 2)
+    fdt.open_into((len(user_dtb) + 10000) * 2)
+    mark_random(fdt, RANDOM[:2])
+    acells = int.from_bytes(fdt.getprop(0, "#address-cells") or b"", "big")
+    scells = int.from_bytes(fdt.getprop(0, "#size-cells") or b"", "big")
+    if not acells or not scells:
+        raise LoaderRefusal("the DTB's root #address-cells or #size-cells is 0 or absent", loader="qemu-arm-kernel",
+                            words="dtb file invalid (#address-cells or #size-cells 0)")
+    if scells < 2 and ram_size >= 1 << 32:
+        raise LoaderRefusal("one size cell cannot say the RAM size", loader="qemu-arm-kernel",
+                            words="qemu: dtb file not compatible with RAM size > 4GB")
+    for name, node in fdt.subnodes(0):
+        if name == "memory" or name.startswith("memory@"):
+            fdt.nop_node(node)
+    fdt.add_subnode(0, f"memory@{ram_base:x}")
+    memory = fdt.path_offset(f"/memory@{ram_base:x}")
+    fdt.setprop(memory, "device_type", b"memory\0")
+    fdt.setprop(fdt.path_offset(f"/memory@{ram_base:x}"), "reg", _cells(ram_base, acells) + _cells(ram_size, scells))
+    if fdt.path_offset("/chosen") is None:
+        fdt.add_subnode(0, "chosen")
+    if cmdline:
+        fdt.setprop(fdt.path_offset("/chosen"), "bootargs", cmdline.encode() + b"\0")
+    if initrd is not None:
+        start, size = initrd
+        fdt.setprop(fdt.path_offset("/chosen"), "linux,initrd-start", start.to_bytes(4, "big"))
+        fdt.setprop(fdt.path_offset("/chosen"), "linux,initrd-end", (start + size).to_bytes(4, "big"))
+    machine = Fdt(machine_dtb)
+    psci = machine.path_offset("/psci")
+    if psci is not None:
+        old = fdt.path_offset("/psci")
+        if old is not None:
+            fdt.nop_node(old)
+        put_back_psci(fdt, list(reversed([(n, machine.getprop(psci, n)) for n, _ in machine.properties(psci)])))
+    return fdt.blob(), fdt.random_spans()
+
+
 @loader_policy("qemu-arm-kernel", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
                verified=False, boot_medium=None,   # real boots: tests/test_arm_qemu.py (no verify medium yet)
                wrong_firmware="qemu-arm-kernel runs on a device-tree platform (qemu-virt-aarch64:<mem>, "
@@ -160,7 +208,12 @@ def load(req):
         res.modules = [{"start": initrd_start, "end": initrd_start + m.size, "cmdline": m.loader_path}]
     dtb_align = 2 * MIB if arch == "aarch64" else PAGE
     dtb_start = _align(initrd_start + (initrd[1] if initrd else 0), dtb_align)
-    handed, random_bytes = handed_dtb(board.dtb, req.cmdline, initrd)
+    if board.user_dtb is not None:
+        handed, random_bytes = handed_user_dtb(board.user_dtb[1], board.dtb, base, ram, req.cmdline, initrd)
+        given, source = board.user_dtb[1], f"the -dtb file {board.user_dtb[0]}"
+    else:
+        handed, random_bytes = handed_dtb(board.dtb, req.cmdline, initrd)
+        given, source = board.dtb, board.dtb_source
     res.place("DTB", dtb_start, len(handed), dtb_align,
               f"after the initrd, {'2 MiB' if arch == 'aarch64' else '4 KiB'} aligned", "boot-info")
     registers = ({"x0": dtb_start, "x1": 0, "x2": 0, "x3": 0} if arch == "aarch64"
@@ -170,8 +223,7 @@ def load(req):
     memory = fdt_to_map(parse_dtb(handed))
     res.mmap = [(r.start, r.size, r.type) for r in memory.ranges]
     res.linux = {"entry": entry, "kernel_format": kind, "registers": registers,
-                 "devicetree": devicetree_facts(board.dtb, handed, dtb_start, registers, RANDOM, board.dtb_source,
-                                                random_bytes)}
+                 "devicetree": devicetree_facts(given, handed, dtb_start, registers, RANDOM, source, random_bytes)}
     res.notes.append("random per boot (predicted present with their size): "
                      + ", ".join(f"{r.path}/{r.name} ({r.size} bytes)" for r in RANDOM))
     ram_ok = all(base <= p.start and p.end <= ram_end for p in res.placements)
