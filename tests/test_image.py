@@ -494,3 +494,71 @@ def test_corrupted_images_give_a_report_or_one_error_never_a_traceback(grub_imag
                     action(bad)
                 except BootforgeError:
                     pass
+
+
+# ---------------------------------------------------------------- what new users met (the image builder)
+
+def test_an_entry_whose_kernel_lacks_its_protocols_header_is_refused(tmp_path):
+    """mboot.c32 boots a header-less ELF anyway (syslinux-mb1 loads it), so an MB2-only kernel
+    under protocol = "multiboot1" would start with a magic it does not check for: refused,
+    unless allow_refusal (test images)."""
+    require("/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/mboot.c32")
+    write_tree(tmp_path)                     # kernel.elf: Multiboot2 only
+    text = recipe_text("iso", "syslinux", ["bios"], protocol="multiboot1")
+    assert_one_line_error(build(tmp_path, text, check=None), "protocol = 'multiboot1'",
+                          "no Multiboot1 header")
+    assert not (tmp_path / "os.iso").exists()
+    build(tmp_path, text.replace('[image]\n', '[image]\nallow_refusal = true\n'))
+    assert (tmp_path / "os.iso").exists()
+
+
+def test_the_loaders_verdict_is_run_unless_allow_refusal(tmp_path):
+    require(*GRUB_TOOLS, str(STUB))
+    write_tree(tmp_path)
+    shutil.copyfile(STUB, tmp_path / "kernel.elf")                # no Multiboot header at all
+    text = recipe_text("iso", firmware=["bios"])
+    assert_one_line_error(build(tmp_path, text, check=None), "grub-mb2", "no multiboot header found")
+    build(tmp_path, text.replace('[image]\n', '[image]\nallow_refusal = true\n'))
+    assert (tmp_path / "os.iso").exists()
+
+
+def test_limine_dir_defaults_to_the_environment_and_a_written_key_wins(tmp_path, monkeypatch):
+    """recipes/image-limine.toml works from any clone: it names no limine_dir, so
+    $BOOTFORGE_LIMINE_DIR is used; a limine_dir the user writes wins over it."""
+    import tomllib
+    from bootforge.image.recipe import read_image_table
+    recipe = REPO / "recipes" / "image-limine.toml"
+    table = tomllib.loads(recipe.read_text())
+    assert "limine_dir" not in table["image"]
+    write_tree(tmp_path)
+    text = recipe_text("iso", "limine")
+    monkeypatch.setenv("BOOTFORGE_LIMINE_DIR", str(tmp_path / "from-env"))
+    assert read_image_table(tmp_path / "r.toml", tomllib.loads(text)).limine_dir == str(tmp_path / "from-env")
+    written = tomllib.loads(text.replace('[image]\n', '[image]\nlimine_dir = "mine"\n'))
+    assert read_image_table(tmp_path / "r.toml", written).limine_dir == str(tmp_path / "mine")
+    monkeypatch.delenv("BOOTFORGE_LIMINE_DIR")
+    with pytest.raises(Exception, match="BOOTFORGE_LIMINE_DIR"):
+        read_image_table(tmp_path / "r.toml", tomllib.loads(text))
+
+
+def test_recipe_comments_name_recipes_that_exist_and_image_recipes_their_own_name():
+    """Each `bootforge build recipes/X.toml` in a recipe's comments names a recipe in recipes/;
+    an [image] recipe's "then: bootforge build ..." line names itself (image-grub-disk.toml
+    said image-grub.toml)."""
+    import re
+    for recipe in sorted((REPO / "recipes").glob("*.toml")):
+        comments = "\n".join(line for line in recipe.read_text().splitlines() if line.startswith("#"))
+        named = re.findall(r"bootforge build recipes/([\w.-]+\.toml)", comments)
+        assert all((REPO / "recipes" / n).is_file() for n in named), (recipe.name, named)
+        then = re.findall(r"then:.*bootforge build recipes/([\w.-]+\.toml)", comments)
+        assert all(n == recipe.name for n in then), (recipe.name, then)
+
+
+def test_load_of_an_image_on_the_other_firmwares_machine_names_the_right_machines(grub_images):
+    proc = run_bootforge("load", "--firmware", "uefi", "--platform", "qemu-pc-seabios:256M", grub_images["iso"])
+    assert_one_line_error(proc, "--firmware uefi", "qemu-pc-seabios:256M is BIOS", "give --platform qemu-q35-ovmf:<mem>")
+    proc = run_bootforge("load", "--firmware", "bios", "--platform", "qemu-q35-ovmf:256M", grub_images["iso"])
+    assert_one_line_error(proc, "give --platform qemu-pc-seabios:<mem> or qemu-pc-seabios-i386:<mem>")
+    doc = json.loads(run_bootforge("load", "--json", "--platform", "qemu-q35-ovmf:256M", grub_images["iso"],
+                                   check=0).stdout)
+    assert doc["loader"] == "grub-efi-mb2"          # the machine named the firmware

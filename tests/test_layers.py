@@ -29,7 +29,7 @@ LAYERS = [
     {"rom", "multiboot", "memmap", "uki",           # memmap may use multiboot, never the reverse
      "fdtboot",                                     # device-tree platforms' images and loaders
      "secureboot"},                                 # Secure Boot databases, OVMF varstore, image verdicts
-    {"bootloaders"},                                # each bootloader declared once: config parser/writer, files
+    {"bootloaders", "machines"},                    # each bootloader and each machine declared once
     {"loader"},                                     # `bootforge load`'s policies
     {"post"},                                       # firmware's POST (SeaBIOS option ROMs, PMM): uses loader's platforms
     {"image"},                                      # bootable images: entries read by the bootloaders' parsers

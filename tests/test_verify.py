@@ -202,3 +202,19 @@ def test_gdb_remote_run_length_and_escapes():
     """GDB remote protocol: 'x*n' repeats x n-29 more times; '}' escapes the next byte ^ 0x20."""
     assert _unescape(b"0* ") == b"0" * 4                    # ' ' is 32: three more
     assert _unescape(b"ab}\x03c") == b"ab#c"
+
+
+def test_verify_of_the_users_own_image_builds_no_medium(tmp_path):
+    """An image is booted as it is: verify says it boots the image and never that it is
+    building a boot medium (it used to print "building the boot medium (grub-pc-iso)")."""
+    needs(*GRUB_PC)
+    from bootforge.qemu import media
+    work = tmp_path / "made"
+    media.grub_iso(work, "multiboot2", media.BootFile(LOAD_ROOT / "kernel", "/boot/kernel", "a=b"),
+                   [media.BootFile(LOAD_ROOT / "mod1", "/boot/mod1", "mod1-args")])
+    image = work / "grub.iso"
+    proc = run_bootforge("verify", image)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr)
+    assert "building the boot medium" not in proc.stderr
+    assert f"from the image {image} (-cdrom)" in proc.stderr
+    assert "result: all" in proc.stdout

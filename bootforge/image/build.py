@@ -34,7 +34,7 @@ from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_byt
 from bootforge.image.fat import FatWriter
 from bootforge.image.iso import BootImage, IsoWriter
 from bootforge.image.recipe import read_image_table, verdict_for
-from bootforge.multiboot import verdicts
+from bootforge.multiboot import headers, verdicts
 from bootforge.multiboot.inspect import decompress
 
 MIB_SECTORS = 2048
@@ -61,13 +61,22 @@ def check_verdicts(spec):
         data = read_input(e.kernel_source)
         compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
         raw = decompress(data, compressed) if compressed else data
+        if spec.allow_refusal:
+            continue
         for name in dict.fromkeys(verdict_for(spec.loader, e.protocol, fw) for fw in spec.firmware):
             if name is None:
                 continue
             v = verdicts.verdicts(data, raw, compressed)[name]
-            if not v.ok and not spec.allow_refusal:
+            if not v.ok:
                 raise BuildError(f"entry {e.title!r}: {e.kernel_source}: {spec.loader} ({name}) would refuse it: "
                                  f"{v.words or v.reason}")
+        # A loader that boots a header-less ELF anyway (mboot.c32) hands the kernel the entry's
+        # protocol's magic: a kernel without that protocol's header gets a magic it does not expect.
+        find = headers.find_mb1 if e.protocol == "multiboot1" else headers.find_mb2
+        if find(raw) is None:
+            raise BuildError(f"entry {e.title!r}: {e.kernel_source}: protocol = {e.protocol!r}, but the kernel has "
+                             f"no {'Multiboot1' if e.protocol == 'multiboot1' else 'Multiboot2'} header: "
+                             f"{spec.loader} would start it with the {e.protocol} magic, which it does not expect")
 
 
 def config_entries(spec):

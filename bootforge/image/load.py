@@ -18,6 +18,7 @@ from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_tabl
 from bootforge.image.sniff import is_disk_image
 from bootforge.loader.image import read_kernel
 from bootforge.loader.platforms import resolve
+from bootforge.machines import FIRMWARES, MACHINES, platform_syntax
 from bootforge.loader.result import LoadRequest, ModuleSpec
 
 FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
@@ -63,14 +64,24 @@ def image_request(path, platform=None, loader=None, entry=None, firmware=None):
 
 
 def _firmware(firmware, available, where, platform=None):
-    if firmware is None and platform and platform.startswith("qemu-q35-ovmf") and "uefi" in available:
-        return "uefi"                  # the platform names the firmware
+    named = MACHINES.get(platform.partition(":")[0]) if isinstance(platform, str) else None
+    if firmware is None and named is not None and named.firmware in available:
+        return named.firmware          # the platform names the machine, and so the firmware
     if firmware is None:
         return available[0]
     fw = FIRMWARE_NAMES.get(firmware)
     if fw not in available:
         raise RecipeError(f"{where} boots with {', '.join(available)}, not {firmware}")
     return fw
+
+
+def _check_platform(plat, fw, where):
+    """A platform of the other firmware is refused naming the machines of the firmware asked."""
+    have = "uefi" if plat.firmware == "efi" else plat.firmware
+    if have in FIRMWARES and have != fw:
+        raise RecipeError(f"{where}: --firmware {fw} boots a {fw.upper()} machine, but the platform {plat.name} is "
+                          f"{have.upper()}: give --platform {platform_syntax(fw).replace(', ', ' or ')}")
+    return plat
 
 
 def _from_recipe(path, table, platform, loader, entry, firmware):
@@ -86,7 +97,8 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
             raise RecipeError(f"no entry {entry!r} (entries: {', '.join(repr(x.title) for x in spec.entries)})")
     fw = _firmware(firmware, spec.firmware, "the image", platform)
     name = loader or e.loader or policy_for(spec.loader, fw, e.protocol, "the image")
-    plat = resolve(platform or e.platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent)
+    plat = _check_platform(resolve(platform or e.platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent),
+                           fw, "the image")
     kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
     mods = [ModuleSpec(m.source, m.loader_path, m.cmdline, m.content.size) for m in e.modules]
     return LoadRequest(kernel, e.loader_path, e.cmdline, mods, plat, name)
@@ -102,7 +114,7 @@ def _from_image(path, platform, loader, entry, firmware):
             raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
         fw = _firmware(firmware, image_firmwares(view), str(path), platform)
         name = loader or policy_for(view.loader, fw, e.protocol, str(path))
-        plat = resolve(platform or DEFAULT_PLATFORM[fw])
+        plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
         kernel = read_kernel(f"{path}:{e.kernel}", data)
         mods = []

@@ -1,31 +1,11 @@
 """Platforms: the firmware memory map a loader starts from.
 
-qemu-pc-seabios:<mem>
-    qemu-system-x86_64's pc machine (i440fx, default CPU qemu64) with SeaBIOS, for any -m. Derived from real
-    captures (tests/data/memmap-qemu-seabios-m256.txt, -m4096, and the
-    fidelity matrix's dumps at 128M..5G), parametric in the memory size:
-    QEMU puts min(ram, lowmem) below 4 GiB, where lowmem is 3 GiB once ram
-    >= 3.5 GiB (pc_init1's gigabyte alignment) and the rest at 4 GiB;
-    SeaBIOS lists [0, 0x9fc00) RAM, its 1 KiB EBDA at 0x9fc00 and the BIOS
-    area [0xf0000, 1 MiB) reserved, RAM from 1 MiB to 128 KiB below the
-    end of low RAM, those 128 KiB reserved (its high tables), the 256 KiB
-    flash at 4 GiB - 256 KiB reserved, RAM above 4 GiB, and QEMU's reserved
-    [0xfd00000000, 1 TiB) (the AMD HyperTransport hole; the default CPU
-    model reports AuthenticAMD). INT 12h says 639 KiB.
-qemu-pc-seabios-i386:<mem>
-    The same machine under qemu-system-i386, whose default CPU qemu32 reports
-    GenuineIntel: no HyperTransport hole, so one reserved entry fewer (observed:
-    QEMU's -kernel hands the dump kernel 6 entries where qemu-system-x86_64
-    hands 7; tests/data/mb-qemu-i386-256M-mb1.dump).
+qemu-pc-seabios:<mem>, qemu-pc-seabios-i386:<mem>, qemu-q35-ovmf:<mem>
+    A machine of the registry (bootforge.machines: QEMU binary, machine, CPU, firmware, and the
+    memory map its firmware reports for <mem>, QEMU's -m: a bare number is MiB).
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
     data over the first 640 KiB and 200+ descriptors (bootforge/data/platforms/).
-qemu-q35-ovmf:<mem>
-    OVMF 2022.11's EFI map under QEMU q35 for any -m >= 128M, derived from
-    GRUB lsefimmap captures at 256M..5G: the first 21 MiB fixed, OVMF's
-    allocations at the top of low RAM moving with it, conventional memory
-    between, q35's 2 GiB low-memory split from 2.75 GiB on, RAM above 4 GiB.
-    (bootforge/data/platforms/qemu-q35-ovmf-512M.lsefimmap is the template.)
 a path
     Any map file bootforge memmap reads (E820 text/sysfs/binary, an EFI map,
     JSON, or a Multiboot dump whose EFI map tag 17 is taken when present).
@@ -40,6 +20,9 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EfiMemoryAttribute, EfiMemoryType
+from bootforge.machines import MACHINES, Machine, platform_syntax
+# SeaBIOS's and QEMU's pc facts live with the machines; these names stay for their callers.
+from bootforge.machines.qemu_x86 import QEMU_PC_LOWMEM_GB_ALIGNED, QEMU_PC_LOWMEM_SPLIT, SEABIOS_EBDA  # noqa: F401
 from bootforge.memmap import io
 from bootforge.memmap.io import map_to_json
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -51,11 +34,6 @@ from bootforge.schema import parse_size
 
 MIB = 1 << 20
 GIB = 1 << 30
-SEABIOS_HIGH_TABLES = 0x20000
-SEABIOS_EBDA = 0x9FC00
-QEMU_PC_LOWMEM_SPLIT = 0xE0000000     # ram >= this: only 3 GiB below 4 GiB
-QEMU_PC_LOWMEM_GB_ALIGNED = 0xC0000000
-QEMU_AMD_HT_HOLE = (0xFD00000000, 0x300000000)
 MAX_PLATFORM_PATH = 4096            # PATH_MAX on Linux
 # Built-in platform profiles: package data (pyproject package-data), read through
 # importlib.resources so an installed bootforge finds them wherever it runs.
@@ -64,7 +42,8 @@ PLATFORM_DIR = files("bootforge").joinpath("data", "platforms")
 
 @dataclass(frozen=True)
 class QemuModel:
-    """The QEMU invocation a platform stands for (binary, machine, CPU model and its vendor)."""
+    """The QEMU invocation a platform without a registered machine stands for (binary, machine,
+    CPU model and its vendor); bootforge.machines.Machine has the same command/to_json."""
     binary: str
     machine: str
     cpu: str
@@ -80,14 +59,8 @@ class QemuModel:
                 "command": self.command(memory_bytes)}
 
 
-OVMF_PFLASH = ("-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-               "-drive", "if=pflash,format=raw,file=OVMF_VARS_4M.fd")
-# One row per QEMU pc model: the default CPU of each binary (qemu64 is AMD, qemu32 Intel).
-QEMU_PC_MODELS = {
-    "qemu-pc-seabios": QemuModel("qemu-system-x86_64", "pc", "qemu64", "AuthenticAMD"),
-    "qemu-pc-seabios-i386": QemuModel("qemu-system-i386", "pc", "qemu32", "GenuineIntel"),
-}
-QEMU_Q35_OVMF = QemuModel("qemu-system-x86_64", "q35", "qemu64", "AuthenticAMD", OVMF_PFLASH)
+# The pc machines by name (for callers that ask whether a platform is one).
+QEMU_PC_MODELS = {m.name: m for m in MACHINES.values() if m.machine == "pc"}
 
 
 @dataclass
@@ -99,7 +72,7 @@ class Platform:
     ebda: int | None = None
     memory_bytes: int | None = None
     grub_heap_included: bool = False    # EFI map printed by GRUB itself (its heap already allocated)
-    qemu: QemuModel | None = None       # the QEMU invocation this platform models (None: a map file)
+    qemu: Machine | QemuModel | None = None     # the machine this platform models (None: a map file)
     devicetree: object = None           # firmware "fdt": the bootforge.fdtboot.machines.DtBoard (machine DTB)
 
     @property
@@ -125,66 +98,21 @@ def memory_size(text, where="platform"):
                           f"a bare number is MiB, as QEMU's -m)") from None
 
 
+def machine_platform(machine, ram):
+    """The Platform of *machine* (bootforge.machines) with *ram* bytes: the map its firmware reports."""
+    got = machine.memory_map(ram, machine.name)
+    return Platform(f"{machine.name}:{ram // MIB}M", "efi" if machine.firmware == "uefi" else "bios",
+                    got.memory_map, int12_kib=got.int12_kib, ebda=got.ebda, memory_bytes=ram, qemu=machine)
+
+
 def qemu_pc_seabios(ram, name="qemu-pc-seabios"):
-    """The E820 map SeaBIOS reports under QEMU's pc machine with *ram* bytes; *name* picks
-    the QEMU binary (QEMU_PC_MODELS): only an AMD CPU model gets the HyperTransport hole
-    (QEMU 7.2 hw/i386/pc.c reserves it for IS_AMD_CPU)."""
-    model = QEMU_PC_MODELS[name]
-    if ram < 16 * MIB:
-        raise RecipeError(f"{name} needs at least 16 MiB of RAM, not {ram:#x} bytes")
-    if ram % MIB:
-        raise RecipeError(f"{name}: QEMU rounds -m to whole MiB; give a multiple of 1M")
-    below = QEMU_PC_LOWMEM_GB_ALIGNED if ram >= QEMU_PC_LOWMEM_SPLIT else ram
-    above = ram - below
-    ram_, reserved = E820Type.RAM, E820Type.RESERVED
-    e = [(0, SEABIOS_EBDA, ram_), (SEABIOS_EBDA, 0xA0000 - SEABIOS_EBDA, reserved), (0xF0000, 0x10000, reserved),
-         (MIB, below - SEABIOS_HIGH_TABLES - MIB, ram_),
-         (below - SEABIOS_HIGH_TABLES, SEABIOS_HIGH_TABLES, reserved), (0xFFFC0000, 0x40000, reserved)]
-    if above:
-        e.append((1 << 32, above, ram_))
-    if model.vendor == "AuthenticAMD":
-        e.append((*QEMU_AMD_HT_HOLE, reserved))
-    m = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in e], source=name)
-    return Platform(f"{name}:{ram // MIB}M", "bios", m, int12_kib=SEABIOS_EBDA // 1024,
-                    ebda=SEABIOS_EBDA, memory_bytes=ram, qemu=model)
-
-
-# q35 with OVMF: derived from GRUB's lsefimmap on OVMF 2022.11 at 256M, 512M, 1G, 2G, 3G, 5G
-# (tests/data/load-ovmf-q35-*.lsefimmap, bootforge/data/platforms/qemu-q35-ovmf-512M.lsefimmap).
-OVMF_TEMPLATE = "qemu-q35-ovmf-512M.lsefimmap"
-OVMF_TEMPLATE_LOWMEM = 512 * MIB
-OVMF_TEMPLATE_HIGH = "qemu-q35-ovmf-3072M.lsefimmap"
-OVMF_FIXED_BELOW = 0x1500000        # [0, 21 MiB): identical for every -m
-OVMF_PCI_HOLE = 0xB0000000          # q35: MMCONFIG from 2.75 GiB; entries there and above stay put
-Q35_LOWMEM_SPLIT = 0xB0000000       # ram >= this: only 2 GiB below 4 GiB (pc_q35_init)
-Q35_LOWMEM = 0x80000000
+    """The Platform of QEMU's pc machine with SeaBIOS (*name*: which binary) with *ram* bytes."""
+    return machine_platform(MACHINES[name], ram)
 
 
 def qemu_q35_ovmf(ram):
-    """OVMF's EFI map under QEMU q35 with *ram* bytes, as an EFI application sees it before it
-    allocates anything of its own: the first 21 MiB are the same for every size, everything
-    OVMF allocates at the top of low RAM moves with it, conventional memory fills the gap, and
-    RAM above 4 GiB (ram >= 2.75 GiB: only 2 GiB below 4 GiB) is one conventional range."""
-    if ram < 128 * MIB or ram % MIB:
-        raise RecipeError("qemu-q35-ovmf needs at least 128 MiB, in whole MiB")
-    lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
-    # With RAM above 4 GiB OVMF allocates a little more at the top of low RAM (observed: 3G, 5G).
-    name, base_low = (OVMF_TEMPLATE_HIGH, Q35_LOWMEM) if ram > lowmem else (OVMF_TEMPLATE, OVMF_TEMPLATE_LOWMEM)
-    template = parse_lsefimmap(PLATFORM_DIR.joinpath(name).read_text(), name)
-    shift = lowmem - base_low
-    low = [r for r in template.ranges if r.start < OVMF_FIXED_BELOW]
-    # GRUB's heap (loader code) and the conventional run below it are one conventional range here.
-    movable = [r for r in template.ranges if OVMF_FIXED_BELOW <= r.start < OVMF_PCI_HOLE]
-    first_fixed_top = next(r for r in movable
-                           if r.type not in (EfiMemoryType.LOADER_CODE, EfiMemoryType.CONVENTIONAL)).start
-    top = [MemoryRange(r.start + shift, r.size, r.type, r.attributes) for r in movable if r.start >= first_fixed_top]
-    wb = next(r.attributes for r in low if r.type == EfiMemoryType.CONVENTIONAL)
-    gap = MemoryRange(OVMF_FIXED_BELOW, first_fixed_top + shift - OVMF_FIXED_BELOW, EfiMemoryType.CONVENTIONAL, wb)
-    high = [r for r in template.ranges if OVMF_PCI_HOLE <= r.start < 1 << 32]
-    above = [MemoryRange(1 << 32, ram - lowmem, EfiMemoryType.CONVENTIONAL, wb)] if ram > lowmem else []
-    ranges = [MemoryRange(r.start, r.size, r.type, r.attributes) for r in low] + [gap] + top + above + high
-    return Platform(f"qemu-q35-ovmf:{ram // MIB}M", "efi", MemoryMap("efi", ranges, source="qemu-q35-ovmf"),
-                    memory_bytes=ram, qemu=QEMU_Q35_OVMF)
+    """The Platform of QEMU's q35 machine with OVMF with *ram* bytes."""
+    return machine_platform(MACHINES["qemu-q35-ovmf"], ram)
 
 
 def r820_efi():
@@ -295,14 +223,12 @@ def resolve(spec, base=None):
     board = device_tree_platform(spec, base)
     if board is not None:
         return board
-    if name in QEMU_PC_MODELS:
+    if name in MACHINES:
         if not arg:
             raise RecipeError(f"{name} needs a memory size: {name}:256M")
-        return qemu_pc_seabios(memory_size(arg, spec), name)
+        return machine_platform(MACHINES[name], memory_size(arg, spec))
     if name == "r820-efi" and not arg:
         return r820_efi()
-    if name == "qemu-q35-ovmf" and arg:
-        return qemu_q35_ovmf(memory_size(arg, spec))
     if "\0" in spec or len(spec.encode("utf-8", "surrogateescape")) > MAX_PLATFORM_PATH:
         # Not a name nor a path the system can open (NUL byte, ENAMETOOLONG): say so, not OSError.
         shown = spec if len(spec) <= 60 else spec[:60] + "..."
@@ -324,6 +250,6 @@ def resolve(spec, base=None):
         raise RecipeError(f"platform map file {str(path)[:60]!r}...: {exc.strerror}") from None
     if exists:
         return from_file(path)
-    known = "qemu-pc-seabios:<mem>, qemu-pc-seabios-i386:<mem>, qemu-q35-ovmf:<mem>, r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
+    known = platform_syntax() + ", r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
                                                                    if not p.name.startswith("r820-efi.")))
     raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")

@@ -4,7 +4,7 @@ turned into the PostMachine SeaBIOS's POST model runs (bootforge.post.seabios)."
 from pathlib import Path
 
 from bootforge.errors import RecipeError
-from bootforge.loader.platforms import QEMU_PC_MODELS, parse_size
+from bootforge.loader.platforms import QEMU_PC_MODELS, memory_size
 from bootforge.post.seabios import QEMU_PCI_MODELS, STD_VGA, Device, PostMachine
 from bootforge.schema import REQUIRED, Field, validate
 
@@ -49,7 +49,7 @@ def post_machine(platform, devices, vga="std"):
     if vga not in VGA_CHOICES:
         raise RecipeError(f"vga must be one of {', '.join(VGA_CHOICES)}, not {vga!r}")
     name, _, mem = platform.partition(":")
-    ram = parse_size(mem, platform)
+    ram = memory_size(mem, platform)
     if ram < 16 << 20 or ram % (1 << 20):
         raise RecipeError(f"{platform}: QEMU's pc machine needs at least 16 MiB, in whole MiB")
     return PostMachine(ram, devices, STD_VGA if vga == "std" else None)

@@ -127,12 +127,15 @@ class GdbRemote:
         """The stop reply ('T05...', 'S05', 'W..' when QEMU exits) or None."""
         return self.receive(timeout)
 
-    def registers(self):
+    def registers(self, layout=None):
+        """{name: value} of the 'g' reply read by *layout* ((names, bytes each), the machine's
+        bootforge.machines gdb_registers; default qemu-system-x86_64's)."""
+        names, width = layout or (tuple(X86_64_REGS), 8)
         reply = self.request("g")
         raw = bytes.fromhex(reply)
-        if len(raw) < 8 * len(X86_64_REGS):
-            raise GdbError(f"register reply of {len(raw)} bytes (expected the x86-64 layout)")
-        return {name: int.from_bytes(raw[8 * i:8 * i + 8], "little") for i, name in enumerate(X86_64_REGS)}
+        if len(raw) < width * len(names):
+            raise GdbError(f"register reply of {len(raw)} bytes (expected {len(names)} registers of {width} bytes)")
+        return {name: int.from_bytes(raw[width * i:width * i + width], "little") for i, name in enumerate(names)}
 
     def read_memory(self, address, length):
         """*length* bytes of guest memory at *address* (linear), or None if QEMU cannot read it."""

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from bootforge.bootloaders import PACKAGES as BOOTLOADER_PACKAGES
 from bootforge.bootloaders import grub, ipxe, syslinux
+from bootforge.machines import MACHINES
 from bootforge.errors import ToolError
 
-QEMU = "qemu-system-x86_64"
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+QEMU = MACHINES["qemu-pc-seabios"].binary
+OVMF_CODE, OVMF_VARS = MACHINES["qemu-q35-ovmf"].firmware_files
 SEABIOS = "/usr/share/seabios/bios-256k.bin"        # QEMU's default -bios on the pc machine
 # The bootloaders' files, declared by each bootloader (bootforge.bootloaders), named here for the tests.
 IPXE_PXE_E1000 = ipxe.PXE_E1000
@@ -22,14 +22,10 @@ SYSLINUX_BIOS_MODULES = syslinux.BIOS_DIR
 GRUB_I386_PC = grub.PC_DIR
 GRUB_X86_64_EFI = grub.EFI_DIR
 
-# program or file -> the Debian 12 package that installs it: QEMU's, the firmware's and the
-# tools' here, every bootloader's from its declaration.
+# program or file -> the Debian 12 package that installs it: the tools' here, every machine's
+# (QEMU, firmware) and every bootloader's from its declaration.
 PACKAGES = {
-    QEMU: "qemu-system-x86",
-    "qemu-system-i386": "qemu-system-x86",
-    OVMF_CODE: "ovmf",
-    OVMF_VARS: "ovmf",
-    SEABIOS: "seabios",
+    **{path: pkg for m in MACHINES.values() for path, pkg in m.packages.items()},
     "xorriso": "xorriso",
     "mformat": "mtools",
     "ld": "binutils",

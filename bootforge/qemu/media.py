@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bootforge import machines
 from bootforge.bootloaders import ConfigEntry, grub, ipxe, limine, syslinux
 from bootforge.errors import RecipeError, ToolError
 from bootforge.image.sniff import is_disk_image
@@ -243,14 +244,14 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
     return Medium(["-cdrom", str(out)], f"Limine 11.4.1 hybrid ISO {out.name}", files=files)
 
 
-# medium kind -> (builder, firmware it boots on; a tuple: any of them)
+# medium kind -> (builder, the firmware it boots with: bios, uefi; a tuple: any of them)
 MEDIA = {
-    "qemu-kernel": (qemu_kernel, "seabios"),
-    "grub-pc-iso": (_grub_pc, "seabios"),
-    "grub-efi-iso": (_grub_efi, "ovmf"),
-    "isolinux-iso": (_isolinux, "seabios"),
-    "ipxe-tftp": (ipxe_tftp, "seabios"),
-    "limine-iso": (limine_iso, ("seabios", "ovmf")),
+    "qemu-kernel": (qemu_kernel, "bios"),
+    "grub-pc-iso": (_grub_pc, "bios"),
+    "grub-efi-iso": (_grub_efi, "uefi"),
+    "isolinux-iso": (_isolinux, "bios"),
+    "ipxe-tftp": (ipxe_tftp, "bios"),
+    "limine-iso": (limine_iso, ("bios", "uefi")),
 }
 
 
@@ -259,9 +260,10 @@ def build_medium(kind, workdir, kernel, modules, protocol, **kw):
     return builder(workdir, kernel, modules, protocol=protocol, **kw)
 
 
-def image_medium(path):
+def image_medium(path, machine=None):
     """The runner.Medium that boots the image file *path* as it is (None for a recipe): an ISO 9660
-    image from -cdrom, a disk image as a raw drive (snapshot=on: the guest never writes the file)."""
+    image as a CD, a disk image as a raw drive (snapshot=on: the guest never writes the file), as
+    *machine* (a bootforge.machines.Machine; default qemu-pc-seabios's way) attaches them."""
     try:
         with open(path, "rb") as f:
             head = f.read(0x8010)
@@ -269,6 +271,7 @@ def image_medium(path):
         return None
     if not is_disk_image(head):
         return None
+    attach = (machine or machines.machine("bios")).medium_args
     if head[0x8001:0x8006] == b"CD001":
-        return Medium(["-cdrom", str(path)], f"the image {path} (-cdrom)")
-    return Medium(["-drive", f"file={path},format=raw,snapshot=on"], f"the image {path} (raw disk)")
+        return Medium(attach("cdrom", path), f"the image {path} (-cdrom)")
+    return Medium(attach("disk", path), f"the image {path} (raw disk)")

@@ -22,27 +22,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootforge import machines
 from bootforge.errors import ToolError
 from bootforge.qemu import host
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 PR_SET_PDEATHSIG = 1
-FIRMWARES = {"seabios": "pc", "ovmf": "q35"}     # firmware -> QEMU machine type it runs on here
 COMMON = ["-display", "none", "-no-reboot", "-monitor", "none",
           "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 
 @dataclass
 class Machine:
-    firmware: str = "seabios"       # "seabios" (QEMU pc) or "ovmf" (QEMU q35, OVMF 4M pflash)
+    """A machine of the registry (bootforge.machines) with a memory size. *firmware* names the
+    machine (qemu-pc-seabios, qemu-pc-seabios-i386, qemu-q35-ovmf), or for older callers its
+    firmware (bios or seabios: qemu-pc-seabios; uefi or ovmf: qemu-q35-ovmf)."""
+    firmware: str = "qemu-pc-seabios"
     memory_mib: int = 256
 
     @property
+    def declared(self):
+        return machines.machine(self.firmware)
+
+    @property
     def machine_type(self):
-        return FIRMWARES[self.firmware]
+        return self.declared.machine
 
     def describe(self):
-        return f"QEMU {self.machine_type} with {'OVMF' if self.firmware == 'ovmf' else 'SeaBIOS'}, {self.memory_mib} MiB"
+        return f"{self.declared.title}, {self.memory_mib} MiB"
 
 
 @dataclass
@@ -73,7 +80,8 @@ class QemuRun:
 
     def __init__(self, machine, medium, *, workdir=None, gdb=False, firmware_log=True, extra=()):
         self.machine, self.medium, self.gdb, self.extra = machine, medium, gdb, list(extra)
-        self.firmware_log_wanted = firmware_log and machine.firmware == "seabios"
+        self.firmware_log_wanted = firmware_log and machine.declared.firmware_log is not None
+        self.register_layout = machine.declared.gdb_registers      # the gdbstub's 'g' reply
         # Sockets need a short path (108 bytes): always a private directory under the temp dir.
         self.private = Path(tempfile.mkdtemp(prefix="bootforge-qemu-"))
         self.workdir = Path(workdir) if workdir is not None else self.private
@@ -89,19 +97,18 @@ class QemuRun:
 
     # -- the command line
     def command(self):
-        host.require(host.QEMU)
-        m = self.machine
-        cmd = [host.QEMU, "-machine", m.machine_type, "-m", str(m.memory_mib), *COMMON,
+        m, d = self.machine, self.machine.declared
+        host.require(d.binary)
+        cmd = [d.binary, "-machine", d.machine, "-cpu", d.cpu, "-m", str(m.memory_mib), *COMMON,
                "-serial", f"file:{self.serial_path}", "-debugcon", f"file:{self.debugcon_path}"]
-        if m.firmware == "ovmf":
-            host.require(host.OVMF_CODE, host.OVMF_VARS)
+        if d.firmware_files:
+            host.require(*d.firmware_files)
             vars_copy = self.workdir / "vars.fd"        # a fresh variable store per boot
-            shutil.copyfile(host.OVMF_VARS, vars_copy)
-            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={host.OVMF_CODE}",
-                    "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+            shutil.copyfile(d.firmware_files[1], vars_copy)
+            cmd += list(d.firmware_args(vars_copy))
         elif self.firmware_log_wanted:
             cmd += ["-chardev", f"file,id=fwlog,path={self.firmware_log_path}",
-                    "-device", "isa-debugcon,iobase=0x402,chardev=fwlog"]
+                    "-device", f"isa-debugcon,iobase={d.firmware_log:#x},chardev=fwlog"]
         if not self.medium.network:
             cmd += ["-nic", "none"]
         if self.gdb:
@@ -122,7 +129,8 @@ class QemuRun:
                                          stderr=subprocess.STDOUT, cwd=self.medium.cwd,
                                          start_new_session=True, preexec_fn=_die_with_parent)
         except FileNotFoundError:
-            raise ToolError(f"{host.QEMU} is not installed (Debian package qemu-system-x86)") from None
+            raise ToolError(f"{cmd[0]} is not installed (Debian package "
+                            f"{host.PACKAGES.get(cmd[0], 'qemu-system-x86')})") from None
         self.started = time.monotonic()
         return self
 

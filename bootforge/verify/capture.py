@@ -192,7 +192,7 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
             if reply[:1] in ("W", "X"):
                 out.status = "exited"
                 return _finish(out, run)
-            regs = gdb.registers()
+            regs = gdb.registers(getattr(run, "register_layout", None))   # the machine's layout
             eax = regs["rax"] & 0xFFFFFFFF
             if eax in MAGICS:
                 break

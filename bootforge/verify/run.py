@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from bootforge import errors
+from bootforge import errors, machines
 from bootforge.bootloaders import read_refusal
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.image.load import image_request, inner_sha256
@@ -22,9 +22,6 @@ from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
 
-MACHINES = {"qemu-pc-seabios": "seabios", "qemu-q35-ovmf": "ovmf"}
-VERIFIABLE = "qemu-pc-seabios:<mem> (SeaBIOS) and qemu-q35-ovmf:<mem> (OVMF)"
-DEFAULT_TIMEOUT = {"seabios": 60.0, "ovmf": 120.0}
 # Fields a policy predicts only from GRUB's own printout of the EFI map, not from the
 # parametric OVMF profile: shown, not counted (tests/test_load_fidelity.py checks them
 # against GRUB's lsefimmap).
@@ -49,23 +46,23 @@ def verifiable_loaders():
 
 
 def machine_for(platform, loader):
-    """The QEMU machine a platform stands for; RecipeError (one line) for map files."""
-    name, _, _mem = platform.name.partition(":")
-    firmware = MACHINES.get(name)
-    if firmware is None or not platform.memory_bytes:
+    """The QEMU machine a platform stands for (bootforge.machines) and the medium the loader
+    boots from; RecipeError (one line) for map files and for a loader the machine cannot boot."""
+    declared = platform.qemu if isinstance(platform.qemu, machines.Machine) else None
+    if declared is None or not platform.memory_bytes:
         raise RecipeError(f"platform {platform.name!r} is a memory map, not a machine QEMU can be; "
-                          f"verify runs on {VERIFIABLE}")
+                          f"verify runs on {machines.platform_syntax()}")
     kind = medium_kind(loader)
     if kind not in MEDIA:
         why = f"its boot medium {kind} has no builder yet" if kind else "no real boot of it is made here"
         raise RecipeError(f"cannot verify {loader}: {why} (verifiable loaders: {', '.join(verifiable_loaders())})")
     wants = MEDIA[kind][1]
     wants = (wants,) if isinstance(wants, str) else tuple(wants)
-    if firmware not in wants:
-        names = {"ovmf": ("OVMF", "qemu-q35-ovmf"), "seabios": ("SeaBIOS", "qemu-pc-seabios")}
-        raise RecipeError(f"{loader} boots on {' or '.join(names[w][0] for w in wants)}, but the platform is "
-                          f"{platform.name}; give --platform {' or '.join(names[w][1] for w in wants)}:<mem>")
-    return Machine(firmware, platform.memory_bytes >> 20), kind
+    if declared.firmware not in wants:
+        titles = " or ".join(dict.fromkeys(m.firmware_title for w in wants for m in machines.machines_of(w)))
+        raise RecipeError(f"{loader} boots on {titles}, but the platform is {platform.name}; give --platform "
+                          f"{' or '.join(m.name + ':<mem>' for w in wants for m in machines.machines_of(w))}")
+    return Machine(declared.name, platform.memory_bytes >> 20), kind
 
 
 @dataclass
@@ -116,7 +113,6 @@ class VerifyReport:
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
-                "boot_information": _json_safe(self.boot_information)}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
@@ -328,13 +324,15 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
     protocol = res.protocol if res else POLICIES.get(req.loader).protocol
     kernel = BootFile(Path(req.kernel.path), req.kernel_loader_path, req.cmdline)
     modules = [BootFile(Path(m.path), m.loader_path, m.cmdline) for m in req.modules]
-    timeout = timeout or DEFAULT_TIMEOUT[machine.firmware]
+    timeout = timeout or machine.declared.boot_timeout
     work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
     try:
         work.mkdir(parents=True, exist_ok=True)
-        if progress:
-            progress(f"building the boot medium ({kind}) in {work}")
-        medium = image_medium(recipe) or build_medium(kind, work, kernel, modules, protocol)
+        medium = image_medium(recipe, machine.declared)        # the user's own image boots as it is
+        if medium is None:
+            if progress:
+                progress(f"building the boot medium ({kind}) in {work}")
+            medium = build_medium(kind, work, kernel, modules, protocol)
         report.medium = medium.description
         if res is None:
             res_like = SimpleNamespace(protocol=protocol, loader=req.loader, load_base=None)
@@ -342,7 +340,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                                                              req.platform.memory_bytes)
         if progress:
             progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}"
-                     + (" (OVMF takes ~5 s to reach the loader)" if machine.firmware == "ovmf" else ""))
+                     + (" (OVMF takes ~5 s to reach the loader)" if machine.declared.firmware_title == "OVMF" else ""))
         with QemuRun(machine, medium, workdir=work, gdb=True) as run:
             run.start()
             cap = capture(run, report.entry, timeout, refusal_reader(kind), progress)
