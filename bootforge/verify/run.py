@@ -113,6 +113,7 @@ class VerifyReport:
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
+                "boot_information": _json_safe(self.boot_information)}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
