@@ -84,8 +84,14 @@ $(BUILD)/stubs/dtdump-riscv64.bin: stubs/dtdump-riscv64.S
 	riscv64-linux-gnu-ld -Ttext=0 --no-relax --build-id=none -o $(BUILD)/stubs/dtdump-riscv64.elf $(BUILD)/stubs/dtdump-riscv64.o
 	riscv64-linux-gnu-objcopy -O binary -j .text $(BUILD)/stubs/dtdump-riscv64.elf $@
 
+$(BUILD)/stubs/dtdump-arm.bin: stubs/dtdump-arm.S
+	@mkdir -p $(@D)
+	arm-linux-gnueabihf-as -o $(BUILD)/stubs/dtdump-arm.o $<
+	arm-linux-gnueabihf-ld -Ttext=0 --build-id=none -o $(BUILD)/stubs/dtdump-arm.elf $(BUILD)/stubs/dtdump-arm.o
+	arm-linux-gnueabihf-objcopy -O binary -j .text $(BUILD)/stubs/dtdump-arm.elf $@
+
 STUBS := $(BUILD)/stubs/hello-rom.elf $(BUILD)/stubs/mbdump.elf \
-	$(BUILD)/stubs/dtdump-aarch64.bin $(BUILD)/stubs/dtdump-riscv64.bin
+	$(BUILD)/stubs/dtdump-aarch64.bin $(BUILD)/stubs/dtdump-riscv64.bin $(BUILD)/stubs/dtdump-arm.bin
 
 # The PXE probe: a real-mode PXE NBP (loaded at 0000:7C00), flat (tests/test_ipxe_probe.py).
 $(BUILD)/stubs/pxeprobe.0: stubs/pxeprobe.S stubs/pxeprobe.ld

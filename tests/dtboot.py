@@ -22,7 +22,8 @@ INITRD_MAGIC = b"BFINITRD"
 
 def dump_kernel(arch):
     """The dtdump Image for *arch*: `make` assembles the code, `bootforge build` writes the header."""
-    require("make", {"aarch64": "aarch64-linux-gnu-as", "riscv64": "riscv64-linux-gnu-as"}[arch])
+    require("make", {"aarch64": "aarch64-linux-gnu-as", "riscv64": "riscv64-linux-gnu-as",
+                     "arm": "arm-linux-gnueabihf-as"}[arch])
     code = BUILD / "stubs" / f"dtdump-{arch}.bin"
     proc = subprocess.run(["make", "-s", str(code.relative_to(REPO))], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

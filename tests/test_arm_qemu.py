@@ -1,8 +1,10 @@
-"""QEMU -kernel on virt (AArch64) against the qemu-arm-kernel prediction: the dtdump kernel
-reports x0-x3, where it runs, where the initrd is (found by its magic) and the DTB it was
-handed; the prediction must equal it byte for byte except the properties declared random.
+"""QEMU -kernel on virt (AArch64 and 32-bit ARM) against the qemu-arm-kernel prediction: the
+dtdump kernel reports x0-x3 (r0-r2), where it runs, where the initrd is (found by its magic)
+and the DTB it was handed; the prediction must equal it byte for byte except the bytes
+declared random.
 
-Real boots at 128M (initrd at RAM/2), 1G and 3G, with and without an initrd; the captures
+Real boots at 128M (initrd at RAM/2), 1G and 3G on AArch64 and 128M, 256M, 1G on ARM, with
+and without an initrd, and one with a board DTB (-dtb); the captures
 in tests/data/dtdump-aarch64-*.serial (with the machine DTB of the same QEMU) are checked
 without QEMU. Regenerate them: .venv/bin/python tests/test_arm_qemu.py
 """
@@ -24,12 +26,12 @@ INITRD_SIZE = 5000
 FIXTURES = [("1024M", True), ("128M", False)]
 
 
-def _check(dump, registers, kernel_at, initrd_at, dtb, random_bytes):
-    assert dump.done and dump.arch == "aarch64"
+def _check(dump, registers, kernel_at, initrd_at, dtb, random_bytes, arch="aarch64"):
+    assert dump.done and dump.arch == arch
     assert dump.registers == registers
     assert dump.image == kernel_at
     assert dump.initrd == initrd_at
-    assert dump.dtb_address == registers["x0"]
+    assert dump.dtb_address == registers["x0" if arch == "aarch64" else "r2"]
     got = dump.full_dtb()
     assert got is not None, "bytes after the DTB's last block were not zero"
     assert len(got) == len(dtb)
@@ -43,23 +45,24 @@ def _check(dump, registers, kernel_at, initrd_at, dtb, random_bytes):
             assert len(fdt.getprop(chosen, r.name)) == r.size
 
 
-@pytest.mark.parametrize("mem", ["128M", "1G", "3G"])
+@pytest.mark.parametrize("arch,mem", [("aarch64", "128M"), ("aarch64", "1G"), ("aarch64", "3G"),
+                                      ("arm", "128M"), ("arm", "256M"), ("arm", "1G")])
 @pytest.mark.parametrize("with_initrd", [False, True])
-def test_qemu_kernel_boot(tmp_path, mem, with_initrd):
-    kernel = dump_kernel("aarch64")
+def test_qemu_kernel_boot(tmp_path, arch, mem, with_initrd):
+    kernel = dump_kernel(arch)
     initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE) if with_initrd else None
-    platform = f"qemu-virt-aarch64:{mem}"
-    args = ["load", kernel, "--platform", platform, "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE,
+    machine = f"qemu-virt-{arch}"
+    args = ["load", kernel, "--platform", f"{machine}:{mem}", "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE,
             "--json", "--mbi-out", tmp_path / "predicted.dtb"] + (["--initrd", initrd] if initrd else [])
     proc = run_bootforge(*args, check=0)
     result = json.loads(proc.stdout)
     placements = {p["kind"]: p for p in result["placements"]}
-    serial, _ = boot("qemu-virt-aarch64", int(mem[:-1]) * (1024 if mem.endswith("G") else 1) * MIB, kernel,
+    serial, _ = boot(machine, int(mem[:-1]) * (1024 if mem.endswith("G") else 1) * MIB, kernel,
                      tmp_path, initrd, CMDLINE)
     dump = read_dtdump(serial)
     _check(dump, result["linux"]["registers"], placements["kernel"]["start"],
            placements["module"]["start"] if initrd else None, (tmp_path / "predicted.dtb").read_bytes(),
-           result["linux"]["devicetree"]["random_bytes"])
+           result["linux"]["devicetree"]["random_bytes"], arch)
 
 
 BOARD_DTS = b"""/dts-v1/;

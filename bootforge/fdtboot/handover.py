@@ -97,7 +97,7 @@ def read_dtdump(text, path=None):
     while i < len(lines):
         line = lines[i].strip()
         i += 1
-        if re.fullmatch(r"[XA]\d [0-9a-f]{16}", line):
+        if re.fullmatch(r"[XAR]\d [0-9a-f]{16}", line):
             regs[line[:2].lower()] = int(line[3:], 16)
         elif line.startswith("IMAGE "):
             image = int(line[6:], 16)

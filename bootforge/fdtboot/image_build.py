@@ -1,6 +1,7 @@
 """`[linux_image]` recipes: headerless code (a flat binary whose first byte runs at image
-offset 0x40) behind the 64-byte arm64 or RISC-V Image header, so QEMU -kernel, U-Boot
-booti and the Linux boot protocols take it as a Linux Image.
+offset 0x40) behind the 64-byte arm64 or RISC-V Image header (or, for 32-bit ARM, a
+64-byte zImage-style header), so QEMU -kernel, U-Boot booti/bootz and the Linux boot
+protocols take it as a Linux Image.
 
     [linux_image]
     arch = "aarch64"                 # or "riscv64"
@@ -22,12 +23,15 @@ from bootforge.schema import REQUIRED, Field, recipe_file, validate
 
 ARM64_BRANCH_TO_0X40 = 0x14000010
 RISCV_JUMP_TO_0X40 = 0x0400006F
+ARM_NOP = 0xE1A00000                # mov r0, r0
+ARM_BRANCH_TO_0X40 = 0xEA000006     # at 0x20: b 0x40 (pc + 8 + 6 * 4)
 RISCV_HEADER_VERSION = 0x2          # 0.2
 ARM64_DEFAULT_FLAGS = 0xA           # little-endian, 4K pages, physical placement anywhere
 PAGE = 4096
 
 LINUX_IMAGE_FIELDS = (
-    Field("arch", str, REQUIRED, "the Image header to write", choices=("aarch64", "riscv64")),
+    Field("arch", str, REQUIRED, "the Image header to write (arm: a zImage-style header)",
+          choices=("aarch64", "riscv64", "arm")),
     Field("code", str, REQUIRED, "the flat code, relative to the recipe (runs at image offset 0x40)", text="path"),
     Field("text_offset", int, None, "the header's text_offset (arm64 0, RISC-V 0x200000)", min=0,
           max=(1 << 64) - 1),
@@ -41,7 +45,14 @@ LINUX_IMAGE_FIELDS = (
 def linux_image(arch, code, text_offset=None, image_size=None, flags=None):
     """The Image bytes: header + *code*."""
     size = image_size if image_size is not None else -(-(fmt.ARM64_HEADER_SIZE + len(code)) // PAGE) * PAGE
-    if arch == "aarch64":
+    if arch == "arm":
+        # arch/arm/boot/compressed/head.S: eight `mov r0, r0`, a branch to the code at 0x40, the
+        # magic, start (0: position independent) and end (the size), the endianness word.
+        header = (struct.pack("<I", ARM_NOP) * 8 + struct.pack("<I", ARM_BRANCH_TO_0X40)
+                  + fmt.ArmZImageHeader.build(dict(magic=fmt.ZIMAGE_MAGIC, start=0, end=0x40 + len(code),
+                                                   endian=fmt.ZIMAGE_ENDIAN_LE, extension=0, table=0))
+                  + bytes(0x40 - 0x24 - fmt.ArmZImageHeader.sizeof()))
+    elif arch == "aarch64":
         header = fmt.Arm64ImageHeader.build(dict(
             code0=ARM64_BRANCH_TO_0X40, code1=0, text_offset=text_offset or 0, image_size=size,
             flags=ARM64_DEFAULT_FLAGS if flags is None else flags, res2=0, res3=0, res4=0,
