@@ -320,3 +320,32 @@ def test_readme_efi_convention_examples_change_the_output(efi_file):
     proc = run_bootforge("memmap", "convert", efi_file, "--from", "efi-bin", "--to", "json",
                          "--efi-convention", "xen")
     assert proc.returncode == 2 and "nothing is converted" in proc.stderr
+
+
+def test_efi_bin_descriptor_stride_is_sniffed(tmp_path):
+    """GRUB's EFI map from a real OVMF boot (mb-grub-efi-mb2.dump), written with 40- and 48-byte
+    descriptors and cut to 240 bytes (6 x 40 = 5 x 48): read without --descriptor-size, each
+    gives its own first descriptors; all-zero bytes are refused rather than guessed."""
+    dump = DATA / "mb-grub-efi-mb2.dump"
+    tables = {}
+    for size in (40, 48):
+        out = tmp_path / f"efi{size}.bin"
+        run_bootforge("memmap", "convert", dump, "--from", "mbdump-efi", "--to", "efi-bin",
+                      "--to-descriptor-size", str(size), "-o", out, check=0)
+        cut = tmp_path / f"cut{size}.bin"
+        cut.write_bytes(out.read_bytes()[:240])
+        tables[size] = cut
+    reference = json.loads(run_bootforge("memmap", "convert", dump, "--from", "mbdump-efi", "--to", "json",
+                                         check=0).stdout)["entries"]
+    for size, count in ((40, 6), (48, 5)):
+        doc = json.loads(run_bootforge("memmap", "convert", tables[size], "--from", "efi-bin", "--to", "json",
+                                       check=0).stdout)
+        assert doc["descriptor_size"] == size
+        assert [(e["start"], e["size"]) for e in doc["entries"]] == \
+            [(e["start"], e["size"]) for e in reference[:count]]
+        shown = run_bootforge("memmap", "show", tables[size], "--from", "efi-bin", check=0).stdout
+        assert f"{count} ranges (efi, {size}-byte descriptors by their length and fields)" in shown
+    zeros = tmp_path / "zeros.bin"
+    zeros.write_bytes(bytes(240))
+    assert_one_line_error(run_bootforge("memmap", "show", zeros, "--from", "efi-bin"),
+                          "divide into 48- and 40-byte descriptors", "give --descriptor-size 48 or 40")

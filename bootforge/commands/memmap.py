@@ -172,6 +172,8 @@ def show_command(input_path, from_format, sanitize, svg_path, entry_size, descri
         kind, usable_name = memory_map.family, "conventional" if memory_map.family == "efi" else "usable RAM"
     if memory_map.facts.get("entry_size_sniffed"):
         kind += f", {memory_map.facts['entry_size']}-byte entries by their length and types"
+    if memory_map.facts.get("descriptor_size_sniffed"):
+        kind += f", {memory_map.descriptor_size}-byte descriptors by their length and fields"
     click.echo(f"{len(memory_map)} ranges ({kind}), {human_size(usable)} {usable_name}")
     if svg_path:
         write_atomic(svg_path, render_svg(memory_map, title=str(input_path)).encode())

@@ -7,11 +7,13 @@ wraps the same descriptors, is in multiboot.py and shares these walks.
 from bootforge.errors import BootforgeError, FormatError, LimitError
 from bootforge.formats.efi_memmap import (
     EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MAX_SIZE, EFI_DESCRIPTOR_MIN_SIZE, EFI_DESCRIPTOR_PAGES_OFFSET,
-    EFI_DESCRIPTOR_START_OFFSET, EFI_PAGE_SIZE, descriptor_struct,
+    EFI_DESCRIPTOR_START_OFFSET, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES, EFI_PAGE_SIZE, descriptor_struct,
 )
 from bootforge.memmap.formats import MapFormat
 from bootforge.memmap.formats.common import check_fits, check_whole
 from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
+
+MAX_EFI_TYPE = 15       # EfiUnacceptedMemoryType, the last UEFI 2.10 defines
 
 
 def check_descriptor_size(size, path, offset=None):
@@ -54,9 +56,44 @@ def write_descriptors(memory_map, descriptor_size):
     return b"".join(out)
 
 
+def _implausible(data, size):
+    """The index and why of the first descriptor no firmware writes at stride *size*, or None:
+    a type UEFI does not define (0-15, OEM 0x70000000-0x7fffffff, OS 0x80000000 and up), a
+    PhysicalStart not on a 4 KiB page (UEFI 2.10 7.2: "must be aligned on a 4 KiB boundary"),
+    no pages, or a range past 2^64. Read at the wrong stride, these fields hold other fields."""
+    for i, (typ, phys, _virt, pages, _attr) in enumerate(descriptor_struct(size).iter_unpack(data)):
+        if not (typ <= MAX_EFI_TYPE or typ in EFI_OEM_TYPES or typ in EFI_OS_LOADER_TYPES):
+            return i, f"type {typ:#x}"
+        if phys % EFI_PAGE_SIZE or not pages or phys + pages * EFI_PAGE_SIZE > U64_LIMIT:
+            return i, f"PhysicalStart {phys:#x} with {pages} pages"
+    return None
+
+
+def descriptor_stride(data, path):
+    """The stride of an efi-bin buffer given without --descriptor-size: of 48 (EDK2's) and 40
+    (the packed descriptor), the one that divides the length; when both do (multiples of
+    240 bytes), the one whose every descriptor is plausible; else refuse to guess."""
+    fits = [n for n in (EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MIN_SIZE) if len(data) % n == 0]
+    if len(fits) == 1 or (fits and not data):
+        return fits[0]
+    if not fits:
+        return EFI_DESCRIPTOR_DEFAULT_SIZE      # the whole-number check names the default
+    why = {n: _implausible(data, n) for n in fits}
+    plausible = [n for n in fits if why[n] is None]
+    if len(plausible) == 1:
+        return plausible[0]
+    reason = ("both read as plausible maps" if plausible else
+              "; ".join(f"as {n}-byte descriptors, descriptor {why[n][0]} has {why[n][1]}" for n in fits))
+    raise FormatError(f"{len(data)} bytes divide into 48- and 40-byte descriptors and {reason}: "
+                      "give --descriptor-size 48 or 40", path=path)
+
+
 def read_efi_bin(path, data, options):
-    m = read_descriptors(data, options.get("descriptor_size") or EFI_DESCRIPTOR_DEFAULT_SIZE, path, 0)
+    size = options.get("descriptor_size") or descriptor_stride(data, path)
+    m = read_descriptors(data, size, path, 0)
     m.source = "efi-bin"
+    if not options.get("descriptor_size"):
+        m.facts["descriptor_size_sniffed"] = True
     return m
 
 
@@ -65,6 +102,6 @@ def write_efi_bin(memory_map, options):
 
 
 FORMATS = [
-    MapFormat("efi-bin", "GetMemoryMap()'s buffer (--descriptor-size, default 48)", read_efi_bin,
+    MapFormat("efi-bin", "GetMemoryMap()'s buffer (--descriptor-size, else 48 or 40 sniffed)", read_efi_bin,
               write_efi_bin, family="efi", load_output=True),
 ]
