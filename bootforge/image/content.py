@@ -128,7 +128,7 @@ class FileContent:
                 left, dst, k = left - n, dst + n, k ^ 1
 
 
-COPY_CHUNK = 1 << 20
+COPY_CHUNK = 4 << 20
 
 
 def _pwrite_all(fd, data, offset):
@@ -140,33 +140,46 @@ def _pwrite_all(fd, data, offset):
 
 class OutputHash:
     """sha256 of an output file written front to back, without reading it back: each write
-    is handed over (feed) and hashed in a worker thread (hashlib releases the GIL), which
+    is handed over (feed) and hashed by one worker thread (hashlib releases the GIL), which
     overlaps the next read and write; bytes between two writes (holes, what another writer
-    put there) are read back from the file (read_back). feed() waits for the previous
-    hash, so at most one buffer is in flight; a caller reusing buffers calls wait() first."""
+    put there) are read back from the file (read_back). At most one buffer is in flight:
+    feed() waits for the previous one; a caller reusing buffers calls wait() before refilling."""
 
     def __init__(self, fd):
         self.fd = fd
         self.pos = 0
         self.sha = hashlib.sha256()
-        self._thread = None
+        self._work = None
+        self._ready = threading.Semaphore(0)
+        self._done = threading.Semaphore(1)
+        self._thread = threading.Thread(target=self._worker, daemon=True)
+        self._thread.start()
+
+    def _worker(self):
+        while True:
+            self._ready.acquire()
+            view = self._work
+            if view is None:
+                return
+            self.sha.update(view)
+            self._done.release()
 
     def wait(self):
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._done.acquire()
+        self._done.release()
 
     def feed(self, offset, data):
         if offset < self.pos:
             raise ValueError(f"output hash: write at {offset} before the hashed end {self.pos}")
         self.read_back(offset)
-        self.wait()
         view = memoryview(data)
+        self._done.acquire()            # the previous buffer is hashed
         if len(view) < 1 << 16:
             self.sha.update(view)
+            self._done.release()
         else:
-            self._thread = threading.Thread(target=self.sha.update, args=(view,))
-            self._thread.start()
+            self._work = view
+            self._ready.release()
         self.pos = offset + len(view)
 
     def read_back(self, end):
@@ -181,4 +194,8 @@ class OutputHash:
 
     def hexdigest(self, end):
         self.read_back(end)
+        self._done.acquire()
+        self._work = None               # ends the worker
+        self._ready.release()
+        self._thread.join()
         return self.sha.hexdigest()
