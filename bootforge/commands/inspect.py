@@ -41,8 +41,9 @@ class InspectCommand(click.Command):
                    "output order and JSON are those of one process.")
 @click.option("-O", "--output-format", "output_format", type=click.Choice(["dts"]),
               help="dts: print only the DTS of each DTB, as dtc -I dtb -O dts does (also --format dts).")
+@click.option("--pcrs", is_flag=True, help="UKIs: predict PCR 11 (systemd-stub 252) and PCR 4 (OVMF), every bank.")
 def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file, jobs,
-                    output_format):
+                    output_format, pcrs):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.
 
     Exit status: 0 all fine, 1 defects found (for a kernel: also when no modelled loader of
@@ -57,6 +58,9 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
         if check_loader not in KERNEL_LOADERS.names():
             raise click.BadParameter(f"{check_loader!r} is not one of {', '.join(KERNEL_LOADERS.names())}",
                                      param_hint="--check")
+    if pcrs:
+        from bootforge.uki.measure import WANTED
+        WANTED.set(True)
     if db or dbx or vars_file:
         from bootforge.secureboot import ACTIVE
         from bootforge.secureboot.policy import policy_from_files, policy_from_varstore

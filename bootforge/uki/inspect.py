@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bootforge.errors import FormatError
 from bootforge.report import DocumentReport
 from bootforge.secureboot.report import authenticode_section, render_authenticode
-from bootforge.uki import verdicts
+from bootforge.uki import measure, verdicts
 from bootforge.uki.kernel import is_bzimage, read_bzimage
 from bootforge.pe.image import read_pe, section_overlaps
 
@@ -76,6 +76,11 @@ class EfiLinuxReport(DocumentReport):
             out.append(f"  kernel: {d['linux_error']}")
         if "authenticode" in d:
             out += render_authenticode(d["authenticode"])
+        if "pcrs" in d:
+            out.append(f"  predicted PCRs ({d['pcrs']['source']}):")
+            for pcr in ("4", "11"):
+                out.append(f"    PCR {pcr:>2} sha256 {d['pcrs'][pcr]['sha256']}")
+            out.append(f"    PCR 11 events: {', '.join(d['pcrs']['pcr11_events'])}")
         out.append("  verdicts:")
         for v in d["verdicts"]:
             words = f" [{v['words']}]" if v["words"] and not v["ok"] else ""
@@ -124,6 +129,12 @@ def inspect_efi_linux(path, data):
             problems.append(f"sections {a.name} and {b.name} overlap in {where}")
         doc["authenticode"], signature_problems, _ = authenticode_section(data, img, path)
         problems += signature_problems
+        if uki and measure.WANTED.get():
+            pcr11, events = measure.predict_pcr11(data, img, measure.BANKS)
+            doc["pcrs"] = {"11": pcr11, "4": measure.predict_pcr4(data, img, measure.BANKS),
+                           "pcr11_events": events,
+                           "source": "systemd-stub 252 (PCR 11), OVMF Tcg2Dxe booting it as the first boot "
+                                     "option (PCR 4)"}
         vs.append(verdicts.uefi_verdict(img, len(data)))
         if uki:
             vs.append(verdicts.stub_verdict(img, data, bz, bz_error))

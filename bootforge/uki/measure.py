@@ -1,0 +1,100 @@
+"""Measured boot of a UKI: the PCR values OVMF and systemd-stub 252 extend, predicted from the
+file (TCG PC Client Platform Firmware Profile 1.05; systemd docs/TPM2_PCR_MEASUREMENTS.md;
+systemd 252 src/boot/efi/stub.c, src/fundamental/tpm-pcr.h):
+
+- PCR 11 (systemd-stub): for each section of its list, in the list's order -- .linux, .osrel,
+  .cmdline, .initrd, .splash, .dtb, .pcrpkey (252's unified_sections; .pcrsig is never
+  measured, .uname and .sbat are not in 252's list) -- that the UKI has, one extend with the
+  section's name and its terminating NUL, then one with its contents as loaded (VirtualSize
+  bytes at its RVA: the raw data, zeros past SizeOfRawData). Each extend is
+  PCR = H(PCR || H(bytes)) in every bank, from all zeros.
+- PCR 4 (OVMF's Tcg2Dxe and DxeTpm2MeasureBootLib): at the first ReadyToBoot the EV_EFI_ACTION
+  "Calling EFI Application from Boot Option" and the EV_SEPARATOR (four zero bytes); at each
+  later boot attempt "Returning from EFI Application from Boot Option" and "Calling ..." again;
+  then, for each image LoadImage starts, EV_EFI_BOOT_SERVICES_APPLICATION with its Authenticode
+  hash in that bank's algorithm: the UKI, then the kernel in .linux, which systemd-stub 252
+  LoadImage()s from memory (src/boot/efi/linux.c linux_exec; seen in the event log of a real
+  boot: a vendor media device path, the digest the .linux bzImage's Authenticode hash).
+"""
+
+import hashlib
+from contextvars import ContextVar
+
+from bootforge.errors import FormatError
+from bootforge.pe.authenticode import hash_layout
+
+# systemd 252 src/fundamental/tpm-pcr.h TPM_PCR_INDEX_KERNEL_IMAGE and unified_sections[] (order kept).
+PCR_KERNEL_IMAGE = 11
+PCR_BOOT_APPLICATIONS = 4
+STUB_252_MEASURED = (".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey")
+EFI_CALLING_EFI_APPLICATION = b"Calling EFI Application from Boot Option"
+EFI_RETURNING_FROM_EFI_APPLICATION = b"Returning from EFI Application from Boot Option"
+SEPARATOR = bytes(4)
+BANKS = ("sha1", "sha256", "sha384", "sha512")
+
+# `bootforge inspect --pcrs` asks for the prediction (it hashes the whole UKI once more per bank).
+WANTED = ContextVar("pcr_prediction", default=False)
+
+
+def extend(value, data, bank):
+    return hashlib.new(bank, value + hashlib.new(bank, data).digest()).digest()
+
+
+def section_bytes(data, section):
+    """A section as the loader maps it: VirtualSize bytes, zero-filled past its raw data."""
+    size = section.virtual_size or section.raw_size
+    body = bytes(data[section.raw_offset:section.raw_offset + min(size, section.raw_size)])
+    return body + bytes(size - len(body))
+
+
+def pcr11_events(data, img):
+    """[(description, bytes)] systemd-stub 252 measures into PCR 11, in order."""
+    events = []
+    for name in STUB_252_MEASURED:
+        s = img.section(name)
+        if s is None or not (s.virtual_size or s.raw_size):
+            continue
+        events.append((f"{name} name", name.encode() + b"\0"))
+        events.append((f"{name} contents", section_bytes(data, s)))
+    return events
+
+
+def replay(events, bank):
+    value = bytes(hashlib.new(bank).digest_size)
+    for _, payload in events:
+        value = extend(value, payload, bank)
+    return value
+
+
+def predict_pcr11(data, img, banks=("sha256",)):
+    events = pcr11_events(data, img)
+    return {bank: replay(events, bank).hex() for bank in banks}, [d for d, _ in events]
+
+
+def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0):
+    """PCR 4 after OVMF started this image as its boot option, *failed_attempts* boot options
+    (that found nothing to load) having been tried before it."""
+    layout = hash_layout(data, img)
+    linux = img.section(".linux")
+    kernel = section_bytes(data, linux) if linux is not None else None
+    kernel_layout = None
+    if kernel is not None:
+        try:
+            kernel_layout = hash_layout(kernel)
+        except FormatError:
+            kernel = None          # not a PE: the stub cannot LoadImage it (nothing measured)
+    out = {}
+    for bank in banks:
+        value = bytes(hashlib.new(bank).digest_size)
+        value = extend(value, EFI_CALLING_EFI_APPLICATION, bank)
+        value = extend(value, SEPARATOR, bank)
+        for _ in range(failed_attempts):
+            value = extend(value, EFI_RETURNING_FROM_EFI_APPLICATION, bank)
+            value = extend(value, EFI_CALLING_EFI_APPLICATION, bank)
+        # EV_EFI_BOOT_SERVICES_APPLICATION: the event's digest is the image's Authenticode hash
+        # itself (extended as is, not hashed again): the UKI's, then its kernel's.
+        value = hashlib.new(bank, value + layout.digest(data, bank)).digest()
+        if kernel is not None:
+            value = hashlib.new(bank, value + kernel_layout.digest(kernel, bank)).digest()
+        out[bank] = value.hex()
+    return out

@@ -1,0 +1,155 @@
+"""Measured boot of a bootforge UKI: `inspect --pcrs` predicts PCR 11 (systemd-stub 252's
+sections) and PCR 4 (OVMF's boot-application measurements), checked against a real boot:
+swtpm (TPM 2.0) + OVMF's Tcg2Dxe + Debian's kernel, whose initrd (busybox-static) prints
+/sys/class/tpm/tpm0/pcr-sha256/{4,7,11} and the firmware's event log to the serial console.
+
+tests/data/uki-tpm-pcrs.txt keeps what one such boot printed (command in its header), so the
+prediction is checked without QEMU when the inputs are the same Debian files."""
+
+import hashlib
+import json
+import re
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, require, run_bootforge
+from test_uki_build import KERNEL, write_recipe
+from test_uki_qemu import esp_image
+
+BUSYBOX = "/bin/busybox"                      # busybox-static
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+FIXTURE = REPO / "tests" / "data" / "uki-tpm-pcrs.txt"
+CMDLINE = "console=ttyS0 panic=-1 quiet"
+INIT = """#!/bin/busybox sh
+/bin/busybox mkdir -p /sys /sec
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t securityfs securityfs /sec
+for n in 4 7 11; do echo "BOOTFORGE-PCR sha256 $n $(/bin/busybox cat /sys/class/tpm/tpm0/pcr-sha256/$n)"; done
+echo "BOOTFORGE-EVENTLOG-BEGIN"
+/bin/busybox od -An -tx1 -v /sec/tpm0/binary_bios_measurements | /bin/busybox tr -d ' \\n'; echo
+echo "BOOTFORGE-EVENTLOG-END"
+/bin/busybox poweroff -f
+"""
+
+
+def newc(entries):
+    """A newc cpio archive of [(name, mode, bytes)] (what the kernel unpacks as its initramfs)."""
+    out = bytearray()
+    for ino, (name, mode, data) in enumerate(entries + [("TRAILER!!!", 0, b"")], 1):
+        raw = name.encode() + b"\0"
+        out += b"070701" + b"".join(b"%08X" % v for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(raw), 0))
+        out += raw + bytes(-(len(out) + len(raw)) % 4)
+        out += data + bytes(-(len(out) + len(data)) % 4)
+    return bytes(out)
+
+
+def tpm_uki(directory):
+    require(KERNEL, BUSYBOX)
+    directory = Path(directory)
+    (directory / "initrd.cpio").write_bytes(newc([("bin", 0o40755, b""),
+                                                  ("bin/busybox", 0o100755, Path(BUSYBOX).read_bytes()),
+                                                  ("init", 0o100755, INIT.encode())]))
+    recipe = write_recipe(directory, kernel=KERNEL, initrd=["initrd.cpio"], cmdline=CMDLINE, output="tpm.efi")
+    run_bootforge("build", recipe, check=0)
+    return directory / "tpm.efi"
+
+
+def predicted(uki):
+    r = run_bootforge("inspect", "--json", "--pcrs", uki, check=0)
+    return json.loads(r.stdout)["pcrs"]
+
+
+def read_event_log(blob):
+    """[(pcr, event type, {alg id: digest}, event bytes)] of a TCG2 crypto-agile event log."""
+    _, _, _, size = struct.unpack_from("<II20sI", blob, 0)
+    spec = blob[32:32 + size]
+    sizes = {}
+    for i in range(struct.unpack_from("<I", spec, 24)[0]):
+        alg, length = struct.unpack_from("<HH", spec, 28 + 4 * i)
+        sizes[alg] = length
+    at, events = 32 + size, []
+    while at < len(blob):
+        pcr, kind, count = struct.unpack_from("<III", blob, at)
+        at += 12
+        digests = {}
+        for _ in range(count):
+            alg = struct.unpack_from("<H", blob, at)[0]
+            digests[alg] = blob[at + 2:at + 2 + sizes[alg]]
+            at += 2 + sizes[alg]
+        length = struct.unpack_from("<I", blob, at)[0]
+        events.append((pcr, kind, digests, blob[at + 4:at + 4 + length]))
+        at += 4 + length
+    return events
+
+
+def parse_serial(text):
+    pcrs = {int(n): v.lower() for n, v in re.findall(r"BOOTFORGE-PCR sha256 (\d+) ([0-9A-Fa-f]{64})", text)}
+    m = re.search(r"BOOTFORGE-EVENTLOG-BEGIN\s*([0-9a-f]*)\s*BOOTFORGE-EVENTLOG-END", text)
+    return pcrs, bytes.fromhex(m.group(1)) if m else b""
+
+
+def _inputs_digest():
+    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (KERNEL, BUSYBOX)}
+
+
+def test_prediction_equals_the_recorded_boot(tmp_path):
+    """The PCRs a real boot read (tests/data/uki-tpm-pcrs.txt) equal inspect's prediction for the
+    UKI rebuilt from the same Debian files."""
+    require(KERNEL, BUSYBOX)
+    header, _, body = FIXTURE.read_text().partition("\n\n")
+    inputs = json.loads(re.search(r"^# inputs: (.*)$", header, re.M).group(1))
+    if inputs != _inputs_digest():
+        pytest.skip("the kernel or busybox differs from the recorded boot's (the QEMU test checks a new boot)")
+    pcrs, log = parse_serial(body)
+    p = predicted(tpm_uki(tmp_path))
+    assert p["11"]["sha256"] == pcrs[11]
+    assert p["4"]["sha256"] == pcrs[4]
+    # The event log's PCR 11 entries are systemd-stub's: one per name and one per contents.
+    sha256 = 0x000B
+    events = [e for e in read_event_log(log) if e[0] == 11]
+    assert len(events) == len(p["pcr11_events"])
+    value = bytes(32)
+    for _, _, digests, _ in events:
+        value = hashlib.sha256(value + digests[sha256]).digest()
+    assert value.hex() == pcrs[11]
+
+
+@pytest.mark.qemu
+def test_booted_kernel_reads_the_predicted_pcrs(tmp_path):
+    require("qemu-system-x86_64", "swtpm", OVMF_CODE, OVMF_VARS)
+    uki = tpm_uki(tmp_path)
+    p = predicted(uki)
+    state = tmp_path / "tpm"
+    state.mkdir()
+    sock = state / "sock"
+    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--ctrl",
+                              f"type=unixio,path={sock}", "--terminate"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        shutil.copyfile(OVMF_VARS, tmp_path / "vars.fd")
+        serial = tmp_path / "serial.log"
+        cmd = ["qemu-system-x86_64", "-M", "q35", "-m", "1024", "-nodefaults", "-display", "none", "-no-reboot",
+               "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+               "-drive", f"if=pflash,format=raw,file={tmp_path / 'vars.fd'}",
+               "-drive", f"format=raw,file={esp_image(tmp_path, uki)}", "-serial", f"file:{serial}",
+               "-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+               "-device", "tpm-tis,tpmdev=tpm0"]
+        subprocess.run(cmd, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        swtpm.kill()
+        swtpm.wait()
+    text = serial.read_text("latin-1")
+    pcrs, log = parse_serial(text)
+    assert 11 in pcrs and log, text[-2000:]
+    assert p["11"]["sha256"] == pcrs[11]
+    assert p["4"]["sha256"] == pcrs[4]
