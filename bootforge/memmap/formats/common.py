@@ -49,3 +49,26 @@ def check_fits(memory_map, format_name, *, end_limit=E820_END_LIMIT, field_bits=
             raise MemoryMapError(f"{where}: type {r.type:#x} does not fit {type_bits} bits")
         if attribute_bits is not None and (r.attributes or 0) >= 1 << attribute_bits:
             raise MemoryMapError(f"{where}: attributes {r.attributes:#x} do not fit {attribute_bits} bits")
+
+
+def sniffed_stride(data, strides, implausible, path, noun, option):
+    """The entry size of a table given without one: of *strides* (the default first), the one
+    that divides the length; when several do, the one whose every entry is plausible
+    (*implausible(data, stride)*: None, or (index, why) of the first entry no firmware writes);
+    when none or several read plausibly, refuse to guess, naming *option*. None when no stride
+    divides the length (the caller's whole-number check then names the default).
+    *noun*: (singular, plural) of what an entry is called."""
+    fits = [n for n in strides if len(data) % n == 0]
+    if not fits:
+        return None
+    if len(fits) == 1 or not data:
+        return fits[0]
+    why = {n: implausible(data, n) for n in fits}
+    plausible = [n for n in fits if why[n] is None]
+    if len(plausible) == 1:
+        return plausible[0]
+    one, many = noun
+    reason = ("each reads as a plausible table" if plausible else
+              "; ".join(f"as {n}-byte {many}, {one} {why[n][0]} has {why[n][1]}" for n in fits))
+    raise FormatError(f"{len(data)} bytes divide into " + " and ".join(f"{n}-" for n in fits) + f"byte {many} "
+                      f"and {reason}: give {option} " + " or ".join(str(n) for n in fits), path=path)

@@ -15,7 +15,8 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, FormatError, LimitError
 from bootforge.formats.e820 import E820_ENTRY_EXTENDED_STRUCT, E820_ENTRY_STRUCT, E820Attribute, E820Type
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.formats.common import check_fits, check_no_wrap, check_range_no_wrap, check_whole
+from bootforge.memmap.formats.common import (check_fits, check_no_wrap, check_range_no_wrap, check_whole,
+                                             sniffed_stride)
 from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
 
 # A /sys/firmware/memmap directory with more entries than this is not one.
@@ -185,9 +186,9 @@ def _entries(data, size):
     return [MemoryRange(a, s, t, x) for a, s, t, x in struct.iter_unpack(E820_ENTRY_EXTENDED_STRUCT, data)]
 
 
-def _implausible(ranges):
-    """The index and why of the first entry that no firmware writes, or None."""
-    for i, r in enumerate(ranges):
+def _implausible(data, size):
+    """The index and why of the first entry no firmware writes at stride *size*, or None."""
+    for i, r in enumerate(_entries(data, size)):
         if r.type not in _KNOWN_TYPES and not 1 <= r.type <= MAX_PLAUSIBLE_TYPE:
             return i, f"type {r.type:#x}"
         if r.attributes is not None and r.attributes > MAX_PLAUSIBLE_ATTRIBUTES:
@@ -201,22 +202,12 @@ def entry_stride(data, path):
     """The entry size of an e820-bin table given without --entry-size: the one of 20 and 24
     that divides the length; when both do (a multiple of 120 bytes), the one whose every entry
     is plausible (see _implausible); when neither or both read plausibly, refuse to guess."""
-    fits = [n for n in (E820_ENTRY_SIZE, E820_ENTRY_EXTENDED_SIZE) if len(data) % n == 0]
-    if not fits:
+    stride = sniffed_stride(data, (E820_ENTRY_SIZE, E820_ENTRY_EXTENDED_SIZE), _implausible, path,
+                            ("entry", "entries"), "--entry-size")
+    if stride is None:
         raise FormatError(f"{len(data)} bytes of E820 table is not a whole number of 20- or 24-byte entries",
                           path=path, offset=len(data) - len(data) % E820_ENTRY_SIZE)
-    if len(fits) == 1 or not data:
-        return fits[0]
-    why = {n: _implausible(_entries(data, n)) for n in fits}
-    plausible = [n for n in fits if why[n] is None]
-    if len(plausible) == 1:
-        return plausible[0]
-    if plausible:
-        reason = "both read as plausible tables"
-    else:
-        reason = "; ".join(f"as {n}-byte entries, entry {why[n][0]} has {why[n][1]}" for n in fits)
-    raise FormatError(f"{len(data)} bytes divide into 20- and 24-byte entries and {reason}: "
-                      "give --entry-size 20 or 24", path=path)
+    return stride
 
 
 def read_e820_bin(path, data, options):

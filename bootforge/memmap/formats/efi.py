@@ -10,7 +10,7 @@ from bootforge.formats.efi_memmap import (
     EFI_DESCRIPTOR_START_OFFSET, EFI_OEM_TYPES, EFI_OS_LOADER_TYPES, EFI_PAGE_SIZE, descriptor_struct,
 )
 from bootforge.memmap.formats import MapFormat
-from bootforge.memmap.formats.common import check_fits, check_whole
+from bootforge.memmap.formats.common import check_fits, check_whole, sniffed_stride
 from bootforge.memmap.model import U64_LIMIT, MemoryMap, MemoryRange
 
 MAX_EFI_TYPE = 15       # EfiUnacceptedMemoryType, the last UEFI 2.10 defines
@@ -73,19 +73,9 @@ def descriptor_stride(data, path):
     """The stride of an efi-bin buffer given without --descriptor-size: of 48 (EDK2's) and 40
     (the packed descriptor), the one that divides the length; when both do (multiples of
     240 bytes), the one whose every descriptor is plausible; else refuse to guess."""
-    fits = [n for n in (EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MIN_SIZE) if len(data) % n == 0]
-    if len(fits) == 1 or (fits and not data):
-        return fits[0]
-    if not fits:
-        return EFI_DESCRIPTOR_DEFAULT_SIZE      # the whole-number check names the default
-    why = {n: _implausible(data, n) for n in fits}
-    plausible = [n for n in fits if why[n] is None]
-    if len(plausible) == 1:
-        return plausible[0]
-    reason = ("both read as plausible maps" if plausible else
-              "; ".join(f"as {n}-byte descriptors, descriptor {why[n][0]} has {why[n][1]}" for n in fits))
-    raise FormatError(f"{len(data)} bytes divide into 48- and 40-byte descriptors and {reason}: "
-                      "give --descriptor-size 48 or 40", path=path)
+    stride = sniffed_stride(data, (EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_MIN_SIZE), _implausible, path,
+                            ("descriptor", "descriptors"), "--descriptor-size")
+    return EFI_DESCRIPTOR_DEFAULT_SIZE if stride is None else stride   # the whole-number check names it
 
 
 def read_efi_bin(path, data, options):
