@@ -191,17 +191,24 @@ def test_default_ld_layout_grows_the_header_segment(tmp_path):
     assert all(x.ok for x in v.values()), v
 
 
+def assembled_kernel(tmp_path, name, source):
+    """*source* assembled with GNU as (32-bit) and linked at 1 MiB by ld: an ELF kernel."""
+    require("as", "ld")
+    src = tmp_path / f"{name}.S"
+    src.write_text(source)
+    subprocess.run(["as", "--32", "-o", tmp_path / f"{name}.o", src], check=True)
+    kernel = tmp_path / f"{name}.elf"
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", kernel, tmp_path / f"{name}.o"], check=True)
+    return kernel
+
+
 def test_magic_that_is_no_header_warns_and_builds(tmp_path):
     """A kernel whose source says `.set MB2_MAGIC, 0xe85250d6` (and MB1's): the values sit in
     .symtab, in bytes no PT_LOAD loads, with no valid checksum. They are no header a loader
     finds: the build warns about each and adds the headers, which GRUB's verdict then loads."""
-    require("as", "ld")
-    src = tmp_path / "k.S"
-    src.write_text(".set MB2_MAGIC, 0xe85250d6\n.set MB2_ARCH, 0\n.set MB1_MAGIC, 0x1badb002\n"
-                   ".set MB1_FLAGS, 3\n.globl _start\n.text\n_start: cli\n1: hlt\njmp 1b\n")
-    subprocess.run(["as", "--32", "-o", tmp_path / "k.o", src], check=True)
-    kernel = tmp_path / "k.elf"
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", kernel, tmp_path / "k.o"], check=True)
+    kernel = assembled_kernel(tmp_path, "k", ".set MB2_MAGIC, 0xe85250d6\n.set MB2_ARCH, 0\n"
+                              ".set MB1_MAGIC, 0x1badb002\n.set MB1_FLAGS, 3\n.globl _start\n.text\n"
+                              "_start: cli\n1: hlt\njmp 1b\n")
     data = kernel.read_bytes()
     symtab = ELFFile(open(kernel, "rb")).get_section_by_name(".symtab")
     sym_start, sym_end = symtab["sh_offset"], symtab["sh_offset"] + symtab["sh_size"]
@@ -227,13 +234,9 @@ def test_magic_that_is_no_header_warns_and_builds(tmp_path):
 
 def test_loaded_header_in_the_window_is_still_refused(tmp_path):
     """The same kernel with a real, loaded MB2 header in .text: adding one is refused."""
-    require("as", "ld")
-    src = tmp_path / "h.S"
-    src.write_text(".text\n.globl _start\n.align 8\nhdr: .long 0xe85250d6, 0, 24, -(0xe85250d6 + 24)\n"
-                   ".short 0, 0\n.long 8\n_start: hlt\n")
-    subprocess.run(["as", "--32", "-o", tmp_path / "h.o", src], check=True)
-    kernel = tmp_path / "h.elf"
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", kernel, tmp_path / "h.o"], check=True)
+    kernel = assembled_kernel(tmp_path, "h", ".text\n.globl _start\n.align 8\n"
+                              "hdr: .long 0xe85250d6, 0, 24, -(0xe85250d6 + 24)\n.short 0, 0\n.long 8\n"
+                              "_start: hlt\n")
     at = headers.find_mb2(kernel.read_bytes())["offset"]
     recipe = tmp_path / "h.toml"
     recipe.write_text(f'[kernel]\ninput = "{kernel}"\n')

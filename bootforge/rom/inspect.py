@@ -1,8 +1,10 @@
 """`bootforge inspect` for option ROMs: text in EfiRom -d's layout (decoded
 values in parentheses) with disrom.pl's checksum verdicts, and JSON."""
 
+from dataclasses import dataclass
+
 from bootforge.formats import optionrom as fmt
-from bootforge.report import Report
+from bootforge.report import DocumentReport, Report
 from bootforge.text import named
 from bootforge.rom.firmware import ROM_FIRMWARE, code_type_name, firmware_verdicts
 from bootforge.rom.model import class_name, parse_rom
@@ -229,13 +231,9 @@ def inspect_efi_driver(path, data):
                            pe_text=report.render_text())
 
 
-class EfiDriverReport(Report):
-    def __init__(self, *, doc, pe_text, **kw):
-        super().__init__(**kw)
-        self.doc, self.pe_text = doc, pe_text
-
-    def to_json(self):
-        return self.doc
+@dataclass
+class EfiDriverReport(DocumentReport):
+    pe_text: str = ""           # the PE report's text, the option-ROM line goes in before its problems
 
     def render_text(self):
         lines = self.pe_text.split("\n")
