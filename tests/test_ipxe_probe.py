@@ -14,18 +14,19 @@ from conftest import BUILD, DATA, require, run_bootforge
 from seabios_post_oracle import IPXE
 
 FIXTURES = DATA / "ipxe-probe"
-BOOTS = [("e1000.toml", "256M"), ("e1000.toml", "3584M"), ("e1000.toml", "5G"), ("two-nics-novga.toml", "1G")]
+BOOTS = [("e1000.toml", "256M", "boot"), ("e1000.toml", "3584M", "boot"), ("e1000.toml", "5G", "boot"),
+         ("two-nics-novga.toml", "1G", "boot"), ("boot-failure.toml", "256M", "boot-failure")]
 
 
 def machine(recipe, mem):
     return post_request(str(FIXTURES / recipe), f"qemu-pc-seabios:{mem}", (), None)
 
 
-@pytest.mark.parametrize("recipe, mem", BOOTS)
-def test_probe_output_equals_the_prediction(recipe, mem):
+@pytest.mark.parametrize("recipe, mem, outcome", BOOTS)
+def test_probe_output_equals_the_prediction(recipe, mem, outcome):
     require(IPXE)
     rep = read_probe((FIXTURES / f"{recipe.removesuffix('.toml')}-{mem}.e9").read_text())
-    rows = compare(predict(machine(recipe, mem), probe_size()), rep)
+    rows = compare(predict(machine(recipe, mem), probe_size(), outcome), rep)
     assert [r for r in rows if not r[3]] == []
     # The fields that were compared: both views, and iPXE's image at both places.
     assert len(rep.views) == 2 and len(rep.found) == 2 and rep.done
@@ -44,11 +45,21 @@ def test_shipped_probe_is_the_stub_build():
     assert filecmp.cmp(BUILD / "stubs" / "pxeprobe.0", str(PROBE), shallow=False)
 
 
+def test_boot_failure_gives_base_memory_back():
+    # Had the failed e1000 iPXE kept its 14 KiB, the rtl8139's would start from 625, not 639.
+    require(IPXE)
+    pred = predict(machine("boot-failure.toml", "256M"), probe_size(), "boot-failure")
+    assert (pred.booting_rom, pred.memory.fbms_before, pred.memory.fbms) == ("rtl8139", 639, 625)
+    rep = read_probe((FIXTURES / "boot-failure-256M.e9").read_text())
+    assert rep.views[0].int12 == 625
+
+
+# Real boots (3584M and the two-NIC machine are compared through their fixtures above).
 @pytest.mark.qemu
-@pytest.mark.parametrize("mem", ["256M", "3584M", "5G"])
-def test_verify_boots_the_probe(mem):
+@pytest.mark.parametrize("recipe, mem", [("e1000.toml", "256M"), ("e1000.toml", "5G"), ("boot-failure.toml", "256M")])
+def test_verify_boots_the_probe(recipe, mem):
     require(IPXE, "qemu-system-x86_64")
-    proc = run_bootforge("verify", FIXTURES / "e1000.toml", "--platform", f"qemu-pc-seabios:{mem}", "--json", "-q")
+    proc = run_bootforge("verify", FIXTURES / recipe, "--platform", f"qemu-pc-seabios:{mem}", "--json", "-q")
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0, [f for f in doc["fields"] if not f["ok"]]
     assert doc["ok"] and doc["probe_exit"] == 99

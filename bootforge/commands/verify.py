@@ -51,10 +51,13 @@ def verify_command(recipe, platform, loader, entry, firmware, as_json, keep, tim
     from bootforge.post.load import post_request
     machine = post_request(recipe, platform, (), None)
     if machine is not None:
+        from bootforge.post.load import recipe_options
         from bootforge.verify.ipxe_probe import verify_probe
+        outcome = recipe_options(recipe).get("ipxe_outcome", "boot")
         if not quiet:
-            progress(f"booting the PXE probe on {machine.memory_bytes >> 20} MiB with {len(machine.devices)} device(s)")
-        report = verify_probe(machine, timeout=timeout or 90, keep=keep)
+            progress(f"booting the PXE probe on {machine.memory_bytes >> 20} MiB with {len(machine.devices)} "
+                     f"device(s), ipxe_outcome {outcome}")
+        report = verify_probe(machine, outcome=outcome, timeout=timeout or 120, keep=keep)
     else:
         report = verify(recipe, platform, loader, keep=keep, timeout=timeout,
                         progress=None if quiet else progress, entry=entry, firmware=firmware)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
+from bootforge.loader.policies.ipxe_pcbios import OPTIONS as IPXE_OPTIONS
 from bootforge.loader.recipe import LOAD_FIELDS, MAX_RECIPE, SOURCES, is_toml_text
 from bootforge.post.machine import device_from_option, devices_from_table, post_machine
 from bootforge.post.seabios import run_post
@@ -40,5 +41,18 @@ def post_request(recipe, platform, device_specs, vga):
         if plat is None:
             raise RecipeError("[load] platform is required")
         return post_machine(plat, devices, vga or t.get("vga") or "std")
+    except BootforgeError as exc:
+        raise exc.located(path=path)
+
+
+def recipe_options(recipe):
+    """A devices recipe's [load.options] (validated against ipxe-pcbios-mb1's options, the
+    policy verify compares the PXE probe with), or {}."""
+    path = Path(recipe)
+    if not is_toml_text(path):
+        return {}
+    t = tomllib.loads(read_input(path).decode("utf-8")).get("load", {})
+    try:
+        return validate(t.get("options", {}), IPXE_OPTIONS, "load.options")
     except BootforgeError as exc:
         raise exc.located(path=path)

@@ -91,13 +91,18 @@ class ProbePrediction:
     text: tuple
     booting_rom: str
     memory: object
+    booting_slot: int | None = None
 
 
-def booting_ipxe(post):
-    """The first ROM BEV SeaBIOS tries, if it is iPXE's: (OptionRom, its boot entry)."""
-    bev = next((b for b in post.boot_entries if b.kind == "bev"), None)
-    if bev is None:
-        raise RecipeError("no ROM on this machine gives a BEV: nothing boots the PXE probe")
+def booting_ipxe(post, failures=0):
+    """The ROM BEV that boots the probe, if it is iPXE's: (OptionRom, its boot entry). With
+    *failures* 1 the first BEV's iPXE finds no network, fails (boot-failure: it gives back
+    everything, base memory too) and SeaBIOS's int 18h tries the next one."""
+    bevs = [b for b in post.boot_entries if b.kind == "bev"]
+    if len(bevs) <= failures:
+        raise RecipeError(f"this machine has {len(bevs)} ROM BEV(s): the PXE probe needs {failures + 1} "
+                          f"({'one to fail, then ' if failures else ''}one to boot it)")
+    bev = bevs[failures]
     rom = next(r for r in post.option_roms if r.device == bev.device and r.address is not None
                and f"{r.segment:04x}" == bev.vector.split(":")[0])
     if rom.rom is None or rom.rom.ipxe is None:
@@ -106,9 +111,13 @@ def booting_ipxe(post):
     return rom, bev
 
 
-def predict(machine, probe_size):
+def predict(machine, probe_size, outcome="boot"):
+    """What the probe will print: outcome "boot" (the first BEV boots it; its second read is
+    after PXENV_STOP_UNDI) or "boot-failure" (the first BEV's iPXE fails, the next one boots it)."""
     post = run_post(machine)
-    rom, _ = booting_ipxe(post)
+    failures = 1 if outcome == "boot-failure" else 0
+    # A failing iPXE gives everything back (ipxe-pcbios-mb1, boot-failure): the next one starts afresh.
+    rom, _ = booting_ipxe(post, failures)
     build = ipxe_build_of(rom.rom.data) or IPXE_PXE_E1000
     decompress = next(c.result for c in post.pmm if c.purpose == "decompression area" and c.result)
     decompress_to = (decompress + 0xFFF) // 0x1000 * 0x1000        # romprefix.S rounds it up to 4 KiB
@@ -120,7 +129,7 @@ def predict(machine, probe_size):
     views = [view(mem.views["while-running"], mem.fbms),
              view(mem.views["after-pxenv-stop-undi"], mem.int12_after["pxenv-stop-undi"])]
     return ProbePrediction((mem.text16_segment, build.pxenv_offset), (mem.text16_segment, build.ppxe_offset),
-                           views, decompress_to, mem.text, rom.device, mem)
+                           views, decompress_to, mem.text, rom.device, mem, rom.slot)
 
 
 def compare(pred, rep):
@@ -165,25 +174,23 @@ def _e820_text(e):
     return f"[{e[0]:#x}, {e[1]:#x}) {E820Type.label_of(e[2], str(e[2]))}"
 
 
-def qemu_args(machine, tftp_dir, booting_device):
+def qemu_args(machine, tftp_dir, booting_slot):
     """The machine's QEMU options with the booting NIC on QEMU's user network (restrict=on)."""
     args = [] if machine.vga else ["-vga", "none"]
     args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={PROBE_NAME}"]
-    given = False
     for d in machine.devices:
         opt = d.model.name
         if d.romfile is not None:
             opt += f",romfile={d.romfile}"
         if d.bootindex is not None:
             opt += f",bootindex={d.bootindex}"
-        if not given and d.model.name == booting_device:
+        if d.slot == booting_slot:
             opt += ",netdev=n0"
-            given = True
         args += ["-device", opt]
     return args
 
 
-def boot_probe(machine, booting_device, *, timeout=90, keep=None):
+def boot_probe(machine, booting_slot, *, timeout=90, keep=None):
     """Boot the probe on *machine*; (port 0xE9 text, QEMU's exit status)."""
     with as_file(PROBE) as probe:
         if not Path(probe).exists():
@@ -193,7 +200,7 @@ def boot_probe(machine, booting_device, *, timeout=90, keep=None):
             tftp = run.private / "tftp"
             tftp.mkdir()
             shutil.copyfile(probe, tftp / PROBE_NAME)
-            run.medium.args = qemu_args(machine, tftp, booting_device)
+            run.medium.args = qemu_args(machine, tftp, booting_slot)
             run.start()
             run.wait_until(lambda r: b"DONE\n" in r.debugcon(), timeout)
             run.wait_until(lambda r: r.exited(), run.elapsed() + 10)     # its outb to 0xF4 follows DONE
@@ -212,18 +219,20 @@ class ProbeVerifyReport:
     text: str
     returncode: int | None
     booting_rom: str
+    outcome: str = "boot"
 
     @property
     def ok(self):
         return all(r[3] for r in self.rows)
 
     def to_json(self):
-        return {"ok": self.ok, "booting_rom": self.booting_rom, "probe_exit": self.returncode,
+        return {"ok": self.ok, "booting_rom": self.booting_rom, "ipxe_outcome": self.outcome,
+                "probe_exit": self.returncode,
                 "fields": [{"field": f, "predicted": w, "observed": g, "ok": ok} for f, w, g, ok in self.rows],
                 "probe_output": self.text}
 
     def render_text(self):
-        out = [f"verify: the PXE probe through {self.booting_rom}'s iPXE ROM, "
+        out = [f"verify: the PXE probe through {self.booting_rom}'s iPXE ROM (ipxe_outcome {self.outcome}), "
                f"{self.machine.memory_bytes >> 20} MiB: {'every field matches' if self.ok else 'MISMATCH'}"]
         for f, w, g, ok in self.rows:
             mark = "ok " if ok else "BAD"
@@ -238,9 +247,12 @@ class ProbeVerifyReport:
         return "\n".join(out) + "\n"
 
 
-def verify_probe(machine, *, timeout=90, keep=None):
-    pred = predict(machine, probe_size())
-    text, rc = boot_probe(machine, pred.booting_rom, timeout=timeout, keep=keep)
+def verify_probe(machine, *, outcome="boot", timeout=90, keep=None):
+    if outcome not in ("boot", "boot-failure"):
+        raise RecipeError(f"verify boots the PXE probe for ipxe_outcome boot (then PXENV_STOP_UNDI) or "
+                          f"boot-failure, not {outcome!r} (san-boot needs a SAN target QEMU cannot serve here)")
+    pred = predict(machine, probe_size(), outcome)
+    text, rc = boot_probe(machine, pred.booting_slot, timeout=timeout, keep=keep)
     rows = compare(pred, read_probe(text))
     rows.append(("QEMU exit status (isa-debug-exit 0x31)", PROBE_EXIT, rc, rc == PROBE_EXIT))
-    return ProbeVerifyReport(machine, rows, text, rc, pred.booting_rom)
+    return ProbeVerifyReport(machine, rows, text, rc, pred.booting_rom, outcome)
