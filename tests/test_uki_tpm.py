@@ -153,3 +153,74 @@ def test_booted_kernel_reads_the_predicted_pcrs(tmp_path):
     assert 11 in pcrs and log, text[-2000:]
     assert p["11"]["sha256"] == pcrs[11]
     assert p["4"]["sha256"] == pcrs[4]
+
+
+SYSTEMD_MEASURE = "/usr/lib/systemd/systemd-measure"     # systemd 252
+
+
+def _sections(uki, directory, names):
+    """The UKI's sections as loaded, one file each (what systemd-measure is given)."""
+    from bootforge.pe.image import read_pe
+    from bootforge.uki.measure import section_bytes
+    data = Path(uki).read_bytes()
+    img = read_pe(data)
+    out = {}
+    for name in names:
+        path = Path(directory) / f"section{name}"
+        path.write_bytes(section_bytes(data, img.section(name)))
+        out[name] = path
+    return out
+
+
+def test_pcr11_equals_systemd_measure_calculate(tmp_path):
+    """systemd-measure 252 `calculate` (no TPM needed) from the UKI's sections gives, for its
+    first phase, the predicted PCR 11 extended by "enter-initrd" (what systemd-pcrphase adds)."""
+    require(SYSTEMD_MEASURE)
+    from bootforge.uki.measure import extend
+    uki = tpm_uki(tmp_path)
+    files = _sections(uki, tmp_path, (".linux", ".cmdline", ".initrd"))
+    out = subprocess.run([SYSTEMD_MEASURE, "calculate", f"--linux={files['.linux']}",
+                          f"--cmdline={files['.cmdline']}", f"--initrd={files['.initrd']}", "--bank=sha256",
+                          "--phase=enter-initrd", "--json=short"], capture_output=True, text=True, check=True)
+    theirs = json.loads(out.stdout)["sha256"][0]
+    ours = bytes.fromhex(predicted(uki)["11"]["sha256"])
+    assert theirs["hash"] == extend(ours, b"enter-initrd", "sha256").hex()
+
+
+def test_pcrsig_is_systemd_measure_signs(tmp_path):
+    """[uki] pcr_private_key: .pcrpkey is the public key (PEM) and .pcrsig the bytes systemd-measure
+    252 `sign` prints for the same sections and key (RSA PKCS#1 v1.5: deterministic). 252's sign
+    computes the policy through a TPM: swtpm, reached with tpm2-tss's swtpm TCTI."""
+    require(SYSTEMD_MEASURE, "swtpm", "openssl")
+    key = tmp_path / "pcr.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    uki = tpm_uki(tmp_path)
+    recipe = write_recipe(tmp_path, kernel=KERNEL, initrd=["initrd.cpio"], cmdline=CMDLINE, output="signed-pcr.efi",
+                          pcr_private_key=str(key))
+    run_bootforge("build", recipe, check=0)
+    signed = tmp_path / "signed-pcr.efi"
+    files = _sections(signed, tmp_path, (".linux", ".cmdline", ".initrd", ".pcrpkey", ".pcrsig"))
+    state = tmp_path / "swtpm"
+    state.mkdir()
+    server = state / "srv"
+    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server",
+                              f"type=unixio,path={server}", "--ctrl", f"type=unixio,path={server}.ctrl",
+                              "--flags", "startup-clear"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if server.exists():
+                break
+            time.sleep(0.1)
+        out = subprocess.run([SYSTEMD_MEASURE, "sign", f"--linux={files['.linux']}", f"--cmdline={files['.cmdline']}",
+                              f"--initrd={files['.initrd']}", f"--pcrpkey={files['.pcrpkey']}",
+                              f"--private-key={key}", f"--public-key={files['.pcrpkey']}", "--bank=sha256",
+                              "--json=short", f"--tpm2-device=swtpm:path={server}"], capture_output=True, check=True)
+    finally:
+        swtpm.kill()
+        swtpm.wait()
+    assert files[".pcrsig"].read_bytes() == out.stdout
+    assert files[".pcrpkey"].read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    # .pcrpkey is measured (.pcrsig is not): the prediction changes with it, and inspect says so.
+    p = predicted(signed)
+    assert p["pcr11_events"][-2:] == [".pcrpkey name", ".pcrpkey contents"]
+    assert p["11"]["sha256"] != predicted(uki)["11"]["sha256"]

@@ -54,9 +54,14 @@ UKI_FIELDS = (
     Field("secureboot_certificate", str, None, "the X.509 certificate of secureboot_private_key", text="path"),
     Field("secureboot_key_passphrase_file", str, None, "file whose first line decrypts secureboot_private_key",
           text="path"),
+    Field("pcr_private_key", str, None, "RSA key (PEM) signing the predicted PCR 11 policies into .pcrsig, as "
+          "systemd-measure sign does (sha256 bank, its four default phases); its public key goes in .pcrpkey",
+          text="path"),
+    Field("pcr_public_key", str, None, "the PEM public key for .pcrpkey (default: derived from pcr_private_key)",
+          text="path"),
 )
 # ukify's order; .linux is always last.
-SECTION_ORDER = (".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".initrd", ".linux")
+SECTION_ORDER = (".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".pcrpkey", ".pcrsig", ".initrd", ".linux")
 # systemd's stub announces itself in .sdmagic (src/boot/efi/stub.c: "#### LoaderInfo: systemd-stub ...").
 SDMAGIC_PREFIX = b"#### LoaderInfo: systemd-stub "
 MACHINE_X64 = 0x8664
@@ -110,6 +115,32 @@ def check_stub(stub, path):
         a, b, where = bad[0]
         raise BuildError(f"stub {path}: sections {a.name} and {b.name} overlap in {where}")
     return img
+
+
+def _pcr_sections(t, base, contents):
+    """(.pcrpkey, .pcrsig) bytes for the [uki] pcr_* keys (bootforge/uki/measure.py pcrsig_json)."""
+    # Function-level import: cryptography only for a UKI with PCR signatures.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from bootforge.pe.sign import load_private_key
+    from bootforge.uki.measure import pcrsig_json
+    key_path = _path(base, t["pcr_private_key"], "pcr_private_key")
+    key = load_private_key(read_input(key_path), key_path)
+    if "pcr_public_key" in t:
+        pub_path = _path(base, t["pcr_public_key"], "pcr_public_key")
+        pem = read_input(pub_path)
+        try:
+            public = serialization.load_pem_public_key(pem)
+        except ValueError as exc:
+            raise BuildError(f"not a PEM public key: {str(exc).splitlines()[0]}", path=pub_path) from None
+        if not isinstance(public, rsa.RSAPublicKey) or public.public_numbers() != key.public_key().public_numbers():
+            raise BuildError("pcr_public_key is not the public key of pcr_private_key", path=pub_path)
+    else:
+        public = key.public_key()
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    measured = dict(contents, **{".pcrpkey": pem})
+    return pem, pcrsig_json(measured, key, public).encode()
 
 
 def merge_sbat(stub_sbat, extra):
@@ -280,6 +311,10 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         text = value.encode() if isinstance(value, str) and "," in value else read_input(_path(base, value, "sbat"))
         stub_sbat = img.section(".sbat")
         sbat = merge_sbat(stub_sbat.data(stub) if stub_sbat else b"", text)
+    if "pcr_private_key" in t:
+        contents[".pcrpkey"], contents[".pcrsig"] = _pcr_sections(t, base, contents)
+    elif "pcr_public_key" in t:
+        raise RecipeError("[uki] pcr_public_key needs pcr_private_key (which signs .pcrsig)")
     ordered = [(n, contents[n]) for n in SECTION_ORDER if n in contents]
     data, sections = layout_uki(stub, img, ordered, sbat)
     summary = {"format": "UKI", "size": len(data), "stub": str(stub_path), "kernel": str(kernel_path),

@@ -49,13 +49,23 @@ def section_bytes(data, section):
 
 def pcr11_events(data, img):
     """[(description, bytes)] systemd-stub 252 measures into PCR 11, in order."""
-    events = []
+    contents = {}
     for name in STUB_252_MEASURED:
         s = img.section(name)
-        if s is None or not (s.virtual_size or s.raw_size):
-            continue
-        events.append((f"{name} name", name.encode() + b"\0"))
-        events.append((f"{name} contents", section_bytes(data, s)))
+        if s is not None and (s.virtual_size or s.raw_size):
+            contents[name] = section_bytes(data, s)
+    return events_of_contents(contents)
+
+
+def events_of_contents(contents):
+    """The PCR 11 events of sections {name: bytes as loaded}: empty sections are skipped, as the
+    stub skips them (and systemd-measure skips empty files)."""
+    events = []
+    for name in STUB_252_MEASURED:
+        body = contents.get(name)
+        if body:
+            events.append((f"{name} name", name.encode() + b"\0"))
+            events.append((f"{name} contents", body))
     return events
 
 
@@ -98,3 +108,50 @@ def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0):
             value = hashlib.new(bank, value + kernel_layout.digest(kernel, bank)).digest()
         out[bank] = value.hex()
     return out
+
+
+# systemd-measure 252's default --phase list (systemd-pcrphase extends these words into PCR 11
+# as the boot goes on); TPM 2.0 Part 2 numbers.
+DEFAULT_PHASES = ("enter-initrd", "enter-initrd:leave-initrd", "enter-initrd:leave-initrd:sysinit",
+                  "enter-initrd:leave-initrd:sysinit:ready")
+TPM_CC_POLICY_PCR = 0x0000017F
+TPM_ALG = {"sha1": 0x0004, "sha256": 0x000B, "sha384": 0x000C, "sha512": 0x000D}
+
+
+def policy_pcr_digest(pcr, value, bank):
+    """TPM2_PolicyPCR's policy digest (a SHA-256 session) for PCR *pcr* of *bank* at *value*
+    (TPM 2.0 Part 3, 23.7: H(0...0 || TPM_CC_PolicyPCR || TPML_PCR_SELECTION || H(values)))."""
+    select = bytearray(3)
+    select[pcr // 8] |= 1 << (pcr % 8)
+    selection = (1).to_bytes(4, "big") + TPM_ALG[bank].to_bytes(2, "big") + bytes([3]) + bytes(select)
+    return hashlib.sha256(bytes(32) + TPM_CC_POLICY_PCR.to_bytes(4, "big") + selection
+                          + hashlib.sha256(value).digest()).digest()
+
+
+def pcrsig_json(contents, key, public_key, banks=("sha256",), phases=DEFAULT_PHASES):
+    """The .pcrsig text systemd-measure 252 `sign --json=short` writes: per bank, per phase,
+    {"pcrs": [11], "pkfp": SHA-256 of the PKCS#1 public key, "pol": the PolicyPCR digest of the
+    predicted PCR 11, "sig": base64 RSA PKCS#1 v1.5 signature of pol with the bank's hash}.
+    *contents*: {section name: bytes} of the UKI (.pcrpkey included)."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    pkfp = hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.PKCS1)).hexdigest()
+    events = events_of_contents(contents)
+    doc = {}
+    for bank in banks:
+        base = replay(events, bank)
+        entries = []
+        for phase in phases:
+            value = base
+            for word in (w for w in phase.split(":") if w):
+                value = extend(value, word.encode(), bank)
+            pol = policy_pcr_digest(PCR_KERNEL_IMAGE, value, bank)
+            sig = key.sign(pol, padding.PKCS1v15(), getattr(hashes, bank.upper())())
+            entries.append({"pcrs": [PCR_KERNEL_IMAGE], "pkfp": pkfp, "pol": pol.hex(),
+                            "sig": base64.b64encode(sig).decode()})
+        doc[bank] = entries
+    return json.dumps(doc, separators=(",", ":")) + "\n"      # systemd-measure's stdout ends the line
