@@ -17,11 +17,15 @@ shape: each judge follows the named upstream code and refuses in the loader's ow
 - uboot-bootm: boot/bootm.c + boot/image-board.c genimg_get_format (legacy or FIT, else
   "Wrong Image Format for bootm command"), image_check_hcrc/dcrc ("Bad Header
   Checksum", "Bad Data CRC"), image_check_target_arch ("Unsupported Architecture"),
-  and for FIT boot/image-fit.c fit_image_verify ("Bad hash value for ...").
+  and for FIT boot/image-fit.c: `bootm ADDR` takes the configuration best matching the
+  board's compatible (fit_conf_find_compat; none: "Could not find configuration node",
+  observed on QEMU virt even with a default), then fit_image_verify ("Bad hash value for
+  'hash-1' hash node in 'kernel-1' image node", observed).
 - linux-efi-stub-arm64: AAVMF (EDK2 2022.11) LoadImage takes a PE32+ of machine
   AArch64 (0xaa64), subsystem EFI application; an Image without "MZ" is no PE.
 """
 
+from bootforge.compress.streams import decompress
 from bootforge.errors import FormatError
 from bootforge.fdtboot import kernels
 from bootforge.formats import uimage as ufmt
@@ -50,12 +54,9 @@ def _v(subject, ok, reason, words=None, warning=False, **facts):
 def gunzipped(data):
     """(bytes QEMU/U-Boot see after their gunzip, "gzip" or None)."""
     if data[:2] == kernels.GZIP_MAGIC:
-        # Function-level import: only gzip'd kernels need the decompressor.
-        import gzip
-        import zlib
-        try:
-            return gzip.decompress(data), "gzip"
-        except (OSError, EOFError, zlib.error):
+        try:        # the one decompression path and its limit (a gzip bomb is a LimitError)
+            return decompress(data, "gzip"), "gzip"
+        except FormatError:
             return data, None
     return data, None
 
@@ -180,11 +181,46 @@ def uboot_bootm_legacy(data, arch):
               f"loaded at {h['load']:#x}, entry {h['ep']:#x}", load=h["load"], ep=h["ep"])
 
 
-def uboot_bootm_fit(fit, arch):
-    conf = fit.configuration()
+# U-Boot's control DTB on QEMU virt is QEMU's own (its root compatible), which `bootm ADDR`
+# matches FIT configurations against (CONFIG_FIT_BEST_MATCH in qemu_arm64_defconfig).
+QEMU_VIRT_COMPATIBLE = ("linux,dummy-virt",)
+
+
+def best_match_configuration(fit, board_compatible):
+    """boot/image-fit.c fit_conf_find_compat() (2023.01): each configuration's compatible (its own
+    property, else its first fdt image's root compatible, uncompressed images only) against the
+    board's compatible strings in order; the first configuration matching the earliest string."""
+    # Function-level import: the DTB parser only for FITs whose configurations name a DTB.
+    from bootforge.fdt.parse import parse_dtb
+    best, best_pos = None, None
+    for conf in fit.configurations:
+        if conf.compatible is not None:
+            compat = [conf.compatible]
+        else:
+            img = fit.image(conf.fdt[0]) if conf.fdt else None
+            if img is None or img.props.get("compression", "none") != "none":
+                continue
+            try:
+                root = parse_dtb(bytes(img.data)).root
+            except FormatError:
+                continue
+            compat = [c.decode("latin-1") for c in (root.prop("compatible") or b"").rstrip(b"\0").split(b"\0")]
+        for i, want in enumerate(board_compatible):
+            if best is not None and best_pos <= i:
+                break
+            if want in compat:
+                best, best_pos = conf, i
+                break
+    return best
+
+
+def uboot_bootm_fit(fit, arch, board_compatible=QEMU_VIRT_COMPATIBLE):
+    """`bootm ADDR` of a FIT on U-Boot 2023.01 qemu_arm64 (no #config: the best match)."""
+    conf = best_match_configuration(fit, board_compatible)
     if conf is None:
-        return _v("uboot-bootm", False, f"no configuration {fit.default!r}: bootm finds no kernel",
-                  words="Could not find configuration node")
+        return _v("uboot-bootm", False, "no configuration's DTB (or compatible) matches the board's compatible "
+                  f"{', '.join(board_compatible)}: `bootm ADDR` picks none (`bootm ADDR#{fit.default}` would)",
+                  words="Could not find configuration node", default=fit.default)
     for name in [conf.kernel, conf.ramdisk, *conf.fdt]:
         img = fit.image(name) if name else None
         if name and img is None:
@@ -207,7 +243,7 @@ def uboot_bootm_fit(fit, arch):
     return _v("uboot-bootm", True, f"configuration {conf.name}: kernel {kernel.name}"
               + (f", ramdisk {conf.ramdisk}" if conf.ramdisk else "")
               + (f", fdt {', '.join(conf.fdt)}" if conf.fdt else "") + "; every hash matches",
-              configuration=conf.name)
+              configuration=conf.name, board_compatible=list(board_compatible))
 
 
 def uboot_bootm_other():

@@ -22,20 +22,20 @@ import os
 import struct
 from pathlib import Path
 
+from bootforge.bootloaders import BOOTLOADERS, ConfigEntry
+from bootforge.bootloaders import grub, limine, syslinux
+from bootforge.compress.streams import unpack
 from bootforge.errors import BootforgeError, BuildError, RecipeError
 from bootforge.fileio import AtomicOutput, read_input
 from bootforge.formats import eltorito as et
 from bootforge.formats import gpt as gfmt
 from bootforge.formats import mbr as mfmt
-from bootforge.bootloaders import BOOTLOADERS, ConfigEntry
-from bootforge.bootloaders import grub, limine, syslinux
 from bootforge.image.content import FileContent, source_date_epoch, utc
 from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
 from bootforge.image.fat import FatWriter
 from bootforge.image.iso import BootImage, IsoWriter
 from bootforge.image.recipe import read_image_table, verdict_for
 from bootforge.multiboot import headers, verdicts
-from bootforge.multiboot.inspect import decompress
 
 MIB_SECTORS = 2048
 GPT_TAIL = 33 * 512
@@ -59,8 +59,7 @@ def check_verdicts(spec):
     says allow_refusal (test images)."""
     for e in spec.entries:
         data = read_input(e.kernel_source)
-        compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
-        raw = decompress(data, compressed) if compressed else data
+        compressed, raw = unpack(data)
         if spec.allow_refusal:
             continue
         for name in dict.fromkeys(verdict_for(spec.loader, e.protocol, fw) for fw in spec.firmware):

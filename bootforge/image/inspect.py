@@ -8,7 +8,8 @@ from bootforge.formats.eltorito import BOOT_IMAGE_MARKERS
 from bootforge.formats import mbr as mfmt
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image
 from bootforge.image.recipe import verdict_for
-from bootforge.multiboot.inspect import decompress, kernel_document
+from bootforge.compress.streams import unpack
+from bootforge.multiboot.inspect import kernel_document
 from bootforge.report import DocumentReport
 
 MAX_LISTED = 200
@@ -31,9 +32,8 @@ def _kernel_facts(view, e):
     if e.protocol is None or f.size > MAX_KERNEL:
         return doc
     data = view.file_system().read_file(f, MAX_KERNEL)
-    compressed = "gzip" if data[:2] == b"\x1f\x8b" else "xz" if data[:6] == b"\xfd7zXZ\x00" else None
     try:
-        raw = decompress(data, compressed) if compressed else data
+        compressed, raw = unpack(data)
         kernel = kernel_document(e.kernel, raw, compressed, data)
     except BootforgeError as exc:
         doc["kernel_kind"] = compressed or "unreadable"

@@ -1,11 +1,10 @@
 """`bootforge inspect` readers for kernels (ELF, PE, Linux bzImage, flat Multiboot images),
 gzip/xz wrappers (transparent) and boot-information dumps."""
 
-import lzma
-import zlib
 from dataclasses import dataclass
 
-from bootforge.errors import FormatError, LimitError
+from bootforge.compress.streams import MAX_DECOMPRESSED, decompress  # noqa: F401  (the one path)
+from bootforge.errors import FormatError
 from bootforge.formats import multiboot as fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.multiboot import entry, headers, verdicts
@@ -14,30 +13,6 @@ from bootforge.report import DocumentReport
 from bootforge.verdict import Verdict
 from bootforge.text import field_text, named
 
-MAX_DECOMPRESSED = 256 << 20
-
-
-def decompress(data, kind):
-    """Whole gzip/xz stream *data*; FormatError when truncated or corrupt, LimitError when huge."""
-    try:
-        if kind == "gzip":
-            d = zlib.decompressobj(wbits=31)
-        else:
-            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        if kind == "gzip":
-            out = d.decompress(data, MAX_DECOMPRESSED)
-            if d.unconsumed_tail:
-                raise LimitError(f"{kind} stream decompresses to more than {MAX_DECOMPRESSED} bytes")
-        else:
-            out = d.decompress(data, MAX_DECOMPRESSED)
-            if not d.eof and not d.needs_input:
-                raise LimitError(f"{kind} stream decompresses to more than {MAX_DECOMPRESSED} bytes")
-    except (zlib.error, lzma.LZMAError, EOFError) as exc:
-        raise FormatError(f"corrupt {kind} stream: {exc}", offset=0) from None
-    if not d.eof:
-        raise FormatError(f"truncated {kind} stream ({len(out)} bytes decompressed before the end)",
-                          offset=len(data))
-    return out
 
 
 def _tag_field(tag, key, value):
