@@ -122,7 +122,7 @@ def _pcr_sections(t, base, contents):
     # Function-level import: cryptography only for a UKI with PCR signatures.
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-
+    # Function-level import: the signing helpers import cryptography and asn1crypto.
     from bootforge.pe.sign import load_private_key
     from bootforge.uki.measure import pcrsig_json
     key_path = _path(base, t["pcr_private_key"], "pcr_private_key")

@@ -133,9 +133,11 @@ def pcrsig_json(contents, key, public_key, banks=("sha256",), phases=DEFAULT_PHA
     {"pcrs": [11], "pkfp": SHA-256 of the PKCS#1 public key, "pol": the PolicyPCR digest of the
     predicted PCR 11, "sig": base64 RSA PKCS#1 v1.5 signature of pol with the bank's hash}.
     *contents*: {section name: bytes} of the UKI (.pcrpkey included)."""
+    # Function-level import: json, base64 and cryptography only when .pcrsig is written (inspect
+    # imports this module for its PCR predictions).
     import base64
     import json
-
+    # Function-level import: cryptography (RSA signing), as above.
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
     pkfp = hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER,
