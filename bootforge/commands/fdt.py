@@ -135,14 +135,14 @@ def fdt_apply_command(base, overlays, output):
 def print_dts(files):
     """`bootforge inspect -O dts FILE.dtb...`: only the DTS text dtc prints, the names' bytes as
     they are (so `| bootforge build -` gives the blob back). Returns the exit status."""
-    from bootforge.fdt import parse_dtb, to_dts
+    from bootforge.fdt.dts import dtb_to_dts
     status = 0
     for path in files:
         try:
-            tree = parse_dtb(read_input(path), path)
+            text = dtb_to_dts(read_input(path), path)
         except BootforgeError as exc:
             click.echo(f"bootforge: error: {exc.located(path=path)}", err=True)
             status = 2
             continue
-        sys.stdout.buffer.write(to_dts(tree).encode("latin-1"))
+        sys.stdout.buffer.write(text.encode("latin-1"))
     return status

@@ -76,7 +76,12 @@ def srcpos_text(tokens, first, last, buffers):
     return f"{name}:{l1}.{c1}"
 
 
-_SKIP = rb"(?P<skip>(?:[ \t\n\v\f\r]+|/\*.*?\*/|//[^\n]*\n)+)"
+# Whitespace and comments before a token are consumed by the same match (one match per token).
+_SKIP = rb"(?:[ \t\n\v\f\r]+|/\*.*?\*/|//[^\n]*\n)*+"   # possessive: never given back
+# Tokens handled by hand: a string's opening quote (found with find()), cpp's linemarker at a
+# line start, /include/.
+_SPECIAL = (rb'(?P<quote>")|(?P<lm>^#(?:line)?[ \t]+[0-9]+[ \t]+"(?:[^\\"\n]|\\.)*"(?:[ \t]+[0-9]+)*)'
+            rb'|(?P<inc>/include/[ \t\n\v\f\r]*"(?:[^\\"]|\\.)*")')
 _KEYWORDS = rb"(?P<kw>/(?:dts-v1|plugin|memreserve|bits|delete-property|delete-node|omit-if-no-ref%s)/)"
 _LABEL = rb"(?P<label>[a-zA-Z_][a-zA-Z0-9_]*):"
 _INT = rb"(?P<int>(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:ULL|UL|LL|U|L)?)"
@@ -89,18 +94,18 @@ _ANY = rb"(?P<any>.)"
 
 
 def _master(*parts):
-    return re.compile(b"|".join(parts), re.DOTALL)
+    return re.compile(_SKIP + b"(?:" + b"|".join(parts) + b")", re.DOTALL | re.MULTILINE)
 
 
 INITIAL, V1, PROPNODENAME, BYTESTRING = range(4)
 _PATTERNS = {
-    INITIAL: _master(_SKIP, _KEYWORDS % b"|incbin", _LABEL, _CHAR, _REFS, _OPS, _ANY),
-    V1: _master(_SKIP, _KEYWORDS % b"|incbin", _LABEL, _INT, _CHAR, _REFS, _OPS, _ANY),
-    PROPNODENAME: _master(_SKIP, _KEYWORDS % b"", _LABEL, _NAME, _CHAR, _REFS, _OPS, _ANY),
-    BYTESTRING: _master(_SKIP, _KEYWORDS % b"", _LABEL, _BYTE, _CHAR, _REFS, _OPS, _ANY),
+    INITIAL: _master(_SPECIAL, _KEYWORDS % b"|incbin", _LABEL, _CHAR, _REFS, _OPS, _ANY),
+    V1: _master(_SPECIAL, _KEYWORDS % b"|incbin", _LABEL, _INT, _CHAR, _REFS, _OPS, _ANY),
+    PROPNODENAME: _master(_SPECIAL, _KEYWORDS % b"", _LABEL, _NAME, _CHAR, _REFS, _OPS, _ANY),
+    BYTESTRING: _master(_SPECIAL, _KEYWORDS % b"", _LABEL, _BYTE, _CHAR, _REFS, _OPS, _ANY),
 }
 _INCLUDE = re.compile(rb'/include/[ \t\n\v\f\r]*"((?:[^\\"]|\\.)*)"')
-_LINEMARKER = re.compile(rb'#(?:line)?[ \t]+([0-9]+)[ \t]+"((?:[^\\"]|\\.)*)"(?:[ \t]+[0-9]+)*')
+_LINEMARKER = re.compile(rb'#(?:line)?[ \t]+([0-9]+)[ \t]+"((?:[^\\"\n]|\\.)*)"(?:[ \t]+[0-9]+)*')
 _KEYWORD_STATE = {b"/dts-v1/": V1, b"/memreserve/": V1, b"/bits/": V1, b"/delete-property/": PROPNODENAME,
                   b"/delete-node/": PROPNODENAME, b"/omit-if-no-ref/": PROPNODENAME}
 _ESCAPES = {ord("a"): 7, ord("b"): 8, ord("t"): 9, ord("n"): 10, ord("v"): 11, ord("f"): 12, ord("r"): 13}
@@ -193,60 +198,23 @@ class Lexer:
         pos = 0
         tokens = self.tokens
         append = tokens.append
+        b = self.buffers[buf]
         state = self.state
         patterns = _PATTERNS
         pattern = patterns[state].match
         while pos < n:
-            c = data[pos]
-            if c == 0x22:                           # '"': a string, found with find()
-                end = self._string_end(data, pos, n)
-                if end is None:                     # no closing quote: dtc's '.' rule
-                    append(('"', None, buf, pos, pos + 1))
-                    pos += 1
-                    continue
-                if end < 0:
-                    self.fatal = self.error_at(buf, pos, pos + 1, f"string literal longer than {MAX_VALUE} bytes "
-                                               "(bootforge's limit for one property value)")
-                    return False
-                raw = data[pos + 1:end - 1]
-                try:
-                    value = unescape(raw)
-                except ValueError as exc:
-                    self.fatal = self.error_at(buf, pos, end, str(exc))
-                    return False
-                append(("STR", value, buf, pos, end))
-                pos = end
-                continue
-            if c == 0x23 and (pos == 0 or data[pos - 1] == 0x0A):     # '#' at a line start
-                m = _LINEMARKER.match(data, pos)
-                if m is not None:
-                    fn = unescape(m.group(2))
-                    if b"\0" in fn:
-                        self.errors.append((len(tokens), self.error_at(
-                            buf, pos, m.end(), "Lexical error: nul in line number directive")))
-                    # "-1 since #line is the number of the next line" (dtc-lexer.l)
-                    b.renumber(m.end(), fn.decode("latin-1"), int(m.group(1)) - 1)
-                    pos = m.end()
-                    continue
-            if c == 0x2F and data[pos:pos + 9] == b"/include/":
-                m = _INCLUDE.match(data, pos)
-                if m is not None:
-                    self.state = state
-                    if not self._include(buf, m, depth):
-                        return False
-                    state = self.state
-                    pattern = patterns[state].match
-                    pos = m.end()
-                    continue
             m = pattern(data, pos)
+            if m is None:               # only whitespace and comments are left
+                break
             kind = m.lastgroup
             end = m.end()
-            if kind == "skip":
-                pos = end
-                continue
-            if kind == "any":
-                ch = chr(c)
-                append((ch, None, buf, pos, end))
+            if kind == "int":
+                start = m.start(kind)
+                append(("INT", self._integer(m.group(kind), buf, start, end), buf, start, end))
+            elif kind == "any":
+                start = end - 1
+                ch = chr(data[start])
+                append((ch, None, buf, start, end))
                 if ch == "{" or ch == ";":
                     state = PROPNODENAME
                     pattern = patterns[state].match
@@ -257,33 +225,65 @@ class Lexer:
                     state = V1
                     pattern = patterns[state].match
             elif kind == "name":
-                text = m.group("name")
+                start = m.start(kind)
+                text = m.group(kind)
                 if text[0] == 0x5C:
                     text = text[1:]
-                append(("NAME", text.decode("latin-1"), buf, pos, end))
+                append(("NAME", text.decode("latin-1"), buf, start, end))
                 state = V1
                 pattern = patterns[state].match
-            elif kind == "int":
-                append(("INT", self._integer(m.group("int"), buf, pos, end), buf, pos, end))
+            elif kind == "quote":                   # a string, found with find()
+                start = end - 1
+                end = self._string_end(data, start, n)
+                if end is None:                     # no closing quote: dtc's '.' rule
+                    append(('"', None, buf, start, start + 1))
+                    pos = start + 1
+                    continue
+                if end < 0:
+                    self.fatal = self.error_at(buf, start, start + 1, f"string literal longer than {MAX_VALUE} "
+                                               "bytes (bootforge's limit for one property value)")
+                    return False
+                try:
+                    value = unescape(data[start + 1:end - 1])
+                except ValueError as exc:
+                    self.fatal = self.error_at(buf, start, end, str(exc))
+                    return False
+                append(("STR", value, buf, start, end))
             elif kind == "label":
-                append(("LABEL", m.group("label").decode("ascii"), buf, pos, end))
-            elif kind == "op":
-                append((m.group("op").decode("ascii"), None, buf, pos, end))
+                append(("LABEL", m.group(kind).decode("ascii"), buf, m.start(kind), end))
             elif kind == "ref":
-                append(("REF", m.group("ref").decode("ascii"), buf, pos, end))
-            elif kind == "pathref":
-                append(("PATHREF", m.group("pathref").decode("latin-1"), buf, pos, end))
+                append(("REF", m.group(kind).decode("ascii"), buf, m.start(kind) - 1, end))
             elif kind == "byte":
-                append(("BYTE", int(m.group("byte"), 16), buf, pos, end))
+                append(("BYTE", int(m.group(kind), 16), buf, end - 2, end))
             elif kind == "kw":
-                word = m.group("kw")
-                append((word.decode("ascii"), None, buf, pos, end))
+                word = m.group(kind)
+                append((word.decode("ascii"), None, buf, m.start(kind), end))
                 new = _KEYWORD_STATE.get(word)
                 if new is not None:
                     state = new
                     pattern = patterns[state].match
+            elif kind == "op":
+                append((m.group(kind).decode("ascii"), None, buf, end - 2, end))
+            elif kind == "pathref":
+                append(("PATHREF", m.group(kind).decode("latin-1"), buf, m.start(kind) - 2, end))
             elif kind == "char":
-                append(("CHR", self._char_literal(m.group("char"), buf, pos, end), buf, pos, end))
+                start = m.start(kind)
+                append(("CHR", self._char_literal(m.group(kind), buf, start, end), buf, start, end))
+            elif kind == "lm":
+                lm = _LINEMARKER.match(data, m.start(kind))
+                fn = unescape(lm.group(2))
+                if b"\0" in fn:
+                    self.errors.append((len(tokens), self.error_at(
+                        buf, lm.start(), end, "Lexical error: nul in line number directive")))
+                # "-1 since #line is the number of the next line" (dtc-lexer.l)
+                b.renumber(end, fn.decode("latin-1"), int(lm.group(1)) - 1)
+            elif kind == "inc":
+                inc = _INCLUDE.match(data, m.start(kind))
+                self.state = state
+                if not self._include(buf, inc, depth):
+                    return False
+                state = self.state
+                pattern = patterns[state].match
             pos = end
         self.state = state
         return True

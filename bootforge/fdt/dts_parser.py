@@ -455,39 +455,29 @@ class Parser:
         self.syntax_error()
 
     def expr(self):
-        first = self.i
-        cond = self.binary(0)
+        """integer_trinary: cond ? expr : trinary (right-associative)."""
+        cond = self.climb(0)
         if self.t[self.i][0] != "?":
             return cond
         self.i += 1
         a = self.expr()
         self.expect(":")
-        b = self.trinary_tail()
-        del first
+        b = self.expr()
         return a if cond else b
 
-    def trinary_tail(self):
-        cond = self.binary(0)
-        if self.t[self.i][0] != "?":
-            return cond
-        self.i += 1
-        a = self.expr()
-        self.expect(":")
-        b = self.trinary_tail()
-        return a if cond else b
-
-    def binary(self, level):
-        if level == len(_LEVELS):
-            return self.unary()
+    def climb(self, min_prec):
+        """Binary operators by precedence climbing over dtc's levels (all left-associative);
+        a division by zero is reported over the whole operand chain, dtc's @$ of integer_mul."""
+        t = self.t
         first = self.i
-        ops = _LEVELS[level]
-        left = self.binary(level + 1)
+        left = self.unary()
         while True:
-            op = self.t[self.i][0]
-            if op not in ops:
+            op = t[self.i][0]
+            prec = _PREC.get(op)
+            if prec is None or prec < min_prec:
                 return left
             self.i += 1
-            right = self.binary(level + 1)
+            right = self.climb(prec + 1)
             if (op == "/" or op == "%") and right == 0:
                 self.error(first, self.i - 1, "Division by zero")
                 left = 0
@@ -495,7 +485,11 @@ class Parser:
             left = _APPLY[op](left, right) & U64
 
     def unary(self):
-        op = self.t[self.i][0]
+        tok = self.t[self.i]
+        op = tok[0]
+        if op == "INT" or op == "CHR":
+            self.i += 1
+            return tok[1]
         if op == "-":
             self.i += 1
             return -self.unary() & U64
@@ -510,6 +504,7 @@ class Parser:
 
 _LEVELS = (("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!="), ("<", ">", "<=", ">="), ("<<", ">>"),
            ("+", "-"), ("*", "/", "%"))
+_PREC = {op: level for level, ops in enumerate(_LEVELS) for op in ops}
 _APPLY = {
     "||": lambda a, b: int(bool(a) or bool(b)), "&&": lambda a, b: int(bool(a) and bool(b)),
     "|": lambda a, b: a | b, "^": lambda a, b: a ^ b, "&": lambda a, b: a & b,

@@ -1,0 +1,91 @@
+"""bench/dts_compile: compiling Linux 6.1's arm64/arm DTS files, bootforge (in-process,
+bootforge.fdt.dts_compile) against dtc (a process, as Kbuild runs it), in the same run, best
+of N per file. Goal: <= 3x dtc's time per file and over the corpus.
+
+    .venv/bin/python bench/dts_compile.py [--files 300|all] [--runs N]
+
+Files are preprocessed first (cpp as scripts/Makefile.lib; not timed). Each file's bootforge
+blob is checked against dtc's before it is timed.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import dts_linux  # noqa: E402
+from bootforge.fdt.dts_compile import DtcOptions, compile_dts  # noqa: E402
+from bootforge.fdt.dts_lexer import DtsError  # noqa: E402
+
+
+def best_of(fn, runs):
+    best = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        t = time.perf_counter() - start
+        best = t if best is None or t < best else best
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", default="300", help="how many files (spread over the sorted list), or all")
+    parser.add_argument("--runs", type=int, default=3, help="best of N, per file and tool")
+    args = parser.parse_args()
+    if not dts_linux.SOURCE_TAR.exists():
+        sys.exit(f"{dts_linux.SOURCE_TAR} is missing (make deps)")
+    tree = dts_linux.linux_tree()
+    names = dts_linux.all_dts(tree)
+    if args.files != "all":
+        names = dts_linux.sample(names, int(args.files))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dtc.dtb"
+        for rel in names:
+            pre = dts_linux.preprocess(tree, rel, tmp)
+            if pre is None:
+                continue
+            blob, _ = dts_linux.dtc(tree, pre, out)
+            if blob is None:
+                continue            # refused by dtc: nothing to time
+            data = pre.read_bytes()
+            options = DtcOptions(quiet=1, outname=str(out))
+            try:
+                assert compile_dts(data, str(pre), options).dtb == blob, rel
+            except DtsError as exc:
+                sys.exit(f"{rel}: bootforge refuses what dtc compiles: {exc}")
+
+            def run_dtc():
+                subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(pre)],
+                               cwd=tree, check=True)
+
+            t_dtc = best_of(run_dtc, args.runs)
+            t_bf = best_of(lambda: compile_dts(data, str(pre), options), args.runs)
+            rows.append((rel, len(data), t_dtc, t_bf))
+            pre.unlink()
+    if not rows:
+        sys.exit("no file compiled")
+    ratios = sorted(bf / d for _, _, d, bf in rows)
+    total_dtc = sum(r[2] for r in rows)
+    total_bf = sum(r[3] for r in rows)
+    print(f"  {len(rows)} Linux DTS compiled (best of {args.runs}); source {sum(r[1] for r in rows) / 1e6:.1f} MB "
+          "after cpp")
+    print(f"  corpus: dtc {total_dtc:.2f} s, bootforge {total_bf:.2f} s: {total_bf / total_dtc:.2f}x dtc")
+    print(f"  per file bootforge/dtc: median {statistics.median(ratios):.2f}x, "
+          f"p90 {ratios[int(0.9 * (len(ratios) - 1))]:.2f}x, max {ratios[-1]:.2f}x")
+    worst = max(rows, key=lambda r: r[3] / r[2])
+    print(f"  slowest relative: {worst[0]} ({worst[1] / 1e3:.0f} kB): {worst[3] * 1e3:.1f} ms vs dtc "
+          f"{worst[2] * 1e3:.1f} ms")
+    verdict = "ok" if total_bf / total_dtc <= 3 and ratios[-1] <= 3 else "MISSED"
+    print(f"  goal <= 3x dtc per file and over the corpus: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
