@@ -140,6 +140,15 @@ def run_limine(fw, kind, memory, count, link, workdir):
         rows = compare_rows(res, cap, req, entry) if cap.status == "entry" else []
         if cap.status == "entry" and protocol == "multiboot2":
             rows.append(_elf_sections_row(run, cap, res))
+        if cap.status == "entry":
+            # The whole boot information and what it points to, byte for byte (verify's row).
+            from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_problems, mbi_bytes_row
+            from bootforge.verify.run import Row
+            comparison = mbi_bytes_comparison(res, cap)
+            row = mbi_bytes_row(comparison, Row)
+            if not row.ok:
+                row.observed += ": " + mbi_bytes_problems(comparison)
+            rows.append(row)
     return rows, cap
 
 
@@ -181,7 +190,7 @@ def test_limine_fidelity(sc, workroot):
     assert not bad, "\n".join(f"{r.name}: predicted {r.predicted!r} observed {r.observed!r}" for r in bad)
     names = {r.name for r in rows if r.counted and r.ok}
     need = {"kernel entry", "mbi address", "mem lower", "mem upper", "cmdline", "mmap entries",
-            "flags" if kind.startswith("mb1") else "tags"}
+            "flags" if kind.startswith("mb1") else "tags", "mbi bytes"}
     if fw == "seabios" and not kind.startswith("mb1"):
         need.add("mbi size")
     if count:

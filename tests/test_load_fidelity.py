@@ -49,11 +49,10 @@ def test_fidelity(sc, workroot):
     outcome = F.run_scenario(sc, work)
     OUTCOMES.append(outcome)
     assert outcome.error is None, outcome.error
-    unexpected = [m for m in outcome.mismatches if m[0] not in F.KNOWN_MISMATCHES.get(sc.name, set())]
-    assert not unexpected, F.matrix_table([outcome])
+    assert not outcome.mismatches, F.matrix_table([outcome])
     required = ({"load_base", "e820", "grub_pages"} if sc.loader == "xen-efi"
                 else {"efi_map"} if sc.loader == "platform-q35-ovmf"
-                else {"modules", "mmap", "mem_lower", "mem_upper", "mbi_address"})
+                else {"modules", "mmap", "mem_lower", "mem_upper", "mbi_address", "mbi_bytes"})
     assert required <= set(outcome.matched)
 
 

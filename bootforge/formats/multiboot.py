@@ -125,7 +125,11 @@ Multiboot1Info = Struct(
     "framebuffer_height" / Int32ul,    # 104
     "framebuffer_bpp" / Int8ul,        # 108
     "framebuffer_type" / Int8ul,       # 109 0 indexed, 1 RGB, 2 EGA text
-    "color_info" / Bytes(6),           # 110 palette addr u32 + count u16, or RGB positions/masks
+    # The colour union (palette addr u32 + count u16, or six RGB position/size bytes) is 4-byte
+    # aligned in the loaders' struct (GRUB include/multiboot.h): it starts at 112, and the
+    # 116 bytes hold only its first four (palette addr, or red and green position/size).
+    "color_info_pad" / Bytes(2),       # 110
+    "color_info" / Bytes(4),           # 112
 )
 
 Multiboot1AoutSymbols = Struct(

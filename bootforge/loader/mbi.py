@@ -44,7 +44,7 @@ def mb1_info(flags=0, mem_lower=0, mem_upper=0, boot_device=0, cmdline=0, mods_c
                   syms=Multiboot1ElfSections.build(dict(zip(("num", "size", "addr", "shndx"), elf))),
                   mmap_length=mmap_length, mmap_addr=mmap_addr, drives_length=0, drives_addr=0,
                   config_table=0, boot_loader_name=loader, apm_table=apm,
-                  **dict(zip(VBE_FIELDS, vbe)), **dict.fromkeys(FRAMEBUFFER_FIELDS, 0), color_info=bytes(6))
+                  **dict(zip(VBE_FIELDS, vbe)), **dict.fromkeys(FRAMEBUFFER_FIELDS, 0), color_info_pad=bytes(2), color_info=bytes(4))
     if isinstance(framebuffer, dict):
         fields.update(framebuffer)
     raw = Multiboot1Info.build(fields)
@@ -61,6 +61,28 @@ def mb1_mmap(entries):
 
 def mb1_modules(mods):
     return b"".join(struct.pack(MB1_MODULE_STRUCT, m["start"], m["end"], m["cmdline_addr"], 0) for m in mods)
+
+
+def mb1_structures(res, kernel, loader_name):
+    """What an MB1 info points to, as the loader writes it: {name: (address, bytes)} with the
+    dump decoder's names (cmdline, mods, module N string, mmap, boot_loader_name,
+    elf_section_headers), from *res*'s regions, modules, mmap and command line."""
+    r, out = res.regions, {}
+    if res.cmdline is not None and r.get("cmdline"):
+        out["cmdline"] = (r["cmdline"], res.cmdline.encode() + b"\0")
+    if res.modules and r.get("mods"):
+        out["mods"] = (r["mods"], mb1_modules(res.modules))
+        for i, m in enumerate(res.modules):
+            out[f"module {i} string"] = (m["cmdline_addr"], m["cmdline"].encode() + b"\0")
+    if res.mmap and r.get("mmap") is not None:
+        out["mmap"] = (r["mmap"], mb1_mmap(res.mmap))
+    if loader_name and r.get("loader"):
+        out["boot_loader_name"] = (r["loader"], loader_name.encode() + b"\0")
+    if r.get("shdr") and kernel is not None and kernel.shnum:
+        placed = {int(p.name.split()[-1]): p.start for p in res.placements if p.name.startswith("ELF section ")
+                  and p.name.split()[-1].isdigit()}
+        out["elf_section_headers"] = (r["shdr"], kernel.section_headers(placed))
+    return out
 
 
 def mb2_tag(ttype, body):

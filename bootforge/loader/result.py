@@ -63,6 +63,7 @@ class LoadResult:
     grub_pages: list = field(default_factory=list)
     linux: dict = field(default_factory=dict)        # linux-efi-stub: boot path, kernel, Memory total (issue 14)
     entry: object = None                            # bootforge.multiboot.entry.Entry: where the loader jumps
+    structures: dict = field(default_factory=dict)  # MB1: {name: (address, bytes)} of what the info points to
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)
@@ -115,7 +116,6 @@ class LoadResult:
             out.append(f"  memory map handed over ({len(self.mmap)} entries):")
             for a, s, t in self.mmap:
                 out.append(f"    {a:#018x} {s:#018x} type {t} ({type_name('e820', t)})")
-        for n in self.notes:
         dt = self.linux.get("devicetree") if self.linux else None
         if dt:
             # Device-tree platforms (bootforge/fdtboot/handover.py): the DTB is the boot information.
@@ -129,6 +129,7 @@ class LoadResult:
             out += [f"    {line}" for line in dt["diff"]] or ["    (none)"]
             out.append("  DTB handed over (DTS):")
             out += [f"    {line}" for line in dt["dts"].splitlines()]
+        for n in self.notes:
             out.append(f"  note: {n}")
         bad = [c for c in self.checks if not c.ok]
         out.append(f"  checks: {len(self.checks) - len(bad)} of {len(self.checks)} pass")

@@ -43,8 +43,10 @@ def walk_mb1_mmap(table, limit=None):
         pos += 4 + size
 
 
-def decode_mb1_info(mem, mbi_addr):
-    """Decode the MB1 info at *mbi_addr* through *mem*; problems for pointers outside the dump."""
+def decode_mb1_info(mem, mbi_addr, spans_out=None):
+    """Decode the MB1 info at *mbi_addr* through *mem*; problems for pointers outside the dump.
+    *spans_out*, a list, receives (name, address, length) of every structure read (the MBI,
+    strings, tables and, for it, the ELF section header table too)."""
     raw = mem.read(mbi_addr, fmt.MBI1_SIZE)
     if raw is None:
         raise FormatError(f"the MBI at {mbi_addr:#x} is not in the dump")
@@ -94,6 +96,9 @@ def decode_mb1_info(mem, mbi_addr):
         doc["aout_syms"] = to_plain(parse(fmt.Multiboot1AoutSymbols, info.syms, what="a.out symbols"))
     if flags & F.ELF_SHDR:
         doc["elf_sections"] = to_plain(parse(fmt.Multiboot1ElfSections, info.syms, what="ELF sections"))
+        if spans_out is not None:
+            e = doc["elf_sections"]
+            need("elf_section_headers", e["addr"], e["num"] * e["size"])
     if flags & F.MMAP:
         doc.update(mmap_addr=info.mmap_addr, mmap_length=info.mmap_length)
         table = need("mmap", info.mmap_addr, info.mmap_length)
@@ -127,6 +132,8 @@ def decode_mb1_info(mem, mbi_addr):
                                                              "framebuffer_width", "framebuffer_height",
                                                              "framebuffer_bpp", "framebuffer_type")}
     check_overlaps(spans)
+    if spans_out is not None:
+        spans_out.extend(spans)
     return doc, problems
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
-from bootforge.loader.policies.grub_efi import efi_entry
+from bootforge.loader.policies import comparison
 from bootforge.multiboot.dump import MAX_STRING, decode_mb1_info, decode_mb2_info
 from bootforge.multiboot.entry import RULES as ENTRY_RULES, loader_entry
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
@@ -28,6 +28,8 @@ class Capture:
     last_serial: str = ""
     early_stops: int = 0
     module_hashes: list = field(default_factory=list)   # sha256 of guest memory [start, end)
+    mbi_raw: bytes = b""                # the MBI as read (MB2: total_size bytes; MB1: the info)
+    structures: dict = field(default_factory=dict)      # MB1: name -> (address, bytes) of what it points to
 
 
 def entry_rule(loader):
@@ -52,11 +54,8 @@ def entry_point(kernel, result, memory_bytes=None):
     caught at its entry and the difference is named (observed: Xen 4.17 under GRUB i386-pc).
     """
     loader = getattr(result, "loader", "")
-    if loader == "grub-efi-mb2":
-        keep_bs = any(t.get("type") == fmt.Mb2HeaderTag.EFI_BOOT_SERVICES for t in (kernel.mb2 or {}).get("tags", []))
-        linked = efi_entry(kernel, keep_bs)
-    else:
-        linked = loader_entry(kernel, result.protocol, entry_rule(loader))
+    declared = comparison(loader).entry          # a policy's own entry rule (grub-efi-mb2: tag 9)
+    linked = declared(kernel) if declared else loader_entry(kernel, result.protocol, entry_rule(loader))
     predicted = getattr(result, "entry", None) or linked
     entry, how = predicted.address, predicted.detail()
     others = []
@@ -104,9 +103,10 @@ class GuestMemory:
         return None, None
 
 
-def read_boot_information(gdb, eax, ebx):
+def read_boot_information(gdb, eax, ebx, raw_out=None):
     """The boot information at EBX and what it points to, decoded as the dump decoder does:
-    ({"eax", "ebx", "protocol", "multiboot1"|"multiboot2"}, problems)."""
+    ({"eax", "ebx", "protocol", "multiboot1"|"multiboot2"}, problems). *raw_out*, a dict,
+    receives "mbi" (the bytes read) and, for MB1, "structures" {name: (address, bytes)}."""
     mem = GuestMemory(gdb)
     doc = {"eax": eax, "ebx": ebx, "magic": eax, "mbi_address": ebx, "protocol": MAGICS.get(eax)}
     problems = []
@@ -119,8 +119,15 @@ def read_boot_information(gdb, eax, ebx):
             raise LimitError(f"MBI total_size {total:#x} at {ebx:#x} (limit {MAX_MBI:#x})")
         data = mem.read(ebx, max(total, 8))
         doc["multiboot2"] = decode_mb2_info(data)
+        if raw_out is not None:
+            raw_out["mbi"] = data
     else:
-        doc["multiboot1"], problems = decode_mb1_info(mem, ebx)
+        spans = []
+        doc["multiboot1"], problems = decode_mb1_info(mem, ebx, spans)
+        if raw_out is not None:
+            for name, addr, length in spans:
+                raw_out.setdefault("structures", {})[name] = (addr, mem.read(addr, length) or b"")
+            raw_out["mbi"] = raw_out.get("structures", {}).pop("mbi", (ebx, b""))[1]
     return doc, problems
 
 
@@ -203,7 +210,9 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
                 return _finish(out, run)
         out.status = "entry"
         out.registers = {k: regs[k] for k in ("rax", "rbx", "rip")}
-        out.doc, out.problems = read_boot_information(gdb, eax, regs["rbx"] & 0xFFFFFFFF)
+        raw = {}
+        out.doc, out.problems = read_boot_information(gdb, eax, regs["rbx"] & 0xFFFFFFFF, raw)
+        out.mbi_raw, out.structures = raw.get("mbi", b""), raw.get("structures", {})
         if hash_modules:
             out.module_hashes = [hash_guest(gdb, a, b) for a, b in module_ranges(out.doc)]
         return _finish(out, run)

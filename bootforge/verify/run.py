@@ -14,22 +14,17 @@ from bootforge import errors, machines
 from bootforge.bootloaders import read_refusal
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.image.load import image_request, inner_sha256
-from bootforge.loader.policies import POLICIES, policy
+from bootforge.loader.policies import POLICIES, comparison, policy
 from bootforge.loader.recipe import read_recipe
 from bootforge.memmap.model import type_name
 from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium
 from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
+from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_lines, mbi_bytes_row
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
 
-# Fields a policy predicts only from GRUB's own printout of the EFI map, not from the
-# parametric OVMF profile: shown, not counted (tests/test_load_fidelity.py checks them
-# against GRUB's lsefimmap).
-PROFILE_ONLY = {"grub-efi-mb2": {"mem_lower", "mem_upper", "mmap_from_tag17"}}
 # Fields a policy says it does not model (its notes): shown, not counted.
-NOT_MODELLED = {"grub-efi-mb2": {"tags"}}       # GRUB's ACPI tags 14/15 are left out of the prediction
-# ... per firmware: Limine's tag 17 on UEFI holds the EFI map at its exit (descriptor count unknown).
-NOT_MODELLED_ON = {("limine-mb2", "efi"): {"mbi_size"}}
+NOT_MODELLED = {}
 
 
 def medium_kind(loader):
@@ -94,6 +89,7 @@ class VerifyReport:
     problems: list = field(default_factory=list)
     kept: str | None = None
     boot_information: dict | None = None    # the decoded MBI and what it points to, as read at the entry
+    mbi_bytes: dict | None = None           # compare.mbi_bytes_comparison: the whole MBI byte for byte
 
     @property
     def mismatches(self):
@@ -113,7 +109,7 @@ class VerifyReport:
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
-                "boot_information": _json_safe(self.boot_information)}
+                "boot_information": _json_safe(self.boot_information), "mbi_bytes": self.mbi_bytes}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
@@ -144,6 +140,8 @@ class VerifyReport:
                 if extra or missing:
                     out.append(f"  {r.name} the loader gave but the prediction has not: {', '.join(extra) or '-'}; "
                                f"predicted but not given: {', '.join(missing) or '-'}")
+        if self.mbi_bytes is not None:
+            out += mbi_bytes_lines(self.mbi_bytes)
         for p in self.problems:
             out.append(f"  note: {p}")
         counted = [r for r in self.rows if r.counted]
@@ -266,9 +264,7 @@ def compare_rows(res, cap, req, entry):
     """Prediction and capture as rows: MBI address/size, mem_lower/upper, cmdline, each
     module (start, end, string, bytes), each mmap entry, the tags."""
     want, seen = predicted_fields(res), observed_fields(cap.doc)
-    uncounted = PROFILE_ONLY.get(res.loader, set()) if not res.platform.grub_heap_included else set()
-    uncounted = uncounted | NOT_MODELLED.get(res.loader, set())
-    uncounted = uncounted | NOT_MODELLED_ON.get((res.loader, res.platform.firmware), set())
+    uncounted = comparison(res.loader).uncounted(res.platform) | NOT_MODELLED.get(res.loader, set())
     rows = []
 
     def add(name, p, o, key):
@@ -360,6 +356,8 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         report.loader_words = cap.loader_words
         if cap.status == "entry" and res is not None:
             report.rows = compare_rows(res, cap, req, report.entry)
+            report.mbi_bytes = mbi_bytes_comparison(res, cap)
+            report.rows.append(mbi_bytes_row(report.mbi_bytes, Row))
         elif cap.status == "entry":
             report.rows = [Row("loader", f"refuses: {report.predicted_refusal}", "loaded the kernel", False)]
         elif cap.status == "refused":

@@ -57,6 +57,29 @@ PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """What `bootforge verify` compares for a policy beyond the fields every policy predicts
+    (bootforge.verify): declared with the policy, so verify names no policy itself."""
+    entry: object = None            # kernel -> multiboot.entry.Entry where this loader jumps (None: its entry rule)
+    mbi_size: bool = True           # MB2: the boot information's total_size is predicted
+    mmap_from_tag17: bool = False   # MB2: tag 6 is also predicted from the EFI map the loader hands in tag 17
+    profile_only: frozenset = frozenset()   # predicted from the parametric firmware profile only: shown, not
+                                            # counted unless the platform is the loader's own printout
+    not_modelled_on: tuple = ()     # ((firmware, frozenset of fields the policy does not model there), ...)
+
+    def uncounted(self, platform):
+        """The fields shown but not counted on *platform*."""
+        out = set(self.profile_only) if not platform.grub_heap_included else set()
+        for firmware, names in self.not_modelled_on:
+            if platform.firmware == firmware:
+                out |= set(names)
+        return out
+
+
+COMPARE_ALL = Comparison()
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     firmware: tuple             # the Platform.firmware values it runs on: ("bios",), ("efi",), ("bios", "efi")
@@ -69,6 +92,7 @@ class Policy:
     options: tuple = ()         # bootforge.schema.Field per [load.options] key it reads
     wrong_firmware: str = ""    # the RecipeError when the platform's firmware is not one it runs on
     summary: str = ""           # one line for `load --help`
+    comparison: Comparison = COMPARE_ALL    # what verify compares beyond the common fields
 
     def defaults(self):
         return defaults(self.options)
@@ -83,7 +107,7 @@ POLICIES = Registry("loader", loader=_import_modules)
 
 
 def loader_policy(name, *, firmware, protocol, verdict, source, verified, boot_medium, options=(),
-                  wrong_firmware=None, summary=""):
+                  wrong_firmware=None, summary="", comparison=COMPARE_ALL):
     """Register the decorated function (LoadRequest -> LoadResult) as policy *name*."""
     firmware = (firmware,) if isinstance(firmware, str) else tuple(firmware)
     if not set(firmware) <= set(FIRMWARES) or protocol not in PROTOCOLS:
@@ -93,7 +117,7 @@ def loader_policy(name, *, firmware, protocol, verdict, source, verified, boot_m
 
     def register(load):
         POLICIES.register(name, Policy(name, firmware, protocol, verdict, load, source, verified, boot_medium,
-                                       tuple(options), wrong_firmware, summary))
+                                       tuple(options), wrong_firmware, summary, comparison))
         return load
     return register
 
@@ -115,6 +139,11 @@ def run_policy(p, req):
     if options != req.options:
         req = replace(req, options=options)
     return p.load(req)
+
+
+def comparison(name):
+    """The Comparison policy *name* declares (every field compared for a name no policy has)."""
+    return POLICIES.get(name).comparison if name in POLICIES else COMPARE_ALL
 
 
 def policy(name):

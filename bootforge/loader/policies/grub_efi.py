@@ -29,7 +29,7 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, relocatable_tag
 from bootforge.loader.result import LoadResult
@@ -144,8 +144,20 @@ def efi_entry(k, keep_bs):
     return loader_entry(k, "multiboot2", "grub")
 
 
+def keeps_boot_services(k):
+    """Whether the kernel asks GRUB to keep EFI boot services (MB2 header tag 7)."""
+    return any(t.get("type") == Mb2HeaderTag.EFI_BOOT_SERVICES for t in (k.mb2 or {}).get("tags", []))
+
+
+# verify: GRUB x86_64-efi jumps to tag 9's entry when boot services stay; its MBI size and the
+# map's mem_lower/mem_upper come from the parametric OVMF profile (GRUB's own lsefimmap printout
+# predicts them: tests/test_load_fidelity.py); tag 6 is GRUB's conversion of the tag 17 it hands over.
+COMPARISON = Comparison(entry=lambda k: efi_entry(k, keeps_boot_services(k)), mbi_size=False,
+                        mmap_from_tag17=True, profile_only=frozenset({"mem_lower", "mem_upper", "mmap_from_tag17"}))
+
+
 @loader_policy("grub-efi-mb2", firmware="efi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
-               verified=True, boot_medium="grub-efi-iso",
+               verified=True, boot_medium="grub-efi-iso", comparison=COMPARISON,
                wrong_firmware="grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
                               "a dump's tag 17, r820-efi)",
                summary="GRUB 2.06 x86_64-efi `multiboot2`/`module2`")

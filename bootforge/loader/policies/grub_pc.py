@@ -206,7 +206,8 @@ def load_mb1(req):
     pos += align_up(len(cmd), 4)
     regions["loader"] = pos
     pos += align_up(len(name), 4)
-    regions["apm"] = pos
+    # Room for the APM table stays in the buffer, but with no APM BIOS answer GRUB leaves
+    # apm_table 0 and the flag clear (observed under SeaBIOS).
     pos += APM_TABLE_SIZE
     mods_addr = pos if modcmds else 0
     regions["mods"] = mods_addr
@@ -230,13 +231,14 @@ def load_mb1(req):
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
                                  regions["cmdline"], len(modcmds), mods_addr,
                                  (k.shnum, k.shentsize, regions["shdr"], k.shstrndx) if shdr_size else (0, 0, 0, 0),
-                                 MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], regions["apm"],
+                                 MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], 0,
                                  (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F),
                                  EGA_TEXT_FRAMEBUFFER)
     res.place("multiboot_info + strings + mmap", at, bufsize, 4,
               "relocator: [0x10000, 0xa0000), lowest 4-byte-aligned fit of get_mbi_size()", "mbi")
     res.notes.append("MB1 info: boot_device, APM, VBE and framebuffer contents come from the firmware "
                      "(SeaBIOS values written; only their sizes are predicted)")
+    res.structures = mbi.mb1_structures(res, k, PACKAGE_STRING)
     standard_checks(res, req.platform.memory_map)
     return res
 

@@ -139,6 +139,7 @@ def load(req):
     res.place("iPXE .bss16 (mbmodules, mbmemmap, name, mbinfo, cmdlines)", base, 0x1C0 + 0x100, 16,
               "static in iPXE's base-memory data segment (measured for this ROM)", "mbi")
     hidden = ipxe_self(req, res, merged)
+    res.structures = mbi.mb1_structures(res, k, LOADER_NAME)
     standard_checks(res, req.platform.memory_map)
     res.checks = [c for c in res.checks if c.subject != "placement-clear-of-hidden"]
     comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements if p.kind in ("module", "kernel")]

@@ -35,6 +35,9 @@ PAGE = 4096
 SOURCE = "QEMU hw/i386/multiboot.c + pc-bios/optionrom/multiboot.S"
 
 
+LOADER_NAME = "qemu"                 # hw/i386/multiboot.c: the boot loader name it writes
+
+
 @loader_policy("qemu-mb1", firmware="bios", protocol="multiboot1", verdict="qemu-mb1", source=SOURCE,
                verified=True, boot_medium="qemu-kernel",
                wrong_firmware="qemu-mb1 runs on a BIOS platform (QEMU's multiboot option ROM)",
@@ -60,7 +63,7 @@ def load(req):
     cmdline_addr = pos
     pos += len(kernel_cmdline.encode()) + 1
     loader_addr = pos
-    pos += len(b"qemu\0")
+    pos += len(LOADER_NAME.encode()) + 1
     res.place("module list + strings", mods_addr, pos - mods_addr, PAGE,
               "after the kernel, page aligned (QEMU's mb_buf)", "boot-info")
     at = low + align_up(pos - low, PAGE)
@@ -74,7 +77,8 @@ def load(req):
     res.mmap = entries
     res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(platform_map)
     res.cmdline = kernel_cmdline
-    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
+    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"], "cmdline_addr": m["cmdline_addr"]}
+                   for m in mods]
     res.mbi_address = MBI_ADDR
     flags = (MbiFlag.MEM | MbiFlag.BOOT_DEVICE | MbiFlag.CMDLINE | MbiFlag.MODS | MbiFlag.MMAP
              | MbiFlag.BOOT_LOADER_NAME)                                   # 0x24f
@@ -86,5 +90,6 @@ def load(req):
     res.regions = {"mmap": MMAP_ADDR, "mods": mods_addr, "cmdline": cmdline_addr, "loader": loader_addr}
     res.place("multiboot_info", MBI_ADDR, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "fixed at 0x9500 by QEMU", "mbi")
     res.place("mmap (option ROM)", MMAP_ADDR, mmap_length, 4, "fixed at 0x9000 by the option ROM", "mbi")
+    res.structures = mbi.mb1_structures(res, None, LOADER_NAME)
     standard_checks(res, platform_map)
     return res

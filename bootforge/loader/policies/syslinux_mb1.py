@@ -107,7 +107,8 @@ def load(req):
     res.mmap = entries
     res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(req.platform.memory_map)
     res.cmdline = cmdline
-    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"]} for m in mods]
+    res.modules = [{"start": m["start"], "end": m["end"], "cmdline": m["cmdline"], "cmdline_addr": m["cmdline_addr"]}
+                   for m in mods]
     res.mbi_address = mbi_at
     res.regions = {"cmdline": cmd_at, "mods": mods_addr, "mmap": mmap_at, "loader": name_at, "shdr": shdr}
     flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME
@@ -123,6 +124,7 @@ def load(req):
               "core/layout.inc (seed 002)", "firmware")
     res.place("multiboot_info", mbi_at, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "first fit from 0x2000", "mbi")
     res.place("mmap", mmap_at, MMAP_ENTRY_SIZE * len(entries), 4, "first fit from 0x2000", "mbi")
+    res.structures = mbi.mb1_structures(res, k, LOADER_NAME)
     standard_checks(res, req.platform.memory_map)
     return res
 
