@@ -80,3 +80,49 @@ def predict(board, kernel_data, loader, initrd=None, cmdline=""):
                          [(0, len(kernel_data), len(kernel_data))])
     modules = [ModuleSpec(str(initrd), Path(initrd).name, "", Path(initrd).stat().st_size)] if initrd else []
     return policy(loader)(LoadRequest(kernel, "dtdump.Image", cmdline, modules, platform, loader))
+
+
+UBOOT_ARM64 = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
+UBOOT_LOAD_ADDR = 0x44000000
+
+
+def uboot_run(image, command, timeout=60):
+    """U-Boot (u-boot-qemu 2023.01, qemu_arm64) on virt with *image* preloaded at
+    UBOOT_LOAD_ADDR: stop autoboot, type *command*, return the console until the dump kernel
+    says DONE or U-Boot's prompt comes back."""
+    import os
+    import select
+    import time
+    require("qemu-system-aarch64", UBOOT_ARM64)
+    argv = MACHINES["qemu-virt-aarch64"].qemu_args(1 << 30) + [
+        "-display", "none", "-nographic", "-monitor", "none", "-serial", "stdio", "-nic", "none",
+        "-bios", UBOOT_ARM64, "-device", f"loader,file={image},addr={UBOOT_LOAD_ADDR:#x},force-raw=on"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    os.set_blocking(proc.stdout.fileno(), False)
+    out, state, start = b"", 0, time.monotonic()
+    try:
+        while time.monotonic() - start < timeout and proc.poll() is None:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            if ready:
+                try:
+                    out += os.read(proc.stdout.fileno(), 1 << 16)     # the raw fd: nothing buffered away
+                except BlockingIOError:
+                    pass
+            if state == 0 and b"Hit any key to stop autoboot" in out:
+                proc.stdin.write(b"\r")
+                proc.stdin.flush()
+                state = 1
+            elif state == 1 and out.rstrip().endswith(b"=>"):
+                proc.stdin.write(command.encode() + b"\r")
+                proc.stdin.flush()
+                state, mark = 2, len(out)
+            elif state == 2 and (b"DONE" in out[mark:] or out[mark:].rstrip().endswith(b"=>")):
+                break
+        # QEMU ends itself at PSCI SYSTEM_OFF: what it wrote before is still in the pipe.
+        os.set_blocking(proc.stdout.fileno(), True)
+        if proc.poll() is not None:
+            out += proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    return out.decode("latin-1")

@@ -183,7 +183,7 @@ def test_fit_from_mkimage(tmp_path, external):
     kernel = stand_in_arm64(tmp_path / "Image")
     dtb = tmp_path / "board.dtb"
     subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(dtb), "-"], check=True, capture_output=True,
-                   input=b'/dts-v1/; / { model = "Test board"; compatible = "acme,test", "acme,base"; };')
+                   input=b'/dts-v1/; / { model = "Test board"; compatible = "acme,test", "linux,dummy-virt"; };')
     (tmp_path / "rd").write_bytes(b"0123456789abc")
     its = _its(tmp_path, kernel, dtb, tmp_path / "rd")
     out = tmp_path / "t.itb"
@@ -195,7 +195,7 @@ def test_fit_from_mkimage(tmp_path, external):
     written = re.findall(r"Hash value:\s+([0-9a-f]+)", listing)
     recomputed = [h["computed"] for i in doc["images"] for h in i["hashes"]]
     assert written == recomputed and all(h["ok"] for i in doc["images"] for h in i["hashes"])
-    assert images["fdt-1"]["dtb"] == {"model": "Test board", "compatible": ["acme,test", "acme,base"]}
+    assert images["fdt-1"]["dtb"] == {"model": "Test board", "compatible": ["acme,test", "linux,dummy-virt"]}
     assert images["kernel-1"]["load"] == 0x40200000
     assert verdict(doc, "uboot-bootm")["ok"]
     if external:

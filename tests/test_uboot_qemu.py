@@ -1,0 +1,92 @@
+"""U-Boot 2023.01 (qemu_arm64) `bootm` of FITs bootforge builds, against the uboot-bootm
+verdict: the FIT boots the dump kernel at its load address, a FIT whose configuration names
+no DTB matching the board is refused, a changed byte is refused, each in U-Boot's words."""
+
+import json
+
+from bootforge.fdtboot.handover import read_dtdump
+from bootforge.fdtboot.machines import MACHINES, machine_dtb
+from conftest import run_bootforge
+from dtboot import UBOOT_LOAD_ADDR, dump_kernel, make_initrd, uboot_run
+
+LOAD = 0x40400000
+RECIPE = """[fit]
+description = "dtdump through bootm"
+[[fit.images]]
+name = "kernel-1"
+path = "{kernel}"
+type = "kernel"
+arch = "arm64"
+os = "linux"
+load = {load:#x}
+entry = {load:#x}
+hashes = ["sha256"]
+[[fit.images]]
+name = "ramdisk-1"
+path = "initrd.img"
+type = "ramdisk"
+arch = "arm64"
+os = "linux"
+hashes = ["sha1"]
+{fdt_image}
+[[fit.configurations]]
+name = "conf-1"
+kernel = "kernel-1"
+ramdisk = "ramdisk-1"
+{fdt_ref}
+"""
+FDT_IMAGE = """[[fit.images]]
+name = "fdt-1"
+path = "virt.dtb"
+type = "flat_dt"
+arch = "arm64"
+hashes = ["sha256"]"""
+
+
+def _fit(tmp_path, with_fdt=True):
+    kernel = dump_kernel("aarch64")
+    make_initrd(tmp_path / "initrd.img", 4096)
+    dtb, _ = machine_dtb(MACHINES["qemu-virt-aarch64"], 1 << 30)
+    (tmp_path / "virt.dtb").write_bytes(dtb)
+    (tmp_path / "fit.toml").write_text(RECIPE.format(kernel=kernel, load=LOAD,
+                                                     fdt_image=FDT_IMAGE if with_fdt else "",
+                                                     fdt_ref='fdt = ["fdt-1"]' if with_fdt else ""))
+    run_bootforge("build", tmp_path / "fit.toml", "-o", tmp_path / "fit.itb", check=0)
+    return tmp_path / "fit.itb"
+
+
+def _verdict(path, check):
+    proc = run_bootforge("inspect", "--json", path)
+    assert proc.returncode == check, proc.stderr
+    return next(v for v in json.loads(proc.stdout)["verdicts"] if v["subject"] == "uboot-bootm")
+
+
+def test_bootm_boots_a_bootforge_fit(tmp_path):
+    fit = _fit(tmp_path)
+    v = _verdict(fit, 0)
+    assert v["ok"] and v["facts"]["configuration"] == "conf-1"
+    console = uboot_run(fit, f"bootm {UBOOT_LOAD_ADDR:#x}")
+    assert "   Using 'conf-1' configuration" in console
+    assert "Verifying Hash Integrity ... sha256+ OK" in console and "sha1+ OK" in console
+    dump = read_dtdump(console)
+    assert dump.done and dump.image == LOAD
+    assert dump.registers["x1"] == dump.registers["x2"] == dump.registers["x3"] == 0
+
+
+def test_bootm_refusals_in_uboots_words(tmp_path):
+    fit = _fit(tmp_path, with_fdt=False)
+    v = _verdict(fit, 0)
+    assert not v["ok"]
+    console = uboot_run(fit, f"bootm {UBOOT_LOAD_ADDR:#x}")
+    assert v["words"] in console.splitlines()
+    # One byte of the kernel changed: U-Boot's hash check, in its words.
+    (tmp_path / "bad").mkdir()
+    fit = _fit(tmp_path / "bad")
+    data = bytearray(fit.read_bytes())
+    at = data.find(b"ARM\x64") + 0x20
+    data[at] ^= 1
+    fit.write_bytes(data)
+    v = _verdict(fit, 1)
+    assert not v["ok"]
+    console = uboot_run(fit, f"bootm {UBOOT_LOAD_ADDR:#x}")
+    assert v["words"] in console, console[-800:]
