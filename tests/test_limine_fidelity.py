@@ -203,7 +203,8 @@ def test_limine_fidelity(sc, workroot):
 
 
 def test_limine_matrix_table(capsys):
-    """Print the Limine matrix: scenario, fields compared, mismatches."""
+    """The Limine matrix (scenario, fields compared, mismatches), printed; it fails when a
+    scenario did not stop at the kernel's entry or any counted field differs."""
     if not OUTCOMES:
         if IN_CI:
             pytest.fail("no Limine fidelity scenario ran under CI=true", pytrace=False)
@@ -216,3 +217,7 @@ def test_limine_matrix_table(capsys):
                      f"{'mismatch: ' + ', '.join(bad) if bad else 'all match'}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+    failed = [name for name, rows, cap in OUTCOMES
+              if cap.status != "entry" or not rows or any(r.counted and not r.ok for r in rows)]
+    assert not failed, ("Limine scenarios that did not stop at the entry with every field matching: "
+                        + ", ".join(failed) + "\n" + "\n".join(lines))

@@ -57,10 +57,15 @@ def test_fidelity(sc, workroot):
 
 
 def test_matrix_table(capsys):
-    """Print the matrix (scenario, matched fields, mismatches) of the scenarios that ran."""
+    """The matrix (scenario, matched fields, mismatches) of the scenarios that ran, printed; it
+    fails when any of them errored or mismatched, or when a verified policy's scenarios ran and
+    matched nothing."""
     if not OUTCOMES:
         if IN_CI:
             pytest.fail("no fidelity scenario ran under CI=true", pytrace=False)
         pytest.skip("no fidelity scenario ran (selected out)")
+    table = F.matrix_table(OUTCOMES)
     with capsys.disabled():
-        print("\n" + F.matrix_table(OUTCOMES))
+        print("\n" + table)
+    bad = [o.scenario.name for o in OUTCOMES if o.error is not None or o.mismatches or not o.matched]
+    assert not bad, f"scenarios that errored, mismatched or matched nothing: {', '.join(bad)}\n{table}"
