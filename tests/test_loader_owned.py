@@ -1,0 +1,119 @@
+"""What of the loader itself is still in memory when the kernel starts: GRUB i386-pc and
+ISOLINUX/mboot.c32 booting the dump kernel under SeaBIOS, stopped at the kernel's entry
+through QEMU's gdbstub, their own files' bytes looked for in guest memory.
+
+- GRUB 2.06 i386-pc: kernel.img (its one PT_LOAD at p_paddr 0x9000) is where its ELF says:
+  .rodata byte for byte, .text apart from startup.S's variables in its first 0x200 bytes
+  (boot drive, GDT, mode-switch stacks: grub-core/kern/i386/realmode.S).
+- Syslinux 6.04: ISOLINUX's uncompressed real-mode prefix at TEXT_START 0x7c00 (bytes 0x40 to
+  0xd48 of isolinux.bin; bytes 8-63 are xorriso's boot info table), and the COM32 modules
+  ldlinux.c32, libcom32.c32 and mboot.c32 each once, whole (.text and .rodata), between 1 and
+  8 MiB, page aligned, above the kernel's image (found by search: their load addresses come
+  from Syslinux's heap, which bootforge does not model yet).
+"""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootforge.qemu import media
+from bootforge.qemu.gdbremote import GdbRemote
+from bootforge.qemu.runner import Machine, QemuRun
+from conftest import BUILD, DATA, REPO, require, run_bootforge
+
+pytestmark = pytest.mark.qemu
+GRUB_KERNEL_IMG = "/usr/lib/grub/i386-pc/kernel.img"
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+COM32 = "/usr/lib/syslinux/modules/bios"
+MAGICS = (0x2BADB002, 0x36D76289)
+
+
+def sections(path):
+    """{name: (sh_addr, file offset, size)} of an ELF file's PROGBITS sections (readelf)."""
+    out = subprocess.run(["readelf", "-SW", path], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        parts = line.replace("[ ", "[").split()
+        if len(parts) > 6 and parts[0].startswith("[") and parts[2] == "PROGBITS":
+            found[parts[1]] = (int(parts[3], 16), int(parts[4], 16), int(parts[5], 16))
+    return found
+
+
+def boot_to_entry(tmp_path, kind, read):
+    """Boot the dump kernel with one module under *kind* ('grub-mb2' or 'isolinux'), stop at
+    its entry, return read(gdb) and the boot information registers."""
+    mb = "mb2" if kind == "grub-mb2" else "mb1"
+    kernel_path = BUILD / "kernels" / f"mbdump-{mb}.elf"
+    if not kernel_path.exists():
+        run_bootforge("build", REPO / f"recipes/kernel-mbdump-{mb}.toml", check=0)
+    kernel = media.BootFile(kernel_path, "/kernel.elf", "kernel-args a=b")
+    mods = [media.BootFile(DATA / "load-root/boot/mod1", "/mod1", "mod1-args")]
+    medium = (media.grub_iso(tmp_path, "multiboot2", kernel, mods) if kind == "grub-mb2"
+              else media.isolinux_iso(tmp_path, kernel, mods))
+    with QemuRun(Machine("seabios", 256), medium, gdb=True) as run:
+        run.start()
+        gdb = GdbRemote(run.gdb_socket)
+        try:
+            gdb.hardware_breakpoint(0x100000)          # the dump kernel's entry
+            while True:
+                gdb.cont()
+                reply = None
+                while reply is None:
+                    reply = gdb.wait_stop(0.5)
+                    assert run.elapsed() < 60, run.serial()
+                regs = gdb.registers()
+                if regs["rax"] & 0xFFFFFFFF in MAGICS:
+                    break
+                gdb.step_over(regs["rip"])             # the loader's own code at 1 MiB first
+            return read(gdb), regs
+        finally:
+            gdb.close()
+
+
+def test_grub_kernel_img_is_still_at_its_link_address(tmp_path):
+    require("grub-mkrescue", "xorriso", GRUB_KERNEL_IMG, str(BUILD / "stubs" / "mbdump.elf"))
+    secs = sections(GRUB_KERNEL_IMG)
+    image = Path(GRUB_KERNEL_IMG).read_bytes()
+    lo = min(a for a, _, _ in secs.values())
+    hi = max(a + n for a, _, n in secs.values())
+    guest, regs = boot_to_entry(tmp_path, "grub-mb2", lambda gdb: gdb.read_memory(lo, hi - lo))
+    assert lo == 0x9000
+    a, off, n = secs[".rodata"]
+    assert guest[a - lo:a - lo + n] == image[off:off + n]
+    a, off, n = secs[".text"]
+    differ = [i for i in range(n) if guest[a - lo + i] != image[off + i]]
+    assert differ and max(differ) < 0x200, [hex(i) for i in differ]
+
+
+def test_isolinux_and_its_com32_modules_at_the_kernel_entry(tmp_path):
+    require("xorriso", ISOLINUX_BIN, f"{COM32}/mboot.c32", str(BUILD / "stubs" / "mbdump.elf"))
+
+    def read(gdb):
+        low = gdb.read_memory(0x7C00, 0x2000)
+        high = b"".join(gdb.read_memory(a, 0x4000) for a in range(1 << 20, 8 << 20, 0x4000))
+        return low, high
+    (low, high), regs = boot_to_entry(tmp_path, "isolinux", read)
+    iso = Path(ISOLINUX_BIN).read_bytes()
+    assert low[0x40:0xD48] == iso[0x40:0xD48]
+    kernel_end = 0x100000 + 0x3000             # the dump kernel's image at 1 MiB
+    for name in ("ldlinux.c32", "libcom32.c32", "mboot.c32"):
+        elf = Path(f"{COM32}/{name}").read_bytes()
+        secs = sections(f"{COM32}/{name}")
+        bases = set()
+        for sec in (".text", ".rodata"):
+            addr, off, size = secs[sec]
+            want = elf[off:off + size]
+            at = [i for i in _find_all(high, want)]
+            assert len(at) == 1, (name, sec, at)
+            bases.add((1 << 20) + at[0] - addr)
+        assert len(bases) == 1, (name, bases)     # .text and .rodata of one load, as linked
+        base = bases.pop()
+        assert base % 0x1000 == 0 and base >= kernel_end, (name, hex(base))
+
+
+def _find_all(data, needle):
+    i = data.find(needle)
+    while i >= 0:
+        yield i
+        i = data.find(needle, i + 1)
