@@ -31,7 +31,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
-from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, relocatable_tag
+from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, elf_sections_tag, mb2_size_bound, relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import Entry, loader_entry
 from bootforge.memmap.io import write_map
@@ -223,7 +223,18 @@ def load(req):
         at = alloc(f"module {i} {m.loader_path}", m.size, "lowest conventional pages, 4 KiB", "module")
         mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
     res.modules = mods
-    # The map the kernel is told about: the firmware map with GRUB's pages as loader data.
+    # The MBI buffer: grub_multiboot2_get_mbi_size() counts, besides every tag, the EFI map as
+    # grub_efi_find_mmap_size() sizes it (the map's bytes now plus a page, page aligned), so the
+    # buffer is a few pages (observed: 4 pages at 0x5000 for a 7176-byte MBI under OVMF).
+    res.mmap = grub_efi_mmap(_with_loader_data(efi, taken))
+    now = _with_loader_data(efi, taken)
+    bound = (mb2_size_bound(res, k, len(req.cmdline.encode()) + 1) + 4 * 16
+             + align_up(16 + align_up(len(now.ranges) * EFI_DESCRIPTOR_DEFAULT_SIZE + PAGE, PAGE), 8))
+    at = alloc("Multiboot2 information", bound, f"lowest conventional pages of get_mbi_size() = {bound} bytes "
+               "(with the EFI map size)", "mbi")
+    res.mbi_address = at
+    # The map the kernel is told about: the firmware map with GRUB's pages (the MBI's too) as
+    # loader data, adjacent loader-data pages one descriptor (EDK2 CoreAddRange merges them).
     after = _with_loader_data(efi, taken)
     res.maps["efi-at-exit"] = after
     res.mmap = grub_efi_mmap(after)
@@ -236,8 +247,7 @@ def load(req):
     tags += [mbi.mb2_module(m["start"], m["end"], m["cmdline"]) for m in mods]
     if not keep_bs:
         tags.append(mbi.mb2_mmap(res.mmap))
-    tags.append(mbi.mb2_tag_of(Mb2Tag.ELF_SECTIONS, num=k.shnum, entsize=k.shentsize, shndx=k.shstrndx,
-                               sections=bytes(k.shnum * k.shentsize)))
+    tags.append(elf_sections_tag(k, res))
     if not keep_bs:
         tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64, pointer=0))
@@ -251,11 +261,7 @@ def load(req):
         body = write_map(after, "efi-bin", None, {"descriptor_size": size})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=size, descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
-    at = alloc("Multiboot2 information", len(res.mbi_bytes) + 0x1000, "lowest conventional pages "
-               "(get_mbi_size() includes the EFI map size)", "mbi")
-    res.mbi_address = at
-    res.notes.append("tags 12 (system table), 14/15 (ACPI) and the section headers carry firmware or file "
-                     "data left zero here; the MBI size bound is approximated as its size plus a page")
+    res.notes.append("tags 12 (system table) and 14/15 (ACPI) carry firmware data left zero here")
     if keep_bs:
         res.notes.append("kernel asks to keep boot services (header tag 7): no tags 6, 4, 17")
     ram = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in res.mmap])
@@ -287,4 +293,12 @@ def _with_loader_data(efi, taken):
         for lo, hi in pieces:
             out.append(MemoryRange(lo, hi - lo, r.type, r.attributes))
     out.sort(key=lambda x: x.start)
-    return MemoryMap("efi", out, source="grub-efi")
+    merged = []
+    for r in out:
+        last = merged[-1] if merged else None
+        if (last is not None and last.type == r.type == EfiMemoryType.LOADER_DATA and last.attributes == r.attributes
+                and last.start + last.size == r.start):
+            merged[-1] = MemoryRange(last.start, last.size + r.size, r.type, r.attributes)
+        else:
+            merged.append(r)
+    return MemoryMap("efi", merged, source="grub-efi")
