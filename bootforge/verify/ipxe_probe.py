@@ -92,6 +92,7 @@ class ProbePrediction:
     booting_rom: str
     memory: object
     booting_slot: int | None = None
+    failing_slots: list = field(default_factory=list)
 
 
 def booting_ipxe(post, failures=0):
@@ -118,6 +119,7 @@ def predict(machine, probe_size, outcome="boot"):
     failures = 1 if outcome == "boot-failure" else 0
     # A failing iPXE gives everything back (ipxe-pcbios-mb1, boot-failure): the next one starts afresh.
     rom, _ = booting_ipxe(post, failures)
+    failing = [booting_ipxe(post, i)[0].slot for i in range(failures)]
     build = ipxe_build_of(rom.rom.data) or IPXE_PXE_E1000
     decompress = next(c.result for c in post.pmm if c.purpose == "decompression area" and c.result)
     decompress_to = (decompress + 0xFFF) // 0x1000 * 0x1000        # romprefix.S rounds it up to 4 KiB
@@ -129,7 +131,7 @@ def predict(machine, probe_size, outcome="boot"):
     views = [view(mem.views["while-running"], mem.fbms),
              view(mem.views["after-pxenv-stop-undi"], mem.int12_after["pxenv-stop-undi"])]
     return ProbePrediction((mem.text16_segment, build.pxenv_offset), (mem.text16_segment, build.ppxe_offset),
-                           views, decompress_to, mem.text, rom.device, mem, rom.slot)
+                           views, decompress_to, mem.text, rom.device, mem, rom.slot, failing)
 
 
 def compare(pred, rep):
@@ -174,10 +176,14 @@ def _e820_text(e):
     return f"[{e[0]:#x}, {e[1]:#x}) {E820Type.label_of(e[2], str(e[2]))}"
 
 
-def qemu_args(machine, tftp_dir, booting_slot):
-    """The machine's QEMU options with the booting NIC on QEMU's user network (restrict=on)."""
+def qemu_args(machine, tftp_dir, booting_slot, failing_slots=()):
+    """The machine's QEMU options with the booting NIC on QEMU's user network (restrict=on);
+    NICs whose iPXE is to fail get a network of their own with no boot file (DHCP answers,
+    "Nothing to boot": 15 s where a NIC without a peer takes 27 s to give up)."""
     args = [] if machine.vga else ["-vga", "none"]
     args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={PROBE_NAME}"]
+    for i, _ in enumerate(failing_slots, 1):
+        args += ["-netdev", f"user,id=n{i},restrict=on"]
     for d in machine.devices:
         opt = d.model.name
         if d.romfile is not None:
@@ -186,11 +192,13 @@ def qemu_args(machine, tftp_dir, booting_slot):
             opt += f",bootindex={d.bootindex}"
         if d.slot == booting_slot:
             opt += ",netdev=n0"
+        elif d.slot in failing_slots:
+            opt += f",netdev=n{list(failing_slots).index(d.slot) + 1}"
         args += ["-device", opt]
     return args
 
 
-def boot_probe(machine, booting_slot, *, timeout=90, keep=None):
+def boot_probe(machine, booting_slot, failing_slots=(), *, timeout=90, keep=None):
     """Boot the probe on *machine*; (port 0xE9 text, QEMU's exit status)."""
     with as_file(PROBE) as probe:
         if not Path(probe).exists():
@@ -200,7 +208,7 @@ def boot_probe(machine, booting_slot, *, timeout=90, keep=None):
             tftp = run.private / "tftp"
             tftp.mkdir()
             shutil.copyfile(probe, tftp / PROBE_NAME)
-            run.medium.args = qemu_args(machine, tftp, booting_slot)
+            run.medium.args = qemu_args(machine, tftp, booting_slot, failing_slots)
             run.start()
             run.wait_until(lambda r: b"DONE\n" in r.debugcon(), timeout)
             run.wait_until(lambda r: r.exited(), run.elapsed() + 10)     # its outb to 0xF4 follows DONE
@@ -252,7 +260,7 @@ def verify_probe(machine, *, outcome="boot", timeout=90, keep=None):
         raise RecipeError(f"verify boots the PXE probe for ipxe_outcome boot (then PXENV_STOP_UNDI) or "
                           f"boot-failure, not {outcome!r} (san-boot needs a SAN target QEMU cannot serve here)")
     pred = predict(machine, probe_size(), outcome)
-    text, rc = boot_probe(machine, pred.booting_slot, timeout=timeout, keep=keep)
+    text, rc = boot_probe(machine, pred.booting_slot, pred.failing_slots, timeout=timeout, keep=keep)
     rows = compare(pred, read_probe(text))
     rows.append(("QEMU exit status (isa-debug-exit 0x31)", PROBE_EXIT, rc, rc == PROBE_EXIT))
     return ProbeVerifyReport(machine, rows, text, rc, pred.booting_rom, outcome)
