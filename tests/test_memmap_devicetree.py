@@ -1,5 +1,5 @@
-"""Issue 15, memory maps and device trees (items 15-19, 25, 26, 28, 29): inputs made the way
-the issue's were, each through the real CLI.
+"""Memory maps and device trees through the real CLI: inputs that once went wrong (a device
+tree without /memory, zero-size placeholders, reserved ranges), each made here.
 
 The device trees are QEMU's own `virt` tree (tests/data/qemu-virt-aarch64.dts, dumped by
 qemu-system-aarch64 7.2) with one thing changed, compiled by dtc as the test runs.

@@ -1,4 +1,4 @@
-"""Issue 15 items 1, 2, 3, 7 on the real ROMs named there (Debian's qemu-system-data,
+"""Debian's real option ROMs (qemu-system-data,
 seabios and ipxe-qemu packages), each checked against the bytes and SeaBIOS's rules
 (src/optionroms.c: get_pci_rom/get_pnp_rom return NULL without the signature,
 vgarom_setup runs the VGA ROM with isvga, optionrom_setup skips VGA-class devices)."""

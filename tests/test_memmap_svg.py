@@ -1,4 +1,4 @@
-"""Issue 15 item 24: the SVG pictures of `memmap show --svg` and `load --svg`.
+"""The SVG pictures of `memmap show --svg` and `load --svg`.
 
 Ranges a few pixels wide stay visible and are named in call-outs; the legend
 lists only what is drawn, without overlapping text; colours are distinct; and

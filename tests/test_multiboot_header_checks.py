@@ -1,4 +1,4 @@
-"""Issue 15 items 9, 10, 11: a Multiboot magic without a valid header is named with what
+"""Multiboot header checks: a Multiboot magic without a valid header is named with what
 is wrong and every loader's verdict (exit 1); `inspect --check LOADER`; `build` refuses a
 second header and a kernel GRUB refuses. Kernels are the dump kernel built by the recipes
 (recipes/kernel-mbdump-*.toml) with one field changed here."""

@@ -1,4 +1,4 @@
-"""Issue 15 items 12, 13, 14, 23 (load): the platform names the QEMU it models and the
+"""`bootforge load`'s inputs and outputs: the platform names the QEMU it models and the
 i386 variant matches qemu-system-i386's captures (tests/data/mb-*-i386-*.dump, made as
 tests/data/README.md says); load --json keeps the handed map under its own key; load
 without a recipe; messages that name the right file."""

@@ -1,4 +1,4 @@
-"""Issue 15 items 30, 23 (recipes), 22 (help): every key of [rom], [[rom.images]], [kernel]
+"""Recipe fields and help: every key of [rom], [[rom.images]], [kernel]
 and its sub-tables is checked against one declared schema (bootforge/schema.py Field):
 a wrong value is one line naming the recipe, the key and what was expected, exit 2, and
 nothing is written. The cases are the classes the recipe fuzz campaign found."""
