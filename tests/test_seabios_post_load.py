@@ -97,3 +97,13 @@ def test_seabios_boots_as_predicted(recipe):
     proc, doc = load_json(FIXTURES / recipe)
     run = run_qemu(machine.qemu_args(), until=post_done, timeout=60, memory=str(machine.memory_bytes >> 20))
     compare_with_log(doc, read_post_log(run.seabios_log))
+
+
+def test_help_lists_the_device_keys():
+    from bootforge.post.machine import DEVICE_FIELDS
+    from bootforge.post.seabios import QEMU_PCI_MODELS
+    out = run_bootforge("load", "--help", check=0).stdout
+    section = out[out.index("[[load.devices]] keys"):]
+    assert all(f.name in section for f in DEVICE_FIELDS)
+    assert all(m in section.replace("-\n", "-").replace("\n", " ").replace("  ", "") for m in ("e1000", "rtl8139"))
+    assert "--device MODEL[=ROMFILE]" in out and len(QEMU_PCI_MODELS) == 8

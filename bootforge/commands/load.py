@@ -35,6 +35,9 @@ class LoadCommand(click.Command):
             formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in LOAD_FIELDS])
         with formatter.section("[[load.modules]] keys"):
             formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in MODULE_FIELDS])
+        from bootforge.post.machine import DEVICE_FIELDS
+        with formatter.section("[[load.devices]] keys (--device MODEL[=ROMFILE])"):
+            formatter.write_dl([(f.name, f"{f.kind()}: {f.meaning}") for f in DEVICE_FIELDS])
         rows = []
         from bootforge.verify.run import verifiable_loaders
         verifiable = verifiable_loaders()
