@@ -101,9 +101,8 @@ def test_seabios_boots_as_predicted(recipe):
 
 def test_help_lists_the_device_keys():
     from bootforge.post.machine import DEVICE_FIELDS
-    from bootforge.post.seabios import QEMU_PCI_MODELS
     out = run_bootforge("load", "--help", check=0).stdout
     section = out[out.index("[[load.devices]] keys"):]
     assert all(f.name in section for f in DEVICE_FIELDS)
     assert all(m in section.replace("-\n", "-").replace("\n", " ").replace("  ", "") for m in ("e1000", "rtl8139"))
-    assert "--device MODEL[=ROMFILE]" in out and len(QEMU_PCI_MODELS) == 8
+    assert "--device MODEL[=ROMFILE]" in out
