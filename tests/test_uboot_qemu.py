@@ -1,8 +1,11 @@
 """U-Boot 2023.01 (qemu_arm64) `bootm` of FITs bootforge builds, against the uboot-bootm
 verdict: the FIT boots the dump kernel at its load address, a FIT whose configuration names
-no DTB matching the board is refused, a changed byte is refused, each in U-Boot's words."""
+no DTB matching the board is refused, a changed byte is refused, each in U-Boot's words;
+and `booti` of the dump kernel's Image where uboot-booti predicts it runs (moved or not)."""
 
 import json
+
+import pytest
 
 from bootforge.fdtboot.handover import read_dtdump
 from bootforge.fdtboot.machines import MACHINES, machine_dtb
@@ -90,3 +93,24 @@ def test_bootm_refusals_in_uboots_words(tmp_path):
     assert not v["ok"]
     console = uboot_run(fit, f"bootm {UBOOT_LOAD_ADDR:#x}")
     assert v["words"] in console, console[-800:]
+
+
+@pytest.mark.parametrize("address", [0x44000000, 0x44100000])
+def test_booti_places_the_image(tmp_path, address):
+    kernel = dump_kernel("aarch64")
+    # The load address is a [load.options] value: a recipe gives it.
+    recipe = tmp_path / "booti.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-aarch64:1G"\nloader = "uboot-booti"\n'
+                      f'cmdline = "console=ttyAMA0"\n[load.options]\nimage_address = {address:#x}\n')
+    proc = run_bootforge("load", recipe, "--json", check=0)
+    result = json.loads(proc.stdout)
+    console = uboot_run(kernel, f"setenv bootargs console=ttyAMA0; booti {address:#x} - ${{fdtcontroladdr}}",
+                        address=address)
+    dump = read_dtdump(console)
+    assert dump.done and dump.image == result["linux"]["entry"]
+    moved = result["linux"]["move"]
+    assert (moved in console) if moved else "Moving Image" not in console
+    assert bool(moved) == (address % (2 << 20) != 0)
+    assert {k: dump.registers[k] for k in ("x1", "x2", "x3")} == result["linux"]["registers"]
+    low, high = result["linux"]["bounded"]["x0 (DTB)"]
+    assert low <= dump.registers["x0"] < high and dump.dtb[:4] == b"\xd0\x0d\xfe\xed"

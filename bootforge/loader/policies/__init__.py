@@ -47,6 +47,7 @@ POLICY_MODULES = (
     "linux_efi_stub",
     "qemu_arm_kernel",
     "qemu_riscv_kernel",
+    "uboot_booti",
 )
 
 FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)
