@@ -1,7 +1,9 @@
 """bench/inspect_jobs: `bootforge inspect --jobs N FILE...` against N single-process
 `bootforge inspect --jobs 1` runs over the same files split in N slices, run at once, and
 against one process (--jobs 1), on a corpus of 1,476 DTBs and on the ROM corpus of
-bench/inspect_latency.py. N is the number of cores. Interleaved, best of --runs wall times.
+bench/inspect_latency.py. N is the number of cores. Interleaved, best of --runs, wall time and
+CPU time (user + sys of every process: on a machine whose cores others share, wall time
+cannot show a parallel speed-up, CPU time shows what each way costs).
 The --jobs N output (JSON and text) must equal the one-process output byte for byte.
 
     .venv/bin/python bench/inspect_jobs.py [--runs N]
@@ -47,11 +49,17 @@ def dtb_corpus():
 
 
 def wall(cmds):
-    """Seconds for *cmds* started together, all finished; their stdouts in order."""
+    """(wall seconds, CPU seconds user + sys of all of them and their children, stdouts) for
+    *cmds* started together, all finished."""
     start = time.perf_counter()
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for c in cmds]
-    outs = [p.communicate()[0] for p in procs]
-    return time.perf_counter() - start, outs
+    outs, cpu = [], 0.0
+    for p in procs:
+        outs.append(p.stdout.read())
+        _, _, usage = os.wait4(p.pid, 0)
+        p.returncode = 0
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - start, cpu, outs
 
 
 def main():
@@ -69,19 +77,20 @@ def main():
             slices = [files[k * len(files) // n:(k + 1) * len(files) // n] for k in range(n)]
             jobs, split, one = [], [], []
             for _ in range(args.runs):
-                t, (out_jobs,) = wall([py + extra + ["--jobs", str(n)] + files])
-                jobs.append(t)
-                t, _ = wall([py + extra + ["--jobs", "1"] + s for s in slices])
-                split.append(t)
-                t, (out_one,) = wall([py + extra + ["--jobs", "1"] + files])
-                one.append(t)
+                t, c, (out_jobs,) = wall([py + extra + ["--jobs", str(n)] + files])
+                jobs.append((t, c))
+                t, c, _ = wall([py + extra + ["--jobs", "1"] + s for s in slices])
+                split.append((t, c))
+                t, c, (out_one,) = wall([py + extra + ["--jobs", "1"] + files])
+                one.append((t, c))
                 assert out_jobs == out_one, f"--jobs {n} output differs from one process ({name}, {mode})"
-            ratio = min(jobs) / min(split)
-            worst = max(worst, ratio)
-            print(f"{name:12} {mode or 'text':6}  --jobs {n}: {min(jobs):6.2f} s   {n} single processes: "
-                  f"{min(split):6.2f} s   one process: {min(one):6.2f} s   ratio jobs/split {ratio:.2f}x, "
-                  f"jobs/one {min(jobs) / min(one):.2f}x", flush=True)
-    print(f"worst --jobs / N single processes: {worst:.2f}x (goal < 1.0x): {'ok' if worst < 1 else 'OVER'}")
+            (jw, jc), (sw, sc), (ow, oc) = (tuple(map(min, zip(*x))) for x in (jobs, split, one))
+            worst = max(worst, jw / sw, jc / sc)
+            print(f"{name:12} {mode or 'text':6}  wall: --jobs {n} {jw:6.2f} s, {n} single processes {sw:6.2f} s, "
+                  f"one process {ow:6.2f} s: ratio {jw / sw:.2f}x  |  cpu: {jc:6.2f} s, {sc:6.2f} s, {oc:6.2f} s: "
+                  f"ratio {jc / sc:.2f}x", flush=True)
+    print(f"worst --jobs / N single processes (wall or cpu): {worst:.2f}x (goal < 1.0x): "
+          f"{'ok' if worst < 1 else 'OVER'}")
     return 0 if worst < 1 else 1
 
 

@@ -89,10 +89,13 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
         if document is not None:
             documents.append(document)
     if as_json and documents:
-        import json
-
-        doc = documents[0] if len(files) == 1 else documents
-        json.dump(doc, sys.stdout, indent=2)
+        # Each document comes as its json.dumps(indent=2) text (made in the worker): a list of
+        # them is that text indented by two spaces, as json.dump(list, indent=2) writes it
+        # (JSON strings hold no raw newline).
+        if len(files) == 1:
+            sys.stdout.write(documents[0])
+        else:
+            sys.stdout.write("[\n" + ",\n".join("  " + d.replace("\n", "\n  ") for d in documents) + "\n]")
         sys.stdout.write("\n")
     sys.exit(status)
 
@@ -110,9 +113,13 @@ def _inspect_all(files, options, jobs):
     # Function-level import: multiprocessing only when several workers run.
     import multiprocessing
 
-    chunk = max(1, min(64, len(files) // (jobs * 8)))
+    # The first file in this process: its reader's modules are then imported once, before the
+    # fork, not once per worker (a corpus is mostly of one kind).
+    yield _inspect_one(files[0], options)
+    rest = files[1:]
+    chunk = max(1, min(64, len(rest) // (jobs * 8)))
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        yield from pool.imap(_InspectOne(options), files, chunk)
+        yield from pool.imap(_InspectOne(options), rest, chunk)
 
 
 class _InspectOne:
@@ -126,7 +133,17 @@ class _InspectOne:
 
 
 def _inspect_one(path, options):
-    """Inspect one file: (exit status, [(to_stderr, text or bytes)] to print, JSON document or None)."""
+    """Inspect one file: (exit status, [(to_stderr, text or bytes)] to print, the text of its JSON
+    document or None)."""
+    status, events, document = _inspect_file(path, options)
+    if document is not None:
+        # Function-level import: json only for --json.
+        import json
+        document = json.dumps(document, indent=2)
+    return status, events, document
+
+
+def _inspect_file(path, options):
     from bootforge.image.sniff import image_head
     from bootforge.inspect import inspect_data
 
