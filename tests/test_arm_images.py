@@ -224,3 +224,20 @@ def test_fit_external_data_past_the_file(tmp_path):
 def test_truncated_headers(tmp_path):
     (tmp_path / "short.uImage").write_bytes(struct.pack(">I", 0x27051956) + bytes(20))
     assert_one_line_error(run_bootforge("inspect", tmp_path / "short.uImage"), "short.uImage", "uImage header")
+
+
+def test_booti_on_a_board_dtb(tmp_path):
+    """--platform board.dtb: the board's first /memory bank is the RAM start booti relocates to."""
+    require("dtc")
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "board.dtb"), "-"], check=True,
+                   capture_output=True, input=b"/dts-v1/; / { #address-cells = <2>; #size-cells = <2>; "
+                   b'compatible = "acme,board"; memory@80000000 { device_type = "memory"; '
+                   b"reg = <0 0x80000000 0 0x40000000>; }; };")
+    kernel = stand_in_arm64(tmp_path / "Image", text_offset=0x80000, flags=0x2)   # 4K pages, bit 3 clear
+    proc = run_bootforge("load", kernel, "--platform", tmp_path / "board.dtb", "--loader", "uboot-booti", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["platform"]["name"].endswith("board.dtb")
+    # Not anywhere in RAM: the start of RAM (0x80000000), 2 MiB aligned, + text_offset.
+    assert doc["linux"]["entry"] == 0x80080000
+    assert doc["linux"]["move"] == "Moving Image from 0x40400000 to 0x80080000, end=80090000"

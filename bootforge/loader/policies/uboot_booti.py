@@ -10,6 +10,8 @@ Rules:
   text_offset, and when that is not where it was loaded booti moves it there ("Moving
   Image from 0x%lx to 0x%lx, end=%lx"). Observed: loaded at 0x44000000 it runs there.
 - x0 = the DTB, x1 = x2 = x3 = 0 (arch/arm/lib/bootm.c boot_jump_linux).
+- On a board given as its DTB (--platform board.dtb), the RAM start is its first /memory
+  bank (gd->bd->bi_dram[0].start).
 - Not predicted (bounded only): where U-Boot puts the DTB and a ramdisk. It copies the DTB
   (boot_relocate_fdt, lmb below its own relocated image; observed 0x7dcaf000 with 1 GiB)
   and edits /chosen (bootargs, u-boot,version) and /memory; the ramdisk goes below
@@ -49,8 +51,8 @@ def relocation(header, image_address, ram_base):
                summary="U-Boot qemu_arm64 `booti` of an arm64 Image (kernel placement; DTB and ramdisk bounded)")
 def load(req):
     board = req.platform.devicetree
-    if board.machine is None or board.machine.arch != "aarch64":
-        raise RecipeError("uboot-booti is modelled for qemu-virt-aarch64:<mem> (U-Boot qemu_arm64)")
+    if board.machine is not None and board.machine.arch != "aarch64":
+        raise RecipeError("uboot-booti is modelled for qemu-virt-aarch64:<mem> (U-Boot qemu_arm64) or a board DTB")
     found = verdicts.uboot_booti(req.kernel.data, "aarch64")
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="uboot-booti", words=found.words)
