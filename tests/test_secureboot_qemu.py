@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require, run_bootforge
+from conftest import REPO, require, run_bootforge
 from test_sign import _sign
 from test_uki_build import bootforge_uki
 from test_uki_qemu import esp_image
@@ -96,3 +96,46 @@ def test_signed_grub_boots_with_secure_boot_on(tmp_path):
     assert _verdict(signed)["ok"] and not _verdict(grub)["ok"]
     text = secureboot_boot(tmp_path, esp_image(tmp_path, signed), (GRUB_MARKER, "Access Denied"))
     assert GRUB_MARKER in text, text[-2000:]
+
+
+def image_recipe(directory, signed=True):
+    """A GPT disk image for UEFI, GRUB booting the dump kernel (recipes/kernel-mbdump-mb2.toml),
+    with the [image] secureboot keys (Debian's snakeoil pair) when *signed*."""
+    kernel = Path(directory) / "mbdump-mb2.elf"
+    run_bootforge("build", REPO / "recipes" / "kernel-mbdump-mb2.toml", check=0)
+    shutil.copy(REPO / "build" / "kernels" / "mbdump-mb2.elf", kernel)
+    (Path(directory) / "pp").write_text("snakeoil\n")
+    keys = ('secureboot_private_key = "/usr/share/ovmf/PkKek-1-snakeoil.key"\n'
+            'secureboot_certificate = "/usr/share/ovmf/PkKek-1-snakeoil.pem"\n'
+            'secureboot_key_passphrase_file = "pp"\n') if signed else ""
+    recipe = Path(directory) / "image.toml"
+    recipe.write_text('[image]\nformat = "disk"\nloader = "grub"\nfirmware = ["uefi"]\noutput = "os.img"\n' + keys
+                      + '\n[[image.entries]]\ntitle = "mbdump"\nkernel = "mbdump-mb2.elf"\nprotocol = "multiboot2"\n'
+                      'cmdline = "console=ttyS0"\n')
+    run_bootforge("build", recipe, check=0)
+    return Path(directory) / "os.img"
+
+
+def esp_file(image, path, out):
+    """*path* copied out of the image's first GPT partition (the ESP) with mtools."""
+    require("mcopy")
+    data = Path(image).read_bytes()
+    entries_lba = int.from_bytes(data[512 + 72:512 + 80], "little")
+    first_lba = int.from_bytes(data[entries_lba * 512 + 32:entries_lba * 512 + 40], "little")
+    subprocess.run(["mcopy", "-n", "-i", f"{image}@@{first_lba * 512}", f"::{path}", str(out)], check=True,
+                   capture_output=True)
+    return Path(out)
+
+
+def test_signed_grub_image_boots_with_secure_boot_on(tmp_path):
+    """[image] secureboot keys: the GRUB EFI binary on the image's ESP is signed (sbverify accepts
+    it) and OVMF with Secure Boot on starts it; GRUB reads its grub.cfg and boots the entry, where
+    GRUB 2.06's own Secure Boot check (no shim) refuses the Multiboot2 kernel in its words."""
+    from test_sign import sbverify, SNAKEOIL_CERT
+    image = image_recipe(tmp_path)
+    efi = esp_file(image, "/EFI/BOOT/BOOTX64.EFI", tmp_path / "BOOTX64.EFI")
+    assert sbverify(SNAKEOIL_CERT, efi).returncode == 0
+    assert _verdict(efi)["ok"]
+    text = secureboot_boot(tmp_path, image, ("shim_lock protocol not found", "Access Denied"))
+    assert "Welcome to GRUB!" in text and "Booting `mbdump'" in text, text[-2000:]
+    assert "error: shim_lock protocol not found." in text

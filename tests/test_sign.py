@@ -227,3 +227,15 @@ def test_uki_recipe_with_half_a_key_pair(tmp_path):
                           secureboot_certificate=SNAKEOIL_CERT)
     assert_one_line_error(run_bootforge("build", recipe), "secureboot_certificate needs secureboot_private_key")
     assert not (tmp_path / "u.efi").exists()
+
+
+def test_image_recipe_signs_its_efi_binary(tmp_path):
+    """[image] secureboot_* keys: the image's BOOTX64.EFI is GRUB's image signed (the unsigned
+    build's BOOTX64.EFI signed by `bootforge sign` is byte-equal), the rest of the ESP unchanged."""
+    from test_secureboot_qemu import esp_file, image_recipe
+    (tmp_path / "s").mkdir()
+    (tmp_path / "u").mkdir()
+    signed = esp_file(image_recipe(tmp_path / "s"), "/EFI/BOOT/BOOTX64.EFI", tmp_path / "s.efi")
+    unsigned = esp_file(image_recipe(tmp_path / "u", signed=False), "/EFI/BOOT/BOOTX64.EFI", tmp_path / "u.efi")
+    assert _sign(unsigned, tmp_path / "by-command.efi").returncode == 0
+    assert signed.read_bytes() == (tmp_path / "by-command.efi").read_bytes()

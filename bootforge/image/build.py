@@ -161,6 +161,15 @@ def build_image_recipe(recipe, table, output):
             "source_date_epoch": int(dt.timestamp()), **layout}
 
 
+def _efi_binary(spec, source):
+    """The file content of an EFI binary put on the image (bytes, or a file's path): signed with
+    the [image] secureboot_* keys when the recipe gives them (spec.sign)."""
+    if spec.sign is None:
+        return FileContent.from_bytes(source) if isinstance(source, bytes) else FileContent.from_file(source)
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    return FileContent.from_bytes(spec.sign(data, None if isinstance(source, bytes) else source))
+
+
 def _grub_early_config(digest, files, layout):
     """The early config GRUB images get: adds the image's id-tag file to *files* (the early
     config searches for it to find the image's own volume) and records the config in *layout*."""
@@ -187,7 +196,7 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
         if "uefi" in spec.firmware:
             efi = grub.mkimage("x86_64-efi", grub.EFI_DIR,
                                grub.modules(spec.protocols, "x86_64-efi", "iso9660"), early)
-            esp = FatWriter({"/EFI/BOOT/BOOTX64.EFI": FileContent.from_bytes(efi)}, dt,
+            esp = FatWriter({"/EFI/BOOT/BOOTX64.EFI": _efi_binary(spec, efi)}, dt,
                             int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
             esp.layout()
             boots.append(BootImage(et.PLATFORM_EFI, FatContent(esp), path="/boot/grub/efi.img"))
@@ -201,7 +210,7 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     else:
         lim = limine.files(spec.limine_dir)
         files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
-        files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
+        files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, lim["BOOTX64.EFI"])
         if "bios" in spec.firmware:
             boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(lim["limine-bios-cd.bin"]).read_bytes()),
                                    4, boot_info_table=True, path="/boot/limine/limine-bios-cd.bin"))
@@ -260,7 +269,7 @@ def _build_disk(spec, files, digest, dt, out):
     if spec.loader == "grub":
         early = _grub_early_config(digest, files, layout)
         if "uefi" in spec.firmware:
-            files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_bytes(grub.mkimage(
+            files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, grub.mkimage(
                 "x86_64-efi", grub.EFI_DIR, grub.modules(spec.protocols, "x86_64-efi", "fat"), early))
             layout["grub_modules_uefi"] = grub.modules(spec.protocols, "x86_64-efi", "fat")
         if "bios" in spec.firmware:
@@ -271,7 +280,7 @@ def _build_disk(spec, files, digest, dt, out):
     elif spec.loader == "limine":
         lim = limine.files(spec.limine_dir)
         files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
-        files["/EFI/BOOT/BOOTX64.EFI"] = FileContent.from_file(lim["BOOTX64.EFI"])
+        files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, lim["BOOTX64.EFI"])
     else:
         raise RecipeError("syslinux disk images are not supported")
     esp = FatWriter(files, dt, int.from_bytes(content_id(digest, "esp-serial", 4), "little"))

@@ -62,6 +62,11 @@ IMAGE_FIELDS = (
     Field("entries", list, None, "[[image.entries]]: the boot menu's entries, in order"),
     Field("files", list, [], "[[image.files]]: further files copied into the image"),
     Field("allow_refusal", bool, False, "tests only: build even when the loader's verdict refuses a kernel"),
+    Field("secureboot_private_key", str, None, "RSA key signing every EFI binary put on the image for Secure Boot "
+          "(Authenticode, as `bootforge sign`)", **PATH),
+    Field("secureboot_certificate", str, None, "the X.509 certificate of secureboot_private_key", **PATH),
+    Field("secureboot_key_passphrase_file", str, None, "file whose first line decrypts secureboot_private_key",
+          **PATH),
 )
 ENTRY_FIELDS = (
     Field("title", str, None, "the menu entry's title (default \"entry N\")"),
@@ -138,6 +143,7 @@ class ImageSpec:
     limine_dir: str | None
     platform: str | None
     allow_refusal: bool = False     # tests only: build even when the loader's verdict refuses a kernel
+    sign: object = None             # bytes -> signed bytes for the EFI binaries ([image] secureboot_* keys)
 
     @property
     def protocols(self):
@@ -238,8 +244,16 @@ def read_image_table(recipe, table):
         if files_path in files:
             raise RecipeError(f"[{where}] two files map to one path in the image: {files_path}")
         files[files_path] = (FileContent.from_file(source, "file"), source)
+    sign = None
+    if any(k.startswith("secureboot_") for k in t):
+        if loader == "limine" and fmt_ == "iso" and "uefi" in firmware:
+            raise RecipeError("[image] secureboot keys: a Limine ISO boots UEFI from Limine's prebuilt "
+                              "limine-uefi-cd.bin, whose BOOTX64.EFI bootforge does not re-sign; use format \"disk\"")
+        # Function-level import: cryptography and asn1crypto only for a signed image.
+        from bootforge.pe.sign import recipe_signer
+        sign = recipe_signer(t, lambda value, key: base / value, "image")
     return ImageSpec(recipe, fmt_, loader, firmware, t.get("output"), entries, files, t.get("size"),
-                     t["timeout"], volume_id, limine_dir, t.get("platform"), t["allow_refusal"])
+                     t["timeout"], volume_id, limine_dir, t.get("platform"), t["allow_refusal"], sign)
 
 
 def _check_cmdline(text, where):
