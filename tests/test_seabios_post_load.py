@@ -106,3 +106,24 @@ def test_help_lists_the_device_keys():
     assert all(f.name in section for f in DEVICE_FIELDS)
     assert all(m in section.replace("-\n", "-").replace("\n", " ").replace("  ", "") for m in ("e1000", "rtl8139"))
     assert "--device MODEL[=ROMFILE]" in out
+
+
+def test_kernel_recipe_with_devices_places_ipxe_as_the_probe_saw_it(tmp_path):
+    # The machine of tests/data/ipxe-probe/e1000.toml, whose probe boot proved where iPXE's
+    # relocated image lies (tests/test_ipxe_probe.py), now loading a Multiboot kernel.
+    require(IPXE)
+    from bootforge.verify.ipxe_probe import predict, probe_size
+    recipe = tmp_path / "k.toml"
+    recipe.write_text(f'[load]\nkernel = "{DATA}/load-root/boot/kernel-mb1"\ncmdline = "x"\n'
+                      'platform = "qemu-pc-seabios:256M"\nloader = "ipxe-pcbios-mb1"\n'
+                      f'[[load.devices]]\ndevice = "e1000"\nromfile = "{IPXE}/pxe-e1000.rom"\n')
+    proc, doc = load_json(recipe, check=0)
+    text = next(p for p in doc["placements"] if p["name"] == "iPXE text/data (relocated)")
+    probed = predict(post_request_machine(DATA / "ipxe-probe" / "e1000.toml"), probe_size())
+    assert (text["start"], text["end"]) == probed.text
+    assert doc["post"]["option_roms"][1]["segment"] == "ca00"
+
+
+def post_request_machine(path):
+    from bootforge.post.load import post_request
+    return post_request(str(path), None, (), None)

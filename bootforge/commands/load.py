@@ -112,6 +112,9 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
         req = request_from_arguments(recipe, platform, loader, cmdline, modules, initrds, dtb)
     else:
         req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
+    # A kernel recipe with [[load.devices]]: SeaBIOS's POST too, and the booting ROM's iPXE facts.
+    from bootforge.post.load import with_devices
+    req, post = with_devices(recipe, platform, req)
     # A platform read from a file (a DTB whose /reserved-memory Linux ignores): what its reader
     # went past is said here as memmap says it, on stderr and in the JSON "warnings".
     from bootforge.memmap.model import reading_warnings
@@ -151,10 +154,19 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
         doc = result.to_json()
         if platform_warnings:
             doc["warnings"] = list(doc.get("warnings", [])) + platform_warnings
+        if post is not None:
+            from bootforge.post.report import post_json
+            doc["post"] = post_json(post)
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         click.echo(result.render_text(), nl=False)
+        if post is not None:
+            click.echo("\nSeaBIOS's POST on this machine (its devices): `bootforge load` of it without a kernel "
+                       "has the whole report")
+            for r in post.option_roms:
+                where = f"{r.segment:04x}:0003" if r.address is not None else "does not run"
+                click.echo(f"  {r.device:<22} {where}  {r.words or r.reason}")
     sys.exit(0 if passed(result.checks) else 1)
 
 
