@@ -71,6 +71,8 @@ FORMATS = [
     ("gzip", lambda d: d[:2] == b"\x1f\x8b", "bootforge.inspect:inspect_compressed"),
     ("xz", lambda d: d[:6] == b"\xfd7zXZ\x00", "bootforge.inspect:inspect_compressed"),
     ("mbdump", lambda d: d[:9] == b"BFMBDUMP ", "bootforge.multiboot.dump:inspect_dump"),
+    # U-Boot's own u-boot.bin has no header: its version string says what it is (bootforge/fdtboot/).
+    ("u-boot", lambda d: b"U-Boot 20" in d[:8 << 20], "bootforge.fdtboot.inspect:inspect_uboot"),
     # System firmware (bootforge/rom/system_firmware.py): EDK2 flash images (a firmware volume's
     # _FVH in the first 64 KiB), legacy BIOS images (64 KiB blocks ending in the reset vector's far
     # jump and the BIOS date).

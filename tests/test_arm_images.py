@@ -241,3 +241,21 @@ def test_booti_on_a_board_dtb(tmp_path):
     # Not anywhere in RAM: the start of RAM (0x80000000), 2 MiB aligned, + text_offset.
     assert doc["linux"]["entry"] == 0x80080000
     assert doc["linux"]["move"] == "Moving Image from 0x40400000 to 0x80080000, end=80090000"
+
+
+@pytest.mark.parametrize("board,arch", [("qemu_arm64", "aarch64"), ("qemu_arm", "arm"), ("qemu-riscv64", "riscv64"),
+                                        ("qemu-riscv64_smode", "riscv64")])
+def test_uboot_binaries(board, arch):
+    """Debian's u-boot-qemu u-boot.bin: the version dpkg names, the architecture, arm64's start.S words."""
+    path = f"/usr/lib/u-boot/{board}/u-boot.bin"
+    require(path)
+    doc = inspect_json(path)
+    assert doc["format"] == "u-boot" and doc["arch"] == arch
+    version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "u-boot-qemu"], capture_output=True,
+                             text=True).stdout
+    assert doc["version"] == version
+    if arch == "aarch64":
+        # _end_ofs is the image's end: u-boot.bin is the image, nothing appended (QEMU gives the DTB).
+        assert doc["end_ofs"] == doc["size"] and "appended_dtb" not in doc
+        assert doc["bss_start_ofs"] <= doc["bss_end_ofs"]
+    assert ("M-mode" in doc["mode"]) == (board == "qemu-riscv64")

@@ -4,10 +4,12 @@ header, also shows its PE view), the legacy uImage (both CRC32s recomputed; the
 parts of a multi-file image) and FIT (every image, hash recomputed, signature
 listed, configuration, and each embedded DTB by its model and compatible), with
 the verdicts of QEMU -kernel, U-Boot booti/bootz/bootm and the Linux EFI stub on
-AAVMF (bootforge/fdtboot/verdicts.py). Defects (a CRC or hash that does not
+AAVMF (bootforge/fdtboot/verdicts.py), and U-Boot's own u-boot.bin. Defects (a CRC or hash that does not
 match the data) are problems: exit 1.
 """
 
+import re
+import struct
 from dataclasses import dataclass
 
 from bootforge.errors import FormatError
@@ -220,3 +222,59 @@ def inspect_fit(path, data):
                                "signatures": c.signatures} for c in fit.configurations],
            "verdicts": [v.to_json() for v in verdicts.kernel_verdicts(data, None, fit=fit)]}
     return FitReport(path=str(path), format="fit", problems=list(fit.problems), doc=doc)
+
+
+UBOOT_VERSION = re.compile(rb"U-Boot (20\d\d\.\d\d[^\s(]*) \(([^)]*)\)")
+ARM64_BRANCH_MASK, ARM64_BRANCH = 0xFC000000, 0x14000000
+RISCV_CSRR_MHARTID = 0xF1402573        # csrr a0, mhartid: M-mode entry (qemu-riscv64)
+
+
+def looks_like_uboot(data):
+    return UBOOT_VERSION.search(data[:8 << 20]) is not None
+
+
+@dataclass
+class UBootReport(DocumentReport):
+    def render_text(self):
+        d = self.doc
+        out = [f"{self.path}: U-Boot {d['version']} ({d['built']}), {d['arch']} {d['mode']}, "
+               f"{human_size(d['size'])}"]
+        if d.get("text_base") is not None:
+            out.append(f"  start.S header: TEXT_BASE {d['text_base']:#x}, image end {d['end_ofs']:#x}, bss "
+                       f"[{d['bss_start_ofs']:#x}, {d['bss_end_ofs']:#x})"
+                       + (f", appended DTB: {d['appended_dtb']}" if d.get("appended_dtb") else ", no appended DTB"))
+        out += _render_verdicts(d["verdicts"])
+        return "\n".join(out) + "\n"
+
+
+def inspect_uboot(path, data):
+    """U-Boot's own u-boot.bin: its version string, the architecture its first instruction is
+    for, arm64's start.S words (arch/arm/cpu/armv8/start.S: b reset, _TEXT_BASE, _end_ofs,
+    _bss_start_ofs, _bss_end_ofs) and how QEMU's virt machines start it."""
+    m = UBOOT_VERSION.search(data[:8 << 20])
+    first = int.from_bytes(data[:4], "little")
+    doc = {"version": m.group(1).decode("latin-1"), "built": m.group(2).decode("latin-1"), "size": len(data)}
+    if first & ARM64_BRANCH_MASK == ARM64_BRANCH and len(data) >= 40:
+        doc.update(arch="aarch64", mode="EL2/EL1 (-bios: QEMU's flash at 0)")
+        doc.update(dict(zip(("text_base", "end_ofs", "bss_start_ofs", "bss_end_ofs"),
+                            struct.unpack_from("<QQQQ", data, 8))))
+        end = doc["end_ofs"]
+        if data[end:end + 4] == b"\xd0\x0d\xfe\xed":
+            doc["appended_dtb"] = _dtb_identity(data[end:], path)
+        verdicts_ = [verdicts._v("qemu-bios", True, "qemu-system-aarch64 -M virt -bios: runs from flash at 0 and "
+                                 "takes QEMU's DTB at the start of RAM"),
+                     verdicts.uboot_bootm_other()]
+    elif first >> 24 == 0xEA:
+        doc.update(arch="arm", mode="SVC (-bios: QEMU's flash at 0)")
+        verdicts_ = [verdicts._v("qemu-bios", True, "qemu-system-arm -M virt -bios: runs from flash at 0"),
+                     verdicts.uboot_bootm_other()]
+    elif first == RISCV_CSRR_MHARTID:
+        doc.update(arch="riscv64", mode="M-mode (in place of OpenSBI)")
+        verdicts_ = [verdicts._v("qemu-bios", True, "qemu-system-riscv64 -M virt -bios: runs at 0x80000000 in "
+                                 "M-mode instead of OpenSBI"), verdicts.uboot_bootm_other()]
+    else:
+        doc.update(arch="riscv64", mode="S-mode (after OpenSBI)")
+        verdicts_ = [verdicts._v("qemu-riscv-kernel", True, "qemu-system-riscv64 -M virt -kernel: OpenSBI "
+                                 "fw_dynamic starts it in S-mode at 0x80200000"), verdicts.uboot_bootm_other()]
+    doc["verdicts"] = [v.to_json() for v in verdicts_]
+    return UBootReport(path=str(path), format="u-boot", doc=doc)
