@@ -26,7 +26,7 @@ def test_stream_cut_from_a_compressed_rom_is_named(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["format"] == "efi-compressed"
     assert (doc["compressed_size"], doc["original_size"]) == (compressed, original)
-    assert doc["variant"] == "efi" and doc["decoded_format"] == "pe"
+    assert doc["variant"] == "efi" and doc["decoded_format"] == "efi-driver"     # iPXE's e1000 EFI driver
     # and what it names is what decompression gives: the driver bytes of efi-e1000.rom's image 1
     driver = tmp_path / "driver.efi"
     assert run_bootforge("decompress", "--format", "efi", stream, "-o", driver).returncode == 0
