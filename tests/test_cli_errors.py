@@ -74,3 +74,12 @@ def test_json_usage_error_is_a_document_too():
     assert proc.returncode == 2
     error = json.loads(proc.stdout)["error"]
     assert error["file"] is None and "'--firmware'" in error["message"] and "bogus" in error["message"]
+
+
+def test_inspect_check_of_a_non_kernel_gets_its_json_entry():
+    rom = "/usr/share/seabios/vgabios-stdvga.bin"
+    require(rom)
+    proc = run_bootforge("inspect", "--json", "--check", "grub-mb2", rom)
+    assert_one_line_error(proc, "not a kernel (option-rom)")
+    assert json.loads(proc.stdout) == {"file": rom, "error": {
+        "file": rom, "offset": None, "message": "--check grub-mb2: not a kernel (option-rom)"}}

@@ -169,8 +169,10 @@ def _inspect_file(path, options):
     if check_loader is not None:
         loaders = report.to_json().get("loaders") if report.format == "multiboot-kernel" else None
         if loaders is None:
-            events.append((True, f"bootforge: error: {path}: --check {check_loader}: not a kernel ({report.format})"))
-            return 2, events, None
+            message = f"--check {check_loader}: not a kernel ({report.format})"
+            events.append((True, f"bootforge: error: {path}: {message}"))
+            return 2, events, ({"file": str(path), "error": {"file": str(path), "offset": None, "message": message}}
+                               if as_json else None)
         verdict = loaders[check_loader]
         document = None
         if as_json:
