@@ -16,6 +16,7 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	gdisk dosfstools genisoimage ipxe gcc libc6-dev librsvg2-bin \
 	tboot grub-invaders multiboot \
 	sbsigntool efitools swtpm swtpm-tools tpm2-tools busybox-static \
+	shim-signed grub-efi-amd64-signed libtss2-tcti-swtpm0 openssl \
 	qemu-efi-aarch64 qemu-efi-arm u-boot-qemu u-boot-tools opensbi \
 	binutils-aarch64-linux-gnu binutils-riscv64-linux-gnu binutils-arm-linux-gnueabihf \
 	linux-source-6.1 cpp

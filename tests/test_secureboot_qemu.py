@@ -1,7 +1,7 @@
 """Real Secure Boot under Debian's snakeoil OVMF (OVMF_CODE_4M.snakeoil.fd + a fresh copy of
 OVMF_VARS_4M.snakeoil.fd per boot; q35, TCG): images signed by `bootforge sign` with the
 snakeoil key start, a tampered one is refused in the words `bootforge inspect` predicted.
-Three OVMF boots of ~10 s each, from a FAT ESP (EFI/BOOT/BOOTX64.EFI)."""
+Three OVMF boots of 10-40 s each, from a FAT ESP (EFI/BOOT/BOOTX64.EFI) or a bootforge disk image."""
 
 import json
 import shutil
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.qemu
 
 SNAKEOIL_CODE = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
 SNAKEOIL_VARS = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
-GRUB_MARKER = "bootforge-grub-secureboot: GRUB runs"
 
 
 def secureboot_boot(directory, esp, until, timeout=120, code=SNAKEOIL_CODE, variables=SNAKEOIL_VARS):
@@ -80,22 +79,6 @@ def test_tampered_uki_is_refused_in_the_predicted_words(tmp_path):
     refusal = [line for line in text.splitlines() if "failed to load Boot" in line and "HARDDISK" in line]
     assert refusal and refusal[0].rstrip().endswith(": " + verdict["words"]), text[-2000:]
     assert "Linux version" not in text
-
-
-def test_signed_grub_boots_with_secure_boot_on(tmp_path):
-    """GRUB's EFI image (grub-mkimage, Debian's grub-efi-amd64-bin modules, an embedded config
-    that echoes a marker and halts) signed by bootforge: OVMF starts it."""
-    require("grub-mkimage")
-    cfg = tmp_path / "early.cfg"
-    cfg.write_text(f'echo "{GRUB_MARKER}"\nsleep 1\nhalt\n')
-    grub = tmp_path / "grubx64.efi"
-    subprocess.run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(grub), "-p", "/EFI/BOOT", "-c", str(cfg),
-                    "echo", "sleep", "halt", "normal"], check=True, capture_output=True)
-    signed = tmp_path / "grub.signed.efi"
-    assert _sign(grub, signed).returncode == 0
-    assert _verdict(signed)["ok"] and not _verdict(grub)["ok"]
-    text = secureboot_boot(tmp_path, esp_image(tmp_path, signed), (GRUB_MARKER, "Access Denied"))
-    assert GRUB_MARKER in text, text[-2000:]
 
 
 def image_recipe(directory, signed=True):
