@@ -35,6 +35,23 @@ GDB_I386 = (("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "rip"), 4)
 
 
 @dataclass(frozen=True)
+class PciDevice:
+    """A PCI device model the machine's QEMU offers (-device NAME): its ids, class, the option
+    ROM file QEMU gives it by default and whether it has an interrupt pin (SeaBIOS's MP table
+    lists one source per pin)."""
+    name: str
+    vendor_id: int
+    device_id: int
+    class_code: int
+    default_romfile: str | None
+    interrupt_pin: bool = True
+
+    @property
+    def ids(self):
+        return f"{self.vendor_id:04x}:{self.device_id:04x}"
+
+
+@dataclass(frozen=True)
 class MachineMap:
     """What a machine's firmware hands a loader: the memory map and, on BIOS, INT 12h and the EBDA."""
     memory_map: object              # bootforge.memmap.model.MemoryMap
@@ -62,6 +79,7 @@ class Machine:
     attach: dict = field(default_factory=lambda: {
         "cdrom": ("-cdrom", "{path}"), "disk": ("-drive", "file={path},format=raw,snapshot=on")})
     boot_timeout: float = 60.0      # verify's default wait for the kernel's entry (seconds)
+    pci_devices: tuple = ()         # PciDevice models for -device ([[load.devices]]); the VGA is named "VGA"
 
     def firmware_args(self, vars_path="OVMF_VARS_4M.fd"):
         """QEMU's arguments for the firmware files (a fresh copy of the variable store at *vars_path*)."""

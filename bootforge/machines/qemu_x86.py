@@ -28,7 +28,7 @@ from importlib.resources import files
 from bootforge.errors import RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EfiMemoryType
-from bootforge.machines import GDB_I386, GDB_X86_64, MIB, Machine, MachineMap
+from bootforge.machines import GDB_I386, GDB_X86_64, MIB, Machine, MachineMap, PciDevice
 from bootforge.memmap.formats.lsefimmap import parse_lsefimmap
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
@@ -110,14 +110,28 @@ def ovmf_efi_map(ram, name="qemu-q35-ovmf"):
     return MachineMap(MemoryMap("efi", ranges, source="qemu-q35-ovmf"))
 
 
+# QEMU 7.2's PCI models on pc (hw/net/*.c, hw/display/vga-pci.c ids; the pc machine's default
+# romfile of each: efi-*.rom from machine type 2.x on). -vga std is "VGA" (SeaVGABIOS, no pin).
+QEMU_PC_PCI_DEVICES = (
+    PciDevice("e1000", 0x8086, 0x100E, 0x020000, "efi-e1000.rom"),
+    PciDevice("e1000e", 0x8086, 0x10D3, 0x020000, "efi-e1000e.rom"),
+    PciDevice("rtl8139", 0x10EC, 0x8139, 0x020000, "efi-rtl8139.rom"),
+    PciDevice("virtio-net-pci", 0x1AF4, 0x1000, 0x020000, "efi-virtio.rom"),
+    PciDevice("pcnet", 0x1022, 0x2000, 0x020000, "efi-pcnet.rom"),
+    PciDevice("ne2k_pci", 0x10EC, 0x8029, 0x020000, "efi-ne2k_pci.rom"),
+    PciDevice("i82559er", 0x8086, 0x1209, 0x020000, "efi-eepro100.rom"),
+    PciDevice("vmxnet3", 0x15AD, 0x07B0, 0x020000, "efi-vmxnet3.rom"),
+    PciDevice("VGA", 0x1234, 0x1111, 0x030000, "vgabios-stdvga.bin", interrupt_pin=False),
+)
+
 MACHINES = (
     Machine("qemu-pc-seabios", "QEMU pc with SeaBIOS", "bios", "SeaBIOS", "qemu-system-x86_64", "pc", "qemu64",
             "AuthenticAMD", seabios_amd, {**QEMU_PACKAGE, "/usr/share/seabios/bios-256k.bin": "seabios"},
-            firmware_log=0x402, gdb_registers=GDB_X86_64),
+            firmware_log=0x402, gdb_registers=GDB_X86_64, pci_devices=QEMU_PC_PCI_DEVICES),
     Machine("qemu-pc-seabios-i386", "QEMU pc (qemu-system-i386) with SeaBIOS", "bios", "SeaBIOS",
             "qemu-system-i386", "pc", "qemu32", "GenuineIntel", seabios_intel,
             {**QEMU_PACKAGE, "/usr/share/seabios/bios-256k.bin": "seabios"}, firmware_log=0x402,
-            gdb_registers=GDB_I386),
+            gdb_registers=GDB_I386, pci_devices=QEMU_PC_PCI_DEVICES),
     Machine("qemu-q35-ovmf", "QEMU q35 with OVMF", "uefi", "OVMF", "qemu-system-x86_64", "q35", "qemu64",
             "AuthenticAMD", ovmf_efi_map, {**QEMU_PACKAGE, OVMF_CODE: "ovmf", OVMF_VARS: "ovmf"},
             firmware_files=(OVMF_CODE, OVMF_VARS), boot_timeout=120.0),

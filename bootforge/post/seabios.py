@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootforge.errors import FormatError, RecipeError
+from bootforge.machines import MACHINES, PciDevice
 from bootforge.loader.platforms import QEMU_PC_LOWMEM_GB_ALIGNED, QEMU_PC_LOWMEM_SPLIT, qemu_pc_seabios
 from bootforge.loader.policies.ipxe_pcbios import TEXTDATA_MEMSZ_PGH
 from bootforge.rom.model import parse_rom
@@ -97,42 +98,16 @@ IPXE_SHRUNK_OFFSET = 6
 IPXE_BUILD_ID_OFFSET = 8
 
 
-@dataclass(frozen=True)
-class PciModel:
-    """A QEMU PCI device model: its ids and the ROM file QEMU gives it by default (pc machine)."""
-    name: str
-    vendor_id: int
-    device_id: int
-    class_code: int
-    default_romfile: str | None
-    interrupt_pin: bool = True
-
-    @property
-    def ids(self):
-        return f"{self.vendor_id:04x}:{self.device_id:04x}"
-
-
-# QEMU 7.2's PCI device models bootforge knows (hw/net/*.c, hw/display/vga-pci.c ids; the pc
-# machine's default romfile of each, pc_compat for machine types >= 2.x: efi-*.rom).
-QEMU_PCI_MODELS = {m.name: m for m in (
-    PciModel("e1000", 0x8086, 0x100E, 0x020000, "efi-e1000.rom"),
-    PciModel("e1000e", 0x8086, 0x10D3, 0x020000, "efi-e1000e.rom"),
-    PciModel("rtl8139", 0x10EC, 0x8139, 0x020000, "efi-rtl8139.rom"),
-    PciModel("virtio-net-pci", 0x1AF4, 0x1000, 0x020000, "efi-virtio.rom"),
-    PciModel("pcnet", 0x1022, 0x2000, 0x020000, "efi-pcnet.rom"),
-    PciModel("ne2k_pci", 0x10EC, 0x8029, 0x020000, "efi-ne2k_pci.rom"),
-    PciModel("i82559er", 0x8086, 0x1209, 0x020000, "efi-eepro100.rom"),
-    PciModel("vmxnet3", 0x15AD, 0x07B0, 0x020000, "efi-vmxnet3.rom"),
-)}
-# -vga std: QEMU's VGA device (1234:1111, no interrupt pin) with SeaVGABIOS.
-STD_VGA = PciModel("VGA", 0x1234, 0x1111, 0x030000, "vgabios-stdvga.bin", interrupt_pin=False)
+# The pc machine's PCI device models, from the machine registry (bootforge/machines/qemu_x86.py).
+QEMU_PCI_MODELS = {m.name: m for m in MACHINES["qemu-pc-seabios"].pci_devices if m.name != "VGA"}
+STD_VGA = next(m for m in MACHINES["qemu-pc-seabios"].pci_devices if m.name == "VGA")
 
 
 @dataclass
 class Device:
     """One -device on the machine: the model, its ROM file (None: QEMU's default; "": no ROM),
     its bootindex and the PCI slot QEMU gives it."""
-    model: PciModel
+    model: PciDevice
     romfile: str | None = None
     bootindex: int | None = None
     slot: int | None = None
@@ -161,7 +136,7 @@ def find_rom_file(name):
 class PostMachine:
     memory_bytes: int
     devices: list                   # Device, in -device order
-    vga: PciModel | None            # None: -vga none
+    vga: PciDevice | None           # None: -vga none
     bootorder: list = field(default_factory=list)   # QEMU's bootorder file (from bootindex)
 
     @property
