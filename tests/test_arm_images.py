@@ -259,3 +259,31 @@ def test_uboot_binaries(board, arch):
         assert doc["end_ofs"] == doc["size"] and "appended_dtb" not in doc
         assert doc["bss_start_ofs"] <= doc["bss_end_ofs"]
     assert ("M-mode" in doc["mode"]) == (board == "qemu-riscv64")
+
+
+def test_truncated_files_never_crash(tmp_path):
+    """Every prefix length that matters of a uImage, an external-data FIT and the Images: exit 0/1
+    or one line naming the file, never a traceback."""
+    require("mkimage", "dtc")
+    kernel = stand_in_arm64(tmp_path / "Image")
+    mkimage("-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-d", kernel, tmp_path / "uImage")
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "b.dtb"), "-"], check=True,
+                   capture_output=True, input=b'/dts-v1/; / { compatible = "linux,dummy-virt"; };')
+    (tmp_path / "rd").write_bytes(b"r" * 300)
+    mkimage("-E", "-f", _its(tmp_path, kernel, tmp_path / "b.dtb", tmp_path / "rd"), tmp_path / "fit.itb")
+    samples = [tmp_path / "uImage", tmp_path / "fit.itb", kernel, stand_in_riscv(tmp_path / "rv")]
+    from bootforge.errors import BootforgeError
+    from bootforge.inspect import inspect_data
+    for sample in samples:
+        data = sample.read_bytes()
+        for n in sorted({10, 0x30, 0x3B, 0x3C, 0x3F, 0x40, 0x41, 0x60, len(data) // 2, len(data) - 1}):
+            try:        # in process: a report (exit 0/1) or a BootforgeError (one line, exit 2), nothing else
+                report = inspect_data(f"cut-{sample.name}", data[:n])
+                report.render_text()
+                report.to_json()
+            except BootforgeError:
+                pass
+    # And once through the CLI: the one line names the file.
+    cut = tmp_path / "cut.itb"
+    cut.write_bytes((tmp_path / "fit.itb").read_bytes()[:-7])
+    assert_one_line_error(run_bootforge("inspect", cut), "cut.itb")

@@ -147,3 +147,19 @@ def regenerate():
 if __name__ == "__main__":
     sys.path.insert(0, str(DATA.parent))
     regenerate()
+
+
+def test_load_prints_the_dtb_handed_over(tmp_path):
+    """`load` text: placements, registers, the DTB's diff against the machine's DTB, its DTS, the map."""
+    kernel = dump_kernel("aarch64")
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    proc = run_bootforge("load", kernel, "--platform", "qemu-virt-aarch64:1G", "--loader", "qemu-arm-kernel",
+                         "--cmdline", CMDLINE, "--initrd", initrd, check=0)
+    text = proc.stdout
+    assert "registers at entry: x0 0x48200000, x1 0x0, x2 0x0, x3 0x0" in text
+    diff = text[text.index("DTB diff against the machine's DTB:"):text.index("DTB handed over (DTS):")]
+    assert f'+\t\tbootargs = "{CMDLINE}";' in diff
+    assert "+\t\tlinux,initrd-start = <0x48000000>;" in diff
+    assert f"+\t\tlinux,initrd-end = <{0x48000000 + INITRD_SIZE:#x}>;" in diff
+    assert "\tchosen {" in text[text.index("DTB handed over (DTS):"):]
+    assert "0x0000000040000000 0x0000000040000000 type 1 (ram)" in text

@@ -56,7 +56,8 @@ class LoadCommand(click.Command):
 @click.command("load", cls=LoadCommand)
 @click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False), required=False)
 @click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
-              "r820-efi, a map file; <mem> as QEMU's -m: a bare number is MiB).")
+              "r820-efi, a map file; <mem> as QEMU's -m: a bare number is MiB; device-tree platforms: "
+              "qemu-virt-aarch64:1G, qemu-virt-arm:256M, qemu-virt-riscv64:512M, a board's .dtb).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "

@@ -37,7 +37,8 @@ from bootforge.schema import REQUIRED, Field, validate
 # The [load] table, declared once: validation below and `bootforge load --help` read it.
 LOAD_FIELDS = (
     Field("loader", str, None, "the loader policy (--loader wins; the list below)"),
-    Field("platform", str, None, "qemu-pc-seabios:<mem>, qemu-q35-ovmf:<mem>, r820-efi or a map file "
+    Field("platform", str, None, "qemu-pc-seabios:<mem>, qemu-q35-ovmf:<mem>, r820-efi, a map file, "
+          "qemu-virt-aarch64:<mem>, qemu-virt-arm:<mem>, qemu-virt-riscv64:<mem> or a board's DTB "
           "(--platform wins)"),
     Field("kernel", str, None, "the kernel file, relative to the recipe"),
     Field("loader_path", str, None, "the name the loader is given for the kernel (default: its file name)"),
