@@ -83,3 +83,12 @@ def test_inspect_check_of_a_non_kernel_gets_its_json_entry():
     assert_one_line_error(proc, "not a kernel (option-rom)")
     assert json.loads(proc.stdout) == {"file": rom, "error": {
         "file": rom, "offset": None, "message": "--check grub-mb2: not a kernel (option-rom)"}}
+
+
+def test_missing_platform_file_is_named_as_missing(tmp_path):
+    missing = tmp_path / "host.e820"
+    proc = run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--platform", missing)
+    assert_one_line_error(proc, f"platform map file {missing}: No such file or directory")
+    # A name that is no platform and no path is still "unknown platform".
+    assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--platform", "bogus"),
+                          "unknown platform 'bogus'")

@@ -250,6 +250,9 @@ def resolve(spec, base=None):
         raise RecipeError(f"platform map file {str(path)[:60]!r}...: {exc.strerror}") from None
     if exists:
         return from_file(path)
+    if "/" in spec or Path(spec).suffix:
+        # Written as a file (a directory or an extension), not a platform name: the file is missing.
+        raise RecipeError(f"platform map file {path}: No such file or directory")
     known = platform_syntax() + ", r820-efi, " + ", ".join(sorted(p.name.rsplit(".", 1)[0] for p in PLATFORM_DIR.iterdir()
                                                                    if not p.name.startswith("r820-efi.")))
     raise RecipeError(f"unknown platform {spec!r} (known: {known.rstrip(', ')}, or a map file)")
