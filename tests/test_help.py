@@ -112,3 +112,7 @@ def test_build_help_names_each_recipe_key():
     for fields in (rom.ROM_FIELDS, kernel.KERNEL_FIELDS, kernel.MB1_FIELDS, kernel.MB2_FIELDS):
         for f in fields:
             assert f" {f.name} {f.kind()}: " in text, f.name
+    from bootforge.commands import build
+    options = text[text.index("Options:"):]
+    for kind, suffix in build.DEFAULT_SUFFIX.items():
+        assert f"{suffix} ([{kind}])" in options, f"build --help does not name the default {suffix} of [{kind}]"

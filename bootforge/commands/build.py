@@ -56,8 +56,8 @@ class BuildCommand(click.Command):
 @click.command("build", cls=BuildCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: the recipe's "
-              "output key, else RECIPE's name with .rom/.elf/.efi/.iso ([rom]/[kernel]/[uki]/[image]) in the current "
-              "directory).")
+              "output key, else RECIPE's name with " + ", ".join(f"{s} ([{k}])" for k, s in DEFAULT_SUFFIX.items())
+              + " in the current directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
 @dts_options
 def build_command(recipe, output, as_json, **dtc):
