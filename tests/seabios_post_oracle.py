@@ -38,6 +38,9 @@ BOOTS = {
                                     ("e1000", str(HELLO_56K_ROM), None),
                                     ("rtl8139", f"{IPXE}/pxe-rtl8139.rom", None)]),
     "novga-hello-64M": (64, False, [("e1000", str(HELLO_ROM), None)]),
+    "vga-bootindex3-2G": (2048, True, [("e1000", f"{IPXE}/pxe-e1000.rom", 3),
+                                       ("rtl8139", f"{IPXE}/pxe-rtl8139.rom", 1),
+                                       ("pcnet", f"{IPXE}/pxe-pcnet.rom", 2)]),
 }
 
 

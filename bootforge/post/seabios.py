@@ -45,7 +45,8 @@ not derived:
   0x1b0 below that (0x1d0 with RAM above 4 GiB), then 0x100 bytes more.
 - What SeaBIOS itself holds at the top of ZoneTmpHigh when the ROMs run: 0x1ddb0 bytes with six
   PCI devices, 0x50 more per further device (its struct pci_device), plus QEMU's bootorder file
-  when bootindex is used (measured 0xb0 for two entries: the file, rounded to 16, and 0x60).
+  when bootindex is used (the file rounded to 16, plus 0x60: fitted on a two-entry file, then
+  predicted for a three-entry one, tests/data/seabios-post/vga-bootindex3-2G).
 """
 
 import struct
