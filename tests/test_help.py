@@ -1,6 +1,6 @@
 """Every `--help` runs, and each claim a help text makes is what the registries hold:
 loaders and their firmware, protocol and real-boot claims, formats, verdict names,
-recipe keys. Help is generated from them, so it cannot go stale;
+recipe keys, default output names. Help is generated from them, so it cannot go stale;
 this test is what says so."""
 
 import re
