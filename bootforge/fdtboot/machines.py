@@ -112,11 +112,14 @@ def placeholder_kernel():
     return bytes.fromhex("6f000000") * 16
 
 
-def machine_dtb(machine, mem, cmdline=None):
+def machine_dtb(machine, mem, cmdline=None, bios=None):
     """(DTB bytes, where they came from) of *machine* with *mem* bytes of RAM, from QEMU's
-    dumpdtb, cached per QEMU version."""
+    dumpdtb, cached per QEMU version. *bios*: a firmware file run with -bios (QEMU builds a
+    different tree when firmware is loaded: observed without gpio-keys and the PL061)."""
     version = qemu_version(machine.binary)
     key = f"{machine.name}-{mem // MIB}M"
+    if bios is not None:
+        key += "-bios-" + hashlib.sha256(Path(bios).read_bytes()).hexdigest()[:16]
     if machine.cmdline_in_machine_dtb and cmdline:
         key += "-cmdline-" + hashlib.sha256(cmdline.encode()).hexdigest()[:16]
     path = cache_dir() / "qemu-dtb" / version / f"{key}.dtb"
@@ -127,6 +130,8 @@ def machine_dtb(machine, mem, cmdline=None):
             argv = machine.qemu_args(mem)
             argv[2] = f"{machine.machine},dumpdtb={out}"
             argv += ["-display", "none", "-nographic", "-monitor", "none", "-serial", "none"]
+            if bios is not None:
+                argv += ["-bios", str(bios), "-nic", "none"]
             if machine.cmdline_in_machine_dtb and cmdline:
                 kernel = Path(tmp) / "placeholder"
                 kernel.write_bytes(placeholder_kernel())

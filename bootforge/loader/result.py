@@ -120,7 +120,8 @@ class LoadResult:
         if dt:
             # Device-tree platforms (bootforge/fdtboot/handover.py): the DTB is the boot information.
             out.append("  registers at entry: " + ", ".join(f"{k} {v:#x}" for k, v in dt["registers"].items()))
-            out.append(f"  DTB handed over at {dt['address']:#x} ({dt['totalsize']:#x} bytes, {dt['nodes']} nodes); "
+            where = f"{dt['address']:#x}" if dt["address"] is not None else "an address the loader picks"
+            out.append(f"  DTB handed over at {where} ({dt['totalsize']:#x} bytes, {dt['nodes']} nodes); "
                        f"machine DTB: {dt['machine_dtb']}")
             for r in dt["random"]:
                 out.append(f"    random per boot: {r['path']} {r['property']}{' padding' if r['part'] == 'padding' else ''}"

@@ -12,14 +12,26 @@ Rules:
 - x0 = the DTB, x1 = x2 = x3 = 0 (arch/arm/lib/bootm.c boot_jump_linux).
 - On a board given as its DTB (--platform board.dtb), the RAM start is its first /memory
   bank (gd->bd->bi_dram[0].start).
-- Not predicted (bounded only): where U-Boot puts the DTB and a ramdisk. It copies the DTB
-  (boot_relocate_fdt, lmb below its own relocated image; observed 0x7dcaf000 with 1 GiB)
-  and edits /chosen (bootargs, u-boot,version) and /memory; the ramdisk goes below
-  initrd_high. Both lie in RAM below U-Boot's own copy near the top.
+- The DTB (boot/image-fdt.c, boot/fdt_support.c; observed equal byte for byte without an
+  initrd): QEMU's tree for a firmware boot (dumpdtb with -bios u-boot.bin), copied by
+  boot_relocate_fdt into totalsize + CONFIG_SYS_FDT_PAD (0x3000) bytes (fdt_open_into), then
+  fdt_chosen (/chosen bootargs from the environment when set, u-boot,version), arch_fixup_fdt's
+  fdt_fixup_memory_banks (/memory device_type and reg: the same bytes again) and
+  fdt_shrink_to_minimum (totalsize = the end of the strings + 5 reservation entries, to the
+  next page; no reservation is added). With a ramdisk, fdt_initrd adds linux,initrd-start/end
+  and a /memreserve/ for it at the address U-Boot chose: those values are bounded.
+- Not predicted (bounded only): where U-Boot puts the DTB (boot_relocate_fdt's lmb allocation
+  below its own stack; observed 0x7dcaf000 with 1 GiB) and a ramdisk (below initrd_high).
 """
+import re
+from pathlib import Path
 
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdtboot import kernels, verdicts
+from bootforge.fdtboot.handover import devicetree_facts, mark_random
+from bootforge.fdtboot.libfdt import Fdt
+from bootforge.fdtboot.machines import machine_dtb
+from bootforge.loader.policies.qemu_arm_kernel import RANDOM
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
 from bootforge.loader.result import LoadResult
@@ -29,10 +41,43 @@ from bootforge.verdict import check
 SOURCE = "U-Boot 2023.01 cmd/booti.c, arch/arm/lib/image.c booti_setup, arch/arm/lib/bootm.c"
 MIB = 1 << 20
 KERNEL_ADDR_R = 0x40400000          # qemu_arm64 environment (include/configs/qemu-arm.h)
+UBOOT_ARM64 = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")     # u-boot-qemu
+SYS_FDT_PAD = 0x3000                # CONFIG_SYS_FDT_PAD (boot_relocate_fdt)
+PAGE = 4096
+RSV_ENTRY = 16
 OPTIONS = (
     Field("image_address", int, KERNEL_ADDR_R, "where the Image was loaded before `booti` (kernel_addr_r)",
           min=0, max=(1 << 64) - 1),
 )
+
+
+def uboot_version(path=UBOOT_ARM64):
+    """PLAIN_VERSION of the U-Boot binary (its "U-Boot <version> (" string)."""
+    m = re.search(rb"U-Boot (20\d\d\.\d\d[^\s(]*) \(", path.read_bytes())
+    if m is None:
+        raise RecipeError(f"{path}: no U-Boot version string")
+    return m.group(1).decode("latin-1")
+
+
+def handed_dtb(bios_dtb, bootargs, version, ram_base, ram_size):
+    """(DTB booti hands the kernel without a ramdisk, its random byte spans)."""
+    fdt = Fdt(bios_dtb)
+    mark_random(fdt, RANDOM)
+    fdt.open_into(fdt.totalsize + SYS_FDT_PAD)
+    if fdt.path_offset("/chosen") is None:
+        fdt.add_subnode(0, "chosen")
+    if bootargs:
+        fdt.setprop(fdt.path_offset("/chosen"), "bootargs", bootargs.encode() + b"\0")
+    fdt.setprop(fdt.path_offset("/chosen"), "u-boot,version", version.encode() + b"\0")
+    na = int.from_bytes(fdt.getprop(0, "#address-cells") or b"\0\0\0\2", "big")
+    ns = int.from_bytes(fdt.getprop(0, "#size-cells") or b"\0\0\0\2", "big")
+    if fdt.path_offset("/memory") is None:
+        fdt.add_subnode(0, "memory")
+    fdt.setprop(fdt.path_offset("/memory"), "device_type", b"memory\0")
+    fdt.setprop(fdt.path_offset("/memory"), "reg", ram_base.to_bytes(4 * na, "big") + ram_size.to_bytes(4 * ns, "big"))
+    strings_end = int.from_bytes(fdt.buf[12:16], "big") + int.from_bytes(fdt.buf[32:36], "big")
+    fdt.buf[4:8] = (-(-(strings_end + 5 * RSV_ENTRY) // PAGE) * PAGE).to_bytes(4, "big")
+    return fdt.blob(), fdt.random_spans()
 
 
 def relocation(header, image_address, ram_base):
@@ -73,6 +118,16 @@ def load(req):
                  "bounded": {"x0 (DTB)": [board.ram_base, ram_end], "ramdisk": [board.ram_base, ram_end]}}
     res.cmdline = req.cmdline
     res.notes.append("bounded: U-Boot's copy of the DTB (x0) and the ramdisk, below its own relocated image")
+    if board.machine is not None and not req.modules:
+        bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
+        handed, random_bytes = handed_dtb(bios_dtb, req.cmdline, uboot_version(), board.ram_base,
+                                          board.memory_bytes)
+        res.mbi_bytes = handed
+        res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, None, res.linux["registers"], RANDOM,
+                                                   source + " with -bios u-boot.bin", random_bytes)
+    elif req.modules:
+        res.notes.append("with a ramdisk the DTB's initrd values and /memreserve/ are U-Boot's choice: "
+                         "the DTB is not predicted")
     ok = board.ram_base <= entry and entry + size <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel runs past RAM"))
     standard_checks(res, req.platform.memory_map)
