@@ -5,6 +5,7 @@ prediction's, byte for byte apart from the declared random bytes."""
 
 import json
 import subprocess
+import time
 
 from bootforge.fdtboot.handover import masked
 from bootforge.qemu.gdbremote import GdbRemote
@@ -45,6 +46,69 @@ def test_debian_kernel_entry(tmp_path):
         assert gdb.read_memory(at["module"]["start"], 4096) == initrd.read_bytes()[:4096]
         end = at["module"]["end"]
         assert gdb.read_memory(end - 123, 123) == initrd.read_bytes()[-123:]
+        gdb.close()
+    finally:
+        qemu.kill()
+        qemu.wait()
+
+
+def test_debian_kernel_through_uboot_booti(tmp_path):
+    """U-Boot 2023.01 booti of Debian's kernel (preloaded at kernel_addr_r), stopped at the entry
+    uboot-booti predicts: pc, x1-x3, and the DTB read at x0 byte for byte."""
+    import os
+    import select
+    require("qemu-system-aarch64", "/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+    kernel = debian_arm64_kernel()
+    cmdline = "console=ttyAMA0 root=/dev/vda"
+    proc = run_bootforge("load", kernel, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-booti",
+                         "--cmdline", cmdline, "--json", "--mbi-out", tmp_path / "dtb", check=0)
+    result = json.loads(proc.stdout)
+    entry = result["linux"]["entry"]
+    sock = tmp_path / "gdb.sock"
+    argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-m", "1024M", "-display", "none",
+            "-nographic", "-monitor", "none", "-serial", "stdio", "-nic", "none",
+            "-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+            "-device", f"loader,file={kernel},addr={result['linux']['loaded_at']:#x},force-raw=on",
+            "-S", "-gdb", f"unix:{sock},server=on,wait=off"]
+    qemu = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        gdb = GdbRemote(sock)
+        gdb.hardware_breakpoint(entry)
+        gdb.cont()
+        os.set_blocking(qemu.stdout.fileno(), False)
+        out, state, stop, deadline = b"", 0, None, time.monotonic() + 90
+        while stop is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([qemu.stdout], [], [], 0.05)
+            if ready:
+                try:
+                    out += os.read(qemu.stdout.fileno(), 1 << 16)
+                except BlockingIOError:
+                    pass
+            if state == 0 and b"Hit any key to stop autoboot" in out:
+                qemu.stdin.write(b"\r")
+                qemu.stdin.flush()
+                state = 1
+            elif state == 1 and out.rstrip().endswith(b"=>"):
+                qemu.stdin.write(f"setenv bootargs {cmdline}; booti {result['linux']['loaded_at']:#x} - "
+                                 "${fdtcontroladdr}\r".encode())
+                qemu.stdin.flush()
+                state = 2
+            stop = gdb.wait_stop(0.05)
+        assert stop is not None, out.decode("latin-1")[-600:]
+        # The CPU stopped at the breakpoint: what U-Boot printed before is still in the pipe.
+        while select.select([qemu.stdout], [], [], 0.5)[0]:
+            chunk = os.read(qemu.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            out += chunk
+        assert b"Starting kernel" in out, out.decode("latin-1")[-600:]
+        regs = gdb.registers(AARCH64_GDB)
+        assert regs["pc"] == entry
+        assert {k: regs[k] for k in ("x1", "x2", "x3")} == result["linux"]["registers"]
+        predicted = (tmp_path / "dtb").read_bytes()
+        got = gdb.read_memory(regs["x0"], len(predicted))
+        spans = result["linux"]["devicetree"]["random_bytes"]
+        assert masked(got, spans) == masked(predicted, spans)
         gdb.close()
     finally:
         qemu.kill()
