@@ -254,6 +254,30 @@ def load_efi_payload(spec, base_dir: Path) -> bytes:
     return data
 
 
+def _efi_image_offset(ids: ChainIds):
+    """Where the PE goes in an EFI image: after the PCIR, the device list and the checksum byte."""
+    pcir_len = fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23
+    return _align(0x1C + pcir_len + len(device_list_bytes(ids)) + 1, 8)
+
+
+def _signed_driver(sign, pe_bytes, path, ids, compression):
+    """The driver signed. Uncompressed, PciBusDxe hands LoadImage everything from the EFI image
+    offset to the end of the initialization size, the ROM's padding included, and OVMF hashes up
+    to that size less the certificate table's: the table must end the image exactly. So the PE
+    gets zero bytes after its sections (hashed as trailing data) until the signed PE ends on a
+    512-byte block (the signature's size does not depend on what is signed)."""
+    signed = sign(pe_bytes, path)
+    if compression == "efi":
+        return signed          # the decompressed buffer is exactly the PE
+    at = _efi_image_offset(ids)
+    extra = 0
+    while (at + len(signed) + extra) % fmt.BLOCK:
+        extra += 8
+    if extra:
+        signed = sign(pe_bytes + bytes(extra), path)
+    return signed
+
+
 def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytearray:
     pe_bytes = load_efi_payload(spec, base_dir)
     pe = read_pe_facts(pe_bytes)
@@ -263,6 +287,14 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
     compression = spec.get("compress", "none")
     if compression not in ("none", "efi"):
         raise RecipeError(f"compress = {compression!r}: use \"efi\" or \"none\"")
+    if any(k.startswith("secureboot_") for k in spec):
+        # Function-level import: cryptography and asn1crypto only for a signed driver. The
+        # signature goes in the PE itself, before compression: PciBusDxe decompresses the image
+        # and LoadImage() verifies that buffer (PciOptionRomSupport.c, DxeImageVerificationLib).
+        from bootforge.pe.sign import recipe_signer
+        sign = recipe_signer(spec, lambda value, key: base_dir / value, "rom.images")
+        if sign is not None:
+            pe_bytes = _signed_driver(sign, pe_bytes, spec["file"], ids, compression)
     payload = pe_bytes
     if compression == "efi":
         payload = compress(pe_bytes, "efi")

@@ -190,4 +190,62 @@ def _uefi_image_verdict(image):
         return _uefi(False, f"LoadImage fails: {image.pe_error}")
     machine = PeMachine(h.machine).label
     packed = ", EFI-compressed" if h.compression == EfiRomCompression.EFI else ""
-    return _uefi(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")
+    verdict = _uefi(True, f"PciBusDxe loads and starts it ({subsystem}, {machine}{packed})")
+    secure = _secure_boot_facts(image)
+    if secure:
+        verdict = Verdict(verdict.subject, True, verdict.reason + "; " + secure["summary"], verdict.severity,
+                          None, {"secure_boot": secure})
+    return verdict
+
+
+# OVMF's rule for option-ROM drivers under Secure Boot, observed (tests/test_rom_secureboot.py): an
+# unsigned iPXE e1000 driver ran with snakeoil Secure Boot on, so Debian's OVMF 2022.11 does not
+# verify them (PcdOptionRomImageVerificationPolicy ALWAYS_EXECUTE; SecurityPkg's default is
+# DENY_EXECUTE_ON_SECURITY_VIOLATION, which checks them against db like any image).
+OVMF_OPTION_ROM_POLICY = ("OVMF 2022.11 runs option-ROM drivers unverified with Secure Boot on "
+                          "(PcdOptionRomImageVerificationPolicy ALWAYS_EXECUTE, observed)")
+
+
+def _driver_bytes(image):
+    """The buffer PciBusDxe hands LoadImage: the decompressed PE, or the image from the EFI image
+    offset to the end of its initialization size."""
+    if image.header.compression == EfiRomCompression.EFI:
+        d = image.decompressed
+        return d.data if d is not None and d.ok else None
+    return bytes(image.data[image.header.efi_image_offset:image.size])
+
+
+def _secure_boot_facts(image):
+    """The driver's signatures and Secure Boot verdicts, for a signed driver or when inspect was
+    given a db (--db/--secureboot-vars); {} otherwise (nothing said about unsigned drivers then)."""
+    # Function-level import: the PE signature readers only for EFI images.
+    from bootforge.errors import FormatError
+    from bootforge.pe.authenticode import hash_layout
+    from bootforge.secureboot import ACTIVE
+    data = _driver_bytes(image)
+    policy = ACTIVE.get()
+    if data is None:
+        return {}
+    try:
+        layout = hash_layout(data)
+    except FormatError:
+        return {}
+    if not layout.entries and policy is None:
+        return {}
+    signatures = []
+    if layout.entries:
+        # Function-level import: cryptography only for a signed driver.
+        from bootforge.pe.signature import read_signatures
+        signatures = read_signatures(data, layout)
+    facts = {"authenticode_sha256": layout.digest(data).hex(), "ovmf": OVMF_OPTION_ROM_POLICY,
+             "signatures": [{"signer": s.signer, "ok": s.ok, "problems": s.problems} for s in signatures]}
+    signed = ", ".join(f"{s.signer} ({'valid' if s.ok else 'INVALID'})" for s in signatures) or "none"
+    facts["summary"] = f"signatures: {signed}; {OVMF_OPTION_ROM_POLICY}"
+    if policy is not None:
+        # Function-level import: the verdict checks certificate chains (cryptography).
+        from bootforge.secureboot.policy import secureboot_verdict
+        v = secureboot_verdict(policy, layout, signatures, layout.digest(data))
+        facts["deny_execute_policy"] = v.to_json()
+        facts["summary"] += (f"; under SecurityPkg's DENY_EXECUTE policy with {policy.source}: "
+                             f"{'allowed' if v.ok else 'refused'} ({v.reason})")
+    return facts

@@ -68,6 +68,12 @@ IMAGE_FIELDS = {
             Field("file", str, REQUIRED, "a PE/COFF EFI driver, or a ROM holding an EFI image", text="path"),
             Field("index", int, 0, "which image of that ROM (from 0)", min=0, max=63),
             Field("compress", str, "none", "EFI-compress the driver", choices=("none", "efi")),
+            Field("secureboot_private_key", str, None, "RSA key signing the driver (Authenticode) before it is "
+                  "compressed: what PciBusDxe's LoadImage verifies with Secure Boot on", text="path"),
+            Field("secureboot_certificate", str, None, "the X.509 certificate of secureboot_private_key",
+                  text="path"),
+            Field("secureboot_key_passphrase_file", str, None, "file whose first line decrypts "
+                  "secureboot_private_key", text="path"),
             *PCI_ID_FIELDS),
 }
 # The keys whose values name files, read relative to the recipe.
