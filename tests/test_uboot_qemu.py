@@ -118,3 +118,24 @@ def test_booti_places_the_image(tmp_path, address):
     # The DTB U-Boot hands over, byte for byte apart from QEMU's random bytes.
     spans = result["linux"]["devicetree"]["random_bytes"]
     assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
+
+
+def test_bootm_dtb_of_a_fit_without_ramdisk(tmp_path):
+    """uboot-bootm: the kernel at the FIT's load address, the FIT's DTB as U-Boot edits it, exactly."""
+    kernel = dump_kernel("aarch64")
+    dtb, _ = machine_dtb(MACHINES["qemu-virt-aarch64"], 1 << 30)
+    (tmp_path / "virt.dtb").write_bytes(dtb)
+    recipe = RECIPE.format(kernel=kernel, load=LOAD, fdt_image=FDT_IMAGE, fdt_ref='fdt = ["fdt-1"]')
+    recipe = recipe.replace('ramdisk = "ramdisk-1"\n', "")
+    (tmp_path / "fit.toml").write_text(recipe.replace('path = "initrd.img"', f'path = "{kernel}"'))
+    fit = tmp_path / "fit.itb"
+    run_bootforge("build", tmp_path / "fit.toml", "-o", fit, check=0)
+    proc = run_bootforge("load", fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                         "--cmdline", "console=ttyAMA0 via=bootm", "--json", "--mbi-out", tmp_path / "predicted.dtb",
+                         check=0)
+    result = json.loads(proc.stdout)
+    console = uboot_run(fit, f"setenv bootargs console=ttyAMA0 via=bootm; bootm {UBOOT_LOAD_ADDR:#x}")
+    dump = read_dtdump(console)
+    assert dump.done and dump.image == result["linux"]["entry"] == LOAD
+    assert result["linux"]["devicetree"]["random_bytes"] == []
+    assert dump.full_dtb() == (tmp_path / "predicted.dtb").read_bytes()

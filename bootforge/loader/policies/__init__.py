@@ -48,6 +48,7 @@ POLICY_MODULES = (
     "qemu_arm_kernel",
     "qemu_riscv_kernel",
     "uboot_booti",
+    "uboot_bootm",
 )
 
 FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)

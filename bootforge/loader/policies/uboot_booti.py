@@ -59,16 +59,19 @@ def uboot_version(path=UBOOT_ARM64):
     return m.group(1).decode("latin-1")
 
 
-def handed_dtb(bios_dtb, bootargs, version, ram_base, ram_size):
-    """(DTB booti hands the kernel without a ramdisk, its random byte spans)."""
-    fdt = Fdt(bios_dtb)
-    mark_random(fdt, RANDOM)
+def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None):
+    """(DTB booti/bootm hands the kernel without a ramdisk, its random byte spans). *random_props*:
+    the base DTB's properties that differ per boot (QEMU's seeds in its own tree; none in a FIT's)."""
+    fdt = Fdt(base_dtb)
+    mark_random(fdt, random_props)
     fdt.open_into(fdt.totalsize + SYS_FDT_PAD)
     if fdt.path_offset("/chosen") is None:
         fdt.add_subnode(0, "chosen")
     if bootargs:
         fdt.setprop(fdt.path_offset("/chosen"), "bootargs", bootargs.encode() + b"\0")
     fdt.setprop(fdt.path_offset("/chosen"), "u-boot,version", version.encode() + b"\0")
+    if bootconf is not None:      # bootm of a FIT: the configuration it took (observed after u-boot,version)
+        fdt.setprop(fdt.path_offset("/chosen"), "u-boot,bootconf", bootconf.encode() + b"\0")
     na = int.from_bytes(fdt.getprop(0, "#address-cells") or b"\0\0\0\2", "big")
     ns = int.from_bytes(fdt.getprop(0, "#size-cells") or b"\0\0\0\2", "big")
     if fdt.path_offset("/memory") is None:
