@@ -275,6 +275,8 @@ def _signed_driver(sign, pe_bytes, path, ids, compression):
         extra += 8
     if extra:
         signed = sign(pe_bytes + bytes(extra), path)
+    if (at + len(signed)) % fmt.BLOCK:
+        raise BuildError(f"{path}: the signed driver does not end on a 512-byte block; give compress = \"efi\"")
     return signed
 
 
