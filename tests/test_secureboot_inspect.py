@@ -130,3 +130,20 @@ def test_inspect_of_an_unsigned_pe_does_not_import_cryptography(tmp_path):
             "print('cryptography' in sys.modules, 'asn1crypto' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_certificate_table_past_the_end_is_a_defect(tmp_path):
+    """inspect reads such an image (exit 1, the table named, OVMF's verdict a refusal); `sign`
+    refuses it (tests/test_sign.py, exit 2)."""
+    import struct
+    from bootforge.pe.image import read_pe
+    uki = bootforge_uki(tmp_path)
+    assert _sign(uki, tmp_path / "signed.efi").returncode == 0
+    data = bytearray((tmp_path / "signed.efi").read_bytes())
+    sec = read_pe(data).directory_offset(4)
+    struct.pack_into("<II", data, sec, len(data) - 64, 4096)
+    (tmp_path / "bad.efi").write_bytes(data)
+    status, doc = inspect_json(tmp_path / "bad.efi", "--db", SNAKEOIL_CERT)
+    assert status == 1
+    assert any(p.startswith("certificate table: certificate table [") for p in doc["problems"]), doc["problems"]
+    assert not doc["authenticode"]["secureboot"]["ok"]

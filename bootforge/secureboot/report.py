@@ -8,6 +8,7 @@ Cost: hashing is hashlib; cryptography and asn1crypto are imported only for an i
 certificate table or when a verdict is asked for.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 from bootforge.errors import FormatError
@@ -20,7 +21,20 @@ from bootforge.secureboot import ACTIVE
 
 def authenticode_section(data, img, path=None):
     """(doc, problems, verdict or None) of the image's signatures and Secure Boot verdict."""
-    layout = hash_layout(data, img, path)
+    table_outside = None
+    try:
+        layout = hash_layout(data, img, path)
+    except FormatError as exc:
+        offset, size = img.directories.get("security", (0, 0))
+        if not size or "certificate table" not in exc.message:
+            raise
+        # A table pointer outside the file: the image is readable, its signature absent for
+        # every reader (OVMF's verification fails on it: reported, exit 1).
+        table_outside = exc.message
+        layout = hash_layout(data, dataclasses.replace(img, directories={**img.directories, "security": (0, 0)}),
+                             path)
+        layout.table_problem = table_outside
+        layout.cert_table = (offset, size)
     digest = layout.digest(data)
     doc = {"authenticode_sha256": digest.hex(),
            "unhashed_gaps": [{"between": n, "start": a, "end": b} for n, a, b in layout.gaps],
