@@ -56,7 +56,9 @@ def test_build_help_lists_every_image_and_uki_key():
         body = out.split(title, 1)[1].split("\n\n", 1)[0]
         keys = [line.split()[0] for line in body.splitlines() if line.startswith("  ") and line[2] != " "]
         assert keys == [f.name for f in fields], title
-    assert ".rom/.elf/.efi/.iso" in " ".join(out.split())
+    text = " ".join(out.split())
+    for suffix, table in ((".rom", "[rom]"), (".elf", "[kernel]"), (".efi", "[uki]"), (".iso", "[image]")):
+        assert f"{suffix} ({table})" in text or f"{suffix}/" in text, suffix     # the default output names
 
 
 @pytest.mark.parametrize("extra,message", [

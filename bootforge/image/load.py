@@ -112,7 +112,7 @@ def _from_image(path, platform, loader, entry, firmware):
         _, e = pick_entry(view, entry)
         if e.protocol is None:
             raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
-        fw = _firmware(firmware, image_firmwares(view), str(path), platform)
+        fw = _firmware(firmware, image_firmwares(view), "the image", platform)
         name = loader or policy_for(view.loader, fw, e.protocol, str(path))
         plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
