@@ -5,10 +5,12 @@ and `booti` of the dump kernel's Image where uboot-booti predicts it runs (moved
 with the DTB U-Boot hands it equal to the prediction byte for byte."""
 
 import json
+import struct
 
 import pytest
 
 from bootforge.fdtboot.handover import masked, read_dtdump
+from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import MACHINES, machine_dtb
 from conftest import run_bootforge
 from dtboot import UBOOT_LOAD_ADDR, dump_kernel, make_initrd, uboot_run
@@ -139,3 +141,29 @@ def test_bootm_dtb_of_a_fit_without_ramdisk(tmp_path):
     assert dump.done and dump.image == result["linux"]["entry"] == LOAD
     assert result["linux"]["devicetree"]["random_bytes"] == []
     assert dump.full_dtb() == (tmp_path / "predicted.dtb").read_bytes()
+
+
+def test_booti_with_a_ramdisk(tmp_path):
+    """booti ADDR RD:SIZE: the DTB exact apart from QEMU's random bytes and the ramdisk address U-Boot
+    picked (the /memreserve/ address, linux,initrd-start/end), which must agree with each other."""
+    kernel = dump_kernel("aarch64")
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    recipe = tmp_path / "booti.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-aarch64:1G"\nloader = "uboot-booti"\n'
+                      f'cmdline = "console=ttyAMA0"\ninitrd = "{initrd}"\n'
+                      f'[load.options]\nimage_address = 0x44000000\n')
+    result = json.loads(run_bootforge("load", recipe, "--json", "--mbi-out", tmp_path / "predicted.dtb",
+                                      check=0).stdout)
+    console = uboot_run(kernel, "setenv bootargs console=ttyAMA0; booti 0x44000000 0x48000000:0x1388 "
+                        "${fdtcontroladdr}", preload=[(initrd, 0x48000000)])
+    dump = read_dtdump(console)
+    dt = result["linux"]["devicetree"]
+    spans = dt["random_bytes"] + dt["loader_chosen_bytes"]
+    got = dump.full_dtb()
+    assert masked(got, spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
+    fdt = Fdt(got)
+    chosen = fdt.path_offset("/chosen")
+    start = int.from_bytes(fdt.getprop(chosen, "linux,initrd-start"), "big")
+    end = int.from_bytes(fdt.getprop(chosen, "linux,initrd-end"), "big")
+    assert end - start == 5000 and f"Loading Ramdisk to {start:x}, end {end:x} ... OK" in console
+    assert struct.unpack_from(">QQ", got, 0x30) == (start, 5000)

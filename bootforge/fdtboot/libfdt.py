@@ -41,21 +41,37 @@ class Fdt:
         # one that a splice left in alignment padding): moved with the bytes by every edit.
         self.random = bytearray(size)
 
-    def mark_random(self, start, length):
-        self.random[start:start + length] = b"\1" * length
+    RANDOM, CHOSEN = 1, 2       # marks: differs per boot / the loader's own choice (an address it picked)
 
-    def random_spans(self):
-        """[(offset, length)] of the bytes within totalsize marked random."""
+    def mark_random(self, start, length, kind=RANDOM):
+        self.random[start:start + length] = bytes([kind]) * length
+
+    def random_spans(self, kind=RANDOM):
+        """[(offset, length)] of the bytes within totalsize marked *kind* (random by default)."""
         spans, at, total = [], 0, self.totalsize
         while at < total:
-            at = self.random.find(1, at, total)
+            at = self.random.find(kind, at, total)
             if at < 0:
                 break
-            end = self.random.find(0, at, total)
-            end = total if end < 0 else end
+            end = at
+            while end < total and self.random[end] == kind:
+                end += 1
             spans.append((at, end - at))
             at = end
         return spans
+
+    def add_mem_rsv(self, address, size):
+        """fdt_add_mem_rsv(): a reservation entry before the terminating one (the blocks after move)."""
+        rsv = self._get(OFF_RSVMAP)
+        n = 0
+        while struct.unpack_from(">QQ", self.buf, rsv + 16 * n) != (0, 0):
+            n += 1
+        at = rsv + 16 * n
+        self._splice(at, 0, 16)
+        self._set(OFF_STRUCT, self._get(OFF_STRUCT) + 16)
+        self._set(OFF_STRINGS, self._get(OFF_STRINGS) + 16)
+        self._write(at, struct.pack(">QQ", address, size))
+        return at
 
     def _write(self, at, data):
         self.buf[at:at + len(data)] = data

@@ -18,8 +18,9 @@ Rules:
   fdt_chosen (/chosen bootargs from the environment when set, u-boot,version), arch_fixup_fdt's
   fdt_fixup_memory_banks (/memory device_type and reg: the same bytes again) and
   fdt_shrink_to_minimum (totalsize = the end of the strings + 5 reservation entries, to the
-  next page; no reservation is added). With a ramdisk, fdt_initrd adds linux,initrd-start/end
-  and a /memreserve/ for it at the address U-Boot chose: those values are bounded.
+  next page; no reservation is added). With a ramdisk totalsize grows by 0x80
+  (FDT_RAMDISK_OVERHEAD) and fdt_initrd adds a /memreserve/ of its size and /chosen
+  linux,initrd-start/end (two cells each): exact but for the address U-Boot picked (observed).
 - Not predicted (bounded only): where U-Boot puts the DTB (boot_relocate_fdt's lmb allocation
   below its own stack; observed 0x7dcaf000 with 1 GiB) and a ramdisk (below initrd_high).
 """
@@ -45,6 +46,7 @@ UBOOT_ARM64 = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")     # u-boot-qemu
 SYS_FDT_PAD = 0x3000                # CONFIG_SYS_FDT_PAD (boot_relocate_fdt)
 PAGE = 4096
 RSV_ENTRY = 16
+RAMDISK_OVERHEAD = 0x80             # boot/image-fdt.c FDT_RAMDISK_OVERHEAD
 OPTIONS = (
     Field("image_address", int, KERNEL_ADDR_R, "where the Image was loaded before `booti` (kernel_addr_r)",
           min=0, max=(1 << 64) - 1),
@@ -59,7 +61,8 @@ def uboot_version(path=UBOOT_ARM64):
     return m.group(1).decode("latin-1")
 
 
-def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None):
+def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None,
+               ramdisk_size=None):
     """(DTB booti/bootm hands the kernel without a ramdisk, its random byte spans). *random_props*:
     the base DTB's properties that differ per boot (QEMU's seeds in its own tree; none in a FIT's)."""
     fdt = Fdt(base_dtb)
@@ -79,8 +82,24 @@ def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RAN
     fdt.setprop(fdt.path_offset("/memory"), "device_type", b"memory\0")
     fdt.setprop(fdt.path_offset("/memory"), "reg", ram_base.to_bytes(4 * na, "big") + ram_size.to_bytes(4 * ns, "big"))
     strings_end = int.from_bytes(fdt.buf[12:16], "big") + int.from_bytes(fdt.buf[32:36], "big")
-    fdt.buf[4:8] = (-(-(strings_end + 5 * RSV_ENTRY) // PAGE) * PAGE).to_bytes(4, "big")
-    return fdt.blob(), fdt.random_spans()
+    total = -(-(strings_end + 5 * RSV_ENTRY) // PAGE) * PAGE
+    if ramdisk_size:
+        # image_setup_libfdt: room for the ramdisk (FDT_RAMDISK_OVERHEAD), then fdt_initrd: a
+        # /memreserve/ for it and /chosen linux,initrd-start/end (u64 with two address cells) at
+        # the address U-Boot picked (bounded: those bytes are marked as the loader's choice).
+        total += RAMDISK_OVERHEAD
+        fdt.buf[4:8] = total.to_bytes(4, "big")
+        at = fdt.add_mem_rsv(0, ramdisk_size)
+        fdt.mark_random(at, 8, Fdt.CHOSEN)
+        width = 8 if na == 2 else 4
+        for name, value in (("linux,initrd-start", 0), ("linux,initrd-end", ramdisk_size)):
+            chosen = fdt.path_offset("/chosen")
+            fdt.setprop(chosen, name, value.to_bytes(width, "big"))
+            start, length = fdt.value_span(fdt.path_offset("/chosen"), name)
+            fdt.mark_random(start, length, Fdt.CHOSEN)
+    else:
+        fdt.buf[4:8] = total.to_bytes(4, "big")
+    return fdt.blob(), fdt.random_spans(), fdt.random_spans(Fdt.CHOSEN)
 
 
 def relocation(header, image_address, ram_base):
@@ -121,16 +140,20 @@ def load(req):
                  "bounded": {"x0 (DTB)": [board.ram_base, ram_end], "ramdisk": [board.ram_base, ram_end]}}
     res.cmdline = req.cmdline
     res.notes.append("bounded: U-Boot's copy of the DTB (x0) and the ramdisk, below its own relocated image")
-    if board.machine is not None and not req.modules:
+    if len(req.modules) > 1:
+        raise RecipeError("booti takes one ramdisk (ADDR:SIZE); give one initrd")
+    if board.machine is not None:
         bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
-        handed, random_bytes = handed_dtb(bios_dtb, req.cmdline, uboot_version(), board.ram_base,
-                                          board.memory_bytes)
+        ramdisk = req.modules[0].size if req.modules else None
+        handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, uboot_version(), board.ram_base,
+                                                        board.memory_bytes, ramdisk_size=ramdisk)
         res.mbi_bytes = handed
         res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, None, res.linux["registers"], RANDOM,
                                                    source + " with -bios u-boot.bin", random_bytes)
-    elif req.modules:
-        res.notes.append("with a ramdisk the DTB's initrd values and /memreserve/ are U-Boot's choice: "
-                         "the DTB is not predicted")
+        res.linux["devicetree"]["loader_chosen_bytes"] = [list(s) for s in chosen_bytes]
+        if ramdisk:
+            res.notes.append("bounded: the ramdisk's address (U-Boot copies it below initrd_high), so the "
+                             "/memreserve/ address and linux,initrd-start/end values in the DTB")
     ok = board.ram_base <= entry and entry + size <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel runs past RAM"))
     standard_checks(res, req.platform.memory_map)

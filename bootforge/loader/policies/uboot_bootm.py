@@ -63,8 +63,8 @@ def load(req):
     if conf.fdt and not conf.ramdisk:
         fdt_image = fit.image(conf.fdt[0])
         # The FIT's DTB is fixed bytes: QEMU refills the seeds of its own tree only.
-        handed, random_bytes = handed_dtb(bytes(fdt_image.data), req.cmdline, uboot_version(), board.ram_base,
-                                          board.memory_bytes, random_props=(), bootconf=conf.name)
+        handed, random_bytes, _ = handed_dtb(bytes(fdt_image.data), req.cmdline, uboot_version(), board.ram_base,
+                                             board.memory_bytes, random_props=(), bootconf=conf.name)
         res.mbi_bytes = handed
         res.linux["devicetree"] = devicetree_facts(bytes(fdt_image.data), handed, None, res.linux["registers"],
                                                    (), f"the FIT's {fdt_image.name}", random_bytes)
