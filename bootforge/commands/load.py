@@ -6,6 +6,7 @@ import sys
 import click
 
 from bootforge.errors import RecipeError
+from bootforge.machines import platform_syntax
 from bootforge.memmap.formats import load_output_names
 
 # --map-format choices: the memory-map formats marked load_output in the registry (bootforge/memmap/formats/).
@@ -55,7 +56,7 @@ class LoadCommand(click.Command):
 
 @click.command("load", cls=LoadCommand)
 @click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False), required=False)
-@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:256M, qemu-q35-ovmf:1G, "
+@click.option("--platform", help=f"Override the recipe's platform ({platform_syntax()}, "
               "r820-efi, a map file; <mem> as QEMU's -m: a bare number is MiB; device-tree platforms: "
               "qemu-virt-aarch64:1G, qemu-virt-arm:256M, qemu-virt-riscv64:512M, a board's .dtb).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from bootforge.machines import platform_syntax
+
 
 class VerifyCommand(click.Command):
     """`verify --help` lists the loaders it boots from the policy registry (bootforge.loader.policies:
@@ -21,7 +23,7 @@ class VerifyCommand(click.Command):
 
 @click.command("verify", cls=VerifyCommand)
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--platform", help="Override the recipe's platform (qemu-pc-seabios:<mem> or qemu-q35-ovmf:<mem>; "
+@click.option("--platform", help=f"Override the recipe's platform (a machine: {platform_syntax()}; "
               "<mem> as QEMU's -m: 256M, 1G, a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (one verify boots: listed below).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
