@@ -101,3 +101,10 @@ def test_qemu_pc_seabios_i386_boots_in_verify(tmp_path):
     assert "qemu-system-i386" in doc["machine"]
     assert doc["fields"] and all(f["match"] for f in doc["fields"] if f["counted"])
     assert {f["name"]: f["observed"] for f in doc["fields"]}["mmap entries"] == 6   # no HyperTransport hole
+
+
+@pytest.mark.parametrize("command", ["load", "verify"])
+def test_platform_help_lists_every_machine(command):
+    text = " ".join(run_bootforge(command, "--help", check=0).stdout.split()).replace("- ", "-")
+    for name in machines.MACHINES:
+        assert f"{name}:<mem>" in text, (command, name)
