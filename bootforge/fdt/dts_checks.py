@@ -31,6 +31,8 @@ STRICTCHARS = frozenset(LOWERCASE + UPPERCASE + DIGITS + ",-")
 
 def _span(text, chars):
     """strspn"""
+    if chars.issuperset(text):
+        return len(text)
     for i, ch in enumerate(text):
         if ch not in chars:
             return i
@@ -61,14 +63,16 @@ def _signed(v):
 
 
 class Check:
-    __slots__ = ("name", "fn", "data", "warn", "error", "prereqs", "status", "prop")
+    __slots__ = ("name", "fn", "data", "warn", "error", "prereqs", "status", "prop", "select")
 
-    def __init__(self, name, fn, data, warn, error, prereqs=(), prop=None):
+    def __init__(self, name, fn, data, warn, error, prereqs=(), prop=None, select=None):
         self.name, self.fn, self.data = name, fn, data
         self.warn, self.error = warn, error
         self.prereqs = list(prereqs)
         self.status = UNCHECKED
         self.prop = prop        # the one property the check looks at (walk only nodes having it)
+        # The only nodes the check can say anything about, in walk order (a cheaper walk).
+        self.select = select
 
 
 class Checker:
@@ -116,6 +120,9 @@ class Checker:
     def nodes(self):
         if self._nodes is None:
             self._nodes = self.dti.live_nodes()
+            for n in self._nodes:
+                if n.pmap is None:
+                    n.index_props()
         return self._nodes
 
     def having(self, name):
@@ -180,7 +187,10 @@ class Checker:
                     self.msg(c, None, None, f"Failed prerequisite '{p.name}'")
             if c.status == UNCHECKED:
                 if c.fn is not None:
-                    if c.prop is not None:
+                    if c.select is not None:
+                        for node in c.select(self):
+                            c.fn(self, c, node)
+                    elif c.prop is not None:
                         for node in list(self.having(c.prop)):
                             c.fn(self, c, node)
                     elif c.fn is _fixup_omit_unused_nodes:
@@ -439,6 +449,7 @@ def _check_name_properties(k, c, node):
         k.fail(c, node, f'"name" property is incorrect ("{_cstr(prop.val)}" instead of base node name)')
     else:
         del node.props[i]
+        node.pmap = None
         k.invalidate()
 
 
@@ -946,6 +957,8 @@ def _check_provider_cells_property(k, c, node):
 
 
 def _is_gpio(name):
+    if "gpio" not in name:
+        return False
     if name.endswith(",nr-gpios"):
         return False
     return name.endswith("-gpios") or name == "gpios" or name.endswith("-gpio") or name == "gpio"
@@ -1120,16 +1133,46 @@ _PROVIDERS = (
 )
 
 
+def _named(name):
+    return lambda k: [n for n in k.nodes() if n.name == name]
+
+
+def _with_unit(k):
+    return [n for n in k.nodes() if "@" in n.name]
+
+
+def _on_bus(*buses):
+    return lambda k: [n for n in k.nodes() if n.parent is not None and n.parent.bus in buses]
+
+
+def _bus(*buses):
+    return lambda k: [n for n in k.nodes() if n.bus in buses]
+
+
+def _providers(k):
+    return [n for n in k.nodes() if _is_interrupt_provider(n)]
+
+
+def _gpio_users(k):
+    return [n for n in k.nodes() if any("gpio" in p.name for p in n.props)]
+
+
+def _graph_parents(k):
+    return [n for n in k.nodes()
+            if any(not c.deleted and (c.name[:c.basenamelen] == "endpoint" or c.get_prop("remote-endpoint"))
+                   for c in n.children)]
+
+
 def _make_table():
     """dtc's check_table, in its order, with its levels (W: warning, E: error, -: off)."""
-    def W(name, fn, data=None, *pre, prop=None):
-        return Check(name, fn, data, True, False, pre, prop)
+    def W(name, fn, data=None, *pre, prop=None, select=None):
+        return Check(name, fn, data, True, False, pre, prop, select)
 
-    def E(name, fn, data=None, *pre, prop=None):
-        return Check(name, fn, data, False, True, pre, prop)
+    def E(name, fn, data=None, *pre, prop=None, select=None):
+        return Check(name, fn, data, False, True, pre, prop, select)
 
-    def C(name, fn, data=None, *pre, prop=None):
-        return Check(name, fn, data, False, False, pre, prop)
+    def C(name, fn, data=None, *pre, prop=None, select=None):
+        return Check(name, fn, data, False, False, pre, prop, select)
 
     duplicate_node_names = E("duplicate_node_names", _check_duplicate_node_names)
     duplicate_property_names = E("duplicate_property_names", _check_duplicate_property_names)
@@ -1168,18 +1211,19 @@ def _make_table():
     pci_bridge = W("pci_bridge", _check_pci_bridge, None, device_type_is_string, addr_size_cells,
                    prop="device_type")
     unit_address_format = W("unit_address_format", _check_unit_address_format, None, node_name_format,
-                            pci_bridge, None)
+                            pci_bridge, None, select=_with_unit)
     simple_bus_bridge = W("simple_bus_bridge", _check_simple_bus_bridge, None, addr_size_cells,
                           compatible_is_string_list, prop="compatible")
     unit_address_format.prereqs[2] = simple_bus_bridge
     pci_device_reg = W("pci_device_reg", _check_pci_device_reg, None, reg_format, pci_bridge, prop="reg")
     pci_device_bus_num = W("pci_device_bus_num", _check_pci_device_bus_num, None, reg_format, pci_bridge,
                            prop="reg")
-    simple_bus_reg = W("simple_bus_reg", _check_simple_bus_reg, None, reg_format, simple_bus_bridge)
+    simple_bus_reg = W("simple_bus_reg", _check_simple_bus_reg, None, reg_format, simple_bus_bridge,
+                       select=_on_bus(SIMPLE_BUS))
     i2c_bus_bridge = W("i2c_bus_bridge", _check_i2c_bus_bridge, None, addr_size_cells)
-    i2c_bus_reg = W("i2c_bus_reg", _check_i2c_bus_reg, None, reg_format, i2c_bus_bridge)
+    i2c_bus_reg = W("i2c_bus_reg", _check_i2c_bus_reg, None, reg_format, i2c_bus_bridge, select=_on_bus(I2C_BUS))
     spi_bus_bridge = W("spi_bus_bridge", _check_spi_bus_bridge, None, addr_size_cells)
-    spi_bus_reg = W("spi_bus_reg", _check_spi_bus_reg, None, reg_format, spi_bus_bridge)
+    spi_bus_reg = W("spi_bus_reg", _check_spi_bus_reg, None, reg_format, spi_bus_bridge, select=_on_bus(SPI_BUS))
     avoid_default_addr_size = W("avoid_default_addr_size", _check_avoid_default_addr_size, None,
                                 addr_size_cells)
     avoid_unnecessary_addr_size = W("avoid_unnecessary_addr_size", _check_avoid_unnecessary_addr_size, None,
@@ -1187,26 +1231,28 @@ def _make_table():
     unique_unit_address = W("unique_unit_address", _check_unique_unit_address, None, avoid_default_addr_size)
     unique_unit_address_if_enabled = C("unique_unit_address_if_enabled", _check_unique_unit_address_if_enabled,
                                        None, avoid_default_addr_size)
-    obsolete_chosen = W("obsolete_chosen_interrupt_controller", _check_obsolete_chosen_interrupt_controller)
-    chosen_node_is_root = W("chosen_node_is_root", _check_chosen_node_is_root)
-    chosen_node_bootargs = W("chosen_node_bootargs", _check_chosen_node_bootargs)
-    chosen_node_stdout_path = W("chosen_node_stdout_path", _check_chosen_node_stdout_path)
+    obsolete_chosen = W("obsolete_chosen_interrupt_controller", _check_obsolete_chosen_interrupt_controller,
+                        select=lambda k: [k.dti.root])
+    chosen_node_is_root = W("chosen_node_is_root", _check_chosen_node_is_root, select=_named("chosen"))
+    chosen_node_bootargs = W("chosen_node_bootargs", _check_chosen_node_bootargs, select=_named("chosen"))
+    chosen_node_stdout_path = W("chosen_node_stdout_path", _check_chosen_node_stdout_path, select=_named("chosen"))
     providers = []
     for name, prop_name, cell_name, optional in _PROVIDERS:
         is_cell = W(f"{name}_is_cell", _check_is_cell, cell_name, prop=cell_name)
         prop_check = W(f"{name}_property", _check_provider_cells_property, (prop_name, cell_name, optional),
                        is_cell, phandle_references, prop=prop_name)
         providers += [prop_check, is_cell]
-    deprecated_gpio_property = C("deprecated_gpio_property", _check_deprecated_gpio_property)
-    gpios_property = W("gpios_property", _check_gpios_property, None, phandle_references)
+    deprecated_gpio_property = C("deprecated_gpio_property", _check_deprecated_gpio_property, select=_gpio_users)
+    gpios_property = W("gpios_property", _check_gpios_property, None, phandle_references, select=_gpio_users)
     # dtc declares interrupts_property with &phandle_references as its data, not a prerequisite.
     interrupts_property = W("interrupts_property", _check_interrupts_property, None, prop="interrupts")
-    interrupt_provider = W("interrupt_provider", _check_interrupt_provider)
-    alias_paths = W("alias_paths", _check_alias_paths)
-    graph_nodes = W("graph_nodes", _check_graph_nodes)
-    graph_child_address = W("graph_child_address", _check_graph_child_address, None, graph_nodes)
-    graph_port = W("graph_port", _check_graph_port, None, graph_nodes)
-    graph_endpoint = W("graph_endpoint", _check_graph_endpoint, None, graph_nodes)
+    interrupt_provider = W("interrupt_provider", _check_interrupt_provider, select=_providers)
+    alias_paths = W("alias_paths", _check_alias_paths, select=_named("aliases"))
+    graph_nodes = W("graph_nodes", _check_graph_nodes, select=_graph_parents)
+    graph_child_address = W("graph_child_address", _check_graph_child_address, None, graph_nodes,
+                            select=_bus(GRAPH_PORT, GRAPH_PORTS))
+    graph_port = W("graph_port", _check_graph_port, None, graph_nodes, select=_bus(GRAPH_PORT))
+    graph_endpoint = W("graph_endpoint", _check_graph_endpoint, None, graph_nodes, select=_on_bus(GRAPH_PORT))
     always_fail = C("always_fail", None)
     return [
         duplicate_node_names, duplicate_property_names, node_name_chars, node_name_format, property_name_chars,
@@ -1229,7 +1275,11 @@ def run_checks(dti, options=(), quiet=0, force=False):
     dtc would refuse to write output (unless -f)."""
     k = Checker(dti, options, quiet)
     k.label_node = _label_finder(dti)
-    failed = k.run()
+    try:
+        failed = k.run()
+    finally:
+        for n in dti.live_nodes():      # later steps (-@, fixups) edit properties freely
+            n.pmap = None
     return k.messages, failed
 
 

@@ -76,36 +76,37 @@ def srcpos_text(tokens, first, last, buffers):
     return f"{name}:{l1}.{c1}"
 
 
-# Whitespace and comments before a token are consumed by the same match (one match per token).
-_SKIP = rb"(?:[ \t\n\v\f\r]+|/\*.*?\*/|//[^\n]*\n)*+"   # possessive: never given back
-# Tokens handled by hand: a string's opening quote (found with find()), cpp's linemarker at a
-# line start, /include/.
-_SPECIAL = (rb'(?P<quote>")|(?P<lm>^#(?:line)?[ \t]+[0-9]+[ \t]+"(?:[^\\"\n]|\\.)*"(?:[ \t]+[0-9]+)*)'
-            rb'|(?P<inc>/include/[ \t\n\v\f\r]*"(?:[^\\"]|\\.)*")')
-_KEYWORDS = rb"(?P<kw>/(?:dts-v1|plugin|memreserve|bits|delete-property|delete-node|omit-if-no-ref%s)/)"
-_LABEL = rb"(?P<label>[a-zA-Z_][a-zA-Z0-9_]*):"
-_INT = rb"(?P<int>(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:ULL|UL|LL|U|L)?)"
-_NAME = rb"(?P<name>\\?[a-zA-Z0-9,._+*#?@-]+)"
-_BYTE = rb"(?P<byte>[0-9a-fA-F]{2})"
-_CHAR = rb"(?P<char>'(?:\\'|[^'])*')"
-_REFS = rb"&\{(?P<pathref>/[a-zA-Z0-9,._+*#?@/-]*)\}|&(?P<ref>[a-zA-Z_][a-zA-Z0-9_]*)"
-_OPS = rb"(?P<op><<|>>|<=|>=|==|!=|&&|\|\|)"
-_ANY = rb"(?P<any>.)"
-
-
-def _master(*parts):
-    return re.compile(_SKIP + b"(?:" + b"|".join(parts) + b")", re.DOTALL | re.MULTILINE)
-
-
 INITIAL, V1, PROPNODENAME, BYTESTRING = range(4)
-_PATTERNS = {
-    INITIAL: _master(_SPECIAL, _KEYWORDS % b"|incbin", _LABEL, _CHAR, _REFS, _OPS, _ANY),
-    V1: _master(_SPECIAL, _KEYWORDS % b"|incbin", _LABEL, _INT, _CHAR, _REFS, _OPS, _ANY),
-    PROPNODENAME: _master(_SPECIAL, _KEYWORDS % b"", _LABEL, _NAME, _CHAR, _REFS, _OPS, _ANY),
-    BYTESTRING: _master(_SPECIAL, _KEYWORDS % b"", _LABEL, _BYTE, _CHAR, _REFS, _OPS, _ANY),
-}
 _INCLUDE = re.compile(rb'/include/[ \t\n\v\f\r]*"((?:[^\\"]|\\.)*)"')
 _LINEMARKER = re.compile(rb'#(?:line)?[ \t]+([0-9]+)[ \t]+"((?:[^\\"\n]|\\.)*)"(?:[ \t]+[0-9]+)*')
+# Character classes for the lexer's dispatch on a token's first byte.
+_C_OTHER, _C_WS, _C_PUNCT, _C_WORD, _C_QUOTE, _C_SLASH, _C_HASH, _C_SQUOTE = range(8)
+_CLASS = [_C_OTHER] * 256
+for _b in b" \t\n\v\f\r":
+    _CLASS[_b] = _C_WS
+for _b in b"{};=,()[]<>~^%+-*?:.@!&|":
+    _CLASS[_b] = _C_PUNCT
+for _b in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_\\":
+    _CLASS[_b] = _C_WORD
+_CLASS[ord('"')] = _C_QUOTE
+_CLASS[ord("/")] = _C_SLASH
+_CLASS[ord("#")] = _C_HASH
+_CLASS[ord("'")] = _C_SQUOTE
+_CHARS = [chr(i) for i in range(256)]
+# Bytes that continue or start a name in PROPNODENAME ([a-zA-Z0-9,._+*#?@-] and a leading \).
+_PN_WORD_BYTES = frozenset(b",._+*#?@-")
+_OP_START = frozenset(b"<>=!&|")
+_STATE_CHARS = frozenset(b"{;[]")
+_OPS2 = frozenset((b"<<", b">>", b"<=", b">=", b"==", b"!=", b"&&", b"||"))
+_SKIP_RE = re.compile(rb"(?:[ \t\n\v\f\r]+|/\*.*?\*/|//[^\n]*\n)*+", re.DOTALL)
+# What a token starting with a word byte is, per state, longest match first.
+_WORD_PN = re.compile(rb"(?P<label>[a-zA-Z_][a-zA-Z0-9_]*+):|(?P<name>\\?[a-zA-Z0-9,._+*#?@-]++)")
+_WORD_V1 = re.compile(rb"(?P<label>[a-zA-Z_][a-zA-Z0-9_]*+):|(?P<int>(?:0[xX][0-9a-fA-F]++|[0-9]++)(?:ULL|UL|LL|U|L)?)")
+_WORD_BS = re.compile(rb"(?P<label>[a-zA-Z_][a-zA-Z0-9_]*+):|(?P<byte>[0-9a-fA-F]{2})")
+_REF_RE = re.compile(rb"&\{(?P<pathref>/[a-zA-Z0-9,._+*#?@/-]*+)\}|&(?P<ref>[a-zA-Z_][a-zA-Z0-9_]*+)")
+_SLASH_RE = re.compile(rb'(?P<inc>/include/[ \t\n\v\f\r]*"(?:[^\\"]|\\.)*")'
+                       rb"|(?P<kw>/(?:dts-v1|plugin|memreserve|bits|delete-property|delete-node|omit-if-no-ref|incbin)/)")
+_CHAR_RE = re.compile(rb"'(?:\\'|[^'])*'")
 _KEYWORD_STATE = {b"/dts-v1/": V1, b"/memreserve/": V1, b"/bits/": V1, b"/delete-property/": PROPNODENAME,
                   b"/delete-node/": PROPNODENAME, b"/omit-if-no-ref/": PROPNODENAME}
 _ESCAPES = {ord("a"): 7, ord("b"): 8, ord("t"): 9, ord("n"): 10, ord("v"): 11, ord("f"): 12, ord("r"): 13}
@@ -191,100 +192,173 @@ class Lexer:
         raise OSError(error)
 
     def run(self, buf, depth=1):
-        """Tokenize buffer *buf*, recursing into /include/ files; returns False after a fatal error."""
+        """Tokenize buffer *buf*, recursing into /include/ files; returns False after a fatal error.
+
+        Dispatch is on the token's first byte (flex's longest match only has choices to make
+        for a few of them), so most tokens cost no pattern match at all."""
         b = self.buffers[buf]
         data = b.data
         n = len(data)
         pos = 0
         tokens = self.tokens
         append = tokens.append
-        b = self.buffers[buf]
         state = self.state
-        patterns = _PATTERNS
-        pattern = patterns[state].match
-        while pos < n:
-            m = pattern(data, pos)
-            if m is None:               # only whitespace and comments are left
+        skip = _SKIP_RE.match
+        word_pn = _WORD_PN.match
+        word_v1 = _WORD_V1.match
+        word_bs = _WORD_BS.match
+        classes = _CLASS
+        while True:
+            if pos >= n:
                 break
-            kind = m.lastgroup
-            end = m.end()
-            if kind == "int":
-                start = m.start(kind)
-                append(("INT", self._integer(m.group(kind), buf, start, end), buf, start, end))
-            elif kind == "any":
-                start = end - 1
-                ch = chr(data[start])
-                append((ch, None, buf, start, end))
-                if ch == "{" or ch == ";":
-                    state = PROPNODENAME
-                    pattern = patterns[state].match
-                elif ch == "[":
-                    state = BYTESTRING
-                    pattern = patterns[state].match
-                elif ch == "]" and state == BYTESTRING:
+            c = data[pos]
+            cls = classes[c]
+            if cls == _C_WS or (c == 0x2F and data[pos + 1:pos + 2] in (b"*", b"/")):
+                if c == 0x20 and pos + 1 < n and classes[data[pos + 1]] > _C_WS and data[pos + 1] != 0x2F:
+                    pos += 1                            # one space: the common case, no pattern
+                else:
+                    pos = skip(data, pos).end()
+                if pos >= n:
+                    break
+                c = data[pos]
+                cls = classes[c]
+            if cls == _C_PUNCT:                         # { } ; = , ( ) [ ] ~ ^ % + - * ? : . @ ! & | < >
+                if state == PROPNODENAME and c in _PN_WORD_BYTES:
+                    cls = _C_WORD
+                else:
+                    end = pos + 1
+                    if c in _OP_START:
+                        two = data[pos:pos + 2]
+                        if two in _OPS2:
+                            append((two.decode("ascii"), None, buf, pos, pos + 2))
+                            pos += 2
+                            continue
+                        if c == 0x26:                   # & : a reference?
+                            m = _REF_RE.match(data, pos)
+                            if m is not None:
+                                if m.lastgroup == "ref":
+                                    append(("REF", m.group("ref").decode("ascii"), buf, pos, m.end()))
+                                else:
+                                    append(("PATHREF", m.group("pathref").decode("latin-1"), buf, pos, m.end()))
+                                pos = m.end()
+                                continue
+                    append((_CHARS[c], None, buf, pos, end))
+                    if c in _STATE_CHARS:
+                        if c == 0x7B or c == 0x3B:      # { ;
+                            state = PROPNODENAME
+                        elif c == 0x5B:                 # [
+                            state = BYTESTRING
+                        elif state == BYTESTRING:       # ]
+                            state = V1
+                    pos = end
+                    continue
+            if cls == _C_WORD:
+                if state == PROPNODENAME:
+                    m = word_pn(data, pos)
+                elif state == BYTESTRING:
+                    m = word_bs(data, pos)
+                else:
+                    m = word_v1(data, pos)
+                if m is None:                           # a lone character
+                    append((_CHARS[c], None, buf, pos, pos + 1))
+                    pos += 1
+                    continue
+                kind = m.lastgroup
+                end = m.end()
+                if kind == "name":
+                    text = m.group(kind)
+                    if text[0] == 0x5C:
+                        text = text[1:]
+                    append(("NAME", text.decode("latin-1"), buf, pos, end))
                     state = V1
-                    pattern = patterns[state].match
-            elif kind == "name":
-                start = m.start(kind)
-                text = m.group(kind)
-                if text[0] == 0x5C:
-                    text = text[1:]
-                append(("NAME", text.decode("latin-1"), buf, start, end))
-                state = V1
-                pattern = patterns[state].match
-            elif kind == "quote":                   # a string, found with find()
-                start = end - 1
-                end = self._string_end(data, start, n)
-                if end is None:                     # no closing quote: dtc's '.' rule
-                    append(('"', None, buf, start, start + 1))
-                    pos = start + 1
+                elif kind == "int":
+                    if state == INITIAL:                # <V1> rule: no integers before a keyword
+                        append((_CHARS[c], None, buf, pos, pos + 1))
+                        pos += 1
+                        continue
+                    append(("INT", self._integer(m.group(kind), buf, pos, end), buf, pos, end))
+                elif kind == "label":
+                    append(("LABEL", m.group(kind).decode("ascii"), buf, pos, end))
+                elif kind == "byte":
+                    append(("BYTE", int(m.group(kind), 16), buf, pos, end))
+                else:                                   # "one": a character flex returns alone
+                    append((_CHARS[c], None, buf, pos, pos + 1))
+                    end = pos + 1
+                pos = end
+                continue
+            if cls == _C_QUOTE:                         # a string, found with find()
+                end = self._string_end(data, pos, n)
+                if end is None:                         # no closing quote: dtc's '.' rule
+                    append(('"', None, buf, pos, pos + 1))
+                    pos += 1
                     continue
                 if end < 0:
-                    self.fatal = self.error_at(buf, start, start + 1, f"string literal longer than {MAX_VALUE} "
+                    self.fatal = self.error_at(buf, pos, pos + 1, f"string literal longer than {MAX_VALUE} "
                                                "bytes (bootforge's limit for one property value)")
                     return False
                 try:
-                    value = unescape(data[start + 1:end - 1])
+                    value = unescape(data[pos + 1:end - 1])
                 except ValueError as exc:
-                    self.fatal = self.error_at(buf, start, end, str(exc))
+                    self.fatal = self.error_at(buf, pos, end, str(exc))
                     return False
-                append(("STR", value, buf, start, end))
-            elif kind == "label":
-                append(("LABEL", m.group(kind).decode("ascii"), buf, m.start(kind), end))
-            elif kind == "ref":
-                append(("REF", m.group(kind).decode("ascii"), buf, m.start(kind) - 1, end))
-            elif kind == "byte":
-                append(("BYTE", int(m.group(kind), 16), buf, end - 2, end))
-            elif kind == "kw":
-                word = m.group(kind)
-                append((word.decode("ascii"), None, buf, m.start(kind), end))
+                append(("STR", value, buf, pos, end))
+                pos = end
+                continue
+            if cls == _C_SLASH:                         # / : keyword, /include/ or '/'
+                m = _SLASH_RE.match(data, pos)
+                if m is None:
+                    append(("/", None, buf, pos, pos + 1))
+                    pos += 1
+                    continue
+                if m.lastgroup == "inc":
+                    self.state = state
+                    if not self._include(buf, _INCLUDE.match(data, pos), depth):
+                        return False
+                    state = self.state
+                    pos = m.end()
+                    continue
+                word = m.group("kw")
+                if word == b"/incbin/" and state in (PROPNODENAME, BYTESTRING):
+                    append(("/", None, buf, pos, pos + 1))
+                    pos += 1
+                    continue
+                append((word.decode("ascii"), None, buf, pos, m.end()))
                 new = _KEYWORD_STATE.get(word)
                 if new is not None:
                     state = new
-                    pattern = patterns[state].match
-            elif kind == "op":
-                append((m.group(kind).decode("ascii"), None, buf, end - 2, end))
-            elif kind == "pathref":
-                append(("PATHREF", m.group(kind).decode("latin-1"), buf, m.start(kind) - 2, end))
-            elif kind == "char":
-                start = m.start(kind)
-                append(("CHR", self._char_literal(m.group(kind), buf, start, end), buf, start, end))
-            elif kind == "lm":
-                lm = _LINEMARKER.match(data, m.start(kind))
-                fn = unescape(lm.group(2))
-                if b"\0" in fn:
-                    self.errors.append((len(tokens), self.error_at(
-                        buf, lm.start(), end, "Lexical error: nul in line number directive")))
-                # "-1 since #line is the number of the next line" (dtc-lexer.l)
-                b.renumber(end, fn.decode("latin-1"), int(lm.group(1)) - 1)
-            elif kind == "inc":
-                inc = _INCLUDE.match(data, m.start(kind))
-                self.state = state
-                if not self._include(buf, inc, depth):
-                    return False
-                state = self.state
-                pattern = patterns[state].match
-            pos = end
+                pos = m.end()
+                continue
+            if cls == _C_HASH:
+                if pos == 0 or data[pos - 1] == 0x0A:
+                    lm = _LINEMARKER.match(data, pos)
+                    if lm is not None:
+                        fn = unescape(lm.group(2))
+                        if b"\0" in fn:
+                            self.errors.append((len(tokens), self.error_at(
+                                buf, pos, lm.end(), "Lexical error: nul in line number directive")))
+                        # "-1 since #line is the number of the next line" (dtc-lexer.l)
+                        b.renumber(lm.end(), fn.decode("latin-1"), int(lm.group(1)) - 1)
+                        pos = lm.end()
+                        continue
+                if state == PROPNODENAME:
+                    m = word_pn(data, pos)
+                    text = m.group("name")
+                    append(("NAME", text.decode("latin-1"), buf, pos, m.end()))
+                    state = V1
+                    pos = m.end()
+                    continue
+                append(("#", None, buf, pos, pos + 1))
+                pos += 1
+                continue
+            if cls == _C_SQUOTE:
+                m = _CHAR_RE.match(data, pos)
+                if m is not None:
+                    end = m.end()
+                    append(("CHR", self._char_literal(m.group(0), buf, pos, end), buf, pos, end))
+                    pos = end
+                    continue
+            append((_CHARS[c], None, buf, pos, pos + 1))   # anything else: one character
+            pos += 1
         self.state = state
         return True
 

@@ -40,6 +40,7 @@ class Parser:
         self.plugin = False
         self.next_fragment = 0
         self.depth = 0
+        self.label_nodes = {}       # label -> nodes it was put on (an index for get_node_by_label)
 
     # -- positions and errors
 
@@ -62,6 +63,31 @@ class Parser:
             self.syntax_error()
         self.i += 1
         return self.i - 1
+
+    # -- labels
+
+    def register(self, label, node):
+        nodes = self.label_nodes.setdefault(label, [])
+        if not nodes or nodes[-1] is not node:
+            nodes.append(node)
+
+    def node_by_ref(self, root, ref):
+        """get_node_by_ref, with labels looked up in the index: the one live holder of the
+        label is dtc's answer; with several, dtc's depth-first walk decides."""
+        if ref[0] == "/":
+            return get_node_by_ref(root, ref)
+        live = []
+        for node in self.label_nodes.get(ref, ()):
+            if node.merged_away or not any(name == ref and not dead for name, dead in node.labels):
+                continue
+            n = node
+            while n is not root and n is not None and not n.deleted:
+                n = n.parent
+            if n is root and node not in live:
+                live.append(node)
+        if len(live) == 1:
+            return live[0]
+        return get_node_by_ref(root, ref) if live else None
 
     # -- grammar
 
@@ -156,17 +182,18 @@ class Parser:
             kind = t[self.i][0]
             if kind == "/":
                 self.i += 1
-                merge_nodes(root, self.nodedef())
+                merge_nodes(root, self.nodedef(), self.register)
             elif kind == "LABEL":
                 label = t[self.i][1]
                 self.i += 1
                 at = self.i
                 ref = self.dt_ref()
                 node = self.nodedef()
-                target = get_node_by_ref(root, ref)
+                target = self.node_by_ref(root, ref)
                 if target is not None:
                     add_label(target.labels, label)
-                    merge_nodes(target, node)
+                    self.register(label, target)
+                    merge_nodes(target, node, self.register)
                 else:
                     self.error(at, at, f"Label or path {ref} not found")
             elif kind == "PATHREF" or kind == "REF":
@@ -177,9 +204,9 @@ class Parser:
                 if kind == "PATHREF" and self.plugin:
                     self.add_orphan_node(root, node, ref)
                     continue
-                target = get_node_by_ref(root, ref)
+                target = self.node_by_ref(root, ref)
                 if target is not None:
-                    merge_nodes(target, node)
+                    merge_nodes(target, node, self.register)
                 elif self.plugin:
                     self.add_orphan_node(root, node, ref)
                 else:
@@ -189,7 +216,7 @@ class Parser:
                 at = self.i
                 ref = self.dt_ref()
                 self.expect(";")
-                target = get_node_by_ref(root, ref)
+                target = self.node_by_ref(root, ref)
                 if target is None:
                     self.error(at, at, f"Label or path {ref} not found")
                 elif kind == "/delete-node/":
@@ -279,6 +306,7 @@ class Parser:
             self.syntax_error()
         for label in reversed(labels):
             add_label(node.labels, label)
+            self.register(label, node)
         return node
 
     def propdef(self):
@@ -379,14 +407,24 @@ class Parser:
         mask = (1 << bits) - 1
         size = bits // 8
         while True:
-            tok = t[self.i]
+            i = self.i
+            tok = t[i]
             kind = tok[0]
             if kind == "INT" or kind == "CHR":
-                v = tok[1]
-                if bits < 64 and v > mask and (v | mask) != U64:
-                    self.error(self.i, self.i, f"Value out of range for {bits}-bit array element")
-                self.i += 1
-                values.append(v & mask)
+                # The common case: a run of plain integers.
+                append = values.append
+                while True:
+                    v = tok[1]
+                    if v > mask and bits < 64 and (v | mask) != U64:
+                        self.i = i
+                        self.error(i, i, f"Value out of range for {bits}-bit array element")
+                    append(v & mask)
+                    i += 1
+                    tok = t[i]
+                    if tok[0] != "INT" and tok[0] != "CHR":
+                        break
+                self.i = i
+                continue
             elif kind == "(":
                 first = self.i
                 v = self.integer_prim()[0]

@@ -34,7 +34,7 @@ class Prop:
 class Node:
     __slots__ = ("name", "props", "children", "labels", "deleted", "pos", "parent", "fullpath",
                  "basenamelen", "phandle", "omit_if_unused", "is_referenced", "addr_cells", "size_cells",
-                 "bus", "merged_away")
+                 "bus", "merged_away", "pmap")
 
     def __init__(self, props=None, children=None, pos=None, name=None, deleted=False):
         self.name = name
@@ -53,14 +53,25 @@ class Node:
         self.size_cells = 0
         self.bus = None
         self.merged_away = False
+        self.pmap = None            # name -> first live property, while the checks run
         for c in self.children:
             c.parent = self
+
+    def index_props(self):
+        pmap = {}
+        for p in self.props:
+            if not p.deleted and p.name not in pmap:
+                pmap[p.name] = p
+        self.pmap = pmap
 
     def live_children(self):
         return [c for c in self.children if not c.deleted]
 
     def get_prop(self, name):
         """dtc's get_property: the first property of that name that is not deleted."""
+        pmap = self.pmap
+        if pmap is not None:
+            return pmap.get(name)
         for p in self.props:
             if p.name == name and not p.deleted:
                 return p
@@ -104,6 +115,7 @@ def delete_node(node):
     while stack:
         n = stack.pop()
         n.deleted = True
+        n.pmap = None
         for c in n.children:
             if not c.deleted:
                 stack.append(c)
@@ -118,12 +130,15 @@ def add_child(parent, child):
     parent.children.append(child)
 
 
-def merge_nodes(old, new):
+def merge_nodes(old, new, register=None):
     """dtc's merge_nodes: *new*'s labels, properties and children into *old*. Recursive like
     dtc's; the parser bounds nesting (MAX_NESTING), so the recursion is bounded too."""
     old.deleted = False
+    old.pmap = None
     for label, _ in new.labels:
         add_label(old.labels, label)
+        if register is not None:
+            register(label, old)
     for np in new.props:
         if np.deleted:
             for op in old.props:
@@ -152,7 +167,7 @@ def merge_nodes(old, new):
             continue
         for oc in old.children:
             if oc.name == nc.name:
-                merge_nodes(oc, nc)
+                merge_nodes(oc, nc, register)
                 break
         else:
             add_child(old, nc)
@@ -251,6 +266,8 @@ class DtInfo:
         nodes = self.phandles.get(phandle)
         if not nodes:
             return None
+        if len(nodes) == 1:
+            return nodes[0] if _attached(nodes[0], self.root) else None
         live = [n for n in nodes if _attached(n, self.root)]
         if len(live) <= 1:
             return live[0] if live else None
@@ -273,8 +290,10 @@ class DtInfo:
         value = phandle.to_bytes(4, "big")
         if node.get_prop("linux,phandle") is None and self.phandle_format & PHANDLE_LEGACY:
             node.props.append(Prop("linux,phandle", value, typed=True))
+            node.pmap = None
         if node.get_prop("phandle") is None and self.phandle_format & PHANDLE_EPAPR:
             node.props.append(Prop("phandle", value, typed=True))
+            node.pmap = None
         return phandle
 
 
@@ -297,6 +316,7 @@ def guess_boot_cpuid(root):
 
 
 def append_to_property(node, name, data):
+    node.pmap = None
     p = node.get_prop(name)
     if p is not None:
         p.val = bytes(p.val) + data
