@@ -54,7 +54,7 @@ def test_debian_kernel_entry(tmp_path):
 
 def test_debian_kernel_through_uboot_booti(tmp_path):
     """U-Boot 2023.01 booti of Debian's kernel (preloaded at kernel_addr_r), stopped at the entry
-    uboot-booti predicts: pc, x1-x3, and the DTB read at x0 byte for byte."""
+    uboot-booti predicts: pc, x0-x3 (x0: U-Boot's DTB copy), and the DTB read there byte for byte."""
     import os
     import select
     require("qemu-system-aarch64", "/usr/lib/u-boot/qemu_arm64/u-boot.bin")
@@ -104,7 +104,7 @@ def test_debian_kernel_through_uboot_booti(tmp_path):
         assert b"Starting kernel" in out, out.decode("latin-1")[-600:]
         regs = gdb.registers(AARCH64_GDB)
         assert regs["pc"] == entry
-        assert {k: regs[k] for k in ("x1", "x2", "x3")} == result["linux"]["registers"]
+        assert {k: regs[k] for k in ("x0", "x1", "x2", "x3")} == result["linux"]["registers"]
         predicted = (tmp_path / "dtb").read_bytes()
         got = gdb.read_memory(regs["x0"], len(predicted))
         spans = result["linux"]["devicetree"]["random_bytes"]

@@ -76,7 +76,15 @@ def test_bootm_boots_a_bootforge_fit(tmp_path):
     assert "Verifying Hash Integrity ... sha256+ OK" in console and "sha1+ OK" in console
     dump = read_dtdump(console)
     assert dump.done and dump.image == LOAD
-    assert dump.registers["x1"] == dump.registers["x2"] == dump.registers["x3"] == 0
+    # The prediction: x0 (U-Boot's DTB copy), the ramdisk copy, the DTB's bytes.
+    proc = run_bootforge("load", fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm", "--json",
+                         "--mbi-out", tmp_path / "predicted.dtb", check=0)
+    result = json.loads(proc.stdout)
+    assert dump.registers == result["linux"]["registers"]
+    ramdisk = result["mbi"]["modules"][0]
+    assert f"Loading Ramdisk to {ramdisk['start']:08x}, end {ramdisk['end']:08x} ... OK" in console
+    assert result["linux"]["devicetree"]["random_bytes"] == result["linux"]["devicetree"]["loader_chosen_bytes"] == []
+    assert dump.full_dtb() == (tmp_path / "predicted.dtb").read_bytes()
 
 
 def test_bootm_refusals_in_uboots_words(tmp_path):
@@ -114,9 +122,9 @@ def test_booti_places_the_image(tmp_path, address):
     moved = result["linux"]["move"]
     assert (moved in console) if moved else "Moving Image" not in console
     assert bool(moved) == (address % (2 << 20) != 0)
-    assert {k: dump.registers[k] for k in ("x1", "x2", "x3")} == result["linux"]["registers"]
-    low, high = result["linux"]["bounded"]["x0 (DTB)"]
-    assert low <= dump.registers["x0"] < high and dump.registers["x0"] % 4096 == 0
+    # x0 too: U-Boot's DTB copy where its lmb puts it.
+    assert dump.registers == result["linux"]["registers"]
+    assert f"Loading Device Tree to {dump.registers['x0']:016x}" in console
     # The DTB U-Boot hands over, byte for byte apart from QEMU's random bytes.
     spans = result["linux"]["devicetree"]["random_bytes"]
     assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
@@ -144,8 +152,8 @@ def test_bootm_dtb_of_a_fit_without_ramdisk(tmp_path):
 
 
 def test_booti_with_a_ramdisk(tmp_path):
-    """booti ADDR RD:SIZE: the DTB exact apart from QEMU's random bytes and the ramdisk address U-Boot
-    picked (the /memreserve/ address, linux,initrd-start/end), which must agree with each other."""
+    """booti ADDR RD:SIZE: the ramdisk copy, the DTB copy (x0) and the DTB's bytes (its /memreserve/
+    and linux,initrd-start/end for the ramdisk) all as predicted, apart from QEMU's random bytes."""
     kernel = dump_kernel("aarch64")
     initrd = make_initrd(tmp_path / "initrd.img", 5000)
     recipe = tmp_path / "booti.toml"
@@ -158,9 +166,13 @@ def test_booti_with_a_ramdisk(tmp_path):
                         "${fdtcontroladdr}", preload=[(initrd, 0x48000000)])
     dump = read_dtdump(console)
     dt = result["linux"]["devicetree"]
-    spans = dt["random_bytes"] + dt["loader_chosen_bytes"]
+    assert dt["loader_chosen_bytes"] == []          # the ramdisk's address is predicted too
+    spans = dt["random_bytes"]
     got = dump.full_dtb()
+    assert dump.registers == result["linux"]["registers"]
     assert masked(got, spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
+    assert result["mbi"]["modules"][0]["start"] == int.from_bytes(
+        Fdt(got).getprop(Fdt(got).path_offset("/chosen"), "linux,initrd-start"), "big")
     fdt = Fdt(got)
     chosen = fdt.path_offset("/chosen")
     start = int.from_bytes(fdt.getprop(chosen, "linux,initrd-start"), "big")

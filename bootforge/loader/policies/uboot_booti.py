@@ -21,8 +21,10 @@ Rules:
   next page; no reservation is added). With a ramdisk totalsize grows by 0x80
   (FDT_RAMDISK_OVERHEAD) and fdt_initrd adds a /memreserve/ of its size and /chosen
   linux,initrd-start/end (two cells each): exact but for the address U-Boot picked (observed).
-- Not predicted (bounded only): where U-Boot puts the DTB (boot_relocate_fdt's lmb allocation
-  below its own stack; observed 0x7dcaf000 with 1 GiB) and a ramdisk (below initrd_high).
+- Where U-Boot puts its copies (boot_relocate_fdt, boot_ramdisk_high: lmb top-down, 4 KiB
+  aligned, the ramdisk first): below U-Boot's own memory, which ends 0x224e000 below the end of
+  RAM for Debian's 2023.01+dfsg-2+deb12u3 build (observed at 512M..3G: LMB_TOP_BELOW_RAM_END);
+  x0 is the DTB copy. Another build, or RAM ending above 4 GiB, leaves them bounded.
 """
 import re
 from pathlib import Path
@@ -61,8 +63,30 @@ def uboot_version(path=UBOOT_ARM64):
     return m.group(1).decode("latin-1")
 
 
+# Where U-Boot's lmb allocations start, below the top of RAM: U-Boot's relocated image, malloc area
+# and stack (arch_lmb_reserve: from the stack pointer - 16 KiB up) are above. Observed for Debian's
+# u-boot-qemu 2023.01+dfsg-2+deb12u3 qemu_arm64 at -m 512M, 1G, 2G and 3G: the DTB copy at
+# RAM end - 0x2351000 with QEMU's 1 MiB tree (0x103000 bytes from boot_relocate_fdt), i.e. the
+# allocations start 0x224e000 below the end of RAM, the ramdisk first, top-down, page aligned.
+LMB_TOP_BELOW_RAM_END = {"2023.01+dfsg-2+deb12u3": 0x224E000}
+
+
+def lmb_layout(version, ram_end, fdt_bytes, ramdisk_size):
+    """(ramdisk address or None, DTB address) U-Boot's lmb gives, or None when this U-Boot build or
+    RAM size was not observed (RAM ending above 4 GiB is not)."""
+    below = LMB_TOP_BELOW_RAM_END.get(version)
+    if below is None or ram_end > 1 << 32:
+        return None
+    top = ram_end - below
+    ramdisk = None
+    if ramdisk_size:
+        ramdisk = (top - ramdisk_size) // PAGE * PAGE        # lmb_alloc_base: top-down, 4 KiB aligned
+        top = ramdisk
+    return ramdisk, (top - fdt_bytes) // PAGE * PAGE
+
+
 def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None,
-               ramdisk_size=None):
+               ramdisk_size=None, ramdisk_start=None):
     """(DTB booti/bootm hands the kernel without a ramdisk, its random byte spans). *random_props*:
     the base DTB's properties that differ per boot (QEMU's seeds in its own tree; none in a FIT's)."""
     fdt = Fdt(base_dtb)
@@ -89,17 +113,38 @@ def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RAN
         # the address U-Boot picked (bounded: those bytes are marked as the loader's choice).
         total += RAMDISK_OVERHEAD
         fdt.buf[4:8] = total.to_bytes(4, "big")
-        at = fdt.add_mem_rsv(0, ramdisk_size)
-        fdt.mark_random(at, 8, Fdt.CHOSEN)
+        where = ramdisk_start or 0
+        at = fdt.add_mem_rsv(where, ramdisk_size)
+        if ramdisk_start is None:
+            fdt.mark_random(at, 8, Fdt.CHOSEN)
         width = 8 if na == 2 else 4
-        for name, value in (("linux,initrd-start", 0), ("linux,initrd-end", ramdisk_size)):
+        for name, value in (("linux,initrd-start", where), ("linux,initrd-end", where + ramdisk_size)):
             chosen = fdt.path_offset("/chosen")
             fdt.setprop(chosen, name, value.to_bytes(width, "big"))
-            start, length = fdt.value_span(fdt.path_offset("/chosen"), name)
-            fdt.mark_random(start, length, Fdt.CHOSEN)
+            if ramdisk_start is None:
+                start, length = fdt.value_span(fdt.path_offset("/chosen"), name)
+                fdt.mark_random(start, length, Fdt.CHOSEN)
     else:
         fdt.buf[4:8] = total.to_bytes(4, "big")
     return fdt.blob(), fdt.random_spans(), fdt.random_spans(Fdt.CHOSEN)
+
+
+def place_copies(res, layout, ramdisk, fdt_bytes, dtb_size, req):
+    """The ramdisk and DTB copies where lmb puts them (lmb_layout), x0, and no more bounds."""
+    ramdisk_at, dtb_at = layout
+    if ramdisk_at is not None:
+        m = req.modules[0]
+        res.place(f"ramdisk {m.loader_path}", ramdisk_at, ramdisk, PAGE,
+                  "lmb, top-down below U-Boot's own memory (boot_ramdisk_high)", "module")
+        res.modules = [{"start": ramdisk_at, "end": ramdisk_at + ramdisk, "cmdline": m.loader_path}]
+        res.notes.append(f"U-Boot prints: Loading Ramdisk to {ramdisk_at:08x}, end {ramdisk_at + ramdisk:08x} ... OK")
+    res.place("DTB (U-Boot's copy, shrunk)", dtb_at, dtb_size, PAGE,
+              "lmb, top-down below the ramdisk (boot_relocate_fdt: totalsize + 0x3000)", "boot-info")
+    res.notes.append(f"U-Boot prints: Loading Device Tree to {dtb_at:016x}, end {dtb_at + fdt_bytes - 1:016x} ... OK")
+    res.mbi_address = dtb_at
+    res.linux["registers"] = {"x0": dtb_at, **res.linux["registers"]}
+    res.linux.pop("bounded", None)
+    res.notes = [n for n in res.notes if not n.startswith("bounded: U-Boot's copy")]
 
 
 def relocation(header, image_address, ram_base):
@@ -115,7 +160,7 @@ def relocation(header, image_address, ram_base):
 @loader_policy("uboot-booti", firmware="fdt", protocol="linux", verdict=None, source=SOURCE, verified=False,
                boot_medium=None, options=OPTIONS,
                wrong_firmware="uboot-booti runs on a device-tree platform (qemu-virt-aarch64:<mem>)",
-               summary="U-Boot qemu_arm64 `booti` of an arm64 Image (kernel placement; DTB and ramdisk bounded)")
+               summary="U-Boot qemu_arm64 `booti` of an arm64 Image (kernel, ramdisk and DTB placement, the DTB)")
 def load(req):
     board = req.platform.devicetree
     if board.machine is not None and board.machine.arch != "aarch64":
@@ -144,14 +189,20 @@ def load(req):
         raise RecipeError("booti takes one ramdisk (ADDR:SIZE); give one initrd")
     if board.machine is not None:
         bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
+        version = uboot_version()
         ramdisk = req.modules[0].size if req.modules else None
-        handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, uboot_version(), board.ram_base,
-                                                        board.memory_bytes, ramdisk_size=ramdisk)
+        fdt_bytes = int.from_bytes(bios_dtb[4:8], "big") + SYS_FDT_PAD
+        layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
+        handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base,
+                                                        board.memory_bytes, ramdisk_size=ramdisk,
+                                                        ramdisk_start=layout[0] if layout else None)
+        if layout is not None:
+            place_copies(res, layout, ramdisk, fdt_bytes, len(handed), req)
         res.mbi_bytes = handed
-        res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, None, res.linux["registers"], RANDOM,
-                                                   source + " with -bios u-boot.bin", random_bytes)
+        res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, res.mbi_address, res.linux["registers"],
+                                                   RANDOM, source + " with -bios u-boot.bin", random_bytes)
         res.linux["devicetree"]["loader_chosen_bytes"] = [list(s) for s in chosen_bytes]
-        if ramdisk:
+        if ramdisk and layout is None:
             res.notes.append("bounded: the ramdisk's address (U-Boot copies it below initrd_high), so the "
                              "/memreserve/ address and linux,initrd-start/end values in the DTB")
     ok = board.ram_base <= entry and entry + size <= ram_end

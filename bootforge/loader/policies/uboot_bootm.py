@@ -9,10 +9,9 @@ Rules:
   x0 = the DTB, x1 = x2 = x3 = 0 (observed: the dump kernel at the FIT's load address).
 - The DTB is the configuration's fdt image, relocated and edited as for booti
   (uboot_booti.handed_dtb: open_into + 0x3000, /chosen bootargs, u-boot,version and
-  u-boot,bootconf = the configuration's name, /memory, shrink to the page): predicted byte for byte without a ramdisk. With a ramdisk
-  ("Loading Ramdisk to ..." below initrd_high) its linux,initrd-* values and /memreserve/
-  are U-Boot's choice: the DTB is then not predicted. Addresses of the DTB and ramdisk copies
-  are bounded (lmb allocations below U-Boot's stack).
+  u-boot,bootconf = the configuration's name, /memory, shrink to the page, the ramdisk's
+  /memreserve/ and linux,initrd-start/end); the ramdisk and DTB copies where U-Boot's lmb
+  puts them (uboot_booti.lmb_layout), x0 the DTB copy.
 """
 
 from bootforge.errors import LoaderRefusal, RecipeError
@@ -21,7 +20,7 @@ from bootforge.fdtboot.fit import read_fit
 from bootforge.fdtboot.handover import devicetree_facts
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
-from bootforge.loader.policies.uboot_booti import handed_dtb, uboot_version
+from bootforge.loader.policies.uboot_booti import PAGE, SYS_FDT_PAD, handed_dtb, lmb_layout, uboot_version
 from bootforge.loader.result import LoadResult
 from bootforge.verdict import check
 
@@ -60,17 +59,33 @@ def load(req):
                  "registers": {"x1": 0, "x2": 0, "x3": 0},
                  "bounded": {"x0 (DTB)": [board.ram_base, ram_end], "ramdisk": [board.ram_base, ram_end]}}
     res.cmdline = req.cmdline
-    if conf.fdt and not conf.ramdisk:
+    if conf.fdt:
         fdt_image = fit.image(conf.fdt[0])
+        base_dtb = bytes(fdt_image.data)
+        ramdisk = fit.image(conf.ramdisk).data_size if conf.ramdisk else None
+        version = uboot_version()
+        fdt_bytes = int.from_bytes(base_dtb[4:8], "big") + SYS_FDT_PAD
+        layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
         # The FIT's DTB is fixed bytes: QEMU refills the seeds of its own tree only.
-        handed, random_bytes, _ = handed_dtb(bytes(fdt_image.data), req.cmdline, uboot_version(), board.ram_base,
-                                             board.memory_bytes, random_props=(), bootconf=conf.name)
+        handed, random_bytes, chosen_bytes = handed_dtb(base_dtb, req.cmdline, version, board.ram_base,
+                                                        board.memory_bytes, random_props=(), bootconf=conf.name,
+                                                        ramdisk_size=ramdisk,
+                                                        ramdisk_start=layout[0] if layout else None)
+        if layout is not None:
+            ramdisk_at, dtb_at = layout
+            if ramdisk_at is not None:
+                res.place(f"ramdisk {conf.ramdisk}", ramdisk_at, ramdisk, PAGE,
+                          "lmb, top-down below U-Boot's own memory (boot_ramdisk_high)", "module")
+                res.modules = [{"start": ramdisk_at, "end": ramdisk_at + ramdisk, "cmdline": conf.ramdisk}]
+            res.place(f"DTB {fdt_image.name} (U-Boot's copy, shrunk)", dtb_at, len(handed), PAGE,
+                      "lmb, top-down below the ramdisk (boot_relocate_fdt)", "boot-info")
+            res.mbi_address = dtb_at
+            res.linux["registers"] = {"x0": dtb_at, **res.linux["registers"]}
+            res.linux.pop("bounded", None)
         res.mbi_bytes = handed
-        res.linux["devicetree"] = devicetree_facts(bytes(fdt_image.data), handed, None, res.linux["registers"],
+        res.linux["devicetree"] = devicetree_facts(base_dtb, handed, res.mbi_address, res.linux["registers"],
                                                    (), f"the FIT's {fdt_image.name}", random_bytes)
-    elif conf.ramdisk:
-        res.notes.append(f"ramdisk {conf.ramdisk}: U-Boot copies it below initrd_high and writes its range into "
-                         "the DTB: the DTB is not predicted")
+        res.linux["devicetree"]["loader_chosen_bytes"] = [list(c) for c in chosen_bytes]
     ok = board.ram_base <= kernel.load and kernel.load + kernel.data_size <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel lies outside RAM"))
     standard_checks(res, req.platform.memory_map)
