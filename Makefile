@@ -101,7 +101,14 @@ $(BUILD)/stubs/pxeprobe.0: stubs/pxeprobe.S stubs/pxeprobe.ld
 	$(LD) -m elf_i386 -T stubs/pxeprobe.ld --build-id=none -o $(BUILD)/stubs/pxeprobe.elf $(BUILD)/stubs/pxeprobe.o
 	objcopy -O binary $(BUILD)/stubs/pxeprobe.elf $@
 
-STUBS += $(BUILD)/stubs/pxeprobe.0
+# The boot sector of the disk verify SAN-boots through iPXE: it loads the PXE probe after it.
+$(BUILD)/stubs/sanmbr.bin: stubs/sanmbr.S stubs/sanmbr.ld
+	@mkdir -p $(@D)
+	$(AS) --32 -o $(BUILD)/stubs/sanmbr.o $<
+	$(LD) -m elf_i386 -T stubs/sanmbr.ld --build-id=none -o $(BUILD)/stubs/sanmbr.elf $(BUILD)/stubs/sanmbr.o
+	objcopy -O binary $(BUILD)/stubs/sanmbr.elf $@
+
+STUBS += $(BUILD)/stubs/pxeprobe.0 $(BUILD)/stubs/sanmbr.bin
 
 stubs: $(STUBS)
 

@@ -15,7 +15,8 @@
  *             top is the highest end of an E820 entry at or below 0xfec00000 (the top of
  *             low RAM, SeaBIOS's reserved tables included, iPXE's hidden ranges under it)
  *   STOPUNDI  the PXE status word and the exit code of PXENV_STOP_UNDI (0x0015, via !PXE)
- * then E820, INT12, BDA40E and BDA413 again, and DONE.
+ * then E820, INT12, BDA40E and BDA413 again, and DONE. Entered with ES:BX = 0:0 (the SAN boot
+ * sector stubs/sanmbr.S starts it from a disk iPXE SAN-boots) it stops after the scan.
  * The signature is kept XORed with 0x80 here so this file (downloaded into iPXE's memory)
  * does not match itself.
  */
@@ -56,7 +57,10 @@ _start:
 	call	report_memory
 	call	scan_high
 
-	/* PXENV_STOP_UNDI through !PXE's 16-bit entry (EntryPointSP at +0x10). */
+	/* PXENV_STOP_UNDI through !PXE's 16-bit entry (EntryPointSP at +0x10); started by the
+	 * SAN boot sector (stubs/sanmbr.S: no PXE stack handed over, ES:BX = 0:0) there is none. */
+	cmpw	$0, pxenv_seg
+	je	9f
 	les	bangpxe, %bx
 	movl	%es:0x10(%bx), %eax
 	movl	%eax, pxe_entry
@@ -83,7 +87,7 @@ _start:
 
 	call	report_memory
 
-	movw	$msg_done, %si
+9:	movw	$msg_done, %si
 	call	print
 	movw	$0xf4, %dx
 	movb	$0x31, %al

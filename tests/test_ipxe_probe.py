@@ -9,13 +9,14 @@ import json
 import pytest
 
 from bootforge.post.load import post_request
-from bootforge.verify.ipxe_probe import PROBE, compare, predict, probe_size, read_probe
+from bootforge.verify.ipxe_probe import PROBE, SAN_MBR, compare, predict, probe_size, read_probe
 from conftest import BUILD, DATA, require, run_bootforge
 from seabios_post_oracle import IPXE
 
 FIXTURES = DATA / "ipxe-probe"
 BOOTS = [("e1000.toml", "256M", "boot"), ("e1000.toml", "3584M", "boot"), ("e1000.toml", "5G", "boot"),
-         ("two-nics-novga.toml", "1G", "boot"), ("boot-failure.toml", "256M", "boot-failure")]
+         ("two-nics-novga.toml", "1G", "boot"), ("boot-failure.toml", "256M", "boot-failure"),
+         ("san-boot.toml", "256M", "san-boot")]
 
 
 def machine(recipe, mem):
@@ -28,8 +29,8 @@ def test_probe_output_equals_the_prediction(recipe, mem, outcome):
     rep = read_probe((FIXTURES / f"{recipe.removesuffix('.toml')}-{mem}.e9").read_text())
     rows = compare(predict(machine(recipe, mem), probe_size(), outcome), rep)
     assert [r for r in rows if not r[3]] == []
-    # The fields that were compared: both views, and iPXE's image at both places.
-    assert len(rep.views) == 2 and len(rep.found) == 2 and rep.done
+    # The fields that were compared: both views (one after a SAN boot), iPXE's image at both places.
+    assert len(rep.views) == (1 if outcome == "san-boot" else 2) and len(rep.found) == 2 and rep.done
 
 
 def test_a_wrong_prediction_is_a_mismatch():
@@ -41,8 +42,25 @@ def test_a_wrong_prediction_is_a_mismatch():
 
 
 def test_shipped_probe_is_the_stub_build():
-    require(str(BUILD / "stubs" / "pxeprobe.0"))
+    require(str(BUILD / "stubs" / "pxeprobe.0"), str(BUILD / "stubs" / "sanmbr.bin"))
     assert filecmp.cmp(BUILD / "stubs" / "pxeprobe.0", str(PROBE), shallow=False)
+    assert filecmp.cmp(BUILD / "stubs" / "sanmbr.bin", str(SAN_MBR), shallow=False)
+
+
+def test_san_target_serves_ranges(tmp_path):
+    # bootforge.verify.san_http as iPXE's httpblock.c talks to it: HEAD, then a Range GET.
+    import io
+    from bootforge.verify import san_http
+    disk = tmp_path / "d.img"
+    disk.write_bytes(bytes(range(256)) * 8)
+    out = io.BytesIO()
+    san_http.serve(disk, io.BytesIO(b"HEAD /disk.img HTTP/1.1\r\nHost: x\r\n\r\n"), out)
+    assert b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n" in out.getvalue() and out.getvalue().endswith(b"\r\n\r\n")
+    out = io.BytesIO()
+    san_http.serve(disk, io.BytesIO(b"GET /disk.img HTTP/1.1\r\nRange: bytes=512-1023\r\n\r\n"), out)
+    head, _, body = out.getvalue().partition(b"\r\n\r\n")
+    assert b"206 Partial Content" in head and b"Content-Range: bytes 512-1023/2048" in head
+    assert body == disk.read_bytes()[512:1024]
 
 
 def test_boot_failure_gives_base_memory_back():
@@ -56,12 +74,15 @@ def test_boot_failure_gives_base_memory_back():
 
 # Real boots (3584M and the two-NIC machine are compared through their fixtures above).
 @pytest.mark.qemu
-@pytest.mark.parametrize("recipe, mem", [("e1000.toml", "256M"), ("e1000.toml", "5G"), ("boot-failure.toml", "256M")])
+@pytest.mark.parametrize("recipe, mem", [("e1000.toml", "256M"), ("e1000.toml", "5G"), ("boot-failure.toml", "256M"),
+                                         ("san-boot.toml", "256M")])
 def test_verify_boots_the_probe(recipe, mem):
     require(IPXE, "qemu-system-x86_64")
     proc = run_bootforge("verify", FIXTURES / recipe, "--platform", f"qemu-pc-seabios:{mem}", "--json", "-q")
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0, [f for f in doc["fields"] if not f["ok"]]
     assert doc["ok"] and doc["probe_exit"] == 99
-    assert {f["field"] for f in doc["fields"]} >= {"E820 while iPXE runs", "E820 after PXENV_STOP_UNDI",
-                                                   "INT 12h while iPXE runs (KiB)", "BDA 40:13 after PXENV_STOP_UNDI (KiB)"}
+    views = ({"E820 after iPXE's SAN boot", "INT 12h after iPXE's SAN boot (KiB)"} if recipe == "san-boot.toml" else
+             {"E820 while iPXE runs", "E820 after PXENV_STOP_UNDI", "INT 12h while iPXE runs (KiB)",
+              "BDA 40:13 after PXENV_STOP_UNDI (KiB)"})
+    assert {f["field"] for f in doc["fields"]} >= views

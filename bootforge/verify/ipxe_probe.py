@@ -7,11 +7,18 @@ what it prints with the ipxe-pcbios-mb1 policy's model of iPXE's memory, field b
   INT 12h, BDA 40:0E and 40:13, the PXENV+ and !PXE addresses, and iPXE's image found in high
   memory twice: in SeaBIOS's PMM decompression area (bootforge.post) and where relocate.c
   moved it, the same distance apart as predicted;
-- after PXENV_STOP_UNDI (outcome "pxenv-stop-undi"): its status, E820, INT 12h, 40:0E, 40:13.
+- after PXENV_STOP_UNDI (outcome "pxenv-stop-undi"): its status, E820, INT 12h, 40:0E, 40:13;
+- ipxe_outcome "boot-failure": the first BEV's iPXE finds nothing to boot and gives everything
+  back, the next iPXE boots the probe;
+- ipxe_outcome "san-boot": iPXE runs an iPXE script `sanboot http://10.0.2.100/disk.img` and
+  boots a disk served by bootforge.verify.san_http through QEMU's guestfwd (a command on this
+  machine: nothing leaves it); the disk's boot sector (stubs/sanmbr.S) starts the probe, which
+  sees iPXE still resident (its INT 15h and INT 13h hooks stay: nothing is ever given back).
 """
 
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -21,9 +28,18 @@ from bootforge.formats.e820 import E820Type
 from bootforge.loader.policies.ipxe_pcbios import IPXE_PXE_E1000, ipxe_build_of, ipxe_memory
 from bootforge.post.seabios import run_post
 from bootforge.qemu.runner import Machine, Medium, QemuRun
+from bootforge.verify import san_http
 
 PROBE = files("bootforge").joinpath("data", "stubs", "pxeprobe.0")
+SAN_MBR = files("bootforge").joinpath("data", "stubs", "sanmbr.bin")
 PROBE_NAME = "pxeprobe.0"
+SAN_SCRIPT_NAME = "san.ipxe"
+SAN_HOST = "10.0.2.100"             # QEMU user network address the guestfwd SAN target answers on
+# iPXE's INT 13h emulation guesses 255 heads x 63 sectors: a disk under one such cylinder
+# (8,225,280 bytes) has no CHS address at all ("Boot from SAN device 0x80 failed: Input/output
+# error" with a 64 KiB image, observed); 16 MiB boots.
+SAN_DISK_SIZE = 16 << 20
+OUTCOMES = ("boot", "boot-failure", "san-boot")
 PROBE_EXIT = (0x31 << 1) | 1
 EBDA_SEGMENT = 0x9FC0
 LINE = re.compile(r"^(ENTRY|E820|E820END|INT12|BDA40E|BDA413|FOUND|SCANEND|STOPUNDI|DONE|PXEPROBE)\b ?(.*)$")
@@ -93,6 +109,7 @@ class ProbePrediction:
     memory: object
     booting_slot: int | None = None
     failing_slots: list = field(default_factory=list)
+    san: bool = False
 
 
 def booting_ipxe(post, failures=0):
@@ -114,7 +131,8 @@ def booting_ipxe(post, failures=0):
 
 def predict(machine, probe_size, outcome="boot"):
     """What the probe will print: outcome "boot" (the first BEV boots it; its second read is
-    after PXENV_STOP_UNDI) or "boot-failure" (the first BEV's iPXE fails, the next one boots it)."""
+    after PXENV_STOP_UNDI), "boot-failure" (the first BEV's iPXE fails, the next one boots it)
+    or "san-boot" (iPXE downloads the SAN script, boots the disk; one read, no PXE stack)."""
     post = run_post(machine)
     failures = 1 if outcome == "boot-failure" else 0
     # A failing iPXE gives everything back (ipxe-pcbios-mb1, boot-failure): the next one starts afresh.
@@ -123,11 +141,15 @@ def predict(machine, probe_size, outcome="boot"):
     build = ipxe_build_of(rom.rom.data) or IPXE_PXE_E1000
     decompress = next(c.result for c in post.pmm if c.purpose == "decompression area" and c.result)
     decompress_to = (decompress + 0xFFF) // 0x1000 * 0x1000        # romprefix.S rounds it up to 4 KiB
-    mem = ipxe_memory(post.e820_after_post, post.bda_fbms_kib, [(PROBE_NAME, probe_size)], build=build,
-                      old_start=decompress_to)
+    downloads = [(SAN_SCRIPT_NAME, len(san_script()))] if outcome == "san-boot" else [(PROBE_NAME, probe_size)]
+    mem = ipxe_memory(post.e820_after_post, post.bda_fbms_kib, downloads, build=build, old_start=decompress_to)
 
     def view(m, int12):
         return ProbeView([(r.start, r.start + r.size, int(r.type)) for r in m.ranges], int12, EBDA_SEGMENT, int12)
+    if outcome == "san-boot":
+        # The boot sector hands no PXE stack over; the probe reads once and stops.
+        return ProbePrediction((0, 0), (0, 0), [view(mem.views["after-san-boot"], mem.int12_after["san-boot"])],
+                               decompress_to, mem.text, rom.device, mem, rom.slot, failing, san=True)
     views = [view(mem.views["while-running"], mem.fbms),
              view(mem.views["after-pxenv-stop-undi"], mem.int12_after["pxenv-stop-undi"])]
     return ProbePrediction((mem.text16_segment, build.pxenv_offset), (mem.text16_segment, build.ppxe_offset),
@@ -142,9 +164,10 @@ def compare(pred, rep):
         rows.append((name, want, got, want == got))
     row("PXENV+ (segment:offset)", _segoff(pred.pxenv), _segoff(rep.pxenv))
     row("!PXE (segment:offset)", _segoff(pred.ppxe), _segoff(rep.ppxe))
-    for label, want, got in (("while iPXE runs", pred.views[0], rep.views[0] if rep.views else ProbeView()),
-                             ("after PXENV_STOP_UNDI", pred.views[1],
-                              rep.views[1] if len(rep.views) > 1 else ProbeView())):
+    labels = ("after iPXE's SAN boot",) if pred.san else ("while iPXE runs", "after PXENV_STOP_UNDI")
+    row("memory reads", len(pred.views), len(rep.views))
+    for i, label in enumerate(labels):
+        want, got = pred.views[i], rep.views[i] if i < len(rep.views) else ProbeView()
         row(f"E820 {label}", [_e820_text(e) for e in want.e820], [_e820_text(e) for e in got.e820])
         row(f"INT 12h {label} (KiB)", want.int12, got.int12)
         row(f"BDA 40:0E {label}", _hex(want.bda_40e), _hex(got.bda_40e))
@@ -158,7 +181,7 @@ def compare(pred, rep):
     rows.append(("iPXE image in high memory (decompression area, relocated)",
                  f"X + {pred.decompress_to:#x} and X + {text_lo:#x} (text [{text_lo:#x}, {text_hi:#x}))",
                  ", ".join(f"{h:#x}" for h in hits) or "none", ok))
-    row("PXENV_STOP_UNDI status, exit", "0000 0000",
+    row("PXENV_STOP_UNDI status, exit", None if pred.san else "0000 0000",
         None if rep.stop_undi is None else f"{rep.stop_undi[0]:04x} {rep.stop_undi[1]:04x}")
     row("probe finished", True, rep.done)
     return rows
@@ -176,12 +199,32 @@ def _e820_text(e):
     return f"[{e[0]:#x}, {e[1]:#x}) {E820Type.label_of(e[2], str(e[2]))}"
 
 
-def qemu_args(machine, tftp_dir, booting_slot, failing_slots=()):
+def san_script():
+    return f"#!ipxe\nsanboot http://{SAN_HOST}/disk.img\n".encode()
+
+
+def san_disk(probe_bytes):
+    """The SAN disk: the boot sector, the probe in the sectors after it, zeros to SAN_DISK_SIZE."""
+    with as_file(SAN_MBR) as mbr:
+        if not Path(mbr).exists():
+            raise RecipeError(f"the SAN boot sector {mbr} is missing (make stubs; it is package data)")
+        image = Path(mbr).read_bytes() + probe_bytes
+    return image + bytes(SAN_DISK_SIZE - len(image))
+
+
+def qemu_args(machine, tftp_dir, booting_slot, failing_slots=(), san_disk_path=None):
     """The machine's QEMU options with the booting NIC on QEMU's user network (restrict=on);
     NICs whose iPXE is to fail get a network of their own with no boot file (DHCP answers,
     "Nothing to boot": 15 s where a NIC without a peer takes 27 s to give up)."""
     args = [] if machine.vga else ["-vga", "none"]
-    args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={PROBE_NAME}"]
+    if san_disk_path is None:
+        args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={PROBE_NAME}"]
+    else:
+        # guestfwd runs the SAN target per connection, its stdin/stdout the guest's TCP stream
+        # (stdlib only, started by path so no bootforge import runs there).
+        server = f"{sys.executable} {Path(san_http.__file__)} {san_disk_path}"
+        args += ["-netdev", f"user,id=n0,restrict=on,tftp={tftp_dir},bootfile={SAN_SCRIPT_NAME},"
+                 f"guestfwd=tcp:{SAN_HOST}:80-cmd:{server}"]
     for i, _ in enumerate(failing_slots, 1):
         args += ["-netdev", f"user,id=n{i},restrict=on"]
     for d in machine.devices:
@@ -198,7 +241,7 @@ def qemu_args(machine, tftp_dir, booting_slot, failing_slots=()):
     return args
 
 
-def boot_probe(machine, booting_slot, failing_slots=(), *, timeout=90, keep=None):
+def boot_probe(machine, booting_slot, failing_slots=(), *, san=False, timeout=90, keep=None):
     """Boot the probe on *machine*; (port 0xE9 text, QEMU's exit status)."""
     with as_file(PROBE) as probe:
         if not Path(probe).exists():
@@ -208,7 +251,14 @@ def boot_probe(machine, booting_slot, failing_slots=(), *, timeout=90, keep=None
             tftp = run.private / "tftp"
             tftp.mkdir()
             shutil.copyfile(probe, tftp / PROBE_NAME)
-            run.medium.args = qemu_args(machine, tftp, booting_slot, failing_slots)
+            disk = None
+            if san:
+                (tftp / SAN_SCRIPT_NAME).write_bytes(san_script())
+                disk = run.private / "disk.img"
+                disk.write_bytes(san_disk(Path(probe).read_bytes()))
+                if "," in str(disk) or " " in str(disk) or "," in sys.executable:
+                    raise RecipeError(f"QEMU's guestfwd command cannot hold the path {disk}")
+            run.medium.args = qemu_args(machine, tftp, booting_slot, failing_slots, disk)
             run.start()
             run.wait_until(lambda r: b"DONE\n" in r.debugcon(), timeout)
             run.wait_until(lambda r: r.exited(), run.elapsed() + 10)     # its outb to 0xF4 follows DONE
@@ -256,11 +306,12 @@ class ProbeVerifyReport:
 
 
 def verify_probe(machine, *, outcome="boot", timeout=90, keep=None):
-    if outcome not in ("boot", "boot-failure"):
-        raise RecipeError(f"verify boots the PXE probe for ipxe_outcome boot (then PXENV_STOP_UNDI) or "
-                          f"boot-failure, not {outcome!r} (san-boot needs a SAN target QEMU cannot serve here)")
+    if outcome not in OUTCOMES:
+        raise RecipeError(f"verify boots the PXE probe for ipxe_outcome {', '.join(OUTCOMES)} (boot's second "
+                          f"read is after PXENV_STOP_UNDI), not {outcome!r}")
     pred = predict(machine, probe_size(), outcome)
-    text, rc = boot_probe(machine, pred.booting_slot, pred.failing_slots, timeout=timeout, keep=keep)
+    text, rc = boot_probe(machine, pred.booting_slot, pred.failing_slots, san=outcome == "san-boot",
+                          timeout=timeout, keep=keep)
     rows = compare(pred, read_probe(text))
     rows.append(("QEMU exit status (isa-debug-exit 0x31)", PROBE_EXIT, rc, rc == PROBE_EXIT))
     return ProbeVerifyReport(machine, rows, text, rc, pred.booting_rom, outcome)

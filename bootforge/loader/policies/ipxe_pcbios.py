@@ -22,7 +22,9 @@ Rules:
 - flags 0x24d: mem, cmdline, mods, mmap, loader name (no boot_device).
 
 iPXE's own memory (seed 000), compared with real boots by the PXE probe (stubs/pxeprobe.S,
-bootforge verify of a machine with devices; tests/test_ipxe_probe.py at 256M, 3584M, 5G):
+bootforge verify of a machine with devices; tests/test_ipxe_probe.py at 256M, 3584M, 5G, for
+the outcomes boot (then PXENV_STOP_UNDI), boot-failure and san-boot; the "boot" of a Multiboot
+kernel itself by the fidelity matrix's MBI/mmap comparisons):
 - Boot entry (libprefix.S alloc_basemem): .data16 then .text16 below FBMS, in paragraphs
   (pxe-e1000.rom: 0x2f4 and 0x84, immediates of its prefix code), FBMS = the .text16 segment
   >> 6, truncated: 639 -> 625 KiB (14 KiB, not seed 000's 13). [FBMS*1024, 0xA0000) is hidden.
