@@ -86,7 +86,7 @@ UBOOT_ARM64 = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 UBOOT_LOAD_ADDR = 0x44000000
 
 
-def uboot_run(image, command, timeout=60, address=UBOOT_LOAD_ADDR, preload=()):
+def uboot_run(image, command, timeout=60, address=UBOOT_LOAD_ADDR, preload=(), mem=1 << 30):
     """U-Boot (u-boot-qemu 2023.01, qemu_arm64) on virt with *image* preloaded at
     *address*: stop autoboot, type *command*, return the console until the dump kernel
     says DONE or U-Boot's prompt comes back."""
@@ -94,7 +94,7 @@ def uboot_run(image, command, timeout=60, address=UBOOT_LOAD_ADDR, preload=()):
     import select
     import time
     require("qemu-system-aarch64", UBOOT_ARM64)
-    argv = MACHINES["qemu-virt-aarch64"].qemu_args(1 << 30) + [
+    argv = MACHINES["qemu-virt-aarch64"].qemu_args(mem) + [
         "-display", "none", "-nographic", "-monitor", "none", "-serial", "stdio", "-nic", "none",
         "-bios", UBOOT_ARM64, "-device", f"loader,file={image},addr={address:#x},force-raw=on"]
     for path, at in preload:        # more files in RAM before U-Boot starts (a ramdisk for booti)

@@ -106,17 +106,17 @@ def test_bootm_refusals_in_uboots_words(tmp_path):
     assert v["words"] in console, console[-800:]
 
 
-@pytest.mark.parametrize("address", [0x44000000, 0x44100000])
-def test_booti_places_the_image(tmp_path, address):
+@pytest.mark.parametrize("address,mem", [(0x44000000, "1G"), (0x44100000, "1G"), (0x44000000, "3G")])
+def test_booti_places_the_image(tmp_path, address, mem):
     kernel = dump_kernel("aarch64")
     # The load address is a [load.options] value: a recipe gives it.
     recipe = tmp_path / "booti.toml"
-    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-aarch64:1G"\nloader = "uboot-booti"\n'
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-aarch64:{mem}"\nloader = "uboot-booti"\n'
                       f'cmdline = "console=ttyAMA0"\n[load.options]\nimage_address = {address:#x}\n')
     proc = run_bootforge("load", recipe, "--json", "--mbi-out", tmp_path / "predicted.dtb", check=0)
     result = json.loads(proc.stdout)
     console = uboot_run(kernel, f"setenv bootargs console=ttyAMA0; booti {address:#x} - ${{fdtcontroladdr}}",
-                        address=address)
+                        address=address, mem=int(mem[:-1]) << 30)
     dump = read_dtdump(console)
     assert dump.done and dump.image == result["linux"]["entry"]
     moved = result["linux"]["move"]
