@@ -68,6 +68,7 @@ class Bootloader:
     parse: Callable | None = None   # configuration text -> [ConfigEntry]
     write: Callable | None = None   # ([ConfigEntry], timeout=0, **extra) -> configuration text
     image_formats: tuple = ()       # [image] formats the image builder makes with it
+    limits: dict = field(default_factory=dict)  # a firmware, format or protocol it does not take -> why
 
     @property
     def config_path(self):

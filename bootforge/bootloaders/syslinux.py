@@ -109,4 +109,9 @@ BOOTLOADER = Bootloader(
     config_paths=("/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.cfg", "/isolinux.cfg",
                   "/syslinux/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/syslinux.cfg"),
     parse=parse, write=write, image_formats=("iso",),
+    limits={"uefi": "bootforge builds Syslinux images for BIOS only (isolinux + mboot.c32); use grub or limine "
+                    "for UEFI",
+            "disk": 'format "disk" is not supported (the iso format is a hybrid image that also boots as a disk)',
+            "multiboot2": 'boots Multiboot kernels through mboot.c32, which speaks Multiboot 1 only: '
+                          'protocol = "multiboot1"'},
 )

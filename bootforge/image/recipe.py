@@ -168,19 +168,18 @@ def read_image_table(recipe, table):
     base = recipe.parent
     t = validate(table.get("image"), IMAGE_FIELDS, "image")
     fmt_, loader = t["format"], t["loader"]
-    firmware = t.get("firmware", ["bios", "uefi"] if loader != "syslinux" else ["bios"])
+    declared = bootloader(loader)
+    firmware = t.get("firmware", list(declared.firmware))
     if isinstance(firmware, str):
         firmware = [firmware]
     if not isinstance(firmware, list) or not firmware or any(f not in FIRMWARES for f in firmware) \
             or len(set(firmware)) != len(firmware):
         raise RecipeError(f"[image] firmware must be a list of distinct {', '.join(FIRMWARES)}, not {firmware!r}")
     firmware = [f for f in FIRMWARES if f in firmware]
-    if loader == "syslinux" and "uefi" in firmware:
-        raise RecipeError("[image] loader syslinux: bootforge builds Syslinux images for BIOS only "
-                          "(isolinux + mboot.c32); use grub or limine for UEFI")
-    if loader == "syslinux" and fmt_ == "disk":
-        raise RecipeError("[image] loader syslinux: format \"disk\" is not supported (the iso format is a hybrid "
-                          "image that also boots as a disk)")
+    # What the bootloader's declaration does not take is refused in its own words (Bootloader.limits).
+    for what in [f for f in firmware if f not in declared.firmware] + ([fmt_] if fmt_ not in declared.image_formats
+                                                                        else []):
+        raise RecipeError(f"[image] loader {loader}: {declared.limits.get(what) or f'{what} is not supported'}")
     volume_id = t.get("volume_id")
     if volume_id is not None and not re.fullmatch(r"[A-Z0-9_]{1,32}", volume_id):
         raise RecipeError(f"[image] volume_id must be 1-32 characters A-Z 0-9 _ (ISO 9660 d-characters), "
@@ -211,9 +210,9 @@ def read_image_table(recipe, table):
             raise RecipeError(f"[{where}] title {title!r} has a quote, backslash or line break")
         titles.add(title)
         protocol = e["protocol"]
-        if loader == "syslinux" and protocol != "multiboot1":
-            raise RecipeError(f"[{where}] loader syslinux boots Multiboot kernels through mboot.c32, which speaks "
-                              "Multiboot 1 only: protocol = \"multiboot1\"")
+        if not any((fw, protocol) in declared.policies for fw in firmware):
+            raise RecipeError(f"[{where}] loader {loader} "
+                              f"{declared.limits.get(protocol) or f'has no policy for {protocol}'}")
         cmdline = e["cmdline"]
         _check_cmdline(cmdline, where)
         src = str(base / kernel)
