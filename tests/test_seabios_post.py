@@ -125,3 +125,64 @@ def test_a_romfile_that_is_not_a_rom(tmp_path):
     machine = seabios.PostMachine(256 << 20, [seabios.Device(seabios.QEMU_PCI_MODELS["e1000"], str(bad))], None)
     with pytest.raises(RecipeError, match=r"not\.rom: offset 0x0: not a PCI option ROM"):
         seabios.run_post(machine)
+
+
+def test_a_bad_checksum_in_seabios_words(tmp_path):
+    # tests/data/seabios-hello-rom-bad-checksum.log (tests/test_rom_qemu.py's run): the hello ROM
+    # with byte 0x1F0 flipped on an e1000 at 00:03, -m 64, VGA: not run, its space reused by kvmvapic.
+    require("/usr/share/qemu/kvmvapic.bin", "/usr/share/seabios/vgabios-stdvga.bin")
+    data = bytearray((FIXTURES / "hello.rom").read_bytes())
+    data[0x1F0] ^= 0x01
+    bad = tmp_path / "bad.rom"
+    bad.write_bytes(data)
+    post = seabios.run_post(seabios.PostMachine(64 << 20, [seabios.Device(seabios.QEMU_PCI_MODELS["e1000"], str(bad))],
+                                                seabios.STD_VGA))
+    log_text = (FIXTURES.parent / "seabios-hello-rom-bad-checksum.log").read_text()
+    log = read_post_log(log_text)
+    e1000 = next(r for r in post.option_roms if r.device == "e1000")
+    assert not e1000.runs and e1000.words in log_text.splitlines()
+    assert [f"{r.segment:04x}:0003" for r in post.option_roms if r.init_run] + post.bcv_calls == \
+        [f"{s}:{o}" for s, o in log.runs]
+    assert [tuple(u) for u in post.umb_free] == list(log.umb) and post.searched == log.searched
+
+
+def _older_rom(kind, tmp_path):
+    """The ROMs of tests/test_rom_qemu.py's kept logs, made again as that test makes them."""
+    from conftest import REPO, run_bootforge
+    out = tmp_path / f"{kind}.rom"
+    if kind == "hello":
+        return FIXTURES / "hello.rom"
+    if kind == "combined":
+        run_bootforge("build", REPO / "recipes/e1000-combined.toml", "-o", out, check=0)
+    elif kind == "82545em":
+        run_bootforge("patch", f"{IPXE}/pxe-e1000.rom", "-o", out, "--device-id", "0x100f", check=0)
+    elif kind == "wrong-device":
+        run_bootforge("patch", FIXTURES / "hello.rom", "-o", out, "--vendor-id", "0x10ec", "--device-id", "0x8139",
+                      check=0)
+    return out
+
+
+@pytest.mark.parametrize("log_name, device, kind", [
+    ("seabios-hello-rom.log", "e1000", "hello"),
+    ("seabios-e1000-combined.log", "e1000", "combined"),
+    ("seabios-ipxe-patched-82545em.log", "e1000-82545em", "82545em"),
+    ("seabios-patched-wrong-device.log", "e1000", "wrong-device"),
+])
+def test_older_logs_as_far_as_they_go(log_name, device, kind, tmp_path):
+    # Each of those runs stopped when its test had seen enough: compare what the log has.
+    require(IPXE, "/usr/share/qemu/kvmvapic.bin", "/usr/share/seabios/vgabios-stdvga.bin")
+    machine = seabios.PostMachine(64 << 20, [seabios.Device(seabios.QEMU_PCI_MODELS[device],
+                                                           str(_older_rom(kind, tmp_path)))], seabios.STD_VGA)
+    post = seabios.run_post(machine)
+    log = read_post_log((FIXTURES.parent / log_name).read_text())
+    runs = [f"{r.segment:04x}:0003" for r in post.option_roms if r.init_run] + post.bcv_calls
+    assert log.runs and runs[:len(log.runs)] == [f"{s}:{o}" for s, o in log.runs]
+    assert post.searched[:len(log.searched)] == log.searched
+    if log.umb:
+        assert [tuple(u) for u in post.umb_free] == list(log.umb)
+    if log.e820:
+        assert [(r.start, r.start + r.size, int(r.type)) for r in post.e820_after_post.ranges] == log.e820
+    calls = log.pmm_calls_per_rom()
+    for rom in post.option_roms:
+        if rom.address is not None and f"{rom.segment:04x}:0003" in calls:
+            assert [c.number for c in post.pmm if c.device == rom.device] == calls[f"{rom.segment:04x}:0003"]

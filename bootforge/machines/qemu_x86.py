@@ -114,6 +114,7 @@ def ovmf_efi_map(ram, name="qemu-q35-ovmf"):
 # romfile of each: efi-*.rom from machine type 2.x on). -vga std is "VGA" (SeaVGABIOS, no pin).
 QEMU_PC_PCI_DEVICES = (
     PciDevice("e1000", 0x8086, 0x100E, 0x020000, "efi-e1000.rom"),
+    PciDevice("e1000-82545em", 0x8086, 0x100F, 0x020000, "efi-e1000.rom"),
     PciDevice("e1000e", 0x8086, 0x10D3, 0x020000, "efi-e1000e.rom"),
     PciDevice("rtl8139", 0x10EC, 0x8139, 0x020000, "efi-rtl8139.rom"),
     PciDevice("virtio-net-pci", 0x1AF4, 0x1000, 0x020000, "efi-virtio.rom"),
