@@ -20,6 +20,7 @@ FIXTURES = DATA / "seabios-post"
 IPXE = "/usr/lib/ipxe/qemu"
 HELLO_ROM = FIXTURES / "hello.rom"            # bootforge build recipes/hello-rom.toml
 HELLO_56K_ROM = FIXTURES / "hello-56k.rom"    # bootforge build tests/data/seabios-post/hello-56k.toml
+HELLO_BCV_ROM = FIXTURES / "hello-bcv.rom"    # bootforge build tests/data/seabios-post/hello-bcv.toml
 
 # name -> (memory MiB, VGA (std) or none, [(device, romfile, bootindex or None)])
 BOOTS = {
@@ -43,6 +44,8 @@ BOOTS = {
                                   ("pcnet", f"{IPXE}/pxe-pcnet.rom", None),
                                   ("e1000e", f"{IPXE}/pxe-e1000e.rom", None),
                                   ("vmxnet3", f"{IPXE}/pxe-vmxnet3.rom", None)]),
+    "vga-hello-bcv-256M": (256, True, [("e1000", str(HELLO_BCV_ROM), None),
+                                       ("rtl8139", f"{IPXE}/pxe-rtl8139.rom", None)]),
     "vga-bootindex3-2G": (2048, True, [("e1000", f"{IPXE}/pxe-e1000.rom", 3),
                                        ("rtl8139", f"{IPXE}/pxe-rtl8139.rom", 1),
                                        ("pcnet", f"{IPXE}/pxe-pcnet.rom", 2)]),
@@ -131,6 +134,8 @@ def build_roms():
     subprocess.run([str(REPO / ".venv/bin/bootforge"), "build", str(FIXTURES / "hello-56k.toml"),
                     "-o", str(HELLO_56K_ROM)], check=True)
     (FIXTURES / "hello-56k.bin").unlink()
+    subprocess.run([str(REPO / ".venv/bin/bootforge"), "build", str(FIXTURES / "hello-bcv.toml"),
+                    "-o", str(HELLO_BCV_ROM)], check=True)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,34 @@ def machine_of(name):
                                            for d, rom, index in devices], seabios.STD_VGA if vga else None)
 
 
-@pytest.fixture(scope="module", params=NAMES)
-def boot(request):
+# Boots whose log reaches the E820 map (vga-hello-bcv-256M ends in its BCV, before malloc_prepboot).
+FULL = [n for n in NAMES if "e820 map has" in (FIXTURES / f"{n}.log").read_text()]
+
+
+def _boot(name):
     require(IPXE, "/usr/share/qemu/kvmvapic.bin", "/usr/share/seabios/vgabios-stdvga.bin")
-    name = request.param
     log_text = (FIXTURES / f"{name}.log").read_text()
     screen = FIXTURES / f"{name}.screen"
     return (name, seabios.run_post(machine_of(name)), read_post_log(log_text),
             screen.read_text() if screen.exists() else None)
 
 
+@pytest.fixture(scope="module", params=NAMES)
+def boot(request):
+    return _boot(request.param)
+
+
+@pytest.fixture(scope="module", params=FULL)
+def full_boot(request):
+    return _boot(request.param)
+
+
 def test_roms_run_where_seabios_ran_them(boot):
     name, post, log, _ = boot
     predicted = [f"{r.segment:04x}:0003" for r in post.option_roms if r.init_run] + post.bcv_calls
-    assert predicted == [f"{seg}:{off}" for seg, off in log.runs]
+    seen = [f"{seg}:{off}" for seg, off in log.runs]
+    # A boot whose BCV ended QEMU (vga-hello-bcv-256M) shows the calls up to that one.
+    assert (predicted if name in FULL else predicted[:len(seen)]) == seen
 
 
 def test_roms_that_do_not_fit_in_seabios_words(boot):
@@ -44,13 +58,13 @@ def test_roms_that_do_not_fit_in_seabios_words(boot):
     assert all(not r.runs and r.address is None for r in post.option_roms if r.words in said)
 
 
-def test_umb_space_left(boot):
-    name, post, log, _ = boot
+def test_umb_space_left(full_boot):
+    name, post, log, _ = full_boot
     assert [tuple(u) for u in post.umb_free] == list(log.umb)
 
 
-def test_boot_sequence_up_to_the_first_bev(boot):
-    name, post, log, _ = boot
+def test_boot_sequence_up_to_the_first_bev(full_boot):
+    name, post, log, _ = full_boot
     # Each capture stops at the first ROM BEV SeaBIOS jumps to: what it tried is a prefix of the model's.
     predicted = [(b.kind, b.vector) for b in post.boot_entries]
     assert log.boot_sequence and log.boot_sequence[-1][0] == "bev"
@@ -96,13 +110,13 @@ def test_pmm_blocks_where_ipxe_says(name):
                 (decompress.function == "allocate", decompress.result)] == blocks
 
 
-def test_e820_after_post(boot):
-    name, post, log, _ = boot
+def test_e820_after_post(full_boot):
+    name, post, log, _ = full_boot
     assert [(r.start, r.start + r.size, int(r.type)) for r in post.e820_after_post.ranges] == log.e820
 
 
-def test_ebda_stays_and_bda_says_639(boot):
-    name, post, log, _ = boot
+def test_ebda_stays_and_bda_says_639(full_boot):
+    name, post, log, _ = full_boot
     assert log.ebda_moves == [] and post.ebda["moves"] == []
     assert post.bda_fbms_kib * 1024 == log.e820[0][1] == post.ebda["start"]
 
