@@ -127,3 +127,18 @@ def test_kernel_recipe_with_devices_places_ipxe_as_the_probe_saw_it(tmp_path):
 def post_request_machine(path):
     from bootforge.post.load import post_request
     return post_request(str(path), None, (), None)
+
+
+@pytest.mark.qemu
+def test_default_roms_are_qemus_own():
+    # --device without ROMFILE: QEMU gives the pc machine's NICs its efi-*.rom (their first image is iPXE's
+    # legacy ROM); the model reads the same files.
+    require(IPXE)
+    from bootforge.post.load import post_request
+    from qemu import run_qemu
+    from seabios_post_oracle import post_done
+    machine = post_request(None, "qemu-pc-seabios:512M", ("e1000", "rtl8139"), None)
+    proc, doc = load_json("--platform", "qemu-pc-seabios:512M", "--device", "e1000", "--device", "rtl8139", check=0)
+    assert [r["file"].rsplit("/", 1)[-1] for r in doc["option_roms"][1:3]] == ["efi-e1000.rom", "efi-rtl8139.rom"]
+    run = run_qemu(machine.qemu_args(), until=post_done, timeout=60, memory="512")
+    compare_with_log(doc, read_post_log(run.seabios_log))
