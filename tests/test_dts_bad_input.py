@@ -24,6 +24,8 @@ BAD = {
                                 'ERROR (path_references): /: Reference to non-existent node or label "nolabel"'),
     "overflowing-expression": (HEAD + "/ {\n\tp = <(0xffffffff + 1)>;\n};\n",
                                "Value out of range for 32-bit array element"),
+    "overflowing-literal-8-bit": (HEAD + "/ {\n\tp = /bits/ 8 <1 0x1ff 2>;\n};\n",
+                                  "Value out of range for 8-bit array element"),
     "overflowing-8-bit": (HEAD + "/ { p = /bits/ 8 <(0x80 << 1)>; };\n", "Value out of range for 8-bit array element"),
     "literal-out-of-range": (HEAD + "/ { p = /bits/ 64 <0x10000000000000000>; };\n",
                              "Integer literal '0x10000000000000000' out of range"),

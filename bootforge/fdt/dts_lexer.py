@@ -96,6 +96,9 @@ _CHARS = [chr(i) for i in range(256)]
 # Bytes that continue or start a name in PROPNODENAME ([a-zA-Z0-9,._+*#?@-] and a leading \).
 _PN_WORD_BYTES = frozenset(b",._+*#?@-")
 _OP_START = frozenset(b"<>=!&|")
+# A cell list of plain literals (hex, or decimal without a leading 0: int(v, 0) reads them as
+# strtoull does), nothing else inside: lexed at once. Anything else takes the general path.
+_CELLS_RE = re.compile(rb"<((?:[ \t\n\r]*+(?:0[xX][0-9a-fA-F]++|[1-9][0-9]*+|0)(?=[ \t\n\r>]))*+[ \t\n\r]*+)>")
 _STATE_CHARS = frozenset(b"{;[]")
 _OPS2 = frozenset((b"<<", b">>", b"<=", b">=", b"==", b"!=", b"&&", b"||"))
 _SKIP_RE = re.compile(rb"(?:[ \t\n\v\f\r]+|/\*.*?\*/|//[^\n]*\n)*+", re.DOTALL)
@@ -228,6 +231,18 @@ class Lexer:
                 else:
                     end = pos + 1
                     if c in _OP_START:
+                        if c == 0x3C and state == V1:   # <: a run of plain literals is one CELLS token
+                            m = _CELLS_RE.match(data, pos)
+                            if m is not None:
+                                inner = m.group(1)
+                                values = [int(v, 0) for v in inner.split()]
+                                if values and max(values) < 1 << 64:
+                                    gt = m.end() - 1
+                                    append(("<", None, buf, pos, pos + 1))
+                                    append(("CELLS", values, buf, m.start(1), gt))
+                                    append((">", None, buf, gt, gt + 1))
+                                    pos = gt + 1
+                                    continue
                         two = data[pos:pos + 2]
                         if two in _OPS2:
                             append((two.decode("ascii"), None, buf, pos, pos + 2))

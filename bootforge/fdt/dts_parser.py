@@ -10,6 +10,7 @@ A syntax error is reported at the token where no valid input can continue,
 which is the token bison's "syntax error" names.
 """
 
+import re
 import struct
 
 from bootforge.fdt.dts_lexer import MAX_VALUE, DtsError, srcpos_text
@@ -50,6 +51,10 @@ class Parser:
     def error(self, first, last, message):
         """dtc's ERROR(): recorded, the parse goes on."""
         self.errors.append((self.i, f"{self.where(first, last)}: {message}"))
+
+    def error_span(self, buf, start, end, message):
+        """An error at a byte span of a buffer (a literal inside a CELLS token)."""
+        self.errors.append((self.i, self.lexer.error_at(buf, start, end, message)))
 
     def fail(self, first, last, message):
         self.errors.append((self.i, f"{self.where(first, last)}: {message}"))
@@ -425,6 +430,18 @@ class Parser:
                         break
                 self.i = i
                 continue
+            elif kind == "CELLS":                 # plain literals, lexed at once
+                values_in = tok[1]
+                if bits < 64 and max(values_in) > mask:
+                    for v, (start, end) in zip(values_in, _literal_spans(self.lexer.buffers[tok[2]].data,
+                                                                         tok[3], tok[4])):
+                        if v > mask and (v | mask) != U64:
+                            self.error_span(tok[2], start, end, f"Value out of range for {bits}-bit array element")
+                    values += [v & mask for v in values_in]
+                else:
+                    values += values_in
+                self.i = i + 1
+                continue
             elif kind == "(":
                 first = self.i
                 v = self.integer_prim()[0]
@@ -553,6 +570,13 @@ _APPLY = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
     "/": lambda a, b: a // b, "%": lambda a, b: a % b,
 }
+
+
+_LITERAL = re.compile(rb"0[xX][0-9a-fA-F]+|[0-9]+")
+
+
+def _literal_spans(data, start, end):
+    return [m.span() for m in _LITERAL.finditer(data, start, end)]
 
 
 def parse_tokens(lexer):
