@@ -13,7 +13,7 @@ from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import MACHINES, machine_dtb
 from conftest import run_bootforge
-from dtboot import UBOOT_LOAD_ADDR, dump_kernel, make_initrd, uboot_run
+from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, dump_kernel, make_initrd, uboot_run
 
 LOAD = 0x40400000
 RECIPE = """[fit]
@@ -179,3 +179,24 @@ def test_booti_with_a_ramdisk(tmp_path):
     end = int.from_bytes(fdt.getprop(chosen, "linux,initrd-end"), "big")
     assert end - start == 5000 and f"Loading Ramdisk to {start:x}, end {end:x} ... OK" in console
     assert struct.unpack_from(">QQ", got, 0x30) == (start, 5000)
+
+
+@pytest.mark.parametrize("mem", ["512M", "1G"])
+def test_bootz_of_the_32bit_dump_kernel(tmp_path, mem):
+    """U-Boot qemu_arm bootz: the zImage runs where it was loaded, r0-r2 (r2: the control DTB edited
+    in place), and that DTB byte for byte apart from QEMU's random bytes."""
+    kernel = dump_kernel("arm")
+    recipe = tmp_path / "bootz.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-arm:{mem}"\nloader = "uboot-bootz"\n'
+                      f'cmdline = "console=ttyAMA0 via=bootz"\n[load.options]\nimage_address = 0x44000000\n')
+    result = json.loads(run_bootforge("load", recipe, "--json", "--mbi-out", tmp_path / "predicted.dtb",
+                                      check=0).stdout)
+    console = uboot_run(kernel, "setenv bootargs console=ttyAMA0 via=bootz; bootz 0x44000000 - ${fdtcontroladdr}",
+                        mem=int(mem[:-1]) << (30 if mem.endswith("G") else 20), machine="qemu-virt-arm",
+                        bios=UBOOT_ARM)
+    dump = read_dtdump(console)
+    assert dump.done and dump.arch == "arm" and dump.image == 0x44000000
+    assert dump.registers == result["linux"]["registers"]
+    assert any(n.removeprefix("U-Boot prints: ") in console for n in result["notes"] if "Kernel image @" in n)
+    spans = result["linux"]["devicetree"]["random_bytes"]
+    assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)

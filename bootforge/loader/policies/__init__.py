@@ -49,6 +49,7 @@ POLICY_MODULES = (
     "qemu_riscv_kernel",
     "uboot_booti",
     "uboot_bootm",
+    "uboot_bootz",
 )
 
 FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)

@@ -55,8 +55,9 @@ OPTIONS = (
 )
 
 
-def uboot_version(path=UBOOT_ARM64):
+def uboot_version(path=None):
     """PLAIN_VERSION of the U-Boot binary (its "U-Boot <version> (" string)."""
+    path = Path(path or UBOOT_ARM64)
     m = re.search(rb"U-Boot (20\d\d\.\d\d[^\s(]*) \(", path.read_bytes())
     if m is None:
         raise RecipeError(f"{path}: no U-Boot version string")
@@ -86,7 +87,7 @@ def lmb_layout(version, ram_end, fdt_bytes, ramdisk_size):
 
 
 def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None,
-               ramdisk_size=None, ramdisk_start=None):
+               ramdisk_size=None, ramdisk_start=None, address=0):
     """(DTB booti/bootm hands the kernel without a ramdisk, its random byte spans). *random_props*:
     the base DTB's properties that differ per boot (QEMU's seeds in its own tree; none in a FIT's)."""
     fdt = Fdt(base_dtb)
@@ -106,7 +107,8 @@ def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RAN
     fdt.setprop(fdt.path_offset("/memory"), "device_type", b"memory\0")
     fdt.setprop(fdt.path_offset("/memory"), "reg", ram_base.to_bytes(4 * na, "big") + ram_size.to_bytes(4 * ns, "big"))
     strings_end = int.from_bytes(fdt.buf[12:16], "big") + int.from_bytes(fdt.buf[32:36], "big")
-    total = -(-(strings_end + 5 * RSV_ENTRY) // PAGE) * PAGE
+    # fdt_shrink_to_minimum: the blob ends on a page boundary of its address (*address*).
+    total = -(-(strings_end + 5 * RSV_ENTRY + address % PAGE) // PAGE) * PAGE - address % PAGE
     if ramdisk_size:
         # image_setup_libfdt: room for the ramdisk (FDT_RAMDISK_OVERHEAD), then fdt_initrd: a
         # /memreserve/ for it and /chosen linux,initrd-start/end (u64 with two address cells) at
