@@ -106,6 +106,11 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
     if machine is not None:
         _post_report(machine, as_json, svg_out)
         return
+    if not (platform and loader) and not is_toml_text(recipe):
+        # A bare UKI: linux-efi-stub on QEMU's UEFI machine unless told otherwise.
+        from bootforge.loader.policies.linux_efi_stub import BARE_UKI_PLATFORM, is_uki_file
+        if is_uki_file(recipe):
+            platform, loader = platform or BARE_UKI_PLATFORM, loader or "linux-efi-stub"
     if modules or initrds or dtb or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
         # A kernel and the command line instead of a recipe: the [load] table they stand for.
         if is_toml_text(recipe):

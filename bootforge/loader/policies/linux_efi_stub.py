@@ -37,7 +37,8 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   device list: their SETUP_PCI nodes are not predicted.
 """
 
-from bootforge.errors import FormatError, LoaderRefusal, RecipeError
+from bootforge.errors import BootforgeError, FormatError, LoaderRefusal, RecipeError
+from bootforge.fileio import read_input
 from bootforge.formats import bzimage as bz
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.formats.efi_memmap import EfiMemoryType
@@ -122,6 +123,22 @@ def memory_total_kib(e820):
                 if lo < t0 and t1 < hi:
                     total -= t1 - t0
     return total // KIB
+
+
+# `bootforge load UKI` alone: a UKI names its loader (systemd-stub hands its .linux to the EFI
+# stub) and needs UEFI, so this policy on QEMU's default UEFI machine (as an [image]'s default).
+BARE_UKI_PLATFORM = "qemu-q35-ovmf:256M"
+
+
+def is_uki_file(path):
+    """True when *path* is a PE image with a .linux section (a UKI, as inspect names it)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"MZ":
+                return False
+        return read_pe(read_input(path)).section(".linux") is not None
+    except (OSError, BootforgeError):
+        return False
 
 
 def kernel_parts(req):

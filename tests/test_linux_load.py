@@ -1,0 +1,42 @@
+"""`bootforge load` of Linux images given alone: a bare UKI names its loader (linux-efi-stub)
+and its firmware (UEFI), so `load uki.efi` needs neither --loader nor --platform. The
+predictions are checked against the kernel's own words under OVMF (tests/data/linux-ovmf/,
+kept by tests/test_uki_load.py's boots; commands in tests/data/README.md)."""
+
+import json
+
+from conftest import DATA, assert_one_line_error, require, run_bootforge
+from test_uki_build import KERNEL, bootforge_uki
+
+from bootforge.uki.dmesg import parse_kernel_log
+
+FIXTURES = DATA / "linux-ovmf"
+
+
+def test_a_bare_uki_loads_with_the_efi_stub_on_ovmf(tmp_path):
+    """`load uki.efi --platform qemu-q35-ovmf:512M`: the E820 Debian's kernel printed booting
+    this UKI at 512M (fixture bootforge-uki-512M), with no --loader."""
+    uki = bootforge_uki(tmp_path)
+    log = parse_kernel_log((FIXTURES / "bootforge-uki-512M.txt").read_text())
+    out = tmp_path / "e820.txt"
+    proc = run_bootforge("load", uki, "--platform", "qemu-q35-ovmf:512M", "--json", "--map-out", out,
+                         "--map-format", "e820-dmesg", check=0)
+    report = json.loads(proc.stdout)
+    assert report["loader"] == "linux-efi-stub" and report["linux"]["boot_path"] == "uki"
+    assert out.read_text().splitlines() == [f"BIOS-e820: [mem {a:#018x}-{b:#018x}] {t}" for a, b, t in log.e820]
+    assert report["mbi"]["cmdline"] == log.command_line          # the UKI's .cmdline
+
+
+def test_a_bare_uki_alone_is_qemus_uefi_machine(tmp_path):
+    """`load uki.efi` alone: the same as naming linux-efi-stub on qemu-q35-ovmf:256M."""
+    uki = bootforge_uki(tmp_path)
+    alone = json.loads(run_bootforge("load", uki, "--json", check=0).stdout)
+    named = json.loads(run_bootforge("load", uki, "--platform", "qemu-q35-ovmf:256M", "--loader", "linux-efi-stub",
+                                     "--json", check=0).stdout)
+    assert alone == named and alone["platform"]["name"] == "qemu-q35-ovmf:256M"
+
+
+def test_a_bare_kernel_still_needs_its_loader(tmp_path):
+    """A bzImage alone names no loader (GRUB, QEMU -kernel and the EFI stub all take it)."""
+    require(KERNEL)
+    assert_one_line_error(run_bootforge("load", KERNEL), KERNEL, "--platform P --loader L")
