@@ -58,12 +58,26 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
                             framebuffer_height=25, framebuffer_bpp=16, framebuffer_type=FramebufferType.EGA_TEXT)
 
 
+# GRUB's heap on i386-pc (kern/i386/pc/init.c) spans every available range between 1 MiB and
+# 4 GiB; regions are kept smallest first (kern/mm.c grub_mm_init_region) and grub_real_malloc
+# carves each block from the high end of a free one, so what GRUB holds when the relocator runs
+# (its modules, config, font, file buffers) sits at the top of the largest range below 4 GiB,
+# and the relocator (lib/relocator.c) only uses the heap's free parts. Measured with relocatable
+# probe kernels (align 2 MiB, preference high, memsz 0x9034 fits under it, 0xa034 does not) on
+# the grub-mkrescue ISO bootforge builds, at 512M and 1G: 0x1d6000 bytes in use below the top.
+HEAP_IN_USE = 0x1D6000
+
+
 class Relocator:
-    """GRUB's relocator on PC-BIOS: lowest fit above 1 MiB, else below."""
+    """GRUB's relocator on PC-BIOS: lowest fit above 1 MiB, else below; GRUB's own heap in use
+    at the top of the largest RAM range below 4 GiB is not free."""
 
     def __init__(self, memory_map):
         self.high = free_space(memory_map, MIB, GIB4)
         self.low = free_space(memory_map, 0x1000, MIB)
+        self.heap = heap_in_use(memory_map)
+        if self.heap:
+            self.high.take_overlap(*self.heap)
 
     def is_free(self, start, size):
         return self.high.is_free(start, size) or self.low.is_free(start, size)
@@ -104,6 +118,17 @@ def _covered(memory_map, lo, hi):
     return False
 
 
+def heap_in_use(memory_map):
+    """(start, size) of GRUB's heap in use: HEAP_IN_USE bytes at the top of the largest
+    available range in [1 MiB, 4 GiB), or None."""
+    ranges = [(max(a, MIB), min(b, GIB4)) for a, b in free_space(memory_map, MIB, GIB4).intervals()]
+    ranges = [(a, b) for a, b in ranges if b - a > HEAP_IN_USE]
+    if not ranges:
+        return None
+    a, b = max(ranges, key=lambda r: (r[1] - r[0], r[0]))
+    return b - HEAP_IN_USE, HEAP_IN_USE
+
+
 def relocatable_tag(k):
     """The MB2 relocatable header tag (type 10) of *k*, or None."""
     if not k.mb2:
@@ -129,6 +154,9 @@ def _prepare(req, protocol):
     k = req.kernel
     res = LoadResult(req.loader, protocol, req.platform, SOURCE)
     rel = Relocator(req.platform.memory_map)
+    if rel.heap:
+        res.place("GRUB heap in use", rel.heap[0], rel.heap[1], 16, "kern/mm.c: blocks carved from the top of the "
+                  "largest RAM range below 4 GiB (measured size)", "loader")
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low
