@@ -10,6 +10,9 @@ through QEMU's gdbstub, their own files' bytes looked for in guest memory.
   ldlinux.c32, libcom32.c32 and mboot.c32 each once, whole (.text and .rodata), between 1 and
   8 MiB, page aligned, above the kernel's image (found by search: their load addresses come
   from Syslinux's heap, which bootforge does not model yet).
+- Limine 11.4.1 (BIOS): its stage 3 limine-bios.sys is at 0xf000, and the Multiboot2 information
+  it hands over (at 0x10000) lies inside it: apart from the 8 KiB from there, fewer than 64 bytes
+  (its variables) differ from the file.
 """
 
 import subprocess
@@ -43,13 +46,14 @@ def sections(path):
 def boot_to_entry(tmp_path, kind, read):
     """Boot the dump kernel with one module under *kind* ('grub-mb2' or 'isolinux'), stop at
     its entry, return read(gdb) and the boot information registers."""
-    mb = "mb2" if kind == "grub-mb2" else "mb1"
+    mb = "mb2" if kind in ("grub-mb2", "limine-mb2") else "mb1"
     kernel_path = BUILD / "kernels" / f"mbdump-{mb}.elf"
     if not kernel_path.exists():
         run_bootforge("build", REPO / f"recipes/kernel-mbdump-{mb}.toml", check=0)
     kernel = media.BootFile(kernel_path, "/kernel.elf", "kernel-args a=b")
     mods = [media.BootFile(DATA / "load-root/boot/mod1", "/mod1", "mod1-args")]
     medium = (media.grub_iso(tmp_path, "multiboot2", kernel, mods) if kind == "grub-mb2"
+              else media.limine_iso(tmp_path, kernel, mods, protocol="multiboot2") if kind == "limine-mb2"
               else media.isolinux_iso(tmp_path, kernel, mods))
     with QemuRun(Machine("seabios", 256), medium, gdb=True) as run:
         run.start()
@@ -110,6 +114,20 @@ def test_isolinux_and_its_com32_modules_at_the_kernel_entry(tmp_path):
         assert len(bases) == 1, (name, bases)     # .text and .rodata of one load, as linked
         base = bases.pop()
         assert base % 0x1000 == 0 and base >= kernel_end, (name, hex(base))
+
+
+def test_limine_stage3_holds_the_boot_information(tmp_path):
+    import os
+    stage3 = Path(os.environ["BOOTFORGE_LIMINE_DIR"]) / "limine-bios.sys"
+    require("xorriso", str(stage3), str(BUILD / "stubs" / "mbdump.elf"))
+    image = stage3.read_bytes()
+    guest, regs = boot_to_entry(tmp_path, "limine-mb2", lambda gdb: gdb.read_memory(0xF000, len(image)))
+    mbi = regs["rbx"] & 0xFFFFFFFF
+    assert 0xF000 <= mbi < 0xF000 + len(image)
+    lo, hi = mbi - 0xF000, mbi - 0xF000 + 0x2000
+    assert guest[lo:hi] != image[lo:hi]
+    outside = [i for i in range(len(image)) if not lo <= i < hi and guest[i] != image[i]]
+    assert len(outside) < 64, [hex(0xF000 + i) for i in outside[:20]]
 
 
 def _find_all(data, needle):
