@@ -110,6 +110,9 @@ def test_prediction_equals_the_recorded_boot(tmp_path):
     p = predicted(tpm_uki(tmp_path))
     assert p["11"]["sha256"] == pcrs[11]
     assert p["4"]["sha256"] == pcrs[4]
+    # `load` of the bare UKI (linux-efi-stub) gives the same predictions.
+    loaded = json.loads(run_bootforge("load", "--json", tmp_path / "tpm.efi", check=0).stdout)["linux"]["pcrs"]
+    assert (loaded["11"]["sha256"], loaded["4"]["sha256"]) == (pcrs[11], pcrs[4])
     # The event log's PCR 11 entries are systemd-stub's: one per name and one per contents.
     sha256 = 0x000B
     events = [e for e in read_event_log(log) if e[0] == 11]

@@ -130,11 +130,7 @@ def inspect_efi_linux(path, data):
         doc["authenticode"], signature_problems, _ = authenticode_section(data, img, path)
         problems += signature_problems
         if uki and measure.WANTED.get():
-            pcr11, events = measure.predict_pcr11(data, img, measure.BANKS)
-            doc["pcrs"] = {"11": pcr11, "4": measure.predict_pcr4(data, img, measure.BANKS),
-                           "pcr11_events": events,
-                           "source": "systemd-stub 252 (PCR 11), OVMF Tcg2Dxe booting it as the first boot "
-                                     "option (PCR 4)"}
+            doc["pcrs"] = measure.predictions(data, img)
         vs.append(verdicts.uefi_verdict(img, len(data)))
         if uki:
             vs.append(verdicts.stub_verdict(img, data, bz, bz_error))

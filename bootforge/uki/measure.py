@@ -81,6 +81,15 @@ def predict_pcr11(data, img, banks=("sha256",)):
     return {bank: replay(events, bank).hex() for bank in banks}, [d for d, _ in events]
 
 
+PREDICTION_SOURCE = "systemd-stub 252 (PCR 11), OVMF Tcg2Dxe booting it as the first boot option (PCR 4)"
+
+
+def predictions(data, img, banks=BANKS):
+    """{"11": {bank: hex}, "4": {bank: hex}, "pcr11_events": [...], "source": ...} for a UKI."""
+    pcr11, events = predict_pcr11(data, img, banks)
+    return {"11": pcr11, "4": predict_pcr4(data, img, banks), "pcr11_events": events, "source": PREDICTION_SOURCE}
+
+
 def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0):
     """PCR 4 after OVMF started this image as its boot option, *failed_attempts* boot options
     (that found nothing to load) having been tried before it."""

@@ -48,6 +48,7 @@ from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.ops import sanitize
 from bootforge.uki.kernel import is_bzimage, read_bzimage
+from bootforge.uki.measure import PREDICTION_SOURCE, predictions
 from bootforge.pe.image import read_pe
 from bootforge.verdict import check
 
@@ -256,5 +257,10 @@ def load(req):
         res.notes.append("setup_data: SETUP_PCI nodes (one per PCI device with an option ROM) are not predicted "
                          "for a platform given as a map file (no device list)")
     facts["setup_data"] = nodes
+    if path == "uki":
+        # Measured boot: what systemd-stub and OVMF extend (bootforge/uki/measure.py).
+        facts["pcrs"] = predictions(req.kernel.data, read_pe(req.kernel.data))
+        res.notes.append(f"predicted: PCR 11 sha256 {facts['pcrs']['11']['sha256']}, PCR 4 sha256 "
+                         f"{facts['pcrs']['4']['sha256']} ({PREDICTION_SOURCE})")
     res.linux = facts
     return res
