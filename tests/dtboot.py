@@ -84,11 +84,12 @@ def predict(board, kernel_data, loader, initrd=None, cmdline=""):
 
 UBOOT_ARM64 = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 UBOOT_ARM = "/usr/lib/u-boot/qemu_arm/u-boot.bin"
+UBOOT_RISCV64_SMODE = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin"     # started by OpenSBI: -kernel
 UBOOT_LOAD_ADDR = 0x44000000
 
 
 def uboot_run(image, command, timeout=60, address=UBOOT_LOAD_ADDR, preload=(), mem=1 << 30,
-              machine="qemu-virt-aarch64", bios=UBOOT_ARM64):
+              machine="qemu-virt-aarch64", bios=UBOOT_ARM64, how="-bios"):
     """U-Boot (u-boot-qemu 2023.01, qemu_arm64) on virt with *image* preloaded at
     *address*: stop autoboot, type *command*, return the console until the dump kernel
     says DONE or U-Boot's prompt comes back."""
@@ -98,7 +99,7 @@ def uboot_run(image, command, timeout=60, address=UBOOT_LOAD_ADDR, preload=(), m
     require(MACHINES[machine].binary, bios)
     argv = MACHINES[machine].qemu_args(mem) + [
         "-display", "none", "-nographic", "-monitor", "none", "-serial", "stdio", "-nic", "none",
-        "-bios", bios, "-device", f"loader,file={image},addr={address:#x},force-raw=on"]
+        how, bios, "-device", f"loader,file={image},addr={address:#x},force-raw=on"]
     for path, at in preload:        # more files in RAM before U-Boot starts (a ramdisk for booti)
         argv += ["-device", f"loader,file={path},addr={at:#x},force-raw=on"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import MACHINES, machine_dtb
 from conftest import run_bootforge
-from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, dump_kernel, make_initrd, uboot_run
+from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, make_initrd, uboot_run
 
 LOAD = 0x40400000
 RECIPE = """[fit]
@@ -199,4 +199,27 @@ def test_bootz_of_the_32bit_dump_kernel(tmp_path, mem):
     assert dump.registers == result["linux"]["registers"]
     assert any(n.removeprefix("U-Boot prints: ") in console for n in result["notes"] if "Kernel image @" in n)
     spans = result["linux"]["devicetree"]["random_bytes"]
+    assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
+
+
+@pytest.mark.parametrize("mem", ["512M", "1G"])
+def test_booti_on_riscv64(tmp_path, mem):
+    """qemu-riscv64_smode U-Boot (after OpenSBI) booti: the Image moved to RAM + text_offset, a0/a1,
+    and the DTB (OpenSBI's tree with U-Boot's edits, in place) byte for byte apart from the random
+    bytes and U-Boot's own memory past its copy of the tree."""
+    kernel = dump_kernel("riscv64")
+    recipe = tmp_path / "booti.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-riscv64:{mem}"\nloader = "uboot-booti"\n'
+                      f'cmdline = "console=ttyS0 via=booti"\n')
+    result = json.loads(run_bootforge("load", recipe, "--json", "--mbi-out", tmp_path / "predicted.dtb",
+                                      check=0).stdout)
+    console = uboot_run(kernel, "setenv bootargs console=ttyS0 via=booti; booti 0x84000000 - ${fdtcontroladdr}",
+                        address=0x84000000, mem=int(mem[:-1]) << (30 if mem.endswith("G") else 20),
+                        machine="qemu-virt-riscv64", bios=UBOOT_RISCV64_SMODE, how="-kernel")
+    dump = read_dtdump(console)
+    assert dump.done and dump.image == result["linux"]["entry"] == 0x80200000
+    assert "Moving Image from 0x84000000 to 0x80200000, end=80210000" in console
+    assert dump.registers == result["linux"]["registers"]
+    dt = result["linux"]["devicetree"]
+    spans = dt["random_bytes"] + dt["loader_chosen_bytes"]
     assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)

@@ -1,5 +1,6 @@
 """U-Boot 2023.01 `booti` of an arm64 Image on QEMU virt (u-boot-qemu qemu_arm64 as -bios):
-cmd/booti.c booti_start() and arch/arm/lib/image.c booti_setup().
+cmd/booti.c booti_start() and arch/arm/lib/image.c booti_setup(); and of a RISC-V Image on
+riscv64 virt (qemu-riscv64_smode started by OpenSBI: load_riscv() below).
 
 Rules:
 - The Image is where the user loaded it (option image_address; default qemu_arm64's
@@ -87,7 +88,7 @@ def lmb_layout(version, ram_end, fdt_bytes, ramdisk_size):
 
 
 def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RANDOM, bootconf=None,
-               ramdisk_size=None, ramdisk_start=None, address=0):
+               ramdisk_size=None, ramdisk_start=None, address=0, boot_hartid=None):
     """(DTB booti/bootm hands the kernel without a ramdisk, its random byte spans). *random_props*:
     the base DTB's properties that differ per boot (QEMU's seeds in its own tree; none in a FIT's)."""
     fdt = Fdt(base_dtb)
@@ -100,6 +101,8 @@ def handed_dtb(base_dtb, bootargs, version, ram_base, ram_size, random_props=RAN
     fdt.setprop(fdt.path_offset("/chosen"), "u-boot,version", version.encode() + b"\0")
     if bootconf is not None:      # bootm of a FIT: the configuration it took (observed after u-boot,version)
         fdt.setprop(fdt.path_offset("/chosen"), "u-boot,bootconf", bootconf.encode() + b"\0")
+    if boot_hartid is not None:   # RISC-V arch_fixup_fdt: "U-Boot is the last stage BL"
+        fdt.setprop(fdt.path_offset("/chosen"), "boot-hartid", boot_hartid.to_bytes(4, "big"))
     na = int.from_bytes(fdt.getprop(0, "#address-cells") or b"\0\0\0\2", "big")
     ns = int.from_bytes(fdt.getprop(0, "#size-cells") or b"\0\0\0\2", "big")
     if fdt.path_offset("/memory") is None:
@@ -165,8 +168,11 @@ def relocation(header, image_address, ram_base):
                summary="U-Boot qemu_arm64 `booti` of an arm64 Image (kernel, ramdisk and DTB placement, the DTB)")
 def load(req):
     board = req.platform.devicetree
+    if board.machine is not None and board.machine.arch == "riscv64":
+        return load_riscv(req)
     if board.machine is not None and board.machine.arch != "aarch64":
-        raise RecipeError("uboot-booti is modelled for qemu-virt-aarch64:<mem> (U-Boot qemu_arm64) or a board DTB")
+        raise RecipeError("uboot-booti is modelled for qemu-virt-aarch64:<mem> (U-Boot qemu_arm64), "
+                          "qemu-virt-riscv64:<mem> (qemu-riscv64_smode) or a board DTB")
     found = verdicts.uboot_booti(req.kernel.data, "aarch64")
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="uboot-booti", words=found.words)
@@ -208,6 +214,75 @@ def load(req):
             res.notes.append("bounded: the ramdisk's address (U-Boot copies it below initrd_high), so the "
                              "/memreserve/ address and linux,initrd-start/end values in the DTB")
     ok = board.ram_base <= entry and entry + size <= ram_end
+    res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel runs past RAM"))
+    standard_checks(res, req.platform.memory_map)
+    return res
+
+
+# RISC-V: Debian's qemu-riscv64_smode U-Boot, started by OpenSBI as QEMU's -kernel (so its DTB is
+# the one qemu-riscv-kernel predicts for it); fdt_high = ~0: booti edits its control DTB in place,
+# which sits 0x8ca6b0 below the end of RAM for 2023.01+dfsg-2+deb12u3 (observed at 512M and 1G;
+# 0x8cb6b0 with RAM ending at 4 GiB, not modelled: bounded there).
+UBOOT_RISCV64_SMODE = Path("/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin")
+RISCV_CONTROL_DTB_BELOW_RAM_END = {"2023.01+dfsg-2+deb12u3": 0x8CA6B0}
+RISCV_KERNEL_ADDR_R = 0x84000000     # qemu-riscv environment
+
+
+def load_riscv(req):
+    """booti on qemu-virt-riscv64 (arch/riscv/lib/image.c booti_setup: "Bad Linux RISCV Image
+    magic!", "Image lacks image_size field, error!"; the kernel always goes to RAM start +
+    text_offset, moved there with "Moving Image from ..."; a0 = hart 0, a1 = the DTB)."""
+    # Function-level import: the RISC-V QEMU + OpenSBI prediction only for a RISC-V booti.
+    from bootforge.fdtboot.kernels import read_riscv_image
+    from bootforge.loader.policies.qemu_riscv_kernel import RANDOM as RISCV_RANDOM
+    from bootforge.loader.policies.qemu_riscv_kernel import handed_dtb as qemu_riscv_dtb
+    from bootforge.fdtboot import opensbi
+    board = req.platform.devicetree
+    found = verdicts.uboot_booti(req.kernel.data, "riscv64")
+    if not found.ok:
+        raise LoaderRefusal(found.reason, loader="uboot-booti", words=found.words)
+    if req.modules:
+        raise RecipeError("uboot-booti on RISC-V: a ramdisk is not modelled yet")
+    header = read_riscv_image(req.kernel.data)
+    loaded = req.options["image_address"]
+    if loaded == KERNEL_ADDR_R:             # the declared default is qemu_arm64's; RISC-V's differs
+        loaded = RISCV_KERNEL_ADDR_R
+    res = LoadResult(req.loader, "linux", req.platform, SOURCE)
+    ram_end = board.ram_base + board.memory_bytes
+    entry = board.ram_base + header["text_offset"]
+    if entry != loaded:
+        res.notes.append(f"U-Boot prints: Moving Image from {loaded:#x} to {entry:#x}, "
+                         f"end={entry + header['image_size']:x}")
+    res.place("kernel", entry, max(header["image_size"], len(req.kernel.data)), 1, "RAM start + text_offset",
+              "kernel")
+    # U-Boot's own DTB: QEMU's tree for a kernel (U-Boot) without -append, after OpenSBI.
+    dump, source = machine_dtb(board.machine, board.memory_bytes)
+    base_dtb, _ = qemu_riscv_dtb(dump, None, opensbi.firmware_region())
+    version = uboot_version(UBOOT_RISCV64_SMODE)
+    below = RISCV_CONTROL_DTB_BELOW_RAM_END.get(version)
+    address = ram_end - below if below is not None and ram_end < 1 << 32 else None
+    handed, random_bytes, _ = handed_dtb(base_dtb, req.cmdline, version, board.ram_base, board.memory_bytes,
+                                         random_props=RISCV_RANDOM, address=address or 0, boot_hartid=0)
+    registers = {"a0": 0, **({"a1": address} if address is not None else {})}
+    if address is not None:
+        res.place("DTB (U-Boot's control DTB, edited in place)", address, len(handed), 8,
+                  "U-Boot's relocated control DTB (fdt_high = ~0)", "boot-info")
+        res.mbi_address = address
+    else:
+        res.notes.append("bounded: U-Boot's control DTB address (a1) for this build or RAM size")
+    res.mbi_bytes = handed
+    res.cmdline = req.cmdline
+    res.linux = {"entry": entry, "kernel_format": "riscv-image", "loaded_at": loaded, "registers": registers,
+                 "devicetree": devicetree_facts(base_dtb, handed, address, registers, RISCV_RANDOM,
+                                                source + " + OpenSBI, as qemu-riscv64_smode U-Boot got it",
+                                                random_bytes)}
+    # In place, the DTB's totalsize runs past U-Boot's copy of it (reserve_fdt: ALIGN(totalsize, 32))
+    # into U-Boot's own memory (its structures: pointers into its heap, observed): not the tree's
+    # bytes, declared as the loader's.
+    copy_end = -(-int.from_bytes(base_dtb[4:8], "big") // 32) * 32
+    res.linux["devicetree"]["loader_chosen_bytes"] = ([[copy_end, len(handed) - copy_end]]
+                                                      if len(handed) > copy_end else [])
+    ok = board.ram_base <= entry and entry + header["image_size"] <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel runs past RAM"))
     standard_checks(res, req.platform.memory_map)
     return res
