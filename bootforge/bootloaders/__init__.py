@@ -30,7 +30,7 @@ from typing import Callable
 from bootforge.errors import RecipeError, ToolError
 
 FIRMWARES = ("bios", "uefi")
-PROTOCOLS = ("multiboot1", "multiboot2")
+PROTOCOLS = ("multiboot1", "multiboot2", "linux")      # [image] entries' protocol
 
 # One module per bootloader, each ending in `BOOTLOADER = Bootloader(...)`; in the order an
 # image's volumes are searched for a configuration.
@@ -47,12 +47,53 @@ BOOTLOADER_MODULES = (
 class ConfigEntry:
     """One entry of a loader's configuration, as that loader reads it."""
     title: str
-    protocol: str | None            # multiboot1 | multiboot2 | None (not a Multiboot entry)
+    protocol: str | None            # multiboot1 | multiboot2 | linux | None (nothing bootforge boots)
     kernel: str | None              # path in the file system
     cmdline: str
     modules: list = field(default_factory=list)     # [(path, cmdline)]
     note: str = ""                  # why it is not a Multiboot entry
     label: str | None = None        # Syslinux: the LABEL typed at boot (title is its MENU LABEL)
+
+
+@dataclass
+class BootImage:
+    """An El Torito boot image a bootloader puts on an ISO: its bytes, a file, or an ESP (FAT)
+    the image builder makes of EFI binaries."""
+    firmware: str                   # bios | uefi
+    path: str                       # where it is in the ISO
+    data: bytes | None = None
+    source: str | None = None       # a file on this machine
+    esp: dict | None = None         # {path: EFI binary (bytes or a file)}: an ESP image of these
+    load_sectors: int | None = None     # El Torito sector count (BIOS no-emulation: 4)
+    boot_info_table: bool = False
+    grub2_boot_info: bool = False
+
+
+@dataclass
+class ImageParts:
+    """What a bootloader adds to an [image] (its `image_parts` hook); the image builder lays it
+    out, writes the configuration, signs EFI binaries when asked, and writes MBR and GPT."""
+    files: dict = field(default_factory=dict)       # path -> bytes or a file on this machine
+    efi_files: dict = field(default_factory=dict)   # path -> an EFI binary (bytes or a file)
+    boot_images: list = field(default_factory=list)     # ISO: BootImage
+    mbr_code: bytes = b""           # MBR boot code (ISO: hybrid; disk: stage 1)
+    mbr_pointer: tuple | None = None    # ISO: (offset, struct format, add): the BIOS boot image's
+                                        # 512-byte sector + add, written into the MBR code
+    core: bytes | None = None       # disk: the BIOS boot partition's contents (GRUB's core.img)
+    place_core: Callable | None = None  # disk: (core, mbr_code, core_lba) -> (core, mbr_code) patched
+    bios_boot_partition: bool = False   # disk: a BIOS boot partition even without a core
+    gpt: bool = True                # ISO with UEFI: a GPT too (False: an MBR-only hybrid)
+    layout: dict = field(default_factory=dict)      # facts for the build summary
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """What an image_parts hook is asked for."""
+    format: str                     # iso | disk
+    firmware: tuple                 # bios, uefi
+    protocols: frozenset
+    digest: bytes                   # the image's content digest (ids derived from it)
+    limine_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +110,8 @@ class Bootloader:
     write: Callable | None = None   # ([ConfigEntry], timeout=0, **extra) -> configuration text
     image_formats: tuple = ()       # [image] formats the image builder makes with it
     limits: dict = field(default_factory=dict)  # a firmware, format or protocol it does not take -> why
+    image_parts: Callable | None = None     # ImageRequest -> ImageParts: its ISO, disk and ESP hooks
+    after_write: Callable | None = None     # (ImageRequest, image path) -> summary lines: a step on the written file
 
     @property
     def config_path(self):

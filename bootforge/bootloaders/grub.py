@@ -20,12 +20,14 @@ itself. No memdisk, no modules directory: GRUB never loads a module at run time.
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bootforge.bootloaders import Bootloader, ConfigEntry
+from bootforge.bootloaders import BootImage, Bootloader, ConfigEntry, ImageParts
 from bootforge.errors import ToolError
+from bootforge.formats import mbr as mfmt
 
 PC_DIR = "/usr/lib/grub/i386-pc"
 EFI_DIR = "/usr/lib/grub/x86_64-efi"
@@ -36,6 +38,11 @@ NOT_FATAL = ("no suitable video mode found",)
 PACKAGES = {PC_DIR: "grub-pc-bin", EFI_DIR: "grub-efi-amd64-bin", "grub-mkimage": "grub-common",
             "grub-mkrescue": "grub-common"}
 COMMANDS = {"multiboot": ("multiboot1", "module"), "multiboot2": ("multiboot2", "module2")}
+# `linux FILE ARGS` then `initrd FILE...` (grub-core/loader/i386/linux.c grub_cmd_linux,
+# grub_cmd_initrd: one initrd command, its files concatenated 4-byte aligned by
+# grub_initrd_load); Debian's x86_64-efi also registers linuxefi/initrdefi for them.
+LINUX_COMMANDS = ("linux", "linuxefi")
+INITRD_COMMANDS = ("initrd", "initrdefi")
 
 
 # ------------------------------------------------------------------ the script's words
@@ -107,7 +114,11 @@ def parse(text):
                 args = _without_options(w[1:])
                 if args:
                     cur.modules.append((args[0], " ".join(args[1:])))
-            elif w[0] in ("linux", "linuxefi", "chainloader", "linux16") and cur.kernel is None:
+            elif w[0] in LINUX_COMMANDS and len(w) > 1 and cur.kernel is None:
+                cur.protocol, cur.kernel, cur.cmdline = "linux", w[1], " ".join(w[2:])
+            elif w[0] in INITRD_COMMANDS and cur.protocol == "linux":
+                cur.modules += [(path, "") for path in w[1:]]
+            elif w[0] in ("chainloader", "linux16") and cur.kernel is None:
                 cur.kernel, cur.note = (w[1] if len(w) > 1 else None), f"{w[0]}: not a Multiboot entry"
     return out
 
@@ -130,13 +141,17 @@ def write(entries, timeout=0, *, header=HEADER, preamble=(), before=(), after=()
                                             "terminal_input serial console", "terminal_output serial console",
                                             *preamble, ""]
     for e in entries:
-        cmd = "multiboot" if e.protocol == "multiboot1" else "multiboot2"
-        mod = COMMANDS[cmd][1]
         lines.append(f"menuentry {quote(e.title)} {{")
         lines += [f"\t{b}" for b in before]
-        lines.append(f"\t{cmd} {quote(e.kernel)} {_args(e.cmdline)}".rstrip())
-        for path, args in e.modules:
-            lines.append(f"\t{mod} {quote(path)} {_args(args)}".rstrip())
+        if e.protocol == "linux":
+            lines.append(f"\tlinux {quote(e.kernel)} {_args(e.cmdline)}".rstrip())
+            if e.modules:
+                lines.append("\tinitrd " + " ".join(quote(path) for path, _ in e.modules))
+        else:
+            cmd = "multiboot" if e.protocol == "multiboot1" else "multiboot2"
+            lines.append(f"\t{cmd} {quote(e.kernel)} {_args(e.cmdline)}".rstrip())
+            for path, args in e.modules:
+                lines.append(f"\t{COMMANDS[cmd][1]} {quote(path)} {_args(args)}".rstrip())
         lines += [f"\t{a}" for a in after]
         lines += ["\tboot", "}", ""]
     return "\n".join(lines)
@@ -160,6 +175,8 @@ def modules(protocols, platform, filesystem):
         mods.append("multiboot")
     if "multiboot2" in protocols:
         mods.append("multiboot2")
+    if "linux" in protocols:
+        mods.append("linux")
     if filesystem == "fat":
         mods.append("part_gpt")
     if platform == "i386-pc":
@@ -188,11 +205,59 @@ def mkimage(fmt, directory, mods, early):
         return out.read_bytes()
 
 
+def image_parts(req):
+    """GRUB on an [image]: the core images grub-mkimage makes with the modules the generated
+    grub.cfg needs and an early config that finds this image's volume by an id-tag file."""
+    tag = f"/boot/grub/bootforge-{req.digest[:8].hex()}.id"
+    early = early_cfg(tag)
+    fs = "iso9660" if req.format == "iso" else "fat"
+    out = ImageParts(files={tag: req.digest.hex().encode() + b"\n"}, layout={"grub_early_config": early})
+    if req.format == "iso":
+        if "bios" in req.firmware:
+            core = mkimage("i386-pc-eltorito", PC_DIR, modules(req.protocols, "i386-pc", fs), early)
+            out.boot_images.append(BootImage("bios", "/boot/grub/i386-pc-eltorito.img", data=core, load_sectors=4,
+                                             boot_info_table=True, grub2_boot_info=True))
+            out.mbr_code = Path(BOOTLOADER.need(f"{PC_DIR}/boot_hybrid.img")).read_bytes()[:432]
+            # boot_hybrid.img reads core.img from the El Torito image's second 512-byte sector.
+            out.mbr_pointer = (mfmt.GRUB_HYBRID_CORE_SECTOR, "<Q", 4)
+            out.layout["grub_modules_bios"] = modules(req.protocols, "i386-pc", fs)
+        if "uefi" in req.firmware:
+            efi = mkimage("x86_64-efi", EFI_DIR, modules(req.protocols, "x86_64-efi", fs), early)
+            out.boot_images.append(BootImage("uefi", "/boot/grub/efi.img", esp={"/EFI/BOOT/BOOTX64.EFI": efi}))
+            out.layout["grub_modules_uefi"] = modules(req.protocols, "x86_64-efi", fs)
+        return out
+    if "uefi" in req.firmware:
+        out.efi_files["/EFI/BOOT/BOOTX64.EFI"] = mkimage("x86_64-efi", EFI_DIR,
+                                                          modules(req.protocols, "x86_64-efi", fs), early)
+        out.layout["grub_modules_uefi"] = modules(req.protocols, "x86_64-efi", fs)
+    if "bios" in req.firmware:
+        out.core = mkimage("i386-pc", PC_DIR, modules(req.protocols, "i386-pc", fs), early)
+        out.mbr_code = Path(BOOTLOADER.need(f"{PC_DIR}/boot.img")).read_bytes()[:440]
+        out.place_core = place_core
+        out.layout["grub_modules_bios"] = modules(req.protocols, "i386-pc", fs)
+    return out
+
+
+def place_core(core, mbr_code, core_lba):
+    """core.img in the BIOS boot partition at *core_lba*, as grub-bios-setup writes it:
+    diskboot.img's blocklist (the last 12 bytes of core.img's first sector) names the rest of
+    core.img, read to segment 0x820 (include/grub/offsets.h); boot.img gets core.img's sector
+    and its drive check turned off."""
+    core = bytearray(core)
+    sectors = -(-len(core) // 512)
+    core[mfmt.GRUB_DISKBOOT_BLOCKLIST:mfmt.GRUB_DISKBOOT_BLOCKLIST + 12] = mfmt.GrubBlocklist.build(
+        dict(start=core_lba + 1, length=sectors - 1, segment=mfmt.GRUB_CORE_SEGMENT))
+    code = bytearray(mbr_code)
+    struct.pack_into("<Q", code, mfmt.GRUB_BOOT_KERNEL_SECTOR, core_lba)
+    code[mfmt.GRUB_BOOT_DRIVE_CHECK:mfmt.GRUB_BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+    return bytes(core), bytes(code)
+
+
 BOOTLOADER = Bootloader(
     "grub", "GRUB 2", ("bios", "uefi"),
     policies={("bios", "multiboot1"): "grub-pc-mb1", ("bios", "multiboot2"): "grub-pc-mb2",
-              ("uefi", "multiboot2"): "grub-efi-mb2"},
+              ("uefi", "multiboot2"): "grub-efi-mb2", ("bios", "linux"): "grub-pc-linux"},
     packages=PACKAGES, read_refusal=read_refusal, media=("grub-pc-iso", "grub-efi-iso"),
     config_paths=("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg"),
-    parse=parse, write=write, image_formats=("iso", "disk"),
+    parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts,
 )

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
-from bootforge.bootloaders import Bootloader, ConfigEntry
+from bootforge.bootloaders import BootImage, Bootloader, ConfigEntry, ImageParts
 from bootforge.errors import RecipeError, ToolError
 from bootforge.fileio import read_input
 
@@ -219,6 +219,35 @@ def bios_install(tool_path, image):
     return proc.stdout
 
 
+def image_parts(req):
+    """Limine on an [image]: the release's files; on an ISO its El Torito images and, with UEFI,
+    an MBR-only hybrid: `limine bios-install` turns an ISO's GPT into an MBR with a random disk
+    id (limine.c: "Converting to MBR for improved compatibility", srand(time(NULL))), so Limine
+    is given that MBR (the ESP as a 0xEF partition) from the start, its id derived from the
+    content. A disk gets a BIOS boot partition, which bios-install wants for its stage 2
+    (limine.c: "no BIOS boot partition")."""
+    lim = files(req.limine_dir)
+    out = ImageParts(files={"/boot/limine/limine-bios.sys": lim["limine-bios.sys"]},
+                     efi_files={"/EFI/BOOT/BOOTX64.EFI": lim["BOOTX64.EFI"]}, gpt=False,
+                     bios_boot_partition="bios" in req.firmware)
+    if req.format == "iso":
+        if "bios" in req.firmware:
+            out.boot_images.append(BootImage("bios", "/boot/limine/limine-bios-cd.bin",
+                                             data=Path(lim["limine-bios-cd.bin"]).read_bytes(), load_sectors=4,
+                                             boot_info_table=True))
+        if "uefi" in req.firmware:
+            out.boot_images.append(BootImage("uefi", "/boot/limine/limine-uefi-cd.bin",
+                                             source=lim["limine-uefi-cd.bin"]))
+    return out
+
+
+def after_write(req, image):
+    """`limine bios-install` on the written image (BIOS): its last line for the summary."""
+    if "bios" not in req.firmware:
+        return None
+    return bios_install(tool(req.limine_dir), image).strip().splitlines()[-1:]
+
+
 def multiboot_entries(text, where="limine.conf"):
     """Every entry of a limine.conf text as Limine's multiboot loaders read it:
     [(title, protocol or None, path or None, cmdline, [(module path, string)], note)]
@@ -293,5 +322,5 @@ BOOTLOADER = Bootloader(
               ("uefi", "multiboot1"): "limine-mb1", ("uefi", "multiboot2"): "limine-mb2"},
     packages={"xorriso": "xorriso", "cc": "gcc"}, read_refusal=read_refusal, media=("limine-iso",),
     config_paths=tuple(f"/{d}/limine.conf".replace("//", "/") for d in CONF_DIRS),     # Limine's search order
-    parse=parse, write=write, image_formats=("iso", "disk"),
+    parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts, after_write=after_write,
 )

@@ -10,7 +10,10 @@ Images: isolinux.bin (package isolinux), ldlinux.c32, libcom32.c32 and mboot.c32
 (syslinux-common), isohdpfx.bin for the hybrid MBR.
 """
 
-from bootforge.bootloaders import Bootloader, ConfigEntry
+from pathlib import Path
+
+from bootforge.bootloaders import BootImage, Bootloader, ConfigEntry, ImageParts
+from bootforge.formats import mbr as mfmt
 
 ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
 ISOHDPFX_BIN = "/usr/lib/ISOLINUX/isohdpfx.bin"
@@ -101,6 +104,16 @@ def files():
     return {name: str(BOOTLOADER.need(f"{BIOS_DIR}/{name}")) for name in MODULES}
 
 
+def image_parts(req):
+    """ISOLINUX on an ISO: isolinux.bin as the El Torito image, its modules beside it, and
+    isohdpfx.bin's MBR code pointing at isolinux.bin (the isohybrid layout)."""
+    return ImageParts(files={f"/isolinux/{name}": path for name, path in files().items()},
+                      boot_images=[BootImage("bios", "/isolinux/isolinux.bin", data=Path(ISOLINUX_BIN).read_bytes(),
+                                             load_sectors=4, boot_info_table=True)],
+                      mbr_code=Path(ISOHDPFX_BIN).read_bytes()[:432],
+                      mbr_pointer=(mfmt.ISOHYBRID_BOOT_SECTOR, "<I", 0))
+
+
 BOOTLOADER = Bootloader(
     "syslinux", "Syslinux (ISOLINUX + mboot.c32)", ("bios",),
     policies={("bios", "multiboot1"): "syslinux-mb1"},
@@ -108,7 +121,7 @@ BOOTLOADER = Bootloader(
     read_refusal=read_refusal, media=("isolinux-iso",),
     config_paths=("/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.cfg", "/isolinux.cfg",
                   "/syslinux/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/syslinux.cfg"),
-    parse=parse, write=write, image_formats=("iso",),
+    parse=parse, write=write, image_formats=("iso",), image_parts=image_parts,
     limits={"uefi": "bootforge builds Syslinux images for BIOS only (isolinux + mboot.c32); use grub or limine "
                     "for UEFI",
             "disk": 'format "disk" is not supported (the iso format is a hybrid image that also boots as a disk)',

@@ -22,8 +22,7 @@ import os
 import struct
 from pathlib import Path
 
-from bootforge.bootloaders import BOOTLOADERS, ConfigEntry
-from bootforge.bootloaders import grub, limine, syslinux
+from bootforge.bootloaders import BOOTLOADERS, ConfigEntry, ImageRequest
 from bootforge.compress.streams import unpack
 from bootforge.errors import BootforgeError, BuildError, RecipeError
 from bootforge.fileio import AtomicOutput, read_input
@@ -59,6 +58,12 @@ def check_verdicts(spec):
     says allow_refusal (test images)."""
     for e in spec.entries:
         data = read_input(e.kernel_source)
+        if e.protocol == "linux":
+            # A bzImage (or UKI) is no Multiboot file: its loader's policy reads the setup header.
+            if data[0x202:0x206] != b"HdrS" and data[:2] != b"MZ":
+                raise BuildError(f"entry {e.title!r}: {e.kernel_source}: protocol = 'linux', but the kernel has "
+                                 "no Linux setup header ('HdrS' at 0x202)")
+            continue
         compressed, raw = unpack(data)
         if spec.allow_refusal:
             continue
@@ -129,21 +134,28 @@ def build_image_recipe(recipe, table, output):
     digest = content_digest(spec, files, config_text)
     dt = utc(source_date_epoch())
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
+    # The bootloader's files, boot images and MBR code, before any output exists.
+    req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir)
+    parts = loader.image_parts(req)
+    for path, source in parts.files.items():
+        files[path] = _content(source)
+    for path, source in parts.efi_files.items():
+        files[path] = _efi_binary(spec, source)
     try:
         target = AtomicOutput(output, make_parents=True, durable=False)   # an image is rebuilt, not kept safe
     except BootforgeError as exc:       # the recipe's error, naming the output
         raise RecipeError(f"{output}: {exc.message}") from None
     with target as out:
         if spec.format == "iso":
-            layout = _build_iso(spec, files, digest, dt, volume_id, out)
+            layout = _build_iso(spec, parts, files, digest, dt, volume_id, out)
         else:
-            layout = _build_disk(spec, files, digest, dt, out)
+            layout = _build_disk(spec, parts, files, digest, dt, out)
         out.flush()
         written = layout.pop("sha256", None)       # the writer's hash of the file, when it made one
-        if spec.loader == "limine" and "bios" in spec.firmware:
-            written = None                          # bios-install rewrites the image
-            layout["limine_bios_install"] = limine.bios_install(
-                limine.tool(spec.limine_dir), target.tmp).strip().splitlines()[-1:]
+        after = loader.after_write(req, target.tmp) if loader.after_write else None
+        if after is not None:
+            written = None                          # the step rewrote the image (limine bios-install)
+            layout[f"{spec.loader}_bios_install"] = after
         size = os.fstat(out.fileno()).st_size
         if spec.size is not None and spec.format == "iso" and size > spec.size:
             raise RecipeError(f"the image needs {size} bytes, more than the size {spec.size}")
@@ -170,62 +182,36 @@ def _efi_binary(spec, source):
     return FileContent.from_bytes(spec.sign(data, None if isinstance(source, bytes) else source))
 
 
-def _grub_early_config(digest, files, layout):
-    """The early config GRUB images get: adds the image's id-tag file to *files* (the early
-    config searches for it to find the image's own volume) and records the config in *layout*."""
-    tag = f"/boot/grub/bootforge-{digest[:8].hex()}.id"
-    files[tag] = FileContent.from_bytes(digest.hex().encode() + b"\n")
-    early = grub.early_cfg(tag)
-    layout["grub_early_config"] = early
-    return early
+def _content(source):
+    """FileContent of bytes or of a file on this machine."""
+    return FileContent.from_bytes(source) if isinstance(source, bytes) else FileContent.from_file(source)
 
 
-def _build_iso(spec, files, digest, dt, volume_id, out):
-    layout = {"volume_id": volume_id}
+def _build_iso(spec, made, files, digest, dt, volume_id, out):
+    layout = {"volume_id": volume_id, **made.layout}
     boots = []
-    mbr_code = b""
-    if spec.loader == "grub":
-        early = _grub_early_config(digest, files, layout)
-        if "bios" in spec.firmware:
-            core = grub.mkimage("i386-pc-eltorito", grub.PC_DIR,
-                                grub.modules(spec.protocols, "i386-pc", "iso9660"), early)
-            boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(core), 4, boot_info_table=True,
-                                   grub2_boot_info=True, path="/boot/grub/i386-pc-eltorito.img"))
-            mbr_code = Path(grub.BOOTLOADER.need(f"{grub.PC_DIR}/boot_hybrid.img")).read_bytes()[:432]
-            layout["grub_modules_bios"] = grub.modules(spec.protocols, "i386-pc", "iso9660")
-        if "uefi" in spec.firmware:
-            efi = grub.mkimage("x86_64-efi", grub.EFI_DIR,
-                               grub.modules(spec.protocols, "x86_64-efi", "iso9660"), early)
-            esp = FatWriter({"/EFI/BOOT/BOOTX64.EFI": _efi_binary(spec, efi)}, dt,
+    for b in made.boot_images:
+        if b.esp is not None:           # an ESP image made of the bootloader's EFI binaries
+            esp = FatWriter({p: _efi_binary(spec, src) for p, src in b.esp.items()}, dt,
                             int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
             esp.layout()
-            boots.append(BootImage(et.PLATFORM_EFI, FatContent(esp), path="/boot/grub/efi.img"))
-            layout["grub_modules_uefi"] = grub.modules(spec.protocols, "x86_64-efi", "iso9660")
-    elif spec.loader == "syslinux":
-        for name, path in syslinux.files().items():
-            files[f"/isolinux/{name}"] = FileContent.from_file(path)
-        boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(syslinux.ISOLINUX_BIN).read_bytes()), 4,
-                               boot_info_table=True, path="/isolinux/isolinux.bin"))
-        mbr_code = Path(syslinux.ISOHDPFX_BIN).read_bytes()[:432]
-    else:
-        lim = limine.files(spec.limine_dir)
-        files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
-        files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, lim["BOOTX64.EFI"])
-        if "bios" in spec.firmware:
-            boots.append(BootImage(et.PLATFORM_X86, FileContent.from_bytes(Path(lim["limine-bios-cd.bin"]).read_bytes()),
-                                   4, boot_info_table=True, path="/boot/limine/limine-bios-cd.bin"))
-        if "uefi" in spec.firmware:
-            boots.append(BootImage(et.PLATFORM_EFI, FileContent.from_file(lim["limine-uefi-cd.bin"]),
-                                   path="/boot/limine/limine-uefi-cd.bin"))
+            content = FatContent(esp)
+        elif b.data is not None:
+            content = FileContent.from_bytes(b.data)
+        else:
+            content = FileContent.from_file(b.source)
+        platform = et.PLATFORM_X86 if b.firmware == "bios" else et.PLATFORM_EFI
+        boots.append(BootImage(platform, content, b.load_sectors, boot_info_table=b.boot_info_table,
+                               grub2_boot_info=b.grub2_boot_info, path=b.path) if b.load_sectors is not None
+                     else BootImage(platform, content, boot_info_table=b.boot_info_table,
+                                    grub2_boot_info=b.grub2_boot_info, path=b.path))
+    mbr_code = made.mbr_code
     iso = IsoWriter(files, volume_id, dt)
     for b in boots:
         iso.add_boot(b)
     sectors = iso.layout()
     iso_bytes = sectors * 2048
-    # Limine's `limine bios-install` turns an ISO's GPT into an MBR with a random disk id
-    # (limine.c: "Converting to MBR for improved compatibility", srand(time(NULL))): give Limine
-    # that MBR (the ESP as a 0xEF partition) from the start, with an id derived from the content.
-    gpt = "uefi" in spec.firmware and spec.loader != "limine"
+    gpt = "uefi" in spec.firmware and made.gpt       # Limine: an MBR-only hybrid (see its image_parts)
     total = iso_bytes + (-(-GPT_TAIL // 2048) * 2048 if gpt else 0)
     if spec.size is not None and total > spec.size:       # refused before a byte is written
         raise RecipeError(f"the image needs {total} bytes, more than the size {spec.size}")
@@ -234,10 +220,9 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     signature = int.from_bytes(content_id(digest, "mbr-signature", 4), "little")
     bios = next((b for b in boots if b.platform == et.PLATFORM_X86), None)
     code = bytearray(mbr_code.ljust(440, b"\0"))
-    if bios is not None and spec.loader == "grub":
-        struct.pack_into("<Q", code, mfmt.GRUB_HYBRID_CORE_SECTOR, bios.lba * 4 + 4)
-    elif bios is not None and spec.loader == "syslinux":
-        struct.pack_into("<I", code, mfmt.ISOHYBRID_BOOT_SECTOR, bios.lba * 4)
+    if bios is not None and made.mbr_pointer is not None:
+        offset, fmt, add = made.mbr_pointer
+        struct.pack_into(fmt, code, offset, bios.lba * 4 + add)
     if gpt:
         efi = next(b for b in boots if b.platform == et.PLATFORM_EFI)
         parts = [GptPartition(gfmt.GPT_TYPE_ESP, efi.lba * 4, efi.lba * 4 + -(-efi.content.size // 512) - 1,
@@ -262,31 +247,14 @@ def _build_iso(spec, files, digest, dt, volume_id, out):
     return layout
 
 
-def _build_disk(spec, files, digest, dt, out):
-    layout = {}
-    core = None
-    mbr_code = b""
-    if spec.loader == "grub":
-        early = _grub_early_config(digest, files, layout)
-        if "uefi" in spec.firmware:
-            files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, grub.mkimage(
-                "x86_64-efi", grub.EFI_DIR, grub.modules(spec.protocols, "x86_64-efi", "fat"), early))
-            layout["grub_modules_uefi"] = grub.modules(spec.protocols, "x86_64-efi", "fat")
-        if "bios" in spec.firmware:
-            core = bytearray(grub.mkimage("i386-pc", grub.PC_DIR,
-                                                  grub.modules(spec.protocols, "i386-pc", "fat"), early))
-            mbr_code = Path(grub.BOOTLOADER.need(f"{grub.PC_DIR}/boot.img")).read_bytes()[:440]
-            layout["grub_modules_bios"] = grub.modules(spec.protocols, "i386-pc", "fat")
-    elif spec.loader == "limine":
-        lim = limine.files(spec.limine_dir)
-        files["/boot/limine/limine-bios.sys"] = FileContent.from_file(lim["limine-bios.sys"])
-        files["/EFI/BOOT/BOOTX64.EFI"] = _efi_binary(spec, lim["BOOTX64.EFI"])
-    else:
-        raise RecipeError("syslinux disk images are not supported")
+def _build_disk(spec, made, files, digest, dt, out):
+    layout = dict(made.layout)
+    core = made.core
+    mbr_code = made.mbr_code
     esp = FatWriter(files, dt, int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
     first = MIB_SECTORS
     parts = []
-    if core is not None or (spec.loader == "limine" and "bios" in spec.firmware):
+    if core is not None or made.bios_boot_partition:
         # GRUB's core.img goes here; `limine bios-install` looks for this partition for its
         # stage 2 and refuses a GPT disk without one (limine.c: "no BIOS boot partition").
         core_sectors = -(-len(core) // 512) if core is not None else 1
@@ -312,15 +280,8 @@ def _build_disk(spec, files, digest, dt, out):
     out.truncate(disk_sectors * 512)
     esp.write(out, first * 512)
     if core is not None:
-        # diskboot.img's blocklist (the last 12 bytes of core.img's first sector): the rest of
-        # core.img, read to segment 0x820 (what grub-bios-setup writes; include/grub/offsets.h).
-        core[mfmt.GRUB_DISKBOOT_BLOCKLIST:mfmt.GRUB_DISKBOOT_BLOCKLIST + 12] = mfmt.GrubBlocklist.build(
-            dict(start=core_lba + 1, length=core_sectors - 1, segment=mfmt.GRUB_CORE_SEGMENT))
-        os.pwrite(out.fileno(), bytes(core), core_lba * 512)
-        code = bytearray(mbr_code)
-        struct.pack_into("<Q", code, mfmt.GRUB_BOOT_KERNEL_SECTOR, core_lba)
-        code[mfmt.GRUB_BOOT_DRIVE_CHECK:mfmt.GRUB_BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
-        mbr_code = bytes(code)
+        core, mbr_code = made.place_core(core, mbr_code, core_lba)   # the bootloader's own patches
+        os.pwrite(out.fileno(), core, core_lba * 512)
     signature = int.from_bytes(content_id(digest, "mbr-signature", 4), "little")
     os.pwrite(out.fileno(), mbr_bytes(mbr_code, signature,
                                       [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, min(disk_sectors - 1, 0xFFFFFFFF))]), 0)
