@@ -31,10 +31,11 @@ import re
 from pathlib import Path
 
 from bootforge.errors import LoaderRefusal, RecipeError
-from bootforge.fdtboot import kernels, verdicts
+from bootforge.fdtboot import kernels, opensbi, verdicts
 from bootforge.fdtboot.handover import devicetree_facts, mark_random
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import machine_dtb
+from bootforge.loader.policies import qemu_riscv_kernel
 from bootforge.loader.policies.qemu_arm_kernel import RANDOM
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
@@ -232,18 +233,13 @@ def load_riscv(req):
     """booti on qemu-virt-riscv64 (arch/riscv/lib/image.c booti_setup: "Bad Linux RISCV Image
     magic!", "Image lacks image_size field, error!"; the kernel always goes to RAM start +
     text_offset, moved there with "Moving Image from ..."; a0 = hart 0, a1 = the DTB)."""
-    # Function-level import: the RISC-V QEMU + OpenSBI prediction only for a RISC-V booti.
-    from bootforge.fdtboot.kernels import read_riscv_image
-    from bootforge.loader.policies.qemu_riscv_kernel import RANDOM as RISCV_RANDOM
-    from bootforge.loader.policies.qemu_riscv_kernel import handed_dtb as qemu_riscv_dtb
-    from bootforge.fdtboot import opensbi
     board = req.platform.devicetree
     found = verdicts.uboot_booti(req.kernel.data, "riscv64")
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="uboot-booti", words=found.words)
     if req.modules:
         raise RecipeError("uboot-booti on RISC-V: a ramdisk is not modelled yet")
-    header = read_riscv_image(req.kernel.data)
+    header = kernels.read_riscv_image(req.kernel.data)
     loaded = req.options["image_address"]
     if loaded == KERNEL_ADDR_R:             # the declared default is qemu_arm64's; RISC-V's differs
         loaded = RISCV_KERNEL_ADDR_R
@@ -257,12 +253,12 @@ def load_riscv(req):
               "kernel")
     # U-Boot's own DTB: QEMU's tree for a kernel (U-Boot) without -append, after OpenSBI.
     dump, source = machine_dtb(board.machine, board.memory_bytes)
-    base_dtb, _ = qemu_riscv_dtb(dump, None, opensbi.firmware_region())
+    base_dtb, _ = qemu_riscv_kernel.handed_dtb(dump, None, opensbi.firmware_region())
     version = uboot_version(UBOOT_RISCV64_SMODE)
     below = RISCV_CONTROL_DTB_BELOW_RAM_END.get(version)
     address = ram_end - below if below is not None and ram_end < 1 << 32 else None
     handed, random_bytes, _ = handed_dtb(base_dtb, req.cmdline, version, board.ram_base, board.memory_bytes,
-                                         random_props=RISCV_RANDOM, address=address or 0, boot_hartid=0)
+                                         random_props=qemu_riscv_kernel.RANDOM, address=address or 0, boot_hartid=0)
     registers = {"a0": 0, **({"a1": address} if address is not None else {})}
     if address is not None:
         res.place("DTB (U-Boot's control DTB, edited in place)", address, len(handed), 8,
@@ -273,7 +269,7 @@ def load_riscv(req):
     res.mbi_bytes = handed
     res.cmdline = req.cmdline
     res.linux = {"entry": entry, "kernel_format": "riscv-image", "loaded_at": loaded, "registers": registers,
-                 "devicetree": devicetree_facts(base_dtb, handed, address, registers, RISCV_RANDOM,
+                 "devicetree": devicetree_facts(base_dtb, handed, address, registers, qemu_riscv_kernel.RANDOM,
                                                 source + " + OpenSBI, as qemu-riscv64_smode U-Boot got it",
                                                 random_bytes)}
     # In place, the DTB's totalsize runs past U-Boot's copy of it (reserve_fdt: ALIGN(totalsize, 32))
