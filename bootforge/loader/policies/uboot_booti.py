@@ -52,8 +52,8 @@ PAGE = 4096
 RSV_ENTRY = 16
 RAMDISK_OVERHEAD = 0x80             # boot/image-fdt.c FDT_RAMDISK_OVERHEAD
 OPTIONS = (
-    Field("image_address", int, KERNEL_ADDR_R, "where the Image was loaded before `booti` (kernel_addr_r)",
-          min=0, max=(1 << 64) - 1),
+    Field("image_address", int, KERNEL_ADDR_R, "where the Image was loaded before `booti` (default: "
+          "kernel_addr_r, qemu_arm64's; on riscv64 virt qemu-riscv's 0x84000000)", min=0, max=(1 << 64) - 1),
 )
 
 
