@@ -113,3 +113,34 @@ def test_debian_kernel_through_uboot_booti(tmp_path):
     finally:
         qemu.kill()
         qemu.wait()
+
+
+def test_debian_kernel_on_aavmf_says_what_the_verdict_says(tmp_path):
+    """AAVMF (qemu-efi-aarch64) starting Debian's kernel from QEMU -kernel: the EFI stub's own lines
+    are the ones linux-efi-stub-arm64 lists (ACPI machine: no firmware DTB, no RNG protocol)."""
+    code = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+    require("qemu-system-aarch64", code)
+    kernel = debian_arm64_kernel()
+    doc = json.loads(run_bootforge("inspect", "--json", kernel, check=0).stdout)
+    stub = next(v for v in doc["verdicts"] if v["subject"] == "linux-efi-stub-arm64")
+    flash = tmp_path / "code.fd"
+    flash.write_bytes(open(code, "rb").read().ljust(64 << 20, b"\0"))
+    (tmp_path / "vars.fd").write_bytes(bytes(64 << 20))
+    serial = tmp_path / "serial.txt"
+    argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-m", "1G", "-display", "none",
+            "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-nic", "none", "-no-reboot",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={flash}",
+            "-drive", f"if=pflash,format=raw,file={tmp_path / 'vars.fd'}",
+            "-kernel", str(kernel), "-append", "console=ttyAMA0 panic=-1"]
+    qemu = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and b"Booting Linux on physical CPU" not in \
+                (serial.read_bytes() if serial.exists() else b""):
+            time.sleep(0.5)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    lines = [line.strip() for line in serial.read_text("latin-1").replace("\x1b", "\n").splitlines()]
+    said = [line[line.index("EFI stub:"):] for line in lines if "EFI stub:" in line]
+    assert said == stub["facts"]["stub_says"]
