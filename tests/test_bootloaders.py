@@ -86,15 +86,16 @@ def test_verify_media_write_with_the_image_builders_writers(tmp_path):
 @pytest.mark.parametrize("name", list(BOOTLOADERS))
 def test_each_bootloaders_policies_are_declared_so(name):
     """Each (firmware, protocol) pair names a policy of that protocol, on that firmware, booted by
-    one of the bootloader's media: the verdict is the policy's own."""
+    one of the bootloader's media when verify boots it: the verdict is the policy's own."""
     b = BOOTLOADERS[name]
     assert b.policies
     for (firmware, protocol), policy in b.policies.items():
         p = POLICIES.get(policy)
         assert p.protocol == protocol and EFI_OF[firmware] in p.firmware, (name, firmware, protocol)
         assert firmware in b.firmware
-        assert p.boot_medium in b.media
-        assert bootloader_of_medium(p.boot_medium) is b
+        if p.boot_medium is not None:       # a policy verify boots: on one of this bootloader's media
+            assert p.boot_medium in b.media
+            assert bootloader_of_medium(p.boot_medium) is b
 
 
 def test_one_package_table():
@@ -130,3 +131,18 @@ def test_limine_config_paths_follow_limines_search_order():
     assert BOOTLOADERS["limine"].config_paths == tuple(
         f"/{d}/limine.conf".replace("//", "/") for d in limine.CONF_DIRS)
     assert BOOTLOADERS["limine"].config_path == "/boot/limine/limine.conf"
+
+
+READERS_OF_THE_REGISTRY = ("image/build.py", "image/read.py", "image/recipe.py", "image/load.py", "image/inspect.py",
+                           "verify/run.py", "verify/capture.py")
+
+
+@pytest.mark.parametrize("module", READERS_OF_THE_REGISTRY)
+def test_the_image_code_and_verify_name_no_bootloader_policy_or_firmware(module):
+    """They read the registries: no string in them is a bootloader's, a policy's or a firmware's name."""
+    import ast
+    from conftest import REPO
+    names = set(BOOTLOADERS) | set(POLICIES.names()) | {"seabios", "ovmf"}
+    tree = ast.parse((REPO / "bootforge" / module).read_text())
+    found = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names})
+    assert found == [], f"{module} names {found}"

@@ -78,7 +78,7 @@ def test_image_table_is_validated_by_its_fields(tmp_path, extra, message):
 
 @pytest.mark.parametrize("entry,message", [
     ('kernel = 5', "[image.entries 0] kernel must be a path (a string), not 5"),
-    ('kernel = "k"\nprotocol = "linux"', "[image.entries 0] protocol must be one of multiboot1, multiboot2"),
+    ('kernel = "k"\nprotocol = "chainload"', "[image.entries 0] protocol must be one of multiboot1, multiboot2"),
     ('kernel = "k"\ncmdline = 3', "[image.entries 0] cmdline must be a string, not 3"),
     ('kernel = "k"\n[[image.entries.modules]]\nloader_path = "/x"',
      "[image.entries 0 module 0] path is required"),

@@ -110,6 +110,8 @@ class Bootloader:
     write: Callable | None = None   # ([ConfigEntry], timeout=0, **extra) -> configuration text
     image_formats: tuple = ()       # [image] formats the image builder makes with it
     limits: dict = field(default_factory=dict)  # a firmware, format or protocol it does not take -> why
+    entry_rule: str = "grub"        # how it turns a kernel's entry into an address (bootforge.multiboot.entry.RULES)
+    release_env: str | None = None  # the environment variable naming its binary release, when Debian has none
     image_parts: Callable | None = None     # ImageRequest -> ImageParts: its ISO, disk and ESP hooks
     after_write: Callable | None = None     # (ImageRequest, image path) -> summary lines: a step on the written file
 
@@ -156,6 +158,13 @@ def bootloader(name):
 def bootloader_of_medium(kind):
     """The Bootloader that verify's boot medium *kind* boots (None: no such medium)."""
     return next((b for b in BOOTLOADERS.values() if kind in b.media), None)
+
+
+def entry_rule(policy_medium):
+    """The entry rule of the bootloader that boots medium *policy_medium* (a policy's
+    boot_medium); GRUB's for a policy no bootloader here boots."""
+    b = bootloader_of_medium(policy_medium)
+    return b.entry_rule if b is not None else "grub"
 
 
 def read_refusal(kind):

@@ -25,4 +25,5 @@ BOOTLOADER = Bootloader(
     "ipxe", "iPXE (pxe-e1000.rom)", ("bios",),
     policies={("bios", "multiboot1"): "ipxe-pcbios-mb1"},
     packages={PXE_E1000: "ipxe-qemu"}, read_refusal=read_refusal, media=("ipxe-tftp",),
+    entry_rule="grub",              # the rule its prediction has used (ELF e_entry through a program header)
 )

@@ -323,4 +323,7 @@ BOOTLOADER = Bootloader(
     packages={"xorriso": "xorriso", "cc": "gcc"}, read_refusal=read_refusal, media=("limine-iso",),
     config_paths=tuple(f"/{d}/limine.conf".replace("//", "/") for d in CONF_DIRS),     # Limine's search order
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts, after_write=after_write,
+    entry_rule="limine", release_env=LIMINE_DIR_ENV,
+    limits={"secureboot-iso-uefi": "a Limine ISO boots UEFI from Limine's prebuilt limine-uefi-cd.bin, whose "
+                                   "BOOTX64.EFI bootforge does not re-sign; use format \"disk\""},
 )

@@ -18,4 +18,5 @@ BOOTLOADER = Bootloader(
     "qemu-kernel", "QEMU -kernel", ("bios",),
     policies={("bios", "multiboot1"): "qemu-mb1"},
     packages={}, read_refusal=read_refusal, media=("qemu-kernel",),
+    entry_rule="qemu",
 )

@@ -127,4 +127,5 @@ BOOTLOADER = Bootloader(
             "disk": 'format "disk" is not supported (the iso format is a hybrid image that also boots as a disk)',
             "multiboot2": 'boots Multiboot kernels through mboot.c32, which speaks Multiboot 1 only: '
                           'protocol = "multiboot1"'},
+    entry_rule="syslinux",
 )

@@ -187,11 +187,11 @@ def read_image_table(recipe, table):
     limine_dir = t.get("limine_dir")
     if limine_dir is not None:
         limine_dir = str(base / limine_dir)
-    elif loader == "limine":
-        limine_dir = os.environ.get("BOOTFORGE_LIMINE_DIR")
+    elif declared.release_env:          # a loader Debian does not package: its release directory
+        limine_dir = os.environ.get(declared.release_env)
         if not limine_dir:
-            raise RecipeError("[image] loader limine needs limine_dir in the recipe or BOOTFORGE_LIMINE_DIR "
-                              "(a Limine binary release directory)")
+            raise RecipeError(f"[image] loader {loader} needs limine_dir in the recipe or {declared.release_env} "
+                              f"(a {declared.title.split()[0]} binary release directory)")
 
     entries_t = t.get("entries")
     if not entries_t:
@@ -245,9 +245,8 @@ def read_image_table(recipe, table):
         files[files_path] = (FileContent.from_file(source, "file"), source)
     sign = None
     if any(k.startswith("secureboot_") for k in t):
-        if loader == "limine" and fmt_ == "iso" and "uefi" in firmware:
-            raise RecipeError("[image] secureboot keys: a Limine ISO boots UEFI from Limine's prebuilt "
-                              "limine-uefi-cd.bin, whose BOOTX64.EFI bootforge does not re-sign; use format \"disk\"")
+        if fmt_ == "iso" and "uefi" in firmware and "secureboot-iso-uefi" in declared.limits:
+            raise RecipeError(f"[image] secureboot keys: {declared.limits['secureboot-iso-uefi']}")
         # Function-level import: cryptography and asn1crypto only for a signed image.
         from bootforge.pe.sign import recipe_signer
         sign = recipe_signer(t, lambda value, key: base / value, "image")

@@ -5,9 +5,10 @@ from dataclasses import dataclass, field
 
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
-from bootforge.loader.policies import comparison
+from bootforge.bootloaders import entry_rule as bootloader_entry_rule
+from bootforge.loader.policies import POLICIES, comparison
 from bootforge.multiboot.dump import MAX_STRING, decode_mb1_info, decode_mb2_info
-from bootforge.multiboot.entry import RULES as ENTRY_RULES, loader_entry
+from bootforge.multiboot.entry import loader_entry
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
 from bootforge.qemu.runner import last_lines
 
@@ -33,9 +34,8 @@ class Capture:
 
 
 def entry_rule(loader):
-    """The bootforge.multiboot.entry rule of policy *loader* (its loader's name first)."""
-    head = loader.split("-")[0]
-    return head if head in ENTRY_RULES else "grub"
+    """The bootforge.multiboot.entry rule of policy *loader*: its bootloader's declaration."""
+    return bootloader_entry_rule(POLICIES.get(loader).boot_medium if loader in POLICIES else None)
 
 
 def entry_point(kernel, result, memory_bytes=None):
