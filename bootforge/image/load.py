@@ -99,9 +99,19 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
     name = loader or e.loader or policy_for(spec.loader, fw, e.protocol, "the image")
     plat = _check_platform(resolve(platform or e.platform or spec.platform or DEFAULT_PLATFORM[fw], path.parent),
                            fw, "the image")
-    kernel = read_kernel(e.kernel_source, read_input(e.kernel_source))
+    kernel = _kernel(name, e.kernel_source, read_input(e.kernel_source))
     mods = [ModuleSpec(m.source, m.loader_path, m.cmdline, m.content.size) for m in e.modules]
     return LoadRequest(kernel, e.loader_path, e.cmdline, mods, plat, name)
+
+
+def _kernel(policy_name, path, data):
+    """The kernel as policy *policy_name* takes it: a Linux policy reads the file itself (as a
+    [load] recipe's), the others an ELF or a.out-kludge Multiboot kernel."""
+    from bootforge.loader.image import KernelImage
+    from bootforge.loader.policies import POLICIES
+    if policy_name in POLICIES and POLICIES.get(policy_name).protocol == "linux":
+        return KernelImage(str(path), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
+    return read_kernel(path, data)
 
 
 def _from_image(path, platform, loader, entry, firmware):
@@ -116,7 +126,7 @@ def _from_image(path, platform, loader, entry, firmware):
         name = loader or policy_for(view.loader, fw, e.protocol, str(path))
         plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
-        kernel = read_kernel(f"{path}:{e.kernel}", data)
+        kernel = _kernel(name, f"{path}:{e.kernel}", data)
         mods = []
         for mpath, args in e.modules:
             f = fs_file(view, mpath)

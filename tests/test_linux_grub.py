@@ -1,0 +1,130 @@
+"""[image] entries with protocol = "linux" on GRUB i386-pc (`linux`/`initrd`), and grub-pc-linux's
+prediction against Debian's kernel booted from the image bootforge builds: the command line,
+the E820 table and the initrd address the kernel printed (tests/data/linux-grub-pc/, commands
+in tests/data/README.md). One real boot (3G) runs here; the rest read the kept boots."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, require, run_bootforge
+from test_uki_build import INITRD_SIZE, KERNEL, make_initrd
+
+from bootforge.bootloaders import ConfigEntry, grub
+from bootforge.uki.dmesg import parse_kernel_log
+
+FIXTURES = DATA / "linux-grub-pc"
+CMDLINE = "console=ttyS0 earlyprintk=serial nokaslr panic=-1"
+PAGE = 4096
+
+
+def image_recipe(directory):
+    """The recipe the fixtures were booted from: a GPT disk, GRUB for BIOS, Debian's kernel and
+    the test initrd (test_uki_build.make_initrd: an empty cpio, so the kernel panics at root)."""
+    directory = Path(directory)
+    make_initrd(directory / "initrd.img")
+    p = directory / "grub-linux.toml"
+    p.write_text(f"""[image]
+format = "disk"
+loader = "grub"
+firmware = ["bios"]
+output = "grub-linux.img"
+[[image.entries]]
+title = "debian"
+kernel = "{KERNEL}"
+loader_path = "/boot/vmlinuz"
+protocol = "linux"
+cmdline = "{CMDLINE}"
+[[image.entries.modules]]
+path = "initrd.img"
+loader_path = "/boot/initrd.img"
+""")
+    return p
+
+
+def test_grub_cfg_linux_entries_round_trip():
+    entries = [ConfigEntry("debian", "linux", "/boot/vmlinuz", "root=/dev/sda1 quiet",
+                           [("/boot/ucode.img", ""), ("/boot/initrd.img", "")]),
+               ConfigEntry("mb", "multiboot2", "/boot/k.elf", "a=b", [("/boot/m", "x")])]
+    text = grub.write(entries)
+    assert "\tlinux /boot/vmlinuz root=/dev/sda1 quiet\n\tinitrd /boot/ucode.img /boot/initrd.img\n" in text
+    assert grub.parse(text) == entries
+
+
+def test_grub_cfg_as_debian_writes_it():
+    """update-grub's entry shape: `linux` with the root option, `initrd` on its own line, linuxefi too."""
+    text = ("menuentry 'Debian GNU/Linux' --class debian {\n\tload_video\n\tinsmod gzio\n"
+            "\techo 'Loading Linux 6.1.0-57-amd64 ...'\n"
+            "\tlinux\t/boot/vmlinuz-6.1.0-57-amd64 root=UUID=1234 ro  quiet\n"
+            "\tinitrd\t/boot/initrd.img-6.1.0-57-amd64\n}\n"
+            "menuentry efi {\n linuxefi /vmlinuz x=1\n initrdefi /a /b\n}\n"
+            "menuentry chain {\n chainloader /efi/x.efi\n}\n")
+    debian, efi, chain = grub.parse(text)
+    assert (debian.protocol, debian.kernel, debian.cmdline, debian.modules) == \
+        ("linux", "/boot/vmlinuz-6.1.0-57-amd64", "root=UUID=1234 ro quiet", [("/boot/initrd.img-6.1.0-57-amd64", "")])
+    assert (efi.protocol, efi.modules) == ("linux", [("/a", ""), ("/b", "")])
+    assert chain.protocol is None and "not a Multiboot entry" in chain.note
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    require(KERNEL, "grub-mkimage", grub.PC_DIR)
+    d = tmp_path_factory.mktemp("grub-linux")
+    recipe = image_recipe(d)
+    run_bootforge("build", recipe, check=0)
+    return recipe, d / "grub-linux.img"
+
+
+def predict(source, memory):
+    proc = run_bootforge("load", source, "--platform", f"qemu-pc-seabios:{memory}", "--json", check=0)
+    return json.loads(proc.stdout)
+
+
+def assert_matches_kernel(report, log):
+    assert report["loader"] == "grub-pc-linux"
+    assert report["mbi"]["cmdline"] == log.command_line == f"BOOT_IMAGE=/boot/vmlinuz {CMDLINE}"
+    assert [(e["start"], e["start"] + e["size"] - 1) for e in report["mbi"]["mmap"]] == [(a, b) for a, b, _ in log.e820]
+    initrd = next(p for p in report["placements"] if p["name"] == "initrd")
+    start, last = log.ramdisk
+    assert (initrd["start"], initrd["end"]) == (start, last + 1)        # RAMDISK ends at the page-aligned end
+    assert report["linux"]["ramdisk_image"] == start
+    assert report["linux"]["ramdisk_size"] == INITRD_SIZE
+
+
+@pytest.mark.parametrize("memory", ["256M", "512M", "1G", "3G"])
+def test_recipe_prediction_equals_the_kernels_words(built, memory):
+    recipe, _ = built
+    log = parse_kernel_log((FIXTURES / f"kernel-initrd-{memory}.txt").read_text(errors="replace"))
+    assert_matches_kernel(predict(recipe, memory), log)
+
+
+@pytest.mark.parametrize("memory", ["512M", "3G"])
+def test_the_built_image_loads_as_its_recipe(built, memory):
+    """`load IMAGE` reads grub.cfg back (linux + initrd) and predicts what `load RECIPE` does."""
+    recipe, image = built
+    a, b = predict(recipe, memory), predict(image, memory)
+    assert a["placements"] == b["placements"] and a["mbi"] == b["mbi"] and a["linux"] == b["linux"]
+
+
+def test_same_recipe_same_bytes(built, tmp_path):
+    recipe, image = built
+    again = image_recipe(tmp_path)
+    run_bootforge("build", again, check=0)
+    assert (tmp_path / "grub-linux.img").read_bytes() == image.read_bytes()
+
+
+def test_real_boot_at_3g(built, tmp_path):
+    """Debian's kernel from the built disk under SeaBIOS at 3G prints what was predicted."""
+    require("qemu-system-x86_64")
+    recipe, image = built
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(image.read_bytes())
+    serial = tmp_path / "serial.txt"
+    subprocess.run(["qemu-system-x86_64", "-machine", "pc", "-cpu", "qemu64", "-m", "3G", "-drive",
+                    f"file={disk},format=raw,if=ide", "-display", "none", "-serial", f"file:{serial}",
+                    "-no-reboot", "-nodefaults", "-vga", "std"], timeout=300, check=True)
+    log = parse_kernel_log(serial.read_text(errors="replace"))
+    assert "VFS: Unable to mount root" in serial.read_text(errors="replace")
+    assert_matches_kernel(predict(recipe, "3G"), log)
