@@ -42,7 +42,10 @@ def installed(tmp_path_factory):
     py = venv / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    Path(site, "bootforge-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The test venv reads this one's packages (offline: no index), ahead of its own: Python 3.11's
+    # venv seeds setuptools 65, which rejects pyproject's SPDX license string (setuptools >= 77 reads it).
+    Path(site, "bootforge-test-deps.pth").write_text(
+        f"import sys; sys.path.insert(0, {sysconfig.get_paths()['purelib']!r})\n")
     proc = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                            str(src)], capture_output=True, text=True, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
