@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from bootforge.errors import BootforgeError, FormatError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import pe as fmt
-from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, pe_checksum, security_directory
+from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, security_directory
 from bootforge.pe.image import read_pe
 from bootforge.pe.spc import SPC_INDIRECT_DATA_OBJID, SpcContentInfo, indirect_data
 
@@ -266,12 +266,6 @@ def load_signer(key_path, cert_path, passphrase_path=None):
     key = load_private_key(read_input(key_path), key_path, passphrase)
     check_pair(key, cert, key_path, cert_path)
     return key, cert
-
-
-def sign_file_bytes(data, key_path, cert_path, passphrase_path=None, path=None):
-    """sign_image with the key pair read from files."""
-    key, cert = load_signer(key_path, cert_path, passphrase_path)
-    return sign_image(data, key, cert, path)
 
 
 # The recipe keys that sign EFI binaries ([uki] and, for every EFI binary put on an image, [image]).
