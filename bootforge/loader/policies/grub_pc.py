@@ -41,6 +41,7 @@ from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
+from bootforge.loader.video import LFB_ADDRESS, LFB_MODE_FLAG, grub_mode_string, grub_vbe_choose
 from bootforge.multiboot.entry import loader_entry, moved_entry
 
 PACKAGE_STRING = "GRUB 2.06-13+deb12u2"
@@ -127,6 +128,35 @@ def heap_in_use(memory_map):
         return None
     a, b = max(ranges, key=lambda r: (r[1] - r[0], r[0]))
     return b - HEAP_IN_USE, HEAP_IN_USE
+
+
+TEXT_VBE_MODE = 3                       # the VGA text mode SeaBIOS leaves: GRUB reports it when no video is set
+VBE_INTERFACE = (0xFFFF, 0x6000, 0x4F)  # SeaVGABIOS's VBE 4F0A answer (segment, offset, length), observed
+
+
+def chosen_mode(k, protocol):
+    """The VBE mode GRUB i386-pc sets for the kernel's video request (MB1 header flag 2 with
+    mode_type 0, MB2 framebuffer tag, optional or not: multiboot.c / multiboot_mbi2.c
+    set_console), or None (text). Indexed (8-bit) modes are not modelled: None."""
+    if protocol == "multiboot1":
+        h = k.mb1 or {}
+        if not h.get("video_mode") or (h.get("video") or {}).get("mode_type", 1) != 0:
+            return None
+        v = h["video"]
+        want = (v.get("width", 0), v.get("height", 0), v.get("depth", 0))
+    else:
+        tag = next((t for t in (k.mb2 or {}).get("tags", []) if t.get("type") == Mb2HeaderTag.FRAMEBUFFER), None)
+        if tag is None:
+            return None
+        want = (tag.get("width", 0), tag.get("height", 0), tag.get("depth", 0))
+    mode = grub_vbe_choose(grub_mode_string(*want))
+    return mode if mode is not None and mode.rgb is not None else None
+
+
+def rgb_framebuffer(video):
+    """The framebuffer fields of a direct-colour VBE mode (address: the stdvga BAR)."""
+    return dict(framebuffer_addr=LFB_ADDRESS, framebuffer_pitch=video.pitch, framebuffer_width=video.width,
+                framebuffer_height=video.height, framebuffer_bpp=video.bpp, framebuffer_type=FramebufferType.RGB)
 
 
 def relocatable_tag(k):
@@ -256,12 +286,17 @@ def load_mb1(req):
         flags |= MbiFlag.ELF_SHDR
     res.mbi_address = at
     res.regions = regions
+    video = chosen_mode(k, "multiboot1")
+    vbe_mode, fb = TEXT_VBE_MODE, EGA_TEXT_FRAMEBUFFER
+    if video is not None:
+        vbe_mode, fb = video.mode | LFB_MODE_FLAG, rgb_framebuffer(video)
+        fb["color_info"] = bytes(video.rgb[:4])     # red and green: blue lies past the info's 116 bytes
+        res.notes.append(f"video: GRUB sets VBE mode {video.mode:#x} ({video.width}x{video.height}x{video.bpp})")
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
                                  regions["cmdline"], len(modcmds), mods_addr,
                                  (k.shnum, k.shentsize, regions["shdr"], k.shstrndx) if shdr_size else (0, 0, 0, 0),
                                  MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], 0,
-                                 (regions["vbe_control"], regions["vbe_mode"], 3, 0xFFFF, 0x6000, 0x4F),
-                                 EGA_TEXT_FRAMEBUFFER)
+                                 (regions["vbe_control"], regions["vbe_mode"], vbe_mode, *VBE_INTERFACE), fb)
     res.place("multiboot_info + strings + mmap", at, bufsize, 4,
               "relocator: [0x10000, 0xa0000), lowest 4-byte-aligned fit of get_mbi_size()", "mbi")
     res.notes.append("MB1 info: boot_device, APM, VBE and framebuffer contents come from the firmware "
@@ -299,7 +334,19 @@ def load_mb2(req):
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BOOTDEV, biosdev=BIOSDEV_CDROM, partition=0xFFFFFFFF,
                                sub_partition=0xFFFFFFFF))
-    tags.append(mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, color_info=b"", **EGA_TEXT_FRAMEBUFFER))
+    video = chosen_mode(k, "multiboot2")
+    if video is None:
+        tags.append(mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, color_info=b"", **EGA_TEXT_FRAMEBUFFER))
+    else:
+        # The VBE tag (mode set, interface and info blocks the video BIOS returns), then the RGB framebuffer.
+        tags.append(mbi.mb2_tag_of(Mb2Tag.VBE, vbe_mode=video.mode | LFB_MODE_FLAG,
+                                   **dict(zip(("vbe_interface_seg", "vbe_interface_off", "vbe_interface_len"),
+                                              VBE_INTERFACE)),
+                                   vbe_control_info=bytes(VbeInfoBlock.sizeof()),
+                                   vbe_mode_info=bytes(VbeModeInfoBlock.sizeof())))
+        tags.append(mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, color_info=bytes(video.rgb),
+                                   **rgb_framebuffer(video)))
+        res.notes.append(f"video: GRUB sets VBE mode {video.mode:#x} ({video.width}x{video.height}x{video.bpp})")
     tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_OLD, rsdp=bytes(RSDP_V1)))
     res.mbi_bytes = mbi.mb2_info(tags)
     res.mbi_address = at

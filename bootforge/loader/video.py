@@ -1,0 +1,112 @@
+"""The graphics mode a loader sets for a kernel that asks for a framebuffer, under QEMU's
+standard VGA (-vga std, the default) with SeaVGABIOS.
+
+- The mode list: SeaVGABIOS's svga_modes (vgasrc/svgamodes.c), each mode offered when its
+  frame fits the 16 MiB of VRAM QEMU's stdvga has (bochsvga.c), planar 4-bit modes never
+  (GRUB and the Multiboot framebuffer want packed or direct colour).
+- The preferred mode: the EDID QEMU's stdvga reports (hw/display/edid-generate.c default
+  1280x800), which GRUB reads through VBE function 4F15 (video/i386/pc/vbe.c
+  grub_vbe_get_preferred_mode).
+- GRUB's choice (video/i386/pc/vbe.c grub_video_vbe_setup, video/video.c grub_video_set_mode
+  walking the comma-separated mode string): "WxHxD" takes modes of exactly that size and
+  depth, "WxH" of that size, "auto" every mode within the preferred one; among them the
+  largest frame (bpp x width x height), a later mode of the same volume replacing an earlier.
+  multiboot.c / multiboot_mbi2.c ask for "WxHxD,WxH,auto", "WxH,auto" or "auto" from the
+  kernel's request.
+"""
+
+from dataclasses import dataclass
+
+VRAM = 16 << 20                     # QEMU stdvga's default vgamem_mb 16
+QEMU_EDID_PREFERRED = (1280, 800)   # hw/display/edid-generate.c: prefx/prefy default
+LFB_MODE_FLAG = 0x4000              # VBE: set the mode with the linear framebuffer
+LFB_ADDRESS = 0xFD000000            # the stdvga BAR SeaBIOS assigns (firmware data in verify)
+
+# (mode, width, height, bits per pixel) of SeaVGABIOS's svga_modes that are packed or direct
+# colour (MM_PACKED / MM_DIRECT), in its order.
+SEAVGABIOS_MODES = (
+    (0x100, 640, 400, 8), (0x101, 640, 480, 8), (0x103, 800, 600, 8), (0x105, 1024, 768, 8),
+    (0x107, 1280, 1024, 8), (0x10D, 320, 200, 15), (0x10E, 320, 200, 16), (0x10F, 320, 200, 24),
+    (0x110, 640, 480, 15), (0x111, 640, 480, 16), (0x112, 640, 480, 24), (0x113, 800, 600, 15),
+    (0x114, 800, 600, 16), (0x115, 800, 600, 24), (0x116, 1024, 768, 15), (0x117, 1024, 768, 16),
+    (0x118, 1024, 768, 24), (0x119, 1280, 1024, 15), (0x11A, 1280, 1024, 16), (0x11B, 1280, 1024, 24),
+    (0x11C, 1600, 1200, 8), (0x11D, 1600, 1200, 15), (0x11E, 1600, 1200, 16), (0x11F, 1600, 1200, 24),
+    (0x140, 320, 200, 32), (0x141, 640, 400, 32), (0x142, 640, 480, 32), (0x143, 800, 600, 32),
+    (0x144, 1024, 768, 32), (0x145, 1280, 1024, 32), (0x146, 320, 200, 8), (0x147, 1600, 1200, 32),
+    (0x148, 1152, 864, 8), (0x149, 1152, 864, 15), (0x14A, 1152, 864, 16), (0x14B, 1152, 864, 24),
+    (0x14C, 1152, 864, 32), (0x175, 1280, 768, 16), (0x176, 1280, 768, 24), (0x177, 1280, 768, 32),
+    (0x178, 1280, 800, 16), (0x179, 1280, 800, 24), (0x17A, 1280, 800, 32), (0x17B, 1280, 960, 16),
+    (0x17C, 1280, 960, 24), (0x17D, 1280, 960, 32), (0x17E, 1440, 900, 16), (0x17F, 1440, 900, 24),
+    (0x180, 1440, 900, 32), (0x181, 1400, 1050, 16), (0x182, 1400, 1050, 24), (0x183, 1400, 1050, 32),
+    (0x184, 1680, 1050, 16), (0x185, 1680, 1050, 24), (0x186, 1680, 1050, 32), (0x187, 1920, 1200, 16),
+    (0x188, 1920, 1200, 24), (0x189, 1920, 1200, 32), (0x18A, 2560, 1600, 16), (0x18B, 2560, 1600, 24),
+    (0x18C, 2560, 1600, 32), (0x18D, 1280, 720, 16), (0x18E, 1280, 720, 24), (0x18F, 1280, 720, 32),
+    (0x190, 1920, 1080, 16), (0x191, 1920, 1080, 24), (0x192, 1920, 1080, 32), (0x193, 1600, 900, 16),
+    (0x194, 1600, 900, 24), (0x195, 1600, 900, 32), (0x196, 2560, 1440, 16), (0x197, 2560, 1440, 24),
+    (0x198, 2560, 1440, 32), (0x199, 3840, 2160, 16), (0x19A, 3840, 2160, 32), (0x19B, 4096, 2160, 16),
+    (0x19C, 4096, 2160, 32), (0x19D, 5120, 2160, 16), (0x19E, 5120, 2160, 32),
+)
+# Direct-colour channel layout by depth: (red pos, red size, green pos, green size, blue pos, blue size).
+RGB_LAYOUT = {15: (10, 5, 5, 5, 0, 5), 16: (11, 5, 5, 6, 0, 5), 24: (16, 8, 8, 8, 0, 8), 32: (16, 8, 8, 8, 0, 8)}
+
+
+@dataclass(frozen=True)
+class VideoMode:
+    mode: int               # the VBE mode number (without the LFB flag)
+    width: int
+    height: int
+    bpp: int
+
+    @property
+    def pitch(self):
+        return self.width * ((self.bpp + 7) // 8)
+
+    @property
+    def rgb(self):
+        """The six channel bytes, or None for an indexed (8-bit) mode."""
+        return RGB_LAYOUT.get(self.bpp)
+
+
+def offered_modes():
+    """The modes SeaVGABIOS offers on QEMU's stdvga (its frame fits in VRAM)."""
+    return [VideoMode(*m) for m in SEAVGABIOS_MODES if m[1] * m[2] * ((m[3] + 7) // 8) <= VRAM]
+
+
+def grub_mode_string(width, height, depth):
+    """What GRUB's multiboot loaders put in gfxpayload for a kernel's request (multiboot.c)."""
+    if width and height and depth:
+        return f"{width}x{height}x{depth},{width}x{height},auto"
+    if width and height:
+        return f"{width}x{height},auto"
+    return "auto"
+
+
+def grub_vbe_choose(modestring, preferred=QEMU_EDID_PREFERRED, modes=None):
+    """The mode GRUB i386-pc's VBE driver sets for *modestring*, or None (text stays)."""
+    modes = offered_modes() if modes is None else modes
+    for item in modestring.split(","):
+        item = item.strip()
+        if item == "text":
+            return None
+        if item == "auto":
+            width, height, depth, within = preferred[0], preferred[1], 0, True
+        else:
+            parts = [int(x) for x in item.split("x")]
+            width, height = parts[0], parts[1]
+            depth, within = (parts[2] if len(parts) > 2 else 0), False
+        best = None
+        for m in modes:
+            if m.bpp not in (8, 15, 16, 24, 32):
+                continue
+            if within and (m.width > width or m.height > height):
+                continue
+            if not within and (m.width, m.height) != (width, height):
+                continue
+            if depth and m.bpp != depth:
+                continue
+            if best is not None and m.bpp * m.width * m.height < best.bpp * best.width * best.height:
+                continue
+            best = m
+        if best is not None:
+            return best
+    return None

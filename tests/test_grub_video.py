@@ -1,0 +1,84 @@
+"""GRUB i386-pc's video mode for a kernel that asks for a framebuffer (MB2 framebuffer tag,
+MB1 header flag 2), under QEMU's stdvga with SeaVGABIOS (bootforge.loader.video: its mode
+list, QEMU's 1280x800 EDID, GRUB's choice rules). The real GRUB set, read back at the
+entry by `bootforge verify` (tags 7 and 8 / the MB1 VBE and framebuffer fields byte for
+byte, the LFB address and the video BIOS's blocks declared firmware data):
+
+- the dump kernel with a required 1024x768x32 tag: VBE mode 0x4144, pitch 4096;
+- the same with 1920x1080x32: 0x4192, pitch 7680;
+- the MB1 dump kernel with flag 2, mode_type 0, 1024x768x32: vbe_mode 0x4144;
+- Xen 4.17 (optional 0x0x0 tag: "auto", the EDID's 1280x800): 0x417a, MBI 0x580 bytes;
+- tboot 1.10.5 (optional 2560x1440x32): 0x4198."""
+
+import json
+
+import pytest
+
+from conftest import BUILD, require, run_bootforge
+from bootforge.loader.video import grub_mode_string, grub_vbe_choose
+from bootforge.qemu import host
+import fidelity as F
+
+
+def test_grub_choice_rules():
+    assert grub_mode_string(0, 0, 0) == "auto"
+    assert grub_mode_string(1024, 768, 32) == "1024x768x32,1024x768,auto"
+    assert grub_vbe_choose("auto").mode == 0x17A                     # within 1280x800, largest frame
+    assert grub_vbe_choose("1024x768x32,1024x768,auto").mode == 0x144
+    assert grub_vbe_choose("2560x1440x32,2560x1440,auto").mode == 0x198
+    assert grub_vbe_choose("1000x1000x32,1000x1000,auto").mode == 0x17A    # no such mode: auto
+    assert grub_vbe_choose("1024x768,auto").mode == 0x144               # any depth: the largest frame
+
+
+def _kernel(tmp_path, protocol, video):
+    from bootforge.multiboot.build import build_kernel_recipe
+    require("ld", str(BUILD / "stubs" / "mbdump.elf"))
+    out = tmp_path / f"k-{protocol}-{video[0]}.elf"
+    if protocol == "multiboot2":
+        opts = {"information_request": [1, 2, 3, 6], "module_alignment": True,
+                "framebuffer": {"width": video[0], "height": video[1], "depth": video[2]}}
+    else:
+        opts = {"page_align_modules": True, "memory_info": True,
+                "video": {"mode_type": 0, "width": video[0], "height": video[1], "depth": video[2]}}
+    build_kernel_recipe(tmp_path / "recipe.toml", {"kernel": {"input": str(BUILD / "stubs" / "mbdump.elf"),
+                                                               "protocol": protocol, protocol: opts}}, out)
+    return out
+
+
+def _recipe(tmp_path, kernel, loader):
+    r = tmp_path / f"{loader}.toml"
+    r.write_text(f'[load]\nkernel = "{kernel}"\nloader_path = "/boot/kernel"\ncmdline = "{F.KERNEL_CMDLINE}"\n'
+                 f'platform = "qemu-pc-seabios:256M"\nloader = "{loader}"\n')
+    return r
+
+
+CASES = [("multiboot2", (1024, 768, 32), 0x144, 4096), ("multiboot2", (1920, 1080, 32), 0x192, 7680),
+         ("multiboot1", (1024, 768, 32), 0x144, 4096)]
+
+
+@pytest.mark.parametrize("protocol, video, mode, pitch", CASES)
+def test_load_predicts_the_mode(tmp_path, protocol, video, mode, pitch):
+    loader = "grub-pc-mb2" if protocol == "multiboot2" else "grub-pc-mb1"
+    proc = run_bootforge("load", _recipe(tmp_path, _kernel(tmp_path, protocol, video), loader))
+    assert proc.returncode == 0, proc.stderr
+    assert f"video: GRUB sets VBE mode {mode:#x} ({video[0]}x{video[1]}x{video[2]})" in proc.stdout
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("protocol, video, mode, pitch", CASES)
+def test_real_grub_sets_the_mode(tmp_path, protocol, video, mode, pitch):
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
+    loader = "grub-pc-mb2" if protocol == "multiboot2" else "grub-pc-mb1"
+    proc = run_bootforge("verify", "--json", "-q", _recipe(tmp_path, _kernel(tmp_path, protocol, video), loader))
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
+    info = doc["boot_information"]
+    if protocol == "multiboot2":
+        tags = {t["type"]: t for t in info["multiboot2"]["tags"]}
+        assert tags[7]["vbe_mode"] == mode | 0x4000
+        fb = tags[8]
+    else:
+        assert info["multiboot1"]["vbe"]["vbe_mode"] == mode | 0x4000
+        fb = info["multiboot1"]["framebuffer"]
+    assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_bpp"], fb["framebuffer_pitch"],
+            fb["framebuffer_type"]) == (*video, pitch, 1)
