@@ -113,13 +113,14 @@ class FileContent:
                 left, src, dst = left - len(chunk), src + len(chunk), dst + len(chunk)
 
     def _copy_hashed(self, fd, offset, hasher):
-        # Two buffers: one is hashed (by the hasher's thread) while the other is filled and written.
+        # Two buffers: one is hashed (by the hasher's thread) while the other is filled and
+        # written. The buffer refilled here was fed two chunks ago: feed() of the other one
+        # waited for its hash, so it is free.
         buffers = [bytearray(COPY_CHUNK), bytearray(COPY_CHUNK)]
         left, dst, k = self.size, offset, 0
         with open(self.path, "rb", buffering=0) as f:
             while left > 0:
                 view = memoryview(buffers[k])[:min(COPY_CHUNK, left)]
-                hasher.wait()               # this buffer's previous hash is done before it is refilled
                 n = f.readinto(view)
                 if not n:
                     raise RecipeError(f"{self.path} shrank while the image was written")
@@ -143,7 +144,8 @@ class OutputHash:
     is handed over (feed) and hashed by one worker thread (hashlib releases the GIL), which
     overlaps the next read and write; bytes between two writes (holes, what another writer
     put there) are read back from the file (read_back). At most one buffer is in flight:
-    feed() waits for the previous one; a caller reusing buffers calls wait() before refilling."""
+    feed() waits for the previous one, so a caller alternating two buffers may refill the one
+    it fed before last."""
 
     def __init__(self, fd):
         self.fd = fd
