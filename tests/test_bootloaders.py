@@ -68,6 +68,8 @@ def test_each_writer_is_read_back_by_its_parser(name):
     entries = [e for e in ENTRIES if (name != "syslinux" or e.protocol == "multiboot1")]
     if name == "syslinux":                      # mboot.c32 splits on whitespace: words, not quoting
         entries = [ConfigEntry("second", "multiboot1", "/boot/k1", "a=b c", [("/boot/m", "two words")])]
+    if name == "systemd-boot":                  # loader.conf names one Type #2 UKI, which brings its own cmdline
+        entries = [ConfigEntry("k.efi", "linux", "/EFI/Linux/k.efi", "")]
     got = b.parse(b.write(entries, 5))
     assert [(e.title, e.protocol, e.kernel, e.cmdline, e.modules) for e in got] == \
         [(e.title, e.protocol, e.kernel, e.cmdline, e.modules) for e in entries]

@@ -40,6 +40,7 @@ BOOTLOADER_MODULES = (
     "syslinux",
     "ipxe",
     "qemu_kernel",
+    "systemd_boot",
 )
 
 

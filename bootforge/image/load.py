@@ -16,7 +16,8 @@ from bootforge.formats import eltorito as et
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
 from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_table
 from bootforge.image.sniff import is_disk_image
-from bootforge.loader.image import read_kernel
+from bootforge.loader.image import KernelImage, read_kernel
+from bootforge.loader.policies import POLICIES
 from bootforge.loader.platforms import resolve
 from bootforge.machines import FIRMWARES, MACHINES, platform_syntax
 from bootforge.loader.result import LoadRequest, ModuleSpec
@@ -107,8 +108,6 @@ def _from_recipe(path, table, platform, loader, entry, firmware):
 def _kernel(policy_name, path, data):
     """The kernel as policy *policy_name* takes it: a Linux policy reads the file itself (as a
     [load] recipe's), the others an ELF or a.out-kludge Multiboot kernel."""
-    from bootforge.loader.image import KernelImage
-    from bootforge.loader.policies import POLICIES
     if policy_name in POLICIES and POLICIES.get(policy_name).protocol == "linux":
         return KernelImage(str(path), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
     return read_kernel(path, data)
