@@ -163,3 +163,25 @@ def test_load_prints_the_dtb_handed_over(tmp_path):
     assert f"+\t\tlinux,initrd-end = <{0x48000000 + INITRD_SIZE:#x}>;" in diff
     assert "\tchosen {" in text[text.index("DTB handed over (DTS):"):]
     assert "0x0000000040000000 0x0000000040000000 type 1 (ram)" in text
+
+
+def test_qemu_kernel_of_a_uimage(tmp_path):
+    """-kernel uImage (mkimage, load/entry 0x40400000): the data at ih_load, entered at ih_ep, the
+    initrd at 128 MiB, the DTB after it, all as predicted."""
+    require("mkimage")
+    kernel = dump_kernel("aarch64")
+    uimage = tmp_path / "uImage"
+    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40400000",
+                    "-e", "0x40400000", "-n", "dtdump", "-d", str(kernel), str(uimage)], check=True,
+                   capture_output=True)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    proc = run_bootforge("load", uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "qemu-arm-kernel",
+                         "--cmdline", CMDLINE, "--initrd", initrd, "--json", "--mbi-out", tmp_path / "predicted.dtb",
+                         check=0)
+    result = json.loads(proc.stdout)
+    placements = {p["kind"]: p for p in result["placements"]}
+    serial, _ = boot("qemu-virt-aarch64", 1024 * MIB, uimage, tmp_path, initrd, CMDLINE)
+    _check(read_dtdump(serial), result["linux"]["registers"], placements["kernel"]["start"],
+           placements["module"]["start"], (tmp_path / "predicted.dtb").read_bytes(),
+           result["linux"]["devicetree"]["random_bytes"])
+    assert result["linux"]["entry"] == 0x40400000 and result["linux"]["kernel_format"] == "uimage"

@@ -3,7 +3,8 @@ arm_setup_direct_kernel_boot(), arm_load_dtb(), fdt_add_psci_node(); hw/arm/virt
 
 Rules (observed with the dtdump kernel on qemu-virt-aarch64 at several -m, with and
 without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
-- Kernel: an arm64 Image (gunzipped first) with image_size != 0 goes to RAM base +
+- Kernel: a uImage's data goes to its ih_load and is entered at ih_ep (observed with a
+  mkimage kernel uImage). An arm64 Image (gunzipped first) with image_size != 0 goes to RAM base +
   text_offset, + 2 MiB when text_offset is below QEMU's 4 KiB bootloader; without
   image_size, RAM base + 0x80000. A uImage goes to its load address. 32-bit: the raw
   file at RAM base + 0x10000. "kernel ... is too large to fit in RAM" when image_size
@@ -35,10 +36,11 @@ without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
 
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdt.parse import parse_dtb
-from bootforge.fdtboot import verdicts
+from bootforge.fdtboot import kernels, verdicts
 from bootforge.fdtboot.handover import RandomProperty, devicetree_facts, mark_random
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.formats.e820 import E820Type
+from bootforge.formats.uimage import UIMAGE_HEADER_SIZE
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
 from bootforge.loader.result import LoadResult
@@ -177,9 +179,13 @@ def load(req):
     kind, offset, claimed = verdicts.qemu_arm_placement(data, arch)
     raw, _ = verdicts.gunzipped(data) if arch == "aarch64" else (data, None)
     if kind == "uimage":
-        entry, size = offset, claimed
+        # hw/core/loader.c load_uboot_image: the data at ih_load, the CPU enters at ih_ep.
+        load_at, size = offset, claimed
+        entry = kernels.read_uimage(data)["ep"]
+        raw = data[UIMAGE_HEADER_SIZE:UIMAGE_HEADER_SIZE + size]
     else:
         entry, size = base + offset, claimed if kind == "arm64-image" else len(raw)
+        load_at = entry
     if size > ram:
         raise LoaderRefusal(f"the kernel ({size} bytes) does not fit the {ram} bytes of RAM",
                             loader="qemu-arm-kernel",
@@ -187,10 +193,10 @@ def load(req):
                                   f"(kernel size {size}, RAM size {ram})")
     res.place("QEMU bootloader", base, BOOTLOADER_SIZE, 4, "fixed: RAM base (hw/arm/boot.c write_bootloader)",
               "loader")
-    res.place("kernel", entry, max(size, len(raw)), 2 * MIB if kind == "arm64-image" else PAGE,
+    res.place("kernel", load_at, max(size, len(raw)), 2 * MIB if kind == "arm64-image" else PAGE,
               {"arm64-image": "RAM base + text_offset (+ 2 MiB below the bootloader)",
                "uimage": "the uImage's load address", "raw": "RAM base + QEMU's fixed offset"}[kind], "kernel")
-    image_high = entry + size
+    image_high = load_at + size
     initrd_start = _align(max(base + min(ram // 2, 128 * MIB), image_high), PAGE)
     initrd = None
     if req.modules:
