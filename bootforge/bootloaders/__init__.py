@@ -115,6 +115,7 @@ class Bootloader:
     release_env: str | None = None  # the environment variable naming its binary release, when Debian has none
     image_parts: Callable | None = None     # ImageRequest -> ImageParts: its ISO, disk and ESP hooks
     after_write: Callable | None = None     # (ImageRequest, image path) -> summary lines: a step on the written file
+    set_default: Callable | None = None     # (config text, [ConfigEntry], index) -> the text booting that entry
 
     @property
     def config_path(self):

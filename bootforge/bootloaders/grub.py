@@ -157,6 +157,22 @@ def write(entries, timeout=0, *, header=HEADER, preamble=(), before=(), after=()
     return "\n".join(lines)
 
 
+def set_default(text, entries, index):
+    """grub.cfg booting menu entry *index* (counted from 0 over the menuentry lines, as
+    grub-core/normal/menu.c get_entry_number reads $default): every `set default=` /
+    `default=` assignment says *index*, or one is put first when there is none."""
+    out, done = [], False
+    for line in text.split("\n"):
+        w = words(line)
+        assignment = w[1] if len(w) >= 2 and w[0] == "set" else (w[0] if w else "")
+        if assignment.startswith("default="):
+            out.append(f"{line[:len(line) - len(line.lstrip())]}set default={index}")
+            done = True
+        else:
+            out.append(line)
+    return "\n".join(out if done else [f"set default={index}", *out])
+
+
 def read_refusal(run):
     """grub_print_error: "error: <words>." on the serial terminal (whole lines only: a poll can
     land while GRUB is still writing one)."""
@@ -260,4 +276,5 @@ BOOTLOADER = Bootloader(
     packages=PACKAGES, read_refusal=read_refusal, media=("grub-pc-iso", "grub-efi-iso"),
     config_paths=("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg"),
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts,
+    set_default=set_default,
 )

@@ -155,6 +155,21 @@ def write(entries, timeout=0, *, header=HEADER, extra=()):
     return "\n".join(lines)
 
 
+def set_default(text, entries, index):
+    """limine.conf booting entry *index* (0-based here): the global `default_entry:` Limine
+    counts from 1 (CONFIG.md, v8 and later), replaced where it is set before the first entry,
+    or put first."""
+    out, done, in_entries = [], False, False
+    for line in text.split("\n"):
+        in_entries = in_entries or line.startswith("/")
+        if not in_entries and line.strip().lower().replace(" ", "").startswith("default_entry:"):
+            out.append(f"default_entry: {index + 1}")
+            done = True
+        else:
+            out.append(line)
+    return "\n".join(out if done else [f"default_entry: {index + 1}", *out])
+
+
 def read_refusal(run):
     """common/lib/panic.c: "PANIC: <words>" then a stack trace (serial: yes)."""
     m = re.search(r"PANIC\W*: ?(.*?)(?:\r|\n|Stacktrace|$)", run.serial())
@@ -323,7 +338,7 @@ BOOTLOADER = Bootloader(
     packages={"xorriso": "xorriso", "cc": "gcc"}, read_refusal=read_refusal, media=("limine-iso",),
     config_paths=tuple(f"/{d}/limine.conf".replace("//", "/") for d in CONF_DIRS),     # Limine's search order
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts, after_write=after_write,
-    entry_rule="limine", release_env=LIMINE_DIR_ENV,
+    entry_rule="limine", release_env=LIMINE_DIR_ENV, set_default=set_default,
     limits={"secureboot-iso-uefi": "a Limine ISO boots UEFI from Limine's prebuilt limine-uefi-cd.bin, whose "
                                    "BOOTX64.EFI bootforge does not re-sign; use format \"disk\""},
 )

@@ -86,6 +86,20 @@ def write(entries, timeout=0, *, header=HEADER):
     return "\n".join(lines)
 
 
+def set_default(text, entries, index):
+    """isolinux.cfg booting entry *index*: `DEFAULT <its LABEL>` (the label run at the timeout
+    when there is no UI), every DEFAULT line replaced or one put first."""
+    out, done = [], False
+    for line in text.split("\n"):
+        w = line.split(None, 1)
+        if w and w[0].upper() == "DEFAULT":
+            out.append(f"DEFAULT {entries[index].label}")
+            done = True
+        else:
+            out.append(line)
+    return "\n".join(out if done else [f"DEFAULT {entries[index].label}", *out])
+
+
 def read_refusal(run):
     """mboot.c32 prints its complaint and returns to the boot: prompt."""
     text = run.serial()
@@ -127,5 +141,5 @@ BOOTLOADER = Bootloader(
             "disk": 'format "disk" is not supported (the iso format is a hybrid image that also boots as a disk)',
             "multiboot2": 'boots Multiboot kernels through mboot.c32, which speaks Multiboot 1 only: '
                           'protocol = "multiboot1"'},
-    entry_rule="syslinux",
+    entry_rule="syslinux", set_default=set_default,
 )

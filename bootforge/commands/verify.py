@@ -26,7 +26,8 @@ class VerifyCommand(click.Command):
 @click.option("--platform", help=f"Override the recipe's platform (a machine: {platform_syntax()}; "
               "<mem> as QEMU's -m: 256M, 1G, a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (one verify boots: listed below).")
-@click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
+@click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry): "
+              "booted from a snapshot copy with the loader's default set to it (the image is not changed).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
               "(default: the platform's, else the first the image supports).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -58,6 +58,7 @@ class ImageView:
     catalog: dict | None = None
     esp: FatVolume | None = None
     esp_where: str | None = None
+    esp_offset: int | None = None     # the ESP's first byte in the image
     problems: list = field(default_factory=list)
     loader: str | None = None
     config_path: str | None = None
@@ -199,6 +200,7 @@ def _find_esp(view):
         try:
             view.esp = FatVolume(img.window(offset, img.size - offset), img.size - offset, f"ESP ({where})")
             view.esp_where = where
+            view.esp_offset = offset
             return
         except FormatError:
             continue

@@ -14,6 +14,7 @@ from bootforge import errors, machines
 from bootforge.bootloaders import read_refusal
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.image.load import image_request, inner_sha256
+from bootforge.image.snapshot import with_default
 from bootforge.loader.policies import POLICIES, comparison, policy
 from bootforge.loader.recipe import read_recipe
 from bootforge.memmap.model import type_name
@@ -326,6 +327,14 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
     try:
         work.mkdir(parents=True, exist_ok=True)
         medium = image_medium(recipe, machine.declared)        # the user's own image boots as it is
+        if medium is not None and entry is not None:
+            # Another entry than the image's default: a snapshot copy whose configuration says so.
+            index, title, copy, loader_title = with_default(recipe, entry, work / ("entry-" + Path(recipe).name))
+            if copy is not None:
+                medium = image_medium(copy, machine.declared)
+                attached = medium.description[medium.description.rfind("("):]
+                medium.description = (f"a snapshot copy {copy} of the image {recipe}, {loader_title}'s default set "
+                                      f"to entry {index} {title!r} (the image itself is unchanged) {attached}")
         if medium is None:
             if progress:
                 progress(f"building the boot medium ({kind}) in {work}")
