@@ -82,3 +82,26 @@ def test_real_grub_sets_the_mode(tmp_path, protocol, video, mode, pitch):
         fb = info["multiboot1"]["framebuffer"]
     assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_bpp"], fb["framebuffer_pitch"],
             fb["framebuffer_type"]) == (*video, pitch, 1)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("loader", ["grub-pc-mb2", "limine-mb2"])
+def test_auto_request_takes_the_edid_mode(tmp_path, loader):
+    """An optional 0x0x0 framebuffer tag (Xen's): GRUB's "auto" and Limine's VBE setup both take
+    the EDID's preferred 1280x800 at 32 bpp on SeaBIOS (tag 8 byte for byte)."""
+    import os
+    from bootforge.multiboot.build import build_kernel_recipe
+    require("qemu-system-x86_64", "xorriso", str(BUILD / "stubs" / "mbdump.elf"))
+    if loader == "grub-pc-mb2":
+        require("grub-mkrescue", "mformat", host.GRUB_I386_PC)
+    else:
+        require(os.path.join(os.environ["BOOTFORGE_LIMINE_DIR"], "limine-bios-cd.bin"), "cc")
+    k = tmp_path / "fb0.elf"
+    build_kernel_recipe(tmp_path / "recipe.toml", {"kernel": {
+        "input": str(BUILD / "stubs" / "mbdump.elf"), "protocol": "multiboot2", "multiboot2": {
+            "information_request": [1, 2, 3, 6], "module_alignment": True,
+            "framebuffer": {"width": 0, "height": 0, "depth": 0, "optional": True}}}}, k)
+    doc = json.loads(run_bootforge("verify", "--json", "-q", _recipe(tmp_path, k, loader)).stdout)
+    assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
+    fb = next(t for t in doc["boot_information"]["multiboot2"]["tags"] if t["type"] == 8)
+    assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_bpp"]) == (1280, 800, 32)

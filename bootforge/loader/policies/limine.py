@@ -110,6 +110,7 @@ from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_interv
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.result import LoadResult
+from bootforge.loader.video import QEMU_EDID_PREFERRED
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.multiboot.entry import loader_entry, moved_entry, translate
@@ -129,6 +130,9 @@ DHCP_ACK_PACKET_LEN = 296           # pxe/pxe.h: the network tag the size bound 
 EBDA_DEFAULT = 0x9FC00
 # What the firmware under QEMU gives Limine (observed): RSDP revision (a v2 RSDP adds tag 15),
 # the SMBIOS 32-bit entry point length, the default graphics mode.
+# A framebuffer request of 0x0 on BIOS: Limine's VBE setup takes the EDID's preferred mode
+# (QEMU's stdvga reports 1280x800, bootforge.loader.video) at 32 bpp.
+BIOS_AUTO_MODE = (*QEMU_EDID_PREFERRED, 32)
 FIRMWARE_FACTS = {
     "bios": {"rsdp_v2": False, "smbios_entry_len": 0x1F, "gop_default": None},
     "efi": {"rsdp_v2": True, "smbios_entry_len": 0x1F, "gop_default": (1280, 800, 32)},
@@ -502,13 +506,13 @@ def _framebuffer(protocol, flags, efi, facts, loader):
         mode = flags["mode"]
         if mode.get("mode_type", 0) == 0 or efi:
             w, h, d = mode.get("width", 0), mode.get("height", 0), mode.get("depth", 0)
-            return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or (1024, 768, 32))
+            return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or BIOS_AUTO_MODE)
         return ("ega",)
     fbtag = flags["fbtag"]
     if fbtag is None:
         return ("rgb",) + facts["gop_default"] if efi else ("ega",)
     w, h, d = fbtag.get("width", 0), fbtag.get("height", 0), fbtag.get("depth", 0)
-    return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or (1024, 768, 32))
+    return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or BIOS_AUTO_MODE)
 
 
 def _framebuffer_fields(fb):
