@@ -7,7 +7,6 @@ arch/arm64/boot/dts, arch/arm/boot/dts, include/dt-bindings, scripts/dtc/include
 
 import os
 import subprocess
-import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
