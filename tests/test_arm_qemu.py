@@ -18,7 +18,7 @@ import pytest
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.loader.policies.qemu_arm_kernel import RANDOM
-from conftest import DATA, require, run_bootforge
+from conftest import DATA, assert_one_line_error, require, run_bootforge
 from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command
 
 CMDLINE = "console=ttyAMA0 bootforge=dtdump"
@@ -185,3 +185,26 @@ def test_qemu_kernel_of_a_uimage(tmp_path):
            placements["module"]["start"], (tmp_path / "predicted.dtb").read_bytes(),
            result["linux"]["devicetree"]["random_bytes"])
     assert result["linux"]["entry"] == 0x40400000 and result["linux"]["kernel_format"] == "uimage"
+
+
+def test_refusals_are_one_line():
+    """Wrong kernels and platforms for the device-tree policies: one line, exit 2. An ELF is QEMU's
+    only for its own machine (load_elf's e_machine); any other file is copied raw."""
+    stubs = dump_kernel("aarch64").parent
+    dump_kernel("arm")
+    dump_kernel("riscv64")
+    arm_elf, riscv_elf = stubs / "dtdump-arm.elf", stubs / "dtdump-riscv64.elf"
+    require(str(stubs / "mbdump.elf"))          # `make stubs`
+    cases = [
+        (arm_elf, "qemu-virt-arm:256M", "qemu-arm-kernel", "an ELF kernel"),
+        (arm_elf, "qemu-virt-aarch64:1G", "qemu-arm-kernel", "copies the file raw"),
+        (riscv_elf, "qemu-virt-riscv64:512M", "qemu-riscv-kernel", "an ELF kernel"),
+        (arm_elf, "qemu-virt-riscv64:512M", "qemu-riscv-kernel", "not a Linux Image"),
+        (arm_elf, "qemu-virt-aarch64:1G", "uboot-booti", "ARM\\x64"),
+        (dump_kernel("aarch64"), "qemu-pc-seabios:256M", "qemu-arm-kernel", "device-tree platform"),
+        (dump_kernel("aarch64"), "qemu-virt-riscv64:512M", "qemu-arm-kernel", "qemu-virt-aarch64"),
+        (stubs / "mbdump.elf", "qemu-virt-aarch64:1G", "grub-pc-mb2", "BIOS"),
+    ]
+    for kernel, platform, loader, words in cases:
+        proc = run_bootforge("load", kernel, "--platform", platform, "--loader", loader)
+        assert_one_line_error(proc, words)

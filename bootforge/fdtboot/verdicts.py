@@ -61,10 +61,18 @@ def gunzipped(data):
     return data, None
 
 
+EM_ARM, EM_AARCH64, EM_RISCV = 40, 183, 243     # ELF e_machine (include/elf.h)
+
+
+def elf_for(data, machine):
+    """An ELF QEMU's load_elf() takes for *machine* (its e_machine; any other ELF falls through)."""
+    return data[:4] == kernels.ELF_MAGIC and len(data) >= 20 and int.from_bytes(data[18:20], "little") == machine
+
+
 def qemu_arm_placement(data, arch):
     """(format QEMU takes the file as, load offset from the RAM base or absolute address,
     size it claims) for hw/arm/boot.c, or a refusal Verdict."""
-    if data[:4] == kernels.ELF_MAGIC:
+    if elf_for(data, EM_AARCH64 if arch == "aarch64" else EM_ARM):
         return "elf", None, None
     if kernels.is_uimage(data):
         h = kernels.read_uimage(data)
@@ -113,7 +121,7 @@ def qemu_arm_kernel(data, arch):
 
 
 def qemu_riscv_kernel(data):
-    if data[:4] == kernels.ELF_MAGIC:
+    if elf_for(data, EM_RISCV):
         return _v("qemu-riscv-kernel", True, "an ELF: QEMU loads its segments", taken_as="elf")
     if kernels.is_uimage(data):
         h = kernels.read_uimage(data)

@@ -177,6 +177,10 @@ def load(req):
     base, ram = board.ram_base, board.memory_bytes
     ram_end = base + ram
     kind, offset, claimed = verdicts.qemu_arm_placement(data, arch)
+    if kind == "elf":
+        raise RecipeError("an ELF kernel: QEMU loads its segments and enters it as a bare program (no Linux "
+                          "boot protocol, no DTB in x0/r2); qemu-arm-kernel predicts Image, zImage and uImage "
+                          "kernels", path=req.kernel.path)
     raw, _ = verdicts.gunzipped(data) if arch == "aarch64" else (data, None)
     if kind == "uimage":
         # hw/core/loader.c load_uboot_image: the data at ih_load, the CPU enters at ih_ep.

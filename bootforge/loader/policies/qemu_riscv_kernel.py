@@ -75,6 +75,10 @@ def load(req):
         raise LoaderRefusal(found.reason, loader="qemu-riscv-kernel", words=found.words)
     if len(req.modules) > 1:
         raise RecipeError("QEMU -initrd takes one file; give one initrd")
+    if found.facts.get("taken_as") in ("elf", "uimage"):
+        raise RecipeError(f"a{'n ELF' if found.facts['taken_as'] == 'elf' else ' uImage'} kernel: "
+                          "qemu-riscv-kernel predicts raw Images (QEMU loads the others at their own "
+                          "addresses; not modelled)", path=req.kernel.path)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     base, ram = board.ram_base, board.memory_bytes
     ram_end = base + ram
