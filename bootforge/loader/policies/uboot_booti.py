@@ -30,7 +30,7 @@ Rules:
 import re
 from pathlib import Path
 
-from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError, ToolError
 from bootforge.fdtboot import kernels, opensbi, verdicts
 from bootforge.fdtboot.handover import devicetree_facts, mark_random
 from bootforge.fdtboot.libfdt import Fdt
@@ -60,7 +60,11 @@ OPTIONS = (
 def uboot_version(path=None):
     """PLAIN_VERSION of the U-Boot binary (its "U-Boot <version> (" string)."""
     path = Path(path or UBOOT_ARM64)
-    m = re.search(rb"U-Boot (20\d\d\.\d\d[^\s(]*) \(", path.read_bytes())
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ToolError(f"{path}: {exc.strerror} (install u-boot-qemu)") from None
+    m = re.search(rb"U-Boot (20\d\d\.\d\d[^\s(]*) \(", data)
     if m is None:
         raise RecipeError(f"{path}: no U-Boot version string")
     return m.group(1).decode("latin-1")

@@ -65,7 +65,8 @@ def load(req):
         ramdisk = fit.image(conf.ramdisk).data_size if conf.ramdisk else None
         version = uboot_version()
         fdt_bytes = int.from_bytes(base_dtb[4:8], "big") + SYS_FDT_PAD
-        layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
+        # The lmb layout is a fact of the QEMU virt U-Boot builds only (not of a user's board).
+        layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk) if board.machine is not None else None
         # The FIT's DTB is fixed bytes: QEMU refills the seeds of its own tree only.
         handed, random_bytes, chosen_bytes = handed_dtb(base_dtb, req.cmdline, version, board.ram_base,
                                                         board.memory_bytes, random_props=(), bootconf=conf.name,
