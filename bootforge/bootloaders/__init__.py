@@ -41,6 +41,7 @@ BOOTLOADER_MODULES = (
     "ipxe",
     "qemu_kernel",
     "systemd_boot",
+    "uki",
 )
 
 

@@ -130,7 +130,8 @@ def build_image_recipe(recipe, table, output):
     config_name, config_text = loader.config_path, loader.write(config_entries(spec), spec.timeout)
     if config_name in files:
         raise RecipeError(f"{config_name} is the generated {spec.loader} configuration; a file cannot go there")
-    files[config_name] = FileContent.from_bytes(config_text.encode())
+    if config_name is not None:         # a loader with no configuration (a UKI as BOOTX64.EFI) writes none
+        files[config_name] = FileContent.from_bytes(config_text.encode())
     digest = content_digest(spec, files, config_text)
     dt = utc(source_date_epoch())
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()

@@ -18,6 +18,8 @@ from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_tabl
 from bootforge.image.sniff import is_disk_image
 from bootforge.loader.image import KernelImage, read_kernel
 from bootforge.loader.policies import POLICIES
+from bootforge.loader.policies.linux_efi_stub import is_uki_bytes
+from bootforge.bootloaders import BOOTLOADERS
 from bootforge.loader.platforms import resolve
 from bootforge.machines import FIRMWARES, MACHINES, platform_syntax
 from bootforge.loader.result import LoadRequest, ModuleSpec
@@ -113,10 +115,31 @@ def _kernel(policy_name, path, data):
     return read_kernel(path, data)
 
 
+def _removable_uki(view, path, platform, loader, firmware):
+    """An ESP with no loader configuration whose removable-media file (EFI/BOOT/BOOTX64.EFI) is a UKI:
+    the firmware starts it, with the policy its bootloader declares. None when it is not that."""
+    # The bootloader declaring the firmware's removable-media path as its boot file (no configuration).
+    removable = next((b for b in BOOTLOADERS.values() if getattr(b, "removable_path", None)), None)
+    f = fs_file(view, removable.removable_path) if removable is not None and view.esp is not None else None
+    if f is None:
+        return None
+    data, _ = read_fs_file(view, removable.removable_path, MAX_KERNEL)
+    if data[:2] != b"MZ" or not is_uki_bytes(data):
+        return None
+    fw = _firmware(firmware, ("uefi",), "the image", platform)
+    plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
+    name = loader or removable.policy_for(fw, "linux", str(path))
+    kernel = _kernel(name, f"{path}:{removable.removable_path}", data)
+    return LoadRequest(kernel, removable.removable_path, "", [], plat, name)
+
+
 def _from_image(path, platform, loader, entry, firmware):
     view = open_image(path)
     try:
         if view.loader is None:
+            bare = _removable_uki(view, path, platform, loader, firmware)
+            if bare is not None:
+                return bare
             raise RecipeError(f"{path}: no loader configuration found (grub.cfg, isolinux.cfg, limine.conf)")
         _, e = pick_entry(view, entry)
         if e.protocol is None:

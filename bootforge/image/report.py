@@ -16,6 +16,7 @@ def render_build_summary(s):
     if "grub_early_config" in s:
         out.append("  GRUB early config (in the core image):")
         out += ["    " + line for line in s["grub_early_config"].splitlines()]
-    out.append(f"  {s['configuration_path']}:")
-    out += ["    " + line if line else "" for line in s["configuration"].splitlines()]
+    if s["configuration_path"] is not None:        # a UKI as BOOTX64.EFI has no configuration
+        out.append(f"  {s['configuration_path']}:")
+        out += ["    " + line if line else "" for line in s["configuration"].splitlines()]
     return "\n".join(out) + "\n"

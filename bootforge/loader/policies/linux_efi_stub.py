@@ -131,6 +131,14 @@ def memory_total_kib(e820):
 BARE_UKI_PLATFORM = "qemu-q35-ovmf:256M"
 
 
+def is_uki_bytes(data):
+    """True when *data* is a PE image with a .linux section."""
+    try:
+        return data[:2] == b"MZ" and read_pe(data).section(".linux") is not None
+    except FormatError:
+        return False
+
+
 def is_uki_file(path):
     """True when *path* is a PE image with a .linux section (a UKI, as inspect names it)."""
     try:

@@ -1,0 +1,50 @@
+"""No bootloader: the UKI (or an EFI-stub bzImage) is the ESP's removable-media path,
+EFI/BOOT/BOOTX64.EFI, which OVMF's boot manager starts itself (UEFI 2.x 3.5.1.1; Debian's
+OVMF 2022.11 boots it with no boot option, observed: tests/data/linux-ovmf/*-esp-*). The
+image's one entry is that file; a UKI brings its command line (.cmdline) and initrd
+(.initrd), and the firmware gives it no load options, so the entry has neither.
+"""
+
+from bootforge.bootloaders import Bootloader, ImageParts
+from bootforge.errors import RecipeError
+
+REMOVABLE_PATH = "/EFI/BOOT/BOOTX64.EFI"
+
+
+def write(entries, timeout=0, **_extra):
+    """No configuration: only checks the one entry is at the removable-media path."""
+    if len(entries) != 1:
+        raise RecipeError(f"[image] loader uki: the firmware starts one file ({REMOVABLE_PATH}); "
+                          f"{len(entries)} entries given")
+    (e,) = entries
+    if e.kernel.upper() != REMOVABLE_PATH:
+        raise RecipeError(f"[image] loader uki: the entry's loader_path must be {REMOVABLE_PATH} (the firmware's "
+                          f"removable-media path), not {e.kernel}")
+    if e.modules or e.cmdline:
+        raise RecipeError(f"entry {e.title!r}: OVMF starts {REMOVABLE_PATH} with no load options; give no "
+                          "cmdline or modules (build them into the UKI)")
+    return ""
+
+
+def read_refusal(run):
+    return None
+
+
+def image_parts(req):
+    if req.format != "disk":
+        raise RecipeError("[image] loader uki makes disk images (an ESP)")
+    return ImageParts()
+
+
+class RemovableUki(Bootloader):
+    removable_path = REMOVABLE_PATH
+
+
+BOOTLOADER = RemovableUki(
+    "uki", "no bootloader (the UKI as EFI/BOOT/BOOTX64.EFI)", ("uefi",),
+    policies={("uefi", "linux"): "linux-efi-stub"},
+    packages={}, read_refusal=read_refusal, write=write, image_formats=("disk",),
+    limits={"bios": "a UKI boots under UEFI only", "iso": "UKI images here are disks (format = \"disk\")",
+            "multiboot1": "boots a UKI, not Multiboot", "multiboot2": "boots a UKI, not Multiboot"},
+    image_parts=image_parts,
+)
