@@ -4,6 +4,9 @@ value asserted as observed is what the real loader handed the dump kernel in QEM
 
 import hashlib
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -15,8 +18,14 @@ LOAD_ROOT = REPO / "tests" / "data" / "load-root" / "boot"
 MB1_MAGIC, MB2_MAGIC = 0x2BADB002, 0x36D76289
 
 
-def verify_json(*args, rc=0):
-    proc = run_bootforge("verify", "--json", "-q", *args)
+def run_in(cwd, *args):
+    """The real CLI run from *cwd* (relative names as a user types them there)."""
+    return subprocess.run([sys.executable, "-m", "bootforge", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def verify_json(*args, rc=0, cwd=REPO):
+    proc = run_in(cwd, "verify", "--json", "-q", *args)
     assert proc.returncode == rc, (proc.returncode, proc.stdout[-3000:], proc.stderr)
     return json.loads(proc.stdout)
 
@@ -97,3 +106,72 @@ def test_each_loader_sets_its_default_and_the_text_keeps_its_length():
     assert b"# Generated" not in data and data.decode().startswith("default_entry: 2")
     with pytest.raises(Exception, match="no room to change it in place"):
         fit("default_entry: 2\n" + "x" * 10, 11, "limine.conf")
+
+
+@pytest.mark.qemu
+def test_a_bare_kernel_with_cmdline_and_modules_as_load_takes_it(tmp_path):
+    """`verify KERNEL --platform P --loader L --cmdline S --module FILE=STRING`: the names are
+    bare file names, which GRUB's medium puts in /boot (said); the real GRUB i386-pc hands over
+    the command line and the module with its string."""
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
+    for name in ("kernel-mb1", "mod1"):
+        (tmp_path / name).write_bytes((LOAD_ROOT / name).read_bytes())
+    doc = verify_json("kernel-mb1", "--platform", "qemu-pc-seabios:256M", "--loader", "grub-pc-mb1",
+                      "--cmdline", "a=b c", "--module", "mod1=the string", cwd=tmp_path)
+    f = fields(doc)
+    assert doc["ok"] and doc["registers"]["rax"] & 0xFFFFFFFF == MB1_MAGIC
+    assert f["cmdline"]["observed"] == "a=b c" and f["module 0 string"]["observed"] == "the string"
+    assert f["module 0 bytes"]["match"]
+    assert any("/boot/kernel-mb1" in line for line in doc["default_names"])
+    assert any("/boot/mod1" in line for line in doc["default_names"])
+
+
+@pytest.mark.qemu
+def test_a_load_recipe_without_loader_path_boots_at_the_mediums_default_path(tmp_path):
+    """A [load] recipe without loader_path (load names the file by its name): Limine's medium
+    puts it at /boot/<name>, says so, and the real Limine BIOS boot matches the prediction."""
+    require("qemu-system-x86_64", "xorriso", str(LIMINE_DIR / "limine.c"), "cc")
+    r = tmp_path / "r.toml"
+    r.write_text(f'[load]\nkernel = "{LOAD_ROOT / "kernel-mb1"}"\ncmdline = "la=1"\n'
+                 f'platform = "qemu-pc-seabios:256M"\nloader = "limine-mb1"\n'
+                 f'[[load.modules]]\npath = "{LOAD_ROOT / "mod1"}"\ncmdline = "m1"\n')
+    proc = run_bootforge("verify", "-q", r)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "kernel: the loader is given /boot/kernel-mb1" in proc.stdout
+    assert "module 0: the loader is given /boot/mod1" in proc.stdout
+    assert re.search(r"cmdline\s+'la=1'\s+'la=1'\s+ok", proc.stdout)
+    assert re.search(r"module 0 string\s+'m1'\s+'m1'\s+ok", proc.stdout)
+
+
+@pytest.mark.qemu
+def test_qemu_kernel_recipe_naming_the_kernel_by_its_own_relative_path_and_a_relative_keep(tmp_path):
+    """loader_path = the kernel's own path from the recipe ('../k/kernel-mb1'): QEMU is given
+    that very name (its MB1 command line starts with it), and a relative --keep DIR works
+    (QEMU runs in the -kernel stage; its log files are named absolutely)."""
+    require("qemu-system-x86_64")
+    (tmp_path / "k").mkdir()
+    (tmp_path / "r").mkdir()
+    for name in ("kernel-mb1", "mod1"):
+        (tmp_path / "k" / name).write_bytes((LOAD_ROOT / name).read_bytes())
+    (tmp_path / "r" / "q.toml").write_text(
+        '[load]\nkernel = "../k/kernel-mb1"\nloader_path = "../k/kernel-mb1"\ncmdline = "qa=1"\n'
+        'platform = "qemu-pc-seabios:128M"\nloader = "qemu-mb1"\n'
+        '[[load.modules]]\npath = "../k/mod1"\nloader_path = "../k/mod1"\ncmdline = "m1"\n')
+    doc = verify_json("q.toml", "--keep", "kept", cwd=tmp_path / "r")
+    f = fields(doc)
+    assert doc["ok"] and f["cmdline"]["observed"] == "../k/kernel-mb1 qa=1"
+    assert f["module 0 string"]["observed"] == "../k/mod1 m1" and f["module 0 bytes"]["match"]
+    assert doc["kept"] == "kept" and (tmp_path / "r" / "kept" / "serial.txt").exists()
+
+
+def test_cmdline_with_a_recipe_is_one_line_exit_2():
+    from conftest import assert_one_line_error
+    assert_one_line_error(run_bootforge("verify", REPO / "recipes" / "load-grub-pc-mb2.toml", "--cmdline", "x"),
+                          "--cmdline and --module go with a kernel")
+
+
+def test_medium_names():
+    from bootforge.qemu.media import medium_name
+    assert medium_name("grub-pc-iso", "kernel") == "/boot/kernel"
+    assert medium_name("limine-iso", "/x/k") == "/x/k" and medium_name("grub-efi-iso", "a/k") == "a/k"
+    assert medium_name("ipxe-tftp", "kernel") == "kernel" and medium_name("qemu-kernel", "../k") == "../k"

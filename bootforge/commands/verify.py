@@ -22,7 +22,7 @@ class VerifyCommand(click.Command):
 
 
 @click.command("verify", cls=VerifyCommand)
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False))
 @click.option("--platform", help=f"Override the recipe's platform (a machine: {platform_syntax()}; "
               "<mem> as QEMU's -m: 256M, 1G, a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (one verify boots: listed below).")
@@ -30,13 +30,18 @@ class VerifyCommand(click.Command):
               "booted from a snapshot copy with the loader's default set to it (the image is not changed).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "
               "(default: the platform's, else the first the image supports).")
+@click.option("--cmdline", help="Without a recipe: the kernel's command line.")
+@click.option("--module", "modules", multiple=True, metavar="FILE[=STRING]",
+              help="Without a recipe: a module and its string (repeat for more, in order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the boot medium and QEMU's logs in DIR.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait for the kernel's entry "
               "(default 60 on SeaBIOS, 120 on OVMF).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def verify_command(recipe, platform, loader, entry, firmware, as_json, keep, timeout, quiet):
-    """Boot RECIPE's kernel, unmodified, under the real loader in QEMU; stop at its entry
+def verify_command(recipe, platform, loader, entry, firmware, cmdline, modules, as_json, keep, timeout, quiet):
+    """Boot RECIPE's kernel (a [load] or [image] recipe, a bootable image, or KERNEL with
+    --platform, --loader and optionally --cmdline and --module FILE[=STRING]: what `load`
+    takes), unmodified, under the real loader in QEMU; stop at its entry
     through QEMU's gdbstub and compare the boot information, modules and memory map
     with `bootforge load`'s prediction.
 
@@ -63,7 +68,8 @@ def verify_command(recipe, platform, loader, entry, firmware, as_json, keep, tim
         report = verify_probe(machine, outcome=outcome, timeout=timeout or 120, keep=keep)
     else:
         report = verify(recipe, platform, loader, keep=keep, timeout=timeout,
-                        progress=None if quiet else progress, entry=entry, firmware=firmware)
+                        progress=None if quiet else progress, entry=entry, firmware=firmware, cmdline=cmdline,
+                        modules=modules)
     if as_json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -165,8 +165,13 @@ def ipxe_tftp(workdir, kernel, modules, **_):
 def qemu_kernel(workdir, kernel, modules, **_):
     """QEMU's own Multiboot1 loader: -kernel/-append/-initrd. Names that are relative are
     made to exist (symbolic links) in a directory QEMU runs in, so QEMU sees the same names."""
+    # A name climbing out with '..' (a recipe's loader_path = "../k", the kernel's own path from
+    # the recipe's directory) still names its link: QEMU runs as many directories deep in the stage.
+    up = max([_climb(PurePosixPath(f.name)) for f in [kernel, *modules]
+              if not PurePosixPath(f.name).is_absolute()] + [0])
     stage = Path(workdir) / "qemu-root"
-    stage.mkdir(parents=True, exist_ok=True)
+    cwd = stage.joinpath(*["d"] * up)
+    cwd.mkdir(parents=True, exist_ok=True)
     files = {}
     for f in [kernel, *modules]:
         if "," in f.name or " " in f.name:
@@ -177,9 +182,9 @@ def qemu_kernel(workdir, kernel, modules, **_):
                 raise RecipeError(f"{f.name!r} (the name QEMU is given) is not the file {f.source}")
             files[f.name] = Path(f.name)
             continue
-        if ".." in p.parts:
-            raise RecipeError(f"{f.name!r}: give QEMU names without '..'")
-        link = stage / p
+        link = Path(os.path.normpath(cwd / p))
+        if link == cwd or link.is_dir():
+            raise RecipeError(f"{f.name!r} is not a file name QEMU can be given")
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -188,7 +193,16 @@ def qemu_kernel(workdir, kernel, modules, **_):
     args = ["-kernel", kernel.name, "-append", kernel.args]
     if modules:
         args += ["-initrd", ",".join(f"{m.name} {m.args}".rstrip() for m in modules)]
-    return Medium(args, "QEMU -kernel (its Multiboot1 loader)", cwd=str(stage), files=files)
+    return Medium(args, "QEMU -kernel (its Multiboot1 loader)", cwd=str(cwd), files=files)
+
+
+def _climb(path):
+    """How many directories above its start a relative *path* reaches ('../../k': 2)."""
+    depth = top = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        top = min(top, depth)
+    return -top
 
 
 def _grub_pc(workdir, kernel, modules, protocol="multiboot2", **kw):
@@ -253,6 +267,21 @@ MEDIA = {
     "ipxe-tftp": (ipxe_tftp, "bios"),
     "limine-iso": (limine_iso, ("bios", "uefi")),
 }
+
+
+# Media whose loader opens a path on a file system: a bare file name (what a [load] recipe or
+# `verify KERNEL` without loader_path gives) is put in this directory of the medium. iPXE's
+# TFTP and QEMU -kernel take a bare name as it is.
+DEFAULT_DIRECTORY = {"grub-pc-iso": "/boot", "grub-efi-iso": "/boot", "isolinux-iso": "/boot", "limine-iso": "/boot"}
+
+
+def medium_name(kind, name):
+    """The name medium *kind* gives the loader for a file named *name*: a bare file name goes to
+    the medium's DEFAULT_DIRECTORY; anything else stays as it is."""
+    where = DEFAULT_DIRECTORY.get(kind)
+    if where is None or "/" in name or ":" in name or name in ("", ".", ".."):
+        return name
+    return f"{where}/{name}"
 
 
 def build_medium(kind, workdir, kernel, modules, protocol, **kw):

@@ -84,7 +84,9 @@ class QemuRun:
         self.register_layout = machine.declared.gdb_registers      # the gdbstub's 'g' reply
         # Sockets need a short path (108 bytes): always a private directory under the temp dir.
         self.private = Path(tempfile.mkdtemp(prefix="bootforge-qemu-"))
-        self.workdir = Path(workdir) if workdir is not None else self.private
+        # Absolute: QEMU may run in another directory (the -kernel medium's cwd), and its -serial,
+        # -debugcon and firmware-log files are named from here (a relative `verify --keep DIR`).
+        self.workdir = Path(workdir).absolute() if workdir is not None else self.private
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.serial_path = self.workdir / "serial.txt"
         self.debugcon_path = self.workdir / "e9.log"

@@ -6,7 +6,7 @@ import re
 import shutil
 import tempfile
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,9 +16,9 @@ from bootforge.errors import BootforgeError, RecipeError
 from bootforge.image.load import image_request, inner_sha256
 from bootforge.image.snapshot import with_default
 from bootforge.loader.policies import POLICIES, comparison, policy
-from bootforge.loader.recipe import read_recipe
+from bootforge.loader.recipe import is_toml_text, read_recipe, request_from_arguments
 from bootforge.memmap.model import type_name
-from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium
+from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium, medium_name
 from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_lines, mbi_bytes_row
@@ -91,6 +91,7 @@ class VerifyReport:
     kept: str | None = None
     boot_information: dict | None = None    # the decoded MBI and what it points to, as read at the entry
     mbi_bytes: dict | None = None           # compare.mbi_bytes_comparison: the whole MBI byte for byte
+    default_names: list = field(default_factory=list)     # names the medium chose (with_medium_names)
 
     @property
     def mismatches(self):
@@ -110,11 +111,13 @@ class VerifyReport:
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
-                "boot_information": _json_safe(self.boot_information), "mbi_bytes": self.mbi_bytes}
+                "boot_information": _json_safe(self.boot_information), "mbi_bytes": self.mbi_bytes,
+                "default_names": list(self.default_names)}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
                f"  booted {self.machine} from {self.medium}"]
+        out += [f"  {line}" for line in self.default_names]
         if self.entry is not None:
             out.append(f"  kernel entry {self.entry:#x} ({self.entry_how})")
         if self.status == "entry":
@@ -305,12 +308,43 @@ def compare_rows(res, cap, req, entry):
     return rows
 
 
-def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None, entry=None, firmware=None):
-    """Run one verify; a VerifyReport. BootforgeError (exit 2) when it cannot run."""
+def with_medium_names(req, kind):
+    """*req* with the names medium *kind* gives the loader (bootforge.qemu.media.medium_name: a
+    bare file name, a [load] recipe's default without loader_path, goes to the medium's default
+    directory), and a line saying so for each name changed. The prediction is made for these
+    names, which the loader really is given."""
+    said = []
+
+    def name(what, given):
+        new = medium_name(kind, given)
+        if new != given:
+            said.append(f"{what}: the loader is given {new} (no path given: {given!r} is put in the {kind} "
+                        "medium's default directory)")
+        return new
+    kernel_name = name("kernel", req.kernel_loader_path)
+    mods = [replace(m, loader_path=name(f"module {i}", m.loader_path)) for i, m in enumerate(req.modules)]
+    return replace(req, kernel_loader_path=kernel_name, modules=mods), said
+
+
+def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progress=None, entry=None, firmware=None,
+           cmdline=None, modules=()):
+    """Run one verify; a VerifyReport. BootforgeError (exit 2) when it cannot run. RECIPE is what
+    `load` takes: a [load] or [image] recipe, a bootable image, or a kernel with *platform*,
+    *loader* and optionally *cmdline* and *modules* (FILE[=STRING])."""
     # RECIPE may be a bootable image (bootforge/image/): it is booted as it is, not rebuilt.
-    req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
+    req = image_request(recipe, platform, loader, entry, firmware)
+    if req is None and (modules or cmdline is not None or (platform and loader and not is_toml_text(recipe))):
+        if is_toml_text(recipe):
+            raise RecipeError("--cmdline and --module go with a kernel, not a recipe (the recipe names them)",
+                              path=recipe)
+        req = request_from_arguments(recipe, platform, loader, cmdline, modules)
+    req = req or read_recipe(recipe, platform, loader)
     machine, kind = machine_for(req.platform, req.loader)
-    report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe())
+    req, defaults = with_medium_names(req, kind)
+    report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe(), default_names=defaults)
+    if progress:
+        for line in defaults:
+            progress(line)
     refusal_class = getattr(errors, "LoaderRefusal", RecipeError)
     res = None
     try:
