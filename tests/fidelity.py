@@ -217,8 +217,10 @@ def boot_scenario(sc, workdir):
     protocol = "multiboot2" if sc.protocol == "mb2" else "multiboot1"
     kind = MEDIUM[sc.loader]
     if kind == "grub-efi-iso":  # print the firmware's EFI map just before loading: the platform input
-        medium = grub_iso(workdir, protocol, kfile, mfiles, efi=True, before=["insmod lsefimmap", "lsefimmap"],
-                          reuse=True)
+        # Serial only while it prints: on OVMF the "console" terminal reaches the serial port too,
+        # which interleaves every line twice.
+        medium = grub_iso(workdir, protocol, kfile, mfiles, efi=True,
+                          before=["terminal_output serial", "insmod lsefimmap", "lsefimmap"], reuse=True)
     else:
         medium = build_medium(kind, workdir, kfile, mfiles, protocol, reuse=True)
     # Where to stop: the entry for the predicted placement; a relocatable kernel (xen.gz under

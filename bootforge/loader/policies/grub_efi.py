@@ -171,11 +171,9 @@ def load(req):
     res.entry = efi_entry(k, keep_bs)
     efi, free = place_grub_heap(res, plat)
     free = free.clip(0x1000, GIB4)
-    # Fixed targets may also lie in boot-services memory (freed when GRUB exits them; observed:
-    # a kernel linked at 16 MiB inside OVMF's BootServicesData [9 MiB, 21 MiB) loads), unless the
-    # kernel keeps boot services.
-    fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges
-                         if r.type == EfiMemoryType.CONVENTIONAL or (r.type in FREED_AT_EXIT and not keep_bs))
+    # A fixed target in conventional memory is allocated where it is; any other target (OVMF's
+    # BootServicesData under a kernel linked at 16 MiB, ACPI NVS under tboot) is staged below.
+    fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == EfiMemoryType.CONVENTIONAL)
     taken = []
     staged = []
 
@@ -205,8 +203,8 @@ def load(req):
         taken.append((lo, hi - lo))
         res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr (AllocatePages at the address)", "kernel")
 
-    def alloc(name, size, rule, kind):
-        at = free.lowest(align_up(size, PAGE), PAGE, 0x1000, GIB4)
+    def alloc(name, size, rule, kind, min_addr=0x1000):
+        at = free.lowest(align_up(size, PAGE), PAGE, min_addr, GIB4)
         if at is None:
             raise LoaderRefusal(f"{REFUSE} ({name}, {size} bytes)", words=REFUSE)
         take(name, at, size, rule, kind)
@@ -215,7 +213,10 @@ def load(req):
     for i, p, m in staged:
         res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr over firmware memory (copied there after "
                   "ExitBootServices)", "kernel")
-        alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages (relocator source)", "loader")
+        # The staging pages: the lowest free ones at or above the target (observed: 3 pages at
+        # 0x1500000, just past the BootServicesData holding a kernel linked at 16 MiB).
+        alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages at or above the target "
+              "(relocator source)", "loader", min_addr=p // PAGE * PAGE)
     for s in k.unloaded_sections("grub"):
         alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
     mods = []
