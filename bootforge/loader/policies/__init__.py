@@ -40,6 +40,7 @@ POLICY_MODULES = (
     "grub_pc",
     "grub_efi",
     "grub_pc_linux",
+    "qemu_linux",
     "qemu_mb1",
     "syslinux_mb1",
     "ipxe_pcbios",
