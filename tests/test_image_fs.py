@@ -102,3 +102,28 @@ def test_files_over_4_gib_are_refused_by_both_writers(tmp_path):
         FatWriter({"/big": content}, utc(315532800), 1)
     with pytest.raises(RecipeError, match="at most 4 GiB - 1 bytes"):
         IsoWriter({"/big": content}, "V", utc(315532800))
+
+
+def test_the_iso_writer_hashes_the_file_it_writes(tmp_path):
+    """IsoWriter.write(out, size) returns the sha256 of the whole file (what the caller wrote
+    before it, the extents, the holes between them) without reading the extents back; a file
+    copied from disk is hashed as it is copied (more than two copy buffers, a short last one)."""
+    import hashlib
+
+    big = tmp_path / "big.bin"
+    content = bytes(range(256)) * (9 << 12) + b"tail"
+    big.write_bytes(content)
+    files = {p: FileContent.from_bytes(d) for p, d in NAMES.items()}
+    files["/boot/big.bin"] = FileContent.from_file(big)
+    iso = IsoWriter(files, "HASHED", utc(315532800))
+    total = iso.layout() * 2048 + 4096
+    path = tmp_path / "hashed.iso"
+    with open(path, "w+b") as out:
+        out.truncate(total)
+        os.pwrite(out.fileno(), b"system area" * 40, 0)
+        os.pwrite(out.fileno(), b"after the ISO", total - 100)
+        digest = iso.write(out, total)
+    data = path.read_bytes()
+    assert digest == hashlib.sha256(data).hexdigest()
+    vol = IsoVolume(lambda o, n: data[o:o + n], len(data))
+    assert vol.read_file(vol.lookup("/boot/big.bin"), 1 << 30) == content
