@@ -105,3 +105,29 @@ def test_auto_request_takes_the_edid_mode(tmp_path, loader):
     assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
     fb = next(t for t in doc["boot_information"]["multiboot2"]["tags"] if t["type"] == 8)
     assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_bpp"]) == (1280, 800, 32)
+
+
+EXAMPLE_KERNEL = "/usr/lib/multiboot/examples/kernel"     # Debian's multiboot: the spec's example
+
+
+def test_syslinux_choice_rule():
+    """initvesa.c never lowers its distance bound, so the last mode at least as large as the
+    request and within width + height of it wins: 1600x900x32 for 1024x768x32 on stdvga."""
+    from bootforge.loader.video import syslinux_choose
+    m = syslinux_choose(1024, 768, 32)
+    assert (m.mode, m.width, m.height, m.bpp) == (0x195, 1600, 900, 32)
+
+
+@pytest.mark.qemu
+def test_real_syslinux_sets_vesa_for_the_spec_example_kernel(tmp_path):
+    require("qemu-system-x86_64", "xorriso", host.ISOLINUX_BIN, f"{host.SYSLINUX_BIOS_MODULES}/mboot.c32",
+            EXAMPLE_KERNEL)
+    r = tmp_path / "r.toml"
+    r.write_text(f'[load]\nkernel = "{EXAMPLE_KERNEL}"\nloader_path = "/kernel.elf"\ncmdline = "x"\n'
+                 'platform = "qemu-pc-seabios:256M"\nloader = "syslinux-mb1"\n')
+    doc = json.loads(run_bootforge("verify", "--json", "-q", r).stdout)
+    assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
+    vbe = doc["boot_information"]["multiboot1"]["vbe"]
+    assert vbe["vbe_mode"] == 0x4195
+    assert (vbe["mode_info"]["x_resolution"], vbe["mode_info"]["y_resolution"],
+            vbe["mode_info"]["bits_per_pixel"]) == (1600, 900, 32)

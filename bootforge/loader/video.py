@@ -21,6 +21,7 @@ VRAM = 16 << 20                     # QEMU stdvga's default vgamem_mb 16
 QEMU_EDID_PREFERRED = (1280, 800)   # hw/display/edid-generate.c: prefx/prefy default
 LFB_MODE_FLAG = 0x4000              # VBE: set the mode with the linear framebuffer
 LFB_ADDRESS = 0xFD000000            # the stdvga BAR SeaBIOS assigns (firmware data in verify)
+VBE_INTERFACE = (0xFFFF, 0x6000, 0x4F)  # SeaVGABIOS's VBE 4F0A answer (segment, offset, length), observed
 
 # (mode, width, height, bits per pixel) of SeaVGABIOS's svga_modes that are packed or direct
 # colour (MM_PACKED / MM_DIRECT), in its order.
@@ -110,3 +111,36 @@ def grub_vbe_choose(modestring, preferred=QEMU_EDID_PREFERRED, modes=None):
         if best is not None:
             return best
     return None
+
+
+def syslinux_choose(width, height, depth, modes=None):
+    """The mode Syslinux 6.04's mboot.c32 sets (com32/mboot/initvesa.c set_graphics_mode), or
+    None: walking the VBE mode list, a direct-colour 15/16/24/32-bit mode replaces the best so
+    far when it meets the request (at least width x height) and the best does not, or when
+    both or neither do and its distance |w - width| + |h - height| is below width + height
+    (initvesa.c never lowers that bound: the last such mode wins), or at that distance when its
+    depth is the one asked for or deeper."""
+    modes = offered_modes() if modes is None else modes
+    wantx, wanty = width or 0xFFFF, height or 0xFFFF
+    bound = wantx + wanty
+    best = None
+
+    def good(m):
+        return m.width >= wantx and m.height >= wanty
+    for m in modes:
+        if m.rgb is None:
+            continue
+        err = abs(m.width - wantx) + abs(m.height - wanty)
+        if best is None:
+            better = True
+        elif not good(best) and good(m):
+            better = True
+        elif good(best) and not good(m):
+            better = False
+        elif err < bound:
+            better = True
+        else:
+            better = err == bound and (m.bpp == depth or m.bpp > best.bpp)
+        if better:
+            best = m
+    return best

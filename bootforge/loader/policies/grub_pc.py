@@ -41,7 +41,7 @@ from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import LFB_ADDRESS, LFB_MODE_FLAG, grub_mode_string, grub_vbe_choose
+from bootforge.loader.video import LFB_ADDRESS, LFB_MODE_FLAG, VBE_INTERFACE, grub_mode_string, grub_vbe_choose
 from bootforge.multiboot.entry import loader_entry, moved_entry
 
 PACKAGE_STRING = "GRUB 2.06-13+deb12u2"
@@ -131,7 +131,6 @@ def heap_in_use(memory_map):
 
 
 TEXT_VBE_MODE = 3                       # the VGA text mode SeaBIOS leaves: GRUB reports it when no video is set
-VBE_INTERFACE = (0xFFFF, 0x6000, 0x4F)  # SeaVGABIOS's VBE 4F0A answer (segment, offset, length), observed
 
 
 def chosen_mode(k, protocol):

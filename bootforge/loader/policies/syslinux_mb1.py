@@ -29,7 +29,8 @@ differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
 
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.multiboot import (
-    MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
+    MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module, VbeInfoBlock,
+    VbeModeInfoBlock,
 )
 from bootforge.loader import mbi
 from bootforge.loader.policies import loader_policy
@@ -38,6 +39,7 @@ from bootforge.loader.policies.common import (
 )
 from bootforge.loader.alloc import FreeSpace
 from bootforge.loader.result import LoadResult
+from bootforge.loader.video import LFB_MODE_FLAG, VBE_INTERFACE, syslinux_choose
 from bootforge.multiboot.entry import loader_entry
 
 SOURCE = "Syslinux 6.04 com32/mboot/{mboot,map,mem}.c"
@@ -104,6 +106,17 @@ def load(req):
     entries = e820_entries(req.platform.memory_map)
     mmap_at = sm.map_data(MMAP_ENTRY_SIZE * len(entries), 4, False)
     name_at = sm.map_data(len(LOADER_NAME) + 1, 1, False, pad=False)
+    # set_graphics_mode (initvesa.c), last before the jump: for MB1 flag 2 with mode_type 0 it
+    # sets a VESA mode and maps its copy of the VBE info blocks (512 + 256 bytes).
+    video, vbe = None, (0, 0, 0, 0, 0, 0)
+    h = k.mb1 or {}
+    if h.get("video_mode") and (h.get("video") or {}).get("mode_type", 1) == 0:
+        v = h["video"]
+        video = syslinux_choose(v.get("width", 0), v.get("height", 0), v.get("depth", 0))
+    if video is not None:
+        vesa_at = sm.map_data(VbeInfoBlock.sizeof() + VbeModeInfoBlock.sizeof(), 4, False)
+        vbe = (vesa_at, vesa_at + VbeInfoBlock.sizeof(), video.mode | LFB_MODE_FLAG, *VBE_INTERFACE)
+        res.notes.append(f"video: mboot.c32 sets VESA mode {video.mode:#x} ({video.width}x{video.height}x{video.bpp})")
     res.mmap = entries
     res.mem_lower, res.mem_upper = mem_lower_kib(req.platform), mem_upper_kib(req.platform.memory_map)
     res.cmdline = cmdline
@@ -112,10 +125,11 @@ def load(req):
     res.mbi_address = mbi_at
     res.regions = {"cmdline": cmd_at, "mods": mods_addr, "mmap": mmap_at, "loader": name_at, "shdr": shdr}
     flags = MbiFlag.MEM | MbiFlag.CMDLINE | MbiFlag.MMAP | MbiFlag.BOOT_LOADER_NAME
-    flags |= (MbiFlag.MODS if mods else 0) | (MbiFlag.ELF_SHDR if shdr else 0)
+    flags |= (MbiFlag.MODS if mods else 0) | (MbiFlag.ELF_SHDR if shdr else 0) | (MbiFlag.VBE if video else 0)
     res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, 0, cmd_at, len(mods), mods_addr,
                                  (k.shnum, k.shentsize, shdr, k.shstrndx) if shdr else (0, 0, 0, 0),
-                                 MMAP_ENTRY_SIZE * len(entries), mmap_at, name_at)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
+                                 MMAP_ENTRY_SIZE * len(entries), mmap_at, name_at,
+                                 vbe=vbe)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
     res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
     for name, seg, size in (("Syslinux xfer_buf_seg", 0x1000, 0x10000), ("Syslinux aux_seg", 0x2000, 0x2000),
                             ("Syslinux cache_seg", 0x2200, 0x10000), ("Syslinux real_mode_seg", 0x3200, 0x10000)):
