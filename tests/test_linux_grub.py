@@ -1,9 +1,13 @@
 """[image] entries with protocol = "linux" on GRUB i386-pc (`linux`/`initrd`), and grub-pc-linux's
 prediction against Debian's kernel booted from the image bootforge builds: the command line,
 the E820 table and the initrd address the kernel printed (tests/data/linux-grub-pc/, commands
-in tests/data/README.md). One real boot (3G) runs here; the rest read the kept boots."""
+in tests/data/README.md). One real boot runs here, stopped at the kernel's 32-bit entry through
+QEMU's gdbstub (3G): GRUB's registers and the zero page it hands over; the rest read the kept
+boots."""
 
+import contextlib
 import json
+import struct
 import subprocess
 from pathlib import Path
 
@@ -115,16 +119,50 @@ def test_same_recipe_same_bytes(built, tmp_path):
     assert (tmp_path / "grub-linux.img").read_bytes() == image.read_bytes()
 
 
-def test_real_boot_at_3g(built, tmp_path):
-    """Debian's kernel from the built disk under SeaBIOS at 3G prints what was predicted."""
-    require("qemu-system-x86_64")
-    recipe, image = built
+@contextlib.contextmanager
+def stopped_at_entry(image, memory, entry, tmp_path):
+    """Boot *image* under SeaBIOS with QEMU's gdbstub, stopped at *entry* (the kernel's 32-bit
+    code32_start, where GRUB jumps with ESI = boot_params): yields (registers, gdb)."""
+    from bootforge.qemu.gdbremote import GdbRemote
     disk = tmp_path / "disk.img"
     disk.write_bytes(image.read_bytes())
-    serial = tmp_path / "serial.txt"
-    subprocess.run(["qemu-system-x86_64", "-machine", "pc", "-cpu", "qemu64", "-m", "3G", "-drive",
-                    f"file={disk},format=raw,if=ide", "-display", "none", "-serial", f"file:{serial}",
-                    "-no-reboot", "-nodefaults", "-vga", "std"], timeout=300, check=True)
-    log = parse_kernel_log(serial.read_text(errors="replace"))
-    assert "VFS: Unable to mount root" in serial.read_text(errors="replace")
-    assert_matches_kernel(predict(recipe, "3G"), log)
+    sock = tmp_path / "gdb.sock"
+    qemu = subprocess.Popen(["qemu-system-x86_64", "-machine", "pc", "-cpu", "qemu64", "-m", memory, "-drive",
+                             f"file={disk},format=raw,if=ide", "-display", "none", "-serial", "null",
+                             "-no-reboot", "-nodefaults", "-vga", "std", "-S", "-gdb", f"unix:{sock},server=on,wait=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gdb = GdbRemote(sock)
+        gdb.hardware_breakpoint(entry)
+        gdb.cont()
+        assert gdb.wait_stop(240) is not None, "GRUB did not reach the kernel's 32-bit entry"
+        yield gdb.registers(), gdb
+        gdb.close()
+    finally:
+        qemu.kill()
+        qemu.wait()
+
+
+def test_boot_params_at_the_32bit_entry(built, tmp_path):
+    """GRUB's jump to code32_start (3G): EIP, ESI = boot_params, and in the zero page the command
+    line pointer and its string, ramdisk_image/size and the E820 table as predicted."""
+    require("qemu-system-x86_64")
+    recipe, image = built
+    report = predict(recipe, "3G")
+    linux = report["linux"]
+    with stopped_at_entry(image, "3G", linux["code32_start"], tmp_path) as (regs, gdb):
+        page = gdb.read_memory(regs["rsi"] & 0xFFFFFFFF, PAGE)
+        cmdline = gdb.read_memory(linux["cmd_line_ptr"], len(report["mbi"]["cmdline"]) + 1)
+        initrd_head = gdb.read_memory(linux["ramdisk_image"], PAGE)
+    assert regs["rip"] & 0xFFFFFFFF == linux["code32_start"]
+    assert regs["rsi"] & 0xFFFFFFFF == linux["boot_params"]
+    cmd_line_ptr, = struct.unpack_from("<I", page, 0x228)
+    assert cmd_line_ptr == linux["cmd_line_ptr"]
+    assert cmdline == report["mbi"]["cmdline"].encode() + b"\0"
+    assert struct.unpack_from("<II", page, 0x218) == (linux["ramdisk_image"], linux["ramdisk_size"])
+    assert struct.unpack_from("<I", page, 0x214)[0] == linux["code32_start"]
+    count = page[0x1E8]
+    table = [struct.unpack_from("<QQI", page, 0x2D0 + 20 * i) for i in range(count)]
+    assert table == [(e["start"], e["size"], e["type"]) for e in report["mbi"]["mmap"]]
+    initrd = (recipe.parent / "initrd.img").read_bytes()
+    assert initrd_head == initrd[:PAGE]

@@ -5,8 +5,11 @@ builds boot_params itself (its own INT 15h E820 walk) and enters the 32-bit kern
 
 Rules (x86_load_linux; checked against Debian's kernel: tests/test_linux_qemu_kernel.py,
 tests/data/linux-qemu-seabios/):
-- boot protocol >= 2.02 with LOADED_HIGH: setup (and so boot_params) at 0x10000, the
-  command line at 0x20000 (cmd_line_ptr), the protected-mode kernel at 0x100000.
+- boot protocol >= 2.02 with LOADED_HIGH: setup and the zero page QEMU fills at 0x10000, the
+  command line at 0x20000 (cmd_line_ptr), the protected-mode kernel at 0x100000. The
+  real-mode setup code copies that zero page into its own data (arch/x86/boot/main.c
+  copy_boot_params) and enters the kernel with ESI there: an address inside the setup
+  image, per kernel build, not predicted here.
 - initrd_max = initrd_addr_max (protocol 2.03+; else 0x37ffffff), or 4 GiB - 1 when
   protocol >= 2.12 says XLF_CAN_BE_LOADED_ABOVE_4G, then at most below_4g_mem_size -
   acpi_data_size - 1 (0x20000 on pc-i440fx-7.2); the initrd at
@@ -60,7 +63,7 @@ def load(req):
         raise LoaderRefusal("a low or pre-2.02 kernel (setup at 0x90000): not modelled", loader="qemu-linux")
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     res.cmdline = req.cmdline
-    res.place("setup code and boot_params (real_addr)", REAL_ADDR, CMDLINE_ADDR - REAL_ADDR, 1,
+    res.place("setup code and QEMU's zero page (real_addr)", REAL_ADDR, CMDLINE_ADDR - REAL_ADDR, 1,
               "protocol >= 2.02 and LOADED_HIGH: 0x10000 (x86_load_linux)", "boot-info")
     res.place("command line (cmdline_addr)", CMDLINE_ADDR, (len(req.cmdline.encode()) + 16) & ~15, 16,
               "0x20000, its size aligned to 16 (x86_load_linux)", "boot-info")
@@ -88,8 +91,9 @@ def load(req):
         ramdisk = (at, size)
     res.mbi_address = REAL_ADDR
     res.mmap = e820_entries(plat.memory_map)
-    res.linux = {"boot_params": REAL_ADDR, "cmd_line_ptr": CMDLINE_ADDR, "ramdisk_image": ramdisk[0],
+    res.linux = {"setup_zero_page": REAL_ADDR, "cmd_line_ptr": CMDLINE_ADDR, "ramdisk_image": ramdisk[0],
                  "ramdisk_size": ramdisk[1], "boot_path": "qemu-linux"}
-    res.notes.append(f"predicted: boot_params at {REAL_ADDR:#x}, cmd_line_ptr {CMDLINE_ADDR:#x}, kernel at "
+    res.notes.append(f"predicted: QEMU's zero page at {REAL_ADDR:#x} (the setup code's copy is what the kernel "
+                     "gets: not predicted), cmd_line_ptr {CMDLINE_ADDR:#x}, kernel at "
                      f"{PROT_ADDR:#x}" + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
     return res
