@@ -112,16 +112,16 @@ def test_xen_unmodified_under_grub_pc_mb1(tmp_path):
 
 def test_xen_relocatable_under_grub_pc_mb2_names_where_grub_put_it(tmp_path):
     """Xen's MB2 header has the relocatable tag (min 2 MiB, align 2 MiB, highest): GRUB 2.06
-    put it at 0x1fa00000 at -m 512, 2 MiB below what the policy predicts; verify stops at
-    the entry wherever the image went and names the difference (exit 1), and what does
-    match (modules, memory map, MBI address) is still shown as matching."""
+    put it at 0x1fa00000 at -m 512 (2 MiB below the top: GRUB's heap, which the policy now
+    models). Its ~250 candidate entries all get a breakpoint before the first boot, so one
+    boot stops it at the entry wherever the image went; what matches is shown as matching."""
     needs(*GRUB_PC, XEN_GZ)
     doc = verify_json(recipe(tmp_path, XEN_GZ, "grub-pc-mb2", platform="qemu-pc-seabios:512M",
-                             kernel_name="/boot/xen.gz", modules=[("mod1", "/boot/dom0", "dom0")]), rc=1)
+                             kernel_name="/boot/xen.gz", modules=[("mod1", "/boot/dom0", "dom0")]))
     f = fields(doc)
     assert doc["status"] == "entry" and doc["registers"]["rax"] & 0xFFFFFFFF == MB2_MAGIC
     assert f["load base (tag 21)"]["observed"] == 0x1FA00000 == f["kernel entry"]["observed"]
-    assert {"kernel entry", "load base (tag 21)"} <= set(doc["mismatches"])
+    assert f["load base (tag 21)"]["match"] and doc["boots"] == 1
     for name in ("mbi address", "module 0 start", "module 0 end", "mmap 3", "mem upper", "module 0 bytes"):
         assert f[name]["match"], f[name]
     assert "relocatable" in doc["entry_how"]

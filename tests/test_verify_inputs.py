@@ -175,3 +175,45 @@ def test_medium_names():
     assert medium_name("grub-pc-iso", "kernel") == "/boot/kernel"
     assert medium_name("limine-iso", "/x/k") == "/x/k" and medium_name("grub-efi-iso", "a/k") == "a/k"
     assert medium_name("ipxe-tftp", "kernel") == "kernel" and medium_name("qemu-kernel", "../k") == "../k"
+
+
+@pytest.mark.qemu
+def test_a_relocatable_kernel_entered_elsewhere_costs_one_extra_boot_at_4k_alignment(tmp_path, monkeypatch):
+    """A 4 KiB-aligned relocatable kernel (tens of thousands of candidate bases: too many
+    breakpoints for QEMU's TCG) whose predicted base is wrong -- here made wrong by moving the
+    policy's prediction 5 pages up -- is still stopped at the entry where the real GRUB i386-pc
+    put it, after exactly one more boot, and the difference is named."""
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
+    from dataclasses import replace
+    from bootforge.qemu import runner
+    from bootforge.verify import run as verify_run
+    (tmp_path / "k.toml").write_text(
+        f'[kernel]\ninput = "{REPO / "build" / "stubs" / "mbdump.elf"}"\nprotocol = "multiboot2"\noutput = "k.elf"\n'
+        '[kernel.multiboot2]\ninformation_request = [1, 3, 6]\nmodule_alignment = true\n'
+        'relocatable = { min_addr = 0x100000, max_addr = 0x8000000, align = 0x1000, preference = "low" }\n')
+    run_bootforge("build", tmp_path / "k.toml", check=0)
+    r = tmp_path / "r.toml"
+    r.write_text(f'[load]\nkernel = "{tmp_path / "k.elf"}"\nloader_path = "/boot/k.elf"\ncmdline = "x"\n'
+                 'platform = "qemu-pc-seabios:256M"\nloader = "grub-pc-mb2"\n')
+    shift = 0x5000
+    real_policy = verify_run.policy
+
+    def shifted(name):
+        def predict(req):
+            res = real_policy(name)(req)
+            res.load_base += shift
+            if res.entry is not None:
+                res.entry = replace(res.entry, address=res.entry.address + shift)
+            return res
+        return predict
+    boots = []
+    real_start = runner.QemuRun.start
+    monkeypatch.setattr(verify_run, "policy", shifted)
+    monkeypatch.setattr(runner.QemuRun, "start", lambda self: boots.append(1) or real_start(self))
+    report = verify_run.verify(r, timeout=60)
+    rows = {row.name: row for row in report.rows}
+    assert report.status == "entry" and report.registers["rax"] & 0xFFFFFFFF == MB2_MAGIC
+    assert len(boots) == 2 == report.boots
+    assert rows["load base (tag 21)"].predicted - shift == rows["load base (tag 21)"].observed
+    assert rows["kernel entry"].observed == rows["kernel entry"].predicted - shift == report.registers["rip"]
+    assert not rows["kernel entry"].ok and rows["cmdline"].ok

@@ -14,7 +14,7 @@ from bootforge.qemu.runner import last_lines
 
 MAGICS = {fmt.MB1_BOOTLOADER_MAGIC: "multiboot1", fmt.MB2_BOOTLOADER_MAGIC: "multiboot2"}
 MAX_MBI = 1 << 20       # an MB2 total_size above 1 MiB is not read (no loader writes that much)
-MAX_RELOCATION_STOPS = 4096    # candidate entries of a relocatable kernel
+MAX_RELOCATION_STOPS = 1 << 20    # candidate entries of a relocatable kernel (4 GiB in 4 KiB steps)
 MAX_EARLY_STOPS = 10000   # breakpoint hits before the kernel is in place (firmware/loader code there)
 
 

@@ -21,8 +21,12 @@ from bootforge.memmap.model import type_name
 from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium, medium_name
 from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
+from bootforge.verify import relocation
 from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_lines, mbi_bytes_row
 from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
+
+# What the first boot's console reader says when the translation log shows the kernel ran elsewhere.
+RAN_ELSEWHERE = "(the kernel ran at another candidate entry)"
 
 # Fields a policy says it does not model (its notes): shown, not counted.
 NOT_MODELLED = {}
@@ -92,6 +96,7 @@ class VerifyReport:
     boot_information: dict | None = None    # the decoded MBI and what it points to, as read at the entry
     mbi_bytes: dict | None = None           # compare.mbi_bytes_comparison: the whole MBI byte for byte
     default_names: list = field(default_factory=list)     # names the medium chose (with_medium_names)
+    boots: int = 0                          # QEMU boots this verify made (a relocatable kernel: at most 2)
 
     @property
     def mismatches(self):
@@ -112,7 +117,7 @@ class VerifyReport:
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
                 "boot_information": _json_safe(self.boot_information), "mbi_bytes": self.mbi_bytes,
-                "default_names": list(self.default_names)}
+                "default_names": list(self.default_names), "boots": self.boots}
 
     def render_text(self):
         out = [f"verify {self.recipe}: {self.loader} on {self.platform}",
@@ -381,18 +386,33 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         if progress:
             progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}"
                      + (" (OVMF takes ~5 s to reach the loader)" if machine.declared.firmware_title == "OVMF" else ""))
-        with QemuRun(machine, medium, workdir=work, gdb=True) as run:
+        # A relocatable kernel: a breakpoint at every entry its tag allows when they are few, else
+        # QEMU's translation log of the candidates' span names where it ran (bootforge/verify/relocation.py).
+        first, traced = relocation.split(others)
+        log = work / relocation.TRACE_LOG
+        reader = refusal_reader(kind)
+
+        def refusal_or_ran_elsewhere(run):
+            if traced and relocation.translated_candidates(log, traced):
+                return RAN_ELSEWHERE
+            return reader(run) if reader else None
+        if first and progress:
+            progress(f"{len(first)} more breakpoints: every entry the relocatable tag allows")
+        with QemuRun(machine, medium, workdir=work, gdb=True,
+                     extra=relocation.trace_args(log, traced) if traced else ()) as run:
             run.start()
-            cap = capture(run, report.entry, timeout, refusal_reader(kind), progress)
-        if cap.status in ("exited", "timeout") and others:
-            # A relocatable kernel not entered where predicted: boot again with a breakpoint
-            # at the entry of every base its tag allows, to name where the loader put it.
+            cap = capture(run, report.entry, timeout, refusal_or_ran_elsewhere, progress, other_entries=first)
+        ran = relocation.translated_candidates(log, traced) if traced and cap.status != "entry" else []
+        if ran:
+            # Not entered where predicted, but code ran at these candidate entries: one more boot
+            # with breakpoints there, to stop at the entry and name where the loader put it.
             if progress:
-                progress(f"not entered at {report.entry:#x}; booting again with {len(others)} more breakpoints "
-                         "(every load base the relocatable tag allows)")
+                progress(f"not entered at {report.entry:#x}; code ran at {', '.join(f'{a:#x}' for a in ran[:8])}: "
+                         f"booting again with breakpoints there")
             with QemuRun(machine, medium, workdir=work, gdb=True) as run:
                 run.start()
-                cap = capture(run, report.entry, timeout, refusal_reader(kind), progress, other_entries=others)
+                cap = capture(run, report.entry, timeout, reader, progress, other_entries=ran)
+        report.boots = 2 if ran else 1
         report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
         report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
         report.boot_information = cap.doc
