@@ -3,10 +3,19 @@
 One run over the corpus (iPXE EFI drivers, memtest86+, GRUB x86_64-efi
 modules), both variants: total sizes, size ratio bootforge / EDK2, and the
 speeds of both. Run: .venv/bin/python bench/efi_compress.py [--grub-every N]
+
+Second peer, when built: iPXE's efirom (build/peers/efirom, from iPXE's src/util/efirom.c,
+which includes its eficompress.c; never committed), on the corpus's PE files (efirom takes
+EFI images only), efi variant:
+    (cd ipxe/src && gcc -O2 -fshort-wchar -DEFI_HOSTONLY -D_GNU_SOURCE -idirafter include \
+        -o $REPO/build/peers/efirom util/efirom.c)
 """
 
 import argparse
+import struct
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +62,33 @@ def main():
               f"{comp_speed:9.1f} {t_comp_py / t_comp_c:8.0f}x  "
               f"{decomp_speed:11.2f} {t_decomp_py / t_decomp_c:8.0f}x")
     print("(x: how many times longer pure Python takes than EDK2's C)")
+    efirom_peer(files)
+
+
+EFIROM = REPO / "build" / "peers" / "efirom"
+
+
+def efirom_peer(files):
+    """Sizes of the streams iPXE's efirom writes into a ROM, against EDK2 and bootforge, on the PE files."""
+    if not EFIROM.exists():
+        print(f"iPXE efirom: not built ({EFIROM}; see the docstring)")
+        return
+    pes = [d for d in files if d[:2] == b"MZ"]
+    theirs = []
+    with tempfile.TemporaryDirectory(prefix="bench-efirom-") as tmp:
+        for i, data in enumerate(pes):
+            src, dst = Path(tmp) / f"{i}.efi", Path(tmp) / f"{i}.rom"
+            src.write_bytes(data)
+            subprocess.run([str(EFIROM), "--compress", str(src), str(dst)], check=True, capture_output=True)
+            rom = dst.read_bytes()
+            at = struct.unpack_from("<H", rom, 0x16)[0]
+            stream = rom[at:at + 8 + struct.unpack_from("<I", rom, at)[0]]
+            assert efi_compressor.EfiDecompress(stream, len(stream)) == data, "efirom's stream does not decode"
+            theirs.append(len(stream))
+    edk2 = sum(len(efi_compressor.EfiCompress(d, len(d))) for d in pes)
+    ours = sum(len(compress(d, "efi")) for d in pes)
+    print(f"iPXE efirom on the {len(pes)} PE files (efi): efirom {sum(theirs)} bytes, EDK2 {edk2}, bootforge {ours}: "
+          f"bootforge / efirom {ours / sum(theirs):.4f}, efirom / EDK2 {sum(theirs) / edk2:.4f}")
 
 
 if __name__ == "__main__":
