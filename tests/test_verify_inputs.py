@@ -217,3 +217,28 @@ def test_a_relocatable_kernel_entered_elsewhere_costs_one_extra_boot_at_4k_align
     assert rows["load base (tag 21)"].predicted - shift == rows["load base (tag 21)"].observed
     assert rows["kernel entry"].observed == rows["kernel entry"].predicted - shift == report.registers["rip"]
     assert not rows["kernel entry"].ok and rows["cmdline"].ok
+
+
+@pytest.mark.qemu
+def test_ipxe_words_on_the_vga_screen_only_are_read(tmp_path):
+    """iPXE refuses xen.gz (it does not gunzip) with "Could not select: Exec format error",
+    printed through the BIOS console only (nothing on serial): verify reads the VGA text
+    screen through QEMU's monitor and ends with those words, the predicted refusal."""
+    xen = "/boot/xen-4.17-amd64.gz"
+    require("qemu-system-x86_64", host.IPXE_PXE_E1000, xen)
+    r = tmp_path / "x.toml"
+    r.write_text(f'[load]\nkernel = "{xen}"\nloader_path = "tftp://10.0.2.2/xen.gz"\ncmdline = "console=com1"\n'
+                 'platform = "qemu-pc-seabios:256M"\nloader = "ipxe-pcbios-mb1"\n')
+    doc = verify_json(r, "--keep", tmp_path / "kept")
+    assert doc["status"] == "refused" and doc["ok"]
+    assert doc["loader_words"].startswith("Could not select: Exec format error")
+    assert "Could not select" not in (tmp_path / "kept" / "serial.txt").read_text(errors="replace")
+
+
+def test_vga_text_cells_read_as_rows():
+    from bootforge.qemu.monitor import screen_lines
+    cells = bytearray(b" \x07" * 80 * 25)
+    for i, c in enumerate(b"Could not select: Exec format error"):
+        cells[2 * (80 * 3 + i)] = c
+    rows = screen_lines(bytes(cells))
+    assert len(rows) == 25 and rows[3] == "Could not select: Exec format error" and rows[0] == ""

@@ -15,9 +15,16 @@ def write_script(kernel, modules):
     return "\n".join(lines + ["boot", ""])
 
 
+REFUSAL = re.compile(r"Could not (?:boot|select)[^\r\n]*")
+
+
 def read_refusal(run):
-    """"Could not boot image: <words> (http://ipxe.org/...)"."""
-    m = re.search(r"Could not (?:boot|select)[^\r\n]*", run.serial())
+    """"Could not boot image: <words> (http://ipxe.org/...)", on serial or, where iPXE prints
+    only through the BIOS console (its image selection: "Could not select: Exec format error"),
+    on the VGA text screen (run.screen())."""
+    m = REFUSAL.search(run.serial())
+    if m is None and hasattr(run, "screen"):
+        m = next((REFUSAL.search(row) for row in run.screen() if REFUSAL.search(row)), None)
     return m.group(0).strip() if m else None
 
 

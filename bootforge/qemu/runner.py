@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bootforge import machines
 from bootforge.errors import ToolError
-from bootforge.qemu import host
+from bootforge.qemu import host, monitor
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 PR_SET_PDEATHSIG = 1
@@ -93,6 +93,8 @@ class QemuRun:
         self.firmware_log_path = self.workdir / "firmware.log"
         self.stderr_path = self.workdir / "qemu.err"
         self.gdb_socket = self.private / "gdb.sock"
+        self.monitor_socket = self.private / "monitor.sock"     # screen(): the VGA text buffer
+        self._screen = (0.0, [])
         self.proc = None
         self.started = None
         self._old_sigterm = None
@@ -115,6 +117,7 @@ class QemuRun:
             cmd += ["-nic", "none"]
         if self.gdb:
             cmd += ["-S", "-gdb", f"unix:{self.gdb_socket},server=on,wait=off"]
+        cmd += ["-monitor", f"unix:{self.monitor_socket},server=on,wait=off"]
         return cmd + list(self.medium.args) + self.extra
 
     # -- life cycle
@@ -196,6 +199,14 @@ class QemuRun:
 
     def firmware_log(self):
         return _read(self.firmware_log_path).decode("latin-1")
+
+    def screen(self, every=1.0):
+        """The VGA text screen's rows (bootforge.qemu.monitor), read at most once per *every* seconds."""
+        at, rows = self._screen
+        if self.proc is not None and not self.exited() and time.monotonic() - at >= every:
+            rows = monitor.vga_text(self.monitor_socket, self.private / "screen.bin")
+            self._screen = (time.monotonic(), rows)
+        return rows
 
     def qemu_stderr(self):
         return _read(self.stderr_path).decode("latin-1", "replace")
