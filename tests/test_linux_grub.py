@@ -112,6 +112,23 @@ def test_the_built_image_loads_as_its_recipe(built, memory):
     assert a["placements"] == b["placements"] and a["mbi"] == b["mbi"] and a["linux"] == b["linux"]
 
 
+@pytest.mark.parametrize("memory", ["512M", "3G"])
+def test_zero_page_bytes_equal_grubs(built, tmp_path, memory):
+    """The zero page GRUB handed the kernel (read at the 32-bit entry through the gdbstub, kept as
+    tests/data/linux-grub-pc/zero-page-MEM.bin): its first 0x3fc bytes (GRUB's struct
+    linux_kernel_params) byte for byte; the rest is declared as not written by GRUB."""
+    recipe, _ = built
+    out = tmp_path / "zp.bin"
+    proc = run_bootforge("load", recipe, "--platform", f"qemu-pc-seabios:{memory}", "--json", "--mbi-out", out,
+                         check=0)
+    zp = json.loads(proc.stdout)["linux"]["zero_page"]
+    real = (FIXTURES / f"zero-page-{memory}.bin").read_bytes()
+    predicted = out.read_bytes()
+    assert len(predicted) == zp["predicted_bytes"] == zp["not_written"]["offset"]
+    assert predicted == real[:len(predicted)]
+    assert zp["not_written"]["offset"] + zp["not_written"]["size"] == len(real) == PAGE
+
+
 def test_same_recipe_same_bytes(built, tmp_path):
     recipe, image = built
     again = image_recipe(tmp_path)
@@ -150,6 +167,8 @@ def test_boot_params_at_the_32bit_entry(built, tmp_path):
     recipe, image = built
     report = predict(recipe, "3G")
     linux = report["linux"]
+    out = tmp_path / "zp.bin"
+    run_bootforge("load", recipe, "--platform", "qemu-pc-seabios:3G", "--mbi-out", out, check=0)
     with stopped_at_entry(image, "3G", linux["code32_start"], tmp_path) as (regs, gdb):
         page = gdb.read_memory(regs["rsi"] & 0xFFFFFFFF, PAGE)
         cmdline = gdb.read_memory(linux["cmd_line_ptr"], len(report["mbi"]["cmdline"]) + 1)
@@ -166,3 +185,4 @@ def test_boot_params_at_the_32bit_entry(built, tmp_path):
     assert table == [(e["start"], e["size"], e["type"]) for e in report["mbi"]["mmap"]]
     initrd = (recipe.parent / "initrd.img").read_bytes()
     assert initrd_head == initrd[:PAGE]
+    assert page[:len(out.read_bytes())] == out.read_bytes()          # the zero page, byte for byte

@@ -85,6 +85,56 @@ def real_mode_chunk(memory_map, real_size):
     return None
 
 
+# struct linux_kernel_params (include/grub/i386/linux.h): its e820_map holds (0x400 - 0x2d0) / 20
+# entries, so the struct is 0x3fc bytes; GRUB copies only that into the real-mode chunk, and the
+# rest of the zero page is whatever the relocator's buffer held (observed: bytes of the initrd
+# and of the kernel file). The kernel reads nothing there (eddbuf/edd_mbr_sig counts are 0).
+PARAMS_STRUCT = 0x3FC
+E820_IN_STRUCT = (PARAMS_STRUCT - 0x2D0) // E820_ENTRY
+LOADER_TYPE_GRUB = 0x72                 # GRUB_LINUX_BOOT_LOADER_TYPE
+CL_MAGIC, CL_OFFSET = 0xA33F, 0x1000
+HEAP_END_OFFSET = 0x9000 - 0x200        # GRUB_LINUX_HEAP_END_OFFSET
+CAN_USE_HEAP = 0x80
+QUIET_FLAG = 0x20                       # GRUB_LINUX_FLAG_QUIET
+EXT_MEM_KIB = (32 * 0x100000) >> 10     # "not needed to be precise"
+ROOT_DEV = 0x0100                       # grub_cmd_initrd: "XXX"
+VGA_TEXT = 1                            # GRUB_VIDEO_LINUX_TYPE_TEXT
+# Bytes GRUB takes from its console when it boots: the cursor position after what SeaBIOS and
+# GRUB printed (grub_term_getxy of "console"); observed (0, 2) on bootforge's images.
+DECLARED = ((0x00, 2, "screen_info.orig_x/orig_y: GRUB's console cursor when it boots (what the firmware and "
+             "GRUB printed before)"),)
+
+
+def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline):
+    """The first PARAMS_STRUCT bytes of the zero page GRUB hands the kernel (grub_cmd_linux,
+    grub_cmd_initrd, grub_linux_boot in that order of writes), cursor bytes as observed."""
+    import struct
+    page = bytearray(PARAMS_STRUCT)
+    end = 0x202 + data[0x201]
+    page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
+    struct.pack_into("<I", page, 0x214, code32)
+    struct.pack_into("<I", page, 0x230, align)
+    page[0x1FE] = page[0x1FF] = 0                   # ps_mouse, padding10 (over boot_flag's bytes)
+    page[0x210] = LOADER_TYPE_GRUB
+    struct.pack_into("<HH", page, 0x20, CL_MAGIC, CL_OFFSET)
+    struct.pack_into("<II", page, 0x218, *ramdisk)
+    struct.pack_into("<H", page, 0x224, HEAP_END_OFFSET)
+    page[0x211] |= CAN_USE_HEAP | (QUIET_FLAG if any(w.startswith("quiet") for w in cmdline.split()[1:]) else 0)
+    struct.pack_into("<H", page, 0x02, EXT_MEM_KIB)
+    struct.pack_into("<I", page, 0x1E0, EXT_MEM_KIB)
+    page[0x10] = 16                                 # font_size
+    if ramdisk[1]:
+        struct.pack_into("<H", page, 0x1FC, ROOT_DEV)
+    # grub_linux_boot: no video mode set (text): VGA text, mode 3, the console's size and cursor.
+    page[0x0F], page[0x06], page[0x07], page[0x0E] = VGA_TEXT, 0x03, 80, 25
+    page[0x00], page[0x01] = 0, 2
+    struct.pack_into("<I", page, 0x228, cmd_line_ptr)
+    page[0x1E8] = len(e820)
+    for i, (a, s, t) in enumerate(e820[:E820_IN_STRUCT]):
+        struct.pack_into("<QQI", page, 0x2D0 + E820_ENTRY * i, a, s, t)
+    return bytes(page)
+
+
 @loader_policy("grub-pc-linux", firmware="bios", protocol="linux", verdict=None, source=SOURCE, verified=False,
                boot_medium=None, wrong_firmware=WRONG_FIRMWARE,
                summary="GRUB 2.06 i386-pc `linux`/`initrd` (a bzImage, its 32-bit entry)")
@@ -167,12 +217,19 @@ def load(req):
     res.place("boot_params and command line (real-mode chunk)", params, real_size, 1,
               "top of the first available range in [0x10000, 0x90000) (grub_linux_boot_mmap_find)", "boot-info")
     res.mbi_address = params
+    res.mbi_bytes = zero_page(data, hdr, code32, 1 << (align.bit_length() - 1) if align else 1, ramdisk,
+                              params + cl_offset, mmap, cmdline)
     res.mmap = mmap
     heap_note = f"GRUB's heap in use: {LINUX_HEAP_IN_USE:#x} bytes at {heap[0]:#x}" if heap else "no GRUB heap modelled"
     res.linux = {"boot_params": params, "cmd_line_ptr": params + cl_offset, "cl_offset": cl_offset,
                  "real_size": real_size, "code32_start": code32, "ramdisk_image": ramdisk[0],
                  "ramdisk_size": ramdisk[1], "kernel": {"start": pref, "size": chunk},
-                 "e820_entries": len(mmap), "boot_path": "grub-pc-linux"}
+                 "e820_entries": len(mmap), "boot_path": "grub-pc-linux",
+                 "zero_page": {"predicted_bytes": PARAMS_STRUCT,
+                               "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED],
+                               "not_written": {"offset": PARAMS_STRUCT, "size": PAGE - PARAMS_STRUCT,
+                                               "why": "past struct linux_kernel_params (0x3fc bytes): the "
+                                                      "relocator buffer's old contents"}}}
     res.notes.append(f"predicted: kernel chunk at {pref:#x}, code32_start {code32:#x}, boot_params at {params:#x} "
                      f"(cmd_line_ptr {params + cl_offset:#x}), {len(mmap)} E820 entries"
                      + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
