@@ -23,6 +23,8 @@ image where a real boot shows it: tests/test_linux_grub.py, tests/data/linux-gru
   merged (grub_e820_add_region).
 """
 
+import struct
+
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.loader.policies import loader_policy
@@ -108,7 +110,6 @@ DECLARED = ((0x00, 2, "screen_info.orig_x/orig_y: GRUB's console cursor when it 
 def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline):
     """The first PARAMS_STRUCT bytes of the zero page GRUB hands the kernel (grub_cmd_linux,
     grub_cmd_initrd, grub_linux_boot in that order of writes), cursor bytes as observed."""
-    import struct
     page = bytearray(PARAMS_STRUCT)
     end = 0x202 + data[0x201]
     page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
