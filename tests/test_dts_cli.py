@@ -4,6 +4,8 @@
 import json
 import subprocess
 
+import pytest
+
 from conftest import require, run_bootforge
 
 SOURCE = """/dts-v1/;
@@ -95,3 +97,18 @@ def test_inspect_of_a_dtb_reports_dtcs_warnings(tmp_path):
 def _argv():
     import sys
     return [sys.executable, "-m", "bootforge"]
+
+
+@pytest.mark.parametrize("source", [
+    "/dts-v1/;\n/ {\n\tp = <&a>;\n\tx: a { };\n\tx: b { };\n};\n",
+    # The first failed error-level check ends dtc's checks: &y is never resolved.
+    "/dts-v1/;\n/ {\n\tp = <&y>;\n\tx: a { };\n\tx: b { };\n\ty: c { };\n};\n",
+])
+def test_force_writes_what_dtc_writes_despite_errors(tmp_path, source):
+    blob, stderr = dtc(tmp_path, "-f", source=source)
+    assert "ERROR (duplicate_label)" in stderr and "output forced" in stderr
+    out = tmp_path / "dtc.dtb"
+    out.unlink()
+    proc = run_bootforge("build", tmp_path / "board.dts", "-f", "-o", out, check=0)
+    assert out.read_bytes() == blob
+    assert proc.stderr == stderr

@@ -181,7 +181,8 @@ class Checker:
         error = False
         if c.status == UNCHECKED:
             for p in c.prereqs:
-                error = self.run_check(p) or error
+                # dtc: error = error || run_check(prq): after an error, later ones do not run.
+                error = error or self.run_check(p)
                 if p.status != PASSED:
                     c.status = PREREQ
                     self.msg(c, None, None, f"Failed prerequisite '{p.name}'")
@@ -205,6 +206,8 @@ class Checker:
         return error
 
     def _walk_live(self, c):
+        if not any(n.omit_if_unused for n in self.nodes()):
+            return                          # nothing to omit: the walk would change nothing
         stack = [self.dti.root]
         while stack:
             n = stack.pop()
@@ -217,7 +220,9 @@ class Checker:
         error = False
         for c in self.table:
             if c.warn or c.error:
-                error = self.run_check(c) or error
+                # dtc's process_checks: error = error || run_check(c), so the first failed
+                # error-level check ends the checks (what -f then writes is unresolved).
+                error = error or self.run_check(c)
         return error
 
 
@@ -1133,6 +1138,29 @@ _PROVIDERS = (
 )
 
 
+def _bad_prop_names(k):
+    """Nodes with a property name outside dtc's PROPCHARS (each distinct name tested once)."""
+    k.having("")
+    if all(PROPCHARS.issuperset(name) for name in k._index):
+        return []
+    return k.nodes()
+
+
+def _bad_node_names(k):
+    if all(NODECHARS.issuperset(n.name) for n in k.nodes()):
+        return []
+    return k.nodes()
+
+
+def _names_props(k):
+    k.having("")
+    holders = set()
+    for name, nodes in k._index.items():
+        if name.endswith("-names"):
+            holders.update(map(id, nodes))
+    return [n for n in k.nodes() if id(n) in holders] if holders else []
+
+
 def _named(name):
     return lambda k: [n for n in k.nodes() if n.name == name]
 
@@ -1176,9 +1204,9 @@ def _make_table():
 
     duplicate_node_names = E("duplicate_node_names", _check_duplicate_node_names)
     duplicate_property_names = E("duplicate_property_names", _check_duplicate_property_names)
-    node_name_chars = E("node_name_chars", _check_node_name_chars, NODECHARS)
+    node_name_chars = E("node_name_chars", _check_node_name_chars, NODECHARS, select=_bad_node_names)
     node_name_format = E("node_name_format", _check_node_name_format, None, node_name_chars)
-    property_name_chars = E("property_name_chars", _check_property_name_chars, PROPCHARS)
+    property_name_chars = E("property_name_chars", _check_property_name_chars, PROPCHARS, select=_bad_prop_names)
     name_is_string = E("name_is_string", _check_is_string, "name", prop="name")
     name_properties = E("name_properties", _check_name_properties, None, name_is_string, prop="name")
     node_name_vs_property_name = W("node_name_vs_property_name", _check_node_name_vs_property_name, None,
@@ -1198,7 +1226,7 @@ def _make_table():
     label_is_string = W("label_is_string", _check_is_string, "label", prop="label")
     compatible_is_string_list = W("compatible_is_string_list", _check_is_string_list, "compatible",
                                   prop="compatible")
-    names_is_string_list = W("names_is_string_list", _check_names_is_string_list)
+    names_is_string_list = W("names_is_string_list", _check_names_is_string_list, select=_names_props)
     property_name_chars_strict = C("property_name_chars_strict", _check_property_name_chars_strict, STRICTCHARS)
     node_name_chars_strict = C("node_name_chars_strict", _check_node_name_chars_strict, STRICTCHARS)
     addr_size_cells = W("addr_size_cells", _fixup_addr_size_cells, None, address_cells_is_cell,
@@ -1274,20 +1302,20 @@ def run_checks(dti, options=(), quiet=0, force=False):
     """dtc's process_checks: (messages, failed). *failed*: an error-level check failed and
     dtc would refuse to write output (unless -f)."""
     k = Checker(dti, options, quiet)
-    k.label_node = _label_finder(dti)
+    k.label_node = _label_finder(k.nodes())
     try:
         failed = k.run()
     finally:
-        for n in dti.live_nodes():      # later steps (-@, fixups) edit properties freely
+        for n in k.nodes():             # later steps (-@, fixups) edit properties freely
             n.pmap = None
     return k.messages, failed
 
 
-def _label_finder(dti):
+def _label_finder(nodes):
     """get_node_by_label with an index built once (the tree's labels do not change while the
     reference fixups run; the walk order decides between equal labels, as in dtc)."""
     index = {}
-    for n in dti.live_nodes():
+    for n in nodes:
         for label, deleted in n.labels:
             if not deleted:
                 index.setdefault(label, n)
