@@ -268,6 +268,8 @@ def predict(sc, inputs, platform=None):
         from bootforge.loader.platforms import Platform, parse_lsefimmap
         platform = Platform(f"ovmf-q35:{sc.memory} (GRUB lsefimmap)", "efi", parse_lsefimmap(inputs["lsefimmap"]),
                             grub_heap_included=True)
+    elif MEDIUM.get(sc.loader) == "grub-efi-iso":     # before the boot: the parametric OVMF profile
+        platform = resolve(f"qemu-q35-ovmf:{sc.memory}")
     else:
         platform = resolve(f"qemu-pc-seabios:{sc.memory}")
     req = LoadRequest(kernel, inputs["kernel_path"], KERNEL_CMDLINE, mods, platform, sc.loader)
@@ -382,6 +384,8 @@ def default_matrix():
 
 # OVMF boots take 5-20 s: a few.
 EFI_SCENARIOS = [Scenario("grub-efi-mb2", "256M", 3, "1m"), Scenario("grub-efi-mb2", "1G", 1, "16m"),
+                 # Xen 4.17's xen.gz (relocatable, keeps boot services: EFI64 entry, no tags 6/4/17).
+                 Scenario("grub-efi-mb2", "512M", 1, "xen"), Scenario("grub-efi-mb2", "2G", 1, "xen"),
                  Scenario("xen-efi", "512M", 1, "xen"), Scenario("xen-efi", "1G", 1, "xen"),
                  # The parametric OVMF profile (+ GRUB's heap) at sizes it was not derived from.
                  Scenario("platform-q35-ovmf", "768M", 0, "map"), Scenario("platform-q35-ovmf", "4G", 0, "map")]

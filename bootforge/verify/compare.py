@@ -47,7 +47,8 @@ def predicted_fields(res):
     if res.protocol == "multiboot2" and declared.mbi_size:
         out["mbi_size"] = len(res.mbi_bytes)
     if declared.mmap_from_tag17:
-        out["mmap_from_tag17"] = list(res.mmap)
+        # No map at all when the kernel keeps boot services (no tags 6 and 17): nothing to derive.
+        out["mmap_from_tag17"] = list(res.mmap) if res.mmap else None
     return out
 
 

@@ -26,14 +26,14 @@ Rules:
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
-from bootforge.formats.multiboot import Mb2HeaderTag, Mb2Tag
+from bootforge.formats.multiboot import Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, elf_sections_tag, mb2_size_bound, relocatable_tag
 from bootforge.loader.result import LoadResult
-from bootforge.multiboot.entry import Entry, loader_entry
+from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
 
@@ -165,8 +165,7 @@ def load(req):
     k = req.kernel
     plat = req.platform
     keep_bs = any(t.get("type") == Mb2HeaderTag.EFI_BOOT_SERVICES for t in (k.mb2 or {}).get("tags", []))
-    if relocatable_tag(k) is not None:
-        raise RecipeError("grub-efi-mb2: relocatable kernels are not modelled yet")
+    reloc = relocatable_tag(k)
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
     res.entry = efi_entry(k, keep_bs)
     efi, free = place_grub_heap(res, plat)
@@ -183,7 +182,28 @@ def load(req):
         taken.append((at, pages))
         res.place(name, at, size, PAGE, rule, kind)
 
-    for i, (p, _f, m) in enumerate(k.segments):
+    res.load_base = k.low
+    if reloc is not None:
+        # multiboot_elfxx.c: the whole image (lowest p_paddr to highest end) as one chunk of
+        # grub_relocator_alloc_chunk_align_safe in [min_addr, max_addr], aligned, highest or
+        # lowest by preference, never in boot-services memory (avoid_efi_boot_services): the
+        # conventional pages GRUB's heap left; the entry moves with it (multiboot_mbi2.c).
+        size = k.high - k.low
+        lo_, hi_, align = reloc["min_addr"], reloc["max_addr"], reloc["align"]
+        if align == 0:
+            raise LoaderRefusal("relocatable tag has align 0 (no alignment can be met)")
+        if size > hi_ or lo_ > hi_ - size:
+            raise LoaderRefusal("invalid min/max address and/or load size", words="invalid min/max address and/or "
+                                "load size")
+        pick = free.highest if reloc.get("preference") == Mb2RelocatablePreference.HIGH else free.lowest
+        base = pick(align_up(size, PAGE), max(align, PAGE), max(lo_, 0x1000), min(hi_ + 1, GIB4))
+        if base is None:
+            raise LoaderRefusal(f"{REFUSE} (relocatable image, {size} bytes)", words=REFUSE)
+        take("relocatable image", base, size, f"relocatable tag: [{lo_:#x}, {hi_:#x}] align {align:#x} "
+             f"preference {reloc.get('preference')}: conventional pages only", "kernel")
+        res.load_base = base
+        res.entry = moved_entry(res.entry, base - k.low)
+    for i, (p, _f, m) in enumerate(k.segments if reloc is None else ()):
         if not m:
             continue
         lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
@@ -243,7 +263,8 @@ def load(req):
     res.mem_lower = next((min(b - a, 640 * 1024) // 1024 for a, b in runs if a == 0), 0)
     res.mem_upper = next(((b - 0x100000) // 1024 for a, b in runs if a <= 0x100000 < b), 0)
     res.cmdline = req.cmdline
-    tags = [mbi.mb2_tag_of(Mb2Tag.LOAD_BASE_ADDR, load_base_addr=k.low), mbi.mb2_string(Mb2Tag.CMDLINE, req.cmdline),
+    tags = [mbi.mb2_tag_of(Mb2Tag.LOAD_BASE_ADDR, load_base_addr=res.load_base),
+            mbi.mb2_string(Mb2Tag.CMDLINE, req.cmdline),
             mbi.mb2_string(Mb2Tag.BOOT_LOADER_NAME, PACKAGE_STRING)]
     tags += [mbi.mb2_module(m["start"], m["end"], m["cmdline"]) for m in mods]
     if not keep_bs:
@@ -265,7 +286,9 @@ def load(req):
     res.notes.append("tags 12 (system table) and 14/15 (ACPI) carry firmware data left zero here")
     if keep_bs:
         res.notes.append("kernel asks to keep boot services (header tag 7): no tags 6, 4, 17")
-    ram = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in res.mmap])
+    ram = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in grub_efi_mmap(after)])
+    if keep_bs:     # no tags 6 and 4: the kernel is given no memory map and no mem_lower/mem_upper
+        res.mmap, res.mem_lower, res.mem_upper = [], None, None
     res.maps["mmap"] = ram
     standard_checks(res, ram)
     return res
