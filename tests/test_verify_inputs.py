@@ -241,3 +241,33 @@ def test_vga_text_cells_read_as_rows():
         cells[2 * (80 * 3 + i)] = c
     rows = screen_lines(bytes(cells))
     assert len(rows) == 25 and rows[3] == "Could not select: Exec format error" and rows[0] == ""
+
+
+# The start of QEMU's translation log of a real run (GRUB 2.06 i386-pc booting the 4 KiB-aligned
+# relocatable dump kernel of the test above; -d in_asm -dfilter 0x100000..0x7fff000): GRUB's own
+# code runs at 0x100000 before the kernel is copied there, then the kernel's entry (cli; cld).
+GRUB_THEN_KERNEL_LOG = """----------------
+IN: 
+0x00100000:  89 8e 41 00 00 00        movl     %ecx, 0x41(%esi)
+0x00100006:  89 be 45 00 00 00        movl     %edi, 0x45(%esi)
+
+----------------
+IN: 
+0x00102ab2:  b8 00 10 00 00           movl     $0x1000, %eax
+
+----------------
+IN: 
+0x00100000:  fa                       cli      
+0x00100001:  fc                       cld      
+"""
+
+
+def test_translation_log_takes_only_the_kernels_entry_bytes(tmp_path):
+    from bootforge.verify.relocation import translated_candidates
+    log = tmp_path / "translated.log"
+    log.write_text(GRUB_THEN_KERNEL_LOG)
+    candidates = range(0x100000, 0x8000000, 0x1000)
+    assert translated_candidates(log, candidates) == [0x100000]      # 0x102ab2 is no candidate entry
+    assert translated_candidates(log, candidates, b"\xfa\xfc\xbc") == [0x100000]
+    assert translated_candidates(log, candidates, b"\x90\x90") == []            # GRUB's block is not taken
+    assert translated_candidates(tmp_path / "absent.log", candidates) == []

@@ -16,10 +16,16 @@ every page single-stepped, each step scanning the whole list). Hence:
 
 import re
 
+from bootforge.errors import FormatError, LimitError
+from bootforge.multiboot.headers import read_elf
+
 FIRST_BOOT_STOPS = 1024
 TRACE_LOG = "translated.log"
 MAX_TRACE_LOG = 256 << 20       # the translation log read back (a loader's code in the range is logged too)
-_BLOCK = re.compile(rb"^IN:[^\n]*\n(?:[^\n]*:\n)?0x([0-9a-fA-F]+):", re.M)
+# A translation block in the log: "IN: [symbol]", then "0x00100000:  fa  cli" (address, the
+# first instruction's bytes in hex, its disassembly).
+_BLOCK = re.compile(rb"^IN:[^\n]*\n(?:[^\n]*:\n)?0x([0-9a-fA-F]+):((?:[ \t]+[0-9a-fA-F]{2}(?=[ \t]))*)", re.M)
+ENTRY_BYTES = 16
 
 
 def split(others):
@@ -32,8 +38,24 @@ def trace_args(log_path, candidates):
     return ["-d", "in_asm", "-D", str(log_path), "-dfilter", f"{min(candidates):#x}..{max(candidates):#x}"]
 
 
-def translated_candidates(log_path, candidates):
-    """The candidate entries where a translation block started (in the order QEMU translated them)."""
+def entry_bytes(kernel, address):
+    """The kernel's bytes at its (unmoved) entry *address*, as the loader copies them from the
+    file (b"" when no PT_LOAD's file bytes hold it: nothing to compare)."""
+    try:
+        elf = read_elf(kernel.data)
+    except (FormatError, LimitError):
+        return b""
+    for seg in elf.loads:
+        if seg.paddr <= address < seg.paddr + seg.filesz:
+            at = seg.offset + address - seg.paddr
+            return kernel.data[at:at + ENTRY_BYTES]
+    return b""
+
+
+def translated_candidates(log_path, candidates, expect=b""):
+    """The candidate entries where a translation block started (in the order QEMU translated
+    them) whose first instruction is *expect*'s first bytes (the kernel's entry: a loader's own
+    code starting a block at such an address is not taken for the kernel)."""
     try:
         with open(log_path, "rb") as f:
             text = f.read(MAX_TRACE_LOG)
@@ -42,6 +64,9 @@ def translated_candidates(log_path, candidates):
     wanted, out = set(candidates), []
     for m in _BLOCK.finditer(text):
         address = int(m.group(1), 16)
+        first = bytes.fromhex(m.group(2).decode())
+        if expect and first and not expect.startswith(first):
+            continue
         if address in wanted and address not in out:
             out.append(address)
     return out

@@ -391,9 +391,11 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         first, traced = relocation.split(others)
         log = work / relocation.TRACE_LOG
         reader = refusal_reader(kind)
+        moved = (res.load_base - req.kernel.low) if res is not None and res.load_base is not None else 0
+        expect = relocation.entry_bytes(req.kernel, report.entry - moved) if traced else b""
 
         def refusal_or_ran_elsewhere(run):
-            if traced and relocation.translated_candidates(log, traced):
+            if traced and relocation.translated_candidates(log, traced, expect):
                 return RAN_ELSEWHERE
             return reader(run) if reader else None
         if first and progress:
@@ -402,7 +404,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                      extra=relocation.trace_args(log, traced) if traced else ()) as run:
             run.start()
             cap = capture(run, report.entry, timeout, refusal_or_ran_elsewhere, progress, other_entries=first)
-        ran = relocation.translated_candidates(log, traced) if traced and cap.status != "entry" else []
+        ran = relocation.translated_candidates(log, traced, expect) if traced and cap.status != "entry" else []
         if ran:
             # Not entered where predicted, but code ran at these candidate entries: one more boot
             # with breakpoints there, to stop at the entry and name where the loader put it.
