@@ -35,18 +35,21 @@ def fields(doc):
 
 
 def two_entry_image(tmp, loader, extra="", fmt="iso"):
-    """A bootforge-built hybrid ISO of *loader* with two entries of the MB2 dump kernel that
-    differ in their command line and module (entry 1 is not the configuration's default)."""
+    """A bootforge-built image (ISO or disk) of *loader* with two entries of the dump kernel
+    (MB2; MB1 for Syslinux, BIOS only) that differ in their command line and module (entry 1 is
+    not the configuration's default)."""
+    mb = "mb1" if loader == "syslinux" else "mb2"
     kernel = tmp / "k.elf"
-    run_bootforge("build", REPO / "recipes" / "kernel-mbdump-mb2.toml", "-o", kernel, check=0)
+    run_bootforge("build", REPO / "recipes" / f"kernel-mbdump-{mb}.toml", "-o", kernel, check=0)
     (tmp / "m0").write_bytes(b"first module\n" * 10)
     (tmp / "m1").write_bytes(b"second module\n" * 300)
     entries = "".join(
         f'[[image.entries]]\ntitle = "{title}"\nkernel = "k.elf"\nloader_path = "/boot/k{i}.elf"\n'
-        f'protocol = "multiboot2"\ncmdline = "{title} entry"\n'
+        f'protocol = "multiboot{mb[-1]}"\ncmdline = "{title} entry"\n'
         f'[[image.entries.modules]]\npath = "m{i}"\nloader_path = "/boot/m{i}"\ncmdline = "mod of {title}"\n'
         for i, title in enumerate(("first", "second")))
-    (tmp / "img.toml").write_text(f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = ["bios", "uefi"]\n'
+    firmware = '["bios"]' if loader == "syslinux" else '["bios", "uefi"]'
+    (tmp / "img.toml").write_text(f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = {firmware}\n'
                                   f'output = "two.iso"\n{extra}{entries}')
     run_bootforge("build", tmp / "img.toml", check=0)
     return tmp / "two.iso"  # the output name, whatever the format
@@ -57,7 +60,7 @@ def sha256(path):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("loader, fmt", [("grub", "iso"), ("limine", "iso"), ("grub", "disk")])
+@pytest.mark.parametrize("loader, fmt", [("grub", "iso"), ("limine", "iso"), ("grub", "disk"), ("syslinux", "iso")])
 def test_entry_1_of_a_two_entry_image_boots_entry_1_from_a_snapshot_copy(tmp_path, loader, fmt):
     """The generated configuration boots entry 0 (GRUB `set default=0`, Limine's default 1st
     entry): verify --entry 1 boots a copy whose default is entry 1 (the configuration rewritten
@@ -66,6 +69,9 @@ def test_entry_1_of_a_two_entry_image_boots_entry_1_from_a_snapshot_copy(tmp_pat
     if loader == "grub":
         require("qemu-system-x86_64", "grub-mkimage", host.GRUB_I386_PC, host.GRUB_X86_64_EFI)
         image = two_entry_image(tmp_path, "grub", fmt=fmt)
+    elif loader == "syslinux":
+        require("qemu-system-x86_64", host.ISOLINUX_BIN, f"{host.SYSLINUX_BIOS_MODULES}/mboot.c32")
+        image = two_entry_image(tmp_path, "syslinux", fmt=fmt)
     else:
         require("qemu-system-x86_64", str(LIMINE_DIR / "limine.c"), "cc")
         image = two_entry_image(tmp_path, "limine", f'limine_dir = "{LIMINE_DIR}"\n', fmt=fmt)
@@ -73,12 +79,15 @@ def test_entry_1_of_a_two_entry_image_boots_entry_1_from_a_snapshot_copy(tmp_pat
     entry = "second" if fmt == "disk" else "1"        # by title, as `load --entry` takes it, too
     doc = json.loads(run_bootforge("verify", "--json", "-q", image, "--entry", entry).stdout)
     f = fields(doc)
-    assert doc["status"] == "entry" and doc["registers"]["rax"] & 0xFFFFFFFF == MB2_MAGIC
+    magic = MB1_MAGIC if loader == "syslinux" else MB2_MAGIC
+    assert doc["status"] == "entry" and doc["registers"]["rax"] & 0xFFFFFFFF == magic
     # This test claims the entry booted; the whole MBI is claimed on the ISOs (a GRUB disk's
     # tag 5, biosdev 0x80 and its partition, is not what `load IMAGE` predicts: see the notes).
     assert doc["ok"] or fmt == "disk", doc["mismatches"]
-    assert f["cmdline"]["observed"] == "second entry" and f["cmdline"]["match"]
-    assert f["module 0 string"]["observed"] == "mod of second"
+    # mboot.c32 hands over each file's name before its arguments (com32/mboot/mboot.c).
+    named = (lambda name, args: f"{name} {args}") if loader == "syslinux" else (lambda name, args: args)
+    assert f["cmdline"]["observed"] == named("/boot/k1.elf", "second entry") and f["cmdline"]["match"]
+    assert f["module 0 string"]["observed"] == named("/boot/m1", "mod of second")
     assert f["module 0 bytes"]["match"]
     assert "snapshot copy" in doc["medium"] and "entry 1 'second'" in doc["medium"]
     assert sha256(image) == before
