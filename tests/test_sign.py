@@ -5,6 +5,7 @@ hash and CheckSum equal sbsign's; bad input is one line, exit 2, nothing written
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,44 @@ def test_signing_is_deterministic_and_in_place(tmp_path):
     run_bootforge("sign", copy, "--key", SNAKEOIL_KEY, "--cert", SNAKEOIL_CERT, "--in-place",
                   "--key-passphrase-file", pp, check=0)
     assert copy.read_bytes() == (tmp_path / "a.efi").read_bytes()
+
+
+def test_every_key_form_and_input_path_gives_the_same_bytes(tmp_path):
+    """An unencrypted RSA key (PKCS#8 PEM, PKCS#1 PEM, DER) and a DER certificate are read
+    without `cryptography` (bootforge/pe/rsa.py); a regular file's CheckSum sum comes from a
+    forked child and its bulk from the kernel's copy, a pipe's is read and summed in process.
+    All give the bytes of the encrypted key read by `cryptography`, for an unsigned and for an
+    already signed input; sbverify accepts them."""
+    require("openssl")
+    uki = bootforge_uki(tmp_path)
+    pkcs8 = plain_snakeoil_key(tmp_path)
+    forms = {"pkcs8": pkcs8, "pkcs1": tmp_path / "pkcs1.pem", "der": tmp_path / "key.der"}
+    subprocess.run(["openssl", "rsa", "-in", str(pkcs8), "-traditional", "-out", str(forms["pkcs1"])],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(pkcs8), "-outform", "DER", "-out", str(forms["der"])],
+                   check=True, capture_output=True)
+    head = subprocess.run(["openssl", "rsa", "-in", str(forms["pkcs1"]), "-noout", "-text"], capture_output=True)
+    assert head.returncode == 0 and forms["pkcs1"].read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    cert_der = tmp_path / "cert.der"
+    subprocess.run(["openssl", "x509", "-in", SNAKEOIL_CERT, "-outform", "DER", "-out", str(cert_der)],
+                   check=True, capture_output=True)
+    assert _sign(uki, tmp_path / "signed.efi").returncode == 0
+    for src in (uki, tmp_path / "signed.efi"):
+        expected_out = tmp_path / f"expected-{src.name}"
+        assert _sign(src, expected_out).returncode == 0
+        expected = expected_out.read_bytes()
+        for name, key in forms.items():
+            out = tmp_path / f"{name}-{src.name}"
+            r = _sign(src, out, key=key, cert=cert_der if name == "der" else SNAKEOIL_CERT, passphrase=None)
+            assert r.returncode == 0, (name, r.stderr)
+            assert out.read_bytes() == expected, (name, src.name)
+        piped = tmp_path / f"piped-{src.name}"
+        with open(src, "rb") as stdin:
+            r = subprocess.run([sys.executable, "-m", "bootforge", "sign", "-", "--key", str(pkcs8), "--cert",
+                                SNAKEOIL_CERT, "-o", str(piped)], stdin=stdin, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert piped.read_bytes() == expected, src.name
+        assert sbverify(SNAKEOIL_CERT, tmp_path / f"pkcs8-{src.name}").returncode == 0
 
 
 def test_already_signed_gets_a_second_signature_like_sbsign(tmp_path):
