@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, assert_one_line_error, require, run_bootforge
-from test_uki_build import INITRD_SIZE, bootforge_uki
+from test_linux_uki_esp import assert_uki_boot
+from test_uki_build import bootforge_uki
 
 from bootforge.bootloaders import ConfigEntry, systemd_boot
 from bootforge.uki.dmesg import parse_kernel_log
 
 FIXTURES = DATA / "linux-sdboot"
-PAGE = 4096
-EFI_LOADER_CODE = 1
 
 
 def image_recipe(directory, loader_path="/EFI/Linux/debian.efi", extra=""):
@@ -60,15 +59,8 @@ def test_prediction_equals_the_kernels_words(built, which):
     source = built[0] if which == "recipe" else built[1]
     log = parse_kernel_log((FIXTURES / "sdboot-uki-512M.txt").read_text())
     report = json.loads(run_bootforge("load", source, "--platform", "qemu-q35-ovmf:512M", "--json", check=0).stdout)
-    assert report["loader"] == "linux-efi-stub" and report["linux"]["boot_path"] == "uki"
-    printed = [(e["start"], e["start"] + e["size"] - 1) for e in report["maps"]["e820-printed"]["entries"]]
-    assert printed == [(a, b) for a, b, _ in log.e820]
-    kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
-    assert (EFI_LOADER_CODE, kernel["start"], kernel["end"]) in log.efi
-    assert report["linux"]["memory_total_kib"] == log.memory_kib[1]
-    assert report["mbi"]["cmdline"] == log.command_line          # the UKI's .cmdline: systemd-boot gives none
+    assert_uki_boot(report, log)
     start, last = log.ramdisk
-    assert report["linux"]["initrd_size"] == INITRD_SIZE and last + 1 - start == -(-INITRD_SIZE // PAGE) * PAGE
     bounds = report["linux"]["initrd_bounds"]
     assert bounds["above"] <= start and last < bounds["below"]
 

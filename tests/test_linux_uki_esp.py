@@ -36,6 +36,20 @@ protocol = "linux"
     return p
 
 
+def assert_uki_boot(report, log):
+    """linux-efi-stub's report of a UKI boot against the kernel's words: E820 as printed, the
+    kernel's Loader Code block, the "Memory" total, .cmdline, the initrd's size."""
+    assert report["loader"] == "linux-efi-stub" and report["linux"]["boot_path"] == "uki"
+    printed = [(e["start"], e["start"] + e["size"] - 1) for e in report["maps"]["e820-printed"]["entries"]]
+    assert printed == [(a, b) for a, b, _ in log.e820]
+    kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
+    assert (EFI_LOADER_CODE, kernel["start"], kernel["end"]) in log.efi
+    assert report["linux"]["memory_total_kib"] == log.memory_kib[1]
+    assert report["mbi"]["cmdline"] == log.command_line
+    start, last = log.ramdisk
+    assert report["linux"]["initrd_size"] == INITRD_SIZE and last + 1 - start == -(-INITRD_SIZE // PAGE) * PAGE
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     require(KERNEL, STUB)
@@ -50,15 +64,7 @@ def test_prediction_equals_the_kernels_words(built, which):
     source = built[0] if which == "recipe" else built[1]
     log = parse_kernel_log((FIXTURES / "uki-esp-512M.txt").read_text())
     report = json.loads(run_bootforge("load", source, "--platform", "qemu-q35-ovmf:512M", "--json", check=0).stdout)
-    assert report["loader"] == "linux-efi-stub" and report["linux"]["boot_path"] == "uki"
-    printed = [(e["start"], e["start"] + e["size"] - 1) for e in report["maps"]["e820-printed"]["entries"]]
-    assert printed == [(a, b) for a, b, _ in log.e820]
-    kernel = next(p for p in report["placements"] if p["kind"] == "kernel")
-    assert (EFI_LOADER_CODE, kernel["start"], kernel["end"]) in log.efi
-    assert report["linux"]["memory_total_kib"] == log.memory_kib[1]
-    assert report["mbi"]["cmdline"] == log.command_line
-    start, last = log.ramdisk
-    assert report["linux"]["initrd_size"] == INITRD_SIZE and last + 1 - start == -(-INITRD_SIZE // PAGE) * PAGE
+    assert_uki_boot(report, log)
 
 
 def test_the_uki_is_the_removable_path(built):
