@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, require, run_bootforge
+from conftest import DATA, assert_one_line_error, require, run_bootforge
 from test_uki_build import INITRD_SIZE, KERNEL, make_initrd
 
 from bootforge.bootloaders import ConfigEntry, grub
@@ -186,3 +186,17 @@ def test_boot_params_at_the_32bit_entry(built, tmp_path):
     initrd = (recipe.parent / "initrd.img").read_bytes()
     assert initrd_head == initrd[:PAGE]
     assert page[:len(out.read_bytes())] == out.read_bytes()          # the zero page, byte for byte
+
+
+def test_bad_linux_entries_are_one_line(built, tmp_path):
+    """A file without a setup header as a linux entry, and a UEFI load GRUB has no Linux policy
+    for (its x86_64-efi `linux` is not modelled: tests/data/linux-grub-efi/): one line, exit 2."""
+    recipe, _ = built
+    (tmp_path / "k.elf").write_bytes(b"\x7fELF" + bytes(8192))
+    make_initrd(tmp_path / "initrd.img")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(recipe.read_text().replace(KERNEL, str(tmp_path / "k.elf")))
+    assert_one_line_error(run_bootforge("build", bad), "k.elf", "no Linux setup header")
+    both = tmp_path / "both.toml"
+    both.write_text(recipe.read_text().replace('firmware = ["bios"]', 'firmware = ["bios", "uefi"]'))
+    assert_one_line_error(run_bootforge("load", both, "--firmware", "uefi"), "no grub policy for linux under UEFI")
