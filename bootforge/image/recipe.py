@@ -74,7 +74,8 @@ ENTRY_FIELDS = (
     Field("loader_path", str, None, "its path in the image (default /boot/<file name>)"),
     Field("protocol", str, "multiboot2", "how the loader boots it", choices=PROTOCOLS),
     Field("cmdline", str, "", "the kernel's command line"),
-    Field("modules", list, [], "[[image.entries.modules]]: modules, in order"),
+    Field("modules", list, [], "[[image.entries.modules]]: modules, in order (protocol linux: the initrds, "
+          "concatenated by the loader)"),
     Field("platform", str, None, "`load` of this entry: its platform"),
     Field("loader", str, None, "`load` of this entry: the loader policy"),
 )
