@@ -413,7 +413,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                          f"booting again with breakpoints there")
             with QemuRun(machine, medium, workdir=work, gdb=True) as run:
                 run.start()
-                cap = capture(run, report.entry, timeout, reader, progress, other_entries=ran)
+                cap = capture(run, ran[0], timeout, reader, progress, other_entries=ran[1:])
         report.boots = 2 if ran else 1
         report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
         report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
