@@ -35,7 +35,21 @@ def observed_fields(doc):
             efi = MemoryMap("efi", [MemoryRange(d["physical_start"], d["number_of_pages"] * 4096, d["type"],
                                                 d["attribute"]) for d in t17["descriptors"]])
             out["mmap_from_tag17"] = grub_efi_mmap(efi)
+    out["framebuffer"] = _geometry(doc)
     return out
+
+
+FRAMEBUFFER_GEOMETRY = ("framebuffer_width", "framebuffer_height", "framebuffer_bpp", "framebuffer_pitch",
+                        "framebuffer_type")
+
+
+def _geometry(doc):
+    """(width, height, bpp, pitch, type) of the framebuffer handed over (MB2 tag 8, MB1 flag 12), or None."""
+    if "multiboot2" in doc:
+        fb = next((t for t in doc["multiboot2"]["tags"] if t["type"] == Mb2Tag.FRAMEBUFFER), None)
+    else:
+        fb = doc["multiboot1"].get("framebuffer")
+    return tuple(fb[k] for k in FRAMEBUFFER_GEOMETRY) if fb else None
 
 
 def predicted_fields(res):
@@ -49,6 +63,13 @@ def predicted_fields(res):
     if declared.mmap_from_tag17:
         # No map at all when the kernel keeps boot services (no tags 6 and 17): nothing to derive.
         out["mmap_from_tag17"] = list(res.mmap) if res.mmap else None
+    if res.mbi_bytes and res.protocol in ("multiboot1", "multiboot2"):
+        if res.protocol == "multiboot2":
+            out["framebuffer"] = _geometry({"multiboot2": decode_mb2_info(res.mbi_bytes)})
+        else:
+            info = Multiboot1Info.parse(res.mbi_bytes)
+            out["framebuffer"] = (tuple(getattr(info, k) for k in FRAMEBUFFER_GEOMETRY)
+                                  if info.flags & MbiFlag.FRAMEBUFFER else None)
     return out
 
 
