@@ -65,17 +65,18 @@ def main():
             pre = dts_linux.preprocess(tree, rel, tmp)
             if pre is None:
                 continue
-            blob, _ = dts_linux.dtc(tree, pre, out)
+            blob, _ = dts_linux.dtc(tree, pre, out, rel=rel)
             if blob is None:
                 continue            # refused by dtc: nothing to time
             data = pre.read_bytes()
-            options = DtcOptions(quiet=1, outname=str(out))
+            includes = dts_linux.search_path(tree, rel)
+            options = DtcOptions(quiet=1, outname=str(out), search_path=includes)
             try:
                 assert compile_dts(data, str(pre), options).dtb == blob, rel
             except DtsError as exc:
                 sys.exit(f"{rel}: bootforge refuses what dtc compiles: {exc}")
 
-            argv = ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(pre)]
+            argv = ["dtc", "-q", "-I", "dts", "-O", "dtb", *[f"-i{d}" for d in includes], "-o", str(out), str(pre)]
             t_dtc, t_bf, c_dtc, c_bf = interleaved(argv, tree, lambda: compile_dts(data, str(pre), options),
                                                    args.runs)
             cpu_rows.append((c_dtc, c_bf))

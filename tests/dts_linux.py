@@ -55,9 +55,16 @@ def preprocess(tree, rel, out_dir):
     return out if proc.returncode == 0 else None
 
 
-def dtc(tree, pre, out, *args):
-    """dtc on a preprocessed file, from the tree's top: (blob or None, stderr text)."""
-    proc = subprocess.run(["dtc", "-I", "dts", "-O", "dtb", *args, "-o", str(out), str(pre)],
+def search_path(tree, rel):
+    """Kbuild's dtc -i directories (Makefile.lib cmd_dtc): the source's own, then include-prefixes."""
+    return [str(tree / os.path.dirname(rel)), str(tree / "scripts/dtc/include-prefixes")]
+
+
+def dtc(tree, pre, out, *args, rel=None):
+    """dtc on a preprocessed file, from the tree's top, with Kbuild's -i directories for *rel*:
+    (blob or None, stderr text)."""
+    includes = [f"-i{d}" for d in search_path(tree, rel)] if rel else []
+    proc = subprocess.run(["dtc", "-I", "dts", "-O", "dtb", *includes, *args, "-o", str(out), str(pre)],
                           capture_output=True, cwd=tree)
     blob = Path(out).read_bytes() if proc.returncode == 0 else None
     if proc.returncode == 0:
