@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from bootforge.fdt.parse import parse_dtb
-from bootforge.fdtboot.machines import MACHINES, DtBoard
+from bootforge.fdtboot.machines import DtBoard
+from bootforge.machines import MACHINES
 from bootforge.loader.image import KernelImage
 from bootforge.loader.platforms import Platform
 from bootforge.loader.policies import policy

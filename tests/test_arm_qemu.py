@@ -124,7 +124,8 @@ def regenerate():
     import shutil
     import tempfile
     from pathlib import Path
-    from bootforge.fdtboot.machines import MACHINES, machine_dtb
+    from bootforge.fdtboot.machines import machine_dtb
+    from bootforge.machines import MACHINES
     kernel = dump_kernel("aarch64")
     shutil.copy(kernel, DATA / "dtdump-aarch64.Image")
     for mem, with_initrd in FIXTURES:

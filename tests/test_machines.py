@@ -18,10 +18,16 @@ from conftest import DATA, REPO, require, run_bootforge
 LOAD_ROOT = DATA / "load-root" / "boot"
 
 
+X86 = [name for name, m in machines.MACHINES.items() if not m.device_tree]
+VIRT = [name for name, m in machines.MACHINES.items() if m.device_tree]
+
+
 def test_one_firmware_vocabulary():
-    """bios and uefi in machines, bootloaders and verify's media; SeaBIOS/OVMF only in text."""
-    assert {m.firmware for m in machines.MACHINES.values()} == {"bios", "uefi"}
-    assert {m.firmware_title for m in machines.MACHINES.values()} == {"SeaBIOS", "OVMF"}
+    """bios and uefi in machines, bootloaders and verify's media (fdt: a machine handing a DTB);
+    SeaBIOS/OVMF/OpenSBI only in text."""
+    assert {m.firmware for m in machines.MACHINES.values()} == {"bios", "uefi", "fdt"}
+    assert {m.firmware_title for m in machines.MACHINES.values()} == {"SeaBIOS", "OVMF", "QEMU's boot loader",
+                                                                      "OpenSBI"}
     assert all(set(b.firmware) <= {"bios", "uefi"} for b in BOOTLOADERS.values())
     for _builder, firmware in media.MEDIA.values():
         assert set((firmware,) if isinstance(firmware, str) else firmware) <= {"bios", "uefi"}
@@ -46,7 +52,7 @@ def test_load_prints_the_command_verify_runs(name, tmp_path):
     assert any(a.startswith("if=pflash") and m.firmware_files[0] in a for a in cmd) == bool(m.firmware_files)
 
 
-@pytest.mark.parametrize("name", list(machines.MACHINES))
+@pytest.mark.parametrize("name", X86)
 def test_every_machine_load_accepts_verify_boots_or_refuses_in_one_line(name):
     plat = resolve(f"{name}:256M")
     booted = []
@@ -59,6 +65,48 @@ def test_every_machine_load_accepts_verify_boots_or_refuses_in_one_line(name):
         assert machine.declared is machines.MACHINES[name] and machine.memory_mib == 256
         booted.append(loader)
     assert booted, f"verify boots nothing on {name}"
+
+
+def test_device_tree_machines_are_one_registry():
+    """qemu-virt-* are declared in bootforge/machines/ (one family module), nowhere else: load's
+    platform, its printed command, the DTB dump (-machine virt,dumpdtb with the same arguments) and
+    help all read that declaration."""
+    import bootforge.fdtboot.machines as fdt_machines
+    assert VIRT == ["qemu-virt-aarch64", "qemu-virt-arm", "qemu-virt-riscv64"]
+    assert not hasattr(fdt_machines, "MACHINES") and not hasattr(fdt_machines, "Machine")
+    assert {machines.MACHINES[n].__module__ for n in machines.MACHINES} == {"bootforge.machines"}
+    assert {n: (machines.MACHINES[n].arch, machines.MACHINES[n].ram_base, machines.MACHINES[n].boot_registers)
+            for n in VIRT} == {"qemu-virt-aarch64": ("aarch64", 0x40000000, ("x0", "x1", "x2", "x3")),
+                               "qemu-virt-arm": ("arm", 0x40000000, ("r0", "r1", "r2")),
+                               "qemu-virt-riscv64": ("riscv64", 0x80000000, ("a0", "a1"))}
+
+
+@pytest.mark.parametrize("name", VIRT)
+def test_device_tree_machine_platform_is_its_declaration(name):
+    """The platform NAME:256M is the registry's machine: firmware fdt, no E820 (the map is the
+    /memory of the DTB QEMU dumps), the command load prints has the declared -machine and -cpu,
+    and verify says in one line why it does not boot it."""
+    m = machines.MACHINES[name]
+    require(m.binary)
+    plat = resolve(f"{name}:256M")
+    assert plat.qemu is m and plat.devicetree.machine is m and plat.firmware == "fdt"
+    assert plat.int12_kib is None and plat.ebda is None and plat.memory_map.source == "fdt"
+    assert [(r.start, r.size) for r in plat.memory_map.ranges if r.start == m.ram_base] == [(m.ram_base, 256 << 20)]
+    assert plat.qemu_command == f"{m.binary} -machine virt -cpu {m.cpu} -m 256M"
+    assert plat.devicetree.dtb_source.startswith("QEMU ") and "-machine virt,dumpdtb" in plat.devicetree.dtb_source
+    got = m.memory_map(256 << 20, name).memory_map
+    assert [(r.start, r.size, r.type) for r in got.ranges] == [(r.start, r.size, r.type) for r in plat.memory_map.ranges]
+    for loader in verifiable_loaders():
+        with pytest.raises(RecipeError) as exc:
+            machine_for(plat, loader)
+        assert "\n" not in exc.value.message and name in exc.value.message
+
+
+def test_device_tree_machine_sizes_are_checked_by_the_declaration():
+    with pytest.raises(RecipeError, match="qemu-virt-arm: give at least 128 MiB in whole MiB"):
+        resolve("qemu-virt-arm:64M")
+    with pytest.raises(RecipeError, match="qemu-virt-riscv64 needs a memory size"):
+        resolve("qemu-virt-riscv64")
 
 
 def test_map_files_are_refused_naming_every_machine():

@@ -78,7 +78,8 @@ def regenerate():
     import shutil
     import tempfile
     from pathlib import Path
-    from bootforge.fdtboot.machines import MACHINES, machine_dtb
+    from bootforge.fdtboot.machines import machine_dtb
+    from bootforge.machines import MACHINES
     shutil.copy(dump_kernel("riscv64"), DATA / "dtdump-riscv64.Image")
     for mem, with_initrd in FIXTURES:
         name = f"dtdump-riscv64-{mem}{'-initrd' if with_initrd else ''}"

@@ -11,7 +11,8 @@ import pytest
 
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
-from bootforge.fdtboot.machines import MACHINES, machine_dtb
+from bootforge.fdtboot.machines import machine_dtb
+from bootforge.machines import MACHINES
 from conftest import run_bootforge
 from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, make_initrd, uboot_run
 

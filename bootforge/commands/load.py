@@ -57,8 +57,7 @@ class LoadCommand(click.Command):
 @click.command("load", cls=LoadCommand)
 @click.argument("recipe", metavar="RECIPE|KERNEL", type=click.Path(dir_okay=False), required=False)
 @click.option("--platform", help=f"Override the recipe's platform ({platform_syntax()}, "
-              "r820-efi, a map file; <mem> as QEMU's -m: a bare number is MiB; device-tree platforms: "
-              "qemu-virt-aarch64:1G, qemu-virt-arm:256M, qemu-virt-riscv64:512M, a board's .dtb).")
+              "r820-efi, a map file, a board's .dtb; <mem> as QEMU's -m: a bare number is MiB).")
 @click.option("--loader", help="Override the recipe's loader (one of the loaders listed below).")
 @click.option("--entry", help="An image's entry (index or title; default the first Multiboot entry).")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Which firmware boots the image "

@@ -1,9 +1,8 @@
-"""QEMU's device-tree machines, each declared once, with the DTB the machine itself makes.
+"""The DTB a device-tree machine itself makes, and a board's DTB file as a platform.
 
-    qemu-virt-aarch64:<mem>   qemu-system-aarch64 -M virt -cpu cortex-a57 (RAM at 0x40000000)
-    qemu-virt-arm:<mem>       qemu-system-arm -M virt -cpu cortex-a15 (RAM at 0x40000000)
-    qemu-virt-riscv64:<mem>   qemu-system-riscv64 -M virt, OpenSBI fw_dynamic (RAM at 0x80000000)
-    a .dtb file               a board: its /memory is the RAM, no QEMU behind it
+The machines (qemu-virt-aarch64, qemu-virt-arm, qemu-virt-riscv64) are declared in the
+machine registry (bootforge/machines/qemu_virt.py); a .dtb file is a board: its /memory
+is the RAM, no QEMU behind it.
 
 The machine's DTB is never written by hand: `-machine virt,dumpdtb=F` makes QEMU write
 it, once per QEMU version, machine and memory size, into a cache directory
@@ -14,9 +13,6 @@ riscv_load_fdt after fdt_pack), so the dump is made without -kernel/-initrd/-app
 on ARM (the policy redoes what load_dtb does for a kernel) and, on RISC-V, where
 hw/riscv/virt.c create_fdt() writes bootargs while it builds the tree, with the
 command line and a placeholder kernel (the placeholder's bytes do not enter the DTB).
-
-This module is the machine declarations of issue "bootloaders and machines": one
-`Machine` each in MACHINES; it moves into the machine registry when that lands.
 """
 
 import hashlib
@@ -31,46 +27,7 @@ from bootforge.errors import RecipeError, ToolError
 from bootforge.fdt.parse import parse_dtb
 
 MIB = 1 << 20
-GIB = 1 << 30
 DUMPDTB_TIMEOUT = 60
-
-
-@dataclass(frozen=True)
-class Machine:
-    name: str                   # platform name before ":<mem>"
-    arch: str                   # aarch64, arm, riscv64
-    binary: str                 # QEMU binary
-    machine: str                # -M
-    cpu: str | None             # -cpu (None: the machine's default)
-    ram_base: int
-    firmware: str               # what runs before the kernel: "qemu-bootloader" or "opensbi-fw_dynamic"
-    uart: tuple                 # (kind, MMIO base) of the console the dump kernel writes to
-    boot_registers: tuple       # the registers that carry the boot arguments (gdb register names)
-    gdb_registers: tuple        # the order of registers in a gdbstub `g` reply (QEMU gdb-xml)
-    dump_kernel: str            # the dump kernel's Image (build/stubs/...)
-    min_mem: int = 128 * MIB
-    cmdline_in_machine_dtb: bool = False    # virt writes bootargs while building the tree (RISC-V)
-
-    def qemu_args(self, mem):
-        return [self.binary, "-M", self.machine, *(["-cpu", self.cpu] if self.cpu else []), "-m", f"{mem // MIB}M"]
-
-
-AARCH64_GDB = tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "cpsr")          # gdb-xml/aarch64-core.xml
-ARM_GDB = tuple(f"r{i}" for i in range(13)) + ("sp", "lr", "pc") + ("cpsr",)      # gdb-xml/arm-core.xml (+ f0-f7, fps)
-RISCV64_GDB = ("zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", *(f"a{i}" for i in range(8)),
-               *(f"s{i}" for i in range(2, 12)), "t3", "t4", "t5", "t6", "pc")   # gdb-xml/riscv-64bit-cpu.xml
-
-MACHINES = {m.name: m for m in (
-    Machine("qemu-virt-aarch64", "aarch64", "qemu-system-aarch64", "virt", "cortex-a57", 0x40000000,
-            "qemu-bootloader", ("pl011", 0x09000000), ("x0", "x1", "x2", "x3"), AARCH64_GDB,
-            "build/stubs/dtdump-aarch64.Image"),
-    Machine("qemu-virt-arm", "arm", "qemu-system-arm", "virt", "cortex-a15", 0x40000000,
-            "qemu-bootloader", ("pl011", 0x09000000), ("r0", "r1", "r2"), ARM_GDB,
-            "build/stubs/dtdump-arm.Image"),
-    Machine("qemu-virt-riscv64", "riscv64", "qemu-system-riscv64", "virt", None, 0x80000000,
-            "opensbi-fw_dynamic", ("ns16550", 0x10000000), ("a0", "a1"), RISCV64_GDB,
-            "build/stubs/dtdump-riscv64.Image", cmdline_in_machine_dtb=True),
-)}
 
 
 @dataclass
@@ -78,7 +35,7 @@ class DtBoard:
     """What a device-tree platform gives a loader: the machine (None for a board DTB), the
     RAM, and the DTB the machine hands its boot loader (bytes, before any boot edit)."""
     name: str
-    machine: Machine | None
+    machine: object | None                  # a bootforge.machines.Machine (dtb="dumpdtb")
     memory_bytes: int
     ram_base: int
     dtb: bytes
@@ -146,27 +103,13 @@ def machine_dtb(machine, mem, cmdline=None, bios=None):
     return path.read_bytes(), f"QEMU {version} -machine {machine.machine},dumpdtb (cached at {path})"
 
 
-def parse_mem(text, where):
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([MG]?)i?B?\s*", str(text), re.I)
-    if not m:
-        raise RecipeError(f"{where}: cannot read the memory size {text!r} (like 512M, 2G)")
-    unit = GIB if m.group(2).upper() == "G" else MIB
-    return int(float(m.group(1)) * unit)
-
-
-def virt_board(spec, cmdline=None):
-    """The DtBoard of a `qemu-virt-<arch>:<mem>` platform string, or None for another name."""
-    name, _, arg = spec.partition(":")
-    machine = MACHINES.get(name)
-    if machine is None:
-        return None
-    if not arg:
-        raise RecipeError(f"{name} needs a memory size: {name}:512M")
-    mem = parse_mem(arg, spec)
-    if mem < machine.min_mem or mem % MIB:
-        raise RecipeError(f"{name}: give at least {machine.min_mem // MIB} MiB in whole MiB, not {arg!r}")
+def virt_board(machine, mem, cmdline=None):
+    """The DtBoard of a device-tree *machine* of the registry with *mem* bytes of RAM."""
+    if mem < machine.min_memory or mem % MIB:
+        raise RecipeError(f"{machine.name}: give at least {machine.min_memory // MIB} MiB in whole MiB, "
+                          f"not {mem:#x} bytes")
     dtb, source = machine_dtb(machine, mem, cmdline)
-    return DtBoard(f"{name}:{mem // MIB}M", machine, mem, machine.ram_base, dtb, source,
+    return DtBoard(f"{machine.name}:{mem // MIB}M", machine, mem, machine.ram_base, dtb, source,
                    cmdline=cmdline if machine.cmdline_in_machine_dtb else None)
 
 

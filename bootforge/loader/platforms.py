@@ -3,6 +3,10 @@
 qemu-pc-seabios:<mem>, qemu-pc-seabios-i386:<mem>, qemu-q35-ovmf:<mem>
     A machine of the registry (bootforge.machines: QEMU binary, machine, CPU, firmware, and the
     memory map its firmware reports for <mem>, QEMU's -m: a bare number is MiB).
+qemu-virt-aarch64:<mem>, qemu-virt-arm:<mem>, qemu-virt-riscv64:<mem>
+    A device-tree machine of the registry: firmware "fdt", the map its DTB (QEMU's dumpdtb) describes.
+a .dtb file
+    A board: its DTB's /memory is the RAM, no QEMU behind it.
 r820-efi
     A server-like EFI map (seed 004's Dell PowerEdge R820): boot-services
     data over the first 640 KiB and 200+ descriptors (bootforge/data/platforms/).
@@ -40,25 +44,6 @@ MAX_PLATFORM_PATH = 4096            # PATH_MAX on Linux
 PLATFORM_DIR = files("bootforge").joinpath("data", "platforms")
 
 
-@dataclass(frozen=True)
-class QemuModel:
-    """The QEMU invocation a platform without a registered machine stands for (binary, machine,
-    CPU model and its vendor); bootforge.machines.Machine has the same command/to_json."""
-    binary: str
-    machine: str
-    cpu: str
-    vendor: str                     # CPUID vendor of the CPU model (QEMU target/i386/cpu.c)
-    firmware_args: tuple = ()
-
-    def command(self, memory_bytes):
-        return " ".join([self.binary, "-machine", self.machine, "-cpu", self.cpu,
-                         "-m", f"{memory_bytes // MIB}M", *self.firmware_args])
-
-    def to_json(self, memory_bytes):
-        return {"binary": self.binary, "machine": self.machine, "cpu": self.cpu, "cpu_vendor": self.vendor,
-                "command": self.command(memory_bytes)}
-
-
 # The pc machines by name (for callers that ask whether a platform is one).
 QEMU_PC_MODELS = {m.name: m for m in MACHINES.values() if m.machine == "pc"}
 
@@ -72,7 +57,7 @@ class Platform:
     ebda: int | None = None
     memory_bytes: int | None = None
     grub_heap_included: bool = False    # EFI map printed by GRUB itself (its heap already allocated)
-    qemu: Machine | QemuModel | None = None     # the machine this platform models (None: a map file)
+    qemu: Machine | None = None     # the machine this platform models (None: a map file or a board DTB)
     devicetree: object = None           # firmware "fdt": the bootforge.fdtboot.machines.DtBoard (machine DTB)
 
     @property
@@ -199,20 +184,22 @@ def from_file(path, name=None, read_map=None):
 
 
 def device_tree_platform(spec, base=None, cmdline=None):
-    """A device-tree platform (bootforge/fdtboot/machines.py): a QEMU virt machine or a board DTB
-    file; None for any other name. Its memory map is the one its DTB describes."""
-    board = virt_board(spec, cmdline)
-    if board is None:
+    """A device-tree platform: a device-tree machine of the registry (bootforge/machines/qemu_virt.py)
+    or a board DTB file; None for any other name. Its memory map is the one its DTB describes."""
+    name, _, arg = spec.partition(":")
+    machine = MACHINES.get(name)
+    if machine is not None and machine.device_tree:
+        if not arg:
+            raise RecipeError(f"{name} needs a memory size: {name}:512M")
+        board = virt_board(machine, memory_size(arg, spec), cmdline)
+    else:
         path = Path(spec) if base is None or Path(spec).is_absolute() else Path(base) / spec
         if len(spec) > MAX_PLATFORM_PATH or "\0" in spec or not is_dtb_file(path):
             return None
         board = file_board(path)
     memory_map = fdt_to_map(parse_dtb(board.dtb, board.name))
-    qemu = None
-    if board.machine is not None:
-        m = board.machine
-        qemu = QemuModel(m.binary, m.machine, m.cpu or "(default)", m.arch)
-    return Platform(board.name, "fdt", memory_map, memory_bytes=board.memory_bytes, qemu=qemu, devicetree=board)
+    return Platform(board.name, "fdt", memory_map, memory_bytes=board.memory_bytes, qemu=board.machine,
+                    devicetree=board)
 
 
 def resolve(spec, base=None):

@@ -29,6 +29,7 @@ from bootforge.bootloaders.limine import parse_limine_conf
 from bootforge.errors import BootforgeError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.loader.image import KernelImage, read_kernel
+from bootforge.machines import platform_syntax
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import POLICIES
 from bootforge.loader.result import LoadRequest, ModuleSpec
@@ -37,8 +38,7 @@ from bootforge.schema import REQUIRED, Field, validate
 # The [load] table, declared once: validation below and `bootforge load --help` read it.
 LOAD_FIELDS = (
     Field("loader", str, None, "the loader policy (--loader wins; the list below)"),
-    Field("platform", str, None, "qemu-pc-seabios:<mem>, qemu-q35-ovmf:<mem>, r820-efi, a map file, "
-          "qemu-virt-aarch64:<mem>, qemu-virt-arm:<mem>, qemu-virt-riscv64:<mem> or a board's DTB "
+    Field("platform", str, None, f"{platform_syntax()}, r820-efi, a map file or a board's DTB "
           "(--platform wins)"),
     Field("kernel", str, None, "the kernel file, relative to the recipe"),
     Field("loader_path", str, None, "the name the loader is given for the kernel (default: its file name)"),

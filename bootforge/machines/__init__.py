@@ -2,9 +2,12 @@
 
 A `Machine` is what QEMU is when bootforge runs it and what `bootforge load`
 models: the QEMU binary, machine type and CPU model (its CPUID vendor), the
-firmware (`bios` or `uefi`; SeaBIOS/OVMF only in text), its files and their
-Debian package, the memory-map builder for a memory size, the serial and debug
-ports, the gdbstub's register layout and how a boot medium is attached.
+firmware (`bios` or `uefi`; SeaBIOS/OVMF only in text; `fdt` for a device-tree
+machine, whose firmware hands the kernel a DTB), its files and their Debian
+package, the memory-map builder for a memory size, the serial and debug ports,
+the gdbstub's register layout and how a boot medium is attached. A device-tree
+machine also declares where its RAM starts, the registers its kernel entry gets
+and that its DTB comes from QEMU's `-machine NAME,dumpdtb=` (no E820, no INT 12h).
 `load --platform NAME:<mem>` (and the command line it prints), `verify`, the
 image tests and the fidelity matrix all read this one declaration.
 
@@ -20,10 +23,12 @@ from bootforge.errors import RecipeError
 
 MIB = 1 << 20
 FIRMWARES = ("bios", "uefi")
+DEVICE_TREE = "fdt"                 # the firmware word of a machine that hands the kernel a DTB
 
 # One module per family of machines, each ending in `MACHINES = (Machine(...), ...)`.
 MACHINE_MODULES = (
     "qemu_x86",
+    "qemu_virt",
 )
 
 # The gdbstub's 'g' reply, as (register names, bytes each) in reply order: QEMU's
@@ -63,8 +68,8 @@ class MachineMap:
 class Machine:
     name: str                       # `--platform NAME:<mem>`
     title: str                      # in text: "QEMU pc with SeaBIOS"
-    firmware: str                   # bios | uefi
-    firmware_title: str             # SeaBIOS, OVMF (text only)
+    firmware: str                   # bios | uefi | fdt
+    firmware_title: str             # SeaBIOS, OVMF, OpenSBI (text only)
     binary: str                     # qemu-system-x86_64
     machine: str                    # -machine
     cpu: str                        # -cpu (the binary's default model)
@@ -80,6 +85,17 @@ class Machine:
         "cdrom": ("-cdrom", "{path}"), "disk": ("-drive", "file={path},format=raw,snapshot=on")})
     boot_timeout: float = 60.0      # verify's default wait for the kernel's entry (seconds)
     pci_devices: tuple = ()         # PciDevice models for -device ([[load.devices]]); the VGA is named "VGA"
+    arch: str = "x86_64"            # the guest architecture (aarch64, arm, riscv64 for device-tree machines)
+    ram_base: int = 0               # where RAM starts (virt: 0x40000000 on ARM, 0x80000000 on RISC-V)
+    boot_registers: tuple = ()      # device-tree machines: the registers carrying the boot arguments
+    dtb: str | None = None          # "dumpdtb": the DTB is QEMU's own (-machine NAME,dumpdtb=F)
+    min_memory: int = 0             # the least -m the memory-map builder takes (checked there)
+    cmdline_in_machine_dtb: bool = False    # QEMU writes bootargs while it builds the tree (riscv virt)
+
+    @property
+    def device_tree(self):
+        """Whether the kernel gets a DTB from this machine instead of an E820/EFI map."""
+        return self.firmware == DEVICE_TREE
 
     def firmware_args(self, vars_path="OVMF_VARS_4M.fd"):
         """QEMU's arguments for the firmware files (a fresh copy of the variable store at *vars_path*)."""
@@ -89,10 +105,13 @@ class Machine:
         return ("-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,file={vars_path}")
 
+    def qemu_args(self, memory_bytes):
+        """QEMU's binary, machine, CPU and memory arguments for *memory_bytes* of RAM."""
+        return [self.binary, "-machine", self.machine, "-cpu", self.cpu, "-m", f"{memory_bytes // MIB}M"]
+
     def command(self, memory_bytes):
         """The QEMU command line this machine stands for (what `load` prints)."""
-        return " ".join([self.binary, "-machine", self.machine, "-cpu", self.cpu, "-m", f"{memory_bytes // MIB}M",
-                         *self.firmware_args()])
+        return " ".join([*self.qemu_args(memory_bytes), *self.firmware_args()])
 
     def to_json(self, memory_bytes):
         return {"binary": self.binary, "machine": self.machine, "cpu": self.cpu, "cpu_vendor": self.cpu_vendor,

@@ -51,7 +51,7 @@ def machine_for(platform, loader):
     declared = platform.qemu if isinstance(platform.qemu, machines.Machine) else None
     if declared is None or not platform.memory_bytes:
         raise RecipeError(f"platform {platform.name!r} is a memory map, not a machine QEMU can be; "
-                          f"verify runs on {machines.platform_syntax()}")
+                          f"verify runs on {', '.join(machines.platform_syntax(f) for f in machines.FIRMWARES)}")
     kind = medium_kind(loader)
     if kind not in MEDIA:
         why = f"its boot medium {kind} has no builder yet" if kind else "no real boot of it is made here"
@@ -89,6 +89,7 @@ class VerifyReport:
     predicted_refusal: str | None = None
     loader_words: str | None = None
     last_serial: str = ""
+    last_screen: str = ""
     registers: dict = field(default_factory=dict)
     early_stops: int = 0
     problems: list = field(default_factory=list)
@@ -112,7 +113,7 @@ class VerifyReport:
                 "seconds": round(self.seconds, 3), "ok": self.ok,
                 "registers": {k: v for k, v in self.registers.items()}, "early_stops": self.early_stops,
                 "predicted_refusal": self.predicted_refusal, "loader_words": self.loader_words,
-                "last_serial": self.last_serial, "problems": list(self.problems),
+                "last_serial": self.last_serial, "last_screen": self.last_screen, "problems": list(self.problems),
                 "fields": [{"name": r.name, "predicted": _plain(r.predicted), "observed": _plain(r.observed),
                             "match": r.ok, "counted": r.counted} for r in self.rows],
                 "mismatches": [r.name for r in self.mismatches], "kept": self.kept,
@@ -135,7 +136,8 @@ class VerifyReport:
             out.append(f"  the loader refused after {self.seconds:.1f} s: {self.loader_words!r}")
         elif self.status == "timeout":
             out.append(f"  the kernel's entry was not reached in {self.seconds:.0f} s; last on serial: "
-                       f"{self.last_serial or '(nothing)'}")
+                       f"{self.last_serial or '(nothing)'}"
+                       + (f"; last on the VGA screen: {self.last_screen}" if self.last_screen else ""))
         elif self.status == "exited":
             out.append(f"  QEMU ended before the kernel's entry after {self.seconds:.1f} s; last on serial: "
                        f"{self.last_serial or '(nothing)'}")
@@ -416,6 +418,7 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                 cap = capture(run, ran[0], timeout, reader, progress, other_entries=ran[1:])
         report.boots = 2 if ran else 1
         report.status, report.seconds, report.last_serial = cap.status, cap.seconds, cap.last_serial
+        report.last_screen = cap.last_screen
         report.registers, report.early_stops, report.problems = cap.registers, cap.early_stops, list(cap.problems)
         report.boot_information = cap.doc
         report.loader_words = cap.loader_words
