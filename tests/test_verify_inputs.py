@@ -280,3 +280,16 @@ def test_translation_log_takes_only_the_kernels_entry_bytes(tmp_path):
     assert translated_candidates(log, candidates, b"\xfa\xfc\xbc") == [0x100000]
     assert translated_candidates(log, candidates, b"\x90\x90") == []            # GRUB's block is not taken
     assert translated_candidates(tmp_path / "absent.log", candidates) == []
+
+
+@pytest.mark.qemu
+def test_a_timeout_says_what_the_vga_screen_shows(tmp_path):
+    """When the entry is not reached in time, the report also gives the VGA text screen's last
+    lines (read through QEMU's monitor while QEMU still runs): SeaBIOS's and iPXE's banners."""
+    require("qemu-system-x86_64", host.IPXE_PXE_E1000)
+    r = tmp_path / "r.toml"
+    r.write_text(f'[load]\nkernel = "{LOAD_ROOT / "kernel-mb1"}"\nloader_path = "tftp://10.0.2.2/k"\n'
+                 'platform = "qemu-pc-seabios:256M"\nloader = "ipxe-pcbios-mb1"\n')
+    doc = verify_json(r, "--timeout", "1", rc=1)
+    assert doc["status"] == "timeout" and doc["last_serial"] == ""
+    assert "SeaBIOS" in doc["last_screen"] or "iPXE" in doc["last_screen"], doc["last_screen"]

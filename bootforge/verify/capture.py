@@ -27,6 +27,7 @@ class Capture:
     problems: list = field(default_factory=list)
     loader_words: str | None = None     # the loader's refusal, from its console
     last_serial: str = ""
+    last_screen: str = ""               # the VGA text screen's last lines, when the entry was not reached in time
     early_stops: int = 0
     module_hashes: list = field(default_factory=list)   # sha256 of guest memory [start, end)
     mbi_raw: bytes = b""                # the MBI as read (MB2: total_size bytes; MB1: the info)
@@ -223,4 +224,6 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
 def _finish(out, run):
     out.seconds = run.elapsed()
     out.last_serial = last_lines(run.serial())
+    if out.status == "timeout" and hasattr(run, "screen"):      # QEMU still runs: what the screen says
+        out.last_screen = last_lines("\n".join(run.screen(every=0)))
     return out
