@@ -5,13 +5,11 @@ linear framebuffer's address) or the loader never writes (GRUB's tag padding) ar
 the reason and not counted. The observed bytes here are what the real loaders wrote: the
 Limine 11.4.1 dumps in tests/data and real boots through QEMU's gdbstub."""
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import DATA, REPO, require, run_bootforge
+from conftest import DATA, REPO, require
 from bootforge.qemu import host
 from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_problems
 
@@ -72,17 +70,18 @@ def test_limine_mb1_structures_are_compared_too(tmp_path):
 
 @pytest.mark.qemu
 def test_verify_reports_mbi_bytes_for_grub():
+    """One real boot (GRUB i386-pc, the dump kernel's recipe), its report as JSON and text."""
     require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_I386_PC)
-    recipe = REPO / "recipes" / "load-grub-pc-mb2.toml"
-    proc = run_bootforge("verify", "--json", "-q", recipe)
-    doc = json.loads(proc.stdout)
-    assert proc.returncode == 0 and doc["ok"], doc["mismatches"]
+    from bootforge.verify.run import verify
+    report = verify(str(REPO / "recipes" / "load-grub-pc-mb2.toml"))
+    doc = report.to_json()
+    assert doc["ok"], doc["mismatches"]
     m = doc["mbi_bytes"]
     assert m["match"] and m["differing"] == [] and len(m["observed_sha256"]) == 64
     names = {f["name"] for f in m["firmware_data"]}
     assert "tag 10 (apm) APM table" in names and "tag 14 (acpi_old) RSDP copy" in names
     assert any(n.endswith("padding") for n in names)
-    text = run_bootforge("verify", "-q", recipe).stdout
+    text = report.render_text()
     row = next(line for line in text.splitlines() if line.strip().startswith("mbi bytes"))
     assert row.rstrip().endswith("ok")
     assert "not counted" in text
