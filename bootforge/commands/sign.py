@@ -37,6 +37,7 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
     # bulk: the kernel and initrd of a UKI; writing 60 MiB from Python took 5x sbsign's whole
     # run); the signed headers and the table are written over it afterwards.
     summer = _WholeSum(source)
+    hasher = _EarlyHash(source)
     try:
         # Not fsynced: the output is rebuilt from its inputs (AtomicOutput durable=False); the
         # replace stays atomic, as sbsign's write is (it does not fsync either). Bad input
@@ -45,14 +46,16 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
             copying = _Copy(source_fd, f.fileno(), len(source))
             try:
                 _sign(file, target, key_path, cert_path, key_passphrase_file, source, f,
-                      lambda offset, count: copying.wait(), summer.result)
+                      lambda offset, count: copying.wait(), summer.result, hasher.result)
             finally:
                 copying.wait(reraise=False)
+                hasher.result()
     finally:
         summer.close()
 
 
-def _sign(file, target, key_path, cert_path, key_passphrase_file, data, out, copy_bulk, whole_sum):
+def _sign(file, target, key_path, cert_path, key_passphrase_file, data, out, copy_bulk, whole_sum,
+          early_hash=None):
     """Sign *data* (the input's mapping, whose bytes copy_bulk() puts in *out*), or with no
     *out* the bytes read from *file* (a pipe, stdin)."""
     # Function-level import: the signing modules load only when a file is signed.
@@ -66,7 +69,8 @@ def _sign(file, target, key_path, cert_path, key_passphrase_file, data, out, cop
             for part in parts:
                 f.write(part)
     else:
-        parts, facts = sign_image_parts(data, key, cert, path=file, copy_bulk=copy_bulk, whole_sum=whole_sum)
+        parts, facts = sign_image_parts(data, key, cert, path=file, copy_bulk=copy_bulk, whole_sum=whole_sum,
+                                        early_hash=early_hash)
         head, middle, *rest = parts
         out.write(head)                     # the copy is complete: sign_image_parts waited for it
         out.seek(len(head) + len(middle))
@@ -75,6 +79,46 @@ def _sign(file, target, key_path, cert_path, key_passphrase_file, data, out, cop
         out.truncate()
     what = "added a signature to an already signed image" if facts["appended"] else "signed"
     click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
+
+
+class _EarlyHash:
+    """A thread hashing (SHA-256) the mapped input from its first byte to its end, less the
+    CheckSum and the certificate table's directory entry, found where the PE format puts them
+    (e_lfanew at 0x3C; the optional header 24 bytes after it; CheckSum at +64; the data
+    directories at +96 for PE32 (magic 0x10b), +112 for PE32+ (0x20b); the table's entry is the
+    fifth): the Authenticode hash of an unsigned image without gaps, started before the signing
+    modules are imported. A guess: pe/sign.py uses it only when the layout it reads from the
+    declared headers hashes exactly these ranges. result(): (ranges, hashlib object) or None."""
+
+    def __init__(self, mapped):
+        import hashlib
+        import struct
+        import threading
+        self.thread = self.ranges = None
+        try:
+            opt = struct.unpack_from("<I", mapped, 0x3C)[0] + 24
+            dirs = opt + {0x10B: 96, 0x20B: 112}[struct.unpack_from("<H", mapped, opt)[0]]
+        except (struct.error, KeyError):
+            return
+        checksum, security = opt + 64, dirs + 4 * 8
+        if mapped[:2] != b"MZ" or not (checksum + 4 <= security and security + 8 <= len(mapped)):
+            return
+        self.ranges = [(0, checksum), (checksum + 4, security), (security + 8, len(mapped))]
+        self.hash = hashlib.sha256()
+        view = memoryview(mapped)
+
+        def run():
+            for start, end in self.ranges:
+                self.hash.update(view[start:end])
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self):
+        if self.thread is None:
+            return None
+        self.thread.join()
+        return self.ranges, self.hash
 
 
 class _Copy:

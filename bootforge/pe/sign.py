@@ -185,7 +185,7 @@ def _word_sum(buffer):
     return total % 0xFFFF
 
 
-def sign_image_parts(data, key, cert, path=None, copy_bulk=None, whole_sum=None):
+def sign_image_parts(data, key, cert, path=None, copy_bulk=None, whole_sum=None, early_hash=None):
     """The signed image as buffers to write in order (the headers rewritten, the rest of the
     input unchanged, zero padding, the certificate table) and facts {authenticode_sha256,
     appended, signature_size}: the input's bytes are not copied (60 MiB UKIs).
@@ -195,7 +195,11 @@ def sign_image_parts(data, key, cert, path=None, copy_bulk=None, whole_sum=None)
     [offset, offset + count)) to the output, so the copy overlaps the two passes.
     *whole_sum()*, when given, returns the whole input read as one little-endian integer, mod
     0xFFFF (computed elsewhere, e.g. by another process while this one imports and parses):
-    the CheckSum's word sum then comes from it, less the bytes that change."""
+    the CheckSum's word sum then comes from it, less the bytes that change.
+    *early_hash()*, when given, returns (ranges, hashlib object) or None: a SHA-256 of the input's
+    *ranges* started before the headers were read here; it is the digest's start only when the
+    layout read here hashes exactly those ranges (then the padding follows), else the image is
+    hashed again."""
     try:
         img = read_pe(data)
     except FormatError as exc:
@@ -231,7 +235,14 @@ def sign_image_parts(data, key, cert, path=None, copy_bulk=None, whole_sum=None)
     # hashlib and the copy release the GIL on large buffers; the word sum (int.from_bytes) holds
     # it: the three passes over the image run side by side.
     copied = _Background(copy_bulk, head_end, length - head_end) if copy_bulk else None
-    hashed = _Background(_digest, layout, body)
+    early = early_hash() if early_hash is not None else None
+    if early is not None and length == len(data) and \
+            _coalesced(layout.regions) == [(0, cks), (cks + 4, sec), (sec + 8, unsigned_size)] == \
+            early[0][:2] + [(sec + 8, unsigned_size)] and early[0][2] == (sec + 8, length):
+        early[1].update(pad)
+        hashed = _Done(early[1].digest())
+    else:
+        hashed = _Background(_digest, layout, body)
     whole = whole_sum() if whole_sum is not None else None
     if whole is None:
         body_sum = sum(_word_sum(b) for b in _even_split(body)) % 0xFFFF
@@ -304,6 +315,25 @@ class _Background:
         if not ok:
             raise value
         return value
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _coalesced(regions):
+    """*regions* with each range that starts where the previous one ends joined to it."""
+    out = []
+    for start, end in regions:
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], end)
+        elif start < end:
+            out.append((start, end))
+    return out
 
 
 class _Sized:
