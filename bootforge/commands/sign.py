@@ -131,7 +131,7 @@ class _Copy:
         def run():
             try:
                 _copy_range(src, dst, 0, count)
-            except OSError as exc:
+            except Exception as exc:          # handed to wait(), in the command's thread
                 self.error = exc
 
         self.thread = threading.Thread(target=run, daemon=True)
@@ -222,9 +222,10 @@ def _copy_range(src, dst, offset, count):
     file object)."""
     import os
     done = 0
+    copy_file_range = getattr(os, "copy_file_range", None)        # Linux only
     try:
-        while done < count:
-            n = os.copy_file_range(src, dst, count - done, offset + done, offset + done)
+        while copy_file_range is not None and done < count:
+            n = copy_file_range(src, dst, count - done, offset + done, offset + done)
             if not n:
                 break
             done += n
