@@ -68,6 +68,25 @@ def test_limine_mb1_structures_are_compared_too(tmp_path):
     assert not c["match"] and mbi_bytes_problems(c) == "mmap: +0xa7..+0xa8"
 
 
+def test_mb1_sizes_and_hashes_are_of_the_bytes_the_flags_define(tmp_path):
+    """Limine 11.4.1 writes its whole 116-byte struct (the dump kernel saved all of it); without
+    the framebuffer flag the info the kernel is handed is 88 bytes, as verify's guest-memory
+    capture reads it: the row's sizes agree, the rest is counted apart, and a prediction
+    shorter than what the loader gave differs."""
+    import hashlib
+    res, dumped, structures = _limine("limine-seabios-mb1-256M-mods3-1m.dump", tmp_path)
+    flags = int.from_bytes(dumped[:4], "little")
+    assert len(dumped) == len(res.mbi_bytes) == 116 and not flags & 0x1000
+    mbi = dumped[:88]
+    c = mbi_bytes_comparison(res, SimpleNamespace(mbi_raw=mbi, structures=structures))
+    assert c["match"] and c["predicted_size"] == c["observed_size"] == 88
+    assert c["predicted_sha256"] == c["observed_sha256"] == hashlib.sha256(mbi).hexdigest()
+    assert c["predicted_bytes_past_the_flags"] == 28
+    res.mbi_bytes = bytes(res.mbi_bytes[:80])
+    c = mbi_bytes_comparison(res, SimpleNamespace(mbi_raw=mbi, structures=structures))
+    assert not c["match"] and c["predicted_size"] == 80
+
+
 @pytest.mark.qemu
 def test_verify_reports_mbi_bytes_for_grub():
     """One real boot (GRUB i386-pc, the dump kernel's recipe), its report as JSON and text."""

@@ -279,7 +279,11 @@ def mbi_bytes_comparison(res, cap):
         structures = []
     else:
         layout = _layout(Multiboot1Info)
-        n = len(seen)                         # 88 bytes when the loader sets no framebuffer flag
+        # The info reaches as far as its flags say: 88 bytes without the framebuffer flag, 116
+        # with it (the capture reads that much). Predicted bytes past it (Limine writes the whole
+        # 116-byte struct, QEMU's bootinfo is 88) are no part of what the kernel is handed, so
+        # both hashes and sizes are of the compared bytes; a prediction that is shorter differs.
+        n = len(seen)
         pred = pred[:n]
         firmware = [(at, at + size, f"info {name}", MB1_FIRMWARE_FIELDS[name]) for name, at, size in layout
                     if name in MB1_FIRMWARE_FIELDS]
@@ -293,8 +297,9 @@ def mbi_bytes_comparison(res, cap):
             differing.append({"start": a, "end": b, "name": f"info {name}" + (f" +{inner:#x}" if inner else "")})
         structures = _mb1_structures(res, cap)
     match = not differing and all(s["match"] for s in structures)
-    return {"predicted_sha256": _sha(bytes(res.mbi_bytes)), "observed_sha256": _sha(bytes(cap.mbi_raw)),
-            "predicted_size": len(res.mbi_bytes), "observed_size": len(cap.mbi_raw), "match": match,
+    return {"predicted_sha256": _sha(pred), "observed_sha256": _sha(seen),
+            "predicted_size": len(pred), "observed_size": len(seen), "match": match,
+            "predicted_bytes_past_the_flags": len(res.mbi_bytes) - len(pred),
             "differing": differing,
             "firmware_data": [{"start": lo, "end": hi, "name": what, "reason": why} for lo, hi, what, why in firmware],
             "structures": structures}
