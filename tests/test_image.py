@@ -124,6 +124,26 @@ def test_xorriso_reads_both_el_torito_entries_and_the_gpt(grub_images):
     assert "GPT type GUID      :   1  28732ac11ff8d211ba4b00a0c93ec93b" in out     # ESP
 
 
+def test_grub_isos_end_with_xorrisos_padding(tmp_path):
+    """Every GRUB ISO with a BIOS image has 300 KiB of zeros inside its volume after the last file
+    (grub-mkrescue's xorriso -padding 300k; GRUB i386-pc misread a kernel in a CD's last 32 KiB,
+    tests/test_image_qemu.py), the BIOS-only one too; xorriso lists every file's extent."""
+    require(*GRUB_TOOLS, "xorriso")
+    write_tree(tmp_path)
+    for firmware in (("bios",), ("bios", "uefi")):
+        build(tmp_path, recipe_text("iso", firmware=firmware, output="p.iso"))
+        iso = tmp_path / "p.iso"
+        out = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/", "-exec", "report_lba"],
+                             capture_output=True, text=True).stdout
+        ends = [(int(x[4]) + int(x[5])) * 2048 for x in (line.replace(",", " ").split()
+                                                          for line in out.splitlines()
+                                                          if line.startswith("File data lba:"))]
+        data = iso.read_bytes()
+        volume = struct.unpack_from("<I", data, 16 * 2048 + 80)[0] * 2048
+        assert ends and volume - max(ends) >= 300 * 1024, (firmware, volume, max(ends))
+        assert not any(data[max(ends):volume])
+
+
 def test_isoinfo_sees_rock_ridge_and_the_catalog(grub_images):
     require("isoinfo")
     info = subprocess.run(["isoinfo", "-d", "-i", str(grub_images["iso"])], capture_output=True, text=True).stdout
@@ -465,6 +485,30 @@ def test_captured_boots_of_our_images_equal_load(tmp_path, capture):
     req = image_request(images[image], firmware="uefi" if firmware == "ovmf" else "bios")
     want = predicted_fields(policy(req.loader)(req))
     assert {k: (want[k], seen.get(k)) for k in want if want[k] != seen.get(k)} == {}
+
+
+@pytest.mark.parametrize("capture, biosdev, partition", [
+    ("image-grub-disk-seabios-disk", 0x80, 1),              # the ESP, GPT partition 2
+    ("image-grub-iso-seabios-cdrom", 0xE0, 0xFFFFFFFF)])
+def test_grub_hands_over_the_device_it_booted_from(tmp_path, capture, biosdev, partition):
+    """MB2 tag 5: GRUB i386-pc's root device, the first hard disk's partition holding the entries
+    on a disk image, the whole CD-ROM for an ISO; the real GRUB's tag (the capture) equals the
+    tag `load IMAGE` predicts, byte for byte."""
+    require(*GRUB_TOOLS, str(STUB))
+    from test_image_qemu import CAPTURES, build_images
+    from bootforge.image.load import image_request
+    from bootforge.loader.policies import policy
+    from bootforge.multiboot.dump import parse_dump
+    from bootforge.multiboot.mbi2 import decode_mb2_info
+    image, _firmware, _how = CAPTURES[capture]
+    regions = parse_dump((DATA / f"{capture}.dump").read_bytes())[2]
+    seen = next(t for t in decode_mb2_info(next(r for r in regions if r.name == "mbi").data)["tags"]
+                if t["type"] == 5)
+    assert (seen["biosdev"], seen["partition"], seen["sub_partition"]) == (biosdev, partition, 0xFFFFFFFF)
+    req = image_request(build_images(tmp_path)[image], firmware="bios")
+    want = next(t for t in decode_mb2_info(policy(req.loader)(req).mbi_bytes)["tags"] if t["type"] == 5)
+    assert {k: want[k] for k in ("biosdev", "partition", "sub_partition")} == \
+        {k: seen[k] for k in ("biosdev", "partition", "sub_partition")}
 
 
 def test_corrupted_images_give_a_report_or_one_error_never_a_traceback(grub_images, tmp_path):

@@ -155,9 +155,26 @@ def _from_image(path, platform, loader, entry, firmware):
             if f is None:
                 raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
             mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
-        return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name)
+        return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name, boot_device=_boot_device(view))
     finally:
         view.image.close()
+
+
+def _boot_device(view):
+    """(BIOS drive, 0-based partition) of the volume holding the entries when the image is a
+    disk (the first hard disk, 0x80; GRUB's root is that partition, as grub_get_root_biosnumber
+    and the partition map number it); None for an ISO 9660 volume, booted as the CD-ROM."""
+    if view.config_fs is None or view.config_fs is view.iso or view.esp_offset is None:
+        return None
+    if view.gpt:
+        for p in view.gpt["partitions"]:
+            if p["first_lba"] * 512 == view.esp_offset:
+                return (0x80, p["number"] - 1)
+    if view.mbr is not None:
+        for i, p in enumerate(view.mbr.partitions):
+            if p.lba_first * 512 == view.esp_offset:
+                return (0x80, i)
+    return None
 
 
 def inner_sha256(name):

@@ -25,6 +25,9 @@ class LoadRequest:
     platform: object        # platforms.Platform
     loader: str
     options: dict = field(default_factory=dict)
+    # The BIOS drive and 0-based partition the loader boots from, where an image says so: GRUB
+    # hands its root device over as MB1 boot_device / MB2 tag 5. None: the policy's own medium.
+    boot_device: tuple | None = None
 
 
 @dataclass

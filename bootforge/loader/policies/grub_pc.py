@@ -291,7 +291,9 @@ def load_mb1(req):
         vbe_mode, fb = video.mode | LFB_MODE_FLAG, rgb_framebuffer(video)
         fb["color_info"] = bytes(video.rgb[:4])     # red and green: blue lies past the info's 116 bytes
         res.notes.append(f"video: GRUB sets VBE mode {video.mode:#x} ({video.width}x{video.height}x{video.bpp})")
-    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, (BIOSDEV_CDROM << 24) | 0xFFFFFF,
+    drive, part = req.boot_device or (BIOSDEV_CDROM, None)
+    boot_device = (drive << 24) | (0xFFFFFF if part is None else (part << 16) | 0xFFFF)
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, boot_device,
                                  regions["cmdline"], len(modcmds), mods_addr,
                                  (k.shnum, k.shentsize, regions["shdr"], k.shstrndx) if shdr_size else (0, 0, 0, 0),
                                  MMAP_ENTRY_SIZE * nmmap, regions["mmap"], regions["loader"], 0,
@@ -331,7 +333,10 @@ def load_mb2(req):
     tags.append(mbi.mb2_mmap(res.mmap))
     tags.append(elf_sections_tag(k, res))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
-    tags.append(mbi.mb2_tag_of(Mb2Tag.BOOTDEV, biosdev=BIOSDEV_CDROM, partition=0xFFFFFFFF,
+    # GRUB's root device (multiboot_mbi2.c: grub_get_root_biosnumber, the partition's number):
+    # the CD-ROM GRUB boots from (0xe0, whole), or a disk image's partition.
+    drive, part = req.boot_device or (BIOSDEV_CDROM, None)
+    tags.append(mbi.mb2_tag_of(Mb2Tag.BOOTDEV, biosdev=drive, partition=0xFFFFFFFF if part is None else part,
                                sub_partition=0xFFFFFFFF))
     video = chosen_mode(k, "multiboot2")
     if video is None:
