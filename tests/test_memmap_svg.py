@@ -128,5 +128,6 @@ def test_load_picture_renders_and_names_only_placed_kinds(tmp_path, recipe):
     run_bootforge("load", f"recipes/{recipe}", "--svg", out, check=0)
     root = check_picture(out)
     legend = [t.text for t in texts(root, "legend")]
-    assert legend == ["ram", "reserved", "kernel", "module", "mbi", "boot-info"]
+    # "loader": GRUB i386-pc's own heap at the top of the RAM below 4 GiB, which its relocator avoids.
+    assert legend == ["ram", "reserved", "kernel", "module", "mbi", "boot-info", "loader"]
     assert "reserved 0x9fc00 1 KiB" in [t.text for t in texts(root, "callout")]
