@@ -85,6 +85,7 @@ class ImageParts:
     place_core: Callable | None = None  # disk: (core, mbr_code, core_lba) -> (core, mbr_code) patched
     bios_boot_partition: bool = False   # disk: a BIOS boot partition even without a core
     gpt: bool = True                # ISO with UEFI: a GPT too (False: an MBR-only hybrid)
+    iso_padding: int = 0            # ISO: bytes of zeros inside the volume after the last file
     layout: dict = field(default_factory=dict)      # facts for the build summary
 
 

@@ -200,6 +200,14 @@ def modules(protocols, platform, filesystem):
     return mods
 
 
+# GRUB i386-pc reads a disk in 32 KiB cache blocks (grub-core/kern/disk.c, GRUB_DISK_CACHE_BITS);
+# from a CD under SeaBIOS, a file in the medium's last 32 KiB block came back with other bytes
+# (observed, GRUB 2.06 on QEMU 7.2: a BIOS-only ISO's kernel at 1 MiB held a module's bytes and
+# faulted; 32 KiB of zeros after it boots). grub-mkrescue's ISOs carry xorriso's default
+# -padding 300k inside the volume: so do these.
+ISO_PADDING = 300 * 1024
+
+
 def early_cfg(tag):
     return (f"search --no-floppy --file --set=root {tag}\n"
             "set prefix=($root)/boot/grub\n")
@@ -237,6 +245,7 @@ def image_parts(req):
             # boot_hybrid.img reads core.img from the El Torito image's second 512-byte sector.
             out.mbr_pointer = (mfmt.GRUB_HYBRID_CORE_SECTOR, "<Q", 4)
             out.layout["grub_modules_bios"] = modules(req.protocols, "i386-pc", fs)
+            out.iso_padding = ISO_PADDING
         if "uefi" in req.firmware:
             efi = mkimage("x86_64-efi", EFI_DIR, modules(req.protocols, "x86_64-efi", fs), early)
             out.boot_images.append(BootImage("uefi", "/boot/grub/efi.img", esp={"/EFI/BOOT/BOOTX64.EFI": efi}))

@@ -211,6 +211,8 @@ def _build_iso(spec, made, files, digest, dt, volume_id, out):
     for b in boots:
         iso.add_boot(b)
     sectors = iso.layout()
+    if made.iso_padding:            # zeros inside the volume after the last file (xorriso -padding)
+        sectors = iso.sectors = sectors + -(-made.iso_padding // 2048)
     iso_bytes = sectors * 2048
     gpt = "uefi" in spec.firmware and made.gpt       # Limine: an MBR-only hybrid (see its image_parts)
     total = iso_bytes + (-(-GPT_TAIL // 2048) * 2048 if gpt else 0)
