@@ -158,11 +158,9 @@ def test_signing_is_deterministic_and_in_place(tmp_path):
 
 
 def test_every_key_form_and_input_path_gives_the_same_bytes(tmp_path):
-    """An unencrypted RSA key (PKCS#8 PEM, PKCS#1 PEM, DER) and a DER certificate are read
-    without `cryptography` (bootforge/pe/rsa.py); a regular file's CheckSum sum comes from a
-    forked child and its bulk from the kernel's copy, a pipe's is read and summed in process.
-    All give the bytes of the encrypted key read by `cryptography`, for an unsigned and for an
-    already signed input; sbverify accepts them."""
+    """Every key form (an unencrypted PKCS#8 PEM, PKCS#1 PEM, DER key) and a DER certificate,
+    a regular file (its bulk copied by the kernel) and a pipe (read in process) give the bytes
+    of the encrypted key, for an unsigned and for an already signed input; sbverify accepts them."""
     require("openssl")
     uki = bootforge_uki(tmp_path)
     pkcs8 = plain_snakeoil_key(tmp_path)

@@ -1,13 +1,14 @@
 """Authenticode's ASN.1 structures ("Windows Authenticode Portable Executable Signature
 Format": SpcIndirectDataContent, SpcPeImageData, SpcLink, SpcString), declared for
-asn1crypto, which reads signatures (pe/signature.py); the PKCS#7 SignedData around them is
-asn1crypto's own (cms.ContentInfo, which takes the PKCS#7 v1 form where the content is the
-structure itself, not an OCTET STRING as in CMS).
+asn1crypto; the PKCS#7 SignedData around them is asn1crypto's own (cms.ContentInfo,
+which takes the PKCS#7 v1 form where the content is the structure itself, not an OCTET
+STRING as in CMS).
 
-Signing writes these structures with bootforge/pe/der.py instead (pe/sign.py signed_data):
-asn1crypto's and cryptography's imports cost more than a third of sbsign's whole run on a
-60 MiB UKI. tests/test_sign.py checks the written bytes against sbsign's and reads them back
-through these declarations."""
+asn1crypto rather than `cryptography`'s PKCS7SignatureBuilder: the builder signs only
+id-data content with its own attributes (S/MIME capabilities, signing time), so
+SpcIndirectDataContent would have had to be written as hand-made DER; with asn1crypto the
+whole signature is declared and no DER is written by hand. `cryptography` does the RSA
+and X.509 work."""
 
 from asn1crypto import algos, cms, core
 
@@ -58,6 +59,17 @@ class SpcIndirectDataContent(core.Sequence):
         ("data", SpcAttributeTypeAndOptionalValue),
         ("message_digest", algos.DigestInfo),
     ]
+
+
+def indirect_data(digest, algorithm="sha256"):
+    """The SpcIndirectDataContent of a PE image whose Authenticode hash is *digest*."""
+    pe_data = SpcPeImageData({"flags": (), "file": SpcLink(name="file", value=SpcString(name="unicode",
+                                                                                         value=OBSOLETE))})
+    return SpcIndirectDataContent({
+        "data": {"type": SPC_PE_IMAGE_DATAOBJ, "value": pe_data},
+        "message_digest": {"digest_algorithm": {"algorithm": algorithm, "parameters": core.Null()},
+                           "digest": digest},
+    })
 
 
 class SpcContentInfo(cms.ContentInfo):
