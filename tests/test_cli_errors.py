@@ -4,7 +4,7 @@ exit 2, and with --json the error document {"error": {"file", "offset", "message
 import json
 
 import pytest
-from conftest import assert_one_line_error, require, run_bootforge
+from conftest import DATA, assert_one_line_error, require, run_bootforge
 
 IPXE_ISO = "/usr/lib/ipxe/ipxe.iso"
 
@@ -92,3 +92,16 @@ def test_missing_platform_file_is_named_as_missing(tmp_path):
     # A name that is no platform and no path is still "unknown platform".
     assert_one_line_error(run_bootforge("load", "recipes/load-grub-pc-mb2.toml", "--platform", "bogus"),
                           "unknown platform 'bogus'")
+
+
+@pytest.mark.parametrize("option", ["--secureboot-vars", "--db"])
+def test_inspect_secure_boot_inputs_that_are_unusable_get_the_error_document(tmp_path, option):
+    """inspect's own inputs besides FILES (an OVMF VARS store, a db certificate) are files too: a
+    bad one is one stderr line and, with --json, the error document naming it, exit 2."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a VARS store or a certificate\n" * 4)
+    target = DATA / "limine-seabios-mb1-256M-mods3-1m.dump"
+    proc = run_bootforge("inspect", "--json", option, bad, target)
+    assert_one_line_error(proc, str(bad))
+    error = json.loads(proc.stdout)["error"]
+    assert error["file"] == str(bad) and error["message"]

@@ -64,12 +64,10 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
     if db or dbx or vars_file:
         from bootforge.secureboot import ACTIVE
         from bootforge.secureboot.policy import policy_from_files, policy_from_varstore
-        try:
-            policy = policy_from_varstore(read_input(vars_file), vars_file) if vars_file else None
-            extra = policy_from_files(db, dbx, read_input)
-        except BootforgeError as exc:
-            click.echo(f"bootforge: error: {exc}", err=True)
-            sys.exit(2)
+        # A bad VARS/db/dbx file is a BootforgeError: the CLI says it in one line (and, with
+        # --json, as the error document), exit 2.
+        policy = policy_from_varstore(read_input(vars_file), vars_file) if vars_file else None
+        extra = policy_from_files(db, dbx, read_input)
         if policy is None:
             policy = extra
         else:
