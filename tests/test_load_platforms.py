@@ -36,4 +36,4 @@ def test_seabios_profile_equals_seabios_logs(fixture, mib):
 def test_platform_names():
     assert resolve("qemu-q35-ovmf:1G").memory_map.family == "efi"
     assert resolve("qemu-pc-seabios:3.5G").memory_bytes == 3584 << 20
-    assert resolve("r820-efi").firmware == "efi"
+    assert resolve("r820-efi").firmware == "uefi"

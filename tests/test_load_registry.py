@@ -31,7 +31,7 @@ def test_every_policy_defers_to_a_registered_verdict_and_names_a_firmware():
     for name, p in POLICIES.items():
         assert p.name == name
         assert p.verdict is None or p.verdict in KERNEL_LOADERS, (name, p.verdict)
-        assert set(p.firmware) <= {"bios", "efi", "fdt"} and p.firmware
+        assert set(p.firmware) <= {"bios", "uefi", "fdt"} and p.firmware
         assert p.source and p.summary
         assert not p.verified or p.boot_medium, f"{name} is verified against a real loader: how is it booted?"
 

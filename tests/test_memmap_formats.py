@@ -390,7 +390,7 @@ def test_lsefimmap_reads_the_same_through_memmap_inspect_and_the_platform_loader
     inspected = json.loads(run_bootforge("inspect", "--json", str(LSEFIMMAP_256M), check=0).stdout)
     assert inspected["format"] == "lsefimmap"
     platform = from_file(LSEFIMMAP_256M)
-    assert platform.firmware == "efi" and platform.grub_heap_included
+    assert platform.firmware == "uefi" and platform.grub_heap_included
     assert [(e["start"], e["size"]) for e in inspected["entries"]] == [(r.start, r.size) for r in platform.memory_map.ranges]
     # 125 descriptors in the capture (one line each after the comment).
     lines = [ln for ln in LSEFIMMAP_256M.read_text().splitlines() if ln and not ln.startswith("#")]

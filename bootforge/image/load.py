@@ -80,7 +80,7 @@ def _firmware(firmware, available, where, platform=None):
 
 def _check_platform(plat, fw, where):
     """A platform of the other firmware is refused naming the machines of the firmware asked."""
-    have = "uefi" if plat.firmware == "efi" else plat.firmware
+    have = plat.firmware
     if have in FIRMWARES and have != fw:
         raise RecipeError(f"{where}: --firmware {fw} boots a {fw.upper()} machine, but the platform {plat.name} is "
                           f"{have.upper()}: give --platform {platform_syntax(fw).replace(', ', ' or ')}")

@@ -51,7 +51,7 @@ QEMU_PC_MODELS = {m.name: m for m in MACHINES.values() if m.machine == "pc"}
 @dataclass
 class Platform:
     name: str
-    firmware: str                   # "bios" or "efi"
+    firmware: str                   # "bios", "uefi" or "fdt" (SeaBIOS, OVMF: only in text)
     memory_map: MemoryMap           # E820 for BIOS, EFI for EFI firmware
     int12_kib: int | None = None    # BIOS: INT 12h (and the BDA word at 0x413)
     ebda: int | None = None
@@ -86,7 +86,7 @@ def memory_size(text, where="platform"):
 def machine_platform(machine, ram):
     """The Platform of *machine* (bootforge.machines) with *ram* bytes: the map its firmware reports."""
     got = machine.memory_map(ram, machine.name)
-    return Platform(f"{machine.name}:{ram // MIB}M", "efi" if machine.firmware == "uefi" else "bios",
+    return Platform(f"{machine.name}:{ram // MIB}M", machine.firmware,
                     got.memory_map, int12_kib=got.int12_kib, ebda=got.ebda, memory_bytes=ram, qemu=machine)
 
 
@@ -163,7 +163,7 @@ def from_file(path, name=None, read_map=None):
         raise RecipeError(f"platform map file {path} does not exist")
     fmt = io.guess_format(path)
     if fmt == "lsefimmap":
-        return Platform(name or str(path), "efi", parse_lsefimmap(path.read_text("latin-1"), str(path)),
+        return Platform(name or str(path), "uefi", parse_lsefimmap(path.read_text("latin-1"), str(path)),
                         grub_heap_included=True)
     if fmt is None:
         raise RecipeError(f"{path}: cannot tell which memory-map format this is")
@@ -174,7 +174,7 @@ def from_file(path, name=None, read_map=None):
             m = io.read_map(path, "mbdump")
     else:
         m = io.read_map(path, fmt)
-    firmware = "efi" if m.family == "efi" else "bios"
+    firmware = "uefi" if m.family == "efi" else "bios"
     int12 = None
     if firmware == "bios":
         low = next((r for r in m.ranges if r.start == 0 and r.type == E820Type.RAM), None)

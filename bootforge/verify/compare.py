@@ -116,9 +116,9 @@ MB2_FIRMWARE_DATA = {
 EXIT_MAP_REASON = ("the EFI map at Limine's ExitBootServices: OVMF's allocations while Limine runs (pool pages, "
                    "split free ranges) add descriptors bootforge does not model")
 MB2_FIRMWARE_DATA_ON = {
-    ("limine-mb2", "efi"): {Mb2Tag.EFI_MMAP: [(4, None, "size and EFI map", EXIT_MAP_REASON)]},
+    ("limine-mb2", "uefi"): {Mb2Tag.EFI_MMAP: [(4, None, "size and EFI map", EXIT_MAP_REASON)]},
 }
-MB2_FIRMWARE_TOTAL_SIZE = {("limine-mb2", "efi"): EXIT_MAP_REASON}
+MB2_FIRMWARE_TOTAL_SIZE = {("limine-mb2", "uefi"): EXIT_MAP_REASON}
 # MB1: Multiboot1Info fields, and the structures it points to, that the firmware decides.
 MB1_FIRMWARE_FIELDS = {
     "vbe_interface_seg": "the video BIOS's protected-mode interface (VBE function 0Ah)",

@@ -54,7 +54,7 @@ POLICY_MODULES = (
     "uboot_bootz",
 )
 
-FIRMWARES = ("bios", "efi", "fdt")            # Platform.firmware values ("fdt": a device-tree platform)
+FIRMWARES = ("bios", "uefi", "fdt")           # Platform.firmware values ("fdt": a device-tree platform)
 PROTOCOLS = ("multiboot1", "multiboot2", "xen", "linux")
 # boot_medium: how `bootforge verify` and the fidelity matrix boot a policy for real: a key of
 # bootforge.qemu.media.MEDIA, the builders ("qemu-kernel", "grub-pc-iso", "grub-efi-iso",
@@ -87,7 +87,7 @@ COMPARE_ALL = Comparison()
 @dataclass(frozen=True)
 class Policy:
     name: str
-    firmware: tuple             # the Platform.firmware values it runs on: ("bios",), ("efi",), ("bios", "efi")
+    firmware: tuple             # the Platform.firmware values it runs on: ("bios",), ("uefi",), ("bios", "uefi")
     protocol: str               # one of PROTOCOLS
     verdict: str | None         # the kernel loader verdict it defers to ("grub-mb2"), or None
     load: object                # LoadRequest -> LoadResult

@@ -156,7 +156,7 @@ COMPARISON = Comparison(entry=lambda k: efi_entry(k, keeps_boot_services(k)), mb
                         mmap_from_tag17=True, profile_only=frozenset({"mem_lower", "mem_upper", "mmap_from_tag17"}))
 
 
-@loader_policy("grub-efi-mb2", firmware="efi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
+@loader_policy("grub-efi-mb2", firmware="uefi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
                verified=True, boot_medium="grub-efi-iso", comparison=COMPARISON,
                wrong_firmware="grub-efi-mb2 needs an EFI platform (an EFI map: lsefimmap text, efi-bin, "
                               "a dump's tag 17, r820-efi)",

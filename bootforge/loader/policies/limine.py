@@ -135,7 +135,7 @@ EBDA_DEFAULT = 0x9FC00
 BIOS_AUTO_MODE = (*QEMU_EDID_PREFERRED, 32)
 FIRMWARE_FACTS = {
     "bios": {"rsdp_v2": False, "smbios_entry_len": 0x1F, "gop_default": None},
-    "efi": {"rsdp_v2": True, "smbios_entry_len": 0x1F, "gop_default": (1280, 800, 32)},
+    "uefi": {"rsdp_v2": True, "smbios_entry_len": 0x1F, "gop_default": (1280, 800, 32)},
 }
 E = EfiMemoryType
 # pmm.s2.c pmm_reclaim_uefi_mem(raw = true) and init_memmap: EFI type -> the mmap type; any other -> reserved.
@@ -388,7 +388,7 @@ def _header_flags(k, protocol):
 def predict(req, protocol, loader):
     k = req.kernel
     plat = req.platform
-    efi = plat.firmware == "efi"
+    efi = plat.firmware == "uefi"
     facts = FIRMWARE_FACTS[plat.firmware]
     flags = _header_flags(k, protocol)
     if protocol == "multiboot1" and efi and not flags["video"]:
@@ -589,7 +589,7 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
     res.mbi_bytes = mbi.mb2_info(tags)
 
 
-@loader_policy("limine-mb1", firmware=("bios", "efi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
+@loader_policy("limine-mb1", firmware=("bios", "uefi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
                verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot1` (BIOS, UEFI)")
 def load_mb1(req):
     return predict(req, "multiboot1", "limine-mb1")
@@ -597,8 +597,8 @@ def load_mb1(req):
 
 # verify: on UEFI, tag 17 holds the EFI map at Limine's exit, whose descriptor count is not known
 # beforehand: the MBI size is not predicted there.
-@loader_policy("limine-mb2", firmware=("bios", "efi"), protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
+@loader_policy("limine-mb2", firmware=("bios", "uefi"), protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
                verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot2` (BIOS, UEFI)",
-               comparison=Comparison(not_modelled_on=(("efi", frozenset({"mbi_size"})),)))
+               comparison=Comparison(not_modelled_on=(("uefi", frozenset({"mbi_size"})),)))
 def load_mb2(req):
     return predict(req, "multiboot2", "limine-mb2")

@@ -185,7 +185,7 @@ def kernel_parts(req):
 
 # verified=False: the fidelity matrix does not boot it; tests/test_uki_load.py compares it with
 # Debian's kernel booted under OVMF (-kernel and UKIs), and tests/data/linux-* keeps those boots.
-@loader_policy("linux-efi-stub", firmware="efi", protocol="linux", verdict=None, source=SOURCE, verified=False,
+@loader_policy("linux-efi-stub", firmware="uefi", protocol="linux", verdict=None, source=SOURCE, verified=False,
                boot_medium=None,
                wrong_firmware="linux-efi-stub needs an EFI platform (qemu-q35-ovmf:<mem>, an EFI map file)",
                summary="Linux's EFI stub (an EFI-stub bzImage or a UKI) under OVMF: kernel block, E820, Memory total")

@@ -56,7 +56,7 @@ OPTIONS = (
 )
 
 
-@loader_policy("xen-efi", firmware="efi", protocol="xen", verdict="grub-mb2", source=SOURCE, verified=True,
+@loader_policy("xen-efi", firmware="uefi", protocol="xen", verdict="grub-mb2", source=SOURCE, verified=True,
                boot_medium="grub-efi-iso", options=OPTIONS,
                wrong_firmware="xen-efi needs an EFI platform (lsefimmap text, efi-bin, r820-efi, ...)",
                summary="Xen 4.17 xen.gz started by GRUB x86_64-efi `multiboot2`, up to its E820")
