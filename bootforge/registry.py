@@ -30,6 +30,11 @@ class Registry:
         self._members[name] = member
         return member
 
+    def order_by(self, key):
+        """Re-list the members by *key(name, member)*: the registration order is the import order,
+        and a member module imported on its own (by a test, by another module) registers early."""
+        self._members = dict(sorted(self._members.items(), key=lambda item: key(*item)))
+
     def names(self):
         self._fill()
         return tuple(self._members)

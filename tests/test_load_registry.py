@@ -129,3 +129,19 @@ def test_one_verdict_shape_in_every_json(tmp_path):
     verified = json.loads(run_bootforge("memmap", "verify", DATA / "memmap-sysfs-host", "--json",
                                         check=0).stdout)
     assert verified["checks"] and all(set(c) == VERDICT_KEYS for c in verified["checks"])
+
+
+def test_policies_are_listed_in_module_order_whatever_was_imported_first():
+    """A policy module imported on its own (a test importing qemu_arm's helpers) registers before
+    the registry fills: the listing (help, errors) is still POLICY_MODULES' order."""
+    import subprocess
+    import sys
+    probe = ("import importlib; from bootforge.loader.policies import POLICY_MODULES; "
+             "{first}from bootforge.loader.policies import POLICIES; print(' '.join(POLICIES.names()))")
+    plain = subprocess.run([sys.executable, "-c", probe.format(first="")], capture_output=True, text=True, check=True)
+    last_first = subprocess.run(
+        [sys.executable, "-c", probe.format(
+            first="importlib.import_module('bootforge.loader.policies.' + POLICY_MODULES[-1]); ")],
+        capture_output=True, text=True, check=True)
+    assert plain.stdout.split()[:2] == ["grub-pc-mb1", "grub-pc-mb2"]
+    assert last_first.stdout == plain.stdout

@@ -106,6 +106,9 @@ class Policy:
 def _import_modules():
     for module in POLICY_MODULES:
         importlib.import_module(f"{__name__}.{module}")
+    # Listed in POLICY_MODULES' order (then each module's own), whatever was imported first.
+    rank = {f"{__name__}.{module}": i for i, module in enumerate(POLICY_MODULES)}
+    POLICIES.order_by(lambda name, policy: rank.get(policy.load.__module__, len(rank)))
 
 
 POLICIES = Registry("loader", loader=_import_modules)
