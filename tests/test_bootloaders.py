@@ -135,7 +135,7 @@ def test_limine_config_paths_follow_limines_search_order():
 
 
 READERS_OF_THE_REGISTRY = ("image/build.py", "image/read.py", "image/recipe.py", "image/load.py", "image/inspect.py",
-                           "verify/run.py", "verify/capture.py")
+                           "verify/run.py", "verify/capture.py", "verify/compare.py")
 
 
 @pytest.mark.parametrize("module", READERS_OF_THE_REGISTRY)

@@ -4,7 +4,7 @@ named fields, so one comparison serves `bootforge verify` and the test suite's m
 import hashlib
 
 from bootforge.formats.multiboot import FramebufferType, Mb2Tag, MbiFlag, Multiboot1Info, Multiboot2InfoTagBody
-from bootforge.loader.policies import comparison
+from bootforge.loader.policies import COMPARE_ALL, comparison
 from bootforge.loader.policies.grub_efi import grub_efi_mmap
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.multiboot.dump import Memory, Region, decode_mb1_info, decode_mb2_info
@@ -109,16 +109,8 @@ MB2_FIRMWARE_DATA = {
                                                               "its controller/mode info blocks (SeaVGABIOS)")],
     Mb2Tag.NETWORK: [(8, None, "DHCP ACK", "the packet the network's DHCP server sent")],
 }
-# ... per (policy, firmware): Limine on UEFI copies the EFI map it exits with into tag 17,
-# and its size sets total_size; OVMF's own allocations while Limine runs split and add
-# descriptors there (observed: 129 given where the firmware's map plus Limine's predicted
-# pages make 124), so tag 17 and total_size are read, not predicted.
-EXIT_MAP_REASON = ("the EFI map at Limine's ExitBootServices: OVMF's allocations while Limine runs (pool pages, "
-                   "split free ranges) add descriptors bootforge does not model")
-MB2_FIRMWARE_DATA_ON = {
-    ("limine-mb2", "uefi"): {Mb2Tag.EFI_MMAP: [(4, None, "size and EFI map", EXIT_MAP_REASON)]},
-}
-MB2_FIRMWARE_TOTAL_SIZE = {("limine-mb2", "uefi"): EXIT_MAP_REASON}
+# ... and per policy and firmware, what its Comparison declares (firmware_data_on,
+# total_size_firmware_on: Limine on UEFI).
 # MB1: Multiboot1Info fields, and the structures it points to, that the firmware decides.
 MB1_FIRMWARE_FIELDS = {
     "vbe_interface_seg": "the video BIOS's protected-mode interface (VBE function 0Ah)",
@@ -132,17 +124,8 @@ MB1_FIRMWARE_STRUCTURES = {
     "drives": "the BIOS's drive geometry (INT 13h)",
 }
 LFB_REASON = "the linear framebuffer address: the PCI BAR the firmware assigned to the display"
-# Bytes a loader never writes: they hold whatever its buffer held before (not predictable).
-UNWRITTEN_PADDING = {
-    "grub-pc-mb2": "tag padding GRUB does not clear (multiboot_mbi2.c aligns its pointer to 8 without "
-                   "writing the gap): earlier contents of its buffer",
-    "grub-efi-mb2": "tag padding GRUB does not clear (multiboot_mbi2.c aligns its pointer to 8 without "
-                    "writing the gap): earlier contents of its buffer",
-}
-UNWRITTEN_MODULE_RESERVED = {
-    "grub-pc-mb1": "the module entries' reserved word, which multiboot_mbi.c never sets: earlier contents "
-                   "of GRUB's buffer",
-}
+# Bytes a loader never writes (they hold whatever its buffer held before) are declared by its
+# policy's Comparison (unwritten_tag_padding, unwritten_module_reserved).
 
 
 def _layout(struct):
@@ -221,13 +204,14 @@ def _sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _mb2_firmware(tags, data, key=None):
-    """[(start, end, what, why)] of the firmware bytes in an MB2 blob, by its own tags (*key*:
-    (policy, firmware) for MB2_FIRMWARE_DATA_ON)."""
-    out = []
-    if key in MB2_FIRMWARE_TOTAL_SIZE:
-        out.append((0, 4, "fixed part total_size", MB2_FIRMWARE_TOTAL_SIZE[key]))
-    extra = MB2_FIRMWARE_DATA_ON.get(key, {})
+def _mb2_firmware(tags, data, declared=COMPARE_ALL, firmware=None):
+    """[(start, end, what, why)] of the firmware bytes in an MB2 blob, by its own tags: every
+    policy's MB2_FIRMWARE_DATA and what the policy's Comparison (*declared*) adds on *firmware*."""
+    out = [(0, 4, "fixed part total_size", why) for fw, why in declared.total_size_firmware_on if fw == firmware]
+    extra = {}
+    for fw, tag, lo, hi, what, why in declared.firmware_data_on:
+        if fw == firmware:
+            extra.setdefault(tag, []).append((lo, hi, what, why))
     for at, t, s in tags:
         for lo, hi, what, why in [*MB2_FIRMWARE_DATA.get(t, ()), *extra.get(t, ())]:
             out.append((at + lo, at + (s if hi is None else hi), f"tag {t} ({Mb2Tag.label_of(t)}) {what}", why))
@@ -242,10 +226,11 @@ def _mb2_compare(loader, pred, seen, firmware_kind=None):
     same order the tags are compared pair by pair (a tag of another size differs as a whole
     past the shorter one, and the tags after it still line up); else byte by byte."""
     ptags, stags = _mb2_tags(pred), _mb2_tags(seen)
-    firmware = _mb2_firmware(stags, seen, (loader, firmware_kind))
-    if loader in UNWRITTEN_PADDING:
+    declared = comparison(loader)
+    firmware = _mb2_firmware(stags, seen, declared, firmware_kind)
+    if declared.unwritten_tag_padding:
         firmware += [(at + s, at + s + (-s % 8), f"tag {t} ({Mb2Tag.label_of(t)}) padding",
-                      UNWRITTEN_PADDING[loader]) for at, t, s in stags if -s % 8]
+                      declared.unwritten_tag_padding) for at, t, s in stags if -s % 8]
     skip = {i for lo, hi, _w, _r in firmware for i in range(lo, hi)}
     if [t for _a, t, _s in ptags] != [t for _a, t, _s in stags]:
         fixed = _ranges(pred[:8], seen[:8], set())
@@ -321,9 +306,10 @@ def _mb1_structures(res, cap):
                "predicted_sha256": _sha(p_data) if p_data is not None else None,
                "observed_sha256": _sha(o_data) if o_data is not None else None}
         skip = set()
-        if name == "mods" and res.loader in UNWRITTEN_MODULE_RESERVED:
+        unwritten = comparison(res.loader).unwritten_module_reserved
+        if name == "mods" and unwritten:
             skip = {i for e in range(0, len(o_data or b""), 16) for i in range(e + 12, e + 16)}
-            row["unwritten"] = UNWRITTEN_MODULE_RESERVED[res.loader]
+            row["unwritten"] = unwritten
         row["differing"] = ([] if p_data is None or o_data is None else
                             [{"start": a, "end": b} for a, b in _ranges(p_data, o_data, skip)])
         row["match"] = p_addr == o_addr and p_data is not None and o_data is not None and not row["differing"]

@@ -71,6 +71,15 @@ class Comparison:
     profile_only: frozenset = frozenset()   # predicted from the parametric firmware profile only: shown, not
                                             # counted unless the platform is the loader's own printout
     not_modelled_on: tuple = ()     # ((firmware, frozenset of fields the policy does not model there), ...)
+    # Boot-information bytes this loader leaves to others, shown by verify but not counted (each
+    # with why): MB2 tag bytes the firmware decides on one firmware, beyond every policy's
+    # (((firmware, tag, first byte, end or None for the tag's end, what, why), ...); offsets
+    # relative to the tag with its 8-byte header), total_size decided there ((firmware, why), ...),
+    # and bytes the loader never writes (MB2 tag padding, MB1 module entries' reserved word).
+    firmware_data_on: tuple = ()
+    total_size_firmware_on: tuple = ()
+    unwritten_tag_padding: str = ""
+    unwritten_module_reserved: str = ""
 
     def uncounted(self, platform):
         """The fields shown but not counted on *platform*."""

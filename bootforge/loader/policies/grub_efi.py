@@ -31,7 +31,8 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
-from bootforge.loader.policies.grub_pc import PACKAGE_STRING, REFUSE, elf_sections_tag, mb2_size_bound, relocatable_tag
+from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, UNWRITTEN_TAG_PADDING, elf_sections_tag,
+                                               mb2_size_bound, relocatable_tag)
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
@@ -153,7 +154,8 @@ def keeps_boot_services(k):
 # map's mem_lower/mem_upper come from the parametric OVMF profile (GRUB's own lsefimmap printout
 # predicts them: tests/test_load_fidelity.py); tag 6 is GRUB's conversion of the tag 17 it hands over.
 COMPARISON = Comparison(entry=lambda k: efi_entry(k, keeps_boot_services(k)), mbi_size=False,
-                        mmap_from_tag17=True, profile_only=frozenset({"mem_lower", "mem_upper", "mmap_from_tag17"}))
+                        mmap_from_tag17=True, profile_only=frozenset({"mem_lower", "mem_upper", "mmap_from_tag17"}),
+                        unwritten_tag_padding=UNWRITTEN_TAG_PADDING)
 
 
 @loader_policy("grub-efi-mb2", firmware="uefi", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,

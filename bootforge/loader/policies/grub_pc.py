@@ -36,7 +36,7 @@ from bootforge.formats.multiboot import (
 )
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
-from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
@@ -239,11 +239,17 @@ def _prepare(req, protocol):
 
 
 WRONG_FIRMWARE = "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI"
+# Bytes GRUB never writes, so they hold its buffer's earlier contents (verify shows them, uncounted).
+UNWRITTEN_TAG_PADDING = ("tag padding GRUB does not clear (multiboot_mbi2.c aligns its pointer to 8 without "
+                         "writing the gap): earlier contents of its buffer")
+UNWRITTEN_MODULE_RESERVED = ("the module entries' reserved word, which multiboot_mbi.c never sets: earlier "
+                             "contents of GRUB's buffer")
 
 
 @loader_policy("grub-pc-mb1", firmware="bios", protocol="multiboot1", verdict="grub-mb1", source=SOURCE,
                verified=True, boot_medium="grub-pc-iso", wrong_firmware=WRONG_FIRMWARE,
-               summary="GRUB 2.06 i386-pc `multiboot`/`module`")
+               summary="GRUB 2.06 i386-pc `multiboot`/`module`",
+               comparison=Comparison(unwritten_module_reserved=UNWRITTEN_MODULE_RESERVED))
 def load_mb1(req):
     req = replace(req, kernel=mb1_kludge_view(req.kernel))
     res, rel = _prepare(req, "multiboot1")
@@ -318,7 +324,8 @@ def mb2_size_bound(res, k, cmd_len, has_apm=True):
 
 @loader_policy("grub-pc-mb2", firmware="bios", protocol="multiboot2", verdict="grub-mb2", source=SOURCE,
                verified=True, boot_medium="grub-pc-iso", wrong_firmware=WRONG_FIRMWARE,
-               summary="GRUB 2.06 i386-pc `multiboot2`/`module2`")
+               summary="GRUB 2.06 i386-pc `multiboot2`/`module2`",
+               comparison=Comparison(unwritten_tag_padding=UNWRITTEN_TAG_PADDING))
 def load_mb2(req):
     res, rel = _prepare(req, "multiboot2")
     k = req.kernel
