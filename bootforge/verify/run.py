@@ -28,9 +28,6 @@ from bootforge.verify.compare import observed_fields, predicted_fields, predicte
 # What the first boot's console reader says when the translation log shows the kernel ran elsewhere.
 RAN_ELSEWHERE = "(the kernel ran at another candidate entry)"
 
-# Fields a policy says it does not model (its notes): shown, not counted.
-NOT_MODELLED = {}
-
 
 def medium_kind(loader):
     """The medium a loader boots from, as its policy declares it (None: no real boot here)."""
@@ -275,7 +272,7 @@ def compare_rows(res, cap, req, entry):
     """Prediction and capture as rows: MBI address/size, mem_lower/upper, cmdline, each
     module (start, end, string, bytes), each mmap entry, the tags."""
     want, seen = predicted_fields(res), observed_fields(cap.doc)
-    uncounted = comparison(res.loader).uncounted(res.platform) | NOT_MODELLED.get(res.loader, set())
+    uncounted = comparison(res.loader).uncounted(res.platform)
     rows = []
 
     def add(name, p, o, key):
