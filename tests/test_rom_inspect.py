@@ -198,3 +198,23 @@ def test_bare_efi_driver_says_whether_it_goes_in_an_option_rom(tmp_path):
     proc = run_bootforge("build", recipe, "-o", tmp_path / "app.rom")
     assert proc.returncode == 2 and ("PE subsystem 10 (EFI application): UEFI PciBusDxe loads only boot service "
                                      "(11) and runtime (12) drivers from option ROMs") in proc.stderr
+
+
+def test_json_structures_carry_their_file_offsets():
+    """Offsets inside an image's JSON count from the image (as the headers' pointers do); each
+    structure's file_offset is where its signature is in the file (Debian's combined efi-e1000.rom:
+    image 1 starts at 0x12600)."""
+    rom = "/usr/lib/ipxe/qemu/efi-e1000.rom"
+    require(rom)
+    data = Path(rom).read_bytes()
+    doc = json.loads(run_bootforge("inspect", "--json", rom, check=0).stdout)
+    for image in doc["images"]:
+        pcir = image["pcir"]
+        assert pcir["file_offset"] == image["offset"] + pcir["offset"]
+        assert data[pcir["file_offset"]:pcir["file_offset"] + 4] == b"PCIR"
+        for name, magic in (("pnp", b"$PnP"), ("undi", b"UNDI")):
+            if image[name] is not None:
+                assert data[image[name]["file_offset"]:image[name]["file_offset"] + 4] == magic
+        if image["efi"] is not None:
+            assert image["efi"]["image_file_offset"] == image["offset"] + image["efi"]["image_offset"]
+    assert doc["images"][1]["offset"] == 0x12600 and doc["images"][1]["efi"] is not None

@@ -49,6 +49,8 @@ class RomReport(Report):
                 "images": [self._image_json(i) for i in self.rom.images], "notes": list(self.rom.notes)}
 
     def _image_json(self, image):
+        # Offsets inside an image's entry count from the image's first byte (as the headers'
+        # pointers do); each structure's "file_offset" is where it is in the file.
         doc = {
             "index": image.index, "offset": image.offset, "size": image.size,
             "image_length": image.image_length, "code_type": image.code_type,
@@ -60,7 +62,8 @@ class RomReport(Report):
         if image.pcir is not None:
             p = image.pcir
             doc["pcir"] = {
-                "offset": image.pcir_offset, "vendor_id": p.vendor_id, "device_id": p.device_id,
+                "offset": image.pcir_offset, "file_offset": image.offset + image.pcir_offset,
+                "vendor_id": p.vendor_id, "device_id": p.device_id,
                 "device_list": list(image.device_list), "length": p.length, "revision": p.revision,
                 "class_code": p.class_code, "image_length": p.image_length,
                 "code_revision": p.code_revision, "indicator": p.indicator,
@@ -71,12 +74,13 @@ class RomReport(Report):
             if pointers is not None:
                 doc["pcir"]["config_utility_offset"], doc["pcir"]["dmtf_clp_offset"] = pointers
         if image.pnp:
-            doc["pnp"] = self._pnp_json(image.pnp[0])
-            doc["pnp"]["chain"] = [self._pnp_json(h) for h in image.pnp[1:]]
+            doc["pnp"] = self._pnp_json(image.pnp[0], image.offset)
+            doc["pnp"]["chain"] = [self._pnp_json(h, image.offset) for h in image.pnp[1:]]
         for sub in (image.undi, image.ipxe):
             if sub is not None:
                 f = sub.fields
-                entry = {"offset": sub.offset, "length": f.length, "checksum_ok": sub.checksum_ok}
+                entry = {"offset": sub.offset, "file_offset": image.offset + sub.offset, "length": f.length,
+                         "checksum_ok": sub.checksum_ok}
                 if sub.name == "UNDI":
                     entry.update(revision=f.revision, pxe_version=list(f.pxe_version),
                                  loader_entry=f.loader_entry, stack_size=f.stack_size,
@@ -89,16 +93,18 @@ class RomReport(Report):
         if image.is_efi:
             h = image.header
             doc["efi"] = {"subsystem": h.subsystem, "machine": h.machine, "compression": h.compression,
-                          "image_offset": h.efi_image_offset, "initialization_size": image.size,
+                          "image_offset": h.efi_image_offset, "image_file_offset": image.offset + h.efi_image_offset,
+                          "initialization_size": image.size,
                           "pe": image.pe.to_json() if image.pe else None}
             if image.decompressed is not None:
                 doc["efi"].update(image.decompressed.to_json())
         return doc
 
     @staticmethod
-    def _pnp_json(pnp):
+    def _pnp_json(pnp, image_offset):
         f = pnp.fields
-        return {"offset": pnp.offset, "revision": f.revision, "length": f.length * 16,
+        return {"offset": pnp.offset, "file_offset": image_offset + pnp.offset, "revision": f.revision,
+                "length": f.length * 16,
                 "checksum_ok": pnp.checksum_ok, "device_id": f.device_id,
                 "manufacturer": pnp.manufacturer, "product": pnp.product,
                 "device_type": list(f.device_type), "device_indicators": f.device_indicators,
