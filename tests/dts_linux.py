@@ -2,7 +2,7 @@
 scripts/Makefile.lib does, for comparing bootforge's DTS compiler with dtc.
 
 Only what the device trees need is extracted, once, under build/linux (never committed):
-arch/arm64/boot/dts, arch/arm/boot/dts, include/dt-bindings, scripts/dtc/include-prefixes.
+arch/arm64/boot/dts, arch/arm/boot/dts, include/dt-bindings, include/uapi, scripts/dtc/include-prefixes.
 """
 
 import os
@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE_TAR = Path("/usr/src/linux-source-6.1.tar.xz")
 TOP = "linux-source-6.1"
 ROOT = REPO / "build" / "linux"
-MEMBERS = ("arch/arm64/boot/dts/", "arch/arm/boot/dts/", "include/dt-bindings/", "scripts/dtc/include-prefixes/")
+# include/uapi: some dt-bindings headers are links into it (input/linux-event-codes.h).
+MEMBERS = ("arch/arm64/boot/dts/", "arch/arm/boot/dts/", "include/dt-bindings/", "include/uapi/",
+           "scripts/dtc/include-prefixes/")
 # Makefile.lib: dtc_cpp_flags = -nostdinc -I$(DTC_INCLUDE) -undef -D__DTS__, then -x assembler-with-cpp.
 CPP = ["cpp", "-nostdinc", "-I", "scripts/dtc/include-prefixes", "-undef", "-D__DTS__", "-x", "assembler-with-cpp"]
 
@@ -22,12 +24,13 @@ def linux_tree():
     """The extracted source tree (extracting it on first use: about 15 s)."""
     tree = ROOT / TOP
     marker = ROOT / ".dts-extracted"
-    if marker.exists():
+    wanted = " ".join(MEMBERS) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
         return tree
     ROOT.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-xJf", str(SOURCE_TAR), "-C", str(ROOT), "--wildcards",
                     *[f"{TOP}/{m}*" for m in MEMBERS]], check=True)
-    marker.write_text("arch/arm64, arch/arm DTS, dt-bindings, include-prefixes\n")
+    marker.write_text(wanted)
     return tree
 
 
