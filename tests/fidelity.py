@@ -266,7 +266,7 @@ def predict(sc, inputs, platform=None):
         platform = resolve(platform)
     elif "lsefimmap" in inputs:
         from bootforge.loader.platforms import Platform, parse_lsefimmap
-        platform = Platform(f"ovmf-q35:{sc.memory} (GRUB lsefimmap)", "efi", parse_lsefimmap(inputs["lsefimmap"]),
+        platform = Platform(f"ovmf-q35:{sc.memory} (GRUB lsefimmap)", "uefi", parse_lsefimmap(inputs["lsefimmap"]),
                             grub_heap_included=True)
     elif MEDIUM.get(sc.loader) == "grub-efi-iso":     # before the boot: the parametric OVMF profile
         platform = resolve(f"qemu-q35-ovmf:{sc.memory}")

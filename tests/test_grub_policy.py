@@ -106,3 +106,17 @@ def test_real_grub_efi_loads_tboot_over_acpi_nvs(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["status"] == "entry" and doc["registers"]["rip"] == 0x804000, doc
     assert doc["mismatches"] == [], doc["mismatches"]
+
+
+def test_chunks_after_a_staged_target_keep_off_it():
+    """On the Dell R820's EFI map the dump kernel's 0x100000 is not conventional memory, so GRUB
+    x86_64-efi stages the segment; the staging copy may use the target's pages (tboot's does, on
+    the real GRUB above), but the ELF sections, modules and MBI allocated after it do not."""
+    from conftest import REPO, run_bootforge
+    doc = json.loads(run_bootforge("load", "--json", REPO / "recipes" / "load-grub-pc-mb2.toml", "--platform",
+                                   "r820-efi", "--loader", "grub-efi-mb2", check=0).stdout)
+    placed = {p["name"]: p for p in doc["placements"]}
+    target = placed["kernel segment 0"]
+    assert "over firmware memory" in target["rule"]
+    later = [p for p in doc["placements"] if p["kind"] in ("boot-info", "module", "mbi")]
+    assert later and all(p["end"] <= target["start"] or p["start"] >= target["end"] for p in later), later

@@ -149,7 +149,7 @@ def test_uefi_mmap_is_limines_conversion_of_tag17():
         efi = MemoryMap("efi", [MemoryRange(d["physical_start"], d["number_of_pages"] * 4096, d["type"],
                                             d["attribute"]) for d in t17["descriptors"]])
         six = [(e["base_addr"], e["length"], e["type"]) for t in tags if t["type"] == 6 for e in t["entries"]]
-        assert handed_over_mmap(Platform("tag17", "efi", efi)) == six, name
+        assert handed_over_mmap(Platform("tag17", "uefi", efi)) == six, name
         # Reserved neighbours stay apart (RT data, RT code, reserved at the top of low RAM).
         assert sum(1 for a, b in zip(six, six[1:]) if a[2] == b[2] == 2 and a[0] + a[1] == b[0]) >= 2
 

@@ -239,6 +239,9 @@ def load(req):
         # 0x1500000, just past the BootServicesData holding a kernel linked at 16 MiB).
         alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages at or above the target "
               "(relocator source)", "loader", min_addr=p // PAGE * PAGE)
+        # The copy may lie in the target's own pages (observed: tboot's), but the target is one of
+        # the relocator's chunks: the chunks after it (sections, modules, the MBI) keep off it.
+        free.take_overlap(p // PAGE * PAGE, align_up(p + m, PAGE) - p // PAGE * PAGE)
     for s in k.unloaded_sections("grub"):
         alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
     mods = []
