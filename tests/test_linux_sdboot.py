@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, assert_one_line_error, require, run_bootforge
-from test_linux_uki_esp import assert_uki_boot
-from test_uki_build import bootforge_uki
+from test_linux_uki_esp import assert_uki_boot, uki_disk_recipe
 
 from bootforge.bootloaders import ConfigEntry, systemd_boot
 from bootforge.uki.dmesg import parse_kernel_log
@@ -21,20 +20,7 @@ FIXTURES = DATA / "linux-sdboot"
 
 
 def image_recipe(directory, loader_path="/EFI/Linux/debian.efi", extra=""):
-    directory = Path(directory)
-    uki = bootforge_uki(directory)
-    p = directory / "sdboot.toml"
-    p.write_text(f"""[image]
-format = "disk"
-loader = "systemd-boot"
-output = "sdboot.img"
-[[image.entries]]
-title = "debian"
-kernel = "{uki.name}"
-loader_path = "{loader_path}"
-protocol = "linux"
-{extra}""")
-    return p
+    return uki_disk_recipe(directory, "systemd-boot", "sdboot", loader_path, extra)
 
 
 def test_loader_conf_round_trip():

@@ -19,14 +19,15 @@ PAGE = 4096
 EFI_LOADER_CODE = 1
 
 
-def image_recipe(directory, loader_path="/EFI/BOOT/BOOTX64.EFI", extra=""):
+def uki_disk_recipe(directory, loader, name, loader_path, extra=""):
+    """An [image] disk recipe with one Linux entry: bootforge's UKI at *loader_path*."""
     directory = Path(directory)
     uki = bootforge_uki(directory)
-    p = directory / "direct.toml"
+    p = directory / f"{name}.toml"
     p.write_text(f"""[image]
 format = "disk"
-loader = "uki"
-output = "direct.img"
+loader = "{loader}"
+output = "{name}.img"
 [[image.entries]]
 title = "debian"
 kernel = "{uki.name}"
@@ -34,6 +35,10 @@ loader_path = "{loader_path}"
 protocol = "linux"
 {extra}""")
     return p
+
+
+def image_recipe(directory, loader_path="/EFI/BOOT/BOOTX64.EFI", extra=""):
+    return uki_disk_recipe(directory, "uki", "direct", loader_path, extra)
 
 
 def assert_uki_boot(report, log):
