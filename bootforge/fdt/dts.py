@@ -10,7 +10,8 @@ makes the two outputs comparable line for line.
 import struct
 
 from bootforge.errors import FormatError, LimitError
-from bootforge.fdt.parse import MAX_DEPTH, _check_blocks, _parse_reservations, parse_header
+from bootforge.fdt.parse import (MAX_DEPTH, _check_blocks, _check_no_overlap_with_reservations, _parse_reservations,
+                                parse_header)
 from bootforge.formats.fdt import FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_NOP, FDT_PROP
 
 _STRING_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
@@ -101,10 +102,7 @@ def dtb_to_dts(data, path=None):
     h = parse_header(data, path)
     _check_blocks(h, path)
     reservations, rsv_end = _parse_reservations(data, h, path)
-    for name, off, size in (("structure block", h["off_dt_struct"], h["size_dt_struct"]),
-                            ("strings block", h["off_dt_strings"], h["size_dt_strings"])):
-        if size and h["off_mem_rsvmap"] < off + size and off < rsv_end:
-            raise FormatError(f"{name} overlaps the memory reservation block", path=path, offset=off)
+    _check_no_overlap_with_reservations(h, rsv_end, path)
     strings_start = h["off_dt_strings"]
     strings_size = h["size_dt_strings"]
     strings_end = strings_start + strings_size

@@ -79,6 +79,14 @@ def _check_blocks(h, path):
                           f"[{sg:#x}, {sg + sgs:#x})", path=path, offset=0x08)
 
 
+def _check_no_overlap_with_reservations(h, rsv_end, path):
+    """The structure and strings blocks lie outside the memory reservation block."""
+    for name, off, size in (("structure block", h["off_dt_struct"], h["size_dt_struct"]),
+                            ("strings block", h["off_dt_strings"], h["size_dt_strings"])):
+        if size and h["off_mem_rsvmap"] < off + size and off < rsv_end:
+            raise FormatError(f"{name} overlaps the memory reservation block", path=path, offset=off)
+
+
 def _parse_reservations(data, h, path):
     rsv = h["off_mem_rsvmap"]
     # The block ends at the next block that starts after it, or at totalsize.
@@ -114,10 +122,7 @@ def parse_dtb(data, path=None):
     h = parse_header(data, path)
     _check_blocks(h, path)
     reservations, rsv_end = _parse_reservations(data, h, path)
-    for name, off in (("structure block", h["off_dt_struct"]), ("strings block", h["off_dt_strings"])):
-        size = h["size_dt_struct"] if name == "structure block" else h["size_dt_strings"]
-        if size and h["off_mem_rsvmap"] < off + size and off < rsv_end:
-            raise FormatError(f"{name} overlaps the memory reservation block", path=path, offset=off)
+    _check_no_overlap_with_reservations(h, rsv_end, path)
 
     strings_start = h["off_dt_strings"]
     strings_end = strings_start + h["size_dt_strings"]
