@@ -164,17 +164,9 @@ def _boot_device(view):
     """(BIOS drive, 0-based partition) of the volume holding the entries when the image is a
     disk (the first hard disk, 0x80; GRUB's root is that partition, as grub_get_root_biosnumber
     and the partition map number it); None for an ISO 9660 volume, booted as the CD-ROM."""
-    if view.config_fs is None or view.config_fs is view.iso or view.esp_offset is None:
+    if view.config_fs is None or view.config_fs is view.iso or view.esp_partition is None:
         return None
-    if view.gpt:
-        for p in view.gpt["partitions"]:
-            if p["first_lba"] * 512 == view.esp_offset:
-                return (0x80, p["number"] - 1)
-    if view.mbr is not None:
-        for i, p in enumerate(view.mbr.partitions):
-            if p.lba_first * 512 == view.esp_offset:
-                return (0x80, i)
-    return None
+    return (0x80, view.esp_partition)
 
 
 def inner_sha256(name):

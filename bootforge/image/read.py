@@ -59,6 +59,7 @@ class ImageView:
     esp: FatVolume | None = None
     esp_where: str | None = None
     esp_offset: int | None = None     # the ESP's first byte in the image
+    esp_partition: int | None = None  # its 0-based partition number (GPT or MBR); None: an El Torito image
     problems: list = field(default_factory=list)
     loader: str | None = None
     config_path: str | None = None
@@ -185,22 +186,23 @@ def _find_esp(view):
     if view.catalog:
         for e in view.catalog["entries"]:
             if e["platform_id"] == et.PLATFORM_EFI:
-                cands.append((e["load_rba"] * 2048, f"El Torito UEFI image at sector {e['load_rba']}"))
+                cands.append((e["load_rba"] * 2048, f"El Torito UEFI image at sector {e['load_rba']}", None))
     if view.gpt:
         for p in view.gpt["partitions"]:
             if p["type_guid"] == gfmt.GPT_TYPE_ESP:
-                cands.append((p["first_lba"] * 512, f"GPT partition {p['number']}"))
+                cands.append((p["first_lba"] * 512, f"GPT partition {p['number']}", p["number"] - 1))
     if view.mbr is not None:
         for i, p in enumerate(view.mbr.partitions):
             if p.type == mfmt.MBR_TYPE_EFI_SYSTEM:
-                cands.append((p.lba_first * 512, f"MBR partition {i + 1}"))
-    for offset, where in cands:
+                cands.append((p.lba_first * 512, f"MBR partition {i + 1}", i))
+    for offset, where, partition in cands:
         if offset + 512 > img.size:
             continue
         try:
             view.esp = FatVolume(img.window(offset, img.size - offset), img.size - offset, f"ESP ({where})")
             view.esp_where = where
             view.esp_offset = offset
+            view.esp_partition = partition
             return
         except FormatError:
             continue
