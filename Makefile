@@ -112,8 +112,12 @@ STUBS += $(BUILD)/stubs/pxeprobe.0 $(BUILD)/stubs/sanmbr.bin
 
 stubs: $(STUBS)
 
+# The suite runs on every core (pytest-xdist): most of it is one QEMU or one Python process
+# at a time, so a second worker nearly halves the wall time on 2 cores. Whole files go to
+# one worker (--dist loadfile), so a module's fixtures are made once.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: deps venv stubs
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile tests
 
 # The loader fidelity matrix (tests/fidelity.py, on bootforge.qemu and verify's capture):
 # boot the dump kernel and Xen's xen.gz under QEMU -kernel, GRUB, Syslinux, iPXE and

@@ -90,7 +90,7 @@ def dump_kernel(link, protocol):
             {"information_request": [1, 2, 3, 6], "module_alignment": True}
         recipe = {"kernel": {"input": str(stub), "protocol": "multiboot1" if protocol == "mb1" else "multiboot2",
                              "multiboot1" if protocol == "mb1" else "multiboot2": opts}}
-        build_kernel_recipe(out_dir / "recipe.toml", recipe, kernel)
+        build_kernel_recipe(out_dir / f"{kernel.stem}.toml", recipe, kernel)     # one recipe per kernel: test workers build side by side
     return kernel
 
 

@@ -95,7 +95,7 @@ def kernel_for(kind, link):
         recipe = {"kernel": {"input": str(stub), "protocol": "multiboot2", "multiboot2": {
             "information_request": [1, 2, 3, 6], "module_alignment": True, "relocatable": RELOCATABLE[kind]}}}
     if not out.exists() or out.stat().st_mtime < stub.stat().st_mtime:
-        build_kernel_recipe(KERNELS / "recipe.toml", recipe, out)
+        build_kernel_recipe(KERNELS / f"{Path(out).stem}.toml", recipe, out)
     return out
 
 
