@@ -120,6 +120,54 @@ def write_modules(directory, count):
 
 
 XEN_GZ = "/boot/xen-4.17-amd64.gz"
+
+
+def debian_kernel_files():
+    """Debian's installed kernel and its initrd (linux-image-amd64): the newest
+    /boot/vmlinuz-* and the initrd.img-* of the same version, or (None, None)."""
+    kernels = sorted(Path("/boot").glob("vmlinuz-*"))
+    if not kernels:
+        return None, None
+    version = kernels[-1].name[len("vmlinuz-"):]
+    initrd = Path("/boot") / f"initrd.img-{version}"
+    return kernels[-1], (initrd if initrd.exists() else None)
+
+
+def busybox_initrd():
+    """A small deterministic initrd (gzip'd newc cpio: /init and busybox-static's
+    /bin/busybox, mtime 0, uid 0): Xen's third module, and the initrd when Debian's is absent."""
+    out = BUILD / "xen-fidelity" / "busybox-initrd.gz"
+    if out.exists():
+        return out
+    import gzip
+
+    def member(name, mode, data, ino):
+        head = "070701" + "".join(f"{v:08X}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0,
+                                                       len(name) + 1, 0))
+        blob = head.encode() + name.encode() + b"\0"
+        blob += b"\0" * (-len(blob) % 4) + data
+        return blob + b"\0" * (-len(blob) % 4)
+
+    cpio = member("bin", 0o40755, b"", 1) + member("bin/busybox", 0o100755, Path("/bin/busybox").read_bytes(), 2)
+    cpio += member("init", 0o100755, b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n", 3)
+    cpio += member("TRAILER!!!", 0, b"", 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    tmp.write_bytes(gzip.compress(cpio, 9, mtime=0))
+    os.replace(tmp, out)            # atomic: parallel test runs may build it too
+    return out
+
+
+def xen_modules(count):
+    """Xen's dom0 modules, as a Xen user gives them: Debian's vmlinuz (dom0 kernel, with its
+    command line), Debian's initrd (the busybox one when none is installed), and a third
+    small one (the busybox initrd). [(path, size, args)] of the first *count*."""
+    vmlinuz, initrd = debian_kernel_files()
+    if vmlinuz is None:
+        raise ToolError("no /boot/vmlinuz-*: install linux-image-amd64 (make deps)")
+    small = busybox_initrd()
+    mods = [(vmlinuz, "root=/dev/ram0 console=hvc0"), (initrd or small, ""), (small, "busybox")]
+    return [(p, p.stat().st_size, a) for p, a in mods[:count]]
 # Where each loader finds the files (the names it is given), as the media place them.
 NAMES = {"qemu-mb1": None, "grub-pc-mb1": "/boot/", "grub-pc-mb2": "/boot/", "grub-efi-mb2": "/boot/",
          "syslinux-mb1": "/", "ipxe-pcbios-mb1": "tftp://10.0.2.2/"}
@@ -139,18 +187,26 @@ def serial_run(machine, medium, workdir, limit, stop_on):
         return run.serial()
 
 
-def boot_xen(workdir, memory):
-    """Xen through GRUB x86_64-efi on OVMF with a fake dom0: GRUB prints the EFI map before
-    and after loading (lsefimmap), Xen prints its E820 and panics; -no-reboot ends QEMU."""
-    dom0 = Path(workdir) / "dom0"
-    dom0.write_bytes(b"not a dom0 kernel\n" * 64)
+def boot_xen(workdir, memory, count):
+    """Xen through GRUB x86_64-efi on OVMF with Debian's dom0 modules (xen_modules): GRUB prints
+    the EFI map before and after loading (lsefimmap), Xen prints its base and E820; the run ends
+    at the first Xen line after the "EFI RAM map:" table (dom0 is never started)."""
+    mods = xen_modules(count)
+    lines = "".join(f"  module2 /boot/{p.name} {a}\n" for p, _s, a in mods)
     medium = grub_script_iso(workdir, "set timeout=0\nserial --unit=0 --speed=115200\nterminal_input serial\n"
                              'terminal_output serial\nmenuentry "xen" {\n  insmod lsefimmap\n  lsefimmap\n'
                              "  echo AFTER-LOAD\n  multiboot2 /boot/xen.gz console=com1 com1=115200,8n1\n"
-                             "  module2 /boot/dom0 dom0\n  lsefimmap\n  boot\n}\n",
-                             [("/boot/xen.gz", XEN_GZ), ("/boot/dom0", dom0)], name="xen.iso", reuse=True)
-    serial = serial_run(Machine("ovmf", memory_mib(memory)), medium, workdir, 150, ("Panic on CPU", "Reboot in"))
-    return serial, dom0
+                             + lines + "  lsefimmap\n  boot\n}\n",
+                             [("/boot/xen.gz", XEN_GZ)] + [(f"/boot/{p.name}", p) for p, _s, _a in mods],
+                             name="xen.iso", reuse=True)
+    serial = serial_run(Machine("ovmf", memory_mib(memory)), medium, workdir, 150,
+                        ("Panic on CPU", "Reboot in", XEN_AFTER_MAP))
+    return serial, [(p, f"/boot/{p.name}", a) for p, _s, a in mods]
+
+
+# Xen 4.17's line after its "EFI RAM map:" table (xen/arch/x86/setup.c prints the map, then
+# the ACPI tables it found): the boot information is all printed by then.
+XEN_AFTER_MAP = "ACPI: RSDP"
 
 
 XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
@@ -199,12 +255,12 @@ def boot_scenario(sc, workdir):
         doc, serial = boot_platform_map(sc, workdir)
         return doc, serial, {"kernel": None, "modules": []}
     if sc.loader == "xen-efi":
-        serial, dom0 = boot_xen(workdir, sc.memory)
+        serial, mods = boot_xen(workdir, sc.memory, sc.modules)
         inputs = {"kernel": Path(XEN_GZ), "kernel_path": "/boot/xen.gz", "lsefimmap": serial.split("AFTER-LOAD")[0],
-                  "modules": [(dom0, "/boot/dom0", "dom0")], "serial": serial}
+                  "modules": mods, "serial": serial}
         return parse_xen(serial), serial, inputs
     kernel = Path(XEN_GZ) if sc.link == "xen" else dump_kernel(sc.link, sc.protocol)
-    mods = write_modules(workdir / "mods", sc.modules)
+    mods = xen_modules(sc.modules) if sc.link == "xen" else write_modules(workdir / "mods", sc.modules)
     prefix = NAMES[sc.loader]
     if prefix is None:          # QEMU -kernel: the file names themselves
         kfile = BootFile(kernel, str(kernel), KERNEL_CMDLINE)
@@ -384,19 +440,26 @@ def default_matrix():
 
 # OVMF boots take 5-20 s: a few.
 EFI_SCENARIOS = [Scenario("grub-efi-mb2", "256M", 3, "1m"), Scenario("grub-efi-mb2", "1G", 1, "16m"),
-                 # Xen 4.17's xen.gz (relocatable, keeps boot services: EFI64 entry, no tags 6/4/17).
-                 Scenario("grub-efi-mb2", "512M", 1, "xen"), Scenario("grub-efi-mb2", "2G", 1, "xen"),
-                 Scenario("xen-efi", "512M", 1, "xen"), Scenario("xen-efi", "1G", 1, "xen"),
+                 # Xen 4.17's xen.gz (relocatable, keeps boot services: EFI64 entry, no tags 6/4/17)
+                 # with Debian's vmlinuz and initrd as dom0 modules (xen_modules).
+                 Scenario("grub-efi-mb2", "512M", 2, "xen"), Scenario("grub-efi-mb2", "2G", 3, "xen"),
+                 Scenario("xen-efi", "512M", 2, "xen"), Scenario("xen-efi", "2G", 3, "xen"),
                  # The parametric OVMF profile (+ GRUB's heap) at sizes it was not derived from.
                  Scenario("platform-q35-ovmf", "768M", 0, "map"), Scenario("platform-q35-ovmf", "4G", 0, "map")]
 
-# Xen 4.17's xen.gz, unmodified, under GRUB i386-pc (stopped at its entry, before Xen runs).
+# Xen 4.17's xen.gz, unmodified, under GRUB i386-pc (stopped at its entry, before Xen runs),
+# with 0-3 dom0 modules (xen_modules: Debian's vmlinuz, its initrd, a gzip'd busybox initrd).
 # A mismatch is a failure: there is no list of known ones.
-# Points: each memory size of the issue once per protocol, module sets 0/1/3 spread over them
-# (GRUB's heap top, the 3 GiB PCI hole at 3G/5G, modules below and above the image).
-XEN_PC_SCENARIOS = [Scenario("grub-pc-mb2", m, n, "xen") for m, n in (("256M", 0), ("512M", 1), ("1G", 3),
-                                                                      ("3G", 1), ("5G", 3))] + \
-                   [Scenario("grub-pc-mb1", m, n, "xen") for m, n in (("512M", 1), ("1G", 0), ("5G", 3))]
+XEN_PC_MEMORY = ("256M", "1G", "3G", "5G")
+XEN_PC_MATRIX = [Scenario(l, m, n, "xen") for l in ("grub-pc-mb2", "grub-pc-mb1") for m in XEN_PC_MEMORY
+                 for n in range(4)]
+# make test's points (BOOTFORGE_FIDELITY unset): per protocol each memory size once and each
+# module count once (a Latin square, the two protocols in opposite orders), so every size
+# (GRUB's heap top at 256M/1G, the PCI hole below 4 GiB at 3G/5G, RAM above 4 GiB at 5G) and
+# every count (the gunzipped third module included) is booted under both MB1 and MB2.
+XEN_PC_CHOSEN = [Scenario("grub-pc-mb2", m, n, "xen") for m, n in zip(XEN_PC_MEMORY, (3, 2, 1, 0))] + \
+                [Scenario("grub-pc-mb1", m, n, "xen") for m, n in zip(XEN_PC_MEMORY, (0, 3, 2, 1))]
+XEN_PC_SCENARIOS = XEN_PC_MATRIX if os.environ.get("BOOTFORGE_FIDELITY") == "full" else XEN_PC_CHOSEN
 
 
 def main(argv):

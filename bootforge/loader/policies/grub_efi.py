@@ -31,7 +31,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
-from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, UNWRITTEN_TAG_PADDING, elf_sections_tag,
+from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
                                                mb2_size_bound, relocatable_tag)
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
@@ -246,8 +246,9 @@ def load(req):
         alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
     mods = []
     for i, m in enumerate(req.modules):
-        at = alloc(f"module {i} {m.loader_path}", m.size, "lowest conventional pages, 4 KiB", "module")
-        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
+        size = grub_module_size(m)      # gunzipped / unxz'd as GRUB's module2 loads it
+        at = alloc(f"module {i} {m.loader_path}", size, "lowest conventional pages, 4 KiB", "module")
+        mods.append({"start": at, "end": at + size, "cmdline": m.cmdline})
     res.modules = mods
     # The MBI buffer: grub_multiboot2_get_mbi_size() counts, besides every tag, the EFI map as
     # grub_efi_find_mmap_size() sizes it (the map's bytes now plus a page, page aligned), so the

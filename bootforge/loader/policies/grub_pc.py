@@ -28,8 +28,10 @@ Rules:
 """
 
 from dataclasses import replace
+from pathlib import Path
 
-from bootforge.errors import LoaderRefusal
+from bootforge.compress.streams import decompress
+from bootforge.errors import BootforgeError, LoaderRefusal
 from bootforge.formats.multiboot import (
     APM_TABLE_SIZE, FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
     Multiboot1MmapEntryFixed, Multiboot1Module, VbeInfoBlock, VbeModeInfoBlock,
@@ -67,6 +69,40 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # probe kernels (align 2 MiB, preference high, memsz 0x9034 fits under it, 0xa034 does not) on
 # the grub-mkrescue ISO bootforge builds, at 512M and 1G: 0x1d6000 bytes in use below the top.
 HEAP_IN_USE = 0x1D6000
+
+# gzio's header flags it refuses (grub-core/io/gzio.c test_gzip_header: CONTINUATION, ENCRYPTED, RESERVED).
+GZIO_UNSUPPORTED_FLAGS = 0x02 | 0x20 | 0xC0
+
+
+def grub_module_size(m):
+    """The bytes GRUB loads for module *m* (a ModuleSpec): `module`/`module2` open the file
+    without GRUB_FILE_TYPE_NO_DECOMPRESS unless --nounzip (grub-core/loader/multiboot.c
+    grub_cmd_module), so a gzip module is gunzipped, its size the trailer's ISIZE (io/gzio.c
+    test_gzip_header reads file->size from the last 4 bytes), and an xz module is
+    unxz'd (io/xzio.c). Other files (a zstd initrd, a bzImage) are loaded as they are.
+    Observed: a gzip'd busybox initrd as Xen's third module under real GRUB i386-pc."""
+    data = m.data
+    if data is None:
+        try:
+            with open(m.path, "rb") as f:
+                head = f.read(10)
+                if head[:2] == b"\x1f\x8b" and len(head) == 10 and head[2] == 8 \
+                        and not head[3] & GZIO_UNSUPPORTED_FLAGS and Path(m.path).stat().st_size >= 18:
+                    f.seek(-4, 2)
+                    return int.from_bytes(f.read(4), "little")
+                if not head.startswith(b"\xfd7zXZ\x00"):
+                    return m.size
+                data = head + f.read()
+        except OSError:
+            return m.size
+    if data[:2] == b"\x1f\x8b" and len(data) >= 18 and data[2] == 8 and not data[3] & GZIO_UNSUPPORTED_FLAGS:
+        return int.from_bytes(data[-4:], "little")
+    if data.startswith(b"\xfd7zXZ\x00"):
+        try:
+            return len(decompress(data, "xz"))
+        except BootforgeError:
+            return m.size
+    return m.size
 
 
 class Relocator:
@@ -222,6 +258,7 @@ def _prepare(req, protocol):
                   "relocator: lowest fit, sh_addralign (sh_addr == 0 sections)", "boot-info")
     mods = []
     for i, m in enumerate(req.modules):
+        m = replace(m, size=grub_module_size(m))
         try:
             at = rel.alloc(m.size, 4096, MIB if protocol == "multiboot1" else 0, 0xFFFFFFFF - m.size + 1)
         except LoaderRefusal as exc:

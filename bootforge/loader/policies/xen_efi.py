@@ -37,7 +37,7 @@ from bootforge.loader.alloc import align_down, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB
 from bootforge.loader.policies.grub_efi import FREED_AT_EXIT, _with_loader_data, place_grub_heap
-from bootforge.loader.policies.grub_pc import relocatable_tag
+from bootforge.loader.policies.grub_pc import grub_module_size, relocatable_tag
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
@@ -101,13 +101,14 @@ def load(req):
         res.place(f"ELF section {sec.index}", at, sec.size, PAGE, "GRUB: lowest conventional pages", "boot-info")
     mods = []
     for i, m in enumerate(req.modules):
-        at = conv.lowest(align_up(m.size, PAGE), PAGE, 0x1000, GIB4)
+        msize = grub_module_size(m)     # GRUB's module2 gunzips / unxz's
+        at = conv.lowest(align_up(msize, PAGE), PAGE, 0x1000, GIB4)
         if at is None:
             raise LoaderRefusal(f"couldn't find suitable memory target (module {i} {m.loader_path})")
-        conv.take(at, align_up(m.size, PAGE))
-        taken.append((at, align_up(m.size, PAGE)))
-        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline})
-        res.place(f"module {i} {m.loader_path}", at, m.size, PAGE, "lowest conventional pages", "module")
+        conv.take(at, align_up(msize, PAGE))
+        taken.append((at, align_up(msize, PAGE)))
+        mods.append({"start": at, "end": at + msize, "cmdline": m.cmdline})
+        res.place(f"module {i} {m.loader_path}", at, msize, PAGE, "lowest conventional pages", "module")
     res.modules = mods
     # Trampoline below 1 MiB.
     tsize = req.options["trampoline_size"]      # default from OPTIONS, filled in by run_policy

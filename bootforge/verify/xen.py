@@ -1,0 +1,155 @@
+"""verify of the xen-efi policy (protocol "xen"): Xen 4.17's xen.gz started by GRUB
+x86_64-efi `multiboot2` on OVMF, the boot the policy predicts. What the policy claims is
+what Xen itself derives and prints on its console before it starts dom0
+(xen/arch/x86/setup.c): "Xen image load base address" and the "EFI RAM map:" E820 it
+builds from the EFI map at ExitBootServices. GRUB's `lsefimmap` before and after
+loading also shows the loader-data pages GRUB took (the image, sections, modules).
+No breakpoint: Xen's console is read, and the run ends at the first line after the
+map ("ACPI: RSDP"), before dom0 runs."""
+
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bootforge import machines
+from bootforge.errors import BootforgeError, LoaderRefusal, RecipeError
+from bootforge.loader.platforms import parse_lsefimmap
+from bootforge.loader.policies import POLICIES, policy
+from bootforge.qemu.media import grub_script_iso
+from bootforge.qemu.runner import Machine, QemuRun, last_lines
+
+XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
+# Xen's first line after the "EFI RAM map:" table (setup.c prints the map, then the ACPI tables).
+AFTER_MAP = "ACPI: RSDP"
+# Where Xen stops on its own before the map is complete.
+XEN_STOPS = ("Panic on CPU", "Reboot in")
+LOADED = "AFTER-LOAD"       # echoed by the medium's grub.cfg between the two lsefimmap printouts
+EFI_LOADER_DATA = 2
+
+
+def grub_cfg(kernel_name, cmdline, modules):
+    """The medium's grub.cfg: serial console, the EFI map before loading, Xen and its modules,
+    the map after loading, boot."""
+    lines = "".join(f"  module2 {name} {args}".rstrip() + "\n" for name, args in modules)
+    return ("set timeout=0\nserial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n"
+            'menuentry "xen" {\n  insmod lsefimmap\n  lsefimmap\n'
+            f"  echo {LOADED}\n  multiboot2 {kernel_name} {cmdline}".rstrip() + "\n" + lines
+            + "  lsefimmap\n  boot\n}\n")
+
+
+def xen_console_facts(serial):
+    """Xen's printed facts (None when its map was never printed): load_base, e820
+    [(start, size, type)] and grub_pages [(start, size)], the EFI loader-data runs
+    lsefimmap shows after loading that were not there before."""
+    if "EFI RAM map:" not in serial:
+        return None
+    base = re.search(r"Xen image load base address: (0x[0-9a-f]+)", serial)
+    e820 = []
+    for line in serial.split("EFI RAM map:", 1)[1].splitlines()[1:]:
+        m = re.match(r"\(XEN\)\s+\[([0-9a-f]{16}), ([0-9a-f]{16})\] \((.+)\)", line.strip())
+        if not m:
+            break
+        a, b = int(m.group(1), 16), int(m.group(2), 16)
+        e820.append((a, b + 1 - a, XEN_E820_TYPES.get(m.group(3), m.group(3))))
+    before, _, after = serial.partition(LOADED)
+    after = after.split("(XEN)")[0]
+    old = {(r.start, r.size) for r in parse_lsefimmap(before).ranges if r.type == EFI_LOADER_DATA}
+    new = sorted((r.start, r.size) for r in parse_lsefimmap(after).ranges if r.type == EFI_LOADER_DATA
+                 and (r.start, r.size) not in old)
+    return {"load_base": int(base.group(1), 16) if base else None, "e820": e820, "grub_pages": new}
+
+
+def predicted_facts(res):
+    """The policy's load base, E820 and GRUB's pages (merged as the firmware map shows them)."""
+    pages = []
+    for a, n in sorted(res.grub_pages):
+        if pages and pages[-1][0] + pages[-1][1] == a:
+            pages[-1] = (pages[-1][0], pages[-1][1] + n)
+        else:
+            pages.append((a, n))
+    return {"load_base": res.load_base, "e820": list(res.mmap), "grub_pages": pages}
+
+
+def rows_for(want, seen, Row):
+    rows = [Row("load base (Xen's console)", want["load_base"], seen["load_base"],
+                want["load_base"] == seen["load_base"])]
+    pm, om = want["e820"], seen["e820"]
+    rows.append(Row("mmap entries", len(pm), len(om), len(pm) == len(om)))
+    for i in range(max(len(pm), len(om))):
+        p = pm[i] if i < len(pm) else None
+        o = om[i] if i < len(om) else None
+        rows.append(Row(f"mmap {i}", p, o, p == o))
+    rows.append(Row("GRUB's loader-data pages", want["grub_pages"], seen["grub_pages"],
+                    want["grub_pages"] == seen["grub_pages"]))
+    return rows
+
+
+def _machine(req):
+    plat = req.platform
+    declared = plat.qemu if isinstance(plat.qemu, machines.Machine) else None
+    if declared is None or not plat.memory_bytes or declared.firmware != "uefi":
+        raise RecipeError(f"verify of {req.loader} boots OVMF: give --platform qemu-q35-ovmf:<mem> "
+                          f"(the platform is {plat.name})")
+    return Machine(declared.name, plat.memory_bytes >> 20)
+
+
+def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
+    """verify of a protocol "xen" request (from run.verify): a VerifyReport."""
+    # Function-level import: run.py calls this module (verify_xen) from its verify().
+    from bootforge.verify.run import Row, VerifyReport, with_medium_names
+    machine = _machine(req)
+    # Bare names go where the GRUB medium puts them (/boot/), and the prediction is for those.
+    req, defaults = with_medium_names(req, POLICIES.get(req.loader).boot_medium)
+    report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe(), default_names=defaults)
+    if progress:
+        for line in defaults:
+            progress(line)
+    try:
+        res = policy(req.loader)(req)
+    except LoaderRefusal as exc:
+        raise RecipeError(f"{req.loader} refuses it: {exc.message} (verify of a refused Xen boot is not made)",
+                          path=recipe) from None
+    except BootforgeError as exc:
+        raise exc.located(path=recipe)
+    timeout = timeout or max(machine.declared.boot_timeout, 150)
+    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        files = [(req.kernel_loader_path, req.kernel.path)] + [(m.loader_path, m.path) for m in req.modules]
+        if any(not name.startswith("/") for name, _src in files):
+            raise RecipeError("verify of xen-efi needs absolute loader paths (GRUB file names)", path=recipe)
+        cfg = grub_cfg(req.kernel_loader_path, req.cmdline, [(m.loader_path, m.cmdline) for m in req.modules])
+        medium = grub_script_iso(work, cfg, files, name="xen-efi.iso")
+        report.medium = medium.description + " (GRUB x86_64-efi `multiboot2`, lsefimmap before and after loading)"
+        report.entry_how = "not stopped: Xen's console printout (load base, EFI RAM map)"
+        if progress:
+            progress(f"booting {machine.describe()} from {report.medium}; reading Xen's console up to "
+                     f"{AFTER_MAP!r}")
+        started = time.monotonic()
+        with QemuRun(machine, medium, workdir=work) as run:
+            run.start()
+            run.wait_until(lambda r: any(x in r.serial() for x in (AFTER_MAP,) + XEN_STOPS), timeout, poll=0.2)
+            serial = run.serial()
+            exited = run.exited()
+        report.seconds = time.monotonic() - started
+        report.boots = 1
+        report.last_serial = last_lines(serial)
+        seen = xen_console_facts(serial)
+        if seen is None:
+            report.status = "exited" if exited else "timeout"
+            return report
+        report.status = "console"
+        report.boot_information = {"xen_console": seen}
+        report.rows = rows_for(predicted_facts(res), seen, Row)
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            report.kept = str(work)
+    return report
+
+
+def handles(loader):
+    return loader in POLICIES and POLICIES.get(loader).protocol == "xen"
