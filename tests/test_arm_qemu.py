@@ -209,3 +209,27 @@ def test_refusals_are_one_line():
     for kernel, platform, loader, words in cases:
         proc = run_bootforge("load", kernel, "--platform", platform, "--loader", loader)
         assert_one_line_error(proc, words)
+
+
+@pytest.mark.parametrize("arch,mem", [("aarch64", "1G"), ("arm", "256M")])
+def test_verify_boots_qemu_kernel(tmp_path, arch, mem):
+    """`bootforge verify` makes the boot above itself (QEMU -kernel, the gdbstub at the entry):
+    every counted field matches, QEMU's seeds are listed per boot with their sizes and reasons,
+    and what it read equals what load predicts (registers, initrd placement, DTB address)."""
+    kernel = dump_kernel(arch)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    args = (kernel, "--platform", f"qemu-virt-{arch}:{mem}", "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE)
+    proc = run_bootforge("verify", *args, "--module", initrd, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    predicted = json.loads(run_bootforge("load", *args, "--initrd", initrd, "--json", check=0).stdout)
+    fields = {f["name"]: f for f in report["fields"]}
+    assert report["ok"] and report["status"] == "entry" and report["mismatches"] == []
+    for name, value in predicted["linux"]["registers"].items():
+        assert report["registers"][name] == value == fields[name]["observed"]
+    assert fields["initrd start"]["observed"] == predicted["mbi"]["modules"][0]["start"]
+    assert fields["dtb bytes"]["observed"] == "equal" and fields["initrd bytes"]["match"]
+    per_boot = [f for f in report["fields"] if f["name"].startswith("per boot: ")]
+    assert [f["name"] for f in per_boot if f["counted"]] == ["per boot: /chosen rng-seed", "per boot: /chosen kaslr-seed"]
+    assert all(f["observed"].startswith(("32 bytes", "8 bytes")) for f in per_boot if f["counted"])
+    assert fields["dtb /chosen bootargs"]["observed"] == CMDLINE

@@ -99,3 +99,18 @@ def regenerate():
 if __name__ == "__main__":
     sys.path.insert(0, str(DATA.parent))
     regenerate()
+
+
+def test_verify_boots_qemu_kernel_on_riscv64(tmp_path):
+    """`bootforge verify` on riscv64 virt (OpenSBI, the gdbstub at the entry): a0/a1, the initrd and
+    OpenSBI's edited DTB byte for byte apart from rng-seed."""
+    kernel = dump_kernel("riscv64")
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    proc = run_bootforge("verify", kernel, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel",
+                         "--cmdline", "console=ttyS0", "--module", initrd, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    fields = {f["name"]: f for f in report["fields"]}
+    assert report["registers"]["a0"] == 0 and report["registers"]["a1"] == fields["dtb address"]["observed"]
+    assert fields["dtb bytes"]["match"] and fields["initrd bytes"]["match"]
+    assert [f["name"] for f in report["fields"] if f["name"].startswith("per boot")] == ["per boot: /chosen rng-seed"]

@@ -224,3 +224,40 @@ def test_booti_on_riscv64(tmp_path, mem):
     dt = result["linux"]["devicetree"]
     spans = dt["random_bytes"] + dt["loader_chosen_bytes"]
     assert masked(dump.full_dtb(), spans) == masked((tmp_path / "predicted.dtb").read_bytes(), spans)
+
+
+def test_verify_boots_booti_with_a_ramdisk(tmp_path):
+    """`bootforge verify` types booti at U-Boot's prompt and stops at the entry: x0 (U-Boot's DTB
+    copy), the ramdisk copy's place and bytes, and the DTB byte for byte apart from QEMU's seeds."""
+    kernel = dump_kernel("aarch64")
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    proc = run_bootforge("verify", kernel, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-booti",
+                         "--cmdline", "console=ttyAMA0 via=verify", "--module", initrd, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    fields = {f["name"]: f for f in report["fields"]}
+    assert "booti 0x40400000 0x" in report["medium"] or report["medium"].startswith("U-Boot qemu_arm64 booti")
+    assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+    assert fields["dtb /chosen u-boot,version"]["match"]
+    assert fields["x0"]["observed"] == fields["dtb address"]["observed"]
+
+
+def test_verify_boots_bootm_of_a_fit_and_its_refusal(tmp_path):
+    """verify of bootm: a bootforge FIT boots exactly as predicted; a FIT with no DTB for the board
+    is refused by U-Boot in the words uboot-bootm predicts (a row of its own, exit 0)."""
+    fit = _fit(tmp_path)
+    proc = run_bootforge("verify", fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                         "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    fields = {f["name"]: f for f in report["fields"]}
+    assert fields["kernel entry"]["observed"] == LOAD and fields["dtb bytes"]["match"]
+    assert fields["dtb /chosen u-boot,bootconf"]["observed"] == "conf-1"
+    (tmp_path / "nodtb").mkdir()
+    fit = _fit(tmp_path / "nodtb", with_fdt=False)
+    proc = run_bootforge("verify", fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                         "--json", "-q")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["status"] == "refused", proc.stdout[-2000:]
+    assert report["predicted_refusal"] in report["loader_words"].split(" | ")
+    assert report["fields"][0]["name"] == "loader" and report["fields"][0]["match"]

@@ -227,7 +227,7 @@ def run_to_entry(argv, command, entry, layout, timeout, progress, work):
             if time.monotonic() - prompt_again > 0.5:
                 said = console.out[mark:].decode("latin-1").splitlines()[1:]
                 said = [line.strip() for line in said if line.strip() and line.strip() != "=>"]
-                status, words = "refused", said[-1] if said else ""
+                status, words = "refused", " | ".join(said)
                 break
     while console.pump(0.2):
         pass
