@@ -55,6 +55,7 @@ class ConfigEntry:
     modules: list = field(default_factory=list)     # [(path, cmdline)]
     note: str = ""                  # why it is not a Multiboot entry
     label: str | None = None        # Syslinux: the LABEL typed at boot (title is its MENU LABEL)
+    extra: tuple = ()               # GRUB: lines before the kernel line ([[image.entries]] grub_extra)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class ImageRequest:
     protocols: frozenset
     digest: bytes                   # the image's content digest (ids derived from it)
     limine_dir: str | None = None
+    video: bool = False             # a kernel asks for a framebuffer (GRUB adds its video drivers)
+    grub_modules: tuple = ()        # [image] grub_modules
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ def write(entries, timeout=0, *, header=HEADER, preamble=(), before=(), after=()
     for e in entries:
         lines.append(f"menuentry {quote(e.title)} {{")
         lines += [f"\t{b}" for b in before]
+        lines += [f"\t{x}" for x in e.extra]
         if e.protocol == "linux":
             lines.append(f"\tlinux {quote(e.kernel)} {_args(e.cmdline)}".rstrip())
             if e.modules:
@@ -184,8 +185,36 @@ def read_refusal(run):
 
 # ------------------------------------------------------------------ the image builder's hooks
 
-def modules(protocols, platform, filesystem):
-    """The modules the generated grub.cfg and early config need (grub-mkimage adds dependencies)."""
+# The video drivers a kernel asking for a framebuffer needs, per GRUB platform. x86_64-efi:
+# GOP and UGA; without them GRUB says "no suitable video mode found." and hands over no
+# framebuffer (observed, GRUB 2.06 on OVMF). i386-pc: VBE, which `multiboot`/`multiboot2` pull in
+# anyway (moddep.lst); vga (640x480 planar, video/i386/pc/vga.c) is not added, as no real boot
+# has checked how it competes with VBE for "auto". all_video (also video_bochs and video_cirrus,
+# which program the display themselves) only when the recipe's grub_modules says so.
+VIDEO_MODULES = {"i386-pc": ("vbe",), "x86_64-efi": ("efi_gop", "efi_uga")}
+
+
+def asks_for_video(data):
+    """Whether a kernel's Multiboot header asks for a framebuffer: an MB2 framebuffer tag, or
+    MB1 flag 2 (video mode) with mode_type 0 (linear graphics)."""
+    from bootforge.formats.multiboot import Mb2HeaderTag
+    from bootforge.multiboot.headers import find_mb1, find_mb2
+    mb2 = find_mb2(data)
+    if mb2 is not None:
+        return any(t.get("type") == Mb2HeaderTag.FRAMEBUFFER for t in mb2.get("tags", []))
+    mb1 = find_mb1(data)
+    return bool(mb1 and mb1.get("video_mode") and (mb1.get("video") or {}).get("mode_type", 1) == 0)
+
+
+def video_preamble(platform):
+    """grub.cfg lines loading the video drivers on a grub-mkrescue medium (its modules directory
+    holds them; an image of bootforge's has them in its core image instead)."""
+    return [f"insmod {m}" for m in VIDEO_MODULES[platform]]
+
+
+def module_list(protocols, platform, filesystem, video=False, extra=()):
+    """The modules the generated grub.cfg and early config need (grub-mkimage adds dependencies),
+    the video drivers when a kernel asks for a framebuffer, and the recipe's grub_modules."""
     mods = ["search", "normal", "serial", "terminal", "boot", filesystem]
     if "multiboot1" in protocols:
         mods.append("multiboot")
@@ -197,7 +226,13 @@ def modules(protocols, platform, filesystem):
         mods.append("part_gpt")
     if platform == "i386-pc":
         mods.append("biosdisk")
+    if video:
+        mods += [m for m in VIDEO_MODULES[platform] if m not in mods]
+    mods += [m for m in extra if m not in mods]
     return mods
+
+
+modules = module_list
 
 
 # GRUB i386-pc reads a disk in 32 KiB cache blocks (grub-core/kern/disk.c, GRUB_DISK_CACHE_BITS);
@@ -235,6 +270,10 @@ def image_parts(req):
     tag = f"/boot/grub/bootforge-{req.digest[:8].hex()}.id"
     early = early_cfg(tag)
     fs = "iso9660" if req.format == "iso" else "fat"
+    video, extra = req.video, tuple(req.grub_modules)
+
+    def modules(protocols, platform, filesystem):
+        return module_list(protocols, platform, filesystem, video, extra)
     out = ImageParts(files={tag: req.digest.hex().encode() + b"\n"}, layout={"grub_early_config": early})
     if req.format == "iso":
         if "bios" in req.firmware:

@@ -29,6 +29,7 @@ from bootforge.fileio import AtomicOutput, read_input
 from bootforge.formats import eltorito as et
 from bootforge.formats import gpt as gfmt
 from bootforge.formats import mbr as mfmt
+from bootforge.formats.multiboot import MB2_SEARCH
 from bootforge.image.content import FileContent, source_date_epoch, utc
 from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
 from bootforge.image.fat import FatWriter
@@ -86,7 +87,20 @@ def check_verdicts(spec):
 def config_entries(spec):
     """The recipe's entries as the bootloader's configuration writer takes them."""
     return [ConfigEntry(e.title, e.protocol, e.loader_path, e.cmdline,
-                        [(m.loader_path, m.cmdline) for m in e.modules]) for e in spec.entries]
+                        [(m.loader_path, m.cmdline) for m in e.modules], extra=e.grub_extra) for e in spec.entries]
+
+
+def _asks_for_video(spec):
+    """Whether a Multiboot kernel of a GRUB image asks for a framebuffer (GRUB then gets its video
+    drivers: bootloaders/grub.py VIDEO_MODULES)."""
+    if spec.loader != "grub":
+        return False
+    from bootforge.bootloaders.grub import asks_for_video   # the GRUB writer's own rule
+    def head(path):         # the headers lie in the first 32 KiB (MB2_SEARCH; MB1's 8 KiB)
+        with open(path, "rb") as f:
+            return f.read(MB2_SEARCH)
+    return any(asks_for_video(head(e.kernel_source)) for e in spec.entries
+               if e.protocol in ("multiboot1", "multiboot2"))
 
 
 def _tree(spec):
@@ -136,7 +150,8 @@ def build_image_recipe(recipe, table, output):
     dt = utc(source_date_epoch())
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
     # The bootloader's files, boot images and MBR code, before any output exists.
-    req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir)
+    req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir,
+                       video=_asks_for_video(spec), grub_modules=spec.grub_modules)
     parts = loader.image_parts(req)
     for path, source in parts.files.items():
         files[path] = _content(source)

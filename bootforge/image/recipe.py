@@ -67,6 +67,8 @@ IMAGE_FIELDS = (
     Field("secureboot_certificate", str, None, "the X.509 certificate of secureboot_private_key", **PATH),
     Field("secureboot_key_passphrase_file", str, None, "file whose first line decrypts secureboot_private_key",
           **PATH),
+    Field("grub_modules", list, [], "loader grub: further GRUB modules put in its core images (e.g. all_video), "
+          "beside those the entries need (the video drivers are added when a kernel asks for a framebuffer)"),
 )
 ENTRY_FIELDS = (
     Field("title", str, None, "the menu entry's title (default \"entry N\")"),
@@ -78,6 +80,8 @@ ENTRY_FIELDS = (
           "concatenated by the loader)"),
     Field("platform", str, None, "`load` of this entry: its platform"),
     Field("loader", str, None, "`load` of this entry: the loader policy"),
+    Field("grub_extra", list, [], "loader grub: grub.cfg lines put in this entry before its kernel line "
+          "(e.g. \"set gfxpayload=keep\")"),
 )
 MODULE_FIELDS = (
     Field("path", str, REQUIRED, "the module file, relative to the recipe", **PATH),
@@ -127,6 +131,7 @@ class BootEntry:
     modules: list = field(default_factory=list)
     platform: str | None = None     # `load` of the recipe: this entry's platform / policy, if given
     loader: str | None = None
+    grub_extra: tuple = ()          # grub.cfg lines before the kernel line ([[image.entries]] grub_extra)
 
 
 @dataclass
@@ -145,6 +150,7 @@ class ImageSpec:
     platform: str | None
     allow_refusal: bool = False     # tests only: build even when the loader's verdict refuses a kernel
     sign: object = None             # bytes -> signed bytes for the EFI binaries ([image] secureboot_* keys)
+    grub_modules: tuple = ()        # [image] grub_modules: further modules in GRUB's core images
 
     @property
     def protocols(self):
@@ -229,8 +235,9 @@ def read_image_table(recipe, table):
             _check_cmdline(margs, mwhere)
             mods.append(ModuleEntry(FileContent.from_file(msrc, "module"), msrc,
                                     image_path(m.get("loader_path", "/boot/" + Path(mp).name), mwhere), margs))
+        extra = _grub_words(e["grub_extra"], "grub_extra", where, loader, r"[^\n\r\0]*")
         entries.append(BootEntry(title, content, src, lpath, protocol, cmdline, mods, e.get("platform"),
-                                 e.get("loader")))
+                                 e.get("loader"), extra))
 
     files = {}
     files_t = t["files"]
@@ -251,8 +258,20 @@ def read_image_table(recipe, table):
         # Function-level import: cryptography and asn1crypto only for a signed image.
         from bootforge.pe.sign import recipe_signer
         sign = recipe_signer(t, lambda value, key: base / value, "image")
+    grub_modules = _grub_words(t["grub_modules"], "grub_modules", "image", loader, r"[A-Za-z0-9_-]{1,64}")
     return ImageSpec(recipe, fmt_, loader, firmware, t.get("output"), entries, files, t.get("size"),
-                     t["timeout"], volume_id, limine_dir, t.get("platform"), t["allow_refusal"], sign)
+                     t["timeout"], volume_id, limine_dir, t.get("platform"), t["allow_refusal"], sign, grub_modules)
+
+
+def _grub_words(items, key, where, loader, pattern):
+    """[image] grub_modules / [[image.entries]] grub_extra: strings matching *pattern*, GRUB only."""
+    if items and loader != "grub":
+        raise RecipeError(f"[{where}] {key} is for loader grub, not {loader}")
+    if len(items) > MAX_ENTRIES or not all(isinstance(x, str) and re.fullmatch(pattern, x) for x in items):
+        raise RecipeError(f"[{where}] {key} must be a list of at most {MAX_ENTRIES} strings "
+                          f"({'module names' if key == 'grub_modules' else 'lines without line breaks'}), "
+                          f"not {items!r}"[:300])
+    return tuple(items)
 
 
 def _check_cmdline(text, where):

@@ -1,5 +1,6 @@
 """The graphics mode a loader sets for a kernel that asks for a framebuffer, under QEMU's
-standard VGA (-vga std, the default) with SeaVGABIOS.
+standard VGA (-vga std, the default): with SeaVGABIOS on BIOS (VBE), with OVMF's QemuVideoDxe
+on UEFI (GOP; see OVMF_GOP_MODES below).
 
 - The mode list: SeaVGABIOS's svga_modes (vgasrc/svgamodes.c), each mode offered when its
   frame fits the 16 MiB of VRAM QEMU's stdvga has (bochsvga.c), planar 4-bit modes never
@@ -15,6 +16,7 @@ standard VGA (-vga std, the default) with SeaVGABIOS.
   kernel's request.
 """
 
+import re
 from dataclasses import dataclass
 
 VRAM = 16 << 20                     # QEMU stdvga's default vgamem_mb 16
@@ -144,3 +146,94 @@ def syslinux_choose(width, height, depth, modes=None):
         if better:
             best = m
     return best
+
+
+# ------------------------------------------------------------------ UEFI: OVMF's GOP on QEMU's stdvga
+
+# The GOP modes OVMF 2022.11 (Debian 2022.11-6+deb12u2) offers on QEMU 7.2's stdvga with 16 MiB of
+# VRAM, in GOP mode-number order, all PixelBlueGreenRedReserved8BitPerColor with PixelsPerScanLine
+# = width. Read from a real boot (GRUB x86_64-efi `videoinfo`, tests/data/ovmf-gop-videoinfo.txt):
+# QemuVideoDxe (OvmfPkg/QemuVideoDxe/Initialize.c QemuVideoBochsModeSetup) puts the EDID's
+# preferred mode (QEMU's 1280x800, hw/display/edid-generate.c) first as mode 0 and then its fixed
+# table in order without that size, each mode whose frame fits the VRAM (so none past 2560x1600);
+# older EDK2 sources have the plain table only. Mode 0 is the mode set when a loader starts.
+OVMF_GOP_MODES = (
+    (640, 480), (800, 480), (800, 600), (832, 624), (960, 640), (1024, 600), (1024, 768), (1152, 864),
+    (1152, 870), (1280, 720), (1280, 760), (1280, 768), (1280, 800), (1280, 960), (1280, 1024), (1360, 768),
+    (1366, 768), (1400, 1050), (1440, 900), (1600, 900), (1600, 1200), (1680, 1050), (1920, 1080), (1920, 1200),
+    (1920, 1440), (2000, 2000), (2048, 1536), (2048, 2048), (2560, 1440), (2560, 1600), (2560, 2048), (2800, 2100),
+    (3200, 2400), (3840, 2160), (4096, 2160), (7680, 4320), (8192, 4320),
+)
+GOP_BPP = 32
+# BGRX 8:8:8:8 (GRUB efi_gop.c fill_real_mode_info, Limine gop.c try_mode): red at 16, green 8, blue 0.
+GOP_RGB = (16, 8, 8, 8, 0, 8)
+
+
+def ovmf_gop_modes(preferred=QEMU_EDID_PREFERRED, vram=VRAM):
+    """OVMF's GOP mode list on QEMU's stdvga: VideoMode (mode = the GOP mode number)."""
+    sizes = [preferred] + [s for s in OVMF_GOP_MODES if s != tuple(preferred)]
+    sizes = [s for s in sizes if s[0] * s[1] * GOP_BPP // 8 <= vram]
+    return [GopMode(i, w, h, GOP_BPP) for i, (w, h) in enumerate(sizes)]
+
+
+@dataclass(frozen=True)
+class GopMode(VideoMode):
+    @property
+    def rgb(self):
+        return GOP_RGB
+
+
+def grub_gop_choose(modestring, modes=None, current=0):
+    """The GOP mode GRUB x86_64-efi's efi_gop driver sets for *modestring* (video/video.c
+    grub_video_set_mode walks the items split at ',' and ';'; video/efi_gop.c
+    grub_video_gop_setup): "auto" (width = height = 0) keeps the current mode (OVMF's mode 0)
+    since its depth is usable; "WxH[xD]" keeps the current mode when it is that size (and
+    depth), else takes the largest frame among the modes of exactly that size (and depth), the
+    first of equal volume. None: no item matched ("no suitable video mode found")."""
+    modes = ovmf_gop_modes() if modes is None else modes
+    cur = modes[current]
+    for item in re.split(r"[,;]", modestring):
+        item = item.strip()
+        if item == "text" or not item:
+            continue
+        if item == "auto":
+            return cur
+        parts = [int(x) for x in item.split("x")]
+        width, height, depth = parts[0], parts[1], (parts[2] if len(parts) > 2 else 0)
+        if (cur.width, cur.height) == (width, height) and depth in (0, cur.bpp):
+            return cur
+        best = None
+        for m in modes:
+            if (m.width, m.height) == (width, height) and depth in (0, m.bpp):
+                if best is None or m.width * m.height * m.bpp > best.width * best.height * best.bpp:
+                    best = m
+        if best is not None:
+            return best
+    return None
+
+
+def limine_gop_choose(width, height, depth, modes=None, current=0, edid=QEMU_EDID_PREFERRED):
+    """The GOP mode Limine 11.4.1 sets (common/drivers/gop.c init_gop): the first mode of exactly
+    width x height x depth when all three are given; else (or when none matches) the EDID's
+    preferred size at 32 bpp when it is no smaller than the mode OVMF had set, then that preset
+    mode, then 1024x768, 800x600, 640x480 at 32, 24, 16 bpp."""
+    modes = ovmf_gop_modes() if modes is None else modes
+
+    def exact(w, h, d):
+        return next((m for m in modes if (m.width, m.height, m.bpp) == (w, h, d)), None)
+    if width and height and depth:
+        found = exact(width, height, depth)
+        if found is not None:
+            return found
+    preset = modes[current]
+    if edid and edid[0] >= preset.width and edid[1] >= preset.height:
+        found = exact(edid[0], edid[1], 32)
+        if found is not None:
+            return found
+    fallbacks = [(preset.width, preset.height, preset.bpp)] + [(w, h, d) for d in (32, 24, 16)
+                                                                for w, h in ((1024, 768), (800, 600), (640, 480))]
+    for w, h, d in fallbacks:
+        found = exact(w, h, d)
+        if found is not None:
+            return found
+    return None

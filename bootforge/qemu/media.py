@@ -82,7 +82,11 @@ def grub_iso(workdir, protocol, kernel, modules, *, efi=False, before=(), after=
     files = {kernel.name: _place(root, kernel.name, kernel.source)}
     files.update({m.name: _place(root, m.name, m.source) for m in modules})
     (root / "boot" / "grub").mkdir(parents=True, exist_ok=True)
-    (root / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(protocol, kernel, modules, before, after))
+    # A kernel asking for a framebuffer gets the video drivers bootforge's image builder puts in
+    # (grub.VIDEO_MODULES: efi_gop/efi_uga on x86_64-efi; i386-pc's multiboot pulls in vbe).
+    preamble = grub.video_preamble("x86_64-efi") if efi and grub.asks_for_video(Path(kernel.source).read_bytes()) \
+        else ()
+    (root / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(protocol, kernel, modules, before, after, preamble))
     if not (reuse and out.exists()):
         run_tool(["grub-mkrescue", "-o", str(out), str(root)])
     return Medium(["-cdrom", str(out)], f"GRUB {'x86_64-efi' if efi else 'i386-pc'} ISO {out.name}",

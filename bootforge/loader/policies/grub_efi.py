@@ -26,7 +26,7 @@ Rules:
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
-from bootforge.formats.multiboot import Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
+from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import Comparison, loader_policy
@@ -34,6 +34,7 @@ from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
                                                mb2_size_bound, relocatable_tag)
 from bootforge.loader.result import LoadResult
+from bootforge.loader.video import grub_gop_choose, grub_mode_string
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -278,6 +279,7 @@ def load(req):
     tags.append(elf_sections_tag(k, res))
     if not keep_bs:
         tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
+    tags += gop_framebuffer_tags(k, res)
     tags.append(mbi.mb2_tag_of(Mb2Tag.EFI64, pointer=0))
     # multiboot_mbi2.c: copies of the RSDP v1 (20 bytes) and v2 (36 bytes) OVMF has.
     tags.append(mbi.mb2_tag_of(Mb2Tag.ACPI_OLD, rsdp=bytes(RSDP_V1)))
@@ -298,6 +300,37 @@ def load(req):
     res.maps["mmap"] = ram
     standard_checks(res, ram)
     return res
+
+
+def gop_framebuffer_tags(k, res):
+    """Tag 8 GRUB x86_64-efi writes after tag 4 (multiboot_mbi2.c retrieve_video_parameters).
+    A kernel with a framebuffer header tag gets efi_gop and efi_uga in the image (bootforge's
+    image builder and verify's medium, bootloaders/grub.py VIDEO_MODULES), and GRUB asks for
+    "WxHxD,WxH,auto;auto" (multiboot.c set_console / set_video_mode), chosen from OVMF's GOP
+    list (bootforge.loader.video.grub_gop_choose); no VBE tag on EFI. Without a framebuffer tag
+    no video module is loaded: GRUB says "no suitable video mode found." and writes no tag 8.
+    The address is GOP's FrameBufferBase, the BAR OVMF's PCI enumeration gave the display: 0 here,
+    declared firmware data by verify."""
+    want = grub_video_request(k)
+    if want is None:
+        return []
+    mode = grub_gop_choose(grub_mode_string(*want) + ";auto")
+    if mode is None:
+        return []
+    res.notes.append(f"video: GRUB sets GOP mode {mode.mode} ({mode.width}x{mode.height}x{mode.bpp}, pitch "
+                     f"{mode.pitch}) from OVMF's list")
+    return [mbi.mb2_tag_of(Mb2Tag.FRAMEBUFFER, reserved=0, color_info=bytes(mode.rgb), framebuffer_addr=0,
+                           framebuffer_pitch=mode.pitch, framebuffer_width=mode.width,
+                           framebuffer_height=mode.height, framebuffer_bpp=mode.bpp,
+                           framebuffer_type=FramebufferType.RGB)]
+
+
+def grub_video_request(k):
+    """(width, height, depth) of the kernel's MB2 framebuffer header tag, or None."""
+    tag = next((t for t in (k.mb2 or {}).get("tags", []) if t.get("type") == Mb2HeaderTag.FRAMEBUFFER), None)
+    if tag is None:
+        return None
+    return tag.get("width", 0), tag.get("height", 0), tag.get("depth", 0)
 
 
 def _with_loader_data(efi, taken):
