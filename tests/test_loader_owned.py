@@ -6,15 +6,17 @@ through QEMU's gdbstub, their own files' bytes looked for in guest memory.
   .rodata byte for byte, .text apart from startup.S's variables in its first 0x200 bytes
   (boot drive, GDT, mode-switch stacks: grub-core/kern/i386/realmode.S).
 - Syslinux 6.04: ISOLINUX's uncompressed real-mode prefix at TEXT_START 0x7c00 (bytes 0x40 to
-  0xd48 of isolinux.bin; bytes 8-63 are xorriso's boot info table), and the COM32 modules
-  ldlinux.c32, libcom32.c32 and mboot.c32 each once, whole (.text and .rodata), between 1 and
-  8 MiB, page aligned, above the kernel's image (found by search: their load addresses come
-  from Syslinux's heap, which bootforge does not model yet).
+  0xd48 of isolinux.bin; bytes 8-63 are xorriso's boot info table), xfer_buf_seg 0x1000
+  holding the start of the last file read (the module), the heap's arena chain from
+  free_high_memory, the COM32 modules ldlinux.c32, libcom32.c32 and mboot.c32 each once, at
+  the bases `bootforge load` predicts, and mboot.c32's 32-byte stack at ESP.
 - Limine 11.4.1 (BIOS): its stage 3 limine-bios.sys is at 0xf000, and the Multiboot2 information
   it hands over (at 0x10000) lies inside it: apart from the 8 KiB from there, fewer than 64 bytes
   (its variables) differ from the file.
 """
 
+import json
+import struct
 import subprocess
 from pathlib import Path
 
@@ -75,14 +77,44 @@ def boot_to_entry(tmp_path, kind, read):
             gdb.close()
 
 
+def predicted_owned(loader, mb):
+    """`bootforge load --json`'s loader_owned for the boot boot_to_entry makes: {what: range}."""
+    kernel = BUILD / "kernels" / f"mbdump-{mb}.elf"
+    proc = run_bootforge("load", kernel, "--platform", "qemu-pc-seabios:256", "--loader", loader,
+                         "--module", f"{DATA / 'load-root/boot/mod1'}=mod1-args", "--cmdline", "kernel-args a=b",
+                         "--json", check=0)
+    doc = json.loads(proc.stdout)
+    return doc, {o["what"].split(" (")[0]: o for o in doc["loader_owned"]}
+
+
 def test_grub_kernel_img_is_still_at_its_link_address(tmp_path):
     require("grub-mkrescue", "xorriso", GRUB_KERNEL_IMG, str(BUILD / "stubs" / "mbdump.elf"))
     secs = sections(GRUB_KERNEL_IMG)
     image = Path(GRUB_KERNEL_IMG).read_bytes()
     lo = min(a for a, _, _ in secs.values())
     hi = max(a + n for a, _, n in secs.values())
-    guest, regs = boot_to_entry(tmp_path, "grub-mb2", lambda gdb: gdb.read_memory(lo, hi - lo))
-    assert lo == 0x9000
+    _, owned = predicted_owned("grub-pc-mb2", "mb2")
+    img, heap = owned["GRUB kernel.img"], owned["GRUB heap in use"]
+    assert not img["in_use_at_entry"] and not heap["in_use_at_entry"]
+    load = [line.split() for line in subprocess.run(["readelf", "-lW", GRUB_KERNEL_IMG], capture_output=True,
+                                                     text=True, check=True).stdout.splitlines() if "LOAD" in line][0]
+    assert (img["start"], img["end"]) == (int(load[3], 16), int(load[3], 16) + int(load[5], 16))
+
+    def read(gdb):
+        low = gdb.read_memory(lo, hi - lo)
+        high = b"".join(gdb.read_memory(a, min(0x10000, heap["end"] - a)) for a in range(heap["start"] - 0x10000,
+                                                                                   heap["end"], 0x10000))
+        return low, high
+    (guest, high), regs = boot_to_entry(tmp_path, "grub-mb2", read)
+    assert lo == img["start"]
+    # The heap holds grub.cfg's text and the modules GRUB loaded (multiboot2.mod's .rodata),
+    # all inside the predicted range, none in the 64 KiB below it.
+    base = heap["start"] - 0x10000
+    mod = "/usr/lib/grub/i386-pc/multiboot2.mod"
+    a, off, n = sections(mod)[".rodata"]
+    for needle in (b"multiboot2 /kernel.elf kernel-args a=b", Path(mod).read_bytes()[off:off + n]):
+        at = list(_find_all(high, needle))
+        assert at and min(at) >= 0x10000, (needle[:20], [hex(base + i) for i in at])
     a, off, n = secs[".rodata"]
     assert guest[a - lo:a - lo + n] == image[off:off + n]
     a, off, n = secs[".text"]
@@ -97,9 +129,39 @@ def test_isolinux_and_its_com32_modules_at_the_kernel_entry(tmp_path):
         low = gdb.read_memory(0x7C00, 0x2000)
         high = b"".join(gdb.read_memory(a, 0x4000) for a in range(1 << 20, 8 << 20, 0x4000))
         return low, high
-    (low, high), regs = boot_to_entry(tmp_path, "isolinux", read)
+    doc, owned = predicted_owned("syslinux-mb1", "mb1")
+    stack = owned["mboot.c32's stack: ESP at entry, 32 zero bytes"]
+
+    def read(gdb):
+        low = gdb.read_memory(0x7C00, 0x20000 - 0x7C00)
+        high = b"".join(gdb.read_memory(a, 0x4000) for a in range(1 << 20, 8 << 20, 0x4000))
+        return low, high, gdb.read_memory(stack["start"], 32)
+    (low, high, top), regs = boot_to_entry(tmp_path, "isolinux", read)
+
+    def at(addr, n):
+        return low[addr - 0x7C00:addr - 0x7C00 + n] if addr < 0x20000 else high[addr - (1 << 20):addr - (1 << 20) + n]
     iso = Path(ISOLINUX_BIN).read_bytes()
-    assert low[0x40:0xD48] == iso[0x40:0xD48]
+    core = owned["ISOLINUX 16-bit core"]
+    assert at(core["start"], core["end"] - core["start"]) == iso[core["start"] - 0x7C00:core["end"] - 0x7C00]
+    xfer = owned["xfer_buf_seg 0x1000: core_xfer_buf, the disk bounce buffer"]
+    mod1 = (DATA / "load-root/boot/mod1").read_bytes()[:0x800]
+    assert at(xfer["start"], len(mod1)) == mod1 and xfer["end"] - xfer["start"] == 0x10000
+    # mboot.c32's stack: ESP exactly, its 32 bytes zero, the only range still in use.
+    assert regs["rsp"] & 0xFFFFFFFF == stack["start"] and top == bytes(32)
+    assert [o["what"] for o in doc["loader_owned"] if o["in_use_at_entry"]] == [stack["what"]]
+    # The heap: an arena chain (core/mem/malloc.h: tag, attrs, next, prev) from free_high_memory,
+    # whose first block's prev is the core's list head (inside the 32-bit core), to the free
+    # block where the predicted used part ends.
+    heap = owned["core heap in use"]
+    pm = owned["ISOLINUX 32-bit core"]
+    assert pm["end"] == heap["start"]
+    tag, attrs, nxt, prev = struct.unpack("<4I", at(heap["start"], 16))
+    assert pm["start"] <= prev < pm["end"] and struct.unpack("<I", at(prev + 8, 4))[0] == heap["start"]
+    block, last = heap["start"], None
+    while block != prev:
+        tag, attrs, nxt, _ = struct.unpack("<4I", at(block, 16))
+        last, block = (block, attrs), nxt
+    assert last[0] == heap["end"] and last[1] & 3 == 1, (hex(last[0]), hex(last[1]))
     kernel_end = 0x100000 + 0x3000             # the dump kernel's image at 1 MiB
     for name in ("ldlinux.c32", "libcom32.c32", "mboot.c32"):
         elf = Path(f"{COM32}/{name}").read_bytes()
@@ -114,6 +176,12 @@ def test_isolinux_and_its_com32_modules_at_the_kernel_entry(tmp_path):
         assert len(bases) == 1, (name, bases)     # .text and .rodata of one load, as linked
         base = bases.pop()
         assert base % 0x1000 == 0 and base >= kernel_end, (name, hex(base))
+        mod = owned[f"COM32 module {name}"]
+        memsz = [int(line.split()[5], 16) for line in subprocess.run(
+            ["readelf", "-lW", f"{COM32}/{name}"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if line.split()[:1] == ["LOAD"]]
+        assert (mod["start"], mod["end"]) == (base, base + memsz[0]), (name, hex(base))
+        assert heap["start"] <= mod["start"] < mod["end"] <= heap["end"]
 
 
 def test_limine_stage3_holds_the_boot_information(tmp_path):
@@ -121,9 +189,14 @@ def test_limine_stage3_holds_the_boot_information(tmp_path):
     stage3 = Path(os.environ["BOOTFORGE_LIMINE_DIR"]) / "limine-bios.sys"
     require("xorriso", str(stage3), str(BUILD / "stubs" / "mbdump.elf"))
     image = stage3.read_bytes()
+    doc, owned = predicted_owned("limine-mb2", "mb2")
+    s3 = owned["Limine stage 3 limine-bios.sys"]
+    info = owned["boot information inside stage 3"]
+    assert (s3["start"], s3["end"]) == (0xF000, 0xF000 + len(image)) and not s3["in_use_at_entry"]
     guest, regs = boot_to_entry(tmp_path, "limine-mb2", lambda gdb: gdb.read_memory(0xF000, len(image)))
     mbi = regs["rbx"] & 0xFFFFFFFF
-    assert 0xF000 <= mbi < 0xF000 + len(image)
+    total = struct.unpack("<I", guest[mbi - 0xF000:mbi - 0xF000 + 4])[0]
+    assert (info["start"], info["end"]) == (mbi, mbi + total) and info["in_use_at_entry"]
     lo, hi = mbi - 0xF000, mbi - 0xF000 + 0x2000
     assert guest[lo:hi] != image[lo:hi]
     outside = [i for i in range(len(image)) if not lo <= i < hi and guest[i] != image[i]]

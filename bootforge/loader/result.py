@@ -67,6 +67,7 @@ class LoadResult:
     linux: dict = field(default_factory=dict)        # linux-efi-stub: boot path, kernel, Memory total (issue 14)
     entry: object = None                            # bootforge.multiboot.entry.Entry: where the loader jumps
     structures: dict = field(default_factory=dict)  # MB1: {name: (address, bytes)} of what the info points to
+    owned: list = field(default_factory=list)       # [bootforge.loader.owned.OwnedRange]: the loader's own at entry
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)
@@ -93,6 +94,7 @@ class LoadResult:
             "maps": {**({"handed-to-kernel": map_to_json(self.handed_map())} if self.mmap else {}),
                      **{k: map_to_json(m) for k, m in self.maps.items()}},
             "checks": [c.to_json() for c in self.checks],
+            **({"loader_owned": [o.to_json() for o in self.owned]} if self.owned else {}),
             "notes": list(self.notes),
             **({"linux": self.linux} if self.linux else {}),
         }
@@ -119,6 +121,9 @@ class LoadResult:
             out.append(f"  memory map handed over ({len(self.mmap)} entries):")
             for a, s, t in self.mmap:
                 out.append(f"    {a:#018x} {s:#018x} type {t} ({type_name('e820', t)})")
+        if self.owned:
+            out.append("  loader-owned at entry (not marked in the map handed over):")
+            out += [f"    {o.text()}" for o in sorted(self.owned, key=lambda o: o.start)]
         dt = self.linux.get("devicetree") if self.linux else None
         if dt:
             # Device-tree platforms (bootforge/fdtboot/handover.py): the DTB is the boot information.

@@ -110,7 +110,7 @@ from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_interv
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import QEMU_EDID_PREFERRED
+from bootforge.loader.video import QEMU_EDID_PREFERRED, limine_gop_choose
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
 from bootforge.multiboot.entry import loader_entry, moved_entry, translate
@@ -493,6 +493,10 @@ def predict(req, protocol, loader):
         _mb2_bytes(res, k, req, shdrs, fb, facts, efi, reloc is not None)
     res.notes.append("tags/fields with firmware data (framebuffer address, RSDP, SMBIOS, EFI pointers, "
                      "tag 17's descriptors) are sized as the firmware gives them under QEMU; their bytes are zero")
+    if not efi:
+        # Limine's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
+        from bootforge.loader.owned import limine_bios
+        res.owned = limine_bios(res.mbi_address, len(res.mbi_bytes))
     check_map = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in entries])
     standard_checks(res, check_map if efi else plat.memory_map)
     return res
@@ -506,13 +510,24 @@ def _framebuffer(protocol, flags, efi, facts, loader):
         mode = flags["mode"]
         if mode.get("mode_type", 0) == 0 or efi:
             w, h, d = mode.get("width", 0), mode.get("height", 0), mode.get("depth", 0)
+            if efi:
+                return _gop(w, h, d)
             return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or BIOS_AUTO_MODE)
         return ("ega",)
     fbtag = flags["fbtag"]
     if fbtag is None:
         return ("rgb",) + facts["gop_default"] if efi else ("ega",)
     w, h, d = fbtag.get("width", 0), fbtag.get("height", 0), fbtag.get("depth", 0)
+    if efi:
+        return _gop(w, h, d)
     return ("rgb", w, h, d) if w and h else ("rgb",) + (facts["gop_default"] or BIOS_AUTO_MODE)
+
+
+def _gop(w, h, d):
+    """The GOP mode Limine sets on OVMF for a w x h x d request (gop.c init_gop: exact, else
+    the EDID's/preset 1280x800x32; bootforge.loader.video.limine_gop_choose)."""
+    mode = limine_gop_choose(w, h, d)
+    return ("rgb", mode.width, mode.height, mode.bpp)
 
 
 def _framebuffer_fields(fb):

@@ -19,12 +19,12 @@ Rules:
   4-aligned) and the loader name.
 - mem_lower from INT 12h, mem_upper = the available range at 1 MiB.
 
-Syslinux's own low memory (core/layout.inc, seed 002), reported as loader
-placements that live until the final shuffle hands over to the kernel:
-the BIOS area below 0x800, the boot sector/core at TEXT_START 0x7c00,
-xfer_buf_seg 0x1000 (64 KiB), aux_seg 0x2000 (8 KiB), cache_seg 0x2200
-(64 KiB), real_mode_seg 0x3200 (64 KiB) (ISOLINUX's real_mode_seg may
-differ); 640 KiB - 1 MiB unused; COM32 modules above 1 MiB.
+Syslinux's own memory at the kernel's entry (16-bit core at 0x7c00,
+xfer_buf_seg 0x1000, the 32-bit core at 1 MiB, the heap and the COM32
+modules in it, mboot.c32's stack) is the loader-owned list
+(bootforge/loader/owned.py), found in guest memory by
+tests/test_loader_owned.py. 6.04 has no cache_seg or real_mode_seg: its
+cache and config data are on the heap.
 """
 
 from bootforge.errors import LoaderRefusal
@@ -38,6 +38,7 @@ from bootforge.loader.policies.common import (
     GIB4, MIB, e820_entries, mem_lower_kib, mem_upper_kib, ram_intervals, standard_checks,
 )
 from bootforge.loader.alloc import FreeSpace
+from bootforge.loader.owned import syslinux as syslinux_owned
 from bootforge.loader.result import LoadResult
 from bootforge.loader.video import LFB_MODE_FLAG, VBE_INTERFACE, syslinux_choose
 from bootforge.multiboot.entry import loader_entry
@@ -131,11 +132,10 @@ def load(req):
                                  MMAP_ENTRY_SIZE * len(entries), mmap_at, name_at,
                                  vbe=vbe)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
     res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
-    for name, seg, size in (("Syslinux xfer_buf_seg", 0x1000, 0x10000), ("Syslinux aux_seg", 0x2000, 0x2000),
-                            ("Syslinux cache_seg", 0x2200, 0x10000), ("Syslinux real_mode_seg", 0x3200, 0x10000)):
-        res.place(f"{name} (until the shuffle)", seg * 16, size, 16, "core/layout.inc (seed 002)", "firmware")
-    res.place("Syslinux core at TEXT_START (until the shuffle)", 0x7C00, 0x10000 - 0x7C00, 16,
-              "core/layout.inc (seed 002)", "firmware")
+    # Syslinux's own memory at the entry (bootforge.loader.owned): mboot.c32's stack at the top
+    # of the largest range its map leaves free (map.c mboot_map_stack).
+    top = max(sm.free.intervals(), key=lambda r: (r[1] - r[0], -r[0]))[1]
+    res.owned = syslinux_owned(min(top, GIB4))
     res.place("multiboot_info", mbi_at, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "first fit from 0x2000", "mbi")
     res.place("mmap", mmap_at, MMAP_ENTRY_SIZE * len(entries), 4, "first fit from 0x2000", "mbi")
     res.structures = mbi.mb1_structures(res, k, LOADER_NAME)

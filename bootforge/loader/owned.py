@@ -1,0 +1,127 @@
+"""The memory a BIOS boot loader still holds for itself when it jumps to the kernel
+("loader-owned at entry"): where its own code, buffers, heap and stack lie, beside the map
+it hands over, and whether any of it is still in use once the kernel runs.
+
+Every range is predicted from the loader's source and the Debian / release binaries named
+below, and found in guest memory at the kernel's entry by tests/test_loader_owned.py (the
+fixture tests/data/loader-owned/*.json keeps what those boots found). None of it is marked
+in the E820 the kernel gets: the loaders hand over the firmware's map as it was.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class OwnedRange:
+    start: int
+    end: int
+    what: str
+    in_use_at_entry: bool
+    source: str
+
+    def to_json(self):
+        return {"start": self.start, "end": self.end, "what": self.what,
+                "in_use_at_entry": self.in_use_at_entry, "source": self.source}
+
+    def text(self):
+        use = "in use at entry" if self.in_use_at_entry else "dead at entry"
+        return f"{self.start:#014x}-{self.end:#014x}  {self.what}  ({use}; {self.source})"
+
+
+# --- Syslinux 6.04 (Debian 6.04~git20190206.bf6db5b4+dfsg1-3: /usr/lib/ISOLINUX/isolinux.bin,
+# /usr/lib/syslinux/modules/bios/*.c32) --------------------------------------------------------
+
+# core/i386/syslinux.ld: the 16-bit core from TEXT_START 0x7c00 (_end16 <= 0x10000), then
+# `. = ALIGN(65536)` for .xfer_buf (core_xfer_buf, 64 KiB: core/layout.inc), so xfer_buf_seg
+# is 0x1000 whatever the core's size; .auxseg and .lowmem follow it (aux_seg 0x2000).
+SYSLINUX_TEXT_START = 0x7C00
+# Bytes of isolinux.bin that stay as the file has them up to the entry: from after xorriso's
+# boot information table (bytes 8-63) to the first of the core's variables (measured:
+# tests/data/loader-owned/isolinux-256M.json "core16_equal").
+SYSLINUX_CORE16_EQUAL = (0x40, 0xD48)
+SYSLINUX_XFER_BUF = (0x10000, 0x20000)
+# 6.04 has no cache_seg or real_mode_seg (the 4.x layout the seed describes): the disk cache
+# and the config data are malloc()ed from the heap above 1 MiB (core/fs/cache.c, core/mem).
+# free_high_memory = ALIGN(_end, 4096) of the 32-bit core linked at 0x100000 (syslinux.ld):
+# its .bss/.hugebss/.stack sizes are not in isolinux.bin, so this is measured, as the first
+# arena header of the heap chain walked back from ldlinux.c32's block (__core_malloc_head at
+# 0x10f100 links to it), the same at 256M and 1G.
+SYSLINUX_PM_CORE = 0x100000
+SYSLINUX_FREE_HIGH_MEMORY = 0x321000
+# The COM32 modules, each one elf_malloc() block (com32/lib/sys/module/elfutils.c: malloc of
+# size + 4 KiB, aligned up to the PT_LOAD's 4 KiB) of its PT_LOAD p_memsz (.text, .rodata,
+# .data, .bss: `readelf -lW FILE.c32`). Their bases come from core/mem/malloc.c's first fit
+# after every allocation the core and ldlinux.c32 make before (file system, cache, config
+# parsing): not modelled, so they are measured on bootforge's isolinux-iso medium (one label,
+# mboot.c32 with a kernel and modules), identical at 256M and 1G.
+SYSLINUX_COM32 = (("ldlinux.c32", 0x342000, 0x2001C), ("mboot.c32", 0x36D000, 0x2BC0),
+                  ("libcom32.c32", 0x371000, 0x2D83C))
+# The last block of the heap in use (ends where the free remainder begins; measured likewise).
+SYSLINUX_HEAP_USED_END = 0x3A3DF0
+SYSLINUX_SOURCE = "Syslinux 6.04 core/i386/syslinux.ld, core/mem, com32/lib/sys/module"
+
+
+def syslinux(stack_top):
+    """Syslinux 6.04 (ISOLINUX + mboot.c32) at the kernel's entry. *stack_top* is the end of
+    the largest free range of mboot.c32's map (com32/mboot/map.c mboot_map_stack)."""
+    out = [
+        OwnedRange(SYSLINUX_TEXT_START + SYSLINUX_CORE16_EQUAL[0], SYSLINUX_TEXT_START + SYSLINUX_CORE16_EQUAL[1],
+                   "ISOLINUX 16-bit core (isolinux.bin bytes 0x40-0xd48 as the file has them)", False,
+                   "core/i386/syslinux.ld .init/.text16 at TEXT_START"),
+        OwnedRange(*SYSLINUX_XFER_BUF, "xfer_buf_seg 0x1000: core_xfer_buf, the disk bounce buffer", False,
+                   "core/i386/syslinux.ld ALIGN(65536) after _end16; core/layout.inc"),
+        OwnedRange(SYSLINUX_PM_CORE, SYSLINUX_FREE_HIGH_MEMORY,
+                   "ISOLINUX 32-bit core (.text .. .stack; the kernel's image overwrites its start)", False,
+                   "core/i386/syslinux.ld at 0x100000, free_high_memory measured"),
+    ]
+    for name, base, size in SYSLINUX_COM32:
+        out.append(OwnedRange(base, base + size, f"COM32 module {name} (.text/.rodata/.data/.bss)", False,
+                              "elf_malloc() in the core's heap (base measured)"))
+    out.append(OwnedRange(SYSLINUX_FREE_HIGH_MEMORY, SYSLINUX_HEAP_USED_END,
+                          "core heap in use (arena chain from free_high_memory; labels, config, modules)", False,
+                          "core/mem/malloc.c first fit (extent measured)"))
+    esp = (stack_top - 32) & ~15
+    out.append(OwnedRange(esp, esp + 32, "mboot.c32's stack: ESP at entry, 32 zero bytes", True,
+                          "com32/mboot/map.c mboot_map_stack: top of the largest free range - 32, 16-aligned"))
+    return out
+
+
+# --- GRUB 2.06 i386-pc (Debian 2.06-13+deb12u2 /usr/lib/grub/i386-pc/kernel.img) -------------------
+
+# kernel.img's one PT_LOAD: p_paddr 0x9000 (GRUB_KERNEL_I386_PC_LINK_ADDR), p_filesz 0x74a8,
+# p_memsz 0xec78 (`readelf -lW kernel.img`); lzma_decompress.img's startup_raw.S copies it
+# there from the decompression buffer at 1 MiB.
+GRUB_KERNEL_IMG = (0x9000, 0x9000 + 0xEC78)
+GRUB_KERNEL_TEXT_RODATA = (0x9000 + 0x200, 0xEAD4 + 0x11A8)     # .text after startup.S's variables, .rodata
+GRUB_SOURCE = "GRUB 2.06 include/grub/offsets.h, kern/i386/pc/init.c, kern/mm.c"
+
+
+def grub_pc(heap):
+    """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use."""
+    out = [OwnedRange(*GRUB_KERNEL_IMG, "GRUB kernel.img (.text .rodata .data .bss)", False,
+                      "kernel.img PT_LOAD at GRUB_KERNEL_I386_PC_LINK_ADDR 0x9000")]
+    if heap:
+        out.append(OwnedRange(heap[0], heap[0] + heap[1], "GRUB heap in use (modules, grub.cfg, file buffers)",
+                              False, "kern/mm.c: carved from the top of the largest RAM range below 4 GiB "
+                              "(measured size)"))
+    return out
+
+
+# --- Limine 11.4.1 BIOS (/work/shared/oracles/limine-11.4.1/limine-bios.sys, 256756 bytes) ---------
+
+LIMINE_STAGE3 = 0xF000
+LIMINE_STAGE3_SIZE = 256756
+LIMINE_SOURCE = "limine-bios.sys loaded at 0xf000 by its stage 2 (observed: its bytes there at the entry)"
+
+
+def limine_bios(mbi_address, mbi_size):
+    """Limine BIOS at the kernel's entry: its stage 3 image, with the boot information it
+    wrote inside it (elsewhere_append's target 0x10000) still in use."""
+    out = [OwnedRange(LIMINE_STAGE3, LIMINE_STAGE3 + LIMINE_STAGE3_SIZE,
+                      "Limine stage 3 limine-bios.sys (apart from the boot information written into it)",
+                      False, LIMINE_SOURCE)]
+    if mbi_address is not None and LIMINE_STAGE3 <= mbi_address < LIMINE_STAGE3 + LIMINE_STAGE3_SIZE:
+        out.append(OwnedRange(mbi_address, mbi_address + mbi_size,
+                              "boot information inside stage 3 (the kernel's to read)", True,
+                              "multiboot*.c: elsewhere_append target 0x10000"))
+    return out
