@@ -222,6 +222,9 @@ def _prepare(req, protocol):
     if rel.heap:
         res.place("GRUB heap in use", rel.heap[0], rel.heap[1], 16, "kern/mm.c: blocks carved from the top of the "
                   "largest RAM range below 4 GiB (measured size)", "loader")
+    # GRUB's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
+    from bootforge.loader.owned import grub_pc
+    res.owned = grub_pc(rel.heap)
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low
