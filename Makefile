@@ -124,7 +124,7 @@ test: deps venv stubs
 # Limine in QEMU and compare with `bootforge load`; prints the matrix.
 .PHONY: fidelity
 fidelity: deps venv stubs
-	$(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
+	BOOTFORGE_FIDELITY=full $(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
 
 # Every Linux 6.1 arm64/arm DTS through bootforge and dtc, and the compile bench on all of them
 # (make test runs a 300-file sample of the same comparison).
