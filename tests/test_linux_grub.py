@@ -1,14 +1,10 @@
 """[image] entries with protocol = "linux" on GRUB i386-pc (`linux`/`initrd`), and grub-pc-linux's
 prediction against Debian's kernel booted from the image bootforge builds: the command line,
 the E820 table and the initrd address the kernel printed (tests/data/linux-grub-pc/, commands
-in tests/data/README.md). One real boot runs here, stopped at the kernel's 32-bit entry through
-QEMU's gdbstub (3G): GRUB's registers and the zero page it hands over; the rest read the kept
-boots."""
+in tests/data/README.md), read from the kept boots; the real boot stopped at the kernel's 32-bit
+entry (registers, boot_params, the zero page) is `bootforge verify`'s, in tests/test_linux_verify.py."""
 
-import contextlib
 import json
-import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,58 +130,6 @@ def test_same_recipe_same_bytes(built, tmp_path):
     again = image_recipe(tmp_path)
     run_bootforge("build", again, check=0)
     assert (tmp_path / "grub-linux.img").read_bytes() == image.read_bytes()
-
-
-@contextlib.contextmanager
-def stopped_at_entry(image, memory, entry, tmp_path):
-    """Boot *image* under SeaBIOS with QEMU's gdbstub, stopped at *entry* (the kernel's 32-bit
-    code32_start, where GRUB jumps with ESI = boot_params): yields (registers, gdb)."""
-    from bootforge.qemu.gdbremote import GdbRemote
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(image.read_bytes())
-    sock = tmp_path / "gdb.sock"
-    qemu = subprocess.Popen(["qemu-system-x86_64", "-machine", "pc", "-cpu", "qemu64", "-m", memory, "-drive",
-                             f"file={disk},format=raw,if=ide", "-display", "none", "-serial", "null",
-                             "-no-reboot", "-nodefaults", "-vga", "std", "-S", "-gdb", f"unix:{sock},server=on,wait=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        gdb = GdbRemote(sock)
-        gdb.hardware_breakpoint(entry)
-        gdb.cont()
-        assert gdb.wait_stop(240) is not None, "GRUB did not reach the kernel's 32-bit entry"
-        yield gdb.registers(), gdb
-        gdb.close()
-    finally:
-        qemu.kill()
-        qemu.wait()
-
-
-def test_boot_params_at_the_32bit_entry(built, tmp_path):
-    """GRUB's jump to code32_start (3G): EIP, ESI = boot_params, and in the zero page the command
-    line pointer and its string, ramdisk_image/size and the E820 table as predicted."""
-    require("qemu-system-x86_64")
-    recipe, image = built
-    report = predict(recipe, "3G")
-    linux = report["linux"]
-    out = tmp_path / "zp.bin"
-    run_bootforge("load", recipe, "--platform", "qemu-pc-seabios:3G", "--mbi-out", out, check=0)
-    with stopped_at_entry(image, "3G", linux["code32_start"], tmp_path) as (regs, gdb):
-        page = gdb.read_memory(regs["rsi"] & 0xFFFFFFFF, PAGE)
-        cmdline = gdb.read_memory(linux["cmd_line_ptr"], len(report["mbi"]["cmdline"]) + 1)
-        initrd_head = gdb.read_memory(linux["ramdisk_image"], PAGE)
-    assert regs["rip"] & 0xFFFFFFFF == linux["code32_start"]
-    assert regs["rsi"] & 0xFFFFFFFF == linux["boot_params"]
-    cmd_line_ptr, = struct.unpack_from("<I", page, 0x228)
-    assert cmd_line_ptr == linux["cmd_line_ptr"]
-    assert cmdline == report["mbi"]["cmdline"].encode() + b"\0"
-    assert struct.unpack_from("<II", page, 0x218) == (linux["ramdisk_image"], linux["ramdisk_size"])
-    assert struct.unpack_from("<I", page, 0x214)[0] == linux["code32_start"]
-    count = page[0x1E8]
-    table = [struct.unpack_from("<QQI", page, 0x2D0 + 20 * i) for i in range(count)]
-    assert table == [(e["start"], e["size"], e["type"]) for e in report["mbi"]["mmap"]]
-    initrd = (recipe.parent / "initrd.img").read_bytes()
-    assert initrd_head == initrd[:PAGE]
-    assert page[:len(out.read_bytes())] == out.read_bytes()          # the zero page, byte for byte
 
 
 def test_bad_linux_entries_are_one_line(built, tmp_path):

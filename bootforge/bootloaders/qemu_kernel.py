@@ -16,7 +16,7 @@ def read_refusal(run):
 
 BOOTLOADER = Bootloader(
     "qemu-kernel", "QEMU -kernel", ("bios",),
-    policies={("bios", "multiboot1"): "qemu-mb1"},
+    policies={("bios", "multiboot1"): "qemu-mb1", ("bios", "linux"): "qemu-linux"},
     packages={}, read_refusal=read_refusal, media=("qemu-kernel",),
     entry_rule="qemu",
 )

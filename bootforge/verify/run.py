@@ -39,7 +39,7 @@ def medium_kind(loader):
 
 def verifiable_loaders():
     return [name for name, p in POLICIES.items()
-            if p.protocol in ("multiboot1", "multiboot2") and p.boot_medium in MEDIA]
+            if p.protocol in ("multiboot1", "multiboot2", "linux") and p.boot_medium in MEDIA]
 
 
 def machine_for(platform, loader):
@@ -126,8 +126,9 @@ class VerifyReport:
             out.append(f"  kernel entry {self.entry:#x} ({self.entry_how})")
         if self.status == "entry":
             r = self.registers
-            out.append(f"  stopped at the entry after {self.seconds:.1f} s: EAX {r['rax'] & 0xFFFFFFFF:#010x}, "
-                       f"EBX {r['rbx'] & 0xFFFFFFFF:#x}"
+            regs = (f"ESI {r['rsi'] & 0xFFFFFFFF:#x} (boot_params)" if "rsi" in r else
+                    f"EAX {r['rax'] & 0xFFFFFFFF:#010x}, EBX {r['rbx'] & 0xFFFFFFFF:#x}")
+            out.append(f"  stopped at the entry after {self.seconds:.1f} s: {regs}"
                        + (f" ({self.early_stops} earlier stop(s) before the kernel was in place)"
                           if self.early_stops else ""))
         elif self.status == "refused":
@@ -350,6 +351,10 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         # Function-level import: verify/xen.py builds on this module's Row and VerifyReport.
         from bootforge.verify.xen import verify_xen       # Xen's console: load base, EFI RAM map
         return verify_xen(recipe, req, keep=keep, timeout=timeout, progress=progress)
+    if req.loader in POLICIES and POLICIES.get(req.loader).protocol == "linux":
+        # Function-level import: verify/linux.py builds on this module's Row and VerifyReport.
+        from bootforge.verify.linux import verify_linux      # boot_params at the kernel's entry
+        return verify_linux(recipe, req, keep=keep, timeout=timeout, progress=progress, entry=entry)
     machine, kind = machine_for(req.platform, req.loader)
     req, defaults = with_medium_names(req, kind)
     report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe(), default_names=defaults)

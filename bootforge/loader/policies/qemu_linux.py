@@ -42,7 +42,8 @@ def below_4g(ram):
 
 
 @loader_policy("qemu-linux", firmware="bios", protocol="linux", verdict=None, source=SOURCE, verified=False,
-               boot_medium=None, wrong_firmware="qemu-linux models QEMU -kernel on SeaBIOS (qemu-pc-seabios:<mem>)",
+               boot_medium="qemu-kernel",
+               wrong_firmware="qemu-linux models QEMU -kernel on SeaBIOS (qemu-pc-seabios:<mem>)",
                summary="QEMU -kernel/-initrd of a bzImage on SeaBIOS (linuxboot_dma)")
 def load(req):
     data = req.kernel.data
@@ -92,7 +93,9 @@ def load(req):
     res.mbi_address = REAL_ADDR
     res.mmap = e820_entries(plat.memory_map)
     res.linux = {"setup_zero_page": REAL_ADDR, "cmd_line_ptr": CMDLINE_ADDR, "ramdisk_image": ramdisk[0],
-                 "ramdisk_size": ramdisk[1], "boot_path": "qemu-linux"}
+                 "ramdisk_size": ramdisk[1], "boot_path": "qemu-linux",
+                 "zero_page_why": "the kernel's real-mode setup code builds the boot_params it enters with "
+                                  "(copy_boot_params, then its own BIOS calls: video, E820, EDD, APM)"}
     res.notes.append(f"predicted: QEMU's zero page at {REAL_ADDR:#x} (the setup code's copy is what the kernel "
                      "gets: not predicted), cmd_line_ptr {CMDLINE_ADDR:#x}, kernel at "
                      f"{PROT_ADDR:#x}" + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
