@@ -126,6 +126,12 @@ test: deps venv stubs
 fidelity: deps venv stubs
 	BOOTFORGE_FIDELITY=full $(PY) -m pytest -q -ra tests/test_load_fidelity.py tests/test_limine_fidelity.py
 
+# verify of Linux entries at the memory sizes make test leaves out (GRUB i386-pc `linux` at
+# 256M/512M/1G, QEMU -kernel at 3G; tests/test_linux_verify.py boots 3G and 512M).
+.PHONY: linux-verify
+linux-verify: deps venv
+	$(PY) -m pytest -q -ra tests/linux_verify_matrix.py
+
 # Every Linux 6.1 arm64/arm DTS through bootforge and dtc, and the compile bench on all of them
 # (make test runs a 300-file sample of the same comparison).
 .PHONY: dts-corpus

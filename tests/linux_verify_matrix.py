@@ -1,0 +1,35 @@
+"""`make linux-verify`: the Linux verify boots make test leaves out (tests/test_linux_verify.py
+boots GRUB at 3G and QEMU -kernel at 512M): GRUB i386-pc `linux` at 256M and 512M (the initrd
+under GRUB's heap at the top of RAM) and 1G, QEMU -kernel at 3G (XLF_CAN_BE_LOADED_ABOVE_4G
+lifts initrd_addr_max, below_4g - acpi_data_size caps it)."""
+
+import json
+
+import pytest
+
+from conftest import require, run_bootforge
+from test_linux_grub import CMDLINE, image_recipe
+from test_uki_build import INITRD_SIZE, KERNEL, make_initrd
+
+
+def verified(*args):
+    proc = run_bootforge("verify", *args, "--json", check=None)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    return {r["name"]: r for r in report["fields"]}, report
+
+
+@pytest.mark.parametrize("memory", ["256M", "512M", "1G"])
+def test_grub_linux(tmp_path, memory):
+    require(KERNEL, "qemu-system-x86_64", "grub-mkimage")
+    rows, report = verified(image_recipe(tmp_path), "--platform", f"qemu-pc-seabios:{memory}")
+    assert rows["zero page bytes"]["match"] and rows["initrd bytes"]["match"]
+    assert rows["ramdisk_size"]["observed"] == INITRD_SIZE
+
+
+def test_qemu_linux_3g(tmp_path):
+    require(KERNEL, "qemu-system-x86_64")
+    initrd = make_initrd(tmp_path / "initrd.img")
+    rows, _ = verified(KERNEL, "--platform", "qemu-pc-seabios:3G", "--loader", "qemu-linux", "--cmdline", CMDLINE,
+                       "--module", initrd)
+    assert rows["ramdisk_image"]["observed"] == 0xBFEDC000 and rows["initrd bytes"]["match"]
