@@ -51,7 +51,7 @@ def test_top_level_help_lists_every_command():
 
 def test_load_help_states_each_policy_as_declared():
     from bootforge.loader.policies import POLICIES
-    from bootforge.verify.run import verifiable_loaders
+    from bootforge.verify.run import verifiable_loaders, verify_medium
     text = help_text("load")
     loaders = section(text, "Loaders (--loader, [load] loader)", "[load.options] (per loader)")
     verifiable = verifiable_loaders()
@@ -65,7 +65,7 @@ def test_load_help_states_each_policy_as_declared():
         boots = "`bootforge verify` boots it under the real loader" in row
         assert boots == (name in verifiable), row
         if boots:
-            assert f"({p.boot_medium})" in row
+            assert f"({verify_medium(name)})" in row
         if not boots:
             assert ("checked against the real loader" in row) == p.verified, row
         assert "not checked against a real loader" not in row

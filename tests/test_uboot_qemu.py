@@ -261,3 +261,23 @@ def test_verify_boots_bootm_of_a_fit_and_its_refusal(tmp_path):
     assert proc.returncode == 0 and report["status"] == "refused", proc.stdout[-2000:]
     assert report["predicted_refusal"] in report["loader_words"].split(" | ")
     assert report["fields"][0]["name"] == "loader" and report["fields"][0]["match"]
+
+
+@pytest.mark.parametrize("arch,mem,loader,ramdisk_at", [("arm", "512M", "uboot-bootz", 0x45000000),
+                                                        ("riscv64", "512M", "uboot-booti", 0x86000000)])
+def test_verify_ramdisk_left_in_place(tmp_path, arch, mem, loader, ramdisk_at):
+    """qemu_arm bootz and qemu-riscv64_smode booti with a ramdisk (initrd_high = ~0): U-Boot
+    leaves it where it was loaded; its /memreserve/ and linux,initrd-start/end in the DTB it
+    edits in place, byte for byte apart from QEMU's seeds."""
+    kernel = dump_kernel(arch)
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[load]\nkernel = "{kernel}"\nplatform = "qemu-virt-{arch}:{mem}"\nloader = "{loader}"\n'
+                      f'cmdline = "console=ttyAMA0 via=ramdisk"\ninitrd = "{initrd}"\n'
+                      f'[load.options]\nramdisk_address = {ramdisk_at:#x}\n')
+    proc = run_bootforge("verify", recipe, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    fields = {f["name"]: f for f in json.loads(proc.stdout)["fields"]}
+    assert fields["initrd start"]["observed"] == ramdisk_at and fields["initrd end"]["observed"] == ramdisk_at + 5000
+    assert fields["dtb /memreserve/"]["observed"] == [[ramdisk_at, 5000]]
+    assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"

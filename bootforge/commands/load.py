@@ -18,7 +18,8 @@ def verify_claim(p, verifiable):
     it (*verifiable*: bootforge.verify.run.verifiable_loaders()), or its declaration says it is
     checked against the real loader otherwise (the fidelity matrix), or verify does not boot it."""
     if p.name in verifiable:
-        return f"`bootforge verify` boots it under the real loader ({p.boot_medium})"
+        from bootforge.verify.run import verify_medium      # only for help: verifiable is computed there too
+        return f"`bootforge verify` boots it under the real loader ({verify_medium(p.name)})"
     if p.verified:
         return "checked against the real loader; `bootforge verify` does not boot it"
     return "`bootforge verify` does not boot it"

@@ -15,9 +15,9 @@ class VerifyCommand(click.Command):
 
     def format_epilog(self, ctx, formatter):
         from bootforge.loader.policies import POLICIES
-        from bootforge.verify.run import verifiable_loaders
+        from bootforge.verify.run import verifiable_loaders, verify_medium
         with formatter.section("Loaders verify boots (--loader)"):
-            formatter.write_dl([(name, f"{POLICIES.get(name).summary} ({POLICIES.get(name).boot_medium})")
+            formatter.write_dl([(name, f"{POLICIES.get(name).summary} ({verify_medium(name)})")
                                 for name in verifiable_loaders()])
 
 

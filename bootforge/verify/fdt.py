@@ -128,7 +128,12 @@ def boot_plan(req, res, work):
     at = res.linux.get("loaded_at", res.linux["entry"])       # bootz: the zImage runs where it was loaded
     argv += ["-device", f"loader,file={kernel},addr={at:#x},force-raw=on"]
     ramdisk = "-"
-    if req.modules:
+    if req.modules and "ramdisk_loaded_at" in res.linux:
+        # U-Boot leaves it where it was loaded (initrd_high = ~0): the policy's ramdisk_address.
+        rd_at = res.linux["ramdisk_loaded_at"]
+        argv += ["-device", f"loader,file={Path(req.modules[0].path).resolve()},addr={rd_at:#x},force-raw=on"]
+        ramdisk = f"{rd_at:#x}:{req.modules[0].size:#x}"
+    elif req.modules:
         # Anywhere clear of the Image before and after booti moves it: U-Boot copies the ramdisk
         # itself (boot_ramdisk_high), so the prediction does not depend on this address.
         kernel_at = next(p for p in res.placements if p.kind == "kernel")
@@ -278,6 +283,18 @@ def _show(value):
     return "0x" + value.hex()
 
 
+def _reservations(blob):
+    """The reservation map's (address, size) entries up to the terminating (0, 0)."""
+    at, out = int.from_bytes(blob[16:20], "big"), []
+    while at + 16 <= len(blob) and len(out) < 64:
+        address, size = int.from_bytes(blob[at:at + 8], "big"), int.from_bytes(blob[at + 8:at + 16], "big")
+        if address == size == 0:
+            break
+        out.append((address, size))
+        at += 16
+    return out
+
+
 def dtb_rows(predicted, got, dt, dtb_register):
     """The handed-over DTB compared: totalsize, the /chosen and /memory properties, the bytes
     declared per boot (uncounted, each with its reason), then every other byte."""
@@ -312,6 +329,8 @@ def dtb_rows(predicted, got, dt, dtb_register):
     if loader_spans:
         rows.append(Row("per boot: the loader's own memory", ", ".join(f"{a:#x}+{n:#x}" for a, n in loader_spans),
                         "not compared", True, counted=False))
+    rows.append(Row("dtb /memreserve/", _reservations(predicted), _reservations(got),
+                    _reservations(predicted) == _reservations(got)))
     every = spans + loader_spans
     a, b = masked(predicted, every), masked(got, every)
     first = next((i for i in range(len(a)) if a[i] != b[i]), None)

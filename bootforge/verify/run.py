@@ -39,7 +39,20 @@ def medium_kind(loader):
 
 def verifiable_loaders():
     return [name for name, p in POLICIES.items()
-            if p.protocol in ("multiboot1", "multiboot2", "linux") and p.boot_medium in MEDIA]
+            if p.protocol in ("multiboot1", "multiboot2", "linux") and p.boot_medium in MEDIA
+            or name in device_tree_loaders()]
+
+
+def device_tree_loaders():
+    """{policy: how verify boots it} for the device-tree machines (bootforge/verify/fdt.py)."""
+    # Function-level import: verify/fdt.py builds on this module's Row and VerifyReport.
+    from bootforge.verify.fdt import LOADERS
+    return LOADERS
+
+
+def verify_medium(name):
+    """How verify boots policy *name*: its boot medium, or the device-tree boot's words."""
+    return POLICIES.get(name).boot_medium or device_tree_loaders().get(name)
 
 
 def machine_for(platform, loader):
@@ -347,6 +360,11 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
                               path=recipe)
         req = request_from_arguments(recipe, platform, loader, cmdline, modules)
     req = req or read_recipe(recipe, platform, loader)
+    if getattr(req.platform, "devicetree", None) is not None:
+        # Function-level import: verify/fdt.py builds on this module's Row and VerifyReport.
+        from bootforge.verify import fdt
+        if fdt.handles(req.loader):
+            return fdt.verify_fdt(recipe, req, keep=keep, timeout=timeout, progress=progress)
     if req.loader in POLICIES and POLICIES.get(req.loader).protocol == "xen":
         # Function-level import: verify/xen.py builds on this module's Row and VerifyReport.
         from bootforge.verify.xen import verify_xen       # Xen's console: load base, EFI RAM map

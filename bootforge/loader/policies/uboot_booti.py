@@ -54,6 +54,8 @@ RAMDISK_OVERHEAD = 0x80             # boot/image-fdt.c FDT_RAMDISK_OVERHEAD
 OPTIONS = (
     Field("image_address", int, KERNEL_ADDR_R, "where the Image was loaded before `booti` (default: "
           "kernel_addr_r, qemu_arm64's; on riscv64 virt qemu-riscv's 0x84000000)", min=0, max=(1 << 64) - 1),
+    Field("ramdisk_address", int, 0x8C300000, "riscv64: where the ramdisk was loaded before `booti` "
+          "(qemu-riscv's ramdisk_addr_r); U-Boot leaves it there (initrd_high = ~0)", min=0, max=(1 << 64) - 1),
 )
 
 
@@ -241,8 +243,8 @@ def load_riscv(req):
     found = verdicts.uboot_booti(req.kernel.data, "riscv64")
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="uboot-booti", words=found.words)
-    if req.modules:
-        raise RecipeError("uboot-booti on RISC-V: a ramdisk is not modelled yet")
+    if len(req.modules) > 1:
+        raise RecipeError("booti takes one ramdisk (ADDR:SIZE); give one initrd")
     header = kernels.read_riscv_image(req.kernel.data)
     loaded = req.options["image_address"]
     if loaded == KERNEL_ADDR_R:             # the declared default is qemu_arm64's; RISC-V's differs
@@ -261,8 +263,18 @@ def load_riscv(req):
     version = uboot_version(UBOOT_RISCV64_SMODE)
     below = RISCV_CONTROL_DTB_BELOW_RAM_END.get(version)
     address = ram_end - below if below is not None and ram_end < 1 << 32 else None
+    # A ramdisk stays where it was loaded (initrd_high = ~0): fdt_initrd's /memreserve/ and
+    # linux,initrd-start/end (two cells), the tree 0x80 larger (observed at 512M, 5000 bytes at 0x86000000).
+    ramdisk = req.modules[0].size if req.modules else None
+    ramdisk_at = req.options["ramdisk_address"]
+    if ramdisk:
+        m = req.modules[0]
+        res.place(f"ramdisk {m.loader_path}", ramdisk_at, ramdisk, 1, "where it was loaded (initrd_high = ~0)",
+                  "module")
+        res.modules = [{"start": ramdisk_at, "end": ramdisk_at + ramdisk, "cmdline": m.loader_path}]
     handed, random_bytes, _ = handed_dtb(base_dtb, req.cmdline, version, board.ram_base, board.memory_bytes,
-                                         random_props=qemu_riscv_kernel.RANDOM, address=address or 0, boot_hartid=0)
+                                         random_props=qemu_riscv_kernel.RANDOM, address=address or 0, boot_hartid=0,
+                                         ramdisk_size=ramdisk, ramdisk_start=ramdisk_at if ramdisk else None)
     registers = {"a0": 0, **({"a1": address} if address is not None else {})}
     if address is not None:
         res.place("DTB (U-Boot's control DTB, edited in place)", address, len(handed), 8,
@@ -273,6 +285,7 @@ def load_riscv(req):
     res.mbi_bytes = handed
     res.cmdline = req.cmdline
     res.linux = {"entry": entry, "kernel_format": "riscv-image", "loaded_at": loaded, "registers": registers,
+                 **({"ramdisk_loaded_at": ramdisk_at} if ramdisk else {}),
                  "devicetree": devicetree_facts(base_dtb, handed, address, registers, qemu_riscv_kernel.RANDOM,
                                                 source + " + OpenSBI, as qemu-riscv64_smode U-Boot got it",
                                                 random_bytes)}

@@ -11,7 +11,12 @@ Rules (observed with the 32-bit dtdump kernel at -m 512M and 1G: tests/test_uboo
   u-boot.bin) at 0x1208150 below the end of RAM for Debian's 2023.01+dfsg-2+deb12u3 build
   (observed at 512M and 1G), totalsize + 0x3000, then the booti edits (uboot_booti.handed_dtb:
   /chosen bootargs and u-boot,version, /memory, fdt_shrink_to_minimum to the page boundary of
-  the blob's own address). A ramdisk is not modelled.
+  the blob's own address).
+- A ramdisk (`bootz ADDR RD:SIZE FDT`, option ramdisk_address, default qemu_arm's
+  ramdisk_addr_r 0x44000000): initrd_high = 0xffffffff, so boot_ramdisk_high leaves it where
+  it was loaded (no "Loading Ramdisk" line); the DTB grows by 0x80 (FDT_RAMDISK_OVERHEAD) and
+  fdt_initrd adds a /memreserve/ of it and /chosen linux,initrd-start/end (two cells each: root
+  #address-cells = 2 on virt). Observed at 512M with a 5000-byte ramdisk at 0x45000000.
 """
 
 from pathlib import Path
@@ -31,10 +36,13 @@ from bootforge.verdict import check
 SOURCE = "U-Boot 2023.01 cmd/bootz.c, arch/arm/lib/zimage.c, boot/image-fdt.c, arch/arm/lib/bootm.c"
 UBOOT_ARM = Path("/usr/lib/u-boot/qemu_arm/u-boot.bin")     # u-boot-qemu
 KERNEL_ADDR_R = 0x40400000
+RAMDISK_ADDR_R = 0x44000000         # qemu_arm's default environment (strings u-boot.bin)
 CONTROL_DTB_BELOW_RAM_END = {"2023.01+dfsg-2+deb12u3": 0x1208150}
 OPTIONS = (
     Field("image_address", int, KERNEL_ADDR_R, "where the zImage was loaded before `bootz` (kernel_addr_r)",
           min=0, max=0xFFFFFFFF),
+    Field("ramdisk_address", int, RAMDISK_ADDR_R, "where the ramdisk was loaded before `bootz` (ramdisk_addr_r); "
+          "U-Boot leaves it there (initrd_high = 0xffffffff)", min=0, max=0xFFFFFFFF),
 )
 
 
@@ -49,8 +57,8 @@ def load(req):
     found = verdicts.uboot_bootz(req.kernel.data)
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="uboot-bootz", words=found.words)
-    if req.modules:
-        raise RecipeError("uboot-bootz: a ramdisk is not modelled yet")
+    if len(req.modules) > 1:
+        raise RecipeError("bootz takes one ramdisk (ADDR:SIZE); give one initrd")
     header = kernels.read_zimage(req.kernel.data)
     res = LoadResult(req.loader, "linux", req.platform, SOURCE)
     loaded = req.options["image_address"]
@@ -61,8 +69,16 @@ def load(req):
     bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM)
     below = CONTROL_DTB_BELOW_RAM_END.get(version)
     address = ram_end - below if below is not None else None
+    ramdisk = req.modules[0].size if req.modules else None
+    ramdisk_at = req.options["ramdisk_address"]
+    if ramdisk:
+        m = req.modules[0]
+        res.place(f"ramdisk {m.loader_path}", ramdisk_at, ramdisk, 1, "where it was loaded (initrd_high = ~0: "
+                  "boot_ramdisk_high does not move it)", "module")
+        res.modules = [{"start": ramdisk_at, "end": ramdisk_at + ramdisk, "cmdline": m.loader_path}]
     handed, random_bytes, _ = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base, board.memory_bytes,
-                                         address=address or 0)
+                                         address=address or 0, ramdisk_size=ramdisk,
+                                         ramdisk_start=ramdisk_at if ramdisk else None)
     registers = {"r0": 0, "r1": 0, **({"r2": address} if address is not None else {})}
     if address is not None:
         res.place("DTB (U-Boot's control DTB, edited in place)", address, len(handed), 8,
@@ -75,6 +91,7 @@ def load(req):
     res.mbi_bytes = handed
     res.cmdline = req.cmdline
     res.linux = {"entry": loaded, "kernel_format": "arm-zimage", "registers": registers,
+                 **({"ramdisk_loaded_at": ramdisk_at} if ramdisk else {}),
                  "devicetree": devicetree_facts(bios_dtb, handed, address, registers, RANDOM,
                                                 source + " with -bios u-boot.bin (qemu_arm)", random_bytes)}
     ok = board.ram_base <= loaded and loaded + len(req.kernel.data) <= ram_end
