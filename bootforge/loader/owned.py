@@ -8,7 +8,32 @@ fixture tests/data/loader-owned/*.json keeps what those boots found). None of it
 in the E820 the kernel gets: the loaders hand over the firmware's map as it was.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bootforge.errors import BootforgeError
+
+SYSLINUX_DIR = "/usr/lib/syslinux/modules/bios"     # bootforge.bootloaders.syslinux.BIOS_DIR
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+GRUB_PC_DIR = "/usr/lib/grub/i386-pc"
+
+
+@dataclass
+class Evidence:
+    """What guest memory holds at the entry where a range is predicted, checkable by verify:
+    "file" (the file's bytes [offset, offset + length) at address), "section" (an ELF
+    section's bytes at base + sh_addr), "within" (an ELF section's bytes somewhere in
+    [address, address + length) and nowhere in the 64 KiB below), "zero" (length zero bytes)
+    and "register" (a register's value at the entry, in address)."""
+    kind: str
+    address: int
+    length: int = 0
+    file: str | None = None         # a path, or "limine:NAME" for a file of the Limine release
+    offset: int = 0
+    section: str | None = None
+    register: str | None = None
+
+    def to_json(self):
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass
@@ -18,10 +43,12 @@ class OwnedRange:
     what: str
     in_use_at_entry: bool
     source: str
+    evidence: list = field(default_factory=list)
 
     def to_json(self):
         return {"start": self.start, "end": self.end, "what": self.what,
-                "in_use_at_entry": self.in_use_at_entry, "source": self.source}
+                "in_use_at_entry": self.in_use_at_entry, "source": self.source,
+                "evidence": [e.to_json() for e in self.evidence]}
 
     def text(self):
         use = "in use at entry" if self.in_use_at_entry else "dead at entry"
@@ -61,28 +88,36 @@ SYSLINUX_HEAP_USED_END = 0x3A3DF0
 SYSLINUX_SOURCE = "Syslinux 6.04 core/i386/syslinux.ld, core/mem, com32/lib/sys/module"
 
 
-def syslinux(stack_top):
+def syslinux(stack_top, last_file=None):
     """Syslinux 6.04 (ISOLINUX + mboot.c32) at the kernel's entry. *stack_top* is the end of
-    the largest free range of mboot.c32's map (com32/mboot/map.c mboot_map_stack)."""
+    the largest free range of mboot.c32's map (com32/mboot/map.c mboot_map_stack);
+    *last_file* (path, size): the last file mboot.c32 reads (its last module, else the
+    kernel), whose first sector the bounce buffer still holds."""
+    lo, hi = SYSLINUX_CORE16_EQUAL
+    xfer = [Evidence("file", SYSLINUX_XFER_BUF[0], min(last_file[1], 0x800), last_file[0])] if last_file else []
     out = [
-        OwnedRange(SYSLINUX_TEXT_START + SYSLINUX_CORE16_EQUAL[0], SYSLINUX_TEXT_START + SYSLINUX_CORE16_EQUAL[1],
+        OwnedRange(SYSLINUX_TEXT_START + lo, SYSLINUX_TEXT_START + hi,
                    "ISOLINUX 16-bit core (isolinux.bin bytes 0x40-0xd48 as the file has them)", False,
-                   "core/i386/syslinux.ld .init/.text16 at TEXT_START"),
+                   "core/i386/syslinux.ld .init/.text16 at TEXT_START",
+                   [Evidence("file", SYSLINUX_TEXT_START + lo, hi - lo, ISOLINUX_BIN, lo)]),
         OwnedRange(*SYSLINUX_XFER_BUF, "xfer_buf_seg 0x1000: core_xfer_buf, the disk bounce buffer", False,
-                   "core/i386/syslinux.ld ALIGN(65536) after _end16; core/layout.inc"),
+                   "core/i386/syslinux.ld ALIGN(65536) after _end16; core/layout.inc", xfer),
         OwnedRange(SYSLINUX_PM_CORE, SYSLINUX_FREE_HIGH_MEMORY,
                    "ISOLINUX 32-bit core (.text .. .stack; the kernel's image overwrites its start)", False,
                    "core/i386/syslinux.ld at 0x100000, free_high_memory measured"),
     ]
     for name, base, size in SYSLINUX_COM32:
         out.append(OwnedRange(base, base + size, f"COM32 module {name} (.text/.rodata/.data/.bss)", False,
-                              "elf_malloc() in the core's heap (base measured)"))
+                              "elf_malloc() in the core's heap (base measured)",
+                              [Evidence("section", base, file=f"{SYSLINUX_DIR}/{name}", section=sec)
+                               for sec in (".text", ".rodata")]))
     out.append(OwnedRange(SYSLINUX_FREE_HIGH_MEMORY, SYSLINUX_HEAP_USED_END,
                           "core heap in use (arena chain from free_high_memory; labels, config, modules)", False,
                           "core/mem/malloc.c first fit (extent measured)"))
     esp = (stack_top - 32) & ~15
     out.append(OwnedRange(esp, esp + 32, "mboot.c32's stack: ESP at entry, 32 zero bytes", True,
-                          "com32/mboot/map.c mboot_map_stack: top of the largest free range - 32, 16-aligned"))
+                          "com32/mboot/map.c mboot_map_stack: top of the largest free range - 32, 16-aligned",
+                          [Evidence("register", esp, register="rsp"), Evidence("zero", esp, 32)]))
     return out
 
 
@@ -96,14 +131,19 @@ GRUB_KERNEL_TEXT_RODATA = (0x9000 + 0x200, 0xEAD4 + 0x11A8)     # .text after st
 GRUB_SOURCE = "GRUB 2.06 include/grub/offsets.h, kern/i386/pc/init.c, kern/mm.c"
 
 
-def grub_pc(heap):
-    """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use."""
+def grub_pc(heap, module="multiboot2"):
+    """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use;
+    *module*: GRUB's loader module for the protocol (multiboot or multiboot2)."""
     out = [OwnedRange(*GRUB_KERNEL_IMG, "GRUB kernel.img (.text .rodata .data .bss)", False,
-                      "kernel.img PT_LOAD at GRUB_KERNEL_I386_PC_LINK_ADDR 0x9000")]
+                      "kernel.img PT_LOAD at GRUB_KERNEL_I386_PC_LINK_ADDR 0x9000",
+                      [Evidence("section", 0, file=f"{GRUB_PC_DIR}/kernel.img", section=".rodata")])]
     if heap:
+        # multiboot2.mod / multiboot.mod: loaded by the `multiboot2`/`multiboot` command into the heap
+        # (kern/dl.c grub_dl_load_segments), its strings (.rodata.str1.1) carrying no relocations.
         out.append(OwnedRange(heap[0], heap[0] + heap[1], "GRUB heap in use (modules, grub.cfg, file buffers)",
                               False, "kern/mm.c: carved from the top of the largest RAM range below 4 GiB "
-                              "(measured size)"))
+                              "(measured size)",
+                              [Evidence("within", heap[0], heap[1], f"{GRUB_PC_DIR}/{module}.mod", section=".rodata.str1.1")]))
     return out
 
 
@@ -111,6 +151,9 @@ def grub_pc(heap):
 
 LIMINE_STAGE3 = 0xF000
 LIMINE_STAGE3_SIZE = 256756
+# Stage 3's bytes that stay as the file has them (its code; measured at 256M: its variables lie
+# below 0x16200 and from 0x3f56b on, and the boot information is written at 0x10000).
+LIMINE_STAGE3_EQUAL = (0x16200, 0x3F500)
 LIMINE_SOURCE = "limine-bios.sys loaded at 0xf000 by its stage 2 (observed: its bytes there at the entry)"
 
 
@@ -119,9 +162,70 @@ def limine_bios(mbi_address, mbi_size):
     wrote inside it (elsewhere_append's target 0x10000) still in use."""
     out = [OwnedRange(LIMINE_STAGE3, LIMINE_STAGE3 + LIMINE_STAGE3_SIZE,
                       "Limine stage 3 limine-bios.sys (apart from the boot information written into it)",
-                      False, LIMINE_SOURCE)]
+                      False, LIMINE_SOURCE,
+                      [Evidence("file", LIMINE_STAGE3_EQUAL[0], LIMINE_STAGE3_EQUAL[1] - LIMINE_STAGE3_EQUAL[0],
+                                "limine:limine-bios.sys", LIMINE_STAGE3_EQUAL[0] - LIMINE_STAGE3)])]
     if mbi_address is not None and LIMINE_STAGE3 <= mbi_address < LIMINE_STAGE3 + LIMINE_STAGE3_SIZE:
         out.append(OwnedRange(mbi_address, mbi_address + mbi_size,
                               "boot information inside stage 3 (the kernel's to read)", True,
                               "multiboot*.c: elsewhere_append target 0x10000"))
     return out
+
+
+def _elf_section(data, name):
+    """(sh_addr, sh_offset, sh_size) of ELF32 section *name* in *data*, or None."""
+    from bootforge.formats import multiboot as fmt, parse
+    from bootforge.multiboot.headers import read_elf
+    elf = read_elf(data)
+    if not elf.shnum or elf.shstrndx >= elf.shnum:
+        return None
+    heads = [parse(fmt.Elf32Shdr, data, elf.shoff + i * elf.shentsize, f"section header {i}")
+             for i in range(elf.shnum)]
+    names = heads[elf.shstrndx]
+    for h in heads:
+        at = names.sh_offset + h.sh_name
+        if data[at:data.index(b"\0", at)].decode("ascii", "replace") == name:
+            return h.sh_addr, h.sh_offset, h.sh_size
+    return None
+
+
+def _resolve(path):
+    if path.startswith("limine:"):
+        from bootforge.bootloaders import limine
+        from pathlib import Path
+        return str(Path(limine.release_dir()) / path.split(":", 1)[1])
+    return path
+
+
+def check(evidence, read, registers):
+    """(found, words) of one Evidence against guest memory at the entry: *read(addr, n)*
+    returns bytes or None; *registers* the entry registers."""
+    e = evidence
+    if e.kind == "register":
+        got = registers.get(e.register, 0) & 0xFFFFFFFF
+        return got == e.address, f"{e.register} {got:#x}"
+    if e.kind == "zero":
+        got = read(e.address, e.length)
+        return got == bytes(e.length), f"{e.length} bytes at {e.address:#x} {'zero' if got == bytes(e.length) else 'not zero'}"
+    try:
+        with open(_resolve(e.file), "rb") as f:
+            data = f.read()
+    except (OSError, BootforgeError) as exc:        # the loader's file is not on this machine
+        return None, f"{e.file}: {getattr(exc, 'message', None) or exc}"
+    if e.kind == "file":
+        want = data[e.offset:e.offset + e.length]
+        got = read(e.address, len(want))
+        return got == want, f"{e.file}[{e.offset:#x}:+{len(want):#x}] {'at' if got == want else 'not at'} {e.address:#x}"
+    sec = _elf_section(data, e.section)
+    if sec is None:
+        return False, f"{e.file} has no {e.section}"
+    addr, off, size = sec
+    want = data[off:off + size]
+    if e.kind == "section":
+        got = read(e.address + addr, size)
+        return got == want, f"{e.file} {e.section} {'at' if got == want else 'not at'} {e.address + addr:#x}"
+    below = max(e.address - 0x10000, 0)
+    got = read(below, e.address + e.length - below) or b""
+    at = got.find(want)
+    ok = at >= e.address - below
+    return ok, (f"{e.file} {e.section} at {below + at:#x}" if at >= 0 else f"{e.file} {e.section} not found")

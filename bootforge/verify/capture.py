@@ -32,6 +32,7 @@ class Capture:
     module_hashes: list = field(default_factory=list)   # sha256 of guest memory [start, end)
     mbi_raw: bytes = b""                # the MBI as read (MB2: total_size bytes; MB1: the info)
     structures: dict = field(default_factory=dict)      # MB1: name -> (address, bytes) of what it points to
+    owned_found: list = field(default_factory=list)     # [(OwnedRange, [(found, words)] per evidence)] at the entry
 
 
 def entry_rule(loader):
@@ -154,10 +155,12 @@ def hash_guest(gdb, start, end, limit=1 << 30):
     return h.hexdigest()
 
 
-def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True, other_entries=()):
+def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True, other_entries=(), owned=()):
     """Continue the halted QEMU *run* (started with gdb=True) to the kernel's entry and read
     what the loader handed over. *refusal(run)* returns the loader's words once its console
-    shows it refused; *progress(text)* hears what the run is waiting for."""
+    shows it refused; *progress(text)* hears what the run is waiting for. *owned*: the
+    policy's loader-owned ranges (bootforge.loader.owned), each evidence checked in guest
+    memory at the entry."""
     out = Capture("timeout")
     gdb = GdbRemote(run.gdb_socket)
     try:
@@ -216,6 +219,14 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
         out.mbi_raw, out.structures = raw.get("mbi", b""), raw.get("structures", {})
         if hash_modules:
             out.module_hashes = [hash_guest(gdb, a, b) for a, b in module_ranges(out.doc)]
+        if owned:
+            from bootforge.loader.owned import check
+            mem = GuestMemory(gdb)
+
+            def read(addr, length):                 # in 64 KiB requests, as hash_guest reads
+                parts = [mem.read(a, min(1 << 16, addr + length - a)) for a in range(addr, addr + length, 1 << 16)]
+                return None if None in parts else b"".join(parts)
+            out.owned_found = [(o, [check(e, read, regs) for e in o.evidence]) for o in owned]
         return _finish(out, run)
     finally:
         gdb.close()

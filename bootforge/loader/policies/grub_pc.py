@@ -224,7 +224,7 @@ def _prepare(req, protocol):
                   "largest RAM range below 4 GiB (measured size)", "loader")
     # GRUB's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
     from bootforge.loader.owned import grub_pc
-    res.owned = grub_pc(rel.heap)
+    res.owned = grub_pc(rel.heap, "multiboot" if protocol == "multiboot1" else "multiboot2")
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low

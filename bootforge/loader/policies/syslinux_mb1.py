@@ -135,7 +135,10 @@ def load(req):
     # Syslinux's own memory at the entry (bootforge.loader.owned): mboot.c32's stack at the top
     # of the largest range its map leaves free (map.c mboot_map_stack).
     top = max(sm.free.intervals(), key=lambda r: (r[1] - r[0], -r[0]))[1]
-    res.owned = syslinux_owned(min(top, GIB4))
+    last = req.modules[-1] if req.modules else None
+    # The bounce buffer keeps the last file's first sector when one read took it whole (64 KiB).
+    last_file = (last.path, last.size) if last is not None and last.size <= 0x10000 else None
+    res.owned = syslinux_owned(min(top, GIB4), last_file)
     res.place("multiboot_info", mbi_at, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "first fit from 0x2000", "mbi")
     res.place("mmap", mmap_at, MMAP_ENTRY_SIZE * len(entries), 4, "first fit from 0x2000", "mbi")
     res.structures = mbi.mb1_structures(res, k, LOADER_NAME)
