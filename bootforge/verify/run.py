@@ -326,6 +326,12 @@ def compare_rows(res, cap, req, entry):
     if "mmap_from_tag17" in want:
         add("mmap from tag 17", want["mmap_from_tag17"], seen.get("mmap_from_tag17"), "mmap_from_tag17")
     add("tags" if res.protocol == "multiboot2" else "flags", predicted_tag_names(res), tag_names(cap.doc), "tags")
+    # The loader's own memory at the entry (bootforge.loader.owned): each evidence found where
+    # predicted; one whose file is not on this machine is shown, not counted.
+    for o, found in getattr(cap, "owned_found", ()):
+        for e, (ok, words) in zip(o.evidence, found):
+            rows.append(Row(f"loader-owned {o.what.split(' (')[0]} [{e.kind}]", f"[{o.start:#x}, {o.end:#x})", words,
+                            bool(ok), ok is not None))
     return rows
 
 
@@ -432,7 +438,8 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         with QemuRun(machine, medium, workdir=work, gdb=True,
                      extra=relocation.trace_args(log, traced) if traced else ()) as run:
             run.start()
-            cap = capture(run, report.entry, timeout, refusal_or_ran_elsewhere, progress, other_entries=first)
+            cap = capture(run, report.entry, timeout, refusal_or_ran_elsewhere, progress, other_entries=first,
+                          owned=res.owned if res is not None else ())
         ran = relocation.translated_candidates(log, traced, expect) if traced and cap.status != "entry" else []
         if ran:
             # Not entered where predicted, but code ran at these candidate entries: one more boot
