@@ -181,6 +181,8 @@ class Lexer:
 
     def open_relative(self, fname, current_dir):
         """dtc's fopen_any_on_path: the including file's directory, then each -i directory."""
+        # dtc opens the name as a C string: it ends at the first NUL (srcpos.c srcfile_push).
+        fname = fname.split("\0", 1)[0]
         candidates = [fname if (current_dir is None or fname.startswith("/")) else os.path.join(current_dir, fname)]
         candidates += [fname if fname.startswith("/") else os.path.join(d, fname) for d in self.search_path]
         error = None
@@ -347,7 +349,11 @@ class Lexer:
                 if pos == 0 or data[pos - 1] == 0x0A:
                     lm = _LINEMARKER.match(data, pos)
                     if lm is not None:
-                        fn = unescape(lm.group(2))
+                        try:
+                            fn = unescape(lm.group(2))
+                        except ValueError as exc:      # as in a string literal: the marker's position
+                            self.fatal = self.error_at(buf, pos, lm.end(), str(exc))
+                            return False
                         if b"\0" in fn:
                             self.errors.append((len(tokens), self.error_at(
                                 buf, pos, lm.end(), "Lexical error: nul in line number directive")))

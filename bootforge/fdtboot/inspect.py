@@ -97,6 +97,8 @@ TITLES = {"arm64-image": "arm64 Linux Image", "riscv-image": "RISC-V Linux Image
 def dt_kernel_report(path, data, compressed=None, original=None):
     """The report of an Image/zImage in *data* (decompressed from *original* when *compressed*)."""
     header = kernels.read_dt_kernel(data, path)
+    if header["kind"] == "uimage":      # `--format dt-kernel` of a uImage: its own report
+        return inspect_uimage(path, data)
     given = original if original is not None else data
     pe = _pe_view(data) if header.get("pe_offset") else None
     title = TITLES[header["kind"]] + (" with an EFI stub (MZ + PE)" if pe else "")

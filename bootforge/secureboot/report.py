@@ -51,7 +51,8 @@ def authenticode_section(data, img, path=None):
         for s in signatures:
             if s.certificate_type != fmt.WinCertType.PKCS_SIGNED_DATA:
                 continue
-            if s.signed_digest is not None and not s.digest_matches:
+            # No image digest: the signature's own problem (an unknown algorithm, bad DER) says why.
+            if s.signed_digest is not None and s.image_digest is not None and not s.digest_matches:
                 problems.append(f"signature {s.index}: digest check failed: the image's {s.digest_algorithm} "
                                 f"Authenticode hash {s.image_digest.hex()} is not the signed "
                                 f"{s.signed_digest.hex()} (bytes changed after signing)")

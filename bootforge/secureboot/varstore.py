@@ -84,7 +84,8 @@ def read_varstore(data, path=None):
         if nxt > end or h.name_size % 2:
             raise FormatError(f"variable at {at:#x}: NameSize {h.name_size:#x} + DataSize {h.data_size:#x} run "
                               f"past the store's end {end:#x}", path=path, offset=at + 0x24)
-        name = bytes(data[name_at:data_at]).decode("utf-16-le").split("\0", 1)[0]
+        # EDK2 compares names as CHAR16 arrays: a lone surrogate is a name too (kept as \xNN escapes).
+        name = bytes(data[name_at:data_at]).decode("utf-16-le", "backslashreplace").split("\0", 1)[0]
         found.append(Variable(name, uuid.UUID(bytes_le=h.vendor_guid), h.attributes, bytes(data[data_at:nxt]),
                               at, h.state, h))
         at = nxt + (-nxt % fmt.VARIABLE_ALIGNMENT)

@@ -18,9 +18,10 @@ from common import WORK  # noqa: E402
 FAMILIES = {"rom": "fuzz_rom.py", "mbdump": "fuzz_mbdump.py", "multiboot": "fuzz_multiboot.py",
             "memmap": "fuzz_memmap.py", "fdt": "fuzz_fdt.py", "efi-compress": "fuzz_efi_compress.py",
             "recipes": "fuzz_recipes.py", "images": "fuzz_images.py", "pe": "fuzz_pe.py",
-            "configs": "fuzz_configs.py"}
+            "configs": "fuzz_configs.py", "dts": "fuzz_dts.py", "fit": "fuzz_fit.py",
+            "signatures": "fuzz_signatures.py", "varstore": "fuzz_varstore.py"}
 MAX_LEN = {"rom": 262144, "multiboot": 400000, "fdt": 262144, "efi-compress": 16384, "images": 1 << 20,
-           "pe": 1 << 20, "configs": 65536}
+           "pe": 1 << 20, "configs": 65536, "dts": 65536, "fit": 65536, "signatures": 65536, "varstore": 1 << 20}
 
 
 def run_family(family, seconds, timeout, plain):
