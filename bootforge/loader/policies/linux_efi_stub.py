@@ -42,7 +42,9 @@ from bootforge.fileio import read_input
 from bootforge.formats import bzimage as bz
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.formats.efi_memmap import EfiMemoryType
+from bootforge.loader import ovmf_pages
 from bootforge.loader.policies import loader_policy
+from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
@@ -124,6 +126,81 @@ def memory_total_kib(e820):
                 if lo < t0 and t1 < hi:
                     total -= t1 - t0
     return total // KIB
+
+
+def boot_path_of(req, path):
+    """The OVMF boot path of *req*: QEMU -kernel (a [load] recipe; QemuKernelLoaderFsDxe hands the
+    file to LoadImage) or a file on the ESP (an image's /EFI/... path: BdsDxe or systemd-boot)."""
+    if str(req.kernel_loader_path or "").upper().startswith("/EFI/"):
+        return "esp"
+    return "qemu-kernel-uki" if path == "uki" else "qemu-kernel"
+
+
+def _ovmf_placement(req, res, hdr, kernel, initrd_size, path, kernel_start, nodes):
+    """The addresses OVMF's page allocator gives on this boot (bootforge/loader/ovmf_pages.py),
+    where OVMF's map at the loader's start is captured for this machine, memory class, boot path
+    and input sizes; otherwise exact=False and why (the bounds above stay)."""
+    plat = req.platform
+    boot = boot_path_of(req, path)
+    out = {"exact": False, "capture": None, "boot_path": boot, "reason": None, "image": None, "kernel_image": None,
+           "boot_params": None, "cmdline_page": None, "cmd_line_ptr": None, "initrd": None, "setup_data": []}
+    machine = plat.qemu.name if plat.qemu is not None else None
+    if machine is None or plat.memory_bytes is None:
+        out["reason"] = "a platform given as a map file: no capture of OVMF's allocations"
+        return out
+    ram = plat.memory_bytes
+    lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
+    cap = ovmf_pages.find_capture(machine, boot, ram, lowmem, bool(initrd_size) and boot == "qemu-kernel")
+    data = req.kernel.data
+    pe = read_pe(data)
+    inputs = {"file_size": len(data)}
+    if boot == "qemu-kernel" and initrd_size:
+        inputs["initrd_size"] = initrd_size
+    if boot == "qemu-kernel-uki":
+        inputs["kernel_size_of_image"] = read_pe(kernel).size_of_image
+    if cap is None:
+        out["reason"] = f"no capture of OVMF's map for the {boot} boot path on {machine} at this memory size"
+        return out
+    out["capture"] = cap.name
+    if cap.inputs != inputs:
+        out["reason"] = (f"OVMF's map on this path was captured for {cap.inputs}, not {inputs}: the files QEMU "
+                         "hands OVMF (fw_cfg blobs) shape the map below them")
+        return out
+    above4g = bool((hdr.get("xloadflags") or 0) & bz.XLoadFlag.XLF_CAN_BE_LOADED_ABOVE_4G)
+    initrd_max = (1 << 64) - 1 if above4g else hdr.get("initrd_addr_max")
+    rom_sizes = [n["len"] - PCI_SETUP_ROM_FIELDS for n in nodes if n["type"] == "SETUP_PCI"]
+    got = ovmf_pages.replay(cap, lowmem, file_size=len(data), size_of_image=pe.size_of_image,
+                            initrd_size=initrd_size, initrd_max=initrd_max, rom_sizes=rom_sizes,
+                            kernel_size_of_image=inputs.get("kernel_size_of_image"))
+    out.update(exact=True, image={"start": got.image[0], "end": got.image[1]},
+               kernel_image=({"start": got.kernel_image[0], "end": got.kernel_image[1]} if got.kernel_image else None),
+               boot_params=got.boot_params, cmdline_page=got.cmdline_page, cmd_line_ptr=got.cmdline,
+               initrd=({"start": got.initrd[0], "size": initrd_size} if got.initrd else None),
+               setup_data=got.setup_data)
+    rule = f"top-down AllocatePages on OVMF's captured map ({cap.name}; EDK2 Page.c CoreFindFreePages)"
+    # The bounds said before are superseded by the addresses.
+    res.notes[:] = [n for n in res.notes if not n.startswith("bounded:") and "(its address, a pool" not in n]
+    res.place("PE image (OVMF LoadImage, Loader Code)", got.image[0], got.image[1] - got.image[0], PAGE, rule, "loader")
+    if got.kernel_image:
+        res.place(".linux image (systemd-stub LoadImage, Loader Code)", got.kernel_image[0],
+                  got.kernel_image[1] - got.kernel_image[0], PAGE, rule, "loader")
+    res.place("boot_params (efi_allocate_bootparams, Loader Data)", got.boot_params, PAGE, PAGE,
+              rule, "boot-info")
+    if got.cmdline is not None:
+        res.place("command line (Loader Data pool)", got.cmdline, len(res.cmdline) + 1, 8, rule,
+                  "boot-info")
+    if got.initrd:
+        res.place("initrd (efi_load_initrd, Loader Data)", got.initrd[0], _align(initrd_size, PAGE),
+                  PAGE, rule, "module")
+    for node, addr in zip((n for n in nodes if n["type"] == "SETUP_PCI"), got.setup_data):
+        node["address"] = addr
+        res.place(f"setup_data SETUP_PCI {node['device']} (Loader Data pool)", addr, node["size"], 8, rule,
+                  "boot-info")
+    res.notes.append(f"predicted from OVMF's page allocator ({cap.name}): image {got.image[0]:#x}, boot_params "
+                     f"{got.boot_params:#x}, command line page {got.cmdline_page:#x}"
+                     + (f", initrd {got.initrd[0]:#x}" if got.initrd else "")
+                     + "".join(f", setup_data {a:#x}" for a in got.setup_data))
+    return out
 
 
 # `bootforge load UKI` alone: a UKI names its loader (systemd-stub hands its .linux to the EFI
@@ -265,6 +342,7 @@ def load(req):
         res.notes.append("setup_data: SETUP_PCI nodes (one per PCI device with an option ROM) are not predicted "
                          "for a platform given as a map file (no device list)")
     facts["setup_data"] = nodes
+    facts["placement"] = _ovmf_placement(req, res, hdr, kernel, initrd_size, path, start, nodes)
     if path == "uki":
         # Measured boot: what systemd-stub and OVMF extend (bootforge/uki/measure.py).
         facts["pcrs"] = predictions(req.kernel.data, read_pe(req.kernel.data))

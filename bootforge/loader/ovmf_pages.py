@@ -1,0 +1,258 @@
+"""OVMF's page allocator as an EFI loader meets it: EDK2 MdeModulePkg/Core/Dxe/Mem/Page.c and
+Pool.c (edk2-stable202211, Debian's OVMF 2022.11) replayed on a captured map.
+
+Rules (the source's, each checked against the real boots kept under tests/data/linux-ovmf):
+- AllocatePages(AllocateAnyPages / AllocateMaxAddress) for a type without a bin of its own
+  (Loader Code/Data; Boot Services Code/Data here) is CoreFindFreePages(): the default bin,
+  searched top-down (CoreFindFreePagesI keeps the highest page-aligned start whose block fits in
+  one conventional descriptor at or below min(MaxAddress, mDefaultMaximumAddress)).
+  mDefaultMaximumAddress is the bottom of the runtime/ACPI/reserved bins OVMF places at the top
+  of low RAM; the conventional pages above them are never handed out while the default bin has
+  room (observed: [0x1f7fe000, 0x1fef4000) at 512M stays conventional on every boot).
+- AllocatePool of at least a page's worth (CoreAllocatePoolI, Size > MAX_POOL_SIZE) takes whole
+  pages of its own: EFI_SIZE_TO_PAGES(Size + sizeof(POOL_HEAD) + sizeof(POOL_TAIL)), the data at
+  page + sizeof(POOL_HEAD) (0x18). A smaller pool allocation of a type whose pool has no free
+  block takes one new page, the data again at page + 0x18.
+- LoadImage of a file (CoreLoadImageCommon, GetFileBufferByFilePath): the file is read into a
+  Boot Services Data pool buffer, the image gets EFI_SIZE_TO_PAGES(SizeOfImage) pages of Loader
+  Code (SectionAlignment <= 4 KiB: nothing added), AllocateAnyPages, then the buffer is freed.
+  LoadImage from a memory buffer (systemd-stub's LoadImage of .linux) reads no file.
+
+The map when the loader starts is captured per machine, memory-size class and boot path
+(bootforge/data/ovmf-pages/*.json, derived from real boots by derive_capture(); the commands
+are in tests/data/README.md). A capture holds what OVMF's own code does around the loader that
+no source rule here reproduces: the pages OVMF holds while it reads the file (released before
+StartImage) and the Boot Services Data pages its pool takes while the loader runs (kept as
+allocated in the captured map). A capture moves with the top of low RAM like the platform map
+(bootforge/machines/qemu_x86.py ovmf_efi_map): everything from the first allocation above
+OVMF_FIXED_BELOW up to 4 GiB shifts by the difference in low RAM.
+"""
+
+import json
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+from bootforge.errors import RecipeError
+from bootforge.formats.efi_memmap import EfiMemoryType as T
+
+PAGE = 0x1000
+POOL_HEAD = 0x18                # POOL_HEAD: Signature, Reserved, Type, Size (Pool.c)
+POOL_TAIL = 8                   # POOL_TAIL: Signature, Reserved, Size
+FOUR_GIB = 1 << 32
+CAPTURE_DIR = files("bootforge").joinpath("data", "ovmf-pages")
+OVMF_FIXED_BELOW = 0x1500000    # as bootforge/machines/qemu_x86.py: [0, 21 MiB) the same for every -m
+MMIO_FROM = 0xB0000000          # q35 MMCONFIG and above: not RAM, never shifted
+
+
+def pages_for(size):
+    return -(-size // PAGE)
+
+
+def pool_pages(size):
+    """Pages of an AllocatePool of *size* bytes served from pages of its own."""
+    return pages_for(size + POOL_HEAD + POOL_TAIL)
+
+
+@dataclass
+class PageMap:
+    """The DXE core's memory map as [start, end, type] pieces (end exclusive), with the default
+    bin's top (mDefaultMaximumAddress + 1)."""
+    ranges: list
+    default_top: int
+    log: list = field(default_factory=list)     # [(what, start, pages, type)] in allocation order
+
+    def _free_pieces(self):
+        return [(a, b) for a, b, t in self.ranges if t == T.CONVENTIONAL]
+
+    def allocate(self, what, typ, npages, max_address=None):
+        """AllocatePages(AllocateMaxAddress (*max_address*) or AllocateAnyPages): the highest
+        block of *npages* below min(max_address + 1, the default bin's top); None when none fits."""
+        limit = self.default_top if max_address is None else min(max_address + 1, self.default_top)
+        size = npages * PAGE
+        best = None
+        for a, b in self._free_pieces():
+            top = min(b, limit) // PAGE * PAGE
+            if top - size >= a and (best is None or top - size > best):
+                best = top - size
+        if best is None:
+            return None
+        self._set(best, best + size, typ)
+        self.log.append((what, best, npages, typ))
+        return best
+
+    def allocate_pool(self, what, typ, size):
+        """AllocatePool of a size served from its own pages: (page start, data address)."""
+        start = self.allocate(what, typ, pool_pages(size))
+        return None if start is None else (start, start + POOL_HEAD)
+
+    def free(self, start, npages):
+        self._set(start, start + npages * PAGE, T.CONVENTIONAL)
+
+    def _set(self, a, b, typ):
+        out = []
+        for s, e, t in self.ranges:
+            if e <= a or s >= b:
+                out.append([s, e, t])
+                continue
+            if s < a:
+                out.append([s, a, t])
+            if e > b:
+                out.append([b, e, t])
+        out.append([a, b, typ])
+        out.sort()
+        merged = []
+        for s, e, t in out:
+            if merged and merged[-1][1] == s and merged[-1][2] == t:
+                merged[-1][1] = e
+            else:
+                merged.append([s, e, t])
+        self.ranges = merged
+
+    def of_type(self, typ):
+        return [(a, b) for a, b, t in self.ranges if t == typ]
+
+
+@dataclass
+class Capture:
+    """The EFI map when OVMF starts loading the loader on one boot path (see the module doc)."""
+    name: str
+    boot_path: str              # "qemu-kernel" (QEMU -kernel: QemuKernelLoaderFsDxe + LoadImage)
+    lowmem: int                 # top of low RAM of the captured boot
+    inputs: dict                # the sizes that shape the captured map (QEMU's fw_cfg blobs)
+    default_top: int
+    ranges: list                # [[start, end, type]]
+    held: list                  # [[start, end]] OVMF holds while reading the file
+    source: str
+
+    def at(self, lowmem):
+        """This capture on a machine whose low RAM ends at *lowmem*."""
+        delta = lowmem - self.lowmem
+
+        def move(x):
+            return x + delta if OVMF_FIXED_BELOW < x <= self.lowmem else x
+        ranges = []
+        for a, b, t in self.ranges:
+            if a >= MMIO_FROM:
+                ranges.append([a, b, t])
+            elif a <= OVMF_FIXED_BELOW < b and t == T.CONVENTIONAL:
+                ranges.append([a, move(b), t])      # the big low run grows or shrinks
+            else:
+                ranges.append([move(a), move(b), t])
+        return PageMap([r for r in ranges if r[1] > r[0]], move(self.default_top)), \
+            [[move(a), move(b)] for a, b in self.held]
+
+
+def read_capture(name):
+    path = CAPTURE_DIR.joinpath(name + ".json")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{name}: cannot read the OVMF page capture: {exc}") from None
+    return Capture(name, doc["boot_path"], doc["lowmem"], doc["inputs"], doc["default_top"],
+                   [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["held"], doc["source"])
+
+
+# Captures by (machine, boot path, memory class): q35 below 2.75 GiB keeps all RAM low
+# ("low"); from there 2 GiB stay low and OVMF's map at the top of it differs (the platform's
+# two templates say the same).
+CAPTURES = {
+    ("qemu-q35-ovmf", "qemu-kernel", "low", False): "qemu-kernel-512M",
+    ("qemu-q35-ovmf", "qemu-kernel", "high", False): "qemu-kernel-3G",
+    ("qemu-q35-ovmf", "qemu-kernel", "low", True): "qemu-kernel-initrd-512M",
+    ("qemu-q35-ovmf", "qemu-kernel", "high", True): "qemu-kernel-initrd-3G",
+    ("qemu-q35-ovmf", "qemu-kernel-uki", "low", False): "qemu-kernel-uki-512M",
+}
+
+
+def memory_class(ram, lowmem):
+    return "high" if ram > lowmem else "low"
+
+
+def find_capture(machine, boot_path, ram, lowmem, initrd):
+    name = CAPTURES.get((machine, boot_path, memory_class(ram, lowmem), bool(initrd)))
+    return read_capture(name) if name else None
+
+
+def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, default_top, source):
+    """A capture from the EFI map a real boot's kernel printed (efi=debug: the map at
+    ExitBootServices): every Loader Code/Data piece is returned to conventional memory (all of
+    them are the loaders' own, replayed by the model); Boot Services pieces stay as they were
+    (OVMF's). *image* is the loaded image's Loader Code block (start, end) and *file_size* the
+    file OVMF read for it: what OVMF held while reading is the free span from the top of that
+    file buffer (image end + its pool pages) up to the next allocated piece."""
+    pm = PageMap([[a, b, T.CONVENTIONAL if t in (T.LOADER_CODE, T.LOADER_DATA) else T(t)] for t, a, b in exit_map],
+                 default_top)
+    pm._set(0, 0, T.CONVENTIONAL)       # sorts and merges
+    pm.ranges = [r for r in pm.ranges if r[1] > r[0]]
+    held = []
+    if file_size is not None:
+        buf_top = image[1] + pool_pages(file_size) * PAGE
+        piece = next(r for r in pm.ranges if r[0] <= buf_top < r[1])
+        if piece[2] != T.CONVENTIONAL:
+            raise ValueError(f"{source}: the file buffer's top {buf_top:#x} is not free memory")
+        if piece[1] > buf_top:
+            held.append([buf_top, piece[1]])
+    return {"comment": f"OVMF's EFI map when it starts loading the loader, from {source} "
+                       "(bootforge.loader.ovmf_pages.derive_capture)",
+            "source": source, "boot_path": boot_path, "lowmem": lowmem, "inputs": inputs,
+            "default_top": default_top, "held": held,
+            "ranges": [[a, b, int(t)] for a, b, t in pm.ranges]}
+
+
+@dataclass
+class StubPlacement:
+    """Where OVMF and the EFI stub put each piece (addresses; None: not allocated)."""
+    image: tuple                    # (start, end) of the loaded PE image (Loader Code)
+    kernel_image: tuple | None      # UKI: systemd-stub's LoadImage of .linux (Loader Code)
+    boot_params: int                # the page efi_allocate_bootparams allocates
+    cmdline_page: int               # the Loader Data pool page holding the command line
+    cmdline: int | None             # cmd_line_ptr, where the pool offset is known
+    initrd: tuple | None            # (start, end)
+    setup_data: list                # [data address] of each SETUP_PCI node, in chain order
+    pm: PageMap
+
+
+def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max, rom_sizes,
+           kernel_size_of_image=None):
+    """The allocations of a boot on *capture*'s path, in the order the code makes them:
+    OVMF's LoadImage of the file (held pages, file buffer, image, buffer freed); for a UKI,
+    systemd-stub 252's first Loader Data pool page (its xmalloc) and its LoadImage of .linux from
+    memory; then the kernel's EFI stub (Linux 6.1 x86-stub.c): efi_allocate_bootparams()
+    (boot_params: one page, AllocateMaxAddress ULONG_MAX), efi_convert_cmdline() (a Loader Data
+    pool allocation: a new pool page, or systemd-stub's), efi_load_initrd() (AllocateMaxAddress
+    initrd_max), then setup_efi_pci()'s pool allocation per option ROM (struct pci_setup_rom:
+    64 bytes + the ROM)."""
+    pm, held = capture.at(lowmem)
+    held_pages = []
+    for a, b in held:
+        pm._set(a, b, T.BOOT_SERVICES_DATA)
+        held_pages.append((a, (b - a) // PAGE))
+    buf = pm.allocate_pool("file buffer", T.BOOT_SERVICES_DATA, file_size)
+    image = pm.allocate("image", T.LOADER_CODE, pages_for(size_of_image))
+    if buf is None or image is None:
+        raise RecipeError("the captured OVMF map has no room for the image")
+    pm.free(buf[0], pool_pages(file_size))
+    for a, n in held_pages:
+        pm.free(a, n)
+    kernel_image = None
+    shared_pool = None
+    if capture.boot_path == "qemu-kernel-uki":
+        shared_pool = pm.allocate("systemd-stub pool page", T.LOADER_DATA, 1)
+        start = pm.allocate("kernel image (.linux)", T.LOADER_CODE, pages_for(kernel_size_of_image))
+        kernel_image = (start, start + pages_for(kernel_size_of_image) * PAGE)
+    boot_params = pm.allocate("boot_params", T.LOADER_DATA, 1)
+    if shared_pool is None:
+        cmdline_page = pm.allocate("command line pool page", T.LOADER_DATA, 1)
+        cmdline = cmdline_page + POOL_HEAD
+    else:
+        cmdline_page, cmdline = shared_pool, None
+    initrd = None
+    if initrd_size:
+        start = pm.allocate("initrd", T.LOADER_DATA, pages_for(initrd_size), initrd_max)
+        initrd = (start, start + initrd_size)
+    setup = []
+    for rom in rom_sizes:
+        got = pm.allocate_pool("SETUP_PCI", T.LOADER_DATA, 64 + rom)
+        setup.append(got[1])
+    return StubPlacement((image, image + pages_for(size_of_image) * PAGE), kernel_image, boot_params,
+                         cmdline_page, cmdline, initrd, setup, pm)

@@ -1,0 +1,59 @@
+"""Write bootforge/data/ovmf-pages/*.json from the kept OVMF boots (tests/data/linux-ovmf/, their
+commands in tests/data/README.md): `.venv/bin/python tests/ovmf_pages_capture.py`.
+
+Each capture is the EFI map the kernel printed (efi=debug) with the loaders' own pieces returned
+to conventional memory (bootforge.loader.ovmf_pages.derive_capture)."""
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bootforge.formats.efi_memmap import EfiMemoryType as T  # noqa: E402
+from bootforge.loader.ovmf_pages import CAPTURE_DIR, derive_capture, pages_for  # noqa: E402
+from bootforge.uki.dmesg import parse_kernel_log  # noqa: E402
+
+KERNEL_FILE = 8247232           # /boot/vmlinuz-6.1.0-57-amd64 (linux-image-amd64 6.1.192-3)
+KERNEL_IMAGE = 0x822000         # its SizeOfImage
+INITRD = 1048576 + 12345        # tests/test_uki_build.py INITRD_SIZE
+UKI_FILE = 9380864              # tests/test_uki_build.py bootforge_uki(): the bootforge UKI
+UKI_IMAGE = 0x8fa200
+LOWMEM = {"512M": 0x20000000, "3G": 0x80000000}
+
+# capture name: (fixture, boot path, image SizeOfImage, file read, inputs)
+CASES = {
+    "qemu-kernel-512M": ("kernel-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}),
+    "qemu-kernel-3G": ("kernel-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}),
+    "qemu-kernel-initrd-512M": ("kernel-initrd-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
+                                {"file_size": KERNEL_FILE, "initrd_size": INITRD}),
+    "qemu-kernel-initrd-3G": ("kernel-initrd-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
+                              {"file_size": KERNEL_FILE, "initrd_size": INITRD}),
+    "qemu-kernel-uki-512M": ("bootforge-uki-512M", "qemu-kernel-uki", UKI_IMAGE, UKI_FILE,
+                             {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE}),
+}
+
+
+def default_top(efi):
+    """The bottom of OVMF's bins: the Runtime Data piece right below Runtime Code."""
+    for (t, a, b), (t2, a2, _) in zip(efi, efi[1:]):
+        if t == T.RUNTIME_SERVICES_DATA and t2 == T.RUNTIME_SERVICES_CODE and b == a2:
+            return a
+    raise SystemExit("no runtime bins in the map")
+
+
+def main():
+    for name, (fixture, path, image_size, file_size, inputs) in CASES.items():
+        log = parse_kernel_log((HERE / "data" / "linux-ovmf" / f"{fixture}.txt").read_text())
+        size = pages_for(image_size) * 0x1000
+        image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
+        doc = derive_capture(log.efi, image, file_size, path, LOWMEM[fixture.rsplit("-", 1)[1]], inputs,
+                             default_top(log.efi), f"tests/data/linux-ovmf/{fixture}.txt")
+        out = Path(str(CAPTURE_DIR.joinpath(name + ".json")))
+        out.write_text(json.dumps(doc, indent=0) + "\n")
+        print(out, "held", [[hex(a), hex(b)] for a, b in doc["held"]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""OVMF's page allocator model (bootforge/loader/ovmf_pages.py) against the real OVMF boots kept
+in tests/data/linux-ovmf (commands in tests/data/README.md): replaying OVMF's LoadImage and the
+EFI stub's allocations on the map captured at one memory size gives every Loader Code/Data
+piece, the initrd (RAMDISK) and the setup_data node the kernel printed, at the other sizes too
+(the 512M captures predict 192M..2G, the 3G ones 5G). No QEMU here."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, require, run_bootforge
+from test_uki_build import INITRD_SIZE, KERNEL, bootforge_uki, make_initrd
+
+from bootforge.formats.efi_memmap import EfiMemoryType as T
+from bootforge.loader import ovmf_pages
+from bootforge.uki.dmesg import parse_kernel_log
+
+FIXTURES = DATA / "linux-ovmf"
+MIB = 1 << 20
+KERNEL_FILE = 8247232                   # Debian's vmlinuz-6.1.0-57-amd64, the fixtures' kernel
+KERNEL_IMAGE = 0x822000                 # its SizeOfImage
+UKI_FILE, UKI_IMAGE = 9380864, 0x8fa200  # the bootforge UKI of test_uki_build.bootforge_uki
+VGA_ROM = 39936                         # Debian seabios 1.16.2 vgabios-stdvga.bin
+CASES = [("kernel", m) for m in ("192M", "256M", "512M", "1G", "2G", "3G", "5G")] + \
+    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("bootforge-uki", "512M"), ("bootforge-uki", "1G")]
+
+
+def ram_of(mem):
+    return int(mem[:-1]) * (MIB if mem.endswith("M") else 1024 * MIB)
+
+
+def lowmem_of(ram):
+    return 0x80000000 if ram >= 0xB0000000 else ram
+
+
+def replayed(what, mem):
+    ram = ram_of(mem)
+    uki = what.startswith("bootforge-uki")
+    initrd = INITRD_SIZE if what != "kernel" else 0
+    cap = ovmf_pages.find_capture("qemu-q35-ovmf", "qemu-kernel-uki" if uki else "qemu-kernel", ram, lowmem_of(ram),
+                                  bool(initrd) and not uki)
+    got = ovmf_pages.replay(cap, lowmem_of(ram), file_size=UKI_FILE if uki else KERNEL_FILE,
+                            size_of_image=UKI_IMAGE if uki else KERNEL_IMAGE, initrd_size=initrd,
+                            initrd_max=(1 << 64) - 1, rom_sizes=[VGA_ROM], kernel_size_of_image=KERNEL_IMAGE)
+    return cap, got
+
+
+@pytest.mark.parametrize("what,mem", CASES)
+def test_replay_gives_every_loader_piece_the_kernel_printed(what, mem):
+    log = parse_kernel_log((FIXTURES / f"{what}-{mem}.txt").read_text())
+    cap, got = replayed(what, mem)
+    # every Loader Code/Data piece of the map at ExitBootServices but the decompressed kernel
+    # (efi_random_alloc's lowest slot, linux_efi_stub.kernel_slot)
+    real = sorted((a, b, t) for t, a, b in log.efi if t in (T.LOADER_CODE, T.LOADER_DATA) and a != 0x1600000)
+    assert sorted((a, b, t) for a, b, t in got.pm.ranges if t in (T.LOADER_CODE, T.LOADER_DATA)) == real
+    assert (T.LOADER_CODE, *got.image) in log.efi
+    assert (got.initrd[0] if got.initrd else None) == (log.ramdisk[0] if log.ramdisk else None)
+    assert got.setup_data == [a for a, _ in log.setup_data_nodes()]
+
+
+def test_the_other_sizes_are_predicted_not_captured():
+    """Only 512M and 3G boots made the captures; the rest of CASES are predictions."""
+    sources = {ovmf_pages.read_capture(n).source for n in ovmf_pages.CAPTURES.values()}
+    assert all(s.endswith(("-512M.txt", "-3G.txt")) for s in sources)
+    predicted = [f"{w}-{m}" for w, m in CASES if f"tests/data/linux-ovmf/{w}-{m}.txt" not in sources]
+    assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G", "bootforge-uki-1G"]
+
+
+def test_captures_are_the_kept_boots():
+    """bootforge/data/ovmf-pages/*.json are what tests/ovmf_pages_capture.py derives from the fixtures."""
+    import ovmf_pages_capture as gen
+    for name, (fixture, path, image_size, file_size, inputs) in gen.CASES.items():
+        log = parse_kernel_log((FIXTURES / f"{fixture}.txt").read_text())
+        size = ovmf_pages.pages_for(image_size) * 0x1000
+        image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
+        doc = ovmf_pages.derive_capture(log.efi, image, file_size, path, gen.LOWMEM[fixture.rsplit("-", 1)[1]],
+                                        inputs, gen.default_top(log.efi), f"tests/data/linux-ovmf/{fixture}.txt")
+        stored = json.loads(Path(str(ovmf_pages.CAPTURE_DIR.joinpath(name + ".json"))).read_text())
+        assert stored == json.loads(json.dumps(doc)), name
+
+
+def test_allocator_rules():
+    """CoreFindFreePagesI: the highest fitting block at or below MaxAddress in the default bin;
+    pool pages carry POOL_HEAD + POOL_TAIL; a freed block is conventional again and merges."""
+    pm = ovmf_pages.PageMap([[0x1000, 0x9000, T.CONVENTIONAL], [0x9000, 0xA000, T.BOOT_SERVICES_DATA],
+                             [0xA000, 0xC000, T.CONVENTIONAL], [0xC000, 0x10000, T.CONVENTIONAL]], 0xE000)
+    assert pm.allocate("a", T.LOADER_DATA, 2) == 0xC000          # below the default bin's top
+    assert pm.allocate("b", T.LOADER_DATA, 3) == 0x6000          # the 2 pages at 0xa000 are too small
+    assert pm.allocate("c", T.LOADER_DATA, 1, max_address=0x4fff) == 0x4000
+    assert ovmf_pages.pool_pages(40000 + 64 - 64) == 10 and ovmf_pages.pool_pages(4096 - 32) == 1
+    assert ovmf_pages.pool_pages(4096 - 31) == 2
+    assert pm.allocate_pool("d", T.LOADER_DATA, 5000) == (0xA000, 0xA018)
+    assert pm.allocate("e", T.LOADER_DATA, 64) is None
+    pm.free(0x6000, 3)
+    assert [0x1000, 0x4000, T.CONVENTIONAL] in pm.ranges and [0x5000, 0x9000, T.CONVENTIONAL] in pm.ranges
+
+
+def load(tmp_path, kernel, memory, initrd=None, cmdline="console=ttyS0"):
+    lines = ["[load]", f'kernel = "{kernel}"', f'platform = "qemu-q35-ovmf:{memory}"', 'loader = "linux-efi-stub"']
+    if initrd is None and not str(kernel).endswith(".efi") or initrd:
+        lines.append(f'cmdline = "{cmdline}"')
+    if initrd:
+        lines += ["[[load.modules]]", f'path = "{initrd}"']
+    recipe = tmp_path / "load.toml"
+    recipe.write_text("\n".join(lines) + "\n")
+    return json.loads(run_bootforge("load", recipe, "--json", check=0).stdout)["linux"]
+
+
+def test_load_predicts_the_addresses_of_a_kept_boot(tmp_path):
+    """`bootforge load` of the -kernel + -initrd boot at 3G and the UKI at 1G: the fields verify
+    reads (linux.placement) equal the kernel's words."""
+    require(KERNEL)
+    got = load(tmp_path, KERNEL, "3G", make_initrd(tmp_path / "initrd.img"))["placement"]
+    log = parse_kernel_log((FIXTURES / "kernel-initrd-3G.txt").read_text())
+    assert got["exact"] and got["initrd"]["start"] == log.ramdisk[0] and got["initrd"]["size"] == INITRD_SIZE
+    assert got["setup_data"] == [a for a, _ in log.setup_data_nodes()]
+    pages = {(a, b) for t, a, b in log.efi if t == T.LOADER_DATA}
+    assert any(a <= got["boot_params"] and got["cmdline_page"] + 0x1000 <= b for a, b in pages)
+    assert (T.LOADER_CODE, got["image"]["start"], got["image"]["end"]) in log.efi
+    assert got["cmd_line_ptr"] == got["cmdline_page"] + 0x18
+    (tmp_path / "uki").mkdir()
+    uki = load(tmp_path, bootforge_uki(tmp_path / "uki"), "1G")["placement"]
+    log = parse_kernel_log((FIXTURES / "bootforge-uki-1G.txt").read_text())
+    assert uki["exact"] and uki["initrd"]["start"] == log.ramdisk[0]
+    assert (T.LOADER_CODE, uki["kernel_image"]["start"], uki["kernel_image"]["end"]) in log.efi
+    assert uki["cmd_line_ptr"] is None          # inside systemd-stub's pool page, offset not modelled
+
+
+def test_other_inputs_are_not_predicted(tmp_path):
+    """A different initrd size changes the map OVMF built before the loader (its fw_cfg copy):
+    exact is false, with the reason, and the bounds stay."""
+    require(KERNEL)
+    got = load(tmp_path, KERNEL, "512M", make_initrd(tmp_path / "small.img", size=4096))
+    assert got["placement"]["exact"] is False and "captured for" in got["placement"]["reason"]
+    assert got["placement"]["initrd"] is None and "initrd_bounds" in got
