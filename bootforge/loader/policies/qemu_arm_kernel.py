@@ -157,7 +157,7 @@ def handed_user_dtb(user_dtb, machine_dtb, ram_base, ram_size, cmdline, initrd):
 
 
 @loader_policy("qemu-arm-kernel", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
-               verified=False, boot_medium=None,   # real boots: tests/test_arm_qemu.py (no verify medium yet)
+               verified=False, boot_medium=None,   # real boots: tests/test_arm_qemu.py, verify/fdt.py
                wrong_firmware="qemu-arm-kernel runs on a device-tree platform (qemu-virt-aarch64:<mem>, "
                               "qemu-virt-arm:<mem>)",
                summary="QEMU -kernel/-initrd/-append on ARM virt (its bootloader and load_dtb)")

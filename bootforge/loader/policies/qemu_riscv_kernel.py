@@ -62,7 +62,7 @@ def handed_dtb(machine_dtb_bytes, initrd, region):
 
 
 @loader_policy("qemu-riscv-kernel", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
-               verified=False, boot_medium=None,   # real boots: tests/test_riscv_qemu.py (no verify medium yet)
+               verified=False, boot_medium=None,   # real boots: tests/test_riscv_qemu.py, verify/fdt.py
                wrong_firmware="qemu-riscv-kernel runs on a device-tree platform (qemu-virt-riscv64:<mem>)",
                summary="QEMU -kernel/-initrd/-append on riscv64 virt through OpenSBI fw_dynamic")
 def load(req):
