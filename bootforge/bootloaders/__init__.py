@@ -100,6 +100,7 @@ class ImageRequest:
     limine_dir: str | None = None
     video: bool = False             # a kernel asks for a framebuffer (GRUB adds its video drivers)
     grub_modules: tuple = ()        # [image] grub_modules
+    grub_extra: tuple = ()          # every entry's grub_extra lines (GRUB adds their commands' modules)
 
 
 @dataclass(frozen=True)

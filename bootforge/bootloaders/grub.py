@@ -212,9 +212,30 @@ def video_preamble(platform):
     return [f"insmod {m}" for m in VIDEO_MODULES[platform]]
 
 
-def module_list(protocols, platform, filesystem, video=False, extra=()):
+def command_modules(lines, platform):
+    """The modules providing the commands *lines* (grub_extra) start with: GRUB's command.lst
+    ("[*]name: module", grub-core/genmod.sh) in the platform's directory. The image has no
+    modules directory, so a command whose module is not in the core image is "can't find
+    command" (observed: `echo` in an entry of an image built without it)."""
+    path = Path(PC_DIR if platform == "i386-pc" else EFI_DIR) / "command.lst"
+    table = {}
+    if path.is_file():
+        for row in path.read_text().splitlines():
+            name, _, module = row.partition(":")
+            if module.strip():
+                table.setdefault(name.lstrip("*"), module.strip())
+    out = []
+    for line in lines:
+        w = words(line)
+        if w and w[0] in table and table[w[0]] not in out:
+            out.append(table[w[0]])
+    return out
+
+
+def module_list(protocols, platform, filesystem, video=False, extra=(), extra_lines=()):
     """The modules the generated grub.cfg and early config need (grub-mkimage adds dependencies),
-    the video drivers when a kernel asks for a framebuffer, and the recipe's grub_modules."""
+    the video drivers when a kernel asks for a framebuffer, the recipe's grub_modules and the
+    modules of the commands its grub_extra lines use."""
     mods = ["search", "normal", "serial", "terminal", "boot", filesystem]
     if "multiboot1" in protocols:
         mods.append("multiboot")
@@ -229,6 +250,7 @@ def module_list(protocols, platform, filesystem, video=False, extra=()):
     if video:
         mods += [m for m in VIDEO_MODULES[platform] if m not in mods]
     mods += [m for m in extra if m not in mods]
+    mods += [m for m in command_modules(extra_lines, platform) if m not in mods]
     return mods
 
 
@@ -270,10 +292,10 @@ def image_parts(req):
     tag = f"/boot/grub/bootforge-{req.digest[:8].hex()}.id"
     early = early_cfg(tag)
     fs = "iso9660" if req.format == "iso" else "fat"
-    video, extra = req.video, tuple(req.grub_modules)
+    video, extra, lines = req.video, tuple(req.grub_modules), tuple(req.grub_extra)
 
     def modules(protocols, platform, filesystem):
-        return module_list(protocols, platform, filesystem, video, extra)
+        return module_list(protocols, platform, filesystem, video, extra, lines)
     out = ImageParts(files={tag: req.digest.hex().encode() + b"\n"}, layout={"grub_early_config": early})
     if req.format == "iso":
         if "bios" in req.firmware:

@@ -151,7 +151,8 @@ def build_image_recipe(recipe, table, output):
     volume_id = spec.volume_id or "BOOTFORGE_" + digest[:4].hex().upper()
     # The bootloader's files, boot images and MBR code, before any output exists.
     req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir,
-                       video=_asks_for_video(spec), grub_modules=spec.grub_modules)
+                       video=_asks_for_video(spec), grub_modules=spec.grub_modules,
+                       grub_extra=tuple(x for e in spec.entries for x in e.grub_extra))
     parts = loader.image_parts(req)
     for path, source in parts.files.items():
         files[path] = _content(source)

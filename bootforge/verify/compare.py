@@ -52,6 +52,53 @@ def _geometry(doc):
     return tuple(fb[k] for k in FRAMEBUFFER_GEOMETRY) if fb else None
 
 
+# verify's framebuffer rows: the geometry, type and pitch always; the direct-colour channel
+# positions and sizes of an RGB framebuffer; the address only where the policy predicts one (a
+# nonzero framebuffer_addr in its prediction; the rest leave it 0: the display's PCI BAR is the
+# firmware's, LFB_REASON).
+FRAMEBUFFER_ROWS = ("width", "height", "bpp", "pitch", "type")
+RGB_FIELDS = ("red_field_position", "red_mask_size", "green_field_position", "green_mask_size",
+              "blue_field_position", "blue_mask_size")
+
+
+def framebuffer_details(doc):
+    """{"address", "rgb"} of the framebuffer handed over (MB2 tag 8 / MB1 flag 12), or None."""
+    if "multiboot2" in doc:
+        fb = next((t for t in doc["multiboot2"]["tags"] if t["type"] == Mb2Tag.FRAMEBUFFER), None)
+    else:
+        fb = doc["multiboot1"].get("framebuffer")
+    if not fb:
+        return None
+    rgb = tuple(fb.get(k) for k in RGB_FIELDS) if fb.get("framebuffer_type") == FramebufferType.RGB else None
+    return {"address": fb.get("framebuffer_addr"), "rgb": rgb if rgb and None not in rgb else None}
+
+
+def framebuffer_rows(res, cap):
+    """[(name, predicted, observed, key)] of verify's framebuffer rows."""
+    pdoc = ({"multiboot2": decode_mb2_info(res.mbi_bytes)} if res.protocol == "multiboot2"
+            else {"multiboot1": _mb1_framebuffer_doc(res.mbi_bytes)})
+    want, seen = _geometry(pdoc), _geometry(cap.doc)
+    if want is None and seen is None:
+        return []
+    rows = [("framebuffer", "yes" if want else "none", "yes" if seen else "none", "framebuffer")]
+    for i, name in enumerate(FRAMEBUFFER_ROWS):
+        rows.append((f"framebuffer {name}", want and want[i], seen and seen[i], "framebuffer"))
+    pd, sd = framebuffer_details(pdoc) or {}, framebuffer_details(cap.doc) or {}
+    if res.protocol == "multiboot2" and (pd.get("rgb") or sd.get("rgb")):
+        rows.append(("framebuffer rgb (pos/size r, g, b)", pd.get("rgb"), sd.get("rgb"), "framebuffer"))
+    if pd.get("address"):
+        rows.append(("framebuffer address", pd["address"], sd.get("address"), "framebuffer"))
+    return rows
+
+
+def _mb1_framebuffer_doc(data):
+    info = Multiboot1Info.parse(data)
+    if not info.flags & MbiFlag.FRAMEBUFFER:
+        return {}
+    fb = {k: getattr(info, k) for k in (*FRAMEBUFFER_GEOMETRY, "framebuffer_addr")}
+    return {"framebuffer": fb}
+
+
 def predicted_fields(res):
     """The same fields from a LoadResult."""
     out = {"mbi_address": res.mbi_address, "mem_lower": res.mem_lower, "mem_upper": res.mem_upper,

@@ -1,0 +1,197 @@
+"""The framebuffer a kernel gets on UEFI (OVMF 2022.11 on QEMU's stdvga): the GOP mode list
+OVMF offers, the mode GRUB x86_64-efi (video/efi_gop.c) and Limine 11.4.1 (drivers/gop.c) choose
+from it, the tag 8 / MB1 fields they hand over, the image builder's video modules, and verify's
+framebuffer rows.
+
+Expected values come from real boots: GRUB's `videoinfo` (tests/data/ovmf-gop-videoinfo.txt)
+and the framebuffers read back at the kernel's entry (tests/data/uefi-video/, commands in its
+README). Two boots run here: a bootforge-built GRUB image under OVMF (the image builder adds
+efi_gop/efi_uga for a kernel with a framebuffer tag) and Limine UEFI with a request OVMF has no
+mode for."""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import BUILD, DATA, assert_one_line_error, require, run_bootforge
+from bootforge.loader.video import GOP_RGB, grub_gop_choose, grub_mode_string, limine_gop_choose, ovmf_gop_modes
+
+CAPTURES = json.loads((DATA / "uefi-video" / "framebuffers.json").read_text())
+MBDUMP = BUILD / "stubs" / "mbdump.elf"
+
+
+def _videoinfo():
+    """[(mode, width, height, bpp, pitch, (r, g, b positions))] as GRUB's videoinfo printed them."""
+    out = []
+    for line in (DATA / "ovmf-gop-videoinfo.txt").read_text().splitlines():
+        m = re.match(r"\s+0x([0-9a-f]+)\s+(\d+) x\s+(\d+) x (\d+) \((\d+)\).*pos: (\d+)/(\d+)/(\d+)/", line)
+        if m:
+            v = [int(m.group(1), 16)] + [int(x) for x in m.groups()[1:]]
+            out.append((*v[:5], tuple(v[5:8])))
+    return out
+
+
+def test_ovmf_mode_list_is_the_one_the_real_firmware_offers():
+    seen = _videoinfo()
+    assert len(seen) == 30 and seen[0][:4] == (0, 1280, 800, 32)     # QEMU's EDID mode first
+    assert [(m.mode, m.width, m.height, m.bpp, m.pitch, (GOP_RGB[0], GOP_RGB[2], GOP_RGB[4]))
+            for m in ovmf_gop_modes()] == seen
+
+
+def test_grub_and_limine_choice_rules():
+    def grub(w, h, d):
+        return grub_gop_choose(grub_mode_string(w, h, d) + ";auto")
+    assert (grub(1024, 768, 32).mode, grub(1920, 1080, 32).mode) == (7, 22)
+    assert grub(1000, 1000, 32).mode == 0                  # no such mode: "auto" keeps OVMF's 1280x800
+    assert grub(1024, 768, 16).mode == 7                   # "WxH" takes any depth
+    assert grub(0, 0, 0).mode == 0
+    assert limine_gop_choose(1920, 1080, 32).mode == 22
+    assert limine_gop_choose(1024, 768, 16).mode == 0      # exact depth only, else the EDID's 1280x800
+    assert limine_gop_choose(0, 0, 0).mode == 0
+
+
+def _kernel(tmp_path, protocol, request):
+    from bootforge.multiboot.build import build_kernel_recipe
+    require("ld", str(MBDUMP))
+    w, h, d = request
+    out = tmp_path / f"k-{protocol}-{w}x{h}.elf"
+    if protocol == "multiboot2":
+        opts = {"information_request": [1, 2, 3, 6], "module_alignment": True,
+                "framebuffer": {"width": w, "height": h, "depth": d}}
+    else:
+        opts = {"page_align_modules": True, "memory_info": True,
+                "video": {"mode_type": 0, "width": w, "height": h, "depth": d}}
+    build_kernel_recipe(tmp_path / f"{out.stem}.toml", {"kernel": {"input": str(MBDUMP), "protocol": protocol,
+                                                                   protocol: opts}}, out)
+    return out
+
+
+def _load_recipe(tmp_path, kernel, loader, platform="qemu-q35-ovmf:256M"):
+    r = tmp_path / f"{kernel.stem}-{loader}.toml"
+    r.write_text(f'[load]\nkernel = "{kernel}"\nloader_path = "/boot/kernel"\ncmdline = "x y"\n'
+                 f'platform = "{platform}"\nloader = "{loader}"\n')
+    return r
+
+
+_KERNELS = {}
+
+
+def _kernel_once(tmp_path_factory, protocol, request):
+    key = (protocol, tuple(request))
+    if key not in _KERNELS:
+        _KERNELS[key] = _kernel(tmp_path_factory.mktemp("k"), protocol, request)
+    return _KERNELS[key]
+
+
+def _predicted_framebuffer(tmp_path_factory, case):
+    """The framebuffer `bootforge load`'s policy predicts for a captured case (its MBI bytes)."""
+    from bootforge.formats.multiboot import Multiboot1Info
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+    kernel = _kernel_once(tmp_path_factory, case["protocol"], case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    data = bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes)
+    if case["protocol"] == "multiboot2":
+        return next(t for t in decode_mb2_info(data)["tags"] if t["type"] == 8)
+    info = Multiboot1Info.parse(data)
+    return {k: getattr(info, k) for k in case["framebuffer"]}
+
+
+@pytest.mark.parametrize("case", CAPTURES, ids=[f"{c['loader']}-{'x'.join(map(str, c['request']))}"
+                                                for c in CAPTURES])
+def test_load_predicts_the_captured_framebuffer(tmp_path_factory, case):
+    """Every field of the real tag 8 (MB1: framebuffer fields) but the address, which is the
+    display's PCI BAR OVMF assigned (0xc0000000 here) and stays firmware data."""
+    if case["loader"].startswith("limine"):
+        require(os.path.join(os.environ.get("BOOTFORGE_LIMINE_DIR", "/nonexistent"), "BOOTX64.EFI"))
+    want = {k: v for k, v in case["framebuffer"].items() if k != "framebuffer_addr"}
+    got = _predicted_framebuffer(tmp_path_factory, case)
+    assert {k: got.get(k) for k in want} == want
+    assert got["framebuffer_addr"] == 0 and case["framebuffer"]["framebuffer_addr"] == 0xC0000000
+
+
+def test_captures_matched_byte_for_byte_but_grubs_auto_tag17():
+    """The real boots' whole MBI equalled the prediction, except GRUB's 1000x1000 request
+    (ending in "auto"), where OVMF's exit map held one more descriptor (tests/data/uefi-video)."""
+    bad = [(c["loader"], c["request"], c["mbi_bytes_differing"]) for c in CAPTURES if not c["mbi_bytes_match"]]
+    assert bad == [("grub-efi-mb2", [1000, 1000, 32], ["fixed part total_size", "tag 17 (efi_mmap)",
+                                                        "tag 17 (efi_mmap) size"])]
+
+
+# ------------------------------------------------------------------ the image builder
+
+def _image_recipe(tmp_path, kernel, loader="grub", extra=""):
+    r = tmp_path / f"image-{loader}.toml"
+    r.write_text(f'[image]\nformat = "iso"\nloader = "{loader}"\nfirmware = ["bios", "uefi"]\n'
+                 f'output = "out.iso"\n{extra}\n[[image.entries]]\nkernel = "{kernel}"\nprotocol = "multiboot2"\n'
+                 'cmdline = "a=b"\n' + ('grub_extra = ["echo video entry"]\n' if loader == "grub" else ""))
+    return r
+
+
+def _build(recipe):
+    """`bootforge build --json`: the modules it put in GRUB's core images (bios, uefi) and grub.cfg."""
+    proc = run_bootforge("build", recipe, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    return doc["grub_modules_bios"], doc["grub_modules_uefi"], doc["configuration"]
+
+
+def test_image_builder_adds_the_video_drivers_a_kernel_asks_for(tmp_path):
+    require("grub-mkimage", "xorriso", "/usr/lib/grub/x86_64-efi", "/usr/lib/grub/i386-pc")
+    fb = _kernel(tmp_path, "multiboot2", (1024, 768, 32))
+    bios, uefi, cfg = _build(_image_recipe(tmp_path, fb, extra='grub_modules = ["all_video"]'))
+    assert {"efi_gop", "efi_uga", "all_video", "echo"} <= set(uefi) and {"vbe", "all_video", "echo"} <= set(bios)
+    assert "\techo video entry\n\tmultiboot2 /boot/" in cfg
+    # The same kernel without a framebuffer tag: no video driver on UEFI (multiboot2 pulls vbe on BIOS).
+    plain = tmp_path / "plain.elf"
+    from bootforge.multiboot.build import build_kernel_recipe
+    build_kernel_recipe(tmp_path / "plain.toml", {"kernel": {"input": str(MBDUMP), "protocol": "multiboot2",
+                                                             "multiboot2": {"information_request": [1]}}}, plain)
+    (tmp_path / "out.iso").unlink()
+    assert not {"efi_gop", "efi_uga"} & set(_build(_image_recipe(tmp_path, plain))[1])
+
+
+def test_grub_keys_on_another_loader_are_one_line(tmp_path):
+    r = tmp_path / "bad.toml"
+    (tmp_path / "k.elf").write_bytes(MBDUMP.read_bytes() if MBDUMP.exists() else b"\0" * 64)
+    r.write_text('[image]\nloader = "limine"\nlimine_dir = "."\ngrub_modules = ["all_video"]\n'
+                 '[[image.entries]]\nkernel = "k.elf"\n')
+    assert_one_line_error(run_bootforge("build", r), "grub_modules is for loader grub")
+    r.write_text('[image]\nloader = "grub"\ngrub_modules = ["all video"]\n[[image.entries]]\nkernel = "k.elf"\n')
+    assert_one_line_error(run_bootforge("build", r), "grub_modules must be a list")
+
+
+# ------------------------------------------------------------------ real boots
+
+@pytest.mark.qemu
+def test_bootforge_grub_image_hands_over_the_gop_framebuffer(tmp_path):
+    """The issue's case: a bootforge GRUB image, a kernel with a required 1024x768x32 tag, real
+    GRUB x86_64-efi on OVMF: tag 8 is GOP mode 7 (it said "no suitable video mode found." and
+    gave none before the builder added efi_gop), and verify's framebuffer rows say so."""
+    require("qemu-system-x86_64", "grub-mkimage", "xorriso", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+    fb = _kernel(tmp_path, "multiboot2", (1024, 768, 32))
+    assert run_bootforge("build", _image_recipe(tmp_path, fb)).returncode == 0
+    doc = json.loads(run_bootforge("verify", "--json", "-q", tmp_path / "out.iso",
+                                   "--platform", "qemu-q35-ovmf:256M").stdout)
+    rows = {r["name"]: r for r in doc["fields"]}
+    for name, value in (("framebuffer width", 1024), ("framebuffer height", 768), ("framebuffer bpp", 32),
+                        ("framebuffer pitch", 4096), ("framebuffer type", 1)):
+        assert rows[name]["observed"] == value and rows[name]["match"], rows[name]
+    assert rows["framebuffer rgb (pos/size r, g, b)"]["match"]
+    assert "framebuffer address" not in rows          # GOP's FrameBufferBase: firmware data
+
+
+@pytest.mark.qemu
+def test_limine_uefi_falls_back_to_the_edid_mode(tmp_path):
+    """A required 1000x1000x32 tag (no such OVMF mode) under real Limine UEFI: gop.c falls back
+    to the EDID's 1280x800x32; tag 8 and the whole MBI match."""
+    lim = os.environ.get("BOOTFORGE_LIMINE_DIR", "/nonexistent")
+    require("qemu-system-x86_64", "xorriso", os.path.join(lim, "BOOTX64.EFI"), "/usr/share/OVMF/OVMF_CODE_4M.fd")
+    k = _kernel(tmp_path, "multiboot2", (1000, 1000, 32))
+    doc = json.loads(run_bootforge("verify", "--json", "-q", _load_recipe(tmp_path, k, "limine-mb2")).stdout)
+    assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
+    fb = next(t for t in doc["boot_information"]["multiboot2"]["tags"] if t["type"] == 8)
+    assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_pitch"]) == (1280, 800, 5120)
