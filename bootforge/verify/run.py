@@ -23,7 +23,8 @@ from bootforge.qemu.runner import Machine, QemuRun
 from bootforge.verify.capture import capture, entry_point
 from bootforge.verify import relocation
 from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_lines, mbi_bytes_row
-from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
+from bootforge.verify.compare import (framebuffer_rows, observed_fields, predicted_fields, predicted_tag_names,
+                                      tag_names)
 
 # What the first boot's console reader says when the translation log shows the kernel ran elsewhere.
 RAN_ELSEWHERE = "(the kernel ran at another candidate entry)"
@@ -326,6 +327,8 @@ def compare_rows(res, cap, req, entry):
     if "mmap_from_tag17" in want:
         add("mmap from tag 17", want["mmap_from_tag17"], seen.get("mmap_from_tag17"), "mmap_from_tag17")
     add("tags" if res.protocol == "multiboot2" else "flags", predicted_tag_names(res), tag_names(cap.doc), "tags")
+    for name, p, o, key in framebuffer_rows(res, cap) if res.mbi_bytes else ():
+        add(name, p, o, key)
     # The loader's own memory at the entry (bootforge.loader.owned): each evidence found where
     # predicted; one whose file is not on this machine is shown, not counted.
     for o, found in getattr(cap, "owned_found", ()):
