@@ -58,13 +58,30 @@ def _recipe(tmp_path, kernel, loader, platform, name="/boot/kernel"):
 
 def test_fixed_target_beyond_ram(tmp_path):
     """A segment at 512 MiB on a 256 MiB machine: i386-pc says "out of memory." (real GRUB,
-    below); x86_64-efi's copy faults (OVMF: "X64 Exception Type - 0E")."""
+    below); x86_64-efi stages it in the highest conventional page below 4 GiB and copies it to
+    where no RAM is (real GRUB, below: no fault), which the placement check reports (exit 1)."""
     from conftest import run_bootforge
     k = _far_kernel(tmp_path, 0x20000000)
     proc = run_bootforge("load", _recipe(tmp_path, k, "grub-pc-mb2", "qemu-pc-seabios:256M"))
     assert proc.returncode == 2 and "out of memory" in proc.stderr
     proc = run_bootforge("load", _recipe(tmp_path, k, "grub-efi-mb2", "qemu-q35-ovmf:256M"))
-    assert proc.returncode == 2 and "X64 Exception Type - 0E" in proc.stderr
+    assert proc.returncode == 1 and "kernel segment 0 [0x20000000, 0x2000001c) is not wholly in usable memory" \
+        in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.qemu
+def test_real_grub_efi_enters_a_kernel_linked_beyond_ram(tmp_path):
+    """GRUB x86_64-efi on OVMF at 256M with the segment at 512 MiB: no page fault (OVMF's page
+    tables map the whole address space); GRUB enters 0x20000018 with the MBI at 0x4000, every
+    field and the MBI bytes as predicted (the staging page at 0xfe80000 shows in tag 17)."""
+    from conftest import run_bootforge
+    from bootforge.qemu import host
+    require("qemu-system-x86_64", "grub-mkrescue", "xorriso", "mformat", host.GRUB_X86_64_EFI, host.OVMF_CODE)
+    k = _far_kernel(tmp_path, 0x20000000)
+    proc = run_bootforge("verify", "--json", "-q", _recipe(tmp_path, k, "grub-efi-mb2", "qemu-q35-ovmf:256M"))
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "entry" and doc["registers"]["rip"] == 0x20000018, doc
+    assert doc["mismatches"] == [] and doc["mbi_bytes"]["match"], doc["mismatches"]
 
 
 def test_efi_fixed_target_over_acpi_nvs_loads():
