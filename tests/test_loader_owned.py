@@ -152,16 +152,16 @@ def test_isolinux_and_its_com32_modules_at_the_kernel_entry(tmp_path):
     # The heap: an arena chain (core/mem/malloc.h: tag, attrs, next, prev) from free_high_memory,
     # whose first block's prev is the core's list head (inside the 32-bit core), to the free
     # block where the predicted used part ends.
-    heap = owned["core heap in use"]
+    heap = owned["core heap in use up to the COM32 modules"]
     pm = owned["ISOLINUX 32-bit core"]
     assert pm["end"] == heap["start"]
     tag, attrs, nxt, prev = struct.unpack("<4I", at(heap["start"], 16))
     assert pm["start"] <= prev < pm["end"] and struct.unpack("<I", at(prev + 8, 4))[0] == heap["start"]
-    block, last = heap["start"], None
-    while block != prev:
-        tag, attrs, nxt, _ = struct.unpack("<4I", at(block, 16))
-        last, block = (block, attrs), nxt
-    assert last[0] == heap["end"] and last[1] & 3 == 1, (hex(last[0]), hex(last[1]))
+    chain = list(arena_chain(at, heap["start"], prev))
+    free_tail = chain[-1]
+    assert free_tail[1] & 3 == 1 and free_tail[0] >= heap["end"], [hex(x) for x in free_tail]
+    # One contiguous chain of arenas (each block's size reaches the next), free holes and all.
+    assert all(a + (attrs & ~0xF) == b for (a, attrs), (b, _) in zip(chain, chain[1:]))
     kernel_end = 0x100000 + 0x3000             # the dump kernel's image at 1 MiB
     for name in ("ldlinux.c32", "libcom32.c32", "mboot.c32"):
         elf = Path(f"{COM32}/{name}").read_bytes()
@@ -203,8 +203,139 @@ def test_limine_stage3_holds_the_boot_information(tmp_path):
     assert len(outside) < 64, [hex(0xF000 + i) for i in outside[:20]]
 
 
+def arena_chain(at, first, head):
+    """(address, attrs) of each block of Syslinux's heap from *first* to the list *head*
+    (core/mem/malloc.h struct arena_header: tag, attrs, next, prev)."""
+    block = first
+    for _ in range(1 << 16):
+        if block == head:
+            return
+        tag, attrs, nxt, _prev = struct.unpack("<4I", at(block, 16))
+        yield block, attrs
+        block = nxt
+    raise AssertionError("arena chain does not end")
+
+
 def _find_all(data, needle):
     i = data.find(needle)
     while i >= 0:
         yield i
         i = data.find(needle, i + 1)
+
+
+# --- The boots' findings kept as a fixture, and load's predictions against it without QEMU -------
+
+FOUND = DATA / "loader-owned" / "found-256M.json"
+
+
+def record_found(workdir):
+    """What the three boots find at the kernel's entry (256M, the dump kernel and mod1), by
+    search, not from any prediction: written to FOUND by
+    `cd tests && ../.venv/bin/python -c 'import test_loader_owned as t; t.write_found()'`."""
+    workdir = Path(workdir)
+    found = {}
+
+    def read_isolinux(gdb):
+        low = gdb.read_memory(0, 0x20000)
+        high = b"".join(gdb.read_memory(a, 0x4000) for a in range(1 << 20, 8 << 20, 0x4000))
+        return low, high
+    (low, high), regs = boot_to_entry(workdir / "isolinux", "isolinux", read_isolinux)
+
+    def at(addr, n):
+        return low[addr:addr + n] if addr < 0x20000 else high[addr - (1 << 20):addr - (1 << 20) + n]
+    bases = {}
+    for name in ("ldlinux.c32", "libcom32.c32", "mboot.c32"):
+        addr, off, size = sections(f"{COM32}/{name}")[".text"]
+        bases[name] = (1 << 20) + high.find(Path(f"{COM32}/{name}").read_bytes()[off:off + size]) - addr
+    # The heap: elf_malloc() keeps malloc's pointer in the word below ldlinux.c32's base; its
+    # arena header (16 bytes before) links back, block by block, to the first one, whose prev
+    # is the list head inside the core.
+    block = struct.unpack("<I", at(bases["ldlinux.c32"] - 4, 4))[0] - 16
+    while True:
+        prev = struct.unpack("<I", at(block + 12, 4))[0]
+        if not block > prev >= 1 << 20 or struct.unpack("<I", at(prev + 8, 4))[0] != block:
+            break
+        first_attrs = struct.unpack("<I", at(prev + 4, 4))[0]
+        if first_attrs & 3 == 2:                  # ARENA_TYPE_HEAD: the list head
+            break
+        block = prev
+    chain = list(arena_chain(at, block, prev))
+    mod1 = (DATA / "load-root/boot/mod1").read_bytes()
+    found["syslinux"] = {"com32_bases": bases, "esp": regs["rsp"] & 0xFFFFFFFF, "heap_first_block": block,
+                         "heap_list_head": prev, "heap_free_tail": chain[-1][0],
+                         "xfer_buf_holds_mod1_at": low.find(mod1[:0x800], 0x10000)}
+    mod = "/usr/lib/grub/i386-pc/multiboot2.mod"
+    strings = sections(mod)[".rodata.str1.1"]
+
+    def read_grub(gdb):
+        top = 256 << 20
+        return gdb.read_memory(0x9000, 0x10000), b"".join(gdb.read_memory(a, 0x10000)
+                                                           for a in range(top - (16 << 20), top, 0x10000))
+    (lowg, topg), regs = boot_to_entry(workdir / "grub", "grub-mb2", read_grub)
+    a, off, n = sections(GRUB_KERNEL_IMG)[".rodata"]
+    s_off, s_size = strings[1], strings[2]
+    found["grub"] = {"kernel_img_rodata_at": 0x9000 + lowg.find(Path(GRUB_KERNEL_IMG).read_bytes()[off:off + n]),
+                     "multiboot2_mod_strings_at": (256 << 20) - (16 << 20)
+                     + topg.find(Path(mod).read_bytes()[s_off:s_off + s_size]),
+                     "cfg_line_at": (256 << 20) - (16 << 20) + topg.find(b"multiboot2 /kernel.elf kernel-args a=b")}
+    import os
+    stage3 = Path(os.environ["BOOTFORGE_LIMINE_DIR"]) / "limine-bios.sys"
+    image = stage3.read_bytes()
+    guest, regs = boot_to_entry(workdir / "limine", "limine-mb2", lambda gdb: gdb.read_memory(0xF000, len(image)))
+    mbi = regs["rbx"] & 0xFFFFFFFF
+    found["limine"] = {"mbi": mbi, "mbi_total_size": struct.unpack("<I", guest[mbi - 0xF000:mbi - 0xF000 + 4])[0],
+                       "stage3_runs_differing": _runs([0xF000 + i for i in range(len(image)) if guest[i] != image[i]])}
+    return found
+
+
+def _runs(addresses):
+    """[[start, end), ...] of consecutive addresses."""
+    out = []
+    for a in addresses:
+        if out and out[-1][1] == a:
+            out[-1][1] = a + 1
+        else:
+            out.append([a, a + 1])
+    return out
+
+
+def write_found():
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        found = record_found(d)
+    FOUND.parent.mkdir(exist_ok=True)
+    FOUND.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+
+
+def _owned_offline(loader, mb):
+    require(str(BUILD / "kernels" / f"mbdump-{mb}.elf"))
+    return predicted_owned(loader, mb)[1]
+
+
+def test_syslinux_prediction_equals_the_recorded_boot():
+    found = json.loads(FOUND.read_text())["syslinux"]
+    owned = _owned_offline("syslinux-mb1", "mb1")
+    for name, base in found["com32_bases"].items():
+        assert owned[f"COM32 module {name}"]["start"] == base, name
+    assert owned["mboot.c32's stack: ESP at entry, 32 zero bytes"]["start"] == found["esp"]
+    heap = owned["core heap in use up to the COM32 modules"]
+    assert heap["start"] == found["heap_first_block"] and heap["end"] <= found["heap_free_tail"]
+    assert owned["ISOLINUX 32-bit core"]["start"] <= found["heap_list_head"] < heap["start"]
+    assert owned["xfer_buf_seg 0x1000: core_xfer_buf, the disk bounce buffer"]["start"] == \
+        found["xfer_buf_holds_mod1_at"]
+
+
+def test_grub_and_limine_predictions_equal_the_recorded_boots():
+    found = json.loads(FOUND.read_text())
+    owned = _owned_offline("grub-pc-mb2", "mb2")
+    img, heap = owned["GRUB kernel.img"], owned["GRUB heap in use"]
+    assert img["start"] + sections(GRUB_KERNEL_IMG)[".rodata"][0] - 0x9000 == found["grub"]["kernel_img_rodata_at"]
+    for key in ("multiboot2_mod_strings_at", "cfg_line_at"):
+        assert heap["start"] <= found["grub"][key] < heap["end"], key
+    owned = _owned_offline("limine-mb2", "mb2")
+    info = owned["boot information inside stage 3"]
+    assert (info["start"], info["end"]) == (found["limine"]["mbi"], found["limine"]["mbi"]
+                                            + found["limine"]["mbi_total_size"])
+    equal = [e for e in owned["Limine stage 3 limine-bios.sys"]["evidence"] if e["kind"] == "file"][0]
+    assert not [r for r in found["limine"]["stage3_runs_differing"]
+                if r[0] < equal["address"] + equal["length"] and equal["address"] < r[1]]
