@@ -22,16 +22,19 @@ UKI_FILE = 9380864              # tests/test_uki_build.py bootforge_uki(): the b
 UKI_IMAGE = 0x8fa200
 LOWMEM = {"512M": 0x20000000, "3G": 0x80000000}
 
-# capture name: (fixture, boot path, image SizeOfImage, file read, inputs)
+# capture name: (fixture under tests/data, boot path, image SizeOfImage, file read, inputs, observed)
+# The UKI's command line offset in systemd-stub's pool page: read through the gdbstub
+# (tests/data/ovmf-pages/gdb-bootforge-uki-1G.txt: cmd_line_ptr 0x3dc45e18, page 0x3dc45000).
 CASES = {
-    "qemu-kernel-512M": ("kernel-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}),
-    "qemu-kernel-3G": ("kernel-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}),
-    "qemu-kernel-initrd-512M": ("kernel-initrd-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
-                                {"file_size": KERNEL_FILE, "initrd_size": INITRD}),
-    "qemu-kernel-initrd-3G": ("kernel-initrd-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
-                              {"file_size": KERNEL_FILE, "initrd_size": INITRD}),
-    "qemu-kernel-uki-512M": ("bootforge-uki-512M", "qemu-kernel-uki", UKI_IMAGE, UKI_FILE,
-                             {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE}),
+    "qemu-kernel-512M": ("linux-ovmf/kernel-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}, {}),
+    "qemu-kernel-3G": ("linux-ovmf/kernel-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE, {"file_size": KERNEL_FILE}, {}),
+    "qemu-kernel-initrd-512M": ("linux-ovmf/kernel-initrd-512M", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
+                                {"file_size": KERNEL_FILE, "initrd_size": INITRD}, {}),
+    "qemu-kernel-initrd-3G": ("linux-ovmf/kernel-initrd-3G", "qemu-kernel", KERNEL_IMAGE, KERNEL_FILE,
+                              {"file_size": KERNEL_FILE, "initrd_size": INITRD}, {}),
+    "qemu-kernel-uki-512M": ("ovmf-pages/bootforge-uki-512M", "qemu-kernel-uki", UKI_IMAGE, UKI_FILE,
+                             {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE},
+                             {"cmdline_pool_offset": 0xE18}),
 }
 
 
@@ -44,12 +47,12 @@ def default_top(efi):
 
 
 def main():
-    for name, (fixture, path, image_size, file_size, inputs) in CASES.items():
-        log = parse_kernel_log((HERE / "data" / "linux-ovmf" / f"{fixture}.txt").read_text())
+    for name, (fixture, path, image_size, file_size, inputs, observed) in CASES.items():
+        log = parse_kernel_log((HERE / "data" / f"{fixture}.txt").read_text())
         size = pages_for(image_size) * 0x1000
         image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
         doc = derive_capture(log.efi, image, file_size, path, LOWMEM[fixture.rsplit("-", 1)[1]], inputs,
-                             default_top(log.efi), f"tests/data/linux-ovmf/{fixture}.txt")
+                             default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
         out = Path(str(CAPTURE_DIR.joinpath(name + ".json")))
         out.write_text(json.dumps(doc, indent=0) + "\n")
         print(out, "held", [[hex(a), hex(b)] for a, b in doc["held"]])

@@ -21,9 +21,10 @@ MIB = 1 << 20
 KERNEL_FILE = 8247232                   # Debian's vmlinuz-6.1.0-57-amd64, the fixtures' kernel
 KERNEL_IMAGE = 0x822000                 # its SizeOfImage
 UKI_FILE, UKI_IMAGE = 9380864, 0x8fa200  # the bootforge UKI of test_uki_build.bootforge_uki
+GDB = DATA / "ovmf-pages"               # the boots stopped at the kernel's entry (tests/data/README.md)
 VGA_ROM = 39936                         # Debian seabios 1.16.2 vgabios-stdvga.bin
 CASES = [("kernel", m) for m in ("192M", "256M", "512M", "1G", "2G", "3G", "5G")] + \
-    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("bootforge-uki", "512M"), ("bootforge-uki", "1G")]
+    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M")]
 
 
 def ram_of(mem):
@@ -36,7 +37,7 @@ def lowmem_of(ram):
 
 def replayed(what, mem):
     ram = ram_of(mem)
-    uki = what.startswith("bootforge-uki")
+    uki = "uki" in what
     initrd = INITRD_SIZE if what != "kernel" else 0
     cap = ovmf_pages.find_capture("qemu-q35-ovmf", "qemu-kernel-uki" if uki else "qemu-kernel", ram, lowmem_of(ram),
                                   bool(initrd) and not uki)
@@ -48,7 +49,7 @@ def replayed(what, mem):
 
 @pytest.mark.parametrize("what,mem", CASES)
 def test_replay_gives_every_loader_piece_the_kernel_printed(what, mem):
-    log = parse_kernel_log((FIXTURES / f"{what}-{mem}.txt").read_text())
+    log = parse_kernel_log(((DATA if "/" in what else FIXTURES) / f"{what}-{mem}.txt").read_text())
     cap, got = replayed(what, mem)
     # every Loader Code/Data piece of the map at ExitBootServices but the decompressed kernel
     # (efi_random_alloc's lowest slot, linux_efi_stub.kernel_slot)
@@ -63,19 +64,20 @@ def test_the_other_sizes_are_predicted_not_captured():
     """Only 512M and 3G boots made the captures; the rest of CASES are predictions."""
     sources = {ovmf_pages.read_capture(n).source for n in ovmf_pages.CAPTURES.values()}
     assert all(s.endswith(("-512M.txt", "-3G.txt")) for s in sources)
-    predicted = [f"{w}-{m}" for w, m in CASES if f"tests/data/linux-ovmf/{w}-{m}.txt" not in sources]
-    assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G", "bootforge-uki-1G"]
+    predicted = [f"{w}-{m}" for w, m in CASES if f"tests/data/{w if '/' in w else 'linux-ovmf/' + w}-{m}.txt"
+                 not in sources]
+    assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G"]
 
 
 def test_captures_are_the_kept_boots():
     """bootforge/data/ovmf-pages/*.json are what tests/ovmf_pages_capture.py derives from the fixtures."""
     import ovmf_pages_capture as gen
-    for name, (fixture, path, image_size, file_size, inputs) in gen.CASES.items():
-        log = parse_kernel_log((FIXTURES / f"{fixture}.txt").read_text())
+    for name, (fixture, path, image_size, file_size, inputs, observed) in gen.CASES.items():
+        log = parse_kernel_log((DATA / f"{fixture}.txt").read_text())
         size = ovmf_pages.pages_for(image_size) * 0x1000
         image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
         doc = ovmf_pages.derive_capture(log.efi, image, file_size, path, gen.LOWMEM[fixture.rsplit("-", 1)[1]],
-                                        inputs, gen.default_top(log.efi), f"tests/data/linux-ovmf/{fixture}.txt")
+                                        inputs, gen.default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
         stored = json.loads(Path(str(ovmf_pages.CAPTURE_DIR.joinpath(name + ".json"))).read_text())
         assert stored == json.loads(json.dumps(doc)), name
 
@@ -107,24 +109,44 @@ def load(tmp_path, kernel, memory, initrd=None, cmdline="console=ttyS0"):
     return json.loads(run_bootforge("load", recipe, "--json", check=0).stdout)["linux"]
 
 
-def test_load_predicts_the_addresses_of_a_kept_boot(tmp_path):
-    """`bootforge load` of the -kernel + -initrd boot at 3G and the UKI at 1G: the fields verify
-    reads (linux.placement) equal the kernel's words."""
+def read_gdb(path):
+    """What tests/data/ovmf-pages/gdb-*.txt read at the kernel's 64-bit entry (0x1600000): RSI =
+    boot_params, then ramdisk_image/ramdisk_size (0x218), cmd_line_ptr (0x228), setup_data (0x250)
+    and the command line string."""
+    lines = path.read_text().splitlines()
+    rsi = int(next(x for x in lines if x.startswith("rsi")).split()[1], 16)
+    words = {int(a.rstrip(":"), 16) - rsi: [int(w, 16) for w in rest.split()]
+             for a, _, rest in (x.partition("\t") for x in lines if x.startswith("0x") and "\t" in x)
+             if not rest.startswith('"')}
+    text = next(x for x in lines if x.startswith("0x") and '\t"' in x).split("\t", 1)[1].strip('"')
+    return {"boot_params": rsi, "ramdisk_image": words[0x218][0], "ramdisk_size": words[0x218][1],
+            "cmd_line_ptr": words[0x228][0], "setup_data": words[0x250][0] | words[0x250][1] << 32, "cmdline": text}
+
+
+GDB_CASES = [("gdb-kernel-initrd-512M", "kernel-initrd", "512M"), ("gdb-kernel-initrd-3G", "kernel-initrd", "3G"),
+             ("gdb-bootforge-uki-1G", "uki", "1G")]
+
+
+@pytest.mark.parametrize("name,what,mem", GDB_CASES)
+def test_load_equals_the_boot_params_the_kernel_got(tmp_path, name, what, mem):
+    """`bootforge load` (linux.placement, the fields verify reads) against the boot_params pointer
+    in RSI, cmd_line_ptr, ramdisk_image/size and setup_data read through QEMU's gdbstub at the
+    kernel's entry on real OVMF boots. The UKI's 1G boot is predicted from its 512M capture (the
+    command line's offset in systemd-stub's pool page was read from this boot)."""
     require(KERNEL)
-    got = load(tmp_path, KERNEL, "3G", make_initrd(tmp_path / "initrd.img"))["placement"]
-    log = parse_kernel_log((FIXTURES / "kernel-initrd-3G.txt").read_text())
-    assert got["exact"] and got["initrd"]["start"] == log.ramdisk[0] and got["initrd"]["size"] == INITRD_SIZE
-    assert got["setup_data"] == [a for a, _ in log.setup_data_nodes()]
-    pages = {(a, b) for t, a, b in log.efi if t == T.LOADER_DATA}
-    assert any(a <= got["boot_params"] and got["cmdline_page"] + 0x1000 <= b for a, b in pages)
-    assert (T.LOADER_CODE, got["image"]["start"], got["image"]["end"]) in log.efi
-    assert got["cmd_line_ptr"] == got["cmdline_page"] + 0x18
-    (tmp_path / "uki").mkdir()
-    uki = load(tmp_path, bootforge_uki(tmp_path / "uki"), "1G")["placement"]
-    log = parse_kernel_log((FIXTURES / "bootforge-uki-1G.txt").read_text())
-    assert uki["exact"] and uki["initrd"]["start"] == log.ramdisk[0]
-    assert (T.LOADER_CODE, uki["kernel_image"]["start"], uki["kernel_image"]["end"]) in log.efi
-    assert uki["cmd_line_ptr"] is None          # inside systemd-stub's pool page, offset not modelled
+    real = read_gdb(GDB / f"{name}.txt")
+    if what == "uki":
+        (tmp_path / "uki").mkdir()
+        linux = load(tmp_path, bootforge_uki(tmp_path / "uki"), mem)
+    else:
+        linux = load(tmp_path, KERNEL, mem, make_initrd(tmp_path / "initrd.img"),
+                     cmdline="console=ttyS0 earlyprintk=serial efi=debug nokaslr panic=-1")
+    got = linux["placement"]
+    assert got["exact"], got["reason"]
+    assert got["boot_params"] == real["boot_params"]
+    assert got["cmd_line_ptr"] == real["cmd_line_ptr"] and got["cmdline_page"] == real["cmd_line_ptr"] & ~0xFFF
+    assert (got["initrd"]["start"], got["initrd"]["size"]) == (real["ramdisk_image"], real["ramdisk_size"])
+    assert got["setup_data"][0] == real["setup_data"] == linux["setup_data"][0]["address"]
 
 
 def test_other_inputs_are_not_predicted(tmp_path):

@@ -123,6 +123,9 @@ class Capture:
     ranges: list                # [[start, end, type]]
     held: list                  # [[start, end]] OVMF holds while reading the file
     source: str
+    # UKI: where the kernel stub's command line lands inside systemd-stub's Loader Data pool page
+    # (the pool's free blocks after systemd-stub's own allocations: observed, not modelled)
+    cmdline_pool_offset: int | None = None
 
     def at(self, lowmem):
         """This capture on a machine whose low RAM ends at *lowmem*."""
@@ -149,7 +152,8 @@ def read_capture(name):
     except (OSError, ValueError) as exc:
         raise RecipeError(f"{name}: cannot read the OVMF page capture: {exc}") from None
     return Capture(name, doc["boot_path"], doc["lowmem"], doc["inputs"], doc["default_top"],
-                   [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["held"], doc["source"])
+                   [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["held"], doc["source"],
+                   doc.get("cmdline_pool_offset"))
 
 
 # Captures by (machine, boot path, memory class): q35 below 2.75 GiB keeps all RAM low
@@ -173,7 +177,7 @@ def find_capture(machine, boot_path, ram, lowmem, initrd):
     return read_capture(name) if name else None
 
 
-def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, default_top, source):
+def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, default_top, source, **observed):
     """A capture from the EFI map a real boot's kernel printed (efi=debug: the map at
     ExitBootServices): every Loader Code/Data piece is returned to conventional memory (all of
     them are the loaders' own, replayed by the model); Boot Services pieces stay as they were
@@ -195,7 +199,7 @@ def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, defaul
     return {"comment": f"OVMF's EFI map when it starts loading the loader, from {source} "
                        "(bootforge.loader.ovmf_pages.derive_capture)",
             "source": source, "boot_path": boot_path, "lowmem": lowmem, "inputs": inputs,
-            "default_top": default_top, "held": held,
+            "default_top": default_top, "held": held, **observed,
             "ranges": [[a, b, int(t)] for a, b, t in pm.ranges]}
 
 
@@ -245,7 +249,8 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
         cmdline_page = pm.allocate("command line pool page", T.LOADER_DATA, 1)
         cmdline = cmdline_page + POOL_HEAD
     else:
-        cmdline_page, cmdline = shared_pool, None
+        cmdline_page = shared_pool
+        cmdline = None if capture.cmdline_pool_offset is None else shared_pool + capture.cmdline_pool_offset
     initrd = None
     if initrd_size:
         start = pm.allocate("initrd", T.LOADER_DATA, pages_for(initrd_size), initrd_max)
