@@ -6,6 +6,7 @@ with the DTB U-Boot hands it equal to the prediction byte for byte."""
 
 import json
 import struct
+import subprocess
 
 import pytest
 
@@ -13,7 +14,7 @@ from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import machine_dtb
 from bootforge.machines import MACHINES
-from conftest import run_bootforge
+from conftest import require, run_bootforge
 from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, make_initrd, uboot_run
 
 LOAD = 0x40400000
@@ -281,3 +282,23 @@ def test_verify_ramdisk_left_in_place(tmp_path, arch, mem, loader, ramdisk_at):
     assert fields["initrd start"]["observed"] == ramdisk_at and fields["initrd end"]["observed"] == ramdisk_at + 5000
     assert fields["dtb /memreserve/"]["observed"] == [[ramdisk_at, 5000]]
     assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+
+
+def test_verify_bootm_of_a_legacy_uimage(tmp_path):
+    """bootm of a mkimage uImage (load = entry 0x40400000) with a raw ramdisk: U-Boot copies the
+    data to ih_load and edits its control DTB as booti does; verify stops at ih_ep with x0 where
+    predicted and the kernel's bytes (the uImage's data), ramdisk and DTB as predicted."""
+    require("mkimage")
+    kernel = dump_kernel("aarch64")
+    uimage = tmp_path / "uImage"
+    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40400000",
+                    "-e", "0x40400000", "-n", "dtdump", "-d", str(kernel), str(uimage)], check=True,
+                   capture_output=True)
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    proc = run_bootforge("verify", uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                         "--cmdline", "console=ttyAMA0 via=bootm", "--module", initrd, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    fields = {f["name"]: f for f in json.loads(proc.stdout)["fields"]}
+    assert fields["kernel entry"]["observed"] == 0x40400000 and fields["kernel bytes"]["match"]
+    assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+    assert fields["dtb /memreserve/"]["observed"] == [[fields["initrd start"]["observed"], 5000]]

@@ -121,11 +121,12 @@ def boot_plan(req, res, work):
         raise ToolError(f"{bios}: No such file or directory (install u-boot-qemu)")
     argv += ["-kernel" if m.arch == "riscv64" else "-bios", str(bios)]
     setenv = f"setenv bootargs {_uboot_quote(req.cmdline)}; " if req.cmdline else ""
-    if req.loader == "uboot-bootm":
+    if req.loader == "uboot-bootm" and res.linux.get("kernel_format") != "uimage":
         at = BOOTM_FIT_ADDRESS
         argv += ["-device", f"loader,file={kernel},addr={at:#x},force-raw=on"]
         return argv, f"{setenv}bootm {at:#x}", f"U-Boot {bios.parent.name} bootm of {Path(kernel).name} at {at:#x}"
-    at = res.linux.get("loaded_at", res.linux["entry"])       # bootz: the zImage runs where it was loaded
+    # bootz: the zImage runs where it was loaded; bootm of a uImage: it is copied from here to ih_load.
+    at = res.linux.get("loaded_at", BOOTM_FIT_ADDRESS if req.loader == "uboot-bootm" else res.linux["entry"])
     argv += ["-device", f"loader,file={kernel},addr={at:#x},force-raw=on"]
     ramdisk = "-"
     if req.modules and "ramdisk_loaded_at" in res.linux:

@@ -12,15 +12,24 @@ Rules:
   u-boot,bootconf = the configuration's name, /memory, shrink to the page, the ramdisk's
   /memreserve/ and linux,initrd-start/end); the ramdisk and DTB copies where U-Boot's lmb
   puts them (uboot_booti.lmb_layout), x0 the DTB copy.
+- A legacy uImage (`bootm ADDR RD|- ${fdtcontroladdr}`): both CRCs and the architecture checked
+  (the uboot-bootm verdict's words); uncompressed data is copied to ih_load ("Loading Kernel
+  Image") and entered at ih_ep; the DTB is U-Boot's control DTB edited exactly as booti edits it,
+  its copy and a ramdisk's where booti's lmb puts them (observed: the dump kernel as a mkimage
+  uImage at -m 1G, x0 and the DTB byte for byte equal to uboot-booti's prediction). Compressed
+  uImages are not modelled.
 """
 
 from bootforge.errors import LoaderRefusal, RecipeError
-from bootforge.fdtboot import verdicts
+from bootforge.fdtboot import kernels, verdicts
 from bootforge.fdtboot.fit import read_fit
 from bootforge.fdtboot.handover import devicetree_facts
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
-from bootforge.loader.policies.uboot_booti import PAGE, SYS_FDT_PAD, handed_dtb, lmb_layout, uboot_version
+from bootforge.fdtboot.machines import machine_dtb
+from bootforge.loader.policies.qemu_arm_kernel import RANDOM
+from bootforge.loader.policies.uboot_booti import (PAGE, SYS_FDT_PAD, UBOOT_ARM64, handed_dtb, lmb_layout,
+                                                   place_copies, uboot_version)
 from bootforge.loader.result import LoadResult
 from bootforge.verdict import check
 
@@ -36,8 +45,10 @@ def load(req):
     if board.machine is not None and board.machine.arch != "aarch64":
         raise RecipeError("uboot-bootm is modelled for qemu-virt-aarch64:<mem> (U-Boot qemu_arm64) or a board DTB")
     data = req.kernel.data
+    if kernels.is_uimage(data) and board.machine is not None:
+        return load_legacy(req)
     if data[:4] != b"\xd0\x0d\xfe\xed":
-        raise RecipeError("uboot-bootm here takes a FIT (legacy uImages: not modelled yet)")
+        raise RecipeError("uboot-bootm takes a FIT or a legacy uImage (on qemu-virt-aarch64)")
     fit = read_fit(data, req.kernel.path)
     compatible = verdicts.QEMU_VIRT_COMPATIBLE
     if board.machine is None:
@@ -98,3 +109,41 @@ def root_compatible(dtb):
     from bootforge.fdt.parse import parse_dtb
     value = parse_dtb(dtb).root.prop("compatible") or b""
     return [c.decode("latin-1") for c in value.rstrip(b"\0").split(b"\0") if c]
+
+
+def load_legacy(req):
+    """bootm of a legacy uImage on qemu-virt-aarch64 (boot/bootm.c bootm_load_os: the data to ih_load)."""
+    board = req.platform.devicetree
+    found = verdicts.uboot_bootm_legacy(req.kernel.data, "aarch64")
+    if not found.ok:
+        raise LoaderRefusal(found.reason, loader="uboot-bootm", words=found.words)
+    h = kernels.read_uimage(req.kernel.data)
+    if h["comp"] != 0:
+        raise RecipeError(f"uboot-bootm: a {h['comp_name']} uImage is not modelled (uncompressed only)")
+    if len(req.modules) > 1:
+        raise RecipeError("bootm takes one ramdisk (ADDR:SIZE); give one initrd")
+    res = LoadResult(req.loader, "linux", req.platform, SOURCE)
+    res.place("kernel", h["load"], h["size"], 1, "the uImage's load address (ih_load)", "kernel")
+    res.notes.append("U-Boot prints: Loading Kernel Image")
+    ram_end = board.ram_base + board.memory_bytes
+    res.linux = {"entry": h["ep"], "kernel_format": "uimage", "registers": {"x1": 0, "x2": 0, "x3": 0},
+                 "bounded": {"x0 (DTB)": [board.ram_base, ram_end], "ramdisk": [board.ram_base, ram_end]}}
+    res.cmdline = req.cmdline
+    bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
+    version = uboot_version()
+    ramdisk = req.modules[0].size if req.modules else None
+    fdt_bytes = int.from_bytes(bios_dtb[4:8], "big") + SYS_FDT_PAD
+    layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
+    handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base,
+                                                    board.memory_bytes, ramdisk_size=ramdisk,
+                                                    ramdisk_start=layout[0] if layout else None)
+    if layout is not None:
+        place_copies(res, layout, ramdisk, fdt_bytes, len(handed), req)
+    res.mbi_bytes = handed
+    res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, res.mbi_address, res.linux["registers"], RANDOM,
+                                               source + " with -bios u-boot.bin", random_bytes)
+    res.linux["devicetree"]["loader_chosen_bytes"] = [list(c) for c in chosen_bytes]
+    ok = board.ram_base <= h["load"] and h["load"] + h["size"] <= ram_end
+    res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel lies outside RAM"))
+    standard_checks(res, req.platform.memory_map)
+    return res
