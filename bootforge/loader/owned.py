@@ -8,9 +8,12 @@ fixture tests/data/loader-owned/*.json keeps what those boots found). None of it
 in the E820 the kernel gets: the loaders hand over the firmware's map as it was.
 """
 
+import os
 from dataclasses import dataclass, field
 
 from bootforge.errors import BootforgeError
+from bootforge.formats import multiboot as fmt, parse
+from bootforge.multiboot.headers import read_elf
 
 SYSLINUX_DIR = "/usr/lib/syslinux/modules/bios"     # bootforge.bootloaders.syslinux.BIOS_DIR
 ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
@@ -177,8 +180,6 @@ def limine_bios(mbi_address, mbi_size):
 
 def _elf_section(data, name):
     """(sh_addr, sh_offset, sh_size) of ELF32 section *name* in *data*, or None."""
-    from bootforge.formats import multiboot as fmt, parse
-    from bootforge.multiboot.headers import read_elf
     elf = read_elf(data)
     if not elf.shnum or elf.shstrndx >= elf.shnum:
         return None
@@ -194,9 +195,9 @@ def _elf_section(data, name):
 
 def _resolve(path):
     if path.startswith("limine:"):
+        # Function-level import: the Limine release's place only when verify checks one of its files.
         from bootforge.bootloaders import limine
-        from pathlib import Path
-        return str(Path(limine.release_dir()) / path.split(":", 1)[1])
+        return os.path.join(limine.release_dir(), path.split(":", 1)[1])
     return path
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from bootforge.errors import FormatError, LimitError
 from bootforge.formats import multiboot as fmt
 from bootforge.bootloaders import entry_rule as bootloader_entry_rule
+from bootforge.loader.owned import check
 from bootforge.loader.policies import POLICIES, comparison
 from bootforge.multiboot.dump import MAX_STRING, decode_mb1_info, decode_mb2_info
 from bootforge.multiboot.entry import loader_entry
@@ -220,7 +221,6 @@ def capture(run, entry, timeout, refusal=None, progress=None, hash_modules=True,
         if hash_modules:
             out.module_hashes = [hash_guest(gdb, a, b) for a, b in module_ranges(out.doc)]
         if owned:
-            from bootforge.loader.owned import check
             mem = GuestMemory(gdb)
 
             def read(addr, length):                 # in 64 KiB requests, as hash_guest reads

@@ -42,6 +42,7 @@ from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,
 )
+from bootforge.loader.owned import grub_pc as grub_pc_owned
 from bootforge.loader.result import LoadResult
 from bootforge.loader.video import LFB_ADDRESS, LFB_MODE_FLAG, VBE_INTERFACE, grub_mode_string, grub_vbe_choose
 from bootforge.multiboot.entry import loader_entry, moved_entry
@@ -223,8 +224,7 @@ def _prepare(req, protocol):
         res.place("GRUB heap in use", rel.heap[0], rel.heap[1], 16, "kern/mm.c: blocks carved from the top of the "
                   "largest RAM range below 4 GiB (measured size)", "loader")
     # GRUB's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
-    from bootforge.loader.owned import grub_pc
-    res.owned = grub_pc(rel.heap, "multiboot" if protocol == "multiboot1" else "multiboot2")
+    res.owned = grub_pc_owned(rel.heap, "multiboot" if protocol == "multiboot1" else "multiboot2")
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low

@@ -109,6 +109,7 @@ from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_intervals
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
+from bootforge.loader.owned import limine_bios
 from bootforge.loader.result import LoadResult
 from bootforge.loader.video import QEMU_EDID_PREFERRED, limine_gop_choose
 from bootforge.memmap.io import write_map
@@ -495,7 +496,6 @@ def predict(req, protocol, loader):
                      "tag 17's descriptors) are sized as the firmware gives them under QEMU; their bytes are zero")
     if not efi:
         # Limine's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
-        from bootforge.loader.owned import limine_bios
         res.owned = limine_bios(res.mbi_address, len(res.mbi_bytes))
     check_map = MemoryMap("e820", [MemoryRange(a, s, t) for a, s, t in entries])
     standard_checks(res, check_map if efi else plat.memory_map)
