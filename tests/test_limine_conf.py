@@ -72,7 +72,8 @@ def test_entries_macros_aliases_and_module_pairs(tmp_path):
     (CONF.replace("boot():/boot/mod1", "hdd(1:1):/boot/mod1"), None, "only boot():/ paths"),
     (CONF.replace("${KDIR}/kernel", "${NOPE}/kernel"), None, "macro ${NOPE} is not defined"),
     (CONF.replace("    path: ${KDIR}/kernel\n", ""), None, "multiboot2: Executable path not specified"),
-    (CONF.replace("protocol: multiboot2", "protocol: linux"), "first entry", "protocol 'linux'"),
+    (CONF.replace("protocol: multiboot2", "protocol: linux"), "first entry",
+     "is protocol: linux, the loader is a multiboot2 policy"),
 ])
 def test_bad_limine_conf_is_one_line(tmp_path, conf, entry, fragment):
     require(str(BUILD / "stubs" / "mbdump.elf"))

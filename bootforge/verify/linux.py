@@ -103,7 +103,8 @@ def read_boot_params(gdb, address):
         nxt, kind, length = (int.from_bytes(head[0:8], "little"), int.from_bytes(head[8:12], "little"),
                              int.from_bytes(head[12:16], "little"))
         body = mem.read(at + 16, length) if length <= MAX_SETUP_DATA_LEN else None
-        chain.append({"address": at, "type": kind, "type_name": bz.SetupDataType.label_of(kind, str(kind)), "len": length,
+        chain.append({"address": at, "type": kind, "type_name": bz.SetupDataType.label_of(kind, str(kind)),
+                      "len": length,
                       "sha256": hashlib.sha256(body).hexdigest() if body is not None else None})
         at = nxt
     return {"address": address, "e820": e820, "ramdisk_image": ramdisk, "ramdisk_size": size,
@@ -237,10 +238,11 @@ def _stop_at_entry(run, entry, timeout, progress):
 
 
 def entry_address(req, res):
-    """The 32-bit entry the loader jumps to: the policy's code32_start, else the header's
+    """The 32-bit entry the loader jumps to: the policy's entry or code32_start, else the header's
     (a loader that puts the protected-mode kernel at 1 MiB, as QEMU -kernel)."""
-    if res.linux.get("code32_start"):
-        return res.linux["code32_start"]
+    for key in ("entry", "code32_start"):
+        if res.linux.get(key):
+            return res.linux[key]
     return read_bzimage(req.kernel.data).get("code32_start") or PROT_ADDR
 
 
@@ -262,9 +264,14 @@ def rows_for(res, req, regs, params, page, gdb, Row):
     lin = res.linux
     entry = entry_address(req, res)
     rows.append(Row("kernel entry", entry, regs["rip"] & 0xFFFFFFFF, entry == regs["rip"] & 0xFFFFFFFF))
+    varies = lin.get("varies_per_boot", {})      # field -> why the loader's value differs per boot
     bp = lin.get("boot_params")
-    rows.append(Row("boot_params (ESI)", bp, params["address"], bp == params["address"], bp is not None))
-    rows.append(Row("code32_start", entry, params["code32_start"], entry == params["code32_start"]))
+    rows.append(Row("boot_params (ESI)", bp, params["address"], bp == params["address"],
+                    bp is not None and "boot_params" not in varies))
+    # The header field as the zero page holds it (a loader that jumps elsewhere leaves the file's).
+    c32 = int.from_bytes(res.mbi_bytes[CODE32_START:CODE32_START + 4], "little") if len(res.mbi_bytes) > \
+        CODE32_START else entry
+    rows.append(Row("code32_start", c32, params["code32_start"], c32 == params["code32_start"]))
     rows.append(Row("ramdisk_image", lin.get("ramdisk_image"), params["ramdisk_image"],
                     lin.get("ramdisk_image") == params["ramdisk_image"]))
     rows.append(Row("ramdisk_size", lin.get("ramdisk_size"), params["ramdisk_size"],
@@ -274,7 +281,7 @@ def rows_for(res, req, regs, params, page, gdb, Row):
         got = hash_guest(gdb, params["ramdisk_image"], params["ramdisk_image"] + params["ramdisk_size"]) or "?"
         rows.append(Row("initrd bytes", f"files sha256 {want[:16]}", f"memory sha256 {got[:16]}", want == got))
     rows.append(Row("cmd_line_ptr", lin.get("cmd_line_ptr"), params["cmd_line_ptr"],
-                    lin.get("cmd_line_ptr") == params["cmd_line_ptr"]))
+                    lin.get("cmd_line_ptr") == params["cmd_line_ptr"], "cmd_line_ptr" not in varies))
     rows.append(Row("cmdline", res.cmdline, params["cmdline"], res.cmdline == params["cmdline"]))
     want_sd = lin.get("setup_data", [])
     got_sd = [(n["type"], n["len"]) for n in params["setup_data"]]
@@ -320,7 +327,7 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
         medium = _medium(recipe, req, machine, work, entry, progress)
         report.medium = medium.description
         report.entry = entry_address(req, res)
-        report.entry_how = "the kernel's 32-bit entry (code32_start), ESI = boot_params"
+        report.entry_how = "the kernel's 32-bit entry, ESI = boot_params"
         if progress:
             progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}")
         started = time.monotonic()
@@ -343,6 +350,7 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
             finally:
                 gdb.close()
         report.problems += params["problems"]
+        report.problems += [f"{name} not counted: {why}" for name, why in res.linux.get("varies_per_boot", {}).items()]
         report.boot_information = {k: v for k, v in params.items() if k != "problems"}
         report.boot_information["zero_page"] = page.hex()
     finally:

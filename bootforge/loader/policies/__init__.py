@@ -45,6 +45,7 @@ POLICY_MODULES = (
     "syslinux_mb1",
     "ipxe_pcbios",
     "limine",
+    "limine_linux",
     "xen_efi",
     "linux_efi_stub",
     "qemu_arm_kernel",
