@@ -31,7 +31,7 @@ from bootforge.errors import BootforgeError, RecipeError, ToolError
 from bootforge.fdtboot import verdicts
 from bootforge.fdtboot.handover import masked
 from bootforge.fdtboot.libfdt import Fdt
-from bootforge.loader.policies import POLICIES, policy
+from bootforge.loader.policies import policy
 from bootforge.loader.policies.uboot_booti import UBOOT_ARM64, UBOOT_RISCV64_SMODE
 from bootforge.loader.policies.uboot_bootz import UBOOT_ARM
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
