@@ -132,6 +132,12 @@ fidelity: deps venv stubs
 linux-verify: deps venv
 	$(PY) -m pytest -q -ra tests/linux_verify_matrix.py
 
+# One real OVMF boot stopped at the kernel's entry against OVMF's page-allocator model (make test
+# checks the same fields on the kept gdbstub captures, tests/data/ovmf-pages).
+.PHONY: ovmf-pages
+ovmf-pages: deps venv
+	$(PY) -m pytest -q -ra tests/ovmf_pages_boot.py
+
 # Every Linux 6.1 arm64/arm DTS through bootforge and dtc, and the compile bench on all of them
 # (make test runs a 300-file sample of the same comparison).
 .PHONY: dts-corpus
