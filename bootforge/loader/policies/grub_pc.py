@@ -69,7 +69,15 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # and the relocator (lib/relocator.c) only uses the heap's free parts. Measured with relocatable
 # probe kernels (align 2 MiB, preference high, memsz 0x9034 fits under it, 0xa034 does not) on
 # the grub-mkrescue ISO bootforge builds, at 512M and 1G: 0x1d6000 bytes in use below the top.
+# It is a property of that ISO *and its grub.cfg*, not of the module set alone: the same probe
+# (bss 0x9000, 1G) with a kernel command line of 100, 400, 1000, 2000, 3000 or 8000 bytes is
+# placed one 2 MiB step lower, and with bss 0x1000 (0x8fcc more room) a 3000-byte command line
+# still does not fit while an 8000-byte one does, so the amount is not even monotonic in the
+# config's size (likely GRUB's first-fit heap reusing the holes its script lexer's and argument
+# buffers leave: kern/mm.c, script/lexer.c; not modelled). Placements closer to the heap than
+# HEAP_SPREAD are noted.
 HEAP_IN_USE = 0x1D6000
+HEAP_SPREAD = 0x9000        # above the > 0x8000 bytes more GRUB held with a 3000-byte command line
 
 # gzio's header flags it refuses (grub-core/io/gzio.c test_gzip_header: CONTINUATION, ENCRYPTED, RESERVED).
 GZIO_UNSUPPORTED_FLAGS = 0x02 | 0x20 | 0xC0
@@ -231,6 +239,11 @@ def _prepare(req, protocol):
     res.entry = loader_entry(k, protocol, "grub")
     if reloc is not None:
         base = relocate(rel, k, reloc)
+        if rel.heap and 0 <= rel.heap[0] - (base + k.high - k.low) < HEAP_SPREAD:
+            res.notes.append(f"the relocatable image ends {rel.heap[0] - (base + k.high - k.low):#x} bytes below "
+                             f"GRUB's heap in use ({HEAP_IN_USE:#x} bytes, measured on bootforge's ISO with short "
+                             "command lines): a longer grub.cfg can make GRUB hold more and place it one "
+                             f"{reloc['align']:#x} step lower")
         res.entry = moved_entry(res.entry, base - k.low)
         res.place("relocatable image", base, k.high - k.low, reloc["align"] or 1,
                   f"relocatable tag: [{reloc['min_addr']:#x}, {reloc['max_addr']:#x}] align "
