@@ -196,3 +196,25 @@ def test_limine_uefi_falls_back_to_the_edid_mode(tmp_path):
     assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
     fb = next(t for t in doc["boot_information"]["multiboot2"]["tags"] if t["type"] == 8)
     assert (fb["framebuffer_width"], fb["framebuffer_height"], fb["framebuffer_pitch"]) == (1280, 800, 5120)
+
+
+def test_an_optional_framebuffer_tag_gets_no_video_driver_on_grub_efi(tmp_path):
+    """Xen's and tboot's tags are optional: no efi_gop in the image or verify's medium, so GRUB
+    x86_64-efi hands over no tag 8 (as it did for tboot 1.10.5 on the real boot of
+    test_grub_policy's tboot case); gzip'd kernels are read decompressed, as GRUB reads them."""
+    import gzip
+    from bootforge.bootloaders.grub import asks_for_video
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.build import build_kernel_recipe
+    from bootforge.multiboot.dump import decode_mb2_info
+    require("ld", str(MBDUMP))
+    k = tmp_path / "opt.elf"
+    build_kernel_recipe(tmp_path / "opt.toml", {"kernel": {"input": str(MBDUMP), "protocol": "multiboot2",
+                        "multiboot2": {"information_request": [1, 2, 3, 6], "module_alignment": True,
+                                       "framebuffer": {"width": 0, "height": 0, "depth": 0, "optional": True}}}}, k)
+    required = _kernel(tmp_path, "multiboot2", (1024, 768, 32))
+    assert not asks_for_video(k.read_bytes()) and asks_for_video(gzip.compress(required.read_bytes()))
+    res = run_policy(POLICIES.get("grub-efi-mb2"), request_from_arguments(str(k), "qemu-q35-ovmf:256M",
+                                                                           "grub-efi-mb2", cmdline="x"))
+    assert 8 not in [t["type"] for t in decode_mb2_info(bytes(res.mbi_bytes))["tags"]]

@@ -185,7 +185,7 @@ def read_refusal(run):
 
 # ------------------------------------------------------------------ the image builder's hooks
 
-# The video drivers a kernel asking for a framebuffer needs, per GRUB platform. x86_64-efi:
+# The video drivers a kernel requiring a framebuffer needs, per GRUB platform. x86_64-efi:
 # GOP and UGA; without them GRUB says "no suitable video mode found." and hands over no
 # framebuffer (observed, GRUB 2.06 on OVMF). i386-pc: VBE, which `multiboot`/`multiboot2` pull in
 # anyway (moddep.lst); vga (640x480 planar, video/i386/pc/vga.c) is not added, as no real boot
@@ -195,13 +195,29 @@ VIDEO_MODULES = {"i386-pc": ("vbe",), "x86_64-efi": ("efi_gop", "efi_uga")}
 
 
 def asks_for_video(data):
-    """Whether a kernel's Multiboot header asks for a framebuffer: an MB2 framebuffer tag, or
-    MB1 flag 2 (video mode) with mode_type 0 (linear graphics)."""
-    from bootforge.formats.multiboot import Mb2HeaderTag
+    """Whether a kernel's Multiboot header requires a framebuffer: an MB2 framebuffer tag
+    without the optional flag, or MB1 flag 2 (video mode, one of the required low 16 flags) with
+    mode_type 0 (linear graphics). A kernel whose tag is optional (Xen 4.17, tboot 1.10.5) gets no
+    video driver: it boots without one, and a GOP mode wider than OVMF's first one makes OVMF
+    reallocate its BLT buffer, which moves EFI map pages bootforge does not model (observed:
+    tboot's 2560x1440). A gzip or xz file is read as GRUB reads it, decompressed (its first 32 KiB
+    hold the header)."""
+    import lzma
+    import zlib
+    from bootforge.compress.streams import stream_kind
+    from bootforge.formats.multiboot import MB2_SEARCH, Mb2HeaderTag
     from bootforge.multiboot.headers import find_mb1, find_mb2
+    kind = stream_kind(data)
+    try:
+        if kind == "gzip":
+            data = zlib.decompressobj(wbits=31).decompress(data, MB2_SEARCH)
+        elif kind == "xz":
+            data = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data, MB2_SEARCH)
+    except (zlib.error, lzma.LZMAError, EOFError):
+        return False            # GRUB refuses the file; no video either way
     mb2 = find_mb2(data)
     if mb2 is not None:
-        return any(t.get("type") == Mb2HeaderTag.FRAMEBUFFER for t in mb2.get("tags", []))
+        return any(t.get("type") == Mb2HeaderTag.FRAMEBUFFER and not t.get("optional") for t in mb2.get("tags", []))
     mb1 = find_mb1(data)
     return bool(mb1 and mb1.get("video_mode") and (mb1.get("video") or {}).get("mode_type", 1) == 0)
 

@@ -303,11 +303,13 @@ def load(req):
 
 def gop_framebuffer_tags(k, res):
     """Tag 8 GRUB x86_64-efi writes after tag 4 (multiboot_mbi2.c retrieve_video_parameters).
-    A kernel with a framebuffer header tag gets efi_gop and efi_uga in the image (bootforge's
-    image builder and verify's medium, bootloaders/grub.py VIDEO_MODULES), and GRUB asks for
+    A kernel with a required framebuffer header tag gets efi_gop and efi_uga in the image
+    (bootforge's image builder and verify's medium, bootloaders/grub.py VIDEO_MODULES and
+    asks_for_video: an optional tag gets none), and GRUB asks for
     "WxHxD,WxH,auto;auto" (multiboot.c set_console / set_video_mode), chosen from OVMF's GOP
     list (bootforge.loader.video.grub_gop_choose); no VBE tag on EFI. Without a framebuffer tag
-    no video module is loaded: GRUB says "no suitable video mode found." and writes no tag 8.
+    (or an optional one) no video module is loaded: GRUB says "no suitable video mode found."
+    and writes no tag 8.
     The address is GOP's FrameBufferBase, the BAR OVMF's PCI enumeration gave the display: 0 here,
     declared firmware data by verify."""
     want = grub_video_request(k)
@@ -325,9 +327,9 @@ def gop_framebuffer_tags(k, res):
 
 
 def grub_video_request(k):
-    """(width, height, depth) of the kernel's MB2 framebuffer header tag, or None."""
+    """(width, height, depth) of the kernel's required MB2 framebuffer header tag, or None."""
     tag = next((t for t in (k.mb2 or {}).get("tags", []) if t.get("type") == Mb2HeaderTag.FRAMEBUFFER), None)
-    if tag is None:
+    if tag is None or tag.get("optional"):
         return None
     return tag.get("width", 0), tag.get("height", 0), tag.get("depth", 0)
 
