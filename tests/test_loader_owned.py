@@ -107,6 +107,8 @@ def test_grub_kernel_img_is_still_at_its_link_address(tmp_path):
         return low, high
     (guest, high), regs = boot_to_entry(tmp_path, "grub-mb2", read)
     assert lo == img["start"]
+    esp = owned["ESP GRUB sets for the kernel"]
+    assert regs["rsp"] & 0xFFFFFFFF == esp["start"] == esp["end"] and esp["in_use_at_entry"]
     # The heap holds grub.cfg's text and the modules GRUB loaded (multiboot2.mod's .rodata),
     # all inside the predicted range, none in the 64 KiB below it.
     base = heap["start"] - 0x10000
@@ -277,7 +279,8 @@ def record_found(workdir):
     found["grub"] = {"kernel_img_rodata_at": 0x9000 + lowg.find(Path(GRUB_KERNEL_IMG).read_bytes()[off:off + n]),
                      "multiboot2_mod_strings_at": (256 << 20) - (16 << 20)
                      + topg.find(Path(mod).read_bytes()[s_off:s_off + s_size]),
-                     "cfg_line_at": (256 << 20) - (16 << 20) + topg.find(b"multiboot2 /kernel.elf kernel-args a=b")}
+                     "cfg_line_at": (256 << 20) - (16 << 20) + topg.find(b"multiboot2 /kernel.elf kernel-args a=b"),
+                     "esp": regs["rsp"] & 0xFFFFFFFF}
     import os
     stage3 = Path(os.environ["BOOTFORGE_LIMINE_DIR"]) / "limine-bios.sys"
     image = stage3.read_bytes()
@@ -332,6 +335,7 @@ def test_grub_and_limine_predictions_equal_the_recorded_boots():
     assert img["start"] + sections(GRUB_KERNEL_IMG)[".rodata"][0] - 0x9000 == found["grub"]["kernel_img_rodata_at"]
     for key in ("multiboot2_mod_strings_at", "cfg_line_at"):
         assert heap["start"] <= found["grub"][key] < heap["end"], key
+    assert owned["ESP GRUB sets for the kernel"]["start"] == found["grub"]["esp"]
     owned = _owned_offline("limine-mb2", "mb2")
     info = owned["boot information inside stage 3"]
     assert (info["start"], info["end"]) == (found["limine"]["mbi"], found["limine"]["mbi"]

@@ -135,6 +135,9 @@ def syslinux(stack_top, last_file=None):
 GRUB_KERNEL_IMG = (0x9000, 0x9000 + 0xEC78)
 GRUB_KERNEL_TEXT_RODATA = (0x9000 + 0x200, 0xEAD4 + 0x11A8)     # .text after startup.S's variables, .rodata
 GRUB_SOURCE = "GRUB 2.06 include/grub/offsets.h, kern/i386/pc/init.c, kern/mm.c"
+# include/grub/i386/multiboot.h MULTIBOOT_INITIAL_STATE (both protocols): ".esp = 0x7ff00", "some
+# random location in low memory to avoid breaking non-compliant kernels"; nothing is reserved below it.
+GRUB_MULTIBOOT_ESP = 0x7FF00
 
 
 def grub_pc(heap, module="multiboot2"):
@@ -142,7 +145,10 @@ def grub_pc(heap, module="multiboot2"):
     *module*: GRUB's loader module for the protocol (multiboot or multiboot2)."""
     out = [OwnedRange(*GRUB_KERNEL_IMG, "GRUB kernel.img (.text .rodata .data .bss)", False,
                       "kernel.img PT_LOAD at GRUB_KERNEL_I386_PC_LINK_ADDR 0x9000",
-                      [Evidence("section", 0, file=f"{GRUB_PC_DIR}/kernel.img", section=".rodata")])]
+                      [Evidence("section", 0, file=f"{GRUB_PC_DIR}/kernel.img", section=".rodata")]),
+           OwnedRange(GRUB_MULTIBOOT_ESP, GRUB_MULTIBOOT_ESP, "ESP GRUB sets for the kernel (a stack pointer, "
+                      "no memory reserved)", True, "include/grub/i386/multiboot.h MULTIBOOT_INITIAL_STATE",
+                      [Evidence("register", GRUB_MULTIBOOT_ESP, register="rsp")])]
     if heap:
         # multiboot2.mod / multiboot.mod: loaded by the `multiboot2`/`multiboot` command into the heap
         # (kern/dl.c grub_dl_load_segments), its strings (.rodata.str1.1) carrying no relocations.
