@@ -281,6 +281,8 @@ def _show(value):
         return None
     if value.endswith(b"\0") and value[:-1] and all(32 <= c < 127 for c in value[:-1]):
         return value[:-1].decode()
+    if len(value) in (4, 8):            # one or two cells: a number (linux,initrd-start, boot-hartid)
+        return int.from_bytes(value, "big")
     return "0x" + value.hex()
 
 
