@@ -78,3 +78,17 @@ def test_verify_xen_efi_boots_and_reads_xens_console():
     names = [r.name for r in report.rows]
     assert "load base (Xen's console)" in names and "mmap 15" in names
     assert report.ok, report.render_text()
+
+
+def test_xen_efi_started_by_ovmf_from_an_esp():
+    """xen.efi as BOOTX64.EFI (no GRUB; tests/data/xen-efi-esp-512M-console.txt): the reader
+    takes Xen's base and map without GRUB's lsefimmap printouts. Observed: the 16-entry EFI RAM
+    map equals the xen-efi (GRUB) prediction at 512M, the load base does not (0x1ca00000: where
+    OVMF's LoadImage put the PE, not GRUB's relocator), so xen-efi does not stand for this boot."""
+    seen = xen_console_facts((DATA / "xen-efi-esp-512M-console.txt").read_text(errors="replace"))
+    assert seen["load_base"] == 0x1ca00000 and seen["grub_pages"] is None
+    mods = [ModuleSpec("-", "/boot/vmlinuz", "", 8247232), ModuleSpec("-", "/boot/initrd.img", "", 31173247)]
+    req = LoadRequest(_xen(), "/boot/xen.gz", XEN_CMDLINE, mods, resolve("qemu-q35-ovmf:512M"), "xen-efi")
+    want = predicted_facts(policy("xen-efi")(req))
+    assert want["e820"] == seen["e820"] and len(seen["e820"]) == 16
+    assert want["load_base"] != seen["load_base"]

@@ -53,11 +53,16 @@ def xen_console_facts(serial):
             break
         a, b = int(m.group(1), 16), int(m.group(2), 16)
         e820.append((a, b + 1 - a, XEN_E820_TYPES.get(m.group(3), m.group(3))))
-    before, _, after = serial.partition(LOADED)
+    new = None              # no GRUB printouts (Xen started otherwise, e.g. xen.efi from an ESP)
+    before, marked, after = serial.partition(LOADED)
     after = after.split("(XEN)")[0]
-    old = {(r.start, r.size) for r in parse_lsefimmap(before).ranges if r.type == EFI_LOADER_DATA}
-    new = sorted((r.start, r.size) for r in parse_lsefimmap(after).ranges if r.type == EFI_LOADER_DATA
-                 and (r.start, r.size) not in old)
+    if marked and "(XEN)" in serial:
+        try:
+            old = {(r.start, r.size) for r in parse_lsefimmap(before).ranges if r.type == EFI_LOADER_DATA}
+            new = sorted((r.start, r.size) for r in parse_lsefimmap(after).ranges if r.type == EFI_LOADER_DATA
+                         and (r.start, r.size) not in old)
+        except RecipeError:
+            new = None
     return {"load_base": int(base.group(1), 16) if base else None, "e820": e820, "grub_pages": new}
 
 
