@@ -2,7 +2,9 @@
 in tests/data/linux-ovmf (commands in tests/data/README.md): replaying OVMF's LoadImage and the
 EFI stub's allocations on the map captured at one memory size gives every Loader Code/Data
 piece, the initrd (RAMDISK) and the setup_data node the kernel printed, at the other sizes too
-(the 512M captures predict 192M..2G, the 3G ones 5G). No QEMU here."""
+(the 512M captures predict 192M..2G, the 3G ones 5G), and boot_params, cmd_line_ptr, the
+initrd and setup_data read at the kernel's entry on boots at sizes no capture comes from
+(QEMU -kernel, the UKI by -kernel and as a disk's EFI/BOOT/BOOTX64.EFI). No QEMU here."""
 
 import json
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, require, run_bootforge
+from test_linux_uki_esp import image_recipe
 from test_uki_build import INITRD_SIZE, KERNEL, bootforge_uki, make_initrd
 
 from bootforge.formats.efi_memmap import EfiMemoryType as T
@@ -24,7 +27,8 @@ UKI_FILE, UKI_IMAGE = 9380864, 0x8fa200  # the bootforge UKI of test_uki_build.b
 GDB = DATA / "ovmf-pages"               # the boots stopped at the kernel's entry (tests/data/README.md)
 VGA_ROM = 39936                         # Debian seabios 1.16.2 vgabios-stdvga.bin
 CASES = [("kernel", m) for m in ("192M", "256M", "512M", "1G", "2G", "3G", "5G")] + \
-    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M")]
+    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M"),
+     ("ovmf-pages/uki-esp", "512M"), ("ovmf-pages/uki-esp", "3G"), ("linux-uki-esp/uki-esp", "512M")]
 
 
 def ram_of(mem):
@@ -39,7 +43,8 @@ def replayed(what, mem):
     ram = ram_of(mem)
     uki = "uki" in what
     initrd = INITRD_SIZE if what != "kernel" else 0
-    cap = ovmf_pages.find_capture("qemu-q35-ovmf", "qemu-kernel-uki" if uki else "qemu-kernel", ram, lowmem_of(ram),
+    path = ("esp-uki" if "esp" in what else "qemu-kernel-uki") if uki else "qemu-kernel"
+    cap = ovmf_pages.find_capture("qemu-q35-ovmf", path, ram, lowmem_of(ram),
                                   bool(initrd) and not uki)
     got = ovmf_pages.replay(cap, lowmem_of(ram), file_size=UKI_FILE if uki else KERNEL_FILE,
                             size_of_image=UKI_IMAGE if uki else KERNEL_IMAGE, initrd_size=initrd,
@@ -66,7 +71,9 @@ def test_the_other_sizes_are_predicted_not_captured():
     assert all(s.endswith(("-512M.txt", "-3G.txt")) for s in sources)
     predicted = [f"{w}-{m}" for w, m in CASES if f"tests/data/{w if '/' in w else 'linux-ovmf/' + w}-{m}.txt"
                  not in sources]
-    assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G"]
+    # linux-uki-esp/uki-esp-512M: the same disk booted in another session (the capture is a new boot)
+    assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G",
+                         "linux-uki-esp/uki-esp-512M"]
 
 
 def test_captures_are_the_kept_boots():
@@ -124,7 +131,7 @@ def read_gdb(path):
 
 
 GDB_CASES = [("gdb-kernel-initrd-512M", "kernel-initrd", "512M"), ("gdb-kernel-initrd-3G", "kernel-initrd", "3G"),
-             ("gdb-bootforge-uki-1G", "uki", "1G")]
+             ("gdb-bootforge-uki-1G", "uki", "1G"), ("gdb-uki-esp-1G", "uki-esp", "1G")]
 
 
 @pytest.mark.parametrize("name,what,mem", GDB_CASES)
@@ -138,6 +145,11 @@ def test_load_equals_the_boot_params_the_kernel_got(tmp_path, name, what, mem):
     if what == "uki":
         (tmp_path / "uki").mkdir()
         linux = load(tmp_path, bootforge_uki(tmp_path / "uki"), mem)
+    elif what == "uki-esp":             # the [image] disk with the UKI as EFI/BOOT/BOOTX64.EFI
+        recipe = image_recipe(tmp_path)
+        linux = json.loads(run_bootforge("load", recipe, "--platform", f"qemu-q35-ovmf:{mem}", "--json",
+                                         check=0).stdout)["linux"]
+        assert linux["placement"]["boot_path"] == "esp-uki"
     else:
         linux = load(tmp_path, KERNEL, mem, make_initrd(tmp_path / "initrd.img"),
                      cmdline="console=ttyS0 earlyprintk=serial efi=debug nokaslr panic=-1")

@@ -116,7 +116,8 @@ class PageMap:
 class Capture:
     """The EFI map when OVMF starts loading the loader on one boot path (see the module doc)."""
     name: str
-    boot_path: str              # "qemu-kernel" (QEMU -kernel: QemuKernelLoaderFsDxe + LoadImage)
+    boot_path: str              # "qemu-kernel" (QEMU -kernel: QemuKernelLoaderFsDxe + LoadImage),
+                                # "qemu-kernel-uki" (the same with a UKI), "esp-uki" (BOOTX64.EFI)
     lowmem: int                 # top of low RAM of the captured boot
     inputs: dict                # the sizes that shape the captured map (QEMU's fw_cfg blobs)
     default_top: int
@@ -165,7 +166,14 @@ CAPTURES = {
     ("qemu-q35-ovmf", "qemu-kernel", "low", True): "qemu-kernel-initrd-512M",
     ("qemu-q35-ovmf", "qemu-kernel", "high", True): "qemu-kernel-initrd-3G",
     ("qemu-q35-ovmf", "qemu-kernel-uki", "low", False): "qemu-kernel-uki-512M",
+    # BdsDxe starting the removable-media EFI/BOOT/BOOTX64.EFI (a UKI) from a bootforge disk
+    ("qemu-q35-ovmf", "esp-uki", "low", False): "esp-uki-512M",
+    ("qemu-q35-ovmf", "esp-uki", "high", False): "esp-uki-3G",
 }
+
+
+# Boot paths where systemd-stub 252 starts first and LoadImage()s .linux from memory.
+UKI_PATHS = ("qemu-kernel-uki", "esp-uki")
 
 
 def memory_class(ram, lowmem):
@@ -191,7 +199,7 @@ def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, defaul
     held = []
     if file_size is not None:
         buf_top = image[1] + pool_pages(file_size) * PAGE
-        piece = next(r for r in pm.ranges if r[0] <= buf_top < r[1])
+        piece = next(r for r in pm.ranges if r[0] < buf_top <= r[1])       # holding the buffer's last page
         if piece[2] != T.CONVENTIONAL:
             raise ValueError(f"{source}: the file buffer's top {buf_top:#x} is not free memory")
         if piece[1] > buf_top:
@@ -240,7 +248,7 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
         pm.free(a, n)
     kernel_image = None
     shared_pool = None
-    if capture.boot_path == "qemu-kernel-uki":
+    if capture.boot_path in UKI_PATHS:
         shared_pool = pm.allocate("systemd-stub pool page", T.LOADER_DATA, 1)
         start = pm.allocate("kernel image (.linux)", T.LOADER_CODE, pages_for(kernel_size_of_image))
         kernel_image = (start, start + pages_for(kernel_size_of_image) * PAGE)

@@ -131,8 +131,11 @@ def memory_total_kib(e820):
 def boot_path_of(req, path):
     """The OVMF boot path of *req*: QEMU -kernel (a [load] recipe; QemuKernelLoaderFsDxe hands the
     file to LoadImage) or a file on the ESP (an image's /EFI/... path: BdsDxe or systemd-boot)."""
-    if str(req.kernel_loader_path or "").upper().startswith("/EFI/"):
-        return "esp"
+    where = str(req.kernel_loader_path or "").upper()
+    if where == "/EFI/BOOT/BOOTX64.EFI" and path == "uki":
+        return "esp-uki"                    # BdsDxe starts the removable-media UKI itself
+    if where.startswith("/EFI/"):
+        return "esp"                        # systemd-boot's entry, or a bzImage on the ESP
     return "qemu-kernel-uki" if path == "uki" else "qemu-kernel"
 
 
@@ -156,7 +159,7 @@ def _ovmf_placement(req, res, hdr, kernel, initrd_size, path, kernel_start, node
     inputs = {"file_size": len(data)}
     if boot == "qemu-kernel" and initrd_size:
         inputs["initrd_size"] = initrd_size
-    if boot == "qemu-kernel-uki":
+    if boot in ovmf_pages.UKI_PATHS:
         inputs["kernel_size_of_image"] = read_pe(kernel).size_of_image
     if cap is None:
         out["reason"] = f"no capture of OVMF's map for the {boot} boot path on {machine} at this memory size"
