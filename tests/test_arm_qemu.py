@@ -233,3 +233,26 @@ def test_verify_boots_qemu_kernel(tmp_path, arch, mem):
     assert [f["name"] for f in per_boot if f["counted"]] == ["per boot: /chosen rng-seed", "per boot: /chosen kaslr-seed"]
     assert all(f["observed"].startswith(("32 bytes", "8 bytes")) for f in per_boot if f["counted"])
     assert fields["dtb /chosen bootargs"]["observed"] == CMDLINE
+
+
+@pytest.mark.parametrize("link,dtb_at", [(0x40200000, 0x40000000), (0x40100000, None)])
+def test_verify_elf_program(tmp_path, link, dtb_at):
+    """-kernel of an ELF (the 32-bit dump code linked into RAM by ld): QEMU's bare-program boot,
+    r0-r2 = 0, the segment at its p_paddr, no initrd, and the machine's DTB (with bootargs) at the
+    RAM base when its 1 MiB fits below the ELF (0x40200000), none when it does not (0x40100000)."""
+    require("arm-linux-gnueabihf-ld")
+    stubs = dump_kernel("arm").parent
+    elf = tmp_path / "dtdump.elf"
+    subprocess.run(["arm-linux-gnueabihf-ld", f"-Ttext={link:#x}", "-e", hex(link), "--build-id=none", "-o",
+                    str(elf), str(stubs / "dtdump-arm.o")], check=True, capture_output=True)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    proc = run_bootforge("verify", elf, "--platform", "qemu-virt-arm:256M", "--loader", "qemu-arm-kernel",
+                         "--cmdline", CMDLINE, "--module", initrd, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    fields = {f["name"]: f for f in report["fields"]}
+    assert report["registers"] == {"r0": 0, "r1": 0, "r2": 0, "pc": link}
+    assert fields["ELF segment 0 bytes"]["match"] and "initrd start" not in fields
+    assert fields["dtb at the RAM base"]["observed"] == dtb_at
+    if dtb_at:
+        assert fields["dtb bytes"]["observed"] == "equal" and fields["dtb /chosen bootargs"]["observed"] == CMDLINE

@@ -245,7 +245,7 @@ def expected_kernel_bytes(req, res):
     """The bytes the kernel's entry placement holds when the loader is done, or None (a FIT: the
     hash check U-Boot prints covers it)."""
     fmt = res.linux.get("kernel_format")
-    if fmt == "fit":
+    if fmt in ("fit", "elf"):           # an ELF: its segments' rows instead
         return None
     if fmt == "uimage":
         return req.kernel.data[64:]
@@ -353,11 +353,25 @@ def compare(req, res, registers, gdb, machine):
         else:
             rows.append(Row(name, None, registers.get(name), False, counted=False))
     want = expected_kernel_bytes(req, res)
+    for i, (paddr, offset, filesz, _) in enumerate(res.linux.get("elf_segments", ())):
+        rows += _bytes_rows(gdb, f"ELF segment {i}", paddr, req.kernel.data[offset:offset + filesz])
     if want is not None:
         rows += _bytes_rows(gdb, "kernel", res.linux["entry"], want)
     dtb_register = DTB_REGISTER[machine.arch]
-    at = registers.get(dtb_register)
-    rows.append(Row("dtb address", res.mbi_address, at, res.mbi_address == at, counted=res.mbi_address is not None))
+    if res.linux.get("dtb_register", dtb_register) is None:
+        # A bare program (an ELF under QEMU -kernel): no register names the DTB; it is looked for
+        # at the RAM base, where QEMU puts it when there is room.
+        base = req.platform.devicetree.ram_base
+        head = gdb.read_memory(base, 8) or b""
+        found = base if head[:4] == b"\xd0\x0d\xfe\xed" else None
+        rows.append(Row("dtb at the RAM base", res.mbi_address, found, res.mbi_address == found))
+        if res.mbi_bytes is None or found is None:
+            return rows
+        at, dtb_register = found, "the RAM base"
+    else:
+        at = registers.get(dtb_register)
+        rows.append(Row("dtb address", res.mbi_address, at, res.mbi_address == at,
+                        counted=res.mbi_address is not None))
     got = gdb.read_memory(at, len(res.mbi_bytes)) if at else None
     dt = res.linux.get("devicetree", {})
     rows += dtb_rows(res.mbi_bytes, got, dt, dtb_register)

@@ -32,6 +32,12 @@ without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
   front of the seeds (libfdt fdt_splice_ memmove; observed to differ per boot); and the
   padding of a bootargs whose length is not a multiple of 4, which keeps bytes of the
   moved rng-seed the same way (observed at 128M: 3 bytes).
+- An ELF of the machine's e_machine (load_elf, is_linux = 0): a bare program. Its PT_LOAD
+  segments at their p_paddr, entered at e_entry with every register 0 (no bootloader, no boot
+  protocol), -initrd not loaded; the DTB (the machine's, bootargs from -append) at the RAM base
+  only when the segments leave room for its 1 MiB below their lowest address (dtb_limit), else
+  none (arm_load_dtb returns without it). Observed on qemu-virt-arm 256M with the dtdump code
+  linked at 0x40200000 (DTB at 0x40000000, r0-r2 = 0, no initrd) and at 0x40100000 (no DTB).
 """
 
 from bootforge.errors import LoaderRefusal, RecipeError
@@ -178,9 +184,7 @@ def load(req):
     ram_end = base + ram
     kind, offset, claimed = verdicts.qemu_arm_placement(data, arch)
     if kind == "elf":
-        raise RecipeError("an ELF kernel: QEMU loads its segments and enters it as a bare program (no Linux "
-                          "boot protocol, no DTB in x0/r2); qemu-arm-kernel predicts Image, zImage and uImage "
-                          "kernels", path=req.kernel.path)
+        return load_elf_program(req, res, board, arch)
     raw, _ = verdicts.gunzipped(data) if arch == "aarch64" else (data, None)
     if kind == "uimage":
         # hw/core/loader.c load_uboot_image: the data at ih_load, the CPU enters at ih_ep.
@@ -242,4 +246,58 @@ def load(req):
     if any(t != E820Type.RAM for _, _, t in res.mmap):
         res.notes.append("the DTB reserves memory (reserved-memory or /memreserve/)")
     standard_checks(res, plat.memory_map)
+    return res
+
+
+def elf_load_segments(data, path):
+    """(e_entry, [(p_paddr, p_offset, p_filesz, p_memsz)] of the PT_LOAD headers) of a little-endian ELF."""
+    wide = data[4] == 2
+    entry = int.from_bytes(data[24:32] if wide else data[24:28], "little")
+    phoff = int.from_bytes(data[32:40] if wide else data[28:32], "little")
+    phentsize = int.from_bytes(data[54:56] if wide else data[42:44], "little")
+    phnum = int.from_bytes(data[56:58] if wide else data[44:46], "little")
+    if phentsize < (56 if wide else 32) or phoff + phnum * phentsize > len(data):
+        raise RecipeError(f"ELF program headers ({phnum} at {phoff:#x}) run past the file", path=path, offset=phoff)
+    out = []
+    for i in range(phnum):
+        h = data[phoff + i * phentsize:phoff + (i + 1) * phentsize]
+        if int.from_bytes(h[0:4], "little") != 1:
+            continue
+        if wide:
+            out.append(tuple(int.from_bytes(h[a:a + 8], "little") for a in (24, 8, 32, 40)))
+        else:
+            out.append(tuple(int.from_bytes(h[a:a + 4], "little") for a in (12, 4, 16, 20)))
+    return entry, out
+
+
+def load_elf_program(req, res, board, arch):
+    """QEMU -kernel of an ELF (a bare program, see the rules above)."""
+    base, ram_end = board.ram_base, board.ram_base + board.memory_bytes
+    entry, segments = elf_load_segments(req.kernel.data, req.kernel.path)
+    if not segments or any(p < base or p + m > ram_end for p, _, _, m in segments):
+        raise RecipeError("an ELF kernel whose segments lie outside RAM: QEMU's load_elf writes them where they "
+                          "say (qemu-arm-kernel predicts ELF programs loaded into RAM)", path=req.kernel.path)
+    low, high = min(p for p, _, _, _ in segments), max(p + m for p, _, _, m in segments)
+    for i, (paddr, _, filesz, memsz) in enumerate(segments):
+        res.place(f"ELF segment {i}", paddr, memsz, 1, "its p_paddr (hw/core/loader.c load_elf)", "kernel")
+    if req.modules:
+        res.notes.append("QEMU loads no initrd for an ELF (not a Linux boot): -initrd is ignored")
+    registers = {"x0": 0, "x1": 0, "x2": 0, "x3": 0} if arch == "aarch64" else {"r0": 0, "r1": 0, "r2": 0}
+    res.linux = {"entry": entry, "kernel_format": "elf", "registers": registers, "dtb_register": None,
+                 "elf_segments": [list(s) for s in segments]}
+    res.cmdline = req.cmdline
+    handed, random_bytes = handed_dtb(board.dtb, req.cmdline, None)
+    room = low > base or high < base
+    if room and (low <= base or len(handed) <= low - base):
+        res.place("DTB", base, len(handed), PAGE, "the RAM base, below the ELF (dtb_limit = its lowest address)",
+                  "boot-info")
+        res.mbi_address, res.mbi_bytes = base, handed
+        res.linux["devicetree"] = devicetree_facts(board.dtb, handed, base, registers, RANDOM, board.dtb_source,
+                                                   random_bytes)
+        res.notes.append("the DTB is at the RAM base, but no register points to it (a bare program)")
+        res.mmap = [(r.start, r.size, r.type) for r in fdt_to_map(parse_dtb(handed)).ranges]
+    else:
+        res.notes.append(f"no DTB: its {len(handed):#x} bytes do not fit below the ELF's lowest address {low:#x}; "
+                         "the program is handed no memory map")
+    standard_checks(res, req.platform.memory_map)
     return res
