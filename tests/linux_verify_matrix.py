@@ -33,3 +33,24 @@ def test_qemu_linux_3g(tmp_path):
     rows, _ = verified(KERNEL, "--platform", "qemu-pc-seabios:3G", "--loader", "qemu-linux", "--cmdline", CMDLINE,
                        "--module", initrd)
     assert rows["ramdisk_image"]["observed"] == 0xBFEDC000 and rows["initrd bytes"]["match"]
+
+
+@pytest.mark.parametrize("memory", ["512M", "3G"])
+def test_bare_uki_under_ovmf(tmp_path, memory):
+    """A bare UKI under QEMU -kernel on OVMF, stopped at the 64-bit entry the EFI stub jumps to:
+    E820, ramdisk, command line, setup_data (SETUP_PCI) and, where OVMF's allocator model has a
+    capture (512M), boot_params, cmd_line_ptr and ramdisk_image as linux-efi-stub predicts."""
+    require(KERNEL, "qemu-system-x86_64")
+    from test_uki_build import bootforge_uki
+    uki = bootforge_uki(tmp_path)
+    rows, report = verified(uki, "--platform", f"qemu-q35-ovmf:{memory}", "--loader", "linux-efi-stub")
+    assert rows["setup_data"]["match"] and rows["mmap entries"]["match"]
+    assert rows["boot_params (ESI)"]["counted"] == (memory == "512M")
+
+
+@pytest.mark.parametrize("memory", ["512M", "3G"])
+def test_uki_on_esp_under_ovmf(tmp_path, memory):
+    require(KERNEL, "qemu-system-x86_64")
+    from test_linux_uki_esp import image_recipe as uki_esp_recipe
+    rows, _ = verified(uki_esp_recipe(tmp_path), "--platform", f"qemu-q35-ovmf:{memory}")
+    assert rows["cmdline"]["match"] and rows["ramdisk_size"]["match"]

@@ -4,7 +4,7 @@ string, setup_data, the zero page byte for byte) against the policy's prediction
 
 make test boots twice: GRUB i386-pc `linux` from the disk image an [image] recipe builds (3G:
 the initrd under GRUB's 0x37ffffff cap) and QEMU -kernel (512M). 512M GRUB and 3G QEMU run in
-`make linux-verify` (tests/linux_verify_matrix.py). The comparison itself is checked here
+`make linux-verify` (tests/linux_verify_matrix.py, with the OVMF UKI boots). The comparison itself is checked here
 without QEMU on the zero pages kept from real boots (tests/data/linux-grub-pc/)."""
 
 import json
@@ -140,3 +140,18 @@ def test_verify_of_a_linux_entry_needs_its_image(tmp_path):
     proc = run_bootforge("verify", KERNEL, "--platform", "qemu-pc-seabios:512M", "--loader", "grub-pc-linux")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "bootable image or an [image] recipe" in proc.stderr
+
+
+def test_an_allocator_models_placement_is_what_verify_compares():
+    """linux-efi-stub gives its addresses in linux.placement (OVMF's page allocator model): verify
+    compares those when exact, and names why not otherwise."""
+    res = type("Res", (), {"linux": {"kernel": {"start": 0x1600000, "size": 1}, "initrd_size": 5,
+                                     "setup_data": [{"type": "SETUP_PCI", "len": 40}],
+                                     "placement": {"exact": True, "boot_params": 0x1000, "cmd_line_ptr": 0x2018,
+                                                   "initrd": {"start": 0x3000, "size": 5}}}})()
+    lin = vlinux.predicted_linux(res)
+    assert (lin["boot_params"], lin["cmd_line_ptr"], lin["ramdisk_image"], lin["ramdisk_size"]) == \
+        (0x1000, 0x2018, 0x3000, 5)
+    assert lin["setup_data"] == [(3, 40)] and vlinux.entry_address(None, res) == 0x1600000
+    res.linux["placement"] = {"exact": False, "reason": "no capture"}
+    assert vlinux.predicted_linux(res)["varies_per_boot"]["boot_params"] == "not predicted: no capture"

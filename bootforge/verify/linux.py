@@ -180,6 +180,15 @@ def _medium(recipe, req, machine, work, entry, progress):
         medium.description = "QEMU -kernel/-initrd/-append (its linuxboot_dma option ROM)"
         return medium
     medium = image_medium(image, machine.declared)
+    if medium is None and _is_image_recipe(image) is None and machine.declared.firmware == "uefi":
+        # A bare UKI or bzImage on UEFI: QEMU -kernel, which OVMF's QemuKernelLoaderFsDxe hands LoadImage
+        # (the boot path the policy predicts for a file that is not on an ESP).
+        args = ["-kernel", str(Path(req.kernel.path).resolve())]
+        if req.cmdline:
+            args += ["-append", req.cmdline]
+        if req.modules:
+            args += ["-initrd", str(Path(req.modules[0].path).resolve())]
+        return Medium(args, "QEMU -kernel (OVMF's QemuKernelLoaderFsDxe)")
     if medium is None:
         table = _is_image_recipe(image) or {}
         if "image" not in table:
@@ -202,7 +211,7 @@ def _medium(recipe, req, machine, work, entry, progress):
 
 
 def _stop_at_entry(run, entry, timeout, progress):
-    """Continue to *entry*; stops before the kernel is in place (no "HdrS" at ESI + 0x202) are
+    """Continue to *entry*; stops before the kernel is in place (no boot_params page at ESI) are
     stepped over. (registers, gdb, early stops) or (None, None, stops) at a timeout/exit."""
     gdb = GdbRemote(run.gdb_socket)
     gdb.hardware_breakpoint(entry)
@@ -228,8 +237,10 @@ def _stop_at_entry(run, entry, timeout, progress):
         if reply[:1] in ("W", "X"):
             return None, gdb, stops
         regs = gdb.registers(run.register_layout)
-        magic = gdb.read_memory((regs["rsi"] & 0xFFFFFFFF) + bz.HDRS_OFFSET, 4)
-        if magic == bz.HDRS_MAGIC:
+        # The kernel is entered with ESI/RSI = boot_params: a stop with no readable page there is
+        # firmware or loader code at that address before the kernel is in place. (The zero page
+        # systemd-stub 252 hands the EFI stub has no "HdrS" at 0x202: observed, so not checked.)
+        if regs["rsi"] and gdb.read_memory(regs["rsi"] & 0xFFFFFFFF, PAGE) is not None:
             return regs, gdb, stops
         stops += 1
         if stops > MAX_EARLY_STOPS:
@@ -243,6 +254,8 @@ def entry_address(req, res):
     for key in ("entry", "code32_start"):
         if res.linux.get(key):
             return res.linux[key]
+    if isinstance(res.linux.get("kernel"), dict) and res.linux.get("placement"):
+        return res.linux["kernel"]["start"]         # the EFI stub's jump into the kernel it placed
     return read_bzimage(req.kernel.data).get("code32_start") or PROT_ADDR
 
 
@@ -259,9 +272,29 @@ def initrd_bytes_hash(req, loader):
     return h.hexdigest()
 
 
+def predicted_linux(res):
+    """The fields verify compares, from the policy's `linux` facts: a policy that places through a
+    model of the firmware's allocator (linux.placement, when exact) gives its addresses there."""
+    lin = dict(res.linux)
+    place = lin.get("placement") or {}
+    if place.get("exact"):
+        lin.update(boot_params=place["boot_params"], cmd_line_ptr=place["cmd_line_ptr"])
+        if place.get("initrd"):
+            lin.update(ramdisk_image=place["initrd"]["start"], ramdisk_size=place["initrd"]["size"])
+    elif place:
+        lin.setdefault("varies_per_boot", {}).update(
+            {k: f"not predicted: {place.get('reason')}" for k in ("boot_params", "cmd_line_ptr", "ramdisk_image")})
+    if lin.get("setup_data") and isinstance(lin["setup_data"][0], dict):
+        lin["setup_data"] = [(getattr(bz.SetupDataType, n["type"]) if isinstance(n["type"], str) else n["type"],
+                              n["len"]) for n in lin["setup_data"]]
+    if "ramdisk_size" not in lin and lin.get("initrd_size") is not None:
+        lin["ramdisk_size"] = lin["initrd_size"]
+    return lin
+
+
 def rows_for(res, req, regs, params, page, gdb, Row):
     rows = []
-    lin = res.linux
+    lin = predicted_linux(res)
     entry = entry_address(req, res)
     rows.append(Row("kernel entry", entry, regs["rip"] & 0xFFFFFFFF, entry == regs["rip"] & 0xFFFFFFFF))
     varies = lin.get("varies_per_boot", {})      # field -> why the loader's value differs per boot
@@ -271,9 +304,10 @@ def rows_for(res, req, regs, params, page, gdb, Row):
     # The header field as the zero page holds it (a loader that jumps elsewhere leaves the file's).
     c32 = int.from_bytes(res.mbi_bytes[CODE32_START:CODE32_START + 4], "little") if len(res.mbi_bytes) > \
         CODE32_START else entry
-    rows.append(Row("code32_start", c32, params["code32_start"], c32 == params["code32_start"]))
+    if not lin.get("placement"):        # the EFI stub enters the kernel it placed: no 32-bit entry field
+        rows.append(Row("code32_start", c32, params["code32_start"], c32 == params["code32_start"]))
     rows.append(Row("ramdisk_image", lin.get("ramdisk_image"), params["ramdisk_image"],
-                    lin.get("ramdisk_image") == params["ramdisk_image"]))
+                    lin.get("ramdisk_image") == params["ramdisk_image"], "ramdisk_image" not in varies))
     rows.append(Row("ramdisk_size", lin.get("ramdisk_size"), params["ramdisk_size"],
                     lin.get("ramdisk_size") == params["ramdisk_size"]))
     if req.modules and params["ramdisk_size"]:
@@ -327,7 +361,8 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
         medium = _medium(recipe, req, machine, work, entry, progress)
         report.medium = medium.description
         report.entry = entry_address(req, res)
-        report.entry_how = "the kernel's 32-bit entry, ESI = boot_params"
+        report.entry_how = ("the kernel's 64-bit entry the EFI stub jumps to, RSI = boot_params"
+                            if res.linux.get("placement") else "the kernel's 32-bit entry, ESI = boot_params")
         if progress:
             progress(f"booting {machine.describe()} from {medium.description}; stopping at {report.entry:#x}")
         started = time.monotonic()
@@ -350,7 +385,8 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
             finally:
                 gdb.close()
         report.problems += params["problems"]
-        report.problems += [f"{name} not counted: {why}" for name, why in res.linux.get("varies_per_boot", {}).items()]
+        report.problems += [f"{name} not counted: {why}" for name, why in
+                            predicted_linux(res).get("varies_per_boot", {}).items()]
         report.boot_information = {k: v for k, v in params.items() if k != "problems"}
         report.boot_information["zero_page"] = page.hex()
     finally:
