@@ -65,9 +65,12 @@ Rules (source; scenarios):
 - Framebuffer (multiboot1.c, multiboot2.c): MB2 without a framebuffer header
   tag: EGA text 80x25 on BIOS (tag 8, 32 bytes), the firmware's GOP mode on
   UEFI (1280x800x32 RGB under OVMF, tag of sizeof(struct) = 40 bytes); with
-  one: that mode. MB1 without the video flag: text mode and no framebuffer
-  flag on BIOS (flags 0x26d), refusal on UEFI; with it: the mode asked for and
-  flag 12 (P mb1v fixtures, F mb1v).
+  one: that mode on BIOS; on UEFI the first GOP mode of exactly that size and
+  depth in OVMF's list, else the EDID's 1280x800x32 (gop.c init_gop;
+  bootforge.loader.video.limine_gop_choose; real boots in tests/data/uefi-video).
+  MB1 without the video flag: text mode and no framebuffer flag on BIOS (flags
+  0x26d), refusal on UEFI; with it: the mode asked for and flag 12 (P mb1v
+  fixtures, F mb1v).
 - The memory map handed over (pmm.s2.c get_raw_memmap): BIOS: the E820 list as
   the BIOS returned it (F mmap at every size); UEFI: Limine's conversion of the
   EFI map at ExitBootServices: loader, boot-services and conventional memory ->
@@ -90,8 +93,8 @@ module files it read, top-down below 4 GiB) as obstacles for targets near the
 top of RAM; a relocatable kernel overlapping Limine's allocations; the EFI map
 of tag 17 (its descriptor count depends on what OVMF and Limine allocated: the
 tag is written from the platform map, so the MBI size on UEFI is not
-predicted); firmware contents of tags 8, 12-15, 20 (sizes only); VBE/GOP mode
-choice for modes the firmware does not offer; the network tag (PXE boots);
+predicted); firmware contents of tags 8, 12-15, 20 (sizes only); VBE mode
+choice on BIOS for modes the firmware does not offer; the network tag (PXE boots);
 on BIOS, low memory is one block here while Limine's map splits it at the end of
 its stage 3 and conventional allocations (a target straddling such an edge moves
 on in Limine); the 64 MiB UEFI reserve (source only).
