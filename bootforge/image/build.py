@@ -14,7 +14,8 @@ disk  protective MBR (GRUB boot.img with BIOS), GPT, [BIOS boot partition
       the loader's configuration, the kernels, modules and extra files; backup GPT.
 
 Every date is SOURCE_DATE_EPOCH (or 1980-01-01); volume id, FAT serial,
-GPT GUIDs and the MBR signature are derived from the content digest.
+GPT GUIDs and the MBR signature are derived from the content digest (the recipe's facts, the
+configuration, each file's path, size and CRC-32: FileContent.fingerprint says why not SHA-256).
 """
 
 import hashlib
@@ -131,7 +132,7 @@ def content_digest(spec, files, config):
     h.update(f"{spec.format}\0{spec.loader}\0{','.join(spec.firmware)}\0{spec.size}\0".encode())
     h.update(config.encode())
     for path in sorted(files):
-        h.update(path.encode() + b"\0" + str(files[path].size).encode() + b"\0" + files[path].digest())
+        h.update(path.encode() + b"\0" + str(files[path].size).encode() + b"\0" + files[path].fingerprint())
     return h.digest()
 
 
