@@ -21,6 +21,7 @@ INITRD = 1048576 + 12345        # tests/test_uki_build.py INITRD_SIZE
 UKI_FILE = 9380864              # tests/test_uki_build.py bootforge_uki(): the bootforge UKI
 UKI_IMAGE = 0x8fa200
 LOWMEM = {"512M": 0x20000000, "3G": 0x80000000}
+SDBOOT = {"file_size": 140891, "size_of_image": 0x28340}     # systemd-boot-efi 252 systemd-bootx64.efi
 
 # capture name: (fixture under tests/data, boot path, image SizeOfImage, file read, inputs, observed)
 # The UKI's command line offset in systemd-stub's pool page: read through the gdbstub
@@ -41,6 +42,15 @@ CASES = {
                      {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE}, {"cmdline_pool_offset": 0xE18}),
     "esp-uki-3G": ("ovmf-pages/uki-esp-3G", "esp-uki", UKI_IMAGE, UKI_FILE,
                    {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE}, {"cmdline_pool_offset": 0xE18}),
+    # tests/test_linux_sdboot.py image_recipe(): Debian's systemd-bootx64.efi 252 (140891 bytes,
+    # SizeOfImage 0x28340) starting the UKI from /EFI/Linux; the command line at 0x998 in
+    # systemd-boot's pool page (tests/data/ovmf-pages/gdb-sdboot-uki-1G.txt)
+    "sdboot-uki-512M": ("ovmf-pages/sdboot-uki-512M", "sdboot-uki", UKI_IMAGE, UKI_FILE,
+                        {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE},
+                        {"cmdline_pool_offset": 0x998, "first_image": SDBOOT, "loader_data_after": 1}),
+    "sdboot-uki-3G": ("ovmf-pages/sdboot-uki-3G", "sdboot-uki", UKI_IMAGE, UKI_FILE,
+                      {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE},
+                      {"cmdline_pool_offset": 0x998, "first_image": SDBOOT, "loader_data_after": 1}),
 }
 
 
@@ -52,13 +62,25 @@ def default_top(efi):
     raise SystemExit("no runtime bins in the map")
 
 
+def derive(name):
+    """The capture *name* of CASES as derive_capture() makes it from its boot."""
+    fixture, path, image_size, file_size, inputs, observed = CASES[name]
+    log = parse_kernel_log((HERE / "data" / f"{fixture}.txt").read_text())
+    size = pages_for(image_size) * 0x1000
+    image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
+    observed = dict(observed)
+    if "first_image" in observed:
+        # systemd-boot's image sits right above the .linux image it LoadImage()d: one Loader Code piece
+        both = pages_for(KERNEL_IMAGE) * 0x1000 + pages_for(SDBOOT["size_of_image"]) * 0x1000
+        end = next(b for t, a, b in log.efi if t == T.LOADER_CODE and b - a == both)
+        observed["first_image"] = {**SDBOOT, "end": end}
+    return derive_capture(log.efi, image, file_size, path, LOWMEM[fixture.rsplit("-", 1)[1]], inputs,
+                          default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
+
+
 def main():
-    for name, (fixture, path, image_size, file_size, inputs, observed) in CASES.items():
-        log = parse_kernel_log((HERE / "data" / f"{fixture}.txt").read_text())
-        size = pages_for(image_size) * 0x1000
-        image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
-        doc = derive_capture(log.efi, image, file_size, path, LOWMEM[fixture.rsplit("-", 1)[1]], inputs,
-                             default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
+    for name in CASES:
+        doc = derive(name)
         out = Path(str(CAPTURE_DIR.joinpath(name + ".json")))
         out.write_text(json.dumps(doc, indent=0) + "\n")
         print(out, "held", [[hex(a), hex(b)] for a, b in doc["held"]])

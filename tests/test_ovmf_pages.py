@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, require, run_bootforge
+from test_linux_sdboot import image_recipe as sdboot_recipe
 from test_linux_uki_esp import image_recipe
 from test_uki_build import INITRD_SIZE, KERNEL, bootforge_uki, make_initrd
 
@@ -28,7 +29,8 @@ GDB = DATA / "ovmf-pages"               # the boots stopped at the kernel's entr
 VGA_ROM = 39936                         # Debian seabios 1.16.2 vgabios-stdvga.bin
 CASES = [("kernel", m) for m in ("192M", "256M", "512M", "1G", "2G", "3G", "5G")] + \
     [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M"),
-     ("ovmf-pages/uki-esp", "512M"), ("ovmf-pages/uki-esp", "3G"), ("linux-uki-esp/uki-esp", "512M")]
+     ("ovmf-pages/uki-esp", "512M"), ("ovmf-pages/uki-esp", "3G"), ("linux-uki-esp/uki-esp", "512M"),
+     ("ovmf-pages/sdboot-uki", "512M"), ("ovmf-pages/sdboot-uki", "3G"), ("linux-sdboot/sdboot-uki", "512M")]
 
 
 def ram_of(mem):
@@ -43,7 +45,8 @@ def replayed(what, mem):
     ram = ram_of(mem)
     uki = "uki" in what
     initrd = INITRD_SIZE if what != "kernel" else 0
-    path = ("esp-uki" if "esp" in what else "qemu-kernel-uki") if uki else "qemu-kernel"
+    path = ("sdboot-uki" if "sdboot" in what else "esp-uki" if "esp" in what else "qemu-kernel-uki") if uki \
+        else "qemu-kernel"
     cap = ovmf_pages.find_capture("qemu-q35-ovmf", path, ram, lowmem_of(ram),
                                   bool(initrd) and not uki)
     got = ovmf_pages.replay(cap, lowmem_of(ram), file_size=UKI_FILE if uki else KERNEL_FILE,
@@ -73,20 +76,16 @@ def test_the_other_sizes_are_predicted_not_captured():
                  not in sources]
     # linux-uki-esp/uki-esp-512M: the same disk booted in another session (the capture is a new boot)
     assert predicted == ["kernel-192M", "kernel-256M", "kernel-1G", "kernel-2G", "kernel-5G",
-                         "linux-uki-esp/uki-esp-512M"]
+                         "linux-uki-esp/uki-esp-512M", "linux-sdboot/sdboot-uki-512M"]
 
 
 def test_captures_are_the_kept_boots():
     """bootforge/data/ovmf-pages/*.json are what tests/ovmf_pages_capture.py derives from the fixtures."""
     import ovmf_pages_capture as gen
-    for name, (fixture, path, image_size, file_size, inputs, observed) in gen.CASES.items():
-        log = parse_kernel_log((DATA / f"{fixture}.txt").read_text())
-        size = ovmf_pages.pages_for(image_size) * 0x1000
-        image = next((a, b) for t, a, b in log.efi if t == T.LOADER_CODE and b - a == size)
-        doc = ovmf_pages.derive_capture(log.efi, image, file_size, path, gen.LOWMEM[fixture.rsplit("-", 1)[1]],
-                                        inputs, gen.default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
+    assert sorted(gen.CASES) == sorted(ovmf_pages.CAPTURES.values())
+    for name in gen.CASES:
         stored = json.loads(Path(str(ovmf_pages.CAPTURE_DIR.joinpath(name + ".json"))).read_text())
-        assert stored == json.loads(json.dumps(doc)), name
+        assert stored == json.loads(json.dumps(gen.derive(name))), name
 
 
 def test_allocator_rules():
@@ -131,7 +130,8 @@ def read_gdb(path):
 
 
 GDB_CASES = [("gdb-kernel-initrd-512M", "kernel-initrd", "512M"), ("gdb-kernel-initrd-3G", "kernel-initrd", "3G"),
-             ("gdb-bootforge-uki-1G", "uki", "1G"), ("gdb-uki-esp-1G", "uki-esp", "1G")]
+             ("gdb-bootforge-uki-1G", "uki", "1G"), ("gdb-uki-esp-1G", "uki-esp", "1G"),
+             ("gdb-sdboot-uki-1G", "sdboot", "1G")]
 
 
 @pytest.mark.parametrize("name,what,mem", GDB_CASES)
@@ -145,11 +145,11 @@ def test_load_equals_the_boot_params_the_kernel_got(tmp_path, name, what, mem):
     if what == "uki":
         (tmp_path / "uki").mkdir()
         linux = load(tmp_path, bootforge_uki(tmp_path / "uki"), mem)
-    elif what == "uki-esp":             # the [image] disk with the UKI as EFI/BOOT/BOOTX64.EFI
-        recipe = image_recipe(tmp_path)
+    elif what in ("uki-esp", "sdboot"):     # the [image] disks: the UKI as BOOTX64.EFI / under systemd-boot
+        recipe = image_recipe(tmp_path) if what == "uki-esp" else sdboot_recipe(tmp_path)
         linux = json.loads(run_bootforge("load", recipe, "--platform", f"qemu-q35-ovmf:{mem}", "--json",
                                          check=0).stdout)["linux"]
-        assert linux["placement"]["boot_path"] == "esp-uki"
+        assert linux["placement"]["boot_path"] == ("esp-uki" if what == "uki-esp" else "sdboot-uki")
     else:
         linux = load(tmp_path, KERNEL, mem, make_initrd(tmp_path / "initrd.img"),
                      cmdline="console=ttyS0 earlyprintk=serial efi=debug nokaslr panic=-1")

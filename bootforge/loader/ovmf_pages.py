@@ -127,6 +127,14 @@ class Capture:
     # UKI: where the kernel stub's command line lands inside systemd-stub's Loader Data pool page
     # (the pool's free blocks after systemd-stub's own allocations: observed, not modelled)
     cmdline_pool_offset: int | None = None
+    # systemd-boot path: the boot manager BdsDxe loads first (systemd-bootx64.efi's file size and
+    # SizeOfImage), and the Boot Services Data pieces OVMF allocates while it runs (after its
+    # LoadImage, before the UKI's): free in the captured map, taken in replay()
+    first_image: dict | None = None
+    taken_later: list = field(default_factory=list)
+    # systemd-boot path: Loader Data pages allocated after the stub's last predicted allocation
+    # (one, observed at 512M and 3G right below setup_data; its owner is not identified)
+    loader_data_after: int = 0
 
     def at(self, lowmem):
         """This capture on a machine whose low RAM ends at *lowmem*."""
@@ -143,7 +151,7 @@ class Capture:
             else:
                 ranges.append([move(a), move(b), t])
         return PageMap([r for r in ranges if r[1] > r[0]], move(self.default_top)), \
-            [[move(a), move(b)] for a, b in self.held]
+            [[move(a), move(b)] for a, b in self.held], [[move(a), move(b)] for a, b in self.taken_later]
 
 
 def read_capture(name):
@@ -154,7 +162,8 @@ def read_capture(name):
         raise RecipeError(f"{name}: cannot read the OVMF page capture: {exc}") from None
     return Capture(name, doc["boot_path"], doc["lowmem"], doc["inputs"], doc["default_top"],
                    [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["held"], doc["source"],
-                   doc.get("cmdline_pool_offset"))
+                   doc.get("cmdline_pool_offset"), doc.get("first_image"), doc.get("taken_later", []),
+                   doc.get("loader_data_after", 0))
 
 
 # Captures by (machine, boot path, memory class): q35 below 2.75 GiB keeps all RAM low
@@ -169,11 +178,14 @@ CAPTURES = {
     # BdsDxe starting the removable-media EFI/BOOT/BOOTX64.EFI (a UKI) from a bootforge disk
     ("qemu-q35-ovmf", "esp-uki", "low", False): "esp-uki-512M",
     ("qemu-q35-ovmf", "esp-uki", "high", False): "esp-uki-3G",
+    # systemd-boot 252 (EFI/BOOT/BOOTX64.EFI) starting a Type #2 UKI from EFI/Linux
+    ("qemu-q35-ovmf", "sdboot-uki", "low", False): "sdboot-uki-512M",
+    ("qemu-q35-ovmf", "sdboot-uki", "high", False): "sdboot-uki-3G",
 }
 
 
 # Boot paths where systemd-stub 252 starts first and LoadImage()s .linux from memory.
-UKI_PATHS = ("qemu-kernel-uki", "esp-uki")
+UKI_PATHS = ("qemu-kernel-uki", "esp-uki", "sdboot-uki")
 
 
 def memory_class(ram, lowmem):
@@ -185,7 +197,8 @@ def find_capture(machine, boot_path, ram, lowmem, initrd):
     return read_capture(name) if name else None
 
 
-def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, default_top, source, **observed):
+def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, default_top, source, first_image=None,
+                   **observed):
     """A capture from the EFI map a real boot's kernel printed (efi=debug: the map at
     ExitBootServices): every Loader Code/Data piece is returned to conventional memory (all of
     them are the loaders' own, replayed by the model); Boot Services pieces stay as they were
@@ -196,8 +209,19 @@ def derive_capture(exit_map, image, file_size, boot_path, lowmem, inputs, defaul
                  default_top)
     pm._set(0, 0, T.CONVENTIONAL)       # sorts and merges
     pm.ranges = [r for r in pm.ranges if r[1] > r[0]]
-    held = []
-    if file_size is not None:
+    held, later = [], []
+    if first_image is not None:
+        # The boot manager's image and its file buffer above it: what is allocated there at exit
+        # OVMF took after that LoadImage; it was free then.
+        top = first_image["end"] + pool_pages(first_image["file_size"]) * PAGE
+        for a, b, t in list(pm.ranges):
+            if a < top and b > first_image["end"] and t != T.CONVENTIONAL:
+                later.append([max(a, first_image["end"]), min(b, top)])
+        for a, b in later:
+            pm._set(a, b, T.CONVENTIONAL)
+        observed["first_image"] = {k: first_image[k] for k in ("file_size", "size_of_image")}
+        observed["taken_later"] = later
+    if file_size is not None and first_image is None:      # a boot manager's image sits above the buffer
         buf_top = image[1] + pool_pages(file_size) * PAGE
         piece = next(r for r in pm.ranges if r[0] < buf_top <= r[1])       # holding the buffer's last page
         if piece[2] != T.CONVENTIONAL:
@@ -234,11 +258,22 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
     pool allocation: a new pool page, or systemd-stub's), efi_load_initrd() (AllocateMaxAddress
     initrd_max), then setup_efi_pci()'s pool allocation per option ROM (struct pci_setup_rom:
     64 bytes + the ROM)."""
-    pm, held = capture.at(lowmem)
+    pm, held, later = capture.at(lowmem)
+    manager = None
+    if capture.first_image is not None:
+        # systemd-boot: BdsDxe's LoadImage of the boot manager, OVMF's allocations while it runs,
+        # its first Loader Data pool page (xmalloc), then its LoadImage of the UKI file.
+        first = capture.first_image
+        buf = pm.allocate_pool("boot manager file buffer", T.BOOT_SERVICES_DATA, first["file_size"])
+        manager = pm.allocate("boot manager image", T.LOADER_CODE, pages_for(first["size_of_image"]))
+        pm.free(buf[0], pool_pages(first["file_size"]))
+        for a, b in later:
+            pm._set(a, b, T.BOOT_SERVICES_DATA)
     held_pages = []
     for a, b in held:
         pm._set(a, b, T.BOOT_SERVICES_DATA)
         held_pages.append((a, (b - a) // PAGE))
+    manager_pool = pm.allocate("boot manager pool page", T.LOADER_DATA, 1) if manager is not None else None
     buf = pm.allocate_pool("file buffer", T.BOOT_SERVICES_DATA, file_size)
     image = pm.allocate("image", T.LOADER_CODE, pages_for(size_of_image))
     if buf is None or image is None:
@@ -249,7 +284,10 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
     kernel_image = None
     shared_pool = None
     if capture.boot_path in UKI_PATHS:
-        shared_pool = pm.allocate("systemd-stub pool page", T.LOADER_DATA, 1)
+        # the first Loader Data pool page: systemd-boot's when it ran first (before its LoadImage of
+        # the UKI: taken before that file's buffer, see above), else systemd-stub's
+        shared_pool = manager_pool if manager is not None else pm.allocate("systemd-stub pool page",
+                                                                            T.LOADER_DATA, 1)
         start = pm.allocate("kernel image (.linux)", T.LOADER_CODE, pages_for(kernel_size_of_image))
         kernel_image = (start, start + pages_for(kernel_size_of_image) * PAGE)
     boot_params = pm.allocate("boot_params", T.LOADER_DATA, 1)
@@ -267,5 +305,7 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
     for rom in rom_sizes:
         got = pm.allocate_pool("SETUP_PCI", T.LOADER_DATA, 64 + rom)
         setup.append(got[1])
+    for _ in range(capture.loader_data_after):
+        pm.allocate("Loader Data page after the stub's (observed)", T.LOADER_DATA, 1)
     return StubPlacement((image, image + pages_for(size_of_image) * PAGE), kernel_image, boot_params,
                          cmdline_page, cmdline, initrd, setup, pm)

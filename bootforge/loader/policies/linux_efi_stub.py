@@ -134,8 +134,10 @@ def boot_path_of(req, path):
     where = str(req.kernel_loader_path or "").upper()
     if where == "/EFI/BOOT/BOOTX64.EFI" and path == "uki":
         return "esp-uki"                    # BdsDxe starts the removable-media UKI itself
+    if where.startswith("/EFI/LINUX/") and path == "uki":
+        return "sdboot-uki"                 # a Type #2 entry: systemd-boot (BOOTX64.EFI) starts it
     if where.startswith("/EFI/"):
-        return "esp"                        # systemd-boot's entry, or a bzImage on the ESP
+        return "esp"                        # a bzImage on the ESP
     return "qemu-kernel-uki" if path == "uki" else "qemu-kernel"
 
 
