@@ -195,7 +195,21 @@ def test_limine_stage3_holds_the_boot_information(tmp_path):
     s3 = owned["Limine stage 3 limine-bios.sys"]
     info = owned["boot information inside stage 3"]
     assert (s3["start"], s3["end"]) == (0xF000, 0xF000 + len(image)) and not s3["in_use_at_entry"]
-    guest, regs = boot_to_entry(tmp_path, "limine-mb2", lambda gdb: gdb.read_memory(0xF000, len(image)))
+    # The relocation stub (multiboot_reloc.asm_x86: jmp .code; mov esp, ebx; add esp, imm8) is
+    # found in the release file by its opening bytes; the kernel starts on its mini stack.
+    at = image.find(bytes.fromhex("eb02000089dc83c4"))
+    assert at > 0 and image.count(bytes.fromhex("eb02000089dc83c4")) == 1
+    stack_top = image[at + 8]
+
+    def read(gdb):
+        esp = gdb.registers()["rsp"] & 0xFFFFFFFF
+        return gdb.read_memory(0xF000, len(image)), gdb.read_memory(esp - stack_top, 0x1000)
+    (guest, stub_page), regs = boot_to_entry(tmp_path, "limine-mb2", read)
+    stub = owned["Limine relocation stub page, its mini stack = the kernel's stack at entry"]
+    assert (stub["relative_to"], stub["start"], stub["end"]) == ("rsp", -stack_top, 0x1000 - stack_top)
+    assert stub["in_use_at_entry"]
+    assert stub_page[:0x40] == image[at:at + 0x40]               # its code, before the 16-aligned mini stack
+    assert stub_page[stack_top:] == bytes(0x1000 - stack_top)    # the rest of ext_mem_alloc's zeroed page
     mbi = regs["rbx"] & 0xFFFFFFFF
     total = struct.unpack("<I", guest[mbi - 0xF000:mbi - 0xF000 + 4])[0]
     assert (info["start"], info["end"]) == (mbi, mbi + total) and info["in_use_at_entry"]

@@ -26,7 +26,9 @@ class Evidence:
     "file" (the file's bytes [offset, offset + length) at address), "section" (an ELF
     section's bytes at base + sh_addr), "within" (an ELF section's bytes somewhere in
     [address, address + length) and nowhere in the 64 KiB below), "zero" (length zero bytes)
-    and "register" (a register's value at the entry, in address)."""
+    and "register" (a register's value at the entry, in address). With *relative_to* (a
+    register) a "file" or "zero" address is an offset from that register's value at the entry:
+    for memory whose place differs per boot but sits at a fixed distance from a register."""
     kind: str
     address: int
     length: int = 0
@@ -34,6 +36,7 @@ class Evidence:
     offset: int = 0
     section: str | None = None
     register: str | None = None
+    relative_to: str | None = None
 
     def to_json(self):
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -47,15 +50,23 @@ class OwnedRange:
     in_use_at_entry: bool
     source: str
     evidence: list = field(default_factory=list)
+    relative_to: str | None = None      # start/end are offsets from this register at the entry (differs per boot)
 
     def to_json(self):
-        return {"start": self.start, "end": self.end, "what": self.what,
-                "in_use_at_entry": self.in_use_at_entry, "source": self.source,
-                "evidence": [e.to_json() for e in self.evidence]}
+        out = {"start": self.start, "end": self.end, "what": self.what,
+               "in_use_at_entry": self.in_use_at_entry, "source": self.source,
+               "evidence": [e.to_json() for e in self.evidence]}
+        if self.relative_to:
+            out["relative_to"] = self.relative_to
+        return out
 
     def text(self):
         use = "in use at entry" if self.in_use_at_entry else "dead at entry"
-        return f"{self.start:#014x}-{self.end:#014x}  {self.what}  ({use}; {self.source})"
+        if self.relative_to:
+            span = f"{self.relative_to}{self.start:+#x}-{self.relative_to}{self.end:+#x} (per boot)"
+        else:
+            span = f"{self.start:#014x}-{self.end:#014x}"
+        return f"{span}  {self.what}  ({use}; {self.source})"
 
 
 # --- Syslinux 6.04 (Debian 6.04~git20190206.bf6db5b4+dfsg1-3: /usr/lib/ISOLINUX/isolinux.bin,
@@ -167,6 +178,11 @@ LIMINE_STAGE3_SIZE = 256756
 # below 0x16200 and from 0x3f56b on, and the boot information is written at 0x10000).
 LIMINE_STAGE3_EQUAL = (0x16200, 0x3F500)
 LIMINE_SOURCE = "limine-bios.sys loaded at 0xf000 by its stage 2 (observed: its bytes there at the entry)"
+# multiboot_reloc_stub in limine-bios.sys (its bytes eb 02 00 00 89 dc 83 c4 58: jmp .code;
+# mov esp, ebx; add esp, .mini_stack_top - stub): code up to the 16-aligned 24-byte mini stack.
+LIMINE_RELOC_STUB = 0x3DA20
+LIMINE_RELOC_CODE = 0x40
+LIMINE_RELOC_STACK_TOP = 0x58
 
 
 def limine_bios(mbi_address, mbi_size):
@@ -181,6 +197,22 @@ def limine_bios(mbi_address, mbi_size):
         out.append(OwnedRange(mbi_address, mbi_address + mbi_size,
                               "boot information inside stage 3 (the kernel's to read)", True,
                               "multiboot*.c: elsewhere_append target 0x10000"))
+    # The relocation stub (protos/multiboot_reloc.asm_x86): multiboot*.c copies it into its
+    # last ext_mem_alloc() (one zeroed page, top-down below 4 GiB; pmm.s2.c), common_spinup
+    # jumps to it, and it sets ESP to its own mini stack's top (`add esp, 0x58` in 11.4.1's
+    # bytes), copies the ranges and `ret`s into the kernel, which so starts on that stack.
+    # Where the page lies differs per boot: the allocations above it are not the same from
+    # boot to boot (seen at 256M: the stub at top - 0x4b000 and top - 0x2d000 in two boots of
+    # one ISO; 0x4b000 at 512M, 0x37000 at 1G; the gaps are multiples of 0xa000). So the
+    # range is given from ESP, which every boot shows at stub + 0x58.
+    out.append(OwnedRange(-LIMINE_RELOC_STACK_TOP, 0x1000 - LIMINE_RELOC_STACK_TOP,
+                          "Limine relocation stub page, its mini stack = the kernel's stack at entry "
+                          "(place differs per boot: ESP - 0x58)", True,
+                          "multiboot_reloc.asm_x86 copied into ext_mem_alloc(stub size); ESP = stub + 0x58",
+                          [Evidence("file", -LIMINE_RELOC_STACK_TOP, LIMINE_RELOC_CODE, "limine:limine-bios.sys",
+                                    LIMINE_RELOC_STUB, relative_to="rsp"),
+                           Evidence("zero", 0, 0x1000 - LIMINE_RELOC_STACK_TOP, relative_to="rsp")],
+                          relative_to="rsp"))
     return out
 
 
@@ -211,6 +243,9 @@ def check(evidence, read, registers):
     """(found, words) of one Evidence against guest memory at the entry: *read(addr, n)*
     returns bytes or None; *registers* the entry registers."""
     e = evidence
+    if e.relative_to:
+        base = registers.get(e.relative_to, 0) & 0xFFFFFFFF
+        e = Evidence(e.kind, base + e.address, e.length, e.file, e.offset, e.section, e.register)
     if e.kind == "register":
         got = registers.get(e.register, 0) & 0xFFFFFFFF
         return got == e.address, f"{e.register} {got:#x}"

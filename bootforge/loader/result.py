@@ -123,7 +123,7 @@ class LoadResult:
                 out.append(f"    {a:#018x} {s:#018x} type {t} ({type_name('e820', t)})")
         if self.owned:
             out.append("  loader-owned at entry (not marked in the map handed over):")
-            out += [f"    {o.text()}" for o in sorted(self.owned, key=lambda o: o.start)]
+            out += [f"    {o.text()}" for o in sorted(self.owned, key=lambda o: (o.relative_to is not None, o.start))]
         dt = self.linux.get("devicetree") if self.linux else None
         if dt:
             # Device-tree platforms (bootforge/fdtboot/handover.py): the DTB is the boot information.
