@@ -33,7 +33,8 @@ def _needs(loader, link=None):
     if loader.startswith("grub-efi") or loader in ("xen-efi", "platform-q35-ovmf"):
         require(F.OVMF_CODE, F.OVMF_VARS, F.host.GRUB_X86_64_EFI, "grub-mkrescue", "xorriso", "mformat")
     if loader == "xen-efi" or link == "xen":
-        require(F.XEN_GZ)
+        vmlinuz, _initrd = F.debian_kernel_files()        # the dom0 modules (linux-image-amd64)
+        require(F.XEN_GZ, str(vmlinuz) if vmlinuz else "/boot/vmlinuz-*", "/bin/busybox")
 
 
 @pytest.fixture(scope="module")
