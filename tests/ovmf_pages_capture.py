@@ -78,7 +78,31 @@ def derive(name):
                           default_top(log.efi), f"tests/data/{fixture}.txt", **observed)
 
 
+# Limine's tag 17 on the CD-ROM path (bootforge.loader.ovmf_pages.limine_exit_map): the kept
+# Limine boots (tests/data/README.md, tests/limine_oracle.py), capture name: (dump, lowmem, RAM)
+LIMINE = {"limine-cdrom-256M": ("limine-ovmf-mb2-256M-mods3-1m.dump", 0x10000000, 0x10000000),
+          "limine-cdrom-5G": ("limine-ovmf-mb2-5G-mods1-1m.dump", 0x80000000, 0x140000000)}
+
+
+def derive_limine(name):
+    import struct
+    from bootforge.memmap.formats.mbdump import mbdump_bodies
+    dump, lowmem, ram = LIMINE[name]
+    _, body = mbdump_bodies(dump, (HERE / "data" / dump).read_bytes())
+    size, version = struct.unpack_from("<II", body)
+    assert (size, version) == (48, 1) and (len(body) - 8) % size == 0
+    out = []
+    for at in range(8, len(body), size):
+        typ, pad, start, virt, pages, attr = struct.unpack_from("<IIQQQQ", body, at)
+        assert pad == virt == 0 and body[at + 40:at + size] == bytes(size - 40)
+        out.append([typ, start, pages, attr])
+    return {"comment": f"the EFI map in Limine 11.4.1's MB2 tag 17 under OVMF, tests/data/{dump}",
+            "source": f"tests/data/{dump}", "lowmem": lowmem, "ram": ram, "descriptors": out}
+
+
 def main():
+    for name in LIMINE:
+        Path(str(CAPTURE_DIR.joinpath(name + ".json"))).write_text(json.dumps(derive_limine(name), indent=0) + "\n")
     for name in CASES:
         doc = derive(name)
         out = Path(str(CAPTURE_DIR.joinpath(name + ".json")))

@@ -168,3 +168,31 @@ def test_other_inputs_are_not_predicted(tmp_path):
     got = load(tmp_path, KERNEL, "512M", make_initrd(tmp_path / "small.img", size=4096))
     assert got["placement"]["exact"] is False and "captured for" in got["placement"]["reason"]
     assert got["placement"]["initrd"] is None and "initrd_bounds" in got
+
+
+LIMINE_OVMF = ["limine-ovmf-mb2-256M-mods3-1m.dump", "limine-ovmf-mb2-256M-mods3-16m.dump",
+               "limine-ovmf-mb2-128M-mods1-1m.dump", "limine-ovmf-mb2-5G-mods1-1m.dump"]
+
+
+@pytest.mark.parametrize("name", LIMINE_OVMF)
+def test_limine_tag17_and_total_size_equal_the_real_boot(name, tmp_path):
+    """Limine 11.4.1 under OVMF from its CD-ROM: tag 17 byte for byte and the MBI's total_size
+    as the real Limine wrote them (tests/data/limine-*.dump). The 256M-mods3-1m and 5G dumps are
+    the captures; 16m (other kernel link, same RAM) and 128M (other RAM) are predictions."""
+    import struct
+    from test_limine_policy import FIXTURES as LIMINE_FIXTURES, _needs_kernels, predict
+    from bootforge.memmap.formats.mbdump import mbdump_bodies
+    from bootforge.multiboot.dump import parse_dump
+    _needs_kernels()
+    data = (DATA / name).read_bytes()
+    _, body = mbdump_bodies(name, data)
+    res = predict(*LIMINE_FIXTURES[name], tmp_path)
+    tags = {}
+    pos, mbi = 8, res.mbi_bytes
+    while pos + 8 <= len(mbi):
+        t, size = struct.unpack_from("<II", mbi, pos)
+        tags[t] = mbi[pos + 8:pos + size]
+        pos += size + (-size % 8)
+    assert tags[17] == body
+    real = next(r for r in parse_dump(data)[2] if r.name == "mbi").data
+    assert len(mbi) == struct.unpack_from("<I", real)[0] == struct.unpack_from("<I", mbi)[0]

@@ -309,3 +309,39 @@ def replay(capture, lowmem, *, file_size, size_of_image, initrd_size, initrd_max
         pm.allocate("Loader Data page after the stub's (observed)", T.LOADER_DATA, 1)
     return StubPlacement((image, image + pages_for(size_of_image) * PAGE), kernel_image, boot_params,
                          cmdline_page, cmdline, initrd, setup, pm)
+
+
+# Limine 11.4.1 booted by OVMF from a CD-ROM (bootforge's Limine ISO): the EFI map its
+# multiboot2 tag 17 carries is the firmware's map after Limine FreePages()d all it had claimed
+# (pmm_release_uefi_mem), read for ExitBootServices. It does not depend on the kernel or the
+# modules (the same 129 descriptors for 1 or 3 modules of 1 or 16 MiB links at 256M, the
+# same moved by the low-RAM difference at 128M), only on the machine and memory class:
+# captured from the kept boots (tests/ovmf_pages_capture.py) and moved like the others.
+LIMINE_CDROM_CAPTURES = {("qemu-q35-ovmf", "low"): "limine-cdrom-256M", ("qemu-q35-ovmf", "high"): "limine-cdrom-5G"}
+
+
+def limine_exit_map(machine, ram, lowmem):
+    """The EFI map (MemoryMap, firmware order) Limine hands over in tag 17 on *machine* with *ram*
+    bytes, or None without a capture."""
+    from bootforge.memmap.model import MemoryMap, MemoryRange
+    name = LIMINE_CDROM_CAPTURES.get((machine, memory_class(ram, lowmem)))
+    if name is None:
+        return None
+    try:
+        doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{name}: cannot read the OVMF capture: {exc}") from None
+    delta = lowmem - doc["lowmem"]
+    out = []
+    for typ, start, pages, attr in doc["descriptors"]:
+        end = start + pages * PAGE
+        if start >= FOUR_GIB and typ == T.CONVENTIONAL:
+            end = start + ram - lowmem                  # the RAM above 4 GiB
+        elif start >= MMIO_FROM:
+            pass
+        elif start <= OVMF_FIXED_BELOW < end:
+            end += delta                                # the low run grows or shrinks
+        elif start > OVMF_FIXED_BELOW:
+            start, end = start + delta, end + delta
+        out.append(MemoryRange(start, end - start, T(typ), attr))
+    return MemoryMap("efi", out, source=name)
