@@ -21,6 +21,7 @@ configuration, each file's path, size and CRC-32: FileContent.fingerprint says w
 import hashlib
 import os
 import struct
+import threading
 from pathlib import Path
 
 from bootforge.bootloaders import BOOTLOADERS, ConfigEntry, ImageRequest
@@ -139,7 +140,6 @@ def content_digest(spec, files, config):
 def build_image_recipe(recipe, table, output):
     """Build the image of *table* (a parsed recipe) into *output*; returns the summary."""
     spec = read_image_table(recipe, table)
-    check_verdicts(spec)
     files = _tree(spec)
     loader = BOOTLOADERS[spec.loader]
     config_name, config_text = loader.config_path, loader.write(config_entries(spec), spec.timeout)
@@ -154,7 +154,7 @@ def build_image_recipe(recipe, table, output):
     req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir,
                        video=_asks_for_video(spec), grub_modules=spec.grub_modules,
                        grub_extra=tuple(x for e in spec.entries for x in e.grub_extra))
-    parts = loader.image_parts(req)
+    parts = _beside(lambda: loader.image_parts(req), lambda: check_verdicts(spec))
     for path, source in parts.files.items():
         files[path] = _content(source)
     for path, source in parts.efi_files.items():
@@ -189,6 +189,30 @@ def build_image_recipe(recipe, table, output):
                          "modules": [{"path": m.loader_path, "cmdline": m.cmdline} for m in e.modules]}
                         for e in spec.entries],
             "source_date_epoch": int(dt.timestamp()), **layout}
+
+
+def _beside(work, check):
+    """*work*() in a thread while *check*() runs here; *work*'s result, or *check*'s error
+    first (it was the first to run before), then *work*'s. The bootloader's parts are mostly
+    grub-mkimage, a process of its own, and the verdict check mostly imports the loader
+    policies (about as long as every other import of a build): on a BIOS-only ISO these two
+    are most of the run, and they need not wait for each other."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = work()
+        except BaseException as exc:    # noqa: BLE001 -- handed to the caller below
+            out["error"] = exc
+    thread = threading.Thread(target=run, name="image-parts")
+    thread.start()
+    try:
+        check()
+    finally:
+        thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def _efi_binary(spec, source):
