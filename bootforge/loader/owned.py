@@ -97,10 +97,16 @@ SYSLINUX_FREE_HIGH_MEMORY = 0x321000
 # mboot.c32 with a kernel and modules), identical at 256M and 1G.
 SYSLINUX_COM32 = (("ldlinux.c32", 0x342000, 0x2001C), ("mboot.c32", 0x36D000, 0x2BC0),
                   ("libcom32.c32", 0x371000, 0x2D83C))
+# mboot.c32 goes into a hole below libcom32.c32 that the config's blocks shape: with no module
+# and a short APPEND line it sat one page lower. Measured, not derived: 0x36c000 for APPEND
+# lines of 13, 27 and 32 bytes without modules; 0x36d000 for 300 bytes without modules and
+# for every line with modules (30 bytes and up), at 256M (verify of the dump kernel and of the
+# Multiboot specification's example kernel).
+SYSLINUX_MBOOT_LOW = (0x36C000, 32)          # (base, longest APPEND line seen at it, no modules)
 SYSLINUX_SOURCE = "Syslinux 6.04 core/i386/syslinux.ld, core/mem, com32/lib/sys/module"
 
 
-def syslinux(stack_top, last_file=None):
+def syslinux(stack_top, last_file=None, append_length=None, modules=1):
     """Syslinux 6.04 (ISOLINUX + mboot.c32) at the kernel's entry. *stack_top* is the end of
     the largest free range of mboot.c32's map (com32/mboot/map.c mboot_map_stack);
     *last_file* (path, size): the last file mboot.c32 reads (its last module, else the
@@ -119,6 +125,9 @@ def syslinux(stack_top, last_file=None):
                    "core/i386/syslinux.ld at 0x100000, free_high_memory measured"),
     ]
     for name, base, size in SYSLINUX_COM32:
+        if name == "mboot.c32" and not modules and append_length is not None \
+                and append_length <= SYSLINUX_MBOOT_LOW[1]:
+            base = SYSLINUX_MBOOT_LOW[0]
         out.append(OwnedRange(base, base + size, f"COM32 module {name} (.text/.rodata/.data/.bss)", False,
                               "elf_malloc() in the core's heap (base measured)",
                               [Evidence("section", base, file=f"{SYSLINUX_DIR}/{name}", section=sec)

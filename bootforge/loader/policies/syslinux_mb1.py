@@ -138,7 +138,8 @@ def load(req):
     last = req.modules[-1] if req.modules else None
     # The bounce buffer keeps the last file's first sector when one read took it whole (64 KiB).
     last_file = (last.path, last.size) if last is not None and last.size <= 0x10000 else None
-    res.owned = syslinux_owned(min(top, GIB4), last_file)
+    append = " ".join([cmdline] + [f"--- {m['cmdline']}" for m in mods])      # mboot.c32's APPEND line
+    res.owned = syslinux_owned(min(top, GIB4), last_file, len(append.encode()), len(mods))
     res.place("multiboot_info", mbi_at, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "first fit from 0x2000", "mbi")
     res.place("mmap", mmap_at, MMAP_ENTRY_SIZE * len(entries), 4, "first fit from 0x2000", "mbi")
     res.structures = mbi.mb1_structures(res, k, LOADER_NAME)
