@@ -36,6 +36,9 @@ CASES = {
     "qemu-kernel-uki-512M": ("ovmf-pages/bootforge-uki-512M", "qemu-kernel-uki", UKI_IMAGE, UKI_FILE,
                              {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE},
                              {"cmdline_pool_offset": 0xE18}),
+    "qemu-kernel-uki-3G": ("ovmf-pages/bootforge-uki-3G", "qemu-kernel-uki", UKI_IMAGE, UKI_FILE,
+                           {"file_size": UKI_FILE, "kernel_size_of_image": KERNEL_IMAGE},
+                           {"cmdline_pool_offset": 0xE18}),
     # tests/test_linux_uki_esp.py image_recipe(): the same UKI as the ESP's EFI/BOOT/BOOTX64.EFI
     # (offset 0xe18 again in tests/data/ovmf-pages/gdb-uki-esp-1G.txt)
     "esp-uki-512M": ("ovmf-pages/uki-esp-512M", "esp-uki", UKI_IMAGE, UKI_FILE,

@@ -28,7 +28,7 @@ UKI_FILE, UKI_IMAGE = 9380864, 0x8fa200  # the bootforge UKI of test_uki_build.b
 GDB = DATA / "ovmf-pages"               # the boots stopped at the kernel's entry (tests/data/README.md)
 VGA_ROM = 39936                         # Debian seabios 1.16.2 vgabios-stdvga.bin
 CASES = [("kernel", m) for m in ("192M", "256M", "512M", "1G", "2G", "3G", "5G")] + \
-    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M"),
+    [("kernel-initrd", "512M"), ("kernel-initrd", "3G"), ("ovmf-pages/bootforge-uki", "512M"), ("ovmf-pages/bootforge-uki", "3G"),
      ("ovmf-pages/uki-esp", "512M"), ("ovmf-pages/uki-esp", "3G"), ("linux-uki-esp/uki-esp", "512M"),
      ("ovmf-pages/sdboot-uki", "512M"), ("ovmf-pages/sdboot-uki", "3G"), ("linux-sdboot/sdboot-uki", "512M")]
 
@@ -130,7 +130,7 @@ def read_gdb(path):
 
 
 GDB_CASES = [("gdb-kernel-initrd-512M", "kernel-initrd", "512M"), ("gdb-kernel-initrd-3G", "kernel-initrd", "3G"),
-             ("gdb-bootforge-uki-1G", "uki", "1G"), ("gdb-uki-esp-1G", "uki-esp", "1G"),
+             ("gdb-bootforge-uki-1G", "uki", "1G"), ("gdb-bootforge-uki-5G", "uki", "5G"), ("gdb-uki-esp-1G", "uki-esp", "1G"),
              ("gdb-sdboot-uki-1G", "sdboot", "1G")]
 
 

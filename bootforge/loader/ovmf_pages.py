@@ -175,6 +175,7 @@ CAPTURES = {
     ("qemu-q35-ovmf", "qemu-kernel", "low", True): "qemu-kernel-initrd-512M",
     ("qemu-q35-ovmf", "qemu-kernel", "high", True): "qemu-kernel-initrd-3G",
     ("qemu-q35-ovmf", "qemu-kernel-uki", "low", False): "qemu-kernel-uki-512M",
+    ("qemu-q35-ovmf", "qemu-kernel-uki", "high", False): "qemu-kernel-uki-3G",
     # BdsDxe starting the removable-media EFI/BOOT/BOOTX64.EFI (a UKI) from a bootforge disk
     ("qemu-q35-ovmf", "esp-uki", "low", False): "esp-uki-512M",
     ("qemu-q35-ovmf", "esp-uki", "high", False): "esp-uki-3G",
