@@ -2,8 +2,8 @@
 `fdt compile` run them, then the compiled DTB read back (parse_dtb) and printed as DTS (dtb_to_dts).
 
 Seeds: Linux's own DTS from linux-source-6.1 (the 300 smallest of build/dts-pre, cpp's output
-for the corpus benches, when it is there, else the tree's .dts files that need no cpp, under
-build/linux), tests/data/*.dts, and a few hand-written
+of tests/dts_linux.py's preprocess() kept by an earlier corpus run, when it is there; else the
+.dts files of the tree tests/dts_linux.py extracts under build/linux that need no cpp), tests/data/*.dts, and a few hand-written
 files for the constructs the corpus rarely has (labels and references in cells, /delete-node/,
 /incbin/ refused, /bits/, character literals, expressions)."""
 
