@@ -171,8 +171,11 @@ def test_ctrl_c_ends_qemu_and_cleans_up(tmp_path):
     needs(*GRUB_EFI)
     keep = tmp_path / "keep"
     path = recipe(tmp_path, LOAD_ROOT / "kernel", "grub-efi-mb2", platform="qemu-q35-ovmf:256M")
+    # A user's shell leaves SIGINT at its default; a pytest-xdist worker ignores it, and an
+    # ignored SIGINT is inherited (Python then installs no KeyboardInterrupt handler).
     proc = subprocess.Popen([sys.executable, "-m", "bootforge", "verify", "-q", "--keep", keep, path],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (keep / "serial.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
