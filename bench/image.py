@@ -1,12 +1,13 @@
 """bench/image: `bootforge build` of a GRUB ISO against grub-mkrescue on the same tree, per case:
 BIOS-only and BIOS+UEFI, a 1 MiB, a 64 MiB and a 2 GiB module, warm and cold page cache.
 
-    .venv/bin/python bench/image.py [--big-gib N] [--runs N]
+    .venv/bin/python bench/image.py [--big-gib N] [--runs N] [--sizes 1,64,2048]
 
 Each case runs both tools interleaved, best of --runs (the 2 GiB cases: best of 2), and prints
 bootforge / grub-mkrescue wall time, and the same ratio of CPU time (user + sys of the process
 and its children: grub-mkimage, xorriso), which a loaded machine disturbs less; the slowest
-case (highest wall ratio) is named at the end. --sizes 1,64 runs only those MiB sizes.
+case (highest wall ratio) is named at the end. --sizes runs only those sizes (MiB; the big
+one is --big-gib * 1024).
 "Cold": before every run of either tool the pages of its inputs are dropped with
 posix_fadvise(POSIX_FADV_DONTNEED) (the tree's files and /usr/lib/grub's i386-pc and
 x86_64-efi directories, which both tools read; the whole cache cannot be dropped here).
