@@ -287,3 +287,14 @@ def test_truncated_files_never_crash(tmp_path):
     cut = tmp_path / "cut.itb"
     cut.write_bytes((tmp_path / "fit.itb").read_bytes()[:-7])
     assert_one_line_error(run_bootforge("inspect", cut), "cut.itb")
+
+
+def test_uimage_named_as_dt_kernel_gets_its_uimage_report(tmp_path):
+    """`inspect --format dt-kernel` of a uImage (a fuzzer's KeyError before): the uImage's report."""
+    out = tmp_path / "uImage"
+    mkimage("-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40080000",
+            "-e", "0x40080000", "-n", "stand-in", "-d", stand_in_arm64(tmp_path / "Image"), out)
+    proc = run_bootforge("inspect", "--json", "--format", "dt-kernel", out)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["header"]["name"] == "stand-in" and doc["payload"]["kind"] == "arm64-image"

@@ -127,3 +127,20 @@ def test_deep_nesting_is_refused(tmp_path):
 def test_stdin_error_names_stdin(tmp_path):
     proc = run_bootforge("build", "-", "-o", tmp_path / "out.dtb", input=HEAD + "/ { p = ; };\n")
     assert_one_line_error(proc, "<stdin>:2.9-10: syntax error")
+
+
+@pytest.mark.parametrize("source, words", [
+    (HEAD + '/include/ "nsp\0\0dtsi"\n/ { };\n', 'Couldn\'t open "nsp": No such file or directory'),
+    (HEAD + '/ { p = /incbin/("nsp\\0x"); };\n', 'Couldn\'t open "nsp": No such file or directory'),
+    (HEAD + '# 1 "a\\x"\n/ { };\n', "\\x used with no following hex digits"),
+])
+def test_names_end_at_nul_and_a_bad_escape_in_a_line_marker_is_one_line(tmp_path, source, words):
+    """Inputs a fuzzer found (a traceback before): a file name is a C string to dtc, and a line
+    marker's name is unescaped like a string literal. dtc's words; it gives no position here."""
+    ref = dtc_error(tmp_path, source)
+    assert ref.returncode != 0 and words in ref.stderr, ref.stderr
+    proc = subprocess.run([*_argv(), "build", "bad.dts", "-o", str(tmp_path / "out.dtb")], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert_one_line_error(proc, words)
+    assert "bad.dts:2." in proc.stderr
+    assert not (tmp_path / "out.dtb").exists()

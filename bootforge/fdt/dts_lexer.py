@@ -181,8 +181,7 @@ class Lexer:
 
     def open_relative(self, fname, current_dir):
         """dtc's fopen_any_on_path: the including file's directory, then each -i directory."""
-        # dtc opens the name as a C string: it ends at the first NUL (srcpos.c srcfile_push).
-        fname = fname.split("\0", 1)[0]
+        fname = fname.split("\0", 1)[0]       # a C string to dtc (/incbin/'s name may hold "\0")
         candidates = [fname if (current_dir is None or fname.startswith("/")) else os.path.join(current_dir, fname)]
         candidates += [fname if fname.startswith("/") else os.path.join(d, fname) for d in self.search_path]
         error = None
@@ -448,7 +447,9 @@ class Lexer:
 
     def _include(self, buf, m, depth):
         b = self.buffers[buf]
-        fname = m.group(1).decode("latin-1")
+        # dtc takes the name as a C string: it ends at the first NUL (dtc-lexer.l -> srcfile_push;
+        # dtc says `Couldn't open "nsp"` of /include/ "nsp\0dtsi").
+        fname = m.group(1).split(b"\0", 1)[0].decode("latin-1")
         if depth >= MAX_INCLUDE_DEPTH:
             self.fatal = self.error_at(buf, m.start(), m.end(), f"Includes nested too deeply (/include/ \"{fname}\" "
                                        f"is {MAX_INCLUDE_DEPTH} files deep: an include cycle?)")

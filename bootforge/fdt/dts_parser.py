@@ -471,7 +471,7 @@ class Parser:
         self.i += 1
         self.expect("(")
         at = self.expect("STR")
-        fname = t[at][1].decode("latin-1")
+        fname = t[at][1].split(b"\0", 1)[0].decode("latin-1")     # a C string to dtc: "a\0b" is "a"
         offset, length = 0, -1
         if t[self.i][0] == ",":
             self.i += 1
