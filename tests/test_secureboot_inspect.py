@@ -147,3 +147,22 @@ def test_certificate_table_past_the_end_is_a_defect(tmp_path):
     assert status == 1
     assert any(p.startswith("certificate table: certificate table [") for p in doc["problems"]), doc["problems"]
     assert not doc["authenticode"]["secureboot"]["ok"]
+
+
+def test_signed_digest_of_an_algorithm_ovmf_does_not_hash(tmp_path):
+    """SpcIndirectData's digest algorithm SHA-224 (same OID length as SHA-256; OVMF hashes
+    SHA-1/256/384/512): the signature's problem says so, no digest is compared (a fuzzer's
+    AttributeError on the missing image digest before)."""
+    src = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+    require(str(src))
+    assert _sign(src, tmp_path / "s.efi").returncode == 0
+    data = bytearray((tmp_path / "s.efi").read_bytes())
+    sha256_oid = bytes.fromhex("0609608648016503040201")
+    first = data.index(sha256_oid)                       # SignedData.digestAlgorithms
+    second = data.index(sha256_oid, first + 1)           # SpcIndirectDataContent's DigestInfo
+    data[second + 10] = 0x04                             # 2.16.840.1.101.3.4.2.4: SHA-224
+    (tmp_path / "odd.efi").write_bytes(data)
+    status, doc = inspect_json(tmp_path / "odd.efi")
+    sig = _authenticode(doc)["signatures"][0]
+    assert status == 1 and sig["digest_algorithm"] == "sha224"
+    assert any("OVMF hashes with SHA-1/256/384/512 only" in p for p in sig["problems"])

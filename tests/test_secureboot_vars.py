@@ -105,3 +105,25 @@ def test_ovmf_enforces_the_enrolled_db(tmp_path):
                            "Linux version"), code=SECBOOT_CODE, variables=variables)
     refusal = [line for line in text.splitlines() if "failed to load Boot" in line and "HARDDISK" in line]
     assert refusal and refusal[0].rstrip().endswith(": " + verdicts["snakeoil"]["words"]), text[-2000:]
+
+
+def test_a_variable_name_with_a_lone_surrogate_reads(tmp_path):
+    """A name EDK2 stores as CHAR16s that are no UTF-16 (a fuzzer's UnicodeDecodeError before):
+    the store reads, the variable keeps its bytes through the rewrite, and inspect answers."""
+    import uuid
+
+    from bootforge.formats import efivars as fmt
+    from bootforge.secureboot.varstore import read_varstore, write_varstore
+    require(BLANK_VARS)
+    guid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+    data = bytearray(write_varstore(Path(BLANK_VARS).read_bytes(), [("Zq", guid, 0x7, b"x")]))
+    at = data.index("Zq\0".encode("utf-16-le"))
+    data[at:at + 2] = b"\x00\xd8"                 # 'Z' -> a lone high surrogate
+    store = read_varstore(bytes(data))
+    var = next(v for v in store.variables if v.guid == guid and v.name.endswith("q"))
+    assert var.data == b"x" and "\\x" in var.name
+    again = write_varstore(bytes(data), [("db", fmt.EFI_IMAGE_SECURITY_DATABASE, 0x27, b"")])
+    assert bytes(data[var.offset:var.offset + 0x3c + 6 + 1]) in again
+    (tmp_path / "odd.fd").write_bytes(data)
+    proc = run_bootforge("inspect", str(tmp_path / "odd.fd"))
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
