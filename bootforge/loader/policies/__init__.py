@@ -39,6 +39,7 @@ from bootforge.schema import defaults
 POLICY_MODULES = (
     "grub_pc",
     "grub_efi",
+    "grub_efi_mb1",
     "grub_pc_linux",
     "qemu_linux",
     "qemu_mb1",

@@ -161,17 +161,10 @@ def load(req):
     res.entry = efi_entry(k, keep_bs)
     efi, free = place_grub_heap(res, plat)
     free = free.clip(0x1000, GIB4)
-    # A fixed target in conventional memory is allocated where it is; any other target (OVMF's
-    # BootServicesData under a kernel linked at 16 MiB, ACPI NVS under tboot) is staged below.
-    fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == EfiMemoryType.CONVENTIONAL)
     taken = []
-    staged = []
 
     def take(name, at, size, rule, kind):
-        pages = align_up(size, PAGE)
-        free.take(at, pages)
-        taken.append((at, pages))
-        res.place(name, at, size, PAGE, rule, kind)
+        _take(res, free, taken, name, at, size, rule, kind)
 
     res.load_base = k.low
     if reloc is not None:
@@ -194,26 +187,6 @@ def load(req):
              f"preference {reloc.get('preference')}: conventional pages only", "kernel")
         res.load_base = base
         res.entry = moved_entry(res.entry, base - k.low)
-    for i, (p, _f, m) in enumerate(k.segments if reloc is None else ()):
-        if not m:
-            continue
-        lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
-        if not fixed_ok.is_free(lo, hi - lo):
-            # grub_relocator_alloc_chunk_addr checks a fixed target against the other chunks
-            # only (relocator.c): the bytes are staged elsewhere and copied over whatever the
-            # firmware has there after ExitBootServices (observed: tboot at 0x800000 over
-            # OVMF's ACPI NVS). A target outside every descriptor is copied to as well: OVMF's
-            # page tables map the whole physical address space, so nothing faults; GRUB enters
-            # the kernel with its bytes written nowhere (observed: a segment at 0x20000000 on a
-            # 256 MiB q35, entered at 0x20000018 with EAX 0x36d76289 and the MBI at 0x4000,
-            # then running through unassigned memory; no exception is printed). The placement
-            # check (outside usable memory) reports it.
-            staged.append((i, p, m))
-            continue
-        fixed_ok.take(lo, hi - lo)
-        free.take_overlap(lo, hi - lo)
-        taken.append((lo, hi - lo))
-        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr (AllocatePages at the address)", "kernel")
 
     def alloc(name, size, rule, kind, min_addr=0x1000):
         at = free.lowest(align_up(size, PAGE), PAGE, min_addr, GIB4)
@@ -222,26 +195,7 @@ def load(req):
         take(name, at, size, rule, kind)
         return at
 
-    for i, p, m in staged:
-        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr over firmware memory (copied there after "
-                  "ExitBootServices)", "kernel")
-        # The staging pages: the lowest free ones at or above the target (observed: 3 pages at
-        # 0x1500000, just past the BootServicesData holding a kernel linked at 16 MiB).
-        if free.lowest(align_up(m, PAGE), PAGE, p // PAGE * PAGE, GIB4) is not None:
-            alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages at or above the target "
-                  "(relocator source)", "loader", min_addr=p // PAGE * PAGE)
-        else:
-            # None at or above the target (a target beyond RAM): the highest conventional pages
-            # below 4 GiB (observed: the 28-byte segment at 0x20000000 on a 256 MiB q35 staged
-            # in the page at 0xfe80000, the top of the highest conventional run).
-            at = free.highest(align_up(m, PAGE), PAGE, 0x1000, GIB4)
-            if at is None:
-                raise LoaderRefusal(f"{REFUSE} (kernel segment {i} staging copy, {m} bytes)", words=REFUSE)
-            take(f"kernel segment {i} staging copy", at, m, "highest conventional pages below 4 GiB (none at "
-                 "or above the target; relocator source)", "loader")
-        # The copy may lie in the target's own pages (observed: tboot's), but the target is one of
-        # the relocator's chunks: the chunks after it (sections, modules, the MBI) keep off it.
-        free.take_overlap(p // PAGE * PAGE, align_up(p + m, PAGE) - p // PAGE * PAGE)
+    load_fixed_segments(res, k, efi, free, taken, alloc, k.segments if reloc is None else ())
     for s in k.unloaded_sections("grub"):
         alloc(f"ELF section {s.index}", s.size, "lowest conventional pages", "boot-info")
     mods = []
@@ -299,6 +253,64 @@ def load(req):
     res.maps["mmap"] = ram
     standard_checks(res, ram)
     return res
+
+
+def _take(res, free, taken, name, at, size, rule, kind):
+    """A relocator chunk of *size* bytes at *at*: whole pages from the firmware (AllocatePages)."""
+    pages = align_up(size, PAGE)
+    free.take(at, pages)
+    taken.append((at, pages))
+    res.place(name, at, size, PAGE, rule, kind)
+
+
+def load_fixed_segments(res, k, efi, free, taken, alloc, segments):
+    """Kernel segments at their p_paddr (GRUB x86_64-efi, multiboot_elfxx.c with both `multiboot`
+    and `multiboot2`): the pages taken from *free* and listed in *taken*; a target outside
+    conventional memory staged by *alloc* (name, size, rule, kind, min_addr)."""
+    # A fixed target in conventional memory is allocated where it is; any other target (OVMF's
+    # BootServicesData under a kernel linked at 16 MiB, ACPI NVS under tboot) is staged below.
+    fixed_ok = FreeSpace((r.start, r.start + r.size) for r in efi.ranges if r.type == EfiMemoryType.CONVENTIONAL)
+    staged = []
+    for i, (p, _f, m) in enumerate(segments):
+        if not m:
+            continue
+        lo, hi = p // PAGE * PAGE, align_up(p + m, PAGE)
+        if not fixed_ok.is_free(lo, hi - lo):
+            # grub_relocator_alloc_chunk_addr checks a fixed target against the other chunks
+            # only (relocator.c): the bytes are staged elsewhere and copied over whatever the
+            # firmware has there after ExitBootServices (observed: tboot at 0x800000 over
+            # OVMF's ACPI NVS). A target outside every descriptor is copied to as well: OVMF's
+            # page tables map the whole physical address space, so nothing faults; GRUB enters
+            # the kernel with its bytes written nowhere (observed: a segment at 0x20000000 on a
+            # 256 MiB q35, entered at 0x20000018 with EAX 0x36d76289 and the MBI at 0x4000,
+            # then running through unassigned memory; no exception is printed). The placement
+            # check (outside usable memory) reports it.
+            staged.append((i, p, m))
+            continue
+        fixed_ok.take(lo, hi - lo)
+        free.take_overlap(lo, hi - lo)
+        taken.append((lo, hi - lo))
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr (AllocatePages at the address)", "kernel")
+    for i, p, m in staged:
+        res.place(f"kernel segment {i}", p, m, 1, "fixed: ELF p_paddr over firmware memory (copied there after "
+                  "ExitBootServices)", "kernel")
+        # The staging pages: the lowest free ones at or above the target (observed: 3 pages at
+        # 0x1500000, just past the BootServicesData holding a kernel linked at 16 MiB).
+        if free.lowest(align_up(m, PAGE), PAGE, p // PAGE * PAGE, GIB4) is not None:
+            alloc(f"kernel segment {i} staging copy", m, "lowest conventional pages at or above the target "
+                  "(relocator source)", "loader", min_addr=p // PAGE * PAGE)
+        else:
+            # None at or above the target (a target beyond RAM): the highest conventional pages
+            # below 4 GiB (observed: the 28-byte segment at 0x20000000 on a 256 MiB q35 staged
+            # in the page at 0xfe80000, the top of the highest conventional run).
+            at = free.highest(align_up(m, PAGE), PAGE, 0x1000, GIB4)
+            if at is None:
+                raise LoaderRefusal(f"{REFUSE} (kernel segment {i} staging copy, {m} bytes)", words=REFUSE)
+            _take(res, free, taken, f"kernel segment {i} staging copy", at, m, "highest conventional pages "
+                  "below 4 GiB (none at or above the target; relocator source)", "loader")
+        # The copy may lie in the target's own pages (observed: tboot's), but the target is one of
+        # the relocator's chunks: the chunks after it (sections, modules, the MBI) keep off it.
+        free.take_overlap(p // PAGE * PAGE, align_up(p + m, PAGE) - p // PAGE * PAGE)
 
 
 def gop_framebuffer_tags(k, res):
