@@ -122,6 +122,35 @@ def test_captures_matched_byte_for_byte_but_grubs_auto_tag17():
                                                         "tag 17 (efi_mmap) size"])]
 
 
+def test_grub_gop_mode_walks():
+    """efi_gop.c grub_video_gop_setup per item of multiboot.c's "WxHxD,WxH,auto;auto": "auto" or
+    the current mode's size (OVMF's 1280x800) keeps it; another size walks every mode, and stops
+    the string when one matched."""
+    from bootforge.loader.policies.grub_efi import gop_mode_scans
+    walks = {req: gop_mode_scans(grub_mode_string(*req) + ";auto")
+             for req in ((1024, 768, 32), (1000, 1000, 32), (1024, 768, 24), (0, 0, 0), (1280, 800, 32))}
+    assert walks == {(1024, 768, 32): 1, (1000, 1000, 32): 2, (1024, 768, 24): 2, (0, 0, 0): 0,
+                     (1280, 800, 32): 0}
+
+
+WALK_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-walks-tag17.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", WALK_CAPTURES, ids=["x".join(map(str, c["request"])) for c in WALK_CAPTURES])
+def test_load_predicts_grubs_exit_map_after_the_mode_walks(tmp_path_factory, case):
+    """The real tag 17 after two mode walks (one more BootServicesData page, OVMF's pool) and
+    after none, descriptor by descriptor."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    tags = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))["tags"]
+    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
+           for d in next(t for t in tags if t["type"] == 17)["descriptors"]]
+    assert got == case["tag17_descriptors"]
+
+
 # ------------------------------------------------------------------ the image builder
 
 def _image_recipe(tmp_path, kernel, loader="grub", extra=""):

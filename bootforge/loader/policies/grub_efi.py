@@ -23,6 +23,8 @@ Rules:
   and the image handle (20) instead.
 """
 
+import re
+
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
@@ -34,7 +36,7 @@ from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
                                                mb2_size_bound, relocatable_tag)
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import grub_gop_choose, grub_mode_string
+from bootforge.loader.video import grub_gop_choose, grub_mode_string, ovmf_gop_modes
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -216,7 +218,7 @@ def load(req):
     res.mbi_address = at
     # The map the kernel is told about: the firmware map with GRUB's pages (the MBI's too) as
     # loader data, adjacent loader-data pages one descriptor (EDK2 CoreAddRange merges them).
-    after = _with_loader_data(efi, taken)
+    after = _with_gop_pool_page(_with_loader_data(efi, taken), k, plat, res)
     res.maps["efi-at-exit"] = after
     res.mmap = grub_efi_mmap(after)
     runs = _available_runs(res.mmap)
@@ -336,6 +338,82 @@ def gop_framebuffer_tags(k, res):
                            framebuffer_pitch=mode.pitch, framebuffer_width=mode.width,
                            framebuffer_height=mode.height, framebuffer_bpp=mode.bpp,
                            framebuffer_type=FramebufferType.RGB)]
+
+
+def gop_mode_scans(modestring, modes=None, current=0):
+    """How many times GRUB's efi_gop walks every GOP mode with QueryMode for *modestring*
+    (video/efi_gop.c grub_video_gop_setup, tried item by item as video.c grub_video_set_mode does):
+    "auto" and an item of the current mode's size keep that mode without a walk; any other
+    "WxH[xD]" item walks all modes, and the walk ends the string when a mode matched."""
+    modes = ovmf_gop_modes() if modes is None else modes
+    cur, scans = modes[current], 0
+    for item in re.split(r"[,;]", modestring):
+        item = item.strip()
+        if item == "auto":
+            return scans
+        if item in ("", "text"):
+            continue
+        parts = [int(x) for x in item.split("x")]
+        width, height, depth = parts[0], parts[1], (parts[2] if len(parts) > 2 else 0)
+        if (cur.width, cur.height) == (width, height) and depth in (0, cur.bpp):
+            return scans
+        scans += 1
+        if any((m.width, m.height) == (width, height) and depth in (0, m.bpp) for m in modes):
+            return scans
+    return scans
+
+
+# Walks of OVMF's 30 modes whose leaked mode records the Boot Services Data pool OVMF has free
+# when GRUB sets the video mode still holds (observed, 256M: one walk leaves the exit map as
+# predicted, two add one BootServicesData page). Each QueryMode is QemuVideoDxe's AllocatePool
+# of the mode information, which efi_gop never frees; 30 more of them fit in one new pool page.
+GOP_WALKS_IN_FREE_POOL = 1
+
+
+def _with_gop_pool_page(efi_map, k, plat, res):
+    """The exit map with the Boot Services Data pool page OVMF takes when GRUB's mode setting
+    walks the GOP modes more often than its free pool holds (gop_mode_scans): one page at the top
+    of the highest conventional memory below OVMF's default bin top (the runtime-data bin's start;
+    EDK2 Page.c CoreFindFreePages, top-down), as seen at 256M with requests 1000x1000x32 and
+    1024x768x24 at 0xe530000, under GRUB's own first page. Only on the OVMF machine."""
+    want = grub_video_request(k)
+    if want is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf":
+        return efi_map
+    if gop_mode_scans(grub_mode_string(*want) + ";auto") <= GOP_WALKS_IN_FREE_POOL:
+        return efi_map
+    ranges = efi_map.ranges
+    top = next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == EfiMemoryType.RUNTIME_SERVICES_DATA
+                and nxt.type == EfiMemoryType.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
+    below = [r for r in ranges if r.type == EfiMemoryType.CONVENTIONAL and top is not None and r.start < top
+             and min(r.start + r.size, top) - r.start >= PAGE]
+    if not below:
+        res.notes.append("video: the Boot Services Data page OVMF's pool takes for GRUB's mode walks has no place "
+                         "found in this map; tag 17 left without it")
+        return efi_map
+    hole = max(below, key=lambda r: min(r.start + r.size, top))
+    page = (min(hole.start + hole.size, top) - PAGE) // PAGE * PAGE
+    out = []
+    for r in ranges:
+        if r is not hole:
+            out.append(r)
+            continue
+        if page > r.start:
+            out.append(MemoryRange(r.start, page - r.start, r.type, r.attributes))
+        out.append(MemoryRange(page, PAGE, EfiMemoryType.BOOT_SERVICES_DATA, r.attributes))
+        if page + PAGE < r.start + r.size:
+            out.append(MemoryRange(page + PAGE, r.start + r.size - page - PAGE, r.type, r.attributes))
+    merged = []
+    for r in out:
+        last = merged[-1] if merged else None
+        if (last is not None and last.type == r.type == EfiMemoryType.BOOT_SERVICES_DATA
+                and last.attributes == r.attributes and last.start + last.size == r.start
+                and page in (r.start, last.start + last.size - PAGE)):
+            merged[-1] = MemoryRange(last.start, last.size + r.size, r.type, r.attributes)
+        else:
+            merged.append(r)
+    res.notes.append(f"video: GRUB's mode walks leak more QueryMode records than OVMF's free pool holds: one "
+                     f"Boot Services Data page at {page:#x}")
+    return efi_map.replace(merged)
 
 
 def grub_video_request(k):
