@@ -291,7 +291,7 @@ def _prepare(req, protocol):
     return res, rel
 
 
-WRONG_FIRMWARE = "grub-pc-* runs on a BIOS platform; use grub-efi-mb2 on EFI"
+WRONG_FIRMWARE = "grub-pc-* runs on a BIOS platform; use grub-efi-mb1 / grub-efi-mb2 on EFI"
 # Bytes GRUB never writes, so they hold its buffer's earlier contents (verify shows them, uncounted).
 UNWRITTEN_TAG_PADDING = ("tag padding GRUB does not clear (multiboot_mbi2.c aligns its pointer to 8 without "
                          "writing the gap): earlier contents of its buffer")
