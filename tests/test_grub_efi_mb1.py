@@ -94,3 +94,25 @@ def test_real_grub_efi_mb1_boot_matches_byte_for_byte(tmp_path, case):
                 fb["framebuffer_pitch"]) == (1024, 768, 32, 4096)
     else:
         assert fb is None
+
+
+def test_prediction_equals_the_older_oracle_capture(tmp_path):
+    """tests/data/mb-grub-efi-mb1.dump (tests/mboracle.py's grub-mkrescue ISO, another day, modules
+    of 3000 and 5000 bytes; command in tests/data/README.md): the info and every region it
+    dumped, byte for byte."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_table
+    from bootforge.multiboot.dump import parse_dump
+    _eax, ebx, regions, _complete = parse_dump((DATA / "mb-grub-efi-mb1.dump").read_bytes())
+    table = _table(_kernel(tmp_path, None))
+    for m, size in zip(table["load"]["modules"], (3000, 5000)):
+        m["path"] = str(tmp_path / f"mod{size}")
+        (tmp_path / f"mod{size}").write_bytes(bytes(size))
+    res = run_policy(POLICIES.get("grub-efi-mb1"), request_from_table(table, DATA))
+    seen = {r.name: (r.address, bytes(r.data)) for r in regions if r.name != "modcmd"}
+    assert (res.mbi_address, bytes(res.mbi_bytes[:len(seen["mbi"][1])])) == (ebx, seen["mbi"][1])
+    names = {"cmdline": "cmdline", "mods": "mods", "mmap": "mmap", "loader": "boot_loader_name",
+             "shdr": "elf_section_headers"}
+    assert {n: res.structures[s] for n, s in names.items()} == {n: seen[n] for n in names}
+    strings = sorted((r.address, bytes(r.data)) for r in regions if r.name == "modcmd")
+    assert strings == [res.structures[f"module {i} string"] for i in range(2)]
