@@ -31,6 +31,7 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.loader.ovmf_pages import PageMap
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
@@ -374,24 +375,25 @@ def _with_gop_pool_page(efi_map, k, plat, res):
     """The exit map with the Boot Services Data pool page OVMF takes when GRUB's mode setting
     walks the GOP modes more often than its free pool holds (gop_mode_scans): one page at the top
     of the highest conventional memory below OVMF's default bin top (the runtime-data bin's start;
-    EDK2 Page.c CoreFindFreePages, top-down), as seen at 256M with requests 1000x1000x32 and
-    1024x768x24 at 0xe530000, under GRUB's own first page. Only on the OVMF machine."""
+    EDK2 Page.c CoreFindFreePages, top-down: ovmf_pages.PageMap.allocate), as seen at 256M with
+    requests 1000x1000x32 and 1024x768x24 at 0xe530000, under GRUB's own first page. Only on the
+    OVMF machine."""
     want = grub_video_request(k)
     if want is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf":
         return efi_map
     if gop_mode_scans(grub_mode_string(*want) + ";auto") <= GOP_WALKS_IN_FREE_POOL:
         return efi_map
     ranges = efi_map.ranges
+    # OVMF's bins at the top of low RAM, bottom first: runtime data, then runtime code.
     top = next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == EfiMemoryType.RUNTIME_SERVICES_DATA
                 and nxt.type == EfiMemoryType.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
-    below = [r for r in ranges if r.type == EfiMemoryType.CONVENTIONAL and top is not None and r.start < top
-             and min(r.start + r.size, top) - r.start >= PAGE]
-    if not below:
+    page = None if top is None else PageMap([[r.start, r.start + r.size, r.type] for r in ranges], top).allocate(
+        "efi_gop's QueryMode records", EfiMemoryType.BOOT_SERVICES_DATA, 1)
+    if page is None:
         res.notes.append("video: the Boot Services Data page OVMF's pool takes for GRUB's mode walks has no place "
                          "found in this map; tag 17 left without it")
         return efi_map
-    hole = max(below, key=lambda r: min(r.start + r.size, top))
-    page = (min(hole.start + hole.size, top) - PAGE) // PAGE * PAGE
+    hole = next(r for r in ranges if r.start <= page < r.start + r.size)
     out = []
     for r in ranges:
         if r is not hole:
