@@ -122,6 +122,8 @@ class Bootloader:
     image_parts: Callable | None = None     # ImageRequest -> ImageParts: its ISO, disk and ESP hooks
     after_write: Callable | None = None     # (ImageRequest, image path) -> summary lines: a step on the written file
     set_default: Callable | None = None     # (config text, [ConfigEntry], index) -> the text booting that entry
+    recipe_keys: tuple = ()                 # [image] / [[image.entries]] keys only this loader takes
+    asks_for_video: Callable | None = None  # a kernel's first bytes -> whether its image needs video drivers
 
     @property
     def config_path(self):

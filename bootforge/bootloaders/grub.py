@@ -202,8 +202,11 @@ def asks_for_video(data):
     reallocate its BLT buffer, which moves EFI map pages bootforge does not model (observed:
     tboot's 2560x1440). A gzip or xz file is read as GRUB reads it, decompressed (its first 32 KiB
     hold the header)."""
+    # Function-level import: only an image build with a Multiboot entry reads a kernel's header
+    # here; inspect, load and verify import this module for its config parser and media alone.
     import lzma
     import zlib
+    # Function-level import: the header readers, for the same reason.
     from bootforge.compress.streams import stream_kind
     from bootforge.formats.multiboot import MB2_SEARCH, Mb2HeaderTag
     from bootforge.multiboot.headers import find_mb1, find_mb2
@@ -363,5 +366,5 @@ BOOTLOADER = Bootloader(
     packages=PACKAGES, read_refusal=read_refusal, media=("grub-pc-iso", "grub-efi-iso"),
     config_paths=("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg"),
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts,
-    set_default=set_default,
+    set_default=set_default, recipe_keys=("grub_modules", "grub_extra"), asks_for_video=asks_for_video,
 )

@@ -95,9 +95,9 @@ def config_entries(spec):
 def _asks_for_video(spec):
     """Whether a Multiboot kernel of a GRUB image asks for a framebuffer (GRUB then gets its video
     drivers: bootloaders/grub.py VIDEO_MODULES)."""
-    if spec.loader != "grub":
+    asks_for_video = BOOTLOADERS[spec.loader].asks_for_video     # the loader's own rule
+    if asks_for_video is None:
         return False
-    from bootforge.bootloaders.grub import asks_for_video   # the GRUB writer's own rule
     def head(path):         # the headers lie in the first 32 KiB (MB2_SEARCH), of a gzip/xz stream too
         with open(path, "rb") as f:
             return f.read(8 * MB2_SEARCH)

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootforge.bootloaders import FIRMWARES, IMAGE_LOADERS, PROTOCOLS, bootloader
+from bootforge.bootloaders import BOOTLOADERS, FIRMWARES, IMAGE_LOADERS, PROTOCOLS, bootloader
 from bootforge.errors import RecipeError
 from bootforge.image.content import FileContent
 from bootforge.loader.policies import POLICIES
@@ -265,8 +265,9 @@ def read_image_table(recipe, table):
 
 def _grub_words(items, key, where, loader, pattern):
     """[image] grub_modules / [[image.entries]] grub_extra: strings matching *pattern*, GRUB only."""
-    if items and loader != "grub":
-        raise RecipeError(f"[{where}] {key} is for loader grub, not {loader}")
+    if items and key not in bootloader(loader).recipe_keys:
+        owners = [b.name for b in BOOTLOADERS.values() if key in b.recipe_keys]
+        raise RecipeError(f"[{where}] {key} is for loader {' or '.join(owners)}, not {loader}")
     if len(items) > MAX_ENTRIES or not all(isinstance(x, str) and re.fullmatch(pattern, x) for x in items):
         raise RecipeError(f"[{where}] {key} must be a list of at most {MAX_ENTRIES} strings "
                           f"({'module names' if key == 'grub_modules' else 'lines without line breaks'}), "

@@ -324,6 +324,7 @@ LIMINE_CDROM_CAPTURES = {("qemu-q35-ovmf", "low"): "limine-cdrom-256M", ("qemu-q
 def limine_exit_map(machine, ram, lowmem):
     """The EFI map (MemoryMap, firmware order) Limine hands over in tag 17 on *machine* with *ram*
     bytes, or None without a capture."""
+    # Function-level import: only Limine's UEFI tag 17 builds a MemoryMap from a capture.
     from bootforge.memmap.model import MemoryMap, MemoryRange
     name = LIMINE_CDROM_CAPTURES.get((machine, memory_class(ram, lowmem)))
     if name is None:
