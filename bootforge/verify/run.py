@@ -33,7 +33,7 @@ RAN_ELSEWHERE = "(the kernel ran at another candidate entry)"
 def medium_kind(loader):
     """The medium a loader boots from, as its policy declares it (None: no real boot here)."""
     p = POLICIES.get(loader)
-    if p.protocol not in ("multiboot1", "multiboot2"):
+    if p.protocol not in ("multiboot1", "multiboot2", "linux"):
         return None
     return p.boot_medium
 
@@ -63,6 +63,11 @@ def machine_for(platform, loader):
     if declared is None or not platform.memory_bytes:
         raise RecipeError(f"platform {platform.name!r} is a memory map, not a machine QEMU can be; "
                           f"verify runs on {', '.join(machines.platform_syntax(f) for f in machines.FIRMWARES)}")
+    if loader in device_tree_loaders():
+        # verify/fdt.py boots these itself (verify() hands them over before any medium is made).
+        raise RecipeError(f"{loader} is booted by verify's device-tree run, not from a medium, and the platform "
+                          f"is {platform.name}; give --platform "
+                          f"{' or '.join(m.name + ':<mem>' for m in machines.machines_of('fdt'))}")
     kind = medium_kind(loader)
     if kind not in MEDIA:
         why = f"its boot medium {kind} has no builder yet" if kind else "no real boot of it is made here"
