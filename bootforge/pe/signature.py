@@ -164,8 +164,10 @@ def read_signature(entry, index, layout, data):
         rep.signature_valid = _verify(signer.public_key(), si["signature"].native, signed_bytes, hash_name)
         if not rep.signature_valid:
             rep.problems.append("the signer's signature does not verify with its certificate's key")
-    except (ValueError, TypeError, KeyError) as exc:
-        rep.problems.append(f"PKCS#7 signature does not parse: {str(exc).splitlines()[0]}")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # asn1crypto parses lazily: a malformed inner value surfaces as any of these when read
+        # (an implicitly tagged field holding garbage: AttributeError on 'InstanceOf').
+        rep.problems.append(f"PKCS#7 signature does not parse: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
     return rep
 
 
