@@ -49,9 +49,7 @@ def boot_to_entry(tmp_path, kind, read):
     """Boot the dump kernel with one module under *kind* ('grub-mb2' or 'isolinux'), stop at
     its entry, return read(gdb) and the boot information registers."""
     mb = "mb2" if kind in ("grub-mb2", "limine-mb2") else "mb1"
-    kernel_path = BUILD / "kernels" / f"mbdump-{mb}.elf"
-    if not kernel_path.exists():
-        run_bootforge("build", REPO / f"recipes/kernel-mbdump-{mb}.toml", check=0)
+    kernel_path = dump_kernel(mb)
     kernel = media.BootFile(kernel_path, "/kernel.elf", "kernel-args a=b")
     mods = [media.BootFile(DATA / "load-root/boot/mod1", "/mod1", "mod1-args")]
     medium = (media.grub_iso(tmp_path, "multiboot2", kernel, mods) if kind == "grub-mb2"
@@ -77,9 +75,19 @@ def boot_to_entry(tmp_path, kind, read):
             gdb.close()
 
 
+def dump_kernel(mb):
+    """The dump kernel with an *mb* ("mb1", "mb2") header, built by its recipe when no earlier
+    test did (bootforge writes it atomically, so test workers may build it side by side)."""
+    require(str(BUILD / "stubs" / "mbdump.elf"))
+    kernel = BUILD / "kernels" / f"mbdump-{mb}.elf"
+    if not kernel.exists():
+        run_bootforge("build", REPO / f"recipes/kernel-mbdump-{mb}.toml", check=0)
+    return kernel
+
+
 def predicted_owned(loader, mb):
     """`bootforge load --json`'s loader_owned for the boot boot_to_entry makes: {what: range}."""
-    kernel = BUILD / "kernels" / f"mbdump-{mb}.elf"
+    kernel = dump_kernel(mb)
     proc = run_bootforge("load", kernel, "--platform", "qemu-pc-seabios:256", "--loader", loader,
                          "--module", f"{DATA / 'load-root/boot/mod1'}=mod1-args", "--cmdline", "kernel-args a=b",
                          "--json", check=0)
@@ -325,7 +333,6 @@ def write_found():
 
 
 def _owned_offline(loader, mb):
-    require(str(BUILD / "kernels" / f"mbdump-{mb}.elf"))
     return predicted_owned(loader, mb)[1]
 
 
