@@ -6,13 +6,16 @@ The UKI: Debian's kernel and systemd-stub, .osrel, .cmdline, .uname and a 60 MiB
 The signers get the same unsigned UKI, key and certificate (Debian's snakeoil pair, the key
 decrypted with openssl: sbsign takes no passphrase); the objcopy command gets bootforge's
 section addresses. Each command runs as a user runs it (a new process, Python's start-up
-counted), alternating, best and median of --runs wall times.
+counted), alternating, best and median of --runs wall times; the CPU time (user + sys, the
+command's own child processes included) is shown beside, since on a loaded machine the wall
+ratio mostly follows it.
 Run: .venv/bin/python bench/sign.py [--runs N]
 """
 
 import argparse
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,24 +30,35 @@ CERT = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
 INITRD_MIB = 60
 
 
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wall(cmd, cwd):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds) of one run of *cmd*."""
+    cpu_before, start = cpu(), time.perf_counter()
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - cpu_before
 
 
 def race(pairs, runs, cwd):
     times = {name: [] for name, _ in pairs}
+    cpus = {name: [] for name, _ in pairs}
     for _ in range(runs):
         for name, cmd in pairs:
-            times[name].append(wall(cmd, cwd))
-    return times
+            seconds, cpu_seconds = wall(cmd, cwd)
+            times[name].append(seconds)
+            cpus[name].append(cpu_seconds)
+    return times, cpus
 
 
-def show(title, times, ours, peer):
+def show(title, measured, ours, peer):
+    times, cpus = measured
     print(title)
     for name, t in times.items():
-        print(f"  {name:<10} best {min(t):.3f} s  median {statistics.median(t):.3f} s")
+        print(f"  {name:<10} best {min(t):.3f} s  median {statistics.median(t):.3f} s  "
+              f"(CPU best {min(cpus[name]):.3f} s)")
     print(f"  ratio {ours}/{peer}: best {min(times[ours]) / min(times[peer]):.2f}x  "
           f"median {statistics.median(times[ours]) / statistics.median(times[peer]):.2f}x")
 

@@ -23,34 +23,61 @@ from bootforge.fileio import AtomicOutput, read_input
               help="File whose first line is the passphrase of an encrypted key.")
 def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_file):
     """Sign the PE image FILE for UEFI Secure Boot (Authenticode, SHA-256, PKCS#7)."""
-    # Function-level import: cryptography and asn1crypto load only when a file is signed.
+    # Function-level import: the signing modules load only when a file is signed.
+    import os
+    import threading
+
     from bootforge.errors import BootforgeError
-    from bootforge.pe.sign import load_signer, sign_image_parts
+    from bootforge.pe.sign import load_signer, prepare_image
 
     if output and in_place:
         raise BootforgeError("give -o OUT or --in-place, not both", path=file)
     target = file if in_place else (output or f"{file}.signed")
-    key, cert = load_signer(key_path, cert_path, key_passphrase_file)
     source, source_fd = _mapped(file)
     data = source if source is not None else read_input(file)
-    parts, facts = sign_image_parts(data, key, cert, path=file)
+    # The image is read and checked first and its hash started (a thread), so the key loading
+    # and cryptography's and asn1crypto's imports overlap the 60 MiB hash and copy.
+    prepared = prepare_image(data, path=file, source_fd=source_fd)
+    head, middle, _pad = prepared.body
     # Not fsynced: the output is rebuilt from its inputs (AtomicOutput durable=False); the
     # replace stays atomic, as sbsign's write is (it does not fsync either).
     with AtomicOutput(target, durable=False) as f:
+        out = f.fileno()
+        copied = []
+        # The unchanged bulk of the image (the kernel and initrd of a UKI) is copied by the
+        # kernel from the input file (copy_file_range; writing 60 MiB from Python took 5x
+        # sbsign's whole run), in a thread beside the hash (neither holds the GIL).
+        copier = threading.Thread(target=_copy_into, args=(source_fd, middle, out, len(head), copied),
+                                  name="sign-copy", daemon=True)
+        copier.start()
+        try:
+            key, cert = load_signer(key_path, cert_path, key_passphrase_file)
+            parts, facts = prepared.finish(key, cert)
+        finally:
+            prepared.abandon()
+            copier.join()
+        if copied:
+            raise copied[0]
         head, middle, *rest = parts
-        f.write(head)
-        if source is not None:
-            # The unchanged bulk of the image (the kernel and initrd of a UKI) is copied by the
-            # kernel from the input file: writing 60 MiB from Python took 5x sbsign's whole run.
-            f.flush()
-            _copy_range(source_fd, f.fileno(), len(head), len(middle))
-            f.seek(len(head) + len(middle))
-        else:
-            f.write(middle)
-        for part in rest:
-            f.write(part)
+        os.pwrite(out, head, 0)
+        os.pwrite(out, b"".join(rest), len(head) + len(middle))
     what = "added a signature to an already signed image" if facts["appended"] else "signed"
     click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
+
+
+def _copy_into(source_fd, middle, out, offset, errors):
+    """Writes *middle* (the bytes at *offset* of the input, in the file *source_fd* when that is
+    not None) at *offset* of *out*; an exception goes to *errors* for the command's thread."""
+    import os
+    try:
+        if source_fd is not None:
+            _copy_range(source_fd, out, offset, len(middle))
+        else:
+            done = 0
+            while done < len(middle):
+                done += os.pwrite(out, middle[done:done + (1 << 24)], offset + done)
+    except BaseException as exc:      # re-raised by the command
+        errors.append(exc)
 
 
 def _mapped(path):
@@ -78,19 +105,21 @@ def _mapped(path):
 
 
 def _copy_range(src, dst, offset, count):
+    """*count* bytes at *offset* of file *src* to the same offset of *dst* (explicit offsets:
+    the command writes the head and the table with pwrite meanwhile)."""
     import os
     done = 0
     try:
         while done < count:
-            n = os.copy_file_range(src, dst, count - done, offset + done)
+            n = os.copy_file_range(src, dst, count - done, offset + done, offset + done)
             if not n:
                 break
             done += n
     except OSError:
         pass
-    if done < count:                 # no copy_file_range here (or a short copy): plain reads and writes
-        os.lseek(src, offset + done, os.SEEK_SET)
-        while done < count:
-            chunk = os.read(src, min(count - done, 1 << 24))
-            os.write(dst, chunk)
-            done += len(chunk)
+    while done < count:              # no copy_file_range here (or a short copy): plain reads and writes
+        chunk = os.pread(src, min(count - done, 1 << 24), offset + done)
+        if not chunk:
+            raise OSError(f"input shorter than its {offset + count:#x} bytes")
+        os.pwrite(dst, chunk, offset + done)
+        done += len(chunk)

@@ -21,21 +21,20 @@ past the end of the file or not at its end.
 
 import dataclasses
 import hashlib
+import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
-
-from asn1crypto import cms, core, x509 as asn1_x509
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import sys
+import threading
 
 from bootforge.errors import BootforgeError, FormatError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import pe as fmt
 from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, security_directory
 from bootforge.pe.image import read_pe
-from bootforge.pe.spc import SPC_INDIRECT_DATA_OBJID, SpcContentInfo, indirect_data
+
+# cryptography and asn1crypto (~50 ms of imports) are imported in the functions that use them:
+# `bootforge sign` reads the image and starts its Authenticode hash first, so the imports run
+# while hashlib (which releases the GIL) hashes 60 MiB on the other core.
 
 
 class SignError(BootforgeError):
@@ -44,6 +43,9 @@ class SignError(BootforgeError):
 
 def load_certificate(data, path):
     """An X.509 certificate, PEM or DER."""
+    # Function-level import: see the note at the top (imports overlap the hash).
+    from cryptography import x509
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
@@ -54,6 +56,10 @@ def load_certificate(data, path):
 
 def load_private_key(data, path, passphrase=None):
     """A private key, PEM or DER, decrypted with *passphrase* (bytes) when encrypted."""
+    # Function-level import: see the note at the top (imports overlap the hash).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     pem = data.lstrip().startswith(b"-----BEGIN")
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     try:
@@ -84,6 +90,15 @@ def check_pair(key, cert, key_path, cert_path):
 
 def signed_data(digest, key, cert):
     """The DER of the PKCS#7 ContentInfo (SignedData) signing Authenticode hash *digest*."""
+    # Function-level import: see the note at the top (imports overlap the hash).
+    from asn1crypto import cms, core, x509 as asn1_x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    # Function-level import: as above (asn1crypto's cms alone is ~20 ms).
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from bootforge.pe.spc import SPC_INDIRECT_DATA_OBJID, SpcContentInfo, indirect_data
+
     content = indirect_data(digest)
     # messageDigest is over the SpcIndirectDataContent's contents without its SEQUENCE header
     # (Authenticode; EDK2 CryptoPkg AuthenticodeVerify strips the tag and length the same way).
@@ -155,6 +170,14 @@ def sign_image_parts(data, key, cert, path=None):
     """The signed image as buffers to write in order (the headers rewritten, the rest of the
     input unchanged, zero padding, the certificate table) and facts {authenticode_sha256,
     appended, signature_size}: the input's bytes are not copied (60 MiB UKIs)."""
+    return prepare_image(data, path).finish(key, cert)
+
+
+def prepare_image(data, path=None, source_fd=None):
+    """The checks and the layout of PE *data* to sign, its Authenticode hash started in a thread
+    (SignError/FormatError now, before any key is read): a PreparedImage, whose finish(key,
+    cert) gives what sign_image_parts gives. *source_fd*: an open regular file whose bytes
+    *data* maps, for the CheckSum word sum in a child interpreter (see WordSumChild)."""
     try:
         img = read_pe(data)
     except FormatError as exc:
@@ -179,33 +202,133 @@ def sign_image_parts(data, key, cert, path=None):
     struct.pack_into("<II", head, sec, 0, 0)
     struct.pack_into("<I", head, cks, 0)
     body = [head, view[head_end:length], pad]
-    unsigned_size = length + len(pad)
     # The layout of the unsigned image (no table): from the headers' facts and the size alone.
     unsigned = dataclasses.replace(img, directories={**img.directories, "security": (0, 0)})
-    layout = hash_layout(_Sized(unsigned_size), unsigned, path)
+    layout = hash_layout(_Sized(length + len(pad)), unsigned, path)
     if layout.gaps:
         name, start, end = layout.gaps[0]
         raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
                         "the section table): a signature would not cover them", path=path, offset=start)
-    # The word sum runs in a thread while hashlib (which releases the GIL on large buffers)
-    # hashes: the two passes over the image overlap.
-    with ThreadPoolExecutor(1) as pool:
-        summed = pool.submit(lambda: sum(_word_sum(b) for b in _even_split(body)) % 0xFFFF)
-        digest = _digest(layout, body)
-        body_sum = summed.result()
-    table = bytes(view[length:])
-    pkcs7 = signed_data(digest, key, cert)
-    entry_length = fmt.WIN_CERTIFICATE_HEADER_SIZE + len(pkcs7)
-    entry = fmt.WinCertificateHeader.build(dict(length=entry_length, revision=fmt.WIN_CERT_REVISION_2_0,
-                                                certificate_type=fmt.WinCertType.PKCS_SIGNED_DATA))
-    table += entry + pkcs7 + bytes(-entry_length % CERT_ALIGNMENT)
-    struct.pack_into("<II", head, sec, unsigned_size, len(table))
-    total = (body_sum + _word_sum(struct.pack("<II", unsigned_size, len(table))) + _word_sum(table)) % 0xFFFF
-    if total == 0:
-        total = 0xFFFF     # one's complement: a non-zero sum folds to 0xFFFF, never 0 (the file has 'MZ')
-    struct.pack_into("<I", head, cks, (total + unsigned_size + len(table)) & 0xFFFFFFFF)
-    return body + [table], {"authenticode_sha256": digest.hex(), "appended": appended,
-                            "signature_size": len(pkcs7)}
+    return PreparedImage(body, layout, bytes(view[length:]), sec, cks, appended, source_fd)
+
+
+class PreparedImage:
+    """An image ready to sign: *body* (headers with CheckSum and the table entry zero, the
+    unchanged rest, the padding), its hash layout, the existing table, the offsets of the two
+    fields. The SHA-256 runs in a thread from here (hashlib releases the GIL on large buffers),
+    so the key loading, the imports and the CheckSum word sum (which holds the GIL) overlap it."""
+
+    def __init__(self, body, layout, table, sec, cks, appended, source_fd=None):
+        self.body, self.layout, self.table = body, layout, table
+        self.sec, self.cks, self.appended = sec, cks, appended
+        self._digest = self._error = None
+        self._hasher = threading.Thread(target=self._hash, name="authenticode-sha256", daemon=True)
+        self._hasher.start()
+        head, middle = body[0], body[1]
+        self._child = None
+        if source_fd is not None and not len(head) % 2:
+            self._child = WordSumChild.start(source_fd, len(head), len(head) + (len(middle) & ~1))
+
+    def _word_sum(self):
+        """The word sum of the body mod 0xFFFF: the child's part (when it answers) plus the rest."""
+        if self._child is not None:
+            child_part = self._child.result()
+            self._child = None
+            if child_part is not None:
+                head, middle, pad = self.body
+                rest = memoryview(middle)[len(middle) & ~1:]
+                return (child_part + _word_sum(head) + sum(_word_sum(b) for b in _even_split([rest, pad]))) % 0xFFFF
+        return sum(_word_sum(b) for b in _even_split(self.body)) % 0xFFFF
+
+    def abandon(self):
+        """Waits for the word-sum child, if any (no zombie when signing stops on an error)."""
+        if self._child is not None:
+            self._child.result()
+            self._child = None
+
+    def _hash(self):
+        try:
+            self._digest = _digest(self.layout, self.body)
+        except BaseException as exc:      # re-raised in finish, in the caller's thread
+            self._error = exc
+
+    def digest(self):
+        self._hasher.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest
+
+    def finish(self, key, cert):
+        """(parts, facts) of the image signed with *key* and its certificate *cert*; the head
+        buffer (parts[0]) is rewritten with the table entry and the CheckSum."""
+        body, head, sec, cks = self.body, self.body[0], self.sec, self.cks
+        body_sum = self._word_sum()
+        digest = self.digest()
+        unsigned_size = sum(len(b) for b in body)
+        pkcs7 = signed_data(digest, key, cert)
+        entry_length = fmt.WIN_CERTIFICATE_HEADER_SIZE + len(pkcs7)
+        entry = fmt.WinCertificateHeader.build(dict(length=entry_length, revision=fmt.WIN_CERT_REVISION_2_0,
+                                                    certificate_type=fmt.WinCertType.PKCS_SIGNED_DATA))
+        table = self.table + entry + pkcs7 + bytes(-entry_length % CERT_ALIGNMENT)
+        struct.pack_into("<II", head, sec, unsigned_size, len(table))
+        total = (body_sum + _word_sum(struct.pack("<II", unsigned_size, len(table))) + _word_sum(table)) % 0xFFFF
+        if total == 0:
+            total = 0xFFFF     # one's complement: a non-zero sum folds to 0xFFFF, never 0 (the file has 'MZ')
+        struct.pack_into("<I", head, cks, (total + unsigned_size + len(table)) & 0xFFFFFFFF)
+        return body + [table], {"authenticode_sha256": digest.hex(), "appended": self.appended,
+                                "signature_size": len(pkcs7)}
+
+
+class WordSumChild:
+    """The CheckSum word sum of file bytes [start, end) (start even) computed by a child Python
+    interpreter (-I -S: no site, no bootforge) on the other core: int.from_bytes holds the GIL
+    (0.06-0.1 s for 60 MiB), so a thread could not overlap it with the imports and the key
+    loading; hashlib already takes the second core only part of the time. The child inherits a
+    duplicate of the input's open file (the same inode the parent mapped, whatever the path is now)
+    and writes the sum mod 0xFFFF in decimal; any failure (no interpreter, a non-zero exit, no
+    number) gives None and the parent sums in-process."""
+
+    CODE = ("import mmap, os, sys\n"
+            "start, end, fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+            "view = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))\n"
+            "total = 0\n"
+            f"for i in range(start, end, {WORD_SUM_CHUNK}):\n"
+            f"    total += int.from_bytes(view[i:min(i + {WORD_SUM_CHUNK}, end)], 'little')\n"
+            "os.write(1, b'%d' % (total % 0xFFFF))\n")
+
+    def __init__(self, pid, pipe):
+        self.pid, self.pipe = pid, pipe
+
+    @classmethod
+    def start(cls, source_fd, start, end):
+        if not sys.executable or not hasattr(os, "posix_spawn") or end - start < (1 << 20):
+            return None
+        read_end, write_end = os.pipe()
+        child_fd = os.dup(source_fd)
+        try:
+            os.set_inheritable(child_fd, True)
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", cls.CODE, str(start), str(end),
+                                                  str(child_fd)],
+                                 {}, file_actions=[(os.POSIX_SPAWN_DUP2, write_end, 1)])
+        except OSError:
+            os.close(read_end)
+            return None
+        finally:
+            os.close(write_end)
+            os.close(child_fd)
+        return cls(pid, read_end)
+
+    def result(self):
+        out = b""
+        try:
+            while chunk := os.read(self.pipe, 64):
+                out += chunk
+        finally:
+            os.close(self.pipe)
+            _pid, status = os.waitpid(self.pid, 0)
+        if status != 0 or not out.isdigit() or int(out) >= 0xFFFF:
+            return None
+        return int(out)
 
 
 def _even_split(parts):
