@@ -24,11 +24,8 @@ from bootforge.fileio import AtomicOutput, read_input
 def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_file):
     """Sign the PE image FILE for UEFI Secure Boot (Authenticode, SHA-256, PKCS#7)."""
     # Function-level import: the signing modules load only when a file is signed.
-    import os
-    import threading
-
     from bootforge.errors import BootforgeError
-    from bootforge.pe.sign import load_signer, prepare_image
+    from bootforge.pe.sign import prepare_image
 
     if output and in_place:
         raise BootforgeError("give -o OUT or --in-place, not both", path=file)
@@ -38,6 +35,23 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
     # The image is read and checked first and its hash started (a thread), so the key loading
     # and cryptography's and asn1crypto's imports overlap the 60 MiB hash and copy.
     prepared = prepare_image(data, path=file, source_fd=source_fd)
+    try:
+        parts, facts = _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file)
+    finally:
+        prepared.abandon()
+    what = "added a signature to an already signed image" if facts["appended"] else "signed"
+    click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
+
+
+def _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file):
+    """Loads the key, signs *prepared* and writes the signed image to *target*: (parts, facts)."""
+    # Function-level import: as in sign_command.
+    import os
+    import threading
+
+    from bootforge.errors import BootforgeError
+    from bootforge.pe.sign import load_signer
+
     head, middle, _pad = prepared.body
     # Not fsynced: the output is rebuilt from its inputs (AtomicOutput durable=False); the
     # replace stays atomic, as sbsign's write is (it does not fsync either).
@@ -54,15 +68,15 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
             key, cert = load_signer(key_path, cert_path, key_passphrase_file)
             parts, facts = prepared.finish(key, cert)
         finally:
-            prepared.abandon()
             copier.join()
         if copied:
-            raise copied[0]
+            exc = copied[0]
+            raise BootforgeError(f"cannot write the signed image: {getattr(exc, 'strerror', None) or exc}",
+                                 path=target)
         head, middle, *rest = parts
         os.pwrite(out, head, 0)
         os.pwrite(out, b"".join(rest), len(head) + len(middle))
-    what = "added a signature to an already signed image" if facts["appended"] else "signed"
-    click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
+    return parts, facts
 
 
 def _copy_into(source_fd, middle, out, offset, errors):

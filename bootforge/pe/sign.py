@@ -288,13 +288,18 @@ class WordSumChild:
     and writes the sum mod 0xFFFF in decimal; any failure (no interpreter, a non-zero exit, no
     number) gives None and the parent sums in-process."""
 
+    # Any failure in the child (the parent gone, the pipe closed) is a silent exit 1: the parent
+    # then sums in-process, or has already stopped on an error of its own.
     CODE = ("import mmap, os, sys\n"
-            "start, end, fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
-            "view = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))\n"
-            "total = 0\n"
-            f"for i in range(start, end, {WORD_SUM_CHUNK}):\n"
-            f"    total += int.from_bytes(view[i:min(i + {WORD_SUM_CHUNK}, end)], 'little')\n"
-            "os.write(1, b'%d' % (total % 0xFFFF))\n")
+            "try:\n"
+            "    start, end, fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+            "    view = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))\n"
+            "    total = 0\n"
+            f"    for i in range(start, end, {WORD_SUM_CHUNK}):\n"
+            f"        total += int.from_bytes(view[i:min(i + {WORD_SUM_CHUNK}, end)], 'little')\n"
+            "    os.write(1, b'%d' % (total % 0xFFFF))\n"
+            "except BaseException:\n"
+            "    os._exit(1)\n")
 
     def __init__(self, pid, pipe):
         self.pid, self.pipe = pid, pipe
