@@ -60,6 +60,29 @@ def test_fat_refuses_names_equal_but_for_case(tmp_path):
         fat_image(tmp_path, {"/boot/Kernel": b"a", "/boot/kernel": b"b"})
 
 
+@pytest.mark.parametrize("sectors", [None, 80 << 11])
+def test_fat_self_partition_entry_is_the_one_mformat_writes(tmp_path, sectors):
+    """An ESP outside any partition (an El Torito image) carries the partition entry mformat puts
+    in its boot sector (OVMF reads it: its allocations before BDS differ without it); a GPT
+    partition's ESP keeps the table zero."""
+    require("mformat", "fsck.fat")
+    w = FatWriter({p: FileContent.from_bytes(d) for p, d in NAMES.items()}, utc(315532800), 0xCAFEF00D,
+                  self_partition=True)
+    w.layout(sectors)
+    path = tmp_path / "fat.img"
+    with open(path, "wb") as f:
+        f.truncate(w.size)
+        w.write(f, 0)
+    mt = tmp_path / "mformat.img"
+    subprocess.run(["mformat", "-i", str(mt), "-C", "-T", str(w.geometry.sectors), "-h", "64", "-s", "32",
+                    "::"], check=True, capture_output=True)
+    assert path.read_bytes()[446:462] == mt.read_bytes()[446:462]
+    assert subprocess.run(["fsck.fat", "-n", str(path)], capture_output=True).returncode == 0
+    (tmp_path / "plain").mkdir()
+    plain, _ = fat_image(tmp_path / "plain", NAMES, sectors)
+    assert plain.read_bytes()[446:462] == bytes(16)
+
+
 def test_iso_rock_ridge_names_read_by_isoinfo(tmp_path):
     require("isoinfo", "xorriso")
     w = IsoWriter({p: FileContent.from_bytes(d) for p, d in NAMES.items()}, "TEST_VOL", utc(315532800))

@@ -200,7 +200,9 @@ def test_grub_keys_on_another_loader_are_one_line(tmp_path):
 def test_bootforge_grub_image_hands_over_the_gop_framebuffer(tmp_path):
     """The issue's case: a bootforge GRUB image, a kernel with a required 1024x768x32 tag, real
     GRUB x86_64-efi on OVMF: tag 8 is GOP mode 7 (it said "no suitable video mode found." and
-    gave none before the builder added efi_gop), and verify's framebuffer rows say so."""
+    gave none before the builder added efi_gop), and verify's framebuffer rows say so. The
+    whole MBI matches too: tag 17 follows the image's own BOOTX64.EFI (GRUB's image and OVMF's
+    freed file buffer) and its ESP's boot-sector partition entry (OVMF's pages before BDS)."""
     require("qemu-system-x86_64", "grub-mkimage", "xorriso", "/usr/share/OVMF/OVMF_CODE_4M.fd")
     fb = _kernel(tmp_path, "multiboot2", (1024, 768, 32))
     assert run_bootforge("build", _image_recipe(tmp_path, fb)).returncode == 0
@@ -212,6 +214,7 @@ def test_bootforge_grub_image_hands_over_the_gop_framebuffer(tmp_path):
         assert rows[name]["observed"] == value and rows[name]["match"], rows[name]
     assert rows["framebuffer rgb (pos/size r, g, b)"]["match"]
     assert "framebuffer address" not in rows          # GOP's FrameBufferBase: firmware data
+    assert doc["ok"] and doc["mbi_bytes"]["match"], doc["mismatches"]
 
 
 @pytest.mark.qemu

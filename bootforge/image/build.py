@@ -234,8 +234,10 @@ def _build_iso(spec, made, files, digest, dt, volume_id, out):
     boots = []
     for b in made.boot_images:
         if b.esp is not None:           # an ESP image made of the bootloader's EFI binaries
+            # The El Torito ESP is a volume outside any partition: mformat's self-partition entry,
+            # as in the efi.img grub-mkrescue and Limine's CD carry (fat._self_partition_entry).
             esp = FatWriter({p: _efi_binary(spec, src) for p, src in b.esp.items()}, dt,
-                            int.from_bytes(content_id(digest, "esp-serial", 4), "little"))
+                            int.from_bytes(content_id(digest, "esp-serial", 4), "little"), self_partition=True)
             esp.layout()
             content = FatContent(esp)
         elif b.data is not None:

@@ -23,6 +23,17 @@ SECTOR = 512
 SHORT_CHARS = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()-@^_`{}~")
 MAX_DIRECTORY_ENTRIES = 65536       # a FAT directory holds at most 65536 entries
 MAX_FAT_BYTES = 512 << 20           # the reader refuses FATs larger than this
+BOOT_HEADS = 64                     # the boot sector's CHS geometry (what mformat takes for a hard disk)
+BOOT_SECTORS_PER_TRACK = 32
+PARTITION_ENTRY = 446               # the first partition entry's offset in a boot sector
+
+
+def _chs(lba):
+    """3 CHS bytes (head, sector | cylinder high bits, cylinder) of *lba* in the boot geometry."""
+    cyl, rest = divmod(lba, BOOT_HEADS * BOOT_SECTORS_PER_TRACK)
+    head, sector = divmod(rest, BOOT_SECTORS_PER_TRACK)
+    cyl = min(cyl, 1023)
+    return bytes([head, (sector + 1) | (cyl >> 8) << 6, cyl & 0xFF])
 
 
 def _dos_datetime(dt):
@@ -152,8 +163,13 @@ CANDIDATES = [(12, 1), (12, 2), (12, 4), (16, 1), (16, 2), (16, 4), (16, 8), (16
 class FatWriter:
     """Lay out a tree of files as a FAT volume and write it into an open file at an offset."""
 
-    def __init__(self, files, epoch_dt, serial, label=b"NO NAME    "):
-        """*files*: {"/EFI/BOOT/BOOTX64.EFI": FileContent}; names keep their case."""
+    def __init__(self, files, epoch_dt, serial, label=b"NO NAME    ", self_partition=False):
+        """*files*: {"/EFI/BOOT/BOOTX64.EFI": FileContent}; names keep their case.
+
+        *self_partition*: write the partition entry mformat puts in the boot sector of a volume
+        that is not inside a partition (see _self_partition_entry); off for a GPT partition.
+        """
+        self.self_partition = self_partition
         self.root = _Node("")
         self.date, self.time = _dos_datetime(epoch_dt)
         self.serial = serial & 0xFFFFFFFF
@@ -291,8 +307,8 @@ class FatWriter:
                       bytes_per_sector=SECTOR, sectors_per_cluster=g.sectors_per_cluster,
                       reserved_sectors=g.reserved, num_fats=2, root_entries=0 if g.fat_type == 32 else 512,
                       total_sectors_16=g.sectors if g.sectors < 0x10000 else 0, media=0xF8,
-                      fat_size_16=0 if g.fat_type == 32 else g.fat_sectors, sectors_per_track=32,
-                      num_heads=64, hidden_sectors=0,
+                      fat_size_16=0 if g.fat_type == 32 else g.fat_sectors,
+                      sectors_per_track=BOOT_SECTORS_PER_TRACK, num_heads=BOOT_HEADS, hidden_sectors=0,
                       total_sectors_32=g.sectors if g.sectors >= 0x10000 else 0)
         out = bytearray(SECTOR)
         out[0:fmt.BPB_COMMON_SIZE] = fmt.BpbCommon.build(common)
@@ -311,8 +327,24 @@ class FatWriter:
         # Not bootable by itself: a BIOS that tries gets "int 18h" (boot failure) from two bytes.
         code = fmt.BPB_COMMON_SIZE + len(ext)
         out[code:code + 2] = b"\xcd\x18"
+        if self.self_partition:
+            out[PARTITION_ENTRY:PARTITION_ENTRY + 16] = self._self_partition_entry()
         out[510:512] = b"\x55\xaa"
         return bytes(out)
+
+    def _self_partition_entry(self):
+        """The first partition entry mformat (mtools 4.0.43, mformat.c, no partition given) writes:
+        active, from sector 0 to the end of the volume rounded up to whole cylinders of the
+        boot sector's geometry, type by FAT size (checked with `mformat -C` on this machine:
+        -f 2880 gives 80 000100 01 01244f 0 5760; -T 1232 -h 64 -s 32 gives type 01, 2048
+        sectors; -T 40000 type 04; -T 65536 type 06; -F type 0c). OVMF reads this sector as an
+        MBR on an El Torito ESP, and its allocations before BDS differ with and without the
+        entry (observed: grub-mkrescue's efi.img vs ours with only these 16 bytes swapped)."""
+        g = self.geometry
+        cylinder = BOOT_HEADS * BOOT_SECTORS_PER_TRACK
+        sectors = -(-g.sectors // cylinder) * cylinder
+        ptype = {12: 0x01, 16: 0x04 if sectors < 0x10000 else 0x06, 32: 0x0C}[g.fat_type]
+        return bytes([0x80]) + _chs(0) + bytes([ptype]) + _chs(sectors - 1) + struct.pack("<II", 0, sectors)
 
     def _fat(self):
         g = self.geometry

@@ -10,7 +10,7 @@ import hashlib
 import tomllib
 from pathlib import Path
 
-from bootforge.errors import BootforgeError, RecipeError
+from bootforge.errors import BootforgeError, FormatError, LimitError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import eltorito as et
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
@@ -23,8 +23,10 @@ from bootforge.bootloaders import BOOTLOADERS
 from bootforge.loader.platforms import resolve
 from bootforge.machines import FIRMWARES, MACHINES, platform_syntax
 from bootforge.loader.result import LoadRequest, ModuleSpec
+from bootforge.pe import read_pe_facts
 
 FIRMWARE_NAMES = {"bios": "bios", "uefi": "uefi", "efi": "uefi"}
+REMOVABLE_EFI = "/EFI/BOOT/BOOTX64.EFI"    # UEFI 2.x 3.5.1.1: x64's removable-media boot file
 
 
 def image_firmwares(view):
@@ -39,7 +41,7 @@ def image_firmwares(view):
     else:
         if view.mbr_code not in (None, "unknown"):
             out.append("bios")
-        if view.esp is not None and view.esp.lookup("/EFI/BOOT/BOOTX64.EFI") is not None:
+        if view.esp is not None and view.esp.lookup(REMOVABLE_EFI) is not None:
             out.append("uefi")
     return out or ["bios"]
 
@@ -155,9 +157,24 @@ def _from_image(path, platform, loader, entry, firmware):
             if f is None:
                 raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
             mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
-        return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name, boot_device=_boot_device(view))
+        return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name, boot_device=_boot_device(view),
+                           efi_application=_efi_application(view) if fw == "uefi" else None)
     finally:
         view.image.close()
+
+
+def _efi_application(view):
+    """(file size, SizeOfImage) of the ESP's EFI/BOOT/BOOTX64.EFI, which UEFI firmware starts
+    from removable media; None when the ESP has none or it is no PE image (the loader's own
+    medium is predicted then)."""
+    try:
+        f = view.esp.lookup(REMOVABLE_EFI) if view.esp is not None else None
+        if f is None or f.is_dir:
+            return None
+        data = view.esp.read_file(f, MAX_KERNEL)
+        return f.size, read_pe_facts(data).size_of_image
+    except (FormatError, LimitError):
+        return None
 
 
 def _boot_device(view):

@@ -28,6 +28,10 @@ class LoadRequest:
     # The BIOS drive and 0-based partition the loader boots from, where an image says so: GRUB
     # hands its root device over as MB1 boot_device / MB2 tag 5. None: the policy's own medium.
     boot_device: tuple | None = None
+    # (file size, SizeOfImage) of the EFI application the firmware starts from the image's ESP
+    # (EFI/BOOT/BOOTX64.EFI), where an image is booted: a loader's own pages under OVMF follow
+    # them. None: the policy's own medium.
+    efi_application: tuple | None = None
 
 
 @dataclass

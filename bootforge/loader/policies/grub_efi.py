@@ -24,6 +24,7 @@ Rules:
 """
 
 import re
+from dataclasses import replace
 
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats.e820 import E820Type
@@ -31,7 +32,7 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.ovmf_pages import PageMap
+from bootforge.loader.ovmf_pages import PageMap, pages_for, pool_pages
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
@@ -69,17 +70,28 @@ def grub_efi_mmap(efi_map):
     return out
 
 
-GRUB_HEAP_SLACK_PAGES = 0x2A
+# grub-core/kern/efi/mm.c: the buffer grub_efi_mm_init holds two memory maps in while it counts
+# (2 * BYTES_TO_PAGES (MEMORY_MAP_SIZE 0x3000) pages, allocated first, freed after the heap), the
+# heap's bounds, and filter_memory_map's: conventional memory ending above 1 MiB, starting at or
+# below GRUB_EFI_MAX_USABLE_ADDRESS, cut at BYTES_TO_PAGES_DOWN of that address.
+GRUB_MEMORY_MAP_BUFFER_PAGES = 2 * 3
+GRUB_MIN_HEAP_PAGES = 0x100000 // PAGE
+GRUB_MAX_HEAP_PAGES = 1600 * 0x100000 // PAGE
+GRUB_MAX_USABLE_PAGE = 0xFFFFFFFF // PAGE
 
 
 def grub_efi_heap(efi_map):
     """Where GRUB 2.06 x86_64-efi puts its heap when it starts (grub-core/kern/efi/mm.c
-    grub_efi_mm_init): one loader-code allocation of a quarter of the conventional memory below
-    4 GiB, less 0x2a pages (observed on OVMF at 256M..5G), from the top of the highest
-    conventional range below 4 GiB that holds it. Returns (start, size) or None."""
+    grub_efi_mm_init): one loader-code allocation of a quarter (total_pages >> 2) of the
+    conventional pages filter_memory_map keeps (ending above 1 MiB, below 4 GiB) while its own
+    6-page map buffer is allocated from them, from the top of the highest conventional range
+    below 4 GiB that holds it. Observed exact on OVMF at 256M..5G and from bootforge's ISO
+    (148-page GRUB image: 13579 pages, where the earlier "quarter of all, less 0x2a" gave 13578).
+    Returns (start, size) or None."""
     conv = [(r.start, r.start + r.size) for r in efi_map.ranges
             if r.type == EfiMemoryType.CONVENTIONAL and r.start < GIB4]
-    pages = (sum(min(b, GIB4) - a for a, b in conv) // PAGE >> 2) - GRUB_HEAP_SLACK_PAGES
+    total = sum(min(b // PAGE, GRUB_MAX_USABLE_PAGE) - -(-a // PAGE) for a, b in conv if b > 0x100000)
+    pages = min(max((total - GRUB_MEMORY_MAP_BUFFER_PAGES) >> 2, GRUB_MIN_HEAP_PAGES), GRUB_MAX_HEAP_PAGES)
     size = pages * PAGE
     for a, b in sorted(conv, reverse=True):
         b = min(b, GIB4)
@@ -157,7 +169,7 @@ COMPARISON = Comparison(entry=lambda k: efi_entry(k, keeps_boot_services(k)), mb
                summary="GRUB 2.06 x86_64-efi `multiboot2`/`module2`")
 def load(req):
     k = req.kernel
-    plat = req.platform
+    plat = _with_grub_image(req.platform, req.efi_application)
     keep_bs = any(t.get("type") == Mb2HeaderTag.EFI_BOOT_SERVICES for t in (k.mb2 or {}).get("tags", []))
     reloc = relocatable_tag(k)
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
@@ -367,6 +379,38 @@ def gop_mode_scans(modestring, modes=None, current=0):
 # Walks of OVMF's 30 modes whose leaked mode records the Boot Services Data pool OVMF has free
 # when GRUB sets the video mode still holds (observed, 256M: one walk leaves the exit map as
 # predicted, two add one BootServicesData page). Each QueryMode is QemuVideoDxe's AllocatePool
+def _with_grub_image(plat, application):
+    """The OVMF platform with GRUB's own pages for the BOOTX64.EFI an image holds,
+    *application* = (file size, SizeOfImage), in place of the grub-mkrescue image the template
+    was printed from: OVMF's LoadImage reads the file into a pool buffer (its own pages,
+    ovmf_pages.pool_pages) at the top of the free memory under the Boot Services Data block BDS
+    allocated, puts the image (EFI_SIZE_TO_PAGES(SizeOfImage), loader code) under that and frees
+    the buffer (conventional at exit). Observed at 256M from bootforge's ISO: a 606208-byte
+    BOOTX64.EFI gives 148 pages of loader code under 149 free pages; grub-mkrescue's 159744
+    bytes give 39 under 40. GRUB's heap, a quarter of what is left (grub_efi_heap), follows."""
+    if application is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf" or plat.grub_heap_included:
+        return plat
+    file_size, size_of_image = application
+    ranges = plat.memory_map.ranges
+    # The template's GRUB image: its only loader code (the heap is folded into conventional memory).
+    at = next((i for i, r in enumerate(ranges) if r.type == EfiMemoryType.LOADER_CODE and r.start < GIB4), None)
+    if at is None or at == 0 or at + 2 >= len(ranges):
+        return plat
+    below, image, buffer, block = ranges[at - 1:at + 3]
+    if (below.type != EfiMemoryType.CONVENTIONAL or buffer.type != EfiMemoryType.CONVENTIONAL
+            or block.type != EfiMemoryType.BOOT_SERVICES_DATA or buffer.start + buffer.size != block.start):
+        return plat
+    buffer_size = pool_pages(file_size) * PAGE
+    image_size = pages_for(size_of_image) * PAGE
+    image_at = block.start - buffer_size - image_size
+    if image_at <= below.start:
+        return plat
+    new = [MemoryRange(below.start, image_at - below.start, below.type, below.attributes),
+           MemoryRange(image_at, image_size, image.type, image.attributes),
+           MemoryRange(block.start - buffer_size, buffer_size, buffer.type, buffer.attributes)]
+    return replace(plat, memory_map=plat.memory_map.replace(ranges[:at - 1] + new + ranges[at + 2:]))
+
+
 # of the mode information, which efi_gop never frees; 30 more of them fit in one new pool page.
 GOP_WALKS_IN_FREE_POOL = 1
 
