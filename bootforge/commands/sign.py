@@ -34,11 +34,8 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
     data = source if source is not None else read_input(file)
     # The image is read and checked first and its hash started (a thread), so the key loading
     # and cryptography's and asn1crypto's imports overlap the 60 MiB hash and copy.
-    prepared = prepare_image(data, path=file, source_fd=source_fd)
-    try:
-        parts, facts = _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file)
-    finally:
-        prepared.abandon()
+    prepared = prepare_image(data, path=file)
+    parts, facts = _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file)
     what = "added a signature to an already signed image" if facts["appended"] else "signed"
     click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
 

@@ -21,9 +21,7 @@ past the end of the file or not at its end.
 
 import dataclasses
 import hashlib
-import os
 import struct
-import sys
 import threading
 
 from bootforge.errors import BootforgeError, FormatError, RecipeError
@@ -173,11 +171,10 @@ def sign_image_parts(data, key, cert, path=None):
     return prepare_image(data, path).finish(key, cert)
 
 
-def prepare_image(data, path=None, source_fd=None):
+def prepare_image(data, path=None):
     """The checks and the layout of PE *data* to sign, its Authenticode hash started in a thread
     (SignError/FormatError now, before any key is read): a PreparedImage, whose finish(key,
-    cert) gives what sign_image_parts gives. *source_fd*: an open regular file whose bytes
-    *data* maps, for the CheckSum word sum in a child interpreter (see WordSumChild)."""
+    cert) gives what sign_image_parts gives."""
     try:
         img = read_pe(data)
     except FormatError as exc:
@@ -209,7 +206,7 @@ def prepare_image(data, path=None, source_fd=None):
         name, start, end = layout.gaps[0]
         raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
                         "the section table): a signature would not cover them", path=path, offset=start)
-    return PreparedImage(body, layout, bytes(view[length:]), sec, cks, appended, source_fd)
+    return PreparedImage(body, layout, bytes(view[length:]), sec, cks, appended)
 
 
 class PreparedImage:
@@ -218,33 +215,12 @@ class PreparedImage:
     fields. The SHA-256 runs in a thread from here (hashlib releases the GIL on large buffers),
     so the key loading, the imports and the CheckSum word sum (which holds the GIL) overlap it."""
 
-    def __init__(self, body, layout, table, sec, cks, appended, source_fd=None):
+    def __init__(self, body, layout, table, sec, cks, appended):
         self.body, self.layout, self.table = body, layout, table
         self.sec, self.cks, self.appended = sec, cks, appended
         self._digest = self._error = None
         self._hasher = threading.Thread(target=self._hash, name="authenticode-sha256", daemon=True)
         self._hasher.start()
-        head, middle = body[0], body[1]
-        self._child = None
-        if source_fd is not None and not len(head) % 2:
-            self._child = WordSumChild.start(source_fd, len(head), len(head) + (len(middle) & ~1))
-
-    def _word_sum(self):
-        """The word sum of the body mod 0xFFFF: the child's part (when it answers) plus the rest."""
-        if self._child is not None:
-            child_part = self._child.result()
-            self._child = None
-            if child_part is not None:
-                head, middle, pad = self.body
-                rest = memoryview(middle)[len(middle) & ~1:]
-                return (child_part + _word_sum(head) + sum(_word_sum(b) for b in _even_split([rest, pad]))) % 0xFFFF
-        return sum(_word_sum(b) for b in _even_split(self.body)) % 0xFFFF
-
-    def abandon(self):
-        """Waits for the word-sum child, if any (no zombie when signing stops on an error)."""
-        if self._child is not None:
-            self._child.result()
-            self._child = None
 
     def _hash(self):
         try:
@@ -262,7 +238,7 @@ class PreparedImage:
         """(parts, facts) of the image signed with *key* and its certificate *cert*; the head
         buffer (parts[0]) is rewritten with the table entry and the CheckSum."""
         body, head, sec, cks = self.body, self.body[0], self.sec, self.cks
-        body_sum = self._word_sum()
+        body_sum = sum(_word_sum(b) for b in _even_split(body)) % 0xFFFF
         digest = self.digest()
         unsigned_size = sum(len(b) for b in body)
         pkcs7 = signed_data(digest, key, cert)
@@ -277,63 +253,6 @@ class PreparedImage:
         struct.pack_into("<I", head, cks, (total + unsigned_size + len(table)) & 0xFFFFFFFF)
         return body + [table], {"authenticode_sha256": digest.hex(), "appended": self.appended,
                                 "signature_size": len(pkcs7)}
-
-
-class WordSumChild:
-    """The CheckSum word sum of file bytes [start, end) (start even) computed by a child Python
-    interpreter (-I -S: no site, no bootforge) on the other core: int.from_bytes holds the GIL
-    (0.06-0.1 s for 60 MiB), so a thread could not overlap it with the imports and the key
-    loading; hashlib already takes the second core only part of the time. The child inherits a
-    duplicate of the input's open file (the same inode the parent mapped, whatever the path is now)
-    and writes the sum mod 0xFFFF in decimal; any failure (no interpreter, a non-zero exit, no
-    number) gives None and the parent sums in-process."""
-
-    # Any failure in the child (the parent gone, the pipe closed) is a silent exit 1: the parent
-    # then sums in-process, or has already stopped on an error of its own.
-    CODE = ("import mmap, os, sys\n"
-            "try:\n"
-            "    start, end, fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
-            "    view = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))\n"
-            "    total = 0\n"
-            f"    for i in range(start, end, {WORD_SUM_CHUNK}):\n"
-            f"        total += int.from_bytes(view[i:min(i + {WORD_SUM_CHUNK}, end)], 'little')\n"
-            "    os.write(1, b'%d' % (total % 0xFFFF))\n"
-            "except BaseException:\n"
-            "    os._exit(1)\n")
-
-    def __init__(self, pid, pipe):
-        self.pid, self.pipe = pid, pipe
-
-    @classmethod
-    def start(cls, source_fd, start, end):
-        if not sys.executable or not hasattr(os, "posix_spawn") or end - start < (1 << 20):
-            return None
-        read_end, write_end = os.pipe()
-        child_fd = os.dup(source_fd)
-        try:
-            os.set_inheritable(child_fd, True)
-            pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", cls.CODE, str(start), str(end),
-                                                  str(child_fd)],
-                                 {}, file_actions=[(os.POSIX_SPAWN_DUP2, write_end, 1)])
-        except OSError:
-            os.close(read_end)
-            return None
-        finally:
-            os.close(write_end)
-            os.close(child_fd)
-        return cls(pid, read_end)
-
-    def result(self):
-        out = b""
-        try:
-            while chunk := os.read(self.pipe, 64):
-                out += chunk
-        finally:
-            os.close(self.pipe)
-            _pid, status = os.waitpid(self.pid, 0)
-        if status != 0 or not out.isdigit() or int(out) >= 0xFFFF:
-            return None
-        return int(out)
 
 
 def _even_split(parts):
