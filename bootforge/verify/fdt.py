@@ -21,9 +21,7 @@ test_uboot_qemu.py):
 import hashlib
 import os
 import select
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from bootforge.loader.policies.uboot_booti import UBOOT_ARM64, UBOOT_RISCV64_SMO
 from bootforge.loader.policies.uboot_bootz import UBOOT_ARM
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
 from bootforge.verify.run import Row, VerifyReport, _table_lines, same_words
+from bootforge.verify.workdir import close_workdir, open_workdir
 
 # The loaders this module boots, and how (the words verify --help and load --help print).
 LOADERS = {
@@ -410,8 +409,7 @@ def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):
         if words is None:
             raise exc.located(path=recipe)
         report.predicted_refusal = words
-    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
-    work.mkdir(parents=True, exist_ok=True)
+    work = open_workdir(keep)
     proc = None
     try:
         argv, command, report.medium = boot_plan(req, res, work) if res is not None else \
@@ -439,10 +437,7 @@ def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):
         if proc is not None:
             proc.kill()
             proc.wait()
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            report.kept = str(work)
+        close_workdir(work, keep, report)
     return report
 
 

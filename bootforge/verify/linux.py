@@ -7,8 +7,6 @@ its string, the setup_data chain, and the zero page byte for byte as the policy 
 firmware, per field, with the reason)."""
 
 import hashlib
-import shutil
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -24,6 +22,7 @@ from bootforge.qemu.media import MEDIA, BootFile, build_medium, image_medium
 from bootforge.qemu.runner import Machine, Medium, QemuRun, last_lines
 from bootforge.uki.kernel import read_bzimage
 from bootforge.verify.capture import GuestMemory, hash_guest
+from bootforge.verify.workdir import close_workdir, open_workdir
 
 PAGE = 0x1000
 MAX_SETUP_DATA = 64             # nodes followed in the setup_data chain (a loop or garbage stops there)
@@ -355,9 +354,8 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
     except BootforgeError as exc:
         raise exc.located(path=recipe)
     timeout = timeout or machine.declared.boot_timeout
-    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
+    work = open_workdir(keep)
     try:
-        work.mkdir(parents=True, exist_ok=True)
         medium = _medium(recipe, req, machine, work, entry, progress)
         report.medium = medium.description
         report.entry = entry_address(req, res)
@@ -390,8 +388,5 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
         report.boot_information = {k: v for k, v in params.items() if k != "problems"}
         report.boot_information["zero_page"] = page.hex()
     finally:
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            report.kept = str(work)
+        close_workdir(work, keep, report)
     return report

@@ -3,8 +3,6 @@ entry, read what the loader handed over, compare field by field."""
 
 import hashlib
 import re
-import shutil
-import tempfile
 import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from bootforge.verify import relocation
 from bootforge.verify.compare import mbi_bytes_comparison, mbi_bytes_lines, mbi_bytes_row
 from bootforge.verify.compare import (framebuffer_rows, observed_fields, predicted_fields, predicted_tag_names,
                                       tag_names)
+from bootforge.verify.workdir import close_workdir, open_workdir
 
 # What the first boot's console reader says when the translation log shows the kernel ran elsewhere.
 RAN_ELSEWHERE = "(the kernel ran at another candidate entry)"
@@ -405,9 +404,8 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
     kernel = BootFile(Path(req.kernel.path), req.kernel_loader_path, req.cmdline)
     modules = [BootFile(Path(m.path), m.loader_path, m.cmdline) for m in req.modules]
     timeout = timeout or machine.declared.boot_timeout
-    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
+    work = open_workdir(keep)
     try:
-        work.mkdir(parents=True, exist_ok=True)
         medium = image_medium(recipe, machine.declared)        # the user's own image boots as it is
         if medium is not None and entry is not None:
             # Another entry than the image's default: a snapshot copy whose configuration says so.
@@ -478,8 +476,5 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
             report.problems.append("a relocatable kernel is stopped at the entry moved to the predicted load "
                                    "base; the loader put it elsewhere or never started it")
     finally:
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            report.kept = str(work)
+        close_workdir(work, keep, report)
     return report

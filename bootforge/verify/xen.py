@@ -8,8 +8,6 @@ No breakpoint: Xen's console is read, and the run ends at the first line after t
 map ("ACPI: RSDP"), before dom0 runs."""
 
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from bootforge.loader.platforms import parse_lsefimmap
 from bootforge.loader.policies import POLICIES, policy
 from bootforge.qemu.media import grub_script_iso
 from bootforge.qemu.runner import Machine, QemuRun, last_lines
+from bootforge.verify.workdir import close_workdir, open_workdir
 
 XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
 # Xen's first line after the "EFI RAM map:" table (setup.c prints the map, then the ACPI tables).
@@ -119,9 +118,8 @@ def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
     except BootforgeError as exc:
         raise exc.located(path=recipe)
     timeout = timeout or max(machine.declared.boot_timeout, 150)
-    work = Path(tempfile.mkdtemp(prefix="bootforge-verify-")) if keep is None else Path(keep)
+    work = open_workdir(keep)
     try:
-        work.mkdir(parents=True, exist_ok=True)
         files = [(req.kernel_loader_path, req.kernel.path)] + [(m.loader_path, m.path) for m in req.modules]
         if any(not name.startswith("/") for name, _src in files):
             raise RecipeError("verify of xen-efi needs absolute loader paths (GRUB file names)", path=recipe)
@@ -149,10 +147,7 @@ def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
         report.boot_information = {"xen_console": seen}
         report.rows = rows_for(predicted_facts(res), seen, Row)
     finally:
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            report.kept = str(work)
+        close_workdir(work, keep, report)
     return report
 
 
