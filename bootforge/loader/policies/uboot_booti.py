@@ -203,20 +203,7 @@ def load(req):
     if len(req.modules) > 1:
         raise RecipeError("booti takes one ramdisk (ADDR:SIZE); give one initrd")
     if board.machine is not None:
-        bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
-        version = uboot_version()
-        ramdisk = req.modules[0].size if req.modules else None
-        fdt_bytes = int.from_bytes(bios_dtb[4:8], "big") + SYS_FDT_PAD
-        layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
-        handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base,
-                                                        board.memory_bytes, ramdisk_size=ramdisk,
-                                                        ramdisk_start=layout[0] if layout else None)
-        if layout is not None:
-            place_copies(res, layout, ramdisk, fdt_bytes, len(handed), req)
-        res.mbi_bytes = handed
-        res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, res.mbi_address, res.linux["registers"],
-                                                   RANDOM, source + " with -bios u-boot.bin", random_bytes)
-        res.linux["devicetree"]["loader_chosen_bytes"] = [list(s) for s in chosen_bytes]
+        layout, ramdisk = hand_over_control_dtb(res, board, req)
         if ramdisk and layout is None:
             res.notes.append("bounded: the ramdisk's address (U-Boot copies it below initrd_high), so the "
                              "/memreserve/ address and linux,initrd-start/end values in the DTB")
@@ -224,6 +211,28 @@ def load(req):
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel runs past RAM"))
     standard_checks(res, req.platform.memory_map)
     return res
+
+
+def hand_over_control_dtb(res, board, req):
+    """U-Boot on qemu_arm64 hands over its control DTB (booti, and bootm of a legacy uImage, edit
+    and copy it alike): the edited tree as res.mbi_bytes, lmb's copies placed, its devicetree
+    facts. Returns (the lmb layout or None where it is not predicted, the ramdisk's size or None)."""
+    ram_end = board.ram_base + board.memory_bytes
+    bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
+    version = uboot_version()
+    ramdisk = req.modules[0].size if req.modules else None
+    fdt_bytes = int.from_bytes(bios_dtb[4:8], "big") + SYS_FDT_PAD
+    layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
+    handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base,
+                                                    board.memory_bytes, ramdisk_size=ramdisk,
+                                                    ramdisk_start=layout[0] if layout else None)
+    if layout is not None:
+        place_copies(res, layout, ramdisk, fdt_bytes, len(handed), req)
+    res.mbi_bytes = handed
+    res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, res.mbi_address, res.linux["registers"],
+                                               RANDOM, source + " with -bios u-boot.bin", random_bytes)
+    res.linux["devicetree"]["loader_chosen_bytes"] = [list(c) for c in chosen_bytes]
+    return layout, ramdisk
 
 
 # RISC-V: Debian's qemu-riscv64_smode U-Boot, started by OpenSBI as QEMU's -kernel (so its DTB is

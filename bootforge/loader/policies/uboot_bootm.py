@@ -26,10 +26,8 @@ from bootforge.fdtboot.fit import read_fit
 from bootforge.fdtboot.handover import devicetree_facts
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
-from bootforge.fdtboot.machines import machine_dtb
-from bootforge.loader.policies.qemu_arm_kernel import RANDOM
-from bootforge.loader.policies.uboot_booti import (PAGE, SYS_FDT_PAD, UBOOT_ARM64, handed_dtb, lmb_layout,
-                                                   place_copies, uboot_version)
+from bootforge.loader.policies.uboot_booti import (PAGE, SYS_FDT_PAD, hand_over_control_dtb, handed_dtb,
+                                                   lmb_layout, uboot_version)
 from bootforge.loader.result import LoadResult
 from bootforge.verdict import check
 
@@ -129,20 +127,7 @@ def load_legacy(req):
     res.linux = {"entry": h["ep"], "kernel_format": "uimage", "registers": {"x1": 0, "x2": 0, "x3": 0},
                  "bounded": {"x0 (DTB)": [board.ram_base, ram_end], "ramdisk": [board.ram_base, ram_end]}}
     res.cmdline = req.cmdline
-    bios_dtb, source = machine_dtb(board.machine, board.memory_bytes, bios=UBOOT_ARM64)
-    version = uboot_version()
-    ramdisk = req.modules[0].size if req.modules else None
-    fdt_bytes = int.from_bytes(bios_dtb[4:8], "big") + SYS_FDT_PAD
-    layout = lmb_layout(version, ram_end, fdt_bytes, ramdisk)
-    handed, random_bytes, chosen_bytes = handed_dtb(bios_dtb, req.cmdline, version, board.ram_base,
-                                                    board.memory_bytes, ramdisk_size=ramdisk,
-                                                    ramdisk_start=layout[0] if layout else None)
-    if layout is not None:
-        place_copies(res, layout, ramdisk, fdt_bytes, len(handed), req)
-    res.mbi_bytes = handed
-    res.linux["devicetree"] = devicetree_facts(bios_dtb, handed, res.mbi_address, res.linux["registers"], RANDOM,
-                                               source + " with -bios u-boot.bin", random_bytes)
-    res.linux["devicetree"]["loader_chosen_bytes"] = [list(c) for c in chosen_bytes]
+    hand_over_control_dtb(res, board, req)
     ok = board.ram_base <= h["load"] and h["load"] + h["size"] <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel lies outside RAM"))
     standard_checks(res, req.platform.memory_map)
