@@ -3,6 +3,7 @@ header bootforge writes), QEMU -kernel runs on virt, their captures as fixtures
 (tests/data/dtdump-*.serial and the machine's DTB of the same QEMU), and predictions
 from a captured machine DTB so unit tests run without QEMU."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -38,6 +39,22 @@ def make_initrd(path, size):
     body = bytes((i * 7 + 3) & 0xFF for i in range(size - len(INITRD_MAGIC)))
     path.write_bytes(INITRD_MAGIC + body)
     return path
+
+
+def legacy_uimage(kernel, out, address=0x40400000):
+    """*kernel* as an uncompressed arm64 uImage made by mkimage (load = entry = *address*)."""
+    require("mkimage")
+    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", hex(address),
+                    "-e", hex(address), "-n", "dtdump", "-d", str(kernel), str(out)], check=True, capture_output=True)
+    return out
+
+
+def verify_json(*args):
+    """`bootforge verify ARGS --json -q`, which must exit 0: (its report, the report's fields by name)."""
+    proc = run_bootforge("verify", *args, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    return report, {f["name"]: f for f in report["fields"]}
 
 
 def qemu_command(machine, mem, kernel, initrd=None, cmdline=None, serial=None, extra=()):

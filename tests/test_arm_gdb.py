@@ -10,7 +10,7 @@ import time
 from bootforge.fdtboot.handover import masked
 from bootforge.qemu.gdbremote import GdbRemote
 from conftest import require, run_bootforge
-from dtboot import MIB, make_initrd
+from dtboot import MIB, make_initrd, verify_json
 from test_arm_images import debian_arm64_kernel
 
 AARCH64_GDB = (tuple(f"x{i}" for i in range(31)) + ("sp", "pc"), 8)   # gdb-xml/aarch64-core.xml
@@ -26,10 +26,7 @@ def test_debian_kernel_entry(tmp_path):
     initrd = make_initrd(tmp_path / "initrd.img", 3 * MIB + 123)
     args = (kernel, "--platform", "qemu-virt-aarch64:2G", "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE)
     result = json.loads(run_bootforge("load", *args, "--initrd", initrd, "--json", check=0).stdout)
-    proc = run_bootforge("verify", *args, "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
-    fields = {f["name"]: f for f in report["fields"]}
+    report, fields = verify_json(*args, "--module", initrd)
     at = {p["kind"]: p for p in result["placements"]}
     assert report["registers"]["pc"] == result["linux"]["entry"] == at["kernel"]["start"]
     assert {k: report["registers"][k] for k in ("x0", "x1", "x2", "x3")} == result["linux"]["registers"]

@@ -19,7 +19,8 @@ from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.loader.policies.qemu_arm_kernel import RANDOM
 from conftest import DATA, assert_one_line_error, require, run_bootforge
-from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command
+from dtboot import (MIB, boot, dump_kernel, fixture_board, legacy_uimage, make_initrd, predict, qemu_command,
+                    verify_json)
 
 CMDLINE = "console=ttyAMA0 bootforge=dtdump"
 INITRD_SIZE = 5000
@@ -169,12 +170,7 @@ def test_load_prints_the_dtb_handed_over(tmp_path):
 def test_qemu_kernel_of_a_uimage(tmp_path):
     """-kernel uImage (mkimage, load/entry 0x40400000): the data at ih_load, entered at ih_ep, the
     initrd at 128 MiB, the DTB after it, all as predicted."""
-    require("mkimage")
-    kernel = dump_kernel("aarch64")
-    uimage = tmp_path / "uImage"
-    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40400000",
-                    "-e", "0x40400000", "-n", "dtdump", "-d", str(kernel), str(uimage)], check=True,
-                   capture_output=True)
+    uimage = legacy_uimage(dump_kernel("aarch64"), tmp_path / "uImage")
     initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
     proc = run_bootforge("load", uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "qemu-arm-kernel",
                          "--cmdline", CMDLINE, "--initrd", initrd, "--json", "--mbi-out", tmp_path / "predicted.dtb",
@@ -219,11 +215,8 @@ def test_verify_boots_qemu_kernel(tmp_path, arch, mem):
     kernel = dump_kernel(arch)
     initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
     args = (kernel, "--platform", f"qemu-virt-{arch}:{mem}", "--loader", "qemu-arm-kernel", "--cmdline", CMDLINE)
-    proc = run_bootforge("verify", *args, "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
+    report, fields = verify_json(*args, "--module", initrd)
     predicted = json.loads(run_bootforge("load", *args, "--initrd", initrd, "--json", check=0).stdout)
-    fields = {f["name"]: f for f in report["fields"]}
     assert report["ok"] and report["status"] == "entry" and report["mismatches"] == []
     for name, value in predicted["linux"]["registers"].items():
         assert report["registers"][name] == value == fields[name]["observed"]
@@ -246,11 +239,8 @@ def test_verify_elf_program(tmp_path, link, dtb_at):
     subprocess.run(["arm-linux-gnueabihf-ld", f"-Ttext={link:#x}", "-e", hex(link), "--build-id=none", "-o",
                     str(elf), str(stubs / "dtdump-arm.o")], check=True, capture_output=True)
     initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
-    proc = run_bootforge("verify", elf, "--platform", "qemu-virt-arm:256M", "--loader", "qemu-arm-kernel",
-                         "--cmdline", CMDLINE, "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
-    fields = {f["name"]: f for f in report["fields"]}
+    report, fields = verify_json(elf, "--platform", "qemu-virt-arm:256M", "--loader", "qemu-arm-kernel",
+                                 "--cmdline", CMDLINE, "--module", initrd)
     assert report["registers"] == {"r0": 0, "r1": 0, "r2": 0, "pc": link}
     assert fields["ELF segment 0 bytes"]["match"] and "initrd start" not in fields
     assert fields["dtb at the RAM base"]["observed"] == dtb_at

@@ -18,7 +18,7 @@ from bootforge.fdtboot import opensbi
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from conftest import DATA, require, run_bootforge
-from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command
+from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, qemu_command, verify_json
 
 CMDLINE = "console=ttyS0 bootforge=dtdump"
 INITRD_SIZE = 5000
@@ -106,11 +106,8 @@ def test_verify_boots_qemu_kernel_on_riscv64(tmp_path):
     OpenSBI's edited DTB byte for byte apart from rng-seed."""
     kernel = dump_kernel("riscv64")
     initrd = make_initrd(tmp_path / "initrd.img", 5000)
-    proc = run_bootforge("verify", kernel, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel",
-                         "--cmdline", "console=ttyS0", "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
-    fields = {f["name"]: f for f in report["fields"]}
+    report, fields = verify_json(kernel, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel",
+                                 "--cmdline", "console=ttyS0", "--module", initrd)
     assert report["registers"]["a0"] == 0 and report["registers"]["a1"] == fields["dtb address"]["observed"]
     assert fields["dtb bytes"]["match"] and fields["initrd bytes"]["match"]
     assert [f["name"] for f in report["fields"] if f["name"].startswith("per boot")] == ["per boot: /chosen rng-seed"]

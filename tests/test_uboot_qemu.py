@@ -6,7 +6,6 @@ with the DTB U-Boot hands it equal to the prediction byte for byte."""
 
 import json
 import struct
-import subprocess
 
 import pytest
 
@@ -14,8 +13,9 @@ from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import machine_dtb
 from bootforge.machines import MACHINES
-from conftest import require, run_bootforge
-from dtboot import UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, make_initrd, uboot_run
+from conftest import run_bootforge
+from dtboot import (UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, legacy_uimage, make_initrd,
+                    uboot_run, verify_json)
 
 LOAD = 0x40400000
 RECIPE = """[fit]
@@ -232,11 +232,8 @@ def test_verify_boots_booti_with_a_ramdisk(tmp_path):
     copy), the ramdisk copy's place and bytes, and the DTB byte for byte apart from QEMU's seeds."""
     kernel = dump_kernel("aarch64")
     initrd = make_initrd(tmp_path / "initrd.img", 5000)
-    proc = run_bootforge("verify", kernel, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-booti",
-                         "--cmdline", "console=ttyAMA0 via=verify", "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
-    fields = {f["name"]: f for f in report["fields"]}
+    report, fields = verify_json(kernel, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-booti",
+                                 "--cmdline", "console=ttyAMA0 via=verify", "--module", initrd)
     assert "booti 0x40400000 0x" in report["medium"] or report["medium"].startswith("U-Boot qemu_arm64 booti")
     assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
     assert fields["dtb /chosen u-boot,version"]["match"]
@@ -247,11 +244,7 @@ def test_verify_boots_bootm_of_a_fit_and_its_refusal(tmp_path):
     """verify of bootm: a bootforge FIT boots exactly as predicted; a FIT with no DTB for the board
     is refused by U-Boot in the words uboot-bootm predicts (a row of its own, exit 0)."""
     fit = _fit(tmp_path)
-    proc = run_bootforge("verify", fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
-                         "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    report = json.loads(proc.stdout)
-    fields = {f["name"]: f for f in report["fields"]}
+    report, fields = verify_json(fit, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm")
     assert fields["kernel entry"]["observed"] == LOAD and fields["dtb bytes"]["match"]
     assert fields["dtb /chosen u-boot,bootconf"]["observed"] == "conf-1"
     (tmp_path / "nodtb").mkdir()
@@ -288,17 +281,10 @@ def test_verify_bootm_of_a_legacy_uimage(tmp_path):
     """bootm of a mkimage uImage (load = entry 0x40400000) with a raw ramdisk: U-Boot copies the
     data to ih_load and edits its control DTB as booti does; verify stops at ih_ep with x0 where
     predicted and the kernel's bytes (the uImage's data), ramdisk and DTB as predicted."""
-    require("mkimage")
-    kernel = dump_kernel("aarch64")
-    uimage = tmp_path / "uImage"
-    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none", "-a", "0x40400000",
-                    "-e", "0x40400000", "-n", "dtdump", "-d", str(kernel), str(uimage)], check=True,
-                   capture_output=True)
+    uimage = legacy_uimage(dump_kernel("aarch64"), tmp_path / "uImage")
     initrd = make_initrd(tmp_path / "initrd.img", 5000)
-    proc = run_bootforge("verify", uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
-                         "--cmdline", "console=ttyAMA0 via=bootm", "--module", initrd, "--json", "-q")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    fields = {f["name"]: f for f in json.loads(proc.stdout)["fields"]}
+    _, fields = verify_json(uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                            "--cmdline", "console=ttyAMA0 via=bootm", "--module", initrd)
     assert fields["kernel entry"]["observed"] == 0x40400000 and fields["kernel bytes"]["match"]
     assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
     assert fields["dtb /memreserve/"]["observed"] == [[fields["initrd start"]["observed"], 5000]]
