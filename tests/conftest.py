@@ -21,14 +21,19 @@ IN_CI = os.environ.get("CI") == "true"
 os.environ.setdefault("BOOTFORGE_LIMINE_DIR", str(REPO.parent / "shared" / "oracles" / "limine-11.4.1"))
 
 
+def unavailable(reason):
+    """What a test cannot check here: a skip locally, a failure under CI=true (CI never passes
+    by skipping)."""
+    if IN_CI:
+        pytest.fail(reason + " under CI=true", pytrace=False)
+    pytest.skip(reason)
+
+
 def require(*things):
     """Skip (locally) or fail (in CI) unless every program or path in *things* exists."""
     missing = [t for t in things if not (Path(t).exists() if "/" in t else shutil.which(t))]
     if missing:
-        reason = "missing " + ", ".join(missing) + " (run `make deps`)"
-        if IN_CI:
-            pytest.fail(reason + " under CI=true", pytrace=False)
-        pytest.skip(reason)
+        unavailable("missing " + ", ".join(missing) + " (run `make deps`)")
 
 
 def require_module(name):
@@ -37,10 +42,7 @@ def require_module(name):
     try:
         return importlib.import_module(name)
     except ImportError:
-        reason = f"Python module {name} is not installed (pip install -e '.[test]')"
-        if IN_CI:
-            pytest.fail(reason + " under CI=true", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"Python module {name} is not installed (pip install -e '.[test]')")
 
 
 def run_bootforge(*args, input=None, check=None):

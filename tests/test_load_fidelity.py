@@ -7,7 +7,7 @@ file and prints the matrix."""
 
 import pytest
 
-from conftest import BUILD, IN_CI, require
+from conftest import BUILD, require, unavailable
 import fidelity as F
 
 
@@ -62,9 +62,7 @@ def test_matrix_table(capsys):
     fails when any of them errored or mismatched, or when a verified policy's scenarios ran and
     matched nothing."""
     if not OUTCOMES:
-        if IN_CI:
-            pytest.fail("no fidelity scenario ran under CI=true", pytrace=False)
-        pytest.skip("no fidelity scenario ran (selected out)")
+        unavailable("no fidelity scenario ran (selected out)")
     table = F.matrix_table(OUTCOMES)
     with capsys.disabled():
         print("\n" + table)
