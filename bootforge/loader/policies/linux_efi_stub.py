@@ -278,7 +278,8 @@ def load(req):
     # systemd-stub 252 (stub.c): the loader's options replace .cmdline when Secure Boot is off
     # (OVMF here), else .cmdline is the command line.
     res.cmdline = req.cmdline if req.cmdline or embedded is None else embedded
-    if path == "efi-stub" and req.modules and plat.name.startswith("qemu-q35-ovmf"):
+    on_q35_ovmf = plat.qemu is not None and plat.qemu.name == "qemu-q35-ovmf"   # the machine, not a map file
+    if path == "efi-stub" and req.modules and on_q35_ovmf:
         # QEMU -initrd under OVMF: X86QemuLoadImageLib appends "initrd=initrd" to the load options
         # (the initrd file of QemuKernelLoaderFs); observed in the kernel's "Command line:".
         res.cmdline = (res.cmdline + " " if res.cmdline else "") + "initrd=initrd"
@@ -337,7 +338,7 @@ def load(req):
     nodes = []
     if n > BOOT_PARAMS_E820_MAX:
         nodes.append({"type": "SETUP_E820_EXT", "len": 20 * (n - BOOT_PARAMS_E820_MAX), "address": None})
-    if plat.name.startswith("qemu-q35-ovmf"):
+    if on_q35_ovmf:
         device, rom = QEMU_STD_VGA
         nodes.append({"type": "SETUP_PCI", "device": device, "len": PCI_SETUP_ROM_FIELDS + rom,
                       "size": SETUP_DATA_HEADER + PCI_SETUP_ROM_FIELDS + rom, "address": None})
