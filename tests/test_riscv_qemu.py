@@ -10,10 +10,12 @@ QEMU) are checked without QEMU. Regenerate them: .venv/bin/python tests/test_ris
 """
 
 import json
+import subprocess
 import sys
 
 import pytest
 
+from bootforge.errors import LoaderRefusal
 from bootforge.fdtboot import opensbi
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
@@ -23,6 +25,18 @@ from dtboot import MIB, boot, dump_kernel, fixture_board, make_initrd, predict, 
 CMDLINE = "console=ttyS0 bootforge=dtdump"
 INITRD_SIZE = 5000
 FIXTURES = [("512M", True), ("128M", False)]
+# The dump code as an ELF program: linked by ld -n (no headers in the segment) at ELF_LINK, with
+# e_entry in its strings (never executed): QEMU hands fw_dynamic the lowest loaded address.
+ELF_LINK, ELF_ENTRY = 0x80400000, 0x80400400
+ELF_FIXTURE = "dtdump-riscv64-elf"
+
+
+def link_elf(out):
+    require("riscv64-linux-gnu-ld")
+    obj = dump_kernel("riscv64").parent / "dtdump-riscv64.o"
+    subprocess.run(["riscv64-linux-gnu-ld", "-n", f"-Ttext={ELF_LINK:#x}", "-e", hex(ELF_ENTRY), "--no-relax",
+                    "--build-id=none", "-o", str(out), str(obj)], check=True, capture_output=True)
+    return out
 
 
 def _check(dump, registers, kernel_at, initrd_at, dtb, random_bytes):
@@ -74,6 +88,41 @@ def test_captured_boots(tmp_path, mem, with_initrd):
            placements["module"].start if initrd else None, res.mbi_bytes, res.linux["devicetree"]["random_bytes"])
 
 
+def test_captured_elf_boot(tmp_path):
+    """The ELF program's capture (tests/data/dtdump-riscv64-elf.serial, 512M with an initrd; the
+    machine DTB is the 512M fixture's, dumped by the same QEMU): the prediction without QEMU."""
+    require(str(opensbi.FIRMWARE_ELF), str(opensbi.FIRMWARE_BIN))
+    board = fixture_board("qemu-virt-riscv64", 512 * MIB, "dtdump-riscv64-512M-initrd", CMDLINE)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    elf = (DATA / f"{ELF_FIXTURE}.elf").read_bytes()
+    assert int.from_bytes(elf[24:32], "little") == ELF_ENTRY
+    res = predict(board, elf, "qemu-riscv-kernel", initrd, CMDLINE)
+    assert res.linux["entry"] == ELF_LINK and res.linux["kernel_format"] == "elf"
+    initrd_at = next(p.start for p in res.placements if p.kind == "module")
+    assert initrd_at == ELF_LINK + 128 * MIB
+    # The dump kernel names its Image header's place, 0x40 before the code it runs, and looks for
+    # the initrd on pages from there (not page aligned here: INITRD none); the handed /chosen says.
+    dump = read_dtdump((DATA / f"{ELF_FIXTURE}.serial").read_text())
+    _check(dump, res.linux["registers"], ELF_LINK - 0x40, None, res.mbi_bytes,
+           res.linux["devicetree"]["random_bytes"])
+    chosen = Fdt(dump.full_dtb()).path_offset("/chosen")
+    assert int.from_bytes(Fdt(dump.full_dtb()).getprop(chosen, "linux,initrd-start"), "big") == initrd_at
+
+
+def test_elf_overlapping_the_firmware_is_refused(tmp_path):
+    """An ELF over fw_dynamic.bin: QEMU exits before the boot (its ROM blobs overlap)."""
+    require(str(opensbi.FIRMWARE_BIN))
+    board = fixture_board("qemu-virt-riscv64", 512 * MIB, "dtdump-riscv64-512M-initrd", CMDLINE)
+    elf = bytearray((DATA / f"{ELF_FIXTURE}.elf").read_bytes())
+    phoff, count = int.from_bytes(elf[32:40], "little"), int.from_bytes(elf[56:58], "little")
+    load = next(phoff + 56 * i for i in range(count) if elf[phoff + 56 * i] == 1)     # the one PT_LOAD
+    for field in (16, 24):                      # its p_vaddr, p_paddr
+        elf[load + field:load + field + 8] = (0x80010000).to_bytes(8, "little")
+    with pytest.raises(LoaderRefusal) as refusal:
+        predict(board, bytes(elf), "qemu-riscv-kernel", None, CMDLINE)
+    assert refusal.value.words == "Some ROM regions are overlapping"
+
+
 def regenerate():
     import shutil
     import tempfile
@@ -94,11 +143,28 @@ def regenerate():
         # The whole buffer counts: OpenSBI's open_into() brings bytes past the packed totalsize back
         # into the tree the kernel reads (QEMU's stale bytes there are kept up to the last non-zero one).
         (DATA / f"{name}.machine.dtb").write_bytes(dtb.rstrip(b"\0"))
+    regenerate_elf()
+
+
+def regenerate_elf():
+    """The ELF program's capture (its machine DTB is the 512M fixture's)."""
+    import tempfile
+    from pathlib import Path
+    elf = link_elf(DATA / f"{ELF_FIXTURE}.elf")
+    with tempfile.TemporaryDirectory() as tmp:
+        initrd = make_initrd(Path(tmp) / "initrd.img", INITRD_SIZE)
+        serial, _ = boot("qemu-virt-riscv64", 512 * MIB, elf, tmp, initrd, CMDLINE)
+    command = " ".join(qemu_command("qemu-virt-riscv64", 512 * MIB, f"tests/data/{ELF_FIXTURE}.elf", "initrd.img",
+                                    CMDLINE))
+    (DATA / f"{ELF_FIXTURE}.serial").write_text(
+        f"# riscv64-linux-gnu-ld -n -Ttext={ELF_LINK:#x} -e {ELF_ENTRY:#x} --no-relax --build-id=none "
+        f"build/stubs/dtdump-riscv64.o; {command}  (initrd.img: tests/dtboot.py make_initrd, {INITRD_SIZE} "
+        "bytes)\n" + serial)
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(DATA.parent))
-    regenerate()
+    regenerate_elf() if sys.argv[1:] == ["elf"] else regenerate()
 
 
 def test_verify_boots_qemu_kernel_on_riscv64(tmp_path):
@@ -111,3 +177,16 @@ def test_verify_boots_qemu_kernel_on_riscv64(tmp_path):
     assert report["registers"]["a0"] == 0 and report["registers"]["a1"] == fields["dtb address"]["observed"]
     assert fields["dtb bytes"]["match"] and fields["initrd bytes"]["match"]
     assert [f["name"] for f in report["fields"] if f["name"].startswith("per boot")] == ["per boot: /chosen rng-seed"]
+
+
+def test_verify_elf_program_on_riscv64(tmp_path):
+    """`bootforge verify` of an ELF program under QEMU -kernel (OpenSBI fw_dynamic): stopped at the ELF's
+    lowest address, not its e_entry; a0/a1, the segment's bytes, the initrd 128 MiB past the ELF and
+    OpenSBI's DTB byte for byte."""
+    elf = link_elf(tmp_path / "dtdump.elf")
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    report, fields = verify_json(elf, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel",
+                                 "--cmdline", CMDLINE, "--module", initrd)
+    assert report["registers"]["pc"] == ELF_LINK and report["registers"]["a0"] == 0
+    assert fields["ELF segment 0 bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+    assert fields["initrd start"]["observed"] == ELF_LINK + 128 * MIB and fields["initrd bytes"]["match"]

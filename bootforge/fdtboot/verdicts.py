@@ -122,7 +122,8 @@ def qemu_arm_kernel(data, arch):
 
 def qemu_riscv_kernel(data):
     if elf_for(data, EM_RISCV):
-        return _v("qemu-riscv-kernel", True, "an ELF: QEMU loads its segments", taken_as="elf")
+        return _v("qemu-riscv-kernel", True, "an ELF: QEMU loads its segments at their p_paddr and fw_dynamic "
+                  "enters it at the lowest one (not e_entry)", taken_as="elf")
     if kernels.is_uimage(data):
         h = kernels.read_uimage(data)
         if h["type"] not in QEMU_UIMAGE_TYPES:

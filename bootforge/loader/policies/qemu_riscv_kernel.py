@@ -8,8 +8,21 @@ without -initrd: tests/test_riscv_qemu.py):
   aligned power of two holding its image and one stack per hart, listed in the DTB as
   /reserved-memory/mmode_resv0@80000000 (no S-mode access).
 - Kernel: a raw Image at the first 2 MiB boundary after the firmware's file (QEMU reads
-  no Image header: text_offset is ignored); an ELF at its addresses; a uImage at its load
-  address.
+  no Image header: text_offset is ignored); a uImage at its load address (not modelled).
+- An ELF of e_machine EM_RISCV (riscv_load_kernel: load_elf_ram_sym): each PT_LOAD with a
+  p_memsz at its p_paddr (filesz bytes, the rest zero), and the "kernel entry" handed to
+  fw_dynamic (its next_addr, riscv_setup_rom_reset_vec) is the ELF's lowest loaded address
+  (load_elf's lowaddr), NOT e_entry: QEMU's "NB: Use low address not ELF entry point"
+  comment (since QEMU 7.0), so an ELF boots as fw_jump/fw_payload would jump to it. The
+  initrd, the DTB, a0/a1 and OpenSBI's edits are those of a raw Image, from that address.
+  Each loaded file is a ROM blob (hw/core/loader.c rom_add_elf_program, rom_add_file_fixed,
+  rom_add_blob_fixed_as "fdt" of the 1 MiB buffer): segments overlapping fw_dynamic.bin, the
+  initrd or the DTB make QEMU exit before the boot (rom_check_and_register_reset; QEMU 7.2
+  prints "Some ROM regions are overlapping", observed with an ELF at 0x80010000); segments in
+  OpenSBI's kept region past its file (its hart stacks) are refused as not modelled.
+  Observed: the dtdump code linked by ld -n at 0x80400000 with e_entry in its strings (never
+  executed): stopped at 0x80400000, a0 = 0, a1 = the DTB, initrd at
+  0x80400000 + 128 MiB (tests/test_riscv_qemu.py).
 - Initrd: kernel start + min(RAM / 2, 128 MiB); /chosen linux,initrd-start and
   linux,initrd-end, one cell each, set before the DTB is placed.
 - DTB: the whole 1 MiB buffer virt built the tree in is placed at
@@ -75,10 +88,9 @@ def load(req):
         raise LoaderRefusal(found.reason, loader="qemu-riscv-kernel", words=found.words)
     if len(req.modules) > 1:
         raise RecipeError("QEMU -initrd takes one file; give one initrd")
-    if found.facts.get("taken_as") in ("elf", "uimage"):
-        raise RecipeError(f"a{'n ELF' if found.facts['taken_as'] == 'elf' else ' uImage'} kernel: "
-                          "qemu-riscv-kernel predicts raw Images (QEMU loads the others at their own "
-                          "addresses; not modelled)", path=req.kernel.path)
+    if found.facts.get("taken_as") == "uimage":
+        raise RecipeError("a uImage kernel: qemu-riscv-kernel predicts raw Images and ELF programs (QEMU loads "
+                          "a uImage at its own load address; not modelled)", path=req.kernel.path)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     base, ram = board.ram_base, board.memory_bytes
     ram_end = base + ram
@@ -86,9 +98,15 @@ def load(req):
     fw_end = opensbi.firmware_end(base=base)
     res.place("OpenSBI fw_dynamic (kept: mmode_resv0)", region[0], region[1], region[1],
               "the firmware's image and hart stacks, a power of two", "firmware")
-    entry = _align(fw_end, 2 * MIB)
     data = req.kernel.data
-    res.place("kernel", entry, len(data), 2 * MIB, "the first 2 MiB boundary after fw_dynamic.bin", "kernel")
+    segments = None
+    if found.facts.get("taken_as") == "elf":
+        entry, segments = elf_program(req, base, ram_end)
+        for i, (paddr, _, _, memsz) in enumerate(segments):
+            res.place(f"ELF segment {i}", paddr, memsz, 1, "its p_paddr (hw/core/loader.c load_elf)", "kernel")
+    else:
+        entry = _align(fw_end, 2 * MIB)
+        res.place("kernel", entry, len(data), 2 * MIB, "the first 2 MiB boundary after fw_dynamic.bin", "kernel")
     initrd = None
     if req.modules:
         m = req.modules[0]
@@ -113,10 +131,46 @@ def load(req):
     res.cmdline = req.cmdline
     memory = fdt_to_map(parse_dtb(handed))
     res.mmap = [(r.start, r.size, r.type) for r in memory.ranges]
-    res.linux = {"entry": entry, "kernel_format": "raw", "registers": registers,
+    res.linux = {"entry": entry, "kernel_format": "raw" if segments is None else "elf", "registers": registers,
                  "devicetree": devicetree_facts(dump, handed, dtb_start, registers, RANDOM, source, random_bytes)}
+    if segments is not None:
+        res.linux["elf_segments"] = [list(s) for s in segments]
+        res.notes.append(f"fw_dynamic enters the ELF at its lowest loaded address {entry:#x}, not at e_entry "
+                         f"{elf_entry(data):#x} (QEMU riscv_load_kernel)")
+        rom_overlap(res, segments, fw_end, base)
+        if any(p < region[0] + region[1] and region[0] < p + m for p, _, _, m in segments):
+            raise RecipeError(f"an ELF kernel inside OpenSBI's own memory [{region[0]:#x}, {region[0] + region[1]:#x}) "
+                              "(its hart stacks; the kernel must start past it): not modelled", path=req.kernel.path)
     ok = all(base <= p.start and p.end <= ram_end for p in res.placements)
     res.checks.append(check("placements-in-ram", ok, "firmware, kernel, initrd and DTB lie in /memory's RAM"
                             if ok else "a placement lies outside /memory"))
     standard_checks(res, plat.memory_map)
     return res
+
+
+def elf_entry(data):
+    return int.from_bytes(data[24:32] if data[4] == 2 else data[24:28], "little")
+
+
+def elf_program(req, base, ram_end):
+    """(lowest loaded address, the loaded PT_LOAD segments) of an EM_RISCV ELF in RAM."""
+    # Function-level import: one ELF program-header reader for both QEMU -kernel policies.
+    from bootforge.loader.policies.qemu_arm_kernel import elf_load_segments
+    _, segments = elf_load_segments(req.kernel.data, req.kernel.path)
+    segments = [s for s in segments if s[3]]          # load_elf skips empty segments
+    if not segments or any(p < base or p + m > ram_end for p, _, _, m in segments):
+        raise RecipeError("an ELF kernel whose segments lie outside RAM: QEMU's load_elf writes them where they "
+                          "say (qemu-riscv-kernel predicts ELF programs loaded into RAM)", path=req.kernel.path)
+    return min(p for p, _, _, _ in segments), segments
+
+
+def rom_overlap(res, segments, fw_end, base):
+    """QEMU refuses to start when two ROM blobs overlap (rom_check_and_register_reset)."""
+    blobs = [("fw_dynamic.bin", base, fw_end)]
+    blobs += [(p.name, p.start, p.end) for p in res.placements if p.kind in ("module", "boot-info")]
+    for i, (paddr, _, _, memsz) in enumerate(segments):
+        for name, start, end in blobs:
+            if paddr < end and start < paddr + memsz:
+                raise LoaderRefusal(f"ELF segment {i} [{paddr:#x}, {paddr + memsz:#x}) overlaps {name} "
+                                    f"[{start:#x}, {end:#x}): QEMU exits before the boot",
+                                    loader="qemu-riscv-kernel", words="Some ROM regions are overlapping")
