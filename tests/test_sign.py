@@ -230,6 +230,12 @@ def test_bad_input_one_line_nothing_written(tmp_path):
     assert_one_line_error(_sign(uki, out, cert=other), "is not the key of certificate", "CN=other")
     assert_one_line_error(_sign(uki, out, passphrase=None), "encrypted", "--key-passphrase-file")
     assert_one_line_error(_sign(uki, out, passphrase="wrong"), "passphrase does not decrypt")
+    # Not a certificate: a PEM with only a key block, and a DER certificate cut short.
+    assert_one_line_error(_sign(uki, out, cert=SNAKEOIL_KEY), "not an X.509 certificate", "no CERTIFICATE block")
+    der = subprocess.run(["openssl", "x509", "-in", str(SNAKEOIL_CERT), "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    (tmp_path / "cut.der").write_bytes(der[:-40])
+    assert_one_line_error(_sign(uki, out, cert=tmp_path / "cut.der"), "not an X.509 certificate")
     # A certificate table that runs past the end of the file, and bytes after the table.
     signed = tmp_path / "signed.efi"
     assert _sign(uki, signed).returncode == 0

@@ -21,6 +21,7 @@ past the end of the file or not at its end.
 
 import dataclasses
 import hashlib
+import os
 import struct
 import threading
 
@@ -52,6 +53,47 @@ def load_certificate(data, path):
         raise SignError(f"not an X.509 certificate (PEM or DER): {exc}", path=path) from None
 
 
+class SigningCertificate:
+    """The signer's certificate as signing needs it: its DER parsed by asn1crypto (its issuer
+    and serial name the signer; the DER goes into the signature) and its public key.
+
+    Signing reads the certificate with asn1crypto, which the PKCS#7 needs anyway, instead of
+    cryptography.x509: that import alone cost 25-50 ms of `bootforge sign`'s ~0.25 s (measured
+    with -X importtime), which ran against sbsign's whole 0.16 s."""
+
+    def __init__(self, der, asn1, public_key):
+        self.der, self.asn1, self.public_key = der, asn1, public_key
+
+    def subject(self):
+        """The subject as RFC 4514 text (for messages: cryptography.x509 loads only then)."""
+        # Function-level import: only a refusal names the subject.
+        from cryptography import x509
+        return x509.load_der_x509_certificate(self.der).subject.rfc4514_string()
+
+
+def load_signing_certificate(data, path):
+    """A SigningCertificate from an X.509 certificate, PEM (its first CERTIFICATE block) or DER."""
+    # Function-level import: see the note at the top (imports overlap the hash).
+    from asn1crypto import pem, x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        der = data
+        if pem.detect(data):
+            der = next((body for name, _headers, body in pem.unarmor(data, multiple=True)
+                        if name in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE")), None)
+            if der is None:
+                raise ValueError("no CERTIFICATE block")
+        cert = asn1_x509.Certificate.load(der, strict=True)
+        tbs = cert["tbs_certificate"]
+        tbs["issuer"].native, tbs["serial_number"].native    # parsed now: a bad one is reported here
+        public_key = serialization.load_der_public_key(tbs["subject_public_key_info"].dump())
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SignError(f"not an X.509 certificate (PEM or DER): {why}", path=path) from None
+    return SigningCertificate(bytes(der), cert, public_key)
+
+
 def load_private_key(data, path, passphrase=None):
     """A private key, PEM or DER, decrypted with *passphrase* (bytes) when encrypted."""
     # Function-level import: see the note at the top (imports overlap the hash).
@@ -81,17 +123,18 @@ def load_private_key(data, path, passphrase=None):
 
 
 def check_pair(key, cert, key_path, cert_path):
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
-        raise SignError(f"the private key is not the key of certificate {cert_path} "
-                        f"({cert.subject.rfc4514_string()})", path=key_path)
+    if key.public_key().public_numbers() != cert.public_key.public_numbers():
+        raise SignError(f"the private key is not the key of certificate {cert_path} ({cert.subject()})",
+                        path=key_path)
 
 
 def signed_data(digest, key, cert):
-    """The DER of the PKCS#7 ContentInfo (SignedData) signing Authenticode hash *digest*."""
+    """The DER of the PKCS#7 ContentInfo (SignedData) signing Authenticode hash *digest* with
+    *key* and its SigningCertificate *cert*."""
     # Function-level import: see the note at the top (imports overlap the hash).
-    from asn1crypto import cms, core, x509 as asn1_x509
+    from asn1crypto import cms, core
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     # Function-level import: as above (asn1crypto's cms alone is ~20 ms).
     from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -107,11 +150,11 @@ def signed_data(digest, key, cert):
     ])
     signature = key.sign(attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
     try:
-        cert.public_key().verify(signature, attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+        cert.public_key.verify(signature, attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise SignError("the private key gives signatures its certificate's key does not verify "
                         "(a damaged key)") from None
-    der_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    der_cert = cert.asn1
     sha256 = {"algorithm": "sha256", "parameters": core.Null()}
     signer = {
         "version": "v1",
@@ -162,6 +205,54 @@ def _word_sum(buffer):
     for i in range(0, len(view), WORD_SUM_CHUNK):
         total += int.from_bytes(view[i:i + WORD_SUM_CHUNK], "little")
     return total % 0xFFFF
+
+
+WORD_SUM_FORK_BYTES = 8 << 20   # below this the sum is done in the process (a fork costs ~2-5 ms)
+
+
+def _word_sum_started(buffers):
+    """A function giving the word sum of *buffers* (each at an even offset), mod 0xFFFF.
+
+    The sum holds the GIL (int.from_bytes, ~75 ms for a 68 MiB UKI, measured), so in a thread
+    it would only take turns with the imports and the key loading. For a large image it runs
+    in a forked child instead, which reads the same (mapped) pages, so it runs beside them on
+    the other core, as sbsign's C loop runs beside nothing. Anything going wrong with the child
+    (no fork, a short answer) falls back to summing here: the result is the same."""
+
+    def here():
+        return sum(_word_sum(b) for b in buffers) % 0xFFFF
+
+    if sum(len(b) for b in buffers) < WORD_SUM_FORK_BYTES or not hasattr(os, "fork"):
+        value = here()
+        return lambda: value
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        value = here()
+        return lambda: value
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        value = here()
+        return lambda: value
+    if pid == 0:                                   # the child: sum, answer, leave at once
+        try:
+            os.close(read_end)
+            os.write(write_end, here().to_bytes(2, "little"))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+
+    def answer():
+        try:
+            got = os.read(read_end, 2)
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+        return int.from_bytes(got, "little") if len(got) == 2 else here()
+    return answer
 
 
 def sign_image_parts(data, key, cert, path=None):
@@ -219,6 +310,8 @@ class PreparedImage:
         self.body, self.layout, self.table = body, layout, table
         self.sec, self.cks, self.appended = sec, cks, appended
         self._digest = self._error = None
+        # Forked before the hash thread starts, so the child is a copy of one thread.
+        self._body_sum = _word_sum_started(_even_split(body))
         self._hasher = threading.Thread(target=self._hash, name="authenticode-sha256", daemon=True)
         self._hasher.start()
 
@@ -238,7 +331,7 @@ class PreparedImage:
         """(parts, facts) of the image signed with *key* and its certificate *cert*; the head
         buffer (parts[0]) is rewritten with the table entry and the CheckSum."""
         body, head, sec, cks = self.body, self.body[0], self.sec, self.cks
-        body_sum = sum(_word_sum(b) for b in _even_split(body)) % 0xFFFF
+        body_sum = self._body_sum()
         digest = self.digest()
         unsigned_size = sum(len(b) for b in body)
         pkcs7 = signed_data(digest, key, cert)
@@ -307,13 +400,13 @@ def sign_image(data, key, cert, path=None):
 
 
 def load_signer(key_path, cert_path, passphrase_path=None):
-    """(key, certificate) from files, checked to be a pair; SignError otherwise."""
+    """(key, SigningCertificate) from files, checked to be a pair; SignError otherwise."""
     passphrase = None
     if passphrase_path is not None:
         # The first line of the file (a trailing newline is not part of the passphrase, as for
         # openssl's -passin file:).
         passphrase = read_input(passphrase_path).split(b"\n", 1)[0].rstrip(b"\r")
-    cert = load_certificate(read_input(cert_path), cert_path)
+    cert = load_signing_certificate(read_input(cert_path), cert_path)
     key = load_private_key(read_input(key_path), key_path, passphrase)
     check_pair(key, cert, key_path, cert_path)
     return key, cert
