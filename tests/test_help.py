@@ -84,6 +84,21 @@ def test_verify_help_lists_the_loaders_verify_boots():
     assert found == verifiable_loaders()
 
 
+def test_help_says_which_linux_loaders_verify_boots_from_images():
+    """The Linux policies verify boots from an image's entry (no medium of their own) are listed
+    in verify's help and said so in load's, from the policy registry."""
+    from bootforge.verify.run import image_linux_loaders
+    loaders = image_linux_loaders()
+    assert {"grub-pc-linux", "limine-linux", "linux-efi-stub"} <= set(loaders)
+    listed = section(help_text("verify"), "Linux loaders verify boots from an image's entry")
+    assert [n for n in re.findall(r"(?:^| )([a-z0-9]+(?:-[a-z0-9]+)+) ", listed) if n in set(loaders)] == loaders
+    load_help = " ".join(help_text("load").split())
+    for name in loaders:
+        assert f"{name} " in load_help
+        row = load_help[load_help.index(f" {name} "):]
+        assert row.split("; ")[2].startswith("`bootforge verify` boots it from an image's Linux entry"), row[:300]
+
+
 def test_inspect_help_names_the_formats_and_kernel_loaders():
     from bootforge.inspect import format_names
     from bootforge.multiboot.verdicts import KERNEL_LOADERS

@@ -17,9 +17,12 @@ def verify_claim(p, verifiable):
     """What the registry says about real boots of policy *p*, in words: `bootforge verify` boots
     it (*verifiable*: bootforge.verify.run.verifiable_loaders()), or its declaration says it is
     checked against the real loader otherwise (the fidelity matrix), or verify does not boot it."""
+    # Function-level import: only for help (verifiable is computed there too).
+    from bootforge.verify.run import image_linux_loaders, verify_medium
     if p.name in verifiable:
-        from bootforge.verify.run import verify_medium      # only for help: verifiable is computed there too
         return f"`bootforge verify` boots it under the real loader ({verify_medium(p.name)})"
+    if p.name in image_linux_loaders():
+        return f"`bootforge verify` boots it from {verify_medium(p.name)}"
     if p.verified:
         return "checked against the real loader; `bootforge verify` does not boot it"
     return "`bootforge verify` does not boot it"

@@ -15,10 +15,14 @@ class VerifyCommand(click.Command):
 
     def format_epilog(self, ctx, formatter):
         from bootforge.loader.policies import POLICIES
-        from bootforge.verify.run import verifiable_loaders, verify_medium
+        from bootforge.verify.run import image_linux_loaders, verifiable_loaders, verify_medium
         with formatter.section("Loaders verify boots (--loader)"):
             formatter.write_dl([(name, f"{POLICIES.get(name).summary} ({verify_medium(name)})")
                                 for name in verifiable_loaders()])
+        with formatter.section("Linux loaders verify boots from an image's entry"):
+            formatter.write_text("RECIPE is a bootable image or an [image] recipe with a Linux entry; on OVMF a "
+                                 "bare UKI or bzImage boots as QEMU -kernel.")
+            formatter.write_dl([(name, POLICIES.get(name).summary) for name in image_linux_loaders()])
 
 
 @click.command("verify", cls=VerifyCommand)

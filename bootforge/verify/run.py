@@ -43,6 +43,17 @@ def verifiable_loaders():
             or name in device_tree_loaders()]
 
 
+def image_linux_loaders():
+    """Linux policies verify boots from an image's entry (verify/linux.py): they have no medium of
+    their own, the image (or the [image] recipe's build) is the medium."""
+    return [name for name, p in POLICIES.items()
+            if p.protocol == "linux" and p.boot_medium not in MEDIA and name not in device_tree_loaders()]
+
+
+# How verify boots the loaders of image_linux_loaders(), for help.
+IMAGE_LINUX_MEDIUM = "an image's Linux entry: a bootable image or an [image] recipe"
+
+
 def device_tree_loaders():
     """{policy: how verify boots it} for the device-tree machines (bootforge/verify/fdt.py)."""
     # Function-level import: verify/fdt.py builds on this module's Row and VerifyReport.
@@ -51,7 +62,9 @@ def device_tree_loaders():
 
 
 def verify_medium(name):
-    """How verify boots policy *name*: its boot medium, or the device-tree boot's words."""
+    """How verify boots policy *name*: its boot medium, the device-tree boot's words, or an image."""
+    if name in image_linux_loaders():
+        return IMAGE_LINUX_MEDIUM
     return POLICIES.get(name).boot_medium or device_tree_loaders().get(name)
 
 
