@@ -67,14 +67,14 @@ class _Decoder:
         if self.pos > self.end_bit:
             raise self.error(f"compressed data ends inside {what}")
 
-    def table(self, lengths, what, start):
-        built = decode_table(lengths)
+    def table(self, lengths, what, start, entry=None):
+        built = decode_table(lengths, entry)
         if built is None:
             raise FormatError(f"{what} code lengths {_short(lengths)} are not a complete prefix code",
                               offset=HEADER_SIZE + start // 8)
         return built
 
-    def read_pt_set(self, nn, nbit, special, what):
+    def read_pt_set(self, nn, nbit, special, what, entry=None):
         """Code lengths of the T or P set: 3 bits each, 7 and up extended in unary."""
         start = self.pos
         count = self.bits(nbit)
@@ -82,7 +82,7 @@ class _Decoder:
             symbol = self.bits(nbit)
             if symbol >= nn:
                 raise self.error(f"{what} single symbol {symbol} is outside 0..{nn - 1}")
-            return [symbol << 5], 0
+            return [entry(symbol, 0) if entry else symbol << 5], 0
         if count > nn:
             raise self.error(f"{what} count {count} exceeds its {nn} symbols")
         lengths = [0] * nn
@@ -99,7 +99,7 @@ class _Decoder:
             if i == special:
                 i += self.bits(2)       # that many zero lengths follow
         self.check_inside(f"the {what} lengths")
-        return self.table(lengths, what, start)
+        return self.table(lengths, what, start, entry)
 
     def read_c_set(self, t_table, t_bits):
         start = self.pos
@@ -108,7 +108,7 @@ class _Decoder:
             symbol = self.bits(CBIT)
             if symbol >= NC:
                 raise self.error(f"C single symbol {symbol} is outside 0..{NC - 1}")
-            return [symbol << 5], 0
+            return [_c_entry(symbol, 0)], 0
         if count > NC:
             raise self.error(f"C count {count} exceeds its {NC} symbols")
         lengths = [0] * NC
@@ -134,7 +134,7 @@ class _Decoder:
             if i > NC:
                 raise self.error(f"C zero run ends at symbol {i}, past {NC}")
         self.check_inside("the C lengths")
-        return self.table(lengths, "C", start)
+        return self.table(lengths, "C", start, _c_entry)
 
     def run(self):
         out = bytearray()
@@ -149,38 +149,35 @@ class _Decoder:
                 block_size = self.bits(16) or 0x10000
                 t_table, t_bits = self.read_pt_set(NT, TBIT, T_SPECIAL, "T")
                 c_table, c_bits = self.read_c_set(t_table, t_bits)
-                p_table, p_bits = self.read_pt_set(variant.np, variant.pbit, -1, "P")
+                p_table, p_bits = self.read_pt_set(variant.np, variant.pbit, -1, "P", _p_entry)
                 self.check_inside("a block header")
                 c_shift, c_mask = 64 - c_bits, (1 << c_bits) - 1
                 p_shift, p_mask = 64 - p_bits, (1 << p_bits) - 1
                 pos = self.pos
+                # Hot loop. A C entry is (byte, code length) for a literal and
+                # (-match length, code length) for a match; a P entry is (code
+                # length, extra bits, their shift, their mask, distance before them).
                 for _ in range(block_size):
-                    entry = c_table[(words[pos >> 5] >> (c_shift - (pos & 31))) & c_mask]
-                    pos += entry & 31
-                    c = entry >> 5
-                    if c < 256:
+                    c, n = c_table[(words[pos >> 5] >> (c_shift - (pos & 31))) & c_mask]
+                    pos += n
+                    if c >= 0:
                         append(c)
                         continue
-                    entry = p_table[(words[pos >> 5] >> (p_shift - (pos & 31))) & p_mask]
-                    pos += entry & 31
-                    value = entry >> 5
-                    if value > 1:
-                        extra = value - 1
-                        value = (1 << extra) + ((words[pos >> 5] >> (64 - extra - (pos & 31)))
-                                                & ((1 << extra) - 1))
-                        pos += extra
-                    length = c - MATCH_BASE
-                    source = len(out) - value - 1
+                    n, extra, shift, mask, distance = p_table[(words[pos >> 5] >> (p_shift - (pos & 31))) & p_mask]
+                    pos += n
+                    distance += (words[pos >> 5] >> (shift - (pos & 31))) & mask
+                    pos += extra
+                    size = len(out)
+                    source = size - distance
                     if source < 0:
                         self.pos = pos
-                        raise self.error(f"match distance {value + 1} reaches before the start "
-                                         f"of the output (at byte {len(out)})")
-                    if value >= length:
-                        out += out[source:source + length]
+                        raise self.error(f"match distance {distance} reaches before the start "
+                                         f"of the output (at byte {size})")
+                    if distance >= -c:
+                        out += out[source:source - c]
                     else:               # overlapping copy: repeat the period
-                        period = out[source:]
-                        out += (period * (length // len(period) + 1))[:length]
-                    if len(out) > original_size:
+                        out += (out[source:] * (-c // distance + 1))[:-c]
+                    if size - c > original_size:
                         break
             except IndexError:
                 # Reading went past the zero padding after the body: far past its end.
@@ -193,6 +190,18 @@ class _Decoder:
                 raise self.error(f"block of {block_size} codes overruns the original size "
                                  f"of {original_size} bytes")
         return bytes(out)
+
+
+def _c_entry(symbol, length):
+    """A C table entry: (byte, code length) for a literal, (-match length, code length) for a match."""
+    return (symbol if symbol < 256 else MATCH_BASE - symbol), length
+
+
+def _p_entry(symbol, length):
+    """A P table entry: P symbol p stands for distance values 2^(p-1) + the next p-1 bits (p >= 2)."""
+    extra = symbol - 1 if symbol > 1 else 0
+    value = 1 << (symbol - 1) if symbol else 0
+    return length, extra, 64 - extra, (1 << extra) - 1, value + 1
 
 
 def _short(lengths):

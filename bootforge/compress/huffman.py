@@ -7,6 +7,7 @@ one or no symbol is written in the "count 0, symbol" form instead.
 """
 
 import heapq
+from itertools import chain, repeat
 
 from bootforge.compress.formats import MAX_CODE_LEN
 
@@ -104,21 +105,24 @@ def kraft_sum(lengths):
     return sum(1 << (MAX_CODE_LEN - n) for n in lengths if n)
 
 
-def decode_table(lengths):
-    """Table for decoding a complete code: (entries, bits).
+def decode_table(lengths, entry=None):
+    """Table for decoding a complete code: (table, bits).
 
-    Index with the next *bits* bits of the stream; an entry is
-    symbol << 5 | code length. Returns None when *lengths* is not a complete
-    prefix code (over-subscribed or with gaps) or has a length over 16.
+    Index with the next *bits* bits of the stream. An entry is
+    ``entry(symbol, code length)`` when *entry* is given, else
+    symbol << 5 | code length. Returns None when *lengths* is not a complete prefix code
+    (over-subscribed or with gaps) or has a length over 16.
     """
     if any(n > MAX_CODE_LEN for n in lengths) or kraft_sum(lengths) != 1 << MAX_CODE_LEN:
-        return None
+        return None     # checked first: an over-subscribed code would size the table
     bits = max(lengths)
-    table = [0] * (1 << bits)
-    codes = canonical_codes(lengths)
-    for s, n in enumerate(lengths):
-        if n:
-            span = 1 << (bits - n)
-            start = codes[s] << (bits - n)
-            table[start:start + span] = [s << 5 | n] * span
+    # Canonical codes are handed out in (length, symbol) order, so the table is
+    # each used symbol's entry repeated over its span, in that order.
+    order = sorted((s for s, n in enumerate(lengths) if n), key=lengths.__getitem__)
+    spans = [1 << (bits - lengths[s]) for s in order]
+    if entry is None:
+        values = [s << 5 | lengths[s] for s in order]
+    else:
+        values = [entry(s, lengths[s]) for s in order]
+    table = list(chain.from_iterable(map(repeat, values, spans)))
     return table, bits
