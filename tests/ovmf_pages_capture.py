@@ -103,7 +103,37 @@ def derive_limine(name):
             "source": f"tests/data/{dump}", "lowmem": lowmem, "ram": ram, "descriptors": out}
 
 
+# Limine's linux protocol from a bootforge GPT disk (bootforge.loader.ovmf_pages.limine_disk_start):
+# the kernel's efi=debug log and the zero page read at the kernel's entry (tests/data/linux-limine/,
+# commands in tests/data/README.md), capture name: (fixture stem, lowmem, RAM)
+LIMINE_DISK = {"limine-disk-512M": ("uefi-512M", 0x20000000, 0x20000000),
+               "limine-disk-3G": ("uefi-3G", 0x80000000, 0xC0000000)}
+
+
+def top_of_free_below_4g(efi):
+    """The end of the highest conventional piece below 4 GiB (where Limine's ext_mem_alloc starts)."""
+    return max(b for t, a, b in efi if t == T.CONVENTIONAL and b <= 1 << 32)
+
+
+def derive_limine_disk(name):
+    import struct
+    stem, lowmem, ram = LIMINE_DISK[name]
+    log = parse_kernel_log((HERE / "data" / "linux-limine" / f"{stem}.txt").read_text())
+    page = (HERE / "data" / "linux-limine" / f"uefi-zero-page-{stem.removeprefix('uefi-')}.bin").read_bytes()
+    systab, _size, _ver, memmap, _msize, systab_hi, memmap_hi = struct.unpack_from("<IIIIIII", page, 0x1C4)
+    observed = {"efi_systab": systab | systab_hi << 32, "acpi_rsdp": struct.unpack_from("<Q", page, 0x70)[0],
+                "efi_memmap": memmap | memmap_hi << 32,
+                "cmdline_below_top": top_of_free_below_4g(log.efi) - struct.unpack_from("<I", page, 0x228)[0]}
+    return {"comment": "the EFI map Limine 11.4.1's linux protocol hands over under OVMF from a bootforge disk "
+                       f"(efi=debug), tests/data/linux-limine/{stem}.txt",
+            "source": f"tests/data/linux-limine/{stem}.txt", "lowmem": lowmem, "ram": ram, "observed": observed,
+            "ranges": [[int(t), a, b] for t, a, b in log.efi]}
+
+
 def main():
+    for name in LIMINE_DISK:
+        Path(str(CAPTURE_DIR.joinpath(name + ".json"))).write_text(json.dumps(derive_limine_disk(name), indent=0)
+                                                                   + "\n")
     for name in LIMINE:
         Path(str(CAPTURE_DIR.joinpath(name + ".json"))).write_text(json.dumps(derive_limine(name), indent=0) + "\n")
     for name in CASES:

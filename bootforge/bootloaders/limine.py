@@ -337,7 +337,8 @@ BOOTLOADER = Bootloader(
     "limine", "Limine 11.4.1", ("bios", "uefi"),
     policies={("bios", "multiboot1"): "limine-mb1", ("bios", "multiboot2"): "limine-mb2",
               ("bios", "linux"): "limine-linux",
-              ("uefi", "multiboot1"): "limine-mb1", ("uefi", "multiboot2"): "limine-mb2"},
+              ("uefi", "multiboot1"): "limine-mb1", ("uefi", "multiboot2"): "limine-mb2",
+              ("uefi", "linux"): "limine-linux"},
     packages={"xorriso": "xorriso", "cc": "gcc"}, read_refusal=read_refusal, media=("limine-iso",),
     config_paths=tuple(f"/{d}/limine.conf".replace("//", "/") for d in CONF_DIRS),     # Limine's search order
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts, after_write=after_write,

@@ -347,3 +347,56 @@ def limine_exit_map(machine, ram, lowmem):
             start, end = start + delta, end + delta
         out.append(MemoryRange(start, end - start, T(typ), attr))
     return MemoryMap("efi", out, source=name)
+
+
+# Limine 11.4.1 booted by OVMF from a bootforge GPT disk (BdsDxe starting the ESP's
+# EFI/BOOT/BOOTX64.EFI): the EFI map Limine's linux protocol hands over (boot_params.efi_info,
+# read at ExitBootServices after pmm_release_uefi_mem freed all Limine had claimed), as Debian's
+# kernel printed it (efi=debug). Real boots at 512M with two kernel and initrd sizes gave the same
+# 128 descriptors: the map depends on the machine and memory class only. Beside the map, what a
+# boot showed of OVMF's own tables (the system table, the RSDP) and of Limine's allocations that
+# no rule here derives (efi_mmap, its AllocatePool()ed map buffer; the command line, the n-th
+# page Limine's top-down ext_mem_alloc hands out): all move with the top of low RAM.
+LIMINE_DISK_CAPTURES = {("qemu-q35-ovmf", "low"): "limine-disk-512M", ("qemu-q35-ovmf", "high"): "limine-disk-3G"}
+
+
+@dataclass
+class LimineUefiStart:
+    """What limine_disk_start() answers: the EFI map at exit [(type, start, end)] in firmware
+    order, and the captured boot's observed addresses moved to this machine."""
+    name: str
+    exit_map: list
+    efi_systab: int
+    acpi_rsdp: int
+    efi_memmap: int
+    cmdline_below_top: int
+
+
+def limine_disk_start(machine, ram, lowmem):
+    """Limine's UEFI disk start on *machine* with *ram* bytes (low RAM ending at *lowmem*), or None
+    without a capture."""
+    name = LIMINE_DISK_CAPTURES.get((machine, memory_class(ram, lowmem)))
+    if name is None:
+        return None
+    try:
+        doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{name}: cannot read the OVMF capture: {exc}") from None
+    delta = lowmem - doc["lowmem"]
+
+    def move(x):
+        return x + delta if OVMF_FIXED_BELOW < x <= doc["lowmem"] else x
+    out = []
+    for typ, start, end in doc["ranges"]:
+        if start >= FOUR_GIB and typ == T.CONVENTIONAL:
+            end = start + ram - lowmem                  # the RAM above 4 GiB
+        elif start >= MMIO_FROM:
+            pass
+        elif start <= OVMF_FIXED_BELOW < end:
+            end += delta                                # the low run grows or shrinks
+        else:
+            start, end = move(start), move(end)
+        out.append((T(typ), start, end))
+    seen = doc["observed"]
+    return LimineUefiStart(name, out, move(seen["efi_systab"]), move(seen["acpi_rsdp"]), move(seen["efi_memmap"]),
+                           seen["cmdline_below_top"])

@@ -24,15 +24,40 @@ bootforge disk image: tests/test_linux_limine.py):
   QEMU) as a VBE linear framebuffer (orig_video_isVGA 0x23, lfb_size in 64 KiB units);
   edid_info the EDID block; acpi_rsdp_addr the RSDP: the firmware's (declared, not counted).
 - e820_table: get_raw_memmap, the E820 list as the BIOS returned it (types >= 0x1000 skipped).
+
+On UEFI (OVMF starting Limine's BOOTX64.EFI from the disk's ESP; real boots of Debian's kernel
+at 512M and 3G, two kernel and initrd sizes, each value repeated boot to boot):
+- Limine's memory map is the EFI map at its start (pmm.s2.c init_memmap: conventional memory
+  usable, claimed with AllocatePages(AllocateAddress)), less what it leaves to the firmware:
+  everything above the conventional piece starting at 21 MiB (the exit map's descriptor
+  boundary, loader/ovmf_pages.py limine_disk_start). The kernel search and the initrd's
+  1 MiB-step search run in that piece: the kernel at 0x1600000 (the first 2 MiB step at or
+  above OVMF's Boot Services Data block [9 MiB, 21 MiB)), the initrd at its top.
+- ext_mem_alloc is top-down from the end of the highest conventional piece below 4 GiB (above
+  OVMF's bins). The command line comes first at a measured depth; then linux_load's fopen of
+  the kernel (fs/file.s2.c, fat32.s2.c: filename, file_handle, fat32_file_handle, each a page;
+  the cluster chain, 4 bytes per cluster of the ESP), then boot_params, one page. Measured: a
+  kernel 1234567 bytes longer moved boot_params 3 pages down (16 -> 19 chain pages at 512-byte
+  clusters), the command line did not move.
+- e820_table: get_raw_memmap after ExitBootServices, the EFI map at exit sorted by address,
+  Boot Services, Loader and conventional memory usable and merged (sanitise_entries merges only
+  usable runs), ACPI reclaim 3, ACPI NVS 4, everything else reserved, one entry per descriptor.
+- screen_info: the GOP mode (1280x800x32 under OVMF's QemuVideoDxe, no `resolution:`) as
+  VIDEO_TYPE_EFI, lfb_size in bytes; no EDID (QemuVideoDxe installs no EDID protocol: zeros);
+  efi_info "EL64", the system table, Limine's efi_mmap and its size (48-byte descriptors,
+  version 1); secure_boot stays 0 (11.4.1 writes none).
 """
 
 import struct
 
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
+from bootforge.formats.efi_memmap import EfiMemoryType as T
+from bootforge.loader import ovmf_pages
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, free_space
 from bootforge.loader.result import LoadResult
+from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.uki.kernel import is_bzimage, read_bzimage
 
 SOURCE = "Limine 11.4.1 common/protos/linux_x86.c (linux_load), common/mm/pmm.s2.c (ext_mem_alloc)"
@@ -67,6 +92,26 @@ DECLARED = (
     (0x228, 4, "hdr.cmd_line_ptr: where ext_mem_alloc put the command line, " + VARIES),
     (0x140, 128, "edid_info: the monitor's EDID block as the VBE BIOS returns it"),
 )
+
+
+# UEFI: Debian's OVMF GOP mode without `resolution:` (QemuVideoDxe's default, 1280x800x32).
+VIDEO_TYPE_EFI = 0x70
+EFI_LOADER_SIGNATURE = b"EL64"
+EFI_MEMDESC_SIZE, EFI_MEMDESC_VERSION = 48, 1
+# Limine's allocations in linux_load between the command line and boot_params: fopen's filename,
+# file_handle and fat32_file_handle pages (fs/file.s2.c, fs/fat32.s2.c), then the cluster chain.
+FOPEN_PAGES = 3
+# bootforge's disk puts the ESP's files on FAT16 with one 512-byte sector per cluster while they
+# need 8-32 MiB (image/fat.py CANDIDATES: FAT12 up to 4 sectors per cluster holds less); outside
+# that window the cluster size, and so boot_params, is not predicted.
+ESP_CLUSTER = 512
+ESP_FAT16_SPC1 = (8 << 20, 31 << 20)
+UEFI_DECLARED = (
+    (0x18, 4, "screen_info.lfb_base: the framebuffer's PCI BAR, as the GOP reports it"),
+    (0x3A, 4, "screen_info.ext_lfb_base: the framebuffer's PCI BAR (high half)"),
+)
+E820_OF_EFI = {T.BOOT_SERVICES_CODE: 1, T.BOOT_SERVICES_DATA: 1, T.CONVENTIONAL: 1, T.LOADER_CODE: 1,
+               T.LOADER_DATA: 1, T.ACPI_RECLAIM: 3, T.ACPI_NVS: 4}
 
 
 def _align(v, a):
@@ -107,7 +152,7 @@ def zero_page(data, cmd_line_ptr, ramdisk, e820):
     return bytes(page)
 
 
-@loader_policy(LOADER, firmware="bios", protocol="linux", verdict=None, source=SOURCE, verified=False,
+@loader_policy(LOADER, firmware=("bios", "uefi"), protocol="linux", verdict=None, source=SOURCE, verified=False,
                boot_medium=None, wrong_firmware="limine-linux models Limine's BIOS linux loader",
                summary="Limine 11.4.1 `protocol: linux` on BIOS (a bzImage, its 32-bit entry)")
 def load(req):
@@ -128,6 +173,8 @@ def load(req):
         raise LoaderRefusal("linux: Kernels that load at 0x10000 are not supported", loader=LOADER,
                             words="linux: Kernels that load at 0x10000 are not supported")
     plat = req.platform
+    if plat.firmware == "uefi":
+        return _load_uefi(req, data, hdr)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     top = top_of_ram(plat.memory_map)
     free = free_space(plat.memory_map, MIB, GIB4)
@@ -183,3 +230,142 @@ def load(req):
     res.notes.append(f"predicted: kernel at {at:#x} (Limine jumps there), boot_params at {params:#x}, cmd_line_ptr "
                      f"{cmd_line_ptr:#x}" + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
     return res
+
+
+def e820_of_exit_map(exit_map):
+    """get_raw_memmap on UEFI: the EFI map at exit by address, usable runs merged (see the module doc)."""
+    out = []
+    for typ, a, b in sorted(exit_map, key=lambda r: r[1]):
+        kind = E820_OF_EFI.get(typ, 2)
+        if kind == 1 and out and out[-1][2] == 1 and out[-1][0] + out[-1][1] == a:
+            out[-1][1] += b - a
+        else:
+            out.append([a, b - a, kind])
+    return [tuple(e) for e in out]
+
+
+def _free_runs(exit_map):
+    """The conventional pieces of the map, adjacent ones merged: [(start, end)] by address."""
+    runs = []
+    for typ, a, b in sorted(exit_map, key=lambda r: r[1]):
+        if typ != T.CONVENTIONAL:
+            continue
+        if runs and runs[-1][1] == a:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    return runs
+
+
+def zero_page_uefi(data, cmd_line_ptr, ramdisk, e820, start):
+    page = bytearray(bz.BOOT_PARAMS_SIZE)
+    end = 0x202 + data[0x201]
+    page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
+    struct.pack_into("<I", page, 0x228, cmd_line_ptr)
+    struct.pack_into("<H", page, 0x1FA, VID_MODE_NORMAL)
+    page[0x210] = TYPE_OF_LOADER
+    page[0x211] &= ~QUIET & 0xFF
+    struct.pack_into("<II", page, 0x218, ramdisk[0] & 0xFFFFFFFF, ramdisk[1] & 0xFFFFFFFF)
+    struct.pack_into("<II", page, 0xC0, ramdisk[0] >> 32, ramdisk[1] >> 32)
+    pitch = FB_WIDTH * FB_BPP // 8
+    page[0x08] = VIDEO_FLAGS_NOCURSOR
+    page[0x0F] = VIDEO_TYPE_EFI
+    struct.pack_into("<HHH", page, 0x12, FB_WIDTH, FB_HEIGHT, FB_BPP)
+    struct.pack_into("<I", page, 0x1C, pitch * FB_HEIGHT)
+    struct.pack_into("<H", page, 0x24, pitch)
+    page[0x26:0x2E] = bytes([8, 16, 8, 8, 8, 0, 0, 0])
+    struct.pack_into("<I", page, 0x36, VIDEO_CAPABILITY_64BIT_BASE | VIDEO_CAPABILITY_SKIP_QUIRKS)
+    struct.pack_into("<Q", page, 0x70, start.acpi_rsdp)
+    # struct efi_info at 0x1c0: signature, systab, memdesc_size, memdesc_version, memmap, memmap_size,
+    # systab_hi, memmap_hi (bootparam.h)
+    struct.pack_into("<4sIIIIIII", page, 0x1C0, EFI_LOADER_SIGNATURE, start.efi_systab & 0xFFFFFFFF,
+                     EFI_MEMDESC_SIZE, EFI_MEMDESC_VERSION, start.efi_memmap & 0xFFFFFFFF,
+                     EFI_MEMDESC_SIZE * len(start.exit_map), start.efi_systab >> 32, start.efi_memmap >> 32)
+    page[0x1E8] = len(e820)
+    for i, (a, n, t) in enumerate(e820):
+        struct.pack_into("<QQI", page, 0x2D0 + 20 * i, a, n, t)
+    return bytes(page)
+
+
+def _load_uefi(req, data, hdr):
+    g = hdr.get
+    plat = req.platform
+    res = LoadResult(req.loader, "linux", plat, SOURCE + "; OVMF's map: loader/ovmf_pages.py limine_disk_start")
+    machine = plat.qemu.name if plat.qemu is not None else None
+    ram = plat.memory_bytes or 0
+    lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
+    start = ovmf_pages.limine_disk_start(machine, ram, lowmem) if machine and ram else None
+    if start is None:
+        raise RecipeError(f"limine-linux on UEFI: no capture of OVMF's map under Limine for {plat.name} "
+                          "(captured: qemu-q35-ovmf, from a bootforge disk)")
+    runs = _free_runs(start.exit_map)
+    # The descriptor itself, not the merged run: above its end lies what Limine left to the firmware.
+    owned = next(((a, b) for t, a, b in start.exit_map if t == T.CONVENTIONAL and a == ovmf_pages.OVMF_FIXED_BELOW),
+                 None)
+    if owned is None:
+        raise RecipeError(f"{start.name}: no conventional piece at {ovmf_pages.OVMF_FIXED_BELOW:#x} in the capture")
+    heap_top = max(b for a, b in runs if b <= GIB4)
+    real_mode = ((g("setup_sects") or bz.DEFAULT_SETUP_SECTS) + 1) * bz.SECTOR
+    size = len(data) - real_mode
+    if hdr.version >= 0x20A and g("init_size") > size:
+        size = g("init_size")
+    size = _align(size, PAGE)
+    step = MIB
+    if hdr.version >= 0x205 and g("kernel_alignment") > step:
+        step = g("kernel_alignment")
+    at = _align(LIMINE_KERNEL_START, step)
+    while not (owned[0] <= at and at + size <= owned[1]):
+        if at < owned[0] and hdr.version >= 0x205 and g("relocatable_kernel"):
+            at += step
+            continue
+        raise LoaderRefusal("linux: Failed to allocate memory for kernel", loader=LOADER,
+                            words="linux: Failed to allocate memory for kernel")
+    res.place("kernel (protected-mode part)", at, size, step, "memmap_alloc_range from 1 MiB in kernel_alignment "
+              "steps in the memory Limine claimed (linux_load)", "kernel")
+    ramdisk = (0, 0)
+    if req.modules:
+        total = sum(m.size for m in req.modules)
+        limit = g("initrd_addr_max") + 1 if g("initrd_addr_max") else MODULES_DEFAULT_TOP
+        base = (min(limit, owned[1]) - total) & ~(MIB - 1)
+        while base + _align(total, MIB) > owned[1] or base < at + size:
+            base -= MIB
+            if base < MIB:
+                raise LoaderRefusal("linux: Failed to allocate memory for modules", loader=LOADER,
+                                    words="linux: Failed to allocate memory for modules")
+        res.place("initrd (the modules, one block)", base, total, MIB,
+                  "ALIGN_DOWN(initrd_addr_max + 1 - size, 1 MiB), down in 1 MiB steps to the top of the memory "
+                  "Limine claimed (linux_load)", "module")
+        res.modules.append({"start": base, "end": base + total, "cmdline": ""})
+        ramdisk = (base, total)
+    cmd_line_ptr = heap_top - start.cmdline_below_top
+    chain = pages_for_chain(len(data))
+    params = cmd_line_ptr - PAGE * (FOPEN_PAGES + chain + 1)
+    files = len(data) + sum(m.size for m in req.modules)
+    varies = {}
+    if not ESP_FAT16_SPC1[0] < files < ESP_FAT16_SPC1[1]:
+        why = (f"not predicted: the kernel and modules ({files} bytes) put the ESP outside FAT16 with 512-byte "
+               "clusters, and the cluster chain Limine caches before boot_params follows the cluster size")
+        varies = {"boot_params": why}
+    res.place("boot_params (ext_mem_alloc)", params, PAGE, PAGE, "top-down: the command line, the kernel's fopen "
+              f"({FOPEN_PAGES} pages and {chain} of cluster chain), then this page", "boot-info")
+    res.cmdline = req.cmdline
+    res.mmap = e820_of_exit_map(start.exit_map)
+    res.mbi_address = params
+    res.mbi_bytes = zero_page_uefi(data, cmd_line_ptr, ramdisk, res.mmap, start)
+    res.linux = {"boot_params": params, "cmd_line_ptr": cmd_line_ptr, "entry": at,
+                 "ramdisk_image": ramdisk[0], "ramdisk_size": ramdisk[1], "kernel": {"start": at, "size": size},
+                 "e820_entries": len(res.mmap), "boot_path": LOADER + " (OVMF, disk)", "setup_data": [],
+                 "capture": start.name, "varies_per_boot": varies,
+                 "zero_page": {"predicted_bytes": len(res.mbi_bytes),
+                               "declared": [{"offset": o, "size": n, "why": w} for o, n, w in UEFI_DECLARED]}}
+    res.notes.append(f"predicted: kernel at {at:#x} (Limine jumps there, 32-bit), boot_params at {params:#x}, "
+                     f"cmd_line_ptr {cmd_line_ptr:#x}" +
+                     (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else "") +
+                     f"; OVMF's map from the capture {start.name}")
+    return res
+
+
+def pages_for_chain(file_size, cluster=ESP_CLUSTER):
+    """Pages of the FAT cluster chain Limine's fat32_open caches: 4 bytes per cluster of the file."""
+    clusters = -(-file_size // cluster)
+    return -(-clusters * 4 // PAGE)
