@@ -174,7 +174,8 @@ class AtomicOutput:
                         os.fsync(self.file.fileno())
             if exc_type is None:
                 os.chmod(self.tmp, self.mode)
-                os.replace(self.tmp, self.path)
+                if self.durable or not _exchange(self.tmp, self.path):
+                    os.replace(self.tmp, self.path)
                 return False
         except BaseException:
             self._discard()
@@ -187,6 +188,33 @@ class AtomicOutput:
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+def _exchange(tmp, path):
+    """Put *tmp* in *path*'s place by renameat2(RENAME_EXCHANGE), then remove the old file (now
+    under *tmp*'s name); False (nothing done) unless *path* is a regular file and the call
+    works. Why not rename(2): ext4 (auto_da_alloc, the default) starts the write-back of every
+    dirty page of a file renamed over another before the rename returns (fs/ext4/namei.c
+    ext4_rename -> ext4_alloc_da_blocks), which an exchange does not: 30 ms for a 64 MiB image
+    here, seconds for 2 GiB. Readers of *path* still see the old file or the new one, whole."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        # Function-level import: ctypes (~2 ms) only for an image replacing an older one.
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = getattr(libc, "renameat2", None)
+        at_fdcwd, rename_exchange = -100, 2         # <fcntl.h>, <linux/fs.h>
+        if renameat2 is None or renameat2(at_fdcwd, os.fsencode(tmp), at_fdcwd, os.fsencode(path),
+                                          rename_exchange) != 0:
+            return False
+    except OSError:
+        return False
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    return True
 
 
 def write_atomic(path, data: bytes, mode=0o644):

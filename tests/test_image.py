@@ -204,7 +204,10 @@ def test_build_shows_the_generated_configuration(tmp_path):
     write_tree(tmp_path)
     text = build(tmp_path, recipe_text("iso")).stdout
     assert "multiboot2 /boot/kernel.elf console=ttyS0 a=b" in text and "module2 /boot/Initrd.tar initrd" in text
+    assert "sha256" not in text           # only asked for: hashing a large image costs more than writing it
     doc = json.loads(build(tmp_path, recipe_text("iso"), "--json").stdout)
+    assert "sha256" not in doc
+    doc = json.loads(build(tmp_path, recipe_text("iso"), "--json", "--sha256").stdout)
     assert doc["configuration_path"] == "/boot/grub/grub.cfg"
     assert "menuentry 'my os' {" in doc["configuration"]
     assert doc["sha256"] == sha(tmp_path / "os.iso")

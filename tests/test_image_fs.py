@@ -150,3 +150,54 @@ def test_the_iso_writer_hashes_the_file_it_writes(tmp_path):
     assert digest == hashlib.sha256(data).hexdigest()
     vol = IsoVolume(lambda o, n: data[o:o + n], len(data))
     assert vol.read_file(vol.lookup("/boot/big.bin"), 1 << 30) == content
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_holes_of_a_file_stay_holes_in_the_iso(tmp_path, hashed):
+    """A sparse module (a hole, data, a hole: SEEK_DATA/SEEK_HOLE) reads back byte for byte from
+    the image, the image's sha256 (when asked) is that of its bytes, and the holes are not
+    allocated in the image either (where the file system made the input sparse)."""
+    import hashlib
+
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)
+        os.pwrite(f.fileno(), b"data in the middle" * 1000, 40 << 20)
+    content = sparse.read_bytes()
+    iso = IsoWriter({"/boot/sparse.bin": FileContent.from_file(sparse)}, "SPARSE", utc(315532800))
+    total = iso.layout() * 2048
+    path = tmp_path / "sparse.iso"
+    with open(path, "w+b") as out:
+        out.truncate(total)
+        digest = iso.write(out, total if hashed else None)
+    data = path.read_bytes()
+    vol = IsoVolume(lambda o, n: data[o:o + n], len(data))
+    assert vol.read_file(vol.lookup("/boot/sparse.bin"), 1 << 30) == content
+    assert digest == (hashlib.sha256(data).hexdigest() if hashed else None)
+    if sparse.stat().st_blocks * 512 < 1 << 20:
+        assert path.stat().st_blocks * 512 < 1 << 20
+
+
+def test_an_image_replaces_the_old_one_whole(tmp_path):
+    """An image written over an older one (AtomicOutput durable=False: renameat2 RENAME_EXCHANGE,
+    then the old file removed): the name holds the new bytes, a reader that had the old file
+    open still reads the old bytes, no temporary file is left; a directory in the way is an
+    error and stays as it was."""
+    from bootforge.errors import BootforgeError
+    from bootforge.fileio import AtomicOutput
+
+    path = tmp_path / "os.iso"
+    path.write_bytes(b"old image" * 1000)
+    with open(path, "rb") as reader:
+        with AtomicOutput(path, durable=False) as out:
+            out.write(b"new image")
+        assert path.read_bytes() == b"new image"
+        assert reader.read() == b"old image" * 1000
+    assert os.stat(path).st_nlink == 1 and sorted(os.listdir(tmp_path)) == ["os.iso"]
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "kept").write_text("x")
+    with pytest.raises((BootforgeError, OSError)):
+        with AtomicOutput(tmp_path / "dir", durable=False) as out:
+            out.write(b"image")
+    assert (tmp_path / "dir" / "kept").read_text() == "x"
+    assert sorted(os.listdir(tmp_path)) == ["dir", "os.iso"]

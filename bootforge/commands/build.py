@@ -59,8 +59,11 @@ class BuildCommand(click.Command):
               "output key, else RECIPE's name with " + ", ".join(f"{s} ([{k}])" for k, s in DEFAULT_SUFFIX.items())
               + " in the current directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was built.")
+@click.option("--sha256", "sha256", is_flag=True, help="[image]: put the SHA-256 of the written image in the "
+              "summary (hashed while it is written; not by default: for a large image it costs more than the "
+              "writing).")
 @dts_options
-def build_command(recipe, output, as_json, **dtc):
+def build_command(recipe, output, as_json, sha256, **dtc):
     """Build an option ROM, a Multiboot kernel, a UKI or a bootable ISO/disk image from a TOML RECIPE."""
     import importlib
 
@@ -87,6 +90,8 @@ def build_command(recipe, output, as_json, **dtc):
         if kind == "rom":
             data, summary = builder(path, table)
             write_atomic(output, data)
+        elif kind == "image":
+            summary = builder(path, table, Path(output), sha256=sha256)
         else:
             summary = builder(path, table, Path(output))
     except BootforgeError as exc:

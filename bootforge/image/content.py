@@ -14,6 +14,7 @@ before the image is laid out). The ids need to be reproducible and to change wit
 content, not to resist a forger; the image's own sha256 in the summary stays a SHA-256.
 """
 
+import errno
 import hashlib
 import mmap
 import os
@@ -101,21 +102,12 @@ class FileContent:
             self._copy_hashed(out.fileno(), offset, hasher)
             return
         with open(self.path, "rb") as f:
-            left, src, dst = self.size, 0, offset
-            while left > 0:
-                try:
-                    n = os.copy_file_range(f.fileno(), out.fileno(), min(left, 1 << 30), src, dst)
-                except (AttributeError, OSError):
-                    n = 0
-                if n <= 0:
-                    break
-                left, src, dst = left - n, src + n, dst + n
-            while left > 0:
-                chunk = os.pread(f.fileno(), min(CHUNK, left), src)
-                if not chunk:
-                    raise RecipeError(f"{self.path} shrank while the image was written")
-                os.pwrite(out.fileno(), chunk, dst)
-                left, src, dst = left - len(chunk), src + len(chunk), dst + len(chunk)
+            if os.fstat(f.fileno()).st_size < self.size:
+                raise RecipeError(f"{self.path} shrank while the image was written")
+            # The file's data extents only: its holes stay holes in the output, whose bytes there
+            # are zeros already (never written: the image file was sized with ftruncate).
+            for start, end in _extents(f.fileno(), self.size):
+                _copy_range(f.fileno(), out.fileno(), start, offset + start, end - start, self.path)
 
     def _copy_hashed(self, fd, offset, hasher):
         # Window by window: the kernel copies it (copy_file_range) while the hasher's thread
@@ -126,11 +118,15 @@ class FileContent:
             if os.fstat(f.fileno()).st_size < self.size:
                 raise RecipeError(f"{self.path} shrank while the image was written")
             src, previous = 0, None
+            extents = list(_extents(f.fileno(), self.size))     # holes stay holes (copy_to)
             try:
                 while src < self.size:
                     n = min(WINDOW, self.size - src)
                     window = mmap.mmap(f.fileno(), n, access=mmap.ACCESS_READ, offset=src)
-                    _copy_range(f.fileno(), fd, src, offset + src, n, self.path)
+                    for start, end in extents:
+                        start, end = max(start, src), min(end, src + n)
+                        if start < end:
+                            _copy_range(f.fileno(), fd, start, offset + start, end - start, self.path)
                     hasher.feed(offset + src, window)       # returns once *previous* is hashed
                     if previous is not None:
                         previous.close()
@@ -159,6 +155,28 @@ def _windows(fd, size, path):
             finally:
                 view.release()
         at += n
+
+
+def _extents(fd, size):
+    """(start, end) of each data extent of the first *size* bytes of *fd* (SEEK_DATA/SEEK_HOLE,
+    as cp --sparse=auto reads them); the whole range where the file system cannot say."""
+    at = 0
+    while at < size:
+        try:
+            start = os.lseek(fd, at, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:            # only a hole from *at* to the end
+                return
+            yield at, size
+            return
+        if start >= size:
+            return
+        try:
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        except OSError:
+            end = size
+        yield start, end
+        at = end
 
 
 def _copy_range(src_fd, dst_fd, src, dst, count, path):

@@ -2,8 +2,9 @@
 
 
 def render_build_summary(s):
-    out = [f"  sha256 {s['sha256']}", f"  loader {s['loader']} for {', '.join(s['firmware'])}"
-           + (f", volume id {s['volume_id']}" if "volume_id" in s else "")]
+    out = [f"  sha256 {s['sha256']}"] if "sha256" in s else []       # build --sha256
+    out.append(f"  loader {s['loader']} for {', '.join(s['firmware'])}"
+               + (f", volume id {s['volume_id']}" if "volume_id" in s else ""))
     for e in s.get("el_torito", []):
         out.append(f"  El Torito {e['platform']}: sector {e['lba']}, {e['size']} bytes")
     if "gpt" in s:
