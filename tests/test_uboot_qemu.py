@@ -5,16 +5,20 @@ and `booti` of the dump kernel's Image where uboot-booti predicts it runs (moved
 with the DTB U-Boot hands it equal to the prediction byte for byte."""
 
 import json
+import os
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from bootforge.fdtboot import kernels, verdicts
 from bootforge.fdtboot.handover import masked, read_dtdump
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import machine_dtb
 from bootforge.machines import MACHINES
-from conftest import run_bootforge
-from dtboot import (UBOOT_ARM, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, legacy_uimage, make_initrd,
+from conftest import DATA, require, run_bootforge
+from dtboot import (UBOOT_ARM, UBOOT_ARM64, UBOOT_LOAD_ADDR, UBOOT_RISCV64_SMODE, dump_kernel, legacy_uimage, make_initrd,
                     uboot_run, verify_json)
 
 LOAD = 0x40400000
@@ -288,3 +292,110 @@ def test_verify_bootm_of_a_legacy_uimage(tmp_path):
     assert fields["kernel entry"]["observed"] == 0x40400000 and fields["kernel bytes"]["match"]
     assert fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
     assert fields["dtb /memreserve/"]["observed"] == [[fields["initrd start"]["observed"], 5000]]
+
+
+# Compressed legacy uImages (boot/image.c image_decomp): the dump kernel compressed by each tool
+# and wrapped by mkimage -C; one too large for CONFIG_SYS_BOOTM_LEN (64 MiB of output + the
+# kernel). Their U-Boot consoles are captured in tests/data/uboot-bootm-compressed/ (regenerate:
+# .venv/bin/python tests/test_uboot_qemu.py compressed).
+COMPRESSED = DATA / "uboot-bootm-compressed"
+COMPRESSORS = {"gzip": ["gzip", "-n", "-9", "-c"], "lzma": ["lzma", "-9", "-c"], "lz4": ["lz4", "-q", "-9", "-c"],
+               "zstd": ["zstd", "-q", "-19", "-c"],
+               "lzo": ["gzip", "-n", "-9", "-c"]}    # no lzop here: U-Boot stops at the type, before the data
+TOO_LARGE_LOAD = 0x48000000         # decompressing 64 MiB there stays clear of the uImage at 0x44000000
+
+
+def compressed_uimage(kind, payload, out, load=LOAD):
+    """*payload* compressed by *kind*'s own tool, wrapped by mkimage -C *kind* (SOURCE_DATE_EPOCH=0:
+    the same bytes every time)."""
+    require(COMPRESSORS[kind][0], "mkimage")
+    packed = subprocess.run(COMPRESSORS[kind], input=payload, capture_output=True, check=True).stdout
+    raw = out.with_suffix(f".{kind}")
+    raw.write_bytes(packed)
+    subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "kernel", "-C", kind, "-a", hex(load), "-e",
+                    hex(load), "-n", f"dtdump {kind}", "-d", str(raw), str(out)], check=True, capture_output=True,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "0"})
+    raw.unlink()
+    return out
+
+
+def too_large_payload():
+    return (DATA / "dtdump-aarch64.Image").read_bytes() + bytes(64 << 20)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "lzma", "lz4"])
+def test_verify_bootm_of_a_compressed_uimage(tmp_path, kind):
+    """bootm decompresses the data to ih_load ("Uncompressing Kernel Image"): verify stops at ih_ep
+    with the decompressed kernel's bytes there, x0, the ramdisk and the DTB as predicted."""
+    uimage = compressed_uimage(kind, dump_kernel("aarch64").read_bytes(), tmp_path / "uImage")
+    initrd = make_initrd(tmp_path / "initrd.img", 5000)
+    report, fields = verify_json(uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm",
+                                 "--cmdline", "console=ttyAMA0 via=bootm", "--module", initrd)
+    assert report["ok"] and fields["kernel entry"]["observed"] == LOAD
+    assert fields["kernel bytes"]["predicted"].startswith(f"{len(dump_kernel('aarch64').read_bytes()):#x} bytes")
+    assert fields["kernel bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+    assert fields["initrd bytes"]["match"]
+
+
+@pytest.mark.parametrize("kind,payload,words", [
+    ("zstd", "kernel", "Unimplemented compression type 6"),
+    ("gzip", "too large", "gzip compressed: uncompress error -1")])
+def test_verify_bootm_refuses_compressed_uimages(tmp_path, kind, payload, words):
+    """No zstd decompressor in Debian's qemu_arm64 build (back at the prompt), and gzip output past
+    CONFIG_SYS_BOOTM_LEN (the decoder fails, "Must RESET board to recover", the board resets):
+    verify boots both and reads U-Boot's own words."""
+    data = dump_kernel("aarch64").read_bytes() if payload == "kernel" else too_large_payload()
+    uimage = compressed_uimage(kind, data, tmp_path / "uImage", LOAD if payload == "kernel" else TOO_LARGE_LOAD)
+    report, fields = verify_json(uimage, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm")
+    assert report["status"] == "refused" and fields["loader"]["match"]
+    assert words in report["loader_words"] and report["predicted_refusal"] == words
+
+
+def test_compressed_uimage_captures():
+    """The captured consoles (tests/data/uboot-bootm-compressed/<case>.console, each uImage beside
+    it): every verdict is U-Boot's, without QEMU: the decompressed kernel ran at ih_load and got
+    x0 from U-Boot; the refusals are U-Boot's own lines."""
+    cases = json.loads((COMPRESSED / "cases.json").read_text())
+    assert sorted(cases) == ["gzip", "gzip-too-large", "lz4", "lz4-too-large", "lzma", "lzma-too-large", "lzo", "zstd"]
+    for name, case in cases.items():
+        console = (COMPRESSED / f"{name}.console").read_text()
+        data = (COMPRESSED / f"{name}.uImage").read_bytes()
+        v = verdicts.uboot_bootm_legacy(data, "aarch64")
+        assert "   Uncompressing Kernel Image" in console.splitlines(), name
+        if case["boots"]:
+            assert v.ok, (name, v.reason)
+            dump = read_dtdump(console)
+            assert dump.done and dump.image == v.facts["load"] and dump.registers["x1"] == 0
+            assert kernels.bootm_loaded_bytes(data, verdicts.SYS_BOOTM_LEN) == \
+                (DATA / "dtdump-aarch64.Image").read_bytes()
+        else:
+            assert not v.ok and v.words in console.splitlines(), (name, v.words)
+
+
+def regenerate_compressed():
+    COMPRESSED.mkdir(exist_ok=True)
+    kernel = (DATA / "dtdump-aarch64.Image").read_bytes()
+    cases = {}
+    for kind in ("gzip", "lzma", "lz4", "zstd", "lzo"):
+        compressed_uimage(kind, kernel, COMPRESSED / f"{kind}.uImage")
+        cases[kind] = {"boots": kind in ("gzip", "lzma", "lz4")}
+    for kind in ("gzip", "lzma", "lz4"):
+        compressed_uimage(kind, too_large_payload(), COMPRESSED / f"{kind}-too-large.uImage", TOO_LARGE_LOAD)
+        cases[f"{kind}-too-large"] = {"boots": False}
+    command = f"bootm {UBOOT_LOAD_ADDR:#x} - ${{fdtcontroladdr}}"
+    for name, case in cases.items():
+        console = uboot_run(COMPRESSED / f"{name}.uImage", command)
+        case["made_by"] = (f"tests/test_uboot_qemu.py compressed_uimage: {' '.join(COMPRESSORS[name.split('-')[0]])} "
+                           "| mkimage -A arm64 -O linux -T kernel -C <kind> (SOURCE_DATE_EPOCH=0)")
+        case["command"] = (f"qemu-system-aarch64 -M virt -cpu cortex-a57 -m 1G -bios {UBOOT_ARM64} -device "
+                           f"loader,file={name}.uImage,addr={UBOOT_LOAD_ADDR:#x},force-raw=on; at the prompt: "
+                           + command)
+        (COMPRESSED / f"{name}.console").write_text(console[console.find("=> bootm"):])
+    (COMPRESSED / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, str(DATA.parent))
+    if sys.argv[1:] == ["compressed"]:
+        regenerate_compressed()

@@ -144,3 +144,155 @@ def read_dt_kernel(data, path=None):
     if is_zimage(data):
         return read_zimage(data, path)
     raise FormatError("not an arm64 Image, RISC-V Image, zImage or uImage", path=path, offset=0)
+
+
+# U-Boot's bootm decompression of a legacy uImage's data (boot/image.c image_decomp into a buffer
+# of CONFIG_SYS_BOOTM_LEN bytes at ih_load; lib/gunzip.c, lib/lzma/LzmaTools.c, lib/lz4_wrapper.c).
+LZ4F_MAGIC = 0x184D2204
+GZIP_FLAGS_RESERVED, GZIP_HEAD_CRC, GZIP_EXTRA, GZIP_NAME, GZIP_COMMENT = 0xE0, 0x02, 0x04, 0x08, 0x10
+
+
+class DecompressError(Exception):
+    """The data does not decompress as U-Boot's decoder reads it (*why*, the decoder's return code
+    when known)."""
+
+    def __init__(self, why, code=None):
+        super().__init__(why)
+        self.why, self.code = why, code
+
+
+class TooLarge(Exception):
+    """The output would pass the buffer's end (U-Boot's decoders stop there and fail)."""
+
+
+def gunzip_uboot(data, limit):
+    """lib/gunzip.c gunzip(): the gzip header skipped by its flags (no trailer CRC check), then raw
+    inflate into *limit* bytes (zunzip)."""
+    if len(data) < 10 or data[2] != 8 or data[3] & GZIP_FLAGS_RESERVED:
+        raise DecompressError("not gzip deflate data (\"Error: Bad gzipped data\")", -1)
+    flags, at = data[3], 10
+    if flags & GZIP_EXTRA:
+        at = 12 + (data[10] if len(data) > 10 else 0) + ((data[11] if len(data) > 11 else 0) << 8)
+    for bit in (GZIP_NAME, GZIP_COMMENT):
+        if flags & bit:
+            end = data.find(b"\0", at)
+            at = len(data) if end < 0 else end + 1
+    if flags & GZIP_HEAD_CRC:
+        at += 2
+    if at >= len(data):
+        raise DecompressError("the gzip header runs past the data (\"gunzip out of data in header\")", -1)
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data[at:], limit + 1)
+    except zlib.error as exc:
+        raise DecompressError(f"inflate: {exc}", -1) from None
+    if len(out) > limit:
+        raise TooLarge()
+    if not d.eof:
+        raise DecompressError("the deflate stream ends early", -1)
+    return out
+
+
+def unlzma_uboot(data, limit):
+    """lib/lzma/LzmaTools.c lzmaBuffToBuffDecompress(): a .lzma ("alone") stream, at most *limit* bytes."""
+    import lzma         # function-level: only compressed uImages need it
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    try:
+        out = d.decompress(data, limit + 1)
+    except (lzma.LZMAError, EOFError) as exc:
+        raise DecompressError(f"lzma: {exc}") from None
+    if len(out) > limit:
+        raise TooLarge()
+    if not d.eof and len(out) < limit:
+        raise DecompressError("the lzma stream ends early")
+    return out
+
+
+def _lz4_block(src, out, limit):
+    """One LZ4 block (the lz4 block format) appended to *out*; TooLarge past *limit*."""
+    at, n = 0, len(src)
+    while at < n:
+        token = src[at]
+        at += 1
+        length = token >> 4
+        if length == 15:
+            while True:
+                if at >= n:
+                    raise DecompressError("an lz4 literal length runs off the block", -71)
+                length += src[at]
+                at += 1
+                if src[at - 1] != 255:
+                    break
+        if at + length > n:
+            raise DecompressError("lz4 literals run off the block", -71)
+        if len(out) + length > limit:
+            raise TooLarge()
+        out += src[at:at + length]
+        at += length
+        if at == n:
+            return
+        if at + 2 > n:
+            raise DecompressError("an lz4 match offset runs off the block", -71)
+        offset = src[at] | src[at + 1] << 8
+        at += 2
+        length = (token & 15) + 4
+        if length == 19:
+            while True:
+                if at >= n:
+                    raise DecompressError("an lz4 match length runs off the block", -71)
+                length += src[at]
+                at += 1
+                if src[at - 1] != 255:
+                    break
+        if offset == 0 or offset > len(out):
+            raise DecompressError("an lz4 match points before the output", -71)
+        if len(out) + length > limit:
+            raise TooLarge()
+        if length <= offset:
+            out += out[len(out) - offset:len(out) - offset + length]
+        else:                       # an overlapping match repeats the last `offset` bytes
+            pattern = bytes(out[len(out) - offset:])
+            out += (pattern * (length // offset + 1))[:length]
+
+
+def unlz4_uboot(data, limit):
+    """lib/lz4_wrapper.c ulz4fn(): one LZ4 frame with independent blocks, into *limit* bytes."""
+    if len(data) < 7 or int.from_bytes(data[:4], "little") != LZ4F_MAGIC or data[4] >> 6 != 1:
+        raise DecompressError("not an LZ4 frame (version 01)", -93)
+    flags, descriptor = data[4], data[5]
+    if flags & 0x03 or descriptor & 0x8F:
+        raise DecompressError("LZ4 frame reserved bits set", -22)
+    if not flags & 0x20:
+        raise DecompressError("LZ4 frame with dependent blocks (ulz4fn: not supported)", -93)
+    block_checksum = bool(flags & 0x10)
+    at = 4 + 2 + (8 if flags & 0x08 else 0) + 1
+    out = bytearray()
+    while True:
+        if at + 4 > len(data):
+            raise DecompressError("the LZ4 frame ends without its end mark", -22)
+        word = int.from_bytes(data[at:at + 4], "little")
+        at += 4
+        if word == 0:
+            return bytes(out)
+        size = word & 0x7FFFFFFF
+        if at + size > len(data):
+            raise DecompressError("an LZ4 block runs past the data", -22)
+        if word & 0x80000000:
+            if len(out) + size > limit:
+                raise TooLarge()
+            out += data[at:at + size]
+        else:
+            _lz4_block(data[at:at + size], out, limit)
+        at += size + (4 if block_checksum else 0)
+
+
+BOOTM_DECOMPRESSORS = {ufmt.UImageCompression.GZIP: gunzip_uboot, ufmt.UImageCompression.LZMA: unlzma_uboot,
+                       ufmt.UImageCompression.LZ4: unlz4_uboot}
+
+
+def bootm_loaded_bytes(data, limit):
+    """The bytes bootm leaves at a legacy uImage's ih_load: its data, decompressed when compressed
+    (TooLarge / DecompressError as the decoder fails; KeyError for a compression with no decoder)."""
+    h = read_uimage(data)
+    body = data[ufmt.UIMAGE_HEADER_SIZE:ufmt.UIMAGE_HEADER_SIZE + h["size"]]
+    return body if h["comp"] == ufmt.UImageCompression.NONE else BOOTM_DECOMPRESSORS[h["comp"]](body, limit)

@@ -186,8 +186,50 @@ def uboot_bootm_legacy(data, arch):
     if h["type"] not in BOOTM_TYPES:
         return _v("uboot-bootm", False, f"type {h['type_name']} is not a kernel",
                   words="Wrong Image Type for bootm command")
-    return _v("uboot-bootm", True, f"{h['arch_name']} {h['os_name']} {h['type_name']} ({h['comp_name']}), "
-              f"loaded at {h['load']:#x}, entry {h['ep']:#x}", load=h["load"], ep=h["ep"])
+    if h["comp"] == ufmt.UImageCompression.NONE:
+        return _v("uboot-bootm", True, f"{h['arch_name']} {h['os_name']} {h['type_name']} ({h['comp_name']}), "
+                  f"loaded at {h['load']:#x}, entry {h['ep']:#x}", load=h["load"], ep=h["ep"])
+    return uboot_bootm_decompress(data, h, arch)
+
+
+# Decompressors in Debian's u-boot-qemu 2023.01 builds (/usr/share/doc/u-boot-qemu/configs/
+# config.<board>.gz: CONFIG_GZIP, CONFIG_LZMA, CONFIG_LZ4; LZO, ZSTD, BZIP2 not set) and their
+# CONFIG_SYS_BOOTM_LEN (0x4000000 in all three), the buffer image_decomp() decompresses into.
+BOOTM_COMPRESSIONS = {"aarch64": (ufmt.UImageCompression.GZIP, ufmt.UImageCompression.LZMA,
+                                  ufmt.UImageCompression.LZ4),
+                      "arm": (ufmt.UImageCompression.GZIP,),
+                      "riscv64": (ufmt.UImageCompression.GZIP, ufmt.UImageCompression.LZMA,
+                                  ufmt.UImageCompression.LZ4)}
+SYS_BOOTM_LEN = 0x4000000
+# What each decoder returns when the output passes SYS_BOOTM_LEN, printed by bootm.c
+# handle_decomp_error() as "<comp name>: uncompress error <ret>" (observed on qemu_arm64 with
+# 65 MiB of output; 2023.01 does not print "Image too large" here: the decoders' reported
+# length stays below the buffer's). gunzip also prints "Error: inflate() returned -5".
+BOOTM_TOO_LARGE_ERROR = {ufmt.UImageCompression.GZIP: -1, ufmt.UImageCompression.LZMA: 1,
+                         ufmt.UImageCompression.LZ4: -71}
+
+
+def uboot_bootm_decompress(data, h, arch):
+    """bootm_load_os() -> image_decomp() of a compressed legacy uImage ("Uncompressing Kernel Image"):
+    the data decompressed to ih_load, at most SYS_BOOTM_LEN bytes."""
+    comp, name = h["comp"], h["comp_name"]
+    if comp not in BOOTM_COMPRESSIONS.get(arch, ()):
+        return _v("uboot-bootm", False, f"{name} data: this U-Boot has no {ufmt.UImageCompression(comp).fit_name} "
+                  "decompressor (not in Debian's build config)", words=f"Unimplemented compression type {comp}")
+    body = data[ufmt.UIMAGE_HEADER_SIZE:ufmt.UIMAGE_HEADER_SIZE + h["size"]]
+    try:
+        out = kernels.BOOTM_DECOMPRESSORS[comp](body, SYS_BOOTM_LEN)
+    except kernels.TooLarge:
+        return _v("uboot-bootm", False, f"the {name} data decompresses to more than CONFIG_SYS_BOOTM_LEN "
+                  f"({SYS_BOOTM_LEN:#x} bytes)", words=f"{name}: uncompress error {BOOTM_TOO_LARGE_ERROR[comp]}",
+                  limit=SYS_BOOTM_LEN)
+    except kernels.DecompressError as exc:
+        code = f" {exc.code}" if exc.code is not None else ""
+        return _v("uboot-bootm", False, f"the {name} data does not decompress: {exc.why}",
+                  words=f"{name}: uncompress error{code}")
+    return _v("uboot-bootm", True, f"{h['arch_name']} {h['os_name']} {h['type_name']} ({name}): "
+              f"decompressed ({len(out):#x} bytes, limit {SYS_BOOTM_LEN:#x}) to {h['load']:#x}, entry {h['ep']:#x}",
+              load=h["load"], ep=h["ep"], decompressed_size=len(out))
 
 
 # U-Boot's control DTB on QEMU virt is QEMU's own (its root compatible), which `bootm ADDR`

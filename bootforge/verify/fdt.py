@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, RecipeError, ToolError
-from bootforge.fdtboot import verdicts
+from bootforge.fdtboot import kernels, verdicts
 from bootforge.fdtboot.handover import masked
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.loader.policies import policy
@@ -246,8 +246,8 @@ def expected_kernel_bytes(req, res):
     fmt = res.linux.get("kernel_format")
     if fmt in ("fit", "elf"):           # an ELF: its segments' rows instead
         return None
-    if fmt == "uimage":
-        return req.kernel.data[64:]
+    if fmt == "uimage":         # its data at ih_load, decompressed by bootm (or QEMU) when compressed
+        return kernels.bootm_loaded_bytes(req.kernel.data, verdicts.SYS_BOOTM_LEN)
     return verdicts.gunzipped(req.kernel.data)[0]
 
 
@@ -422,6 +422,12 @@ def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):
             argv, command, entry, machine.gdb_registers, timeout or (UBOOT_TIMEOUT if command else 60.0),
             progress, work)
         (work / "serial.txt").write_text(text)
+        if status == "entry" and res is None and command and registers.get("pc") == 0:
+            # A refusal that resets the board (bootm.c: "Must RESET board to recover", do_reset):
+            # the CPU is back at the reset vector, where the refused plan's stand-in entry 0 is.
+            said = text[text.rfind(command) + len(command):].splitlines()[1:]
+            words = " | ".join([line.strip() for line in said if line.strip()] + ["(the board reset)"])
+            status = "refused"
         report.boots, report.status, report.seconds = 1, status, seconds
         report.last_serial, report.loader_words = _last_line(text), words
         report.registers = {k: registers[k] for k in (*machine.boot_registers, "pc") if k in registers}
