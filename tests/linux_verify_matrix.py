@@ -1,7 +1,8 @@
 """`make linux-verify`: the Linux verify boots make test leaves out (tests/test_linux_verify.py
 boots GRUB at 3G and QEMU -kernel at 512M): GRUB i386-pc `linux` at 256M and 512M (the initrd
 under GRUB's heap at the top of RAM) and 1G, QEMU -kernel at 3G (XLF_CAN_BE_LOADED_ABOVE_4G
-lifts initrd_addr_max, below_4g - acpi_data_size caps it)."""
+lifts initrd_addr_max, below_4g - acpi_data_size caps it), Limine's linux protocol under OVMF at
+3G (tests/test_linux_limine.py boots 512M)."""
 
 import json
 
@@ -54,3 +55,13 @@ def test_uki_on_esp_under_ovmf(tmp_path, memory):
     from test_linux_uki_esp import image_recipe as uki_esp_recipe
     rows, _ = verified(uki_esp_recipe(tmp_path), "--platform", f"qemu-q35-ovmf:{memory}")
     assert rows["cmdline"]["match"] and rows["ramdisk_size"]["match"]
+
+
+def test_limine_linux_uefi_3g(tmp_path):
+    """Limine's linux protocol under OVMF at 3G (make test boots 512M): E820, initrd, command line,
+    boot_params and the zero page as limine-linux predicts from the 3G capture."""
+    require(KERNEL, "qemu-system-x86_64")
+    from test_linux_limine import uefi_recipe
+    rows, _ = verified(uefi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:3G")
+    assert rows["zero page bytes"]["match"] and rows["boot_params (ESI)"]["counted"]
+    assert rows["ramdisk_image"]["observed"] == 0x79B00000 and rows["initrd bytes"]["match"]

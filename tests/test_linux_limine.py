@@ -1,25 +1,45 @@
-"""Limine 11.4.1 `protocol: linux` on BIOS: [image] Linux entries with loader "limine" write
-`protocol: linux` entries and read back; limine-linux's prediction against the zero pages a real
-Limine handed Debian's kernel (tests/data/linux-limine/, commands in tests/data/README.md), and
-one `bootforge verify` of the disk the recipe builds (3G)."""
+"""Limine 11.4.1 `protocol: linux` on BIOS and on UEFI (OVMF): [image] Linux entries with loader
+"limine" write `protocol: linux` entries and read back; limine-linux's prediction against the zero
+pages a real Limine handed Debian's kernel (tests/data/linux-limine/, commands in
+tests/data/README.md), and one `bootforge verify` of the disk the recipe builds per firmware
+(BIOS 3G, UEFI 512M; UEFI 3G in `make linux-verify`)."""
 
 import json
+import struct
+from pathlib import Path
 
 import pytest
 
 from conftest import DATA, require, run_bootforge
 from test_linux_grub import CMDLINE, image_recipe
-from test_uki_build import INITRD_SIZE, KERNEL
+from test_uki_build import INITRD_SIZE, KERNEL, make_initrd
 
 from bootforge.bootloaders import ConfigEntry, limine
-from bootforge.loader.policies.limine_linux import DECLARED
+from bootforge.loader.policies.limine_linux import DECLARED, UEFI_DECLARED, e820_of_exit_map
+from bootforge.uki.dmesg import parse_kernel_log
 
 FIXTURES = DATA / "linux-limine"
 
 
-def limine_recipe(directory):
+def limine_recipe(directory, firmware="bios"):
     p = image_recipe(directory)
-    p.write_text(p.read_text().replace('loader = "grub"', 'loader = "limine"'))
+    p.write_text(p.read_text().replace('loader = "grub"', 'loader = "limine"')
+                 .replace('firmware = ["bios"]', f'firmware = ["{firmware}"]'))
+    return p
+
+
+# The UEFI boot with other inputs: the kernel 1234567 bytes longer (zeros appended) and a
+# 5 MiB + 12345-byte initrd (tests/data/README.md).
+LONGER_KERNEL, BIGGER_INITRD = 1234567, 5 * 1048576 + 12345
+
+
+def uefi_recipe(directory, bigger=False):
+    p = limine_recipe(directory, "uefi")
+    if bigger:
+        kernel = Path(directory) / "vmlinuz-longer"
+        kernel.write_bytes(Path(KERNEL).read_bytes() + bytes(LONGER_KERNEL))
+        make_initrd(Path(directory) / "initrd.img", BIGGER_INITRD)
+        p.write_text(p.read_text().replace(f'kernel = "{KERNEL}"', f'kernel = "{kernel}"'))
     return p
 
 
@@ -63,3 +83,46 @@ def test_verify_limine_linux_image_recipe_at_3g(tmp_path):
     assert rows["ramdisk_image"]["observed"] == 0x7FE00000 and rows["initrd bytes"]["match"]
     assert rows["cmdline"]["observed"] == CMDLINE and rows["zero page bytes"]["match"]
     assert not rows["boot_params (ESI)"]["counted"]
+
+
+@pytest.mark.parametrize("memory,fixture,bigger", [("512M", "512M", False), ("3G", "3G", False),
+                                                    ("512M", "512M-bigger", True)])
+def test_uefi_prediction_equals_limines_zero_page(tmp_path, memory, fixture, bigger):
+    """Under OVMF: the whole zero page, byte for byte, but the framebuffer BAR: kernel entry,
+    initrd, command line and boot_params addresses (the longer kernel's cluster chain moves
+    boot_params 3 pages down; the bigger initrd sits 4 MiB lower), E820, efi_info, screen_info."""
+    require(KERNEL)
+    out = tmp_path / "zp.bin"
+    proc = run_bootforge("load", uefi_recipe(tmp_path, bigger), "--platform", f"qemu-q35-ovmf:{memory}", "--json",
+                         "--mbi-out", out, check=0)
+    report = json.loads(proc.stdout)
+    real = (FIXTURES / f"uefi-zero-page-{fixture}.bin").read_bytes()
+    predicted = out.read_bytes()
+    skip = {i for o, n, _w in UEFI_DECLARED for i in range(o, o + n)}
+    assert report["loader"] == "limine-linux" and len(predicted) == len(real) == 4096
+    assert [i for i in range(4096) if predicted[i] != real[i] and i not in skip] == []
+    assert report["linux"]["entry"] == 0x1600000 and report["linux"]["varies_per_boot"] == {}
+    assert report["mbi"]["address"] == report["linux"]["boot_params"]
+    assert report["linux"]["ramdisk_size"] == (BIGGER_INITRD if bigger else INITRD_SIZE)
+
+
+@pytest.mark.parametrize("fixture", ["512M", "3G", "512M-bigger"])
+def test_uefi_e820_is_the_exit_map_the_kernel_printed(fixture):
+    """get_raw_memmap's rule on the EFI map each kept kernel printed (efi=debug) gives the E820
+    table in that boot's zero page: by address, usable runs merged, one entry per other descriptor."""
+    log = parse_kernel_log((FIXTURES / f"uefi-{fixture}.txt").read_text())
+    page = (FIXTURES / f"uefi-zero-page-{fixture}.bin").read_bytes()
+    table = [struct.unpack_from("<QQI", page, 0x2D0 + 20 * i) for i in range(page[0x1E8])]
+    assert e820_of_exit_map(log.efi) == table and len(table) == 18 + (fixture == "3G")
+
+
+def test_verify_limine_linux_uefi_image_recipe_at_512m(tmp_path):
+    require(KERNEL, "qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+    proc = run_bootforge("verify", uefi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:512M", "--json", check=None)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    rows = {r["name"]: r for r in report["fields"]}
+    assert rows["kernel entry"]["observed"] == 0x1600000 and rows["boot_params (ESI)"]["counted"]
+    assert rows["ramdisk_image"]["observed"] == 0x19B00000 and rows["initrd bytes"]["match"]
+    assert rows["cmdline"]["observed"] == CMDLINE and rows["zero page bytes"]["match"]
+    assert rows["cmd_line_ptr"]["counted"] and rows["mmap entries"]["observed"] == 18

@@ -86,6 +86,10 @@ def test_captures_are_the_kept_boots():
     for name in gen.CASES:
         stored = json.loads(Path(str(ovmf_pages.CAPTURE_DIR.joinpath(name + ".json"))).read_text())
         assert stored == json.loads(json.dumps(gen.derive(name))), name
+    assert sorted(gen.LIMINE_DISK) == sorted(ovmf_pages.LIMINE_DISK_CAPTURES.values())
+    for name in gen.LIMINE_DISK:
+        stored = json.loads(Path(str(ovmf_pages.CAPTURE_DIR.joinpath(name + ".json"))).read_text())
+        assert stored == json.loads(json.dumps(gen.derive_limine_disk(name))), name
 
 
 def test_allocator_rules():
