@@ -9,6 +9,9 @@ from bootforge.bootloaders import Bootloader, ImageParts
 from bootforge.errors import RecipeError
 
 REMOVABLE_PATH = "/EFI/BOOT/BOOTX64.EFI"
+# UEFI 2.x 3.5.1.1's removable-media file of each architecture: x64, and AArch64 (AAVMF on
+# qemu-virt-aarch64 starts BOOTAA64.EFI from a disk's ESP with no boot option, observed).
+REMOVABLE_PATHS = (REMOVABLE_PATH, "/EFI/BOOT/BOOTAA64.EFI")
 
 
 def write(entries, timeout=0, **_extra):
@@ -17,9 +20,9 @@ def write(entries, timeout=0, **_extra):
         raise RecipeError(f"[image] loader uki: the firmware starts one file ({REMOVABLE_PATH}); "
                           f"{len(entries)} entries given")
     (e,) = entries
-    if e.kernel.upper() != REMOVABLE_PATH:
-        raise RecipeError(f"[image] loader uki: the entry's loader_path must be {REMOVABLE_PATH} (the firmware's "
-                          f"removable-media path), not {e.kernel}")
+    if e.kernel.upper() not in REMOVABLE_PATHS:
+        raise RecipeError(f"[image] loader uki: the entry's loader_path must be {' or '.join(REMOVABLE_PATHS)} (the "
+                          f"firmware's removable-media path), not {e.kernel}")
     if e.modules or e.cmdline:
         raise RecipeError(f"entry {e.title!r}: OVMF starts {REMOVABLE_PATH} with no load options; give no "
                           "cmdline or modules (build them into the UKI)")

@@ -135,11 +135,31 @@ def _removable_uki(view, path, platform, loader, firmware):
     return LoadRequest(kernel, removable.removable_path, "", [], plat, name)
 
 
+REMOVABLE_AA64 = "/EFI/BOOT/BOOTAA64.EFI"  # UEFI 2.x 3.5.1.1: AArch64's removable-media boot file
+ARM64_DEFAULT_PLATFORM = "qemu-virt-aarch64:1G"
+
+
+def _removable_arm64(view, path, platform, loader):
+    """An ESP with no loader configuration whose EFI/BOOT/BOOTAA64.EFI is an EFI-stub arm64 Image (MZ
+    and "ARM\\x64" at 0x38): AAVMF starts the kernel itself (policy linux-efi-stub-arm64)."""
+    f = fs_file(view, REMOVABLE_AA64) if view.esp is not None else None
+    if f is None:
+        return None
+    data, _ = read_fs_file(view, REMOVABLE_AA64, MAX_KERNEL)
+    if data[:2] != b"MZ" or data[0x38:0x3C] != b"ARM\x64":
+        return None
+    plat = resolve(platform or ARM64_DEFAULT_PLATFORM)
+    name = loader or "linux-efi-stub-arm64"
+    kernel = _kernel(name, f"{path}:{REMOVABLE_AA64}", data)
+    return LoadRequest(kernel, REMOVABLE_AA64, "", [], plat, name)
+
+
 def _from_image(path, platform, loader, entry, firmware):
     view = open_image(path)
     try:
         if view.loader is None:
-            bare = _removable_uki(view, path, platform, loader, firmware)
+            bare = _removable_uki(view, path, platform, loader, firmware) or _removable_arm64(view, path, platform,
+                                                                                            loader)
             if bare is not None:
                 return bare
             raise RecipeError(f"{path}: no loader configuration found (grub.cfg, isolinux.cfg, limine.conf)")

@@ -43,7 +43,12 @@ LOADERS = {
     "uboot-booti": "u-boot-qemu, booti at its prompt",
     "uboot-bootz": "u-boot-qemu qemu_arm, bootz at its prompt",
     "uboot-bootm": "u-boot-qemu qemu_arm64, bootm at its prompt",
+    "linux-efi-stub-arm64": "AAVMF (qemu-efi-aarch64) starting the disk image's EFI/BOOT/BOOTAA64.EFI",
 }
+# AAVMF as Debian's qemu-efi-aarch64 installs it: the 64 MiB code and variable-store flash images
+# (a fresh copy of the store for each boot: BdsDxe writes its boot options there).
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 # The register carrying the DTB (Documentation/arch/arm64/booting.rst x0, arm/booting.rst r2,
 # riscv/boot.rst a1).
 DTB_REGISTER = {"aarch64": "x0", "arm": "r2", "riscv64": "a1"}
@@ -98,12 +103,26 @@ def _uboot_quote(cmdline):
     return f"'{cmdline}'"
 
 
-def boot_plan(req, res, work):
-    """(QEMU argv without the gdb options, the U-Boot command to type or None, the medium's words)."""
+def boot_plan(req, res, work, image=None):
+    """(QEMU argv without the gdb options, the U-Boot command to type or None, the medium's words).
+    *image*: the disk image verify was given (AAVMF boots its ESP)."""
     board = req.platform.devicetree
     m = board.machine
     argv = m.qemu_args(board.memory_bytes) + ["-display", "none", "-nographic", "-monitor", "none",
                                               "-serial", "stdio", "-nic", "none"]
+    if req.loader == "linux-efi-stub-arm64":
+        if image is None or req.kernel_loader_path != "/EFI/BOOT/BOOTAA64.EFI":
+            raise RecipeError("linux-efi-stub-arm64 is verified from a disk image whose ESP holds "
+                              "EFI/BOOT/BOOTAA64.EFI (bootforge build of an [image] with loader \"uki\")")
+        for f in (AAVMF_CODE, AAVMF_VARS):
+            if not f.exists():
+                raise ToolError(f"{f}: No such file or directory (install qemu-efi-aarch64)")
+        variables = work / "AAVMF_VARS.fd"
+        variables.write_bytes(AAVMF_VARS.read_bytes())
+        argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,file={variables}",
+                 "-drive", f"file={Path(image).resolve()},format=raw,if=virtio,snapshot=on"]
+        return argv, None, f"AAVMF from {Path(image).name} (virtio disk, EFI/BOOT/BOOTAA64.EFI)"
     kernel = str(Path(req.kernel.path).resolve())
     if req.loader in ("qemu-arm-kernel", "qemu-riscv-kernel"):
         argv += ["-kernel", kernel]
@@ -246,6 +265,15 @@ def expected_kernel_bytes(req, res):
     fmt = res.linux.get("kernel_format")
     if fmt in ("fit", "elf"):           # an ELF: its segments' rows instead
         return None
+    if fmt == "efi-stub":
+        # LoadImage's copy: the PE headers and .text at their RVAs (= file offsets in the Linux
+        # arm64 PE, no relocations; .data is the stub's own and runs on after it), with the
+        # optional header's ImageBase set to where the image is (EDK2 MdePkg BasePeCoffLib
+        # PeCoffLoaderRelocateImage writes the new base into the loaded headers).
+        data = bytearray(req.kernel.data[:res.linux["kernel_text_end"]])
+        at = res.linux["image_base_field"]
+        data[at:at + 8] = res.linux["image_base"].to_bytes(8, "little")
+        return bytes(data)
     if fmt == "uimage":         # its data at ih_load, decompressed by bootm (or QEMU) when compressed
         return kernels.bootm_loaded_bytes(req.kernel.data, verdicts.SYS_BOOTM_LEN)
     return verdicts.gunzipped(req.kernel.data)[0]
@@ -355,7 +383,7 @@ def compare(req, res, registers, gdb, machine):
     for i, (paddr, offset, filesz, _) in enumerate(res.linux.get("elf_segments", ())):
         rows += _bytes_rows(gdb, f"ELF segment {i}", paddr, req.kernel.data[offset:offset + filesz])
     if want is not None:
-        rows += _bytes_rows(gdb, "kernel", res.linux["entry"], want)
+        rows += _bytes_rows(gdb, "kernel", res.linux.get("image_base", res.linux["entry"]), want)
     dtb_register = DTB_REGISTER[machine.arch]
     if res.linux.get("dtb_register", dtb_register) is None:
         # A bare program (an ELF under QEMU -kernel): no register names the DTB; it is looked for
@@ -412,7 +440,7 @@ def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):
     work = open_workdir(keep)
     proc = None
     try:
-        argv, command, report.medium = boot_plan(req, res, work) if res is not None else \
+        argv, command, report.medium = boot_plan(req, res, work, recipe) if res is not None else \
             _refused_plan(req, work)
         entry = res.linux["entry"] if res is not None else 0
         report.entry, report.entry_how = (entry, "the policy's kernel entry") if res is not None else (None, "")

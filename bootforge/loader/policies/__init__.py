@@ -54,6 +54,7 @@ POLICY_MODULES = (
     "uboot_booti",
     "uboot_bootm",
     "uboot_bootz",
+    "linux_efi_stub_arm64",
 )
 
 FIRMWARES = ("bios", "uefi", "fdt")           # Platform.firmware values ("fdt": a device-tree platform)

@@ -1,0 +1,192 @@
+"""AAVMF's page allocator as the arm64 Linux EFI stub meets it: Debian's qemu-efi-aarch64
+2022.11 (ArmVirtQemu, edk2-stable202211) on qemu-virt-aarch64, replayed on a captured map with
+the OVMF model's PageMap (bootforge/loader/ovmf_pages.py: the same DXE core,
+MdeModulePkg/Core/Dxe/Mem/Page.c and Pool.c).
+
+Rules (the sources', checked against the real boot kept in tests/data/aavmf/):
+- The default bin: AnyPages and MaxAddress requests of Loader Code/Data go top-down below the
+  memory-type bins ArmVirtQemu keeps at the top of RAM (ACPI reclaim, runtime code/data:
+  CoreFindFreePages, as on OVMF). Observed at 1G: the bins start at 0x7c430000 and the
+  conventional pages above them are never handed to the loader.
+- LoadImage of a PE whose SectionAlignment exceeds a page (MdeModulePkg/Core/Dxe/Image/Image.c
+  CoreLoadPeImage): EFI_SIZE_TO_PAGES(SizeOfImage + SectionAlignment) pages of Loader Code,
+  AllocateAnyPages, the image at the first SectionAlignment boundary inside them (Debian's
+  arm64 Image: 64 KiB, 0x2020 pages at 1G observed right below the bins). The removable-media
+  file's buffer (BdsDxe's read of EFI/BOOT/BOOTAA64.EFI) lay above the bins on the observed
+  boot, so it does not move the image; a capture is taken for one file size all the same.
+- AllocatePool of a Loader Data size below a page takes one new page while the type's pool is
+  empty (Pool.c CoreAllocatePoolI; 4 KiB granularity: Loader Data is not a runtime type).
+- AllocatePool of EfiACPIReclaimMemory (the stub's map buffer: efi_get_memory_map with
+  install_cfg_tbl, libstub mem.c) is served from AAVMF's ACPI-reclaim pool, which the ACPI
+  tables' own pool allocations (AcpiTableDxe) shaped before, in a 64 KiB page of that bin that
+  already exists: no page changes, and where the block lands is taken from the capture
+  (observed, not modelled), for a map of the captured descriptor count (its request size
+  follows GetMemoryMap's unmerged count, which the model does not track).
+- GetMemoryMap (CoreGetMemoryMap, MergeMemoryMap): one descriptor per run of one type and
+  attribute, the RAM ones followed by the runtime MMIO ones (the flash and the PL031 RTC on virt,
+  observed); 48-byte descriptors, version 1.
+
+A capture (bootforge/data/aavmf-pages/*.json, made by derive_capture() from the EFI map the
+stub handed the kernel, read at the kernel's entry) is the firmware's map at the loader's start:
+every Loader Code/Data piece of the exit map turned back into conventional memory. It holds
+what the firmware itself fixes: the system table, the ACPI-reclaim pool block of the stub's map
+buffer, the runtime MMIO descriptors. It is valid for its machine, RAM size and boot path and the
+file size of the booted image (the firmware's own allocations before BDS follow the disk).
+"""
+
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+
+from bootforge.errors import RecipeError
+from bootforge.formats.efi_memmap import EfiMemoryType as T
+from bootforge.loader.ovmf_pages import PAGE, POOL_HEAD, PageMap, pages_for
+
+CAPTURE_DIR = files("bootforge").joinpath("data", "aavmf-pages")
+DESCRIPTOR_SIZE = 48            # EFI_MEMORY_DESCRIPTOR as EDK2 reports it
+DESCRIPTOR_VERSION = 1
+RUNTIME_TYPES = (T.RUNTIME_SERVICES_CODE, T.RUNTIME_SERVICES_DATA)
+# Pool.c POOL_TAIL (Signature, Reserved, Size: 16 bytes; the pool head AAVMF wrote before the
+# stub's map buffer says Size 0x800 for a 0x7d8-byte request, observed)
+POOL_TAIL_PADDED = 16
+
+
+@dataclass
+class Capture:
+    name: str
+    machine: str
+    boot_path: str              # "esp": BdsDxe starting EFI/BOOT/BOOTAA64.EFI from a disk's ESP
+    memory: int                 # -m of the captured boot
+    inputs: dict                # {"file_size": ...}: what the captured map was made with
+    default_top: int            # the bottom of the memory-type bins (mDefaultMaximumAddress + 1)
+    ranges: list                # [[start, end, EfiMemoryType]] RAM, loader pieces returned
+    other_descriptors: list     # [[type, start, pages, attribute]] the runtime MMIO ones
+    system_table: int           # gST (EFI_SYSTEM_TABLE in AAVMF's runtime data)
+    memmap_pool: dict           # {"descriptors": the exit map's count, "data": the buffer's address}
+    source: str
+
+
+def read_capture(name):
+    try:
+        doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{name}: cannot read the AAVMF page capture: {exc}") from None
+    return Capture(name, doc["machine"], doc["boot_path"], doc["memory"], doc["inputs"], doc["default_top"],
+                   [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["other_descriptors"], doc["system_table"],
+                   doc["memmap_pool"], doc["source"])
+
+
+# (machine, boot path, -m) -> capture
+CAPTURES = {
+    ("qemu-virt-aarch64", "esp", 1 << 30): "esp-1G",
+}
+
+
+def find_capture(machine, boot_path, memory):
+    name = CAPTURES.get((machine, boot_path, memory))
+    return read_capture(name) if name else None
+
+
+def parse_exit_map(blob, desc_size=DESCRIPTOR_SIZE):
+    """[(type, start, pages, attribute)] of an EFI memory map as the stub handed it over."""
+    out = []
+    for at in range(0, len(blob) - desc_size + 1, desc_size):
+        typ = int.from_bytes(blob[at:at + 4], "little")
+        start = int.from_bytes(blob[at + 8:at + 16], "little")
+        pages = int.from_bytes(blob[at + 24:at + 32], "little")
+        attr = int.from_bytes(blob[at + 32:at + 40], "little")
+        out.append((typ, start, pages, attr))
+    return out
+
+
+def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table, memmap_start, memmap_size, source):
+    """A capture from the map the stub handed over (parse_exit_map) and the /chosen values the real
+    boot gave: the RAM descriptors with every Loader piece returned to conventional memory, the
+    bins' bottom (the lowest runtime/ACPI piece above the highest Loader piece), the runtime MMIO
+    descriptors as they were, and the stub's map buffer (struct efi_boot_memmap: its data starts
+    0x28 bytes before the descriptors)."""
+    ram, other = [], []
+    for typ, start, pages, attr in exit_map:
+        if typ == T.MMIO or typ == T.MMIO_PORT_SPACE:
+            other.append([typ, start, pages, attr])
+        else:
+            t = T.CONVENTIONAL if typ in (T.LOADER_CODE, T.LOADER_DATA) else T(typ)
+            ram.append([start, start + pages * PAGE, t])
+    loader_top = max(start + pages * PAGE for typ, start, pages, _ in exit_map
+                     if typ in (T.LOADER_CODE, T.LOADER_DATA))
+    bins = (T.ACPI_RECLAIM, T.ACPI_NVS, T.RESERVED, *RUNTIME_TYPES)
+    default_top = min(a for a, _, t in ram if t in bins and a >= loader_top)
+    pm = PageMap(sorted(ram), default_top)
+    pm._set(0, 0, T.CONVENTIONAL)           # sorts and merges
+    data = memmap_start - EFI_BOOT_MEMMAP_HEADER
+    return {"comment": f"AAVMF's EFI map when BdsDxe starts the loader, from {source} "
+                       "(bootforge.loader.aavmf_pages.derive_capture)",
+            "source": source, "machine": machine, "boot_path": boot_path, "memory": memory, "inputs": inputs,
+            "default_top": default_top, "system_table": system_table,
+            "memmap_pool": {"descriptors": memmap_size // DESCRIPTOR_SIZE, "data": data},
+            "other_descriptors": other,
+            "ranges": [[a, b, int(t)] for a, b, t in pm.ranges if b > a]}
+
+
+# Linux 6.1 drivers/firmware/efi/libstub/efistub.h: struct efi_boot_memmap (map_size, desc_size,
+# desc_ver, map_key, buff_size, then the descriptors).
+EFI_BOOT_MEMMAP_HEADER = 0x28
+
+
+def descriptors(pm, other):
+    """The number of descriptors GetMemoryMap returns for *pm* (adjacent pieces of one type are one:
+    their attributes are WB, runtime ones WB | RUNTIME, observed) plus the non-RAM ones."""
+    return len([r for r in pm.ranges if r[1] > r[0]]) + len(other)
+
+
+@dataclass
+class StubPlacement:
+    image_block: tuple              # LoadImage's Loader Code pages (start, end)
+    image: int                      # where the image runs (SectionAlignment boundary inside them)
+    cmdline_page: int               # the Loader Data pool page of the command line
+    fdt: int                        # the 2 MiB FDT buffer (efi_allocate_pages, 64 KiB aligned)
+    memmap_start: int               # linux,uefi-mmap-start: the descriptors in the map buffer
+    memmap_size: int                # linux,uefi-mmap-size
+    pm: PageMap
+
+
+def aligned_allocation(pm, what, typ, size, align):
+    """Linux 6.1 libstub alignedmem.c efi_allocate_pages_aligned (efi_allocate_pages on arm64:
+    EFI_ALLOC_ALIGN 64 KiB): AllocateMaxAddress of the size plus align/4K - 1 pages of slack, the
+    start rounded up to *align*, the slack below and above freed again."""
+    slack = align // PAGE - 1
+    npages = pages_for(size) + slack
+    start = pm.allocate(what, typ, npages, max_address=(1 << 64) - 1)
+    if start is None:
+        return None
+    aligned = -(-start // align) * align
+    if aligned > start:
+        pm.free(start, (aligned - start) // PAGE)
+    end = aligned + pages_for(size) * PAGE
+    if start + npages * PAGE > end:
+        pm.free(end, (start + npages * PAGE - end) // PAGE)
+    return aligned
+
+
+def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size):
+    """The page allocations of a boot on *capture*'s path in the order the code makes them:
+    LoadImage (CoreLoadPeImage), then the stub (Linux 6.1 efi-stub.c efi_pe_entry):
+    efi_convert_cmdline's Loader Data pool, handle_kernel_image (in place: see the policy),
+    allocate_new_fdt_and_exit_boot's FDT buffer, efi_get_memory_map's ACPI-reclaim pool buffer.
+    None for a command line the model does not place (a pool allocation of its own pages)."""
+    pm = PageMap([list(r) for r in capture.ranges], capture.default_top)
+    grow = section_alignment if section_alignment > PAGE else 0
+    npages = pages_for(size_of_image + grow)
+    block = pm.allocate("image", T.LOADER_CODE, npages)
+    if block is None:
+        raise RecipeError("the captured AAVMF map has no room for the image")
+    image = -(-block // max(section_alignment, PAGE)) * max(section_alignment, PAGE)
+    if cmdline_bytes + POOL_HEAD + POOL_TAIL_PADDED > PAGE:
+        return None
+    cmdline_page = pm.allocate("command line pool page", T.LOADER_DATA, 1)
+    fdt = aligned_allocation(pm, "FDT", T.LOADER_DATA, fdt_size, 64 << 10)
+    count = descriptors(pm, capture.other_descriptors)
+    memmap = capture.memmap_pool["data"] + EFI_BOOT_MEMMAP_HEADER \
+        if count == capture.memmap_pool["descriptors"] else None
+    return StubPlacement((block, block + npages * PAGE), image, cmdline_page, fdt, memmap,
+                         count * DESCRIPTOR_SIZE, pm)

@@ -1,0 +1,162 @@
+"""The arm64 Linux EFI stub (Debian's 6.1 kernel) started by AAVMF (qemu-efi-aarch64 2022.11) on
+qemu-virt-aarch64 from a disk's ESP, EFI/BOOT/BOOTAA64.EFI being the kernel itself.
+
+Rules (Linux 6.1 drivers/firmware/efi/libstub/efi-stub.c efi_pe_entry, arm64-stub.c
+handle_kernel_image, fdt.c update_fdt / allocate_new_fdt_and_exit_boot, mem.c, alignedmem.c;
+arch/arm64/kernel/efi-entry.S efi_enter_kernel; the page allocations are AAVMF's:
+bootforge/loader/aavmf_pages.py), each checked against a real boot (tests/data/aavmf/):
+- The image: AAVMF's LoadImage places it (aavmf_pages: Loader Code top-down below the bins, at a
+  SectionAlignment boundary). AAVMF has no EFI_RNG_PROTOCOL ("EFI_RNG_PROTOCOL unavailable"), so
+  the stub sets efi_nokaslr and, the image being EFI_KIMG_ALIGN (64 KiB) aligned and its
+  image_size inside the Loader Code pages (check_image_region), runs it where it is: no copy
+  (observed: "Kernel Offset: 0x10000", the image's offset in its 2 MiB).
+- The command line: the removable-media boot option BdsDxe creates carries no load options, so
+  the stub's command line is empty (efi_convert_cmdline: a 1-byte Loader Data pool block,
+  CONFIG_CMDLINE "" in Debian's config): no bootargs, no initrd= files.
+- The DTB: AAVMF on virt installs ACPI tables and no DEVICE_TREE_GUID table, so the stub builds
+  an empty tree ("Generating empty DTB": fdt_create_empty_tree in a 2 MiB MAX_FDT_SIZE buffer,
+  efi_allocate_pages: 64 KiB aligned Loader Data), sets the root's #address-cells and
+  #size-cells to 2 (fdt_update_cell_size), adds /chosen with linux,uefi-system-table,
+  linux,uefi-mmap-start/-size/-desc-size/-desc-ver (placeholders, filled in place from the final
+  map in exit_boot_func) and linux,uefi-secure-boot (efi_get_secureboot: 2 = disabled, AAVMF's
+  variables hold no PK), no kaslr-seed (efi_nokaslr), then fdt_pack(): totalsize 0x188 with no
+  command line. libfdt puts each new property first in its node.
+- The map: linux,uefi-mmap-start is the descriptors' address in the stub's map buffer (an
+  EfiACPIReclaimMemory pool block, mem.c efi_get_memory_map), -size the exit map's descriptor
+  count times 48, -desc-size 48, -desc-ver 1; the system table is AAVMF's gST.
+- The entry: efi_enter_kernel branches to the image + primary_entry's offset (the Image header's
+  code1 is `b primary_entry`) with x0 = the DTB, x1 = x2 = x3 = 0.
+"""
+
+from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.fdtboot import verdicts
+from bootforge.fdtboot.handover import devicetree_facts
+from bootforge.fdtboot.libfdt import Fdt
+from bootforge.loader import aavmf_pages
+from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies.common import standard_checks
+from bootforge.loader.result import LoadResult
+from bootforge.pe.image import read_pe
+from bootforge.verdict import check
+
+SOURCE = ("Linux 6.1 drivers/firmware/efi/libstub/ (efi-stub.c, arm64-stub.c, fdt.c) on AAVMF 2022.11 "
+          "(ArmVirtQemu, MdeModulePkg/Core/Dxe Image.c, Page.c, Pool.c)")
+MIB = 1 << 20
+MAX_FDT_SIZE = 2 * MIB                  # arch/arm64/include/asm/efi.h: SZ_2M
+EFI_KIMG_ALIGN = 64 << 10               # arm64 asm/efi.h: max(SEGMENT_ALIGN, THREAD_ALIGN) with 4K pages
+EFI_DT_ADDR_CELLS_DEFAULT = 2           # libstub fdt.c fdt_update_cell_size
+EFI_DT_SIZE_CELLS_DEFAULT = 2
+SECUREBOOT_DISABLED = 2                 # include/linux/efi.h enum efi_secureboot_mode
+ARM64_B = 0x14000000                    # `b imm26`
+
+
+def _fdt_create_empty_tree(bufsize):
+    """libfdt fdt_create_empty_tree(buf, bufsize): a root node alone, version 17 (last compatible
+    16), the reservation map at 0x28, the structure block at 0x38, totalsize = bufsize."""
+    header = [0xD00DFEED, bufsize, 0x38, 0x48, 0x28, 17, 16, 0, 0, 0x10]
+    struct_block = (1).to_bytes(4, "big") + bytes(4) + (2).to_bytes(4, "big") + (9).to_bytes(4, "big")
+    return b"".join(v.to_bytes(4, "big") for v in header) + bytes(16) + struct_block
+
+
+def stub_dtb(cmdline, system_table, memmap_start, memmap_size):
+    """The tree update_fdt() builds without a firmware DTB, packed, with the map filled in."""
+    fdt = Fdt(_fdt_create_empty_tree(MAX_FDT_SIZE), MAX_FDT_SIZE)
+    fdt.setprop(0, "#address-cells", EFI_DT_ADDR_CELLS_DEFAULT.to_bytes(4, "big"))
+    fdt.setprop(0, "#size-cells", EFI_DT_SIZE_CELLS_DEFAULT.to_bytes(4, "big"))
+    fdt.add_subnode(0, "chosen")
+
+    def chosen(name, value):
+        fdt.setprop(fdt.path_offset("/chosen"), name, value)
+    if cmdline:
+        chosen("bootargs", cmdline.encode() + b"\0")
+    chosen("linux,uefi-system-table", system_table.to_bytes(8, "big"))
+    chosen("linux,uefi-mmap-start", memmap_start.to_bytes(8, "big"))
+    chosen("linux,uefi-mmap-size", memmap_size.to_bytes(4, "big"))
+    chosen("linux,uefi-mmap-desc-size", aavmf_pages.DESCRIPTOR_SIZE.to_bytes(4, "big"))
+    chosen("linux,uefi-mmap-desc-ver", aavmf_pages.DESCRIPTOR_VERSION.to_bytes(4, "big"))
+    chosen("linux,uefi-secure-boot", SECUREBOOT_DISABLED.to_bytes(4, "big"))
+    fdt.pack()
+    return fdt.blob()
+
+
+def primary_entry_offset(data):
+    """The Image header's code1, `b primary_entry` at offset 4: the branch target's offset."""
+    code1 = int.from_bytes(data[4:8], "little")
+    if code1 & 0xFC000000 != ARM64_B:
+        raise RecipeError(f"the Image header's code1 {code1:#010x} is not a branch to primary_entry", offset=4)
+    imm = code1 & 0x3FFFFFF
+    return 4 + ((imm - (1 << 26) if imm & (1 << 25) else imm) << 2)
+
+
+@loader_policy("linux-efi-stub-arm64", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
+               verified=False, boot_medium=None,   # real boot: tests/test_aavmf_boot.py, verify/fdt.py
+               wrong_firmware="linux-efi-stub-arm64 runs on qemu-virt-aarch64:<mem> (AAVMF)",
+               summary="the arm64 Linux EFI stub started by AAVMF from an ESP (EFI/BOOT/BOOTAA64.EFI)")
+def load(req):
+    plat = req.platform
+    board = plat.devicetree
+    if board is None or board.machine is None or board.machine.arch != "aarch64":
+        raise RecipeError("linux-efi-stub-arm64 needs qemu-virt-aarch64:<mem> (AAVMF on QEMU virt)")
+    data = req.kernel.data
+    found = verdicts.efi_stub_arm64(data)
+    if not found.ok:
+        raise LoaderRefusal(found.reason, loader="linux-efi-stub-arm64", words=found.words)
+    if req.modules or req.cmdline:
+        raise RecipeError("AAVMF starts EFI/BOOT/BOOTAA64.EFI with no load options: no command line and no initrd "
+                          "(give none, or boot through a loader that passes them)")
+    pe = read_pe(data)
+    res = LoadResult(req.loader, "linux", plat, SOURCE)
+    res.cmdline = ""
+    capture = aavmf_pages.find_capture(board.machine.name, "esp", board.memory_bytes)
+    reason = None
+    if capture is None:
+        reason = (f"no AAVMF page capture for {board.machine.name} with {board.memory_bytes >> 20} MiB from an ESP "
+                  f"(captured: {', '.join(f'{m >> 20} MiB' for (_, _, m) in aavmf_pages.CAPTURES)})")
+    elif capture.inputs["file_size"] != len(data):
+        reason = (f"the booted file is {len(data)} bytes, the capture's {capture.inputs['file_size']}: the "
+                  "firmware's own allocations before BDS follow the disk")
+    if reason is not None:
+        raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
+    got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
+                             cmdline_bytes=1, fdt_size=MAX_FDT_SIZE)
+    image_size = int.from_bytes(data[16:24], "little")
+    if got.image % EFI_KIMG_ALIGN or got.image + image_size > got.image_block[1]:
+        raise RecipeError("the image LoadImage gives is not 64 KiB aligned or its image_size runs past the Loader "
+                          "Code pages: the stub would move it (efi_allocate_pages_aligned), not modelled")
+    if got.memmap_start is None:
+        raise RecipeError(f"the exit map has {got.memmap_size // 48} descriptors, the capture "
+                          f"{capture.memmap_pool['descriptors']}: where AAVMF's ACPI-reclaim pool puts the map "
+                          "buffer is known only for the captured one")
+    entry = got.image + primary_entry_offset(data)
+    dtb = stub_dtb("", capture.system_table, got.memmap_start, got.memmap_size)
+    res.place("kernel image (AAVMF LoadImage)", got.image, image_size, pe.section_alignment,
+              "Loader Code top-down below AAVMF's bins, at a SectionAlignment boundary; run in place "
+              "(no EFI_RNG_PROTOCOL, 64 KiB aligned)", "kernel")
+    res.place("command line pool page", got.cmdline_page, 4096, 4096, "the stub's first Loader Data pool page",
+              "loader")
+    res.place("DTB (the stub's)", got.fdt, MAX_FDT_SIZE, EFI_KIMG_ALIGN,
+              "efi_allocate_pages(MAX_FDT_SIZE): 64 KiB aligned Loader Data below the image", "boot-info")
+    res.place("EFI memory map buffer", got.memmap_start, got.memmap_size, 8,
+              "ACPI-reclaim pool block (the capture's)", "boot-info")
+    registers = {"x0": got.fdt, "x1": 0, "x2": 0, "x3": 0}
+    res.mbi_address, res.mbi_bytes = got.fdt, dtb
+    res.mmap = []
+    res.linux = {"entry": entry, "kernel_format": "efi-stub", "registers": registers, "image_base": got.image,
+                 # PE32+ OptionalHeader.ImageBase, which LoadImage rewrites in the loaded headers
+                 "image_base_field": pe.optional_header_offset + 24,
+                 "kernel_text_end": max(s.virtual_address + s.virtual_size for s in pe.sections
+                                        if s.name == ".text"),
+                 "capture": capture.name, "boot_path": "esp",
+                 "devicetree": devicetree_facts(dtb, dtb, got.fdt, registers, (), "the stub's empty tree", [])}
+    # Predicted from the capture (the firmware's own values), compared like the rest.
+    res.linux["devicetree"]["from_capture"] = [
+        {"path": "/chosen", "property": "linux,uefi-system-table", "reason": "AAVMF's gST (the capture's)"},
+        {"path": "/chosen", "property": "linux,uefi-mmap-start",
+         "reason": "AAVMF's ACPI-reclaim pool block for the map buffer (the capture's)"}]
+    res.notes.append(f"AAVMF page capture {capture.name}: image, DTB and map size replayed "
+                     "(bootforge/loader/aavmf_pages.py)")
+    ram_ok = all(board.ram_base <= p.start and p.end <= board.ram_base + board.memory_bytes for p in res.placements)
+    res.checks.append(check("placements-in-ram", ram_ok, "image, DTB and map lie in RAM" if ram_ok
+                            else "a placement lies outside RAM"))
+    standard_checks(res, plat.memory_map)
+    return res
