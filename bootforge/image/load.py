@@ -22,6 +22,7 @@ from bootforge.loader.policies.linux_efi_stub import is_uki_bytes
 from bootforge.bootloaders import BOOTLOADERS
 from bootforge.loader.platforms import resolve
 from bootforge.machines import FIRMWARES, MACHINES, platform_syntax
+from bootforge.loader.ovmf_media import EfiMedium
 from bootforge.loader.result import LoadRequest, ModuleSpec
 from bootforge.pe import read_pe_facts
 
@@ -178,7 +179,8 @@ def _from_image(path, platform, loader, entry, firmware):
                 raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
             mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
         return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name, boot_device=_boot_device(view),
-                           efi_application=_efi_application(view) if fw == "uefi" else None)
+                           efi_application=_efi_application(view) if fw == "uefi" else None,
+                           efi_medium=_efi_medium(view) if fw == "uefi" else None)
     finally:
         view.image.close()
 
@@ -195,6 +197,21 @@ def _efi_application(view):
         return f.size, read_pe_facts(data).size_of_image
     except (FormatError, LimitError):
         return None
+
+
+def _efi_medium(view):
+    """The medium UEFI firmware starts the image's ESP from (ovmf_media.EfiMedium): an ISO 9660
+    image is attached as a CD-ROM (qemu/media.py image_medium) and its El Torito UEFI image is the
+    ESP; any other image is a disk whose ESP is a partition, beside its other partitions. None
+    without an ESP."""
+    if view.esp is None:
+        return None
+    entry = view.image.read(view.esp_offset + 446, 16)
+    self_partition = len(entry) == 16 and entry[4] != 0 and int.from_bytes(entry[12:16], "little") != 0
+    if view.iso is not None:
+        return EfiMedium("cdrom", view.esp.fat_type, 0, self_partition)
+    parts = len(view.gpt["partitions"]) if view.gpt else sum(1 for p in view.mbr.partitions if p.type)
+    return EfiMedium("disk", view.esp.fat_type, parts, self_partition)
 
 
 def _boot_device(view):

@@ -32,6 +32,10 @@ class LoadRequest:
     # (EFI/BOOT/BOOTX64.EFI), where an image is booted: a loader's own pages under OVMF follow
     # them. None: the policy's own medium.
     efi_application: tuple | None = None
+    # The medium the firmware starts that application from (bootforge.loader.ovmf_media.EfiMedium:
+    # CD-ROM or disk, the ESP's FAT type, the partition children, the boot sector's own entry):
+    # OVMF's disk drivers allocate by it before BDS starts the loader. None: the policy's own medium.
+    efi_medium: object = None
 
 
 @dataclass

@@ -32,6 +32,7 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.loader.ovmf_media import for_medium, template_block
 from bootforge.loader.ovmf_pages import PageMap, pages_for, pool_pages
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
@@ -169,7 +170,7 @@ COMPARISON = Comparison(entry=lambda k: efi_entry(k, keeps_boot_services(k)), mb
                summary="GRUB 2.06 x86_64-efi `multiboot2`/`module2`")
 def load(req):
     k = req.kernel
-    plat = _with_grub_image(req.platform, req.efi_application)
+    plat = _with_grub_image(req.platform, req.efi_application, req.efi_medium)
     keep_bs = any(t.get("type") == Mb2HeaderTag.EFI_BOOT_SERVICES for t in (k.mb2 or {}).get("tags", []))
     reloc = relocatable_tag(k)
     res = LoadResult(req.loader, "multiboot2", plat, SOURCE)
@@ -379,27 +380,36 @@ def gop_mode_scans(modestring, modes=None, current=0):
 # Walks of OVMF's 30 modes whose leaked mode records the Boot Services Data pool OVMF has free
 # when GRUB sets the video mode still holds (observed, 256M: one walk leaves the exit map as
 # predicted, two add one BootServicesData page). Each QueryMode is QemuVideoDxe's AllocatePool
-def _with_grub_image(plat, application):
+# of the mode information, which efi_gop never frees; 30 more of them fit in one new pool page.
+GOP_WALKS_IN_FREE_POOL = 1
+
+
+def _with_grub_image(plat, application, medium=None):
     """The OVMF platform with GRUB's own pages for the BOOTX64.EFI an image holds,
-    *application* = (file size, SizeOfImage), in place of the grub-mkrescue image the template
-    was printed from: OVMF's LoadImage reads the file into a pool buffer (its own pages,
-    ovmf_pages.pool_pages) at the top of the free memory under the Boot Services Data block BDS
-    allocated, puts the image (EFI_SIZE_TO_PAGES(SizeOfImage), loader code) under that and frees
-    the buffer (conventional at exit). Observed at 256M from bootforge's ISO: a 606208-byte
-    BOOTX64.EFI gives 148 pages of loader code under 149 free pages; grub-mkrescue's 159744
-    bytes give 39 under 40. GRUB's heap, a quarter of what is left (grub_efi_heap), follows."""
+    *application* = (file size, SizeOfImage), started from *medium* (ovmf_media.EfiMedium), in
+    place of the grub-mkrescue image and CD the template was printed from. OVMF's disk stack
+    leaves its Boot Services Data block by the medium (ovmf_media.for_medium: 682 pages from
+    bootforge's GPT disk, 728 from a CD, and one more page above it from a disk); LoadImage reads
+    the file into a pool buffer (its own pages, ovmf_pages.pool_pages) at the top of the free
+    memory under that block, puts the image (EFI_SIZE_TO_PAGES(SizeOfImage), loader code) under
+    that and frees the buffer (conventional at exit). Observed at 256M from bootforge's ISO: a
+    606208-byte BOOTX64.EFI gives 148 pages of loader code under 149 free pages; grub-mkrescue's
+    159744 bytes give 39 under 40. GRUB's heap, a quarter of what is left (grub_efi_heap), follows."""
     if application is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf" or plat.grub_heap_included:
         return plat
     file_size, size_of_image = application
     ranges = plat.memory_map.ranges
+    shape = template_block(ranges)
+    if shape is None:
+        return plat
+    if medium is not None:
+        moved = for_medium(ranges, medium, shape[0], shape[2])
+        if moved is None:
+            return plat
+        ranges = moved
     # The template's GRUB image: its only loader code (the heap is folded into conventional memory).
-    at = next((i for i, r in enumerate(ranges) if r.type == EfiMemoryType.LOADER_CODE and r.start < GIB4), None)
-    if at is None or at == 0 or at + 2 >= len(ranges):
-        return plat
+    at = next(i for i, r in enumerate(ranges) if r.type == EfiMemoryType.LOADER_CODE and r.start < GIB4)
     below, image, buffer, block = ranges[at - 1:at + 3]
-    if (below.type != EfiMemoryType.CONVENTIONAL or buffer.type != EfiMemoryType.CONVENTIONAL
-            or block.type != EfiMemoryType.BOOT_SERVICES_DATA or buffer.start + buffer.size != block.start):
-        return plat
     buffer_size = pool_pages(file_size) * PAGE
     image_size = pages_for(size_of_image) * PAGE
     image_at = block.start - buffer_size - image_size
@@ -409,10 +419,6 @@ def _with_grub_image(plat, application):
            MemoryRange(image_at, image_size, image.type, image.attributes),
            MemoryRange(block.start - buffer_size, buffer_size, buffer.type, buffer.attributes)]
     return replace(plat, memory_map=plat.memory_map.replace(ranges[:at - 1] + new + ranges[at + 2:]))
-
-
-# of the mode information, which efi_gop never frees; 30 more of them fit in one new pool page.
-GOP_WALKS_IN_FREE_POOL = 1
 
 
 def _with_gop_pool_page(efi_map, k, plat, res):

@@ -90,10 +90,9 @@ Rules (source; scenarios):
 
 Not modelled (no real run checks it): Limine's own buffers (the kernel and
 module files it read, top-down below 4 GiB) as obstacles for targets near the
-top of RAM; a relocatable kernel overlapping Limine's allocations; the EFI map
-of tag 17 when OVMF starts Limine from a disk (from a CD-ROM it is the captured
-map of loader/ovmf_pages.py limine_exit_map, byte-exact with the MBI size);
-firmware contents of tags 8, 12-15, 20 (sizes only); VBE mode
+top of RAM; a relocatable kernel overlapping Limine's allocations; tag 17 when
+OVMF starts Limine from a medium other than a CD-ROM or bootforge's GPT disk
+(those two: uefi_exit_map, byte-exact with the MBI size); firmware contents of tags 8, 12-15, 20 (sizes only); VBE mode
 choice on BIOS for modes the firmware does not offer; the network tag (PXE boots);
 on BIOS, low memory is one block here while Limine's map splits it at the end of
 its stage 3 and conventional allocations (a target straddling such an edge moves
@@ -110,9 +109,10 @@ from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_STRIDE, MB2_MMAP_ENTRY_S
                                          Multiboot1Module)
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_intervals
-from bootforge.loader.policies import Comparison, loader_policy
+from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.owned import limine_bios
+from bootforge.loader.ovmf_media import TEMPLATE_MEDIUM, for_medium, template_block
 from bootforge.loader.ovmf_pages import limine_exit_map
 from bootforge.loader.result import LoadResult
 from bootforge.loader.video import QEMU_EDID_PREFERRED, limine_gop_choose
@@ -603,19 +603,34 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
     tags.append(mbi.mb2_mmap(res.mmap))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     if efi:
-        body = write_map(uefi_exit_map(res.platform), "efi-bin", None, {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
+        body = write_map(uefi_exit_map(res.platform, req.efi_medium, res.notes), "efi-bin", None,
+                         {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
                                    descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
 
 
-def uefi_exit_map(plat):
+def uefi_exit_map(plat, medium=None, notes=None):
     """Tag 17's EFI map: the firmware's map at Limine's ExitBootServices. Under QEMU q35 + OVMF,
     the map captured on Limine's CD-ROM path (loader/ovmf_pages.py limine_exit_map: the same for
-    any kernel and modules, moved with the memory size); a platform given as a map file: that map."""
+    any kernel and modules, moved with the memory size), and from another *medium* (an image's
+    ovmf_media.EfiMedium: bootforge's GPT disk) that map as OVMF's disk stack leaves it there
+    (ovmf_media.for_medium: its Boot Services Data block above Limine's image by the ESP's FAT
+    cache and the partition children, Limine's pages under it moved with its bottom, and one more
+    OVMF page above it on a disk; observed exact from bootforge's Limine GPT disk at 256M and
+    512M); a platform given as a map file: that map."""
     if plat.qemu is not None and plat.memory_bytes is not None:
         ram = plat.memory_bytes
         got = limine_exit_map(plat.qemu.name, ram, Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram)
+        if got is not None and medium is not None and medium != TEMPLATE_MEDIUM:
+            shape = template_block(plat.memory_map.ranges)
+            moved = None if shape is None else for_medium(got.ranges, medium, shape[0], shape[2])
+            if moved is None:
+                if notes is not None:
+                    notes.append(f"tag 17: OVMF's map from this medium ({medium.kind}) has no rule here for this "
+                                 f"memory size; the CD-ROM capture is shown")
+            else:
+                got = got.replace(moved)
         if got is not None:
             return got
     return plat.memory_map
@@ -628,20 +643,11 @@ def load_mb1(req):
 
 
 # verify: on UEFI, Limine copies the EFI map it exits with into tag 17 and its size sets
-# total_size. Under OVMF from Limine's CD-ROM (limine-iso, verify's medium) that map is predicted
-# byte for byte (uefi_exit_map: the same for any kernel and modules, moved with the memory size;
-# tests/test_ovmf_pages.py against the kept boots at 128M, 256M and 5G). From a disk (a Limine
-# disk image, or the ISO attached as a disk) OVMF's map at Limine's start differs and is not
-# captured, so verify still shows these bytes without counting them.
-EXIT_MAP_REASON = ("the EFI map at Limine's ExitBootServices: predicted for OVMF starting Limine from a CD-ROM; "
-                   "from a disk OVMF's map at Limine's start is not captured")
-
-
+# total_size. Under OVMF both are predicted byte for byte and counted: from Limine's CD-ROM
+# (limine-iso, verify's medium, and bootforge's Limine ISO) the captured map, from bootforge's
+# Limine GPT disk that map as OVMF's disk stack leaves it (uefi_exit_map; tests/test_ovmf_pages.py
+# against the kept CD boots at 128M, 256M and 5G, tests/test_uefi_disk.py against the disk's).
 @loader_policy("limine-mb2", firmware=("bios", "uefi"), protocol="multiboot2", verdict="limine-mb2", source=SOURCE,
-               verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot2` (BIOS, UEFI)",
-               comparison=Comparison(not_modelled_on=(("uefi", frozenset({"mbi_size"})),),
-                                     firmware_data_on=(("uefi", Mb2Tag.EFI_MMAP, 4, None, "size and EFI map",
-                                                        EXIT_MAP_REASON),),
-                                     total_size_firmware_on=(("uefi", EXIT_MAP_REASON),)))
+               verified=True, boot_medium="limine-iso", summary="Limine 11.4.1 `protocol: multiboot2` (BIOS, UEFI)")
 def load_mb2(req):
     return predict(req, "multiboot2", "limine-mb2")
