@@ -25,6 +25,15 @@ BUSYBOX = "/bin/busybox"                      # busybox-static
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 FIXTURE = REPO / "tests" / "data" / "uki-tpm-pcrs.txt"
+# The same UKI signed with Debian's snakeoil key, booted with Secure Boot on.
+SECUREBOOT_FIXTURE = REPO / "tests" / "data" / "uki-tpm-pcrs-secureboot.txt"
+SNAKEOIL_CODE = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
+SNAKEOIL_VARS = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
+SNAKEOIL_KEY = "/usr/share/ovmf/PkKek-1-snakeoil.key"
+SNAKEOIL_CERT = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
+# (OVMF code, VARS template, whether the UKI is signed for it) of each recorded boot.
+BOOTS = {"plain": (OVMF_CODE, OVMF_VARS, False, FIXTURE),
+         "secureboot": (SNAKEOIL_CODE, SNAKEOIL_VARS, True, SECUREBOOT_FIXTURE)}
 CMDLINE = "console=ttyS0 panic=-1 quiet"
 INIT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /sys /sec
@@ -60,9 +69,21 @@ def tpm_uki(directory):
     return directory / "tpm.efi"
 
 
-def predicted(uki):
-    r = run_bootforge("inspect", "--json", "--pcrs", uki, check=0)
+def predicted(uki, vars_file=None):
+    extra = ("--secureboot-vars", vars_file) if vars_file else ()
+    r = run_bootforge("inspect", "--json", "--pcrs", *extra, uki, check=0)
     return json.loads(r.stdout)["pcrs"]
+
+
+def signed_tpm_uki(directory):
+    """tpm_uki signed in place with Debian's snakeoil key (the key snakeoil OVMF's db trusts)."""
+    require(SNAKEOIL_KEY, SNAKEOIL_CERT, "openssl")
+    uki = tpm_uki(directory)
+    passphrase = Path(directory) / "snakeoil.pass"
+    passphrase.write_text("snakeoil\n")
+    run_bootforge("sign", uki, "--key", SNAKEOIL_KEY, "--cert", SNAKEOIL_CERT, "--key-passphrase-file", passphrase,
+                  "--in-place", check=0)
+    return uki
 
 
 def read_event_log(blob):
@@ -98,22 +119,40 @@ def _inputs_digest():
     return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (KERNEL, BUSYBOX)}
 
 
-def test_prediction_equals_the_recorded_boot(tmp_path):
-    """The PCRs a real boot read (tests/data/uki-tpm-pcrs.txt) equal inspect's prediction for the
-    UKI rebuilt from the same Debian files."""
-    require(KERNEL, BUSYBOX)
-    header, _, body = FIXTURE.read_text().partition("\n\n")
+@pytest.mark.parametrize("boot", BOOTS)
+def test_prediction_equals_the_recorded_boot(tmp_path, boot):
+    """The PCRs a real boot read (tests/data/uki-tpm-pcrs*.txt) equal inspect's prediction for the
+    UKI rebuilt from the same Debian files (and signed the same way, for the Secure Boot boot):
+    PCR 11, PCR 4, and given the boot's VARS template PCR 7, whose events are byte for byte the
+    event log's."""
+    code, vars_file, signed, fixture = BOOTS[boot]
+    require(KERNEL, BUSYBOX, vars_file)
+    header, _, body = fixture.read_text().partition("\n\n")
     inputs = json.loads(re.search(r"^# inputs: (.*)$", header, re.M).group(1))
     if inputs != _inputs_digest():
         # A new Debian kernel or busybox wants the boot recorded again (this file's recording test).
-        unavailable("the kernel or busybox differs from the recorded boot's: record tests/data/uki-tpm-pcrs.txt again")
+        unavailable(f"the kernel or busybox differs from the recorded boot's: record {fixture.name} again")
     pcrs, log = parse_serial(body)
-    p = predicted(tpm_uki(tmp_path))
-    assert p["11"]["sha256"] == pcrs[11]
-    assert p["4"]["sha256"] == pcrs[4]
-    # `load` of the bare UKI (linux-efi-stub) gives the same predictions.
-    loaded = json.loads(run_bootforge("load", "--json", tmp_path / "tpm.efi", check=0).stdout)["linux"]["pcrs"]
-    assert (loaded["11"]["sha256"], loaded["4"]["sha256"]) == (pcrs[11], pcrs[4])
+    uki = signed_tpm_uki(tmp_path) if signed else tpm_uki(tmp_path)
+    p = predicted(uki, vars_file)
+    assert (p["11"]["sha256"], p["4"]["sha256"], p["7"]["sha256"]) == (pcrs[11], pcrs[4], pcrs[7])
+    # PCR 7's events, each the event data the firmware logged (and hashed).
+    from bootforge.pe.image import read_pe
+    from bootforge.secureboot.measure import allowing_entry, pcr7_events
+    from bootforge.secureboot.policy import policy_from_varstore
+    policy = policy_from_varstore(Path(vars_file).read_bytes(), vars_file)
+    data = uki.read_bytes()
+    allowed = allowing_entry(policy, data, read_pe(data))
+    assert (allowed is not None) == signed
+    logged = [e[3] for e in read_event_log(log) if e[0] == 7]
+    assert [d for _, d in pcr7_events(policy.store, policy.enabled, [allowed] if allowed else [])] == logged
+    # Under Secure Boot systemd-stub's kernel is not measured into PCR 4: one application event.
+    applications = [e for e in read_event_log(log) if e[0] == 4 and e[1] == 0x80000003]
+    assert len(applications) == (1 if signed else 2)
+    if not signed:
+        # `load` of the bare UKI (linux-efi-stub, OVMF without Secure Boot) gives the same predictions.
+        loaded = json.loads(run_bootforge("load", "--json", uki, check=0).stdout)["linux"]["pcrs"]
+        assert (loaded["11"]["sha256"], loaded["4"]["sha256"]) == (pcrs[11], pcrs[4])
     # The event log's PCR 11 entries are systemd-stub's: one per name and one per contents.
     sha256 = 0x000B
     events = [e for e in read_event_log(log) if e[0] == 11]
@@ -125,10 +164,12 @@ def test_prediction_equals_the_recorded_boot(tmp_path):
 
 
 @pytest.mark.qemu
-def test_booted_kernel_reads_the_predicted_pcrs(tmp_path):
-    require("qemu-system-x86_64", "swtpm", OVMF_CODE, OVMF_VARS)
-    uki = tpm_uki(tmp_path)
-    p = predicted(uki)
+@pytest.mark.parametrize("boot", BOOTS)
+def test_booted_kernel_reads_the_predicted_pcrs(tmp_path, boot):
+    code, vars_file, signed, _ = BOOTS[boot]
+    require("qemu-system-x86_64", "swtpm", code, vars_file)
+    uki = signed_tpm_uki(tmp_path) if signed else tpm_uki(tmp_path)
+    p = predicted(uki, vars_file)
     state = tmp_path / "tpm"
     state.mkdir()
     sock = state / "sock"
@@ -140,10 +181,13 @@ def test_booted_kernel_reads_the_predicted_pcrs(tmp_path):
             if sock.exists():
                 break
             time.sleep(0.1)
-        shutil.copyfile(OVMF_VARS, tmp_path / "vars.fd")
+        shutil.copyfile(vars_file, tmp_path / "vars.fd")
         serial = tmp_path / "serial.log"
-        cmd = ["qemu-system-x86_64", "-M", "q35", "-m", "1024", "-nodefaults", "-display", "none", "-no-reboot",
-               "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+        # The Secure Boot builds keep their variables in SMM: q35 with SMM and secure flash.
+        machine = ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"] if signed \
+            else ["-M", "q35"]
+        cmd = ["qemu-system-x86_64", *machine, "-m", "1024", "-nodefaults", "-display", "none", "-no-reboot",
+               "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                "-drive", f"if=pflash,format=raw,file={tmp_path / 'vars.fd'}",
                "-drive", f"format=raw,file={esp_image(tmp_path, uki)}", "-serial", f"file:{serial}",
                "-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
@@ -155,8 +199,7 @@ def test_booted_kernel_reads_the_predicted_pcrs(tmp_path):
     text = serial.read_text("latin-1")
     pcrs, log = parse_serial(text)
     assert 11 in pcrs and log, text[-2000:]
-    assert p["11"]["sha256"] == pcrs[11]
-    assert p["4"]["sha256"] == pcrs[4]
+    assert (p["11"]["sha256"], p["4"]["sha256"], p["7"]["sha256"]) == (pcrs[11], pcrs[4], pcrs[7])
 
 
 SYSTEMD_MEASURE = "/usr/lib/systemd/systemd-measure"     # systemd 252

@@ -41,7 +41,9 @@ class InspectCommand(click.Command):
                    "are 16 files or more per core); output order and JSON are those of one process.")
 @click.option("-O", "--output-format", "output_format", type=click.Choice(["dts"]),
               help="dts: print only the DTS of each DTB, as dtc -I dtb -O dts does (also --format dts).")
-@click.option("--pcrs", is_flag=True, help="UKIs: predict PCR 11 (systemd-stub 252) and PCR 4 (OVMF), every bank.")
+@click.option("--pcrs", is_flag=True, help="UKIs: predict PCR 11 (systemd-stub 252) and PCR 4 (OVMF), every bank; with "
+              "--secureboot-vars also PCR 7 (OVMF's Secure Boot policy: that store and the db entry "
+              "that allows the UKI).")
 def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx, vars_file, jobs,
                     output_format, pcrs):
     """Decode every header of FILES, check every checksum, and say what real loaders will do.

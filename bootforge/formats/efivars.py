@@ -85,3 +85,12 @@ SignatureListHeader = Struct(
 )
 SIGNATURE_LIST_HEADER_SIZE = 0x1C
 SIGNATURE_OWNER_SIZE = 16
+
+# UEFI_VARIABLE_DATA (TCG PC Client Platform Firmware Profile 1.05, section 10.2.6): the event
+# data of EV_EFI_VARIABLE_DRIVER_CONFIG and EV_EFI_VARIABLE_AUTHORITY, this header followed by
+# the name in UCS-2 without its NUL (UnicodeNameLength characters) and the variable's data.
+UefiVariableDataHeader = Struct(
+    "variable_name" / Bytes(16),                # 00 the vendor GUID (bytes_le)
+    "unicode_name_length" / Int64ul,            # 10 characters
+    "variable_data_length" / Int64ul,           # 18 bytes
+)

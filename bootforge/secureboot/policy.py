@@ -50,6 +50,7 @@ class SecureBootPolicy:
     dbx_cert_hashes: set = field(default_factory=set)  # SHA-256 of TBS certificates (EFI_CERT_X509_SHA256)
     enabled: bool = True
     why_disabled: str | None = None
+    store: object = None                               # the VarStore of a VARS file (PCR 7 measures it)
 
     def to_json(self):
         return {"source": self.source, "enabled": self.enabled, "why_disabled": self.why_disabled,
@@ -68,7 +69,7 @@ def _load_cert(der, what):
 def policy_from_varstore(data, path):
     """The policy of an OVMF VARS file (its PK, db, dbx, SecureBootEnable)."""
     store = read_varstore(data, path)
-    pol = SecureBootPolicy(source=str(path))
+    pol = SecureBootPolicy(source=str(path), store=store)
     for name in ("db", "dbx"):
         var = store.get(name, fmt.EFI_IMAGE_SECURITY_DATABASE)
         if var is None:

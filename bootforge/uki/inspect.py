@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bootforge.errors import FormatError
 from bootforge.report import DocumentReport
+from bootforge.secureboot import ACTIVE
 from bootforge.secureboot.report import authenticode_section, render_authenticode
 from bootforge.uki import measure, verdicts
 from bootforge.uki.kernel import is_bzimage, read_bzimage
@@ -78,8 +79,13 @@ class EfiLinuxReport(DocumentReport):
             out += render_authenticode(d["authenticode"])
         if "pcrs" in d:
             out.append(f"  predicted PCRs ({d['pcrs']['source']}):")
-            for pcr in ("4", "11"):
-                out.append(f"    PCR {pcr:>2} sha256 {d['pcrs'][pcr]['sha256']}")
+            for pcr in ("4", "7", "11"):
+                if pcr in d["pcrs"]:
+                    out.append(f"    PCR {pcr:>2} sha256 {d['pcrs'][pcr]['sha256']}")
+            if "7" in d["pcrs"]:
+                out.append(f"    PCR  7 events: {', '.join(d['pcrs']['pcr7_events'])}")
+            else:
+                out.append("    PCR  7: give --secureboot-vars VARS.fd (the firmware's variable store decides it)")
             out.append(f"    PCR 11 events: {', '.join(d['pcrs']['pcr11_events'])}")
         out.append("  verdicts:")
         for v in d["verdicts"]:
@@ -130,7 +136,7 @@ def inspect_efi_linux(path, data):
         doc["authenticode"], signature_problems, _ = authenticode_section(data, img, path)
         problems += signature_problems
         if uki and measure.WANTED.get():
-            doc["pcrs"] = measure.predictions(data, img)
+            doc["pcrs"] = measure.predictions(data, img, policy=ACTIVE.get())
         vs.append(verdicts.uefi_verdict(img, len(data)))
         if uki:
             vs.append(verdicts.stub_verdict(img, data, bz, bz_error))

@@ -84,15 +84,31 @@ def predict_pcr11(data, img, banks=("sha256",)):
 PREDICTION_SOURCE = "systemd-stub 252 (PCR 11), OVMF Tcg2Dxe booting it as the first boot option (PCR 4)"
 
 
-def predictions(data, img, banks=BANKS):
-    """{"11": {bank: hex}, "4": {bank: hex}, "pcr11_events": [...], "source": ...} for a UKI."""
+def predictions(data, img, banks=BANKS, policy=None):
+    """{"11": {bank: hex}, "4": {bank: hex}, "pcr11_events": [...], "source": ...} for a UKI;
+    given a Secure Boot *policy* (secureboot/policy.py) read from a VARS file, also "7" and
+    "pcr7_events" (secureboot/measure.py), and PCR 4 as that Secure Boot state gives it."""
     pcr11, events = predict_pcr11(data, img, banks)
-    return {"11": pcr11, "4": predict_pcr4(data, img, banks), "pcr11_events": events, "source": PREDICTION_SOURCE}
+    secure = policy is not None and policy.enabled
+    out = {"11": pcr11, "4": predict_pcr4(data, img, banks, secure_boot=secure), "pcr11_events": events,
+           "source": PREDICTION_SOURCE}
+    if policy is not None and policy.store is not None:
+        # Function-level import: PCR 7 reads the signatures (cryptography) only when a VARS file is given.
+        from bootforge.secureboot.measure import allowing_entry, predict_pcr7
+        allowed = allowing_entry(policy, data, img)
+        out["7"], out["pcr7_events"] = predict_pcr7(policy.store, secure, [allowed] if allowed else [], banks)
+        out["source"] += f", OVMF Tcg2Dxe and DxeImageVerificationLib with {policy.source} (PCR 7)"
+    return out
 
 
-def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0):
+def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0, secure_boot=False):
     """PCR 4 after OVMF started this image as its boot option, *failed_attempts* boot options
-    (that found nothing to load) having been tried before it."""
+    (that found nothing to load) having been tried before it.
+
+    With Secure Boot on, systemd-stub 252 LoadImage()s its kernel under its own security
+    override (src/boot/efi/linux.c: the firmware's Security2 FileAuthentication is replaced for
+    the kernel's buffer, so OVMF's DxeTpm2MeasureBootLib never sees it): the UKI alone is
+    measured (a real boot on snakeoil OVMF, tests/data/uki-tpm-pcrs-secureboot.txt)."""
     layout = hash_layout(data, img)
     linux = img.section(".linux")
     kernel = section_bytes(data, linux) if linux is not None else None
@@ -113,7 +129,7 @@ def predict_pcr4(data, img, banks=("sha256",), failed_attempts=0):
         # EV_EFI_BOOT_SERVICES_APPLICATION: the event's digest is the image's Authenticode hash
         # itself (extended as is, not hashed again): the UKI's, then its kernel's.
         value = hashlib.new(bank, value + layout.digest(data, bank)).digest()
-        if kernel is not None:
+        if kernel is not None and not secure_boot:
             value = hashlib.new(bank, value + kernel_layout.digest(kernel, bank)).digest()
         out[bank] = value.hex()
     return out
