@@ -120,6 +120,7 @@ def write_modules(directory, count):
 
 
 XEN_GZ = "/boot/xen-4.17-amd64.gz"
+XEN_EFI = "/boot/xen-4.17-amd64.efi"      # the same build as a PE (xen-efi-esp)
 
 
 def debian_kernel_files():

@@ -1,22 +1,26 @@
-"""Xen 4.17 (Debian's xen.gz) started by GRUB x86_64-efi on OVMF (the xen-efi policy) and
-GRUB's module loading: what Xen prints on its console (load base, "EFI RAM map:") against
-the prediction, from a recorded real boot and from one live `verify`; modules gunzipped as
-GRUB's module2 does."""
+"""Xen 4.17 on OVMF: Debian's xen.gz started by GRUB x86_64-efi (the xen-efi policy) and its
+xen.efi started by OVMF from an ESP (xen-efi-esp), and GRUB's module loading: what Xen prints on
+its console (load base, files read, "EFI RAM map:") and the EFI map it got, against the
+prediction, from recorded real boots and one live `verify` each; modules gunzipped as GRUB's
+module2 does."""
 
 import gzip
+import json
 import lzma
+import struct
+from pathlib import Path
 
 import pytest
 
 from conftest import DATA, require
 import fidelity as F
-from bootforge.errors import RecipeError
-from bootforge.loader.image import read_kernel
+from bootforge.errors import LoaderRefusal, RecipeError
+from bootforge.loader.image import KernelImage, read_kernel
 from bootforge.loader.platforms import resolve
 from bootforge.loader.policies import policy
 from bootforge.loader.policies.grub_pc import grub_module_size
 from bootforge.loader.result import LoadRequest, ModuleSpec
-from bootforge.verify.xen import predicted_facts, xen_console_facts
+from bootforge.verify.xen import efi_map_in_image, predicted_facts, xen_console_facts
 
 CONSOLE = DATA / "xen-efi-2G-console.txt"     # the command and module sizes: xen-efi-2G-console.README
 XEN_CMDLINE = "console=com1 com1=115200,8n1"
@@ -80,15 +84,80 @@ def test_verify_xen_efi_boots_and_reads_xens_console():
     assert report.ok, report.render_text()
 
 
-def test_xen_efi_started_by_ovmf_from_an_esp():
-    """xen.efi as BOOTX64.EFI (no GRUB; tests/data/xen-efi-esp-512M-console.txt): the reader
-    takes Xen's base and map without GRUB's lsefimmap printouts. Observed: the 16-entry EFI RAM
-    map equals the xen-efi (GRUB) prediction at 512M, the load base does not (0x1ca00000: where
-    OVMF's LoadImage put the PE, not GRUB's relocator), so xen-efi does not stand for this boot."""
-    seen = xen_console_facts((DATA / "xen-efi-esp-512M-console.txt").read_text(errors="replace"))
-    assert seen["load_base"] == 0x1ca00000 and seen["grub_pages"] is None
-    mods = [ModuleSpec("-", "/boot/vmlinuz", "", 8247232), ModuleSpec("-", "/boot/initrd.img", "", 31173247)]
-    req = LoadRequest(_xen(), "/boot/xen.gz", XEN_CMDLINE, mods, resolve("qemu-q35-ovmf:512M"), "xen-efi")
-    want = predicted_facts(policy("xen-efi")(req))
-    assert want["e820"] == seen["e820"] and len(seen["e820"]) == 16
-    assert want["load_base"] != seen["load_base"]
+ESP = DATA / "xen-efi-esp"       # the command and files: README.md there
+ESP_MODULES = [("vmlinuz", "root=/dev/ram0 console=hvc0", 8247232), ("initrd.img", "", 31173247)]
+
+
+def _xen_efi():
+    require(F.XEN_EFI)
+    data = Path(F.XEN_EFI).read_bytes()
+    return KernelImage(F.XEN_EFI, data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
+
+
+def _esp_request(memory, modules=ESP_MODULES):
+    mods = [ModuleSpec("-", name, args, size) for name, args, size in modules]
+    return LoadRequest(_xen_efi(), "/EFI/BOOT/BOOTX64.EFI", XEN_CMDLINE, mods, resolve(f"qemu-q35-ovmf:{memory}"),
+                       "xen-efi-esp", {"trampoline_size": 0x2000})
+
+
+def _recorded_esp_boot(memory):
+    seen = xen_console_facts((ESP / f"console-{memory}.txt").read_text(errors="replace"))
+    seen["efi_map"] = [tuple(d) for d in json.loads((ESP / f"exit-map-{memory}.json").read_text())["descriptors"]]
+    return seen
+
+
+@pytest.mark.parametrize("memory", ["512M", "2G"])
+def test_xen_efi_from_an_esp_recorded_boot_equals_the_prediction(memory):
+    """xen.efi as BOOTX64.EFI, started by OVMF: the load base Xen printed (where LoadImage put the
+    PE: SizeOfImage + SectionAlignment pages top-down, rounded up to 2 MiB), the two files its
+    EFI loader read (top-down Loader Data), its 16-entry EFI RAM map and the 126-descriptor EFI map
+    it got at ExitBootServices equal the prediction. 2G is predicted from the 512M capture."""
+    seen = _recorded_esp_boot(memory)
+    want = predicted_facts(policy("xen-efi-esp")(_esp_request(memory)))
+    assert seen["load_base"] == {"512M": 0x1ca00000, "2G": 0x7ca00000}[memory]      # as Xen printed it
+    assert [name for name, _a, _b in seen["files"]] == ["vmlinuz", "initrd.img"] and len(seen["efi_map"]) == 126
+    assert seen.pop("grub_pages") is None               # no GRUB ran
+    assert want == seen
+
+
+def test_xen_efi_esp_capture_is_derived_from_the_recorded_boot():
+    """The policy's capture of OVMF's map is what derive_capture makes of the kept 512M exit map
+    (Xen's own pieces returned to conventional memory), not a hand-written table."""
+    import xen_efi_esp_capture
+    from bootforge.loader.ovmf_pages import CAPTURE_DIR
+    kept = json.loads(CAPTURE_DIR.joinpath(xen_efi_esp_capture.NAME + ".json").read_text())
+    assert json.loads(json.dumps(xen_efi_esp_capture.derive())) == kept
+    assert kept["held"] == []           # the file buffer reaches the OVMF block above it
+
+
+def test_the_efi_map_is_found_in_xens_image():
+    """verify's reader: the descriptor array inside the saved image, wherever it lies, up to the
+    first entry that is not a descriptor."""
+    descs = _recorded_esp_boot("512M")["efi_map"]
+    # OVMF's DescriptorSize is 48: the 40-byte EFI_MEMORY_DESCRIPTOR and 8 bytes of padding
+    body = b"".join(struct.pack("<IIQQQQ8x", t, 0, s, 0, n, a) for t, s, n, a in descs)
+    image = bytes(range(256)) * 64 + b"\0" * 16 + body + b"\xff" * 64
+    assert efi_map_in_image(image) == descs
+    assert efi_map_in_image(bytes(4096)) is None
+
+
+def test_xen_efi_esp_refuses_what_it_has_no_capture_for():
+    with pytest.raises(RecipeError, match="512M-2G"):
+        policy("xen-efi-esp")(_esp_request("3G"))
+    with pytest.raises(LoaderRefusal, match="No Dom0 kernel image specified"):
+        policy("xen-efi-esp")(_esp_request("512M", []))
+
+
+def test_verify_xen_efi_from_an_esp():
+    """One real boot: the xen-esp disk (xen.efi, BOOTX64.cfg, Debian's vmlinuz and the small
+    busybox initrd) at 2G, other file sizes than the capture's; every row matches."""
+    require(F.OVMF_CODE, F.OVMF_VARS, F.XEN_EFI)
+    vmlinuz, _initrd = F.debian_kernel_files()
+    require(str(vmlinuz) if vmlinuz else "/boot/vmlinuz-*")
+    from bootforge.verify.run import verify
+    report = verify(F.XEN_EFI, "qemu-q35-ovmf:2G", "xen-efi-esp", cmdline=XEN_CMDLINE,
+                    modules=[f"{vmlinuz}=root=/dev/ram0 console=hvc0", str(F.busybox_initrd())])
+    assert report.status == "console", report.render_text()
+    names = [r.name for r in report.rows]
+    assert "EFI map 125 (type, start, pages, attribute)" in names and "file 1 (busybox-initrd.gz)" in names
+    assert report.ok, report.render_text()

@@ -195,7 +195,8 @@ def request_from_table(table, base, platform=None, loader=None):
         dtb_file = base / t["dtb"]
         plat.devicetree.user_dtb = (str(dtb_file), read_input(dtb_file))
     data = read_input(kernel_file)
-    if declared.protocol == "linux":        # not a Multiboot ELF: the policy reads the file itself
+    # Not a Multiboot ELF: the policy reads the file itself (Linux; xen.efi, a PE, for xen-efi-esp).
+    if declared.protocol == "linux" or (declared.protocol == "xen" and data[:2] == b"MZ"):
         kernel = KernelImage(str(kernel_file), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
     else:
         kernel = read_kernel(kernel_file, data)

@@ -50,3 +50,22 @@ def _until_prompt(mon, timeout):
         seen = (seen + chunk)[-256:]
     if not seen.endswith(PROMPT):
         raise OSError("no monitor prompt")
+
+
+def stop_and_save(sock_path, address, size, dump_path, timeout=30.0):
+    """Stop the guest (`stop`: nothing it runs changes memory afterwards) and write *size* bytes of
+    guest physical memory at *address* to *dump_path* (pmemsave); the bytes, or b"" when the
+    monitor cannot be used."""
+    dump = Path(dump_path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mon:
+            mon.settimeout(timeout)
+            mon.connect(str(sock_path))
+            _until_prompt(mon, timeout)
+            mon.sendall(b"stop\n")
+            _until_prompt(mon, timeout)
+            mon.sendall(f'pmemsave {address:#x} {size} "{dump}"\n'.encode())
+            _until_prompt(mon, timeout)
+        return dump.read_bytes()
+    except OSError:
+        return b""

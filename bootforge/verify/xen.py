@@ -5,18 +5,37 @@ what Xen itself derives and prints on its console before it starts dom0
 builds from the EFI map at ExitBootServices. GRUB's `lsefimmap` before and after
 loading also shows the loader-data pages GRUB took (the image, sections, modules).
 No breakpoint: Xen's console is read, and the run ends at the first line after the
-map ("ACPI: RSDP"), before dom0 runs."""
+map ("ACPI: RSDP"), before dom0 runs.
 
+xen-efi-esp (xen.efi started by OVMF from an ESP) boots the xen-esp medium (esp_disk): a GPT
+disk whose ESP holds xen.efi as EFI/BOOT/BOOTX64.EFI, the policy's BOOTX64.cfg and dom0's files.
+Besides the load base and E820, Xen's EFI loader prints each file it read ("vmlinuz:
+0x...-0x...", boot.c handle_file_info), and the EFI map Xen got at ExitBootServices is read from
+its image: the guest is stopped after the map line and Xen's image saved through the monitor
+(efi_exit_boot keeps GetMemoryMap's descriptors in efi_memmap, an ebmalloc buffer inside the
+image's .bss)."""
+
+import datetime
+import os
 import re
+import struct
 import time
 from pathlib import Path
 
 from bootforge import machines
 from bootforge.errors import BootforgeError, LoaderRefusal, RecipeError
+from bootforge.formats import gpt as gfmt
+from bootforge.formats import mbr as mfmt
+from bootforge.image.content import FileContent
+from bootforge.image.disk import GptPartition, mbr_bytes, write_gpt
+from bootforge.image.fat import FatWriter
 from bootforge.loader.platforms import parse_lsefimmap
 from bootforge.loader.policies import POLICIES, policy
+from bootforge.loader.policies.xen_efi import ESP_CFG, ESP_DIR, ESP_IMAGE, esp_cfg_text, esp_name
+from bootforge.pe.image import read_pe
+from bootforge.qemu import monitor
 from bootforge.qemu.media import grub_script_iso
-from bootforge.qemu.runner import Machine, QemuRun, last_lines
+from bootforge.qemu.runner import Machine, Medium, QemuRun, last_lines
 from bootforge.verify.workdir import close_workdir, open_workdir
 
 XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
@@ -24,7 +43,8 @@ XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "un
 AFTER_MAP = "ACPI: RSDP"
 # Where Xen stops on its own before the map is complete.
 XEN_STOPS = ("Panic on CPU", "Reboot in")
-LOADED = "AFTER-LOAD"       # echoed by the medium's grub.cfg between the two lsefimmap printouts
+LOADED = "AFTER-LOAD"
+ESP_LOADER = "xen-efi-esp"       # echoed by the medium's grub.cfg between the two lsefimmap printouts
 EFI_LOADER_DATA = 2
 
 
@@ -62,18 +82,33 @@ def xen_console_facts(serial):
                          and (r.start, r.size) not in old)
         except RecipeError:
             new = None
-    return {"load_base": int(base.group(1), 16) if base else None, "e820": e820, "grub_pages": new}
+    files = [(m.group(1), int(m.group(2), 16), int(m.group(3), 16))
+             for m in FILE_LINE.finditer(serial.split("(XEN)")[0])]
+    return {"load_base": int(base.group(1), 16) if base else None, "e820": e820, "grub_pages": new,
+            "files": files}
+
+
+# Xen's EFI loader on each file it read (boot.c handle_file_info): "NAME: 0x%016lx-0x%016lx",
+# start and end (exclusive).
+FILE_LINE = re.compile(r"^([^\s:]+): 0x([0-9a-f]{16})-0x([0-9a-f]{16})\s*$", re.M)
 
 
 def predicted_facts(res):
-    """The policy's load base, E820 and GRUB's pages (merged as the firmware map shows them)."""
+    """The policy's load base, E820 and GRUB's pages (merged as the firmware map shows them); for
+    xen-efi-esp the files Xen's EFI loader read and the EFI map at ExitBootServices instead."""
+    if res.loader == ESP_LOADER:
+        efi = res.maps["efi-at-exit"]
+        return {"load_base": res.load_base, "e820": list(res.mmap),
+                "files": [(m["name"], m["start"], m["end"]) for m in res.modules],
+                "efi_map": [(int(r.type), r.start, r.size // PAGE, r.attributes) for r in efi.ranges]}
     pages = []
     for a, n in sorted(res.grub_pages):
         if pages and pages[-1][0] + pages[-1][1] == a:
             pages[-1] = (pages[-1][0], pages[-1][1] + n)
         else:
             pages.append((a, n))
-    return {"load_base": res.load_base, "e820": list(res.mmap), "grub_pages": pages}
+    # GRUB read the files: Xen's EFI loader reads none, so it prints no file lines.
+    return {"load_base": res.load_base, "e820": list(res.mmap), "grub_pages": pages, "files": []}
 
 
 def rows_for(want, seen, Row):
@@ -85,9 +120,83 @@ def rows_for(want, seen, Row):
         p = pm[i] if i < len(pm) else None
         o = om[i] if i < len(om) else None
         rows.append(Row(f"mmap {i}", p, o, p == o))
-    rows.append(Row("GRUB's loader-data pages", want["grub_pages"], seen["grub_pages"],
-                    want["grub_pages"] == seen["grub_pages"]))
+    if "grub_pages" in want:
+        rows.append(Row("GRUB's loader-data pages", want["grub_pages"], seen["grub_pages"],
+                        want["grub_pages"] == seen["grub_pages"]))
+    if "files" in want:
+        wf, of = want["files"], seen["files"]
+        rows.append(Row("files Xen's EFI loader read", len(wf), len(of), len(wf) == len(of)))
+        for i in range(max(len(wf), len(of))):
+            p, o = (wf[i] if i < len(wf) else None), (of[i] if i < len(of) else None)
+            rows.append(Row(f"file {i} ({(p or o)[0]})", p, o, p == o))
+    if "efi_map" in want:
+        pe, oe = want["efi_map"], seen.get("efi_map") or []
+        rows.append(Row("EFI map at ExitBootServices: descriptors", len(pe), len(oe), len(pe) == len(oe)))
+        for i in range(max(len(pe), len(oe))):
+            p, o = (pe[i] if i < len(pe) else None), (oe[i] if i < len(oe) else None)
+            rows.append(Row(f"EFI map {i} (type, start, pages, attribute)", p, o, p == o))
     return rows
+
+
+PAGE = 4096
+EFI_DESCRIPTOR = "<IIQQQQ"      # Type, pad, PhysicalStart, VirtualStart, NumberOfPages, Attribute
+EFI_DESCRIPTOR_SIZE = 48        # OVMF's DescriptorSize (sizeof(EFI_MEMORY_DESCRIPTOR) + 8)
+EFI_MAX_TYPE = 15
+
+
+def efi_map_in_image(image):
+    """The EFI memory map Xen keeps in its image (efi_memmap): the first 8-aligned array of
+    OVMF-sized descriptors that starts at address 0, has a second descriptor right after the
+    first, ascends, and ends at the first descriptor that is not one; [(type, start, pages,
+    attribute)], or None when there is none."""
+    at = 0
+    while True:
+        at = image.find(b"\0" * 8, at)         # PhysicalStart 0 of descriptor 0 lies at +8
+        if at < 0:
+            return None
+        start = at - 8
+        if start >= 0 and start % 8 == 0 and start + 2 * EFI_DESCRIPTOR_SIZE <= len(image):
+            t0, _p, s0, _v, n0, _a = struct.unpack_from(EFI_DESCRIPTOR, image, start)
+            t1, _p, s1, _v, n1, _a = struct.unpack_from(EFI_DESCRIPTOR, image, start + EFI_DESCRIPTOR_SIZE)
+            if s0 == 0 and 0 < n0 < 0x100 and t0 <= EFI_MAX_TYPE and t1 <= EFI_MAX_TYPE and s1 == n0 * PAGE and n1:
+                break
+        at += 1
+    out, prev_end = [], 0
+    for k in range(start, len(image) - EFI_DESCRIPTOR_SIZE + 1, EFI_DESCRIPTOR_SIZE):
+        t, _p, s, _v, n, a = struct.unpack_from(EFI_DESCRIPTOR, image, k)
+        if t > EFI_MAX_TYPE or n == 0 or s < prev_end:
+            break
+        out.append((t, s, n, a))
+        prev_end = s + n * PAGE
+    return out
+
+
+# The xen-esp medium, fixed so OVMF's allocations before and while Xen runs are those of the
+# captured boot (bootforge/data/ovmf-pages/esp-xen-512M.json): a 64 MiB ESP at 1 MiB on a GPT
+# disk, FAT dates 1980-01-01, constant serial and GUIDs.
+ESP_MIB = 64
+ESP_SERIAL = 0x12345678
+ESP_DISK_GUID = "11111111-2222-4333-8444-666666666666"
+ESP_PART_GUID = "11111111-2222-4333-8444-555555555555"
+ESP_MBR_SIGNATURE = 0x1234
+
+
+def esp_disk(path, files):
+    """Write the xen-esp medium to *path*: {ESP path: bytes or host file}."""
+    dt = datetime.datetime(1980, 1, 1, tzinfo=datetime.timezone.utc)
+    esp = FatWriter({k: FileContent.from_bytes(v) if isinstance(v, bytes) else FileContent.from_file(v)
+                     for k, v in files.items()}, dt, ESP_SERIAL)
+    first, sectors = 2048, ESP_MIB * 2048
+    esp.layout(sectors)         # RecipeError when the files need more
+    last = first + sectors - 1
+    total = last + 1 + 2048
+    with open(path, "wb") as out:
+        out.truncate(total * 512)
+        esp.write(out, first * 512)
+        os.pwrite(out.fileno(), mbr_bytes(b"", ESP_MBR_SIGNATURE, [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, total - 1)]), 0)
+        write_gpt(out, total, [GptPartition(gfmt.GPT_TYPE_ESP, first, last, "EFI system partition", ESP_PART_GUID)],
+                  ESP_DISK_GUID)
+    return path
 
 
 def _machine(req):
@@ -120,13 +229,23 @@ def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
     timeout = timeout or max(machine.declared.boot_timeout, 150)
     work = open_workdir(keep)
     try:
-        files = [(req.kernel_loader_path, req.kernel.path)] + [(m.loader_path, m.path) for m in req.modules]
-        if any(not name.startswith("/") for name, _src in files):
-            raise RecipeError("verify of xen-efi needs absolute loader paths (GRUB file names)", path=recipe)
-        cfg = grub_cfg(req.kernel_loader_path, req.cmdline, [(m.loader_path, m.cmdline) for m in req.modules])
-        medium = grub_script_iso(work, cfg, files, name="xen-efi.iso")
-        report.medium = medium.description + " (GRUB x86_64-efi `multiboot2`, lsefimmap before and after loading)"
-        report.entry_how = "not stopped: Xen's console printout (load base, EFI RAM map)"
+        if req.loader == ESP_LOADER:
+            files = {ESP_IMAGE: req.kernel.path, ESP_CFG: esp_cfg_text(req),
+                     **{ESP_DIR + esp_name(m.loader_path): m.path for m in req.modules}}
+            disk = esp_disk(Path(work) / "xen-esp.img", files)
+            medium = Medium(machine.declared.medium_args("disk", str(disk)),
+                            f"xen-esp disk {disk} (GPT, ESP: {', '.join(sorted(files))})")
+            report.medium = medium.description + " (OVMF's BdsDxe starts EFI/BOOT/BOOTX64.EFI)"
+            report.entry_how = ("not stopped: Xen's console printout (load base, files read, EFI RAM map); then "
+                                "QEMU stopped and Xen's image read for the EFI map it got")
+        else:
+            files = [(req.kernel_loader_path, req.kernel.path)] + [(m.loader_path, m.path) for m in req.modules]
+            if any(not name.startswith("/") for name, _src in files):
+                raise RecipeError("verify of xen-efi needs absolute loader paths (GRUB file names)", path=recipe)
+            cfg = grub_cfg(req.kernel_loader_path, req.cmdline, [(m.loader_path, m.cmdline) for m in req.modules])
+            medium = grub_script_iso(work, cfg, files, name="xen-efi.iso")
+            report.medium = medium.description + " (GRUB x86_64-efi `multiboot2`, lsefimmap before and after loading)"
+            report.entry_how = "not stopped: Xen's console printout (load base, EFI RAM map)"
         if progress:
             progress(f"booting {machine.describe()} from {report.medium}; reading Xen's console up to "
                      f"{AFTER_MAP!r}")
@@ -136,10 +255,14 @@ def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
             run.wait_until(lambda r: any(x in r.serial() for x in (AFTER_MAP,) + XEN_STOPS), timeout, poll=0.2)
             serial = run.serial()
             exited = run.exited()
+            seen = xen_console_facts(serial)
+            if seen is not None and req.loader == ESP_LOADER and seen["load_base"] is not None and not exited:
+                image = monitor.stop_and_save(run.monitor_socket, seen["load_base"],
+                                              read_pe(req.kernel.data).size_of_image, Path(work) / "xen-image.bin")
+                seen["efi_map"] = efi_map_in_image(image)
         report.seconds = time.monotonic() - started
         report.boots = 1
         report.last_serial = last_lines(serial)
-        seen = xen_console_facts(serial)
         if seen is None:
             report.status = "exited" if exited else "timeout"
             return report

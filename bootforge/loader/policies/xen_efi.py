@@ -31,22 +31,25 @@ Rules:
   map before loading predicts it.
 """
 
-from bootforge.errors import LoaderRefusal
+from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats.efi_memmap import EfiMemoryType
+from bootforge.loader import ovmf_pages
 from bootforge.loader.alloc import align_down, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB
 from bootforge.loader.policies.grub_efi import FREED_AT_EXIT, _with_loader_data, place_grub_heap
 from bootforge.loader.policies.grub_pc import grub_module_size, relocatable_tag
+from bootforge.loader.ovmf_pages import PAGE, pages_for, pool_pages
 from bootforge.loader.result import LoadResult
+from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
 from bootforge.memmap.placement import Component, check_placement, check_trampoline, check_xen_image
+from bootforge.pe.image import read_pe
 from bootforge.schema import Field
 from bootforge.verdict import check
 
 SOURCE = "Xen 4.17 xen/arch/x86/efi/efi-boot.h + GRUB 2.06 multiboot_elfxx.c (x86_64-efi)"
-PAGE = 4096
 DEFAULT_TRAMPOLINE = 0x2000
 
 
@@ -150,3 +153,169 @@ def load(req):
     res.checks.append(check_trampoline(Component(tr.name, tr.start, tr.end - tr.start)))
     res.checks.append(check("e820-from-efi", bool(res.mmap), f"{len(res.mmap)} E820 entries by Xen's table"))
     return res
+
+
+# --- xen.efi started by OVMF from an ESP --------------------------------------------------
+
+ESP_SOURCE = ("EDK2 edk2-stable202211 MdeModulePkg/Core/Dxe/Image/Image.c (CoreLoadPeImage) + Mem/Page.c, "
+              "Pool.c; Xen 4.17 xen/common/efi/boot.c (efi_start, read_file), xen/arch/x86/efi/efi-boot.h")
+# Xen's EFI loader reads dom0's files from the directory of its own image (get_parent_handle).
+ESP_DIR = "/EFI/BOOT/"
+ESP_IMAGE = ESP_DIR + "BOOTX64.EFI"
+# The config file: the image's name with its extension replaced by .cfg (efi_start's
+# point_tail loop; no load options from BdsDxe's removable-media boot, so no -cfg=).
+ESP_CFG = ESP_DIR + "BOOTX64.cfg"
+ESP_SECTION = "xen"
+# read_file's AllocateMaxAddress limit: min(1 << (32 + PAGE_SHIFT), the direct map's size).
+XEN_READ_MAX = (1 << 44) - 1
+# OVMF's EFI map when BdsDxe starts the ESP's BOOTX64.EFI from the xen-esp medium
+# (bootforge.verify.xen.esp_disk), by machine and memory class: derived from a real boot's
+# map at Xen's ExitBootServices (tests/xen_efi_esp_capture.py).
+ESP_CAPTURES = {("qemu-q35-ovmf", "low"): "esp-xen-512M"}
+
+
+def esp_cfg_text(req):
+    """Xen's BOOTX64.cfg for *req* (xen.efi's [global]/section syntax, efi_start): options= is
+    Xen's command line, kernel= module 0 (its file name and dom0's command line), ramdisk=
+    module 1. The bytes are the prediction's input: read_file takes PFN_UP(size) pages for it."""
+    lines = ["[global]", f"default={ESP_SECTION}", "", f"[{ESP_SECTION}]"]
+    if req.cmdline:
+        lines.append(f"options={req.cmdline}")
+    for key, m in zip(("kernel", "ramdisk"), req.modules):
+        lines.append(f"{key}={esp_name(m.loader_path)} {m.cmdline}".rstrip())
+    return ("\n".join(lines) + "\n").encode()
+
+
+def esp_name(loader_path):
+    """The name BOOTX64.cfg gives a module: relative to Xen's directory, where the medium puts it."""
+    name = str(loader_path).replace("\\", "/")
+    if name.upper().startswith(ESP_DIR):
+        name = name[len(ESP_DIR):]
+    if not name or "/" in name:
+        raise RecipeError(f"xen-efi-esp: module {loader_path!r}: give a bare file name (Xen reads dom0's "
+                          f"files from its own directory, {ESP_DIR})")
+    return name
+
+
+def _load_pe(pm, pe, file_size):
+    """OVMF's LoadImage of the file (CoreLoadImageCommon, CoreLoadPeImage): the file into a Boot
+    Services Data pool buffer; pages(SizeOfImage + SectionAlignment when that exceeds a page) of
+    Loader Code, at the link address when it is >= 1 MiB and free, else AllocateAnyPages
+    (top-down in the default bin); the image at that start rounded up to SectionAlignment;
+    then the buffer freed. (start, pages, image base)."""
+    buf = pm.allocate_pool("xen.efi file buffer", EfiMemoryType.BOOT_SERVICES_DATA, file_size)
+    align = pe.section_alignment
+    npages = pages_for(pe.size_of_image + (align if align > PAGE else 0))
+    start = None
+    if pe.image_base >= MIB and any(a <= pe.image_base and pe.image_base + npages * PAGE <= b
+                                    for a, b in pm.of_type(EfiMemoryType.CONVENTIONAL)):
+        start = pe.image_base
+        pm._set(start, start + npages * PAGE, EfiMemoryType.LOADER_CODE)
+    else:
+        start = pm.allocate("xen.efi image", EfiMemoryType.LOADER_CODE, npages)
+    if buf is None or start is None:
+        raise LoaderRefusal("Out of resources (OVMF LoadImage: no room for xen.efi)")
+    pm.free(buf[0], pool_pages(file_size))
+    return start, npages, align_up(start, max(align, PAGE))
+
+
+def esp_capture(plat):
+    """OVMF's captured map for *plat* at Xen's start, moved to its low RAM; RecipeError without one."""
+    ram = plat.memory_bytes
+    machine = plat.qemu.name if plat.qemu is not None else None
+    if machine is None or ram is None:
+        raise RecipeError("xen-efi-esp predicts OVMF's page allocator: give --platform qemu-q35-ovmf:<mem> "
+                          "(a map file has no capture of OVMF's allocations)")
+    lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
+    name = ESP_CAPTURES.get((machine, ovmf_pages.memory_class(ram, lowmem)))
+    if name is None:
+        raise RecipeError(f"xen-efi-esp: OVMF's map is captured for {machine} with all RAM below 2.75 GiB "
+                          f"(512M-2G), not at {ram >> 20} MiB")
+    cap = ovmf_pages.read_capture(name)
+    pm, held, _later = cap.at(lowmem)
+    return cap, pm, held
+
+
+# verified=False: the fidelity matrix does not boot it (its medium is not a media.MEDIA builder of a
+# kernel and modules: BOOTX64.cfg is the policy's); `verify` boots it on the xen-esp disk
+# (bootforge/verify/xen.py) and tests/test_xen_efi.py compares recorded and live boots.
+@loader_policy("xen-efi-esp", firmware="uefi", protocol="xen", verdict=None, source=ESP_SOURCE, verified=False,
+               boot_medium=None, options=OPTIONS,
+               wrong_firmware="xen-efi-esp needs OVMF: --platform qemu-q35-ovmf:<mem>",
+               summary="Xen 4.17 xen.efi started by OVMF from an ESP (BOOTX64.EFI + BOOTX64.cfg), up to its E820")
+def load_esp(req):
+    """xen.efi as the ESP's EFI/BOOT/BOOTX64.EFI: OVMF's LoadImage places the PE (not a loader's
+    relocator), then Xen's EFI loader reads BOOTX64.cfg and dom0's kernel and ramdisk with
+    AllocatePages(AllocateMaxAddress, EfiLoaderData), takes its trampoline below 1 MiB and exits
+    boot services. Every allocation is replayed on OVMF's captured map (loader/ovmf_pages.py)."""
+    plat = req.platform
+    data = req.kernel.data
+    try:
+        pe = read_pe(data)
+    except FormatError as exc:
+        raise LoaderRefusal(f"not a PE image (OVMF LoadImage: Unsupported): {exc.message}") from None
+    if not req.modules:
+        raise LoaderRefusal("No Dom0 kernel image specified.")
+    if len(req.modules) > 2:
+        raise RecipeError("xen-efi-esp: BOOTX64.cfg names dom0's kernel and ramdisk (kernel=, ramdisk=): "
+                          f"{len(req.modules)} modules given")
+    cap, pm, held = esp_capture(plat)
+    for a, b in held:
+        pm._set(a, b, EfiMemoryType.BOOT_SERVICES_DATA)
+    res = LoadResult(req.loader, "xen", plat, ESP_SOURCE)
+    rule = f"top-down AllocatePages on OVMF's captured map ({cap.name}; EDK2 Page.c CoreFindFreePages)"
+    start, npages, base = _load_pe(pm, pe, len(data))
+    for a, b in held:
+        pm.free(a, (b - a) // PAGE)
+    # efi_arch_load_addr_check (efi-boot.h): Xen runs where LoadImage put it.
+    if (base + pe.size_of_image - 1) >> 32:
+        raise LoaderRefusal("Xen must be loaded below 4Gb.")
+    if base & (2 * MIB - 1):
+        raise LoaderRefusal("Xen must be loaded at a 2Mb boundary.")
+    res.place("xen.efi image (LoadImage: SizeOfImage + SectionAlignment of Loader Code)", start, npages * PAGE,
+              PAGE, rule, "loader")
+    res.place("Xen image (rounded up to SectionAlignment)", base, pe.size_of_image, max(pe.section_alignment, PAGE),
+              "EDK2 CoreLoadPeImage: ImageAddress aligned up to SectionAlignment", "kernel")
+    res.load_base = base
+    cfg = esp_cfg_text(req)
+    cfg_at = pm.allocate("BOOTX64.cfg", EfiMemoryType.LOADER_DATA, pages_for(len(cfg)), XEN_READ_MAX)
+    mods = []
+    for key, m in zip(("kernel", "ramdisk"), req.modules):
+        at = pm.allocate(f"{key} {m.loader_path}", EfiMemoryType.LOADER_DATA, pages_for(m.size), XEN_READ_MAX)
+        if at is None:
+            raise LoaderRefusal(f"Allocation: {esp_name(m.loader_path)}")       # read_file's blexit word
+        mods.append({"start": at, "end": at + m.size, "cmdline": m.cmdline, "name": esp_name(m.loader_path)})
+        res.place(f"{key} {esp_name(m.loader_path)} (read_file, Loader Data)", at, m.size, PAGE, rule, "module")
+    if cfg_at is not None:
+        pm.free(cfg_at, pages_for(len(cfg)))            # efi_start frees the config before exiting
+    res.modules = mods
+    tsize = req.options["trampoline_size"]
+    tramp = pm.allocate("trampoline", EfiMemoryType.LOADER_DATA, pages_for(tsize), MIB - 1)
+    if tramp is None:
+        raise LoaderRefusal("No memory for trampoline")
+    res.place(f"trampoline ({tsize:#x} bytes, size assumed)", tramp, tsize, PAGE,
+              "efi_arch_memory_setup: AllocatePages(AllocateMaxAddress 1 MiB, Loader Data)", "loader")
+    exit_map = esp_exit_map(pm, plat.memory_map)
+    res.maps["efi-at-exit"] = exit_map
+    e820 = efi_to_e820(exit_map, "xen")
+    res.maps["e820"] = e820
+    res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
+    res.cmdline = req.cmdline
+    res.notes.append(f"Xen image load base address (as Xen prints it): {base:#x}")
+    res.notes.append(f"BOOTX64.cfg ({len(cfg)} bytes) is what `verify` writes beside BOOTX64.EFI")
+    comps = [Component(p.name, p.start, p.end - p.start) for p in res.placements
+             if not p.name.startswith("xen.efi image")]
+    res.checks.append(check_xen_image(Component("Xen image", base, pe.size_of_image)))
+    res.checks += [c for c in check_placement(exit_map, exit_map, comps) if c.subject == "placement-no-overlap"]
+    res.checks.append(check("e820-from-efi", bool(res.mmap), f"{len(res.mmap)} E820 entries by Xen's table"))
+    return res
+
+
+def esp_exit_map(pm, platform_map):
+    """The replayed map at ExitBootServices as a MemoryMap: each piece's attributes are the
+    platform map's where the piece starts (OVMF sets them per region: WB RAM, runtime, MMIO)."""
+    out = []
+    for a, b, t in pm.ranges:
+        attr = next((r.attributes for r in platform_map.ranges if r.start <= a < r.start + r.size), 0)
+        out.append(MemoryRange(a, b - a, EfiMemoryType(t), attr))
+    return platform_map.replace(out)
