@@ -6,6 +6,8 @@ DTB read from guest memory (tests/data/aavmf/, commands in tests/data/README.md)
 import json
 from pathlib import Path
 
+import pytest
+
 from aavmf_capture import BOOTS, capture
 from aavmf_disk import build_esp_image
 from bootforge.fdtboot.libfdt import Fdt
@@ -19,10 +21,18 @@ from test_arm_images import debian_arm64_kernel
 DATA = Path(__file__).parent / "data" / "aavmf"
 EXIT_MAP = aavmf_pages.parse_exit_map((DATA / "esp-1G-exit-map.bin").read_bytes())
 DTB = (DATA / "esp-1G-dtb.bin").read_bytes()
+# The same disk at 2G (no capture: predicted from the 1G one moved with the end of RAM).
+EXIT_MAP_2G = aavmf_pages.parse_exit_map((DATA / "esp-2G-exit-map.bin").read_bytes())
+DTB_2G = (DATA / "esp-2G-dtb.bin").read_bytes()
 
 
-def kept_chosen():
-    fdt = Fdt(DTB)
+@pytest.fixture(scope="module")
+def esp_image(tmp_path_factory):
+    return build_esp_image(tmp_path_factory.mktemp("aavmf"))
+
+
+def kept_chosen(dtb=DTB):
+    fdt = Fdt(dtb)
     node = fdt.path_offset("/chosen")
     return {n: int.from_bytes(fdt.getprop(node, n), "big") for n, _ in fdt.properties(node)}
 
@@ -44,26 +54,30 @@ def test_stub_tree_is_the_kept_dtb_byte_for_byte():
     assert stub_dtb("", v["linux,uefi-system-table"], v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"]) == DTB
 
 
-def test_replay_gives_the_kept_loader_pieces():
+@pytest.mark.parametrize("memory, exit_map, dtb", [(1 << 30, EXIT_MAP, DTB), (2 << 30, EXIT_MAP_2G, DTB_2G)],
+                         ids=["1G", "2G"])
+def test_replay_gives_the_kept_loader_pieces(memory, exit_map, dtb):
     """LoadImage's Loader Code, the stub's pool page and 2 MiB FDT: every Loader piece of the real
-    exit map, and the map's size and buffer address."""
+    exit map, and the map's size and buffer address (2G: from the 1G capture)."""
     pe = read_pe(debian_arm64_kernel().read_bytes())
-    got = aavmf_pages.replay(aavmf_pages.read_capture("esp-1G"), size_of_image=pe.size_of_image,
-                             section_alignment=pe.section_alignment, cmdline_bytes=1, fdt_size=2 << 20)
-    kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in EXIT_MAP])
+    capture = aavmf_pages.find_capture("qemu-virt-aarch64", "esp", memory, 0x40000000)
+    got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
+                             cmdline_bytes=1, fdt_size=2 << 20)
+    kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in exit_map])
     assert loader_pieces(got.pm.ranges) == kept
     assert got.image_block[0] == next(a for a, _, t in kept if t == T.LOADER_CODE)
     assert got.fdt == next(a for a, b, t in kept if t == T.LOADER_DATA and b - a == 2 << 20)
-    v = kept_chosen()
+    v = kept_chosen(dtb)
     assert (got.memmap_start, got.memmap_size) == (v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"])
-    assert got.memmap_size == len((DATA / "esp-1G-exit-map.bin").read_bytes())
+    assert got.memmap_size == len(exit_map) * 48
+    assert capture.system_table == v["linux,uefi-system-table"]
 
 
-def test_load_of_the_disk_image_predicts_the_kept_boot(tmp_path):
+def test_load_of_the_disk_image_predicts_the_kept_boot(tmp_path, esp_image):
     """`bootforge load` of the disk image: the DTB handed over equals the kept one, x0 is the exit
     map's 2 MiB Loader Data block, and the entry is primary_entry inside the Loader Code block
     (the kernel's log said "Kernel Offset: 0x10000": the image's offset in its 2 MiB)."""
-    image = build_esp_image(tmp_path)
+    image = esp_image
     out = tmp_path / "dtb"
     doc = json.loads(run_bootforge("load", image, "--json", "--mbi-out", out, check=0).stdout)
     assert doc["loader"] == "linux-efi-stub-arm64"
@@ -75,7 +89,14 @@ def test_load_of_the_disk_image_predicts_the_kept_boot(tmp_path):
     assert doc["linux"]["entry"] == code + primary_entry_offset(debian_arm64_kernel().read_bytes())
 
 
-def test_a_memory_size_without_capture_is_one_line(tmp_path):
-    image = build_esp_image(tmp_path)
-    proc = run_bootforge("load", image, "--platform", "qemu-virt-aarch64:2G")
-    assert_one_line_error(proc, "no AAVMF page capture", "2048 MiB")
+def test_load_at_2g_predicts_the_kept_2g_dtb(tmp_path, esp_image):
+    image = esp_image
+    out = tmp_path / "dtb"
+    run_bootforge("load", image, "--platform", "qemu-virt-aarch64:2G", "--mbi-out", out, check=0)
+    assert out.read_bytes() == DTB_2G
+
+
+def test_ram_past_4gib_is_one_line(esp_image):
+    image = esp_image
+    proc = run_bootforge("load", image, "--platform", "qemu-virt-aarch64:4G")
+    assert_one_line_error(proc, "no AAVMF page capture", "4096 MiB")

@@ -30,8 +30,16 @@ A capture (bootforge/data/aavmf-pages/*.json, made by derive_capture() from the 
 stub handed the kernel, read at the kernel's entry) is the firmware's map at the loader's start:
 every Loader Code/Data piece of the exit map turned back into conventional memory. It holds
 what the firmware itself fixes: the system table, the ACPI-reclaim pool block of the stub's map
-buffer, the runtime MMIO descriptors. It is valid for its machine, RAM size and boot path and the
-file size of the booted image (the firmware's own allocations before BDS follow the disk).
+buffer, the runtime MMIO descriptors. It is valid for its machine and boot path and the file
+size of the booted image (the firmware's own allocations before BDS follow the disk).
+
+Other RAM sizes (Capture.at): what AAVMF allocates below its big conventional run (from
+0x48000000 on virt: the DTB copy QEMU's one is moved to, PEI's allocations) stays where it is;
+the run grows with the RAM and everything above it moves with the end of RAM. Observed: the 2G
+exit map is the 1G one so moved, piece for piece, but for one Boot Services Data block above the
+bins that is 2 pages larger (the loader never allocates there: the image, pool page, FDT, map
+buffer and system table all moved by exactly the RAM difference). Taken only while RAM ends below
+4 GiB (virt's RAM starts at 1 GiB: at most 3 GiB).
 """
 
 import json
@@ -66,6 +74,23 @@ class Capture:
     source: str
 
 
+    def at(self, memory):
+        """This capture on the machine with *memory* bytes of RAM (see the module doc)."""
+        delta = memory - self.memory
+        run = max((r for r in self.ranges if r[2] == T.CONVENTIONAL), key=lambda r: r[1] - r[0])
+        ranges = []
+        for a, b, t in self.ranges:
+            if a == run[0]:
+                ranges.append([a, b + delta, t])
+            elif a >= run[1]:
+                ranges.append([a + delta, b + delta, t])
+            else:
+                ranges.append([a, b, t])
+        pool = dict(self.memmap_pool, data=self.memmap_pool["data"] + delta)
+        return Capture(self.name, self.machine, self.boot_path, memory, self.inputs, self.default_top + delta,
+                       ranges, self.other_descriptors, self.system_table + delta, pool, self.source)
+
+
 def read_capture(name):
     try:
         doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
@@ -76,15 +101,20 @@ def read_capture(name):
                    doc["memmap_pool"], doc["source"])
 
 
-# (machine, boot path, -m) -> capture
+# (machine, boot path) -> capture
 CAPTURES = {
-    ("qemu-virt-aarch64", "esp", 1 << 30): "esp-1G",
+    ("qemu-virt-aarch64", "esp"): "esp-1G",
 }
+RAM_LIMIT = 1 << 32             # the moving rule holds while RAM ends below 4 GiB
 
 
-def find_capture(machine, boot_path, memory):
-    name = CAPTURES.get((machine, boot_path, memory))
-    return read_capture(name) if name else None
+def find_capture(machine, boot_path, memory, ram_base):
+    """The capture of *machine*'s *boot_path* moved to *memory* bytes of RAM; None without one or
+    when the RAM would end above 4 GiB."""
+    name = CAPTURES.get((machine, boot_path))
+    if name is None or ram_base + memory > RAM_LIMIT:
+        return None
+    return read_capture(name).at(memory)
 
 
 def parse_exit_map(blob, desc_size=DESCRIPTOR_SIZE):

@@ -107,11 +107,12 @@ def load(req):
     pe = read_pe(data)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     res.cmdline = ""
-    capture = aavmf_pages.find_capture(board.machine.name, "esp", board.memory_bytes)
+    capture = aavmf_pages.find_capture(board.machine.name, "esp", board.memory_bytes, board.ram_base)
     reason = None
     if capture is None:
         reason = (f"no AAVMF page capture for {board.machine.name} with {board.memory_bytes >> 20} MiB from an ESP "
-                  f"(captured: {', '.join(f'{m >> 20} MiB' for (_, _, m) in aavmf_pages.CAPTURES)})")
+                  f"(the captured map moves with the end of RAM while it ends below 4 GiB: at most "
+                  f"{(aavmf_pages.RAM_LIMIT - board.ram_base) >> 20} MiB)")
     elif capture.inputs["file_size"] != len(data):
         reason = (f"the booted file is {len(data)} bytes, the capture's {capture.inputs['file_size']}: the "
                   "firmware's own allocations before BDS follow the disk")
