@@ -44,7 +44,15 @@ deps:
 # Debian's arm64 kernel (an EFI-stub Image) for the device-tree platform tests, fetched with
 # apt-get download (arm64 added as a foreign architecture) and cached under build/, never committed.
 ARM64_KERNEL := $(BUILD)/debian-arm64/vmlinuz
-arm64-kernel: $(ARM64_KERNEL)
+# systemd's arm64 EFI stub (Debian's systemd-boot-efi:arm64) for arm64 UKIs, cached the same way.
+ARM64_UKI_STUB := $(BUILD)/debian-arm64/linuxaa64.efi.stub
+arm64-kernel: $(ARM64_KERNEL) $(ARM64_UKI_STUB)
+$(ARM64_UKI_STUB):
+	@mkdir -p $(@D)
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -q; }
+	cd $(@D) && apt-get download -q systemd-boot-efi:arm64 \
+		&& dpkg-deb --fsys-tarfile systemd-boot-efi_*_arm64.deb | tar -xO ./usr/lib/systemd/boot/efi/linuxaa64.efi.stub \
+		> linuxaa64.efi.stub.tmp && mv linuxaa64.efi.stub.tmp linuxaa64.efi.stub
 $(ARM64_KERNEL):
 	@mkdir -p $(@D)
 	@dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -q; }

@@ -25,6 +25,7 @@ inputs, nothing from the clock or the paths, so the same recipe gives the same b
 lief reads the output back in tests (tests/test_uki_build.py) as an independent parser.
 """
 
+import re
 import struct
 from pathlib import Path
 
@@ -32,18 +33,23 @@ from bootforge.errors import BuildError, FormatError, RecipeError
 from bootforge.fileio import read_input, write_atomic
 from bootforge.schema import REQUIRED, Field, validate
 from bootforge.formats import pe as fmt
+from bootforge.fdtboot import kernels as dt_kernels
 from bootforge.uki.kernel import read_bzimage
 from bootforge.pe.image import align_up, read_pe, section_overlaps
 
 DEFAULT_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+# An arm64 kernel (an EFI-stub arm64 Image) takes systemd's AArch64 stub: Debian's systemd-boot-efi:arm64
+# installs it here (`make arm64-kernel` caches it as build/debian-arm64/linuxaa64.efi.stub on amd64).
+DEFAULT_STUB_AA64 = "/usr/lib/systemd/boot/efi/linuxaa64.efi.stub"
 # The [uki] recipe's keys: validation (bootforge.schema.validate) and `build --help` read these;
 # a new key is one Field here.
 UKI_FIELDS = (
-    Field("kernel", str, REQUIRED, "the kernel: an EFI-stub bzImage", text="path"),
+    Field("kernel", str, REQUIRED, "the kernel: an EFI-stub bzImage, or an EFI-stub arm64 Image", text="path"),
     Field("initrd", (list, str), None, "initrd file(s), concatenated in order"),
     Field("cmdline", str, None, "the kernel command line (.cmdline)"),
     Field("os_release", (str, dict), None, "os-release: a file, or a table of fields (.osrel)"),
-    Field("stub", str, DEFAULT_STUB, "the systemd EFI stub", text="path"),
+    Field("stub", str, DEFAULT_STUB, f"the systemd EFI stub (an arm64 kernel's default: {DEFAULT_STUB_AA64})",
+          text="path"),
     Field("uname", str, None, "the kernel release (.uname; default: read from the kernel's version string)"),
     Field("splash", str, None, "a BMP image the stub shows (.splash)", text="path"),
     Field("devicetree", str, None, "a DTB (.dtb)", text="path"),
@@ -65,7 +71,10 @@ SECTION_ORDER = (".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".pcrpkey", 
 # systemd's stub announces itself in .sdmagic (src/boot/efi/stub.c: "#### LoaderInfo: systemd-stub ...").
 SDMAGIC_PREFIX = b"#### LoaderInfo: systemd-stub "
 MACHINE_X64 = 0x8664
+MACHINE_AA64 = 0xAA64
 SUBSYSTEM_EFI_APPLICATION = 10
+# ukify's Uname.scrape_generic: the release in the kernel's banner ("Linux version 6.1.0-57-arm64 (...").
+LINUX_BANNER = re.compile(rb"Linux version (\d\.\S+) \(")
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
 
 
@@ -91,17 +100,29 @@ def _os_release_text(value, base):
     return read_input(_path(base, value, "os_release"))
 
 
-def check_stub(stub, path):
-    """The stub's PeImage; BuildError unless it is systemd's x86-64 EFI stub, unsigned, without UKI sections."""
+def arm64_uname(image):
+    """The release in an arm64 Image's Linux banner, as ukify scrapes it (Uname.scrape_generic), or None."""
+    found = LINUX_BANNER.search(image)
+    return found.group(1).decode("latin-1") if found else None
+
+
+def check_stub(stub, path, machine=MACHINE_X64):
+    """The stub's PeImage; BuildError unless it is systemd's EFI stub for *machine* (x86-64 or AArch64),
+    unsigned, without UKI sections."""
     try:
         img = read_pe(stub)
     except FormatError as exc:
         raise BuildError(f"stub {path}: {exc.message}", offset=exc.offset) from None
-    if img.machine != MACHINE_X64 or img.subsystem != SUBSYSTEM_EFI_APPLICATION or img.magic != fmt.PE32PLUS_MAGIC:
-        raise BuildError(f"stub {path}: not an x86-64 EFI application (machine {img.machine:#x}, "
-                         f"subsystem {img.subsystem})")
+    arch = "x86-64" if machine == MACHINE_X64 else "AArch64"
+    if img.machine != machine or img.subsystem != SUBSYSTEM_EFI_APPLICATION or img.magic != fmt.PE32PLUS_MAGIC:
+        raise BuildError(f"stub {path}: not an {arch} EFI application (machine {img.machine:#x}, "
+                         f"subsystem {img.subsystem}): the kernel is {arch}")
     magic = img.section(".sdmagic")
-    if magic is None or not magic.data(stub).startswith(SDMAGIC_PREFIX):
+    # Debian 12's AArch64 stub is gnu-efi's `objcopy -O binary` of an ELF with a hand-made PE header
+    # (sections .text and .data only): its .sdmagic and .sbat bytes follow .data in the file, in no
+    # PE section (`objdump -h linuxaa64.elf.stub`: .sdmagic at 0x121a0, the PE's .data ends 0x10e00).
+    loose = machine == MACHINE_AA64 and magic is None and SDMAGIC_PREFIX in stub
+    if not loose and (magic is None or not magic.data(stub).startswith(SDMAGIC_PREFIX)):
         raise BuildError(f"stub {path}: not a systemd EFI stub (no .sdmagic section saying "
                          f"{SDMAGIC_PREFIX.decode().strip()!r})")
     if img.directories.get("security", (0, 0))[0]:
@@ -237,28 +258,37 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         raise RecipeError("[uki] kernel (an EFI-stub bzImage) is required")
     kernel_path = _path(base, t["kernel"], "kernel")
     kernel = read_input(kernel_path)
-    try:
-        bz = read_bzimage(kernel)
-    except FormatError as exc:
-        raise exc.located(path=kernel_path) from None
+    arm64 = dt_kernels.is_arm64_image(kernel)
+    what = "arm64 Image" if arm64 else "bzImage"
+    bz = None
+    if not arm64:
+        try:
+            bz = read_bzimage(kernel)
+        except FormatError as exc:
+            raise exc.located(path=kernel_path) from None
     if kernel[:2] != fmt.DOS_SIGNATURE:
-        raise BuildError("no PE header in the bzImage (no 'MZ' at offset 0): a kernel without the EFI stub "
+        raise BuildError(f"no PE header in the {what} (no 'MZ' at offset 0): a kernel without the EFI stub "
                          "(CONFIG_EFI_STUB) cannot be started from a UKI", path=kernel_path, offset=0)
     try:
-        read_pe(kernel)
+        kernel_pe = read_pe(kernel)
     except FormatError as exc:
-        raise BuildError(f"no usable PE header in the bzImage: {exc.message}", path=kernel_path,
+        raise BuildError(f"no usable PE header in the {what}: {exc.message}", path=kernel_path,
                          offset=exc.offset) from None
-    stub_path = _path(base, t.get("stub", DEFAULT_STUB), "stub")
+    if arm64 and kernel_pe.machine != MACHINE_AA64:
+        raise BuildError(f"the arm64 Image's PE header names machine {kernel_pe.machine:#x}, not AArch64 (0xaa64)",
+                         path=kernel_path, offset=kernel_pe.e_lfanew + 4)
+    stub_path = _path(base, t.get("stub", DEFAULT_STUB_AA64 if arm64 else DEFAULT_STUB), "stub")
     stub = read_input(stub_path)
-    img = check_stub(stub, stub_path)
+    img = check_stub(stub, stub_path, MACHINE_AA64 if arm64 else MACHINE_X64)
 
     initrds = t.get("initrd", [])
     if isinstance(initrds, str):
         initrds = [initrds]
     if not isinstance(initrds, list):
         raise RecipeError("[uki] initrd must be a list of file names (concatenated in order)")
-    max_initrd = bz.get("initrd_addr_max")
+    # An arm64 kernel takes its initrd from the stub's LINUX_EFI_INITRD_MEDIA device path, anywhere in
+    # memory (no initrd_addr_max); the bzImage's limit is its setup header's.
+    max_initrd = bz.get("initrd_addr_max") if bz is not None else None
     limit = (max_initrd + 1) if max_initrd is not None else 1 << 32
     paths = [_path(base, p, "initrd") for p in initrds]
     # Sizes first (regular files): a list of huge initrds is refused before it is read.
@@ -290,7 +320,7 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         if dtb[:4] != FDT_MAGIC:
             raise BuildError("devicetree is not a DTB (no 0xd00dfeed magic)", path=dtb_path, offset=0)
         contents[".dtb"] = dtb
-    uname = t.get("uname", bz.uname)
+    uname = t.get("uname", bz.uname if bz is not None else arm64_uname(kernel))
     if uname is not None:
         if not isinstance(uname, str):
             raise RecipeError("[uki] uname must be a string")

@@ -42,11 +42,14 @@ def _v(subject, ok, reason, words=None, warning=False, **facts):
     return Verdict(subject, bool(ok), reason, "warning" if warning else "error", words, facts)
 
 
-def uefi_verdict(img, size):
-    """Would OVMF's LoadImage + BdsDxe start this PE image?"""
-    if img.machine != MACHINE_X64:
-        return _v("uefi", False, f"machine {img.machine:#x} ({pefmt.PeMachine.label_of(img.machine)}) is not X64: "
-                  "OVMF's boot manager fails to start it (StartImage: EFI_UNSUPPORTED, observed)", words="Unsupported")
+def uefi_verdict(img, size, machine=MACHINE_X64, firmware="OVMF"):
+    """Would OVMF's LoadImage + BdsDxe start this PE image? (*firmware* AAVMF for machine AArch64:
+    the same EDK2 image loader, bootforge/uki/arm64.py.)"""
+    wanted = pefmt.PeMachine.label_of(machine)
+    if img.machine != machine:
+        return _v("uefi", False, f"machine {img.machine:#x} ({pefmt.PeMachine.label_of(img.machine)}) is not {wanted}: "
+                  f"{firmware}'s boot manager fails to start it (StartImage: EFI_UNSUPPORTED, observed)",
+                  words="Unsupported")
     if img.subsystem != SUBSYSTEM_EFI_APPLICATION:
         return _v("uefi", False, f"subsystem {img.subsystem} ({pefmt.PeSubsystem.label_of(img.subsystem)}) is not "
                   "an EFI application: the boot manager only starts applications", words="Unsupported")
@@ -67,8 +70,8 @@ def uefi_verdict(img, size):
     if img.characteristics & IMAGE_FILE_RELOCS_STRIPPED and not reloc[1]:
         return _v("uefi", True, f"relocations stripped: loads only if ImageBase {img.image_base:#x} is free",
                   warning=True)
-    return _v("uefi", True, f"x86-64 EFI application, {len(img.sections)} sections inside SizeOfImage "
-              f"{img.size_of_image:#x}, relocatable: OVMF loads and starts it")
+    return _v("uefi", True, f"{'x86-64' if machine == MACHINE_X64 else wanted} EFI application, {len(img.sections)} "
+              f"sections inside SizeOfImage {img.size_of_image:#x}, relocatable: {firmware} loads and starts it")
 
 
 def bzimage_problems(bz):
