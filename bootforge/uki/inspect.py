@@ -75,6 +75,10 @@ class EfiLinuxReport(DocumentReport):
                        f"handover_offset {_hex(k['handover_offset'])}, initrd_addr_max {_hex(k['initrd_addr_max'])}")
         elif d.get("linux_error"):
             out.append(f"  kernel: {d['linux_error']}")
+        elif d.get("arm64_image"):
+            # Function-level import: the arm64 views only for an arm64 UKI.
+            from bootforge.uki.arm64 import render
+            out += render(d["arm64_image"], d["kind"] == "UKI")
         if "authenticode" in d:
             out += render_authenticode(d["authenticode"])
         if "pcrs" in d:
@@ -153,6 +157,11 @@ def inspect_efi_linux(path, data):
     # GRUB's `linux` is given the kernel: for a UKI the one in .linux (the UKI itself has no setup header).
     vs.append(grub.with_reason("the kernel in .linux: " + grub.reason) if uki else grub)
     vs += verdicts.qemu_verdicts(data, None if uki else bz, img)
+    if uki and kernel[0x38:0x3C] == b"ARM\x64":
+        # An arm64 UKI (linuxaa64.efi.stub): AAVMF's, systemd-stub's and QEMU's verdicts instead of the
+        # x86 ones, and the embedded Image's two views (bootforge/uki/arm64.py).
+        from bootforge.uki.arm64 import arm64_uki
+        vs = arm64_uki(doc, img, data, kernel)
     doc["verdicts"] = [v.to_json() for v in vs]
     # A PE that OVMF or systemd-stub refuses is a defect (exit 1); a bzImage without the EFI stub
     # is normal for its kind (GRUB and QEMU start it): its uefi verdict is reported, not a defect.
