@@ -208,21 +208,26 @@ def unlzma_uboot(data, limit):
     return out
 
 
+def _lz4_length(src, at, length, escape, what):
+    """A token's length nibble, extended by bytes of 255 ... while it is *escape* (the lz4 block format)."""
+    if length != escape:
+        return length, at
+    while True:
+        if at >= len(src):
+            raise DecompressError(f"an lz4 {what} length runs off the block", -71)
+        length += src[at]
+        at += 1
+        if src[at - 1] != 255:
+            return length, at
+
+
 def _lz4_block(src, out, limit):
     """One LZ4 block (the lz4 block format) appended to *out*; TooLarge past *limit*."""
     at, n = 0, len(src)
     while at < n:
         token = src[at]
         at += 1
-        length = token >> 4
-        if length == 15:
-            while True:
-                if at >= n:
-                    raise DecompressError("an lz4 literal length runs off the block", -71)
-                length += src[at]
-                at += 1
-                if src[at - 1] != 255:
-                    break
+        length, at = _lz4_length(src, at, token >> 4, 15, "literal")
         if at + length > n:
             raise DecompressError("lz4 literals run off the block", -71)
         if len(out) + length > limit:
@@ -235,15 +240,8 @@ def _lz4_block(src, out, limit):
             raise DecompressError("an lz4 match offset runs off the block", -71)
         offset = src[at] | src[at + 1] << 8
         at += 2
-        length = (token & 15) + 4
-        if length == 19:
-            while True:
-                if at >= n:
-                    raise DecompressError("an lz4 match length runs off the block", -71)
-                length += src[at]
-                at += 1
-                if src[at - 1] != 255:
-                    break
+        length, at = _lz4_length(src, at, token & 15, 15, "match")
+        length += 4
         if offset == 0 or offset > len(out):
             raise DecompressError("an lz4 match points before the output", -71)
         if len(out) + length > limit:
