@@ -65,3 +65,13 @@ def test_limine_linux_uefi_3g(tmp_path):
     rows, _ = verified(uefi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:3G")
     assert rows["zero page bytes"]["match"] and rows["boot_params (ESI)"]["counted"]
     assert rows["ramdisk_image"]["observed"] == 0x79B00000 and rows["initrd bytes"]["match"]
+
+
+def test_grub_efi_linux_3g(tmp_path):
+    """GRUB x86_64-efi `linux` from the UEFI disk at 3G (make test verifies 512M): the initrd under
+    the 0x37ffffff cap, the zero page with the exit map's size."""
+    require(KERNEL, "qemu-system-x86_64", "grub-mkimage")
+    from test_linux_grub_efi import image_recipe as grub_efi_recipe
+    rows, _ = verified(grub_efi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:3G")
+    assert rows["zero page bytes"]["match"] and rows["initrd bytes"]["match"]
+    assert rows["ramdisk_image"]["observed"] == 0x37DE7000

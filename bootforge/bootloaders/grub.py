@@ -362,7 +362,7 @@ BOOTLOADER = Bootloader(
     "grub", "GRUB 2", ("bios", "uefi"),
     policies={("bios", "multiboot1"): "grub-pc-mb1", ("bios", "multiboot2"): "grub-pc-mb2",
               ("uefi", "multiboot1"): "grub-efi-mb1", ("uefi", "multiboot2"): "grub-efi-mb2",
-              ("bios", "linux"): "grub-pc-linux"},
+              ("bios", "linux"): "grub-pc-linux", ("uefi", "linux"): "grub-efi-linux"},
     packages=PACKAGES, read_refusal=read_refusal, media=("grub-pc-iso", "grub-efi-iso"),
     config_paths=("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg", "/grub/grub.cfg"),
     parse=parse, write=write, image_formats=("iso", "disk"), image_parts=image_parts,

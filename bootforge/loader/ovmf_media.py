@@ -143,17 +143,23 @@ def for_medium(ranges, medium, floor, block_end):
             out[i] = replace(ranges[i], start=ranges[i].start + delta)
         out[b] = replace(block, start=block.start + delta, size=pages * PAGE)
     if extra_page_above(medium) and not extra_page_above(TEMPLATE_MEDIUM):
-        # The pieces between the block and the next Boot Services Data: free first, loader pages above.
-        top = b + 1
-        while top < len(out) and out[top].type in (T.CONVENTIONAL, T.LOADER_DATA):
-            top += 1
-        pieces = out[b + 1:top]
-        if (top == len(out) or out[top].type != T.BOOT_SERVICES_DATA or len(pieces) != 2
-                or pieces[0].type != T.CONVENTIONAL or pieces[1].type != T.LOADER_DATA):
+        # The pieces between the block and the next Boot Services Data: free first, then the loader's
+        # page, in the template (its CD start) at 3G under 6 Boot Services Data pages OVMF took after
+        # it. From a disk the loader's page sits right under OVMF's extra page, every Boot Services
+        # Data page of that run above it (observed at 256M, 512M and 3G: free, loader pages, Boot
+        # Services Data up to the next other type).
+        k = b + 2
+        while k < len(out) and out[k].type == T.BOOT_SERVICES_DATA:
+            k += 1
+        free = out[b + 1]
+        if (k + 1 >= len(out) or free.type != T.CONVENTIONAL or out[k].type != T.LOADER_DATA
+                or out[k + 1].type != T.BOOT_SERVICES_DATA):
             return None
-        free, loader, above = pieces[0], pieces[1], out[top]
+        loader, above = out[k], out[k + 1]
+        end = free.start + free.size
         moved = [replace(free, size=free.size - PAGE)] if free.size > PAGE else []
-        moved += [replace(loader, start=loader.start - PAGE),
-                  replace(above, start=above.start - PAGE, size=above.size + PAGE)]
-        out = out[:b + 1] + moved + out[top + 1:]
+        lower = end - PAGE + loader.size            # the loader's pages end one page lower
+        moved += [replace(loader, start=end - PAGE),
+                  replace(above, start=lower, size=above.start + above.size - lower)]
+        out = out[:b + 1] + moved + out[k + 2:]
     return out

@@ -9,12 +9,14 @@ firmware, per field, with the reason)."""
 import hashlib
 import time
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from bootforge import machines
 from bootforge.errors import BootforgeError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.image.build import build_image_recipe
+from bootforge.image.load import image_request
 from bootforge.image.snapshot import with_default
 from bootforge.loader.policies import POLICIES, policy
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
@@ -200,6 +202,7 @@ def _medium(recipe, req, machine, work, entry, progress):
         build_image_recipe(recipe, table, image)
         medium = image_medium(image, machine.declared)
         medium.description = f"the image built from {recipe} ({image.name})"
+        medium.files["image"] = str(image)
     if entry is not None:
         index, title, copy, loader_title = with_default(image, entry, work / ("entry-" + image.name))
         if copy is not None:
@@ -357,6 +360,14 @@ def verify_linux(recipe, req, *, keep=None, timeout=None, progress=None, entry=N
     work = open_workdir(keep)
     try:
         medium = _medium(recipe, req, machine, work, entry, progress)
+        built = medium.files.get("image")
+        if built and machine.declared.firmware == "uefi" and req.efi_application is None:
+            # The firmware starts the built image's EFI/BOOT/BOOTX64.EFI from its medium: a loader's
+            # pages under OVMF follow that file and medium (grub_efi._with_grub_image), which a
+            # recipe alone does not give. Predicted from the image that boots.
+            on = image_request(built, req.platform.name, req.loader, entry, "uefi")
+            req = replace(req, efi_application=on.efi_application, efi_medium=on.efi_medium)
+            res = policy(req.loader)(req)
         report.medium = medium.description
         report.entry = entry_address(req, res)
         report.entry_how = ("the kernel's 64-bit entry the EFI stub jumps to, RSI = boot_params"

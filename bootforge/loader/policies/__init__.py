@@ -41,6 +41,7 @@ POLICY_MODULES = (
     "grub_efi",
     "grub_efi_mb1",
     "grub_pc_linux",
+    "grub_efi_linux",
     "qemu_linux",
     "qemu_mb1",
     "syslinux_mb1",
