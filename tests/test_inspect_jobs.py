@@ -41,3 +41,17 @@ def test_jobs_json_entries_are_the_single_file_documents(corpus):
             assert doc["error"]["message"] == "No such file or directory"
             continue
         assert doc == json.loads(inspect("--json", path).stdout)
+
+
+@pytest.mark.parametrize("mode", [["--json"], []], ids=["json", "text"])
+def test_jobs_keeps_errors_in_place_on_one_stream(corpus, mode):
+    """Standard error and output on one pipe (2>&1): each error line comes where one process
+    writes it, among the reports (the workers hand over whole chunks of written bytes)."""
+    files = corpus + corpus[-3::-1]         # two missing files, one in each worker's chunks
+
+    def merged(jobs):
+        return subprocess.run([sys.executable, "-m", "bootforge", "inspect", *mode, "--jobs", jobs, *files],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+    one = merged("1")
+    assert one.count(b"bootforge: error:") == 2
+    assert merged("3") == one

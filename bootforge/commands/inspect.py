@@ -85,9 +85,15 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
     for file_status, events, document in _inspect_all(files, options, jobs):
         status = max(status, file_status)
         for to_stderr, text in events:
-            click.echo(text, err=to_stderr)
+            if isinstance(text, _Written):      # what a worker made of several events (_Chunk)
+                stream = sys.stderr if to_stderr else sys.stdout
+                stream.flush()
+                stream.buffer.write(text)
+                stream.buffer.flush()
+            else:
+                click.echo(text, err=to_stderr)
         if document is not None:
-            documents.append(document)
+            documents.append(document if len(files) == 1 or isinstance(document, _Listed) else _listed(document))
     if as_json and documents:
         # Each document comes as its json.dumps(indent=2) text (made in the worker): a list of
         # them is that text indented by two spaces, as json.dump(list, indent=2) writes it
@@ -95,9 +101,21 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
         if len(files) == 1:
             sys.stdout.write(documents[0])
         else:
-            sys.stdout.write("[\n" + ",\n".join("  " + d.replace("\n", "\n  ") for d in documents) + "\n]")
+            sys.stdout.write("[\n" + ",\n".join(documents) + "\n]")
         sys.stdout.write("\n")
     sys.exit(status)
+
+
+class _Listed(str):
+    """JSON documents as they stand in the list of several (indented, joined by a comma and a newline)."""
+
+
+class _Written(bytes):
+    """Bytes exactly as click.echo would have written them, events and newlines included."""
+
+
+def _listed(document):
+    return _Listed("  " + document.replace("\n", "\n  "))
 
 
 # Below this many files per core, the default is one process: the pool's start costs more than
@@ -108,7 +126,10 @@ MIN_FILES_PER_WORKER = 16
 def _inspect_all(files, options, jobs):
     """(status, output events, JSON document or None) per file, in the order of *files*; with
     more than one file and job, from a pool of forked workers (they inherit the Secure Boot
-    policy set above), the files dealt out in chunks so each worker pays its start-up once."""
+    policy set above), the files dealt out in chunks so each worker pays its start-up once: then
+    one item per chunk, its events already written out as bytes and its documents already
+    listed (_Chunk), so that the parent, one more process on the same cores, does little beyond
+    writing them."""
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if len(files) < MIN_FILES_PER_WORKER * jobs:
@@ -124,21 +145,41 @@ def _inspect_all(files, options, jobs):
     # The first file in this process: its reader's modules are then imported once, before the
     # fork, not once per worker (a corpus is mostly of one kind).
     yield _inspect_one(files[0], options)
-    rest = files[1:]
-    chunk = max(1, min(64, len(rest) // (jobs * 8)))
     # What the workers inherit (modules, tables) goes to the collector's permanent generation:
     # their collections then never walk it, nor write to its pages (no copy-on-write), as the
     # gc module's documentation advises before a fork.
     gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(jobs, _worker_start) as pool:
-            yield from pool.imap(_InspectOne(options), rest, chunk)
+            yield from pool.imap(_Chunk(options, _plain_text()), _chunks(files[1:], jobs))
     finally:
         gc.unfreeze()
 
 
+def _chunks(files, jobs):
+    """*files* in chunks that shrink towards the end (a quarter of what is left per worker, at
+    most 64, at least 4 files): few messages while there is much to do, and the workers finish
+    within a few files of each other instead of one waiting out the other's last 64."""
+    out, at = [], 0
+    while at < len(files):
+        n = max(4, min(64, (len(files) - at) // (jobs * 4)))
+        out.append(files[at:at + n])
+        at += n
+    return out
+
+
+def _plain_text():
+    """Whether a str event may be written as its ASCII bytes (ANSI codes aside): true when
+    standard output's encoding, the one click.echo writes with, writes ASCII as ASCII."""
+    probe = "==> a <==\n"
+    try:
+        return probe.encode(click.get_text_stream("stdout").encoding) == probe.encode("ascii")
+    except (LookupError, TypeError):
+        return False
+
+
 def _worker_start():
-    """A worker collects garbage once after each file (_InspectOne), not every 700 allocations:
+    """A worker collects garbage once after each file (_Chunk), not every 700 allocations:
     a device tree's nodes and properties point at each other, so each file leaves its tree as
     cyclic garbage, and the allocation-driven collections walked it two or three times while it
     was being built (one process over bench/inspect_jobs.py's 1,476 DTBs, measured with
@@ -148,20 +189,46 @@ def _worker_start():
     gc.disable()
 
 
-class _InspectOne:
-    """_inspect_one with the command's options bound (picklable, for the pool)."""
+class _Chunk:
+    """A worker's job: _inspect_one of each file of a chunk, with the command's options bound
+    (picklable, for the pool); one (status, events, document) for the chunk. Consecutive events
+    of one stream are joined into the bytes click.echo writes for them (_Written: bytes as
+    given, a str of ASCII without an escape character as its ASCII bytes when *plain* says that
+    is what click.echo writes, each with its newline); other str events are left to click.echo
+    (a terminal's ANSI codes, other encodings). The documents are joined as they stand in the
+    list of several (_Listed)."""
 
-    def __init__(self, options):
+    def __init__(self, options, plain):
         self.options = options
+        self.plain = plain
 
-    def __call__(self, path):
+    def __call__(self, paths):
         import gc
-        try:
-            return _inspect_one(path, self.options)
-        finally:
-            # The young generations only: what outlived a file (caches, modules it imported)
-            # is not walked again after every later one.
-            gc.collect(1)
+        status, events, documents, run = 0, [], [], None     # run: the bytes of the last event so far
+        for path in paths:
+            try:
+                file_status, file_events, document = _inspect_one(path, self.options)
+            finally:
+                # The young generations only: what outlived a file (caches, modules it
+                # imported) is not walked again after every later one.
+                gc.collect(1)
+            status = max(status, file_status)
+            for to_stderr, text in file_events:
+                if isinstance(text, str):
+                    if not (self.plain and text.isascii() and "\x1b" not in text):
+                        events.append((to_stderr, text))
+                        run = None
+                        continue
+                    text = text.encode("ascii")
+                if run is None or events[-1][0] != to_stderr:
+                    run = []
+                    events.append((to_stderr, run))
+                run += (text, b"\n")
+            if document is not None:
+                documents.append(_listed(document))
+        events = [(to_stderr, _Written(b"".join(text)) if isinstance(text, list) else text)
+                  for to_stderr, text in events]
+        return status, events, _Listed(",\n".join(documents)) if documents else None
 
 
 def _inspect_one(path, options):
