@@ -237,3 +237,25 @@ def limine_gop_choose(width, height, depth, modes=None, current=0, edid=QEMU_EDI
         if found is not None:
             return found
     return None
+
+
+# OvmfPkg/QemuVideoDxe/Gop.c QemuVideoGraphicsOutputSetMode: every SetMode re-runs
+# FrameBufferBltConfigure (MdeModulePkg/Library/FrameBufferBltLib), whose configuration holds one
+# scan line: sizeof (FRAME_BUFFER_CONFIGURE) + HorizontalResolution x BytesPerPixel bytes. When the
+# buffer configured last is smaller (RETURN_BUFFER_TOO_SMALL), SetMode FreePools it and
+# AllocatePools one of the new size (Boot Services Data; of a page or more, so pages of its own:
+# ovmf_pages.pool_pages). x64 FRAME_BUFFER_CONFIGURE: four UINT32, the FrameBuffer pointer, the
+# pixel format, EFI_PIXEL_BITMASK (four UINT32), PixelShl[4], PixelShr[4], aligned to 8: 56 bytes.
+FRAME_BUFFER_CONFIGURE_SIZE = 56
+
+
+def blt_configure_size(mode):
+    """Bytes of QemuVideoDxe's BLT configuration for GOP *mode*."""
+    return FRAME_BUFFER_CONFIGURE_SIZE + mode.width * (mode.bpp // 8)
+
+
+# Where QemuVideoDxe's configuration for mode 0 (set when the driver starts: 1280 x 4 + 56 bytes,
+# 2 pool pages of Boot Services Data) sits, below the top of low RAM: observed at 0xe651000 at 256M
+# and 0x1e651000 at 512M (GRUB x86_64-efi's exit map; the DXE drivers' pages move with low RAM,
+# bootforge/machines/qemu_x86.py ovmf_efi_map).
+OVMF_BLT_CONFIGURE_BELOW_LOWMEM = 0x10000000 - 0xE651000

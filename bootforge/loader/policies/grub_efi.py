@@ -39,7 +39,9 @@ from bootforge.loader.policies.common import GIB4, standard_checks
 from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_module_size, UNWRITTEN_TAG_PADDING, elf_sections_tag,
                                                mb2_size_bound, relocatable_tag)
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import grub_gop_choose, grub_mode_string, ovmf_gop_modes
+from bootforge.loader.video import (OVMF_BLT_CONFIGURE_BELOW_LOWMEM, blt_configure_size, grub_gop_choose,
+                                    grub_mode_string, ovmf_gop_modes)
+from bootforge.machines.qemu_x86 import Q35_LOWMEM_SPLIT
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -232,7 +234,7 @@ def load(req):
     res.mbi_address = at
     # The map the kernel is told about: the firmware map with GRUB's pages (the MBI's too) as
     # loader data, adjacent loader-data pages one descriptor (EDK2 CoreAddRange merges them).
-    after = _with_gop_pool_page(_with_loader_data(efi, taken), k, plat, res)
+    after = _with_blt_reconfigure(_with_gop_pool_page(_with_loader_data(efi, taken), k, plat, res), k, plat, res)
     res.maps["efi-at-exit"] = after
     res.mmap = grub_efi_mmap(after)
     runs = _available_runs(res.mmap)
@@ -466,6 +468,75 @@ def _with_gop_pool_page(efi_map, k, plat, res):
     res.notes.append(f"video: GRUB's mode walks leak more QueryMode records than OVMF's free pool holds: one "
                      f"Boot Services Data page at {page:#x}")
     return efi_map.replace(merged)
+
+
+def _bins_bottom(ranges):
+    """OVMF's default bin top: the start of its runtime-data bin, under the runtime-code bin at
+    the top of low RAM (EDK2 Page.c mDefaultMaximumAddress); None when the map has no such pair."""
+    return next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == EfiMemoryType.RUNTIME_SERVICES_DATA
+                 and nxt.type == EfiMemoryType.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
+
+
+def _retyped(ranges, start, size, typ):
+    """*ranges* with [start, start + size) (inside one descriptor) of type *typ*, merged with
+    neighbours of that type and attributes as EDK2's CoreAddRange merges them (Page.c)."""
+    out = []
+    for r in ranges:
+        if not r.start <= start < r.start + r.size:
+            out.append(r)
+            continue
+        if start > r.start:
+            out.append(MemoryRange(r.start, start - r.start, r.type, r.attributes))
+        out.append(MemoryRange(start, size, typ, r.attributes))
+        if start + size < r.start + r.size:
+            out.append(MemoryRange(start + size, r.start + r.size - start - size, r.type, r.attributes))
+    at = next(i for i, r in enumerate(out) if r.start == start)
+    lo, hi = at, at
+    while lo > 0 and out[lo - 1].type == typ and out[lo - 1].attributes == out[at].attributes \
+            and out[lo - 1].start + out[lo - 1].size == out[lo].start:
+        lo -= 1
+    while hi + 1 < len(out) and out[hi + 1].type == typ and out[hi + 1].attributes == out[at].attributes \
+            and out[hi].start + out[hi].size == out[hi + 1].start:
+        hi += 1
+    merged = MemoryRange(out[lo].start, out[hi].start + out[hi].size - out[lo].start, typ, out[at].attributes)
+    return out[:lo] + [merged] + out[hi + 1:]
+
+
+def _with_blt_reconfigure(efi_map, k, plat, res):
+    """The exit map after QemuVideoDxe's SetMode of the mode GRUB chose (loader/video.py
+    blt_configure_size, Gop.c QemuVideoGraphicsOutputSetMode): a mode wider than the one set
+    (OVMF's 1280x800) needs a bigger BLT configuration, so the old one's 2 pool pages are freed
+    and the new size is allocated top-down (ovmf_pages.PageMap.allocate, below the default bin
+    top). Up to 2026 pixels the 2 pages come back where they were (1920x1080: exit map unchanged);
+    2048 and 2560 need 3, which go to the highest free 3 pages (observed at 256M for 2560x1440:
+    the 3-page hole above OVMF's block, which then grows to 731, and 2 free pages at 0xe651000).
+    Only on the OVMF machine with all RAM below 2.75 GiB (where the old buffer's place is observed)."""
+    want = grub_video_request(k)
+    if want is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf" or plat.memory_bytes is None:
+        return efi_map
+    mode = grub_gop_choose(grub_mode_string(*want) + ";auto")
+    current = ovmf_gop_modes()[0]
+    if mode is None or blt_configure_size(mode) <= blt_configure_size(current):
+        return efi_map
+    ranges = efi_map.ranges
+    old_pages = pool_pages(blt_configure_size(current))
+    old = plat.memory_bytes - OVMF_BLT_CONFIGURE_BELOW_LOWMEM
+    there = next((r for r in ranges if r.start == old), None)
+    top = _bins_bottom(ranges)
+    if (plat.memory_bytes >= Q35_LOWMEM_SPLIT or there is None or there.type != EfiMemoryType.BOOT_SERVICES_DATA
+            or there.size != old_pages * PAGE or top is None):
+        res.notes.append(f"video: QemuVideoDxe's BLT configuration for {mode.width} pixels is reallocated, but its "
+                         f"old place is not known in this map; tag 17 left without it")
+        return efi_map
+    ranges = _retyped(ranges, old, old_pages * PAGE, EfiMemoryType.CONVENTIONAL)
+    pages = pool_pages(blt_configure_size(mode))
+    at = PageMap([[r.start, r.start + r.size, r.type] for r in ranges], top).allocate(
+        "QemuVideoDxe's BLT configuration", EfiMemoryType.BOOT_SERVICES_DATA, pages)
+    if at is None:
+        return efi_map
+    res.notes.append(f"video: SetMode of {mode.width}x{mode.height} reallocates QemuVideoDxe's BLT configuration "
+                     f"({blt_configure_size(mode)} bytes): {old_pages} pages at {old:#x} freed, {pages} at {at:#x}")
+    return efi_map.replace(_retyped(ranges, at, pages * PAGE, EfiMemoryType.BOOT_SERVICES_DATA))
 
 
 def grub_video_request(k):
