@@ -78,15 +78,20 @@ def test_build_lays_the_kernel_behind_the_aarch64_stub(tmp_path):
     assert build_uki(tmp_path / "again").read_bytes() == data
 
 
-def test_build_refuses_a_stub_of_the_other_machine(tmp_path):
-    """An arm64 kernel with the x86-64 stub (and the reverse): one line, exit 2."""
+def test_build_refusals(tmp_path):
+    """An arm64 kernel with the x86-64 stub, and SBAT lines for a stub with no .sbat section to merge
+    them into: one line, exit 2, no output."""
     require("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
     kernel = debian_arm64_kernel()
-    recipe = tmp_path / "bad.toml"
-    recipe.write_text(f'[uki]\nkernel = "{kernel}"\nstub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"\n')
-    proc = run_bootforge("build", recipe, "-o", tmp_path / "bad.efi")
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "not an AArch64 EFI application" in proc.stderr and not (tmp_path / "bad.efi").exists()
+    cases = [('stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"', "not an AArch64 EFI application"),
+             (f'stub = "{arm64_stub()}"\nsbat = "bootforge,1,bootforge,bootforge,1,https://example.org"',
+              "no .sbat section to merge the SBAT lines into")]
+    for extra, words in cases:
+        recipe = tmp_path / "bad.toml"
+        recipe.write_text(f'[uki]\nkernel = "{kernel}"\n{extra}\n')
+        proc = run_bootforge("build", recipe, "-o", tmp_path / "bad.efi")
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert words in proc.stderr and not (tmp_path / "bad.efi").exists()
 
 
 def test_inspect_shows_the_pe_and_the_embedded_image(tmp_path):

@@ -340,6 +340,9 @@ def build_uki_recipe(recipe_path, recipe, out_path):
         value = t["sbat"]
         text = value.encode() if isinstance(value, str) and "," in value else read_input(_path(base, value, "sbat"))
         stub_sbat = img.section(".sbat")
+        if stub_sbat is None:
+            raise BuildError(f"stub {stub_path}: no .sbat section to merge the SBAT lines into (Debian's AArch64 "
+                             "stub keeps its SBAT bytes outside its two PE sections)")
         sbat = merge_sbat(stub_sbat.data(stub) if stub_sbat else b"", text)
     if "pcr_private_key" in t:
         contents[".pcrpkey"], contents[".pcrsig"] = _pcr_sections(t, base, contents)
