@@ -14,7 +14,8 @@ import pytest
 from conftest import DATA, require, run_bootforge
 from test_linux_sdboot import image_recipe as sdboot_recipe
 from test_linux_uki_esp import image_recipe
-from test_uki_build import INITRD_SIZE, KERNEL, bootforge_uki, make_initrd
+from test_uki_build import CMDLINE as UKI_CMDLINE
+from test_uki_build import INITRD_SIZE, KERNEL, OS_RELEASE, bootforge_uki, make_initrd, write_recipe
 
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import ovmf_pages
@@ -22,6 +23,7 @@ from bootforge.uki.dmesg import parse_kernel_log
 
 FIXTURES = DATA / "linux-ovmf"
 MIB = 1 << 20
+PAGE = 0x1000
 KERNEL_FILE = 8247232                   # Debian's vmlinuz-6.1.0-57-amd64, the fixtures' kernel
 KERNEL_IMAGE = 0x822000                 # its SizeOfImage
 UKI_FILE, UKI_IMAGE = 9380864, 0x8fa200  # the bootforge UKI of test_uki_build.bootforge_uki
@@ -165,13 +167,19 @@ def test_load_equals_the_boot_params_the_kernel_got(tmp_path, name, what, mem):
     assert got["setup_data"][0] == real["setup_data"] == linux["setup_data"][0]["address"]
 
 
-def test_other_inputs_are_not_predicted(tmp_path):
-    """A different initrd size changes the map OVMF built before the loader (its fw_cfg copy):
-    exact is false, with the reason, and the bounds stay."""
+def test_another_initrd_size_moves_the_fw_cfg_copy(tmp_path):
+    """A different initrd size changes the map OVMF built before the loader (QemuKernelLoaderFsDxe's
+    fw_cfg copy): the capture is moved by the blob rule (for_inputs), the initrd lands inside the
+    bounds said for any boot path, one blob page higher than the captured 1060921-byte initrd."""
     require(KERNEL)
-    got = load(tmp_path, KERNEL, "512M", make_initrd(tmp_path / "small.img", size=4096))
-    assert got["placement"]["exact"] is False and "captured for" in got["placement"]["reason"]
-    assert got["placement"]["initrd"] is None and "initrd_bounds" in got
+    small = load(tmp_path, KERNEL, "512M", make_initrd(tmp_path / "small.img", size=4096))
+    kept = load(tmp_path, KERNEL, "512M", make_initrd(tmp_path / "kept.img"))
+    p, b = small["placement"], small["initrd_bounds"]
+    assert p["exact"] and b["above"] <= p["initrd"]["start"] < b["below"]
+    assert kept["placement"]["exact"] and kept["placement"]["reason"] is None
+    # 0x104 blob pages less below the kernel's blob: OVMF's later pieces, the file buffer and the
+    # stub's pages all sit that much higher
+    assert p["boot_params"] - kept["placement"]["boot_params"] == (0x104 - 2) * PAGE
 
 
 LIMINE_OVMF = ["limine-ovmf-mb2-256M-mods3-1m.dump", "limine-ovmf-mb2-256M-mods3-16m.dump",
@@ -200,3 +208,62 @@ def test_limine_tag17_and_total_size_equal_the_real_boot(name, tmp_path):
     assert tags[17] == body
     real = next(r for r in parse_dump(data)[2] if r.name == "mbi").data
     assert len(mbi) == struct.unpack_from("<I", real)[0] == struct.unpack_from("<I", mbi)[0]
+
+
+# Inputs of sizes no capture has (tests/data/ovmf-pages/verify-*.json, tests/data/README.md):
+# Debian's kernel with LONGER zero bytes appended, initrds of other sizes, a UKI around one.
+LONGER = 1234567
+OTHER_SIZES = {"kernel-longer-initrd5m-512M": ("kernel", "512M", 5 * MIB + 12345),
+               "kernel-longer-1G": ("kernel", "1G", None),
+               "uki-initrd3m-3G": ("uki", "3G", 3 * MIB + 777)}
+
+
+def longer_kernel(tmp_path):
+    path = tmp_path / "vmlinuz-longer"
+    path.write_bytes(Path(KERNEL).read_bytes() + bytes(LONGER))
+    return path
+
+
+@pytest.mark.parametrize("src,dst", [("qemu-kernel-512M", "qemu-kernel-uki-512M"),
+                                     ("qemu-kernel-3G", "qemu-kernel-uki-3G"),
+                                     ("qemu-kernel-uki-512M", "qemu-kernel-512M")])
+def test_the_blob_rule_turns_one_captured_file_size_into_another(src, dst):
+    """QemuKernelLoaderFsDxe's FetchBlob pool for a file of another size: the pieces allocated
+    after it move by the difference in pages. The bzImage's capture moved to the UKI's file size
+    is the UKI's capture, piece for piece (both real boots), and back."""
+    a, b = ovmf_pages.read_capture(src), ovmf_pages.read_capture(dst)
+    got, why = ovmf_pages.for_inputs(a, {**a.inputs, "file_size": b.inputs["file_size"]})
+    assert why is None
+    assert [[x, y, int(t)] for x, y, t in got.ranges] == [[x, y, int(t)] for x, y, t in b.ranges]
+    assert got.held == b.held and got.default_top == b.default_top
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_SIZES))
+def test_other_input_sizes_are_exact_from_the_captures(tmp_path, case):
+    """Real boots of a kernel, initrd and UKI of sizes no capture has, stopped at the kernel's
+    entry (bootforge verify): boot_params, cmd_line_ptr, ramdisk_image/size and the setup_data
+    node equal the prediction from the captures of other sizes."""
+    require(KERNEL)
+    kind, memory, initrd_size = OTHER_SIZES[case]
+    seen = json.loads((GDB / f"verify-{case}.json").read_text())["observed"]
+    initrd = make_initrd(tmp_path / "initrd.img", initrd_size) if initrd_size else None
+    if kind == "uki":
+        (tmp_path / "os-release").write_text(OS_RELEASE)
+        run_bootforge("build", write_recipe(tmp_path, kernel=KERNEL, cmdline=UKI_CMDLINE, os_release="os-release",
+                                            output="uki.efi", initrd=["initrd.img"]), check=0)
+        got = load(tmp_path, tmp_path / "uki.efi", memory)
+    else:
+        got = load(tmp_path, longer_kernel(tmp_path), memory, initrd,
+                   cmdline="console=ttyS0 earlyprintk=serial efi=debug nokaslr panic=-1")
+    p = got["placement"]
+    assert p["exact"], p["reason"]
+    assert (p["boot_params"], p["cmd_line_ptr"], p["setup_data"]) == \
+        (seen["boot_params"], seen["cmd_line_ptr"], seen["setup_data"])
+    assert (p["initrd"] or {"start": 0, "size": 0}) == {"start": seen["ramdisk_image"], "size": seen["ramdisk_size"]}
+
+
+def test_no_rule_moves_the_esp_paths_for_other_sizes():
+    """A disk's file sizes are taken as captured only: another size says why it is not exact."""
+    cap = ovmf_pages.read_capture("esp-uki-512M")
+    got, why = ovmf_pages.for_inputs(cap, {**cap.inputs, "file_size": cap.inputs["file_size"] + 4096})
+    assert got is None and "no rule here moves it" in why

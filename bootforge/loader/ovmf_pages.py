@@ -25,11 +25,13 @@ no source rule here reproduces: the pages OVMF holds while it reads the file (re
 StartImage) and the Boot Services Data pages its pool takes while the loader runs (kept as
 allocated in the captured map). A capture moves with the top of low RAM like the platform map
 (bootforge/machines/qemu_x86.py ovmf_efi_map): everything from the first allocation above
-OVMF_FIXED_BELOW up to 4 GiB shifts by the difference in low RAM.
+OVMF_FIXED_BELOW up to 4 GiB shifts by the difference in low RAM. On the QEMU -kernel paths it
+also moves with the sizes of the files QEMU hands over (for_inputs: QemuKernelLoaderFsDxe's
+fw_cfg copies), so any kernel, initrd or UKI size is exact from the captures of one size.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 
 from bootforge.errors import RecipeError
@@ -187,6 +189,61 @@ CAPTURES = {
 
 # Boot paths where systemd-stub 252 starts first and LoadImage()s .linux from memory.
 UKI_PATHS = ("qemu-kernel-uki", "esp-uki", "sdboot-uki")
+# Boot paths where QemuKernelLoaderFsDxe holds QEMU's fw_cfg blobs (see for_inputs).
+QEMU_BLOB_PATHS = ("qemu-kernel", "qemu-kernel-uki")
+# The free run OVMF's later DXE allocations sit on (bigger than any hole between them).
+BIG_RUN = 16 << 20
+
+
+def blob_pages(inputs):
+    """Pages of QemuKernelLoaderFsDxe's blobs: FetchBlob() AllocatePool()s setup + kernel (the
+    file), then the initrd: each a Boot Services Data pool of its own pages."""
+    return pool_pages(inputs["file_size"]) + (pool_pages(inputs["initrd_size"]) if inputs.get("initrd_size") else 0)
+
+
+def for_inputs(capture, inputs):
+    """(*capture* as OVMF lays it out for *inputs*, None), or (None, why not).
+
+    On the QEMU -kernel paths the files shape the map through QemuKernelLoaderFsDxe alone
+    (OvmfPkg/QemuKernelLoaderFsDxe/QemuKernelLoaderFsDxe.c, FetchBlob: Blob->Data =
+    AllocatePool(Blob->Size) for "kernel" = setup + kernel, then "initrd"): one Boot Services
+    Data block of blob_pages() under a top that does not move, and everything the DXE core
+    allocates after that driver's entry point (later drivers' images and pools, the pages held
+    while LoadImage reads the file) sits below it, so it moves down by the difference in blob
+    pages and the free run under it shrinks by as much. Checked: the -kernel bzImage capture
+    moved to the UKI's file size equals the UKI capture piece for piece at 512M and 3G, and real
+    boots of other kernel, initrd and UKI sizes (tests/test_ovmf_pages.py). The UKI's .linux
+    SizeOfImage and the ESP paths' file sizes are taken as captured only."""
+    same = {k: v for k, v in inputs.items() if k not in ("file_size", "initrd_size")}
+    cap_same = {k: v for k, v in capture.inputs.items() if k not in ("file_size", "initrd_size")}
+    if capture.inputs == inputs:
+        return capture, None
+    if capture.boot_path not in QEMU_BLOB_PATHS or same != cap_same or \
+            bool(inputs.get("initrd_size")) != bool(capture.inputs.get("initrd_size")):
+        return None, (f"OVMF's map on this path was captured for {capture.inputs}, not {inputs}: the files the "
+                      "firmware reads shape the map below them, and no rule here moves it for these")
+    old, new = blob_pages(capture.inputs) * PAGE, blob_pages(inputs) * PAGE
+    blob = [r for r in capture.ranges if r[2] == T.BOOT_SERVICES_DATA and r[1] - r[0] == old]
+    if len(blob) != 1:
+        return None, f"{capture.name}: QemuKernelLoaderFsDxe's {old:#x}-byte blob block is not one piece of the capture"
+    bottom, top = blob[0][0], blob[0][1]
+    run = max((r for r in capture.ranges if r[2] == T.CONVENTIONAL and r[1] <= bottom and r[1] - r[0] >= BIG_RUN),
+              key=lambda r: r[0], default=None)
+    delta = new - old
+    if run is None or run[1] - delta - run[0] < BIG_RUN:
+        return None, f"{capture.name}: no room under OVMF's allocations for a {new:#x}-byte blob block"
+    ranges = []
+    for a, b, t in capture.ranges:
+        if (a, b) == (bottom, top):
+            ranges.append([a - delta, b, t])
+        elif a == run[0]:
+            ranges.append([a, b - delta, t])
+        elif run[1] <= a and b <= bottom:
+            ranges.append([a - delta, b - delta, t])
+        else:
+            ranges.append([a, b, t])
+    held = [[a - delta, b - delta] for a, b in capture.held]
+    return replace(capture, inputs=dict(inputs), ranges=ranges, held=held), None
 
 
 def memory_class(ram, lowmem):

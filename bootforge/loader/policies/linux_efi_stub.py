@@ -167,9 +167,9 @@ def _ovmf_placement(req, res, hdr, kernel, initrd_size, path, kernel_start, node
         out["reason"] = f"no capture of OVMF's map for the {boot} boot path on {machine} at this memory size"
         return out
     out["capture"] = cap.name
-    if cap.inputs != inputs:
-        out["reason"] = (f"OVMF's map on this path was captured for {cap.inputs}, not {inputs}: the files QEMU "
-                         "hands OVMF (fw_cfg blobs) shape the map below them")
+    cap, why = ovmf_pages.for_inputs(cap, inputs)      # QemuKernelLoaderFsDxe's blobs of these sizes
+    if cap is None:
+        out["reason"] = why
         return out
     above4g = bool((hdr.get("xloadflags") or 0) & bz.XLoadFlag.XLF_CAN_BE_LOADED_ABOVE_4G)
     initrd_max = (1 << 64) - 1 if above4g else hdr.get("initrd_addr_max")
@@ -316,6 +316,8 @@ def load(req):
     facts = {"boot_path": path, "memory_total_kib": total, "kernel": {"start": start, "size": size},
              "initrd_size": initrd_size, "e820_printed_order_differs": [r.key() for r in printed.ranges]
              != [r.key() for r in e820.ranges]}
+    if not initrd_size:
+        facts["ramdisk_image"] = 0          # no initrd: the stub leaves ramdisk_image 0 (observed at 1G)
     res.notes.append(f"boot path: {'UKI (systemd-stub hands over to the kernel)' if path == 'uki' else 'EFI-stub kernel'}")
     res.notes.append(f"predicted: kernel block, E820 (both orders), \"Memory: .../{total}K available\", "
                      f"initrd size {initrd_size} bytes" + (" (printed as RAMDISK of "
