@@ -171,11 +171,13 @@ def xen_modules(count):
     return [(p, p.stat().st_size, a) for p, a in mods[:count]]
 # Where each loader finds the files (the names it is given), as the media place them.
 NAMES = {"qemu-mb1": None, "grub-pc-mb1": "/boot/", "grub-pc-mb2": "/boot/", "grub-efi-mb2": "/boot/",
-         "syslinux-mb1": "/", "ipxe-pcbios-mb1": "tftp://10.0.2.2/"}
+         "grub-efi-mb1": "/boot/", "syslinux-mb1": "/", "ipxe-pcbios-mb1": "tftp://10.0.2.2/"}
 KERNEL_NAMES = {"grub-pc-mb1": "/boot/kernel", "grub-pc-mb2": "/boot/kernel", "grub-efi-mb2": "/boot/kernel",
+                "grub-efi-mb1": "/boot/kernel",
                 "syslinux-mb1": "/kernel.elf", "ipxe-pcbios-mb1": "tftp://10.0.2.2/kernel.elf"}
 MEDIUM = {name: p.boot_medium for name, p in POLICIES.items() if p.boot_medium}   # the policy registry
-LIMITS = {"qemu-mb1": 30, "grub-pc-mb1": 60, "grub-pc-mb2": 60, "grub-efi-mb2": 120, "syslinux-mb1": 60,
+LIMITS = {"qemu-mb1": 30, "grub-pc-mb1": 60, "grub-pc-mb2": 60, "grub-efi-mb2": 120, "grub-efi-mb1": 120,
+          "syslinux-mb1": 60,
           "ipxe-pcbios-mb1": 90}
 
 
@@ -424,6 +426,16 @@ EFI_SCENARIOS = [Scenario("grub-efi-mb2", "256M", 3, "1m"), Scenario("grub-efi-m
                  Scenario("grub-efi-mb2", "2G", 3, "xen"), Scenario("xen-efi", "512M", 2, "xen"),
                  # The parametric OVMF profile (+ GRUB's heap) at sizes it was not derived from.
                  Scenario("platform-q35-ovmf", "768M", 0, "map"), Scenario("platform-q35-ovmf", "4G", 0, "map")]
+
+# GRUB x86_64-efi `multiboot` (grub-efi-mb1) with the dump kernel: every memory size the OVMF
+# profile has a template class for (512M and 1G all low, 3G with RAM above 4 GiB), each module set,
+# both links (16m: the kernel's segment over OVMF's pages, staged). make test boots one point
+# (3G, three modules, staged: the most rules at once, ~15 s); tests/test_grub_efi_mb1.py boots
+# 256M twice.
+GRUB_EFI_MB1_MATRIX = [Scenario("grub-efi-mb1", m, n, k) for m in ("512M", "1G", "3G") for n in MODULE_SETS
+                       for k in LINKS]
+GRUB_EFI_MB1_CHOSEN = [Scenario("grub-efi-mb1", "3G", 3, "16m")]
+EFI_SCENARIOS += GRUB_EFI_MB1_MATRIX if os.environ.get("BOOTFORGE_FIDELITY") == "full" else GRUB_EFI_MB1_CHOSEN
 
 # Xen 4.17's xen.gz, unmodified, under GRUB i386-pc (stopped at its entry, before Xen runs),
 # with 0-3 dom0 modules (xen_modules: Debian's vmlinuz, its initrd, a gzip'd busybox initrd).
