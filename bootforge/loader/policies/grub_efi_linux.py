@@ -10,7 +10,9 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   (grub_efi._with_grub_image, grub_efi.grub_efi_heap: kern/efi/mm.c). The relocator takes
   chunks from the firmware's conventional memory by address (grub_relocator_firmware_fill_events
   lists EFI_CONVENTIONAL_MEMORY only; grub_relocator_firmware_alloc_region is AllocatePages
-  (AllocateAddress, EfiLoaderData)), so OVMF's top-down default bin plays no part.
+  (AllocateAddress, EfiLoaderData)), so OVMF's top-down default bin plays no part. malloc_in_range
+  also hands out the heap's free blocks (all of the heap but what GRUB uses at its top,
+  HEAP_IN_USE); a chunk lies in one or the other, and one from the heap stays Loader Code in the map.
 - The kernel (allocate_pages): page_align(init_size) bytes at pref_address when those pages are
   conventional. Under OVMF they are not (Boot Services Data holds 0x900000-0x14fffff at every -m):
   grub_relocator_alloc_chunk_align then allocates a source chunk of that size in the lowest
@@ -66,6 +68,11 @@ EFI_SIGNATURE = b"EL64"                 # GRUB_LINUX_EFI_SIGNATURE (x86_64)
 # struct linux_kernel_params offsets of efi_info (include/grub/i386/linux.h v0208 = bootparam.h's).
 EFI_LOADER_SIGNATURE, EFI_SYSTAB, EFI_MEMDESC_SIZE, EFI_MEMDESC_VERSION = 0x1C0, 0x1C4, 0x1C8, 0x1CC
 EFI_MEMMAP, EFI_MEMMAP_SIZE, EFI_SYSTAB_HI, EFI_MEMMAP_HI = 0x1D0, 0x1D4, 0x1D8, 0x1DC
+# The relocator's free memory is the firmware's conventional pages and its heap's free blocks
+# (relocator.c malloc_in_range walks both); GRUB's heap in use at its top when `initrd` runs, on the
+# disk images bootforge builds: 0x933000 bytes, measured at 966M (heap 0x29bda000-0x38175000, the
+# initrd ending at 0x37842000 under the 0x37eeb000 cap: tests/data/linux-grub-efi/gdb-stop-966M.json).
+HEAP_IN_USE = 0x933000
 SECURE_BOOT = 0x1EC                     # boot_params.secure_boot
 # GRUB_LINUX_EFI_SECUREBOOT_MODE_* (include/grub/i386/linux.h), Linux's efi_secureboot_mode values.
 SECUREBOOT_DISABLED, SECUREBOOT_ENABLED = 2, 3
@@ -74,6 +81,32 @@ DECLARED = (
     (EFI_SYSTAB, 4, "efi_info.efi_systab: the EFI system table OVMF allocated (grub_efi_system_table)"),
     (EFI_SYSTAB_HI, 4, "efi_info.efi_systab_hi: the EFI system table's high half"),
 )
+
+
+class RelocatorMemory:
+    """The relocator's free memory as pools a chunk never spans: the firmware's conventional pages
+    and the heap's free blocks (observed at 256M: the kernel's aligned chunk would fit only across
+    the conventional pages under the heap and the heap's free ones, and GRUB said "out of memory")."""
+
+    def __init__(self, pools):
+        self.pools = pools
+
+    def _pick(self, how, size, align, lo, hi, best):
+        found = [(at, pool) for pool in self.pools
+                 if (at := getattr(pool, how)(size, align, lo, hi)) is not None]
+        return best(found, key=lambda x: x[0])[0] if found else None
+
+    def lowest(self, size, align, lo, hi):
+        return self._pick("lowest", size, align, lo, hi, min)
+
+    def highest(self, size, align, lo, hi):
+        return self._pick("highest", size, align, lo, hi, max)
+
+    def is_free(self, at, size):
+        return any(pool.is_free(at, size) for pool in self.pools)
+
+    def take(self, at, size):
+        next(pool for pool in self.pools if pool.is_free(at, size)).take(at, size)
 
 
 def secure_boot_mode(plat):
@@ -213,8 +246,11 @@ def load(req):
     if heap:
         res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory "
                   "below 4 GiB, top-down", "loader")
-    free = FreeSpace((r.start, r.start + r.size) for r in efi.ranges
-                     if r.type == EfiMemoryType.CONVENTIONAL and r.start < GIB4)
+    free = RelocatorMemory([FreeSpace((r.start, r.start + r.size) for r in efi.ranges
+                                      if r.type == EfiMemoryType.CONVENTIONAL and r.start < GIB4)]
+                           + ([FreeSpace([(heap[0], heap[0] + heap[1] - HEAP_IN_USE)])]
+                              if heap and heap[1] > HEAP_IN_USE else []))
+    in_heap = (lambda at: heap[0] <= at < heap[0] + heap[1]) if heap else (lambda at: False)
     setup_sects = g("setup_sects") or bz.DEFAULT_SETUP_SECTS
     align = g("kernel_alignment")
     relocatable = bool(g("relocatable_kernel")) and align and align & (align - 1) == 0
@@ -229,11 +265,12 @@ def load(req):
             raise LoaderRefusal("out of memory", loader="grub-efi-linux", words="out of memory")
         free.take(pref, prot)
         target, leaked, align_left = pref, None, 0
-    if leaked is not None:
+    if leaked is not None and not in_heap(leaked):
         chunks.append((leaked, prot))
         res.place("relocator source of the failed pref_address try (Loader Data, not freed)", leaked, prot, PAGE,
                   "lowest conventional pages (grub_relocator_alloc_chunk_align)", "loader")
-    chunks.append((target, prot))
+    if not in_heap(target):
+        chunks.append((target, prot))
     res.place("kernel (protected-mode part, relocator chunk)", target, prot, 1 << align_log if relocatable else 1,
               "pref_address" if target == pref else f"lowest {1 << align_log:#x}-aligned conventional pages above "
               "16 MiB (allocate_pages' second try)", "kernel")
@@ -256,7 +293,8 @@ def load(req):
         if at is None:
             raise LoaderRefusal("the initrd is too big", loader="grub-efi-linux", words="the initrd is too big")
         free.take(at, aligned)
-        chunks.append((at, aligned))
+        if not in_heap(at):                 # heap memory stays GRUB's Loader Code in the EFI map
+            chunks.append((at, aligned))
         res.place("initrd", at, aligned, PAGE, "highest 4 KiB-aligned conventional chunk below min(initrd_addr_max, "
                   "0x37ffffff) - 64 KiB (grub_cmd_initrd, PREFERENCE_HIGH)", "module")
         res.modules.append({"start": at, "end": at + size, "cmdline": ""})
