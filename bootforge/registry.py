@@ -11,13 +11,17 @@ from bootforge.errors import RecipeError
 
 
 class Registry:
-    def __init__(self, kind, loader=None):
+    def __init__(self, kind, loader=None, finder=None):
         """*kind* names the members in messages ("loader policy"); *loader*, when
         given, is called once before the first lookup to import the modules that
-        register (so a registry can be filled lazily, off the import path)."""
+        register (so a registry can be filled lazily, off the import path);
+        *finder*, when given, is called by get() with a name not registered yet,
+        before *loader*: it imports the one module that should register it, so a
+        lookup by name need not import every member's module."""
         self.kind = kind
         self._members = {}
         self._loader = loader
+        self._finder = finder
 
     def _fill(self):
         if self._loader is not None:
@@ -53,7 +57,10 @@ class Registry:
 
     def get(self, name):
         """The member called *name*; RecipeError naming the known ones otherwise."""
-        self._fill()
+        if self._finder is not None and self._loader is not None and name not in self._members:
+            self._finder(name)
+        if self._finder is None or name not in self._members:
+            self._fill()
         try:
             return self._members[name]
         except KeyError:

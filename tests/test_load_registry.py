@@ -145,3 +145,23 @@ def test_policies_are_listed_in_module_order_whatever_was_imported_first():
         capture_output=True, text=True, check=True)
     assert plain.stdout.split()[:2] == ["grub-pc-mb1", "grub-pc-mb2"]
     assert last_first.stdout == plain.stdout
+
+
+def test_a_policy_looked_up_by_name_loads_its_own_module_only():
+    """POLICIES.get(name) imports the module named after the policy (module_named_after) and no
+    other: the image builder's verdict check (image/recipe.py verdict_for) then loads one policy
+    module, not every one. Every bootloader's policy lives in the module named after it (any other
+    name is still found: Registry.get falls back to every module)."""
+    import subprocess
+    import sys
+
+    from bootforge.bootloaders import BOOTLOADERS
+    from bootforge.loader.policies import POLICIES, module_named_after
+    for b in BOOTLOADERS.values():
+        for name in b.policies.values():
+            assert POLICIES.get(name).load.__module__ == f"bootforge.loader.policies.{module_named_after(name)}", name
+    probe = ("import sys; from bootforge.loader.policies import POLICIES; v = POLICIES.get('grub-pc-mb2').verdict; "
+             "print(v, sorted(m for m in sys.modules if m.startswith('bootforge.loader.policies.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert out[0] == POLICIES.get("grub-pc-mb2").verdict
+    assert eval(out[1]) == ["bootforge.loader.policies.common", "bootforge.loader.policies.grub_pc"]

@@ -124,7 +124,23 @@ def _import_modules():
     POLICIES.order_by(lambda name, policy: rank.get(policy.load.__module__, len(rank)))
 
 
-POLICIES = Registry("loader", loader=_import_modules)
+def module_named_after(name):
+    """The module of POLICY_MODULES named after policy *name*, its longest such prefix
+    (grub-pc-mb2: grub_pc_mb2, else grub_pc, else grub), or None."""
+    parts = name.split("-")
+    return next((m for m in ("_".join(parts[:n]) for n in range(len(parts), 0, -1)) if m in POLICY_MODULES),
+                None)
+
+
+def _import_module_of(name):
+    # A lookup of one policy (the image builder's verdict check) imports the module named after it
+    # only, not all of them; a name that module does not register is looked up in all (Registry.get).
+    module = module_named_after(name)
+    if module is not None:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+POLICIES = Registry("loader", loader=_import_modules, finder=_import_module_of)
 
 
 def loader_policy(name, *, firmware, protocol, verdict, source, verified, boot_medium, options=(),
