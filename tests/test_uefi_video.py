@@ -151,6 +151,42 @@ def test_load_predicts_grubs_exit_map_after_the_mode_walks(tmp_path_factory, cas
     assert got == case["tag17_descriptors"]
 
 
+BLT_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-blt-tag17.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", BLT_CAPTURES, ids=["x".join(map(str, c["request"])) + "-" + c["platform"][-4:]
+                                                    for c in BLT_CAPTURES])
+def test_load_predicts_grubs_exit_map_after_the_blt_reallocation(tmp_path_factory, case):
+    """The real tag 17 after SetMode of a mode wider than 2026 pixels (2048, 2560): QemuVideoDxe
+    freed its 2-page BLT configuration and allocated 3 pages top-down, descriptor by descriptor."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    tags = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))["tags"]
+    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
+           for d in next(t for t in tags if t["type"] == 17)["descriptors"]]
+    assert got == case["tag17_descriptors"]
+
+
+def test_the_blt_configuration_grows_a_page_past_2026_pixels():
+    """What the captures say of QemuVideoDxe's configuration (FrameBufferBltLib: one scan line):
+    the modes up to 1920 wide leave the exit map as at 1280 (2 pages, Q's 1024 and 1920 captures),
+    2048 and 2560 take 3; the first mode with 3 pages is the first wider than 2026."""
+    from bootforge.loader.ovmf_pages import pool_pages
+    from bootforge.loader.video import blt_configure_size
+    pages = {m.width: pool_pages(blt_configure_size(m)) for m in ovmf_gop_modes()}
+    assert pages[1280] == pages[1920] == pages[2000] == 2 and pages[2048] == pages[2560] == 3
+    widths = [case["request"][0] for case in BLT_CAPTURES]
+    assert all(pages[w] == 3 for w in widths)
+    blocks = []
+    for case in BLT_CAPTURES:   # the 3 pages went into the 3-page hole above OVMF's block (728 -> 731)
+        d = case["tag17_descriptors"]
+        blocks.append(max(p for t, _a, p, _x in d if t == 4 and p < 1000 and p > 700))
+    assert blocks == [731] * len(BLT_CAPTURES)
+
+
 # ------------------------------------------------------------------ the image builder
 
 def _image_recipe(tmp_path, kernel, loader="grub", extra=""):
