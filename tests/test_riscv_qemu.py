@@ -10,6 +10,7 @@ QEMU) are checked without QEMU. Regenerate them: .venv/bin/python tests/test_ris
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -29,6 +30,22 @@ FIXTURES = [("512M", True), ("128M", False)]
 # e_entry in its strings (never executed): QEMU hands fw_dynamic the lowest loaded address.
 ELF_LINK, ELF_ENTRY = 0x80400000, 0x80400400
 ELF_FIXTURE = "dtdump-riscv64-elf"
+# The dump kernel's Image gzip'd in a mkimage uImage (load = entry = UIMAGE_LOAD): QEMU gunzips the
+# data to ih_load and fw_dynamic enters ih_ep.
+UIMAGE_LOAD = 0x80400000
+UIMAGE_FIXTURE = "dtdump-riscv64-uimage-gzip"
+
+
+def gzip_uimage(image, out, kind="kernel"):
+    require("gzip", "mkimage")
+    packed = out.with_suffix(".gz")
+    packed.write_bytes(subprocess.run(["gzip", "-n", "-9", "-c", str(image)], capture_output=True,
+                                      check=True).stdout)
+    subprocess.run(["mkimage", "-A", "riscv", "-O", "linux", "-T", kind, "-C", "gzip", "-a", hex(UIMAGE_LOAD), "-e",
+                    hex(UIMAGE_LOAD), "-n", "dtdump", "-d", str(packed), str(out)], check=True, capture_output=True,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "0"})
+    packed.unlink()
+    return out
 
 
 def link_elf(out):
@@ -109,6 +126,32 @@ def test_captured_elf_boot(tmp_path):
     assert int.from_bytes(Fdt(dump.full_dtb()).getprop(chosen, "linux,initrd-start"), "big") == initrd_at
 
 
+def test_captured_gzip_uimage_boot(tmp_path):
+    """The gzip uImage's capture (tests/data/dtdump-riscv64-uimage-gzip.*): the data gunzipped at ih_load,
+    entered at ih_ep, the initrd 128 MiB past ih_ep, OpenSBI's DTB byte for byte, without QEMU."""
+    require(str(opensbi.FIRMWARE_ELF), str(opensbi.FIRMWARE_BIN))
+    board = fixture_board("qemu-virt-riscv64", 512 * MIB, "dtdump-riscv64-512M-initrd", CMDLINE)
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    res = predict(board, (DATA / f"{UIMAGE_FIXTURE}.uImage").read_bytes(), "qemu-riscv-kernel", initrd, CMDLINE)
+    assert res.linux["entry"] == UIMAGE_LOAD and res.linux["kernel_format"] == "uimage"
+    kernel_at = next(p for p in res.placements if p.kind == "kernel")
+    assert (kernel_at.start, kernel_at.end - kernel_at.start) == (UIMAGE_LOAD, len((DATA / "dtdump-riscv64.Image")
+                                                                                    .read_bytes()))
+    initrd_at = next(p.start for p in res.placements if p.kind == "module")
+    _check(read_dtdump((DATA / f"{UIMAGE_FIXTURE}.serial").read_text()), res.linux["registers"], UIMAGE_LOAD,
+           initrd_at, res.mbi_bytes, res.linux["devicetree"]["random_bytes"])
+
+
+def test_a_refused_uimage_falls_through_to_the_raw_load(tmp_path):
+    """A uImage QEMU's loader refuses (here a ramdisk-type one: QEMU 7.2 prints "Wrong image type 3,
+    expected 2", observed) is loaded raw by riscv_load_kernel: the verdict says so in QEMU's words
+    and load refuses to predict a boot into the uImage header (one line, exit 2)."""
+    uimage = gzip_uimage(DATA / "dtdump-riscv64.Image", tmp_path / "rd.uImage", kind="ramdisk")
+    proc = run_bootforge("load", uimage, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "Wrong image type 3, expected 2" in proc.stderr and "raw" in proc.stderr
+
+
 def test_elf_overlapping_the_firmware_is_refused(tmp_path):
     """An ELF over fw_dynamic.bin: QEMU exits before the boot (its ROM blobs overlap)."""
     require(str(opensbi.FIRMWARE_BIN))
@@ -147,9 +190,19 @@ def regenerate():
 
 
 def regenerate_elf():
-    """The ELF program's capture (its machine DTB is the 512M fixture's)."""
+    """The ELF program's and the gzip uImage's captures (their machine DTB is the 512M fixture's)."""
     import tempfile
     from pathlib import Path
+    uimage = gzip_uimage(DATA / "dtdump-riscv64.Image", DATA / f"{UIMAGE_FIXTURE}.uImage")
+    with tempfile.TemporaryDirectory() as tmp:
+        initrd = make_initrd(Path(tmp) / "initrd.img", INITRD_SIZE)
+        serial, _ = boot("qemu-virt-riscv64", 512 * MIB, uimage, tmp, initrd, CMDLINE)
+    command = " ".join(qemu_command("qemu-virt-riscv64", 512 * MIB, f"tests/data/{UIMAGE_FIXTURE}.uImage",
+                                    "initrd.img", CMDLINE))
+    (DATA / f"{UIMAGE_FIXTURE}.serial").write_text(
+        f"# gzip -n -9 tests/data/dtdump-riscv64.Image | mkimage -A riscv -O linux -T kernel -C gzip -a "
+        f"{UIMAGE_LOAD:#x} -e {UIMAGE_LOAD:#x} (SOURCE_DATE_EPOCH=0); {command}  (initrd.img: tests/dtboot.py "
+        f"make_initrd, {INITRD_SIZE} bytes)\n" + serial)
     elf = link_elf(DATA / f"{ELF_FIXTURE}.elf")
     with tempfile.TemporaryDirectory() as tmp:
         initrd = make_initrd(Path(tmp) / "initrd.img", INITRD_SIZE)
@@ -190,3 +243,14 @@ def test_verify_elf_program_on_riscv64(tmp_path):
     assert report["registers"]["pc"] == ELF_LINK and report["registers"]["a0"] == 0
     assert fields["ELF segment 0 bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
     assert fields["initrd start"]["observed"] == ELF_LINK + 128 * MIB and fields["initrd bytes"]["match"]
+
+
+def test_verify_gzip_uimage_on_riscv64(tmp_path):
+    """`bootforge verify` of a gzip'd kernel uImage under QEMU -kernel: stopped at ih_ep with the
+    gunzipped Image there, the initrd and OpenSBI's DTB as predicted."""
+    uimage = gzip_uimage(dump_kernel("riscv64"), tmp_path / "dtdump.uImage")
+    initrd = make_initrd(tmp_path / "initrd.img", INITRD_SIZE)
+    report, fields = verify_json(uimage, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel",
+                                 "--cmdline", CMDLINE, "--module", initrd)
+    assert report["registers"]["pc"] == UIMAGE_LOAD and fields["kernel bytes"]["match"]
+    assert fields["dtb bytes"]["observed"] == "equal" and fields["initrd start"]["observed"] == UIMAGE_LOAD + 128 * MIB

@@ -126,14 +126,42 @@ def qemu_riscv_kernel(data):
                   "enters it at the lowest one (not e_entry)", taken_as="elf")
     if kernels.is_uimage(data):
         h = kernels.read_uimage(data)
-        if h["type"] not in QEMU_UIMAGE_TYPES:
-            return _v("qemu-riscv-kernel", False, f"uImage type {h['type_name']}: QEMU loads kernel uImages only",
-                      words=f"Unsupported u-boot image type {h['type']}")
-        return _v("qemu-riscv-kernel", True, f"uImage loaded at {h['load']:#x}", taken_as="uimage")
+        why = qemu_riscv_uimage_problem(data, h)
+        if why is not None:
+            return _v("qemu-riscv-kernel", False, f"QEMU's uImage loader refuses it ({why}), so riscv_load_kernel "
+                      "copies the whole file raw to the first 2 MiB boundary after OpenSBI: the CPU runs the uImage "
+                      "header", words=why, taken_as="raw")
+        return _v("qemu-riscv-kernel", True, f"uImage ({h['comp_name']}): its data "
+                  f"{'gunzipped ' if h['comp'] else ''}at ih_load {h['load']:#x}, fw_dynamic enters ih_ep "
+                  f"{h['ep']:#x} (QEMU checks no CRC)", taken_as="uimage", load=h["load"], ep=h["ep"])
     ok = kernels.is_riscv_image(data)
     return _v("qemu-riscv-kernel", ok, "loaded raw at the first 2 MiB boundary after OpenSBI "
               "(QEMU reads no Image header)" + ("" if ok else "; no RISC-V Image header: not a Linux Image"),
               taken_as="raw")
+
+
+# hw/core/loader.c load_uboot_image: gunzip output at most UBOOT_MAX_GUNZIP_BYTES.
+QEMU_UIMAGE_GUNZIP_MAX = 64 << 20
+
+
+def qemu_riscv_uimage_problem(data, h):
+    """What QEMU 7.2's load_uboot_image prints when it refuses a uImage for riscv_load_kernel (no load
+    address given: kernel_noload is refused too), or None. Its refusal is not the boot's: the file is
+    then loaded raw (hw/riscv/boot.c falls through to load_image_targphys_as)."""
+    if h["type"] != ufmt.UImageType.KERNEL:
+        if h["type"] == ufmt.UImageType.KERNEL_NOLOAD:
+            return "this image format (kernel_noload) cannot be loaded on this machine type"
+        return f"Wrong image type {h['type']}, expected {int(ufmt.UImageType.KERNEL)}"
+    if h["comp"] not in QEMU_UIMAGE_COMPRESSIONS:
+        return f"Unable to load u-boot images with compression type {h['comp']}"
+    if h["truncated"]:
+        return "Error reading file"
+    if h["comp"] == ufmt.UImageCompression.GZIP:
+        try:
+            kernels.bootm_loaded_bytes(data, QEMU_UIMAGE_GUNZIP_MAX)
+        except (kernels.TooLarge, kernels.DecompressError):
+            return "Unable to decompress gzipped image!"
+    return None
 
 
 def uboot_booti(data, arch):

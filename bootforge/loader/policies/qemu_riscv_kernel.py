@@ -8,7 +8,14 @@ without -initrd: tests/test_riscv_qemu.py):
   aligned power of two holding its image and one stack per hart, listed in the DTB as
   /reserved-memory/mmode_resv0@80000000 (no S-mode access).
 - Kernel: a raw Image at the first 2 MiB boundary after the firmware's file (QEMU reads
-  no Image header: text_offset is ignored); a uImage at its load address (not modelled).
+  no Image header: text_offset is ignored).
+- A uImage (load_uimage_as -> hw/core/loader.c load_uboot_image, no load address given): type
+  kernel, compression none or gzip (gunzipped, at most 64 MiB): its data at ih_load, and
+  fw_dynamic enters ih_ep; the initrd goes ih_ep + min(RAM / 2, 128 MiB). No CRC is checked.
+  Anything else it refuses on stderr ("Wrong image type 4, expected 2", "this image format
+  (kernel_noload) cannot be loaded on this machine type", "Unable to load u-boot images with
+  compression type 3", "Unable to decompress gzipped image!") and riscv_load_kernel falls through
+  to the raw load: the CPU enters the uImage header (the verdict says so; load refuses it).
 - An ELF of e_machine EM_RISCV (riscv_load_kernel: load_elf_ram_sym): each PT_LOAD with a
   p_memsz at its p_paddr (filesz bytes, the rest zero), and the "kernel entry" handed to
   fw_dynamic (its next_addr, riscv_setup_rom_reset_vec) is the ELF's lowest loaded address
@@ -37,7 +44,7 @@ without -initrd: tests/test_riscv_qemu.py):
 
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdt.parse import parse_dtb
-from bootforge.fdtboot import opensbi, verdicts
+from bootforge.fdtboot import kernels, opensbi, verdicts
 from bootforge.fdtboot.handover import RandomProperty, devicetree_facts, mark_random
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.fdtboot.machines import machine_dtb
@@ -88,9 +95,6 @@ def load(req):
         raise LoaderRefusal(found.reason, loader="qemu-riscv-kernel", words=found.words)
     if len(req.modules) > 1:
         raise RecipeError("QEMU -initrd takes one file; give one initrd")
-    if found.facts.get("taken_as") == "uimage":
-        raise RecipeError("a uImage kernel: qemu-riscv-kernel predicts raw Images and ELF programs (QEMU loads "
-                          "a uImage at its own load address; not modelled)", path=req.kernel.path)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     base, ram = board.ram_base, board.memory_bytes
     ram_end = base + ram
@@ -100,10 +104,21 @@ def load(req):
               "the firmware's image and hart stacks, a power of two", "firmware")
     data = req.kernel.data
     segments = None
+    blobs = None            # the kernel's ROM blobs [(address, offset, filesz, memsz)] when not a raw Image
     if found.facts.get("taken_as") == "elf":
         entry, segments = elf_program(req, base, ram_end)
         for i, (paddr, _, _, memsz) in enumerate(segments):
             res.place(f"ELF segment {i}", paddr, memsz, 1, "its p_paddr (hw/core/loader.c load_elf)", "kernel")
+        blobs = segments
+    elif found.facts.get("taken_as") == "uimage":
+        entry, size = found.facts["ep"], len(kernels.bootm_loaded_bytes(data, verdicts.QEMU_UIMAGE_GUNZIP_MAX))
+        load_at = found.facts["load"]
+        if not (base <= load_at and load_at + size <= ram_end and base <= entry < ram_end):
+            raise RecipeError(f"a uImage loaded at [{load_at:#x}, {load_at + size:#x}) entered at {entry:#x}: "
+                              "outside RAM (not modelled)", path=req.kernel.path)
+        res.place("kernel (uImage data)", load_at, size, 1, "the uImage's ih_load (hw/core/loader.c load_uboot_image)",
+                  "kernel")
+        blobs = [(load_at, 0, size, size)]
     else:
         entry = _align(fw_end, 2 * MIB)
         res.place("kernel", entry, len(data), 2 * MIB, "the first 2 MiB boundary after fw_dynamic.bin", "kernel")
@@ -131,15 +146,16 @@ def load(req):
     res.cmdline = req.cmdline
     memory = fdt_to_map(parse_dtb(handed))
     res.mmap = [(r.start, r.size, r.type) for r in memory.ranges]
-    res.linux = {"entry": entry, "kernel_format": "raw" if segments is None else "elf", "registers": registers,
+    res.linux = {"entry": entry, "kernel_format": found.facts.get("taken_as", "raw"), "registers": registers,
                  "devicetree": devicetree_facts(dump, handed, dtb_start, registers, RANDOM, source, random_bytes)}
     if segments is not None:
         res.linux["elf_segments"] = [list(s) for s in segments]
         res.notes.append(f"fw_dynamic enters the ELF at its lowest loaded address {entry:#x}, not at e_entry "
                          f"{elf_entry(data):#x} (QEMU riscv_load_kernel)")
-        rom_overlap(res, segments, fw_end, base)
-        if any(p < region[0] + region[1] and region[0] < p + m for p, _, _, m in segments):
-            raise RecipeError(f"an ELF kernel inside OpenSBI's own memory [{region[0]:#x}, {region[0] + region[1]:#x}) "
+    if blobs is not None:
+        rom_overlap(res, blobs, fw_end, base)
+        if any(p < region[0] + region[1] and region[0] < p + m for p, _, _, m in blobs):
+            raise RecipeError(f"a kernel inside OpenSBI's own memory [{region[0]:#x}, {region[0] + region[1]:#x}) "
                               "(its hart stacks; the kernel must start past it): not modelled", path=req.kernel.path)
     ok = all(base <= p.start and p.end <= ram_end for p in res.placements)
     res.checks.append(check("placements-in-ram", ok, "firmware, kernel, initrd and DTB lie in /memory's RAM"
@@ -171,6 +187,6 @@ def rom_overlap(res, segments, fw_end, base):
     for i, (paddr, _, _, memsz) in enumerate(segments):
         for name, start, end in blobs:
             if paddr < end and start < paddr + memsz:
-                raise LoaderRefusal(f"ELF segment {i} [{paddr:#x}, {paddr + memsz:#x}) overlaps {name} "
+                raise LoaderRefusal(f"the kernel's blob {i} [{paddr:#x}, {paddr + memsz:#x}) overlaps {name} "
                                     f"[{start:#x}, {end:#x}): QEMU exits before the boot",
                                     loader="qemu-riscv-kernel", words="Some ROM regions are overlapping")
