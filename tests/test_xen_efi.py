@@ -8,6 +8,7 @@ import gzip
 import json
 import lzma
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,34 +107,37 @@ def _recorded_esp_boot(memory):
     return seen
 
 
-@pytest.mark.parametrize("memory", ["512M", "2G"])
+@pytest.mark.parametrize("memory", ["512M", "2G", "3G"])
 def test_xen_efi_from_an_esp_recorded_boot_equals_the_prediction(memory):
     """xen.efi as BOOTX64.EFI, started by OVMF: the load base Xen printed (where LoadImage put the
     PE: SizeOfImage + SectionAlignment pages top-down, rounded up to 2 MiB), the two files its
-    EFI loader read (top-down Loader Data), its 16-entry EFI RAM map and the 126-descriptor EFI map
-    it got at ExitBootServices equal the prediction. 2G is predicted from the 512M capture."""
+    EFI loader read (top-down Loader Data), its EFI RAM map (sorted by Xen) and the EFI map it got
+    at ExitBootServices, in GetMemoryMap's order (at 3G the MMCONFIG window and the flash after
+    the RAM above 4 GiB), equal the prediction. 2G is predicted from the 512M capture."""
     seen = _recorded_esp_boot(memory)
     want = predicted_facts(policy("xen-efi-esp")(_esp_request(memory)))
-    assert seen["load_base"] == {"512M": 0x1ca00000, "2G": 0x7ca00000}[memory]      # as Xen printed it
-    assert [name for name, _a, _b in seen["files"]] == ["vmlinuz", "initrd.img"] and len(seen["efi_map"]) == 126
+    assert seen["load_base"] == {"512M": 0x1ca00000, "2G": 0x7ca00000, "3G": 0x7ca00000}[memory]   # as Xen printed it
+    assert [name for name, _a, _b in seen["files"]] == ["vmlinuz", "initrd.img"]
+    assert (len(seen["e820"]), len(seen["efi_map"])) == {"512M": (16, 126), "2G": (16, 126), "3G": (17, 127)}[memory]
     assert seen.pop("grub_pages") is None               # no GRUB ran
     assert want == seen
 
 
-def test_xen_efi_esp_capture_is_derived_from_the_recorded_boot():
-    """The policy's capture of OVMF's map is what derive_capture makes of the kept 512M exit map
-    (Xen's own pieces returned to conventional memory), not a hand-written table."""
+@pytest.mark.parametrize("name", ["esp-xen-512M", "esp-xen-3G"])
+def test_xen_efi_esp_capture_is_derived_from_the_recorded_boot(name):
+    """The policy's captures of OVMF's map are what derive_capture makes of the kept exit maps
+    (Xen's own pieces returned to conventional memory), not hand-written tables."""
     import xen_efi_esp_capture
     from bootforge.loader.ovmf_pages import CAPTURE_DIR
-    kept = json.loads(CAPTURE_DIR.joinpath(xen_efi_esp_capture.NAME + ".json").read_text())
-    assert json.loads(json.dumps(xen_efi_esp_capture.derive())) == kept
+    kept = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
+    assert json.loads(json.dumps(xen_efi_esp_capture.derive(name))) == kept
     assert kept["held"] == []           # the file buffer reaches the OVMF block above it
 
 
 def test_the_efi_map_is_found_in_xens_image():
     """verify's reader: the descriptor array inside the saved image, wherever it lies, up to the
     first entry that is not a descriptor."""
-    descs = _recorded_esp_boot("512M")["efi_map"]
+    descs = _recorded_esp_boot("3G")["efi_map"]         # not sorted: MMIO after the RAM above 4 GiB
     # OVMF's DescriptorSize is 48: the 40-byte EFI_MEMORY_DESCRIPTOR and 8 bytes of padding
     body = b"".join(struct.pack("<IIQQQQ8x", t, 0, s, 0, n, a) for t, s, n, a in descs)
     image = bytes(range(256)) * 64 + b"\0" * 16 + body + b"\xff" * 64
@@ -142,22 +146,24 @@ def test_the_efi_map_is_found_in_xens_image():
 
 
 def test_xen_efi_esp_refuses_what_it_has_no_capture_for():
-    with pytest.raises(RecipeError, match="512M-2G"):
-        policy("xen-efi-esp")(_esp_request("3G"))
+    req = _esp_request("512M")
+    with pytest.raises(RecipeError, match="--platform qemu-q35-ovmf"):
+        policy("xen-efi-esp")(replace(req, platform=resolve("r820-efi")))
     with pytest.raises(LoaderRefusal, match="No Dom0 kernel image specified"):
         policy("xen-efi-esp")(_esp_request("512M", []))
 
 
 def test_verify_xen_efi_from_an_esp():
     """One real boot: the xen-esp disk (xen.efi, BOOTX64.cfg, Debian's vmlinuz and the small
-    busybox initrd) at 2G, other file sizes than the capture's; every row matches."""
+    busybox initrd) at 5G, other file sizes than the captures' and more RAM above 4 GiB than the
+    3G capture's; every row matches."""
     require(F.OVMF_CODE, F.OVMF_VARS, F.XEN_EFI)
     vmlinuz, _initrd = F.debian_kernel_files()
     require(str(vmlinuz) if vmlinuz else "/boot/vmlinuz-*")
     from bootforge.verify.run import verify
-    report = verify(F.XEN_EFI, "qemu-q35-ovmf:2G", "xen-efi-esp", cmdline=XEN_CMDLINE,
+    report = verify(F.XEN_EFI, "qemu-q35-ovmf:5G", "xen-efi-esp", cmdline=XEN_CMDLINE,
                     modules=[f"{vmlinuz}=root=/dev/ram0 console=hvc0", str(F.busybox_initrd())])
     assert report.status == "console", report.render_text()
     names = [r.name for r in report.rows]
-    assert "EFI map 125 (type, start, pages, attribute)" in names and "file 1 (busybox-initrd.gz)" in names
+    assert "EFI map 126 (type, start, pages, attribute)" in names and "file 1 (busybox-initrd.gz)" in names
     assert report.ok, report.render_text()

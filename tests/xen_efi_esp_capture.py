@@ -1,6 +1,7 @@
-"""Write bootforge/data/ovmf-pages/esp-xen-512M.json, OVMF's map when BdsDxe starts xen.efi from
-the xen-esp medium, from the kept real boot (tests/data/xen-efi-esp/exit-map-512M.json, its
-command in tests/data/xen-efi-esp/README.md): `.venv/bin/python tests/xen_efi_esp_capture.py`.
+"""Write bootforge/data/ovmf-pages/esp-xen-512M.json and esp-xen-3G.json, OVMF's map when BdsDxe
+starts xen.efi from the xen-esp medium, from the kept real boots (tests/data/xen-efi-esp/
+exit-map-*.json, the command in tests/data/xen-efi-esp/README.md):
+`.venv/bin/python tests/xen_efi_esp_capture.py`.
 
 Xen's own pieces (its image's Loader Code block, dom0's files, the trampoline) are returned to
 conventional memory (bootforge.loader.ovmf_pages.derive_capture); OVMF's Boot Services pieces,
@@ -17,9 +18,10 @@ from bootforge.formats.efi_memmap import EfiMemoryType as T  # noqa: E402
 from bootforge.loader.ovmf_pages import CAPTURE_DIR, PAGE, derive_capture  # noqa: E402
 
 XEN_EFI_FILE = 2827721          # /boot/xen-4.17-amd64.efi (xen-hypervisor-4.17-amd64 4.17.7+13)
-NAME = "esp-xen-512M"
-FIXTURE = "xen-efi-esp/exit-map-512M.json"
-LOWMEM = 0x20000000
+# capture name: (kept exit map, top of low RAM of that boot); the 3G one stands for every size
+# with RAM above 4 GiB (q35 keeps 2 GiB low from 2.75 GiB on)
+CASES = {"esp-xen-512M": ("xen-efi-esp/exit-map-512M.json", 0x20000000),
+         "esp-xen-3G": ("xen-efi-esp/exit-map-3G.json", 0x80000000)}
 
 
 def exit_map(path):
@@ -34,15 +36,17 @@ def default_top(efi):
                 if t == T.RUNTIME_SERVICES_DATA and t2 == T.RUNTIME_SERVICES_CODE and b == a2)
 
 
-def derive():
-    efi = exit_map(HERE / "data" / FIXTURE)
+def derive(name):
+    fixture, lowmem = CASES[name]
+    efi = exit_map(HERE / "data" / fixture)
     image = next((a, b) for t, a, b in efi if t == T.LOADER_CODE)       # xen.efi's one Loader Code block
-    return derive_capture(efi, image, XEN_EFI_FILE, "esp-xen", LOWMEM, {"file_size": XEN_EFI_FILE},
-                          default_top(efi), f"tests/data/{FIXTURE}")
+    return derive_capture(efi, image, XEN_EFI_FILE, "esp-xen", lowmem, {"file_size": XEN_EFI_FILE},
+                          default_top(efi), f"tests/data/{fixture}")
 
 
 def main():
-    Path(str(CAPTURE_DIR.joinpath(NAME + ".json"))).write_text(json.dumps(derive(), indent=0) + "\n")
+    for name in CASES:
+        Path(str(CAPTURE_DIR.joinpath(name + ".json"))).write_text(json.dumps(derive(name), indent=0) + "\n")
 
 
 if __name__ == "__main__":

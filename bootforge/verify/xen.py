@@ -146,9 +146,10 @@ EFI_MAX_TYPE = 15
 
 def efi_map_in_image(image):
     """The EFI memory map Xen keeps in its image (efi_memmap): the first 8-aligned array of
-    OVMF-sized descriptors that starts at address 0, has a second descriptor right after the
-    first, ascends, and ends at the first descriptor that is not one; [(type, start, pages,
-    attribute)], or None when there is none."""
+    OVMF-sized descriptors that starts at address 0 with a second descriptor right after the
+    first, up to the first entry that is no descriptor (no pages, or a type beyond the spec's:
+    the rest of the ebmalloc buffer is zero). Not sorted: OVMF's GetMemoryMap lists the GCD's
+    MMIO pieces after the RAM above 4 GiB. [(type, start, pages, attribute)], or None."""
     at = 0
     while True:
         at = image.find(b"\0" * 8, at)         # PhysicalStart 0 of descriptor 0 lies at +8
@@ -161,13 +162,12 @@ def efi_map_in_image(image):
             if s0 == 0 and 0 < n0 < 0x100 and t0 <= EFI_MAX_TYPE and t1 <= EFI_MAX_TYPE and s1 == n0 * PAGE and n1:
                 break
         at += 1
-    out, prev_end = [], 0
+    out = []
     for k in range(start, len(image) - EFI_DESCRIPTOR_SIZE + 1, EFI_DESCRIPTOR_SIZE):
         t, _p, s, _v, n, a = struct.unpack_from(EFI_DESCRIPTOR, image, k)
-        if t > EFI_MAX_TYPE or n == 0 or s < prev_end:
+        if t > EFI_MAX_TYPE or n == 0:
             break
         out.append((t, s, n, a))
-        prev_end = s + n * PAGE
     return out
 
 

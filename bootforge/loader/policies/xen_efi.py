@@ -44,6 +44,7 @@ from bootforge.loader.result import LoadResult
 from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.memmap.convert import efi_to_e820
 from bootforge.memmap.model import MemoryRange
+from bootforge.memmap.ops import sanitize
 from bootforge.memmap.placement import Component, check_placement, check_trampoline, check_xen_image
 from bootforge.pe.image import read_pe
 from bootforge.schema import Field
@@ -171,7 +172,8 @@ XEN_READ_MAX = (1 << 44) - 1
 # OVMF's EFI map when BdsDxe starts the ESP's BOOTX64.EFI from the xen-esp medium
 # (bootforge.verify.xen.esp_disk), by machine and memory class: derived from a real boot's
 # map at Xen's ExitBootServices (tests/xen_efi_esp_capture.py).
-ESP_CAPTURES = {("qemu-q35-ovmf", "low"): "esp-xen-512M"}
+ESP_CAPTURES = {("qemu-q35-ovmf", "low"): "esp-xen-512M", ("qemu-q35-ovmf", "high"): "esp-xen-3G"}
+FOUR_GIB = 1 << 32
 
 
 def esp_cfg_text(req):
@@ -229,10 +231,12 @@ def esp_capture(plat):
     lowmem = Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram
     name = ESP_CAPTURES.get((machine, ovmf_pages.memory_class(ram, lowmem)))
     if name is None:
-        raise RecipeError(f"xen-efi-esp: OVMF's map is captured for {machine} with all RAM below 2.75 GiB "
-                          f"(512M-2G), not at {ram >> 20} MiB")
+        raise RecipeError(f"xen-efi-esp: no capture of OVMF's map on {machine}")
     cap = ovmf_pages.read_capture(name)
     pm, held, _later = cap.at(lowmem)
+    # The RAM above 4 GiB is this machine's (Capture.at moves only what lies below 4 GiB).
+    pm.ranges = [[a, FOUR_GIB + ram - lowmem if a == FOUR_GIB and t == EfiMemoryType.CONVENTIONAL else b, t]
+                 for a, b, t in pm.ranges]
     return cap, pm, held
 
 
@@ -297,7 +301,10 @@ def load_esp(req):
               "efi_arch_memory_setup: AllocatePages(AllocateMaxAddress 1 MiB, Loader Data)", "loader")
     exit_map = esp_exit_map(pm, plat.memory_map)
     res.maps["efi-at-exit"] = exit_map
-    e820 = efi_to_e820(exit_map, "xen")
+    # Xen's table over the map in GetMemoryMap's order (OVMF lists the GCD's MMIO after the RAM
+    # above 4 GiB), then init_e820's sanitize_e820_map (xen/arch/x86/e820.c: sorted, merged)
+    # before it prints "EFI RAM map:".
+    e820 = sanitize(efi_to_e820(exit_map, "xen"))
     res.maps["e820"] = e820
     res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
     res.cmdline = req.cmdline
@@ -312,10 +319,16 @@ def load_esp(req):
 
 
 def esp_exit_map(pm, platform_map):
-    """The replayed map at ExitBootServices as a MemoryMap: each piece's attributes are the
-    platform map's where the piece starts (OVMF sets them per region: WB RAM, runtime, MMIO)."""
+    """The replayed map at ExitBootServices as a MemoryMap in GetMemoryMap's order. Each piece
+    takes the attributes of the platform map's descriptor it starts in (OVMF sets them per
+    region: WB RAM, runtime, MMIO) and that descriptor's place in the order: CoreGetMemoryMap
+    (EDK2 Mem/Page.c) lists the memory map by address, then the GCD's reserved and runtime MMIO
+    entries (q35's MMCONFIG window and the flash, after the RAM above 4 GiB), as the platform
+    map has them."""
     out = []
+    ranges = platform_map.ranges
     for a, b, t in pm.ranges:
-        attr = next((r.attributes for r in platform_map.ranges if r.start <= a < r.start + r.size), 0)
-        out.append(MemoryRange(a, b - a, EfiMemoryType(t), attr))
-    return platform_map.replace(out)
+        at = next((i for i, r in enumerate(ranges) if r.start <= a < r.start + r.size), len(ranges))
+        attr = ranges[at].attributes if at < len(ranges) else 0
+        out.append((at, a, MemoryRange(a, b - a, EfiMemoryType(t), attr)))
+    return platform_map.replace([r for _at, _a, r in sorted(out, key=lambda x: x[:2])])
