@@ -2,7 +2,9 @@
 boots GRUB at 3G and QEMU -kernel at 512M): GRUB i386-pc `linux` at 256M and 512M (the initrd
 under GRUB's heap at the top of RAM) and 1G, QEMU -kernel at 3G (XLF_CAN_BE_LOADED_ABOVE_4G
 lifts initrd_addr_max, below_4g - acpi_data_size caps it), Limine's linux protocol under OVMF at
-3G (tests/test_linux_limine.py boots 512M)."""
+3G (tests/test_linux_limine.py boots 512M), and a UKI of another size on an ESP under OVMF
+(tests/test_ovmf_pages_boots.py boots the -kernel size rule; make test's time budget has no room
+for a third OVMF boot)."""
 
 import json
 
@@ -75,3 +77,21 @@ def test_grub_efi_linux_3g(tmp_path):
     rows, _ = verified(grub_efi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:3G")
     assert rows["zero page bytes"]["match"] and rows["initrd bytes"]["match"]
     assert rows["ramdisk_image"]["observed"] == 0x37DE7000
+
+
+def test_bigger_uki_on_esp_under_ovmf_512m(tmp_path):
+    """A UKI of a size no capture has (a 3 MiB + 777-byte initrd inside) as the disk's
+    EFI/BOOT/BOOTX64.EFI: OVMF's map before it is the captured one (ovmf_pages.for_inputs, ESP
+    paths), boot_params, cmd_line_ptr and the initrd counted and equal the prediction."""
+    require(KERNEL, "qemu-system-x86_64")
+    from test_uki_build import CMDLINE as UKI_CMDLINE, OS_RELEASE, write_recipe
+    make_initrd(tmp_path / "initrd.img", 3 * 1048576 + 777)
+    (tmp_path / "os-release").write_text(OS_RELEASE)
+    run_bootforge("build", write_recipe(tmp_path, kernel=KERNEL, cmdline=UKI_CMDLINE, os_release="os-release",
+                                        output="uki.efi", initrd=["initrd.img"]), check=0)
+    recipe = tmp_path / "disk.toml"
+    recipe.write_text('[image]\nformat = "disk"\nloader = "uki"\noutput = "disk.img"\n[[image.entries]]\n'
+                      'title = "debian"\nkernel = "uki.efi"\nloader_path = "/EFI/BOOT/BOOTX64.EFI"\nprotocol = "linux"\n')
+    rows, _ = verified(recipe, "--platform", "qemu-q35-ovmf:512M")
+    for name in ("boot_params (ESI)", "cmd_line_ptr", "ramdisk_image", "setup_data"):
+        assert rows[name]["counted"] and rows[name]["match"], rows[name]

@@ -4,7 +4,9 @@ EFI stub's allocations on the map captured at one memory size gives every Loader
 piece, the initrd (RAMDISK) and the setup_data node the kernel printed, at the other sizes too
 (the 512M captures predict 192M..2G, the 3G ones 5G), and boot_params, cmd_line_ptr, the
 initrd and setup_data read at the kernel's entry on boots at sizes no capture comes from
-(QEMU -kernel, the UKI by -kernel and as a disk's EFI/BOOT/BOOTX64.EFI). No QEMU here."""
+(QEMU -kernel, the UKI by -kernel and as a disk's EFI/BOOT/BOOTX64.EFI), and on boots of kernel,
+initrd and UKI file sizes no capture comes from (for_inputs: QemuKernelLoaderFsDxe's blobs on the
+-kernel paths; the ESP paths' map does not depend on the file size). No QEMU here."""
 
 import json
 from pathlib import Path
@@ -215,7 +217,9 @@ def test_limine_tag17_and_total_size_equal_the_real_boot(name, tmp_path):
 LONGER = 1234567
 OTHER_SIZES = {"kernel-longer-initrd5m-512M": ("kernel", "512M", 5 * MIB + 12345),
                "kernel-longer-1G": ("kernel", "1G", None),
-               "uki-initrd3m-3G": ("uki", "3G", 3 * MIB + 777)}
+               "uki-initrd3m-3G": ("uki", "3G", 3 * MIB + 777),
+               "esp-uki-initrd3m-512M": ("esp-uki", "512M", 3 * MIB + 777),
+               "sdboot-uki-initrd3m-512M": ("sdboot-uki", "512M", 3 * MIB + 777)}
 
 
 def longer_kernel(tmp_path):
@@ -238,20 +242,40 @@ def test_the_blob_rule_turns_one_captured_file_size_into_another(src, dst):
     assert got.held == b.held and got.default_top == b.default_top
 
 
+@pytest.fixture(scope="module")
+def uki_initrd3m(tmp_path_factory):
+    """The UKI of the uki-/esp-/sdboot- boots: test_uki_build's recipe keys, a 3 MiB + 777-byte initrd."""
+    require(KERNEL)
+    d = tmp_path_factory.mktemp("uki-initrd3m")
+    make_initrd(d / "initrd.img", 3 * MIB + 777)
+    (d / "os-release").write_text(OS_RELEASE)
+    run_bootforge("build", write_recipe(d, kernel=KERNEL, cmdline=UKI_CMDLINE, os_release="os-release",
+                                        output="uki.efi", initrd=["initrd.img"]), check=0)
+    return d / "uki.efi"
+
+
 @pytest.mark.parametrize("case", sorted(OTHER_SIZES))
-def test_other_input_sizes_are_exact_from_the_captures(tmp_path, case):
+def test_other_input_sizes_are_exact_from_the_captures(tmp_path, case, uki_initrd3m):
     """Real boots of a kernel, initrd and UKI of sizes no capture has, stopped at the kernel's
     entry (bootforge verify): boot_params, cmd_line_ptr, ramdisk_image/size and the setup_data
     node equal the prediction from the captures of other sizes."""
     require(KERNEL)
     kind, memory, initrd_size = OTHER_SIZES[case]
     seen = json.loads((GDB / f"verify-{case}.json").read_text())["observed"]
-    initrd = make_initrd(tmp_path / "initrd.img", initrd_size) if initrd_size else None
+    initrd = make_initrd(tmp_path / "initrd.img", initrd_size) if initrd_size and kind == "kernel" else None
+    if kind != "kernel":
+        (tmp_path / "uki.efi").symlink_to(uki_initrd3m)
     if kind == "uki":
-        (tmp_path / "os-release").write_text(OS_RELEASE)
-        run_bootforge("build", write_recipe(tmp_path, kernel=KERNEL, cmdline=UKI_CMDLINE, os_release="os-release",
-                                            output="uki.efi", initrd=["initrd.img"]), check=0)
         got = load(tmp_path, tmp_path / "uki.efi", memory)
+    elif kind != "kernel":
+        # the disk: its ESP's EFI/BOOT/BOOTX64.EFI, or systemd-boot starting /EFI/Linux/debian.efi
+        loader, where = ("uki", "/EFI/BOOT/BOOTX64.EFI") if kind == "esp-uki" else \
+            ("systemd-boot", "/EFI/Linux/debian.efi")
+        recipe = tmp_path / "disk.toml"
+        recipe.write_text(f'[image]\nformat = "disk"\nloader = "{loader}"\noutput = "disk.img"\n[[image.entries]]\n'
+                          f'title = "debian"\nkernel = "uki.efi"\nloader_path = "{where}"\nprotocol = "linux"\n')
+        got = json.loads(run_bootforge("load", recipe, "--platform", f"qemu-q35-ovmf:{memory}", "--json",
+                                       check=0).stdout)["linux"]
     else:
         got = load(tmp_path, longer_kernel(tmp_path), memory, initrd,
                    cmdline="console=ttyS0 earlyprintk=serial efi=debug nokaslr panic=-1")
@@ -262,8 +286,13 @@ def test_other_input_sizes_are_exact_from_the_captures(tmp_path, case):
     assert (p["initrd"] or {"start": 0, "size": 0}) == {"start": seen["ramdisk_image"], "size": seen["ramdisk_size"]}
 
 
-def test_no_rule_moves_the_esp_paths_for_other_sizes():
-    """A disk's file sizes are taken as captured only: another size says why it is not exact."""
+def test_what_no_rule_moves_says_why():
+    """A UKI whose .linux has another SizeOfImage, or a file that puts the ESP on another FAT type,
+    is not moved: exact false with the reason."""
     cap = ovmf_pages.read_capture("esp-uki-512M")
-    got, why = ovmf_pages.for_inputs(cap, {**cap.inputs, "file_size": cap.inputs["file_size"] + 4096})
-    assert got is None and "no rule here moves it" in why
+    for inputs in ({**cap.inputs, "kernel_size_of_image": cap.inputs["kernel_size_of_image"] + PAGE},
+                   {**cap.inputs, "file_size": 4 * MIB}):
+        got, why = ovmf_pages.for_inputs(cap, inputs)
+        assert got is None and "no rule here moves it" in why
+    got, why = ovmf_pages.for_inputs(cap, {**cap.inputs, "file_size": 20 * MIB})
+    assert why is None and got.ranges == cap.ranges and got.inputs["file_size"] == 20 * MIB

@@ -191,6 +191,11 @@ CAPTURES = {
 UKI_PATHS = ("qemu-kernel-uki", "esp-uki", "sdboot-uki")
 # Boot paths where QemuKernelLoaderFsDxe holds QEMU's fw_cfg blobs (see for_inputs).
 QEMU_BLOB_PATHS = ("qemu-kernel", "qemu-kernel-uki")
+# Boot paths where BdsDxe starts a file from a bootforge disk's ESP (see for_inputs).
+ESP_PATHS = ("esp-uki", "sdboot-uki")
+# The file sizes for which bootforge's disk holds the ESP as FAT16 (image/fat.py: FAT12 with up to
+# 4 sectors per cluster holds less than 8 MiB, FAT16 with 1 sector per cluster up to 32 MiB).
+ESP_FAT16_FILES = (8 << 20, 31 << 20)
 # The free run OVMF's later DXE allocations sit on (bigger than any hole between them).
 BIG_RUN = 16 << 20
 
@@ -212,12 +217,21 @@ def for_inputs(capture, inputs):
     while LoadImage reads the file) sits below it, so it moves down by the difference in blob
     pages and the free run under it shrinks by as much. Checked: the -kernel bzImage capture
     moved to the UKI's file size equals the UKI capture piece for piece at 512M and 3G, and real
-    boots of other kernel, initrd and UKI sizes (tests/test_ovmf_pages.py). The UKI's .linux
-    SizeOfImage and the ESP paths' file sizes are taken as captured only."""
+    boots of other kernel, initrd and UKI sizes (tests/test_ovmf_pages.py). On the ESP paths the
+    file size does not shape the map while the ESP keeps its FAT type (see below). The UKI's
+    .linux SizeOfImage is taken as captured only."""
     same = {k: v for k, v in inputs.items() if k not in ("file_size", "initrd_size")}
     cap_same = {k: v for k, v in capture.inputs.items() if k not in ("file_size", "initrd_size")}
     if capture.inputs == inputs:
         return capture, None
+    if capture.boot_path in ESP_PATHS and same == cap_same and \
+            all(ESP_FAT16_FILES[0] < n < ESP_FAT16_FILES[1] for n in (inputs["file_size"], capture.inputs["file_size"])):
+        # From a disk the file reaches OVMF through EnhancedFatDxe, whose only buffers are the volume's
+        # cache, sized by the FAT type at mount (FatPkg/EnhancedFatDxe/DiskCache.c
+        # FatInitializeDiskCache), and the caller's: LoadImage's file buffer, which replay() places.
+        # So the map before the loader is the captured one for any file size on the same FAT type
+        # (FAT16 on bootforge's disk while its files need 8-31 MiB, image/fat.py CANDIDATES).
+        return replace(capture, inputs=dict(inputs)), None
     if capture.boot_path not in QEMU_BLOB_PATHS or same != cap_same or \
             bool(inputs.get("initrd_size")) != bool(capture.inputs.get("initrd_size")):
         return None, (f"OVMF's map on this path was captured for {capture.inputs}, not {inputs}: the files the "
