@@ -146,6 +146,12 @@ linux-verify: deps venv
 ovmf-pages: deps venv
 	$(PY) -m pytest -q -ra tests/ovmf_pages_boot.py
 
+# Debian's arm64 kernel on AAVMF at 512M, 2G and 3G, from a bootforge disk image and by QEMU -kernel
+# with an initrd, against the 1G AAVMF page captures (make test boots 1G of each: ~10 s a boot).
+.PHONY: aavmf-verify
+aavmf-verify: deps venv
+	$(PY) -m pytest -q -ra tests/aavmf_verify_matrix.py
+
 # Every Linux 6.1 arm64/arm DTS through bootforge and dtc, and the compile bench on all of them
 # (make test runs a 300-file sample of the same comparison).
 .PHONY: dts-corpus

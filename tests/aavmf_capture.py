@@ -12,9 +12,11 @@ from bootforge.fdtboot.libfdt import Fdt  # noqa: E402
 from bootforge.loader import aavmf_pages  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "aavmf"
-# name -> (machine, boot path, -m, the booted file's size, the kept exit map and DTB)
+# name -> (machine, boot path, -m, the sizes the firmware was given, the kept exit map and DTB)
 BOOTS = {
-    "esp-1G": ("qemu-virt-aarch64", "esp", 1 << 30, 32956352, "esp-1G"),
+    "esp-1G": ("qemu-virt-aarch64", "esp", 1 << 30, {"file_size": 32956352}, "esp-1G"),
+    "qemu-kernel-initrd-1G": ("qemu-virt-aarch64", "qemu-kernel", 1 << 30,
+                              {"file_size": 32956352, "initrd_size": 3145851}, "qemu-kernel-initrd-1G"),
 }
 
 
@@ -25,13 +27,14 @@ def chosen(dtb):
 
 
 def capture(name):
-    machine, path, memory, file_size, kept = BOOTS[name]
+    machine, path, memory, inputs, kept = BOOTS[name]
     values = chosen((DATA / f"{kept}-dtb.bin").read_bytes())
     exit_map = aavmf_pages.parse_exit_map((DATA / f"{kept}-exit-map.bin").read_bytes())
     return aavmf_pages.derive_capture(
-        exit_map, machine=machine, boot_path=path, memory=memory, inputs={"file_size": file_size},
+        exit_map, machine=machine, boot_path=path, memory=memory, inputs=inputs,
         system_table=values["linux,uefi-system-table"], memmap_start=values["linux,uefi-mmap-start"],
-        memmap_size=values["linux,uefi-mmap-size"], source=f"tests/data/aavmf/{kept}-*.bin")
+        memmap_size=values["linux,uefi-mmap-size"], source=f"tests/data/aavmf/{kept}-*.bin",
+        held_above_image=path == "qemu-kernel")
 
 
 def main():

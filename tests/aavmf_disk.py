@@ -21,3 +21,20 @@ protocol = "linux"
 ''')
     run_bootforge("build", recipe, check=0)
     return tmp_path / "virt-esp.img"
+
+
+# QEMU -kernel under AAVMF: the kept boot's command line and initrd (tests/data/aavmf/qemu-kernel-initrd-1G-*)
+KERNEL_CMDLINE = "console=ttyAMA0 root=/dev/vda"
+KERNEL_INITRD_SIZE = 3 * (1 << 20) + 123
+
+
+def kernel_initrd(tmp_path):
+    # Function-level import: dtboot needs the QEMU helpers only these boots use.
+    from dtboot import make_initrd
+    return make_initrd(tmp_path / "initrd.img", KERNEL_INITRD_SIZE)
+
+
+def qemu_kernel_args(tmp_path, memory="1G"):
+    """`bootforge load/verify` arguments for Debian's kernel by AAVMF's QEMU -kernel with the initrd."""
+    return (debian_arm64_kernel(), "--platform", f"qemu-virt-aarch64:{memory}", "--loader", "linux-efi-stub-arm64",
+            "--cmdline", KERNEL_CMDLINE)

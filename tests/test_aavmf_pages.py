@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aavmf_capture import BOOTS, capture
-from aavmf_disk import build_esp_image
+from aavmf_disk import KERNEL_CMDLINE, KERNEL_INITRD_SIZE, build_esp_image, kernel_initrd, qemu_kernel_args
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import aavmf_pages
@@ -24,6 +24,12 @@ DTB = (DATA / "esp-1G-dtb.bin").read_bytes()
 # The same disk at 2G (no capture: predicted from the 1G one moved with the end of RAM).
 EXIT_MAP_2G = aavmf_pages.parse_exit_map((DATA / "esp-2G-exit-map.bin").read_bytes())
 DTB_2G = (DATA / "esp-2G-dtb.bin").read_bytes()
+# AAVMF's QEMU -kernel of the same kernel with -initrd and -append at 1G.
+EXIT_MAP_QK = aavmf_pages.parse_exit_map((DATA / "qemu-kernel-initrd-1G-exit-map.bin").read_bytes())
+DTB_QK = (DATA / "qemu-kernel-initrd-1G-dtb.bin").read_bytes()
+# struct linux_efi_initrd {base, size} of that boot (its LINUX_EFI_INITRD_MEDIA table, the log's INITRD=)
+INITRD_QK = (DATA / "qemu-kernel-initrd-1G-initrd-table.bin").read_bytes()
+INITRD_QK_BASE, INITRD_QK_SIZE = int.from_bytes(INITRD_QK[:8], "little"), int.from_bytes(INITRD_QK[8:], "little")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,13 @@ def kept_chosen(dtb=DTB):
     return {n: int.from_bytes(fdt.getprop(node, n), "big") for n, _ in fdt.properties(node)}
 
 
+def kept_fdt_address(dtb, memory):
+    """Where the kept boot's DTB was: the boots were read from RAM, the DTB found by its magic at
+    the address tests/data/README.md names (0x7a200000 at 1G, 0xba200000 at 2G from an ESP,
+    0x7bf10000 by -kernel)."""
+    return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000}[(dtb, memory)]
+
+
 def loader_pieces(ranges):
     return sorted((a, b, T(t)) for a, b, t in ranges if t in (T.LOADER_CODE, T.LOADER_DATA))
 
@@ -47,26 +60,36 @@ def test_captures_are_the_kept_boots():
         assert stored == json.loads(json.dumps(capture(name)))
 
 
-def test_stub_tree_is_the_kept_dtb_byte_for_byte():
-    """update_fdt's empty tree (cells, /chosen, the six properties in libfdt's order, packed) with
-    the values the real boot had is the DTB the kernel got."""
-    v = kept_chosen()
-    assert stub_dtb("", v["linux,uefi-system-table"], v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"]) == DTB
+@pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd")], ids=["esp", "qemu-kernel"])
+def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
+    """update_fdt's empty tree (cells, /chosen, bootargs when there is a command line, the six
+    properties in libfdt's order, packed) with the values the real boot had is the DTB the
+    kernel got; AAVMF's -kernel appended " initrd=initrd" to -append."""
+    v = kept_chosen(dtb)
+    assert stub_dtb(cmdline, v["linux,uefi-system-table"], v["linux,uefi-mmap-start"],
+                    v["linux,uefi-mmap-size"]) == dtb
 
 
-@pytest.mark.parametrize("memory, exit_map, dtb", [(1 << 30, EXIT_MAP, DTB), (2 << 30, EXIT_MAP_2G, DTB_2G)],
-                         ids=["1G", "2G"])
-def test_replay_gives_the_kept_loader_pieces(memory, exit_map, dtb):
-    """LoadImage's Loader Code, the stub's pool page and 2 MiB FDT: every Loader piece of the real
-    exit map, and the map's size and buffer address (2G: from the 1G capture)."""
+@pytest.mark.parametrize("path, memory, exit_map, dtb", [("esp", 1 << 30, EXIT_MAP, DTB),
+                                                          ("esp", 2 << 30, EXIT_MAP_2G, DTB_2G),
+                                                          ("qemu-kernel", 1 << 30, EXIT_MAP_QK, DTB_QK)],
+                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G"])
+def test_replay_gives_the_kept_loader_pieces(path, memory, exit_map, dtb):
+    """LoadImage's Loader Code, the stub's pool page, initrd and 2 MiB FDT: every Loader piece of
+    the real exit map, and the map's size and buffer address (2G: from the 1G capture)."""
     pe = read_pe(debian_arm64_kernel().read_bytes())
-    capture = aavmf_pages.find_capture("qemu-virt-aarch64", "esp", memory, 0x40000000)
+    initrd = KERNEL_INITRD_SIZE if path == "qemu-kernel" else 0
+    capture = aavmf_pages.find_capture("qemu-virt-aarch64", path, memory, 0x40000000, initrd=initrd)
+    cmdline = len(KERNEL_CMDLINE + " initrd=initrd") + 1 if initrd else 1
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
-                             cmdline_bytes=1, fdt_size=2 << 20)
+                             cmdline_bytes=cmdline, fdt_size=2 << 20, initrd_size=initrd)
     kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in exit_map])
     assert loader_pieces(got.pm.ranges) == kept
     assert got.image_block[0] == next(a for a, _, t in kept if t == T.LOADER_CODE)
-    assert got.fdt == next(a for a, b, t in kept if t == T.LOADER_DATA and b - a == 2 << 20)
+    assert got.fdt in [a for a, _, t in kept if t == T.LOADER_DATA]     # the FDT starts a Loader Data run
+    assert got.fdt == kept_fdt_address(dtb, memory)
+    if initrd:
+        assert got.initrd == (INITRD_QK_BASE, INITRD_QK_SIZE)
     v = kept_chosen(dtb)
     assert (got.memmap_start, got.memmap_size) == (v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"])
     assert got.memmap_size == len(exit_map) * 48
@@ -84,9 +107,28 @@ def test_load_of_the_disk_image_predicts_the_kept_boot(tmp_path, esp_image):
     assert out.read_bytes() == DTB
     kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in EXIT_MAP])
     code = next(a for a, _, t in kept if t == T.LOADER_CODE)
-    assert doc["linux"]["registers"]["x0"] == next(a for a, b, t in kept if b - a == 2 << 20)
+    assert doc["linux"]["registers"]["x0"] == kept_fdt_address(DTB, 1 << 30)
     assert doc["linux"]["image_base"] == code and code % (2 << 20) == 0x10000
     assert doc["linux"]["entry"] == code + primary_entry_offset(debian_arm64_kernel().read_bytes())
+
+
+def test_load_by_qemu_kernel_predicts_the_kept_boot(tmp_path):
+    """AAVMF's -kernel/-initrd/-append: the DTB (bootargs with " initrd=initrd"), x0, and the
+    initrd where the kept boot's LINUX_EFI_INITRD_MEDIA table said it was (the kernel log's
+    INITRD= table held base 0x7c110000, size 3145851: tests/data/aavmf/qemu-kernel-initrd-1G-serial.txt)."""
+    out = tmp_path / "dtb"
+    doc = json.loads(run_bootforge("load", *qemu_kernel_args(tmp_path), "--initrd", kernel_initrd(tmp_path),
+                                   "--json", "--mbi-out", out, check=0).stdout)
+    assert out.read_bytes() == DTB_QK
+    assert doc["linux"]["registers"]["x0"] == kept_fdt_address(DTB_QK, 1 << 30)
+    assert (doc["mbi"]["modules"][0]["start"], doc["mbi"]["modules"][0]["end"]) == (INITRD_QK_BASE, INITRD_QK_BASE + INITRD_QK_SIZE)
+    assert "Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path" in \
+        (DATA / "qemu-kernel-initrd-1G-serial.txt").read_text()
+
+
+def test_qemu_kernel_without_initrd_is_one_line(tmp_path):
+    proc = run_bootforge("load", *qemu_kernel_args(tmp_path))
+    assert_one_line_error(proc, "no AAVMF page capture", "qemu-kernel with an initrd")
 
 
 def test_load_at_2g_predicts_the_kept_2g_dtb(tmp_path, esp_image):

@@ -43,7 +43,7 @@ buffer and system table all moved by exactly the RAM difference). Taken only whi
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 
 from bootforge.errors import RecipeError
@@ -72,6 +72,9 @@ class Capture:
     system_table: int           # gST (EFI_SYSTEM_TABLE in AAVMF's runtime data)
     memmap_pool: dict           # {"descriptors": the exit map's count, "data": the buffer's address}
     source: str
+    # QEMU -kernel: the span AAVMF holds above the image while LoadImage runs (the kernel file read
+    # from QemuKernelLoaderFs; freed before StartImage), [[start, end]]
+    held: list = field(default_factory=list)
 
 
     def at(self, memory):
@@ -88,7 +91,8 @@ class Capture:
                 ranges.append([a, b, t])
         pool = dict(self.memmap_pool, data=self.memmap_pool["data"] + delta)
         return Capture(self.name, self.machine, self.boot_path, memory, self.inputs, self.default_top + delta,
-                       ranges, self.other_descriptors, self.system_table + delta, pool, self.source)
+                       ranges, self.other_descriptors, self.system_table + delta, pool, self.source,
+                       [[a + delta, b + delta] for a, b in self.held])
 
 
 def read_capture(name):
@@ -98,20 +102,22 @@ def read_capture(name):
         raise RecipeError(f"{name}: cannot read the AAVMF page capture: {exc}") from None
     return Capture(name, doc["machine"], doc["boot_path"], doc["memory"], doc["inputs"], doc["default_top"],
                    [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["other_descriptors"], doc["system_table"],
-                   doc["memmap_pool"], doc["source"])
+                   doc["memmap_pool"], doc["source"], doc.get("held", []))
 
 
-# (machine, boot path) -> capture
+# (machine, boot path, with an initrd) -> capture
 CAPTURES = {
-    ("qemu-virt-aarch64", "esp"): "esp-1G",
+    ("qemu-virt-aarch64", "esp", False): "esp-1G",
+    # AAVMF's QEMU -kernel boot (ArmVirtPkg's QemuKernelLoaderFsDxe + GenericQemuLoadImageLib)
+    ("qemu-virt-aarch64", "qemu-kernel", True): "qemu-kernel-initrd-1G",
 }
 RAM_LIMIT = 1 << 32             # the moving rule holds while RAM ends below 4 GiB
 
 
-def find_capture(machine, boot_path, memory, ram_base):
+def find_capture(machine, boot_path, memory, ram_base, initrd=False):
     """The capture of *machine*'s *boot_path* moved to *memory* bytes of RAM; None without one or
     when the RAM would end above 4 GiB."""
-    name = CAPTURES.get((machine, boot_path))
+    name = CAPTURES.get((machine, boot_path, bool(initrd)))
     if name is None or ram_base + memory > RAM_LIMIT:
         return None
     return read_capture(name).at(memory)
@@ -129,12 +135,16 @@ def parse_exit_map(blob, desc_size=DESCRIPTOR_SIZE):
     return out
 
 
-def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table, memmap_start, memmap_size, source):
+def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table, memmap_start, memmap_size, source,
+                   held_above_image=False):
     """A capture from the map the stub handed over (parse_exit_map) and the /chosen values the real
     boot gave: the RAM descriptors with every Loader piece returned to conventional memory, the
     bins' bottom (the lowest runtime/ACPI piece above the highest Loader piece), the runtime MMIO
     descriptors as they were, and the stub's map buffer (struct efi_boot_memmap: its data starts
-    0x28 bytes before the descriptors)."""
+    0x28 bytes before the descriptors).
+    *held_above_image* (QEMU -kernel): LoadImage ran while the span from the image's pages up to
+    the bins was taken (observed: the image's Loader Code block ends there and the stub's own
+    allocations fill the span from the top); it is recorded as held."""
     ram, other = [], []
     for typ, start, pages, attr in exit_map:
         if typ == T.MMIO or typ == T.MMIO_PORT_SPACE:
@@ -149,15 +159,18 @@ def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table
     pm = PageMap(sorted(ram), default_top)
     pm._set(0, 0, T.CONVENTIONAL)           # sorts and merges
     data = memmap_start - EFI_BOOT_MEMMAP_HEADER
+    code_end = max(start + pages * PAGE for typ, start, pages, _ in exit_map if typ == T.LOADER_CODE)
+    held = [[code_end, default_top]] if held_above_image else []
     return {"comment": f"AAVMF's EFI map when BdsDxe starts the loader, from {source} "
                        "(bootforge.loader.aavmf_pages.derive_capture)",
             "source": source, "machine": machine, "boot_path": boot_path, "memory": memory, "inputs": inputs,
-            "default_top": default_top, "system_table": system_table,
+            "default_top": default_top, "system_table": system_table, "held": held,
             "memmap_pool": {"descriptors": memmap_size // DESCRIPTOR_SIZE, "data": data},
             "other_descriptors": other,
             "ranges": [[a, b, int(t)] for a, b, t in pm.ranges if b > a]}
 
 
+EFI_ALLOC_ALIGN = 64 << 10      # arch/arm64/include/asm/efi.h: SZ_64K (a 64K-page kernel's granule)
 # Linux 6.1 drivers/firmware/efi/libstub/efistub.h: struct efi_boot_memmap (map_size, desc_size,
 # desc_ver, map_key, buff_size, then the descriptors).
 EFI_BOOT_MEMMAP_HEADER = 0x28
@@ -174,6 +187,7 @@ class StubPlacement:
     image_block: tuple              # LoadImage's Loader Code pages (start, end)
     image: int                      # where the image runs (SectionAlignment boundary inside them)
     cmdline_page: int               # the Loader Data pool page of the command line
+    initrd: tuple | None            # (start, size): the stub's LoadFile2 buffer (LINUX_EFI_INITRD_MEDIA)
     fdt: int                        # the 2 MiB FDT buffer (efi_allocate_pages, 64 KiB aligned)
     memmap_start: int               # linux,uefi-mmap-start: the descriptors in the map buffer
     memmap_size: int                # linux,uefi-mmap-size
@@ -198,25 +212,36 @@ def aligned_allocation(pm, what, typ, size, align):
     return aligned
 
 
-def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size):
+def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size, initrd_size=0):
     """The page allocations of a boot on *capture*'s path in the order the code makes them:
-    LoadImage (CoreLoadPeImage), then the stub (Linux 6.1 efi-stub.c efi_pe_entry):
-    efi_convert_cmdline's Loader Data pool, handle_kernel_image (in place: see the policy),
-    allocate_new_fdt_and_exit_boot's FDT buffer, efi_get_memory_map's ACPI-reclaim pool buffer.
-    None for a command line the model does not place (a pool allocation of its own pages)."""
+    LoadImage (CoreLoadPeImage; with the capture's held span taken, released after it), then the
+    stub (Linux 6.1 efi-stub.c efi_pe_entry): efi_convert_cmdline's Loader Data pool,
+    handle_kernel_image (in place: see the policy), efi_load_initrd's buffer (LoadFile2 of the
+    LINUX_EFI_INITRD_MEDIA device path into efi_allocate_pages: 64 KiB aligned below
+    efi_get_max_initrd_addr, far above virt's RAM), allocate_new_fdt_and_exit_boot's FDT buffer,
+    efi_get_memory_map's ACPI-reclaim pool buffer. None for a command line the model does not
+    place (a pool allocation of its own pages)."""
     pm = PageMap([list(r) for r in capture.ranges], capture.default_top)
+    for a, b in capture.held:
+        pm._set(a, b, T.BOOT_SERVICES_DATA)
     grow = section_alignment if section_alignment > PAGE else 0
     npages = pages_for(size_of_image + grow)
     block = pm.allocate("image", T.LOADER_CODE, npages)
     if block is None:
         raise RecipeError("the captured AAVMF map has no room for the image")
     image = -(-block // max(section_alignment, PAGE)) * max(section_alignment, PAGE)
+    for a, b in capture.held:
+        pm.free(a, (b - a) // PAGE)
     if cmdline_bytes + POOL_HEAD + POOL_TAIL_PADDED > PAGE:
         return None
     cmdline_page = pm.allocate("command line pool page", T.LOADER_DATA, 1)
-    fdt = aligned_allocation(pm, "FDT", T.LOADER_DATA, fdt_size, 64 << 10)
+    initrd = None
+    if initrd_size:
+        rounded = -(-initrd_size // EFI_ALLOC_ALIGN) * EFI_ALLOC_ALIGN
+        initrd = (aligned_allocation(pm, "initrd", T.LOADER_DATA, rounded, EFI_ALLOC_ALIGN), initrd_size)
+    fdt = aligned_allocation(pm, "FDT", T.LOADER_DATA, fdt_size, EFI_ALLOC_ALIGN)
     count = descriptors(pm, capture.other_descriptors)
     memmap = capture.memmap_pool["data"] + EFI_BOOT_MEMMAP_HEADER \
         if count == capture.memmap_pool["descriptors"] else None
-    return StubPlacement((block, block + npages * PAGE), image, cmdline_page, fdt, memmap,
+    return StubPlacement((block, block + npages * PAGE), image, cmdline_page, initrd, fdt, memmap,
                          count * DESCRIPTOR_SIZE, pm)

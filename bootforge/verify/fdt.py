@@ -31,6 +31,7 @@ from bootforge.fdtboot.handover import masked
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.loader.policies import policy
 from bootforge.loader.policies.uboot_booti import UBOOT_ARM64, UBOOT_RISCV64_SMODE
+from bootforge.loader.policies.uboot_bootm import fit_kernel_loaded_bytes
 from bootforge.loader.policies.uboot_bootz import UBOOT_ARM
 from bootforge.qemu.gdbremote import GdbError, GdbRemote
 from bootforge.verify.run import Row, VerifyReport, _table_lines, same_words
@@ -111,17 +112,21 @@ def boot_plan(req, res, work, image=None):
     argv = m.qemu_args(board.memory_bytes) + ["-display", "none", "-nographic", "-monitor", "none",
                                               "-serial", "stdio", "-nic", "none"]
     if req.loader == "linux-efi-stub-arm64":
-        if image is None or req.kernel_loader_path != "/EFI/BOOT/BOOTAA64.EFI":
-            raise RecipeError("linux-efi-stub-arm64 is verified from a disk image whose ESP holds "
-                              "EFI/BOOT/BOOTAA64.EFI (bootforge build of an [image] with loader \"uki\")")
         for f in (AAVMF_CODE, AAVMF_VARS):
             if not f.exists():
                 raise ToolError(f"{f}: No such file or directory (install qemu-efi-aarch64)")
         variables = work / "AAVMF_VARS.fd"
         variables.write_bytes(AAVMF_VARS.read_bytes())
         argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
-                 "-drive", f"if=pflash,format=raw,file={variables}",
-                 "-drive", f"file={Path(image).resolve()},format=raw,if=virtio,snapshot=on"]
+                 "-drive", f"if=pflash,format=raw,file={variables}"]
+        if res.linux["boot_path"] == "qemu-kernel":
+            argv += ["-kernel", str(Path(req.kernel.path).resolve())]
+            if req.modules:
+                argv += ["-initrd", str(Path(req.modules[0].path).resolve())]
+            if req.cmdline:
+                argv += ["-append", req.cmdline]
+            return argv, None, f"AAVMF, QEMU -kernel {Path(req.kernel.path).name}"
+        argv += ["-drive", f"file={Path(image).resolve()},format=raw,if=virtio,snapshot=on"]
         return argv, None, f"AAVMF from {Path(image).name} (virtio disk, EFI/BOOT/BOOTAA64.EFI)"
     kernel = str(Path(req.kernel.path).resolve())
     if req.loader in ("qemu-arm-kernel", "qemu-riscv-kernel"):
@@ -263,6 +268,8 @@ def expected_kernel_bytes(req, res):
     """The bytes the kernel's entry placement holds when the loader is done, or None (a FIT: the
     hash check U-Boot prints covers it)."""
     fmt = res.linux.get("kernel_format")
+    if fmt == "fit" and req.loader == "uboot-bootm":      # a compressed FIT kernel, as bootm decompressed it
+        return fit_kernel_loaded_bytes(req.kernel.data, res.linux["configuration"])
     if fmt in ("fit", "elf"):           # an ELF: its segments' rows instead
         return None
     if fmt == "efi-stub":
@@ -402,7 +409,9 @@ def compare(req, res, registers, gdb, machine):
     got = gdb.read_memory(at, len(res.mbi_bytes)) if at else None
     dt = res.linux.get("devicetree", {})
     rows += dtb_rows(res.mbi_bytes, got, dt, dtb_register)
-    if res.modules:
+    if res.modules and res.linux.get("kernel_format") == "efi-stub":
+        rows += efi_initrd_rows(gdb, req, res)
+    elif res.modules:
         m = res.modules[0]
         chosen = None
         if got:
@@ -418,6 +427,40 @@ def compare(req, res, registers, gdb, machine):
         if req.modules:
             rows += _bytes_rows(gdb, "initrd", m["start"], Path(req.modules[0].path).read_bytes())
     return rows
+
+
+# include/linux/efi.h LINUX_EFI_INITRD_MEDIA_GUID 5568e427-68fc-4f3d-ac74-ca555231cc68, in EFI_GUID's
+# byte order; the stub installs it as a configuration table of struct linux_efi_initrd {base, size}.
+LINUX_EFI_INITRD_MEDIA_GUID = bytes.fromhex("27e46855fc683d4fac74ca555231cc68")
+# UEFI 2.x 4.3 EFI_SYSTEM_TABLE (64-bit): NumberOfTableEntries at 104, ConfigurationTable at 112;
+# EFI_CONFIGURATION_TABLE: a 16-byte GUID and a pointer.
+SYSTAB_TABLE_COUNT, SYSTAB_TABLES, CONFIG_ENTRY = 104, 112, 24
+MAX_CONFIG_TABLES = 64
+
+
+def efi_config_table(gdb, system_table, guid):
+    """The pointer of the configuration table *guid* in the EFI system table at *system_table*, read
+    through the gdbstub (the MMU is off at the kernel's entry: addresses are physical)."""
+    head = gdb.read_memory(system_table + SYSTAB_TABLE_COUNT, 16)
+    if head is None:
+        return None
+    count, tables = int.from_bytes(head[:8], "little"), int.from_bytes(head[8:], "little")
+    entries = gdb.read_memory(tables, CONFIG_ENTRY * min(count, MAX_CONFIG_TABLES)) or b""
+    for at in range(0, len(entries), CONFIG_ENTRY):
+        if entries[at:at + 16] == guid:
+            return int.from_bytes(entries[at + 16:at + 24], "little")
+    return None
+
+
+def efi_initrd_rows(gdb, req, res):
+    """The EFI stub's initrd: its LINUX_EFI_INITRD_MEDIA table (base, size) and the bytes there."""
+    m = res.modules[0]
+    table = efi_config_table(gdb, res.linux["system_table"], LINUX_EFI_INITRD_MEDIA_GUID)
+    raw = gdb.read_memory(table, 16) if table else None
+    base, size = (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")) if raw else (None, None)
+    rows = [Row("initrd start (LINUX_EFI_INITRD_MEDIA table)", m["start"], base, m["start"] == base),
+            Row("initrd size (LINUX_EFI_INITRD_MEDIA table)", m["end"] - m["start"], size, m["end"] - m["start"] == size)]
+    return rows + _bytes_rows(gdb, "initrd", m["start"], Path(req.modules[0].path).read_bytes())
 
 
 def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):

@@ -1,5 +1,7 @@
 """The arm64 Linux EFI stub (Debian's 6.1 kernel) started by AAVMF (qemu-efi-aarch64 2022.11) on
-qemu-virt-aarch64 from a disk's ESP, EFI/BOOT/BOOTAA64.EFI being the kernel itself.
+qemu-virt-aarch64: from a disk's ESP, EFI/BOOT/BOOTAA64.EFI being the kernel itself (a bootforge
+[image] with loader "uki"), or by QEMU -kernel/-initrd/-append (a [load] recipe, `bootforge
+load KERNEL --loader linux-efi-stub-arm64`).
 
 Rules (Linux 6.1 drivers/firmware/efi/libstub/efi-stub.c efi_pe_entry, arm64-stub.c
 handle_kernel_image, fdt.c update_fdt / allocate_new_fdt_and_exit_boot, mem.c, alignedmem.c;
@@ -11,8 +13,17 @@ bootforge/loader/aavmf_pages.py), each checked against a real boot (tests/data/a
   image_size inside the Loader Code pages (check_image_region), runs it where it is: no copy
   (observed: "Kernel Offset: 0x10000", the image's offset in its 2 MiB).
 - The command line: the removable-media boot option BdsDxe creates carries no load options, so
-  the stub's command line is empty (efi_convert_cmdline: a 1-byte Loader Data pool block,
-  CONFIG_CMDLINE "" in Debian's config): no bootargs, no initrd= files.
+  from an ESP the stub's command line is empty (efi_convert_cmdline: a 1-byte Loader Data pool
+  block, CONFIG_CMDLINE "" in Debian's config): no bootargs, no initrd= files. Under QEMU -kernel
+  AAVMF's QemuLoadKernelImage (OvmfPkg/Library/GenericQemuLoadImageLib) gives the -append string
+  as load options with " initrd=initrd" appended when there is an initrd (observed: "Kernel
+  command line: ... initrd=initrd"): that is bootargs.
+- The initrd (QEMU -kernel): the stub loads it from the LINUX_EFI_INITRD_MEDIA device path that
+  QemuKernelLoaderFsDxe installs ("Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"),
+  into 64 KiB aligned Loader Data it allocates right after the command line's pool page, and
+  hands it over in a LINUX_EFI_INITRD_MEDIA configuration table (struct linux_efi_initrd: base,
+  size; the kernel log's "INITRD="), not in /chosen: 6.1's update_fdt writes no
+  linux,initrd-start/end (observed).
 - The DTB: AAVMF on virt installs ACPI tables and no DEVICE_TREE_GUID table, so the stub builds
   an empty tree ("Generating empty DTB": fdt_create_empty_tree in a 2 MiB MAX_FDT_SIZE buffer,
   efi_allocate_pages: 64 KiB aligned Loader Data), sets the root's #address-cells and
@@ -48,6 +59,7 @@ EFI_DT_ADDR_CELLS_DEFAULT = 2           # libstub fdt.c fdt_update_cell_size
 EFI_DT_SIZE_CELLS_DEFAULT = 2
 SECUREBOOT_DISABLED = 2                 # include/linux/efi.h enum efi_secureboot_mode
 ARM64_B = 0x14000000                    # `b imm26`
+REMOVABLE_AA64 = "/EFI/BOOT/BOOTAA64.EFI"
 
 
 def _fdt_create_empty_tree(bufsize):
@@ -101,25 +113,42 @@ def load(req):
     found = verdicts.efi_stub_arm64(data)
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="linux-efi-stub-arm64", words=found.words)
-    if req.modules or req.cmdline:
+    boot_path = "esp" if req.kernel_loader_path.upper() == REMOVABLE_AA64 else "qemu-kernel"
+    if boot_path == "esp" and (req.modules or req.cmdline):
         raise RecipeError("AAVMF starts EFI/BOOT/BOOTAA64.EFI with no load options: no command line and no initrd "
                           "(give none, or boot through a loader that passes them)")
+    if len(req.modules) > 1:
+        raise RecipeError("QEMU -initrd takes one file; give one initrd")
+    initrd_size = req.modules[0].size if req.modules else 0
+    # QemuLoadKernelImage's load options: -append, and " initrd=initrd" with an initrd.
+    cmdline = req.cmdline + (" initrd=initrd" if initrd_size else "")
     pe = read_pe(data)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
-    res.cmdline = ""
-    capture = aavmf_pages.find_capture(board.machine.name, "esp", board.memory_bytes, board.ram_base)
+    res.cmdline = cmdline
+    capture = aavmf_pages.find_capture(board.machine.name, boot_path, board.memory_bytes, board.ram_base,
+                                       initrd=bool(initrd_size))
+    how = {"esp": "from an ESP", "qemu-kernel": "by QEMU -kernel"}[boot_path] + \
+        (" with an initrd" if initrd_size else " without an initrd")
     reason = None
     if capture is None:
-        reason = (f"no AAVMF page capture for {board.machine.name} with {board.memory_bytes >> 20} MiB from an ESP "
-                  f"(the captured map moves with the end of RAM while it ends below 4 GiB: at most "
+        captured = ", ".join(f"{p} {'with' if i else 'without'} an initrd" for _, p, i in aavmf_pages.CAPTURES)
+        reason = (f"no AAVMF page capture for {board.machine.name} with {board.memory_bytes >> 20} MiB {how} "
+                  f"(captured: {captured}; "
+                  f"a capture moves with the end of RAM while it ends below 4 GiB: at most "
                   f"{(aavmf_pages.RAM_LIMIT - board.ram_base) >> 20} MiB)")
-    elif capture.inputs["file_size"] != len(data):
-        reason = (f"the booted file is {len(data)} bytes, the capture's {capture.inputs['file_size']}: the "
-                  "firmware's own allocations before BDS follow the disk")
+    else:
+        given = {"file_size": len(data), "initrd_size": initrd_size}
+        differ = [k for k in capture.inputs if capture.inputs[k] != given[k]]
+        if differ:
+            reason = (", ".join(f"{k.replace('_', ' ')} {given[k]} (the capture's {capture.inputs[k]})" for k in differ)
+                      + ": the firmware's own allocations before the stub runs follow the files it was given")
     if reason is not None:
         raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
-                             cmdline_bytes=1, fdt_size=MAX_FDT_SIZE)
+                             cmdline_bytes=len(cmdline.encode()) + 1, fdt_size=MAX_FDT_SIZE, initrd_size=initrd_size)
+    if got is None:
+        raise RecipeError("linux-efi-stub-arm64: a command line of a page or more gets pool pages of its own: not "
+                          "modelled")
     image_size = int.from_bytes(data[16:24], "little")
     if got.image % EFI_KIMG_ALIGN or got.image + image_size > got.image_block[1]:
         raise RecipeError("the image LoadImage gives is not 64 KiB aligned or its image_size runs past the Loader "
@@ -129,14 +158,22 @@ def load(req):
                           f"{capture.memmap_pool['descriptors']}: where AAVMF's ACPI-reclaim pool puts the map "
                           "buffer is known only for the captured one")
     entry = got.image + primary_entry_offset(data)
-    dtb = stub_dtb("", capture.system_table, got.memmap_start, got.memmap_size)
+    dtb = stub_dtb(cmdline, capture.system_table, got.memmap_start, got.memmap_size)
     res.place("kernel image (AAVMF LoadImage)", got.image, image_size, pe.section_alignment,
               "Loader Code top-down below AAVMF's bins, at a SectionAlignment boundary; run in place "
               "(no EFI_RNG_PROTOCOL, 64 KiB aligned)", "kernel")
     res.place("command line pool page", got.cmdline_page, 4096, 4096, "the stub's first Loader Data pool page",
               "loader")
+    if got.initrd is not None:
+        m = req.modules[0]
+        res.place(f"initrd {m.loader_path}", got.initrd[0], got.initrd[1], EFI_KIMG_ALIGN,
+                  "LoadFile2 of LINUX_EFI_INITRD_MEDIA into efi_allocate_pages: 64 KiB aligned Loader Data "
+                  "below the command line's pool page", "module")
+        res.modules = [{"start": got.initrd[0], "end": got.initrd[0] + got.initrd[1], "cmdline": m.loader_path,
+                        "handed_over": "LINUX_EFI_INITRD_MEDIA configuration table"}]
     res.place("DTB (the stub's)", got.fdt, MAX_FDT_SIZE, EFI_KIMG_ALIGN,
-              "efi_allocate_pages(MAX_FDT_SIZE): 64 KiB aligned Loader Data below the image", "boot-info")
+              "efi_allocate_pages(MAX_FDT_SIZE): 64 KiB aligned Loader Data, top-down"
+              + (", below the initrd" if got.initrd else ""), "boot-info")
     res.place("EFI memory map buffer", got.memmap_start, got.memmap_size, 8,
               "ACPI-reclaim pool block (the capture's)", "boot-info")
     registers = {"x0": got.fdt, "x1": 0, "x2": 0, "x3": 0}
@@ -147,7 +184,7 @@ def load(req):
                  "image_base_field": pe.optional_header_offset + 24,
                  "kernel_text_end": max(s.virtual_address + s.virtual_size for s in pe.sections
                                         if s.name == ".text"),
-                 "capture": capture.name, "boot_path": "esp",
+                 "capture": capture.name, "boot_path": boot_path, "system_table": capture.system_table,
                  "devicetree": devicetree_facts(dtb, dtb, got.fdt, registers, (), "the stub's empty tree", [])}
     # Predicted from the capture (the firmware's own values), compared like the rest.
     res.linux["devicetree"]["from_capture"] = [
