@@ -1,17 +1,18 @@
 """File contents placed in an image: from a file on disk (copied in chunks) or from bytes.
 
 Everything written into an image goes through FileContent.copy_to, so a 2 GiB module is
-never held in memory: os.copy_file_range when the kernel offers it, else 1 MiB reads. A
-writer that writes front to back (the ISO writer) hands an OutputHash to copy_to too: the
-file is then copied window by window (copy_file_range: no copy through this process) while
-the same window, mapped read-only, is hashed for the image's sha256 by the hasher's thread,
-so the image is never read back and the file's bytes are read into this process once.
+never held in memory: os.copy_file_range when the kernel offers it, else 1 MiB reads, of the
+file's data extents only (its holes stay holes in the image). When the summary's sha256 is
+asked for (`build --sha256`), a writer that writes front to back (the ISO writer) hands an
+OutputHash to copy_to too: the file is then copied window by window (copy_file_range: no copy
+through this process) while the same window, mapped read-only, is hashed by the hasher's
+thread, so the image is never read back.
 
 The ids an image derives from its content (volume id, GPT GUIDs, MBR signature, FAT serial,
 GRUB's search file) come from each file's fingerprint: its size and CRC-32, read from the
 mapped file (zlib's CRC runs at ~2.4x SHA-256's speed here: the one pass over a 2 GiB module
 before the image is laid out). The ids need to be reproducible and to change with the
-content, not to resist a forger; the image's own sha256 in the summary stays a SHA-256.
+content, not to resist a forger; the image's own sha256 in the summary (when asked) is a SHA-256.
 """
 
 import errno
