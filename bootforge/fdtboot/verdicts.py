@@ -237,16 +237,15 @@ BOOTM_TOO_LARGE_ERROR = {ufmt.UImageCompression.GZIP: -1, ufmt.UImageCompression
                          ufmt.UImageCompression.LZ4: -71}
 
 
-def uboot_bootm_decompress(data, h, arch):
-    """bootm_load_os() -> image_decomp() of a compressed legacy uImage ("Uncompressing Kernel Image"):
-    the data decompressed to ih_load, at most SYS_BOOTM_LEN bytes."""
-    comp, name = h["comp"], h["comp_name"]
+def _decompressed(body, comp, arch):
+    """image_decomp()'s output for *body* (U-Boot's decoder, into SYS_BOOTM_LEN), or the refusal Verdict
+    in U-Boot's words."""
+    name = ufmt.UImageCompression.label_of(comp)
     if comp not in BOOTM_COMPRESSIONS.get(arch, ()):
         return _v("uboot-bootm", False, f"{name} data: this U-Boot has no {ufmt.UImageCompression(comp).fit_name} "
                   "decompressor (not in Debian's build config)", words=f"Unimplemented compression type {comp}")
-    body = data[ufmt.UIMAGE_HEADER_SIZE:ufmt.UIMAGE_HEADER_SIZE + h["size"]]
     try:
-        out = kernels.BOOTM_DECOMPRESSORS[comp](body, SYS_BOOTM_LEN)
+        return kernels.BOOTM_DECOMPRESSORS[comp](body, SYS_BOOTM_LEN)
     except kernels.TooLarge:
         return _v("uboot-bootm", False, f"the {name} data decompresses to more than CONFIG_SYS_BOOTM_LEN "
                   f"({SYS_BOOTM_LEN:#x} bytes)", words=f"{name}: uncompress error {BOOTM_TOO_LARGE_ERROR[comp]}",
@@ -255,6 +254,15 @@ def uboot_bootm_decompress(data, h, arch):
         code = f" {exc.code}" if exc.code is not None else ""
         return _v("uboot-bootm", False, f"the {name} data does not decompress: {exc.why}",
                   words=f"{name}: uncompress error{code}")
+
+
+def uboot_bootm_decompress(data, h, arch):
+    """bootm_load_os() -> image_decomp() of a compressed legacy uImage ("Uncompressing Kernel Image"):
+    the data decompressed to ih_load, at most SYS_BOOTM_LEN bytes."""
+    comp, name = h["comp"], h["comp_name"]
+    out = _decompressed(data[ufmt.UIMAGE_HEADER_SIZE:ufmt.UIMAGE_HEADER_SIZE + h["size"]], comp, arch)
+    if isinstance(out, Verdict):
+        return out
     return _v("uboot-bootm", True, f"{h['arch_name']} {h['os_name']} {h['type_name']} ({name}): "
               f"decompressed ({len(out):#x} bytes, limit {SYS_BOOTM_LEN:#x}) to {h['load']:#x}, entry {h['ep']:#x}",
               load=h["load"], ep=h["ep"], decompressed_size=len(out))
@@ -319,10 +327,24 @@ def uboot_bootm_fit(fit, arch, board_compatible=QEMU_VIRT_COMPATIBLE):
     if want is not None and got != want:
         return _v("uboot-bootm", False, f"kernel arch {kernel.props.get('arch')!r} is not "
                   f"{ufmt.UImageArch(want).fit_name}", words=f"Unsupported Architecture {int(got or 0):#x}")
+    comp_name = kernel.props.get("compression", "none")
+    facts = {}
+    if comp_name != "none":
+        # bootm_load_os decompresses a FIT kernel as it does a legacy uImage's data (image_decomp).
+        comp = ufmt.UImageCompression.by_fit_name().get(comp_name)
+        if comp is None:        # genimg_get_comp_id: -1, stored in a uint8_t, then image_decomp's default
+            return _v("uboot-bootm", False, f"kernel compression {comp_name!r} is none U-Boot names",
+                      words="Unimplemented compression type 255")
+        out = _decompressed(bytes(kernel.data), comp, arch)
+        if isinstance(out, Verdict):
+            return out
+        facts["decompressed_size"] = len(out)
     return _v("uboot-bootm", True, f"configuration {conf.name}: kernel {kernel.name}"
+              + (f" ({comp_name}, {facts['decompressed_size']:#x} bytes decompressed to its load address)"
+                 if facts else "")
               + (f", ramdisk {conf.ramdisk}" if conf.ramdisk else "")
               + (f", fdt {', '.join(conf.fdt)}" if conf.fdt else "") + "; every hash matches",
-              configuration=conf.name, board_compatible=list(board_compatible))
+              configuration=conf.name, board_compatible=list(board_compatible), **facts)
 
 
 def uboot_bootm_other():

@@ -17,6 +17,8 @@ Rules:
   Image") and entered at ih_ep; the DTB is U-Boot's control DTB edited exactly as booti edits it,
   its copy and a ramdisk's where booti's lmb puts them (observed: the dump kernel as a mkimage
   uImage at -m 1G, x0 and the DTB byte for byte equal to uboot-booti's prediction).
+- A FIT kernel with compression gzip/lzma/lz4 is decompressed to its load address the same way
+  (bootm_load_os, observed with a gzip'd dtdump kernel in a bootforge FIT).
 - A compressed legacy uImage (boot/image.c image_decomp, from bootm_load_os): gzip, lzma and lz4
   (Debian's qemu_arm64 config; lzo, zstd: "Unimplemented compression type N", back at the
   prompt) are decompressed straight to ih_load ("Uncompressing Kernel Image") into a buffer of
@@ -32,6 +34,7 @@ from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdtboot import kernels, verdicts
 from bootforge.fdtboot.fit import read_fit
 from bootforge.fdtboot.handover import devicetree_facts
+from bootforge.formats import uimage as ufmt
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import standard_checks
 from bootforge.loader.policies.uboot_booti import (PAGE, SYS_FDT_PAD, hand_over_control_dtb, handed_dtb,
@@ -70,7 +73,13 @@ def load(req):
                             words="Can't get kernel subimage load address!")
     res = LoadResult(req.loader, "linux", req.platform, SOURCE)
     entry = kernel.entry if kernel.entry is not None else kernel.load
-    res.place(f"kernel {kernel.name}", kernel.load, kernel.data_size, 1, "the FIT image's load address", "kernel")
+    size = found.facts.get("decompressed_size", kernel.data_size)
+    comp = kernel.props.get("compression", "none")
+    res.place(f"kernel {kernel.name}" + (f" ({comp}, decompressed)" if comp != "none" else ""), kernel.load, size, 1,
+              "the FIT image's load address" + (" (bootm_load_os: image_decomp there)" if comp != "none" else ""),
+              "kernel")
+    if comp != "none":
+        res.notes.append("U-Boot prints: Uncompressing Kernel Image")
     ram_end = board.ram_base + board.memory_bytes
     res.linux = {"entry": entry, "kernel_format": "fit", "configuration": conf.name,
                  "registers": {"x1": 0, "x2": 0, "x3": 0},
@@ -104,10 +113,22 @@ def load(req):
         res.linux["devicetree"] = devicetree_facts(base_dtb, handed, res.mbi_address, res.linux["registers"],
                                                    (), f"the FIT's {fdt_image.name}", random_bytes)
         res.linux["devicetree"]["loader_chosen_bytes"] = [list(c) for c in chosen_bytes]
-    ok = board.ram_base <= kernel.load and kernel.load + kernel.data_size <= ram_end
+    ok = board.ram_base <= kernel.load and kernel.load + size <= ram_end
     res.checks.append(check("kernel-in-ram", ok, "the kernel lies in RAM" if ok else "the kernel lies outside RAM"))
     standard_checks(res, req.platform.memory_map)
     return res
+
+
+def fit_kernel_loaded_bytes(data, configuration):
+    """The decompressed kernel of a FIT's *configuration*, or None when it is stored uncompressed (its
+    hash, which U-Boot checks, covers the bytes it runs)."""
+    fit = read_fit(data)
+    kernel = fit.image(next(c for c in fit.configurations if c.name == configuration).kernel)
+    comp = kernel.props.get("compression", "none")
+    if comp == "none":
+        return None
+    return kernels.BOOTM_DECOMPRESSORS[ufmt.UImageCompression.by_fit_name()[comp]](bytes(kernel.data),
+                                                                                  verdicts.SYS_BOOTM_LEN)
 
 
 def root_compatible(dtb):
