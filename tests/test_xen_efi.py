@@ -24,6 +24,7 @@ from bootforge.loader.result import LoadRequest, ModuleSpec
 from bootforge.verify.xen import efi_map_in_image, predicted_facts, xen_console_facts
 
 CONSOLE = DATA / "xen-efi-2G-console.txt"     # the command and module sizes: xen-efi-2G-console.README
+ESP = DATA / "xen-efi-esp"       # xen.efi from an ESP: the command and files in README.md there
 XEN_CMDLINE = "console=com1 com1=115200,8n1"
 
 
@@ -43,6 +44,18 @@ def test_recorded_xen_console_equals_the_prediction():
     seen = xen_console_facts(CONSOLE.read_text(errors="replace"))
     assert seen["load_base"] == 0x7dc00000 and len(seen["e820"]) == 16     # as Xen printed them
     assert predicted_facts(policy("xen-efi")(req)) == seen
+
+
+def test_xen_efi_e820_is_sorted_as_xen_prints_it():
+    """With RAM above 4 GiB OVMF lists the MMCONFIG window and the flash after that RAM; Xen
+    sanitizes (sorts) its E820 before printing it. The map does not depend on who loaded Xen
+    (every loader and boot-services page is RAM), so the 3G boot from an ESP shows what xen-efi
+    must give (a real xen-efi boot at 3G matched as well: 21 fields)."""
+    mods = [ModuleSpec("-", "/boot/vmlinuz", "", 8247232)]
+    req = LoadRequest(_xen(), "/boot/xen.gz", XEN_CMDLINE, mods, resolve("qemu-q35-ovmf:3G"), "xen-efi")
+    printed = xen_console_facts((ESP / "console-3G.txt").read_text(errors="replace"))["e820"]
+    assert [a for a, _s, _t in printed][-3:] == [0xb0000000, 0xffc00000, 1 << 32]
+    assert policy("xen-efi")(req).mmap == printed
 
 
 def test_a_console_without_the_map_is_no_boot_information():
@@ -85,7 +98,6 @@ def test_verify_xen_efi_boots_and_reads_xens_console():
     assert report.ok, report.render_text()
 
 
-ESP = DATA / "xen-efi-esp"       # the command and files: README.md there
 ESP_MODULES = [("vmlinuz", "root=/dev/ram0 console=hvc0", 8247232), ("initrd.img", "", 31173247)]
 
 

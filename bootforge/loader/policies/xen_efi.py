@@ -26,9 +26,11 @@ Rules:
   its ExitBootServices (bootforge.memmap.convert.efi_to_e820(convention=
   "xen")): conventional, loader and boot-services memory -> RAM with WB, else
   unusable; ACPI reclaim -> ACPI, NVS -> NVS, the rest reserved; contiguous
-  equal types merged, no sort. GRUB's and Xen's own allocations turn
-  conventional pages into loader data, which converts to RAM as well, so the
-  map before loading predicts it.
+  equal types merged; then init_e820's sanitize_e820_map (xen/arch/x86/e820.c)
+  sorts and merges it before "EFI RAM map:" is printed (OVMF lists q35's
+  MMCONFIG window and the flash after the RAM above 4 GiB). GRUB's and Xen's
+  own allocations turn conventional pages into loader data, which converts to
+  RAM as well, so the map before loading predicts it.
 """
 
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
@@ -135,7 +137,8 @@ def load(req):
     taken.append((tramp, tpages))
     tr = res.place(f"trampoline ({tsize:#x} bytes, size assumed)", tramp, tsize, PAGE, trule, "loader")
     after = _with_loader_data(efi, taken)
-    e820 = efi_to_e820(after, "xen")
+    # Xen's table, then init_e820's sanitize_e820_map (sorted, merged) before it is printed.
+    e820 = sanitize(efi_to_e820(after, "xen"))
     res.maps["efi-at-exit"] = after
     res.maps["e820"] = e820
     res.mmap = [(r.start, r.size, r.type) for r in e820.ranges]
