@@ -163,6 +163,8 @@ def test_xen_efi_esp_refuses_what_it_has_no_capture_for():
         policy("xen-efi-esp")(replace(req, platform=resolve("r820-efi")))
     with pytest.raises(LoaderRefusal, match="No Dom0 kernel image specified"):
         policy("xen-efi-esp")(_esp_request("512M", []))
+    with pytest.raises(LoaderRefusal, match="gzip-compressed"):        # OVMF's LoadImage does not gunzip
+        policy("xen-efi-esp")(replace(req, kernel=_xen()))
 
 
 def test_verify_xen_efi_from_an_esp():

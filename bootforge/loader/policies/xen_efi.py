@@ -257,6 +257,10 @@ def load_esp(req):
     boot services. Every allocation is replayed on OVMF's captured map (loader/ovmf_pages.py)."""
     plat = req.platform
     data = req.kernel.data
+    if req.kernel.compressed:
+        # LoadImage reads the file as it is (no decompression): a gzip'd xen.gz is no PE image.
+        raise LoaderRefusal(f"not a PE image (OVMF LoadImage: Unsupported): the file is {req.kernel.compressed}-"
+                            "compressed (xen.gz is for Multiboot loaders; OVMF starts xen.efi)")
     try:
         pe = read_pe(data)
     except FormatError as exc:
