@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bootforge.pe.image import read_pe
 from conftest import BUILD, DATA, REPO, require, run_bootforge
 from test_arm_images import debian_arm64_kernel
@@ -57,6 +59,17 @@ def inspect_json(path):
     return json.loads(run_bootforge("inspect", "--json", path, check=0).stdout)
 
 
+@pytest.fixture(scope="module")
+def uki(tmp_path_factory):
+    """(the recipe's UKI, its inspect --json), built once for this module's tests."""
+    path = build_uki(tmp_path_factory.mktemp("uki-arm64"))
+    return path, inspect_json(path)
+
+
+def kernel_says(doc):
+    return next(v for v in doc["verdicts"] if v["subject"] == "systemd-stub")["facts"]["kernel_says"]
+
+
 def test_build_lays_the_kernel_behind_the_aarch64_stub(tmp_path):
     uki = build_uki(tmp_path)
     data, stub, kernel = uki.read_bytes(), arm64_stub().read_bytes(), debian_arm64_kernel().read_bytes()
@@ -94,9 +107,9 @@ def test_build_refusals(tmp_path):
         assert words in proc.stderr and not (tmp_path / "bad.efi").exists()
 
 
-def test_inspect_shows_the_pe_and_the_embedded_image(tmp_path):
-    uki = build_uki(tmp_path)
-    doc, kernel_doc = inspect_json(uki), inspect_json(debian_arm64_kernel())
+def test_inspect_shows_the_pe_and_the_embedded_image(uki):
+    uki, doc = uki
+    kernel_doc = inspect_json(debian_arm64_kernel())
     assert doc["kind"] == "UKI" and doc["pe"]["machine"] == 0xAA64
     view = doc["arm64_image"]
     # The embedded Image read as the plain kernel file is read (its Image header and its PE header).
@@ -159,20 +172,17 @@ def assert_kernel_said(serial, predicted):
             assert words in lines, (words, [x for x in lines if x.split(":")[0] in words])
 
 
-def test_uki_boots_on_aavmf(tmp_path):
+def test_uki_boots_on_aavmf(tmp_path, uki):
     """The UKI as AAVMF's -kernel: systemd-stub starts the kernel's EFI stub, which loads .initrd
     through LINUX_EFI_INITRD_MEDIA; the kernel's command line is .cmdline and it frees the initrd's
     pages: the lines the systemd-stub verdict predicts, every one."""
-    uki = build_uki(tmp_path)
-    predicted = next(v for v in inspect_json(uki)["verdicts"] if v["subject"] == "systemd-stub")["facts"]["kernel_says"]
-    serial, _ = aavmf_boot(uki, tmp_path)
-    assert_kernel_said(serial, predicted)
+    serial, _ = aavmf_boot(uki[0], tmp_path)
+    assert_kernel_said(serial, kernel_says(uki[1]))
 
 
-def test_captured_aavmf_boot(tmp_path):
+def test_captured_aavmf_boot(uki):
     """The kept AAVMF boot of the same recipe's UKI: the verdict's lines, without QEMU."""
-    uki = build_uki(tmp_path)
-    predicted = next(v for v in inspect_json(uki)["verdicts"] if v["subject"] == "systemd-stub")["facts"]["kernel_says"]
+    predicted = kernel_says(uki[1])
     assert predicted[-2:] == [f"Kernel command line: {CMDLINE}", f"Freeing initrd memory: {INITRD_SIZE // 4096 * 4}K"]
     assert_kernel_said(CAPTURE.read_text("latin-1"), predicted)
 
