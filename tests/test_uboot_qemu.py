@@ -298,7 +298,7 @@ def test_verify_bootm_of_a_legacy_uimage(tmp_path):
 # Compressed legacy uImages (boot/image.c image_decomp): the dump kernel compressed by each tool
 # and wrapped by mkimage -C; one too large for CONFIG_SYS_BOOTM_LEN (64 MiB of output + the
 # kernel). Their U-Boot consoles are captured in tests/data/uboot-bootm-compressed/ (regenerate:
-# .venv/bin/python tests/test_uboot_qemu.py compressed).
+# .venv/bin/python tests/test_uboot_qemu.py compressed; only the FIT's: ... fit).
 COMPRESSED = DATA / "uboot-bootm-compressed"
 COMPRESSORS = {"gzip": ["gzip", "-n", "-9", "-c"], "lzma": ["lzma", "-9", "-c"], "lz4": ["lz4", "-q", "-9", "-c"],
                "zstd": ["zstd", "-q", "-19", "-c"],
@@ -431,6 +431,48 @@ def test_compressed_uimage_captures():
             assert not v.ok and v.words in console.splitlines(), (name, v.words)
 
 
+FIT_CAPTURE = "fit-gzip"
+FIT_CAPTURE_DTB = "dtdump-aarch64-1024M-initrd.machine.dtb"     # QEMU's virt tree (linux,dummy-virt), packed
+
+
+def test_compressed_fit_capture(tmp_path):
+    """The kept bootm of a bootforge FIT whose kernel is gzip'd (tests/data/uboot-bootm-compressed/
+    fit-gzip.*): the kernel ran at its load address, and the DTB U-Boot handed over equals the
+    uboot-bootm prediction byte for byte (no QEMU; U-Boot's binary gives its version string)."""
+    require(UBOOT_ARM64)
+    from dtboot import fixture_board, predict
+    fit = (COMPRESSED / f"{FIT_CAPTURE}.itb").read_bytes()
+    board = fixture_board("qemu-virt-aarch64", 1 << 30, FIT_CAPTURE_DTB.removesuffix(".machine.dtb"))
+    res = predict(board, fit, "uboot-bootm")
+    dump = read_dtdump((COMPRESSED / f"{FIT_CAPTURE}.console").read_text())
+    assert dump.done and dump.image == res.linux["entry"] == LOAD
+    assert dump.registers == res.linux["registers"] and dump.full_dtb() == res.mbi_bytes
+    kernel_at = next(p for p in res.placements if p.kind == "kernel")
+    assert kernel_at.end - kernel_at.start == len((DATA / "dtdump-aarch64.Image").read_bytes())
+
+
+def regenerate_fit_capture():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "kernel.gzip").write_bytes(subprocess.run(COMPRESSORS["gzip"], input=(DATA / "dtdump-aarch64.Image")
+                                                         .read_bytes(), capture_output=True, check=True).stdout)
+        # QEMU's tree packed (the fixture keeps its used bytes of a 1 MiB totalsize).
+        head = (DATA / FIT_CAPTURE_DTB).read_bytes()
+        tree = Fdt(head + bytes(int.from_bytes(head[4:8], "big") - len(head)))
+        tree.pack()
+        (tmp / "virt.dtb").write_bytes(tree.blob())
+        (tmp / "fit.toml").write_text(COMPRESSED_FIT.format(kind="gzip", load=LOAD))
+        run_bootforge("build", tmp / "fit.toml", "-o", COMPRESSED / f"{FIT_CAPTURE}.itb", check=0)
+    command = f"bootm {UBOOT_LOAD_ADDR:#x}"
+    console = uboot_run(COMPRESSED / f"{FIT_CAPTURE}.itb", command)
+    (COMPRESSED / f"{FIT_CAPTURE}.console").write_text(
+        f"# {FIT_CAPTURE}.itb: tests/test_uboot_qemu.py regenerate_fit_capture (COMPRESSED_FIT, gzip, fdt "
+        f"tests/data/{FIT_CAPTURE_DTB}); qemu-system-aarch64 -M virt -cpu cortex-a57 -m 1G -bios {UBOOT_ARM64} "
+        f"-device loader,file={FIT_CAPTURE}.itb,addr={UBOOT_LOAD_ADDR:#x},force-raw=on; at the prompt: {command}\n"
+        + console[console.find("=> bootm"):])
+
+
 def regenerate_compressed():
     COMPRESSED.mkdir(exist_ok=True)
     kernel = (DATA / "dtdump-aarch64.Image").read_bytes()
@@ -462,3 +504,6 @@ if __name__ == "__main__":
     sys.path.insert(0, str(DATA.parent))
     if sys.argv[1:] == ["compressed"]:
         regenerate_compressed()
+        regenerate_fit_capture()
+    elif sys.argv[1:] == ["fit"]:
+        regenerate_fit_capture()
