@@ -72,6 +72,16 @@ def test_prediction_equals_limines_zero_page(tmp_path, memory):
     assert report["linux"]["ramdisk_size"] == INITRD_SIZE
 
 
+@pytest.mark.parametrize("memory,top", [("512M", 0x1FFE0000), ("3G", 0xBFFE0000)])
+def test_bios_boot_params_is_one_of_the_disk_cache_sizes(memory, top):
+    """On BIOS boot_params moves with the disk cache fastest_xfer_size() sizes by timing: the kept
+    boots' boot_params (the command line 0x5f000 above it) is one of the places the policy lists."""
+    from bootforge.loader.policies.limine_linux import BOOT_PARAMS_POSSIBLE
+    page = (FIXTURES / f"zero-page-{memory}.bin").read_bytes()
+    cmd_line_ptr = struct.unpack_from("<I", page, 0x228)[0]
+    assert top - (cmd_line_ptr - 0x5F000) in BOOT_PARAMS_POSSIBLE
+
+
 def test_verify_limine_linux_image_recipe_at_3g(tmp_path):
     require(KERNEL, "qemu-system-x86_64", "xorriso")
     recipe = limine_recipe(tmp_path)

@@ -6,7 +6,8 @@ Rules (the source's; each checked on a real Limine BIOS boot of Debian's kernel 
 bootforge disk image: tests/test_linux_limine.py):
 - boot_params is ext_mem_alloc(4096): zeroed, top-down in the highest usable memory below
   4 GiB, under what Limine allocated before (config, menu, terminal, file handles):
-  BOOT_PARAMS_BELOW_TOP bytes below the end of that RAM range (measured; differs per boot). The setup header is copied
+  BOOT_PARAMS_BELOW_TOP bytes below the end of that RAM range (measured; differs per boot with the
+  disk cache's size, see below). The setup header is copied
   from the file (0x1f1 .. 0x202 + the byte at 0x201); then cmd_line_ptr, vid_mode = 0xffff,
   type_of_loader = 0xff, loadflags bit 5 (QUIET) cleared.
 - The command line is the entry's `cmdline:` string in Limine's memory (cmd_line_ptr,
@@ -70,15 +71,32 @@ VID_MODE_NORMAL = 0xFFFF
 QUIET = 0x20
 # Measured on Limine 11.4.1 booting bootforge's disk image (gdbstub at the entry): how far below
 # the end of the highest usable RAM below 4 GiB (0x1ffe0000 at 512M, 0xbffe0000 at 3G)
-# ext_mem_alloc put boot_params and the command line. Identical boots differ: boot_params was
-# 0x7d000, 0x83000, 0x86000 or 0x92000 below it (256M to 3G), the command line always 0x5f000
-# above boot_params: something Limine allocates before linux_load differs in size per boot (not
-# found in the source here). Both are declared as varying per boot; the prediction is the most
-# seen figure.
-BOOT_PARAMS_BELOW_TOP = 0x86000
-CMDLINE_BELOW_TOP = 0x27000
-VARIES = ("differs between identical boots (boot_params seen 0x7d000 to 0x92000 below the top of RAM in 0x3000 "
-          "steps, the command line 0x5f000 above it): Limine's allocations before linux_load differ per boot")
+# ext_mem_alloc put boot_params and the command line (always 0x5f000 above boot_params).
+# What moves them per boot is the disk read cache: drivers/disk.s2.c fastest_xfer_size() times
+# INT 13h reads of 1, 2, 4, 8, 16, 24, 32, 48 and 64 sectors with rdtsc and keeps the fastest, and
+# lib/part.s2.c allocates each volume's cache of that many sectors on its first read: three
+# volumes read here (the disk, its BIOS boot partition and its ESP: the guest memory dumps
+# of 4 boots hold the cached sectors of each), so boot_params sits 3 x pages(size x 512) lower
+# for a bigger pick. Under QEMU the guest's TSC follows the host's clock, so the pick follows
+# the host's load: 0x7d000, 0x80000, 0x83000, 0x86000, 0x92000 below the top seen (1, 2, 3, 4, 8
+# cache pages; slower boots picked bigger transfers). Declared as varying, with the possible
+# values; the prediction is the 32-sector pick.
+FASTEST_XFER_SECTORS = (1, 2, 4, 8, 16, 24, 32, 48, 64)
+CACHED_VOLUMES = 3
+BELOW_TOP_WITHOUT_CACHES = 0x7A000
+
+
+def boot_params_below_top(sectors):
+    return BELOW_TOP_WITHOUT_CACHES + CACHED_VOLUMES * -(-sectors * 512 // PAGE) * PAGE
+
+
+BOOT_PARAMS_BELOW_TOP = boot_params_below_top(32)
+CMDLINE_BELOW_TOP = BOOT_PARAMS_BELOW_TOP - 0x5F000
+BOOT_PARAMS_POSSIBLE = sorted({boot_params_below_top(n) for n in FASTEST_XFER_SECTORS})
+VARIES = ("follows the INT 13h transfer size Limine's fastest_xfer_size() picks by timing reads with rdtsc (a "
+          "cache of that many sectors per volume, allocated before linux_load): "
+          + ", ".join(f"{v:#x}" for v in BOOT_PARAMS_POSSIBLE) + " below the top of RAM for boot_params, the "
+          "command line 0x5f000 above it")
 # fb_init with no resolution on QEMU's stdvga (EDID preferred 1280x800, 32 bpp).
 FB_WIDTH, FB_HEIGHT, FB_BPP = 1280, 800, 32
 VIDEO_TYPE_VLFB = 0x23
