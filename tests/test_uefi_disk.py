@@ -31,12 +31,14 @@ IMAGES = {
     # GOP mode 28: QemuVideoDxe's BLT configuration reallocated (3 pages, under OVMF's block here)
     "grub-disk-2560": ("grub", ["bios", "uefi"], "", (2560, 1440, 32)),
     "limine-disk": ("limine", ["bios", "uefi"], f'limine_dir = "{LIMINE_DIR}"\n', None),
+    "limine-disk-2560": ("limine", ["bios", "uefi"], f'limine_dir = "{LIMINE_DIR}"\n', (2560, 1440, 32)),
 }
 # capture name -> (image, memory)
 BOOTS = {"grub-disk-256M": ("grub-disk", "256M"), "grub-disk-512M": ("grub-disk", "512M"),
          "grub-disk-fat16-256M": ("grub-disk-fat16", "256M"), "grub-disk-uefi-256M": ("grub-disk-uefi", "256M"),
          "grub-disk-2560-256M": ("grub-disk-2560", "256M"),
-         "limine-disk-256M": ("limine-disk", "256M"), "limine-disk-512M": ("limine-disk", "512M")}
+         "limine-disk-256M": ("limine-disk", "256M"), "limine-disk-512M": ("limine-disk", "512M"),
+         "limine-disk-2560-256M": ("limine-disk-2560", "256M")}
 
 
 def build_image(tmp, name):
@@ -156,12 +158,12 @@ def test_the_medium_is_read_from_the_image(images):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("image", ["grub-disk-2560", "limine-disk"])
+@pytest.mark.parametrize("image", ["grub-disk-2560", "limine-disk-2560"])
 def test_real_boot_from_the_disk_matches_the_whole_mbi(images, image):
     """verify of the disk under OVMF at 256M: every field and the whole MBI, tag 17 counted.
-    GRUB's kernel asks for 2560x1440x32, so this one boot checks the disk's block and page rules
-    and QemuVideoDxe's BLT reallocation together (grub-disk-256M and the uefi-video captures check
-    each alone without QEMU)."""
+    Both kernels ask for 2560x1440x32, so each boot checks the disk's block and page rules and
+    QemuVideoDxe's BLT reallocation under that loader together (grub-disk-256M, limine-disk-256M
+    and the uefi-video captures check each alone without QEMU)."""
     require("qemu-system-x86_64", OVMF)
     doc = json.loads(run_bootforge("verify", "--json", "-q", images[0][image], "--platform", "qemu-q35-ovmf:256M",
                                    "--firmware", "uefi").stdout)

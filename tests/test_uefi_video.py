@@ -187,6 +187,27 @@ def test_the_blt_configuration_grows_a_page_past_2026_pixels():
     assert blocks == [731] * len(BLT_CAPTURES)
 
 
+LIMINE_BLT_CAPTURES = json.loads((DATA / "uefi-video" / "limine-gop-blt-tag17.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", LIMINE_BLT_CAPTURES,
+                         ids=["x".join(map(str, c["request"])) + "-" + c["platform"][-4:] for c in LIMINE_BLT_CAPTURES])
+def test_load_predicts_limines_exit_map_after_the_blt_reallocation(tmp_path_factory, case):
+    """Limine's tag 17 and total_size after init_gop's SetMode of a mode wider than 1280 (the
+    new BLT configuration under OVMF's Boot Services Data below Limine's image: 2 pages for
+    1920, 3 for 2048 and 2560), descriptor by descriptor."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    info = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))
+    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
+           for d in next(t for t in info["tags"] if t["type"] == 17)["descriptors"]]
+    assert got == case["tag17_descriptors"]
+    assert len(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes)) == case["total_size"]
+
+
 # ------------------------------------------------------------------ the image builder
 
 def _image_recipe(tmp_path, kernel, loader="grub", extra=""):

@@ -113,9 +113,9 @@ from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.owned import limine_bios
 from bootforge.loader.ovmf_media import TEMPLATE_MEDIUM, for_medium, template_block
-from bootforge.loader.ovmf_pages import limine_exit_map
+from bootforge.loader.ovmf_pages import limine_exit_map, pool_pages
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import QEMU_EDID_PREFERRED, limine_gop_choose
+from bootforge.loader.video import QEMU_EDID_PREFERRED, GopMode, blt_configure_size, limine_gop_choose, ovmf_gop_modes
 from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -603,14 +603,14 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
     tags.append(mbi.mb2_mmap(res.mmap))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     if efi:
-        body = write_map(uefi_exit_map(res.platform, req.efi_medium, res.notes), "efi-bin", None,
+        body = write_map(uefi_exit_map(res.platform, req.efi_medium, res.notes, fb), "efi-bin", None,
                          {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
                                    descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
 
 
-def uefi_exit_map(plat, medium=None, notes=None):
+def uefi_exit_map(plat, medium=None, notes=None, fb=None):
     """Tag 17's EFI map: the firmware's map at Limine's ExitBootServices. Under QEMU q35 + OVMF,
     the map captured on Limine's CD-ROM path (loader/ovmf_pages.py limine_exit_map: the same for
     any kernel and modules, moved with the memory size), and from another *medium* (an image's
@@ -631,9 +631,46 @@ def uefi_exit_map(plat, medium=None, notes=None):
                                  f"memory size; the CD-ROM capture is shown")
             else:
                 got = got.replace(moved)
+        if got is not None and fb is not None and fb[0] == "rgb":
+            got = _with_blt_reconfigure(got, fb, notes)
         if got is not None:
             return got
     return plat.memory_map
+
+
+def _with_blt_reconfigure(efi_map, fb, notes):
+    """The exit map after init_gop's SetMode (common/drivers/gop.c try_mode) of a mode wider than
+    OVMF's mode 0: QemuVideoDxe's BLT configuration no longer fits (loader/video.py
+    blt_configure_size; OvmfPkg/QemuVideoDxe/Gop.c QemuVideoGraphicsOutputSetMode allocates the
+    new size). While Limine runs, OVMF's top-down allocations land directly under the Boot
+    Services Data it took below Limine's image, and Limine's Loader Data allocated after init_gop
+    goes that much lower. Observed at 256M for 1920x1080x32 (2 pages there), 2048x1536x32 and
+    2560x1440x32 (3 pages), and 2560x1440x32 at 512M. Unlike under GRUB (grub_efi.py
+    _with_blt_reconfigure, where the old 2 pages come back free), the old configuration's 2 pages
+    are Boot Services Data at exit on all four boots: what takes them again is not established
+    (Gop.c FreePools them first), so the rule keeps them as observed."""
+    width = fb[1]
+    new = pool_pages(blt_configure_size(GopMode(0, width, fb[2], fb[3])))
+    if blt_configure_size(GopMode(0, width, fb[2], fb[3])) <= blt_configure_size(ovmf_gop_modes()[0]):
+        return efi_map
+    r = efi_map.ranges
+    at = next((i for i, x in enumerate(r) if x.type == EfiMemoryType.LOADER_CODE and x.start < 1 << 32), None)
+    if (at is None or at < 3 or r[at - 1].type != EfiMemoryType.BOOT_SERVICES_DATA
+            or r[at - 2].type != EfiMemoryType.LOADER_DATA or r[at - 3].type != EfiMemoryType.CONVENTIONAL
+            or r[at - 3].size <= new * PAGE):
+        if notes is not None:
+            notes.append(f"tag 17: QemuVideoDxe's BLT configuration for {width} pixels is reallocated while Limine "
+                         f"runs, but this map has not the shape it was observed in; shown without it")
+        return efi_map
+    free, late, bs = r[at - 3], r[at - 2], r[at - 1]
+    step = new * PAGE
+    moved = [MemoryRange(free.start, free.size - step, free.type, free.attributes),
+             MemoryRange(late.start - step, late.size, late.type, late.attributes),
+             MemoryRange(bs.start - step, bs.size + step, bs.type, bs.attributes)]
+    if notes is not None:
+        notes.append(f"tag 17: SetMode of {width}x{fb[2]} reallocates QemuVideoDxe's BLT configuration: {new} Boot "
+                     f"Services Data pages at {bs.start - step:#x}")
+    return efi_map.replace(r[:at - 3] + moved + r[at:])
 
 
 @loader_policy("limine-mb1", firmware=("bios", "uefi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
