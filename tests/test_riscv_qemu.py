@@ -150,20 +150,58 @@ def test_a_refused_uimage_falls_through_to_the_raw_load(tmp_path):
     proc = run_bootforge("load", uimage, "--platform", "qemu-virt-riscv64:512M", "--loader", "qemu-riscv-kernel")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "Wrong image type 3, expected 2" in proc.stderr and "raw" in proc.stderr
+    assert "Wrong image type 3, expected 2\n" in REFUSALS_CAPTURE.read_text()
+
+
+REFUSALS_CAPTURE = DATA / "riscv-qemu-refusals.txt"
+
+
+def overlapping_elf(out):
+    """The ELF fixture with its one PT_LOAD moved over fw_dynamic.bin (0x80010000)."""
+    elf = bytearray((DATA / f"{ELF_FIXTURE}.elf").read_bytes())
+    phoff, count = int.from_bytes(elf[32:40], "little"), int.from_bytes(elf[56:58], "little")
+    load = next(phoff + 56 * i for i in range(count) if elf[phoff + 56 * i] == 1)     # the one PT_LOAD
+    for field in (16, 24):                      # its p_vaddr, p_paddr
+        elf[load + field:load + field + 8] = (0x80010000).to_bytes(8, "little")
+    out.write_bytes(bytes(elf))
+    return out
+
+
+def qemu_stderr(kernel, seconds=3.0):
+    """What qemu-system-riscv64 -kernel KERNEL prints on stderr before it exits or *seconds* pass."""
+    import time
+    from bootforge.machines import MACHINES
+    m = MACHINES["qemu-virt-riscv64"]
+    require(m.binary)
+    argv = m.qemu_args(512 * MIB) + ["-display", "none", "-nographic", "-monitor", "none", "-serial", "null",
+                                     "-kernel", str(kernel)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.kill()
+    return proc.communicate()[1].decode("latin-1"), argv
+
+
+def test_qemu_says_the_refusals_words(tmp_path):
+    """QEMU itself: an ELF over fw_dynamic.bin ends it before the boot, a ramdisk uImage is refused by its
+    uImage loader (then loaded raw); each in the words the verdicts give."""
+    said, _ = qemu_stderr(overlapping_elf(tmp_path / "overlap.elf"))
+    assert "Some ROM regions are overlapping" in said
+    said, _ = qemu_stderr(gzip_uimage(DATA / "dtdump-riscv64.Image", tmp_path / "rd.uImage", kind="ramdisk"), 1.0)
+    assert said.splitlines()[0] == "Wrong image type 3, expected 2"
 
 
 def test_elf_overlapping_the_firmware_is_refused(tmp_path):
     """An ELF over fw_dynamic.bin: QEMU exits before the boot (its ROM blobs overlap)."""
     require(str(opensbi.FIRMWARE_BIN))
     board = fixture_board("qemu-virt-riscv64", 512 * MIB, "dtdump-riscv64-512M-initrd", CMDLINE)
-    elf = bytearray((DATA / f"{ELF_FIXTURE}.elf").read_bytes())
-    phoff, count = int.from_bytes(elf[32:40], "little"), int.from_bytes(elf[56:58], "little")
-    load = next(phoff + 56 * i for i in range(count) if elf[phoff + 56 * i] == 1)     # the one PT_LOAD
-    for field in (16, 24):                      # its p_vaddr, p_paddr
-        elf[load + field:load + field + 8] = (0x80010000).to_bytes(8, "little")
+    elf = overlapping_elf(tmp_path / "overlap.elf").read_bytes()
     with pytest.raises(LoaderRefusal) as refusal:
-        predict(board, bytes(elf), "qemu-riscv-kernel", None, CMDLINE)
+        predict(board, elf, "qemu-riscv-kernel", None, CMDLINE)
+    # QEMU's own words, kept (tests/data/riscv-qemu-refusals.txt; test_qemu_says_the_refusals_words).
     assert refusal.value.words == "Some ROM regions are overlapping"
+    assert refusal.value.words in REFUSALS_CAPTURE.read_text()
 
 
 def regenerate():
@@ -204,6 +242,15 @@ def regenerate_elf():
         f"{UIMAGE_LOAD:#x} -e {UIMAGE_LOAD:#x} (SOURCE_DATE_EPOCH=0); {command}  (initrd.img: tests/dtboot.py "
         f"make_initrd, {INITRD_SIZE} bytes)\n" + serial)
     elf = link_elf(DATA / f"{ELF_FIXTURE}.elf")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = []
+        for kernel in (overlapping_elf(Path(tmp) / "overlap.elf"),
+                       gzip_uimage(DATA / "dtdump-riscv64.Image", Path(tmp) / "rd.uImage", kind="ramdisk")):
+            said, argv = qemu_stderr(kernel, 1.0)
+            out.append(f"# {' '.join(argv).replace(tmp, '.')}  ({kernel.name}: tests/test_riscv_qemu.py "
+                       f"{'overlapping_elf' if kernel.suffix == '.elf' else 'gzip_uimage kind=ramdisk'})\n"
+                       + said.replace(tmp, "."))
+        REFUSALS_CAPTURE.write_text("".join(out))
     with tempfile.TemporaryDirectory() as tmp:
         initrd = make_initrd(Path(tmp) / "initrd.img", INITRD_SIZE)
         serial, _ = boot("qemu-virt-riscv64", 512 * MIB, elf, tmp, initrd, CMDLINE)
