@@ -51,11 +51,10 @@ from bootforge.loader.alloc import FreeSpace, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4
 from bootforge.loader.policies.grub_efi import _with_grub_image, grub_efi_mmap, with_grub_heap
-from bootforge.loader.policies.grub_pc_linux import (BOOT_IMAGE, BZIMAGE_ADDR, CAN_USE_HEAP, CL_MAGIC, CL_OFFSET,
-                                                     E820_ENTRY, E820_IN_STRUCT, EXT_MEM_KIB, HEAP_END_OFFSET,
-                                                     INITRD_MAX_ADDRESS, INITRD_TOP_GAP, LOADER_TYPE_GRUB,
-                                                     PARAMS_SIZE, PARAMS_STRUCT, QUIET_FLAG, REAL_MODE_HIGH,
-                                                     REAL_MODE_LOW, ROOT_DEV)
+from bootforge.loader.policies import grub_pc_linux
+from bootforge.loader.policies.grub_pc_linux import (BOOT_IMAGE, BZIMAGE_ADDR, E820_ENTRY, INITRD_MAX_ADDRESS,
+                                                     INITRD_TOP_GAP, PARAMS_SIZE, PARAMS_STRUCT, REAL_MODE_HIGH,
+                                                     REAL_MODE_LOW)
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryRange
 from bootforge.uki.kernel import is_bzimage, read_bzimage
@@ -192,34 +191,17 @@ def with_loader_data(efi_map, chunks):
     return efi_map.replace(merged)
 
 
-def zero_page(data, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820, cmdline, efi_mmap, secure_boot):
-    """The struct linux_kernel_params GRUB x86_64-efi copies to real_mode_target (0x3fc bytes)."""
-    page = bytearray(PARAMS_STRUCT)
-    end = 0x202 + data[0x201]
-    page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
-    struct.pack_into("<I", page, 0x214, code32)
-    struct.pack_into("<I", page, 0x230, kernel_alignment)
-    page[0x1FE] = page[0x1FF] = 0                   # ps_mouse, padding10
-    page[0x210] = LOADER_TYPE_GRUB
-    struct.pack_into("<HH", page, 0x20, CL_MAGIC, CL_OFFSET)
-    struct.pack_into("<II", page, 0x218, *ramdisk)
-    struct.pack_into("<H", page, 0x224, HEAP_END_OFFSET)
-    page[0x211] |= CAN_USE_HEAP | (QUIET_FLAG if any(w.startswith("quiet") for w in cmdline.split()[1:]) else 0)
-    struct.pack_into("<H", page, 0x02, EXT_MEM_KIB)
-    struct.pack_into("<I", page, 0x1E0, EXT_MEM_KIB)
-    page[0x10] = 16                                 # font_size
-    if ramdisk[1]:
-        struct.pack_into("<H", page, 0x1FC, ROOT_DEV)
+def zero_page(data, hdr, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820, cmdline, efi_mmap, secure_boot):
+    """The struct linux_kernel_params GRUB x86_64-efi copies to real_mode_target (0x3fc bytes):
+    i386-pc's (grub_pc_linux.zero_page) without the text console, with efi_info and secure_boot."""
+    page = bytearray(grub_pc_linux.zero_page(data, hdr, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820,
+                                             cmdline, text_console=False))
     page[SECURE_BOOT] = secure_boot
     page[EFI_LOADER_SIGNATURE:EFI_LOADER_SIGNATURE + 4] = EFI_SIGNATURE
     addr, size = efi_mmap
     struct.pack_into("<IIII", page, EFI_MEMDESC_SIZE, EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION,
                      addr & 0xFFFFFFFF, size)
     struct.pack_into("<I", page, EFI_MEMMAP_HI, addr >> 32)
-    struct.pack_into("<I", page, 0x228, cmd_line_ptr)
-    page[0x1E8] = len(e820)
-    for i, (a, s, t) in enumerate(e820[:E820_IN_STRUCT]):
-        struct.pack_into("<QQI", page, 0x2D0 + E820_ENTRY * i, a, s, t)
     return bytes(page)
 
 
@@ -328,7 +310,7 @@ def load(req):
     res.maps["efi-at-exit"] = at_exit
     exit_bytes = len(at_exit.ranges) * EFI_DESCRIPTOR_DEFAULT_SIZE
     res.mbi_address = params
-    res.mbi_bytes = zero_page(data, code32, 1 << align_left if relocatable else 1, ramdisk, params + cl_offset,
+    res.mbi_bytes = zero_page(data, hdr, code32, 1 << align_left if relocatable else 1, ramdisk, params + cl_offset,
                               mmap, cmdline, (params + real_size, exit_bytes), secure_boot_mode(plat))
     res.mmap = mmap
     res.linux = {"boot_params": params, "cmd_line_ptr": params + cl_offset, "cl_offset": cl_offset,

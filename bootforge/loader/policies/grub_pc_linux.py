@@ -107,9 +107,10 @@ DECLARED = ((0x00, 2, "screen_info.orig_x/orig_y: GRUB's console cursor when it 
              "GRUB printed before)"),)
 
 
-def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline):
+def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline, text_console=True):
     """The first PARAMS_STRUCT bytes of the zero page GRUB hands the kernel (grub_cmd_linux,
-    grub_cmd_initrd, grub_linux_boot in that order of writes), cursor bytes as observed."""
+    grub_cmd_initrd, grub_linux_boot in that order of writes), cursor bytes as observed. Without
+    *text_console* (x86_64-efi: grub_linux_setup_video fails and have_vga stays 0) no video fields."""
     page = bytearray(PARAMS_STRUCT)
     end = 0x202 + data[0x201]
     page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
@@ -126,9 +127,10 @@ def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline):
     page[0x10] = 16                                 # font_size
     if ramdisk[1]:
         struct.pack_into("<H", page, 0x1FC, ROOT_DEV)
-    # grub_linux_boot: no video mode set (text): VGA text, mode 3, the console's size and cursor.
-    page[0x0F], page[0x06], page[0x07], page[0x0E] = VGA_TEXT, 0x03, 80, 25
-    page[0x00], page[0x01] = 0, 2
+    if text_console:
+        # grub_linux_boot: no video mode set (text): VGA text, mode 3, the console's size and cursor.
+        page[0x0F], page[0x06], page[0x07], page[0x0E] = VGA_TEXT, 0x03, 80, 25
+        page[0x00], page[0x01] = 0, 2
     struct.pack_into("<I", page, 0x228, cmd_line_ptr)
     page[0x1E8] = len(e820)
     for i, (a, s, t) in enumerate(e820[:E820_IN_STRUCT]):

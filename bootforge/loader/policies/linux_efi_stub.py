@@ -35,6 +35,9 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   boot_params through QEMU's gdbstub). Its address (a pool allocation) is bounded only.
   SETUP_E820_EXT comes only past 128 E820 entries. Platforms given as map files have no
   device list: their SETUP_PCI nodes are not predicted.
+- The zero page: the whole page efi_pe_entry clears and fills (bootforge/loader/
+  linux_stub_zero_page.py), its address fields from OVMF's replayed allocator (linux.placement),
+  efi_memmap_size from the replayed exit map; OVMF's own pointers declared.
 """
 
 from bootforge.errors import BootforgeError, FormatError, LoaderRefusal, RecipeError
@@ -43,6 +46,9 @@ from bootforge.formats import bzimage as bz
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.loader import ovmf_pages
+from bootforge.loader.linux_stub_zero_page import exit_descriptors
+from bootforge.loader.linux_stub_zero_page import predict as stub_zero_page
+from bootforge.loader.video import ovmf_gop_modes
 from bootforge.loader.policies import loader_policy
 from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.loader.result import LoadResult
@@ -177,6 +183,8 @@ def _ovmf_placement(req, res, hdr, kernel, initrd_size, path, kernel_start, node
     got = ovmf_pages.replay(cap, lowmem, file_size=len(data), size_of_image=pe.size_of_image,
                             initrd_size=initrd_size, initrd_max=initrd_max, rom_sizes=rom_sizes,
                             kernel_size_of_image=inputs.get("kernel_size_of_image"))
+    out["exit_descriptors"] = exit_descriptors(got.pm, (kernel_start, next(p.end - p.start for p in res.placements
+                                                                           if p.start == kernel_start)))
     out.update(exact=True, image={"start": got.image[0], "end": got.image[1]},
                kernel_image=({"start": got.kernel_image[0], "end": got.kernel_image[1]} if got.kernel_image else None),
                boot_params=got.boot_params, cmdline_page=got.cmdline_page, cmd_line_ptr=got.cmdline,
@@ -357,4 +365,7 @@ def load(req):
         res.notes.append(f"predicted: PCR 11 sha256 {facts['pcrs']['11']['sha256']}, PCR 4 sha256 "
                          f"{facts['pcrs']['4']['sha256']} ({PREDICTION_SOURCE})")
     res.linux = facts
+    # The zero page bytes (bootforge/loader/linux_stub_zero_page.py): OVMF's GOP keeps its mode 0.
+    gop = ovmf_gop_modes()[0] if on_q35_ovmf else None
+    stub_zero_page(res, facts["placement"], (gop.width, gop.height) if gop else None)
     return res
