@@ -128,14 +128,24 @@ def rows_for(want, seen, Row):
         rows.append(Row("files Xen's EFI loader read", len(wf), len(of), len(wf) == len(of)))
         for i in range(max(len(wf), len(of))):
             p, o = (wf[i] if i < len(wf) else None), (of[i] if i < len(of) else None)
-            rows.append(Row(f"file {i} ({(p or o)[0]})", p, o, p == o))
+            rows.append(Row(f"file {i}", _file_cell(p), _file_cell(o), p == o))
     if "efi_map" in want:
         pe, oe = want["efi_map"], seen.get("efi_map") or []
-        rows.append(Row("EFI map at ExitBootServices: descriptors", len(pe), len(oe), len(pe) == len(oe)))
+        rows.append(Row("EFI map at exit (type start+pages attr)", len(pe), len(oe), len(pe) == len(oe)))
         for i in range(max(len(pe), len(oe))):
             p, o = (pe[i] if i < len(pe) else None), (oe[i] if i < len(oe) else None)
-            rows.append(Row(f"EFI map {i} (type, start, pages, attribute)", p, o, p == o))
+            rows.append(Row(f"EFI map {i}", _descriptor_cell(p), _descriptor_cell(o), p == o))
     return rows
+
+
+def _file_cell(f):
+    """A file Xen's EFI loader read, as it prints it: 'NAME [start, end)'."""
+    return None if f is None else f"{f[0]} [{f[1]:#x}, {f[2]:#x})"
+
+
+def _descriptor_cell(d):
+    """An EFI descriptor (type, start, pages, attribute) in one short cell: 'type start+pages attr'."""
+    return None if d is None else f"{d[0]} {d[1]:#x}+{d[2]:#x} {d[3]:#x}"
 
 
 PAGE = 4096
