@@ -195,7 +195,8 @@ def gunzip_uboot(data, limit):
 
 def unlzma_uboot(data, limit):
     """lib/lzma/LzmaTools.c lzmaBuffToBuffDecompress(): a .lzma ("alone") stream, at most *limit* bytes."""
-    import lzma         # function-level: only compressed uImages need it
+    # Function-level import: only lzma-compressed uImages need it.
+    import lzma
     d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
     try:
         out = d.decompress(data, limit + 1)

@@ -159,7 +159,8 @@ def inspect_efi_linux(path, data):
     vs += verdicts.qemu_verdicts(data, None if uki else bz, img)
     if uki and kernel[0x38:0x3C] == b"ARM\x64":
         # An arm64 UKI (linuxaa64.efi.stub): AAVMF's, systemd-stub's and QEMU's verdicts instead of the
-        # x86 ones, and the embedded Image's two views (bootforge/uki/arm64.py).
+        # x86 ones, and the embedded Image's two views. Function-level import: bootforge/uki/arm64.py
+        # only for an arm64 UKI.
         from bootforge.uki.arm64 import arm64_uki
         vs = arm64_uki(doc, img, data, kernel)
     doc["verdicts"] = [v.to_json() for v in vs]
