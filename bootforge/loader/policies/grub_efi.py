@@ -548,10 +548,13 @@ def grub_video_request(k):
 
 
 def _with_loader_data(efi, taken):
-    """The EFI map with the pages GRUB allocated retyped to LoaderData."""
+    """The EFI map with the pages GRUB allocated retyped to LoaderData, in the firmware's order:
+    each descriptor's pieces where it was (EDK2's GetMemoryMap is not sorted by address: with RAM
+    above 4 GiB, OVMF lists it before the MMIO descriptors below 4 GiB; observed at 3G)."""
     cuts = sorted(taken)
     out = []
     for r in efi.ranges:
+        first = len(out)
         pieces = [(r.start, r.start + r.size)]
         if r.type in FREED_AT_EXIT or r.type == EfiMemoryType.CONVENTIONAL:
             for a, n in cuts:
@@ -569,7 +572,7 @@ def _with_loader_data(efi, taken):
                 pieces = nxt
         for lo, hi in pieces:
             out.append(MemoryRange(lo, hi - lo, r.type, r.attributes))
-    out.sort(key=lambda x: x.start)
+        out[first:] = sorted(out[first:], key=lambda x: x.start)
     merged = []
     for r in out:
         last = merged[-1] if merged else None
