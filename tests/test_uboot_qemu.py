@@ -358,39 +358,27 @@ def test_verify_bootm_refuses_compressed_uimages(tmp_path, kind, payload, words)
     assert words in report["loader_words"] and report["predicted_refusal"] == words
 
 
-COMPRESSED_FIT = """[fit]
-description = "dtdump, {kind} kernel, through bootm"
-[[fit.images]]
-name = "kernel-1"
-path = "kernel.{kind}"
-type = "kernel"
-arch = "arm64"
-os = "linux"
-compression = "{kind}"
-load = {load:#x}
-entry = {load:#x}
-hashes = ["sha256"]
-[[fit.images]]
-name = "fdt-1"
-path = "virt.dtb"
-type = "flat_dt"
-arch = "arm64"
-hashes = ["sha256"]
-[[fit.configurations]]
-name = "conf-1"
-kernel = "kernel-1"
-fdt = ["fdt-1"]
-"""
+def compressed_fit_recipe(kind):
+    """RECIPE with its kernel compressed by *kind* (compression = "<kind>") and no ramdisk in conf-1."""
+    recipe = RECIPE.format(kernel=f"kernel.{kind}", load=LOAD, fdt_image=FDT_IMAGE, fdt_ref='fdt = ["fdt-1"]')
+    return recipe.replace('ramdisk = "ramdisk-1"\n', "").replace(
+        'os = "linux"\nload', f'os = "linux"\ncompression = "{kind}"\nload', 1)
 
 
-def compressed_fit(tmp_path, kind):
+def compressed_fit(tmp_path, kind, kernel=None, dtb=None, out=None):
+    """A bootforge FIT of compressed_fit_recipe(*kind*): the dump kernel compressed by *kind*'s tool,
+    QEMU's virt tree (or *dtb*) as fdt-1."""
     require(COMPRESSORS[kind][0])
-    (tmp_path / f"kernel.{kind}").write_bytes(subprocess.run(COMPRESSORS[kind], input=dump_kernel("aarch64").read_bytes(),
-                                                             capture_output=True, check=True).stdout)
-    (tmp_path / "virt.dtb").write_bytes(machine_dtb(MACHINES["qemu-virt-aarch64"], 1 << 30)[0])
-    (tmp_path / "fit.toml").write_text(COMPRESSED_FIT.format(kind=kind, load=LOAD))
-    run_bootforge("build", tmp_path / "fit.toml", "-o", tmp_path / "fit.itb", check=0)
-    return tmp_path / "fit.itb"
+    kernel = kernel if kernel is not None else dump_kernel("aarch64").read_bytes()
+    (tmp_path / f"kernel.{kind}").write_bytes(subprocess.run(COMPRESSORS[kind], input=kernel, capture_output=True,
+                                                             check=True).stdout)
+    (tmp_path / "virt.dtb").write_bytes(dtb if dtb is not None else machine_dtb(MACHINES["qemu-virt-aarch64"],
+                                                                                 1 << 30)[0])
+    make_initrd(tmp_path / "initrd.img", 4096)
+    (tmp_path / "fit.toml").write_text(compressed_fit_recipe(kind))
+    out = out or tmp_path / "fit.itb"
+    run_bootforge("build", tmp_path / "fit.toml", "-o", out, check=0)
+    return out
 
 
 def test_verify_bootm_of_a_fit_with_a_gzip_kernel(tmp_path):
@@ -453,21 +441,17 @@ def test_compressed_fit_capture(tmp_path):
 
 def regenerate_fit_capture():
     import tempfile
+    # QEMU's tree packed (the fixture keeps its used bytes of a 1 MiB totalsize).
+    head = (DATA / FIT_CAPTURE_DTB).read_bytes()
+    tree = Fdt(head + bytes(int.from_bytes(head[4:8], "big") - len(head)))
+    tree.pack()
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "kernel.gzip").write_bytes(subprocess.run(COMPRESSORS["gzip"], input=(DATA / "dtdump-aarch64.Image")
-                                                         .read_bytes(), capture_output=True, check=True).stdout)
-        # QEMU's tree packed (the fixture keeps its used bytes of a 1 MiB totalsize).
-        head = (DATA / FIT_CAPTURE_DTB).read_bytes()
-        tree = Fdt(head + bytes(int.from_bytes(head[4:8], "big") - len(head)))
-        tree.pack()
-        (tmp / "virt.dtb").write_bytes(tree.blob())
-        (tmp / "fit.toml").write_text(COMPRESSED_FIT.format(kind="gzip", load=LOAD))
-        run_bootforge("build", tmp / "fit.toml", "-o", COMPRESSED / f"{FIT_CAPTURE}.itb", check=0)
+        compressed_fit(Path(tmp), "gzip", (DATA / "dtdump-aarch64.Image").read_bytes(), tree.blob(),
+                       COMPRESSED / f"{FIT_CAPTURE}.itb")
     command = f"bootm {UBOOT_LOAD_ADDR:#x}"
     console = uboot_run(COMPRESSED / f"{FIT_CAPTURE}.itb", command)
     (COMPRESSED / f"{FIT_CAPTURE}.console").write_text(
-        f"# {FIT_CAPTURE}.itb: tests/test_uboot_qemu.py regenerate_fit_capture (COMPRESSED_FIT, gzip, fdt "
+        f"# {FIT_CAPTURE}.itb: tests/test_uboot_qemu.py regenerate_fit_capture (compressed_fit gzip, fdt "
         f"tests/data/{FIT_CAPTURE_DTB}); qemu-system-aarch64 -M virt -cpu cortex-a57 -m 1G -bios {UBOOT_ARM64} "
         f"-device loader,file={FIT_CAPTURE}.itb,addr={UBOOT_LOAD_ADDR:#x},force-raw=on; at the prompt: {command}\n"
         + console[console.find("=> bootm"):])
