@@ -103,6 +103,31 @@ HANDOVER_64_BIAS = 0x200
 # is formats/e820.py's BOOT_PARAMS_E820_MAX.
 BOOT_PARAMS_SIZE = 0x1000
 
+# struct efi_info at boot_params offset 0x1c0 (bootparam.h; GRUB's linux_kernel_params v0208 the
+# same): what an EFI loader or the EFI stub hands over about the firmware and its memory map.
+BOOT_PARAMS_EFI_INFO = 0x1C0
+EFI_LOADER_SIGNATURE_64 = b"EL64"
+EfiInfo = Struct(
+    "efi_loader_signature" / Bytes(4),
+    "efi_systab" / Int32ul,
+    "efi_memdesc_size" / Int32ul,
+    "efi_memdesc_version" / Int32ul,
+    "efi_memmap" / Int32ul,
+    "efi_memmap_size" / Int32ul,
+    "efi_systab_hi" / Int32ul,
+    "efi_memmap_hi" / Int32ul,
+)
+
+
+def efi_info_offset(field):
+    """boot_params offset of efi_info's *field*."""
+    at = BOOT_PARAMS_EFI_INFO
+    for sub in EfiInfo.subcons:
+        if sub.name == field:
+            return at
+        at += sub.sizeof()
+    raise KeyError(field)
+
 class SetupDataType(Numbering):
     """setup_data node types (bootparam.h SETUP_*)."""
 

@@ -29,6 +29,7 @@ exact) the address fields and efi_memmap_size, with the placement's reason."""
 
 import struct
 
+from bootforge.formats import bzimage as bz
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 
@@ -36,8 +37,9 @@ PARAM_SIZE = 0x1000                     # efi_pe_entry's allocation (one page: o
 ROOT_FLAGS, VID_MODE, TYPE_OF_LOADER, INITRD_ADDR_MAX = 0x1F2, 0x1FA, 0x210, 0x22C
 RAMDISK_IMAGE, RAMDISK_SIZE, CMD_LINE_PTR, SETUP_DATA = 0x218, 0x21C, 0x228, 0x250
 EXT_RAMDISK_IMAGE, EXT_RAMDISK_SIZE, EXT_CMD_LINE_PTR = 0x0C0, 0x0C4, 0x0C8
-EFI_INFO, EFI_SYSTAB, EFI_MEMMAP, EFI_MEMMAP_SIZE = 0x1C0, 0x1C4, 0x1D0, 0x1D4
-EFI_SYSTAB_HI, EFI_MEMMAP_HI = 0x1D8, 0x1DC
+EFI_SYSTAB, EFI_SYSTAB_HI = bz.efi_info_offset("efi_systab"), bz.efi_info_offset("efi_systab_hi")
+EFI_MEMMAP, EFI_MEMMAP_HI = bz.efi_info_offset("efi_memmap"), bz.efi_info_offset("efi_memmap_hi")
+EFI_MEMMAP_SIZE = bz.efi_info_offset("efi_memmap_size")
 ALT_MEM_K, E820_ENTRIES, SECURE_BOOT, E820_TABLE = 0x1E0, 0x1E8, 0x1EC, 0x2D0
 E820_MAX = 128
 LOADER_TYPE_EFI = 0x21                  # efi_pe_entry: "EFI stub" in Documentation/x86/boot.rst's table
@@ -103,9 +105,13 @@ def stub_zero_page(*, cmdline_ptr, initrd, setup_data, e820, gop, exit_descripto
         struct.pack_into("<H", page, SI_PAGES, 1)
         struct.pack_into("<I", page, SI_CAPS, VIDEO_CAPABILITY_SKIP_QUIRKS)
     struct.pack_into("<Q", page, SETUP_DATA, setup_data or 0)
-    page[EFI_INFO:EFI_INFO + 4] = b"EL64"
-    struct.pack_into("<II", page, EFI_SYSTAB + 4, EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION)
-    struct.pack_into("<I", page, EFI_MEMMAP_SIZE, (exit_descriptors_count or 0) * EFI_DESCRIPTOR_DEFAULT_SIZE)
+    # exit_boot_func (the system table and the map buffer's address declared: left 0)
+    info = bz.EfiInfo.build(dict(efi_loader_signature=bz.EFI_LOADER_SIGNATURE_64, efi_systab=0,
+                                 efi_memdesc_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
+                                 efi_memdesc_version=EFI_DESCRIPTOR_VERSION, efi_memmap=0,
+                                 efi_memmap_size=(exit_descriptors_count or 0) * EFI_DESCRIPTOR_DEFAULT_SIZE,
+                                 efi_systab_hi=0, efi_memmap_hi=0))
+    page[bz.BOOT_PARAMS_EFI_INFO:bz.BOOT_PARAMS_EFI_INFO + len(info)] = info
     struct.pack_into("<I", page, ALT_MEM_K, ALT_MEM_KIB)
     page[E820_ENTRIES] = min(len(e820), E820_MAX)
     for i, (a, s, t) in enumerate(e820[:E820_MAX]):

@@ -63,10 +63,6 @@ SOURCE = ("GRUB 2.06 grub-core/loader/i386/linux.c (x86_64-efi: grub_cmd_linux, 
           "lib/relocator.c, lib/efi/relocator.c")
 PAGE = 0x1000
 KERNEL_MIN = 0x1000000                  # allocate_pages' second try: [16 MiB, 4 GiB)
-EFI_SIGNATURE = b"EL64"                 # GRUB_LINUX_EFI_SIGNATURE (x86_64)
-# struct linux_kernel_params offsets of efi_info (include/grub/i386/linux.h v0208 = bootparam.h's).
-EFI_LOADER_SIGNATURE, EFI_SYSTAB, EFI_MEMDESC_SIZE, EFI_MEMDESC_VERSION = 0x1C0, 0x1C4, 0x1C8, 0x1CC
-EFI_MEMMAP, EFI_MEMMAP_SIZE, EFI_SYSTAB_HI, EFI_MEMMAP_HI = 0x1D0, 0x1D4, 0x1D8, 0x1DC
 # The relocator's free memory is the firmware's conventional pages and its heap's free blocks
 # (relocator.c malloc_in_range walks both); GRUB's heap in use at its top when `initrd` runs, on the
 # disk images bootforge builds: 0x933000 bytes, measured at 966M (heap 0x29bda000-0x38175000, the
@@ -77,8 +73,9 @@ SECURE_BOOT = 0x1EC                     # boot_params.secure_boot
 SECUREBOOT_DISABLED, SECUREBOOT_ENABLED = 2, 3
 WRONG_FIRMWARE = "grub-efi-linux needs an EFI platform (qemu-q35-ovmf:<mem>, an EFI map file)"
 DECLARED = (
-    (EFI_SYSTAB, 4, "efi_info.efi_systab: the EFI system table OVMF allocated (grub_efi_system_table)"),
-    (EFI_SYSTAB_HI, 4, "efi_info.efi_systab_hi: the EFI system table's high half"),
+    (bz.efi_info_offset("efi_systab"), 4, "efi_info.efi_systab: the EFI system table OVMF allocated "
+                                          "(grub_efi_system_table)"),
+    (bz.efi_info_offset("efi_systab_hi"), 4, "efi_info.efi_systab_hi: the EFI system table's high half"),
 )
 
 
@@ -197,11 +194,13 @@ def zero_page(data, hdr, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820, 
     page = bytearray(grub_pc_linux.zero_page(data, hdr, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820,
                                              cmdline, text_console=False))
     page[SECURE_BOOT] = secure_boot
-    page[EFI_LOADER_SIGNATURE:EFI_LOADER_SIGNATURE + 4] = EFI_SIGNATURE
     addr, size = efi_mmap
-    struct.pack_into("<IIII", page, EFI_MEMDESC_SIZE, EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION,
-                     addr & 0xFFFFFFFF, size)
-    struct.pack_into("<I", page, EFI_MEMMAP_HI, addr >> 32)
+    # grub_cmd_linux: signature and system table (its address declared); grub_linux_boot: the map.
+    info = bz.EfiInfo.build(dict(efi_loader_signature=bz.EFI_LOADER_SIGNATURE_64, efi_systab=0,
+                                 efi_memdesc_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
+                                 efi_memdesc_version=EFI_DESCRIPTOR_VERSION, efi_memmap=addr & 0xFFFFFFFF,
+                                 efi_memmap_size=size, efi_systab_hi=0, efi_memmap_hi=addr >> 32))
+    page[bz.BOOT_PARAMS_EFI_INFO:bz.BOOT_PARAMS_EFI_INFO + len(info)] = info
     return bytes(page)
 
 
