@@ -38,3 +38,34 @@ def qemu_kernel_args(tmp_path, memory="1G"):
     """`bootforge load/verify` arguments for Debian's kernel by AAVMF's QEMU -kernel with the initrd."""
     return (debian_arm64_kernel(), "--platform", f"qemu-virt-aarch64:{memory}", "--loader", "linux-efi-stub-arm64",
             "--cmdline", KERNEL_CMDLINE)
+
+
+def build_uki_esp_image(tmp_path):
+    """The same kernel in an arm64 UKI (systemd's linuxaa64.efi.stub, the -kernel boot's initrd and
+    command line as .initrd and .cmdline) as the ESP's EFI/BOOT/BOOTAA64.EFI (the kept esp-uki boot)."""
+    # Function-level import: the UKI stub's fetch lives with the arm64 UKI tests.
+    from test_uki_arm64 import arm64_stub
+    stub = arm64_stub()
+    initrd = kernel_initrd(tmp_path)
+    (tmp_path / "uki.toml").write_text(f'''[uki]
+kernel = "{debian_arm64_kernel()}"
+stub = "{stub}"
+initrd = ["{initrd.name}"]
+cmdline = "{KERNEL_CMDLINE}"
+os_release = {{ ID = "debian", VERSION_ID = "12", PRETTY_NAME = "bootforge arm64 UKI" }}
+output = "uki-arm64.efi"
+''')
+    run_bootforge("build", tmp_path / "uki.toml", check=0)
+    (tmp_path / "disk.toml").write_text('''[image]
+format = "disk"
+loader = "uki"
+firmware = "uefi"
+output = "uki-esp.img"
+[[image.entries]]
+title = "Debian arm64 UKI"
+kernel = "uki-arm64.efi"
+loader_path = "/EFI/BOOT/BOOTAA64.EFI"
+protocol = "linux"
+''')
+    run_bootforge("build", tmp_path / "disk.toml", check=0)
+    return tmp_path / "uki-esp.img"

@@ -1,11 +1,11 @@
-"""`make aavmf-verify`: the AAVMF boots make test leaves out (tests/test_aavmf_boot.py boots 1G from
-the disk and by -kernel): Debian's arm64 kernel from the bootforge disk image and by QEMU -kernel
-with an initrd at 512M, 2G and 3G, each predicted from the 1G captures moved with the end of RAM
-(bootforge/loader/aavmf_pages.py Capture.at), every field exact."""
+"""`make aavmf-verify`: the AAVMF boots make test leaves out (tests/test_aavmf_boot.py boots 1G of
+each): Debian's arm64 kernel from the bootforge disk image, by QEMU -kernel with an initrd, and in
+an arm64 UKI on a disk, at 512M, 2G and 3G, each predicted from the 1G captures moved with the end
+of RAM (bootforge/loader/aavmf_pages.py Capture.at), every field exact."""
 
 import pytest
 
-from aavmf_disk import build_esp_image, kernel_initrd, qemu_kernel_args
+from aavmf_disk import build_esp_image, build_uki_esp_image, kernel_initrd, qemu_kernel_args
 from conftest import require
 from dtboot import verify_json
 
@@ -23,4 +23,11 @@ def test_esp(tmp_path, memory):
 def test_qemu_kernel_with_an_initrd(tmp_path, memory):
     require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
     report, fields = verify_json(*qemu_kernel_args(tmp_path, memory), "--module", kernel_initrd(tmp_path))
+    assert report["ok"] and fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+
+
+@pytest.mark.parametrize("memory", SIZES)
+def test_uki_disk(tmp_path, memory):
+    require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
+    report, fields = verify_json(build_uki_esp_image(tmp_path), "--platform", f"qemu-virt-aarch64:{memory}")
     assert report["ok"] and fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"

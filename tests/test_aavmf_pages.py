@@ -1,7 +1,9 @@
 """AAVMF's page allocator replayed for the arm64 Linux EFI stub (bootforge/loader/aavmf_pages.py,
 loader/policies/linux_efi_stub_arm64.py) against the kept real boot: Debian's 6.1 arm64 kernel as
 EFI/BOOT/BOOTAA64.EFI of a bootforge disk image under AAVMF 2022.11 at 1G, its EFI exit map and
-DTB read from guest memory (tests/data/aavmf/, commands in tests/data/README.md). No QEMU."""
+DTB read from guest memory (tests/data/aavmf/, commands in tests/data/README.md); the same kernel
+by AAVMF's QEMU -kernel with an initrd, and in an arm64 UKI on the disk. No QEMU, no CLI (the
+images and `bootforge load`/`verify` of them: tests/test_aavmf_boot.py)."""
 
 import json
 from pathlib import Path
@@ -9,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from aavmf_capture import BOOTS, capture
-from aavmf_disk import KERNEL_CMDLINE, KERNEL_INITRD_SIZE, build_esp_image, kernel_initrd, qemu_kernel_args
+from aavmf_disk import KERNEL_CMDLINE, KERNEL_INITRD_SIZE
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import aavmf_pages
-from bootforge.loader.policies.linux_efi_stub_arm64 import primary_entry_offset, stub_dtb
+from bootforge.loader.policies.linux_efi_stub_arm64 import stub_dtb
 from bootforge.pe.image import read_pe
-from conftest import assert_one_line_error, run_bootforge
 from test_arm_images import debian_arm64_kernel
 
 DATA = Path(__file__).parent / "data" / "aavmf"
@@ -30,11 +31,11 @@ DTB_QK = (DATA / "qemu-kernel-initrd-1G-dtb.bin").read_bytes()
 # struct linux_efi_initrd {base, size} of that boot (its LINUX_EFI_INITRD_MEDIA table, the log's INITRD=)
 INITRD_QK = (DATA / "qemu-kernel-initrd-1G-initrd-table.bin").read_bytes()
 INITRD_QK_BASE, INITRD_QK_SIZE = int.from_bytes(INITRD_QK[:8], "little"), int.from_bytes(INITRD_QK[8:], "little")
-
-
-@pytest.fixture(scope="module")
-def esp_image(tmp_path_factory):
-    return build_esp_image(tmp_path_factory.mktemp("aavmf"))
+# An arm64 UKI of the same kernel, initrd and command line as the disk's BOOTAA64.EFI at 1G.
+EXIT_MAP_UKI = aavmf_pages.parse_exit_map((DATA / "esp-uki-1G-exit-map.bin").read_bytes())
+DTB_UKI = (DATA / "esp-uki-1G-dtb.bin").read_bytes()
+INITRD_UKI_BASE = int.from_bytes((DATA / "esp-uki-1G-initrd-table.bin").read_bytes()[:8], "little")
+UKI_SIZE_OF_IMAGE = 0x2283000       # that UKI's PE SizeOfImage (its Loader Code run in the kept map)
 
 
 def kept_chosen(dtb=DTB):
@@ -47,7 +48,8 @@ def kept_fdt_address(dtb, memory):
     """Where the kept boot's DTB was: the boots were read from RAM, the DTB found by its magic at
     the address tests/data/README.md names (0x7a200000 at 1G, 0xba200000 at 2G from an ESP,
     0x7bf10000 by -kernel)."""
-    return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000}[(dtb, memory)]
+    return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000,
+            (DTB_UKI, 1 << 30): 0x7A200000}[(dtb, memory)]
 
 
 def loader_pieces(ranges):
@@ -60,7 +62,8 @@ def test_captures_are_the_kept_boots():
         assert stored == json.loads(json.dumps(capture(name)))
 
 
-@pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd")], ids=["esp", "qemu-kernel"])
+@pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd"),
+                                          (DTB_UKI, KERNEL_CMDLINE)], ids=["esp", "qemu-kernel", "esp-uki"])
 def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
     """update_fdt's empty tree (cells, /chosen, bootargs when there is a command line, the six
     properties in libfdt's order, packed) with the values the real boot had is the DTB the
@@ -72,73 +75,29 @@ def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
 
 @pytest.mark.parametrize("path, memory, exit_map, dtb", [("esp", 1 << 30, EXIT_MAP, DTB),
                                                           ("esp", 2 << 30, EXIT_MAP_2G, DTB_2G),
-                                                          ("qemu-kernel", 1 << 30, EXIT_MAP_QK, DTB_QK)],
-                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G"])
+                                                          ("qemu-kernel", 1 << 30, EXIT_MAP_QK, DTB_QK),
+                                                          ("esp-uki", 1 << 30, EXIT_MAP_UKI, DTB_UKI)],
+                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G", "esp-uki-1G"])
 def test_replay_gives_the_kept_loader_pieces(path, memory, exit_map, dtb):
     """LoadImage's Loader Code, the stub's pool page, initrd and 2 MiB FDT: every Loader piece of
     the real exit map, and the map's size and buffer address (2G: from the 1G capture)."""
     pe = read_pe(debian_arm64_kernel().read_bytes())
-    initrd = KERNEL_INITRD_SIZE if path == "qemu-kernel" else 0
+    initrd = KERNEL_INITRD_SIZE if path != "esp" else 0
     capture = aavmf_pages.find_capture("qemu-virt-aarch64", path, memory, 0x40000000, initrd=initrd)
-    cmdline = len(KERNEL_CMDLINE + " initrd=initrd") + 1 if initrd else 1
+    cmdline = {"esp": "", "qemu-kernel": KERNEL_CMDLINE + " initrd=initrd", "esp-uki": KERNEL_CMDLINE}[path]
+    # the kept UKI's PE: SizeOfImage 0x2283000, 4 KiB sections (tests/data/README.md)
+    uki = (UKI_SIZE_OF_IMAGE, 0x1000) if path == "esp-uki" else None
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
-                             cmdline_bytes=cmdline, fdt_size=2 << 20, initrd_size=initrd)
+                             cmdline_bytes=len(cmdline) + 1, fdt_size=2 << 20, initrd_size=initrd, uki=uki)
     kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in exit_map])
     assert loader_pieces(got.pm.ranges) == kept
-    assert got.image_block[0] == next(a for a, _, t in kept if t == T.LOADER_CODE)
+    assert got.image_block[0] == max(a for a, _, t in kept if t == T.LOADER_CODE)
     assert got.fdt in [a for a, _, t in kept if t == T.LOADER_DATA]     # the FDT starts a Loader Data run
     assert got.fdt == kept_fdt_address(dtb, memory)
     if initrd:
-        assert got.initrd == (INITRD_QK_BASE, INITRD_QK_SIZE)
+        assert got.initrd == ((INITRD_QK_BASE, INITRD_QK_SIZE) if path == "qemu-kernel" else
+                              (INITRD_UKI_BASE, KERNEL_INITRD_SIZE))
     v = kept_chosen(dtb)
     assert (got.memmap_start, got.memmap_size) == (v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"])
     assert got.memmap_size == len(exit_map) * 48
     assert capture.system_table == v["linux,uefi-system-table"]
-
-
-def test_load_of_the_disk_image_predicts_the_kept_boot(tmp_path, esp_image):
-    """`bootforge load` of the disk image: the DTB handed over equals the kept one, x0 is the exit
-    map's 2 MiB Loader Data block, and the entry is primary_entry inside the Loader Code block
-    (the kernel's log said "Kernel Offset: 0x10000": the image's offset in its 2 MiB)."""
-    image = esp_image
-    out = tmp_path / "dtb"
-    doc = json.loads(run_bootforge("load", image, "--json", "--mbi-out", out, check=0).stdout)
-    assert doc["loader"] == "linux-efi-stub-arm64"
-    assert out.read_bytes() == DTB
-    kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in EXIT_MAP])
-    code = next(a for a, _, t in kept if t == T.LOADER_CODE)
-    assert doc["linux"]["registers"]["x0"] == kept_fdt_address(DTB, 1 << 30)
-    assert doc["linux"]["image_base"] == code and code % (2 << 20) == 0x10000
-    assert doc["linux"]["entry"] == code + primary_entry_offset(debian_arm64_kernel().read_bytes())
-
-
-def test_load_by_qemu_kernel_predicts_the_kept_boot(tmp_path):
-    """AAVMF's -kernel/-initrd/-append: the DTB (bootargs with " initrd=initrd"), x0, and the
-    initrd where the kept boot's LINUX_EFI_INITRD_MEDIA table said it was (the kernel log's
-    INITRD= table held base 0x7c110000, size 3145851: tests/data/aavmf/qemu-kernel-initrd-1G-serial.txt)."""
-    out = tmp_path / "dtb"
-    doc = json.loads(run_bootforge("load", *qemu_kernel_args(tmp_path), "--initrd", kernel_initrd(tmp_path),
-                                   "--json", "--mbi-out", out, check=0).stdout)
-    assert out.read_bytes() == DTB_QK
-    assert doc["linux"]["registers"]["x0"] == kept_fdt_address(DTB_QK, 1 << 30)
-    assert (doc["mbi"]["modules"][0]["start"], doc["mbi"]["modules"][0]["end"]) == (INITRD_QK_BASE, INITRD_QK_BASE + INITRD_QK_SIZE)
-    assert "Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path" in \
-        (DATA / "qemu-kernel-initrd-1G-serial.txt").read_text()
-
-
-def test_qemu_kernel_without_initrd_is_one_line(tmp_path):
-    proc = run_bootforge("load", *qemu_kernel_args(tmp_path))
-    assert_one_line_error(proc, "no AAVMF page capture", "qemu-kernel with an initrd")
-
-
-def test_load_at_2g_predicts_the_kept_2g_dtb(tmp_path, esp_image):
-    image = esp_image
-    out = tmp_path / "dtb"
-    run_bootforge("load", image, "--platform", "qemu-virt-aarch64:2G", "--mbi-out", out, check=0)
-    assert out.read_bytes() == DTB_2G
-
-
-def test_ram_past_4gib_is_one_line(esp_image):
-    image = esp_image
-    proc = run_bootforge("load", image, "--platform", "qemu-virt-aarch64:4G")
-    assert_one_line_error(proc, "no AAVMF page capture", "4096 MiB")

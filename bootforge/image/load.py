@@ -142,12 +142,12 @@ ARM64_DEFAULT_PLATFORM = "qemu-virt-aarch64:1G"
 
 def _removable_arm64(view, path, platform, loader):
     """An ESP with no loader configuration whose EFI/BOOT/BOOTAA64.EFI is an EFI-stub arm64 Image (MZ
-    and "ARM\\x64" at 0x38): AAVMF starts the kernel itself (policy linux-efi-stub-arm64)."""
+    and "ARM\\x64" at 0x38) or a UKI: AAVMF starts it itself (policy linux-efi-stub-arm64)."""
     f = fs_file(view, REMOVABLE_AA64) if view.esp is not None else None
     if f is None:
         return None
     data, _ = read_fs_file(view, REMOVABLE_AA64, MAX_KERNEL)
-    if data[:2] != b"MZ" or data[0x38:0x3C] != b"ARM\x64":
+    if data[:2] != b"MZ" or (data[0x38:0x3C] != b"ARM\x64" and not is_uki_bytes(data)):
         return None
     plat = resolve(platform or ARM64_DEFAULT_PLATFORM)
     name = loader or "linux-efi-stub-arm64"

@@ -110,6 +110,8 @@ CAPTURES = {
     ("qemu-virt-aarch64", "esp", False): "esp-1G",
     # AAVMF's QEMU -kernel boot (ArmVirtPkg's QemuKernelLoaderFsDxe + GenericQemuLoadImageLib)
     ("qemu-virt-aarch64", "qemu-kernel", True): "qemu-kernel-initrd-1G",
+    # an arm64 UKI (systemd-stub 252, linuxaa64.efi.stub) as the ESP's EFI/BOOT/BOOTAA64.EFI
+    ("qemu-virt-aarch64", "esp-uki", True): "esp-uki-1G",
 }
 RAM_LIMIT = 1 << 32             # the moving rule holds while RAM ends below 4 GiB
 
@@ -142,9 +144,11 @@ def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table
     bins' bottom (the lowest runtime/ACPI piece above the highest Loader piece), the runtime MMIO
     descriptors as they were, and the stub's map buffer (struct efi_boot_memmap: its data starts
     0x28 bytes before the descriptors).
-    *held_above_image* (QEMU -kernel): LoadImage ran while the span from the image's pages up to
-    the bins was taken (observed: the image's Loader Code block ends there and the stub's own
-    allocations fill the span from the top); it is recorded as held."""
+    *held_above_image* (QEMU -kernel, a UKI from an ESP): the first LoadImage ran while the span
+    from its image's pages (the lowest Loader Code block) up to the bins was taken by the file it
+    read (observed: QemuKernelLoaderFs's kernel file; BdsDxe's pool buffer of a 36 MiB UKI, which
+    did not fit the Boot Services Data room above the bins that a 33 MiB kernel took); it is
+    recorded as held."""
     ram, other = [], []
     for typ, start, pages, attr in exit_map:
         if typ == T.MMIO or typ == T.MMIO_PORT_SPACE:
@@ -159,7 +163,7 @@ def derive_capture(exit_map, *, machine, boot_path, memory, inputs, system_table
     pm = PageMap(sorted(ram), default_top)
     pm._set(0, 0, T.CONVENTIONAL)           # sorts and merges
     data = memmap_start - EFI_BOOT_MEMMAP_HEADER
-    code_end = max(start + pages * PAGE for typ, start, pages, _ in exit_map if typ == T.LOADER_CODE)
+    code_end = min((start, start + pages * PAGE) for typ, start, pages, _ in exit_map if typ == T.LOADER_CODE)[1]
     held = [[code_end, default_top]] if held_above_image else []
     return {"comment": f"AAVMF's EFI map when BdsDxe starts the loader, from {source} "
                        "(bootforge.loader.aavmf_pages.derive_capture)",
@@ -192,6 +196,7 @@ class StubPlacement:
     memmap_start: int               # linux,uefi-mmap-start: the descriptors in the map buffer
     memmap_size: int                # linux,uefi-mmap-size
     pm: PageMap
+    uki_block: int | None = None    # a UKI's own Loader Code pages (BdsDxe's LoadImage of it)
 
 
 def aligned_allocation(pm, what, typ, size, align):
@@ -212,7 +217,7 @@ def aligned_allocation(pm, what, typ, size, align):
     return aligned
 
 
-def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size, initrd_size=0):
+def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size, initrd_size=0, uki=None):
     """The page allocations of a boot on *capture*'s path in the order the code makes them:
     LoadImage (CoreLoadPeImage; with the capture's held span taken, released after it), then the
     stub (Linux 6.1 efi-stub.c efi_pe_entry): efi_convert_cmdline's Loader Data pool,
@@ -220,21 +225,27 @@ def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size
     LINUX_EFI_INITRD_MEDIA device path into efi_allocate_pages: 64 KiB aligned below
     efi_get_max_initrd_addr, far above virt's RAM), allocate_new_fdt_and_exit_boot's FDT buffer,
     efi_get_memory_map's ACPI-reclaim pool buffer. None for a command line the model does not
-    place (a pool allocation of its own pages)."""
+    place (a pool allocation of its own pages).
+    *uki* (SizeOfImage, SectionAlignment of a UKI): LoadImage of the UKI comes first, then
+    systemd-stub 252's first Loader Data pool page and its LoadImage of .linux from memory (no
+    file read, nothing held); the kernel stub's command line fits that pool page (observed: no
+    second Loader Data page)."""
     pm = PageMap([list(r) for r in capture.ranges], capture.default_top)
     for a, b in capture.held:
         pm._set(a, b, T.BOOT_SERVICES_DATA)
-    grow = section_alignment if section_alignment > PAGE else 0
-    npages = pages_for(size_of_image + grow)
-    block = pm.allocate("image", T.LOADER_CODE, npages)
-    if block is None:
-        raise RecipeError("the captured AAVMF map has no room for the image")
-    image = -(-block // max(section_alignment, PAGE)) * max(section_alignment, PAGE)
+    uki_block = None
+    if uki is not None:
+        uki_block, _ = load_image(pm, "UKI image", *uki)
+    else:
+        block, image = load_image(pm, "image", size_of_image, section_alignment)
     for a, b in capture.held:
         pm.free(a, (b - a) // PAGE)
     if cmdline_bytes + POOL_HEAD + POOL_TAIL_PADDED > PAGE:
         return None
+    # the first Loader Data pool page: the kernel stub's command line's, or systemd-stub's
     cmdline_page = pm.allocate("command line pool page", T.LOADER_DATA, 1)
+    if uki is not None:
+        block, image = load_image(pm, "kernel image (.linux)", size_of_image, section_alignment)
     initrd = None
     if initrd_size:
         rounded = -(-initrd_size // EFI_ALLOC_ALIGN) * EFI_ALLOC_ALIGN
@@ -243,5 +254,16 @@ def replay(capture, *, size_of_image, section_alignment, cmdline_bytes, fdt_size
     count = descriptors(pm, capture.other_descriptors)
     memmap = capture.memmap_pool["data"] + EFI_BOOT_MEMMAP_HEADER \
         if count == capture.memmap_pool["descriptors"] else None
+    npages = pages_for(size_of_image + (section_alignment if section_alignment > PAGE else 0))
     return StubPlacement((block, block + npages * PAGE), image, cmdline_page, initrd, fdt, memmap,
-                         count * DESCRIPTOR_SIZE, pm)
+                         count * DESCRIPTOR_SIZE, pm, uki_block)
+
+
+def load_image(pm, what, size_of_image, section_alignment):
+    """CoreLoadPeImage's pages: (block start, where the image runs)."""
+    npages = pages_for(size_of_image + (section_alignment if section_alignment > PAGE else 0))
+    block = pm.allocate(what, T.LOADER_CODE, npages)
+    if block is None:
+        raise RecipeError(f"the captured AAVMF map has no room for the {what}")
+    align = max(section_alignment, PAGE)
+    return block, -(-block // align) * align

@@ -277,7 +277,8 @@ def expected_kernel_bytes(req, res):
         # arm64 PE, no relocations; .data is the stub's own and runs on after it), with the
         # optional header's ImageBase set to where the image is (EDK2 MdePkg BasePeCoffLib
         # PeCoffLoaderRelocateImage writes the new base into the loaded headers).
-        data = bytearray(req.kernel.data[:res.linux["kernel_text_end"]])
+        at = res.linux["kernel_file_offset"]          # a UKI: its .linux
+        data = bytearray(req.kernel.data[at:at + res.linux["kernel_text_end"]])
         at = res.linux["image_base_field"]
         data[at:at + 8] = res.linux["image_base"].to_bytes(8, "little")
         return bytes(data)
@@ -460,7 +461,12 @@ def efi_initrd_rows(gdb, req, res):
     base, size = (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")) if raw else (None, None)
     rows = [Row("initrd start (LINUX_EFI_INITRD_MEDIA table)", m["start"], base, m["start"] == base),
             Row("initrd size (LINUX_EFI_INITRD_MEDIA table)", m["end"] - m["start"], size, m["end"] - m["start"] == size)]
-    return rows + _bytes_rows(gdb, "initrd", m["start"], Path(req.modules[0].path).read_bytes())
+    if req.modules:
+        want = Path(req.modules[0].path).read_bytes()
+    else:                               # a UKI's .initrd, which systemd-stub serves
+        at, size = res.linux["initrd_file_range"]
+        want = req.kernel.data[at:at + size]
+    return rows + _bytes_rows(gdb, "initrd", m["start"], want)
 
 
 def verify_fdt(recipe, req, keep=None, timeout=None, progress=None):

@@ -1,7 +1,8 @@
 """The arm64 Linux EFI stub (Debian's 6.1 kernel) started by AAVMF (qemu-efi-aarch64 2022.11) on
-qemu-virt-aarch64: from a disk's ESP, EFI/BOOT/BOOTAA64.EFI being the kernel itself (a bootforge
-[image] with loader "uki"), or by QEMU -kernel/-initrd/-append (a [load] recipe, `bootforge
-load KERNEL --loader linux-efi-stub-arm64`).
+qemu-virt-aarch64: from a disk's ESP, EFI/BOOT/BOOTAA64.EFI being the kernel itself or an arm64
+UKI (systemd-stub 252 starting its .linux with .cmdline and .initrd; a bootforge [image] with
+loader "uki"), or by QEMU -kernel/-initrd/-append (a [load] recipe, `bootforge load KERNEL
+--loader linux-efi-stub-arm64`).
 
 Rules (Linux 6.1 drivers/firmware/efi/libstub/efi-stub.c efi_pe_entry, arm64-stub.c
 handle_kernel_image, fdt.c update_fdt / allocate_new_fdt_and_exit_boot, mem.c, alignedmem.c;
@@ -24,6 +25,12 @@ bootforge/loader/aavmf_pages.py), each checked against a real boot (tests/data/a
   hands it over in a LINUX_EFI_INITRD_MEDIA configuration table (struct linux_efi_initrd: base,
   size; the kernel log's "INITRD="), not in /chosen: 6.1's update_fdt writes no
   linux,initrd-start/end (observed).
+- A UKI (systemd 252 src/boot/efi/stub.c, linux.c linux_exec): AAVMF loads the UKI, systemd-stub
+  takes its first Loader Data pool page, LoadImage()s .linux from memory (placed like the kernel
+  file above) with .cmdline as load options and serves .initrd through its own
+  LINUX_EFI_INITRD_MEDIA device path: the kernel stub then loads the initrd as under -kernel
+  (observed: "Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path", "Kernel command line:"
+  = .cmdline).
 - The DTB: AAVMF on virt installs ACPI tables and no DEVICE_TREE_GUID table, so the stub builds
   an empty tree ("Generating empty DTB": fdt_create_empty_tree in a 2 MiB MAX_FDT_SIZE buffer,
   efi_allocate_pages: 64 KiB aligned Loader Data), sets the root's #address-cells and
@@ -114,20 +121,37 @@ def load(req):
     if not found.ok:
         raise LoaderRefusal(found.reason, loader="linux-efi-stub-arm64", words=found.words)
     boot_path = "esp" if req.kernel_loader_path.upper() == REMOVABLE_AA64 else "qemu-kernel"
-    if boot_path == "esp" and (req.modules or req.cmdline):
+    uki = read_pe(data)
+    linux = uki.section(".linux")
+    kernel_at = 0                       # where the kernel's PE lies in the booted file
+    if linux is not None:
+        if boot_path != "esp":
+            raise RecipeError("linux-efi-stub-arm64 predicts an arm64 UKI started from an ESP (EFI/BOOT/BOOTAA64.EFI)")
+        boot_path, kernel_at = "esp-uki", linux.raw_offset
+        data = linux.data(data)
+        if data[0x38:0x3C] != b"ARM\x64":
+            raise RecipeError("the UKI's .linux is not an arm64 Image with an EFI stub")
+    if boot_path != "qemu-kernel" and (req.modules or req.cmdline):
         raise RecipeError("AAVMF starts EFI/BOOT/BOOTAA64.EFI with no load options: no command line and no initrd "
-                          "(give none, or boot through a loader that passes them)")
+                          "(give none, or boot a UKI carrying them)")
     if len(req.modules) > 1:
         raise RecipeError("QEMU -initrd takes one file; give one initrd")
-    initrd_size = req.modules[0].size if req.modules else 0
-    # QemuLoadKernelImage's load options: -append, and " initrd=initrd" with an initrd.
-    cmdline = req.cmdline + (" initrd=initrd" if initrd_size else "")
+    if boot_path == "esp-uki":
+        section = uki.section(".cmdline")
+        cmdline = section.data(req.kernel.data).split(b"\0")[0].decode("utf-8", "replace") if section else ""
+        initrd_section = uki.section(".initrd")
+        initrd_size = initrd_section.virtual_size if initrd_section else 0
+    else:
+        initrd_section = None
+        initrd_size = req.modules[0].size if req.modules else 0
+        # QemuLoadKernelImage's load options: -append, and " initrd=initrd" with an initrd.
+        cmdline = req.cmdline + (" initrd=initrd" if initrd_size else "")
     pe = read_pe(data)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
     res.cmdline = cmdline
     capture = aavmf_pages.find_capture(board.machine.name, boot_path, board.memory_bytes, board.ram_base,
                                        initrd=bool(initrd_size))
-    how = {"esp": "from an ESP", "qemu-kernel": "by QEMU -kernel"}[boot_path] + \
+    how = {"esp": "from an ESP", "esp-uki": "as a UKI from an ESP", "qemu-kernel": "by QEMU -kernel"}[boot_path] + \
         (" with an initrd" if initrd_size else " without an initrd")
     reason = None
     if capture is None:
@@ -137,7 +161,7 @@ def load(req):
                   f"a capture moves with the end of RAM while it ends below 4 GiB: at most "
                   f"{(aavmf_pages.RAM_LIMIT - board.ram_base) >> 20} MiB)")
     else:
-        given = {"file_size": len(data), "initrd_size": initrd_size}
+        given = {"file_size": len(req.kernel.data), "initrd_size": initrd_size}
         differ = [k for k in capture.inputs if capture.inputs[k] != given[k]]
         if differ:
             reason = (", ".join(f"{k.replace('_', ' ')} {given[k]} (the capture's {capture.inputs[k]})" for k in differ)
@@ -145,7 +169,8 @@ def load(req):
     if reason is not None:
         raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
-                             cmdline_bytes=len(cmdline.encode()) + 1, fdt_size=MAX_FDT_SIZE, initrd_size=initrd_size)
+                             cmdline_bytes=len(cmdline.encode()) + 1, fdt_size=MAX_FDT_SIZE, initrd_size=initrd_size,
+                             uki=(uki.size_of_image, uki.section_alignment) if boot_path == "esp-uki" else None)
     if got is None:
         raise RecipeError("linux-efi-stub-arm64: a command line of a page or more gets pool pages of its own: not "
                           "modelled")
@@ -160,20 +185,23 @@ def load(req):
     entry = got.image + primary_entry_offset(data)
     dtb = stub_dtb(cmdline, capture.system_table, got.memmap_start, got.memmap_size)
     res.place("kernel image (AAVMF LoadImage)", got.image, image_size, pe.section_alignment,
-              "Loader Code top-down below AAVMF's bins, at a SectionAlignment boundary; run in place "
+              "Loader Code top-down in AAVMF's default bin, at a SectionAlignment boundary; run in place "
               "(no EFI_RNG_PROTOCOL, 64 KiB aligned)", "kernel")
-    res.place("command line pool page", got.cmdline_page, 4096, 4096, "the stub's first Loader Data pool page",
-              "loader")
+    res.place("command line pool page", got.cmdline_page, 4096, 4096, "the first Loader Data pool page (the "
+              "stub's; systemd-stub's for a UKI)", "loader")
+    if got.uki_block is not None:
+        res.place("UKI image (AAVMF LoadImage)", got.uki_block, uki.size_of_image, uki.section_alignment,
+                  "Loader Code top-down below the file buffer BdsDxe held", "loader")
     if got.initrd is not None:
-        m = req.modules[0]
-        res.place(f"initrd {m.loader_path}", got.initrd[0], got.initrd[1], EFI_KIMG_ALIGN,
-                  "LoadFile2 of LINUX_EFI_INITRD_MEDIA into efi_allocate_pages: 64 KiB aligned Loader Data "
-                  "below the command line's pool page", "module")
-        res.modules = [{"start": got.initrd[0], "end": got.initrd[0] + got.initrd[1], "cmdline": m.loader_path,
+        name = req.modules[0].loader_path if req.modules else "the UKI's .initrd"
+        res.place(f"initrd {name}", got.initrd[0], got.initrd[1], EFI_KIMG_ALIGN,
+                  "LoadFile2 of LINUX_EFI_INITRD_MEDIA into efi_allocate_pages: 64 KiB aligned Loader Data, "
+                  "top-down", "module")
+        res.modules = [{"start": got.initrd[0], "end": got.initrd[0] + got.initrd[1], "cmdline": name,
                         "handed_over": "LINUX_EFI_INITRD_MEDIA configuration table"}]
     res.place("DTB (the stub's)", got.fdt, MAX_FDT_SIZE, EFI_KIMG_ALIGN,
               "efi_allocate_pages(MAX_FDT_SIZE): 64 KiB aligned Loader Data, top-down"
-              + (", below the initrd" if got.initrd else ""), "boot-info")
+              + (", after the initrd" if got.initrd else ""), "boot-info")
     res.place("EFI memory map buffer", got.memmap_start, got.memmap_size, 8,
               "ACPI-reclaim pool block (the capture's)", "boot-info")
     registers = {"x0": got.fdt, "x1": 0, "x2": 0, "x3": 0}
@@ -185,6 +213,9 @@ def load(req):
                  "kernel_text_end": max(s.virtual_address + s.virtual_size for s in pe.sections
                                         if s.name == ".text"),
                  "capture": capture.name, "boot_path": boot_path, "system_table": capture.system_table,
+                 # where the kernel's PE (the file, or a UKI's .linux) and the initrd's bytes are in the file
+                 "kernel_file_offset": kernel_at,
+                 "initrd_file_range": [initrd_section.raw_offset, initrd_size] if initrd_section else None,
                  "devicetree": devicetree_facts(dtb, dtb, got.fdt, registers, (), "the stub's empty tree", [])}
     # Predicted from the capture (the firmware's own values), compared like the rest.
     res.linux["devicetree"]["from_capture"] = [
