@@ -42,7 +42,6 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   the exit map is predicted descriptor by descriptor), secure_boot (grub_efi_get_secureboot).
 """
 
-
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
