@@ -33,8 +33,15 @@ def limine_recipe(directory, firmware="bios"):
 LONGER_KERNEL, BIGGER_INITRD = 1234567, 5 * 1048576 + 12345
 
 
-def uefi_recipe(directory, bigger=False):
+UCODE_SIZE = 10243          # a first module whose size is not a multiple of 4
+
+
+def uefi_recipe(directory, bigger=False, two_modules=False):
     p = limine_recipe(directory, "uefi")
+    if two_modules:
+        (Path(directory) / "ucode.img").write_bytes(bytes(range(256)) * 40 + b"abc")
+        p.write_text(p.read_text().replace("[[image.entries.modules]]", '[[image.entries.modules]]\npath = '
+                                           '"ucode.img"\nloader_path = "/boot/ucode.img"\n[[image.entries.modules]]', 1))
     if bigger:
         kernel = Path(directory) / "vmlinuz-longer"
         kernel.write_bytes(Path(KERNEL).read_bytes() + bytes(LONGER_KERNEL))
@@ -127,12 +134,16 @@ def test_uefi_e820_is_the_exit_map_the_kernel_printed(fixture):
 
 
 def test_verify_limine_linux_uefi_image_recipe_at_512m(tmp_path):
+    """Two modules, the first of 10243 bytes: 11.4.1 puts them back to back (no padding to 4
+    bytes, unlike newer source), ramdisk_size their plain sum; the rest as with one module."""
     require(KERNEL, "qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
-    proc = run_bootforge("verify", uefi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:512M", "--json", check=None)
+    proc = run_bootforge("verify", uefi_recipe(tmp_path, two_modules=True), "--platform", "qemu-q35-ovmf:512M",
+                         "--json", check=None)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
     rows = {r["name"]: r for r in report["fields"]}
     assert rows["kernel entry"]["observed"] == 0x1600000 and rows["boot_params (ESI)"]["counted"]
     assert rows["ramdisk_image"]["observed"] == 0x19B00000 and rows["initrd bytes"]["match"]
+    assert rows["ramdisk_size"]["observed"] == UCODE_SIZE + INITRD_SIZE
     assert rows["cmdline"]["observed"] == CMDLINE and rows["zero page bytes"]["match"]
     assert rows["cmd_line_ptr"]["counted"] and rows["mmap entries"]["observed"] == 18

@@ -261,16 +261,17 @@ def entry_address(req, res):
     return read_bzimage(req.kernel.data).get("code32_start") or PROT_ADDR
 
 
-def initrd_bytes_hash(req, loader):
+def initrd_bytes_hash(req, pad=4):
     """sha256 of what the loader puts at ramdisk_image: the initrd files concatenated, each but
-    the last padded with zeros to 4 bytes (GRUB's grub_initrd_load); QEMU takes one file."""
+    the last padded with zeros to *pad* bytes (GRUB's grub_initrd_load: 4; a policy that puts them
+    otherwise says so in linux.initrd_pad); QEMU takes one file."""
     h = hashlib.sha256()
     for i, m in enumerate(req.modules):
         with open(m.path, "rb") as f:
             data = f.read()
         h.update(data)
         if i < len(req.modules) - 1:
-            h.update(bytes(-len(data) % 4))
+            h.update(bytes(-len(data) % pad))
     return h.hexdigest()
 
 
@@ -313,7 +314,7 @@ def rows_for(res, req, regs, params, page, gdb, Row):
     rows.append(Row("ramdisk_size", lin.get("ramdisk_size"), params["ramdisk_size"],
                     lin.get("ramdisk_size") == params["ramdisk_size"]))
     if req.modules and params["ramdisk_size"]:
-        want = initrd_bytes_hash(req, res.loader)
+        want = initrd_bytes_hash(req, res.linux.get("initrd_pad", 4))
         got = hash_guest(gdb, params["ramdisk_image"], params["ramdisk_image"] + params["ramdisk_size"]) or "?"
         rows.append(Row("initrd bytes", f"files sha256 {want[:16]}", f"memory sha256 {got[:16]}", want == got))
     rows.append(Row("cmd_line_ptr", lin.get("cmd_line_ptr"), params["cmd_line_ptr"],

@@ -66,6 +66,10 @@ PAGE = 0x1000
 LOADER = "limine-linux"
 LIMINE_KERNEL_START = 0x100000
 MODULES_DEFAULT_TOP = 0x38000000
+# 11.4.1 reads the modules back to back (ramdisk_size the plain sum): a 10243-byte module before
+# the initrd left no padding under OVMF (the memory's sha256 is the files' plain concatenation).
+# Newer source pads each module to 4 bytes for the initramfs unpacker; 11.4.1 does not.
+MODULE_PAD = 1
 TYPE_OF_LOADER = 0xFF
 VID_MODE_NORMAL = 0xFFFF
 QUIET = 0x20
@@ -241,7 +245,7 @@ def load(req):
     res.mbi_bytes = zero_page(data, cmd_line_ptr, ramdisk, res.mmap)
     res.linux = {"boot_params": params, "cmd_line_ptr": cmd_line_ptr, "entry": at,
                  "ramdisk_image": ramdisk[0], "ramdisk_size": ramdisk[1], "kernel": {"start": at, "size": size},
-                 "e820_entries": len(res.mmap), "boot_path": LOADER, "setup_data": [],
+                 "e820_entries": len(res.mmap), "boot_path": LOADER, "setup_data": [], "initrd_pad": MODULE_PAD,
                  "varies_per_boot": {"boot_params": VARIES, "cmd_line_ptr": VARIES},
                  "zero_page": {"predicted_bytes": len(res.mbi_bytes),
                                "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED]}}
@@ -373,6 +377,7 @@ def _load_uefi(req, data, hdr):
     res.linux = {"boot_params": params, "cmd_line_ptr": cmd_line_ptr, "entry": at,
                  "ramdisk_image": ramdisk[0], "ramdisk_size": ramdisk[1], "kernel": {"start": at, "size": size},
                  "e820_entries": len(res.mmap), "boot_path": LOADER + " (OVMF, disk)", "setup_data": [],
+                 "initrd_pad": MODULE_PAD,
                  "capture": start.name, "varies_per_boot": varies,
                  "zero_page": {"predicted_bytes": len(res.mbi_bytes),
                                "declared": [{"offset": o, "size": n, "why": w} for o, n, w in UEFI_DECLARED]}}
