@@ -439,22 +439,42 @@ def test_compressed_fit_capture(tmp_path):
     assert kernel_at.end - kernel_at.start == len((DATA / "dtdump-aarch64.Image").read_bytes())
 
 
+SHORT_FDT_CAPTURE = "fit-short-fdt"
+
+
+def test_fit_with_a_short_fdt_image(tmp_path):
+    """A FIT whose fdt image is QEMU's tree cut after its last used byte (its header still says
+    totalsize 1 MiB; tests/data/uboot-bootm-compressed/fit-short-fdt.*): U-Boot's libfdt reads the
+    root compatible in place and takes the configuration (kept console: "Using 'conf-1'
+    configuration", then it copies 1 MiB + 0x3000 from there); the verdict takes it too, and load
+    refuses to predict the bytes U-Boot copies past the image (one line, exit 2)."""
+    path = COMPRESSED / f"{SHORT_FDT_CAPTURE}.itb"
+    fit = read_fit(path.read_bytes())
+    v = verdicts.uboot_bootm_fit(fit, "aarch64")
+    console = (COMPRESSED / f"{SHORT_FDT_CAPTURE}.console").read_text()
+    assert v.ok and f"   Using '{v.facts['configuration']}' configuration" in console.splitlines()
+    proc = run_bootforge("load", path, "--platform", "qemu-virt-aarch64:1G", "--loader", "uboot-bootm")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "totalsize 0x100000" in proc.stderr and "not modelled" in proc.stderr
+
+
 def regenerate_fit_capture():
     import tempfile
     # QEMU's tree packed (the fixture keeps its used bytes of a 1 MiB totalsize).
     head = (DATA / FIT_CAPTURE_DTB).read_bytes()
     tree = Fdt(head + bytes(int.from_bytes(head[4:8], "big") - len(head)))
     tree.pack()
-    with tempfile.TemporaryDirectory() as tmp:
-        compressed_fit(Path(tmp), "gzip", (DATA / "dtdump-aarch64.Image").read_bytes(), tree.blob(),
-                       COMPRESSED / f"{FIT_CAPTURE}.itb")
-    command = f"bootm {UBOOT_LOAD_ADDR:#x}"
-    console = uboot_run(COMPRESSED / f"{FIT_CAPTURE}.itb", command)
-    (COMPRESSED / f"{FIT_CAPTURE}.console").write_text(
-        f"# {FIT_CAPTURE}.itb: tests/test_uboot_qemu.py regenerate_fit_capture (compressed_fit gzip, fdt "
-        f"tests/data/{FIT_CAPTURE_DTB}); qemu-system-aarch64 -M virt -cpu cortex-a57 -m 1G -bios {UBOOT_ARM64} "
-        f"-device loader,file={FIT_CAPTURE}.itb,addr={UBOOT_LOAD_ADDR:#x},force-raw=on; at the prompt: {command}\n"
-        + console[console.find("=> bootm"):])
+    for name, dtb, how in ((FIT_CAPTURE, tree.blob(), "packed"), (SHORT_FDT_CAPTURE, head, "as kept: cut short")):
+        with tempfile.TemporaryDirectory() as tmp:
+            compressed_fit(Path(tmp), "gzip", (DATA / "dtdump-aarch64.Image").read_bytes(), dtb,
+                           COMPRESSED / f"{name}.itb")
+        command = f"bootm {UBOOT_LOAD_ADDR:#x}"
+        console = uboot_run(COMPRESSED / f"{name}.itb", command)
+        (COMPRESSED / f"{name}.console").write_text(
+            f"# {name}.itb: tests/test_uboot_qemu.py regenerate_fit_capture (compressed_fit gzip, fdt "
+            f"tests/data/{FIT_CAPTURE_DTB} {how}); qemu-system-aarch64 -M virt -cpu cortex-a57 -m 1G -bios "
+            f"{UBOOT_ARM64} -device loader,file={name}.itb,addr={UBOOT_LOAD_ADDR:#x},force-raw=on; at the prompt: "
+            f"{command}\n" + console[console.find("=> bootm"):])
 
 
 def regenerate_compressed():

@@ -28,6 +28,7 @@ shape: each judge follows the named upstream code and refuses in the loader's ow
 from bootforge.compress.streams import decompress
 from bootforge.errors import FormatError
 from bootforge.fdtboot import kernels
+from bootforge.formats import fdt as fdtfmt
 from bootforge.formats import uimage as ufmt
 from bootforge.verdict import Verdict
 
@@ -273,6 +274,26 @@ def uboot_bootm_decompress(data, h, arch):
 QEMU_VIRT_COMPATIBLE = ("linux,dummy-virt",)
 
 
+def _fdt_image_root(data, parse_dtb):
+    """The root node of a FIT's fdt image as U-Boot's libfdt reads its compatible: in place, from the
+    header's offsets, with no check of the tree's totalsize against the image's data size (observed:
+    a tree whose totalsize says 1 MiB but whose data stops after its strings still matched). None
+    when a block lies past the data (libfdt would read the FIT's next bytes) or it does not parse."""
+    try:
+        return parse_dtb(data).root
+    except FormatError:
+        pass
+    if len(data) < fdtfmt.FDT_HEADER_SIZE or data[:4] != fdtfmt.FDT_MAGIC.to_bytes(4, "big"):
+        return None
+    h = fdtfmt.FdtHeader.parse(data[:fdtfmt.FDT_HEADER_SIZE])
+    if h.off_dt_struct + h.size_dt_struct > len(data) or h.off_dt_strings + h.size_dt_strings > len(data):
+        return None
+    try:         # the same tree with totalsize cut to the bytes that exist
+        return parse_dtb(data[:4] + len(data).to_bytes(4, "big") + data[8:]).root
+    except FormatError:
+        return None
+
+
 def best_match_configuration(fit, board_compatible):
     """boot/image-fit.c fit_conf_find_compat() (2023.01): each configuration's compatible (its own
     property, else its first fdt image's root compatible, uncompressed images only) against the
@@ -287,9 +308,8 @@ def best_match_configuration(fit, board_compatible):
             img = fit.image(conf.fdt[0]) if conf.fdt else None
             if img is None or img.props.get("compression", "none") != "none":
                 continue
-            try:
-                root = parse_dtb(bytes(img.data)).root
-            except FormatError:
+            root = _fdt_image_root(bytes(img.data), parse_dtb)
+            if root is None:
                 continue
             compat = [c.decode("latin-1") for c in (root.prop("compatible") or b"").rstrip(b"\0").split(b"\0")]
         for i, want in enumerate(board_compatible):

@@ -88,6 +88,11 @@ def load(req):
     if conf.fdt:
         fdt_image = fit.image(conf.fdt[0])
         base_dtb = bytes(fdt_image.data)
+        if len(base_dtb) < int.from_bytes(base_dtb[4:8], "big"):
+            # boot_relocate_fdt copies fdt_totalsize() bytes: past the image's data, the FIT's next bytes.
+            raise RecipeError(f"uboot-bootm: fdt image {fdt_image.name}'s tree says totalsize "
+                              f"{int.from_bytes(base_dtb[4:8], 'big'):#x} but holds {len(base_dtb):#x} bytes: U-Boot "
+                              "copies bytes past it (not modelled; pack the tree)", path=req.kernel.path)
         ramdisk = fit.image(conf.ramdisk).data_size if conf.ramdisk else None
         version = uboot_version()
         fdt_bytes = int.from_bytes(base_dtb[4:8], "big") + SYS_FDT_PAD
