@@ -130,3 +130,12 @@ def test_256m_is_out_of_memory_as_grub_says(built):
     assert "error: out of memory." in said and "you need to load the kernel first" in said
     proc = run_bootforge("load", image, "--platform", "qemu-q35-ovmf:256M")
     assert proc.returncode != 0 and "out of memory" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_verify_of_a_bare_kernel_names_the_image_it_needs():
+    """GRUB reads the kernel from its image: a bare bzImage is not booted by QEMU -kernel (that
+    would start the EFI stub, not GRUB)."""
+    require(KERNEL)
+    proc = run_bootforge("verify", KERNEL, "--loader", "grub-efi-linux", "--platform", "qemu-q35-ovmf:512M")
+    assert proc.returncode == 2 and "boots a bootable image or an [image] recipe" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -31,6 +31,9 @@ MAX_SETUP_DATA = 64             # nodes followed in the setup_data chain (a loop
 MAX_SETUP_DATA_LEN = 1 << 20    # a node longer than this is named, not read
 MAX_EARLY_STOPS = 1000
 PROT_ADDR = 0x100000            # where the 32-bit kernel's code32_start is linked (boot.rst)
+# The Linux policies whose kernel file the firmware itself starts (a bare file is booted by QEMU
+# -kernel, OVMF's QemuKernelLoaderFsDxe); the others (GRUB's, Limine's) need their image.
+FIRMWARE_STARTS = ("linux-efi-stub",)
 
 # struct boot_params offsets verify reads (arch/x86/include/uapi/asm/bootparam.h).
 EXT_RAMDISK_IMAGE, EXT_RAMDISK_SIZE, EXT_CMD_LINE_PTR = 0x0C0, 0x0C4, 0x0C8
@@ -181,7 +184,8 @@ def _medium(recipe, req, machine, work, entry, progress):
         medium.description = "QEMU -kernel/-initrd/-append (its linuxboot_dma option ROM)"
         return medium
     medium = image_medium(image, machine.declared)
-    if medium is None and _is_image_recipe(image) is None and machine.declared.firmware == "uefi":
+    if (medium is None and _is_image_recipe(image) is None and machine.declared.firmware == "uefi"
+            and req.loader in FIRMWARE_STARTS):
         # A bare UKI or bzImage on UEFI: QEMU -kernel, which OVMF's QemuKernelLoaderFsDxe hands LoadImage
         # (the boot path the policy predicts for a file that is not on an ESP).
         args = ["-kernel", str(Path(req.kernel.path).resolve())]
