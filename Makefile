@@ -19,7 +19,7 @@ DEB_PACKAGES := binutils qemu-system-x86 qemu-system-arm qemu-system-misc \
 	shim-signed grub-efi-amd64-signed libtss2-tcti-swtpm0 openssl \
 	qemu-efi-aarch64 qemu-efi-arm u-boot-qemu u-boot-tools opensbi \
 	binutils-aarch64-linux-gnu binutils-riscv64-linux-gnu binutils-arm-linux-gnueabihf \
-	linux-source-6.1 cpp
+	linux-source-6.1 cpp lz4 zstd xz-utils
 
 AS := as
 LD := ld
