@@ -1,13 +1,14 @@
 """bench/image: `bootforge build` of a GRUB ISO against grub-mkrescue on the same tree, per case:
 BIOS-only and BIOS+UEFI, a 1 MiB, a 64 MiB and a 2 GiB module, warm and cold page cache.
 
-    .venv/bin/python bench/image.py [--big-gib N] [--runs N] [--sizes 1,64,2048]
+    .venv/bin/python bench/image.py [--big-gib N] [--runs N] [--sizes 1,64,2048] [--sha256]
 
 Each case runs both tools interleaved, best of --runs (the 2 GiB cases: best of 2), and prints
 bootforge / grub-mkrescue wall time, and the same ratio of CPU time (user + sys of the process
 and its children: grub-mkimage, xorriso), which a loaded machine disturbs less; the slowest
 case (highest wall ratio) is named at the end. --sizes runs only those sizes (MiB; the big
-one is --big-gib * 1024).
+one is --big-gib * 1024); --sha256 builds with `build --sha256` (the summary's hash of the image,
+which a build computes only when asked: what asking costs).
 "Cold": before every run of either tool the pages of its inputs are dropped with
 posix_fadvise(POSIX_FADV_DONTNEED) (the tree's files and /usr/lib/grub's i386-pc and
 x86_64-efi directories, which both tools read; the whole cache cannot be dropped here).
@@ -89,7 +90,7 @@ def drop_pages(paths):
                     os.close(fd)
 
 
-def case(d, firmware, module_name, runs, cold):
+def case(d, firmware, module_name, runs, cold, extra=()):
     """Best (bootforge, grub-mkrescue) wall seconds, bootforge's peak RSS, and the best CPU
     seconds of each, for one case."""
     r = recipe(d, module_name, firmware)
@@ -102,7 +103,7 @@ def case(d, firmware, module_name, runs, cold):
     for _ in range(runs):       # interleaved, best of runs each: the machine is shared
         if cold:
             drop_pages(inputs)
-        wall, peak, cpu = run([PY, "-m", "bootforge", "build", str(r)], cwd=d)
+        wall, peak, cpu = run([PY, "-m", "bootforge", "build", *extra, str(r)], cwd=d)
         ours.append(wall)
         cpu_ours.append(cpu)
         rss = max(rss, peak)
@@ -125,6 +126,7 @@ def sha(path):
 def main(argv):
     big_gib = float(argv[argv.index("--big-gib") + 1]) if "--big-gib" in argv else 2
     runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else RUNS
+    extra = ["--sha256"] if "--sha256" in argv else []
     for tool in ("grub-mkrescue", "grub-mkimage", "xorriso", "mformat"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench/image: {tool} is not installed")
@@ -141,8 +143,8 @@ def main(argv):
         if "--sizes" in argv:
             wanted = {int(x) for x in argv[argv.index("--sizes") + 1].split(",")}
             sizes = [s for s in sizes if s[1] >> 20 in wanted]
-        print(f"GRUB ISO, dump kernel + one module; bootforge build / grub-mkrescue, best of {runs} "
-              "(2 GiB: of 2), interleaved")
+        print(f"GRUB ISO, dump kernel + one module; bootforge build{''.join(' ' + e for e in extra)} / grub-mkrescue, "
+              f"best of {runs} (2 GiB: of 2), interleaved; load average {os.getloadavg()[0]:.1f}")
         print(f"{'case':34} {'bootforge':>10} {'mkrescue':>10} {'ratio':>7}   cpu: {'ratio':>7}")
         results, rss_big, ok = [], 0, True
         for label, size in sizes:
@@ -153,7 +155,7 @@ def main(argv):
             for firmware in (("bios",), ("bios", "uefi")):
                 for cold in (False, True):
                     name = f"{'+'.join(firmware).upper()}, {label}, {'cold' if cold else 'warm'}"
-                    ours, theirs, rss, cpu_ours, cpu_theirs = case(d, firmware, "initrd", n, cold)
+                    ours, theirs, rss, cpu_ours, cpu_theirs = case(d, firmware, "initrd", n, cold, extra)
                     results.append((ours / theirs, name))
                     if size == sizes[-1][1]:
                         rss_big = max(rss_big, rss)
@@ -173,6 +175,7 @@ def main(argv):
                       f"{'outputs DIFFER' if first != second else 'same bytes'}; bootforge twice: "
                       f"{'same bytes' if ours_first == sha(d / 'bootforge.iso') else 'DIFFER'}")
                 ok = ok and size_ours < size_theirs
+        print(f"load average now {os.getloadavg()[0]:.1f} (2 cores)")
         worst, worst_name = max(results)
         print(f"slowest case: {worst_name} at {worst:.2f}x (goal <= 1.0x): {'ok' if worst <= 1.0 else 'OVER'}")
         print(f"peak RSS with the {sizes[-1][0]} module: {rss_big:.0f} MiB (goal < 200 MiB): "
