@@ -75,7 +75,10 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # still does not fit while an 8000-byte one does, so the amount is not even monotonic in the
 # config's size (likely GRUB's first-fit heap reusing the holes its script lexer's and argument
 # buffers leave: kern/mm.c, script/lexer.c; not modelled). Placements closer to the heap than
-# HEAP_SPREAD are noted.
+# HEAP_SPREAD are noted. Block by block (tests/grub_pc_heap_walk.py, 1G): 36-39 of the blocks are
+# the disk cache's 32 KiB ones, a longer grub.cfg adds cache blocks and holes, and the relocator
+# also uses holes inside the span (a 0x1034-byte probe went to 0x3fe00000 with GRUB's lowest
+# block at 0x3fdbc0e0), so the span is an approximation of the heap's free-block list.
 HEAP_IN_USE = 0x1D6000
 HEAP_SPREAD = 0x9000        # above the > 0x8000 bytes more GRUB held with a 3000-byte command line
 
