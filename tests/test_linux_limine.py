@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, require, run_bootforge
+from conftest import DATA, assert_one_line_error, require, run_bootforge
 from test_linux_grub import CMDLINE, image_recipe
 from test_uki_build import INITRD_SIZE, KERNEL, make_initrd
 
@@ -121,6 +121,19 @@ def test_uefi_prediction_equals_limines_zero_page(tmp_path, memory, fixture, big
     assert report["linux"]["entry"] == 0x1600000 and report["linux"]["varies_per_boot"] == {}
     assert report["mbi"]["address"] == report["linux"]["boot_params"]
     assert report["linux"]["ramdisk_size"] == (BIGGER_INITRD if bigger else INITRD_SIZE)
+
+
+def test_uefi_limine_from_a_cd_says_no_capture(tmp_path):
+    """OVMF's disk stack sizes its block by the medium: a Limine ISO's map is not the captured
+    disk's, so load of its linux entry under OVMF is one line naming what is captured, exit 2."""
+    require(KERNEL, "xorriso")
+    recipe = uefi_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace('format = "disk"', 'format = "iso"')
+                      .replace('output = "grub-linux.img"', 'output = "grub-linux.iso"'))
+    run_bootforge("build", recipe, check=0)
+    image = next(tmp_path.glob("*.iso"))
+    assert_one_line_error(run_bootforge("load", image, "--platform", "qemu-q35-ovmf:512M"),
+                          "captured for a FAT16 ESP on a disk, not a FAT12 ESP on a cdrom")
 
 
 @pytest.mark.parametrize("fixture", ["512M", "3G", "512M-bigger"])

@@ -320,6 +320,19 @@ def _load_uefi(req, data, hdr):
     if start is None:
         raise RecipeError(f"limine-linux on UEFI: no capture of OVMF's map under Limine for {plat.name} "
                           "(captured: qemu-q35-ovmf, from a bootforge disk)")
+    # OVMF's disk stack sizes its block by the medium and the ESP's FAT type (loader/ovmf_media.py:
+    # the FAT12 cache is 1022 pages smaller), which moves the map Limine starts on: captured for a
+    # FAT16 ESP on a GPT disk. An image says its medium; from a recipe, bootforge's disk is FAT16
+    # while the files need 8-31 MiB (the kernel and modules alone are checked: Limine's own
+    # BOOTX64.EFI and limine.conf add 0.3 MiB).
+    files = len(data) + sum(m.size for m in req.modules)
+    medium = getattr(req, "efi_medium", None)
+    if medium is not None and (medium.kind, medium.fat_type) != ("disk", 16):
+        raise RecipeError(f"limine-linux on UEFI: OVMF's map under Limine is captured for a FAT16 ESP on a disk, "
+                          f"not a FAT{medium.fat_type} ESP on a {medium.kind}")
+    if medium is None and files <= ESP_FAT16_SPC1[0]:
+        raise RecipeError(f"limine-linux on UEFI: {files} bytes of kernel and modules put bootforge's ESP on FAT12; "
+                          "OVMF's map under Limine is captured for a FAT16 ESP")
     runs = _free_runs(start.exit_map)
     # The descriptor itself, not the merged run: above its end lies what Limine left to the firmware.
     owned = next(((a, b) for t, a, b in start.exit_map if t == T.CONVENTIONAL and a == ovmf_pages.OVMF_FIXED_BELOW),
@@ -362,7 +375,6 @@ def _load_uefi(req, data, hdr):
     cmd_line_ptr = heap_top - start.cmdline_below_top
     chain = pages_for_chain(len(data))
     params = cmd_line_ptr - PAGE * (FOPEN_PAGES + chain + 1)
-    files = len(data) + sum(m.size for m in req.modules)
     varies = {}
     if not ESP_FAT16_SPC1[0] < files < ESP_FAT16_SPC1[1]:
         why = (f"not predicted: the kernel and modules ({files} bytes) put the ESP outside FAT16 with 512-byte "
