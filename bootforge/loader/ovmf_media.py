@@ -22,15 +22,16 @@ puts the loader's file buffer and image directly under it. The block's size foll
   partition entry (mformat's, covering the volume) gets one more child on a CD's El Torito
   partition (no HARDDRIVE node above it). Without that child (a CD ESP without the entry, and every
   GPT disk: the ESP partition's own MBR read is under a HARDDRIVE node) the block is 10 pages
-  smaller on a CD and one more Boot Services Data page sits at the top of the pages above the
-  block, under which the loader's first pool page then goes (observed: 0xe531000 at 256M
-  Boot Services Data, the loader's first Loader Data page at 0xe530000).
+  smaller on a CD and OVMF takes one more Boot Services Data page, top-down, before the loader's
+  own first pages, which then go under it (observed at 256M: 0xe531000 Boot Services Data,
+  GRUB's first Loader Data page at 0xe530000).
 """
 
 from dataclasses import dataclass, replace
 
 from bootforge.formats.efi_memmap import EfiMemoryType as T
-from bootforge.loader.ovmf_pages import FOUR_GIB, PAGE, pages_for, pool_pages
+from bootforge.loader.ovmf_pages import FOUR_GIB, PAGE, PageMap, pages_for, pool_pages
+from bootforge.memmap.model import MemoryRange
 
 # FatPkg/EnhancedFatDxe/Fat.h
 FAT_FATCACHE_PAGE_MIN_ALIGNMENT, FAT_FATCACHE_PAGE_MAX_ALIGNMENT = 13, 15
@@ -122,10 +123,10 @@ def for_medium(ranges, medium, floor, block_end):
     - the block ending at *block_end* gets bds_block_pages(medium), its top fixed;
     - what was allocated top-down under it, [floor, block start), moves with its bottom, and the
       conventional memory at *floor* takes up the difference;
-    - extra_page_above: the top page of the free/loader pages between the block and the Boot
-      Services Data above them is OVMF's, adjoining that Boot Services Data; the loader's pages
-      there (taken top-down after it) go one page lower and the free pages under them shrink by one.
-    Observed exact on GRUB x86_64-efi and Limine 11.4.1 from bootforge's GPT disk at 256M and 512M."""
+    - extra_page_above: OVMF's one more Boot Services Data page, taken top-down before the
+      loader's pages above the block, which then go top-down under it (_with_extra_page).
+    Observed exact on GRUB x86_64-efi and Limine 11.4.1 from bootforge's GPT disk at 256M, 512M,
+    3G and 5G."""
     b = next((i for i, r in enumerate(ranges) if r.type == T.BOOT_SERVICES_DATA and r.start + r.size == block_end), None)
     pages = bds_block_pages(medium)
     if b is None or pages is None:
@@ -143,23 +144,42 @@ def for_medium(ranges, medium, floor, block_end):
             out[i] = replace(ranges[i], start=ranges[i].start + delta)
         out[b] = replace(block, start=block.start + delta, size=pages * PAGE)
     if extra_page_above(medium) and not extra_page_above(TEMPLATE_MEDIUM):
-        # The pieces between the block and the next Boot Services Data: free first, then the loader's
-        # page, in the template (its CD start) at 3G under 6 Boot Services Data pages OVMF took after
-        # it. From a disk the loader's page sits right under OVMF's extra page, every Boot Services
-        # Data page of that run above it (observed at 256M, 512M and 3G: free, loader pages, Boot
-        # Services Data up to the next other type).
-        k = b + 2
-        while k < len(out) and out[k].type == T.BOOT_SERVICES_DATA:
-            k += 1
-        free = out[b + 1]
-        if (k + 1 >= len(out) or free.type != T.CONVENTIONAL or out[k].type != T.LOADER_DATA
-                or out[k + 1].type != T.BOOT_SERVICES_DATA):
-            return None
-        loader, above = out[k], out[k + 1]
-        end = free.start + free.size
-        moved = [replace(free, size=free.size - PAGE)] if free.size > PAGE else []
-        lower = end - PAGE + loader.size            # the loader's pages end one page lower
-        moved += [replace(loader, start=end - PAGE),
-                  replace(above, start=lower, size=above.start + above.size - lower)]
-        out = out[:b + 1] + moved + out[k + 2:]
+        out = _with_extra_page(out, b)
     return out
+
+
+def bins_bottom(ranges):
+    """OVMF's default bin top: the start of its runtime-data bin, under the runtime-code bin at
+    the top of low RAM (EDK2 Page.c mDefaultMaximumAddress); None when the map has no such pair."""
+    return next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == T.RUNTIME_SERVICES_DATA
+                 and nxt.type == T.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
+
+
+def _with_extra_page(out, b):
+    """OVMF's extra Boot Services Data page of a start without Mbr.c's child (extra_page_above),
+    taken top-down (Page.c CoreFindFreePages) before the loader's first allocations: the pages
+    between the block (index *b*) and the DXE drivers' first code hold, besides OVMF's Boot
+    Services Data, the loader's Loader Data, taken top-down after it. So: those loader pieces
+    freed, one page allocated top-down for OVMF, then each loader piece again top-down, highest
+    first. Observed: 256M and 512M (the page above the hole under GRUB's first page, which goes one
+    lower; Limine's 3 pages likewise), 3G (GRUB: the page above 6 Boot Services Data pages, under
+    its first page) and 5G (Limine: the one free page inside the Boot Services Data above its 3
+    pages, which stay)."""
+    code = next((i for i in range(b + 1, len(out)) if out[i].type == T.BOOT_SERVICES_CODE), None)
+    top = bins_bottom(out)
+    if code is None or top is None:
+        return None
+    lo, hi = out[b].start, out[code].start
+    loader = [r for r in out[b + 1:code] if r.type == T.LOADER_DATA]
+    if any(r.type not in (T.CONVENTIONAL, T.LOADER_DATA, T.BOOT_SERVICES_DATA) for r in out[b + 1:code]):
+        return None
+    pm = PageMap([[r.start, r.start + r.size, T.CONVENTIONAL if r in loader else r.type] for r in out], top)
+    got = [pm.allocate("OVMF's page", T.BOOT_SERVICES_DATA, 1)]
+    got += [pm.allocate("the loader's", T.LOADER_DATA, r.size // PAGE)
+            for r in sorted(loader, key=lambda r: -r.start)]
+    if any(a is None or not lo <= a < hi for a in got):
+        return None
+    attributes = out[b].attributes
+    window = [MemoryRange(max(s, lo), min(e, hi) - max(s, lo), T(t), attributes)
+              for s, e, t in pm.ranges if e > lo and s < hi]
+    return out[:b] + window + out[code:]

@@ -32,7 +32,7 @@ from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRI
 from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.ovmf_media import for_medium, template_block
+from bootforge.loader.ovmf_media import bins_bottom, for_medium, template_block
 from bootforge.loader.ovmf_pages import PageMap, pages_for, pool_pages
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, standard_checks
@@ -41,7 +41,7 @@ from bootforge.loader.policies.grub_pc import (PACKAGE_STRING, REFUSE, grub_modu
 from bootforge.loader.result import LoadResult
 from bootforge.loader.video import (OVMF_BLT_CONFIGURE_BELOW_LOWMEM, blt_configure_size, grub_gop_choose,
                                     grub_mode_string, ovmf_gop_modes)
-from bootforge.machines.qemu_x86 import Q35_LOWMEM_SPLIT
+from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.multiboot.entry import Entry, loader_entry, moved_entry
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -436,9 +436,7 @@ def _with_gop_pool_page(efi_map, k, plat, res):
     if gop_mode_scans(grub_mode_string(*want) + ";auto") <= GOP_WALKS_IN_FREE_POOL:
         return efi_map
     ranges = efi_map.ranges
-    # OVMF's bins at the top of low RAM, bottom first: runtime data, then runtime code.
-    top = next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == EfiMemoryType.RUNTIME_SERVICES_DATA
-                and nxt.type == EfiMemoryType.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
+    top = bins_bottom(ranges)         # OVMF's bins at the top of low RAM: runtime data, then runtime code
     page = None if top is None else PageMap([[r.start, r.start + r.size, r.type] for r in ranges], top).allocate(
         "efi_gop's QueryMode records", EfiMemoryType.BOOT_SERVICES_DATA, 1)
     if page is None:
@@ -468,13 +466,6 @@ def _with_gop_pool_page(efi_map, k, plat, res):
     res.notes.append(f"video: GRUB's mode walks leak more QueryMode records than OVMF's free pool holds: one "
                      f"Boot Services Data page at {page:#x}")
     return efi_map.replace(merged)
-
-
-def _bins_bottom(ranges):
-    """OVMF's default bin top: the start of its runtime-data bin, under the runtime-code bin at
-    the top of low RAM (EDK2 Page.c mDefaultMaximumAddress); None when the map has no such pair."""
-    return next((r.start for r, nxt in zip(ranges, ranges[1:]) if r.type == EfiMemoryType.RUNTIME_SERVICES_DATA
-                 and nxt.type == EfiMemoryType.RUNTIME_SERVICES_CODE and r.start + r.size == nxt.start), None)
 
 
 def _retyped(ranges, start, size, typ):
@@ -510,7 +501,7 @@ def _with_blt_reconfigure(efi_map, k, plat, res):
     top). Up to 2026 pixels the 2 pages come back where they were (1920x1080: exit map unchanged);
     2048 and 2560 need 3, which go to the highest free 3 pages (observed at 256M for 2560x1440:
     the 3-page hole above OVMF's block, which then grows to 731, and 2 free pages at 0xe651000).
-    Only on the OVMF machine with all RAM below 2.75 GiB (where the old buffer's place is observed)."""
+    Only on the OVMF machine, where the old buffer's place is observed (it moves with low RAM)."""
     want = grub_video_request(k)
     if want is None or plat.qemu is None or plat.qemu.name != "qemu-q35-ovmf" or plat.memory_bytes is None:
         return efi_map
@@ -520,10 +511,11 @@ def _with_blt_reconfigure(efi_map, k, plat, res):
         return efi_map
     ranges = efi_map.ranges
     old_pages = pool_pages(blt_configure_size(current))
-    old = plat.memory_bytes - OVMF_BLT_CONFIGURE_BELOW_LOWMEM
+    lowmem = Q35_LOWMEM if plat.memory_bytes >= Q35_LOWMEM_SPLIT else plat.memory_bytes
+    old = lowmem - OVMF_BLT_CONFIGURE_BELOW_LOWMEM
     there = next((r for r in ranges if r.start == old), None)
-    top = _bins_bottom(ranges)
-    if (plat.memory_bytes >= Q35_LOWMEM_SPLIT or there is None or there.type != EfiMemoryType.BOOT_SERVICES_DATA
+    top = bins_bottom(ranges)
+    if (there is None or there.type != EfiMemoryType.BOOT_SERVICES_DATA
             or there.size != old_pages * PAGE or top is None):
         res.notes.append(f"video: QemuVideoDxe's BLT configuration for {mode.width} pixels is reallocated, but its "
                          f"old place is not known in this map; tag 17 left without it")
