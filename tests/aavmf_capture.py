@@ -15,6 +15,7 @@ DATA = ROOT / "tests" / "data" / "aavmf"
 # name -> (machine, boot path, -m, the sizes the firmware was given, the kept exit map and DTB)
 BOOTS = {
     "esp-1G": ("qemu-virt-aarch64", "esp", 1 << 30, {"file_size": 32956352}, "esp-1G"),
+    "qemu-kernel-1G": ("qemu-virt-aarch64", "qemu-kernel", 1 << 30, {"file_size": 32956352}, "qemu-kernel-1G"),
     "qemu-kernel-initrd-1G": ("qemu-virt-aarch64", "qemu-kernel", 1 << 30,
                               {"file_size": 32956352, "initrd_size": 3145851}, "qemu-kernel-initrd-1G"),
     "esp-uki-1G": ("qemu-virt-aarch64", "esp-uki", 1 << 30, {"file_size": 36173312, "initrd_size": 3145851},

@@ -31,3 +31,10 @@ def test_uki_disk(tmp_path, memory):
     require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
     report, fields = verify_json(build_uki_esp_image(tmp_path), "--platform", f"qemu-virt-aarch64:{memory}")
     assert report["ok"] and fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"
+
+
+@pytest.mark.parametrize("memory", ["1G", "2G"])
+def test_qemu_kernel_without_an_initrd(tmp_path, memory):
+    require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
+    report, fields = verify_json(*qemu_kernel_args(tmp_path, memory))
+    assert report["ok"] and fields["dtb bytes"]["observed"] == "equal"

@@ -31,6 +31,9 @@ DTB_QK = (DATA / "qemu-kernel-initrd-1G-dtb.bin").read_bytes()
 # struct linux_efi_initrd {base, size} of that boot (its LINUX_EFI_INITRD_MEDIA table, the log's INITRD=)
 INITRD_QK = (DATA / "qemu-kernel-initrd-1G-initrd-table.bin").read_bytes()
 INITRD_QK_BASE, INITRD_QK_SIZE = int.from_bytes(INITRD_QK[:8], "little"), int.from_bytes(INITRD_QK[8:], "little")
+# The same -kernel boot without -initrd.
+EXIT_MAP_Q0 = aavmf_pages.parse_exit_map((DATA / "qemu-kernel-1G-exit-map.bin").read_bytes())
+DTB_Q0 = (DATA / "qemu-kernel-1G-dtb.bin").read_bytes()
 # An arm64 UKI of the same kernel, initrd and command line as the disk's BOOTAA64.EFI at 1G.
 EXIT_MAP_UKI = aavmf_pages.parse_exit_map((DATA / "esp-uki-1G-exit-map.bin").read_bytes())
 DTB_UKI = (DATA / "esp-uki-1G-dtb.bin").read_bytes()
@@ -49,7 +52,7 @@ def kept_fdt_address(dtb, memory):
     the address tests/data/README.md names (0x7a200000 at 1G, 0xba200000 at 2G from an ESP,
     0x7bf10000 by -kernel)."""
     return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000,
-            (DTB_UKI, 1 << 30): 0x7A200000}[(dtb, memory)]
+            (DTB_UKI, 1 << 30): 0x7A200000, (DTB_Q0, 1 << 30): 0x7C220000}[(dtb, memory)]
 
 
 def loader_pieces(ranges):
@@ -63,7 +66,8 @@ def test_captures_are_the_kept_boots():
 
 
 @pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd"),
-                                          (DTB_UKI, KERNEL_CMDLINE)], ids=["esp", "qemu-kernel", "esp-uki"])
+                                          (DTB_UKI, KERNEL_CMDLINE), (DTB_Q0, KERNEL_CMDLINE)],
+                         ids=["esp", "qemu-kernel", "esp-uki", "qemu-kernel-no-initrd"])
 def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
     """update_fdt's empty tree (cells, /chosen, bootargs when there is a command line, the six
     properties in libfdt's order, packed) with the values the real boot had is the DTB the
@@ -76,15 +80,18 @@ def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
 @pytest.mark.parametrize("path, memory, exit_map, dtb", [("esp", 1 << 30, EXIT_MAP, DTB),
                                                           ("esp", 2 << 30, EXIT_MAP_2G, DTB_2G),
                                                           ("qemu-kernel", 1 << 30, EXIT_MAP_QK, DTB_QK),
-                                                          ("esp-uki", 1 << 30, EXIT_MAP_UKI, DTB_UKI)],
-                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G", "esp-uki-1G"])
+                                                          ("esp-uki", 1 << 30, EXIT_MAP_UKI, DTB_UKI),
+                                                          ("qemu-kernel-no-initrd", 1 << 30, EXIT_MAP_Q0, DTB_Q0)],
+                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G", "esp-uki-1G", "qemu-kernel-no-initrd-1G"])
 def test_replay_gives_the_kept_loader_pieces(path, memory, exit_map, dtb):
     """LoadImage's Loader Code, the stub's pool page, initrd and 2 MiB FDT: every Loader piece of
     the real exit map, and the map's size and buffer address (2G: from the 1G capture)."""
     pe = read_pe(debian_arm64_kernel().read_bytes())
-    initrd = KERNEL_INITRD_SIZE if path != "esp" else 0
+    initrd = KERNEL_INITRD_SIZE if path in ("qemu-kernel", "esp-uki") else 0
+    cmdline = {"esp": "", "qemu-kernel": KERNEL_CMDLINE + " initrd=initrd", "esp-uki": KERNEL_CMDLINE,
+               "qemu-kernel-no-initrd": KERNEL_CMDLINE}[path]
+    path = path.removesuffix("-no-initrd")
     capture = aavmf_pages.find_capture("qemu-virt-aarch64", path, memory, 0x40000000, initrd=initrd)
-    cmdline = {"esp": "", "qemu-kernel": KERNEL_CMDLINE + " initrd=initrd", "esp-uki": KERNEL_CMDLINE}[path]
     # the kept UKI's PE: SizeOfImage 0x2283000, 4 KiB sections (tests/data/README.md)
     uki = (UKI_SIZE_OF_IMAGE, 0x1000) if path == "esp-uki" else None
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,

@@ -109,6 +109,7 @@ def read_capture(name):
 CAPTURES = {
     ("qemu-virt-aarch64", "esp", False): "esp-1G",
     # AAVMF's QEMU -kernel boot (ArmVirtPkg's QemuKernelLoaderFsDxe + GenericQemuLoadImageLib)
+    ("qemu-virt-aarch64", "qemu-kernel", False): "qemu-kernel-1G",
     ("qemu-virt-aarch64", "qemu-kernel", True): "qemu-kernel-initrd-1G",
     # an arm64 UKI (systemd-stub 252, linuxaa64.efi.stub) as the ESP's EFI/BOOT/BOOTAA64.EFI
     ("qemu-virt-aarch64", "esp-uki", True): "esp-uki-1G",
