@@ -16,6 +16,10 @@ test_uboot_qemu.py):
   riscv64), the kernel (FIT) and ramdisk preloaded with QEMU's loader device, autoboot
   stopped and the command typed at the prompt: `setenv bootargs '...'; booti ADDR RD:SIZE
   ${fdtcontroladdr}` (bootz, bootm ADDR likewise).
+- linux-efi-stub-arm64: AAVMF (Debian's qemu-efi-aarch64 AAVMF_CODE.fd, a fresh AAVMF_VARS.fd)
+  booting the disk image's EFI/BOOT/BOOTAA64.EFI from a virtio disk, or the kernel by QEMU
+  -kernel/-initrd/-append; stopped at primary_entry. The initrd is read where the stub's
+  LINUX_EFI_INITRD_MEDIA configuration table says (the EFI system table's tables at the entry).
 """
 
 import hashlib
@@ -44,7 +48,7 @@ LOADERS = {
     "uboot-booti": "u-boot-qemu, booti at its prompt",
     "uboot-bootz": "u-boot-qemu qemu_arm, bootz at its prompt",
     "uboot-bootm": "u-boot-qemu qemu_arm64, bootm at its prompt",
-    "linux-efi-stub-arm64": "AAVMF (qemu-efi-aarch64) starting the disk image's EFI/BOOT/BOOTAA64.EFI",
+    "linux-efi-stub-arm64": "AAVMF (qemu-efi-aarch64): the disk image's ESP, or QEMU -kernel",
 }
 # AAVMF as Debian's qemu-efi-aarch64 installs it: the 64 MiB code and variable-store flash images
 # (a fresh copy of the store for each boot: BdsDxe writes its boot options there).

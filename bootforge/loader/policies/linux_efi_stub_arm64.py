@@ -110,7 +110,8 @@ def primary_entry_offset(data):
 @loader_policy("linux-efi-stub-arm64", firmware="fdt", protocol="linux", verdict=None, source=SOURCE,
                verified=False, boot_medium=None,   # real boot: tests/test_aavmf_boot.py, verify/fdt.py
                wrong_firmware="linux-efi-stub-arm64 runs on qemu-virt-aarch64:<mem> (AAVMF)",
-               summary="the arm64 Linux EFI stub started by AAVMF from an ESP (EFI/BOOT/BOOTAA64.EFI)")
+               summary="the arm64 Linux EFI stub under AAVMF on virt: a disk's EFI/BOOT/BOOTAA64.EFI (the kernel "
+                       "or a UKI), or QEMU -kernel")
 def load(req):
     plat = req.platform
     board = plat.devicetree
