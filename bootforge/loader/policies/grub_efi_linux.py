@@ -51,7 +51,7 @@ from bootforge.loader.policies.common import GIB4
 from bootforge.loader.policies.grub_efi import _with_grub_image, grub_efi_mmap, with_grub_heap
 from bootforge.loader.policies import grub_pc_linux
 from bootforge.loader.policies.grub_pc_linux import (BOOT_IMAGE, BZIMAGE_ADDR, E820_ENTRY, INITRD_MAX_ADDRESS,
-                                                     INITRD_TOP_GAP, PARAMS_SIZE, PARAMS_STRUCT, REAL_MODE_HIGH,
+                                                     INITRD_TOP_GAP, PARAMS_SIZE, REAL_MODE_HIGH,
                                                      REAL_MODE_LOW)
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryRange
@@ -179,7 +179,8 @@ def with_loader_data(efi_map, chunks):
     merged = []         # EDK2 CoreAddRange: a descriptor adjoining one of its type and attributes joins it
     for r in ranges:
         last = merged[-1] if merged else None
-        if last is not None and (last.type, last.attributes) == (r.type, r.attributes) and last.start + last.size == r.start:
+        if (last is not None and (last.type, last.attributes) == (r.type, r.attributes)
+                and last.start + last.size == r.start):
             merged[-1] = MemoryRange(last.start, last.size + r.size, r.type, r.attributes)
         else:
             merged.append(r)
@@ -314,11 +315,11 @@ def load(req):
                  "real_size": real_size, "efi_mmap_size": map_bytes, "code32_start": code32,
                  "ramdisk_image": ramdisk[0], "ramdisk_size": ramdisk[1], "kernel": {"start": target, "size": prot},
                  "e820_entries": len(mmap), "boot_path": "grub-efi-linux", "setup_data": [],
-                 "zero_page": {"predicted_bytes": PARAMS_STRUCT,
+                 "zero_page": {"predicted_bytes": len(res.mbi_bytes),
                                "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED],
-                               "not_written": {"offset": PARAMS_STRUCT, "size": PAGE - PARAMS_STRUCT,
-                                               "why": "past struct linux_kernel_params (0x3fc bytes): not "
-                                                      "written by GRUB"}}}
+                               "not_written": {"offset": len(res.mbi_bytes), "size": PAGE - len(res.mbi_bytes),
+                                               "why": "past struct linux_kernel_params (0x3fc bytes) and the E820 "
+                                                      "table GRUB fills in after it: not written by GRUB"}}}
     res.notes.append(f"predicted: kernel at {target:#x}, code32_start {code32:#x}, boot_params at {params:#x} "
                      f"(cmd_line_ptr {params + cl_offset:#x}), {len(mmap)} E820 entries"
                      + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))

@@ -93,6 +93,7 @@ def real_mode_chunk(memory_map, real_size):
 # and of the kernel file). The kernel reads nothing there (eddbuf/edd_mbr_sig counts are 0).
 PARAMS_STRUCT = 0x3FC
 E820_IN_STRUCT = (PARAMS_STRUCT - 0x2D0) // E820_ENTRY
+E820_MAX = 128                          # GRUB_E820_MAX_ENTRIES_ZEROPAGE
 LOADER_TYPE_GRUB = 0x72                 # GRUB_LINUX_BOOT_LOADER_TYPE
 CL_MAGIC, CL_OFFSET = 0xA33F, 0x1000
 HEAP_END_OFFSET = 0x9000 - 0x200        # GRUB_LINUX_HEAP_END_OFFSET
@@ -108,7 +109,8 @@ DECLARED = ((0x00, 2, "screen_info.orig_x/orig_y: GRUB's console cursor when it 
 
 
 def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline, text_console=True):
-    """The first PARAMS_STRUCT bytes of the zero page GRUB hands the kernel (grub_cmd_linux,
+    """The first PARAMS_STRUCT bytes (with over E820_IN_STRUCT E820 entries, up to the table's
+    end) of the zero page GRUB hands the kernel (grub_cmd_linux,
     grub_cmd_initrd, grub_linux_boot in that order of writes), cursor bytes as observed. Without
     *text_console* (x86_64-efi: grub_linux_setup_video fails and have_vga stays 0) no video fields."""
     page = bytearray(PARAMS_STRUCT)
@@ -133,7 +135,11 @@ def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline, te
         page[0x00], page[0x01] = 0, 2
     struct.pack_into("<I", page, 0x228, cmd_line_ptr)
     page[0x1E8] = len(e820)
-    for i, (a, s, t) in enumerate(e820[:E820_IN_STRUCT]):
+    # grub_linux_boot_mmap_fill (grub_e820_add_region, up to 128 entries) writes the table into the
+    # copied chunk itself: entries past the struct's E820_IN_STRUCT go on past 0x3fc (observed under
+    # OVMF: 18 entries, bytes up to 0x438).
+    page.extend(bytes(max(0, 0x2D0 + E820_ENTRY * min(len(e820), E820_MAX) - len(page))))
+    for i, (a, s, t) in enumerate(e820[:E820_MAX]):
         struct.pack_into("<QQI", page, 0x2D0 + E820_ENTRY * i, a, s, t)
     return bytes(page)
 
@@ -228,11 +234,11 @@ def load(req):
                  "real_size": real_size, "code32_start": code32, "ramdisk_image": ramdisk[0],
                  "ramdisk_size": ramdisk[1], "kernel": {"start": pref, "size": chunk},
                  "e820_entries": len(mmap), "boot_path": "grub-pc-linux",
-                 "zero_page": {"predicted_bytes": PARAMS_STRUCT,
+                 "zero_page": {"predicted_bytes": len(res.mbi_bytes),
                                "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED],
-                               "not_written": {"offset": PARAMS_STRUCT, "size": PAGE - PARAMS_STRUCT,
-                                               "why": "past struct linux_kernel_params (0x3fc bytes): the "
-                                                      "relocator buffer's old contents"}}}
+                               "not_written": {"offset": len(res.mbi_bytes), "size": PAGE - len(res.mbi_bytes),
+                                               "why": "past struct linux_kernel_params (0x3fc bytes) and the E820 "
+                                                      "table: the relocator buffer's old contents"}}}
     res.notes.append(f"predicted: kernel chunk at {pref:#x}, code32_start {code32:#x}, boot_params at {params:#x} "
                      f"(cmd_line_ptr {params + cl_offset:#x}), {len(mmap)} E820 entries"
                      + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
