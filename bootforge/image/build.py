@@ -25,19 +25,11 @@ import threading
 from pathlib import Path
 
 from bootforge.bootloaders import BOOTLOADERS, ConfigEntry, ImageRequest
-from bootforge.compress.streams import unpack
 from bootforge.errors import BootforgeError, BuildError, RecipeError
 from bootforge.fileio import AtomicOutput, read_input
-from bootforge.formats import eltorito as et
-from bootforge.formats import gpt as gfmt
-from bootforge.formats import mbr as mfmt
 from bootforge.formats.multiboot import MB2_SEARCH
 from bootforge.image.content import FileContent, source_date_epoch, utc
-from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
-from bootforge.image.fat import FatWriter
-from bootforge.image.iso import BootImage, IsoWriter
 from bootforge.image.recipe import read_image_table, verdict_for
-from bootforge.multiboot import headers, verdicts
 
 MIB_SECTORS = 2048
 GPT_TAIL = 33 * 512
@@ -59,6 +51,10 @@ def check_verdicts(spec):
     """Refuse a kernel the chosen loader refuses, in the verdict's words (the verdict its policy
     declares for the entry's protocol, on each firmware the image boots with), unless the recipe
     says allow_refusal (test images)."""
+    # Function-level imports: the verdicts, the decompressors and the writers' modules are imported
+    # here, while grub-mkimage runs (_beside), not on the way to starting it.
+    from bootforge.compress.streams import unpack
+    from bootforge.multiboot import headers, verdicts
     for e in spec.entries:
         data = read_input(e.kernel_source)
         if e.protocol == "linux":
@@ -158,7 +154,7 @@ def build_image_recipe(recipe, table, output, sha256=False):
     req = ImageRequest(spec.format, tuple(spec.firmware), frozenset(spec.protocols), digest, spec.limine_dir,
                        video=_asks_for_video(spec), grub_modules=spec.grub_modules,
                        grub_extra=tuple(x for e in spec.entries for x in e.grub_extra))
-    parts = _beside(lambda: loader.image_parts(req), lambda: check_verdicts(spec))
+    parts = _beside(lambda: loader.image_parts(req), lambda: (check_verdicts(spec), _writers()))
     for path, source in parts.files.items():
         files[path] = _content(source)
     for path, source in parts.efi_files.items():
@@ -219,6 +215,12 @@ def _beside(work, check):
     return out["value"]
 
 
+def _writers():
+    # Function-level imports: the image writers' modules, imported while grub-mkimage runs (_beside)
+    # instead of before it starts; _build_iso and _build_disk then find them imported.
+    from bootforge.image import disk, fat, iso  # noqa: F401
+
+
 def _efi_binary(spec, source):
     """The file content of an EFI binary put on the image (bytes, or a file's path): signed with
     the [image] secureboot_* keys when the recipe gives them (spec.sign)."""
@@ -234,6 +236,12 @@ def _content(source):
 
 
 def _build_iso(spec, made, files, digest, dt, volume_id, out, sha256=False):
+    # Function-level imports: the writers (_writers says why).
+    from bootforge.formats import eltorito as et, gpt as gfmt, mbr as mfmt
+    from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
+    from bootforge.image.fat import FatWriter
+    # Function-level import: the ISO writer, as above.
+    from bootforge.image.iso import BootImage, IsoWriter
     layout = {"volume_id": volume_id, **made.layout}
     boots = []
     for b in made.boot_images:
@@ -298,6 +306,10 @@ def _build_iso(spec, made, files, digest, dt, volume_id, out, sha256=False):
 
 
 def _build_disk(spec, made, files, digest, dt, out):
+    # Function-level imports: the writers (_writers says why).
+    from bootforge.formats import gpt as gfmt, mbr as mfmt
+    from bootforge.image.disk import GptPartition, content_guid, content_id, mbr_bytes, write_gpt
+    from bootforge.image.fat import FatWriter
     layout = dict(made.layout)
     core = made.core
     mbr_code = made.mbr_code
