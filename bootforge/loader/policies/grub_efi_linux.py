@@ -22,9 +22,9 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   [16 MiB, 4 GiB) aligned to 1 << align (kernel_alignment's bit), lowest first: the kernel lands at
   the lowest such address above the leaked chunk. The loop's decrement runs once more after the
   success, so the zero page's kernel_alignment is half the header's.
-- The initrd (grub_cmd_initrd): as on i386-pc, the highest page-aligned conventional chunk ending
-  at or below (min(initrd_addr_max, 0x37ffffff) - 64 KiB) & ~0xfff + its size and starting at or
-  above the kernel's target + page_align(init_size).
+- The initrd (grub_cmd_initrd): as on i386-pc, the highest page-aligned free chunk ending at or
+  below addr = (min(initrd_addr_max, 0x37ffffff) - 64 KiB - page_align(size)) & ~0xfff (observed at
+  3G: it ends exactly there) and starting at or above the kernel's target + page_align(init_size).
 - boot_params (grub_linux_boot): real_size = ALIGN_UP(cl_offset + cmdline_size + 1, 4096) as on
   i386-pc, plus efi_mmap_size = ALIGN_UP(the EFI map's size when GRUB boots + a page, 4096)
   (kern/efi/mm.c grub_efi_find_mmap_size: "UEFI can alter the memory map itself"); the
@@ -35,7 +35,8 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   EFI map GRUB hands over at target + real_size.
 - e820_table: grub_mmap_iterate over the EFI map (grub-core/mmap/efi/mmap.c types: runtime code
   is GRUB_MEMORY_CODE, 20), adjacent ranges of one type merged (grub_e820_add_region).
-- The zero page: struct linux_kernel_params (0x3fc bytes) as on i386-pc, with EFI's differences:
+- The zero page: struct linux_kernel_params (0x3fc bytes) as on i386-pc (then the E820 entries
+  past the struct's 15, which grub_e820_add_region writes on into the chunk), with EFI's differences:
   no video mode set (grub_linux_setup_video fails without a video driver: have_vga, video_mode,
   width and height 0 and no cursor), efi_info's "EL64" signature and system table, the map's
   descriptor size/version/address/size (grub_efi_finish_boot_services: the exit map's size, so
@@ -116,12 +117,12 @@ def _pages(n):
 
 
 def kernel_target(free, prot, pref, align_log, min_align):
-    """allocate_pages on the firmware's conventional memory *free* (taken from it): (target,
-    leaked source chunk or None, the align the loop left)."""
+    """allocate_pages on the relocator's free memory *free* (RelocatorMemory, taken from it):
+    (target, leaked source chunk or None, the align the loop left)."""
     if free.is_free(pref, prot):
         free.take(pref, prot)
         return pref, None, align_log
-    # The failed first try leaves its source chunk allocated: the lowest conventional pages.
+    # The failed first try leaves its source chunk allocated: the lowest free pages that hold it.
     leaked = free.lowest(prot, PAGE, PAGE, GIB4)
     if leaked is not None:
         free.take(leaked, prot)
