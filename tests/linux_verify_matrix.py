@@ -1,10 +1,10 @@
 """`make linux-verify`: the Linux verify boots make test leaves out (tests/test_linux_verify.py
 boots GRUB at 3G and QEMU -kernel at 512M): GRUB i386-pc `linux` at 256M and 512M (the initrd
 under GRUB's heap at the top of RAM) and 1G, QEMU -kernel at 3G (XLF_CAN_BE_LOADED_ABOVE_4G
-lifts initrd_addr_max, below_4g - acpi_data_size caps it), Limine's linux protocol under OVMF at
-3G (tests/test_linux_limine.py boots 512M), and a UKI of another size on an ESP under OVMF
-(tests/test_ovmf_pages_boots.py boots the -kernel size rule; make test's time budget has no room
-for a third OVMF boot)."""
+lifts initrd_addr_max, below_4g - acpi_data_size caps it), Limine's linux protocol under OVMF
+at 256M, 1G, 3G and 5G (tests/test_linux_limine.py boots 512M), and a UKI of another size on an
+ESP under OVMF (tests/test_ovmf_pages_boots.py boots the -kernel size rule; make test's time
+budget has no room for a third OVMF boot)."""
 
 import json
 
@@ -59,14 +59,19 @@ def test_uki_on_esp_under_ovmf(tmp_path, memory):
     assert rows["cmdline"]["match"] and rows["ramdisk_size"]["match"]
 
 
-def test_limine_linux_uefi_3g(tmp_path):
-    """Limine's linux protocol under OVMF at 3G (make test boots 512M): E820, initrd, command line,
-    boot_params and the zero page as limine-linux predicts from the 3G capture."""
+@pytest.mark.parametrize("memory", ["256M", "1G", "3G", "5G"])
+def test_limine_linux_uefi(tmp_path, memory):
+    """Limine's linux protocol under OVMF (make test boots 512M): E820, initrd, command line,
+    boot_params and the zero page as limine-linux predicts from the 512M (256M, 1G) and 3G (3G,
+    5G) captures."""
     require(KERNEL, "qemu-system-x86_64")
     from test_linux_limine import uefi_recipe
-    rows, _ = verified(uefi_recipe(tmp_path), "--platform", "qemu-q35-ovmf:3G")
-    assert rows["zero page bytes"]["match"] and rows["boot_params (ESI)"]["counted"]
-    assert rows["ramdisk_image"]["observed"] == 0x79B00000 and rows["initrd bytes"]["match"]
+    rows, _ = verified(uefi_recipe(tmp_path), "--platform", f"qemu-q35-ovmf:{memory}")
+    assert rows["zero page bytes"]["match"] and rows["initrd bytes"]["match"]
+    for name in ("boot_params (ESI)", "cmd_line_ptr", "ramdisk_image"):
+        assert rows[name]["counted"] and rows[name]["match"], rows[name]
+    if memory == "3G":
+        assert rows["ramdisk_image"]["observed"] == 0x79B00000
 
 
 def test_grub_efi_linux_3g(tmp_path):
