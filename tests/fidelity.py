@@ -121,6 +121,7 @@ def write_modules(directory, count):
 
 XEN_GZ = "/boot/xen-4.17-amd64.gz"
 XEN_EFI = "/boot/xen-4.17-amd64.efi"      # the same build as a PE (xen-efi-esp)
+XEN_CMDLINE = "console=com1 com1=115200,8n1"
 
 
 def debian_kernel_files():
@@ -212,6 +213,19 @@ def boot_xen(workdir, memory, count):
 XEN_AFTER_MAP = "ACPI: RSDP"
 
 
+def boot_xen_esp(memory, count):
+    """xen.efi started by OVMF from the xen-esp disk with Debian's dom0 modules (xen_modules),
+    booted by `bootforge verify` itself: Xen's printed facts and the EFI map read from its image."""
+    from bootforge.verify.run import verify
+    mods = xen_modules(count)
+    report = verify(XEN_EFI, f"qemu-q35-ovmf:{memory}", "xen-efi-esp", cmdline=XEN_CMDLINE,
+                    modules=[f"{p}={a}" if a else str(p) for p, _s, a in mods])
+    inputs = {"kernel": Path(XEN_EFI), "kernel_path": "/EFI/BOOT/BOOTX64.EFI",
+              "modules": [(p, p.name, a) for p, _s, a in mods], "cmdline": XEN_CMDLINE}
+    seen = (report.boot_information or {}).get("xen_console")
+    return ({"xen": seen} if seen else None), report.last_serial, inputs
+
+
 def parse_xen(serial):
     """Xen's printed facts (verify's reader, bootforge.verify.xen): load base, the 'EFI RAM map:'
     E820, and GRUB's new loader-data pages."""
@@ -240,6 +254,8 @@ def boot_scenario(sc, workdir):
     if sc.loader == "platform-q35-ovmf":
         doc, serial = boot_platform_map(sc, workdir)
         return doc, serial, {"kernel": None, "modules": []}
+    if sc.loader == "xen-efi-esp":
+        return boot_xen_esp(sc.memory, sc.modules)
     if sc.loader == "xen-efi":
         serial, mods = boot_xen(workdir, sc.memory, sc.modules)
         inputs = {"kernel": Path(XEN_GZ), "kernel_path": "/boot/xen.gz", "lsefimmap": serial.split("AFTER-LOAD")[0],
@@ -302,7 +318,12 @@ def predict(sc, inputs, platform=None):
     from bootforge.loader.platforms import resolve
     from bootforge.loader.policies import policy
     from bootforge.loader.result import LoadRequest, ModuleSpec
-    kernel = read_kernel(inputs["kernel"], read_input(inputs["kernel"]))
+    data = read_input(inputs["kernel"])
+    if POLICIES.get(sc.loader).protocol == "xen" and data[:2] == b"MZ":     # xen.efi: read raw, as `load` does
+        from bootforge.loader.image import KernelImage
+        kernel = KernelImage(str(inputs["kernel"]), data, len(data), None, 64, 0, [(0x1000000, len(data), len(data))])
+    else:
+        kernel = read_kernel(inputs["kernel"], data)
     mods = [ModuleSpec(str(f), name, args, Path(f).stat().st_size) for f, name, args in inputs["modules"]]
     if platform is not None:
         platform = resolve(platform)
@@ -310,11 +331,11 @@ def predict(sc, inputs, platform=None):
         from bootforge.loader.platforms import Platform, parse_lsefimmap
         platform = Platform(f"ovmf-q35:{sc.memory} (GRUB lsefimmap)", "uefi", parse_lsefimmap(inputs["lsefimmap"]),
                             grub_heap_included=True)
-    elif MEDIUM.get(sc.loader) == "grub-efi-iso":     # before the boot: the parametric OVMF profile
+    elif MEDIUM.get(sc.loader) in ("grub-efi-iso", "xen-esp"):     # before the boot: the parametric OVMF profile
         platform = resolve(f"qemu-q35-ovmf:{sc.memory}")
     else:
         platform = resolve(f"qemu-pc-seabios:{sc.memory}")
-    req = LoadRequest(kernel, inputs["kernel_path"], KERNEL_CMDLINE, mods, platform, sc.loader)
+    req = LoadRequest(kernel, inputs["kernel_path"], inputs.get("cmdline", KERNEL_CMDLINE), mods, platform, sc.loader)
     return policy(sc.loader)(req)
 
 
@@ -330,7 +351,7 @@ def observed_fields(doc):
 
 
 def predicted_fields(res):
-    if res.loader == "xen-efi":
+    if res.protocol == "xen":
         from bootforge.verify.xen import predicted_facts
         return predicted_facts(res)
     return verify_predicted(res)
@@ -457,7 +478,10 @@ if os.environ.get("BOOTFORGE_FIDELITY") == "full":
     EFI_SCENARIOS[2:4] = [Scenario("grub-efi-mb2", "512M", 2, "xen"), Scenario("grub-efi-mb2", "2G", 3, "xen"),
                           Scenario("xen-efi", "512M", 2, "xen"), Scenario("xen-efi", "2G", 3, "xen"),
                           # RAM above 4 GiB: OVMF's map is not sorted there, Xen's printed E820 is
-                          Scenario("xen-efi", "3G", 1, "xen")]
+                          Scenario("xen-efi", "3G", 1, "xen"),
+                          # xen.efi started by OVMF from the xen-esp disk (make test boots it at 5G
+                          # through `verify`, tests/test_xen_efi.py)
+                          Scenario("xen-efi-esp", "512M", 2, "xen"), Scenario("xen-efi-esp", "2G", 2, "xen")]
 
 
 def main(argv):

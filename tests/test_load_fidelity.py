@@ -32,6 +32,8 @@ def _needs(loader, link=None):
         require(F.IPXE_ROM)
     if loader.startswith("grub-efi") or loader in ("xen-efi", "platform-q35-ovmf"):
         require(F.OVMF_CODE, F.OVMF_VARS, F.host.GRUB_X86_64_EFI, "grub-mkrescue", "xorriso", "mformat")
+    if loader == "xen-efi-esp":
+        require(F.OVMF_CODE, F.OVMF_VARS, F.XEN_EFI)
     if loader == "xen-efi" or link == "xen":
         vmlinuz, _initrd = F.debian_kernel_files()        # the dom0 modules (linux-image-amd64)
         require(F.XEN_GZ, str(vmlinuz) if vmlinuz else "/boot/vmlinuz-*", "/bin/busybox")
@@ -52,6 +54,7 @@ def test_fidelity(sc, workroot):
     assert outcome.error is None, outcome.error
     assert not outcome.mismatches, F.matrix_table([outcome])
     required = ({"load_base", "e820", "grub_pages"} if sc.loader == "xen-efi"
+                else {"load_base", "e820", "files", "efi_map"} if sc.loader == "xen-efi-esp"
                 else {"efi_map"} if sc.loader == "platform-q35-ovmf"
                 else {"modules", "mmap", "mem_lower", "mem_upper", "mbi_address", "mbi_bytes"})
     assert required <= set(outcome.matched)

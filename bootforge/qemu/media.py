@@ -263,6 +263,13 @@ def limine_iso(workdir, kernel, modules, *, protocol="multiboot2", reuse=False, 
 
 
 # medium kind -> (builder, the firmware it boots with: bios, uefi; a tuple: any of them)
+def _xen_esp(workdir, kernel, modules, **kw):
+    # Function-level import: the xen-esp disk writes the xen-efi-esp policy's BOOTX64.cfg (the
+    # loader layer), which only this medium needs.
+    from bootforge.qemu.xen_esp import xen_esp
+    return xen_esp(workdir, kernel, modules, **kw)
+
+
 MEDIA = {
     "qemu-kernel": (qemu_kernel, "bios"),
     "grub-pc-iso": (_grub_pc, "bios"),
@@ -270,6 +277,7 @@ MEDIA = {
     "isolinux-iso": (_isolinux, "bios"),
     "ipxe-tftp": (ipxe_tftp, "bios"),
     "limine-iso": (limine_iso, ("bios", "uefi")),
+    "xen-esp": (_xen_esp, "uefi"),     # xen.efi as BOOTX64.EFI with BOOTX64.cfg (qemu/xen_esp.py)
 }
 
 

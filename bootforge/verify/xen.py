@@ -7,7 +7,7 @@ loading also shows the loader-data pages GRUB took (the image, sections, modules
 No breakpoint: Xen's console is read, and the run ends at the first line after the
 map ("ACPI: RSDP"), before dom0 runs.
 
-xen-efi-esp (xen.efi started by OVMF from an ESP) boots the xen-esp medium (esp_disk): a GPT
+xen-efi-esp (xen.efi started by OVMF from an ESP) boots the xen-esp medium (qemu/xen_esp.py): a GPT
 disk whose ESP holds xen.efi as EFI/BOOT/BOOTX64.EFI, the policy's BOOTX64.cfg and dom0's files.
 Besides the load base and E820, Xen's EFI loader prints each file it read ("vmlinuz:
 0x...-0x...", boot.c handle_file_info), and the EFI map Xen got at ExitBootServices is read from
@@ -15,8 +15,6 @@ its image: the guest is stopped after the map line and Xen's image saved through
 (efi_exit_boot keeps GetMemoryMap's descriptors in efi_memmap, an ebmalloc buffer inside the
 image's .bss)."""
 
-import datetime
-import os
 import re
 import struct
 import time
@@ -24,18 +22,14 @@ from pathlib import Path
 
 from bootforge import machines
 from bootforge.errors import BootforgeError, LoaderRefusal, RecipeError
-from bootforge.formats import gpt as gfmt
-from bootforge.formats import mbr as mfmt
-from bootforge.image.content import FileContent
-from bootforge.image.disk import GptPartition, mbr_bytes, write_gpt
-from bootforge.image.fat import FatWriter
 from bootforge.loader.platforms import parse_lsefimmap
 from bootforge.loader.policies import POLICIES, policy
-from bootforge.loader.policies.xen_efi import ESP_CFG, ESP_DIR, ESP_IMAGE, esp_cfg_text, esp_name
+from bootforge.loader.policies.xen_efi import ESP_IMAGE
 from bootforge.pe.image import read_pe
 from bootforge.qemu import monitor
-from bootforge.qemu.media import grub_script_iso
-from bootforge.qemu.runner import Machine, Medium, QemuRun, last_lines
+from bootforge.qemu.media import BootFile, grub_script_iso
+from bootforge.qemu.runner import Machine, QemuRun, last_lines
+from bootforge.qemu.xen_esp import xen_esp
 from bootforge.verify.workdir import close_workdir, open_workdir
 
 XEN_E820_TYPES = {"usable": 1, "reserved": 2, "ACPI data": 3, "ACPI NVS": 4, "unusable": 5}
@@ -181,34 +175,6 @@ def efi_map_in_image(image):
     return out
 
 
-# The xen-esp medium, fixed so OVMF's allocations before and while Xen runs are those of the
-# captured boot (bootforge/data/ovmf-pages/esp-xen-512M.json): a 64 MiB ESP at 1 MiB on a GPT
-# disk, FAT dates 1980-01-01, constant serial and GUIDs.
-ESP_MIB = 64
-ESP_SERIAL = 0x12345678
-ESP_DISK_GUID = "11111111-2222-4333-8444-666666666666"
-ESP_PART_GUID = "11111111-2222-4333-8444-555555555555"
-ESP_MBR_SIGNATURE = 0x1234
-
-
-def esp_disk(path, files):
-    """Write the xen-esp medium to *path*: {ESP path: bytes or host file}."""
-    dt = datetime.datetime(1980, 1, 1, tzinfo=datetime.timezone.utc)
-    esp = FatWriter({k: FileContent.from_bytes(v) if isinstance(v, bytes) else FileContent.from_file(v)
-                     for k, v in files.items()}, dt, ESP_SERIAL)
-    first, sectors = 2048, ESP_MIB * 2048
-    esp.layout(sectors)         # RecipeError when the files need more
-    last = first + sectors - 1
-    total = last + 1 + 2048
-    with open(path, "wb") as out:
-        out.truncate(total * 512)
-        esp.write(out, first * 512)
-        os.pwrite(out.fileno(), mbr_bytes(b"", ESP_MBR_SIGNATURE, [(0, mfmt.MBR_TYPE_GPT_PROTECTIVE, 1, total - 1)]), 0)
-        write_gpt(out, total, [GptPartition(gfmt.GPT_TYPE_ESP, first, last, "EFI system partition", ESP_PART_GUID)],
-                  ESP_DISK_GUID)
-    return path
-
-
 def _machine(req):
     plat = req.platform
     declared = plat.qemu if isinstance(plat.qemu, machines.Machine) else None
@@ -240,11 +206,9 @@ def verify_xen(recipe, req, *, keep=None, timeout=None, progress=None):
     work = open_workdir(keep)
     try:
         if req.loader == ESP_LOADER:
-            files = {ESP_IMAGE: req.kernel.path, ESP_CFG: esp_cfg_text(req),
-                     **{ESP_DIR + esp_name(m.loader_path): m.path for m in req.modules}}
-            disk = esp_disk(Path(work) / "xen-esp.img", files)
-            medium = Medium(machine.declared.medium_args("disk", str(disk)),
-                            f"xen-esp disk {disk} (GPT, ESP: {', '.join(sorted(files))})")
+            medium = xen_esp(work, BootFile(req.kernel.path, ESP_IMAGE, req.cmdline),
+                             [BootFile(m.path, m.loader_path, m.cmdline) for m in req.modules],
+                             machine=machine.declared)
             report.medium = medium.description + " (OVMF's BdsDxe starts EFI/BOOT/BOOTX64.EFI)"
             report.entry_how = ("not stopped: Xen's console printout (load base, files read, EFI RAM map); then "
                                 "QEMU stopped and Xen's image read for the EFI map it got")

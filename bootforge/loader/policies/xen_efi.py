@@ -173,22 +173,28 @@ ESP_SECTION = "xen"
 # read_file's AllocateMaxAddress limit: min(1 << (32 + PAGE_SHIFT), the direct map's size).
 XEN_READ_MAX = (1 << 44) - 1
 # OVMF's EFI map when BdsDxe starts the ESP's BOOTX64.EFI from the xen-esp medium
-# (bootforge.verify.xen.esp_disk), by machine and memory class: derived from a real boot's
+# (bootforge/qemu/xen_esp.py), by machine and memory class: derived from a real boot's
 # map at Xen's ExitBootServices (tests/xen_efi_esp_capture.py).
 ESP_CAPTURES = {("qemu-q35-ovmf", "low"): "esp-xen-512M", ("qemu-q35-ovmf", "high"): "esp-xen-3G"}
 FOUR_GIB = 1 << 32
 
 
-def esp_cfg_text(req):
-    """Xen's BOOTX64.cfg for *req* (xen.efi's [global]/section syntax, efi_start): options= is
-    Xen's command line, kernel= module 0 (its file name and dom0's command line), ramdisk=
-    module 1. The bytes are the prediction's input: read_file takes PFN_UP(size) pages for it."""
+def esp_cfg(cmdline, modules):
+    """Xen's BOOTX64.cfg (xen.efi's [global]/section syntax, efi_start): options= is Xen's
+    command line, kernel= module 0 (its file name and dom0's command line), ramdisk= module 1;
+    *modules* [(loader path, command line)]. The bytes are the prediction's input: read_file
+    takes PFN_UP(size) pages for it."""
     lines = ["[global]", f"default={ESP_SECTION}", "", f"[{ESP_SECTION}]"]
-    if req.cmdline:
-        lines.append(f"options={req.cmdline}")
-    for key, m in zip(("kernel", "ramdisk"), req.modules):
-        lines.append(f"{key}={esp_name(m.loader_path)} {m.cmdline}".rstrip())
+    if cmdline:
+        lines.append(f"options={cmdline}")
+    for key, (name, args) in zip(("kernel", "ramdisk"), modules):
+        lines.append(f"{key}={esp_name(name)} {args}".rstrip())
     return ("\n".join(lines) + "\n").encode()
+
+
+def esp_cfg_text(req):
+    """esp_cfg of a LoadRequest."""
+    return esp_cfg(req.cmdline, [(m.loader_path, m.cmdline) for m in req.modules])
 
 
 def esp_name(loader_path):
@@ -243,11 +249,8 @@ def esp_capture(plat):
     return cap, pm, held
 
 
-# verified=False: the fidelity matrix does not boot it (its medium is not a media.MEDIA builder of a
-# kernel and modules: BOOTX64.cfg is the policy's); `verify` boots it on the xen-esp disk
-# (bootforge/verify/xen.py) and tests/test_xen_efi.py compares recorded and live boots.
-@loader_policy("xen-efi-esp", firmware="uefi", protocol="xen", verdict=None, source=ESP_SOURCE, verified=False,
-               boot_medium=None, options=OPTIONS,
+@loader_policy("xen-efi-esp", firmware="uefi", protocol="xen", verdict=None, source=ESP_SOURCE, verified=True,
+               boot_medium="xen-esp", options=OPTIONS,
                wrong_firmware="xen-efi-esp needs OVMF: --platform qemu-q35-ovmf:<mem>",
                summary="Xen 4.17 xen.efi started by OVMF from an ESP (BOOTX64.EFI + BOOTX64.cfg), up to its E820")
 def load_esp(req):
