@@ -18,6 +18,8 @@ BOOTS = {
     "qemu-kernel-1G": ("qemu-virt-aarch64", "qemu-kernel", 1 << 30, {"file_size": 32956352}, "qemu-kernel-1G"),
     "qemu-kernel-initrd-1G": ("qemu-virt-aarch64", "qemu-kernel", 1 << 30,
                               {"file_size": 32956352, "initrd_size": 3145851}, "qemu-kernel-initrd-1G"),
+    "qemu-kernel-uki-1G": ("qemu-virt-aarch64", "qemu-kernel-uki", 1 << 30,
+                           {"file_size": 36173312, "initrd_size": 3145851}, "qemu-kernel-uki-1G"),
     "esp-uki-1G": ("qemu-virt-aarch64", "esp-uki", 1 << 30, {"file_size": 36173312, "initrd_size": 3145851},
                    "esp-uki-1G"),
 }
@@ -37,7 +39,7 @@ def capture(name):
         exit_map, machine=machine, boot_path=path, memory=memory, inputs=inputs,
         system_table=values["linux,uefi-system-table"], memmap_start=values["linux,uefi-mmap-start"],
         memmap_size=values["linux,uefi-mmap-size"], source=f"tests/data/aavmf/{kept}-*.bin",
-        held_above_image=path in ("qemu-kernel", "esp-uki"))
+        held_above_image=path in ("qemu-kernel", "esp-uki", "qemu-kernel-uki"))
 
 
 def main():

@@ -38,3 +38,14 @@ def test_qemu_kernel_without_an_initrd(tmp_path, memory):
     require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
     report, fields = verify_json(*qemu_kernel_args(tmp_path, memory))
     assert report["ok"] and fields["dtb bytes"]["observed"] == "equal"
+
+
+@pytest.mark.parametrize("memory", ["1G", "3G"])
+def test_uki_by_qemu_kernel(tmp_path, memory):
+    """The disk's UKI given to AAVMF by QEMU -kernel (no -append, no -initrd: .cmdline, .initrd); the
+    UKI file is the one the disk builder leaves beside the disk image."""
+    require("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd")
+    build_uki_esp_image(tmp_path)
+    report, fields = verify_json(tmp_path / "uki-arm64.efi", "--platform", f"qemu-virt-aarch64:{memory}",
+                                 "--loader", "linux-efi-stub-arm64")
+    assert report["ok"] and fields["initrd bytes"]["match"] and fields["dtb bytes"]["observed"] == "equal"

@@ -38,6 +38,10 @@ DTB_Q0 = (DATA / "qemu-kernel-1G-dtb.bin").read_bytes()
 EXIT_MAP_UKI = aavmf_pages.parse_exit_map((DATA / "esp-uki-1G-exit-map.bin").read_bytes())
 DTB_UKI = (DATA / "esp-uki-1G-dtb.bin").read_bytes()
 INITRD_UKI_BASE = int.from_bytes((DATA / "esp-uki-1G-initrd-table.bin").read_bytes()[:8], "little")
+# The same UKI by AAVMF's QEMU -kernel (no -append, no -initrd) at 1G.
+EXIT_MAP_QU = aavmf_pages.parse_exit_map((DATA / "qemu-kernel-uki-1G-exit-map.bin").read_bytes())
+DTB_QU = (DATA / "qemu-kernel-uki-1G-dtb.bin").read_bytes()
+INITRD_QU_BASE = int.from_bytes((DATA / "qemu-kernel-uki-1G-initrd-table.bin").read_bytes()[:8], "little")
 UKI_SIZE_OF_IMAGE = 0x2283000       # that UKI's PE SizeOfImage (its Loader Code run in the kept map)
 
 
@@ -52,7 +56,7 @@ def kept_fdt_address(dtb, memory):
     the address tests/data/README.md names (0x7a200000 at 1G, 0xba200000 at 2G from an ESP,
     0x7bf10000 by -kernel)."""
     return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000,
-            (DTB_UKI, 1 << 30): 0x7A200000, (DTB_Q0, 1 << 30): 0x7C220000}[(dtb, memory)]
+            (DTB_UKI, 1 << 30): 0x7A200000, (DTB_Q0, 1 << 30): 0x7C220000, (DTB_QU, 1 << 30): 0x7A200000}[(dtb, memory)]
 
 
 def loader_pieces(ranges):
@@ -66,8 +70,8 @@ def test_captures_are_the_kept_boots():
 
 
 @pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd"),
-                                          (DTB_UKI, KERNEL_CMDLINE), (DTB_Q0, KERNEL_CMDLINE)],
-                         ids=["esp", "qemu-kernel", "esp-uki", "qemu-kernel-no-initrd"])
+                                          (DTB_UKI, KERNEL_CMDLINE), (DTB_Q0, KERNEL_CMDLINE), (DTB_QU, KERNEL_CMDLINE)],
+                         ids=["esp", "qemu-kernel", "esp-uki", "qemu-kernel-no-initrd", "qemu-kernel-uki"])
 def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
     """update_fdt's empty tree (cells, /chosen, bootargs when there is a command line, the six
     properties in libfdt's order, packed) with the values the real boot had is the DTB the
@@ -81,19 +85,21 @@ def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
                                                           ("esp", 2 << 30, EXIT_MAP_2G, DTB_2G),
                                                           ("qemu-kernel", 1 << 30, EXIT_MAP_QK, DTB_QK),
                                                           ("esp-uki", 1 << 30, EXIT_MAP_UKI, DTB_UKI),
-                                                          ("qemu-kernel-no-initrd", 1 << 30, EXIT_MAP_Q0, DTB_Q0)],
-                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G", "esp-uki-1G", "qemu-kernel-no-initrd-1G"])
+                                                          ("qemu-kernel-no-initrd", 1 << 30, EXIT_MAP_Q0, DTB_Q0),
+                                                          ("qemu-kernel-uki", 1 << 30, EXIT_MAP_QU, DTB_QU)],
+                         ids=["esp-1G", "esp-2G", "qemu-kernel-1G", "esp-uki-1G", "qemu-kernel-no-initrd-1G",
+                              "qemu-kernel-uki-1G"])
 def test_replay_gives_the_kept_loader_pieces(path, memory, exit_map, dtb):
     """LoadImage's Loader Code, the stub's pool page, initrd and 2 MiB FDT: every Loader piece of
     the real exit map, and the map's size and buffer address (2G: from the 1G capture)."""
     pe = read_pe(debian_arm64_kernel().read_bytes())
-    initrd = KERNEL_INITRD_SIZE if path in ("qemu-kernel", "esp-uki") else 0
+    initrd = KERNEL_INITRD_SIZE if path in ("qemu-kernel", "esp-uki", "qemu-kernel-uki") else 0
     cmdline = {"esp": "", "qemu-kernel": KERNEL_CMDLINE + " initrd=initrd", "esp-uki": KERNEL_CMDLINE,
-               "qemu-kernel-no-initrd": KERNEL_CMDLINE}[path]
+               "qemu-kernel-no-initrd": KERNEL_CMDLINE, "qemu-kernel-uki": KERNEL_CMDLINE}[path]
     path = path.removesuffix("-no-initrd")
     capture = aavmf_pages.find_capture("qemu-virt-aarch64", path, memory, 0x40000000, initrd=initrd)
     # the kept UKI's PE: SizeOfImage 0x2283000, 4 KiB sections (tests/data/README.md)
-    uki = (UKI_SIZE_OF_IMAGE, 0x1000) if path == "esp-uki" else None
+    uki = (UKI_SIZE_OF_IMAGE, 0x1000) if path.endswith("-uki") else None
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
                              cmdline_bytes=len(cmdline) + 1, fdt_size=2 << 20, initrd_size=initrd, uki=uki)
     kept = loader_pieces([(s, s + n * 4096, t) for t, s, n, _ in exit_map])
@@ -102,8 +108,9 @@ def test_replay_gives_the_kept_loader_pieces(path, memory, exit_map, dtb):
     assert got.fdt in [a for a, _, t in kept if t == T.LOADER_DATA]     # the FDT starts a Loader Data run
     assert got.fdt == kept_fdt_address(dtb, memory)
     if initrd:
-        assert got.initrd == ((INITRD_QK_BASE, INITRD_QK_SIZE) if path == "qemu-kernel" else
-                              (INITRD_UKI_BASE, KERNEL_INITRD_SIZE))
+        assert got.initrd == {"qemu-kernel": (INITRD_QK_BASE, INITRD_QK_SIZE),
+                              "esp-uki": (INITRD_UKI_BASE, KERNEL_INITRD_SIZE),
+                              "qemu-kernel-uki": (INITRD_QU_BASE, KERNEL_INITRD_SIZE)}[path]
     v = kept_chosen(dtb)
     assert (got.memmap_start, got.memmap_size) == (v["linux,uefi-mmap-start"], v["linux,uefi-mmap-size"])
     assert got.memmap_size == len(exit_map) * 48

@@ -111,8 +111,10 @@ CAPTURES = {
     # AAVMF's QEMU -kernel boot (ArmVirtPkg's QemuKernelLoaderFsDxe + GenericQemuLoadImageLib)
     ("qemu-virt-aarch64", "qemu-kernel", False): "qemu-kernel-1G",
     ("qemu-virt-aarch64", "qemu-kernel", True): "qemu-kernel-initrd-1G",
-    # an arm64 UKI (systemd-stub 252, linuxaa64.efi.stub) as the ESP's EFI/BOOT/BOOTAA64.EFI
+    # an arm64 UKI (systemd-stub 252, linuxaa64.efi.stub) as the ESP's EFI/BOOT/BOOTAA64.EFI, or as
+    # AAVMF's QEMU -kernel (no -append, no -initrd: .cmdline and .initrd)
     ("qemu-virt-aarch64", "esp-uki", True): "esp-uki-1G",
+    ("qemu-virt-aarch64", "qemu-kernel-uki", True): "qemu-kernel-uki-1G",
 }
 RAM_LIMIT = 1 << 32             # the moving rule holds while RAM ends below 4 GiB
 

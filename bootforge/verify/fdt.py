@@ -123,7 +123,7 @@ def boot_plan(req, res, work, image=None):
         variables.write_bytes(AAVMF_VARS.read_bytes())
         argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
                  "-drive", f"if=pflash,format=raw,file={variables}"]
-        if res.linux["boot_path"] == "qemu-kernel":
+        if res.linux["boot_path"].startswith("qemu-kernel"):
             argv += ["-kernel", str(Path(req.kernel.path).resolve())]
             if req.modules:
                 argv += ["-initrd", str(Path(req.modules[0].path).resolve())]

@@ -126,18 +126,19 @@ def load(req):
     linux = uki.section(".linux")
     kernel_at = 0                       # where the kernel's PE lies in the booted file
     if linux is not None:
-        if boot_path != "esp":
-            raise RecipeError("linux-efi-stub-arm64 predicts an arm64 UKI started from an ESP (EFI/BOOT/BOOTAA64.EFI)")
-        boot_path, kernel_at = "esp-uki", linux.raw_offset
+        if boot_path == "qemu-kernel" and (req.modules or req.cmdline):
+            raise RecipeError("linux-efi-stub-arm64 predicts a UKI by QEMU -kernel without -append and -initrd "
+                              "(its .cmdline and .initrd); systemd-stub would take load options over .cmdline")
+        boot_path, kernel_at = boot_path + "-uki", linux.raw_offset
         data = linux.data(data)
         if data[0x38:0x3C] != b"ARM\x64":
             raise RecipeError("the UKI's .linux is not an arm64 Image with an EFI stub")
-    if boot_path != "qemu-kernel" and (req.modules or req.cmdline):
+    if boot_path == "esp" and (req.modules or req.cmdline):
         raise RecipeError("AAVMF starts EFI/BOOT/BOOTAA64.EFI with no load options: no command line and no initrd "
                           "(give none, or boot a UKI carrying them)")
     if len(req.modules) > 1:
         raise RecipeError("QEMU -initrd takes one file; give one initrd")
-    if boot_path == "esp-uki":
+    if boot_path.endswith("-uki"):
         section = uki.section(".cmdline")
         cmdline = section.data(req.kernel.data).split(b"\0")[0].decode("utf-8", "replace") if section else ""
         initrd_section = uki.section(".initrd")
@@ -152,7 +153,8 @@ def load(req):
     res.cmdline = cmdline
     capture = aavmf_pages.find_capture(board.machine.name, boot_path, board.memory_bytes, board.ram_base,
                                        initrd=bool(initrd_size))
-    how = {"esp": "from an ESP", "esp-uki": "as a UKI from an ESP", "qemu-kernel": "by QEMU -kernel"}[boot_path] + \
+    how = {"esp": "from an ESP", "esp-uki": "as a UKI from an ESP", "qemu-kernel": "by QEMU -kernel",
+           "qemu-kernel-uki": "as a UKI by QEMU -kernel"}[boot_path] + \
         (" with an initrd" if initrd_size else " without an initrd")
     reason = None
     if capture is None:
@@ -171,7 +173,7 @@ def load(req):
         raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
                              cmdline_bytes=len(cmdline.encode()) + 1, fdt_size=MAX_FDT_SIZE, initrd_size=initrd_size,
-                             uki=(uki.size_of_image, uki.section_alignment) if boot_path == "esp-uki" else None)
+                             uki=(uki.size_of_image, uki.section_alignment) if boot_path.endswith("-uki") else None)
     if got is None:
         raise RecipeError("linux-efi-stub-arm64: a command line of a page or more gets pool pages of its own: not "
                           "modelled")
@@ -192,7 +194,7 @@ def load(req):
               "stub's; systemd-stub's for a UKI)", "loader")
     if got.uki_block is not None:
         res.place("UKI image (AAVMF LoadImage)", got.uki_block, uki.size_of_image, uki.section_alignment,
-                  "Loader Code top-down below the file buffer BdsDxe held", "loader")
+                  "Loader Code top-down below the file buffer AAVMF held", "loader")
     if got.initrd is not None:
         name = req.modules[0].loader_path if req.modules else "the UKI's .initrd"
         res.place(f"initrd {name}", got.initrd[0], got.initrd[1], EFI_KIMG_ALIGN,
