@@ -15,9 +15,10 @@ puts the loader's file buffer and image directly under it. The block's size foll
   EFI_SIZE_TO_PAGES(PcdDiskIoDataBufferBlockNum (64, MdeModulePkg.dec) x BlockSize) pages: 8 on a
   512-byte-sector disk. With the child's own pool records one GPT partition costs 9 pages
   (observed: bootforge's UEFI-only disk, ESP alone, 673 pages; with the BIOS boot partition 682).
-- The rest of the block is what the other devices' drivers hold on each medium, measured (256M
-  and 512M, the same pages: the block's top moves with low RAM): on a CD start the CD's own 2048-byte
-  BlockIo and its El Torito child, on a disk start the disk's BlockIo beside QEMU's empty CD-ROM.
+- The rest of the block is what the other devices' drivers hold on each medium, measured (256M,
+  512M, 3G and 5G, the same pages: the block's top moves with low RAM): on a CD start the CD's own
+  2048-byte BlockIo and its El Torito child, on a disk start the disk's BlockIo beside QEMU's empty
+  CD-ROM (how these split is not measured).
 - Partition/Mbr.c PartitionInstallMbrChildHandles: an ESP image whose boot sector holds a valid
   partition entry (mformat's, covering the volume) gets one more child on a CD's El Torito
   partition (no HARDDRIVE node above it). Without that child (a CD ESP without the entry, and every
@@ -44,7 +45,7 @@ DISK_SECTOR = 512
 # and DiskIo instance records grow the Boot Services Data pool by one page).
 PARTITION_POOL_PAGES = 1
 # The block's pages other than the FAT cache and the partition children, per start (observed on
-# OVMF 2022.11, QEMU 7.2 q35, 256M and 512M; the ESP FAT12 so the cache is 131 pages):
+# OVMF 2022.11, QEMU 7.2 q35, 256M to 5G; the ESP FAT12 so the cache is 131 pages):
 # grub-mkrescue's, Limine's and bootforge's CD (ESP boot sector with mformat's entry) 728 pages;
 # bootforge's CD before it carried the entry 718; bootforge's GPT disk (BIOS boot + ESP) 682.
 OTHER_BLOCK_PAGES = {("cdrom", True): 728 - 131, ("cdrom", False): 718 - 131, ("disk", False): 682 - 131 - 2 * 9}
