@@ -34,7 +34,13 @@ def kept(name):
     return json.loads((FIXTURES / f"stop-{name}.json").read_text())
 
 
+PREDICTED = {}
+
+
 def predicted(inputs, name, tmp_path):
+    """`bootforge load ... --json --mbi-out` for the kept stop *name* (once per name)."""
+    if name in PREDICTED:
+        return PREDICTED[name]
     kind, memory = name.split("-")
     out = tmp_path / "zp.bin"
     if kind == "kernel":
@@ -43,7 +49,8 @@ def predicted(inputs, name, tmp_path):
         args = [inputs["uki"]]
     proc = run_bootforge("load", *args, "--platform", f"qemu-q35-ovmf:{memory}", "--loader", "linux-efi-stub",
                          "--json", "--mbi-out", out, check=0)
-    return json.loads(proc.stdout), out.read_bytes()
+    PREDICTED[name] = json.loads(proc.stdout), out.read_bytes()
+    return PREDICTED[name]
 
 
 class Result:

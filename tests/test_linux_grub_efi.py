@@ -50,13 +50,24 @@ def predict(source, memory, tmp_path):
     return json.loads(proc.stdout), out.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def image_load(built, tmp_path_factory):
+    """`bootforge load IMAGE --platform qemu-q35-ovmf:MEM --json --mbi-out` once per memory size."""
+    done = {}
+
+    def get(memory):
+        if memory not in done:
+            done[memory] = predict(built[1], memory, tmp_path_factory.mktemp("load"))
+        return done[memory]
+    return get
+
+
 @pytest.mark.parametrize("memory", ["512M", "966M", "3G"])
-def test_image_load_equals_the_kept_stop(built, tmp_path, memory):
+def test_image_load_equals_the_kept_stop(image_load, memory):
     """Where GRUB jumped (code32_start: the kernel above the chunk its failed pref_address try
     left), boot_params at ESI, cmd_line_ptr and the string, the initrd, no setup_data and the
     E820 table in boot_params order, as the real boot handed them over."""
-    _, image = built
-    report, _ = predict(image, memory, tmp_path)
+    report, _ = image_load(memory)
     lin, seen = report["linux"], kept(memory)
     params = seen["params"]
     assert report["loader"] == "grub-efi-linux"
@@ -71,13 +82,12 @@ def test_image_load_equals_the_kept_stop(built, tmp_path, memory):
 
 
 @pytest.mark.parametrize("memory", ["512M", "966M", "3G"])
-def test_exit_map_and_zero_page_equal_the_kept_stop(built, tmp_path, memory):
+def test_exit_map_and_zero_page_equal_the_kept_stop(image_load, memory):
     """The EFI map GRUB handed over (efi_info.efi_memmap, read at the entry) descriptor by descriptor
     (its size is a zero page field), and the zero page up to the end of its E820 table (past GRUB's
     0x3fc-byte struct: 18 or 19 entries here) but the system table pointer the policy declares; one
     changed byte is named by its field."""
-    _, image = built
-    report, predicted = predict(image, memory, tmp_path)
+    report, predicted = image_load(memory)
     seen = kept(memory)
     exit_map = report["maps"]["efi-at-exit"]["entries"]
     assert [[r["efi_type"], r["start"], r["size"] // PAGE, r["attributes"]] for r in exit_map] == \
@@ -101,12 +111,11 @@ def test_exit_map_and_zero_page_equal_the_kept_stop(built, tmp_path, memory):
     assert not cmp["match"] and [d["name"] for d in cmp["differing"]] == ["secure_boot"]
 
 
-def test_recipe_and_image_load_alike_where_the_medium_is_not_needed(built, tmp_path):
+def test_recipe_and_image_load_alike_where_the_medium_is_not_needed(built, image_load, tmp_path):
     """`load RECIPE` knows no BOOTX64.EFI or ESP (verify predicts from the image it builds): the
     kernel, boot_params, command line and E820 are the same; the heap and initrd follow the image."""
-    recipe, image = built
-    a, _ = predict(recipe, "512M", tmp_path)
-    b, _ = predict(image, "512M", tmp_path)
+    a, _ = predict(built[0], "512M", tmp_path)
+    b, _ = image_load("512M")
     for key in ("code32_start", "boot_params", "cmd_line_ptr", "ramdisk_size"):
         assert a["linux"][key] == b["linux"][key]
     assert a["mbi"]["mmap"] == b["mbi"]["mmap"]
