@@ -287,12 +287,35 @@ def test_other_input_sizes_are_exact_from_the_captures(tmp_path, case, uki_initr
 
 
 def test_what_no_rule_moves_says_why():
-    """A UKI whose .linux has another SizeOfImage, or a file that puts the ESP on another FAT type,
-    is not moved: exact false with the reason."""
+    """A file that puts the ESP on another FAT type, or an initrd where the capture has none, is
+    not moved: exact false with the reason."""
     cap = ovmf_pages.read_capture("esp-uki-512M")
-    for inputs in ({**cap.inputs, "kernel_size_of_image": cap.inputs["kernel_size_of_image"] + PAGE},
-                   {**cap.inputs, "file_size": 4 * MIB}):
-        got, why = ovmf_pages.for_inputs(cap, inputs)
-        assert got is None and "no rule here moves it" in why
+    got, why = ovmf_pages.for_inputs(cap, {**cap.inputs, "file_size": 4 * MIB})
+    assert got is None and "no rule here moves it" in why
+    got, why = ovmf_pages.for_inputs(ovmf_pages.read_capture("qemu-kernel-512M"),
+                                     {"file_size": KERNEL_FILE, "initrd_size": 4096})
+    assert got is None and "no rule here moves it" in why
     got, why = ovmf_pages.for_inputs(cap, {**cap.inputs, "file_size": 20 * MIB})
     assert why is None and got.ranges == cap.ranges and got.inputs["file_size"] == 20 * MIB
+
+
+def test_a_bigger_linux_section_is_placed_by_the_replay(tmp_path):
+    """A UKI whose .linux declares 0x40000 more SizeOfImage (the PE header patched: systemd-stub's
+    LoadImage from memory takes that many more pages): by -kernel at 512M boot_params,
+    cmd_line_ptr, the initrd and setup_data equal the prediction from the captured UKI's map."""
+    require(KERNEL)
+    import struct
+    data = bytearray(Path(KERNEL).read_bytes())
+    at = struct.unpack_from("<I", data, 0x3C)[0] + 24 + 56        # OptionalHeader.SizeOfImage
+    struct.pack_into("<I", data, at, struct.unpack_from("<I", data, at)[0] + 0x40000)
+    (tmp_path / "vmlinuz").write_bytes(data)
+    (tmp_path / "os-release").write_text(OS_RELEASE)
+    make_initrd(tmp_path / "initrd.img")
+    run_bootforge("build", write_recipe(tmp_path, kernel=str(tmp_path / "vmlinuz"), cmdline=UKI_CMDLINE,
+                                        os_release="os-release", output="uki.efi", initrd=["initrd.img"]), check=0)
+    seen = json.loads((GDB / "verify-uki-bigger-linux-512M.json").read_text())["observed"]
+    p = load(tmp_path, tmp_path / "uki.efi", "512M")["placement"]
+    assert p["exact"], p["reason"]
+    assert (p["boot_params"], p["cmd_line_ptr"], p["initrd"]["start"], p["setup_data"]) == \
+        (seen["boot_params"], seen["cmd_line_ptr"], seen["ramdisk_image"], seen["setup_data"])
+    assert p["kernel_image"]["end"] - p["kernel_image"]["start"] == KERNEL_IMAGE + 0x40000
