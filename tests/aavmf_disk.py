@@ -1,8 +1,21 @@
 """A bootforge disk image whose ESP's EFI/BOOT/BOOTAA64.EFI is Debian's arm64 kernel (the
 [image] recipe with loader "uki"), shared by the AAVMF tests."""
 
-from conftest import run_bootforge
-from test_arm_images import debian_arm64_kernel
+from conftest import run_bootforge, unavailable
+from test_arm_images import debian_arm64_kernel as fetched_kernel
+
+# The kernel the AAVMF captures were made with (bootforge/data/aavmf-pages/*.json "inputs"): another
+# Debian point release is another file, whose placements the captures do not give.
+CAPTURED_KERNEL = "linux-image-6.1.0-57-arm64 (32956352 bytes)"
+CAPTURED_KERNEL_SIZE = 32956352
+
+
+def debian_arm64_kernel():
+    kernel = fetched_kernel()
+    if kernel.stat().st_size != CAPTURED_KERNEL_SIZE:
+        unavailable(f"{kernel} is {kernel.stat().st_size} bytes, not the captured {CAPTURED_KERNEL}: boot it and "
+                    "rerun tests/aavmf_capture.py (tests/data/README.md, aavmf/)")
+    return kernel
 
 
 def build_esp_image(tmp_path):

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from aavmf_disk import (KERNEL_CMDLINE, KERNEL_INITRD_SIZE, build_esp_image, build_uki_esp_image, kernel_initrd,
-                        qemu_kernel_args)
+from aavmf_disk import (KERNEL_CMDLINE, KERNEL_INITRD_SIZE, build_esp_image, build_uki_esp_image, debian_arm64_kernel,
+                        kernel_initrd, qemu_kernel_args)
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import aavmf_pages
 from bootforge.loader.policies.linux_efi_stub_arm64 import primary_entry_offset
 from conftest import assert_one_line_error, require, run_bootforge
 from dtboot import verify_json
-from test_arm_images import debian_arm64_kernel
 
 DATA = Path(__file__).parent / "data" / "aavmf"
 AAVMF = ("qemu-system-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd")

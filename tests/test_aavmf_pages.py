@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from aavmf_capture import BOOTS, capture
-from aavmf_disk import KERNEL_CMDLINE, KERNEL_INITRD_SIZE
+from aavmf_disk import KERNEL_CMDLINE, KERNEL_INITRD_SIZE, debian_arm64_kernel
 from bootforge.fdtboot.libfdt import Fdt
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import aavmf_pages
 from bootforge.loader.policies.linux_efi_stub_arm64 import stub_dtb
 from bootforge.pe.image import read_pe
-from test_arm_images import debian_arm64_kernel
 
 DATA = Path(__file__).parent / "data" / "aavmf"
 EXIT_MAP = aavmf_pages.parse_exit_map((DATA / "esp-1G-exit-map.bin").read_bytes())
@@ -56,7 +55,8 @@ def kept_fdt_address(dtb, memory):
     the address tests/data/README.md names (0x7a200000 at 1G, 0xba200000 at 2G from an ESP,
     0x7bf10000 by -kernel)."""
     return {(DTB, 1 << 30): 0x7A200000, (DTB_2G, 2 << 30): 0xBA200000, (DTB_QK, 1 << 30): 0x7BF10000,
-            (DTB_UKI, 1 << 30): 0x7A200000, (DTB_Q0, 1 << 30): 0x7C220000, (DTB_QU, 1 << 30): 0x7A200000}[(dtb, memory)]
+            (DTB_UKI, 1 << 30): 0x7A200000, (DTB_Q0, 1 << 30): 0x7C220000,
+            (DTB_QU, 1 << 30): 0x7A200000}[(dtb, memory)]
 
 
 def loader_pieces(ranges):
@@ -70,7 +70,8 @@ def test_captures_are_the_kept_boots():
 
 
 @pytest.mark.parametrize("dtb, cmdline", [(DTB, ""), (DTB_QK, KERNEL_CMDLINE + " initrd=initrd"),
-                                          (DTB_UKI, KERNEL_CMDLINE), (DTB_Q0, KERNEL_CMDLINE), (DTB_QU, KERNEL_CMDLINE)],
+                                          (DTB_UKI, KERNEL_CMDLINE), (DTB_Q0, KERNEL_CMDLINE),
+                                          (DTB_QU, KERNEL_CMDLINE)],
                          ids=["esp", "qemu-kernel", "esp-uki", "qemu-kernel-no-initrd", "qemu-kernel-uki"])
 def test_stub_tree_is_the_kept_dtb_byte_for_byte(dtb, cmdline):
     """update_fdt's empty tree (cells, /chosen, bootargs when there is a command line, the six

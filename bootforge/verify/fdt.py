@@ -464,7 +464,8 @@ def efi_initrd_rows(gdb, req, res):
     raw = gdb.read_memory(table, 16) if table else None
     base, size = (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")) if raw else (None, None)
     rows = [Row("initrd start (LINUX_EFI_INITRD_MEDIA table)", m["start"], base, m["start"] == base),
-            Row("initrd size (LINUX_EFI_INITRD_MEDIA table)", m["end"] - m["start"], size, m["end"] - m["start"] == size)]
+            Row("initrd size (LINUX_EFI_INITRD_MEDIA table)", m["end"] - m["start"], size,
+                m["end"] - m["start"] == size)]
     if req.modules:
         want = Path(req.modules[0].path).read_bytes()
     else:                               # a UKI's .initrd, which systemd-stub serves
