@@ -319,3 +319,8 @@ def test_a_bigger_linux_section_is_placed_by_the_replay(tmp_path):
     assert (p["boot_params"], p["cmd_line_ptr"], p["initrd"]["start"], p["setup_data"]) == \
         (seen["boot_params"], seen["cmd_line_ptr"], seen["ramdisk_image"], seen["setup_data"])
     assert p["kernel_image"]["end"] - p["kernel_image"]["start"] == KERNEL_IMAGE + 0x40000
+    # the same UKI's boot with efi=debug (its .cmdline) printed the .linux image where predicted:
+    # 0x40000 lower than the captured UKI's, the UKI image and every Loader Data piece unmoved
+    log = parse_kernel_log((GDB / "uki-bigger-linux-512M.txt").read_text())
+    assert (T.LOADER_CODE, p["kernel_image"]["start"], p["kernel_image"]["end"]) in log.efi
+    assert (T.LOADER_CODE, p["image"]["start"], p["image"]["end"]) in log.efi
