@@ -43,20 +43,17 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   the exit map is predicted descriptor by descriptor), secure_boot (grub_efi_get_secureboot).
 """
 
-from bootforge.errors import FormatError, LoaderRefusal, RecipeError
+from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
 from bootforge.loader.alloc import FreeSpace, align_up
-from bootforge.loader.policies import loader_policy
+from bootforge.loader.policies import grub_pc_linux, loader_policy
 from bootforge.loader.policies.common import GIB4
 from bootforge.loader.policies.grub_efi import _with_grub_image, grub_efi_mmap, with_grub_heap
-from bootforge.loader.policies import grub_pc_linux
-from bootforge.loader.policies.grub_pc_linux import (BOOT_IMAGE, BZIMAGE_ADDR, E820_ENTRY, INITRD_MAX_ADDRESS,
-                                                     INITRD_TOP_GAP, PARAMS_SIZE, REAL_MODE_HIGH,
-                                                     REAL_MODE_LOW)
+from bootforge.loader.policies.grub_pc_linux import (BZIMAGE_ADDR, INITRD_MAX_ADDRESS, INITRD_TOP_GAP,
+                                                     REAL_MODE_HIGH, REAL_MODE_LOW)
 from bootforge.loader.result import LoadResult
 from bootforge.memmap.model import MemoryRange
-from bootforge.uki.kernel import is_bzimage, read_bzimage
 
 SOURCE = ("GRUB 2.06 grub-core/loader/i386/linux.c (x86_64-efi: grub_cmd_linux, grub_cmd_initrd, grub_linux_boot), "
           "lib/relocator.c, lib/efi/relocator.c")
@@ -208,17 +205,10 @@ def zero_page(data, hdr, code32, kernel_alignment, ramdisk, cmd_line_ptr, e820, 
                boot_medium=None, wrong_firmware=WRONG_FIRMWARE,
                summary="GRUB 2.06 x86_64-efi `linux`/`initrd` (a bzImage, its 32-bit entry) under OVMF")
 def load(req):
-    data = req.kernel.data
-    path = req.kernel.path
-    if not is_bzimage(data):
-        raise LoaderRefusal("invalid magic number", loader="grub-efi-linux", words="invalid magic number")
-    try:
-        hdr = read_bzimage(data)
-    except FormatError as exc:
-        raise exc.located(path=path) from None
+    data, hdr = grub_pc_linux.read_kernel(req, "grub-efi-linux")
     version = hdr.version
     if version < 0x20A:
-        raise RecipeError(f"{path}: boot protocol {version >> 8}.{version & 0xff:02d}: grub-efi-linux models "
+        raise RecipeError(f"{req.kernel.path}: boot protocol {version >> 8}.{version & 0xff:02d}: grub-efi-linux models "
                           "2.10+ kernels (init_size, pref_address)")
     g = hdr.get
     plat = _with_grub_image(req.platform, req.efi_application, req.efi_medium)
@@ -256,15 +246,12 @@ def load(req):
               "pref_address" if target == pref else f"lowest {1 << align_log:#x}-aligned conventional pages above "
               "16 MiB (allocate_pages' second try)", "kernel")
     code32 = target + g("code32_start") - BZIMAGE_ADDR
-    cmdline = BOOT_IMAGE + req.kernel_loader_path + (" " + req.cmdline if req.cmdline else "")
+    cmdline, cmdline_size = grub_pc_linux.loader_cmdline(req, hdr, "grub-efi-linux")
     res.cmdline = cmdline
-    cmdline_size = max(g("cmdline_size") + 1, 128)
-    if len(cmdline.encode()) >= cmdline_size:
-        raise LoaderRefusal("the command line is longer than the kernel's cmdline_size", loader="grub-efi-linux")
 
     ramdisk = (0, 0)
     if req.modules:
-        size = sum(align_up(m.size, 4) for m in req.modules[:-1]) + req.modules[-1].size
+        size = grub_pc_linux.initrd_size(req.modules)
         aligned = align_up(size, PAGE)
         limit = min(g("initrd_addr_max"), INITRD_MAX_ADDRESS)
         top = (limit - INITRD_TOP_GAP - aligned) & ~(PAGE - 1)
@@ -283,11 +270,7 @@ def load(req):
 
     now = with_loader_data(efi, chunks)
     mmap = grub_efi_mmap(now)
-    mmap_size = align_up(len(mmap) * E820_ENTRY + PAGE, PAGE)
-    cl_offset = align_up(mmap_size + PARAMS_SIZE, PAGE)
-    if cl_offset < setup_sects * bz.SECTOR:
-        cl_offset = align_up(setup_sects * bz.SECTOR, PAGE)
-    real_size = align_up(cl_offset + cmdline_size, PAGE)
+    cl_offset, real_size = grub_pc_linux.real_mode_layout(len(mmap), setup_sects, cmdline_size)
     map_bytes = efi_mmap_size(len(now.ranges))
     params = real_mode_target(efi, real_size + map_bytes)
     if params is None:
@@ -316,11 +299,7 @@ def load(req):
                  "real_size": real_size, "efi_mmap_size": map_bytes, "code32_start": code32,
                  "ramdisk_image": ramdisk[0], "ramdisk_size": ramdisk[1], "kernel": {"start": target, "size": prot},
                  "e820_entries": len(mmap), "boot_path": "grub-efi-linux", "setup_data": [],
-                 "zero_page": {"predicted_bytes": len(res.mbi_bytes),
-                               "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED],
-                               "not_written": {"offset": len(res.mbi_bytes), "size": PAGE - len(res.mbi_bytes),
-                                               "why": "past struct linux_kernel_params (0x3fc bytes) and the E820 "
-                                                      "table GRUB fills in after it: not written by GRUB"}}}
+                 "zero_page": grub_pc_linux.zero_page_spec(res.mbi_bytes, DECLARED, "not written by GRUB")}
     res.notes.append(f"predicted: kernel at {target:#x}, code32_start {code32:#x}, boot_params at {params:#x} "
                      f"(cmd_line_ptr {params + cl_offset:#x}), {len(mmap)} E820 entries"
                      + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))

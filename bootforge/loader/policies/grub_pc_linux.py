@@ -75,6 +75,50 @@ def merged_e820(memory_map):
     return out
 
 
+def zero_page_spec(predicted, declared, rest):
+    """linux.zero_page for verify: the predicted bytes, the (offset, size, why) fields *declared*,
+    and the page past the E820 table, *rest* saying what is there."""
+    return {"predicted_bytes": len(predicted),
+            "declared": [{"offset": o, "size": n, "why": w} for o, n, w in declared],
+            "not_written": {"offset": len(predicted), "size": PAGE - len(predicted),
+                            "why": f"past struct linux_kernel_params (0x3fc bytes) and the E820 table: {rest}"}}
+
+
+def read_kernel(req, loader):
+    """grub_cmd_linux's first check of the file: (its bytes, its SetupHeader), or GRUB's words."""
+    if not is_bzimage(req.kernel.data):
+        raise LoaderRefusal("invalid magic number", loader=loader, words="invalid magic number")
+    try:
+        return req.kernel.data, read_bzimage(req.kernel.data)
+    except FormatError as exc:
+        raise exc.located(path=req.kernel.path) from None
+
+
+def loader_cmdline(req, hdr, loader):
+    """(the command line grub_create_loader_cmdline makes, maximal_cmdline_size), or the refusal
+    of one longer than the kernel takes."""
+    cmdline = BOOT_IMAGE + req.kernel_loader_path + (" " + req.cmdline if req.cmdline else "")
+    size = max((hdr.get("cmdline_size") + 1) if hdr.version >= 0x206 else 256, 128)
+    if len(cmdline.encode()) >= size:
+        raise LoaderRefusal("the command line is longer than the kernel's cmdline_size", loader=loader)
+    return cmdline, size
+
+
+def real_mode_layout(e820_count, setup_sects, cmdline_size):
+    """(cl_offset, real_size) of grub_linux_boot: find_mmap_size() of *e820_count* entries, the
+    params struct, the setup sectors, the command line."""
+    mmap_size = _align(e820_count * E820_ENTRY + PAGE, PAGE)
+    cl_offset = _align(mmap_size + PARAMS_SIZE, PAGE)
+    if cl_offset < setup_sects * bz.SECTOR:
+        cl_offset = _align(setup_sects * bz.SECTOR, PAGE)
+    return cl_offset, _align(cl_offset + cmdline_size, PAGE)
+
+
+def initrd_size(modules):
+    """grub_initrd_init / grub_get_initrd_size: each file but the last padded to 4 bytes."""
+    return sum(_align(m.size, 4) for m in modules[:-1]) + modules[-1].size
+
+
 def real_mode_chunk(memory_map, real_size):
     """grub_linux_boot_mmap_find: the first available range reaching [0x10000, 0x90000) with
     real_size bytes, its clipped top minus real_size; None when none has room."""
@@ -148,14 +192,7 @@ def zero_page(data, hdr, code32, align, ramdisk, cmd_line_ptr, e820, cmdline, te
                boot_medium=None, wrong_firmware=WRONG_FIRMWARE,
                summary="GRUB 2.06 i386-pc `linux`/`initrd` (a bzImage, its 32-bit entry)")
 def load(req):
-    data = req.kernel.data
-    path = req.kernel.path
-    if not is_bzimage(data):
-        raise LoaderRefusal("invalid magic number", loader="grub-pc-linux", words="invalid magic number")
-    try:
-        hdr = read_bzimage(data)
-    except FormatError as exc:
-        raise exc.located(path=path) from None
+    data, hdr = read_kernel(req, "grub-pc-linux")
     version = hdr.version
     if version < 0x203:
         raise LoaderRefusal("version too old for 32-bit boot (try with `linux16')", loader="grub-pc-linux")
@@ -187,17 +224,12 @@ def load(req):
               "pref_address, page_align(init_size) (allocate_pages)" if relocatable else "1 MiB (not relocatable)",
               "kernel")
     code32 = pref + g("code32_start") - BZIMAGE_ADDR
-    cmdline = BOOT_IMAGE + req.kernel_loader_path + (" " + req.cmdline if req.cmdline else "")
+    cmdline, cmdline_size = loader_cmdline(req, hdr, "grub-pc-linux")
     res.cmdline = cmdline
-    cmdline_size = (g("cmdline_size") + 1) if version >= 0x206 else 256
-    cmdline_size = max(cmdline_size, 128)
-    if len(cmdline.encode()) >= cmdline_size:
-        raise LoaderRefusal("the command line is longer than the kernel's cmdline_size", loader="grub-pc-linux")
 
     ramdisk = (0, 0)
     if req.modules:
-        # grub_initrd_init / grub_get_initrd_size: each file but the last padded to 4 bytes.
-        size = sum(_align(m.size, 4) for m in req.modules[:-1]) + req.modules[-1].size
+        size = initrd_size(req.modules)
         aligned = _align(size, PAGE)
         limit = min(g("initrd_addr_max"), INITRD_MAX_ADDRESS) if version >= 0x203 else INITRD_MAX_ADDRESS
         top = (limit - INITRD_TOP_GAP - aligned) & ~(PAGE - 1)
@@ -214,11 +246,7 @@ def load(req):
         ramdisk = (at, size)
 
     mmap = merged_e820(plat.memory_map)
-    mmap_size = _align(len(e820_entries(plat.memory_map)) * E820_ENTRY + PAGE, PAGE)
-    cl_offset = _align(mmap_size + PARAMS_SIZE, PAGE)
-    if cl_offset < setup_sects * bz.SECTOR:
-        cl_offset = _align(setup_sects * bz.SECTOR, PAGE)
-    real_size = _align(cl_offset + cmdline_size, PAGE)
+    cl_offset, real_size = real_mode_layout(len(e820_entries(plat.memory_map)), setup_sects, cmdline_size)
     params = real_mode_chunk(plat.memory_map, real_size)
     if params is None:
         raise LoaderRefusal("cannot allocate real mode pages", loader="grub-pc-linux",
@@ -234,11 +262,7 @@ def load(req):
                  "real_size": real_size, "code32_start": code32, "ramdisk_image": ramdisk[0],
                  "ramdisk_size": ramdisk[1], "kernel": {"start": pref, "size": chunk},
                  "e820_entries": len(mmap), "boot_path": "grub-pc-linux",
-                 "zero_page": {"predicted_bytes": len(res.mbi_bytes),
-                               "declared": [{"offset": o, "size": n, "why": w} for o, n, w in DECLARED],
-                               "not_written": {"offset": len(res.mbi_bytes), "size": PAGE - len(res.mbi_bytes),
-                                               "why": "past struct linux_kernel_params (0x3fc bytes) and the E820 "
-                                                      "table: the relocator buffer's old contents"}}}
+                 "zero_page": zero_page_spec(res.mbi_bytes, DECLARED, "the relocator buffer's old contents")}
     res.notes.append(f"predicted: kernel chunk at {pref:#x}, code32_start {code32:#x}, boot_params at {params:#x} "
                      f"(cmd_line_ptr {params + cl_offset:#x}), {len(mmap)} E820 entries"
                      + (f", initrd at {ramdisk[0]:#x} ({ramdisk[1]} bytes)" if ramdisk[1] else ""))
