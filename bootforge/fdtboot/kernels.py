@@ -197,6 +197,12 @@ def unlzma_uboot(data, limit):
     """lib/lzma/LzmaTools.c lzmaBuffToBuffDecompress(): a .lzma ("alone") stream, at most *limit* bytes."""
     # Function-level import: only lzma-compressed uImages need it.
     import lzma
+    # liblzma allocates the header's dictionary size (bytes 1-4, up to 4 GiB) before the first byte;
+    # U-Boot decodes straight into its output buffer. A match distance is checked against the bytes
+    # decoded so far when the dictionary holds the whole output (LzmaDec.c checkDicSize, liblzma
+    # dict_is_distance_valid), so any size of at least the limit + 1 bytes read here decodes alike.
+    if len(data) >= 5 and int.from_bytes(data[1:5], "little") > limit + 1:
+        data = data[:1] + (limit + 1).to_bytes(4, "little") + data[5:]
     d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
     try:
         out = d.decompress(data, limit + 1)

@@ -1,0 +1,68 @@
+"""U-Boot's bootm decoders as bootforge models them (bootforge/fdtboot/kernels.py: gunzip,
+.lzma and LZ4 frames into CONFIG_SYS_BOOTM_LEN), on the compressed uImages real U-Boot booted
+(tests/data/uboot-bootm-compressed/, see its cases.json), with headers changed the way the fuzz
+harness (tests/fuzz/fuzz_fit.py) changed them. No QEMU: tests/test_uboot_qemu.py has the boots.
+"""
+
+import struct
+import subprocess
+import sys
+import zlib
+
+from bootforge.fdtboot import kernels
+from conftest import DATA, REPO, assert_one_line_error
+
+CASES = DATA / "uboot-bootm-compressed"
+SYS_BOOTM_LEN = 0x4000000      # Debian's qemu_arm64 CONFIG_SYS_BOOTM_LEN
+
+
+def with_data(uimage, body):
+    """*uimage*'s header over *body*, ih_size and both CRCs made right (as mkimage writes them)."""
+    header = bytearray(uimage[:64])
+    struct.pack_into(">III", header, 4, 0, 0, len(body))
+    struct.pack_into(">I", header, 24, zlib.crc32(body))
+    struct.pack_into(">I", header, 4, zlib.crc32(header))
+    return bytes(header) + body
+
+
+def lzma_with_dictionary(size):
+    """lzma.uImage (booted: 872 bytes at ih_load) with its .lzma header's dictionary size set to *size*."""
+    real = (CASES / "lzma.uImage").read_bytes()
+    body = real[64:]
+    return real, with_data(real, body[:1] + struct.pack("<I", size) + body[5:])
+
+
+ADDRESS_SPACE = 1 << 30       # the CLI's whole address space in these runs: 16 times the cap
+
+
+def bootforge_in_address_space(*args):
+    """The real CLI in a subprocess whose address space is capped (RLIMIT_AS): an allocation sized
+    by an unchecked field fails there as a MemoryError traceback."""
+    script = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
+              "from bootforge.cli import cli; sys.exit(cli.main(prog_name='bootforge'))")
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+def test_lzma_dictionary_size_allocates_nothing_beyond_the_cap(tmp_path):
+    # The .lzma header's 4-byte dictionary size is the stream's claim, not U-Boot's buffer: liblzma
+    # allocated it whole (4 GiB) before decoding (found by tests/fuzz/fuzz_fit.py under its cap).
+    real, huge = lzma_with_dictionary(0xFFFFFFFF)
+    path = tmp_path / "lzma-4g-dictionary.uImage"
+    path.write_bytes(huge)
+    proc = bootforge_in_address_space("inspect", "--json", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # A dictionary holding the whole output decodes the bytes the real stream (64 MiB dictionary) gave.
+    expected = kernels.bootm_loaded_bytes(real, SYS_BOOTM_LEN)
+    assert len(expected) == 872
+    assert kernels.bootm_loaded_bytes(huge, SYS_BOOTM_LEN) == expected
+    assert '"decompressed_size": 872' in proc.stdout
+
+
+def test_decompression_bombs_stop_at_the_cap():
+    # The captures with more than 64 MiB of output (U-Boot: "<name> compressed: uncompress error N")
+    # are refused by load in one line within the capped address space.
+    for name in ("gzip-too-large", "lzma-too-large", "lz4-too-large"):
+        proc = bootforge_in_address_space("load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm",
+                                          CASES / f"{name}.uImage")
+        assert_one_line_error(proc, f"{name}.uImage", "more than CONFIG_SYS_BOOTM_LEN (0x4000000 bytes)")
