@@ -213,6 +213,11 @@ def load(req):
     g = hdr.get
     plat = _with_grub_image(req.platform, req.efi_application, req.efi_medium)
     res = LoadResult(req.loader, "linux", plat, SOURCE)
+    if req.efi_application is None and plat.qemu is not None:
+        res.notes.append("GRUB's BOOTX64.EFI and the medium are not known here (a recipe, not its image): GRUB's "
+                         "image and heap are the platform template's (grub-mkrescue's CD), and the initrd and the "
+                         "EFI map follow them; `load` of the built image (and verify, which predicts from it) "
+                         "places them for that image")
     efi, heap = with_grub_heap(plat)
     if heap:
         res.place("GRUB heap", heap[0], heap[1], PAGE, "kern/efi/mm.c: a quarter of conventional memory "
