@@ -76,6 +76,9 @@ class LoadResult:
     entry: object = None                            # bootforge.multiboot.entry.Entry: where the loader jumps
     structures: dict = field(default_factory=dict)  # MB1: {name: (address, bytes)} of what the info points to
     owned: list = field(default_factory=list)       # [bootforge.loader.owned.OwnedRange]: the loader's own at entry
+    # MB2 bytes this prediction leaves to the firmware for this boot only, beyond the policy's
+    # Comparison: [(tag, first byte, end or None, what, why)], offsets as Comparison.firmware_data_on.
+    firmware_data: list = field(default_factory=list)
 
     def place(self, name, start, size, align, rule, kind="data"):
         p = Placement(name, start, start + size, align, rule, kind)

@@ -2,6 +2,7 @@
 named fields, so one comparison serves `bootforge verify` and the test suite's matrix."""
 
 import hashlib
+from dataclasses import replace
 
 from bootforge.formats.multiboot import FramebufferType, Mb2Tag, MbiFlag, Multiboot1Info, Multiboot2InfoTagBody
 from bootforge.loader.policies import COMPARE_ALL, comparison
@@ -268,12 +269,16 @@ def _mb2_firmware(tags, data, declared=COMPARE_ALL, firmware=None):
     return out
 
 
-def _mb2_compare(loader, pred, seen, firmware_kind=None):
+def _mb2_compare(loader, pred, seen, firmware_kind=None, this_boot=()):
     """(firmware ranges, differing ranges) of two MB2 blobs. With the same tag types in the
     same order the tags are compared pair by pair (a tag of another size differs as a whole
-    past the shorter one, and the tags after it still line up); else byte by byte."""
+    past the shorter one, and the tags after it still line up); else byte by byte. *this_boot*:
+    the prediction's own firmware-data declarations (LoadResult.firmware_data)."""
     ptags, stags = _mb2_tags(pred), _mb2_tags(seen)
     declared = comparison(loader)
+    if this_boot:
+        declared = replace(declared, firmware_data_on=declared.firmware_data_on
+                           + tuple((firmware_kind, *d) for d in this_boot))
     firmware = _mb2_firmware(stags, seen, declared, firmware_kind)
     if declared.unwritten_tag_padding:
         firmware += [(at + s, at + s + (-s % 8), f"tag {t} ({Mb2Tag.label_of(t)}) padding",
@@ -307,7 +312,8 @@ def mbi_bytes_comparison(res, cap):
     points to (its name, predicted and observed address, the same fields)."""
     pred, seen = bytes(res.mbi_bytes), bytes(cap.mbi_raw)
     if res.protocol == "multiboot2":
-        firmware, differing = _mb2_compare(res.loader, pred, seen, getattr(res.platform, "firmware", None))
+        firmware, differing = _mb2_compare(res.loader, pred, seen, getattr(res.platform, "firmware", None),
+                                           getattr(res, "firmware_data", ()))
         structures = []
     else:
         layout = _layout(Multiboot1Info)
