@@ -211,6 +211,34 @@ def test_load_predicts_limines_exit_map_after_the_blt_reallocation(tmp_path_fact
     assert len(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes)) == case["total_size"]
 
 
+LIMINE_SEARCH_CAPTURES = json.loads((DATA / "uefi-video" / "limine-gop-search-tag17.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", LIMINE_SEARCH_CAPTURES, ids=["x".join(map(str, c["request"]))
+                                                              for c in LIMINE_SEARCH_CAPTURES])
+def test_limine_declares_tag17_after_a_mode_search_no_rule_covers(tmp_path_factory, case):
+    """The real tag 17 after Limine searched the GOP modes for 1024x768x32 (found, narrower than
+    mode 0) and for sizes OVMF has no mode for: OVMF's Boot Services Data below Limine's image
+    grew by 1 and 2 pages, which no rule predicts, so the policy declares the descriptors (and
+    only them) firmware data with that reason; the wide modes and the default path stay counted."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+
+    def predicted(request):
+        kernel = _kernel_once(tmp_path_factory, "multiboot2", request)
+        req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+        return run_policy(POLICIES.get(case["loader"]), req)
+    res = predicted(case["request"])
+    assert [(t, lo, hi) for t, lo, hi, _w, _y in res.firmware_data] == [(17, 16, None)]
+    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
+           for d in next(t for t in decode_mb2_info(bytes(res.mbi_bytes))["tags"] if t["type"] == 17)["descriptors"]]
+    seen = case["tag17_descriptors"]
+    grown = [(s[2] - g[2]) for g, s in zip(got, seen) if g[0] == s[0] == 4 and g[1] - s[1] == (s[2] - g[2]) * 4096 > 0]
+    assert len(got) == len(seen) and grown == [1 if case["request"][0] == 1024 else 2]
+    assert not predicted((2560, 1440, 32)).firmware_data and not predicted((1920, 1080, 32)).firmware_data
+
+
 # ------------------------------------------------------------------ the image builder
 
 def _image_recipe(tmp_path, kernel, loader="grub", extra=""):
