@@ -10,7 +10,8 @@ import sys
 import zlib
 
 from bootforge.fdtboot import kernels
-from conftest import DATA, REPO, assert_one_line_error
+from bootforge.inspect import inspect_data
+from conftest import DATA, REPO, assert_one_line_error, run_bootforge
 
 CASES = DATA / "uboot-bootm-compressed"
 SYS_BOOTM_LEN = 0x4000000      # Debian's qemu_arm64 CONFIG_SYS_BOOTM_LEN
@@ -66,3 +67,19 @@ def test_decompression_bombs_stop_at_the_cap():
         proc = bootforge_in_address_space("load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm",
                                           CASES / f"{name}.uImage")
         assert_one_line_error(proc, f"{name}.uImage", "more than CONFIG_SYS_BOOTM_LEN (0x4000000 bytes)")
+
+
+def test_compression_number_no_uboot_names(tmp_path):
+    # ih_comp is any byte: one U-Boot has no name for reaches image_decomp's default case, as lzo and
+    # zstd do on Debian's build ("Unimplemented compression type 6" observed for zstd: zstd.console).
+    real = (CASES / "gzip.uImage").read_bytes()
+    header = bytearray(real[:64])
+    header[31] = 124
+    odd = with_data(bytes(header), real[64:])
+    doc = inspect_data("odd.uImage", odd, None).to_json()
+    bootm = next(v for v in doc["verdicts"] if v["subject"] == "uboot-bootm")
+    assert (bootm["ok"], bootm["words"]) == (False, "Unimplemented compression type 124")
+    path = tmp_path / "odd.uImage"
+    path.write_bytes(odd)
+    proc = run_bootforge("load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm", path)
+    assert_one_line_error(proc, "odd.uImage", "no type 124 decompressor")

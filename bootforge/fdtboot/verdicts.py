@@ -243,7 +243,9 @@ def _decompressed(body, comp, arch):
     in U-Boot's words."""
     name = ufmt.UImageCompression.label_of(comp)
     if comp not in BOOTM_COMPRESSIONS.get(arch, ()):
-        return _v("uboot-bootm", False, f"{name} data: this U-Boot has no {ufmt.UImageCompression(comp).fit_name} "
+        # A number no U-Boot names (ih_comp is any byte) reaches image_decomp's default case too.
+        which = ufmt.UImageCompression(comp).fit_name if comp in ufmt.UImageCompression else f"type {comp}"
+        return _v("uboot-bootm", False, f"{name} data: this U-Boot has no {which} "
                   "decompressor (not in Debian's build config)", words=f"Unimplemented compression type {comp}")
     try:
         return kernels.BOOTM_DECOMPRESSORS[comp](body, SYS_BOOTM_LEN)
