@@ -58,6 +58,9 @@ FINAL_SPLIT_MAX_CHECKPOINTS = 768
 SPLIT_C_SYMBOL_BITS = 4.5
 SPLIT_P_SYMBOL_BITS = 3
 SPLIT_BLOCK_BITS = 60
+# Per code past MAX_BLOCK_CODES in a block the split would make: more than a
+# checkpoint's move can change the estimate by.
+OVER_LIMIT_BITS = 64
 # A symbol absent from a block costs this much more than its rarest used one:
 # using it would also add it to the code.
 UNUSED_PENALTY = 2
@@ -389,10 +392,21 @@ def split_blocks(codes, values, np, pbit, granularity=None, max_checkpoints=None
         """Checkpoint indices starting blocks in [a, b): best single cut, then recurse."""
         fits = checkpoints[b] - checkpoints[a] <= MAX_BLOCK_CODES
         best_cost, best_cut = (span_cost(a, b) if fits else math.inf), None
-        for cut in range(a + 1, b):
-            cost = span_cost(a, cut) + span_cost(cut, b)
-            if cost < best_cost:
-                best_cost, best_cut = cost, cut
+        if fits:
+            for cut in range(a + 1, b):
+                cost = span_cost(a, cut) + span_cost(cut, b)
+                if cost < best_cost:
+                    best_cost, best_cut = cost, cut
+        else:
+            # Too long for one block: cut where the halves are least over the
+            # limit first (else cutting off small pieces one by one can look
+            # cheapest, and the recursion goes as deep as there are checkpoints).
+            for cut in range(a + 1, b):
+                over = (max(0, checkpoints[cut] - checkpoints[a] - MAX_BLOCK_CODES)
+                        + max(0, checkpoints[b] - checkpoints[cut] - MAX_BLOCK_CODES))
+                cost = span_cost(a, cut) + span_cost(cut, b) + OVER_LIMIT_BITS * over
+                if cost < best_cost:
+                    best_cost, best_cut = cost, cut
         if best_cut is None:
             return [a]
         return split(a, best_cut) + split(best_cut, b)
