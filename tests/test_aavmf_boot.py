@@ -88,13 +88,13 @@ def test_load_by_qemu_kernel_predicts_the_kept_boot(tmp_path, initrd):
 
 
 def test_another_initrd_size_is_one_line(tmp_path):
-    """The captures hold what AAVMF allocated for the files it was given: another initrd size is
-    refused, naming it, not guessed."""
+    """An initrd whose pool outgrows the room AAVMF's Boot Services Data bin had in the capture
+    (aavmf_pages.for_inputs) is refused, naming its size, not guessed."""
     # Function-level import: the initrd maker of the device-tree boot tests.
     from dtboot import make_initrd
-    other = make_initrd(tmp_path / "other.img", KERNEL_INITRD_SIZE + 4096)
+    other = make_initrd(tmp_path / "other.img", KERNEL_INITRD_SIZE + (3 << 20))
     proc = run_bootforge("load", *qemu_kernel_args(tmp_path), "--initrd", other)
-    assert_one_line_error(proc, "not predicted exactly", f"initrd size {KERNEL_INITRD_SIZE + 4096}")
+    assert_one_line_error(proc, "not predicted exactly", f"initrd size {KERNEL_INITRD_SIZE + (3 << 20)}")
 
 
 def test_load_of_a_uki_disk_predicts_the_kept_boot(tmp_path, uki_image):

@@ -119,6 +119,72 @@ CAPTURES = {
 RAM_LIMIT = 1 << 32             # the moving rule holds while RAM ends below 4 GiB
 
 
+# The paths on which AAVMF's QemuKernelLoaderFsDxe serves the booted file (QEMU -kernel).
+QEMU_BLOB_PATHS = ("qemu-kernel", "qemu-kernel-uki")
+# ArmVirtPkg/ArmVirt.dsc.inc PcdMemoryTypeEfiLoaderCode: the Loader Code bin's 20 pages, under the
+# Boot Services Data bin (the bins' block starts 0x14 pages below where that bin's 12000 pages do).
+LOADER_CODE_BIN_PAGES = 20
+
+
+def pool_pages(size):
+    """Pages of an AllocatePool(EfiBootServicesData) of *size* bytes served from pages of its own
+    (MdeModulePkg/Core/Dxe/Mem/Pool.c CoreAllocatePoolI: ALIGN_VARIABLE(size) + POOL_OVERHEAD, the
+    POOL_HEAD's 0x18 bytes and the 16-byte POOL_TAIL, in 4 KiB DEFAULT_PAGE_ALLOCATION_GRANULARITY:
+    Boot Services Data is no runtime type). Observed: the freed LoadImage buffer of the 32956352-byte
+    kernel still had its POOL_HEAD at the held span's bottom and its POOL_TAIL, both Size 0x1f6dfe8."""
+    return pages_for(-(-size // 8) * 8 + POOL_HEAD + POOL_TAIL_PADDED)
+
+
+def for_inputs(capture, file_size, initrd_size=0):
+    """*capture* made for the files the firmware was given: (capture, None), or (None, why).
+    QEMU -kernel (OvmfPkg/QemuKernelLoaderFsDxe FetchBlob, at the driver's start): the kernel file
+    (a UKI's too) and the initrd are each AllocatePool()ed as Boot Services Data, which ArmVirtQemu's
+    12000-page Boot Services Data bin above the default bin serves top-down: the bottom of the bin's
+    used block moves by the difference in their pool pages and its free run under it shrinks as
+    much. LoadImage then reads the kernel file through that file system into a pool of its own
+    (MdePkg DxeServicesLib GetFileBufferByFilePath: AllocatePool(FileInfo->FileSize)), which no
+    longer fits the bin: it takes the top of the default bin, held while LoadImage runs, and the
+    image's Loader Code pages go under it: the held span is pool_pages(file) (observed 0x1f6e, 0x1f6f,
+    0x1f72 and 0x2280 pages for files of 32956352, +0x40..+0x1000, +0x3456 bytes and the 36173312-byte
+    UKI). The initrd's bytes are copied by LoadFile2 into the stub's own buffer (replay's)."""
+    given = {"file_size": file_size, "initrd_size": initrd_size}
+    differ = [k for k in capture.inputs if capture.inputs[k] != given[k]]
+    if not differ:
+        return capture, None
+    what = ", ".join(f"{k.replace('_', ' ')} {given[k]} (the capture's {capture.inputs[k]})" for k in differ)
+    if capture.boot_path not in QEMU_BLOB_PATHS:
+        return None, (f"{what}: from an ESP the firmware's buffers before the stub follow the disk's files and only "
+                      "the captured sizes are booted")
+    blobs_then = [capture.inputs["file_size"]]
+    blobs_now = [file_size]
+    if capture.boot_path == "qemu-kernel" and "initrd_size" in capture.inputs:
+        blobs_then.append(capture.inputs["initrd_size"])
+        blobs_now.append(initrd_size)
+    grow = sum(map(pool_pages, blobs_now)) - sum(map(pool_pages, blobs_then))
+    # the bin's used block: the lowest Boot Services Data piece above the default bin, its free run under it
+    at = next((i for i, (a, _, t) in enumerate(capture.ranges) if a >= capture.default_top and i
+               and t == T.BOOT_SERVICES_DATA and capture.ranges[i - 1][2] == T.CONVENTIONAL), None)
+    if at is None or not capture.held:
+        return None, f"{what}: the capture has no Boot Services Data bin block to move"
+    free = (capture.ranges[at - 1][1] - capture.ranges[at - 1][0]) // PAGE - grow
+    if free <= LOADER_CODE_BIN_PAGES:
+        return None, (f"{what}: the blobs outgrow AAVMF's Boot Services Data bin by {LOADER_CODE_BIN_PAGES + 1 - free} "
+                      "pages and would go to the default bin (not booted)")
+    if pool_pages(file_size) <= free - LOADER_CODE_BIN_PAGES:
+        return None, (f"{what}: LoadImage's buffer of the kernel file ({pool_pages(file_size)} pages) would fit the "
+                      f"Boot Services Data bin's free {free - LOADER_CODE_BIN_PAGES} pages and not be held under "
+                      "the image (not booted)")
+    ranges = [list(r) for r in capture.ranges]
+    edge = ranges[at][0] - grow * PAGE
+    ranges[at - 1][1] = ranges[at][0] = edge
+    held_grow = pool_pages(file_size) - pool_pages(capture.inputs["file_size"])
+    held = [[a - held_grow * PAGE, b] for a, b in capture.held]
+    inputs = {k: given[k] for k in capture.inputs}
+    return Capture(capture.name, capture.machine, capture.boot_path, capture.memory, inputs, capture.default_top,
+                   ranges, capture.other_descriptors, capture.system_table, capture.memmap_pool,
+                   capture.source, held), None
+
+
 def find_capture(machine, boot_path, memory, ram_base, initrd=False):
     """The capture of *machine*'s *boot_path* moved to *memory* bytes of RAM; None without one or
     when the RAM would end above 4 GiB."""

@@ -164,11 +164,7 @@ def load(req):
                   f"a capture moves with the end of RAM while it ends below 4 GiB: at most "
                   f"{(aavmf_pages.RAM_LIMIT - board.ram_base) >> 20} MiB)")
     else:
-        given = {"file_size": len(req.kernel.data), "initrd_size": initrd_size}
-        differ = [k for k in capture.inputs if capture.inputs[k] != given[k]]
-        if differ:
-            reason = (", ".join(f"{k.replace('_', ' ')} {given[k]} (the capture's {capture.inputs[k]})" for k in differ)
-                      + ": the firmware's own allocations before the stub runs follow the files it was given")
+        capture, reason = aavmf_pages.for_inputs(capture, len(req.kernel.data), initrd_size)
     if reason is not None:
         raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
