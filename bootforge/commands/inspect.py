@@ -85,13 +85,8 @@ def inspect_command(files, as_json, format_name, check_loader, verbose, db, dbx,
     for file_status, events, document in _inspect_all(files, options, jobs):
         status = max(status, file_status)
         for to_stderr, text in events:
-            if isinstance(text, _Written):      # what a worker made of several events (_Chunk)
-                stream = sys.stderr if to_stderr else sys.stdout
-                stream.flush()
-                stream.buffer.write(text)
-                stream.buffer.flush()
-            else:
-                click.echo(text, err=to_stderr)
+            # _Written: what a worker made of several events, newlines included (_Chunk).
+            click.echo(text, err=to_stderr, nl=not isinstance(text, _Written))
         if document is not None:
             documents.append(document if len(files) == 1 or isinstance(document, _Listed) else _listed(document))
     if as_json and documents:
