@@ -82,6 +82,33 @@ def test_load_predicts_the_kept_verify_of_an_uncaptured_size(tmp_path, name, app
         assert module["end"] - module["start"] == observed["initrd size (LINUX_EFI_INITRD_MEDIA table)"] == initrd_size
 
 
+def test_load_predicts_the_kept_verify_of_a_uki_of_an_uncaptured_size(tmp_path):
+    """A UKI of 36308992 bytes by -kernel (the captured one is 36173312: .initrd 3 MiB + 0x21357 bytes
+    here): the held span is LoadImage's pool of the UKI file, as for a bare kernel."""
+    from dtboot import make_initrd
+    from test_uki_arm64 import arm64_stub
+    report = json.loads((DATA / "verify-qemu-kernel-uki-36308992-1G.json").read_text())
+    observed = {f["name"]: f["observed"] for f in report["fields"]}
+    assert report["ok"] and all(f["match"] for f in report["fields"])
+    make_initrd(tmp_path / "initrd.img", 3 * (1 << 20) + 0x21357)
+    (tmp_path / "uki.toml").write_text(f'''[uki]
+kernel = "{debian_arm64_kernel()}"
+stub = "{arm64_stub()}"
+initrd = ["initrd.img"]
+cmdline = "{KERNEL_CMDLINE}"
+os_release = {{ ID = "debian", VERSION_ID = "12", PRETTY_NAME = "bootforge arm64 UKI" }}
+output = "uki-arm64.efi"
+''')
+    run_bootforge("build", tmp_path / "uki.toml", check=0)
+    uki = tmp_path / "uki-arm64.efi"
+    assert uki.stat().st_size == 36308992
+    doc = json.loads(run_bootforge("load", uki, "--platform", "qemu-virt-aarch64:1G", "--loader",
+                                   "linux-efi-stub-arm64", "--json", check=0).stdout)
+    assert doc["linux"]["entry"] == observed["kernel entry"]
+    assert doc["linux"]["registers"]["x0"] == observed["x0"]
+    assert doc["mbi"]["modules"][0]["start"] == observed["initrd start (LINUX_EFI_INITRD_MEDIA table)"]
+
+
 def test_initrd_outgrowing_the_bin_is_one_line(tmp_path):
     """3 MiB more initrd than captured: its pool no longer fits AAVMF's Boot Services Data bin (0x2f9
     free pages in the capture), so it is not predicted, and says so."""

@@ -30,8 +30,10 @@ A capture (bootforge/data/aavmf-pages/*.json, made by derive_capture() from the 
 stub handed the kernel, read at the kernel's entry) is the firmware's map at the loader's start:
 every Loader Code/Data piece of the exit map turned back into conventional memory. It holds
 what the firmware itself fixes: the system table, the ACPI-reclaim pool block of the stub's map
-buffer, the runtime MMIO descriptors. It is valid for its machine and boot path and the file
-size of the booted image (the firmware's own allocations before BDS follow the disk).
+buffer, the runtime MMIO descriptors. It is valid for its machine and boot path and, from an ESP,
+the file size of the booted image (the firmware's own allocations before BDS follow the disk);
+by QEMU -kernel for_inputs() moves it to other kernel, UKI and initrd sizes (the pools
+QemuKernelLoaderFsDxe and LoadImage make of the files, counted in Pool.c's pages).
 
 Other RAM sizes (Capture.at): what AAVMF allocates below its big conventional run (from
 0x48000000 on virt: the DTB copy QEMU's one is moved to, PEI's allocations) stays where it is;

@@ -9,7 +9,8 @@ handle_kernel_image, fdt.c update_fdt / allocate_new_fdt_and_exit_boot, mem.c, a
 arch/arm64/kernel/efi-entry.S efi_enter_kernel; the page allocations are AAVMF's:
 bootforge/loader/aavmf_pages.py), each checked against a real boot (tests/data/aavmf/):
 - The image: AAVMF's LoadImage places it (aavmf_pages: Loader Code top-down below the bins, at a
-  SectionAlignment boundary). AAVMF has no EFI_RNG_PROTOCOL ("EFI_RNG_PROTOCOL unavailable"), so
+  SectionAlignment boundary; by QEMU -kernel under the pool LoadImage read the file into, whose
+  pages follow the file's size: aavmf_pages.for_inputs). AAVMF has no EFI_RNG_PROTOCOL ("EFI_RNG_PROTOCOL unavailable"), so
   the stub sets efi_nokaslr and, the image being EFI_KIMG_ALIGN (64 KiB) aligned and its
   image_size inside the Loader Code pages (check_image_region), runs it where it is: no copy
   (observed: "Kernel Offset: 0x10000", the image's offset in its 2 MiB).
