@@ -109,6 +109,44 @@ output = "uki-arm64.efi"
     assert doc["mbi"]["modules"][0]["start"] == observed["initrd start (LINUX_EFI_INITRD_MEDIA table)"]
 
 
+def esp_image(tmp_path, appended):
+    """bootforge's disk image with Debian's kernel + *appended* zero bytes as EFI/BOOT/BOOTAA64.EFI."""
+    kernel = padded_kernel(tmp_path, appended)
+    (tmp_path / "virt-esp.toml").write_text(f'''[image]
+format = "disk"
+loader = "uki"
+firmware = "uefi"
+output = "virt-esp.img"
+[[image.entries]]
+title = "Debian arm64"
+kernel = "{kernel}"
+loader_path = "/EFI/BOOT/BOOTAA64.EFI"
+protocol = "linux"
+''')
+    run_bootforge("build", tmp_path / "virt-esp.toml", check=0)
+    return tmp_path / "virt-esp.img"
+
+
+def test_load_predicts_the_kept_verify_of_a_longer_kernel_from_an_esp(tmp_path):
+    """From a disk: BdsDxe's pool of the file stays in the Boot Services Data bin (0x12345 bytes more
+    here), the image where it was; every value of the real boot is the prediction."""
+    report = json.loads((DATA / "verify-esp-plus0x12345-1G.json").read_text())
+    observed = {f["name"]: f["observed"] for f in report["fields"]}
+    assert report["ok"] and all(f["match"] for f in report["fields"])
+    doc = json.loads(run_bootforge("load", esp_image(tmp_path, 0x12345), "--json", "--mbi-out", tmp_path / "dtb",
+                                   check=0).stdout)
+    assert doc["linux"]["entry"] == observed["kernel entry"]
+    assert doc["linux"]["registers"]["x0"] == observed["x0"]
+    assert int.from_bytes((tmp_path / "dtb").read_bytes()[4:8], "big") == observed["dtb totalsize"]
+
+
+def test_kernel_outgrowing_the_bin_from_an_esp_is_one_line(tmp_path):
+    """1 MiB more kernel: BdsDxe's buffer no longer fits the room under it in the bin (0x81 pages in
+    the capture, the Loader Code bin's 20 among them): refused, saying why."""
+    proc = run_bootforge("load", esp_image(tmp_path, 1 << 20))
+    assert_one_line_error(proc, "not predicted exactly", "outgrows AAVMF's Boot Services Data bin")
+
+
 def test_initrd_outgrowing_the_bin_is_one_line(tmp_path):
     """3 MiB more initrd than captured: its pool no longer fits AAVMF's Boot Services Data bin (0x2f9
     free pages in the capture), so it is not predicted, and says so."""

@@ -152,7 +152,7 @@ def _removable_arm64(view, path, platform, loader):
     plat = resolve(platform or ARM64_DEFAULT_PLATFORM)
     name = loader or "linux-efi-stub-arm64"
     kernel = _kernel(name, f"{path}:{REMOVABLE_AA64}", data)
-    return LoadRequest(kernel, REMOVABLE_AA64, "", [], plat, name)
+    return LoadRequest(kernel, REMOVABLE_AA64, "", [], plat, name, efi_medium=_efi_medium(view))
 
 
 def _from_image(path, platform, loader, entry, firmware):

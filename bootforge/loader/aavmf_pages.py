@@ -137,7 +137,13 @@ def pool_pages(size):
     return pages_for(-(-size // 8) * 8 + POOL_HEAD + POOL_TAIL_PADDED)
 
 
-def for_inputs(capture, file_size, initrd_size=0):
+# The medium the ESP capture (esp-1G) was booted from: (kind, the ESP's FAT type, GPT partitions) of
+# bootforge's disk image (image/load.py _efi_medium). EnhancedFatDxe sizes its volume cache by the
+# FAT type at mount (FatPkg DiskCache.c FatInitializeDiskCache), in the same bin.
+ESP_CAPTURED_MEDIUM = ("disk", 16, 1)
+
+
+def for_inputs(capture, file_size, initrd_size=0, medium=None):
     """*capture* made for the files the firmware was given: (capture, None), or (None, why).
     QEMU -kernel (OvmfPkg/QemuKernelLoaderFsDxe FetchBlob, at the driver's start): the kernel file
     (a UKI's too) and the initrd are each AllocatePool()ed as Boot Services Data, which ArmVirtQemu's
@@ -154,6 +160,12 @@ def for_inputs(capture, file_size, initrd_size=0):
     if not differ:
         return capture, None
     what = ", ".join(f"{k.replace('_', ' ')} {given[k]} (the capture's {capture.inputs[k]})" for k in differ)
+    if capture.boot_path == "esp":
+        got = None if medium is None else (medium.kind, medium.fat_type, medium.partitions)
+        if got != ESP_CAPTURED_MEDIUM:
+            return None, (f"{what}: the ESP capture holds for a FAT16 ESP alone on a disk (this one: "
+                          f"{'unknown' if got is None else f'{got[0]}, FAT{got[1]}, {got[2]} partitions'})")
+        return _esp_file_buffer(capture, file_size, what)
     if capture.boot_path not in QEMU_BLOB_PATHS:
         return None, (f"{what}: from an ESP the firmware's buffers before the stub follow the disk's files and only "
                       "the captured sizes are booted")
@@ -185,6 +197,32 @@ def for_inputs(capture, file_size, initrd_size=0):
     return Capture(capture.name, capture.machine, capture.boot_path, capture.memory, inputs, capture.default_top,
                    ranges, capture.other_descriptors, capture.system_table, capture.memmap_pool,
                    capture.source, held), None
+
+
+def _esp_file_buffer(capture, file_size, what):
+    """From an ESP (esp-1G): BdsDxe's AllocatePool of the file (GetFileBufferByFilePath) fitted the
+    Boot Services Data bin, top-down under the bin's used block, and a page allocated after it lay
+    under it; both are freed or the firmware's, so a file of other pool pages moves them (and shrinks
+    the free run under them) but not the image, while it still fits the bin."""
+    then, now = pool_pages(capture.inputs["file_size"]), pool_pages(file_size)
+    at = next((i for i, (a, b, t) in enumerate(capture.ranges) if a >= capture.default_top and i >= 2
+               and t == T.CONVENTIONAL and (b - a) // PAGE == then
+               and capture.ranges[i - 1][2] == T.BOOT_SERVICES_DATA and capture.ranges[i - 2][2] == T.CONVENTIONAL),
+              None)
+    if at is None:
+        return None, f"{what}: the capture has no file buffer in the Boot Services Data bin to move"
+    shift = (then - now) * PAGE
+    ranges = [list(r) for r in capture.ranges]
+    free = (ranges[at - 2][1] + shift - ranges[at - 2][0]) // PAGE
+    if free <= LOADER_CODE_BIN_PAGES:
+        return None, (f"{what}: BdsDxe's buffer of the file ({now} pages) outgrows AAVMF's Boot Services Data bin and "
+                      "would be held under the image (not booted)")
+    ranges[at - 2][1] += shift
+    ranges[at - 1] = [ranges[at - 1][0] + shift, ranges[at - 1][1] + shift, ranges[at - 1][2]]
+    ranges[at][0] += shift
+    return Capture(capture.name, capture.machine, capture.boot_path, capture.memory, {"file_size": file_size},
+                   capture.default_top, ranges, capture.other_descriptors, capture.system_table, capture.memmap_pool,
+                   capture.source, capture.held), None
 
 
 def find_capture(machine, boot_path, memory, ram_base, initrd=False):

@@ -165,7 +165,8 @@ def load(req):
                   f"a capture moves with the end of RAM while it ends below 4 GiB: at most "
                   f"{(aavmf_pages.RAM_LIMIT - board.ram_base) >> 20} MiB)")
     else:
-        capture, reason = aavmf_pages.for_inputs(capture, len(req.kernel.data), initrd_size)
+        capture, reason = aavmf_pages.for_inputs(capture, len(req.kernel.data), initrd_size,
+                                                 getattr(req, "efi_medium", None))
     if reason is not None:
         raise RecipeError(f"linux-efi-stub-arm64: placements not predicted exactly: {reason}")
     got = aavmf_pages.replay(capture, size_of_image=pe.size_of_image, section_alignment=pe.section_alignment,
