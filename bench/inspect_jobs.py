@@ -70,7 +70,7 @@ def main():
     n = len(os.sched_getaffinity(0))
     py = [sys.executable, "-m", "bootforge", "inspect"]
     worst = 0.0
-    print(f"{n} cores; best of {args.runs}, interleaved")
+    print(f"{n} cores; best of {args.runs}, interleaved; load average {os.getloadavg()[0]:.1f}")
     for name, files in (("1,476 DTBs", dtb_corpus()), (f"{len(ROM_CORPUS)} ROMs", ROM_CORPUS)):
         for mode in ("--json", None):
             extra = [mode] if mode else []
@@ -89,6 +89,7 @@ def main():
             print(f"{name:12} {mode or 'text':6}  wall: --jobs {n} {jw:6.2f} s, {n} single processes {sw:6.2f} s, "
                   f"one process {ow:6.2f} s: ratio {jw / sw:.2f}x  |  cpu: {jc:6.2f} s, {sc:6.2f} s, {oc:6.2f} s: "
                   f"ratio {jc / sc:.2f}x", flush=True)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     print(f"worst --jobs / N single processes (wall or cpu): {worst:.2f}x (goal < 1.0x): "
           f"{'ok' if worst < 1 else 'OVER'}")
     return 0 if worst < 1 else 1
