@@ -39,7 +39,9 @@ from bootforge.formats.efi_memmap import EfiMemoryType as T
 
 PAGE = 0x1000
 POOL_HEAD = 0x18                # POOL_HEAD: Signature, Reserved, Type, Size (Pool.c)
-POOL_TAIL = 8                   # POOL_TAIL: Signature, Reserved, Size
+POOL_TAIL = 0x10                # POOL_TAIL: Signature, Reserved, UINT64 Size (Pool.c; AAVMF's freed
+                                # file buffer shows head and tail sizes of file + 0x28, loader/aavmf_pages.py)
+POOL_ALIGN = 8                  # ALIGN_VARIABLE: CoreAllocatePoolI rounds the request up first
 FOUR_GIB = 1 << 32
 CAPTURE_DIR = files("bootforge").joinpath("data", "ovmf-pages")
 OVMF_FIXED_BELOW = 0x1500000    # as bootforge/machines/qemu_x86.py: [0, 21 MiB) the same for every -m
@@ -52,7 +54,7 @@ def pages_for(size):
 
 def pool_pages(size):
     """Pages of an AllocatePool of *size* bytes served from pages of its own."""
-    return pages_for(size + POOL_HEAD + POOL_TAIL)
+    return pages_for(-(-size // POOL_ALIGN) * POOL_ALIGN + POOL_HEAD + POOL_TAIL)
 
 
 @dataclass
