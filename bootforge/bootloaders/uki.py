@@ -41,6 +41,10 @@ def image_parts(req):
 
 class RemovableUki(Bootloader):
     removable_path = REMOVABLE_PATH
+    # AArch64: AAVMF starts EFI/BOOT/BOOTAA64.EFI (an EFI-stub arm64 Image or an arm64 UKI) itself,
+    # on a device-tree machine; the Linux EFI stub's policy for it.
+    aarch64_removable_path = REMOVABLE_PATHS[1]
+    aarch64_policy = "linux-efi-stub-arm64"
 
 
 BOOTLOADER = RemovableUki(

@@ -136,23 +136,25 @@ def _removable_uki(view, path, platform, loader, firmware):
     return LoadRequest(kernel, removable.removable_path, "", [], plat, name)
 
 
-REMOVABLE_AA64 = "/EFI/BOOT/BOOTAA64.EFI"  # UEFI 2.x 3.5.1.1: AArch64's removable-media boot file
 ARM64_DEFAULT_PLATFORM = "qemu-virt-aarch64:1G"
 
 
 def _removable_arm64(view, path, platform, loader):
-    """An ESP with no loader configuration whose EFI/BOOT/BOOTAA64.EFI is an EFI-stub arm64 Image (MZ
-    and "ARM\\x64" at 0x38) or a UKI: AAVMF starts it itself (policy linux-efi-stub-arm64)."""
-    f = fs_file(view, REMOVABLE_AA64) if view.esp is not None else None
+    """An ESP with no loader configuration whose AArch64 removable-media file (EFI/BOOT/BOOTAA64.EFI)
+    is an EFI-stub arm64 Image (MZ and "ARM\\x64" at 0x38) or a UKI: AAVMF starts it itself, with
+    the policy its bootloader declares."""
+    removable = next((b for b in BOOTLOADERS.values() if getattr(b, "aarch64_removable_path", None)), None)
+    f = fs_file(view, removable.aarch64_removable_path) if removable is not None and view.esp is not None else None
     if f is None:
         return None
-    data, _ = read_fs_file(view, REMOVABLE_AA64, MAX_KERNEL)
+    removable_aa64 = removable.aarch64_removable_path
+    data, _ = read_fs_file(view, removable_aa64, MAX_KERNEL)
     if data[:2] != b"MZ" or (data[0x38:0x3C] != b"ARM\x64" and not is_uki_bytes(data)):
         return None
     plat = resolve(platform or ARM64_DEFAULT_PLATFORM)
-    name = loader or "linux-efi-stub-arm64"
-    kernel = _kernel(name, f"{path}:{REMOVABLE_AA64}", data)
-    return LoadRequest(kernel, REMOVABLE_AA64, "", [], plat, name, efi_medium=_efi_medium(view))
+    name = loader or removable.aarch64_policy
+    kernel = _kernel(name, f"{path}:{removable_aa64}", data)
+    return LoadRequest(kernel, removable_aa64, "", [], plat, name, efi_medium=_efi_medium(view))
 
 
 def _from_image(path, platform, loader, entry, firmware):
