@@ -20,7 +20,8 @@ SYS_BOOTM_LEN = 0x4000000      # Debian's qemu_arm64 CONFIG_SYS_BOOTM_LEN
 def with_data(uimage, body):
     """*uimage*'s header over *body*, ih_size and both CRCs made right (as mkimage writes them)."""
     header = bytearray(uimage[:64])
-    struct.pack_into(">III", header, 4, 0, 0, len(body))
+    struct.pack_into(">I", header, 4, 0)
+    struct.pack_into(">I", header, 12, len(body))
     struct.pack_into(">I", header, 24, zlib.crc32(body))
     struct.pack_into(">I", header, 4, zlib.crc32(header))
     return bytes(header) + body
