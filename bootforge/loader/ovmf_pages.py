@@ -158,12 +158,16 @@ class Capture:
             [[move(a), move(b)] for a, b in self.held], [[move(a), move(b)] for a, b in self.taken_later]
 
 
-def read_capture(name):
-    path = CAPTURE_DIR.joinpath(name + ".json")
+def capture_document(name):
+    """The JSON document of package capture *name* (bootforge/data/ovmf-pages/NAME.json)."""
     try:
-        doc = json.loads(path.read_text())
+        return json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
     except (OSError, ValueError) as exc:
-        raise RecipeError(f"{name}: cannot read the OVMF page capture: {exc}") from None
+        raise RecipeError(f"{name}: cannot read the OVMF capture: {exc}") from None
+
+
+def read_capture(name):
+    doc = capture_document(name)
     return Capture(name, doc["boot_path"], doc["lowmem"], doc["inputs"], doc["default_top"],
                    [[a, b, T(t)] for a, b, t in doc["ranges"]], doc["held"], doc["source"],
                    doc.get("cmdline_pool_offset"), doc.get("first_image"), doc.get("taken_later", []),
@@ -405,10 +409,7 @@ def limine_exit_map(machine, ram, lowmem):
     name = LIMINE_CDROM_CAPTURES.get((machine, memory_class(ram, lowmem)))
     if name is None:
         return None
-    try:
-        doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"{name}: cannot read the OVMF capture: {exc}") from None
+    doc = capture_document(name)
     delta = lowmem - doc["lowmem"]
     out = []
     for typ, start, pages, attr in doc["descriptors"]:
@@ -454,10 +455,7 @@ def limine_disk_start(machine, ram, lowmem):
     name = LIMINE_DISK_CAPTURES.get((machine, memory_class(ram, lowmem)))
     if name is None:
         return None
-    try:
-        doc = json.loads(CAPTURE_DIR.joinpath(name + ".json").read_text())
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"{name}: cannot read the OVMF capture: {exc}") from None
+    doc = capture_document(name)
     delta = lowmem - doc["lowmem"]
 
     def move(x):

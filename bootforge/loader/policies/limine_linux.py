@@ -140,6 +140,21 @@ def _align(v, a):
     return (v + a - 1) // a * a
 
 
+def _kernel_size_and_step(hdr, file_size):
+    """(bytes Limine claims for the protected-mode kernel, the step it tries addresses in):
+    the file past the real-mode part or init_size if larger (2.10+), page-aligned; 1 MiB or
+    kernel_alignment if larger (2.05+): the same on BIOS and UEFI (common/protos/linux_x86.c)."""
+    g = hdr.get
+    real_mode = ((g("setup_sects") or bz.DEFAULT_SETUP_SECTS) + 1) * bz.SECTOR
+    size = file_size - real_mode
+    if hdr.version >= 0x20A and g("init_size") > size:
+        size = g("init_size")
+    step = MIB
+    if hdr.version >= 0x205 and g("kernel_alignment") > step:
+        step = g("kernel_alignment")
+    return _align(size, PAGE), step
+
+
 def top_of_ram(memory_map):
     """The end of the highest usable range below 4 GiB (where ext_mem_alloc starts)."""
     ranges = free_space(memory_map, MIB, GIB4).intervals()
@@ -201,14 +216,7 @@ def load(req):
     top = top_of_ram(plat.memory_map)
     free = free_space(plat.memory_map, MIB, GIB4)
     free.take(top - BOOT_PARAMS_BELOW_TOP, BOOT_PARAMS_BELOW_TOP)     # Limine's own allocations, top-down
-    real_mode = ((g("setup_sects") or bz.DEFAULT_SETUP_SECTS) + 1) * bz.SECTOR
-    size = len(data) - real_mode
-    if hdr.version >= 0x20A and g("init_size") > size:
-        size = g("init_size")
-    size = _align(size, PAGE)
-    step = MIB
-    if hdr.version >= 0x205 and g("kernel_alignment") > step:
-        step = g("kernel_alignment")
+    size, step = _kernel_size_and_step(hdr, len(data))
     relocatable = hdr.version >= 0x205 and bool(g("relocatable_kernel"))
     at = _align(LIMINE_KERNEL_START, step)
     while not free.is_free(at, size):
@@ -340,14 +348,7 @@ def _load_uefi(req, data, hdr):
     if owned is None:
         raise RecipeError(f"{start.name}: no conventional piece at {ovmf_pages.OVMF_FIXED_BELOW:#x} in the capture")
     heap_top = max(b for a, b in runs if b <= GIB4)
-    real_mode = ((g("setup_sects") or bz.DEFAULT_SETUP_SECTS) + 1) * bz.SECTOR
-    size = len(data) - real_mode
-    if hdr.version >= 0x20A and g("init_size") > size:
-        size = g("init_size")
-    size = _align(size, PAGE)
-    step = MIB
-    if hdr.version >= 0x205 and g("kernel_alignment") > step:
-        step = g("kernel_alignment")
+    size, step = _kernel_size_and_step(hdr, len(data))
     at = _align(LIMINE_KERNEL_START, step)
     while not (owned[0] <= at and at + size <= owned[1]):
         if at < owned[0] and hdr.version >= 0x205 and g("relocatable_kernel"):
