@@ -18,8 +18,10 @@ def debian_arm64_kernel():
     return kernel
 
 
-def build_esp_image(tmp_path):
-    kernel = debian_arm64_kernel()
+def build_esp_image(tmp_path, kernel=None):
+    """bootforge's disk image (tmp_path/virt-esp.img) with *kernel* (default: Debian's) as its ESP's
+    EFI/BOOT/BOOTAA64.EFI."""
+    kernel = kernel or debian_arm64_kernel()
     recipe = tmp_path / "virt-esp.toml"
     recipe.write_text(f'''[image]
 format = "disk"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aavmf_disk import KERNEL_CMDLINE, debian_arm64_kernel
+from aavmf_disk import KERNEL_CMDLINE, build_esp_image, debian_arm64_kernel
 from bootforge.formats.efi_memmap import EfiMemoryType as T
 from bootforge.loader import aavmf_pages
 from bootforge.pe.image import read_pe
@@ -111,20 +111,7 @@ output = "uki-arm64.efi"
 
 def esp_image(tmp_path, appended):
     """bootforge's disk image with Debian's kernel + *appended* zero bytes as EFI/BOOT/BOOTAA64.EFI."""
-    kernel = padded_kernel(tmp_path, appended)
-    (tmp_path / "virt-esp.toml").write_text(f'''[image]
-format = "disk"
-loader = "uki"
-firmware = "uefi"
-output = "virt-esp.img"
-[[image.entries]]
-title = "Debian arm64"
-kernel = "{kernel}"
-loader_path = "/EFI/BOOT/BOOTAA64.EFI"
-protocol = "linux"
-''')
-    run_bootforge("build", tmp_path / "virt-esp.toml", check=0)
-    return tmp_path / "virt-esp.img"
+    return build_esp_image(tmp_path, padded_kernel(tmp_path, appended))
 
 
 def test_load_predicts_the_kept_verify_of_a_longer_kernel_from_an_esp(tmp_path):

@@ -133,6 +133,18 @@ def test_grub_gop_mode_walks():
                      (1280, 800, 32): 0}
 
 
+def predicted_tag17(tmp_path_factory, case):
+    """[type, start, pages, attribute] of tag 17 in the MBI `load` predicts for a kept boot's case."""
+    from bootforge.loader.policies import POLICIES, run_policy
+    from bootforge.loader.recipe import request_from_arguments
+    from bootforge.multiboot.dump import decode_mb2_info
+    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    tags = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))["tags"]
+    return [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
+            for d in next(t for t in tags if t["type"] == 17)["descriptors"]]
+
+
 WALK_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-walks-tag17.json").read_text())["cases"]
 
 
@@ -140,15 +152,7 @@ WALK_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-walks-tag17.json").r
 def test_load_predicts_grubs_exit_map_after_the_mode_walks(tmp_path_factory, case):
     """The real tag 17 after two mode walks (one more BootServicesData page, OVMF's pool) and
     after none, descriptor by descriptor."""
-    from bootforge.loader.policies import POLICIES, run_policy
-    from bootforge.loader.recipe import request_from_arguments
-    from bootforge.multiboot.dump import decode_mb2_info
-    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
-    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
-    tags = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))["tags"]
-    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
-           for d in next(t for t in tags if t["type"] == 17)["descriptors"]]
-    assert got == case["tag17_descriptors"]
+    assert predicted_tag17(tmp_path_factory, case) == case["tag17_descriptors"]
 
 
 BLT_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-blt-tag17.json").read_text())["cases"]
@@ -159,15 +163,7 @@ BLT_CAPTURES = json.loads((DATA / "uefi-video" / "grub-gop-blt-tag17.json").read
 def test_load_predicts_grubs_exit_map_after_the_blt_reallocation(tmp_path_factory, case):
     """The real tag 17 after SetMode of a mode wider than 2026 pixels (2048, 2560): QemuVideoDxe
     freed its 2-page BLT configuration and allocated 3 pages top-down, descriptor by descriptor."""
-    from bootforge.loader.policies import POLICIES, run_policy
-    from bootforge.loader.recipe import request_from_arguments
-    from bootforge.multiboot.dump import decode_mb2_info
-    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
-    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
-    tags = decode_mb2_info(bytes(run_policy(POLICIES.get(case["loader"]), req).mbi_bytes))["tags"]
-    got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
-           for d in next(t for t in tags if t["type"] == 17)["descriptors"]]
-    assert got == case["tag17_descriptors"]
+    assert predicted_tag17(tmp_path_factory, case) == case["tag17_descriptors"]
 
 
 def test_the_blt_configuration_grows_a_page_past_2026_pixels():
