@@ -163,7 +163,10 @@ def top_of_ram(memory_map):
     return max(b for _a, b in ranges)
 
 
-def zero_page(data, cmd_line_ptr, ramdisk, e820):
+def _zero_page(data, cmd_line_ptr, ramdisk, e820, video_type, lfb_size):
+    """The boot_params Limine writes on BIOS and UEFI alike: the setup header copied, the command
+    line, loader type and ramdisk (the high halves at ext_ramdisk 0xc0), the framebuffer's
+    screen_info, the E820 table. The caller adds what one firmware has (a bytearray)."""
     page = bytearray(bz.BOOT_PARAMS_SIZE)
     end = 0x202 + data[0x201]
     page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
@@ -171,22 +174,28 @@ def zero_page(data, cmd_line_ptr, ramdisk, e820):
     struct.pack_into("<H", page, 0x1FA, VID_MODE_NORMAL)
     page[0x210] = TYPE_OF_LOADER
     page[0x211] &= ~QUIET & 0xFF
-    struct.pack_into("<II", page, 0x218, *ramdisk)
+    struct.pack_into("<II", page, 0x218, ramdisk[0] & 0xFFFFFFFF, ramdisk[1] & 0xFFFFFFFF)
+    struct.pack_into("<II", page, 0xC0, ramdisk[0] >> 32, ramdisk[1] >> 32)
     pitch = FB_WIDTH * FB_BPP // 8
     # struct screen_info (bootparam.h): lfb_width 0x12, lfb_height 0x14, lfb_depth 0x16, lfb_base
     # 0x18, lfb_size 0x1c, lfb_linelength 0x24, the colour sizes/positions 0x26.., capabilities 0x36;
     # flags 0x08. Capabilities as observed: 64BIT_BASE and SKIP_QUIRKS (the release sets both).
-    page[0x0F] = VIDEO_TYPE_VLFB
+    page[0x08] = VIDEO_FLAGS_NOCURSOR
+    page[0x0F] = video_type
     struct.pack_into("<HHH", page, 0x12, FB_WIDTH, FB_HEIGHT, FB_BPP)
-    struct.pack_into("<I", page, 0x1C, -(-pitch * FB_HEIGHT // 0x10000))
+    struct.pack_into("<I", page, 0x1C, lfb_size(pitch * FB_HEIGHT))
     struct.pack_into("<H", page, 0x24, pitch)
     page[0x26:0x2E] = bytes([8, 16, 8, 8, 8, 0, 0, 0])
     struct.pack_into("<I", page, 0x36, VIDEO_CAPABILITY_64BIT_BASE | VIDEO_CAPABILITY_SKIP_QUIRKS)
-    page[0x08] = VIDEO_FLAGS_NOCURSOR
     page[0x1E8] = len(e820)
-    for i, (a, s, t) in enumerate(e820):
-        struct.pack_into("<QQI", page, 0x2D0 + 20 * i, a, s, t)
-    return bytes(page)
+    for i, (a, n, t) in enumerate(e820):
+        struct.pack_into("<QQI", page, 0x2D0 + 20 * i, a, n, t)
+    return page
+
+
+def zero_page(data, cmd_line_ptr, ramdisk, e820):
+    # VESA linear framebuffer: lfb_size in 64 KiB units.
+    return bytes(_zero_page(data, cmd_line_ptr, ramdisk, e820, VIDEO_TYPE_VLFB, lambda size: -(-size // 0x10000)))
 
 
 @loader_policy(LOADER, firmware=("bios", "uefi"), protocol="linux", verdict=None, source=SOURCE, verified=False,
@@ -288,32 +297,14 @@ def _free_runs(exit_map):
 
 
 def zero_page_uefi(data, cmd_line_ptr, ramdisk, e820, start):
-    page = bytearray(bz.BOOT_PARAMS_SIZE)
-    end = 0x202 + data[0x201]
-    page[bz.SETUP_HEADER_OFFSET:end] = data[bz.SETUP_HEADER_OFFSET:end]
-    struct.pack_into("<I", page, 0x228, cmd_line_ptr)
-    struct.pack_into("<H", page, 0x1FA, VID_MODE_NORMAL)
-    page[0x210] = TYPE_OF_LOADER
-    page[0x211] &= ~QUIET & 0xFF
-    struct.pack_into("<II", page, 0x218, ramdisk[0] & 0xFFFFFFFF, ramdisk[1] & 0xFFFFFFFF)
-    struct.pack_into("<II", page, 0xC0, ramdisk[0] >> 32, ramdisk[1] >> 32)
-    pitch = FB_WIDTH * FB_BPP // 8
-    page[0x08] = VIDEO_FLAGS_NOCURSOR
-    page[0x0F] = VIDEO_TYPE_EFI
-    struct.pack_into("<HHH", page, 0x12, FB_WIDTH, FB_HEIGHT, FB_BPP)
-    struct.pack_into("<I", page, 0x1C, pitch * FB_HEIGHT)
-    struct.pack_into("<H", page, 0x24, pitch)
-    page[0x26:0x2E] = bytes([8, 16, 8, 8, 8, 0, 0, 0])
-    struct.pack_into("<I", page, 0x36, VIDEO_CAPABILITY_64BIT_BASE | VIDEO_CAPABILITY_SKIP_QUIRKS)
+    # EFI framebuffer: lfb_size in bytes; then the RSDP and struct efi_info.
+    page = _zero_page(data, cmd_line_ptr, ramdisk, e820, VIDEO_TYPE_EFI, lambda size: size)
     struct.pack_into("<Q", page, 0x70, start.acpi_rsdp)
     # struct efi_info at 0x1c0: signature, systab, memdesc_size, memdesc_version, memmap, memmap_size,
     # systab_hi, memmap_hi (bootparam.h)
     struct.pack_into("<4sIIIIIII", page, 0x1C0, EFI_LOADER_SIGNATURE, start.efi_systab & 0xFFFFFFFF,
                      EFI_MEMDESC_SIZE, EFI_MEMDESC_VERSION, start.efi_memmap & 0xFFFFFFFF,
                      EFI_MEMDESC_SIZE * len(start.exit_map), start.efi_systab >> 32, start.efi_memmap >> 32)
-    page[0x1E8] = len(e820)
-    for i, (a, n, t) in enumerate(e820):
-        struct.pack_into("<QQI", page, 0x2D0 + 20 * i, a, n, t)
     return bytes(page)
 
 
