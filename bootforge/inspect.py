@@ -101,6 +101,24 @@ def _reader(target):
     return getattr(importlib.import_module(module), attr)
 
 
+# Formats whose readers only slice and hash the file: they get a read-only map of it, not its
+# bytes (fileio.map_input: a 40 MiB FIT read whole costs more than hashing it). The first row
+# claiming the file's head decides, as inspect_data's walk would on the whole file.
+MAPPED_FORMATS = ("fit",)
+SNIFF_HEAD = 0x10000        # the deepest of the head tests that come before the mapped rows
+
+
+def input_data(path, format_name=None):
+    """What inspect_data reads of *path*: a map for the MAPPED_FORMATS, else read_input's bytes."""
+    # Function-level import: fileio is the commands' module; the table above stays import-free.
+    from bootforge.fileio import map_input, read_head, read_input
+    claimant = format_name
+    if claimant is None:
+        head = read_head(path, SNIFF_HEAD)
+        claimant = next((name for name, sniff, _ in FORMATS if head and sniff is not None and sniff(head)), None)
+    return map_input(path) if claimant in MAPPED_FORMATS else read_input(path)
+
+
 def inspect_data(path, data, format_name=None):
     """Return the Report for *data* read from *path*, detecting the format unless named."""
     for name, sniff, target in FORMATS:

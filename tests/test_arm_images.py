@@ -7,6 +7,7 @@ import json
 import re
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -205,6 +206,37 @@ def test_fit_from_mkimage(tmp_path, external):
         (tmp_path / "bad.itb").write_bytes(data)
         doc = inspect_json(tmp_path / "bad.itb", check=1)
         assert verdict(doc, "uboot-bootm")["words"] == "Bad hash value for 'hash-1' hash node in 'kernel-1' image node"
+
+
+def test_fit_with_large_external_images(tmp_path):
+    """Images of a MiB and more are hashed side by side, over a map of the file (fdtboot/fit.py,
+    inspect.py MAPPED_FORMATS): every value mkimage wrote is what bootforge computes, a flipped
+    byte in the last image fails its own hash only, and the FIT read from a pipe (its bytes, no
+    map) gives the same document."""
+    require("mkimage", "dtc")
+    kernel = stand_in_arm64(tmp_path / "Image")
+    with open(kernel, "ab") as f:
+        f.write(bytes(range(256)) * (3 << 12))                      # 3 MiB
+    (tmp_path / "rd").write_bytes(bytes(range(255, -1, -1)) * (6 << 10))  # 1.5 MiB
+    subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "b.dtb"), "-"], check=True,
+                   capture_output=True, input=b'/dts-v1/; / { model = "Big"; };')
+    out = tmp_path / "big.itb"
+    listing = mkimage("-E", "-f", _its(tmp_path, kernel, tmp_path / "b.dtb", tmp_path / "rd"), out)
+    doc = inspect_json(out)
+    written = re.findall(r"Hash value:\s+([0-9a-f]+)", listing)
+    assert written == [h["computed"] for i in doc["images"] for h in i["hashes"]]
+    assert all(h["ok"] for i in doc["images"] for h in i["hashes"])
+    with open(out, "rb") as f:
+        piped = subprocess.run([sys.executable, "-m", "bootforge", "inspect", "--json", "-"], stdin=f,
+                               capture_output=True, text=True, cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    assert {**json.loads(piped.stdout), "file": None} == {**doc, "file": None}
+    data = bytearray(out.read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "bad.itb").write_bytes(data)
+    bad = inspect_json(tmp_path / "bad.itb", check=1)
+    assert [(i["name"], h["ok"]) for i in bad["images"] for h in i["hashes"]] == [
+        ("kernel-1", True), ("kernel-1", True), ("fdt-1", True), ("ramdisk-1", False)]
 
 
 def test_fit_external_data_past_the_file(tmp_path):

@@ -239,7 +239,7 @@ def _inspect_one(path, options):
 
 def _inspect_file(path, options):
     from bootforge.image.sniff import image_head
-    from bootforge.inspect import inspect_data
+    from bootforge.inspect import input_data, inspect_data
 
     format_name, check_loader, verbose, as_json, several = options
     events = []
@@ -249,7 +249,7 @@ def _inspect_file(path, options):
             from bootforge.image.inspect import inspect_image_file
             report = inspect_image_file(path, None)
         else:
-            report = inspect_data(path, read_input(path), format_name)
+            report = inspect_data(path, input_data(path, format_name), format_name)
     except BootforgeError as exc:
         exc.located(path=path)
         events.append((True, f"bootforge: error: {exc}"))

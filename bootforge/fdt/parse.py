@@ -118,8 +118,10 @@ def parse_dtb(data, path=None):
         tree = parse_dtb(open("virt.dtb", "rb").read())
         tree.node("/memory@40000000").prop("reg")
     """
-    data = bytes(data)
     h = parse_header(data, path)
+    # Only the blob is copied: a FIT's external data (a mapped file, bootforge/inspect.py
+    # MAPPED_FORMATS) follows it, tens of MiB that the tree never reads.
+    data = data if isinstance(data, bytes) else bytes(data[:h["totalsize"]])
     _check_blocks(h, path)
     reservations, rsv_end = _parse_reservations(data, h, path)
     _check_no_overlap_with_reservations(h, rsv_end, path)

@@ -25,7 +25,6 @@ shape: each judge follows the named upstream code and refuses in the loader's ow
   AArch64 (0xaa64), subsystem EFI application; an Image without "MZ" is no PE.
 """
 
-from bootforge.compress.streams import decompress
 from bootforge.errors import FormatError
 from bootforge.fdtboot import kernels
 from bootforge.formats import fdt as fdtfmt
@@ -55,6 +54,9 @@ def _v(subject, ok, reason, words=None, warning=False, **facts):
 def gunzipped(data):
     """(bytes QEMU/U-Boot see after their gunzip, "gzip" or None)."""
     if data[:2] == kernels.GZIP_MAGIC:
+        # Function-level import: the compress package (its EFI coder, lzma) only for gzipped
+        # kernels; a FIT's inspect does not need it (bench/fit.py, ~4 ms of imports).
+        from bootforge.compress.streams import decompress
         try:        # the one decompression path and its limit (a gzip bomb is a LimitError)
             return decompress(data, "gzip"), "gzip"
         except FormatError:
