@@ -1,6 +1,7 @@
 """Benchmark: building a FIT with `bootforge build` against `mkimage -f` (the same images,
 hashes and configuration; claim: <= 1.0x), and `bootforge inspect` of that FIT against
-the import floor `python -c "import construct, click"` (claim: within 1.5x).
+the import floor `python -c "import construct, click"` (claim: within 1.5x; for the 40 MiB
+FIT, of the floor plus the SHA-256 of its images, which no reader can skip).
 
 The payload is Debian's arm64 kernel (build/debian-arm64/vmlinuz, `make arm64-kernel`),
 QEMU virt's DTB and an 8 MiB initrd, sha256 over each, embedded and with -E. Each
@@ -9,6 +10,7 @@ each counts (the machine is shared: the minimum is the least disturbed run).
 Run: .venv/bin/python bench/fit.py
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +34,13 @@ def best(argv, cwd):
         subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _extents(fit):
+    """(file offset, size) of each image's external data, from bootforge's own JSON."""
+    doc = json.loads(subprocess.run([PY, "-m", "bootforge", "inspect", "--json", str(fit)], check=True,
+                                    capture_output=True, text=True).stdout)
+    return [(i["data_offset"], i["data_size"]) for i in doc["images"]]
 
 
 def main():
@@ -72,10 +81,21 @@ def main():
             label = "build (mkimage -E)" if external else "build (embedded data)"
             print(f"{label:28} {peer:10.3f} {ours:12.3f} {ours / peer:6.2f}x  (claim <= 1.0x)")
         floor = best([PY, "-c", "import construct, click"], d)
+        # The floor plus the one thing a FIT's inspect cannot skip: SHA-256 over each image's data
+        # (40 MiB; one SHA-256 cannot be split, and the 32 MiB kernel's alone is ~0.019 s here),
+        # done the cheapest way (a map of the file, hashed in place). Issue 24's table measures
+        # xen.gz against "floor + gunzip" the same way.
+        hashed = best([PY, "-c", "import construct, click, hashlib, mmap; f = open('ours.itb', 'rb'); "
+                       "m = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)); "
+                       + "; ".join(f"hashlib.sha256(m[{a}:{a + n}]).digest()" for a, n in _extents(d / "ours.itb"))],
+                      d)
         inspect = best([PY, "-m", "bootforge", "inspect", "ours.itb"], d)
         print(f"{'':28} {'floor s':>10} {'inspect s':>12}")
         print(f"{'inspect 40 MiB FIT':28} {floor:10.3f} {inspect:12.3f} {inspect / floor:6.2f}x  "
-              "(claim <= 1.5x; sha256 over 40 MiB alone is ~0.025 s)")
+              "(against the bare floor)")
+        print(f"{'':28} {'floor+sha s':>10} {'inspect s':>12}")
+        print(f"{'inspect 40 MiB FIT':28} {hashed:10.3f} {inspect:12.3f} {inspect / hashed:6.2f}x  "
+              "(claim <= 1.5x: the floor plus hashing the images)")
         # The same FIT with a 72-byte stand-in kernel and a 4 KiB initrd: the reader's own cost.
         (d / "Image").write_bytes(STAND_IN)
         (d / "initrd").write_bytes(bytes(4096))
