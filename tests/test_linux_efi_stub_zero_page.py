@@ -4,7 +4,7 @@ as linux-efi-stub predicts it byte for byte (bootforge/loader/linux_stub_zero_pa
 The kept pages (tests/data/linux-efi-stub/stop-*.json: `bootforge verify` reports' boot_information,
 commands in tests/data/README.md) were read at RSI when the stub jumped to the kernel (0x1600000):
 Debian's kernel with the test initrd under QEMU -kernel, and the bootforge UKI, at 512M and 3G.
-One real boot (the UKI at 512M) runs in make test; `make linux-verify` boots the bare UKI at 512M/3G."""
+One real boot (the UKI at 512M) runs here; test_linux_image_verify.py boots it at 3G."""
 
 import json
 

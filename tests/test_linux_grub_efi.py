@@ -6,7 +6,7 @@ tests/data/README.md; 966M is where GRUB's heap in use was measured: the initrd 
 heap's free blocks there) were stopped at the kernel's 32-bit entry through QEMU's gdbstub: the
 registers, the zero page at ESI, what it points to (E820, ramdisk, command line, setup_data) and
 the EFI map GRUB handed over (efi_info.efi_memmap). Unit tests compare `bootforge load` of the
-image with them; one real boot (verify at 512M) is in make test, 3G in `make linux-verify`."""
+image with them; one real boot (verify at 512M) is in make test, 3G in test_linux_image_verify.py."""
 
 import json
 

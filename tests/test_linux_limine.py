@@ -2,7 +2,7 @@
 "limine" write `protocol: linux` entries and read back; limine-linux's prediction against the zero
 pages a real Limine handed Debian's kernel (tests/data/linux-limine/, commands in
 tests/data/README.md), and one `bootforge verify` of the disk the recipe builds per firmware
-(BIOS 3G, UEFI 512M; UEFI 3G in `make linux-verify`)."""
+(BIOS 3G, UEFI 512M; BIOS 512M and UEFI 3G in test_linux_image_verify.py)."""
 
 import json
 import struct
