@@ -14,7 +14,6 @@ Errors are RecipeError naming the table and key ("[load.options] x must be ...")
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from bootforge.errors import RecipeError
@@ -32,14 +31,18 @@ def parse_size(value, where, key="size", *, example='"64M"'):
     """Bytes from a size: an integer, or a string of digits (bytes) or digits with a unit
     ("64K", "256M", "3.5G", "1GiB"); RecipeError "[where] key must be ..." otherwise, and for a
     size that is not a whole, non-negative number of bytes (a Field's min/max bound it further)."""
+    size = None
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
-    else:
-        m = _SIZE.fullmatch(value) if isinstance(value, str) else None
-        size = Fraction(m.group(1)) * (1 << SIZE_UNITS[m.group(2).upper()]) if m else None
-    if size is None or size < 0 or size != int(size):
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        # Exact in integers ("3.5G" is 35 << 30 over 10): a fraction of a byte is refused.
+        whole, _, decimals = m.group(1).partition(".")
+        scaled = int(whole + decimals) << SIZE_UNITS[m.group(2).upper()]
+        if scaled % 10 ** len(decimals) == 0:
+            size = scaled // 10 ** len(decimals)
+    if size is None or size < 0:
         raise RecipeError(f"[{where}] {key} must be a number of bytes or like {example}, not {value!r}")
-    return int(size)
+    return size
 
 
 # What a type is called in messages and help.

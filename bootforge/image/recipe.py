@@ -33,7 +33,6 @@ from pathlib import Path
 from bootforge.bootloaders import BOOTLOADERS, FIRMWARES, IMAGE_LOADERS, PROTOCOLS, bootloader
 from bootforge.errors import RecipeError
 from bootforge.image.content import FileContent
-from bootforge.loader.policies import POLICIES
 from bootforge.schema import REQUIRED, Field, validate
 
 FORMATS = ("iso", "disk")
@@ -106,6 +105,9 @@ def verdict_for(loader, protocol, firmware=None):
     """The kernel loader verdict (bootforge.multiboot.verdicts) of bootloader *loader* for
     *protocol*: the one its policy declares (under *firmware*, else the first firmware that
     boots the protocol); None when the loader has no policy for it."""
+    # Function-level import: the policy registry (and the verdicts under it) only when a verdict
+    # is asked for; a build asks beside grub-mkimage (image/build.py _beside), not before it.
+    from bootforge.loader.policies import POLICIES
     for (fw, proto), name in bootloader(loader).policies.items():
         if proto == protocol and firmware in (None, fw):
             return POLICIES.get(name).verdict
