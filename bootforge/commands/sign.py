@@ -38,6 +38,19 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
     parts, facts = _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file)
     what = "added a signature to an already signed image" if facts["appended"] else "signed"
     click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
+    _no_collection_at_exit()
+
+
+def _no_collection_at_exit():
+    """The interpreter's last garbage collection at exit walks every object the signing imports
+    made (asn1crypto's and cryptography's classes): ~10-15 ms of a 0.25 s CPU run, measured
+    (`python -c` of the same imports: 101 ms CPU, 87 ms with gc.freeze at exit, 86 ms with
+    os._exit). The output is closed and in place by now, so nothing waits on that collection;
+    frozen at exit, not now, so an in-process caller's garbage is collected as before."""
+    import atexit
+    import gc
+    atexit.unregister(gc.freeze)       # once, however often the command runs in one process
+    atexit.register(gc.freeze)
 
 
 def _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file):
