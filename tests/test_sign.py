@@ -158,15 +158,19 @@ def test_signing_is_deterministic_and_in_place(tmp_path):
 
 
 def test_every_key_form_and_input_path_gives_the_same_bytes(tmp_path):
-    """Every key form (an unencrypted PKCS#8 PEM, PKCS#1 PEM, DER key) and a DER certificate,
+    """Every key form (an unencrypted PKCS#8 PEM, PKCS#1 PEM, PKCS#8 DER key, read by asn1crypto as
+    RSA numbers; a PKCS#1 DER key and the encrypted key, read by cryptography's loaders) and a DER certificate,
     a regular file (its bulk copied by the kernel) and a pipe (read in process) give the bytes
     of the encrypted key, for an unsigned and for an already signed input; sbverify accepts them."""
     require("openssl")
     uki = bootforge_uki(tmp_path)
     pkcs8 = plain_snakeoil_key(tmp_path)
-    forms = {"pkcs8": pkcs8, "pkcs1": tmp_path / "pkcs1.pem", "der": tmp_path / "key.der"}
+    forms = {"pkcs8": pkcs8, "pkcs1": tmp_path / "pkcs1.pem", "der": tmp_path / "key.der",
+             "pkcs1-der": tmp_path / "pkcs1.der"}
     subprocess.run(["openssl", "rsa", "-in", str(pkcs8), "-traditional", "-out", str(forms["pkcs1"])],
                    check=True, capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", str(pkcs8), "-traditional", "-outform", "DER", "-out",
+                    str(forms["pkcs1-der"])], check=True, capture_output=True)
     subprocess.run(["openssl", "pkey", "-in", str(pkcs8), "-outform", "DER", "-out", str(forms["der"])],
                    check=True, capture_output=True)
     head = subprocess.run(["openssl", "rsa", "-in", str(forms["pkcs1"]), "-noout", "-text"], capture_output=True)
@@ -230,6 +234,11 @@ def test_bad_input_one_line_nothing_written(tmp_path):
     assert_one_line_error(_sign(uki, out, cert=other), "is not the key of certificate", "CN=other")
     assert_one_line_error(_sign(uki, out, passphrase=None), "encrypted", "--key-passphrase-file")
     assert_one_line_error(_sign(uki, out, passphrase="wrong"), "passphrase does not decrypt")
+    # A key that is not RSA (PKCS#8 like the RSA keys read as numbers).
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                    str(tmp_path / "ec.pem")], check=True, capture_output=True)
+    assert_one_line_error(_sign(uki, out, key=tmp_path / "ec.pem", passphrase=None), "ECPrivateKey",
+                          "OVMF verifies RSA")
     # Not a certificate: a PEM with only a key block, and a DER certificate cut short.
     assert_one_line_error(_sign(uki, out, cert=SNAKEOIL_KEY), "not an X.509 certificate", "no CERTIFICATE block")
     der = subprocess.run(["openssl", "x509", "-in", str(SNAKEOIL_CERT), "-outform", "DER"], check=True,
