@@ -171,3 +171,52 @@ def test_segments_match_into_their_history(fmt, monkeypatch):
     data = random_bytes(3000, 7) * 5          # 15 000 bytes: 4 segments, each a repeat
     ours = round_trip(data, fmt)
     assert len(ours) < 3000 + 200
+
+
+def test_tiano_farthest_class_with_a_16_bit_p_code():
+    """A 16-bit P code for Tiano's farthest class carries 18 extra bits: 34 bits, more than a
+    64-bit word read at bit 31 of its first 32 holds (the decoder reads such blocks from wider
+    words). The stream is written token by token with that code at such a bit; EDK2's decoder
+    and bootforge's must give the same bytes."""
+    from bootforge.compress.huffman import canonical_codes, code_lengths
+    from bootforge.compress.writer import block_string, pack
+    rng = random.Random(8)
+    # Block 1: 512 KiB + 3 of history, 3 literals then 2048 matches of 256 at distance 3.
+    block1 = block_string(list(b"abc") + [256 + 253] * 2048, [2] * 2048, TIANO)
+    # Block 2: matches of 3 (its only C symbol: 0 bits each) whose distance classes have
+    # Fibonacci counts, the farthest rarest, so that its code is pushed to the 16-bit limit.
+    fib = [1, 1]
+    while len(fib) < TIANO.np:
+        fib.append(fib[-1] + fib[-2])
+    farthest = TIANO.np - 1
+    classes = [k for k in range(farthest) for _ in range(fib[farthest - k])]
+    rng.shuffle(classes)
+    values = [(1 << (k - 1)) + rng.randrange(1 << (k - 1)) if k else 0 for k in classes]
+    p_freq = [0] * TIANO.np
+    for v in values + [1 << (farthest - 1)]:
+        p_freq[v.bit_length()] += 1
+    p_lengths = code_lengths(p_freq)
+    assert p_lengths[farthest] == 16
+    # The farthest match goes where its code starts at bit 31 of a 32-bit word.
+    code_bits = sum(p_lengths[k] + max(k - 1, 0) for k in range(TIANO.np) for _ in range(p_freq[k]))
+    at = len(block1) + len(block_string([3 + 253] * (len(values) + 1), values + [1 << (farthest - 1)], TIANO)) - code_bits
+    index = 0
+    while at % 32 != 31:
+        k = values[index].bit_length()
+        at += p_lengths[k] + max(k - 1, 0)
+        index += 1
+    values.insert(index, (1 << (farthest - 1)) + rng.randrange(1 << (farthest - 1)))
+    bits = block1 + block_string([3 + 253] * len(values), values, TIANO)
+    assert bits[at:at + 16] == format(canonical_codes(p_lengths)[farthest], "016b")
+    expected = bytearray(b"abc")
+    for _ in range(2048):
+        expected += (expected[-3:] * 86)[:256]
+    for v in values:
+        for _ in range(3):
+            expected.append(expected[-(v + 1)])
+    body = pack(bits)
+    stream = struct.pack("<II", len(body), len(expected)) + body
+    _, edk2_decompress = edk2()["tiano"]
+    assert edk2_decompress(stream, len(stream)) == bytes(expected)
+    assert decompress(stream, "tiano") == bytes(expected)
+
