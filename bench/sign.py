@@ -8,12 +8,14 @@ decrypted with openssl: sbsign takes no passphrase); the objcopy command gets bo
 section addresses. Each command runs as a user runs it (a new process, Python's start-up
 counted), alternating, best and median of --runs wall times; the CPU time (user + sys, the
 command's own child processes included) is shown beside, since on a loaded machine the wall
-ratio mostly follows it.
+ratio mostly follows it. The load average is printed before and after (2 shared cores: the
+wall ratios depend on it).
 Run: .venv/bin/python bench/sign.py [--runs N]
 """
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -94,10 +96,12 @@ def main():
         sign = [sys.executable, "-m", "bootforge", "sign", "uki.efi", "--key", "key.pem", "--cert", CERT,
                 "-o", "bootforge.signed.efi"]
         sbsign = ["sbsign", "--key", "key.pem", "--cert", CERT, "--output", "sbsign.signed.efi", "uki.efi"]
+        load_before = os.getloadavg()[0]
         signing = race([("bootforge", sign), ("sbsign", sbsign)], args.runs, tmp)
         subprocess.run(["sbverify", "--cert", CERT, "bootforge.signed.efi"], cwd=tmp, check=True, capture_output=True)
         building = race([("bootforge", build), ("objcopy", objcopy)], args.runs, tmp)
-        print(f"UKI of {size / (1 << 20):.1f} MiB ({INITRD_MIB} MiB initrd), {args.runs} runs each")
+        print(f"UKI of {size / (1 << 20):.1f} MiB ({INITRD_MIB} MiB initrd), {args.runs} runs each; "
+              f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
         show("signing (bootforge sign vs sbsign):", signing, "bootforge", "sbsign")
         show("building (bootforge build vs objcopy):", building, "bootforge", "objcopy")
 
