@@ -18,6 +18,7 @@ and a header), the lowest used block and where GRUB placed the probe.
 import argparse
 import bisect
 import collections
+import json
 import re
 import socket
 import struct
@@ -85,9 +86,9 @@ def monitor(sock, command, timeout=60):
         return seen.decode("latin-1")
 
 
-def heap_at_entry(work, kernel, cmdline, memory_mib):
+def heap_at_entry(work, kernel, cmdline, memory_mib, before=()):
     """(probe's EIP, the saved bytes, their address)."""
-    medium = grub_iso(work, "multiboot2", BootFile(kernel, "/boot/kernel", cmdline), [])
+    medium = grub_iso(work, "multiboot2", BootFile(kernel, "/boot/kernel", cmdline), [], before=before)
     top = min(memory_mib << 20, 0xB0000000)
     base = top - SAVED
     eip = None
@@ -135,6 +136,8 @@ def main(argv):
     ap.add_argument("--bss", type=lambda s: int(s, 0), default=0x9000, help="probe .bss size (default 0x9000)")
     ap.add_argument("--heap-end", type=lambda s: int(s, 0), default=None,
                     help="top of GRUB's heap region (default: end of low RAM - 0x20000, SeaBIOS's top)")
+    ap.add_argument("--insmod", action="append", default=[], help="a module grub.cfg loads before the entry")
+    ap.add_argument("--dump", type=Path, default=None, help="write each boot's used block sizes (JSON) here")
     ap.add_argument("cmdlens", nargs="+", type=int)
     args = ap.parse_args(argv)
     heap_end = args.heap_end or min(args.memory << 20, 0xB0000000) - 0x20000
@@ -145,7 +148,8 @@ def main(argv):
             work = Path(tmp) / f"boot{k}"
             work.mkdir()
             cmdline = ("abcdefg " * (n // 8 + 1))[:n].strip() or "x"
-            eip, data, base = heap_at_entry(work, kernel, cmdline, args.memory)
+            eip, data, base = heap_at_entry(work, kernel, cmdline, args.memory,
+                                            tuple(f"insmod {m}" for m in args.insmod))
             blocks = walk(data, base, heap_end)
             low = min(a for a, _s, k in blocks if k == "used")
             blocks = [b for b in blocks if b[0] >= low]     # what lies between GRUB's lowest block and the top
@@ -153,6 +157,9 @@ def main(argv):
             sizes = collections.Counter(s for _a, s, _k in used)
             total = {k: sum(s for _a, s, kk in blocks if kk == k) for k in ("used", "free", "gap")}
             placed = f"{eip & ~0x1fffff:#x}" if eip else "-"
+            if args.dump:
+                args.dump.with_suffix(".bin").write_bytes(data)
+                args.dump.write_text(json.dumps({"cmdlen": n, "base": base, "insmod": args.insmod, "blocks": blocks}))
             print(f"{n:7}  {placed:10}  {len(used):11}  {total['used']:#10x}  {sizes[DISK_CACHE_BLOCK]:17}  "
                   f"{total['free']:#10x}  {total['gap']:#9x}  {low:#11x}  {heap_end - low:#x}")
     return 0

@@ -515,6 +515,14 @@ Elf64Shdr = Struct(            # 64 bytes
     "sh_addralign" / Int64ul, "sh_entsize" / Int64ul,
 )
 
+Elf32Sym = Struct(             # 16 bytes (a GRUB module's .symtab entries)
+    "st_name" / Int32ul, "st_value" / Int32ul, "st_size" / Int32ul, "st_info" / Int8ul,
+    "st_other" / Int8ul, "st_shndx" / Int16ul,
+)
+Elf32Rel = Struct(             # 8 bytes (SHT_REL: r_info = symbol << 8 | type)
+    "r_offset" / Int32ul, "r_info" / Int32ul,
+)
+
 ELF_LAYOUTS = {
     ELFCLASS32: (Elf32Ehdr, Elf32Phdr, Elf32Shdr),
     ELFCLASS64: (Elf64Ehdr, Elf64Phdr, Elf64Shdr),

@@ -36,7 +36,7 @@ from bootforge.formats.multiboot import (
     APM_TABLE_SIZE, FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
     Multiboot1MmapEntryFixed, Multiboot1Module, VbeInfoBlock, VbeModeInfoBlock,
 )
-from bootforge.loader import mbi
+from bootforge.loader import grub_heap, mbi
 from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import (
@@ -65,21 +65,17 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # GRUB's heap on i386-pc (kern/i386/pc/init.c) spans every available range between 1 MiB and
 # 4 GiB; regions are kept smallest first (kern/mm.c grub_mm_init_region) and grub_real_malloc
 # carves each block from the high end of a free one, so what GRUB holds when the relocator runs
-# (its modules, config, font, file buffers) sits at the top of the largest range below 4 GiB,
-# and the relocator (lib/relocator.c) only uses the heap's free parts. Measured with relocatable
-# probe kernels (align 2 MiB, preference high, memsz 0x9034 fits under it, 0xa034 does not) on
-# the grub-mkrescue ISO bootforge builds, at 512M and 1G: 0x1d6000 bytes in use below the top.
-# It is a property of that ISO *and its grub.cfg*, not of the module set alone: the same probe
-# (bss 0x9000, 1G) with a kernel command line of 100, 400, 1000, 2000, 3000 or 8000 bytes is
-# placed one 2 MiB step lower, and with bss 0x1000 (0x8fcc more room) a 3000-byte command line
-# still does not fit while an 8000-byte one does, so the amount is not even monotonic in the
-# config's size (likely GRUB's first-fit heap reusing the holes its script lexer's and argument
-# buffers leave: kern/mm.c, script/lexer.c; not modelled). Placements closer to the heap than
-# HEAP_SPREAD are noted. Block by block (tests/grub_pc_heap_walk.py, 1G): 36-39 of the blocks are
-# the disk cache's 32 KiB ones, a longer grub.cfg adds cache blocks and holes, and the relocator
+# (its modules, config, disk cache, file buffers) sits at the top of the largest range below
+# 4 GiB, and the relocator (lib/relocator.c) only uses the heap's free parts. How much: the
+# GRUB build's measured amount on bootforge's ISO (bootforge.loader.grub_heap.BUILDS, with how
+# it was measured) plus what bootforge.loader.grub_heap derives for modules loaded beyond it
+# (kern/dl.c's blocks and the disk-cache blocks of the module files; checked block by block
+# against the real heap, tests/test_grub_heap.py). A longer grub.cfg adds disk-cache blocks and
+# moves the holes GRUB's freed buffers leave: a 100-8000-byte command line puts the same probe
+# one 2 MiB step lower, and not monotonically (R's and B's probes at 1G), which is not derived: placements closer to the heap than HEAP_SPREAD are noted. The relocator
 # also uses holes inside the span (a 0x1034-byte probe went to 0x3fe00000 with GRUB's lowest
 # block at 0x3fdbc0e0), so the span is an approximation of the heap's free-block list.
-HEAP_IN_USE = 0x1D6000
+HEAP_IN_USE = grub_heap.BUILDS[grub_heap.BUILD].multiboot_iso
 HEAP_SPREAD = 0x9000        # above the > 0x8000 bytes more GRUB held with a 3000-byte command line
 
 # gzio's header flags it refuses (grub-core/io/gzio.c test_gzip_header: CONTINUATION, ENCRYPTED, RESERVED).
@@ -121,10 +117,10 @@ class Relocator:
     """GRUB's relocator on PC-BIOS: lowest fit above 1 MiB, else below; GRUB's own heap in use
     at the top of the largest RAM range below 4 GiB is not free."""
 
-    def __init__(self, memory_map):
+    def __init__(self, memory_map, held=HEAP_IN_USE):
         self.high = free_space(memory_map, MIB, GIB4)
         self.low = free_space(memory_map, 0x1000, MIB)
-        self.heap = heap_in_use(memory_map)
+        self.heap = heap_in_use(memory_map, held)
         if self.heap:
             self.high.take_overlap(*self.heap)
 
@@ -167,15 +163,16 @@ def _covered(memory_map, lo, hi):
     return False
 
 
-def heap_in_use(memory_map):
-    """(start, size) of GRUB's heap in use: HEAP_IN_USE bytes at the top of the largest
-    available range in [1 MiB, 4 GiB), or None."""
+def heap_in_use(memory_map, held=HEAP_IN_USE):
+    """(start, size) of GRUB's heap in use: *held* bytes (HEAP_IN_USE, or what
+    grub_heap.held_bytes gives for more modules) at the top of the largest available range in
+    [1 MiB, 4 GiB), or None."""
     ranges = [(max(a, MIB), min(b, GIB4)) for a, b in free_space(memory_map, MIB, GIB4).intervals()]
-    ranges = [(a, b) for a, b in ranges if b - a > HEAP_IN_USE]
+    ranges = [(a, b) for a, b in ranges if b - a > held]
     if not ranges:
         return None
     a, b = max(ranges, key=lambda r: (r[1] - r[0], r[0]))
-    return b - HEAP_IN_USE, HEAP_IN_USE
+    return b - held, held
 
 
 TEXT_VBE_MODE = 3                       # the VGA text mode SeaBIOS leaves: GRUB reports it when no video is set

@@ -27,6 +27,7 @@ import struct
 
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
+from bootforge.loader import grub_heap
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, free_space
 from bootforge.loader.result import LoadResult
@@ -43,11 +44,11 @@ REAL_MODE_LOW, REAL_MODE_HIGH = 0x10000, 0x90000
 BOOT_IMAGE = "BOOT_IMAGE="              # LINUX_IMAGE: grub_create_loader_cmdline's prefix
 WRONG_FIRMWARE = "grub-pc-linux runs on a BIOS platform"
 # GRUB's heap in use below the top of the largest RAM range when `initrd` allocates, on the
-# disk images bootforge builds (FAT ESP, core.img with `linux`): 0x8a5000 bytes, measured as
-# the distance from the end of SeaBIOS's RAM to the end of the initrd Debian's kernel reports
-# ("RAMDISK: [mem a-b]") at 256M and 512M (tests/data/linux-grub-pc/). More than grub_pc's
+# disk images bootforge builds (FAT ESP, core.img with `linux`): the GRUB build's measured
+# amount (bootforge.loader.grub_heap.BUILDS says how: the end of SeaBIOS's RAM minus the end of
+# the initrd Debian's kernel reports at 256M and 512M, tests/data/linux-grub-pc/). More than the
 # Multiboot figure: the `linux` path holds the kernel file's buffers while initrd runs.
-LINUX_HEAP_IN_USE = 0x8A5000
+LINUX_HEAP_IN_USE = grub_heap.BUILDS[grub_heap.BUILD].linux_disk
 
 
 def _align(v, a):

@@ -1,0 +1,91 @@
+"""GRUB 2.06 i386-pc's heap in use, derived for modules (bootforge.loader.grub_heap), against the
+real heap read block by block at a probe kernel's entry (tests/data/grub-heap/probe-1G.json,
+made by tests/grub_pc_heap_walk.py: the command is in the file)."""
+
+import collections
+import json
+
+import pytest
+
+from conftest import DATA, require
+
+PC_DIR = "/usr/lib/grub/i386-pc"
+KEPT = json.loads((DATA / "grub-heap" / "probe-1G.json").read_text())
+
+
+def _counts(boot):
+    return collections.Counter({int(k, 16): v for k, v in KEPT["boots"][boot]["used_block_sizes"].items()})
+
+
+def _regexp_extent():
+    e = KEPT["regexp_mod_extent"]
+    return e["lba"] * 2048, e["size"]
+
+
+def test_every_loaded_modules_segment_block_is_the_tsize_rule():
+    """struct grub_dl's sz for each of the 39 modules GRUB had loaded equals kern/dl.c's tsize
+    over every section (not only SHF_ALLOC ones) as grub_heap computes it from the .mod file."""
+    require(PC_DIR)
+    from bootforge.loader import grub_heap
+    seen = KEPT["grub_dl_in_regexp_boot"]["modules"]
+    assert len(seen) == 39
+    derived = {n: grub_heap.module_heap(grub_heap.read_installed_module(n), n).tsize for n in seen}
+    assert derived == seen
+
+
+def test_insmod_adds_exactly_the_derived_blocks():
+    """`insmod regexp` against `insmod extcmd` (already loaded: the same line, no module): the
+    real heap gained exactly module_heap(regexp.mod)'s blocks and the two 32 KiB disk-cache
+    blocks its file's extent on the ISO touches."""
+    require(PC_DIR)
+    from bootforge.loader import grub_heap
+    gained = _counts("regexp") - _counts("extcmd")
+    assert not _counts("extcmd") - _counts("regexp")
+    mod = grub_heap.module_heap(grub_heap.read_installed_module("regexp"), "regexp")
+    cache = grub_heap.cache_blocks(_regexp_extent())
+    derived = collections.Counter(b for _w, b in mod.blocks)
+    derived[grub_heap.block(grub_heap.DISK_CACHE_BLOCK)] += len(cache)
+    assert mod.deps == ("extcmd", "normal") and not mod.unmodelled
+    assert derived == gained
+
+
+def test_the_insmod_line_alone():
+    """The line's own blocks (BUILDS' insmod_line) are what `insmod extcmd` added to the plain boot."""
+    from bootforge.loader import grub_heap
+    line = collections.Counter(grub_heap.BUILDS[grub_heap.BUILD].insmod_line)
+    assert _counts("extcmd") - _counts("base") == line and not _counts("base") - _counts("extcmd")
+
+
+def _placed(held):
+    from bootforge.loader.platforms import resolve
+    from bootforge.loader.policies.grub_pc import Relocator
+    p = KEPT["probe"]
+    rel = Relocator(resolve("qemu-pc-seabios:1G").memory_map, held)
+    return rel.alloc(p["image_bytes"], p["align"], p["min_addr"], p["max_addr"] - p["image_bytes"], high=True)
+
+
+def test_a_module_moves_the_relocatable_kernel_as_the_real_grub_did():
+    """With `insmod regexp` the real GRUB put the probe one 2 MiB step lower (0x3fc00000) than
+    without (0x3fe00000). The measured constant alone predicts the old place; the constant plus
+    what grub_heap derives for regexp predicts the real one."""
+    require(PC_DIR)
+    from bootforge.loader import grub_heap
+    from bootforge.loader.policies.grub_pc import HEAP_IN_USE
+    base, regexp = KEPT["boots"]["base"]["probe_at"], KEPT["boots"]["regexp"]["probe_at"]
+    assert base != regexp
+    assert _placed(HEAP_IN_USE) == base
+    held = grub_heap.held_bytes(("regexp",), extents={"regexp": _regexp_extent()})
+    assert _placed(held) == regexp
+
+
+def test_a_module_file_that_is_no_module_is_one_line(tmp_path):
+    from bootforge.errors import FormatError
+    from bootforge.loader import grub_heap
+    with pytest.raises(FormatError, match=r"bad\.mod: offset 0: not an ELF32 GRUB module"):
+        grub_heap.module_heap(b"\x7fELF\x02" + bytes(60), "bad.mod")
+    cut = bytearray(b"\x7fELF\x01\x01\x01" + bytes(45))
+    cut[0x20:0x24] = (0x1000).to_bytes(4, "little")     # e_shoff past the end
+    cut[0x2e:0x30] = (40).to_bytes(2, "little")
+    cut[0x30:0x32] = (3).to_bytes(2, "little")
+    with pytest.raises(FormatError, match=r"cut\.mod: offset 0x1000: section headers outside the file"):
+        grub_heap.module_heap(bytes(cut), "cut.mod")
