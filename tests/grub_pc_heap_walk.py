@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bootforge.qemu.media import BootFile, grub_iso  # noqa: E402
+from bootforge.qemu.media import BootFile, grub_iso, image_medium  # noqa: E402
 from bootforge.qemu.monitor import PROMPT  # noqa: E402
 from bootforge.qemu.runner import Machine, QemuRun  # noqa: E402
 
@@ -86,9 +86,11 @@ def monitor(sock, command, timeout=60):
         return seen.decode("latin-1")
 
 
-def heap_at_entry(work, kernel, cmdline, memory_mib, before=()):
-    """(probe's EIP, the saved bytes, their address)."""
-    medium = grub_iso(work, "multiboot2", BootFile(kernel, "/boot/kernel", cmdline), [], before=before)
+def heap_at_entry(work, kernel, cmdline, memory_mib, before=(), image=None):
+    """(probe's EIP, the saved bytes, their address); *image*: boot that image (built by
+    `bootforge build` with the probe as its kernel) instead of a grub-mkrescue ISO."""
+    medium = image_medium(image) if image else \
+        grub_iso(work, "multiboot2", BootFile(kernel, "/boot/kernel", cmdline), [], before=before)
     top = min(memory_mib << 20, 0xB0000000)
     base = top - SAVED
     eip = None
@@ -137,6 +139,8 @@ def main(argv):
     ap.add_argument("--heap-end", type=lambda s: int(s, 0), default=None,
                     help="top of GRUB's heap region (default: end of low RAM - 0x20000, SeaBIOS's top)")
     ap.add_argument("--insmod", action="append", default=[], help="a module grub.cfg loads before the entry")
+    ap.add_argument("--image", type=Path, default=None,
+                    help="boot this bootforge image (its kernel: a probe.elf the walker's --bss makes) instead")
     ap.add_argument("--dump", type=Path, default=None, help="write each boot's used block sizes (JSON) here")
     ap.add_argument("cmdlens", nargs="+", type=int)
     args = ap.parse_args(argv)
@@ -149,7 +153,7 @@ def main(argv):
             work.mkdir()
             cmdline = ("abcdefg " * (n // 8 + 1))[:n].strip() or "x"
             eip, data, base = heap_at_entry(work, kernel, cmdline, args.memory,
-                                            tuple(f"insmod {m}" for m in args.insmod))
+                                            tuple(f"insmod {m}" for m in args.insmod), args.image)
             blocks = walk(data, base, heap_end)
             low = min(a for a, _s, k in blocks if k == "used")
             blocks = [b for b in blocks if b[0] >= low]     # what lies between GRUB's lowest block and the top

@@ -89,3 +89,44 @@ def test_a_module_file_that_is_no_module_is_one_line(tmp_path):
     cut[0x30:0x32] = (3).to_bytes(2, "little")
     with pytest.raises(FormatError, match=r"cut\.mod: offset 0x1000: section headers outside the file"):
         grub_heap.module_heap(bytes(cut), "cut.mod")
+
+
+IMAGES = json.loads((DATA / "grub-heap" / "images-1G.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES["boots"]))
+def test_a_bootforge_images_modules_and_used_heap_are_derived(name):
+    """On images `bootforge build` makes (every module in core.img), the modules GRUB had loaded
+    are the recipe's module list with its .moddeps closure, and the heap bytes in use are their
+    derived blocks + the image's cache blocks + the build's rest, to the byte; the ISO with
+    grub_modules = ["regexp"] checks the rest measured on the plain ISO."""
+    require(PC_DIR)
+    from bootforge.bootloaders.grub import module_list
+    from bootforge.loader import grub_heap
+    boot = IMAGES["boots"][name]
+    fs = "iso9660" if boot["format"] == "iso" else "fat"
+    names = grub_heap.core_closure(module_list(("multiboot2",), "i386-pc", fs, False, tuple(boot["grub_modules"])))
+    assert names == boot["grub_dl_names"]
+    used, span = grub_heap.image_held(names, boot["format"])
+    assert used == boot["used_bytes"]
+    assert span >= IMAGES["heap_region_top"] - boot["lowest_used"]      # the holes: measured, not replayed
+
+
+def test_the_measured_iso_constant_misplaces_a_kernel_on_a_bootforge_image():
+    """`verify` of a bootforge ISO image: the grub-mkrescue figure (HEAP_IN_USE) put a 0x40034-byte
+    relocatable probe one 2 MiB step too low; the image's derived heap places it where GRUB did."""
+    require(PC_DIR)
+    from bootforge.bootloaders.grub import module_list
+    from bootforge.loader import grub_heap
+    from bootforge.loader.policies.grub_pc import HEAP_IN_USE
+    seen = IMAGES["verify_with_the_constant"]
+    p = dict(KEPT["probe"], image_bytes=seen["image_bytes"])
+
+    def placed(held):
+        from bootforge.loader.platforms import resolve
+        from bootforge.loader.policies.grub_pc import Relocator
+        rel = Relocator(resolve("qemu-pc-seabios:1G").memory_map, held)
+        return rel.alloc(p["image_bytes"], p["align"], p["min_addr"], p["max_addr"] - p["image_bytes"], high=True)
+    assert placed(HEAP_IN_USE) == seen["predicted"] != seen["observed"]
+    _used, span = grub_heap.image_held(grub_heap.core_closure(module_list(("multiboot2",), "i386-pc", "iso9660")), "iso")
+    assert placed(span) == seen["observed"]

@@ -78,6 +78,13 @@ class HeapBuild:
     why: str
     loaded: tuple            # the modules GRUB has loaded in the multiboot_iso figure (MB2 entry)
     insmod_line: tuple       # blocks one `insmod NAME` line in the menu entry adds (its parsed script)
+    # bootforge's own images (`bootforge build`, every module in core.img): per image format,
+    # what GRUB holds besides its modules' blocks and the disk-cache blocks (grub.cfg's script,
+    # environment, terminals, the early config's search), the cache blocks it reads, and the
+    # free holes between its lowest block and the top (at a Multiboot2 kernel's entry).
+    image_rest: tuple = ()           # ((format, bytes), ...)
+    image_cache_blocks: tuple = ()   # ((format, count), ...)
+    image_holes: tuple = ()          # ((format, bytes), ...)
 
 
 BUILDS = {
@@ -97,7 +104,12 @@ BUILDS = {
          "part_apple", "part_bsd", "part_dfly", "part_dvh", "part_gpt", "part_msdos", "part_plan", "part_sun",
          "part_sunpc", "priority_queue", "relocator", "serial", "terminal", "terminfo", "vbe", "verifiers",
          "video", "video_fb"),
-        (0x30, 0x40)),
+        (0x30, 0x40),
+        # tests/grub_pc_heap_walk.py --image of `bootforge build` ISO and disk images of the probe
+        # (tests/data/grub-heap/images-1G.json): used bytes minus the derived module blocks minus
+        # the 0x8010-byte cache blocks, 0x23650 on the ISO with and without grub_modules = ["regexp"].
+        (("iso", 0x23650), ("disk", 0x23670)), (("iso", 3), ("disk", 4)),
+        (("iso", 0x14d50), ("disk", 0xc8c0))),
 }
 BUILD = "2.06-13+deb12u2"     # the GRUB bootforge's media carry (Debian 12's grub-pc-bin)
 
@@ -252,3 +264,27 @@ def held_bytes(insmod=(), *, build=BUILD, read_module=read_installed_module, ext
     b = BUILDS[build]
     loaded = modules_heap(insmod, read_module, extents, b.loaded, cached)
     return b.multiboot_iso + loaded_bytes(loaded) + len(insmod) * sum(b.insmod_line)
+
+
+def core_closure(names, read_module=read_installed_module):
+    """*names* with every module their .moddeps name, transitively (what grub-mkimage puts in
+    core.img for a module list: it adds the dependencies), sorted."""
+    seen, todo = set(), list(names)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += module_heap(read_module(n), f"{n}.mod").deps
+    return sorted(seen)
+
+
+def image_held(names, fmt, *, build=BUILD, read_module=read_installed_module):
+    """(used bytes, span below the heap region's top) of GRUB i386-pc on a bootforge image of
+    format *fmt* whose core.img holds the modules *names* (dependencies included): the modules'
+    blocks (module_heap), the image's cache blocks and the build's measured rest, and the holes
+    measured for that format. The used bytes are derived exactly (the kept boots); the holes are
+    where the replay is missing (a module added to core.img fills some of them)."""
+    b = BUILDS[build]
+    rest, cache, holes = (dict(t)[fmt] for t in (b.image_rest, b.image_cache_blocks, b.image_holes))
+    used = sum(module_heap(read_module(n), f"{n}.mod").size for n in names) + cache * block(DISK_CACHE_BLOCK) + rest
+    return used, used + holes
