@@ -100,7 +100,7 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
     from bootforge.verdict import passed
 
     from bootforge.errors import BootforgeError
-    from bootforge.image.load import image_request
+    from bootforge.image.load import BUILT_NOTE, built_image_request, image_request
     # RECIPE may also be a bootable image (ISO, disk) or an [image] recipe: bootforge/image/load.py.
     from bootforge.errors import LoaderRefusal
     # A machine with devices and no kernel: SeaBIOS's POST (bootforge/post/).
@@ -114,6 +114,7 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
         from bootforge.loader.policies.linux_efi_stub import BARE_UKI_PLATFORM, is_uki_file
         if is_uki_file(recipe):
             platform, loader = platform or BARE_UKI_PLATFORM, loader or "linux-efi-stub"
+    built = False
     if modules or initrds or dtb or cmdline is not None or (platform and loader and not is_toml_text(recipe)):
         # A kernel and the command line instead of a recipe: the [load] table they stand for.
         if is_toml_text(recipe):
@@ -121,7 +122,11 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
                               path=recipe)
         req = request_from_arguments(recipe, platform, loader, cmdline, modules, initrds, dtb)
     else:
-        req = image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
+        # An [image] recipe: `load` of the image it builds (built privately; the UEFI loaders' pages
+        # follow the image's BOOTX64.EFI and medium, which the recipe alone does not give).
+        req = built_image_request(recipe, platform, loader, entry, firmware)
+        built = req is not None
+        req = req or image_request(recipe, platform, loader, entry, firmware) or read_recipe(recipe, platform, loader)
     # A kernel recipe with [[load.devices]]: SeaBIOS's POST too, and the booting ROM's iPXE facts.
     from bootforge.post.load import with_devices
     req, post = with_devices(recipe, platform, req)
@@ -144,6 +149,8 @@ def load_command(recipe, platform, loader, entry, firmware, cmdline, modules, de
         raise exc.located(path=recipe)
     except BootforgeError as exc:
         raise exc.located(path=recipe)
+    if built:
+        result.notes.insert(0, BUILT_NOTE)
     if mbi_out:
         write_atomic(mbi_out, result.mbi_bytes)
     if map_out:

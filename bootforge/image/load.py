@@ -69,6 +69,76 @@ def image_request(path, platform=None, loader=None, entry=None, firmware=None):
     return None
 
 
+BUILT_NOTE = ("predicted from the image this recipe builds (built into a private temporary directory, "
+              "removed at exit; the recipe's output is not written)")
+
+
+def built_image_request(path, platform=None, loader=None, entry=None, firmware=None):
+    """The LoadRequest of `load IMAGE` of the image the [image] recipe *path* builds, when *path* is
+    an [image] recipe; None otherwise (a bootable image or a [load] recipe: image_request).
+
+    A recipe alone does not give what UEFI firmware and the loader see: the image's BOOTX64.EFI
+    (the loader's pages under OVMF follow its size and SizeOfImage) and the medium its ESP is
+    on (grub_efi._with_grub_image, ovmf_media.EfiMedium). The build is the same bytes whatever
+    the directory (image/build.py), so the image built here is the one the recipe's output would
+    be; files are copied in by copy_file_range and holes stay holes (image/content.py), so a large
+    module costs little. The image lives until the process exits (the request's kernel and
+    modules name files in it)."""
+    p = Path(path)
+    table = _image_table(p)
+    if table is None:
+        return None
+    import atexit
+    import shutil
+    import tempfile
+    from bootforge.image.build import build_image_recipe
+    try:
+        spec = read_image_table(p, table)
+        work = Path(tempfile.mkdtemp(prefix="bootforge-load-"))
+        atexit.register(shutil.rmtree, work, True)
+        image = work / ("image.iso" if spec.format == "iso" else "image.img")
+        build_image_recipe(p, table, image)
+        # The recipe's own platform and loader (of the [image] table or of the entry the image's
+        # configuration picks: the configuration lists the recipe's entries in its order) stand
+        # for --platform / --loader when those are not given, as for `load RECIPE` before.
+        index = _image_entry_index(image, entry)
+        e = spec.entries[index] if index is not None and index < len(spec.entries) else None
+        req = _from_image(image, platform or (e.platform if e else None) or spec.platform,
+                          loader or (e.loader if e else None), entry, firmware, p.parent)
+    except BootforgeError as exc:
+        raise exc.located(path=path)
+    return req
+
+
+def _image_table(p):
+    """The parsed recipe when *p* is an [image] recipe (not a bootable image), else None."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(0x8010)
+    except OSError as exc:
+        raise RecipeError(exc.strerror or str(exc), path=str(p)) from None
+    if is_disk_image(head):
+        return None
+    try:
+        table = tomllib.loads(head.decode("utf-8") if len(head) < 0x8010 else p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return table if "image" in table else None
+
+
+def _image_entry_index(image, entry):
+    """The index of the entry `load IMAGE --entry` picks; None for an image without a configuration
+    (a bare UKI as BOOTX64.EFI)."""
+    view = open_image(image)
+    try:
+        if view.loader is None:
+            return None
+        index, _ = pick_entry(view, entry)
+        return index
+    finally:
+        view.image.close()
+
+
 def _firmware(firmware, available, where, platform=None):
     named = MACHINES.get(platform.partition(":")[0]) if isinstance(platform, str) else None
     if firmware is None and named is not None and named.firmware in available:
@@ -118,7 +188,7 @@ def _kernel(policy_name, path, data):
     return read_kernel(path, data)
 
 
-def _removable_uki(view, path, platform, loader, firmware):
+def _removable_uki(view, path, platform, loader, firmware, base=None):
     """An ESP with no loader configuration whose removable-media file (EFI/BOOT/BOOTX64.EFI) is a UKI:
     the firmware starts it, with the policy its bootloader declares. None when it is not that."""
     # The bootloader declaring the firmware's removable-media path as its boot file (no configuration).
@@ -130,7 +200,7 @@ def _removable_uki(view, path, platform, loader, firmware):
     if data[:2] != b"MZ" or not is_uki_bytes(data):
         return None
     fw = _firmware(firmware, ("uefi",), "the image", platform)
-    plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
+    plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw], base), fw, "the image")
     name = loader or removable.policy_for(fw, "linux", str(path))
     kernel = _kernel(name, f"{path}:{removable.removable_path}", data)
     return LoadRequest(kernel, removable.removable_path, "", [], plat, name)
@@ -139,7 +209,7 @@ def _removable_uki(view, path, platform, loader, firmware):
 ARM64_DEFAULT_PLATFORM = "qemu-virt-aarch64:1G"
 
 
-def _removable_arm64(view, path, platform, loader):
+def _removable_arm64(view, path, platform, loader, base=None):
     """An ESP with no loader configuration whose AArch64 removable-media file (EFI/BOOT/BOOTAA64.EFI)
     is an EFI-stub arm64 Image (MZ and "ARM\\x64" at 0x38) or a UKI: AAVMF starts it itself, with
     the policy its bootloader declares."""
@@ -151,18 +221,19 @@ def _removable_arm64(view, path, platform, loader):
     data, _ = read_fs_file(view, removable_aa64, MAX_KERNEL)
     if data[:2] != b"MZ" or (data[0x38:0x3C] != b"ARM\x64" and not is_uki_bytes(data)):
         return None
-    plat = resolve(platform or ARM64_DEFAULT_PLATFORM)
+    plat = resolve(platform or ARM64_DEFAULT_PLATFORM, base)
     name = loader or removable.aarch64_policy
     kernel = _kernel(name, f"{path}:{removable_aa64}", data)
     return LoadRequest(kernel, removable_aa64, "", [], plat, name, efi_medium=_efi_medium(view))
 
 
-def _from_image(path, platform, loader, entry, firmware):
+def _from_image(path, platform, loader, entry, firmware, base=None):
+    """*base*: the directory a platform file is relative to (an [image] recipe's; else the current one)."""
     view = open_image(path)
     try:
         if view.loader is None:
-            bare = _removable_uki(view, path, platform, loader, firmware) or _removable_arm64(view, path, platform,
-                                                                                            loader)
+            bare = (_removable_uki(view, path, platform, loader, firmware, base)
+                    or _removable_arm64(view, path, platform, loader, base))
             if bare is not None:
                 return bare
             raise RecipeError(f"{path}: no loader configuration found (grub.cfg, isolinux.cfg, limine.conf)")
@@ -171,7 +242,7 @@ def _from_image(path, platform, loader, entry, firmware):
             raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
         fw = _firmware(firmware, image_firmwares(view), "the image", platform)
         name = loader or policy_for(view.loader, fw, e.protocol, str(path))
-        plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw]), fw, "the image")
+        plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw], base), fw, "the image")
         data, _ = read_fs_file(view, e.kernel, MAX_KERNEL)
         kernel = _kernel(name, f"{path}:{e.kernel}", data)
         mods = []
