@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import DATA, REPO, assert_one_line_error, require, run_bootforge
+from conftest import REPO, assert_one_line_error, require, run_bootforge
 
 PREDICTED_FROM_THE_IMAGE = "predicted from the image this recipe builds"
 

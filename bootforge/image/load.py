@@ -48,20 +48,15 @@ def image_firmwares(view):
 
 
 def image_request(path, platform=None, loader=None, entry=None, firmware=None):
-    """A LoadRequest when *path* is an image or an [image] recipe; None for a [load] recipe."""
+    """A LoadRequest when *path* is an image or an [image] recipe; None for a [load] recipe. Of a
+    recipe, from its entries alone (no image: a UEFI loader's pages are then the platform
+    template's); `load` of a recipe predicts from the image it builds (built_image_request)."""
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(0x8010)
-    except OSError as exc:
-        raise RecipeError(exc.strerror or str(exc), path=path) from None
+    head = _head(p)
     if is_disk_image(head):
         return _from_image(p, platform, loader, entry, firmware)
-    try:
-        table = tomllib.loads(head.decode("utf-8") if len(head) < 0x8010 else p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    if "image" in table:
+    table = _image_table(p, head)
+    if table is not None:
         try:
             return _from_recipe(p, table, platform, loader, entry, firmware)
         except BootforgeError as exc:
@@ -85,12 +80,15 @@ def built_image_request(path, platform=None, loader=None, entry=None, firmware=N
     module costs little. The image lives until the process exits (the request's kernel and
     modules name files in it)."""
     p = Path(path)
-    table = _image_table(p)
+    head = _head(p)
+    table = None if is_disk_image(head) else _image_table(p, head)
     if table is None:
         return None
+    # Function-level imports: tempfile brings random and weakref; only a load of a recipe needs them.
     import atexit
     import shutil
     import tempfile
+    # Function-level import: the build and its writers, not on the way to a load of an image.
     from bootforge.image.build import build_image_recipe
     try:
         spec = read_image_table(p, table)
@@ -110,15 +108,17 @@ def built_image_request(path, platform=None, loader=None, entry=None, firmware=N
     return req
 
 
-def _image_table(p):
-    """The parsed recipe when *p* is an [image] recipe (not a bootable image), else None."""
+def _head(p):
+    """The first bytes of *p*: enough to tell an image (is_disk_image) from a recipe."""
     try:
         with open(p, "rb") as f:
-            head = f.read(0x8010)
+            return f.read(0x8010)
     except OSError as exc:
         raise RecipeError(exc.strerror or str(exc), path=str(p)) from None
-    if is_disk_image(head):
-        return None
+
+
+def _image_table(p, head):
+    """The parsed recipe when *p* (starting with *head*, no image) is an [image] recipe, else None."""
     try:
         table = tomllib.loads(head.decode("utf-8") if len(head) < 0x8010 else p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
