@@ -130,3 +130,29 @@ def test_the_measured_iso_constant_misplaces_a_kernel_on_a_bootforge_image():
     assert placed(HEAP_IN_USE) == seen["predicted"] != seen["observed"]
     _used, span = grub_heap.image_held(grub_heap.core_closure(module_list(("multiboot2",), "i386-pc", "iso9660")), "iso")
     assert placed(span) == seen["observed"]
+
+
+def test_the_modules_are_read_from_the_images_own_core(tmp_path):
+    """The module list image_held needs comes from the image itself: the El Torito core of a
+    `bootforge build` ISO, decompressed, holds exactly the modules GRUB had loaded (the kept
+    boot's struct grub_dl names), and their derived heap is the kept boot's used bytes."""
+    require(PC_DIR, "grub-mkimage", "xorriso", "as", "ld")
+    import subprocess
+    from bootforge.loader import grub_heap
+    from conftest import run_bootforge
+    from grub_pc_heap_walk import probe_kernel
+    probe_kernel(tmp_path, 0x9000)
+    (tmp_path / "r.toml").write_text('[image]\nformat = "iso"\nloader = "grub"\nfirmware = ["bios"]\n'
+                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
+                                     'protocol = "multiboot2"\ncmdline = "x"\n')
+    run_bootforge("build", tmp_path / "r.toml")
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(tmp_path / "p.img"), "-extract",
+                    "/boot/grub/i386-pc-eltorito.img", str(tmp_path / "core.img")], check=True, capture_output=True)
+    mods = grub_heap.core_img_modules((tmp_path / "core.img").read_bytes())
+    names = sorted(grub_heap.module_heap(m).name for m in mods)
+    boot = IMAGES["boots"]["probe-iso"]
+    assert names == boot["grub_dl_names"]
+    assert grub_heap.image_held(names, "iso")[0] == boot["used_bytes"]
+    from bootforge.errors import FormatError
+    with pytest.raises(FormatError, match=r"x\.img: offset 0xa00: no GRUB i386-pc LZMA core"):
+        grub_heap.core_img_modules(bytes(8192), "x.img")

@@ -29,6 +29,7 @@ property of the build and the medium; replaying it allocation by allocation (inc
 holes freed buffers leave, which the relocator also uses) is not done.
 """
 
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,3 +289,55 @@ def image_held(names, fmt, *, build=BUILD, read_module=read_installed_module):
     rest, cache, holes = (dict(t)[fmt] for t in (b.image_rest, b.image_cache_blocks, b.image_holes))
     used = sum(module_heap(read_module(n), f"{n}.mod").size for n in names) + cache * block(DISK_CACHE_BLOCK) + rest
     return used, used + holes
+
+
+MODULE_INFO_MAGIC = 0x676D696D      # "mimg": struct grub_module_info32 (include/grub/kernel.h)
+OBJ_TYPE_ELF = 0                    # struct grub_module_header type of a module
+STUB_AT = (2560, 512)               # the decompressor in i386-pc-eltorito.img (cdboot + diskboot) / core.img
+MAX_CORE = 16 << 20                 # no GRUB i386-pc core decompresses to more (it runs below 640 KiB + high)
+
+
+def core_img_modules(data, path="core.img", directory="/usr/lib/grub/i386-pc"):
+    """[module bytes] of an i386-pc core image grub-mkimage made (i386-pc or i386-pc-eltorito):
+    lzma_decompress.img's header gives the compressed and uncompressed sizes (+8, +0xc), the raw
+    LZMA1 stream follows it, and the module area after kernel.img is a grub_module_info32 ("mimg",
+    offset, size) with a grub_module_header (type, size) per object (util/mkimage.c)."""
+    stub = len(read_stub(directory))
+    for at in STUB_AT:
+        if len(data) < at + stub:
+            continue
+        csize = int.from_bytes(data[at + 8:at + 12], "little")
+        usize = int.from_bytes(data[at + 12:at + 16], "little")
+        if not 0 < usize <= MAX_CORE or at + stub + csize > len(data) + 64:
+            continue
+        try:
+            raw = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA1, "dict_size": 1 << 24,
+                                        "lc": 3, "lp": 0, "pb": 2}]).decompress(data[at + stub:at + stub + csize],
+                                                                               max_length=usize)
+        except lzma.LZMAError:
+            continue
+        magic = MODULE_INFO_MAGIC.to_bytes(4, "little")
+        i = raw.find(magic)
+        while i >= 0:
+            off = int.from_bytes(raw[i + 4:i + 8], "little")
+            size = int.from_bytes(raw[i + 8:i + 12], "little")
+            if off < 64 and 12 <= size <= len(raw) - i:
+                out, p = [], i + off
+                while p + 8 <= i + size:
+                    kind, n = int.from_bytes(raw[p:p + 4], "little"), int.from_bytes(raw[p + 4:p + 8], "little")
+                    if n < 8:
+                        break
+                    if kind == OBJ_TYPE_ELF:
+                        out.append(raw[p + 8:p + n])
+                    p += n
+                return out
+            i = raw.find(magic, i + 1)
+    raise FormatError(f"{path}: offset {STUB_AT[0]:#x}: no GRUB i386-pc LZMA core with a module area")
+
+
+def read_stub(directory):
+    path = Path(directory) / "lzma_decompress.img"
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read GRUB's decompressor ({exc.strerror})") from None
