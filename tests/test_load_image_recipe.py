@@ -63,6 +63,23 @@ def test_the_grub_disk_recipe_loads_as_its_image_on_both_firmwares(tmp_path):
     assert _output_state(own_output) == before
 
 
+def test_a_gzip_module_in_the_image_is_loaded_gunzipped(tmp_path):
+    """GRUB's module2 gunzips a gzip module (grub_pc.grub_module_size): read from the image's ESP,
+    as from the recipe's file before, its size is the uncompressed data's, on both firmwares."""
+    import gzip
+    require("ld", "cc", "grub-mkimage", "/usr/lib/grub/x86_64-efi", "mformat")
+    run_bootforge("build", REPO / "recipes" / "kernel-mbdump-mb2.toml", check=0)
+    payload = b"module payload " * 5000
+    (tmp_path / "m.gz").write_bytes(gzip.compress(payload, mtime=0))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[image]\nformat = "disk"\nloader = "grub"\nfirmware = ["bios", "uefi"]\noutput = "o.img"\n'
+                      f'[[image.entries]]\ntitle = "k"\nkernel = "{REPO / "build" / "kernels" / "mbdump-mb2.elf"}"\n'
+                      'protocol = "multiboot2"\n[[image.entries.modules]]\npath = "m.gz"\nloader_path = "/boot/m.gz"\n')
+    for firmware in ("bios", "uefi"):
+        doc, _ = cli_load(recipe, "--firmware", firmware)
+        assert [m["end"] - m["start"] for m in doc["mbi"]["modules"]] == [len(payload)]
+
+
 # ---------------------------------------------------------------- GRUB and Limine under OVMF: real MBIs
 
 @pytest.fixture(scope="module")

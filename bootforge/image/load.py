@@ -8,6 +8,7 @@ firmware asked (--firmware, default the first the image boots with).
 
 import hashlib
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from bootforge.errors import BootforgeError, FormatError, LimitError, RecipeError
@@ -16,6 +17,7 @@ from bootforge.formats import eltorito as et
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
 from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_table
 from bootforge.image.sniff import is_disk_image
+from bootforge.loader import grub_heap
 from bootforge.loader.image import KernelImage, read_kernel
 from bootforge.loader.policies import POLICIES
 from bootforge.loader.policies.linux_efi_stub import is_uki_bytes
@@ -250,12 +252,44 @@ def _from_image(path, platform, loader, entry, firmware, base=None):
             f = fs_file(view, mpath)
             if f is None:
                 raise RecipeError(f"{path}: module {mpath} (named in {view.config_path}) is not in the image")
-            mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size))
+            mods.append(ModuleSpec(f"{path}:{mpath}", mpath, args, f.size, _compressed_module(view, f)))
         return LoadRequest(kernel, e.kernel, e.cmdline, mods, plat, name, boot_device=_boot_device(view),
                            efi_application=_efi_application(view) if fw == "uefi" else None,
-                           efi_medium=_efi_medium(view) if fw == "uefi" else None)
+                           efi_medium=_efi_medium(view) if fw == "uefi" else None,
+                           grub_heap=_grub_heap(view) if name.startswith("grub-pc-mb") else None)
     finally:
         view.image.close()
+
+
+COMPRESSED_MODULE_MAGICS = (b"\x1f\x8b", b"\xfd7zXZ\x00")     # gzip (RFC 1952), xz (.xz file format 2.2)
+
+
+def _compressed_module(view, f):
+    """The bytes of a gzip or xz module in the image: GRUB's module/module2 unpack them, and
+    grub_pc.grub_module_size reads them from ModuleSpec.data (an image's file has no path of its
+    own to open); None for any other file, whose size is what is loaded."""
+    if f.size < 6 or f.size > MAX_KERNEL:
+        return None
+    fs = view.file_system()
+    if not fs.read_file(replace(f, size=6), 6).startswith(COMPRESSED_MODULE_MAGICS):
+        return None
+    return fs.read_file(f, MAX_KERNEL)
+
+
+def _grub_heap(view):
+    """The bytes GRUB i386-pc holds at its heap's top on a bootforge ISO (its El Torito core at
+    BIOS_CORE, the modules in it: grub_heap.image_held), or None (another medium: the policy's)."""
+    if view.iso is None or fs_file(view, BIOS_CORE) is None:
+        return None
+    data, _ = read_fs_file(view, BIOS_CORE, MAX_KERNEL)
+    try:
+        names = [grub_heap.module_heap(m).name for m in grub_heap.core_img_modules(data, BIOS_CORE)]
+    except FormatError:
+        return None
+    return grub_heap.image_held(names, "iso")[1]
+
+
+BIOS_CORE = "/boot/grub/i386-pc-eltorito.img"     # where bootloaders/grub.py image_parts puts it
 
 
 def _efi_application(view):
