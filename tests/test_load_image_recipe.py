@@ -80,6 +80,31 @@ def test_a_gzip_module_in_the_image_is_loaded_gunzipped(tmp_path):
         assert [m["end"] - m["start"] for m in doc["mbi"]["modules"]] == [len(payload)]
 
 
+def test_an_entry_is_picked_as_in_the_image_with_its_own_platform(tmp_path):
+    """--entry by index or title picks the image's entry; the recipe entry's platform key stands for
+    --platform (and so the firmware: OVMF); an entry the image has not is one line naming the
+    recipe, not the private image."""
+    require("ld", "cc", "grub-mkimage", "/usr/lib/grub/x86_64-efi", "mformat")
+    run_bootforge("build", REPO / "recipes" / "kernel-mbdump-mb2.toml", check=0)
+    kernel = REPO / "build" / "kernels" / "mbdump-mb2.elf"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[image]\nformat = "disk"\nloader = "grub"\nfirmware = ["bios", "uefi"]\noutput = "o.img"\n'
+                      f'[[image.entries]]\ntitle = "one"\nkernel = "{kernel}"\nprotocol = "multiboot2"\n'
+                      'loader_path = "/boot/one.elf"\ncmdline = "first"\n'
+                      f'[[image.entries]]\ntitle = "two"\nkernel = "{kernel}"\nprotocol = "multiboot2"\n'
+                      'loader_path = "/boot/two.elf"\ncmdline = "second"\nplatform = "qemu-q35-ovmf:512M"\n')
+    image = tmp_path / "built.img"
+    run_bootforge("build", recipe, "-o", image, check=0)
+    b, _ = cli_load(image, "--entry", "two", "--platform", "qemu-q35-ovmf:512M")
+    for entry in ("1", "two"):
+        a, _ = cli_load(recipe, "--entry", entry)
+        assert (a["loader"], a["mbi"]["cmdline"]) == ("grub-efi-mb2", "second")
+        assert_same_as_image(a, dict(b, notes=list(b["notes"])))
+    proc = run_bootforge("load", recipe, "--entry", "nope")
+    assert_one_line_error(proc, str(recipe), "no entry 'nope'", "'one'", "'two'")
+    assert "bootforge-load-" not in proc.stderr
+
+
 # ---------------------------------------------------------------- GRUB and Limine under OVMF: real MBIs
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,7 @@ def built_image_request(path, platform=None, loader=None, entry=None, firmware=N
     import tempfile
     # Function-level import: the build and its writers, not on the way to a load of an image.
     from bootforge.image.build import build_image_recipe
+    image = None
     try:
         spec = read_image_table(p, table)
         work = Path(tempfile.mkdtemp(prefix="bootforge-load-"))
@@ -106,6 +107,9 @@ def built_image_request(path, platform=None, loader=None, entry=None, firmware=N
         req = _from_image(image, platform or (e.platform if e else None) or spec.platform,
                           loader or (e.loader if e else None), entry, firmware, p.parent)
     except BootforgeError as exc:
+        if image is not None and isinstance(exc.message, str):
+            # The private image is gone when the line is read: it is the recipe's image.
+            exc.message = exc.message.replace(f"{image}: ", "its image: ").replace(str(image), "its image")
         raise exc.located(path=path)
     return req
 
