@@ -156,3 +156,20 @@ def test_the_modules_are_read_from_the_images_own_core(tmp_path):
     from bootforge.errors import FormatError
     with pytest.raises(FormatError, match=r"x\.img: offset 0xa00: no GRUB i386-pc LZMA core"):
         grub_heap.core_img_modules(bytes(8192), "x.img")
+
+
+def test_load_of_a_bootforge_iso_predicts_where_grub_put_the_kernel(tmp_path):
+    """`load IMAGE` of the ISO whose verify the constant got wrong: the image's own core gives
+    GRUB's heap (image/load.py -> LoadRequest.grub_heap), and the load base is the real one."""
+    require(PC_DIR, "grub-mkimage", "xorriso", "as", "ld")
+    from conftest import run_bootforge
+    from grub_pc_heap_walk import probe_kernel
+    seen = IMAGES["verify_with_the_constant"]
+    probe_kernel(tmp_path, 0x40000)
+    (tmp_path / "r.toml").write_text('[image]\nformat = "iso"\nloader = "grub"\nfirmware = ["bios"]\n'
+                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
+                                     'protocol = "multiboot2"\ncmdline = "x"\n')
+    run_bootforge("build", tmp_path / "r.toml")
+    doc = json.loads(run_bootforge("load", "--json", tmp_path / "p.img", "--platform", "qemu-pc-seabios:1G").stdout)
+    placed = [p["start"] for p in doc["placements"] if p["name"] == "relocatable image"]
+    assert placed == [seen["observed"]] and doc["entry"]["address"] == seen["observed"] + 0x30

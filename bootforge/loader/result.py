@@ -36,6 +36,9 @@ class LoadRequest:
     # CD-ROM or disk, the ESP's FAT type, the partition children, the boot sector's own entry):
     # OVMF's disk drivers allocate by it before BDS starts the loader. None: the policy's own medium.
     efi_medium: object = None
+    # Bytes GRUB i386-pc holds below the top of its heap when it places the kernel, where the
+    # image's own core says (bootforge.loader.grub_heap.image_held). None: the policy's own medium.
+    grub_heap: int | None = None
 
 
 @dataclass

@@ -227,7 +227,7 @@ def relocate(rel, k, tag):
 def _prepare(req, protocol):
     k = req.kernel
     res = LoadResult(req.loader, protocol, req.platform, SOURCE)
-    rel = Relocator(req.platform.memory_map)
+    rel = Relocator(req.platform.memory_map, req.grub_heap or HEAP_IN_USE)
     if rel.heap:
         res.place("GRUB heap in use", rel.heap[0], rel.heap[1], 16, "kern/mm.c: blocks carved from the top of the "
                   "largest RAM range below 4 GiB (measured size)", "loader")
