@@ -212,27 +212,34 @@ LIMINE_SEARCH_CAPTURES = json.loads((DATA / "uefi-video" / "limine-gop-search-ta
 
 @pytest.mark.parametrize("case", LIMINE_SEARCH_CAPTURES, ids=["x".join(map(str, c["request"]))
                                                               for c in LIMINE_SEARCH_CAPTURES])
-def test_limine_declares_tag17_after_a_mode_search_no_rule_covers(tmp_path_factory, case):
-    """The real tag 17 after Limine searched the GOP modes for 1024x768x32 (found, narrower than
-    mode 0) and for sizes OVMF has no mode for: OVMF's Boot Services Data below Limine's image
-    grew by 1 and 2 pages, which no rule predicts, so the policy declares the descriptors (and
-    only them) firmware data with that reason; the wide modes and the default path stay counted."""
+def test_load_predicts_limines_exit_map_after_a_mode_search(tmp_path_factory, case):
+    """The real tag 17 after Limine searched the GOP modes for a mode narrower than mode 0, 1280 wide,
+    or absent (1000x1000, 1234x567): OVMF's Boot Services Data below Limine's image grew by the
+    QueryMode records' pool pages, descriptor by descriptor, counted (nothing declared)."""
     from bootforge.loader.policies import POLICIES, run_policy
     from bootforge.loader.recipe import request_from_arguments
     from bootforge.multiboot.dump import decode_mb2_info
-
-    def predicted(request):
-        kernel = _kernel_once(tmp_path_factory, "multiboot2", request)
-        req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
-        return run_policy(POLICIES.get(case["loader"]), req)
-    res = predicted(case["request"])
-    assert [(t, lo, hi) for t, lo, hi, _w, _y in res.firmware_data] == [(17, 16, None)]
+    kernel = _kernel_once(tmp_path_factory, "multiboot2", case["request"])
+    req = request_from_arguments(str(kernel), case["platform"], case["loader"], cmdline="x y")
+    res = run_policy(POLICIES.get(case["loader"]), req)
+    assert not res.firmware_data
     got = [[d["type"], d["physical_start"], d["number_of_pages"], d["attribute"]]
            for d in next(t for t in decode_mb2_info(bytes(res.mbi_bytes))["tags"] if t["type"] == 17)["descriptors"]]
-    seen = case["tag17_descriptors"]
-    grown = [(s[2] - g[2]) for g, s in zip(got, seen) if g[0] == s[0] == 4 and g[1] - s[1] == (s[2] - g[2]) * 4096 > 0]
-    assert len(got) == len(seen) and grown == [1 if case["request"][0] == 1024 else 2]
-    assert not predicted((2560, 1440, 32)).firmware_data and not predicted((1920, 1080, 32)).firmware_data
+    assert got == case["tag17_descriptors"]
+
+
+def test_limines_mode_searches_take_pool_pages_at_the_33rd_and_41st_query():
+    """What the kept captures say, read from them alone: the Boot Services Data under Limine's image
+    (8 pages on the default path, S's captures) against the QueryMode calls init_gop makes
+    (gop.c, counted by loader/video.py limine_query_modes): one more page from 33 calls, two from 41."""
+    from bootforge.loader.video import limine_query_modes
+    seen = {}
+    for case in LIMINE_SEARCH_CAPTURES:
+        d = case["tag17_descriptors"]
+        at = next(i for i, x in enumerate(d) if x[0] == 1 and x[1] < 1 << 32)
+        assert d[at - 1][0] == 4
+        seen[limine_query_modes(*case["request"])[1]] = d[at - 1][2] - 8
+    assert seen == {33: 1, 39: 1, 40: 1, 41: 2, 42: 2, 43: 2, 46: 2, 62: 2}
 
 
 # ------------------------------------------------------------------ the image builder

@@ -254,6 +254,33 @@ def blt_configure_size(mode):
     return FRAME_BUFFER_CONFIGURE_SIZE + mode.width * (mode.bpp // 8)
 
 
+def limine_query_modes(width, height, depth, modes=None, edid=QEMU_EDID_PREFERRED):
+    """(QueryMode calls before SetMode, all QueryMode calls, the mode set or None) of Limine 11.4.1's
+    init_gop (common/drivers/gop.c) on one GOP whose current mode is modes[0], or None where
+    this walk does not follow that path. Every QueryMode makes QemuVideoDxe (OvmfPkg/QemuVideoDxe
+    Gop.c QemuVideoGraphicsOutputQueryMode) AllocatePool one EFI_GRAPHICS_OUTPUT_MODE_INFORMATION
+    that Limine never frees. The calls: one for the current mode; try_mode's mode_to_fb_info one per
+    mode tried in order until one is width x height x depth (a full request), else the EDID retry
+    (its size at 32 bpp, no smaller than the current mode) in order again; after success
+    get_mode_list one per mode. SetMode only when the mode found is not the current one."""
+    modes = ovmf_gop_modes() if modes is None else modes
+    calls = 1
+
+    def first(w, h, d):
+        return next((i for i, m in enumerate(modes) if (m.width, m.height, m.bpp) == (w, h, d)), None)
+    found = first(width, height, depth) if width and height and depth else None
+    if width and height and depth:
+        calls += len(modes) if found is None else found + 1
+    if found is None:
+        if not (edid and edid[0] >= modes[0].width and edid[1] >= modes[0].height):
+            return None
+        found = first(edid[0], edid[1], 32)
+        if found is None:
+            return None
+        calls += found + 1
+    return calls, calls + len(modes), (None if found == 0 else modes[found])
+
+
 # Where QemuVideoDxe's configuration for mode 0 (set when the driver starts: 1280 x 4 + 56 bytes,
 # 2 pool pages of Boot Services Data) sits, below the top of low RAM: observed at 0xe651000 at 256M
 # and 0x1e651000 at 512M (GRUB x86_64-efi's exit map; the DXE drivers' pages move with low RAM,

@@ -115,7 +115,8 @@ from bootforge.loader.owned import limine_bios
 from bootforge.loader.ovmf_media import TEMPLATE_MEDIUM, for_medium, template_block
 from bootforge.loader.ovmf_pages import limine_exit_map, pool_pages
 from bootforge.loader.result import LoadResult
-from bootforge.loader.video import QEMU_EDID_PREFERRED, GopMode, blt_configure_size, limine_gop_choose, ovmf_gop_modes
+from bootforge.loader.video import (QEMU_EDID_PREFERRED, blt_configure_size, limine_gop_choose,
+                                    limine_query_modes, ovmf_gop_modes)
 from bootforge.machines.qemu_x86 import Q35_LOWMEM, Q35_LOWMEM_SPLIT
 from bootforge.memmap.io import write_map
 from bootforge.memmap.model import MemoryMap, MemoryRange
@@ -603,15 +604,14 @@ def _mb2_bytes(res, k, req, shdrs, fb, facts, efi, relocatable):
     tags.append(mbi.mb2_mmap(res.mmap))
     tags.append(mbi.mb2_tag_of(Mb2Tag.BASIC_MEMINFO, mem_lower=res.mem_lower, mem_upper=res.mem_upper))
     if efi:
-        _declare_gop_search(res, k, fb)
-        body = write_map(uefi_exit_map(res.platform, req.efi_medium, res.notes, fb), "efi-bin", None,
+        body = write_map(uefi_exit_map(res.platform, req.efi_medium, res.notes, fb, _gop_request(k)), "efi-bin", None,
                          {"descriptor_size": EFI_DESCRIPTOR_DEFAULT_SIZE})
         tags.append(mbi.mb2_tag_of(Mb2Tag.EFI_MMAP, descr_size=EFI_DESCRIPTOR_DEFAULT_SIZE,
                                    descr_vers=EFI_DESCRIPTOR_VERSION, map=body))
     res.mbi_bytes = mbi.mb2_info(tags)
 
 
-def uefi_exit_map(plat, medium=None, notes=None, fb=None):
+def uefi_exit_map(plat, medium=None, notes=None, fb=None, request=None):
     """Tag 17's EFI map: the firmware's map at Limine's ExitBootServices. Under QEMU q35 + OVMF,
     the map captured on Limine's CD-ROM path (loader/ovmf_pages.py limine_exit_map: the same for
     any kernel and modules, moved with the memory size), and from another *medium* (an image's
@@ -619,7 +619,8 @@ def uefi_exit_map(plat, medium=None, notes=None, fb=None):
     (ovmf_media.for_medium: its Boot Services Data block above Limine's image by the ESP's FAT
     cache and the partition children, Limine's pages under it moved with its bottom, and one more
     OVMF page above it on a disk; observed exact from bootforge's Limine GPT disk at 256M and
-    512M); a platform given as a map file: that map."""
+    512M); with an RGB framebuffer, that map after init_gop's GOP search for *request* (the kernel's
+    width, height, depth: _with_gop_search); a platform given as a map file: that map."""
     if plat.qemu is not None and plat.memory_bytes is not None:
         ram = plat.memory_bytes
         got = limine_exit_map(plat.qemu.name, ram, Q35_LOWMEM if ram >= Q35_LOWMEM_SPLIT else ram)
@@ -633,71 +634,88 @@ def uefi_exit_map(plat, medium=None, notes=None, fb=None):
             else:
                 got = got.replace(moved)
         if got is not None and fb is not None and fb[0] == "rgb":
-            got = _with_blt_reconfigure(got, fb, notes)
+            got = _with_gop_search(got, request or (0, 0, 0), notes)
         if got is not None:
             return got
     return plat.memory_map
 
 
-# Why tag 17's descriptors are left uncounted after a GOP mode search _with_blt_reconfigure does
-# not cover (observed, 256M: one more Boot Services Data page under OVMF's pages below Limine's
-# image for 1024x768x32, two for 1000x1000x32 and 1234x567x32, which no mode has).
-GOP_SEARCH_REASON = ("OVMF's pages while Limine searches the GOP modes (gop.c try_mode: a QueryMode record QemuVideoDxe "
-                     "allocates per mode tried, never freed): 1 page for 1024x768x32 and 2 for a size OVMF has no "
-                     "mode for were seen, the rule is not established; the descriptors move by those pages")
+# Which of QemuVideoDxe's QueryMode records (loader/video.py limine_query_modes: one pool record per
+# call, counted from the first call of Limine's init_gop) take a new pool page of Boot Services
+# Data. A record is 36 bytes, 80 with the pool's head and tail, so the 128-byte bin of
+# MdeModulePkg/Core/Dxe/Mem/Pool.c; when that bin is empty CoreAllocatePoolI carves a larger free
+# block or gets a new page, so where the pages start depends on OVMF's pool as Limine finds it (the
+# same on every boot). Measured at 256M from Limine's CD (tests/data/uefi-video/
+# limine-gop-search-tag17.json): 32 calls (the default path) no new page, 33 (640x480x32) one,
+# 39 (1024x768x32) and 40 (1152x864x32) one, 41 (1152x870x32) two, 43, 46 and 54 two, 62 (a size no
+# mode has) two: the 33rd and the 41st call take a page, none up to the 62nd, the most any
+# request makes on OVMF's 30 modes.
+QUERY_MODE_NEW_POOL_PAGE = (33, 41)
+QUERY_MODE_CALLS_MEASURED = 62
 
 
-def _declare_gop_search(res, k, fb):
-    """On UEFI, declare tag 17's descriptors firmware data for this boot when Limine's mode search
-    (gop.c init_gop with a full width x height x depth request) is neither the default path (no
-    request, or a partial one: the EDID's mode 0 found first, as on S's captures) nor a mode wider
-    than mode 0 (_with_blt_reconfigure's observed rule)."""
+def _gop_request(k):
+    """(width, height, depth) of the kernel's Multiboot2 framebuffer tag, zeros when absent."""
     tag = next((t for t in (k.mb2 or {}).get("tags", []) if t.get("type") == Mb2HeaderTag.FRAMEBUFFER), None)
-    if tag is None or not (tag.get("width") and tag.get("height") and tag.get("depth")):
-        return
-    mode0 = ovmf_gop_modes()[0]
-    if fb[0] == "rgb" and (fb[1], fb[2], fb[3]) == (tag["width"], tag["height"], tag["depth"]) \
-            and (fb[1] > mode0.width or (fb[1], fb[2], fb[3]) == (mode0.width, mode0.height, mode0.bpp)):
-        return
-    res.firmware_data.append((Mb2Tag.EFI_MMAP, 16, None, "descriptors", GOP_SEARCH_REASON))
-    res.notes.append("tag 17: " + GOP_SEARCH_REASON)
+    return (0, 0, 0) if tag is None else (tag.get("width") or 0, tag.get("height") or 0, tag.get("depth") or 0)
 
 
-def _with_blt_reconfigure(efi_map, fb, notes):
-    """The exit map after init_gop's SetMode (common/drivers/gop.c try_mode) of a mode wider than
-    OVMF's mode 0: QemuVideoDxe's BLT configuration no longer fits (loader/video.py
-    blt_configure_size; OvmfPkg/QemuVideoDxe/Gop.c QemuVideoGraphicsOutputSetMode allocates the
-    new size). While Limine runs, OVMF's top-down allocations land directly under the Boot
-    Services Data it took below Limine's image, and Limine's Loader Data allocated after init_gop
-    goes that much lower. Observed at 256M for 1920x1080x32 (2 pages there), 2048x1536x32 and
-    2560x1440x32 (3 pages), and 2560x1440x32 at 512M and 3G and from a GPT disk. Unlike under GRUB
-    (grub_efi.py _with_blt_reconfigure, where the old 2 pages come back free), the old
-    configuration's 2 pages are Boot Services Data at exit on every such boot. Limine's QueryMode
-    records (one per mode tried) also take pool pages (GOP_SEARCH_REASON), so how the observed total
-    splits between them, the new configuration and the old one's pages is not established: the
-    rule is the observed total, the new configuration's page count."""
-    width = fb[1]
-    new = pool_pages(blt_configure_size(GopMode(0, width, fb[2], fb[3])))
-    if blt_configure_size(GopMode(0, width, fb[2], fb[3])) <= blt_configure_size(ovmf_gop_modes()[0]):
+def _with_gop_search(efi_map, request, notes):
+    """The exit map after Limine's init_gop (common/drivers/gop.c) on OVMF's GOP for *request*.
+    Its QueryMode records take pool pages (QUERY_MODE_NEW_POOL_PAGE); a SetMode of a mode wider than
+    mode 0 FreePools QemuVideoDxe's 2-page BLT configuration and AllocatePools the new size
+    (loader/video.py blt_configure_size; OvmfPkg/QemuVideoDxe/Gop.c QemuVideoGraphicsOutputSetMode).
+    Each page allocation is top-down (MdeModulePkg/Core/Dxe/Mem/Page.c): into the freed old
+    configuration's pages when it fits there (they are above everything else free), else directly
+    under the Boot Services Data OVMF took below Limine's image, and Limine's Loader Data allocated
+    after init_gop goes that much lower. So 1920 (2 pages) takes the old place back and its two
+    record pages go under Limine's image; 2048 and 2560 (3 pages) go under it and the two record
+    pages after SetMode fill the old place. Real boots at 256M: 0, 1, 2 pages under Limine's image
+    for the searches, 2 for 1920, 3 for 2048 and 2560 (also 2560 at 512M and from a GPT disk)."""
+    walk = limine_query_modes(*request)
+    if walk is None or walk[1] > QUERY_MODE_CALLS_MEASURED:
+        if notes is not None:
+            notes.append(f"tag 17: Limine's GOP search for {request} has no measured pool pages here; shown without them")
         return efi_map
-    r = efi_map.ranges
+    before, calls, mode = walk
+    under = hole = 0
+    events = [("record", n) for n in QUERY_MODE_NEW_POOL_PAGE if n <= before]
+    if mode is not None and blt_configure_size(mode) > blt_configure_size(ovmf_gop_modes()[0]):
+        events.append(("setmode", pool_pages(blt_configure_size(mode))))
+    events += [("record", n) for n in QUERY_MODE_NEW_POOL_PAGE if before < n <= calls]
+    old = pool_pages(blt_configure_size(ovmf_gop_modes()[0]))
+    for what, n in events:
+        pages = 1 if what == "record" else n
+        if what == "setmode":
+            hole = old
+        if hole >= pages:
+            hole -= pages
+        else:
+            under += pages
+    if not under and not hole:
+        return efi_map
+    r = list(efi_map.ranges)
     at = next((i for i, x in enumerate(r) if x.type == EfiMemoryType.LOADER_CODE and x.start < 1 << 32), None)
     if (at is None or at < 3 or r[at - 1].type != EfiMemoryType.BOOT_SERVICES_DATA
             or r[at - 2].type != EfiMemoryType.LOADER_DATA or r[at - 3].type != EfiMemoryType.CONVENTIONAL
-            or r[at - 3].size <= new * PAGE):
+            or r[at - 3].size <= under * PAGE):
         if notes is not None:
-            notes.append(f"tag 17: QemuVideoDxe's BLT configuration for {width} pixels is reallocated while Limine "
-                         f"runs, but this map has not the shape it was observed in; shown without it")
+            notes.append(f"tag 17: Limine's GOP search takes {under} pool pages under its image, but this map has "
+                         f"not the shape it was observed in; shown without them")
         return efi_map
     free, late, bs = r[at - 3], r[at - 2], r[at - 1]
-    step = new * PAGE
-    moved = [MemoryRange(free.start, free.size - step, free.type, free.attributes),
-             MemoryRange(late.start - step, late.size, late.type, late.attributes),
-             MemoryRange(bs.start - step, bs.size + step, bs.type, bs.attributes)]
+    step = under * PAGE
+    r[at - 3:at] = [MemoryRange(free.start, free.size - step, free.type, free.attributes),
+                    MemoryRange(late.start - step, late.size, late.type, late.attributes),
+                    MemoryRange(bs.start - step, bs.size + step, bs.type, bs.attributes)]
+    if hole and notes is not None:    # no request on OVMF's 30 modes leaves the old place part free
+        notes.append(f"tag 17: {hole} pages of QemuVideoDxe's old BLT configuration would be free at exit; "
+                     f"not modelled (never seen on a real boot)")
     if notes is not None:
-        notes.append(f"tag 17: SetMode of {width}x{fb[2]} reallocates QemuVideoDxe's BLT configuration: {new} Boot "
-                     f"Services Data pages at {bs.start - step:#x}")
-    return efi_map.replace(r[:at - 3] + moved + r[at:])
+        notes.append(f"tag 17: Limine's GOP search for {request} ({calls} QueryMode records"
+                     f"{'' if mode is None else ', SetMode of mode %d' % mode.mode}) takes {under} Boot Services "
+                     f"Data pages under OVMF's below Limine's image")
+    return efi_map.replace(r)
 
 
 @loader_policy("limine-mb1", firmware=("bios", "uefi"), protocol="multiboot1", verdict="limine-mb1", source=SOURCE,
