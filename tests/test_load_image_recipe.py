@@ -229,3 +229,23 @@ def test_an_input_that_cannot_be_built_is_one_line_and_nothing_is_left(tmp_path,
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "TMPDIR": str(work)})
     assert_one_line_error(proc, str(recipe), kernel, words)
     assert not (tmp_path / "out.img").exists() and list(work.iterdir()) == []
+
+
+def test_verify_of_the_grub_disk_recipe_boots_the_image_it_builds(tmp_path):
+    """verify RECIPE of a Multiboot [image] recipe boots the image the recipe builds (not a medium of
+    its own) and predicts as `load RECIPE` does: GRUB i386-pc from recipes/image-grub-disk.toml
+    under SeaBIOS, every predicted field and the MBI bytes equal to what the dump kernel got, and
+    the placements the ones `load RECIPE` printed."""
+    require("ld", "cc", "grub-mkimage", "mformat", "qemu-system-x86_64")
+    run_bootforge("build", REPO / "recipes" / "kernel-mbdump-mb2.toml", check=0)
+    recipe = REPO / "recipes" / "image-grub-disk.toml"
+    proc = run_bootforge("verify", recipe, "--json", check=None)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    assert report["medium"].startswith(f"the image built from {recipe}")
+    rows = {r["name"]: r for r in report["fields"]}
+    assert rows["mbi bytes"]["counted"] and rows["mbi bytes"]["match"]
+    loaded, _ = cli_load(recipe, "--firmware", "bios")
+    module = next(p for p in loaded["placements"] if p["name"].startswith("module 0"))
+    assert (rows["module 0 start"]["observed"], rows["module 0 end"]["observed"]) == (module["start"], module["end"])
+    assert rows["mbi address"]["observed"] == next(p["start"] for p in loaded["placements"] if p["kind"] == "mbi")

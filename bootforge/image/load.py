@@ -72,7 +72,14 @@ BUILT_NOTE = ("predicted from the image this recipe builds (built into a private
 
 def built_image_request(path, platform=None, loader=None, entry=None, firmware=None):
     """The LoadRequest of `load IMAGE` of the image the [image] recipe *path* builds, when *path* is
-    an [image] recipe; None otherwise (a bootable image or a [load] recipe: image_request).
+    an [image] recipe; None otherwise (a bootable image or a [load] recipe: image_request)."""
+    built = built_image(path, platform, loader, entry, firmware)
+    return built[0] if built is not None else None
+
+
+def built_image(path, platform=None, loader=None, entry=None, firmware=None):
+    """(built_image_request's LoadRequest, the path of the image it reads) for an [image] recipe
+    *path*, None otherwise: verify boots that very image.
 
     A recipe alone does not give what UEFI firmware and the loader see: the image's BOOTX64.EFI
     (the loader's pages under OVMF follow its size and SizeOfImage) and the medium its ESP is
@@ -111,7 +118,7 @@ def built_image_request(path, platform=None, loader=None, entry=None, firmware=N
             # The private image is gone when the line is read: it is the recipe's image.
             exc.message = exc.message.replace(f"{image}: ", "its image: ").replace(str(image), "its image")
         raise exc.located(path=path)
-    return req
+    return req, image
 
 
 def _head(p):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from bootforge import errors, machines
 from bootforge.bootloaders import read_refusal
 from bootforge.errors import BootforgeError, RecipeError
-from bootforge.image.load import image_request, inner_sha256
+from bootforge.image.load import built_image, image_request, inner_sha256
 from bootforge.image.snapshot import with_default
 from bootforge.loader.policies import POLICIES, comparison, policy
 from bootforge.loader.recipe import is_toml_text, read_recipe, request_from_arguments
@@ -399,6 +399,12 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
         # Function-level import: verify/linux.py builds on this module's Row and VerifyReport.
         from bootforge.verify.linux import verify_linux      # boot_params at the kernel's entry
         return verify_linux(recipe, req, keep=keep, timeout=timeout, progress=progress, entry=entry)
+    # An [image] recipe: the image it builds is what boots and what is predicted, as `verify IMAGE`
+    # of it and as `load RECIPE` (image/load.py built_image: UEFI loaders' pages follow the image's
+    # BOOTX64.EFI and medium, GRUB's heap its core image).
+    booted, built = recipe, built_image(recipe, platform, loader, entry, firmware)
+    if built is not None:
+        req, booted = built
     machine, kind = machine_for(req.platform, req.loader)
     req, defaults = with_medium_names(req, kind)
     report = VerifyReport(str(recipe), req.loader, req.platform.name, machine.describe(), default_names=defaults)
@@ -419,14 +425,17 @@ def verify(recipe, platform=None, loader=None, *, keep=None, timeout=None, progr
     timeout = timeout or machine.declared.boot_timeout
     work = open_workdir(keep)
     try:
-        medium = image_medium(recipe, machine.declared)        # the user's own image boots as it is
+        medium = image_medium(booted, machine.declared)        # the user's own image boots as it is
+        if medium is not None and built is not None:
+            medium.description = f"the image built from {recipe} {medium.description[medium.description.rfind('('):]}"
         if medium is not None and entry is not None:
             # Another entry than the image's default: a snapshot copy whose configuration says so.
-            index, title, copy, loader_title = with_default(recipe, entry, work / ("entry-" + Path(recipe).name))
+            index, title, copy, loader_title = with_default(booted, entry, work / ("entry-" + Path(booted).name))
             if copy is not None:
                 medium = image_medium(copy, machine.declared)
                 attached = medium.description[medium.description.rfind("("):]
-                medium.description = (f"a snapshot copy {copy} of the image {recipe}, {loader_title}'s default set "
+                image_words = f"the image built from {recipe}" if built is not None else f"the image {recipe}"
+                medium.description = (f"a snapshot copy {copy} of {image_words}, {loader_title}'s default set "
                                       f"to entry {index} {title!r} (the image itself is unchanged) {attached}")
         if medium is None:
             if progress:
