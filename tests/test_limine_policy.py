@@ -57,7 +57,7 @@ def captured(name):
 
 @pytest.mark.parametrize("name", list(FIXTURES))
 def test_capture_matches_prediction(name, tmp_path):
-    """Module addresses and strings, mmap, mem_lower/upper, MBI address (and size on BIOS),
+    """Module addresses and strings, mmap, mem_lower/upper, MBI address and size (tag 17 on UEFI),
     the tag list / MB1 flags: as the real Limine wrote them."""
     from bootforge.verify.compare import observed_fields, predicted_fields, predicted_tag_names, tag_names
     _needs_kernels()
@@ -65,8 +65,6 @@ def test_capture_matches_prediction(name, tmp_path):
     doc = captured(name)
     res = predict(fw, kind, memory, count, link, tmp_path)
     want, seen = predicted_fields(res), observed_fields(doc)
-    if fw == "efi":
-        want.pop("mbi_size", None)      # tag 17 holds the EFI map at Limine's exit: not predicted
     for key, value in want.items():
         assert seen.get(key) == value, (key, value, seen.get(key))
     assert predicted_tag_names(res) == tag_names(doc)
