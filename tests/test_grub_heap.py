@@ -173,3 +173,23 @@ def test_load_of_a_bootforge_iso_predicts_where_grub_put_the_kernel(tmp_path):
     doc = json.loads(run_bootforge("load", "--json", tmp_path / "p.img", "--platform", "qemu-pc-seabios:1G").stdout)
     placed = [p["start"] for p in doc["placements"] if p["name"] == "relocatable image"]
     assert placed == [seen["observed"]] and doc["entry"]["address"] == seen["observed"] + 0x30
+
+
+def test_load_of_a_bootforge_disk_reads_grubs_core_from_the_bios_boot_partition(tmp_path):
+    """`load IMAGE` of a bootforge GPT disk: the core.img in its BIOS boot partition gives the
+    modules (image/load.py _grub_heap), so GRUB's heap in use starts at the lowest block the real
+    GRUB held on that disk (the kept probe-disk boot) and the probe lands where GRUB put it."""
+    require(PC_DIR, "grub-mkimage", "mformat", "as", "ld")
+    from conftest import run_bootforge
+    from grub_pc_heap_walk import probe_kernel
+    boot = IMAGES["boots"]["probe-disk"]
+    probe_kernel(tmp_path, 0x9000)
+    (tmp_path / "r.toml").write_text('[image]\nformat = "disk"\nloader = "grub"\nfirmware = ["bios"]\n'
+                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
+                                     'protocol = "multiboot2"\ncmdline = "x"\n')
+    run_bootforge("build", tmp_path / "r.toml")
+    doc = json.loads(run_bootforge("load", "--json", tmp_path / "p.img", "--platform", "qemu-pc-seabios:1G").stdout)
+    heap = next(p for p in doc["placements"] if p["name"] == "GRUB heap in use")
+    assert (heap["start"], heap["end"]) == (boot["lowest_used"], IMAGES["heap_region_top"])
+    assert "derived from the modules of the image's core" in heap["rule"]
+    assert [p["start"] for p in doc["placements"] if p["name"] == "relocatable image"] == [boot["probe_at"]]

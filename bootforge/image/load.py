@@ -14,6 +14,7 @@ from pathlib import Path
 from bootforge.errors import BootforgeError, FormatError, LimitError, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import eltorito as et
+from bootforge.formats import gpt as gfmt
 from bootforge.image.read import MAX_KERNEL, fs_file, open_image, pick_entry, read_fs_file
 from bootforge.image.recipe import DEFAULT_PLATFORM, policy_for, read_image_table
 from bootforge.image.sniff import is_disk_image
@@ -288,16 +289,25 @@ def _compressed_module(view, f):
 
 
 def _grub_heap(view):
-    """The bytes GRUB i386-pc holds at its heap's top on a bootforge ISO (its El Torito core at
-    BIOS_CORE, the modules in it: grub_heap.image_held), or None (another medium: the policy's)."""
-    if view.iso is None or fs_file(view, BIOS_CORE) is None:
-        return None
-    data, _ = read_fs_file(view, BIOS_CORE, MAX_KERNEL)
+    """The bytes GRUB i386-pc holds at its heap's top on a bootforge image (the modules of its core:
+    grub_heap.image_held): the El Torito core at BIOS_CORE of an ISO, or the core.img in a GPT
+    disk's BIOS boot partition (bootloaders/grub.py image_parts puts it at the partition's start).
+    None for another medium or a core that is not GRUB's (Limine's stage 2): the policy's own."""
+    if view.iso is not None and fs_file(view, BIOS_CORE) is not None:
+        (data, _), fmt, where = read_fs_file(view, BIOS_CORE, MAX_KERNEL), "iso", BIOS_CORE
+    else:
+        bios_boot = next((p for p in (view.gpt or {}).get("partitions", ())
+                          if p["type_guid"] == gfmt.GPT_TYPE_BIOS_BOOT), None)
+        if bios_boot is None:
+            return None
+        size = min((bios_boot["last_lba"] + 1 - bios_boot["first_lba"]) * 512, MAX_KERNEL)
+        data, fmt = view.image.read(bios_boot["first_lba"] * 512, size), "disk"
+        where = f"GPT partition {bios_boot['number']} (BIOS boot)"
     try:
-        names = [grub_heap.module_heap(m).name for m in grub_heap.core_img_modules(data, BIOS_CORE)]
+        names = [grub_heap.module_heap(m).name for m in grub_heap.core_img_modules(data, where)]
     except FormatError:
         return None
-    return grub_heap.image_held(names, "iso")[1]
+    return grub_heap.image_held(names, fmt)[1]
 
 
 BIOS_CORE = "/boot/grub/i386-pc-eltorito.img"     # where bootloaders/grub.py image_parts puts it

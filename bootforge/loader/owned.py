@@ -160,9 +160,9 @@ GRUB_SOURCE = "GRUB 2.06 include/grub/offsets.h, kern/i386/pc/init.c, kern/mm.c"
 GRUB_MULTIBOOT_ESP = 0x7FF00
 
 
-def grub_pc(heap, module="multiboot2"):
-    """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use;
-    *module*: GRUB's loader module for the protocol (multiboot or multiboot2)."""
+def grub_pc(heap, module="multiboot2", how="measured size"):
+    """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use, its size
+    found as *how* says; *module*: GRUB's loader module for the protocol (multiboot or multiboot2)."""
     out = [OwnedRange(*GRUB_KERNEL_IMG, "GRUB kernel.img (.text .rodata .data .bss)", False,
                       "kernel.img PT_LOAD at GRUB_KERNEL_I386_PC_LINK_ADDR 0x9000",
                       [Evidence("section", 0, file=f"{GRUB_PC_DIR}/kernel.img", section=".rodata")]),
@@ -173,8 +173,8 @@ def grub_pc(heap, module="multiboot2"):
         # multiboot2.mod / multiboot.mod: loaded by the `multiboot2`/`multiboot` command into the heap
         # (kern/dl.c grub_dl_load_segments), its strings (.rodata.str1.1) carrying no relocations.
         out.append(OwnedRange(heap[0], heap[0] + heap[1], "GRUB heap in use (modules, grub.cfg, file buffers)",
-                              False, "kern/mm.c: carved from the top of the largest RAM range below 4 GiB "
-                              "(measured size)",
+                              False, f"kern/mm.c: carved from the top of the largest RAM range below 4 GiB "
+                              f"({how})",
                               [Evidence("within", heap[0], heap[1], f"{GRUB_PC_DIR}/{module}.mod", section=".rodata.str1.1")]))
     return out
 

@@ -66,9 +66,10 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # 4 GiB; regions are kept smallest first (kern/mm.c grub_mm_init_region) and grub_real_malloc
 # carves each block from the high end of a free one, so what GRUB holds when the relocator runs
 # (its modules, config, disk cache, file buffers) sits at the top of the largest range below
-# 4 GiB, and the relocator (lib/relocator.c) only uses the heap's free parts. How much: the
-# GRUB build's measured amount on bootforge's ISO (bootforge.loader.grub_heap.BUILDS, with how
-# it was measured) plus what bootforge.loader.grub_heap derives for modules loaded beyond it
+# 4 GiB, and the relocator (lib/relocator.c) only uses the heap's free parts. How much: on
+# bootforge's own images, what the modules of the image's core hold (LoadRequest.grub_heap,
+# grub_heap.image_held); on grub-mkrescue's ISO (verify's own medium), the GRUB build's measured
+# amount (bootforge.loader.grub_heap.BUILDS, with how it was measured) plus what bootforge.loader.grub_heap derives for modules loaded beyond it
 # (kern/dl.c's blocks and the disk-cache blocks of the module files; checked block by block
 # against the real heap, tests/test_grub_heap.py). A longer grub.cfg adds disk-cache blocks and
 # moves the holes GRUB's freed buffers leave: a 100-8000-byte command line puts the same probe
@@ -227,12 +228,15 @@ def relocate(rel, k, tag):
 def _prepare(req, protocol):
     k = req.kernel
     res = LoadResult(req.loader, protocol, req.platform, SOURCE)
-    rel = Relocator(req.platform.memory_map, req.grub_heap or HEAP_IN_USE)
+    held = req.grub_heap or HEAP_IN_USE
+    how = ("size derived from the modules of the image's core, grub_heap.image_held" if req.grub_heap
+           else "size measured on grub-mkrescue's ISO, grub_heap.BUILDS")
+    rel = Relocator(req.platform.memory_map, held)
     if rel.heap:
         res.place("GRUB heap in use", rel.heap[0], rel.heap[1], 16, "kern/mm.c: blocks carved from the top of the "
-                  "largest RAM range below 4 GiB (measured size)", "loader")
+                  f"largest RAM range below 4 GiB ({how})", "loader")
     # GRUB's own memory at the entry (bootforge.loader.owned; tests/test_loader_owned.py).
-    res.owned = grub_pc_owned(rel.heap, "multiboot" if protocol == "multiboot1" else "multiboot2")
+    res.owned = grub_pc_owned(rel.heap, "multiboot" if protocol == "multiboot1" else "multiboot2", how)
     segs = [(p, m) for p, _f, m in k.segments if m]
     reloc = relocatable_tag(k) if protocol == "multiboot2" else None
     res.load_base = k.low
@@ -241,7 +245,7 @@ def _prepare(req, protocol):
         base = relocate(rel, k, reloc)
         if rel.heap and 0 <= rel.heap[0] - (base + k.high - k.low) < HEAP_SPREAD:
             res.notes.append(f"the relocatable image ends {rel.heap[0] - (base + k.high - k.low):#x} bytes below "
-                             f"GRUB's heap in use ({HEAP_IN_USE:#x} bytes, measured on bootforge's ISO with short "
+                             f"GRUB's heap in use ({held:#x} bytes, {how}, with short "
                              "command lines): a longer grub.cfg can make GRUB hold more and place it one "
                              f"{reloc['align']:#x} step lower")
         res.entry = moved_entry(res.entry, base - k.low)
