@@ -132,6 +132,19 @@ def test_the_measured_iso_constant_misplaces_a_kernel_on_a_bootforge_image():
     assert placed(span) == seen["observed"]
 
 
+def built_probe_image(tmp_path, fmt, bss):
+    """tmp_path/p.img: `bootforge build` of a GRUB BIOS image (*fmt* iso or disk) with the heap
+    walker's Multiboot2 probe kernel (bss *bss* bytes) as its one entry, as the kept boots had."""
+    from conftest import run_bootforge
+    from grub_pc_heap_walk import probe_kernel
+    probe_kernel(tmp_path, bss)
+    (tmp_path / "r.toml").write_text(f'[image]\nformat = "{fmt}"\nloader = "grub"\nfirmware = ["bios"]\n'
+                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
+                                     'protocol = "multiboot2"\ncmdline = "x"\n')
+    run_bootforge("build", tmp_path / "r.toml")
+    return tmp_path / "p.img"
+
+
 def test_the_modules_are_read_from_the_images_own_core(tmp_path):
     """The module list image_held needs comes from the image itself: the El Torito core of a
     `bootforge build` ISO, decompressed, holds exactly the modules GRUB had loaded (the kept
@@ -139,13 +152,7 @@ def test_the_modules_are_read_from_the_images_own_core(tmp_path):
     require(PC_DIR, "grub-mkimage", "xorriso", "as", "ld")
     import subprocess
     from bootforge.loader import grub_heap
-    from conftest import run_bootforge
-    from grub_pc_heap_walk import probe_kernel
-    probe_kernel(tmp_path, 0x9000)
-    (tmp_path / "r.toml").write_text('[image]\nformat = "iso"\nloader = "grub"\nfirmware = ["bios"]\n'
-                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
-                                     'protocol = "multiboot2"\ncmdline = "x"\n')
-    run_bootforge("build", tmp_path / "r.toml")
+    built_probe_image(tmp_path, "iso", 0x9000)
     subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(tmp_path / "p.img"), "-extract",
                     "/boot/grub/i386-pc-eltorito.img", str(tmp_path / "core.img")], check=True, capture_output=True)
     mods = grub_heap.core_img_modules((tmp_path / "core.img").read_bytes())
@@ -163,13 +170,8 @@ def test_load_of_a_bootforge_iso_predicts_where_grub_put_the_kernel(tmp_path):
     GRUB's heap (image/load.py -> LoadRequest.grub_heap), and the load base is the real one."""
     require(PC_DIR, "grub-mkimage", "xorriso", "as", "ld")
     from conftest import run_bootforge
-    from grub_pc_heap_walk import probe_kernel
     seen = IMAGES["verify_with_the_constant"]
-    probe_kernel(tmp_path, 0x40000)
-    (tmp_path / "r.toml").write_text('[image]\nformat = "iso"\nloader = "grub"\nfirmware = ["bios"]\n'
-                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
-                                     'protocol = "multiboot2"\ncmdline = "x"\n')
-    run_bootforge("build", tmp_path / "r.toml")
+    built_probe_image(tmp_path, "iso", 0x40000)
     doc = json.loads(run_bootforge("load", "--json", tmp_path / "p.img", "--platform", "qemu-pc-seabios:1G").stdout)
     placed = [p["start"] for p in doc["placements"] if p["name"] == "relocatable image"]
     assert placed == [seen["observed"]] and doc["entry"]["address"] == seen["observed"] + 0x30
@@ -181,13 +183,8 @@ def test_load_of_a_bootforge_disk_reads_grubs_core_from_the_bios_boot_partition(
     GRUB held on that disk (the kept probe-disk boot) and the probe lands where GRUB put it."""
     require(PC_DIR, "grub-mkimage", "mformat", "as", "ld")
     from conftest import run_bootforge
-    from grub_pc_heap_walk import probe_kernel
     boot = IMAGES["boots"]["probe-disk"]
-    probe_kernel(tmp_path, 0x9000)
-    (tmp_path / "r.toml").write_text('[image]\nformat = "disk"\nloader = "grub"\nfirmware = ["bios"]\n'
-                                     'output = "p.img"\n[[image.entries]]\ntitle = "probe"\nkernel = "probe.elf"\n'
-                                     'protocol = "multiboot2"\ncmdline = "x"\n')
-    run_bootforge("build", tmp_path / "r.toml")
+    built_probe_image(tmp_path, "disk", 0x9000)
     doc = json.loads(run_bootforge("load", "--json", tmp_path / "p.img", "--platform", "qemu-pc-seabios:1G").stdout)
     heap = next(p for p in doc["placements"] if p["name"] == "GRUB heap in use")
     assert (heap["start"], heap["end"]) == (boot["lowest_used"], IMAGES["heap_region_top"])
