@@ -99,16 +99,15 @@ def map_input(path, limit=MAX_INPUT_SIZE):
     """A read-only map of the regular file *path*: its bytes without reading them, for readers
     that only slice and hash (a FIT's external data). Reading a 40 MiB file costs a copy and a
     page fault per page of the new buffer, 28 ms measured, more than its SHA-256 (bench/fit.py).
-    Anything else (a pipe, standard input, an empty file) gets read_input()'s bytes."""
+    Anything else (a pipe, standard input, an empty file) gets read_input()'s bytes, and a file
+    over *limit* its error."""
     key = str(path)
     if key in _streams or is_stdin(path) or "\0" in key:
         return read_input(path, limit)
     try:
         st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-            return read_input(path, limit)
-        if st.st_size > limit:
-            raise BootforgeError(f"file of {st.st_size} bytes is over the {limit}-byte limit", path=path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > limit:
+            return read_input(path, limit)          # which reads it or says why not
         # Function-level import: mmap only for the readers that map.
         import mmap
         with open(path, "rb") as f:

@@ -195,7 +195,7 @@ def _digests(jobs):
     threads = []
     for i, (algo, data) in enumerate(jobs):
         if len(data) >= PARALLEL_HASH_MIN and len(jobs) > 1:
-            # Function-level import: threads only for FITs with more than one large image.
+            # Function-level import: threads only when a large image is among several hashes.
             import threading
             threads.append(threading.Thread(target=run, args=(i, algo, data)))
             threads[-1].start()

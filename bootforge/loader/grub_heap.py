@@ -35,6 +35,7 @@ from pathlib import Path
 
 from bootforge.errors import FormatError
 from bootforge.formats.multiboot import ELFCLASS32, Elf32Ehdr, Elf32Rel, Elf32Shdr, Elf32Sym
+from bootforge.loader.alloc import align_up
 
 CELL = 16                    # GRUB_MM_ALIGN on i386, also sizeof(struct grub_mm_header)
 DISK_CACHE_SECTORS = 64      # 1 << GRUB_DISK_CACHE_BITS (kern/disk.c, include/grub/disk.h)
@@ -120,10 +121,6 @@ def block(size):
     return ((size + CELL - 1) // CELL + 1) * CELL
 
 
-def _align(v, a):
-    return (v + a - 1) // a * a if a > 1 else v
-
-
 def _cstr(data, at):
     end = data.find(b"\0", at)
     return data[at:end if end >= 0 else len(data)]
@@ -176,7 +173,7 @@ def module_heap(data, path="module"):
     blocks += [("grub_dl_dep", block(DL_DEP_SIZE))] * len(deps)
     tsize = 0
     for s in secs:
-        tsize = _align(tsize, s.sh_addralign) + s.sh_size
+        tsize = align_up(tsize, s.sh_addralign) + s.sh_size
     blocks.append(("sections (grub_dl_load_segments)", block(tsize)))
     blocks += [("grub_dl_segment", block(DL_SEGMENT_SIZE))] * sum(1 for s in secs if s.sh_flags & SHF_ALLOC)
     unmodelled = []

@@ -160,7 +160,7 @@ GRUB_SOURCE = "GRUB 2.06 include/grub/offsets.h, kern/i386/pc/init.c, kern/mm.c"
 GRUB_MULTIBOOT_ESP = 0x7FF00
 
 
-def grub_pc(heap, module="multiboot2", how="measured size"):
+def grub_pc(heap, module, how):
     """GRUB i386-pc at the kernel's entry; *heap* (start, size) from grub_pc.heap_in_use, its size
     found as *how* says; *module*: GRUB's loader module for the protocol (multiboot or multiboot2)."""
     out = [OwnedRange(*GRUB_KERNEL_IMG, "GRUB kernel.img (.text .rodata .data .bss)", False,

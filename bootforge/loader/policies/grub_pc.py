@@ -68,13 +68,13 @@ EGA_TEXT_FRAMEBUFFER = dict(framebuffer_addr=0xB8000, framebuffer_pitch=160, fra
 # (its modules, config, disk cache, file buffers) sits at the top of the largest range below
 # 4 GiB, and the relocator (lib/relocator.c) only uses the heap's free parts. How much: on
 # bootforge's own images, what the modules of the image's core hold (LoadRequest.grub_heap,
-# grub_heap.image_held); on grub-mkrescue's ISO (verify's own medium), the GRUB build's measured
-# amount (bootforge.loader.grub_heap.BUILDS, with how it was measured) plus what bootforge.loader.grub_heap derives for modules loaded beyond it
-# (kern/dl.c's blocks and the disk-cache blocks of the module files; checked block by block
-# against the real heap, tests/test_grub_heap.py). A longer grub.cfg adds disk-cache blocks and
-# moves the holes GRUB's freed buffers leave: a 100-8000-byte command line puts the same probe
-# one 2 MiB step lower, and not monotonically (R's and B's probes at 1G), which is not derived: placements closer to the heap than HEAP_SPREAD are noted. The relocator
-# also uses holes inside the span (a 0x1034-byte probe went to 0x3fe00000 with GRUB's lowest
+# grub_heap.image_held: kern/dl.c's blocks and the disk-cache blocks, checked block by block
+# against the real heap, tests/test_grub_heap.py); on grub-mkrescue's ISO (verify's own medium),
+# the GRUB build's measured amount (grub_heap.BUILDS, with how it was measured). A longer
+# grub.cfg adds disk-cache blocks and moves the holes GRUB's freed buffers leave: a
+# 100-8000-byte command line puts the same probe one 2 MiB step lower, and not monotonically
+# (probes at 1G), which is not derived: placements closer to the heap than HEAP_SPREAD are
+# noted. The relocator also uses holes inside the span (a 0x1034-byte probe went to 0x3fe00000 with GRUB's lowest
 # block at 0x3fdbc0e0), so the span is an approximation of the heap's free-block list.
 HEAP_IN_USE = grub_heap.BUILDS[grub_heap.BUILD].multiboot_iso
 HEAP_SPREAD = 0x9000        # above the > 0x8000 bytes more GRUB held with a 3000-byte command line
@@ -165,9 +165,8 @@ def _covered(memory_map, lo, hi):
 
 
 def heap_in_use(memory_map, held=HEAP_IN_USE):
-    """(start, size) of GRUB's heap in use: *held* bytes (HEAP_IN_USE, or what
-    grub_heap.held_bytes gives for more modules) at the top of the largest available range in
-    [1 MiB, 4 GiB), or None."""
+    """(start, size) of GRUB's heap in use: *held* bytes (HEAP_IN_USE, or an image's
+    LoadRequest.grub_heap) at the top of the largest available range in [1 MiB, 4 GiB), or None."""
     ranges = [(max(a, MIB), min(b, GIB4)) for a, b in free_space(memory_map, MIB, GIB4).intervals()]
     ranges = [(a, b) for a, b in ranges if b - a > held]
     if not ranges:
