@@ -175,14 +175,16 @@ bench: venv stubs
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Fuzz every family (tests/fuzz/README.md) on a snapshot of HEAD for FUZZ_SECONDS each, niced.
+# The long campaign: make fuzz FUZZ_SECONDS=7200 FUZZ_ARGS="--cpu-seconds 1800 --executions 1000000"
 FUZZ_SECONDS ?= 150
+FUZZ_ARGS ?=
 .PHONY: fuzz
 fuzz: venv stubs
 	@$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q atheris
 	rm -rf /tmp/fuzztree && mkdir /tmp/fuzztree && git archive HEAD | tar -x -C /tmp/fuzztree
 	ln -s "$(CURDIR)/$(BUILD)" /tmp/fuzztree/build
 	BOOTFORGE_FUZZ_DIR=$${BOOTFORGE_FUZZ_DIR:-/tmp/bootforge-fuzz} nice -n 19 \
-		$(PY) /tmp/fuzztree/tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_FAMILIES)
+		$(PY) /tmp/fuzztree/tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS) $(FUZZ_FAMILIES)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
