@@ -610,3 +610,20 @@ def test_load_of_an_image_on_the_other_firmwares_machine_names_the_right_machine
     doc = json.loads(run_bootforge("load", "--json", "--platform", "qemu-q35-ovmf:256M", grub_images["iso"],
                                    check=0).stdout)
     assert doc["loader"] == "grub-efi-mb2"          # the machine named the firmware
+
+
+def test_an_image_inspect_rejects_leaves_no_descriptor_open(tmp_path):
+    """A rejected image's descriptor is closed: one left per rejected image ran the images fuzzer
+    out of descriptors (EMFILE) after a few thousand inputs (harness: tests/fuzz/fuzz_images.py)."""
+    from bootforge.errors import FormatError
+    from bootforge.image.inspect import inspect_image
+    bad = tmp_path / "bad-gpt.img"
+    head = bytearray(1024)
+    head[510:512] = b"\x55\xaa"          # an MBR, so the GPT header at LBA 1 is read
+    head[512:520] = b"EFI PART"          # with its HeaderSize left 0
+    bad.write_bytes(head)
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(FormatError, match=r"GPT header size 0 \(must be 92\.\.512\)"):
+            inspect_image(bad)
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -159,8 +159,18 @@ def _gpt(img, lba_size=512):
 
 
 def open_image(path):
-    """An ImageView of the image at *path*: tables, file systems, loader, configuration, entries."""
+    """An ImageView of the image at *path*: tables, file systems, loader, configuration, entries.
+    The caller closes view.image; when reading the image fails, it is closed here (one
+    descriptor per rejected image would run out in a process that reads many)."""
     img = ImageFile(path)
+    try:
+        return _view(img)
+    except BaseException:
+        img.close()
+        raise
+
+
+def _view(img):
     view = ImageView(img)
     head = img.read(0, 512)
     if len(head) == 512 and head[510:512] == b"\x55\xaa":

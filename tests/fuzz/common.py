@@ -113,7 +113,11 @@ def guarded(family, target):
             pass
         except RecursionError as exc:
             record(exc, data)
-        except Exception as exc:  # noqa: BLE001 -- every other escape is what we hunt
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- every other escape is what we hunt
+            # SystemExit too: raised out of the target, atheris ends the process ("fuzz
+            # target exited") and the class would go unrecorded.
             record(exc, data)
 
     def record(exc, data):
@@ -122,9 +126,15 @@ def guarded(family, target):
         if slug in seen:
             return
         seen.add(slug)
-        (crashes / f"{slug}.bin").write_bytes(bytes(data))
-        (crashes / f"{slug}.txt").write_text(
-            f"{key}\n{''.join(traceback.format_exception(exc))}")
+        text = f"{key}\n{''.join(traceback.format_exception(exc))}"
+        try:
+            (crashes / f"{slug}.bin").write_bytes(bytes(data))
+            (crashes / f"{slug}.txt").write_text(text)
+        except OSError as err:
+            # No record (out of descriptors, disk full): the log keeps the traceback, then
+            # libFuzzer ends the run and tries to write the input itself.
+            print(f"\n=== NEW CRASH CLASS {key}, not recorded ({err}):\n{text}", file=sys.stderr, flush=True)
+            raise
         print(f"\n=== NEW CRASH CLASS {key} -> {crashes / slug}.txt", file=sys.stderr, flush=True)
 
     return one_input

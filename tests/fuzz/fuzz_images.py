@@ -31,7 +31,34 @@ def _read(data):
     return read
 
 
+class DescriptorLeak(Exception):
+    """An input left a file descriptor open: a reader that leaks one per rejected image runs
+    the fuzzer (or any process inspecting many images) out of descriptors; libFuzzer then
+    reports "fuzz target exited" and cannot write the input it names."""
+
+
+def _open_fds():
+    """{fd: what it points at} of this process, without the descriptor the listing itself used."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:         # the listing's own descriptor, closed by now
+            pass
+    return out
+
+
 def target(data):
+    before = _open_fds()
+    _feed(data)
+    leaked = {fd: what for fd, what in _open_fds().items() if before.get(fd) != what}
+    if leaked:
+        for fd in leaked:       # closed, so one leak is not every later input's too
+            os.close(fd)
+        raise DescriptorLeak(", ".join(f"fd {fd} -> {what}" for fd, what in sorted(leaked.items())))
+
+
+def _feed(data):
     with open(SCRATCH, "wb") as f:
         f.write(data)
     report = attempt(inspect_image, SCRATCH)
