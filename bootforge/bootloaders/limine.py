@@ -27,8 +27,6 @@ BOOTX64.EFI) and its `limine` host tool for `limine bios-install`.
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 
 from bootforge.bootloaders import BootImage, Bootloader, ConfigEntry, ImageParts
@@ -205,6 +203,10 @@ def files(limine_dir):
 
 def tool(limine_dir):
     """The `limine` host program: in limine_dir, on PATH, or built once from limine_dir/limine.c with cc."""
+    # Function-level import: only a Limine image runs a program; every build imports this module
+    # (the bootloader registry) and a GRUB BIOS ISO runs none (bootloaders/grub_core.py).
+    import shutil
+    import subprocess
     d = Path(limine_dir)
     for cand in (d / "limine", shutil.which("limine")):
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
@@ -230,6 +232,8 @@ def tool(limine_dir):
 
 
 def bios_install(tool_path, image):
+    # Function-level import: as in tool().
+    import subprocess
     proc = subprocess.run([tool_path, "bios-install", str(image)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolError(f"limine bios-install failed: {(proc.stderr or proc.stdout).strip()[-300:]}")

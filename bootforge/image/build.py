@@ -52,7 +52,7 @@ def check_verdicts(spec):
     declares for the entry's protocol, on each firmware the image boots with), unless the recipe
     says allow_refusal (test images)."""
     # Function-level imports: the verdicts, the decompressors and the writers' modules are imported
-    # here, while grub-mkimage runs (_beside), not on the way to starting it.
+    # here, while GRUB's core image is compressed (_beside), not on the way to starting it.
     from bootforge.compress.streams import unpack
     from bootforge.multiboot import headers, verdicts
     for e in spec.entries:
@@ -194,9 +194,10 @@ def build_image_recipe(recipe, table, output, sha256=False):
 def _beside(work, check):
     """*work*() in a thread while *check*() runs here; *work*'s result, or *check*'s error
     first (it was the first to run before), then *work*'s. The bootloader's parts are mostly
-    grub-mkimage, a process of its own, and the verdict check mostly imports the loader
-    policies (about as long as every other import of a build): on a BIOS-only ISO these two
-    are most of the run, and they need not wait for each other."""
+    LZMA compression of GRUB's core image (bootloaders/grub_core.py; liblzma releases the
+    GIL), the verdict check mostly imports the loader policies (about as long as every other
+    import of a build): on a BIOS-only ISO these two are most of the run, and they need not
+    wait for each other."""
     out = {}
 
     def run():
@@ -216,8 +217,8 @@ def _beside(work, check):
 
 
 def _writers():
-    # Function-level imports: the image writers' modules, imported while grub-mkimage runs (_beside)
-    # instead of before it starts; _build_iso and _build_disk then find them imported.
+    # Function-level imports: the image writers' modules, imported while GRUB's core image is
+    # compressed (_beside) instead of before; _build_iso and _build_disk then find them imported.
     from bootforge.image import disk, fat, iso  # noqa: F401
 
 

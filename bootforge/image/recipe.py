@@ -106,7 +106,7 @@ def verdict_for(loader, protocol, firmware=None):
     *protocol*: the one its policy declares (under *firmware*, else the first firmware that
     boots the protocol); None when the loader has no policy for it."""
     # Function-level import: the policy registry (and the verdicts under it) only when a verdict
-    # is asked for; a build asks beside grub-mkimage (image/build.py _beside), not before it.
+    # is asked for; a build asks beside GRUB's core image (image/build.py _beside), not before it.
     from bootforge.loader.policies import POLICIES
     for (fw, proto), name in bootloader(loader).policies.items():
         if proto == protocol and firmware in (None, fw):
