@@ -171,8 +171,10 @@ demo: deps venv stubs
 	$(VENV)/bin/bootforge verify recipes/demo-grub.toml
 	@echo "== 4. the placement drawn: $(BUILD)/demo/placement.svg"
 
+# Every claim runs, also after one misses its goal; the misses are named at the end.
 bench: venv stubs
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@over=""; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || over="$$over $$b"; done; \
+	if [ -n "$$over" ]; then echo "bench: goal missed or run failed:$$over"; exit 1; fi
 
 # Fuzz every family (tests/fuzz/README.md) on a snapshot of HEAD for FUZZ_SECONDS each, niced.
 # The long campaign: make fuzz FUZZ_SECONDS=7200 FUZZ_ARGS="--cpu-seconds 1800 --executions 1000000"
