@@ -18,7 +18,6 @@ better compression may still fit).
 """
 
 import lzma
-import os
 from pathlib import Path
 
 from bootforge.formats import grub_core as g
