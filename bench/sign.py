@@ -6,10 +6,10 @@ The UKI: Debian's kernel and systemd-stub, .osrel, .cmdline, .uname and a 60 MiB
 The signers get the same unsigned UKI, key and certificate (Debian's snakeoil pair, the key
 decrypted with openssl: sbsign takes no passphrase); the objcopy command gets bootforge's
 section addresses. Each command runs as a user runs it (a new process, Python's start-up
-counted), alternating, best and median of --runs wall times; the CPU time (user + sys, the
-command's own child processes included) is shown beside, since on a loaded machine the wall
-ratio mostly follows it. The load average is printed before and after (2 shared cores: the
-wall ratios depend on it).
+counted), alternating, best and median of --runs wall times; the CPU time (user + system, the
+command's own child processes included; the split is the least run's) is shown beside, since
+on a loaded machine the wall ratio mostly follows it. The load average is printed before and
+after (2 shared cores: the wall ratios depend on it).
 Run: .venv/bin/python bench/sign.py [--runs N]
 """
 
@@ -33,15 +33,17 @@ INITRD_MIB = 60
 
 
 def cpu():
+    """(user, system) CPU seconds of the waited-for children so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def wall(cmd, cwd):
-    """(wall seconds, CPU seconds) of one run of *cmd*."""
+    """(wall seconds, (user, system) CPU seconds) of one run of *cmd*."""
     cpu_before, start = cpu(), time.perf_counter()
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start, cpu() - cpu_before
+    seconds = time.perf_counter() - start
+    return seconds, tuple(after - before for after, before in zip(cpu(), cpu_before))
 
 
 def race(pairs, runs, cwd):
@@ -59,8 +61,9 @@ def show(title, measured, ours, peer):
     times, cpus = measured
     print(title)
     for name, t in times.items():
+        user, system = min(cpus[name], key=sum)
         print(f"  {name:<10} best {min(t):.3f} s  median {statistics.median(t):.3f} s  "
-              f"(CPU best {min(cpus[name]):.3f} s)")
+              f"(CPU best {user + system:.3f} s: user {user:.3f}, system {system:.3f})")
     print(f"  ratio {ours}/{peer}: best {min(times[ours]) / min(times[peer]):.2f}x  "
           f"median {statistics.median(times[ours]) / statistics.median(times[peer]):.2f}x")
 

@@ -143,6 +143,25 @@ def test_same_hash_and_checksum_as_sbsign(tmp_path):
     assert differ and differ <= allowed
 
 
+def test_written_checksum_is_the_files_own(tmp_path):
+    """The CheckSum bootforge writes is the PE CheckSum of the file it writes (pe_checksum, which
+    gives sbsign's value for sbsign's file above): for the UKI (more than 8 MiB: its sum runs in
+    a child process over the input as read, the changed fields taken out), for systemd's stub of
+    odd length (zero padding before the table) and for both signed again (the old table taken
+    out of the input's sum)."""
+    from bootforge.pe.authenticode import pe_checksum
+    from bootforge.pe.image import read_pe
+    uki = bootforge_uki(tmp_path)
+    assert uki.stat().st_size > 8 << 20 and Path(STUB).stat().st_size % 2
+    for name, src in (("uki", uki), ("stub", STUB)):
+        once, twice = tmp_path / f"{name}.1.efi", tmp_path / f"{name}.2.efi"
+        assert _sign(src, once).returncode == 0 and _sign(once, twice).returncode == 0
+        for path in (once, twice):
+            data = path.read_bytes()
+            img = read_pe(data)
+            assert img.checksum == pe_checksum(data, img.checksum_offset), path.name
+
+
 def test_signing_is_deterministic_and_in_place(tmp_path):
     uki = bootforge_uki(tmp_path)
     assert _sign(uki, tmp_path / "a.efi").returncode == 0

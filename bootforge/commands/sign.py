@@ -25,16 +25,18 @@ def sign_command(file, key_path, cert_path, output, in_place, key_passphrase_fil
     """Sign the PE image FILE for UEFI Secure Boot (Authenticode, SHA-256, PKCS#7)."""
     # Function-level import: the signing modules load only when a file is signed.
     from bootforge.errors import BootforgeError
-    from bootforge.pe.sign import prepare_image
+    from bootforge.pe.sign import prepare_image, word_sum_started
 
     if output and in_place:
         raise BootforgeError("give -o OUT or --in-place, not both", path=file)
     target = file if in_place else (output or f"{file}.signed")
     source, source_fd = _mapped(file)
     data = source if source is not None else read_input(file)
-    # The image is read and checked first and its hash started (a thread), so the key loading
-    # and cryptography's and asn1crypto's imports overlap the 60 MiB hash and copy.
-    prepared = prepare_image(data, path=file)
+    # The CheckSum's word sum (a child process) starts before the headers are read, so the PE
+    # modules' import and the checks run beside it; then the image is checked and its hash
+    # started (a thread), so the key loading and cryptography's and asn1crypto's imports
+    # overlap the 60 MiB hash and copy.
+    prepared = prepare_image(data, path=file, word_sum=word_sum_started(data))
     parts, facts = _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphrase_file)
     what = "added a signature to an already signed image" if facts["appended"] else "signed"
     click.echo(f"{target}: {what}; Authenticode SHA-256 {facts['authenticode_sha256']}")
@@ -77,6 +79,9 @@ def _write_signed(prepared, source_fd, target, key_path, cert_path, key_passphra
         try:
             key, cert = load_signer(key_path, cert_path, key_passphrase_file)
             parts, facts = prepared.finish(key, cert)
+        except BaseException:
+            prepared.cancel()           # a refused key: the CheckSum's child is not waited for
+            raise
         finally:
             copier.join()
         if copied:

@@ -27,13 +27,12 @@ import threading
 
 from bootforge.errors import BootforgeError, FormatError, RecipeError
 from bootforge.fileio import read_input
-from bootforge.formats import pe as fmt
-from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, security_directory
-from bootforge.pe.image import read_pe
 
 # cryptography and asn1crypto (~50 ms of imports) are imported in the functions that use them:
 # `bootforge sign` reads the image and starts its Authenticode hash first, so the imports run
-# while hashlib (which releases the GIL) hashes 60 MiB on the other core.
+# while hashlib (which releases the GIL) hashes 60 MiB on the other core. The PE modules
+# (formats.pe: construct, ~11 ms) are imported in the functions that read headers, so
+# `bootforge sign` starts the CheckSum word sum (word_sum_started) before it reads any.
 
 
 class SignError(BootforgeError):
@@ -241,6 +240,9 @@ def signed_data(digest, key, cert):
 
 def unsigned_length(data, img, path=None):
     """The length of the image without its certificate table (the table must end the file)."""
+    # Function-level import: see the note at the top (construct).
+    from bootforge.formats import pe as fmt
+    from bootforge.pe.authenticode import security_directory
     offset, size = security_directory(img)
     if not size:
         return len(data)
@@ -255,68 +257,101 @@ def unsigned_length(data, img, path=None):
 
 
 WORD_SUM_CHUNK = 1 << 16      # 64 KiB: measured faster than 1 MiB or the whole file (cache-sized ints)
+WORD_SUM_MODULUS = 0xFFFF
 
 
 def _word_sum(buffer):
-    """The sum of the little-endian 16-bit words of *buffer* (even length), mod 0xFFFF.
+    """The sum of the little-endian 16-bit words of *buffer* (starting at an even offset; an odd
+    last byte is the low byte of a word of its own), mod 0xFFFF.
 
-    In 64 KiB pieces (an even offset keeps 2**(8*offset) == 1 mod 0xFFFF, so the pieces' sum has
-    the whole's remainder): each int.from_bytes holds the GIL only briefly, so the hash running
-    beside it gets on. The pieces' ints are added and divided once: a division per piece cost
-    more than the conversion (0.14 s -> 0.06 s CPU for 68 MiB, measured)."""
+    Since 2**16 == 1 (mod 0xFFFF) that is the buffer read as one little-endian integer, mod
+    0xFFFF. In 64 KiB pieces (an even offset keeps 2**(8*offset) == 1 mod 0xFFFF, so the pieces'
+    sum has the whole's remainder): each int.from_bytes holds the GIL only briefly, so the hash
+    running beside it gets on. The pieces' ints are added and divided once: a division per piece
+    cost more than the conversion (0.14 s -> 0.06 s CPU for 68 MiB, measured)."""
     view = memoryview(buffer)
     total = 0
     for i in range(0, len(view), WORD_SUM_CHUNK):
         total += int.from_bytes(view[i:i + WORD_SUM_CHUNK], "little")
-    return total % 0xFFFF
+    return total % WORD_SUM_MODULUS
+
+
+def _word_sum_at(buffer, offset):
+    """The word sum (mod 0xFFFF) that the bytes *buffer* contribute at file offset *offset*:
+    at an odd offset each byte is the other half of its word, a factor 2**8 (mod 0xFFFF)."""
+    return _word_sum(buffer) * (256 if offset % 2 else 1) % WORD_SUM_MODULUS
 
 
 WORD_SUM_FORK_BYTES = 8 << 20   # below this the sum is done in the process (a fork costs ~2-5 ms)
 
 
-def _word_sum_started(buffers):
-    """A function giving the word sum of *buffers* (each at an even offset), mod 0xFFFF.
+class WordSum:
+    """The word sum of a whole file's bytes (mod 0xFFFF), started by word_sum_started; value()
+    waits for it, cancel() drops it (bad input: the child is not waited for to the end)."""
 
-    The sum holds the GIL (int.from_bytes, ~75 ms for a 68 MiB UKI, measured), so in a thread
+    def __init__(self, value=None, pid=None, read_end=None, data=None):
+        self._value, self._pid, self._read_end, self._data = value, pid, read_end, data
+
+    def value(self):
+        if self._pid is not None:
+            try:
+                got = os.read(self._read_end, 2)
+            finally:
+                self._reap()
+            # A short answer (the child died): the same sum, done here.
+            self._value = int.from_bytes(got, "little") if len(got) == 2 else _word_sum(self._data)
+        self._data = None
+        return self._value
+
+    def cancel(self):
+        if self._pid is not None:
+            # Function-level import: only a refused image stops its sum.
+            import signal
+            try:
+                os.kill(self._pid, signal.SIGKILL)      # the child only sums: nothing to clean up
+            except OSError:
+                pass
+            self._reap()
+        self._data = None
+
+    def _reap(self):
+        pid, self._pid = self._pid, None
+        os.close(self._read_end)
+        os.waitpid(pid, 0)
+
+
+def word_sum_started(data):
+    """A WordSum of all of *data*, the image as read (mod 0xFFFF).
+
+    The sum holds the GIL (int.from_bytes, ~55 ms for a 68 MiB UKI, measured), so in a thread
     it would only take turns with the imports and the key loading. For a large image it runs
     in a forked child instead, which reads the same (mapped) pages, so it runs beside them on
-    the other core, as sbsign's C loop runs beside nothing. Anything going wrong with the child
-    (no fork, a short answer) falls back to summing here: the result is the same."""
-
-    def here():
-        return sum(_word_sum(b) for b in buffers) % 0xFFFF
-
-    if sum(len(b) for b in buffers) < WORD_SUM_FORK_BYTES or not hasattr(os, "fork"):
-        value = here()
-        return lambda: value
+    the other core, as sbsign's C loop runs beside nothing. It is over the input as it is
+    (prepare_image takes out what signing changes: the two header fields, an old table), so
+    `bootforge sign` forks it before it reads the headers (construct's import and read_pe then
+    run beside it). Anything going wrong with the child (no fork, a short answer) falls back to
+    summing here: the result is the same. Fork before starting threads: the child is a copy of
+    the calling thread alone."""
+    if len(data) < WORD_SUM_FORK_BYTES or not hasattr(os, "fork"):
+        return WordSum(_word_sum(data))
     try:
         read_end, write_end = os.pipe()
     except OSError:
-        value = here()
-        return lambda: value
+        return WordSum(_word_sum(data))
     try:
         pid = os.fork()
     except OSError:
         os.close(read_end)
         os.close(write_end)
-        value = here()
-        return lambda: value
+        return WordSum(_word_sum(data))
     if pid == 0:                                   # the child: sum, answer, leave at once
         try:
             os.close(read_end)
-            os.write(write_end, here().to_bytes(2, "little"))
+            os.write(write_end, _word_sum(data).to_bytes(2, "little"))
         finally:
             os._exit(0)
     os.close(write_end)
-
-    def answer():
-        try:
-            got = os.read(read_end, 2)
-        finally:
-            os.close(read_end)
-            os.waitpid(pid, 0)
-        return int.from_bytes(got, "little") if len(got) == 2 else here()
-    return answer
+    return WordSum(pid=pid, read_end=read_end, data=data)
 
 
 def sign_image_parts(data, key, cert, path=None):
@@ -326,10 +361,25 @@ def sign_image_parts(data, key, cert, path=None):
     return prepare_image(data, path).finish(key, cert)
 
 
-def prepare_image(data, path=None):
+def prepare_image(data, path=None, word_sum=None):
     """The checks and the layout of PE *data* to sign, its Authenticode hash started in a thread
     (SignError/FormatError now, before any key is read): a PreparedImage, whose finish(key,
-    cert) gives what sign_image_parts gives."""
+    cert) gives what sign_image_parts gives. *word_sum*: word_sum_started(data), when the
+    caller started it (otherwise it starts here, once *data* is known to be signable); it is
+    cancelled when *data* is refused."""
+    try:
+        return _prepare_image(data, path, word_sum)
+    except BaseException:
+        if word_sum is not None:
+            word_sum.cancel()
+        raise
+
+
+def _prepare_image(data, path, word_sum):
+    # Function-level import: see the note at the top (construct).
+    from bootforge.formats import pe as fmt
+    from bootforge.pe.authenticode import CERT_ALIGNMENT, hash_layout, security_directory
+    from bootforge.pe.image import read_pe
     try:
         img = read_pe(data)
     except FormatError as exc:
@@ -361,7 +411,13 @@ def prepare_image(data, path=None):
         name, start, end = layout.gaps[0]
         raise SignError(f"bytes [{start:#x}, {end:#x}) between {name} lie outside the Authenticode hash (a gap in "
                         "the section table): a signature would not cover them", path=path, offset=start)
-    return PreparedImage(body, layout, bytes(view[length:]), sec, cks, appended)
+    if word_sum is None:
+        word_sum = word_sum_started(data)
+    # The body's word sum is the input's less what the body does not have: the two fields as
+    # read (zero in the body) and an old table (the body's padding is zeros).
+    taken = (_word_sum_at(view[cks:cks + 4], cks) + _word_sum_at(view[sec:sec + 8], sec)
+             + _word_sum_at(view[length:], length))
+    return PreparedImage(body, layout, bytes(view[length:]), sec, cks, appended, word_sum, taken)
 
 
 class PreparedImage:
@@ -370,12 +426,13 @@ class PreparedImage:
     fields. The SHA-256 runs in a thread from here (hashlib releases the GIL on large buffers),
     so the key loading, the imports and the CheckSum word sum (which holds the GIL) overlap it."""
 
-    def __init__(self, body, layout, table, sec, cks, appended):
+    def __init__(self, body, layout, table, sec, cks, appended, word_sum, taken):
         self.body, self.layout, self.table = body, layout, table
         self.sec, self.cks, self.appended = sec, cks, appended
         self._digest = self._error = None
-        # Forked before the hash thread starts, so the child is a copy of one thread.
-        self._body_sum = _word_sum_started(_even_split(body))
+        # The input's word sum (its child forked before the hash thread starts, so the child is
+        # a copy of one thread) and the part of it that is not the body's.
+        self._word_sum, self._taken = word_sum, taken
         self._hasher = threading.Thread(target=self._hash, name="authenticode-sha256", daemon=True)
         self._hasher.start()
 
@@ -384,6 +441,10 @@ class PreparedImage:
             self._digest = _digest(self.layout, self.body)
         except BaseException as exc:      # re-raised in finish, in the caller's thread
             self._error = exc
+
+    def cancel(self):
+        """Stops the CheckSum's sum (a refused key: finish is not called)."""
+        self._word_sum.cancel()
 
     def digest(self):
         self._hasher.join()
@@ -394,8 +455,11 @@ class PreparedImage:
     def finish(self, key, cert):
         """(parts, facts) of the image signed with *key* and its certificate *cert*; the head
         buffer (parts[0]) is rewritten with the table entry and the CheckSum."""
+        # Function-level import: see the note at the top (construct).
+        from bootforge.formats import pe as fmt
+        from bootforge.pe.authenticode import CERT_ALIGNMENT
         body, head, sec, cks = self.body, self.body[0], self.sec, self.cks
-        body_sum = self._body_sum()
+        body_sum = self._word_sum.value() - self._taken
         digest = self.digest()
         unsigned_size = sum(len(b) for b in body)
         pkcs7 = signed_data(digest, key, cert)
@@ -404,32 +468,13 @@ class PreparedImage:
                                                     certificate_type=fmt.WinCertType.PKCS_SIGNED_DATA))
         table = self.table + entry + pkcs7 + bytes(-entry_length % CERT_ALIGNMENT)
         struct.pack_into("<II", head, sec, unsigned_size, len(table))
-        total = (body_sum + _word_sum(struct.pack("<II", unsigned_size, len(table))) + _word_sum(table)) % 0xFFFF
+        total = (body_sum + _word_sum_at(head[sec:sec + 8], sec)
+                 + _word_sum_at(table, unsigned_size)) % WORD_SUM_MODULUS
         if total == 0:
             total = 0xFFFF     # one's complement: a non-zero sum folds to 0xFFFF, never 0 (the file has 'MZ')
         struct.pack_into("<I", head, cks, (total + unsigned_size + len(table)) & 0xFFFFFFFF)
         return body + [table], {"authenticode_sha256": digest.hex(), "appended": self.appended,
                                 "signature_size": len(pkcs7)}
-
-
-def _even_split(parts):
-    """*parts* as buffers that each start at an even file offset (for 16-bit word sums)."""
-    out, carry = [], b""
-    for p in parts:
-        p = memoryview(p)
-        if carry:
-            if not len(p):
-                continue
-            out.append(carry + bytes(p[:1]))
-            p = p[1:]
-            carry = b""
-        if len(p) % 2:
-            carry = bytes(p[-1:])
-            p = p[:-1]
-        out.append(p)
-    if carry:
-        out.append(carry + b"\0")
-    return out
 
 
 class _Sized:
