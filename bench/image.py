@@ -1,12 +1,13 @@
 """bench/image: `bootforge build` of a GRUB ISO against grub-mkrescue on the same tree, per case:
 BIOS-only and BIOS+UEFI, a 1 MiB, a 64 MiB and a 2 GiB module, warm and cold page cache.
 
-    .venv/bin/python bench/image.py [--big-gib N] [--runs N] [--sizes 1,64,2048] [--sha256]
+    .venv/bin/python bench/image.py [--big-gib N] [--runs N] [--sizes 1,64,2048] [--sha256] [--help]
 
 Each case runs both tools interleaved, best of --runs (the 2 GiB cases: best of 2), and prints
 bootforge / grub-mkrescue wall time, and the same ratio of CPU time (user + sys of the process
-and its children: grub-mkimage, xorriso), which a loaded machine disturbs less; the slowest
-case (highest wall ratio) is named at the end. --sizes runs only those sizes (MiB; the big
+and its children: grub-mkimage and xorriso for grub-mkrescue; for bootforge grub-mkimage -O
+x86_64-efi only, its i386-pc core being built in-process), which a loaded machine disturbs
+less; the slowest case (highest wall ratio) is named at the end. --sizes runs only those sizes (MiB; the big
 one is --big-gib * 1024); --sha256 builds with `build --sha256` (the summary's hash of the image,
 which a build computes only when asked: what asking costs).
 "Cold": before every run of either tool the pages of its inputs are dropped with
@@ -124,6 +125,9 @@ def sha(path):
 
 
 def main(argv):
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return 0
     big_gib = float(argv[argv.index("--big-gib") + 1]) if "--big-gib" in argv else 2
     runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else RUNS
     extra = ["--sha256"] if "--sha256" in argv else []

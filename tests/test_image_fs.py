@@ -201,3 +201,22 @@ def test_an_image_replaces_the_old_one_whole(tmp_path):
             out.write(b"image")
     assert (tmp_path / "dir" / "kept").read_text() == "x"
     assert sorted(os.listdir(tmp_path)) == ["dir", "os.iso"]
+
+
+def test_a_large_files_fingerprint_is_its_crc_32_split_or_not(tmp_path, monkeypatch):
+    """A file over content.SPLIT_CRC is CRC'd in two halves on two threads and the halves
+    combined: the fingerprint is zlib.crc32 of the whole file all the same (its size and CRC,
+    the ids an image derives from it unchanged). Small windows stand in for a 2 GiB module."""
+    import zlib
+
+    from bootforge.image import content
+    data = os.urandom(3 << 20) + b"\x00" * 70001 + os.urandom(12345)      # halves at a window, odd tail
+    path = tmp_path / "module"
+    path.write_bytes(data)
+    whole = len(data).to_bytes(8, "little") + zlib.crc32(data).to_bytes(4, "little")
+    assert FileContent.from_file(path).fingerprint() == whole
+    monkeypatch.setattr(content, "WINDOW", 1 << 16)
+    monkeypatch.setattr(content, "SPLIT_CRC", 1 << 20)
+    assert FileContent.from_file(path).fingerprint() == whole
+    for a, b in ((b"", b""), (b"x", b""), (b"", b"y"), (data[:999], data[999:5000])):
+        assert content.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)

@@ -18,6 +18,7 @@ better compression may still fit).
 """
 
 import lzma
+import struct
 from pathlib import Path
 
 from bootforge.formats import grub_core as g
@@ -128,13 +129,13 @@ def payload(directory, modules, config, prefix):
         return None
     objects.append((g.GrubObjectType.CONFIG, config.encode() + b"\0"))
     objects.append((g.GrubObjectType.PREFIX, prefix.encode() + b"\0"))
-    info = g.GrubModuleInfo32.sizeof()
-    total = info + sum(g.GrubModuleHeader.sizeof() + _align(len(b)) for _, b in objects)
+    info, header = g.GrubModuleInfo32.sizeof(), g.GrubModuleHeader.sizeof()
+    total = info + sum(header + _align(len(b)) for _, b in objects)
     parts = [kernel, g.GrubModuleInfo32.build(dict(offset=info, size=total))]
     for kind, b in objects:
         # Every object's size is ALIGN_ADDR'd before its header takes it (mod_size, config_size,
         # prefix_size in grub_install_generate_image); the padding is zeros (out_img is memset).
-        parts.append(g.GrubModuleHeader.build(dict(type=kind, size=g.GrubModuleHeader.sizeof() + _align(len(b)))))
+        parts.append(struct.pack(g.GRUB_MODULE_HEADER_STRUCT, kind, header + _align(len(b))))
         parts.append(b.ljust(_align(len(b)), b"\0"))
     return b"".join(parts)
 

@@ -20,7 +20,7 @@ lzma_decompress.img reads); checked against Debian 12's grub-mkimage 2.06-13 out
 
 from construct import Const, Int32ul, Struct
 
-from bootforge.formats import Numbering
+from bootforge.formats import Numbering, struct_format
 
 LINK_ADDR = 0x9000                  # GRUB_KERNEL_I386_PC_LINK_ADDR: kernel.img's first byte
 MAX_DECOMPRESSOR = 0x9000 - 0x8200  # GRUB_DECOMPRESSOR_I386_PC_MAX_DECOMPRESSOR_SIZE
@@ -49,6 +49,7 @@ GrubModuleHeader = Struct(          # 8 bytes before each object
     "type" / Int32ul,               # GrubObjectType
     "size" / Int32ul,               # of the object, this header included
 )
+GRUB_MODULE_HEADER_STRUCT = struct_format(GrubModuleHeader)     # one per module: packed in a loop
 
 
 class GrubObjectType(Numbering):

@@ -11,8 +11,9 @@ thread, so the image is never read back.
 The ids an image derives from its content (volume id, GPT GUIDs, MBR signature, FAT serial,
 GRUB's search file) come from each file's fingerprint: its size and CRC-32, read from the
 mapped file (zlib's CRC runs at ~2.4x SHA-256's speed here: the one pass over a 2 GiB module
-before the image is laid out). The ids need to be reproducible and to change with the
-content, not to resist a forger; the image's own sha256 in the summary (when asked) is a SHA-256.
+before the image is laid out, its two halves at once: _file_crc). The ids need to be
+reproducible and to change with the content, not to resist a forger; the image's own sha256
+in the summary (when asked) is a SHA-256.
 """
 
 import errno
@@ -78,10 +79,7 @@ class FileContent:
             if self.data is not None:
                 crc = zlib.crc32(self.data)
             else:
-                crc = 0
-                with open(self.path, "rb") as f:
-                    for window in _windows(f.fileno(), self.size, self.path):
-                        crc = zlib.crc32(window, crc)
+                crc = _file_crc(self.path, self.size)
             self._digest = self.size.to_bytes(8, "little") + crc.to_bytes(4, "little")
         return self._digest
 
@@ -138,18 +136,88 @@ class FileContent:
                     previous.close()
 
 
+# A file this large is CRC'd in two halves at once (zlib.crc32 releases the GIL), the halves'
+# CRCs combined into the whole file's: on a 2 GiB module the one pass before the layout is
+# ~0.55 s of CPU here (3.7 GB/s), and two cores halve its wall time.
+SPLIT_CRC = 256 << 20
+
+
+def _file_crc(path, size):
+    """zlib.crc32 of the first *size* bytes of the file *path*."""
+    with open(path, "rb") as f:
+        if size < SPLIT_CRC:
+            return _range_crc(f.fileno(), 0, size, path)
+        half = size // 2 // WINDOW * WINDOW         # mmap offsets: a multiple of the granularity
+        out = {}
+
+        def second():
+            try:
+                out["crc"] = _range_crc(f.fileno(), half, size - half, path)
+            except BaseException as exc:    # noqa: BLE001 -- raised by the caller below
+                out["error"] = exc
+        thread = threading.Thread(target=second, name="crc-half")
+        thread.start()
+        try:
+            first = _range_crc(f.fileno(), 0, half, path)
+        finally:
+            thread.join()
+    if "error" in out:
+        raise out["error"]
+    return crc32_combine(first, out["crc"], size - half)
+
+
+def _range_crc(fd, start, size, path):
+    crc = 0
+    for window in _windows(fd, size, path, start):
+        crc = zlib.crc32(window, crc)
+    return crc
+
+
+# CRC-32 (zlib's, reflected: bit 31 is x^0) as polynomials over GF(2) modulo its generator.
+# crc32(A + B) = crc32(A) * x^(8 len(B)) mod P xor crc32(B): the CRC register is linear in the
+# message, the pre- and post-inversion cancelling between the two (the identity behind zlib's
+# crc32_combine, derived here from the definition).
+CRC32_POLY = 0xEDB88320
+_X0 = 1 << 31                       # the polynomial 1
+
+
+def _mulmod(a, b):
+    """a(x) * b(x) mod P, both reflected."""
+    product = 0
+    bit = _X0
+    while a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ CRC32_POLY if b & 1 else b >> 1
+    return product
+
+
+def crc32_combine(crc_a, crc_b, len_b):
+    """zlib.crc32 of A + B from zlib.crc32(A), zlib.crc32(B) and len(B)."""
+    power, square, n = _X0, _X0 >> 8, len_b        # x^0, x^8 (one byte), bytes to shift by
+    while n:
+        if n & 1:
+            power = _mulmod(power, square)
+        square = _mulmod(square, square)
+        n >>= 1
+    return _mulmod(power, crc_a) ^ crc_b
+
+
 COPY_CHUNK = 4 << 20
 WINDOW = 16 << 20           # mapped at a time (a multiple of mmap.ALLOCATIONGRANULARITY)
 
 
-def _windows(fd, size, path):
-    """Read-only memoryviews of the file *fd*, *size* bytes, WINDOW bytes at a time."""
-    if os.fstat(fd).st_size < size:
+def _windows(fd, size, path, start=0):
+    """Read-only memoryviews of the file *fd* from *start* (a multiple of WINDOW), *size* bytes,
+    WINDOW bytes at a time."""
+    if os.fstat(fd).st_size < start + size:
         raise RecipeError(f"{path} shrank while the image was written")
     at = 0
     while at < size:
         n = min(WINDOW, size - at)
-        with mmap.mmap(fd, n, access=mmap.ACCESS_READ, offset=at) as m:
+        with mmap.mmap(fd, n, access=mmap.ACCESS_READ, offset=start + at) as m:
             view = memoryview(m)
             try:
                 yield view
