@@ -29,6 +29,7 @@ registered firmware (JSON key = its name, text line = its label and words).
 from dataclasses import dataclass
 
 from bootforge.formats.optionrom import EFI_SUBSYSTEMS, EfiRomCompression, RomCodeType
+from bootforge.formats import pe as pe_fmt
 from bootforge.formats.pe import PeMachine, PeSubsystem
 from bootforge.registry import Registry
 from bootforge.verdict import Verdict
@@ -218,14 +219,15 @@ def _driver_bytes(image):
 def _secure_boot_facts(image):
     """The driver's signatures and Secure Boot verdicts, for a signed driver or when inspect was
     given a db (--db/--secureboot-vars); {} otherwise (nothing said about unsigned drivers then)."""
-    # Function-level import: the PE signature readers only for EFI images.
-    from bootforge.errors import FormatError
-    from bootforge.pe.authenticode import hash_layout
+    # Function-level import: the Secure Boot policy only for EFI images.
     from bootforge.secureboot import ACTIVE
     data = _driver_bytes(image)
     policy = ACTIVE.get()
-    if data is None:
+    if data is None or (policy is None and _declares_no_certificate_table(data)):
         return {}
+    # Function-level import: the PE signature readers only for EFI images that may be signed.
+    from bootforge.errors import FormatError
+    from bootforge.pe.authenticode import hash_layout
     try:
         layout = hash_layout(data)
     except FormatError:
@@ -249,3 +251,26 @@ def _secure_boot_facts(image):
         facts["summary"] += (f"; under SecurityPkg's DENY_EXECUTE policy with {policy.source}: "
                              f"{'allowed' if v.ok else 'refused'} ({v.reason})")
     return facts
+
+
+def _declares_no_certificate_table(data):
+    """True when the PE headers of *data* declare no certificate table (NumberOfRvaAndSizes <= 4,
+    or data directory 4 of size 0), found where pe/image.py read_pe finds them: hash_layout would
+    then give no entries or fail, so an unsigned driver with no db to judge it by says nothing
+    (and inspect of a ROM does not load the Authenticode reader, ~2.5 ms). False when the headers
+    cannot tell: hash_layout decides."""
+    if len(data) < pe_fmt.E_LFANEW_OFFSET + 4 or data[:2] != pe_fmt.DOS_SIGNATURE:
+        return False
+    opt_at = int.from_bytes(data[pe_fmt.E_LFANEW_OFFSET:pe_fmt.E_LFANEW_OFFSET + 4], "little") + pe_fmt.COFF_HEADER_SIZE
+    magic = int.from_bytes(data[opt_at:opt_at + 2], "little")
+    tail = pe_fmt.OPTIONAL_HEADER_TAIL.get(magic)
+    if tail is None:
+        return False
+    tail_at = opt_at + pe_fmt.OPTIONAL_HEADER_PARSED[magic]
+    dirs_at = tail_at + tail.sizeof()
+    if dirs_at > len(data):
+        return False
+    if tail.parse(data[tail_at:dirs_at]).number_of_rva_and_sizes <= pe_fmt.DIR_SECURITY:
+        return True
+    at = dirs_at + 8 * pe_fmt.DIR_SECURITY
+    return at + 8 <= len(data) and pe_fmt.DataDirectory.parse(data[at:at + 8]).size == 0
