@@ -167,6 +167,12 @@ def _file_crc(path, size):
 
 
 def _range_crc(fd, start, size, path):
+    # The whole range is asked for at once (POSIX_FADV_WILLNEED): from a cold page cache the
+    # kernel then reads ahead in large requests while the CRC follows, where the mapping's own
+    # fault-driven read-ahead is small (observed, a cold 2 GiB module: 1.5-2.2 s, 2.4-3.3 s
+    # without); a no-op for pages already cached.
+    if size > WINDOW and hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, start, size, os.POSIX_FADV_WILLNEED)
     crc = 0
     for window in _windows(fd, size, path, start):
         crc = zlib.crc32(window, crc)
