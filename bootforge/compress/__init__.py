@@ -14,7 +14,7 @@ Example::
     b'hello hello hello'
 """
 
-from bootforge.compress import decoder, encoder
+from bootforge.compress import decoder
 from bootforge.compress.decoder import DEFAULT_MAX_SIZE
 from bootforge.compress.formats import HEADER_SIZE, VARIANTS, variant
 from bootforge.errors import LimitError
@@ -37,6 +37,9 @@ def compress(data, fmt="efi"):
     chosen = variant(fmt)
     if len(data) > MAX_ORIGINAL_SIZE:
         raise LimitError(f"input of {len(data)} bytes does not fit the format's 32-bit size field")
+    # Function-level import: the encoder (heapq, the Huffman and block writers) only to compress;
+    # readers of kernels and ROMs import this package for its decoder and streams.
+    from bootforge.compress import encoder
     return encoder.compress(data, chosen)
 
 

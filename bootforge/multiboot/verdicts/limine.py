@@ -114,7 +114,17 @@ def _header_offset(data, magic, header_size, window, align):
     *align*-aligned *magic* at an offset from 0 to *window* (inclusive) with *header_size*
     bytes from it in the file; None when there is none."""
     limit = min(window, len(data) - header_size)
-    return next((o for o in range(0, limit + 1, align) if _u32(data, o) == magic), None)
+    if limit < 0:
+        return None
+    if not hasattr(data, "find"):       # a memoryview: the loop itself
+        return next((o for o in range(0, limit + 1, align) if _u32(data, o) == magic), None)
+    # The loop's answer found with bytes.find (a 32 KiB window of a kernel without the header,
+    # e.g. a gzip file as given, is 6,000 _u32 calls, ~1 ms): the first aligned match.
+    needle = magic.to_bytes(4, "little")
+    at = data.find(needle, 0, limit + 4)
+    while at != -1 and at % align:
+        at = data.find(needle, at + 1, limit + 4)
+    return None if at == -1 else at
 
 
 @kernel_loader("limine-mb1", "multiboot1", reads="as-given", source=SOURCE)
