@@ -220,3 +220,23 @@ def test_tiano_farthest_class_with_a_16_bit_p_code():
     assert edk2_decompress(stream, len(stream)) == bytes(expected)
     assert decompress(stream, "tiano") == bytes(expected)
 
+
+
+def test_c_code_of_a_small_block_is_complete_and_no_larger_than_huffman():
+    """A small block's C code may be length-limited for a cheaper C set: still complete, never larger."""
+    from bootforge.compress.formats import NC
+    from bootforge.compress.huffman import code_lengths
+    from bootforge.compress.writer import c_code_lengths, c_set_bits
+    rng = random.Random(9)
+    shorter = 0
+    for _ in range(20):
+        # A few thousand codes over ~300 symbols with a long tail, as a small GRUB module's block.
+        c_freq = [0] * NC
+        for _ in range(3000):
+            c_freq[min(int(rng.paretovariate(0.8)), NC) - 1] += 1
+        huffman, tuned = code_lengths(c_freq), c_code_lengths(c_freq)
+        assert sum(2.0 ** -n for n in tuned if n) == 1.0
+        assert [bool(n) for n in tuned] == [bool(f) for f in c_freq]
+        assert c_set_bits(c_freq, tuned) <= c_set_bits(c_freq, huffman)
+        shorter += c_set_bits(c_freq, tuned) < c_set_bits(c_freq, huffman)
+    assert shorter

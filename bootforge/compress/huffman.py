@@ -22,18 +22,22 @@ def code_lengths(freqs, max_len=MAX_CODE_LEN):
     """
     size = len(freqs)
     lengths = [0] * size
-    heap = [(f, s) for s, f in enumerate(freqs) if f]
+    # Heap entries are frequency << shift | node: one int compares as the pair
+    # (frequency, node) would, faster than a tuple.
+    shift = (2 * size).bit_length()
+    mask = (1 << shift) - 1
+    heap = [f << shift | s for s, f in enumerate(freqs) if f]
     if len(heap) < 2:
         return lengths
     heapq.heapify(heap)
     parent = [0] * (2 * size)
     node = size
-    pop, push = heapq.heappop, heapq.heappush
+    pop, replace = heapq.heappop, heapq.heapreplace
     while len(heap) > 1:
-        fa, a = pop(heap)
-        fb, b = pop(heap)
-        parent[a] = parent[b] = node
-        push(heap, (fa + fb, node))
+        a = pop(heap)
+        b = heap[0]
+        parent[a & mask] = parent[b & mask] = node
+        replace(heap, ((a >> shift) + (b >> shift)) << shift | node)
         node += 1
     root = node - 1
     depth = [0] * node
