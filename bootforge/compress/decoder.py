@@ -14,11 +14,11 @@ blocks whose codes run past the declared original size.
 
 import struct
 from functools import lru_cache
+from itertools import chain, repeat
 
 from bootforge.compress.formats import (CBIT, HEADER_SIZE, LENGTH_ESCAPE, MATCH_BASE, MAX_CODE_LEN, NC, NT,
                                         T_LENGTH_BASE, T_RUN_LONG_BITS, T_RUN_LONG_MIN, T_RUN_SHORT_BITS,
                                         T_RUN_SHORT_MIN, T_SPECIAL, T_ZERO, T_ZERO_LONG, T_ZERO_SHORT, TBIT)
-from bootforge.compress.huffman import decode_table
 from bootforge.errors import FormatError, LimitError
 
 DEFAULT_MAX_SIZE = 256 << 20
@@ -73,14 +73,7 @@ class _Decoder:
         if self.pos > self.end_bit:
             raise self.error(f"compressed data ends inside {what}")
 
-    def table(self, lengths, what, start, entries=None):
-        built = decode_table(lengths, entries)
-        if built is None:
-            raise FormatError(f"{what} code lengths {_short(lengths)} are not a complete prefix code",
-                              offset=HEADER_SIZE + start // 8)
-        return built
-
-    def read_pt_set(self, nn, nbit, special, what, entries=None):
+    def read_pt_set(self, nn, nbit, special, what, entries):
         """Code lengths of the T or P set: 3 bits each, 7 and up extended in unary."""
         start = self.pos
         count = self.bits(nbit)
@@ -88,24 +81,41 @@ class _Decoder:
             symbol = self.bits(nbit)
             if symbol >= nn:
                 raise self.error(f"{what} single symbol {symbol} is outside 0..{nn - 1}")
-            return [entries[symbol] if entries else symbol << 5], 0
+            return [entries[symbol]], 0
         if count > nn:
             raise self.error(f"{what} count {count} exceeds its {nn} symbols")
-        lengths = [0] * nn
+        # One lookup per length in _length_codes() by the next 13 bits (3 + at most 10 unary
+        # bits), which the 64-bit word at the length's first bit holds. Keys as in read_c_set.
+        keys = []
+        words = self.words
+        length_codes = _length_codes()
+        pos = self.pos
         i = 0
         while i < count:
-            n = self.bits(3)
-            if n == LENGTH_ESCAPE:
-                while self.bits(1):
-                    n += 1
-                    if n > MAX_CODE_LEN:
-                        raise self.error(f"{what} code length over {MAX_CODE_LEN}")
-            lengths[i] = n
+            n, used = length_codes[(words[pos >> 5] >> (64 - 13 - (pos & 31))) & 0x1FFF]
+            pos += used
+            if n > MAX_CODE_LEN:
+                self.pos = pos
+                raise self.error(f"{what} code length over {MAX_CODE_LEN}")
+            if n:
+                keys.append(n << 9 | i)
             i += 1
-            if i == special:
-                i += self.bits(2)       # that many zero lengths follow
+            if i == special:            # that many zero lengths follow
+                i += (words[pos >> 5] >> (64 - 2 - (pos & 31))) & 3
+                pos += 2
+        self.pos = pos
         self.check_inside(f"the {what} lengths")
-        return self.table(lengths, what, start, entries)
+        return self.key_table(keys, nn, what, start, entries)
+
+    def key_table(self, keys, nn, what, start, entries):
+        built = _sorted_key_table(keys, entries)
+        if built is None:
+            lengths = [0] * nn
+            for key in keys:
+                lengths[key & 511] = key >> 9
+            raise FormatError(f"{what} code lengths {_short(lengths)} are not a complete prefix code",
+                              offset=HEADER_SIZE + start // 8)
+        return built
 
     def read_c_set(self, t_table, t_bits):
         start = self.pos
@@ -118,7 +128,11 @@ class _Decoder:
             return [c_entries[symbol]], 0
         if count > NC:
             raise self.error(f"C count {count} exceeds its {NC} symbols")
-        lengths = [0] * NC
+        # The T table's entries are (T symbol - T_LENGTH_BASE) << 9 << 5 | code length for a C
+        # length (the sort key of the C symbol, less the symbol), T symbol << 5 | code length for
+        # a zero run: the used C symbols' keys are collected here, so the table is one sort.
+        keys = []
+        add = keys.append
         words = self.words
         shift, mask = 64 - t_bits, (1 << t_bits) - 1
         pos = self.pos
@@ -128,23 +142,23 @@ class _Decoder:
             pos += entry & 31
             t = entry >> 5
             if t > T_ZERO_LONG:
-                lengths[i] = t - T_LENGTH_BASE
+                add(t + i)
                 i += 1
                 continue
-            self.pos = pos
             if t == T_ZERO:
-                run = 1
+                i += 1
             elif t == T_ZERO_SHORT:
-                run = self.bits(T_RUN_SHORT_BITS) + T_RUN_SHORT_MIN
+                i += ((words[pos >> 5] >> (64 - T_RUN_SHORT_BITS - (pos & 31))) & 15) + T_RUN_SHORT_MIN
+                pos += T_RUN_SHORT_BITS
             else:
-                run = self.bits(T_RUN_LONG_BITS) + T_RUN_LONG_MIN
-            pos = self.pos
-            i += run
+                i += ((words[pos >> 5] >> (64 - T_RUN_LONG_BITS - (pos & 31))) & 511) + T_RUN_LONG_MIN
+                pos += T_RUN_LONG_BITS
             if i > NC:
+                self.pos = pos
                 raise self.error(f"C zero run ends at symbol {i}, past {NC}")
         self.pos = pos
         self.check_inside("the C lengths")
-        return self.table(lengths, "C", start, c_entries)
+        return self.key_table(keys, NC, "C", start, c_entries)
 
     def run(self):
         out = bytearray()
@@ -156,7 +170,7 @@ class _Decoder:
                 raise self.error(f"compressed data ends after {len(out)} of {original_size} bytes")
             try:
                 block_size = self.bits(16) or 0x10000
-                t_table, t_bits = self.read_pt_set(NT, TBIT, T_SPECIAL, "T")
+                t_table, t_bits = self.read_pt_set(NT, TBIT, T_SPECIAL, "T", _t_key_entries())
                 c_table, c_bits = self.read_c_set(t_table, t_bits)
                 p_table, p_bits = self.read_pt_set(variant.np, variant.pbit, -1, "P", _p_entries(variant.np))
                 self.check_inside("a block header")
@@ -178,7 +192,9 @@ class _Decoder:
                     # length + extra bits, their shift, their mask, distance before them).
                     # Overrunning the original size is checked every OVERRUN_CHECK codes,
                     # which bounds what a bad block makes us write to 256 bytes each.
-                    for _ in range(min(left, OVERRUN_CHECK)):
+                    # repeat(), not range(): CPython 3.11's range iterator makes an int per step
+                    # (past 256), about 9 ns a code here (measured, timeit).
+                    for _ in repeat(None, min(left, OVERRUN_CHECK)):
                         c, n = c_table[(words[pos >> 5] >> (c_shift - (pos & 31))) & c_mask]
                         pos += n
                         if c >= 0:
@@ -219,8 +235,53 @@ class _Decoder:
         return [(word << 32) | (next_word & 0xFFFFFFFF) for word, next_word in zip(self.words, following)]
 
 
-# Codes decoded between checks that a block has not overrun the original size.
+# Codes decoded between checks that a block has not overrun the original size (at most).
 OVERRUN_CHECK = 1024
+
+
+def _sorted_key_table(keys, entries):
+    """Decode table (table, bits) of a code given as the keys code length << 9 | symbol of its
+    used symbols: canonical codes are handed out in key order, so the table is each key's entry
+    repeated over its span. None when the code is not complete."""
+    if not keys:
+        return None
+    keys.sort()
+    bits = keys[-1] >> 9
+    spans = list(map(_spans(bits).__getitem__, keys))
+    if sum(spans) != 1 << bits:
+        return None
+    return list(chain.from_iterable(map(repeat, map(entries.__getitem__, keys), spans))), bits
+
+
+@lru_cache(maxsize=None)
+def _spans(bits):
+    """Table entries a code of each length covers in a *bits*-bit table, by length << 9 | symbol."""
+    return list(chain.from_iterable(repeat(1 << (bits - n), 512) for n in range(bits + 1)))
+
+
+@lru_cache(maxsize=None)
+def _length_codes():
+    """(code length, bits used) by the next 13 bits, for a T/P length: 3 bits, and when they
+    are 7 one more per 1 bit up to a 0; (MAX_CODE_LEN + 1, 13) when the unary part runs over."""
+    codes = []
+    for v in range(1 << 13):
+        n, used = v >> 10, 3
+        if n == LENGTH_ESCAPE:
+            while n <= MAX_CODE_LEN and (v >> (12 - used)) & 1:
+                n += 1
+                used += 1
+            used += n <= MAX_CODE_LEN    # the terminating 0
+        codes.append((n, used))
+    return codes
+
+
+@lru_cache(maxsize=None)
+def _t_key_entries():
+    """T table entries by code length << 9 | T symbol: value << 5 | code length, the value
+    being a C code length's sort key less the symbol ((T symbol - T_LENGTH_BASE) << 9, from
+    512 up) or the zero-run symbol itself (0..2)."""
+    return [(t if t <= T_ZERO_LONG else (t - T_LENGTH_BASE) << 9) << 5 | n
+            for n in range(MAX_CODE_LEN + 1) for t in range(512)]
 
 
 @lru_cache(maxsize=None)
@@ -284,9 +345,9 @@ def _empty_block(decoder):
     read its code sets, so that a header declaring 0 bytes is checked like any other stream."""
     try:
         decoder.bits(16)
-        t_table, t_bits = decoder.read_pt_set(NT, TBIT, T_SPECIAL, "T")
+        t_table, t_bits = decoder.read_pt_set(NT, TBIT, T_SPECIAL, "T", _t_key_entries())
         decoder.read_c_set(t_table, t_bits)
-        decoder.read_pt_set(decoder.variant.np, decoder.variant.pbit, -1, "P")
+        decoder.read_pt_set(decoder.variant.np, decoder.variant.pbit, -1, "P", _p_entries(decoder.variant.np))
     except IndexError:
         decoder.pos = decoder.end_bit + 1
     decoder.check_inside("a block header")
