@@ -50,7 +50,12 @@ def _open_fds():
 
 def target(data):
     before = _open_fds()
-    _feed(data)
+    try:
+        _feed(data)
+    finally:
+        # Per input: atheris.Fuzz() never returns, so main's own unlink below never runs under it.
+        if os.path.exists(SCRATCH):
+            os.unlink(SCRATCH)
     leaked = {fd: what for fd, what in _open_fds().items() if before.get(fd) != what}
     if leaked:
         for fd in leaked:       # closed, so one leak is not every later input's too
