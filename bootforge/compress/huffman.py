@@ -7,9 +7,6 @@ one or no symbol is written in the "count 0, symbol" form instead.
 """
 
 import heapq
-from functools import lru_cache
-from itertools import chain, repeat
-from operator import add, lshift
 
 from bootforge.compress.formats import MAX_CODE_LEN
 
@@ -105,41 +102,3 @@ def canonical_codes(lengths):
             next_code[n] += 1
     return codes
 
-
-def decode_table(lengths, entries=None):
-    """Table for decoding a complete code: (table, bits).
-
-    Index with the next *bits* bits of the stream. An entry is
-    ``entries[code length << 9 | symbol]`` when *entries* is given, else
-    symbol << 5 | code length. At most 512 symbols. Returns None when *lengths* is not
-    a complete prefix code (over-subscribed or with gaps) or has a length over 16.
-    """
-    bits = max(lengths)
-    if bits > MAX_CODE_LEN:
-        return None
-    # Canonical codes are handed out in (length, symbol) order, so the table is each
-    # used symbol's entry repeated over its span, in that order: sorting the keys
-    # length << 9 | symbol gives it. The work is all C-level sorts and maps: a block
-    # header is decoded once per block, and a small block has only a few thousand
-    # codes to amortise it over.
-    keys = list(map(add, map(lshift, lengths, repeat(9)), range(len(lengths))))
-    keys.sort()
-    del keys[:lengths.count(0)]
-    spans = list(map(_spans(bits).__getitem__, keys))
-    if sum(spans) != 1 << bits:
-        return None     # checked before building: an over-subscribed code would size the table
-    if entries is None:
-        entries = _t_entries()
-    return list(chain.from_iterable(map(repeat, map(entries.__getitem__, keys), spans))), bits
-
-
-@lru_cache(maxsize=None)
-def _spans(bits):
-    """Table entries a code of each length covers in a *bits*-bit table, by length << 9 | symbol."""
-    return list(chain.from_iterable(repeat(1 << (bits - n), 512) for n in range(bits + 1)))
-
-
-@lru_cache(maxsize=None)
-def _t_entries():
-    """symbol << 5 | code length, by code length << 9 | symbol."""
-    return [symbol << 5 | n for n in range(MAX_CODE_LEN + 1) for symbol in range(512)]
