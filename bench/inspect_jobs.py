@@ -18,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,9 +54,19 @@ def wall(cmds):
     *cmds* started together, all finished."""
     start = time.perf_counter()
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for c in cmds]
-    outs, cpu = [], 0.0
-    for p in procs:
-        outs.append(p.stdout.read())
+    # Every output is read at once (a thread each): read one after the other, the second
+    # process stopped on its full pipe until the first had ended, so N single processes ran
+    # one at a time whenever their output passed the pipe's 64 KiB (the DTB --json corpus).
+    outs = [b""] * len(procs)
+
+    def read(i):
+        outs[i] = procs[i].stdout.read()
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(procs))]
+    for r in readers:
+        r.start()
+    cpu = 0.0
+    for r, p in zip(readers, procs):
+        r.join()
         _, _, usage = os.wait4(p.pid, 0)
         p.returncode = 0
         cpu += usage.ru_utime + usage.ru_stime

@@ -113,29 +113,26 @@ def _listed(document):
     return _Listed("  " + document.replace("\n", "\n  "))
 
 
-# Below this many files per core, the default is one process: the pool's start costs more than
-# it saves (26 ROMs: one process 0.27-0.54 s, two workers 0.35-0.84 s; bench/inspect_jobs.py).
+# Below this many files per core, the default is one process: the workers' start costs more than
+# they save (26 ROMs: one process 0.27-0.54 s, two workers 0.35-0.84 s; bench/inspect_jobs.py).
 MIN_FILES_PER_WORKER = 16
 
 
 def _inspect_all(files, options, jobs):
     """(status, output events, JSON document or None) per file, in the order of *files*; with
-    more than one file and job, from a pool of forked workers (they inherit the Secure Boot
-    policy set above), the files dealt out in chunks so each worker pays its start-up once: then
-    one item per chunk, its events already written out as bytes and its documents already
-    listed (_Chunk), so that the parent, one more process on the same cores, does little beyond
-    writing them."""
+    more than one file and job, from *jobs* processes: this one and forked workers (they inherit
+    the Secure Boot policy set above). The files go in chunks, each taken by whichever process
+    is free (_forked), so each worker pays its start-up once: one item per chunk, its events
+    already written out as bytes and its documents already listed (_Chunk)."""
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if len(files) < MIN_FILES_PER_WORKER * jobs:
             jobs = 1
     jobs = min(jobs, len(files))
-    if jobs <= 1:
+    if jobs <= 1 or not hasattr(os, "fork"):
         yield from (_inspect_one(path, options) for path in files)
         return
-    # Function-level imports: multiprocessing only when several workers run.
     import gc
-    import multiprocessing
 
     # The first file in this process: its reader's modules are then imported once, before the
     # fork, not once per worker (a corpus is mostly of one kind).
@@ -145,10 +142,148 @@ def _inspect_all(files, options, jobs):
     # gc module's documentation advises before a fork.
     gc.freeze()
     try:
-        with multiprocessing.get_context("fork").Pool(jobs, _worker_start) as pool:
-            yield from pool.imap(_Chunk(options, _plain_text()), _chunks(files[1:], jobs))
+        yield from _forked(_Chunk(options, _plain_text()), _chunks(files[1:], jobs), jobs)
     finally:
         gc.unfreeze()
+
+
+def _forked(work, chunks, jobs):
+    """work(chunk) for each of *chunks*, yielded in order, computed by this process and jobs - 1
+    forked children. os.fork and pipes, not multiprocessing's Pool: importing multiprocessing and
+    starting a pool of two cost ~37 ms here, more than a whole 26-ROM corpus takes in one process
+    (bench/inspect_jobs.py); a fork costs ~2 ms. Each process takes the next chunk not yet taken
+    (a counter in shared memory, its lock a one-byte token in a pipe), so a slow file holds up
+    no other process's work; a child sends each result, marshalled, through its own pipe, which
+    a thread here drains at once, so a child never waits for this process to get to it."""
+    import marshal
+    import mmap
+    import threading
+
+    counter = mmap.mmap(-1, 8)              # shared with the children: MAP_SHARED, anonymous
+    lock_r, lock_w = os.pipe()
+    os.write(lock_w, b"\0")
+
+    def take():
+        os.read(lock_r, 1)
+        try:
+            index = int.from_bytes(counter[:8], "little")
+            counter[:8] = (index + 1).to_bytes(8, "little")
+        finally:
+            os.write(lock_w, b"\0")
+        return index if index < len(chunks) else None
+
+    done, ready = {}, threading.Condition()
+    children, readers, finished = [], [], False
+    # The drain threads must get the GIL from this busy process as soon as a child has written,
+    # or the child waits on a full pipe: every 0.5 ms instead of the default 5 (a 1,476-DTB
+    # --json corpus took as long with two processes as with one, each child's pipe full while
+    # this process did its own chunks), and a pipe of 1 MiB where Linux allows it.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, 0.0005))
+    try:
+        for _ in range(jobs - 1):
+            read_end, write_end = os.pipe()
+            _widen(write_end)
+            pid = os.fork()
+            if pid == 0:                    # the child: work, send, and leave without cleanup
+                os.close(read_end)
+                code = 0
+                try:
+                    _worker_start()
+                    while (index := take()) is not None:
+                        _send(write_end, marshal.dumps((index, _plain(work(chunks[index])))))
+                except BaseException:     # noqa: BLE001 -- said to the parent, which raises it
+                    import traceback
+                    _send(write_end, marshal.dumps((-1, traceback.format_exc())))
+                    code = 1
+                os._exit(code)
+            os.close(write_end)
+            children.append(pid)
+            reader = threading.Thread(target=_drain, args=(read_end, done, ready), daemon=True)
+            reader.start()
+            readers.append(reader)
+        for index in range(len(chunks)):
+            yield _next_result(index, chunks, work, take, done, ready, readers)
+        finished = True
+    finally:
+        for pid in children:
+            if not finished:            # the reader stopped early, or a chunk failed: stop them
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            os.waitpid(pid, 0)
+        os.close(lock_r)
+        os.close(lock_w)
+        counter.close()
+        sys.setswitchinterval(switch)
+
+
+def _widen(fd):
+    """Make the pipe *fd* hold 1 MiB (Linux's default pipe-max-size), if this system lets it."""
+    import fcntl
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass
+
+
+def _next_result(index, chunks, work, take, done, ready, readers):
+    """The result of chunk *index*: a child's when it has come (or when nothing is left to take,
+    once it comes), else this process takes chunks and does them until it has done this one."""
+    while True:
+        with ready:
+            if index in done:
+                return _unplain(done.pop(index))
+        mine = take()
+        if mine is not None:
+            item = work(chunks[mine])
+            if mine == index:
+                return item
+            with ready:
+                done[mine] = _plain(item)
+            continue
+        with ready:
+            while index not in done and -1 not in done and any(r.is_alive() for r in readers):
+                ready.wait(0.5)
+            if -1 in done:
+                raise RuntimeError(f"an inspect worker failed:\n{done[-1]}")
+            if index not in done:
+                raise RuntimeError(f"an inspect worker ended without sending chunk {index}")
+
+
+def _send(fd, payload):
+    """One length-prefixed message to a pipe (os.write may write less than it is given)."""
+    view = memoryview(len(payload).to_bytes(8, "little") + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _drain(fd, done, ready):
+    """A child's messages, (chunk index, result) each, into *done* as they come, until it closes."""
+    import marshal
+    with open(fd, "rb") as pipe:
+        while (head := pipe.read(8)) and len(head) == 8:
+            body = pipe.read(int.from_bytes(head, "little"))
+            index, result = marshal.loads(body)
+            with ready:
+                done[index] = result
+                ready.notify_all()
+    with ready:
+        ready.notify_all()
+
+
+def _plain(item):
+    """A _Chunk result as built-in types only (marshal keeps no subclass): tagged as a list."""
+    status, events, document = item
+    return (status, [(to_stderr, isinstance(text, _Written), bytes(text) if isinstance(text, _Written) else text)
+                     for to_stderr, text in events], None if document is None else str(document))
+
+
+def _unplain(plain):
+    status, events, document = plain
+    return (status, [(to_stderr, _Written(text) if written else text) for to_stderr, written, text in events],
+            None if document is None else _Listed(document))
 
 
 def _chunks(files, jobs):
