@@ -55,3 +55,32 @@ def test_jobs_keeps_errors_in_place_on_one_stream(corpus, mode):
     one = merged("1")
     assert one.count(b"bootforge: error:") == 2
     assert merged("3") == one
+
+
+def _slow_when_even(chunk):
+    """A job whose even chunks take longer, so children finish out of order."""
+    import time
+    if chunk[0] % 2 == 0:
+        time.sleep(0.01)
+    return (0, [(False, f"chunk {chunk[0]}")], None)
+
+
+def _fails_on_seven(chunk):
+    if chunk[0] == 7:
+        raise ValueError("chunk seven is bad")
+    return (0, [], None)
+
+
+def test_forked_workers_give_results_in_order():
+    from bootforge.commands.inspect import _forked
+    chunks = [[i] for i in range(40)]
+    got = [events[0][1] for _status, events, _doc in _forked(_slow_when_even, chunks, 3)]
+    assert got == [f"chunk {i}" for i in range(40)]
+
+
+def test_a_failing_worker_is_raised_with_its_traceback():
+    from bootforge.commands.inspect import _forked
+    # The chunk may fall to this process (its own exception) or to a child (the child's
+    # traceback, sent through its pipe): either way the caller sees why.
+    with pytest.raises((ValueError, RuntimeError), match="chunk seven is bad"):
+        list(_forked(_fails_on_seven, [[i] for i in range(20)], 2))
