@@ -570,6 +570,22 @@ def test_the_loaders_verdict_is_run_unless_allow_refusal(tmp_path):
     assert (tmp_path / "os.iso").exists()
 
 
+def test_the_verdict_index_is_every_policys_own_declaration():
+    """verdict_for reads the registry's VERDICTS index instead of importing the policy's module:
+    the index must say, for every registered policy and no other name, what the policy declares,
+    and a policy whose declaration disagrees is refused when it registers."""
+    from bootforge.bootloaders import BOOTLOADERS
+    from bootforge.image.recipe import verdict_for
+    from bootforge.loader.policies import POLICIES, VERDICTS, loader_policy
+    assert VERDICTS == {name: p.verdict for name, p in POLICIES.items()}
+    for b in BOOTLOADERS.values():
+        for (fw, proto), name in b.policies.items():
+            assert verdict_for(b.name, proto, fw) == POLICIES.get(name).verdict
+    with pytest.raises(ValueError, match="grub-pc-mb2: verdict 'qemu-mb1'"):
+        loader_policy("grub-pc-mb2", firmware="bios", protocol="multiboot2", verdict="qemu-mb1", source="",
+                      verified=False, boot_medium=None)
+
+
 def test_limine_dir_defaults_to_the_environment_and_a_written_key_wins(tmp_path, monkeypatch):
     """recipes/image-limine.toml works from any clone: it names no limine_dir, so
     $BOOTFORGE_LIMINE_DIR is used; a limine_dir the user writes wins over it."""

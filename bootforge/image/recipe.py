@@ -107,10 +107,11 @@ def verdict_for(loader, protocol, firmware=None):
     boots the protocol); None when the loader has no policy for it."""
     # Function-level import: the policy registry (and the verdicts under it) only when a verdict
     # is asked for; a build asks beside GRUB's core image (image/build.py _beside), not before it.
-    from bootforge.loader.policies import POLICIES
+    # Read from the registry's index (VERDICTS), not the policy: that would import its module.
+    from bootforge.loader.policies import POLICIES, VERDICTS
     for (fw, proto), name in bootloader(loader).policies.items():
         if proto == protocol and firmware in (None, fw):
-            return POLICIES.get(name).verdict
+            return VERDICTS[name] if name in VERDICTS else POLICIES.get(name).verdict
     return None
 
 
