@@ -643,3 +643,18 @@ def test_an_image_inspect_rejects_leaves_no_descriptor_open(tmp_path):
         with pytest.raises(FormatError, match=r"GPT header size 0 \(must be 92\.\.512\)"):
             inspect_image(bad)
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_gpt_header_cut_short_by_the_end_of_the_file_is_one_line(tmp_path):
+    """An MBR and "EFI PART" at LBA 1 with the file ending 3 bytes later (found by the images
+    fuzzer: the header's parse ran off the data)."""
+    from bootforge.errors import FormatError
+    from bootforge.image.inspect import inspect_image
+    bad = tmp_path / "short-gpt.img"
+    head = bytearray(523)
+    head[510:512] = b"\x55\xaa"
+    head[512:520] = b"EFI PART"
+    bad.write_bytes(head)
+    with pytest.raises(FormatError, match=r"GPT header cut short by the end of the file \(11 of 92 bytes\)") as info:
+        inspect_image(bad)
+    assert info.value.offset == 523

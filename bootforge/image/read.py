@@ -85,6 +85,9 @@ def _gpt(img, lba_size=512):
     raw = img.read(lba_size, lba_size)
     if raw[:8] != gfmt.GPT_SIGNATURE:
         return None, []
+    if len(raw) < 92:       # the smallest header UEFI allows; the file ends inside it
+        raise FormatError(f"GPT header cut short by the end of the file ({len(raw)} of 92 bytes)",
+                          offset=lba_size + len(raw))
     h = gfmt.GptHeader.parse(raw)
     if not 92 <= h.header_size <= lba_size:
         raise FormatError(f"GPT header size {h.header_size} (must be 92..{lba_size})", offset=lba_size + 12)
