@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootforge.errors import FormatError
+from bootforge.formats import grub_core as core_fmt
 from bootforge.formats.multiboot import ELFCLASS32, Elf32Ehdr, Elf32Rel, Elf32Shdr, Elf32Sym
 from bootforge.loader.alloc import align_up
 
@@ -288,8 +289,6 @@ def image_held(names, fmt, *, build=BUILD, read_module=read_installed_module):
     return used, used + holes
 
 
-MODULE_INFO_MAGIC = 0x676D696D      # "mimg": struct grub_module_info32 (include/grub/kernel.h)
-OBJ_TYPE_ELF = 0                    # struct grub_module_header type of a module
 STUB_AT = (2560, 512)               # the decompressor in i386-pc-eltorito.img (cdboot + diskboot) / core.img
 MAX_CORE = 16 << 20                 # no GRUB i386-pc core decompresses to more (it runs below 640 KiB + high)
 
@@ -303,17 +302,18 @@ def core_img_modules(data, path="core.img", directory="/usr/lib/grub/i386-pc"):
     for at in STUB_AT:
         if len(data) < at + stub:
             continue
-        csize = int.from_bytes(data[at + 8:at + 12], "little")
-        usize = int.from_bytes(data[at + 12:at + 16], "little")
+        csize = int.from_bytes(data[at + core_fmt.DECOMPRESSOR_COMPRESSED_SIZE:][:4], "little")
+        usize = int.from_bytes(data[at + core_fmt.DECOMPRESSOR_UNCOMPRESSED_SIZE:][:4], "little")
         if not 0 < usize <= MAX_CORE or at + stub + csize > len(data) + 64:
             continue
         try:
             raw = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA1, "dict_size": 1 << 24,
-                                        "lc": 3, "lp": 0, "pb": 2}]).decompress(data[at + stub:at + stub + csize],
+                                        "lc": core_fmt.LZMA_LC, "lp": core_fmt.LZMA_LP,
+                                        "pb": core_fmt.LZMA_PB}]).decompress(data[at + stub:at + stub + csize],
                                                                                max_length=usize)
         except lzma.LZMAError:
             continue
-        magic = MODULE_INFO_MAGIC.to_bytes(4, "little")
+        magic = core_fmt.MODULE_INFO_MAGIC.to_bytes(4, "little")
         i = raw.find(magic)
         while i >= 0:
             off = int.from_bytes(raw[i + 4:i + 8], "little")
@@ -324,7 +324,7 @@ def core_img_modules(data, path="core.img", directory="/usr/lib/grub/i386-pc"):
                     kind, n = int.from_bytes(raw[p:p + 4], "little"), int.from_bytes(raw[p + 4:p + 8], "little")
                     if n < 8:
                         break
-                    if kind == OBJ_TYPE_ELF:
+                    if kind == core_fmt.GrubObjectType.ELF:
                         out.append(raw[p + 8:p + n])
                     p += n
                 return out
