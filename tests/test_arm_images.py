@@ -330,3 +330,12 @@ def test_uimage_named_as_dt_kernel_gets_its_uimage_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["header"]["name"] == "stand-in" and doc["payload"]["kind"] == "arm64-image"
+
+
+def test_uboot_format_of_a_file_without_the_version_string_is_one_line(tmp_path):
+    """`inspect --format u-boot` of a file with no "U-Boot 20yy.mm (date)" string (the fuzz
+    harness inspect-rest's input, 5 bytes "hello"): one line, not AttributeError escaping."""
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"hello")
+    assert_one_line_error(run_bootforge("inspect", "--format", "u-boot", junk), "junk.bin", "offset 0x0",
+                          "no U-Boot version string")

@@ -4,7 +4,7 @@ a real compressed option ROM is named, decoded with the right variant and its co
 import json
 import struct
 
-from conftest import REPO, require, run_bootforge
+from conftest import REPO, assert_one_line_error, require, run_bootforge
 
 E1000 = "/usr/lib/ipxe/qemu/efi-e1000.rom"
 
@@ -48,3 +48,12 @@ def test_header_that_lies_is_not_taken_for_a_stream(tmp_path):
     junk.write_bytes(struct.pack("<II", 10_000, 20) + bytes(100))     # size past the end
     proc = run_bootforge("inspect", junk)
     assert proc.returncode == 2 and "not a format bootforge knows" in proc.stderr
+
+
+def test_named_format_of_a_file_shorter_than_the_header_is_one_line(tmp_path):
+    """`inspect --format efi-compressed` of 5 bytes (the fuzz harness inspect-rest's input): one
+    line at the file's end, not struct.error escaping from the header read."""
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"hello")
+    assert_one_line_error(run_bootforge("inspect", "--format", "efi-compressed", short), "short.bin", "offset 0x5",
+                          "header has 8")

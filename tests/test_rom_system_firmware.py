@@ -6,7 +6,7 @@ import struct
 import subprocess
 import uuid
 
-from conftest import require, run_bootforge
+from conftest import assert_one_line_error, require, run_bootforge
 
 SEABIOS = "/usr/share/seabios/bios.bin"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -84,3 +84,20 @@ def test_a_volume_that_lies_about_its_length_is_a_problem(tmp_path):
     bad.write_bytes(data)
     proc = run_bootforge("inspect", bad)
     assert proc.returncode == 1 and "firmware volume at 0x0: FvLength 0x10000000000 runs past the end" in proc.stdout
+
+
+def test_a_reset_vector_with_a_date_that_is_not_digits_is_one_line(tmp_path):
+    """A 64 KiB file ending in a far jump and "\\xff\\xff/\\xff\\xff/\\xff\\xff" where the BIOS date is
+    (two slashes: inspect's detection claims it) and `--format legacy-bios` of 5 bytes (inputs the
+    fuzz harness inspect-rest makes): one line naming the reset vector's offset, where
+    UnicodeDecodeError and IndexError escaped before. The real bios.bin still reads (above)."""
+    data = bytearray(0x10000)
+    data[-16] = 0xEA
+    data[-11:-3] = b"\xff\xff/\xff\xff/\xff\xff"
+    bad = tmp_path / "bad-date.bin"
+    bad.write_bytes(data)
+    assert_one_line_error(run_bootforge("inspect", bad), "bad-date.bin", "offset 0xfff0", "not a legacy BIOS image")
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"hello")
+    assert_one_line_error(run_bootforge("inspect", "--format", "legacy-bios", short), "short.bin", "offset 0x0",
+                          "not a legacy BIOS image")

@@ -55,6 +55,9 @@ class CompressedStreamReport(Report):
 
 def inspect_stream(path, data, sniff_contents):
     """The report of a compressed stream; *sniff_contents(bytes)* names the decoded format."""
+    if len(data) < HEADER_SIZE:     # `--format efi-compressed` takes a file looks_like_stream would not
+        raise FormatError(f"{len(data)} bytes: a UEFI compressed stream's header has {HEADER_SIZE}",
+                          path=path, offset=len(data))
     compressed, original = struct.unpack_from("<II", data)
     report = CompressedStreamReport(path, "efi-compressed", compressed_size=compressed, original_size=original)
     for name in ("efi", "tiano"):

@@ -254,6 +254,9 @@ def inspect_uboot(path, data):
     for, arm64's start.S words (arch/arm/cpu/armv8/start.S: b reset, _TEXT_BASE, _end_ofs,
     _bss_start_ofs, _bss_end_ofs) and how QEMU's virt machines start it."""
     m = UBOOT_VERSION.search(data[:8 << 20])
+    if m is None:       # `inspect --format u-boot` of another file: the detection's test, failed
+        raise FormatError("no U-Boot version string (\"U-Boot 20yy.mm (date)\") in the first 8 MiB",
+                          path=path, offset=0)
     first = int.from_bytes(data[:4], "little")
     doc = {"version": m.group(1).decode("latin-1"), "built": m.group(2).decode("latin-1"), "size": len(data)}
     if first & ARM64_BRANCH_MASK == ARM64_BRANCH and len(data) >= 40:

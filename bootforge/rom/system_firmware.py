@@ -119,6 +119,13 @@ def _seabios_version(data):
 
 
 def inspect_legacy_bios(path, data):
+    if not is_legacy_bios(data):
+        # inspect.py's detection only counts the date's slashes, and `--format legacy-bios` takes
+        # any file: the date must be digits (it is printed as ASCII) and the tail must be there.
+        raise FormatError(f"not a legacy BIOS image ({len(data)} bytes; the last 16 bytes "
+                          f"{data[-RESET_VECTOR:].hex(' ') or 'absent'}: a whole number of 64 KiB blocks up to "
+                          "16 MiB ending in a far jump (0xea) and a mm/dd/yy BIOS date is one)",
+                          path=path, offset=max(0, len(data) - RESET_VECTOR))
     version = _seabios_version(data) if b"SeaBIOS" in data else None
     tail = data[-RESET_VECTOR:]
     tables = [{"signature": sig.decode(), "what": what, "offset": data.find(sig)}
