@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require, run_bootforge, unavailable
+from conftest import REPO, assert_one_line_error, require, run_bootforge, unavailable
 from test_uki_build import KERNEL, write_recipe
 from test_uki_qemu import esp_image
 
@@ -271,3 +271,18 @@ def test_pcrsig_is_systemd_measure_signs(tmp_path):
     p = predicted(signed)
     assert p["pcr11_events"][-2:] == [".pcrpkey name", ".pcrpkey contents"]
     assert p["11"]["sha256"] != predicted(uki)["11"]["sha256"]
+
+
+def test_a_section_whose_virtual_size_runs_far_past_its_data_is_one_line(tmp_path):
+    """The recorded-boot UKI with .cmdline's VirtualSize set to 0x7fffffff: `inspect --pcrs` built
+    and hashed 2 GiB of zeros per bank (2.1 GB and 8 s observed with a UKI's .osrel; 0xffffffff is
+    4 GiB). Now one line naming the section header's VirtualSize field; the real UKI's prediction
+    is the tests above."""
+    from bootforge.pe.image import read_pe
+    data = bytearray(tpm_uki(tmp_path).read_bytes())
+    cmdline = read_pe(bytes(data)).section(".cmdline")
+    struct.pack_into("<I", data, cmdline.header_offset + 8, 0x7FFFFFFF)
+    bad = tmp_path / "big-cmdline.efi"
+    bad.write_bytes(data)
+    assert_one_line_error(run_bootforge("inspect", "--pcrs", bad), "big-cmdline.efi",
+                          f"offset {cmdline.header_offset + 8:#x}", "section .cmdline: VirtualSize 0x7fffffff")
