@@ -134,3 +134,21 @@ def test_memtest_pe32_bzimage_is_read_not_failed():
     v = {v["subject"]: v for v in doc["verdicts"]}
     assert not v["uefi"]["ok"] and not v["qemu-kernel-ovmf"]["ok"] and v["qemu-kernel"]["ok"]
     assert doc["linux"]["kernel_version"].startswith("Memtest86+")
+
+
+def test_a_kernel_version_string_of_spaces_has_no_uname(tmp_path):
+    """The test UKI with its .linux's version string (setup header kernel_version + 0x200) made
+    all spaces: `inspect` reported an IndexError from uname (found by the pcrs fuzz harness);
+    now the UKI is inspected with no uname."""
+    require(KERNEL)
+    from bootforge.pe.image import read_pe
+    uki = bootforge_uki(tmp_path)
+    data = bytearray(uki.read_bytes())
+    linux = read_pe(bytes(data)).section(".linux").raw_offset
+    at = linux + struct.unpack_from("<H", data, linux + 0x20E)[0] + 0x200
+    end = data.index(b"\0", at)
+    data[at:end] = b" " * (end - at)
+    blank = tmp_path / "blank-version.efi"
+    blank.write_bytes(data)
+    doc = inspect_json(blank)
+    assert doc["linux"]["kernel_version"] == " " * (end - at) and doc["linux"]["uname"] is None

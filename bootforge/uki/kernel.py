@@ -28,7 +28,8 @@ class BzImage:
     def uname(self):
         """The release as `uname -r` prints it: the version string's first word
         (what ukify scrapes for .uname: Uname.scrape_x86)."""
-        return self.version_string.split()[0] if self.version_string else None
+        words = (self.version_string or "").split()     # blank (spaces only) in a crafted kernel
+        return words[0] if words else None
 
     @property
     def setup_sects(self):
