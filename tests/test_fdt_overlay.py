@@ -138,3 +138,22 @@ def test_not_a_blob_is_one_line(tmp_path):
     proc = run_bootforge("fdt", "apply", base, junk, "-o", tmp_path / "out.dtb")
     assert_one_line_error(proc, "junk.dtbo")
     assert not (tmp_path / "out.dtb").exists()
+
+
+def test_a_fixup_past_its_property_ends_in_fdtoverlays_words(tmp_path):
+    """A __fixups__ entry whose offset (8) is past its 4-byte target property (the fdt-overlay
+    fuzz harness's hang): libfdt's in-place write says NOSPACE, so fdtoverlay grows its buffer
+    by 64 KiB and retries until fdt_open_into's int size goes negative (seconds); bootforge
+    answers with those words at once instead of replaying the loop (it had hung)."""
+    base = dtc_blob(tmp_path, "base", BASE, "-@")
+    overlay = dtc_blob(tmp_path, "ov", "/dts-v1/;\n/plugin/;\n&uart { x; };\n")
+    data = overlay.read_bytes()
+    assert data.count(b"/fragment@0:target:0\0") == 1
+    overlay.write_bytes(data.replace(b"/fragment@0:target:0\0", b"/fragment@0:target:8\0"))
+    proc, _ = fdtoverlay(tmp_path, base, [overlay])
+    assert proc.returncode != 0
+    words = proc.stderr.strip().splitlines()[0]
+    assert words == "Failed to make temporary copy: FDT_ERR_NOSPACE"
+    out = tmp_path / "mine.dtb"
+    assert_one_line_error(run_bootforge("fdt", "apply", base, overlay, "-o", out), words, "no buffer size fixes")
+    assert not out.exists()

@@ -43,15 +43,18 @@ _U32 = struct.Struct(">I")
 _RESERVE_SIZE = struct.calcsize(FDT_RESERVE_ENTRY_STRUCT)
 # fdtoverlay grows its buffer by this much and starts again when libfdt runs out of space.
 _BUF_INCREMENT = 65536
+_INT_MAX = 0x7FFFFFFF        # fdt_open_into's bufsize is an int
 # Offsets of the header fields (libfdt fdt.h).
 _TOTALSIZE, _OFF_STRUCT, _OFF_STRINGS, _OFF_RSV, _VERSION, _LAST_COMP, _BOOT, _SIZE_STRINGS, _SIZE_STRUCT = (
     4, 8, 12, 16, 20, 24, 28, 32, 36)
 
 
 class FdtErr(Exception):
-    def __init__(self, code):
+    def __init__(self, code, buffer_bound=True):
         super().__init__(ERR_NAMES.get(code, f"FDT_ERR_{code}"))
         self.code = code
+        # NOSPACE from an in-place write past a property's end: no bigger buffer fixes it.
+        self.buffer_bound = buffer_bound
 
 
 def _align(n):
@@ -282,7 +285,7 @@ class Blob:
         if off is None:
             raise FdtErr(NOTFOUND)
         if idx + len(value) > len(old):
-            raise FdtErr(NOSPACE)
+            raise FdtErr(NOSPACE, buffer_bound=False)
         start = self.h(_OFF_STRUCT) + off + 12 + idx
         self.buf[start:start + len(value)] = value
 
@@ -547,9 +550,16 @@ def apply_overlays(base, overlays, base_name="base"):
                 fdt = _apply_one(current, data, bufsize)
                 break
             except FdtErr as exc:
-                if exc.code == NOSPACE:
+                if exc.code == NOSPACE and exc.buffer_bound and bufsize + _BUF_INCREMENT <= _INT_MAX:
                     bufsize += _BUF_INCREMENT
                     continue
+                if exc.code == NOSPACE:
+                    # fdtoverlay grows its buffer until fdt_open_into's int size goes negative and says
+                    # this (dtc 1.6.1, observed: 5.6 s on an overlay whose __fixups__ offset points past
+                    # the property); the loop is not replayed.
+                    raise FormatError(f"Failed to make temporary copy: {exc} (applying '{name}': "
+                                      + ("a write past the end of a property, which no buffer size fixes)"
+                                         if not exc.buffer_bound else "no buffer under 2 GiB holds the result)"))
                 raise FormatError(f"Failed to apply '{name}': {exc}") from None
         current = bytes(fdt.buf[:fdt.h(_TOTALSIZE)])
     out = Blob(current)
