@@ -40,6 +40,9 @@ def _bootforge_images(d):
     kernel.parent.mkdir(parents=True, exist_ok=True)
     _run([py, "-m", "bootforge", "build", str(REPO / "recipes" / "kernel-mbdump-mb2.toml"), "-o", str(kernel)],
          cwd=REPO)
+    # Syslinux's mboot.c32 starts Multiboot1 kernels only: its image gets the MB1 build.
+    _run([py, "-m", "bootforge", "build", str(REPO / "recipes" / "kernel-mbdump-mb1.toml"), "-o",
+          str(kernel.with_name("kernel-mb1"))], cwd=REPO)
     (d / "iso" / "boot" / "initrd").write_bytes(b"initrd " * 300)
     out = []
     for name, fmt, loader, firmware in (("bf-grub.iso", "iso", "grub", '"bios", "uefi"'),
@@ -51,7 +54,7 @@ def _bootforge_images(d):
             '[[image.entries]]\ntitle = "seed"\nkernel = "iso/boot/kernel"\nloader_path = "/boot/kernel"\n'
             'protocol = "multiboot2"\ncmdline = "a=b"\n' if loader == "grub" else
             f'[image]\nformat = "{fmt}"\nloader = "{loader}"\nfirmware = [{firmware}]\noutput = "{name}"\n'
-            '[[image.entries]]\ntitle = "seed"\nkernel = "iso/boot/kernel"\nloader_path = "/boot/kernel"\n'
+            '[[image.entries]]\ntitle = "seed"\nkernel = "iso/boot/kernel-mb1"\nloader_path = "/boot/kernel"\n'
             'protocol = "multiboot1"\ncmdline = "a=b"\n')
         with open(recipe, "a") as f:
             f.write('[[image.entries.modules]]\npath = "iso/boot/initrd"\nloader_path = "/boot/initrd"\n'
