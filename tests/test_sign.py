@@ -310,3 +310,18 @@ def test_image_recipe_signs_its_efi_binary(tmp_path):
     unsigned = esp_file(image_recipe(tmp_path / "u", signed=False), "/EFI/BOOT/BOOTX64.EFI", tmp_path / "u.efi")
     assert _sign(unsigned, tmp_path / "by-command.efi").returncode == 0
     assert signed.read_bytes() == (tmp_path / "by-command.efi").read_bytes()
+
+
+def test_headers_that_end_before_the_section_table_are_one_line(tmp_path):
+    """systemd's stub with SizeOfHeaders 0 (the sign fuzz harness's input had it): struct.error
+    escaped from writing the zeroed CheckSum into headers that hold nothing; now one line naming
+    the field, nothing written."""
+    require(STUB)
+    data = bytearray(Path(STUB).read_bytes())
+    at = int.from_bytes(data[0x3C:0x40], "little") + 24 + 60       # optional header's SizeOfHeaders
+    data[at:at + 4] = bytes(4)
+    bad = tmp_path / "no-headers.efi"
+    bad.write_bytes(data)
+    out = tmp_path / "out.efi"
+    assert_one_line_error(_sign(bad, out), "no-headers.efi", f"offset {at:#x}", "SizeOfHeaders 0x0 ends before")
+    assert not out.exists()

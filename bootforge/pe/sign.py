@@ -394,13 +394,22 @@ def _prepare_image(data, path, word_sum):
         if old.table_problem:
             raise SignError(f"the existing certificate table is corrupt: {old.table_problem}", path=path,
                             offset=security_directory(img)[0])
+    sec, cks = img.directory_offset(fmt.DIR_SECURITY), img.checksum_offset
+    if img.size_of_headers < img.section_table_end:
+        # The Authenticode hash starts with the headers, CheckSum and the table entry left out: headers
+        # that end before the section table do not hold them (the sign fuzz harness's input had 0).
+        raise SignError(f"SizeOfHeaders {img.size_of_headers:#x} ends before the section table (which ends at "
+                        f"{img.section_table_end:#x}): the headers a signature hashes are not all there",
+                        path=path, offset=cks - 4)
+    if length < img.section_table_end:
+        raise SignError(f"the certificate table starts at {length:#x}, inside the headers (the section table ends "
+                        f"at {img.section_table_end:#x})", path=path, offset=sec)
     view = memoryview(data)
     pad = bytes(-length % CERT_ALIGNMENT)
     # The headers as they will be written: CheckSum and the certificate table entry zero while
     # hashing (both are outside the hash) and summing.
     head_end = min(img.size_of_headers, length)
     head = bytearray(view[:head_end])
-    sec, cks = img.directory_offset(fmt.DIR_SECURITY), img.checksum_offset
     struct.pack_into("<II", head, sec, 0, 0)
     struct.pack_into("<I", head, cks, 0)
     body = [head, view[head_end:length], pad]
