@@ -10,12 +10,10 @@ to the bytes kept), a small initrd, an os-release, a command line and a uname, a
 signed by `bootforge sign` with Debian's snakeoil key (snakeoil OVMF's db allows it), each with
 every policy."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 from common import WORK, attempt, instrumented, main
-from seeds_kernels import cut_pe
+from seeds_kernels import small_ukis
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.inspect import inspect_data
@@ -26,40 +24,12 @@ with instrumented(exclude=["bootforge.compress"]):
 FAMILY = "pcrs"
 VARS = (None, "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd",
         "/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
-SNAKEOIL_KEY = "/usr/share/ovmf/PkKek-1-snakeoil.key"
-SNAKEOIL_CERT = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
-HEAD = 256 << 10
 POLICIES = [policy_from_varstore(Path(v).read_bytes(), v) if v and Path(v).exists() else None for v in VARS]
 
 
-def _ukis():
-    d = WORK / "pcrs-seeds"
-    d.mkdir(parents=True, exist_ok=True)
-    kernels = sorted(Path("/boot").glob("vmlinuz-*"))
-    small, signed = d / "small.efi", d / "signed.efi"
-    try:
-        if not small.exists() and kernels:
-            with open(kernels[-1], "rb") as f:
-                (d / "head.bzImage").write_bytes(cut_pe(f.read(HEAD)))
-            (d / "initrd.img").write_bytes(b"070701" + b"0" * 2000)
-            (d / "os-release").write_text('ID=debian\nVERSION_ID="12"\n')
-            (d / "uki.toml").write_text('[uki]\nkernel = "head.bzImage"\ninitrd = ["initrd.img"]\n'
-                                        'cmdline = "console=ttyS0 quiet"\nos_release = "os-release"\n'
-                                        f'uname = "{kernels[-1].name[len("vmlinuz-"):]}"\noutput = "small.efi"\n')
-            subprocess.run([sys.executable, "-m", "bootforge", "build", "uki.toml"], cwd=d, check=True,
-                           capture_output=True)
-        if small.exists() and not signed.exists() and Path(SNAKEOIL_KEY).exists():
-            (d / "snakeoil.pass").write_text("snakeoil\n")
-            subprocess.run([sys.executable, "-m", "bootforge", "sign", str(small), "--key", SNAKEOIL_KEY, "--cert",
-                            SNAKEOIL_CERT, "--key-passphrase-file", str(d / "snakeoil.pass"), "-o", str(signed)],
-                           check=True, capture_output=True)
-    except subprocess.CalledProcessError as exc:
-        print(f"fuzz seeds: UKI: {exc.stderr.decode(errors='replace')[-200:]}", file=sys.stderr)
-    return [(p.name, p.read_bytes()) for p in (small, signed) if p.exists()]
-
-
 def seeds():
-    return [(f"{name}.{k}", bytes([k]) + data) for name, data in _ukis() for k in range(len(VARS))]
+    return [(f"{name}.{k}", bytes([k]) + data) for name, data in small_ukis(WORK / "pcrs-seeds")
+            for k in range(len(VARS))]
 
 
 def target(data):

@@ -27,12 +27,12 @@ FAMILIES = {"rom": "fuzz_rom.py", "mbdump": "fuzz_mbdump.py", "multiboot": "fuzz
             "signatures": "fuzz_signatures.py", "varstore": "fuzz_varstore.py", "grub-core": "fuzz_grub_core.py",
             "fdt-overlay": "fuzz_fdt_overlay.py", "inspect-rest": "fuzz_inspect_rest.py",
             "load-kernel": "fuzz_load_kernel.py", "pcrs": "fuzz_pcrs.py",
-            "load-image": "fuzz_load_image.py"}
+            "load-image": "fuzz_load_image.py", "sign": "fuzz_sign.py"}
 MAX_LEN = {"rom": 262144, "multiboot": 400000, "fdt": 262144, "efi-compress": 16384, "images": 1 << 20,
            "pe": 1 << 20, "configs": 65536, "dts": 65536, "fit": 65536, "signatures": 65536, "varstore": 1 << 20,
            "grub-core": 1 << 19, "fdt-overlay": 65536, "inspect-rest": 1 << 20,
            "load-kernel": 1 << 19, "pcrs": 1 << 19,
-           "load-image": 1 << 22}
+           "load-image": 1 << 22, "sign": 1 << 20}
 
 
 def children_cpu():
