@@ -34,7 +34,7 @@ with instrumented(exclude=["bootforge.compress"]):
 
 FAMILY = "load-image"
 SCRATCH = f"/dev/shm/bootforge-fuzz-load-image-{os.getpid()}.img"
-MAX_SEED = 4 << 20
+MAX_SEED = 4 << 20             # run.py gives the family max_len 4 MiB + 512 (the first byte, rounded)
 # Where the tests find a Limine binary release (tests/conftest.py); bootforge reads only the variable.
 ENV = {"BOOTFORGE_LIMINE_DIR": str(REPO.parent / "shared" / "oracles" / "limine-11.4.1"), **os.environ}
 

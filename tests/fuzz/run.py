@@ -32,7 +32,7 @@ MAX_LEN = {"rom": 262144, "multiboot": 400000, "fdt": 262144, "efi-compress": 16
            "pe": 1 << 20, "configs": 65536, "dts": 65536, "fit": 65536, "signatures": 65536, "varstore": 1 << 20,
            "grub-core": 1 << 19, "fdt-overlay": 65536, "inspect-rest": 1 << 20,
            "load-kernel": 1 << 19, "pcrs": 1 << 19,
-           "load-image": 1 << 22, "sign": 1 << 20}
+           "load-image": (4 << 20) + 512, "sign": 1 << 20}
 
 
 def children_cpu():
