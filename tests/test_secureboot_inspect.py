@@ -166,3 +166,29 @@ def test_signed_digest_of_an_algorithm_ovmf_does_not_hash(tmp_path):
     sig = _authenticode(doc)["signatures"][0]
     assert status == 1 and sig["digest_algorithm"] == "sha224"
     assert any("OVMF hashes with SHA-1/256/384/512 only" in p for p in sig["problems"])
+
+
+def _snakeoil_signed_systemd_boot(tmp_path):
+    src = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+    require(str(src))
+    assert _sign(src, tmp_path / "s.efi").returncode == 0
+    return bytearray((tmp_path / "s.efi").read_bytes())
+
+
+def test_a_certificate_that_does_not_parse_is_the_signatures_problem(tmp_path):
+    """Two certificates in the signature that asn1crypto or cryptography refuse only when read
+    (both found by the signatures fuzzer, which escaped as IndexError / InvalidVersion): the
+    signer's X.509 version set to 11, and its subjectPublicKey BIT STRING given length 0. The
+    image is read (exit 1) and the signature's problem says it does not parse."""
+    signed = _snakeoil_signed_systemd_boot(tmp_path)
+    version = signed.index(bytes.fromhex("a003020102"))          # TBSCertificate version [0] v3
+    bad_version = signed[:version + 4] + b"\x0b" + signed[version + 5:]
+    rsa_spki = bytes.fromhex("300d06092a864886f70d0101010500038201")  # rsaEncryption, NULL, BIT STRING
+    key = signed.index(rsa_spki) + len(rsa_spki) - 3               # at the BIT STRING's 03 82 01 0f
+    empty_key = signed[:key + 1] + b"\x00" + signed[key + 2:]
+    for name, data in (("version.efi", bad_version), ("key.efi", empty_key)):
+        (tmp_path / name).write_bytes(data)
+        status, doc = inspect_json(tmp_path / name)
+        sig = _authenticode(doc)["signatures"][0]
+        assert status == 1, (name, doc)
+        assert any(p.startswith("PKCS#7 signature does not parse") for p in sig["problems"]), (name, sig)

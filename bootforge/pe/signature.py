@@ -164,9 +164,12 @@ def read_signature(entry, index, layout, data):
         rep.signature_valid = _verify(signer.public_key(), si["signature"].native, signed_bytes, hash_name)
         if not rep.signature_valid:
             rep.problems.append("the signer's signature does not verify with its certificate's key")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, x509.InvalidVersion) as exc:
         # asn1crypto parses lazily: a malformed inner value surfaces as any of these when read
-        # (an implicitly tagged field holding garbage: AttributeError on 'InstanceOf').
+        # (an implicitly tagged field holding garbage: AttributeError on 'InstanceOf'; a BIT
+        # STRING of length 0: IndexError on its unused-bits byte). cryptography refuses a
+        # certificate whose version is not v1-v3 with its own InvalidVersion (both found by the
+        # signatures fuzzer).
         rep.problems.append(f"PKCS#7 signature does not parse: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
     return rep
 
