@@ -658,3 +658,20 @@ def test_a_gpt_header_cut_short_by_the_end_of_the_file_is_one_line(tmp_path):
     with pytest.raises(FormatError, match=r"GPT header cut short by the end of the file \(11 of 92 bytes\)") as info:
         inspect_image(bad)
     assert info.value.offset == 523
+
+
+def test_an_entry_whose_kernel_path_is_empty_is_one_line(tmp_path):
+    """A Limine ISO whose limine.conf says `path:` with nothing after it (the load-image fuzz
+    harness's input: an AttributeError escaped `load`, reading the kernel None): one line naming the
+    entry and the configuration."""
+    require("cc", str(LIMINE_DIR / "limine.c"))
+    write_tree(tmp_path, "multiboot1")
+    build(tmp_path, recipe_text("iso", "limine", protocol="multiboot1", extra=f'limine_dir = "{LIMINE_DIR}"\n',
+                                output="l.iso"))
+    data = (tmp_path / "l.iso").read_bytes()
+    line = b"path: boot():/boot/kernel.elf"
+    assert data.count(line) == 1
+    bad = tmp_path / "no-path.iso"
+    bad.write_bytes(data.replace(line, b"path:" + b" " * (len(line) - 5)))
+    assert_one_line_error(run_bootforge("load", bad, "--firmware", "uefi"), "no-path.iso",
+                          "in /boot/limine/limine.conf names no kernel file")

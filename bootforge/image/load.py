@@ -254,6 +254,8 @@ def _from_image(path, platform, loader, entry, firmware, base=None):
         _, e = pick_entry(view, entry)
         if e.protocol is None:
             raise RecipeError(f"{path}: entry {e.title!r}: {e.note or 'no multiboot/multiboot2 line: not a Multiboot entry'}")
+        if not e.kernel:        # e.g. limine.conf's `path:` with no value (the load-image fuzz harness's input)
+            raise RecipeError(f"entry {e.title!r} in {view.config_path} names no kernel file", path=path)
         fw = _firmware(firmware, image_firmwares(view), "the image", platform)
         name = loader or policy_for(view.loader, fw, e.protocol, str(path))
         plat = _check_platform(resolve(platform or DEFAULT_PLATFORM[fw], base), fw, "the image")
