@@ -2,7 +2,7 @@
 no file in this directory may be named test_*.py or conftest.py).
 
 A harness module defines
-    FAMILY  -- its name (rom, mbdump, multiboot, memmap, fdt, efi-compress, recipes)
+    FAMILY  -- its name, a key of run.py's FAMILIES
     seeds() -- yields (name, bytes): the real corpus it starts from
     target(data) -- feeds one input to bootforge
 and calls main(). An input "passes" when target() returns or raises a
