@@ -20,6 +20,7 @@ more slowly and prints libFuzzer's closing line ("Done N runs in S second(s)").
 
 import contextlib
 import hashlib
+import io
 import os
 import random
 import signal
@@ -57,6 +58,24 @@ def instrumented(include=("bootforge",), exclude=()):
         yield
         import_all(exclude)
 
+
+
+def run_cli(args):
+    """bootforge's CLI in-process on *args*: exit 0, 1 or 2 is an answer; its output goes into a
+    sink (the commands' output is not what is fuzzed). Any other exit status is a crash.
+    bootforge.cli is imported by then, inside the harness's instrumented() block."""
+    import click
+
+    from bootforge.cli import cli
+    sink = io.TextIOWrapper(io.BytesIO())
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        pass
+    except SystemExit as exc:
+        if exc.code not in (0, 1, 2, None):
+            raise AssertionError(f"exit status {exc.code}") from None
 
 def import_all(exclude=()):
     import importlib

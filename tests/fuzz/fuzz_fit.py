@@ -21,10 +21,8 @@ uImages and FITs real U-Boot booted or refused (tests/data/uboot-bootm-compresse
 gzip'd RISC-V uImage), their data as selector-byte inputs, and small gzip/lzma/lz4 bombs (just
 past 64 MiB of output) made at start."""
 
-import contextlib
 import functools
 import gzip
-import io
 import lzma
 import os
 import resource
@@ -33,12 +31,9 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from common import REPO, WORK, attempt, files, instrumented, main
+from common import REPO, WORK, attempt, files, instrumented, main, run_cli
 
 with instrumented(exclude=["bootforge.compress"]):
-    import click
-
-    from bootforge.cli import cli
     from bootforge.fdtboot import kernels, machines, verdicts
     from bootforge.fdtboot.fit import read_fit
     from bootforge.fdtboot.kernels import read_dt_kernel, read_uimage
@@ -168,24 +163,12 @@ def decode(decoder, body, limit):
         raise AssertionError(f"{decoder.__name__} returned {len(out)} bytes, limit {limit}")
 
 
-def run(args):
-    """The CLI in-process: exit 0, 1 or 2 is an answer (its output into a sink)."""
-    sink = io.TextIOWrapper(io.BytesIO())
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        pass
-    except SystemExit as exc:
-        if exc.code not in (0, 1, 2, None):
-            raise AssertionError(f"exit status {exc.code}") from None
-
 
 def load(data, name):
     SCRATCH.mkdir(parents=True, exist_ok=True)
     path = SCRATCH / name
     path.write_bytes(data)
-    run(["load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm", "--json", str(path)])
+    run_cli(["load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm", "--json", str(path)])
 
 
 def target(data):

@@ -14,22 +14,17 @@ Seeds: images `bootforge build` makes from the kernels of recipes/kernel-mbdump-
 module), a small grub-mkrescue ISO (i386-pc, two menu entries) and Debian's ipxe.iso, each with
 every first byte. The image is written to /dev/shm per input (the readers read a file)."""
 
-import contextlib
 import functools
-import io
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK, files, instrumented, main
+from common import REPO, WORK, files, instrumented, main, run_cli
 from seeds_kernels import built_kernels
 
 with instrumented(exclude=["bootforge.compress"]):
-    import click
-
-    from bootforge.cli import cli
     from bootforge.loader import grub_heap
 
 FAMILY = "load-image"
@@ -116,18 +111,6 @@ def seeds():
     return [(f"{name}.{k}", bytes([k]) + data) for name, data in made if len(data) <= MAX_SEED for k in range(4)]
 
 
-def run(args):
-    """The CLI in-process: exit 0, 1 or 2 is an answer (its output into a sink)."""
-    sink = io.TextIOWrapper(io.BytesIO())
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        pass
-    except SystemExit as exc:
-        if exc.code not in (0, 1, 2, None):
-            raise AssertionError(f"exit status {exc.code}") from None
-
 
 def target(data):
     if not data:
@@ -135,7 +118,7 @@ def target(data):
     with open(SCRATCH, "wb") as f:
         f.write(data[1:])
     try:
-        run(["load", SCRATCH, "--firmware", "uefi" if data[0] & 1 else "bios", *(["--entry", "1"] if data[0] & 2 else []),
+        run_cli(["load", SCRATCH, "--firmware", "uefi" if data[0] & 1 else "bios", *(["--entry", "1"] if data[0] & 2 else []),
              "--json"])
     finally:
         # Per input: atheris.Fuzz() never returns, so main's own unlink below never runs under it.

@@ -13,18 +13,14 @@ kernels from /boot, tests/data's arm64 and RISC-V Images, and the first 256 KiB 
 bzImage with its PE sections cut to the bytes kept (its setup header, EFI stub and the start of
 the payload): each with every pair of its architecture."""
 
-import contextlib
-import io
 import os
 from pathlib import Path
 
-from common import WORK, files, instrumented, main
+from common import WORK, files, instrumented, main, run_cli
 from seeds_kernels import built_kernels, cut_pe
 
 with instrumented(exclude=["bootforge.compress"]):
-    import click
-
-    from bootforge.cli import cli
+    import bootforge.cli  # noqa: F401  (what run_cli drives, imported inside the instrumentation)
 
 FAMILY = "load-kernel"
 X86 = [("qemu-pc-seabios:256M", loader) for loader in (
@@ -58,18 +54,6 @@ def seeds():
     return out
 
 
-def run(args):
-    """The CLI in-process: exit 0, 1 or 2 is an answer (its output into a sink)."""
-    sink = io.TextIOWrapper(io.BytesIO())
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        pass
-    except SystemExit as exc:
-        if exc.code not in (0, 1, 2, None):
-            raise AssertionError(f"exit status {exc.code}") from None
-
 
 def target(data):
     if not data:
@@ -81,7 +65,7 @@ def target(data):
     if not initrd.exists():
         initrd.write_bytes(b"initrd " * 64)
     try:
-        run(["load", str(kernel), "--platform", platform, "--loader", loader, "--cmdline", "console=ttyS0 a=b",
+        run_cli(["load", str(kernel), "--platform", platform, "--loader", loader, "--cmdline", "console=ttyS0 a=b",
              "--module", f"{initrd}=initrd", "--json"])
     finally:
         # Per input: atheris.Fuzz() never returns, so main's clean-up below never runs under it.

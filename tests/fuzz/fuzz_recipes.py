@@ -5,17 +5,13 @@ The input is the recipe text; it sits in a scratch copy of recipes/ (with ../bui
 and platforms/ linked) so the shipped recipes' relative paths resolve. Outputs go
 to a scratch directory. Seeds: recipes/*.toml."""
 
-import contextlib
-import io
 import os
 from pathlib import Path
 
-from common import REPO, WORK, files, instrumented, main
+from common import REPO, WORK, files, instrumented, main, run_cli
 
 with instrumented(exclude=["bootforge.compress"]):
-    import click
-
-    from bootforge.cli import cli
+    import bootforge.cli  # noqa: F401  (what run_cli drives, imported inside the instrumentation)
 
 FAMILY = "recipes"
 SCRATCH = WORK / "recipes-scratch"
@@ -38,27 +34,15 @@ def seeds():
     return files("recipes/*.toml")
 
 
-def run(args):
-    # The commands' own output is not what is fuzzed: into a sink (text and bytes).
-    sink = io.TextIOWrapper(io.BytesIO())
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            cli.main(args=args, prog_name="bootforge", standalone_mode=False)
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        pass
-    except SystemExit as exc:
-        if exc.code not in (0, 1, 2, None):
-            raise AssertionError(f"exit status {exc.code}") from None
-
 
 def target(data):
     RECIPE.write_bytes(data)
     text = data.decode("utf-8", "replace")
     out = SCRATCH / "out" / "x.bin"
     if "[load]" in text or "load" in text[:64]:
-        run(["load", str(RECIPE), "--json"])
+        run_cli(["load", str(RECIPE), "--json"])
     else:
-        run(["build", str(RECIPE), "-o", str(out), "--json"])
+        run_cli(["build", str(RECIPE), "-o", str(out), "--json"])
 
 
 if __name__ == "__main__":
