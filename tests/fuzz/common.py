@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -58,6 +59,31 @@ def instrumented(include=("bootforge",), exclude=()):
         yield
         import_all(exclude)
 
+
+
+def scratch_path(name, suffix=""):
+    """/dev/shm/bootforge-fuzz-<name>-<pid><suffix>: a harness's per-process scratch file or
+    directory. Those of processes that are gone are removed first: atheris.Fuzz() never returns,
+    so a harness cannot clean up when libFuzzer ends it (a load-kernel start left its initrd)."""
+    for old in Path("/dev/shm").glob(f"bootforge-fuzz-{name}-*{suffix}"):
+        pid = old.name[len(f"bootforge-fuzz-{name}-"):len(old.name) - len(suffix)]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return Path("/dev/shm") / f"bootforge-fuzz-{name}-{os.getpid()}{suffix}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_cli(args):

@@ -8,17 +8,14 @@ Seeds: the configurations in bootforge's own images and recipes' trees (tests/da
 grub-mkrescue's and Debian's (iPXE, Syslinux) files, Limine's example, and the
 configurations bootforge writes for every loader."""
 
-import os
-from pathlib import Path
-
-from common import attempt, files, instrumented, main
+from common import attempt, files, instrumented, main, scratch_path
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.bootloaders import grub, limine, syslinux
     from bootforge.loader import recipe as load_recipe
 
 FAMILY = "configs"
-SCRATCH = Path(f"/dev/shm/bootforge-fuzz-configs-{os.getpid()}")
+SCRATCH = scratch_path("configs")
 DIALECTS = ("grub", "syslinux", "limine")
 
 

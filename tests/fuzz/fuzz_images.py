@@ -9,7 +9,7 @@ their first MiB. The image readers read by offset from a file: each input is wri
 
 import os
 
-from common import attempt, instrumented, main
+from common import attempt, instrumented, main, scratch_path
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.image.fat import FatVolume
@@ -17,7 +17,7 @@ with instrumented(exclude=["bootforge.compress"]):
     from bootforge.image.iso import IsoVolume
 
 FAMILY = "images"
-SCRATCH = f"/dev/shm/bootforge-fuzz-images-{os.getpid()}.img"
+SCRATCH = str(scratch_path("images", ".img"))
 
 
 def seeds():

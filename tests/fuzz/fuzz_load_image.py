@@ -21,14 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK, files, instrumented, main, run_cli
+from common import REPO, WORK, files, instrumented, main, run_cli, scratch_path
 from seeds_kernels import built_kernels
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.loader import grub_heap
 
 FAMILY = "load-image"
-SCRATCH = f"/dev/shm/bootforge-fuzz-load-image-{os.getpid()}.img"
+SCRATCH = str(scratch_path("load-image", ".img"))
 MAX_SEED = 4 << 20             # run.py gives the family max_len 4 MiB + 512 (the first byte, rounded)
 # Where the tests find a Limine binary release (tests/conftest.py); bootforge reads only the variable.
 ENV = {"BOOTFORGE_LIMINE_DIR": str(REPO.parent / "shared" / "oracles" / "limine-11.4.1"), **os.environ}
@@ -119,7 +119,7 @@ def target(data):
         f.write(data[1:])
     try:
         run_cli(["load", SCRATCH, "--firmware", "uefi" if data[0] & 1 else "bios", *(["--entry", "1"] if data[0] & 2 else []),
-             "--json"])
+                "--json"])
     finally:
         # Per input: atheris.Fuzz() never returns, so main's own unlink below never runs under it.
         os.unlink(SCRATCH)

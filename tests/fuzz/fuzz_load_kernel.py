@@ -13,10 +13,9 @@ kernels from /boot, tests/data's arm64 and RISC-V Images, and the first 256 KiB 
 bzImage with its PE sections cut to the bytes kept (its setup header, EFI stub and the start of
 the payload): each with every pair of its architecture."""
 
-import os
 from pathlib import Path
 
-from common import WORK, files, instrumented, main, run_cli
+from common import WORK, files, instrumented, main, run_cli, scratch_path
 from seeds_kernels import built_kernels, cut_pe
 
 with instrumented(exclude=["bootforge.compress"]):
@@ -33,7 +32,7 @@ ARM = [("qemu-virt-aarch64:512M", "uboot-booti"), ("qemu-virt-aarch64:512M", "li
        ("qemu-virt-arm:512M", "qemu-arm-kernel"), ("qemu-virt-riscv64:512M", "qemu-riscv-kernel"),
        ("qemu-virt-riscv64:512M", "uboot-booti")]
 PAIRS = X86 + ARM
-SCRATCH = Path(f"/dev/shm/bootforge-fuzz-load-{os.getpid()}")
+SCRATCH = scratch_path("load")
 KERNEL_HEAD = 256 << 10
 
 
@@ -66,7 +65,7 @@ def target(data):
         initrd.write_bytes(b"initrd " * 64)
     try:
         run_cli(["load", str(kernel), "--platform", platform, "--loader", loader, "--cmdline", "console=ttyS0 a=b",
-             "--module", f"{initrd}=initrd", "--json"])
+                "--module", f"{initrd}=initrd", "--json"])
     finally:
         # Per input: atheris.Fuzz() never returns, so main's clean-up below never runs under it.
         kernel.unlink(missing_ok=True)
