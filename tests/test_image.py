@@ -470,7 +470,9 @@ def test_two_entries_one_image_load_picks_by_index_or_title(tmp_path):
     efi = json.loads(run_bootforge("load", tmp_path / "os.iso", "--entry", "old", "--firmware", "uefi", "--json",
                                    check=0).stdout)
     assert efi["loader"] == "grub-efi-mb1" and efi["mbi"]["cmdline"].endswith("one")
-    assert_one_line_error(run_bootforge("load", tmp_path / "os.iso", "--entry", "nope"), "no entry 'nope'")
+    nope = run_bootforge("load", tmp_path / "os.iso", "--entry", "nope")
+    assert_one_line_error(nope, f"{tmp_path / 'os.iso'}: no entry 'nope'")
+    assert nope.stderr.count(str(tmp_path / "os.iso")) == 1, nope.stderr
 
 
 @pytest.mark.parametrize("capture", ["image-grub-iso-seabios-cdrom", "image-grub-iso-ovmf-cdrom",
@@ -675,3 +677,32 @@ def test_an_entry_whose_kernel_path_is_empty_is_one_line(tmp_path):
     bad.write_bytes(data.replace(line, b"path:" + b" " * (len(line) - 5)))
     assert_one_line_error(run_bootforge("load", bad, "--firmware", "uefi"), "no-path.iso",
                           "in /boot/limine/limine.conf names no kernel file")
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    (72, 1 << 62, "GPT backup header's entry array at LBA 4611686018427387904 (128 entries of 128 bytes) runs "
+                  "past the end of the image"),
+    (84, 1 << 31, "GPT backup header's entry array at LBA 8159 (128 entries of 2147483648 bytes) runs past the "
+                  "end of the image"),
+])
+def test_a_backup_header_pointing_its_entries_outside_the_disk_is_a_defect(grub_images, tmp_path, field, value,
+                                                                           problem):
+    """The backup GPT header at the last LBA, CRC made good, with PartitionEntryLBA 2^62 (found by the
+    load-image fuzzer: the read's offset overflowed a C long) or an entry size of 2 GiB (which would
+    have sized the read): inspect reports the backup's defect, exit 1, and load still reads the disk
+    through the primary."""
+    import zlib
+    bad = tmp_path / "backup.img"
+    data = bytearray(grub_images["disk"].read_bytes())
+    at = len(data) - 512
+    assert data[at:at + 8] == b"EFI PART"
+    struct.pack_into("<Q" if field == 72 else "<I", data, at + field, value)
+    struct.pack_into("<I", data, at + 16, 0)
+    struct.pack_into("<I", data, at + 16, zlib.crc32(data[at:at + 92]))
+    bad.write_bytes(data)
+    proc = run_bootforge("inspect", bad, "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert problem in proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["gpt"]["backup"]["header_crc_ok"] and not doc["gpt"]["backup"]["entries_crc_ok"]
+    assert run_bootforge("load", bad, "--firmware", "uefi").returncode == 0

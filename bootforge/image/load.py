@@ -118,6 +118,8 @@ def built_image(path, platform=None, loader=None, entry=None, firmware=None):
         if image is not None and isinstance(exc.message, str):
             # The private image is gone when the line is read: it is the recipe's image.
             exc.message = exc.message.replace(f"{image}: ", "its image: ").replace(str(image), "its image")
+            if exc.path is not None and str(exc.path) == str(image):
+                exc.path, exc.message = None, f"its image: {exc.message}"
         raise exc.located(path=path)
     return req, image
 

@@ -79,6 +79,18 @@ def boot_code_identity(code):
     return None if not code.strip(b"\0") else "unknown"
 
 
+def _entry_array_problem(h, image_size, lba_size):
+    """What is wrong with where header *h* says its entry array is, and the offset in the header of
+    the field that says so; None when the array is whole inside the image."""
+    if h.entry_size < 128 or h.entry_size % 8 or h.num_entries > gfmt.GPT_MAX_ENTRIES:
+        return (f"entry array of {h.num_entries} entries of {h.entry_size} bytes (bootforge reads entries of "
+                f"128 bytes or a larger multiple of 8, at most {gfmt.GPT_MAX_ENTRIES} of them)"), 80
+    if h.entries_lba * lba_size + h.num_entries * h.entry_size > image_size:
+        return (f"entry array at LBA {h.entries_lba} ({h.num_entries} entries of {h.entry_size} bytes) runs "
+                f"past the end of the image"), 72
+    return None
+
+
 def _gpt(img, lba_size=512):
     """Primary and backup GPT: header facts, entries, CRC problems."""
     problems = []
@@ -97,12 +109,10 @@ def _gpt(img, lba_size=512):
     if not header_ok:
         problems.append(f"GPT header CRC32 {h.header_crc32:#010x} does not match its contents "
                         f"({zlib.crc32(check):#010x})")
-    if h.entry_size < 128 or h.entry_size % 8 or h.num_entries > gfmt.GPT_MAX_ENTRIES:
-        raise FormatError(f"GPT has {h.num_entries} entries of {h.entry_size} bytes", offset=lba_size + 80)
+    bad_array = _entry_array_problem(h, img.size, lba_size)
+    if bad_array:
+        raise FormatError(f"GPT {bad_array[0]}", offset=lba_size + bad_array[1])
     array_bytes = h.num_entries * h.entry_size
-    if h.entries_lba * lba_size + array_bytes > img.size:
-        raise FormatError(f"GPT entry array at LBA {h.entries_lba} runs past the end of the image",
-                          offset=lba_size + 72)
     arr = img.read(h.entries_lba * lba_size, array_bytes)
     entries_ok = zlib.crc32(arr) == h.entries_crc32
     if not entries_ok:
@@ -144,16 +154,23 @@ def _gpt(img, lba_size=512):
             b = gfmt.GptHeader.parse(braw)
             bcheck = bytearray(braw[:b.header_size if 92 <= b.header_size <= lba_size else 92])
             struct.pack_into("<I", bcheck, 16, 0)
-            barr = img.read(b.entries_lba * lba_size, min(b.num_entries, gfmt.GPT_MAX_ENTRIES) * b.entry_size)
-            backup.update(present=True, header_crc_ok=zlib.crc32(bcheck) == b.header_crc32,
-                          entries_lba=b.entries_lba, entries_crc_ok=zlib.crc32(barr) == b.entries_crc32)
+            backup.update(present=True, header_crc_ok=zlib.crc32(bcheck) == b.header_crc32, entries_lba=b.entries_lba)
+            bad_array = _entry_array_problem(b, img.size, lba_size)
+            if bad_array:
+                # The backup's own fields are what a firmware restoring from it would follow (EDK2's
+                # PartitionValidGptTable refuses such a header): a defect of this disk, not unreadable.
+                backup["entries_crc_ok"] = False
+                problems.append(f"GPT backup header's {bad_array[0]}")
+            else:
+                barr = img.read(b.entries_lba * lba_size, b.num_entries * b.entry_size)
+                backup["entries_crc_ok"] = zlib.crc32(barr) == b.entries_crc32
             same = (b.my_lba == h.alternate_lba and b.alternate_lba == h.my_lba and b.disk_guid == h.disk_guid
                     and b.entries_crc32 == h.entries_crc32 and b.first_usable_lba == h.first_usable_lba
                     and b.last_usable_lba == h.last_usable_lba and b.num_entries == h.num_entries)
             backup["matches_primary"] = same
             if not backup["header_crc_ok"]:
                 problems.append("GPT backup header CRC32 does not match its contents")
-            if not backup["entries_crc_ok"]:
+            if not backup["entries_crc_ok"] and not bad_array:
                 problems.append("GPT backup entry array CRC32 does not match its contents")
             if not same:
                 problems.append("GPT backup header does not mirror the primary (LBAs, disk GUID or entries differ)")
@@ -249,8 +266,9 @@ def _find_loader(view):
 def pick_entry(view, entry):
     """The Entry named by *entry* (index or title; default the first Multiboot one)."""
     if not view.entries:
-        raise RecipeError(f"{view.image.path}: no boot entries found"
-                          + (f" in {view.config_path}" if view.config_path else " (no loader configuration found)"))
+        raise RecipeError("no boot entries found"
+                          + (f" in {view.config_path}" if view.config_path else " (no loader configuration found)"),
+                          path=view.image.path)
     if entry is None:
         for e in view.entries:
             if e.protocol:
@@ -261,8 +279,8 @@ def pick_entry(view, entry):
     for i, e in enumerate(view.entries):
         if entry in (e.title, e.label):
             return i, e
-    raise RecipeError(f"{view.image.path}: no entry {entry!r} (entries: "
-                      f"{', '.join(f'{i} {e.title!r}' for i, e in enumerate(view.entries))})")
+    raise RecipeError(f"no entry {entry!r} (entries: "
+                      f"{', '.join(f'{i} {e.title!r}' for i, e in enumerate(view.entries))})", path=view.image.path)
 
 
 def read_fs_file(view, path, limit):
@@ -270,7 +288,7 @@ def read_fs_file(view, path, limit):
     fs = view.file_system()
     f = fs.lookup(path) if fs is not None else None
     if f is None or f.is_dir:
-        raise RecipeError(f"{view.image.path}: {path} (named in {view.config_path}) is not in the image")
+        raise RecipeError(f"{path} (named in {view.config_path}) is not in the image", path=view.image.path)
     return fs.read_file(f, limit), f
 
 
