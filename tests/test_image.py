@@ -706,3 +706,18 @@ def test_a_backup_header_pointing_its_entries_outside_the_disk_is_a_defect(grub_
     doc = json.loads(proc.stdout)
     assert doc["gpt"]["backup"]["header_crc_ok"] and not doc["gpt"]["backup"]["entries_crc_ok"]
     assert run_bootforge("load", bad, "--firmware", "uefi").returncode == 0
+
+
+def test_image_reads_past_the_end_are_short_whatever_the_offset_or_length(tmp_path):
+    """An image is read by offsets and lengths taken from its own fields: one past 2^63 (which
+    os.pread cannot take) reads nothing, and a length of 1 TiB reads what the file holds."""
+    from bootforge.image.read import ImageFile
+    f = tmp_path / "small.img"
+    f.write_bytes(bytes(range(256)) * 4)
+    img = ImageFile(f)
+    try:
+        assert img.read(1 << 63, 16) == b"" and img.read(1024, 1) == b""
+        assert img.read(1000, 1 << 40) == (bytes(range(256)) * 4)[1000:]
+        assert img.window(512, 1 << 62)(0, 1 << 50) == (bytes(range(256)) * 4)[512:]
+    finally:
+        img.close()

@@ -36,7 +36,10 @@ class ImageFile:
     def read(self, offset, length):
         if offset < 0 or length < 0:
             raise FormatError("negative offset or length", offset=offset)
-        return os.pread(self.fd, length, offset)
+        if offset >= self.size:     # as pread past the end, for offsets pread cannot take (2^63 and up)
+            return b""
+        # pread allocates its whole length first: a length from a field is cut to what the file holds.
+        return os.pread(self.fd, min(length, self.size - offset), offset)
 
     def close(self):
         os.close(self.fd)
