@@ -15,7 +15,7 @@ Rules:
 """
 
 from bootforge.formats.multiboot import (
-    MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
+    ELF_MAGIC, MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
 )
 from bootforge.loader import mbi
 from bootforge.loader.alloc import align_up
@@ -25,6 +25,7 @@ from bootforge.loader.policies.common import (
 )
 from bootforge.loader.result import LoadResult
 from bootforge.multiboot.entry import loader_entry
+from bootforge.multiboot.verdicts.qemu import U32, elf_extent, elf_roms
 
 MBI_ADDR = 0x9500
 BOOT_DEVICE = 0x8000FFFF     # multiboot.c: "bootdevice": BIOS drive 0x80, no partition
@@ -46,8 +47,13 @@ def load(req):
     k = mb1_kludge_view(req.kernel)
     res = LoadResult(req.loader, "multiboot1", req.platform, SOURCE)
     res.entry = loader_entry(k, "multiboot1", "qemu")
-    low = k.low
-    kernel_size = k.high - low
+    low, high = k.low, k.high
+    if k is req.kernel and k.data[:4] == ELF_MAGIC:
+        # load_elf's extent: a zero-filled tail overlapping another segment is not loaded.
+        roms, _why = elf_roms(k.data)
+        if roms:
+            low, high = elf_extent(roms)
+    kernel_size = high - low
     res.place("kernel image", low, kernel_size, PAGE, "fixed: lowest p_paddr, one blob to the highest end",
               "kernel")
     offset = align_up(kernel_size, PAGE)
@@ -83,11 +89,16 @@ def load(req):
     flags = (MbiFlag.MEM | MbiFlag.BOOT_DEVICE | MbiFlag.CMDLINE | MbiFlag.MODS | MbiFlag.MMAP
              | MbiFlag.BOOT_LOADER_NAME)                                   # 0x24f
     mmap_length = MMAP_ENTRY_SIZE * len(entries)
-    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, BOOT_DEVICE, cmdline_addr, len(mods),
-                                 mods_addr, mmap_length=mmap_length, mmap_addr=MMAP_ADDR,
-                                 loader=loader_addr)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
+    # multiboot.c adds offsets to mb_buf_phys in 64 bits and stores 32 (mb_add_cmdline returns a
+    # uint32_t, stl_p): past 4 GiB the addresses the kernel is given wrap.
+    for m in res.modules:
+        m.update(start=m["start"] & U32, end=m["end"] & U32, cmdline_addr=m["cmdline_addr"] & U32)
+    res.mbi_bytes = mbi.mb1_info(flags, res.mem_lower, res.mem_upper, BOOT_DEVICE, cmdline_addr & U32, len(mods),
+                                 mods_addr & U32, mmap_length=mmap_length, mmap_addr=MMAP_ADDR,
+                                 loader=loader_addr & U32)[:MBI1_SIZE_WITHOUT_FRAMEBUFFER]
     res.mbi_bytes += bytes(Multiboot1Info.sizeof() - MBI1_SIZE_WITHOUT_FRAMEBUFFER)
-    res.regions = {"mmap": MMAP_ADDR, "mods": mods_addr, "cmdline": cmdline_addr, "loader": loader_addr}
+    res.regions = {"mmap": MMAP_ADDR, "mods": mods_addr & U32, "cmdline": cmdline_addr & U32,
+                   "loader": loader_addr & U32}
     res.place("multiboot_info", MBI_ADDR, MBI1_SIZE_WITHOUT_FRAMEBUFFER, 4, "fixed at 0x9500 by QEMU", "mbi")
     res.place("mmap (option ROM)", MMAP_ADDR, mmap_length, 4, "fixed at 0x9000 by the option ROM", "mbi")
     res.structures = mbi.mb1_structures(res, None, LOADER_NAME)
