@@ -40,3 +40,19 @@ def test_a_bare_kernel_still_needs_its_loader(tmp_path):
     """A bzImage alone names no loader (GRUB, QEMU -kernel and the EFI stub all take it)."""
     require(KERNEL)
     assert_one_line_error(run_bootforge("load", KERNEL), KERNEL, "--platform P --loader L")
+
+
+def test_a_kernel_alignment_no_build_can_have_is_one_line(tmp_path):
+    """Debian's kernel with kernel_alignment (0x230) set to 0 (the load-kernel fuzzer's input: the
+    EFI stub's placement divided by it). The stub aligns by its own CONFIG_PHYSICAL_ALIGN, which
+    the header repeats; 0 says nothing of it: one line naming the offset, exit 2."""
+    require(KERNEL)
+    data = bytearray(open(KERNEL, "rb").read())
+    assert int.from_bytes(data[0x230:0x234], "little") == 0x200000
+    for bad in (0, 0x300000):
+        data[0x230:0x234] = bad.to_bytes(4, "little")
+        kernel = tmp_path / "vmlinuz"
+        kernel.write_bytes(data)
+        proc = run_bootforge("load", kernel, "--platform", "qemu-q35-ovmf:256M", "--loader", "linux-efi-stub")
+        assert_one_line_error(proc, f"{kernel}: offset 0x230: setup header kernel_alignment {bad:#x} is not a "
+                              "power of two in [0x200000, 0x1000000]")

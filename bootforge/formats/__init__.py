@@ -136,6 +136,16 @@ def struct_format(layout, byteorder=None):
     return fmt
 
 
+def field_offset(layout, name):
+    """The offset of field *name* in a Struct whose fields before it have fixed sizes."""
+    at = 0
+    for sub in layout.subcons:
+        if sub.name == name:
+            return at
+        at += sub.sizeof()
+    raise KeyError(name)
+
+
 def _one_line(exc):
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 

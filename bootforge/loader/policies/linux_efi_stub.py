@@ -42,7 +42,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
 
 from bootforge.errors import BootforgeError, FormatError, LoaderRefusal, RecipeError
 from bootforge.fileio import read_input
-from bootforge.formats import bzimage as bz
+from bootforge.formats import bzimage as bz, field_offset
 from bootforge.formats.e820 import BOOT_PARAMS_E820_MAX
 from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.loader import ovmf_pages
@@ -75,6 +75,11 @@ PCI_SETUP_ROM_FIELDS = 48           # struct pci_setup_rom after its setup_data 
 # QEMU q35's default display (-vga std): its ROM is SeaBIOS's vgabios-stdvga.bin (Debian seabios
 # 1.16.2: 39936 bytes); OVMF keeps it as the device's RomImage.
 QEMU_STD_VGA = ("1234:1111 (QEMU std VGA)", 39936)
+
+
+# arch/x86/Kconfig PHYSICAL_ALIGN: "range 0x200000 0x1000000 if X86_64", a multiple of 2 MiB.
+PHYSICAL_ALIGN_RANGE = (0x200000, 0x1000000)
+KERNEL_ALIGNMENT_AT = bz.SETUP_HEADER_OFFSET + field_offset(bz.SetupHeader, "kernel_alignment")
 
 
 def _align(v, a):
@@ -296,6 +301,13 @@ def load(req):
                           f"relocatable {bool(hdr.get('relocatable_kernel'))}: the EFI stub needs a relocatable "
                           "2.11+ kernel")
     align = hdr.get("kernel_alignment")
+    if not PHYSICAL_ALIGN_RANGE[0] <= align <= PHYSICAL_ALIGN_RANGE[1] or align & (align - 1):
+        # The stub aligns by its own CONFIG_PHYSICAL_ALIGN, which the header's field repeats; a
+        # value no x86_64 build can have says nothing of what the stub was built with.
+        raise FormatError(f"setup header kernel_alignment {align:#x} is not a power of two in "
+                          f"[{PHYSICAL_ALIGN_RANGE[0]:#x}, {PHYSICAL_ALIGN_RANGE[1]:#x}] (x86_64's "
+                          "CONFIG_PHYSICAL_ALIGN): no Linux build has it", path=req.kernel.path,
+                          offset=KERNEL_ALIGNMENT_AT if path == "efi-stub" else None)
     size = _align(hdr.get("init_size"), align)
     start = kernel_slot(plat.memory_map, size, align)
     if start is None:
