@@ -293,6 +293,18 @@ def main(family, seeds, target):
     atheris.Fuzz()
 
 
+def seed_dir(name, make):
+    """The lines of $BOOTFORGE_FUZZ_DIR/*name*/list, the seed files made there once: *make*(dir)
+    writes them and returns the list's lines (file names, or names joined by spaces); a ".done"
+    marker keeps later starts (libFuzzer restarts the harness) from making them again."""
+    d = WORK / name
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / ".done").exists():
+        (d / "list").write_text("".join(f"{line}\n" for line in make(d)))
+        (d / ".done").touch()
+    return d, (d / "list").read_text().splitlines()
+
+
 def files(*patterns, limit=None, max_size=1 << 20):
     """(name, bytes) of the files matching the glob *patterns* (absolute or under the repo)."""
     import glob

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK, attempt, instrumented, main
+from common import REPO, attempt, instrumented, main, seed_dir
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.errors import BootforgeError
@@ -92,21 +92,21 @@ def _linux_pairs(d):
 @functools.lru_cache(maxsize=1)
 def pairs():
     """[(base bytes, overlay bytes)], made once into $BOOTFORGE_FUZZ_DIR/fdt-overlay-seeds/."""
-    d = WORK / "fdt-overlay-seeds"
-    d.mkdir(parents=True, exist_ok=True)
-    done = d / ".done"
-    if not done.exists():
-        made = []
-        (d / "base.dts").write_text(BASE_DTS)
-        (d / "overlay.dts").write_text(OVERLAY_DTS)
-        if _dtc(d / "base.dts", d / "base.dtb") and _dtc(d / "overlay.dts", d / "overlay.dtbo"):
-            made.append(("base.dtb", "overlay.dtbo"))
-        made += _linux_pairs(d)
-        (d / "list").write_text("".join(f"{b} {o}\n" for b, o in made[:PAIRS_MAX]))
-        for p in d.glob("*.tmp"):
-            p.unlink()
-        done.touch()
-    return [tuple((d / n).read_bytes() for n in line.split()) for line in (d / "list").read_text().splitlines()]
+    d, lines = seed_dir("fdt-overlay-seeds", _make_pairs)
+    return [tuple((d / n).read_bytes() for n in line.split()) for line in lines]
+
+
+def _make_pairs(d):
+    made = []
+    (d / "base.dts").write_text(BASE_DTS)
+    (d / "overlay.dts").write_text(OVERLAY_DTS)
+    if _dtc(d / "base.dts", d / "base.dtb") and _dtc(d / "overlay.dts", d / "overlay.dtbo"):
+        made.append(("base.dtb", "overlay.dtbo"))
+    made += _linux_pairs(d)
+    for p in d.glob("*.tmp"):
+        p.unlink()
+    return [f"{b} {o}" for b, o in made[:PAIRS_MAX]]
+
 
 
 def seeds():

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK, attempt, files, instrumented, main
+from common import REPO, attempt, files, instrumented, main, seed_dir
 
 with instrumented(exclude=["bootforge.compress"]):
     from bootforge.bootloaders import grub, grub_core
@@ -142,15 +142,10 @@ def _decompressed(core):
 
 
 def seeds():
-    d = WORK / "grub-core-seeds"
-    d.mkdir(parents=True, exist_ok=True)
-    done = d / ".done"
-    if not done.exists():
-        made = _mkimage_cores(d) + _bootforge_cores(d) + _built_image_cores(d)
-        (d / "list").write_text("\n".join(p.name for p in made))
-        done.touch()
+    d, names = seed_dir("grub-core-seeds",
+                        lambda d: [p.name for p in _mkimage_cores(d) + _bootforge_cores(d) + _built_image_cores(d)])
     out = []
-    for name in (d / "list").read_text().split():
+    for name in names:
         core = (d / name).read_bytes()
         out.append((name, bytes([CORE | (0x80 if "eltorito" in name or "iso" in name else 0)]) + core))
         unpacked = _decompressed(core)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK, files, instrumented, main, run_cli, scratch_path
+from common import REPO, files, instrumented, main, run_cli, scratch_path, seed_dir
 from seeds_kernels import built_kernels
 
 with instrumented(exclude=["bootforge.compress"]):
@@ -101,12 +101,8 @@ def _images(d):
 
 
 def seeds():
-    d = WORK / "load-image-seeds"
-    d.mkdir(parents=True, exist_ok=True)
-    if not (d / ".done").exists():
-        (d / "list").write_text("\n".join(p.name for p in _images(d)))
-        (d / ".done").touch()
-    made = [(n, (d / n).read_bytes()) for n in (d / "list").read_text().split()]
+    d, names = seed_dir("load-image-seeds", lambda d: [p.name for p in _images(d)])
+    made = [(n, (d / n).read_bytes()) for n in names]
     made += files("/usr/lib/ipxe/ipxe.iso", max_size=MAX_SEED)
     return [(f"{name}.{k}", bytes([k]) + data) for name, data in made if len(data) <= MAX_SEED for k in range(4)]
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, WORK
+from common import REPO, seed_dir
 
 HEAD = 1 << 20
 LONG_NAMES = ["a long file name.txt", "Mixed Case Name.cfg", "x" * 100 + ".bin", "émigré.txt", "SHORT.TXT"]
@@ -67,35 +67,31 @@ def _bootforge_images(d):
     return out
 
 
+def _make_images(d):
+    made = []
+    if shutil.which("mkfs.fat") and shutil.which("mcopy"):
+        made += [_fat(d, 12, 1440), _fat(d, 16, 16384), _fat(d, 32, 34000)]
+    made += _bootforge_images(d)
+    if shutil.which("grub-mkrescue"):
+        (d / "iso" / "boot" / "grub").mkdir(parents=True, exist_ok=True)
+        (d / "iso" / "boot" / "grub" / "grub.cfg").write_text(
+            'menuentry "seed" {\n  multiboot2 /boot/kernel a=b\n  module2 /boot/initrd initrd\n}\n')
+        try:
+            _run(["grub-mkrescue", "-o", str(d / "mkrescue.iso"), "-d", "/usr/lib/grub/i386-pc", str(d / "iso")])
+            made.append(d / "mkrescue.iso")
+        except subprocess.CalledProcessError:
+            pass
+    if Path("/usr/lib/ipxe/ipxe.iso").exists():
+        shutil.copy("/usr/lib/ipxe/ipxe.iso", d / "ipxe.iso")
+        made.append(d / "ipxe.iso")
+    return [p.name for p in made]
+
+
 def image_seeds():
     """[(name, bytes)] of the seed images (and their first MiB)."""
-    d = WORK / "image-seeds"
-    d.mkdir(parents=True, exist_ok=True)
-    done = d / ".done"
-    if not done.exists():
-        made = []
-        if shutil.which("mkfs.fat") and shutil.which("mcopy"):
-            made += [_fat(d, 12, 1440), _fat(d, 16, 16384), _fat(d, 32, 34000)]
-        made += _bootforge_images(d)
-        if shutil.which("grub-mkrescue"):
-            (d / "iso" / "boot" / "grub").mkdir(parents=True, exist_ok=True)
-            (d / "iso" / "boot" / "grub" / "grub.cfg").write_text(
-                'menuentry "seed" {\n  multiboot2 /boot/kernel a=b\n  module2 /boot/initrd initrd\n}\n')
-            try:
-                _run(["grub-mkrescue", "-o", str(d / "mkrescue.iso"), "-d", "/usr/lib/grub/i386-pc", str(d / "iso")])
-                made.append(d / "mkrescue.iso")
-            except subprocess.CalledProcessError:
-                pass
-        if Path("/usr/lib/ipxe/ipxe.iso").exists():
-            shutil.copy("/usr/lib/ipxe/ipxe.iso", d / "ipxe.iso")
-            made.append(d / "ipxe.iso")
-        lines = []
-        for p in made:
-            lines.append(p.name)
-        (d / "list").write_text("\n".join(lines))
-        done.touch()
+    d, names = seed_dir("image-seeds", _make_images)
     out = []
-    for name in (d / "list").read_text().split():
+    for name in names:
         data = (d / name).read_bytes()
         if len(data) <= 4 * HEAD:
             out.append((name, data))
