@@ -261,9 +261,21 @@ def plain_fuzz(one_input, corpus_dir, seconds, timeout):
     print(f"Done {runs} runs in {int(time.monotonic() - start)} second(s)", file=sys.stderr, flush=True)
 
 
-def main(family, seeds, target):
+def main(family, seeds, target, scratch=None):
     """Write the seeds, then fuzz. Extra argv goes to libFuzzer (e.g. -max_total_time=150).
-    `--repro FILE...` runs target() on each file with no guard: the traceback shows."""
+    `--repro FILE...` runs target() on each file with no guard: the traceback shows.
+    *scratch* (a scratch_path file or directory) is removed when fuzzing returns (--plain and
+    --repro; atheris.Fuzz() never returns, and scratch_path removes what dead runs left)."""
+    try:
+        _main(family, seeds, target)
+    finally:
+        if scratch is not None and os.path.isdir(scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
+        elif scratch is not None and os.path.exists(scratch):
+            os.unlink(scratch)
+
+
+def _main(family, seeds, target):
     if "--repro" in sys.argv:
         from bootforge.errors import BootforgeError
         for name in sys.argv[sys.argv.index("--repro") + 1:]:

@@ -66,4 +66,4 @@ def target(data):
 
 
 if __name__ == "__main__":
-    main(FAMILY, seeds, target)
+    main(FAMILY, seeds, target, scratch=SCRATCH)

@@ -87,8 +87,4 @@ def _feed(data):
 
 
 if __name__ == "__main__":
-    try:
-        main(FAMILY, seeds, target)
-    finally:
-        if os.path.exists(SCRATCH):
-            os.unlink(SCRATCH)
+    main(FAMILY, seeds, target, scratch=SCRATCH)

@@ -72,10 +72,4 @@ def target(data):
 
 
 if __name__ == "__main__":
-    try:
-        main(FAMILY, seeds, target)
-    finally:
-        for p in (SCRATCH / "kernel", SCRATCH / "initrd"):
-            p.unlink(missing_ok=True)
-        if SCRATCH.exists():
-            SCRATCH.rmdir()
+    main(FAMILY, seeds, target, scratch=SCRATCH)
