@@ -144,3 +144,19 @@ def test_names_end_at_nul_and_a_bad_escape_in_a_line_marker_is_one_line(tmp_path
     assert_one_line_error(proc, words)
     assert "bad.dts:2." in proc.stderr
     assert not (tmp_path / "out.dtb").exists()
+
+
+def test_an_endpoint_under_the_root_is_a_warning_where_dtc_crashes(tmp_path):
+    """`/ { endpoint { }; };` (the dts fuzzer's input: the graph check read the root's parent).
+    Debian's dtc 1.6.1 dies of SIGSEGV on it; bootforge builds the tree and gives the next graph
+    check's warning, that the root, now a graph port, is not named 'port'."""
+    src = tmp_path / "ep.dts"
+    src.write_text(HEAD + "/ {\n\tendpoint { };\n};\n")
+    require("dtc")
+    assert subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "dtc.dtb"), str(src)],
+                          capture_output=True).returncode == -11
+    proc = run_bootforge("build", src, "-o", tmp_path / "ep.dtb")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"{src}:2.3-4.3: Warning (graph_port): /: graph port node name should be 'port'"
+    out = subprocess.run(["fdtget", "-l", str(tmp_path / "ep.dtb"), "/"], capture_output=True, text=True)
+    assert out.stdout.split() == ["endpoint"]

@@ -1044,7 +1044,10 @@ def _check_graph_nodes(k, c, node):
         if not (_base(child) == "endpoint" or child.get_prop("remote-endpoint") is not None):
             continue
         node.bus = GRAPH_PORT
-        if node.parent.bus is None and (node.parent.name == "ports" or node.get_prop("reg") is not None):
+        # The root has no parent to be a port's device (dtc 1.6.1's check_graph_nodes reads
+        # node->parent there and dies of SIGSEGV on `/ { endpoint { }; };`).
+        if node.parent is not None and node.parent.bus is None and (
+                node.parent.name == "ports" or node.get_prop("reg") is not None):
             node.parent.bus = GRAPH_PORTS
         break
 
