@@ -60,20 +60,24 @@ def instrumented(include=("bootforge",), exclude=()):
         import_all(exclude)
 
 
-
 def scratch_path(name, suffix=""):
     """/dev/shm/bootforge-fuzz-<name>-<pid><suffix>: a harness's per-process scratch file or
     directory. Those of processes that are gone are removed first: atheris.Fuzz() never returns,
     so a harness cannot clean up when libFuzzer ends it (a load-kernel start left its initrd)."""
     for old in Path("/dev/shm").glob(f"bootforge-fuzz-{name}-*{suffix}"):
         pid = old.name[len(f"bootforge-fuzz-{name}-"):len(old.name) - len(suffix)]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(old)
     return Path("/dev/shm") / f"bootforge-fuzz-{name}-{os.getpid()}{suffix}"
+
+
+def _remove(path):
+    """Remove a scratch file or directory tree, if there."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid):
@@ -102,6 +106,7 @@ def run_cli(args):
     except SystemExit as exc:
         if exc.code not in (0, 1, 2, None):
             raise AssertionError(f"exit status {exc.code}") from None
+
 
 def import_all(exclude=()):
     import importlib
@@ -269,10 +274,8 @@ def main(family, seeds, target, scratch=None):
     try:
         _main(family, seeds, target)
     finally:
-        if scratch is not None and os.path.isdir(scratch):
-            shutil.rmtree(scratch, ignore_errors=True)
-        elif scratch is not None and os.path.exists(scratch):
-            os.unlink(scratch)
+        if scratch is not None:
+            _remove(scratch)
 
 
 def _main(family, seeds, target):
