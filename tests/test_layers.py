@@ -21,9 +21,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bootforge"
 # function-level alike). A part is a subpackage or a top-level module of
 # bootforge ("bootforge" is the package's own __init__.py).
 LAYERS = [
-    # shared helpers: errors (BootforgeError and its kinds), atomic output, reports, text,
+    # shared helpers: alignment, errors (BootforgeError and its kinds), atomic output, reports, text,
     # registries, recipe schemas, the one Verdict shape
-    {"bootforge", "errors", "fileio", "report", "text", "registry", "schema", "verdict"},
+    {"bootforge", "align", "errors", "fileio", "report", "text", "registry", "schema", "verdict"},
     {"formats"},                                    # byte layouts and numberings
     {"compress", "fdt", "pe"},                      # one format each
     {"rom", "multiboot", "memmap", "uki",           # memmap may use multiboot, never the reverse

@@ -2,7 +2,8 @@
 
 import random
 
-from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.align import align_up
+from bootforge.loader.alloc import FreeSpace
 
 
 def brute_lowest(intervals, size, align, min_addr, max_end):

@@ -21,6 +21,7 @@ import lzma
 import struct
 from pathlib import Path
 
+from bootforge.align import align_up
 from bootforge.formats import grub_core as g
 from bootforge.formats.mbr import GRUB_CORE_SEGMENT, GRUB_DISKBOOT_BLOCKLIST, GrubBlocklist
 from bootforge.formats.multiboot import (ELF_MAGIC, ELFCLASS32, ELFDATA2LSB, EM_386, SHF_ALLOC, SHF_EXECINSTR,
@@ -33,10 +34,6 @@ FORMATS = ("i386-pc", "i386-pc-eltorito")
 # grub-mkimage runs it: 88 ms, 150 KB. The options are fixed, so the bytes are reproducible.
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA1, "dict_size": g.LZMA_DICT, "lc": g.LZMA_LC, "lp": g.LZMA_LP,
                  "pb": g.LZMA_PB, "mode": lzma.MODE_FAST, "mf": lzma.MF_HC4, "nice_len": 32, "depth": 0}]
-
-
-def _align(n, a=g.OBJECT_ALIGN):
-    return -(-n // a) * a
 
 
 def read_moddep(directory):
@@ -130,13 +127,13 @@ def payload(directory, modules, config, prefix):
     objects.append((g.GrubObjectType.CONFIG, config.encode() + b"\0"))
     objects.append((g.GrubObjectType.PREFIX, prefix.encode() + b"\0"))
     info, header = g.GrubModuleInfo32.sizeof(), g.GrubModuleHeader.sizeof()
-    total = info + sum(header + _align(len(b)) for _, b in objects)
+    total = info + sum(header + align_up(len(b), g.OBJECT_ALIGN) for _, b in objects)
     parts = [kernel, g.GrubModuleInfo32.build(dict(offset=info, size=total))]
     for kind, b in objects:
         # Every object's size is ALIGN_ADDR'd before its header takes it (mod_size, config_size,
         # prefix_size in grub_install_generate_image); the padding is zeros (out_img is memset).
-        parts.append(struct.pack(g.GRUB_MODULE_HEADER_STRUCT, kind, header + _align(len(b))))
-        parts.append(b.ljust(_align(len(b)), b"\0"))
+        parts.append(struct.pack(g.GRUB_MODULE_HEADER_STRUCT, kind, header + align_up(len(b), g.OBJECT_ALIGN)))
+        parts.append(b.ljust(align_up(len(b), g.OBJECT_ALIGN), b"\0"))
     return b"".join(parts)
 
 

@@ -23,6 +23,7 @@ so the walks below stay inside them.
 
 import struct
 
+from bootforge.align import align_up
 from bootforge.errors import FormatError
 from bootforge.fdt.parse import parse_dtb
 from bootforge.formats.fdt import (
@@ -57,10 +58,6 @@ class FdtErr(Exception):
         self.buffer_bound = buffer_bound
 
 
-def _align(n):
-    return (n + 3) & ~3
-
-
 class Blob:
     """A DTB in a buffer, edited the way libfdt edits it. Offsets are libfdt's: node and
     property offsets count from the structure block."""
@@ -92,7 +89,7 @@ class Blob:
         elif tag == FDT_PROP:
             length = _U32.unpack_from(self.buf, base + nxt)[0]
             nxt += 8 + length
-        return tag, _align(nxt)
+        return tag, align_up(nxt, 4)
 
     def node_name(self, node):
         base = self.h(_OFF_STRUCT)
@@ -271,12 +268,12 @@ class Blob:
         base = self.h(_OFF_STRUCT)
         off, old = self.getprop(node, name)
         if off is not None:
-            self._splice_struct(off + 12, _align(len(old)), _align(len(value)))
+            self._splice_struct(off + 12, align_up(len(old), 4), align_up(len(value), 4))
             _U32.pack_into(self.buf, base + off + 4, len(value))
         else:
             off = self._props_start(node)
             nameoff = self._find_add_string(name)
-            self._splice_struct(off, 0, 12 + _align(len(value)))
+            self._splice_struct(off, 0, 12 + align_up(len(value), 4))
             struct.pack_into(">III", self.buf, base + off, FDT_PROP, len(value), nameoff)
         self.buf[base + off + 12:base + off + 12 + len(value)] = value
 
@@ -298,10 +295,10 @@ class Blob:
             tag, nxt = self.next_tag(offset)
             if tag not in (FDT_PROP, FDT_NOP):
                 break
-        nodelen = 4 + _align(len(name) + 1) + 4
+        nodelen = 4 + align_up(len(name) + 1, 4) + 4
         self._splice_struct(offset, 0, nodelen)
         start = self.h(_OFF_STRUCT) + offset
-        self.buf[start:start + nodelen] = (_U32.pack(FDT_BEGIN_NODE) + name.ljust(_align(len(name) + 1), b"\0")
+        self.buf[start:start + nodelen] = (_U32.pack(FDT_BEGIN_NODE) + name.ljust(align_up(len(name) + 1, 4), b"\0")
                                            + _U32.pack(FDT_END_NODE))
         return offset
 

@@ -17,6 +17,7 @@ the machine's own DTB is the loader's DTB byte for byte.
 
 import struct
 
+from bootforge.align import align_up
 from bootforge.errors import FormatError
 from bootforge.formats.fdt import FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_NOP, FDT_PROP
 
@@ -24,10 +25,6 @@ _U32 = struct.Struct(">I")
 # Header field offsets (formats/fdt.py FdtHeader).
 TOTALSIZE, OFF_STRUCT, OFF_STRINGS, OFF_RSVMAP, VERSION = 4, 8, 12, 16, 20
 SIZE_STRINGS, SIZE_STRUCT = 32, 36
-
-
-def _align(n):
-    return (n + 3) & ~3
 
 
 class Fdt:
@@ -111,7 +108,7 @@ class Fdt:
             at += 8 + length
         elif tag not in (FDT_END, FDT_END_NODE, FDT_NOP):
             raise FormatError(f"libfdt: bad tag {tag:#x} at structure offset {offset:#x}")
-        return tag, _align(at)
+        return tag, align_up(at, 4)
 
     def _name(self, offset):
         base = self._get(OFF_STRUCT) + offset + 4
@@ -225,13 +222,13 @@ class Fdt:
         for n, offset in self.properties(node):
             if n == name:
                 old = self._get(base_struct + offset + 4)
-                self._splice_struct(offset + 12, _align(old), _align(len(value)))
+                self._splice_struct(offset + 12, align_up(old, 4), align_up(len(value), 4))
                 self._set(base_struct + offset + 4, len(value))
                 self._write(base_struct + offset + 12, value)
                 return
         nameoff = self._find_add_string(name)
         _tag, first = self.next_tag(node)
-        self._splice_struct(first, 0, 12 + _align(len(value)))
+        self._splice_struct(first, 0, 12 + align_up(len(value), 4))
         at = self._get(OFF_STRUCT) + first
         self._write(at, struct.pack(">III", FDT_PROP, len(value), nameoff) + value)
 
@@ -239,7 +236,7 @@ class Fdt:
         for n, offset in self.properties(node):
             if n == name:
                 length = self._get(self._get(OFF_STRUCT) + offset + 4)
-                self._splice_struct(offset, 12 + _align(length), 0)
+                self._splice_struct(offset, 12 + align_up(length, 4), 0)
                 return True
         return False
 
@@ -251,10 +248,10 @@ class Fdt:
             if tag not in (FDT_PROP, FDT_NOP):
                 break
         raw = name.encode("latin-1")
-        nodelen = 4 + _align(len(raw) + 1) + 4
+        nodelen = 4 + align_up(len(raw) + 1, 4) + 4
         self._splice_struct(offset, 0, nodelen)
         at = self._get(OFF_STRUCT) + offset
-        self._write(at, _U32.pack(FDT_BEGIN_NODE) + raw.ljust(_align(len(raw) + 1), b"\0")
+        self._write(at, _U32.pack(FDT_BEGIN_NODE) + raw.ljust(align_up(len(raw) + 1, 4), b"\0")
                     + _U32.pack(FDT_END_NODE))
         return offset
 

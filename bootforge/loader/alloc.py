@@ -7,11 +7,8 @@ and "highest aligned fit" in O(log n + gaps skipped).
 
 from bisect import bisect_left, bisect_right
 
+from bootforge.align import align_down, align_up
 from bootforge.errors import RecipeError
-
-
-def align_up(v, a):
-    return -(-v // a) * a if a > 1 else v
 
 
 def align_down(v, a):

@@ -33,10 +33,10 @@ import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootforge.align import align_up
 from bootforge.errors import FormatError
 from bootforge.formats import grub_core as core_fmt
 from bootforge.formats.multiboot import ELFCLASS32, Elf32Ehdr, Elf32Rel, Elf32Shdr, Elf32Sym
-from bootforge.loader.alloc import align_up
 
 CELL = 16                    # GRUB_MM_ALIGN on i386, also sizeof(struct grub_mm_header)
 DISK_CACHE_SECTORS = 64      # 1 << GRUB_DISK_CACHE_BITS (kern/disk.c, include/grub/disk.h)

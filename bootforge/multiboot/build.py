@@ -17,6 +17,7 @@ import gzip
 import lzma
 from pathlib import Path
 
+from bootforge.align import align_up
 from bootforge.errors import BuildError, FormatError, LoaderRefusal, RecipeError
 from bootforge.fileio import read_input, write_atomic
 from bootforge.formats import multiboot as fmt, parse
@@ -105,10 +106,6 @@ MB2_SUBTABLES = {
 }
 EXTRA_TAG_FIELDS = (Field("type", int, REQUIRED, "header tag type", min=0, max=0xFFFF), OPTIONAL_TAG,
                     Field("payload", str, "", "the tag's body as hex", text="hex", max_length=1 << 16))
-
-
-def _align(v, a):
-    return (v + a - 1) // a * a
 
 
 def _int(table, key, default=None, where="kernel"):
@@ -276,7 +273,7 @@ def elf_extend_header_segment(data, make_blob):
         if p.p_type != fmt.PT_LOAD or p.p_offset > ehdr.e_phoff or p.p_filesz != p.p_memsz \
                 or p.p_offset + p.p_filesz < front_end:
             continue
-        hdr_off = _align(p.p_offset + p.p_filesz, 8)
+        hdr_off = align_up(p.p_offset + p.p_filesz, 8)
         header_addr = p.p_paddr + (hdr_off - p.p_offset)
         blob, offsets = make_blob(header_addr)
         end = hdr_off + len(blob)
@@ -331,15 +328,15 @@ def elf_with_header_segment(data, make_blob, header_offset=None):
                              "out of loaded memory")
     align = max([4096] + [p.p_align for p in loads if p.p_align and p.p_align <= 0x200000])
     new_phnum = ehdr.e_phnum + 1
-    hdr_off = _align(ehdr.e_ehsize if ehdr.e_phoff == 0 else ehdr.e_phoff + new_phnum * ehdr.e_phentsize, 8)
+    hdr_off = align_up(ehdr.e_ehsize if ehdr.e_phoff == 0 else ehdr.e_phoff + new_phnum * ehdr.e_phentsize, 8)
     if header_offset is not None:
         if header_offset < hdr_off or header_offset % 8:
             raise RecipeError(f"[kernel.testing] header_offset must be 8-aligned and >= {hdr_off:#x}")
         hdr_off = header_offset
     top = max(p.p_paddr + p.p_memsz for p in loads)
-    header_addr = _align(top, 4096) + hdr_off % 4096
+    header_addr = align_up(top, 4096) + hdr_off % 4096
     blob, offsets = make_blob(header_addr)
-    delta = _align(max(hdr_off + len(blob) - front_end, 0), align)
+    delta = align_up(max(hdr_off + len(blob) - front_end, 0), align)
 
     moved = lambda off: off + delta if off >= front_end else off  # noqa: E731
     new_phdrs = []
@@ -541,7 +538,7 @@ def _build(recipe_path, kernel, out_path):
         mb2_opts.pop("entry_address", None)
         mb2_opts.pop("address", None)
         image, load_addr, entry = flat_image(data, input_format, kernel)
-        hdr_off = _align(len(image), 8)
+        hdr_off = align_up(len(image), 8)
         header_addr = load_addr + hdr_off
 
         def blob_for(end, mb1_at, mb2_at):

@@ -174,7 +174,3 @@ def section_overlaps(img):
         if a.raw_offset + a.raw_size > b.raw_offset:
             out.append((a, b, "file"))
     return out
-
-
-def align_up(value, alignment):
-    return (value + alignment - 1) // alignment * alignment if alignment else value

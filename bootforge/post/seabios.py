@@ -53,6 +53,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootforge.align import align_down, align_up
 from bootforge.errors import FormatError, RecipeError
 from bootforge.machines import MACHINES, PciDevice
 from bootforge.loader.platforms import QEMU_PC_LOWMEM_GB_ALIGNED, QEMU_PC_LOWMEM_SPLIT, qemu_pc_seabios
@@ -242,10 +243,6 @@ class PostResult:
                 "pmm": [p.to_json() for p in self.pmm], "ebda": self.ebda, "bda_fbms_kib": self.bda_fbms_kib,
                 "e820_after_post": [{"start": r.start, "end": r.start + r.size, "type": int(r.type)}
                                     for r in self.e820_after_post.ranges]}
-
-
-def align_up(x, a):
-    return (x + a - 1) // a * a
 
 
 def align_down(x, a):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from construct import Container
 
+from bootforge.align import align_up
 from bootforge.compress import compress
 from bootforge.errors import BuildError, RecipeError
 from bootforge.fileio import read_input
@@ -28,10 +29,6 @@ from bootforge.rom.model import parse_rom
 
 MAX_LEGACY_BLOCKS = 255  # the size byte
 MAX_IMAGE_BLOCKS = 0xFFFF  # PCIR image length
-
-
-def _align(value, alignment):
-    return (value + alignment - 1) // alignment * alignment
 
 
 @dataclass
@@ -66,7 +63,7 @@ def device_list_bytes(ids: ChainIds):
 
 
 def _pad_to_blocks(image: bytearray, padding: int):
-    image.extend(bytes([padding]) * (_align(len(image), fmt.BLOCK) - len(image)))
+    image.extend(bytes([padding]) * (align_up(len(image), fmt.BLOCK) - len(image)))
 
 
 # -- legacy image generated around a stub -----------------------------------
@@ -128,7 +125,7 @@ def build_stub_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytea
     pcir_at = 0x1C
     pcir_len = fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23
     devlist = device_list_bytes(ids)
-    pnp_at = _align(pcir_at + pcir_len + len(devlist), 16)
+    pnp_at = align_up(pcir_at + pcir_len + len(devlist), 16)
     strings_at = pnp_at + fmt.PNP_HEADER_SIZE
     strings = bytearray()
     offsets = {}
@@ -136,7 +133,7 @@ def build_stub_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytea
         if spec.get(key):
             offsets[key] = strings_at + len(strings)
             strings += spec[key].encode("ascii") + b"\0"
-    code_at = _align(strings_at + len(strings), 16)
+    code_at = align_up(strings_at + len(strings), 16)
 
     image = bytearray(code_at)
     image[code_at:] = stub.code
@@ -257,7 +254,7 @@ def load_efi_payload(spec, base_dir: Path) -> bytes:
 def _efi_image_offset(ids: ChainIds):
     """Where the PE goes in an EFI image: after the PCIR, the device list and the checksum byte."""
     pcir_len = fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23
-    return _align(0x1C + pcir_len + len(device_list_bytes(ids)) + 1, 8)
+    return align_up(0x1C + pcir_len + len(device_list_bytes(ids)) + 1, 8)
 
 
 def _signed_driver(sign, pe_bytes, path, ids, compression):
@@ -305,7 +302,7 @@ def build_efi_image(spec, ids: ChainIds, padding: int, base_dir: Path) -> bytear
     pcir_len = fmt.PCIR_LENGTH_30 if ids.pci30 else fmt.PCIR_LENGTH_23
     devlist = device_list_bytes(ids)
     checksum_at = pcir_at + pcir_len + len(devlist)
-    pe_at = _align(checksum_at + 1, 8)
+    pe_at = align_up(checksum_at + 1, 8)
     image = bytearray(pe_at) + payload
     _pad_to_blocks(image, padding)
     blocks = len(image) // fmt.BLOCK

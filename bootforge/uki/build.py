@@ -29,13 +29,14 @@ import re
 import struct
 from pathlib import Path
 
+from bootforge.align import align_up
 from bootforge.errors import BuildError, FormatError, RecipeError
 from bootforge.fileio import read_input, write_atomic
 from bootforge.schema import REQUIRED, Field, validate
 from bootforge.formats import pe as fmt
 from bootforge.fdtboot import kernels as dt_kernels
 from bootforge.uki.kernel import read_bzimage
-from bootforge.pe.image import align_up, read_pe, section_overlaps
+from bootforge.pe.image import read_pe, section_overlaps
 
 DEFAULT_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 # An arm64 kernel (an EFI-stub arm64 Image) takes systemd's AArch64 stub: Debian's systemd-boot-efi:arm64

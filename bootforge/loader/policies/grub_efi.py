@@ -26,12 +26,13 @@ Rules:
 import re
 from dataclasses import replace
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
 from bootforge.formats.multiboot import FramebufferType, Mb2HeaderTag, Mb2RelocatablePreference, Mb2Tag
 from bootforge.loader import mbi
-from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.loader.alloc import FreeSpace
 from bootforge.loader.ovmf_media import bins_bottom, for_medium, template_block
 from bootforge.loader.ovmf_pages import PageMap, pages_for, pool_pages
 from bootforge.loader.policies import Comparison, loader_policy

@@ -43,10 +43,11 @@ stopped at the 32-bit entry by verify: tests/test_linux_grub_efi.py, tests/data/
   the exit map is predicted descriptor by descriptor), secure_boot (grub_efi_get_secureboot).
 """
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
-from bootforge.loader.alloc import FreeSpace, align_up
+from bootforge.loader.alloc import FreeSpace
 from bootforge.loader.policies import grub_pc_linux, loader_policy
 from bootforge.loader.policies.common import GIB4
 from bootforge.loader.policies.grub_efi import _with_grub_image, grub_efi_mmap, with_grub_heap

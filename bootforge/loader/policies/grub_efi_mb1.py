@@ -26,10 +26,10 @@ Rules (the relocator and staging model of grub-efi-mb2, bootforge.loader.policie
   driver GRUB prints "no suitable video mode found." and writes neither (observed).
 """
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.multiboot import APM_TABLE_SIZE, FramebufferType, MbiFlag, Multiboot1Module
 from bootforge.loader import mbi
-from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, mb1_kludge_view, standard_checks
 from bootforge.loader.policies.grub_efi import (PAGE, _available_runs, _take, _with_loader_data, grub_efi_mmap,

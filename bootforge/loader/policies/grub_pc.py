@@ -30,6 +30,7 @@ Rules:
 from dataclasses import replace
 from pathlib import Path
 
+from bootforge.align import align_up
 from bootforge.compress.streams import decompress
 from bootforge.errors import BootforgeError, LoaderRefusal
 from bootforge.formats.multiboot import (
@@ -37,7 +38,6 @@ from bootforge.formats.multiboot import (
     Multiboot1MmapEntryFixed, Multiboot1Module, VbeInfoBlock, VbeModeInfoBlock,
 )
 from bootforge.loader import grub_heap, mbi
-from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import Comparison, loader_policy
 from bootforge.loader.policies.common import (
     MIB, GIB4, e820_entries, free_space, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,

@@ -25,6 +25,7 @@ image where a real boot shows it: tests/test_linux_grub.py, tests/data/linux-gru
 
 import struct
 
+from bootforge.align import align_up
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.loader import grub_heap
@@ -49,10 +50,6 @@ WRONG_FIRMWARE = "grub-pc-linux runs on a BIOS platform"
 # the initrd Debian's kernel reports at 256M and 512M, tests/data/linux-grub-pc/). More than the
 # Multiboot figure: the `linux` path holds the kernel file's buffers while initrd runs.
 LINUX_HEAP_IN_USE = grub_heap.BUILDS[grub_heap.BUILD].linux_disk
-
-
-def _align(v, a):
-    return (v + a - 1) // a * a
 
 
 def heap_in_use(memory_map):
@@ -108,16 +105,16 @@ def loader_cmdline(req, hdr, loader):
 def real_mode_layout(e820_count, setup_sects, cmdline_size):
     """(cl_offset, real_size) of grub_linux_boot: find_mmap_size() of *e820_count* entries, the
     params struct, the setup sectors, the command line."""
-    mmap_size = _align(e820_count * E820_ENTRY + PAGE, PAGE)
-    cl_offset = _align(mmap_size + PARAMS_SIZE, PAGE)
+    mmap_size = align_up(e820_count * E820_ENTRY + PAGE, PAGE)
+    cl_offset = align_up(mmap_size + PARAMS_SIZE, PAGE)
     if cl_offset < setup_sects * bz.SECTOR:
-        cl_offset = _align(setup_sects * bz.SECTOR, PAGE)
-    return cl_offset, _align(cl_offset + cmdline_size, PAGE)
+        cl_offset = align_up(setup_sects * bz.SECTOR, PAGE)
+    return cl_offset, align_up(cl_offset + cmdline_size, PAGE)
 
 
 def initrd_size(modules):
     """grub_initrd_init / grub_get_initrd_size: each file but the last padded to 4 bytes."""
-    return sum(_align(m.size, 4) for m in modules[:-1]) + modules[-1].size
+    return sum(align_up(m.size, 4) for m in modules[:-1]) + modules[-1].size
 
 
 def real_mode_chunk(memory_map, real_size):
@@ -205,13 +202,13 @@ def load(req):
     relocatable = bool(g("relocatable_kernel")) if align and align & (align - 1) == 0 else False
     if version >= 0x20A:
         prot_size = g("init_size")
-        init_space = _align(prot_size, PAGE)
+        init_space = align_up(prot_size, PAGE)
         pref = g("pref_address") if relocatable else BZIMAGE_ADDR
     else:
         prot_size = len(data) - (setup_sects + 1) * bz.SECTOR
-        init_space = _align(prot_size, PAGE) * 3
+        init_space = align_up(prot_size, PAGE) * 3
         pref = BZIMAGE_ADDR
-    chunk = _align(max(prot_size, 1), PAGE)
+    chunk = align_up(max(prot_size, 1), PAGE)
     heap = heap_in_use(plat.memory_map)
     free = free_space(plat.memory_map, MIB, GIB4)
     if heap is not None:
@@ -231,7 +228,7 @@ def load(req):
     ramdisk = (0, 0)
     if req.modules:
         size = initrd_size(req.modules)
-        aligned = _align(size, PAGE)
+        aligned = align_up(size, PAGE)
         limit = min(g("initrd_addr_max"), INITRD_MAX_ADDRESS) if version >= 0x203 else INITRD_MAX_ADDRESS
         top = (limit - INITRD_TOP_GAP - aligned) & ~(PAGE - 1)
         low = pref + init_space

@@ -48,11 +48,11 @@ import re
 import struct
 from dataclasses import dataclass
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.multiboot import MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed
 from bootforge.loader import mbi
-from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
     GIB4, RETYPED_MAP, claim_segments, free_space, ram_intervals, standard_checks,

@@ -101,6 +101,7 @@ on in Limine); the 64 MiB UEFI reserve (source only).
 
 from bisect import bisect_right
 
+from bootforge.align import align_down, align_up
 from bootforge.errors import LoaderRefusal
 from bootforge.formats.e820 import E820Type
 from bootforge.formats.efi_memmap import EFI_DESCRIPTOR_DEFAULT_SIZE, EFI_DESCRIPTOR_VERSION, EfiMemoryType
@@ -108,7 +109,7 @@ from bootforge.formats.multiboot import (MB1_MMAP_ENTRY_STRIDE, MB2_MMAP_ENTRY_S
                                          Mb2RelocatablePreference, Mb2Tag, MbiFlag, Multiboot1Info,
                                          Multiboot1Module)
 from bootforge.loader import mbi
-from bootforge.loader.alloc import FreeSpace, align_down, align_up, merge_intervals
+from bootforge.loader.alloc import FreeSpace, merge_intervals
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB, e820_entries, ram_intervals, standard_checks
 from bootforge.loader.owned import limine_bios

@@ -51,6 +51,7 @@ at 512M and 3G, two kernel and initrd sizes, each value repeated boot to boot):
 
 import struct
 
+from bootforge.align import align_up
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats import bzimage as bz
 from bootforge.formats.efi_memmap import EfiMemoryType as T
@@ -136,10 +137,6 @@ E820_OF_EFI = {T.BOOT_SERVICES_CODE: 1, T.BOOT_SERVICES_DATA: 1, T.CONVENTIONAL:
                T.LOADER_DATA: 1, T.ACPI_RECLAIM: 3, T.ACPI_NVS: 4}
 
 
-def _align(v, a):
-    return (v + a - 1) // a * a
-
-
 def _kernel_size_and_step(hdr, file_size):
     """(bytes Limine claims for the protected-mode kernel, the step it tries addresses in):
     the file past the real-mode part or init_size if larger (2.10+), page-aligned; 1 MiB or
@@ -152,7 +149,7 @@ def _kernel_size_and_step(hdr, file_size):
     step = MIB
     if hdr.version >= 0x205 and g("kernel_alignment") > step:
         step = g("kernel_alignment")
-    return _align(size, PAGE), step
+    return align_up(size, PAGE), step
 
 
 def top_of_ram(memory_map):
@@ -227,7 +224,7 @@ def load(req):
     free.take(top - BOOT_PARAMS_BELOW_TOP, BOOT_PARAMS_BELOW_TOP)     # Limine's own allocations, top-down
     size, step = _kernel_size_and_step(hdr, len(data))
     relocatable = hdr.version >= 0x205 and bool(g("relocatable_kernel"))
-    at = _align(LIMINE_KERNEL_START, step)
+    at = align_up(LIMINE_KERNEL_START, step)
     while not free.is_free(at, size):
         if not relocatable or at + step + size > GIB4:
             raise LoaderRefusal("linux: Failed to allocate memory for kernel", loader=LOADER,
@@ -242,12 +239,12 @@ def load(req):
         total = sum(m.size for m in req.modules)
         limit = g("initrd_addr_max") + 1 if g("initrd_addr_max") else MODULES_DEFAULT_TOP
         base = (limit - total) & ~(MIB - 1)
-        while not free.is_free(base, _align(total, MIB)):
+        while not free.is_free(base, align_up(total, MIB)):
             base -= MIB
             if base < MIB:
                 raise LoaderRefusal("linux: Failed to allocate memory for modules", loader=LOADER,
                                     words="linux: Failed to allocate memory for modules")
-        free.take(base, _align(total, MIB))
+        free.take(base, align_up(total, MIB))
         res.place("initrd (the modules, one block)", base, total, MIB,
                   "ALIGN_DOWN(initrd_addr_max + 1 - size, 1 MiB), down in 1 MiB steps (linux_load)", "module")
         res.modules.append({"start": base, "end": base + total, "cmdline": ""})
@@ -340,7 +337,7 @@ def _load_uefi(req, data, hdr):
         raise RecipeError(f"{start.name}: no conventional piece at {ovmf_pages.OVMF_FIXED_BELOW:#x} in the capture")
     heap_top = max(b for a, b in runs if b <= GIB4)
     size, step = _kernel_size_and_step(hdr, len(data))
-    at = _align(LIMINE_KERNEL_START, step)
+    at = align_up(LIMINE_KERNEL_START, step)
     while not (owned[0] <= at and at + size <= owned[1]):
         if at < owned[0] and hdr.version >= 0x205 and g("relocatable_kernel"):
             at += step
@@ -354,7 +351,7 @@ def _load_uefi(req, data, hdr):
         total = sum(m.size for m in req.modules)
         limit = g("initrd_addr_max") + 1 if g("initrd_addr_max") else MODULES_DEFAULT_TOP
         base = (min(limit, owned[1]) - total) & ~(MIB - 1)
-        while base + _align(total, MIB) > owned[1] or base < at + size:
+        while base + align_up(total, MIB) > owned[1] or base < at + size:
             base -= MIB
             if base < MIB:
                 raise LoaderRefusal("linux: Failed to allocate memory for modules", loader=LOADER,

@@ -40,6 +40,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   efi_memmap_size from the replayed exit map; OVMF's own pointers declared.
 """
 
+from bootforge.align import align_up
 from bootforge.errors import BootforgeError, FormatError, LoaderRefusal, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import bzimage as bz, field_offset
@@ -82,17 +83,13 @@ PHYSICAL_ALIGN_RANGE = (0x200000, 0x1000000)
 KERNEL_ALIGNMENT_AT = bz.SETUP_HEADER_OFFSET + field_offset(bz.SetupHeader, "kernel_alignment")
 
 
-def _align(v, a):
-    return (v + a - 1) // a * a
-
-
 def kernel_slot(efi_map, size, align, minimum=bz.LOAD_PHYSICAL_ADDR, limit=FOUR_GIB):
     """efi_random_alloc() with slot 0: the first conventional descriptor (map order) with an
     aligned start >= *minimum* where *size* bytes fit below *limit*; None when none does."""
     for r in sorted(efi_map.ranges, key=lambda r: r.start):
         if r.type != EfiMemoryType.CONVENTIONAL:
             continue
-        start = _align(max(r.start, minimum), align)
+        start = align_up(max(r.start, minimum), align)
         if start + size <= min(r.start + r.size, limit):
             return start
     return None
@@ -125,7 +122,7 @@ def memory_total_kib(e820):
     for r in e820.ranges:
         if r.type != E820_RAM:
             continue
-        lo, hi = _align(r.start, PAGE), (r.start + r.size) // PAGE * PAGE
+        lo, hi = align_up(r.start, PAGE), (r.start + r.size) // PAGE * PAGE
         for t0, t1 in TRIMMED:
             if t0 <= lo < t1:
                 lo = t1
@@ -208,7 +205,7 @@ def _ovmf_placement(req, res, hdr, kernel, initrd_size, path, kernel_start, node
         res.place("command line (Loader Data pool)", got.cmdline, len(res.cmdline) + 1, 8, rule,
                   "boot-info")
     if got.initrd:
-        res.place("initrd (efi_load_initrd, Loader Data)", got.initrd[0], _align(initrd_size, PAGE),
+        res.place("initrd (efi_load_initrd, Loader Data)", got.initrd[0], align_up(initrd_size, PAGE),
                   PAGE, rule, "module")
     for node, addr in zip((n for n in nodes if n["type"] == "SETUP_PCI"), got.setup_data):
         node["address"] = addr
@@ -308,7 +305,7 @@ def load(req):
                           f"[{PHYSICAL_ALIGN_RANGE[0]:#x}, {PHYSICAL_ALIGN_RANGE[1]:#x}] (x86_64's "
                           "CONFIG_PHYSICAL_ALIGN): no Linux build has it", path=req.kernel.path,
                           offset=KERNEL_ALIGNMENT_AT if path == "efi-stub" else None)
-    size = _align(hdr.get("init_size"), align)
+    size = align_up(hdr.get("init_size"), align)
     start = kernel_slot(plat.memory_map, size, align)
     if start is None:
         raise RecipeError(f"no conventional memory for the kernel: {size:#x} bytes aligned to {align:#x} "
@@ -341,7 +338,7 @@ def load(req):
     res.notes.append(f"boot path: {'UKI (systemd-stub hands over to the kernel)' if path == 'uki' else 'EFI-stub kernel'}")
     res.notes.append(f"predicted: kernel block, E820 (both orders), \"Memory: .../{total}K available\", "
                      f"initrd size {initrd_size} bytes" + (" (printed as RAMDISK of "
-                                                           f"{_align(initrd_size, PAGE):#x} bytes)" if initrd_size else ""))
+                                                           f"{align_up(initrd_size, PAGE):#x} bytes)" if initrd_size else ""))
     if initrd_size:
         above4g = bool((hdr.get("xloadflags") or 0) & bz.XLoadFlag.XLF_CAN_BE_LOADED_ABOVE_4G)
         limit = FOUR_GIB if above4g else min(hdr.get("initrd_addr_max") + 1, FOUR_GIB)
@@ -350,7 +347,7 @@ def load(req):
         low_top = min(low_top, limit)
         ok = initrd_size <= limit
         res.checks.append(check("initrd-fits", ok, f"initrd of {initrd_size} bytes below {limit:#x}"))
-        facts["initrd_bounds"] = {"above": start + size, "below": low_top, "pages": _align(initrd_size, PAGE)}
+        facts["initrd_bounds"] = {"above": start + size, "below": low_top, "pages": align_up(initrd_size, PAGE)}
         res.notes.append(f"bounded: the initrd lies in [{start + size:#x}, {low_top:#x}) (top-down Loader Data "
                          "from OVMF's AllocateMaxAddress; the exact address depends on the boot path)")
     res.notes.append(f"bounded: boot_params ({BOOT_PARAMS_ALLOC:#x} bytes), the command line "

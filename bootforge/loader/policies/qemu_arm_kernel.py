@@ -40,6 +40,7 @@ without -initrd: tests/test_arm_qemu.py, tests/data/dtdump-*):
   linked at 0x40200000 (DTB at 0x40000000, r0-r2 = 0, no initrd) and at 0x40100000 (no DTB).
 """
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdt.parse import parse_dtb
 from bootforge.fdtboot import kernels, verdicts
@@ -64,10 +65,6 @@ RANDOM = (RandomProperty("/chosen", "rng-seed", 32, "virt.c create_randomness, r
           # bytes in the new property's alignment padding (observed: one byte, different every boot).
           RandomProperty("/chosen", "stdout-path", 1, "alignment padding: a stale byte of the first rng-seed",
                          part="padding"))
-
-
-def _align(value, alignment):
-    return (value + alignment - 1) // alignment * alignment
 
 
 def take_out_psci(fdt):
@@ -205,7 +202,7 @@ def load(req):
               {"arm64-image": "RAM base + text_offset (+ 2 MiB below the bootloader)",
                "uimage": "the uImage's load address", "raw": "RAM base + QEMU's fixed offset"}[kind], "kernel")
     image_high = load_at + size
-    initrd_start = _align(max(base + min(ram // 2, 128 * MIB), image_high), PAGE)
+    initrd_start = align_up(max(base + min(ram // 2, 128 * MIB), image_high), PAGE)
     initrd = None
     if req.modules:
         m = req.modules[0]
@@ -221,7 +218,7 @@ def load(req):
                   "RAM base + min(RAM/2, 128 MiB), or the kernel's end, page aligned", "module")
         res.modules = [{"start": initrd_start, "end": initrd_start + m.size, "cmdline": m.loader_path}]
     dtb_align = 2 * MIB if arch == "aarch64" else PAGE
-    dtb_start = _align(initrd_start + (initrd[1] if initrd else 0), dtb_align)
+    dtb_start = align_up(initrd_start + (initrd[1] if initrd else 0), dtb_align)
     if board.user_dtb is not None:
         handed, random_bytes = handed_user_dtb(board.user_dtb[1], board.dtb, base, ram, req.cmdline, initrd)
         given, source = board.user_dtb[1], f"the -dtb file {board.user_dtb[0]}"

@@ -14,11 +14,11 @@ Rules:
   mem_upper = the available run starting at 1 MiB.
 """
 
+from bootforge.align import align_up
 from bootforge.formats.multiboot import (
     ELF_MAGIC, MBI1_SIZE_WITHOUT_FRAMEBUFFER, MbiFlag, Multiboot1Info, Multiboot1MmapEntryFixed, Multiboot1Module,
 )
 from bootforge.loader import mbi
-from bootforge.loader.alloc import align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import (
     e820_entries, mb1_kludge_view, mem_lower_kib, mem_upper_kib, standard_checks,

@@ -42,6 +42,7 @@ without -initrd: tests/test_riscv_qemu.py):
 - Random: /chosen rng-seed (32 bytes, virt.c create_fdt_randomness, refilled at reset).
 """
 
+from bootforge.align import align_up
 from bootforge.errors import LoaderRefusal, RecipeError
 from bootforge.fdt.parse import parse_dtb
 from bootforge.fdtboot import kernels, opensbi, verdicts
@@ -60,10 +61,6 @@ PAGE = 4096
 FDT_BUFFER = 1 * MIB            # create_device_tree(): FDT_MAX_SIZE
 FDT_LIMIT = 3 << 30             # riscv_load_fdt: below 3 GiB when RAM starts below it
 RANDOM = (RandomProperty("/chosen", "rng-seed", 32, "virt.c create_fdt, refilled at every reset"),)
-
-
-def _align(value, alignment):
-    return (value + alignment - 1) // alignment * alignment
 
 
 def handed_dtb(machine_dtb_bytes, initrd, region):
@@ -120,7 +117,7 @@ def load(req):
                   "kernel")
         blobs = [(load_at, 0, size, size)]
     else:
-        entry = _align(fw_end, 2 * MIB)
+        entry = align_up(fw_end, 2 * MIB)
         res.place("kernel", entry, len(data), 2 * MIB, "the first 2 MiB boundary after fw_dynamic.bin", "kernel")
     initrd = None
     if req.modules:

@@ -33,10 +33,10 @@ Rules:
   RAM as well, so the map before loading predicts it.
 """
 
+from bootforge.align import align_down, align_up
 from bootforge.errors import FormatError, LoaderRefusal, RecipeError
 from bootforge.formats.efi_memmap import EfiMemoryType
 from bootforge.loader import ovmf_pages
-from bootforge.loader.alloc import align_down, align_up
 from bootforge.loader.policies import loader_policy
 from bootforge.loader.policies.common import GIB4, MIB
 from bootforge.loader.policies.grub_efi import FREED_AT_EXIT, _with_loader_data, place_grub_heap
