@@ -40,7 +40,7 @@ Rules, each checked against real boots (tests/test_uki_load.py, tests/data/linux
   efi_memmap_size from the replayed exit map; OVMF's own pointers declared.
 """
 
-from bootforge.align import align_up
+from bootforge.align import align_down, align_up
 from bootforge.errors import BootforgeError, FormatError, LoaderRefusal, RecipeError
 from bootforge.fileio import read_input
 from bootforge.formats import bzimage as bz, field_offset
@@ -122,7 +122,7 @@ def memory_total_kib(e820):
     for r in e820.ranges:
         if r.type != E820_RAM:
             continue
-        lo, hi = align_up(r.start, PAGE), (r.start + r.size) // PAGE * PAGE
+        lo, hi = align_up(r.start, PAGE), align_down(r.start + r.size, PAGE)
         for t0, t1 in TRIMMED:
             if t0 <= lo < t1:
                 lo = t1
