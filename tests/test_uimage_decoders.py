@@ -4,6 +4,7 @@
 harness (tests/fuzz/fuzz_fit.py) changed them. No QEMU: tests/test_uboot_qemu.py has the boots.
 """
 
+import os
 import struct
 import subprocess
 import sys
@@ -37,12 +38,15 @@ def lzma_with_dictionary(size):
 ADDRESS_SPACE = 1 << 30       # the CLI's whole address space in these runs: 16 times the cap
 
 
-def bootforge_in_address_space(*args):
+def bootforge_in_address_space(*args, cache=None):
     """The real CLI in a subprocess whose address space is capped (RLIMIT_AS): an allocation sized
-    by an unchecked field fails there as a MemoryError traceback."""
+    by an unchecked field fails there as a MemoryError traceback. *cache*: an empty
+    BOOTFORGE_CACHE, so the machine DTB is dumped by QEMU under the same cap."""
     script = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
               "from bootforge.cli import cli; sys.exit(cli.main(prog_name='bootforge'))")
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    env = dict(os.environ, BOOTFORGE_CACHE=str(cache)) if cache is not None else None
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                          env=env)
 
 
 def test_lzma_dictionary_size_allocates_nothing_beyond_the_cap(tmp_path):
@@ -61,12 +65,13 @@ def test_lzma_dictionary_size_allocates_nothing_beyond_the_cap(tmp_path):
     assert '"decompressed_size": 872' in proc.stdout
 
 
-def test_decompression_bombs_stop_at_the_cap():
+def test_decompression_bombs_stop_at_the_cap(tmp_path):
     # The captures with more than 64 MiB of output (U-Boot: "<name> compressed: uncompress error N")
-    # are refused by load in one line within the capped address space.
+    # are refused by load in one line within the capped address space, the machine's DTB included:
+    # each run starts from an empty cache, so QEMU's dumpdtb runs under the cap too.
     for name in ("gzip-too-large", "lzma-too-large", "lz4-too-large"):
         proc = bootforge_in_address_space("load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm",
-                                          CASES / f"{name}.uImage")
+                                          CASES / f"{name}.uImage", cache=tmp_path / name)
         assert_one_line_error(proc, f"{name}.uImage", "more than CONFIG_SYS_BOOTM_LEN (0x4000000 bytes)")
 
 

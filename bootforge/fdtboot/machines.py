@@ -28,6 +28,7 @@ from bootforge.fdt.parse import parse_dtb
 
 MIB = 1 << 20
 DUMPDTB_TIMEOUT = 60
+DUMPDTB_TB_MIB = 8          # the TCG code buffer of a dumpdtb run (it translates nothing)
 
 
 @dataclass
@@ -87,6 +88,11 @@ def machine_dtb(machine, mem, cmdline=None, bios=None):
             argv = machine.qemu_args(mem)
             argv[2] = f"{machine.machine},dumpdtb={out}"
             argv += ["-display", "none", "-nographic", "-monitor", "none", "-serial", "none"]
+            # TCG reserves its code buffer (1 GiB by default in QEMU 7.2) before the machine is built;
+            # dumpdtb runs no guest code, and without this the dump fails under a capped address space
+            # ("allocate 1073741824 bytes for jit buffer: Cannot allocate memory", RLIMIT_AS 1 GiB).
+            # The tree is the same but for its per-run rng-seed and kaslr-seed (observed, dtc -O dts).
+            argv += ["-accel", f"tcg,tb-size={DUMPDTB_TB_MIB}"]
             if bios is not None:
                 argv += ["-bios", str(bios), "-nic", "none"]
             if machine.cmdline_in_machine_dtb and cmdline:
