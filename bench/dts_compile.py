@@ -101,7 +101,8 @@ def main():
           f"p90 {cpu_ratios[int(0.9 * (len(cpu_ratios) - 1))]:.2f}x, max {cpu_ratios[-1]:.2f}x")
     verdict = "ok" if total_bf / total_dtc <= 3 and statistics.median(ratios) <= 3 else "MISSED"
     print(f"  goal <= 3x dtc per file (median) and over the corpus (wall): {verdict}")
+    return 0 if verdict == "ok" else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

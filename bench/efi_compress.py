@@ -47,6 +47,12 @@ def timed(function, items, repeat=1):
     return results, best
 
 
+# The goals (issue 24): the efi variant's total size <= 0.97x EDK2's, compression time <= 20x
+# EDK2's C (both variants); the decompressor's speed goal is bench/efi_decompress.py's.
+GOAL_SIZE_RATIO = 0.97
+GOAL_TIME_RATIO = 20
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grub-every", type=int, default=1, help="use every Nth GRUB module only")
@@ -56,7 +62,7 @@ def main():
     print(f"corpus: {len(files)} files, {total} bytes")
     print(f"{'format':6} {'EDK2 bytes':>11} {'ours bytes':>11} {'ratio':>6}  "
           f"{'comp KB/s':>9} {'(EDK2 x)':>9}  {'decomp MB/s':>11} {'(EDK2 x)':>9}")
-    sizes = []
+    sizes, time_ratios, size_ratio = [], [], None
     for fmt, (edk2_compress, edk2_decompress) in EDK2.items():
         theirs, t_comp_c = timed(lambda d: edk2_compress(d, len(d)), files)
         ours, t_comp_py = timed(lambda d: compress(d, fmt), files)
@@ -67,6 +73,9 @@ def main():
         assert decoded == files, "bootforge cannot decode EDK2's output"
         assert [edk2_decompress(s, len(s)) for s in ours] == files, "EDK2 cannot decode bootforge's output"
         ours_size, theirs_size = sum(map(len, ours)), sum(map(len, theirs))
+        time_ratios.append(t_comp_py / t_comp_c)
+        if fmt == "efi":
+            size_ratio = ours_size / theirs_size
         comp_speed = total / t_comp_py / 1e3
         decomp_speed = total / t_decomp_py / 1e6
         print(f"{fmt:6} {theirs_size:11} {ours_size:11} {ours_size / theirs_size:6.4f}  "
@@ -87,6 +96,11 @@ def main():
         print(f"{fmt} size ratio by input size: " + ", ".join(classes))
     print("(x: how many times longer pure Python takes than EDK2's C)")
     efirom_peer(files)
+    size_ok, time_ok = size_ratio <= GOAL_SIZE_RATIO, max(time_ratios) <= GOAL_TIME_RATIO
+    print(f"efi size {size_ratio:.4f}x EDK2 (goal <= {GOAL_SIZE_RATIO}x): {'ok' if size_ok else 'MISSED'}; "
+          f"slowest compression {max(time_ratios):.0f}x EDK2's C (goal <= {GOAL_TIME_RATIO}x): "
+          f"{'ok' if time_ok else 'MISSED'}")
+    return 0 if size_ok and time_ok else 1
 
 
 SIZE_CLASSES = [(0, 8 << 10), (8 << 10, 64 << 10), (64 << 10, 1 << 32)]
@@ -119,4 +133,4 @@ def efirom_peer(files):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -57,6 +57,7 @@ def bench_sanitize(runs, seed):
     exponent = math.log(results[sizes[-1]][0] / results[sizes[0]][0]) / math.log(sizes[-1] / sizes[0])
     verdict = "ok" if results[sizes[-1]][0] <= 10 and exponent <= 1.15 else "MISSED"
     print(f"  growth exponent 10k -> 1M: {exponent:.3f}  (goal <= 10 s at 1M, exponent <= 1.15: {verdict})")
+    return verdict == "ok"
 
 
 def large_dts(buses=500, devices=99):
@@ -139,10 +140,11 @@ def main():
     parser.add_argument("--seed", type=int, default=6)
     args = parser.parse_args()
     print("sanitize (Linux e820__update_table semantics):")
-    bench_sanitize(args.runs, args.seed)
+    ok = bench_sanitize(args.runs, args.seed)
     print("large DTB:")
     bench_dtb(args.runs)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
