@@ -1,7 +1,8 @@
 """U-Boot's bootm decoders as bootforge models them (bootforge/fdtboot/kernels.py: gunzip,
 .lzma and LZ4 frames into CONFIG_SYS_BOOTM_LEN), on the compressed uImages real U-Boot booted
 (tests/data/uboot-bootm-compressed/, see its cases.json), with headers changed the way the fuzz
-harness (tests/fuzz/fuzz_fit.py) changed them. No QEMU: tests/test_uboot_qemu.py has the boots.
+harness (tests/fuzz/fuzz_fit.py) changed them. No boots (tests/test_uboot_qemu.py has them); `load`
+runs QEMU only for the machine's DTB (dumpdtb).
 """
 
 import os
@@ -12,7 +13,7 @@ import zlib
 
 from bootforge.fdtboot import kernels
 from bootforge.inspect import inspect_data
-from conftest import DATA, REPO, assert_one_line_error, run_bootforge
+from conftest import DATA, REPO, assert_one_line_error, require, run_bootforge
 
 CASES = DATA / "uboot-bootm-compressed"
 SYS_BOOTM_LEN = 0x4000000      # Debian's qemu_arm64 CONFIG_SYS_BOOTM_LEN
@@ -69,6 +70,7 @@ def test_decompression_bombs_stop_at_the_cap(tmp_path):
     # The captures with more than 64 MiB of output (U-Boot: "<name> compressed: uncompress error N")
     # are refused by load in one line within the capped address space, the machine's DTB included:
     # each run starts from an empty cache, so QEMU's dumpdtb runs under the cap too.
+    require("qemu-system-aarch64")
     for name in ("gzip-too-large", "lzma-too-large", "lz4-too-large"):
         proc = bootforge_in_address_space("load", "--platform", "qemu-virt-aarch64:512M", "--loader", "uboot-bootm",
                                           CASES / f"{name}.uImage", cache=tmp_path / name)
